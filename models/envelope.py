@@ -1,0 +1,178 @@
+"""Kafka message bodies: envelopes of one agent's events, verdicts and feedback. Pure: no I/O.
+
+Faust pays a large fixed cost per Kafka message, so the gateway groups a request's events into one
+envelope per agent (DESIGN.md §6) and workers answer with one verdict envelope per envelope.
+Bodies are JSON (orjson); the Kafka key is :func:`agent_key`, so one agent's events keep their
+order on one partition.
+
+>>> from models.events import parse_event
+>>> ev = parse_event({"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "s",
+...                   "action": "x", "payload": {}}, project_id="p")
+>>> env = IngestEnvelope("p", "a", "t-1", 1.5, (ev,), wait=True)
+>>> decode_ingest(encode_ingest(env)) == env
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from models.events import IngestEvent, parse_event
+from models.verdict import Verdict
+from ratchet.errors import ValidationError
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "IngestEnvelope",
+    "VerdictEnvelope",
+    "FeedbackMessage",
+    "agent_key",
+    "encode_ingest",
+    "decode_ingest",
+    "encode_verdicts",
+    "decode_verdicts",
+    "encode_feedback",
+    "decode_feedback",
+    "TRACE_HEADER",
+]
+
+ENVELOPE_VERSION = 1
+#: Kafka header carrying the trace id of the request that produced a message.
+TRACE_HEADER = "trace_id"
+
+
+def agent_key(project_id: str, agent_id: str) -> bytes:
+    """Kafka key: one partition per (project, agent) keeps that agent's events in order."""
+    return f"{project_id}/{agent_id}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class IngestEnvelope:
+    project_id: str
+    agent_id: str
+    trace_id: str
+    received_at: float
+    events: tuple[IngestEvent, ...]
+    #: True when a caller waits synchronously for these verdicts (latency-sensitive).
+    wait: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictEnvelope:
+    project_id: str
+    agent_id: str
+    trace_id: str
+    verdicts: tuple[Verdict, ...]
+    #: ``received_at`` of the ingest envelope, for ingest-to-verdict latency.
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackMessage:
+    """A human decision on a paused event: ``approve`` (false positive) or ``reject``."""
+
+    project_id: str
+    event_id: str
+    decision: str
+    reason: str
+    actor: str
+    trace_id: str
+    decided_at: float
+
+
+def _loads(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("v") != ENVELOPE_VERSION:
+        raise ValidationError(f"{what} has an unknown envelope version")
+    return obj
+
+
+def encode_ingest(env: IngestEnvelope) -> bytes:
+    return orjson.dumps(
+        {
+            "v": ENVELOPE_VERSION,
+            "project_id": env.project_id,
+            "agent_id": env.agent_id,
+            "trace_id": env.trace_id,
+            "received_at": env.received_at,
+            "wait": env.wait,
+            "events": [e.to_dict() for e in env.events],
+        }
+    )
+
+
+def decode_ingest(body: bytes) -> IngestEnvelope:
+    obj = _loads(body, "ingest envelope")
+    project_id = obj["project_id"]
+    events = tuple(
+        parse_event(e, project_id, allow_offline_fields=True) for e in obj.get("events", [])
+    )
+    return IngestEnvelope(
+        project_id=project_id,
+        agent_id=obj["agent_id"],
+        trace_id=obj.get("trace_id", ""),
+        received_at=float(obj.get("received_at", 0.0)),
+        events=events,
+        wait=bool(obj.get("wait", False)),
+    )
+
+
+def encode_verdicts(env: VerdictEnvelope) -> bytes:
+    return orjson.dumps(
+        {
+            "v": ENVELOPE_VERSION,
+            "project_id": env.project_id,
+            "agent_id": env.agent_id,
+            "trace_id": env.trace_id,
+            "received_at": env.received_at,
+            "verdicts": [v.to_dict() for v in env.verdicts],
+        }
+    )
+
+
+def decode_verdicts(body: bytes) -> VerdictEnvelope:
+    obj = _loads(body, "verdict envelope")
+    return VerdictEnvelope(
+        project_id=obj["project_id"],
+        agent_id=obj["agent_id"],
+        trace_id=obj.get("trace_id", ""),
+        verdicts=tuple(Verdict.from_dict(v) for v in obj.get("verdicts", [])),
+        received_at=float(obj.get("received_at", 0.0)),
+    )
+
+
+def encode_feedback(msg: FeedbackMessage) -> bytes:
+    return orjson.dumps(
+        {
+            "v": ENVELOPE_VERSION,
+            "project_id": msg.project_id,
+            "event_id": msg.event_id,
+            "decision": msg.decision,
+            "reason": msg.reason,
+            "actor": msg.actor,
+            "trace_id": msg.trace_id,
+            "decided_at": msg.decided_at,
+        }
+    )
+
+
+def decode_feedback(body: bytes) -> FeedbackMessage:
+    obj = _loads(body, "feedback message")
+    decision = obj.get("decision")
+    if decision not in ("approve", "reject"):
+        raise ValidationError("decision must be approve or reject", "decision")
+    return FeedbackMessage(
+        project_id=obj["project_id"],
+        event_id=obj["event_id"],
+        decision=decision,
+        reason=obj.get("reason", ""),
+        actor=obj.get("actor", ""),
+        trace_id=obj.get("trace_id", ""),
+        decided_at=float(obj.get("decided_at", 0.0)),
+    )

@@ -1,0 +1,143 @@
+"""Verdicts (DESIGN.md §2): what Ratchet answers for each event. Pure: no I/O.
+
+Actions are ordered by strictness; a verdict takes the strictest action of its reasons.
+
+>>> strictest(["allow", "pause", "flag"])
+'pause'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ACTIONS",
+    "MODES",
+    "Reason",
+    "Edge",
+    "Verdict",
+    "strictest",
+    "action_rank",
+]
+
+#: Actions from most lenient to strictest.
+ACTIONS: tuple[str, ...] = ("allow", "flag", "pause", "reject")
+MODES: tuple[str, ...] = ("shadow", "soft_lock", "locked")
+
+
+def action_rank(action: str) -> int:
+    return ACTIONS.index(action)
+
+
+def strictest(actions: Iterable[str]) -> str:
+    best = "allow"
+    for a in actions:
+        if ACTIONS.index(a) > ACTIONS.index(best):
+            best = a
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a verdict has its action: ``source`` is ``markov`` or ``guardrail:<name>``."""
+
+    source: str
+    action: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "action": self.action, "detail": dict(self.detail)}
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """The transition an event made: counts as they were *before* this event was learned."""
+
+    from_node: str
+    to_node: str
+    p: float
+    count: float
+    row_total: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.from_node,
+            "to": self.to_node,
+            "p": self.p,
+            "count": self.count,
+            "from_total": self.row_total,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    event_id: str
+    agent_id: str
+    run_id: str
+    chain: str
+    mode: str
+    anomalous: bool
+    score: float
+    threshold: float
+    edge: Edge
+    action: str
+    reasons: tuple[Reason, ...]
+    decided_at: float
+    trace_id: str = ""
+    project_id: str = ""
+    #: True when this answer is a replay of an earlier decision (redelivered event id).
+    duplicate: bool = False
+    #: True when the event is held back from learning until a human approves it.
+    held: bool = False
+    #: Set when a guard failed (e.g. Redis down); never reported as a detection.
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "agent_id": self.agent_id,
+            "run_id": self.run_id,
+            "trace_id": self.trace_id,
+            "project_id": self.project_id,
+            "chain": self.chain,
+            "mode": self.mode,
+            "anomalous": self.anomalous,
+            "score": round(self.score, 4),
+            "threshold": round(self.threshold, 4),
+            "edge": self.edge.to_dict(),
+            "action": self.action,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "decided_at": self.decided_at,
+            "duplicate": self.duplicate,
+            "held": self.held,
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        e = d["edge"]
+        return cls(
+            event_id=d["event_id"],
+            agent_id=d["agent_id"],
+            run_id=d["run_id"],
+            trace_id=d.get("trace_id", ""),
+            chain=d["chain"],
+            mode=d["mode"],
+            anomalous=bool(d["anomalous"]),
+            score=float(d["score"]),
+            threshold=float(d["threshold"]),
+            edge=Edge(e["from"], e["to"], float(e["p"]), float(e["count"]), float(e["from_total"])),
+            action=d["action"],
+            reasons=tuple(
+                Reason(r["source"], r["action"], r.get("detail", {})) for r in d.get("reasons", [])
+            ),
+            decided_at=float(d["decided_at"]),
+            project_id=d.get("project_id", ""),
+            duplicate=bool(d.get("duplicate", False)),
+            held=bool(d.get("held", False)),
+            error=d.get("error"),
+        )

@@ -1,0 +1,140 @@
+"""The one settings object: every knob, read once from ``RATCHET_*`` environment variables.
+
+Nothing else in the code base reads ``os.environ``. Each field documents its default; a value that
+cannot be cast raises :class:`ratchet.errors.ConfigError` naming the variable.
+
+>>> s = Settings.from_env({"RATCHET_GATEWAY_PORT": "9000"})
+>>> s.gateway_port
+9000
+>>> Settings.from_env({}).redis_url is None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratchet.errors import ConfigError
+
+__all__ = ["Settings", "Secret", "get_settings", "PREFIX"]
+
+PREFIX = "RATCHET_"
+
+
+class Secret(str):
+    """A string whose ``repr`` never shows its value (keys and secrets in settings)."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- services -------------------------------------------------------------------------
+    #: Redis URL (``redis://host:port/db``); unset → commands that need Redis start their own.
+    redis_url: str | None = None
+    #: Treat ``redis_url`` as a Redis Cluster seed node.
+    redis_cluster: bool = False
+    #: Kafka bootstrap servers (``host:port[,host:port]``); unset → the demo starts Tansu.
+    kafka_bootstrap: str | None = None
+    #: Prefix of every Redis key Ratchet writes (a namespace; replay uses its own).
+    key_prefix: str = "rt"
+    #: Topic names.
+    topic_ingest: str = "ingest"
+    topic_verdicts: str = "verdicts"
+    topic_feedback: str = "feedback"
+    topic_audit: str = "audit"
+    #: Partitions used when Ratchet creates its topics.
+    topic_partitions: int = 8
+
+    # --- engine state bounds ----------------------------------------------------------------
+    #: Idle TTL of a run's state (last node, dedup answers), seconds.
+    run_ttl_s: int = 86_400
+    #: Idle TTL of a whole chain (counts, window, mode), seconds.
+    chain_ttl_s: int = 30 * 86_400
+    #: Engine tuning file (TOML, ``[engine]`` table); overrides the built-in defaults.
+    engine_config: str | None = None
+    #: Node ids include service and coarse action (DESIGN.md §3 rich Markov mode).
+    rich_markov: bool = False
+
+    # --- gateway ------------------------------------------------------------------------------
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
+    max_wait_ms: int = 5_000
+    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, seconds.
+    verdict_ttl_s: int = 86_400
+    #: Largest accepted request body, bytes.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Allowed clock skew for signed events, seconds.
+    signature_window_s: int = 300
+    #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
+    admin_token: Secret | None = None
+
+    # --- workers --------------------------------------------------------------------------------
+    worker_id: str = "ratchet-worker"
+    worker_web_port: int = 6066
+    #: Faust consumer-group timings (short values are for tests and the demo; see docs).
+    broker_session_timeout_s: float = 60.0
+    broker_heartbeat_interval_s: float = 3.0
+    broker_rebalance_timeout_s: float = 60.0
+
+    # --- logging ----------------------------------------------------------------------------------
+    log_level: str = "INFO"
+
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            name = PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _cast(name, env[name], f.type)
+        values["extra"] = {k: v for k, v in env.items() if k.startswith(PREFIX)}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _cast(name: str, raw: str, annotation: object) -> object:
+    text = str(annotation)
+    try:
+        if "bool" in text:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if "Secret" in text:
+            return Secret(raw) if raw else None
+        if "None" in text and raw == "":
+            return None
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {text}; fix or unset it") from None
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _cached
+    if _cached is None:
+        _cached = Settings.from_env()
+    return _cached

@@ -1,0 +1,23 @@
+# Sourced by scripts/*: create .venv and install Ratchet with its dev extra when missing or stale.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing redis-server (apt-get)..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+  else
+    echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install -y redis-server)" >&2
+    exit 1
+  fi
+fi
+VENV="${RATCHET_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV..." >&2
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.ratchet-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "installing ratchet and its dev dependencies into $VENV..." >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+. "$VENV/bin/activate"

@@ -87,6 +87,10 @@ class Verdict:
     decided_at: float
     trace_id: str = ""
     project_id: str = ""
+    #: The chain's hash tag (``models.nodes.ChainId.tag``): how feedback finds the chain.
+    chain_tag: str = ""
+    #: Set when this event changed the chain's mode: "soft_lock", "locked" or "locked(forced)".
+    mode_change: str = ""
     #: True when this answer is a replay of an earlier decision (redelivered event id).
     duplicate: bool = False
     #: True when the event is held back from learning until a human approves it.
@@ -102,6 +106,7 @@ class Verdict:
             "trace_id": self.trace_id,
             "project_id": self.project_id,
             "chain": self.chain,
+            "chain_tag": self.chain_tag,
             "mode": self.mode,
             "anomalous": self.anomalous,
             "score": round(self.score, 4),
@@ -115,6 +120,8 @@ class Verdict:
         }
         if self.error:
             out["error"] = self.error
+        if self.mode_change:
+            out["mode_change"] = self.mode_change
         return out
 
     @classmethod
@@ -137,6 +144,8 @@ class Verdict:
             ),
             decided_at=float(d["decided_at"]),
             project_id=d.get("project_id", ""),
+            chain_tag=d.get("chain_tag", ""),
+            mode_change=d.get("mode_change", ""),
             duplicate=bool(d.get("duplicate", False)),
             held=bool(d.get("held", False)),
             error=d.get("error"),

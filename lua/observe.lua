@@ -1,0 +1,240 @@
+--[[
+  observe.lua — score, decide and (unless held back) learn a batch of events of ONE chain.
+
+  Atomic per chain; all keys share the chain's hash tag. For each event, in order:
+  redelivered event id → the stored answer again; else the run's last node (START for a new run)
+  → map onto the overflow node at the caps → p before counting → score = -log2(p + eps)
+  → threshold over the rolling window (fallback while not full, never under the floor)
+  → anomalous → action by mode → count the transition unless held (protected learning)
+  → push the score into the window (non-anomalous scores only) → remember the answer.
+  A new run of the chain counts a run; every `checkpoint_runs` runs a checkpoint measures
+  stability, progresses the mode and decays the counts (includes/checkpoint.lua).
+  `end_of_run` adds the node → END transition, scored the same way; the event's answer is the
+  more surprising of its two edges (by score minus threshold).
+
+  KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms
+  KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
+  KEYS[3] rows      hash: from → row total (1/1000 units)
+  KEYS[4] nodes     hash: node → 1
+  KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings)
+  KEYS[6] snapshot  hash: edges at the last checkpoint
+  KEYS[7..] run     hash per run: last, ended, "e:<event id>" → answer, "h:<event id>" → held edges
+
+  ARGV[1]  now_ms            current time, ms (Unix)
+  ARGV[2]  learn             1 count transitions / runs / modes; 0 score only (what-if)
+  ARGV[3]  epsilon           ε of the score
+  ARGV[4]  floor_bits        no score at or under this is anomalous
+  ARGV[5]  fallback_bits     default fallback threshold (meta "fb" overrides)
+  ARGV[6]  sigma             default sigma multiplier (meta "sig" overrides)
+  ARGV[7]  window            rolling window length
+  ARGV[8]  window_large      window length once runs >= large_runs
+  ARGV[9]  large_runs        runs that make a chain high-volume
+  ARGV[10] min_support       from-node support (counts) below which only new nodes are anomalous
+  ARGV[11] checkpoint_runs   runs between checkpoints
+  ARGV[12] min_runs_soft     runs before soft-lock
+  ARGV[13] min_runs_locked   runs before locked
+  ARGV[14] stability         max distribution change (total variation) counted as stable
+  ARGV[15] stability_large   the same for high-volume chains
+  ARGV[16] force_after       runs past min_runs_locked before a forced promotion
+  ARGV[17] forced_sigma      sigma multiplier floor of force-promoted chains
+  ARGV[18] node_cap          nodes per chain
+  ARGV[19] edge_cap          edges per chain
+  ARGV[20] soft_action       action code in soft-lock (0 allow, 1 flag, 2 pause, 3 reject)
+  ARGV[21] locked_action     action code in locked
+  ARGV[22] eligible          1 when the chain itself is eligible for locked (critical / rich mode)
+  ARGV[23..25] decay ppm     decay of low (<=5), mid (<=20), high (>20) counts, parts per million
+  ARGV[26] run_ttl           idle TTL of run state, s
+  ARGV[27] chain_ttl         idle TTL of the chain, s
+  ARGV[28] protect           1 = paused/rejected/held events are not learned
+  ARGV[29] n                 number of events; then 6 values per event:
+           event_id, run key index (into KEYS), node, high priority (0/1), end_of_run (0/1),
+           hold (0/1: a guardrail holds it back from learning)
+
+  Output: one string per event, tab-separated:
+    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
+    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
+    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1)
+]]
+local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
+local nodes_key, win_key, snap_key = KEYS[4], KEYS[5], KEYS[6]
+local now_ms = ARGV[1]
+local learn = ARGV[2] == '1'
+local eps = tonumber(ARGV[3])
+local floor_bits = tonumber(ARGV[4])
+local fallback_default = tonumber(ARGV[5])
+local sigma_default = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
+local window_large = tonumber(ARGV[8])
+local large_runs = tonumber(ARGV[9])
+local min_support = tonumber(ARGV[10])
+local checkpoint_runs = tonumber(ARGV[11])
+local min_runs_soft = tonumber(ARGV[12])
+local min_runs_locked = tonumber(ARGV[13])
+local stability = tonumber(ARGV[14])
+local stability_large = tonumber(ARGV[15])
+local force_after = tonumber(ARGV[16])
+local forced_sigma = tonumber(ARGV[17])
+local node_cap = tonumber(ARGV[18])
+local edge_cap = tonumber(ARGV[19])
+local soft_action = tonumber(ARGV[20])
+local locked_action = tonumber(ARGV[21])
+local eligible_chain = ARGV[22] == '1'
+local ppm_low, ppm_mid, ppm_high = tonumber(ARGV[23]), tonumber(ARGV[24]), tonumber(ARGV[25])
+local run_ttl = tonumber(ARGV[26])
+local chain_ttl = tonumber(ARGV[27])
+local protect = ARGV[28] == '1'
+local n = tonumber(ARGV[29])
+local BASE, FIELDS = 29, 6
+
+local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
+  'chg', 'forced', 'events')
+local st = {
+  runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
+  sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
+  elig = tonumber(m[5] or '0'), nn = tonumber(m[6] or '0'), ne = tonumber(m[7] or '0'),
+  ovf = tonumber(m[8] or '0'), chg = tonumber(m[9] or '1'), forced = tonumber(m[10] or '0'),
+  events = tonumber(m[11] or '0'), mode_changed = 0,
+}
+if eligible_chain then st.elig = 1 end
+
+--- @include "chain_state"
+--- @include "checkpoint"
+
+local LN2 = math.log(2.0)
+local win = redis.call('LRANGE', win_key, 0, window_large - 1)
+for i = 1, #win do win[i] = tonumber(win[i]) end
+local win_dirty = false
+
+local function current_threshold()
+  local w = window
+  if st.runs >= large_runs then w = window_large end
+  local value
+  if #win < w then
+    value = st.fb
+  else
+    local total = 0.0
+    for i = 1, w do total = total + win[i] end
+    local mean = total / w
+    local acc = 0.0
+    for i = 1, w do
+      local d = win[i] - mean
+      acc = acc + d * d
+    end
+    value = mean + st.sig * math.sqrt(acc / w)
+  end
+  if value > floor_bits then return value end
+  return floor_bits
+end
+
+local function push_score(bits)
+  table.insert(win, 1, bits)
+  if #win > window_large then win[#win] = nil end
+  win_dirty = true
+end
+
+-- Score one transition; returns a table describing it (not yet learned).
+local function assess(from, to)
+  to = bounded_to(from, to, node_cap, edge_cap)
+  local c = edge_count(from, to)
+  local r = row_total(from)
+  local p = 0.0
+  if r > 0 then p = c / r end
+  local bits = -math.log(p + eps) / LN2
+  local limit = current_threshold()
+  local to_new = not node_known(to)
+  local anomalous = bits > limit
+  if anomalous and min_support > 0 and r < min_support * SCALE and not to_new then
+    anomalous = false
+  end
+  return { from = from, to = to, c = c, r = r, bits = bits, limit = limit,
+           anomalous = anomalous, to_new = to_new }
+end
+
+local function action_for(anomalous)
+  if not anomalous or st.mode == 0 then return 0 end
+  if st.mode == 1 then return soft_action end
+  return locked_action
+end
+
+local runs_seen = {}
+local out = {}
+for i = 0, n - 1 do
+  local o = BASE + i * FIELDS
+  local event_id = ARGV[o + 1]
+  local run_key = KEYS[tonumber(ARGV[o + 2])]
+  local node = ARGV[o + 3]
+  local prio_high = ARGV[o + 4] == '1'
+  local eor = ARGV[o + 5] == '1'
+  local ext_hold = ARGV[o + 6] == '1'
+  local answer_field = 'e:' .. event_id
+  st.mode_changed = 0
+  local prior = redis.call('HGET', run_key, answer_field)
+  if prior then
+    out[#out + 1] = '1\t' .. prior
+  else
+    runs_seen[run_key] = true
+    local run = redis.call('HMGET', run_key, 'last', 'ended')
+    local from = run[1]
+    if (not from) or run[2] == '1' then
+      from = START
+      if learn then
+        st.runs = st.runs + 1
+        if st.runs % checkpoint_runs == 0 then checkpoint() end
+      end
+    end
+    if learn and prio_high then st.elig = 1 end
+    local e = assess(from, node)
+    local tail = nil
+    if eor then tail = assess(e.to, END_NODE) end
+    local anomalous = e.anomalous or (tail ~= nil and tail.anomalous)
+    local action = action_for(anomalous)
+    local held = protect and (action >= 2 or ext_hold)
+    local shown = e
+    if tail ~= nil and (tail.bits - tail.limit) > (e.bits - e.limit) then shown = tail end
+    if learn and not held then
+      count_edge(e.from, e.to)
+      if tail ~= nil then count_edge(tail.from, tail.to) end
+      st.events = st.events + 1
+    elseif learn and held then
+      local pending = e.from .. '\t' .. e.to
+      if tail ~= nil then pending = pending .. '\n' .. tail.from .. '\t' .. tail.to end
+      redis.call('HSET', run_key, 'h:' .. event_id, pending)
+    end
+    if not e.anomalous then push_score(e.bits) end
+    if tail ~= nil and not tail.anomalous then push_score(tail.bits) end
+    local last, ended = e.to, '0'
+    if eor then last, ended = END_NODE, '1' end
+    local held_flag, anomalous_flag, new_flag = '0', '0', '0'
+    if held then held_flag = '1' end
+    if anomalous then anomalous_flag = '1' end
+    if shown.to_new then new_flag = '1' end
+    local answer = table.concat({
+      shown.from, shown.to, string.format('%d', shown.c), string.format('%d', shown.r),
+      string.format('%.17g', shown.bits), string.format('%.17g', shown.limit),
+      anomalous_flag, tostring(st.mode), tostring(action), held_flag,
+      string.format('%d', st.runs), tostring(st.mode_changed), new_flag,
+    }, '\t')
+    redis.call('HSET', run_key, 'last', last, 'ended', ended, answer_field, answer)
+    out[#out + 1] = '0\t' .. answer
+  end
+end
+
+for run_key in pairs(runs_seen) do
+  redis.call('EXPIRE', run_key, run_ttl)
+end
+if win_dirty then
+  redis.call('DEL', win_key)
+  local vals = {}
+  for i = 1, #win do vals[i] = string.format('%.17g', win[i]) end
+  if #vals > 0 then redis.call('RPUSH', win_key, unpack(vals)) end
+end
+if learn then
+  redis.call('HSET', meta_key, 'runs', st.runs, 'mode', st.mode, 'sig', string.format('%.17g', st.sig),
+    'fb', string.format('%.17g', st.fb), 'elig', st.elig, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
+    'chg', string.format('%.17g', st.chg), 'forced', st.forced, 'events', st.events,
+    'upd_ms', now_ms)
+end
+for i = 1, 6 do
+  redis.call('EXPIRE', KEYS[i], chain_ttl)
+end
+return out

@@ -1,0 +1,163 @@
+"""Engine parameters: every tunable of the behavioural engine, with its measured default.
+
+The defaults are chosen from measurements on the synthetic traffic generator and on the HDFS
+benchmark's *training* data (see ``docs/detection.md``). A TOML file can override them::
+
+    [engine]
+    floor_bits = 8.0
+    sigma_multiplier = 3.0
+
+>>> p = params_from_mapping({"floor_bits": 6})
+>>> p.floor_bits, p.window
+(6.0, 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ratchet.errors import ConfigError
+
+__all__ = ["EngineParams", "params_from_mapping", "load_params", "COUNT_SCALE", "ACTION_CODES"]
+
+#: Counts are stored in Redis as integers in units of 1/COUNT_SCALE, so decay is exact integer
+#: arithmetic that Lua and Python compute identically.
+COUNT_SCALE = 1000
+
+#: Action names by their integer code in the Lua scripts.
+ACTION_CODES: tuple[str, ...] = ("allow", "flag", "pause", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineParams:
+    # --- scoring and threshold ----------------------------------------------------------------
+    #: ε in ``-log2(p + ε)``; 1e-6 caps a never-seen transition at ~19.93 bits.
+    epsilon: float = 1e-6
+    #: Threshold while the rolling window is not full (3.0 bits ≈ p < 0.125).
+    fallback_bits: float = 3.0
+    #: No transition scoring at or under this many bits is ever anomalous.
+    floor_bits: float = 8.0
+    #: ``threshold = mean + sigma_multiplier × std`` over the rolling window.
+    sigma_multiplier: float = 3.0
+    #: Rolling window of recent edge scores, and the wider one for high-volume chains.
+    window: int = 10
+    window_large: int = 15
+    #: A chain with at least this many runs is "high volume" (wider window, stricter stability).
+    large_runs: int = 500
+    #: Support-aware surprise: a transition out of a from-node seen fewer than this many times is
+    #: only anomalous when the destination node itself is new to the chain.
+    min_support: int = 0
+    # --- modes ----------------------------------------------------------------------------------
+    #: Decay, stability checkpoints and mode progression run every this many runs of a chain.
+    checkpoint_runs: int = 10
+    min_runs_soft: int = 30
+    min_runs_locked: int = 100
+    #: Largest change of the transition distribution (total variation) that counts as stable.
+    stability: float = 0.05
+    stability_large: float = 0.015
+    #: Eligible chains still in soft-lock this many runs past ``min_runs_locked`` are promoted.
+    force_after_runs: int = 400
+    #: Sigma multiplier applied (at least) to force-promoted chains.
+    forced_sigma: float = 4.0
+    soft_action: str = "flag"
+    locked_action: str = "pause"
+    critical_locked_action: str = "pause"
+    #: Protected learning: paused/rejected events are not learned until approved.
+    protect: bool = True
+    # --- decay (fraction removed per checkpoint, by tier of the edge count) -------------------
+    decay_low: float = 0.001  # 1 < count <= 5
+    decay_mid: float = 0.0025  # 5 < count <= 20
+    decay_high: float = 0.01  # count > 20
+    # --- bounded state ----------------------------------------------------------------------
+    node_cap: int = 512
+    edge_cap: int = 4096
+    # --- feedback tuning ------------------------------------------------------------------------
+    sigma_min: float = 1.5
+    sigma_max: float = 6.0
+    sigma_step_up: float = 0.25
+    sigma_step_down: float = 0.1
+    fallback_min: float = 2.0
+    fallback_max: float = 12.0
+    fallback_step_up: float = 0.5
+    fallback_step_down: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("soft_action", "locked_action", "critical_locked_action"):
+            if getattr(self, name) not in ACTION_CODES:
+                raise ConfigError(f"engine.{name} must be one of {', '.join(ACTION_CODES)}")
+        if not 0 < self.epsilon < 1:
+            raise ConfigError("engine.epsilon must be between 0 and 1")
+        if self.window < 2 or self.window_large < self.window:
+            raise ConfigError("engine.window must be >= 2 and window_large >= window")
+        if self.checkpoint_runs < 1:
+            raise ConfigError("engine.checkpoint_runs must be >= 1")
+        for name in ("decay_low", "decay_mid", "decay_high"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"engine.{name} must be in [0, 1)")
+        if self.node_cap < 2 or self.edge_cap < 2:
+            raise ConfigError("engine.node_cap and engine.edge_cap must be >= 2")
+
+    def window_for(self, runs: int) -> int:
+        return self.window_large if runs >= self.large_runs else self.window
+
+    def stability_for(self, runs: int) -> float:
+        return self.stability_large if runs >= self.large_runs else self.stability
+
+    def decay_ppm(self) -> tuple[int, int, int]:
+        """Decay rates in parts per million (integers, identical in Lua and Python)."""
+        return (
+            round(self.decay_low * 1_000_000),
+            round(self.decay_mid * 1_000_000),
+            round(self.decay_high * 1_000_000),
+        )
+
+    def replace(self, **changes: Any) -> EngineParams:
+        return dataclasses.replace(self, **changes)
+
+
+def params_from_mapping(values: Mapping[str, Any], base: EngineParams | None = None) -> EngineParams:
+    """Override ``base`` (default: built-ins) with ``values``; unknown names are errors."""
+    base = base or EngineParams()
+    known = {f.name: f for f in dataclasses.fields(EngineParams)}
+    changes: dict[str, Any] = {}
+    for name, raw in values.items():
+        f = known.get(name)
+        if f is None:
+            raise ConfigError(f"engine.{name} is not a known engine parameter")
+        current = getattr(base, name)
+        try:
+            if isinstance(current, bool):
+                if not isinstance(raw, bool):
+                    raise TypeError
+                changes[name] = raw
+            elif isinstance(current, int):
+                if isinstance(raw, bool) or int(raw) != raw:
+                    raise TypeError
+                changes[name] = int(raw)
+            elif isinstance(current, float):
+                if isinstance(raw, bool):
+                    raise TypeError
+                changes[name] = float(raw)
+            else:
+                changes[name] = str(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"engine.{name} must be a {type(current).__name__}, got {raw!r}"
+            ) from None
+    return dataclasses.replace(base, **changes)
+
+
+def load_params(text: str, base: EngineParams | None = None) -> EngineParams:
+    """Parse a TOML document whose ``[engine]`` table overrides the defaults."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"engine config is not valid TOML: {exc}") from None
+    table = doc.get("engine", {})
+    if not isinstance(table, dict):
+        raise ConfigError("[engine] must be a table")
+    return params_from_mapping(table, base)

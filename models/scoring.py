@@ -1,0 +1,77 @@
+"""Edge scores and the anomaly decision (DESIGN.md §3). Pure: no I/O.
+
+The Lua script ``lua/observe.lua`` computes exactly the same numbers (same formulas, same order of
+floating-point operations); ``tests/integration/test_engine_agreement.py`` checks they agree.
+
+>>> round(score(0.5, 1e-6), 4)
+1.0
+>>> round(score(0.0, 1e-6), 2)
+19.93
+>>> threshold([1.0] * 10, window=10, sigma=3.0, fallback=3.0, floor=0.0)
+1.0
+>>> threshold([1.0] * 9, window=10, sigma=3.0, fallback=3.0, floor=0.0)
+3.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["score", "window_stats", "threshold", "is_anomalous", "probability"]
+
+_LN2 = math.log(2.0)
+
+
+def probability(count: int, row_total: int) -> float:
+    """Transition probability ``count / row_total`` (0 for a from-node never left before)."""
+    return count / row_total if row_total > 0 else 0.0
+
+
+def score(p: float, epsilon: float) -> float:
+    """Surprise in bits, ``-log2(p + ε)`` (written as ``-ln(x)/ln 2``, as Lua computes it)."""
+    return -math.log(p + epsilon) / _LN2
+
+
+def window_stats(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation, summed in the given order."""
+    n = len(values)
+    total = 0.0
+    for v in values:
+        total = total + v
+    mean = total / n
+    acc = 0.0
+    for v in values:
+        d = v - mean
+        acc = acc + d * d
+    return mean, math.sqrt(acc / n)
+
+
+def threshold(
+    recent: Sequence[float], *, window: int, sigma: float, fallback: float, floor: float
+) -> float:
+    """Rolling threshold over the newest ``window`` scores (newest first), never under ``floor``.
+
+    While fewer than ``window`` scores exist the fallback applies.
+    """
+    if len(recent) < window:
+        value = fallback
+    else:
+        mean, std = window_stats(recent[:window])
+        value = mean + sigma * std
+    return value if value > floor else floor
+
+
+def is_anomalous(
+    bits: float, limit: float, *, row_total: int, to_is_new: bool, min_support: int, scale: int
+) -> bool:
+    """``bits > limit``, except out of from-nodes with too little support to judge.
+
+    A from-node left fewer than ``min_support`` times says little about which transitions are
+    normal; there only a destination never seen in the chain counts as anomalous.
+    """
+    if bits <= limit:
+        return False
+    if min_support > 0 and row_total < min_support * scale and not to_is_new:
+        return False
+    return True

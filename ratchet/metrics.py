@@ -1,0 +1,56 @@
+"""Prometheus metrics of the engine and workers (DESIGN.md §6 conventions).
+
+``ratchet_`` prefix, base units (seconds, bits), ``_total`` counters, bounded labels only: never
+an agent id, event id or chain as a label. The gateway's HTTP metrics live in gateway/metrics.py.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = [
+    "LUA_SECONDS",
+    "EVENTS",
+    "VERDICTS",
+    "MODE_TRANSITIONS",
+    "EDGE_SCORE_BITS",
+    "ENGINE_ERRORS",
+    "BATCH_EVENTS",
+]
+
+LUA_SECONDS = Histogram(
+    "ratchet_lua_call_duration_seconds",
+    "Duration of one engine Lua call (or one pipelined batch of calls).",
+    ["script"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+EVENTS = Counter(
+    "ratchet_events_processed_total",
+    "Events decided by the engine, by chain mode and whether the detector found them anomalous.",
+    ["mode", "anomalous"],
+)
+VERDICTS = Counter(
+    "ratchet_verdicts_total",
+    "Verdicts by action and by the source that decided the action (markov, guardrail:<name>, none).",
+    ["action", "source"],
+)
+MODE_TRANSITIONS = Counter(
+    "ratchet_mode_transitions_total",
+    "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
+    ["to", "forced"],
+)
+EDGE_SCORE_BITS = Histogram(
+    "ratchet_edge_score_bits",
+    "Surprise of scored transitions, in bits (-log2(p + eps)).",
+    buckets=(0.5, 1, 2, 3, 4, 6, 8, 10, 12, 15, 20),
+)
+ENGINE_ERRORS = Counter(
+    "ratchet_engine_errors_total",
+    "Engine failures by kind (e.g. redis_unavailable); a guard error is never a detection.",
+    ["kind"],
+)
+BATCH_EVENTS = Histogram(
+    "ratchet_engine_batch_events",
+    "Events per engine call (batching efficiency).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)

@@ -1,0 +1,42 @@
+"""Lua scripts: loaded once from package data, includes expanded, registered by SHA.
+
+A line ``--- @include "name"`` in a script is replaced by ``lua/includes/name.lua`` (shared
+helpers are included, never copied). Scripts are redis-py ``Script`` objects: EVALSHA with an
+automatic reload after a ``SCRIPT FLUSH``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["script_source", "Scripts", "SCRIPT_NAMES"]
+
+SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset")
+
+_INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text of ``lua/<name>.lua`` with its includes expanded."""
+    text = resources.files("lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+    def expand(match: re.Match[str]) -> str:
+        inc = resources.files("lua.includes").joinpath(f"{match.group(1)}.lua")
+        return inc.read_text(encoding="utf-8")
+
+    return _INCLUDE.sub(expand, text)
+
+
+class Scripts:
+    """The engine's scripts, registered once on a client (or cluster client)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.observe: AsyncScript = client.register_script(script_source("observe"))
+        self.feedback: AsyncScript = client.register_script(script_source("feedback"))
+        self.reset: AsyncScript = client.register_script(script_source("reset"))

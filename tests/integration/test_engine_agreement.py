@@ -21,7 +21,7 @@ from ratchet.store import ChainBatch, EngineStore, ObserveItem
 # Small numbers so a few dozen events exercise checkpoints, decay, caps and every mode.
 SMALL = EngineParams(
     window=3, window_large=4, large_runs=8, checkpoint_runs=3, min_runs_soft=3,
-    min_runs_locked=6, force_after_runs=6, node_cap=5, edge_cap=9, floor_bits=1.0,
+    min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
     min_support=2, stability=0.3, stability_large=0.2,
     decay_low=0.1, decay_mid=0.2, decay_high=0.3,
 )
@@ -30,8 +30,8 @@ event_st = st.tuples(
     st.integers(0, 30),            # event id (small range → duplicates)
     st.sampled_from(["r1", "r2", "r3"]),
     st.sampled_from([f"n{i}" for i in range(8)]),
-    st.booleans(),                 # high priority
-    st.integers(0, 5).map(lambda x: x == 0),  # end_of_run (1 in 6)
+    st.integers(0, 19).map(lambda x: x == 0),  # high priority (1 in 20)
+    st.integers(0, 4).map(lambda x: x == 0),  # end_of_run (1 in 5)
     st.integers(0, 9).map(lambda x: x == 0),  # hold (1 in 10)
 )
 

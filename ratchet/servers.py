@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,6 +37,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too; Redis wants port <= 55535."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 55_535)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise UnavailableError("no free port pair (port, port+10000) found on 127.0.0.1")
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
@@ -151,7 +171,8 @@ class RedisClusterServer:
         try:
             for _ in range(self.masters):
                 node = RedisServer(
-                    extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+                    port=free_cluster_port(),
+                    extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
                 )
                 # cluster-config-file lives in the node's own workdir (set by --dir)
                 self.nodes.append(node.start())

@@ -1,0 +1,286 @@
+"""``ratchet replay``: run recorded ingest events through the real engine, offline.
+
+For guardrail authors (backtest a config change against recorded traffic) and for measuring
+detection quality. Input: JSONL of ingest events (``project_id`` and ``label`` allowed per line).
+Output: one verdict per input line, in input order (an invalid line gets an error record, so the
+output stays aligned). Without ``--redis-url`` a private ``redis-server`` is started and removed;
+with one, replay works in its own key namespace and deletes it afterwards (``--keep`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from models.evaluation import Confusion, RunTally
+from models.events import IngestEvent, parse_event
+from models.params import EngineParams, load_params
+from models.verdict import Verdict
+from ratchet.engine import Engine, connect_redis
+from ratchet.errors import ConfigError, ValidationError
+from ratchet.keys import Keys
+from ratchet.servers import redis_for
+from ratchet.settings import Settings, get_settings
+
+__all__ = ["ReplaySummary", "replay", "register", "read_events"]
+
+
+@dataclass
+class ReplaySummary:
+    events: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    anomalous: int = 0
+    final_modes: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    event_level: Confusion | None = None
+    run_level: Confusion | None = None
+    runs: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "events": self.events,
+            "invalid_lines": self.invalid,
+            "duplicates": self.duplicates,
+            "runs": self.runs,
+            "actions": dict(self.actions),
+            "anomalous": self.anomalous,
+            "chains_by_final_mode": dict(self.final_modes),
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None,
+        }
+        if self.event_level is not None and self.run_level is not None:
+            out["event_level"] = self.event_level.as_dict()
+            out["run_level"] = self.run_level.as_dict()
+        return out
+
+    def render(self) -> str:
+        lines = [
+            f"replayed {self.events} events ({self.runs} runs) in {self.seconds:.1f}s"
+            + (f" — {self.events / self.seconds:,.0f} events/s" if self.seconds else ""),
+            "actions: " + ", ".join(f"{a}={n}" for a, n in sorted(self.actions.items())),
+            f"anomalous (detector's opinion, any mode): {self.anomalous}",
+            "chains by final mode: "
+            + (", ".join(f"{m}={n}" for m, n in sorted(self.final_modes.items())) or "none"),
+        ]
+        if self.invalid:
+            lines.append(f"invalid input lines: {self.invalid} (error records in the output)")
+        if self.duplicates:
+            lines.append(f"redelivered event ids answered from the first decision: {self.duplicates}")
+        for name, c in (("run level", self.run_level), ("event level", self.event_level)):
+            if c is not None:
+                lines.append(
+                    f"{name}: precision {c.precision:.3f} recall {c.recall:.3f} F1 {c.f1:.3f} "
+                    f"FPR {c.fpr:.4f} (tp={c.tp} fp={c.fp} fn={c.fn} tn={c.tn})"
+                )
+        return "\n".join(lines)
+
+
+def read_events(lines: IO[bytes]) -> Iterator[tuple[int, IngestEvent | ValidationError]]:
+    """(line number, event or the validation error of that line); blank lines are skipped."""
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+            yield number, parse_event(obj, None, allow_offline_fields=True)
+        except orjson.JSONDecodeError as exc:
+            yield number, ValidationError(f"line {number}: not valid JSON ({exc})")
+        except ValidationError as exc:
+            yield number, ValidationError(f"line {number}: {exc}", exc.field)
+
+
+class _Progress:
+    def __init__(self, total: int | None, stream: IO[str], enabled: bool) -> None:
+        self.total, self.stream, self.enabled = total, stream, enabled
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.last < 1.0):
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        end = "\n" if final else "\r"
+        self.stream.write(f"replay: {done}{of} events, {rate:,.0f} events/s{end}")
+        self.stream.flush()
+
+
+async def replay(
+    source: IO[bytes],
+    sink: IO[bytes],
+    *,
+    redis_url: str,
+    params: EngineParams,
+    learn: bool = True,
+    namespace: str | None = None,
+    keep: bool = False,
+    batch_size: int = 500,
+    rich: bool = False,
+    total: int | None = None,
+    progress: IO[str] | None = None,
+) -> ReplaySummary:
+    """Replay ``source`` into ``sink``; returns the summary."""
+    prefix = namespace or f"replay:{uuid.uuid4().hex[:12]}"
+    client = connect_redis(redis_url)
+    engine = Engine.create(client, keys=Keys(prefix), params=params, rich=rich)
+    summary = ReplaySummary()
+    events_tally = []
+    runs = RunTally()
+    labelled = True
+    chain_modes: dict[str, str] = {}
+    bar = _Progress(total, progress or sys.stderr, progress is not None)
+    started = time.monotonic()
+
+    async def flush(batch: list[tuple[int, IngestEvent | ValidationError]]) -> None:
+        nonlocal labelled
+        good = [e for _, e in batch if isinstance(e, IngestEvent)]
+        verdicts = iter(await engine.decide(good, learn=learn))
+        for _, item in batch:
+            if isinstance(item, ValidationError):
+                summary.invalid += 1
+                sink.write(orjson.dumps({"error": str(item), "field": item.field}) + b"\n")
+                continue
+            v: Verdict = next(verdicts)
+            _tally(summary, v)
+            chain_modes[v.chain_tag] = v.mode
+            if item.label is None:
+                labelled = False
+            else:
+                events_tally.append((v.anomalous, item.label))
+                runs.add((item.project_id, item.agent_id, item.run_id), v.anomalous, item.label)
+            sink.write(orjson.dumps(v.to_dict()) + b"\n")
+        bar.update(summary.events + summary.invalid)
+
+    try:
+        batch: list[tuple[int, IngestEvent | ValidationError]] = []
+        for entry in read_events(source):
+            batch.append(entry)
+            if len(batch) >= batch_size:
+                await flush(batch)
+                batch = []
+        if batch:
+            await flush(batch)
+        bar.update(summary.events + summary.invalid, final=True)
+    finally:
+        if not keep and namespace is None:
+            await _delete_namespace(client, prefix)
+        await client.aclose()
+    summary.seconds = time.monotonic() - started
+    summary.final_modes = Counter(chain_modes.values())
+    summary.runs = len(runs)
+    if labelled and events_tally:
+        summary.event_level = Confusion.of(events_tally)
+        summary.run_level = runs.confusion()
+    return summary
+
+
+def _tally(summary: ReplaySummary, v: Verdict) -> None:
+    summary.events += 1
+    summary.actions[v.action] += 1
+    summary.anomalous += v.anomalous
+    summary.duplicates += v.duplicate
+
+
+async def _delete_namespace(client: Any, prefix: str) -> None:
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await client.unlink(*batch)
+            batch = []
+    if batch:
+        await client.unlink(*batch)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def engine_params(config: str | None, settings: Settings) -> EngineParams:
+    path = config or settings.engine_config
+    if not path:
+        return EngineParams()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read engine config {path}: {exc.strerror}") from None
+    return load_params(text)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="score recorded events offline with the real engine (backtests, what-if)",
+        description=(
+            "Replay ingest events (JSONL, one per line; project_id and label allowed) through "
+            "the engine and write one verdict per line, in input order. Lines with a boolean "
+            "'label' give precision/recall/F1 per run and per event in the summary."
+        ),
+    )
+    p.add_argument("--input", required=True, help="events file (JSONL), or - for stdin")
+    p.add_argument("--output", required=True, help="verdicts file (JSONL), or - for stdout")
+    p.add_argument(
+        "--redis-url",
+        help="use this Redis (in a private key namespace) instead of starting a redis-server",
+    )
+    p.add_argument("--config", help="TOML file whose [engine] table overrides engine defaults")
+    p.add_argument(
+        "--no-learn", action="store_true",
+        help="score without changing the baseline (what-if evaluation on an existing namespace)",
+    )
+    p.add_argument(
+        "--namespace",
+        help="key namespace to use (e.g. one kept from an earlier replay with --keep)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the replay's keys afterwards")
+    p.add_argument("--rich", action="store_true", help="rich Markov mode (service+action in nodes)")
+    p.add_argument("--batch", type=int, default=500, help="events per engine call (default 500)")
+    p.add_argument("--json", help="also write the summary as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    params = engine_params(args.config, settings)
+    if args.batch < 1:
+        raise ConfigError("--batch must be >= 1")
+    src_path = None if args.input == "-" else Path(args.input)
+    if src_path is not None and not src_path.is_file():
+        raise ConfigError(f"--input {args.input}: no such file")
+    total = _count_lines(src_path) if src_path is not None else None
+    source = src_path.open("rb") if src_path is not None else sys.stdin.buffer
+    sink = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    try:
+        with redis_for(args.redis_url or settings.redis_url) as url:
+            summary = asyncio.run(
+                replay(
+                    source, sink, redis_url=url, params=params, learn=not args.no_learn,
+                    namespace=args.namespace, keep=args.keep, batch_size=args.batch,
+                    rich=args.rich or settings.rich_markov, total=total,
+                    progress=None if args.quiet else sys.stderr,
+                )
+            )
+    finally:
+        if src_path is not None:
+            source.close()
+        if sink is not sys.stdout.buffer:
+            sink.close()
+    print(summary.render(), file=sys.stderr)
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    return 1 if summary.invalid else 0

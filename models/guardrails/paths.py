@@ -1,0 +1,177 @@
+"""Key paths: select payload values for a guardrail, and walk a payload once into leaves.
+
+Path syntax (segments separated by ``.``):
+
+- ``name``  an object key, exactly;
+- ``*``     any one object key;
+- ``**``    any depth, including none (keys and array elements);
+- ``[]``    after a segment: each element of the array there (``items[]``, ``rows[][]``).
+
+A path addresses the values *at* that place, not below it: ``customer`` selects the value of
+``customer``; ``customer.**`` selects everything under it. Arrays are explicit: a value inside
+``contacts: [{email: ...}]`` is ``contacts[].email``, or ``**.email``. Keys that contain ``.``,
+``[``, ``]`` or ``*`` can only be reached by wildcards.
+
+>>> leaves = walk({"a": {"b": "x"}, "items": [{"sku": "s1"}, {"sku": 2}], "ok": True})
+>>> [(leaf.path, leaf.value) for leaf in leaves]
+[('a.b', 'x'), ('items[0].sku', 's1'), ('items[1].sku', 2)]
+>>> sel = PathSet.compile(["items[].sku"], "rule.paths")
+>>> [leaf.path for leaf in leaves if sel.matches(leaf.key)]
+['items[0].sku', 'items[1].sku']
+>>> [leaf.path for leaf in leaves if PathSet.compile(["**.b"], "p").matches(leaf.key)]
+['a.b']
+>>> [leaf.path for leaf in walk({"by_email": {"bob@example.com": {"n": 1}}})]   # keys redacted
+['by_email.*.n']
+>>> PathSet.compile(["a..b"], "rule.paths")
+Traceback (most recent call last):
+...
+ratchet.errors.ValidationError: rule.paths[0]: empty segment in 'a..b'; write segments like a.b, a.*.c, **.c or items[].sku
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ratchet.errors import ValidationError
+
+__all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "walk"]
+
+#: Bounds of one payload walk; the gateway's own caps (DESIGN.md §5) are lower.
+MAX_LEAVES = 10_000
+MAX_DEPTH = 32
+_MEMO_SIZE = 4_096
+
+_KEY = "\x00"  # marks an object key in a leaf's matching key
+_ELEM = "\x01"  # marks an array element
+_CLEAN = str.maketrans({_KEY: "\ufffd", _ELEM: "\ufffd"})
+_SEGMENT = re.compile(r"(\*\*|\*|[^.\[\]*]+)((?:\[\])*)\Z")
+_GLOB = f"(?:{_KEY}[^{_KEY}{_ELEM}]*|{_ELEM})*"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$:/ -]{1,64}")
+_LONG_DIGITS = re.compile(r"\d{6}")
+
+
+class Leaf(NamedTuple):
+    """One scalar of a payload: ``key`` is for matching, :attr:`path` for people."""
+
+    key: str
+    parts: tuple[str | int, ...]
+    #: The nearest object key (``sku`` for ``items[0].sku``, ``tags`` for ``tags[2]``).
+    name: str
+    value: str | int | float
+
+    @property
+    def path(self) -> str:
+        """``a.b[2].c``, with keys that may themselves be personal data (an e-mail address used
+        as a map key, a long number, a token) shown as ``*`` — paths end up in verdicts."""
+        out = ""
+        for part in self.parts:
+            if isinstance(part, int):
+                out += f"[{part}]"
+            else:
+                shown = (
+                    part if _PLAIN_KEY.fullmatch(part) and not _LONG_DIGITS.search(part) else "*"
+                )
+                out = f"{out}.{shown}" if out else shown
+        return out
+
+
+_leaf = tuple.__new__  # builds a Leaf without the Python-level __new__ (the hot path)
+
+
+def walk(payload: Mapping[str, Any], *, max_leaves: int = MAX_LEAVES) -> tuple[Leaf, ...]:
+    """All string and number values of ``payload`` (booleans and nulls carry no content)."""
+    out: list[Leaf] = []
+    _walk(payload, "", (), "", out, max_leaves, 0)
+    return tuple(out)
+
+
+def _walk(
+    node: Any,
+    key: str,
+    parts: tuple[str | int, ...],
+    name: str,
+    out: list[Leaf],
+    cap: int,
+    depth: int,
+) -> None:
+    """Scalars are appended in the loop (no call per leaf); containers recurse."""
+    if len(out) >= cap or depth > MAX_DEPTH:
+        return
+    if isinstance(node, dict):
+        for k, v in node.items():
+            ks = k if isinstance(k, str) else str(k)
+            clean = ks.translate(_CLEAN) if _KEY in ks or _ELEM in ks else ks
+            if isinstance(v, (str, int, float)):
+                if v is not True and v is not False:
+                    out.append(_leaf(Leaf, (key + _KEY + clean, parts + (ks,), ks, v)))
+            elif v is not None:
+                _walk(v, key + _KEY + clean, parts + (ks,), ks, out, cap, depth + 1)
+    elif isinstance(node, list):
+        sub = key + _ELEM
+        for i, v in enumerate(node):
+            if isinstance(v, (str, int, float)):
+                if v is not True and v is not False:
+                    out.append(_leaf(Leaf, (sub, parts + (i,), name, v)))
+            elif v is not None:
+                _walk(v, sub, parts + (i,), name, out, cap, depth + 1)
+    del out[cap:]
+
+
+def _compile_one(text: str, field: str) -> str:
+    hint = "write segments like a.b, a.*.c, **.c or items[].sku"
+    if not isinstance(text, str) or not text or len(text) > 256:
+        raise ValidationError(f"{field}: a path must be a string of 1 to 256 characters", field)
+    parts: list[str] = []
+    for segment in text.split("."):
+        if not segment:
+            raise ValidationError(f"{field}: empty segment in {text!r}; {hint}", field)
+        m = _SEGMENT.match(segment)
+        if m is None or (m.group(1) == "**" and m.group(2)):
+            raise ValidationError(f"{field}: bad segment {segment!r} in {text!r}; {hint}", field)
+        head, arrays = m.group(1), len(m.group(2)) // 2
+        if head == "**":
+            parts.append(_GLOB)
+        elif head == "*":
+            parts.append(f"{_KEY}[^{_KEY}{_ELEM}]*")
+        else:
+            parts.append(_KEY + re.escape(head))
+        parts.append(_ELEM * arrays)
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class PathSet:
+    """A compiled set of paths; ``matches`` takes a :attr:`Leaf.key`.
+
+    Answers are memoized per key (bounded): an agent sends the same payload shapes over and
+    over, so after the first events a match is one dict lookup."""
+
+    sources: tuple[str, ...]
+    pattern: re.Pattern[str] | None
+    everything: bool
+    _memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @classmethod
+    def compile(cls, paths: Sequence[str], where: str) -> PathSet:
+        """Compile ``paths``; errors name ``where[i]`` (the dotted path of the bad entry)."""
+        compiled = [_compile_one(p, f"{where}[{i}]") for i, p in enumerate(paths)]
+        everything = "**" in paths
+        pattern = re.compile("|".join(f"(?:{c})" for c in compiled)) if compiled else None
+        return cls(tuple(paths), None if everything else pattern, everything)
+
+    def matches(self, key: str) -> bool:
+        if self.everything:
+            return True
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self.pattern is not None and self.pattern.fullmatch(key) is not None
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)

@@ -1,0 +1,213 @@
+"""Pattern guardrail: author-written regex or literal rules over payload values picked by path.
+
+Each rule has an ``id``, ``paths`` (see :mod:`models.guardrails.paths`; default ``["**"]``),
+exactly one of ``regex`` or ``literal``, optional ``ignore_case``, ``action`` (default: the
+guardrail's) and ``description``. Regexes are compiled once at policy load and refused when
+they could backtrack catastrophically; each value is cut to ``max_scan_chars`` before scanning.
+Strings and numbers are scanned (numbers as their JSON text); one reason per matching rule.
+
+>>> cfg = parse_pattern({"rules": [{"id": "drop", "paths": ["sql", "**.query"],
+...                                 "regex": "(?i)\\\\bdrop\\\\s+table\\\\b", "action": "reject"}]},
+...                     "guardrails.pattern", PatternConfig())
+>>> r, = check_pattern(cfg, walk({"sql": "DROP TABLE users", "note": "drop table"}))
+>>> (r.action, r.detail["rule"], r.detail["paths"], r.detail["count"])
+('reject', 'pattern.drop', ['sql'], 1)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.guardrails._schema import (
+    Fields,
+    as_action,
+    as_bool,
+    as_str,
+    as_str_list,
+    as_table,
+    check_keys,
+    forbid_keys,
+    ints,
+    join,
+)
+from models.guardrails.paths import Leaf, PathSet, walk
+from models.guardrails.redact import MAX_EXAMPLES
+from models.guardrails.regex_safety import compile_safe
+from models.verdict import Reason
+from ratchet.errors import ValidationError
+
+__all__ = [
+    "NAME",
+    "SOURCE",
+    "PatternConfig",
+    "PatternRule",
+    "check_pattern",
+    "parse_pattern",
+    "pattern_to_dict",
+    "walk",
+]
+
+NAME = "pattern"
+SOURCE = f"guardrail:{NAME}"
+_KEYS = ("enabled", "action", "rules", "disabled_rules", "max_scan_chars")
+_RULE_KEYS = ("id", "description", "paths", "regex", "literal", "ignore_case", "action")
+_MAX_RULES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PatternRule:
+    id: str
+    paths: PathSet
+    #: ``"regex"`` or ``"literal"``; ``text`` is what the author wrote.
+    kind: str
+    text: str
+    ignore_case: bool
+    compiled: re.Pattern[str]
+    action: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PatternConfig:
+    enabled: bool = True
+    action: str = "flag"
+    rules: tuple[PatternRule, ...] = ()
+    #: Rule ids switched off (typically per service or priority).
+    disabled_rules: tuple[str, ...] = ()
+    #: Values are cut to this many characters before scanning (bounds polynomial regexes).
+    max_scan_chars: int = 16_384
+
+
+def _rule(value: Any, path: str) -> PatternRule:
+    table = as_table(value, path)
+    check_keys(table, _RULE_KEYS, path)
+    if "id" not in table:
+        raise ValidationError(
+            f"{join(path, 'id')} is required (a short name for the rule)", join(path, "id")
+        )
+    rule_id = as_str(table["id"], join(path, "id"), max_chars=64, name_like=True)
+    if ("regex" in table) == ("literal" in table):
+        raise ValidationError(f"{path} needs exactly one of regex or literal", join(path, "regex"))
+    f = Fields(table, path)
+    ignore_case = f.get("ignore_case", False, as_bool)
+    flags = re.IGNORECASE if ignore_case else 0
+    if "regex" in table:
+        kind, text = "regex", str(table["regex"])
+        compiled = compile_safe(table["regex"], join(path, "regex"), flags)
+    else:
+        kind, text = "literal", as_str(table["literal"], join(path, "literal"), max_chars=1_000)
+        compiled = re.compile(re.escape(text), flags)
+    everything: tuple[str, ...] = ("**",)
+    paths = f.get("paths", everything, lambda v, p: as_str_list(v, p, max_items=64))
+    if not paths:
+        raise ValidationError(
+            f'{join(path, "paths")} must not be empty (use ["**"])', join(path, "paths")
+        )
+    return PatternRule(
+        id=rule_id,
+        paths=PathSet.compile(paths, join(path, "paths")),
+        kind=kind,
+        text=text,
+        ignore_case=ignore_case,
+        compiled=compiled,
+        action=f.get("action", None, as_action),
+        description=f.get("description", "", as_str),
+    )
+
+
+def _rules(value: Any, path: str) -> tuple[PatternRule, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_RULES:
+        raise ValidationError(f"{path} must be an array of at most {_MAX_RULES} tables", path)
+    rules = tuple(_rule(item, f"{path}[{i}]") for i, item in enumerate(value))
+    seen: set[str] = set()
+    for i, rule in enumerate(rules):
+        if rule.id in seen:
+            raise ValidationError(f"{path}[{i}].id {rule.id!r} is used twice", f"{path}[{i}].id")
+        seen.add(rule.id)
+    return rules
+
+
+def parse_pattern(
+    table: Mapping[str, Any], path: str, base: PatternConfig, *, override: bool = False
+) -> PatternConfig:
+    """Apply ``table`` over ``base``; overrides switch rules off, they do not redefine them."""
+    check_keys(table, _KEYS, path)
+    if override:
+        forbid_keys(table, ("rules",), path, "define rules once; use disabled_rules per override")
+    f = Fields(table, path)
+    rules = f.get("rules", base.rules, _rules)
+    disabled = f.get("disabled_rules", base.disabled_rules, as_str_list)
+    known = {r.id for r in rules}
+    for i, rule_id in enumerate(disabled):
+        if rule_id not in known:
+            where = f"{join(path, 'disabled_rules')}[{i}]"
+            raise ValidationError(f"{where} names no rule: {rule_id!r}", where)
+    return PatternConfig(
+        enabled=f.get("enabled", base.enabled, as_bool),
+        action=f.get("action", base.action, as_action),
+        rules=rules,
+        disabled_rules=disabled,
+        max_scan_chars=f.get("max_scan_chars", base.max_scan_chars, ints(64, 1_048_576)),
+    )
+
+
+def _rule_to_dict(rule: PatternRule) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": rule.id, "paths": list(rule.paths.sources), rule.kind: rule.text}
+    if rule.ignore_case:
+        out["ignore_case"] = True
+    if rule.action is not None:
+        out["action"] = rule.action
+    if rule.description:
+        out["description"] = rule.description
+    return out
+
+
+def pattern_to_dict(cfg: PatternConfig) -> dict[str, Any]:
+    return {
+        "enabled": cfg.enabled,
+        "action": cfg.action,
+        "rules": [_rule_to_dict(r) for r in cfg.rules],
+        "disabled_rules": list(cfg.disabled_rules),
+        "max_scan_chars": cfg.max_scan_chars,
+    }
+
+
+def _scan(rule: PatternRule, leaves: Sequence[Leaf], limit: int) -> tuple[int, list[str], bool]:
+    count, cut = 0, False
+    paths: list[str] = []
+    for leaf in leaves:
+        if not rule.paths.matches(leaf.key):
+            continue
+        text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
+        if len(text) > limit:
+            text, cut = text[:limit], True
+        if rule.compiled.search(text) is not None:
+            count += 1
+            if len(paths) < MAX_EXAMPLES:
+                paths.append(leaf.path)
+    return count, paths, cut
+
+
+def check_pattern(cfg: PatternConfig, leaves: Sequence[Leaf]) -> list[Reason]:
+    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
+    if not cfg.enabled:
+        return []
+    out: list[Reason] = []
+    for rule in cfg.rules:
+        if rule.id in cfg.disabled_rules:
+            continue
+        count, paths, cut = _scan(rule, leaves, cfg.max_scan_chars)
+        if count:
+            detail: dict[str, Any] = {
+                "rule": f"{NAME}.{rule.id}",
+                "kind": rule.kind,
+                "count": count,
+                "paths": paths,
+            }
+            if cut:
+                detail["scanned_chars"] = cfg.max_scan_chars
+            out.append(Reason(SOURCE, rule.action or cfg.action, detail))
+    return out

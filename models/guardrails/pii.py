@@ -1,0 +1,206 @@
+"""PII guardrail: personal data and secrets in payload values.
+
+Detectors (pick with ``detectors``): ``email``, ``card`` (brand prefix + length + Luhn),
+``phone``, ``us_ssn``, ``uk_nino``, ``es_dni`` (Spanish DNI/NIE), ``iban`` (mod 97),
+``secret`` (well-known key prefixes, PEM private keys, JWTs) and ``entropy`` (long
+high-entropy tokens). One reason per detector that found something, with its own action when
+``detector_actions`` names one (it wins over ``action``). A reason holds counts, key paths and
+redacted hints — never the value.
+
+>>> from models.guardrails.paths import walk
+>>> cfg = parse_pii({"detector_actions": {"secret": "pause"}}, "guardrails.pii", PiiConfig())
+>>> leaves = walk({"to": "bob@example.com", "env": {"AWS_KEY": "AKIAIOSFODNN7EXAMPLE"}})
+>>> [(r.detail["rule"], r.action, r.detail["paths"]) for r in check_pii(cfg, leaves)]
+[('pii.email', 'flag', ['to']), ('pii.secret', 'pause', ['env.AWS_KEY'])]
+>>> check_pii(cfg, walk({"order_id": "4111111111111112", "at": "2024-01-15T10:30:00Z"}))
+[]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from models.guardrails._schema import (
+    Fields,
+    as_action,
+    as_bool,
+    as_str_list,
+    as_table,
+    check_keys,
+    floats,
+    ints,
+    join,
+)
+from models.guardrails.paths import Leaf, PathSet
+from models.guardrails.pii_checks import card_ok
+from models.guardrails.pii_detectors import DETECTORS
+from models.guardrails.pii_scan import scan_texts
+from models.guardrails.pii_secrets import Finding
+from models.guardrails.redact import MAX_EXAMPLES, hint
+from models.verdict import Reason
+from ratchet.errors import ValidationError
+
+__all__ = ["DETECTOR_NAMES", "NAME", "SOURCE", "PiiConfig", "check_pii", "parse_pii", "pii_to_dict"]
+
+NAME = "pii"
+SOURCE = f"guardrail:{NAME}"
+DETECTOR_NAMES: tuple[str, ...] = (*DETECTORS, "secret", "entropy")
+_KEYS = (
+    "enabled",
+    "action",
+    "detectors",
+    "detector_actions",
+    "paths",
+    "exclude_paths",
+    "max_scan_chars",
+    "entropy_min_length",
+    "entropy_max_length",
+    "entropy_min_bits",
+)
+_ALL = PathSet.compile(["**"], "paths")
+_NONE = PathSet.compile([], "exclude_paths")
+
+
+@dataclass(frozen=True, slots=True)
+class PiiConfig:
+    enabled: bool = True
+    action: str = "flag"
+    detectors: tuple[str, ...] = DETECTOR_NAMES
+    #: Per-detector action; wins over ``action``.
+    detector_actions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    paths: PathSet = _ALL
+    exclude_paths: PathSet = _NONE
+    max_scan_chars: int = 65_536
+    entropy_min_length: int = 32
+    entropy_max_length: int = 256
+    entropy_min_bits: float = 4.5
+
+
+def _actions(value: Any, path: str, base: Mapping[str, str]) -> Mapping[str, str]:
+    table = as_table(value, path)
+    check_keys(table, DETECTOR_NAMES, path)
+    merged = dict(base)
+    merged.update({k: as_action(v, join(path, k)) for k, v in table.items()})
+    return MappingProxyType(dict(sorted(merged.items())))
+
+
+def _detectors(value: Any, path: str) -> tuple[str, ...]:
+    return as_str_list(value, path, choices=DETECTOR_NAMES)
+
+
+def _paths(value: Any, path: str) -> PathSet:
+    return PathSet.compile(as_str_list(value, path), path)
+
+
+def parse_pii(
+    table: Mapping[str, Any], path: str, base: PiiConfig, *, override: bool = False
+) -> PiiConfig:
+    """Apply ``table`` over ``base``; ``detector_actions`` merges key by key, arrays replace."""
+    check_keys(table, _KEYS, path)
+    f = Fields(table, path)
+    cfg = PiiConfig(
+        enabled=f.get("enabled", base.enabled, as_bool),
+        action=f.get("action", base.action, as_action),
+        detectors=f.get("detectors", base.detectors, _detectors),
+        detector_actions=f.get(
+            "detector_actions",
+            base.detector_actions,
+            lambda v, p: _actions(v, p, base.detector_actions),
+        ),
+        paths=f.get("paths", base.paths, _paths),
+        exclude_paths=f.get("exclude_paths", base.exclude_paths, _paths),
+        max_scan_chars=f.get("max_scan_chars", base.max_scan_chars, ints(64, 1_048_576)),
+        entropy_min_length=f.get("entropy_min_length", base.entropy_min_length, ints(16, 1_024)),
+        entropy_max_length=f.get("entropy_max_length", base.entropy_max_length, ints(16, 4_096)),
+        entropy_min_bits=f.get("entropy_min_bits", base.entropy_min_bits, floats(3.0, 6.0)),
+    )
+    if cfg.entropy_max_length < cfg.entropy_min_length:
+        where = join(path, "entropy_max_length")
+        raise ValidationError(
+            f"{where} must be at least entropy_min_length ({cfg.entropy_min_length})", where
+        )
+    return cfg
+
+
+def pii_to_dict(cfg: PiiConfig) -> dict[str, Any]:
+    return {
+        "enabled": cfg.enabled,
+        "action": cfg.action,
+        "detectors": list(cfg.detectors),
+        "detector_actions": dict(cfg.detector_actions),
+        "paths": list(cfg.paths.sources),
+        "exclude_paths": list(cfg.exclude_paths.sources),
+        "max_scan_chars": cfg.max_scan_chars,
+        "entropy_min_length": cfg.entropy_min_length,
+        "entropy_max_length": cfg.entropy_max_length,
+        "entropy_min_bits": cfg.entropy_min_bits,
+    }
+
+
+#: Whole values that are never personal data: timestamps/dates and UUIDs (very common).
+_INERT = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d:?\d\d)?)?"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _card_number(value: float, detectors: tuple[str, ...]) -> bool:
+    return (
+        isinstance(value, int)
+        and 10**12 <= value < 10**19
+        and "card" in detectors
+        and card_ok(str(value))
+    )
+
+
+def check_pii(cfg: PiiConfig, leaves: Sequence[Leaf]) -> list[Reason]:
+    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
+    if not cfg.enabled or not cfg.detectors:
+        return []
+    texts: list[str] = []
+    owners: list[Leaf] = []
+    hits: list[tuple[Leaf, Finding]] = []
+    limit = cfg.max_scan_chars
+    select = None if cfg.paths.everything else cfg.paths
+    exclude = cfg.exclude_paths if cfg.exclude_paths else None
+    for leaf in leaves:
+        if select is not None and not select.matches(leaf.key):
+            continue
+        if exclude is not None and exclude.matches(leaf.key):
+            continue
+        value = leaf.value
+        if isinstance(value, str):
+            if len(value) >= 6 and not (len(value) <= 40 and _INERT.fullmatch(value)):
+                texts.append(value if len(value) <= limit else value[:limit])
+                owners.append(leaf)
+        elif _card_number(value, cfg.detectors):
+            hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
+    found = scan_texts(
+        texts,
+        [leaf.name for leaf in owners],
+        detectors=cfg.detectors,
+        entropy_min_length=cfg.entropy_min_length,
+        entropy_max_length=cfg.entropy_max_length,
+        entropy_min_bits=cfg.entropy_min_bits,
+    )
+    hits += [(owners[i], f) for i, f in found]
+    by_detector: dict[str, dict[str, Any]] = {}
+    for leaf, f in hits:
+        d = by_detector.setdefault(f.detector, {"count": 0, "paths": [], "hints": [], "kinds": []})
+        d["count"] += 1
+        for k, v in (("paths", leaf.path), ("hints", f.hint), ("kinds", f.kind)):
+            if v not in d[k] and len(d[k]) < MAX_EXAMPLES:
+                d[k].append(v)
+    out: list[Reason] = []
+    for det in DETECTOR_NAMES:
+        if det in by_detector:
+            d = by_detector[det]
+            detail = {"rule": f"{NAME}.{det}", "detector": det, **d}
+            if det not in ("secret", "entropy"):
+                del detail["kinds"]
+            out.append(Reason(SOURCE, cfg.detector_actions.get(det, cfg.action), detail))
+    return out

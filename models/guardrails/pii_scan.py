@@ -1,0 +1,94 @@
+"""Scan many values at once: join them with NUL and run each detector once per event.
+
+Python's regex engine costs about a microsecond per call before it reads a character, so
+scanning 40 short values one by one costs far more than scanning their concatenation once.
+No detector pattern matches a NUL, and lookarounds see it as a boundary, so a match never
+spans two values; each finding is mapped back to its value by offset.
+
+>>> hits = scan_texts(["bob@example.com", "fine", "call +44 20 7946 0958"], ["to", "x", "note"],
+...                   detectors=("email", "phone"))
+>>> [(i, f.detector) for i, f in hits]
+[(0, 'email'), (2, 'phone')]
+>>> [(i, f.detector) for i, f in scan_texts(["4155552671"], ["mobile"], detectors=("phone",))]
+[(0, 'phone')]
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from functools import lru_cache
+
+from models.guardrails.pii_detectors import (
+    DETECTORS,
+    FIELD_HINTS,
+    digit_windows,
+    email_windows,
+)
+from models.guardrails.pii_secrets import Finding, find_high_entropy, find_secrets
+
+__all__ = ["SEP", "scan_texts"]
+
+SEP = "\x00"
+
+
+@lru_cache(maxsize=4_096)
+def _hinted(name: str, detectors: tuple[str, ...]) -> tuple[str, ...]:
+    """Detectors for which ``name`` is a field where a bare value counts (``phone``, ``ssn``)."""
+    return tuple(d for d, rx in FIELD_HINTS.items() if d in detectors and rx.search(name))
+
+
+def _scan_joined(
+    joined: str, detectors: tuple[str, ...], min_length: int, max_length: int, min_bits: float
+) -> list[Finding]:
+    found: list[Finding] = []
+    digits = None
+    for det in detectors:
+        fn = DETECTORS.get(det)
+        if fn is None:
+            continue
+        if det == "email":
+            windows = email_windows(joined) if "@" in joined else []
+        else:
+            digits = digit_windows(joined) if digits is None else digits
+            windows = digits
+        if windows:
+            found += fn(joined, "", windows)
+    secrets = find_secrets(joined) if "secret" in detectors else []
+    found += secrets
+    if "entropy" in detectors:
+        spans = [(f.start, f.end) for f in secrets]
+        found += find_high_entropy(
+            joined, min_length=min_length, max_length=max_length, min_bits=min_bits, skip=spans
+        )
+    return found
+
+
+def scan_texts(
+    texts: Sequence[str],
+    names: Sequence[str],
+    *,
+    detectors: tuple[str, ...],
+    entropy_min_length: int = 32,
+    entropy_max_length: int = 256,
+    entropy_min_bits: float = 4.5,
+) -> list[tuple[int, Finding]]:
+    """Findings as (index into ``texts``, finding); ``names`` are the values' field names."""
+    if not texts:
+        return []
+    starts, pos = [], 0
+    for text in texts:
+        starts.append(pos)
+        pos += len(text) + 1
+    joined = SEP.join(texts)
+    found = _scan_joined(
+        joined, detectors, entropy_min_length, entropy_max_length, entropy_min_bits
+    )
+    out = [(bisect_right(starts, f.start) - 1, f) for f in found]
+    for i, name in enumerate(names):
+        hinted = _hinted(name, detectors) if name else ()
+        for det in hinted:
+            if not any(j == i and f.detector == det for j, f in out):
+                out += [(i, f) for f in DETECTORS[det](texts[i], name, [])]
+    out.sort(key=lambda hit: (hit[0], hit[1].start))
+    return out

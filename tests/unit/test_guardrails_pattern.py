@@ -1,0 +1,140 @@
+"""Pattern guardrail: author rules by path, precompiled, bounded, never echoing the value."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from models.guardrails import parse_policy
+from models.guardrails.paths import walk
+from models.guardrails.pattern import PatternConfig, check_pattern, parse_pattern
+from ratchet.errors import ValidationError
+
+
+def cfg(*rules: dict[str, Any], **extra: Any) -> PatternConfig:
+    return parse_pattern({"rules": list(rules), **extra}, "guardrails.pattern", PatternConfig())
+
+
+DROP = {"id": "drop", "paths": ["sql", "**.query"], "regex": r"(?i)\bdrop\s+table\b"}
+HOST = {"id": "host", "literal": "internal.corp", "ignore_case": True, "action": "pause"}
+
+
+def hits(c: PatternConfig, payload: dict[str, Any]) -> list[tuple[str, str, int, list[str]]]:
+    return [
+        (r.detail["rule"], r.action, r.detail["count"], r.detail["paths"])
+        for r in check_pattern(c, walk(payload))
+    ]
+
+
+def test_regex_rule_only_on_its_paths() -> None:
+    c = cfg(DROP)
+    payload = {"sql": "DROP  TABLE users", "note": "drop table", "db": {"query": "drop table x"}}
+    assert hits(c, payload) == [("pattern.drop", "flag", 2, ["sql", "db.query"])]
+    assert hits(c, {"sql": "SELECT * FROM droptable"}) == []  # word boundary: a near miss
+
+
+def test_literal_rule_with_its_own_action_everywhere_by_default() -> None:
+    c = cfg(HOST)
+    payload = {"calls": [{"url": "https://API.Internal.Corp/v1"}, {"url": "https://example.com"}]}
+    assert hits(c, payload) == [("pattern.host", "pause", 1, ["calls[0].url"])]
+    assert hits(cfg({"id": "h", "literal": "internal.corp"}), payload) == []  # case matters
+
+
+def test_numbers_are_matched_as_their_json_text() -> None:
+    c = cfg({"id": "big", "paths": ["amount"], "regex": r"^\d{7,}$"})
+    assert hits(c, {"amount": 12345678})[0][2] == 1
+    assert hits(c, {"amount": 1234}) == []
+
+
+def test_disabled_rules_and_overrides() -> None:
+    p = parse_policy(
+        {
+            "guardrails": {
+                "pattern": {
+                    "rules": [DROP, HOST],
+                    "by_service": {"reporting": {"disabled_rules": ["host"]}},
+                    "by_priority": {"critical": {"action": "reject"}},
+                }
+            }
+        }
+    )
+    payload = {"sql": "drop table t", "u": "internal.corp"}
+    assert [h[0] for h in hits(p.pattern.for_event("reporting", "normal"), payload)] == [
+        "pattern.drop"
+    ]
+    crit = hits(p.pattern.for_event("crm", "critical"), payload)
+    assert [(h[0], h[1]) for h in crit] == [("pattern.drop", "reject"), ("pattern.host", "pause")]
+
+
+def test_detail_never_contains_the_matched_text() -> None:
+    secret = "project-nightingale-launch-codes"
+    c = cfg({"id": "codename", "regex": "nightingale"})
+    (r,) = check_pattern(c, walk({"msg": f"about {secret} today"}))
+    text = json.dumps(r.to_dict())
+    assert "nightingale" not in text and secret not in text
+
+
+def test_polynomial_worst_cases_are_bounded_by_the_scan_limit() -> None:
+    """A repeat spanning many start positions stays quadratic (Python's re has no timeout);
+    the default cut of 16 K characters keeps even that under a second."""
+    c = cfg({"id": "slow", "regex": r"\b(?>\w+\s?)*!"})
+    start = time.perf_counter()
+    assert check_pattern(c, walk({"v": "a " * 32_000 + "!"})) == []  # the ! is past the cut
+    assert time.perf_counter() - start < 3.0
+
+
+def test_values_are_cut_before_scanning() -> None:
+    c = cfg({"id": "tail", "regex": "NEEDLE"}, max_scan_chars=1_000)
+    assert hits(c, {"v": "x" * 2_000 + "NEEDLE"}) == []
+    (r,) = check_pattern(c, walk({"v": "x" * 500 + "NEEDLE" + "y" * 2_000}))
+    assert r.detail["scanned_chars"] == 1_000
+
+
+@pytest.mark.parametrize(
+    ("regex", "why"),
+    [
+        (r"\b(a+)+$", "possessive"),  # exponential on a near miss
+        (r"\b(\w+\s?)*$", "possessive"),
+        (r"x(?:y{1,5})+z", "possessive"),
+        (r"(a|b)*c", "quadratic"),  # a search retries at every position
+        (r".*password", "quadratic"),
+        (r"\w+@example\.com", "quadratic"),
+        (r"(?:foo|\w+)bar", "quadratic"),
+    ],
+)
+def test_slow_regexes_are_refused_at_load(regex: str, why: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        cfg({"id": "bad", "regex": regex})
+    assert info.value.field == "guardrails.pattern.rules[0].regex"
+    assert why in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        r"\b(?:a++)+$",
+        r"\b\w+@example\.com",
+        r"\b(?:\d{3}-){2}\d{4}\b",
+        r"https?://[^\s/]*\.ru\b",
+        r"(?i)ignore (all )?previous instructions",
+    ],
+)
+def test_safe_rewrites_are_accepted_and_linear(regex: str) -> None:
+    c = cfg({"id": "ok", "regex": regex})
+    for hostile in ("a" * 65_000 + "!", "a " * 32_000 + "!", "1" * 65_000):
+        start = time.perf_counter()
+        check_pattern(c, walk({"v": hostile}))
+        assert time.perf_counter() - start < 0.5, hostile[:4]
+
+
+def test_rules_are_compiled_once_at_load() -> None:
+    c = cfg(DROP)
+    assert c.rules[0].compiled.pattern == DROP["regex"]
+    assert check_pattern(PatternConfig(), walk({"sql": "drop table t"})) == []  # no rules
+    assert (
+        check_pattern(PatternConfig(enabled=False, rules=c.rules), walk({"sql": "drop table"}))
+        == []
+    )

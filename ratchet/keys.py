@@ -66,6 +66,10 @@ class Keys:
         """Sorted set of paused event ids of a project (score = decided_at)."""
         return f"{self.prefix}:{{p:{project_id}}}:paused"
 
+    def approval(self, project_id: str, event_id: str) -> str:
+        """A human's decision on a paused event (shares the project tag with ``paused``)."""
+        return f"{self.prefix}:{{p:{project_id}}}:approval:{event_id}"
+
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:
         return f"{self.prefix}:{{p:{project_id}}}:project"

@@ -74,6 +74,14 @@ class Settings:
     signature_window_s: int = 300
     #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
     admin_token: Secret | None = None
+    #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
+    kafka_send_timeout_s: float = 5.0
+    #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
+    kafka_linger_ms: int = 2
+    #: Gateway Redis connect and command timeout, seconds (a down Redis answers 503, not a hang).
+    redis_timeout_s: float = 2.0
+    #: Most events accepted in one ``POST /v1/events:batch``.
+    max_batch_events: int = 1000
 
     # --- workers --------------------------------------------------------------------------------
     worker_id: str = "ratchet-worker"

@@ -1,0 +1,74 @@
+"""The gateway application: routes, middleware and the lifetime of its clients.
+
+Start-up order matters: Redis client, topics, Kafka producer, then the verdict listener
+positioned at the end of ``verdicts`` — only then does the server accept requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway import routes_events, routes_health, routes_openapi, routes_verdicts
+from gateway.middleware import gateway_middleware
+from gateway.publisher import Publisher
+from gateway.state import STATE, GatewayState
+from gateway.waiters import VerdictListener, Waiters
+from ratchet.errors import ConfigError
+from ratchet.keys import Keys
+from ratchet.settings import Settings
+from ratchet.topics import ensure_topics
+from ratchet.verdicts import VerdictStore
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, *, create_topics: bool = True) -> web.Application:
+    """The aiohttp application for ``settings`` (needs ``redis_url`` and ``kafka_bootstrap``)."""
+    if not settings.redis_url:
+        raise ConfigError("the gateway needs Redis: set RATCHET_REDIS_URL")
+    if not settings.kafka_bootstrap:
+        raise ConfigError("the gateway needs Kafka: set RATCHET_KAFKA_BOOTSTRAP")
+    app = web.Application(
+        middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
+    )
+    for module in (routes_events, routes_verdicts, routes_health, routes_openapi):
+        app.add_routes(module.routes)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        assert settings.redis_url and settings.kafka_bootstrap
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+        )
+        publisher = Publisher(
+            settings.kafka_bootstrap,
+            linger_ms=settings.kafka_linger_ms,
+            send_timeout_s=settings.kafka_send_timeout_s,
+        )
+        waiters = Waiters()
+        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters)
+        try:
+            if create_topics:
+                await ensure_topics(
+                    settings.kafka_bootstrap,
+                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback],
+                    settings.topic_partitions,
+                )
+            await publisher.start()
+            await listener.start()
+            keys = Keys(settings.key_prefix)
+            app[STATE] = GatewayState(
+                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters
+            )
+            yield
+        finally:
+            await listener.stop()
+            await publisher.stop()
+            await redis.aclose()
+
+    app.cleanup_ctx.append(lifetime)
+    return app

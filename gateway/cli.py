@@ -1,0 +1,107 @@
+"""Subcommands ``ratchet gateway``, ``ratchet projects create``, ``ratchet agents create``.
+
+Secrets are printed once, to stdout, with a warning on stderr; they are never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from ratchet.errors import ConfigError
+from ratchet.keys import Keys
+from ratchet.provisioning import create_agent, create_project
+from ratchet.settings import Settings, get_settings
+
+__all__ = ["register", "main_gateway"]
+
+T = TypeVar("T")
+
+_WARNING = (
+    "WARNING: this {what} is shown once and cannot be recovered; store it in a secret manager now."
+)
+
+
+def main_gateway(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    """Run the gateway until interrupted."""
+    from gateway.app import build_app
+
+    app = build_app(settings)
+    web.run_app(
+        app,
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        access_log=None,
+        print=lambda msg: print(msg, file=sys.stderr),
+    )
+    return 0
+
+
+def _with_redis(settings: Settings, work: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+    if not settings.redis_url:
+        raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds projects and agents")
+    url = settings.redis_url
+
+    async def run() -> T:
+        redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        try:
+            return await work(redis, Keys(settings.key_prefix))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    return main_gateway(get_settings(), args.host, args.port)
+
+
+def _cmd_project_create(args: argparse.Namespace) -> int:
+    name: str = args.name
+    project_id, api_key = _with_redis(get_settings(), lambda r, k: create_project(r, k, name))
+    print(f"project_id: {project_id}")
+    print(f"api_key:    {api_key}")
+    print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_agent_create(args: argparse.Namespace) -> int:
+    project: str = args.project
+    wanted: str | None = args.agent_id
+    agent_id, secret = _with_redis(
+        get_settings(), lambda r, k: create_agent(r, k, project, wanted)
+    )
+    print(f"agent_id:     {agent_id}")
+    print(f"agent_secret: {secret}")
+    print(_WARNING.format(what="agent secret"), file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``gateway``, ``projects`` and ``agents`` to the ``ratchet`` command."""
+    gw = subparsers.add_parser("gateway", help="run the HTTP gateway")
+    gw.add_argument("--host", default=None, help="bind address (default RATCHET_GATEWAY_HOST)")
+    gw.add_argument("--port", type=int, default=None,
+                    help="port (default RATCHET_GATEWAY_PORT)")
+    gw.set_defaults(func=_cmd_gateway)
+
+    projects = subparsers.add_parser("projects", help="manage projects and their API keys")
+    psub = projects.add_subparsers(dest="projects_command", metavar="ACTION")
+    psub.required = True
+    pcreate = psub.add_parser("create", help="create a project; prints its API key once")
+    pcreate.add_argument("--name", required=True)
+    pcreate.set_defaults(func=_cmd_project_create)
+
+    agents = subparsers.add_parser("agents", help="manage agent credentials")
+    asub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
+    asub.required = True
+    acreate = asub.add_parser("create", help="register an agent; prints its secret once")
+    acreate.add_argument("--project", required=True, help="project id (prj_...)")
+    acreate.add_argument("--agent-id", default=None, help="agent id (default: generated)")
+    acreate.set_defaults(func=_cmd_agent_create)

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the gateway (DESIGN.md §6 conventions).
+
+Registered on prometheus-client's default registry, so ``/metrics`` also shows the process and
+platform collectors (CPU, memory, open fds, GC) that SREs expect from every service. A gateway is
+its own process, so its series never mix with a worker's. Labels are bounded: ``route`` is the
+route *template* (``/v1/verdicts/{event_id}``, or ``unmatched``), never an id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = [
+    "HTTP_REQUESTS",
+    "HTTP_DURATION",
+    "INGEST_EVENTS",
+    "INGEST_TO_VERDICT",
+    "GATEWAY_ERRORS",
+    "KAFKA_SEND_SECONDS",
+]
+
+HTTP_REQUESTS = Counter(
+    "ratchet_http_requests_total",
+    "HTTP requests answered by the gateway, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "ratchet_http_request_duration_seconds",
+    "Time from request start to response, by route template (includes wait_ms waits).",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+INGEST_EVENTS = Counter(
+    "ratchet_ingest_events_total",
+    "Ingest events by outcome: accepted (published to Kafka), invalid, unauthorized, unavailable.",
+    ["outcome"],
+)
+INGEST_TO_VERDICT = Histogram(
+    "ratchet_ingest_to_verdict_seconds",
+    "Time from the gateway receiving an event to its verdict arriving back (wait path only).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+GATEWAY_ERRORS = Counter(
+    "ratchet_gateway_errors_total",
+    "Gateway failures by kind: kafka_unavailable, redis_unavailable, bad_verdict_message, "
+    "internal.",
+    ["kind"],
+)
+KAFKA_SEND_SECONDS = Histogram(
+    "ratchet_gateway_kafka_send_duration_seconds",
+    "Time for Kafka to acknowledge the envelopes of one request.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)

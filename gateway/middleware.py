@@ -1,0 +1,88 @@
+"""One middleware around every handler: trace id, JSON error answers, HTTP metrics.
+
+Errors become ``{"error", "field", "message"}`` with the status of their family
+(:mod:`ratchet.errors`); Redis connection failures become 503; aiohttp's own answers (404 no
+such route, 405, 413) get the same JSON shape. Messages never contain keys or secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.ingest import error_body
+from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
+from gateway.state import state_of
+from gateway.trace import TRACE_ID_HEADER, trace_id_of
+from ratchet.errors import RatchetError, UnavailableError
+
+__all__ = ["gateway_middleware", "json_error"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def json_error(status: int, error: str, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": error, "field": field, "message": message}, status=status)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _from_http(exc: web.HTTPException, request: web.Request) -> web.StreamResponse:
+    if exc.status == 413:
+        limit = state_of(request).settings.max_body_bytes
+        return json_error(413, "payload_too_large", f"request body is larger than {limit} bytes")
+    if exc.status < 400:
+        return exc  # redirects and the like keep aiohttp's answer
+    error = _HTTP_CODES.get(exc.status, "http_error")
+    resp = json_error(exc.status, error, exc.reason)
+    if exc.status == 405 and "Allow" in exc.headers:
+        resp.headers["Allow"] = exc.headers["Allow"]
+    return resp
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    trace_id = trace_id_of(request)
+    resp: web.StreamResponse
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        resp = _from_http(exc, request)
+    except RatchetError as exc:
+        if isinstance(exc, UnavailableError):
+            log.warning("dependency unavailable: %s", exc)
+        resp = web.json_response(error_body(exc), status=exc.status)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        GATEWAY_ERRORS.labels("redis_unavailable").inc()
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        resp = json_error(503, "unavailable", "Redis is unavailable; retry later")
+    except Exception:
+        GATEWAY_ERRORS.labels("internal").inc()
+        log.exception("unhandled error (trace %s)", trace_id)
+        resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
+    resp.headers[TRACE_ID_HEADER] = trace_id
+    route = _route(request)
+    method = request.method if request.method in _METHODS else "other"
+    HTTP_REQUESTS.labels(route, method, str(resp.status)).inc()
+    HTTP_DURATION.labels(route).observe(time.perf_counter() - start)
+    return resp

@@ -1,0 +1,346 @@
+"""The OpenAPI 3.1 document of the gateway, built from the same constants the handlers use.
+
+``python -m gateway.openapi > docs/openapi.json`` regenerates the checked-in copy (a test keeps
+them equal); the running gateway serves it at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from models.events import DEFAULT_LIMITS, PRIORITIES
+from ratchet.settings import Settings
+
+__all__ = ["build_openapi"]
+
+_REF = "#/components/schemas/"
+_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]+$"
+_ID_CHARS = DEFAULT_LIMITS.max_id_chars
+_MAX_NUMBER = DEFAULT_LIMITS.max_abs_number
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _text(max_len: int, description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": _NO_CONTROL,
+            "description": description}
+
+
+def _json(schema: dict[str, Any], description: str, headers: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = {"X-Trace-Id": {"$ref": "#/components/headers/TraceId"}}
+    return out
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed input; `field` names the offending field.",
+        401: "Missing or invalid API key, unknown agent, or a bad or stale signature.",
+        404: "Not found in the caller's project.",
+        409: "Conflicts with stored state (already decided).",
+        413: "Request body larger than the limit (4 MB by default).",
+        503: "Kafka or Redis is unavailable; retry later (same event ids are safe).",
+    }
+    return {str(c): _error(text[c]) for c in codes}
+
+
+def _schemas(max_batch: int) -> dict[str, Any]:
+    number = {"type": ["number", "null"], "minimum": -_MAX_NUMBER, "maximum": _MAX_NUMBER}
+    event_props: dict[str, Any] = {
+        "event_id": _text(_ID_CHARS, "Client-chosen unique id (a UUID); the idempotency key."),
+        "agent_id": _text(_ID_CHARS, "A registered agent of the caller's project."),
+        "run_id": _text(DEFAULT_LIMITS.max_run_id_chars, "One execution (session) of the agent."),
+        "service": _text(_ID_CHARS, "The tool or API the agent is about to call."),
+        "action": _text(DEFAULT_LIMITS.max_action_chars, "The operation on that service."),
+        "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
+        "payload": {"type": "object", "description": "The call's arguments (any JSON object; "
+                    f"depth ≤ {DEFAULT_LIMITS.max_payload_depth}, "
+                    f"≤ {DEFAULT_LIMITS.max_payload_keys} keys, numbers ≤ 1e15)."},
+        "ts": {**number, "description": "Client timestamp, Unix seconds."},
+        "cost": {**number, "minimum": 0, "description": "Cost of the call (any unit)."},
+        "end_of_run": {"type": "boolean", "default": False},
+        "metadata": {"type": ["object", "null"], "description": "Small object: ≤ 10 KB, "
+                     "≤ 50 keys, depth ≤ 3."},
+    }
+    required = ["event_id", "agent_id", "run_id", "service", "action", "payload"]
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "field", "message"],
+            "properties": {
+                "error": {"type": "string", "description": "Machine-readable error code."},
+                "field": {"type": ["string", "null"], "description": "Offending field."},
+                "message": {"type": "string", "description": "What was wrong, what to do."},
+            },
+        },
+        "Event": {"type": "object", "required": required, "properties": event_props},
+        "SignedEvent": {
+            "type": "object",
+            "required": [*required, "signature", "timestamp"],
+            "properties": {
+                **event_props,
+                "signature": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$",
+                              "description": "HMAC-SHA256 of the event (see docs/api.md)."},
+                "timestamp": {"type": "integer", "minimum": 0,
+                              "description": "Signing time, Unix seconds (±5 min)."},
+            },
+        },
+        "Batch": {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_batch,
+                                      "items": _ref("SignedEvent")}},
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["event_id", "status", "trace_id"],
+            "properties": {"event_id": {"type": "string"}, "status": {"const": "accepted"},
+                           "trace_id": {"type": "string"}},
+        },
+        "Decided": {
+            "type": "object",
+            "required": ["event_id", "status", "trace_id", "verdict"],
+            "properties": {"event_id": {"type": "string"}, "status": {"const": "decided"},
+                           "trace_id": {"type": "string"}, "verdict": _ref("Verdict")},
+        },
+        "Verdict": {
+            "type": "object",
+            "required": ["event_id", "agent_id", "action", "mode", "anomalous", "score",
+                         "threshold", "reasons", "decided_at"],
+            "properties": {
+                "event_id": {"type": "string"}, "agent_id": {"type": "string"},
+                "run_id": {"type": "string"}, "trace_id": {"type": "string"},
+                "chain": {"type": "string"},
+                "mode": {"type": "string", "enum": ["shadow", "soft_lock", "locked"]},
+                "anomalous": {"type": "boolean"},
+                "score": {"type": "number", "description": "Surprise of the transition, bits."},
+                "threshold": {"type": "number", "description": "Bits."},
+                "edge": {"type": "object"},
+                "action": {"type": "string", "enum": ["allow", "flag", "pause", "reject"]},
+                "reasons": {"type": "array", "items": {"type": "object"}},
+                "decided_at": {"type": "number"},
+            },
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["index", "event_id", "status"],
+            "properties": {
+                "index": {"type": "integer", "minimum": 0},
+                "event_id": {"type": ["string", "null"]},
+                "status": {"type": "string", "enum": ["accepted", "rejected"]},
+                "error": _ref("Error"),
+            },
+        },
+        "BatchResponse": {
+            "type": "object",
+            "required": ["trace_id", "accepted", "rejected", "results"],
+            "properties": {
+                "trace_id": {"type": "string"},
+                "accepted": {"type": "integer", "minimum": 0},
+                "rejected": {"type": "integer", "minimum": 0},
+                "results": {"type": "array", "items": _ref("BatchResult")},
+            },
+        },
+        "Approval": {
+            "type": "object",
+            "required": ["decision", "reason", "actor", "decided_at"],
+            "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
+                           "reason": {"type": "string"}, "actor": {"type": "string"},
+                           "decided_at": {"type": "number"}},
+        },
+        "VerdictLookup": {
+            "type": "object",
+            "required": ["event_id", "verdict", "approval"],
+            "properties": {"event_id": {"type": "string"}, "verdict": _ref("Verdict"),
+                           "approval": {"oneOf": [_ref("Approval"), {"type": "null"}]}},
+        },
+        "ApprovalsPage": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                           "next_cursor": {"type": ["string", "null"]}},
+        },
+        "DecisionRequest": {
+            "type": "object",
+            "required": ["decision"],
+            "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
+                           "reason": {"type": ["string", "null"], "maxLength": 1000}},
+        },
+        "DecisionResponse": {
+            "type": "object",
+            "required": ["event_id", "decision", "status", "trace_id"],
+            "properties": {"event_id": {"type": "string"},
+                           "decision": {"type": "string", "enum": ["approve", "reject"]},
+                           "status": {"const": "recorded"}, "trace_id": {"type": "string"}},
+        },
+        "WhoAmI": {
+            "type": "object",
+            "required": ["project_id", "key_id"],
+            "properties": {"project_id": {"type": "string"},
+                           "key_id": {"type": "string",
+                                      "description": "First 12 hex of the key's SHA-256."}},
+        },
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"const": "ok"}}},
+        "Ready": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                "checks": {"type": "object", "required": ["kafka", "redis"],
+                           "properties": {"kafka": {"type": "string"},
+                                          "redis": {"type": "string"}}},
+            },
+        },
+    }
+
+
+def _event_id_param() -> dict[str, Any]:
+    return {"name": "event_id", "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS}}
+
+
+def _paths(settings: Settings) -> dict[str, Any]:
+    secured: list[dict[str, list[str]]] = [{"apiKey": []}]
+    sig_headers = [
+        {"name": "X-Ratchet-Signature", "in": "header", "required": True,
+         "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
+         "description": "`v1=` + hex HMAC-SHA256 of the event under the agent's secret."},
+        {"name": "X-Ratchet-Timestamp", "in": "header", "required": True,
+         "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+         "description": "Signing time in Unix seconds; more than 5 minutes off → 401."},
+    ]
+    trace_param = {"name": "X-Trace-Id", "in": "header", "required": False,
+                   "schema": {"type": "string"},
+                   "description": "Optional trace id (8–64 of [A-Za-z0-9._-]); otherwise one "
+                   "is generated. Echoed on every response."}
+    return {
+        "/v1/events": {"post": {
+            "summary": "Ingest one signed event; optionally wait for its verdict.",
+            "operationId": "postEvent",
+            "security": secured,
+            "parameters": [
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
+                 "description": "Wait up to this long for the verdict (200), else 202."},
+                *sig_headers, trace_param,
+            ],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("Event")}}},
+            "responses": {
+                "200": _json(_ref("Decided"), "The verdict arrived within wait_ms."),
+                "202": _json(_ref("Accepted"), "Accepted; fetch the verdict later."),
+                **_errors(400, 401, 413, 503),
+            },
+        }},
+        "/v1/events:batch": {"post": {
+            "summary": "Ingest up to "
+                       f"{settings.max_batch_events} events, each signed in the body.",
+            "operationId": "postEventsBatch",
+            "security": secured,
+            "parameters": [trace_param],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("Batch")}}},
+            "responses": {
+                "200": _json(_ref("BatchResponse"), "Per-event results; only accepted events "
+                             "were published."),
+                **_errors(400, 401, 413, 503),
+            },
+        }},
+        "/v1/whoami": {"get": {
+            "summary": "The project of the API key (clients need it to sign events).",
+            "operationId": "whoami",
+            "security": secured,
+            "parameters": [trace_param],
+            "responses": {"200": _json(_ref("WhoAmI"), "The caller's project."),
+                          **_errors(401, 503)},
+        }},
+        "/v1/verdicts/{event_id}": {"get": {
+            "summary": "The verdict of an event of the caller's project.",
+            "operationId": "getVerdict",
+            "security": secured,
+            "parameters": [_event_id_param(), trace_param],
+            "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),
+                          **_errors(400, 401, 404, 503)},
+        }},
+        "/v1/approvals": {"get": {
+            "summary": "Paused events of the caller's project, oldest first.",
+            "operationId": "listApprovals",
+            "security": secured,
+            "parameters": [
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+                {"name": "cursor", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "next_cursor of the last page."},
+                trace_param,
+            ],
+            "responses": {"200": _json(_ref("ApprovalsPage"), "One page of paused verdicts."),
+                          **_errors(400, 401, 503)},
+        }},
+        "/v1/approvals/{event_id}": {"post": {
+            "summary": "Approve or reject a paused event (published to the feedback topic).",
+            "operationId": "decideApproval",
+            "security": secured,
+            "parameters": [_event_id_param(), trace_param],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("DecisionRequest")}}},
+            "responses": {"200": _json(_ref("DecisionResponse"), "Decision recorded."),
+                          **_errors(400, 401, 404, 409, 413, 503)},
+        }},
+        "/healthz": {"get": {
+            "summary": "Liveness: the process answers.", "operationId": "healthz",
+            "responses": {"200": _json(_ref("Health"), "Alive.")},
+        }},
+        "/readyz": {"get": {
+            "summary": "Readiness: Kafka and Redis answer.", "operationId": "readyz",
+            "responses": {"200": _json(_ref("Ready"), "Ready."),
+                          "503": _json(_ref("Ready"), "A dependency is down (see checks).")},
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (text exposition format).", "operationId": "metrics",
+            "responses": {"200": {"description": "Metrics.",
+                                  "headers": {"X-Trace-Id": {"$ref": "#/components/headers/TraceId"}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This document.", "operationId": "openapi",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
+        }},
+    }
+
+
+def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a gateway configured by ``settings``."""
+    settings = settings or Settings()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ratchet gateway",
+            "version": "1",
+            "description": "Signed ingest of agent tool calls, verdicts and approvals. "
+                           "Every response carries X-Trace-Id. See docs/api.md.",
+        },
+        "paths": _paths(settings),
+        "components": {
+            "schemas": _schemas(settings.max_batch_events),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "Project API key (rk_...)."}},
+            "headers": {"TraceId": {"description": "Trace id of this request.",
+                                    "schema": {"type": "string"}}},
+        },
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    json.dump(build_openapi(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,122 @@
+"""``POST /v1/events`` (one event, optional wait for its verdict) and ``POST /v1/events:batch``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import authenticate, verify_event
+from gateway.body import int_query, read_json
+from gateway.ingest import check_signatures, envelopes, parse_batch
+from gateway.metrics import INGEST_EVENTS
+from gateway.publisher import Message
+from gateway.state import GatewayState, state_of
+from gateway.trace import trace_id_of
+from models.events import IngestEvent, parse_event
+from ratchet.errors import AuthError, UnavailableError, ValidationError
+from ratchet.provisioning import agent_secrets
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+SIGNATURE_HEADER = "X-Ratchet-Signature"
+TIMESTAMP_HEADER = "X-Ratchet-Timestamp"
+
+
+def _messages(
+    state: GatewayState, events: list[IngestEvent], project_id: str, trace_id: str,
+    received_at: float, wait: bool,
+) -> tuple[list[Message], list[list[IngestEvent]]]:
+    packed = envelopes(events, project_id, trace_id, received_at, wait=wait)
+    topic = state.settings.topic_ingest
+    return [Message(topic, k, v, trace_id) for k, v, _ in packed], [evs for _, _, evs in packed]
+
+
+@routes.post("/v1/events")
+async def post_event(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
+    body = await read_json(request, state.settings.max_body_bytes)
+    try:
+        event = parse_event(body, caller.project_id)
+    except ValidationError:
+        INGEST_EVENTS.labels("invalid").inc()
+        raise
+    secrets = await agent_secrets(state.redis, state.keys, caller.project_id, [event.agent_id])
+    try:
+        verify_event(
+            event, secrets, request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            now=time.time(), window_s=state.settings.signature_window_s,
+        )
+    except AuthError:
+        INGEST_EVENTS.labels("unauthorized").inc()
+        raise
+    trace_id = trace_id_of(request)
+    waiting = state.waiters.add(caller.project_id, event.event_id) if wait_ms else None
+    try:
+        messages, _ = _messages(state, [event], caller.project_id, trace_id, time.time(),
+                                wait=bool(wait_ms))
+        try:
+            await state.publisher.publish(messages)
+        except UnavailableError:
+            INGEST_EVENTS.labels("unavailable").inc()
+            raise
+        INGEST_EVENTS.labels("accepted").inc()
+        accepted = {"event_id": event.event_id, "status": "accepted", "trace_id": trace_id}
+        if waiting is None or wait_ms is None:
+            return web.json_response(accepted, status=202)
+        try:
+            verdict = await asyncio.wait_for(asyncio.shield(waiting), wait_ms / 1000)
+        except asyncio.TimeoutError:
+            return web.json_response(accepted, status=202)
+        return web.json_response(
+            {"event_id": event.event_id, "status": "decided", "trace_id": trace_id,
+             "verdict": verdict},
+            status=200,
+        )
+    finally:
+        if waiting is not None:
+            state.waiters.discard(caller.project_id, event.event_id, waiting)
+
+
+@routes.post("/v1/events:batch")
+async def post_batch(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    body = await read_json(request, state.settings.max_body_bytes)
+    items = parse_batch(body, caller.project_id, state.settings.max_batch_events)
+    agents = [it.event.agent_id for it in items if it.event is not None]
+    secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
+    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)
+    good = [it for it in items if it.error is None and it.event is not None]
+    trace_id = trace_id_of(request)
+    events = [it.event for it in good if it.event is not None]
+    messages, groups = _messages(state, events, caller.project_id, trace_id, time.time(), False)
+    if messages:
+        try:
+            errors = await state.publisher.publish(messages)
+        except UnavailableError:
+            INGEST_EVENTS.labels("unavailable").inc(len(events))
+            raise
+        failed_ids = {
+            ev.event_id for err, evs in zip(errors, groups) if err is not None for ev in evs
+        }
+        for it in good:
+            if it.event is not None and it.event.event_id in failed_ids:
+                it.error = UnavailableError("Kafka did not acknowledge this event; retry it")
+    results: list[dict[str, Any]] = [it.result() for it in items]
+    counts = {"accepted": 0, "rejected": 0}
+    for it in items:
+        outcome = "accepted" if it.error is None else {
+            400: "invalid", 401: "unauthorized"}.get(it.error.status, "unavailable")
+        INGEST_EVENTS.labels(outcome).inc()
+        counts["accepted" if it.error is None else "rejected"] += 1
+    return web.json_response(
+        {"trace_id": trace_id, **counts, "results": results}, status=200
+    )

@@ -1,0 +1,117 @@
+"""``GET /v1/whoami``, ``GET /v1/verdicts/{event_id}``, ``GET/POST /v1/approvals[/{event_id}]``.
+
+Everything is scoped by the caller's project: another project's event ids are simply not found.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import authenticate
+from gateway.body import int_query, read_json
+from gateway.publisher import Message
+from gateway.state import state_of
+from gateway.trace import trace_id_of
+from models.envelope import FeedbackMessage, agent_key, encode_feedback
+from ratchet.errors import ConflictError, NotFoundError, ValidationError
+from ratchet.verdicts import Approval, Resolution
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+DECISIONS = ("approve", "reject")
+MAX_REASON_CHARS = 1000
+
+
+def _event_id(request: web.Request) -> str:
+    event_id = request.match_info["event_id"]
+    if not 1 <= len(event_id) <= 128:
+        raise ValidationError("event_id must be 1 to 128 characters", "event_id")
+    return event_id
+
+
+@routes.get("/v1/whoami")
+async def whoami(request: web.Request) -> web.Response:
+    caller = await authenticate(request, state_of(request))
+    return web.json_response({"project_id": caller.project_id, "key_id": caller.key_id})
+
+
+@routes.get("/v1/verdicts/{event_id}")
+async def get_verdict(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    event_id = _event_id(request)
+    verdict = await state.store.get(caller.project_id, event_id)
+    if verdict is None:
+        raise NotFoundError(f"no verdict for event {event_id} (not decided yet, or unknown)")
+    approval = await state.store.approval(caller.project_id, event_id)
+    body: dict[str, Any] = {"event_id": event_id, "verdict": verdict,
+                            "approval": approval.to_dict() if approval else None}
+    return web.json_response(body)
+
+
+@routes.get("/v1/approvals")
+async def list_approvals(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    limit = int_query(request, "limit", 1, 500, 100) or 100
+    cursor = request.query.get("cursor") or None
+    try:
+        page = await state.store.list_paused(caller.project_id, limit, cursor)
+    except ValueError as exc:
+        raise ValidationError(str(exc), "cursor") from None
+    return web.json_response({"items": page.verdicts, "next_cursor": page.next_cursor})
+
+
+def _decision(body: Any) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object {\"decision\": ...}", None)
+    decision = body.get("decision")
+    if decision not in DECISIONS:
+        raise ValidationError("decision must be \"approve\" or \"reject\"", "decision")
+    reason = body.get("reason", "")
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise ValidationError(f"reason must be a string of at most {MAX_REASON_CHARS} characters",
+                              "reason")
+    return str(decision), reason
+
+
+@routes.post("/v1/approvals/{event_id}")
+async def decide(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    event_id = _event_id(request)
+    decision, reason = _decision(await read_json(request, state.settings.max_body_bytes))
+    verdict = await state.store.get(caller.project_id, event_id)
+    if verdict is None:
+        raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")
+    now = time.time()
+    actor = f"apikey:{caller.key_id}"
+    outcome, score = await state.store.resolve(
+        caller.project_id, event_id, Approval(decision, reason, actor, now),
+        state.settings.verdict_ttl_s,
+    )
+    if outcome is Resolution.NOT_PAUSED:
+        raise NotFoundError(f"event {event_id} is not paused")
+    if outcome is Resolution.ALREADY_DECIDED:
+        raise ConflictError(f"event {event_id} was already approved or rejected")
+    trace_id = trace_id_of(request)
+    msg = FeedbackMessage(caller.project_id, event_id, decision, reason, actor, trace_id, now)
+    key = agent_key(caller.project_id, str(verdict.get("agent_id", "")))
+    try:
+        await state.publisher.publish(
+            [Message(state.settings.topic_feedback, key, encode_feedback(msg), trace_id)]
+        )
+    except Exception:
+        # the decision could not reach the workers: leave the event paused so a retry works
+        await state.store.unresolve(caller.project_id, event_id, score)
+        raise
+    return web.json_response(
+        {"event_id": event_id, "decision": decision, "status": "recorded", "trace_id": trace_id}
+    )

@@ -1,0 +1,163 @@
+"""Waiting for verdicts, looking them up, and approving/rejecting paused events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from models.envelope import agent_key, decode_feedback
+from models.verdict import Edge, Verdict
+from ratchet.keys import Keys
+from ratchet.verdicts import Approval, Resolution, VerdictStore
+from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+    FakeWorker,
+    Gateway,
+    Tenant,
+    event,
+    gateway,
+    gw_settings,
+    make_tenant,
+    read_topic,
+    tenant,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_wait_path_returns_the_verdict(gateway: Gateway, tenant: Tenant) -> None:
+    async with FakeWorker(gateway.settings, gateway.redis) as worker:
+        ev = event(payload={"decide": "flag"})
+        start = time.monotonic()
+        answer = await tenant.client.send(ev, wait_ms=3000)
+        assert answer.status == 200, answer.body
+        assert time.monotonic() - start < 2.5
+        assert answer.body["status"] == "decided"
+        verdict = answer.body["verdict"]
+        assert verdict["event_id"] == ev["event_id"] and verdict["action"] == "flag"
+        assert verdict["trace_id"] == answer.trace_id == worker.trace_headers[-1]
+
+        slow = event(payload={"slow": True})
+        answer = await tenant.client.send(slow, wait_ms=300)
+        assert answer.status == 202 and answer.body["event_id"] == slow["event_id"]
+
+        # the verdict stays available for lookup, in the caller's project only
+        looked = await tenant.client.verdict(ev["event_id"])
+        assert looked.status == 200 and looked.body["verdict"]["action"] == "flag"
+        assert looked.body["approval"] is None
+        other = await make_tenant(gateway)
+        try:
+            assert (await other.client.verdict(ev["event_id"])).status == 404
+        finally:
+            await other.client.close()
+        missing = await tenant.client.verdict(slow["event_id"])
+        assert missing.status == 404 and missing.body["error"] == "not_found"
+
+
+async def test_verdict_appears_after_async_ingest(gateway: Gateway, tenant: Tenant) -> None:
+    ev = event()
+    assert (await tenant.client.send(ev)).status == 202
+    assert (await tenant.client.verdict(ev["event_id"])).status == 404
+    async with FakeWorker(gateway.settings, gateway.redis):
+        async def decided() -> bool:
+            return (await tenant.client.verdict(ev["event_id"])).status == 200
+        await wait_for(decided)
+
+
+async def test_concurrent_waiters(gateway: Gateway, tenant: Tenant) -> None:
+    async with FakeWorker(gateway.settings, gateway.redis):
+        events = [event(run_id=f"r{i}") for i in range(20)]
+        answers = await asyncio.gather(*(tenant.client.send(e, wait_ms=3000) for e in events))
+        assert [a.status for a in answers] == [200] * 20
+        assert [a.body["verdict"]["event_id"] for a in answers] == [e["event_id"] for e in events]
+
+
+async def test_approvals(gateway: Gateway, tenant: Tenant) -> None:
+    async with FakeWorker(gateway.settings, gateway.redis):
+        paused = [event(payload={"decide": "pause"}) for _ in range(3)]
+        allowed = event()
+        for ev in [*paused, allowed]:
+            assert (await tenant.client.send(ev, wait_ms=3000)).status == 200
+    page = await tenant.client.approvals(limit=2)
+    assert page.status == 200
+    first = [v["event_id"] for v in page.body["items"]]
+    assert len(first) == 2 and page.body["next_cursor"]
+    rest = await tenant.client.approvals(limit=2, cursor=page.body["next_cursor"])
+    listed = first + [v["event_id"] for v in rest.body["items"]]
+    assert sorted(listed) == sorted(e["event_id"] for e in paused)
+    assert rest.body["next_cursor"] is None
+
+    other = await make_tenant(gateway)
+    try:
+        assert (await other.client.approvals()).body["items"] == []
+        assert (await other.client.decide(paused[0]["event_id"], "approve")).status == 404
+    finally:
+        await other.client.close()
+
+    ok = await tenant.client.decide(paused[0]["event_id"], "approve", "known batch job")
+    assert ok.status == 200 and ok.body["decision"] == "approve"
+    again = await tenant.client.decide(paused[0]["event_id"], "reject")
+    assert again.status == 409 and again.body["error"] == "conflict"
+    assert (await tenant.client.decide(paused[1]["event_id"], "reject")).status == 200
+    assert (await tenant.client.decide(allowed["event_id"], "approve")).status == 404
+    assert (await tenant.client.decide("no-such-event", "approve")).status == 404
+    bad = await tenant.client._call("POST", f"/v1/approvals/{paused[2]['event_id']}",
+                                    json={"decision": "maybe"})
+    assert bad.status == 400 and bad.body["field"] == "decision"
+
+    remaining = await tenant.client.approvals()
+    assert [v["event_id"] for v in remaining.body["items"]] == [paused[2]["event_id"]]
+    looked = await tenant.client.verdict(paused[0]["event_id"])
+    assert looked.body["approval"]["decision"] == "approve"
+    assert looked.body["approval"]["reason"] == "known batch job"
+
+    records = await read_topic(gateway.settings.kafka_bootstrap or "",
+                               gateway.settings.topic_feedback, expect=2)
+    msgs = [(decode_feedback(r.value or b""), r.key) for r in records]
+    assert len(msgs) == 2
+    by_event = {m.event_id: (m, key) for m, key in msgs}
+    fb, key = by_event[paused[0]["event_id"]]
+    assert fb.decision == "approve" and fb.project_id == tenant.project_id
+    assert key == agent_key(tenant.project_id, tenant.agent_id)
+    assert fb.actor.startswith("apikey:") and tenant.api_key not in fb.actor
+    assert by_event[paused[1]["event_id"]][0].decision == "reject"
+
+
+def _paused(event_id: str, project_id: str, at: float) -> Verdict:
+    return Verdict(event_id, "a", "r", "c", "locked", True, 9.0, 3.0, Edge("x", "y", 0, 0, 0),
+                   "pause", (), at, project_id=project_id)
+
+
+async def test_concurrent_resolve_has_one_winner(gateway: Gateway) -> None:
+    store = VerdictStore(gateway.redis, gateway.keys)
+    await store.save_many([_paused(f"e{i}", "p", 100.0) for i in range(10)], 3600)
+    for i in range(10):
+        results = await asyncio.gather(*(
+            store.resolve("p", f"e{i}", Approval("approve", "", f"actor{j}", 1.0), 3600)
+            for j in range(8)
+        ))
+        outcomes = [r for r, _ in results]
+        assert outcomes.count(Resolution.RESOLVED) == 1
+        assert outcomes.count(Resolution.ALREADY_DECIDED) == 7
+    assert (await store.resolve("p", "nope", Approval("approve", "", "a", 1.0), 3600))[0] \
+        is Resolution.NOT_PAUSED
+
+
+async def test_paused_pages_with_equal_scores(gateway: Gateway) -> None:
+    store = VerdictStore(gateway.redis, Keys(gateway.keys.prefix))
+    ids = [f"e{i:02d}" for i in range(25)]
+    await store.save_many([_paused(e, "p", 100.0 if i < 15 else 200.0)
+                           for i, e in enumerate(ids)], 3600)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_paused("p", 4, cursor)
+        seen += [v["event_id"] for v in page.verdicts]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ids
+    with pytest.raises(ValueError):
+        await store.list_paused("p", 4, "garbage")

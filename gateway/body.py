@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ratchet.errors import ValidationError
 
-__all__ = ["read_json", "int_query"]
+__all__ = ["int_query", "read_json"]
 
 
 class BodyTooLarge(web.HTTPRequestEntityTooLarge):

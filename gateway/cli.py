@@ -19,7 +19,7 @@ from ratchet.keys import Keys
 from ratchet.provisioning import create_agent, create_project
 from ratchet.settings import Settings, get_settings
 
-__all__ = ["register", "main_gateway"]
+__all__ = ["main_gateway", "register"]
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from models.envelope import IngestEnvelope, agent_key, encode_ingest
 from models.events import IngestEvent, parse_event
 from ratchet.errors import AuthError, RatchetError, ValidationError
 
-__all__ = ["Checked", "parse_batch", "check_signatures", "envelopes", "error_body"]
+__all__ = ["Checked", "check_signatures", "envelopes", "error_body", "parse_batch"]
 
 #: Per-event fields of a batch item that carry its signature; they are not part of the event.
 SIGNATURE_FIELD = "signature"

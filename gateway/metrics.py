@@ -11,11 +11,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 __all__ = [
-    "HTTP_REQUESTS",
+    "GATEWAY_ERRORS",
     "HTTP_DURATION",
+    "HTTP_REQUESTS",
     "INGEST_EVENTS",
     "INGEST_TO_VERDICT",
-    "GATEWAY_ERRORS",
     "KAFKA_SEND_SECONDS",
 ]
 

@@ -55,7 +55,8 @@ class Publisher:
 
     async def stop(self) -> None:
         # a dead broker must not keep the process from exiting
-        with contextlib.suppress(Exception):
+        # aiokafka may re-raise its own cancelled fetch/send tasks when the broker is gone
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(self.producer.stop(), self.send_timeout_s + 1)
 
     async def _send(self, msg: Message) -> None:

@@ -13,7 +13,7 @@ from ratchet.keys import Keys
 from ratchet.settings import Settings
 from ratchet.verdicts import VerdictStore
 
-__all__ = ["GatewayState", "STATE"]
+__all__ = ["STATE", "GatewayState"]
 
 
 @dataclass

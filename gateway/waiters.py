@@ -23,7 +23,7 @@ from gateway.metrics import GATEWAY_ERRORS, INGEST_TO_VERDICT
 from models.envelope import VerdictEnvelope, decode_verdicts
 from ratchet.errors import RatchetError, UnavailableError
 
-__all__ = ["Waiters", "VerdictListener"]
+__all__ = ["VerdictListener", "Waiters"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class VerdictListener:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep listening through broker hiccups
+            except Exception as exc:  # noqa: BLE001  (keep listening through broker hiccups)
                 GATEWAY_ERRORS.labels("kafka_unavailable").inc()
                 log.warning("verdict listener: %s; retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -140,5 +140,6 @@ class VerdictListener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        # aiokafka may re-raise its own cancelled fetch/send tasks when the broker is gone
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(self.consumer.stop(), 5.0)

@@ -32,10 +32,10 @@ from ratchet.errors import AuthError
 __all__ = [
     "SCHEME",
     "canonical_json",
-    "signing_message",
-    "sign",
-    "verify",
     "parse_timestamp",
+    "sign",
+    "signing_message",
+    "verify",
 ]
 
 #: Version tag of the signature scheme, sent as ``v1=<hex>``.

@@ -22,7 +22,7 @@ import aiohttp
 
 from models.signing import sign
 
-__all__ = ["RatchetClient", "Answer"]
+__all__ = ["Answer", "RatchetClient"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,15 @@ from ratchet.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.keys import Keys
 
 __all__ = [
-    "API_KEY_PREFIX",
     "AGENT_SECRET_PREFIX",
-    "hash_api_key",
-    "create_project",
-    "create_agent",
-    "project_for_api_key",
+    "API_KEY_PREFIX",
     "agent_secret",
     "agent_secrets",
+    "create_agent",
+    "create_project",
+    "hash_api_key",
     "project_exists",
+    "project_for_api_key",
 ]
 
 API_KEY_PREFIX = "rk_"

@@ -23,7 +23,7 @@ from redis.exceptions import WatchError
 from models.verdict import Verdict
 from ratchet.keys import Keys
 
-__all__ = ["VerdictStore", "Resolution", "Approval", "PausedPage"]
+__all__ = ["Approval", "PausedPage", "Resolution", "VerdictStore"]
 
 
 class Resolution(enum.Enum):

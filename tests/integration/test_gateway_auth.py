@@ -1,5 +1,6 @@
 """Provisioning, API keys and event signatures at the gateway (real Redis and Tansu)."""
 
+# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import time

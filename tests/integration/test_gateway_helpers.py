@@ -38,8 +38,15 @@ from ratchet.topics import ensure_topics
 from ratchet.verdicts import VerdictStore
 
 __all__ = [
-    "Gateway", "Tenant", "FakeWorker", "gw_settings", "gateway", "tenant", "event",
-    "read_topic", "start_gateway",
+    "FakeWorker",
+    "Gateway",
+    "Tenant",
+    "event",
+    "gateway",
+    "gw_settings",
+    "read_topic",
+    "start_gateway",
+    "tenant",
 ]
 
 

@@ -1,5 +1,6 @@
 """Bad input is refused before Kafka; accepted events reach ``ingest`` in one envelope per agent."""
 
+# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,5 +1,6 @@
 """Waiting for verdicts, looking them up, and approving/rejecting paused events."""
 
+# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio

@@ -16,6 +16,11 @@ __all__ = [
     "EDGE_SCORE_BITS",
     "ENGINE_ERRORS",
     "BATCH_EVENTS",
+    "WORKER_MESSAGES",
+    "WORKER_RETRIES",
+    "WORKER_BATCH_SECONDS",
+    "INGEST_TO_VERDICT_SECONDS",
+    "FEEDBACK",
 ]
 
 LUA_SECONDS = Histogram(
@@ -53,4 +58,31 @@ BATCH_EVENTS = Histogram(
     "ratchet_engine_batch_events",
     "Events per engine call (batching efficiency).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
+# --- workers (streams/) ----------------------------------------------------------------------
+WORKER_MESSAGES = Counter(
+    "ratchet_worker_messages_total",
+    "Kafka messages handled by workers, by topic and result (ok, invalid, error).",
+    ["topic", "result"],
+)
+WORKER_RETRIES = Counter(
+    "ratchet_worker_retries_total",
+    "Batches retried by workers because a dependency was down (messages stay uncommitted).",
+    ["reason"],
+)
+WORKER_BATCH_SECONDS = Histogram(
+    "ratchet_worker_batch_duration_seconds",
+    "Time to decide, save and emit one worker batch (retries included).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+INGEST_TO_VERDICT_SECONDS = Histogram(
+    "ratchet_ingest_to_verdict_seconds",
+    "From the gateway receiving an envelope to its verdicts being emitted by a worker.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+FEEDBACK = Counter(
+    "ratchet_feedback_total",
+    "Human decisions applied by workers (result: applied, not_pending, unknown_event).",
+    ["decision", "result"],
 )

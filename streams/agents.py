@@ -1,0 +1,98 @@
+"""The Faust agents: short loops that move bytes between Kafka and :mod:`streams.worker`.
+
+``ingest``: envelopes → :class:`GreedyBatcher` → one ``engine.decide`` per batch → verdicts saved
+(one Redis pipeline) → one verdict envelope per ingest envelope on ``verdicts``, keyed by agent,
+trace id in the body and in a Kafka header → the ingest messages are acked.
+
+``feedback``: one decision at a time → stored verdict → ``engine.feedback`` → ack.
+
+Both iterate ``stream.noack()`` and ack explicitly after the work is done, so nothing is
+committed that was not decided (see :mod:`streams.batcher` for why not ``stream.take``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faust
+from faust import Stream
+from faust.types import EventT, StreamT
+
+from models.envelope import IngestEnvelope
+from ratchet.settings import Settings
+from streams.app import Topics
+from streams.batcher import GreedyBatcher
+from streams.runtime import Runtime
+
+__all__ = ["Tuning", "attach_agents"]
+
+log = logging.getLogger("ratchet.worker")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Batch limits of the ingest agent (measured: see docs/operations.md)."""
+
+    max_envelopes: int = 256
+    max_events: int = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    event: EventT[bytes]
+    envelope: IngestEnvelope | None
+
+
+def attach_agents(
+    app: faust.App, topics: Topics, settings: Settings, tuning: Tuning | None = None
+) -> Runtime:
+    """Define the ``ingest`` and ``feedback`` agents on ``app``; returns their shared runtime."""
+    runtime = Runtime(settings)
+    tuning = tuning or Tuning()
+
+    @app.agent(topics.ingest, name="ingest")
+    async def ingest(stream: StreamT[bytes]) -> None:
+        processor = await runtime.ingest_processor()
+        manual: Stream[bytes] = stream.noack()  # type: ignore[attr-defined]
+
+        async def process(batch: Sequence[_Item]) -> None:
+            envelopes = [i.envelope for i in batch if i.envelope is not None]
+            for out in await processor.process(envelopes):
+                await topics.verdicts.send(
+                    key=out.key, value=out.value, headers=list(out.headers), force=True
+                )
+
+        async def ack(item: _Item) -> None:
+            await manual.ack(item.event)
+
+        batcher: GreedyBatcher[_Item] = GreedyBatcher(
+            process, ack,
+            size_of=lambda i: len(i.envelope.events) if i.envelope is not None else 0,
+            max_items=tuning.max_envelopes, max_events=tuning.max_events,
+        )
+        async with batcher:
+            async for event in manual.events():
+                decoded = processor.decode([event.value])
+                await batcher.put(_Item(event, decoded[0] if decoded else None))
+
+    @app.agent(topics.feedback, name="feedback")
+    async def feedback(stream: StreamT[bytes]) -> None:
+        processor = await runtime.feedback_processor()
+        manual: Stream[bytes] = stream.noack()  # type: ignore[attr-defined]
+        async for event in manual.events():
+            msg = processor.decode(event.value)
+            if msg is not None:
+                await processor.process(msg)
+            await manual.ack(event)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _log_ready() -> None:
+        await asyncio.sleep(0)
+        log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s",
+                 settings.worker_id, settings.topic_ingest, settings.topic_verdicts,
+                 settings.topic_feedback)
+
+    return runtime

@@ -1,0 +1,117 @@
+"""The one Faust application of Ratchet's workers, built from :class:`ratchet.settings.Settings`.
+
+No pickle, no Faust records: every topic carries raw bytes (``value_serializer="raw"``) and the
+bodies are decoded with :mod:`models.envelope`. No tables and no changelog topics either — all
+state lives in Redis — so the only Faust-internal topic is the assignor's leader topic.
+
+``create_app(settings)`` builds an app; ``streams.app.app`` (for ``faust -A streams.app``) is the
+app of the process settings, built on first access.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from faust.types import TopicT
+
+from ratchet.errors import ConfigError
+from ratchet.settings import Settings, get_settings
+
+__all__ = ["Topics", "create_app", "faust_broker_url", "get_app"]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The Kafka topics a worker reads and writes (names from settings)."""
+
+    ingest: TopicT
+    verdicts: TopicT
+    feedback: TopicT
+
+
+def faust_broker_url(bootstrap: str) -> str:
+    """``host:port[,host:port]`` → Faust's ``kafka://host:port;host:port``."""
+    hosts = [h.strip() for h in bootstrap.split(",") if h.strip()]
+    if not hosts:
+        raise ConfigError("RATCHET_KAFKA_BOOTSTRAP is empty; set it to host:port[,host:port]")
+    return "kafka://" + ";".join(h.removeprefix("kafka://") for h in hosts)
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Topics]:
+    """A Faust app with Ratchet's topics; agents are attached by :mod:`streams.agents`."""
+    if not settings.kafka_bootstrap:
+        raise ConfigError(
+            "RATCHET_KAFKA_BOOTSTRAP is not set: point it at Kafka (host:port), or run "
+            "`ratchet demo`, which starts its own broker"
+        )
+    # Faust wants a data directory even without tables; nothing durable is written there.
+    datadir = Path(tempfile.gettempdir()) / "ratchet-faust" / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_id,
+        broker=faust_broker_url(settings.kafka_bootstrap),
+        datadir=str(datadir),
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_request_timeout=max(90.0, settings.broker_session_timeout_s + 5.0),
+        # Offsets are committed this often; a killed worker's successor re-reads at most this
+        # much, and the engine's event-id dedup makes the replay harmless.
+        broker_commit_interval=1.0,
+        producer_linger=0.001,
+        producer_acks=1,
+        stream_wait_empty=False,
+        table_cleanup_interval=3600.0,
+        logging_config=None,
+    )
+
+    def topic(name: str) -> TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        )
+
+    topics = Topics(
+        ingest=topic(settings.topic_ingest),
+        verdicts=topic(settings.topic_verdicts),
+        feedback=topic(settings.topic_feedback),
+    )
+    return app, topics
+
+
+_built: tuple[faust.App, Topics] | None = None
+
+
+def get_app(settings: Settings | None = None) -> tuple[faust.App, Topics]:
+    """The process-wide app with its agents attached (built once)."""
+    global _built
+    if _built is None:
+        from streams.agents import attach_agents
+
+        settings = settings or get_settings()
+        app, topics = create_app(settings)
+        attach_agents(app, topics, settings)
+        _built = (app, topics)
+    return _built
+
+
+def __getattr__(name: str) -> object:
+    # ``faust -A streams.app worker`` looks up ``streams.app.app``.
+    if name == "app":
+        return get_app()[0]
+    raise AttributeError(name)

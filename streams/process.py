@@ -1,0 +1,102 @@
+"""Run a worker as a child process (used by ``ratchet demo``, the tests and the benchmarks).
+
+The child runs ``python -m streams.cli worker`` in its own process group with the given
+``RATCHET_*`` environment; :meth:`WorkerProcess.stop` sends SIGTERM (graceful: finish the batch,
+commit, leave the group) and escalates to SIGKILL; :meth:`WorkerProcess.kill` is ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["WorkerProcess", "worker_env"]
+
+#: Consumer-group timings for tests and the demo (measured on Tansu, see docs/operations.md):
+#: a group (re)join completes after ~rebalance timeout, a dead member is evicted after the
+#: session timeout.
+FAST_GROUP_ENV: Mapping[str, str] = {
+    "RATCHET_BROKER_SESSION_TIMEOUT_S": "6",
+    "RATCHET_BROKER_HEARTBEAT_INTERVAL_S": "1",
+    "RATCHET_BROKER_REBALANCE_TIMEOUT_S": "5",
+}
+
+
+def worker_env(base: Mapping[str, str] | None = None, **ratchet: str | float) -> dict[str, str]:
+    """The environment of a child process: ``base`` (default os.environ) + ``RATCHET_<K>=v``."""
+    env = dict(os.environ if base is None else base)
+    for name, value in ratchet.items():
+        env[f"RATCHET_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    env: dict[str, str]
+    name: str = "worker"
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+    extra_args: tuple[str, ...] = ()
+    _log_fd: int = field(default=-1, repr=False)
+
+    def start(self) -> WorkerProcess:
+        fd, self.log_path = tempfile.mkstemp(prefix=f"ratchet-{self.name}-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", *self.extra_args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+        )
+        os.close(fd)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """``kill -9`` the worker (and its process group) — fault injection."""
+        self._signal_group(signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 15.0, *, keep_log: bool = False) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; the log file is removed unless kept."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc is not None:
+            # children the worker may have left in its group
+            self._signal_group(signal.SIGKILL)
+        if self.log_path and not keep_log:
+            Path(self.log_path).unlink(missing_ok=True)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,62 @@
+"""The resources a worker process shares between its agents: one Redis client, engine and store.
+
+Built lazily inside the worker's event loop (the first agent to start builds them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ratchet.engine import Engine, connect_redis
+from ratchet.errors import ConfigError
+from ratchet.keys import Keys
+from ratchet.replay import engine_params
+from ratchet.settings import Settings
+from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
+
+__all__ = ["Runtime", "make_verdict_store"]
+
+
+def make_verdict_store(client: Any, keys: Keys) -> VerdictStoreLike:
+    """The gateway's :class:`ratchet.verdicts.VerdictStore` on ``client``."""
+    from ratchet.verdicts import VerdictStore
+
+    return VerdictStore(client, keys)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url:
+            raise ConfigError(
+                "RATCHET_REDIS_URL is not set: workers keep all state in Redis; point it at "
+                "redis://host:port/db (or run `ratchet demo`, which starts its own Redis)"
+            )
+        self.settings = settings
+        self._lock = asyncio.Lock()
+        self.engine: Engine | None = None
+        self.store: VerdictStoreLike | None = None
+        self.client: Any = None
+
+    async def _ensure(self) -> tuple[Engine, VerdictStoreLike]:
+        async with self._lock:
+            if self.engine is None or self.store is None:
+                s = self.settings
+                assert s.redis_url is not None
+                self.client = connect_redis(s.redis_url, cluster=s.redis_cluster)
+                keys = Keys(s.key_prefix)
+                params = engine_params(None, s)
+                self.engine = Engine.create(
+                    self.client, keys=keys, params=params, rich=s.rich_markov,
+                    run_ttl_s=s.run_ttl_s, chain_ttl_s=s.chain_ttl_s,
+                )
+                self.store = make_verdict_store(self.client, keys)
+            return self.engine, self.store
+
+    async def ingest_processor(self) -> IngestProcessor:
+        engine, store = await self._ensure()
+        return IngestProcessor(engine, store, verdict_ttl_s=self.settings.verdict_ttl_s)
+
+    async def feedback_processor(self) -> FeedbackProcessor:
+        engine, store = await self._ensure()
+        return FeedbackProcessor(engine, store)

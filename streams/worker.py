@@ -1,0 +1,369 @@
+"""What a worker does with a batch of Kafka messages, without Faust: decode → decide → save → emit.
+
+The Faust agents (:mod:`streams.agents`) only move bytes between Kafka and these processors, so
+this logic is testable with a real Redis and no broker.
+
+Failure policy (DESIGN.md §2: a guard *error* is never a detection):
+
+* Redis unavailable (:class:`UnavailableError`, connection/timeout errors): the batch is retried
+  with capped exponential backoff until Redis answers or the worker stops. The Kafka messages are
+  acked only after their verdicts are saved and produced, so a worker stopped or killed while
+  waiting leaves them uncommitted and they are redelivered. Redelivery is harmless: the engine
+  dedups by event id and returns the stored answer again.
+* An envelope that is not valid JSON / not a known envelope version: logged, counted
+  (``ratchet_worker_messages_total{result="invalid"}``) and skipped — it has no event ids to answer.
+* Any other exception (a bug, a poison event): the batch is retried per envelope; an envelope that
+  still fails gets verdicts with ``action="allow"`` and ``error`` set, so a caller waiting for its
+  verdict is answered and nothing is reported as a detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from models.envelope import (
+    ENVELOPE_VERSION,
+    TRACE_HEADER,
+    FeedbackMessage,
+    IngestEnvelope,
+    VerdictEnvelope,
+    agent_key,
+    decode_feedback,
+    decode_ingest,
+    encode_verdicts,
+)
+from models.events import IngestEvent
+from models.verdict import Edge, Verdict, action_rank
+from ratchet.errors import RatchetError, UnavailableError, ValidationError
+from ratchet.metrics import (
+    FEEDBACK,
+    INGEST_TO_VERDICT_SECONDS,
+    VERDICTS,
+    WORKER_BATCH_SECONDS,
+    WORKER_MESSAGES,
+    WORKER_RETRIES,
+)
+
+__all__ = [
+    "Backoff",
+    "DecideEngine",
+    "FeedbackProcessor",
+    "IngestProcessor",
+    "Outgoing",
+    "VerdictStoreLike",
+    "decode_ingest_trusted",
+    "error_verdict",
+    "retry_unavailable",
+]
+
+log = logging.getLogger("ratchet.worker")
+
+T = TypeVar("T")
+
+#: Exceptions that mean "a dependency is down, try again later" — never a detection.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    UnavailableError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class DecideEngine(Protocol):
+    """The part of :class:`ratchet.engine.Engine` a worker uses."""
+
+    async def decide(
+        self,
+        events: Sequence[IngestEvent],
+        *,
+        learn: bool = True,
+        trace_id: str = "",
+        holds: Sequence[bool] | None = None,
+    ) -> list[Verdict]: ...
+
+    async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str) -> object: ...
+
+
+class VerdictStoreLike(Protocol):
+    """The part of :class:`ratchet.verdicts.VerdictStore` a worker uses."""
+
+    async def save_many(self, verdicts: Sequence[Verdict], ttl_s: int) -> None: ...
+
+    async def get(self, project_id: str, event_id: str) -> Mapping[str, Any] | None: ...
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff: ``first_s``, doubling, at most ``max_s`` between attempts."""
+
+    first_s: float = 0.05
+    max_s: float = 2.0
+
+    def delays(self) -> Callable[[], float]:
+        current = self.first_s
+
+        def next_delay() -> float:
+            nonlocal current
+            delay = current
+            current = min(current * 2, self.max_s)
+            return delay
+
+        return next_delay
+
+
+async def retry_unavailable(
+    action: Callable[[], Awaitable[T]], backoff: Backoff, *, what: str
+) -> T:
+    """Run ``action`` until it does not fail with a transient error (cancellation stops it)."""
+    next_delay = backoff.delays()
+    failures = 0
+    while True:
+        try:
+            return await action()
+        except TRANSIENT as exc:
+            failures += 1
+            WORKER_RETRIES.labels(reason="unavailable").inc()
+            delay = next_delay()
+            if failures == 1 or failures % 20 == 0:
+                log.warning(
+                    "%s: dependency unavailable (%s); retry %d in %.2fs — messages stay "
+                    "uncommitted until this succeeds", what, exc, failures, delay,
+                )
+            await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One Kafka message to produce."""
+
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def error_verdict(ev: IngestEvent, trace_id: str, message: str, now: float) -> Verdict:
+    """The answer for an event Ratchet failed to judge: allow, with ``error`` set."""
+    return Verdict(
+        event_id=ev.event_id,
+        agent_id=ev.agent_id,
+        run_id=ev.run_id,
+        chain="",
+        mode="shadow",
+        anomalous=False,
+        score=0.0,
+        threshold=0.0,
+        edge=Edge("", "", 0.0, 0.0, 0.0),
+        action="allow",
+        reasons=(),
+        decided_at=now,
+        trace_id=trace_id,
+        project_id=ev.project_id,
+        error=message,
+    )
+
+
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(IngestEvent))
+_REQUIRED_STR = ("event_id", "agent_id", "run_id", "service", "action")
+
+
+def decode_ingest_trusted(body: bytes) -> IngestEnvelope:
+    """Decode an envelope the gateway wrote (and validated) without validating every event again.
+
+    Structural checks only (field names, required strings, payload an object); anything unusual
+    goes through the full :func:`models.envelope.decode_ingest`, which raises on invalid input.
+    Saves ~10 µs per event on the worker's hot path.
+    """
+    obj = orjson.loads(body)
+    if not isinstance(obj, dict) or obj.get("v") != ENVELOPE_VERSION:
+        return decode_ingest(body)
+    project_id = obj.get("project_id")
+    raw_events = obj.get("events")
+    if type(project_id) is not str or type(raw_events) is not list:
+        return decode_ingest(body)
+    events: list[IngestEvent] = []
+    for e in raw_events:
+        if (
+            type(e) is not dict
+            or not _EVENT_FIELDS.issuperset(e)
+            or e.get("project_id") != project_id
+            or type(e.get("payload")) is not dict
+            or any(type(e.get(name)) is not str for name in _REQUIRED_STR)
+        ):
+            return decode_ingest(body)
+        events.append(IngestEvent(**e))
+    return IngestEnvelope(
+        project_id=project_id,
+        agent_id=str(obj["agent_id"]),
+        trace_id=str(obj.get("trace_id", "")),
+        received_at=float(obj.get("received_at", 0.0)),
+        events=tuple(events),
+        wait=bool(obj.get("wait", False)),
+    )
+
+
+def _source(v: Verdict) -> str:
+    if not v.reasons:
+        return "none"
+    best = max(v.reasons, key=lambda r: action_rank(r.action))
+    return best.source if best.source == "markov" else "guardrail"
+
+
+@dataclass
+class IngestProcessor:
+    """Ingest envelopes → one engine call → verdicts saved in one pipeline → verdict envelopes."""
+
+    engine: DecideEngine
+    store: VerdictStoreLike
+    verdict_ttl_s: int = 86_400
+    backoff: Backoff = field(default_factory=Backoff)
+    clock: Callable[[], float] = time.time
+
+    def decode(self, bodies: Sequence[bytes]) -> list[IngestEnvelope]:
+        """Decode message bodies; invalid ones are logged, counted and dropped."""
+        out: list[IngestEnvelope] = []
+        for body in bodies:
+            try:
+                out.append(decode_ingest_trusted(body))
+            except (ValidationError, KeyError, TypeError, ValueError) as exc:
+                WORKER_MESSAGES.labels(topic="ingest", result="invalid").inc()
+                log.error("dropping an invalid ingest message (%d bytes): %s", len(body), exc)
+        return out
+
+    async def process(self, envelopes: Sequence[IngestEnvelope]) -> list[Outgoing]:
+        """Verdict envelopes for ``envelopes`` (one per envelope, same order)."""
+        if not envelopes:
+            return []
+        started = time.perf_counter()
+        try:
+            verdicts = await retry_unavailable(
+                lambda: self._decide_and_save(envelopes), self.backoff, what="ingest batch"
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ingest batch of %d envelopes failed; isolating", len(envelopes))
+            verdicts = []
+            for env in envelopes:
+                verdicts.extend(await self._one_guarded(env))
+        out = self._emit(envelopes, verdicts)
+        WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
+        WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
+        return out
+
+    async def _decide_and_save(self, envelopes: Sequence[IngestEnvelope]) -> list[Verdict]:
+        if len(envelopes) == 1:
+            events: Sequence[IngestEvent] = envelopes[0].events
+        else:
+            events = [ev for env in envelopes for ev in env.events]
+        trace = envelopes[0].trace_id
+        verdicts = await self.engine.decide(events, learn=True, trace_id=trace)
+        if len(envelopes) > 1:
+            i = 0
+            for env in envelopes:
+                n = len(env.events)
+                if env.trace_id != trace:
+                    for j in range(i, i + n):
+                        # The verdicts were built by decide() a moment ago and nobody else holds
+                        # them; setting the field in place costs ~0.1 µs where
+                        # dataclasses.replace costs ~5 µs per event.
+                        object.__setattr__(verdicts[j], "trace_id", env.trace_id)
+                i += n
+        await self.store.save_many(verdicts, self.verdict_ttl_s)
+        return verdicts
+
+    async def _one_guarded(self, env: IngestEnvelope) -> list[Verdict]:
+        try:
+            return await retry_unavailable(
+                lambda: self._decide_and_save([env]), self.backoff, what="ingest envelope"
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("envelope %s of agent %s failed; answering allow+error",
+                          env.trace_id, env.agent_id)
+            WORKER_MESSAGES.labels(topic="ingest", result="error").inc()
+            now = self.clock()
+            msg = f"internal error: {type(exc).__name__}"
+            verdicts = [error_verdict(ev, env.trace_id, msg, now) for ev in env.events]
+            try:
+                await retry_unavailable(
+                    lambda: self.store.save_many(verdicts, self.verdict_ttl_s),
+                    self.backoff, what="error verdicts",
+                )
+            except RatchetError:
+                log.exception("could not save error verdicts")
+            return verdicts
+
+    def _emit(self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        now = self.clock()
+        tally: Counter[tuple[str, str]] = Counter()
+        i = 0
+        for env in envelopes:
+            n = len(env.events)
+            chunk = tuple(verdicts[i : i + n])
+            i += n
+            for v in chunk:
+                tally[(v.action, _source(v))] += 1
+            body = encode_verdicts(
+                VerdictEnvelope(env.project_id, env.agent_id, env.trace_id, chunk, env.received_at)
+            )
+            out.append(
+                Outgoing(
+                    agent_key(env.project_id, env.agent_id),
+                    body,
+                    ((TRACE_HEADER, env.trace_id.encode()),),
+                )
+            )
+            if env.received_at:
+                INGEST_TO_VERDICT_SECONDS.observe(max(0.0, now - env.received_at))
+        for (action, source), n in tally.items():
+            VERDICTS.labels(action=action, source=source).inc(n)
+        return out
+
+
+@dataclass
+class FeedbackProcessor:
+    """A human decision on a held event → the stored verdict → ``engine.feedback``."""
+
+    engine: DecideEngine
+    store: VerdictStoreLike
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def decode(self, body: bytes) -> FeedbackMessage | None:
+        try:
+            return decode_feedback(body)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            WORKER_MESSAGES.labels(topic="feedback", result="invalid").inc()
+            log.error("dropping an invalid feedback message: %s", exc)
+            return None
+
+    async def process(self, msg: FeedbackMessage) -> str:
+        """Apply one decision; returns ``applied``, ``not_pending`` or ``unknown_event``."""
+        result = await retry_unavailable(lambda: self._apply(msg), self.backoff, what="feedback")
+        FEEDBACK.labels(decision=msg.decision, result=result).inc()
+        WORKER_MESSAGES.labels(topic="feedback", result="ok").inc()
+        return result
+
+    async def _apply(self, msg: FeedbackMessage) -> str:
+        verdict = await self.store.get(msg.project_id, msg.event_id)
+        if verdict is None or not verdict.get("chain_tag"):
+            log.warning("feedback for unknown or expired event %s (project %s) ignored",
+                        msg.event_id, msg.project_id)
+            return "unknown_event"
+        result = await self.engine.feedback(
+            str(verdict["chain_tag"]), str(verdict["run_id"]), msg.event_id, msg.decision
+        )
+        return "applied" if getattr(result, "applied", False) else "not_pending"

@@ -143,7 +143,10 @@ class VerdictStore:
         picked = picked[:limit]
         verdicts: list[dict[str, Any]] = []
         if picked:
-            raws = await self.redis.mget([self.keys.verdict(project_id, m) for m, _ in picked])
+            async with self.redis.pipeline(transaction=False) as pipe:  # cluster-safe, unlike MGET
+                for member, _ in picked:
+                    pipe.get(self.keys.verdict(project_id, member))
+                raws = await pipe.execute()
             for (member, score), raw in zip(picked, raws):
                 if raw is not None:
                     verdicts.append(orjson.loads(raw))

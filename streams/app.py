@@ -19,6 +19,7 @@ from faust.types import TopicT
 
 from ratchet.errors import ConfigError
 from ratchet.settings import Settings, get_settings
+from streams.transport import RatchetApp
 
 __all__ = ["Topics", "create_app", "faust_broker_url", "get_app"]
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     # Faust wants a data directory even without tables; nothing durable is written there.
     datadir = Path(tempfile.gettempdir()) / "ratchet-faust" / settings.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = RatchetApp(
         settings.worker_id,
         broker=faust_broker_url(settings.kafka_bootstrap),
         datadir=str(datadir),

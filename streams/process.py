@@ -14,10 +14,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WorkerProcess", "worker_env"]
+__all__ = ["ChildProcess", "WorkerProcess", "gateway_process", "worker_env", "FAST_GROUP_ENV"]
 
 #: Consumer-group timings for tests and the demo (measured on Tansu, see docs/operations.md):
 #: a group (re)join completes after ~rebalance timeout, a dead member is evicted after the
@@ -38,18 +38,19 @@ def worker_env(base: Mapping[str, str] | None = None, **ratchet: str | float) ->
 
 
 @dataclass
-class WorkerProcess:
+class ChildProcess:
+    """A Python child (``python <argv>``) in its own process group, output to a temp log file."""
+
     env: dict[str, str]
     name: str = "worker"
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
-    extra_args: tuple[str, ...] = ()
-    _log_fd: int = field(default=-1, repr=False)
+    argv: tuple[str, ...] = ("-m", "streams.cli", "worker")
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> ChildProcess:
         fd, self.log_path = tempfile.mkstemp(prefix=f"ratchet-{self.name}-", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", *self.extra_args],
+            [sys.executable, *self.argv],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=fd,
@@ -95,8 +96,22 @@ class WorkerProcess:
         if self.log_path and not keep_log:
             Path(self.log_path).unlink(missing_ok=True)
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> ChildProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: A worker: ``python -m streams.cli worker``.
+WorkerProcess = ChildProcess
+
+_GATEWAY = (
+    "import sys; from gateway.cli import main_gateway; from ratchet.settings import get_settings; "
+    "sys.exit(main_gateway(get_settings()))"
+)
+
+
+def gateway_process(env: dict[str, str], name: str = "gateway") -> ChildProcess:
+    """A gateway child (``gateway.cli.main_gateway`` with the settings in ``env``)."""
+    return ChildProcess(env, name=name, argv=("-c", _GATEWAY))

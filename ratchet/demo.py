@@ -1,0 +1,379 @@
+"""``ratchet demo``: the whole pipeline on this machine, driven by synthetic agents, in ~1 minute.
+
+Starts what is not configured (``redis-server`` and a Tansu broker on free ports; with
+``RATCHET_REDIS_URL`` / ``RATCHET_KAFKA_BOOTSTRAP`` set it uses those, in a fresh key namespace
+and fresh topic names), then a gateway and a worker as child processes, provisions a demo project
+and one agent credential per synthetic agent, streams the traffic generator's events through the
+signed bulk HTTP API (one batch per agent at a time, so each agent's order holds), measures
+single-event wait latency, and prints a summary: how chains ratcheted, verdicts by action, a few
+explained verdicts, throughput, latency and precision/recall against the generator's labels.
+
+Everything it started is stopped on exit, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import aiohttp
+import orjson
+from redis.asyncio import Redis
+
+from ratchet.client import RatchetClient
+from ratchet.demo_report import DemoReport, SentEvent, build_report, percentile
+from ratchet.errors import ConfigError, UnavailableError
+from ratchet.keys import Keys
+from ratchet.provisioning import create_agent, create_project
+from ratchet.servers import RedisServer, TansuServer, free_port
+from ratchet.settings import Settings, get_settings
+from streams.harness import VerdictCollector
+from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+
+__all__ = ["DemoOptions", "run_demo", "register"]
+
+#: Mean events per generated run (measured on benchmarks.traffic with the default seed).
+EVENTS_PER_RUN = 9.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    events: int = 200_000
+    agents: int = 12
+    batch: int = 250
+    seed: int = 7
+    anomaly_rate: float = 0.05
+    rich: bool = True
+    sync_events: int = 200
+    json_path: str | None = None
+    quiet: bool = False
+
+
+class _Progress:
+    """One status line on stderr (rewritten in place on a terminal, every 5 s otherwise)."""
+
+    def __init__(self, out: IO[str], total: int, quiet: bool) -> None:
+        self.out, self.total, self.quiet = out, total, quiet
+        self.tty = out.isatty()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            if self.tty:
+                self.out.write("\r\033[K")
+            self.out.write(f"[demo] {text}\n")
+            self.out.flush()
+
+    def show(self, sent: int, verdicts: int, *, final: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not final and not self.tty and now - self._last < 5:
+            return
+        self._last = now
+        dt = max(now - self.started, 1e-9)
+        line = (
+            f"sent {sent:,}/{self.total:,} events | verdicts {verdicts:,} | "
+            f"{verdicts / dt:,.0f} verdicts/s | {dt:.0f}s"
+        )
+        if self.tty:
+            self.out.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.out.write(f"[demo] {line}\n")
+        self.out.flush()
+
+
+def _traffic(opts: DemoOptions, project_id: str) -> tuple[list[dict[str, Any]], int]:
+    from benchmarks.traffic import iter_events
+
+    runs = max(20, math.ceil(opts.events / (opts.agents * EVENTS_PER_RUN)))
+    warmup = min(100, runs // 3)
+    events: list[dict[str, Any]] = []
+    for ev in iter_events(
+        agents=opts.agents, runs_per_agent=runs, warmup_runs=warmup,
+        anomaly_rate=opts.anomaly_rate, seed=opts.seed, project_id=project_id,
+    ):
+        events.append(ev)
+        if len(events) >= opts.events:
+            break
+    return events, warmup
+
+
+def _run_index(run_id: str) -> int:
+    tail = run_id.rsplit("-r", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _rounds(events: list[dict[str, Any]], batch: int) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Consecutive slices of the time-ordered stream, split per agent (≤ ``batch`` per agent)."""
+    pending: dict[str, list[dict[str, Any]]] = {}
+    for ev in events:
+        items = pending.setdefault(ev["agent_id"], [])
+        items.append(ev)
+        if len(items) >= batch:
+            yield pending
+            pending = {}
+    if pending:
+        yield pending
+
+
+async def _wait_http(url: str, gateway: ChildProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if not gateway.running:
+                raise UnavailableError(f"the gateway exited while starting:\n{gateway.log()[-2000:]}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise UnavailableError(f"the gateway was not ready within {timeout_s:.0f}s:\n{gateway.log()[-2000:]}")
+
+
+async def _wait_worker(client: RatchetClient, worker: ChildProcess, timeout_s: float) -> float:
+    """Send probe events (own project) until one comes back with a verdict; returns seconds."""
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < timeout_s:
+        if not worker.running:
+            raise UnavailableError(f"the worker exited while starting:\n{worker.log()[-2000:]}")
+        n += 1
+        answer = await client.send(
+            {"event_id": str(uuid.uuid4()), "run_id": f"probe-{n}", "service": "probe",
+             "action": "ping", "payload": {}, "end_of_run": True},
+            wait_ms=1000,
+        )
+        if answer.status == 200:
+            return time.monotonic() - started
+    raise UnavailableError(f"the worker gave no verdict within {timeout_s:.0f}s:\n{worker.log()[-2000:]}")
+
+
+async def _sync_latency(client: RatchetClient, n: int, rate_per_s: float) -> dict[str, float]:
+    """Round trip of single events sent with ``wait_ms`` at a modest fixed rate."""
+    lat: list[float] = []
+    interval = 1.0 / rate_per_s
+    for i in range(n):
+        t0 = time.perf_counter()
+        answer = await client.send(
+            {"event_id": str(uuid.uuid4()), "run_id": f"lat-{i // 5}", "service": "status",
+             "action": "health.check", "payload": {"ok": True, "n": i},
+             "end_of_run": i % 5 == 4},
+            wait_ms=2000,
+        )
+        dt = time.perf_counter() - t0
+        if answer.status == 200:
+            lat.append(dt * 1000)
+        await asyncio.sleep(max(0.0, interval - dt))
+    if not lat:
+        return {}
+    return {"n": float(len(lat)), "p50": round(percentile(lat, 50), 2),
+            "p99": round(percentile(lat, 99), 2)}
+
+
+async def _drive(
+    opts: DemoOptions, settings: Settings, gateway: ChildProcess, worker: ChildProcess,
+    progress: _Progress,
+) -> DemoReport:
+    assert settings.redis_url and settings.kafka_bootstrap
+    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    keys = Keys(settings.key_prefix)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        project_id, api_key = await create_project(redis, keys, "ratchet demo")
+        probe_project, probe_key = await create_project(redis, keys, "ratchet demo probe")
+        _, probe_secret = await create_agent(redis, keys, probe_project, "probe")
+        events, warmup = _traffic(opts, project_id)
+        agent_ids = sorted({e["agent_id"] for e in events}) + ["latency-probe"]
+        secrets = {a: (await create_agent(redis, keys, project_id, a))[1] for a in agent_ids}
+    finally:
+        await redis.aclose()
+    progress.say(
+        f"{len(events):,} events of {opts.agents} synthetic agents "
+        f"(anomalies injected after {warmup} warm-up runs per agent)"
+    )
+    await _wait_http(base + "/readyz", gateway, 30)
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
+        probe = RatchetClient(base, probe_key, "probe", probe_secret, project_id=probe_project,
+                              session=session)
+        progress.say("waiting for the worker to join its consumer group…")
+        joined = await _wait_worker(probe, worker, 90)
+        progress.say(f"worker answering after {joined:.1f}s; streaming events")
+        clients = {
+            a: RatchetClient(base, api_key, a, s, project_id=project_id, session=session)
+            for a, s in secrets.items()
+        }
+        sent_meta = [
+            SentEvent(e["event_id"], e["agent_id"], e["run_id"], bool(e["label"]),
+                      _run_index(e["run_id"]) >= warmup)
+            for e in events
+        ]
+        payloads = [
+            {k: v for k, v in e.items() if k not in ("label", "project_id")} for e in events
+        ]
+        async with VerdictCollector(
+            settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False
+        ) as collector:
+            started = time.monotonic()
+            sent = 0
+            rejected = 0
+            for chunk in _rounds(payloads, opts.batch):
+                answers = await asyncio.gather(
+                    *(clients[a].send_batch(items) for a, items in chunk.items())
+                )
+                for answer in answers:
+                    if answer.status != 200:
+                        raise UnavailableError(f"gateway answered {answer.status}: {answer.body}")
+                    rejected += int(answer.body.get("rejected", 0))
+                sent += sum(len(items) for items in chunk.values())
+                progress.show(sent, collector.verdicts_seen)
+            ids = [e.event_id for e in sent_meta]
+            while collector.missing(ids[-1:]) or collector.verdicts_seen < len(ids) - rejected:
+                if await collector.wait_count(len(ids) - rejected, 1.0):
+                    break
+                progress.show(sent, collector.verdicts_seen)
+                if time.monotonic() - started > 120 + len(ids) / 1000:
+                    break
+            seconds = time.monotonic() - started
+            progress.show(sent, collector.verdicts_seen, final=True)
+            latencies = [
+                r.at - r.envelope.received_at for r in collector.envelopes
+                if r.envelope.project_id == project_id and r.envelope.received_at
+            ]
+            report = build_report(sent_meta, collector.by_event, latencies_s=latencies,
+                                  seconds=seconds)
+        if opts.sync_events:
+            progress.say(f"measuring {opts.sync_events} single events with wait_ms at 100/s…")
+            report.sync_latency_ms = await _sync_latency(
+                clients["latency-probe"], opts.sync_events, 100.0
+            )
+    report.settings = {
+        "agents": opts.agents, "batch_per_agent": opts.batch, "seed": opts.seed,
+        "anomaly_rate": opts.anomaly_rate, "warmup_runs": warmup, "rich_markov": opts.rich,
+        "partitions": settings.topic_partitions,
+    }
+    return report
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(opts: DemoOptions, settings: Settings | None = None,
+             out: IO[str] | None = None) -> DemoReport:
+    """Run the demo; every service and child process it started is stopped before returning."""
+    settings = settings or get_settings()
+    err = sys.stderr
+    progress = _Progress(err, opts.events, opts.quiet)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    suffix = uuid.uuid4().hex[:8]
+    with contextlib.ExitStack() as stack:
+        stack.callback(signal.signal, signal.SIGTERM, previous)
+        changes: dict[str, Any] = {
+            "gateway_host": "127.0.0.1",
+            "gateway_port": free_port(),
+            "worker_id": f"ratchet-demo-{suffix}",
+            "worker_web_port": 0,
+            "rich_markov": opts.rich,
+        }
+        if settings.redis_url:
+            changes["key_prefix"] = f"demo{suffix}"
+        else:
+            progress.say("starting redis-server…")
+            changes["redis_url"] = stack.enter_context(RedisServer()).url
+        if settings.kafka_bootstrap:
+            for name in ("ingest", "verdicts", "feedback"):
+                changes[f"topic_{name}"] = f"demo-{suffix}-{name}"
+        else:
+            progress.say("starting a Tansu broker (Kafka protocol)…")
+            changes["kafka_bootstrap"] = stack.enter_context(TansuServer()).bootstrap
+        settings = settings.replace(**changes)
+        env = worker_env(**{k: v for k, v in changes.items() if v is not None})
+        env.update(FAST_GROUP_ENV)
+        env["RATCHET_RICH_MARKOV"] = "1" if opts.rich else "0"
+        progress.say(f"starting gateway on :{settings.gateway_port} and a worker…")
+        gateway = gateway_process(env).start()
+        stack.callback(gateway.stop)
+        worker = ChildProcess(env, name="worker").start()
+        stack.callback(worker.stop)
+        report = asyncio.run(_drive(opts, settings, gateway, worker, progress))
+    print(report.render(), file=out or sys.stdout)
+    if opts.json_path:
+        Path(opts.json_path).write_bytes(
+            orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        )
+    return report
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.events < 1:
+        raise ConfigError("--events must be at least 1")
+    opts = DemoOptions(
+        events=args.events, agents=args.agents, batch=args.batch, seed=args.seed,
+        anomaly_rate=args.anomaly_rate, rich=args.rich, sync_events=args.sync_events,
+        json_path=args.json, quiet=args.quiet,
+    )
+    report = run_demo(opts)
+    return 1 if report.missing else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` subcommand to the ``ratchet`` command."""
+    d = DemoOptions()
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline locally on synthetic agents and print a summary",
+        description=(
+            "Start Redis and a Kafka-protocol broker (unless RATCHET_REDIS_URL / "
+            "RATCHET_KAFKA_BOOTSTRAP are set), a gateway and a worker; stream synthetic agents "
+            "with injected anomalies through the signed HTTP API; print how the baselines "
+            "ratcheted, verdicts, throughput, latency and precision/recall. Stops everything it "
+            "started on exit or Ctrl-C."
+        ),
+    )
+    p.add_argument("--events", type=int, default=d.events,
+                   help=f"events to send (default {d.events:,}: about a minute on 2 cores)")
+    p.add_argument("--agents", type=int, default=d.agents, help="synthetic agents")
+    p.add_argument("--batch", type=int, default=d.batch, help="events per bulk request per agent")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--anomaly-rate", type=float, default=d.anomaly_rate,
+                   help="share of post-warm-up runs made anomalous")
+    p.add_argument("--rich", action=argparse.BooleanOptionalAction, default=d.rich,
+                   help="rich Markov mode (nodes include service and action; every chain may "
+                        "reach locked)")
+    p.add_argument("--sync-events", type=int, default=d.sync_events,
+                   help="single events sent with wait_ms at the end, for latency (0 = skip)")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ratchet.demo")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("ratchet demo: interrupted; everything it started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The summary of a ``ratchet demo`` run: what a first-time user wants to see at the end.
+
+Built from what the demo sent (events with their ground-truth labels) and the verdict envelopes
+that came back. No I/O here apart from :meth:`DemoReport.render` returning text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.evaluation import Confusion, RunTally
+from models.verdict import MODES, Verdict
+
+__all__ = ["SentEvent", "DemoReport", "percentile", "build_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvent:
+    event_id: str
+    agent_id: str
+    run_id: str
+    label: bool
+    #: The run is past the generator's warm-up (only those are scored for precision/recall).
+    scored: bool
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of unsorted values; 0.0 for no values.
+
+    >>> percentile([5, 1, 3, 2, 4], 50), percentile([5, 1, 3, 2, 4], 99)
+    (3, 5)
+    """
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class DemoReport:
+    events_sent: int = 0
+    verdicts: int = 0
+    missing: int = 0
+    seconds: float = 0.0
+    actions: Counter[str] = field(default_factory=Counter)
+    anomalous: int = 0
+    chains_by_mode: Counter[str] = field(default_factory=Counter)
+    mode_changes: list[dict[str, Any]] = field(default_factory=list)
+    explained: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    sync_latency_ms: dict[str, float] = field(default_factory=dict)
+    detector_events: Confusion | None = None
+    detector_runs: Confusion | None = None
+    enforced_events: Confusion | None = None
+    enforced_runs: Confusion | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.verdicts / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        def conf(c: Confusion | None) -> dict[str, Any] | None:
+            return c.as_dict() if c is not None else None
+
+        return {
+            "events_sent": self.events_sent,
+            "verdicts": self.verdicts,
+            "missing_verdicts": self.missing,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_s, 1),
+            "actions": dict(self.actions),
+            "anomalous": self.anomalous,
+            "chains_by_final_mode": dict(self.chains_by_mode),
+            "mode_changes": self.mode_changes,
+            "explained_verdicts": self.explained,
+            "ingest_to_verdict_ms": self.latency_ms,
+            "single_event_wait_ms": self.sync_latency_ms,
+            "detection_post_warmup": {
+                "detector": {"event_level": conf(self.detector_events),
+                             "run_level": conf(self.detector_runs)},
+                "enforced": {"event_level": conf(self.enforced_events),
+                             "run_level": conf(self.enforced_runs)},
+            },
+            "settings": self.settings,
+        }
+
+    def render(self) -> str:
+        lines = ["", "=== Ratchet demo summary ==="]
+        lines.append(
+            f"events: {self.events_sent:,} sent, {self.verdicts:,} verdicts"
+            + (f", {self.missing:,} MISSING" if self.missing else "")
+            + f" in {self.seconds:.1f}s → {self.events_per_s:,.0f} events/s end to end"
+        )
+        if self.latency_ms:
+            lines.append(
+                "ingest → verdict latency (bulk batches, under load): "
+                f"p50 {self.latency_ms['p50']:.0f} ms, p99 {self.latency_ms['p99']:.0f} ms"
+            )
+        if self.sync_latency_ms:
+            lines.append(
+                f"single events with wait_ms (round trip, {self.sync_latency_ms['n']:.0f} sent): "
+                f"p50 {self.sync_latency_ms['p50']:.1f} ms, p99 {self.sync_latency_ms['p99']:.1f} ms"
+            )
+        lines.append(
+            "verdicts by action: "
+            + ", ".join(f"{a}={self.actions.get(a, 0):,}" for a in ("allow", "flag", "pause",
+                                                                     "reject"))
+            + f"   (detector found {self.anomalous:,} anomalous, in any mode)"
+        )
+        lines.append(
+            "chains by final mode: "
+            + ", ".join(f"{m}={self.chains_by_mode.get(m, 0)}" for m in MODES)
+        )
+        if self.mode_changes:
+            lines.append(f"mode changes seen ({len(self.mode_changes)}):")
+            for ch in self.mode_changes[:12]:
+                lines.append(f"  {ch['chain']:<44} → {ch['to']:<16} after {ch['runs_seen']} runs")
+            if len(self.mode_changes) > 12:
+                lines.append(f"  … and {len(self.mode_changes) - 12} more")
+        for title, ev, run in (
+            ("detector (anomalous, any mode)", self.detector_events, self.detector_runs),
+            ("enforced (flag/pause/reject)", self.enforced_events, self.enforced_runs),
+        ):
+            if ev is None or run is None:
+                continue
+            lines.append(
+                f"{title}, post-warm-up: run level precision {run.precision:.2f} recall "
+                f"{run.recall:.2f} (tp {run.tp}, fp {run.fp}, fn {run.fn}); event level "
+                f"precision {ev.precision:.2f} recall {ev.recall:.2f}"
+            )
+        if self.explained:
+            lines.append("a few explained verdicts:")
+            for ex in self.explained:
+                truth = "labelled anomalous" if ex["label"] else "labelled normal"
+                lines.append(
+                    f"  {ex['action']:<6} {ex['agent_id']} run {ex['run_id']} ({ex['mode']}, "
+                    f"{truth}): {ex['why']}"
+                )
+        return "\n".join(lines)
+
+
+def _why(v: Verdict) -> str:
+    parts = []
+    for r in v.reasons:
+        d = r.detail
+        if r.source == "markov":
+            new = " into a node never seen" if d.get("new_node") else ""
+            parts.append(
+                f"markov: transition{new} with p={float(d.get('p', 0.0)):.4f} scored "
+                f"{float(d.get('score_bits', v.score)):.1f} bits > threshold "
+                f"{float(d.get('threshold_bits', v.threshold)):.1f}"
+            )
+        else:
+            parts.append(f"{r.source}: {d}")
+    return "; ".join(parts) or "no reason"
+
+
+def build_report(
+    sent: Iterable[SentEvent],
+    verdicts: Mapping[str, Sequence[Verdict]],
+    *,
+    latencies_s: Sequence[float],
+    seconds: float,
+    explain: int = 5,
+) -> DemoReport:
+    """Everything but the sync-latency figures and settings (the demo adds those)."""
+    rep = DemoReport(seconds=seconds)
+    det_events: list[tuple[bool, bool]] = []
+    enf_events: list[tuple[bool, bool]] = []
+    det_runs, enf_runs = RunTally(), RunTally()
+    last_mode: dict[str, tuple[float, str]] = {}
+    runs_per_chain: Counter[str] = Counter()
+    candidates: list[tuple[int, Verdict, SentEvent]] = []
+    for ev in sent:
+        rep.events_sent += 1
+        answers = verdicts.get(ev.event_id)
+        if not answers:
+            rep.missing += 1
+            continue
+        v = answers[0]
+        rep.verdicts += 1
+        rep.actions[v.action] += 1
+        rep.anomalous += v.anomalous
+        prev = last_mode.get(v.chain)
+        if prev is None or v.decided_at >= prev[0]:
+            last_mode[v.chain] = (v.decided_at, v.mode)
+        if v.edge.from_node == "^":
+            runs_per_chain[v.chain] += 1
+        if v.mode_change:
+            rep.mode_changes.append(
+                {"chain": v.chain, "to": v.mode_change, "event_id": v.event_id,
+                 "runs_seen": runs_per_chain[v.chain]}
+            )
+        if ev.scored:
+            enforced = v.action != "allow"
+            det_events.append((v.anomalous, ev.label))
+            enf_events.append((enforced, ev.label))
+            det_runs.add((ev.agent_id, ev.run_id), v.anomalous, ev.label)
+            enf_runs.add((ev.agent_id, ev.run_id), enforced, ev.label)
+        if v.reasons and v.action != "allow":
+            # prefer true detections of different agents, then anything enforced
+            candidates.append((0 if ev.label else 1, v, ev))
+    rep.chains_by_mode = Counter(mode for _, mode in last_mode.values())
+    if det_events:
+        rep.detector_events = Confusion.of(det_events)
+        rep.enforced_events = Confusion.of(enf_events)
+        rep.detector_runs = det_runs.confusion()
+        rep.enforced_runs = enf_runs.confusion()
+    if latencies_s:
+        ms = [x * 1000 for x in latencies_s]
+        rep.latency_ms = {"p50": round(percentile(ms, 50), 2), "p99": round(percentile(ms, 99), 2),
+                          "max": round(max(ms), 2)}
+    seen_agents: set[str] = set()
+    for _, v, ev in sorted(candidates, key=lambda c: c[0]):
+        if len(rep.explained) >= explain:
+            break
+        if ev.agent_id in seen_agents:
+            continue
+        seen_agents.add(ev.agent_id)
+        rep.explained.append(
+            {"event_id": v.event_id, "agent_id": v.agent_id, "run_id": v.run_id,
+             "chain": v.chain, "mode": v.mode, "action": v.action, "label": ev.label,
+             "score": round(v.score, 2), "threshold": round(v.threshold, 2), "why": _why(v),
+             "reasons": [r.to_dict() for r in v.reasons]}
+        )
+    return rep

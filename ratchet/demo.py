@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -95,20 +96,24 @@ class _Progress:
         self.out.flush()
 
 
-def _traffic(opts: DemoOptions, project_id: str) -> tuple[list[dict[str, Any]], int]:
+def _traffic(opts: DemoOptions, project_id: str) -> tuple[Iterator[dict[str, Any]], int]:
+    """The generator's events (lazily, at most ``opts.events``) and its warm-up runs per agent."""
     from benchmarks.traffic import iter_events
 
     runs = max(20, math.ceil(opts.events / (opts.agents * EVENTS_PER_RUN)))
     warmup = min(100, runs // 3)
-    events: list[dict[str, Any]] = []
-    for ev in iter_events(
+    events = iter_events(
         agents=opts.agents, runs_per_agent=runs, warmup_runs=warmup,
         anomaly_rate=opts.anomaly_rate, seed=opts.seed, project_id=project_id,
-    ):
-        events.append(ev)
-        if len(events) >= opts.events:
-            break
-    return events, warmup
+    )
+    return itertools.islice(events, opts.events), warmup
+
+
+def _agent_ids(opts: DemoOptions) -> list[str]:
+    from benchmarks.traffic import iter_runs
+
+    runs = iter_runs(agents=opts.agents, runs_per_agent=1, warmup_runs=1, seed=opts.seed)
+    return sorted({r.agent_id for r in runs})
 
 
 def _run_index(run_id: str) -> int:
@@ -116,12 +121,19 @@ def _run_index(run_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _rounds(events: list[dict[str, Any]], batch: int) -> Iterator[dict[str, list[dict[str, Any]]]]:
-    """Consecutive slices of the time-ordered stream, split per agent (≤ ``batch`` per agent)."""
+def _rounds(
+    events: Iterable[dict[str, Any]], batch: int, warmup: int, sent: list[SentEvent],
+) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Consecutive slices of the time-ordered stream, split per agent (≤ ``batch`` per agent).
+
+    Records each event's ground truth in ``sent`` and strips the offline-only fields.
+    """
     pending: dict[str, list[dict[str, Any]]] = {}
     for ev in events:
+        sent.append(SentEvent(ev["event_id"], ev["agent_id"], ev["run_id"], bool(ev["label"]),
+                              _run_index(ev["run_id"]) >= warmup))
         items = pending.setdefault(ev["agent_id"], [])
-        items.append(ev)
+        items.append({k: v for k, v in ev.items() if k not in ("label", "project_id")})
         if len(items) >= batch:
             yield pending
             pending = {}
@@ -196,12 +208,12 @@ async def _drive(
         probe_project, probe_key = await create_project(redis, keys, "ratchet demo probe")
         _, probe_secret = await create_agent(redis, keys, probe_project, "probe")
         events, warmup = _traffic(opts, project_id)
-        agent_ids = sorted({e["agent_id"] for e in events}) + ["latency-probe"]
+        agent_ids = _agent_ids(opts) + ["latency-probe"]
         secrets = {a: (await create_agent(redis, keys, project_id, a))[1] for a in agent_ids}
     finally:
         await redis.aclose()
     progress.say(
-        f"{len(events):,} events of {opts.agents} synthetic agents "
+        f"{opts.events:,} events of {opts.agents} synthetic agents "
         f"(anomalies injected after {warmup} warm-up runs per agent)"
     )
     await _wait_http(base + "/readyz", gateway, 30)
@@ -218,21 +230,14 @@ async def _drive(
             a: RatchetClient(base, api_key, a, s, project_id=project_id, session=session)
             for a, s in secrets.items()
         }
-        sent_meta = [
-            SentEvent(e["event_id"], e["agent_id"], e["run_id"], bool(e["label"]),
-                      _run_index(e["run_id"]) >= warmup)
-            for e in events
-        ]
-        payloads = [
-            {k: v for k, v in e.items() if k not in ("label", "project_id")} for e in events
-        ]
+        sent_meta: list[SentEvent] = []
         async with VerdictCollector(
             settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False
         ) as collector:
             started = time.monotonic()
             sent = 0
             rejected = 0
-            for chunk in _rounds(payloads, opts.batch):
+            for chunk in _rounds(events, opts.batch, warmup, sent_meta):
                 answers = await asyncio.gather(
                     *(clients[a].send_batch(items) for a, items in chunk.items())
                 )

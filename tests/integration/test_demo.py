@@ -1,0 +1,103 @@
+"""``ratchet demo`` end to end, as a user runs it: its own Redis and Tansu, a gateway and a worker.
+
+Every process the demo starts inherits a unique environment marker, so the tests can prove that
+nothing it started outlives it — after a normal exit and after SIGTERM mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
+
+
+def _env(mark: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    env["RATCHET_DEMO_TEST_MARK"] = mark
+    return env
+
+
+def _marked_pids(mark: str) -> list[int]:
+    needle = f"RATCHET_DEMO_TEST_MARK={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_all_gone(mark: str) -> None:
+    deadline = time.monotonic() + 10
+    while _marked_pids(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _marked_pids(mark)
+    for pid in left:  # do not leave them behind even when the assertion fails
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"processes left behind by the demo: {left}"
+
+
+def test_demo_runs_and_reports(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    out = tmp_path / "demo.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ratchet.demo", "--events", "4000", "--agents", "6",
+         "--sync-events", "20", "--json", str(out)],
+        env=_env(mark), capture_output=True, text=True, timeout=140,
+    )
+    _assert_all_gone(mark)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ratchet demo summary" in proc.stdout
+    assert "sent 4,000/4,000 events" in proc.stderr  # progress display
+    report = json.loads(out.read_text())
+    assert report["events_sent"] == 4000
+    assert report["verdicts"] == 4000 and report["missing_verdicts"] == 0
+    assert sum(report["actions"].values()) == 4000
+    assert report["events_per_second"] > 0
+    assert report["ingest_to_verdict_ms"]["p50"] <= report["ingest_to_verdict_ms"]["p99"]
+    assert report["single_event_wait_ms"]["n"] == 20
+    assert sum(report["chains_by_final_mode"].values()) > 0
+    # ~110 runs per agent: chains leave shadow
+    assert report["mode_changes"], report["chains_by_final_mode"]
+    detection = report["detection_post_warmup"]["detector"]["run_level"]
+    assert detection["tp"] + detection["fn"] > 0  # anomalies were injected after warm-up
+
+
+def test_demo_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.demo", "--events", "2000000", "--sync-events", "0"],
+        env=_env(mark), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 90
+        for line in proc.stderr:
+            if "streaming events" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.0)
+        assert len(_marked_pids(mark)) >= 4  # demo, redis, tansu, gateway, worker
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        _assert_all_gone(mark)
+    assert proc.returncode == 130

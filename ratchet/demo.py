@@ -42,7 +42,7 @@ from ratchet.settings import Settings, get_settings
 from streams.harness import VerdictCollector
 from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
 
-__all__ = ["DemoOptions", "run_demo", "register"]
+__all__ = ["DemoOptions", "register", "run_demo"]
 
 #: Mean events per generated run (measured on benchmarks.traffic with the default seed).
 EVENTS_PER_RUN = 9.0

@@ -15,7 +15,7 @@ from typing import Any
 from models.evaluation import Confusion, RunTally
 from models.verdict import MODES, Verdict
 
-__all__ = ["SentEvent", "DemoReport", "percentile", "build_report"]
+__all__ = ["DemoReport", "SentEvent", "build_report", "percentile"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,9 @@ class Settings:
     # --- workers --------------------------------------------------------------------------------
     worker_id: str = "ratchet-worker"
     worker_web_port: int = 6066
+    #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
+    #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
+    worker_fetch_wait_ms: int = 10
     #: Faust consumer-group timings (short values are for tests and the demo; see docs).
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0

@@ -60,10 +60,14 @@ def attach_agents(
 
         async def process(batch: Sequence[_Item]) -> None:
             envelopes = [i.envelope for i in batch if i.envelope is not None]
-            for out in await processor.process(envelopes):
+            delivered = [
                 await topics.verdicts.send(
                     key=out.key, value=out.value, headers=list(out.headers), force=True
                 )
+                for out in await processor.process(envelopes)
+            ]
+            # ack the ingest messages only once Kafka has the verdicts (at-least-once output)
+            await asyncio.gather(*delivered)
 
         async def ack(item: _Item) -> None:
             await manual.ack(item.event)

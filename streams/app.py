@@ -77,6 +77,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         logging_config=None,
     )
 
+    app.ratchet_fetch_wait_ms = settings.worker_fetch_wait_ms
+
     def topic(name: str) -> TopicT:
         return app.topic(
             name,

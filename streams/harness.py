@@ -78,6 +78,8 @@ class VerdictCollector:
     bootstrap: str
     topic: str
     from_beginning: bool = True
+    #: Longest fetch wait, ms: low for latency measurements, higher to poll the broker less.
+    fetch_wait_ms: int = 5
     envelopes: list[Received] = field(default_factory=list)
     by_event: dict[str, list[Verdict]] = field(default_factory=lambda: defaultdict(list))
     verdicts_seen: int = 0
@@ -91,7 +93,7 @@ class VerdictCollector:
             bootstrap_servers=self.bootstrap,
             group_id=None,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=self.fetch_wait_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         await self._consumer.start()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ChildProcess", "WorkerProcess", "gateway_process", "worker_env", "FAST_GROUP_ENV"]
+__all__ = ["FAST_GROUP_ENV", "ChildProcess", "WorkerProcess", "gateway_process", "worker_env"]
 
 #: Consumer-group timings for tests and the demo (measured on Tansu, see docs/operations.md):
 #: a group (re)join completes after ~rebalance timeout, a dead member is evicted after the

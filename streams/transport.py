@@ -15,16 +15,17 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
 
-__all__ = ["RatchetApp", "FETCH_MAX_WAIT_MS"]
+__all__ = ["FETCH_MAX_WAIT_MS", "RatchetApp"]
 
-#: Longest a worker's fetch waits for data, milliseconds.
+#: Default longest wait of a worker's fetch, milliseconds (``RATCHET_WORKER_FETCH_WAIT_MS``).
 FETCH_MAX_WAIT_MS = 10
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+        wait = getattr(self.app, "ratchet_fetch_wait_ms", FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start()
         return consumer
 
 
@@ -39,6 +40,8 @@ class _Transport(faust_aiokafka.Transport):
 
 class RatchetApp(faust.App):
     """``faust.App`` whose consumer uses :class:`_Transport`."""
+
+    ratchet_fetch_wait_ms: int = FETCH_MAX_WAIT_MS
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)

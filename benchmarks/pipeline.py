@@ -1,0 +1,394 @@
+"""The whole pipeline under load, with the same-run raw ceilings it is built from.
+
+    python -m benchmarks.pipeline [--events 200000] [--workers 1] [--rate 500]
+                                  [--single-seconds 10] [--json FILE]
+
+Starts redis-server and Tansu (unless RATCHET_REDIS_URL / RATCHET_KAFKA_BOOTSTRAP are set), a
+gateway and ``--workers`` workers as child processes, then measures:
+
+* **bulk**: synthetic agents' events (benchmarks.traffic) pre-signed into ``POST /v1/events:batch``
+  bodies (one agent per request, one request in flight per agent), from the first request to
+  the last verdict on the ``verdicts`` topic: sustained events/s end to end
+  (HTTP → Kafka → worker → Redis → verdicts topic);
+* **single**: ``POST /v1/events?wait_ms=2000`` opened at a fixed rate (default 500/s, open loop):
+  p50/p99 of the HTTP round trip (the verdict is in the answer), and the ingest-to-verdict time
+  the verdict envelopes carry;
+* **ceilings**, same run, same machine: aiokafka producing and consuming messages of the bulk
+  envelopes' size and count (events/s if Kafka were all there is), and ``Engine.decide`` on the
+  same events in batches on the same Redis (events/s if the engine were all there is).
+
+CPU seconds of every process (from /proc) show where the time goes. Machines here are shared
+and noisy: ratios within one run say more than absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from benchmarks.traffic import iter_events
+from models.envelope import IngestEnvelope, encode_ingest
+from models.events import parse_event
+from models.signing import sign
+from ratchet.demo_report import percentile
+from ratchet.engine import Engine, connect_redis
+from ratchet.keys import Keys
+from ratchet.provisioning import create_agent, create_project
+from ratchet.servers import RedisServer, TansuServer, free_port
+from ratchet.settings import get_settings
+from ratchet.topics import ensure_topics
+from streams.harness import VerdictCollector
+from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (and its reaped children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _strip(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ev.items() if k not in ("label", "project_id")}
+
+
+def _signed(ev: dict[str, Any], project_id: str, secret: str, ts: int) -> dict[str, Any]:
+    out = _strip(ev)
+    out["signature"] = sign(secret, project_id, out["agent_id"], out["service"], out["action"],
+                            out["payload"], out["event_id"], ts)
+    out["timestamp"] = ts
+    return out
+
+
+async def _wait_ready(base: str, session: aiohttp.ClientSession, gateway: ChildProcess) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not gateway.running:
+            raise SystemExit(f"gateway exited:\n{gateway.log()[-2000:]}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(base + "/readyz") as r:
+                if r.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise SystemExit("gateway not ready in 30 s")
+
+
+def _single_body(project_id: str, agent: str, secret: str, i: int) -> tuple[bytes, dict[str, str]]:
+    event_id, payload = str(uuid.uuid4()), {"ok": True, "n": i}
+    ev = {"event_id": event_id, "agent_id": agent, "run_id": f"{agent}-s{i // 6}",
+          "service": "status", "action": "check", "payload": payload, "end_of_run": i % 6 == 5}
+    ts = int(time.time())
+    sig = sign(secret, project_id, agent, "status", "check", payload, event_id, ts)
+    return orjson.dumps(ev), {"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
+
+
+async def bulk_phase(
+    base: str, session: aiohttp.ClientSession, auth: dict[str, str],
+    bodies: dict[str, list[bytes]], counts: dict[str, list[int]], collector: VerdictCollector,
+    total: int,
+) -> dict[str, Any]:
+    async def agent_loop(agent: str) -> None:
+        for body in bodies[agent]:
+            async with session.post(base + "/v1/events:batch", data=body,
+                                    headers=auth) as r:
+                answer = await r.json()
+                if r.status != 200 or answer.get("rejected"):
+                    raise SystemExit(f"bulk request failed: {r.status} {str(answer)[:500]}")
+
+    start_seen = collector.verdicts_seen
+    started = time.perf_counter()
+    await asyncio.gather(*(agent_loop(a) for a in bodies))
+    accepted_s = time.perf_counter() - started
+    ok = await collector.wait_count(start_seen + total, 300)
+    seconds = time.perf_counter() - started
+    return {"events": total, "requests": sum(len(v) for v in bodies.values()),
+            "accepted_seconds": round(accepted_s, 3), "seconds": round(seconds, 3),
+            "complete": ok, "events_per_second": round(total / seconds, 1),
+            "ingest_events_per_second": round(total / accepted_s, 1)}
+
+
+async def single_phase(
+    base: str, session: aiohttp.ClientSession, auth: dict[str, str], project_id: str,
+    agents: dict[str, str], rate: float, seconds: float, collector: VerdictCollector,
+) -> dict[str, Any]:
+    n = int(rate * seconds)
+    names = sorted(agents)
+    prepared = [_single_body(project_id, names[i % len(names)], agents[names[i % len(names)]], i)
+                for i in range(n)]
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+    mark = len(collector.envelopes)
+
+    async def one(i: int, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        body, headers = prepared[i]
+        t0 = time.perf_counter()
+        async with session.post(base + "/v1/events?wait_ms=2000", data=body,
+                                headers={**auth, **headers}) as r:
+            await r.read()
+            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+            if r.status == 200:
+                lat.append((time.perf_counter() - t0) * 1000)
+
+    t_start = time.perf_counter() + 0.1
+    await asyncio.gather(*(one(i, t_start + i / rate) for i in range(n)))
+    await asyncio.sleep(0.5)
+    # gateway received → worker decided (the verdict's own clock), independent of how often
+    # this benchmark's collector polls the verdicts topic
+    server = [
+        (v.decided_at - r.envelope.received_at) * 1000 for r in collector.envelopes[mark:]
+        if r.envelope.project_id == project_id and r.envelope.received_at
+        for v in r.envelope.verdicts
+    ]
+    return {
+        "rate_per_second": rate, "sent": n, "statuses": statuses,
+        "round_trip_ms": {"p50": round(percentile(lat, 50), 2),
+                          "p99": round(percentile(lat, 99), 2),
+                          "max": round(max(lat), 2) if lat else None},
+        "received_to_decided_ms": {"p50": round(percentile(server, 50), 2),
+                                 "p99": round(percentile(server, 99), 2)},
+    }
+
+
+async def kafka_ceiling(bootstrap: str, messages: Sequence[bytes], per_message: float,
+                        partitions: int) -> dict[str, Any]:
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [topic], partitions)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=10,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
+                                max_request_size=8 * 1024 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        started = time.perf_counter()
+
+        async def consume() -> None:
+            got = 0
+            while got < len(messages):
+                batch = await consumer.getmany(timeout_ms=200)
+                got += sum(len(v) for v in batch.values())
+
+        reader = asyncio.ensure_future(consume())
+        for i, m in enumerate(messages):
+            await producer.send(topic, m, key=str(i % 64).encode())
+        await producer.flush()
+        await asyncio.wait_for(reader, 120)
+        seconds = time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"messages": len(messages), "seconds": round(seconds, 3),
+            "messages_per_second": round(len(messages) / seconds, 1),
+            "events_per_second": round(len(messages) * per_message / seconds, 1)}
+
+
+async def engine_ceiling(redis_url: str, bodies: Sequence[bytes]) -> dict[str, Any]:
+    """``Engine.decide`` per envelope (same batches the worker sees), on the same Redis."""
+    from models.envelope import decode_ingest
+
+    envelopes = [decode_ingest(b) for b in bodies]
+    client = connect_redis(redis_url)
+    try:
+        engine = Engine.create(client, keys=Keys(f"bench{uuid.uuid4().hex[:8]}"))
+        n = sum(len(e.events) for e in envelopes)
+        started = time.perf_counter()
+        for env in envelopes:
+            await engine.decide(env.events)
+        seconds = time.perf_counter() - started
+    finally:
+        await client.aclose()
+    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
+
+
+async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
+              procs: dict[str, int]) -> dict[str, Any]:
+    settings = get_settings()
+    suffix = uuid.uuid4().hex[:8]
+    prefix = f"bench{suffix}"
+    port = free_port()
+    env = worker_env(
+        redis_url=redis_url, kafka_bootstrap=bootstrap, key_prefix=prefix,
+        topic_ingest=f"bench-{suffix}-ingest", topic_verdicts=f"bench-{suffix}-verdicts",
+        topic_feedback=f"bench-{suffix}-feedback", topic_partitions=args.partitions,
+        worker_id=f"bench-{suffix}", worker_web_port=0, gateway_host="127.0.0.1",
+        gateway_port=port, log_level="WARNING", max_batch_events=args.batch,
+    )
+    env.update(FAST_GROUP_ENV)
+    keys = Keys(prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        project_id, api_key = await create_project(redis, keys, "bench")
+        raw = list(iter_events(agents=args.agents, runs_per_agent=max(
+            20, args.events // (args.agents * 9) + 1), warmup_runs=10**6, seed=args.seed,
+            project_id=project_id))[: args.events]
+        agent_ids = sorted({e["agent_id"] for e in raw})
+        secrets = {a: (await create_agent(redis, keys, project_id, a))[1] for a in agent_ids}
+        singles = [f"single-{i}" for i in range(8)]
+        for a in singles:
+            secrets[a] = (await create_agent(redis, keys, project_id, a))[1]
+    finally:
+        await redis.aclose()
+
+    # pre-signed bulk bodies: one agent per request, in stream order per agent
+    ts = int(time.time()) + 60
+    per_agent: dict[str, list[dict[str, Any]]] = {a: [] for a in agent_ids}
+    for ev in raw:
+        per_agent[ev["agent_id"]].append(_signed(ev, project_id, secrets[ev["agent_id"]], ts))
+    bodies = {a: [orjson.dumps({"events": evs[i: i + args.batch]})
+                  for i in range(0, len(evs), args.batch)] for a, evs in per_agent.items()}
+    counts = {a: [min(args.batch, len(evs) - i) for i in range(0, len(evs), args.batch)]
+              for a, evs in per_agent.items()}
+    # the envelopes the gateway will write for these requests (for the raw ceilings)
+    envelope_bodies = [
+        encode_ingest(IngestEnvelope(project_id, a, uuid.uuid4().hex, time.time(), tuple(
+            parse_event(_strip(e), project_id) for e in evs[i: i + args.batch])))
+        for a, evs in per_agent.items() for i in range(0, len(evs), args.batch)
+    ]
+    per_message = len(raw) / len(envelope_bodies)
+
+    gateway = gateway_process(env).start()
+    workers = [ChildProcess(env, name=f"worker{i}").start() for i in range(args.workers)]
+    procs.update({"gateway": gateway.proc.pid if gateway.proc else 0})
+    for i, w in enumerate(workers):
+        procs[f"worker{i}"] = w.proc.pid if w.proc else 0
+    try:
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256),
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as session:
+            await _wait_ready(base, session, gateway)
+            async with VerdictCollector(bootstrap, f"bench-{suffix}-verdicts",
+                                        from_beginning=False, fetch_wait_ms=50) as collector:
+                # warm the worker up (group join) with single events until one is answered
+                deadline = time.monotonic() + 90
+                i = 0
+                while True:
+                    body, headers = _single_body(project_id, singles[0], secrets[singles[0]], i)
+                    i += 1
+                    async with session.post(base + "/v1/events?wait_ms=1000", data=body,
+                                            headers={**auth, **headers}) as r:
+                        if r.status == 200:
+                            break
+                    if time.monotonic() > deadline:
+                        raise SystemExit("worker did not answer:\n" + workers[0].log()[-2000:])
+                cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+                print(f"bulk: {len(raw):,} events, {sum(len(b) for b in bodies.values())} "
+                      f"requests of ≤{args.batch}…", file=sys.stderr)
+                bulk = await bulk_phase(base, session, auth, bodies, counts, collector, len(raw))
+                cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+                print(f"single: {args.rate:.0f}/s for {args.single_seconds:.0f}s…",
+                      file=sys.stderr)
+                single = await single_phase(
+                    base, session, auth, project_id, {a: secrets[a] for a in singles},
+                    args.rate, args.single_seconds, collector,
+                )
+                cpu2 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    finally:
+        for w in workers:
+            w.stop()
+        gateway.stop()
+    print("ceilings…", file=sys.stderr)
+    kafka = await kafka_ceiling(bootstrap, envelope_bodies, per_message, args.partitions)
+    engine = await engine_ceiling(redis_url, envelope_bodies)
+    bulk_cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0}
+    return {
+        "config": {"events": len(raw), "agents": args.agents, "batch": args.batch,
+                   "workers": args.workers, "partitions": args.partitions,
+                   "cpus": os.cpu_count(), "envelope_bytes_mean": round(
+                       sum(map(len, envelope_bodies)) / len(envelope_bodies))},
+        "bulk": bulk,
+        "bulk_cpu_seconds": bulk_cpu,
+        "single": single,
+        "single_cpu_seconds": {k: round(cpu2[k] - cpu1[k], 2) for k in cpu0},
+        "ceilings": {"kafka_produce_consume": kafka, "engine_decide": engine},
+        "ratios": {
+            "bulk_vs_kafka": round(bulk["events_per_second"] / kafka["events_per_second"], 3),
+            "bulk_vs_engine": round(bulk["events_per_second"] / engine["events_per_second"], 3),
+        },
+        "targets": {"bulk_events_per_second": 20_000, "single_p99_ms": 25},
+        "settings_note": f"key_prefix default {settings.key_prefix}",
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    b, s, c = r["bulk"], r["single"], r["ceilings"]
+    lines = [
+        (f"bulk end to end: {b['events_per_second']:,.0f} events/s ({b['events']:,} events, "
+         f"{r['config']['workers']} worker(s), batches of {r['config']['batch']}; gateway "
+         f"accepted at {b['ingest_events_per_second']:,.0f} events/s)   target ≥ 20,000"),
+        (f"single events at {s['rate_per_second']:.0f}/s (wait path): round trip p50 "
+         f"{s['round_trip_ms']['p50']:.1f} ms, p99 {s['round_trip_ms']['p99']:.1f} ms; "
+         f"gateway-received→worker-decided p50 {s['received_to_decided_ms']['p50']:.1f} ms, "
+         f"p99 {s['received_to_decided_ms']['p99']:.1f} ms   target p99 ≤ 25 ms"),
+        (f"ceiling kafka produce+consume (same messages): "
+         f"{c['kafka_produce_consume']['events_per_second']:,.0f} events/s "
+         f"({c['kafka_produce_consume']['messages_per_second']:,.0f} msg/s)"),
+        (f"ceiling engine.decide per envelope (same Redis): "
+         f"{c['engine_decide']['events_per_second']:,.0f} events/s"),
+        (f"ratios: bulk/kafka {r['ratios']['bulk_vs_kafka']:.2f}, "
+         f"bulk/engine {r['ratios']['bulk_vs_engine']:.2f}"),
+        "CPU seconds during bulk: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in r["bulk_cpu_seconds"].items()),
+        "CPU seconds during single: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in r["single_cpu_seconds"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--agents", type=int, default=24)
+    p.add_argument("--batch", type=int, default=1000, help="events per bulk request")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--rate", type=float, default=500.0, help="single events per second")
+    p.add_argument("--single-seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        redis_url = settings.redis_url
+        bootstrap = settings.kafka_bootstrap
+        procs: dict[str, int] = {"bench": os.getpid()}
+        if not redis_url:
+            server = stack.enter_context(RedisServer())
+            redis_url = server.url
+            procs["redis"] = server.proc.pid if server.proc else 0
+        if not bootstrap:
+            broker = stack.enter_context(TansuServer())
+            bootstrap = broker.bootstrap
+            procs["tansu"] = broker.proc.pid if broker.proc else 0
+        result = asyncio.run(run(args, redis_url, bootstrap, procs))
+    print(render(result))
+    if args.json:
+        with open(args.json, "wb") as f:
+            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

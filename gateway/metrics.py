@@ -36,8 +36,9 @@ INGEST_EVENTS = Counter(
     ["outcome"],
 )
 INGEST_TO_VERDICT = Histogram(
-    "ratchet_ingest_to_verdict_seconds",
-    "Time from the gateway receiving an event to its verdict arriving back (wait path only).",
+    "ratchet_gateway_verdict_wait_seconds",
+    "Time from the gateway receiving an event to its verdict arriving back at the gateway "
+    "(wait path only; the worker's ratchet_ingest_to_verdict_seconds ends at emission).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 GATEWAY_ERRORS = Counter(

@@ -14,7 +14,12 @@ from ratchet.settings import get_settings
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules exposing ``register(subparsers)``; each adds its own subcommands.
-COMMAND_MODULES: tuple[str, ...] = ("ratchet.replay",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "ratchet.replay",
+    "ratchet.demo",
+    "gateway.cli",
+    "streams.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

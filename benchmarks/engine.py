@@ -1,0 +1,209 @@
+"""Engine throughput on Redis, as a ratio to the same-run ceiling of a minimal batched Lua script.
+
+    python -m benchmarks.engine [--events 200000] [--batch 200] [--json FILE] [--redis-url URL]
+
+Measures, on one redis-server (started here unless --redis-url is given):
+  * ceiling:    a minimal Lua script doing one HINCRBY per event, same batch size, same concurrency;
+  * lua:        ``lua/observe.lua`` through the store adapter (node ids precomputed);
+  * engine:     ``Engine.decide`` end to end (skeleton hashing + chain grouping + Lua + verdicts);
+  * single:     ``Engine.decide`` with one event per call (what batching buys);
+  * memory:     Redis bytes per chain for a chain of ~100 nodes (MEMORY USAGE of its keys).
+The ratios, not the absolute numbers, are the result: machines here are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from models.events import IngestEvent
+from ratchet.engine import Engine
+from ratchet.keys import Keys
+from ratchet.servers import redis_for
+from ratchet.store import ChainBatch, ObserveItem
+
+CEILING_LUA = """
+-- ceiling.lua: the least a batched counting script can do: one HINCRBY per event.
+-- KEYS[1] hash; ARGV: fields. Output: number of fields counted.
+for i = 1, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+return #ARGV
+"""
+
+_STEPS = ["search", "fetch", "read", "write", "notify", "review", "plan", "summarize"]
+
+
+def _payload(rng: random.Random, step: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": "x", "limit": rng.randint(1, 50), "step": step}
+    if rng.random() < 0.3:
+        body["filters"] = {"owner": "me", "tags": ["a", "b"]}
+    if step in ("write", "notify"):
+        body["target"] = {"id": rng.randint(1, 10**6), "kind": "doc"}
+    return body
+
+
+def make_events(n: int, *, agents: int, seed: int = 1) -> list[IngestEvent]:
+    """Runs of 4–12 calls by ``agents`` agents of one project, interleaved by agent."""
+    rng = random.Random(seed)
+    out: list[IngestEvent] = []
+    run_no = 0
+    while len(out) < n:
+        agent = f"agent-{rng.randrange(agents)}"
+        run_no += 1
+        length = rng.randint(4, 12)
+        for i in range(length):
+            step = _STEPS[(i + rng.randint(0, 1)) % len(_STEPS)]
+            out.append(
+                IngestEvent(
+                    event_id=f"e{len(out)}", agent_id=agent, run_id=f"r{run_no}",
+                    service="tools", action=f"tools.{step}", payload=_payload(rng, step),
+                    project_id="bench", end_of_run=i == length - 1,
+                )
+            )
+    return out[:n]
+
+
+def by_agent_batches(events: list[IngestEvent], size: int) -> list[list[IngestEvent]]:
+    """Envelope-like batches: consecutive events of one agent, up to ``size``."""
+    pending: dict[str, list[IngestEvent]] = {}
+    out: list[list[IngestEvent]] = []
+    for ev in events:
+        bucket = pending.setdefault(ev.agent_id, [])
+        bucket.append(ev)
+        if len(bucket) >= size:
+            out.append(bucket)
+            pending[ev.agent_id] = []
+    out.extend(b for b in pending.values() if b)
+    return out
+
+
+async def _drive(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> float:
+    """Run the jobs with ``concurrency`` in flight (ordered per worker lane); seconds taken."""
+    lanes = [jobs[i::concurrency] for i in range(concurrency)]
+
+    async def lane(items: list[Callable[[], Awaitable[Any]]]) -> None:
+        for job in items:
+            await job()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane(items) for items in lanes))
+    return time.perf_counter() - started
+
+
+async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any]:
+    client = Redis.from_url(url)
+    results: dict[str, Any] = {"events": n, "batch": batch, "concurrency": concurrency}
+    try:
+        events = make_events(n, agents=64)
+        batches = by_agent_batches(events, batch)
+
+        # ceiling: one HINCRBY per event, one script call per batch, same shapes
+        ceiling = client.register_script(CEILING_LUA)
+        tag = uuid.uuid4().hex[:8]
+        ceiling_jobs = [
+            (lambda b=b, i=i: ceiling(keys=[f"ceil:{{{tag}{i % 64}}}"],
+                                      args=[f"{e.run_id}\t{e.action}" for e in b]))
+            for i, b in enumerate(batches)
+        ]
+        t = await _drive(ceiling_jobs, concurrency)
+        results["ceiling_events_per_s"] = round(n / t)
+
+        # the observe script alone (nodes precomputed)
+        engine = Engine.create(client, keys=Keys(f"bl{tag}"))
+        prepared = []
+        for b in batches:
+            chain = engine.chain_of(b[0])
+            items = [ObserveItem(e.event_id, e.run_id, engine.node_of(e), False, e.end_of_run)
+                     for e in b]
+            prepared.append(ChainBatch(chain.tag, items))
+        lua_jobs = [(lambda cb=cb: engine.store.observe([cb])) for cb in prepared]
+        t = await _drive(lua_jobs, concurrency)
+        results["lua_events_per_s"] = round(n / t)
+
+        # the whole engine call per batch
+        engine2 = Engine.create(client, keys=Keys(f"be{tag}"))
+        engine_jobs = [(lambda b=b: engine2.decide(b)) for b in batches]
+        t = await _drive(engine_jobs, concurrency)
+        results["engine_events_per_s"] = round(n / t)
+
+        # one event per call (no batching), on a slice
+        engine3 = Engine.create(client, keys=Keys(f"bs{tag}"))
+        single = events[: max(2000, n // 20)]
+        single_jobs = [(lambda e=e: engine3.decide([e])) for e in single]
+        t = await _drive(single_jobs, concurrency)
+        results["single_event_calls_per_s"] = round(len(single) / t)
+
+        results["engine_to_ceiling"] = round(
+            results["engine_events_per_s"] / results["ceiling_events_per_s"], 3
+        )
+        results["lua_to_ceiling"] = round(
+            results["lua_events_per_s"] / results["ceiling_events_per_s"], 3
+        )
+        results["batching_speedup"] = round(
+            results["engine_events_per_s"] / results["single_event_calls_per_s"], 1
+        )
+        results["bytes_per_chain_100_nodes"] = await chain_memory(client, tag)
+    finally:
+        await client.aclose()
+    return results
+
+
+async def chain_memory(client: Redis, tag: str) -> dict[str, int]:
+    """Bytes of one chain with ~100 nodes and ~4 successors each (plus one live run)."""
+    keys = Keys(f"mem{tag}")
+    engine = Engine.create(client, keys=keys)
+    rng = random.Random(3)
+    nodes = [uuid.UUID(int=rng.getrandbits(128)).hex[:16] for _ in range(100)]
+    succ = {n: rng.sample(nodes, 4) for n in nodes}
+    chain_tag = "m" + tag
+    for r in range(300):
+        cur = rng.choice(nodes)
+        items = []
+        for i in range(12):
+            items.append(ObserveItem(f"m{r}-{i}", f"run{r}", cur, end_of_run=i == 11))
+            cur = rng.choice(succ[cur])
+        await engine.store.observe([ChainBatch(chain_tag, items)])
+    ck = keys.chain_keys(chain_tag)
+    sizes = {}
+    for name, key in zip(("meta", "edges", "rows", "nodes", "window", "snapshot"), ck.as_list()):
+        sizes[name] = int(await client.memory_usage(key, samples=0) or 0)
+    meta = await engine.store.chain_meta(chain_tag)
+    run_bytes = int(await client.memory_usage(keys.run(chain_tag, "run299"), samples=0) or 0)
+    return {
+        "nodes": int(meta["nn"]),
+        "edges": int(meta["ne"]),
+        "chain_bytes": sum(sizes.values()),
+        "per_run_bytes_12_events": run_bytes,
+        **{f"{k}_bytes": v for k, v in sizes.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=200, help="events per script call")
+    ap.add_argument("--concurrency", type=int, default=4, help="calls in flight")
+    ap.add_argument("--redis-url")
+    ap.add_argument("--json", help="write results as JSON to this file")
+    args = ap.parse_args(argv)
+    with redis_for(args.redis_url) as url:
+        print(f"engine benchmark: {args.events} events, batch {args.batch}...", file=sys.stderr)
+        res = asyncio.run(bench(url, args.events, args.batch, args.concurrency))
+    for k, v in res.items():
+        print(f"{k}: {v}")
+    if args.json:
+        with open(args.json, "wb") as f:
+            f.write(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

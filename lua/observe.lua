@@ -46,11 +46,14 @@
   ARGV[26] run_ttl           idle TTL of run state, s
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events are not learned
-  ARGV[29] n                 number of events; then 6 values per event:
-           event_id, run key index (into KEYS), node, high priority (0/1), end_of_run (0/1),
-           hold (0/1: a guardrail holds it back from learning)
+  ARGV[29] n                 number of events; then 2 values per event:
+           event_id, and "<run key index> <high><eor><hold> <node>": the run key's index into
+           KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds it back
+           from learning) and the node id (the rest of the string). Fewer, packed ARGV values
+           halve the client's cost of building the call (measured).
 
-  Output: one string per event, tab-separated:
+  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
+    is much cheaper for the client to parse than an array), each line tab-separated:
     status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
     mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
     (0 none, 1 promoted, 2 force-promoted), to-node new (0/1)
@@ -84,7 +87,7 @@ local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
 local n = tonumber(ARGV[29])
-local BASE, FIELDS = 29, 6
+local BASE, FIELDS = 29, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events')
@@ -161,11 +164,12 @@ local out = {}
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
   local event_id = ARGV[o + 1]
-  local run_key = KEYS[tonumber(ARGV[o + 2])]
-  local node = ARGV[o + 3]
-  local prio_high = ARGV[o + 4] == '1'
-  local eor = ARGV[o + 5] == '1'
-  local ext_hold = ARGV[o + 6] == '1'
+  local run_index, f_high, f_eor, f_hold, node =
+    string.match(ARGV[o + 2], '^(%d+) (%d)(%d)(%d) (.*)$')
+  local run_key = KEYS[tonumber(run_index)]
+  local prio_high = f_high == '1'
+  local eor = f_eor == '1'
+  local ext_hold = f_hold == '1'
   local answer_field = 'e:' .. event_id
   st.mode_changed = 0
   local prior = redis.call('HGET', run_key, answer_field)
@@ -237,4 +241,4 @@ end
 for i = 1, 6 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)
 end
-return out
+return table.concat(out, '\n')

@@ -16,7 +16,7 @@ from redis.commands.core import AsyncScript
 
 __all__ = ["script_source", "Scripts", "SCRIPT_NAMES"]
 
-SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset")
+SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "save_verdicts")
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 

@@ -21,7 +21,10 @@ from ratchet.keys import Keys
 from ratchet.metrics import LUA_SECONDS
 from ratchet.scripts import Scripts
 
-__all__ = ["ObserveItem", "Observation", "ChainBatch", "FeedbackResult", "EngineStore"]
+__all__ = [
+    "ObserveItem", "Observation", "ChainBatch", "FeedbackResult", "EngineStore",
+    "parse_observations",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,12 @@ def parse_observation(raw: bytes | str) -> Observation:
     )
 
 
+def parse_observations(raw: bytes | str) -> list[Observation]:
+    """The observe script's answer (one line per event) → observations in order."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return [parse_observation(line) for line in text.split("\n")] if text else []
+
+
 class EngineStore:
     def __init__(
         self,
@@ -143,10 +152,11 @@ class EngineStore:
             len(batch.items),
         ]
         for item in batch.items:
-            args += [
-                item.event_id, run_index[item.run_id], item.node,
-                1 if item.high_priority else 0, 1 if item.end_of_run else 0, 1 if item.hold else 0,
-            ]
+            args.append(item.event_id)
+            args.append(
+                f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
+                f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}"
+            )
         return keys, args
 
     async def observe(
@@ -166,7 +176,7 @@ class EngineStore:
                 await self.scripts.observe(keys=k, args=a, client=pipe)
             raw = await pipe.execute()
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
-        return [[parse_observation(r) for r in answer] for answer in raw]
+        return [parse_observations(answer) for answer in raw]
 
     async def feedback(
         self, tag: str, run_id: str, event_id: str, decision: str, *, now_ms: int | None = None

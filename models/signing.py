@@ -27,11 +27,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ratchet.errors import AuthError
 
 __all__ = [
     "SCHEME",
     "canonical_json",
+    "reference_canonical_json",
     "parse_timestamp",
     "sign",
     "signing_message",
@@ -43,10 +46,47 @@ SCHEME = "v1"
 
 
 def canonical_json(value: Any) -> bytes:
-    """The canonical serialization both sides sign: sorted keys, no whitespace, UTF-8."""
+    """The canonical serialization both sides sign: sorted keys, no whitespace, UTF-8.
+
+    The definition is :func:`reference_canonical_json` (Python's ``json``). orjson writes the
+    same bytes for plain JSON values — str keys, strings, ints within 64 bits, floats whose
+    shortest repr has no exponent (0, or 1e-4 <= |x| < 1e16) — about 8x faster, so those take
+    the fast path; anything else (other floats, NaN, big ints, non-str keys, other types) the
+    reference. ``tests/unit/test_signing.py`` checks the two agree on generated values.
+    """
+    if _orjson_safe(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nesting orjson refuses; the reference decides
+            pass
+    return reference_canonical_json(value)
+
+
+def reference_canonical_json(value: Any) -> bytes:
+    """The canonical form as specified: ``json.dumps(sort_keys, compact, ensure_ascii=False)``."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+_INT_LIMIT = 2**63
+
+
+def _orjson_safe(value: Any) -> bool:
+    """True when orjson's bytes for ``value`` are exactly the reference's (exact types only)."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return -_INT_LIMIT <= value < _INT_LIMIT
+    if t is float:
+        # NaN and infinities fail both comparisons (the reference refuses them)
+        return value == 0.0 or 1e-4 <= abs(value) < 1e16
+    if t is dict:
+        return all(type(k) is str and _orjson_safe(v) for k, v in value.items())
+    if t is list:
+        return all(_orjson_safe(v) for v in value)
+    return False
 
 
 def signing_message(

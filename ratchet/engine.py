@@ -8,6 +8,7 @@ the benchmarks alike.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from ratchet.keys import Keys
 from ratchet.metrics import BATCH_EVENTS, EDGE_SCORE_BITS, ENGINE_ERRORS, EVENTS, MODE_TRANSITIONS
 from ratchet.store import ChainBatch, EngineStore, FeedbackResult, Observation, ObserveItem
 
-__all__ = ["Engine", "markov_reason", "connect_redis"]
+__all__ = ["Engine", "markov_reason", "connect_redis", "count_observations"]
 
 _HIGH = frozenset(("high", "critical"))
 
@@ -58,6 +59,24 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
     if obs.mode == 0:
         detail["note"] = "shadow mode: learning, reported but not enforced"
     return Reason("markov", obs.action, detail)
+
+
+def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
+    """Engine metrics of one batch: label lookups once per label set, not once per event."""
+    tally: Counter[tuple[int, bool]] = Counter()
+    observe_score = EDGE_SCORE_BITS.observe
+    for answer in answers:
+        for obs in answer:
+            if obs.duplicate:
+                continue
+            tally[(obs.mode, obs.anomalous)] += 1
+            observe_score(obs.score)
+            if obs.mode_change:
+                MODE_TRANSITIONS.labels(
+                    to=MODE_NAMES[obs.mode], forced="true" if obs.mode_change == 2 else "false"
+                ).inc()
+    for (mode, anomalous), n in tally.items():
+        EVENTS.labels(mode=MODE_NAMES[mode], anomalous="true" if anomalous else "false").inc(n)
 
 
 @dataclass
@@ -143,6 +162,7 @@ class Engine:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise UnavailableError(f"Redis is unavailable: {exc}") from exc
         BATCH_EVENTS.observe(len(events))
+        count_observations(answers)
         out: list[Verdict | None] = [None] * len(events)
         for (chain, indices, _), answer in zip(groups.values(), answers, strict=True):
             for i, obs in zip(indices, answer, strict=True):
@@ -153,14 +173,6 @@ class Engine:
         self, ev: IngestEvent, chain: ChainId, obs: Observation, now: float, trace_id: str
     ) -> Verdict:
         reason = markov_reason(obs, self.params)
-        if not obs.duplicate:
-            mode = MODE_NAMES[obs.mode]
-            EVENTS.labels(mode=mode, anomalous="true" if obs.anomalous else "false").inc()
-            EDGE_SCORE_BITS.observe(obs.score)
-            if obs.mode_change:
-                MODE_TRANSITIONS.labels(
-                    to=mode, forced="true" if obs.mode_change == 2 else "false"
-                ).inc()
         change = ""
         if obs.mode_change:
             change = MODE_NAMES[obs.mode] + ("(forced)" if obs.mode_change == 2 else "")

@@ -37,11 +37,10 @@ from models.envelope import (
     TRACE_HEADER,
     FeedbackMessage,
     IngestEnvelope,
-    VerdictEnvelope,
     agent_key,
     decode_feedback,
     decode_ingest,
-    encode_verdicts,
+    encode_verdict_bodies,
 )
 from models.events import IngestEvent
 from models.verdict import Edge, Verdict, action_rank
@@ -99,7 +98,9 @@ class DecideEngine(Protocol):
 class VerdictStoreLike(Protocol):
     """The part of :class:`ratchet.verdicts.VerdictStore` a worker uses."""
 
-    async def save_many(self, verdicts: Sequence[Verdict], ttl_s: int) -> None: ...
+    async def save_many(
+        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
+    ) -> None: ...
 
     async def get(self, project_id: str, event_id: str) -> Mapping[str, Any] | None: ...
 
@@ -247,22 +248,27 @@ class IngestProcessor:
             return []
         started = time.perf_counter()
         try:
-            verdicts = await retry_unavailable(
+            verdicts, bodies = await retry_unavailable(
                 lambda: self._decide_and_save(envelopes), self.backoff, what="ingest batch"
             )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("ingest batch of %d envelopes failed; isolating", len(envelopes))
-            verdicts = []
+            verdicts, bodies = [], []
             for env in envelopes:
-                verdicts.extend(await self._one_guarded(env))
-        out = self._emit(envelopes, verdicts)
+                one, encoded = await self._one_guarded(env)
+                verdicts.extend(one)
+                bodies.extend(encoded)
+        out = self._emit(envelopes, verdicts, bodies)
         WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
         WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
         return out
 
-    async def _decide_and_save(self, envelopes: Sequence[IngestEnvelope]) -> list[Verdict]:
+    async def _decide_and_save(
+        self, envelopes: Sequence[IngestEnvelope]
+    ) -> tuple[list[Verdict], list[bytes]]:
+        """Decide, then save; returns the verdicts and their JSON (encoded once, sent twice)."""
         if len(envelopes) == 1:
             events: Sequence[IngestEvent] = envelopes[0].events
         else:
@@ -280,10 +286,11 @@ class IngestProcessor:
                         # dataclasses.replace costs ~5 µs per event.
                         object.__setattr__(verdicts[j], "trace_id", env.trace_id)
                 i += n
-        await self.store.save_many(verdicts, self.verdict_ttl_s)
-        return verdicts
+        bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+        await self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies)
+        return verdicts, bodies
 
-    async def _one_guarded(self, env: IngestEnvelope) -> list[Verdict]:
+    async def _one_guarded(self, env: IngestEnvelope) -> tuple[list[Verdict], list[bytes]]:
         try:
             return await retry_unavailable(
                 lambda: self._decide_and_save([env]), self.backoff, what="ingest envelope"
@@ -297,29 +304,31 @@ class IngestProcessor:
             now = self.clock()
             msg = f"internal error: {type(exc).__name__}"
             verdicts = [error_verdict(ev, env.trace_id, msg, now) for ev in env.events]
+            bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
             try:
                 await retry_unavailable(
-                    lambda: self.store.save_many(verdicts, self.verdict_ttl_s),
+                    lambda: self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies),
                     self.backoff, what="error verdicts",
                 )
             except RatchetError:
                 log.exception("could not save error verdicts")
-            return verdicts
+            return verdicts, bodies
 
-    def _emit(self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict]) -> list[Outgoing]:
+    def _emit(
+        self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict], bodies: list[bytes]
+    ) -> list[Outgoing]:
         out: list[Outgoing] = []
         now = self.clock()
         tally: Counter[tuple[str, str]] = Counter()
         i = 0
         for env in envelopes:
             n = len(env.events)
-            chunk = tuple(verdicts[i : i + n])
-            i += n
-            for v in chunk:
+            for v in verdicts[i : i + n]:
                 tally[(v.action, _source(v))] += 1
-            body = encode_verdicts(
-                VerdictEnvelope(env.project_id, env.agent_id, env.trace_id, chunk, env.received_at)
+            body = encode_verdict_bodies(
+                env.project_id, env.agent_id, env.trace_id, env.received_at, bodies[i : i + n]
             )
+            i += n
             out.append(
                 Outgoing(
                     agent_key(env.project_id, env.agent_id),

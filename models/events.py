@@ -13,6 +13,7 @@ ratchet.errors.ValidationError: agent_id is required
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
+
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ def _string(obj: Mapping[str, Any], name: str, max_chars: int, *, required: bool
         raise ValidationError(f"{name} must be a string, got {type(value).__name__}", name)
     if not value or len(value) > max_chars:
         raise ValidationError(f"{name} must be 1 to {max_chars} characters", name)
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL_CHARS.search(value):
         raise ValidationError(f"{name} must not contain control characters", name)
     return value
 
@@ -136,6 +139,44 @@ def json_key_count(value: Any) -> int:
     return 0
 
 
+def _bad_number(value: Any, max_abs: float) -> bool:
+    """What :func:`_check_numbers` refuses in a scalar: non-finite or too large numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > max_abs
+
+
+def _shape(value: Any, max_abs: float) -> tuple[int, int, bool]:
+    """``(json_depth, json_key_count, any bad number)`` of a JSON value in one walk.
+
+    The hot path of ingest validation (one walk instead of three, no path strings built unless
+    a number is bad). Agrees with :func:`json_depth`, :func:`json_key_count` and
+    :func:`_check_numbers` (tests/unit/test_event_shape.py).
+    """
+    if isinstance(value, dict):
+        children: Any = value.values()
+        keys = len(value)
+    elif isinstance(value, list):
+        children = value
+        keys = 0
+    else:
+        return 0, 0, _bad_number(value, max_abs)
+    depth = 0
+    bad = False
+    for child in children:
+        t = type(child)
+        if t is str or t is bool or child is None:
+            continue
+        if t is int or t is float:
+            bad = bad or _bad_number(child, max_abs)
+            continue
+        d, k, b = _shape(child, max_abs)
+        depth = max(depth, d)
+        keys += k
+        bad = bad or b
+    return depth + 1, keys, bad
+
+
 def _check_numbers(value: Any, path: str, limits: Limits) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -156,13 +197,15 @@ def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
         raise ValidationError("payload is required (a JSON object, may be empty)", "payload")
     if not isinstance(value, dict):
         raise ValidationError(f"payload must be an object, got {type(value).__name__}", "payload")
-    if json_depth(value) > limits.max_payload_depth:
+    depth, keys, bad_number = _shape(value, limits.max_abs_number)
+    if depth > limits.max_payload_depth:
         raise ValidationError(
             f"payload nests deeper than {limits.max_payload_depth} levels", "payload"
         )
-    if json_key_count(value) > limits.max_payload_keys:
+    if keys > limits.max_payload_keys:
         raise ValidationError(f"payload has more than {limits.max_payload_keys} keys", "payload")
-    _check_numbers(value, "payload", limits)
+    if bad_number:
+        _check_numbers(value, "payload", limits)  # raises, naming the first bad number's path
     return value
 
 

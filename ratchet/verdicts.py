@@ -89,12 +89,14 @@ class VerdictStore:
     async def save_many(
         self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
     ) -> None:
-        """Store verdicts (one pipeline); paused ones also go to their project's paused index.
+        """Store verdicts; paused ones also go to their project's paused index.
 
         ``bodies[i]``, when given, is ``orjson.dumps(verdicts[i].to_dict())`` already encoded by
         the caller (the worker sends the same bytes to Kafka). On a single Redis all verdicts go
         in one ``save_verdicts.lua`` call (one reply, measured ~3x less client CPU than a SET
-        each); on Redis Cluster, where verdict keys spread over slots, one SET each.
+        each) and the paused index in a pipeline after it (only when something paused); on
+        Redis Cluster, where verdict keys spread over slots, one pipeline of SETs and index
+        updates.
         """
         if not verdicts:
             return
@@ -102,19 +104,23 @@ class VerdictStore:
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
         verdict_key = self.keys.verdict
         keys = [verdict_key(v.project_id, v.event_id) for v in verdicts]
+        if self._save_script is not None:
+            # called directly, not in the pipeline: a pipeline holding a script first asks
+            # SCRIPT EXISTS, one more round trip per batch
+            await self._save_script(keys=keys, args=[ttl_s, *bodies])
+        paused = [v for v in verdicts if v.action == "pause" and not v.duplicate]
+        if not paused and self._save_script is not None:
+            return
         paused_projects: dict[str, float] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             if self._save_script is None:
                 for key, body in zip(keys, bodies, strict=True):
                     pipe.set(key, body, ex=ttl_s)
-            else:
-                await self._save_script(keys=keys, args=[ttl_s, *bodies], client=pipe)
-            for v in verdicts:
-                if v.action == "pause" and not v.duplicate:
-                    pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
-                    paused_projects[v.project_id] = max(
-                        paused_projects.get(v.project_id, 0.0), v.decided_at
-                    )
+            for v in paused:
+                pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
+                paused_projects[v.project_id] = max(
+                    paused_projects.get(v.project_id, 0.0), v.decided_at
+                )
             for project_id, newest in paused_projects.items():
                 key = self.keys.paused(project_id)
                 # entries whose verdict has expired are dropped, so the index stays bounded

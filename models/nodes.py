@@ -17,6 +17,7 @@ own. Fields are joined with the unit separator ``\\x1f``, which validated ids ne
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 
 import xxhash
@@ -76,10 +77,7 @@ class ChainId:
         >>> ChainId("p", "a", "s").tag == ChainId("p", "a", "s", critical=True).tag
         False
         """
-        joined = _SEP.join((self.project_id, self.agent_id, self.service))
-        if self.critical:
-            joined += _SEP + "crit"
-        return xxhash.xxh3_64_hexdigest(joined.encode())
+        return _chain_tag(self.project_id, self.agent_id, self.service, self.critical)
 
     @property
     def label(self) -> str:
@@ -90,6 +88,15 @@ class ChainId:
         """
         base = f"{self.project_id}/{self.agent_id}/{self.service}"
         return base + "!critical" if self.critical else base
+
+
+@lru_cache(maxsize=65_536)
+def _chain_tag(project_id: str, agent_id: str, service: str, critical: bool) -> str:
+    # memoized: the engine asks for the tag of every event's chain; there are few chains
+    joined = _SEP.join((project_id, agent_id, service))
+    if critical:
+        joined += _SEP + "crit"
+    return xxhash.xxh3_64_hexdigest(joined.encode())
 
 
 def chain_for(project_id: str, agent_id: str, service: str, priority: str) -> ChainId:

@@ -17,8 +17,8 @@ own. Fields are joined with the unit separator ``\\x1f``, which validated ids ne
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 import xxhash
 

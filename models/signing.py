@@ -89,10 +89,10 @@ def _orjson_safe(value: Any) -> bool:
     if t is str or t is bool or value is None:
         return True
     if t is int:
-        return -_INT_LIMIT <= value < _INT_LIMIT
+        return bool(-_INT_LIMIT <= value < _INT_LIMIT)
     if t is float:
         # NaN and infinities fail both comparisons (the reference refuses them)
-        return value == 0.0 or 1e-4 <= abs(value) < 1e16
+        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e16)
     return False
 
 

@@ -64,6 +64,9 @@ class GreedyBatcher(Generic[M]):
         if task.done():
             task.result()  # re-raise the drain task's failure in the agent
             raise RuntimeError("batcher stopped")
+        if not self._queue.full():
+            self._queue.put_nowait(message)  # the common case: no task, no wait
+            return
         put = asyncio.ensure_future(self._queue.put(message))
         done, _ = await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
         if put not in done:

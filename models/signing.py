@@ -33,8 +33,8 @@ from ratchet.errors import AuthError
 __all__ = [
     "SCHEME",
     "canonical_json",
-    "reference_canonical_json",
     "parse_timestamp",
+    "reference_canonical_json",
     "sign",
     "signing_message",
     "verify",

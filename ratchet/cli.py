@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ratchet.demo",
     "gateway.cli",
     "streams.cli",
+    "ratchet.audit_cli",
 )
 
 

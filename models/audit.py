@@ -22,7 +22,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from models.signing import canonical_json
@@ -66,7 +66,7 @@ _MAX_DETAILS_BYTES = 8 * 1024
 
 def iso_utc(at_ms: int) -> str:
     """``at_ms`` (Unix ms) as UTC ISO 8601 with milliseconds and a ``Z``."""
-    dt = datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
 
 

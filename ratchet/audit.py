@@ -148,7 +148,7 @@ class AuditLog:
             try:
                 await self.sink(self.settings.topic_audit, entry.project_id.encode(), value)
                 return
-            except Exception as exc:  # any broker failure: Redis already holds the entry
+            except Exception as exc:  # noqa: BLE001  any broker failure: Redis holds the entry
                 if attempt + 1 == attempts:
                     AUDIT_PUBLISH_FAILURES.inc()
                     log.error("audit entry %s seq %d not published to Kafka: %s",
@@ -177,12 +177,12 @@ class AuditLog:
                                             byscore=True, offset=0, num=1)
             if not first:
                 return AuditPage([], None)
-            start = int(first[0])
+            start = int(_text(first[0]))
         else:
             start = 0
         rows = await self.redis.zrange(self.keys.audit_entries(project_id), start, "+inf",
                                        byscore=True, offset=0, num=limit + 1)
-        entries = [AuditEntry.from_dict(orjson.loads(r)) for r in rows]
+        entries = [AuditEntry.from_dict(_decode(r)) for r in rows]
         if to_ms is not None:
             entries = [e for e in entries if e.at_ms <= to_ms]
         more = len(entries) > limit

@@ -17,7 +17,7 @@ from ratchet.errors import ConfigError
 from ratchet.keys import Keys
 from ratchet.settings import Settings, get_settings
 
-__all__ = ["register", "export_entries"]
+__all__ = ["export_entries", "register"]
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 from models.audit import AuditEntry
 from models.signing import canonical_json
@@ -55,13 +55,13 @@ def parse_day(text: str, *, end: bool, option: str) -> int:
     try:
         if len(text) == 10:
             day = datetime.strptime(text, "%Y-%m-%d").date()
-            moment = datetime.combine(day, time.max if end else time.min, tzinfo=timezone.utc)
+            moment = datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
             ms = int(moment.timestamp() * 1000)
             return ms - (ms % 1000) + 999 if end else ms
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(f"{option} must be YYYY-MM-DD or an ISO 8601 time, got {text!r}",
                               option) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

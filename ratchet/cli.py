@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli",
     "streams.cli",
     "ratchet.audit_cli",
+    "ratchet.webhooks_cli",
 )
 
 

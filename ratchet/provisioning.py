@@ -19,7 +19,6 @@ import uuid
 from redis.asyncio import Redis
 
 from ratchet.audit import AuditLog
-
 from ratchet.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.keys import Keys
 

@@ -125,10 +125,10 @@ async def test_page_by_time_and_cursor(redis_client: Redis, keys: Keys) -> None:
     for i in range(10):
         now[0] += 60
         await audit.append("p", "agent.created", "cli", f"agent:{i}")
-    first = await audit.page("p", from_ms=int((1_700_000_000 + 180) * 1000),
-                             to_ms=int((1_700_000_000 + 480) * 1000), limit=2)
+    first = await audit.page("p", from_ms=(1_700_000_000 + 180) * 1000,
+                             to_ms=(1_700_000_000 + 480) * 1000, limit=2)
     assert [e.seq for e in first.entries] == [3, 4] and first.next_cursor is not None
-    second = await audit.page("p", to_ms=int((1_700_000_000 + 480) * 1000),
+    second = await audit.page("p", to_ms=(1_700_000_000 + 480) * 1000,
                               cursor=first.next_cursor, limit=10)
     assert [e.seq for e in second.entries] == [5, 6, 7, 8] and second.next_cursor is None
     with pytest.raises(ValueError):

@@ -88,8 +88,8 @@ def test_secret_like_actors_refused(actor: str) -> None:
 
 
 def test_unknown_action_and_bad_details_refused() -> None:
-    base: dict[str, Any] = dict(project_id="p", seq=1, at_ms=0, actor="cli", target="t",
-                                prev_hash=GENESIS, entry_id="i")
+    base: dict[str, Any] = {"project_id": "p", "seq": 1, "at_ms": 0, "actor": "cli", "target": "t",
+                                "prev_hash": GENESIS, "entry_id": "i"}
     with pytest.raises(ValidationError, match="unknown audit action"):
         build_entry(action="thing.done", details={}, **base)
     with pytest.raises(ValidationError, match="details"):

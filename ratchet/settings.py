@@ -122,6 +122,8 @@ class Settings:
     webhook_concurrency: int = 50
     #: Kafka consumer group of the webhook dispatcher (its own: it reads ``verdicts`` again).
     webhook_group: str = "ratchet-webhooks"
+    #: Port of the dispatcher's Prometheus ``/metrics`` (0 = not served).
+    webhook_metrics_port: int = 6067
 
     # --- logging ----------------------------------------------------------------------------------
     log_level: str = "INFO"

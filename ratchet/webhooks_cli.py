@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 
+from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from ratchet.errors import ConfigError
@@ -35,7 +36,11 @@ async def run_dispatcher(settings: Settings) -> None:
 
 
 def _cmd_dispatch(args: argparse.Namespace) -> int:
-    asyncio.run(run_dispatcher(get_settings()))
+    settings = get_settings()
+    port: int = settings.webhook_metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        start_http_server(port, addr=settings.gateway_host)
+    asyncio.run(run_dispatcher(settings))
     return 0
 
 
@@ -51,4 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dispatch = sub.add_parser(
         "dispatch", help="consume the verdicts topic (own consumer group) and deliver webhooks",
     )
+    dispatch.add_argument("--metrics-port", type=int, default=None,
+                          help="serve Prometheus /metrics on this port (default "
+                               "RATCHET_WEBHOOK_METRICS_PORT, 6067; 0 = off)")
     dispatch.set_defaults(func=_cmd_dispatch)

@@ -4,11 +4,16 @@ one delivery id, the circuit breaker, and SSRF refusals at connect time (DNS reb
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -19,6 +24,7 @@ from models.verdict import Edge, Reason, Verdict
 from models.webhook_signing import DELIVERY_HEADER, SIGNATURE_HEADER, verify_delivery
 from models.webhooks import WebhookSpec
 from ratchet.keys import Keys
+from ratchet.servers import free_port
 from ratchet.settings import Settings
 from ratchet.topics import ensure_topics
 from ratchet.webhook_deliver import Deliverer
@@ -191,8 +197,6 @@ async def test_ip_literal_checked_again_at_delivery(
 async def test_redirects_are_not_followed(redis_client: Redis, keys: Keys) -> None:
     from aiohttp import web
 
-    from ratchet.servers import free_port
-
     hits: list[str] = []
 
     async def redirect(request: web.Request) -> web.Response:
@@ -251,3 +255,60 @@ async def test_dispatcher_delivers_matching_actions_from_the_verdicts_topic(
     assert [orjson.loads(r.body)["verdict"]["event_id"] for r in receiver.requests] == [
         verdicts[2].event_id]
     assert orjson.loads(receiver.requests[0].body)["webhook_id"] == pause_only.id
+
+
+@pytest.mark.kafka
+async def test_dispatch_command_delivers_serves_metrics_and_stops_on_sigterm(
+    receiver: Receiver, redis_url: str, redis_client: Redis, kafka_bootstrap: str,
+    key_prefix: str,
+) -> None:
+    topic = f"{key_prefix}-verdicts"
+    await ensure_topics(kafka_bootstrap, [topic], 2)
+    await make_hook(redis_client, Keys(key_prefix), receiver.url, ("reject",))
+    metrics_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    env.update({
+        "RATCHET_REDIS_URL": redis_url, "RATCHET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "RATCHET_KEY_PREFIX": key_prefix, "RATCHET_TOPIC_VERDICTS": topic,
+        "RATCHET_WEBHOOK_GROUP": f"{key_prefix}-hooks", "RATCHET_WEBHOOKS_ALLOW_LOOPBACK": "1",
+        "RATCHET_BROKER_SESSION_TIMEOUT_S": "10", "RATCHET_BROKER_HEARTBEAT_INTERVAL_S": "1",
+    })
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ratchet", "webhooks", "dispatch", "--metrics-port",
+        str(metrics_port), env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        text = ""
+        deadline = time.monotonic() + 20
+        while "ratchet_webhook_delivery_duration_seconds" not in text:
+            assert time.monotonic() < deadline, "dispatcher metrics never answered"
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(aiohttp.ClientError):
+                async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{metrics_port}/metrics"
+                ) as resp:
+                    text = await resp.text()
+        # the group join may still be running: keep sending until one delivery arrives
+        sent: list[str] = []
+        while not receiver.requests:
+            assert time.monotonic() < deadline + 20, "no delivery from the dispatch command"
+            v = verdict("reject")
+            sent.append(v.event_id)
+            env_bytes = encode_verdicts(VerdictEnvelope(PROJECT, "bot", "t", (v,)))
+            await producer.send_and_wait(topic, env_bytes, key=agent_key(PROJECT, "bot"))
+            await asyncio.sleep(1.0)
+        assert orjson.loads(receiver.requests[0].body)["verdict"]["event_id"] in sent
+    finally:
+        await producer.stop()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(proc.wait(), 40)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+    assert code == 0

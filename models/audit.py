@@ -35,6 +35,7 @@ __all__ = [
     "ChainProblem",
     "ChainReport",
     "build_entry",
+    "check_action_actor",
     "entry_hash",
     "iso_utc",
     "validate_actor",
@@ -79,6 +80,15 @@ def validate_actor(actor: str) -> str:
             f"'operator:<name>' (never a key or secret), got {str(actor)[:20]!r}", "actor",
         )
     return actor
+
+
+def check_action_actor(action: str, actor: str) -> None:
+    """Validate what an entry will say BEFORE the audited action runs, so a bad actor or action
+    cannot leave an action done but unaudited."""
+    if action not in ACTIONS:
+        raise ValidationError(f"unknown audit action {action!r}; known: {sorted(ACTIONS)}",
+                              "action")
+    validate_actor(actor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +143,7 @@ def build_entry(
 ) -> AuditEntry:
     """A new chained entry; raises :class:`ValidationError` for an unknown action, a bad actor,
     an over-long target or details that are not a small JSON object."""
-    if action not in ACTIONS:
-        raise ValidationError(f"unknown audit action {action!r}; known: {sorted(ACTIONS)}",
-                              "action")
-    validate_actor(actor)
+    check_action_actor(action, actor)
     if not isinstance(target, str) or len(target) > _MAX_TARGET:
         raise ValidationError(f"audit target must be a string of at most {_MAX_TARGET} "
                               "characters", "target")

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.cli",
     "ratchet.audit_cli",
     "ratchet.webhooks_cli",
+    "ratchet.baseline_cli",
 )
 
 

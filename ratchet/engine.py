@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from models.audit import check_action_actor
 from models.events import IngestEvent
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
@@ -211,6 +212,8 @@ class Engine:
 
         With ``audit``, a ``baseline.reset`` entry is appended to the chain's project log.
         """
+        if audit is not None:
+            check_action_actor("baseline.reset", actor)
         deleted = await self.store.reset(chain.tag)
         if audit is not None:
             await audit.append(

@@ -18,6 +18,7 @@ import uuid
 
 from redis.asyncio import Redis
 
+from models.audit import check_action_actor
 from ratchet.audit import AuditLog
 from ratchet.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.keys import Keys
@@ -51,6 +52,8 @@ async def create_project(
 
     With ``audit``, a ``project.created`` entry is appended (``actor`` names who did it).
     """
+    if audit is not None:
+        check_action_actor("project.created", actor)
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationError("project name must be 1 to 200 characters", "name")
@@ -87,6 +90,8 @@ async def create_agent(
 
     With ``audit``, an ``agent.created`` entry is appended (never the secret).
     """
+    if audit is not None:
+        check_action_actor("agent.created", actor)
     if agent_id is None:
         agent_id = f"agt_{uuid.uuid4().hex[:16]}"
     if not _AGENT_ID.match(agent_id):

@@ -12,11 +12,13 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from models.events import parse_event
 from ratchet.audit import AuditLog
 from ratchet.engine import Engine
+from ratchet.errors import ValidationError
 from ratchet.keys import Keys
 from ratchet.provisioning import create_agent, create_project
 from ratchet.settings import Settings
@@ -52,6 +54,34 @@ async def test_baseline_reset_is_audited(redis_client: Redis, keys: Keys) -> Non
     assert entry.details["keys_deleted"] == deleted and entry.details["agent_id"] == "bot"
 
 
+async def test_baselines_reset_command(redis_url: str, key_prefix: str, redis_client: Redis) -> None:
+    keys = Keys(key_prefix)
+    engine = Engine.create(redis_client, keys=keys)
+    ev = parse_event({"event_id": str(uuid.uuid4()), "agent_id": "bot", "run_id": "r",
+                      "service": "crm", "action": "read", "payload": {"a": 1}}, "prj_c")
+    await engine.decide([ev])
+    chain = engine.chain_of(ev)
+    assert await redis_client.exists(keys.chain_keys(chain.tag).meta)
+    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    done = ratchet_cli(["baselines", "reset", "--project", "prj_c", "--agent", "bot",
+                        "--service", "crm", "--operator", "alice"], env)
+    assert done.returncode == 0, done.stderr
+    assert "prj_c/bot/crm: reset" in done.stdout
+    assert not await redis_client.exists(keys.chain_keys(chain.tag).meta)
+    [entry] = (await AuditLog(redis_client, keys, Settings()).page("prj_c")).entries
+    assert (entry.action, entry.actor) == ("baseline.reset", "operator:alice")
+    bad = ratchet_cli(["baselines", "reset", "--project", "prj_c", "--agent", "bot",
+                       "--service", "crm", "--operator", "rk_secret key"], env)
+    assert bad.returncode == 2 and "actor" in bad.stderr
+    # a refused actor is refused BEFORE the reset: nothing done unaudited
+    await engine.decide([parse_event({"event_id": str(uuid.uuid4()), "agent_id": "bot",
+                                      "run_id": "r2", "service": "crm", "action": "read",
+                                      "payload": {"a": 1}}, "prj_c")])
+    with pytest.raises(ValidationError):
+        await engine.reset(chain, audit=AuditLog(redis_client, keys, Settings()), actor="as_x")
+    assert await redis_client.exists(keys.chain_keys(chain.tag).meta)
+
+
 async def test_provisioning_is_audited_without_secrets(redis_client: Redis, keys: Keys) -> None:
     audit = AuditLog(redis_client, keys, Settings())
     project, api_key = await create_project(redis_client, keys, "acme", audit=audit)
@@ -61,6 +91,14 @@ async def test_provisioning_is_audited_without_secrets(redis_client: Redis, keys
         ("project.created", f"project:{project}", "cli"), ("agent.created", "agent:bot-1", "cli")]
     dumped = orjson.dumps([e.to_dict() for e in entries]).decode()
     assert api_key not in dumped and secret not in dumped
+    # a secret-looking actor is refused before anything is created
+    with pytest.raises(ValidationError):
+        await create_agent(redis_client, keys, project, "bot-2", audit=audit, actor=api_key)
+    assert not await redis_client.exists(keys.agent(project, "bot-2"))
+    before = await redis_client.scard(keys.projects())
+    with pytest.raises(ValidationError):
+        await create_project(redis_client, keys, "evil", audit=audit, actor=secret)
+    assert await redis_client.scard(keys.projects()) == before
 
 
 async def test_cli_audit_verify_and_export(

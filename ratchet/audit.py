@@ -29,6 +29,7 @@ import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,9 @@ class AuditLog:
     settings: Settings
     sink: AuditSink | None = None
     clock: Callable[[], float] = time.time
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary, repr=False
+    )
 
     def __post_init__(self) -> None:
         self._append = self.redis.register_script(script_source("audit_append"))
@@ -103,7 +106,9 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Chain, store and publish one entry; returns it (with seq and hash)."""
-        lock = self._locks.setdefault(project_id, asyncio.Lock())
+        lock = self._locks.get(project_id)
+        if lock is None:  # weakly held: a project's lock lives while someone appends
+            lock = self._locks[project_id] = asyncio.Lock()
         async with lock:  # in-process appends queue up; other processes are handled by CAS
             entry = await self._store(project_id, action, actor, target, dict(details or {}))
         AUDIT_ENTRIES.labels(action=action).inc()

@@ -79,11 +79,12 @@ def test_detail_never_contains_the_matched_text() -> None:
 
 def test_polynomial_worst_cases_are_bounded_by_the_scan_limit() -> None:
     """A repeat spanning many start positions stays quadratic (Python's re has no timeout);
-    the default cut of 16 K characters keeps even that under a second."""
+    the default cut of 16 K characters bounds the work: what lies past it is never scanned.
+    (The time it takes is a benchmark matter, not asserted here.)"""
     c = cfg({"id": "slow", "regex": r"\b(?>\w+\s?)*!"})
-    start = time.perf_counter()
     assert check_pattern(c, walk({"v": "a " * 32_000 + "!"})) == []  # the ! is past the cut
-    assert time.perf_counter() - start < 3.0
+    (r,) = check_pattern(c, walk({"v": "a " * 100 + "!"}))  # within the cut it is found
+    assert r.detail["rule"] == "pattern.slow" and r.detail["paths"] == ["v"]
 
 
 def test_values_are_cut_before_scanning() -> None:

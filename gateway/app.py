@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway import routes_events, routes_health, routes_openapi, routes_verdicts
+from gateway import routes_events, routes_health, routes_openapi, routes_policy, routes_verdicts
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
@@ -34,7 +34,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
-    for module in (routes_events, routes_verdicts, routes_health, routes_openapi):
+    for module in (routes_events, routes_verdicts, routes_health, routes_openapi, routes_policy):
         app.add_routes(module.routes)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

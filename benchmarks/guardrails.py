@@ -10,7 +10,8 @@ Measured, on one redis-server (started here unless ``--redis-url``):
   * pure:        :func:`models.guardrails.evaluate` alone, µs of CPU per event (no I/O), for the
                  whole set and for each guardrail alone;
   * state:       ``lua/guardrails.lua`` through :class:`ratchet.guard_store.GuardStore`, one call
-                 per batch (nodes precomputed): events/s and client CPU µs/event;
+                 per batch (nodes precomputed): events/s, client CPU µs/event and Redis script
+                 CPU µs/event (INFO commandstats);
   * guardrails:  :meth:`ratchet.guard.Guardrails.check` (policy cache + Lua + rules): events/s
                  and client CPU µs/event;
   * chain:       ``Engine.decide`` with guardrails off — the engine's own cost;
@@ -90,13 +91,23 @@ def pure_cost(policy: Policy, events: Sequence[IngestEvent], nodes: Sequence[str
     return (time.process_time() - started) / len(events) * 1e6
 
 
-async def timed(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int, n: int
-                ) -> dict[str, float]:
+async def _script_usec(client: Redis) -> int:
+    """Server CPU µs spent in EVALSHA so far (INFO commandstats)."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+
+async def timed(client: Redis, jobs: list[Callable[[], Awaitable[Any]]], concurrency: int,
+                n: int) -> dict[str, float]:
+    """Throughput, client CPU per event and Redis script CPU per event of ``jobs``."""
+    usec = await _script_usec(client)
     cpu = time.process_time()
     wall = await _drive(jobs, concurrency)
     cpu = time.process_time() - cpu
+    usec = await _script_usec(client) - usec
     return {"events_per_s": round(n / wall), "wall_us_per_event": round(wall / n * 1e6, 2),
-            "client_cpu_us_per_event": round(cpu / n * 1e6, 2)}
+            "client_cpu_us_per_event": round(cpu / n * 1e6, 2),
+            "redis_script_us_per_event": round(usec / n, 2)}
 
 
 async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any]:
@@ -126,22 +137,24 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
             for b in batches
         ]
         res["state"] = await timed(
+            client,
             [(lambda gb=gb: store.update([gb])) for gb in prepared], concurrency, n
         )
 
         guards = Guardrails(GuardStore(client, Keys(f"gg{tag}")), FixedPolicy(policy),
                             Keys(f"gg{tag}"), event_time=True)
         res["guardrails"] = await timed(
+            client,
             [(lambda b=b: guards.check(b, [node_of[e.event_id] for e in b], time.time()))
              for b in batches], concurrency, n,
         )
 
         chain = Engine.create(client, keys=Keys(f"gc{tag}"), guardrails=False)
-        res["chain"] = await timed([(lambda b=b: chain.decide(b)) for b in batches],
+        res["chain"] = await timed(client, [(lambda b=b: chain.decide(b)) for b in batches],
                                    concurrency, n)
         full = Engine.create(client, keys=Keys(f"gf{tag}"), policies=FixedPolicy(policy),
                              event_time=True)
-        res["engine"] = await timed([(lambda b=b: full.decide(b)) for b in batches],
+        res["engine"] = await timed(client, [(lambda b=b: full.decide(b)) for b in batches],
                                     concurrency, n)
 
         chain_cpu = res["chain"]["client_cpu_us_per_event"]
@@ -154,6 +167,9 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
                 res["engine"]["events_per_s"] / res["chain"]["events_per_s"], 3),
             "state_to_chain_throughput": round(
                 res["state"]["events_per_s"] / res["chain"]["events_per_s"], 3),
+            "state_to_chain_redis_cpu": round(
+                res["state"]["redis_script_us_per_event"]
+                / max(res["chain"]["redis_script_us_per_event"], 1e-9), 3),
         }
         res["memory_bytes"] = await memory(client, keys, events)
     finally:

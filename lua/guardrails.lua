@@ -68,7 +68,8 @@ local function run_open(index)
   if r ~= nil then return r end
   local h = redis.call('HMGET', KEYS[index], 'n', 'cost')
   r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
-        nodes_key = KEYS[index + 2], pushed = {}, dirty = false, before = '' }
+        nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
+        before = '' }
   if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
   if keep_nodes > 0 then
     local held = redis.call('LRANGE', r.nodes_key, 0, -1)
@@ -87,6 +88,26 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
+-- Read the stored answers of all the batch's event ids: one HMGET per run.
+local fields_of = {}
+for i = 0, n - 1 do
+  local o = BASE + i * FIELDS
+  local index = tonumber(ARGV[o + 2])
+  local list = fields_of[index]
+  if list == nil then
+    list = {}
+    fields_of[index] = list
+  end
+  list[#list + 1] = 'e:' .. ARGV[o + 1]
+end
+local prior = {}
+for index, list in pairs(fields_of) do
+  local got = redis.call('HMGET', KEYS[index], unpack(list))
+  for j = 1, #list do
+    if got[j] then prior[list[j]] = got[j] end
+  end
+end
+
 local out = {}
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
@@ -96,9 +117,9 @@ for i = 0, n - 1 do
   local node = ARGV[o + 4]
   local cost = tonumber(ARGV[o + 5]) or 0
   local field = 'e:' .. event_id
-  local prior = redis.call('HGET', r.key, field)
-  if prior then
-    out[#out + 1] = '1\t' .. prior
+  local seen = prior[field]
+  if seen then
+    out[#out + 1] = '1\t' .. seen
   else
     local pos = r.n
     r.n = r.n + 1
@@ -114,7 +135,9 @@ for i = 0, n - 1 do
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
     local answer = table.concat({ tostring(pos), fmt(agent_count), fmt(run_count),
       fmt(run_cost), fmt(agent_cost) }, '\t')
-    redis.call('HSET', r.key, field, answer)
+    prior[field] = answer  -- the same id again later in this batch is a redelivery too
+    r.answers[#r.answers + 1] = field
+    r.answers[#r.answers + 1] = answer
     out[#out + 1] = '0\t' .. answer
   end
 end
@@ -123,7 +146,7 @@ for _, index in ipairs(order) do
   local r = runs[index]
   out[#out + 1] = r.before
   if r.dirty then
-    redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost))
+    redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), unpack(r.answers))
     if #r.pushed > 0 then
       local tail = r.pushed
       if #tail > keep_nodes then

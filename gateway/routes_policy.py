@@ -22,7 +22,7 @@ from gateway.state import state_of
 from ratchet.errors import ValidationError
 from ratchet.policy_store import load_policy, save_policy
 
-__all__ = ["routes", "TOML_TYPE"]
+__all__ = ["TOML_TYPE", "routes"]
 
 routes = web.RouteTableDef()
 

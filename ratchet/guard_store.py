@@ -28,7 +28,7 @@ from ratchet.keys import Keys
 from ratchet.metrics import LUA_SECONDS
 from ratchet.scripts import Scripts
 
-__all__ = ["GuardItem", "GuardAnswer", "GuardBatch", "GuardStore", "SLOTS"]
+__all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore"]
 
 #: Slots per velocity window: a count covers between 59/60 and all of the window.
 SLOTS = 60
@@ -121,7 +121,7 @@ class GuardStore:
         else:
             pipe = self.client.pipeline(transaction=False)
             for k, a in calls:
-                await self.scripts.guardrails(keys=k, args=a, client=pipe)
+                await self.scripts.guardrails(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
             raw = await pipe.execute()
         LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
@@ -152,8 +152,8 @@ def parse_answers(batch: GuardBatch, raw: Sequence[bytes | str]) -> list[GuardAn
     out: list[GuardAnswer] = []
     for item, f in zip(batch.items, rows, strict=True):
         pos = int(f[1])
-        nodes = known[item.run_id]
-        run_nodes = tuple(nodes[p] for p in range(max(0, pos - history), pos) if p in nodes)
+        seq = known[item.run_id]
+        run_nodes = tuple(seq[p] for p in range(max(0, pos - history), pos) if p in seq)
         state = GuardrailState(
             node=item.node,
             run_nodes=run_nodes,

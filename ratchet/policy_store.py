@@ -41,8 +41,8 @@ from ratchet.keys import Keys
 from ratchet.metrics import POLICY_LOADS
 
 __all__ = [
-    "ActivePolicy",
     "DEFAULT_TOML",
+    "ActivePolicy",
     "FixedPolicy",
     "PolicySource",
     "StoredPolicies",
@@ -105,7 +105,7 @@ def _s(v: bytes | str | None) -> str | None:
 
 async def load_policy(client: Redis | RedisCluster, keys: Keys, project_id: str) -> StoredPolicy:
     """The stored policy of ``project_id`` (the defaults with version 0 when none is stored)."""
-    raw = await client.hmget(  # type: ignore[misc]
+    raw = await client.hmget(
         keys.policy(project_id), ["toml", "json", "version", "hash", "updated_at", "updated_by"]
     )
     toml, doc, version, digest, updated_at, updated_by = (_s(v) for v in raw)
@@ -201,7 +201,7 @@ class StoredPolicies:
 
     async def _refresh(self, project_id: str, now: float) -> None:
         entry = self._cache.get(project_id)
-        raw = await self.client.hget(self.keys.policy(project_id), "version")  # type: ignore[misc]
+        raw = await self.client.hget(self.keys.policy(project_id), "version")
         version = int(raw) if raw is not None else 0
         if entry is not None and entry.active.version == version:
             entry.checked = now

@@ -42,7 +42,7 @@ def run_replay(tmp: Path, env: dict[str, str], *extra: str) -> tuple[int, list[d
     proc = subprocess.run(
         [sys.executable, "-m", "ratchet", "replay", "--input", str(src), "--output", str(out),
          "--json", str(summary), "--quiet", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
+        check=False, env=env, capture_output=True, text=True, timeout=120,
     )
     verdicts = [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
     doc = orjson.loads(summary.read_bytes()) if summary.exists() else {}

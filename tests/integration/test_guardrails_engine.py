@@ -322,3 +322,17 @@ async def test_replay_time_uses_event_timestamps(redis_client: aioredis.Redis, k
     verdicts = await engine.decide(spread + burst)
     assert [rules(v, "velocity") for v in verdicts[:5]] == [[]] * 5
     assert rules(verdicts[-1], "velocity") == ["velocity.per_run"]
+
+
+async def test_same_event_id_twice_in_one_batch(
+    make_engine: Any, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    engine = make_engine("[guardrails.velocity]\nper_run = { window_s = 60, limit = 1 }\n")
+    first, second = ev(0), ev(1)
+    verdicts = await engine.decide([first, first, second])
+    assert [v.duplicate for v in verdicts] == [False, True, False]
+    assert [rules(v, "velocity") for v in verdicts] == [[], [], ["velocity.per_run"]]
+    detail = next(r.detail for r in verdicts[2].reasons if r.source == "guardrail:velocity")
+    assert detail["count"] == 2
+    tag = keys.guard_tag("p1", "a1")
+    assert await redis_client.hget(keys.guard_run_keys(tag, "r1").state, "n") == b"2"

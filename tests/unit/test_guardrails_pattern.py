@@ -79,11 +79,13 @@ def test_detail_never_contains_the_matched_text() -> None:
 
 def test_polynomial_worst_cases_are_bounded_by_the_scan_limit() -> None:
     """A repeat spanning many start positions stays quadratic (Python's re has no timeout);
-    the default cut of 16 K characters keeps even that under a second."""
+    what bounds the work is the cut to ``max_scan_chars`` (16 K by default), so check the cut
+    applies — a wall-clock bound here failed on a loaded machine (timings belong in benchmarks)."""
     c = cfg({"id": "slow", "regex": r"\b(?>\w+\s?)*!"})
-    start = time.perf_counter()
+    assert [r.detail["rule"] for r in check_pattern(c, walk({"v": "a " * 10 + "!"}))] == [
+        "pattern.slow"
+    ]
     assert check_pattern(c, walk({"v": "a " * 32_000 + "!"})) == []  # the ! is past the cut
-    assert time.perf_counter() - start < 3.0
 
 
 def test_values_are_cut_before_scanning() -> None:

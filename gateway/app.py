@@ -11,11 +11,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway import routes_events, routes_health, routes_openapi, routes_policy, routes_verdicts
+from gateway import (
+    routes_audit,
+    routes_events,
+    routes_health,
+    routes_openapi,
+    routes_policy,
+    routes_verdicts,
+    routes_webhooks,
+)
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
 from gateway.waiters import VerdictListener, Waiters
+from ratchet.audit import AuditLog
 from ratchet.errors import ConfigError
 from ratchet.keys import Keys
 from ratchet.settings import Settings
@@ -34,7 +43,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
-    for module in (routes_events, routes_verdicts, routes_health, routes_openapi, routes_policy):
+    for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_health,
+                   routes_openapi, routes_policy):
         app.add_routes(module.routes)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -55,14 +65,16 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             if create_topics:
                 await ensure_topics(
                     settings.kafka_bootstrap,
-                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback],
+                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback,
+                     settings.topic_audit],
                     settings.topic_partitions,
                 )
             await publisher.start()
             await listener.start()
             keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
-                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters
+                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
+                audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),
             )
             yield
         finally:

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from redis.asyncio import Redis
 
+from ratchet.audit import AuditLog
+from ratchet.audit_sink import kafka_sink
 from ratchet.errors import ConfigError
 from ratchet.keys import Keys
 from ratchet.provisioning import create_agent, create_project
@@ -43,15 +45,19 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
     return 0
 
 
-def _with_redis(settings: Settings, work: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+def _with_redis(
+    settings: Settings, work: Callable[[Redis, Keys, AuditLog], Awaitable[T]]
+) -> T:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds projects and agents")
     url = settings.redis_url
 
     async def run() -> T:
         redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        keys = Keys(settings.key_prefix)
         try:
-            return await work(redis, Keys(settings.key_prefix))
+            async with kafka_sink(settings.kafka_bootstrap) as sink:
+                return await work(redis, keys, AuditLog(redis, keys, settings, sink=sink))
         finally:
             await redis.aclose()
 
@@ -64,7 +70,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 def _cmd_project_create(args: argparse.Namespace) -> int:
     name: str = args.name
-    project_id, api_key = _with_redis(get_settings(), lambda r, k: create_project(r, k, name))
+    project_id, api_key = _with_redis(
+        get_settings(), lambda r, k, a: create_project(r, k, name, audit=a)
+    )
     print(f"project_id: {project_id}")
     print(f"api_key:    {api_key}")
     print(_WARNING.format(what="API key"), file=sys.stderr)
@@ -75,7 +83,7 @@ def _cmd_agent_create(args: argparse.Namespace) -> int:
     project: str = args.project
     wanted: str | None = args.agent_id
     agent_id, secret = _with_redis(
-        get_settings(), lambda r, k: create_agent(r, k, project, wanted)
+        get_settings(), lambda r, k, a: create_agent(r, k, project, wanted, audit=a)
     )
     print(f"agent_id:     {agent_id}")
     print(f"agent_secret: {secret}")

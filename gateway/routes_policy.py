@@ -4,7 +4,8 @@ GET answers the TOML text as stored (``application/toml``), or — with ``Accept
 application/json`` — a JSON object with the text, the validated normal form, version and hash.
 PUT takes a TOML body (or ``{"toml": "..."}`` as JSON), validates it completely and only then
 replaces the stored policy: an invalid policy is a 400 whose ``field`` is the dotted path of
-the bad key, and the old policy stays in force. Workers apply a new policy within
+the bad key, and the old policy stays in force. A replacement is audited
+(``policy.replaced`` with version and hash). Workers apply a new policy within
 ``RATCHET_POLICY_REFRESH_S`` (docs/guardrails.md).
 """
 
@@ -19,6 +20,7 @@ from aiohttp import web
 from gateway.auth import authenticate
 from gateway.middleware import json_error
 from gateway.state import state_of
+from models.audit import check_action_actor
 from ratchet.errors import ValidationError
 from ratchet.policy_store import load_policy, save_policy
 
@@ -75,12 +77,15 @@ async def put_policy(request: web.Request) -> web.Response:
     if len(raw) > limit or (declared is not None and declared > limit):
         return json_error(413, "payload_too_large", f"a policy is at most {limit} bytes")
     text = _policy_text(request, raw)
+    actor = f"apikey:{caller.key_id}"
+    check_action_actor("policy.replaced", actor)  # before the write: an audit refusal writes nothing
     stored = await save_policy(
-        state.redis, state.keys, caller.project_id, text,
-        actor=f"apikey:{caller.key_id}", now=time.time(),
+        state.redis, state.keys, caller.project_id, text, actor=actor, now=time.time()
     )
-    # AUDIT: record "policy.replaced" (project, actor, version, hash) here once ratchet/audit.py
-    # (branch audit-webhooks) is on main.
+    await state.audit.append(
+        caller.project_id, "policy.replaced", actor, "policy",
+        {"version": stored.version, "hash": stored.hash, "bytes": len(raw)},
+    )
     body = stored.to_dict()
     body["applies_within_s"] = state.settings.policy_refresh_s
     return web.json_response(

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
+from ratchet.audit import AuditLog
 from ratchet.keys import Keys
 from ratchet.settings import Settings
 from ratchet.verdicts import VerdictStore
@@ -24,6 +25,7 @@ class GatewayState:
     store: VerdictStore
     publisher: Publisher
     waiters: Waiters
+    audit: AuditLog
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

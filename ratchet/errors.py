@@ -92,6 +92,8 @@ class ScriptCode(IntEnum):
     BAD_ARGUMENTS = -1
     UNKNOWN_EVENT = -2
     NOT_PENDING = -3
+    HEAD_MOVED = -4
+    LIMIT_REACHED = -5
 
 
 def raise_for_code(code: int, script: str) -> None:

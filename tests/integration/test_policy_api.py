@@ -83,6 +83,16 @@ async def test_get_put_and_invalid_policy_keeps_the_old(gateway: Gateway, tenant
     status, _, text, headers = await _call(gateway, "GET", tenant.api_key)
     assert text == EXAMPLE and headers["X-Ratchet-Policy-Version"] == "1"  # old one in force
 
+    # audited: one policy.replaced entry for the one replacement, none for the refused ones
+    async with aiohttp.ClientSession() as http, http.get(
+        gateway.url + "/v1/audit", headers={"Authorization": f"Bearer {tenant.api_key}"}
+    ) as resp:
+        rows = (await resp.json())["items"]
+    replaced = [r for r in rows if r["action"] == "policy.replaced"]
+    assert len(replaced) == 1 and replaced[0]["target"] == "policy"
+    assert replaced[0]["details"]["version"] == 1 and replaced[0]["details"]["hash"] == body["hash"]
+    assert replaced[0]["actor"] == body["updated_by"]
+
 
 async def test_json_body_scoping_auth_and_size(gateway: Gateway, tenant: Tenant) -> None:
     status, _, body, _ = await _call(

@@ -57,6 +57,7 @@ async def evaluate(
     summary = await replay(
         source, sink, redis_url=url, params=params, rich=args.rich,
         warmup_runs=args.warmup, review_with_labels=args.review == "labels",
+        guardrails=False,  # the chain's detection alone; benchmarks/guardrails.py covers the rules
     )
     verdicts = {v["event_id"]: v for v in map(orjson.loads, sink.getvalue().splitlines())}
     detector: dict[str, list[tuple[bool, bool]]] = defaultdict(list)

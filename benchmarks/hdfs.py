@@ -114,7 +114,9 @@ async def evaluate(
     url: str, sessions: list[Session], params: EngineParams, holdout: float
 ) -> dict[str, Any]:
     client = Redis.from_url(url)
-    engine = Engine.create(client, keys=Keys(f"hdfs{uuid.uuid4().hex[:8]}"), params=params)
+    engine = Engine.create(
+        client, keys=Keys(f"hdfs{uuid.uuid4().hex[:8]}"), params=params, guardrails=False
+    )
     train = [s for s in sessions if s.split == "train"]
     try:
         started = time.perf_counter()

@@ -16,6 +16,7 @@ from gateway import (
     routes_events,
     routes_health,
     routes_openapi,
+    routes_policy,
     routes_verdicts,
     routes_webhooks,
 )
@@ -43,7 +44,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
     for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_health,
-                   routes_openapi):
+                   routes_openapi, routes_policy):
         app.add_routes(module.routes)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -191,6 +191,24 @@ def _schemas(max_batch: int) -> dict[str, Any]:
                            "key_id": {"type": "string",
                                       "description": "First 12 hex of the key's SHA-256."}},
         },
+        "Policy": {
+            "type": "object",
+            "required": ["project_id", "version", "hash", "source", "toml", "policy"],
+            "properties": {
+                "project_id": {"type": "string"},
+                "version": {"type": "integer", "minimum": 0,
+                            "description": "+1 on every PUT; 0 = none stored (defaults)."},
+                "hash": {"type": "string", "description": "SHA-256 of the normal form."},
+                "source": {"type": "string", "enum": ["stored", "default"]},
+                "updated_at": {"type": ["number", "null"]},
+                "updated_by": {"type": ["string", "null"]},
+                "toml": {"type": "string", "description": "The policy as written."},
+                "policy": {"type": "object",
+                           "description": "The validated policy, every default spelled out."},
+                "applies_within_s": {"type": "number", "description": "PUT only: workers "
+                                     "apply the new policy within this many seconds."},
+            },
+        },
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
         "Ready": {
@@ -298,6 +316,43 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json(_ref("DecisionResponse"), "Decision recorded."),
                           **_errors(400, 401, 404, 409, 413, 503)},
         }},
+        "/v1/policy": {
+            "get": {
+                "summary": "The project's guardrail policy: TOML, or JSON with Accept: "
+                           "application/json.",
+                "operationId": "getPolicy",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {
+                    "200": {"description": "The stored policy (the defaults when none).",
+                            "headers": {"X-Trace-Id": {"$ref": "#/components/headers/TraceId"},
+                                        "ETag": {"schema": {"type": "string"}},
+                                        "X-Ratchet-Policy-Version": {
+                                            "schema": {"type": "string"}}},
+                            "content": {"application/toml": {"schema": {"type": "string"}},
+                                        "application/json": {"schema": _ref("Policy")}}},
+                    **_errors(401, 503),
+                },
+            },
+            "put": {
+                "summary": "Replace the project's guardrail policy (validated first; an "
+                           "invalid one leaves the old in force).",
+                "operationId": "putPolicy",
+                "security": secured,
+                "parameters": [trace_param],
+                "requestBody": {"required": True, "content": {
+                    "application/toml": {"schema": {"type": "string",
+                                                    "maxLength": settings.max_policy_bytes}},
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["toml"],
+                        "properties": {"toml": {"type": "string"}}}},
+                }},
+                "responses": {
+                    "200": _json(_ref("Policy"), "Stored; in force within applies_within_s."),
+                    **_errors(400, 401, 413, 503),
+                },
+            },
+        },
         "/healthz": {"get": {
             "summary": "Liveness: the process answers.", "operationId": "healthz",
             "responses": {"200": _json(_ref("Health"), "Alive.")},

@@ -21,6 +21,8 @@ __all__ = [
     "WORKER_BATCH_SECONDS",
     "INGEST_TO_VERDICT_SECONDS",
     "FEEDBACK",
+    "GUARDRAIL_REASONS",
+    "POLICY_LOADS",
     "AUDIT_ENTRIES",
     "AUDIT_PUBLISH_FAILURES",
     "WEBHOOK_ATTEMPTS",
@@ -64,6 +66,17 @@ BATCH_EVENTS = Histogram(
     "ratchet_engine_batch_events",
     "Events per engine call (batching efficiency).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
+GUARDRAIL_REASONS = Counter(
+    "ratchet_guardrail_reasons_total",
+    "Guardrail matches (reasons added to verdicts), by guardrail and its action.",
+    ["guardrail", "action"],
+)
+POLICY_LOADS = Counter(
+    "ratchet_policy_loads_total",
+    "Guardrail policies (re)loaded by engines after a version change (result: ok, invalid).",
+    ["result"],
 )
 
 # --- workers (streams/) ----------------------------------------------------------------------

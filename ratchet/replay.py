@@ -1,7 +1,10 @@
 """``ratchet replay``: run recorded ingest events through the real engine, offline.
 
 For guardrail authors (backtest a config change against recorded traffic) and for measuring
-detection quality. Input: JSONL of ingest events (``project_id`` and ``label`` allowed per line).
+detection quality. Guardrails run as they do in a worker, with the project's stored policy
+(read from the live key prefix of ``--redis-url``; the defaults on a private Redis) or, with
+``--policy FILE``, that TOML policy for every project; velocity windows and daily cost sums
+follow the events' own ``ts`` (when present), not the replay's clock. Input: JSONL of ingest events (``project_id`` and ``label`` allowed per line).
 Output: one verdict per input line, in input order (an invalid line gets an error record, so the
 output stays aligned). Without ``--redis-url`` a private ``redis-server`` is started and removed;
 with one, replay works in its own key namespace and deletes it afterwards (``--keep`` keeps it).
@@ -24,11 +27,13 @@ import orjson
 
 from models.evaluation import Confusion, RunTally
 from models.events import IngestEvent, parse_event
+from models.guardrails import Policy, parse_policy_toml
 from models.params import EngineParams, load_params
 from models.verdict import Verdict
 from ratchet.engine import Engine, connect_redis
 from ratchet.errors import ConfigError, ValidationError
 from ratchet.keys import Keys
+from ratchet.policy_store import FixedPolicy
 from ratchet.servers import redis_for
 from ratchet.settings import Settings, get_settings
 
@@ -49,6 +54,8 @@ class ReplaySummary:
     #: Runs judged by what was enforced (flag/pause/reject) rather than the detector's opinion.
     enforced_run_level: Confusion | None = None
     runs: int = 0
+    #: Guardrail matches by rule id (``pii.email``, ``velocity.per_run``, ``pattern.<id>``).
+    guardrail_rules: Counter[str] = field(default_factory=Counter)
     #: Runs of each agent excluded from the figures (they still trained the baseline).
     warmup_runs: int = 0
     #: Held events resolved by the label-driven reviewer (--review labels).
@@ -63,6 +70,7 @@ class ReplaySummary:
             "runs": self.runs,
             "actions": dict(self.actions),
             "anomalous": self.anomalous,
+            "guardrail_reasons": dict(sorted(self.guardrail_rules.items())),
             "chains_by_final_mode": dict(self.final_modes),
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None,
@@ -82,6 +90,8 @@ class ReplaySummary:
             + (f" — {self.events / self.seconds:,.0f} events/s" if self.seconds else ""),
             "actions: " + ", ".join(f"{a}={n}" for a, n in sorted(self.actions.items())),
             f"anomalous (detector's opinion, any mode): {self.anomalous}",
+            "guardrail reasons: "
+            + (", ".join(f"{r}={n}" for r, n in sorted(self.guardrail_rules.items())) or "none"),
             "chains by final mode: "
             + (", ".join(f"{m}={n}" for m, n in sorted(self.final_modes.items())) or "none"),
         ]
@@ -154,17 +164,26 @@ async def replay(
     progress: IO[str] | None = None,
     warmup_runs: int = 0,
     review_with_labels: bool = False,
+    policy: Policy | None = None,
+    policy_keys: Keys | None = None,
+    guardrails: bool = True,
 ) -> ReplaySummary:
     """Replay ``source`` into ``sink``; returns the summary.
 
     ``warmup_runs``: each agent's first N runs (in order of first appearance) train the baseline
     but are left out of the figures. ``review_with_labels``: after each batch, act as the human
     reviewer: approve held (paused/rejected, not learned) events whose label is false, so the
-    baseline learns them as production would, and reject those labelled true.
+    baseline learns them as production would, and reject those labelled true. ``policy``
+    applies to every project; else each project's stored policy under ``policy_keys`` (the
+    live prefix) applies, or the defaults when none is stored.
     """
     prefix = namespace or f"replay:{uuid.uuid4().hex[:12]}"
     client = connect_redis(redis_url)
-    engine = Engine.create(client, keys=Keys(prefix), params=params, rich=rich)
+    engine = Engine.create(
+        client, keys=Keys(prefix), params=params, rich=rich, guardrails=guardrails,
+        policies=FixedPolicy(policy) if policy is not None else None,
+        policy_keys=policy_keys or Keys(), policy_refresh_s=3600.0, event_time=True,
+    )
     summary = ReplaySummary(warmup_runs=warmup_runs)
     events_tally = []
     runs = RunTally()
@@ -244,6 +263,9 @@ async def replay(
 def _tally(summary: ReplaySummary, v: Verdict) -> None:
     summary.events += 1
     summary.actions[v.action] += 1
+    for r in v.reasons:
+        if r.source != "markov":
+            summary.guardrail_rules[str(r.detail.get("rule", r.source))] += 1
     summary.anomalous += v.anomalous
     summary.duplicates += v.duplicate
 
@@ -293,6 +315,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", help="TOML file whose [engine] table overrides engine defaults")
     p.add_argument(
+        "--policy",
+        help="guardrail policy (TOML) applied to every project instead of the stored ones: "
+        "test a policy change against recorded traffic before PUT /v1/policy",
+    )
+    p.add_argument(
+        "--no-guardrails", action="store_true", help="the Markov chain alone (no guardrails)"
+    )
+    p.add_argument(
         "--no-learn", action="store_true",
         help="score without changing the baseline (what-if evaluation on an existing namespace)",
     )
@@ -319,9 +349,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_main)
 
 
+def load_policy_file(path: str) -> Policy:
+    """A policy file for ``--policy``; an invalid one is a :class:`ConfigError` naming the field."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        return parse_policy_toml(text)
+    except ValidationError as exc:
+        raise ConfigError(f"--policy {path}: {exc}") from None
+
+
 def _main(args: argparse.Namespace) -> int:
     settings = get_settings()
     params = engine_params(args.config, settings)
+    policy = load_policy_file(args.policy) if args.policy else None
     if args.batch < 1:
         raise ConfigError("--batch must be >= 1")
     if args.warmup < 0:
@@ -341,6 +384,8 @@ def _main(args: argparse.Namespace) -> int:
                     rich=args.rich or settings.rich_markov, total=total,
                     progress=None if args.quiet else sys.stderr,
                     warmup_runs=args.warmup, review_with_labels=args.review == "labels",
+                    policy=policy, policy_keys=Keys(settings.key_prefix),
+                    guardrails=not args.no_guardrails,
                 )
             )
     finally:

@@ -16,7 +16,7 @@ from redis.commands.core import AsyncScript
 
 __all__ = ["script_source", "Scripts", "SCRIPT_NAMES"]
 
-SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset")
+SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "guardrails")
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -40,3 +40,4 @@ class Scripts:
         self.observe: AsyncScript = client.register_script(script_source("observe"))
         self.feedback: AsyncScript = client.register_script(script_source("feedback"))
         self.reset: AsyncScript = client.register_script(script_source("reset"))
+        self.guardrails: AsyncScript = client.register_script(script_source("guardrails"))

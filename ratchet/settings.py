@@ -82,6 +82,15 @@ class Settings:
     redis_timeout_s: float = 2.0
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
+    #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.
+    max_policy_bytes: int = 256 * 1024
+
+    # --- guardrails ------------------------------------------------------------------------------
+    #: How often an engine re-checks a project's stored policy version, seconds: a replaced
+    #: policy applies to batches decided at most this long (+ one batch) after the PUT.
+    policy_refresh_s: float = 1.0
+    #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
+    guardrails: bool = True
 
     # --- workers --------------------------------------------------------------------------------
     worker_id: str = "ratchet-worker"

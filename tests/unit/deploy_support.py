@@ -85,7 +85,7 @@ def _families(module: ModuleType) -> Iterator[MetricFamily]:
     for value in vars(module).values():
         if isinstance(value, MetricWrapperBase):
             (described,) = value.describe()
-            labels = frozenset(getattr(value, "_labelnames"))
+            labels = frozenset(value._labelnames)
             yield MetricFamily(described.name, described.type, labels)
 
 
@@ -121,7 +121,7 @@ PROMQL_WORDS = frozenset(
     abs ceil floor round clamp clamp_min clamp_max exp ln log2 log10 sqrt vector scalar time
     label_replace label_join sort sort_desc changes resets sum_over_time avg_over_time
     min_over_time max_over_time count_over_time last_over_time quantile_over_time
-    """.split()
+    """.split()  # noqa: SIM905  (a word list reads better as text)
 )
 
 
@@ -216,7 +216,8 @@ def prometheusrule_doc() -> str:
         "#   python -m tests.unit.deploy_support prometheusrule > "
         "deploy/k8s/monitoring/prometheusrule.yaml\n"
     )
-    return head + yaml.safe_dump(doc, sort_keys=False, width=100)
+    body: str = yaml.safe_dump(doc, sort_keys=False, width=100)
+    return head + body
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -159,3 +159,14 @@ def test_overview_covers_the_briefed_panels() -> None:
         "ratchet_mode_transitions", "ratchet_edge_score_bits",
     ):
         assert needle in exprs, f"overview dashboard has no panel on {needle}"
+
+
+def test_every_alert_links_to_its_runbook_section() -> None:
+    doc = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    headings = {h.strip().lower() for h in re.findall(r"^### (.+)$", doc, re.MULTILINE)}
+    for group in rule_groups():
+        for rule in group["rules"]:
+            if "alert" in rule:
+                anchor = rule["annotations"]["runbook"]
+                assert anchor == f"docs/deploy.md#{rule['alert'].lower()}", anchor
+                assert rule["alert"].lower() in headings, f"no runbook section for {rule['alert']}"

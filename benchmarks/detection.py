@@ -30,6 +30,7 @@ import orjson
 
 from benchmarks.traffic import iter_runs
 from models.evaluation import Confusion
+from models.guardrails.policy import parse_policy_toml
 from models.params import EngineParams, load_params
 from ratchet.replay import replay
 from ratchet.servers import redis_for
@@ -57,7 +58,8 @@ async def evaluate(
     summary = await replay(
         source, sink, redis_url=url, params=params, rich=args.rich,
         warmup_runs=args.warmup, review_with_labels=args.review == "labels",
-        guardrails=False,  # the chain's detection alone; benchmarks/guardrails.py covers the rules
+        guardrails=args.guardrails or args.policy is not None,
+        policy=parse_policy_toml(Path(args.policy).read_text()) if args.policy else None,
     )
     verdicts = {v["event_id"]: v for v in map(orjson.loads, sink.getvalue().splitlines())}
     detector: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
@@ -120,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML with an [engine] table overriding defaults")
     ap.add_argument("--review", choices=("labels", "none"), default="labels")
     ap.add_argument("--rich", action="store_true", help="rich Markov mode")
+    ap.add_argument("--guardrails", action="store_true",
+                    help="also apply the guardrails with the default policy (default: the chain "
+                    "alone)")
+    ap.add_argument("--policy", help="apply the guardrails with this policy TOML")
     ap.add_argument("--redis-url")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
@@ -129,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         res = asyncio.run(evaluate(url, args, params))
     res["params"] = {"floor_bits": params.floor_bits, "fallback_bits": params.fallback_bits,
                      "sigma_multiplier": params.sigma_multiplier, "window_stat": params.window_stat,
-                     "min_support": params.min_support, "rich": args.rich}
+                     "min_support": params.min_support, "rich": args.rich,
+                     "guardrails": args.guardrails or args.policy is not None,
+                     "policy": args.policy}
     print(render(res))
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))

@@ -16,7 +16,7 @@ from models.guardrails.paths import walk
 from models.guardrails.pii import DETECTOR_NAMES, PiiConfig, check_pii, parse_pii
 from models.guardrails.pii_checks import card_ok, iban_ok, luhn_ok
 
-CFG = PiiConfig()
+CFG = PiiConfig(detectors=DETECTOR_NAMES)  # every detector, not only the default set
 
 
 def found(value: Any, name: str = "value", cfg: PiiConfig = CFG) -> list[str]:
@@ -308,6 +308,8 @@ def test_detectors_paths_and_exclusions_are_configurable() -> None:
 def test_service_override_switches_detectors_off() -> None:
     p = parse_policy_toml(
         """
+        [guardrails.pii]
+        detectors = ["email", "phone", "secret", "card"]
         [guardrails.pii.by_service.crm]
         detectors = ["secret", "card"]
         """

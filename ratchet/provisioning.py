@@ -43,8 +43,13 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-async def create_project(redis: Redis, keys: Keys, name: str) -> tuple[str, str]:
-    """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once."""
+async def create_project(
+    redis: Redis, keys: Keys, name: str, tier: str | None = None
+) -> tuple[str, str]:
+    """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once.
+
+    ``tier`` is its rate-limit tier (``None``: the gateway's default tier applies).
+    """
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationError("project name must be 1 to 200 characters", "name")
@@ -55,9 +60,12 @@ async def create_project(redis: Redis, keys: Keys, name: str) -> tuple[str, str]
         pipe.hset(keys.project(project_id), mapping={
             "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
         })
+        if tier is not None:
+            pipe.hset(keys.project(project_id), "tier", tier)
         pipe.sadd(keys.projects(), project_id)
         pipe.set(keys.api_key(sha), project_id)
         await pipe.execute()
+    # audit: project.created (project_id, key id = sha[:12])
     return project_id, api_key
 
 
@@ -86,6 +94,7 @@ async def create_agent(
         pipe.hset(keys.agent(project_id, agent_id), "created_at", repr(time.time()))
         pipe.sadd(keys.agents(project_id), agent_id)
         await pipe.execute()
+    # audit: agent.registered (project_id, agent_id)
     return agent_id, secret
 
 

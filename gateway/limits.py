@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Where a request's rate decision is kept for the middleware.
-DECISION = "ratchet_rate_decision"
+DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision", RateDecision)
 
 
 @dataclass

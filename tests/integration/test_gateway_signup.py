@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -64,7 +64,8 @@ async def _dump(redis: Redis, keys: Keys) -> bytes:
         if kind == b"string":
             out += await redis.get(key) or b""
         elif kind == b"hash":
-            out += b"".join(k + v for k, v in (await redis.hgetall(key)).items())
+            fields = cast(dict[bytes, bytes], await redis.hgetall(key))
+            out += b"".join(k + v for k, v in fields.items())
     return out
 
 

@@ -12,7 +12,6 @@ import re
 
 import aiohttp
 import pytest
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.envelope import decode_ingest
@@ -23,6 +22,7 @@ from ratchet.provisioning import create_agent, create_project
 from ratchet.ratelimit import RateLimiter
 from ratchet.servers import RedisClusterServer, free_port
 from ratchet.settings import Settings
+from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,
@@ -79,9 +79,11 @@ async def test_bulk_events_take_one_token_each_all_or_nothing(
 
 async def test_retry_after_is_whole_seconds_rounded_up(gw_settings: Settings) -> None:
     """6/min refills one token per 10 s: the 7th request must wait 10 s (not 0, not 9.x)."""
-    settings = gw_settings.replace(rate_limit_tiers="free:6:1")
-    server = await start_gateway(settings)
-    gw = Gateway(server, settings, *_redis_keys(settings))
+    async with own_gateway(gw_settings.replace(rate_limit_tiers="free:6:1")) as gw:
+        await _six_per_minute(gw)
+
+
+async def _six_per_minute(gw: Gateway) -> None:
     t = await make_tenant(gw)
     try:
         # headers ride on every response of the route, errors included (a bad body costs too)
@@ -104,13 +106,6 @@ async def test_retry_after_is_whole_seconds_rounded_up(gw_settings: Settings) ->
         assert all(h in big.headers for h in RATE_HEADERS)
     finally:
         await t.client.close()
-        await gw.redis.aclose()
-        await server.close()
-
-
-def _redis_keys(settings: Settings) -> tuple[Redis, Keys]:
-    assert settings.redis_url
-    return Redis.from_url(settings.redis_url), Keys(settings.key_prefix)
 
 
 async def test_project_tier_decides_the_limit(gateway: Gateway) -> None:
@@ -143,10 +138,11 @@ async def test_buckets_are_per_project(gateway: Gateway) -> None:
 
 
 async def test_registration_limit(gw_settings: Settings) -> None:
-    settings = gw_settings.replace(rate_limit_tiers="free:120:3")
-    server = await start_gateway(settings)
-    redis, keys = _redis_keys(settings)
-    gw = Gateway(server, settings, redis, keys)
+    async with own_gateway(gw_settings.replace(rate_limit_tiers="free:120:3")) as gw:
+        await _three_registrations_per_minute(gw)
+
+
+async def _three_registrations_per_minute(gw: Gateway) -> None:
     t = await make_tenant(gw)
     try:
         async with aiohttp.ClientSession() as http:
@@ -160,11 +156,9 @@ async def test_registration_limit(gw_settings: Settings) -> None:
                     last = resp
             assert statuses == [201, 201, 201, 429]
             assert int(last.headers["Retry-After"]) == 20  # 3/min: one token per 20 s
-            assert not await gw.redis.exists(keys.agent(t.project_id, "bot-3"))
+            assert not await gw.redis.exists(gw.keys.agent(t.project_id, "bot-3"))
     finally:
         await t.client.close()
-        await gw.redis.aclose()
-        await server.close()
 
 
 async def test_ingest_fails_open_and_registration_fails_closed_without_limiter_redis(
@@ -173,9 +167,11 @@ async def test_ingest_fails_open_and_registration_fails_closed_without_limiter_r
     """Rate-limit Redis unreachable: events still flow (counted), credential writes do not."""
     settings = gw_settings.replace(ratelimit_redis_url=f"redis://127.0.0.1:{free_port()}/0",
                                    redis_timeout_s=0.5)
-    server = await start_gateway(settings)
-    redis, keys = _redis_keys(settings)
-    gw = Gateway(server, settings, redis, keys)
+    async with own_gateway(settings) as gw:
+        await _limiter_redis_down(gw)
+
+
+async def _limiter_redis_down(gw: Gateway) -> None:
     t = await make_tenant(gw)
     try:
         before = await _metric(gw.url, "ratchet_ratelimit_fail_open_total")
@@ -192,8 +188,6 @@ async def test_ingest_fails_open_and_registration_fails_closed_without_limiter_r
             assert resp.status == 503 and "rate limiter" in (await resp.json())["message"]
     finally:
         await t.client.close()
-        await gw.redis.aclose()
-        await server.close()
 
 
 @pytest.mark.cluster

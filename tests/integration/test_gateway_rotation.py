@@ -17,6 +17,7 @@ import pytest
 from ratchet.client import RatchetClient
 from ratchet.provisioning import agent_secret, project_for_api_key
 from ratchet.settings import Settings
+from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,
@@ -96,10 +97,11 @@ async def test_secret_rotation_revokes_the_old_secret_at_once(
 
 async def test_failed_authentication_is_cut_off_per_address(gw_settings: Settings) -> None:
     settings = gw_settings.replace(auth_failure_limit=5, auth_failure_window_s=600)
-    server = await start_gateway(settings)
-    from tests.integration.test_gateway_ratelimit import _redis_keys
+    async with own_gateway(settings) as gw:
+        await _guessing_from_one_address(gw)
 
-    gw = Gateway(server, settings, *_redis_keys(settings))
+
+async def _guessing_from_one_address(gw: Gateway) -> None:
     t = await make_tenant(gw)
     try:
         for i in range(5):
@@ -116,8 +118,6 @@ async def test_failed_authentication_is_cut_off_per_address(gw_settings: Setting
         assert (await _call(gw, "POST", ROTATE_KEY, t.api_key, source_ip="127.0.0.2"))[0] == 200
     finally:
         await t.client.close()
-        await gw.redis.aclose()
-        await server.close()
 
 
 async def test_keys_and_secrets_never_reach_the_logs(

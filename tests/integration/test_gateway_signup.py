@@ -8,8 +8,6 @@ switch, concurrent redemption of one token, and Redis down (fails closed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import aiohttp
@@ -24,6 +22,7 @@ from ratchet.scripts import ControlScripts
 from ratchet.servers import free_port
 from ratchet.settings import Settings
 from ratchet.signup import SignupRequest, issue_token
+from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     event,
@@ -33,18 +32,6 @@ from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.kafka
-
-
-@asynccontextmanager
-async def _gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    server = await start_gateway(settings)
-    assert settings.redis_url
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        yield Gateway(server, settings, redis, Keys(settings.key_prefix))
-    finally:
-        await redis.aclose()
-        await server.close()
 
 
 async def _post(url: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -100,7 +87,7 @@ async def test_signup_provisions_everything_once(gateway: Gateway) -> None:
 
 
 async def test_concurrent_redemption_creates_exactly_one_project(gw_settings: Settings) -> None:
-    async with _gateway(gw_settings.replace(auth_failure_limit=1000)) as gw:
+    async with own_gateway(gw_settings.replace(auth_failure_limit=1000)) as gw:
         _, issued, _ = await _post(gw.url + "/v1/signup/tokens")
         before = await gw.redis.scard(gw.keys.projects())
         results = await asyncio.gather(*[
@@ -127,7 +114,7 @@ async def test_per_ip_hourly_limit_ignores_spoofed_forwarded_for(gateway: Gatewa
 async def test_trusted_proxy_forwarded_for_is_believed_when_configured(
     gw_settings: Settings,
 ) -> None:
-    async with _gateway(gw_settings.replace(trusted_proxies="127.0.0.1/32")) as gw:
+    async with own_gateway(gw_settings.replace(trusted_proxies="127.0.0.1/32")) as gw:
         url = gw.url + "/v1/signup/tokens"
         for _ in range(5):
             assert (await _post(url, headers={"X-Forwarded-For": "198.51.100.1"}))[0] == 201
@@ -142,7 +129,7 @@ async def test_trusted_proxy_forwarded_for_is_believed_when_configured(
 async def test_per_ip_daily_limit_and_global_cap(gw_settings: Settings) -> None:
     settings = gw_settings.replace(signup_per_ip_hour=100, signup_per_ip_day=3,
                                    signup_daily_cap=5)
-    async with _gateway(settings) as gw:
+    async with own_gateway(settings) as gw:
         url = gw.url + "/v1/signup/tokens"
         assert [(await _post(url))[0] for _ in range(4)] == [201, 201, 201, 429]
         status, body, _ = await _post(url)
@@ -180,7 +167,7 @@ async def test_sliding_windows_over_time(redis_client: Redis, keys: Keys) -> Non
 async def test_kill_switch(gw_settings: Settings) -> None:
     switched = Settings.from_env({"RATCHET_SIGNUP_DISABLED": "1"})
     assert switched.signup_disabled
-    async with _gateway(gw_settings.replace(signup_disabled=switched.signup_disabled)) as gw:
+    async with own_gateway(gw_settings.replace(signup_disabled=switched.signup_disabled)) as gw:
         for path, body in (("/v1/signup/tokens", None), ("/v1/signup", {"token": "st_x"})):
             status, answer, _ = await _post(gw.url + path, body)
             assert status == 503 and "RATCHET_SIGNUP_DISABLED" in answer["message"]
@@ -217,7 +204,7 @@ async def test_bad_signup_requests_name_the_field(
 
 
 async def test_guessing_tokens_is_cut_off(gw_settings: Settings) -> None:
-    async with _gateway(gw_settings.replace(auth_failure_limit=3)) as gw:
+    async with own_gateway(gw_settings.replace(auth_failure_limit=3)) as gw:
         url = gw.url + "/v1/signup"
         statuses = [(await _post(url, {"token": f"st_guess{i}"}))[0] for i in range(5)]
         assert statuses == [401, 401, 401, 429, 429]

@@ -8,6 +8,7 @@ nothing refused reached Kafka.
 # ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -124,6 +125,13 @@ async def test_project_tier_decides_the_limit(gateway: Gateway) -> None:
         assert refused.status == 429 and refused.headers["X-RateLimit-Limit"] == "120"
     finally:
         await small.client.close()
+
+
+async def test_concurrent_batches_cannot_overshoot(gateway: Gateway, tenant: Tenant) -> None:
+    """12 concurrent batches of 20 against a bucket of 120: exactly 6 pass, 120 events published."""
+    answers = await asyncio.gather(*[tenant.client.send_batch(_events(20)) for _ in range(12)])
+    assert sorted(a.status for a in answers) == [200] * 6 + [429] * 6
+    assert sum(a.body.get("accepted", 0) for a in answers) == 120
 
 
 async def test_buckets_are_per_project(gateway: Gateway) -> None:

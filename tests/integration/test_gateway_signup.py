@@ -111,6 +111,13 @@ async def test_per_ip_hourly_limit_ignores_spoofed_forwarded_for(gateway: Gatewa
     assert (await _post(url, source_ip="127.0.0.2"))[0] == 201
 
 
+async def test_concurrent_token_requests_cannot_overshoot(gateway: Gateway) -> None:
+    results = await asyncio.gather(*[
+        _post(gateway.url + "/v1/signup/tokens") for _ in range(20)
+    ])
+    assert sorted(status for status, _, _ in results) == [201] * 5 + [429] * 15
+
+
 async def test_trusted_proxy_forwarded_for_is_believed_when_configured(
     gw_settings: Settings,
 ) -> None:

@@ -50,6 +50,8 @@ class World:
     gw: Gateway
     a: Side
     b: Side
+    #: Secret of B's agent that has the same id as A's agent.
+    b_shared_secret: str
 
 
 @dataclass
@@ -79,8 +81,17 @@ async def _side(gw: Gateway, name: str) -> Side:
     return side
 
 
+SHARED_AGENT = "agent-a"  # B has an agent with A's agent id too
+SHARED_EVENT = "ev-shared"  # and both have a verdict for the same event id
+
+
 async def _world(gw: Gateway) -> World:
-    return World(gw, await _side(gw, "a"), await _side(gw, "b"))
+    a, b = await _side(gw, "a"), await _side(gw, "b")
+    _, b_shared_secret = await create_agent(gw.redis, gw.keys, b.project_id, SHARED_AGENT)
+    await VerdictStore(gw.redis, gw.keys).save_many(
+        [_verdict(a.project_id, a.agent_id, SHARED_EVENT, "allow"),
+         _verdict(b.project_id, b.agent_id, SHARED_EVENT, "pause")], gw.settings.verdict_ttl_s)
+    return World(gw, a, b, b_shared_secret)
 
 
 async def call(w: World, method: str, path: str, *, key: str | None = None,
@@ -117,8 +128,10 @@ async def _b_untouched(w: World) -> None:
     """B's key, agent secret, verdicts and paused event are as they were."""
     assert await project_for_api_key(w.gw.redis, w.gw.keys, w.b.api_key) == w.b.project_id
     assert await agent_secret(w.gw.redis, w.gw.keys, w.b.project_id, w.b.agent_id) == w.b.secret
+    assert await agent_secret(w.gw.redis, w.gw.keys, w.b.project_id, SHARED_AGENT) == \
+        w.b_shared_secret
     page = await call(w, "GET", "/v1/approvals", key=w.b.api_key)
-    assert [v["event_id"] for v in page.body["items"]] == [w.b.paused]
+    assert sorted(v["event_id"] for v in page.body["items"]) == sorted([w.b.paused, SHARED_EVENT])
     whoami = await call(w, "GET", "/v1/whoami", key=w.b.api_key)
     assert whoami.body["project_id"] == w.b.project_id
 
@@ -181,6 +194,8 @@ async def cross_whoami(w: World) -> None:
 async def own_verdict(w: World) -> None:
     got = await call(w, "GET", f"/v1/verdicts/{w.a.decided}", key=w.a.api_key)
     assert got.status == 200 and got.body["verdict"]["event_id"] == w.a.decided
+    shared = await call(w, "GET", f"/v1/verdicts/{SHARED_EVENT}", key=w.a.api_key)
+    assert shared.body["verdict"]["agent_id"] == w.a.agent_id  # A's, never B's
 
 
 async def cross_verdict(w: World) -> None:
@@ -212,6 +227,10 @@ async def own_decide(w: World) -> None:
 
 
 async def cross_decide(w: World) -> None:
+    # B's paused SHARED_EVENT is A's decided (not paused) one: A cannot resolve B's
+    shared = await call(w, "POST", f"/v1/approvals/{SHARED_EVENT}", key=w.a.api_key,
+                        json={"decision": "approve"})
+    assert shared.status == 404
     for event_id in (w.b.paused, w.b.decided):
         got = await call(w, "POST", f"/v1/approvals/{event_id}", key=w.a.api_key,
                          json={"decision": "reject"})
@@ -238,7 +257,7 @@ async def cross_register(w: World) -> None:
 
 
 async def own_agent(w: World) -> None:
-    got = await call(w, "GET", f"/v1/agents/{w.a.agent_id}", key=w.a.api_key)
+    got = await call(w, "GET", f"/v1/agents/{SHARED_AGENT}", key=w.a.api_key)
     assert got.status == 200 and got.body["agent_id"] == w.a.agent_id
     assert "secret" not in got.body and w.a.secret not in got.text
 

@@ -12,6 +12,14 @@ move a client into another per-IP budget.
 '198.51.100.7'
 >>> client_ip("10.1.1.1", "198.51.100.7, 10.2.2.2", nets)
 '198.51.100.7'
+
+Per-address limits count IPv6 clients by their /64 (one customer's usual allocation), so walking
+through a prefix's 2^64 addresses does not buy fresh budgets:
+
+>>> limit_subject("2001:db8:1:2::5") == limit_subject("2001:db8:1:2:ffff::1")
+True
+>>> limit_subject("198.51.100.7")
+'198.51.100.7'
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Sequence
 
 from ratchet.errors import ConfigError
 
-__all__ = ["Network", "client_ip", "parse_networks"]
+__all__ = ["Network", "client_ip", "limit_subject", "parse_networks"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,3 +75,16 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Net
         if not _trusted(address, trusted):
             return address
     return _normal(peer) or peer
+
+
+def limit_subject(address: str) -> str:
+    """What per-address limits count: the IPv4 address, or the /64 of an IPv6 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.auth import Caller, authenticate
-from gateway.client_ip import Network, client_ip
+from gateway.client_ip import Network, client_ip, limit_subject
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import GatewayState, state_of
 from models.ratelimit import INGEST, LimitKind, RateDecision, Tier
@@ -99,7 +99,9 @@ def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> 
 
 
 def peer_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
-    return client_ip(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    """The client address per-address limits count (IPv6: its /64); see gateway.client_ip."""
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
+    return limit_subject(client_ip(request.remote, forwarded, trusted))
 
 
 async def check_auth_failures(state: GatewayState, ip: str) -> None:

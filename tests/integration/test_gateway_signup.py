@@ -8,10 +8,12 @@ switch, concurrent redemption of one token, and Redis down (fails closed).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, cast
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from ratchet.client import RatchetClient
@@ -34,7 +36,7 @@ from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.kafka
 
 
-async def _post(url: str, body: Any = None, headers: dict[str, str] | None = None,
+async def _post(url: str, body: Any = None, headers: Mapping[str, str] | None = None,
                 source_ip: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
     connector = aiohttp.TCPConnector(local_addr=(source_ip, 0)) if source_ip else None
     async with aiohttp.ClientSession(connector=connector) as http, http.post(
@@ -129,6 +131,9 @@ async def test_trusted_proxy_forwarded_for_is_believed_when_configured(
         # the client cannot escape by prepending: the right-most untrusted hop counts
         spoof = {"X-Forwarded-For": "10.9.9.9, 198.51.100.1"}
         assert (await _post(url, headers=spoof))[0] == 429
+        # nor by sending a second header: the proxy's appended line is the last one
+        two = CIMultiDict([("X-Forwarded-For", "10.9.9.9"), ("X-Forwarded-For", "198.51.100.1")])
+        assert (await _post(url, headers=two))[0] == 429
         assert (await _post(url, headers={"X-Forwarded-For": "198.51.100.2"}))[0] == 201
         assert await gw.redis.exists(gw.keys.signup_ip("198.51.100.1"))
 

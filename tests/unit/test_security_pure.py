@@ -9,7 +9,7 @@ import pytest
 
 import gateway.client_ip
 import models.ratelimit
-from gateway.client_ip import client_ip, parse_networks
+from gateway.client_ip import client_ip, limit_subject, parse_networks
 from models.ratelimit import RateDecision, parse_tiers, retry_after_header
 from ratchet.errors import ConfigError, ValidationError
 from ratchet.settings import Settings
@@ -57,6 +57,18 @@ def test_rate_headers() -> None:
 ])
 def test_client_ip(peer: str | None, xff: str, trusted: str, expected: str) -> None:
     assert client_ip(peer, xff, parse_networks(trusted)) == expected
+
+
+@pytest.mark.parametrize(("address", "subject"), [
+    ("198.51.100.7", "198.51.100.7"),
+    ("2001:db8:1:2::5", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:abcd:1:2:3", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::5", "2001:db8:1:3::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("unknown", "unknown"),
+])
+def test_limit_subject(address: str, subject: str) -> None:
+    assert limit_subject(address) == subject
 
 
 def test_bad_trusted_proxies() -> None:

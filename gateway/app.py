@@ -12,12 +12,14 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway import (
+    routes_audit,
     routes_events,
     routes_health,
     routes_keys,
     routes_openapi,
     routes_signup,
     routes_verdicts,
+    routes_webhooks,
 )
 from gateway.client_ip import parse_networks
 from gateway.limits import TierCache
@@ -26,6 +28,7 @@ from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
 from gateway.waiters import VerdictListener, Waiters
 from models.ratelimit import parse_tiers
+from ratchet.audit import AuditLog
 from ratchet.errors import ConfigError
 from ratchet.keys import Keys
 from ratchet.ratelimit import RateLimiter
@@ -51,8 +54,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
-    for module in (routes_events, routes_verdicts, routes_keys, routes_signup, routes_health,
-                   routes_openapi):
+    for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
+                   routes_signup, routes_health, routes_openapi):
         app.add_routes(module.routes)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -78,7 +81,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             if create_topics:
                 await ensure_topics(
                     settings.kafka_bootstrap,
-                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback],
+                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback,
+                     settings.topic_audit],
                     settings.topic_partitions,
                 )
             await publisher.start()
@@ -86,8 +90,10 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
                 settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
-                ControlScripts(redis), RateLimiter(limits_redis, keys),
-                TierCache(tiers, settings.default_tier, settings.tier_cache_s), trusted,
+                scripts=ControlScripts(redis), limiter=RateLimiter(limits_redis, keys),
+                tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
+                trusted_proxies=trusted,
+                audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),
             )
             yield
         finally:

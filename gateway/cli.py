@@ -16,6 +16,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from models.ratelimit import parse_tiers
+from ratchet.audit import AuditLog
+from ratchet.audit_sink import kafka_sink
 from ratchet.credentials import rotate_agent_secret, rotate_api_key_of_project, set_project_tier
 from ratchet.errors import ConfigError, ValidationError
 from ratchet.keys import Keys
@@ -47,15 +49,19 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
     return 0
 
 
-def _with_redis(settings: Settings, work: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+def _with_redis(
+    settings: Settings, work: Callable[[Redis, Keys, AuditLog], Awaitable[T]]
+) -> T:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds projects and agents")
     url = settings.redis_url
 
     async def run() -> T:
         redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        keys = Keys(settings.key_prefix)
         try:
-            return await work(redis, Keys(settings.key_prefix))
+            async with kafka_sink(settings.kafka_bootstrap) as sink:
+                return await work(redis, keys, AuditLog(redis, keys, settings, sink=sink))
         finally:
             await redis.aclose()
 
@@ -77,7 +83,9 @@ def _cmd_project_create(args: argparse.Namespace) -> int:
     name: str = args.name
     settings = get_settings()
     tier = _tier(settings, args.tier)
-    project_id, api_key = _with_redis(settings, lambda r, k: create_project(r, k, name, tier))
+    project_id, api_key = _with_redis(
+        settings, lambda r, k, a: create_project(r, k, name, tier, audit=a)
+    )
     print(f"project_id: {project_id}")
     print(f"api_key:    {api_key}")
     print(_WARNING.format(what="API key"), file=sys.stderr)
@@ -88,7 +96,7 @@ def _cmd_agent_create(args: argparse.Namespace) -> int:
     project: str = args.project
     wanted: str | None = args.agent_id
     agent_id, secret = _with_redis(
-        get_settings(), lambda r, k: create_agent(r, k, project, wanted)
+        get_settings(), lambda r, k, a: create_agent(r, k, project, wanted, audit=a)
     )
     print(f"agent_id:     {agent_id}")
     print(f"agent_secret: {secret}")
@@ -98,8 +106,8 @@ def _cmd_agent_create(args: argparse.Namespace) -> int:
 
 def _cmd_project_rotate(args: argparse.Namespace) -> int:
     project: str = args.project
-    api_key = _with_redis(get_settings(), lambda r, k: rotate_api_key_of_project(
-        r, k, ControlScripts(r), project))
+    api_key = _with_redis(get_settings(), lambda r, k, a: rotate_api_key_of_project(
+        r, k, ControlScripts(r), project, audit=a))
     print(f"project_id: {project}")
     print(f"api_key:    {api_key}")
     print("the previous API key no longer works.", file=sys.stderr)
@@ -111,7 +119,7 @@ def _cmd_project_tier(args: argparse.Namespace) -> int:
     project: str = args.project
     settings = get_settings()
     known = frozenset(parse_tiers(settings.rate_limit_tiers))
-    _with_redis(settings, lambda r, k: set_project_tier(r, k, project, args.tier, known))
+    _with_redis(settings, lambda r, k, a: set_project_tier(r, k, project, args.tier, known))
     print(f"project {project}: tier {args.tier} (gateways apply it within "
           f"{settings.tier_cache_s:g} s)")
     return 0
@@ -120,8 +128,8 @@ def _cmd_project_tier(args: argparse.Namespace) -> int:
 def _cmd_agent_rotate(args: argparse.Namespace) -> int:
     project: str = args.project
     agent: str = args.agent_id
-    secret = _with_redis(get_settings(), lambda r, k: rotate_agent_secret(
-        r, k, ControlScripts(r), project, agent))
+    secret = _with_redis(get_settings(), lambda r, k, a: rotate_agent_secret(
+        r, k, ControlScripts(r), project, agent, audit=a))
     print(f"agent_id:     {agent}")
     print(f"agent_secret: {secret}")
     print("the previous secret no longer verifies.", file=sys.stderr)

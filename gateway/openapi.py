@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from gateway.openapi_audit import audit_paths, audit_schemas
 from models.events import DEFAULT_LIMITS, PRIORITIES
 from ratchet.settings import Settings
 
@@ -471,9 +472,9 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
             "description": "Signed ingest of agent tool calls, verdicts and approvals. "
                            "Every response carries X-Trace-Id. See docs/api.md.",
         },
-        "paths": _paths(settings),
+        "paths": {**_paths(settings), **audit_paths(settings)},
         "components": {
-            "schemas": _schemas(settings.max_batch_events),
+            "schemas": {**_schemas(settings.max_batch_events), **audit_schemas()},
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "Project API key (rk_...)."}},
             "headers": {

@@ -50,7 +50,8 @@ async def register_agent(request: web.Request) -> web.Response:
     wanted = body.get("agent_id")
     if wanted is not None and not isinstance(wanted, str):
         raise ValidationError("agent_id must be a string", "agent_id")
-    agent_id, secret = await create_agent(state.redis, state.keys, caller.project_id, wanted)
+    agent_id, secret = await create_agent(state.redis, state.keys, caller.project_id, wanted,
+                                          audit=state.audit, actor=f"apikey:{caller.key_id}")
     return web.json_response({"agent_id": agent_id, "agent_secret": secret}, status=201)
 
 
@@ -69,7 +70,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
     await rate_limit(request, caller, REGISTER, 1)
     secret = await rotate_agent_secret(
-        state.redis, state.keys, state.scripts, caller.project_id, agent_id
+        state.redis, state.keys, state.scripts, caller.project_id, agent_id,
+        audit=state.audit, actor=f"apikey:{caller.key_id}",
     )
     return web.json_response({"agent_id": agent_id, "agent_secret": secret})
 
@@ -81,6 +83,6 @@ async def rotate_key(request: web.Request) -> web.Response:
     await rate_limit(request, caller, REGISTER, 1)
     current = request.headers["Authorization"].partition(" ")[2].strip()
     new_key = await rotate_api_key(state.redis, state.keys, state.scripts, caller.project_id,
-                                   current)
+                                   current, audit=state.audit, actor=f"apikey:{caller.key_id}")
     return web.json_response({"project_id": caller.project_id, "api_key": new_key,
                               "key_id": hash_api_key(new_key)[:12]})

@@ -68,7 +68,8 @@ async def redeem(request: web.Request) -> web.Response:
     token, project_name, agent_id = parse_redeem(await _optional_json(request, state))
     try:
         done = await redeem_token(state.redis, state.keys, state.scripts, token,
-                                  state.settings.default_tier, project_name, agent_id)
+                                  state.settings.default_tier, project_name, agent_id,
+                                  audit=state.audit)
     except AuthError:
         await record_auth_failure(state, ip)
         raise

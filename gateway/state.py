@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
+from ratchet.audit import AuditLog
 from ratchet.keys import Keys
 from ratchet.ratelimit import RateLimiter
 from ratchet.scripts import ControlScripts
@@ -37,6 +38,7 @@ class GatewayState:
     limiter: RateLimiter
     tiers: TierCache
     trusted_proxies: tuple[Network, ...]
+    audit: AuditLog
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

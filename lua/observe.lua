@@ -21,7 +21,7 @@
   KEYS[7..] run     hash per run: last, ended, "e:<event id>" → answer, "h:<event id>" → held edges
 
   ARGV[1]  now_ms            current time, ms (Unix)
-  ARGV[2]  learn             1 count transitions / runs / modes; 0 score only (what-if)
+  ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
   ARGV[3]  epsilon           ε of the score
   ARGV[4]  floor_bits        no score at or under this is anomalous
   ARGV[5]  fallback_bits     default fallback threshold (meta "fb" overrides)
@@ -46,7 +46,8 @@
   ARGV[26] run_ttl           idle TTL of run state, s
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events are not learned
-  ARGV[29] n                 number of events; then 6 values per event:
+  ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
+  ARGV[30] n                 number of events; then 6 values per event:
            event_id, run key index (into KEYS), node, high priority (0/1), end_of_run (0/1),
            hold (0/1: a guardrail holds it back from learning)
 
@@ -83,8 +84,9 @@ local ppm_low, ppm_mid, ppm_high = tonumber(ARGV[23]), tonumber(ARGV[24]), tonum
 local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
-local n = tonumber(ARGV[29])
-local BASE, FIELDS = 29, 6
+local robust = ARGV[29] == '1'
+local n = tonumber(ARGV[30])
+local BASE, FIELDS = 30, 6
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events')
@@ -105,6 +107,16 @@ local win = redis.call('LRANGE', win_key, 0, window_large - 1)
 for i = 1, #win do win[i] = tonumber(win[i]) end
 local win_dirty = false
 
+local MAD_SCALE = 1.4826
+
+-- Median of a sorted array (mirrors models/scoring.py _median).
+local function median(sorted)
+  local n = #sorted
+  local mid = math.floor(n / 2)
+  if n % 2 == 1 then return sorted[mid + 1] end
+  return (sorted[mid] + sorted[mid + 1]) / 2.0
+end
+
 local function current_threshold()
   local w = window
   if st.runs >= large_runs then w = window_large end
@@ -112,15 +124,26 @@ local function current_threshold()
   if #win < w then
     value = st.fb
   else
-    local total = 0.0
-    for i = 1, w do total = total + win[i] end
-    local mean = total / w
-    local acc = 0.0
-    for i = 1, w do
-      local d = win[i] - mean
-      acc = acc + d * d
+    if robust then
+      local vals = {}
+      for i = 1, w do vals[i] = win[i] end
+      table.sort(vals)
+      local med = median(vals)
+      local dev = {}
+      for i = 1, w do dev[i] = math.abs(win[i] - med) end
+      table.sort(dev)
+      value = med + st.sig * (MAD_SCALE * median(dev))
+    else
+      local total = 0.0
+      for i = 1, w do total = total + win[i] end
+      local mean = total / w
+      local acc = 0.0
+      for i = 1, w do
+        local d = win[i] - mean
+        acc = acc + d * d
+      end
+      value = mean + st.sig * math.sqrt(acc / w)
     end
-    value = mean + st.sig * math.sqrt(acc / w)
   end
   if value > floor_bits then return value end
   return floor_bits
@@ -200,8 +223,8 @@ for i = 0, n - 1 do
       if tail ~= nil then pending = pending .. '\n' .. tail.from .. '\t' .. tail.to end
       redis.call('HSET', run_key, 'h:' .. event_id, pending)
     end
-    if not e.anomalous then push_score(e.bits) end
-    if tail ~= nil and not tail.anomalous then push_score(tail.bits) end
+    if learn and not e.anomalous then push_score(e.bits) end
+    if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
     local last, ended = e.to, '0'
     if eor then last, ended = END_NODE, '1' end
     local held_flag, anomalous_flag, new_flag = '0', '0', '0'

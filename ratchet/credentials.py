@@ -12,6 +12,8 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from models.audit import check_action_actor
+from ratchet.audit import AuditLog
 from ratchet.errors import ConflictError, NotFoundError, ScriptCode, ValidationError, raise_for_code
 from ratchet.keys import Keys
 from ratchet.provisioning import (
@@ -43,25 +45,34 @@ def new_agent_secret() -> str:
 
 
 async def rotate_api_key(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, current_key: str
+    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, current_key: str, *,
+    audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
-    """Replace ``current_key`` (which must belong to ``project_id``); returns the new key."""
-    return await _rotate(redis, keys, scripts, project_id, hash_api_key(current_key))
+    """Replace ``current_key`` (which must belong to ``project_id``); returns the new key.
+
+    With ``audit``, a ``key.rotated`` entry names the old and new key ids (never a key).
+    """
+    return await _rotate(redis, keys, scripts, project_id, hash_api_key(current_key), audit,
+                         actor)
 
 
 async def rotate_api_key_of_project(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str
+    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, *,
+    audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Operator rotation (CLI): replace whatever key the project has now; returns the new key."""
     sha = await redis.hget(keys.project(project_id), "api_key_sha256")
     if sha is None:
         raise NotFoundError(f"project {project_id} does not exist")
-    return await _rotate(redis, keys, scripts, project_id, _text(sha))
+    return await _rotate(redis, keys, scripts, project_id, _text(sha), audit, actor)
 
 
 async def _rotate(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, old_sha: str
+    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, old_sha: str,
+    audit: AuditLog | None, actor: str,
 ) -> str:
+    if audit is not None:
+        check_action_actor("key.rotated", actor)
     new_key = new_api_key()
     new_sha = hash_api_key(new_key)
     code = int(await scripts.rotate_key(
@@ -71,14 +82,22 @@ async def _rotate(
     if code == ScriptCode.KEY_MISMATCH:
         raise ConflictError("this API key was rotated already; use the newest key")
     raise_for_code(code, "rotate_key")
-    # audit: project.key_rotated (project_id, old key id = old_sha[:12], new key id)
+    if audit is not None:
+        await audit.append(project_id, "key.rotated", actor, f"apikey:{new_sha[:12]}",
+                           {"revoked": old_sha[:12]})
     return new_key
 
 
 async def rotate_agent_secret(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, agent_id: str
+    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, agent_id: str, *,
+    audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
-    """Replace an agent's signing secret; 404 if the project has no such agent."""
+    """Replace an agent's signing secret; 404 if the project has no such agent.
+
+    With ``audit``, a ``secret.rotated`` entry is appended (never the secret).
+    """
+    if audit is not None:
+        check_action_actor("secret.rotated", actor)
     secret = new_agent_secret()
     code = int(await scripts.rotate_secret(
         keys=[keys.agent(project_id, agent_id)], args=[secret, repr(time.time())],
@@ -86,7 +105,8 @@ async def rotate_agent_secret(
     if code == ScriptCode.UNKNOWN_AGENT:
         raise NotFoundError(f"no agent {agent_id!r} in this project")
     raise_for_code(code, "rotate_secret")
-    # audit: agent.secret_rotated (project_id, agent_id)
+    if audit is not None:
+        await audit.append(project_id, "secret.rotated", actor, f"agent:{agent_id}", {})
     return secret
 
 
@@ -118,7 +138,7 @@ async def set_project_tier(
     if not await project_exists(redis, keys, project_id):
         raise NotFoundError(f"project {project_id} does not exist")
     await redis.hset(keys.project(project_id), "tier", tier)
-    # audit: project.tier_changed (project_id, tier)
+    # audit: tier.changed (project_id, tier) — models.audit.ACTIONS has no such action yet
 
 
 def _text(raw: object) -> str:

@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from models.audit import check_action_actor
 from models.events import IngestEvent
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
@@ -23,6 +24,7 @@ from models.params import COUNT_SCALE, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict
+from ratchet.audit import AuditLog
 from ratchet.errors import UnavailableError
 from ratchet.keys import Keys
 from ratchet.metrics import BATCH_EVENTS, EDGE_SCORE_BITS, ENGINE_ERRORS, EVENTS, MODE_TRANSITIONS
@@ -203,6 +205,20 @@ class Engine:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise UnavailableError(f"Redis is unavailable: {exc}") from exc
 
-    async def reset(self, chain: ChainId) -> int:
-        """Operator reset of a baseline: the chain starts again in shadow."""
-        return await self.store.reset(chain.tag)
+    async def reset(
+        self, chain: ChainId, *, audit: AuditLog | None = None, actor: str = "cli"
+    ) -> int:
+        """Operator reset of a baseline: the chain starts again in shadow.
+
+        With ``audit``, a ``baseline.reset`` entry is appended to the chain's project log.
+        """
+        if audit is not None:
+            check_action_actor("baseline.reset", actor)
+        deleted = await self.store.reset(chain.tag)
+        if audit is not None:
+            await audit.append(
+                chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",
+                {"agent_id": chain.agent_id, "service": chain.service,
+                 "critical": chain.critical, "keys_deleted": deleted},
+            )
+        return deleted

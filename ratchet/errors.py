@@ -92,6 +92,8 @@ class ScriptCode(IntEnum):
     BAD_ARGUMENTS = -1
     UNKNOWN_EVENT = -2
     NOT_PENDING = -3
+    HEAD_MOVED = -4
+    LIMIT_REACHED = -5
     #: signup_issue.lua: per-IP hourly / daily limit, global daily cap.
     SIGNUP_IP_HOUR = -10
     SIGNUP_IP_DAY = -11

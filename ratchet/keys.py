@@ -120,3 +120,25 @@ class Keys:
     def auth_failures(self, ip: str) -> str:
         """Failed authentications of one client IP in the current window (a counter)."""
         return f"{self.prefix}:{{af:{ip}}}:authfail"
+
+    # --- audit log (one hash tag per project) -------------------------------------------------
+    def audit_head(self, project_id: str) -> str:
+        """Hash: seq, hash, at_ms of the newest audit entry of a project."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:head"
+
+    def audit_entries(self, project_id: str) -> str:
+        """Sorted set: score = seq, member = entry JSON."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:entries"
+
+    def audit_times(self, project_id: str) -> str:
+        """Sorted set: score = at_ms, member = seq (time-range queries, retention)."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:times"
+
+    def audit_checkpoint(self, project_id: str) -> str:
+        """Hash: seq, hash of the newest entry removed by retention (verification starts after)."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:checkpoint"
+
+    # --- webhooks (per project) ------------------------------------------------------------------
+    def webhooks(self, project_id: str) -> str:
+        """Hash: webhook id → webhook JSON (url, actions, secret, created_at)."""
+        return f"{self.prefix}:{{p:{project_id}}}:webhooks"

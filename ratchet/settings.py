@@ -126,6 +126,37 @@ class Settings:
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
 
+    # --- audit log (docs/security.md "Audit log") --------------------------------------------------
+    #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).
+    audit_retention_days: int = 365
+    #: Attempts to publish an entry to the ``audit`` topic after Redis stored it.
+    audit_publish_attempts: int = 3
+
+    # --- webhooks (docs/security.md "Webhooks") ------------------------------------------------------
+    #: Allow webhook URLs on loopback addresses. DEVELOPMENT/TESTS ONLY; off in production.
+    webhooks_allow_loopback: bool = False
+    #: Timeout of one delivery attempt (connect + response), seconds.
+    webhook_timeout_s: float = 5.0
+    #: Delivery attempts per event and webhook before the delivery is dropped (counted).
+    webhook_max_attempts: int = 6
+    #: First retry delay, seconds; doubles per attempt, capped, with full jitter.
+    webhook_backoff_base_s: float = 1.0
+    webhook_backoff_max_s: float = 60.0
+    #: Circuit breaker per destination (scheme://host:port): this many failures ...
+    webhook_breaker_failures: int = 10
+    #: ... within this many seconds open it ...
+    webhook_breaker_window_s: float = 60.0
+    #: ... for this long; then one half-open trial decides (success closes, failure reopens).
+    webhook_breaker_open_s: float = 30.0
+    #: Webhooks one project may register.
+    webhooks_per_project: int = 10
+    #: Deliveries in flight at once per dispatcher process.
+    webhook_concurrency: int = 50
+    #: Kafka consumer group of the webhook dispatcher (its own: it reads ``verdicts`` again).
+    webhook_group: str = "ratchet-webhooks"
+    #: Port of the dispatcher's Prometheus ``/metrics`` (0 = not served).
+    webhook_metrics_port: int = 6067
+
     # --- logging ----------------------------------------------------------------------------------
     log_level: str = "INFO"
 

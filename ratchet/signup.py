@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from ratchet.audit import AuditLog
 from ratchet.credentials import new_agent_secret, new_api_key
 from ratchet.errors import (
     AuthError,
@@ -165,9 +166,13 @@ async def issue_token(
 
 async def redeem_token(
     redis: Redis, keys: Keys, scripts: ControlScripts, token: str, tier: str,
-    project_name: str | None, agent_id: str | None,
+    project_name: str | None, agent_id: str | None, audit: AuditLog | None = None,
 ) -> Provisioned:
-    """Create org, project, API key and agent for a valid token; 401 if the token is not."""
+    """Create org, project, API key and agent for a valid token; 401 if the token is not.
+
+    With ``audit``, the new project's log opens with ``project.created`` and ``agent.created``
+    by actor ``signup:<org id>``.
+    """
     org_id = f"org_{uuid.uuid4().hex[:16]}"
     project_id = f"prj_{uuid.uuid4().hex[:16]}"
     agent = agent_id or f"agt_{uuid.uuid4().hex[:16]}"
@@ -184,6 +189,11 @@ async def redeem_token(
         raise AuthError("invalid signup token: unknown, expired or already redeemed")
     raise_for_code(int(code), "signup_redeem")
     record = orjson.loads(raw)
-    # audit: signup.redeemed (org_id, project_id, agent_id, key id = sha[:12])
+    if audit is not None:
+        actor = f"signup:{org_id}"
+        await audit.append(project_id, "project.created", actor, f"project:{project_id}", {
+            "name": project_name or "default", "api_key_id": hash_api_key(api_key)[:12],
+            "tier": tier, "org_id": org_id, "signup_ip": record.get("ip")})
+        await audit.append(project_id, "agent.created", actor, f"agent:{agent}", {})
     return Provisioned(org_id, record.get("org_name") or default_org, project_id, api_key, agent,
                        secret, tier)

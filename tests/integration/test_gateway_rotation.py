@@ -190,3 +190,30 @@ async def test_rotation_cli(redis_url: str, key_prefix: str) -> None:
         assert ghost.returncode == 2 and "no agent" in ghost.stderr
     finally:
         await redis.aclose()
+
+
+async def test_rotations_and_signup_are_audited(gateway: Gateway, tenant: Tenant) -> None:
+    old_id = (await _call(gateway, "GET", "/v1/whoami", tenant.api_key))[1]["key_id"]
+    _, rotated, _ = await _call(gateway, "POST", ROTATE_KEY, tenant.api_key)
+    new_key = rotated["api_key"]
+    _, secret, _ = await _call(gateway, "POST", f"/v1/agents/{tenant.agent_id}/secret:rotate",
+                               new_key)
+    await _call(gateway, "POST", "/v1/agents", new_key, {"agent_id": "bot-9"})
+    _, log, _ = await _call(gateway, "GET", "/v1/audit", new_key)
+    by_action = {e["action"]: e for e in log["items"]}
+    key_entry = by_action["key.rotated"]
+    assert key_entry["actor"] == f"apikey:{old_id}"
+    assert key_entry["target"] == f"apikey:{rotated['key_id']}"
+    assert key_entry["details"] == {"revoked": old_id}
+    assert by_action["secret.rotated"]["target"] == f"agent:{tenant.agent_id}"
+    assert by_action["agent.created"]["actor"] == f"apikey:{rotated['key_id']}"
+    text = str(log)
+    assert tenant.api_key not in text and new_key not in text
+    assert secret["agent_secret"] not in text and tenant.secret not in text
+
+    _, token, _ = await _call(gateway, "POST", "/v1/signup/tokens", None)
+    _, done, _ = await _call(gateway, "POST", "/v1/signup", None, {"token": token["token"]})
+    _, theirs, _ = await _call(gateway, "GET", "/v1/audit", done["api_key"])
+    assert [e["action"] for e in theirs["items"]] == ["project.created", "agent.created"]
+    assert {e["actor"] for e in theirs["items"]} == {f"signup:{done['org_id']}"}
+    assert done["api_key"] not in str(theirs) and done["agent_secret"] not in str(theirs)

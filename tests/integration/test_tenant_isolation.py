@@ -43,6 +43,8 @@ class Side:
     secret: str
     decided: str  # event id of an allowed verdict
     paused: str  # event id of a paused verdict
+    webhook: str = ""  # id of the project's webhook
+    audit_entries: int = 0  # length of its audit log once set up
 
 
 @dataclass
@@ -91,7 +93,15 @@ async def _world(gw: Gateway) -> World:
     await VerdictStore(gw.redis, gw.keys).save_many(
         [_verdict(a.project_id, a.agent_id, SHARED_EVENT, "allow"),
          _verdict(b.project_id, b.agent_id, SHARED_EVENT, "pause")], gw.settings.verdict_ttl_s)
-    return World(gw, a, b, b_shared_secret)
+    w = World(gw, a, b, b_shared_secret)
+    for side in (a, b):  # a webhook each, registered over the API (audited)
+        got = await call(w, "POST", "/v1/webhooks", key=side.api_key,
+                         json={"url": f"https://93.184.216.34/hook-{side.agent_id}"})
+        assert got.status == 201, got.text
+        side.webhook = got.body["id"]
+    b.audit_entries = len((await call(w, "GET", "/v1/audit", key=b.api_key)).body["items"])
+    assert b.audit_entries >= 1
+    return w
 
 
 async def call(w: World, method: str, path: str, *, key: str | None = None,
@@ -134,6 +144,10 @@ async def _b_untouched(w: World) -> None:
     assert sorted(v["event_id"] for v in page.body["items"]) == sorted([w.b.paused, SHARED_EVENT])
     whoami = await call(w, "GET", "/v1/whoami", key=w.b.api_key)
     assert whoami.body["project_id"] == w.b.project_id
+    hooks = await call(w, "GET", "/v1/webhooks", key=w.b.api_key)
+    assert [h["id"] for h in hooks.body["items"]] == [w.b.webhook]
+    audit = await call(w, "GET", "/v1/audit", key=w.b.api_key)
+    assert len(audit.body["items"]) == w.b.audit_entries  # nothing A did landed in B's log
 
 
 # --- one row per route: (own, cross) --------------------------------------------------------
@@ -294,6 +308,55 @@ async def cross_rotate_key(w: World) -> None:
     w.a.api_key = got.body["api_key"]  # A's key changed (only A's: see _b_untouched)
 
 
+async def own_audit(w: World) -> None:
+    got = await call(w, "GET", "/v1/audit", key=w.a.api_key)
+    assert got.status == 200 and got.body["items"]
+    assert {e["project_id"] for e in got.body["items"]} == {w.a.project_id}
+
+
+async def cross_audit(w: World) -> None:
+    got = await call(w, "GET", "/v1/audit?limit=1000", key=w.a.api_key)
+    assert w.b.project_id not in got.text and w.b.webhook not in got.text
+
+
+async def own_add_webhook(w: World) -> None:
+    got = await call(w, "POST", "/v1/webhooks", key=w.a.api_key,
+                     json={"url": "https://93.184.216.34/another"})
+    assert got.status == 201
+
+
+async def cross_add_webhook(w: World) -> None:
+    # a project id in the body is refused; in the query it is ignored: the key decides
+    refused = await call(w, "POST", "/v1/webhooks", key=w.a.api_key,
+                         json={"url": "https://93.184.216.34/x", "project_id": w.b.project_id})
+    assert refused.status == 400 and refused.body["field"] == "project_id"
+    got = await call(w, "POST", f"/v1/webhooks?project_id={w.b.project_id}", key=w.a.api_key,
+                     json={"url": "https://93.184.216.34/x"})
+    assert got.status == 201
+    assert got.body["id"] in (await call(w, "GET", "/v1/webhooks", key=w.a.api_key)).text
+
+
+async def own_webhooks(w: World) -> None:
+    got = await call(w, "GET", "/v1/webhooks", key=w.a.api_key)
+    assert got.status == 200 and [h["id"] for h in got.body["items"]] == [w.a.webhook]
+
+
+async def cross_webhooks(w: World) -> None:
+    got = await call(w, "GET", "/v1/webhooks", key=w.a.api_key)
+    assert w.b.webhook not in got.text and "hook-agent-b" not in got.text
+
+
+async def own_delete_webhook(w: World) -> None:
+    got = await call(w, "DELETE", f"/v1/webhooks/{w.a.webhook}", key=w.a.api_key)
+    assert got.status == 204
+
+
+async def cross_delete_webhook(w: World) -> None:
+    got = await call(w, "DELETE", f"/v1/webhooks/{w.b.webhook}", key=w.a.api_key)
+    missing = await call(w, "DELETE", "/v1/webhooks/ghost-hook", key=w.a.api_key)
+    _same_as_missing(got, missing, w.b.webhook, "ghost-hook")
+
+
 async def own_public(w: World, method: str, path: str, status: int, body: Any = None) -> None:
     got = await call(w, method, path, json=body)
     assert got.status == status, got.text
@@ -302,7 +365,8 @@ async def own_public(w: World, method: str, path: str, status: int, body: Any = 
 async def cross_public(w: World, method: str, path: str, body: Any = None) -> None:
     """With A's key, a public route reveals nothing of B."""
     got = await call(w, method, path, key=w.a.api_key, json=body)
-    for secret in (w.b.project_id, w.b.api_key, w.b.secret, w.b.decided, w.b.paused):
+    for secret in (w.b.project_id, w.b.api_key, w.b.secret, w.b.decided, w.b.paused,
+                   w.b.webhook):
         assert secret not in got.text
 
 
@@ -342,6 +406,10 @@ MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
     ("GET", "/v1/agents/{agent_id}"): (own_agent, cross_agent),
     ("POST", "/v1/agents/{agent_id}/secret:rotate"): (own_rotate_secret, cross_rotate_secret),
     ("POST", "/v1/projects/current/keys:rotate"): (own_rotate_key, cross_rotate_key),
+    ("GET", "/v1/audit"): (own_audit, cross_audit),
+    ("POST", "/v1/webhooks"): (own_add_webhook, cross_add_webhook),
+    ("GET", "/v1/webhooks"): (own_webhooks, cross_webhooks),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): (own_delete_webhook, cross_delete_webhook),
     ("POST", "/v1/signup/tokens"): _public("POST", "/v1/signup/tokens", 201),
     ("POST", "/v1/signup"): (own_signup, cross_signup),
     ("GET", "/healthz"): _public("GET", "/healthz", 200),

@@ -2,9 +2,10 @@
 
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
-buckets share ``{k:<key hash>}``; one agent's guardrail state shares ``{g:<agent tag>}``. Chain
-and agent tags are hashes (``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids
-containing braces cannot break the tagging.
+buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
+guardrail state shares ``{g:<agent tag>}``. Chain and agent tags are hashes
+(``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
+tagging.
 
 >>> k = Keys("rt")
 >>> k.chain_keys("ab12").edges
@@ -135,6 +136,30 @@ class Keys:
     def policy(self, project_id: str) -> str:
         """Hash: toml, json (normalized), hash, version, updated_at, updated_by."""
         return f"{self.prefix}:{{p:{project_id}}}:policy"
+
+    # --- platform security: rate limits, signup, brute-force counters ------------------------
+    def rate_bucket(self, project_id: str, kind: str) -> str:
+        """One token bucket (a single key: Redis Cluster-safe on its own slot)."""
+        return f"{self.prefix}:{{rl:{project_id}}}:{kind}"
+
+    def org(self, org_id: str) -> str:
+        return f"{self.prefix}:{{o:{org_id}}}:org"
+
+    def signup_ip(self, ip: str) -> str:
+        """Sorted set of signup tokens issued to one client IP (score = issue time, ms)."""
+        return f"{self.prefix}:{{signup}}:ip:{ip}"
+
+    def signup_day(self, day: str) -> str:
+        """Signup tokens issued on one UTC day (``YYYYMMDD``), all clients."""
+        return f"{self.prefix}:{{signup}}:day:{day}"
+
+    def signup_token(self, token_sha256: str) -> str:
+        """An unredeemed signup token (SHA-256 only, like API keys) → its request, JSON."""
+        return f"{self.prefix}:{{signup}}:token:{token_sha256}"
+
+    def auth_failures(self, ip: str) -> str:
+        """Failed authentications of one client IP in the current window (a counter)."""
+        return f"{self.prefix}:{{af:{ip}}}:authfail"
 
     # --- audit log (one hash tag per project) -------------------------------------------------
     def audit_head(self, project_id: str) -> str:

@@ -46,11 +46,13 @@ def hash_api_key(api_key: str) -> str:
 
 
 async def create_project(
-    redis: Redis, keys: Keys, name: str, *, audit: AuditLog | None = None, actor: str = "cli"
+    redis: Redis, keys: Keys, name: str, tier: str | None = None, *,
+    audit: AuditLog | None = None, actor: str = "cli",
 ) -> tuple[str, str]:
     """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once.
 
-    With ``audit``, a ``project.created`` entry is appended (``actor`` names who did it).
+    ``tier`` is its rate-limit tier (``None``: the gateway's default tier applies). With
+    ``audit``, a ``project.created`` entry is appended (``actor`` names who did it).
     """
     if audit is not None:
         check_action_actor("project.created", actor)
@@ -64,12 +66,14 @@ async def create_project(
         pipe.hset(keys.project(project_id), mapping={
             "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
         })
+        if tier is not None:
+            pipe.hset(keys.project(project_id), "tier", tier)
         pipe.sadd(keys.projects(), project_id)
         pipe.set(keys.api_key(sha), project_id)
         await pipe.execute()
     if audit is not None:
         await audit.append(project_id, "project.created", actor, f"project:{project_id}",
-                           {"name": name, "api_key_id": sha[:12]})
+                           {"name": name, "api_key_id": sha[:12], "tier": tier})
     return project_id, api_key
 
 

@@ -92,6 +92,38 @@ class Settings:
     #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
     guardrails: bool = True
 
+    # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
+    #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one
+    #: minute's worth of tokens and refills continuously.
+    rate_limit_tiers: str = "free:120:20,standard:6000:300,high_volume:100000:1000"
+    #: Tier of projects that have none stored (and of self-serve signups).
+    default_tier: str = "free"
+    #: Redis for rate-limit buckets (unset → ``redis_url``). Ingest limits fail open when it is
+    #: unavailable; registration limits fail closed.
+    ratelimit_redis_url: str | None = None
+    #: How long a gateway caches a project's tier, seconds (tier changes apply within this).
+    tier_cache_s: float = 10.0
+
+    # --- self-serve signup ----------------------------------------------------------------------
+    #: Kill switch: ``RATCHET_SIGNUP_DISABLED=1`` turns both signup endpoints off (503).
+    signup_disabled: bool = False
+    #: Signup tokens per client IP per sliding hour / sliding 24 h.
+    signup_per_ip_hour: int = 5
+    signup_per_ip_day: int = 10
+    #: Signup tokens issued per UTC day, all clients together.
+    signup_daily_cap: int = 500
+    #: How long an unredeemed signup token stays valid, seconds.
+    signup_token_ttl_s: int = 3_600
+    #: Comma-separated CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed (empty: the
+    #: client IP is always the socket peer, and ``X-Forwarded-For`` is ignored).
+    trusted_proxies: str = ""
+
+    # --- credential brute-force protection ---------------------------------------------------
+    #: Failed authentications per client IP within the window before rotation and signup
+    #: endpoints answer 429.
+    auth_failure_limit: int = 10
+    auth_failure_window_s: int = 900
+
     # --- workers --------------------------------------------------------------------------------
     worker_id: str = "ratchet-worker"
     worker_web_port: int = 6066

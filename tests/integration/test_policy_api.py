@@ -133,10 +133,10 @@ async def test_engine_picks_up_a_replaced_policy(gateway: Gateway, tenant: Tenan
     def ev() -> Any:
         return parse_event({"event_id": uuid.uuid4().hex, "agent_id": "a", "run_id": "r",
                             "service": "mail", "action": "send",
-                            "payload": {"to": "bob@example.com"}}, tenant.project_id)
+                            "payload": {"key": "AKIAIOSFODNN7EXAMPLE"}}, tenant.project_id)
 
     [v] = await engine.decide([ev()])
-    assert v.action == "flag"  # the default policy: PII flags
+    assert v.action == "flag"  # the default policy: PII (a secret) flags
     assert (await _put(gateway, tenant.api_key, STRICT))[0] == 200
     tick.now += 1.0
     [v] = await engine.decide([ev()])

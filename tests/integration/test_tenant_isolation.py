@@ -395,7 +395,46 @@ async def cross_signup(w: World) -> None:
     assert got.status == 201 and got.body["project_id"] != w.b.project_id
 
 
+def _policy_with(rule_id: str) -> dict[str, str]:
+    return {"toml": f'[[guardrails.pattern.rules]]\nid = "{rule_id}"\nliteral = "{rule_id}"\n'}
+
+
+async def own_get_policy(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy", key=w.a.api_key,
+                       json=_policy_with("a-own-rule"))).status == 200
+    got = await call(w, "GET", "/v1/policy", key=w.a.api_key,
+                     headers={"Accept": "application/json"})
+    assert got.status == 200 and got.body["project_id"] == w.a.project_id
+    assert "a-own-rule" in got.text
+
+
+async def cross_get_policy(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy", key=w.b.api_key,
+                       json=_policy_with("b-private-rule"))).status == 200
+    w.b.audit_entries += 1  # B's own change is audited in B's log
+    got = await call(w, "GET", "/v1/policy", key=w.a.api_key,
+                     headers={"Accept": "application/json"})
+    assert "b-private-rule" not in got.text and w.b.project_id not in got.text
+
+
+async def own_put_policy(w: World) -> None:
+    got = await call(w, "PUT", "/v1/policy", key=w.a.api_key, json=_policy_with("a-rule"))
+    assert got.status == 200 and got.body["project_id"] == w.a.project_id
+
+
+async def cross_put_policy(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy", key=w.b.api_key,
+                       json=_policy_with("b-kept-rule"))).status == 200
+    w.b.audit_entries += 1  # B's own change is audited in B's log
+    await call(w, "PUT", "/v1/policy", key=w.a.api_key, json=_policy_with("a-overwrite"))
+    got = await call(w, "GET", "/v1/policy", key=w.b.api_key,
+                     headers={"Accept": "application/json"})
+    assert "b-kept-rule" in got.text and "a-overwrite" not in got.text
+
+
 MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
+    ("GET", "/v1/policy"): (own_get_policy, cross_get_policy),
+    ("PUT", "/v1/policy"): (own_put_policy, cross_put_policy),
     ("POST", "/v1/events"): (own_event, cross_event),
     ("POST", "/v1/events:batch"): (own_batch, cross_batch),
     ("GET", "/v1/whoami"): (own_whoami, cross_whoami),

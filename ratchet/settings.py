@@ -62,6 +62,7 @@ class Settings:
     rich_markov: bool = False
 
     # --- gateway ------------------------------------------------------------------------------
+    #: Address and port the gateway listens on (``0.0.0.0`` in containers).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
@@ -125,6 +126,8 @@ class Settings:
     auth_failure_window_s: int = 900
 
     # --- workers --------------------------------------------------------------------------------
+    #: Faust app id of the workers (= their Kafka consumer group) and the port of their
+    #: ``/metrics`` (0 = off).
     worker_id: str = "ratchet-worker"
     worker_web_port: int = 6066
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
@@ -167,8 +170,10 @@ class Settings:
     webhook_metrics_port: int = 6067
 
     # --- logging ----------------------------------------------------------------------------------
+    #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
     log_level: str = "INFO"
 
+    #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -179,7 +179,18 @@ local function action_for(anomalous)
   return locked_action
 end
 
-local runs_seen = {}
+-- Run state, read once per run and written once per run at the end of the batch.
+local runs = {}
+local function run_state(run_key)
+  local r = runs[run_key]
+  if r == nil then
+    local v = redis.call('HMGET', run_key, 'last', 'ended')
+    r = { last = v[1], ended = v[2], w = {}, ans = {}, dirty = false }
+    runs[run_key] = r
+  end
+  return r
+end
+
 local out = {}
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
@@ -191,14 +202,15 @@ for i = 0, n - 1 do
   local ext_hold = ARGV[o + 6] == '1'
   local answer_field = 'e:' .. event_id
   st.mode_changed = 0
-  local prior = redis.call('HGET', run_key, answer_field)
+  local cached = runs[run_key]
+  local prior = cached and cached.ans[answer_field]
+  if not prior then prior = redis.call('HGET', run_key, answer_field) end
   if prior then
     out[#out + 1] = '1\t' .. prior
   else
-    runs_seen[run_key] = true
-    local run = redis.call('HMGET', run_key, 'last', 'ended')
-    local from = run[1]
-    if (not from) or run[2] == '1' then
+    local run = run_state(run_key)
+    local from = run.last
+    if (not from) or run.ended == '1' then
       from = START
       if learn then
         st.runs = st.runs + 1
@@ -221,7 +233,8 @@ for i = 0, n - 1 do
     elseif learn and held then
       local pending = e.from .. '\t' .. e.to
       if tail ~= nil then pending = pending .. '\n' .. tail.from .. '\t' .. tail.to end
-      redis.call('HSET', run_key, 'h:' .. event_id, pending)
+      run.w[#run.w + 1] = 'h:' .. event_id
+      run.w[#run.w + 1] = pending
     end
     if learn and not e.anomalous then push_score(e.bits) end
     if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
@@ -237,13 +250,24 @@ for i = 0, n - 1 do
       anomalous_flag, tostring(st.mode), tostring(action), held_flag,
       string.format('%d', st.runs), tostring(st.mode_changed), new_flag,
     }, '\t')
-    redis.call('HSET', run_key, 'last', last, 'ended', ended, answer_field, answer)
+    run.last, run.ended, run.dirty = last, ended, true
+    run.ans[answer_field] = answer
+    run.w[#run.w + 1] = answer_field
+    run.w[#run.w + 1] = answer
     out[#out + 1] = '0\t' .. answer
   end
 end
 
-for run_key in pairs(runs_seen) do
-  redis.call('EXPIRE', run_key, run_ttl)
+flush_counts()
+for run_key, run in pairs(runs) do
+  if run.dirty then
+    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended)
+    local w = run.w
+    for j = 1, #w, 1000 do
+      redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))
+    end
+    redis.call('EXPIRE', run_key, run_ttl)
+  end
 end
 if win_dirty then
   redis.call('DEL', win_key)

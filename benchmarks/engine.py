@@ -9,6 +9,8 @@ Measures, on one redis-server (started here unless --redis-url is given):
   * single:     ``Engine.decide`` with one event per call (what batching buys);
   * memory:     Redis bytes per chain for a chain of ~100 nodes (MEMORY USAGE of its keys).
 The ratios, not the absolute numbers, are the result: machines here are shared and noisy.
+The engine here is the Markov chain alone (``guardrails=False``); benchmarks/guardrails.py
+measures the guardrails next to it.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         results["ceiling_events_per_s"] = round(n / t)
 
         # the observe script alone (nodes precomputed)
-        engine = Engine.create(client, keys=Keys(f"bl{tag}"))
+        engine = Engine.create(client, keys=Keys(f"bl{tag}"), guardrails=False)
         prepared = []
         for b in batches:
             chain = engine.chain_of(b[0])
@@ -129,13 +131,13 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         results["lua_events_per_s"] = round(n / t)
 
         # the whole engine call per batch
-        engine2 = Engine.create(client, keys=Keys(f"be{tag}"))
+        engine2 = Engine.create(client, keys=Keys(f"be{tag}"), guardrails=False)
         engine_jobs = [(lambda b=b: engine2.decide(b)) for b in batches]
         t = await _drive(engine_jobs, concurrency)
         results["engine_events_per_s"] = round(n / t)
 
         # one event per call (no batching), on a slice
-        engine3 = Engine.create(client, keys=Keys(f"bs{tag}"))
+        engine3 = Engine.create(client, keys=Keys(f"bs{tag}"), guardrails=False)
         single = events[: max(2000, n // 20)]
         single_jobs = [(lambda e=e: engine3.decide([e])) for e in single]
         t = await _drive(single_jobs, concurrency)
@@ -159,7 +161,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
 async def chain_memory(client: Redis, tag: str) -> dict[str, int]:
     """Bytes of one chain with ~100 nodes and ~4 successors each (plus one live run)."""
     keys = Keys(f"mem{tag}")
-    engine = Engine.create(client, keys=keys)
+    engine = Engine.create(client, keys=keys, guardrails=False)
     rng = random.Random(3)
     nodes = [uuid.UUID(int=rng.getrandbits(128)).hex[:16] for _ in range(100)]
     succ = {n: rng.sample(nodes, 4) for n in nodes}

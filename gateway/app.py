@@ -11,13 +11,29 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway import routes_events, routes_health, routes_openapi, routes_verdicts
+from gateway import (
+    routes_audit,
+    routes_events,
+    routes_health,
+    routes_keys,
+    routes_openapi,
+    routes_policy,
+    routes_signup,
+    routes_verdicts,
+    routes_webhooks,
+)
+from gateway.client_ip import parse_networks
+from gateway.limits import TierCache
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
 from gateway.waiters import VerdictListener, Waiters
+from models.ratelimit import parse_tiers
+from ratchet.audit import AuditLog
 from ratchet.errors import ConfigError
 from ratchet.keys import Keys
+from ratchet.ratelimit import RateLimiter
+from ratchet.scripts import ControlScripts
 from ratchet.settings import Settings
 from ratchet.topics import ensure_topics
 from ratchet.verdicts import VerdictStore
@@ -31,16 +47,27 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         raise ConfigError("the gateway needs Redis: set RATCHET_REDIS_URL")
     if not settings.kafka_bootstrap:
         raise ConfigError("the gateway needs Kafka: set RATCHET_KAFKA_BOOTSTRAP")
+    tiers = parse_tiers(settings.rate_limit_tiers)
+    if settings.default_tier not in tiers:
+        raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
+                          f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
+    trusted = parse_networks(settings.trusted_proxies)
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
-    for module in (routes_events, routes_verdicts, routes_health, routes_openapi):
+    for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
+                   routes_signup, routes_policy, routes_health, routes_openapi):
         app.add_routes(module.routes)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         assert settings.redis_url and settings.kafka_bootstrap
         redis = Redis.from_url(
             settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+        )
+        limits_redis = redis if not settings.ratelimit_redis_url else Redis.from_url(
+            settings.ratelimit_redis_url,
             socket_connect_timeout=settings.redis_timeout_s,
             socket_timeout=settings.redis_timeout_s,
         )
@@ -55,19 +82,26 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             if create_topics:
                 await ensure_topics(
                     settings.kafka_bootstrap,
-                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback],
+                    [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback,
+                     settings.topic_audit],
                     settings.topic_partitions,
                 )
             await publisher.start()
             await listener.start()
             keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
-                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters
+                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
+                scripts=ControlScripts(redis), limiter=RateLimiter(limits_redis, keys),
+                tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
+                trusted_proxies=trusted,
+                audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),
             )
             yield
         finally:
             await listener.stop()
             await publisher.stop()
+            if limits_redis is not redis:
+                await limits_redis.aclose()
             await redis.aclose()
 
     app.cleanup_ctx.append(lifetime)

@@ -52,7 +52,8 @@ def error_body(exc: RatchetError) -> dict[str, Any]:
     """The JSON error object of every error answer: ``{error, field, message}``."""
     if isinstance(exc, ValidationError):
         return dict(exc.as_dict())
-    code = {401: "unauthorized", 404: "not_found", 409: "conflict", 503: "unavailable"}
+    code = {401: "unauthorized", 404: "not_found", 409: "conflict", 429: "rate_limited",
+            503: "unavailable"}
     return {"error": code.get(exc.status, "internal"), "field": None, "message": str(exc)}
 
 

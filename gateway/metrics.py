@@ -17,6 +17,8 @@ __all__ = [
     "INGEST_EVENTS",
     "INGEST_TO_VERDICT",
     "KAFKA_SEND_SECONDS",
+    "RATELIMIT_FAIL_OPEN",
+    "RATELIMIT_REJECTED",
 ]
 
 HTTP_REQUESTS = Counter(
@@ -51,4 +53,15 @@ KAFKA_SEND_SECONDS = Histogram(
     "ratchet_gateway_kafka_send_duration_seconds",
     "Time for Kafka to acknowledge the envelopes of one request.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+RATELIMIT_REJECTED = Counter(
+    "ratchet_ratelimit_rejected_total",
+    "Requests answered 429, by limit: ingest, register (token buckets), signup (per-IP and "
+    "daily signup limits), auth_failures (too many failed authentications from one address).",
+    ["limit"],
+)
+RATELIMIT_FAIL_OPEN = Counter(
+    "ratchet_ratelimit_fail_open_total",
+    "Ingest requests admitted without a rate-limit check because the rate-limit Redis was "
+    "unavailable (ingest limits fail open).",
 )

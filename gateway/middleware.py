@@ -16,10 +16,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ingest import error_body
+from gateway.limits import DECISION
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
-from ratchet.errors import RatchetError, UnavailableError
+from models.ratelimit import RateDecision, retry_after_header
+from ratchet.errors import RatchetError, RateLimitedError, UnavailableError
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -72,6 +74,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, UnavailableError):
             log.warning("dependency unavailable: %s", exc)
         resp = web.json_response(error_body(exc), status=exc.status)
+        if isinstance(exc, RateLimitedError):
+            resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         GATEWAY_ERRORS.labels("redis_unavailable").inc()
         log.warning("redis unavailable: %s", type(exc).__name__)
@@ -81,6 +85,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.exception("unhandled error (trace %s)", trace_id)
         resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
     resp.headers[TRACE_ID_HEADER] = trace_id
+    decision = request.get(DECISION)
+    if isinstance(decision, RateDecision):
+        resp.headers.update(decision.headers())
     route = _route(request)
     method = request.method if request.method in _METHODS else "other"
     HTTP_REQUESTS.labels(route, method, str(resp.status)).inc()

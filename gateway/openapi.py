@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from gateway.openapi_audit import audit_paths, audit_schemas
 from models.events import DEFAULT_LIMITS, PRIORITIES
 from ratchet.settings import Settings
 
@@ -42,6 +43,20 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _limited(response: dict[str, Any]) -> dict[str, Any]:
+    """Add the ``X-RateLimit-*`` headers (and ``Retry-After`` on a 429) to a response."""
+    headers = dict(response.get("headers", {}))
+    for name in ("Limit", "Remaining", "Reset"):
+        headers[f"X-RateLimit-{name}"] = {"$ref": f"#/components/headers/RateLimit{name}"}
+    if "Rate limited" in response.get("description", ""):
+        headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+    return {**response, "headers": headers}
+
+
+def _limited_all(responses: dict[str, Any]) -> dict[str, Any]:
+    return {code: _limited(r) if code not in ("401",) else r for code, r in responses.items()}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed input; `field` names the offending field.",
@@ -49,6 +64,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Not found in the caller's project.",
         409: "Conflicts with stored state (already decided).",
         413: "Request body larger than the limit (4 MB by default).",
+        429: "Rate limited (see Retry-After): the project's token bucket, the per-IP signup "
+             "limits, or too many failed authentications from this address.",
         503: "Kafka or Redis is unavailable; retry later (same event ids are safe).",
     }
     return {str(c): _error(text[c]) for c in codes}
@@ -190,6 +207,80 @@ def _schemas(max_batch: int) -> dict[str, Any]:
                            "key_id": {"type": "string",
                                       "description": "First 12 hex of the key's SHA-256."}},
         },
+        "AgentRequest": {
+            "type": "object",
+            "properties": {"agent_id": {**_text(_ID_CHARS, "Wanted id (default: generated)."),
+                                        "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"}},
+        },
+        "AgentSecret": {
+            "type": "object",
+            "required": ["agent_id", "agent_secret"],
+            "properties": {"agent_id": {"type": "string"},
+                           "agent_secret": {"type": "string", "description": "as_...; shown "
+                                            "once, never retrievable again."}},
+        },
+        "Agent": {
+            "type": "object",
+            "required": ["agent_id"],
+            "properties": {"agent_id": {"type": "string"}, "created_at": {"type": "string"},
+                           "secret_rotated_at": {"type": "string"}},
+        },
+        "KeyRotated": {
+            "type": "object",
+            "required": ["project_id", "api_key", "key_id"],
+            "properties": {"project_id": {"type": "string"},
+                           "api_key": {"type": "string", "description": "rk_...; shown once. "
+                                       "The key used for this call no longer works."},
+                           "key_id": {"type": "string"}},
+        },
+        "SignupTokenRequest": {
+            "type": "object",
+            "properties": {"email": {"type": "string", "maxLength": 254, "format": "email"},
+                           "org_name": _text(200, "Name of the org to create.")},
+        },
+        "SignupToken": {
+            "type": "object",
+            "required": ["token", "expires_in_s"],
+            "properties": {"token": {"type": "string", "description": "st_...; redeem once."},
+                           "expires_in_s": {"type": "integer"}},
+        },
+        "SignupRedeem": {
+            "type": "object",
+            "required": ["token"],
+            "properties": {"token": {"type": "string", "maxLength": 128},
+                           "project_name": _text(200, "Default: \"default\"."),
+                           "agent_id": {"type": "string",
+                                        "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"}},
+        },
+        "SignupResult": {
+            "type": "object",
+            "required": ["org_id", "org_name", "project_id", "api_key", "agent_id",
+                         "agent_secret", "tier"],
+            "properties": {"org_id": {"type": "string"}, "org_name": {"type": "string"},
+                           "project_id": {"type": "string"},
+                           "api_key": {"type": "string", "description": "Shown once."},
+                           "agent_id": {"type": "string"},
+                           "agent_secret": {"type": "string", "description": "Shown once."},
+                           "tier": {"type": "string"}},
+        },
+        "Policy": {
+            "type": "object",
+            "required": ["project_id", "version", "hash", "source", "toml", "policy"],
+            "properties": {
+                "project_id": {"type": "string"},
+                "version": {"type": "integer", "minimum": 0,
+                            "description": "+1 on every PUT; 0 = none stored (defaults)."},
+                "hash": {"type": "string", "description": "SHA-256 of the normal form."},
+                "source": {"type": "string", "enum": ["stored", "default"]},
+                "updated_at": {"type": ["number", "null"]},
+                "updated_by": {"type": ["string", "null"]},
+                "toml": {"type": "string", "description": "The policy as written."},
+                "policy": {"type": "object",
+                           "description": "The validated policy, every default spelled out."},
+                "applies_within_s": {"type": "number", "description": "PUT only: workers "
+                                     "apply the new policy within this many seconds."},
+            },
+        },
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
         "Ready": {
@@ -208,6 +299,74 @@ def _schemas(max_batch: int) -> dict[str, Any]:
 def _event_id_param() -> dict[str, Any]:
     return {"name": "event_id", "in": "path", "required": True,
             "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS}}
+
+
+def _agent_id_param() -> dict[str, Any]:
+    return {"name": "agent_id", "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS}}
+
+
+def _security_paths(trace_param: dict[str, Any]) -> dict[str, Any]:
+    secured: list[dict[str, list[str]]] = [{"apiKey": []}]
+    return {
+        "/v1/agents": {"post": {
+            "summary": "Register an agent of the caller's project; its secret is shown once.",
+            "operationId": "registerAgent",
+            "security": secured,
+            "parameters": [trace_param],
+            "requestBody": {"required": False, "content": {
+                "application/json": {"schema": _ref("AgentRequest")}}},
+            "responses": _limited_all({
+                "201": _json(_ref("AgentSecret"), "Registered."),
+                **_errors(400, 401, 409, 413, 429, 503)}),
+        }},
+        "/v1/agents/{agent_id}": {"get": {
+            "summary": "An agent of the caller's project (never its secret).",
+            "operationId": "getAgent",
+            "security": secured,
+            "parameters": [_agent_id_param(), trace_param],
+            "responses": {"200": _json(_ref("Agent"), "The agent."),
+                          **_errors(400, 401, 404, 503)},
+        }},
+        "/v1/agents/{agent_id}/secret:rotate": {"post": {
+            "summary": "Replace the agent's secret; the old one fails at once.",
+            "operationId": "rotateAgentSecret",
+            "security": secured,
+            "parameters": [_agent_id_param(), trace_param],
+            "responses": _limited_all({
+                "200": _json(_ref("AgentSecret"), "Rotated; the new secret is shown once."),
+                **_errors(400, 401, 404, 429, 503)}),
+        }},
+        "/v1/projects/current/keys:rotate": {"post": {
+            "summary": "Replace the API key used for this call; it fails at once afterwards.",
+            "operationId": "rotateApiKey",
+            "security": secured,
+            "parameters": [trace_param],
+            "responses": _limited_all({
+                "200": _json(_ref("KeyRotated"), "Rotated; the new key is shown once."),
+                **_errors(401, 409, 429, 503)}),
+        }},
+        "/v1/signup/tokens": {"post": {
+            "summary": "Self-serve signup, step 1: a one-time token (no auth; per-IP limits).",
+            "operationId": "requestSignupToken",
+            "parameters": [trace_param],
+            "requestBody": {"required": False, "content": {
+                "application/json": {"schema": _ref("SignupTokenRequest")}}},
+            "responses": _limited_all({
+                "201": _json(_ref("SignupToken"), "Issued."),
+                **_errors(400, 413, 429, 503)}),
+        }},
+        "/v1/signup": {"post": {
+            "summary": "Self-serve signup, step 2: redeem the token for org, project, API key "
+                       "and agent credential (one atomic step; a token redeems once).",
+            "operationId": "redeemSignupToken",
+            "parameters": [trace_param],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("SignupRedeem")}}},
+            "responses": {"201": _json(_ref("SignupResult"), "Provisioned; secrets shown once."),
+                          **_errors(400, 401, 413, 429, 503)},
+        }},
+    }
 
 
 def _paths(settings: Settings) -> dict[str, Any]:
@@ -237,11 +396,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Event")}}},
-            "responses": {
+            "responses": _limited_all({
                 "200": _json(_ref("Decided"), "The verdict arrived within wait_ms."),
                 "202": _json(_ref("Accepted"), "Accepted; fetch the verdict later."),
-                **_errors(400, 401, 413, 503),
-            },
+                **_errors(400, 401, 413, 429, 503),
+            }),
         }},
         "/v1/events:batch": {"post": {
             "summary": "Ingest up to "
@@ -251,11 +410,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "parameters": [trace_param],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Batch")}}},
-            "responses": {
+            "responses": _limited_all({
                 "200": _json(_ref("BatchResponse"), "Per-event results; only accepted events "
                              "were published."),
-                **_errors(400, 401, 413, 503),
-            },
+                **_errors(400, 401, 413, 429, 503),
+            }),
         }},
         "/v1/whoami": {"get": {
             "summary": "The project of the API key (clients need it to sign events).",
@@ -297,6 +456,44 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json(_ref("DecisionResponse"), "Decision recorded."),
                           **_errors(400, 401, 404, 409, 413, 503)},
         }},
+        **_security_paths(trace_param),
+        "/v1/policy": {
+            "get": {
+                "summary": "The project's guardrail policy: TOML, or JSON with Accept: "
+                           "application/json.",
+                "operationId": "getPolicy",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {
+                    "200": {"description": "The stored policy (the defaults when none).",
+                            "headers": {"X-Trace-Id": {"$ref": "#/components/headers/TraceId"},
+                                        "ETag": {"schema": {"type": "string"}},
+                                        "X-Ratchet-Policy-Version": {
+                                            "schema": {"type": "string"}}},
+                            "content": {"application/toml": {"schema": {"type": "string"}},
+                                        "application/json": {"schema": _ref("Policy")}}},
+                    **_errors(401, 503),
+                },
+            },
+            "put": {
+                "summary": "Replace the project's guardrail policy (validated first; an "
+                           "invalid one leaves the old in force).",
+                "operationId": "putPolicy",
+                "security": secured,
+                "parameters": [trace_param],
+                "requestBody": {"required": True, "content": {
+                    "application/toml": {"schema": {"type": "string",
+                                                    "maxLength": settings.max_policy_bytes}},
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["toml"],
+                        "properties": {"toml": {"type": "string"}}}},
+                }},
+                "responses": {
+                    "200": _json(_ref("Policy"), "Stored; in force within applies_within_s."),
+                    **_errors(400, 401, 413, 503),
+                },
+            },
+        },
         "/healthz": {"get": {
             "summary": "Liveness: the process answers.", "operationId": "healthz",
             "responses": {"200": _json(_ref("Health"), "Alive.")},
@@ -330,13 +527,23 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
             "description": "Signed ingest of agent tool calls, verdicts and approvals. "
                            "Every response carries X-Trace-Id. See docs/api.md.",
         },
-        "paths": _paths(settings),
+        "paths": {**_paths(settings), **audit_paths(settings)},
         "components": {
-            "schemas": _schemas(settings.max_batch_events),
+            "schemas": {**_schemas(settings.max_batch_events), **audit_schemas()},
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "Project API key (rk_...)."}},
-            "headers": {"TraceId": {"description": "Trace id of this request.",
-                                    "schema": {"type": "string"}}},
+            "headers": {
+                "TraceId": {"description": "Trace id of this request.",
+                            "schema": {"type": "string"}},
+                "RateLimitLimit": {"description": "Tokens per minute of the bucket (tier).",
+                                   "schema": {"type": "integer"}},
+                "RateLimitRemaining": {"description": "Whole tokens left after this request.",
+                                       "schema": {"type": "integer"}},
+                "RateLimitReset": {"description": "Seconds until the bucket is full again.",
+                                   "schema": {"type": "integer"}},
+                "RetryAfter": {"description": "Seconds to wait before retrying (integer, "
+                               "rounded up).", "schema": {"type": "integer"}},
+            },
         },
     }
 

@@ -64,6 +64,15 @@ class Publisher:
             msg.topic, msg.value, key=msg.key, headers=[(TRACE_HEADER, msg.trace_id.encode())]
         )
 
+    async def send_raw(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send one message (no trace header), bounded by the send timeout; raises on failure.
+
+        The audit log's sink (:data:`ratchet.audit.AuditSink`).
+        """
+        await asyncio.wait_for(
+            self.producer.send_and_wait(topic, value, key=key), self.send_timeout_s
+        )
+
     async def publish(self, messages: Sequence[Message]) -> list[BaseException | None]:
         """Send messages concurrently; per message ``None`` (acknowledged) or the error.
 

@@ -11,11 +11,13 @@ from aiohttp import web
 from gateway.auth import authenticate, verify_event
 from gateway.body import int_query, read_json
 from gateway.ingest import check_signatures, envelopes, parse_batch
+from gateway.limits import rate_limit
 from gateway.metrics import INGEST_EVENTS
 from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.events import IngestEvent, parse_event
+from models.ratelimit import INGEST
 from ratchet.errors import AuthError, UnavailableError, ValidationError
 from ratchet.provisioning import agent_secrets
 
@@ -40,6 +42,7 @@ def _messages(
 async def post_event(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
+    await rate_limit(request, caller, INGEST, 1)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
@@ -91,6 +94,7 @@ async def post_batch(request: web.Request) -> web.Response:
     caller = await authenticate(request, state)
     body = await read_json(request, state.settings.max_body_bytes)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events)
+    await rate_limit(request, caller, INGEST, len(items))  # every event takes a token
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
     check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)

@@ -24,6 +24,7 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 DECISIONS = ("approve", "reject")
+AUDIT_ACTIONS = {"approve": "approval.approved", "reject": "approval.rejected"}
 MAX_REASON_CHARS = 1000
 
 
@@ -112,6 +113,10 @@ async def decide(request: web.Request) -> web.Response:
         # the decision could not reach the workers: leave the event paused so a retry works
         await state.store.unresolve(caller.project_id, event_id, score)
         raise
+    await state.audit.append(
+        caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",
+        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id},
+    )
     return web.json_response(
         {"event_id": event_id, "decision": decision, "status": "recorded", "trace_id": trace_id}
     )

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
+from ratchet.audit import AuditLog
 from ratchet.keys import Keys
+from ratchet.ratelimit import RateLimiter
+from ratchet.scripts import ControlScripts
 from ratchet.settings import Settings
 from ratchet.verdicts import VerdictStore
+
+if TYPE_CHECKING:
+    from gateway.client_ip import Network
+    from gateway.limits import TierCache
 
 __all__ = ["STATE", "GatewayState"]
 
@@ -24,6 +32,13 @@ class GatewayState:
     store: VerdictStore
     publisher: Publisher
     waiters: Waiters
+    #: Control-plane scripts (signup, rotation) on ``redis``.
+    scripts: ControlScripts
+    #: Token buckets (on ``ratelimit_redis_url``, default ``redis``).
+    limiter: RateLimiter
+    tiers: TierCache
+    trusted_proxies: tuple[Network, ...]
+    audit: AuditLog
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

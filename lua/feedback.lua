@@ -79,4 +79,5 @@ redis.call('HSET', meta_key, 'sig', sig, 'fb', fb, 'nn', st.nn, 'ne', st.ne, 'ov
 for i = 1, 4 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)
 end
+flush_counts()
 return {0, sig, fb, learned}

@@ -21,7 +21,7 @@
   KEYS[7..] run     hash per run: last, ended, "e:<event id>" → answer, "h:<event id>" → held edges
 
   ARGV[1]  now_ms            current time, ms (Unix)
-  ARGV[2]  learn             1 count transitions / runs / modes; 0 score only (what-if)
+  ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
   ARGV[3]  epsilon           ε of the score
   ARGV[4]  floor_bits        no score at or under this is anomalous
   ARGV[5]  fallback_bits     default fallback threshold (meta "fb" overrides)
@@ -46,7 +46,8 @@
   ARGV[26] run_ttl           idle TTL of run state, s
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events are not learned
-  ARGV[29] n                 number of events; then 2 values per event:
+  ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
+  ARGV[30] n                 number of events; then 2 values per event:
            event_id, and "<run key index> <high><eor><hold> <node>": the run key's index into
            KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds it back
            from learning) and the node id (the rest of the string). Fewer, packed ARGV values
@@ -86,8 +87,9 @@ local ppm_low, ppm_mid, ppm_high = tonumber(ARGV[23]), tonumber(ARGV[24]), tonum
 local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
-local n = tonumber(ARGV[29])
-local BASE, FIELDS = 29, 2
+local robust = ARGV[29] == '1'
+local n = tonumber(ARGV[30])
+local BASE, FIELDS = 30, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events')
@@ -108,6 +110,16 @@ local win = redis.call('LRANGE', win_key, 0, window_large - 1)
 for i = 1, #win do win[i] = tonumber(win[i]) end
 local win_dirty = false
 
+local MAD_SCALE = 1.4826
+
+-- Median of a sorted array (mirrors models/scoring.py _median).
+local function median(sorted)
+  local n = #sorted
+  local mid = math.floor(n / 2)
+  if n % 2 == 1 then return sorted[mid + 1] end
+  return (sorted[mid] + sorted[mid + 1]) / 2.0
+end
+
 local function current_threshold()
   local w = window
   if st.runs >= large_runs then w = window_large end
@@ -115,15 +127,26 @@ local function current_threshold()
   if #win < w then
     value = st.fb
   else
-    local total = 0.0
-    for i = 1, w do total = total + win[i] end
-    local mean = total / w
-    local acc = 0.0
-    for i = 1, w do
-      local d = win[i] - mean
-      acc = acc + d * d
+    if robust then
+      local vals = {}
+      for i = 1, w do vals[i] = win[i] end
+      table.sort(vals)
+      local med = median(vals)
+      local dev = {}
+      for i = 1, w do dev[i] = math.abs(win[i] - med) end
+      table.sort(dev)
+      value = med + st.sig * (MAD_SCALE * median(dev))
+    else
+      local total = 0.0
+      for i = 1, w do total = total + win[i] end
+      local mean = total / w
+      local acc = 0.0
+      for i = 1, w do
+        local d = win[i] - mean
+        acc = acc + d * d
+      end
+      value = mean + st.sig * math.sqrt(acc / w)
     end
-    value = mean + st.sig * math.sqrt(acc / w)
   end
   if value > floor_bits then return value end
   return floor_bits
@@ -159,7 +182,18 @@ local function action_for(anomalous)
   return locked_action
 end
 
-local runs_seen = {}
+-- Run state, read once per run and written once per run at the end of the batch.
+local runs = {}
+local function run_state(run_key)
+  local r = runs[run_key]
+  if r == nil then
+    local v = redis.call('HMGET', run_key, 'last', 'ended')
+    r = { last = v[1], ended = v[2], w = {}, ans = {}, dirty = false }
+    runs[run_key] = r
+  end
+  return r
+end
+
 local out = {}
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
@@ -172,14 +206,15 @@ for i = 0, n - 1 do
   local ext_hold = f_hold == '1'
   local answer_field = 'e:' .. event_id
   st.mode_changed = 0
-  local prior = redis.call('HGET', run_key, answer_field)
+  local cached = runs[run_key]
+  local prior = cached and cached.ans[answer_field]
+  if not prior then prior = redis.call('HGET', run_key, answer_field) end
   if prior then
     out[#out + 1] = '1\t' .. prior
   else
-    runs_seen[run_key] = true
-    local run = redis.call('HMGET', run_key, 'last', 'ended')
-    local from = run[1]
-    if (not from) or run[2] == '1' then
+    local run = run_state(run_key)
+    local from = run.last
+    if (not from) or run.ended == '1' then
       from = START
       if learn then
         st.runs = st.runs + 1
@@ -202,10 +237,11 @@ for i = 0, n - 1 do
     elseif learn and held then
       local pending = e.from .. '\t' .. e.to
       if tail ~= nil then pending = pending .. '\n' .. tail.from .. '\t' .. tail.to end
-      redis.call('HSET', run_key, 'h:' .. event_id, pending)
+      run.w[#run.w + 1] = 'h:' .. event_id
+      run.w[#run.w + 1] = pending
     end
-    if not e.anomalous then push_score(e.bits) end
-    if tail ~= nil and not tail.anomalous then push_score(tail.bits) end
+    if learn and not e.anomalous then push_score(e.bits) end
+    if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
     local last, ended = e.to, '0'
     if eor then last, ended = END_NODE, '1' end
     local held_flag, anomalous_flag, new_flag = '0', '0', '0'
@@ -218,13 +254,24 @@ for i = 0, n - 1 do
       anomalous_flag, tostring(st.mode), tostring(action), held_flag,
       string.format('%d', st.runs), tostring(st.mode_changed), new_flag,
     }, '\t')
-    redis.call('HSET', run_key, 'last', last, 'ended', ended, answer_field, answer)
+    run.last, run.ended, run.dirty = last, ended, true
+    run.ans[answer_field] = answer
+    run.w[#run.w + 1] = answer_field
+    run.w[#run.w + 1] = answer
     out[#out + 1] = '0\t' .. answer
   end
 end
 
-for run_key in pairs(runs_seen) do
-  redis.call('EXPIRE', run_key, run_ttl)
+flush_counts()
+for run_key, run in pairs(runs) do
+  if run.dirty then
+    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended)
+    local w = run.w
+    for j = 1, #w, 1000 do
+      redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))
+    end
+    redis.call('EXPIRE', run_key, run_ttl)
+  end
 end
 if win_dirty then
   redis.call('DEL', win_key)

@@ -159,6 +159,7 @@ class ReferenceChain:
             sigma=self.sigma,
             fallback=self.fallback,
             floor=p.floor_bits,
+            robust=p.window_stat == "robust",
         )
 
     def _assess(self, src: str, to: str) -> _Assessed:
@@ -228,9 +229,9 @@ class ReferenceChain:
             if tail is not None:
                 pending.append((tail.from_node, tail.to_node))
             run.held[event_id] = pending
-        if not e.anomalous:
+        if learn and not e.anomalous:
             self._push(e.bits)
-        if tail is not None and not tail.anomalous:
+        if learn and tail is not None and not tail.anomalous:
             self._push(tail.bits)
         run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
         answer = Answer(

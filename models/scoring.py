@@ -18,7 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["score", "window_stats", "threshold", "is_anomalous", "probability"]
+__all__ = [
+    "score", "window_stats", "robust_stats", "threshold", "is_anomalous", "probability", "MAD_SCALE",
+]
+
+#: Scales the median absolute deviation to a standard deviation under a normal distribution.
+MAD_SCALE = 1.4826
 
 _LN2 = math.log(2.0)
 
@@ -47,18 +52,50 @@ def window_stats(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(acc / n)
 
 
+def _median(sorted_values: Sequence[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    if n % 2 == 1:
+        return sorted_values[mid]
+    return (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
+
+
+def robust_stats(values: Sequence[float]) -> tuple[float, float]:
+    """Median and ``MAD_SCALE`` × median absolute deviation (a spread one outlier cannot move).
+
+    >>> robust_stats([0.5, 0.5, 0.5, 0.5, 11.9])
+    (0.5, 0.0)
+    """
+    ordered = sorted(values)
+    med = _median(ordered)
+    dev = sorted(abs(v - med) for v in values)
+    return med, MAD_SCALE * _median(dev)
+
+
 def threshold(
-    recent: Sequence[float], *, window: int, sigma: float, fallback: float, floor: float
+    recent: Sequence[float],
+    *,
+    window: int,
+    sigma: float,
+    fallback: float,
+    floor: float,
+    robust: bool = False,
 ) -> float:
     """Rolling threshold over the newest ``window`` scores (newest first), never under ``floor``.
 
-    While fewer than ``window`` scores exist the fallback applies.
+    While fewer than ``window`` scores exist the fallback applies. ``robust``: median + sigma ×
+    scaled MAD instead of mean + sigma × std.
+
+    >>> threshold([0.5] * 9 + [11.9], window=10, sigma=3.0, fallback=3.0, floor=0.0) > 11
+    True
+    >>> threshold([0.5] * 9 + [11.9], window=10, sigma=3.0, fallback=3.0, floor=0.0, robust=True)
+    0.5
     """
     if len(recent) < window:
         value = fallback
     else:
-        mean, std = window_stats(recent[:window])
-        value = mean + sigma * std
+        center, spread = (robust_stats if robust else window_stats)(recent[:window])
+        value = center + sigma * spread
     return value if value > floor else floor
 
 

@@ -19,6 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ratchet.demo",
     "gateway.cli",
     "streams.cli",
+    "ratchet.audit_cli",
+    "ratchet.webhooks_cli",
+    "ratchet.baseline_cli",
 )
 
 

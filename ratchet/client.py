@@ -144,6 +144,14 @@ class RatchetClient:
             "POST", "/v1/events:batch", json={"events": [self.signed(e) for e in events]}
         )
 
+    async def policy(self) -> Answer:
+        """The project's guardrail policy: TOML text, validated form, version and hash."""
+        return await self._call("GET", "/v1/policy", headers={"Accept": "application/json"})
+
+    async def put_policy(self, toml_text: str) -> Answer:
+        """Replace the project's guardrail policy (400 naming the bad field if invalid)."""
+        return await self._call("PUT", "/v1/policy", json={"toml": toml_text})
+
     async def verdict(self, event_id: str) -> Answer:
         return await self._call("GET", f"/v1/verdicts/{event_id}")
 

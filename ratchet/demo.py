@@ -204,8 +204,10 @@ async def _drive(
     keys = Keys(settings.key_prefix)
     redis = Redis.from_url(settings.redis_url)
     try:
-        project_id, api_key = await create_project(redis, keys, "ratchet demo")
-        probe_project, probe_key = await create_project(redis, keys, "ratchet demo probe")
+        # the demo streams thousands of events a minute: the high-volume rate-limit tier
+        project_id, api_key = await create_project(redis, keys, "ratchet demo", "high_volume")
+        probe_project, probe_key = await create_project(redis, keys, "ratchet demo probe",
+                                                        "high_volume")
         _, probe_secret = await create_agent(redis, keys, probe_project, "probe")
         events, warmup = _traffic(opts, project_id)
         agent_ids = _agent_ids(opts) + ["latency-probe"]

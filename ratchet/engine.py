@@ -1,8 +1,13 @@
-"""The behavioural engine: events → nodes and chains → one Lua call per chain batch → verdicts.
+"""The behavioural engine: events → guardrails and Markov chains → verdicts.
 
-Pure work (skeletons, node ids, chain identity, reasons) comes from ``models/``; state and the
-decision live in Redis (``lua/observe.lua``). Used by the Faust workers, ``ratchet replay`` and
-the benchmarks alike.
+Pure work (skeletons, node ids, chain identity, reasons, guardrail rules) comes from
+``models/``; state lives in Redis. A batch costs two round trips: one ``lua/guardrails.lua`` call
+per agent (:mod:`ratchet.guard`), then one ``lua/observe.lua`` call per chain, each set pipelined.
+The guardrails go first because an event a guardrail pauses or rejects is held back from
+learning (protected learning). Each guardrail and the chain decide independently; the verdict
+takes the strictest action and lists every reason. Guardrails apply in every mode: a chain in
+shadow still gets the explicit rules' actions. Used by the Faust workers, ``ratchet replay``
+and the benchmarks alike.
 """
 
 from __future__ import annotations
@@ -17,21 +22,27 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from models.audit import check_action_actor
 from models.events import IngestEvent
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.params import COUNT_SCALE, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
-from models.verdict import Edge, Reason, Verdict
+from models.verdict import Edge, Reason, Verdict, strictest
+from ratchet.audit import AuditLog
 from ratchet.errors import UnavailableError
+from ratchet.guard import Guardrails
+from ratchet.guard_store import GuardStore
 from ratchet.keys import Keys
 from ratchet.metrics import BATCH_EVENTS, EDGE_SCORE_BITS, ENGINE_ERRORS, EVENTS, MODE_TRANSITIONS
+from ratchet.policy_store import PolicySource, StoredPolicies
 from ratchet.store import ChainBatch, EngineStore, FeedbackResult, Observation, ObserveItem
 
 __all__ = ["Engine", "markov_reason", "connect_redis", "count_observations"]
 
 _HIGH = frozenset(("high", "critical"))
+_HOLD = frozenset(("pause", "reject"))
 
 
 def connect_redis(url: str, *, cluster: bool = False) -> Redis | RedisCluster:
@@ -85,6 +96,8 @@ class Engine:
     params: EngineParams
     rich: bool = False
     clock: Callable[[], float] = time.time
+    #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
+    guardrails: Guardrails | None = None
 
     @classmethod
     def create(
@@ -96,12 +109,27 @@ class Engine:
         rich: bool = False,
         run_ttl_s: int = 86_400,
         chain_ttl_s: int = 30 * 86_400,
+        guardrails: bool = True,
+        policies: PolicySource | None = None,
+        policy_keys: Keys | None = None,
+        policy_refresh_s: float = 1.0,
+        event_time: bool = False,
     ) -> Engine:
+        """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
+        policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
+        the project's stored policy, re-checked every ``policy_refresh_s`` seconds)."""
         params = params or EngineParams()
-        store = EngineStore(
-            client, keys or Keys(), params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s
-        )
-        return cls(store=store, params=params, rich=rich)
+        keys = keys or Keys()
+        store = EngineStore(client, keys, params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s)
+        guards = None
+        if guardrails:
+            source = policies or StoredPolicies(
+                client, policy_keys or keys, refresh_s=policy_refresh_s
+            )
+            guards = Guardrails(
+                GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
+            )
+        return cls(store=store, params=params, rich=rich, guardrails=guards)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -111,6 +139,17 @@ class Engine:
             skeleton_hash(event.payload), service=event.service, action=event.action, rich=self.rich
         )
 
+    def _nodes(self, events: Sequence[IngestEvent]) -> tuple[list[str], list[str]]:
+        """(Markov node, guardrail node) per event; the skeleton is hashed once."""
+        markov: list[str] = []
+        guard: list[str] = []
+        for ev in events:
+            skel = skeleton_hash(ev.payload)
+            rich = node_id(skel, service=ev.service, action=ev.action, rich=True)
+            markov.append(rich if self.rich else skel)
+            guard.append(rich)
+        return markov, guard
+
     async def decide(
         self,
         events: Sequence[IngestEvent],
@@ -119,15 +158,29 @@ class Engine:
         trace_id: str = "",
         holds: Sequence[bool] | None = None,
     ) -> list[Verdict]:
-        """Verdicts for ``events`` in order (one Lua call per chain, pipelined).
+        """Verdicts for ``events`` in order (one guardrails call per agent, then one observe
+        call per chain; each set pipelined).
 
-        ``holds[i]`` marks an event a guardrail paused or rejected: it is not learned.
-        Raises :class:`UnavailableError` when Redis cannot be reached (never a detection).
+        ``holds[i]`` marks an event held back from learning by the caller; events a guardrail
+        pauses or rejects are held back too. Raises :class:`UnavailableError` when Redis
+        cannot be reached (never a detection).
         """
         if not events:
             return []
+        now = self.clock()
+        markov_nodes, guard_nodes = self._nodes(events)
+        guard_reasons: list[tuple[Reason, ...]] | None = None
+        if self.guardrails is not None:
+            try:
+                guard_reasons = await self.guardrails.check(events, guard_nodes, now)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+                raise UnavailableError(f"Redis is unavailable: {exc}") from exc
         groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
         for i, ev in enumerate(events):
+            hold = bool(holds[i]) if holds is not None else False
+            if guard_reasons is not None and not hold:
+                hold = any(r.action in _HOLD for r in guard_reasons[i])
             chain = self.chain_of(ev)
             group = groups.get(chain.tag)
             if group is None:
@@ -137,10 +190,10 @@ class Engine:
                 ObserveItem(
                     event_id=ev.event_id,
                     run_id=ev.run_id,
-                    node=self.node_of(ev),
+                    node=markov_nodes[i],
                     high_priority=ev.priority in _HIGH,
                     end_of_run=ev.end_of_run,
-                    hold=bool(holds[i]) if holds is not None else False,
+                    hold=hold,
                 )
             )
         batches = [
@@ -155,7 +208,6 @@ class Engine:
             )
             for tag, (chain, _, items) in groups.items()
         ]
-        now = self.clock()
         try:
             answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -166,13 +218,22 @@ class Engine:
         out: list[Verdict | None] = [None] * len(events)
         for (chain, indices, _), answer in zip(groups.values(), answers, strict=True):
             for i, obs in zip(indices, answer, strict=True):
-                out[i] = self._verdict(events[i], chain, obs, now, trace_id)
+                guards = guard_reasons[i] if guard_reasons is not None else ()
+                out[i] = self._verdict(events[i], chain, obs, now, trace_id, guards)
         return [v for v in out if v is not None]
 
     def _verdict(
-        self, ev: IngestEvent, chain: ChainId, obs: Observation, now: float, trace_id: str
+        self,
+        ev: IngestEvent,
+        chain: ChainId,
+        obs: Observation,
+        now: float,
+        trace_id: str,
+        guards: tuple[Reason, ...] = (),
     ) -> Verdict:
         reason = markov_reason(obs, self.params)
+        reasons = (reason, *guards) if reason is not None else guards
+        action = strictest([obs.action, *(r.action for r in guards)]) if guards else obs.action
         change = ""
         if obs.mode_change:
             change = MODE_NAMES[obs.mode] + ("(forced)" if obs.mode_change == 2 else "")
@@ -193,8 +254,8 @@ class Engine:
                 obs.count / COUNT_SCALE,
                 obs.row_total / COUNT_SCALE,
             ),
-            action=obs.action,
-            reasons=(reason,) if reason is not None else (),
+            action=action,
+            reasons=reasons,
             decided_at=now,
             trace_id=trace_id,
             project_id=ev.project_id,
@@ -215,6 +276,20 @@ class Engine:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise UnavailableError(f"Redis is unavailable: {exc}") from exc
 
-    async def reset(self, chain: ChainId) -> int:
-        """Operator reset of a baseline: the chain starts again in shadow."""
-        return await self.store.reset(chain.tag)
+    async def reset(
+        self, chain: ChainId, *, audit: AuditLog | None = None, actor: str = "cli"
+    ) -> int:
+        """Operator reset of a baseline: the chain starts again in shadow.
+
+        With ``audit``, a ``baseline.reset`` entry is appended to the chain's project log.
+        """
+        if audit is not None:
+            check_action_actor("baseline.reset", actor)
+        deleted = await self.store.reset(chain.tag)
+        if audit is not None:
+            await audit.append(
+                chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",
+                {"agent_id": chain.agent_id, "service": chain.service,
+                 "critical": chain.critical, "keys_deleted": deleted},
+            )
+        return deleted

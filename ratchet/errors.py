@@ -92,6 +92,20 @@ class ScriptCode(IntEnum):
     BAD_ARGUMENTS = -1
     UNKNOWN_EVENT = -2
     NOT_PENDING = -3
+    HEAD_MOVED = -4
+    LIMIT_REACHED = -5
+    #: signup_issue.lua: per-IP hourly / daily limit, global daily cap.
+    SIGNUP_IP_HOUR = -10
+    SIGNUP_IP_DAY = -11
+    SIGNUP_DAILY_CAP = -12
+    #: signup_redeem.lua: the token is unknown, expired or already redeemed.
+    TOKEN_INVALID = -13
+    #: rotate_key.lua: the presented key no longer maps to the project (rotated concurrently).
+    KEY_MISMATCH = -14
+    #: rotate_secret.lua: no such agent in the project.
+    UNKNOWN_AGENT = -15
+    #: a freshly generated id or key already exists (astronomically unlikely; retry).
+    ALREADY_EXISTS = -16
 
 
 def raise_for_code(code: int, script: str) -> None:

@@ -2,21 +2,27 @@
 
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
-buckets share ``{k:<key hash>}``. The chain tag is a hash (``models.nodes.ChainId.tag``), so agent
-ids containing braces cannot break the tagging.
+buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
+guardrail state shares ``{g:<agent tag>}``. Chain and agent tags are hashes
+(``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
+tagging.
 
 >>> k = Keys("rt")
 >>> k.chain_keys("ab12").edges
 'rt:{c:ab12}:edges'
 >>> k.run("ab12", "run-7")
 'rt:{c:ab12}:run:run-7'
+>>> k.guard_run_keys("9f", "r1").nodes
+'rt:{g:9f}:run:r1:nodes'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "ChainKeys"]
+import xxhash
+
+__all__ = ["Keys", "ChainKeys", "GuardAgentKeys", "GuardRunKeys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,31 @@ class ChainKeys:
 
     def as_list(self) -> list[str]:
         return [self.meta, self.edges, self.rows, self.nodes, self.window, self.snapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardAgentKeys:
+    """Per-agent guardrail state (``lua/guardrails.lua`` KEYS[1..2])."""
+
+    #: hash: velocity slot → events, plus ``w`` = window length (ms) the slots were cut for.
+    window: str
+    #: hash: UTC day number → sum of ``cost`` of the agent that day.
+    cost: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRunKeys:
+    """Per-run guardrail state (three KEYS per run in ``lua/guardrails.lua``)."""
+
+    #: hash: ``n`` events, ``cost`` sum, ``e:<event id>`` → the state answered for that event.
+    state: str
+    #: hash: velocity slot → events of the run (as ``GuardAgentKeys.window``).
+    window: str
+    #: list: the run's most recent nodes, oldest first.
+    nodes: str
+
+    def as_list(self) -> list[str]:
+        return [self.state, self.window, self.nodes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +119,66 @@ class Keys:
         return f"{self.prefix}:{{p:{project_id}}}:agents"
 
     # --- guardrail state (one hash tag per agent) --------------------------------------------
-    def guard_agent(self, project_id: str, agent_id: str) -> str:
-        return f"{self.prefix}:{{g:{project_id}:{agent_id}}}:agent"
+    def guard_tag(self, project_id: str, agent_id: str) -> str:
+        """The hash tag of one agent's guardrail state: xxh3_64 hex of (project, agent), so
+        ids containing braces cannot break the tagging (like :attr:`models.nodes.ChainId.tag`)."""
+        return xxhash.xxh3_64_hexdigest(f"{project_id}\x1f{agent_id}".encode())
 
-    def guard_run(self, project_id: str, agent_id: str, run_id: str) -> str:
-        return f"{self.prefix}:{{g:{project_id}:{agent_id}}}:run:{run_id}"
+    def guard_agent_keys(self, tag: str) -> GuardAgentKeys:
+        base = f"{self.prefix}:{{g:{tag}}}"
+        return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost")
 
+    def guard_run_keys(self, tag: str, run_id: str) -> GuardRunKeys:
+        base = f"{self.prefix}:{{g:{tag}}}:run:{run_id}"
+        return GuardRunKeys(state=base, window=f"{base}:win", nodes=f"{base}:nodes")
+
+    # --- guardrail policy (control plane, project tag) ------------------------------------------
     def policy(self, project_id: str) -> str:
+        """Hash: toml, json (normalized), hash, version, updated_at, updated_by."""
         return f"{self.prefix}:{{p:{project_id}}}:policy"
+
+    # --- platform security: rate limits, signup, brute-force counters ------------------------
+    def rate_bucket(self, project_id: str, kind: str) -> str:
+        """One token bucket (a single key: Redis Cluster-safe on its own slot)."""
+        return f"{self.prefix}:{{rl:{project_id}}}:{kind}"
+
+    def org(self, org_id: str) -> str:
+        return f"{self.prefix}:{{o:{org_id}}}:org"
+
+    def signup_ip(self, ip: str) -> str:
+        """Sorted set of signup tokens issued to one client IP (score = issue time, ms)."""
+        return f"{self.prefix}:{{signup}}:ip:{ip}"
+
+    def signup_day(self, day: str) -> str:
+        """Signup tokens issued on one UTC day (``YYYYMMDD``), all clients."""
+        return f"{self.prefix}:{{signup}}:day:{day}"
+
+    def signup_token(self, token_sha256: str) -> str:
+        """An unredeemed signup token (SHA-256 only, like API keys) → its request, JSON."""
+        return f"{self.prefix}:{{signup}}:token:{token_sha256}"
+
+    def auth_failures(self, ip: str) -> str:
+        """Failed authentications of one client IP in the current window (a counter)."""
+        return f"{self.prefix}:{{af:{ip}}}:authfail"
+
+    # --- audit log (one hash tag per project) -------------------------------------------------
+    def audit_head(self, project_id: str) -> str:
+        """Hash: seq, hash, at_ms of the newest audit entry of a project."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:head"
+
+    def audit_entries(self, project_id: str) -> str:
+        """Sorted set: score = seq, member = entry JSON."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:entries"
+
+    def audit_times(self, project_id: str) -> str:
+        """Sorted set: score = at_ms, member = seq (time-range queries, retention)."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:times"
+
+    def audit_checkpoint(self, project_id: str) -> str:
+        """Hash: seq, hash of the newest entry removed by retention (verification starts after)."""
+        return f"{self.prefix}:{{p:{project_id}}}:audit:checkpoint"
+
+    # --- webhooks (per project) ------------------------------------------------------------------
+    def webhooks(self, project_id: str) -> str:
+        """Hash: webhook id → webhook JSON (url, actions, secret, created_at)."""
+        return f"{self.prefix}:{{p:{project_id}}}:webhooks"

@@ -21,6 +21,14 @@ __all__ = [
     "WORKER_BATCH_SECONDS",
     "INGEST_TO_VERDICT_SECONDS",
     "FEEDBACK",
+    "GUARDRAIL_REASONS",
+    "POLICY_LOADS",
+    "AUDIT_ENTRIES",
+    "AUDIT_PUBLISH_FAILURES",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_BREAKER_TRANSITIONS",
+    "WEBHOOK_DELIVERY_SECONDS",
 ]
 
 LUA_SECONDS = Histogram(
@@ -60,6 +68,17 @@ BATCH_EVENTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 
+GUARDRAIL_REASONS = Counter(
+    "ratchet_guardrail_reasons_total",
+    "Guardrail matches (reasons added to verdicts), by guardrail and its action.",
+    ["guardrail", "action"],
+)
+POLICY_LOADS = Counter(
+    "ratchet_policy_loads_total",
+    "Guardrail policies (re)loaded by engines after a version change (result: ok, invalid).",
+    ["result"],
+)
+
 # --- workers (streams/) ----------------------------------------------------------------------
 WORKER_MESSAGES = Counter(
     "ratchet_worker_messages_total",
@@ -85,4 +104,38 @@ FEEDBACK = Counter(
     "ratchet_feedback_total",
     "Human decisions applied by workers (result: applied, not_pending, unknown_event).",
     ["decision", "result"],
+)
+
+# --- audit log and webhooks (used by gateway, CLI and the webhook dispatcher) ----------------
+AUDIT_ENTRIES = Counter(
+    "ratchet_audit_entries_total",
+    "Audit entries appended, by action (a fixed set: models.audit.ACTIONS).",
+    ["action"],
+)
+AUDIT_PUBLISH_FAILURES = Counter(
+    "ratchet_audit_publish_failures_total",
+    "Audit entries stored in Redis but not published to the audit topic after every attempt.",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "ratchet_webhook_delivery_attempts_total",
+    "Webhook delivery attempts by result: delivered, http_error, timeout, connect_error, "
+    "refused (address not allowed), breaker_open.",
+    ["result"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "ratchet_webhook_deliveries_total",
+    "Webhook deliveries by final result: delivered, dropped (retries exhausted), "
+    "refused (destination address not allowed).",
+    ["result"],
+)
+WEBHOOK_BREAKER_TRANSITIONS = Counter(
+    "ratchet_webhook_breaker_transitions_total",
+    "Circuit-breaker state changes of webhook destinations, by new state "
+    "(open, half_open, closed).",
+    ["state"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "ratchet_webhook_delivery_duration_seconds",
+    "Duration of one webhook delivery attempt that reached the destination.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -18,6 +18,8 @@ import uuid
 
 from redis.asyncio import Redis
 
+from models.audit import check_action_actor
+from ratchet.audit import AuditLog
 from ratchet.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.keys import Keys
 
@@ -43,8 +45,17 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-async def create_project(redis: Redis, keys: Keys, name: str) -> tuple[str, str]:
-    """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once."""
+async def create_project(
+    redis: Redis, keys: Keys, name: str, tier: str | None = None, *,
+    audit: AuditLog | None = None, actor: str = "cli",
+) -> tuple[str, str]:
+    """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once.
+
+    ``tier`` is its rate-limit tier (``None``: the gateway's default tier applies). With
+    ``audit``, a ``project.created`` entry is appended (``actor`` names who did it).
+    """
+    if audit is not None:
+        check_action_actor("project.created", actor)
     name = name.strip()
     if not name or len(name) > 200:
         raise ValidationError("project name must be 1 to 200 characters", "name")
@@ -55,9 +66,14 @@ async def create_project(redis: Redis, keys: Keys, name: str) -> tuple[str, str]
         pipe.hset(keys.project(project_id), mapping={
             "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
         })
+        if tier is not None:
+            pipe.hset(keys.project(project_id), "tier", tier)
         pipe.sadd(keys.projects(), project_id)
         pipe.set(keys.api_key(sha), project_id)
         await pipe.execute()
+    if audit is not None:
+        await audit.append(project_id, "project.created", actor, f"project:{project_id}",
+                           {"name": name, "api_key_id": sha[:12], "tier": tier})
     return project_id, api_key
 
 
@@ -66,9 +82,20 @@ async def project_exists(redis: Redis, keys: Keys, project_id: str) -> bool:
 
 
 async def create_agent(
-    redis: Redis, keys: Keys, project_id: str, agent_id: str | None = None
+    redis: Redis,
+    keys: Keys,
+    project_id: str,
+    agent_id: str | None = None,
+    *,
+    audit: AuditLog | None = None,
+    actor: str = "cli",
 ) -> tuple[str, str]:
-    """Register an agent of a project; returns ``(agent_id, secret)`` — show the secret once."""
+    """Register an agent of a project; returns ``(agent_id, secret)`` — show the secret once.
+
+    With ``audit``, an ``agent.created`` entry is appended (never the secret).
+    """
+    if audit is not None:
+        check_action_actor("agent.created", actor)
     if agent_id is None:
         agent_id = f"agt_{uuid.uuid4().hex[:16]}"
     if not _AGENT_ID.match(agent_id):
@@ -86,6 +113,8 @@ async def create_agent(
         pipe.hset(keys.agent(project_id, agent_id), "created_at", repr(time.time()))
         pipe.sadd(keys.agents(project_id), agent_id)
         await pipe.execute()
+    if audit is not None:
+        await audit.append(project_id, "agent.created", actor, f"agent:{agent_id}", {})
     return agent_id, secret
 
 

@@ -1,7 +1,10 @@
 """``ratchet replay``: run recorded ingest events through the real engine, offline.
 
 For guardrail authors (backtest a config change against recorded traffic) and for measuring
-detection quality. Input: JSONL of ingest events (``project_id`` and ``label`` allowed per line).
+detection quality. Guardrails run as they do in a worker, with the project's stored policy
+(read from the live key prefix of ``--redis-url``; the defaults on a private Redis) or, with
+``--policy FILE``, that TOML policy for every project; velocity windows and daily cost sums
+follow the events' own ``ts`` (when present), not the replay's clock. Input: JSONL of ingest events (``project_id`` and ``label`` allowed per line).
 Output: one verdict per input line, in input order (an invalid line gets an error record, so the
 output stays aligned). Without ``--redis-url`` a private ``redis-server`` is started and removed;
 with one, replay works in its own key namespace and deletes it afterwards (``--keep`` keeps it).
@@ -24,11 +27,13 @@ import orjson
 
 from models.evaluation import Confusion, RunTally
 from models.events import IngestEvent, parse_event
+from models.guardrails import Policy, parse_policy_toml
 from models.params import EngineParams, load_params
 from models.verdict import Verdict
 from ratchet.engine import Engine, connect_redis
 from ratchet.errors import ConfigError, ValidationError
 from ratchet.keys import Keys
+from ratchet.policy_store import FixedPolicy
 from ratchet.servers import redis_for
 from ratchet.settings import Settings, get_settings
 
@@ -46,7 +51,16 @@ class ReplaySummary:
     seconds: float = 0.0
     event_level: Confusion | None = None
     run_level: Confusion | None = None
+    #: Runs judged by what was enforced (flag/pause/reject) rather than the detector's opinion.
+    enforced_run_level: Confusion | None = None
     runs: int = 0
+    #: Guardrail matches by rule id (``pii.email``, ``velocity.per_run``, ``pattern.<id>``).
+    guardrail_rules: Counter[str] = field(default_factory=Counter)
+    #: Runs of each agent excluded from the figures (they still trained the baseline).
+    warmup_runs: int = 0
+    #: Held events resolved by the label-driven reviewer (--review labels).
+    approved: int = 0
+    rejected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +70,7 @@ class ReplaySummary:
             "runs": self.runs,
             "actions": dict(self.actions),
             "anomalous": self.anomalous,
+            "guardrail_reasons": dict(sorted(self.guardrail_rules.items())),
             "chains_by_final_mode": dict(self.final_modes),
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None,
@@ -63,6 +78,10 @@ class ReplaySummary:
         if self.event_level is not None and self.run_level is not None:
             out["event_level"] = self.event_level.as_dict()
             out["run_level"] = self.run_level.as_dict()
+        if self.enforced_run_level is not None:
+            out["enforced_run_level"] = self.enforced_run_level.as_dict()
+        out["warmup_runs_per_agent"] = self.warmup_runs
+        out["review"] = {"approved": self.approved, "rejected": self.rejected}
         return out
 
     def render(self) -> str:
@@ -71,6 +90,8 @@ class ReplaySummary:
             + (f" — {self.events / self.seconds:,.0f} events/s" if self.seconds else ""),
             "actions: " + ", ".join(f"{a}={n}" for a, n in sorted(self.actions.items())),
             f"anomalous (detector's opinion, any mode): {self.anomalous}",
+            "guardrail reasons: "
+            + (", ".join(f"{r}={n}" for r, n in sorted(self.guardrail_rules.items())) or "none"),
             "chains by final mode: "
             + (", ".join(f"{m}={n}" for m, n in sorted(self.final_modes.items())) or "none"),
         ]
@@ -78,7 +99,17 @@ class ReplaySummary:
             lines.append(f"invalid input lines: {self.invalid} (error records in the output)")
         if self.duplicates:
             lines.append(f"redelivered event ids answered from the first decision: {self.duplicates}")
-        for name, c in (("run level", self.run_level), ("event level", self.event_level)):
+        if self.approved or self.rejected:
+            lines.append(
+                f"reviewer (labels): approved {self.approved} held events, rejected {self.rejected}"
+            )
+        if self.warmup_runs and self.run_level is not None:
+            lines.append(f"figures exclude each agent's first {self.warmup_runs} runs (warm-up)")
+        for name, c in (
+            ("run level (detector)", self.run_level),
+            ("run level (enforced: flag/pause/reject)", self.enforced_run_level),
+            ("event level (detector)", self.event_level),
+        ):
             if c is not None:
                 lines.append(
                     f"{name}: precision {c.precision:.3f} recall {c.recall:.3f} F1 {c.f1:.3f} "
@@ -131,18 +162,50 @@ async def replay(
     rich: bool = False,
     total: int | None = None,
     progress: IO[str] | None = None,
+    warmup_runs: int = 0,
+    review_with_labels: bool = False,
+    policy: Policy | None = None,
+    policy_keys: Keys | None = None,
+    guardrails: bool = True,
 ) -> ReplaySummary:
-    """Replay ``source`` into ``sink``; returns the summary."""
+    """Replay ``source`` into ``sink``; returns the summary.
+
+    ``warmup_runs``: each agent's first N runs (in order of first appearance) train the baseline
+    but are left out of the figures. ``review_with_labels``: after each batch, act as the human
+    reviewer: approve held (paused/rejected, not learned) events whose label is false, so the
+    baseline learns them as production would, and reject those labelled true. ``policy``
+    applies to every project; else each project's stored policy under ``policy_keys`` (the
+    live prefix) applies, or the defaults when none is stored.
+    """
     prefix = namespace or f"replay:{uuid.uuid4().hex[:12]}"
     client = connect_redis(redis_url)
-    engine = Engine.create(client, keys=Keys(prefix), params=params, rich=rich)
-    summary = ReplaySummary()
+    engine = Engine.create(
+        client, keys=Keys(prefix), params=params, rich=rich, guardrails=guardrails,
+        policies=FixedPolicy(policy) if policy is not None else None,
+        policy_keys=policy_keys or Keys(), policy_refresh_s=3600.0, event_time=True,
+    )
+    summary = ReplaySummary(warmup_runs=warmup_runs)
     events_tally = []
     runs = RunTally()
+    enforced = RunTally()
+    run_index: dict[tuple[str, str, str], int] = {}
+    agent_runs: Counter[tuple[str, str]] = Counter()
     labelled = True
     chain_modes: dict[str, str] = {}
     bar = _Progress(total, progress or sys.stderr, progress is not None)
     started = time.monotonic()
+
+    held: list[tuple[Verdict, bool]] = []
+
+    async def review() -> None:
+        for v, label in held:
+            decision = "reject" if label else "approve"
+            await engine.feedback(v.chain_tag, v.run_id, v.event_id, decision)
+            if label:
+                summary.rejected += 1
+            else:
+                summary.approved += 1
+        held.clear()
 
     async def flush(batch: list[tuple[int, IngestEvent | ValidationError]]) -> None:
         nonlocal labelled
@@ -156,12 +219,21 @@ async def replay(
             v: Verdict = next(verdicts)
             _tally(summary, v)
             chain_modes[v.chain_tag] = v.mode
+            run_key = (item.project_id, item.agent_id, item.run_id)
+            if run_key not in run_index:
+                agent = (item.project_id, item.agent_id)
+                run_index[run_key] = agent_runs[agent]
+                agent_runs[agent] += 1
             if item.label is None:
                 labelled = False
-            else:
+            elif run_index[run_key] >= warmup_runs:
                 events_tally.append((v.anomalous, item.label))
-                runs.add((item.project_id, item.agent_id, item.run_id), v.anomalous, item.label)
+                runs.add(run_key, v.anomalous, item.label)
+                enforced.add(run_key, v.action != "allow", item.label)
+            if review_with_labels and v.held and not v.duplicate and item.label is not None:
+                held.append((v, item.label))
             sink.write(orjson.dumps(v.to_dict()) + b"\n")
+        await review()
         bar.update(summary.events + summary.invalid)
 
     try:
@@ -184,12 +256,16 @@ async def replay(
     if labelled and events_tally:
         summary.event_level = Confusion.of(events_tally)
         summary.run_level = runs.confusion()
+        summary.enforced_run_level = enforced.confusion()
     return summary
 
 
 def _tally(summary: ReplaySummary, v: Verdict) -> None:
     summary.events += 1
     summary.actions[v.action] += 1
+    for r in v.reasons:
+        if r.source != "markov":
+            summary.guardrail_rules[str(r.detail.get("rule", r.source))] += 1
     summary.anomalous += v.anomalous
     summary.duplicates += v.duplicate
 
@@ -239,6 +315,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", help="TOML file whose [engine] table overrides engine defaults")
     p.add_argument(
+        "--policy",
+        help="guardrail policy (TOML) applied to every project instead of the stored ones: "
+        "test a policy change against recorded traffic before PUT /v1/policy",
+    )
+    p.add_argument(
+        "--no-guardrails", action="store_true", help="the Markov chain alone (no guardrails)"
+    )
+    p.add_argument(
         "--no-learn", action="store_true",
         help="score without changing the baseline (what-if evaluation on an existing namespace)",
     )
@@ -249,16 +333,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keep", action="store_true", help="keep the replay's keys afterwards")
     p.add_argument("--rich", action="store_true", help="rich Markov mode (service+action in nodes)")
     p.add_argument("--batch", type=int, default=500, help="events per engine call (default 500)")
+    p.add_argument(
+        "--warmup", type=int, default=0, metavar="N",
+        help="leave each agent's first N runs out of the precision/recall figures (they still "
+        "train the baseline)",
+    )
+    p.add_argument(
+        "--review", choices=("none", "labels"), default="none",
+        help="'labels': act as the human reviewer after each batch — approve held events "
+        "labelled false (the baseline learns them, as after a real approval), reject those "
+        "labelled true. Without it, paused normal behaviour is never learned (no one approves).",
+    )
     p.add_argument("--json", help="also write the summary as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_main)
 
 
+def load_policy_file(path: str) -> Policy:
+    """A policy file for ``--policy``; an invalid one is a :class:`ConfigError` naming the field."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        return parse_policy_toml(text)
+    except ValidationError as exc:
+        raise ConfigError(f"--policy {path}: {exc}") from None
+
+
 def _main(args: argparse.Namespace) -> int:
     settings = get_settings()
     params = engine_params(args.config, settings)
+    policy = load_policy_file(args.policy) if args.policy else None
     if args.batch < 1:
         raise ConfigError("--batch must be >= 1")
+    if args.warmup < 0:
+        raise ConfigError("--warmup must be >= 0")
     src_path = None if args.input == "-" else Path(args.input)
     if src_path is not None and not src_path.is_file():
         raise ConfigError(f"--input {args.input}: no such file")
@@ -273,6 +383,9 @@ def _main(args: argparse.Namespace) -> int:
                     namespace=args.namespace, keep=args.keep, batch_size=args.batch,
                     rich=args.rich or settings.rich_markov, total=total,
                     progress=None if args.quiet else sys.stderr,
+                    warmup_runs=args.warmup, review_with_labels=args.review == "labels",
+                    policy=policy, policy_keys=Keys(settings.key_prefix),
+                    guardrails=not args.no_guardrails,
                 )
             )
     finally:

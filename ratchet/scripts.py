@@ -14,9 +14,20 @@ from importlib import resources
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-__all__ = ["script_source", "Scripts", "SCRIPT_NAMES"]
+__all__ = [
+    "CONTROL_SCRIPT_NAMES",
+    "SCRIPT_NAMES",
+    "ControlScripts",
+    "Scripts",
+    "ratelimit_script",
+    "script_source",
+]
 
-SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "save_verdicts")
+SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "guardrails", "save_verdicts")
+#: Scripts of the gateway's control plane (rate limits, signup, credential rotation).
+CONTROL_SCRIPT_NAMES: tuple[str, ...] = (
+    "ratelimit", "signup_issue", "signup_redeem", "rotate_key", "rotate_secret",
+)
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -40,3 +51,19 @@ class Scripts:
         self.observe: AsyncScript = client.register_script(script_source("observe"))
         self.feedback: AsyncScript = client.register_script(script_source("feedback"))
         self.reset: AsyncScript = client.register_script(script_source("reset"))
+        self.guardrails: AsyncScript = client.register_script(script_source("guardrails"))
+
+
+class ControlScripts:
+    """The control plane's scripts, registered once on a client."""
+
+    def __init__(self, client: Redis) -> None:
+        self.signup_issue: AsyncScript = client.register_script(script_source("signup_issue"))
+        self.signup_redeem: AsyncScript = client.register_script(script_source("signup_redeem"))
+        self.rotate_key: AsyncScript = client.register_script(script_source("rotate_key"))
+        self.rotate_secret: AsyncScript = client.register_script(script_source("rotate_secret"))
+
+
+def ratelimit_script(client: Redis) -> AsyncScript:
+    """``ratelimit.lua`` registered on ``client`` (the rate-limit Redis may be a separate one)."""
+    return client.register_script(script_source("ratelimit"))

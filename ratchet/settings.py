@@ -62,6 +62,7 @@ class Settings:
     rich_markov: bool = False
 
     # --- gateway ------------------------------------------------------------------------------
+    #: Address and port the gateway listens on (``0.0.0.0`` in containers).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
@@ -82,8 +83,51 @@ class Settings:
     redis_timeout_s: float = 2.0
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
+    #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.
+    max_policy_bytes: int = 256 * 1024
+
+    # --- guardrails ------------------------------------------------------------------------------
+    #: How often an engine re-checks a project's stored policy version, seconds: a replaced
+    #: policy applies to batches decided at most this long (+ one batch) after the PUT.
+    policy_refresh_s: float = 1.0
+    #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
+    guardrails: bool = True
+
+    # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
+    #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one
+    #: minute's worth of tokens and refills continuously.
+    rate_limit_tiers: str = "free:120:20,standard:6000:300,high_volume:100000:1000"
+    #: Tier of projects that have none stored (and of self-serve signups).
+    default_tier: str = "free"
+    #: Redis for rate-limit buckets (unset → ``redis_url``). Ingest limits fail open when it is
+    #: unavailable; registration limits fail closed.
+    ratelimit_redis_url: str | None = None
+    #: How long a gateway caches a project's tier, seconds (tier changes apply within this).
+    tier_cache_s: float = 10.0
+
+    # --- self-serve signup ----------------------------------------------------------------------
+    #: Kill switch: ``RATCHET_SIGNUP_DISABLED=1`` turns both signup endpoints off (503).
+    signup_disabled: bool = False
+    #: Signup tokens per client IP per sliding hour / sliding 24 h.
+    signup_per_ip_hour: int = 5
+    signup_per_ip_day: int = 10
+    #: Signup tokens issued per UTC day, all clients together.
+    signup_daily_cap: int = 500
+    #: How long an unredeemed signup token stays valid, seconds.
+    signup_token_ttl_s: int = 3_600
+    #: Comma-separated CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed (empty: the
+    #: client IP is always the socket peer, and ``X-Forwarded-For`` is ignored).
+    trusted_proxies: str = ""
+
+    # --- credential brute-force protection ---------------------------------------------------
+    #: Failed authentications per client IP within the window before rotation and signup
+    #: endpoints answer 429.
+    auth_failure_limit: int = 10
+    auth_failure_window_s: int = 900
 
     # --- workers --------------------------------------------------------------------------------
+    #: Faust app id of the workers (= their Kafka consumer group) and the port of their
+    #: ``/metrics`` (0 = off).
     worker_id: str = "ratchet-worker"
     worker_web_port: int = 6066
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
@@ -94,9 +138,42 @@ class Settings:
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
 
+    # --- audit log (docs/security.md "Audit log") --------------------------------------------------
+    #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).
+    audit_retention_days: int = 365
+    #: Attempts to publish an entry to the ``audit`` topic after Redis stored it.
+    audit_publish_attempts: int = 3
+
+    # --- webhooks (docs/security.md "Webhooks") ------------------------------------------------------
+    #: Allow webhook URLs on loopback addresses. DEVELOPMENT/TESTS ONLY; off in production.
+    webhooks_allow_loopback: bool = False
+    #: Timeout of one delivery attempt (connect + response), seconds.
+    webhook_timeout_s: float = 5.0
+    #: Delivery attempts per event and webhook before the delivery is dropped (counted).
+    webhook_max_attempts: int = 6
+    #: First retry delay, seconds; doubles per attempt, capped, with full jitter.
+    webhook_backoff_base_s: float = 1.0
+    webhook_backoff_max_s: float = 60.0
+    #: Circuit breaker per destination (scheme://host:port): this many failures ...
+    webhook_breaker_failures: int = 10
+    #: ... within this many seconds open it ...
+    webhook_breaker_window_s: float = 60.0
+    #: ... for this long; then one half-open trial decides (success closes, failure reopens).
+    webhook_breaker_open_s: float = 30.0
+    #: Webhooks one project may register.
+    webhooks_per_project: int = 10
+    #: Deliveries in flight at once per dispatcher process.
+    webhook_concurrency: int = 50
+    #: Kafka consumer group of the webhook dispatcher (its own: it reads ``verdicts`` again).
+    webhook_group: str = "ratchet-webhooks"
+    #: Port of the dispatcher's Prometheus ``/metrics`` (0 = not served).
+    webhook_metrics_port: int = 6067
+
     # --- logging ----------------------------------------------------------------------------------
+    #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
     log_level: str = "INFO"
 
+    #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -149,7 +149,7 @@ class EngineStore:
             now_ms, 1 if learn else 0, *self._static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
             low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if self.params.protect else 0,
-            len(batch.items),
+            1 if self.params.window_stat == "robust" else 0, len(batch.items),
         ]
         for item in batch.items:
             args.append(item.event_id)

@@ -8,6 +8,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing promtool (apt-get install prometheus)..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    # The package's Prometheus server is not needed (only its promtool); stop it if it started.
+    if command -v service >/dev/null 2>&1; then service prometheus stop >/dev/null 2>&1 || true; fi
+  else
+    echo "promtool is missing: install it (Debian/Ubuntu: sudo apt-get install -y --no-install-recommends prometheus)" >&2
+    exit 1
+  fi
+fi
 VENV="${RATCHET_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV..." >&2

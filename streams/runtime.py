@@ -49,6 +49,7 @@ class Runtime:
                 self.engine = Engine.create(
                     self.client, keys=keys, params=params, rich=s.rich_markov,
                     run_ttl_s=s.run_ttl_s, chain_ttl_s=s.chain_ttl_s,
+                    guardrails=s.guardrails, policy_refresh_s=s.policy_refresh_s,
                 )
                 self.store = make_verdict_store(self.client, keys)
             return self.engine, self.store

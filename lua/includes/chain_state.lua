@@ -8,6 +8,8 @@
 local SCALE = 1000
 local START, END_NODE, OVERFLOW = '^', '$', '~'
 local ecache, rcache, ncache = {}, {}, {}
+-- Increments not yet written: one HINCRBY per distinct field per flush, not one per event.
+local pend_e, pend_r = {}, {}
 
 local function edge_count(from, to)
   local f = from .. '\t' .. to
@@ -61,8 +63,8 @@ local function count_edge(from, to)
   end
   ecache[f] = c + SCALE
   rcache[from] = row_total(from) + SCALE
-  redis.call('HINCRBY', edges_key, f, SCALE)
-  redis.call('HINCRBY', rows_key, from, SCALE)
+  pend_e[f] = (pend_e[f] or 0) + SCALE
+  pend_r[from] = (pend_r[from] or 0) + SCALE
   if not node_known(to) then
     redis.call('HSET', nodes_key, to, '1')
     ncache[to] = true
@@ -70,6 +72,13 @@ local function count_edge(from, to)
       st.nn = st.nn + 1
     end
   end
+end
+
+-- Write the pending increments (before anything reads the hashes whole, and at the end).
+local function flush_counts()
+  for f, d in pairs(pend_e) do redis.call('HINCRBY', edges_key, f, d) end
+  for f, d in pairs(pend_r) do redis.call('HINCRBY', rows_key, f, d) end
+  pend_e, pend_r = {}, {}
 end
 
 local function reset_caches()

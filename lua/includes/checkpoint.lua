@@ -74,6 +74,7 @@ local function next_mode(mode, runs, change, eligible)
 end
 
 local function checkpoint()
+  flush_counts()
   local fields, current = hash_pairs(edges_key)
   local prev_fields, previous = hash_pairs(snap_key)
   local change = change_since_snapshot(fields, current, previous, prev_fields)

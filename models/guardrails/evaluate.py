@@ -8,10 +8,10 @@ takes the strictest action (:func:`models.verdict.strictest`) and lists them all
 >>> from models.events import parse_event
 >>> from models.guardrails.policy import default_policy
 >>> event = parse_event({"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "mail",
-...                      "action": "send", "payload": {"to": "bob@example.com"}},
+...                      "action": "send", "payload": {"key": "AKIAIOSFODNN7EXAMPLE"}},
 ...                     project_id="p")
 >>> [(r.source, r.action, r.detail["rule"]) for r in evaluate(default_policy(), event)]
-[('guardrail:pii', 'flag', 'pii.email')]
+[('guardrail:pii', 'flag', 'pii.secret')]
 >>> state_spec(default_policy())
 StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True)
 """

@@ -20,7 +20,7 @@ from ratchet.store import ChainBatch, EngineStore, ObserveItem
 
 # Small numbers so a few dozen events exercise checkpoints, decay, caps and every mode.
 SMALL = EngineParams(
-    window=3, window_large=4, large_runs=8, checkpoint_runs=3, min_runs_soft=3,
+    window=4, window_large=5, large_runs=8, checkpoint_runs=3, min_runs_soft=3,
     min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
     min_support=2, stability=0.3, stability_large=0.2,
     decay_low=0.1, decay_mid=0.2, decay_high=0.3,
@@ -81,6 +81,14 @@ def test_lua_matches_reference(
     redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
+def test_lua_matches_reference_with_the_seeds_mean_std_window(
+    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(window_stat="std")))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -91,11 +91,12 @@ async def gw_settings(redis_url: str, kafka_bootstrap: str, key_prefix: str) -> 
     settings = Settings(
         redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
         topic_ingest=f"{key_prefix}-ingest", topic_verdicts=f"{key_prefix}-verdicts",
-        topic_feedback=f"{key_prefix}-feedback", topic_partitions=2,
+        topic_feedback=f"{key_prefix}-feedback", topic_audit=f"{key_prefix}-audit",
+        topic_partitions=2,
         kafka_send_timeout_s=2.0, max_wait_ms=3000,
     )
     await ensure_topics(kafka_bootstrap, [settings.topic_ingest, settings.topic_verdicts,
-                                          settings.topic_feedback], 2)
+                                          settings.topic_feedback, settings.topic_audit], 2)
     return settings
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -31,10 +30,8 @@ pytestmark = pytest.mark.kafka
 async def test_wait_path_returns_the_verdict(gateway: Gateway, tenant: Tenant) -> None:
     async with FakeWorker(gateway.settings, gateway.redis) as worker:
         ev = event(payload={"decide": "flag"})
-        start = time.monotonic()
         answer = await tenant.client.send(ev, wait_ms=3000)
         assert answer.status == 200, answer.body
-        assert time.monotonic() - start < 2.5
         assert answer.body["status"] == "decided"
         verdict = answer.body["verdict"]
         assert verdict["event_id"] == ev["event_id"] and verdict["action"] == "flag"

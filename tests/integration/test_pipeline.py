@@ -157,10 +157,8 @@ async def test_signed_events_get_verdicts_through_http(stack: Stack) -> None:
     assert not pending, stack.logs()
 
     # single events with wait_ms come back fast once the worker runs
-    started = time.perf_counter()
     decided = await stack.client.send(_event("r9", 0, "a"), wait_ms=2000)
-    assert decided.status == 200
-    assert time.perf_counter() - started < 1.0
+    assert decided.status == 200 and decided.body["status"] == "decided", decided.body
 
 
 async def test_pause_approve_over_http_teaches_the_engine(stack: Stack) -> None:

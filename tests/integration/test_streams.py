@@ -138,7 +138,7 @@ def event(agent: str, run: str, i: int, *, shape: str = "a", end: bool = False,
     payloads = {
         "a": {"id": i, "q": "text"},
         "b": {"ids": [1, 2], "limit": 5},
-        "c": {"to": "x@example.com", "body": "hi"},
+        "c": {"to": "user-7", "body": "hi"},  # no e-mail: the default PII rule would flag it
         "novel": {"dump": {"table": "users", "all": True}},
     }
     return parse_event(

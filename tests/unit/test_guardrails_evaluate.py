@@ -104,10 +104,9 @@ def test_entropy_needs_a_long_enough_varied_run() -> None:
 def test_missing_state_is_never_a_detection() -> None:
     """Redis down: the caller passes no state; only stateless rules run."""
     payload = {"to": "ann@example.com"}
-    assert sources(evaluate(default_policy(), event(payload))) == ["pii.email"]
-    assert evaluate(default_policy(), event(payload), EMPTY_STATE) == evaluate(
-        default_policy(), event(payload)
-    )
+    emails = parse_policy_toml('[guardrails.pii]\ndetectors = ["email"]')
+    assert sources(evaluate(emails, event(payload))) == ["pii.email"]
+    assert evaluate(emails, event(payload), EMPTY_STATE) == evaluate(emails, event(payload))
     assert evaluate(default_policy(), event({"x": 1}, cost=1e6)) == []  # sums unknown
 
 
@@ -119,6 +118,8 @@ def test_per_event_cost_needs_no_state() -> None:
 def test_service_and_priority_select_the_config() -> None:
     policy = parse_policy_toml(
         """
+        [guardrails.pii]
+        detectors = ["email"]
         [guardrails.pii.by_service.crm]
         enabled = false
         [guardrails.pii.by_priority.critical]

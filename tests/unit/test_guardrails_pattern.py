@@ -79,11 +79,12 @@ def test_detail_never_contains_the_matched_text() -> None:
 
 def test_polynomial_worst_cases_are_bounded_by_the_scan_limit() -> None:
     """A repeat spanning many start positions stays quadratic (Python's re has no timeout);
-    the default cut of 16 K characters keeps even that under a second."""
+    the default cut of 16 K characters bounds the work: what lies past it is never scanned.
+    (The time it takes is a benchmark matter, not asserted here.)"""
     c = cfg({"id": "slow", "regex": r"\b(?>\w+\s?)*!"})
-    start = time.perf_counter()
     assert check_pattern(c, walk({"v": "a " * 32_000 + "!"})) == []  # the ! is past the cut
-    assert time.perf_counter() - start < 3.0
+    (r,) = check_pattern(c, walk({"v": "a " * 100 + "!"}))  # within the cut it is found
+    assert r.detail["rule"] == "pattern.slow" and r.detail["paths"] == ["v"]
 
 
 def test_values_are_cut_before_scanning() -> None:
@@ -123,11 +124,22 @@ def test_slow_regexes_are_refused_at_load(regex: str, why: str) -> None:
     ],
 )
 def test_safe_rewrites_are_accepted_and_linear(regex: str) -> None:
-    c = cfg({"id": "ok", "regex": regex})
-    for hostile in ("a" * 65_000 + "!", "a " * 32_000 + "!", "1" * 65_000):
-        start = time.perf_counter()
-        check_pattern(c, walk({"v": hostile}))
-        assert time.perf_counter() - start < 0.5, hostile[:4]
+    """Scan time grows linearly: 10x the input costs far less than the 100x of a quadratic
+    pattern (a ratio measured in one process, so a busy machine does not decide it)."""
+    c = cfg({"id": "ok", "regex": regex}, max_scan_chars=200_000)
+
+    def cost(text: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            check_pattern(c, walk({"v": text}))
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    for unit, tail in (("a", "!"), ("a ", "!"), ("1", "")):
+        small = cost(unit * (6_500 // len(unit)) + tail)
+        large = cost(unit * (65_000 // len(unit)) + tail)
+        assert large < 40 * max(small, 1e-5), (unit, small, large)
 
 
 def test_rules_are_compiled_once_at_load() -> None:

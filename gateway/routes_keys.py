@@ -1,0 +1,88 @@
+"""Agents and credentials of the caller's project: register, look up, rotate.
+
+``POST /v1/agents``, ``GET /v1/agents/{agent_id}``, ``POST /v1/agents/{agent_id}/secret:rotate``
+and ``POST /v1/projects/current/keys:rotate``. Writes take a ``register`` token of the project's
+tier and are refused (429) for a client IP that failed authentication too often. New secrets are
+in the response body once and never logged. Another project's agents are 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import authenticate
+from gateway.body import read_json
+from gateway.limits import guarded_authenticate, rate_limit
+from gateway.state import state_of
+from models.ratelimit import REGISTER
+from ratchet.credentials import agent_info, rotate_agent_secret, rotate_api_key
+from ratchet.errors import ValidationError
+from ratchet.provisioning import create_agent, hash_api_key
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+async def _optional_json(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    return await read_json(request, state_of(request).settings.max_body_bytes)
+
+
+def _agent_id(request: web.Request) -> str:
+    agent_id = request.match_info["agent_id"]
+    if not 1 <= len(agent_id) <= 128:
+        raise ValidationError("agent_id must be 1 to 128 characters", "agent_id")
+    return agent_id
+
+
+@routes.post("/v1/agents")
+async def register_agent(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await guarded_authenticate(request)
+    await rate_limit(request, caller, REGISTER, 1)
+    body = await _optional_json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object {\"agent_id\"?: ...}", None)
+    wanted = body.get("agent_id")
+    if wanted is not None and not isinstance(wanted, str):
+        raise ValidationError("agent_id must be a string", "agent_id")
+    agent_id, secret = await create_agent(state.redis, state.keys, caller.project_id, wanted,
+                                          audit=state.audit, actor=f"apikey:{caller.key_id}")
+    return web.json_response({"agent_id": agent_id, "agent_secret": secret}, status=201)
+
+
+@routes.get("/v1/agents/{agent_id}")
+async def get_agent(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    info = await agent_info(state.redis, state.keys, caller.project_id, _agent_id(request))
+    return web.json_response(info)
+
+
+@routes.post("/v1/agents/{agent_id}/secret:rotate")
+async def rotate_secret(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await guarded_authenticate(request)
+    agent_id = _agent_id(request)
+    await rate_limit(request, caller, REGISTER, 1)
+    secret = await rotate_agent_secret(
+        state.redis, state.keys, state.scripts, caller.project_id, agent_id,
+        audit=state.audit, actor=f"apikey:{caller.key_id}",
+    )
+    return web.json_response({"agent_id": agent_id, "agent_secret": secret})
+
+
+@routes.post("/v1/projects/current/keys:rotate")
+async def rotate_key(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await guarded_authenticate(request)
+    await rate_limit(request, caller, REGISTER, 1)
+    current = request.headers["Authorization"].partition(" ")[2].strip()
+    new_key = await rotate_api_key(state.redis, state.keys, state.scripts, caller.project_id,
+                                   current, audit=state.audit, actor=f"apikey:{caller.key_id}")
+    return web.json_response({"project_id": caller.project_id, "api_key": new_key,
+                              "key_id": hash_api_key(new_key)[:12]})

@@ -1,0 +1,176 @@
+--[[
+  guardrails.lua — count a batch of ONE agent's events into its guardrail state and answer,
+  per event, the state the guardrails read (models/guardrails/state.py). Decides nothing: the
+  rules run in Python on the answer. Atomic per agent; all keys share the agent's hash tag.
+
+  For each event, in order: a redelivered event id → the state stored for it the first time
+  (nothing counted again); else count it in the agent's and the run's velocity windows, add its
+  cost to the run's and the agent's UTC-day sums, give it the run's next position, queue its
+  node, and remember the answer under "e:<event id>" in the run hash.
+
+  Velocity windows are hashes of slot → events, a slot being window/slots long (slot index
+  floor(t * slots / window)); the count of an event is the sum of its slot and the slots-1
+  before it, i.e. the events of the last (slots-1)/slots .. 1 window — never more than the true
+  sliding-window count. A hash cut for another window length is started again.
+
+  KEYS[1] agent window  hash: slot → events, "w" → window ms
+  KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
+  KEYS[3..] per run, three keys: run hash (n, cost, "e:<event id>" → answer),
+            run window hash (as KEYS[1]), run nodes list (newest last)
+
+  ARGV[1] agent_window_ms  velocity window per agent, ms (0 = not kept)
+  ARGV[2] run_window_ms    velocity window per run, ms (0 = not kept)
+  ARGV[3] slots            slots per window
+  ARGV[4] keep_nodes       nodes kept per run (0 = not kept)
+  ARGV[5] run_cost         1 = keep the run's cost sum
+  ARGV[6] agent_cost       1 = keep the agent's daily cost sums
+  ARGV[7] run_ttl          idle TTL of run state, s
+  ARGV[8] n                number of events; then 5 values per event:
+          event_id, run key index (KEYS index of its run hash), time (ms, Unix),
+          node, cost ("" = none)
+
+  Output: n strings, one per event, tab-separated:
+            status (0 new, 1 redelivered), position in the run (0-based), agent window count,
+            run window count, run cost, agent daily cost ("" = not kept)
+          then one string per run (in KEYS order): position of the first node below, then the
+          nodes the run list held BEFORE this batch, tab-separated
+]]
+local agent_window_ms = tonumber(ARGV[1])
+local run_window_ms = tonumber(ARGV[2])
+local slots = tonumber(ARGV[3])
+local keep_nodes = tonumber(ARGV[4])
+local keep_run_cost = ARGV[5] == '1'
+local keep_agent_cost = ARGV[6] == '1'
+local run_ttl = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local BASE, FIELDS = 8, 5
+local DAY_MS = 86400000
+
+--- @include "guard_window"
+
+local agent_win = nil
+if agent_window_ms > 0 then agent_win = window_open(KEYS[1], agent_window_ms) end
+
+local day_sums, day_dirty = {}, false
+local function day_add(t_ms, cost)
+  local day = math.floor(t_ms / DAY_MS)
+  local sum = day_sums[day]
+  if sum == nil then sum = tonumber(redis.call('HGET', KEYS[2], tostring(day)) or '0') end
+  sum = sum + cost
+  day_sums[day] = sum
+  day_dirty = true
+  return sum
+end
+
+local runs, order = {}, {}
+local function run_open(index)
+  local r = runs[index]
+  if r ~= nil then return r end
+  local h = redis.call('HMGET', KEYS[index], 'n', 'cost')
+  r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
+        nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
+        before = '' }
+  if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
+  if keep_nodes > 0 then
+    local held = redis.call('LRANGE', r.nodes_key, 0, -1)
+    r.before = tostring(r.n - #held)
+    if #held > 0 then r.before = r.before .. '\t' .. table.concat(held, '\t') end
+  else
+    r.before = tostring(r.n)
+  end
+  runs[index] = r
+  order[#order + 1] = index
+  return r
+end
+
+local function fmt(x)
+  if x == nil then return '' end
+  return string.format('%.17g', x)
+end
+
+-- Read the stored answers of all the batch's event ids: one HMGET per run.
+local fields_of = {}
+for i = 0, n - 1 do
+  local o = BASE + i * FIELDS
+  local index = tonumber(ARGV[o + 2])
+  local list = fields_of[index]
+  if list == nil then
+    list = {}
+    fields_of[index] = list
+  end
+  list[#list + 1] = 'e:' .. ARGV[o + 1]
+end
+local prior = {}
+for index, list in pairs(fields_of) do
+  local got = redis.call('HMGET', KEYS[index], unpack(list))
+  for j = 1, #list do
+    if got[j] then prior[list[j]] = got[j] end
+  end
+end
+
+local out = {}
+for i = 0, n - 1 do
+  local o = BASE + i * FIELDS
+  local event_id = ARGV[o + 1]
+  local r = run_open(tonumber(ARGV[o + 2]))
+  local t_ms = tonumber(ARGV[o + 3])
+  local node = ARGV[o + 4]
+  local cost = tonumber(ARGV[o + 5]) or 0
+  local field = 'e:' .. event_id
+  local seen = prior[field]
+  if seen then
+    out[#out + 1] = '1\t' .. seen
+  else
+    local pos = r.n
+    r.n = r.n + 1
+    r.dirty = true
+    local agent_count, run_count, run_cost, agent_cost = nil, nil, nil, nil
+    if agent_win ~= nil then agent_count = window_add(agent_win, t_ms) end
+    if r.win ~= nil then run_count = window_add(r.win, t_ms) end
+    if keep_run_cost then
+      r.cost = r.cost + cost
+      run_cost = r.cost
+    end
+    if keep_agent_cost then agent_cost = day_add(t_ms, cost) end
+    if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
+    local answer = table.concat({ tostring(pos), fmt(agent_count), fmt(run_count),
+      fmt(run_cost), fmt(agent_cost) }, '\t')
+    prior[field] = answer  -- the same id again later in this batch is a redelivery too
+    r.answers[#r.answers + 1] = field
+    r.answers[#r.answers + 1] = answer
+    out[#out + 1] = '0\t' .. answer
+  end
+end
+
+for _, index in ipairs(order) do
+  local r = runs[index]
+  out[#out + 1] = r.before
+  if r.dirty then
+    redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), unpack(r.answers))
+    if #r.pushed > 0 then
+      local tail = r.pushed
+      if #tail > keep_nodes then
+        tail = {}
+        for j = #r.pushed - keep_nodes + 1, #r.pushed do tail[#tail + 1] = r.pushed[j] end
+      end
+      redis.call('RPUSH', r.nodes_key, unpack(tail))
+      redis.call('LTRIM', r.nodes_key, -keep_nodes, -1)
+      redis.call('EXPIRE', r.nodes_key, run_ttl)
+    end
+    if r.win ~= nil then window_save(r.win, run_ttl) end
+  end
+  redis.call('EXPIRE', r.key, run_ttl)
+end
+if agent_win ~= nil then window_save(agent_win, math.ceil(agent_window_ms / 1000) + 60) end
+if day_dirty then
+  local newest = nil
+  for day, sum in pairs(day_sums) do
+    redis.call('HSET', KEYS[2], tostring(day), fmt(sum))
+    if newest == nil or day > newest then newest = day end
+  end
+  for _, day in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if tonumber(day) < newest - 1 then redis.call('HDEL', KEYS[2], day) end
+  end
+  redis.call('EXPIRE', KEYS[2], 2 * 86400 + 3600)
+end
+return out

@@ -1,0 +1,221 @@
+"""Rate limits attacked through the real gateway, real Redis and Tansu (DESIGN.md §5).
+
+Each test drives the bucket past its limit over HTTP and checks what must be refused is refused,
+whole (a batch is all or nothing), with ``Retry-After`` and ``X-RateLimit-*`` headers — and that
+nothing refused reached Kafka.
+"""
+
+# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from models.envelope import decode_ingest
+from models.ratelimit import parse_tiers
+from ratchet.client import RatchetClient
+from ratchet.keys import Keys
+from ratchet.provisioning import create_agent, create_project
+from ratchet.ratelimit import RateLimiter
+from ratchet.servers import RedisClusterServer, free_port
+from ratchet.settings import Settings
+from tests.integration.own_gateway import own_gateway
+from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+    Gateway,
+    Tenant,
+    event,
+    gateway,
+    gw_settings,
+    make_tenant,
+    read_topic,
+    start_gateway,
+    tenant,
+)
+
+pytestmark = pytest.mark.kafka
+
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def _events(n: int, agent: str = "agent-1") -> list[dict[str, object]]:
+    return [event(agent) for _ in range(n)]
+
+
+async def _metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_bulk_events_take_one_token_each_all_or_nothing(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Lowest tier: 120 events/min. 100 + 20 pass; 21 more are refused whole, then 1 too."""
+    first = await tenant.client.send_batch(_events(100))
+    assert first.status == 200 and first.body["accepted"] == 100
+    assert first.headers["X-RateLimit-Limit"] == "120"
+    assert first.headers["X-RateLimit-Remaining"] == "20"
+    assert 0 < int(first.headers["X-RateLimit-Reset"]) <= 60
+
+    refused = await tenant.client.send_batch(_events(21))
+    assert refused.status == 429, refused.body
+    assert refused.body["error"] == "rate_limited" and "'free'" in refused.body["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 2  # one token refills in 0.5 s
+    assert all(h in refused.headers for h in RATE_HEADERS)
+
+    fits = await tenant.client.send_batch(_events(20))
+    assert fits.status == 200 and fits.body["accepted"] == 20  # the 21 took nothing
+    single = await tenant.client.send(event())
+    assert single.status == 429 and single.headers["X-RateLimit-Remaining"] == "0"
+
+    published = await read_topic(gateway.settings.kafka_bootstrap or "",
+                                 gateway.settings.topic_ingest, idle_s=1.0)
+    assert sum(len(decode_ingest(r.value or b"").events) for r in published) == 120
+
+
+async def test_retry_after_is_whole_seconds_rounded_up(gw_settings: Settings) -> None:
+    """6/min refills one token per 10 s: the 7th request must wait 10 s (not 0, not 9.x)."""
+    async with own_gateway(gw_settings.replace(rate_limit_tiers="free:6:1")) as gw:
+        await _six_per_minute(gw)
+
+
+async def _six_per_minute(gw: Gateway) -> None:
+    t = await make_tenant(gw)
+    try:
+        # headers ride on every response of the route, errors included (a bad body costs too)
+        async with aiohttp.ClientSession() as http, http.post(
+            gw.url + "/v1/events", data=b"{not json",
+            headers={"Authorization": f"Bearer {t.api_key}"},
+        ) as resp:
+            assert resp.status == 400 and resp.headers["X-RateLimit-Remaining"] == "5"
+        for i in range(5):
+            ok = await t.client.send(event())
+            assert ok.status == 202 and ok.headers["X-RateLimit-Remaining"] == str(4 - i)
+        refused = await t.client.send(event())
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == "10"
+        assert refused.headers["X-RateLimit-Limit"] == "6"
+        assert int(refused.headers["X-RateLimit-Reset"]) in (59, 60)
+        # a batch larger than the whole bucket can never pass: say so
+        big = await t.client.send_batch(_events(7))
+        assert big.status == 429 and "split it" in big.body["message"]
+        assert all(h in big.headers for h in RATE_HEADERS)
+    finally:
+        await t.client.close()
+
+
+async def test_project_tier_decides_the_limit(gateway: Gateway) -> None:
+    """A high_volume project takes a 1,000-event batch the lowest tier refuses."""
+    project_id, api_key = await create_project(gateway.redis, gateway.keys, "big", "high_volume")
+    _, secret = await create_agent(gateway.redis, gateway.keys, project_id, "agent-1")
+    small = await make_tenant(gateway)
+    async with RatchetClient(gateway.url, api_key, "agent-1", secret,
+                             project_id=project_id) as big:
+        answer = await big.send_batch(_events(1000))
+        assert answer.status == 200 and answer.body["accepted"] == 1000
+        assert answer.headers["X-RateLimit-Limit"] == "100000"
+        assert answer.headers["X-RateLimit-Remaining"] == "99000"
+    try:
+        refused = await small.client.send_batch(_events(1000))
+        assert refused.status == 429 and refused.headers["X-RateLimit-Limit"] == "120"
+    finally:
+        await small.client.close()
+
+
+async def test_concurrent_batches_cannot_overshoot(gateway: Gateway, tenant: Tenant) -> None:
+    """12 concurrent batches of 20 against a bucket of 120: exactly 6 pass, 120 events published."""
+    answers = await asyncio.gather(*[tenant.client.send_batch(_events(20)) for _ in range(12)])
+    assert sorted(a.status for a in answers) == [200] * 6 + [429] * 6
+    assert sum(a.body.get("accepted", 0) for a in answers) == 120
+
+
+async def test_buckets_are_per_project(gateway: Gateway) -> None:
+    a, b = await make_tenant(gateway), await make_tenant(gateway)
+    try:
+        assert (await a.client.send_batch(_events(120))).status == 200
+        assert (await a.client.send(event())).status == 429
+        assert (await b.client.send(event())).status == 202  # B's bucket is its own
+    finally:
+        await a.client.close()
+        await b.client.close()
+
+
+async def test_registration_limit(gw_settings: Settings) -> None:
+    async with own_gateway(gw_settings.replace(rate_limit_tiers="free:120:3")) as gw:
+        await _three_registrations_per_minute(gw)
+
+
+async def _three_registrations_per_minute(gw: Gateway) -> None:
+    t = await make_tenant(gw)
+    try:
+        async with aiohttp.ClientSession() as http:
+            auth = {"Authorization": f"Bearer {t.api_key}"}
+            statuses = []
+            for i in range(4):
+                async with http.post(gw.url + "/v1/agents", json={"agent_id": f"bot-{i}"},
+                                     headers=auth) as resp:
+                    statuses.append(resp.status)
+                    assert resp.headers["X-RateLimit-Limit"] == "3"
+                    last = resp
+            assert statuses == [201, 201, 201, 429]
+            assert int(last.headers["Retry-After"]) == 20  # 3/min: one token per 20 s
+            assert not await gw.redis.exists(gw.keys.agent(t.project_id, "bot-3"))
+    finally:
+        await t.client.close()
+
+
+async def test_ingest_fails_open_and_registration_fails_closed_without_limiter_redis(
+    gw_settings: Settings,
+) -> None:
+    """Rate-limit Redis unreachable: events still flow (counted), credential writes do not."""
+    settings = gw_settings.replace(ratelimit_redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                                   redis_timeout_s=0.5)
+    async with own_gateway(settings) as gw:
+        await _limiter_redis_down(gw)
+
+
+async def _limiter_redis_down(gw: Gateway) -> None:
+    t = await make_tenant(gw)
+    try:
+        before = await _metric(gw.url, "ratchet_ratelimit_fail_open_total")
+        ok = await t.client.send(event())
+        assert ok.status == 202, ok.body
+        assert "X-RateLimit-Limit" not in ok.headers  # no decision was made
+        batch = await t.client.send_batch(_events(130))  # over the free tier: not checked
+        assert batch.status == 200 and batch.body["accepted"] == 130
+        assert await _metric(gw.url, "ratchet_ratelimit_fail_open_total") == before + 2
+        async with aiohttp.ClientSession() as http, http.post(
+            gw.url + "/v1/agents", json={"agent_id": "x"},
+            headers={"Authorization": f"Bearer {t.api_key}"},
+        ) as resp:
+            assert resp.status == 503 and "rate limiter" in (await resp.json())["message"]
+    finally:
+        await t.client.close()
+
+
+@pytest.mark.cluster
+async def test_bucket_is_one_key_on_redis_cluster(
+    redis_cluster: RedisClusterServer, keys: Keys
+) -> None:
+    """The script runs on a 3-master cluster: its only key names one slot."""
+    client = RedisCluster.from_url(redis_cluster.url)
+    await client.initialize()
+    try:
+        limiter = RateLimiter(client, keys)  # type: ignore[arg-type]
+        tier = parse_tiers("free:120:20")["free"]
+        now = 1_700_000_000_000
+        slots = {client.keyslot(keys.rate_bucket(f"prj_{i}", "ingest")) for i in range(20)}
+        assert len(slots) > 1  # buckets spread over the cluster
+        for i in range(20):
+            got = await limiter.take(f"prj_{i}", tier, "ingest", 100, now)
+            assert got.allowed and got.remaining == 20
+            refused = await limiter.take(f"prj_{i}", tier, "ingest", 21, now)
+            assert not refused.allowed and refused.remaining == 20
+            assert refused.retry_after_s == 0.5
+    finally:
+        await client.aclose()

@@ -47,7 +47,9 @@
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events are not learned
   ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
-  ARGV[30] n                 number of events; then 6 values per event:
+  ARGV[30] mode_floor        mode to act by while the chain is in shadow (0 none, 1 soft, 2 locked):
+                             a service new to an agent established elsewhere
+  ARGV[31] n                 number of events; then 6 values per event:
            event_id, run key index (into KEYS), node, high priority (0/1), end_of_run (0/1),
            hold (0/1: a guardrail holds it back from learning)
 
@@ -85,8 +87,9 @@ local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
 local robust = ARGV[29] == '1'
-local n = tonumber(ARGV[30])
-local BASE, FIELDS = 30, 6
+local mode_floor = tonumber(ARGV[30])
+local n = tonumber(ARGV[31])
+local BASE, FIELDS = 31, 6
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events')
@@ -174,8 +177,10 @@ local function assess(from, to)
 end
 
 local function action_for(anomalous)
-  if not anomalous or st.mode == 0 then return 0 end
-  if st.mode == 1 then return soft_action end
+  local mode = st.mode
+  if mode == 0 then mode = mode_floor end
+  if not anomalous or mode == 0 then return 0 end
+  if mode == 1 then return soft_action end
   return locked_action
 end
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["Keys", "ChainKeys", "GuardAgentKeys", "GuardRunKeys"]
+__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,11 @@ class Keys:
         """The hash tag of one agent's guardrail state: xxh3_64 hex of (project, agent), so
         ids containing braces cannot break the tagging (like :attr:`models.nodes.ChainId.tag`)."""
         return xxhash.xxh3_64_hexdigest(f"{project_id}\x1f{agent_id}".encode())
+
+    def agent_services(self, project_id: str, agent_id: str) -> str:
+        """Hash of the agent's chains: service (``\x1fcritical`` for critical chains) →
+        ``"mode:runs"`` — how the engine tells a service new to an established agent."""
+        return f"{self.prefix}:{{g:{self.guard_tag(project_id, agent_id)}}}:svc"
 
     def guard_agent_keys(self, tag: str) -> GuardAgentKeys:
         base = f"{self.prefix}:{{g:{tag}}}"

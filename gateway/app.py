@@ -17,6 +17,7 @@ from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
 from gateway.waiters import VerdictListener, Waiters
 from ratchet.errors import ConfigError
+from ratchet.idempotency import EventIds, IdempotencyStore
 from ratchet.keys import Keys
 from ratchet.settings import Settings
 from ratchet.topics import ensure_topics
@@ -62,7 +63,10 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             await listener.start()
             keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
-                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters
+                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
+                IdempotencyStore(redis, keys, ttl_s=settings.idempotency_ttl_s,
+                                 lease_s=settings.idempotency_lease_s),
+                EventIds(redis, keys, window_s=settings.event_id_window_s),
             )
             yield
         finally:

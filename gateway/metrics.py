@@ -14,6 +14,7 @@ __all__ = [
     "GATEWAY_ERRORS",
     "HTTP_DURATION",
     "HTTP_REQUESTS",
+    "IDEMPOTENCY_REQUESTS",
     "INGEST_EVENTS",
     "INGEST_TO_VERDICT",
     "KAFKA_SEND_SECONDS",
@@ -32,7 +33,8 @@ HTTP_DURATION = Histogram(
 )
 INGEST_EVENTS = Counter(
     "ratchet_ingest_events_total",
-    "Ingest events by outcome: accepted (published to Kafka), invalid, unauthorized, unavailable.",
+    "Ingest events by outcome: accepted (published to Kafka), invalid, unauthorized, conflict "
+    "(event id reused with another body), unavailable.",
     ["outcome"],
 )
 INGEST_TO_VERDICT = Histogram(
@@ -51,4 +53,10 @@ KAFKA_SEND_SECONDS = Histogram(
     "ratchet_gateway_kafka_send_duration_seconds",
     "Time for Kafka to acknowledge the envelopes of one request.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+IDEMPOTENCY_REQUESTS = Counter(
+    "ratchet_idempotency_requests_total",
+    "Requests carrying an Idempotency-Key, by outcome: reserved (ran), replay (first answer "
+    "returned), in_progress (409), mismatch (422).",
+    ["outcome"],
 )

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
+from ratchet.idempotency import EventIds, IdempotencyStore
 from ratchet.keys import Keys
 from ratchet.settings import Settings
 from ratchet.verdicts import VerdictStore
@@ -24,6 +25,8 @@ class GatewayState:
     store: VerdictStore
     publisher: Publisher
     waiters: Waiters
+    idempotency: IdempotencyStore
+    event_ids: EventIds
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

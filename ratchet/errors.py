@@ -15,6 +15,7 @@ __all__ = [
     "AuthError",
     "NotFoundError",
     "ConflictError",
+    "UnprocessableError",
     "RateLimitedError",
     "UnavailableError",
     "StoreError",
@@ -59,9 +60,25 @@ class NotFoundError(RatchetError):
 
 
 class ConflictError(RatchetError):
-    """A request conflicts with stored state (e.g. a reused event id with a different body)."""
+    """A request conflicts with stored state (e.g. a reused event id with a different body);
+    ``field`` optionally names what conflicts."""
 
     status = 409
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnprocessableError(RatchetError):
+    """Well-formed input that cannot be honoured, e.g. an ``Idempotency-Key`` reused for a
+    different request; ``field`` names the offending field or header."""
+
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class RateLimitedError(RatchetError):
@@ -92,6 +109,7 @@ class ScriptCode(IntEnum):
     BAD_ARGUMENTS = -1
     UNKNOWN_EVENT = -2
     NOT_PENDING = -3
+    LEASE_LOST = -4
 
 
 def raise_for_code(code: int, script: str) -> None:

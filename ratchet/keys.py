@@ -70,6 +70,16 @@ class Keys:
         """A human's decision on a paused event (shares the project tag with ``paused``)."""
         return f"{self.prefix}:{{p:{project_id}}}:approval:{event_id}"
 
+    # --- replay protection (gateway) ---------------------------------------------------------
+    def idempotency(self, project_id: str, key_sha256: str) -> str:
+        """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
+        return f"{self.prefix}:{{p:{project_id}}}:idem:{key_sha256}"
+
+    def event_fingerprint(self, project_id: str, agent_id: str, event_id: str) -> str:
+        """Fingerprint of the body an event id was first accepted with (no hash tag: these
+        keys are many and spread over the cluster; each is used alone)."""
+        return f"{self.prefix}:eid:{project_id}:{agent_id}:{event_id}"
+
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:
         return f"{self.prefix}:{{p:{project_id}}}:project"

@@ -82,6 +82,19 @@ class Settings:
     redis_timeout_s: float = 2.0
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
+    #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
+    idempotency_ttl_s: int = 86_400
+    #: How long an unfinished request holds its ``Idempotency-Key`` (a crashed gateway's
+    #: reservation frees itself after this), seconds; must exceed the longest request.
+    idempotency_lease_s: int = 60
+    #: How long an event id stays bound to the first body it was accepted with, seconds.
+    event_id_window_s: int = 86_400
+    #: Shape limits of ingest events (docs/security.md, "Input limits").
+    max_payload_depth: int = 16
+    max_payload_keys: int = 5_000
+    max_metadata_bytes: int = 10 * 1024
+    max_metadata_keys: int = 50
+    max_metadata_depth: int = 3
 
     # --- workers --------------------------------------------------------------------------------
     worker_id: str = "ratchet-worker"

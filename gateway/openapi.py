@@ -11,12 +11,16 @@ import sys
 from typing import Any
 
 from models.events import DEFAULT_LIMITS, PRIORITIES
+from models.idempotency import HEADER as IDEMPOTENCY_HEADER
+from models.idempotency import REPLAYED_HEADER
+from models.sanitize import UNSAFE_CLASS
 from ratchet.settings import Settings
 
 __all__ = ["build_openapi"]
 
 _REF = "#/components/schemas/"
-_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]+$"
+#: Identifiers: no control, invisible formatting or markup characters (models/sanitize.py).
+_SAFE_TEXT = f"^[^{UNSAFE_CLASS[1:-1]}]+$"
 _ID_CHARS = DEFAULT_LIMITS.max_id_chars
 _MAX_NUMBER = DEFAULT_LIMITS.max_abs_number
 
@@ -26,7 +30,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _text(max_len: int, description: str) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": _NO_CONTROL,
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": _SAFE_TEXT,
             "description": description}
 
 
@@ -47,14 +51,18 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Malformed input; `field` names the offending field.",
         401: "Missing or invalid API key, unknown agent, or a bad or stale signature.",
         404: "Not found in the caller's project.",
-        409: "Conflicts with stored state (already decided).",
+        409: "Conflicts with stored state: already decided, an event id reused with another "
+             "body, or a request with the same Idempotency-Key still in progress (with "
+             "Retry-After).",
+        422: "The Idempotency-Key was already used for a different request.",
         413: "Request body larger than the limit (4 MB by default).",
         503: "Kafka or Redis is unavailable; retry later (same event ids are safe).",
     }
     return {str(c): _error(text[c]) for c in codes}
 
 
-def _schemas(max_batch: int) -> dict[str, Any]:
+def _schemas(settings: Settings) -> dict[str, Any]:
+    max_batch = settings.max_batch_events
     number = {"type": ["number", "null"], "minimum": -_MAX_NUMBER, "maximum": _MAX_NUMBER}
     event_props: dict[str, Any] = {
         "event_id": _text(_ID_CHARS, "Client-chosen unique id (a UUID); the idempotency key."),
@@ -64,13 +72,15 @@ def _schemas(max_batch: int) -> dict[str, Any]:
         "action": _text(DEFAULT_LIMITS.max_action_chars, "The operation on that service."),
         "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
         "payload": {"type": "object", "description": "The call's arguments (any JSON object; "
-                    f"depth ≤ {DEFAULT_LIMITS.max_payload_depth}, "
-                    f"≤ {DEFAULT_LIMITS.max_payload_keys} keys, numbers ≤ 1e15)."},
+                    f"depth ≤ {settings.max_payload_depth}, "
+                    f"≤ {settings.max_payload_keys} keys in all, numbers ≤ 1e15)."},
         "ts": {**number, "description": "Client timestamp, Unix seconds."},
         "cost": {**number, "minimum": 0, "description": "Cost of the call (any unit)."},
         "end_of_run": {"type": "boolean", "default": False},
-        "metadata": {"type": ["object", "null"], "description": "Small object: ≤ 10 KB, "
-                     "≤ 50 keys, depth ≤ 3."},
+        "metadata": {"type": ["object", "null"], "description": "Small object: ≤ "
+                     f"{settings.max_metadata_bytes} bytes of JSON, ≤ "
+                     f"{settings.max_metadata_keys} keys in all, depth ≤ "
+                     f"{settings.max_metadata_depth}, numbers ≤ 1e15."},
     }
     required = ["event_id", "agent_id", "run_id", "service", "action", "payload"]
     return {
@@ -205,9 +215,34 @@ def _schemas(max_batch: int) -> dict[str, Any]:
     }
 
 
+def _replayable(response: dict[str, Any]) -> dict[str, Any]:
+    """A success answer that may be a replay of the first answer to an Idempotency-Key."""
+    headers = {**response["headers"],
+               REPLAYED_HEADER: {"$ref": "#/components/headers/IdempotentReplayed"}}
+    return {**response, "headers": headers}
+
+
+def _idempotent_errors(*codes: int) -> dict[str, Any]:
+    out = _errors(*codes, 409, 422)
+    conflict = out["409"]
+    out["409"] = {**conflict, "headers": {**conflict["headers"], "Retry-After": {
+        "description": "Seconds to wait when a request with the same Idempotency-Key is "
+                       "still in progress.", "schema": {"type": "integer"}}}}
+    return dict(sorted(out.items()))
+
+
+def _idempotency_param() -> dict[str, Any]:
+    return {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+            "description": "Optional client key (1–255 visible ASCII characters): a retry with "
+                           "the same key and the same request gets the first answer back (kept "
+                           "24 h, per project) and runs nothing again. See docs/security.md."}
+
+
 def _event_id_param() -> dict[str, Any]:
     return {"name": "event_id", "in": "path", "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS}}
+            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS,
+                       "pattern": _SAFE_TEXT}}
 
 
 def _paths(settings: Settings) -> dict[str, Any]:
@@ -233,14 +268,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 {"name": "wait_ms", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
                  "description": "Wait up to this long for the verdict (200), else 202."},
-                *sig_headers, trace_param,
+                *sig_headers, _idempotency_param(), trace_param,
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Event")}}},
             "responses": {
-                "200": _json(_ref("Decided"), "The verdict arrived within wait_ms."),
-                "202": _json(_ref("Accepted"), "Accepted; fetch the verdict later."),
-                **_errors(400, 401, 413, 503),
+                "200": _replayable(_json(_ref("Decided"), "The verdict arrived within wait_ms.")),
+                "202": _replayable(_json(_ref("Accepted"), "Accepted; fetch the verdict later.")),
+                **_idempotent_errors(400, 401, 413, 503),
             },
         }},
         "/v1/events:batch": {"post": {
@@ -248,13 +283,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                        f"{settings.max_batch_events} events, each signed in the body.",
             "operationId": "postEventsBatch",
             "security": secured,
-            "parameters": [trace_param],
+            "parameters": [_idempotency_param(), trace_param],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Batch")}}},
             "responses": {
-                "200": _json(_ref("BatchResponse"), "Per-event results; only accepted events "
-                             "were published."),
-                **_errors(400, 401, 413, 503),
+                "200": _replayable(_json(_ref("BatchResponse"), "Per-event results; only "
+                                         "accepted events were published.")),
+                **_idempotent_errors(400, 401, 413, 503),
             },
         }},
         "/v1/whoami": {"get": {
@@ -291,11 +326,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "summary": "Approve or reject a paused event (published to the feedback topic).",
             "operationId": "decideApproval",
             "security": secured,
-            "parameters": [_event_id_param(), trace_param],
+            "parameters": [_event_id_param(), _idempotency_param(), trace_param],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("DecisionRequest")}}},
-            "responses": {"200": _json(_ref("DecisionResponse"), "Decision recorded."),
-                          **_errors(400, 401, 404, 409, 413, 503)},
+            "responses": {"200": _replayable(_json(_ref("DecisionResponse"), "Decision recorded.")),
+                          **_idempotent_errors(400, 401, 404, 413, 503)},
         }},
         "/healthz": {"get": {
             "summary": "Liveness: the process answers.", "operationId": "healthz",
@@ -332,11 +367,16 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
         },
         "paths": _paths(settings),
         "components": {
-            "schemas": _schemas(settings.max_batch_events),
+            "schemas": _schemas(settings),
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "Project API key (rk_...)."}},
-            "headers": {"TraceId": {"description": "Trace id of this request.",
-                                    "schema": {"type": "string"}}},
+            "headers": {
+                "TraceId": {"description": "Trace id of this request.",
+                            "schema": {"type": "string"}},
+                "IdempotentReplayed": {"description": "`true` when this is the stored first "
+                                       "answer to the request's Idempotency-Key.",
+                                       "schema": {"type": "string", "enum": ["true"]}},
+            },
         },
     }
 

@@ -18,7 +18,7 @@ angle brackets ``<`` ``>`` that open HTML markup.
 >>> clean_text("line one\\nline\\u202etwo")
 'line one linetwo'
 >>> display_problem("billing-bot"), display_problem("a<b>"), display_problem("a\\u200bb")
-(None, 'HTML markup (< or >)', 'invisible formatting characters')
+(None, 'HTML markup (angle brackets)', 'invisible formatting characters')
 >>> shown("x" * 100, 10)
 "'xxxxxxxxx…'"
 """
@@ -53,7 +53,7 @@ def display_problem(value: str) -> str | None:
         return "control characters"
     if _INVISIBLE_RE.search(value):
         return "invisible formatting characters"
-    return "HTML markup (< or >)"
+    return "HTML markup (angle brackets)"
 
 
 def is_display_safe(value: str) -> bool:

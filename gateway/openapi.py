@@ -108,8 +108,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "Batch": {
             "type": "object",
             "required": ["events"],
-            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_batch,
-                                      "items": _ref("SignedEvent")}},
+            "properties": {"events": {
+                "type": "array", "minItems": 1, "maxItems": max_batch,
+                "description": "Each item is checked on its own: a valid SignedEvent is "
+                               "accepted; any other item (wrong fields, not an object) is "
+                               "answered `rejected` in `results`, and the request still "
+                               "succeeds (200).",
+                "items": _ref("SignedEvent")}},
         },
         "Accepted": {
             "type": "object",

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from models.sanitize import display_problem, shown
+from models.sanitize import clean_text, display_problem, shown
 from ratchet.errors import ValidationError
 
 __all__ = [
@@ -206,7 +206,7 @@ def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Li
             if kind is dict or kind is list:
                 stack.append((child, (path, step), level + 1))
             elif (kind is int or kind is float) and not -limit <= child <= limit:
-                where = _path_text((path, step))
+                where = clean_text(_path_text((path, step)), 200)  # keys are client text
                 raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
 
 

@@ -152,8 +152,9 @@ class RatchetClient:
     async def send_batch(
         self, events: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
     ) -> Answer:
-        """``POST /v1/events:batch``: per-event results. Signatures are in the body, so a retry
-        under the same ``idempotency_key`` must resend the same signed body (:meth:`post_signed`)."""
+        """``POST /v1/events:batch``: per-event results. Signatures are in the body, so a
+        retry under the same ``idempotency_key`` must resend the same signed items
+        (:meth:`post_signed`)."""
         await self._ensure_project()
         return await self.post_signed([self.signed(e) for e in events],
                                       idempotency_key=idempotency_key)

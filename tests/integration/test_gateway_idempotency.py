@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from models.envelope import decode_feedback, decode_ingest
+from models.events import parse_event
 from models.idempotency import StoredAnswer, key_digest
 from ratchet.client import Answer, RatchetClient
-from ratchet.idempotency import BeginCode, IdempotencyStore
+from ratchet.idempotency import BeginCode, EventIds, IdempotencyStore
 from ratchet.provisioning import create_agent
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     FakeWorker,
@@ -232,3 +233,13 @@ async def test_a_crashed_request_frees_its_key_when_the_lease_ends(gateway: Gate
     await store.finish(second.reservation, StoredAnswer(202, b'{"ok": true}'))
     replay = await store.begin("p", key_digest("k"), "fp-1")
     assert replay.code is BeginCode.REPLAY and replay.answer == StoredAnswer(202, b'{"ok": true}')
+
+
+async def test_event_id_window_zero_turns_the_binding_off(gateway: Gateway) -> None:
+    ev = parse_event(event(), "p")
+    other = parse_event({**event(), "event_id": ev.event_id, "run_id": "run-9"}, "p")
+    off = EventIds(gateway.redis, gateway.keys, window_s=0)
+    assert await off.claim([ev]) == [True] and await off.claim([other]) == [True]
+    on = EventIds(gateway.redis, gateway.keys, window_s=60)
+    assert await on.claim([ev]) == [True] and await on.claim([ev]) == [True]
+    assert await on.claim([other]) == [False]

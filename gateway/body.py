@@ -49,7 +49,7 @@ def _json_problem(detail: str) -> str:
 def int_query(request: web.Request, name: str, low: int, high: int, default: int | None) -> int | None:
     """An optional integer query parameter within ``[low, high]``; 400 naming it otherwise."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -218,7 +218,13 @@ async def test_approval_reasons_are_stored_clean(gateway: Gateway, tenant: Tenan
     assert decode_feedback(record.value or b"").reason == "ok steal()[31m byme"
 
 
-async def test_hostile_cursor_is_400_not_500(gateway: Gateway, tenant: Tenant) -> None:
-    for cursor in ("nan:x", "inf:x", "-inf:y", "1e999:z"):
+async def test_hostile_query_parameters_are_400(gateway: Gateway, tenant: Tenant) -> None:
+    for cursor in ("nan:x", "inf:x", "-inf:y", "1e999:z"):  # "nan" was a Redis error → 500
         answer = await tenant.client.approvals(cursor=cursor)
         assert answer.status == 400 and answer.body["field"] == "cursor", (cursor, answer.body)
+    # an empty value is not an integer (it used to mean "the default"; found by the fuzzer)
+    for path, name in (("/v1/approvals?limit=", "limit"), ("/v1/events?wait_ms=", "wait_ms")):
+        method = "GET" if name == "limit" else "POST"
+        answer = await tenant.client._call(method, path, json=event())
+        assert answer.status == 400 and answer.body["field"] == name, answer.body
+    await nothing_published(gateway)

@@ -4,8 +4,9 @@
   ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua`` (answer kept for
   ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
 - :class:`EventIds` — binds an event id (per project and agent) to the fingerprint of the first
-  body it was accepted with, for ``event_id_window_s``: ``SET key fp NX GET EX window`` is one
-  atomic command per event, so two different bodies racing for one id cannot both win.
+  body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` runs
+  ``SET key fp NX GET EX window`` per event, one script call per agent, so two different bodies
+  racing for one id cannot both win.
 """
 
 from __future__ import annotations
@@ -98,25 +99,28 @@ class EventIds:
     """Event id → fingerprint of its first accepted body, per project and agent."""
 
     def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
-        self.redis = redis
         self.keys = keys
         self.window_s = window_s
+        self._claim: AsyncScript = redis.register_script(script_source("event_ids_claim"))
 
     async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
         """Per event: ``True`` if its id is new or was first used with this very body (an
-        idempotent retry), ``False`` if the id is bound to a different body. One round trip.
-        A window of 0 turns the check off (every event passes)."""
+        idempotent retry), ``False`` if the id is bound to a different body. One script call
+        per agent (a batch is usually one agent). A window of 0 turns the check off."""
         if not events:
             return []
         if self.window_s <= 0:
             return [True] * len(events)
-        prints = [event_fingerprint(ev) for ev in events]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ev, fp in zip(events, prints):
-                key = self.keys.event_fingerprint(ev.project_id, ev.agent_id, ev.event_id)
-                pipe.set(key, fp, nx=True, get=True, ex=self.window_s)
-            previous = await pipe.execute()
-        return [
-            old is None or (old.decode() if isinstance(old, bytes) else str(old)) == fp
-            for old, fp in zip(previous, prints)
-        ]
+        by_agent: dict[tuple[str, str], list[int]] = {}
+        for i, ev in enumerate(events):
+            by_agent.setdefault((ev.project_id, ev.agent_id), []).append(i)
+        out = [False] * len(events)
+        for (project_id, agent_id), positions in by_agent.items():
+            group = [events[i] for i in positions]
+            keys = [self.keys.event_fingerprint(project_id, agent_id, ev.event_id)
+                    for ev in group]
+            prints = [event_fingerprint(ev) for ev in group]
+            answers: list[Any] = await self._claim(keys=keys, args=[self.window_s, *prints])
+            for i, ok in zip(positions, answers, strict=True):
+                out[i] = int(ok) == 1
+        return out

@@ -2,7 +2,7 @@
 
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
-buckets share ``{k:<key hash>}``. The chain tag is a hash (``models.nodes.ChainId.tag``), so agent
+buckets share ``{k:<key hash>}``; the event-id bindings of one agent share ``{e:<project>:<agent>}``. The chain tag is a hash (``models.nodes.ChainId.tag``), so agent
 ids containing braces cannot break the tagging.
 
 >>> k = Keys("rt")
@@ -76,9 +76,9 @@ class Keys:
         return f"{self.prefix}:{{p:{project_id}}}:idem:{key_sha256}"
 
     def event_fingerprint(self, project_id: str, agent_id: str, event_id: str) -> str:
-        """Fingerprint of the body an event id was first accepted with (no hash tag: these
-        keys are many and spread over the cluster; each is used alone)."""
-        return f"{self.prefix}:eid:{project_id}:{agent_id}:{event_id}"
+        """Fingerprint of the body an event id was first accepted with; one hash tag per agent,
+        so one script call checks a batch of that agent's events."""
+        return f"{self.prefix}:{{e:{project_id}:{agent_id}}}:eid:{event_id}"
 
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:

@@ -2,8 +2,9 @@
 
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
-buckets share ``{k:<key hash>}``; the event-id bindings of one agent share ``{e:<project>:<agent>}``. The chain tag is a hash (``models.nodes.ChainId.tag``), so agent
-ids containing braces cannot break the tagging.
+buckets share ``{k:<key hash>}``; the event-id bindings of one agent share
+``{e:<project>:<agent>}`` (registered agent ids contain no braces). The chain tag is a hash
+(``models.nodes.ChainId.tag``), so agent ids containing braces cannot break the tagging.
 
 >>> k = Keys("rt")
 >>> k.chain_keys("ab12").edges

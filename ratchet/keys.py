@@ -3,7 +3,8 @@
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
 buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
-guardrail state shares ``{g:<agent tag>}``. Chain and agent tags are hashes
+guardrail state shares ``{g:<agent tag>}``; the event-id bindings of one agent share
+``{e:<project>:<agent>}`` (registered agent ids contain no braces). Chain and agent tags are hashes
 (``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
 tagging.
 
@@ -100,6 +101,16 @@ class Keys:
     def approval(self, project_id: str, event_id: str) -> str:
         """A human's decision on a paused event (shares the project tag with ``paused``)."""
         return f"{self.prefix}:{{p:{project_id}}}:approval:{event_id}"
+
+    # --- replay protection (gateway) ---------------------------------------------------------
+    def idempotency(self, project_id: str, key_sha256: str) -> str:
+        """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
+        return f"{self.prefix}:{{p:{project_id}}}:idem:{key_sha256}"
+
+    def event_fingerprint(self, project_id: str, agent_id: str, event_id: str) -> str:
+        """Fingerprint of the body an event id was first accepted with; one hash tag per agent,
+        so one script call checks a batch of that agent's events."""
+        return f"{self.prefix}:{{e:{project_id}:{agent_id}}}:eid:{event_id}"
 
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:

@@ -31,6 +31,7 @@ from gateway.waiters import VerdictListener, Waiters
 from models.ratelimit import parse_tiers
 from ratchet.audit import AuditLog
 from ratchet.errors import ConfigError
+from ratchet.idempotency import EventIds, IdempotencyStore
 from ratchet.keys import Keys
 from ratchet.ratelimit import RateLimiter
 from ratchet.scripts import ControlScripts
@@ -95,6 +96,9 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
                 trusted_proxies=trusted,
                 audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),
+                idempotency=IdempotencyStore(redis, keys, ttl_s=settings.idempotency_ttl_s,
+                                             lease_s=settings.idempotency_lease_s),
+                event_ids=EventIds(redis, keys, window_s=settings.event_id_window_s),
             )
             yield
         finally:

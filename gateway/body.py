@@ -7,38 +7,54 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from models.sanitize import shown
 from ratchet.errors import ValidationError
 
-__all__ = ["int_query", "read_json"]
+__all__ = ["int_query", "read_bytes", "read_json"]
 
 
 class BodyTooLarge(web.HTTPRequestEntityTooLarge):
     """Raised before reading when ``Content-Length`` already exceeds the limit."""
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The decoded JSON body; 413 above ``max_bytes`` (declared or actual), 400 if not JSON."""
+async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
+    """The raw body (read once, cached by aiohttp); 413 above ``max_bytes``."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(max_size=max_bytes, actual_size=declared)
-    raw = await request.read()  # aiohttp's client_max_size enforces the limit while reading
+    return await request.read()  # aiohttp's client_max_size enforces the limit while reading
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The decoded JSON body; 413 above ``max_bytes`` (declared or actual), 400 if not JSON,
+    not UTF-8, or holding a number no double can carry (``1e400``; NaN/Infinity are not JSON)."""
+    raw = await read_bytes(request, max_bytes)
     if not raw:
         raise ValidationError("request body is empty; send a JSON object", None)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"request body is not valid JSON: {exc}", None) from None
+        raise ValidationError(_json_problem(str(exc)), None) from None
+
+
+def _json_problem(detail: str) -> str:
+    if "UTF-8" in detail or "surrogate" in detail:
+        return f"request body is not valid UTF-8 ({detail}); send UTF-8 encoded JSON"
+    if "infinity" in detail:
+        return (f"request body holds a number too large for a double ({detail}); numbers must "
+                "be finite")
+    return f"request body is not valid JSON: {detail}"
 
 
 def int_query(request: web.Request, name: str, low: int, high: int, default: int | None) -> int | None:
     """An optional integer query parameter within ``[low, high]``; 400 naming it otherwise."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationError(f"{name} must be an integer, got {raw[:40]!r}", name) from None
+        raise ValidationError(f"{name} must be an integer, got {shown(raw)}", name) from None
     if not low <= value <= high:
         raise ValidationError(f"{name} must be between {low} and {high}", name)
     return value

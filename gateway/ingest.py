@@ -12,10 +12,21 @@ from typing import Any
 
 from gateway.auth import verify_event
 from models.envelope import IngestEnvelope, agent_key, encode_ingest
-from models.events import IngestEvent, parse_event
-from ratchet.errors import AuthError, RatchetError, ValidationError
+from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
+from models.sanitize import clean_text, is_display_safe
+from ratchet.errors import AuthError, ConflictError, RatchetError, ValidationError
+from ratchet.settings import Settings
 
-__all__ = ["Checked", "check_signatures", "envelopes", "error_body", "parse_batch"]
+__all__ = [
+    "Checked",
+    "check_signatures",
+    "envelopes",
+    "error_body",
+    "ingest_limits",
+    "parse_batch",
+    "refuse_reused_ids",
+    "reused_id_error",
+]
 
 #: Per-event fields of a batch item that carry its signature; they are not part of the event.
 SIGNATURE_FIELD = "signature"
@@ -44,20 +55,44 @@ class Checked:
 
 
 def _raw_event_id(raw: Any) -> str | None:
+    """The event id of an item that did not parse, as sent if it is safe to show, else cleaned."""
     value = raw.get("event_id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) and len(value) <= 128 else None
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= 128 and is_display_safe(value) else clean_text(value, 128)
+
+
+_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 422: "unprocessable",
+          429: "rate_limited", 503: "unavailable"}
 
 
 def error_body(exc: RatchetError) -> dict[str, Any]:
-    """The JSON error object of every error answer: ``{error, field, message}``."""
+    """The JSON error object of every error answer: ``{error, field, message}``. ``field`` can
+    hold client keys (``payload.<key>``), so it is cleaned for display."""
     if isinstance(exc, ValidationError):
-        return dict(exc.as_dict())
-    code = {401: "unauthorized", 404: "not_found", 409: "conflict", 429: "rate_limited",
-            503: "unavailable"}
-    return {"error": code.get(exc.status, "internal"), "field": None, "message": str(exc)}
+        out = dict(exc.as_dict())
+    else:
+        out = {"error": _CODES.get(exc.status, "internal"), "field": getattr(exc, "field", None),
+               "message": str(exc)}
+    if out["field"] is not None:
+        out["field"] = clean_text(str(out["field"]), 200)
+    return out
 
 
-def parse_batch(body: Any, project_id: str, max_events: int) -> list[Checked]:
+def ingest_limits(settings: Settings) -> Limits:
+    """The shape limits of ingest events in this configuration."""
+    return Limits(
+        max_payload_depth=settings.max_payload_depth,
+        max_payload_keys=settings.max_payload_keys,
+        max_metadata_bytes=settings.max_metadata_bytes,
+        max_metadata_keys=settings.max_metadata_keys,
+        max_metadata_depth=settings.max_metadata_depth,
+    )
+
+
+def parse_batch(
+    body: Any, project_id: str, max_events: int, limits: Limits = DEFAULT_LIMITS
+) -> list[Checked]:
     """Validate ``{"events": [...]}``; the whole request is 400 only if the list itself is bad."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"events\": [...]}", None)
@@ -71,7 +106,7 @@ def parse_batch(body: Any, project_id: str, max_events: int) -> list[Checked]:
     for i, raw in enumerate(events):
         item = Checked(i, raw)
         try:
-            item.event = parse_event(raw, project_id)
+            item.event = parse_event(raw, project_id, limits=limits)
             if item.event.event_id in seen:
                 raise ValidationError("event_id appears twice in this batch", "event_id")
             seen.add(item.event.event_id)
@@ -97,6 +132,22 @@ def check_signatures(
             )
         except AuthError as exc:
             item.error = exc
+
+
+def refuse_reused_ids(items: Sequence[Checked], fresh: Sequence[bool]) -> None:
+    """Reject (in place) the still-good items whose event id is bound to another body;
+    ``fresh`` answers :meth:`ratchet.idempotency.EventIds.claim` for those items, in order."""
+    good = [it for it in items if it.error is None and it.event is not None]
+    for item, ok in zip(good, fresh, strict=True):
+        if not ok:
+            item.error = reused_id_error(f"events[{item.index}].event_id")
+
+
+def reused_id_error(field: str) -> ConflictError:
+    return ConflictError(
+        "event_id was already used for a different event of this agent (run, service, action, "
+        "payload or another field differ); retry with the same body or use a new event id",
+        field)
 
 
 def envelopes(

@@ -14,6 +14,7 @@ __all__ = [
     "GATEWAY_ERRORS",
     "HTTP_DURATION",
     "HTTP_REQUESTS",
+    "IDEMPOTENCY_REQUESTS",
     "INGEST_EVENTS",
     "INGEST_TO_VERDICT",
     "KAFKA_SEND_SECONDS",
@@ -34,7 +35,8 @@ HTTP_DURATION = Histogram(
 )
 INGEST_EVENTS = Counter(
     "ratchet_ingest_events_total",
-    "Ingest events by outcome: accepted (published to Kafka), invalid, unauthorized, unavailable.",
+    "Ingest events by outcome: accepted (published to Kafka), invalid, unauthorized, conflict "
+    "(event id reused with another body), unavailable.",
     ["outcome"],
 )
 INGEST_TO_VERDICT = Histogram(
@@ -64,4 +66,10 @@ RATELIMIT_FAIL_OPEN = Counter(
     "ratchet_ratelimit_fail_open_total",
     "Ingest requests admitted without a rate-limit check because the rate-limit Redis was "
     "unavailable (ingest limits fail open).",
+)
+IDEMPOTENCY_REQUESTS = Counter(
+    "ratchet_idempotency_requests_total",
+    "Requests carrying an Idempotency-Key, by outcome: reserved (ran), replay (first answer "
+    "returned), in_progress (409), mismatch (422).",
+    ["outcome"],
 )

@@ -12,12 +12,16 @@ from typing import Any
 
 from gateway.openapi_audit import audit_paths, audit_schemas
 from models.events import DEFAULT_LIMITS, PRIORITIES
+from models.idempotency import HEADER as IDEMPOTENCY_HEADER
+from models.idempotency import REPLAYED_HEADER
+from models.sanitize import UNSAFE_CLASS
 from ratchet.settings import Settings
 
 __all__ = ["build_openapi"]
 
 _REF = "#/components/schemas/"
-_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]+$"
+#: Identifiers: no control, invisible formatting or markup characters (models/sanitize.py).
+_SAFE_TEXT = f"^[^{UNSAFE_CLASS[1:-1]}]+$"
 _ID_CHARS = DEFAULT_LIMITS.max_id_chars
 _MAX_NUMBER = DEFAULT_LIMITS.max_abs_number
 
@@ -27,7 +31,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _text(max_len: int, description: str) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": _NO_CONTROL,
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": _SAFE_TEXT,
             "description": description}
 
 
@@ -62,7 +66,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Malformed input; `field` names the offending field.",
         401: "Missing or invalid API key, unknown agent, or a bad or stale signature.",
         404: "Not found in the caller's project.",
-        409: "Conflicts with stored state (already decided).",
+        409: "Conflicts with stored state: already decided, an event id reused with another "
+             "body, or a request with the same Idempotency-Key still in progress (with "
+             "Retry-After).",
+        422: "The Idempotency-Key was already used for a different request.",
         413: "Request body larger than the limit (4 MB by default).",
         429: "Rate limited (see Retry-After): the project's token bucket, the per-IP signup "
              "limits, or too many failed authentications from this address.",
@@ -71,7 +78,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _error(text[c]) for c in codes}
 
 
-def _schemas(max_batch: int) -> dict[str, Any]:
+def _schemas(settings: Settings) -> dict[str, Any]:
+    max_batch = settings.max_batch_events
     number = {"type": ["number", "null"], "minimum": -_MAX_NUMBER, "maximum": _MAX_NUMBER}
     event_props: dict[str, Any] = {
         "event_id": _text(_ID_CHARS, "Client-chosen unique id (a UUID); the idempotency key."),
@@ -81,13 +89,15 @@ def _schemas(max_batch: int) -> dict[str, Any]:
         "action": _text(DEFAULT_LIMITS.max_action_chars, "The operation on that service."),
         "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
         "payload": {"type": "object", "description": "The call's arguments (any JSON object; "
-                    f"depth ≤ {DEFAULT_LIMITS.max_payload_depth}, "
-                    f"≤ {DEFAULT_LIMITS.max_payload_keys} keys, numbers ≤ 1e15)."},
+                    f"depth ≤ {settings.max_payload_depth}, "
+                    f"≤ {settings.max_payload_keys} keys in all, numbers ≤ 1e15)."},
         "ts": {**number, "description": "Client timestamp, Unix seconds."},
         "cost": {**number, "minimum": 0, "description": "Cost of the call (any unit)."},
         "end_of_run": {"type": "boolean", "default": False},
-        "metadata": {"type": ["object", "null"], "description": "Small object: ≤ 10 KB, "
-                     "≤ 50 keys, depth ≤ 3."},
+        "metadata": {"type": ["object", "null"], "description": "Small object: ≤ "
+                     f"{settings.max_metadata_bytes} bytes of JSON, ≤ "
+                     f"{settings.max_metadata_keys} keys in all, depth ≤ "
+                     f"{settings.max_metadata_depth}, numbers ≤ 1e15."},
     }
     required = ["event_id", "agent_id", "run_id", "service", "action", "payload"]
     return {
@@ -115,8 +125,13 @@ def _schemas(max_batch: int) -> dict[str, Any]:
         "Batch": {
             "type": "object",
             "required": ["events"],
-            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_batch,
-                                      "items": _ref("SignedEvent")}},
+            "properties": {"events": {
+                "type": "array", "minItems": 1, "maxItems": max_batch,
+                "description": "Each item is checked on its own: a valid SignedEvent is "
+                               "accepted; any other item (wrong fields, not an object) is "
+                               "answered `rejected` in `results`, and the request still "
+                               "succeeds (200).",
+                "items": _ref("SignedEvent")}},
         },
         "Accepted": {
             "type": "object",
@@ -296,9 +311,34 @@ def _schemas(max_batch: int) -> dict[str, Any]:
     }
 
 
+def _replayable(response: dict[str, Any]) -> dict[str, Any]:
+    """A success answer that may be a replay of the first answer to an Idempotency-Key."""
+    headers = {**response["headers"],
+               REPLAYED_HEADER: {"$ref": "#/components/headers/IdempotentReplayed"}}
+    return {**response, "headers": headers}
+
+
+def _idempotent_errors(*codes: int) -> dict[str, Any]:
+    out = _errors(*codes, 409, 422)
+    conflict = out["409"]
+    out["409"] = {**conflict, "headers": {**conflict["headers"], "Retry-After": {
+        "description": "Seconds to wait when a request with the same Idempotency-Key is "
+                       "still in progress.", "schema": {"type": "integer"}}}}
+    return dict(sorted(out.items()))
+
+
+def _idempotency_param() -> dict[str, Any]:
+    return {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+            "description": "Optional client key (1–255 visible ASCII characters): a retry with "
+                           "the same key and the same request gets the first answer back (kept "
+                           "24 h, per project) and runs nothing again. See docs/security.md."}
+
+
 def _event_id_param() -> dict[str, Any]:
     return {"name": "event_id", "in": "path", "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS}}
+            "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS,
+                       "pattern": _SAFE_TEXT}}
 
 
 def _agent_id_param() -> dict[str, Any]:
@@ -392,14 +432,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 {"name": "wait_ms", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
                  "description": "Wait up to this long for the verdict (200), else 202."},
-                *sig_headers, trace_param,
+                *sig_headers, _idempotency_param(), trace_param,
             ],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Event")}}},
             "responses": _limited_all({
-                "200": _json(_ref("Decided"), "The verdict arrived within wait_ms."),
-                "202": _json(_ref("Accepted"), "Accepted; fetch the verdict later."),
-                **_errors(400, 401, 413, 429, 503),
+                "200": _replayable(_json(_ref("Decided"), "The verdict arrived within wait_ms.")),
+                "202": _replayable(_json(_ref("Accepted"), "Accepted; fetch the verdict later.")),
+                **_idempotent_errors(400, 401, 413, 429, 503),
             }),
         }},
         "/v1/events:batch": {"post": {
@@ -407,13 +447,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                        f"{settings.max_batch_events} events, each signed in the body.",
             "operationId": "postEventsBatch",
             "security": secured,
-            "parameters": [trace_param],
+            "parameters": [_idempotency_param(), trace_param],
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("Batch")}}},
             "responses": _limited_all({
-                "200": _json(_ref("BatchResponse"), "Per-event results; only accepted events "
-                             "were published."),
-                **_errors(400, 401, 413, 429, 503),
+                "200": _replayable(_json(_ref("BatchResponse"), "Per-event results; only "
+                                         "accepted events were published.")),
+                **_idempotent_errors(400, 401, 413, 429, 503),
             }),
         }},
         "/v1/whoami": {"get": {
@@ -450,11 +490,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "summary": "Approve or reject a paused event (published to the feedback topic).",
             "operationId": "decideApproval",
             "security": secured,
-            "parameters": [_event_id_param(), trace_param],
+            "parameters": [_event_id_param(), _idempotency_param(), trace_param],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("DecisionRequest")}}},
-            "responses": {"200": _json(_ref("DecisionResponse"), "Decision recorded."),
-                          **_errors(400, 401, 404, 409, 413, 503)},
+            "responses": {"200": _replayable(_json(_ref("DecisionResponse"), "Decision recorded.")),
+                          **_idempotent_errors(400, 401, 404, 413, 503)},
         }},
         **_security_paths(trace_param),
         "/v1/policy": {
@@ -529,7 +569,7 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
         },
         "paths": {**_paths(settings), **audit_paths(settings)},
         "components": {
-            "schemas": {**_schemas(settings.max_batch_events), **audit_schemas()},
+            "schemas": {**_schemas(settings), **audit_schemas()},
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "Project API key (rk_...)."}},
             "headers": {
@@ -543,6 +583,9 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
                                    "schema": {"type": "integer"}},
                 "RetryAfter": {"description": "Seconds to wait before retrying (integer, "
                                "rounded up).", "schema": {"type": "integer"}},
+                "IdempotentReplayed": {"description": "`true` when this is the stored first "
+                                       "answer to the request's Idempotency-Key.",
+                                       "schema": {"type": "string", "enum": ["true"]}},
             },
         },
     }

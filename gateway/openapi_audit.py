@@ -153,6 +153,6 @@ def audit_paths(settings: Settings) -> dict[str, Any]:
             "parameters": [{"name": "webhook_id", "in": "path", "required": True,
                             "schema": {"type": "string", "maxLength": 64}}],
             "responses": {"204": {"description": "Deleted.", "headers": _TRACE},
-                          **_errors(401, 404, 503)},
+                          **_errors(400, 401, 404, 503)},
         }},
     }

@@ -8,9 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import authenticate, verify_event
+from gateway.auth import Caller, authenticate, verify_event
 from gateway.body import int_query, read_json
-from gateway.ingest import check_signatures, envelopes, parse_batch
+from gateway.idempotency import idempotent
+from gateway.ingest import (
+    check_signatures,
+    envelopes,
+    ingest_limits,
+    parse_batch,
+    refuse_reused_ids,
+    reused_id_error,
+)
 from gateway.limits import rate_limit
 from gateway.metrics import INGEST_EVENTS
 from gateway.publisher import Message
@@ -42,11 +50,16 @@ def _messages(
 async def post_event(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
+    return await idempotent(request, state, caller.project_id,
+                            lambda: _post_event(request, state, caller))
+
+
+async def _post_event(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
     await rate_limit(request, caller, INGEST, 1)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
-        event = parse_event(body, caller.project_id)
+        event = parse_event(body, caller.project_id, limits=ingest_limits(state.settings))
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise
@@ -60,6 +73,9 @@ async def post_event(request: web.Request) -> web.Response:
     except AuthError:
         INGEST_EVENTS.labels("unauthorized").inc()
         raise
+    if not (await state.event_ids.claim([event]))[0]:
+        INGEST_EVENTS.labels("conflict").inc()
+        raise reused_id_error("event_id")
     trace_id = trace_id_of(request)
     waiting = state.waiters.add(caller.project_id, event.event_id) if wait_ms else None
     try:
@@ -92,12 +108,20 @@ async def post_event(request: web.Request) -> web.Response:
 async def post_batch(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
+    return await idempotent(request, state, caller.project_id,
+                            lambda: _post_batch(request, state, caller))
+
+
+async def _post_batch(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
     body = await read_json(request, state.settings.max_body_bytes)
-    items = parse_batch(body, caller.project_id, state.settings.max_batch_events)
+    items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
+                        ingest_limits(state.settings))
     await rate_limit(request, caller, INGEST, len(items))  # every event takes a token
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
     check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)
+    signed = [it.event for it in items if it.error is None and it.event is not None]
+    refuse_reused_ids(items, await state.event_ids.claim(signed))
     good = [it for it in items if it.error is None and it.event is not None]
     trace_id = trace_id_of(request)
     events = [it.event for it in good if it.event is not None]
@@ -118,7 +142,8 @@ async def post_batch(request: web.Request) -> web.Response:
     counts = {"accepted": 0, "rejected": 0}
     for it in items:
         outcome = "accepted" if it.error is None else {
-            400: "invalid", 401: "unauthorized"}.get(it.error.status, "unavailable")
+            400: "invalid", 401: "unauthorized", 409: "conflict"}.get(it.error.status,
+                                                                      "unavailable")
         INGEST_EVENTS.labels(outcome).inc()
         counts["accepted" if it.error is None else "rejected"] += 1
     return web.json_response(

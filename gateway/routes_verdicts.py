@@ -10,12 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import authenticate
+from gateway.auth import Caller, authenticate
 from gateway.body import int_query, read_json
+from gateway.idempotency import idempotent
 from gateway.publisher import Message
-from gateway.state import state_of
+from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
+from models.sanitize import clean_text, display_problem
 from ratchet.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.verdicts import Approval, Resolution
 
@@ -32,6 +34,9 @@ def _event_id(request: web.Request) -> str:
     event_id = request.match_info["event_id"]
     if not 1 <= len(event_id) <= 128:
         raise ValidationError("event_id must be 1 to 128 characters", "event_id")
+    problem = display_problem(event_id)
+    if problem:
+        raise ValidationError(f"event_id must not contain {problem}", "event_id")
     return event_id
 
 
@@ -80,13 +85,18 @@ def _decision(body: Any) -> tuple[str, str]:
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise ValidationError(f"reason must be a string of at most {MAX_REASON_CHARS} characters",
                               "reason")
-    return str(decision), reason
+    return str(decision), clean_text(reason)  # shown to humans later: no markup, no controls
 
 
 @routes.post("/v1/approvals/{event_id}")
 async def decide(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
+    return await idempotent(request, state, caller.project_id,
+                            lambda: _decide(request, state, caller))
+
+
+async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
     event_id = _event_id(request)
     decision, reason = _decision(await read_json(request, state.settings.max_body_bytes))
     verdict = await state.store.get(caller.project_id, event_id)

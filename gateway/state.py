@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
 from ratchet.audit import AuditLog
+from ratchet.idempotency import EventIds, IdempotencyStore
 from ratchet.keys import Keys
 from ratchet.ratelimit import RateLimiter
 from ratchet.scripts import ControlScripts
@@ -39,6 +40,8 @@ class GatewayState:
     tiers: TierCache
     trusted_proxies: tuple[Network, ...]
     audit: AuditLog
+    idempotency: IdempotencyStore
+    event_ids: EventIds
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

@@ -47,7 +47,9 @@
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events are not learned
   ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
-  ARGV[30] n                 number of events; then 2 values per event:
+  ARGV[30] mode_floor        mode to act by while the chain is in shadow (0 none, 1 soft, 2 locked):
+                             a service new to an agent established elsewhere
+  ARGV[31] n                 number of events; then 2 values per event:
            event_id, and "<run key index> <high><eor><hold> <node>": the run key's index into
            KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds it back
            from learning) and the node id (the rest of the string). Fewer, packed ARGV values
@@ -88,8 +90,9 @@ local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
 local robust = ARGV[29] == '1'
-local n = tonumber(ARGV[30])
-local BASE, FIELDS = 30, 2
+local mode_floor = tonumber(ARGV[30])
+local n = tonumber(ARGV[31])
+local BASE, FIELDS = 31, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events')
@@ -177,8 +180,10 @@ local function assess(from, to)
 end
 
 local function action_for(anomalous)
-  if not anomalous or st.mode == 0 then return 0 end
-  if st.mode == 1 then return soft_action end
+  local mode = st.mode
+  if mode == 0 then mode = mode_floor end
+  if not anomalous or mode == 0 then return 0 end
+  if mode == 1 then return soft_action end
   return locked_action
 end
 

@@ -13,13 +13,13 @@ ratchet.errors.ValidationError: agent_id is required
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from models.sanitize import clean_text, display_problem, shown
 from ratchet.errors import ValidationError
 
 __all__ = [
@@ -30,11 +30,10 @@ __all__ = [
     "DEFAULT_LIMITS",
     "json_depth",
     "json_key_count",
+    "check_shape",
 ]
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
-
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +104,9 @@ def _string(obj: Mapping[str, Any], name: str, max_chars: int, *, required: bool
         raise ValidationError(f"{name} must be a string, got {type(value).__name__}", name)
     if not value or len(value) > max_chars:
         raise ValidationError(f"{name} must be 1 to {max_chars} characters", name)
-    if _CONTROL_CHARS.search(value):
-        raise ValidationError(f"{name} must not contain control characters", name)
+    problem = display_problem(value)
+    if problem:
+        raise ValidationError(f"{name} must not contain {problem}", name)
     return value
 
 
@@ -116,79 +116,98 @@ def _number(obj: Mapping[str, Any], name: str, limits: Limits) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{name} must be a number, got {type(value).__name__}", name)
-    if not math.isfinite(value) or abs(value) > limits.max_abs_number:
-        raise ValidationError(f"{name} must be a finite number of magnitude <= 1e15", name)
+    if _bad_number(value, limits):
+        raise ValidationError(
+            f"{name} must be a finite number of magnitude <= {_number_limit(limits)}", name
+        )
     return float(value)
 
 
-def json_depth(value: Any, _level: int = 0) -> int:
-    """Nesting depth of a JSON value: a scalar is 0, ``{}`` is 1, ``{"a": {}}`` is 2."""
-    if isinstance(value, dict):
-        return 1 + max((json_depth(v, _level + 1) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((json_depth(v, _level + 1) for v in value), default=0)
-    return 0
+def json_depth(value: Any) -> int:
+    """Nesting depth of a JSON value: a scalar is 0, ``{}`` is 1, ``{"a": {}}`` is 2.
+
+    Iterative, so hostile nesting cannot exhaust the interpreter's stack.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level + 1)
+            stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def json_key_count(value: Any) -> int:
-    """Number of object keys anywhere inside a JSON value."""
-    if isinstance(value, dict):
-        return len(value) + sum(json_key_count(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(json_key_count(v) for v in value)
-    return 0
+    """Number of object keys anywhere inside a JSON value (iterative)."""
+    count = 0
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend(c for c in node.values() if isinstance(c, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(c for c in node if isinstance(c, (dict, list)))
+    return count
 
 
-def _bad_number(value: Any, max_abs: float) -> bool:
-    """What :func:`_check_numbers` refuses in a scalar: non-finite or too large numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return True
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > max_abs
+#: A path inside a JSON value, built only when an error needs it: ``(parent, key or index)``.
+_Path = tuple[Any, str | int] | str
 
 
-def _shape(value: Any, max_abs: float) -> tuple[int, int, bool]:
-    """``(json_depth, json_key_count, any bad number)`` of a JSON value in one walk.
+def _path_text(path: _Path) -> str:
+    parts: list[str] = []
+    while not isinstance(path, str):
+        path, step = path
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return path + "".join(reversed(parts))
 
-    The hot path of ingest validation (one walk instead of three, no path strings built unless
-    a number is bad). Agrees with :func:`json_depth`, :func:`json_key_count` and
-    :func:`_check_numbers` (tests/unit/test_event_shape.py).
+
+def _number_limit(limits: Limits) -> str:
+    return f"{limits.max_abs_number:g}".replace("e+", "e")
+
+
+def _bad_number(value: Any, limits: Limits) -> str | None:
+    """What is wrong with a number (``None`` for anything else, or a number in range)."""
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            return "must be a finite number"
+    elif kind is not int:
+        return None
+    if abs(value) > limits.max_abs_number:
+        return f"is a number too large (limit {_number_limit(limits)})"
+    return None
+
+
+def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> None:
+    """Refuse ``value`` (the field ``name``) if it nests deeper than ``max_depth``, holds more
+    than ``max_keys`` object keys, or contains a number out of range. One iterative pass that
+    stops at the first violation; the error names the field (or the number's path) and the limit.
     """
-    if isinstance(value, dict):
-        children: Any = value.values()
-        keys = len(value)
-    elif isinstance(value, list):
-        children = value
-        keys = 0
-    else:
-        return 0, 0, _bad_number(value, max_abs)
-    depth = 0
-    bad = False
-    for child in children:
-        t = type(child)
-        if t is str or t is bool or child is None:
-            continue
-        if t is int or t is float:
-            bad = bad or _bad_number(child, max_abs)
-            continue
-        d, k, b = _shape(child, max_abs)
-        depth = max(depth, d)
-        keys += k
-        bad = bad or b
-    return depth + 1, keys, bad
-
-
-def _check_numbers(value: Any, path: str, limits: Limits) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_numbers(v, f"{path}.{k}", limits)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_numbers(v, f"{path}[{i}]", limits)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(f"{path} must be a finite number", path)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if abs(value) > limits.max_abs_number:
-            raise ValidationError(f"{path} is a number too large (limit 1e15)", path)
+    keys = 0
+    limit = limits.max_abs_number
+    stack: list[tuple[Any, _Path, int]] = [(value, name, 0)]
+    while stack:
+        node, path, level = stack.pop()
+        if level >= max_depth:
+            raise ValidationError(f"{name} nests deeper than {max_depth} levels", name)
+        if type(node) is dict:
+            keys += len(node)
+            if keys > max_keys:
+                raise ValidationError(f"{name} has more than {max_keys} keys", name)
+            items: Any = node.items()
+        else:
+            items = enumerate(node)
+        for step, child in items:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, (path, step), level + 1))
+            elif (kind is int or kind is float) and not -limit <= child <= limit:
+                where = clean_text(_path_text((path, step)), 200)  # keys are client text
+                raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
 
 
 def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
@@ -197,15 +216,7 @@ def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
         raise ValidationError("payload is required (a JSON object, may be empty)", "payload")
     if not isinstance(value, dict):
         raise ValidationError(f"payload must be an object, got {type(value).__name__}", "payload")
-    depth, keys, bad_number = _shape(value, limits.max_abs_number)
-    if depth > limits.max_payload_depth:
-        raise ValidationError(
-            f"payload nests deeper than {limits.max_payload_depth} levels", "payload"
-        )
-    if keys > limits.max_payload_keys:
-        raise ValidationError(f"payload has more than {limits.max_payload_keys} keys", "payload")
-    if bad_number:
-        _check_numbers(value, "payload", limits)  # raises, naming the first bad number's path
+    check_shape(value, "payload", limits.max_payload_depth, limits.max_payload_keys, limits)
     return value
 
 
@@ -215,16 +226,12 @@ def _metadata(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ValidationError("metadata must be an object", "metadata")
-    if json_key_count(value) > limits.max_metadata_keys:
-        raise ValidationError(f"metadata has more than {limits.max_metadata_keys} keys", "metadata")
-    if json_depth(value) > limits.max_metadata_depth:
+    check_shape(value, "metadata", limits.max_metadata_depth, limits.max_metadata_keys, limits)
+    size = len(orjson.dumps(value))
+    if size > limits.max_metadata_bytes:
         raise ValidationError(
-            f"metadata nests deeper than {limits.max_metadata_depth} levels", "metadata"
-        )
-    _check_numbers(value, "metadata", limits)
-    if len(orjson.dumps(value)) > limits.max_metadata_bytes:
-        raise ValidationError(
-            f"metadata is larger than {limits.max_metadata_bytes // 1024} KB", "metadata"
+            f"metadata is {size} bytes of JSON, more than the limit of "
+            f"{limits.max_metadata_bytes} bytes", "metadata"
         )
     return value
 
@@ -250,7 +257,7 @@ def parse_event(
     priority = obj.get("priority", "normal")
     if priority not in PRIORITIES:
         raise ValidationError(
-            f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}", "priority"
+            f"priority must be one of {', '.join(PRIORITIES)}, got {shown(priority)}", "priority"
         )
     end_of_run = obj.get("end_of_run", False)
     if not isinstance(end_of_run, bool):

@@ -181,10 +181,11 @@ class ReferenceChain:
         self.window.insert(0, bits)
         del self.window[self.params.window_large :]
 
-    def _action(self, anomalous: bool) -> str:
-        if not anomalous or self.mode == 0:
+    def _action(self, anomalous: bool, mode_floor: int = 0) -> str:
+        mode = mode_floor if self.mode == 0 else self.mode
+        if not anomalous or mode == 0:
             return "allow"
-        return self.params.soft_action if self.mode == 1 else self.locked_action
+        return self.params.soft_action if mode == 1 else self.locked_action
 
     def observe(
         self,
@@ -196,6 +197,7 @@ class ReferenceChain:
         end_of_run: bool = False,
         hold: bool = False,
         learn: bool = True,
+        mode_floor: int = 0,
     ) -> Answer:
         run = self.runs.setdefault(run_id, _Run())
         prior = run.answers.get(event_id)
@@ -214,7 +216,7 @@ class ReferenceChain:
         e = self._assess(src, node)
         tail = self._assess(e.to_node, END) if end_of_run else None
         anomalous = e.anomalous or (tail is not None and tail.anomalous)
-        action = self._action(anomalous)
+        action = self._action(anomalous, mode_floor)
         held = self.params.protect and (ACTION_CODES.index(action) >= 2 or hold)
         shown = e
         if tail is not None and (tail.bits - tail.limit) > (e.bits - e.limit):

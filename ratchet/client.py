@@ -102,6 +102,10 @@ class RatchetClient:
         headers.update(extra or {})
         return headers
 
+    @staticmethod
+    def _idempotency(key: str | None) -> dict[str, str]:
+        return {"Idempotency-Key": key} if key else {}
+
     async def _call(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -126,23 +130,41 @@ class RatchetClient:
         if not self.project_id:
             await self.whoami()
 
-    async def send(self, event: Mapping[str, Any], wait_ms: int | None = None) -> Answer:
-        """``POST /v1/events``: 202 accepted, or 200 with the verdict if it came within wait_ms."""
+    async def send(
+        self, event: Mapping[str, Any], wait_ms: int | None = None, *,
+        idempotency_key: str | None = None,
+    ) -> Answer:
+        """``POST /v1/events``: 202 accepted, or 200 with the verdict if it came within wait_ms.
+
+        With ``idempotency_key``, a retry of the same call gets the first answer back (see
+        docs/security.md); the signature travels in headers, so re-signing does not matter.
+        """
         await self._ensure_project()
         body = self.complete(event)
         sig, ts = self.signature(body)
         params = {"wait_ms": str(wait_ms)} if wait_ms else None
         return await self._call(
             "POST", "/v1/events", json=body, params=params,
-            headers={"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)},
+            headers={"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts),
+                     **self._idempotency(idempotency_key)},
         )
 
-    async def send_batch(self, events: Sequence[Mapping[str, Any]]) -> Answer:
-        """``POST /v1/events:batch``: per-event results."""
+    async def send_batch(
+        self, events: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> Answer:
+        """``POST /v1/events:batch``: per-event results. Signatures are in the body, so a
+        retry under the same ``idempotency_key`` must resend the same signed items
+        (:meth:`post_signed`)."""
         await self._ensure_project()
-        return await self._call(
-            "POST", "/v1/events:batch", json={"events": [self.signed(e) for e in events]}
-        )
+        return await self.post_signed([self.signed(e) for e in events],
+                                      idempotency_key=idempotency_key)
+
+    async def post_signed(
+        self, items: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> Answer:
+        """``POST /v1/events:batch`` of items already signed with :meth:`signed`."""
+        return await self._call("POST", "/v1/events:batch", json={"events": list(items)},
+                                headers=self._idempotency(idempotency_key))
 
     async def policy(self) -> Answer:
         """The project's guardrail policy: TOML text, validated form, version and hash."""
@@ -161,7 +183,11 @@ class RatchetClient:
             params["cursor"] = cursor
         return await self._call("GET", "/v1/approvals", params=params)
 
-    async def decide(self, event_id: str, decision: str, reason: str = "") -> Answer:
+    async def decide(
+        self, event_id: str, decision: str, reason: str = "", *,
+        idempotency_key: str | None = None,
+    ) -> Answer:
         return await self._call(
-            "POST", f"/v1/approvals/{event_id}", json={"decision": decision, "reason": reason}
+            "POST", f"/v1/approvals/{event_id}", json={"decision": decision, "reason": reason},
+            headers=self._idempotency(idempotency_key),
         )

@@ -36,6 +36,7 @@ from ratchet.client import RatchetClient
 from ratchet.demo_report import DemoReport, SentEvent, build_report, percentile
 from ratchet.errors import ConfigError, UnavailableError
 from ratchet.keys import Keys
+from ratchet.policy_store import save_policy
 from ratchet.provisioning import create_agent, create_project
 from ratchet.servers import RedisServer, TansuServer, free_port
 from ratchet.settings import Settings, get_settings
@@ -198,6 +199,12 @@ async def _sync_latency(client: RatchetClient, n: int, rate_per_s: float) -> dic
 #: Rate-limit tier of the demo's projects (added to the configured tiers for its gateway).
 DEMO_TIER = "demo"
 
+#: Guardrail policy of the demo project: the defaults, velocity off (time is compressed).
+DEMO_POLICY = (
+    "# ratchet demo: days of traffic replayed in a minute; velocity windows are wall-clock\n"
+    "[guardrails.velocity]\nenabled = false\n"
+)
+
 
 async def _drive(
     opts: DemoOptions, settings: Settings, gateway: ChildProcess, worker: ChildProcess,
@@ -216,6 +223,9 @@ async def _drive(
         events, warmup = _traffic(opts, project_id)
         agent_ids = _agent_ids(opts) + ["latency-probe"]
         secrets = {a: (await create_agent(redis, keys, project_id, a))[1] for a in agent_ids}
+        # The demo replays days of agent traffic in about a minute, so wall-clock velocity
+        # windows would flag nearly every event: its project's policy turns velocity off.
+        await save_policy(redis, keys, project_id, DEMO_POLICY, actor="system", now=time.time())
     finally:
         await redis.aclose()
     progress.say(

@@ -12,6 +12,7 @@ and the benchmarks alike.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ from ratchet.metrics import BATCH_EVENTS, EDGE_SCORE_BITS, ENGINE_ERRORS, EVENTS
 from ratchet.policy_store import PolicySource, StoredPolicies
 from ratchet.store import ChainBatch, EngineStore, FeedbackResult, Observation, ObserveItem
 
-__all__ = ["Engine", "markov_reason", "connect_redis", "count_observations"]
+__all__ = ["Engine", "connect_redis", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
@@ -67,8 +68,13 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
     }
-    if obs.mode == 0:
+    if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"
+    elif obs.mode == 0:
+        detail["note"] = (
+            "a service new to this agent, which is established on its other services: "
+            "enforced by their mode while this chain learns"
+        )
     return Reason("markov", obs.action, detail)
 
 
@@ -196,20 +202,27 @@ class Engine:
                     hold=hold,
                 )
             )
-        batches = [
-            ChainBatch(
-                tag=tag,
-                items=items,
-                eligible=chain.critical or self.rich,
-                locked_action=(
-                    self.params.critical_locked_action if chain.critical
-                    else self.params.locked_action
-                ),
-            )
-            for tag, (chain, _, items) in groups.items()
-        ]
         try:
+            seen = await self._service_modes([chain for chain, _, _ in groups.values()])
+            batches = [
+                ChainBatch(
+                    tag=tag,
+                    items=items,
+                    eligible=chain.critical or self.rich,
+                    locked_action=(
+                        self.params.critical_locked_action if chain.critical
+                        else self.params.locked_action
+                    ),
+                    mode_floor=self._mode_floor(chain, seen),
+                )
+                for tag, (chain, _, items) in groups.items()
+            ]
             answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
+            if learn:
+                await self._record_service_modes(
+                    [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
+                    seen,
+                )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise UnavailableError(f"Redis is unavailable: {exc}") from exc
@@ -221,6 +234,59 @@ class Engine:
                 guards = guard_reasons[i] if guard_reasons is not None else ()
                 out[i] = self._verdict(events[i], chain, obs, now, trace_id, guards)
         return [v for v in out if v is not None]
+
+    # --- services new to an established agent ---------------------------------------------------
+    # A chain starts in shadow. When the agent already has a chain past shadow on another
+    # service, a first call to a new service is exactly what exfiltration looks like, so the new
+    # chain acts by the agent's mode (flag or pause, and pausing holds the event back from
+    # learning) until it has its own footing: a mode past shadow or min_runs_soft runs.
+    # Per agent, one hash {chain label suffix -> "mode:runs"}, read and written once per batch.
+
+    async def _service_modes(
+        self, chains: Sequence[ChainId]
+    ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+        agents = sorted({(c.project_id, c.agent_id) for c in chains})
+        raw = await asyncio.gather(*(
+            self.store.client.hgetall(self.store.keys.agent_services(p, a)) for p, a in agents
+        ))
+        out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+        for agent, fields in zip(agents, raw, strict=True):
+            parsed: dict[str, tuple[int, int]] = {}
+            for k, v in fields.items():
+                mode, _, runs = _text(v).partition(":")
+                parsed[_text(k)] = (int(mode), int(runs or 0))
+            out[agent] = parsed
+        return out
+
+    def _mode_floor(
+        self, chain: ChainId, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]
+    ) -> int:
+        floor, own_footing = 0, False
+        for field, (mode, runs) in seen.get((chain.project_id, chain.agent_id), {}).items():
+            if _service_of(field) == chain.service:
+                own_footing = own_footing or mode > 0 or runs >= self.params.min_runs_soft
+            else:
+                floor = max(floor, mode)
+        return 0 if own_footing else floor
+
+    async def _record_service_modes(
+        self,
+        latest: Sequence[tuple[ChainId, Observation]],
+        seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+    ) -> None:
+        writes = []
+        for chain, obs in latest:
+            field = _service_field(chain)
+            known = seen.get((chain.project_id, chain.agent_id), {}).get(field)
+            # runs only matter until min_runs_soft: write on a mode change or while below it
+            if known != (obs.mode, obs.runs) and (
+                known is None or known[0] != obs.mode or obs.runs <= self.params.min_runs_soft
+            ):
+                key = self.store.keys.agent_services(chain.project_id, chain.agent_id)
+                writes.append(self.store.client.hset(key, field, f"{obs.mode}:{obs.runs}"))
+                writes.append(self.store.client.expire(key, self.store.chain_ttl_s))
+        if writes:
+            await asyncio.gather(*writes)
 
     def _verdict(
         self,
@@ -293,3 +359,15 @@ class Engine:
                  "critical": chain.critical, "keys_deleted": deleted},
             )
         return deleted
+
+
+def _service_field(chain: ChainId) -> str:
+    return chain.service + ("\x1fcritical" if chain.critical else "")
+
+
+def _service_of(field: str) -> str:
+    return field.partition("\x1f")[0]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -15,6 +15,7 @@ __all__ = [
     "AuthError",
     "NotFoundError",
     "ConflictError",
+    "UnprocessableError",
     "RateLimitedError",
     "UnavailableError",
     "StoreError",
@@ -59,9 +60,25 @@ class NotFoundError(RatchetError):
 
 
 class ConflictError(RatchetError):
-    """A request conflicts with stored state (e.g. a reused event id with a different body)."""
+    """A request conflicts with stored state (e.g. a reused event id with a different body);
+    ``field`` optionally names what conflicts."""
 
     status = 409
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnprocessableError(RatchetError):
+    """Well-formed input that cannot be honoured, e.g. an ``Idempotency-Key`` reused for a
+    different request; ``field`` names the offending field or header."""
+
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class RateLimitedError(RatchetError):
@@ -106,6 +123,8 @@ class ScriptCode(IntEnum):
     UNKNOWN_AGENT = -15
     #: a freshly generated id or key already exists (astronomically unlikely; retry).
     ALREADY_EXISTS = -16
+    #: idempotency_end.lua: the reservation expired or belongs to another request.
+    LEASE_LOST = -20
 
 
 def raise_for_code(code: int, script: str) -> None:

@@ -3,7 +3,8 @@
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
 buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
-guardrail state shares ``{g:<agent tag>}``. Chain and agent tags are hashes
+guardrail state shares ``{g:<agent tag>}``; the event-id bindings of one agent share
+``{e:<project>:<agent>}`` (registered agent ids contain no braces). Chain and agent tags are hashes
 (``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
 tagging.
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["Keys", "ChainKeys", "GuardAgentKeys", "GuardRunKeys"]
+__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,16 @@ class Keys:
         """A human's decision on a paused event (shares the project tag with ``paused``)."""
         return f"{self.prefix}:{{p:{project_id}}}:approval:{event_id}"
 
+    # --- replay protection (gateway) ---------------------------------------------------------
+    def idempotency(self, project_id: str, key_sha256: str) -> str:
+        """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
+        return f"{self.prefix}:{{p:{project_id}}}:idem:{key_sha256}"
+
+    def event_fingerprint(self, project_id: str, agent_id: str, event_id: str) -> str:
+        """Fingerprint of the body an event id was first accepted with; one hash tag per agent,
+        so one script call checks a batch of that agent's events."""
+        return f"{self.prefix}:{{e:{project_id}:{agent_id}}}:eid:{event_id}"
+
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:
         return f"{self.prefix}:{{p:{project_id}}}:project"
@@ -123,6 +134,11 @@ class Keys:
         """The hash tag of one agent's guardrail state: xxh3_64 hex of (project, agent), so
         ids containing braces cannot break the tagging (like :attr:`models.nodes.ChainId.tag`)."""
         return xxhash.xxh3_64_hexdigest(f"{project_id}\x1f{agent_id}".encode())
+
+    def agent_services(self, project_id: str, agent_id: str) -> str:
+        """Hash of the agent's chains: service (``\x1fcritical`` for critical chains) →
+        ``"mode:runs"`` — how the engine tells a service new to an established agent."""
+        return f"{self.prefix}:{{g:{self.guard_tag(project_id, agent_id)}}}:svc"
 
     def guard_agent_keys(self, tag: str) -> GuardAgentKeys:
         base = f"{self.prefix}:{{g:{tag}}}"

@@ -124,6 +124,20 @@ class Settings:
     #: endpoints answer 429.
     auth_failure_limit: int = 10
     auth_failure_window_s: int = 900
+    #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
+    idempotency_ttl_s: int = 86_400
+    #: How long an unfinished request holds its ``Idempotency-Key`` (a crashed gateway's
+    #: reservation frees itself after this), seconds; must exceed the longest request.
+    idempotency_lease_s: int = 60
+    #: How long an event id stays bound to the first body it was accepted with, seconds
+    #: (~240 bytes of Redis per event for the window; 0 turns the check off).
+    event_id_window_s: int = 86_400
+    #: Shape limits of ingest events (docs/security.md, "Input limits").
+    max_payload_depth: int = 16
+    max_payload_keys: int = 5_000
+    max_metadata_bytes: int = 10 * 1024
+    max_metadata_keys: int = 50
+    max_metadata_depth: int = 3
 
     # --- workers --------------------------------------------------------------------------------
     #: Faust app id of the workers (= their Kafka consumer group) and the port of their

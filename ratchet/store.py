@@ -49,6 +49,9 @@ class ChainBatch:
     #: Critical chains and rich-mode chains may reach locked whatever their traffic.
     eligible: bool = False
     locked_action: str = "pause"
+    #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
+    #: on other services and this service is new to it (see Engine.decide).
+    mode_floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,7 @@ class EngineStore:
             now_ms, 1 if learn else 0, *self._static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
             low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if self.params.protect else 0,
-            1 if self.params.window_stat == "robust" else 0, len(batch.items),
+            1 if self.params.window_stat == "robust" else 0, batch.mode_floor, len(batch.items),
         ]
         for item in batch.items:
             args.append(item.event_id)
@@ -173,7 +176,7 @@ class EngineStore:
         else:
             pipe = self.client.pipeline(transaction=False)
             for k, a in calls:
-                await self.scripts.observe(keys=k, args=a, client=pipe)
+                await self.scripts.observe(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
             raw = await pipe.execute()
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [parse_observations(answer) for answer in raw]
@@ -185,7 +188,7 @@ class EngineStore:
         ck = self.keys.chain_keys(tag)
         keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id)]
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        args = [
+        args: list[str | int] = [
             event_id, decision, now, p.node_cap, p.edge_cap,
             repr(p.sigma_multiplier), repr(p.fallback_bits), repr(p.sigma_min), repr(p.sigma_max),
             repr(p.sigma_step_up), repr(p.sigma_step_down), repr(p.fallback_min),

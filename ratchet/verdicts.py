@@ -12,6 +12,7 @@ of two concurrent approvals of the same event exactly one succeeds; the other se
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -70,7 +71,7 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         score = float(head)
     except ValueError:
         raise ValueError("cursor is not one this API returned") from None
-    if not sep:
+    if not sep or not math.isfinite(score):
         raise ValueError("cursor is not one this API returned")
     return score, member
 

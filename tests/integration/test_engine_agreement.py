@@ -42,6 +42,7 @@ async def _run_both(
     cuts: list[int],
     params: EngineParams,
     learn_mask: list[bool] | None = None,
+    floors: list[int] | None = None,
 ) -> None:
     client = Redis.from_url(redis_url)
     try:
@@ -55,13 +56,15 @@ async def _run_both(
             start = cut
         for b, batch in enumerate(batches):
             learn = True if learn_mask is None else learn_mask[b % len(learn_mask)]
+            floor = 0 if floors is None else floors[b % len(floors)]
             items = [ObserveItem(f"e{e}", r, n, hp, eor, hold) for e, r, n, hp, eor, hold in batch]
             [got] = await store.observe(
-                [ChainBatch(tag, items, eligible=False, locked_action="reject")],
+                [ChainBatch(tag, items, eligible=False, locked_action="reject", mode_floor=floor)],
                 learn=learn, now_ms=1,
             )
             want = [
-                ref.observe(f"e{e}", r, n, high_priority=hp, end_of_run=eor, hold=hold, learn=learn)
+                ref.observe(f"e{e}", r, n, high_priority=hp, end_of_run=eor, hold=hold, learn=learn,
+                            mode_floor=floor)
                 for e, r, n, hp, eor, hold in batch
             ]
             assert [asdict(g) for g in got] == [asdict(w) for w in want]
@@ -81,6 +84,14 @@ def test_lua_matches_reference(
     redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
+def test_lua_matches_reference_with_mode_floors(
+    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[2, 1, 0]))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

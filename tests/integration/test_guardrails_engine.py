@@ -149,6 +149,8 @@ async def test_loop_short_cycle(make_engine: Any) -> None:
 # --- pattern ----------------------------------------------------------------------------------
 
 PATTERN = """
+[guardrails.pii]
+detectors = ["email", "secret"]
 [[guardrails.pattern.rules]]
 id = "sql-drop"
 paths = ["sql", "**.sql"]
@@ -193,7 +195,7 @@ async def test_pii_realistic_payloads(make_engine: Any) -> None:
 
 async def test_secret_never_in_the_verdict(make_engine: Any) -> None:
     secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
-    engine = make_engine("[guardrails.pii]\naction = 'pause'\n" + PATTERN)
+    engine = make_engine(PATTERN.replace("[guardrails.pii]\n", "[guardrails.pii]\naction = 'pause'\n"))
     [v] = await engine.decide([ev(0, payload={"auth": {"token": secret}, "sql": "drop table x"})])
     text = orjson.dumps(v.to_dict()).decode()
     assert "pii.secret" in text and "auth.token" in text and "sql-drop" in text

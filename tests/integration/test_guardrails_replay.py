@@ -57,7 +57,7 @@ def test_replay_applies_stored_policy_and_policy_file(
     tmp_path: Path, redis_url: str, key_prefix: str
 ) -> None:
     stored = (
-        "[guardrails.pii]\naction = 'pause'\n"
+        "[guardrails.pii]\naction = 'pause'\ndetectors = ['email', 'secret']\n"
         "[guardrails.velocity]\nper_run = { window_s = 60, limit = 6 }\n"
     )
 

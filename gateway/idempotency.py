@@ -1,0 +1,82 @@
+"""``Idempotency-Key`` on state-changing routes: a retry gets the first answer, nothing runs twice.
+
+Handlers wrap their work in :func:`idempotent` after authenticating (records are per project):
+
+- no header → the work runs as usual;
+- first request with a key → it runs; a 2xx answer is kept for ``idempotency_ttl_s`` (24 h),
+  any other answer releases the key (nothing took effect, so a retry runs again);
+- same key, same request, finished → the stored status and body, with ``Idempotent-Replayed:
+  true``; nothing is published again;
+- same key while the first request still runs → ``409`` with ``Retry-After: 1`` (the loser does
+  not wait: the first request may itself wait seconds for a verdict);
+- same key, different method/path/query/body → ``422``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.body import read_bytes
+from gateway.ingest import error_body
+from gateway.metrics import IDEMPOTENCY_REQUESTS
+from gateway.state import GatewayState
+from models.idempotency import (
+    HEADER,
+    REPLAYED_HEADER,
+    StoredAnswer,
+    key_digest,
+    request_fingerprint,
+    validate_key,
+)
+from ratchet.errors import ConflictError, UnprocessableError
+from ratchet.idempotency import BeginCode
+
+__all__ = ["idempotent"]
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[], Awaitable[web.Response]]
+
+
+async def idempotent(
+    request: web.Request, state: GatewayState, project_id: str, work: Work
+) -> web.Response:
+    """Run ``work`` at most once per ``Idempotency-Key`` of ``project_id``."""
+    raw_key = request.headers.get(HEADER)
+    if raw_key is None:
+        return await work()
+    key = validate_key(raw_key)
+    body = await read_bytes(request, state.settings.max_body_bytes)
+    fingerprint = request_fingerprint(request.method, request.path, request.query_string, body)
+    begin = await state.idempotency.begin(project_id, key_digest(key), fingerprint)
+    IDEMPOTENCY_REQUESTS.labels(begin.code.name.lower()).inc()
+    if begin.code is BeginCode.REPLAY and begin.answer is not None:
+        return web.Response(body=begin.answer.body, status=begin.answer.status,
+                            content_type="application/json", headers={REPLAYED_HEADER: "true"})
+    if begin.code is BeginCode.IN_PROGRESS:
+        busy = ConflictError(f"a request with this {HEADER} is still in progress; retry shortly "
+                             "to get its answer", HEADER)
+        return web.json_response(error_body(busy), status=409, headers={"Retry-After": "1"})
+    if begin.code is BeginCode.MISMATCH or begin.reservation is None:
+        raise UnprocessableError(
+            f"this {HEADER} was already used for a different request (method, path, query or "
+            "body differ); use a new key for a new request", HEADER)
+    reservation = begin.reservation
+    try:
+        resp = await work()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the lease frees the key if Redis is down too
+            await state.idempotency.release(reservation)
+        raise
+    try:
+        if 200 <= resp.status < 300 and isinstance(resp.body, bytes):
+            await state.idempotency.finish(reservation, StoredAnswer(resp.status, resp.body))
+        else:
+            await state.idempotency.release(reservation)
+    except Exception as exc:  # the work is done: answer it; the lease frees the key later
+        log.warning("could not record the idempotent answer: %s", type(exc).__name__)
+    return resp

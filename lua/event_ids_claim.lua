@@ -1,0 +1,27 @@
+--[[
+  event_ids_claim.lua — bind event ids of ONE agent to the fingerprints of their first bodies.
+
+  For each event: if its key is free, store the fingerprint with the window as TTL (the id is
+  new); if it holds the same fingerprint, the event is an idempotent retry; otherwise the id was
+  used for a different event. Check and bind are one step per key (SET NX GET), so two different
+  bodies racing for one id cannot both win. All keys share the agent's hash tag.
+
+  KEYS[1..n]   event-id keys       keys.event_fingerprint(project, agent, event id)
+
+  ARGV[1]      window_s            how long an id stays bound, s
+  ARGV[2..n+1] fingerprint         of event i (hex)
+
+  Output: {ok_1, ..., ok_n}   1 new id or same body, 0 id bound to a different body
+]]
+local window_s = ARGV[1]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local fingerprint = ARGV[i + 1]
+  local previous = redis.call('SET', key, fingerprint, 'NX', 'GET', 'EX', window_s)
+  if (not previous) or previous == fingerprint then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out

@@ -1,0 +1,102 @@
+"""Replay protection, the pure part: ``Idempotency-Key`` values, request and event fingerprints,
+and the stored first answer. No I/O (Redis lives in :mod:`ratchet.idempotency`).
+
+- A request fingerprint covers what the request *asks*: method, path, query and the exact body
+  bytes. The same key with another fingerprint is a different request → 422.
+- An event fingerprint covers what an event *is*: its canonical JSON without the signature and
+  its timestamp, so a re-signed retry of the same event matches, while a reused ``event_id`` with
+  another agent, run, payload or anything else does not → 409.
+
+>>> validate_key("order-42/retry") == "order-42/retry"
+True
+>>> validate_key("")
+Traceback (most recent call last):
+...
+ratchet.errors.ValidationError: Idempotency-Key must be 1 to 255 visible ASCII characters
+>>> a = request_fingerprint("POST", "/v1/events", "", b'{"a": 1}')
+>>> a == request_fingerprint("POST", "/v1/events", "", b'{"a": 1}')
+True
+>>> a == request_fingerprint("POST", "/v1/events", "", b'{"a": 2}')
+False
+>>> decode_answer(encode_answer(StoredAnswer(202, b'{"ok":true}'))).status
+202
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from models.events import IngestEvent
+from ratchet.errors import ValidationError
+
+__all__ = [
+    "HEADER",
+    "REPLAYED_HEADER",
+    "StoredAnswer",
+    "decode_answer",
+    "encode_answer",
+    "event_fingerprint",
+    "key_digest",
+    "request_fingerprint",
+    "validate_key",
+]
+
+#: Request header carrying the client's idempotency key.
+HEADER = "Idempotency-Key"
+#: Response header set on an answer replayed from the first request.
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def validate_key(raw: str) -> str:
+    """The header value if it is 1–255 visible ASCII characters; else :class:`ValidationError`."""
+    if not _KEY.match(raw):
+        raise ValidationError(
+            f"{HEADER} must be 1 to 255 visible ASCII characters", HEADER
+        )
+    return raw
+
+
+def key_digest(key: str) -> str:
+    """Hex SHA-256 of a key: what names its record in Redis (keys may hold any ASCII)."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+    """Hex SHA-256 over method, path, query string and the exact body bytes."""
+    h = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), query.encode()):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    h.update(body)
+    return h.hexdigest()
+
+
+def event_fingerprint(event: IngestEvent) -> str:
+    """The first 32 hex digits of SHA-256 over the event's canonical JSON (sorted keys)."""
+    canonical = orjson.dumps(event.to_dict(), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The first answer to a key: status and body (always JSON)."""
+
+    status: int
+    body: bytes
+
+
+def encode_answer(answer: StoredAnswer) -> tuple[str, bytes]:
+    """``(status, body)`` as the Lua script stores them."""
+    return str(answer.status), answer.body
+
+
+def decode_answer(stored: tuple[bytes | str, bytes]) -> StoredAnswer:
+    raw_status, body = stored
+    status = raw_status.decode() if isinstance(raw_status, bytes) else raw_status
+    return StoredAnswer(int(status), body)

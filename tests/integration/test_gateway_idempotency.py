@@ -1,0 +1,246 @@
+"""Replay attacks on the real gateway: Idempotency-Key retries, races and reuse, and event ids
+reused with another body. Kafka is read back after every attack: what may not be published is not.
+"""
+
+# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from models.envelope import decode_feedback, decode_ingest
+from models.events import parse_event
+from models.idempotency import StoredAnswer, key_digest
+from ratchet.client import Answer, RatchetClient
+from ratchet.idempotency import BeginCode, EventIds, IdempotencyStore
+from ratchet.provisioning import create_agent
+from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+    FakeWorker,
+    Gateway,
+    Tenant,
+    event,
+    gateway,
+    gw_settings,
+    make_tenant,
+    read_topic,
+    tenant,
+)
+
+pytestmark = pytest.mark.kafka
+
+REPLAYED = "Idempotent-Replayed"
+
+
+async def ingested(gw: Gateway, expect: int | None = None) -> list[str]:
+    """Event ids in every envelope on the ingest topic (``expect`` counts envelopes: one per
+    agent per request)."""
+    records = await read_topic(gw.settings.kafka_bootstrap or "", gw.settings.topic_ingest,
+                               expect=expect, idle_s=0.5)
+    return [ev.event_id for r in records for ev in decode_ingest(r.value or b"").events]
+
+
+def replayed(answer: Answer) -> bool:
+    return answer.headers.get(REPLAYED) == "true"
+
+
+async def test_retry_with_the_same_key_replays_the_first_answer_and_publishes_nothing(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    key = f"k-{uuid.uuid4()}"
+    ev = event()
+    first = await tenant.client.send(ev, idempotency_key=key)
+    assert first.status == 202 and not replayed(first)
+    for _ in range(3):  # re-signed each time: the signature is not part of the request identity
+        again = await tenant.client.send(ev, idempotency_key=key)
+        assert again.status == 202 and replayed(again)
+        assert again.body == first.body  # including the first request's trace id
+        assert again.trace_id != first.trace_id  # the replay is a request of its own
+
+    items = [tenant.client.signed(event()) for _ in range(3)]
+    batch_key = f"b-{uuid.uuid4()}"
+    first_batch = await tenant.client.post_signed(items, idempotency_key=batch_key)
+    assert first_batch.status == 200 and first_batch.body["accepted"] == 3
+    again_batch = await tenant.client.post_signed(items, idempotency_key=batch_key)
+    assert again_batch.status == 200 and replayed(again_batch)
+    assert again_batch.body == first_batch.body
+
+    ids = await ingested(gateway, expect=2)
+    assert sorted(ids) == sorted([ev["event_id"], *(i["event_id"] for i in items)])
+
+    record = gateway.keys.idempotency(tenant.project_id, key_digest(key))
+    ttl = await gateway.redis.ttl(record)
+    assert 0 < ttl <= gateway.settings.idempotency_ttl_s
+
+
+async def test_simultaneous_requests_with_one_key_publish_once(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    # no worker answers, so the first request waits its full wait_ms while the others arrive
+    key = f"race-{uuid.uuid4()}"
+    ev = event()
+    answers = await asyncio.gather(
+        *(tenant.client.send(ev, wait_ms=800, idempotency_key=key) for _ in range(8))
+    )
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [202] + [409] * 7, statuses
+    for busy in (a for a in answers if a.status == 409):
+        assert busy.body["field"] == "Idempotency-Key" and "in progress" in busy.body["message"]
+        assert busy.headers.get("Retry-After") == "1"
+    after = await tenant.client.send(ev, wait_ms=800, idempotency_key=key)
+    assert after.status == 202 and replayed(after)
+    assert await ingested(gateway, expect=1) == [ev["event_id"]]
+
+
+async def test_same_key_for_a_different_request_is_422(gateway: Gateway, tenant: Tenant) -> None:
+    key = f"k-{uuid.uuid4()}"
+    ev = event()
+    assert (await tenant.client.send(ev, idempotency_key=key)).status == 202
+    other = event()
+    for answer in (
+        await tenant.client.send(other, idempotency_key=key),  # another body
+        await tenant.client.send(ev, wait_ms=100, idempotency_key=key),  # another query
+        await tenant.client.post_signed([tenant.client.signed(other)], idempotency_key=key),
+    ):
+        assert answer.status == 422, answer.body
+        assert answer.body["error"] == "unprocessable"
+        assert answer.body["field"] == "Idempotency-Key"
+        assert "different request" in answer.body["message"]
+    assert await ingested(gateway) == [ev["event_id"]]
+
+
+async def test_keys_are_scoped_per_project_and_malformed_keys_refused(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    key = f"shared-{uuid.uuid4()}"
+    mine, theirs = event(), event()
+    assert (await tenant.client.send(mine, idempotency_key=key)).status == 202
+    other = await make_tenant(gateway)
+    try:
+        answer = await other.client.send(theirs, idempotency_key=key)
+        assert answer.status == 202 and not replayed(answer)
+        assert answer.body["event_id"] == theirs["event_id"]
+    finally:
+        await other.client.close()
+    for bad in ("has space", "x" * 256, ""):
+        answer = await tenant.client._call(
+            "POST", "/v1/events", json=event(), headers={"Idempotency-Key": bad})
+        assert answer.status == 400 and answer.body["field"] == "Idempotency-Key", bad
+    assert sorted(await ingested(gateway, expect=2)) == sorted([mine["event_id"],
+                                                                 theirs["event_id"]])
+
+
+async def test_an_answer_without_effect_is_not_kept(gateway: Gateway, tenant: Tenant) -> None:
+    key = f"k-{uuid.uuid4()}"
+    bad = event(payload="not an object")
+    for _ in range(2):  # the 400 released the key: the retry ran again, nothing was replayed
+        answer = await tenant.client.send(bad, idempotency_key=key)
+        assert answer.status == 400 and not replayed(answer)
+    ghost = event(agent_id="ghost")
+    assert (await tenant.client.send(ghost, idempotency_key=f"g-{key}")).status == 401
+    assert await gateway.redis.exists(
+        gateway.keys.idempotency(tenant.project_id, key_digest(f"g-{key}"))) == 0
+    assert await ingested(gateway) == []
+
+
+async def test_approval_retry_replays_and_publishes_one_decision(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    async with FakeWorker(gateway.settings, gateway.redis):
+        paused = event(payload={"decide": "pause"})
+        assert (await tenant.client.send(paused, wait_ms=3000)).status == 200
+    key = f"approve-{uuid.uuid4()}"
+    first = await tenant.client.decide(paused["event_id"], "approve", "ok", idempotency_key=key)
+    assert first.status == 200 and not replayed(first)
+    again = await tenant.client.decide(paused["event_id"], "approve", "ok", idempotency_key=key)
+    assert again.status == 200 and replayed(again) and again.body == first.body
+    changed = await tenant.client.decide(paused["event_id"], "reject", "ok", idempotency_key=key)
+    assert changed.status == 422
+    plain = await tenant.client.decide(paused["event_id"], "approve", "ok")
+    assert plain.status == 409  # without the key a second decision is a conflict
+    records = await read_topic(gateway.settings.kafka_bootstrap or "",
+                               gateway.settings.topic_feedback, expect=1)
+    assert [decode_feedback(r.value or b"").event_id for r in records] == [paused["event_id"]]
+
+
+async def test_reused_event_id_with_another_body_is_refused(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    ev = event()
+    assert (await tenant.client.send(ev)).status == 202
+    changed = await tenant.client.send({**ev, "payload": {"id": 8}})
+    assert changed.status == 409 and changed.body["field"] == "event_id"
+    assert "different event" in changed.body["message"]
+    moved = await tenant.client.send({**ev, "run_id": "run-2"})
+    assert moved.status == 409
+    retry = await tenant.client.send(ev)  # same body, signed again: an idempotent retry
+    assert retry.status == 202
+
+    fresh = event()
+    batch = await tenant.client.send_batch([fresh, {**ev, "action": "contacts.delete"}])
+    assert [r["status"] for r in batch.body["results"]] == ["accepted", "rejected"]
+    err = batch.body["results"][1]["error"]
+    assert err["error"] == "conflict" and err["field"] == "events[1].event_id"
+
+    ids = await ingested(gateway, expect=3)
+    assert sorted(ids) == sorted([ev["event_id"], ev["event_id"], fresh["event_id"]])
+    envs = [e for r in await read_topic(gateway.settings.kafka_bootstrap or "",
+                                        gateway.settings.topic_ingest, expect=3)
+            for e in decode_ingest(r.value or b"").events if e.event_id == ev["event_id"]]
+    assert all(e.payload == ev["payload"] and e.run_id == ev["run_id"] for e in envs)
+
+
+async def test_racing_bodies_for_one_event_id_have_one_winner(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    ev_id = str(uuid.uuid4())
+    variants: list[dict[str, Any]] = [event(event_id=ev_id, payload={"n": i}) for i in range(10)]
+    answers = await asyncio.gather(*(tenant.client.send(v) for v in variants))
+    assert sorted(a.status for a in answers) == [202] + [409] * 9
+    assert await ingested(gateway, expect=1) == [ev_id]
+
+
+async def test_event_ids_are_scoped_per_agent_and_project(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    ev = event()
+    assert (await tenant.client.send(ev)).status == 202
+    _, secret = await create_agent(gateway.redis, gateway.keys, tenant.project_id, "agent-2")
+    async with RatchetClient(gateway.url, tenant.api_key, "agent-2", secret,
+                             project_id=tenant.project_id) as second:
+        assert (await second.send({**event(agent_id="agent-2"), "event_id": ev["event_id"],
+                                   "payload": {"other": True}})).status == 202
+    other = await make_tenant(gateway)
+    try:
+        assert (await other.client.send({**ev, "payload": {"x": 1}})).status == 202
+    finally:
+        await other.client.close()
+    assert await ingested(gateway, expect=3) == [ev["event_id"]] * 3
+
+
+async def test_a_crashed_request_frees_its_key_when_the_lease_ends(gateway: Gateway) -> None:
+    store = IdempotencyStore(gateway.redis, gateway.keys, ttl_s=60, lease_s=1)
+    first = await store.begin("p", key_digest("k"), "fp-1")
+    assert first.code is BeginCode.RESERVED and first.reservation is not None
+    assert (await store.begin("p", key_digest("k"), "fp-1")).code is BeginCode.IN_PROGRESS
+    await asyncio.sleep(1.2)  # the first request never finished (crashed gateway)
+    second = await store.begin("p", key_digest("k"), "fp-1")
+    assert second.code is BeginCode.RESERVED and second.reservation is not None
+    # the late first request cannot overwrite the new reservation
+    await store.finish(first.reservation, StoredAnswer(202, b'{"late": true}'))
+    assert (await store.begin("p", key_digest("k"), "fp-1")).code is BeginCode.IN_PROGRESS
+    await store.finish(second.reservation, StoredAnswer(202, b'{"ok": true}'))
+    replay = await store.begin("p", key_digest("k"), "fp-1")
+    assert replay.code is BeginCode.REPLAY and replay.answer == StoredAnswer(202, b'{"ok": true}')
+
+
+async def test_event_id_window_zero_turns_the_binding_off(gateway: Gateway) -> None:
+    ev = parse_event(event(), "p")
+    other = parse_event({**event(), "event_id": ev.event_id, "run_id": "run-9"}, "p")
+    off = EventIds(gateway.redis, gateway.keys, window_s=0)
+    assert await off.claim([ev]) == [True] and await off.claim([other]) == [True]
+    on = EventIds(gateway.redis, gateway.keys, window_s=60)
+    assert await on.claim([ev]) == [True] and await on.claim([ev]) == [True]
+    assert await on.claim([other]) == [False]

@@ -14,7 +14,6 @@ the nodes the first decision saw.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.guardrails import GuardrailState, StateSpec
 from ratchet.keys import Keys
 from ratchet.metrics import LUA_SECONDS
-from ratchet.scripts import Scripts
+from ratchet.scripts import Scripts, run_many
 
 __all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore"]
 
@@ -78,7 +77,6 @@ class GuardStore:
         self.keys = keys
         self.run_ttl_s = run_ttl_s
         self.scripts = Scripts(client)  # type: ignore[arg-type]
-        self._cluster = isinstance(client, RedisCluster)
 
     def call(self, batch: GuardBatch) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one script call (exposed for tests and benchmarks)."""
@@ -114,15 +112,7 @@ class GuardStore:
         """Run the script once per agent batch (pipelined; concurrent on a cluster)."""
         calls = [self.call(b) for b in batches]
         started = time.perf_counter()
-        if self._cluster or len(calls) == 1:
-            raw = await asyncio.gather(
-                *(self.scripts.guardrails(keys=k, args=a) for k, a in calls)
-            )
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for k, a in calls:
-                await self.scripts.guardrails(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
-            raw = await pipe.execute()
+        raw = await run_many(self.client, self.scripts.guardrails, calls)
         LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 

@@ -7,11 +7,15 @@ automatic reload after a ``SCRIPT FLUSH``.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 __all__ = [
@@ -20,6 +24,7 @@ __all__ = [
     "ControlScripts",
     "Scripts",
     "ratelimit_script",
+    "run_many",
     "script_source",
 ]
 
@@ -67,3 +72,18 @@ class ControlScripts:
 def ratelimit_script(client: Redis) -> AsyncScript:
     """``ratelimit.lua`` registered on ``client`` (the rate-limit Redis may be a separate one)."""
     return client.register_script(script_source("ratelimit"))
+
+
+async def run_many(
+    client: Redis | RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[tuple[list[str], list[Any]]],
+) -> list[Any]:
+    """Run ``script`` once per ``(keys, args)``, answers in order: one pipeline round trip on a
+    single Redis; concurrent calls on a cluster (each call's keys share one slot, calls don't)."""
+    if isinstance(client, RedisCluster) or len(calls) == 1:
+        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    pipe = client.pipeline(transaction=False)
+    for k, a in calls:
+        await script(keys=k, args=a, client=pipe)
+    return list(await pipe.execute())

@@ -6,7 +6,6 @@ pipeline (single Redis) or concurrently (Redis Cluster, where each chain may liv
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +18,14 @@ from models.params import ACTION_CODES, EngineParams
 from ratchet.errors import ScriptCode, raise_for_code
 from ratchet.keys import Keys
 from ratchet.metrics import LUA_SECONDS
-from ratchet.scripts import Scripts
+from ratchet.scripts import Scripts, run_many
 
 __all__ = [
-    "ObserveItem", "Observation", "ChainBatch", "FeedbackResult", "EngineStore",
+    "ChainBatch",
+    "EngineStore",
+    "FeedbackResult",
+    "Observation",
+    "ObserveItem",
     "parse_observations",
 ]
 
@@ -126,7 +129,6 @@ class EngineStore:
         self.run_ttl_s = run_ttl_s
         self.chain_ttl_s = chain_ttl_s
         self.scripts = Scripts(client)  # type: ignore[arg-type]
-        self._cluster = isinstance(client, RedisCluster)
         self._static = self._static_args(params)
 
     def _static_args(self, p: EngineParams) -> list[Any]:
@@ -169,15 +171,7 @@ class EngineStore:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
-        if self._cluster or len(calls) == 1:
-            raw = await asyncio.gather(
-                *(self.scripts.observe(keys=k, args=a) for k, a in calls)
-            )
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for k, a in calls:
-                await self.scripts.observe(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
-            raw = await pipe.execute()
+        raw = await run_many(self.client, self.scripts.observe, calls)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [parse_observations(answer) for answer in raw]
 

@@ -50,7 +50,13 @@ from ratchet.servers import RedisServer, TansuServer, free_port
 from ratchet.settings import get_settings
 from ratchet.topics import ensure_topics
 from streams.harness import VerdictCollector
-from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+from streams.process import (
+    FAST_GROUP_ENV,
+    ChildProcess,
+    gateway_process,
+    wait_http_ready,
+    worker_env,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -75,19 +81,6 @@ def _signed(ev: dict[str, Any], project_id: str, secret: str, ts: int) -> dict[s
                             out["payload"], out["event_id"], ts)
     out["timestamp"] = ts
     return out
-
-
-async def _wait_ready(base: str, session: aiohttp.ClientSession, gateway: ChildProcess) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not gateway.running:
-            raise SystemExit(f"gateway exited:\n{gateway.log()[-2000:]}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(base + "/readyz") as r:
-                if r.status == 200:
-                    return
-        await asyncio.sleep(0.2)
-    raise SystemExit("gateway not ready in 30 s")
 
 
 def _single_body(project_id: str, agent: str, secret: str, i: int) -> tuple[bytes, dict[str, str]]:
@@ -279,7 +272,7 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
             connector=aiohttp.TCPConnector(limit=256),
             timeout=aiohttp.ClientTimeout(total=120),
         ) as session:
-            await _wait_ready(base, session, gateway)
+            await wait_http_ready(base + "/readyz", gateway, 30)
             async with VerdictCollector(bootstrap, f"bench-{suffix}-verdicts",
                                         from_beginning=False, fetch_wait_ms=50) as collector:
                 # warm the worker up (group join) with single events until one is answered

@@ -41,7 +41,13 @@ from ratchet.provisioning import create_agent, create_project
 from ratchet.servers import RedisServer, TansuServer, free_port
 from ratchet.settings import Settings, get_settings
 from streams.harness import VerdictCollector
-from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+from streams.process import (
+    FAST_GROUP_ENV,
+    ChildProcess,
+    gateway_process,
+    wait_http_ready,
+    worker_env,
+)
 
 __all__ = ["DemoOptions", "register", "run_demo"]
 
@@ -142,20 +148,6 @@ def _rounds(
         yield pending
 
 
-async def _wait_http(url: str, gateway: ChildProcess, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if not gateway.running:
-                raise UnavailableError(f"the gateway exited while starting:\n{gateway.log()[-2000:]}")
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise UnavailableError(f"the gateway was not ready within {timeout_s:.0f}s:\n{gateway.log()[-2000:]}")
-
-
 async def _wait_worker(client: RatchetClient, worker: ChildProcess, timeout_s: float) -> float:
     """Send probe events (own project) until one comes back with a verdict; returns seconds."""
     started = time.monotonic()
@@ -232,7 +224,7 @@ async def _drive(
         f"{opts.events:,} events of {opts.agents} synthetic agents "
         f"(anomalies injected after {warmup} warm-up runs per agent)"
     )
-    await _wait_http(base + "/readyz", gateway, 30)
+    await wait_http_ready(base + "/readyz", gateway, 30)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=60)

@@ -7,17 +7,26 @@ commit, leave the group) and escalates to SIGKILL; :meth:`WorkerProcess.kill` is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FAST_GROUP_ENV", "ChildProcess", "WorkerProcess", "gateway_process", "worker_env"]
+import aiohttp
+
+from ratchet.errors import UnavailableError
+
+__all__ = [
+    "FAST_GROUP_ENV", "ChildProcess", "WorkerProcess", "gateway_process", "wait_http_ready",
+    "worker_env",
+]
 
 #: Consumer-group timings for tests and the demo (measured on Tansu, see docs/operations.md):
 #: a group (re)join completes after ~rebalance timeout, a dead member is evicted after the
@@ -115,3 +124,19 @@ _GATEWAY = (
 def gateway_process(env: dict[str, str], name: str = "gateway") -> ChildProcess:
     """A gateway child (``gateway.cli.main_gateway`` with the settings in ``env``)."""
     return ChildProcess(env, name=name, argv=("-c", _GATEWAY))
+
+
+async def wait_http_ready(url: str, child: ChildProcess, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; raises UnavailableError (with the child's log tail)
+    when the child exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if not child.running:
+                raise UnavailableError(f"the process exited while starting:\n{child.log()[-2000:]}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise UnavailableError(f"{url} was not ready within {timeout_s:.0f}s:\n{child.log()[-2000:]}")

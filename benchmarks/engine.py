@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
+from benchmarks.report import emit
 from models.events import IngestEvent
 from ratchet.engine import Engine
 from ratchet.keys import Keys
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     with redis_for(args.redis_url) as url:
         print(f"engine benchmark: {args.events} events, batch {args.batch}...", file=sys.stderr)
         res = asyncio.run(bench(url, args.events, args.batch, args.concurrency))
-    for k, v in res.items():
-        print(f"{k}: {v}")
-    if args.json:
-        with open(args.json, "wb") as f:
-            f.write(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    emit(res, args.json)
     return 0
 
 

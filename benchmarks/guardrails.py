@@ -34,10 +34,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from benchmarks.engine import _drive, by_agent_batches
+from benchmarks.report import emit
 from benchmarks.traffic import generate
 from models.events import IngestEvent, parse_event
 from models.guardrails import GUARDRAILS, GuardrailState, Policy, evaluate, parse_policy_toml
@@ -212,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"guardrails benchmark: {args.events} events, batch {args.batch}...",
               file=sys.stderr)
         res = asyncio.run(bench(url, args.events, args.batch, args.concurrency))
-    for k, v in res.items():
-        print(f"{k}: {v}")
-    if args.json:
-        Path(args.json).write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    emit(res, args.json)
     return 0
 
 

@@ -21,9 +21,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import orjson
 from redis.asyncio import Redis
 
+from benchmarks.report import emit
 from models.ratelimit import parse_tiers
 from ratchet.keys import Keys
 from ratchet.ratelimit import RateLimiter
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with redis_for(args.redis_url) as url:
         print(f"rate-limit benchmark: {args.calls} calls per measurement...", file=sys.stderr)
         res = asyncio.run(bench(url, args.calls, args.concurrency))
-    for k, v in res.items():
-        print(f"{k}: {v}")
-    if args.json:
-        with open(args.json, "wb") as f:
-            f.write(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    emit(res, args.json)
     return 0
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "MODE_TRANSITIONS",
     "EDGE_SCORE_BITS",
     "ENGINE_ERRORS",
+    "ERROR_VERDICTS",
     "BATCH_EVENTS",
     "WORKER_MESSAGES",
     "WORKER_RETRIES",
@@ -61,6 +62,12 @@ ENGINE_ERRORS = Counter(
     "ratchet_engine_errors_total",
     "Engine failures by kind (e.g. redis_unavailable); a guard error is never a detection.",
     ["kind"],
+)
+ERROR_VERDICTS = Counter(
+    "ratchet_error_verdicts_total",
+    "Events answered without a judgement because the engine failed, by the action the project's "
+    "on_error policy gave them (allow, flag, pause); the verdict carries error.",
+    ["action"],
 )
 BATCH_EVENTS = Histogram(
     "ratchet_engine_batch_events",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.guardrails.pattern import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
 from ratchet.errors import ConfigError
 
 __all__ = ["Settings", "Secret", "get_settings", "PREFIX"]
@@ -92,6 +93,13 @@ class Settings:
     policy_refresh_s: float = 1.0
     #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
     guardrails: bool = True
+    #: Most work the pattern guardrail may do for one event, in steps (bytes scanned × the
+    #: rule's RE2 program size: RE2's worst case). Rules the budget does not cover apply their
+    #: action (fail closed, reason ``pattern.scan_limit``). ~0.25 s at RE2's slowest.
+    guard_scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
+    #: Most pattern-guardrail work one project's events may take in one worker batch, steps:
+    #: bounds how long one tenant holds the shared worker (its later events fail closed).
+    guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
     #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one

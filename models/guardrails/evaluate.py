@@ -26,7 +26,7 @@ from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
 from models.guardrails.paths import Leaf, walk
-from models.guardrails.pattern import check_pattern
+from models.guardrails.pattern import ScanBudget, check_pattern
 from models.guardrails.pii import check_pii
 from models.guardrails.policy import Guardrail, Policy
 from models.guardrails.state import EMPTY_STATE, GuardrailState, StateSpec
@@ -39,9 +39,13 @@ C = TypeVar("C")
 
 
 def evaluate(
-    policy: Policy, event: IngestEvent, state: GuardrailState | None = None
+    policy: Policy,
+    event: IngestEvent,
+    state: GuardrailState | None = None,
+    budget: ScanBudget | None = None,
 ) -> list[Reason]:
-    """All guardrail reasons for ``event``; ``state`` from Redis (None: stateless rules only)."""
+    """All guardrail reasons for ``event``; ``state`` from Redis (None: stateless rules only);
+    ``budget`` bounds the pattern scans (None: unbounded; see :class:`ScanBudget`)."""
     st = state or EMPTY_STATE
     svc, prio = event.service, event.priority
     velocity = policy.velocity.for_event(svc, prio)
@@ -69,7 +73,7 @@ def evaluate(
     if scan_patterns or pii.enabled or media.enabled:
         leaves: tuple[Leaf, ...] = walk(event.payload)
         if scan_patterns:
-            out += check_pattern(pattern, leaves)
+            out += check_pattern(pattern, leaves, budget)
         if pii.enabled:
             out += check_pii(pii, leaves)
         if media.enabled:

@@ -2,9 +2,16 @@
 
 Each rule has an ``id``, ``paths`` (see :mod:`models.guardrails.paths`; default ``["**"]``),
 exactly one of ``regex`` or ``literal``, optional ``ignore_case``, ``action`` (default: the
-guardrail's) and ``description``. Regexes are compiled once at policy load and refused when
-they could backtrack catastrophically; each value is cut to ``max_scan_chars`` before scanning.
-Strings and numbers are scanned (numbers as their JSON text); one reason per matching rule.
+guardrail's) and ``description``. Regexes are compiled once at policy load on RE2, a linear-time
+engine (:mod:`models.guardrails.regex_safety`), and refused when RE2 cannot run them; each value
+is cut to ``max_scan_chars`` before scanning. Strings and numbers are scanned (numbers as their
+JSON text); one reason per matching rule.
+
+The work of one scan is bounded by a :class:`ScanBudget` in steps (bytes scanned × the
+pattern's program size, RE2's worst case): the worker gives every event a budget, drawn from
+its project's budget for the batch, so one tenant's events cannot hold the shared worker. When
+the budget runs out before every rule has run, the rules not run cannot vouch for the event, so
+it gets a ``pattern.scan_limit`` reason with the strictest action among them (fail closed).
 
 >>> cfg = parse_pattern({"rules": [{"id": "drop", "paths": ["sql", "**.query"],
 ...                                 "regex": "(?i)\\\\bdrop\\\\s+table\\\\b", "action": "reject"}]},
@@ -16,9 +23,8 @@ Strings and numbers are scanned (numbers as their JSON text); one reason per mat
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.guardrails._schema import (
@@ -35,15 +41,18 @@ from models.guardrails._schema import (
 )
 from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.redact import MAX_EXAMPLES
-from models.guardrails.regex_safety import compile_safe
-from models.verdict import Reason
+from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
+from models.verdict import Reason, strictest
 from ratchet.errors import ValidationError
 
 __all__ = [
     "NAME",
+    "SCAN_STEPS_PER_BATCH",
+    "SCAN_STEPS_PER_EVENT",
     "SOURCE",
     "PatternConfig",
     "PatternRule",
+    "ScanBudget",
     "check_pattern",
     "parse_pattern",
     "pattern_to_dict",
@@ -55,6 +64,10 @@ SOURCE = f"guardrail:{NAME}"
 _KEYS = ("enabled", "action", "rules", "disabled_rules", "max_scan_chars")
 _RULE_KEYS = ("id", "description", "paths", "regex", "literal", "ignore_case", "action")
 _MAX_RULES = 256
+#: Default scan budgets (steps = bytes × program size) of one event and of one project's events
+#: in one worker batch; the worker takes them from ``RATCHET_GUARD_SCAN_STEPS_PER_*``.
+SCAN_STEPS_PER_EVENT = 16_000_000
+SCAN_STEPS_PER_BATCH = 64_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,7 @@ class PatternRule:
     kind: str
     text: str
     ignore_case: bool
-    compiled: re.Pattern[str]
+    compiled: Regex
     action: str | None = None
     description: str = ""
 
@@ -93,13 +106,12 @@ def _rule(value: Any, path: str) -> PatternRule:
         raise ValidationError(f"{path} needs exactly one of regex or literal", join(path, "regex"))
     f = Fields(table, path)
     ignore_case = f.get("ignore_case", False, as_bool)
-    flags = re.IGNORECASE if ignore_case else 0
     if "regex" in table:
         kind, text = "regex", str(table["regex"])
-        compiled = compile_safe(table["regex"], join(path, "regex"), flags)
+        compiled = compile_safe(table["regex"], join(path, "regex"), ignore_case=ignore_case)
     else:
         kind, text = "literal", as_str(table["literal"], join(path, "literal"), max_chars=1_000)
-        compiled = re.compile(re.escape(text), flags)
+        compiled = compile_literal(text, ignore_case=ignore_case, field=join(path, "literal"))
     everything: tuple[str, ...] = ("**",)
     paths = f.get("paths", everything, lambda v, p: as_str_list(v, p, max_items=64))
     if not paths:
@@ -175,31 +187,77 @@ def pattern_to_dict(cfg: PatternConfig) -> dict[str, Any]:
     }
 
 
-def _scan(rule: PatternRule, leaves: Sequence[Leaf], limit: int) -> tuple[int, list[str], bool]:
+@dataclass(slots=True)
+class ScanBudget:
+    """Steps a scan may still take (bytes × program size, see :meth:`Regex.cost`); mutable,
+    shared by the rules of one event. ``used`` counts what was charged."""
+
+    steps: int
+    used: int = field(default=0)
+
+    def take(self, cost: int) -> bool:
+        """Charge ``cost`` steps if they are left; ``False`` (nothing charged) otherwise."""
+        if cost > self.steps:
+            return False
+        self.steps -= cost
+        self.used += cost
+        return True
+
+
+def _encoded(leaf: Leaf, limit: int, cache: dict[int, tuple[bytes, bool]], i: int) -> tuple[
+    bytes, bool
+]:
+    hit = cache.get(i)
+    if hit is None:
+        text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
+        cut = len(text) > limit
+        hit = cache[i] = ((text[:limit] if cut else text).encode("utf-8", "replace"), cut)
+    return hit
+
+
+def _scan(
+    rule: PatternRule,
+    leaves: Sequence[Leaf],
+    limit: int,
+    cache: dict[int, tuple[bytes, bool]],
+    budget: ScanBudget | None,
+) -> tuple[int, list[str], bool, bool]:
+    """(matches, example paths, a value was cut, the budget ran out before the rule finished)."""
     count, cut = 0, False
     paths: list[str] = []
-    for leaf in leaves:
+    for i, leaf in enumerate(leaves):
         if not rule.paths.matches(leaf.key):
             continue
-        text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
-        if len(text) > limit:
-            text, cut = text[:limit], True
-        if rule.compiled.search(text) is not None:
+        data, was_cut = _encoded(leaf, limit, cache, i)
+        if budget is not None and not budget.take(rule.compiled.cost(len(data))):
+            return count, paths, cut, True
+        cut = cut or was_cut
+        if rule.compiled.search(data):
             count += 1
             if len(paths) < MAX_EXAMPLES:
                 paths.append(leaf.path)
-    return count, paths, cut
+    return count, paths, cut, False
 
 
-def check_pattern(cfg: PatternConfig, leaves: Sequence[Leaf]) -> list[Reason]:
-    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
+def check_pattern(
+    cfg: PatternConfig, leaves: Sequence[Leaf], budget: ScanBudget | None = None
+) -> list[Reason]:
+    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload; scans
+    charge ``budget`` (None: unbounded) and stop when it runs out (see the module docstring)."""
     if not cfg.enabled:
         return []
     out: list[Reason] = []
+    cache: dict[int, tuple[bytes, bool]] = {}
+    skipped: list[PatternRule] = []
     for rule in cfg.rules:
         if rule.id in cfg.disabled_rules:
             continue
-        count, paths, cut = _scan(rule, leaves, cfg.max_scan_chars)
+        if skipped:
+            skipped.append(rule)
+            continue
+        count, paths, cut, ran_out = _scan(rule, leaves, cfg.max_scan_chars, cache, budget)
+        if ran_out:
+            skipped.append(rule)
         if count:
             detail: dict[str, Any] = {
                 "rule": f"{NAME}.{rule.id}",
@@ -210,4 +268,13 @@ def check_pattern(cfg: PatternConfig, leaves: Sequence[Leaf]) -> list[Reason]:
             if cut:
                 detail["scanned_chars"] = cfg.max_scan_chars
             out.append(Reason(SOURCE, rule.action or cfg.action, detail))
+    if skipped:
+        actions = [r.action or cfg.action for r in skipped]
+        out.append(Reason(SOURCE, strictest(actions), {
+            "rule": f"{NAME}.scan_limit",
+            "skipped_rules": [r.id for r in skipped][:MAX_EXAMPLES],
+            "skipped": len(skipped),
+            "note": "the scan budget of this event ran out before these rules finished; they "
+                    "cannot vouch for it, so their strictest action applies",
+        }))
     return out

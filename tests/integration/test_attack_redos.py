@@ -1,0 +1,112 @@
+"""Issue 10, finding 1: a tenant's regex must not stall the shared worker (ReDoS).
+
+Attack (real gateway, worker, Redis and Tansu): tenant A stores patterns that backtrack
+exponentially on Python's ``re`` and sends an event built to trigger them; tenant B, sharing the
+worker, must still get its verdict promptly, and the worker must still stop on SIGTERM. Patterns
+the linear-time engine (RE2) cannot run are refused at ``PUT /v1/policy`` with a 400 naming the
+rule. Failed on main ``ab1019b``: B waited past the deadline and the worker ignored SIGTERM.
+"""
+
+# ruff: noqa: F811  (the stack fixture is imported from test_pipeline)
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ratchet.client import RatchetClient
+from ratchet.provisioning import create_agent, create_project
+from tests.integration.test_pipeline import Stack, _worker_ready, stack  # noqa: F401
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
+
+HOSTILE = """
+[[guardrails.pattern.rules]]
+id = "alt-star"
+regex = '\\bx(?:a|a)*y'
+action = "reject"
+[[guardrails.pattern.rules]]
+id = "opt-star"
+regex = 'x(aa?)*y'
+action = "reject"
+"""
+
+
+def _ev(run: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "run_id": run, "service": "tools", "action": "call",
+            "payload": payload, **extra}
+
+
+async def _tenant_b(stack: Stack) -> RatchetClient:
+    redis = Redis.from_url(stack.redis_url)
+    try:
+        project, api_key = await create_project(redis, stack.keys, "tenant B")
+        _, secret = await create_agent(redis, stack.keys, project, "b-bot")
+    finally:
+        await redis.aclose()
+    a = stack.client
+    return RatchetClient(a.base_url, api_key, "b-bot", secret, project_id=project,
+                         session=a._session)
+
+
+async def _verdict_within(client: RatchetClient, event_id: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = await client.verdict(event_id)
+        if found.status == 200:
+            return dict(found.body["verdict"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no verdict for {event_id} within {seconds:.0f} s")
+
+
+async def test_patterns_re2_cannot_run_are_refused_at_put(stack: Stack) -> None:
+    for regex, why in (("(a)\\1", "RE2"), ("(?<=x)y", "RE2"), ("(?>a+)b", "RE2")):
+        put = await stack.client.put_policy(
+            f"[[guardrails.pattern.rules]]\nid = \"r\"\nregex = '{regex}'\n"
+        )
+        assert put.status == 400, (regex, put.status, put.body)
+        assert put.body["field"] == "guardrails.pattern.rules[0].regex", put.body
+        assert why in put.body["message"], put.body
+    stored = await stack.client.policy()
+    assert stored.status == 200 and stored.body["version"] == 0, stored.body  # nothing stored
+
+
+async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> None:
+    await _worker_ready(stack)
+    b = await _tenant_b(stack)
+    put = await stack.client.put_policy(HOSTILE)
+    assert put.status == 200, put.body  # both run in linear time on RE2: nothing to refuse
+    await asyncio.sleep(put.body["applies_within_s"] + 0.5)
+
+    hostile = [_ev("evil", {"q": "x" + "a" * 40}), _ev("evil", {"q": "x" + "a" * 5000 + "!"})]
+    sent = await stack.client.send_batch(hostile)
+    assert sent.status == 200 and sent.body["accepted"] == 2, sent.body
+    mine = _ev("b-run", {"q": "hello"})
+    answer = await b.send(mine, wait_ms=5000)
+    assert answer.status in (200, 202), answer.body
+    verdict = await _verdict_within(b, mine["event_id"], 10.0)  # was: none within 25 s
+    assert verdict["agent_id"] == "b-bot" and not verdict.get("error"), verdict
+    for ev in hostile:  # A is answered too, and the patterns did not match (no y)
+        got = await _verdict_within(stack.client, ev["event_id"], 10.0)
+        assert not any(r["source"] == "guardrail:pattern" for r in got["reasons"]), got
+    # and the patterns do match what they should
+    hit = _ev("evil", {"q": "xaaay"})
+    got_hit = await stack.client.send(hit, wait_ms=5000)
+    assert got_hit.status == 200 and got_hit.body["verdict"]["action"] == "reject", got_hit.body
+
+    # the worker stops promptly on SIGTERM (it used to spin in the regex and ignore it)
+    proc = stack.worker.proc
+    assert proc is not None and proc.poll() is None
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = await asyncio.to_thread(proc.wait, 20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the worker ignored SIGTERM for 20 s\n" + stack.logs()) from None
+    assert time.monotonic() - started < 20 and code == 0, (code, stack.logs())

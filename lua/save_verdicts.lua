@@ -8,9 +8,9 @@
 
   Used on a single Redis only: verdict keys carry no common hash tag (a project's verdicts are
   spread over the cluster on purpose), so on Redis Cluster the store runs the same rule with
-  pipelined SET NX GET (ratchet/verdicts.py).
+  pipelined SET NX GET (ratchet/store/verdicts.py).
 
-  KEYS[1..n]      verdict keys (ratchet.keys.Keys.verdict), one per verdict
+  KEYS[1..n]      verdict keys (ratchet.store.keys.Keys.verdict), one per verdict
   ARGV[1]         ttl        seconds each verdict is kept
   ARGV[2..n+1]    the verdict JSON of KEYS[i-1], in the same order
   ARGV[n+2..2n+1] the agent id of verdict i

@@ -15,14 +15,14 @@ way the verdict carries ``error`` and the worker counts it (``ratchet_error_verd
 >>> parse_on_error("stop", "on_error")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: on_error must be one of allow, flag, pause, got 'stop'
+models.errors.ValidationError: on_error must be one of allow, flag, pause, got 'stop'
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = ["ON_ERROR_ACTIONS", "PAUSE_ON_ERROR", "on_error_action", "parse_on_error"]
 

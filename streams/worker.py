@@ -44,11 +44,12 @@ from models.envelope import (
     decode_ingest,
     encode_verdict_bodies,
 )
+from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
-from ratchet.errors import RatchetError, UnavailableError, ValidationError
-from ratchet.metrics import (
+from ratchet.store.policies import PolicySource
+from ratchet.telemetry.metrics import (
     ERROR_VERDICTS,
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
@@ -57,7 +58,6 @@ from ratchet.metrics import (
     WORKER_MESSAGES,
     WORKER_RETRIES,
 )
-from ratchet.policy_store import PolicySource
 
 __all__ = [
     "Backoff",
@@ -86,7 +86,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 class DecideEngine(Protocol):
-    """The part of :class:`ratchet.engine.Engine` a worker uses."""
+    """The part of :class:`ratchet.engine.engine.Engine` a worker uses."""
 
     async def decide(
         self,
@@ -101,7 +101,7 @@ class DecideEngine(Protocol):
 
 
 class VerdictStoreLike(Protocol):
-    """The part of :class:`ratchet.verdicts.VerdictStore` a worker uses."""
+    """The part of :class:`ratchet.store.verdicts.VerdictStore` a worker uses."""
 
     async def save_many(
         self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.errors import ValidationError
 from models.guardrails._schema import (
     Fields,
     as_action,
@@ -43,7 +44,6 @@ from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
 from models.verdict import Reason, strictest
-from ratchet.errors import ValidationError
 
 __all__ = [
     "NAME",

@@ -16,7 +16,7 @@ An override changes only the keys it names (nested tables merge key by key, arra
 a priority override applies after a service override. Keys that shape the state Redis keeps
 (velocity ``window_s``, loop ``history``, entropy ``window``) and pattern ``rules`` are set
 once, at the top. Every omitted key takes its default (:func:`default_policy`); unknown keys
-and bad values raise :class:`~ratchet.errors.ValidationError` with ``field`` set to the dotted
+and bad values raise :class:`~models.errors.ValidationError` with ``field`` set to the dotted
 path (``guardrails.velocity.per_run.limit``).
 
 >>> p = parse_policy_toml('''
@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
+from models.errors import ValidationError
 from models.events import PRIORITIES
 from models.guardrails._schema import as_int, as_str, as_table, check_keys, join, pick
 from models.guardrails.cost import CostConfig, cost_to_dict, parse_cost
@@ -59,7 +60,6 @@ from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_d
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
 from models.on_error import parse_on_error
-from ratchet.errors import ValidationError
 
 __all__ = [
     "GUARDRAILS",

@@ -24,7 +24,7 @@ False
 >>> compile_safe(r"(a)\\1", "rule.regex")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: rule.regex cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
+models.errors.ValidationError: rule.regex cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
 >>> compile_literal("a.b", ignore_case=True).search(b"xA.By"), compile_literal("a.b").search(b"axb")
 (True, False)
 """
@@ -36,7 +36,7 @@ from typing import Any
 
 import re2
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = [
     "MAX_PATTERN_CHARS", "MAX_PROGRAM_SIZE", "Regex", "compile_internal", "compile_literal",

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from ratchet.client import RatchetClient
-from ratchet.provisioning import create_agent
+from ratchet.platform.provisioning import create_agent
+from ratchet.sandbox.client import RatchetClient
 from tests.integration.test_pipeline import Stack, _worker_ready, stack  # noqa: F401
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]

@@ -22,10 +22,10 @@ from prometheus_client import REGISTRY
 from models.envelope import IngestEnvelope
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml
-from ratchet.engine import Engine
-from ratchet.keys import Keys
-from ratchet.policy_store import FixedPolicy
-from ratchet.verdicts import VerdictStore
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
+from ratchet.store.verdicts import VerdictStore
 from streams.worker import IngestProcessor
 
 pytestmark = pytest.mark.asyncio

@@ -1,6 +1,6 @@
 """Issue 10, finding 2: no caller-supplied string can make one Redis key name another.
 
-Every public builder of :class:`ratchet.keys.Keys` is called with hostile strings (``:``, ``{``,
+Every public builder of :class:`ratchet.store.keys.Keys` is called with hostile strings (``:``, ``{``,
 ``}``, ``%``, suffixes of other keys such as ``:nodes``); hash tags (``tag``) are hex digests
 in Ratchet, so they are drawn as such. Two different calls — same builder or not — must never
 produce the same key, and no key may be another key followed by ``:`` (a run id must not reach
@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratchet.keys import Keys, part
+from ratchet.store.keys import Keys, part
 
 KEYS = Keys("rt")
 BUILDERS = {

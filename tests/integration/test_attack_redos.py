@@ -1,8 +1,10 @@
 """Issue 10, finding 1: a tenant's regex must not stall the shared worker (ReDoS).
 
 Attack (real gateway, worker, Redis and Tansu): tenant A stores patterns that backtrack
-exponentially on Python's ``re`` and sends an event built to trigger them; tenant B, sharing the
-worker, must still get its verdict promptly, and the worker must still stop on SIGTERM. Patterns
+exponentially on Python's ``re`` and sends an event built to trigger them, plus 64 rules that are
+linear on RE2 but slow on a 3 MB event (minutes of scanning without the per-event budget); tenant
+B, sharing the worker, must still get its verdict promptly, A's heavy event fails closed
+(``pattern.scan_limit``), and the worker must still stop on SIGTERM. Patterns
 the linear-time engine (RE2) cannot run are refused at ``PUT /v1/policy`` with a 400 naming the
 rule. Failed on main ``ab1019b``: B waited past the deadline and the worker ignored SIGTERM.
 """
@@ -11,6 +13,7 @@ rule. Failed on main ``ab1019b``: B waited past the deadline and the worker igno
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import subprocess
 import time
@@ -35,7 +38,13 @@ action = "reject"
 id = "opt-star"
 regex = 'x(aa?)*y'
 action = "reject"
-"""
+""" + "".join(
+    # linear on RE2 but slow on random a/b text (its DFA cannot settle): ~1 ms per 16 KB value
+    # and rule, so 64 rules over the heavy event below would take minutes without the budget
+    f"[[guardrails.pattern.rules]]\nid = \"dfa-{i}\"\n"
+    f"regex = '(a|b)*a[ab]{{{20 + i % 4}}}c'\naction = \"reject\"\n"
+    for i in range(64)
+)
 
 
 def _ev(run: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -84,9 +93,11 @@ async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> N
     assert put.status == 200, put.body  # both run in linear time on RE2: nothing to refuse
     await asyncio.sleep(put.body["applies_within_s"] + 0.5)
 
+    rng = random.Random(1)
+    heavy = _ev("heavy", {f"k{i}": "".join(rng.choices("ab", k=16_384)) for i in range(180)})
     hostile = [_ev("evil", {"q": "x" + "a" * 40}), _ev("evil", {"q": "x" + "a" * 5000 + "!"})]
-    sent = await stack.client.send_batch(hostile)
-    assert sent.status == 200 and sent.body["accepted"] == 2, sent.body
+    sent = await stack.client.send_batch([heavy, *hostile])
+    assert sent.status == 200 and sent.body["accepted"] == 3, sent.body
     mine = _ev("b-run", {"q": "hello"})
     answer = await b.send(mine, wait_ms=5000)
     assert answer.status in (200, 202), answer.body
@@ -95,6 +106,11 @@ async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> N
     for ev in hostile:  # A is answered too, and the patterns did not match (no y)
         got = await _verdict_within(stack.client, ev["event_id"], 10.0)
         assert not any(r["source"] == "guardrail:pattern" for r in got["reasons"]), got
+    # the heavy event ran out of scan budget: the rules not run fail closed
+    got = await _verdict_within(stack.client, heavy["event_id"], 10.0)
+    limit = [r for r in got["reasons"] if r["detail"].get("rule") == "pattern.scan_limit"]
+    assert got["action"] == "reject" and len(limit) == 1, got
+    assert limit[0]["detail"]["skipped"] > 0, limit
     # and the patterns do match what they should
     hit = _ev("evil", {"q": "xaaay"})
     got_hit = await stack.client.send(hit, wait_ms=5000)

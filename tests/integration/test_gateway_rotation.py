@@ -152,7 +152,7 @@ async def test_rotation_cli(redis_url: str, key_prefix: str) -> None:
 
     from ratchet.platform.provisioning import create_agent, create_project
     from ratchet.store.keys import Keys
-    from tests.integration.cli_support import field
+    from tests.integration.cli_support import field, ratchet_cli
 
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
     redis, keys = Redis.from_url(redis_url), Keys(key_prefix)

@@ -5,7 +5,7 @@
                                    [--review none|oracle] [--guardrails | --policy FILE] [--rich]
                                    [--json FILE]
 
-Protocol: for each seed, generate ``benchmarks.traffic`` (labelled anomalies only after
+Protocol: for each seed, generate ``ratchet.sandbox.traffic`` (labelled anomalies only after
 ``--warmup`` runs per agent) and replay every event through ``ratchet replay``'s code path
 (learning on, one engine call per 500 events, runs interleaved as generated, a fresh key
 namespace per seed). Figures count runs after each agent's warm-up only and are summed over the
@@ -39,12 +39,12 @@ from typing import Any
 
 import orjson
 
-from benchmarks.traffic import iter_runs
 from models.evaluation import Confusion
 from models.guardrails.policy import parse_policy_toml
 from models.params import EngineParams, load_params
-from ratchet.replay import replay
-from ratchet.servers import redis_for
+from ratchet.engine.replay import replay
+from ratchet.sandbox.servers import redis_for
+from ratchet.sandbox.traffic import iter_runs
 
 __all__ = ["REPORTED_SEEDS", "TUNING_SEEDS", "evaluate", "main", "render"]
 

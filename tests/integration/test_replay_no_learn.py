@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from benchmarks.traffic import generate
 from models.params import EngineParams
-from ratchet.replay import replay
-from streams.process import worker_env
+from ratchet.engine.replay import replay
+from ratchet.sandbox.process import worker_env
+from ratchet.sandbox.traffic import generate
 
 Snapshot = dict[bytes, tuple[bytes | None, int]]
 

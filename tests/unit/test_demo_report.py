@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.verdict import Edge, Reason, Verdict
-from ratchet.demo_report import SentEvent, build_report, false_cause
+from ratchet.sandbox.demo_report import SentEvent, build_report, false_cause
 
 
 def _verdict(event_id: str, agent: str, run: str, action: str = "allow", mode: str = "locked",

@@ -46,7 +46,7 @@ from models.envelope import IngestEnvelope, encode_ingest
 from models.events import parse_event
 from models.signing import sign
 from ratchet.config.settings import get_settings
-from ratchet.engine.engine import Engine, connect_redis
+from ratchet.engine.engine import Engine
 from ratchet.kafka.topics import ensure_topics
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.demo_report import percentile
@@ -61,6 +61,7 @@ from ratchet.sandbox.process import (
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.sandbox.traffic import iter_events
 from ratchet.store.keys import Keys
+from ratchet.store.redis import connect
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -203,7 +204,7 @@ async def engine_ceiling(redis_url: str, bodies: Sequence[bytes]) -> dict[str, A
     from models.envelope import decode_ingest
 
     envelopes = [decode_ingest(b) for b in bodies]
-    client = connect_redis(redis_url)
+    client = connect(redis_url)
     try:
         engine = Engine.create(client, keys=Keys(f"bench{uuid.uuid4().hex[:8]}"))
         n = sum(len(e.events) for e in envelopes)

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.envelope import (
     ENVELOPE_VERSION,
@@ -49,6 +47,7 @@ from models.events import IngestEvent
 from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
 from ratchet.store.policies import PolicySource
+from ratchet.store.redis import REDIS_FAILURES
 from ratchet.telemetry.metrics import (
     ERROR_VERDICTS,
     FEEDBACK,
@@ -76,13 +75,7 @@ log = logging.getLogger("ratchet.worker")
 T = TypeVar("T")
 
 #: Exceptions that mean "a dependency is down, try again later" — never a detection.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    UnavailableError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
+TRANSIENT: tuple[type[BaseException], ...] = (UnavailableError, *REDIS_FAILURES)
 
 
 class DecideEngine(Protocol):

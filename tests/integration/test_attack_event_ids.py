@@ -6,7 +6,6 @@ from another agent of the project — single or batch — is a 409. Failed on ma
 bot-a's reuse was accepted and ``GET /v1/verdicts/E`` showed bot-a's ``allow``.
 """
 
-# ruff: noqa: F811  (the stack fixture is imported from test_pipeline)
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.test_pipeline import Stack, _worker_ready, stack  # noqa: F401
+from tests.integration.pipeline_support import Stack, worker_ready
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -49,7 +48,7 @@ def _ev(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_another_agent_cannot_overwrite_a_verdict(stack: Stack) -> None:
-    await _worker_ready(stack)
+    await worker_ready(stack)
     put = await stack.client.put_policy(POLICY)
     assert put.status == 200, put.body
     await asyncio.sleep(put.body["applies_within_s"] + 0.5)

@@ -9,7 +9,6 @@ the linear-time engine (RE2) cannot run are refused at ``PUT /v1/policy`` with a
 rule. Failed on main ``ab1019b``: B waited past the deadline and the worker ignored SIGTERM.
 """
 
-# ruff: noqa: F811  (the stack fixture is imported from test_pipeline)
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +24,7 @@ from redis.asyncio import Redis
 
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.test_pipeline import Stack, _worker_ready, stack  # noqa: F401
+from tests.integration.pipeline_support import Stack, worker_ready
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -87,7 +86,7 @@ async def test_patterns_re2_cannot_run_are_refused_at_put(stack: Stack) -> None:
 
 
 async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> None:
-    await _worker_ready(stack)
+    await worker_ready(stack)
     b = await _tenant_b(stack)
     put = await stack.client.put_policy(HOSTILE)
     assert put.status == 200, put.body  # both run in linear time on RE2: nothing to refuse

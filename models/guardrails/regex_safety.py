@@ -24,7 +24,7 @@ False
 >>> compile_safe(r"(a)\\1", "rule.regex")
 Traceback (most recent call last):
 ...
-models.errors.ValidationError: rule.regex cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
+models.errors.ValidationError: rule.regex '(a)\\1' cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
 >>> compile_literal("a.b", ignore_case=True).search(b"xA.By"), compile_literal("a.b").search(b"axb")
 (True, False)
 """
@@ -37,6 +37,7 @@ from typing import Any
 import re2
 
 from models.errors import ValidationError
+from models.sanitize import clean_text, shown
 
 __all__ = [
     "MAX_PATTERN_CHARS", "MAX_PROGRAM_SIZE", "Regex", "compile_internal", "compile_literal",
@@ -91,15 +92,16 @@ def _compile(pattern: str, field: str, opts: Any) -> Regex:
     except re2.error as exc:
         why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise ValidationError(
-            f"{field} cannot be compiled by RE2, the linear-time engine tenant patterns run on: "
-            f"{why} (RE2 has no backreferences, lookaround, atomic groups or possessive "
-            "quantifiers)",
+            f"{field} {shown(pattern)} cannot be compiled by RE2, the linear-time engine tenant "
+            f"patterns run on: {clean_text(why, 120)} (RE2 has no backreferences, lookaround, "
+            "atomic groups or possessive quantifiers)",
             field,
         ) from None
     size = int(compiled.programsize)
     if size > MAX_PROGRAM_SIZE:
         raise ValidationError(
-            f"{field} compiles to {size} RE2 instructions, more than {MAX_PROGRAM_SIZE}; its "
+            f"{field} {shown(pattern)} compiles to {size} RE2 instructions, more than "
+            f"{MAX_PROGRAM_SIZE}; its "
             "scans would cost that many steps per byte (use smaller bounded repeats {m,n})",
             field,
         )

@@ -204,9 +204,12 @@ class ScanBudget:
         return True
 
 
-def _encoded(leaf: Leaf, limit: int, cache: dict[int, tuple[bytes, bool]], i: int) -> tuple[
-    bytes, bool
-]:
+_Encoded = dict[int, tuple[bytes, bool]]
+
+
+def _encoded(leaf: Leaf, limit: int, cache: _Encoded, i: int) -> tuple[bytes, bool]:
+    """Leaf ``i``'s value as scanned — cut to ``limit`` characters, UTF-8 (RE2 matches bytes) —
+    and whether it was cut; encoded once per event and shared by every rule."""
     hit = cache.get(i)
     if hit is None:
         text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
@@ -219,7 +222,7 @@ def _scan(
     rule: PatternRule,
     leaves: Sequence[Leaf],
     limit: int,
-    cache: dict[int, tuple[bytes, bool]],
+    cache: _Encoded,
     budget: ScanBudget | None,
 ) -> tuple[int, list[str], bool, bool]:
     """(matches, example paths, a value was cut, the budget ran out before the rule finished)."""
@@ -247,7 +250,7 @@ def check_pattern(
     if not cfg.enabled:
         return []
     out: list[Reason] = []
-    cache: dict[int, tuple[bytes, bool]] = {}
+    cache: _Encoded = {}
     skipped: list[PatternRule] = []
     for rule in cfg.rules:
         if rule.id in cfg.disabled_rules:

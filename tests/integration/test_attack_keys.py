@@ -49,7 +49,7 @@ def _processor(client: aioredis.Redis, keys: Keys, policy: str, *,
                on_error: bool = True) -> IngestProcessor:
     policies = FixedPolicy(parse_policy_toml(policy))
     engine = Engine.create(client, keys=keys, policies=policies)
-    if not on_error:  # the worker's policy lookup for on_error is not needed by this test
+    if not on_error:  # without the policies: on_error's default by priority
         return IngestProcessor(engine, VerdictStore(client, keys))
     return IngestProcessor(engine, VerdictStore(client, keys), policies=policies)
 
@@ -90,7 +90,7 @@ async def test_engine_error_follows_on_error_never_a_silent_allow(
         tag = keys.guard_tag("p1", "a1")
         await redis_client.set(keys.guard_run_keys(tag, run).nodes, "not a list")
 
-    proc = _processor(redis_client, keys, POLICY)
+    proc = _processor(redis_client, keys, POLICY, on_error=False)  # the default needs no policy
     before = {a: _errors(a) for a in ("allow", "flag", "pause")}
     await corrupt("broken")
     high, crit, normal, low = await _decide(proc, [

@@ -21,12 +21,13 @@ from __future__ import annotations
 from typing import TypeVar
 
 from models.events import IngestEvent
+from models.guardrails.budget import ScanBudget
 from models.guardrails.cost import check_cost
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
 from models.guardrails.paths import Leaf, walk
-from models.guardrails.pattern import ScanBudget, check_pattern
+from models.guardrails.pattern import check_pattern
 from models.guardrails.pii import check_pii
 from models.guardrails.policy import Guardrail, Policy
 from models.guardrails.state import EMPTY_STATE, GuardrailState, StateSpec
@@ -75,7 +76,7 @@ def evaluate(
         if scan_patterns:
             out += check_pattern(pattern, leaves, budget)
         if pii.enabled:
-            out += check_pii(pii, leaves)
+            out += check_pii(pii, leaves, budget)
         if media.enabled:
             out += check_media(media, leaves)
     return out

@@ -7,11 +7,11 @@ engine (:mod:`models.guardrails.regex_safety`), and refused when RE2 cannot run 
 is cut to ``max_scan_chars`` before scanning. Strings and numbers are scanned (numbers as their
 JSON text); one reason per matching rule.
 
-The work of one scan is bounded by a :class:`ScanBudget` in steps (bytes scanned × the
-pattern's program size, RE2's worst case): the worker gives every event a budget, drawn from
-its project's budget for the batch, so one tenant's events cannot hold the shared worker. When
-the budget runs out before every rule has run, the rules not run cannot vouch for the event, so
-it gets a ``pattern.scan_limit`` reason with the strictest action among them (fail closed).
+The work of one scan is charged to the event's
+:class:`~models.guardrails.budget.ScanBudget` in steps (bytes scanned × the pattern's program
+size, RE2's worst case), so one tenant's events cannot hold the shared worker. When the budget
+runs out before every rule has run, the rules not run cannot vouch for the event, so it gets a
+``pattern.scan_limit`` reason with the strictest action among them (fail closed).
 
 >>> cfg = parse_pattern({"rules": [{"id": "drop", "paths": ["sql", "**.query"],
 ...                                 "regex": "(?i)\\\\bdrop\\\\s+table\\\\b", "action": "reject"}]},
@@ -24,7 +24,7 @@ it gets a ``pattern.scan_limit`` reason with the strictest action among them (fa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ValidationError
@@ -40,6 +40,7 @@ from models.guardrails._schema import (
     ints,
     join,
 )
+from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
@@ -47,12 +48,9 @@ from models.verdict import Reason, strictest
 
 __all__ = [
     "NAME",
-    "SCAN_STEPS_PER_BATCH",
-    "SCAN_STEPS_PER_EVENT",
     "SOURCE",
     "PatternConfig",
     "PatternRule",
-    "ScanBudget",
     "check_pattern",
     "parse_pattern",
     "pattern_to_dict",
@@ -64,10 +62,6 @@ SOURCE = f"guardrail:{NAME}"
 _KEYS = ("enabled", "action", "rules", "disabled_rules", "max_scan_chars")
 _RULE_KEYS = ("id", "description", "paths", "regex", "literal", "ignore_case", "action")
 _MAX_RULES = 256
-#: Default scan budgets (steps = bytes × program size) of one event and of one project's events
-#: in one worker batch; the worker takes them from ``RATCHET_GUARD_SCAN_STEPS_PER_*``.
-SCAN_STEPS_PER_EVENT = 16_000_000
-SCAN_STEPS_PER_BATCH = 64_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,23 +179,6 @@ def pattern_to_dict(cfg: PatternConfig) -> dict[str, Any]:
         "disabled_rules": list(cfg.disabled_rules),
         "max_scan_chars": cfg.max_scan_chars,
     }
-
-
-@dataclass(slots=True)
-class ScanBudget:
-    """Steps a scan may still take (bytes × program size, see :meth:`Regex.cost`); mutable,
-    shared by the rules of one event. ``used`` counts what was charged."""
-
-    steps: int
-    used: int = field(default=0)
-
-    def take(self, cost: int) -> bool:
-        """Charge ``cost`` steps if they are left; ``False`` (nothing charged) otherwise."""
-        if cost > self.steps:
-            return False
-        self.steps -= cost
-        self.used += cost
-        return True
 
 
 _Encoded = dict[int, tuple[bytes, bool]]

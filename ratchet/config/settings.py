@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
-from models.guardrails.pattern import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
+from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
 
 __all__ = ["PREFIX", "Secret", "Settings", "get_settings"]
 
@@ -92,12 +92,13 @@ class Settings:
     policy_refresh_s: float = 1.0
     #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
     guardrails: bool = True
-    #: Most work the pattern guardrail may do for one event, in steps (bytes scanned × the
-    #: rule's RE2 program size: RE2's worst case). Rules the budget does not cover apply their
-    #: action (fail closed, reason ``pattern.scan_limit``). ~0.25 s at RE2's slowest.
+    #: Most payload scanning (pattern rules, PII detectors) one event may cost, in steps: bytes
+    #: scanned × a rule's RE2 program size, 50 per character for PII (~14 ns a step at worst).
+    #: What the budget does not cover fails closed (reasons ``pattern.scan_limit``,
+    #: ``pii.scan_limit`` with the strictest action skipped). ~0.25 s of work at worst.
     guard_scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
-    #: Most pattern-guardrail work one project's events may take in one worker batch, steps:
-    #: bounds how long one tenant holds the shared worker (its later events fail closed).
+    #: Most payload scanning one project's events may cost in one worker batch, steps: bounds how
+    #: long one tenant holds the shared worker (its later events fail closed).
     guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------

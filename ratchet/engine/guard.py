@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from models.events import IngestEvent
 from models.guardrails import EMPTY_STATE, GuardrailState, evaluate
-from models.guardrails.pattern import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
+from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
 from ratchet.store.keys import Keys

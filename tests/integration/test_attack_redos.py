@@ -125,3 +125,25 @@ async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> N
     except subprocess.TimeoutExpired:
         raise AssertionError("the worker ignored SIGTERM for 20 s\n" + stack.logs()) from None
     assert time.monotonic() - started < 20 and code == 0, (code, stack.logs())
+
+
+async def test_huge_payloads_do_not_starve_another_tenant(stack: Stack) -> None:
+    """Volume, not regexes: tenant A (default policy) sends 6 events of 3.5 MB digit-heavy text,
+    the PII detectors' slowest input (~2.5 s each unbudgeted, measured). B is still answered
+    promptly; A's events get a pii.scan_limit reason for what the budget did not cover."""
+    await worker_ready(stack)
+    b = await _tenant_b(stack)
+    rng = random.Random(2)
+    heavy = [_ev("bulk", {f"k{i}": "".join(rng.choices("0123456789 -", k=60_000))
+                          for i in range(58)}) for _ in range(6)]
+    sent = await asyncio.gather(*(stack.client.send_batch([ev]) for ev in heavy))
+    assert all(s.status == 200 and s.body["accepted"] == 1 for s in sent), sent[0].body
+    mine = _ev("b-run", {"q": "hello"})
+    answer = await b.send(mine, wait_ms=5000)
+    assert answer.status in (200, 202), answer.body
+    verdict = await _verdict_within(b, mine["event_id"], 10.0)
+    assert verdict["agent_id"] == "b-bot" and not verdict.get("error"), verdict
+    for ev in heavy:
+        got = await _verdict_within(stack.client, ev["event_id"], 20.0)
+        rules = [r["detail"].get("rule") for r in got["reasons"]]
+        assert "pii.scan_limit" in rules, rules

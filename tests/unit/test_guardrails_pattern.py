@@ -10,8 +10,9 @@ import pytest
 
 from models.errors import ValidationError
 from models.guardrails import parse_policy
+from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
-from models.guardrails.pattern import PatternConfig, ScanBudget, check_pattern, parse_pattern
+from models.guardrails.pattern import PatternConfig, check_pattern, parse_pattern
 
 
 def cfg(*rules: dict[str, Any], **extra: Any) -> PatternConfig:

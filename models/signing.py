@@ -142,8 +142,9 @@ def parse_timestamp(raw: object) -> int:
         raise AuthError("signature timestamp must be an integer number of Unix seconds")
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 12:
-        return int(raw.strip())
+    text = raw.strip() if isinstance(raw, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 12:  # isdigit alone takes '²'
+        return int(text)
     raise AuthError("signature timestamp must be an integer number of Unix seconds")
 
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from gateway.auth import authenticate
 from gateway.body import int_query
 from gateway.state import state_of
+from models.errors import ValidationError
 from models.sanitize import shown
-from ratchet.errors import ValidationError
 
 __all__ = ["parse_time", "routes"]
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import web, web_response
 from redis.asyncio import Redis
 
 from gateway import (
+    routes_api_keys,
     routes_audit,
     routes_events,
     routes_health,
@@ -21,6 +22,7 @@ from gateway import (
     routes_signup,
     routes_verdicts,
     routes_webhooks,
+    safe_logs,
 )
 from gateway.client_ip import parse_networks
 from gateway.middleware import gateway_middleware
@@ -30,6 +32,7 @@ from gateway.tiers import TierCache
 from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from models.ratelimit import parse_tiers
+from models.scopes import ROUTE_ROLES
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
@@ -39,7 +42,30 @@ from ratchet.store.ratelimit import RateLimiter
 from ratchet.store.scripts import ControlScripts
 from ratchet.store.verdicts import VerdictStore
 
-__all__ = ["build_app"]
+__all__ = ["SERVER_HEADER", "build_app"]
+
+#: The ``Server`` header of every answer: no software name or version to look up flaws by.
+SERVER_HEADER = "ratchet"
+# aiohttp puts "Python/3.x aiohttp/3.x" on every answer it prepares, including the 400s its
+# parser sends before any application code runs (those bypass middleware and signals), so the
+# default itself is replaced; _no_server_version covers the application's answers explicitly.
+web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+
+
+async def _no_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+def _check_route_roles(app: web.Application) -> None:
+    """Refuse to start with a route that has no row in models.scopes.ROUTE_ROLES: no route
+    is served without a decision on which keys may call it."""
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method == "HEAD":
+            continue
+        if (route.method, resource.canonical) not in ROUTE_ROLES:
+            raise ConfigError(f"route {route.method} {resource.canonical} has no row in "
+                              "models.scopes.ROUTE_ROLES; say which key roles may call it")
 
 
 def build_app(settings: Settings, *, create_topics: bool = True) -> web.Application:
@@ -57,8 +83,11 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
     for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
-                   routes_signup, routes_policy, routes_health, routes_openapi):
+                   routes_api_keys, routes_signup, routes_policy, routes_health, routes_openapi):
         app.add_routes(module.routes)
+    _check_route_roles(app)
+    safe_logs.install()
+    app.on_response_prepare.append(_no_server_version)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         assert settings.redis_url and settings.kafka_bootstrap

@@ -12,7 +12,14 @@ from typing import Any
 
 from gateway.auth import verify_event
 from models.envelope import IngestEnvelope, agent_key, encode_ingest
-from models.errors import AuthError, ConflictError, RatchetError, ValidationError
+from models.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    RatchetError,
+    ValidationError,
+    error_code,
+)
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
 from models.sanitize import clean_text, is_display_safe
 from ratchet.config.settings import Settings
@@ -23,6 +30,7 @@ __all__ = [
     "envelopes",
     "error_body",
     "ingest_limits",
+    "other_agent_error",
     "parse_batch",
     "refuse_reused_ids",
     "reused_id_error",
@@ -62,8 +70,10 @@ def _raw_event_id(raw: Any) -> str | None:
     return value if len(value) <= 128 and is_display_safe(value) else clean_text(value, 128)
 
 
-_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 422: "unprocessable",
-          429: "rate_limited", 503: "unavailable"}
+def other_agent_error(agent_id: str) -> ForbiddenError:
+    """An ingest key bound to ``agent_id`` sent another agent's event."""
+    return ForbiddenError(f"this ingest key sends events of agent {agent_id!r} only; use that "
+                          "agent's key (or a project ingest key)", "agent_id")
 
 
 def error_body(exc: RatchetError) -> dict[str, Any]:
@@ -72,7 +82,7 @@ def error_body(exc: RatchetError) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         out = dict(exc.as_dict())
     else:
-        out = {"error": _CODES.get(exc.status, "internal"), "field": getattr(exc, "field", None),
+        out = {"error": error_code(exc.status), "field": getattr(exc, "field", None),
                "message": str(exc)}
     if out["field"] is not None:
         out["field"] = clean_text(str(out["field"]), 200)

@@ -52,7 +52,9 @@ async def get_verdict(request: web.Request) -> web.Response:
     caller = await authenticate(request, state)
     event_id = _event_id(request)
     verdict = await state.store.get(caller.project_id, event_id)
-    if verdict is None:
+    if verdict is None or (caller.agent_id is not None
+                           and verdict.get("agent_id") != caller.agent_id):
+        # an agent-bound ingest key reads its own agent's verdicts; others look like no verdict
         raise NotFoundError(f"no verdict for event {event_id} (not decided yet, or unknown)")
     approval = await state.store.approval(caller.project_id, event_id)
     body: dict[str, Any] = {"event_id": event_id, "verdict": verdict,
@@ -103,7 +105,7 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
     if verdict is None:
         raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")
     now = time.time()
-    actor = f"apikey:{caller.key_id}"
+    actor = caller.actor
     outcome, score = await state.store.resolve(
         caller.project_id, event_id, Approval(decision, reason, actor, now),
         state.settings.verdict_ttl_s,
@@ -125,7 +127,8 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
         raise
     await state.audit.append(
         caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",
-        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id},
+        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id,
+         "key_id": caller.key_id, "key_role": caller.role},
     )
     return web.json_response(
         {"event_id": event_id, "decision": decision, "status": "recorded", "trace_id": trace_id}

@@ -32,6 +32,7 @@ SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "guardrails", "
 #: Scripts of the gateway's control plane (rate limits, signup, credential rotation).
 CONTROL_SCRIPT_NAMES: tuple[str, ...] = (
     "ratelimit", "signup_issue", "signup_redeem", "rotate_key", "rotate_secret",
+    "rotate_scoped_key",
 )
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
@@ -66,6 +67,8 @@ class ControlScripts:
         self.signup_issue: AsyncScript = client.register_script(script_source("signup_issue"))
         self.signup_redeem: AsyncScript = client.register_script(script_source("signup_redeem"))
         self.rotate_key: AsyncScript = client.register_script(script_source("rotate_key"))
+        self.rotate_scoped_key: AsyncScript = client.register_script(
+            script_source("rotate_scoped_key"))
         self.rotate_secret: AsyncScript = client.register_script(script_source("rotate_secret"))
 
 

@@ -43,7 +43,8 @@ def _event_id(request: web.Request) -> str:
 @routes.get("/v1/whoami")
 async def whoami(request: web.Request) -> web.Response:
     caller = await authenticate(request, state_of(request))
-    return web.json_response({"project_id": caller.project_id, "key_id": caller.key_id})
+    return web.json_response({"project_id": caller.project_id, "key_id": caller.key_id,
+                              "role": caller.role, "agent_id": caller.agent_id})
 
 
 @routes.get("/v1/verdicts/{event_id}")

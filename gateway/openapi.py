@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from gateway.openapi_audit import audit_paths, audit_schemas
+from gateway.openapi_keys import keys_paths, keys_schemas, with_roles
 from models.events import DEFAULT_LIMITS, PRIORITIES
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import REPLAYED_HEADER
@@ -217,10 +218,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         },
         "WhoAmI": {
             "type": "object",
-            "required": ["project_id", "key_id"],
+            "required": ["project_id", "key_id", "role", "agent_id"],
             "properties": {"project_id": {"type": "string"},
                            "key_id": {"type": "string",
-                                      "description": "First 12 hex of the key's SHA-256."}},
+                                      "description": "First 12 hex of the key's SHA-256."},
+                           "role": {"type": "string", "enum": ["admin", "ingest"]},
+                           "agent_id": {"type": ["string", "null"], "description": "The one "
+                                        "agent an ingest key serves (null: any)."}},
         },
         "AgentRequest": {
             "type": "object",
@@ -567,11 +571,17 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
             "description": "Signed ingest of agent tool calls, verdicts and approvals. "
                            "Every response carries X-Trace-Id. See docs/api.md.",
         },
-        "paths": {**_paths(settings), **audit_paths(settings)},
+        "paths": with_roles({**_paths(settings), **audit_paths(settings), **keys_paths()}),
         "components": {
-            "schemas": {**_schemas(settings), **audit_schemas()},
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "Project API key (rk_...)."}},
+            "schemas": {**_schemas(settings), **audit_schemas(), **keys_schemas()},
+            "securitySchemes": {"apiKey": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API key (rk_...), sent in exactly one Authorization header "
+                               "(two → 400). Its role decides the routes: `ingest` keys (for "
+                               "agents; optionally bound to one agent) send events and read "
+                               "their verdicts; `admin` keys (the project's own key, and keys "
+                               "made with role admin) call every route. Each operation lists "
+                               "its roles in `x-ratchet-roles`; another role gets 403."}},
             "headers": {
                 "TraceId": {"description": "Trace id of this request.",
                             "schema": {"type": "string"}},

@@ -146,3 +146,18 @@ async def test_route_by_key_kind(gateway: Gateway, route: tuple[str, str]) -> No
             assert got.status == 403, (kind, got.status, got.body)
             assert got.body["error"] == "forbidden" and role in got.body["message"]
             assert await _snapshot(gateway) == before, f"{kind}: a refused call changed state"
+
+
+def test_openapi_states_the_roles_of_every_route() -> None:
+    from gateway.openapi import build_openapi
+
+    paths = build_openapi()["paths"]
+    for (method, route), expected in EXPECT.items():
+        if route in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+            continue  # not part of the API document
+        op = paths[route][method.lower()]
+        if expected == PUBLIC:
+            assert "x-ratchet-roles" not in op and "security" not in op, route
+            continue
+        roles = ["admin"] if expected == ADMIN_ONLY else ["admin", "ingest"]
+        assert op["x-ratchet-roles"] == roles and "403" in op["responses"], route

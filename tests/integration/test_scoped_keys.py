@@ -189,7 +189,7 @@ def _ratchet(args: list[str], redis_url: str, prefix: str) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
     env.update({"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": prefix})
     return subprocess.run([sys.executable, "-m", "ratchet", *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+                          text=True, env=env, timeout=60, check=False)
 
 
 def _field(out: str, name: str) -> str:

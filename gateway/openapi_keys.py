@@ -121,8 +121,17 @@ def keys_paths() -> dict[str, Any]:
     }
 
 
+_LOCKED_OUT = {
+    "description": "Rate limited (see Retry-After): too many failed authentications from this "
+                   "address (counted on every route that takes a key), or the project's bucket.",
+    "headers": {**_TRACE, "Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+    "content": {"application/json": {"schema": _ref("Error")}},
+}
+
+
 def with_roles(paths: dict[str, Any]) -> dict[str, Any]:
-    """``paths`` with ``x-ratchet-roles`` and a 403 answer on every operation that takes a key."""
+    """``paths`` with ``x-ratchet-roles``, a 403 answer (role) and a 429 answer (lockout) on
+    every operation that takes a key."""
     out: dict[str, Any] = {}
     for path, operations in paths.items():
         out[path] = {}
@@ -130,7 +139,7 @@ def with_roles(paths: dict[str, Any]) -> dict[str, Any]:
             roles = ROUTE_ROLES.get((method.upper(), path))
             if roles is not None:
                 op = {**op, "x-ratchet-roles": sorted(roles),
-                      "responses": {**op["responses"],
+                      "responses": {"429": _LOCKED_OUT, **op["responses"],
                                     "403": _json(_ref("Error"), _FORBIDDEN)}}
             out[path][method] = op
     return out

@@ -30,7 +30,7 @@ from ratchet.platform.credentials import new_api_key, rotate_api_key_of_project
 from ratchet.platform.provisioning import hash_api_key, project_exists
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
     "KeyInfo",
@@ -145,7 +145,7 @@ async def _is_primary(redis: Redis, keys: Keys, project_id: str, key_id: str) ->
 
 
 async def rotate_key(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, key_id: str, *,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, key_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> tuple[KeyInfo, str]:
     """Replace key ``key_id`` by a new key with the same grant, atomically; returns the new
@@ -161,7 +161,7 @@ async def rotate_key(
     new = new_api_key()
     new_sha = hash_api_key(new)
     now = time.time()
-    code = int(await scripts.rotate_scoped_key(
+    code = int(await scripts["rotate_scoped_key"](
         keys=[keys.api_key(d["sha256"]), keys.api_key(new_sha), keys.project_keys(project_id)],
         args=[grant_value(grant), key_id, new_sha[:12], _describe(grant, new_sha, now)],
     ))

@@ -7,7 +7,6 @@ and deep nesting are 4xx naming the field, never 500 (8); two ``Authorization`` 
 400 (9); no response names the server software and its version (10).
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +20,13 @@ import pytest
 from gateway.app import build_app
 from models.signing import sign
 from ratchet.config.settings import Settings
-from tests.integration.own_gateway import own_gateway
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
+    Gateway,
+    Tenant,
+    event,
+    make_tenant,
+    own_gateway,
+)
     Gateway,
     Tenant,
     event,

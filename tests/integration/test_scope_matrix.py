@@ -9,7 +9,6 @@ refused one gets 403 ``forbidden`` and changes nothing in Redis or the audit log
 all is 401 on every route that takes one.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +21,10 @@ from gateway.app import build_app
 from models.scopes import ADMIN, INGEST
 from ratchet.config.settings import Settings
 from ratchet.platform.api_keys import create_key
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
+    Gateway,
+    make_tenant,
+)
     Gateway,
     gateway,
     gw_settings,

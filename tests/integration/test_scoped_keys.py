@@ -6,7 +6,6 @@ made, listed, rotated and revoked over the API and the CLI; project keys made be
 working as admin keys; approvals name the admin key that approved.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import os
@@ -20,7 +19,12 @@ import pytest
 
 from ratchet.platform.provisioning import create_agent, hash_api_key
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
+    FakeWorker,
+    Gateway,
+    Tenant,
+    event,
+)
     FakeWorker,
     Gateway,
     Tenant,

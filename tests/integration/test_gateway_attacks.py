@@ -27,14 +27,6 @@ from tests.integration.gateway_support import (
     make_tenant,
     own_gateway,
 )
-    Gateway,
-    Tenant,
-    event,
-    gateway,
-    gw_settings,
-    make_tenant,
-    tenant,
-)
 
 pytestmark = pytest.mark.kafka
 

@@ -25,11 +25,6 @@ from tests.integration.gateway_support import (
     Gateway,
     make_tenant,
 )
-    Gateway,
-    gateway,
-    gw_settings,
-    make_tenant,
-)
 
 pytestmark = pytest.mark.kafka
 

@@ -25,14 +25,6 @@ from tests.integration.gateway_support import (
     Tenant,
     event,
 )
-    FakeWorker,
-    Gateway,
-    Tenant,
-    event,
-    gateway,
-    gw_settings,
-    tenant,
-)
 
 pytestmark = pytest.mark.kafka
 

@@ -61,7 +61,10 @@ def _token(request: web.Request) -> str | None:
     if not headers:
         return None
     scheme, _, token = headers[0].partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    token = token.strip()
+    if scheme.lower() != "bearer" or not (token.isascii() and token.isprintable()):
+        return ""  # keys are printable ASCII; raw bytes (surrogates) never reach the hash
+    return token
 
 
 async def authenticate(request: web.Request, state: GatewayState) -> Caller:

@@ -229,3 +229,40 @@ async def test_no_server_version_on_any_answer(gateway: Gateway, tenant: Tenant)
     assert status == 400
     assert "aiohttp" not in headers.get("server", "") and "python" not in \
         headers.get("server", "").lower()
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer rk_\xff\xfe", b"Authorization: \xff",
+                                    b"X-Ratchet-Timestamp: \xb2", b"X-Ratchet-Signature: v1=\xff",
+                                    b"Idempotency-Key: \xff\xfe", b"X-Trace-Id: \xff" * 2,
+                                    b"X-Forwarded-For: \xff", b"Accept: \xff"])
+async def test_raw_bytes_in_headers_are_never_a_500(
+    gateway: Gateway, tenant: Tenant, header: bytes
+) -> None:
+    body = b'{"event_id": "e1", "agent_id": "agent-1", "run_id": "r", "service": "s", ' \
+           b'"action": "a", "payload": {}}'
+    auth = b"" if header.startswith(b"Authorization") else \
+        f"Authorization: Bearer {tenant.api_key}\r\n".encode()
+    for method, path in ((b"POST", b"/v1/events"), (b"GET", b"/v1/whoami"),
+                         (b"GET", b"/v1/policy")):
+        head = (method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth
+                + header + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n")
+        status, _, answer = await raw_request(gateway, head, body)
+        assert status < 500, (method, path, header, status, answer[:300])
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/audit?from=%ff"), ("GET", "/v1/audit?cursor=%ff%fe"),
+    ("GET", "/v1/approvals?cursor=%ff:x"), ("GET", "/v1/approvals?limit=%ff"),
+    ("GET", "/v1/verdicts/%ff%fe"), ("GET", "/v1/agents/%ff"), ("DELETE", "/v1/webhooks/%ff"),
+    ("POST", "/v1/keys/%ff:rotate"), ("DELETE", "/v1/keys/%ff"),
+    ("POST", "/v1/approvals/%ff"), ("POST", "/v1/events?wait_ms=%ff"),
+])
+async def test_raw_bytes_in_paths_and_queries_are_never_a_500(
+    gateway: Gateway, tenant: Tenant, method: str, path: str
+) -> None:
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Authorization: Bearer {tenant.api_key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 2\r\n\r\n").encode()
+    status, _, answer = await raw_request(gateway, head, b"{}")
+    assert 400 <= status < 500, (path, status, answer[:300])

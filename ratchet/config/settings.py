@@ -119,9 +119,10 @@ class Settings:
     trusted_proxies: str = ""
 
     # --- credential brute-force protection ---------------------------------------------------
-    #: Failed authentications per client IP within the window before rotation and signup
-    #: endpoints answer 429.
+    #: Failed authentications (wrong keys on any route, bad signup tokens) per client IP within
+    #: the window before every route that takes a key answers that address 429.
     auth_failure_limit: int = 10
+    #: The window of ``auth_failure_limit``, seconds (counted from the first failure).
     auth_failure_window_s: int = 900
     #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
     idempotency_ttl_s: int = 86_400

@@ -20,7 +20,7 @@ from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
 from models.errors import AuthError, ForbiddenError, ValidationError
 from models.events import IngestEvent
-from models.scopes import ADMIN, allows, parse_grant, roles_for
+from models.scopes import allows, parse_grant, roles_for
 from models.signing import parse_timestamp, verify
 from ratchet.platform.provisioning import hash_api_key
 
@@ -35,11 +35,11 @@ class Caller:
     #: First 12 hex digits of the key's SHA-256: names the key in audit trails, reveals nothing.
     key_id: str
     #: ``admin`` or ``ingest`` (:mod:`models.scopes`).
-    role: str = ADMIN
+    role: str
     #: An ingest key bound to one agent: the only agent whose events it may send and read.
-    agent_id: str | None = None
-    #: The project's own key (rotated by ``POST /v1/projects/current/keys:rotate``).
-    primary: bool = True
+    agent_id: str | None
+    #: The project's own key (an admin key made with the project), not one made with /v1/keys.
+    primary: bool
 
     @property
     def actor(self) -> str:

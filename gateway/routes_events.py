@@ -150,9 +150,8 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
     counts = {"accepted": 0, "rejected": 0}
     for it in items:
         outcome = "accepted" if it.error is None else {
-            400: "invalid", 401: "unauthorized", 403: "unauthorized",
-            409: "conflict"}.get(it.error.status,
-                                                                      "unavailable")
+            400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
+        }.get(it.error.status, "unavailable")
         INGEST_EVENTS.labels(outcome).inc()
         counts["accepted" if it.error is None else "rejected"] += 1
     return web.json_response(

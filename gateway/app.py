@@ -80,13 +80,13 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
     trusted = parse_networks(settings.trusted_proxies)
     app = web.Application(
-        middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
+        handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines
     )
     for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
                    routes_api_keys, routes_signup, routes_policy, routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
-    safe_logs.install()
     app.on_response_prepare.append(_no_server_version)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

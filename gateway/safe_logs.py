@@ -2,21 +2,19 @@
 
 When aiohttp cannot parse a request (bare-LF line endings, a control character in a header, a
 bad method ...) it logs ``Error handling request`` with the parser's exception, whose text
-quotes the raw bytes of the request head — ``Authorization: Bearer rk_…`` included. The filter
-installed here on aiohttp's server logger keeps the event but drops the exception and its
-arguments: the line says which address sent an unparseable request and the exception's class
-and status, never its text. Ratchet's own code never logs headers or bodies; the captured-log
-tests (tests/integration/test_gateway_attacks.py) hold both to that.
+quotes the raw bytes of the request head — ``Authorization: Bearer rk_…`` included. The gateway
+hands aiohttp its own protocol logger (:data:`SERVER_LOGGER`, via the application's
+``handler_args``) with a filter that keeps the event but drops the exception and its arguments:
+the line says which address sent an unparseable request and the exception's class and status,
+never its text. Ratchet's own code never logs headers or bodies; the captured-log tests
+(tests/integration/test_gateway_attacks.py) hold both to that.
 """
 
 from __future__ import annotations
 
 import logging
 
-__all__ = ["HeadRedactingFilter", "install"]
-
-#: The logger whose records may carry raw request bytes (aiohttp's protocol handler).
-LOGGERS = ("aiohttp.server",)
+__all__ = ["SERVER_LOGGER", "HeadRedactingFilter"]
 
 
 class HeadRedactingFilter(logging.Filter):
@@ -37,12 +35,6 @@ class HeadRedactingFilter(logging.Filter):
         return True
 
 
-_FILTER = HeadRedactingFilter()
-
-
-def install() -> None:
-    """Attach the filter to aiohttp's server loggers (idempotent)."""
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+#: The logger aiohttp's request handler writes to in the gateway (instead of ``aiohttp.server``).
+SERVER_LOGGER = logging.getLogger("gateway.http")
+SERVER_LOGGER.addFilter(HeadRedactingFilter())

@@ -27,6 +27,7 @@ from ratchet.config.settings import Settings
 __all__ = [
     "Checked",
     "check_signatures",
+    "check_timestamp",
     "envelopes",
     "error_body",
     "ingest_limits",
@@ -128,19 +129,33 @@ def parse_batch(
     return out
 
 
+def check_timestamp(raw: Any, field: str) -> None:
+    """400 naming ``field`` unless a signature timestamp is absent (then the signature check
+    answers 401 "missing") or Unix seconds: an integer, or 1–12 ASCII digits — never judged by
+    ``str.isdigit``, which takes ``²``."""
+    if raw is None or raw == "" or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise ValidationError(f"{field} must be Unix seconds (an integer of at most 12 ASCII "
+                              "digits)", field)
+
+
 def check_signatures(
     items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int
 ) -> None:
-    """Reject (in place) the parsed items whose in-body signature does not verify."""
+    """Reject (in place) the parsed, not yet rejected items whose in-body signature does not
+    verify (a malformed timestamp is a 400 naming it, a bad signature a 401)."""
     for item in items:
-        if item.event is None:
+        if item.event is None or item.error is not None:
             continue
         try:
+            check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")
             verify_event(
                 item.event, secrets, item.raw.get(SIGNATURE_FIELD), item.raw.get(TIMESTAMP_FIELD),
                 now=now, window_s=window_s,
             )
-        except AuthError as exc:
+        except (AuthError, ValidationError) as exc:
             item.error = exc
 
 

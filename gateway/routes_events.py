@@ -13,6 +13,7 @@ from gateway.body import int_query, read_json
 from gateway.idempotency import idempotent
 from gateway.ingest import (
     check_signatures,
+    check_timestamp,
     envelopes,
     ingest_limits,
     other_agent_error,
@@ -68,6 +69,11 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, [event.agent_id])
+    try:
+        check_timestamp(request.headers.get(TIMESTAMP_HEADER), TIMESTAMP_HEADER)
+    except ValidationError:
+        INGEST_EVENTS.labels("invalid").inc()
+        raise
     try:
         verify_event(
             event, secrets, request.headers.get(SIGNATURE_HEADER),

@@ -104,13 +104,18 @@ async def test_signatures(gateway: Gateway, tenant: Tenant) -> None:
         "same project, other agent's secret": _signed_headers(tenant, ev, secret=second_secret),
         "tampered payload": _signed_headers(tenant, {**ev, "payload": {"id": 8}}),
         "missing": {"Authorization": f"Bearer {tenant.api_key}"},
-        "bad timestamp": {**_signed_headers(tenant, ev), "X-Ratchet-Timestamp": "soon"},
     }
     for name, headers in cases.items():
         status, body = await _post(gateway, ev, headers)
         assert status == 401, name
         assert body["error"] == "unauthorized", name
         assert tenant.secret not in str(body)
+
+    # a timestamp that is not Unix seconds is malformed input, not a failed signature
+    for bad in ("soon", "²", "1.5", "9" * 13):
+        status, body = await _post(gateway, ev, {**_signed_headers(tenant, ev),
+                                                 "X-Ratchet-Timestamp": bad})
+        assert status == 400 and body["field"] == "X-Ratchet-Timestamp", (bad, body)
 
     ghost = event(agent_id="ghost")
     status, body = await _post(gateway, ghost, _signed_headers(tenant, ghost))

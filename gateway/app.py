@@ -29,6 +29,7 @@ from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
 from gateway.waiters import VerdictListener, Waiters
 from models.ratelimit import parse_tiers
+from models.signing import v1_sunset
 from ratchet.audit import AuditLog
 from ratchet.errors import ConfigError
 from ratchet.idempotency import EventIds, IdempotencyStore
@@ -53,6 +54,10 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
     trusted = parse_networks(settings.trusted_proxies)
+    try:
+        v1_sunset(settings.signature_v1_until)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )

@@ -119,7 +119,8 @@ def parse_batch(
 
 
 def check_signatures(
-    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int
+    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int,
+    v1_until: str = "",
 ) -> None:
     """Reject (in place) the parsed items whose in-body signature does not verify."""
     for item in items:
@@ -127,10 +128,10 @@ def check_signatures(
             continue
         try:
             verify_event(
-                item.event, secrets, item.raw.get(SIGNATURE_FIELD), item.raw.get(TIMESTAMP_FIELD),
-                now=now, window_s=window_s,
+                item.event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
+                item.raw.get(TIMESTAMP_FIELD), now=now, window_s=window_s, v1_until=v1_until,
             )
-        except AuthError as exc:
+        except (AuthError, ValidationError) as exc:
             item.error = exc
 
 

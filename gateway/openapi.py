@@ -116,8 +116,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "required": [*required, "signature", "timestamp"],
             "properties": {
                 **event_props,
-                "signature": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$",
-                              "description": "HMAC-SHA256 of the event (see docs/api.md)."},
+                "signature": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$",
+                              "description": "`v2=` + hex HMAC-SHA256 of the RFC 8785 form of "
+                                             "the whole item less `signature` (docs/api.md)."},
                 "timestamp": {"type": "integer", "minimum": 0,
                               "description": "Signing time, Unix seconds (±5 min)."},
             },
@@ -413,8 +414,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
     secured: list[dict[str, list[str]]] = [{"apiKey": []}]
     sig_headers = [
         {"name": "X-Ratchet-Signature", "in": "header", "required": True,
-         "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
-         "description": "`v1=` + hex HMAC-SHA256 of the event under the agent's secret."},
+         "schema": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$"},
+         "description": "`v2=` + hex HMAC-SHA256, under the agent's secret, of the RFC 8785 "
+                        "form of the whole event with `project_id` and `timestamp` bound in "
+                        "(docs/api.md)."},
         {"name": "X-Ratchet-Timestamp", "in": "header", "required": True,
          "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
          "description": "Signing time in Unix seconds; more than 5 minutes off → 401."},

@@ -66,9 +66,10 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, [event.agent_id])
     try:
         verify_event(
-            event, secrets, request.headers.get(SIGNATURE_HEADER),
-            request.headers.get(TIMESTAMP_HEADER),
-            now=time.time(), window_s=state.settings.signature_window_s,
+            event, body, secrets, request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER), now=time.time(),
+            window_s=state.settings.signature_window_s,
+            v1_until=state.settings.signature_v1_until,
         )
     except AuthError:
         INGEST_EVENTS.labels("unauthorized").inc()
@@ -119,7 +120,8 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
     await rate_limit(request, caller, INGEST, len(items))  # every event takes a token
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
-    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)
+    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s,
+                     v1_until=state.settings.signature_v1_until)
     signed = [it.event for it in items if it.error is None and it.event is not None]
     refuse_reused_ids(items, await state.event_ids.claim(signed))
     good = [it for it in items if it.error is None and it.event is not None]

@@ -81,14 +81,10 @@ class RatchetClient:
         return out
 
     def signature(self, event: Mapping[str, Any], timestamp: int | None = None) -> tuple[str, int]:
-        """``(signature, timestamp)`` of an event (signed now unless ``timestamp`` is given)."""
+        """``(signature, timestamp)`` of an event exactly as it will be sent (every field is
+        signed; signed now unless ``timestamp`` is given)."""
         ts = int(time.time()) if timestamp is None else timestamp
-        sig = sign(
-            self._secret, self.project_id, str(event.get("agent_id", self.agent_id)),
-            str(event.get("service")), str(event.get("action")), event.get("payload") or {},
-            str(event.get("event_id")), ts,
-        )
-        return sig, ts
+        return sign(self._secret, self.project_id, event, ts), ts
 
     def signed(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A batch item: the event with its ``signature`` and ``timestamp`` fields."""

@@ -73,6 +73,9 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
+    #: Deprecated v1 event signatures (seven fields signed) are accepted until 00:00 UTC of this
+    #: date (YYYY-MM-DD); empty, the default: only v2 (every field signed) is accepted.
+    signature_v1_until: str = ""
     #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
     admin_token: Secret | None = None
     #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.

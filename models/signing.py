@@ -39,8 +39,8 @@ from typing import Any
 
 import orjson
 
+from models.errors import AuthError, ValidationError
 from models.jcs import jcs
-from ratchet.errors import AuthError, ValidationError
 
 __all__ = [
     "SCHEME",

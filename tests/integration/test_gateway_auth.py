@@ -11,16 +11,16 @@ import aiohttp
 import pytest
 
 from gateway.app import build_app
+from models.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from models.signing import sign, sign_v1
-from ratchet.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from ratchet.provisioning import (
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import (
     agent_secret,
     create_agent,
     create_project,
     hash_api_key,
     project_for_api_key,
 )
-from ratchet.settings import Settings
 from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
@@ -192,11 +192,11 @@ async def test_portable_numbers_and_non_bmp_keys_are_accepted(gateway: Gateway,
         sig = sign(tenant.secret, tenant.project_id, ev, ts)
         raw = (f'{{"event_id":"{ev["event_id"]}","agent_id":"agent-1","run_id":"run-1",'
                f'"service":"crm","action":"contacts.read","payload":{payload_text}}}')
-        async with aiohttp.ClientSession() as http:
-            async with http.post(gateway.url + "/v1/events", data=raw.encode(), headers={
-                    "Authorization": f"Bearer {tenant.api_key}", "X-Ratchet-Signature": sig,
-                    "X-Ratchet-Timestamp": str(ts), "Content-Type": "application/json"}) as resp:
-                assert resp.status == 202, (payload_text, await resp.text())
+        headers = {"Authorization": f"Bearer {tenant.api_key}", "X-Ratchet-Signature": sig,
+                   "X-Ratchet-Timestamp": str(ts), "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as http, http.post(
+                gateway.url + "/v1/events", data=raw.encode(), headers=headers) as resp:
+            assert resp.status == 202, (payload_text, await resp.text())
 
 
 async def test_v1_signatures_only_while_the_setting_allows(gw_settings: Settings) -> None:

@@ -41,8 +41,8 @@ from schemathesis.checks import (
 )
 
 from models.envelope import decode_ingest
+from models.errors import RatchetError
 from models.signing import sign
-from ratchet.errors import RatchetError
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.errors import AuthError, ValidationError
 from models.jcs import jcs, reference_jcs
 from models.signing import (
     canonical_json,
@@ -24,7 +25,6 @@ from models.signing import (
     v1_sunset,
     verify,
 )
-from ratchet.errors import AuthError, ValidationError
 
 VECTORS = json.loads(
     (Path(__file__).parents[2] / "docs" / "signature-vectors.json").read_text("utf-8"))

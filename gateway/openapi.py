@@ -471,7 +471,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "summary": "The verdict of an event of the caller's project.",
             "operationId": "getVerdict",
             "security": secured,
-            "parameters": [_event_id_param(), trace_param],
+            "parameters": [
+                _event_id_param(),
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
+                 "description": "Long poll: hold the answer until the verdict exists and, for "
+                                "a pause, a person decided it (or this many milliseconds)."},
+                trace_param,
+            ],
             "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),
                           **_errors(400, 401, 404, 503)},
         }},

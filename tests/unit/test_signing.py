@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,12 @@ def test_legacy_canonical_json_is_sorted_compact_utf8() -> None:
 @given(_json_values)
 def test_legacy_canonical_json_fast_path_matches_its_reference(value: object) -> None:
     assert canonical_json(value) == reference_canonical_json(value)
+
+
+@pytest.mark.parametrize("vector", VECTORS["events"], ids=lambda v: v["name"])
+def test_the_curl_signing_script_of_the_docs(vector: dict[str, Any]) -> None:
+    script = Path(__file__).parents[2] / "docs" / "examples" / "sign.py"
+    done = subprocess.run([sys.executable, str(script), vector["secret"], vector["project_id"],
+                           str(vector["timestamp"])], input=vector["event"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == vector["signature"]

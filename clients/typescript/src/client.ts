@@ -33,6 +33,8 @@ export interface ClientOptions {
   batchSize?: number;
   lingerMs?: number;
   pollIntervalMs?: number;
+  /** Longest long poll asked of the gateway: its RATCHET_MAX_WAIT_MS (default 5000). */
+  maxWaitMs?: number;
   /** A fetch implementation (default: the global one of Node >= 18). */
   fetch?: typeof fetch;
 }
@@ -84,6 +86,7 @@ export class RatchetClient {
       backoffMs: options.backoffMs ?? 200, backoffMaxMs: options.backoffMaxMs ?? 5000,
       maxRetryAfterS: options.maxRetryAfterS ?? 30, batchSize: options.batchSize ?? 100,
       lingerMs: options.lingerMs ?? 50, pollIntervalMs: options.pollIntervalMs ?? 250,
+      maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS,
     };
     if (this.o.batchSize < 1 || this.o.batchSize > 1000) throw new RangeError("batchSize must be 1 to 1000");
     this.project = options.projectId;
@@ -254,7 +257,8 @@ export class RatchetClient {
   // --- verdicts -------------------------------------------------------------------------------
   /** The event's verdict with the human decision, or null if not decided yet. */
   async verdict(eventId: string, waitMs = 0): Promise<Verdict | null> {
-    const params = waitMs > 0 ? { wait_ms: String(Math.min(Math.trunc(waitMs), MAX_WAIT_MS)) } : undefined;
+    const wait = Math.min(Math.trunc(waitMs), this.o.maxWaitMs);
+    const params = wait > 0 ? { wait_ms: String(wait) } : undefined;
     try {
       const body = await this.call({
         method: "GET", path: `/v1/verdicts/${encodeURIComponent(eventId)}`, headers: this.headers(), params,

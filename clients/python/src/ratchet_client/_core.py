@@ -53,6 +53,8 @@ class Config:
     linger_ms: float = 50.0
     #: Pause between verdict polls when the gateway answers at once.
     poll_interval_s: float = 0.25
+    #: Longest long poll asked of the gateway: its ``RATCHET_MAX_WAIT_MS`` (default 5000).
+    max_wait_ms: int = MAX_WAIT_MS
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -125,7 +127,8 @@ class Core:
                        {}, _json_bytes({"events": items}))
 
     def verdict_request(self, event_id: str, wait_ms: int = 0) -> Request:
-        params = {"wait_ms": str(min(int(wait_ms), MAX_WAIT_MS))} if wait_ms > 0 else {}
+        wait = min(int(wait_ms), self.config.max_wait_ms)
+        params = {"wait_ms": str(wait)} if wait > 0 else {}
         return Request("GET", f"/v1/verdicts/{_quote(event_id)}", self.headers(), params)
 
     # --- answers ------------------------------------------------------------------------------

@@ -297,3 +297,25 @@ async def test_async_client(fresh: Credentials) -> None:
             return id * 2
 
         assert await read(1) == 2 and ran == [1]
+
+
+def test_retry_policy() -> None:
+    """Which answers are retried, and how long the SDK waits (no server needed)."""
+    from ratchet_client._core import Config, Core
+
+    core = Core(Config("http://gw", "rk", "a", "s", max_retries=3, backoff_s=0.2,
+                       max_retry_after_s=30))
+    h = httpx.Headers
+    assert core.retry_delay(0, 429, h({"Retry-After": "2"})) == 2.0
+    assert core.retry_delay(0, 503, h({"Retry-After": "1"})) == 1.0
+    assert core.retry_delay(0, 429, h({"Retry-After": "60"})) is None  # longer than allowed
+    assert core.retry_delay(0, 409, h({"Retry-After": "1"})) == 1.0    # key still in progress
+    assert core.retry_delay(0, 409, h({})) is None                     # a real conflict
+    for status in (400, 401, 404, 413, 422, 500):
+        assert core.retry_delay(0, status, h({})) is None, status
+    for attempt in range(3):
+        delay = core.retry_delay(attempt, 503, h({}))
+        assert delay is not None and 0 <= delay <= 0.2 * 2 ** attempt
+        conn = core.retry_delay(attempt, None, None)
+        assert conn is not None and 0 <= conn <= 0.2 * 2 ** attempt
+    assert core.retry_delay(3, 503, h({})) is None and core.retry_delay(3, None, None) is None

@@ -198,6 +198,11 @@ def test_errors_are_typed_and_name_the_field(sdk_stack: Credentials) -> None:
         assert isinstance(item_error, ValidationError) and item_error.field == "events[0].priority"
         with pytest.raises(ValidationError, match="portable"):
             rc.post(_event("errors", payload={"n": 2**53 + 1}))
+        # an unsignable event fails alone; the rest of its batch goes through
+        bad_one, good_one = rc.send_many([_event("errors", payload={"n": 2**53 + 1}),
+                                          _event("errors")])
+        assert isinstance(bad_one.exception(timeout=30), ValidationError)
+        assert good_one.result(timeout=30).event_id
         ev = _event("errors", event_id=str(uuid.uuid4()))
         rc.post(ev)
         with pytest.raises(ConflictError):

@@ -12,7 +12,7 @@ import {
   ActionRejected, ApprovalTimeout, DecisionTimeout, RatchetError, UnavailableError,
   ValidationError, errorFor, retryAfterS,
 } from "./errors.js";
-import { type Event, type JsonValue, signEvent } from "./signing.js";
+import { type Event, type JsonValue, assertPortable, signEvent } from "./signing.js";
 import { type Accepted, type Verdict, isAllowed, isPaused, toVerdict } from "./types.js";
 
 export interface ClientOptions {
@@ -188,6 +188,11 @@ export class RatchetClient {
   sendMany(events: Event[]): Promise<Accepted>[] {
     const promises = events.map((e) => {
       const event = this.complete(e);
+      try {
+        assertPortable(event); // one unsignable event must not fail a whole batch
+      } catch (err) {
+        return Promise.reject(new ValidationError(String((err as Error).message), { field: "payload" }));
+      }
       return new Promise<Accepted>((resolve, reject) => {
         this.queue.push({ event, tries: 0, resolve, reject });
       });

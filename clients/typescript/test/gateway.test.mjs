@@ -86,6 +86,10 @@ describe("against a real gateway and worker", () => {
     await assert.rejects(rc.send(ev("errors", { priority: "urgent" })),
       (e) => e instanceof ValidationError && e.field === "events[0].priority");
     await assert.rejects(rc.post(ev("errors", { payload: { n: 2 ** 53 + 2 } })), ValidationError);
+    // an unsignable event fails alone; the rest of its batch goes through
+    const [badOne, goodOne] = rc.sendMany([ev("errors", { payload: { n: 2 ** 53 + 2 } }), ev("errors")]);
+    await assert.rejects(badOne, ValidationError);
+    assert.ok((await goodOne).event_id);
     const first = ev("errors", { event_id: randomUUID() });
     await rc.post(first);
     await assert.rejects(rc.post({ ...first, payload: { id: 2 } }), ConflictError);

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ratchet_client.errors import RatchetError, ValidationError, error_for, retry_after_s
-from ratchet_client.signing import sign_event
+from ratchet_client.signing import canonical, sign_event
 from ratchet_client.types import Accepted, Verdict
 
 __all__ = ["Config", "Core", "Request", "arguments_payload"]
@@ -95,6 +95,15 @@ class Core:
         out.setdefault("run_id", self.config.run_id)
         out.setdefault("payload", {})
         return out
+
+    def unsignable(self, event: Mapping[str, Any]) -> ValidationError | None:
+        """Why the event cannot be signed (checked before it is queued, so one bad event
+        never fails a whole batch), or ``None``."""
+        try:
+            canonical(dict(event))
+        except ValueError as exc:
+            return ValidationError(str(exc), field="payload")
+        return None
 
     def sign(self, event: Mapping[str, Any], timestamp: int) -> str:
         assert self.config.project_id, "project_id is resolved before signing"

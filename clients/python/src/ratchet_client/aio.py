@@ -112,7 +112,11 @@ class AsyncClient:
         for item in items:
             fut: asyncio.Future[Accepted] = loop.create_future()
             futures.append(fut)
-            self._queue.put_nowait((item, fut, 0))
+            problem = self._core.unsignable(item)
+            if problem is not None:
+                fut.set_exception(problem)
+            else:
+                self._queue.put_nowait((item, fut, 0))
         return futures
 
     async def flush(self) -> None:

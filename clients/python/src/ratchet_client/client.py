@@ -115,7 +115,11 @@ class Client:
         for item in items:
             fut: Future[Accepted] = Future()
             futures.append(fut)
-            self._queue.put((item, fut, 0))
+            problem = self._core.unsignable(item)
+            if problem is not None:
+                fut.set_exception(problem)
+            else:
+                self._queue.put((item, fut, 0))
         return futures
 
     def flush(self) -> None:

@@ -32,6 +32,7 @@ from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from models.ratelimit import parse_tiers
 from models.scopes import ROUTE_ROLES
+from models.signing import v1_sunset
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
@@ -79,6 +80,10 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
     trusted = parse_networks(settings.trusted_proxies)
+    try:
+        v1_sunset(settings.signature_v1_until)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
         handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines

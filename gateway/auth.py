@@ -21,7 +21,7 @@ from gateway.state import GatewayState
 from models.errors import AuthError, ForbiddenError, ValidationError
 from models.events import IngestEvent
 from models.scopes import allows, parse_grant, roles_for
-from models.signing import parse_timestamp, verify
+from models.signing import parse_timestamp, v1_sunset, verify
 from ratchet.platform.provisioning import hash_api_key
 
 __all__ = ["Caller", "authenticate", "route_of", "verify_event"]
@@ -100,25 +100,27 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
 
 def verify_event(
     event: IngestEvent,
+    raw: Mapping[str, Any],
     secrets: Mapping[str, str],
     signature: Any,
     timestamp: Any,
     *,
     now: float,
     window_s: int,
+    v1_until: str = "",
 ) -> None:
-    """Raise :class:`AuthError` unless the event is signed by its (registered) agent."""
+    """Raise :class:`AuthError` unless the event (``raw``: its object as sent) is signed by its
+    (registered) agent; ``v1_until`` is ``RATCHET_SIGNATURE_V1_UNTIL``."""
     if signature is None or signature == "":
         raise AuthError("missing signature: sign the event with the agent's secret")
     if timestamp is None or timestamp == "":
         raise AuthError("missing signature timestamp")
     if not isinstance(signature, str):
-        raise AuthError("signature must be a string 'v1=<hex>'")
+        raise AuthError("signature must be a string 'v2=<hex>'")
     secret = secrets.get(event.agent_id)
     if secret is None:
         raise AuthError(f"unknown agent {event.agent_id!r} in this project; register it first")
     ts = parse_timestamp(timestamp)
-    verify(
-        secret, event.project_id, event.agent_id, event.service, event.action, event.payload,
-        event.event_id, ts, signature, now=now, window_s=window_s,
-    )
+    sunset = v1_sunset(v1_until)
+    verify(secret, event.project_id, raw, ts, signature, now=now, window_s=window_s,
+           v1_accepted=sunset is not None and now < sunset)

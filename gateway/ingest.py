@@ -142,7 +142,8 @@ def check_timestamp(raw: Any, field: str) -> None:
 
 
 def check_signatures(
-    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int
+    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int,
+    v1_until: str = "",
 ) -> None:
     """Reject (in place) the parsed, not yet rejected items whose in-body signature does not
     verify (a malformed timestamp is a 400 naming it, a bad signature a 401)."""
@@ -152,8 +153,8 @@ def check_signatures(
         try:
             check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")
             verify_event(
-                item.event, secrets, item.raw.get(SIGNATURE_FIELD), item.raw.get(TIMESTAMP_FIELD),
-                now=now, window_s=window_s,
+                item.event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
+                item.raw.get(TIMESTAMP_FIELD), now=now, window_s=window_s, v1_until=v1_until,
             )
         except (AuthError, ValidationError) as exc:
             item.error = exc

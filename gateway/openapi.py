@@ -117,8 +117,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "required": [*required, "signature", "timestamp"],
             "properties": {
                 **event_props,
-                "signature": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$",
-                              "description": "HMAC-SHA256 of the event (see docs/api.md)."},
+                "signature": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$",
+                              "description": "`v2=` + hex HMAC-SHA256 of the RFC 8785 form of "
+                                             "the whole item less `signature` (docs/api.md)."},
                 "timestamp": {"type": "integer", "minimum": 0,
                               "description": "Signing time, Unix seconds (±5 min)."},
             },
@@ -417,8 +418,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
     secured: list[dict[str, list[str]]] = [{"apiKey": []}]
     sig_headers = [
         {"name": "X-Ratchet-Signature", "in": "header", "required": True,
-         "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
-         "description": "`v1=` + hex HMAC-SHA256 of the event under the agent's secret."},
+         "schema": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$"},
+         "description": "`v2=` + hex HMAC-SHA256, under the agent's secret, of the RFC 8785 "
+                        "form of the whole event with `project_id` and `timestamp` bound in "
+                        "(docs/api.md)."},
         {"name": "X-Ratchet-Timestamp", "in": "header", "required": True,
          "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
          "description": "Signing time in Unix seconds; more than 5 minutes off → 401."},
@@ -472,7 +475,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "summary": "The verdict of an event of the caller's project.",
             "operationId": "getVerdict",
             "security": secured,
-            "parameters": [_event_id_param(), trace_param],
+            "parameters": [
+                _event_id_param(),
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
+                 "description": "Long poll: hold the answer until the verdict exists and, for "
+                                "a pause, a person decided it (or this many milliseconds)."},
+                trace_param,
+            ],
             "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),
                           **_errors(400, 401, 404, 503)},
         }},

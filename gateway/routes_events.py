@@ -76,9 +76,10 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
         raise
     try:
         verify_event(
-            event, secrets, request.headers.get(SIGNATURE_HEADER),
-            request.headers.get(TIMESTAMP_HEADER),
-            now=time.time(), window_s=state.settings.signature_window_s,
+            event, body, secrets, request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER), now=time.time(),
+            window_s=state.settings.signature_window_s,
+            v1_until=state.settings.signature_v1_until,
         )
     except AuthError:
         INGEST_EVENTS.labels("unauthorized").inc()
@@ -133,7 +134,8 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
                 it.error = other_agent_error(caller.agent_id)
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
-    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)
+    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s,
+                     v1_until=state.settings.signature_v1_until)
     signed = [it.event for it in items if it.error is None and it.event is not None]
     refuse_reused_ids(items, await state.event_ids.claim(signed))
     good = [it for it in items if it.error is None and it.event is not None]

@@ -73,6 +73,9 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
+    #: Deprecated v1 event signatures (seven fields signed) are accepted until 00:00 UTC of this
+    #: date (YYYY-MM-DD); empty, the default: only v2 (every field signed) is accepted.
+    signature_v1_until: str = ""
     #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.

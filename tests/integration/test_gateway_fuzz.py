@@ -41,6 +41,7 @@ from schemathesis.checks import (
 )
 
 from models.envelope import decode_ingest
+from models.errors import RatchetError
 from models.signing import sign
 from ratchet.config.settings import Settings
 from tests.integration.gateway_support import (
@@ -96,16 +97,10 @@ class Agent:
 
     def sign(self, ev: dict[str, Any]) -> tuple[str, int] | None:
         ev["agent_id"] = self.tenant.agent_id
-        names = [ev.get(k) for k in ("service", "action", "event_id")]
-        payload = ev.get("payload")
-        if not all(isinstance(n, str) for n in names) or not isinstance(payload, dict):
-            return None
-        service, action, event_id = (str(n) for n in names)
         ts = int(time.time())
         try:
-            sig = sign(self.tenant.secret, self.tenant.project_id, self.tenant.agent_id,
-                       service, action, payload, event_id, ts)
-        except ValueError:  # not JSON-serializable for the canonical form
+            sig = sign(self.tenant.secret, self.tenant.project_id, ev, ts)
+        except (ValueError, TypeError, RatchetError):  # no canonical form
             return None
         return sig, ts
 

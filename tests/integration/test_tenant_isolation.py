@@ -131,8 +131,7 @@ async def call(w: World, method: str, path: str, *, key: str | None = None,
 def _signed(side_project: str, agent_id: str, secret: str) -> tuple[dict[str, Any], dict[str, str]]:
     ev = event(agent_id)
     ts = int(time.time())
-    sig = sign(secret, side_project, agent_id, ev["service"], ev["action"], ev["payload"],
-               ev["event_id"], ts)
+    sig = sign(secret, side_project, ev, ts)
     return ev, {"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
 
 

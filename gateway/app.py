@@ -30,6 +30,7 @@ from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from models.ratelimit import parse_tiers
 from ratchet.config.settings import Settings
+from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
@@ -53,6 +54,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
     trusted = parse_networks(settings.trusted_proxies)
+    security = client_kwargs(settings)  # a bad TLS/SASL setting fails here, before serving
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
     )
@@ -68,9 +70,11 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             settings.kafka_bootstrap,
             linger_ms=settings.kafka_linger_ms,
             send_timeout_s=settings.kafka_send_timeout_s,
+            security=security,
         )
         waiters = Waiters()
-        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters)
+        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters,
+                                   security=security)
         try:
             if create_topics:
                 await ensure_topics(
@@ -78,6 +82,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                     [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback,
                      settings.topic_audit],
                     settings.topic_partitions,
+                    settings.topic_replication_factor,
+                    security=security,
                 )
             await publisher.start()
             await listener.start()

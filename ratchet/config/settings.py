@@ -50,6 +50,26 @@ class Settings:
     topic_audit: str = "audit"
     #: Partitions used when Ratchet creates its topics.
     topic_partitions: int = 8
+    #: Replication factor of the topics Ratchet creates (3 on a production cluster; 1 fits a
+    #: single broker such as the demo's).
+    topic_replication_factor: int = 1
+
+    # --- Kafka security (every producer, consumer and admin client; docs/deploy.md) ----------
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism with a ``SASL_*`` protocol: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    kafka_sasl_mechanism: str = "PLAIN"
+    #: SASL user name and password (required with a ``SASL_*`` protocol).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    #: CA bundle (PEM) that signs the brokers' certificates (unset: the system's CAs).
+    kafka_ssl_cafile: str | None = None
+    #: Client certificate and key (PEM) for mutual TLS, and the key's password.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+    #: Check that a broker's certificate names the host connected to (off only for tests).
+    kafka_ssl_check_hostname: bool = True
 
     # --- engine state bounds ----------------------------------------------------------------
     #: Idle TTL of a run's state (last node, dedup answers), seconds.

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from models.envelope import decode_verdicts
 from models.webhooks import WEBHOOK_ACTIONS
 from ratchet.config.settings import Settings
+from ratchet.kafka.security import client_kwargs
 from ratchet.store.keys import Keys
 from ratchet.store.webhooks import Webhook, WebhookStore
 from ratchet.webhooks.deliver import Deliverer
@@ -69,13 +70,7 @@ class WebhookDispatcher:
         resolver = GuardedResolver(s.webhooks_allow_loopback, self.inner_resolver)
         session = guarded_session(resolver, s.webhook_timeout_s, s.webhook_concurrency)
         self.deliverer = Deliverer(s, session)
-        self.consumer = AIOKafkaConsumer(
-            s.topic_verdicts, bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="latest",
-            session_timeout_ms=int(s.broker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.broker_heartbeat_interval_s * 1000),
-            client_id="ratchet-webhooks",
-        )
+        self.consumer = self.make_consumer()
         await self.consumer.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + assign_timeout_s
@@ -84,6 +79,18 @@ class WebhookDispatcher:
         for tp in self.consumer.assignment():
             await self.consumer.position(tp)  # fix "latest" now, not at the first fetch
         self._task = asyncio.create_task(self._run())
+
+    def make_consumer(self) -> AIOKafkaConsumer:
+        """The dispatcher's group consumer of ``verdicts`` (not started)."""
+        s = self.settings
+        return AIOKafkaConsumer(
+            s.topic_verdicts, bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="latest",
+            session_timeout_ms=int(s.broker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.broker_heartbeat_interval_s * 1000),
+            client_id="ratchet-webhooks",
+            **client_kwargs(s),
+        )
 
     async def _run(self) -> None:
         assert self.consumer is not None

@@ -170,6 +170,9 @@ class Settings:
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
+    #: How often workers and webhook dispatchers measure their group's consumer lag (the
+    #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
+    consumer_lag_interval_s: float = 15.0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).

@@ -149,9 +149,10 @@ def test_prometheus_scrapes_gateways_and_workers_on_their_settings_ports(
         (sd,) = jobs[job]["dns_sd_configs"]
         assert sd["names"] == [service] and sd["port"] == port, job
         assert jobs[job]["metrics_path"] == "/metrics"
-    assert prom["rule_files"] == ["rules.yaml"]
+    assert prom["rule_files"] == ["rules.yaml", "rules_kafka.yaml"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in svcs["prometheus"]["volumes"]}
-    assert mounts["/etc/prometheus/rules.yaml"] == "./prometheus/rules.yaml"
+    for rules in prom["rule_files"]:
+        assert mounts[f"/etc/prometheus/{rules}"] == f"./prometheus/{rules}"
     assert mounts["/etc/prometheus/prometheus.yml"] == "./prometheus/prometheus.yml"
 
 

@@ -21,8 +21,10 @@ from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from ratchet.config.settings import Settings
 from ratchet.kafka.audit_sink import make_producer
+from ratchet.kafka.lag import LagMonitor
 from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import make_admin
+from ratchet.sandbox.harness import EnvelopeProducer, VerdictCollector
 from ratchet.webhooks.dispatch import WebhookDispatcher
 from streams.app import create_app
 
@@ -89,6 +91,10 @@ async def _all_clients(settings: Settings) -> dict[str, dict[str, Any]]:
     consumer = dispatcher.make_consumer()
     audit = make_producer(settings.kafka_bootstrap, sec)
     admin = make_admin(settings.kafka_bootstrap, sec)
+    lag = LagMonitor(settings.kafka_bootstrap, "g", ["ingest"], reset="earliest", security=sec)
+    demo_producer = EnvelopeProducer(settings.kafka_bootstrap, "ingest", security=sec)
+    demo_collector = VerdictCollector(settings.kafka_bootstrap, "verdicts",
+                                      security=sec).make_consumer()
     try:
         return {
             "gateway publisher": _fingerprint(publisher.producer.client),
@@ -96,10 +102,15 @@ async def _all_clients(settings: Settings) -> dict[str, dict[str, Any]]:
             "webhook dispatcher": _fingerprint(consumer._client),
             "audit sink": _fingerprint(audit.client),
             "topic admin": _fingerprint(admin._client),
+            "lag monitor admin": _fingerprint(lag.admin._client),
+            "lag monitor consumer": _fingerprint(lag.consumer._client),
+            "demo/harness producer": _fingerprint(demo_producer._producer.client),
+            "demo verdict collector": _fingerprint(demo_collector._client),
             "faust workers": _faust_fingerprint(settings),
         }
     finally:
         await admin.close()
+        await lag.admin.close()
         await redis.aclose()
 
 

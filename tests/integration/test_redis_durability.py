@@ -120,14 +120,13 @@ async def drive(engine: Engine, batches: list[list[IngestEvent]], restarter: Res
         restarter.batch_done()
 
 
-async def run_stream(server: RedisServer, prefix: str) -> tuple[list[IngestEvent], Restarter]:
-    """Stream every batch with a kill -9 + restart half-way; returns the events and the
-    restarter (which holds the restarted server)."""
+async def run_stream(restarter: Restarter, prefix: str) -> list[IngestEvent]:
+    """Stream every batch while ``restarter`` kills and restarts Redis half-way; returns the
+    events sent."""
     keys = Keys(prefix)
-    client = connect(server.url, timeout_s=0.5)
+    client = connect(restarter.server.url, timeout_s=0.5)
     engine = Engine.create(client, keys=keys, params=COUNTING, guardrails=False)
     batches = stream(f"prj_{prefix}")
-    restarter = Restarter(server, after=AGENTS * RUNS // 2, down_s=1.0)
     killer = asyncio.create_task(restarter.run())
     try:
         await asyncio.gather(*(drive(engine, b, restarter) for b in batches.values()))
@@ -137,7 +136,11 @@ async def run_stream(server: RedisServer, prefix: str) -> tuple[list[IngestEvent
         await client.aclose()
     events = list(itertools.chain.from_iterable(
         itertools.chain.from_iterable(b) for b in batches.values()))
-    return events, restarter
+    return events
+
+
+def restarter_for(server: RedisServer) -> Restarter:
+    return Restarter(server, after=AGENTS * RUNS // 2, down_s=1.0)
 
 
 async def stored_counts(url: str, prefix: str, tags: list[str]) -> dict[str, dict[str, int]]:
@@ -151,13 +154,13 @@ async def stored_counts(url: str, prefix: str, tags: list[str]) -> dict[str, dic
 
 async def test_aof_restart_mid_stream_keeps_every_count(tmp_path: Path, key_prefix: str) -> None:
     server = RedisServer(extra_args=AOF, workdir=str(tmp_path)).start()
-    restarter: Restarter | None = None
+    restarter = restarter_for(server)
     try:
         check = Redis.from_url(server.url)
         assert (await check.config_get("appendonly"))["appendonly"] == "yes"
         assert (await check.config_get("appendfsync"))["appendfsync"] == "always"
         await check.aclose()
-        events, restarter = await run_stream(server, key_prefix)
+        events = await run_stream(restarter, key_prefix)
         assert restarter.restarted.is_set()
         assert restarter.failed_calls > 0, "the kill hit no decide call: nothing was tested"
         want = recount(events)
@@ -168,19 +171,19 @@ async def test_aof_restart_mid_stream_keeps_every_count(tmp_path: Path, key_pref
         assert sum(sum(c.values()) for c in want.values()) == len(events) * COUNT_SCALE + (
             AGENTS * RUNS * COUNT_SCALE)  # one edge per event plus one end edge per run
     finally:
-        if restarter is not None:
-            restarter.server.stop()
+        restarter.server.stop()  # the restarted server (or the first, if it never restarted)
         server.stop()
 
 
 async def test_without_persistence_a_restart_loses_the_baselines(key_prefix: str) -> None:
     server = RedisServer().start()  # the fixtures' default: no RDB, no AOF
-    restarter: Restarter | None = None
+    restarter = restarter_for(server)
     try:
         check = Redis.from_url(server.url)
         assert (await check.config_get("appendonly"))["appendonly"] == "no"
         await check.aclose()
-        events, restarter = await run_stream(server, key_prefix)
+        events = await run_stream(restarter, key_prefix)
+        assert restarter.restarted.is_set() and restarter.failed_calls > 0
         want = recount(events)
         got = await stored_counts(restarter.server.url, key_prefix, list(want))
         for tag, counts in want.items():
@@ -190,6 +193,5 @@ async def test_without_persistence_a_restart_loses_the_baselines(key_prefix: str
         assert sum(sum(c.values()) for c in got.values()) <= (
             sum(sum(c.values()) for c in want.values()) * 0.75)
     finally:
-        if restarter is not None:
-            restarter.server.stop()
+        restarter.server.stop()  # the restarted server (or the first, if it never restarted)
         server.stop()

@@ -8,18 +8,13 @@ dashboards and alerts take ``max by (group, topic, partition)`` over the workers
 from __future__ import annotations
 
 import asyncio
-import logging
-
 import faust
-from aiokafka.errors import KafkaError
 
 from ratchet.config.settings import Settings
 from ratchet.kafka.lag import LagMonitor
 from ratchet.kafka.security import client_kwargs
 
 __all__ = ["attach_lag_monitor"]
-
-log = logging.getLogger("ratchet.worker")
 
 
 def attach_lag_monitor(app: faust.App, settings: Settings) -> None:
@@ -35,10 +30,8 @@ def attach_lag_monitor(app: faust.App, settings: Settings) -> None:
             reset="earliest", security=client_kwargs(settings),
             interval_s=settings.consumer_lag_interval_s,
         )
+        await monitor.start()  # never raises: a broker that is down is retried each interval
         try:
-            await monitor.start()
             await asyncio.Event().wait()  # until the worker stops (cancels this task)
-        except KafkaError as exc:
-            log.warning("consumer lag will not be measured: %s", exc)
         finally:
             await monitor.stop()

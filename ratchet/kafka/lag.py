@@ -82,16 +82,39 @@ class LagMonitor:
         self.topics = list(topics)
         self.reset = reset
         self.interval_s = interval_s
-        sec = dict(security or {})
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
-                                         client_id="ratchet-lag", **sec)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                         enable_auto_commit=False, client_id="ratchet-lag", **sec)
+        self._bootstrap = bootstrap
+        self._security = dict(security or {})
+        self.admin, self.consumer = self._clients()
+        self._connected = False
+        self._connecting = asyncio.Lock()
         self._exported: set[tuple[str, str, str]] = set()
         self._task: asyncio.Task[None] | None = None
 
+    def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10_000,
+                                    client_id="ratchet-lag", **self._security)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                    enable_auto_commit=False, client_id="ratchet-lag",
+                                    **self._security)
+        return admin, consumer
+
+    async def connect(self) -> None:
+        """Start both clients (raises the Kafka error when the brokers do not answer)."""
+        async with self._connecting:
+            if self._connected:
+                return
+            try:
+                await self.admin.start()
+                await self.consumer.start()
+            except BaseException:
+                await self._close()
+                self.admin, self.consumer = self._clients()  # not restartable after a failure
+                raise
+            self._connected = True
+
     async def refresh(self) -> Lag:
         """Measure once and update the gauge (stale partitions are removed)."""
+        await self.connect()
         lag = await group_lag(self.admin, self.consumer, self.group, self.topics,
                               reset=self.reset)
         seen: set[tuple[str, str, str]] = set()
@@ -106,9 +129,9 @@ class LagMonitor:
         return lag
 
     async def start(self) -> None:
-        """Connect, and measure every ``interval_s`` in the background."""
-        await self.admin.start()
-        await self.consumer.start()
+        """Measure every ``interval_s`` in the background. Never raises: while the brokers do not
+        answer (at start or later), each failed measurement counts in
+        ``ratchet_consumer_lag_errors_total`` and the next interval tries again."""
         self._task = asyncio.create_task(self._run(), name=f"ratchet-lag-{self.group}")
 
     async def _run(self) -> None:
@@ -128,7 +151,11 @@ class LagMonitor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        await self._close()
+
+    async def _close(self) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await self.consumer.stop()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await self.admin.close()
+        self._connected = False

@@ -20,7 +20,7 @@ from ratchet.config.settings import Settings
 from ratchet.kafka.lag import LagMonitor, group_lag
 from ratchet.kafka.topics import ensure_topics
 from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, worker_env
-from ratchet.sandbox.servers import free_port
+from ratchet.sandbox.servers import TansuServer, free_port
 from ratchet.webhooks.dispatch import WebhookDispatcher
 
 pytestmark = pytest.mark.kafka
@@ -178,3 +178,34 @@ async def test_the_dispatcher_lag_drains_and_grows_while_it_is_down(
         await probe.stop()
         await admin.close()
     assert {tp.partition: v for tp, v in lag.items()} == dict(per)
+
+
+async def test_the_monitor_outlives_a_broker_that_is_not_there_yet() -> None:
+    """Started before its broker, the monitor counts failed measurements, does not raise, and
+    reports the lag once the broker answers (a worker started before Kafka still exports it)."""
+    port = free_port()
+    group, topic = _name("g"), _name("t")
+    monitor = LagMonitor(f"127.0.0.1:{port}", group, [topic], reset="earliest", interval_s=0.2)
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("ratchet_consumer_lag_errors_total",
+                                         {"group": group}) or 0.0
+
+    await monitor.start()
+    broker: TansuServer | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while errors() < 2:
+            assert time.monotonic() < deadline, "no failed measurement was counted"
+            await asyncio.sleep(0.1)
+        assert _gauge(group, topic, 0) is None
+        broker = TansuServer(port=port).start()
+        await ensure_topics(broker.bootstrap, [topic], 1)
+        await _produce(broker.bootstrap, topic, 5, 1)
+        while _gauge(group, topic, 0) != 5:
+            assert time.monotonic() < deadline, f"lag stayed {_gauge(group, topic, 0)}"
+            await asyncio.sleep(0.1)
+    finally:
+        await monitor.stop()
+        if broker is not None:
+            broker.stop()

@@ -8,6 +8,7 @@ dashboards and alerts take ``max by (group, topic, partition)`` over the workers
 from __future__ import annotations
 
 import asyncio
+
 import faust
 
 from ratchet.config.settings import Settings

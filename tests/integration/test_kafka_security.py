@@ -1,15 +1,16 @@
 """Kafka security settings on the wire, against the real Tansu broker.
 
-Tansu speaks neither TLS nor SASL, so a successful SASL login cannot be shown here (that needs a
-broker with SCRAM users: Apache Kafka, MSK, Confluent). What a real broker CAN show: with
-``RATCHET_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` every client opens its connection with a SASL
-handshake (Tansu refuses it: ``UnsupportedSaslMechanism``), the refusal surfaces as an
-``UnavailableError`` naming the broker instead of a hang, and with the same settings set to
-``PLAINTEXT`` the same clients work.
+Tansu 0.6 on memory storage cannot show a successful TLS or SASL login (docs/deploy.md says why;
+that needs a broker with SCRAM users: Apache Kafka, MSK, Confluent). What it CAN show: with
+``RATCHET_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` every client — the Faust worker included —
+opens its connection with a SASL handshake (Tansu refuses it: ``UnsupportedSaslMechanism``), the
+refusal surfaces as an error naming the broker instead of a hang or a silent plaintext fallback,
+and with the same settings set to ``PLAINTEXT`` the same clients work.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from ratchet.config.settings import Settings
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
+from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, worker_env
 from ratchet.webhooks.dispatch import WebhookDispatcher
 
 pytestmark = pytest.mark.kafka
@@ -104,3 +106,27 @@ async def test_the_same_clients_work_in_plaintext(kafka_bootstrap: str, redis_ur
     async with kafka_sink(kafka_bootstrap, security=sec) as sink:
         assert sink is not None
         await sink(s.topic_verdicts, b"k", b"audit")
+
+
+def test_a_faust_worker_logs_in_with_sasl_and_exits_when_refused(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    """The worker's Faust clients get the SASL settings (broker_credentials): refused by the
+    broker, the worker exits with an error instead of running in plaintext."""
+    suffix = uuid.uuid4().hex[:8]
+    env = worker_env(
+        redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, topic_ingest=f"i-{suffix}",
+        topic_verdicts=f"v-{suffix}", topic_feedback=f"f-{suffix}", worker_id=f"w-{suffix}",
+        worker_web_port=0, **{k: str(v) for k, v in SASL.items()},
+    )
+    env.update(FAST_GROUP_ENV)
+    worker = ChildProcess(env, name="worker").start()
+    try:
+        deadline = time.monotonic() + 60
+        while worker.running:
+            assert time.monotonic() < deadline, "the worker kept running: " + worker.log()[-2000:]
+            time.sleep(0.2)
+        assert worker.proc is not None and worker.proc.returncode != 0
+        assert "UnsupportedSaslMechanism" in worker.log(), worker.log()[-2000:]
+    finally:
+        worker.stop()

@@ -7,6 +7,7 @@ client object, and Faust builds its clients from ``broker_credentials`` with
 
 from __future__ import annotations
 
+import ast
 import ssl
 import subprocess
 from pathlib import Path
@@ -200,3 +201,22 @@ def test_secret_files_are_paths(tmp_path: Path) -> None:
     bad.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="RATCHET_KAFKA_SSL_CAFILE"):
         client_kwargs(_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(bad)))
+
+
+def test_no_product_module_builds_a_kafka_client_without_the_security_kwargs() -> None:
+    """A new client constructed without ``**security`` would silently talk plaintext."""
+    root = Path(__file__).resolve().parents[2]
+    kinds = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
+    found: list[str] = []
+    for package in ("ratchet", "gateway", "streams"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in kinds:
+                    where = f"{path.relative_to(root)}:{node.lineno}"
+                    found.append(where)
+                    assert any(k.arg is None for k in node.keywords), (
+                        f"{where}: {name}(...) without **security kwargs")
+    assert len(found) >= 8, found  # publisher, listener, dispatcher, audit, admin, lag x2, harness

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ratchet.config.settings import Settings
-from ratchet.telemetry.metrics import CONSUMER_LAG
+from ratchet.telemetry.metrics import CONSUMER_LAG, CONSUMER_LAG_ERRORS
 from tests.unit.deploy_support import DEPLOY, load_yaml, load_yaml_docs
 
 PROM = DEPLOY / "prometheus"
@@ -48,12 +48,30 @@ def test_the_unit_tests_notice_an_alert_that_never_fires(promtool: str, tmp_path
     shutil.copy(PROM / "rules_kafka_test.yaml", tmp_path)
     res = run(promtool, "test", "rules", "rules_kafka_test.yaml", cwd=tmp_path)
     assert res.returncode != 0
-    assert "alertname: RatchetConsumerLagGrowing," in res.stdout + res.stderr
+    for name in alerts():
+        assert f"alertname: {name}," in res.stdout + res.stderr, f"{name}: went unnoticed"
+
+
+def alerts() -> list[str]:
+    return [r["alert"] for g in load_yaml(PROM / "rules_kafka.yaml")["groups"]
+            for r in g["rules"] if "alert" in r]
+
+
+def test_every_lag_alert_has_a_firing_and_a_quiet_case() -> None:
+    cases = [c for t in load_yaml(PROM / "rules_kafka_test.yaml")["tests"]
+             for c in t.get("alert_rule_test", [])]
+    assert alerts()
+    for name in alerts():
+        mine = [c for c in cases if c["alertname"] == name]
+        assert any(c["exp_alerts"] for c in mine), f"{name}: no test where it fires"
+        assert any(not c["exp_alerts"] for c in mine), f"{name}: no test where it stays quiet"
 
 
 def test_rules_read_the_exported_gauge_with_its_labels() -> None:
     text = (PROM / "rules_kafka.yaml").read_text()
     assert CONSUMER_LAG._name in text  # type: ignore[attr-defined]
+    assert f"{CONSUMER_LAG_ERRORS._name}_total" in text  # type: ignore[attr-defined]
+    assert list(CONSUMER_LAG_ERRORS._labelnames) == ["group"]  # type: ignore[attr-defined]
     assert set(CONSUMER_LAG._labelnames) == {"group", "topic", "partition"}  # type: ignore[attr-defined]
     assert "agent" not in " ".join(CONSUMER_LAG._labelnames)  # type: ignore[attr-defined]
 

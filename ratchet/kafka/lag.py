@@ -77,7 +77,10 @@ class LagMonitor:
         security: Mapping[str, Any] | None = None,
         interval_s: float = 15.0,
     ) -> None:
-        """``security``: :func:`ratchet.kafka.security.client_kwargs`."""
+        """``reset``: the group's ``auto_offset_reset`` (``earliest`` or ``latest``);
+        ``security``: :func:`ratchet.kafka.security.client_kwargs`."""
+        if reset not in ("earliest", "latest"):
+            raise ValueError(f"reset must be 'earliest' or 'latest', not {reset!r}")
         self.group = group
         self.topics = list(topics)
         self.reset = reset

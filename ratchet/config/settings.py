@@ -51,6 +51,26 @@ class Settings:
     topic_audit: str = "audit"
     #: Partitions used when Ratchet creates its topics.
     topic_partitions: int = 8
+    #: Replication factor of the topics Ratchet creates (3 on a production cluster; 1 fits a
+    #: single broker such as the demo's).
+    topic_replication_factor: int = 1
+
+    # --- Kafka security (every producer, consumer and admin client; docs/deploy.md) ----------
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism with a ``SASL_*`` protocol: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    kafka_sasl_mechanism: str = "PLAIN"
+    #: SASL user name and password (required with a ``SASL_*`` protocol).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    #: CA bundle (PEM) that signs the brokers' certificates (unset: the system's CAs).
+    kafka_ssl_cafile: str | None = None
+    #: Client certificate and key (PEM) for mutual TLS, and the key's password.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+    #: Check that a broker's certificate names the host connected to (off only for tests).
+    kafka_ssl_check_hostname: bool = True
 
     # --- engine state bounds ----------------------------------------------------------------
     #: Idle TTL of a run's state (last node, dedup answers), seconds.
@@ -163,6 +183,9 @@ class Settings:
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
+    #: How often workers and webhook dispatchers measure their group's consumer lag (the
+    #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
+    consumer_lag_interval_s: float = 15.0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).

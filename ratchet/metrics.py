@@ -9,26 +9,27 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 __all__ = [
-    "LUA_SECONDS",
-    "EVENTS",
-    "VERDICTS",
-    "MODE_TRANSITIONS",
-    "EDGE_SCORE_BITS",
-    "ENGINE_ERRORS",
-    "BATCH_EVENTS",
-    "WORKER_MESSAGES",
-    "WORKER_RETRIES",
-    "WORKER_BATCH_SECONDS",
-    "INGEST_TO_VERDICT_SECONDS",
-    "FEEDBACK",
-    "GUARDRAIL_REASONS",
-    "POLICY_LOADS",
     "AUDIT_ENTRIES",
     "AUDIT_PUBLISH_FAILURES",
+    "BATCH_EVENTS",
+    "EDGE_SCORE_BITS",
+    "ENGINE_ERRORS",
+    "EVENTS",
+    "FEEDBACK",
+    "GUARDRAIL_REASONS",
+    "INGEST_TO_VERDICT_SECONDS",
+    "LUA_SECONDS",
+    "MODE_TRANSITIONS",
+    "POLICY_LOADS",
+    "UNLEARNABLE_EVENTS",
+    "VERDICTS",
     "WEBHOOK_ATTEMPTS",
-    "WEBHOOK_DELIVERIES",
     "WEBHOOK_BREAKER_TRANSITIONS",
+    "WEBHOOK_DELIVERIES",
     "WEBHOOK_DELIVERY_SECONDS",
+    "WORKER_BATCH_SECONDS",
+    "WORKER_MESSAGES",
+    "WORKER_RETRIES",
 ]
 
 LUA_SECONDS = Histogram(
@@ -51,6 +52,11 @@ MODE_TRANSITIONS = Counter(
     "ratchet_mode_transitions_total",
     "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
     ["to", "forced"],
+)
+UNLEARNABLE_EVENTS = Counter(
+    "ratchet_unlearnable_events_total",
+    "Events decided on an unlearnable chain (rate of new transitions above the limit: it never "
+    "locks and only new call shapes are anomalous on it).",
 )
 EDGE_SCORE_BITS = Histogram(
     "ratchet_edge_score_bits",

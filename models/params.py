@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ratchet.errors import ConfigError
+from models.errors import ConfigError
 
 __all__ = [
     "ACTION_CODES",

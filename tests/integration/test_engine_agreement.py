@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from dataclasses import asdict
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,8 +16,8 @@ from redis.asyncio import Redis
 
 from models.params import COUNT_SCALE, EngineParams
 from models.reference import ReferenceChain
-from ratchet.keys import Keys
-from ratchet.store import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.keys import Keys
 
 # Small numbers so a few dozen events exercise checkpoints, decay, caps and every mode.
 SMALL = EngineParams(
@@ -61,7 +60,7 @@ async def _run_both(
         tag = "chain"
         batches: list[list[Event]] = []
         start = 0
-        for cut in sorted(set(c for c in cuts if 0 < c < len(events))) + [len(events)]:
+        for cut in sorted({c for c in cuts if 0 < c < len(events)}) + [len(events)]:
             batches.append(events[start:cut])
             start = cut
         for b, batch in enumerate(batches):
@@ -182,7 +181,7 @@ def test_lua_counts_equal_plain_recount(
         try:
             store = EngineStore(client, Keys(f"p{uuid.uuid4().hex[:8]}"), params)
             start = 0
-            for cut in sorted(set(c for c in cuts if 0 < c < len(events))) + [len(events)]:
+            for cut in sorted({c for c in cuts if 0 < c < len(events)}) + [len(events)]:
                 items = [ObserveItem(f"e{e}", r, n, hp, eor) for e, r, n, hp, eor, *_ in
                          events[start:cut]]
                 await store.observe([ChainBatch("c", items)], now_ms=1)

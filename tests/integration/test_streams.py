@@ -1,7 +1,7 @@
 """Faust workers against a real Tansu broker and a real redis-server.
 
 Each test gets its own topics, consumer group and key prefix; workers run as subprocesses
-(``python -m streams.cli worker``) in their own process groups and are always stopped.
+(``python -m ratchet.cli.worker worker``) in their own process groups and are always stopped.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from models.nodes import chain_for, node_id
 from models.params import COUNT_SCALE, EngineParams
 from models.skeleton import skeleton_hash
 from models.verdict import Verdict
-from ratchet.keys import Keys
-from ratchet.servers import RedisServer, free_port
-from ratchet.store import EngineStore
-from ratchet.topics import ensure_topics
-from ratchet.verdicts import VerdictStore
-from streams.harness import EnvelopeProducer, VerdictCollector
-from streams.process import FAST_GROUP_ENV, WorkerProcess, worker_env
+from ratchet.kafka.topics import ensure_topics
+from ratchet.sandbox.harness import EnvelopeProducer, VerdictCollector
+from ratchet.sandbox.process import FAST_GROUP_ENV, WorkerProcess, worker_env
+from ratchet.sandbox.servers import RedisServer, free_port
+from ratchet.store.chains import EngineStore
+from ratchet.store.keys import Keys
+from ratchet.store.verdicts import VerdictStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -1,0 +1,223 @@
+"""Redis adapter of the behavioural engine: builds KEYS/ARGV, calls the Lua scripts, parses.
+
+One script call per chain per batch; the calls of a batch that spans several chains go out in one
+pipeline (single Redis) or concurrently (Redis Cluster, where each chain may live on another node).
+It also keeps the per-agent service-mode record (which services of an agent have their own
+footing), so the engine never touches Redis directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from models.errors import ScriptCode, raise_for_code
+from models.observation import Observation, parse_observations
+from models.params import ACTION_CODES, EngineParams
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import Scripts, run_many
+from ratchet.telemetry.metrics import LUA_SECONDS
+
+__all__ = [
+    "ChainBatch",
+    "EngineStore",
+    "FeedbackResult",
+    "ObserveItem",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveItem:
+    """One event as the observe script needs it."""
+
+    event_id: str
+    run_id: str
+    node: str
+    high_priority: bool = False
+    end_of_run: bool = False
+    #: A guardrail holds this event back from learning (it paused or rejected it).
+    hold: bool = False
+    #: The event's action: the back-off model scores rare shapes by action-to-action moves.
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBatch:
+    """Events of one chain, in order, plus what the chain's identity implies."""
+
+    tag: str
+    items: Sequence[ObserveItem]
+    #: Critical chains and rich-mode chains may be force-promoted to locked even when their
+    #: distribution never settles (any stable chain may lock, see models.modes.next_mode).
+    eligible: bool = False
+    locked_action: str = "pause"
+    #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
+    #: on other services and this service is new to it (see Engine.decide).
+    mode_floor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    applied: bool
+    sigma: float | None
+    fallback: float | None
+    learned: int
+
+
+class EngineStore:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        keys: Keys,
+        params: EngineParams,
+        *,
+        run_ttl_s: int = 86_400,
+        chain_ttl_s: int = 30 * 86_400,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.params = params
+        self.run_ttl_s = run_ttl_s
+        self.chain_ttl_s = chain_ttl_s
+        self.scripts = Scripts(client)  # type: ignore[arg-type]
+        self._static = self._static_args(params)
+
+    def _static_args(self, p: EngineParams) -> list[Any]:
+        return [
+            repr(p.epsilon), repr(p.floor_bits), repr(p.fallback_bits), repr(p.sigma_multiplier),
+            p.window, p.window_large, p.large_runs, p.min_support, p.checkpoint_runs,
+            p.min_runs_soft, p.min_runs_locked, repr(p.stability), repr(p.stability_large),
+            p.force_after_runs, repr(p.forced_sigma), p.node_cap, p.edge_cap,
+            ACTION_CODES.index(p.soft_action),
+        ]
+
+    def observe_call(self, batch: ChainBatch, *, learn: bool, now_ms: int) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one observe call (exposed for tests and benchmarks)."""
+        keys = self.keys.chain_keys(batch.tag).as_list()
+        run_index: dict[str, int] = {}
+        for item in batch.items:
+            if item.run_id not in run_index:
+                keys.append(self.keys.run(batch.tag, item.run_id))
+                run_index[item.run_id] = len(keys)
+        p = self.params
+        low, mid, high = p.decay_ppm()
+        args: list[Any] = [
+            now_ms, 1 if learn else 0, *self._static,
+            ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
+            low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if p.protect else 0,
+            1 if p.window_stat == "robust" else 0, batch.mode_floor,
+            1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
+            1 if p.lock_when_stable else 0, repr(p.novelty_limit), len(batch.items),
+        ]
+        for item in batch.items:
+            args.append(item.event_id)
+            args.append(
+                f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
+                f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}"
+            )
+        return keys, args
+
+    async def observe(
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+    ) -> list[list[Observation]]:
+        """Run the observe script once per chain batch; answers in the order given."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
+        started = time.perf_counter()
+        raw = await run_many(self.client, self.scripts.observe, calls)
+        LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
+        return [parse_observations(answer) for answer in raw]
+
+    async def feedback(
+        self, tag: str, run_id: str, event_id: str, decision: str, *, now_ms: int | None = None
+    ) -> FeedbackResult:
+        p = self.params
+        ck = self.keys.chain_keys(tag)
+        keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id), ck.coarse]
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        args: list[str | int] = [
+            event_id, decision, now, p.node_cap, p.edge_cap,
+            repr(p.sigma_multiplier), repr(p.fallback_bits), repr(p.sigma_min), repr(p.sigma_max),
+            repr(p.sigma_step_up), repr(p.sigma_step_down), repr(p.fallback_min),
+            repr(p.fallback_max), repr(p.fallback_step_up), repr(p.fallback_step_down),
+            self.chain_ttl_s,
+        ]
+        started = time.perf_counter()
+        code, sigma, fallback, learned = await self.scripts.feedback(keys=keys, args=args)
+        LUA_SECONDS.labels(script="feedback").observe(time.perf_counter() - started)
+        if int(code) == ScriptCode.NOT_PENDING:
+            return FeedbackResult(False, None, None, 0)
+        raise_for_code(int(code), "feedback")
+        return FeedbackResult(True, float(sigma), float(fallback), int(learned))
+
+    async def reset(self, tag: str) -> int:
+        return int(await self.scripts.reset(keys=self.keys.chain_keys(tag).as_list(), args=[]))
+
+    async def chain_meta(self, tag: str) -> dict[str, str]:
+        raw = await self.client.hgetall(self.keys.chain_keys(tag).meta)
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def edge_counts(self, tag: str) -> dict[str, int]:
+        """All transition counts of a chain (``from\\tto`` → count in 1/COUNT_SCALE units)."""
+        raw = await self.client.hgetall(self.keys.chain_keys(tag).edges)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    async def row_counts(self, tag: str) -> dict[str, int]:
+        raw = await self.client.hgetall(self.keys.chain_keys(tag).rows)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    async def coarse_counts(self, tag: str) -> dict[str, int]:
+        """The back-off model's counts of a chain (fields as in ``lua/observe.lua`` KEYS[7])."""
+        raw = await self.client.hgetall(self.keys.chain_keys(tag).coarse)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    async def chain_summary(self, tag: str) -> dict[str, Any]:
+        """What a baseline listing shows of a chain: mode, runs, whether it is unlearnable and
+        its current rate of new transitions (smoothed over checkpoints)."""
+        meta = await self.chain_meta(tag)
+        seen = int(meta.get("nt", 0))
+        return {
+            "mode": int(meta.get("mode", 0)),
+            "runs": int(meta.get("runs", 0)),
+            "unlearnable": meta.get("unl", "0") == "1",
+            "novelty": int(meta.get("nw", 0)) / seen if seen else None,
+        }
+
+    # --- per-agent service modes (Engine: services new to an established agent) -----------
+    async def service_modes(
+        self, agents: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+        """Per (project, agent): {service field → (mode, runs)} as last recorded."""
+        raw = await asyncio.gather(*(
+            self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
+        ))
+        out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+        for agent, fields in zip(agents, raw, strict=True):
+            parsed: dict[str, tuple[int, int]] = {}
+            for k, v in fields.items():
+                mode, _, runs = _s(v).partition(":")
+                parsed[_s(k)] = (int(mode), int(runs or 0))
+            out[agent] = parsed
+        return out
+
+    async def record_service_modes(
+        self, records: Sequence[tuple[tuple[str, str], str, int, int]]
+    ) -> None:
+        """Write ((project, agent), service field, mode, runs) records (idle TTL of a chain)."""
+        writes = []
+        for (project_id, agent_id), field, mode, runs in records:
+            key = self.keys.agent_services(project_id, agent_id)
+            writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
+            writes.append(self.client.expire(key, self.chain_ttl_s))
+        if writes:
+            await asyncio.gather(*writes)
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v

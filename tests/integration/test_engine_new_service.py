@@ -65,7 +65,8 @@ async def test_new_service_of_a_soft_locked_agent_is_flagged(
     engine = _engine(redis_client)
     assert await _establish(engine, "b", 4) == "soft_lock"
     [v] = await engine.decide(_run("b", "paste", "b-paste-0", ["upload"]))
-    assert v.mode == "shadow" and v.action == "flag" and not v.held
+    # protected learning applies to flags too: the flagged call is not learned until approved
+    assert v.mode == "shadow" and v.action == "flag" and v.held
 
 
 async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_mode(
@@ -89,3 +90,18 @@ async def test_what_if_leaves_the_service_record_alone(redis_client: aioredis.Re
     before = await redis_client.hgetall(key)
     await engine.decide(_run("d", "paste", "d-paste-0", ["upload"]), learn=False)
     assert await redis_client.hgetall(key) == before
+
+
+async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredis.Redis) -> None:
+    """A new service that reaches its footing (min_runs_soft runs) inside one batch gets it
+    recorded, and then acts by its own mode instead of the agent's other services' mode."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "e", 12) == "locked"
+    [v] = await engine.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    assert v.action == "pause"
+    batch = [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]
+    await engine.decide(batch)  # runs 2..5 of the chain in one batch: footing (3) passed
+    record = await engine.store.service_modes([("p", "e")])
+    assert record[("p", "e")]["mail"][1] >= FAST.min_runs_soft
+    [after] = await engine.decide(_run("e", "mail", "e-mail-9", ["send"]))
+    assert after.mode == "shadow" and after.action == "allow"

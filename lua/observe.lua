@@ -23,8 +23,9 @@
   KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings)
   KEYS[6] snapshot  hash: edges at the last checkpoint
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
-                    "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>"
-  KEYS[8..] run     hash per run: last, la (last action), ended, "e:<event id>" → answer,
+                    "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
+                    "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed)
+  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, "e:<event id>" → answer,
                     "h:<event id>" → held transitions, one "from\tto\tprev action\taction" a line
 
   ARGV[1]  now_ms            current time, ms (Unix)
@@ -62,7 +63,9 @@
   ARGV[33] protect_flags     1 = flagged events are held back from learning too
   ARGV[34] lock_stable       1 = any stable, learnable chain may lock (not only eligible ones)
   ARGV[35] novelty_limit     rate of new transitions above which a chain is unlearnable (0 off)
-  ARGV[36] n                 number of events; then 2 values per event:
+  ARGV[36] repeat_factor     learned repeat limit = floor(factor × longest learned) + margin (0 off)
+  ARGV[37] repeat_margin
+  ARGV[38] n                 number of events; then 2 values per event:
            event_id, and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
            it back from learning), the node id and the event's action (after the tab). Fewer,
@@ -73,7 +76,7 @@
     status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
     mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
     (0 none, 1 promoted, 2 force-promoted), to-node new (0/1), scored by back-off (0/1),
-    chain unlearnable (0/1)
+    chain unlearnable (0/1), back-to-back repeats of the node in the run, their learned limit
 ]]
 local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
 local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -110,8 +113,10 @@ local backoff_weight = tonumber(ARGV[32])
 local protect_flags = ARGV[33] == '1'
 local lock_stable = ARGV[34] == '1'
 local novelty_limit = tonumber(ARGV[35])
-local n = tonumber(ARGV[36])
-local BASE, FIELDS = 36, 2
+local repeat_factor = tonumber(ARGV[36])
+local repeat_margin = tonumber(ARGV[37])
+local n = tonumber(ARGV[38])
+local BASE, FIELDS = 38, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc')
@@ -182,6 +187,17 @@ local function push_score(bits)
   win_dirty = true
 end
 
+-- Learn a finished back-to-back streak of `node` (mirrors ReferenceChain._learn_streak): it
+-- becomes the longest learned when longer, but only if it stayed within the limit.
+local function learn_streak(node, length)
+  local f = 'r\t' .. node
+  local longest = coarse_count(f)
+  if longest < length and length <= math.floor(repeat_factor * longest) + repeat_margin then
+    pend_c[f] = (pend_c[f] or 0) + (length - longest)
+    ccache[f] = length
+  end
+end
+
 -- Score one transition; returns a table describing it (not yet learned).
 -- Mirrors models/scoring.py (needs_backoff, backoff_probability, is_anomalous).
 local function assess(from, to, prev_act, act)
@@ -234,8 +250,9 @@ local runs = {}
 local function run_state(run_key)
   local r = runs[run_key]
   if r == nil then
-    local v = redis.call('HMGET', run_key, 'last', 'ended', 'la')
-    r = { last = v[1], ended = v[2], la = v[3] or START, w = {}, ans = {}, dirty = false }
+    local v = redis.call('HMGET', run_key, 'last', 'ended', 'la', 'rep')
+    r = { last = v[1], ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
+          ans = {}, dirty = false }
     runs[run_key] = r
   end
   return r
@@ -274,7 +291,17 @@ for i = 0, n - 1 do
     if eor then tail = assess(e.to, END_NODE, act, END_NODE) end
     local assessed = { e }
     if tail ~= nil then assessed[2] = tail end
-    local anomalous = e.anomalous or (tail ~= nil and tail.anomalous)
+    local repeats = 0
+    if e.to == e.from then repeats = run.rep + 1 end
+    local longest_field = 'r\t' .. e.to
+    local longest = coarse_count(longest_field)
+    local rlimit = math.floor(repeat_factor * longest) + repeat_margin
+    local looping = repeat_factor > 0 and repeats > rlimit
+    -- back-to-back streaks that end here: the previous node's, and this node's at a run end
+    local streaks = {}
+    if e.to ~= e.from and run.rep > 0 then streaks[#streaks + 1] = { e.from, run.rep } end
+    if eor and repeats > 0 then streaks[#streaks + 1] = { e.to, repeats } end
+    local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
     local action = action_for(anomalous)
     local lowest_held = 2
     if protect_flags then lowest_held = 1 end
@@ -292,6 +319,7 @@ for i = 0, n - 1 do
         count_edge(a.from, a.to)
         count_action(a.pa, a.act, a.to, edge_cap)
       end
+      for _, s in ipairs(streaks) do learn_streak(s[1], s[2]) end
       st.events = st.events + 1
     elseif learn and held then
       local lines = {}
@@ -315,9 +343,10 @@ for i = 0, n - 1 do
       string.format('%.17g', shown.bits), string.format('%.17g', shown.limit),
       anomalous_flag, tostring(st.mode), tostring(action), held_flag,
       string.format('%d', st.runs), tostring(st.mode_changed), new_flag, backoff_flag,
-      tostring(st.unl),
+      tostring(st.unl), string.format('%d', repeats), string.format('%d', rlimit),
     }, '\t')
-    run.last, run.ended, run.la, run.dirty = last, ended, last_act, true
+    if eor then repeats = 0 end
+    run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
     run.ans[answer_field] = answer
     run.w[#run.w + 1] = answer_field
     run.w[#run.w + 1] = answer
@@ -328,7 +357,7 @@ end
 flush_counts()
 for run_key, run in pairs(runs) do
   if run.dirty then
-    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended, 'la', run.la)
+    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended, 'la', run.la, 'rep', run.rep)
     local w = run.w
     for j = 1, #w, 1000 do
       redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))

@@ -22,7 +22,9 @@ last checkpoint), has ``min_runs_locked`` runs and is not *unlearnable*. Priorit
 for a forced promotion: a high/critical-priority (or rich-mode) chain that never settles is
 locked anyway ``force_after_runs`` later, with a wider sigma. An unlearnable chain — one whose
 rate of never-seen transitions stays above ``novelty_limit`` — never locks: its baseline cannot
-tell a normal call from an abnormal one, so enforcing it would only pause normal work.
+tell a normal call from an abnormal one, so enforcing it would only pause normal work. It is
+judged only until the chain locks: a locked chain's new transitions are anomalies held back from
+learning, and they must not talk the chain out of judging them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ parsed into and the record the pure-Python reference (``models/reference.py``) r
 One record for both, so the agreement tests compare like with like and the engine never has to
 translate between two identical shapes. Pure: no I/O.
 
->>> o = parse_observation("0\\t^\\tn1\\t0\\t0\\t19.93\\t12\\t1\\t1\\t1\\t1\\t3\\t0\\t1\\t0\\t0")
+>>> o = parse_observation("0\\t^\\tn1\\t0\\t0\\t19.93\\t12\\t1\\t1\\t1\\t1\\t3\\t0\\t1\\t0\\t0\\t0\\t2")
 >>> (o.from_node, o.to_node, o.action, o.held, o.backoff, o.unlearnable)
 ('^', 'n1', 'flag', True, False, False)
 """
@@ -42,6 +42,10 @@ class Observation:
     #: The chain's rate of new transitions is above the limit: only new nodes are anomalous and
     #: it never locks (docs/detection.md, "High-entropy chains").
     unlearnable: bool = False
+    #: Back-to-back repeats of this node in the run so far, and the learned limit above which
+    #: that is anomalous (models.scoring.repeat_limit).
+    repeats: int = 0
+    repeat_limit: int = 0
 
 
 def parse_observation(raw: bytes | str) -> Observation:
@@ -65,6 +69,8 @@ def parse_observation(raw: bytes | str) -> Observation:
         to_new=f[13] == "1",
         backoff=f[14] == "1",
         unlearnable=f[15] == "1",
+        repeats=int(f[16]),
+        repeat_limit=int(f[17]),
     )
 
 

@@ -80,6 +80,12 @@ class EngineParams:
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.
     novelty_limit: float = 0.05
+    #: Learned repeat limit: a node repeated back-to-back more than
+    #: ``floor(repeat_factor × the longest repeat learned for it) + repeat_margin`` times in one
+    #: run is anomalous (a loop the chain never learned; the self-edge alone looks normal).
+    #: 0 = off.
+    repeat_factor: float = 1.5
+    repeat_margin: int = 2
     # --- modes ----------------------------------------------------------------------------------
     #: Decay, stability checkpoints and mode progression run every this many runs of a chain.
     checkpoint_runs: int = 10
@@ -137,6 +143,8 @@ class EngineParams:
             raise ConfigError("engine.decay_rate must be in [0, 1)")
         if not 0 <= self.backoff_weight <= 1:
             raise ConfigError("engine.backoff_weight must be in [0, 1]")
+        if self.repeat_factor < 0 or self.repeat_margin < 0:
+            raise ConfigError("engine.repeat_factor and engine.repeat_margin must be >= 0")
         if not 0 <= self.novelty_limit < 1:
             raise ConfigError("engine.novelty_limit must be in [0, 1)")
         if self.window_stat not in WINDOW_STATS:

@@ -18,11 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from models.decay import decay_count, row_totals
-from models.modes import distribution_change, is_unlearnable, next_mode
+from models.modes import LOCKED, distribution_change, is_unlearnable, next_mode
 from models.nodes import END, OVERFLOW, START
 from models.observation import Observation
 from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
-from models.scoring import backoff_probability, is_anomalous, needs_backoff, score, threshold
+from models.scoring import (
+    backoff_probability,
+    is_anomalous,
+    needs_backoff,
+    repeat_limit,
+    score,
+    threshold,
+)
 from models.tuning import tune
 
 __all__ = ["END", "OVERFLOW", "START", "ReferenceChain"]
@@ -50,6 +57,7 @@ class _Assessed:
 class _Run:
     last: str | None = None
     last_action: str = START
+    repeats: int = 0
     ended: bool = False
     answers: dict[str, Observation] = field(default_factory=dict)
     held: dict[str, list[_Pending]] = field(default_factory=dict)
@@ -122,6 +130,16 @@ class ReferenceChain:
         if to != END:
             self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
 
+    def _learn_streak(self, node: str, length: int) -> None:
+        """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
+        it is longer, but only if it stayed within the limit (an anomalous loop is not learned,
+        and a streak cannot raise its own limit while it runs)."""
+        p = self.params
+        f = f"r\t{node}"
+        longest = self.coarse.get(f, 0)
+        if longest < length <= repeat_limit(longest, factor=p.repeat_factor, margin=p.repeat_margin):
+            self.coarse[f] = length
+
     def _count(self, src: str, to: str) -> None:
         f = f"{src}\t{to}"
         if self.edges.get(f, 0) == 0:
@@ -137,7 +155,10 @@ class ReferenceChain:
     def _checkpoint(self) -> int:
         p = self.params
         self.change = distribution_change(self.edges, self.snapshot)
-        self.unlearnable = is_unlearnable(self.novel, self.seen, runs=self.run_count, params=p)
+        # judged until the chain locks: a locked chain keeps judging every transition
+        self.unlearnable = self.mode != LOCKED and is_unlearnable(
+            self.novel, self.seen, runs=self.run_count, params=p
+        )
         self.novel, self.seen = self.novel // 2, self.seen // 2
         mode, forced = next_mode(
             self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p,
@@ -161,7 +182,9 @@ class ReferenceChain:
         coarse: dict[str, int] = {}
         for f, c in self.coarse.items():
             kind = f[0]
-            if kind in ("a", "n"):
+            if kind == "r":
+                coarse[f] = c
+            elif kind in ("a", "n"):
                 d = decay_count(c, ppm, COUNT_SCALE, uniform=uniform)
                 coarse[f] = d
                 total = ("A" if kind == "a" else "N") + f[1:].rsplit("\t", 1)[0]
@@ -257,7 +280,19 @@ class ReferenceChain:
         e = self._assess(src, node, prev_action, action)
         tail = self._assess(e.to_node, END, action, END) if end_of_run else None
         assessed = [e] if tail is None else [e, tail]
-        anomalous = e.anomalous or (tail is not None and tail.anomalous)
+        repeats = run.repeats + 1 if e.to_node == e.from_node else 0
+        longest_field = f"r\t{e.to_node}"
+        longest = self.coarse.get(longest_field, 0)
+        limit = repeat_limit(longest, factor=self.params.repeat_factor,
+                             margin=self.params.repeat_margin)
+        looping = self.params.repeat_factor > 0 and repeats > limit
+        # back-to-back streaks that end here: the previous node's, and this node's at a run end
+        streaks = []
+        if e.to_node != e.from_node and run.repeats > 0:
+            streaks.append((e.from_node, run.repeats))
+        if end_of_run and repeats > 0:
+            streaks.append((e.to_node, repeats))
+        anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
         verdict = self._action(anomalous, mode_floor)
         lowest_held = 1 if self.params.protect_flags else 2
         held = self.params.protect and (ACTION_CODES.index(verdict) >= lowest_held or hold)
@@ -273,6 +308,8 @@ class ReferenceChain:
             for a in assessed:
                 self._count(a.from_node, a.to_node)
                 self._count_action(a.prev_action, a.action, a.to_node)
+            for looped, length in streaks:
+                self._learn_streak(looped, length)
             self.events += 1
         elif learn and held:
             run.held[event_id] = [(a.from_node, a.to_node, a.prev_action, a.action)
@@ -283,6 +320,7 @@ class ReferenceChain:
             self._push(tail.bits)
         run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
         run.last_action = END if end_of_run else action
+        run.repeats = 0 if end_of_run else repeats
         answer = Observation(
             duplicate=False,
             from_node=shown.from_node,
@@ -300,6 +338,8 @@ class ReferenceChain:
             to_new=shown.to_new,
             backoff=shown.backoff,
             unlearnable=self.unlearnable,
+            repeats=repeats,
+            repeat_limit=limit,
         )
         run.answers[event_id] = answer
         return answer

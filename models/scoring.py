@@ -24,6 +24,7 @@ __all__ = [
     "is_anomalous",
     "needs_backoff",
     "probability",
+    "repeat_limit",
     "robust_stats",
     "score",
     "threshold",
@@ -146,6 +147,17 @@ def backoff_probability(
         return p_fine
     coarse = weight * (act_count / act_row) * (node_count / node_row)
     return max(p_fine, coarse)
+
+
+def repeat_limit(longest: int, *, factor: float, margin: int) -> int:
+    """Back-to-back repeats of a node above which a run is anomalous: a margin over the longest
+    repeat learned for that node (a loop of a length never seen, which the self-edge's own
+    probability cannot show).
+
+    >>> repeat_limit(4, factor=1.5, margin=2), repeat_limit(0, factor=1.5, margin=2)
+    (8, 2)
+    """
+    return math.floor(factor * longest) + margin
 
 
 def is_anomalous(

@@ -87,7 +87,8 @@ local function checkpoint()
   local prev_fields, previous = hash_pairs(snap_key)
   local change = change_since_snapshot(fields, current, previous, prev_fields)
   st.chg = change
-  local unl = is_unlearnable(st.nw, st.nt, st.runs)
+  -- judged until the chain locks: a locked chain keeps judging every transition
+  local unl = st.mode ~= 2 and is_unlearnable(st.nw, st.nt, st.runs)
   st.unl = 0
   if unl then st.unl = 1 end
   st.nw, st.nt = math.floor(st.nw / 2), math.floor(st.nt / 2)
@@ -121,7 +122,10 @@ local function checkpoint()
   local cout, cout_fields = {}, {}
   for _, f in ipairs(cfields) do
     local kind = string.sub(f, 1, 1)
-    if kind == 'a' or kind == 'n' then
+    if kind == 'r' then
+      cout[f] = ccounts[f]
+      cout_fields[#cout_fields + 1] = f
+    elseif kind == 'a' or kind == 'n' then
       local d = decay_count(ccounts[f])
       cout[f] = d
       cout_fields[#cout_fields + 1] = f

@@ -81,6 +81,10 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
     }
+    if obs.repeats > obs.repeat_limit:
+        detail["repeats"] = obs.repeats
+        detail["repeat_limit"] = obs.repeat_limit
+        detail["loop_note"] = "this call repeated back to back more often than ever learned"
     if obs.backoff:
         detail["backoff"] = "scored by p(action | previous action) · p(shape | action)"
     if obs.unlearnable:

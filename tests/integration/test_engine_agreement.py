@@ -24,12 +24,13 @@ SMALL = EngineParams(
     window=4, window_large=5, large_runs=8, checkpoint_runs=3, min_runs_soft=3,
     min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
     min_support=2, stability=0.3, stability_large=0.2, decay_rate=0.3,
-    decay_low=0.1, decay_mid=0.2, decay_high=0.3, novelty_limit=0.3,
+    decay_low=0.1, decay_mid=0.2, decay_high=0.3, novelty_limit=0.3, repeat_factor=1.0,
+    repeat_margin=0,
 )
 #: The seeds' rules: tiered decay, no back-off (min_support), only eligible chains lock, flags
 #: learned, no unlearnable chains.
 SEEDS_RULES = SMALL.replace(decay="tiered", backoff_weight=0.0, lock_when_stable=False,
-                            protect_flags=False, novelty_limit=0.0)
+                            protect_flags=False, novelty_limit=0.0, repeat_factor=0.0)
 
 # (event id, run, node, high priority, end of run, hold, action)
 Event = tuple[int, str, str, bool, bool, bool, str]

@@ -318,3 +318,22 @@ async def test_what_if_scoring_changes_no_baseline(redis_client: Redis, keys: Ke
     assert answers[1].anomalous
     assert await store.edge_counts("w") == edges
     assert await store.chain_meta("w") == meta
+
+
+async def test_a_loop_longer_than_ever_learned_is_anomalous(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """The self-edge of a legitimately repeating call looks normal; repeating it back to back
+    more often than ever learned (above floor(1.5 × longest) + 2) is anomalous."""
+    store = _store(redis_client, keys)
+    for r in range(40):
+        await store.observe([ChainBatch("lp", _run(f"r{r}", ["a"] + ["b"] * (1 + r % 4) + ["c"]))])
+    [answers] = await store.observe([ChainBatch("lp", _run("x", ["a"] + ["b"] * 12 + ["c"]))])
+    # longest learned: 4 b's = 3 back-to-back repeats → limit floor(4.5) + 2 = 6
+    assert [a.repeats for a in answers[1:8]] == [0, 1, 2, 3, 4, 5, 6]
+    assert all(a.repeat_limit == 6 for a in answers[1:13])
+    assert not any(a.anomalous for a in answers[:8])
+    assert all(a.anomalous for a in answers[8:13])
+    off = _store(redis_client, keys, repeat_factor=0.0)
+    [again] = await off.observe([ChainBatch("lp", _run("y", ["a"] + ["b"] * 12 + ["c"]))])
+    assert not any(a.anomalous for a in again)

@@ -135,6 +135,28 @@ def test_lua_matches_reference_with_a_weak_backoff_and_no_support_floor(
                                                                  min_support=0)))
 
 
+#: Short runs over few nodes, normal priority: many runs, so chains settle, lock (or are found
+#: unlearnable) and loop, which random long runs over many nodes rarely do.
+settling_st = st.tuples(
+    st.integers(0, 400),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from(["n0", "n1", "n1", "n2"]),
+    st.just(False),
+    st.integers(0, 2).map(lambda x: x == 0),
+    st.integers(0, 19).map(lambda x: x == 0),
+    st.sampled_from(["crm.read", "crm.write"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(settling_st, min_size=20, max_size=160),
+       cuts=st.lists(st.integers(0, 160)))
+def test_lua_matches_reference_on_chains_that_settle(
+    redis_url: str, events: list[Event], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0)))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=60), cuts=st.lists(st.integers(0, 60)))
 def test_lua_matches_reference_with_what_if_batches(

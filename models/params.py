@@ -109,8 +109,11 @@ class EngineParams:
     protect: bool = True
     #: Protected learning applies to flags too: an anomaly flagged in soft-lock (or by an
     #: agent's mode floor) is held back from learning until approved, so a recurring anomaly
-    #: is not learned into the baseline by its own repetition.
-    protect_flags: bool = True
+    #: is not learned into the baseline by its own repetition. Off by default: measured on the
+    #: tuning seeds it doubled the false-positive rate (rare legitimate shapes flagged in
+    #: soft-lock are never learned without a reviewer) for +0.000 structured recall, because
+    #: every stable chain now locks and locked holds what it pauses (docs/detection.md).
+    protect_flags: bool = False
     # --- decay (every checkpoint) ---------------------------------------------------------------
     #: "uniform": every count loses ``decay_rate`` (ratios between counts are kept);
     #: "tiered": the seeds' rule, by tier of the count (``decay_low/mid/high``; counts <= 1

@@ -41,8 +41,9 @@ async def _establish(engine: Engine, agent: str, runs: int) -> str:
 
 
 def _engine(redis_client: aioredis.Redis, **kw: Any) -> Engine:
-    return Engine.create(redis_client, keys=Keys(f"ns{uuid.uuid4().hex[:8]}"), params=FAST,
-                         rich=True, guardrails=False, **kw)
+    kw.setdefault("params", FAST)
+    return Engine.create(redis_client, keys=Keys(f"ns{uuid.uuid4().hex[:8]}"), rich=True,
+                         guardrails=False, **kw)
 
 
 async def test_new_service_of_a_locked_agent_is_paused_and_not_learned(
@@ -65,8 +66,12 @@ async def test_new_service_of_a_soft_locked_agent_is_flagged(
     engine = _engine(redis_client)
     assert await _establish(engine, "b", 4) == "soft_lock"
     [v] = await engine.decide(_run("b", "paste", "b-paste-0", ["upload"]))
-    # protected learning applies to flags too: the flagged call is not learned until approved
-    assert v.mode == "shadow" and v.action == "flag" and v.held
+    assert v.mode == "shadow" and v.action == "flag" and not v.held
+    held = _engine(redis_client, params=FAST.replace(protect_flags=True))
+    assert await _establish(held, "b2", 4) == "soft_lock"
+    [w] = await held.decide(_run("b2", "paste", "b2-paste-0", ["upload"]))
+    # protect_flags: the flagged call is not learned until approved
+    assert w.action == "flag" and w.held
 
 
 async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_mode(

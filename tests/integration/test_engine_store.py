@@ -164,7 +164,7 @@ async def test_flag_in_soft_lock_is_held_back_from_learning(
 ) -> None:
     """An anomaly flagged in soft-lock is not learned until approved, so its recurrence is
     flagged again (the seeds' rule learned it and the second time passed)."""
-    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=400)
+    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=400, protect_flags=True)
     for r in range(30):
         await store.observe([ChainBatch("fl", _run(f"r{r}", ["a", "b"]))])
     for i in range(3):

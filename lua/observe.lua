@@ -65,7 +65,8 @@
   ARGV[35] novelty_limit     rate of new transitions above which a chain is unlearnable (0 off)
   ARGV[36] repeat_factor     learned repeat limit = floor(factor × longest learned) + margin (0 off)
   ARGV[37] repeat_margin
-  ARGV[38] n                 number of events; then 2 values per event:
+  ARGV[38] lock_novelty      rate of new transitions at or under which a stable chain may lock
+  ARGV[39] n                 number of events; then 2 values per event:
            event_id, and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
            it back from learning), the node id and the event's action (after the tab). Fewer,
@@ -115,8 +116,9 @@ local lock_stable = ARGV[34] == '1'
 local novelty_limit = tonumber(ARGV[35])
 local repeat_factor = tonumber(ARGV[36])
 local repeat_margin = tonumber(ARGV[37])
-local n = tonumber(ARGV[38])
-local BASE, FIELDS = 38, 2
+local lock_novelty = tonumber(ARGV[38])
+local n = tonumber(ARGV[39])
+local BASE, FIELDS = 39, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc')

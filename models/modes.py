@@ -92,13 +92,19 @@ def next_mode(
     eligible: bool,
     params: EngineParams,
     unlearnable: bool = False,
+    novelty: float = 0.0,
 ) -> tuple[int, bool]:
-    """The mode after a checkpoint, and whether it was a forced promotion to locked."""
+    """The mode after a checkpoint, and whether it was a forced promotion to locked.
+
+    ``novelty``: the chain's current rate of never-seen transitions; it locks (unforced) only
+    when that is at most ``lock_novelty``.
+    """
     stable = change < params.stability_for(runs)
     if mode == SHADOW and runs >= params.min_runs_soft and stable:
         mode = SOFT_LOCK
     if mode == SOFT_LOCK and not unlearnable and runs >= params.min_runs_locked:
-        if stable and (eligible or params.lock_when_stable):
+        settled = stable and novelty <= params.lock_novelty
+        if settled and (eligible or params.lock_when_stable):
             return LOCKED, False
         if eligible and runs >= params.min_runs_locked + params.force_after_runs:
             return LOCKED, True

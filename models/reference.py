@@ -159,10 +159,11 @@ class ReferenceChain:
         self.unlearnable = self.mode != LOCKED and is_unlearnable(
             self.novel, self.seen, runs=self.run_count, params=p
         )
+        novelty = self.novel / self.seen if self.seen > 0 else 0.0
         self.novel, self.seen = self.novel // 2, self.seen // 2
         mode, forced = next_mode(
             self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p,
-            unlearnable=self.unlearnable,
+            unlearnable=self.unlearnable, novelty=novelty,
         )
         changed = 0
         if mode != self.mode:

@@ -67,7 +67,7 @@ local function is_unlearnable(new, seen, runs)
   return new / seen > novelty_limit
 end
 
-local function next_mode(mode, runs, change, eligible, unlearnable)
+local function next_mode(mode, runs, change, eligible, unlearnable, novelty)
   local limit = stability
   if runs >= large_runs then limit = stability_large end
   local stable = change < limit
@@ -75,7 +75,7 @@ local function next_mode(mode, runs, change, eligible, unlearnable)
     mode = 1
   end
   if mode == 1 and not unlearnable and runs >= min_runs_locked then
-    if stable and (eligible or lock_stable) then return 2, false end
+    if stable and novelty <= lock_novelty and (eligible or lock_stable) then return 2, false end
     if eligible and runs >= min_runs_locked + force_after then return 2, true end
   end
   return mode, false
@@ -91,8 +91,10 @@ local function checkpoint()
   local unl = st.mode ~= 2 and is_unlearnable(st.nw, st.nt, st.runs)
   st.unl = 0
   if unl then st.unl = 1 end
+  local novelty = 0.0
+  if st.nt > 0 then novelty = st.nw / st.nt end
   st.nw, st.nt = math.floor(st.nw / 2), math.floor(st.nt / 2)
-  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl)
+  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl, novelty)
   if mode ~= st.mode then
     st.mode = mode
     st.mode_changed = 1

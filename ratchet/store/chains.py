@@ -114,7 +114,7 @@ class EngineStore:
             1 if p.window_stat == "robust" else 0, batch.mode_floor,
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
-            p.repeat_margin, len(batch.items),
+            p.repeat_margin, repr(p.lock_novelty), len(batch.items),
         ]
         for item in batch.items:
             args.append(item.event_id)

@@ -25,7 +25,7 @@ SMALL = EngineParams(
     min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
     min_support=2, stability=0.3, stability_large=0.2, decay_rate=0.3,
     decay_low=0.1, decay_mid=0.2, decay_high=0.3, novelty_limit=0.3, repeat_factor=1.0,
-    repeat_margin=0,
+    repeat_margin=0, lock_novelty=0.6,
 )
 #: The seeds' rules: tiered decay, no back-off (min_support), only eligible chains lock, flags
 #: learned, no unlearnable chains.

@@ -12,16 +12,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ingest import error_body
 from gateway.limits import DECISION
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
-from models.errors import RatchetError, RateLimitedError, UnavailableError
+from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
 from models.ratelimit import RateDecision, retry_after_header
+from ratchet.store.redis import REDIS_FAILURES, unavailable
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -30,13 +29,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-}
 
 
 def json_error(status: int, error: str, message: str, field: str | None = None) -> web.Response:
@@ -51,11 +43,10 @@ def _route(request: web.Request) -> str:
 def _from_http(exc: web.HTTPException, request: web.Request) -> web.StreamResponse:
     if exc.status == 413:
         limit = state_of(request).settings.max_body_bytes
-        return json_error(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        return json_error(413, error_code(413), f"request body is larger than {limit} bytes")
     if exc.status < 400:
         return exc  # redirects and the like keep aiohttp's answer
-    error = _HTTP_CODES.get(exc.status, "http_error")
-    resp = json_error(exc.status, error, exc.reason)
+    resp = json_error(exc.status, error_code(exc.status), exc.reason)
     if exc.status == 405 and "Allow" in exc.headers:
         resp.headers["Allow"] = exc.headers["Allow"]
     return resp
@@ -76,10 +67,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = web.json_response(error_body(exc), status=exc.status)
         if isinstance(exc, RateLimitedError):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_FAILURES as exc:
+        # Platform code that talks to Redis directly (not through a store) lands here.
         GATEWAY_ERRORS.labels("redis_unavailable").inc()
         log.warning("redis unavailable: %s", type(exc).__name__)
-        resp = json_error(503, "unavailable", "Redis is unavailable; retry later")
+        down = unavailable(exc)
+        resp = web.json_response(error_body(down), status=down.status)
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)

@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from models.errors import RatchetError
-from ratchet.cli import audit, baselines, demo, gateway, replay, webhooks, worker
+from ratchet.cli import audit, baselines, demo, gateway, replay, topics, webhooks, worker
 from ratchet.config.settings import get_settings
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines)
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
@@ -50,6 +50,26 @@ class Settings:
     topic_audit: str = "audit"
     #: Partitions used when Ratchet creates its topics.
     topic_partitions: int = 8
+    #: Replication factor of the topics Ratchet creates (3 on a production cluster; 1 fits a
+    #: single broker such as the demo's).
+    topic_replication_factor: int = 1
+
+    # --- Kafka security (every producer, consumer and admin client; docs/deploy.md) ----------
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism with a ``SASL_*`` protocol: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    kafka_sasl_mechanism: str = "PLAIN"
+    #: SASL user name and password (required with a ``SASL_*`` protocol).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    #: CA bundle (PEM) that signs the brokers' certificates (unset: the system's CAs).
+    kafka_ssl_cafile: str | None = None
+    #: Client certificate and key (PEM) for mutual TLS, and the key's password.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+    #: Check that a broker's certificate names the host connected to (off only for tests).
+    kafka_ssl_check_hostname: bool = True
 
     # --- engine state bounds ----------------------------------------------------------------
     #: Idle TTL of a run's state (last node, dedup answers), seconds.
@@ -73,14 +93,16 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
-    #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
-    admin_token: Secret | None = None
+    #: Deprecated v1 event signatures (seven fields signed) are accepted until 00:00 UTC of this
+    #: date (YYYY-MM-DD); empty, the default: only v2 (every field signed) is accepted.
+    signature_v1_until: str = ""
     #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
     kafka_linger_ms: int = 2
-    #: Gateway Redis connect and command timeout, seconds (a down Redis answers 503, not a hang).
-    redis_timeout_s: float = 2.0
+    #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
+    #: at the gateway, a retried batch at the worker, not a hang).
+    redis_timeout_s: float = 5.0
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
     #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.
@@ -120,15 +142,16 @@ class Settings:
     trusted_proxies: str = ""
 
     # --- credential brute-force protection ---------------------------------------------------
-    #: Failed authentications per client IP within the window before rotation and signup
-    #: endpoints answer 429.
+    #: Failed authentications (wrong keys on any route, bad signup tokens) per client IP within
+    #: the window before every route that takes a key answers that address 429.
     auth_failure_limit: int = 10
+    #: The window of ``auth_failure_limit``, seconds (counted from the first failure).
     auth_failure_window_s: int = 900
     #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
     idempotency_ttl_s: int = 86_400
-    #: How long an unfinished request holds its ``Idempotency-Key`` (a crashed gateway's
-    #: reservation frees itself after this), seconds; must exceed the longest request.
-    idempotency_lease_s: int = 60
+    #: Lease of an unfinished request's ``Idempotency-Key``, seconds: renewed every third of it
+    #: while the request runs, so a crashed gateway's reservation frees itself within this.
+    idempotency_lease_s: int = 6
     #: How long an event id stays bound to the first body it was accepted with, seconds
     #: (~240 bytes of Redis per event for the window; 0 turns the check off).
     event_id_window_s: int = 86_400
@@ -151,6 +174,9 @@ class Settings:
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
+    #: How often workers and webhook dispatchers measure their group's consumer lag (the
+    #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
+    consumer_lag_interval_s: float = 15.0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).
@@ -187,21 +213,15 @@ class Settings:
     #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
     log_level: str = "INFO"
 
-    #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             name = PREFIX + f.name.upper()
             if name in env:
                 values[f.name] = _cast(name, env[name], f.type)
-        values["extra"] = {k: v for k, v in env.items() if k.startswith(PREFIX)}
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.audit import check_action_actor
 from models.errors import UnavailableError
@@ -40,6 +38,7 @@ from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, Observ
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.store.redis import REDIS_FAILURES, unavailable
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -49,17 +48,10 @@ from ratchet.telemetry.metrics import (
     UNLEARNABLE_EVENTS,
 )
 
-__all__ = ["Engine", "connect_redis", "count_observations", "markov_reason"]
+__all__ = ["Engine", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
-
-
-def connect_redis(url: str, *, cluster: bool = False) -> Redis | RedisCluster:
-    """An asyncio Redis (or Redis Cluster) client with bounded timeouts."""
-    if cluster:
-        return RedisCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -208,9 +200,9 @@ class Engine:
         if self.guardrails is not None:
             try:
                 guard_reasons = await self.guardrails.check(events, guard_nodes, now)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UnavailableError:
                 ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-                raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+                raise
         groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
         for i, ev in enumerate(events):
             hold = bool(holds[i]) if holds is not None else False
@@ -253,9 +245,12 @@ class Engine:
                     [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
                     seen,
                 )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UnavailableError:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+            raise
+        except REDIS_FAILURES as exc:  # the service-mode reads/writes use the client directly
+            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+            raise unavailable(exc) from exc
         BATCH_EVENTS.observe(len(events))
         count_observations(answers)
         out: list[Verdict | None] = [None] * len(events)
@@ -354,9 +349,9 @@ class Engine:
             return await self.store.feedback(
                 chain_tag, run_id, event_id, decision, now_ms=int(self.clock() * 1000)
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UnavailableError:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+            raise
 
     async def reset(
         self, chain: ChainId, *, audit: AuditLog | None = None, actor: str = "cli"

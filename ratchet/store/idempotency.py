@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,8 @@ from models.errors import ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["Begin", "BeginCode", "EventIds", "IdempotencyStore", "Reservation"]
 
@@ -56,13 +60,13 @@ class Begin:
     answer: StoredAnswer | None = None
 
 
-class IdempotencyStore:
+class IdempotencyStore(RedisStore):
     def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, lease_s: int) -> None:
         self.keys = keys
         self.ttl_s = ttl_s
         self.lease_ms = lease_s * 1000
-        self._begin: AsyncScript = redis.register_script(script_source("idempotency_begin"))
-        self._end: AsyncScript = redis.register_script(script_source("idempotency_end"))
+        self._begin: AsyncScript = scripts_for(redis)["idempotency_begin"]
+        self._end: AsyncScript = scripts_for(redis)["idempotency_end"]
 
     async def begin(self, project_id: str, key_digest: str, fingerprint: str) -> Begin:
         record = self.keys.idempotency(project_id, key_digest)
@@ -84,6 +88,31 @@ class IdempotencyStore:
         """Forget the reservation (the request had no effect; a retry runs again)."""
         await self._call(reservation, ["release"])
 
+    async def renew(self, reservation: Reservation) -> None:
+        """Extend the lease of a reservation whose request is still running."""
+        await self._call(reservation, ["renew", self.lease_ms])
+
+    @asynccontextmanager
+    async def holding(self, reservation: Reservation) -> AsyncIterator[None]:
+        """Renew the lease every third of it while the body runs: a live holder keeps its key,
+        a dead one (process killed) frees it within one lease instead of a long fixed one."""
+
+        async def renew_forever() -> None:
+            while True:
+                await asyncio.sleep(self.lease_ms / 3000)
+                try:
+                    await self.renew(reservation)
+                except Exception as exc:  # a missed renewal only shortens the lease
+                    log.warning("could not renew an idempotency lease: %s", type(exc).__name__)
+
+        task = asyncio.create_task(renew_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _call(self, reservation: Reservation, args: list[Any]) -> None:
         out: list[Any] = await self._end(keys=[reservation.record],
                                          args=[reservation.token, *args])
@@ -95,13 +124,13 @@ class IdempotencyStore:
             raise StoreError(f"idempotency_end failed with code {code}")
 
 
-class EventIds:
+class EventIds(RedisStore):
     """Event id → fingerprint of its first accepted body, per project and agent."""
 
     def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
         self.keys = keys
         self.window_s = window_s
-        self._claim: AsyncScript = redis.register_script(script_source("event_ids_claim"))
+        self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
 
     async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
         """Per event: ``True`` if its id is new or was first used with this very body (an

@@ -18,23 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient, RedisStore
 
 __all__ = ["ScratchSeeder"]
 
 
-class ScratchSeeder:
+class ScratchSeeder(RedisStore):
     """Copies the engine's state for each new chain / agent / run from ``source`` to ``scratch``.
 
     Each key is copied once, the first time its chain, agent or run appears: after that the
     scratch copy is the replay's own state (a run whose state the replay deleted must not come
-    back from the source).
+    back from the source). A Redis failure is :class:`models.errors.UnavailableError`.
     """
 
-    def __init__(self, client: Redis | RedisCluster, *, source: Keys, scratch: Keys) -> None:
+    def __init__(self, client: RedisClient, *, source: Keys, scratch: Keys) -> None:
         if source.prefix == scratch.prefix:
             raise ValueError("the scratch namespace must differ from the source namespace")
         self.client, self.source, self.scratch = client, source, scratch

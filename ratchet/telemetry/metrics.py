@@ -6,12 +6,14 @@ an agent id, event id or chain as a label. The gateway's HTTP metrics live in ga
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "AUDIT_ENTRIES",
     "AUDIT_PUBLISH_FAILURES",
     "BATCH_EVENTS",
+    "CONSUMER_LAG",
+    "CONSUMER_LAG_ERRORS",
     "EDGE_SCORE_BITS",
     "ENGINE_ERRORS",
     "EVENTS",
@@ -144,4 +146,15 @@ WEBHOOK_DELIVERY_SECONDS = Histogram(
     "ratchet_webhook_delivery_duration_seconds",
     "Duration of one webhook delivery attempt that reached the destination.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CONSUMER_LAG = Gauge(
+    "ratchet_consumer_lag_messages",
+    "Messages a consumer group still has to process (end offset - committed offset), per topic "
+    "and partition, measured from the broker by every worker and dispatcher process.",
+    ["group", "topic", "partition"],
+)
+CONSUMER_LAG_ERRORS = Counter(
+    "ratchet_consumer_lag_errors_total",
+    "Failed consumer-lag measurements (the broker did not answer), by consumer group.",
+    ["group"],
 )

@@ -2,7 +2,6 @@
 reused with another body. Kafka is read back after every attack: what may not be published is not.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -17,16 +16,13 @@ from models.idempotency import StoredAnswer, key_digest
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import Answer, RatchetClient
 from ratchet.store.idempotency import BeginCode, EventIds, IdempotencyStore
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     read_topic,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka
@@ -234,6 +230,20 @@ async def test_a_crashed_request_frees_its_key_when_the_lease_ends(gateway: Gate
     await store.finish(second.reservation, StoredAnswer(202, b'{"ok": true}'))
     replay = await store.begin("p", key_digest("k"), "fp-1")
     assert replay.code is BeginCode.REPLAY and replay.answer == StoredAnswer(202, b'{"ok": true}')
+
+
+async def test_a_live_request_keeps_its_key_past_the_lease(gateway: Gateway) -> None:
+    """The holder renews its lease while it runs; when it stops renewing (dies), the key frees
+    within one lease."""
+    store = IdempotencyStore(gateway.redis, gateway.keys, ttl_s=60, lease_s=1)
+    first = await store.begin("p", key_digest("live"), "fp-1")
+    assert first.reservation is not None
+    async with store.holding(first.reservation):
+        await asyncio.sleep(2.5)  # 2.5 leases: alive, renewed
+        assert (await store.begin("p", key_digest("live"), "fp-1")).code is BeginCode.IN_PROGRESS
+    # renewal stopped without finishing (as if the gateway died): free within one lease
+    await asyncio.sleep(1.2)
+    assert (await store.begin("p", key_digest("live"), "fp-1")).code is BeginCode.RESERVED
 
 
 async def test_event_id_window_zero_turns_the_binding_off(gateway: Gateway) -> None:

@@ -1,6 +1,5 @@
 """Bad input is refused before Kafka; accepted events reach ``ingest`` in one envelope per agent."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -11,14 +10,11 @@ import pytest
 from models.envelope import TRACE_HEADER, agent_key, decode_ingest
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     read_topic,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka
@@ -104,7 +100,7 @@ async def test_partially_bad_batch_publishes_only_good_events_one_envelope_per_a
     ghost = event(agent_id="ghost")
     items = [tenant.client.signed(e) for e in (a1, bad_type, a2, ghost, a3)]
     items.insert(3, b_client.signed(b1))
-    items.insert(3, {**tenant.client.signed(event()), "signature": "v1=" + "0" * 64})
+    items.insert(3, {**tenant.client.signed(event()), "signature": "v2=" + "0" * 64})
     items.append({**tenant.client.signed(event()), "timestamp": 1})  # stale
     items.append(items[0])  # duplicate event id within the batch
     answer = await tenant.client._call("POST", "/v1/events:batch", json={"events": items},

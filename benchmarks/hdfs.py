@@ -178,17 +178,17 @@ def render(res: dict[str, Any], params: EngineParams) -> str:
                 f"({res['train_approvals']} held training events approved), "
                 f"FPR on {res['holdout_sessions']} held-out normals = {res['holdout_fpr']:.4f}")
     lines = [
-        f"engine: floor={params.floor_bits} sigma={params.sigma_multiplier} "
+        (f"engine: floor={params.floor_bits} sigma={params.sigma_multiplier} "
         f"fallback={params.fallback_bits} window={params.window}/{params.window_large} "
-        f"min_support={params.min_support} eps={params.epsilon}",
-        f"recall {res['recall']:.4f} ({res['detected_anomalies']}/{res['test_anomalies']}), "
-        f"FPR {res['fpr']:.5f} ({res['false_positives']}/{res['test_normals']})",
+        f"min_support={params.min_support} eps={params.epsilon}"),
+        (f"recall {res['recall']:.4f} ({res['detected_anomalies']}/{res['test_anomalies']}), "
+        f"FPR {res['fpr']:.5f} ({res['false_positives']}/{res['test_normals']})"),
         f"extrapolated FP ≈ {res['extrapolated_fp']:.0f} of {FULL_NORMAL_TEST:,} normals",
         f"held training events approved (training data are normal): {res['train_approvals']}",
         "",
         f"{'method':34} precision recall  F1",
-        f"{'Ratchet (this run, extrapolated)':34} {res['extrapolated_precision']:.3f}     "
-        f"{res['recall']:.3f}   {res['extrapolated_f1']:.3f}",
+        (f"{'Ratchet (this run, extrapolated)':34} {res['extrapolated_precision']:.3f}     "
+        f"{res['recall']:.3f}   {res['extrapolated_f1']:.3f}"),
     ]
     for name, (p, r, f1) in PUBLISHED.items():
         lines.append(f"{name:34} {p:.2f}      {r:.2f}    {f1:.2f}")

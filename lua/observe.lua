@@ -14,6 +14,13 @@
   `end_of_run` adds the node → END transition, scored the same way; the event's answer is the
   more surprising of its two edges (by score minus threshold).
 
+  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
+    is much cheaper for the client to parse than an array), each line tab-separated:
+    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
+    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
+    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1), scored by back-off (0/1),
+    chain unlearnable (0/1), back-to-back repeats of the node in the run, their learned limit
+
   KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms,
                           nw/nt (new / all transitions, halved every checkpoint), unl
                           (1 = unlearnable), nc (fields counted in coarse)
@@ -37,7 +44,8 @@
   ARGV[7]  window            rolling window length
   ARGV[8]  window_large      window length once runs >= large_runs
   ARGV[9]  large_runs        runs that make a chain high-volume
-  ARGV[10] min_support       from-node support (counts) below which only new nodes are anomalous
+  ARGV[10] min_support       from-node support (counts) below which the back-off model scores
+                             (with back-off off: only new nodes are anomalous)
   ARGV[11] checkpoint_runs   runs between checkpoints
   ARGV[12] min_runs_soft     runs before soft-lock
   ARGV[13] min_runs_locked   runs before locked
@@ -71,13 +79,6 @@
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
            it back from learning), the node id and the event's action (after the tab). Fewer,
            packed ARGV values halve the client's cost of building the call (measured).
-
-  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
-    is much cheaper for the client to parse than an array), each line tab-separated:
-    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
-    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
-    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1), scored by back-off (0/1),
-    chain unlearnable (0/1), back-to-back repeats of the node in the run, their learned limit
 ]]
 local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
 local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
+from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
 
 __all__ = ["PREFIX", "Secret", "Settings", "get_settings"]
 
@@ -114,6 +115,14 @@ class Settings:
     policy_refresh_s: float = 1.0
     #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
     guardrails: bool = True
+    #: Most payload scanning (pattern rules, PII detectors) one event may cost, in steps: bytes
+    #: scanned × a rule's RE2 program size, 50 per character for PII (~14 ns a step at worst).
+    #: What the budget does not cover fails closed (reasons ``pattern.scan_limit``,
+    #: ``pii.scan_limit`` with the strictest action skipped). ~0.25 s of work at worst.
+    guard_scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
+    #: Most payload scanning one project's events may cost in one worker batch, steps: bounds how
+    #: long one tenant holds the shared worker (its later events fail closed).
+    guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
     #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one

@@ -70,6 +70,12 @@ ENGINE_ERRORS = Counter(
     "Engine failures by kind (e.g. redis_unavailable); a guard error is never a detection.",
     ["kind"],
 )
+ERROR_VERDICTS = Counter(
+    "ratchet_error_verdicts_total",
+    "Events answered without a judgement because the engine failed, by the action the project's "
+    "on_error policy gave them (allow, flag, pause); the verdict carries error.",
+    ["action"],
+)
 BATCH_EVENTS = Histogram(
     "ratchet_engine_batch_events",
     "Events per engine call (batching efficiency).",

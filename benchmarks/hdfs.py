@@ -9,6 +9,12 @@ session without learning; a session is anomalous if any of its events is. Report
 (FP ≈ FPR × 553,366) for precision and F1. Mapping: one session = one run of one agent; each
 template id = one action whose payload has its own JSON shape.
 
+Training data are normal by the protocol (DeepLog learns every training session). A chain that
+locks during training pauses the rare normal transitions it has not seen yet and holds them back
+from learning; the benchmark approves those held *training* events through the engine's feedback
+(the training labels, never the test ones) and reports how many it approved.
+``--no-approve-train`` leaves them held instead (what an unattended deployment would learn).
+
 ``--holdout F`` is for tuning without test labels: learn on the first (1-F) of the train
 normals and report only the FPR on the held-out normals.
 """
@@ -84,9 +90,13 @@ def session_events(s: Session, prefix: str) -> list[IngestEvent]:
 
 
 async def run_sessions(
-    engine: Engine, sessions: Sequence[Session], *, learn: bool, prefix: str, per_call: int = 40
+    engine: Engine, sessions: Sequence[Session], *, learn: bool, prefix: str, per_call: int = 40,
+    approved: list[int] | None = None,
 ) -> list[bool]:
-    """Feed sessions in order, ``per_call`` whole sessions per engine call; flags per session."""
+    """Feed sessions in order, ``per_call`` whole sessions per engine call; flags per session.
+
+    With ``approved`` (a one-element counter), every held event is approved right after its
+    batch (training data are normal by the protocol) and counted there."""
     flags: list[bool] = []
     for i in range(0, len(sessions), per_call):
         chunk = sessions[i : i + per_call]
@@ -98,6 +108,11 @@ async def run_sessions(
             events += evs
         verdicts = await engine.decide(events, learn=learn)
         flags += [any(v.anomalous for v in verdicts[a:b]) for a, b in bounds]
+        if approved is not None:
+            for v in verdicts:
+                if v.held:
+                    res = await engine.feedback(v.chain_tag, v.run_id, v.event_id, "approve")
+                    approved[0] += res.applied
     return flags
 
 
@@ -111,23 +126,26 @@ def figures(recall: float, fpr: float, anomalies: int) -> dict[str, float]:
 
 
 async def evaluate(
-    url: str, sessions: list[Session], params: EngineParams, holdout: float
+    url: str, sessions: list[Session], params: EngineParams, holdout: float,
+    approve_train: bool = True,
 ) -> dict[str, Any]:
     client = Redis.from_url(url)
     engine = Engine.create(
         client, keys=Keys(f"hdfs{uuid.uuid4().hex[:8]}"), params=params, guardrails=False
     )
     train = [s for s in sessions if s.split == "train"]
+    approved = [0] if approve_train else None
     try:
         started = time.perf_counter()
         if holdout > 0:
             cut = int(len(train) * (1 - holdout))
-            await run_sessions(engine, train[:cut], learn=True, prefix="tr")
+            await run_sessions(engine, train[:cut], learn=True, prefix="tr", approved=approved)
             flags = await run_sessions(engine, train[cut:], learn=False, prefix="ho")
             return {"mode": "holdout", "train_sessions": cut, "holdout_sessions": len(flags),
+                    "train_approvals": approved[0] if approved else None,
                     "holdout_fpr": sum(flags) / len(flags),
                     "seconds": round(time.perf_counter() - started, 1)}
-        await run_sessions(engine, train, learn=True, prefix="tr")
+        await run_sessions(engine, train, learn=True, prefix="tr", approved=approved)
         test = [s for s in sessions if s.split == "test"]
         flags = await run_sessions(engine, test, learn=False, prefix="te")
         seconds = time.perf_counter() - started
@@ -139,6 +157,7 @@ async def evaluate(
         out: dict[str, Any] = {
             "mode": "test",
             "train_sessions": len(train),
+            "train_approvals": approved[0] if approved else None,
             "test_anomalies": len(anomalies),
             "test_normals": len(normals),
             "detected_anomalies": sum(anomalies),
@@ -155,19 +174,21 @@ async def evaluate(
 
 def render(res: dict[str, Any], params: EngineParams) -> str:
     if res["mode"] == "holdout":
-        return (f"holdout: learned {res['train_sessions']} train normals, "
+        return (f"holdout: learned {res['train_sessions']} train normals "
+                f"({res['train_approvals']} held training events approved), "
                 f"FPR on {res['holdout_sessions']} held-out normals = {res['holdout_fpr']:.4f}")
     lines = [
-        f"engine: floor={params.floor_bits} sigma={params.sigma_multiplier} "
+        (f"engine: floor={params.floor_bits} sigma={params.sigma_multiplier} "
         f"fallback={params.fallback_bits} window={params.window}/{params.window_large} "
-        f"min_support={params.min_support} eps={params.epsilon}",
-        f"recall {res['recall']:.4f} ({res['detected_anomalies']}/{res['test_anomalies']}), "
-        f"FPR {res['fpr']:.5f} ({res['false_positives']}/{res['test_normals']})",
+        f"min_support={params.min_support} eps={params.epsilon}"),
+        (f"recall {res['recall']:.4f} ({res['detected_anomalies']}/{res['test_anomalies']}), "
+        f"FPR {res['fpr']:.5f} ({res['false_positives']}/{res['test_normals']})"),
         f"extrapolated FP ≈ {res['extrapolated_fp']:.0f} of {FULL_NORMAL_TEST:,} normals",
+        f"held training events approved (training data are normal): {res['train_approvals']}",
         "",
         f"{'method':34} precision recall  F1",
-        f"{'Ratchet (this run, extrapolated)':34} {res['extrapolated_precision']:.3f}     "
-        f"{res['recall']:.3f}   {res['extrapolated_f1']:.3f}",
+        (f"{'Ratchet (this run, extrapolated)':34} {res['extrapolated_precision']:.3f}     "
+        f"{res['recall']:.3f}   {res['extrapolated_f1']:.3f}"),
     ]
     for name, (p, r, f1) in PUBLISHED.items():
         lines.append(f"{name:34} {p:.2f}      {r:.2f}    {f1:.2f}")
@@ -181,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML with an [engine] table overriding defaults")
     ap.add_argument("--holdout", type=float, default=0.0,
                     help="tune mode: FPR on this fraction of held-out train normals only")
+    ap.add_argument("--no-approve-train", action="store_true",
+                    help="leave held training events held (default: approve them, the training "
+                    "data being normal by the protocol)")
     ap.add_argument("--redis-url")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
@@ -188,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     sessions = load(Path(args.data))
     with redis_for(args.redis_url) as url:
         print(f"hdfs: {len(sessions)} sessions...", file=sys.stderr)
-        res = asyncio.run(evaluate(url, sessions, params, args.holdout))
+        res = asyncio.run(evaluate(url, sessions, params, args.holdout,
+                                   approve_train=not args.no_approve_train))
     print(render(res, params))
     if args.json:
         Path(args.json).write_bytes(orjson.dumps({**res, "params": {

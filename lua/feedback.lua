@@ -9,6 +9,7 @@
 
   KEYS[1] meta   KEYS[2] edges   KEYS[3] rows   KEYS[4] nodes   (as in observe.lua)
   KEYS[5] run    the run hash that holds "h:<event id>"
+  KEYS[6] coarse the back-off model's counts (KEYS[7] of observe.lua)
 
   ARGV[1]  event_id
   ARGV[2]  decision          "approve" | "reject"
@@ -28,6 +29,7 @@
          -3 NOT_PENDING (not held, already decided, or its run expired)
 ]]
 local meta_key, edges_key, rows_key, nodes_key, run_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local coarse_key = KEYS[6]
 local event_id = ARGV[1]
 local decision = ARGV[2]
 local now_ms = ARGV[3]
@@ -47,11 +49,12 @@ if not pending then
 end
 redis.call('HDEL', run_key, held_field)
 
-local m = redis.call('HMGET', meta_key, 'sig', 'fb', 'nn', 'ne', 'ovf', 'fp', 'tp', 'events')
+local m = redis.call('HMGET', meta_key, 'sig', 'fb', 'nn', 'ne', 'ovf', 'fp', 'tp', 'events', 'nc')
 local st = {
   sig = tonumber(m[1] or sigma_default), fb = tonumber(m[2] or fallback_default),
   nn = tonumber(m[3] or '0'), ne = tonumber(m[4] or '0'), ovf = tonumber(m[5] or '0'),
   fp = tonumber(m[6] or '0'), tp = tonumber(m[7] or '0'), events = tonumber(m[8] or '0'),
+  nc = tonumber(m[9] or '0'),
 }
 
 --- @include "chain_state"
@@ -59,9 +62,14 @@ local st = {
 local learned = 0
 if decision == 'approve' then
   for edge in string.gmatch(pending, '[^\n]+') do
-    local from, to = string.match(edge, '^([^\t]*)\t(.*)$')
+    -- "from\tto\tprevious action\taction" (older records: "from\tto", no action model)
+    local from, to, prev_act, act = string.match(edge, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+    if from == nil then
+      from, to = string.match(edge, '^([^\t]*)\t(.*)$')
+    end
     to = bounded_to(from, to, node_cap, edge_cap)
     count_edge(from, to)
+    if act ~= nil then count_action(prev_act, act, to, edge_cap) end
     learned = learned + 1
   end
   st.events = st.events + 1
@@ -75,9 +83,10 @@ else
 end
 local sig, fb = string.format('%.17g', st.sig), string.format('%.17g', st.fb)
 redis.call('HSET', meta_key, 'sig', sig, 'fb', fb, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
-  'fp', st.fp, 'tp', st.tp, 'events', st.events, 'upd_ms', now_ms)
+  'fp', st.fp, 'tp', st.tp, 'events', st.events, 'nc', st.nc, 'upd_ms', now_ms)
 for i = 1, 4 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)
 end
 flush_counts()
+redis.call('EXPIRE', coarse_key, chain_ttl)
 return {0, sig, fb, learned}

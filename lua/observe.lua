@@ -3,22 +3,37 @@
 
   Atomic per chain; all keys share the chain's hash tag. For each event, in order:
   redelivered event id → the stored answer again; else the run's last node (START for a new run)
-  → map onto the overflow node at the caps → p before counting → score = -log2(p + eps)
+  → map onto the overflow node at the caps → p before counting (backed off to the action
+  model when the edge is unseen or its from-node thin) → score = -log2(p + eps)
   → threshold over the rolling window (fallback while not full, never under the floor)
   → anomalous → action by mode → count the transition unless held (protected learning)
   → push the score into the window (non-anomalous scores only) → remember the answer.
   A new run of the chain counts a run; every `checkpoint_runs` runs a checkpoint measures
-  stability, progresses the mode and decays the counts (includes/checkpoint.lua).
+  stability and the rate of new transitions (unlearnable chains never lock), progresses the mode
+  and decays the counts (includes/checkpoint.lua).
   `end_of_run` adds the node → END transition, scored the same way; the event's answer is the
   more surprising of its two edges (by score minus threshold).
 
-  KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms
+  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
+    is much cheaper for the client to parse than an array), each line tab-separated:
+    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
+    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
+    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1), scored by back-off (0/1),
+    chain unlearnable (0/1), back-to-back repeats of the node in the run, their learned limit
+
+  KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms,
+                          nw/nt (new / all transitions, halved every checkpoint), unl
+                          (1 = unlearnable), nc (fields counted in coarse)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
   KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings)
   KEYS[6] snapshot  hash: edges at the last checkpoint
-  KEYS[7..] run     hash per run: last, ended, "e:<event id>" → answer, "h:<event id>" → held edges
+  KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
+                    "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
+                    "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed)
+  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, "e:<event id>" → answer,
+                    "h:<event id>" → held transitions, one "from\tto\tprev action\taction" a line
 
   ARGV[1]  now_ms            current time, ms (Unix)
   ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
@@ -29,7 +44,8 @@
   ARGV[7]  window            rolling window length
   ARGV[8]  window_large      window length once runs >= large_runs
   ARGV[9]  large_runs        runs that make a chain high-volume
-  ARGV[10] min_support       from-node support (counts) below which only new nodes are anomalous
+  ARGV[10] min_support       from-node support (counts) below which the back-off model scores
+                             (with back-off off: only new nodes are anomalous)
   ARGV[11] checkpoint_runs   runs between checkpoints
   ARGV[12] min_runs_soft     runs before soft-lock
   ARGV[13] min_runs_locked   runs before locked
@@ -41,28 +57,31 @@
   ARGV[19] edge_cap          edges per chain
   ARGV[20] soft_action       action code in soft-lock (0 allow, 1 flag, 2 pause, 3 reject)
   ARGV[21] locked_action     action code in locked
-  ARGV[22] eligible          1 when the chain itself is eligible for locked (critical / rich mode)
+  ARGV[22] eligible          1 when the chain may be force-promoted to locked (critical / rich)
   ARGV[23..25] decay ppm     decay of low (<=5), mid (<=20), high (>20) counts, parts per million
+                             (tiered; uniform decay uses ARGV[25] for every count)
   ARGV[26] run_ttl           idle TTL of run state, s
   ARGV[27] chain_ttl         idle TTL of the chain, s
-  ARGV[28] protect           1 = paused/rejected/held events are not learned
+  ARGV[28] protect           1 = paused/rejected/held events (flagged too, ARGV[33]) are not learned
   ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
   ARGV[30] mode_floor        mode to act by while the chain is in shadow (0 none, 1 soft, 2 locked):
                              a service new to an agent established elsewhere
-  ARGV[31] n                 number of events; then 2 values per event:
-           event_id, and "<run key index> <high><eor><hold> <node>": the run key's index into
-           KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds it back
-           from learning) and the node id (the rest of the string). Fewer, packed ARGV values
-           halve the client's cost of building the call (measured).
-
-  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
-    is much cheaper for the client to parse than an array), each line tab-separated:
-    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
-    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
-    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1)
+  ARGV[31] uniform           1 = uniform decay (every count, ARGV[25] ppm), 0 = tiered
+  ARGV[32] backoff_weight    weight of the action back-off model (0 = off: min_support rule)
+  ARGV[33] protect_flags     1 = flagged events are held back from learning too
+  ARGV[34] lock_stable       1 = any stable, learnable chain may lock (not only eligible ones)
+  ARGV[35] novelty_limit     rate of new transitions above which a chain is unlearnable (0 off)
+  ARGV[36] repeat_factor     learned repeat limit = floor(factor × longest learned) + margin (0 off)
+  ARGV[37] repeat_margin
+  ARGV[38] lock_novelty      rate of new transitions at or under which a stable chain may lock
+  ARGV[39] n                 number of events; then 2 values per event:
+           event_id, and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
+           index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
+           it back from learning), the node id and the event's action (after the tab). Fewer,
+           packed ARGV values halve the client's cost of building the call (measured).
 ]]
 local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
-local nodes_key, win_key, snap_key = KEYS[4], KEYS[5], KEYS[6]
+local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now_ms = ARGV[1]
 local learn = ARGV[2] == '1'
 local eps = tonumber(ARGV[3])
@@ -91,17 +110,27 @@ local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
 local robust = ARGV[29] == '1'
 local mode_floor = tonumber(ARGV[30])
-local n = tonumber(ARGV[31])
-local BASE, FIELDS = 31, 2
+local uniform = ARGV[31] == '1'
+local backoff_weight = tonumber(ARGV[32])
+local protect_flags = ARGV[33] == '1'
+local lock_stable = ARGV[34] == '1'
+local novelty_limit = tonumber(ARGV[35])
+local repeat_factor = tonumber(ARGV[36])
+local repeat_margin = tonumber(ARGV[37])
+local lock_novelty = tonumber(ARGV[38])
+local n = tonumber(ARGV[39])
+local BASE, FIELDS = 39, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
   elig = tonumber(m[5] or '0'), nn = tonumber(m[6] or '0'), ne = tonumber(m[7] or '0'),
   ovf = tonumber(m[8] or '0'), chg = tonumber(m[9] or '1'), forced = tonumber(m[10] or '0'),
   events = tonumber(m[11] or '0'), mode_changed = 0,
+  nw = tonumber(m[12] or '0'), nt = tonumber(m[13] or '0'), unl = tonumber(m[14] or '0'),
+  nc = tonumber(m[15] or '0'),
 }
 if eligible_chain then st.elig = 1 end
 
@@ -161,22 +190,54 @@ local function push_score(bits)
   win_dirty = true
 end
 
+-- Learn a finished back-to-back streak of `node` (mirrors ReferenceChain._learn_streak): it
+-- becomes the longest learned when longer, but only if it stayed within the limit.
+local function learn_streak(node, length)
+  local f = 'r\t' .. node
+  local longest = coarse_count(f)
+  if longest < length and length <= math.floor(repeat_factor * longest) + repeat_margin then
+    pend_c[f] = (pend_c[f] or 0) + (length - longest)
+    ccache[f] = length
+  end
+end
+
 -- Score one transition; returns a table describing it (not yet learned).
-local function assess(from, to)
+-- Mirrors models/scoring.py (needs_backoff, backoff_probability, is_anomalous).
+local function assess(from, to, prev_act, act)
   to = bounded_to(from, to, node_cap, edge_cap)
   local c = edge_count(from, to)
   local r = row_total(from)
   local p = 0.0
   if r > 0 then p = c / r end
+  local backoff = false
+  if backoff_weight > 0 and (c == 0 or r < min_support * SCALE) then
+    local nc_, nr_ = 1, 1
+    if to ~= END_NODE then
+      nc_ = coarse_count('n\t' .. act .. '\t' .. to)
+      nr_ = coarse_count('N\t' .. act)
+    end
+    local ar_ = coarse_count('A\t' .. prev_act)
+    if ar_ > 0 and nr_ > 0 then
+      local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * (nc_ / nr_)
+      if q > p then
+        backoff = true
+        p = q
+      end
+    end
+  end
   local bits = -math.log(p + eps) / LN2
   local limit = current_threshold()
   local to_new = not node_known(to)
   local anomalous = bits > limit
-  if anomalous and min_support > 0 and r < min_support * SCALE and not to_new then
-    anomalous = false
+  if anomalous and not to_new then
+    if st.unl == 1 then
+      anomalous = false
+    elseif backoff_weight <= 0 and min_support > 0 and r < min_support * SCALE then
+      anomalous = false
+    end
   end
-  return { from = from, to = to, c = c, r = r, bits = bits, limit = limit,
-           anomalous = anomalous, to_new = to_new }
+  return { from = from, to = to, pa = prev_act, act = act, c = c, r = r, bits = bits,
+           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff }
 end
 
 local function action_for(anomalous)
@@ -192,8 +253,9 @@ local runs = {}
 local function run_state(run_key)
   local r = runs[run_key]
   if r == nil then
-    local v = redis.call('HMGET', run_key, 'last', 'ended')
-    r = { last = v[1], ended = v[2], w = {}, ans = {}, dirty = false }
+    local v = redis.call('HMGET', run_key, 'last', 'ended', 'la', 'rep')
+    r = { last = v[1], ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
+          ans = {}, dirty = false }
     runs[run_key] = r
   end
   return r
@@ -203,8 +265,8 @@ local out = {}
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
   local event_id = ARGV[o + 1]
-  local run_index, f_high, f_eor, f_hold, node =
-    string.match(ARGV[o + 2], '^(%d+) (%d)(%d)(%d) (.*)$')
+  local run_index, f_high, f_eor, f_hold, node, act =
+    string.match(ARGV[o + 2], '^(%d+) (%d)(%d)(%d) ([^\t]*)\t(.*)$')
   local run_key = KEYS[tonumber(run_index)]
   local prio_high = f_high == '1'
   local eor = f_eor == '1'
@@ -218,48 +280,76 @@ for i = 0, n - 1 do
     out[#out + 1] = '1\t' .. prior
   else
     local run = run_state(run_key)
-    local from = run.last
+    local from, prev_act = run.last, run.la
     if (not from) or run.ended == '1' then
-      from = START
+      from, prev_act = START, START
       if learn then
         st.runs = st.runs + 1
         if st.runs % checkpoint_runs == 0 then checkpoint() end
       end
     end
     if learn and prio_high then st.elig = 1 end
-    local e = assess(from, node)
+    local e = assess(from, node, prev_act, act)
     local tail = nil
-    if eor then tail = assess(e.to, END_NODE) end
-    local anomalous = e.anomalous or (tail ~= nil and tail.anomalous)
+    if eor then tail = assess(e.to, END_NODE, act, END_NODE) end
+    local assessed = { e }
+    if tail ~= nil then assessed[2] = tail end
+    local repeats = 0
+    if e.to == e.from then repeats = run.rep + 1 end
+    local longest_field = 'r\t' .. e.to
+    local longest = coarse_count(longest_field)
+    local rlimit = math.floor(repeat_factor * longest) + repeat_margin
+    local looping = repeat_factor > 0 and repeats > rlimit
+    -- back-to-back streaks that end here: the previous node's, and this node's at a run end
+    local streaks = {}
+    if e.to ~= e.from and run.rep > 0 then streaks[#streaks + 1] = { e.from, run.rep } end
+    if eor and repeats > 0 then streaks[#streaks + 1] = { e.to, repeats } end
+    local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
     local action = action_for(anomalous)
-    local held = protect and (action >= 2 or ext_hold)
+    local lowest_held = 2
+    if protect_flags then lowest_held = 1 end
+    local held = protect and (action >= lowest_held or ext_hold)
     local shown = e
     if tail ~= nil and (tail.bits - tail.limit) > (e.bits - e.limit) then shown = tail end
+    if learn then
+      for _, a in ipairs(assessed) do
+        st.nt = st.nt + 1
+        if a.c == 0 then st.nw = st.nw + 1 end
+      end
+    end
     if learn and not held then
-      count_edge(e.from, e.to)
-      if tail ~= nil then count_edge(tail.from, tail.to) end
+      for _, a in ipairs(assessed) do
+        count_edge(a.from, a.to)
+        count_action(a.pa, a.act, a.to, edge_cap)
+      end
+      for _, s in ipairs(streaks) do learn_streak(s[1], s[2]) end
       st.events = st.events + 1
     elseif learn and held then
-      local pending = e.from .. '\t' .. e.to
-      if tail ~= nil then pending = pending .. '\n' .. tail.from .. '\t' .. tail.to end
+      local lines = {}
+      for _, a in ipairs(assessed) do
+        lines[#lines + 1] = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
+      end
       run.w[#run.w + 1] = 'h:' .. event_id
-      run.w[#run.w + 1] = pending
+      run.w[#run.w + 1] = table.concat(lines, '\n')
     end
     if learn and not e.anomalous then push_score(e.bits) end
     if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
-    local last, ended = e.to, '0'
-    if eor then last, ended = END_NODE, '1' end
-    local held_flag, anomalous_flag, new_flag = '0', '0', '0'
+    local last, ended, last_act = e.to, '0', act
+    if eor then last, ended, last_act = END_NODE, '1', END_NODE end
+    local held_flag, anomalous_flag, new_flag, backoff_flag = '0', '0', '0', '0'
     if held then held_flag = '1' end
     if anomalous then anomalous_flag = '1' end
     if shown.to_new then new_flag = '1' end
+    if shown.backoff then backoff_flag = '1' end
     local answer = table.concat({
       shown.from, shown.to, string.format('%d', shown.c), string.format('%d', shown.r),
       string.format('%.17g', shown.bits), string.format('%.17g', shown.limit),
       anomalous_flag, tostring(st.mode), tostring(action), held_flag,
-      string.format('%d', st.runs), tostring(st.mode_changed), new_flag,
+      string.format('%d', st.runs), tostring(st.mode_changed), new_flag, backoff_flag,
+      tostring(st.unl), string.format('%d', repeats), string.format('%d', rlimit),
     }, '\t')
-    run.last, run.ended, run.dirty = last, ended, true
+    if eor then repeats = 0 end
+    run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
     run.ans[answer_field] = answer
     run.w[#run.w + 1] = answer_field
     run.w[#run.w + 1] = answer
@@ -270,7 +360,7 @@ end
 flush_counts()
 for run_key, run in pairs(runs) do
   if run.dirty then
-    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended)
+    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended, 'la', run.la, 'rep', run.rep)
     local w = run.w
     for j = 1, #w, 1000 do
       redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))
@@ -288,9 +378,9 @@ if learn then
   redis.call('HSET', meta_key, 'runs', st.runs, 'mode', st.mode, 'sig', string.format('%.17g', st.sig),
     'fb', string.format('%.17g', st.fb), 'elig', st.elig, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
     'chg', string.format('%.17g', st.chg), 'forced', st.forced, 'events', st.events,
-    'upd_ms', now_ms)
+    'nw', st.nw, 'nt', st.nt, 'unl', st.unl, 'nc', st.nc, 'upd_ms', now_ms)
 end
-for i = 1, 6 do
+for i = 1, 7 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)
 end
 return table.concat(out, '\n')

@@ -8,11 +8,23 @@ an operator resets a baseline explicitly.
 >>> next_mode(SHADOW, runs=30, change=0.01, eligible=False, params=p)
 (1, False)
 >>> next_mode(SOFT_LOCK, runs=100, change=0.01, eligible=False, params=p)
-(1, False)
->>> next_mode(SOFT_LOCK, runs=100, change=0.01, eligible=True, params=p)
 (2, False)
+>>> next_mode(SOFT_LOCK, runs=100, change=0.01, eligible=False, params=p, unlearnable=True)
+(1, False)
+>>> next_mode(SOFT_LOCK, runs=100, change=0.01, eligible=False,
+...           params=p.replace(lock_when_stable=False))
+(1, False)
 >>> next_mode(SOFT_LOCK, runs=500, change=0.9, eligible=True, params=p)
 (2, True)
+
+Any chain may lock once it is stable (its distribution moved less than ``stability`` since the
+last checkpoint), has ``min_runs_locked`` runs and is not *unlearnable*. Priority only matters
+for a forced promotion: a high/critical-priority (or rich-mode) chain that never settles is
+locked anyway ``force_after_runs`` later, with a wider sigma. An unlearnable chain — one whose
+rate of never-seen transitions stays above ``novelty_limit`` — never locks: its baseline cannot
+tell a normal call from an abnormal one, so enforcing it would only pause normal work. It is
+judged only until the chain locks: a locked chain's new transitions are anomalies held back from
+learning, and they must not talk the chain out of judging them.
 """
 
 from __future__ import annotations
@@ -21,7 +33,15 @@ from collections.abc import Mapping
 
 from models.params import EngineParams
 
-__all__ = ["LOCKED", "MODE_NAMES", "SHADOW", "SOFT_LOCK", "distribution_change", "next_mode"]
+__all__ = [
+    "LOCKED",
+    "MODE_NAMES",
+    "SHADOW",
+    "SOFT_LOCK",
+    "distribution_change",
+    "is_unlearnable",
+    "next_mode",
+]
 
 SHADOW, SOFT_LOCK, LOCKED = 0, 1, 2
 MODE_NAMES: tuple[str, ...] = ("shadow", "soft_lock", "locked")
@@ -49,16 +69,43 @@ def distribution_change(current: Mapping[str, int], previous: Mapping[str, int])
     return acc / 2.0
 
 
+def is_unlearnable(new: int, seen: int, *, runs: int, params: EngineParams) -> bool:
+    """Whether a chain's rate of never-seen transitions, ``new / seen`` (both smoothed over
+    checkpoints), is above ``novelty_limit`` once it has ``min_runs_soft`` runs.
+
+    >>> p = EngineParams(novelty_limit=0.05, min_runs_soft=30)
+    >>> is_unlearnable(6, 100, runs=40, params=p), is_unlearnable(4, 100, runs=40, params=p)
+    (True, False)
+    >>> is_unlearnable(60, 100, runs=20, params=p)   # too young to judge
+    False
+    """
+    if params.novelty_limit <= 0 or seen <= 0 or runs < params.min_runs_soft:
+        return False
+    return new / seen > params.novelty_limit
+
+
 def next_mode(
-    mode: int, *, runs: int, change: float, eligible: bool, params: EngineParams
+    mode: int,
+    *,
+    runs: int,
+    change: float,
+    eligible: bool,
+    params: EngineParams,
+    unlearnable: bool = False,
+    novelty: float = 0.0,
 ) -> tuple[int, bool]:
-    """The mode after a checkpoint, and whether it was a forced promotion to locked."""
+    """The mode after a checkpoint, and whether it was a forced promotion to locked.
+
+    ``novelty``: the chain's current rate of never-seen transitions; it locks (unforced) only
+    when that is at most ``lock_novelty``.
+    """
     stable = change < params.stability_for(runs)
     if mode == SHADOW and runs >= params.min_runs_soft and stable:
         mode = SOFT_LOCK
-    if mode == SOFT_LOCK and eligible and runs >= params.min_runs_locked:
-        if stable:
+    if mode == SOFT_LOCK and not unlearnable and runs >= params.min_runs_locked:
+        settled = stable and novelty <= params.lock_novelty
+        if settled and (eligible or params.lock_when_stable):
             return LOCKED, False
-        if runs >= params.min_runs_locked + params.force_after_runs:
+        if eligible and runs >= params.min_runs_locked + params.force_after_runs:
             return LOCKED, True
     return mode, False

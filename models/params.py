@@ -22,7 +22,14 @@ from typing import Any
 
 from models.errors import ConfigError
 
-__all__ = ["ACTION_CODES", "COUNT_SCALE", "EngineParams", "load_params", "params_from_mapping"]
+__all__ = [
+    "ACTION_CODES",
+    "COUNT_SCALE",
+    "DECAY_KINDS",
+    "EngineParams",
+    "load_params",
+    "params_from_mapping",
+]
 
 #: Counts are stored in Redis as integers in units of 1/COUNT_SCALE, so decay is exact integer
 #: arithmetic that Lua and Python compute identically.
@@ -30,6 +37,9 @@ COUNT_SCALE = 1000
 
 #: Window statistics by their integer code in the Lua scripts.
 WINDOW_STATS: tuple[str, ...] = ("std", "robust")
+
+#: Decay kinds by their integer code in the Lua scripts.
+DECAY_KINDS: tuple[str, ...] = ("tiered", "uniform")
 
 #: Action names by their integer code in the Lua scripts.
 ACTION_CODES: tuple[str, ...] = ("allow", "flag", "pause", "reject")
@@ -61,6 +71,21 @@ class EngineParams:
     #: only anomalous when the destination node itself is new to the chain (0 = off). 20 cuts the
     #: false-positive runs of structured synthetic agents by ~2.5x (docs/detection.md).
     min_support: int = 20
+    #: Back-off for rare shapes: out of a from-node with less than ``min_support`` support, or
+    #: along an edge never seen, the probability is ``max(p_fine, backoff_weight · p(action |
+    #: previous action) · p(node | action))`` — a coarser model that has seen more of the same
+    #: kind. 0 = off (the node transition alone).
+    backoff_weight: float = 1.0
+    #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
+    #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
+    #: 5 % (not tuned); 0 = off.
+    novelty_limit: float = 0.05
+    #: Learned repeat limit: a node repeated back-to-back more than
+    #: ``floor(repeat_factor × the longest repeat learned for it) + repeat_margin`` times in one
+    #: run is anomalous (a loop the chain never learned; the self-edge alone looks normal).
+    #: 0 = off.
+    repeat_factor: float = 1.5
+    repeat_margin: int = 2
     # --- modes ----------------------------------------------------------------------------------
     #: Decay, stability checkpoints and mode progression run every this many runs of a chain.
     checkpoint_runs: int = 10
@@ -69,6 +94,16 @@ class EngineParams:
     #: Largest change of the transition distribution (total variation) that counts as stable.
     stability: float = 0.05
     stability_large: float = 0.015
+    #: Any chain may lock once it is stable, with ``min_runs_locked`` runs and a learnable rate
+    #: of new transitions. False = the seeds' rule: only high/critical-priority or rich-mode
+    #: chains may lock.
+    lock_when_stable: bool = True
+    #: ... and only once its rate of never-seen transitions (the same smoothed rate as
+    #: ``novelty_limit``) is at most this. 1.0 = no such condition (the default): measured, 0.5 %
+    #: and 1 % cost 1 point of structured recall on the tuning seeds and did not keep HDFS from
+    #: locking early (its new edges turn up at 0.02-0.4 % of transitions for thousands of
+    #: sessions), so stability (total variation) and volume decide (docs/detection.md).
+    lock_novelty: float = 1.0
     #: Eligible chains still in soft-lock this many runs past ``min_runs_locked`` are promoted.
     force_after_runs: int = 400
     #: Sigma multiplier applied (at least) to force-promoted chains.
@@ -78,7 +113,19 @@ class EngineParams:
     critical_locked_action: str = "pause"
     #: Protected learning: paused/rejected events are not learned until approved.
     protect: bool = True
-    # --- decay (fraction removed per checkpoint, by tier of the edge count) -------------------
+    #: Protected learning applies to flags too: an anomaly flagged in soft-lock (or by an
+    #: agent's mode floor) is held back from learning until approved, so a recurring anomaly
+    #: is not learned into the baseline by its own repetition. Off by default: measured on the
+    #: tuning seeds it doubled the false-positive rate (rare legitimate shapes flagged in
+    #: soft-lock are never learned without a reviewer) for +0.000 structured recall, because
+    #: every stable chain now locks and locked holds what it pauses (docs/detection.md).
+    protect_flags: bool = False
+    # --- decay (every checkpoint) ---------------------------------------------------------------
+    #: "uniform": every count loses ``decay_rate`` (ratios between counts are kept);
+    #: "tiered": the seeds' rule, by tier of the count (``decay_low/mid/high``; counts <= 1
+    #: untouched), which inflates rare edges relative to frequent ones.
+    decay: str = "uniform"
+    decay_rate: float = 0.01
     decay_low: float = 0.001  # 1 < count <= 5
     decay_mid: float = 0.0025  # 5 < count <= 20
     decay_high: float = 0.01  # count > 20
@@ -99,6 +146,18 @@ class EngineParams:
         for name in ("soft_action", "locked_action", "critical_locked_action"):
             if getattr(self, name) not in ACTION_CODES:
                 raise ConfigError(f"engine.{name} must be one of {', '.join(ACTION_CODES)}")
+        if self.decay not in DECAY_KINDS:
+            raise ConfigError(f"engine.decay must be one of {', '.join(DECAY_KINDS)}")
+        if not 0 <= self.decay_rate < 1:
+            raise ConfigError("engine.decay_rate must be in [0, 1)")
+        if not 0 <= self.backoff_weight <= 1:
+            raise ConfigError("engine.backoff_weight must be in [0, 1]")
+        if self.repeat_factor < 0 or self.repeat_margin < 0:
+            raise ConfigError("engine.repeat_factor and engine.repeat_margin must be >= 0")
+        if not 0 <= self.lock_novelty <= 1:
+            raise ConfigError("engine.lock_novelty must be in [0, 1]")
+        if not 0 <= self.novelty_limit < 1:
+            raise ConfigError("engine.novelty_limit must be in [0, 1)")
         if self.window_stat not in WINDOW_STATS:
             raise ConfigError(f"engine.window_stat must be one of {', '.join(WINDOW_STATS)}")
         if not 0 < self.epsilon < 1:
@@ -120,7 +179,12 @@ class EngineParams:
         return self.stability_large if runs >= self.large_runs else self.stability
 
     def decay_ppm(self) -> tuple[int, int, int]:
-        """Decay rates in parts per million (integers, identical in Lua and Python)."""
+        """Decay rates of the low/mid/high tiers in parts per million (integers, identical in Lua
+        and Python); with uniform decay all three are ``decay_rate`` and counts <= 1 decay too
+        (see ``models.decay``)."""
+        if self.decay == "uniform":
+            rate = round(self.decay_rate * 1_000_000)
+            return (rate, rate, rate)
         return (
             round(self.decay_low * 1_000_000),
             round(self.decay_mid * 1_000_000),

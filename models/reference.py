@@ -6,7 +6,7 @@ what the readable Python says. It is also a fast way to experiment with detectio
 
 >>> from models.params import EngineParams
 >>> chain = ReferenceChain(EngineParams())
->>> a = chain.observe("e1", "r1", "n1")
+>>> a = chain.observe("e1", "r1", "n1", action="crm.read")
 >>> (a.from_node, a.to_node, a.anomalous, a.runs)
 ('^', 'n1', True, 1)
 >>> chain.observe("e1", "r1", "n1").duplicate
@@ -17,53 +17,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from models.decay import decay_count
-from models.modes import distribution_change, next_mode
+from models.decay import decay_count, row_totals
+from models.modes import LOCKED, distribution_change, is_unlearnable, next_mode
+from models.nodes import END, OVERFLOW, START
+from models.observation import Observation
 from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
-from models.scoring import is_anomalous, score, threshold
+from models.scoring import (
+    backoff_probability,
+    is_anomalous,
+    needs_backoff,
+    repeat_limit,
+    score,
+    threshold,
+)
 from models.tuning import tune
 
-__all__ = ["END", "OVERFLOW", "START", "Answer", "ReferenceChain"]
+__all__ = ["END", "OVERFLOW", "START", "ReferenceChain"]
 
-START, END, OVERFLOW = "^", "$", "~"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    duplicate: bool
-    from_node: str
-    to_node: str
-    count: int
-    row_total: int
-    score: float
-    threshold: float
-    anomalous: bool
-    mode: int
-    action: str
-    held: bool
-    runs: int
-    mode_change: int
-    to_new: bool
+#: A held transition: from, to, the previous event's action and this event's action.
+_Pending = tuple[str, str, str, str]
 
 
 @dataclass
 class _Assessed:
     from_node: str
     to_node: str
+    prev_action: str
+    action: str
     count: int
     row_total: int
     bits: float
     limit: float
     anomalous: bool
     to_new: bool
+    backoff: bool
 
 
 @dataclass
 class _Run:
     last: str | None = None
+    last_action: str = START
+    repeats: int = 0
     ended: bool = False
-    answers: dict[str, Answer] = field(default_factory=dict)
-    held: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    answers: dict[str, Observation] = field(default_factory=dict)
+    held: dict[str, list[_Pending]] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +85,14 @@ class ReferenceChain:
     change: float = 1.0
     forced: bool = False
     events: int = 0
+    #: Coarse (action-level) counts of the back-off model, fields as in lua/observe.lua.
+    coarse: dict[str, int] = field(default_factory=dict)
+    #: Number of a/n fields in ``coarse`` (bounded by ``edge_cap``).
+    nc: int = 0
+    #: New transitions and transitions seen, halved at every checkpoint (novelty rate).
+    novel: int = 0
+    seen: int = 0
+    unlearnable: bool = False
 
     def __post_init__(self) -> None:
         if self.sigma is None:
@@ -111,6 +116,30 @@ class ReferenceChain:
             return OVERFLOW
         return to
 
+    def _count_coarse(self, part: str, total: str) -> None:
+        if self.coarse.get(part, 0) == 0:
+            if self.nc >= self.params.edge_cap:
+                return
+            self.nc += 1
+        self.coarse[part] = self.coarse.get(part, 0) + COUNT_SCALE
+        self.coarse[total] = self.coarse.get(total, 0) + COUNT_SCALE
+
+    def _count_action(self, prev_action: str, action: str, to: str) -> None:
+        """Count the back-off model's transition: previous action → action, action → node."""
+        self._count_coarse(f"a\t{prev_action}\t{action}", f"A\t{prev_action}")
+        if to != END:
+            self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
+
+    def _learn_streak(self, node: str, length: int) -> None:
+        """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
+        it is longer, but only if it stayed within the limit (an anomalous loop is not learned,
+        and a streak cannot raise its own limit while it runs)."""
+        p = self.params
+        f = f"r\t{node}"
+        longest = self.coarse.get(f, 0)
+        if longest < length <= repeat_limit(longest, factor=p.repeat_factor, margin=p.repeat_margin):
+            self.coarse[f] = length
+
     def _count(self, src: str, to: str) -> None:
         f = f"{src}\t{to}"
         if self.edges.get(f, 0) == 0:
@@ -126,8 +155,15 @@ class ReferenceChain:
     def _checkpoint(self) -> int:
         p = self.params
         self.change = distribution_change(self.edges, self.snapshot)
+        # judged until the chain locks: a locked chain keeps judging every transition
+        self.unlearnable = self.mode != LOCKED and is_unlearnable(
+            self.novel, self.seen, runs=self.run_count, params=p
+        )
+        novelty = self.novel / self.seen if self.seen > 0 else 0.0
+        self.novel, self.seen = self.novel // 2, self.seen // 2
         mode, forced = next_mode(
-            self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p
+            self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p,
+            unlearnable=self.unlearnable, novelty=novelty,
         )
         changed = 0
         if mode != self.mode:
@@ -139,12 +175,22 @@ class ReferenceChain:
                 assert self.sigma is not None
                 self.sigma = max(self.sigma, p.forced_sigma)
         ppm = p.decay_ppm()
-        self.edges = {f: decay_count(c, ppm, COUNT_SCALE) for f, c in self.edges.items()}
-        rows: dict[str, int] = {}
-        for f, c in self.edges.items():
-            src = f.split("\t", 1)[0]
-            rows[src] = rows.get(src, 0) + c
-        self.rows = rows
+        uniform = p.decay == "uniform"
+        self.edges = {
+            f: decay_count(c, ppm, COUNT_SCALE, uniform=uniform) for f, c in self.edges.items()
+        }
+        self.rows = row_totals(self.edges)
+        coarse: dict[str, int] = {}
+        for f, c in self.coarse.items():
+            kind = f[0]
+            if kind == "r":
+                coarse[f] = c
+            elif kind in ("a", "n"):
+                d = decay_count(c, ppm, COUNT_SCALE, uniform=uniform)
+                coarse[f] = d
+                total = ("A" if kind == "a" else "N") + f[1:].rsplit("\t", 1)[0]
+                coarse[total] = coarse.get(total, 0) + d
+        self.coarse = coarse
         self.snapshot = dict(self.edges)
         return changed
 
@@ -161,20 +207,39 @@ class ReferenceChain:
             robust=p.window_stat == "robust",
         )
 
-    def _assess(self, src: str, to: str) -> _Assessed:
+    def _assess(self, src: str, to: str, prev_action: str, action: str) -> _Assessed:
         p = self.params
         to = self._bounded_to(src, to)
         c = self.edges.get(f"{src}\t{to}", 0)
         r = self.rows.get(src, 0)
         prob = c / r if r > 0 else 0.0
+        backoff = False
+        if p.backoff_weight > 0 and needs_backoff(
+            c, r, min_support=p.min_support, scale=COUNT_SCALE
+        ):
+            if to == END:
+                node_count, node_row = 1, 1
+            else:
+                node_count = self.coarse.get(f"n\t{action}\t{to}", 0)
+                node_row = self.coarse.get(f"N\t{action}", 0)
+            coarse = backoff_probability(
+                prob, weight=p.backoff_weight,
+                act_count=self.coarse.get(f"a\t{prev_action}\t{action}", 0),
+                act_row=self.coarse.get(f"A\t{prev_action}", 0),
+                node_count=node_count, node_row=node_row,
+            )
+            backoff = coarse > prob
+            prob = coarse
         bits = score(prob, p.epsilon)
         limit = self._threshold()
         to_new = not self._known(to)
         anomalous = is_anomalous(
-            bits, limit, row_total=r, to_is_new=to_new, min_support=p.min_support,
-            scale=COUNT_SCALE,
+            bits, limit, row_total=r, to_is_new=to_new,
+            min_support=p.min_support if p.backoff_weight <= 0 else 0, scale=COUNT_SCALE,
+            unlearnable=self.unlearnable,
         )
-        return _Assessed(src, to, c, r, bits, limit, anomalous, to_new)
+        return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
+                         backoff)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)
@@ -197,45 +262,67 @@ class ReferenceChain:
         hold: bool = False,
         learn: bool = True,
         mode_floor: int = 0,
-    ) -> Answer:
+        action: str = "",
+    ) -> Observation:
         run = self.runs.setdefault(run_id, _Run())
         prior = run.answers.get(event_id)
         if prior is not None:
             return replace(prior, duplicate=True)
         changed = 0
-        src = run.last
+        src, prev_action = run.last, run.last_action
         if src is None or run.ended:
-            src = START
+            src, prev_action = START, START
             if learn:
                 self.run_count += 1
                 if self.run_count % self.params.checkpoint_runs == 0:
                     changed = self._checkpoint()
         if learn and high_priority:
             self.eligible = True
-        e = self._assess(src, node)
-        tail = self._assess(e.to_node, END) if end_of_run else None
-        anomalous = e.anomalous or (tail is not None and tail.anomalous)
-        action = self._action(anomalous, mode_floor)
-        held = self.params.protect and (ACTION_CODES.index(action) >= 2 or hold)
+        e = self._assess(src, node, prev_action, action)
+        tail = self._assess(e.to_node, END, action, END) if end_of_run else None
+        assessed = [e] if tail is None else [e, tail]
+        repeats = run.repeats + 1 if e.to_node == e.from_node else 0
+        longest_field = f"r\t{e.to_node}"
+        longest = self.coarse.get(longest_field, 0)
+        limit = repeat_limit(longest, factor=self.params.repeat_factor,
+                             margin=self.params.repeat_margin)
+        looping = self.params.repeat_factor > 0 and repeats > limit
+        # back-to-back streaks that end here: the previous node's, and this node's at a run end
+        streaks = []
+        if e.to_node != e.from_node and run.repeats > 0:
+            streaks.append((e.from_node, run.repeats))
+        if end_of_run and repeats > 0:
+            streaks.append((e.to_node, repeats))
+        anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
+        verdict = self._action(anomalous, mode_floor)
+        lowest_held = 1 if self.params.protect_flags else 2
+        held = self.params.protect and (ACTION_CODES.index(verdict) >= lowest_held or hold)
         shown = e
         if tail is not None and (tail.bits - tail.limit) > (e.bits - e.limit):
             shown = tail
+        if learn:
+            for a in assessed:
+                self.seen += 1
+                if a.count == 0:
+                    self.novel += 1
         if learn and not held:
-            self._count(e.from_node, e.to_node)
-            if tail is not None:
-                self._count(tail.from_node, tail.to_node)
+            for a in assessed:
+                self._count(a.from_node, a.to_node)
+                self._count_action(a.prev_action, a.action, a.to_node)
+            for looped, length in streaks:
+                self._learn_streak(looped, length)
             self.events += 1
         elif learn and held:
-            pending = [(e.from_node, e.to_node)]
-            if tail is not None:
-                pending.append((tail.from_node, tail.to_node))
-            run.held[event_id] = pending
+            run.held[event_id] = [(a.from_node, a.to_node, a.prev_action, a.action)
+                                  for a in assessed]
         if learn and not e.anomalous:
             self._push(e.bits)
         if learn and tail is not None and not tail.anomalous:
             self._push(tail.bits)
         run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
-        answer = Answer(
+        run.last_action = END if end_of_run else action
+        run.repeats = 0 if end_of_run else repeats
+        answer = Observation(
             duplicate=False,
             from_node=shown.from_node,
             to_node=shown.to_node,
@@ -245,11 +332,15 @@ class ReferenceChain:
             threshold=shown.limit,
             anomalous=anomalous,
             mode=self.mode,
-            action=action,
+            action=verdict,
             held=held,
             runs=self.run_count,
             mode_change=changed,
             to_new=shown.to_new,
+            backoff=shown.backoff,
+            unlearnable=self.unlearnable,
+            repeats=repeats,
+            repeat_limit=limit,
         )
         run.answers[event_id] = answer
         return answer
@@ -261,8 +352,10 @@ class ReferenceChain:
         if pending is None:
             return False
         if decision == "approve":
-            for src, to in pending:
-                self._count(src, self._bounded_to(src, to))
+            for src, to, prev_action, action in pending:
+                to = self._bounded_to(src, to)
+                self._count(src, to)
+                self._count_action(prev_action, action, to)
             self.events += 1
         assert self.sigma is not None and self.fallback is not None
         self.sigma, self.fallback = tune(self.sigma, self.fallback, decision, self.params)

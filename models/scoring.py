@@ -20,8 +20,11 @@ from collections.abc import Sequence
 
 __all__ = [
     "MAD_SCALE",
+    "backoff_probability",
     "is_anomalous",
+    "needs_backoff",
     "probability",
+    "repeat_limit",
     "robust_stats",
     "score",
     "threshold",
@@ -105,16 +108,79 @@ def threshold(
     return max(floor, value)
 
 
-def is_anomalous(
-    bits: float, limit: float, *, row_total: int, to_is_new: bool, min_support: int, scale: int
-) -> bool:
-    """``bits > limit``, except out of from-nodes with too little support to judge.
+def needs_backoff(count: int, row_total: int, *, min_support: int, scale: int) -> bool:
+    """Whether the node transition is too thin to trust alone: an edge never seen, or a from-node
+    left fewer than ``min_support`` times.
 
-    A from-node left fewer than ``min_support`` times says little about which transitions are
-    normal; there only a destination never seen in the chain counts as anomalous.
+    >>> needs_backoff(0, 50_000, min_support=20, scale=1000)
+    True
+    >>> needs_backoff(3000, 50_000, min_support=20, scale=1000)
+    False
+    >>> needs_backoff(3000, 5_000, min_support=20, scale=1000)
+    True
+    """
+    return count == 0 or row_total < min_support * scale
+
+
+def backoff_probability(
+    p_fine: float,
+    *,
+    weight: float,
+    act_count: int,
+    act_row: int,
+    node_count: int,
+    node_row: int,
+) -> float:
+    """``max(p_fine, weight · p(action | previous action) · p(node | action))`` — Katz-style
+    back-off to a coarser model that has seen more of the same kind.
+
+    A rare payload shape of a common step, reached by a common step-to-step move, is likely; a
+    step order never seen (a skipped or swapped step) or a shape never seen for its action
+    stays unlikely. Written in the order Lua computes it, so the doubles agree exactly.
+
+    >>> backoff_probability(0.0, weight=1.0, act_count=90, act_row=100, node_count=1, node_row=10)
+    0.09000000000000001
+    >>> backoff_probability(0.0, weight=1.0, act_count=0, act_row=100, node_count=1, node_row=10)
+    0.0
+    """
+    if weight <= 0 or act_row <= 0 or node_row <= 0:
+        return p_fine
+    coarse = weight * (act_count / act_row) * (node_count / node_row)
+    return max(p_fine, coarse)
+
+
+def repeat_limit(longest: int, *, factor: float, margin: int) -> int:
+    """Back-to-back repeats of a node above which a run is anomalous: a margin over the longest
+    repeat learned for that node (a loop of a length never seen, which the self-edge's own
+    probability cannot show).
+
+    >>> repeat_limit(4, factor=1.5, margin=2), repeat_limit(0, factor=1.5, margin=2)
+    (8, 2)
+    """
+    return math.floor(factor * longest) + margin
+
+
+def is_anomalous(
+    bits: float,
+    limit: float,
+    *,
+    row_total: int,
+    to_is_new: bool,
+    min_support: int,
+    scale: int,
+    unlearnable: bool = False,
+) -> bool:
+    """``bits > limit``, except where the transitions cannot be judged.
+
+    ``min_support`` > 0 (used when back-off is off): a from-node left fewer than ``min_support``
+    times says little about which transitions are normal; there only a destination never seen in
+    the chain counts as anomalous. ``unlearnable``: the same for every from-node of a chain whose
+    rate of new transitions is too high to learn (``models.modes.is_unlearnable``).
     """
     if bits <= limit:
         return False
-    if min_support > 0 and row_total < min_support * scale and not to_is_new:
+    if to_is_new:
+        return True
+    if unlearnable:
         return False
-    return True
+    return not (min_support > 0 and row_total < min_support * scale)

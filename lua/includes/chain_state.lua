@@ -1,15 +1,16 @@
 --[[
   chain_state.lua (include) — cached reads and counted writes of one chain's transition counts.
 
-  Expects locals edges_key, rows_key, nodes_key (key names from KEYS) and a table `st` with the
-  chain's meta counters: st.nn (nodes), st.ne (edges), st.ovf (transitions sent to overflow).
+  Expects locals edges_key, rows_key, nodes_key, coarse_key (key names from KEYS) and a table
+  `st` with the chain's meta counters: st.nn (nodes), st.ne (edges), st.ovf (transitions sent to
+  overflow), st.nc (fields of the coarse back-off model, bounded by the edge cap).
   Counts are integers in 1/1000 units (COUNT_SCALE in models/params.py).
 ]]
 local SCALE = 1000
 local START, END_NODE, OVERFLOW = '^', '$', '~'
-local ecache, rcache, ncache = {}, {}, {}
+local ecache, rcache, ncache, ccache = {}, {}, {}, {}
 -- Increments not yet written: one HINCRBY per distinct field per flush, not one per event.
-local pend_e, pend_r = {}, {}
+local pend_e, pend_r, pend_c = {}, {}, {}
 
 local function edge_count(from, to)
   local f = from .. '\t' .. to
@@ -74,13 +75,44 @@ local function count_edge(from, to)
   end
 end
 
+-- A count of the coarse back-off model (mirrors ReferenceChain.coarse).
+local function coarse_count(f)
+  local c = ccache[f]
+  if c == nil then
+    c = tonumber(redis.call('HGET', coarse_key, f) or '0')
+    ccache[f] = c
+  end
+  return c
+end
+
+local function count_coarse(part, total, cap)
+  local c = coarse_count(part)
+  if c == 0 then
+    if st.nc >= cap then return end
+    st.nc = st.nc + 1
+  end
+  ccache[part] = c + SCALE
+  ccache[total] = coarse_count(total) + SCALE
+  pend_c[part] = (pend_c[part] or 0) + SCALE
+  pend_c[total] = (pend_c[total] or 0) + SCALE
+end
+
+-- Count the back-off model's transition: previous action → action, and action → node.
+local function count_action(prev_act, act, to, cap)
+  count_coarse('a\t' .. prev_act .. '\t' .. act, 'A\t' .. prev_act, cap)
+  if to ~= END_NODE then
+    count_coarse('n\t' .. act .. '\t' .. to, 'N\t' .. act, cap)
+  end
+end
+
 -- Write the pending increments (before anything reads the hashes whole, and at the end).
 local function flush_counts()
   for f, d in pairs(pend_e) do redis.call('HINCRBY', edges_key, f, d) end
   for f, d in pairs(pend_r) do redis.call('HINCRBY', rows_key, f, d) end
-  pend_e, pend_r = {}, {}
+  for f, d in pairs(pend_c) do redis.call('HINCRBY', coarse_key, f, d) end
+  pend_e, pend_r, pend_c = {}, {}, {}
 end
 
 local function reset_caches()
-  ecache, rcache = {}, {}
+  ecache, rcache, ccache = {}, {}, {}
 end

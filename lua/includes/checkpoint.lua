@@ -1,9 +1,11 @@
 --[[
-  checkpoint.lua (include) — every `checkpoint_runs` runs: measure stability, progress the mode,
-  apply the tiered decay, and snapshot the distribution for the next checkpoint.
+  checkpoint.lua (include) — every `checkpoint_runs` runs: measure stability and the rate of new
+  transitions (unlearnable or not), progress the mode, apply the decay (uniform or tiered) to the
+  transition counts and the coarse back-off counts, and snapshot the distribution for the next
+  checkpoint.
 
-  Mirrors models/modes.py (distribution_change, next_mode) and models/decay.py (decay_count,
-  row_totals). Needs chain_state.lua (reset_caches, SCALE) and locals edges_key, rows_key,
+  Mirrors models/modes.py (distribution_change, is_unlearnable, next_mode) and models/decay.py
+  (decay_count, row_totals). Needs chain_state.lua (reset_caches, SCALE) and locals edges_key, rows_key,
   snap_key, the parameter locals listed in observe.lua, and `st` (meta counters).
 ]]
 local function hash_pairs(key)
@@ -51,24 +53,30 @@ local function change_since_snapshot(fields, current, previous, prev_fields)
 end
 
 local function decay_count(c)
-  if c <= SCALE then return c end
   local rate
-  if c <= 5 * SCALE then rate = ppm_low
+  if uniform then rate = ppm_high
+  elseif c <= SCALE then return c
+  elseif c <= 5 * SCALE then rate = ppm_low
   elseif c <= 20 * SCALE then rate = ppm_mid
   else rate = ppm_high end
   return c - math.floor(c * rate / 1000000)
 end
 
-local function next_mode(mode, runs, change, eligible)
+local function is_unlearnable(new, seen, runs)
+  if novelty_limit <= 0 or seen <= 0 or runs < min_runs_soft then return false end
+  return new / seen > novelty_limit
+end
+
+local function next_mode(mode, runs, change, eligible, unlearnable, novelty)
   local limit = stability
   if runs >= large_runs then limit = stability_large end
   local stable = change < limit
   if mode == 0 and runs >= min_runs_soft and stable then
     mode = 1
   end
-  if mode == 1 and eligible and runs >= min_runs_locked then
-    if stable then return 2, false end
-    if runs >= min_runs_locked + force_after then return 2, true end
+  if mode == 1 and not unlearnable and runs >= min_runs_locked then
+    if stable and novelty <= lock_novelty and (eligible or lock_stable) then return 2, false end
+    if eligible and runs >= min_runs_locked + force_after then return 2, true end
   end
   return mode, false
 end
@@ -79,7 +87,14 @@ local function checkpoint()
   local prev_fields, previous = hash_pairs(snap_key)
   local change = change_since_snapshot(fields, current, previous, prev_fields)
   st.chg = change
-  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1)
+  -- judged until the chain locks: a locked chain keeps judging every transition
+  local unl = st.mode ~= 2 and is_unlearnable(st.nw, st.nt, st.runs)
+  st.unl = 0
+  if unl then st.unl = 1 end
+  local novelty = 0.0
+  if st.nt > 0 then novelty = st.nw / st.nt end
+  st.nw, st.nt = math.floor(st.nw / 2), math.floor(st.nt / 2)
+  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl, novelty)
   if mode ~= st.mode then
     st.mode = mode
     st.mode_changed = 1
@@ -105,5 +120,26 @@ local function checkpoint()
   redis.call('DEL', rows_key, snap_key)
   hset_chunked(rows_key, row_fields, rows)
   hset_chunked(snap_key, fields, decayed)
+  local cfields, ccounts = hash_pairs(coarse_key)
+  local cout, cout_fields = {}, {}
+  for _, f in ipairs(cfields) do
+    local kind = string.sub(f, 1, 1)
+    if kind == 'r' then
+      cout[f] = ccounts[f]
+      cout_fields[#cout_fields + 1] = f
+    elseif kind == 'a' or kind == 'n' then
+      local d = decay_count(ccounts[f])
+      cout[f] = d
+      cout_fields[#cout_fields + 1] = f
+      local total = string.upper(kind) .. string.match(f, '^.(\t.*)\t[^\t]*$')
+      if cout[total] == nil then
+        cout_fields[#cout_fields + 1] = total
+        cout[total] = 0
+      end
+      cout[total] = cout[total] + d
+    end
+  end
+  redis.call('DEL', coarse_key)
+  hset_chunked(coarse_key, cout_fields, cout)
   reset_caches()
 end

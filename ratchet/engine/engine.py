@@ -1,9 +1,11 @@
 """The behavioural engine: events → guardrails and Markov chains → verdicts.
 
 Pure work (skeletons, node ids, chain identity, reasons, guardrail rules) comes from
-``models/``; state lives in Redis. A batch costs two round trips: one ``lua/guardrails.lua`` call
-per agent (:mod:`ratchet.engine.guard`), then one ``lua/observe.lua`` call per chain, each set pipelined.
-The guardrails go first because an event a guardrail pauses or rejects is held back from
+``models/``; state lives in Redis, reached only through the stores. A learning batch costs four
+round trips: one ``lua/guardrails.lua`` call per agent (:mod:`ratchet.engine.guard`), a read of
+the agents' service-mode records, one ``lua/observe.lua`` call per chain, and (only when a
+record changed) a write of the service-mode records; each set is pipelined. The guardrails go
+first because an event a guardrail pauses or rejects is held back from
 learning (protected learning). Each guardrail and the chain decide independently; the verdict
 takes the strictest action and lists every reason. Guardrails apply in every mode: a chain in
 shadow still gets the explicit rules' actions. Used by the Faust workers, ``ratchet replay``
@@ -12,7 +14,6 @@ and the benchmarks alike.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,23 +27,24 @@ from models.errors import UnavailableError
 from models.events import IngestEvent
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
+from models.observation import Observation
 from models.params import COUNT_SCALE, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict, strictest
 from ratchet.engine.guard import Guardrails
 from ratchet.store.audit import AuditLog
-from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, Observation, ObserveItem
+from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.policies import PolicySource, StoredPolicies
-from ratchet.store.redis import REDIS_FAILURES, unavailable
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
     ENGINE_ERRORS,
     EVENTS,
     MODE_TRANSITIONS,
+    UNLEARNABLE_EVENTS,
 )
 
 __all__ = ["Engine", "count_observations", "markov_reason"]
@@ -55,10 +57,14 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
     """The explanation of an anomalous transition (None when the detector saw nothing)."""
     if not obs.anomalous:
         return None
+    p = probability(obs.count, obs.row_total)
+    if obs.backoff:
+        # the score came from the action model: p is what the score says, not count / row
+        p = max(0.0, 2.0 ** -obs.score - params.epsilon)
     detail: dict[str, object] = {
         "score_bits": round(obs.score, 3),
         "threshold_bits": round(obs.threshold, 3),
-        "p": probability(obs.count, obs.row_total),
+        "p": p,
         "from": obs.from_node,
         "to": obs.to_node,
         "seen": obs.count / COUNT_SCALE,
@@ -66,6 +72,18 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
     }
+    if obs.repeats > obs.repeat_limit:
+        detail["repeats"] = obs.repeats
+        detail["repeat_limit"] = obs.repeat_limit
+        detail["loop_note"] = "this call repeated back to back more often than ever learned"
+    if obs.backoff:
+        detail["backoff"] = "scored by p(action | previous action) · p(shape | action)"
+    if obs.unlearnable:
+        detail["unlearnable"] = True
+        detail["unlearnable_note"] = (
+            "this chain's rate of new transitions is above the limit: it never locks and only "
+            "call shapes new to it are anomalous"
+        )
     if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"
     elif obs.mode == 0:
@@ -80,11 +98,13 @@ def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
     """Engine metrics of one batch: label lookups once per label set, not once per event."""
     tally: Counter[tuple[int, bool]] = Counter()
     observe_score = EDGE_SCORE_BITS.observe
+    unlearnable = 0
     for answer in answers:
         for obs in answer:
             if obs.duplicate:
                 continue
             tally[(obs.mode, obs.anomalous)] += 1
+            unlearnable += obs.unlearnable
             observe_score(obs.score)
             if obs.mode_change:
                 MODE_TRANSITIONS.labels(
@@ -92,6 +112,8 @@ def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
                 ).inc()
     for (mode, anomalous), n in tally.items():
         EVENTS.labels(mode=MODE_NAMES[mode], anomalous="true" if anomalous else "false").inc(n)
+    if unlearnable:
+        UNLEARNABLE_EVENTS.inc(unlearnable)
 
 
 @dataclass
@@ -195,6 +217,7 @@ class Engine:
                     event_id=ev.event_id,
                     run_id=ev.run_id,
                     node=markov_nodes[i],
+                    action=ev.action,
                     high_priority=ev.priority in _HIGH,
                     end_of_run=ev.end_of_run,
                     hold=hold,
@@ -221,12 +244,9 @@ class Engine:
                     [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
                     seen,
                 )
-        except UnavailableError:
+        except UnavailableError:  # the store translates every Redis failure into this
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise
-        except REDIS_FAILURES as exc:  # the service-mode reads/writes use the client directly
-            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise unavailable(exc) from exc
         BATCH_EVENTS.observe(len(events))
         count_observations(answers)
         out: list[Verdict | None] = [None] * len(events)
@@ -241,23 +261,15 @@ class Engine:
     # service, a first call to a new service is exactly what exfiltration looks like, so the new
     # chain acts by the agent's mode (flag or pause, and pausing holds the event back from
     # learning) until it has its own footing: a mode past shadow or min_runs_soft runs.
-    # Per agent, one hash {chain label suffix -> "mode:runs"}, read and written once per batch.
+    # Per agent, one record {chain label suffix -> "mode:runs"} (EngineStore.service_modes),
+    # read and written once per batch.
 
     async def _service_modes(
         self, chains: Sequence[ChainId]
     ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
-        agents = sorted({(c.project_id, c.agent_id) for c in chains})
-        raw = await asyncio.gather(*(
-            self.store.client.hgetall(self.store.keys.agent_services(p, a)) for p, a in agents
-        ))
-        out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
-        for agent, fields in zip(agents, raw, strict=True):
-            parsed: dict[str, tuple[int, int]] = {}
-            for k, v in fields.items():
-                mode, _, runs = _text(v).partition(":")
-                parsed[_text(k)] = (int(mode), int(runs or 0))
-            out[agent] = parsed
-        return out
+        return await self.store.service_modes(
+            sorted({(c.project_id, c.agent_id) for c in chains})
+        )
 
     def _mode_floor(
         self, chain: ChainId, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]
@@ -275,19 +287,13 @@ class Engine:
         latest: Sequence[tuple[ChainId, Observation]],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
     ) -> None:
-        writes = []
+        records = []
         for chain, obs in latest:
+            agent = (chain.project_id, chain.agent_id)
             field = _service_field(chain)
-            known = seen.get((chain.project_id, chain.agent_id), {}).get(field)
-            # runs only matter until min_runs_soft: write on a mode change or while below it
-            if known != (obs.mode, obs.runs) and (
-                known is None or known[0] != obs.mode or obs.runs <= self.params.min_runs_soft
-            ):
-                key = self.store.keys.agent_services(chain.project_id, chain.agent_id)
-                writes.append(self.store.client.hset(key, field, f"{obs.mode}:{obs.runs}"))
-                writes.append(self.store.client.expire(key, self.store.chain_ttl_s))
-        if writes:
-            await asyncio.gather(*writes)
+            if _record_changes(seen.get(agent, {}).get(field), obs, self.params.min_runs_soft):
+                records.append((agent, field, obs.mode, obs.runs))
+        await self.store.record_service_modes(records)
 
     def _verdict(
         self,
@@ -362,6 +368,24 @@ class Engine:
         return deleted
 
 
+def _record_changes(known: tuple[int, int] | None, obs: Observation, footing_runs: int) -> bool:
+    """Whether a chain's service-mode record must be written after a batch.
+
+    Runs only matter until the chain has its footing (``footing_runs``): write on a mode change
+    or while the *recorded* runs are below it — also when the chain passed its footing inside
+    this one batch (recorded 25, now 35), which a test on the new runs alone would miss.
+
+    >>> obs = Observation(False, "^", "n", 0, 0, 1.0, 12.0, False, 0, "allow", False, 35, 0, False)
+    >>> _record_changes((0, 25), obs, 30), _record_changes((0, 31), obs, 30)
+    (True, False)
+    >>> _record_changes(None, obs, 30), _record_changes((1, 40), obs, 30)
+    (True, True)
+    """
+    if known == (obs.mode, obs.runs):
+        return False
+    return known is None or known[0] != obs.mode or known[1] < footing_runs
+
+
 def _service_field(chain: ChainId) -> str:
     return chain.service + ("\x1fcritical" if chain.critical else "")
 
@@ -369,6 +393,3 @@ def _service_field(chain: ChainId) -> str:
 def _service_of(field: str) -> str:
     return field.partition("\x1f")[0]
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

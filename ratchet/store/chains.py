@@ -2,10 +2,13 @@
 
 One script call per chain per batch; the calls of a batch that spans several chains go out in one
 pipeline (single Redis) or concurrently (Redis Cluster, where each chain may live on another node).
+It also keeps the per-agent service-mode record (which services of an agent have their own
+footing), so the engine never touches Redis directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.errors import ScriptCode, raise_for_code
+from models.observation import Observation, parse_observations
 from models.params import ACTION_CODES, EngineParams
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisStore
@@ -25,9 +29,7 @@ __all__ = [
     "ChainBatch",
     "EngineStore",
     "FeedbackResult",
-    "Observation",
     "ObserveItem",
-    "parse_observations",
 ]
 
 
@@ -42,6 +44,8 @@ class ObserveItem:
     end_of_run: bool = False
     #: A guardrail holds this event back from learning (it paused or rejected it).
     hold: bool = False
+    #: The event's action: the back-off model scores rare shapes by action-to-action moves.
+    action: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,8 @@ class ChainBatch:
 
     tag: str
     items: Sequence[ObserveItem]
-    #: Critical chains and rich-mode chains may reach locked whatever their traffic.
+    #: Critical chains and rich-mode chains may be force-promoted to locked even when their
+    #: distribution never settles (any stable chain may lock, see models.modes.next_mode).
     eligible: bool = False
     locked_action: str = "pause"
     #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
@@ -59,59 +64,11 @@ class ChainBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
-    """What the observe script answered for one event (counts in 1/COUNT_SCALE units)."""
-
-    duplicate: bool
-    from_node: str
-    to_node: str
-    count: int
-    row_total: int
-    score: float
-    threshold: float
-    anomalous: bool
-    mode: int
-    action: str
-    held: bool
-    runs: int
-    #: 0 none, 1 promoted at this event, 2 force-promoted at this event.
-    mode_change: int
-    to_new: bool
-
-
-@dataclass(frozen=True, slots=True)
 class FeedbackResult:
     applied: bool
     sigma: float | None
     fallback: float | None
     learned: int
-
-
-def parse_observation(raw: bytes | str) -> Observation:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    f = text.split("\t")
-    return Observation(
-        duplicate=f[0] == "1",
-        from_node=f[1],
-        to_node=f[2],
-        count=int(f[3]),
-        row_total=int(f[4]),
-        score=float(f[5]),
-        threshold=float(f[6]),
-        anomalous=f[7] == "1",
-        mode=int(f[8]),
-        action=ACTION_CODES[int(f[9])],
-        held=f[10] == "1",
-        runs=int(f[11]),
-        mode_change=int(f[12]),
-        to_new=f[13] == "1",
-    )
-
-
-def parse_observations(raw: bytes | str) -> list[Observation]:
-    """The observe script's answer (one line per event) → observations in order."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return [parse_observation(line) for line in text.split("\n")] if text else []
 
 
 class EngineStore(RedisStore):
@@ -133,7 +90,6 @@ class EngineStore(RedisStore):
         self._static = self._static_args(params)
 
     def _static_args(self, p: EngineParams) -> list[Any]:
-        low, mid, high = p.decay_ppm()
         return [
             repr(p.epsilon), repr(p.floor_bits), repr(p.fallback_bits), repr(p.sigma_multiplier),
             p.window, p.window_large, p.large_runs, p.min_support, p.checkpoint_runs,
@@ -150,18 +106,22 @@ class EngineStore(RedisStore):
             if item.run_id not in run_index:
                 keys.append(self.keys.run(batch.tag, item.run_id))
                 run_index[item.run_id] = len(keys)
-        low, mid, high = self.params.decay_ppm()
+        p = self.params
+        low, mid, high = p.decay_ppm()
         args: list[Any] = [
             now_ms, 1 if learn else 0, *self._static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
-            low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if self.params.protect else 0,
-            1 if self.params.window_stat == "robust" else 0, batch.mode_floor, len(batch.items),
+            low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if p.protect else 0,
+            1 if p.window_stat == "robust" else 0, batch.mode_floor,
+            1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
+            1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
+            p.repeat_margin, repr(p.lock_novelty), len(batch.items),
         ]
         for item in batch.items:
             args.append(item.event_id)
             args.append(
                 f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
-                f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}"
+                f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}"
             )
         return keys, args
 
@@ -181,7 +141,7 @@ class EngineStore(RedisStore):
     ) -> FeedbackResult:
         p = self.params
         ck = self.keys.chain_keys(tag)
-        keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id)]
+        keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id), ck.coarse]
         now = int(time.time() * 1000) if now_ms is None else now_ms
         args: list[str | int] = [
             event_id, decision, now, p.node_cap, p.edge_cap,
@@ -213,6 +173,52 @@ class EngineStore(RedisStore):
     async def row_counts(self, tag: str) -> dict[str, int]:
         raw = await self.client.hgetall(self.keys.chain_keys(tag).rows)
         return {_s(k): int(v) for k, v in raw.items()}
+
+    async def coarse_counts(self, tag: str) -> dict[str, int]:
+        """The back-off model's counts of a chain (fields as in ``lua/observe.lua`` KEYS[7])."""
+        raw = await self.client.hgetall(self.keys.chain_keys(tag).coarse)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    async def chain_summary(self, tag: str) -> dict[str, Any]:
+        """What a baseline listing shows of a chain: mode, runs, whether it is unlearnable and
+        its current rate of new transitions (smoothed over checkpoints)."""
+        meta = await self.chain_meta(tag)
+        seen = int(meta.get("nt", 0))
+        return {
+            "mode": int(meta.get("mode", 0)),
+            "runs": int(meta.get("runs", 0)),
+            "unlearnable": meta.get("unl", "0") == "1",
+            "novelty": int(meta.get("nw", 0)) / seen if seen else None,
+        }
+
+    # --- per-agent service modes (Engine: services new to an established agent) -----------
+    async def service_modes(
+        self, agents: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+        """Per (project, agent): {service field → (mode, runs)} as last recorded."""
+        raw = await asyncio.gather(*(
+            self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
+        ))
+        out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+        for agent, fields in zip(agents, raw, strict=True):
+            parsed: dict[str, tuple[int, int]] = {}
+            for k, v in fields.items():
+                mode, _, runs = _s(v).partition(":")
+                parsed[_s(k)] = (int(mode), int(runs or 0))
+            out[agent] = parsed
+        return out
+
+    async def record_service_modes(
+        self, records: Sequence[tuple[tuple[str, str], str, int, int]]
+    ) -> None:
+        """Write ((project, agent), service field, mode, runs) records (idle TTL of a chain)."""
+        writes = []
+        for (project_id, agent_id), field, mode, runs in records:
+            key = self.keys.agent_services(project_id, agent_id)
+            writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
+            writes.append(self.client.expire(key, self.chain_ttl_s))
+        if writes:
+            await asyncio.gather(*writes)
 
 
 def _s(v: bytes | str) -> str:

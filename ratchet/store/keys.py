@@ -54,9 +54,12 @@ class ChainKeys:
     nodes: str
     window: str
     snapshot: str
+    #: The action-level back-off model's counts (lua/observe.lua KEYS[7]).
+    coarse: str
 
     def as_list(self) -> list[str]:
-        return [self.meta, self.edges, self.rows, self.nodes, self.window, self.snapshot]
+        return [self.meta, self.edges, self.rows, self.nodes, self.window, self.snapshot,
+                self.coarse]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class Keys:
             nodes=f"{base}:nodes",
             window=f"{base}:win",
             snapshot=f"{base}:snap",
+            coarse=f"{base}:coarse",
         )
 
     def run(self, tag: str, run_id: str) -> str:

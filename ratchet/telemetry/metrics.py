@@ -23,6 +23,7 @@ __all__ = [
     "LUA_SECONDS",
     "MODE_TRANSITIONS",
     "POLICY_LOADS",
+    "UNLEARNABLE_EVENTS",
     "VERDICTS",
     "WEBHOOK_ATTEMPTS",
     "WEBHOOK_BREAKER_TRANSITIONS",
@@ -53,6 +54,11 @@ MODE_TRANSITIONS = Counter(
     "ratchet_mode_transitions_total",
     "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
     ["to", "forced"],
+)
+UNLEARNABLE_EVENTS = Counter(
+    "ratchet_unlearnable_events_total",
+    "Events decided on an unlearnable chain (rate of new transitions above the limit: it never "
+    "locks and only new call shapes are anomalous on it).",
 )
 EDGE_SCORE_BITS = Histogram(
     "ratchet_edge_score_bits",

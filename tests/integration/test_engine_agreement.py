@@ -1,13 +1,14 @@
 """One suite, two implementations: ``lua/observe.lua`` on a real Redis must answer exactly what
 the pure-Python reference (``models/reference.py``) answers, for random event sequences with
-duplicates, interleaved runs, run ends, holds, caps, checkpoints and mode changes."""
+duplicates, interleaved runs, run ends, holds, caps, checkpoints and mode changes — and for every
+rule of detection v2: locking of any stable chain, held flags, the action back-off model,
+uniform and tiered decay, and unlearnable chains."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections import Counter
-from dataclasses import asdict
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,9 +23,17 @@ from ratchet.store.keys import Keys
 SMALL = EngineParams(
     window=4, window_large=5, large_runs=8, checkpoint_runs=3, min_runs_soft=3,
     min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
-    min_support=2, stability=0.3, stability_large=0.2,
-    decay_low=0.1, decay_mid=0.2, decay_high=0.3,
+    min_support=2, stability=0.3, stability_large=0.2, decay_rate=0.3,
+    decay_low=0.1, decay_mid=0.2, decay_high=0.3, novelty_limit=0.3, repeat_factor=1.0,
+    repeat_margin=0, lock_novelty=0.6,
 )
+#: The seeds' rules: tiered decay, no back-off (min_support), only eligible chains lock, flags
+#: learned, no unlearnable chains.
+SEEDS_RULES = SMALL.replace(decay="tiered", backoff_weight=0.0, lock_when_stable=False,
+                            protect_flags=False, novelty_limit=0.0, repeat_factor=0.0)
+
+# (event id, run, node, high priority, end of run, hold, action)
+Event = tuple[int, str, str, bool, bool, bool, str]
 
 event_st = st.tuples(
     st.integers(0, 30),            # event id (small range → duplicates)
@@ -33,12 +42,13 @@ event_st = st.tuples(
     st.integers(0, 19).map(lambda x: x == 0),  # high priority (1 in 20)
     st.integers(0, 4).map(lambda x: x == 0),  # end_of_run (1 in 5)
     st.integers(0, 9).map(lambda x: x == 0),  # hold (1 in 10)
+    st.sampled_from(["crm.read", "crm.write", "mail.send"]),
 )
 
 
 async def _run_both(
     redis_url: str,
-    events: list[tuple[int, str, str, bool, bool, bool]],
+    events: list[Event],
     cuts: list[int],
     params: EngineParams,
     learn_mask: list[bool] | None = None,
@@ -49,31 +59,37 @@ async def _run_both(
         store = EngineStore(client, Keys(f"p{uuid.uuid4().hex[:8]}"), params)
         ref = ReferenceChain(params, locked_action="reject")
         tag = "chain"
-        batches: list[list[tuple[int, str, str, bool, bool, bool]]] = []
+        batches: list[list[Event]] = []
         start = 0
-        for cut in sorted(set(c for c in cuts if 0 < c < len(events))) + [len(events)]:
+        for cut in sorted({c for c in cuts if 0 < c < len(events)}) + [len(events)]:
             batches.append(events[start:cut])
             start = cut
         for b, batch in enumerate(batches):
             learn = True if learn_mask is None else learn_mask[b % len(learn_mask)]
             floor = 0 if floors is None else floors[b % len(floors)]
-            items = [ObserveItem(f"e{e}", r, n, hp, eor, hold) for e, r, n, hp, eor, hold in batch]
+            items = [ObserveItem(f"e{e}", r, n, hp, eor, hold, act)
+                     for e, r, n, hp, eor, hold, act in batch]
             [got] = await store.observe(
                 [ChainBatch(tag, items, eligible=False, locked_action="reject", mode_floor=floor)],
                 learn=learn, now_ms=1,
             )
             want = [
                 ref.observe(f"e{e}", r, n, high_priority=hp, end_of_run=eor, hold=hold, learn=learn,
-                            mode_floor=floor)
-                for e, r, n, hp, eor, hold in batch
+                            mode_floor=floor, action=act)
+                for e, r, n, hp, eor, hold, act in batch
             ]
-            assert [asdict(g) for g in got] == [asdict(w) for w in want]
+            assert got == want
         assert await store.edge_counts(tag) == {k: v for k, v in ref.edges.items()}
         assert await store.row_counts(tag) == ref.rows
+        assert await store.coarse_counts(tag) == ref.coarse
         meta = await store.chain_meta(tag)
         if any(learn_mask or [True]):
             assert int(meta.get("runs", 0)) == ref.run_count
             assert int(meta.get("mode", 0)) == ref.mode
+            assert int(meta.get("nw", 0)) == ref.novel
+            assert int(meta.get("nt", 0)) == ref.seen
+            assert meta.get("unl", "0") == ("1" if ref.unlearnable else "0")
+            assert int(meta.get("nc", 0)) == ref.nc
     finally:
         await client.aclose()
 
@@ -81,7 +97,7 @@ async def _run_both(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
 def test_lua_matches_reference(
-    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+    redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL))
 
@@ -89,7 +105,7 @@ def test_lua_matches_reference(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
 def test_lua_matches_reference_with_mode_floors(
-    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+    redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[2, 1, 0]))
 
@@ -97,25 +113,64 @@ def test_lua_matches_reference_with_mode_floors(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
 def test_lua_matches_reference_with_the_seeds_mean_std_window(
-    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+    redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(window_stat="std")))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
+def test_lua_matches_reference_with_the_seeds_rules(
+    redis_url: str, events: list[Event], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SEEDS_RULES))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
+def test_lua_matches_reference_with_a_weak_backoff_and_no_support_floor(
+    redis_url: str, events: list[Event], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(backoff_weight=0.25,
+                                                                 min_support=0)))
+
+
+#: Short runs over few nodes, normal priority: many runs, so chains settle, lock (or are found
+#: unlearnable) and loop, which random long runs over many nodes rarely do.
+settling_st = st.tuples(
+    st.integers(0, 400),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from(["n0", "n1", "n1", "n2"]),
+    st.just(False),
+    st.integers(0, 2).map(lambda x: x == 0),
+    st.integers(0, 19).map(lambda x: x == 0),
+    st.sampled_from(["crm.read", "crm.write"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(settling_st, min_size=20, max_size=160),
+       cuts=st.lists(st.integers(0, 160)))
+def test_lua_matches_reference_on_chains_that_settle(
+    redis_url: str, events: list[Event], cuts: list[int]
+) -> None:
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0)))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=60), cuts=st.lists(st.integers(0, 60)))
 def test_lua_matches_reference_with_what_if_batches(
-    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+    redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, learn_mask=[True, False]))
 
 
-def _plain_recount(events: list[tuple[int, str, str, bool, bool, bool]]) -> Counter[str]:
+def _plain_recount(events: list[Event]) -> Counter[str]:
     """Transitions a plain reading of the stream implies (no decay, no holds, no caps)."""
     seen: set[str] = set()
     last: dict[str, str] = {}
     counts: Counter[str] = Counter()
-    for e, r, n, _hp, eor, _hold in events:
+    for e, r, n, _hp, eor, *_ in events:
         eid = f"e{e}"
         if eid in seen:
             continue
@@ -136,11 +191,12 @@ def _plain_recount(events: list[tuple[int, str, str, bool, bool, bool]]) -> Coun
     cuts=st.lists(st.integers(0, 120)),
 )
 def test_lua_counts_equal_plain_recount(
-    redis_url: str, events: list[tuple[int, str, str, bool, bool, bool]], cuts: list[int]
+    redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     # Dedup is per run (an event id belongs to one run), as real event ids are unique.
-    events = [(e * 10 + int(r[1]), r, n, hp, eor, False) for e, r, n, hp, eor, _ in events]
-    params = EngineParams(decay_low=0, decay_mid=0, decay_high=0, node_cap=10_000,
+    events = [(e * 10 + int(r[1]), r, n, hp, eor, False, act)
+              for e, r, n, hp, eor, _, act in events]
+    params = EngineParams(decay_rate=0, decay_low=0, decay_mid=0, decay_high=0, node_cap=10_000,
                           edge_cap=10_000, protect=False)
 
     async def run() -> None:
@@ -148,8 +204,8 @@ def test_lua_counts_equal_plain_recount(
         try:
             store = EngineStore(client, Keys(f"p{uuid.uuid4().hex[:8]}"), params)
             start = 0
-            for cut in sorted(set(c for c in cuts if 0 < c < len(events))) + [len(events)]:
-                items = [ObserveItem(f"e{e}", r, n, hp, eor) for e, r, n, hp, eor, _ in
+            for cut in sorted({c for c in cuts if 0 < c < len(events)}) + [len(events)]:
+                items = [ObserveItem(f"e{e}", r, n, hp, eor) for e, r, n, hp, eor, *_ in
                          events[start:cut]]
                 await store.observe([ChainBatch("c", items)], now_ms=1)
                 # a redelivery of the whole batch changes nothing

@@ -51,7 +51,7 @@ async def test_scripts_run_on_cluster(redis_cluster: RedisClusterServer, keys: K
         assert odd.held
         res = await store.feedback(tags[0], "x", "x2", "approve")
         assert res.applied and res.learned == 1
-        assert await store.reset(tags[1]) == 6
+        assert await store.reset(tags[1]) == 7  # meta, edges, rows, nodes, window, snap, coarse
         assert await store.edge_counts(tags[1]) == {}
     finally:
         await client.aclose()

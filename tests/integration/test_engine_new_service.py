@@ -41,8 +41,9 @@ async def _establish(engine: Engine, agent: str, runs: int) -> str:
 
 
 def _engine(redis_client: aioredis.Redis, **kw: Any) -> Engine:
-    return Engine.create(redis_client, keys=Keys(f"ns{uuid.uuid4().hex[:8]}"), params=FAST,
-                         rich=True, guardrails=False, **kw)
+    kw.setdefault("params", FAST)
+    return Engine.create(redis_client, keys=Keys(f"ns{uuid.uuid4().hex[:8]}"), rich=True,
+                         guardrails=False, **kw)
 
 
 async def test_new_service_of_a_locked_agent_is_paused_and_not_learned(
@@ -66,6 +67,11 @@ async def test_new_service_of_a_soft_locked_agent_is_flagged(
     assert await _establish(engine, "b", 4) == "soft_lock"
     [v] = await engine.decide(_run("b", "paste", "b-paste-0", ["upload"]))
     assert v.mode == "shadow" and v.action == "flag" and not v.held
+    held = _engine(redis_client, params=FAST.replace(protect_flags=True))
+    assert await _establish(held, "b2", 4) == "soft_lock"
+    [w] = await held.decide(_run("b2", "paste", "b2-paste-0", ["upload"]))
+    # protect_flags: the flagged call is not learned until approved
+    assert w.action == "flag" and w.held
 
 
 async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_mode(
@@ -89,3 +95,18 @@ async def test_what_if_leaves_the_service_record_alone(redis_client: aioredis.Re
     before = await redis_client.hgetall(key)
     await engine.decide(_run("d", "paste", "d-paste-0", ["upload"]), learn=False)
     assert await redis_client.hgetall(key) == before
+
+
+async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredis.Redis) -> None:
+    """A new service that reaches its footing (min_runs_soft runs) inside one batch gets it
+    recorded, and then acts by its own mode instead of the agent's other services' mode."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "e", 12) == "locked"
+    [v] = await engine.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    assert v.action == "pause"
+    batch = [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]
+    await engine.decide(batch)  # runs 2..5 of the chain in one batch: footing (3) passed
+    record = await engine.store.service_modes([("p", "e")])
+    assert record[("p", "e")]["mail"][1] >= FAST.min_runs_soft
+    [after] = await engine.decide(_run("e", "mail", "e-mail-9", ["send"]))
+    assert after.mode == "shadow" and after.action == "allow"

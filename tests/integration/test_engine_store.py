@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from redis.asyncio import Redis
@@ -33,7 +34,7 @@ def _run(run: str, nodes: list[str], *, prefix: str = "", hp: bool = False) -> l
 
 
 async def test_concurrent_writers_lose_no_update(redis_client: Redis, keys: Keys) -> None:
-    store = _store(redis_client, keys, decay_low=0, decay_mid=0, decay_high=0)
+    store = _store(redis_client, keys, decay_rate=0)
     writers, runs_each = 40, 10
 
     async def writer(w: int) -> None:
@@ -53,7 +54,7 @@ async def test_concurrent_writers_lose_no_update(redis_client: Redis, keys: Keys
 
 
 async def test_decay_tiers_keep_rows_consistent(redis_client: Redis, keys: Keys) -> None:
-    store = _store(redis_client, keys, checkpoint_runs=10)
+    store = _store(redis_client, keys, checkpoint_runs=10, decay="tiered")
     # a: 9 runs through the busy path (x→y), 1 run through a rare path (x→z)
     for r in range(9):
         await store.observe([ChainBatch("d", _run(f"r{r}", ["x", "y"]))])
@@ -70,8 +71,25 @@ async def test_decay_tiers_keep_rows_consistent(redis_client: Redis, keys: Keys)
         assert rows[src] == sum(c for e, c in after.items() if e.split("\t")[0] == src)
 
 
+async def test_uniform_decay_keeps_ratios(redis_client: Redis, keys: Keys) -> None:
+    """The default decay takes the same fraction of every count: a seen-once edge decays like a
+    busy one, so no probability is inflated (the tiered rule keeps the seen-once count whole)."""
+    store = _store(redis_client, keys, checkpoint_runs=10, decay_rate=0.01)
+    await store.observe([ChainBatch("u", _run("r0", ["x", "z"]))])
+    for r in range(1, 9):
+        await store.observe([ChainBatch("u", _run(f"r{r}", ["x", "y"]))])
+    # run 10 starts the checkpoint before its first event is counted
+    await store.observe([ChainBatch("u", [ObserveItem("r9-0", "r9", "w")])])
+    after = await store.edge_counts("u")
+    assert after["x\tz"] == 1000 - 10
+    assert after["x\ty"] == 8000 - 80
+    assert after["x\ty"] / after["x\tz"] == 8.0
+    rows = await store.row_counts("u")
+    assert rows["x"] == after["x\ty"] + after["x\tz"]
+
+
 async def test_high_volume_edges_decay_one_percent(redis_client: Redis, keys: Keys) -> None:
-    store = _store(redis_client, keys, checkpoint_runs=30)
+    store = _store(redis_client, keys, checkpoint_runs=30, decay="tiered")
     for r in range(29):
         await store.observe([ChainBatch("h", _run(f"r{r}", ["x"]))])
     await store.observe([ChainBatch("h", [ObserveItem("z", "r29", "x")])])  # run 30 → checkpoint
@@ -94,8 +112,19 @@ async def test_mode_progression_eligible_chain(redis_client: Redis, keys: Keys) 
     assert modes == sorted(modes)
 
 
-async def test_non_eligible_chain_never_locks(redis_client: Redis, keys: Keys) -> None:
+async def test_stable_normal_priority_chain_locks(redis_client: Redis, keys: Keys) -> None:
+    """Any stable chain may lock, whatever its priority (no high-priority event, not rich)."""
     store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=40, force_after_runs=20)
+    modes = []
+    for r in range(60):
+        [ans] = await store.observe([ChainBatch("s", _run(f"r{r}", ["a", "b"]))])
+        modes.append(ans[0].mode)
+    assert modes[19] == 1 and modes[39] == 2 and modes[-1] == 2
+
+
+async def test_seeds_rule_non_eligible_chain_never_locks(redis_client: Redis, keys: Keys) -> None:
+    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=40, force_after_runs=20,
+                   lock_when_stable=False)
     last = None
     for r in range(120):
         [ans] = await store.observe([ChainBatch("n", _run(f"r{r}", ["a", "b"]))])
@@ -103,10 +132,87 @@ async def test_non_eligible_chain_never_locks(redis_client: Redis, keys: Keys) -
     assert last is not None and last.mode == 1
 
 
+async def test_high_entropy_chain_is_unlearnable_and_never_locks(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """A chain that keeps taking never-seen transitions is unlearnable: it does not lock even
+    when eligible and past the forced-promotion point, its answers say so, and an unseen edge
+    between known nodes is not anomalous on it (a new node still is)."""
+    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=40, force_after_runs=20,
+                   stability=1.1, stability_large=1.1)
+    nodes = [f"n{i}" for i in range(40)]
+    rnd = random.Random(5)
+    last = None
+    for r in range(120):
+        # a random walk over 40 calls: most transitions are new for a long while
+        path = [rnd.choice(nodes) for _ in range(6)]
+        [ans] = await store.observe([ChainBatch("he", _run(f"r{r}", path), eligible=True)])
+        last = ans[-1]
+    meta = await store.chain_meta("he")
+    assert last is not None and last.unlearnable and meta["unl"] == "1"
+    assert meta["mode"] == "1"
+    summary = await store.chain_summary("he")
+    assert summary["unlearnable"] and summary["novelty"] > 0.05
+    [[_, known, new]] = await store.observe([ChainBatch("he", [
+        ObserveItem("p1", "probe", "n3"), ObserveItem("p1b", "probe", "n5"), ObserveItem("p2", "probe", "brand-new")])])
+    assert new.anomalous and new.unlearnable and new.action == "flag"
+    assert not known.to_new and not known.anomalous
+
+
+async def test_flag_in_soft_lock_is_held_back_from_learning(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """An anomaly flagged in soft-lock is not learned until approved, so its recurrence is
+    flagged again (the seeds' rule learned it and the second time passed)."""
+    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=400, protect_flags=True)
+    for r in range(30):
+        await store.observe([ChainBatch("fl", _run(f"r{r}", ["a", "b"]))])
+    for i in range(3):
+        [[_, odd]] = await store.observe([ChainBatch("fl", [
+            ObserveItem(f"o{i}a", f"odd{i}", "a"), ObserveItem(f"o{i}", f"odd{i}", "evil")])])
+        assert odd.mode == 1 and odd.anomalous and odd.action == "flag" and odd.held
+    assert "a\tevil" not in await store.edge_counts("fl")
+    res = await store.feedback("fl", "odd0", "o0", "approve")
+    assert res.applied and (await store.edge_counts("fl"))["a\tevil"] == COUNT_SCALE
+
+
+async def test_backoff_scores_a_rare_shape_of_a_known_step(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """A known payload shape of a known action, reached by a known action-to-action move, along
+    a node edge never seen: the action model says it is likely, so it is not anomalous. A move
+    between actions never seen is still anomalous."""
+    store = _store(redis_client, keys, floor_bits=3.0, fallback_bits=3.0)
+
+    def item(eid: str, run: str, node: str, action: str, end: bool = False) -> ObserveItem:
+        return ObserveItem(eid, run, node, end_of_run=end, action=action)
+
+    for r in range(40):
+        # crm.read has two shapes (r1 most of the time, r2 sometimes) and is followed by
+        # mail.send (m1); after r2 the agent always stopped until now
+        shape = "r2" if r % 4 == 0 else "r1"
+        items = [item(f"{r}-0", f"r{r}", shape, "crm.read")]
+        if shape == "r1":
+            items.append(item(f"{r}-1", f"r{r}", "m1", "mail.send", end=True))
+        else:
+            items[0] = item(f"{r}-0", f"r{r}", shape, "crm.read", end=True)
+        await store.observe([ChainBatch("bo", items)])
+    [[_, rare]] = await store.observe([ChainBatch("bo", [
+        item("x0", "x", "r2", "crm.read"), item("x1", "x", "m1", "mail.send")])])
+    assert rare.from_node == "r2" and rare.count == 0
+    assert rare.backoff and not rare.anomalous and rare.score < 3.0
+    [[_, odd]] = await store.observe([ChainBatch("bo", [
+        item("y0", "y", "r1", "crm.read"), item("y1", "y", "r1", "crm.read")])])
+    assert odd.anomalous and not odd.backoff
+
+
 async def test_forced_promotion_widens_sigma(redis_client: Redis, keys: Keys) -> None:
     store = _store(
         redis_client, keys, min_runs_soft=10, min_runs_locked=30, force_after_runs=30,
         stability=0.1, stability_large=0.1, checkpoint_runs=10, sigma_multiplier=3.0,
+        # every run is new here: with the limit on it is unlearnable, and with flags held back
+        # its new paths would never be learned (so it would look stable and lock unforced)
+        novelty_limit=0.0, protect_flags=False,
     )
     # checkpoint 10: first snapshot (unstable); 20: stable → soft-lock; then every run takes a
     # new path, so checkpoints 30..50 are unstable and 60 (= 30 + 30) forces the promotion
@@ -195,6 +301,7 @@ async def test_hostile_payload_entropy_is_bounded(redis_client: Redis, keys: Key
     assert int(meta["nn"]) <= 64 and await redis_client.hlen(ck.nodes) <= 64 + 1
     assert await redis_client.hlen(ck.edges) <= 256 + 64 + 1
     assert int(meta["ovf"]) > 9000
+    assert int(meta.get("nc", 0)) <= 256 and await redis_client.hlen(ck.coarse) <= 2 * 256
     for key in ck.as_list()[:5]:
         ttl = await redis_client.ttl(key)
         assert 0 < ttl <= 600
@@ -211,3 +318,22 @@ async def test_what_if_scoring_changes_no_baseline(redis_client: Redis, keys: Ke
     assert answers[1].anomalous
     assert await store.edge_counts("w") == edges
     assert await store.chain_meta("w") == meta
+
+
+async def test_a_loop_longer_than_ever_learned_is_anomalous(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """The self-edge of a legitimately repeating call looks normal; repeating it back to back
+    more often than ever learned (above floor(1.5 × longest) + 2) is anomalous."""
+    store = _store(redis_client, keys)
+    for r in range(40):
+        await store.observe([ChainBatch("lp", _run(f"r{r}", ["a"] + ["b"] * (1 + r % 4) + ["c"]))])
+    [answers] = await store.observe([ChainBatch("lp", _run("x", ["a"] + ["b"] * 12 + ["c"]))])
+    # longest learned: 4 b's = 3 back-to-back repeats → limit floor(4.5) + 2 = 6
+    assert [a.repeats for a in answers[1:8]] == [0, 1, 2, 3, 4, 5, 6]
+    assert all(a.repeat_limit == 6 for a in answers[1:13])
+    assert not any(a.anomalous for a in answers[:8])
+    assert all(a.anomalous for a in answers[8:13])
+    off = _store(redis_client, keys, repeat_factor=0.0)
+    [again] = await off.observe([ChainBatch("lp", _run("y", ["a"] + ["b"] * 12 + ["c"]))])
+    assert not any(a.anomalous for a in again)

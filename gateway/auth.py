@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.access_log import note_project
 from gateway.state import GatewayState
 from models.events import IngestEvent
 from models.signing import parse_timestamp, verify
@@ -36,6 +37,7 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
     project_id = await project_for_api_key(state.redis, state.keys, token)
     if project_id is None:
         raise AuthError("invalid API key")
+    note_project(request, project_id)
     return Caller(project_id, hash_api_key(token)[:12])
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from ratchet.errors import RatchetError
+from ratchet.logsetup import setup_logging
 from ratchet.settings import get_settings
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules exposing ``register(subparsers)``; each adds its own subcommands.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else getattr(logging, get_settings().log_level, 20)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        settings = get_settings()
+        setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

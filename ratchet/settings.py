@@ -186,6 +186,12 @@ class Settings:
     # --- logging ----------------------------------------------------------------------------------
     #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
     log_level: str = "INFO"
+    #: Log line format: ``json`` (one JSON object per line), ``text`` (human) or ``auto`` (text
+    #: when stderr is a terminal, else JSON). Fields: docs/operations.md "Logs".
+    log_format: str = "auto"
+    #: Kafka topic that also receives every decision-log line (non-allow verdicts and mode
+    #: changes) as JSON, keyed by project; empty = logged only.
+    topic_decisions: str = ""
 
     #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)

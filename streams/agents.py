@@ -58,10 +58,14 @@ def attach_agents(
         processor = await runtime.ingest_processor()
         manual: Stream[bytes] = stream.noack()  # type: ignore[attr-defined]
 
+        decisions = topics.decisions
+        if decisions is not None:
+            await decisions.maybe_declare()
+
         async def process(batch: Sequence[_Item]) -> None:
             envelopes = [i.envelope for i in batch if i.envelope is not None]
             delivered = [
-                await topics.verdicts.send(
+                await (decisions if out.topic and decisions is not None else topics.verdicts).send(
                     key=out.key, value=out.value, headers=list(out.headers), force=True
                 )
                 for out in await processor.process(envelopes)

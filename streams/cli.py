@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ratchet.errors import ConfigError, RatchetError
+from ratchet.logsetup import logging_config, setup_logging
 from ratchet.settings import Settings, get_settings
 
 __all__ = ["main", "register", "run_worker"]
@@ -48,7 +49,11 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_web_port, addr="0.0.0.0")
-    worker = faust.Worker(app, loglevel=(loglevel or settings.log_level).lower(), quiet=quiet)
+    level = (loglevel or settings.log_level).upper()
+    worker = faust.Worker(
+        app, loglevel=level.lower(), quiet=quiet,
+        logging_config=logging_config(level, settings.log_format),
+    )
     # Faust's progress spinner sets the root logger to DEBUG (to spin on every record), so every
     # debug call of aiokafka and Faust builds a LogRecord: ~5% of a worker's CPU (measured with
     # py-spy). Without it the root logger keeps the configured level.
@@ -94,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     register(sub)
     args = parser.parse_args(argv)
     try:
+        settings = get_settings()
+        setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

@@ -117,7 +117,8 @@ WorkerProcess = ChildProcess
 
 _GATEWAY = (
     "import sys; from gateway.cli import main_gateway; from ratchet.settings import get_settings; "
-    "sys.exit(main_gateway(get_settings()))"
+    "from ratchet.logsetup import setup_logging; s = get_settings(); "
+    "setup_logging(s.log_level, s.log_format); sys.exit(main_gateway(s))"
 )
 
 

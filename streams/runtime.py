@@ -56,7 +56,13 @@ class Runtime:
 
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()
-        return IngestProcessor(engine, store, verdict_ttl_s=self.settings.verdict_ttl_s)
+        s = self.settings
+        from ratchet.audit import AuditLog
+
+        return IngestProcessor(
+            engine, store, verdict_ttl_s=s.verdict_ttl_s, decisions_topic=s.topic_decisions,
+            audit=AuditLog(self.client, Keys(s.key_prefix), s),
+        )
 
     async def feedback_processor(self) -> FeedbackProcessor:
         engine, store = await self._ensure()

@@ -4,7 +4,7 @@
                                    [--anomaly-rate 0.1] [--seed 7] [--config engine.toml]
                                    [--review labels|none] [--rich] [--json FILE]
 
-Protocol: generate ``benchmarks.traffic`` (labelled anomalies only after ``--warmup`` runs per
+Protocol: generate ``ratchet.sandbox.traffic`` (labelled anomalies only after ``--warmup`` runs per
 agent), replay every event through ``ratchet replay``'s code path (learning on, one engine call per
 500 events, runs interleaved as generated), and by default act as the human reviewer with the
 labels (approve paused normal events so the baseline learns them, reject paused anomalies) —
@@ -28,12 +28,12 @@ from typing import Any
 
 import orjson
 
-from benchmarks.traffic import iter_runs
 from models.evaluation import Confusion
 from models.guardrails.policy import parse_policy_toml
 from models.params import EngineParams, load_params
-from ratchet.replay import replay
-from ratchet.servers import redis_for
+from ratchet.engine.replay import replay
+from ratchet.sandbox.servers import redis_for
+from ratchet.sandbox.traffic import iter_runs
 
 HIGH_ENTROPY = "assistant"
 

@@ -28,10 +28,10 @@ from redis.asyncio import Redis
 
 from benchmarks.report import emit
 from models.events import IngestEvent
-from ratchet.engine import Engine
-from ratchet.keys import Keys
-from ratchet.servers import redis_for
-from ratchet.store import ChainBatch, ObserveItem
+from ratchet.engine.engine import Engine
+from ratchet.sandbox.servers import redis_for
+from ratchet.store.chains import ChainBatch, ObserveItem
+from ratchet.store.keys import Keys
 
 CEILING_LUA = """
 -- ceiling.lua: the least a batched counting script can do: one HINCRBY per event.

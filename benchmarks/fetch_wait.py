@@ -24,8 +24,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.pipeline import cpu_seconds
-from ratchet.servers import TansuServer
-from ratchet.topics import ensure_topics
+from ratchet.kafka.topics import ensure_topics
+from ratchet.sandbox.servers import TansuServer
 
 
 async def measure(bootstrap: str, broker_pid: int, wait_ms: int, idle_s: float) -> dict[str, Any]:

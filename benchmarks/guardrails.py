@@ -2,17 +2,17 @@
 
     python -m benchmarks.guardrails [--events 30000] [--batch 200] [--json FILE] [--redis-url URL]
 
-Traffic: the synthetic agents of :mod:`benchmarks.traffic` (realistic payloads: e-mails, ids,
+Traffic: the synthetic agents of :mod:`ratchet.sandbox.traffic` (realistic payloads: e-mails, ids,
 amounts, URLs, text, nested rows), in envelope-like batches of one agent's events. Policy:
 ``docs/policy.example.toml`` (every guardrail on, every detector, two pattern rules).
 Measured, on one redis-server (started here unless ``--redis-url``):
 
   * pure:        :func:`models.guardrails.evaluate` alone, µs of CPU per event (no I/O), for the
                  whole set and for each guardrail alone;
-  * state:       ``lua/guardrails.lua`` through :class:`ratchet.guard_store.GuardStore`, one call
+  * state:       ``lua/guardrails.lua`` through :class:`ratchet.store.guardrails.GuardStore`, one call
                  per batch (nodes precomputed): events/s, client CPU µs/event and Redis script
                  CPU µs/event (INFO commandstats);
-  * guardrails:  :meth:`ratchet.guard.Guardrails.check` (policy cache + Lua + rules): events/s
+  * guardrails:  :meth:`ratchet.engine.guard.Guardrails.check` (policy cache + Lua + rules): events/s
                  and client CPU µs/event;
   * chain:       ``Engine.decide`` with guardrails off — the engine's own cost;
   * engine:      ``Engine.decide`` with guardrails on (what a worker runs);
@@ -38,17 +38,17 @@ from redis.asyncio import Redis
 
 from benchmarks.engine import _drive, by_agent_batches
 from benchmarks.report import emit
-from benchmarks.traffic import generate
 from models.events import IngestEvent, parse_event
 from models.guardrails import GUARDRAILS, GuardrailState, Policy, evaluate, parse_policy_toml
 from models.nodes import node_id
 from models.skeleton import skeleton_hash
-from ratchet.engine import Engine
-from ratchet.guard import Guardrails
-from ratchet.guard_store import GuardBatch, GuardItem, GuardStore
-from ratchet.keys import Keys
-from ratchet.policy_store import ActivePolicy, FixedPolicy
-from ratchet.servers import redis_for
+from ratchet.engine.engine import Engine
+from ratchet.engine.guard import Guardrails
+from ratchet.sandbox.servers import redis_for
+from ratchet.sandbox.traffic import generate
+from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
+from ratchet.store.keys import Keys
+from ratchet.store.policies import ActivePolicy, FixedPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "policy.example.toml"
 

@@ -30,9 +30,9 @@ from redis.asyncio import Redis
 
 from models.events import IngestEvent
 from models.params import EngineParams, load_params
-from ratchet.engine import Engine
-from ratchet.keys import Keys
-from ratchet.servers import redis_for
+from ratchet.engine.engine import Engine
+from ratchet.sandbox.servers import redis_for
+from ratchet.store.keys import Keys
 
 FULL_NORMAL_TEST = 553_366
 PUBLISHED = {

@@ -6,7 +6,7 @@
 Starts redis-server and Tansu (unless RATCHET_REDIS_URL / RATCHET_KAFKA_BOOTSTRAP are set), a
 gateway and ``--workers`` workers as child processes, then measures:
 
-* **bulk**: synthetic agents' events (benchmarks.traffic) pre-signed into ``POST /v1/events:batch``
+* **bulk**: synthetic agents' events (ratchet.sandbox.traffic) pre-signed into ``POST /v1/events:batch``
   bodies (one agent per request, one request in flight per agent), from the first request to
   the last verdict on the ``verdicts`` topic: sustained events/s end to end
   (HTTP → Kafka → worker → Redis → verdicts topic);
@@ -38,25 +38,25 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from benchmarks.traffic import iter_events
 from models.envelope import IngestEnvelope, encode_ingest
 from models.events import parse_event
 from models.signing import sign
-from ratchet.demo_report import percentile
-from ratchet.engine import Engine, connect_redis
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.servers import RedisServer, TansuServer, free_port
-from ratchet.settings import get_settings
-from ratchet.topics import ensure_topics
-from streams.harness import VerdictCollector
-from streams.process import (
+from ratchet.config.settings import get_settings
+from ratchet.engine.engine import Engine, connect_redis
+from ratchet.kafka.topics import ensure_topics
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.demo_report import percentile
+from ratchet.sandbox.harness import VerdictCollector
+from ratchet.sandbox.process import (
     FAST_GROUP_ENV,
     ChildProcess,
     gateway_process,
     wait_http_ready,
     worker_env,
 )
+from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
+from ratchet.sandbox.traffic import iter_events
+from ratchet.store.keys import Keys
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

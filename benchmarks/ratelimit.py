@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 
 from benchmarks.report import emit
 from models.ratelimit import parse_tiers
-from ratchet.keys import Keys
-from ratchet.ratelimit import RateLimiter
-from ratchet.servers import redis_for
+from ratchet.sandbox.servers import redis_for
+from ratchet.store.keys import Keys
+from ratchet.store.ratelimit import RateLimiter
 
 CEILING_LUA = """
 -- ceiling.lua: the least a one-key script can do. KEYS[1] hash. Output: the new count.

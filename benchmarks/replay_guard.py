@@ -33,12 +33,12 @@ import orjson
 from redis.asyncio import Redis
 
 from models.signing import sign
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.servers import RedisServer, TansuServer, free_port
-from ratchet.settings import get_settings
-from ratchet.topics import ensure_topics
-from streams.process import gateway_process, wait_http_ready, worker_env
+from ratchet.config.settings import get_settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.process import gateway_process, wait_http_ready, worker_env
+from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
+from ratchet.store.keys import Keys
 
 AGENT = "bench-agent"
 

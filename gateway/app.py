@@ -23,21 +23,21 @@ from gateway import (
     routes_webhooks,
 )
 from gateway.client_ip import parse_networks
-from gateway.limits import TierCache
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
+from gateway.tiers import TierCache
 from gateway.waiters import VerdictListener, Waiters
+from models.errors import ConfigError
 from models.ratelimit import parse_tiers
-from ratchet.audit import AuditLog
-from ratchet.errors import ConfigError
-from ratchet.idempotency import EventIds, IdempotencyStore
-from ratchet.keys import Keys
-from ratchet.ratelimit import RateLimiter
-from ratchet.scripts import ControlScripts
-from ratchet.settings import Settings
-from ratchet.topics import ensure_topics
-from ratchet.verdicts import VerdictStore
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.store.audit import AuditLog
+from ratchet.store.idempotency import EventIds, IdempotencyStore
+from ratchet.store.keys import Keys
+from ratchet.store.ratelimit import RateLimiter
+from ratchet.store.scripts import ControlScripts
+from ratchet.store.verdicts import VerdictStore
 
 __all__ = ["build_app"]
 

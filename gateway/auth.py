@@ -10,10 +10,10 @@ from aiohttp import web
 
 from gateway.access_log import note_project
 from gateway.state import GatewayState
+from models.errors import AuthError
 from models.events import IngestEvent
 from models.signing import parse_timestamp, verify
-from ratchet.errors import AuthError
-from ratchet.provisioning import hash_api_key, project_for_api_key
+from ratchet.platform.provisioning import hash_api_key, project_for_api_key
 
 __all__ = ["Caller", "authenticate", "verify_event"]
 

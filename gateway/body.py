@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from models.errors import ValidationError
 from models.sanitize import shown
-from ratchet.errors import ValidationError
 
 __all__ = ["int_query", "read_bytes", "read_json"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from ratchet.errors import ConfigError
+from models.errors import ConfigError
 
 __all__ = ["Network", "client_ip", "limit_subject", "parse_networks"]
 

@@ -24,6 +24,7 @@ from gateway.body import read_bytes
 from gateway.ingest import error_body
 from gateway.metrics import IDEMPOTENCY_REQUESTS
 from gateway.state import GatewayState
+from models.errors import ConflictError, UnprocessableError
 from models.idempotency import (
     HEADER,
     REPLAYED_HEADER,
@@ -32,8 +33,7 @@ from models.idempotency import (
     request_fingerprint,
     validate_key,
 )
-from ratchet.errors import ConflictError, UnprocessableError
-from ratchet.idempotency import BeginCode
+from ratchet.store.idempotency import BeginCode
 
 __all__ = ["idempotent"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from gateway.auth import verify_event
 from models.envelope import IngestEnvelope, agent_key, encode_ingest
+from models.errors import AuthError, ConflictError, RatchetError, ValidationError
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
 from models.sanitize import clean_text, is_display_safe
-from ratchet.errors import AuthError, ConflictError, RatchetError, ValidationError
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
 
 __all__ = [
     "Checked",
@@ -136,7 +136,7 @@ def check_signatures(
 
 def refuse_reused_ids(items: Sequence[Checked], fresh: Sequence[bool]) -> None:
     """Reject (in place) the still-good items whose event id is bound to another body;
-    ``fresh`` answers :meth:`ratchet.idempotency.EventIds.claim` for those items, in order."""
+    ``fresh`` answers :meth:`ratchet.store.idempotency.EventIds.claim` for those items, in order."""
     good = [it for it in items if it.error is None and it.event is not None]
     for item, ok in zip(good, fresh, strict=True):
         if not ok:

@@ -13,24 +13,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.auth import Caller, authenticate
 from gateway.client_ip import Network, client_ip, limit_subject
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import GatewayState, state_of
+from models.errors import AuthError, RateLimitedError, UnavailableError
 from models.ratelimit import INGEST, LimitKind, RateDecision, Tier
-from ratchet.credentials import project_tier
-from ratchet.errors import AuthError, RateLimitedError, UnavailableError
-from ratchet.keys import Keys
 
 __all__ = [
     "DECISION",
-    "TierCache",
     "check_auth_failures",
     "guarded_authenticate",
     "peer_ip",
@@ -42,28 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Where a request's rate decision is kept for the middleware.
 DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision", RateDecision)
-
-
-@dataclass
-class TierCache:
-    """A project's tier, cached per gateway for ``ttl_s`` (one HGET per project per TTL)."""
-
-    tiers: dict[str, Tier]
-    default: str
-    ttl_s: float
-    _cached: dict[str, tuple[Tier, float]] = field(default_factory=dict)
-
-    async def tier_of(self, redis: Redis, keys: Keys, project_id: str) -> Tier:
-        now = time.monotonic()
-        hit = self._cached.get(project_id)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        name = await project_tier(redis, keys, project_id)
-        tier = self.tiers.get(name or self.default) or self.tiers[self.default]
-        if len(self._cached) > 100_000:
-            self._cached.clear()
-        self._cached[project_id] = (tier, now + self.ttl_s)
-        return tier
 
 
 async def rate_limit(request: web.Request, caller: Caller, kind: LimitKind, cost: int) -> None:

@@ -1,7 +1,7 @@
 """One middleware around every handler: trace id, JSON error answers, HTTP metrics.
 
 Errors become ``{"error", "field", "message"}`` with the status of their family
-(:mod:`ratchet.errors`); Redis connection failures become 503; aiohttp's own answers (404 no
+(:mod:`models.errors`); Redis connection failures become 503; aiohttp's own answers (404 no
 such route, 405, 413) get the same JSON shape. Messages never contain keys or secrets.
 """
 
@@ -20,8 +20,8 @@ from gateway.limits import DECISION
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
+from models.errors import RatchetError, RateLimitedError, UnavailableError
 from models.ratelimit import RateDecision, retry_after_header
-from ratchet.errors import RatchetError, RateLimitedError, UnavailableError
 
 __all__ = ["gateway_middleware", "json_error"]
 

@@ -15,7 +15,7 @@ from models.events import DEFAULT_LIMITS, PRIORITIES
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import REPLAYED_HEADER
 from models.sanitize import UNSAFE_CLASS
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
 
 __all__ = ["build_openapi"]
 

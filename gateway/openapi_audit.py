@@ -10,7 +10,7 @@ from typing import Any
 from models.audit import ACTIONS
 from models.webhook_signing import DELIVERY_HEADER, SIGNATURE_HEADER
 from models.webhooks import WEBHOOK_ACTIONS
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
 
 __all__ = ["audit_paths", "audit_schemas"]
 

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.metrics import GATEWAY_ERRORS, KAFKA_SEND_SECONDS
 from models.envelope import TRACE_HEADER
-from ratchet.errors import UnavailableError
+from models.errors import UnavailableError
 
 __all__ = ["Message", "Publisher"]
 
@@ -67,7 +67,7 @@ class Publisher:
     async def send_raw(self, topic: str, key: bytes, value: bytes) -> None:
         """Send one message (no trace header), bounded by the send timeout; raises on failure.
 
-        The audit log's sink (:data:`ratchet.audit.AuditSink`).
+        The audit log's sink (:data:`ratchet.store.audit.AuditSink`).
         """
         await asyncio.wait_for(
             self.producer.send_and_wait(topic, value, key=key), self.send_timeout_s
@@ -103,7 +103,7 @@ class Publisher:
         """Raise :class:`UnavailableError` unless the brokers answer a metadata request."""
         try:
             await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout_s)
-        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             raise UnavailableError(f"Kafka at {self.bootstrap}: {_describe(exc)}") from exc
 
 

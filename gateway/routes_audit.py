@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.auth import authenticate
 from gateway.body import int_query
 from gateway.state import state_of
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = ["parse_time", "routes"]
 

@@ -24,10 +24,10 @@ from gateway.metrics import INGEST_EVENTS
 from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
+from models.errors import AuthError, UnavailableError, ValidationError
 from models.events import IngestEvent, parse_event
 from models.ratelimit import INGEST
-from ratchet.errors import AuthError, UnavailableError, ValidationError
-from ratchet.provisioning import agent_secrets
+from ratchet.platform.provisioning import agent_secrets
 
 __all__ = ["routes"]
 
@@ -92,7 +92,7 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
             return web.json_response(accepted, status=202)
         try:
             verdict = await asyncio.wait_for(asyncio.shield(waiting), wait_ms / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return web.json_response(accepted, status=202)
         return web.json_response(
             {"event_id": event.event_id, "status": "decided", "trace_id": trace_id,

@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from gateway.state import state_of
-from ratchet.errors import UnavailableError
+from models.errors import UnavailableError
 
 __all__ = ["routes"]
 
@@ -25,7 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def _redis_check(request: web.Request) -> str:
     try:
         await asyncio.wait_for(state_of(request).redis.ping(), CHECK_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return f"down: no answer within {CHECK_TIMEOUT_S}s"
     except Exception as exc:  # noqa: BLE001  (any failure means "down")
         return f"down: {type(exc).__name__}"

@@ -16,10 +16,10 @@ from gateway.auth import authenticate
 from gateway.body import read_json
 from gateway.limits import guarded_authenticate, rate_limit
 from gateway.state import state_of
+from models.errors import ValidationError
 from models.ratelimit import REGISTER
-from ratchet.credentials import agent_info, rotate_agent_secret, rotate_api_key
-from ratchet.errors import ValidationError
-from ratchet.provisioning import create_agent, hash_api_key
+from ratchet.platform.credentials import agent_info, rotate_agent_secret, rotate_api_key
+from ratchet.platform.provisioning import create_agent, hash_api_key
 
 __all__ = ["routes"]
 

@@ -21,8 +21,8 @@ from gateway.auth import authenticate
 from gateway.middleware import json_error
 from gateway.state import state_of
 from models.audit import check_action_actor
-from ratchet.errors import ValidationError
-from ratchet.policy_store import load_policy, save_policy
+from models.errors import ValidationError
+from ratchet.store.policies import load_policy, save_policy
 
 __all__ = ["TOML_TYPE", "routes"]
 

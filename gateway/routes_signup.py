@@ -17,8 +17,8 @@ from gateway.body import read_json
 from gateway.limits import check_auth_failures, peer_ip, record_auth_failure
 from gateway.metrics import RATELIMIT_REJECTED
 from gateway.state import GatewayState, state_of
-from ratchet.errors import AuthError, RateLimitedError, UnavailableError
-from ratchet.signup import issue_token, parse_redeem, parse_signup_request, redeem_token
+from models.errors import AuthError, RateLimitedError, UnavailableError
+from ratchet.platform.signup import issue_token, parse_redeem, parse_signup_request, redeem_token
 
 __all__ = ["routes"]
 

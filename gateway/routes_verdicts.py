@@ -17,9 +17,9 @@ from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
+from models.errors import ConflictError, NotFoundError, ValidationError
 from models.sanitize import clean_text, display_problem
-from ratchet.errors import ConflictError, NotFoundError, ValidationError
-from ratchet.verdicts import Approval, Resolution
+from ratchet.store.verdicts import Approval, Resolution
 
 __all__ = ["routes"]
 

@@ -2,7 +2,7 @@
 
 Registration refuses URLs whose host is, or resolves to, an address webhooks may not reach
 (private, loopback, link-local, CGNAT, multicast, unspecified, cloud metadata). The dispatcher
-checks again at every connection (ratchet/webhook_net.py).
+checks again at every connection (ratchet/webhooks/net.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from aiohttp.abc import AbstractResolver
 from gateway.auth import authenticate
 from gateway.body import read_json
 from gateway.state import state_of
+from models.errors import NotFoundError, ValidationError
 from models.webhooks import parse_webhook_request
-from ratchet.errors import NotFoundError, ValidationError
-from ratchet.webhook_net import GuardedResolver, check_destination
-from ratchet.webhook_store import WebhookStore
+from ratchet.store.webhooks import WebhookStore
+from ratchet.webhooks.net import GuardedResolver, check_destination
 
 __all__ = ["WEBHOOK_RESOLVER", "routes"]
 

@@ -10,17 +10,17 @@ from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
-from ratchet.audit import AuditLog
-from ratchet.idempotency import EventIds, IdempotencyStore
-from ratchet.keys import Keys
-from ratchet.ratelimit import RateLimiter
-from ratchet.scripts import ControlScripts
-from ratchet.settings import Settings
-from ratchet.verdicts import VerdictStore
+from ratchet.config.settings import Settings
+from ratchet.store.audit import AuditLog
+from ratchet.store.idempotency import EventIds, IdempotencyStore
+from ratchet.store.keys import Keys
+from ratchet.store.ratelimit import RateLimiter
+from ratchet.store.scripts import ControlScripts
+from ratchet.store.verdicts import VerdictStore
 
 if TYPE_CHECKING:
     from gateway.client_ip import Network
-    from gateway.limits import TierCache
+    from gateway.tiers import TierCache
 
 __all__ = ["STATE", "GatewayState"]
 

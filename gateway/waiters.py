@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.metrics import GATEWAY_ERRORS, INGEST_TO_VERDICT
 from models.envelope import VerdictEnvelope, decode_verdicts
-from ratchet.errors import RatchetError, UnavailableError
+from models.errors import RatchetError, UnavailableError
 
 __all__ = ["VerdictListener", "Waiters"]
 
@@ -93,7 +93,7 @@ class VerdictListener:
             partitions = self.consumer.partitions_for_topic(self.topic)
             if not partitions:
                 raise UnavailableError(
-                    f"Kafka topic {self.topic!r} does not exist; create it (ratchet.topics)"
+                    f"Kafka topic {self.topic!r} does not exist; create it (ratchet.kafka.topics)"
                 )
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             self.consumer.assign(tps)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from models.errors import ValidationError
 from models.signing import canonical_json
-from ratchet.errors import ValidationError
 
 __all__ = [
     "ACTIONS",

@@ -21,24 +21,24 @@ from typing import Any
 
 import orjson
 
+from models.errors import ValidationError
 from models.events import IngestEvent, parse_event
 from models.verdict import Verdict
-from ratchet.errors import ValidationError
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "TRACE_HEADER",
+    "FeedbackMessage",
     "IngestEnvelope",
     "VerdictEnvelope",
-    "FeedbackMessage",
     "agent_key",
-    "encode_ingest",
+    "decode_feedback",
     "decode_ingest",
-    "encode_verdicts",
-    "encode_verdict_bodies",
     "decode_verdicts",
     "encode_feedback",
-    "decode_feedback",
-    "TRACE_HEADER",
+    "encode_ingest",
+    "encode_verdict_bodies",
+    "encode_verdicts",
 ]
 
 ENVELOPE_VERSION = 1

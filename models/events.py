@@ -7,7 +7,7 @@
 >>> parse_event({"event_id": "e1"}, project_id="p")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: agent_id is required
+models.errors.ValidationError: agent_id is required
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import Any
 
 import orjson
 
+from models.errors import ValidationError
 from models.sanitize import clean_text, display_problem, shown
-from ratchet.errors import ValidationError
 
 __all__ = [
-    "IngestEvent",
-    "parse_event",
-    "PRIORITIES",
-    "Limits",
     "DEFAULT_LIMITS",
+    "PRIORITIES",
+    "IngestEvent",
+    "Limits",
+    "check_shape",
     "json_depth",
     "json_key_count",
-    "check_shape",
+    "parse_event",
 ]
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")

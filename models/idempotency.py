@@ -1,5 +1,5 @@
 """Replay protection, the pure part: ``Idempotency-Key`` values, request and event fingerprints,
-and the stored first answer. No I/O (Redis lives in :mod:`ratchet.idempotency`).
+and the stored first answer. No I/O (Redis lives in :mod:`ratchet.store.idempotency`).
 
 - A request fingerprint covers what the request *asks*: method, path, query and the exact body
   bytes. The same key with another fingerprint is a different request → 422.
@@ -12,7 +12,7 @@ True
 >>> validate_key("")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: Idempotency-Key must be 1 to 255 visible ASCII characters
+models.errors.ValidationError: Idempotency-Key must be 1 to 255 visible ASCII characters
 >>> a = request_fingerprint("POST", "/v1/events", "", b'{"a": 1}')
 >>> a == request_fingerprint("POST", "/v1/events", "", b'{"a": 1}')
 True
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from models.errors import ValidationError
 from models.events import IngestEvent
-from ratchet.errors import ValidationError
 
 __all__ = [
     "HEADER",

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from models.params import EngineParams
 
-__all__ = ["SHADOW", "SOFT_LOCK", "LOCKED", "MODE_NAMES", "next_mode", "distribution_change"]
+__all__ = ["LOCKED", "MODE_NAMES", "SHADOW", "SOFT_LOCK", "distribution_change", "next_mode"]
 
 SHADOW, SOFT_LOCK, LOCKED = 0, 1, 2
 MODE_NAMES: tuple[str, ...] = ("shadow", "soft_lock", "locked")

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ratchet.errors import ConfigError
+from models.errors import ConfigError
 
-__all__ = ["EngineParams", "params_from_mapping", "load_params", "COUNT_SCALE", "ACTION_CODES"]
+__all__ = ["ACTION_CODES", "COUNT_SCALE", "EngineParams", "load_params", "params_from_mapping"]
 
 #: Counts are stored in Redis as integers in units of 1/COUNT_SCALE, so decay is exact integer
 #: arithmetic that Lua and Python compute identically.

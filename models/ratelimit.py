@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ratchet.errors import ConfigError
+from models.errors import ConfigError
 
 __all__ = [
     "INGEST",

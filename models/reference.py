@@ -23,7 +23,7 @@ from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
 from models.scoring import is_anomalous, score, threshold
 from models.tuning import tune
 
-__all__ = ["ReferenceChain", "Answer", "START", "END", "OVERFLOW"]
+__all__ = ["END", "OVERFLOW", "START", "Answer", "ReferenceChain"]
 
 START, END, OVERFLOW = "^", "$", "~"
 
@@ -137,8 +137,7 @@ class ReferenceChain:
                 self.forced = True
                 changed = 2
                 assert self.sigma is not None
-                if self.sigma < p.forced_sigma:
-                    self.sigma = p.forced_sigma
+                self.sigma = max(self.sigma, p.forced_sigma)
         ppm = p.decay_ppm()
         self.edges = {f: decay_count(c, ppm, COUNT_SCALE) for f, c in self.edges.items()}
         rows: dict[str, int] = {}

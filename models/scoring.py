@@ -19,7 +19,13 @@ import math
 from collections.abc import Sequence
 
 __all__ = [
-    "score", "window_stats", "robust_stats", "threshold", "is_anomalous", "probability", "MAD_SCALE",
+    "MAD_SCALE",
+    "is_anomalous",
+    "probability",
+    "robust_stats",
+    "score",
+    "threshold",
+    "window_stats",
 ]
 
 #: Scales the median absolute deviation to a standard deviation under a normal distribution.
@@ -96,7 +102,7 @@ def threshold(
     else:
         center, spread = (robust_stats if robust else window_stats)(recent[:window])
         value = center + sigma * spread
-    return value if value > floor else floor
+    return max(floor, value)
 
 
 def is_anomalous(

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ratchet.errors import AuthError
+from models.errors import AuthError
 
 __all__ = [
     "SCHEME",

@@ -15,11 +15,11 @@ from typing import Any
 __all__ = [
     "ACTIONS",
     "MODES",
-    "Reason",
     "Edge",
+    "Reason",
     "Verdict",
-    "strictest",
     "action_rank",
+    "strictest",
 ]
 
 #: Actions from most lenient to strictest.

@@ -16,7 +16,7 @@ True
 >>> verify_delivery("whsec_x", b'{"a":2}', header, now=1700000100)
 Traceback (most recent call last):
 ...
-ratchet.errors.AuthError: webhook signature does not match the body
+models.errors.AuthError: webhook signature does not match the body
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ratchet.errors import AuthError
+from models.errors import AuthError
 
 __all__ = [
     "DELIVERY_HEADER",

@@ -1,5 +1,5 @@
 """Webhooks for verdicts: request validation, address rules, retry delays, delivery bodies.
-Pure: no I/O, no clock reads, no DNS (resolution happens in :mod:`ratchet.webhook_net`).
+Pure: no I/O, no clock reads, no DNS (resolution happens in :mod:`ratchet.webhooks.net`).
 
 >>> address_problem("10.1.2.3", allow_loopback=False)
 'private'
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = [
     "WEBHOOK_ACTIONS",

@@ -22,7 +22,7 @@ from faust import Stream
 from faust.types import EventT, StreamT
 
 from models.envelope import IngestEnvelope
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
 from streams.app import Topics
 from streams.batcher import GreedyBatcher
 from streams.runtime import Runtime

@@ -1,11 +1,11 @@
-"""The one Faust application of Ratchet's workers, built from :class:`ratchet.settings.Settings`.
+"""The one Faust application of Ratchet's workers, built from :class:`ratchet.config.settings.Settings`.
 
 No pickle, no Faust records: every topic carries raw bytes (``value_serializer="raw"``) and the
 bodies are decoded with :mod:`models.envelope`. No tables and no changelog topics either — all
 state lives in Redis — so the only Faust-internal topic is the assignor's leader topic.
 
-``create_app(settings)`` builds an app; ``streams.app.app`` (for ``faust -A streams.app``) is the
-app of the process settings, built on first access.
+``create_app(settings)`` builds an app and its topics; the app never imports its agents:
+:mod:`streams.service` builds the process's app and attaches them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import faust
 from faust.types import TopicT
 
-from ratchet.errors import ConfigError
-from ratchet.settings import Settings, get_settings
+from models.errors import ConfigError
+from ratchet.config.settings import Settings
 from streams.transport import RatchetApp
 
-__all__ = ["Topics", "create_app", "faust_broker_url", "get_app"]
+__all__ = ["Topics", "create_app", "faust_broker_url"]
 
 
 @dataclass(frozen=True)
@@ -98,26 +98,3 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         decisions=topic(settings.topic_decisions) if settings.topic_decisions else None,
     )
     return app, topics
-
-
-_built: tuple[faust.App, Topics] | None = None
-
-
-def get_app(settings: Settings | None = None) -> tuple[faust.App, Topics]:
-    """The process-wide app with its agents attached (built once)."""
-    global _built
-    if _built is None:
-        from streams.agents import attach_agents
-
-        settings = settings or get_settings()
-        app, topics = create_app(settings)
-        attach_agents(app, topics, settings)
-        _built = (app, topics)
-    return _built
-
-
-def __getattr__(name: str) -> object:
-    # ``faust -A streams.app worker`` looks up ``streams.app.app``.
-    if name == "app":
-        return get_app()[0]
-    raise AttributeError(name)

@@ -8,19 +8,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ratchet.engine import Engine, connect_redis
-from ratchet.errors import ConfigError
-from ratchet.keys import Keys
-from ratchet.replay import engine_params
-from ratchet.settings import Settings
+from models.errors import ConfigError
+from ratchet.config.engine import engine_params
+from ratchet.config.settings import Settings
+from ratchet.engine.engine import Engine, connect_redis
+from ratchet.store.keys import Keys
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
 __all__ = ["Runtime", "make_verdict_store"]
 
 
 def make_verdict_store(client: Any, keys: Keys) -> VerdictStoreLike:
-    """The gateway's :class:`ratchet.verdicts.VerdictStore` on ``client``."""
-    from ratchet.verdicts import VerdictStore
+    """The gateway's :class:`ratchet.store.verdicts.VerdictStore` on ``client``."""
+    from ratchet.store.verdicts import VerdictStore
 
     return VerdictStore(client, keys)
 
@@ -57,7 +57,7 @@ class Runtime:
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()
         s = self.settings
-        from ratchet.audit import AuditLog
+        from ratchet.store.audit import AuditLog
 
         return IngestProcessor(
             engine, store, verdict_ttl_s=s.verdict_ttl_s, decisions_topic=s.topic_decisions,

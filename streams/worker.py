@@ -42,10 +42,10 @@ from models.envelope import (
     decode_ingest,
     encode_verdict_bodies,
 )
+from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.verdict import Edge, Verdict, action_rank
-from ratchet.errors import RatchetError, UnavailableError, ValidationError
-from ratchet.metrics import (
+from ratchet.telemetry.metrics import (
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
     VERDICTS,
@@ -83,7 +83,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 class DecideEngine(Protocol):
-    """The part of :class:`ratchet.engine.Engine` a worker uses."""
+    """The part of :class:`ratchet.engine.engine.Engine` a worker uses."""
 
     async def decide(
         self,
@@ -107,7 +107,7 @@ class ModeAudit(Protocol):
 
 
 class VerdictStoreLike(Protocol):
-    """The part of :class:`ratchet.verdicts.VerdictStore` a worker uses."""
+    """The part of :class:`ratchet.store.verdicts.VerdictStore` a worker uses."""
 
     async def save_many(
         self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None

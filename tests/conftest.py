@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from ratchet.keys import Keys
-from ratchet.servers import RedisClusterServer, RedisServer, TansuServer
+from ratchet.sandbox.servers import RedisClusterServer, RedisServer, TansuServer
+from ratchet.store.keys import Keys
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,18 @@
 """Validation helpers for policy tables: every error names the dotted path of the bad field.
 
 Private to :mod:`models.guardrails`. Each helper takes the raw value and its dotted path and
-either returns the value in its normal form or raises :class:`ratchet.errors.ValidationError`.
+either returns the value in its normal form or raises :class:`models.errors.ValidationError`.
 
 >>> as_int(5, "g.limit", lo=1, hi=10)
 5
 >>> as_int(True, "g.limit", lo=1, hi=10)
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: g.limit must be an integer from 1 to 10, got true
+models.errors.ValidationError: g.limit must be an integer from 1 to 10, got true
 >>> check_keys({"limt": 1}, ("limit", "window_s"), "g")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: g.limt is not a known key (did you mean 'limit'?); allowed: limit, window_s
+models.errors.ValidationError: g.limt is not a known key (did you mean 'limit'?); allowed: limit, window_s
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = [
     "GUARD_ACTIONS",

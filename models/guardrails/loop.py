@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.errors import ValidationError
 from models.guardrails._schema import (
     Fields,
     as_action,
@@ -40,7 +41,6 @@ from models.guardrails._schema import (
     join,
 )
 from models.verdict import Reason
-from ratchet.errors import ValidationError
 
 __all__ = ["NAME", "SOURCE", "LoopConfig", "check_loop", "loop_to_dict", "parse_loop"]
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from models.errors import ValidationError
 from models.guardrails._schema import (
     Fields,
     as_action,
@@ -43,7 +44,6 @@ from models.guardrails._schema import (
 from models.guardrails.paths import Leaf
 from models.guardrails.redact import MAX_EXAMPLES
 from models.verdict import Reason
-from ratchet.errors import ValidationError
 
 __all__ = ["NAME", "SOURCE", "MediaConfig", "check_media", "media_to_dict", "parse_media"]
 

@@ -25,7 +25,7 @@ A path addresses the values *at* that place, not below it: ``customer`` selects 
 >>> PathSet.compile(["a..b"], "rule.paths")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: rule.paths[0]: empty segment in 'a..b'; write segments like a.b, a.*.c, **.c or items[].sku
+models.errors.ValidationError: rule.paths[0]: empty segment in 'a..b'; write segments like a.b, a.*.c, **.c or items[].sku
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "walk"]
 

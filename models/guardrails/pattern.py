@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.errors import ValidationError
 from models.guardrails._schema import (
     Fields,
     as_action,
@@ -37,7 +38,6 @@ from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import compile_safe
 from models.verdict import Reason
-from ratchet.errors import ValidationError
 
 __all__ = [
     "NAME",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from models.errors import ValidationError
 from models.guardrails._schema import (
     Fields,
     as_action,
@@ -43,7 +44,6 @@ from models.guardrails.pii_scan import scan_texts
 from models.guardrails.pii_secrets import Finding
 from models.guardrails.redact import MAX_EXAMPLES, hint
 from models.verdict import Reason
-from ratchet.errors import ValidationError
 
 __all__ = ["DEFAULT_DETECTORS", "DETECTOR_NAMES", "NAME", "SOURCE", "PiiConfig", "check_pii", "parse_pii", "pii_to_dict"]
 

@@ -13,7 +13,7 @@ An override changes only the keys it names (nested tables merge key by key, arra
 a priority override applies after a service override. Keys that shape the state Redis keeps
 (velocity ``window_s``, loop ``history``, entropy ``window``) and pattern ``rules`` are set
 once, at the top. Every omitted key takes its default (:func:`default_policy`); unknown keys
-and bad values raise :class:`~ratchet.errors.ValidationError` with ``field`` set to the dotted
+and bad values raise :class:`~models.errors.ValidationError` with ``field`` set to the dotted
 path (``guardrails.velocity.per_run.limit``).
 
 >>> p = parse_policy_toml('''
@@ -40,13 +40,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
-import tomllib
-
+from models.errors import ValidationError
 from models.events import PRIORITIES
 from models.guardrails._schema import as_int, as_str, as_table, check_keys, join, pick
 from models.guardrails.cost import CostConfig, cost_to_dict, parse_cost
@@ -56,7 +56,6 @@ from models.guardrails.media import MediaConfig, media_to_dict, parse_media
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
-from ratchet.errors import ValidationError
 
 __all__ = [
     "GUARDRAILS",

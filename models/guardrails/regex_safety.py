@@ -20,13 +20,13 @@ True
 >>> compile_safe(r"(a+)+$", "rule.regex")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: rule.regex nests a variable quantifier inside an unbounded one ((a+)+, (x{1,5})*), which can backtrack for a very long time; use a possessive quantifier (a++) or an atomic group (?>...), or drop the inner quantifier
+models.errors.ValidationError: rule.regex nests a variable quantifier inside an unbounded one ((a+)+, (x{1,5})*), which can backtrack for a very long time; use a possessive quantifier (a++) or an atomic group (?>...), or drop the inner quantifier
 >>> compile_safe(r"\\b(?:[a-z0-9]++\\.)+[a-z]{2,}", "rule.regex").pattern
 '\\\\b(?:[a-z0-9]++\\\\.)+[a-z]{2,}'
 >>> compile_safe(r".*password", "rule.regex")
 Traceback (most recent call last):
 ...
-ratchet.errors.ValidationError: rule.regex starts with an unbounded repeat (.*, \\w+, (a|b)*), which makes a search take quadratic time on long values; start with a literal, \\b or ^ (a search finds matches anywhere, so a leading .* is never needed)
+models.errors.ValidationError: rule.regex starts with an unbounded repeat (.*, \\w+, (a|b)*), which makes a search take quadratic time on long values; start with a literal, \\b or ^ (a search finds matches anywhere, so a leading .* is never needed)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import importlib
 import re
 from typing import Any
 
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 __all__ = ["MAX_PATTERN_CHARS", "compile_safe"]
 

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 
-from ratchet.keys import Keys
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
+from ratchet.store.keys import Keys
 from tests.integration.test_gateway_helpers import Gateway, start_gateway
 
 __all__ = ["own_gateway"]

@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from models.audit import GENESIS
-from ratchet.audit import AuditLog
-from ratchet.keys import Keys
-from ratchet.settings import Settings
-from ratchet.topics import ensure_topics
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.store.audit import AuditLog
+from ratchet.store.keys import Keys
 from tests.integration.test_gateway_helpers import read_topic
 
 

@@ -15,13 +15,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from models.errors import ValidationError
 from models.events import parse_event
-from ratchet.audit import AuditLog
-from ratchet.engine import Engine
-from ratchet.errors import ValidationError
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
+from ratchet.engine.engine import Engine
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.store.audit import AuditLog
+from ratchet.store.keys import Keys
 
 
 def ratchet_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

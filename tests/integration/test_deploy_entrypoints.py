@@ -13,9 +13,9 @@ import uuid
 from prometheus_client.parser import text_string_to_metric_families
 
 import gateway.metrics
-import ratchet.metrics
-from ratchet.servers import free_port
-from streams.process import FAST_GROUP_ENV, ChildProcess, worker_env
+import ratchet.telemetry.metrics
+from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, worker_env
+from ratchet.sandbox.servers import free_port
 from tests.unit.deploy_support import (
     DEPLOY,
     dashboard_exprs,
@@ -111,7 +111,7 @@ def test_entrypoints_with_compose_settings_serve_probes_and_metrics(
     wanted = families_read_by_deploy()
     assert wanted <= set(metric_families())
     gw_wanted = wanted & module_families(gateway.metrics)
-    wk_wanted = wanted & module_families(ratchet.metrics)
+    wk_wanted = wanted & module_families(ratchet.telemetry.metrics)
     assert gw_wanted and wk_wanted
     assert gw_wanted <= gw_metrics, f"gateway /metrics lacks {sorted(gw_wanted - gw_metrics)}"
     assert wk_wanted <= wk_metrics, f"worker /metrics lacks {sorted(wk_wanted - wk_metrics)}"

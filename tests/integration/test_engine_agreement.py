@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from models.params import COUNT_SCALE, EngineParams
 from models.reference import ReferenceChain
-from ratchet.keys import Keys
-from ratchet.store import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.keys import Keys
 
 # Small numbers so a few dozen events exercise checkpoints, decay, caps and every mode.
 SMALL = EngineParams(

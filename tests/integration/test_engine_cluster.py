@@ -12,9 +12,9 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from models.params import EngineParams
 from models.reference import ReferenceChain
-from ratchet.keys import Keys
-from ratchet.servers import RedisClusterServer
-from ratchet.store import ChainBatch, EngineStore, ObserveItem
+from ratchet.sandbox.servers import RedisClusterServer
+from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.keys import Keys
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
 

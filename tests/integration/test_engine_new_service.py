@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 
 from models.events import IngestEvent
 from models.params import EngineParams
-from ratchet.engine import Engine
-from ratchet.keys import Keys
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
 
 # Small numbers: a chain of identical runs is soft-locked after 3 runs, locked after 6.
 FAST = EngineParams(checkpoint_runs=1, min_runs_soft=3, min_runs_locked=6, stability=0.5,

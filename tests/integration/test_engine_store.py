@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from models.params import COUNT_SCALE, EngineParams
-from ratchet.keys import Keys
-from ratchet.store import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.keys import Keys
 
 pytestmark = pytest.mark.asyncio
 

@@ -21,12 +21,12 @@ from redis.asyncio import Redis
 
 from gateway.access_log import ACCESS_LOGGER, AccessLogger
 from gateway.app import build_app
-from ratchet.keys import Keys
-from ratchet.logsetup import JsonLineFormatter
-from ratchet.provisioning import create_project
-from ratchet.servers import free_port
-from ratchet.settings import Settings
-from streams.process import gateway_process, wait_http_ready, worker_env
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import create_project
+from ratchet.sandbox.process import gateway_process, wait_http_ready, worker_env
+from ratchet.sandbox.servers import free_port
+from ratchet.store.keys import Keys
+from ratchet.telemetry.logs import JsonLineFormatter
 from tests.integration.test_gateway_helpers import gw_settings  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kafka

@@ -8,9 +8,9 @@ import time
 import aiohttp
 import pytest
 
+from models.errors import ConflictError, NotFoundError, ValidationError
 from models.signing import sign
-from ratchet.errors import ConflictError, NotFoundError, ValidationError
-from ratchet.provisioning import (
+from ratchet.platform.provisioning import (
     agent_secret,
     create_agent,
     create_project,

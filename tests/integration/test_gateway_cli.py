@@ -1,4 +1,4 @@
-"""``ratchet projects create`` / ``ratchet agents create`` through gateway.cli.register()."""
+"""``ratchet projects create`` / ``ratchet agents create`` through ratchet.cli.gateway.register()."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 import pytest
 import redis.asyncio as aioredis
 
-from ratchet.keys import Keys
-from ratchet.provisioning import agent_secret, project_for_api_key
+from ratchet.platform.provisioning import agent_secret, project_for_api_key
+from ratchet.store.keys import Keys
 
-# The lead hooks register() into ratchet/cli.py; until then, drive it with a bare parser.
+# The lead hooks register() into ratchet/cli/__init__.py; until then, drive it with a bare parser.
 _DRIVER = """
 import argparse, sys
-from gateway.cli import register
-from ratchet.errors import RatchetError
+from ratchet.cli.gateway import register
+from models.errors import RatchetError
 p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="command"); register(sub)
 args = p.parse_args(sys.argv[1:])
 try:

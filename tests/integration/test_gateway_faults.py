@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from gateway.openapi import build_openapi
-from ratchet.servers import TansuServer, free_port
-from ratchet.settings import Settings
-from ratchet.topics import ensure_topics
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.sandbox.servers import TansuServer, free_port
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,
@@ -103,7 +103,7 @@ async def test_kafka_down_is_503_fast(gw_settings: Settings) -> None:
 def _redis_keys(settings: Settings) -> tuple[object, object]:
     from redis.asyncio import Redis
 
-    from ratchet.keys import Keys
+    from ratchet.store.keys import Keys
 
     assert settings.redis_url
     return Redis.from_url(settings.redis_url), Keys(settings.key_prefix)

@@ -30,12 +30,12 @@ from models.envelope import (
     encode_verdicts,
 )
 from models.verdict import Edge, Reason, Verdict
-from ratchet.client import RatchetClient
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.settings import Settings
-from ratchet.topics import ensure_topics
-from ratchet.verdicts import VerdictStore
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
+from ratchet.store.keys import Keys
+from ratchet.store.verdicts import VerdictStore
 
 __all__ = [
     "FakeWorker",

@@ -14,9 +14,9 @@ import pytest
 from models.envelope import decode_feedback, decode_ingest
 from models.events import parse_event
 from models.idempotency import StoredAnswer, key_digest
-from ratchet.client import Answer, RatchetClient
-from ratchet.idempotency import BeginCode, EventIds, IdempotencyStore
-from ratchet.provisioning import create_agent
+from ratchet.platform.provisioning import create_agent
+from ratchet.sandbox.client import Answer, RatchetClient
+from ratchet.store.idempotency import BeginCode, EventIds, IdempotencyStore
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     FakeWorker,
     Gateway,

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from models.envelope import TRACE_HEADER, agent_key, decode_ingest
-from ratchet.client import RatchetClient
-from ratchet.provisioning import create_agent
+from ratchet.platform.provisioning import create_agent
+from ratchet.sandbox.client import RatchetClient
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,

@@ -17,12 +17,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from models.envelope import decode_ingest
 from models.ratelimit import parse_tiers
-from ratchet.client import RatchetClient
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.ratelimit import RateLimiter
-from ratchet.servers import RedisClusterServer, free_port
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
+from ratchet.sandbox.servers import RedisClusterServer, free_port
+from ratchet.store.keys import Keys
+from ratchet.store.ratelimit import RateLimiter
 from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,

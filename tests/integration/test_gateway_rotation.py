@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ratchet.client import RatchetClient
-from ratchet.provisioning import agent_secret, project_for_api_key
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import agent_secret, project_for_api_key
+from ratchet.sandbox.client import RatchetClient
 from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
@@ -155,8 +155,8 @@ async def test_rotation_cli(redis_url: str, key_prefix: str) -> None:
     """``ratchet projects rotate-key`` / ``agents rotate-secret`` / ``projects set-tier``."""
     from redis.asyncio import Redis
 
-    from ratchet.keys import Keys
-    from ratchet.provisioning import create_agent, create_project
+    from ratchet.platform.provisioning import create_agent, create_project
+    from ratchet.store.keys import Keys
     from tests.integration.test_gateway_cli import _field, _run
 
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}

@@ -16,14 +16,14 @@ import pytest
 from multidict import CIMultiDict
 from redis.asyncio import Redis
 
-from ratchet.client import RatchetClient
-from ratchet.errors import RateLimitedError
-from ratchet.keys import Keys
-from ratchet.provisioning import hash_api_key, project_for_api_key
-from ratchet.scripts import ControlScripts
-from ratchet.servers import free_port
-from ratchet.settings import Settings
-from ratchet.signup import SignupRequest, issue_token
+from models.errors import RateLimitedError
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import hash_api_key, project_for_api_key
+from ratchet.platform.signup import SignupRequest, issue_token
+from ratchet.sandbox.client import RatchetClient
+from ratchet.sandbox.servers import free_port
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import ControlScripts
 from tests.integration.own_gateway import own_gateway
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,

@@ -9,8 +9,8 @@ import pytest
 
 from models.envelope import agent_key, decode_feedback
 from models.verdict import Edge, Verdict
-from ratchet.keys import Keys
-from ratchet.verdicts import Approval, Resolution, VerdictStore
+from ratchet.store.keys import Keys
+from ratchet.store.verdicts import Approval, Resolution, VerdictStore
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     FakeWorker,
     Gateway,

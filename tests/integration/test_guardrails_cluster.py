@@ -14,11 +14,11 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
-from ratchet.engine import Engine
-from ratchet.guard_store import GuardBatch, GuardItem, GuardStore
-from ratchet.keys import Keys
-from ratchet.policy_store import FixedPolicy
-from ratchet.servers import RedisClusterServer
+from ratchet.engine.engine import Engine
+from ratchet.sandbox.servers import RedisClusterServer
+from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
 

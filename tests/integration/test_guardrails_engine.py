@@ -21,9 +21,9 @@ import redis.asyncio as aioredis
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml
 from models.verdict import Verdict
-from ratchet.engine import Engine
-from ratchet.keys import Keys
-from ratchet.policy_store import FixedPolicy
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
 
 pytestmark = pytest.mark.asyncio
 

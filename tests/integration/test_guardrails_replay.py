@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from ratchet.keys import Keys
-from ratchet.policy_store import save_policy
-from streams.process import worker_env
+from ratchet.sandbox.process import worker_env
+from ratchet.store.keys import Keys
+from ratchet.store.policies import save_policy
 
 T0 = 1_780_000_000.0
 

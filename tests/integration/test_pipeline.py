@@ -19,12 +19,12 @@ import pytest
 from redis.asyncio import Redis
 
 from models.params import COUNT_SCALE, EngineParams
-from ratchet.client import RatchetClient
-from ratchet.keys import Keys
-from ratchet.provisioning import create_agent, create_project
-from ratchet.servers import free_port
-from ratchet.store import EngineStore
-from streams.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
+from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+from ratchet.sandbox.servers import free_port
+from ratchet.store.chains import EngineStore
+from ratchet.store.keys import Keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from models.events import parse_event
-from ratchet.engine import Engine
-from ratchet.policy_store import DEFAULT_TOML, StoredPolicies
+from ratchet.engine.engine import Engine
+from ratchet.store.policies import DEFAULT_TOML, StoredPolicies
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     Tenant,

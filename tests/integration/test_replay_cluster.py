@@ -15,10 +15,10 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from models.events import IngestEvent, parse_event
 from models.idempotency import StoredAnswer, key_digest
-from ratchet.idempotency import BeginCode, EventIds, IdempotencyStore
-from ratchet.keys import Keys
-from ratchet.scripts import script_source
-from ratchet.servers import RedisClusterServer
+from ratchet.sandbox.servers import RedisClusterServer
+from ratchet.store.idempotency import BeginCode, EventIds, IdempotencyStore
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import script_source
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
 

@@ -22,9 +22,14 @@ import pytest
 from gateway.app import build_app
 from models.signing import sign
 from models.verdict import Edge, Reason, Verdict
-from ratchet.provisioning import agent_secret, create_agent, create_project, project_for_api_key
-from ratchet.settings import Settings
-from ratchet.verdicts import VerdictStore
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import (
+    agent_secret,
+    create_agent,
+    create_project,
+    project_for_api_key,
+)
+from ratchet.store.verdicts import VerdictStore
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     Gateway,
     event,

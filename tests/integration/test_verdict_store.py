@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.verdict import Edge, Verdict
-from ratchet.keys import Keys
-from ratchet.servers import RedisClusterServer
-from ratchet.verdicts import VerdictStore
+from ratchet.sandbox.servers import RedisClusterServer
+from ratchet.store.keys import Keys
+from ratchet.store.verdicts import VerdictStore
 
 
 def _verdict(i: int, action: str, *, duplicate: bool = False) -> Verdict:

@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 
 from gateway.app import build_app
 from gateway.routes_webhooks import WEBHOOK_RESOLVER
-from ratchet.audit import AuditLog
-from ratchet.keys import Keys
-from ratchet.provisioning import hash_api_key
-from ratchet.settings import Settings
+from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import hash_api_key
+from ratchet.store.audit import AuditLog
+from ratchet.store.keys import Keys
 from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
     FakeWorker,
     Gateway,

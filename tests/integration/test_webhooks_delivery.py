@@ -23,14 +23,14 @@ from models.envelope import VerdictEnvelope, agent_key, encode_verdicts
 from models.verdict import Edge, Reason, Verdict
 from models.webhook_signing import DELIVERY_HEADER, SIGNATURE_HEADER, verify_delivery
 from models.webhooks import WebhookSpec
-from ratchet.keys import Keys
-from ratchet.servers import free_port
-from ratchet.settings import Settings
-from ratchet.topics import ensure_topics
-from ratchet.webhook_deliver import Deliverer
-from ratchet.webhook_dispatch import WebhookDispatcher
-from ratchet.webhook_net import GuardedResolver, guarded_session
-from ratchet.webhook_store import Webhook, WebhookStore
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.sandbox.servers import free_port
+from ratchet.store.keys import Keys
+from ratchet.store.webhooks import Webhook, WebhookStore
+from ratchet.webhooks.deliver import Deliverer
+from ratchet.webhooks.dispatch import WebhookDispatcher
+from ratchet.webhooks.net import GuardedResolver, guarded_session
 from tests.integration.webhook_helpers import Receiver, ScriptedResolver
 
 PROJECT = "prj_hooks"

@@ -10,7 +10,7 @@ from typing import Self
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ratchet.servers import free_port
+from ratchet.sandbox.servers import free_port
 
 __all__ = ["Received", "Receiver", "ScriptedResolver"]
 

@@ -1,7 +1,7 @@
 """What the deploy/ tests share: file loading, the real settings and metric names, PromQL scanning.
 
 The metric catalogue is read from the code's own collectors (gateway/metrics.py,
-ratchet/metrics.py), so renaming a metric in the code without updating deploy/ fails the tests.
+ratchet/telemetry/metrics.py), so renaming a metric in the code without updating deploy/ fails the tests.
 
 ``python -m tests.unit.deploy_support prometheusrule`` prints deploy/k8s/monitoring/prometheusrule.yaml.
 """
@@ -22,8 +22,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import gateway.metrics
-import ratchet.metrics
-from ratchet.settings import PREFIX, Settings
+import ratchet.telemetry.metrics
+from ratchet.config.settings import PREFIX, Settings
 
 __all__ = [
     "DEPLOY",
@@ -91,7 +91,7 @@ def _families(module: ModuleType) -> Iterator[MetricFamily]:
 
 def metric_families() -> dict[str, MetricFamily]:
     """Every metric family the gateway and the workers register, by family name."""
-    found = [*_families(gateway.metrics), *_families(ratchet.metrics)]
+    found = [*_families(gateway.metrics), *_families(ratchet.telemetry.metrics)]
     return {f.name: f for f in found}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from models.audit import GENESIS, build_entry, entry_hash, iso_utc, validate_actor, verify_chain
-from ratchet.errors import ValidationError
+from models.errors import ValidationError
 
 
 def chain(n: int) -> list[dict[str, Any]]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ratchet.settings import Settings
-from ratchet.settings_doc import render_markdown
+from ratchet.config.docs import render_markdown
+from ratchet.config.settings import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_committed_doc_is_the_generated_one() -> None:
     assert DOC.read_text() == render_markdown(), (
-        "docs/configuration.md is stale: python -m ratchet.settings_doc > docs/configuration.md"
+        "docs/configuration.md is stale: python -m ratchet.config.docs > docs/configuration.md"
     )
 
 

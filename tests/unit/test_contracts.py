@@ -15,9 +15,9 @@ from models.envelope import (
     encode_ingest,
     encode_verdicts,
 )
+from models.errors import ValidationError
 from models.events import parse_event
 from models.verdict import Edge, Reason, Verdict, strictest
-from ratchet.errors import ValidationError
 
 BASE = {
     "event_id": "e1",

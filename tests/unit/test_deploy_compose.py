@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ratchet.cli import build_parser
-from ratchet.settings import Settings
+from ratchet.cli.main import build_parser
+from ratchet.config.settings import Settings
 from tests.unit.deploy_support import DEPLOY, ROOT, load_yaml, setting_env_names
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -85,7 +85,7 @@ def test_ratchet_env_names_are_real_settings(compose: dict[str, Any]) -> None:
     for name, svc in services(compose).items():
         for var in env_of(svc):
             if var.startswith("RATCHET_"):
-                assert var in real, f"{name}: {var} is not a field of ratchet/settings.py"
+                assert var in real, f"{name}: {var} is not a field of ratchet/config/settings.py"
 
 
 def test_ratchet_services_get_valid_settings(compose: dict[str, Any]) -> None:
@@ -184,7 +184,9 @@ def test_dockerfile_builds_every_package_and_runs_the_ratchet_command() -> None:
     for path in copied:
         assert (ROOT / path).exists(), f"COPY {path}: no such path"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]}
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.split(".")[0] for p in include}
+    assert "benchmarks" not in packages, "the image and the wheel do not ship benchmarks/"
     assert packages <= copied, f"packages not copied into the image: {packages - copied}"
     assert pyproject["project"]["readme"] in " ".join(re.findall(r"^COPY (.*)$", text, re.MULTILINE))
     assert 'ENTRYPOINT ["ratchet"]' in text

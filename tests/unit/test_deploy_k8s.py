@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.app import build_app
-from ratchet.cli import build_parser
-from ratchet.settings import Settings
+from ratchet.cli.main import build_parser
+from ratchet.config.settings import Settings
 from tests.unit.deploy_support import (
     DEPLOY,
     load_yaml,
@@ -80,7 +80,7 @@ def test_every_manifest_is_a_named_object_listed_in_a_kustomization(docs: list[D
 def test_settings_objects_hold_only_real_settings_with_valid_values(docs: list[Doc]) -> None:
     env = settings_env(docs)
     unknown = sorted(set(env) - setting_env_names())
-    assert not unknown, f"not fields of ratchet/settings.py: {unknown}"
+    assert not unknown, f"not fields of ratchet/config/settings.py: {unknown}"
     s = Settings.from_env(env)  # raises ConfigError on a bad value
     assert s.redis_url and s.kafka_bootstrap
     assert s.redis_cluster, "production runs Redis Cluster"

@@ -78,7 +78,7 @@ def test_expression_reads_real_metrics(where: str, expr: str) -> None:
     recorded = recorded_labels()
     assert refs.metrics or refs.recorded, f"{where}: no metric found in {expr!r}"
     unknown = sorted(refs.metrics - samples.keys())
-    assert not unknown, f"{where}: {unknown} are not metrics of gateway/ or ratchet/metrics.py"
+    assert not unknown, f"{where}: {unknown} are not metrics of gateway/ or ratchet/telemetry/metrics.py"
     undefined = sorted(refs.recorded - recorded.keys())
     assert not undefined, f"{where}: {undefined} are not recorded in deploy/prometheus/rules.yaml"
 

@@ -1,9 +1,9 @@
-"""Turning the guardrails script's flat answer into per-event state (ratchet.guard_store)."""
+"""Turning the guardrails script's flat answer into per-event state (ratchet.store.guardrails)."""
 
 from __future__ import annotations
 
 from models.guardrails import StateSpec
-from ratchet.guard_store import GuardBatch, GuardItem, parse_answers
+from ratchet.store.guardrails import GuardBatch, GuardItem, parse_answers
 
 SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=3, run_events=True,
                  run_cost=True, agent_daily_cost=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from models.errors import ValidationError
 from models.guardrails.paths import MAX_DEPTH, PathSet, walk
-from ratchet.errors import ValidationError
 
 PAYLOAD = {
     "a": {"b": "ab", "x": {"c": "axc"}, "c": "ac"},

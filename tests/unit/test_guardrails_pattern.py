@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from models.errors import ValidationError
 from models.guardrails import parse_policy
 from models.guardrails.paths import walk
 from models.guardrails.pattern import PatternConfig, check_pattern, parse_pattern
-from ratchet.errors import ValidationError
 
 
 def cfg(*rules: dict[str, Any], **extra: Any) -> PatternConfig:

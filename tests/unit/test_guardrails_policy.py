@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.errors import ValidationError
 from models.guardrails import (
     default_policy,
     parse_policy,
@@ -18,7 +19,6 @@ from models.guardrails import (
     policy_to_dict,
     state_spec,
 )
-from ratchet.errors import ValidationError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml"
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.errors import ValidationError
 from models.events import Limits, check_shape, json_depth, json_key_count, parse_event
 from models.idempotency import event_fingerprint, request_fingerprint, validate_key
-from ratchet.errors import ValidationError
 
 BASE = {"event_id": "e1", "agent_id": "a1", "run_id": "r1", "service": "crm",
         "action": "contacts.read", "payload": {"id": 3}}

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ratchet.errors import ConfigError
-from ratchet.logsetup import logging_config, resolve_format, setup_logging
+from models.errors import ConfigError
+from ratchet.telemetry.logs import logging_config, resolve_format, setup_logging
 
 
 class _Tty(io.StringIO):
@@ -77,14 +77,14 @@ def test_bad_format_or_level_is_a_config_error_naming_the_setting() -> None:
 def test_the_ratchet_command_logs_json_lines_when_asked() -> None:
     """A real process: ``ratchet`` sets up logging from RATCHET_LOG_FORMAT before its command."""
     code = (
-        "import logging, sys; from ratchet import cli; "
-        "cli.COMMAND_MODULES = ();"
-        "p = cli.build_parser; "
-        "import argparse\n"
+        "import argparse, logging, sys\n"
+        "import ratchet.cli.main\n"
+        "cli = sys.modules['ratchet.cli.main']\n"
         "def build():\n"
-        "    parser = argparse.ArgumentParser(); parser.add_argument('-v', action='store_true',"
-        " dest='verbose')\n"
-        "    sub = parser.add_subparsers(dest='command'); s = sub.add_parser('hello')\n"
+        "    parser = argparse.ArgumentParser()\n"
+        "    parser.add_argument('-v', action='store_true', dest='verbose')\n"
+        "    sub = parser.add_subparsers(dest='command')\n"
+        "    s = sub.add_parser('hello')\n"
         "    s.set_defaults(func=lambda a: logging.getLogger('ratchet.x').info('hi',"
         " extra={'k': 1}) or 0)\n"
         "    return parser\n"

@@ -10,10 +10,10 @@ import pytest
 import gateway.client_ip
 import models.ratelimit
 from gateway.client_ip import client_ip, limit_subject, parse_networks
+from models.errors import ConfigError, ValidationError
 from models.ratelimit import RateDecision, parse_tiers, retry_after_header
-from ratchet.errors import ConfigError, ValidationError
-from ratchet.settings import Settings
-from ratchet.signup import parse_redeem, parse_signup_request
+from ratchet.config.settings import Settings
+from ratchet.platform.signup import parse_redeem, parse_signup_request
 
 
 @pytest.mark.parametrize("module", [models.ratelimit, gateway.client_ip])

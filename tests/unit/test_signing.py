@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.errors import AuthError
 from models.signing import (
     canonical_json,
     parse_timestamp,
@@ -17,7 +18,6 @@ from models.signing import (
     signing_message,
     verify,
 )
-from ratchet.errors import AuthError
 
 T = 1_700_000_000
 ARGS = ("p1", "agent-1", "crm", "contacts.read", {"b": [1, 2.5, None], "a": "ü"}, "e1")

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from benchmarks import traffic
-from benchmarks.traffic import ANOMALY_KINDS, Run, archetypes, generate, iter_events, iter_runs
+from models.errors import ConfigError
 from models.events import parse_event
-from ratchet.errors import ConfigError
+from ratchet.sandbox import traffic
+from ratchet.sandbox.traffic import ANOMALY_KINDS, Run, archetypes, generate, iter_events, iter_runs
 
 DEFAULTS: dict[str, Any] = {}  # the documented defaults: 6 agents x 300 runs, 100 warm-up, 5 %
 

@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 from models.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from models.errors import AuthError, ValidationError
 from models.webhook_signing import sign_delivery, verify_delivery
 from models.webhooks import (
     address_problem,
@@ -16,13 +17,12 @@ from models.webhooks import (
     destination_of,
     parse_webhook_request,
 )
-from ratchet.errors import AuthError, ValidationError
 
 BODY = b'{"type":"verdict.pause"}'
 
 
 @pytest.mark.parametrize("name", ["models.webhooks", "models.breaker", "models.webhook_signing",
-                                  "models.audit", "ratchet.audit_export"])
+                                  "models.audit", "ratchet.platform.audit_export"])
 def test_doctests(name: str) -> None:
     assert doctest.testmod(importlib.import_module(name)).failed == 0
 

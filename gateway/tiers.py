@@ -1,0 +1,36 @@
+"""Each project's rate-limit tier, cached per gateway (one HGET per project per TTL)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from models.ratelimit import Tier
+from ratchet.platform.credentials import project_tier
+from ratchet.store.keys import Keys
+
+__all__ = ["TierCache"]
+
+
+@dataclass
+class TierCache:
+    """A project's tier, cached per gateway for ``ttl_s`` (one HGET per project per TTL)."""
+
+    tiers: dict[str, Tier]
+    default: str
+    ttl_s: float
+    _cached: dict[str, tuple[Tier, float]] = field(default_factory=dict)
+
+    async def tier_of(self, redis: Redis, keys: Keys, project_id: str) -> Tier:
+        now = time.monotonic()
+        hit = self._cached.get(project_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        name = await project_tier(redis, keys, project_id)
+        tier = self.tiers.get(name or self.default) or self.tiers[self.default]
+        if len(self._cached) > 100_000:
+            self._cached.clear()
+        self._cached[project_id] = (tier, now + self.ttl_s)
+        return tier

@@ -1,0 +1,138 @@
+"""The one errors module: a base exception, its families, and Lua result codes.
+
+Every error Ratchet raises on purpose derives from :class:`RatchetError` and carries a message
+that says what was wrong and, where possible, what to do about it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConflictError",
+    "NotFoundError",
+    "RatchetError",
+    "RateLimitedError",
+    "ScriptCode",
+    "StoreError",
+    "UnavailableError",
+    "UnprocessableError",
+    "ValidationError",
+    "raise_for_code",
+]
+
+
+class RatchetError(Exception):
+    """Base of every error Ratchet raises deliberately."""
+
+    status: int = 500
+
+
+class ConfigError(RatchetError):
+    """A setting, config file or command-line option is invalid."""
+
+    status = 500
+
+
+class ValidationError(RatchetError):
+    """Client input is malformed; ``field`` names the offending field (dotted path)."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"error": "invalid_request", "field": self.field, "message": str(self)}
+
+
+class AuthError(RatchetError):
+    """Missing or wrong credentials, or a bad/stale signature."""
+
+    status = 401
+
+
+class NotFoundError(RatchetError):
+    status = 404
+
+
+class ConflictError(RatchetError):
+    """A request conflicts with stored state (e.g. a reused event id with a different body);
+    ``field`` optionally names what conflicts."""
+
+    status = 409
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnprocessableError(RatchetError):
+    """Well-formed input that cannot be honoured, e.g. an ``Idempotency-Key`` reused for a
+    different request; ``field`` names the offending field or header."""
+
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RateLimitedError(RatchetError):
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnavailableError(RatchetError):
+    """A dependency (Redis, Kafka) is down; the request can be retried later."""
+
+    status = 503
+
+
+class StoreError(RatchetError):
+    """A Lua script answered with an error code."""
+
+    status = 500
+
+
+class ScriptCode(IntEnum):
+    """Negative result codes returned by the Lua scripts in ``lua/``."""
+
+    OK = 0
+    DUPLICATE = 1
+    BAD_ARGUMENTS = -1
+    UNKNOWN_EVENT = -2
+    NOT_PENDING = -3
+    HEAD_MOVED = -4
+    LIMIT_REACHED = -5
+    #: signup_issue.lua: per-IP hourly / daily limit, global daily cap.
+    SIGNUP_IP_HOUR = -10
+    SIGNUP_IP_DAY = -11
+    SIGNUP_DAILY_CAP = -12
+    #: signup_redeem.lua: the token is unknown, expired or already redeemed.
+    TOKEN_INVALID = -13
+    #: rotate_key.lua: the presented key no longer maps to the project (rotated concurrently).
+    KEY_MISMATCH = -14
+    #: rotate_secret.lua: no such agent in the project.
+    UNKNOWN_AGENT = -15
+    #: a freshly generated id or key already exists (astronomically unlikely; retry).
+    ALREADY_EXISTS = -16
+    #: idempotency_end.lua: the reservation expired or belongs to another request.
+    LEASE_LOST = -20
+
+
+def raise_for_code(code: int, script: str) -> None:
+    """Turn a negative script code into a :class:`StoreError`."""
+    if code >= 0:
+        return
+    try:
+        name = ScriptCode(code).name
+    except ValueError:
+        name = f"code {code}"
+    raise StoreError(f"Lua script {script} failed: {name}")

@@ -1,0 +1,183 @@
+"""Subcommands ``ratchet gateway``, ``ratchet projects create|rotate-key|set-tier``,
+``ratchet agents create|rotate-secret``.
+
+Secrets are printed once, to stdout, with a warning on stderr; they are never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from models.errors import ConfigError, ValidationError
+from models.ratelimit import parse_tiers
+from ratchet.config.settings import Settings, get_settings
+from ratchet.kafka.audit_sink import kafka_sink
+from ratchet.platform.credentials import (
+    rotate_agent_secret,
+    rotate_api_key_of_project,
+    set_project_tier,
+)
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.store.audit import AuditLog
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import ControlScripts
+
+__all__ = ["main_gateway", "register"]
+
+T = TypeVar("T")
+
+_WARNING = (
+    "WARNING: this {what} is shown once and cannot be recovered; store it in a secret manager now."
+)
+
+
+def main_gateway(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    """Run the gateway until interrupted."""
+    from gateway.access_log import ACCESS_LOGGER, AccessLogger
+    from gateway.app import build_app
+
+    app = build_app(settings)
+    web.run_app(
+        app,
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER),
+        print=lambda msg: print(msg, file=sys.stderr),
+    )
+    return 0
+
+
+def _with_redis(
+    settings: Settings, work: Callable[[Redis, Keys, AuditLog], Awaitable[T]]
+) -> T:
+    if not settings.redis_url:
+        raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds projects and agents")
+    url = settings.redis_url
+
+    async def run() -> T:
+        redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        keys = Keys(settings.key_prefix)
+        try:
+            async with kafka_sink(settings.kafka_bootstrap) as sink:
+                return await work(redis, keys, AuditLog(redis, keys, settings, sink=sink))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    return main_gateway(get_settings(), args.host, args.port)
+
+
+def _tier(settings: Settings, tier: str | None) -> str | None:
+    known = parse_tiers(settings.rate_limit_tiers)
+    if tier is not None and tier not in known:
+        raise ValidationError(f"unknown tier {tier!r}; configured: {', '.join(known)}", "tier")
+    return tier
+
+
+def _cmd_project_create(args: argparse.Namespace) -> int:
+    name: str = args.name
+    settings = get_settings()
+    tier = _tier(settings, args.tier)
+    project_id, api_key = _with_redis(
+        settings, lambda r, k, a: create_project(r, k, name, tier, audit=a)
+    )
+    print(f"project_id: {project_id}")
+    print(f"api_key:    {api_key}")
+    print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_agent_create(args: argparse.Namespace) -> int:
+    project: str = args.project
+    wanted: str | None = args.agent_id
+    agent_id, secret = _with_redis(
+        get_settings(), lambda r, k, a: create_agent(r, k, project, wanted, audit=a)
+    )
+    print(f"agent_id:     {agent_id}")
+    print(f"agent_secret: {secret}")
+    print(_WARNING.format(what="agent secret"), file=sys.stderr)
+    return 0
+
+
+def _cmd_project_rotate(args: argparse.Namespace) -> int:
+    project: str = args.project
+    api_key = _with_redis(get_settings(), lambda r, k, a: rotate_api_key_of_project(
+        r, k, ControlScripts(r), project, audit=a))
+    print(f"project_id: {project}")
+    print(f"api_key:    {api_key}")
+    print("the previous API key no longer works.", file=sys.stderr)
+    print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_project_tier(args: argparse.Namespace) -> int:
+    project: str = args.project
+    settings = get_settings()
+    known = frozenset(parse_tiers(settings.rate_limit_tiers))
+    _with_redis(settings, lambda r, k, a: set_project_tier(r, k, project, args.tier, known))
+    print(f"project {project}: tier {args.tier} (gateways apply it within "
+          f"{settings.tier_cache_s:g} s)")
+    return 0
+
+
+def _cmd_agent_rotate(args: argparse.Namespace) -> int:
+    project: str = args.project
+    agent: str = args.agent_id
+    secret = _with_redis(get_settings(), lambda r, k, a: rotate_agent_secret(
+        r, k, ControlScripts(r), project, agent, audit=a))
+    print(f"agent_id:     {agent}")
+    print(f"agent_secret: {secret}")
+    print("the previous secret no longer verifies.", file=sys.stderr)
+    print(_WARNING.format(what="agent secret"), file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``gateway``, ``projects`` and ``agents`` to the ``ratchet`` command."""
+    gw = subparsers.add_parser("gateway", help="run the HTTP gateway")
+    gw.add_argument("--host", default=None, help="bind address (default RATCHET_GATEWAY_HOST)")
+    gw.add_argument("--port", type=int, default=None,
+                    help="port (default RATCHET_GATEWAY_PORT)")
+    gw.set_defaults(func=_cmd_gateway)
+
+    projects = subparsers.add_parser("projects", help="manage projects and their API keys")
+    psub = projects.add_subparsers(dest="projects_command", metavar="ACTION")
+    psub.required = True
+    pcreate = psub.add_parser("create", help="create a project; prints its API key once")
+    pcreate.add_argument("--name", required=True)
+    pcreate.add_argument("--tier", default=None,
+                         help="rate-limit tier (default: RATCHET_DEFAULT_TIER at the gateway)")
+    pcreate.set_defaults(func=_cmd_project_create)
+    protate = psub.add_parser("rotate-key",
+                              help="replace the project's API key (the old one stops working)")
+    protate.add_argument("--project", required=True, help="project id (prj_...)")
+    protate.set_defaults(func=_cmd_project_rotate)
+    ptier = psub.add_parser("set-tier", help="set the project's rate-limit tier")
+    ptier.add_argument("--project", required=True, help="project id (prj_...)")
+    ptier.add_argument("--tier", required=True, help="a tier of RATCHET_RATE_LIMIT_TIERS")
+    ptier.set_defaults(func=_cmd_project_tier)
+
+    agents = subparsers.add_parser("agents", help="manage agent credentials")
+    asub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
+    asub.required = True
+    acreate = asub.add_parser("create", help="register an agent; prints its secret once")
+    acreate.add_argument("--project", required=True, help="project id (prj_...)")
+    acreate.add_argument("--agent-id", default=None, help="agent id (default: generated)")
+    acreate.set_defaults(func=_cmd_agent_create)
+    arotate = asub.add_parser("rotate-secret",
+                              help="replace an agent's secret (the old one stops verifying)")
+    arotate.add_argument("--project", required=True, help="project id (prj_...)")
+    arotate.add_argument("--agent-id", required=True)
+    arotate.set_defaults(func=_cmd_agent_rotate)

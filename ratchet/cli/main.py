@@ -1,0 +1,54 @@
+"""The ``ratchet`` command: one entry point, subcommands registered by the modules that own them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from models.errors import RatchetError
+from ratchet.cli import audit, baselines, demo, gateway, replay, webhooks, worker
+from ratchet.config.settings import get_settings
+from ratchet.telemetry.logs import setup_logging
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: One module per command family, each exposing ``register(subparsers)``.
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratchet",
+        description=(
+            "Ratchet — a streaming behavioural firewall for AI agents. Agents stream every tool "
+            "call as a signed event; Ratchet learns per agent which call sequences are normal "
+            "and answers allow / flag / pause / reject. Settings come from RATCHET_* "
+            "environment variables (see docs/configuration.md)."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+        return int(args.func(args) or 0)
+    except RatchetError as exc:
+        print(f"ratchet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ratchet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

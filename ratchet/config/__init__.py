@@ -1,0 +1,1 @@
+"""Configuration: the one settings object (``RATCHET_*`` environment variables) and its generated reference."""

@@ -1,0 +1,248 @@
+"""The one settings object: every knob, read once from ``RATCHET_*`` environment variables.
+
+Nothing else in the code base reads ``os.environ``. Each field documents its default; a value that
+cannot be cast raises :class:`models.errors.ConfigError` naming the variable.
+
+>>> s = Settings.from_env({"RATCHET_GATEWAY_PORT": "9000"})
+>>> s.gateway_port
+9000
+>>> Settings.from_env({}).redis_url is None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.errors import ConfigError
+
+__all__ = ["PREFIX", "Secret", "Settings", "get_settings"]
+
+PREFIX = "RATCHET_"
+
+
+class Secret(str):
+    """A string whose ``repr`` never shows its value (keys and secrets in settings)."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- services -------------------------------------------------------------------------
+    #: Redis URL (``redis://host:port/db``); unset → commands that need Redis start their own.
+    redis_url: str | None = None
+    #: Treat ``redis_url`` as a Redis Cluster seed node.
+    redis_cluster: bool = False
+    #: Kafka bootstrap servers (``host:port[,host:port]``); unset → the demo starts Tansu.
+    kafka_bootstrap: str | None = None
+    #: Prefix of every Redis key Ratchet writes (a namespace; replay uses its own).
+    key_prefix: str = "rt"
+    #: Topic names.
+    topic_ingest: str = "ingest"
+    topic_verdicts: str = "verdicts"
+    topic_feedback: str = "feedback"
+    topic_audit: str = "audit"
+    #: Partitions used when Ratchet creates its topics.
+    topic_partitions: int = 8
+
+    # --- engine state bounds ----------------------------------------------------------------
+    #: Idle TTL of a run's state (last node, dedup answers), seconds.
+    run_ttl_s: int = 86_400
+    #: Idle TTL of a whole chain (counts, window, mode), seconds.
+    chain_ttl_s: int = 30 * 86_400
+    #: Engine tuning file (TOML, ``[engine]`` table); overrides the built-in defaults.
+    engine_config: str | None = None
+    #: Node ids include service and coarse action (DESIGN.md §3 rich Markov mode).
+    rich_markov: bool = False
+
+    # --- gateway ------------------------------------------------------------------------------
+    #: Address and port the gateway listens on (``0.0.0.0`` in containers).
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
+    max_wait_ms: int = 5_000
+    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, seconds.
+    verdict_ttl_s: int = 86_400
+    #: Largest accepted request body, bytes.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Allowed clock skew for signed events, seconds.
+    signature_window_s: int = 300
+    #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
+    admin_token: Secret | None = None
+    #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
+    kafka_send_timeout_s: float = 5.0
+    #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
+    kafka_linger_ms: int = 2
+    #: Gateway Redis connect and command timeout, seconds (a down Redis answers 503, not a hang).
+    redis_timeout_s: float = 2.0
+    #: Most events accepted in one ``POST /v1/events:batch``.
+    max_batch_events: int = 1000
+    #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.
+    max_policy_bytes: int = 256 * 1024
+
+    # --- guardrails ------------------------------------------------------------------------------
+    #: How often an engine re-checks a project's stored policy version, seconds: a replaced
+    #: policy applies to batches decided at most this long (+ one batch) after the PUT.
+    policy_refresh_s: float = 1.0
+    #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
+    guardrails: bool = True
+
+    # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
+    #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one
+    #: minute's worth of tokens and refills continuously.
+    rate_limit_tiers: str = "free:120:20,standard:6000:300,high_volume:100000:1000"
+    #: Tier of projects that have none stored (and of self-serve signups).
+    default_tier: str = "free"
+    #: Redis for rate-limit buckets (unset → ``redis_url``). Ingest limits fail open when it is
+    #: unavailable; registration limits fail closed.
+    ratelimit_redis_url: str | None = None
+    #: How long a gateway caches a project's tier, seconds (tier changes apply within this).
+    tier_cache_s: float = 10.0
+
+    # --- self-serve signup ----------------------------------------------------------------------
+    #: Kill switch: ``RATCHET_SIGNUP_DISABLED=1`` turns both signup endpoints off (503).
+    signup_disabled: bool = False
+    #: Signup tokens per client IP per sliding hour / sliding 24 h.
+    signup_per_ip_hour: int = 5
+    signup_per_ip_day: int = 10
+    #: Signup tokens issued per UTC day, all clients together.
+    signup_daily_cap: int = 500
+    #: How long an unredeemed signup token stays valid, seconds.
+    signup_token_ttl_s: int = 3_600
+    #: Comma-separated CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed (empty: the
+    #: client IP is always the socket peer, and ``X-Forwarded-For`` is ignored).
+    trusted_proxies: str = ""
+
+    # --- credential brute-force protection ---------------------------------------------------
+    #: Failed authentications per client IP within the window before rotation and signup
+    #: endpoints answer 429.
+    auth_failure_limit: int = 10
+    auth_failure_window_s: int = 900
+    #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
+    idempotency_ttl_s: int = 86_400
+    #: How long an unfinished request holds its ``Idempotency-Key`` (a crashed gateway's
+    #: reservation frees itself after this), seconds; must exceed the longest request.
+    idempotency_lease_s: int = 60
+    #: How long an event id stays bound to the first body it was accepted with, seconds
+    #: (~240 bytes of Redis per event for the window; 0 turns the check off).
+    event_id_window_s: int = 86_400
+    #: Shape limits of ingest events (docs/security.md, "Input limits").
+    max_payload_depth: int = 16
+    max_payload_keys: int = 5_000
+    max_metadata_bytes: int = 10 * 1024
+    max_metadata_keys: int = 50
+    max_metadata_depth: int = 3
+
+    # --- workers --------------------------------------------------------------------------------
+    #: Faust app id of the workers (= their Kafka consumer group) and the port of their
+    #: ``/metrics`` (0 = off).
+    worker_id: str = "ratchet-worker"
+    worker_web_port: int = 6066
+    #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
+    #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
+    worker_fetch_wait_ms: int = 10
+    #: Faust consumer-group timings (short values are for tests and the demo; see docs).
+    broker_session_timeout_s: float = 60.0
+    broker_heartbeat_interval_s: float = 3.0
+    broker_rebalance_timeout_s: float = 60.0
+
+    # --- audit log (docs/security.md "Audit log") --------------------------------------------------
+    #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).
+    audit_retention_days: int = 365
+    #: Attempts to publish an entry to the ``audit`` topic after Redis stored it.
+    audit_publish_attempts: int = 3
+
+    # --- webhooks (docs/security.md "Webhooks") ------------------------------------------------------
+    #: Allow webhook URLs on loopback addresses. DEVELOPMENT/TESTS ONLY; off in production.
+    webhooks_allow_loopback: bool = False
+    #: Timeout of one delivery attempt (connect + response), seconds.
+    webhook_timeout_s: float = 5.0
+    #: Delivery attempts per event and webhook before the delivery is dropped (counted).
+    webhook_max_attempts: int = 6
+    #: First retry delay, seconds; doubles per attempt, capped, with full jitter.
+    webhook_backoff_base_s: float = 1.0
+    webhook_backoff_max_s: float = 60.0
+    #: Circuit breaker per destination (scheme://host:port): this many failures ...
+    webhook_breaker_failures: int = 10
+    #: ... within this many seconds open it ...
+    webhook_breaker_window_s: float = 60.0
+    #: ... for this long; then one half-open trial decides (success closes, failure reopens).
+    webhook_breaker_open_s: float = 30.0
+    #: Webhooks one project may register.
+    webhooks_per_project: int = 10
+    #: Deliveries in flight at once per dispatcher process.
+    webhook_concurrency: int = 50
+    #: Kafka consumer group of the webhook dispatcher (its own: it reads ``verdicts`` again).
+    webhook_group: str = "ratchet-webhooks"
+    #: Port of the dispatcher's Prometheus ``/metrics`` (0 = not served).
+    webhook_metrics_port: int = 6067
+
+    # --- logging ----------------------------------------------------------------------------------
+    #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
+    log_level: str = "INFO"
+    #: Log line format: ``json`` (one JSON object per line), ``text`` (human) or ``auto`` (text
+    #: when stderr is a terminal, else JSON). Fields: docs/operations.md "Logs".
+    log_format: str = "auto"
+    #: Kafka topic that also receives every decision-log line (non-allow verdicts and mode
+    #: changes) as JSON, keyed by project; empty = logged only.
+    topic_decisions: str = ""
+
+    #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            name = PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _cast(name, env[name], f.type)
+        values["extra"] = {k: v for k, v in env.items() if k.startswith(PREFIX)}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _cast(name: str, raw: str, annotation: object) -> object:
+    text = str(annotation)
+    try:
+        if "bool" in text:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if "Secret" in text:
+            return Secret(raw) if raw else None
+        if "None" in text and raw == "":
+            return None
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {text}; fix or unset it") from None
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _cached
+    if _cached is None:
+        _cached = Settings.from_env()
+    return _cached

@@ -1,0 +1,1 @@
+"""The behavioural engine: chain scoring and modes, guardrail orchestration, offline replay."""

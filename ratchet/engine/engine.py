@@ -1,0 +1,379 @@
+"""The behavioural engine: events → guardrails and Markov chains → verdicts.
+
+Pure work (skeletons, node ids, chain identity, reasons, guardrail rules) comes from
+``models/``; state lives in Redis. A batch costs two round trips: one ``lua/guardrails.lua`` call
+per agent (:mod:`ratchet.engine.guard`), then one ``lua/observe.lua`` call per chain, each set pipelined.
+The guardrails go first because an event a guardrail pauses or rejects is held back from
+learning (protected learning). Each guardrail and the chain decide independently; the verdict
+takes the strictest action and lists every reason. Guardrails apply in every mode: a chain in
+shadow still gets the explicit rules' actions. Used by the Faust workers, ``ratchet replay``
+and the benchmarks alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from models.audit import check_action_actor
+from models.errors import UnavailableError
+from models.events import IngestEvent
+from models.modes import MODE_NAMES
+from models.nodes import ChainId, chain_for, node_id
+from models.params import COUNT_SCALE, EngineParams
+from models.scoring import probability
+from models.skeleton import skeleton_hash
+from models.verdict import Edge, Reason, Verdict, strictest
+from ratchet.engine.guard import Guardrails
+from ratchet.store.audit import AuditLog
+from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, Observation, ObserveItem
+from ratchet.store.guardrails import GuardStore
+from ratchet.store.keys import Keys
+from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.telemetry.metrics import (
+    BATCH_EVENTS,
+    EDGE_SCORE_BITS,
+    ENGINE_ERRORS,
+    EVENTS,
+    MODE_TRANSITIONS,
+)
+
+__all__ = ["Engine", "connect_redis", "count_observations", "markov_reason"]
+
+_HIGH = frozenset(("high", "critical"))
+_HOLD = frozenset(("pause", "reject"))
+
+
+def connect_redis(url: str, *, cluster: bool = False) -> Redis | RedisCluster:
+    """An asyncio Redis (or Redis Cluster) client with bounded timeouts."""
+    if cluster:
+        return RedisCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
+    """The explanation of an anomalous transition (None when the detector saw nothing)."""
+    if not obs.anomalous:
+        return None
+    detail: dict[str, object] = {
+        "score_bits": round(obs.score, 3),
+        "threshold_bits": round(obs.threshold, 3),
+        "p": probability(obs.count, obs.row_total),
+        "from": obs.from_node,
+        "to": obs.to_node,
+        "seen": obs.count / COUNT_SCALE,
+        "from_seen": obs.row_total / COUNT_SCALE,
+        "new_node": obs.to_new,
+        "mode": MODE_NAMES[obs.mode],
+    }
+    if obs.mode == 0 and obs.action == "allow":
+        detail["note"] = "shadow mode: learning, reported but not enforced"
+    elif obs.mode == 0:
+        detail["note"] = (
+            "a service new to this agent, which is established on its other services: "
+            "enforced by their mode while this chain learns"
+        )
+    return Reason("markov", obs.action, detail)
+
+
+def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
+    """Engine metrics of one batch: label lookups once per label set, not once per event."""
+    tally: Counter[tuple[int, bool]] = Counter()
+    observe_score = EDGE_SCORE_BITS.observe
+    for answer in answers:
+        for obs in answer:
+            if obs.duplicate:
+                continue
+            tally[(obs.mode, obs.anomalous)] += 1
+            observe_score(obs.score)
+            if obs.mode_change:
+                MODE_TRANSITIONS.labels(
+                    to=MODE_NAMES[obs.mode], forced="true" if obs.mode_change == 2 else "false"
+                ).inc()
+    for (mode, anomalous), n in tally.items():
+        EVENTS.labels(mode=MODE_NAMES[mode], anomalous="true" if anomalous else "false").inc(n)
+
+
+@dataclass
+class Engine:
+    store: EngineStore
+    params: EngineParams
+    rich: bool = False
+    clock: Callable[[], float] = time.time
+    #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
+    guardrails: Guardrails | None = None
+
+    @classmethod
+    def create(
+        cls,
+        client: Redis | RedisCluster,
+        *,
+        keys: Keys | None = None,
+        params: EngineParams | None = None,
+        rich: bool = False,
+        run_ttl_s: int = 86_400,
+        chain_ttl_s: int = 30 * 86_400,
+        guardrails: bool = True,
+        policies: PolicySource | None = None,
+        policy_keys: Keys | None = None,
+        policy_refresh_s: float = 1.0,
+        event_time: bool = False,
+    ) -> Engine:
+        """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
+        policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
+        the project's stored policy, re-checked every ``policy_refresh_s`` seconds)."""
+        params = params or EngineParams()
+        keys = keys or Keys()
+        store = EngineStore(client, keys, params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s)
+        guards = None
+        if guardrails:
+            source = policies or StoredPolicies(
+                client, policy_keys or keys, refresh_s=policy_refresh_s
+            )
+            guards = Guardrails(
+                GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
+            )
+        return cls(store=store, params=params, rich=rich, guardrails=guards)
+
+    def chain_of(self, event: IngestEvent) -> ChainId:
+        return chain_for(event.project_id, event.agent_id, event.service, event.priority)
+
+    def node_of(self, event: IngestEvent) -> str:
+        return node_id(
+            skeleton_hash(event.payload), service=event.service, action=event.action, rich=self.rich
+        )
+
+    def _nodes(self, events: Sequence[IngestEvent]) -> tuple[list[str], list[str]]:
+        """(Markov node, guardrail node) per event; the skeleton is hashed once."""
+        markov: list[str] = []
+        guard: list[str] = []
+        for ev in events:
+            skel = skeleton_hash(ev.payload)
+            rich = node_id(skel, service=ev.service, action=ev.action, rich=True)
+            markov.append(rich if self.rich else skel)
+            guard.append(rich)
+        return markov, guard
+
+    async def decide(
+        self,
+        events: Sequence[IngestEvent],
+        *,
+        learn: bool = True,
+        trace_id: str = "",
+        holds: Sequence[bool] | None = None,
+    ) -> list[Verdict]:
+        """Verdicts for ``events`` in order (one guardrails call per agent, then one observe
+        call per chain; each set pipelined).
+
+        ``holds[i]`` marks an event held back from learning by the caller; events a guardrail
+        pauses or rejects are held back too. Raises :class:`UnavailableError` when Redis
+        cannot be reached (never a detection).
+        """
+        if not events:
+            return []
+        now = self.clock()
+        markov_nodes, guard_nodes = self._nodes(events)
+        guard_reasons: list[tuple[Reason, ...]] | None = None
+        if self.guardrails is not None:
+            try:
+                guard_reasons = await self.guardrails.check(events, guard_nodes, now)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+                raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+        groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
+        for i, ev in enumerate(events):
+            hold = bool(holds[i]) if holds is not None else False
+            if guard_reasons is not None and not hold:
+                hold = any(r.action in _HOLD for r in guard_reasons[i])
+            chain = self.chain_of(ev)
+            group = groups.get(chain.tag)
+            if group is None:
+                group = groups[chain.tag] = (chain, [], [])
+            group[1].append(i)
+            group[2].append(
+                ObserveItem(
+                    event_id=ev.event_id,
+                    run_id=ev.run_id,
+                    node=markov_nodes[i],
+                    high_priority=ev.priority in _HIGH,
+                    end_of_run=ev.end_of_run,
+                    hold=hold,
+                )
+            )
+        try:
+            seen = await self._service_modes([chain for chain, _, _ in groups.values()])
+            batches = [
+                ChainBatch(
+                    tag=tag,
+                    items=items,
+                    eligible=chain.critical or self.rich,
+                    locked_action=(
+                        self.params.critical_locked_action if chain.critical
+                        else self.params.locked_action
+                    ),
+                    mode_floor=self._mode_floor(chain, seen),
+                )
+                for tag, (chain, _, items) in groups.items()
+            ]
+            answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
+            if learn:
+                await self._record_service_modes(
+                    [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
+                    seen,
+                )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+        BATCH_EVENTS.observe(len(events))
+        count_observations(answers)
+        out: list[Verdict | None] = [None] * len(events)
+        for (chain, indices, _), answer in zip(groups.values(), answers, strict=True):
+            for i, obs in zip(indices, answer, strict=True):
+                guards = guard_reasons[i] if guard_reasons is not None else ()
+                out[i] = self._verdict(events[i], chain, obs, now, trace_id, guards)
+        return [v for v in out if v is not None]
+
+    # --- services new to an established agent ---------------------------------------------------
+    # A chain starts in shadow. When the agent already has a chain past shadow on another
+    # service, a first call to a new service is exactly what exfiltration looks like, so the new
+    # chain acts by the agent's mode (flag or pause, and pausing holds the event back from
+    # learning) until it has its own footing: a mode past shadow or min_runs_soft runs.
+    # Per agent, one hash {chain label suffix -> "mode:runs"}, read and written once per batch.
+
+    async def _service_modes(
+        self, chains: Sequence[ChainId]
+    ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+        agents = sorted({(c.project_id, c.agent_id) for c in chains})
+        raw = await asyncio.gather(*(
+            self.store.client.hgetall(self.store.keys.agent_services(p, a)) for p, a in agents
+        ))
+        out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+        for agent, fields in zip(agents, raw, strict=True):
+            parsed: dict[str, tuple[int, int]] = {}
+            for k, v in fields.items():
+                mode, _, runs = _text(v).partition(":")
+                parsed[_text(k)] = (int(mode), int(runs or 0))
+            out[agent] = parsed
+        return out
+
+    def _mode_floor(
+        self, chain: ChainId, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]
+    ) -> int:
+        floor, own_footing = 0, False
+        for field, (mode, runs) in seen.get((chain.project_id, chain.agent_id), {}).items():
+            if _service_of(field) == chain.service:
+                own_footing = own_footing or mode > 0 or runs >= self.params.min_runs_soft
+            else:
+                floor = max(floor, mode)
+        return 0 if own_footing else floor
+
+    async def _record_service_modes(
+        self,
+        latest: Sequence[tuple[ChainId, Observation]],
+        seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+    ) -> None:
+        writes = []
+        for chain, obs in latest:
+            field = _service_field(chain)
+            known = seen.get((chain.project_id, chain.agent_id), {}).get(field)
+            # runs only matter until min_runs_soft: write on a mode change or while below it
+            if known != (obs.mode, obs.runs) and (
+                known is None or known[0] != obs.mode or obs.runs <= self.params.min_runs_soft
+            ):
+                key = self.store.keys.agent_services(chain.project_id, chain.agent_id)
+                writes.append(self.store.client.hset(key, field, f"{obs.mode}:{obs.runs}"))
+                writes.append(self.store.client.expire(key, self.store.chain_ttl_s))
+        if writes:
+            await asyncio.gather(*writes)
+
+    def _verdict(
+        self,
+        ev: IngestEvent,
+        chain: ChainId,
+        obs: Observation,
+        now: float,
+        trace_id: str,
+        guards: tuple[Reason, ...] = (),
+    ) -> Verdict:
+        reason = markov_reason(obs, self.params)
+        reasons = (reason, *guards) if reason is not None else guards
+        action = strictest([obs.action, *(r.action for r in guards)]) if guards else obs.action
+        change = ""
+        if obs.mode_change:
+            change = MODE_NAMES[obs.mode] + ("(forced)" if obs.mode_change == 2 else "")
+        return Verdict(
+            event_id=ev.event_id,
+            agent_id=ev.agent_id,
+            run_id=ev.run_id,
+            chain=chain.label,
+            chain_tag=chain.tag,
+            mode=MODE_NAMES[obs.mode],
+            anomalous=obs.anomalous,
+            score=obs.score,
+            threshold=obs.threshold,
+            edge=Edge(
+                obs.from_node,
+                obs.to_node,
+                probability(obs.count, obs.row_total),
+                obs.count / COUNT_SCALE,
+                obs.row_total / COUNT_SCALE,
+            ),
+            action=action,
+            reasons=reasons,
+            decided_at=now,
+            trace_id=trace_id,
+            project_id=ev.project_id,
+            duplicate=obs.duplicate,
+            held=obs.held,
+            mode_change=change,
+        )
+
+    async def feedback(
+        self, chain_tag: str, run_id: str, event_id: str, decision: str
+    ) -> FeedbackResult:
+        """Apply a human decision on a held event (approve → learn it; reject → confirm)."""
+        try:
+            return await self.store.feedback(
+                chain_tag, run_id, event_id, decision, now_ms=int(self.clock() * 1000)
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+
+    async def reset(
+        self, chain: ChainId, *, audit: AuditLog | None = None, actor: str = "cli"
+    ) -> int:
+        """Operator reset of a baseline: the chain starts again in shadow.
+
+        With ``audit``, a ``baseline.reset`` entry is appended to the chain's project log.
+        """
+        if audit is not None:
+            check_action_actor("baseline.reset", actor)
+        deleted = await self.store.reset(chain.tag)
+        if audit is not None:
+            await audit.append(
+                chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",
+                {"agent_id": chain.agent_id, "service": chain.service,
+                 "critical": chain.critical, "keys_deleted": deleted},
+            )
+        return deleted
+
+
+def _service_field(chain: ChainId) -> str:
+    return chain.service + ("\x1fcritical" if chain.critical else "")
+
+
+def _service_of(field: str) -> str:
+    return field.partition("\x1f")[0]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,92 @@
+"""The guardrails side of a decision: policy per project → state per agent → reasons per event.
+
+For a batch of events: the projects' policies come from a :class:`PolicySource` (cached); the
+events are grouped by agent and counted into Redis by one ``lua/guardrails.lua`` call per agent
+(pipelined), which answers each event's state; then every enabled rule of the event's policy
+runs on the event and its state (:func:`models.guardrails.evaluate`, pure Python).
+
+Why the split: the only thing that must be atomic is the read-modify-write of the counters, so
+Lua does exactly that and the rules (regexes, Luhn, base64 sniffing, cycle detection) stay in
+pure, unit-tested Python. The state each event is judged on is the one the atomic update
+produced for it, so two workers racing on one agent (a rebalance) still see exact counts.
+
+The node a guardrail sees is always the *rich* node (service, coarse action, payload shape):
+loop and entropy look at a run, and a run crosses services, so ``crm.read {id}`` and
+``mail.send {id}`` must not be the same node even when the Markov chain keys on shape alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.events import IngestEvent
+from models.guardrails import EMPTY_STATE, GuardrailState, evaluate
+from models.verdict import Reason
+from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
+from ratchet.store.keys import Keys
+from ratchet.store.policies import ActivePolicy, PolicySource
+from ratchet.telemetry.metrics import GUARDRAIL_REASONS
+
+__all__ = ["Guardrails"]
+
+
+def _stateful(active: ActivePolicy) -> bool:
+    s = active.spec
+    return bool(
+        s.agent_window_s or s.run_window_s or s.history or s.run_events or s.run_cost
+        or s.agent_daily_cost
+    )
+
+
+@dataclass
+class Guardrails:
+    store: GuardStore
+    policies: PolicySource
+    keys: Keys
+    #: Use each event's own ``ts`` (when it has one) as its time: replay of recorded traffic.
+    #: Live workers use the decision time (an agent could lie about ``ts``).
+    event_time: bool = False
+
+    async def check(
+        self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float
+    ) -> list[tuple[Reason, ...]]:
+        """Guardrail reasons per event (same order). Counts the events into Redis."""
+        policies = await self.policies.active({ev.project_id for ev in events})
+        now_ms = int(now * 1000)
+        groups: dict[str, tuple[ActivePolicy, list[int], list[GuardItem]]] = {}
+        for i, ev in enumerate(events):
+            active = policies[ev.project_id]
+            if not _stateful(active):
+                continue
+            tag = self.keys.guard_tag(ev.project_id, ev.agent_id)
+            group = groups.get(tag)
+            if group is None:
+                group = groups[tag] = (active, [], [])
+            t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
+            group[1].append(i)
+            group[2].append(GuardItem(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
+        out: list[tuple[Reason, ...]] = [()] * len(events)
+        done = [False] * len(events)
+        if groups:
+            batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]
+            answers = await self.store.update(batches)
+            for (active, indices, _), answer in zip(groups.values(), answers, strict=True):
+                for i, ans in zip(indices, answer, strict=True):
+                    out[i] = self._reasons(active, events[i], ans.state, count=not ans.duplicate)
+                    done[i] = True
+        for i, ev in enumerate(events):
+            if not done[i]:
+                out[i] = self._reasons(policies[ev.project_id], ev, EMPTY_STATE, count=True)
+        return out
+
+    @staticmethod
+    def _reasons(
+        active: ActivePolicy, ev: IngestEvent, state: GuardrailState, *, count: bool
+    ) -> tuple[Reason, ...]:
+        reasons = tuple(evaluate(active.policy, ev, state))
+        if count:
+            for r in reasons:
+                name = r.source.partition(":")[2]
+                GUARDRAIL_REASONS.labels(guardrail=name, action=r.action).inc()
+        return reasons

@@ -1,0 +1,1 @@
+"""Kafka plumbing: explicit topic creation and the audit-event sink."""

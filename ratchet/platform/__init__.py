@@ -1,0 +1,1 @@
+"""Tenant platform: projects, agents and keys (credentials, provisioning, signup) and audit export."""

@@ -1,0 +1,148 @@
+"""Projects, API keys and agent credentials in Redis (DESIGN.md §5).
+
+- An **API key** (``rk_`` + 32 random URL-safe bytes) is shown once; Redis keeps only its
+  SHA-256 (``keys.api_key(sha)`` → project id), so a Redis dump does not reveal usable keys.
+- An **agent secret** (``as_`` + 32 random bytes) is shown once too, but Redis must keep it in
+  clear: verifying an HMAC needs the same secret on both sides. Whoever can read Redis can sign
+  events as any agent — protect Redis accordingly (private network, ``requirepass``/ACLs, TLS,
+  no public snapshots). See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+from models.audit import check_action_actor
+from models.errors import ConflictError, NotFoundError, ValidationError
+from ratchet.store.audit import AuditLog
+from ratchet.store.keys import Keys
+
+__all__ = [
+    "AGENT_SECRET_PREFIX",
+    "API_KEY_PREFIX",
+    "agent_secret",
+    "agent_secrets",
+    "create_agent",
+    "create_project",
+    "hash_api_key",
+    "project_exists",
+    "project_for_api_key",
+]
+
+API_KEY_PREFIX = "rk_"
+AGENT_SECRET_PREFIX = "as_"
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+
+
+def hash_api_key(api_key: str) -> str:
+    """Hex SHA-256 of an API key: the only form Redis stores."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+async def create_project(
+    redis: Redis, keys: Keys, name: str, tier: str | None = None, *,
+    audit: AuditLog | None = None, actor: str = "cli",
+) -> tuple[str, str]:
+    """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once.
+
+    ``tier`` is its rate-limit tier (``None``: the gateway's default tier applies). With
+    ``audit``, a ``project.created`` entry is appended (``actor`` names who did it).
+    """
+    if audit is not None:
+        check_action_actor("project.created", actor)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError("project name must be 1 to 200 characters", "name")
+    project_id = f"prj_{uuid.uuid4().hex[:16]}"
+    api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    sha = hash_api_key(api_key)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.project(project_id), mapping={
+            "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
+        })
+        if tier is not None:
+            pipe.hset(keys.project(project_id), "tier", tier)
+        pipe.sadd(keys.projects(), project_id)
+        pipe.set(keys.api_key(sha), project_id)
+        await pipe.execute()
+    if audit is not None:
+        await audit.append(project_id, "project.created", actor, f"project:{project_id}",
+                           {"name": name, "api_key_id": sha[:12], "tier": tier})
+    return project_id, api_key
+
+
+async def project_exists(redis: Redis, keys: Keys, project_id: str) -> bool:
+    return bool(await redis.exists(keys.project(project_id)))
+
+
+async def create_agent(
+    redis: Redis,
+    keys: Keys,
+    project_id: str,
+    agent_id: str | None = None,
+    *,
+    audit: AuditLog | None = None,
+    actor: str = "cli",
+) -> tuple[str, str]:
+    """Register an agent of a project; returns ``(agent_id, secret)`` — show the secret once.
+
+    With ``audit``, an ``agent.created`` entry is appended (never the secret).
+    """
+    if audit is not None:
+        check_action_actor("agent.created", actor)
+    if agent_id is None:
+        agent_id = f"agt_{uuid.uuid4().hex[:16]}"
+    if not _AGENT_ID.match(agent_id):
+        raise ValidationError(
+            "agent id must be 1 to 128 characters of letters, digits and . _ : @ -, "
+            "starting with a letter or digit", "agent_id",
+        )
+    if not await project_exists(redis, keys, project_id):
+        raise NotFoundError(f"project {project_id} does not exist; create it first")
+    secret = AGENT_SECRET_PREFIX + secrets.token_urlsafe(32)
+    created = await redis.hsetnx(keys.agent(project_id, agent_id), "secret", secret)
+    if not created:
+        raise ConflictError(f"agent {agent_id} already exists in project {project_id}")
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.agent(project_id, agent_id), "created_at", repr(time.time()))
+        pipe.sadd(keys.agents(project_id), agent_id)
+        await pipe.execute()
+    if audit is not None:
+        await audit.append(project_id, "agent.created", actor, f"agent:{agent_id}", {})
+    return agent_id, secret
+
+
+async def project_for_api_key(redis: Redis, keys: Keys, api_key: str) -> str | None:
+    """The project an API key belongs to, or ``None``."""
+    raw = await redis.get(keys.api_key(hash_api_key(api_key)))
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+async def agent_secret(redis: Redis, keys: Keys, project_id: str, agent_id: str) -> str | None:
+    """The signing secret of a registered agent, or ``None`` if the project has no such agent."""
+    found = await agent_secrets(redis, keys, project_id, [agent_id])
+    return found.get(agent_id)
+
+
+async def agent_secrets(
+    redis: Redis, keys: Keys, project_id: str, agent_ids: list[str]
+) -> dict[str, str]:
+    """Secrets of several agents in one round trip; unknown agents are absent from the result."""
+    unique = list(dict.fromkeys(agent_ids))
+    if not unique:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for agent_id in unique:
+            pipe.hget(keys.agent(project_id, agent_id), "secret")
+        raws = await pipe.execute()
+    out: dict[str, str] = {}
+    for agent_id, raw in zip(unique, raws):
+        if raw is not None:
+            out[agent_id] = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return out

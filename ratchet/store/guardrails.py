@@ -1,0 +1,157 @@
+"""Redis adapter of the guardrail state: one ``lua/guardrails.lua`` call per agent per batch.
+
+The script counts the events (velocity windows, cost sums, run positions and nodes) atomically
+and answers, per event, the numbers the rules read; this module builds its KEYS/ARGV and turns
+the flat answer back into :class:`models.guardrails.GuardrailState` objects. The rules
+themselves run in Python (:func:`models.guardrails.evaluate`), so Lua and Python never hold
+two copies of the same logic.
+
+A redelivered event id is not counted again: the script answers the state stored for it the
+first time. Its ``run_nodes`` are rebuilt from the run's node list, which keeps twice the
+policy's ``history`` so a redelivery within ``history`` events of the run's newest sees exactly
+the nodes the first decision saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from models.guardrails import GuardrailState, StateSpec
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import Scripts, run_many
+from ratchet.telemetry.metrics import LUA_SECONDS
+
+__all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore"]
+
+#: Slots per velocity window: a count covers between 59/60 and all of the window.
+SLOTS = 60
+#: Nodes kept per run, as a multiple of the policy's history (the rest is redelivery slack).
+NODE_SLACK = 2
+
+
+@dataclass(frozen=True, slots=True)
+class GuardItem:
+    """One event as the guardrails script needs it."""
+
+    event_id: str
+    run_id: str
+    time_ms: int
+    node: str
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardBatch:
+    """Events of one agent (``tag`` = :meth:`Keys.guard_tag`), in order, and what to keep."""
+
+    tag: str
+    items: Sequence[GuardItem]
+    spec: StateSpec
+
+
+@dataclass(frozen=True, slots=True)
+class GuardAnswer:
+    duplicate: bool
+    state: GuardrailState
+
+
+def _num(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def _int(text: str) -> int | None:
+    return int(float(text)) if text else None
+
+
+class GuardStore:
+    def __init__(
+        self, client: Redis | RedisCluster, keys: Keys, *, run_ttl_s: int = 86_400
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.run_ttl_s = run_ttl_s
+        self.scripts = Scripts(client)  # type: ignore[arg-type]
+
+    def call(self, batch: GuardBatch) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one script call (exposed for tests and benchmarks)."""
+        spec = batch.spec
+        agent = self.keys.guard_agent_keys(batch.tag)
+        keys = [agent.window, agent.cost]
+        run_index: dict[str, int] = {}
+        for item in batch.items:
+            if item.run_id not in run_index:
+                run_index[item.run_id] = len(keys) + 1
+                keys += self.keys.guard_run_keys(batch.tag, item.run_id).as_list()
+        args: list[Any] = [
+            (spec.agent_window_s or 0) * 1000,
+            (spec.run_window_s or 0) * 1000,
+            SLOTS,
+            spec.history * NODE_SLACK,
+            1 if spec.run_cost else 0,
+            1 if spec.agent_daily_cost else 0,
+            self.run_ttl_s,
+            len(batch.items),
+        ]
+        for item in batch.items:
+            args += [
+                item.event_id,
+                run_index[item.run_id],
+                item.time_ms,
+                item.node,
+                "" if item.cost is None else repr(item.cost),
+            ]
+        return keys, args
+
+    async def update(self, batches: Sequence[GuardBatch]) -> list[list[GuardAnswer]]:
+        """Run the script once per agent batch (pipelined; concurrent on a cluster)."""
+        calls = [self.call(b) for b in batches]
+        started = time.perf_counter()
+        raw = await run_many(self.client, self.scripts.guardrails, calls)
+        LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
+        return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def parse_answers(batch: GuardBatch, raw: Sequence[bytes | str]) -> list[GuardAnswer]:
+    """The script's flat answer → one :class:`GuardAnswer` per item (see lua/guardrails.lua)."""
+    n = len(batch.items)
+    history = batch.spec.history
+    known: dict[str, dict[int, str]] = {}
+    runs_in_order: list[str] = []
+    for item in batch.items:
+        if item.run_id not in known:
+            known[item.run_id] = {}
+            runs_in_order.append(item.run_id)
+    for run_id, line in zip(runs_in_order, raw[n:], strict=True):
+        start, *nodes = _text(line).split("\t")
+        first = int(start)
+        known[run_id].update((first + i, node) for i, node in enumerate(nodes))
+    rows = [_text(r).split("\t") for r in raw[:n]]
+    for item, f in zip(batch.items, rows, strict=True):
+        if f[0] == "0":
+            known[item.run_id][int(f[1])] = item.node
+    out: list[GuardAnswer] = []
+    for item, f in zip(batch.items, rows, strict=True):
+        pos = int(f[1])
+        seq = known[item.run_id]
+        run_nodes = tuple(seq[p] for p in range(max(0, pos - history), pos) if p in seq)
+        state = GuardrailState(
+            node=item.node,
+            run_nodes=run_nodes,
+            run_events=pos + 1,
+            agent_events_in_window=_int(f[2]),
+            run_events_in_window=_int(f[3]),
+            run_cost=_num(f[4]),
+            agent_daily_cost=_num(f[5]),
+        )
+        out.append(GuardAnswer(duplicate=f[0] == "1", state=state))
+    return out

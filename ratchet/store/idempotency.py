@@ -1,0 +1,126 @@
+"""Replay protection in Redis: ``Idempotency-Key`` records and event-id fingerprints.
+
+- :class:`IdempotencyStore` — one record per (project, key): reserved atomically by
+  ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua`` (answer kept for
+  ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
+- :class:`EventIds` — binds an event id (per project and agent) to the fingerprint of the first
+  body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` runs
+  ``SET key fp NX GET EX window`` per event, one script call per agent, so two different bodies
+  racing for one id cannot both win.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from models.errors import ScriptCode, StoreError
+from models.events import IngestEvent
+from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import script_source
+
+__all__ = ["Begin", "BeginCode", "EventIds", "IdempotencyStore", "Reservation"]
+
+log = logging.getLogger(__name__)
+
+
+class BeginCode(enum.IntEnum):
+    """Output codes of ``lua/idempotency_begin.lua``."""
+
+    RESERVED = 0
+    REPLAY = 1
+    IN_PROGRESS = 2
+    MISMATCH = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    record: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    code: BeginCode
+    #: Set when ``code`` is RESERVED: hand it back to finish or release.
+    reservation: Reservation | None = None
+    #: Set when ``code`` is REPLAY.
+    answer: StoredAnswer | None = None
+
+
+class IdempotencyStore:
+    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, lease_s: int) -> None:
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self.lease_ms = lease_s * 1000
+        self._begin: AsyncScript = redis.register_script(script_source("idempotency_begin"))
+        self._end: AsyncScript = redis.register_script(script_source("idempotency_end"))
+
+    async def begin(self, project_id: str, key_digest: str, fingerprint: str) -> Begin:
+        record = self.keys.idempotency(project_id, key_digest)
+        token = uuid.uuid4().hex
+        out: list[Any] = await self._begin(keys=[record], args=[fingerprint, token, self.lease_ms])
+        code = BeginCode(int(out[0]))
+        if code is BeginCode.RESERVED:
+            return Begin(code, reservation=Reservation(record, token))
+        if code is BeginCode.REPLAY:
+            return Begin(code, answer=decode_answer((out[1], out[2])))
+        return Begin(code)
+
+    async def finish(self, reservation: Reservation, answer: StoredAnswer) -> None:
+        """Keep ``answer`` for replays (the request took effect)."""
+        status, body = encode_answer(answer)
+        await self._call(reservation, ["store", status, body, self.ttl_s])
+
+    async def release(self, reservation: Reservation) -> None:
+        """Forget the reservation (the request had no effect; a retry runs again)."""
+        await self._call(reservation, ["release"])
+
+    async def _call(self, reservation: Reservation, args: list[Any]) -> None:
+        out: list[Any] = await self._end(keys=[reservation.record],
+                                         args=[reservation.token, *args])
+        code = int(out[0])
+        if code == ScriptCode.LEASE_LOST:
+            # the request outlived its lease (RATCHET_IDEMPOTENCY_LEASE_S too short for it)
+            log.warning("idempotency reservation expired before the request finished")
+        elif code < 0:
+            raise StoreError(f"idempotency_end failed with code {code}")
+
+
+class EventIds:
+    """Event id → fingerprint of its first accepted body, per project and agent."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
+        self.keys = keys
+        self.window_s = window_s
+        self._claim: AsyncScript = redis.register_script(script_source("event_ids_claim"))
+
+    async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
+        """Per event: ``True`` if its id is new or was first used with this very body (an
+        idempotent retry), ``False`` if the id is bound to a different body. One script call
+        per agent (a batch is usually one agent). A window of 0 turns the check off."""
+        if not events:
+            return []
+        if self.window_s <= 0:
+            return [True] * len(events)
+        by_agent: dict[tuple[str, str], list[int]] = {}
+        for i, ev in enumerate(events):
+            by_agent.setdefault((ev.project_id, ev.agent_id), []).append(i)
+        out = [False] * len(events)
+        for (project_id, agent_id), positions in by_agent.items():
+            group = [events[i] for i in positions]
+            keys = [self.keys.event_fingerprint(project_id, agent_id, ev.event_id)
+                    for ev in group]
+            prints = [event_fingerprint(ev) for ev in group]
+            answers: list[Any] = await self._claim(keys=keys, args=[self.window_s, *prints])
+            for i, ok in zip(positions, answers, strict=True):
+                out[i] = int(ok) == 1
+        return out

@@ -1,0 +1,40 @@
+"""Token buckets per project in Redis: one ``ratelimit.lua`` call per request.
+
+Buckets are keyed by project (``keys.rate_bucket``), not by the key's hash: a project has one live
+API key, and rotating it must not hand out a fresh, full bucket.
+"""
+
+from __future__ import annotations
+
+import math
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from models.ratelimit import LimitKind, RateDecision, Tier
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import ratelimit_script
+
+__all__ = ["RateLimiter"]
+
+
+class RateLimiter:
+    """Takes tokens from the buckets of one key namespace on one Redis."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.script: AsyncScript = ratelimit_script(redis)
+
+    async def take(
+        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int
+    ) -> RateDecision:
+        """Take ``cost`` tokens (all or nothing) from the project's ``kind`` bucket."""
+        bucket = tier.bucket(kind)
+        raw = await self.script(
+            keys=[self.keys.rate_bucket(project_id, kind)],
+            args=[bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost],
+        )
+        allowed, remaining, retry_ms, reset_ms = (int(x) for x in raw)
+        retry_s = math.inf if retry_ms < 0 else retry_ms / 1000
+        return RateDecision(bool(allowed), bucket.capacity, remaining, reset_ms / 1000, retry_s)

@@ -1,0 +1,219 @@
+"""Verdicts and approvals in Redis: workers write, the gateway reads and resolves.
+
+- ``keys.verdict(project, event)``: the verdict JSON, with a TTL (``settings.verdict_ttl_s``).
+- ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``.
+- ``keys.approval(project, event)``: a human's decision once a paused event is resolved.
+
+:meth:`VerdictStore.resolve` is atomic (WATCH/MULTI on the paused set and the approval key), so
+of two concurrent approvals of the same event exactly one succeeds; the other sees
+``ALREADY_DECIDED``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import WatchError
+
+from models.verdict import Verdict
+from ratchet.store.keys import Keys
+from ratchet.store.scripts import script_source
+
+__all__ = ["Approval", "PausedPage", "Resolution", "VerdictStore"]
+
+
+class Resolution(enum.Enum):
+    RESOLVED = "resolved"
+    #: The event is not paused and was never resolved (unknown, expired or not a pause).
+    NOT_PAUSED = "not_paused"
+    #: Someone resolved it already.
+    ALREADY_DECIDED = "already_decided"
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    decision: str
+    reason: str
+    actor: str
+    decided_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "actor": self.actor,
+            "decided_at": self.decided_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PausedPage:
+    verdicts: list[dict[str, Any]]
+    #: Opaque cursor of the next page, or ``None`` at the end.
+    next_cursor: str | None
+
+
+def _encode_cursor(score: float, member: str) -> str:
+    return f"{score!r}:{member}"
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    head, sep, member = cursor.partition(":")
+    try:
+        score = float(head)
+    except ValueError:
+        raise ValueError("cursor is not one this API returned") from None
+    if not sep or not math.isfinite(score):
+        raise ValueError("cursor is not one this API returned")
+    return score, member
+
+
+class VerdictStore:
+    """Verdict and approval storage of one key namespace."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._save_script: AsyncScript | None = (
+            None if isinstance(redis, RedisCluster)
+            else redis.register_script(script_source("save_verdicts"))
+        )
+
+    async def save_many(
+        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
+    ) -> None:
+        """Store verdicts; paused ones also go to their project's paused index.
+
+        ``bodies[i]``, when given, is ``orjson.dumps(verdicts[i].to_dict())`` already encoded by
+        the caller (the worker sends the same bytes to Kafka). On a single Redis all verdicts go
+        in one ``save_verdicts.lua`` call (one reply, measured ~3x less client CPU than a SET
+        each) and the paused index in a pipeline after it (only when something paused); on
+        Redis Cluster, where verdict keys spread over slots, one pipeline of SETs and index
+        updates.
+        """
+        if not verdicts:
+            return
+        if bodies is None:
+            bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+        verdict_key = self.keys.verdict
+        keys = [verdict_key(v.project_id, v.event_id) for v in verdicts]
+        if self._save_script is not None:
+            # called directly, not in the pipeline: a pipeline holding a script first asks
+            # SCRIPT EXISTS, one more round trip per batch
+            await self._save_script(keys=keys, args=[ttl_s, *bodies])
+        paused = [v for v in verdicts if v.action == "pause" and not v.duplicate]
+        if not paused and self._save_script is not None:
+            return
+        paused_projects: dict[str, float] = {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if self._save_script is None:
+                for key, body in zip(keys, bodies, strict=True):
+                    pipe.set(key, body, ex=ttl_s)
+            for v in paused:
+                pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
+                paused_projects[v.project_id] = max(
+                    paused_projects.get(v.project_id, 0.0), v.decided_at
+                )
+            for project_id, newest in paused_projects.items():
+                key = self.keys.paused(project_id)
+                # entries whose verdict has expired are dropped, so the index stays bounded
+                pipe.zremrangebyscore(key, "-inf", f"({newest - ttl_s}")
+                pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def get(self, project_id: str, event_id: str) -> dict[str, Any] | None:
+        """The stored verdict as a JSON object, or ``None`` (unknown, undecided or expired)."""
+        raw = await self.redis.get(self.keys.verdict(project_id, event_id))
+        if raw is None:
+            return None
+        out: dict[str, Any] = orjson.loads(raw)
+        return out
+
+    async def approval(self, project_id: str, event_id: str) -> Approval | None:
+        raw = await self.redis.get(self.keys.approval(project_id, event_id))
+        if raw is None:
+            return None
+        d = orjson.loads(raw)
+        return Approval(d["decision"], d["reason"], d["actor"], float(d["decided_at"]))
+
+    async def list_paused(
+        self, project_id: str, limit: int = 100, cursor: str | None = None
+    ) -> PausedPage:
+        """Paused verdicts oldest first; ``cursor`` continues after the last page's last item.
+
+        Raises :class:`ValueError` for a cursor this method did not produce.
+        """
+        key = self.keys.paused(project_id)
+        after = _decode_cursor(cursor) if cursor else None
+        low: float | str = after[0] if after else "-inf"
+        picked: list[tuple[str, float]] = []
+        offset, chunk = 0, limit + 1
+        while len(picked) <= limit:
+            rows = cast(list[tuple[Any, float]], await self.redis.zrangebyscore(
+                key, low, "+inf", start=offset, num=chunk, withscores=True
+            ))
+            for raw_member, score in rows:
+                member = raw_member.decode() if isinstance(raw_member, bytes) else str(raw_member)
+                if after and score == after[0] and member <= after[1]:
+                    continue  # ties on the cursor's score that the previous page returned
+                picked.append((member, float(score)))
+            if len(rows) < chunk:
+                break
+            offset += len(rows)
+        more = len(picked) > limit
+        picked = picked[:limit]
+        verdicts: list[dict[str, Any]] = []
+        if picked:
+            async with self.redis.pipeline(transaction=False) as pipe:  # cluster-safe, unlike MGET
+                for member, _ in picked:
+                    pipe.get(self.keys.verdict(project_id, member))
+                raws = await pipe.execute()
+            for (member, score), raw in zip(picked, raws):
+                if raw is not None:
+                    verdicts.append(orjson.loads(raw))
+                else:
+                    verdicts.append({"event_id": member, "decided_at": score, "expired": True})
+        next_cursor = _encode_cursor(picked[-1][1], picked[-1][0]) if more and picked else None
+        return PausedPage(verdicts, next_cursor)
+
+    async def resolve(
+        self, project_id: str, event_id: str, approval: Approval, ttl_s: int
+    ) -> tuple[Resolution, float]:
+        """Atomically take a paused event out of the index and record the human decision.
+
+        Returns the outcome and the event's paused-index score (to undo with :meth:`unresolve`).
+        """
+        paused = self.keys.paused(project_id)
+        record = self.keys.approval(project_id, event_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(paused, record)
+                    score = await pipe.zscore(paused, event_id)
+                    if score is None:
+                        decided = await pipe.exists(record)
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        outcome = Resolution.ALREADY_DECIDED if decided else Resolution.NOT_PAUSED
+                        return outcome, 0.0
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.zrem(paused, event_id)
+                    pipe.set(record, orjson.dumps(approval.to_dict()), ex=ttl_s)
+                    await pipe.execute()
+                    return Resolution.RESOLVED, float(score)
+                except WatchError:
+                    continue
+
+    async def unresolve(self, project_id: str, event_id: str, score: float) -> None:
+        """Undo :meth:`resolve` (the decision could not be published): pause the event again."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.approval(project_id, event_id))
+            pipe.zadd(self.keys.paused(project_id), {event_id: score})
+            await pipe.execute()

@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics shared by the worker, the engine and the stores."""

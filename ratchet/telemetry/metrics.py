@@ -1,0 +1,141 @@
+"""Prometheus metrics of the engine and workers (DESIGN.md §6 conventions).
+
+``ratchet_`` prefix, base units (seconds, bits), ``_total`` counters, bounded labels only: never
+an agent id, event id or chain as a label. The gateway's HTTP metrics live in gateway/metrics.py.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+__all__ = [
+    "AUDIT_ENTRIES",
+    "AUDIT_PUBLISH_FAILURES",
+    "BATCH_EVENTS",
+    "EDGE_SCORE_BITS",
+    "ENGINE_ERRORS",
+    "EVENTS",
+    "FEEDBACK",
+    "GUARDRAIL_REASONS",
+    "INGEST_TO_VERDICT_SECONDS",
+    "LUA_SECONDS",
+    "MODE_TRANSITIONS",
+    "POLICY_LOADS",
+    "VERDICTS",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_BREAKER_TRANSITIONS",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DELIVERY_SECONDS",
+    "WORKER_BATCH_SECONDS",
+    "WORKER_MESSAGES",
+    "WORKER_RETRIES",
+]
+
+LUA_SECONDS = Histogram(
+    "ratchet_lua_call_duration_seconds",
+    "Duration of one engine Lua call (or one pipelined batch of calls).",
+    ["script"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+EVENTS = Counter(
+    "ratchet_events_processed_total",
+    "Events decided by the engine, by chain mode and whether the detector found them anomalous.",
+    ["mode", "anomalous"],
+)
+VERDICTS = Counter(
+    "ratchet_verdicts_total",
+    "Verdicts by action and by the source that decided the action (markov, guardrail:<name>, none).",
+    ["action", "source"],
+)
+MODE_TRANSITIONS = Counter(
+    "ratchet_mode_transitions_total",
+    "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
+    ["to", "forced"],
+)
+EDGE_SCORE_BITS = Histogram(
+    "ratchet_edge_score_bits",
+    "Surprise of scored transitions, in bits (-log2(p + eps)).",
+    buckets=(0.5, 1, 2, 3, 4, 6, 8, 10, 12, 15, 20),
+)
+ENGINE_ERRORS = Counter(
+    "ratchet_engine_errors_total",
+    "Engine failures by kind (e.g. redis_unavailable); a guard error is never a detection.",
+    ["kind"],
+)
+BATCH_EVENTS = Histogram(
+    "ratchet_engine_batch_events",
+    "Events per engine call (batching efficiency).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
+GUARDRAIL_REASONS = Counter(
+    "ratchet_guardrail_reasons_total",
+    "Guardrail matches (reasons added to verdicts), by guardrail and its action.",
+    ["guardrail", "action"],
+)
+POLICY_LOADS = Counter(
+    "ratchet_policy_loads_total",
+    "Guardrail policies (re)loaded by engines after a version change (result: ok, invalid).",
+    ["result"],
+)
+
+# --- workers (streams/) ----------------------------------------------------------------------
+WORKER_MESSAGES = Counter(
+    "ratchet_worker_messages_total",
+    "Kafka messages handled by workers, by topic and result (ok, invalid, error).",
+    ["topic", "result"],
+)
+WORKER_RETRIES = Counter(
+    "ratchet_worker_retries_total",
+    "Batches retried by workers because a dependency was down (messages stay uncommitted).",
+    ["reason"],
+)
+WORKER_BATCH_SECONDS = Histogram(
+    "ratchet_worker_batch_duration_seconds",
+    "Time to decide, save and emit one worker batch (retries included).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+INGEST_TO_VERDICT_SECONDS = Histogram(
+    "ratchet_ingest_to_verdict_seconds",
+    "From the gateway receiving an envelope to its verdicts being emitted by a worker.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+FEEDBACK = Counter(
+    "ratchet_feedback_total",
+    "Human decisions applied by workers (result: applied, not_pending, unknown_event).",
+    ["decision", "result"],
+)
+
+# --- audit log and webhooks (used by gateway, CLI and the webhook dispatcher) ----------------
+AUDIT_ENTRIES = Counter(
+    "ratchet_audit_entries_total",
+    "Audit entries appended, by action (a fixed set: models.audit.ACTIONS).",
+    ["action"],
+)
+AUDIT_PUBLISH_FAILURES = Counter(
+    "ratchet_audit_publish_failures_total",
+    "Audit entries stored in Redis but not published to the audit topic after every attempt.",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "ratchet_webhook_delivery_attempts_total",
+    "Webhook delivery attempts by result: delivered, http_error, timeout, connect_error, "
+    "refused (address not allowed), breaker_open.",
+    ["result"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "ratchet_webhook_deliveries_total",
+    "Webhook deliveries by final result: delivered, dropped (retries exhausted), "
+    "refused (destination address not allowed).",
+    ["result"],
+)
+WEBHOOK_BREAKER_TRANSITIONS = Counter(
+    "ratchet_webhook_breaker_transitions_total",
+    "Circuit-breaker state changes of webhook destinations, by new state "
+    "(open, half_open, closed).",
+    ["state"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "ratchet_webhook_delivery_duration_seconds",
+    "Duration of one webhook delivery attempt that reached the destination.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

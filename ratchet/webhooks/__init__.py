@@ -1,0 +1,1 @@
+"""Outbound webhooks: address safety, signed delivery with retries and breakers, the dispatcher."""

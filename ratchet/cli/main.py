@@ -6,15 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from models.errors import RatchetError
-from ratchet.cli import audit, baselines, demo, gateway, replay, webhooks, worker
-from ratchet.config.settings import get_settings
+from models.errors import ConfigError, RatchetError
+from ratchet.cli import audit, baselines, config, demo, gateway, replay, webhooks, worker
+from ratchet.config.settings import Settings, get_settings
 from ratchet.telemetry.logs import setup_logging
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines)
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = get_settings()
-        setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+        try:
+            settings = get_settings()
+            setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+        except ConfigError:
+            if not getattr(args, "lenient_settings", False):
+                raise
+            settings = Settings()  # `config check` reports the problem itself
+            setup_logging(settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

@@ -22,12 +22,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
 def _env(mark: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
-    env["RATCHET_DEMO_TEST_MARK"] = mark
+    env["RATCHET_TEST_DEMO_MARK"] = mark
     return env
 
 
 def _marked_pids(mark: str) -> list[int]:
-    needle = f"RATCHET_DEMO_TEST_MARK={mark}".encode()
+    needle = f"RATCHET_TEST_DEMO_MARK={mark}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from gateway import (
     routes_audit,
@@ -36,7 +35,8 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.redis import connect
+from ratchet.store.scripts import scripts_for
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = ["build_app"]
@@ -62,16 +62,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         assert settings.redis_url and settings.kafka_bootstrap
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.redis_timeout_s,
-            socket_timeout=settings.redis_timeout_s,
-        )
-        limits_redis = redis if not settings.ratelimit_redis_url else Redis.from_url(
-            settings.ratelimit_redis_url,
-            socket_connect_timeout=settings.redis_timeout_s,
-            socket_timeout=settings.redis_timeout_s,
-        )
+        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        limits_redis = redis if not settings.ratelimit_redis_url else connect(settings.ratelimit_redis_url, timeout_s=settings.redis_timeout_s)
         publisher = Publisher(
             settings.kafka_bootstrap,
             linger_ms=settings.kafka_linger_ms,
@@ -92,7 +84,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
                 settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
-                scripts=ControlScripts(redis), limiter=RateLimiter(limits_redis, keys),
+                scripts=scripts_for(redis), limiter=RateLimiter(limits_redis, keys),
                 tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
                 trusted_proxies=trusted,
                 audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),

@@ -47,7 +47,7 @@ async def rate_limit(request: web.Request, caller: Caller, kind: LimitKind, cost
         decision = await state.limiter.take(
             caller.project_id, tier, kind, cost, int(time.time() * 1000)
         )
-    except RedisError as exc:
+    except (RedisError, UnavailableError) as exc:
         if kind != INGEST:
             raise UnavailableError("the rate limiter is unavailable; retry later") from None
         RATELIMIT_FAIL_OPEN.inc()

@@ -12,8 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ingest import error_body
 from gateway.limits import DECISION
@@ -22,6 +20,7 @@ from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RatchetError, RateLimitedError, UnavailableError
 from models.ratelimit import RateDecision, retry_after_header
+from ratchet.store.redis import REDIS_FAILURES, unavailable
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -76,10 +75,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = web.json_response(error_body(exc), status=exc.status)
         if isinstance(exc, RateLimitedError):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_FAILURES as exc:
+        # Platform code that talks to Redis directly (not through a store) lands here.
         GATEWAY_ERRORS.labels("redis_unavailable").inc()
         log.warning("redis unavailable: %s", type(exc).__name__)
-        resp = json_error(503, "unavailable", "Redis is unavailable; retry later")
+        down = unavailable(exc)
+        resp = web.json_response(error_body(down), status=down.status)
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)

@@ -15,7 +15,7 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.scripts import ScriptRegistry
 from ratchet.store.verdicts import VerdictStore
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class GatewayState:
     publisher: Publisher
     waiters: Waiters
     #: Control-plane scripts (signup, rotation) on ``redis``.
-    scripts: ControlScripts
+    scripts: ScriptRegistry
     #: Token buckets (on ``ratelimit_redis_url``, default ``redis``).
     limiter: RateLimiter
     tiers: TierCache

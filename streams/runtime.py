@@ -11,8 +11,9 @@ from typing import Any
 from models.errors import ConfigError
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings
-from ratchet.engine.engine import Engine, connect_redis
+from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
+from ratchet.store.redis import connect_from_settings
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
 __all__ = ["Runtime", "make_verdict_store"]
@@ -43,7 +44,7 @@ class Runtime:
             if self.engine is None or self.store is None:
                 s = self.settings
                 assert s.redis_url is not None
-                self.client = connect_redis(s.redis_url, cluster=s.redis_cluster)
+                self.client = connect_from_settings(s)
                 keys = Keys(s.key_prefix)
                 params = engine_params(None, s)
                 self.engine = Engine.create(

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.envelope import (
     ENVELOPE_VERSION,
@@ -45,6 +43,7 @@ from models.envelope import (
 from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.verdict import Edge, Verdict, action_rank
+from ratchet.store.redis import REDIS_FAILURES
 from ratchet.telemetry.metrics import (
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
@@ -73,13 +72,7 @@ log = logging.getLogger("ratchet.worker")
 T = TypeVar("T")
 
 #: Exceptions that mean "a dependency is down, try again later" — never a detection.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    UnavailableError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
+TRANSIENT: tuple[type[BaseException], ...] = (UnavailableError, *REDIS_FAILURES)
 
 
 class DecideEngine(Protocol):

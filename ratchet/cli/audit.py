@@ -8,14 +8,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.asyncio import Redis
-
 from models.audit import AuditEntry
 from models.errors import ConfigError
 from ratchet.config.settings import Settings, get_settings
 from ratchet.platform.audit_export import parse_day, to_csv
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import connect
 
 __all__ = ["export_entries", "register"]
 
@@ -28,7 +27,7 @@ def _with_audit(settings: Settings, work: Callable[[AuditLog], Awaitable[T]]) ->
     url = settings.redis_url
 
     async def run() -> T:
-        redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        redis = connect(url, timeout_s=settings.redis_timeout_s)
         try:
             return await work(AuditLog(redis, Keys(settings.key_prefix), settings))
         finally:

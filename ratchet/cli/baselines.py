@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from redis.asyncio import Redis
-
 from models.errors import ConfigError
 from models.nodes import ChainId
 from ratchet.config.settings import Settings, get_settings
@@ -14,6 +12,7 @@ from ratchet.engine.engine import Engine
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import connect
 
 __all__ = ["register", "reset_baseline"]
 
@@ -21,7 +20,7 @@ __all__ = ["register", "reset_baseline"]
 async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds the baselines")
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_s)
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     keys = Keys(settings.key_prefix)
     try:
         async with kafka_sink(settings.kafka_bootstrap) as sink:

@@ -28,7 +28,8 @@ from ratchet.platform.credentials import (
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.redis import connect
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["main_gateway", "register"]
 
@@ -64,7 +65,7 @@ def _with_redis(
     url = settings.redis_url
 
     async def run() -> T:
-        redis = Redis.from_url(url, socket_connect_timeout=settings.redis_timeout_s)
+        redis = connect(url, timeout_s=settings.redis_timeout_s)
         keys = Keys(settings.key_prefix)
         try:
             async with kafka_sink(settings.kafka_bootstrap) as sink:
@@ -114,7 +115,7 @@ def _cmd_agent_create(args: argparse.Namespace) -> int:
 def _cmd_project_rotate(args: argparse.Namespace) -> int:
     project: str = args.project
     api_key = _with_redis(get_settings(), lambda r, k, a: rotate_api_key_of_project(
-        r, k, ControlScripts(r), project, audit=a))
+        r, k, scripts_for(r), project, audit=a))
     print(f"project_id: {project}")
     print(f"api_key:    {api_key}")
     print("the previous API key no longer works.", file=sys.stderr)
@@ -136,7 +137,7 @@ def _cmd_agent_rotate(args: argparse.Namespace) -> int:
     project: str = args.project
     agent: str = args.agent_id
     secret = _with_redis(get_settings(), lambda r, k, a: rotate_agent_secret(
-        r, k, ControlScripts(r), project, agent, audit=a))
+        r, k, scripts_for(r), project, agent, audit=a))
     print(f"agent_id:     {agent}")
     print(f"agent_secret: {secret}")
     print("the previous secret no longer verifies.", file=sys.stderr)

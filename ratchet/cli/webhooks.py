@@ -7,10 +7,10 @@ import asyncio
 import signal
 
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from models.errors import ConfigError
 from ratchet.config.settings import Settings, get_settings
+from ratchet.store.redis import connect
 from ratchet.webhooks.dispatch import WebhookDispatcher
 
 __all__ = ["register", "run_dispatcher"]
@@ -20,8 +20,7 @@ async def run_dispatcher(settings: Settings) -> None:
     if not settings.redis_url or not settings.kafka_bootstrap:
         raise ConfigError("the webhook dispatcher needs RATCHET_REDIS_URL and "
                           "RATCHET_KAFKA_BOOTSTRAP")
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_s,
-                           socket_timeout=settings.redis_timeout_s)
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     dispatcher = WebhookDispatcher(settings, redis)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -82,8 +82,6 @@ def render_markdown() -> str:
     ]
     current = None
     for f in dataclasses.fields(Settings):
-        if f.name == "extra":
-            continue
         section = sections.get(f.name, "general")
         if section != current:
             lines += ["", f"## {section}", "", "| variable | default | meaning |", "| --- | --- | --- |"]

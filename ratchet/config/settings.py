@@ -18,7 +18,7 @@ import dataclasses
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
@@ -84,14 +84,13 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
-    #: Administrative token for provisioning endpoints (unset → provisioning only via CLI).
-    admin_token: Secret | None = None
     #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
     kafka_linger_ms: int = 2
-    #: Gateway Redis connect and command timeout, seconds (a down Redis answers 503, not a hang).
-    redis_timeout_s: float = 2.0
+    #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
+    #: at the gateway, a retried batch at the worker, not a hang).
+    redis_timeout_s: float = 5.0
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
     #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.
@@ -204,9 +203,6 @@ class Settings:
     #: changes) as JSON, keyed by project; empty = logged only.
     topic_decisions: str = ""
 
-    #: Every ``RATCHET_*`` variable seen, as read (not a setting of its own; not documented).
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment)."""
@@ -216,12 +212,9 @@ class Settings:
             raise ConfigError("; ".join(unknown))
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             name = PREFIX + f.name.upper()
             if name in env:
                 values[f.name] = _cast(name, env[name], f.type)
-        values["extra"] = {k: v for k, v in env.items() if k.startswith(PREFIX)}
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

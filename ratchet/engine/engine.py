@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.audit import check_action_actor
 from models.errors import UnavailableError
@@ -46,17 +44,10 @@ from ratchet.telemetry.metrics import (
     MODE_TRANSITIONS,
 )
 
-__all__ = ["Engine", "connect_redis", "count_observations", "markov_reason"]
+__all__ = ["Engine", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
-
-
-def connect_redis(url: str, *, cluster: bool = False) -> Redis | RedisCluster:
-    """An asyncio Redis (or Redis Cluster) client with bounded timeouts."""
-    if cluster:
-        return RedisCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -185,9 +176,9 @@ class Engine:
         if self.guardrails is not None:
             try:
                 guard_reasons = await self.guardrails.check(events, guard_nodes, now)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UnavailableError:
                 ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-                raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+                raise
         groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
         for i, ev in enumerate(events):
             hold = bool(holds[i]) if holds is not None else False
@@ -229,9 +220,9 @@ class Engine:
                     [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
                     seen,
                 )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UnavailableError:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+            raise
         BATCH_EVENTS.observe(len(events))
         count_observations(answers)
         out: list[Verdict | None] = [None] * len(events)
@@ -344,9 +335,9 @@ class Engine:
             return await self.store.feedback(
                 chain_tag, run_id, event_id, decision, now_ms=int(self.clock() * 1000)
             )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UnavailableError:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise UnavailableError(f"Redis is unavailable: {exc}") from exc
+            raise
 
     async def reset(
         self, chain: ChainId, *, audit: AuditLog | None = None, actor: str = "cli"

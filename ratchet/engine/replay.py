@@ -28,9 +28,10 @@ from models.events import IngestEvent, parse_event
 from models.guardrails import Policy
 from models.params import EngineParams
 from models.verdict import Verdict
-from ratchet.engine.engine import Engine, connect_redis
+from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
+from ratchet.store.redis import connect
 
 __all__ = ["ReplaySummary", "read_events", "replay"]
 
@@ -173,7 +174,7 @@ async def replay(
     live prefix) applies, or the defaults when none is stored.
     """
     prefix = namespace or f"replay:{uuid.uuid4().hex[:12]}"
-    client = connect_redis(redis_url)
+    client = connect(redis_url)
     engine = Engine.create(
         client, keys=Keys(prefix), params=params, rich=rich, guardrails=guardrails,
         policies=FixedPolicy(policy) if policy is not None else None,

@@ -22,7 +22,7 @@ from ratchet.platform.provisioning import (
 )
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
     "agent_info",
@@ -45,7 +45,7 @@ def new_agent_secret() -> str:
 
 
 async def rotate_api_key(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, current_key: str, *,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, current_key: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Replace ``current_key`` (which must belong to ``project_id``); returns the new key.
@@ -57,7 +57,7 @@ async def rotate_api_key(
 
 
 async def rotate_api_key_of_project(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, *,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Operator rotation (CLI): replace whatever key the project has now; returns the new key."""
@@ -68,14 +68,14 @@ async def rotate_api_key_of_project(
 
 
 async def _rotate(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, old_sha: str,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, old_sha: str,
     audit: AuditLog | None, actor: str,
 ) -> str:
     if audit is not None:
         check_action_actor("key.rotated", actor)
     new_key = new_api_key()
     new_sha = hash_api_key(new_key)
-    code = int(await scripts.rotate_key(
+    code = int(await scripts["rotate_key"](
         keys=[keys.api_key(old_sha), keys.api_key(new_sha), keys.project(project_id)],
         args=[project_id, new_sha, repr(time.time())],
     ))
@@ -89,7 +89,7 @@ async def _rotate(
 
 
 async def rotate_agent_secret(
-    redis: Redis, keys: Keys, scripts: ControlScripts, project_id: str, agent_id: str, *,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, agent_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Replace an agent's signing secret; 404 if the project has no such agent.
@@ -99,7 +99,7 @@ async def rotate_agent_secret(
     if audit is not None:
         check_action_actor("secret.rotated", actor)
     secret = new_agent_secret()
-    code = int(await scripts.rotate_secret(
+    code = int(await scripts["rotate_secret"](
         keys=[keys.agent(project_id, agent_id)], args=[secret, repr(time.time())],
     ))
     if code == ScriptCode.UNKNOWN_AGENT:

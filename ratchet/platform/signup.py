@@ -36,7 +36,7 @@ from ratchet.platform.credentials import new_agent_secret, new_api_key
 from ratchet.platform.provisioning import hash_api_key
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ControlScripts
+from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
     "SIGNUP_TOKEN_PREFIX",
@@ -138,7 +138,7 @@ _REFUSED = {
 
 
 async def issue_token(
-    redis: Redis, keys: Keys, scripts: ControlScripts, settings: Settings, ip: str,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, settings: Settings, ip: str,
     request: SignupRequest, now: float,
 ) -> Issued:
     """Issue a token for ``ip`` or raise :class:`RateLimitedError` (nothing issued)."""
@@ -148,7 +148,7 @@ async def issue_token(
     record = orjson.dumps({"email": request.email, "org_name": request.org_name, "ip": ip,
                            "issued_at": now})
     now_ms = int(now * 1000)
-    code, a, b = (int(x) for x in await scripts.signup_issue(
+    code, a, b = (int(x) for x in await scripts["signup_issue"](
         keys=[keys.signup_ip(ip), keys.signup_day(day.strftime("%Y%m%d")),
               keys.signup_token(_token_sha(token))],
         args=[now_ms, settings.signup_per_ip_hour, settings.signup_per_ip_day,
@@ -165,7 +165,7 @@ async def issue_token(
 
 
 async def redeem_token(
-    redis: Redis, keys: Keys, scripts: ControlScripts, token: str, tier: str,
+    redis: Redis, keys: Keys, scripts: ScriptRegistry, token: str, tier: str,
     project_name: str | None, agent_id: str | None, audit: AuditLog | None = None,
 ) -> Provisioned:
     """Create org, project, API key and agent for a valid token; 401 if the token is not.
@@ -178,7 +178,7 @@ async def redeem_token(
     agent = agent_id or f"agt_{uuid.uuid4().hex[:16]}"
     api_key, secret = new_api_key(), new_agent_secret()
     default_org = "my org"
-    code, raw = await scripts.signup_redeem(
+    code, raw = await scripts["signup_redeem"](
         keys=[keys.signup_token(_token_sha(token)), keys.org(org_id), keys.project(project_id),
               keys.projects(), keys.api_key(hash_api_key(api_key)),
               keys.agent(project_id, agent), keys.agents(project_id)],

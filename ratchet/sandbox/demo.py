@@ -29,7 +29,6 @@ from typing import IO, Any
 
 import aiohttp
 import orjson
-from redis.asyncio import Redis
 
 from models.errors import UnavailableError
 from ratchet.config.settings import Settings, get_settings
@@ -47,6 +46,7 @@ from ratchet.sandbox.process import (
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.store.keys import Keys
 from ratchet.store.policies import save_policy
+from ratchet.store.redis import connect
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -204,7 +204,7 @@ async def _drive(
     assert settings.redis_url and settings.kafka_bootstrap
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     keys = Keys(settings.key_prefix)
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     try:
         # the demo streams well over 100k events a minute: its own unbounded tier
         project_id, api_key = await create_project(redis, keys, "ratchet demo", DEMO_TIER)

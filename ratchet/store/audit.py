@@ -49,7 +49,8 @@ from models.errors import ScriptCode, UnavailableError, raise_for_code
 from models.signing import canonical_json
 from ratchet.config.settings import Settings
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 from ratchet.telemetry.metrics import AUDIT_ENTRIES, AUDIT_PUBLISH_FAILURES
 
 __all__ = ["AuditLog", "AuditPage", "AuditSink", "Checkpoint"]
@@ -79,7 +80,7 @@ class AuditPage:
 
 
 @dataclass
-class AuditLog:
+class AuditLog(RedisStore):
     redis: Redis
     keys: Keys
     settings: Settings
@@ -90,7 +91,7 @@ class AuditLog:
     )
 
     def __post_init__(self) -> None:
-        self._append = self.redis.register_script(script_source("audit_append"))
+        self._append = scripts_for(self.redis)["audit_append"]
 
     def _keys(self, project_id: str) -> list[str]:
         k = self.keys

@@ -17,7 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 from models.errors import ScriptCode, raise_for_code
 from models.params import ACTION_CODES, EngineParams
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import Scripts, run_many
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
 
 __all__ = [
@@ -113,7 +114,7 @@ def parse_observations(raw: bytes | str) -> list[Observation]:
     return [parse_observation(line) for line in text.split("\n")] if text else []
 
 
-class EngineStore:
+class EngineStore(RedisStore):
     def __init__(
         self,
         client: Redis | RedisCluster,
@@ -128,7 +129,7 @@ class EngineStore:
         self.params = params
         self.run_ttl_s = run_ttl_s
         self.chain_ttl_s = chain_ttl_s
-        self.scripts = Scripts(client)  # type: ignore[arg-type]
+        self.scripts = scripts_for(client)
         self._static = self._static_args(params)
 
     def _static_args(self, p: EngineParams) -> list[Any]:
@@ -171,7 +172,7 @@ class EngineStore:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts.observe, calls)
+        raw = await run_many(self.client, self.scripts["observe"], calls)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [parse_observations(answer) for answer in raw]
 
@@ -190,7 +191,7 @@ class EngineStore:
             self.chain_ttl_s,
         ]
         started = time.perf_counter()
-        code, sigma, fallback, learned = await self.scripts.feedback(keys=keys, args=args)
+        code, sigma, fallback, learned = await self.scripts["feedback"](keys=keys, args=args)
         LUA_SECONDS.labels(script="feedback").observe(time.perf_counter() - started)
         if int(code) == ScriptCode.NOT_PENDING:
             return FeedbackResult(False, None, None, 0)
@@ -198,7 +199,7 @@ class EngineStore:
         return FeedbackResult(True, float(sigma), float(fallback), int(learned))
 
     async def reset(self, tag: str) -> int:
-        return int(await self.scripts.reset(keys=self.keys.chain_keys(tag).as_list(), args=[]))
+        return int(await self.scripts["reset"](keys=self.keys.chain_keys(tag).as_list(), args=[]))
 
     async def chain_meta(self, tag: str) -> dict[str, str]:
         raw = await self.client.hgetall(self.keys.chain_keys(tag).meta)

@@ -24,7 +24,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from models.guardrails import GuardrailState, StateSpec
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import Scripts, run_many
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
 
 __all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore"]
@@ -69,14 +70,14 @@ def _int(text: str) -> int | None:
     return int(float(text)) if text else None
 
 
-class GuardStore:
+class GuardStore(RedisStore):
     def __init__(
         self, client: Redis | RedisCluster, keys: Keys, *, run_ttl_s: int = 86_400
     ) -> None:
         self.client = client
         self.keys = keys
         self.run_ttl_s = run_ttl_s
-        self.scripts = Scripts(client)  # type: ignore[arg-type]
+        self.scripts = scripts_for(client)
 
     def call(self, batch: GuardBatch) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one script call (exposed for tests and benchmarks)."""
@@ -112,7 +113,7 @@ class GuardStore:
         """Run the script once per agent batch (pipelined; concurrent on a cluster)."""
         calls = [self.call(b) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts.guardrails, calls)
+        raw = await run_many(self.client, self.scripts["guardrails"], calls)
         LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 

@@ -25,7 +25,8 @@ from models.errors import ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["Begin", "BeginCode", "EventIds", "IdempotencyStore", "Reservation"]
 
@@ -56,13 +57,13 @@ class Begin:
     answer: StoredAnswer | None = None
 
 
-class IdempotencyStore:
+class IdempotencyStore(RedisStore):
     def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, lease_s: int) -> None:
         self.keys = keys
         self.ttl_s = ttl_s
         self.lease_ms = lease_s * 1000
-        self._begin: AsyncScript = redis.register_script(script_source("idempotency_begin"))
-        self._end: AsyncScript = redis.register_script(script_source("idempotency_end"))
+        self._begin: AsyncScript = scripts_for(redis)["idempotency_begin"]
+        self._end: AsyncScript = scripts_for(redis)["idempotency_end"]
 
     async def begin(self, project_id: str, key_digest: str, fingerprint: str) -> Begin:
         record = self.keys.idempotency(project_id, key_digest)
@@ -95,13 +96,13 @@ class IdempotencyStore:
             raise StoreError(f"idempotency_end failed with code {code}")
 
 
-class EventIds:
+class EventIds(RedisStore):
     """Event id → fingerprint of its first accepted body, per project and agent."""
 
     def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
         self.keys = keys
         self.window_s = window_s
-        self._claim: AsyncScript = redis.register_script(script_source("event_ids_claim"))
+        self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
 
     async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
         """Per event: ``True`` if its id is new or was first used with this very body (an

@@ -86,10 +86,6 @@ class Keys:
         """Per-run state of a chain: last node, dedup answers, pending (held) edges."""
         return f"{self.prefix}:{{c:{tag}}}:run:{run_id}"
 
-    def chain_index(self) -> str:
-        """Set of known chain tags → labels (for `ratchet chains` and the demo summary)."""
-        return f"{self.prefix}:chains"
-
     # --- verdicts and approvals (written by workers, read by the gateway) ----------------
     def verdict(self, project_id: str, event_id: str) -> str:
         return f"{self.prefix}:v:{project_id}:{event_id}"

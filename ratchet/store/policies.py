@@ -38,6 +38,7 @@ from models.guardrails import (
     state_spec,
 )
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisStore
 from ratchet.telemetry.metrics import POLICY_LOADS
 
 __all__ = [
@@ -171,7 +172,7 @@ class _Entry:
     checked: float
 
 
-class StoredPolicies:
+class StoredPolicies(RedisStore):
     """Stored policies with a per-process cache re-validated every ``refresh_s`` seconds."""
 
     def __init__(

@@ -13,18 +13,19 @@ from redis.commands.core import AsyncScript
 
 from models.ratelimit import LimitKind, RateDecision, Tier
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ratelimit_script
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["RateLimiter"]
 
 
-class RateLimiter:
+class RateLimiter(RedisStore):
     """Takes tokens from the buckets of one key namespace on one Redis."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self.script: AsyncScript = ratelimit_script(redis)
+        self.script: AsyncScript = scripts_for(redis)["ratelimit"]
 
     async def take(
         self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int

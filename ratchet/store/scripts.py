@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -19,19 +20,19 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 __all__ = [
-    "CONTROL_SCRIPT_NAMES",
-    "SCRIPT_NAMES",
-    "ControlScripts",
-    "Scripts",
-    "ratelimit_script",
+    "SCRIPTS",
+    "ScriptRegistry",
     "run_many",
     "script_source",
+    "scripts_for",
 ]
 
-SCRIPT_NAMES: tuple[str, ...] = ("observe", "feedback", "reset", "guardrails", "save_verdicts")
-#: Scripts of the gateway's control plane (rate limits, signup, credential rotation).
-CONTROL_SCRIPT_NAMES: tuple[str, ...] = (
-    "ratelimit", "signup_issue", "signup_redeem", "rotate_key", "rotate_secret",
+#: Every script in ``lua/`` (a test checks this list against the package data). The one place
+#: that knows script names; callers ask :func:`scripts_for` for them by name.
+SCRIPTS: tuple[str, ...] = (
+    "audit_append", "event_ids_claim", "feedback", "guardrails", "idempotency_begin",
+    "idempotency_end", "observe", "ratelimit", "reset", "rotate_key", "rotate_secret",
+    "save_verdicts", "signup_issue", "signup_redeem", "webhook_add",
 )
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
@@ -40,6 +41,8 @@ _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 @cache
 def script_source(name: str) -> str:
     """The full text of ``lua/<name>.lua`` with its includes expanded."""
+    if name not in SCRIPTS:
+        raise KeyError(f"no Lua script named {name!r}; known: {', '.join(SCRIPTS)}")
     text = resources.files("lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
     def expand(match: re.Match[str]) -> str:
@@ -49,29 +52,31 @@ def script_source(name: str) -> str:
     return _INCLUDE.sub(expand, text)
 
 
-class Scripts:
-    """The engine's scripts, registered once on a client (or cluster client)."""
+class ScriptRegistry:
+    """The scripts of one client, each registered at most once (on first use), called by SHA."""
 
-    def __init__(self, client: Redis) -> None:
-        self.observe: AsyncScript = client.register_script(script_source("observe"))
-        self.feedback: AsyncScript = client.register_script(script_source("feedback"))
-        self.reset: AsyncScript = client.register_script(script_source("reset"))
-        self.guardrails: AsyncScript = client.register_script(script_source("guardrails"))
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        self._client = client
+        self._scripts: dict[str, AsyncScript] = {}
 
-
-class ControlScripts:
-    """The control plane's scripts, registered once on a client."""
-
-    def __init__(self, client: Redis) -> None:
-        self.signup_issue: AsyncScript = client.register_script(script_source("signup_issue"))
-        self.signup_redeem: AsyncScript = client.register_script(script_source("signup_redeem"))
-        self.rotate_key: AsyncScript = client.register_script(script_source("rotate_key"))
-        self.rotate_secret: AsyncScript = client.register_script(script_source("rotate_secret"))
+    def __getitem__(self, name: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._client.register_script(script_source(name))
+            self._scripts[name] = script
+        return script
 
 
-def ratelimit_script(client: Redis) -> AsyncScript:
-    """``ratelimit.lua`` registered on ``client`` (the rate-limit Redis may be a separate one)."""
-    return client.register_script(script_source("ratelimit"))
+_registries: weakref.WeakKeyDictionary[Any, ScriptRegistry] = weakref.WeakKeyDictionary()
+
+
+def scripts_for(client: Redis | RedisCluster) -> ScriptRegistry:
+    """The one registry of ``client``: every store on the same client shares it."""
+    registry = _registries.get(client)
+    if registry is None:
+        registry = ScriptRegistry(client)
+        _registries[client] = registry
+    return registry
 
 
 async def run_many(

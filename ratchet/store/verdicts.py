@@ -25,7 +25,8 @@ from redis.exceptions import WatchError
 
 from models.verdict import Verdict
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["Approval", "PausedPage", "Resolution", "VerdictStore"]
 
@@ -76,7 +77,7 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     return score, member
 
 
-class VerdictStore:
+class VerdictStore(RedisStore):
     """Verdict and approval storage of one key namespace."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
@@ -84,7 +85,7 @@ class VerdictStore:
         self.keys = keys
         self._save_script: AsyncScript | None = (
             None if isinstance(redis, RedisCluster)
-            else redis.register_script(script_source("save_verdicts"))
+            else scripts_for(redis)["save_verdicts"]
         )
 
     async def save_many(

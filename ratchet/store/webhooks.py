@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from models.errors import ConflictError, ScriptCode, raise_for_code
 from models.webhooks import WebhookSpec
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.redis import RedisStore
+from ratchet.store.scripts import scripts_for
 
 __all__ = ["SECRET_PREFIX", "Webhook", "WebhookStore"]
 
@@ -54,12 +55,12 @@ class Webhook:
                    str(d.get("description", "")), str(d["secret"]), float(d["created_at"]))
 
 
-class WebhookStore:
+class WebhookStore(RedisStore):
     def __init__(self, redis: Redis, keys: Keys, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.keys = keys
         self.clock = clock
-        self._add = redis.register_script(script_source("webhook_add"))
+        self._add = scripts_for(redis)["webhook_add"]
 
     async def create(self, project_id: str, spec: WebhookSpec, max_per_project: int) -> Webhook:
         hook = Webhook(f"wh_{uuid.uuid4().hex[:16]}", project_id, spec.url, spec.actions,

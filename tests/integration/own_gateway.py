@@ -9,7 +9,10 @@ from redis.asyncio import Redis
 
 from ratchet.config.settings import Settings
 from ratchet.store.keys import Keys
-from tests.integration.test_gateway_helpers import Gateway, start_gateway
+from tests.integration.gateway_support import (
+    Gateway,
+    start_gateway,
+)
 
 __all__ = ["own_gateway"]
 

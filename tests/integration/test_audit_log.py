@@ -14,7 +14,9 @@ from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from tests.integration.test_gateway_helpers import read_topic
+from tests.integration.gateway_support import (
+    read_topic,
+)
 
 
 @pytest.fixture

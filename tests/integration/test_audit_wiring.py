@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -22,20 +19,7 @@ from ratchet.engine.engine import Engine
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-
-
-def ratchet_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
-    full.update(env)
-    return subprocess.run([sys.executable, "-m", "ratchet", *args], capture_output=True,
-                          text=True, env=full, timeout=60, check=False)
-
-
-def _field(out: str, name: str) -> str:
-    for line in out.splitlines():
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"{name} not in {out!r}")
+from tests.integration.cli_support import field, ratchet_cli
 
 
 async def test_baseline_reset_is_audited(redis_client: Redis, keys: Keys) -> None:
@@ -107,7 +91,7 @@ async def test_cli_audit_verify_and_export(
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
     done = ratchet_cli(["projects", "create", "--name", "acme"], env)
     assert done.returncode == 0, done.stderr
-    project = _field(done.stdout, "project_id")
+    project = field(done.stdout, "project_id")
     for name in ("a1", "a2", "a3"):
         assert ratchet_cli(["agents", "create", "--project", project, "--agent-id", name],
                            env).returncode == 0

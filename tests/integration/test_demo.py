@@ -57,7 +57,7 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
     out = tmp_path / "demo.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "ratchet.sandbox.demo", "--events", "4000", "--agents", "6",
+        [sys.executable, "-m", "ratchet.cli.demo", "--events", "4000", "--agents", "6",
          "--sync-events", "20", "--json", str(out)],
         env=_env(mark), capture_output=True, text=True, timeout=140, check=False,
     )
@@ -82,7 +82,7 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
 def test_demo_stops_everything_on_sigterm(tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ratchet.sandbox.demo", "--events", "2000000", "--sync-events", "0"],
+        [sys.executable, "-m", "ratchet.cli.demo", "--events", "2000000", "--sync-events", "0"],
         env=_env(mark), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -19,12 +19,12 @@ from ratchet.sandbox.servers import free_port
 from tests.unit.deploy_support import (
     DEPLOY,
     dashboard_exprs,
+    env_of,
     load_yaml,
     metric_families,
     rule_exprs,
     scan_promql,
 )
-from tests.unit.test_deploy_compose import env_of
 
 FAMILY_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 

@@ -1,6 +1,5 @@
 """Provisioning, API keys and event signatures at the gateway (real Redis and Tansu)."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import time
@@ -17,14 +16,11 @@ from ratchet.platform.provisioning import (
     hash_api_key,
     project_for_api_key,
 )
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

@@ -1,6 +1,5 @@
 """Dependencies down: quick, clear 503s (never a hang); health, metrics and the OpenAPI document."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import json
@@ -14,15 +13,12 @@ from gateway.openapi import build_openapi
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
 from ratchet.sandbox.servers import TansuServer, free_port
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     start_gateway,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

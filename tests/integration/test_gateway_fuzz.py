@@ -11,7 +11,6 @@ schema-violating requests refused — for the batch endpoint, whose items are an
 the events the gateway answered "accepted" (replays excluded): nothing from a rejected request.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -42,14 +41,11 @@ from schemathesis.checks import (
 
 from models.envelope import decode_ingest
 from models.signing import sign
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     read_topic,
-    tenant,
 )
 
 pytestmark = [

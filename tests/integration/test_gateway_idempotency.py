@@ -2,7 +2,6 @@
 reused with another body. Kafka is read back after every attack: what may not be published is not.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -17,16 +16,13 @@ from models.idempotency import StoredAnswer, key_digest
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import Answer, RatchetClient
 from ratchet.store.idempotency import BeginCode, EventIds, IdempotencyStore
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     read_topic,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

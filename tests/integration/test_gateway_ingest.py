@@ -1,6 +1,5 @@
 """Bad input is refused before Kafka; accepted events reach ``ingest`` in one envelope per agent."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -11,14 +10,11 @@ import pytest
 from models.envelope import TRACE_HEADER, agent_key, decode_ingest
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     read_topic,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

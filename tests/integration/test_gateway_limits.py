@@ -3,7 +3,6 @@ invalid UTF-8, numbers no double can carry, markup and control characters meant 
 screen. Every refusal is a 400 naming the field and the limit, and nothing reaches Kafka.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -14,17 +13,14 @@ import orjson
 import pytest
 
 from models.envelope import decode_feedback, decode_ingest
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     read_topic,
     start_gateway,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

@@ -5,7 +5,6 @@ whole (a batch is all or nothing), with ``Retry-After`` and ``X-RateLimit-*`` he
 nothing refused reached Kafka.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -23,18 +22,14 @@ from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.servers import RedisClusterServer, free_port
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
-from tests.integration.own_gateway import own_gateway
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     read_topic,
-    start_gateway,
-    tenant,
 )
+from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 

@@ -4,7 +4,6 @@ The old credential fails at once, the new one is shown once, guessing is cut off
 and no key or secret ever reaches a log line.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -17,17 +16,13 @@ import pytest
 from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import agent_secret, project_for_api_key
 from ratchet.sandbox.client import RatchetClient
-from tests.integration.own_gateway import own_gateway
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
-    start_gateway,
-    tenant,
 )
+from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 
@@ -157,36 +152,36 @@ async def test_rotation_cli(redis_url: str, key_prefix: str) -> None:
 
     from ratchet.platform.provisioning import create_agent, create_project
     from ratchet.store.keys import Keys
-    from tests.integration.test_gateway_cli import _field, _run
+    from tests.integration.cli_support import field, ratchet_cli
 
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
     redis, keys = Redis.from_url(redis_url), Keys(key_prefix)
     try:
         project_id, old_key = await create_project(redis, keys, "acme")
         _, old_secret = await create_agent(redis, keys, project_id, "bot-1")
-        done = await asyncio.to_thread(_run, ["projects", "rotate-key", "--project", project_id],
+        done = await asyncio.to_thread(ratchet_cli, ["projects", "rotate-key", "--project", project_id],
                                        env)
         assert done.returncode == 0, done.stderr
-        new_key = _field(done.stdout, "api_key")
+        new_key = field(done.stdout, "api_key")
         assert await project_for_api_key(redis, keys, old_key) is None
         assert await project_for_api_key(redis, keys, new_key) == project_id
 
         done = await asyncio.to_thread(
-            _run, ["agents", "rotate-secret", "--project", project_id, "--agent-id", "bot-1"], env)
+            ratchet_cli, ["agents", "rotate-secret", "--project", project_id, "--agent-id", "bot-1"], env)
         assert done.returncode == 0, done.stderr
-        new_secret = _field(done.stdout, "agent_secret")
+        new_secret = field(done.stdout, "agent_secret")
         assert new_secret != old_secret
         assert await agent_secret(redis, keys, project_id, "bot-1") == new_secret
 
         done = await asyncio.to_thread(
-            _run, ["projects", "set-tier", "--project", project_id, "--tier", "high_volume"], env)
+            ratchet_cli, ["projects", "set-tier", "--project", project_id, "--tier", "high_volume"], env)
         assert done.returncode == 0, done.stderr
         assert await redis.hget(keys.project(project_id), "tier") == b"high_volume"
         bad = await asyncio.to_thread(
-            _run, ["projects", "set-tier", "--project", project_id, "--tier", "gold"], env)
+            ratchet_cli, ["projects", "set-tier", "--project", project_id, "--tier", "gold"], env)
         assert bad.returncode == 2 and "unknown tier" in bad.stderr
         ghost = await asyncio.to_thread(
-            _run, ["agents", "rotate-secret", "--project", project_id, "--agent-id", "nope"], env)
+            ratchet_cli, ["agents", "rotate-secret", "--project", project_id, "--agent-id", "nope"], env)
         assert ghost.returncode == 2 and "no agent" in ghost.stderr
     finally:
         await redis.aclose()

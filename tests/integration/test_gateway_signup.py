@@ -4,7 +4,6 @@ Per-IP limits (5/hour, 10/24 h), the global daily cap, a spoofed ``X-Forwarded-F
 switch, concurrent redemption of one token, and Redis down (fails closed).
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -23,15 +22,13 @@ from ratchet.platform.signup import SignupRequest, issue_token
 from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.servers import free_port
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import ControlScripts
-from tests.integration.own_gateway import own_gateway
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from ratchet.store.scripts import scripts_for
+from tests.integration.gateway_support import (
     Gateway,
     event,
-    gateway,
-    gw_settings,
     start_gateway,
 )
+from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 
@@ -155,7 +152,7 @@ async def test_per_ip_daily_limit_and_global_cap(gw_settings: Settings) -> None:
 async def test_sliding_windows_over_time(redis_client: Redis, keys: Keys) -> None:
     """5/hour and 10/24 h are sliding: time travel through the script's clock argument."""
     settings = Settings()
-    scripts = ControlScripts(redis_client)
+    scripts = scripts_for(redis_client)
     t0 = 1_800_000_000.0
 
     async def ask(at: float) -> None:

@@ -1,6 +1,5 @@
 """Waiting for verdicts, looking them up, and approving/rejecting paused events."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -11,16 +10,13 @@ from models.envelope import agent_key, decode_feedback
 from models.verdict import Edge, Verdict
 from ratchet.store.keys import Keys
 from ratchet.store.verdicts import Approval, Resolution, VerdictStore
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
     Tenant,
     event,
-    gateway,
-    gw_settings,
     make_tenant,
     read_topic,
-    tenant,
     wait_for,
 )
 

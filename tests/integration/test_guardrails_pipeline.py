@@ -1,7 +1,6 @@
 """All seven guardrails through the whole pipeline: a policy PUT over HTTP, signed events
 through the gateway, Kafka and a worker child process, verdicts with guardrail reasons."""
 
-# ruff: noqa: F811  (the stack fixture is imported from test_pipeline)
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_pipeline import Stack, _worker_ready, stack  # noqa: F401
+from tests.integration.pipeline_support import (
+    Stack,
+    worker_ready,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -62,7 +64,7 @@ def _traffic() -> dict[str, list[dict[str, Any]]]:
 
 
 async def test_seven_guardrails_through_the_pipeline(stack: Stack) -> None:
-    await _worker_ready(stack)
+    await worker_ready(stack)
     put = await stack.client.put_policy(POLICY)
     assert put.status == 200 and put.body["version"] == 1, put.body
     await asyncio.sleep(put.body["applies_within_s"] + 0.5)

@@ -1,6 +1,5 @@
 """``GET/PUT /v1/policy`` on the in-process gateway, and engines picking up a replaced policy."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import uuid
@@ -13,13 +12,10 @@ import pytest
 from models.events import parse_event
 from ratchet.engine.engine import Engine
 from ratchet.store.policies import DEFAULT_TOML, StoredPolicies
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     Tenant,
-    gateway,
-    gw_settings,
     make_tenant,
-    tenant,
 )
 
 pytestmark = pytest.mark.kafka

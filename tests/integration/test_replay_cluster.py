@@ -18,7 +18,7 @@ from models.idempotency import StoredAnswer, key_digest
 from ratchet.sandbox.servers import RedisClusterServer
 from ratchet.store.idempotency import BeginCode, EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
-from ratchet.store.scripts import script_source
+from ratchet.store.scripts import scripts_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
 
@@ -48,7 +48,7 @@ async def test_replay_scripts_run_on_cluster(redis_cluster: RedisClusterServer,
         await store.finish(begin.reservation, StoredAnswer(202, b"{}"))
         assert (await store.begin("p", key_digest("k"), "fp")).code is BeginCode.REPLAY
 
-        claim = client.register_script(script_source("event_ids_claim"))
+        claim = scripts_for(client)["event_ids_claim"]
         two_agents = [keys.event_fingerprint("p", a, "e") for a in agents[:2]]
         with pytest.raises((RedisClusterException, ResponseError)):
             await claim(keys=two_agents, args=[60, "a", "b"])

@@ -8,7 +8,6 @@ existed (never 403, never 200), and B's state is unchanged afterwards. Routes wi
 (health, metrics, the OpenAPI document, self-serve signup) are checked not to reveal B's data.
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import time
@@ -30,11 +29,9 @@ from ratchet.platform.provisioning import (
     project_for_api_key,
 )
 from ratchet.store.verdicts import VerdictStore
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     Gateway,
     event,
-    gateway,
-    gw_settings,
 )
 
 pytestmark = pytest.mark.kafka

@@ -1,6 +1,5 @@
 """``/v1/webhooks`` and ``/v1/audit`` through the real gateway (Redis + Tansu)."""
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -17,14 +16,12 @@ from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import hash_api_key
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from tests.integration.test_gateway_helpers import (  # noqa: F401  (fixtures)
+from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
     Tenant,
     event,
-    gw_settings,
     make_tenant,
-    wait_for,
 )
 from tests.integration.webhook_helpers import ScriptedResolver
 

@@ -57,7 +57,7 @@ def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
 def setting_env_names() -> frozenset[str]:
     """``RATCHET_*`` names of every field of :class:`Settings`."""
     return frozenset(
-        PREFIX + f.name.upper() for f in dataclasses.fields(Settings) if f.name != "extra"
+        PREFIX + f.name.upper() for f in dataclasses.fields(Settings)
     )
 
 
@@ -224,3 +224,20 @@ if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] != ["prometheusrule"]:
         sys.exit("usage: python -m tests.unit.deploy_support prometheusrule")
     sys.stdout.write(prometheusrule_doc())
+
+
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: object) -> str:
+    """Compose interpolation with an empty environment: ``${X:-d}`` → ``d``; ``$$`` → ``$``."""
+    text = str(value)
+    for name, default in _VAR.findall(text):
+        assert default, f"${{{name}}} has no default: the stack must start without a .env file"
+    return _VAR.sub(lambda m: m.group(2), text).replace("$$", "$")
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    assert isinstance(raw, dict), "use the mapping form of environment"
+    return {k: interpolate(v) for k, v in raw.items()}

@@ -204,3 +204,16 @@ def test_docs_table_matches() -> None:
 @pytest.mark.parametrize("folder", sorted(FLOORS))
 def test_floor_folders_exist(folder: str) -> None:
     assert (ROOT / folder.replace(".", "/") / "__init__.py").is_file()
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared fixtures live in conftest.py, helpers in *_support modules: never ``from test_x``."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("tests.")
+                    and node.module.rpartition(".")[2].startswith("test_")):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}")
+    assert not bad, bad

@@ -13,21 +13,17 @@ import pytest
 
 from ratchet.cli.main import build_parser
 from ratchet.config.settings import Settings
-from tests.unit.deploy_support import DEPLOY, ROOT, load_yaml, setting_env_names
+from tests.unit.deploy_support import (
+    DEPLOY,
+    ROOT,
+    env_of,
+    interpolate,
+    load_yaml,
+    setting_env_names,
+)
 
 COMPOSE = DEPLOY / "compose.yaml"
 RATCHET_SERVICES = ("gateway", "worker")
-_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
-
-
-def interpolate(value: object) -> str:
-    """Compose interpolation with an empty environment: ``${X:-d}`` → ``d``; ``$$`` → ``$``."""
-    text = str(value)
-    for name, default in _VAR.findall(text):
-        assert default, f"${{{name}}} has no default: the stack must start without a .env file"
-    return _VAR.sub(lambda m: m.group(2), text).replace("$$", "$")
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     doc: dict[str, Any] = load_yaml(COMPOSE)
@@ -37,12 +33,6 @@ def compose() -> dict[str, Any]:
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     svcs: dict[str, dict[str, Any]] = compose["services"]
     return svcs
-
-
-def env_of(service: dict[str, Any]) -> dict[str, str]:
-    raw = service.get("environment") or {}
-    assert isinstance(raw, dict), "use the mapping form of environment"
-    return {k: interpolate(v) for k, v in raw.items()}
 
 
 def settings_of(service: dict[str, Any]) -> Settings:

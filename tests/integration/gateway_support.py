@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers of the gateway tests (no tests here).
+"""Helpers of the gateway tests (their fixtures are in tests/integration/conftest.py).
 
 The gateway runs in-process (aiohttp ``TestServer`` on a free port) against the real Redis and
 Tansu of tests/conftest.py, in its own key prefix and its own topics per test. ``FakeWorker`` is
@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
@@ -31,7 +29,6 @@ from models.envelope import (
 )
 from models.verdict import Edge, Reason, Verdict
 from ratchet.config.settings import Settings
-from ratchet.kafka.topics import ensure_topics
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.store.keys import Keys
@@ -42,11 +39,8 @@ __all__ = [
     "Gateway",
     "Tenant",
     "event",
-    "gateway",
-    "gw_settings",
     "read_topic",
     "start_gateway",
-    "tenant",
 ]
 
 
@@ -86,46 +80,11 @@ async def start_gateway(settings: Settings) -> TestServer:
     return server
 
 
-@pytest.fixture
-async def gw_settings(redis_url: str, kafka_bootstrap: str, key_prefix: str) -> Settings:
-    settings = Settings(
-        redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
-        topic_ingest=f"{key_prefix}-ingest", topic_verdicts=f"{key_prefix}-verdicts",
-        topic_feedback=f"{key_prefix}-feedback", topic_audit=f"{key_prefix}-audit",
-        topic_partitions=2,
-        kafka_send_timeout_s=2.0, max_wait_ms=3000,
-    )
-    await ensure_topics(kafka_bootstrap, [settings.topic_ingest, settings.topic_verdicts,
-                                          settings.topic_feedback, settings.topic_audit], 2)
-    return settings
-
-
-@pytest.fixture
-async def gateway(gw_settings: Settings) -> AsyncIterator[Gateway]:
-    server = await start_gateway(gw_settings)
-    assert gw_settings.redis_url
-    redis = Redis.from_url(gw_settings.redis_url)
-    try:
-        yield Gateway(server, gw_settings, redis, Keys(gw_settings.key_prefix))
-    finally:
-        await redis.aclose()
-        await server.close()
-
-
 async def make_tenant(gw: Gateway, agent_id: str = "agent-1") -> Tenant:
     project_id, api_key = await create_project(gw.redis, gw.keys, "test project")
     agent_id, secret = await create_agent(gw.redis, gw.keys, project_id, agent_id)
     client = RatchetClient(gw.url, api_key, agent_id, secret, project_id=project_id)
     return Tenant(project_id, api_key, agent_id, secret, client)
-
-
-@pytest.fixture
-async def tenant(gateway: Gateway) -> AsyncIterator[Tenant]:
-    t = await make_tenant(gateway)
-    try:
-        yield t
-    finally:
-        await t.client.close()
 
 
 async def read_topic(

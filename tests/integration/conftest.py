@@ -1,0 +1,108 @@
+"""Fixtures of the integration tests: an in-process gateway, a tenant, a whole HTTP stack.
+
+Servers (redis-server, Tansu) come from tests/conftest.py; helpers live in ``*_support.py``
+modules. No test module imports another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from ratchet.config.settings import Settings
+from ratchet.kafka.topics import ensure_topics
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
+from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
+from ratchet.sandbox.servers import free_port
+from ratchet.store.keys import Keys
+from tests.integration.gateway_support import Gateway, Tenant, make_tenant, start_gateway
+from tests.integration.pipeline_support import LOCKING_ENGINE, Stack
+
+
+@pytest.fixture
+async def gw_settings(redis_url: str, kafka_bootstrap: str, key_prefix: str) -> Settings:
+    settings = Settings(
+        redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
+        topic_ingest=f"{key_prefix}-ingest", topic_verdicts=f"{key_prefix}-verdicts",
+        topic_feedback=f"{key_prefix}-feedback", topic_audit=f"{key_prefix}-audit",
+        topic_partitions=2,
+        kafka_send_timeout_s=2.0, max_wait_ms=3000,
+    )
+    await ensure_topics(kafka_bootstrap, [settings.topic_ingest, settings.topic_verdicts,
+                                          settings.topic_feedback, settings.topic_audit], 2)
+    return settings
+
+
+@pytest.fixture
+async def gateway(gw_settings: Settings) -> AsyncIterator[Gateway]:
+    server = await start_gateway(gw_settings)
+    assert gw_settings.redis_url
+    redis = Redis.from_url(gw_settings.redis_url)
+    try:
+        yield Gateway(server, gw_settings, redis, Keys(gw_settings.key_prefix))
+    finally:
+        await redis.aclose()
+        await server.close()
+
+
+@pytest.fixture
+async def tenant(gateway: Gateway) -> AsyncIterator[Tenant]:
+    t = await make_tenant(gateway)
+    try:
+        yield t
+    finally:
+        await t.client.close()
+
+
+@pytest.fixture
+async def stack(
+    redis_url: str, kafka_bootstrap: str, key_prefix: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    suffix = uuid.uuid4().hex[:8]
+    engine = tmp_path / "engine.toml"
+    engine.write_text(LOCKING_ENGINE)
+    port = free_port()
+    env = worker_env(
+        redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
+        topic_ingest=f"ingest-{suffix}", topic_verdicts=f"verdicts-{suffix}",
+        topic_feedback=f"feedback-{suffix}", topic_partitions=4, worker_id=f"pipe-{suffix}",
+        worker_web_port=0, gateway_host="127.0.0.1", gateway_port=port,
+        engine_config=str(engine),
+    )
+    env.update(FAST_GROUP_ENV)
+    keys = Keys(key_prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        project, api_key = await create_project(redis, keys, "pipeline test")
+        _, secret = await create_agent(redis, keys, project, "ops-bot")
+    finally:
+        await redis.aclose()
+    gateway = gateway_process(env).start()
+    worker = ChildProcess(env, name="worker").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with session.get(base + "/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, gateway.log()[-3000:]
+                await asyncio.sleep(0.2)
+            client = RatchetClient(base, api_key, "ops-bot", secret, project_id=project,
+                                   session=session)
+            yield Stack(client, redis_url, keys, gateway, worker)
+    finally:
+        worker.stop()
+        gateway.stop()

@@ -230,7 +230,7 @@ NOT_SETTINGS: frozenset[str] = frozenset({"RATCHET_VENV"})
 
 def setting_names() -> dict[str, dataclasses.Field[Any]]:
     """``RATCHET_<FIELD>`` → its field, for every setting."""
-    return {PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings) if f.name != "extra"}
+    return {PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings)}
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

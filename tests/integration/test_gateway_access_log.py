@@ -4,7 +4,6 @@ The gateway runs in-process with the access logger ``ratchet gateway`` installs;
 child process is checked too (its log file must hold parseable JSON access lines).
 """
 
-# ruff: noqa: F811  (fixtures imported from test_gateway_helpers are redefined as arguments)
 from __future__ import annotations
 
 import io
@@ -27,7 +26,6 @@ from ratchet.sandbox.process import gateway_process, wait_http_ready, worker_env
 from ratchet.sandbox.servers import free_port
 from ratchet.store.keys import Keys
 from ratchet.telemetry.logs import JsonLineFormatter
-from tests.integration.test_gateway_helpers import gw_settings  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kafka
 

@@ -354,12 +354,12 @@ class IngestProcessor:
     ) -> list[Outgoing]:
         out: list[Outgoing] = []
         now = self.clock()
-        tally: Counter[tuple[str, str]] = Counter()
+        tally: Counter[tuple[str, str, str]] = Counter()
         i = 0
         for env in envelopes:
             n = len(env.events)
             for v in verdicts[i : i + n]:
-                tally[(v.action, _source(v))] += 1
+                tally[(v.action, _source(v), v.mode)] += 1
             body = encode_verdict_bodies(
                 env.project_id, env.agent_id, env.trace_id, env.received_at, bodies[i : i + n]
             )
@@ -373,8 +373,8 @@ class IngestProcessor:
             )
             if env.received_at:
                 INGEST_TO_VERDICT_SECONDS.observe(max(0.0, now - env.received_at))
-        for (action, source), n in tally.items():
-            VERDICTS.labels(action=action, source=source).inc(n)
+        for (action, source, mode), n in tally.items():
+            VERDICTS.labels(action=action, source=source, mode=mode).inc(n)
         return out
 
 

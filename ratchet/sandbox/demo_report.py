@@ -59,6 +59,8 @@ class DemoReport:
     enforced_events: Confusion | None = None
     enforced_runs: Confusion | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Where the demo's processes served Prometheus metrics, and what the worker's said at the end.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
@@ -88,6 +90,7 @@ class DemoReport:
                              "run_level": conf(self.enforced_runs)},
             },
             "settings": self.settings,
+            "metrics": self.metrics,
         }
 
     def render(self) -> str:
@@ -117,6 +120,12 @@ class DemoReport:
             "chains by final mode: "
             + ", ".join(f"{m}={self.chains_by_mode.get(m, 0)}" for m in MODES)
         )
+        if self.metrics:
+            lines.append(
+                f"metrics: worker {self.metrics['worker']} counted "
+                f"{self.metrics['worker_verdicts_total']:,} verdicts (ratchet_verdicts_total); "
+                f"gateway {self.metrics['gateway']}"
+            )
         if self.mode_changes:
             lines.append(f"mode changes seen ({len(self.mode_changes)}):")
             for ch in self.mode_changes[:12]:

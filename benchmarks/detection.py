@@ -1,19 +1,29 @@
 """Detection quality on synthetic agent traffic, through the real engine on a real redis-server.
 
-    python -m benchmarks.detection [--agents 12] [--runs 400] [--warmup 150]
-                                   [--anomaly-rate 0.1] [--seed 7] [--config engine.toml]
-                                   [--review labels|none] [--rich] [--json FILE]
+    python -m benchmarks.detection [--seeds 101,202,303 | --tuning] [--agents 12] [--runs 400]
+                                   [--warmup 150] [--anomaly-rate 0.1] [--config engine.toml]
+                                   [--review none|oracle] [--guardrails | --policy FILE] [--rich]
+                                   [--json FILE]
 
-Protocol: generate ``ratchet.sandbox.traffic`` (labelled anomalies only after ``--warmup`` runs per
-agent), replay every event through ``ratchet replay``'s code path (learning on, one engine call per
-500 events, runs interleaved as generated), and by default act as the human reviewer with the
-labels (approve paused normal events so the baseline learns them, reject paused anomalies) —
-without a reviewer, a paused legitimate branch is never learned and keeps being paused.
+Protocol: for each seed, generate ``ratchet.sandbox.traffic`` (labelled anomalies only after
+``--warmup`` runs per agent) and replay every event through ``ratchet replay``'s code path
+(learning on, one engine call per 500 events, runs interleaved as generated, a fresh key
+namespace per seed). Figures count runs after each agent's warm-up only and are summed over the
+seeds: the detector's opinion (``anomalous`` in any mode) and what was enforced
+(flag/pause/reject), per archetype and per anomaly kind, for all agents and for the structured
+archetypes (every archetype but the high-entropy ``assistant``, reported apart), and by the
+agents' priority habits (``prio:mixed``: some high/critical runs; ``prio:normal``: agents that
+never send above normal priority, whose chains never see a high-priority call).
 
-Figures count runs after each agent's warm-up only: the detector's opinion (``anomalous`` in any
-mode) and what was enforced (flag/pause/reject), per archetype and per anomaly kind, for all agents
-and for the structured archetypes (every archetype but the high-entropy ``assistant``, whose
-random-walk workflow no first-order chain over call shapes can predict; it is reported apart).
+Seeds. The primary figures are on :data:`REPORTED_SEEDS` (the default of ``--seeds``).
+Detection defaults (``models/params.py``) are to be chosen on :data:`TUNING_SEEDS`
+(``--tuning``) only, never on the reported ones, so a reported figure is an out-of-sample one.
+
+Reviewer. By default nobody reviews (``--review none``): what the engine does alone — a paused
+legitimate branch is never learned and keeps being paused. ``--review oracle`` acts as a
+reviewer that knows the true labels (approve paused normal events so the baseline learns them,
+reject paused anomalies); its figures are labelled ORACLE and are not detection figures: they
+show what a perfect human in the loop would add.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import asyncio
 import io
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +46,42 @@ from ratchet.engine.replay import replay
 from ratchet.sandbox.servers import redis_for
 from ratchet.sandbox.traffic import iter_runs
 
+__all__ = ["REPORTED_SEEDS", "TUNING_SEEDS", "evaluate", "main", "render"]
+
 HIGH_ENTROPY = "assistant"
+#: Seeds the published figures come from (``--seeds`` default). Never tune defaults on these.
+REPORTED_SEEDS: tuple[int, ...] = (101, 202, 303)
+#: Seeds to choose defaults on (``--tuning``). 7 is the seed earlier defaults were picked on.
+TUNING_SEEDS: tuple[int, ...] = (1, 2, 3, 7)
+assert not set(REPORTED_SEEDS) & set(TUNING_SEEDS)
+
+_Pairs = list[tuple[bool, bool]]
 
 
-def _confusion(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
+def _confusion(pairs: _Pairs) -> dict[str, Any]:
     c = Confusion.of(pairs)
     return {"recall": round(c.recall, 4), "fpr": round(c.fpr, 5), "precision": round(c.precision, 4),
             "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
 
 
-async def evaluate(
-    url: str, args: argparse.Namespace, params: EngineParams
+class _Tally:
+    """Run-level (predicted, actual) pairs per group and per anomaly kind, summed over seeds."""
+
+    def __init__(self) -> None:
+        self.detector: dict[str, _Pairs] = defaultdict(list)
+        self.enforced: dict[str, _Pairs] = defaultdict(list)
+        self.kinds_all: Counter[str] = Counter()
+        self.kinds_det: Counter[str] = Counter()
+        self.kinds_enf: Counter[str] = Counter()
+
+
+async def _one_seed(
+    url: str, args: argparse.Namespace, params: EngineParams, seed: int, tally: _Tally,
+    per_seed: dict[str, _Tally],
 ) -> dict[str, Any]:
     runs = list(iter_runs(
         agents=args.agents, runs_per_agent=args.runs, warmup_runs=args.warmup,
-        anomaly_rate=args.anomaly_rate, seed=args.seed,
+        anomaly_rate=args.anomaly_rate, seed=seed,
     ))
     # Replay consumes events in stream order (runs interleaved by time, as generated).
     events = sorted((e for r in runs for e in r.events), key=lambda e: e["ts"])
@@ -57,51 +89,77 @@ async def evaluate(
     sink = io.BytesIO()
     summary = await replay(
         source, sink, redis_url=url, params=params, rich=args.rich,
-        warmup_runs=args.warmup, review_with_labels=args.review == "labels",
+        warmup_runs=args.warmup, review_with_labels=args.review == "oracle",
         guardrails=args.guardrails or args.policy is not None,
         policy=parse_policy_toml(Path(args.policy).read_text()) if args.policy else None,
     )
     verdicts = {v["event_id"]: v for v in map(orjson.loads, sink.getvalue().splitlines())}
-    detector: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    enforced: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    kinds_det: Counter[str] = Counter()
-    kinds_enf: Counter[str] = Counter()
-    kinds_all: Counter[str] = Counter()
+    mine = per_seed[str(seed)] = _Tally()
     for run in runs:
         if run.index < args.warmup:
             continue
         vs = [verdicts[e["event_id"]] for e in run.events]
         det = any(v["anomalous"] for v in vs)
         enf = any(v["action"] != "allow" for v in vs)
-        for group in (run.archetype, "all", "structured" if run.archetype != HIGH_ENTROPY else ""):
-            if group:
-                detector[group].append((det, run.anomalous))
-                enforced[group].append((enf, run.anomalous))
-        if run.anomaly:
-            kinds_all[run.anomaly] += 1
-            kinds_det[run.anomaly] += det
-            kinds_enf[run.anomaly] += enf
+        for t in (tally, mine):
+            for group in (run.archetype, "all", f"prio:{run.priorities}",
+                          "structured" if run.archetype != HIGH_ENTROPY else ""):
+                if group:
+                    t.detector[group].append((det, run.anomalous))
+                    t.enforced[group].append((enf, run.anomalous))
+            if run.anomaly:
+                t.kinds_all[run.anomaly] += 1
+                t.kinds_det[run.anomaly] += det
+                t.kinds_enf[run.anomaly] += enf
+    return {"seed": seed, "events": summary.events, "seconds": round(summary.seconds, 1),
+            "review": {"approved": summary.approved, "rejected": summary.rejected},
+            "chains_by_final_mode": dict(summary.final_modes)}
+
+
+async def evaluate(
+    url: str, args: argparse.Namespace, params: EngineParams, seeds: Sequence[int]
+) -> dict[str, Any]:
+    """Replay every seed's traffic and sum the run-level figures over the seeds."""
+    tally = _Tally()
+    per_seed: dict[str, _Tally] = {}
+    replays = [await _one_seed(url, args, params, s, tally, per_seed) for s in seeds]
     return {
-        "events": summary.events,
-        "runs_after_warmup": len(detector["all"]),
-        "seconds": round(summary.seconds, 1),
-        "review": {"approved": summary.approved, "rejected": summary.rejected},
-        "chains_by_final_mode": dict(summary.final_modes),
-        "detector": {g: _confusion(p) for g, p in sorted(detector.items())},
-        "enforced": {g: _confusion(p) for g, p in sorted(enforced.items())},
+        "seeds": list(seeds),
+        "review": args.review,
+        "events": sum(r["events"] for r in replays),
+        "runs_after_warmup": len(tally.detector["all"]),
+        "seconds": round(sum(r["seconds"] for r in replays), 1),
+        "replays": replays,
+        "detector": {g: _confusion(p) for g, p in sorted(tally.detector.items())},
+        "enforced": {g: _confusion(p) for g, p in sorted(tally.enforced.items())},
         "recall_by_kind": {
-            k: {"runs": n, "detector": round(kinds_det[k] / n, 3),
-                "enforced": round(kinds_enf[k] / n, 3)}
-            for k, n in sorted(kinds_all.items())
+            k: {"runs": n, "detector": round(tally.kinds_det[k] / n, 3),
+                "enforced": round(tally.kinds_enf[k] / n, 3)}
+            for k, n in sorted(tally.kinds_all.items())
+        },
+        "per_seed": {
+            s: {g: {"detector": _confusion(t.detector[g]), "enforced": _confusion(t.enforced[g])}
+                for g in ("structured", HIGH_ENTROPY, "all")}
+            for s, t in per_seed.items()
         },
     }
 
 
 def render(res: dict[str, Any]) -> str:
-    lines = [f"{res['events']} events, {res['runs_after_warmup']} runs after warm-up, "
-             f"{res['seconds']}s; reviewer approved {res['review']['approved']}, "
-             f"rejected {res['review']['rejected']}; final modes {res['chains_by_final_mode']}",
-             "", f"{'group':12} {'detector R':>10} {'FPR':>8} {'enforced R':>11} {'FPR':>8}"]
+    review = ("ORACLE reviewer (knows the true labels; not a detection figure)"
+              if res["review"] == "oracle" else "no reviewer")
+    p = res["params"]
+    what = ("chain + guardrails" if p["guardrails"] else "chain alone") + (
+        " (rich)" if p["rich"] else "")
+    seeds = ",".join(map(str, res["seeds"]))
+    lines = [f"seeds {seeds} ({res['seed_set']}); {review}; {what}",
+             f"{res['events']} events, {res['runs_after_warmup']} runs after warm-up, "
+             + f"{res['seconds']}s"]
+    for r in res["replays"]:
+        extra = (f"; reviewer approved {r['review']['approved']}, rejected "
+                 f"{r['review']['rejected']}" if res["review"] == "oracle" else "")
+        lines.append(f"  seed {r['seed']}: final modes {r['chains_by_final_mode']}{extra}")
+    lines += ["", f"{'group':12} {'detector R':>10} {'FPR':>8} {'enforced R':>11} {'FPR':>8}"]
     for g in res["detector"]:
         d, e = res["detector"][g], res["enforced"][g]
         lines.append(f"{g:12} {d['recall']:10.3f} {d['fpr']:8.4f} {e['recall']:11.3f} "
@@ -109,7 +167,23 @@ def render(res: dict[str, Any]) -> str:
     lines += ["", f"{'anomaly kind':14} {'runs':>5} {'detector':>9} {'enforced':>9}"]
     for k, r in res["recall_by_kind"].items():
         lines.append(f"{k:14} {r['runs']:5d} {r['detector']:9.3f} {r['enforced']:9.3f}")
+    if len(res["per_seed"]) > 1:
+        lines += ["", "per seed, enforced (recall / FPR):"]
+        for s, groups in res["per_seed"].items():
+            cells = "  ".join(f"{g} {v['enforced']['recall']:.3f} / {v['enforced']['fpr']:.4f}"
+                              for g, v in groups.items())
+            lines.append(f"  seed {s}: {cells}")
     return "\n".join(lines)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds wants comma-separated integers, got {text!r}")
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds must name at least one seed")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,9 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=400, help="runs per agent")
     ap.add_argument("--warmup", type=int, default=150, help="normal-only runs per agent first")
     ap.add_argument("--anomaly-rate", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=7)
+    seeds = ap.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_seeds, default=REPORTED_SEEDS,
+                       help="comma-separated traffic seeds (default: the reported seeds "
+                       f"{','.join(map(str, REPORTED_SEEDS))})")
+    seeds.add_argument("--tuning", action="store_true",
+                       help=f"use the tuning seeds {','.join(map(str, TUNING_SEEDS))} (choose "
+                       "defaults here, report on the default seeds)")
     ap.add_argument("--config", help="TOML with an [engine] table overriding defaults")
-    ap.add_argument("--review", choices=("labels", "none"), default="labels")
+    ap.add_argument("--review", choices=("none", "oracle"), default="none",
+                    help="'none' (default): nobody reviews held events. 'oracle': a reviewer "
+                    "that knows the true labels approves held normal events and rejects held "
+                    "anomalies (not a detection figure; labelled ORACLE)")
     ap.add_argument("--rich", action="store_true", help="rich Markov mode")
     ap.add_argument("--guardrails", action="store_true",
                     help="also apply the guardrails with the default policy (default: the chain "
@@ -129,15 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
+    seed_list = TUNING_SEEDS if args.tuning else args.seeds
+    seed_set = ("tuning seeds" if set(seed_list) <= set(TUNING_SEEDS)
+                else "reported seeds" if set(seed_list) <= set(REPORTED_SEEDS) else "custom seeds")
     params = load_params(Path(args.config).read_text()) if args.config else EngineParams()
     with redis_for(args.redis_url) as url:
-        print("detection: generating and replaying synthetic traffic...", file=sys.stderr)
-        res = asyncio.run(evaluate(url, args, params))
+        print(f"detection: replaying synthetic traffic for seeds {list(seed_list)}...",
+              file=sys.stderr)
+        res = asyncio.run(evaluate(url, args, params, seed_list))
+    res["seed_set"] = seed_set
     res["params"] = {"floor_bits": params.floor_bits, "fallback_bits": params.fallback_bits,
                      "sigma_multiplier": params.sigma_multiplier, "window_stat": params.window_stat,
                      "min_support": params.min_support, "rich": args.rich,
                      "guardrails": args.guardrails or args.policy is not None,
-                     "policy": args.policy}
+                     "policy": args.policy, "config": args.config}
     print(render(res))
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))

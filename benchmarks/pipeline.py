@@ -17,6 +17,9 @@ gateway and ``--workers`` workers as child processes, then measures:
   envelopes' size and count (events/s if Kafka were all there is), and ``Engine.decide`` on the
   same events in batches on the same Redis (events/s if the engine were all there is).
 
+The bulk phase runs under the project's default guardrail policy, whose velocity windows use
+the wall clock: hours of generated traffic arrive in about a minute, so velocity rules can
+pause part of it (the output's ``policy`` line gives the compression and the verdicts by action).
 CPU seconds of every process (from /proc) show where the time goes. Machines here are shared
 and noisy: ratios within one run say more than absolute numbers.
 """
@@ -30,6 +33,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +46,7 @@ from models.envelope import IngestEnvelope, encode_ingest
 from models.events import parse_event
 from models.signing import sign
 from ratchet.config.settings import get_settings
-from ratchet.engine.engine import Engine, connect_redis
+from ratchet.engine.engine import Engine
 from ratchet.kafka.topics import ensure_topics
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.demo_report import percentile
@@ -57,6 +61,7 @@ from ratchet.sandbox.process import (
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.sandbox.traffic import iter_events
 from ratchet.store.keys import Keys
+from ratchet.store.redis import connect
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -199,7 +204,7 @@ async def engine_ceiling(redis_url: str, bodies: Sequence[bytes]) -> dict[str, A
     from models.envelope import decode_ingest
 
     envelopes = [decode_ingest(b) for b in bodies]
-    client = connect_redis(redis_url)
+    client = connect(redis_url)
     try:
         engine = Engine.create(client, keys=Keys(f"bench{uuid.uuid4().hex[:8]}"))
         n = sum(len(e.events) for e in envelopes)
@@ -291,6 +296,8 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                 print(f"bulk: {len(raw):,} events, {sum(len(b) for b in bodies.values())} "
                       f"requests of ≤{args.batch}…", file=sys.stderr)
                 bulk = await bulk_phase(base, session, auth, bodies, counts, collector, len(raw))
+                bulk["actions"] = dict(Counter(
+                    vs[0].action for e in raw if (vs := collector.by_event.get(e["event_id"]))))
                 cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
                 print(f"single: {args.rate:.0f}/s for {args.single_seconds:.0f}s…",
                       file=sys.stderr)
@@ -323,7 +330,18 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
         },
         "targets": {"bulk_events_per_second": 20_000, "single_p99_ms": 25},
         "settings_note": f"key_prefix default {settings.key_prefix}",
+        "policy": _policy_note(raw, bulk),
     }
+
+
+def _policy_note(raw: Sequence[dict[str, Any]], bulk: dict[str, Any]) -> str:
+    """Which guardrail policy the bulk phase ran under, and how compressed its time was."""
+    span = max(e["ts"] for e in raw) - min(e["ts"] for e in raw)
+    return (f"default guardrail policy (velocity on, wall-clock windows): {span:,.0f} s of "
+            f"generated traffic sent in {bulk['seconds']:,.0f} s "
+            f"({span / max(bulk['seconds'], 1e-9):,.0f}x real time, the rate velocity windows "
+            f"see); "
+            f"bulk verdicts by action: {bulk['actions']}")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -343,6 +361,7 @@ def render(r: dict[str, Any]) -> str:
          f"{c['engine_decide']['events_per_second']:,.0f} events/s"),
         (f"ratios: bulk/kafka {r['ratios']['bulk_vs_kafka']:.2f}, "
          f"bulk/engine {r['ratios']['bulk_vs_engine']:.2f}"),
+        f"policy: {r['policy']}",
         "CPU seconds during bulk: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r["bulk_cpu_seconds"].items()),
         "CPU seconds during single: "

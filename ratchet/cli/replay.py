@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--no-learn", action="store_true",
-        help="score without changing the baseline (what-if evaluation on an existing namespace)",
+        help="score without changing the baseline (what-if evaluation on an existing namespace): "
+        "with --namespace, nothing under it is written — the replay runs in a scratch copy of "
+        "the state it reads, deleted afterwards",
     )
     p.add_argument(
         "--namespace",

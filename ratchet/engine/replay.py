@@ -8,6 +8,12 @@ follow the events' own ``ts`` (when present), not the replay's clock. Input: JSO
 Output: one verdict per input line, in input order (an invalid line gets an error record, so the
 output stays aligned). The command (``ratchet replay``, in :mod:`ratchet.cli.replay`) starts a private
 ``redis-server`` when it is given no Redis URL; replay works in its own key namespace and deletes it afterwards (``--keep`` keeps it).
+
+``--no-learn --namespace NS`` (what-if against an existing baseline) writes nothing under ``NS``:
+the replay runs in a scratch namespace, and the first time a chain, agent or run turns up, the
+keys the engine would read for it are copied from ``NS`` (Redis ``COPY``, same hash tag, so the
+same cluster slot). Run state, guardrail counts (velocity windows, daily cost) and the agent's
+service modes then change only in the scratch namespace, which is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
 from ratchet.store.redis import connect
+from ratchet.store.scratch import ScratchSeeder
 
 __all__ = ["ReplaySummary", "read_events", "replay"]
 
@@ -57,6 +64,9 @@ class ReplaySummary:
     #: Held events resolved by the label-driven reviewer (--review labels).
     approved: int = 0
     rejected: int = 0
+    #: The key namespace the replay wrote to, and (no-learn on an existing one) the one it read.
+    namespace: str = ""
+    seeded_from: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,6 +88,9 @@ class ReplaySummary:
             out["enforced_run_level"] = self.enforced_run_level.as_dict()
         out["warmup_runs_per_agent"] = self.warmup_runs
         out["review"] = {"approved": self.approved, "rejected": self.rejected}
+        out["namespace"] = self.namespace
+        if self.seeded_from is not None:
+            out["seeded_from"] = self.seeded_from
         return out
 
     def render(self) -> str:
@@ -91,6 +104,10 @@ class ReplaySummary:
             "chains by final mode: "
             + (", ".join(f"{m}={n}" for m, n in sorted(self.final_modes.items())) or "none"),
         ]
+        if self.seeded_from is not None:
+            lines.append(
+                f"no-learn: read {self.seeded_from}, wrote only scratch namespace {self.namespace}"
+            )
         if self.invalid:
             lines.append(f"invalid input lines: {self.invalid} (error records in the output)")
         if self.duplicates:
@@ -172,15 +189,27 @@ async def replay(
     baseline learns them as production would, and reject those labelled true. ``policy``
     applies to every project; else each project's stored policy under ``policy_keys`` (the
     live prefix) applies, or the defaults when none is stored.
+
+    ``learn=False`` with a ``namespace`` never writes under ``namespace``: the replay runs in a
+    scratch namespace seeded from it on first use (see the module docstring); the scratch is
+    deleted afterwards unless ``keep``.
     """
-    prefix = namespace or f"replay:{uuid.uuid4().hex[:12]}"
+    scratch = namespace is None or not learn
+    prefix = f"replay:{uuid.uuid4().hex[:12]}" if scratch else namespace
+    assert prefix is not None
     client = connect(redis_url)
+    seeder = (
+        ScratchSeeder(client, source=Keys(namespace), scratch=Keys(prefix))
+        if namespace is not None and not learn
+        else None
+    )
     engine = Engine.create(
         client, keys=Keys(prefix), params=params, rich=rich, guardrails=guardrails,
         policies=FixedPolicy(policy) if policy is not None else None,
         policy_keys=policy_keys or Keys(), policy_refresh_s=3600.0, event_time=True,
     )
-    summary = ReplaySummary(warmup_runs=warmup_runs)
+    summary = ReplaySummary(warmup_runs=warmup_runs, namespace=prefix, seeded_from=namespace
+                            if seeder is not None else None)
     events_tally = []
     runs = RunTally()
     enforced = RunTally()
@@ -206,6 +235,9 @@ async def replay(
     async def flush(batch: list[tuple[int, IngestEvent | ValidationError]]) -> None:
         nonlocal labelled
         good = [e for _, e in batch if isinstance(e, IngestEvent)]
+        if seeder is not None:
+            await seeder.seed([(engine.chain_of(e).tag, e.project_id, e.agent_id, e.run_id)
+                               for e in good])
         verdicts = iter(await engine.decide(good, learn=learn))
         for _, item in batch:
             if isinstance(item, ValidationError):
@@ -243,7 +275,7 @@ async def replay(
             await flush(batch)
         bar.update(summary.events + summary.invalid, final=True)
     finally:
-        if not keep and namespace is None:
+        if not keep and scratch:
             await _delete_namespace(client, prefix)
         await client.aclose()
     summary.seconds = time.monotonic() - started

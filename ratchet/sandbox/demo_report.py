@@ -15,7 +15,7 @@ from typing import Any
 from models.evaluation import Confusion, RunTally
 from models.verdict import MODES, Verdict
 
-__all__ = ["DemoReport", "SentEvent", "build_report", "percentile"]
+__all__ = ["DemoReport", "SentEvent", "build_report", "false_cause", "percentile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,9 @@ class DemoReport:
     detector_runs: Confusion | None = None
     enforced_events: Confusion | None = None
     enforced_runs: Confusion | None = None
+    #: Where the false runs (scored normal runs with something enforced) come from, by the
+    #: first enforced event of each: ``archetype``, ``cause`` and ``mode`` → runs.
+    false_runs: dict[str, Counter[str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     #: Where the demo's processes served Prometheus metrics, and what the worker's said at the end.
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +91,7 @@ class DemoReport:
                              "run_level": conf(self.detector_runs)},
                 "enforced": {"event_level": conf(self.enforced_events),
                              "run_level": conf(self.enforced_runs)},
+                "false_runs": {k: dict(v.most_common()) for k, v in self.false_runs.items()},
             },
             "settings": self.settings,
             "metrics": self.metrics,
@@ -143,6 +147,10 @@ class DemoReport:
                 f"{run.recall:.2f} (tp {run.tp}, fp {run.fp}, fn {run.fn}); event level "
                 f"precision {ev.precision:.2f} recall {ev.recall:.2f}"
             )
+        for key, counts in self.false_runs.items():
+            total = sum(counts.values())
+            top = ", ".join(f"{k} {n / total:.0%}" for k, n in counts.most_common(6))
+            lines.append(f"false runs ({total:,}) by {key}: {top}")
         if self.explained:
             lines.append("a few explained verdicts:")
             for ex in self.explained:
@@ -170,6 +178,28 @@ def _why(v: Verdict) -> str:
     return "; ".join(parts) or "no reason"
 
 
+def false_cause(v: Verdict) -> str:
+    """What made an enforced verdict: the first reason enforcing its action, as a short kind.
+
+    Markov reasons split by edge: ``markov: new node`` (a shape the chain never saw),
+    ``markov: unseen edge`` (two known nodes never seen in that order), ``markov: rare edge``
+    (seen before, but scored above the threshold). Guardrails give their rule id.
+    """
+    for r in v.reasons:
+        if r.action != v.action:
+            continue
+        if r.source != "markov":
+            return f"{r.source}: {r.detail.get('rule', r.source)}"
+        if r.detail.get("new_node"):
+            return "markov: new node"
+        return "markov: unseen edge" if not r.detail.get("seen") else "markov: rare edge"
+    return "other"
+
+
+def _archetype(agent_id: str) -> str:
+    return agent_id.rsplit("-", 1)[0]
+
+
 def build_report(
     sent: Iterable[SentEvent],
     verdicts: Mapping[str, Sequence[Verdict]],
@@ -186,6 +216,8 @@ def build_report(
     last_mode: dict[str, tuple[float, str]] = {}
     runs_per_chain: Counter[str] = Counter()
     candidates: list[tuple[int, Verdict, SentEvent]] = []
+    first_enforced: dict[tuple[str, str], Verdict] = {}
+    run_label: dict[tuple[str, str], bool] = {}
     for ev in sent:
         rep.events_sent += 1
         answers = verdicts.get(ev.event_id)
@@ -212,6 +244,10 @@ def build_report(
             enf_events.append((enforced, ev.label))
             det_runs.add((ev.agent_id, ev.run_id), v.anomalous, ev.label)
             enf_runs.add((ev.agent_id, ev.run_id), enforced, ev.label)
+            run = (ev.agent_id, ev.run_id)
+            run_label[run] = run_label.get(run, False) or ev.label
+            if enforced and run not in first_enforced:
+                first_enforced[run] = v
         if v.reasons and v.action != "allow":
             # prefer true detections of different agents, then anything enforced
             candidates.append((0 if ev.label else 1, v, ev))
@@ -221,6 +257,13 @@ def build_report(
         rep.enforced_events = Confusion.of(enf_events)
         rep.detector_runs = det_runs.confusion()
         rep.enforced_runs = enf_runs.confusion()
+        rep.false_runs = {"archetype": Counter(), "cause": Counter(), "mode": Counter()}
+        for run, v in first_enforced.items():
+            if run_label[run]:
+                continue
+            rep.false_runs["archetype"][_archetype(run[0])] += 1
+            rep.false_runs["cause"][false_cause(v)] += 1
+            rep.false_runs["mode"][v.mode] += 1
     if latencies_s:
         ms = [x * 1000 for x in latencies_s]
         rep.latency_ms = {"p50": round(percentile(ms, 50), 2), "p99": round(percentile(ms, 99), 2),

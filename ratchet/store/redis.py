@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar, overload
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -56,7 +58,12 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis
     if cluster:
         return RedisCluster.from_url(url, socket_timeout=timeout_s,
                                      socket_connect_timeout=timeout_s)
-    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    # A pooled connection whose server restarted fails on first use; it is reconnected and the
+    # command retried once (connection errors only: a timeout may mean the command ran, slowly).
+    return Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
+    )
 
 
 def connect_from_settings(settings: Settings, url: str | None = None) -> RedisClient:

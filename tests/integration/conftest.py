@@ -23,7 +23,7 @@ from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
 from ratchet.sandbox.servers import free_port
 from ratchet.store.keys import Keys
-from tests.integration.gateway_support import Gateway, Tenant, make_tenant, start_gateway
+from tests.integration.gateway_support import Gateway, Tenant, make_tenant, own_gateway
 from tests.integration.pipeline_support import LOCKING_ENGINE, Stack
 
 
@@ -43,14 +43,8 @@ async def gw_settings(redis_url: str, kafka_bootstrap: str, key_prefix: str) -> 
 
 @pytest.fixture
 async def gateway(gw_settings: Settings) -> AsyncIterator[Gateway]:
-    server = await start_gateway(gw_settings)
-    assert gw_settings.redis_url
-    redis = Redis.from_url(gw_settings.redis_url)
-    try:
-        yield Gateway(server, gw_settings, redis, Keys(gw_settings.key_prefix))
-    finally:
-        await redis.aclose()
-        await server.close()
+    async with own_gateway(gw_settings) as gw:
+        yield gw
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from ratchet.store.keys import Keys
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = [
+    "own_gateway",
     "FakeWorker",
     "Gateway",
     "Tenant",
@@ -199,3 +202,14 @@ async def wait_for(predicate: Any, timeout_s: float = 5.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+@asynccontextmanager
+async def own_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """Start a gateway for ``settings`` (usually ``gw_settings.replace(...)``); always stopped."""
+    server = await start_gateway(settings)
+    assert settings.redis_url
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        yield Gateway(server, settings, redis, Keys(settings.key_prefix))
+    finally:
+        await redis.aclose()
+        await server.close()

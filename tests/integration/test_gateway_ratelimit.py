@@ -27,9 +27,9 @@ from tests.integration.gateway_support import (
     Tenant,
     event,
     make_tenant,
+    own_gateway,
     read_topic,
 )
-from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 

@@ -21,8 +21,8 @@ from tests.integration.gateway_support import (
     Tenant,
     event,
     make_tenant,
+    own_gateway,
 )
-from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 

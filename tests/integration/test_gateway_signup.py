@@ -26,9 +26,9 @@ from ratchet.store.scripts import scripts_for
 from tests.integration.gateway_support import (
     Gateway,
     event,
+    own_gateway,
     start_gateway,
 )
-from tests.integration.own_gateway import own_gateway
 
 pytestmark = pytest.mark.kafka
 

@@ -262,19 +262,67 @@ def test_each_kind_labels_what_it_injected(heavy_runs: list[Run]) -> None:
         if run.anomaly is None:
             for action, n in streaks(run):
                 longest[(run.agent_id, action)] = max(longest[(run.agent_id, action)], n)
+    loop_tops: list[int] = []
     for run in (r for r in heavy_runs if r.anomaly):
         labelled = [e for e in run.events if e["label"]]
         if run.anomaly == "loop_abuse":
-            assert 20 <= len(labelled) <= 40 and len({e["action"] for e in labelled}) == 1
+            assert 8 <= len(labelled) <= 45 and len({e["action"] for e in labelled}) == 1
             top = max(n for a, n in streaks(run) if a == labelled[0]["action"])
             normal = longest[(run.agent_id, labelled[0]["action"])]
-            assert top >= 2 * normal and top >= normal + 12
+            assert top > normal  # longer than any normal repetition of that step
+            loop_tops.append(top)
         else:
             assert len(labelled) == 1, run.anomaly
         if run.anomaly == "exfiltration":
             assert labelled[0]["action"] == "web.post" and not run.events[-1]["label"]
         if run.anomaly == "shape_drift":
             assert set(labelled[0]["payload"]) & {"debug", "auth_context", "proxy", "callback"}
+    # loop strength varies: on both sides of the loop guardrail's default limit (20 back to back)
+    under = sum(t <= 20 for t in loop_tops)
+    assert 0.15 * len(loop_tops) < under < 0.6 * len(loop_tops), loop_tops
+
+
+def test_second_block_of_agents_never_sets_a_high_priority() -> None:
+    """Anomalies must also land on chains that never see a high-priority call."""
+    runs = list(iter_runs(agents=12, runs_per_agent=200, warmup_runs=50, anomaly_rate=0.2, seed=4))
+    by_profile: dict[str, Counter[str]] = defaultdict(Counter)
+    anomalous: Counter[str] = Counter()
+    for run in runs:
+        assert run.priorities == ("normal" if run.agent_id.endswith("-2") else "mixed")
+        by_profile[run.priorities].update(e["priority"] for e in run.events)
+        anomalous[run.priorities] += run.anomalous
+    assert by_profile["normal"]["high"] == by_profile["normal"]["critical"] == 0
+    assert by_profile["normal"]["low"] > 0  # low stays low
+    assert by_profile["mixed"]["high"] > 0 and by_profile["mixed"]["critical"] > 0
+    assert anomalous["normal"] > 0.3 * sum(anomalous.values())
+
+
+def test_rare_legitimate_fields_recur_and_some_appear_only_after_warm_up() -> None:
+    runs = list(iter_runs(agents=12, runs_per_agent=400, warmup_runs=150, anomaly_rate=0.1, seed=8))
+    rare = {(arch, action, key) for arch, vs in traffic._RARE.items() for action, key, _ in vs}
+    first: dict[tuple[str, str], int] = {}
+    seen: Counter[tuple[str, str]] = Counter()
+    normal_runs = with_rare = 0
+    for run in runs:
+        hits = {
+            (run.agent_id, k)
+            for e in run.events
+            for k in e["payload"]
+            if (run.archetype, e["action"], k) in rare
+        }
+        for hit in hits:
+            first.setdefault(hit, run.index)
+            seen[hit] += 1
+        if run.anomaly is None:
+            normal_runs += 1
+            with_rare += bool(hits)
+            assert not any(e["label"] for e in run.events)
+    assert 0.5 * traffic.RARE_RATE < with_rare / normal_runs < 2 * traffic.RARE_RATE
+    assert {k for _, k in seen} == {k for _, _, k in rare}  # every variant turns up
+    assert any(n >= 3 for n in seen.values())  # and recurs
+    assert any(i >= 150 for i in first.values())  # some are first seen after warm-up
+    for info in archetypes():
+        assert sum("rare, recurring" in b for b in info.rare_branches) == 2
 
 
 def test_priorities_costs_and_rare_branches(events: list[dict[str, Any]], runs: list[Run]) -> None:

@@ -43,6 +43,7 @@ def project_of(request: BaseRequest) -> str:
 
 
 def _route(request: BaseRequest) -> str:
+    # ``Request.match_info`` asserts it is set; a request aiohttp refused before routing has none
     match_info = getattr(request, "_match_info", None)
     if match_info is None:
         return "unmatched"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from models.errors import ConfigError, RatchetError
+from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
 from ratchet.telemetry.logs import logging_config, setup_logging
 
@@ -40,6 +41,8 @@ def check_settings(settings: Settings) -> None:
 def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool = True) -> int:
     """Run a worker in this process until it is stopped; returns the exit code."""
     check_settings(settings)
+    # a broken engine config must stop the worker here, not inside an agent that Faust restarts
+    engine_params(None, settings)
     import faust
 
     from streams.service import get_app

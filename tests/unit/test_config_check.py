@@ -120,3 +120,12 @@ def test_a_process_with_a_misspelt_variable_refuses_to_start() -> None:
     assert done.returncode == 2
     assert "RATCHET_REDIS_ULR is not a Ratchet setting (did you mean 'RATCHET_REDIS_URL'?)" in (
         done.stderr)
+
+
+def test_a_worker_with_a_broken_engine_config_refuses_to_start(tmp_path: Path) -> None:
+    engine = tmp_path / "engine.toml"
+    engine.write_text("floor_bits = 8.0\n")  # no [engine] header
+    done = _ratchet({"RATCHET_ENGINE_CONFIG": str(engine), "RATCHET_REDIS_URL": "redis://x:1/0",
+                     "RATCHET_KAFKA_BOOTSTRAP": "x:1"}, "worker")
+    assert done.returncode == 2, done
+    assert "floor_bits is outside any table; engine parameters go under [engine]" in done.stderr

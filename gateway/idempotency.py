@@ -8,7 +8,9 @@ Handlers wrap their work in :func:`idempotent` after authenticating (records are
 - same key, same request, finished → the stored status and body, with ``Idempotent-Replayed:
   true``; nothing is published again;
 - same key while the first request still runs → ``409`` with ``Retry-After: 1`` (the loser does
-  not wait: the first request may itself wait seconds for a verdict);
+  not wait: the first request may itself wait seconds for a verdict); the reservation's lease is
+  short and renewed while the request runs, so a gateway killed mid-request frees its keys within
+  one lease (``idempotency_lease_s``);
 - same key, different method/path/query/body → ``422``.
 """
 
@@ -67,7 +69,8 @@ async def idempotent(
             "body differ); use a new key for a new request", HEADER)
     reservation = begin.reservation
     try:
-        resp = await work()
+        async with state.idempotency.holding(reservation):
+            resp = await work()
     except BaseException:
         with contextlib.suppress(Exception):  # the lease frees the key if Redis is down too
             await state.idempotency.release(reservation)

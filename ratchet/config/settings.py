@@ -136,9 +136,9 @@ class Settings:
     auth_failure_window_s: int = 900
     #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
     idempotency_ttl_s: int = 86_400
-    #: How long an unfinished request holds its ``Idempotency-Key`` (a crashed gateway's
-    #: reservation frees itself after this), seconds; must exceed the longest request.
-    idempotency_lease_s: int = 60
+    #: Lease of an unfinished request's ``Idempotency-Key``, seconds: renewed every third of it
+    #: while the request runs, so a crashed gateway's reservation frees itself within this.
+    idempotency_lease_s: int = 6
     #: How long an event id stays bound to the first body it was accepted with, seconds
     #: (~240 bytes of Redis per event for the window; 0 turns the check off).
     event_id_window_s: int = 86_400

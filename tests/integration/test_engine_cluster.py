@@ -67,7 +67,7 @@ async def test_cross_slot_call_fails(redis_cluster: RedisClusterServer, keys: Ke
         assert client.keyslot(keys_a[0]) != client.keyslot(keys_b[0])
         mixed = keys_b[:1] + keys_a[1:]
         with pytest.raises((ResponseError, RedisClusterException)) as info:
-            await store.scripts.observe(keys=mixed, args=args)
+            await store.scripts["observe"](keys=mixed, args=args)
         assert "slot" in str(info.value).lower()
     finally:
         await client.aclose()

@@ -232,6 +232,20 @@ async def test_a_crashed_request_frees_its_key_when_the_lease_ends(gateway: Gate
     assert replay.code is BeginCode.REPLAY and replay.answer == StoredAnswer(202, b'{"ok": true}')
 
 
+async def test_a_live_request_keeps_its_key_past_the_lease(gateway: Gateway) -> None:
+    """The holder renews its lease while it runs; when it stops renewing (dies), the key frees
+    within one lease."""
+    store = IdempotencyStore(gateway.redis, gateway.keys, ttl_s=60, lease_s=1)
+    first = await store.begin("p", key_digest("live"), "fp-1")
+    assert first.reservation is not None
+    async with store.holding(first.reservation):
+        await asyncio.sleep(2.5)  # 2.5 leases: alive, renewed
+        assert (await store.begin("p", key_digest("live"), "fp-1")).code is BeginCode.IN_PROGRESS
+    # renewal stopped without finishing (as if the gateway died): free within one lease
+    await asyncio.sleep(1.2)
+    assert (await store.begin("p", key_digest("live"), "fp-1")).code is BeginCode.RESERVED
+
+
 async def test_event_id_window_zero_turns_the_binding_off(gateway: Gateway) -> None:
     ev = parse_event(event(), "p")
     other = parse_event({**event(), "event_id": ev.event_id, "run_id": "run-9"}, "p")

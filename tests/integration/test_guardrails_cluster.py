@@ -75,7 +75,7 @@ async def test_cross_slot_guardrails_call_fails(
                                         state_spec(POLICY)))
         mixed = [keys.guard_agent_keys(tag_b).window, *k[1:]]
         with pytest.raises((ResponseError, RedisClusterException)) as info:
-            await store.scripts.guardrails(keys=mixed, args=args)
+            await store.scripts["guardrails"](keys=mixed, args=args)
         assert "slot" in str(info.value).lower()
     finally:
         await client.aclose()

@@ -50,7 +50,10 @@ def attach_agents(
     app: faust.App, topics: Topics, settings: Settings, tuning: Tuning | None = None
 ) -> Runtime:
     """Define the ``ingest`` and ``feedback`` agents on ``app``; returns their shared runtime."""
-    runtime = Runtime(settings)
+    async def publish_audit(topic: str, key: bytes, value: bytes) -> None:
+        await app.producer.send_and_wait(topic, key, value, None, None, None)
+
+    runtime = Runtime(settings, audit_sink=publish_audit)
     tuning = tuning or Tuning()
 
     @app.agent(topics.ingest, name="ingest")

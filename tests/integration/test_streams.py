@@ -423,9 +423,11 @@ async def test_decision_log_lines_topic_and_audit_for_pauses_and_mode_changes(
 
     decisions_topic = f"decisions-{pipeline.suffix}"
     pipeline.engine_toml = LOCKING_ENGINE
-    pipeline.extra_env = {"RATCHET_LOG_FORMAT": "json", "RATCHET_TOPIC_DECISIONS": decisions_topic}
+    audit_topic = f"audit-{pipeline.suffix}"
+    pipeline.extra_env = {"RATCHET_LOG_FORMAT": "json", "RATCHET_TOPIC_DECISIONS": decisions_topic,
+                          "RATCHET_TOPIC_AUDIT": audit_topic}
     await pipeline.create_topics()
-    await ensure_topics(pipeline.bootstrap, [decisions_topic], 1)
+    await ensure_topics(pipeline.bootstrap, [decisions_topic, audit_topic], 1)
     worker = pipeline.start_worker()
     async with VerdictCollector(pipeline.bootstrap, pipeline.topics["topic_verdicts"]) as col, \
             EnvelopeProducer(pipeline.bootstrap, pipeline.topics["topic_ingest"]) as prod:
@@ -462,20 +464,24 @@ async def test_decision_log_lines_topic_and_audit_for_pauses_and_mode_changes(
     assert sorted((r["event_id"], r["change"]) for r in moved) == sorted(
         (v.event_id, v.mode_change) for v in changes)
 
+    async def read(topic: str, want: int) -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=pipeline.bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        got: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(got) < want and time.monotonic() < deadline:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    for msg in batch:
+                        assert msg.key == b"proj"
+                        got.append(json.loads(msg.value))
+        finally:
+            await consumer.stop()
+        return got
+
     # the same records on the decisions topic, keyed by project
-    consumer = AIOKafkaConsumer(decisions_topic, bootstrap_servers=pipeline.bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    shipped: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(shipped) < len(logged) and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                for msg in batch:
-                    assert msg.key == b"proj"
-                    shipped.append(json.loads(msg.value))
-    finally:
-        await consumer.stop()
+    shipped = await read(decisions_topic, len(logged))
     assert sorted((r["kind"], r["event_id"]) for r in shipped) == sorted(
         (r["kind"], r["event_id"]) for r in logged)
 
@@ -488,3 +494,7 @@ async def test_decision_log_lines_topic_and_audit_for_pauses_and_mode_changes(
     audited = [e for e in page.entries if e.action == "chain.mode_changed"]
     assert sorted(e.details["change"] for e in audited) == sorted(v.mode_change for v in changes)
     assert all(e.actor == "system" and e.target == f"chain:{paused.chain}" for e in audited)
+    # ... and published to the audit topic like every other audit entry
+    published = await read(audit_topic, len(audited))
+    assert sorted((e["action"], e["seq"]) for e in published) == sorted(
+        (e.action, e.seq) for e in audited)

@@ -82,8 +82,7 @@ def _strip(ev: dict[str, Any]) -> dict[str, Any]:
 
 def _signed(ev: dict[str, Any], project_id: str, secret: str, ts: int) -> dict[str, Any]:
     out = _strip(ev)
-    out["signature"] = sign(secret, project_id, out["agent_id"], out["service"], out["action"],
-                            out["payload"], out["event_id"], ts)
+    out["signature"] = sign(secret, project_id, out, ts)
     out["timestamp"] = ts
     return out
 
@@ -93,7 +92,7 @@ def _single_body(project_id: str, agent: str, secret: str, i: int) -> tuple[byte
     ev = {"event_id": event_id, "agent_id": agent, "run_id": f"{agent}-s{i // 6}",
           "service": "status", "action": "check", "payload": payload, "end_of_run": i % 6 == 5}
     ts = int(time.time())
-    sig = sign(secret, project_id, agent, "status", "check", payload, event_id, ts)
+    sig = sign(secret, project_id, ev, ts)
     return orjson.dumps(ev), {"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
 
 

@@ -45,10 +45,9 @@ AGENT = "bench-agent"
 
 def _event(project_id: str, secret: str, i: int, ts: int) -> dict[str, Any]:
     event_id, payload = str(uuid.uuid4()), {"id": i, "q": "status"}
-    return {"event_id": event_id, "agent_id": AGENT, "run_id": f"r{i // 10}", "service": "crm",
-            "action": "contacts.read", "payload": payload,
-            "signature": sign(secret, project_id, AGENT, "crm", "contacts.read", payload,
-                              event_id, ts), "timestamp": ts}
+    ev: dict[str, Any] = {"event_id": event_id, "agent_id": AGENT, "run_id": f"r{i // 10}",
+                          "service": "crm", "action": "contacts.read", "payload": payload}
+    return {**ev, "signature": sign(secret, project_id, ev, ts), "timestamp": ts}
 
 
 def _single(ev: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

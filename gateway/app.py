@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from gateway import (
+    routes_api_keys,
     routes_audit,
     routes_events,
     routes_health,
@@ -20,6 +21,7 @@ from gateway import (
     routes_signup,
     routes_verdicts,
     routes_webhooks,
+    safe_logs,
 )
 from gateway.client_ip import parse_networks
 from gateway.middleware import gateway_middleware
@@ -29,6 +31,8 @@ from gateway.tiers import TierCache
 from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from models.ratelimit import parse_tiers
+from models.scopes import ROUTE_ROLES
+from models.signing import v1_sunset
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
@@ -39,7 +43,30 @@ from ratchet.store.redis import connect
 from ratchet.store.scripts import scripts_for
 from ratchet.store.verdicts import VerdictStore
 
-__all__ = ["build_app"]
+__all__ = ["SERVER_HEADER", "build_app"]
+
+#: The ``Server`` header of every answer: no software name or version to look up flaws by.
+SERVER_HEADER = "ratchet"
+# aiohttp puts "Python/3.x aiohttp/3.x" on every answer it prepares, including the 400s its
+# parser sends before any application code runs (those bypass middleware and signals), so the
+# default itself is replaced; _no_server_version covers the application's answers explicitly.
+web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+
+
+async def _no_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+def _check_route_roles(app: web.Application) -> None:
+    """Refuse to start with a route that has no row in models.scopes.ROUTE_ROLES: no route
+    is served without a decision on which keys may call it."""
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method == "HEAD":
+            continue
+        if (route.method, resource.canonical) not in ROUTE_ROLES:
+            raise ConfigError(f"route {route.method} {resource.canonical} has no row in "
+                              "models.scopes.ROUTE_ROLES; say which key roles may call it")
 
 
 def build_app(settings: Settings, *, create_topics: bool = True) -> web.Application:
@@ -53,12 +80,19 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
     trusted = parse_networks(settings.trusted_proxies)
+    try:
+        v1_sunset(settings.signature_v1_until)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     app = web.Application(
-        middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
+        handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines
     )
     for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
-                   routes_signup, routes_policy, routes_health, routes_openapi):
+                   routes_api_keys, routes_signup, routes_policy, routes_health, routes_openapi):
         app.add_routes(module.routes)
+    _check_route_roles(app)
+    app.on_response_prepare.append(_no_server_version)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         assert settings.redis_url and settings.kafka_bootstrap

@@ -1,4 +1,12 @@
-"""Who is calling: the project behind a bearer API key, and signed events of its agents."""
+"""Who is calling: the project and role behind a bearer API key, and signed events of its agents.
+
+:func:`authenticate` is the one way a handler learns its caller, and it does every check of the
+key in one place, so no route can skip one: exactly one ``Authorization`` header (400 for two);
+the client address's failed-authentication counter (429 while over the limit, and every wrong
+key counts, whatever the route: :mod:`gateway.lockout`); the key's grant (401 if unknown); and
+the key's role against the route's row in :data:`models.scopes.ROUTE_ROLES` (403). The counter
+and the key are read in one Redis round trip.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,17 @@ from typing import Any
 from aiohttp import web
 
 from gateway.access_log import note_project
+from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
-from models.errors import AuthError
+from models.errors import AuthError, ForbiddenError, ValidationError
 from models.events import IngestEvent
-from models.signing import parse_timestamp, verify
-from ratchet.platform.provisioning import hash_api_key, project_for_api_key
+from models.scopes import allows, parse_grant, roles_for
+from models.signing import parse_timestamp, v1_sunset, verify
+from ratchet.platform.provisioning import hash_api_key
 
-__all__ = ["Caller", "authenticate", "verify_event"]
+__all__ = ["Caller", "authenticate", "route_of", "verify_event"]
+
+MAX_KEY_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,45 +35,94 @@ class Caller:
     project_id: str
     #: First 12 hex digits of the key's SHA-256: names the key in audit trails, reveals nothing.
     key_id: str
+    #: ``admin`` or ``ingest`` (:mod:`models.scopes`).
+    role: str
+    #: An ingest key bound to one agent: the only agent whose events it may send and read.
+    agent_id: str | None
+    #: The project's own key (an admin key made with the project), not one made with /v1/keys.
+    primary: bool
+
+    @property
+    def actor(self) -> str:
+        """How audit entries name this caller."""
+        return f"apikey:{self.key_id}"
+
+
+def route_of(request: web.Request) -> tuple[str, str]:
+    """(method, route as the router spells it) of a matched request."""
+    resource = request.match_info.route.resource
+    return request.method, resource.canonical if resource is not None else request.path
+
+
+def _token(request: web.Request) -> str | None:
+    """The bearer token; ``None`` without an Authorization header; 400 for two of them."""
+    headers = request.headers.getall("Authorization", [])
+    if len(headers) > 1:
+        raise ValidationError("send exactly one Authorization header", "Authorization")
+    if not headers:
+        return None
+    scheme, _, token = headers[0].partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not (token.isascii() and token.isprintable()):
+        return ""  # keys are printable ASCII; raw bytes (surrogates) never reach the hash
+    return token
 
 
 async def authenticate(request: web.Request, state: GatewayState) -> Caller:
-    """The caller's project from ``Authorization: Bearer <api key>``; 401 otherwise."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    """The caller behind ``Authorization: Bearer <api key>``, allowed on this route; else 400
+    (two headers), 429 (address locked out), 401 (no or wrong key) or 403 (role)."""
+    method, route = route_of(request)
+    roles = roles_for(method, route)  # KeyError: a route without a row is never served
+    token = _token(request)
+    if token is None:
         raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")
-    if len(token) > 256:
+    ip = peer_ip(request, state)
+    failures = state.keys.auth_failures(ip)
+    sha = hash_api_key(token[:MAX_KEY_CHARS + 1])
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.get(failures)
+        pipe.ttl(failures)
+        pipe.get(state.keys.api_key(sha))
+        count, ttl, stored = await pipe.execute()
+    raise_if_locked_out(state, count, ttl)
+    if not token or len(token) > MAX_KEY_CHARS or stored is None:
+        await record_auth_failure(state, ip)
+        if not token:
+            raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")
         raise AuthError("invalid API key")
-    project_id = await project_for_api_key(state.redis, state.keys, token)
-    if project_id is None:
-        raise AuthError("invalid API key")
-    note_project(request, project_id)
-    return Caller(project_id, hash_api_key(token)[:12])
+    grant = parse_grant(stored.decode() if isinstance(stored, bytes) else str(stored))
+    caller = Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary)
+    note_project(request, caller.project_id)
+    if not allows(roles, caller.role):
+        raise ForbiddenError(
+            f"this {caller.role} key may not call {method} {route}; use an admin key "
+            "(ingest keys send events and read their verdicts only)", "Authorization")
+    return caller
 
 
 def verify_event(
     event: IngestEvent,
+    raw: Mapping[str, Any],
     secrets: Mapping[str, str],
     signature: Any,
     timestamp: Any,
     *,
     now: float,
     window_s: int,
+    v1_until: str = "",
 ) -> None:
-    """Raise :class:`AuthError` unless the event is signed by its (registered) agent."""
+    """Raise :class:`AuthError` unless the event (``raw``: its object as sent) is signed by its
+    (registered) agent; ``v1_until`` is ``RATCHET_SIGNATURE_V1_UNTIL``."""
     if signature is None or signature == "":
         raise AuthError("missing signature: sign the event with the agent's secret")
     if timestamp is None or timestamp == "":
         raise AuthError("missing signature timestamp")
     if not isinstance(signature, str):
-        raise AuthError("signature must be a string 'v1=<hex>'")
+        raise AuthError("signature must be a string 'v2=<hex>'")
     secret = secrets.get(event.agent_id)
     if secret is None:
         raise AuthError(f"unknown agent {event.agent_id!r} in this project; register it first")
     ts = parse_timestamp(timestamp)
-    verify(
-        secret, event.project_id, event.agent_id, event.service, event.action, event.payload,
-        event.event_id, ts, signature, now=now, window_s=window_s,
-    )
+    sunset = v1_sunset(v1_until)
+    verify(secret, event.project_id, raw, ts, signature, now=now, window_s=window_s,
+           v1_accepted=sunset is not None and now < sunset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -11,6 +12,10 @@ from models.errors import ValidationError
 from models.sanitize import shown
 
 __all__ = ["int_query", "read_bytes", "read_json"]
+
+
+#: A decimal integer of at most 18 digits (fits an int64; longer is out of every range here).
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class BodyTooLarge(web.HTTPRequestEntityTooLarge):
@@ -51,10 +56,10 @@ def int_query(request: web.Request, name: str, low: int, high: int, default: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer, got {shown(raw)}", name) from None
+    # ASCII digits only: int() also takes '١٢', ' 7 ' and '1_0', and str.isdigit() takes '²'
+    if not _INTEGER.fullmatch(raw):
+        raise ValidationError(f"{name} must be an integer, got {shown(raw)}", name)
+    value = int(raw)
     if not low <= value <= high:
         raise ValidationError(f"{name} must be between {low} and {high}", name)
     return value

@@ -12,7 +12,14 @@ from typing import Any
 
 from gateway.auth import verify_event
 from models.envelope import IngestEnvelope, agent_key, encode_ingest
-from models.errors import AuthError, ConflictError, RatchetError, ValidationError
+from models.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    RatchetError,
+    ValidationError,
+    error_code,
+)
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
 from models.sanitize import clean_text, is_display_safe
 from ratchet.config.settings import Settings
@@ -20,9 +27,11 @@ from ratchet.config.settings import Settings
 __all__ = [
     "Checked",
     "check_signatures",
+    "check_timestamp",
     "envelopes",
     "error_body",
     "ingest_limits",
+    "other_agent_error",
     "parse_batch",
     "refuse_reused_ids",
     "reused_id_error",
@@ -62,8 +71,10 @@ def _raw_event_id(raw: Any) -> str | None:
     return value if len(value) <= 128 and is_display_safe(value) else clean_text(value, 128)
 
 
-_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 422: "unprocessable",
-          429: "rate_limited", 503: "unavailable"}
+def other_agent_error(agent_id: str) -> ForbiddenError:
+    """An ingest key bound to ``agent_id`` sent another agent's event."""
+    return ForbiddenError(f"this ingest key sends events of agent {agent_id!r} only; use that "
+                          "agent's key (or a project ingest key)", "agent_id")
 
 
 def error_body(exc: RatchetError) -> dict[str, Any]:
@@ -72,7 +83,7 @@ def error_body(exc: RatchetError) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         out = dict(exc.as_dict())
     else:
-        out = {"error": _CODES.get(exc.status, "internal"), "field": getattr(exc, "field", None),
+        out = {"error": error_code(exc.status), "field": getattr(exc, "field", None),
                "message": str(exc)}
     if out["field"] is not None:
         out["field"] = clean_text(str(out["field"]), 200)
@@ -118,19 +129,34 @@ def parse_batch(
     return out
 
 
+def check_timestamp(raw: Any, field: str) -> None:
+    """400 naming ``field`` unless a signature timestamp is absent (then the signature check
+    answers 401 "missing") or Unix seconds: an integer, or 1–12 ASCII digits — never judged by
+    ``str.isdigit``, which takes ``²``."""
+    if raw is None or raw == "" or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise ValidationError(f"{field} must be Unix seconds (an integer of at most 12 ASCII "
+                              "digits)", field)
+
+
 def check_signatures(
-    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int
+    items: Sequence[Checked], secrets: Mapping[str, str], *, now: float, window_s: int,
+    v1_until: str = "",
 ) -> None:
-    """Reject (in place) the parsed items whose in-body signature does not verify."""
+    """Reject (in place) the parsed, not yet rejected items whose in-body signature does not
+    verify (a malformed timestamp is a 400 naming it, a bad signature a 401)."""
     for item in items:
-        if item.event is None:
+        if item.event is None or item.error is not None:
             continue
         try:
+            check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")
             verify_event(
-                item.event, secrets, item.raw.get(SIGNATURE_FIELD), item.raw.get(TIMESTAMP_FIELD),
-                now=now, window_s=window_s,
+                item.event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
+                item.raw.get(TIMESTAMP_FIELD), now=now, window_s=window_s, v1_until=v1_until,
             )
-        except AuthError as exc:
+        except (AuthError, ValidationError) as exc:
             item.error = exc
 
 

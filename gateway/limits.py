@@ -4,8 +4,9 @@
   kept on the request so the middleware puts ``X-RateLimit-*`` on whatever response goes out
   (``Retry-After`` too on a 429). Ingest limits fail OPEN when the rate-limit Redis is
   unavailable (counted in ``ratchet_ratelimit_fail_open_total``); registration limits fail closed.
-- :func:`guarded_authenticate` — authentication that counts failures per client IP and answers
-  429 once an IP has failed ``auth_failure_limit`` times within the window.
+
+Failed authentications are counted by :func:`gateway.auth.authenticate` itself, on every route
+(:mod:`gateway.lockout`).
 """
 
 from __future__ import annotations
@@ -17,21 +18,13 @@ import time
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.auth import Caller, authenticate
-from gateway.client_ip import Network, client_ip, limit_subject
+from gateway.auth import Caller
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
-from gateway.state import GatewayState, state_of
-from models.errors import AuthError, RateLimitedError, UnavailableError
+from gateway.state import state_of
+from models.errors import RateLimitedError, UnavailableError
 from models.ratelimit import INGEST, LimitKind, RateDecision, Tier
 
-__all__ = [
-    "DECISION",
-    "check_auth_failures",
-    "guarded_authenticate",
-    "peer_ip",
-    "rate_limit",
-    "record_auth_failure",
-]
+__all__ = ["DECISION", "rate_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -69,43 +62,3 @@ def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> 
                 f"{decision.limit} per minute; split it into smaller batches")
     return (f"rate limit of the {tier.name!r} tier exceeded ({decision.limit} {unit} per minute); "
             "retry after the Retry-After seconds")
-
-
-def peer_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
-    """The client address per-address limits count (IPv6: its /64); see gateway.client_ip."""
-    forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
-    return limit_subject(client_ip(request.remote, forwarded, trusted))
-
-
-async def check_auth_failures(state: GatewayState, ip: str) -> None:
-    """429 if ``ip`` has failed authentication too often in the current window."""
-    key = state.keys.auth_failures(ip)
-    async with state.redis.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.ttl(key)
-        count, ttl = await pipe.execute()
-    if count is not None and int(count) >= state.settings.auth_failure_limit:
-        RATELIMIT_REJECTED.labels("auth_failures").inc()
-        raise RateLimitedError(
-            "too many failed authentications from this address; retry later", max(int(ttl), 1)
-        )
-
-
-async def record_auth_failure(state: GatewayState, ip: str) -> None:
-    key = state.keys.auth_failures(ip)
-    async with state.redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, state.settings.auth_failure_window_s, nx=True)
-        await pipe.execute()
-
-
-async def guarded_authenticate(request: web.Request) -> Caller:
-    """:func:`authenticate`, refused with 429 while the client IP is over its failure budget."""
-    state = state_of(request)
-    ip = peer_ip(request, state.trusted_proxies)
-    await check_auth_failures(state, ip)
-    try:
-        return await authenticate(request, state)
-    except AuthError:
-        await record_auth_failure(state, ip)
-        raise

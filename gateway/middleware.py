@@ -18,7 +18,7 @@ from gateway.limits import DECISION
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
-from models.errors import RatchetError, RateLimitedError, UnavailableError
+from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
 from models.ratelimit import RateDecision, retry_after_header
 from ratchet.store.redis import REDIS_FAILURES, unavailable
 
@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-}
 
 
 def json_error(status: int, error: str, message: str, field: str | None = None) -> web.Response:
@@ -50,11 +43,10 @@ def _route(request: web.Request) -> str:
 def _from_http(exc: web.HTTPException, request: web.Request) -> web.StreamResponse:
     if exc.status == 413:
         limit = state_of(request).settings.max_body_bytes
-        return json_error(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        return json_error(413, error_code(413), f"request body is larger than {limit} bytes")
     if exc.status < 400:
         return exc  # redirects and the like keep aiohttp's answer
-    error = _HTTP_CODES.get(exc.status, "http_error")
-    resp = json_error(exc.status, error, exc.reason)
+    resp = json_error(exc.status, error_code(exc.status), exc.reason)
     if exc.status == 405 and "Allow" in exc.headers:
         resp.headers["Allow"] = exc.headers["Allow"]
     return resp

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from gateway.openapi_audit import audit_paths, audit_schemas
+from gateway.openapi_keys import keys_paths, keys_schemas, with_roles
 from models.events import DEFAULT_LIMITS, PRIORITIES
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import REPLAYED_HEADER
@@ -116,8 +117,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "required": [*required, "signature", "timestamp"],
             "properties": {
                 **event_props,
-                "signature": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$",
-                              "description": "HMAC-SHA256 of the event (see docs/api.md)."},
+                "signature": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$",
+                              "description": "`v2=` + hex HMAC-SHA256 of the RFC 8785 form of "
+                                             "the whole item less `signature` (docs/api.md)."},
                 "timestamp": {"type": "integer", "minimum": 0,
                               "description": "Signing time, Unix seconds (±5 min)."},
             },
@@ -217,10 +219,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         },
         "WhoAmI": {
             "type": "object",
-            "required": ["project_id", "key_id"],
+            "required": ["project_id", "key_id", "role", "agent_id"],
             "properties": {"project_id": {"type": "string"},
                            "key_id": {"type": "string",
-                                      "description": "First 12 hex of the key's SHA-256."}},
+                                      "description": "First 12 hex of the key's SHA-256."},
+                           "role": {"type": "string", "enum": ["admin", "ingest"]},
+                           "agent_id": {"type": ["string", "null"], "description": "The one "
+                                        "agent an ingest key serves (null: any)."}},
         },
         "AgentRequest": {
             "type": "object",
@@ -413,8 +418,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
     secured: list[dict[str, list[str]]] = [{"apiKey": []}]
     sig_headers = [
         {"name": "X-Ratchet-Signature", "in": "header", "required": True,
-         "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
-         "description": "`v1=` + hex HMAC-SHA256 of the event under the agent's secret."},
+         "schema": {"type": "string", "pattern": "^v2=[0-9a-f]{64}$"},
+         "description": "`v2=` + hex HMAC-SHA256, under the agent's secret, of the RFC 8785 "
+                        "form of the whole event with `project_id` and `timestamp` bound in "
+                        "(docs/api.md)."},
         {"name": "X-Ratchet-Timestamp", "in": "header", "required": True,
          "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
          "description": "Signing time in Unix seconds; more than 5 minutes off → 401."},
@@ -468,7 +475,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "summary": "The verdict of an event of the caller's project.",
             "operationId": "getVerdict",
             "security": secured,
-            "parameters": [_event_id_param(), trace_param],
+            "parameters": [
+                _event_id_param(),
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
+                 "description": "Long poll: hold the answer until the verdict exists and, for "
+                                "a pause, a person decided it (or this many milliseconds)."},
+                trace_param,
+            ],
             "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),
                           **_errors(400, 401, 404, 503)},
         }},
@@ -567,11 +581,17 @@ def build_openapi(settings: Settings | None = None) -> dict[str, Any]:
             "description": "Signed ingest of agent tool calls, verdicts and approvals. "
                            "Every response carries X-Trace-Id. See docs/api.md.",
         },
-        "paths": {**_paths(settings), **audit_paths(settings)},
+        "paths": with_roles({**_paths(settings), **audit_paths(settings), **keys_paths()}),
         "components": {
-            "schemas": {**_schemas(settings), **audit_schemas()},
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "Project API key (rk_...)."}},
+            "schemas": {**_schemas(settings), **audit_schemas(), **keys_schemas()},
+            "securitySchemes": {"apiKey": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API key (rk_...), sent in exactly one Authorization header "
+                               "(two → 400). Its role decides the routes: `ingest` keys (for "
+                               "agents; optionally bound to one agent) send events and read "
+                               "their verdicts; `admin` keys (the project's own key, and keys "
+                               "made with role admin) call every route. Each operation lists "
+                               "its roles in `x-ratchet-roles`; another role gets 403."}},
             "headers": {
                 "TraceId": {"description": "Trace id of this request.",
                             "schema": {"type": "string"}},

@@ -6,6 +6,7 @@ entries are simply invisible.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -14,24 +15,33 @@ from gateway.auth import authenticate
 from gateway.body import int_query
 from gateway.state import state_of
 from models.errors import ValidationError
+from models.sanitize import shown
 
 __all__ = ["parse_time", "routes"]
 
 routes = web.RouteTableDef()
 
 
+#: Unix seconds: ASCII digits (at most 11: up to year 5138), optionally a fraction.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,9})?")
+
+
 def parse_time(request: web.Request, name: str) -> int | None:
-    """An optional ISO 8601 time (``2026-01-02T03:04:05Z``) or Unix seconds → Unix ms."""
+    """An optional ISO 8601 time (``2026-01-02T03:04:05Z``) or Unix seconds → Unix ms.
+
+    Unix seconds are matched by pattern, never by ``str.isdigit`` (which takes ``²``) and never
+    through an unbounded float (400 nines are infinity, and ``int(inf)`` raises)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
+    if _UNIX_SECONDS.fullmatch(raw):
+        whole, _, fraction = raw.partition(".")
+        return int(whole) * 1000 + int((fraction + "000")[:3])
     try:
-        if raw.replace(".", "", 1).isdigit():
-            return int(float(raw) * 1000)
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise ValidationError(f"{name} must be an ISO 8601 time or Unix seconds, "
-                              f"got {raw[:40]!r}", name) from None
+                              f"got {shown(raw)}", name) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

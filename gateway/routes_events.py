@@ -13,8 +13,10 @@ from gateway.body import int_query, read_json
 from gateway.idempotency import idempotent
 from gateway.ingest import (
     check_signatures,
+    check_timestamp,
     envelopes,
     ingest_limits,
+    other_agent_error,
     parse_batch,
     refuse_reused_ids,
     reused_id_error,
@@ -63,12 +65,21 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise
+    if caller.agent_id is not None and event.agent_id != caller.agent_id:
+        INGEST_EVENTS.labels("unauthorized").inc()
+        raise other_agent_error(caller.agent_id)
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, [event.agent_id])
     try:
+        check_timestamp(request.headers.get(TIMESTAMP_HEADER), TIMESTAMP_HEADER)
+    except ValidationError:
+        INGEST_EVENTS.labels("invalid").inc()
+        raise
+    try:
         verify_event(
-            event, secrets, request.headers.get(SIGNATURE_HEADER),
-            request.headers.get(TIMESTAMP_HEADER),
-            now=time.time(), window_s=state.settings.signature_window_s,
+            event, body, secrets, request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER), now=time.time(),
+            window_s=state.settings.signature_window_s,
+            v1_until=state.settings.signature_v1_until,
         )
     except AuthError:
         INGEST_EVENTS.labels("unauthorized").inc()
@@ -117,9 +128,14 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))
     await rate_limit(request, caller, INGEST, len(items))  # every event takes a token
+    if caller.agent_id is not None:
+        for it in items:
+            if it.error is None and it.event is not None and it.event.agent_id != caller.agent_id:
+                it.error = other_agent_error(caller.agent_id)
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
-    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s)
+    check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s,
+                     v1_until=state.settings.signature_v1_until)
     signed = [it.event for it in items if it.error is None and it.event is not None]
     refuse_reused_ids(items, await state.event_ids.claim(signed))
     good = [it for it in items if it.error is None and it.event is not None]
@@ -142,8 +158,8 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
     counts = {"accepted": 0, "rejected": 0}
     for it in items:
         outcome = "accepted" if it.error is None else {
-            400: "invalid", 401: "unauthorized", 409: "conflict"}.get(it.error.status,
-                                                                      "unavailable")
+            400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
+        }.get(it.error.status, "unavailable")
         INGEST_EVENTS.labels(outcome).inc()
         counts["accepted" if it.error is None else "rejected"] += 1
     return web.json_response(

@@ -1,9 +1,9 @@
 """Agents and credentials of the caller's project: register, look up, rotate.
 
 ``POST /v1/agents``, ``GET /v1/agents/{agent_id}``, ``POST /v1/agents/{agent_id}/secret:rotate``
-and ``POST /v1/projects/current/keys:rotate``. Writes take a ``register`` token of the project's
-tier and are refused (429) for a client IP that failed authentication too often. New secrets are
-in the response body once and never logged. Another project's agents are 404.
+and ``POST /v1/projects/current/keys:rotate`` (admin keys only, like every route here). Writes
+take a ``register`` token of the project's tier. New secrets are in the response body once and
+never logged. Another project's agents are 404.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from aiohttp import web
 
 from gateway.auth import authenticate
 from gateway.body import read_json
-from gateway.limits import guarded_authenticate, rate_limit
+from gateway.limits import rate_limit
 from gateway.state import state_of
 from models.errors import ValidationError
 from models.ratelimit import REGISTER
+from ratchet.platform.api_keys import rotate_key as rotate_scoped_key
 from ratchet.platform.credentials import agent_info, rotate_agent_secret, rotate_api_key
 from ratchet.platform.provisioning import create_agent, hash_api_key
 
@@ -42,7 +43,7 @@ def _agent_id(request: web.Request) -> str:
 @routes.post("/v1/agents")
 async def register_agent(request: web.Request) -> web.Response:
     state = state_of(request)
-    caller = await guarded_authenticate(request)
+    caller = await authenticate(request, state)
     await rate_limit(request, caller, REGISTER, 1)
     body = await _optional_json(request)
     if not isinstance(body, dict):
@@ -66,7 +67,7 @@ async def get_agent(request: web.Request) -> web.Response:
 @routes.post("/v1/agents/{agent_id}/secret:rotate")
 async def rotate_secret(request: web.Request) -> web.Response:
     state = state_of(request)
-    caller = await guarded_authenticate(request)
+    caller = await authenticate(request, state)
     agent_id = _agent_id(request)
     await rate_limit(request, caller, REGISTER, 1)
     secret = await rotate_agent_secret(
@@ -79,10 +80,16 @@ async def rotate_secret(request: web.Request) -> web.Response:
 @routes.post("/v1/projects/current/keys:rotate")
 async def rotate_key(request: web.Request) -> web.Response:
     state = state_of(request)
-    caller = await guarded_authenticate(request)
+    caller = await authenticate(request, state)
     await rate_limit(request, caller, REGISTER, 1)
+    if not caller.primary:  # an admin key made with /v1/keys: rotate that key
+        info, new_key = await rotate_scoped_key(
+            state.redis, state.keys, state.scripts, caller.project_id, caller.key_id,
+            audit=state.audit, actor=caller.actor)
+        return web.json_response({"project_id": caller.project_id, "api_key": new_key,
+                                  "key_id": info.key_id})
     current = request.headers["Authorization"].partition(" ")[2].strip()
     new_key = await rotate_api_key(state.redis, state.keys, state.scripts, caller.project_id,
-                                   current, audit=state.audit, actor=f"apikey:{caller.key_id}")
+                                   current, audit=state.audit, actor=caller.actor)
     return web.json_response({"project_id": caller.project_id, "api_key": new_key,
                               "key_id": hash_api_key(new_key)[:12]})

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.body import read_json
-from gateway.limits import check_auth_failures, peer_ip, record_auth_failure
+from gateway.lockout import check_auth_failures, peer_ip, record_auth_failure
 from gateway.metrics import RATELIMIT_REJECTED
 from gateway.state import GatewayState, state_of
 from models.errors import AuthError, RateLimitedError, UnavailableError
@@ -44,7 +44,7 @@ async def request_token(request: web.Request) -> web.Response:
     state = state_of(request)
     _enabled(state)
     wanted = parse_signup_request(await _optional_json(request, state))
-    ip = peer_ip(request, state.trusted_proxies)
+    ip = peer_ip(request, state)
     try:
         issued = await issue_token(state.redis, state.keys, state.scripts, state.settings, ip,
                                    wanted, time.time())
@@ -63,7 +63,7 @@ async def request_token(request: web.Request) -> web.Response:
 async def redeem(request: web.Request) -> web.Response:
     state = state_of(request)
     _enabled(state)
-    ip = peer_ip(request, state.trusted_proxies)
+    ip = peer_ip(request, state)
     await check_auth_failures(state, ip)
     token, project_name, agent_id = parse_redeem(await _optional_json(request, state))
     try:

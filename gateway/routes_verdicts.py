@@ -5,6 +5,7 @@ Everything is scoped by the caller's project: another project's event ids are si
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -43,18 +44,43 @@ def _event_id(request: web.Request) -> str:
 @routes.get("/v1/whoami")
 async def whoami(request: web.Request) -> web.Response:
     caller = await authenticate(request, state_of(request))
-    return web.json_response({"project_id": caller.project_id, "key_id": caller.key_id})
+    return web.json_response({"project_id": caller.project_id, "key_id": caller.key_id,
+                              "role": caller.role, "agent_id": caller.agent_id})
+
+
+#: Pauses between the re-reads of a long poll (``wait_ms``), seconds: quick at first, then four
+#: re-reads (two Redis GETs each) a second per waiting request.
+LONG_POLL_STEPS_S = (0.05, 0.1, 0.2, 0.25)
 
 
 @routes.get("/v1/verdicts/{event_id}")
 async def get_verdict(request: web.Request) -> web.Response:
+    """The verdict and its approval. With ``wait_ms`` the answer is held until the verdict exists
+    and, for a ``pause``, a person approved or rejected it — or until ``wait_ms`` ran out. The
+    state is re-read from Redis (shared by every gateway), so any gateway's approval, a worker's
+    verdict and a restart of another gateway are all seen."""
     state = state_of(request)
     caller = await authenticate(request, state)
     event_id = _event_id(request)
-    verdict = await state.store.get(caller.project_id, event_id)
-    if verdict is None:
+    wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, 0) or 0
+    deadline = time.monotonic() + wait_ms / 1000
+    step = 0
+    while True:
+        verdict = await state.store.get(caller.project_id, event_id)
+        approval = (await state.store.approval(caller.project_id, event_id)
+                    if verdict is not None else None)
+        settled = verdict is not None and not (verdict.get("action") == "pause"
+                                               and approval is None)
+        remaining = deadline - time.monotonic()
+        if settled or remaining <= 0:
+            break
+        await asyncio.sleep(min(LONG_POLL_STEPS_S[min(step, len(LONG_POLL_STEPS_S) - 1)],
+                                remaining))
+        step += 1
+    if verdict is None or (caller.agent_id is not None
+                           and verdict.get("agent_id") != caller.agent_id):
+        # an agent-bound ingest key reads its own agent's verdicts; others look like no verdict
         raise NotFoundError(f"no verdict for event {event_id} (not decided yet, or unknown)")
-    approval = await state.store.approval(caller.project_id, event_id)
     body: dict[str, Any] = {"event_id": event_id, "verdict": verdict,
                             "approval": approval.to_dict() if approval else None}
     return web.json_response(body)
@@ -103,7 +129,7 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
     if verdict is None:
         raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")
     now = time.time()
-    actor = f"apikey:{caller.key_id}"
+    actor = caller.actor
     outcome, score = await state.store.resolve(
         caller.project_id, event_id, Approval(decision, reason, actor, now),
         state.settings.verdict_ttl_s,
@@ -125,7 +151,8 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
         raise
     await state.audit.append(
         caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",
-        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id},
+        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id,
+         "key_id": caller.key_id, "key_role": caller.role},
     )
     return web.json_response(
         {"event_id": event_id, "decision": decision, "status": "recorded", "trace_id": trace_id}

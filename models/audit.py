@@ -50,6 +50,8 @@ ACTIONS: frozenset[str] = frozenset({
     "project.created",
     "agent.created",
     "key.rotated",
+    "key.created",
+    "key.revoked",
     "secret.rotated",
     "approval.approved",
     "approval.rejected",

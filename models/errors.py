@@ -9,9 +9,11 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ERROR_CODES",
     "AuthError",
     "ConfigError",
     "ConflictError",
+    "ForbiddenError",
     "NotFoundError",
     "RatchetError",
     "RateLimitedError",
@@ -20,8 +22,30 @@ __all__ = [
     "UnavailableError",
     "UnprocessableError",
     "ValidationError",
+    "error_code",
     "raise_for_code",
 ]
+
+#: The ``error`` code of every HTTP error answer by status: the one table the gateway uses for
+#: its own errors, aiohttp's (404 no route, 405, 413) and per-item batch results.
+ERROR_CODES: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+def error_code(status: int) -> str:
+    """The ``error`` code for ``status`` (``http_error`` / ``internal`` for unlisted ones)."""
+    return ERROR_CODES.get(status, "internal" if status >= 500 else "http_error")
 
 
 class RatchetError(Exception):
@@ -46,13 +70,24 @@ class ValidationError(RatchetError):
         self.field = field
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"error": "invalid_request", "field": self.field, "message": str(self)}
+        return {"error": error_code(self.status), "field": self.field, "message": str(self)}
 
 
 class AuthError(RatchetError):
     """Missing or wrong credentials, or a bad/stale signature."""
 
     status = 401
+
+
+class ForbiddenError(RatchetError):
+    """The caller is authenticated but its key's role may not do this (e.g. an ingest key on
+    an admin route, or on another agent's events)."""
+
+    status = 403
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFoundError(RatchetError):

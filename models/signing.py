@@ -1,20 +1,29 @@
-"""Event signatures (DESIGN.md §2): HMAC-SHA256 over canonical JSON. Pure: no I/O, no clock reads.
+"""Event signatures (DESIGN.md §2): HMAC-SHA256 over a canonical form. Pure: no I/O, no clock.
 
-The signed message is the canonical JSON of exactly these seven fields::
+**v2** (current, ``v2=<64 hex>``) signs the RFC 8785 (JCS) canonical form (:mod:`models.jcs`)
+of the *whole* event object as sent, with two fields bound in:
 
-    {"action", "agent_id", "event_id", "payload", "project_id", "service", "timestamp"}
+- ``signature`` is removed (a batch item carries it in the body);
+- ``project_id`` is set to the project of the caller's API key (whatever the body says), so a
+  signed event cannot be replayed into another project;
+- ``timestamp`` is set to the signature timestamp, an integer number of Unix seconds (the
+  ``X-Ratchet-Timestamp`` header of a single event, the ``timestamp`` field of a batch item).
 
-serialized with sorted keys at every level, no whitespace, UTF-8, non-ASCII characters kept as
-they are (``ensure_ascii=False``) and NaN/Infinity refused — i.e. Python's
-``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``.
-``timestamp`` is an integer number of Unix seconds. The signature travels as ``v1=<64 hex>``; the
-``v1`` names this scheme so a later one can be introduced next to it.
+Every other field the client sent (``run_id``, ``priority``, ``cost``, ``ts``, ``end_of_run``,
+``metadata``, and fields the server ignores) is signed as it was sent, so none can be changed
+or added in flight; an omitted optional field is signed by its absence.
 
->>> sig = sign("s3cret", "p", "a", "crm", "read", {"id": 1}, "e1", 1700000000)
->>> sig.startswith("v1=") and len(sig) == 67
+**v1** (deprecated, ``v1=<64 hex>``) signs only seven fields in Python's ``json.dumps`` form; the
+gateway accepts it only before the date in ``RATCHET_SIGNATURE_V1_UNTIL`` (unset: never).
+
+>>> ev = {"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "crm",
+...       "action": "read", "payload": {"id": 1}}
+>>> signing_bytes(ev, "p", 1700000000)
+b'{"action":"read","agent_id":"a","event_id":"e1","payload":{"id":1},"project_id":"p","run_id":"r","service":"crm","timestamp":1700000000}'
+>>> sig = sign("s3cret", "p", ev, 1700000000)
+>>> sig.startswith("v2=") and len(sig) == 67
 True
->>> verify("s3cret", "p", "a", "crm", "read", {"id": 1}, "e1", 1700000000, sig,
-...        now=1700000010, window_s=300)
+>>> verify("s3cret", "p", ev, 1700000000, sig, now=1700000010, window_s=300)
 >>> canonical_json({"b": 1, "a": "é"})
 b'{"a":"\\xc3\\xa9","b":1}'
 """
@@ -24,28 +33,41 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from models.errors import AuthError
+from models.errors import AuthError, ValidationError
+from models.jcs import jcs
 
 __all__ = [
     "SCHEME",
+    "SCHEME_V1",
+    "SIGNATURE_FIELD",
     "canonical_json",
     "parse_timestamp",
     "reference_canonical_json",
     "sign",
+    "sign_v1",
+    "signed_object",
+    "signing_bytes",
     "signing_message",
+    "v1_sunset",
     "verify",
 ]
 
-#: Version tag of the signature scheme, sent as ``v1=<hex>``.
-SCHEME = "v1"
+#: Version tag of the current scheme, sent as ``v2=<hex>``.
+SCHEME = "v2"
+#: The deprecated seven-field scheme (``v1=<hex>``).
+SCHEME_V1 = "v1"
+#: The field of a batch item that carries its signature; never part of the signed object.
+SIGNATURE_FIELD = "signature"
 
 
 def canonical_json(value: Any) -> bytes:
-    """The canonical serialization both sides sign: sorted keys, no whitespace, UTF-8.
+    """Python's sorted compact JSON (v1 signatures and the audit hash chain; not RFC 8785).
 
     The definition is :func:`reference_canonical_json` (Python's ``json``). orjson writes the
     same bytes for plain JSON values — str keys, strings, ints within 64 bits, floats whose
@@ -119,7 +141,7 @@ def signing_message(
     )
 
 
-def sign(
+def sign_v1(
     secret: str,
     project_id: str,
     agent_id: str,
@@ -129,11 +151,62 @@ def sign(
     event_id: str,
     timestamp: int,
 ) -> str:
-    """``v1=<hex HMAC-SHA256>`` of :func:`signing_message` under the agent's secret."""
+    """Deprecated: ``v1=<hex HMAC-SHA256>`` of :func:`signing_message` (seven fields)."""
     message = signing_message(project_id, agent_id, service, action, payload, event_id, timestamp)
+    return f"{SCHEME_V1}={_hmac_hex(secret, message)}"
+
+
+def _hmac_hex(secret: str, message: bytes) -> str:
     # hmac.digest: the one-shot C implementation, the same bytes as hmac.new(...).digest()
-    digest = hmac.digest(secret.encode("utf-8"), message, "sha256").hex()
-    return f"{SCHEME}={digest}"
+    return hmac.digest(secret.encode("utf-8"), message, "sha256").hex()
+
+
+def signed_object(event: Mapping[str, Any], project_id: str, timestamp: int) -> dict[str, Any]:
+    """The object v2 signs: the event as sent, less ``signature``, with the key's
+    ``project_id`` and the integer signature ``timestamp`` bound in."""
+    out = {k: v for k, v in event.items() if k != SIGNATURE_FIELD}
+    out["project_id"] = project_id
+    out["timestamp"] = timestamp
+    return out
+
+
+def signing_bytes(event: Mapping[str, Any], project_id: str, timestamp: int) -> bytes:
+    """The exact bytes v2 signs: RFC 8785 of :func:`signed_object`; :class:`ValidationError`
+    if the event has no canonical form (an integer beyond ±(2**53 − 1), a lone surrogate)."""
+    try:
+        return jcs(signed_object(event, project_id, timestamp))
+    except ValueError as exc:
+        raise ValidationError(
+            f"the event cannot be signed portably ({exc}); integers must be within "
+            "±9007199254740991 and strings valid Unicode", None
+        ) from None
+
+
+def sign(secret: str, project_id: str, event: Mapping[str, Any], timestamp: int) -> str:
+    """``v2=<hex HMAC-SHA256>`` of :func:`signing_bytes` under the agent's secret."""
+    return f"{SCHEME}={_hmac_hex(secret, signing_bytes(event, project_id, timestamp))}"
+
+
+@lru_cache(maxsize=8)
+def v1_sunset(until: str) -> float | None:
+    """Unix time at which v1 signatures stop being accepted: 00:00 UTC of ``until``
+    (``YYYY-MM-DD``, the ``RATCHET_SIGNATURE_V1_UNTIL`` setting); ``None`` (never accepted) when
+    empty. ``ValueError`` names a malformed date.
+
+    >>> v1_sunset("2027-03-01")
+    1803859200.0
+    >>> v1_sunset("") is None
+    True
+    """
+    if not until.strip():
+        return None
+    try:
+        day = date.fromisoformat(until.strip())
+    except ValueError:
+        raise ValueError(
+            f"RATCHET_SIGNATURE_V1_UNTIL={until!r} is not a date YYYY-MM-DD (or empty)"
+        ) from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
 def parse_timestamp(raw: object) -> int:
@@ -142,29 +215,28 @@ def parse_timestamp(raw: object) -> int:
         raise AuthError("signature timestamp must be an integer number of Unix seconds")
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 12:
-        return int(raw.strip())
+    text = raw.strip() if isinstance(raw, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 12:  # isdigit alone takes '²'
+        return int(text)
     raise AuthError("signature timestamp must be an integer number of Unix seconds")
 
 
 def verify(
     secret: str,
     project_id: str,
-    agent_id: str,
-    service: str,
-    action: str,
-    payload: Mapping[str, Any],
-    event_id: str,
+    event: Mapping[str, Any],
     timestamp: int,
     signature: str,
     *,
     now: float,
     window_s: int,
+    v1_accepted: bool = False,
 ) -> None:
-    """Raise :class:`AuthError` unless ``signature`` is valid and ``timestamp`` is fresh.
+    """Raise :class:`AuthError` unless ``signature`` is valid for the event and fresh.
 
     The freshness check comes first (a stale request is refused whatever its signature) and the
-    digest comparison is constant-time (:func:`hmac.compare_digest`).
+    digest comparison is constant-time (:func:`hmac.compare_digest`). A ``v1=`` signature is
+    checked only when ``v1_accepted`` (the deprecation window is open), else refused by name.
     """
     if abs(now - timestamp) > window_s:
         raise AuthError(
@@ -172,8 +244,25 @@ def verify(
             "sign with the current time (and check the client's clock)"
         )
     scheme, sep, _ = signature.partition("=")
-    if not sep or scheme != SCHEME:
+    if sep and scheme == SCHEME:
+        expected = sign(secret, project_id, event, timestamp)
+    elif sep and scheme == SCHEME_V1:
+        if not v1_accepted:
+            raise AuthError(
+                "v1 signatures are no longer accepted: sign every field of the event with "
+                "v2 (RFC 8785; see docs/api.md, 'Event signatures')"
+            )
+        expected = _expected_v1(secret, project_id, event, timestamp)
+    else:
         raise AuthError(f"signature must look like '{SCHEME}=<hex>'")
-    expected = sign(secret, project_id, agent_id, service, action, payload, event_id, timestamp)
     if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace")):
         raise AuthError("bad signature: it does not match the event and the agent's secret")
+
+
+def _expected_v1(secret: str, project_id: str, event: Mapping[str, Any], timestamp: int) -> str:
+    fields = [event.get(name) for name in ("agent_id", "service", "action", "event_id")]
+    payload = event.get("payload")
+    if not all(isinstance(f, str) for f in fields) or not isinstance(payload, Mapping):
+        raise AuthError("bad signature: it does not match the event and the agent's secret")
+    agent_id, service, action, event_id = (str(f) for f in fields)
+    return sign_v1(secret, project_id, agent_id, service, action, payload, event_id, timestamp)

@@ -7,6 +7,10 @@ Pure: no I/O, no clock reads, no DNS (resolution happens in :mod:`ratchet.webhoo
 'cloud metadata'
 >>> address_problem("::ffff:127.0.0.1", allow_loopback=False)
 'loopback'
+>>> address_problem("64:ff9b::7f00:1", allow_loopback=False)  # NAT64 of 127.0.0.1
+'loopback'
+>>> embedded_ipv4(ipaddress.ip_address("2002:5db8:d822::1"))
+[IPv4Address('93.184.216.34')]
 >>> address_problem("127.0.0.1", allow_loopback=True) is None
 True
 >>> address_problem("93.184.216.34", allow_loopback=False) is None
@@ -35,6 +39,7 @@ __all__ = [
     "delivery_body",
     "delivery_id",
     "destination_of",
+    "embedded_ipv4",
     "parse_webhook_request",
 ]
 
@@ -49,6 +54,21 @@ _METADATA = frozenset({ipaddress.ip_address("169.254.169.254"),
                        ipaddress.ip_address("fd00:ec2::254"),
                        ipaddress.ip_address("100.100.100.200")})
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_V4 = ipaddress.IPv4Address
+_V6 = ipaddress.IPv6Network
+#: IPv6 forms that carry an IPv4 address in their low 32 bits (RFC 4291, 2765, 6052).
+_LOW32_FORMS = (_V6("::ffff:0:0/96"),        # IPv4-mapped
+                _V6("::ffff:0:0:0/96"),      # IPv4-translated (SIIT)
+                _V6("::/96"),                # IPv4-compatible (deprecated)
+                _V6("64:ff9b::/96"))         # NAT64 well-known prefix
+#: Ranges a webhook never reaches even if Python's ``is_global`` (3.11) calls them global:
+#: NAT64 local-use (RFC 8215), IPv4-compatible, site-local, documentation (RFC 9637),
+#: SRv6 SIDs (RFC 9602), the 6to4 relay anycast (RFC 7526), and the IETF protocol block.
+_RESERVED: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    _V6("64:ff9b:1::/48"), _V6("::/96"), _V6("fec0::/10"), _V6("3fff::/20"), _V6("5f00::/16"),
+    _V6("2001:db8::/32"), _V6("2001::/23"), _V6("100::/64"),
+    ipaddress.IPv4Network("192.88.99.0/24"), ipaddress.IPv4Network("192.0.0.0/24"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +79,40 @@ class WebhookSpec:
     description: str
 
 
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address can steer traffic to: IPv4-mapped (``::ffff:a.b.c.d``),
+    IPv4-translated (``::ffff:0:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 (well-known
+    ``64:ff9b::/96``), 6to4 (``2002::/16``) and Teredo (``2001::/32``: server and client)."""
+    found: list[ipaddress.IPv4Address] = []
+    if any(ip in net for net in _LOW32_FORMS) and int(ip) > 1:  # not :: or ::1 themselves
+        found.append(_V4(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
 def address_problem(address: str, *, allow_loopback: bool) -> str | None:
     """Why a webhook may not connect to ``address`` (an IP literal), or ``None`` if it may.
 
     Refused: cloud metadata, loopback (unless ``allow_loopback``, for development), private,
     link-local, CGNAT (100.64/10), multicast, unspecified, reserved and every other
-    non-global range; IPv4-mapped/compatible IPv6 is judged by its IPv4 address.
+    non-global range. An IPv6 address that embeds an IPv4 address (:func:`embedded_ipv4`) is
+    judged by that IPv4 address first — Python's ``is_global`` calls ``64:ff9b::7f00:1`` global
+    — and then by its own range (NAT64 local-use and IPv4-compatible are reserved outright).
     """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return "not an IP address"
     if isinstance(ip, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(ip):
+            problem = address_problem(str(inner), allow_loopback=allow_loopback)
+            if problem is not None:
+                return problem
         if ip.ipv4_mapped is not None:
-            return address_problem(str(ip.ipv4_mapped), allow_loopback=allow_loopback)
-        if ip.sixtofour is not None:
-            return address_problem(str(ip.sixtofour), allow_loopback=allow_loopback)
+            return None  # judged above as the IPv4 address it is
     if ip in _METADATA:
         return "cloud metadata"
     if ip.is_loopback:
@@ -87,6 +125,8 @@ def address_problem(address: str, *, allow_loopback: bool) -> str | None:
         return "link-local"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return "carrier-grade NAT"
+    if any(ip in net for net in _RESERVED if net.version == ip.version):
+        return "reserved"
     if ip.is_private:
         return "private"
     if not ip.is_global:

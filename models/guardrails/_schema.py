@@ -114,7 +114,8 @@ def as_int(value: Any, path: str, *, lo: int, hi: int) -> int:
 
 def as_float(value: Any, path: str, *, lo: float, hi: float) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or not lo <= value <= hi:
+    # a TOML integer can have 400 digits: compare before float() (which would overflow)
+    if not ok or (isinstance(value, float) and not math.isfinite(value)) or not lo <= value <= hi:
         raise ValidationError(
             f"{path} must be a number from {lo:g} to {hi:g}, got {show(value)}", path
         )

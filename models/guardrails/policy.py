@@ -53,6 +53,7 @@ from models.guardrails.cost import CostConfig, cost_to_dict, parse_cost
 from models.guardrails.entropy import EntropyConfig, entropy_to_dict, parse_entropy
 from models.guardrails.loop import LoopConfig, loop_to_dict, parse_loop
 from models.guardrails.media import MediaConfig, media_to_dict, parse_media
+from models.guardrails.nesting import MAX_NESTING, nesting_problem
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
@@ -249,7 +250,13 @@ def parse_policy(obj: Any) -> Policy:
 
 
 def parse_policy_toml(text: str) -> Policy:
-    """Parse a policy file's text (TOML). Pure: reading the file is the caller's job."""
+    """Parse a policy file's text (TOML). Pure: reading the file is the caller's job.
+
+    Nesting deeper than :data:`MAX_NESTING` is refused before parsing (the parser recurses)."""
+    deep = nesting_problem(text)
+    if deep is not None:
+        raise ValidationError(f"{deep or 'the policy'} nests arrays or inline tables more than "
+                              f"{MAX_NESTING} levels deep", deep or None)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

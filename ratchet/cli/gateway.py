@@ -1,5 +1,5 @@
 """Subcommands ``ratchet gateway``, ``ratchet projects create|rotate-key|set-tier``,
-``ratchet agents create|rotate-secret``.
+``ratchet agents create|rotate-secret``, ``ratchet keys create|list|rotate|revoke``.
 
 Secrets are printed once, to stdout, with a warning on stderr; they are never logged.
 """
@@ -18,8 +18,10 @@ from redis.asyncio import Redis
 
 from models.errors import ConfigError, ValidationError
 from models.ratelimit import parse_tiers
+from models.scopes import ROLES
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.audit_sink import kafka_sink
+from ratchet.platform.api_keys import create_key, list_keys, revoke_key, rotate_key
 from ratchet.platform.credentials import (
     rotate_agent_secret,
     rotate_api_key_of_project,
@@ -145,8 +147,73 @@ def _cmd_agent_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_key_create(args: argparse.Namespace) -> int:
+    project: str = args.project
+    info, api_key = _with_redis(get_settings(), lambda r, k, a: create_key(
+        r, k, project, args.role, args.agent_id, audit=a))
+    print(f"key_id:   {info.key_id}")
+    print(f"role:     {info.role}")
+    print(f"agent_id: {info.agent_id or '(any agent of the project)'}")
+    print(f"api_key:  {api_key}")
+    print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_key_list(args: argparse.Namespace) -> int:
+    project: str = args.project
+    found = _with_redis(get_settings(), lambda r, k, a: list_keys(r, k, project))
+    for key in found:
+        print(f"{key.key_id}  {key.role:<6}  {key.agent_id or '-'}"
+              f"{'  (project key)' if key.primary else ''}")
+    return 0
+
+
+def _cmd_key_rotate(args: argparse.Namespace) -> int:
+    project: str = args.project
+    info, api_key = _with_redis(get_settings(), lambda r, k, a: rotate_key(
+        r, k, scripts_for(r), project, args.key_id, audit=a))
+    print(f"key_id:   {info.key_id}")
+    print(f"role:     {info.role}")
+    print(f"api_key:  {api_key}")
+    print(f"the previous key ({args.key_id}) no longer works.", file=sys.stderr)
+    print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_key_revoke(args: argparse.Namespace) -> int:
+    project: str = args.project
+    _with_redis(get_settings(), lambda r, k, a: revoke_key(r, k, project, args.key_id, audit=a))
+    print(f"key {args.key_id} revoked")
+    return 0
+
+
+def _register_keys(subparsers: Any) -> None:
+    keys = subparsers.add_parser(
+        "keys", help="role-scoped API keys: ingest keys for agents, admin keys for people")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    ksub.required = True
+    kcreate = ksub.add_parser("create", help="make a key; prints it once")
+    kcreate.add_argument("--project", required=True, help="project id (prj_...)")
+    kcreate.add_argument("--role", required=True, choices=ROLES,
+                         help="ingest: send events and read their verdicts; admin: everything")
+    kcreate.add_argument("--agent-id", default=None,
+                         help="bind an ingest key to this agent (default: any agent)")
+    kcreate.set_defaults(func=_cmd_key_create)
+    klist = ksub.add_parser("list", help="list the project's keys (ids and roles, never keys)")
+    klist.add_argument("--project", required=True, help="project id (prj_...)")
+    klist.set_defaults(func=_cmd_key_list)
+    krotate = ksub.add_parser("rotate", help="replace a key (same role; the old one stops working)")
+    krotate.add_argument("--project", required=True, help="project id (prj_...)")
+    krotate.add_argument("--key-id", required=True, help="12 hex digits, from 'keys list'")
+    krotate.set_defaults(func=_cmd_key_rotate)
+    krevoke = ksub.add_parser("revoke", help="revoke a scoped key at once")
+    krevoke.add_argument("--project", required=True, help="project id (prj_...)")
+    krevoke.add_argument("--key-id", required=True, help="12 hex digits, from 'keys list'")
+    krevoke.set_defaults(func=_cmd_key_revoke)
+
+
 def register(subparsers: Any) -> None:
-    """Add ``gateway``, ``projects`` and ``agents`` to the ``ratchet`` command."""
+    """Add ``gateway``, ``projects``, ``agents`` and ``keys`` to the ``ratchet`` command."""
     gw = subparsers.add_parser("gateway", help="run the HTTP gateway")
     gw.add_argument("--host", default=None, help="bind address (default RATCHET_GATEWAY_HOST)")
     gw.add_argument("--port", type=int, default=None,
@@ -182,3 +249,4 @@ def register(subparsers: Any) -> None:
     arotate.add_argument("--project", required=True, help="project id (prj_...)")
     arotate.add_argument("--agent-id", required=True)
     arotate.set_defaults(func=_cmd_agent_rotate)
+    _register_keys(subparsers)

@@ -84,6 +84,9 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
+    #: Deprecated v1 event signatures (seven fields signed) are accepted until 00:00 UTC of this
+    #: date (YYYY-MM-DD); empty, the default: only v2 (every field signed) is accepted.
+    signature_v1_until: str = ""
     #: Longest the gateway waits for Kafka to take a message before answering 503, seconds.
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
@@ -130,9 +133,10 @@ class Settings:
     trusted_proxies: str = ""
 
     # --- credential brute-force protection ---------------------------------------------------
-    #: Failed authentications per client IP within the window before rotation and signup
-    #: endpoints answer 429.
+    #: Failed authentications (wrong keys on any route, bad signup tokens) per client IP within
+    #: the window before every route that takes a key answers that address 429.
     auth_failure_limit: int = 10
+    #: The window of ``auth_failure_limit``, seconds (counted from the first failure).
     auth_failure_window_s: int = 900
     #: How long the first answer to an ``Idempotency-Key`` is kept for retries, seconds.
     idempotency_ttl_s: int = 86_400
@@ -221,11 +225,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-#: ``RATCHET_*`` variables that are not settings: the test suite's (``RATCHET_TEST_*``) and the
-#: scripts' virtualenv path. Any other unknown ``RATCHET_*`` name is refused (a typo would
-#: otherwise run silently on the default).
-NOT_SETTINGS_PREFIX = "RATCHET_TEST_"
-NOT_SETTINGS: frozenset[str] = frozenset({"RATCHET_VENV"})
+#: ``RATCHET_*`` variables that are not settings: the test suite's (``RATCHET_TEST_*``), the client
+#: SDK tests' (``RATCHET_SDK_*``, ``RATCHET_PYTHON``) and the scripts' virtualenv path. Any other
+#: unknown ``RATCHET_*`` name is refused (a typo would otherwise run silently on the default).
+NOT_SETTINGS_PREFIX: tuple[str, ...] = ("RATCHET_TEST_", "RATCHET_SDK_")
+NOT_SETTINGS: frozenset[str] = frozenset({"RATCHET_VENV", "RATCHET_PYTHON"})
 
 
 def setting_names() -> dict[str, dataclasses.Field[Any]]:

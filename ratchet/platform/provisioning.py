@@ -119,9 +119,12 @@ async def create_agent(
 
 
 async def project_for_api_key(redis: Redis, keys: Keys, api_key: str) -> str | None:
-    """The project an API key belongs to, or ``None``."""
+    """The project an API key belongs to (any role: models/scopes.py), or ``None``."""
     raw = await redis.get(keys.api_key(hash_api_key(api_key)))
-    return raw.decode() if isinstance(raw, bytes) else raw
+    if raw is None:
+        return None
+    grant = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return grant.split(" ", 1)[0]  # "<project>" or "<project> <role>[ <agent>]"
 
 
 async def agent_secret(redis: Redis, keys: Keys, project_id: str, agent_id: str) -> str | None:

@@ -175,7 +175,7 @@ class AuditLog(RedisStore):
         """Entries with ``from_ms <= at_ms <= to_ms``, oldest first; ``cursor`` is the opaque
         ``next_cursor`` of the previous page. Raises ``ValueError`` for a bad cursor."""
         if cursor is not None:
-            if not cursor.isdigit() or len(cursor) > 18:
+            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
                 raise ValueError("cursor is not one this API returned")
             start = int(cursor)
         elif from_ms is not None:

@@ -116,8 +116,14 @@ class Keys:
         return f"{self.prefix}:projects"
 
     def api_key(self, key_sha256: str) -> str:
-        """API key SHA-256 → project id."""
+        """API key SHA-256 → its grant: the project id (the project's own key), or
+        ``"<project> <role>[ <agent>]"`` for a role-scoped key (models/scopes.py)."""
         return f"{self.prefix}:apikey:{key_sha256}"
+
+    def project_keys(self, project_id: str) -> str:
+        """Hash of a project's role-scoped keys: key id (12 hex) → JSON (role, agent_id,
+        created_at, sha256). The key itself is never stored."""
+        return f"{self.prefix}:{{p:{project_id}}}:keys"
 
     def agent(self, project_id: str, agent_id: str) -> str:
         return f"{self.prefix}:{{p:{project_id}}}:agent:{agent_id}"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import aiohttp
 import pytest
 
-from models.errors import ConflictError, NotFoundError, ValidationError
-from models.signing import sign
+from gateway.app import build_app
+from models.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from models.signing import sign, sign_v1
+from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import (
     agent_secret,
     create_agent,
@@ -21,6 +25,7 @@ from tests.integration.gateway_support import (
     Tenant,
     event,
     make_tenant,
+    own_gateway,
 )
 
 pytestmark = pytest.mark.kafka
@@ -75,8 +80,7 @@ async def test_api_key_good_bad_missing(gateway: Gateway, tenant: Tenant) -> Non
 def _signed_headers(t: Tenant, ev: dict[str, object], *, secret: str | None = None,
                     ts: int | None = None, agent: str | None = None) -> dict[str, str]:
     ts = int(time.time()) if ts is None else ts
-    sig = sign(secret or t.secret, t.project_id, agent or str(ev["agent_id"]), str(ev["service"]),
-               str(ev["action"]), ev["payload"], str(ev["event_id"]), ts)  # type: ignore[arg-type]
+    sig = sign(secret or t.secret, t.project_id, {**ev, "agent_id": agent} if agent else ev, ts)
     return {"Authorization": f"Bearer {t.api_key}", "X-Ratchet-Signature": sig,
             "X-Ratchet-Timestamp": str(ts)}
 
@@ -99,18 +103,23 @@ async def test_signatures(gateway: Gateway, tenant: Tenant) -> None:
     assert status == 401 and "stale signature" in body["message"]
 
     cases = {
-        "bad": {**_signed_headers(tenant, ev), "X-Ratchet-Signature": "v1=" + "0" * 64},
+        "bad": {**_signed_headers(tenant, ev), "X-Ratchet-Signature": "v2=" + "0" * 64},
         "other project's agent secret": _signed_headers(tenant, ev, secret=other.secret),
         "same project, other agent's secret": _signed_headers(tenant, ev, secret=second_secret),
         "tampered payload": _signed_headers(tenant, {**ev, "payload": {"id": 8}}),
         "missing": {"Authorization": f"Bearer {tenant.api_key}"},
-        "bad timestamp": {**_signed_headers(tenant, ev), "X-Ratchet-Timestamp": "soon"},
     }
     for name, headers in cases.items():
         status, body = await _post(gateway, ev, headers)
         assert status == 401, name
         assert body["error"] == "unauthorized", name
         assert tenant.secret not in str(body)
+
+    # a timestamp that is not Unix seconds is malformed input, not a failed signature
+    for bad in ("soon", "²", "1.5", "9" * 13):
+        status, body = await _post(gateway, ev, {**_signed_headers(tenant, ev),
+                                                 "X-Ratchet-Timestamp": bad})
+        assert status == 400 and body["field"] == "X-Ratchet-Timestamp", (bad, body)
 
     ghost = event(agent_id="ghost")
     status, body = await _post(gateway, ghost, _signed_headers(tenant, ghost))
@@ -119,3 +128,94 @@ async def test_signatures(gateway: Gateway, tenant: Tenant) -> None:
     theirs = event(agent_id="agent-2")
     status, body = await _post(gateway, theirs, _signed_headers(tenant, theirs, secret=other.secret))
     assert status == 401 and "unknown agent" in body["message"]
+
+
+# --- signature v2 covers every field (issue 10, finding 4) --------------------------------------
+SIGNED_EXTRAS: dict[str, object] = {"priority": "low", "cost": 0.5, "ts": 1700000000.5,
+                                    "end_of_run": False, "metadata": {"step": 1}}
+CHANGES: dict[str, object] = {"run_id": "run-other", "priority": "critical", "cost": 0.0,
+                              "ts": 1700000999.0, "end_of_run": True,
+                              "metadata": {"step": 2}, "payload": {"id": 8, "q": "é"}}
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+async def test_changing_any_field_of_a_signed_event_is_401(gateway: Gateway, tenant: Tenant,
+                                                           field: str) -> None:
+    ev = event(**SIGNED_EXTRAS)
+    headers = _signed_headers(tenant, ev)
+    status, body = await _post(gateway, {**ev, field: CHANGES[field]}, headers)
+    assert status == 401 and "bad signature" in body["message"], (field, status, body)
+    # the captured, unchanged event is still good: only the change was refused
+    assert (await _post(gateway, ev, headers))[0] == 202
+
+
+async def test_changing_any_field_of_a_signed_batch_item_is_refused(gateway: Gateway,
+                                                                    tenant: Tenant) -> None:
+    good = tenant.client.signed(event(**SIGNED_EXTRAS))
+    items = [good] + [{**tenant.client.signed(event(**SIGNED_EXTRAS)), field: value}
+                      for field, value in sorted(CHANGES.items())]
+    # dropping an optional field that was signed is a change too
+    dropped = tenant.client.signed(event(**SIGNED_EXTRAS))
+    del dropped["priority"]
+    items.append(dropped)
+    answer = await tenant.client.post_signed(items)
+    assert answer.status == 200, answer.body
+    results = answer.body["results"]
+    assert results[0]["status"] == "accepted"
+    for r in results[1:]:
+        assert r["status"] == "rejected" and r["error"]["error"] == "unauthorized", r
+    assert answer.body["accepted"] == 1
+
+
+async def test_signature_binds_the_keys_project(gateway: Gateway, tenant: Tenant) -> None:
+    other = await make_tenant(gateway, "agent-1")  # same agent id and secret name, other project
+    await other.client.close()
+    ev = event()
+    headers = _signed_headers(tenant, ev)
+    # the same signed request sent with another project's key does not verify there
+    status, _ = await _post(gateway, ev, {**headers,
+                                          "Authorization": f"Bearer {other.api_key}"})
+    assert status == 401
+    # a project_id claimed in the body is not what is signed (nor used): the key's project is
+    status, _ = await _post(gateway, {**ev, "project_id": other.project_id}, headers)
+    assert status == 202
+
+
+async def test_portable_numbers_and_non_bmp_keys_are_accepted(gateway: Gateway,
+                                                              tenant: Tenant) -> None:
+    """What a JavaScript client sends for the issue-13 payloads verifies (RFC 8785 both sides)."""
+    for payload_text in ('{"rate":0.00005}', '{"rate":1e-7}', '{"\\ud83d\\ude00":1,"\\uff61":2}',
+                         '{"amount":12.5,"zero":-0.0,"name":"caf\\u00e9 \\u2615"}'):
+        ev = event()
+        ts = int(time.time())
+        # signed over the canonical form of the parsed values, sent as other JSON text
+        ev["payload"] = json.loads(payload_text)
+        sig = sign(tenant.secret, tenant.project_id, ev, ts)
+        raw = (f'{{"event_id":"{ev["event_id"]}","agent_id":"agent-1","run_id":"run-1",'
+               f'"service":"crm","action":"contacts.read","payload":{payload_text}}}')
+        headers = {"Authorization": f"Bearer {tenant.api_key}", "X-Ratchet-Signature": sig,
+                   "X-Ratchet-Timestamp": str(ts), "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as http, http.post(
+                gateway.url + "/v1/events", data=raw.encode(), headers=headers) as resp:
+            assert resp.status == 202, (payload_text, await resp.text())
+
+
+async def test_v1_signatures_only_while_the_setting_allows(gw_settings: Settings) -> None:
+    def v1_headers(t: Tenant, ev: dict[str, Any]) -> dict[str, str]:
+        ts = int(time.time())
+        sig = sign_v1(t.secret, t.project_id, t.agent_id, ev["service"], ev["action"],
+                      ev["payload"], ev["event_id"], ts)
+        return {"Authorization": f"Bearer {t.api_key}", "X-Ratchet-Signature": sig,
+                "X-Ratchet-Timestamp": str(ts)}
+
+    for until, expected in (("", 401), ("2999-01-01", 202), ("2020-01-01", 401)):
+        async with own_gateway(gw_settings.replace(signature_v1_until=until)) as gw:
+            t = await make_tenant(gw)
+            await t.client.close()
+            ev = event()
+            status, body = await _post(gw, ev, v1_headers(t, ev))
+            assert status == expected, (until, body)
+            if expected == 401:
+                assert "v1 signatures are no longer accepted" in body["message"]
+    with pytest.raises(ConfigError, match="RATCHET_SIGNATURE_V1_UNTIL"):
+        build_app(gw_settings.replace(signature_v1_until="soon"))

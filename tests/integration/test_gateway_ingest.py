@@ -100,7 +100,7 @@ async def test_partially_bad_batch_publishes_only_good_events_one_envelope_per_a
     ghost = event(agent_id="ghost")
     items = [tenant.client.signed(e) for e in (a1, bad_type, a2, ghost, a3)]
     items.insert(3, b_client.signed(b1))
-    items.insert(3, {**tenant.client.signed(event()), "signature": "v1=" + "0" * 64})
+    items.insert(3, {**tenant.client.signed(event()), "signature": "v2=" + "0" * 64})
     items.append({**tenant.client.signed(event()), "timestamp": 1})  # stale
     items.append(items[0])  # duplicate event id within the batch
     answer = await tenant.client._call("POST", "/v1/events:batch", json={"events": items},

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
+import aiohttp
 import pytest
 
 from models.envelope import agent_key, decode_feedback
 from models.verdict import Edge, Verdict
+from ratchet.config.settings import Settings
 from ratchet.store.keys import Keys
 from ratchet.store.verdicts import Approval, Resolution, VerdictStore
 from tests.integration.gateway_support import (
@@ -16,6 +20,7 @@ from tests.integration.gateway_support import (
     Tenant,
     event,
     make_tenant,
+    own_gateway,
     read_topic,
     wait_for,
 )
@@ -155,3 +160,77 @@ async def test_paused_pages_with_equal_scores(gateway: Gateway) -> None:
     assert seen == ids
     with pytest.raises(ValueError):
         await store.list_paused("p", 4, "garbage")
+
+
+# --- long poll: GET /v1/verdicts/{id}?wait_ms= ----------------------------------------------------
+async def _long_poll(gw: Gateway, t: Tenant, event_id: str, wait_ms: int | str
+                     ) -> tuple[int, dict[str, Any], float]:
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{gw.url}/v1/verdicts/{event_id}", params={"wait_ms": str(wait_ms)},
+            headers={"Authorization": f"Bearer {t.api_key}"}) as resp:
+        return resp.status, await resp.json(), time.monotonic() - started
+
+
+async def test_long_poll_waits_for_a_verdict_that_does_not_exist_yet(
+        gateway: Gateway, tenant: Tenant) -> None:
+    ev = event()
+    waiter = asyncio.create_task(_long_poll(gateway, tenant, ev["event_id"], 3000))
+    await asyncio.sleep(0.3)  # the waiter is parked before the event is even sent
+    assert not waiter.done()
+    async with FakeWorker(gateway.settings, gateway.redis):
+        assert (await tenant.client.send(ev)).status == 202
+        status, body, took = await waiter
+    assert status == 200 and body["verdict"]["event_id"] == ev["event_id"], body
+    assert 0.3 <= took < 3.0
+
+
+async def test_long_poll_holds_a_pause_until_a_person_decides(
+        gateway: Gateway, tenant: Tenant, gw_settings: Settings) -> None:
+    ev = event(payload={"decide": "pause"})
+    async with FakeWorker(gateway.settings, gateway.redis):
+        assert (await tenant.client.send(ev, wait_ms=3000)).status == 200
+    # a decision-less pause: answered when wait_ms runs out, approval still null
+    status, body, took = await _long_poll(gateway, tenant, ev["event_id"], 300)
+    assert status == 200 and body["approval"] is None and took >= 0.3
+    # concurrent waiters on two gateways; the approval goes through one of them
+    async with own_gateway(gw_settings) as second:
+        waiters = [asyncio.create_task(_long_poll(gw, tenant, ev["event_id"], 3000))
+                   for gw in (gateway, gateway, second)]
+        await asyncio.sleep(0.5)
+        assert not any(w.done() for w in waiters)
+        assert (await tenant.client.decide(ev["event_id"], "approve", "ok")).status == 200
+        answers = await asyncio.gather(*waiters)
+    for status, body, took in answers:
+        assert status == 200 and body["approval"]["decision"] == "approve", body
+        assert 0.5 <= took < 3.0
+
+
+async def test_long_poll_survives_a_gateway_restart_for_the_next_call(
+        gateway: Gateway, tenant: Tenant, gw_settings: Settings) -> None:
+    """State lives in Redis: a waiter on a restarted gateway sees a decision made before."""
+    ev = event(payload={"decide": "pause"})
+    async with FakeWorker(gateway.settings, gateway.redis):
+        assert (await tenant.client.send(ev, wait_ms=3000)).status == 200
+    async with own_gateway(gw_settings) as first:
+        waiter = asyncio.create_task(_long_poll(first, tenant, ev["event_id"], 3000))
+        await asyncio.sleep(0.3)
+    # the first gateway stopped under its waiter: that request ended without a decision (a
+    # graceful stop answers it with the state as it was; a hard one cuts it), the client asks again
+    try:
+        status, body, _ = await waiter
+        assert status == 200 and body["approval"] is None, body
+    except aiohttp.ClientError:
+        pass
+    assert (await tenant.client.decide(ev["event_id"], "reject", "no")).status == 200
+    async with own_gateway(gw_settings) as restarted:
+        status, body, took = await _long_poll(restarted, tenant, ev["event_id"], 3000)
+    assert status == 200 and body["approval"]["decision"] == "reject" and took < 1.0
+
+
+async def test_long_poll_not_found_and_bad_wait(gateway: Gateway, tenant: Tenant) -> None:
+    status, body, took = await _long_poll(gateway, tenant, "never-sent", 400)
+    assert status == 404 and took >= 0.4
+    for bad in ("-1", "soon", str(gateway.settings.max_wait_ms + 1)):
+        status, body, _ = await _long_poll(gateway, tenant, "never-sent", bad)
+        assert status == 400 and body["field"] == "wait_ms", body

@@ -46,6 +46,8 @@ class Side:
     decided: str  # event id of an allowed verdict
     paused: str  # event id of a paused verdict
     webhook: str = ""  # id of the project's webhook
+    ingest_key: str = ""  # an ingest key bound to its agent (made over the API)
+    ingest_key_id: str = ""
     audit_entries: int = 0  # length of its audit log once set up
 
 
@@ -101,6 +103,10 @@ async def _world(gw: Gateway) -> World:
                          json={"url": f"https://93.184.216.34/hook-{side.agent_id}"})
         assert got.status == 201, got.text
         side.webhook = got.body["id"]
+        got = await call(w, "POST", "/v1/keys", key=side.api_key,
+                         json={"role": "ingest", "agent_id": side.agent_id})
+        assert got.status == 201, got.text
+        side.ingest_key, side.ingest_key_id = got.body["api_key"], got.body["key_id"]
     b.audit_entries = len((await call(w, "GET", "/v1/audit", key=b.api_key)).body["items"])
     assert b.audit_entries >= 1
     return w
@@ -125,8 +131,7 @@ async def call(w: World, method: str, path: str, *, key: str | None = None,
 def _signed(side_project: str, agent_id: str, secret: str) -> tuple[dict[str, Any], dict[str, str]]:
     ev = event(agent_id)
     ts = int(time.time())
-    sig = sign(secret, side_project, agent_id, ev["service"], ev["action"], ev["payload"],
-               ev["event_id"], ts)
+    sig = sign(secret, side_project, ev, ts)
     return ev, {"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
 
 
@@ -139,6 +144,9 @@ def _same_as_missing(got: Reply, missing: Reply, real_id: str, ghost_id: str) ->
 async def _b_untouched(w: World) -> None:
     """B's key, agent secret, verdicts and paused event are as they were."""
     assert await project_for_api_key(w.gw.redis, w.gw.keys, w.b.api_key) == w.b.project_id
+    assert await project_for_api_key(w.gw.redis, w.gw.keys, w.b.ingest_key) == w.b.project_id
+    keys = await call(w, "GET", "/v1/keys", key=w.b.api_key)
+    assert [k["key_id"] for k in keys.body["items"] if not k["primary"]] == [w.b.ingest_key_id]
     assert await agent_secret(w.gw.redis, w.gw.keys, w.b.project_id, w.b.agent_id) == w.b.secret
     assert await agent_secret(w.gw.redis, w.gw.keys, w.b.project_id, SHARED_AGENT) == \
         w.b_shared_secret
@@ -434,7 +442,67 @@ async def cross_put_policy(w: World) -> None:
     assert "b-kept-rule" in got.text and "a-overwrite" not in got.text
 
 
+async def own_keys(w: World) -> None:
+    got = await call(w, "GET", "/v1/keys", key=w.a.api_key)
+    assert got.status == 200
+    assert [k["key_id"] for k in got.body["items"] if not k["primary"]] == [w.a.ingest_key_id]
+
+
+async def cross_keys(w: World) -> None:
+    got = await call(w, "GET", "/v1/keys", key=w.a.api_key)
+    assert w.b.ingest_key_id not in got.text and w.b.agent_id not in got.text
+
+
+async def own_add_key(w: World) -> None:
+    got = await call(w, "POST", "/v1/keys", key=w.a.api_key,
+                     json={"role": "ingest", "agent_id": SHARED_AGENT})
+    assert got.status == 201
+    assert await project_for_api_key(w.gw.redis, w.gw.keys, got.body["api_key"]) == \
+        w.a.project_id
+
+
+async def cross_add_key(w: World) -> None:
+    # B's agent id is unknown in A (like an id that never existed); a project id is refused
+    got = await call(w, "POST", "/v1/keys", key=w.a.api_key,
+                     json={"role": "ingest", "agent_id": w.b.agent_id})
+    missing = await call(w, "POST", "/v1/keys", key=w.a.api_key,
+                         json={"role": "ingest", "agent_id": "ghost-agent"})
+    _same_as_missing(got, missing, w.b.agent_id, "ghost-agent")
+    refused = await call(w, "POST", "/v1/keys", key=w.a.api_key,
+                         json={"role": "admin", "project_id": w.b.project_id})
+    assert refused.status == 400 and refused.body["field"] == "project_id"
+
+
+async def own_rotate_scoped(w: World) -> None:
+    got = await call(w, "POST", f"/v1/keys/{w.a.ingest_key_id}:rotate", key=w.a.api_key)
+    assert got.status == 200 and got.body["agent_id"] == w.a.agent_id
+
+
+async def cross_rotate_scoped(w: World) -> None:
+    b_primary = (await call(w, "GET", "/v1/keys", key=w.b.api_key)).body["items"][0]["key_id"]
+    for key_id in (w.b.ingest_key_id, b_primary):
+        got = await call(w, "POST", f"/v1/keys/{key_id}:rotate", key=w.a.api_key)
+        missing = await call(w, "POST", "/v1/keys/0123456789ab:rotate", key=w.a.api_key)
+        _same_as_missing(got, missing, key_id, "0123456789ab")
+
+
+async def own_revoke_key(w: World) -> None:
+    got = await call(w, "DELETE", f"/v1/keys/{w.a.ingest_key_id}", key=w.a.api_key)
+    assert got.status == 204
+    assert await project_for_api_key(w.gw.redis, w.gw.keys, w.a.ingest_key) is None
+
+
+async def cross_revoke_key(w: World) -> None:
+    got = await call(w, "DELETE", f"/v1/keys/{w.b.ingest_key_id}", key=w.a.api_key)
+    missing = await call(w, "DELETE", "/v1/keys/0123456789ab", key=w.a.api_key)
+    _same_as_missing(got, missing, w.b.ingest_key_id, "0123456789ab")
+
+
 MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
+    ("GET", "/v1/keys"): (own_keys, cross_keys),
+    ("POST", "/v1/keys"): (own_add_key, cross_add_key),
+    ("POST", "/v1/keys/{key_id}:rotate"): (own_rotate_scoped, cross_rotate_scoped),
+    ("DELETE", "/v1/keys/{key_id}"): (own_revoke_key, cross_revoke_key),
     ("GET", "/v1/policy"): (own_get_policy, cross_get_policy),
     ("PUT", "/v1/policy"): (own_put_policy, cross_put_policy),
     ("POST", "/v1/events"): (own_event, cross_event),

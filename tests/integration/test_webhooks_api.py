@@ -107,6 +107,10 @@ async def test_create_list_delete_scoped_and_audited(
     "http://127.0.0.1:8080/x", "http://[::1]/x", "http://10.0.0.8/x", "http://192.168.0.1/",
     "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://100.64.1.1/",
     "http://0.0.0.0/", "http://224.0.0.1/", "http://[::ffff:127.0.0.1]/", "http://localhost/",
+    # IPv6 transition forms that embed an internal IPv4 address (Python 3.11 calls them global)
+    "http://[64:ff9b::7f00:1]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b:1::a00:1]/",
+    "http://[::127.0.0.1]/", "http://[::ffff:0:7f00:1]/", "http://[2002:a9fe:a9fe::1]/",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "http://[3fff::1]/",
 ])
 async def test_ssrf_literals_refused_at_registration(
     hgw: Gateway, tenants: tuple[Tenant, Tenant], url: str
@@ -117,7 +121,8 @@ async def test_ssrf_literals_refused_at_registration(
 
 
 @pytest.mark.parametrize("answer", ["127.0.0.1", "10.2.3.4", "169.254.169.254", "fd00:ec2::254",
-                                    "100.100.0.1"])
+                                    "100.100.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",
+                                    "::ffff:0:a00:1", "::127.0.0.1"])
 async def test_names_resolving_to_internal_addresses_refused(
     hgw: Gateway, tenants: tuple[Tenant, Tenant], resolver: ScriptedResolver, answer: str
 ) -> None:

@@ -182,6 +182,23 @@ async def test_dns_rebinding_is_refused_at_connect_time(
     assert receiver.requests == [] and rebinding.calls == 2
 
 
+@pytest.mark.parametrize("answer", ["64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "::127.0.0.1",
+                                    "::ffff:0:7f00:1", "2002:7f00:1::1"])
+async def test_transition_forms_refused_at_connect_time(
+    receiver: Receiver, redis_client: Redis, keys: Keys, answer: str
+) -> None:
+    """A name that resolves (at delivery) to an IPv6 form embedding 127.0.0.1 is refused at
+    connect time by the same rule registration uses; nothing is sent."""
+    hook = await make_hook(redis_client, keys, f"http://hooks.nat64.test:{receiver.port}/hook")
+    resolver = ScriptedResolver([answer])
+    d = await deliverer_for(settings(webhooks_allow_loopback=False), resolver)
+    try:
+        assert await d.attempt(hook, "d1", "verdict.pause", b"{}") == "refused"
+    finally:
+        await d.session.close()
+    assert receiver.requests == [] and resolver.calls == 1
+
+
 async def test_ip_literal_checked_again_at_delivery(
     receiver: Receiver, redis_client: Redis, keys: Keys
 ) -> None:

@@ -1,0 +1,231 @@
+"""What the sync and the async client share, without any I/O: building signed requests,
+reading answers, and deciding whether and when to retry.
+
+Retries: connection failures, ``429``, ``502``/``503``/``504`` and a ``409`` that carries
+``Retry-After`` (an ``Idempotency-Key`` whose first request is still running) are retried, up to
+``max_retries`` times, waiting ``Retry-After`` when the gateway sends one (refusing to wait longer
+than ``max_retry_after_s``) and otherwise an exponential backoff with full jitter. Every retry
+resends the *same* request under the *same* ``Idempotency-Key``, so the gateway answers a retry
+of a request it already took with the first answer and publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratchet_client.errors import RatchetError, ValidationError, error_for, retry_after_s
+from ratchet_client.signing import canonical, sign_event
+from ratchet_client.types import Accepted, Verdict
+
+__all__ = ["Config", "Core", "Request", "arguments_payload"]
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Longest ``wait_ms`` one verdict request asks the gateway to hold (its ``RATCHET_MAX_WAIT_MS``).
+MAX_WAIT_MS = 5000
+#: Batch item error codes and the HTTP status they stand for.
+_ITEM_STATUS = {"invalid_request": 400, "unauthorized": 401, "conflict": 409,
+                "unavailable": 503, "rate_limited": 429}
+
+
+@dataclass
+class Config:
+    base_url: str
+    api_key: str
+    agent_id: str
+    agent_secret: str
+    project_id: str | None = None
+    #: ``run_id`` of events that do not set one (default: one fresh id per client).
+    run_id: str | None = None
+    timeout_s: float = 10.0
+    max_retries: int = 4
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+    max_retry_after_s: float = 30.0
+    #: Background batcher: most events per request, and how long the first one waits for more.
+    batch_size: int = 100
+    linger_ms: float = 50.0
+    #: Pause between verdict polls when the gateway answers at once.
+    poll_interval_s: float = 0.25
+    #: Longest long poll asked of the gateway: its ``RATCHET_MAX_WAIT_MS`` (default 5000).
+    max_wait_ms: int = MAX_WAIT_MS
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if not 1 <= self.batch_size <= 1000:
+            raise ValueError("batch_size must be 1 to 1000 (the gateway's batch limit)")
+        if self.run_id is None:
+            self.run_id = f"run-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+class Core:
+    """Request building and answer reading for one agent's credentials."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    # --- events -------------------------------------------------------------------------------
+    def complete(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The event with ``agent_id``, ``event_id`` (a fresh UUID) and ``run_id`` filled in."""
+        if not isinstance(event, Mapping):
+            raise ValidationError("an event must be a mapping", field=None)
+        out = dict(event)
+        out.setdefault("agent_id", self.config.agent_id)
+        out.setdefault("event_id", str(uuid.uuid4()))
+        out.setdefault("run_id", self.config.run_id)
+        out.setdefault("payload", {})
+        return out
+
+    def unsignable(self, event: Mapping[str, Any]) -> ValidationError | None:
+        """Why the event cannot be signed (checked before it is queued, so one bad event
+        never fails a whole batch), or ``None``."""
+        try:
+            canonical(dict(event))
+        except ValueError as exc:
+            return ValidationError(str(exc), field="payload")
+        return None
+
+    def sign(self, event: Mapping[str, Any], timestamp: int) -> str:
+        assert self.config.project_id, "project_id is resolved before signing"
+        try:
+            return sign_event(self.config.agent_secret, self.config.project_id, event, timestamp)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="payload") from None
+
+    def headers(self, idempotency_key: str | None = None) -> dict[str, str]:
+        out = {"Authorization": f"Bearer {self.config.api_key}",
+               "Content-Type": "application/json"}
+        if idempotency_key:
+            out["Idempotency-Key"] = idempotency_key
+        return out
+
+    def single(self, event: Mapping[str, Any], wait_ms: int = 0) -> Request:
+        """``POST /v1/events`` of a completed event, signed now, with its own idempotency key."""
+        ts = int(time.time())
+        headers = self.headers(f"ev-{uuid.uuid4().hex}")
+        headers["X-Ratchet-Signature"] = self.sign(event, ts)
+        headers["X-Ratchet-Timestamp"] = str(ts)
+        params = {"wait_ms": str(int(wait_ms))} if wait_ms > 0 else {}
+        return Request("POST", "/v1/events", headers, params, _json_bytes(dict(event)))
+
+    def batch(self, events: Sequence[Mapping[str, Any]]) -> Request:
+        """``POST /v1/events:batch`` of completed events, each signed in its item."""
+        ts = int(time.time())
+        items = [{**ev, "signature": self.sign(ev, ts), "timestamp": ts} for ev in events]
+        return Request("POST", "/v1/events:batch", self.headers(f"batch-{uuid.uuid4().hex}"),
+                       {}, _json_bytes({"events": items}))
+
+    def verdict_request(self, event_id: str, wait_ms: int = 0) -> Request:
+        wait = min(int(wait_ms), self.config.max_wait_ms)
+        params = {"wait_ms": str(wait)} if wait > 0 else {}
+        return Request("GET", f"/v1/verdicts/{_quote(event_id)}", self.headers(), params)
+
+    # --- answers ------------------------------------------------------------------------------
+    @staticmethod
+    def read(status: int, headers: Mapping[str, str], content: bytes) -> Any:
+        """The decoded body of a 2xx answer; the matching :class:`RatchetError` otherwise."""
+        try:
+            body: Any = json.loads(content) if content else None
+        except ValueError:
+            body = content.decode("utf-8", "replace")
+        if 200 <= status < 300:
+            return body
+        raise error_for(status, body, headers)
+
+    @staticmethod
+    def accepted(body: Any, trace_id: str = "") -> Accepted:
+        return Accepted(str(body.get("event_id", "")), str(body.get("trace_id") or trace_id))
+
+    @staticmethod
+    def verdict_of(body: Any) -> Verdict:
+        return Verdict.from_dict(body["verdict"], body.get("approval"))
+
+    @staticmethod
+    def batch_results(body: Any, count: int) -> list[tuple[Accepted | None,
+                                                            RatchetError | None]]:
+        """Per item: ``(Accepted, None)`` or ``(None, error)``, in request order."""
+        results: list[tuple[Accepted | None, RatchetError | None]] = [
+            (None, RatchetError("no result for this item"))] * count
+        trace_id = str(body.get("trace_id", ""))
+        for r in body.get("results") or ():
+            i = int(r.get("index", -1))
+            if not 0 <= i < count:
+                continue
+            if r.get("status") == "accepted":
+                results[i] = (Accepted(str(r.get("event_id", "")), trace_id), None)
+            else:
+                err = r.get("error") or {}
+                status = _ITEM_STATUS.get(str(err.get("error")), 400)
+                results[i] = (None, error_for(status, err, {"x-trace-id": trace_id}))
+        return results
+
+    # --- retries ------------------------------------------------------------------------------
+    def retry_delay(self, attempt: int, status: int | None,
+                    headers: Mapping[str, str] | None) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``, or ``None``: do not retry.
+        ``status`` is ``None`` for a connection failure."""
+        if attempt >= self.config.max_retries:
+            return None
+        after = retry_after_s(headers) if headers is not None else None
+        if status is not None:
+            if status == 409 and after is None:
+                return None
+            if status not in RETRY_STATUSES and status != 409:
+                return None
+        if after is not None:
+            return after if after <= self.config.max_retry_after_s else None
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_s * (2 ** attempt))
+        return random.uniform(0, ceiling)
+
+
+def _quote(event_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(event_id, safe="")
+
+
+def arguments_payload(fn: Callable[..., Any], args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A guarded function's arguments as a JSON payload: name → value for JSON values; other
+    values are named by their type (``"<Session>"``) so nothing unserializable is sent."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return {"args": [_jsonable(a) for a in args],
+                **{k: _jsonable(v) for k, v in kwargs.items()}}
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if name in ("self", "cls"):
+            continue
+        out[name] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return f"<{type(value).__name__}>"

@@ -1,0 +1,235 @@
+"""The asyncio client: the same surface as :class:`ratchet_client.Client`, awaitable.
+
+>>> async with AsyncClient(url, api_key, "billing-bot", secret) as rc:     # doctest: +SKIP
+...     verdict = await rc.decide({"service": "stripe", "action": "refunds.create",
+...                                "payload": {"amount": 12}})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import (
+    Any,
+    TypeVar,
+)
+
+import httpx
+
+from ratchet_client._core import Config, Core, Request, arguments_payload
+from ratchet_client.client import _body
+from ratchet_client.errors import (
+    ActionRejected,
+    ApprovalTimeout,
+    DecisionTimeout,
+    RatchetError,
+    UnavailableError,
+)
+from ratchet_client.types import Accepted, Verdict
+
+__all__ = ["AsyncClient"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class AsyncClient:
+    """Signed events, verdicts and approvals for one agent, on the running event loop."""
+
+    def __init__(self, base_url: str, api_key: str, agent_id: str, agent_secret: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
+        self.config = Config(base_url, api_key, agent_id, agent_secret, **options)
+        self._core = Core(self.config)
+        self._http = httpx.AsyncClient(base_url=self.config.base_url,
+                                       timeout=self.config.timeout_s, transport=transport)
+        self._queue: asyncio.Queue[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AsyncClient:  # noqa: PYI034  (typing.Self: 3.11)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Send what is queued, stop the batcher, close the connections."""
+        if self._task is not None and self._queue is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._http.aclose()
+
+    async def _call(self, request: Request) -> Any:
+        attempt = 0
+        while True:
+            try:
+                resp = await self._http.request(request.method, request.path,
+                                                params=request.params, headers=request.headers,
+                                                content=request.body)
+            except httpx.TransportError as exc:
+                delay = self._core.retry_delay(attempt, None, None)
+                if delay is None:
+                    raise UnavailableError(f"gateway unreachable: {exc!r}") from exc
+            else:
+                try:
+                    return self._core.read(resp.status_code, resp.headers, resp.content)
+                except RatchetError:
+                    delay = self._core.retry_delay(attempt, resp.status_code, resp.headers)
+                    if delay is None:
+                        raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def project_id(self) -> str:
+        if not self.config.project_id:
+            body = await self._call(Request("GET", "/v1/whoami", self._core.headers()))
+            self.config.project_id = str(body["project_id"])
+        return self.config.project_id
+
+    # --- sending ------------------------------------------------------------------------------
+    async def post(self, event: Mapping[str, Any]) -> Accepted:
+        await self.project_id()
+        return self._core.accepted(await self._call(self._core.single(self._core.complete(event))))
+
+    async def send(self, event: Mapping[str, Any]) -> asyncio.Future[Accepted]:
+        """Queue one event for the batcher; await the returned future for its outcome."""
+        return (await self.send_many([event]))[0]
+
+    async def send_many(self, events: Sequence[Mapping[str, Any]]
+                        ) -> list[asyncio.Future[Accepted]]:
+        await self.project_id()
+        items = [self._core.complete(e) for e in events]
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._batch_loop(self._queue))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Accepted]] = []
+        for item in items:
+            fut: asyncio.Future[Accepted] = loop.create_future()
+            futures.append(fut)
+            problem = self._core.unsignable(item)
+            if problem is not None:
+                fut.set_exception(problem)
+            else:
+                self._queue.put_nowait((item, fut, 0))
+        return futures
+
+    async def flush(self) -> None:
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def _batch_loop(self, q: asyncio.Queue[Any]) -> None:
+        linger = self.config.linger_ms / 1000
+        while True:
+            batch = [await q.get()]
+            deadline = time.monotonic() + linger
+            while len(batch) < self.config.batch_size:
+                try:
+                    batch.append(await asyncio.wait_for(q.get(),
+                                                        max(0.0, deadline - time.monotonic())))
+                except asyncio.TimeoutError:
+                    break
+            await self._post_batch(q, batch)
+
+    async def _post_batch(self, q: asyncio.Queue[Any], batch: list[Any]) -> None:
+        try:
+            body = await self._call(self._core.batch([item for item, _, _ in batch]))
+            results = self._core.batch_results(body, len(batch))
+        except Exception as exc:  # noqa: BLE001  (every future learns the failure)
+            results = [(None, exc)] * len(batch)  # type: ignore[list-item]
+        for (item, fut, tries), (ok, err) in zip(batch, results):
+            if err is not None and getattr(err, "status", 0) == 503 and \
+                    tries < self.config.max_retries:
+                q.put_nowait((item, fut, tries + 1))
+            elif fut.done():
+                pass
+            elif err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(ok)
+            q.task_done()
+
+    # --- verdicts -----------------------------------------------------------------------------
+    async def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:
+        try:
+            body = await self._call(self._core.verdict_request(event_id, wait_ms))
+        except RatchetError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._core.verdict_of(body)
+
+    async def decide(self, event: Mapping[str, Any], *, wait_ms: int = 2000,
+                     timeout_s: float = 10.0) -> Verdict:
+        await self.project_id()
+        item = self._core.complete(event)
+        deadline = time.monotonic() + timeout_s
+        body = await self._call(self._core.single(item, wait_ms=wait_ms))
+        if body.get("status") == "decided":
+            return Verdict.from_dict(body["verdict"])
+        return await self._poll(item["event_id"], deadline, need_human=False)
+
+    async def wait_for_decision(self, event_id: str, timeout_s: float = 300.0) -> Verdict:
+        return await self._poll(event_id, time.monotonic() + timeout_s, need_human=True)
+
+    async def _poll(self, event_id: str, deadline: float, *, need_human: bool) -> Verdict:
+        last: Verdict | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            started = time.monotonic()
+            last = await self.verdict(event_id, wait_ms=int(remaining * 1000))
+            if last is not None and not (need_human and last.paused):
+                return last
+            if time.monotonic() - started < self.config.poll_interval_s:
+                await asyncio.sleep(min(self.config.poll_interval_s,
+                                        max(0.0, deadline - time.monotonic())))
+        if last is not None and last.paused:
+            raise ApprovalTimeout(f"event {event_id} is still paused", event_id=event_id)
+        raise DecisionTimeout(f"no verdict for event {event_id} yet", event_id=event_id)
+
+    async def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+        req = Request("POST", f"/v1/approvals/{event_id}", self._core.headers(),
+                      body=_body({"decision": decision, "reason": reason}))
+        return dict(await self._call(req))
+
+    async def pending(self, limit: int = 100) -> list[Verdict]:
+        body = await self._call(Request("GET", "/v1/approvals", self._core.headers(),
+                                        {"limit": str(limit)}))
+        return [Verdict.from_dict(v) for v in body.get("items") or ()]
+
+    # --- guarding tool calls --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def checkpoint(self, service: str, action: str,
+                         payload: Mapping[str, Any] | None = None, *,
+                         timeout_s: float = 300.0, wait_ms: int = 2000,
+                         **fields: Any) -> AsyncIterator[Verdict]:
+        event = {"service": service, "action": action, "payload": dict(payload or {}), **fields}
+        verdict = await self.decide(event, wait_ms=wait_ms, timeout_s=min(timeout_s, 30.0))
+        if verdict.paused:
+            verdict = await self.wait_for_decision(verdict.event_id, timeout_s)
+        if not verdict.allowed:
+            raise ActionRejected(f"{service}/{action} refused: {verdict.final_action}",
+                                 verdict=verdict)
+        yield verdict
+
+    def guard(self, service: str, action: str | None = None, *,
+              payload: Callable[..., Mapping[str, Any]] | None = None,
+              timeout_s: float = 300.0, **fields: Any) -> Callable[[F], F]:
+        """Decorator for ``async def`` tool functions (see :meth:`Client.guard`)."""
+        def wrap(fn: F) -> F:
+            name = action or fn.__name__
+
+            @functools.wraps(fn)
+            async def inner(*args: Any, **kwargs: Any) -> Any:
+                body = payload(*args, **kwargs) if payload else arguments_payload(fn, args, kwargs)
+                async with self.checkpoint(service, name, body, timeout_s=timeout_s, **fields):
+                    return await fn(*args, **kwargs)
+            return inner  # type: ignore[return-value]
+        return wrap

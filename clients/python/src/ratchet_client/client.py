@@ -1,0 +1,276 @@
+"""The synchronous client: one ``httpx.Client`` (keep-alive pool) and a background batcher thread.
+
+>>> with Client(url, api_key, "billing-bot", secret) as rc:           # doctest: +SKIP
+...     rc.send({"service": "stripe", "action": "refunds.create", "payload": {"amount": 12}})
+...     verdict = rc.decide({"service": "stripe", "action": "refunds.create",
+...                          "payload": {"amount": 9000}}, wait_ms=2000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import httpx
+
+from ratchet_client._core import Config, Core, Request, arguments_payload
+from ratchet_client.errors import (
+    ActionRejected,
+    ApprovalTimeout,
+    DecisionTimeout,
+    RatchetError,
+    UnavailableError,
+)
+from ratchet_client.types import Accepted, Verdict
+
+__all__ = ["Client"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_STOP = object()
+
+
+class Client:
+    """Signed events, verdicts and approvals for one agent (thread-safe).
+
+    ``send``/``send_many`` queue events for the background batcher (``batch_size`` events or
+    ``linger_ms`` after the first, whichever comes first) and return futures; ``decide`` sends
+    one event now and returns its :class:`Verdict`. Close the client (or use ``with``) to flush.
+    """
+
+    def __init__(self, base_url: str, api_key: str, agent_id: str, agent_secret: str, *,
+                 transport: httpx.BaseTransport | None = None, **options: Any) -> None:
+        self.config = Config(base_url, api_key, agent_id, agent_secret, **options)
+        self._core = Core(self.config)
+        self._http = httpx.Client(base_url=self.config.base_url, timeout=self.config.timeout_s,
+                                  transport=transport)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Client:  # noqa: PYI034  (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Send what is queued, stop the batcher, close the connections."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+        self._http.close()
+
+    # --- HTTP with retries --------------------------------------------------------------------
+    def _call(self, request: Request) -> Any:
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.request(request.method, request.path, params=request.params,
+                                          headers=request.headers, content=request.body)
+            except httpx.TransportError as exc:
+                delay = self._core.retry_delay(attempt, None, None)
+                if delay is None:
+                    raise UnavailableError(f"gateway unreachable: {exc!r}") from exc
+            else:
+                try:
+                    return self._core.read(resp.status_code, resp.headers, resp.content)
+                except RatchetError:
+                    delay = self._core.retry_delay(attempt, resp.status_code, resp.headers)
+                    if delay is None:
+                        raise
+            time.sleep(delay)
+            attempt += 1
+
+    def project_id(self) -> str:
+        """The API key's project (asked once with ``GET /v1/whoami``): part of every signature."""
+        if not self.config.project_id:
+            body = self._call(Request("GET", "/v1/whoami", self._core.headers()))
+            self.config.project_id = str(body["project_id"])
+        return self.config.project_id
+
+    # --- sending ------------------------------------------------------------------------------
+    def post(self, event: Mapping[str, Any]) -> Accepted:
+        """Send one event now (``POST /v1/events``) without waiting for its verdict."""
+        self.project_id()
+        return self._core.accepted(self._call(self._core.single(self._core.complete(event))))
+
+    def send(self, event: Mapping[str, Any]) -> Future[Accepted]:
+        """Queue one event for the batcher; the future holds its :class:`Accepted` or error."""
+        return self.send_many([event])[0]
+
+    def send_many(self, events: Sequence[Mapping[str, Any]]) -> list[Future[Accepted]]:
+        """Queue events for the batcher (in order); one future per event."""
+        self.project_id()
+        futures: list[Future[Accepted]] = []
+        items = [self._core.complete(e) for e in events]
+        self._ensure_batcher()
+        for item in items:
+            fut: Future[Accepted] = Future()
+            futures.append(fut)
+            problem = self._core.unsignable(item)
+            if problem is not None:
+                fut.set_exception(problem)
+            else:
+                self._queue.put((item, fut, 0))
+        return futures
+
+    def flush(self) -> None:
+        """Block until every queued event has been answered."""
+        self._queue.join()
+
+    def _ensure_batcher(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._batch_loop, name="ratchet-batcher",
+                                                daemon=True)
+                self._thread.start()
+
+    def _batch_loop(self) -> None:
+        linger = self.config.linger_ms / 1000
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                self._queue.task_done()
+                return
+            batch = [first]
+            deadline = time.monotonic() + linger
+            while len(batch) < self.config.batch_size:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._queue.task_done()
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._post_batch(batch)
+        # drain what arrived before the stop marker was read
+        rest = []
+        while True:
+            try:
+                rest.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for i in range(0, len(rest), self.config.batch_size):
+            self._post_batch(rest[i:i + self.config.batch_size], requeue=False)
+
+    def _post_batch(self, batch: list[Any], *, requeue: bool = True) -> None:
+        try:
+            body = self._call(self._core.batch([item for item, _, _ in batch]))
+            results = self._core.batch_results(body, len(batch))
+        except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
+            results = [(None, exc)] * len(batch)  # type: ignore[list-item]
+        for (item, fut, tries), (ok, err) in zip(batch, results):
+            if (err is not None and err.status == 503 and requeue
+                    and tries < self.config.max_retries):
+                # Kafka did not take this item: send it again in a later request
+                self._queue.put((item, fut, tries + 1))
+            elif err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(ok)
+            self._queue.task_done()
+
+    # --- verdicts -----------------------------------------------------------------------------
+    def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:
+        """The event's verdict (with the human decision, if any), or ``None`` if not decided."""
+        try:
+            return self._core.verdict_of(self._call(self._core.verdict_request(event_id, wait_ms)))
+        except RatchetError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def decide(self, event: Mapping[str, Any], *, wait_ms: int = 2000,
+               timeout_s: float = 10.0) -> Verdict:
+        """Send one event now and return its verdict: waits ``wait_ms`` on the request, then
+        polls until ``timeout_s`` (:class:`DecisionTimeout` after that)."""
+        self.project_id()
+        item = self._core.complete(event)
+        deadline = time.monotonic() + timeout_s
+        body = self._call(self._core.single(item, wait_ms=wait_ms))
+        if body.get("status") == "decided":
+            return Verdict.from_dict(body["verdict"])
+        return self._poll(item["event_id"], deadline, need_human=False)
+
+    def wait_for_decision(self, event_id: str, timeout_s: float = 300.0) -> Verdict:
+        """Block until the event has a verdict that is not a pending pause (a person approved
+        or rejected it); :class:`ApprovalTimeout` if it is still paused after ``timeout_s``."""
+        return self._poll(event_id, time.monotonic() + timeout_s, need_human=True)
+
+    def _poll(self, event_id: str, deadline: float, *, need_human: bool) -> Verdict:
+        last: Verdict | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            started = time.monotonic()
+            last = self.verdict(event_id, wait_ms=int(remaining * 1000))
+            if last is not None and not (need_human and last.paused):
+                return last
+            if time.monotonic() - started < self.config.poll_interval_s:
+                time.sleep(min(self.config.poll_interval_s, max(0.0, deadline - time.monotonic())))
+        if last is not None and last.paused:
+            raise ApprovalTimeout(f"event {event_id} is still paused", event_id=event_id)
+        raise DecisionTimeout(f"no verdict for event {event_id} yet", event_id=event_id)
+
+    # --- approvals (admin) --------------------------------------------------------------------
+    def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+        """Approve or reject a paused event (``decision``: ``approve`` | ``reject``)."""
+        req = Request("POST", f"/v1/approvals/{event_id}", self._core.headers(),
+                      body=_body({"decision": decision, "reason": reason}))
+        return dict(self._call(req))
+
+    def pending(self, limit: int = 100) -> list[Verdict]:
+        """Paused events waiting for a person, oldest first."""
+        body = self._call(Request("GET", "/v1/approvals", self._core.headers(),
+                                  {"limit": str(limit)}))
+        return [Verdict.from_dict(v) for v in body.get("items") or ()]
+
+    # --- guarding tool calls --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def checkpoint(self, service: str, action: str, payload: Mapping[str, Any] | None = None,
+                   *, timeout_s: float = 300.0, wait_ms: int = 2000,
+                   **fields: Any) -> Iterator[Verdict]:
+        """Ask before doing: the body runs only if the verdict allows it; a ``pause`` blocks
+        until a person decides. :class:`ActionRejected` if refused, :class:`ApprovalTimeout`."""
+        event = {"service": service, "action": action, "payload": dict(payload or {}), **fields}
+        verdict = self.decide(event, wait_ms=wait_ms, timeout_s=min(timeout_s, 30.0))
+        if verdict.paused:
+            verdict = self.wait_for_decision(verdict.event_id, timeout_s)
+        if not verdict.allowed:
+            raise ActionRejected(f"{service}/{action} refused: {verdict.final_action}",
+                                 verdict=verdict)
+        yield verdict
+
+    def guard(self, service: str, action: str | None = None, *,
+              payload: Callable[..., Mapping[str, Any]] | None = None,
+              timeout_s: float = 300.0, **fields: Any) -> Callable[[F], F]:
+        """Decorator: every call of the tool function is an event (payload: its arguments, or
+        ``payload(*args, **kwargs)``) and runs only if allowed — see :meth:`checkpoint`."""
+        def wrap(fn: F) -> F:
+            name = action or fn.__name__
+
+            @functools.wraps(fn)
+            def inner(*args: Any, **kwargs: Any) -> Any:
+                body = payload(*args, **kwargs) if payload else arguments_payload(fn, args, kwargs)
+                with self.checkpoint(service, name, body, timeout_s=timeout_s, **fields):
+                    return fn(*args, **kwargs)
+            return inner  # type: ignore[return-value]
+        return wrap
+
+
+def _body(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,350 @@
+/**
+ * The client: signed events, a background batcher, retries under one Idempotency-Key, typed
+ * verdicts, and guarded tool calls that block on a pause until a person decides.
+ *
+ * Retries: network failures, 429, 502–504 and a 409 carrying Retry-After (an Idempotency-Key
+ * still in progress) are retried up to `maxRetries` times, waiting Retry-After when the gateway
+ * sends one (at most `maxRetryAfterS`), otherwise an exponential backoff with full jitter. Every
+ * retry resends the same request under the same Idempotency-Key, so nothing is counted twice.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  ActionRejected, ApprovalTimeout, DecisionTimeout, RatchetError, UnavailableError,
+  ValidationError, errorFor, retryAfterS,
+} from "./errors.js";
+import { type Event, type JsonValue, assertPortable, signEvent } from "./signing.js";
+import { type Accepted, type Verdict, isAllowed, isPaused, toVerdict } from "./types.js";
+
+export interface ClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  agentId: string;
+  agentSecret: string;
+  /** The API key's project; asked with GET /v1/whoami when omitted. */
+  projectId?: string;
+  /** run_id of events that set none (default: one fresh id per client). */
+  runId?: string;
+  timeoutMs?: number;
+  maxRetries?: number;
+  backoffMs?: number;
+  backoffMaxMs?: number;
+  maxRetryAfterS?: number;
+  /** Batcher: most events per request, and how long the first waits for more. */
+  batchSize?: number;
+  lingerMs?: number;
+  pollIntervalMs?: number;
+  /** Longest long poll asked of the gateway: its RATCHET_MAX_WAIT_MS (default 5000). */
+  maxWaitMs?: number;
+  /** A fetch implementation (default: the global one of Node >= 18). */
+  fetch?: typeof fetch;
+}
+
+interface Req {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  params?: Record<string, string>;
+  body?: string;
+}
+
+interface Pending {
+  event: Event;
+  tries: number;
+  resolve: (a: Accepted) => void;
+  reject: (e: unknown) => void;
+}
+
+const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+const MAX_WAIT_MS = 5000;
+const ITEM_STATUS: Record<string, number> = {
+  invalid_request: 400, unauthorized: 401, conflict: 409, unavailable: 503, rate_limited: 429,
+};
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface CheckpointOptions {
+  timeoutMs?: number;
+  waitMs?: number;
+  runId?: string;
+  priority?: "low" | "normal" | "high" | "critical";
+  [field: string]: JsonValue | undefined;
+}
+
+export class RatchetClient {
+  private readonly o: Required<Omit<ClientOptions, "projectId" | "fetch">>;
+  private project: string | undefined;
+  private readonly fetchImpl: typeof fetch;
+  private queue: Pending[] = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private inflight: Promise<void> = Promise.resolve();
+
+  constructor(options: ClientOptions) {
+    this.o = {
+      baseUrl: options.baseUrl.replace(/\/+$/, ""),
+      apiKey: options.apiKey, agentId: options.agentId, agentSecret: options.agentSecret,
+      runId: options.runId ?? `run-${randomUUID().slice(0, 12)}`,
+      timeoutMs: options.timeoutMs ?? 10_000, maxRetries: options.maxRetries ?? 4,
+      backoffMs: options.backoffMs ?? 200, backoffMaxMs: options.backoffMaxMs ?? 5000,
+      maxRetryAfterS: options.maxRetryAfterS ?? 30, batchSize: options.batchSize ?? 100,
+      lingerMs: options.lingerMs ?? 50, pollIntervalMs: options.pollIntervalMs ?? 250,
+      maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS,
+    };
+    if (this.o.batchSize < 1 || this.o.batchSize > 1000) throw new RangeError("batchSize must be 1 to 1000");
+    this.project = options.projectId;
+    this.fetchImpl = options.fetch ?? fetch;
+  }
+
+  // --- HTTP with retries ----------------------------------------------------------------------
+  private headers(idempotencyKey?: string): Record<string, string> {
+    const h: Record<string, string> = {
+      Authorization: `Bearer ${this.o.apiKey}`, "Content-Type": "application/json",
+    };
+    if (idempotencyKey) h["Idempotency-Key"] = idempotencyKey;
+    return h;
+  }
+
+  /** Seconds to wait before the next attempt, or undefined: give up. */
+  private retryDelayMs(attempt: number, status?: number, headers?: Headers): number | undefined {
+    if (attempt >= this.o.maxRetries) return undefined;
+    const after = retryAfterS(headers);
+    if (status !== undefined) {
+      if (status === 409 && after === undefined) return undefined;
+      if (!RETRY_STATUSES.has(status) && status !== 409) return undefined;
+    }
+    if (after !== undefined) return after <= this.o.maxRetryAfterS ? after * 1000 : undefined;
+    return Math.random() * Math.min(this.o.backoffMaxMs, this.o.backoffMs * 2 ** attempt);
+  }
+
+  private async call(req: Req): Promise<any> {
+    const url = new URL(this.o.baseUrl + req.path);
+    for (const [k, v] of Object.entries(req.params ?? {})) url.searchParams.set(k, v);
+    for (let attempt = 0; ; attempt++) {
+      let delay: number | undefined;
+      try {
+        const resp = await this.fetchImpl(url, {
+          method: req.method, headers: req.headers, body: req.body,
+          signal: AbortSignal.timeout(this.o.timeoutMs + Number(req.params?.wait_ms ?? 0)),
+        });
+        const text = await resp.text();
+        let body: unknown = text;
+        try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: keep the text */ }
+        if (resp.ok) return body;
+        const error = errorFor(resp.status, body, resp.headers);
+        delay = this.retryDelayMs(attempt, resp.status, resp.headers);
+        if (delay === undefined) throw error;
+      } catch (e) {
+        if (e instanceof RatchetError) throw e;
+        delay = this.retryDelayMs(attempt);
+        if (delay === undefined) throw new UnavailableError(`gateway unreachable: ${String(e)}`);
+      }
+      await sleep(delay);
+    }
+  }
+
+  /** The API key's project (asked once): part of every signature. */
+  async projectId(): Promise<string> {
+    if (!this.project) {
+      const body = await this.call({ method: "GET", path: "/v1/whoami", headers: this.headers() });
+      this.project = String(body.project_id);
+    }
+    return this.project;
+  }
+
+  /** The event with agent_id, a fresh event_id and the client's run_id filled in. */
+  complete(event: Event): Event {
+    return { agent_id: this.o.agentId, event_id: randomUUID(), run_id: this.o.runId, payload: {}, ...event };
+  }
+
+  private sign(event: Event, ts: number, project: string): string {
+    try {
+      return signEvent(this.o.agentSecret, project, event, ts);
+    } catch (e) {
+      throw new ValidationError(String((e as Error).message), { field: "payload" });
+    }
+  }
+
+  private async single(event: Event, waitMs = 0): Promise<any> {
+    const project = await this.projectId();
+    const ts = Math.floor(Date.now() / 1000);
+    const headers = this.headers(`ev-${randomUUID()}`);
+    headers["X-Ratchet-Signature"] = this.sign(event, ts, project);
+    headers["X-Ratchet-Timestamp"] = String(ts);
+    const params = waitMs > 0 ? { wait_ms: String(Math.trunc(waitMs)) } : undefined;
+    return this.call({ method: "POST", path: "/v1/events", headers, params, body: JSON.stringify(event) });
+  }
+
+  // --- sending --------------------------------------------------------------------------------
+  /** Send one event now (POST /v1/events) without waiting for its verdict. */
+  async post(event: Event): Promise<Accepted> {
+    const body = await this.single(this.complete(event));
+    return { event_id: String(body.event_id), trace_id: String(body.trace_id ?? "") };
+  }
+
+  /** Queue one event for the batcher. */
+  send(event: Event): Promise<Accepted> {
+    return this.sendMany([event])[0]!;
+  }
+
+  /** Queue events for the batcher (batchSize per request, or lingerMs after the first). */
+  sendMany(events: Event[]): Promise<Accepted>[] {
+    const promises = events.map((e) => {
+      const event = this.complete(e);
+      try {
+        assertPortable(event); // one unsignable event must not fail a whole batch
+      } catch (err) {
+        return Promise.reject(new ValidationError(String((err as Error).message), { field: "payload" }));
+      }
+      return new Promise<Accepted>((resolve, reject) => {
+        this.queue.push({ event, tries: 0, resolve, reject });
+      });
+    });
+    this.schedule();
+    return promises;
+  }
+
+  /** Wait until every queued event has been answered. */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0) this.drain(true);
+    await this.inflight;
+    if (this.queue.length > 0) await this.flush(); // items re-queued after a 503
+  }
+
+  /** Send what is queued; the client holds no other resources. */
+  async close(): Promise<void> {
+    await this.flush();
+  }
+
+  private schedule(): void {
+    while (this.queue.length >= this.o.batchSize) this.drain(false);
+    if (this.queue.length > 0 && this.timer === undefined) {
+      this.timer = setTimeout(() => { this.timer = undefined; this.drain(true); }, this.o.lingerMs);
+    }
+  }
+
+  private drain(all: boolean): void {
+    if (all && this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
+    const batch = this.queue.splice(0, this.o.batchSize);
+    if (batch.length === 0) return;
+    this.inflight = this.inflight.then(() => this.postBatch(batch));
+  }
+
+  private async postBatch(batch: Pending[]): Promise<void> {
+    let results: Array<[Accepted | null, RatchetError | null]>;
+    try {
+      const project = await this.projectId();
+      const ts = Math.floor(Date.now() / 1000);
+      const items = batch.map((p) => ({ ...p.event, signature: this.sign(p.event, ts, project), timestamp: ts }));
+      const body = await this.call({
+        method: "POST", path: "/v1/events:batch", headers: this.headers(`batch-${randomUUID()}`),
+        body: JSON.stringify({ events: items }),
+      });
+      results = batch.map(() => [null, new RatchetError("no result for this item")]);
+      for (const r of body.results ?? []) {
+        const i = Number(r.index);
+        if (!(i >= 0 && i < batch.length)) continue;
+        if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
+        else results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, r.error ?? {})];
+      }
+    } catch (e) {
+      const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
+      results = batch.map(() => [null, err]);
+    }
+    batch.forEach((p, i) => {
+      const [ok, err] = results[i]!;
+      if (err && err.status === 503 && p.tries < this.o.maxRetries) {
+        p.tries += 1;
+        this.queue.push(p); // Kafka did not take it: send it again in a later request
+        this.schedule();
+      } else if (err) p.reject(err);
+      else p.resolve(ok!);
+    });
+  }
+
+  // --- verdicts -------------------------------------------------------------------------------
+  /** The event's verdict with the human decision, or null if not decided yet. */
+  async verdict(eventId: string, waitMs = 0): Promise<Verdict | null> {
+    const wait = Math.min(Math.trunc(waitMs), this.o.maxWaitMs);
+    const params = wait > 0 ? { wait_ms: String(wait) } : undefined;
+    try {
+      const body = await this.call({
+        method: "GET", path: `/v1/verdicts/${encodeURIComponent(eventId)}`, headers: this.headers(), params,
+      });
+      return toVerdict(body.verdict, body.approval);
+    } catch (e) {
+      if (e instanceof RatchetError && e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  /** Send one event now and return its verdict (waits waitMs on the request, then polls). */
+  async decide(event: Event, opts: { waitMs?: number; timeoutMs?: number } = {}): Promise<Verdict> {
+    const item = this.complete(event);
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    const body = await this.single(item, opts.waitMs ?? 2000);
+    if (body.status === "decided") return toVerdict(body.verdict, null);
+    return this.poll(String(item.event_id), deadline, false);
+  }
+
+  /** Resolve when a paused event is approved or rejected (ApprovalTimeout after timeoutMs). */
+  waitForDecision(eventId: string, timeoutMs = 300_000): Promise<Verdict> {
+    return this.poll(eventId, Date.now() + timeoutMs, true);
+  }
+
+  private async poll(eventId: string, deadline: number, needHuman: boolean): Promise<Verdict> {
+    let last: Verdict | null = null;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      const started = Date.now();
+      last = await this.verdict(eventId, remaining);
+      if (last && !(needHuman && isPaused(last))) return last;
+      if (Date.now() - started < this.o.pollIntervalMs) {
+        await sleep(Math.min(this.o.pollIntervalMs, Math.max(0, deadline - Date.now())));
+      }
+    }
+    if (last && isPaused(last)) throw new ApprovalTimeout(`event ${eventId} is still paused`, eventId);
+    throw new DecisionTimeout(`no verdict for event ${eventId} yet`, eventId);
+  }
+
+  // --- approvals (admin) ----------------------------------------------------------------------
+  async resolve(eventId: string, decision: "approve" | "reject", reason = ""): Promise<Record<string, unknown>> {
+    return this.call({
+      method: "POST", path: `/v1/approvals/${encodeURIComponent(eventId)}`, headers: this.headers(),
+      body: JSON.stringify({ decision, reason }),
+    });
+  }
+
+  async pending(limit = 100): Promise<Verdict[]> {
+    const body = await this.call({ method: "GET", path: "/v1/approvals", headers: this.headers(), params: { limit: String(limit) } });
+    return (body.items ?? []).map((v: Record<string, unknown>) => toVerdict(v, null));
+  }
+
+  // --- guarding tool calls --------------------------------------------------------------------
+  /** Ask before doing: resolves with the verdict if allowed (a pause waits for a person);
+   * throws ActionRejected if refused, ApprovalTimeout if nobody decided in time. */
+  async checkpoint(service: string, action: string, payload: Record<string, JsonValue> = {},
+                   opts: CheckpointOptions = {}): Promise<Verdict> {
+    const { timeoutMs = 300_000, waitMs = 2000, runId, ...fields } = opts;
+    const event: Event = { ...fields, service, action, payload };
+    if (runId) event.run_id = runId;
+    let verdict = await this.decide(event, { waitMs, timeoutMs: Math.min(timeoutMs, 30_000) });
+    if (isPaused(verdict)) verdict = await this.waitForDecision(verdict.event_id, timeoutMs);
+    if (!isAllowed(verdict)) throw new ActionRejected(`${service}/${action} refused`, verdict);
+    return verdict;
+  }
+
+  /** Wrap a tool function: each call is an event (payload: `payload(...args)`, or the first
+   * argument when it is an object) and runs only if allowed — see checkpoint. */
+  guard<A extends unknown[], R>(service: string, action: string, fn: (...args: A) => R | Promise<R>,
+                                opts: CheckpointOptions & { payload?: (...args: A) => Record<string, JsonValue> } = {}
+  ): (...args: A) => Promise<R> {
+    const { payload, ...rest } = opts;
+    return async (...args: A) => {
+      const first = args[0];
+      const body = payload ? payload(...args)
+        : first !== null && typeof first === "object" && !Array.isArray(first) ? first as Record<string, JsonValue>
+          : { args: args as unknown as JsonValue[] };
+      await this.checkpoint(service, action, body, rest);
+      return fn(...args);
+    };
+  }
+}

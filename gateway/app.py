@@ -34,6 +34,7 @@ from models.ratelimit import parse_tiers
 from models.scopes import ROUTE_ROLES
 from models.signing import v1_sunset
 from ratchet.config.settings import Settings
+from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
@@ -84,6 +85,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         v1_sunset(settings.signature_v1_until)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    security = client_kwargs(settings)  # a bad TLS/SASL setting fails here, before serving
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
         handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines
@@ -102,9 +104,11 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             settings.kafka_bootstrap,
             linger_ms=settings.kafka_linger_ms,
             send_timeout_s=settings.kafka_send_timeout_s,
+            security=security,
         )
         waiters = Waiters()
-        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters)
+        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters,
+                                   security=security)
         try:
             if create_topics:
                 await ensure_topics(
@@ -112,6 +116,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                     [settings.topic_ingest, settings.topic_verdicts, settings.topic_feedback,
                      settings.topic_audit],
                     settings.topic_partitions,
+                    settings.topic_replication_factor,
+                    security=security,
                 )
             await publisher.start()
             await listener.start()

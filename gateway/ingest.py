@@ -171,8 +171,9 @@ def refuse_reused_ids(items: Sequence[Checked], fresh: Sequence[bool]) -> None:
 
 def reused_id_error(field: str) -> ConflictError:
     return ConflictError(
-        "event_id was already used for a different event of this agent (run, service, action, "
-        "payload or another field differ); retry with the same body or use a new event id",
+        "event_id was already used in this project for a different event (by another agent, or "
+        "its run, service, action, payload or another field differ); event ids are unique per "
+        "project: retry with the same body or use a new event id",
         field)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -35,7 +36,15 @@ class Message:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, *, linger_ms: int, send_timeout_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int,
+        send_timeout_s: float,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: :func:`ratchet.kafka.security.client_kwargs` (TLS/SASL)."""
         self.bootstrap = bootstrap
         self.send_timeout_s = send_timeout_s
         self.producer = AIOKafkaProducer(
@@ -45,6 +54,7 @@ class Publisher:
             request_timeout_ms=max(1000, int(send_timeout_s * 1000)),
             max_request_size=8 * 1024 * 1024,
             client_id="ratchet-gateway",
+            **(security or {}),
         )
 
     async def start(self) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -72,7 +73,15 @@ class Waiters:
 
 
 class VerdictListener:
-    def __init__(self, bootstrap: str, topic: str, waiters: Waiters) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        waiters: Waiters,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: :func:`ratchet.kafka.security.client_kwargs` (TLS/SASL)."""
         self.topic = topic
         self.waiters = waiters
         self.consumer = AIOKafkaConsumer(
@@ -82,6 +91,7 @@ class VerdictListener:
             auto_offset_reset="latest",
             fetch_max_wait_ms=50,
             client_id="ratchet-gateway-verdicts",
+            **(security or {}),
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -1,12 +1,13 @@
 --[[
-  event_ids_claim.lua — bind event ids of ONE agent to the fingerprints of their first bodies.
+  event_ids_claim.lua — bind event ids of ONE project to the fingerprints of their first bodies.
 
   For each event: if its key is free, store the fingerprint with the window as TTL (the id is
   new); if it holds the same fingerprint, the event is an idempotent retry; otherwise the id was
-  used for a different event. Check and bind are one step per key (SET NX GET), so two different
-  bodies racing for one id cannot both win. All keys share the agent's hash tag.
+  used for a different event (of any agent: the fingerprint covers the agent id). Check and bind
+  are one step per key (SET NX GET), so two different bodies racing for one id cannot both win.
+  All keys share the project's hash tag.
 
-  KEYS[1..n]   event-id keys       keys.event_fingerprint(project, agent, event id)
+  KEYS[1..n]   event-id keys       keys.event_fingerprint(project, event id)
 
   ARGV[1]      window_s            how long an id stays bound, s
   ARGV[2..n+1] fingerprint         of event i (hex)

@@ -19,9 +19,10 @@ from faust.types import TopicT
 
 from models.errors import ConfigError
 from ratchet.config.settings import Settings
+from ratchet.kafka.security import client_kwargs
 from streams.transport import RatchetApp
 
-__all__ = ["Topics", "create_app", "faust_broker_url"]
+__all__ = ["Topics", "create_app", "faust_broker_url", "faust_credentials"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,27 @@ def faust_broker_url(bootstrap: str) -> str:
     return "kafka://" + ";".join(h.removeprefix("kafka://") for h in hosts)
 
 
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """:func:`ratchet.kafka.security.client_kwargs` as Faust ``broker_credentials``.
+
+    Faust turns them back into aiokafka arguments (``credentials_to_aiokafka_auth``): SASL
+    credentials with an SSL context become ``SASL_SSL``, without one ``SASL_PLAINTEXT``; so its
+    consumers, producer and topic creation connect exactly like every other Ratchet client.
+    """
+    kwargs = client_kwargs(settings)
+    protocol = kwargs["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return faust.SASLCredentials(
+        username=kwargs["sasl_plain_username"],
+        password=kwargs["sasl_plain_password"],
+        ssl_context=kwargs.get("ssl_context"),
+        mechanism=kwargs["sasl_mechanism"],
+    )
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     """A Faust app with Ratchet's topics; agents are attached by :mod:`streams.agents`."""
     if not settings.kafka_bootstrap:
@@ -61,7 +83,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         autodiscover=False,
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",

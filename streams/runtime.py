@@ -55,14 +55,19 @@ class Runtime:
                     run_ttl_s=s.run_ttl_s, chain_ttl_s=s.chain_ttl_s,
                     guardrails=s.guardrails, policy_refresh_s=s.policy_refresh_s,
                 )
+                if self.engine.guardrails is not None:
+                    self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event
+                    self.engine.guardrails.scan_steps_per_batch = s.guard_scan_steps_per_batch
                 self.store = make_verdict_store(self.client, keys)
             return self.engine, self.store
 
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()
         s = self.settings
+        policies = engine.guardrails.policies if engine.guardrails is not None else None
         return IngestProcessor(
-            engine, store, verdict_ttl_s=s.verdict_ttl_s, decisions_topic=s.topic_decisions,
+            engine, store, verdict_ttl_s=s.verdict_ttl_s, policies=policies,
+            decisions_topic=s.topic_decisions,
             audit=AuditLog(self.client, Keys(s.key_prefix), s, sink=self.audit_sink),
         )
 

@@ -11,6 +11,7 @@ import faust
 from ratchet.config.settings import Settings, get_settings
 from streams.agents import attach_agents
 from streams.app import Topics, create_app
+from streams.lag import attach_lag_monitor
 
 __all__ = ["get_app"]
 
@@ -24,6 +25,7 @@ def get_app(settings: Settings | None = None) -> tuple[faust.App, Topics]:
         settings = settings or get_settings()
         app, topics = create_app(settings)
         attach_agents(app, topics, settings)
+        attach_lag_monitor(app, settings)
         _built = (app, topics)
     return _built
 

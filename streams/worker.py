@@ -12,9 +12,11 @@ Failure policy (DESIGN.md §2: a guard *error* is never a detection):
   dedups by event id and returns the stored answer again.
 * An envelope that is not valid JSON / not a known envelope version: logged, counted
   (``ratchet_worker_messages_total{result="invalid"}``) and skipped — it has no event ids to answer.
-* Any other exception (a bug, a poison event): the batch is retried per envelope; an envelope that
-  still fails gets verdicts with ``action="allow"`` and ``error`` set, so a caller waiting for its
-  verdict is answered and nothing is reported as a detection.
+* Any other exception (a bug, a poison event, corrupted state): the batch is retried per envelope;
+  an envelope that still fails gets verdicts with ``error`` set and the action of its project's
+  ``on_error`` policy (:mod:`models.on_error`: by default ``pause`` for high/critical events,
+  ``allow`` for the rest), counted in ``ratchet_error_verdicts_total{action}``. So a caller
+  waiting for its verdict is answered, and provoking an engine error is never a way past a rule.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ from models.envelope import (
 )
 from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
+from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
+from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
 from ratchet.telemetry.metrics import (
+    ERROR_VERDICTS,
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
     VERDICTS,
@@ -160,8 +165,11 @@ class Outgoing:
     topic: str = ""
 
 
-def error_verdict(ev: IngestEvent, trace_id: str, message: str, now: float) -> Verdict:
-    """The answer for an event Ratchet failed to judge: allow, with ``error`` set."""
+def error_verdict(
+    ev: IngestEvent, trace_id: str, message: str, now: float, action: str = "allow"
+) -> Verdict:
+    """The answer for an event Ratchet failed to judge: ``action`` (from
+    :func:`models.on_error.on_error_action`), with ``error`` set."""
     return Verdict(
         event_id=ev.event_id,
         agent_id=ev.agent_id,
@@ -172,7 +180,7 @@ def error_verdict(ev: IngestEvent, trace_id: str, message: str, now: float) -> V
         score=0.0,
         threshold=0.0,
         edge=Edge("", "", 0.0, 0.0, 0.0),
-        action="allow",
+        action=action,
         reasons=(),
         decided_at=now,
         trace_id=trace_id,
@@ -236,6 +244,8 @@ class IngestProcessor:
     verdict_ttl_s: int = 86_400
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], float] = time.time
+    #: The projects' policies, for their ``on_error`` choice (None: the default by priority).
+    policies: PolicySource | None = None
     #: Also send decision-log records to this Kafka topic (empty: logged only).
     decisions_topic: str = ""
     #: Where mode changes are audited (``chain.mode_changed``); None: logged only.
@@ -333,12 +343,18 @@ class IngestProcessor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("envelope %s of agent %s failed; answering allow+error",
+            log.exception("envelope %s of agent %s failed; answering by on_error with error set",
                           env.trace_id, env.agent_id)
             WORKER_MESSAGES.labels(topic="ingest", result="error").inc()
+            chosen = await self._on_error_choice(env.project_id)
             now = self.clock()
             msg = f"internal error: {type(exc).__name__}"
-            verdicts = [error_verdict(ev, env.trace_id, msg, now) for ev in env.events]
+            verdicts = [
+                error_verdict(ev, env.trace_id, msg, now, on_error_action(chosen, ev.priority))
+                for ev in env.events
+            ]
+            for action, n in Counter(v.action for v in verdicts).items():
+                ERROR_VERDICTS.labels(action=action).inc(n)
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
             try:
                 await retry_unavailable(
@@ -348,6 +364,20 @@ class IngestProcessor:
             except RatchetError:
                 log.exception("could not save error verdicts")
             return verdicts, bodies
+
+    async def _on_error_choice(self, project_id: str) -> str | None:
+        """The project's ``on_error`` (None: none chosen, or its policy cannot be read now)."""
+        if self.policies is None:
+            return None
+        try:
+            active = await self.policies.active({project_id})
+            return active[project_id].policy.on_error
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("on_error of project %s unreadable; using the default by priority",
+                          project_id)
+            return None
 
     def _emit(
         self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict], bodies: list[bytes]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from models.events import IngestEvent
+from models.guardrails.budget import ScanBudget
 from models.guardrails.cost import check_cost
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
@@ -39,9 +40,13 @@ C = TypeVar("C")
 
 
 def evaluate(
-    policy: Policy, event: IngestEvent, state: GuardrailState | None = None
+    policy: Policy,
+    event: IngestEvent,
+    state: GuardrailState | None = None,
+    budget: ScanBudget | None = None,
 ) -> list[Reason]:
-    """All guardrail reasons for ``event``; ``state`` from Redis (None: stateless rules only)."""
+    """All guardrail reasons for ``event``; ``state`` from Redis (None: stateless rules only);
+    ``budget`` bounds the pattern scans (None: unbounded; see :class:`ScanBudget`)."""
     st = state or EMPTY_STATE
     svc, prio = event.service, event.priority
     velocity = policy.velocity.for_event(svc, prio)
@@ -69,9 +74,9 @@ def evaluate(
     if scan_patterns or pii.enabled or media.enabled:
         leaves: tuple[Leaf, ...] = walk(event.payload)
         if scan_patterns:
-            out += check_pattern(pattern, leaves)
+            out += check_pattern(pattern, leaves, budget)
         if pii.enabled:
-            out += check_pii(pii, leaves)
+            out += check_pii(pii, leaves, budget)
         if media.enabled:
             out += check_media(media, leaves)
     return out

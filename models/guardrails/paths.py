@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from models.errors import ValidationError
+from models.guardrails.regex_safety import Regex, compile_internal
 
 __all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "walk"]
 
@@ -150,7 +151,8 @@ class PathSet:
     over, so after the first events a match is one dict lookup."""
 
     sources: tuple[str, ...]
-    pattern: re.Pattern[str] | None
+    #: The paths as one RE2 pattern (globs come from tenants: never Python's ``re``).
+    pattern: Regex | None
     everything: bool
     _memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
@@ -159,7 +161,9 @@ class PathSet:
         """Compile ``paths``; errors name ``where[i]`` (the dotted path of the bad entry)."""
         compiled = [_compile_one(p, f"{where}[{i}]") for i, p in enumerate(paths)]
         everything = "**" in paths
-        pattern = re.compile("|".join(f"(?:{c})" for c in compiled)) if compiled else None
+        pattern = (
+            compile_internal("|".join(f"(?:{c})" for c in compiled), where) if compiled else None
+        )
         return cls(tuple(paths), None if everything else pattern, everything)
 
     def matches(self, key: str) -> bool:
@@ -167,7 +171,9 @@ class PathSet:
             return True
         hit = self._memo.get(key)
         if hit is None:
-            hit = self.pattern is not None and self.pattern.fullmatch(key) is not None
+            hit = self.pattern is not None and self.pattern.fullmatch(
+                key.encode("utf-8", "replace")
+            )
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = hit

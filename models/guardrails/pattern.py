@@ -2,9 +2,16 @@
 
 Each rule has an ``id``, ``paths`` (see :mod:`models.guardrails.paths`; default ``["**"]``),
 exactly one of ``regex`` or ``literal``, optional ``ignore_case``, ``action`` (default: the
-guardrail's) and ``description``. Regexes are compiled once at policy load and refused when
-they could backtrack catastrophically; each value is cut to ``max_scan_chars`` before scanning.
-Strings and numbers are scanned (numbers as their JSON text); one reason per matching rule.
+guardrail's) and ``description``. Regexes are compiled once at policy load on RE2, a linear-time
+engine (:mod:`models.guardrails.regex_safety`), and refused when RE2 cannot run them; each value
+is cut to ``max_scan_chars`` before scanning. Strings and numbers are scanned (numbers as their
+JSON text); one reason per matching rule.
+
+The work of one scan is charged to the event's
+:class:`~models.guardrails.budget.ScanBudget` in steps (bytes scanned × the pattern's program
+size, RE2's worst case), so one tenant's events cannot hold the shared worker. When the budget
+runs out before every rule has run, the rules not run cannot vouch for the event, so it gets a
+``pattern.scan_limit`` reason with the strictest action among them (fail closed).
 
 >>> cfg = parse_pattern({"rules": [{"id": "drop", "paths": ["sql", "**.query"],
 ...                                 "regex": "(?i)\\\\bdrop\\\\s+table\\\\b", "action": "reject"}]},
@@ -16,7 +23,6 @@ Strings and numbers are scanned (numbers as their JSON text); one reason per mat
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +40,11 @@ from models.guardrails._schema import (
     ints,
     join,
 )
+from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.redact import MAX_EXAMPLES
-from models.guardrails.regex_safety import compile_safe
-from models.verdict import Reason
+from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
+from models.verdict import Reason, strictest
 
 __all__ = [
     "NAME",
@@ -65,7 +72,7 @@ class PatternRule:
     kind: str
     text: str
     ignore_case: bool
-    compiled: re.Pattern[str]
+    compiled: Regex
     action: str | None = None
     description: str = ""
 
@@ -93,13 +100,12 @@ def _rule(value: Any, path: str) -> PatternRule:
         raise ValidationError(f"{path} needs exactly one of regex or literal", join(path, "regex"))
     f = Fields(table, path)
     ignore_case = f.get("ignore_case", False, as_bool)
-    flags = re.IGNORECASE if ignore_case else 0
     if "regex" in table:
         kind, text = "regex", str(table["regex"])
-        compiled = compile_safe(table["regex"], join(path, "regex"), flags)
+        compiled = compile_safe(table["regex"], join(path, "regex"), ignore_case=ignore_case)
     else:
         kind, text = "literal", as_str(table["literal"], join(path, "literal"), max_chars=1_000)
-        compiled = re.compile(re.escape(text), flags)
+        compiled = compile_literal(text, ignore_case=ignore_case, field=join(path, "literal"))
     everything: tuple[str, ...] = ("**",)
     paths = f.get("paths", everything, lambda v, p: as_str_list(v, p, max_items=64))
     if not paths:
@@ -175,31 +181,63 @@ def pattern_to_dict(cfg: PatternConfig) -> dict[str, Any]:
     }
 
 
-def _scan(rule: PatternRule, leaves: Sequence[Leaf], limit: int) -> tuple[int, list[str], bool]:
+_Encoded = dict[int, tuple[bytes, bool]]
+
+
+def _encoded(leaf: Leaf, limit: int, cache: _Encoded, i: int) -> tuple[bytes, bool]:
+    """Leaf ``i``'s value as scanned — cut to ``limit`` characters, UTF-8 (RE2 matches bytes) —
+    and whether it was cut; encoded once per event and shared by every rule."""
+    hit = cache.get(i)
+    if hit is None:
+        text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
+        cut = len(text) > limit
+        hit = cache[i] = ((text[:limit] if cut else text).encode("utf-8", "replace"), cut)
+    return hit
+
+
+def _scan(
+    rule: PatternRule,
+    leaves: Sequence[Leaf],
+    limit: int,
+    cache: _Encoded,
+    budget: ScanBudget | None,
+) -> tuple[int, list[str], bool, bool]:
+    """(matches, example paths, a value was cut, the budget ran out before the rule finished)."""
     count, cut = 0, False
     paths: list[str] = []
-    for leaf in leaves:
+    for i, leaf in enumerate(leaves):
         if not rule.paths.matches(leaf.key):
             continue
-        text = leaf.value if isinstance(leaf.value, str) else repr(leaf.value)
-        if len(text) > limit:
-            text, cut = text[:limit], True
-        if rule.compiled.search(text) is not None:
+        data, was_cut = _encoded(leaf, limit, cache, i)
+        if budget is not None and not budget.take(rule.compiled.cost(len(data))):
+            return count, paths, cut, True
+        cut = cut or was_cut
+        if rule.compiled.search(data):
             count += 1
             if len(paths) < MAX_EXAMPLES:
                 paths.append(leaf.path)
-    return count, paths, cut
+    return count, paths, cut, False
 
 
-def check_pattern(cfg: PatternConfig, leaves: Sequence[Leaf]) -> list[Reason]:
-    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
+def check_pattern(
+    cfg: PatternConfig, leaves: Sequence[Leaf], budget: ScanBudget | None = None
+) -> list[Reason]:
+    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload; scans
+    charge ``budget`` (None: unbounded) and stop when it runs out (see the module docstring)."""
     if not cfg.enabled:
         return []
     out: list[Reason] = []
+    cache: _Encoded = {}
+    skipped: list[PatternRule] = []
     for rule in cfg.rules:
         if rule.id in cfg.disabled_rules:
             continue
-        count, paths, cut = _scan(rule, leaves, cfg.max_scan_chars)
+        if skipped:
+            skipped.append(rule)
+            continue
+        count, paths, cut, ran_out = _scan(rule, leaves, cfg.max_scan_chars, cache, budget)
+        if ran_out:
+            skipped.append(rule)
         if count:
             detail: dict[str, Any] = {
                 "rule": f"{NAME}.{rule.id}",
@@ -210,4 +248,13 @@ def check_pattern(cfg: PatternConfig, leaves: Sequence[Leaf]) -> list[Reason]:
             if cut:
                 detail["scanned_chars"] = cfg.max_scan_chars
             out.append(Reason(SOURCE, rule.action or cfg.action, detail))
+    if skipped:
+        actions = [r.action or cfg.action for r in skipped]
+        out.append(Reason(SOURCE, strictest(actions), {
+            "rule": f"{NAME}.scan_limit",
+            "skipped_rules": [r.id for r in skipped][:MAX_EXAMPLES],
+            "skipped": len(skipped),
+            "note": "the scan budget of this event ran out before these rules finished; they "
+                    "cannot vouch for it, so their strictest action applies",
+        }))
     return out

@@ -9,6 +9,9 @@ A policy is one ``[guardrails.<name>]`` table per guardrail (``velocity``, ``loo
     [guardrails.cost.by_priority.critical]     # events of priority "critical"
     action = "reject"
 
+A top-level ``on_error = "allow" | "flag" | "pause"`` sets what events get when Ratchet fails
+to judge them (:mod:`models.on_error`; unset: ``pause`` for high/critical, else ``allow``).
+
 An override changes only the keys it names (nested tables merge key by key, arrays replace);
 a priority override applies after a service override. Keys that shape the state Redis keeps
 (velocity ``window_s``, loop ``history``, entropy ``window``) and pattern ``rules`` are set
@@ -57,6 +60,7 @@ from models.guardrails.nesting import MAX_NESTING, nesting_problem
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
+from models.on_error import parse_on_error
 
 __all__ = [
     "GUARDRAILS",
@@ -73,7 +77,7 @@ __all__ = [
 
 C = TypeVar("C")
 POLICY_VERSION = 1
-_TOP_KEYS = ("version", "description", "guardrails")
+_TOP_KEYS = ("version", "description", "on_error", "guardrails")
 _OVERRIDES = ("by_service", "by_priority")
 _MAX_SERVICES = 256
 
@@ -132,6 +136,9 @@ class Policy:
     media: Guardrail[MediaConfig]
     description: str = ""
     version: int = POLICY_VERSION
+    #: What events get when Ratchet fails to judge them (:mod:`models.on_error`); None: the
+    #: default by priority.
+    on_error: str | None = None
 
 
 _SPECS: dict[str, _Spec[Any]] = {
@@ -231,6 +238,7 @@ def parse_policy(obj: Any) -> Policy:
         lambda v, p: as_int(v, p, lo=POLICY_VERSION, hi=POLICY_VERSION),
     )
     description = pick(doc, "description", "", "", lambda v, p: as_str(v, p, max_chars=2_000))
+    on_error: str | None = pick(doc, "on_error", "", None, parse_on_error)
     guardrails = as_table(doc.get("guardrails", {}), "guardrails")
     check_keys(guardrails, GUARDRAILS, "guardrails")
 
@@ -246,6 +254,7 @@ def parse_policy(obj: Any) -> Policy:
         entropy=part("entropy"),
         media=part("media"),
         description=description,
+        on_error=on_error,
     )
 
 
@@ -292,6 +301,8 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {"version": policy.version}
     if policy.description:
         out["description"] = policy.description
+    if policy.on_error is not None:
+        out["on_error"] = policy.on_error
     out["guardrails"] = {
         name: _guardrail_to_dict(spec, getattr(policy, name)) for name, spec in _SPECS.items()
     }

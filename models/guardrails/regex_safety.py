@@ -1,131 +1,128 @@
-"""Load-time checks that keep author-written regexes from backtracking catastrophically.
+"""Tenant-written patterns run on RE2, a linear-time regex engine — never on Python's ``re``.
 
-Python's ``re`` has no time limit, so the guards are structural. At policy load a pattern
-is refused when
+Python's ``re`` backtracks: ``\\bx(?:a|a)*y`` on ``"x" + "a" * 40`` runs for minutes, and no
+structural check catches every such pattern. RE2 (the ``google-re2`` package) compiles a
+pattern to an automaton and matches in time linear in the text, for every pattern it accepts.
+What it cannot run in linear time it refuses to compile — backreferences (``\\1``),
+lookaround (``(?=``, ``(?<=``), atomic groups (``(?>``), possessive quantifiers (``a++``) —
+and such a pattern is refused at policy load with a :class:`ValidationError` naming the field.
 
-- a variable-count quantifier (other than ``?``) sits inside an unbounded one (``(a+)+``,
-  ``(\\w+\\s?)*``, ``(x{1,5})+``): exponential time on a near miss. Atomic groups
-  ``(?>...)`` and possessive quantifiers ``a++`` do not backtrack and are accepted;
-- it starts with an unbounded repeat (``.*x``, ``\\w+@``, ``(a|b)*c``): ``search`` retries at
-  every position, each retry scanning to the end — quadratic, tens of seconds on 60 K
-  characters. ``\\b\\w+@`` or a literal first is linear.
+Linear is not free: RE2's worst case (when its DFA cache overflows and it falls back to the NFA)
+costs about one step per byte per instruction of the compiled program. So a pattern's program
+is capped at :data:`MAX_PROGRAM_SIZE` instructions, and :class:`Regex.cost` (bytes × program
+size) is what the pattern guardrail charges against its scan budget
+(:class:`models.guardrails.pattern.ScanBudget`).
 
-At scan time every value is cut to ``max_scan_chars`` (16 K by default), which bounds what
-is left: a repeat that spans many start positions (``foo.*bar`` over many ``foo`` and no
-``bar``, ``\\b(?>\\w+\\s?)*!``) is still quadratic, about a second at 16 K. A hard time
-limit per match would need the third-party ``regex`` module (``timeout=``).
+Matching is done on UTF-8 bytes (each payload value is encoded once, then scanned by every
+rule). Differences from ``re`` an author may notice: ``\\b``, ``\\w``, ``\\d`` and ``\\s`` are
+ASCII-only.
 
->>> compile_safe(r"(?i)\\bdrop\\s+table\\b", "rule.regex").search("DROP  TABLE users") is not None
+>>> compile_safe(r"(?i)\\bdrop\\s+table\\b", "rule.regex").search("DROP  TABLE users".encode())
 True
->>> compile_safe(r"(a+)+$", "rule.regex")
+>>> compile_safe(r"\\bx(?:a|a)*y", "rule.regex").search(("x" + "a" * 100_000).encode())
+False
+>>> compile_safe(r"(a)\\1", "rule.regex")
 Traceback (most recent call last):
 ...
-models.errors.ValidationError: rule.regex nests a variable quantifier inside an unbounded one ((a+)+, (x{1,5})*), which can backtrack for a very long time; use a possessive quantifier (a++) or an atomic group (?>...), or drop the inner quantifier
->>> compile_safe(r"\\b(?:[a-z0-9]++\\.)+[a-z]{2,}", "rule.regex").pattern
-'\\\\b(?:[a-z0-9]++\\\\.)+[a-z]{2,}'
->>> compile_safe(r".*password", "rule.regex")
-Traceback (most recent call last):
-...
-models.errors.ValidationError: rule.regex starts with an unbounded repeat (.*, \\w+, (a|b)*), which makes a search take quadratic time on long values; start with a literal, \\b or ^ (a search finds matches anywhere, so a leading .* is never needed)
+models.errors.ValidationError: rule.regex '(a)\\1' cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
+>>> compile_literal("a.b", ignore_case=True).search(b"xA.By"), compile_literal("a.b").search(b"axb")
+(True, False)
 """
 
 from __future__ import annotations
 
-import importlib
-import re
+from dataclasses import dataclass
 from typing import Any
 
-from models.errors import ValidationError
+import re2
 
-__all__ = ["MAX_PATTERN_CHARS", "compile_safe"]
+from models.errors import ValidationError
+from models.sanitize import clean_text, shown
+
+__all__ = [
+    "MAX_PATTERN_CHARS", "MAX_PROGRAM_SIZE", "Regex", "compile_internal", "compile_literal",
+    "compile_safe",
+]
 
 MAX_PATTERN_CHARS = 1_000
-#: A bounded repeat above this many is treated like an unbounded one.
-_BIG = 100
-
-_parser: Any = importlib.import_module("re._parser")
-_REPEATS = ("MAX_REPEAT", "MIN_REPEAT")
-_NO_BACKTRACK = ("ATOMIC_GROUP", "POSSESSIVE_REPEAT")
-
-
-def _subpatterns(value: Any) -> list[Any]:
-    if isinstance(value, _parser.SubPattern):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [s for item in value for s in _subpatterns(item)]
-    return []
+#: Largest compiled RE2 program accepted (instructions). ``(?i)\bdrop\s+table\b`` is 19, an
+#: e-mail-like pattern ~25, ``[ab]{0,999}[ab]{0,999}c`` 4,001.
+MAX_PROGRAM_SIZE = 2_000
+#: RE2's memory per pattern (program + DFA cache), bytes. Small on purpose: when a pattern's DFA
+#: outgrows it, RE2 falls back to its NFA, ~10-20 ns per step (byte × instruction) measured,
+#: where a big DFA cache thrashing on hostile text measured 35-60 ns per step.
+_MAX_MEM = 256 << 10
 
 
-def _nested(items: Any, inside_unbounded: bool) -> bool:
-    """Is there a variable quantifier inside an unbounded one (exponential backtracking)?"""
-    for op, av in items:
-        name = str(op)
-        if name in _REPEATS:
-            lo, hi, sub = av
-            unbounded = hi == _parser.MAXREPEAT or hi > _BIG
-            if inside_unbounded and hi > 1 and hi != lo:
-                return True
-            if _nested(sub, inside_unbounded or unbounded):
-                return True
-        elif name in _NO_BACKTRACK:
-            # never re-entered once matched: its inside starts a fresh context
-            if any(_nested(sub, False) for sub in _subpatterns(av)):
-                return True
-        elif any(_nested(sub, inside_unbounded) for sub in _subpatterns(av)):
-            return True
-    return False
+def _options(*, ignore_case: bool, literal: bool = False) -> Any:
+    opts = re2.Options()
+    opts.log_errors = False  # errors are raised, not written to stderr
+    opts.never_capture = True  # only "is there a match": no submatch engine
+    opts.case_sensitive = not ignore_case
+    opts.literal = literal
+    opts.max_mem = _MAX_MEM
+    return opts
 
 
-def _leading_unbounded(items: Any) -> bool | None:
-    """Does an unbounded repeat come before any literal or anchor (True), or a literal or an
-    anchor first (False)? None: undecided (only single characters and small repeats)."""
-    for op, av in items:
-        name = str(op)
-        if name in ("LITERAL", "AT"):
-            return False
-        if name in _REPEATS or name == "POSSESSIVE_REPEAT":
-            lo, hi, sub = av
-            if hi == _parser.MAXREPEAT or hi > _BIG:
-                return True
-            inner = _leading_unbounded(sub)
-            if inner or (inner is False and lo > 0):
-                return inner
-        elif name == "BRANCH":
-            firsts = [_leading_unbounded(alt) for alt in av[1]]
-            if any(firsts):
-                return True
-            if all(f is False for f in firsts):
-                return False
-        elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
-            inner = _leading_unbounded(_subpatterns(av)[0])
-            if inner is not None:
-                return inner
-    return None
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """A compiled RE2 pattern: ``search``/``fullmatch`` over UTF-8 bytes, and its cost."""
+
+    source: str
+    #: Instructions of the compiled program: the per-byte worst case of a scan.
+    program_size: int
+    compiled: Any
+
+    def search(self, data: bytes) -> bool:
+        """Does the pattern match anywhere in ``data``? Linear in ``len(data)``."""
+        return self.compiled.search(data) is not None
+
+    def fullmatch(self, data: bytes) -> bool:
+        """Does the pattern match all of ``data``?"""
+        return self.compiled.fullmatch(data) is not None
+
+    def cost(self, n_bytes: int) -> int:
+        """Worst-case steps of scanning ``n_bytes`` bytes (bytes × program size)."""
+        return n_bytes * self.program_size
 
 
-def compile_safe(pattern: str, field: str, flags: int = 0) -> re.Pattern[str]:
-    """Compile an author's regex or raise :class:`ValidationError` naming ``field``."""
+def _compile(pattern: str, field: str, opts: Any) -> Regex:
+    try:
+        compiled = re2.compile(pattern, opts)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValidationError(
+            f"{field} {shown(pattern)} cannot be compiled by RE2, the linear-time engine tenant "
+            f"patterns run on: {clean_text(why, 120)} (RE2 has no backreferences, lookaround, "
+            "atomic groups or possessive quantifiers)",
+            field,
+        ) from None
+    size = int(compiled.programsize)
+    if size > MAX_PROGRAM_SIZE:
+        raise ValidationError(
+            f"{field} {shown(pattern)} compiles to {size} RE2 instructions, more than "
+            f"{MAX_PROGRAM_SIZE}; its "
+            "scans would cost that many steps per byte (use smaller bounded repeats {m,n})",
+            field,
+        )
+    return Regex(pattern, size, compiled)
+
+
+def compile_safe(pattern: Any, field: str, *, ignore_case: bool = False) -> Regex:
+    """Compile an author's regex on RE2 or raise :class:`ValidationError` naming ``field``."""
     if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
         raise ValidationError(
             f"{field} must be a regex of 1 to {MAX_PATTERN_CHARS} characters", field
         )
-    try:
-        compiled = re.compile(pattern, flags)
-        tree = _parser.parse(pattern, flags)
-    except re.error as exc:
-        raise ValidationError(f"{field} is not a valid regex: {exc}", field) from None
-    if _nested(tree, False):
-        raise ValidationError(
-            f"{field} nests a variable quantifier inside an unbounded one ((a+)+, (x{{1,5}})*), which can "
-            "backtrack for a very long time; use a possessive quantifier (a++) or an atomic "
-            "group (?>...), or drop the inner quantifier",
-            field,
-        )
-    if _leading_unbounded(tree):
-        raise ValidationError(
-            f"{field} starts with an unbounded repeat (.*, \\w+, (a|b)*), which makes a search "
-            "take quadratic time on long values; start with a literal, \\b or ^ (a search "
-            "finds matches anywhere, so a leading .* is never needed)",
-            field,
-        )
-    return compiled
+    return _compile(pattern, field, _options(ignore_case=ignore_case))
+
+
+def compile_literal(text: str, *, ignore_case: bool = False, field: str = "literal") -> Regex:
+    """A literal string as an RE2 pattern (no metacharacters)."""
+    return _compile(text, field, _options(ignore_case=ignore_case, literal=True))
+
+
+def compile_internal(pattern: str, field: str) -> Regex:
+    """A pattern Ratchet builds itself from tenant input (path globs): RE2 as well; errors
+    name ``field``."""
+    return _compile(pattern, field, _options(ignore_case=False))

@@ -17,6 +17,7 @@ from models.nodes import ChainId
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.engine import Engine
 from ratchet.kafka.audit_sink import kafka_sink
+from ratchet.kafka.security import client_kwargs
 from ratchet.store.audit import AuditLog
 from ratchet.store.baselines import BaselineReader
 from ratchet.store.keys import Keys
@@ -48,7 +49,8 @@ async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     keys = Keys(settings.key_prefix)
     try:
-        async with kafka_sink(settings.kafka_bootstrap) as sink:
+        security = client_kwargs(settings)
+        async with kafka_sink(settings.kafka_bootstrap, security=security) as sink:
             audit = AuditLog(redis, keys, settings, sink=sink)
             engine = Engine.create(redis, keys=keys)
             return await engine.reset(chain, audit=audit, actor=actor)

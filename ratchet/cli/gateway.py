@@ -21,6 +21,7 @@ from models.ratelimit import parse_tiers
 from models.scopes import ROLES
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.audit_sink import kafka_sink
+from ratchet.kafka.security import client_kwargs
 from ratchet.platform.api_keys import create_key, list_keys, revoke_key, rotate_key
 from ratchet.platform.credentials import (
     rotate_agent_secret,
@@ -70,7 +71,8 @@ def _with_redis(
         redis = connect(url, timeout_s=settings.redis_timeout_s)
         keys = Keys(settings.key_prefix)
         try:
-            async with kafka_sink(settings.kafka_bootstrap) as sink:
+            security = client_kwargs(settings)
+            async with kafka_sink(settings.kafka_bootstrap, security=security) as sink:
                 return await work(redis, keys, AuditLog(redis, keys, settings, sink=sink))
         finally:
             await redis.aclose()

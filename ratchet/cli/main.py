@@ -7,14 +7,24 @@ import sys
 from collections.abc import Sequence
 
 from models.errors import ConfigError, RatchetError
-from ratchet.cli import audit, baselines, config, demo, gateway, replay, webhooks, worker
+from ratchet.cli import (
+    audit,
+    baselines,
+    config,
+    demo,
+    gateway,
+    replay,
+    topics,
+    webhooks,
+    worker,
+)
 from ratchet.config.settings import Settings, get_settings
 from ratchet.telemetry.logs import setup_logging
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, config)
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
+from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
 
 __all__ = [
     "PREFIX",
@@ -61,6 +62,26 @@ class Settings:
     topic_audit: str = "audit"
     #: Partitions used when Ratchet creates its topics.
     topic_partitions: int = 8
+    #: Replication factor of the topics Ratchet creates (3 on a production cluster; 1 fits a
+    #: single broker such as the demo's).
+    topic_replication_factor: int = 1
+
+    # --- Kafka security (every producer, consumer and admin client; docs/deploy.md) ----------
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism with a ``SASL_*`` protocol: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    kafka_sasl_mechanism: str = "PLAIN"
+    #: SASL user name and password (required with a ``SASL_*`` protocol).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    #: CA bundle (PEM) that signs the brokers' certificates (unset: the system's CAs).
+    kafka_ssl_cafile: str | None = None
+    #: Client certificate and key (PEM) for mutual TLS, and the key's password.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+    #: Check that a broker's certificate names the host connected to (off only for tests).
+    kafka_ssl_check_hostname: bool = True
 
     # --- engine state bounds ----------------------------------------------------------------
     #: Idle TTL of a run's state (last node, dedup answers), seconds.
@@ -105,6 +126,14 @@ class Settings:
     policy_refresh_s: float = 1.0
     #: Run guardrails beside the Markov chain (off: the chain alone; for diagnosis only).
     guardrails: bool = True
+    #: Most payload scanning (pattern rules, PII detectors) one event may cost, in steps: bytes
+    #: scanned × a rule's RE2 program size, 50 per character for PII (~14 ns a step at worst).
+    #: What the budget does not cover fails closed (reasons ``pattern.scan_limit``,
+    #: ``pii.scan_limit`` with the strictest action skipped). ~0.25 s of work at worst.
+    guard_scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
+    #: Most payload scanning one project's events may cost in one worker batch, steps: bounds how
+    #: long one tenant holds the shared worker (its later events fail closed).
+    guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
     #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one
@@ -165,6 +194,9 @@ class Settings:
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
+    #: How often workers and webhook dispatchers measure their group's consumer lag (the
+    #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
+    consumer_lag_interval_s: float = 15.0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).

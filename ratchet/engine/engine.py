@@ -36,6 +36,7 @@ from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, Observ
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.store.redis import REDIS_FAILURES, unavailable
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -223,6 +224,9 @@ class Engine:
         except UnavailableError:
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise
+        except REDIS_FAILURES as exc:  # the service-mode reads/writes use the client directly
+            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+            raise unavailable(exc) from exc
         BATCH_EVENTS.observe(len(events))
         count_observations(answers)
         out: list[Verdict | None] = [None] * len(events)

@@ -17,11 +17,14 @@ loop and entropy look at a run, and a run crosses services, so ``crm.read {id}``
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.events import IngestEvent
 from models.guardrails import EMPTY_STATE, GuardrailState, evaluate
+from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
 from ratchet.store.keys import Keys
@@ -29,6 +32,9 @@ from ratchet.store.policies import ActivePolicy, PolicySource
 from ratchet.telemetry.metrics import GUARDRAIL_REASONS
 
 __all__ = ["Guardrails"]
+
+#: Longest stretch of rule evaluation between two yields to the event loop, seconds.
+_SLICE_S = 0.02
 
 
 def _stateful(active: ActivePolicy) -> bool:
@@ -47,6 +53,10 @@ class Guardrails:
     #: Use each event's own ``ts`` (when it has one) as its time: replay of recorded traffic.
     #: Live workers use the decision time (an agent could lie about ``ts``).
     event_time: bool = False
+    #: Pattern-scan budgets (steps, see :class:`ScanBudget`): per event, and per project per
+    #: batch — so one tenant's events cannot hold a worker that serves every tenant.
+    scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
+    scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     async def check(
         self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float
@@ -66,25 +76,35 @@ class Guardrails:
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
             group[2].append(GuardItem(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
-        out: list[tuple[Reason, ...]] = [()] * len(events)
-        done = [False] * len(events)
+        states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]
             answers = await self.store.update(batches)
-            for (active, indices, _), answer in zip(groups.values(), answers, strict=True):
+            for (_, indices, _), answer in zip(groups.values(), answers, strict=True):
                 for i, ans in zip(indices, answer, strict=True):
-                    out[i] = self._reasons(active, events[i], ans.state, count=not ans.duplicate)
-                    done[i] = True
-        for i, ev in enumerate(events):
-            if not done[i]:
-                out[i] = self._reasons(policies[ev.project_id], ev, EMPTY_STATE, count=True)
+                    states[i] = (ans.state, not ans.duplicate)
+        # The rules run in pure Python between awaits: bound the pattern scans per event and per
+        # project, and let the event loop breathe (signals, other coroutines) every ~20 ms.
+        project_budget = {p: ScanBudget(self.scan_steps_per_batch) for p in policies}
+        out: list[tuple[Reason, ...]] = []
+        breathe = time.perf_counter() + _SLICE_S
+        for ev, (state, count) in zip(events, states, strict=True):
+            shared = project_budget[ev.project_id]
+            budget = ScanBudget(min(self.scan_steps_per_event, shared.steps))
+            out.append(self._reasons(policies[ev.project_id], ev, state, count=count,
+                                     budget=budget))
+            shared.steps -= budget.used
+            if time.perf_counter() > breathe:
+                await asyncio.sleep(0)
+                breathe = time.perf_counter() + _SLICE_S
         return out
 
     @staticmethod
     def _reasons(
-        active: ActivePolicy, ev: IngestEvent, state: GuardrailState, *, count: bool
+        active: ActivePolicy, ev: IngestEvent, state: GuardrailState, *, count: bool,
+        budget: ScanBudget | None = None,
     ) -> tuple[Reason, ...]:
-        reasons = tuple(evaluate(active.policy, ev, state))
+        reasons = tuple(evaluate(active.policy, ev, state, budget))
         if count:
             for r in reasons:
                 name = r.source.partition(":")[2]

@@ -8,23 +8,32 @@ truth — and nothing is published).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ratchet.store.audit import AuditSink
 
-__all__ = ["kafka_sink"]
+__all__ = ["kafka_sink", "make_producer"]
+
+
+def make_producer(bootstrap: str, security: Mapping[str, Any] | None) -> AIOKafkaProducer:
+    """The sink's producer (not started) with Ratchet's security settings."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="ratchet-audit",
+                            **(security or {}))
 
 
 @contextlib.asynccontextmanager
-async def kafka_sink(bootstrap: str | None) -> AsyncIterator[AuditSink | None]:
+async def kafka_sink(
+    bootstrap: str | None, *, security: Mapping[str, Any] | None = None
+) -> AsyncIterator[AuditSink | None]:
+    """A sink publishing to Kafka; ``security``: :func:`ratchet.kafka.security.client_kwargs`."""
     if not bootstrap:
         yield None
         return
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                client_id="ratchet-audit")
+    producer = make_producer(bootstrap, security)
     try:
         await producer.start()
     except KafkaError:

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from models.errors import UnavailableError
 
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "make_admin"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def make_admin(bootstrap: str, security: Mapping[str, Any] | None) -> AIOKafkaAdminClient:
+    """An admin client (not connected yet) with Ratchet's security settings."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                               client_id="ratchet-admin", **(security or {}))
+
+
 async def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    *,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    ``partitions`` and ``replication`` come from ``RATCHET_TOPIC_PARTITIONS`` and
+    ``RATCHET_TOPIC_REPLICATION_FACTOR``; ``security`` from
+    :func:`ratchet.kafka.security.client_kwargs`.
+    """
     wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = make_admin(bootstrap, security)
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.errors import UnavailableError
 from ratchet.config.settings import Settings, get_settings
+from ratchet.kafka.security import client_kwargs
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.demo_report import DemoReport, SentEvent, build_report, percentile
@@ -240,7 +241,8 @@ async def _drive(
         }
         sent_meta: list[SentEvent] = []
         async with VerdictCollector(
-            settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False
+            settings.kafka_bootstrap, settings.topic_verdicts, from_beginning=False,
+            security=client_kwargs(settings),
         ) as collector:
             started = time.monotonic()
             sent = 0

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -31,11 +32,19 @@ __all__ = ["EnvelopeProducer", "Received", "VerdictCollector"]
 class EnvelopeProducer:
     """Produce ingest envelopes the way the gateway does (key = agent, trace id header)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, linger_ms: int = 1) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        linger_ms: int = 1,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: :func:`ratchet.kafka.security.client_kwargs` (TLS/SASL)."""
         self.topic = topic
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=linger_ms, max_request_size=8 * 1024 * 1024,
-            acks=1,
+            acks=1, **(security or {}),
         )
 
     async def __aenter__(self) -> EnvelopeProducer:
@@ -80,6 +89,8 @@ class VerdictCollector:
     from_beginning: bool = True
     #: Longest fetch wait, ms: low for latency measurements, higher to poll the broker less.
     fetch_wait_ms: int = 5
+    #: :func:`ratchet.kafka.security.client_kwargs` (TLS/SASL) of the cluster read.
+    security: Mapping[str, Any] | None = None
     envelopes: list[Received] = field(default_factory=list)
     by_event: dict[str, list[Verdict]] = field(default_factory=lambda: defaultdict(list))
     verdicts_seen: int = 0
@@ -87,15 +98,20 @@ class VerdictCollector:
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def __aenter__(self) -> VerdictCollector:
-        self._consumer = AIOKafkaConsumer(
+    def make_consumer(self) -> AIOKafkaConsumer:
+        """The group-less consumer of the verdicts topic (not started)."""
+        return AIOKafkaConsumer(
             self.topic,
             bootstrap_servers=self.bootstrap,
             group_id=None,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             fetch_max_wait_ms=self.fetch_wait_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            **(self.security or {}),
         )
+
+    async def __aenter__(self) -> VerdictCollector:
+        self._consumer = self.make_consumer()
         await self._consumer.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self

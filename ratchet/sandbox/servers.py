@@ -103,12 +103,19 @@ def tansu_binary() -> str:
 
 @dataclass
 class RedisServer:
-    """One ``redis-server`` without persistence on a free loopback port."""
+    """One ``redis-server`` without persistence on a free loopback port.
+
+    ``extra_args`` come last and override the defaults (e.g. ``("--appendonly", "yes")`` turns
+    AOF on). A given ``workdir`` is used as is and kept at stop, so a server started again on
+    the same port and directory replays its AOF (restart tests); an unset one is a temporary
+    directory, removed at stop.
+    """
 
     port: int = 0
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     workdir: str = ""
+    _owns_workdir: bool = False
 
     @property
     def url(self) -> str:
@@ -116,7 +123,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.port = self.port or free_port()
-        self.workdir = tempfile.mkdtemp(prefix="ratchet-redis-")
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix="ratchet-redis-")
+            self._owns_workdir = True
         args = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -139,7 +148,7 @@ class RedisServer:
 
     def stop(self) -> None:
         _stop(self.proc)
-        if self.workdir:
+        if self.workdir and self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kill(self) -> None:

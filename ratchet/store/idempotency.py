@@ -3,9 +3,9 @@
 - :class:`IdempotencyStore` — one record per (project, key): reserved atomically by
   ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua`` (answer kept for
   ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
-- :class:`EventIds` — binds an event id (per project and agent) to the fingerprint of the first
+- :class:`EventIds` — binds an event id (per project) to the fingerprint of the first
   body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` runs
-  ``SET key fp NX GET EX window`` per event, one script call per agent, so two different bodies
+  ``SET key fp NX GET EX window`` per event, one script call per project, so two different bodies
   racing for one id cannot both win.
 """
 
@@ -125,7 +125,11 @@ class IdempotencyStore(RedisStore):
 
 
 class EventIds(RedisStore):
-    """Event id → fingerprint of its first accepted body, per project and agent."""
+    """Event id → fingerprint of its first accepted body (agent included), per project.
+
+    One rule for every path that accepts events (single and batch ingest): an id belongs to the
+    first event accepted under it in its project — the same scope verdicts are stored and looked
+    up in — so another agent of the project cannot reuse it (its fingerprint differs)."""
 
     def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
         self.keys = keys
@@ -133,21 +137,21 @@ class EventIds(RedisStore):
         self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
 
     async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
-        """Per event: ``True`` if its id is new or was first used with this very body (an
-        idempotent retry), ``False`` if the id is bound to a different body. One script call
-        per agent (a batch is usually one agent). A window of 0 turns the check off."""
+        """Per event: ``True`` if its id is new in its project or was first used with this very
+        body by this very agent (an idempotent retry), ``False`` if the id is bound to another
+        event. One script call per project (a batch is one project). A window of 0 turns the
+        check off."""
         if not events:
             return []
         if self.window_s <= 0:
             return [True] * len(events)
-        by_agent: dict[tuple[str, str], list[int]] = {}
+        by_project: dict[str, list[int]] = {}
         for i, ev in enumerate(events):
-            by_agent.setdefault((ev.project_id, ev.agent_id), []).append(i)
+            by_project.setdefault(ev.project_id, []).append(i)
         out = [False] * len(events)
-        for (project_id, agent_id), positions in by_agent.items():
+        for project_id, positions in by_project.items():
             group = [events[i] for i in positions]
-            keys = [self.keys.event_fingerprint(project_id, agent_id, ev.event_id)
-                    for ev in group]
+            keys = [self.keys.event_fingerprint(project_id, ev.event_id) for ev in group]
             prints = [event_fingerprint(ev) for ev in group]
             answers: list[Any] = await self._claim(keys=keys, args=[self.window_s, *prints])
             for i, ok in zip(positions, answers, strict=True):

@@ -1,10 +1,17 @@
 """Every Redis key name Ratchet uses is built here, and only here.
 
+Every part of a key that comes from a caller (run id, agent id, event id, client address…) goes
+through :func:`part`, which percent-encodes ``%``, ``:``, ``{`` and ``}``: an encoded part
+contains no ``:``, so a caller's id can never reach into the structure of another key (run
+``pr-X:nodes`` cannot name run ``pr-X``'s ``:nodes`` key), and no ``{``/``}``, so it can never
+open a hash tag. The encoding is one-to-one (``%`` itself is encoded), so distinct ids stay
+distinct keys. Ids without those four characters are unchanged.
+
 All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script runs on one
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
 buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
-guardrail state shares ``{g:<agent tag>}``; the event-id bindings of one agent share
-``{e:<project>:<agent>}`` (registered agent ids contain no braces). Chain and agent tags are hashes
+guardrail state shares ``{g:<agent tag>}``; the event-id bindings of one project share
+``{e:<project>}``. Chain and agent tags are hashes
 (``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
 tagging.
 
@@ -15,6 +22,10 @@ tagging.
 'rt:{c:ab12}:run:run-7'
 >>> k.guard_run_keys("9f", "r1").nodes
 'rt:{g:9f}:run:r1:nodes'
+>>> k.guard_run_keys("9f", "r1:nodes").state
+'rt:{g:9f}:run:r1%3Anodes'
+>>> k.event_fingerprint("prj_1", "{x}")
+'rt:{e:prj_1}:eid:%7Bx%7D'
 """
 
 from __future__ import annotations
@@ -23,7 +34,14 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys"]
+__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys", "part"]
+
+_ESCAPE = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+
+
+def part(text: str) -> str:
+    """A caller-supplied string made safe as one segment of a key (see the module docstring)."""
+    return text.translate(_ESCAPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +102,34 @@ class Keys:
 
     def run(self, tag: str, run_id: str) -> str:
         """Per-run state of a chain: last node, dedup answers, pending (held) edges."""
-        return f"{self.prefix}:{{c:{tag}}}:run:{run_id}"
+        return f"{self.prefix}:{{c:{tag}}}:run:{part(run_id)}"
 
     # --- verdicts and approvals (written by workers, read by the gateway) ----------------
     def verdict(self, project_id: str, event_id: str) -> str:
-        return f"{self.prefix}:v:{project_id}:{event_id}"
+        return f"{self.prefix}:v:{part(project_id)}:{part(event_id)}"
 
     def paused(self, project_id: str) -> str:
         """Sorted set of paused event ids of a project (score = decided_at)."""
-        return f"{self.prefix}:{{p:{project_id}}}:paused"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:paused"
 
     def approval(self, project_id: str, event_id: str) -> str:
         """A human's decision on a paused event (shares the project tag with ``paused``)."""
-        return f"{self.prefix}:{{p:{project_id}}}:approval:{event_id}"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:approval:{part(event_id)}"
 
     # --- replay protection (gateway) ---------------------------------------------------------
     def idempotency(self, project_id: str, key_sha256: str) -> str:
         """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
-        return f"{self.prefix}:{{p:{project_id}}}:idem:{key_sha256}"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:idem:{part(key_sha256)}"
 
-    def event_fingerprint(self, project_id: str, agent_id: str, event_id: str) -> str:
-        """Fingerprint of the body an event id was first accepted with; one hash tag per agent,
-        so one script call checks a batch of that agent's events."""
-        return f"{self.prefix}:{{e:{project_id}:{agent_id}}}:eid:{event_id}"
+    def event_fingerprint(self, project_id: str, event_id: str) -> str:
+        """Fingerprint of the body (agent included) an event id was first accepted with. Event
+        ids are bound per PROJECT, like verdicts (:meth:`verdict`), so no agent can take over
+        another agent's id; one hash tag per project, so one script call checks a batch."""
+        return f"{self.prefix}:{{e:{part(project_id)}}}:eid:{part(event_id)}"
 
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:
-        return f"{self.prefix}:{{p:{project_id}}}:project"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:project"
 
     def projects(self) -> str:
         return f"{self.prefix}:projects"
@@ -118,18 +137,18 @@ class Keys:
     def api_key(self, key_sha256: str) -> str:
         """API key SHA-256 → its grant: the project id (the project's own key), or
         ``"<project> <role>[ <agent>]"`` for a role-scoped key (models/scopes.py)."""
-        return f"{self.prefix}:apikey:{key_sha256}"
+        return f"{self.prefix}:apikey:{part(key_sha256)}"
 
     def project_keys(self, project_id: str) -> str:
         """Hash of a project's role-scoped keys: key id (12 hex) → JSON (role, agent_id,
         created_at, sha256). The key itself is never stored."""
-        return f"{self.prefix}:{{p:{project_id}}}:keys"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:keys"
 
     def agent(self, project_id: str, agent_id: str) -> str:
-        return f"{self.prefix}:{{p:{project_id}}}:agent:{agent_id}"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:agent:{part(agent_id)}"
 
     def agents(self, project_id: str) -> str:
-        return f"{self.prefix}:{{p:{project_id}}}:agents"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:agents"
 
     # --- guardrail state (one hash tag per agent) --------------------------------------------
     def guard_tag(self, project_id: str, agent_id: str) -> str:
@@ -147,56 +166,56 @@ class Keys:
         return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost")
 
     def guard_run_keys(self, tag: str, run_id: str) -> GuardRunKeys:
-        base = f"{self.prefix}:{{g:{tag}}}:run:{run_id}"
+        base = f"{self.prefix}:{{g:{tag}}}:run:{part(run_id)}"
         return GuardRunKeys(state=base, window=f"{base}:win", nodes=f"{base}:nodes")
 
     # --- guardrail policy (control plane, project tag) ------------------------------------------
     def policy(self, project_id: str) -> str:
         """Hash: toml, json (normalized), hash, version, updated_at, updated_by."""
-        return f"{self.prefix}:{{p:{project_id}}}:policy"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:policy"
 
     # --- platform security: rate limits, signup, brute-force counters ------------------------
     def rate_bucket(self, project_id: str, kind: str) -> str:
         """One token bucket (a single key: Redis Cluster-safe on its own slot)."""
-        return f"{self.prefix}:{{rl:{project_id}}}:{kind}"
+        return f"{self.prefix}:{{rl:{part(project_id)}}}:{part(kind)}"
 
     def org(self, org_id: str) -> str:
-        return f"{self.prefix}:{{o:{org_id}}}:org"
+        return f"{self.prefix}:{{o:{part(org_id)}}}:org"
 
     def signup_ip(self, ip: str) -> str:
         """Sorted set of signup tokens issued to one client IP (score = issue time, ms)."""
-        return f"{self.prefix}:{{signup}}:ip:{ip}"
+        return f"{self.prefix}:{{signup}}:ip:{part(ip)}"
 
     def signup_day(self, day: str) -> str:
         """Signup tokens issued on one UTC day (``YYYYMMDD``), all clients."""
-        return f"{self.prefix}:{{signup}}:day:{day}"
+        return f"{self.prefix}:{{signup}}:day:{part(day)}"
 
     def signup_token(self, token_sha256: str) -> str:
         """An unredeemed signup token (SHA-256 only, like API keys) → its request, JSON."""
-        return f"{self.prefix}:{{signup}}:token:{token_sha256}"
+        return f"{self.prefix}:{{signup}}:token:{part(token_sha256)}"
 
     def auth_failures(self, ip: str) -> str:
         """Failed authentications of one client IP in the current window (a counter)."""
-        return f"{self.prefix}:{{af:{ip}}}:authfail"
+        return f"{self.prefix}:{{af:{part(ip)}}}:authfail"
 
     # --- audit log (one hash tag per project) -------------------------------------------------
     def audit_head(self, project_id: str) -> str:
         """Hash: seq, hash, at_ms of the newest audit entry of a project."""
-        return f"{self.prefix}:{{p:{project_id}}}:audit:head"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:audit:head"
 
     def audit_entries(self, project_id: str) -> str:
         """Sorted set: score = seq, member = entry JSON."""
-        return f"{self.prefix}:{{p:{project_id}}}:audit:entries"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:audit:entries"
 
     def audit_times(self, project_id: str) -> str:
         """Sorted set: score = at_ms, member = seq (time-range queries, retention)."""
-        return f"{self.prefix}:{{p:{project_id}}}:audit:times"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:audit:times"
 
     def audit_checkpoint(self, project_id: str) -> str:
         """Hash: seq, hash of the newest entry removed by retention (verification starts after)."""
-        return f"{self.prefix}:{{p:{project_id}}}:audit:checkpoint"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:audit:checkpoint"
 
     # --- webhooks (per project) ------------------------------------------------------------------
     def webhooks(self, project_id: str) -> str:
         """Hash: webhook id → webhook JSON (url, actions, secret, created_at)."""
-        return f"{self.prefix}:{{p:{project_id}}}:webhooks"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:webhooks"

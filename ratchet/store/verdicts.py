@@ -12,6 +12,7 @@ of two concurrent approvals of the same event exactly one succeeds; the other se
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["Approval", "PausedPage", "Resolution", "VerdictStore"]
+
+log = logging.getLogger("ratchet.verdicts")
 
 
 class Resolution(enum.Enum):
@@ -93,12 +96,15 @@ class VerdictStore(RedisStore):
     ) -> None:
         """Store verdicts; paused ones also go to their project's paused index.
 
-        ``bodies[i]``, when given, is ``orjson.dumps(verdicts[i].to_dict())`` already encoded by
-        the caller (the worker sends the same bytes to Kafka). On a single Redis all verdicts go
-        in one ``save_verdicts.lua`` call (one reply, measured ~3x less client CPU than a SET
-        each) and the paused index in a pipeline after it (only when something paused); on
-        Redis Cluster, where verdict keys spread over slots, one pipeline of SETs and index
-        updates.
+        An event id belongs to one agent per project: a stored verdict of ANOTHER agent under the
+        same (project, event id) is never overwritten (the verdict is logged and dropped), one
+        of the same agent is (a redelivery). ``bodies[i]``, when given, is
+        ``orjson.dumps(verdicts[i].to_dict())`` already encoded by the caller (the worker sends
+        the same bytes to Kafka). On a single Redis all verdicts go in one
+        ``save_verdicts.lua`` call (one reply, measured ~3x less client CPU than a SET each)
+        and the paused index in a pipeline after it (only when something paused); on Redis
+        Cluster, where verdict keys spread over slots, one pipeline of ``SET NX GET`` (and a
+        second one to overwrite the same agent's redelivered verdicts).
         """
         if not verdicts:
             return
@@ -109,15 +115,25 @@ class VerdictStore(RedisStore):
         if self._save_script is not None:
             # called directly, not in the pipeline: a pipeline holding a script first asks
             # SCRIPT EXISTS, one more round trip per batch
-            await self._save_script(keys=keys, args=[ttl_s, *bodies])
-        paused = [v for v in verdicts if v.action == "pause" and not v.duplicate]
-        if not paused and self._save_script is not None:
+            refused_at: list[Any] = await self._save_script(
+                keys=keys, args=[ttl_s, *bodies, *(v.agent_id for v in verdicts)]
+            )
+            refused = {int(i) - 1 for i in refused_at}
+        else:
+            refused = await self._save_cluster(verdicts, keys, bodies, ttl_s)
+        if refused:
+            log.warning(
+                "%d verdicts not stored: another agent's verdict holds their event id (%s)",
+                len(refused), ", ".join(sorted({verdicts[i].event_id for i in refused})[:5]),
+            )
+        paused = [
+            v for i, v in enumerate(verdicts)
+            if v.action == "pause" and not v.duplicate and i not in refused
+        ]
+        if not paused:
             return
         paused_projects: dict[str, float] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
-            if self._save_script is None:
-                for key, body in zip(keys, bodies, strict=True):
-                    pipe.set(key, body, ex=ttl_s)
             for v in paused:
                 pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
                 paused_projects[v.project_id] = max(
@@ -129,6 +145,35 @@ class VerdictStore(RedisStore):
                 pipe.zremrangebyscore(key, "-inf", f"({newest - ttl_s}")
                 pipe.expire(key, ttl_s)
             await pipe.execute()
+
+    async def _save_cluster(
+        self, verdicts: Sequence[Verdict], keys: Sequence[str], bodies: Sequence[bytes],
+        ttl_s: int,
+    ) -> set[int]:
+        """``save_verdicts.lua``'s rule without a script (keys on many slots): indexes refused."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, body in zip(keys, bodies, strict=True):
+                pipe.set(key, body, ex=ttl_s, nx=True, get=True)
+            previous: list[Any] = await pipe.execute()
+        refused: set[int] = set()
+        again: list[int] = []
+        for i, prev in enumerate(previous):
+            if prev is None:
+                continue
+            try:
+                owner = orjson.loads(prev).get("agent_id")
+            except (orjson.JSONDecodeError, AttributeError):
+                owner = None
+            if owner == verdicts[i].agent_id:
+                again.append(i)
+            else:
+                refused.add(i)
+        if again:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in again:
+                    pipe.set(keys[i], bodies[i], ex=ttl_s)
+                await pipe.execute()
+        return refused
 
     async def get(self, project_id: str, event_id: str) -> dict[str, Any] | None:
         """The stored verdict as a JSON object, or ``None`` (unknown, undecided or expired)."""

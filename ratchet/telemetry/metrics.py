@@ -6,12 +6,14 @@ an agent id, event id or chain as a label. The gateway's HTTP metrics live in ga
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "AUDIT_ENTRIES",
     "AUDIT_PUBLISH_FAILURES",
     "BATCH_EVENTS",
+    "CONSUMER_LAG",
+    "CONSUMER_LAG_ERRORS",
     "EDGE_SCORE_BITS",
     "ENGINE_ERRORS",
     "EVENTS",
@@ -62,6 +64,12 @@ ENGINE_ERRORS = Counter(
     "ratchet_engine_errors_total",
     "Engine failures by kind (e.g. redis_unavailable); a guard error is never a detection.",
     ["kind"],
+)
+ERROR_VERDICTS = Counter(
+    "ratchet_error_verdicts_total",
+    "Events answered without a judgement because the engine failed, by the action the project's "
+    "on_error policy gave them (allow, flag, pause); the verdict carries error.",
+    ["action"],
 )
 BATCH_EVENTS = Histogram(
     "ratchet_engine_batch_events",
@@ -139,4 +147,15 @@ WEBHOOK_DELIVERY_SECONDS = Histogram(
     "ratchet_webhook_delivery_duration_seconds",
     "Duration of one webhook delivery attempt that reached the destination.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CONSUMER_LAG = Gauge(
+    "ratchet_consumer_lag_messages",
+    "Messages a consumer group still has to process (end offset - committed offset), per topic "
+    "and partition, measured from the broker by every worker and dispatcher process.",
+    ["group", "topic", "partition"],
+)
+CONSUMER_LAG_ERRORS = Counter(
+    "ratchet_consumer_lag_errors_total",
+    "Failed consumer-lag measurements (the broker did not answer), by consumer group.",
+    ["group"],
 )

@@ -26,6 +26,8 @@ from redis.asyncio import Redis
 from models.envelope import decode_verdicts
 from models.webhooks import WEBHOOK_ACTIONS
 from ratchet.config.settings import Settings
+from ratchet.kafka.lag import LagMonitor
+from ratchet.kafka.security import client_kwargs
 from ratchet.store.keys import Keys
 from ratchet.store.webhooks import Webhook, WebhookStore
 from ratchet.webhooks.deliver import Deliverer
@@ -59,6 +61,7 @@ class WebhookDispatcher:
         self.inner_resolver = resolver
         self.group_id = group_id or settings.webhook_group
         self.consumer: AIOKafkaConsumer | None = None
+        self.lag: LagMonitor | None = None
         self.deliverer: Deliverer | None = None
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(max(1, settings.webhook_concurrency))
@@ -69,13 +72,7 @@ class WebhookDispatcher:
         resolver = GuardedResolver(s.webhooks_allow_loopback, self.inner_resolver)
         session = guarded_session(resolver, s.webhook_timeout_s, s.webhook_concurrency)
         self.deliverer = Deliverer(s, session)
-        self.consumer = AIOKafkaConsumer(
-            s.topic_verdicts, bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="latest",
-            session_timeout_ms=int(s.broker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.broker_heartbeat_interval_s * 1000),
-            client_id="ratchet-webhooks",
-        )
+        self.consumer = self.make_consumer()
         await self.consumer.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + assign_timeout_s
@@ -84,6 +81,24 @@ class WebhookDispatcher:
         for tp in self.consumer.assignment():
             await self.consumer.position(tp)  # fix "latest" now, not at the first fetch
         self._task = asyncio.create_task(self._run())
+        if s.consumer_lag_interval_s > 0:
+            assert s.kafka_bootstrap
+            self.lag = LagMonitor(s.kafka_bootstrap, self.group_id, [s.topic_verdicts],
+                                  reset="latest", security=client_kwargs(s),
+                                  interval_s=s.consumer_lag_interval_s)
+            await self.lag.start()
+
+    def make_consumer(self) -> AIOKafkaConsumer:
+        """The dispatcher's group consumer of ``verdicts`` (not started)."""
+        s = self.settings
+        return AIOKafkaConsumer(
+            s.topic_verdicts, bootstrap_servers=s.kafka_bootstrap, group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="latest",
+            session_timeout_ms=int(s.broker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.broker_heartbeat_interval_s * 1000),
+            client_id="ratchet-webhooks",
+            **client_kwargs(s),
+        )
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -121,6 +136,8 @@ class WebhookDispatcher:
             return await self.deliverer.deliver(hook, verdict)
 
     async def stop(self) -> None:
+        if self.lag is not None:
+            await self.lag.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

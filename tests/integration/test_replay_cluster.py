@@ -35,8 +35,10 @@ async def test_replay_scripts_run_on_cluster(redis_cluster: RedisClusterServer,
     try:
         ids = EventIds(client, keys, window_s=60)
         agents = [f"agent-{i}" for i in range(12)]
-        slots = {client.keyslot(keys.event_fingerprint("p", a, "e")) for a in agents}
-        assert len(slots) == len(agents)  # spread over the cluster, one slot per agent
+        projects = [f"prj-{i}" for i in range(12)]
+        slots = {client.keyslot(keys.event_fingerprint(p, "e")) for p in projects}
+        assert len(slots) == len(projects)  # spread over the cluster, one slot per project
+        assert len({client.keyslot(keys.event_fingerprint("p", f"e{i}")) for i in range(9)}) == 1
         first = [_event(a) for a in agents for _ in range(3)]
         assert await ids.claim(first) == [True] * len(first)
         reused = [_event(e.agent_id, e.event_id, run="r2") for e in first[::3]]
@@ -49,8 +51,8 @@ async def test_replay_scripts_run_on_cluster(redis_cluster: RedisClusterServer,
         assert (await store.begin("p", key_digest("k"), "fp")).code is BeginCode.REPLAY
 
         claim = scripts_for(client)["event_ids_claim"]
-        two_agents = [keys.event_fingerprint("p", a, "e") for a in agents[:2]]
+        two_projects = [keys.event_fingerprint(p, "e") for p in projects[:2]]
         with pytest.raises((RedisClusterException, ResponseError)):
-            await claim(keys=two_agents, args=[60, "a", "b"])
+            await claim(keys=two_projects, args=[60, "a", "b"])
     finally:
         await client.aclose()

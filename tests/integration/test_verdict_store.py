@@ -1,9 +1,12 @@
 """VerdictStore.save_many: one Lua call on a single Redis, pipelined SETs on Redis Cluster.
 
-Both paths must store the same bytes with the TTL and index only fresh pauses.
+Both paths must store the same bytes with the TTL, index only fresh pauses, and never let one
+agent's verdict replace another agent's under the same (project, event id).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import orjson
 import pytest
@@ -35,6 +38,18 @@ async def _check(client: Redis | RedisCluster, store: VerdictStore, keys: Keys) 
     paused = await client.zrange(keys.paused("p"), 0, -1)
     assert paused == [b"ev-1"]  # the duplicate pause is not indexed twice
     assert await store.get("p", "ev-2") == VERDICTS[2].to_dict()
+    # an event id belongs to one agent per project: another agent's verdict under it (a pause
+    # too) is dropped, the owner's redelivery is stored again (issue 10, finding 3)
+    intruders = [dataclasses.replace(VERDICTS[i], agent_id="intruder", action="pause")
+                 for i in (2, 4)]
+    await store.save_many(intruders, 600)
+    assert await store.get("p", "ev-2") == VERDICTS[2].to_dict()
+    assert await store.get("p", "ev-4") == VERDICTS[4].to_dict()
+    assert await client.zrange(keys.paused("p"), 0, -1) == [b"ev-1"]
+    again = dataclasses.replace(VERDICTS[2], action="pause", duplicate=True)
+    await store.save_many([again, intruders[1]], 600)
+    assert await store.get("p", "ev-2") == again.to_dict()
+    assert await store.get("p", "ev-4") == VERDICTS[4].to_dict()
 
 
 async def test_single_redis_saves_in_one_script_call(redis_url: str, keys: Keys) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from models.params import load_params
 from ratchet.cli.main import build_parser
 from ratchet.config.settings import Settings
 from tests.unit.deploy_support import (
@@ -23,7 +24,10 @@ from tests.unit.deploy_support import (
 )
 
 COMPOSE = DEPLOY / "compose.yaml"
-RATCHET_SERVICES = ("gateway", "worker")
+RATCHET_SERVICES = ("gateway", "worker", "webhooks")
+#: Every service running the ratchet image, and its subcommand.
+COMMANDS = {"gateway": "gateway", "worker": "worker", "webhooks": "webhooks",
+            "kafka-topics": "topics"}
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     doc: dict[str, Any] = load_yaml(COMPOSE)
@@ -96,25 +100,24 @@ def test_ratchet_services_get_valid_settings(compose: dict[str, Any]) -> None:
 
 def test_commands_are_ratchet_subcommands(compose: dict[str, Any]) -> None:
     parser = build_parser()
-    for name in RATCHET_SERVICES:
+    for name, command in COMMANDS.items():
         args = parser.parse_args(services(compose)[name]["command"])
-        assert args.command == name
+        assert args.command == command, name
 
 
 def test_topic_job_creates_every_topic_with_the_settings_partitions(compose: dict[str, Any]) -> None:
     svcs = services(compose)
-    job = env_of(svcs["kafka-topics"])
-    s = Settings()
-    assert set(job["TOPICS"].split()) == {
-        s.topic_ingest, s.topic_verdicts, s.topic_feedback, s.topic_audit
-    }
+    job = svcs["kafka-topics"]
+    args = build_parser().parse_args(job["command"])
+    assert (args.command, args.topics_command) == ("topics", "create")
+    topics = settings_of(job)
     for name in RATCHET_SERVICES:
-        assert int(job["PARTITIONS"]) == settings_of(svcs[name]).topic_partitions
-    assert "$PARTITIONS" in interpolate(svcs["kafka-topics"]["command"][0])
-    for name in RATCHET_SERVICES:
+        s = settings_of(svcs[name])
+        assert (s.topic_partitions, s.topic_replication_factor, s.kafka_bootstrap) == (
+            topics.topic_partitions, topics.topic_replication_factor, topics.kafka_bootstrap)
         deps = svcs[name]["depends_on"]
         assert deps["kafka-topics"]["condition"] == "service_completed_successfully"
-
+    assert svcs["kafka-topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 def test_depends_on_and_mounts_exist(compose: dict[str, Any]) -> None:
     svcs = services(compose)
@@ -144,14 +147,16 @@ def test_prometheus_scrapes_gateways_and_workers_on_their_settings_ports(
     expected = {
         "ratchet-gateway": ("gateway", settings_of(svcs["gateway"]).gateway_port),
         "ratchet-worker": ("worker", settings_of(svcs["worker"]).worker_web_port),
+        "ratchet-webhooks": ("webhooks", settings_of(svcs["webhooks"]).webhook_metrics_port),
     }
     for job, (service, port) in expected.items():
         (sd,) = jobs[job]["dns_sd_configs"]
         assert sd["names"] == [service] and sd["port"] == port, job
         assert jobs[job]["metrics_path"] == "/metrics"
-    assert prom["rule_files"] == ["rules.yaml"]
+    assert prom["rule_files"] == ["rules.yaml", "rules_kafka.yaml"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in svcs["prometheus"]["volumes"]}
-    assert mounts["/etc/prometheus/rules.yaml"] == "./prometheus/rules.yaml"
+    for rules in prom["rule_files"]:
+        assert mounts[f"/etc/prometheus/{rules}"] == f"./prometheus/{rules}"
     assert mounts["/etc/prometheus/prometheus.yml"] == "./prometheus/prometheus.yml"
 
 
@@ -183,3 +188,32 @@ def test_dockerfile_builds_every_package_and_runs_the_ratchet_command() -> None:
     assert pyproject["project"]["scripts"]["ratchet"] == "ratchet.cli:main"
     assert re.search(r"^USER \d+$", text, re.MULTILINE), "run as a numeric non-root user"
     assert f"EXPOSE {Settings().gateway_port} {Settings().worker_web_port}" in text
+
+
+def test_the_webhook_dispatcher_runs_with_its_own_group_and_reachable_metrics(
+    compose: dict[str, Any],
+) -> None:
+    svcs = services(compose)
+    hooks = settings_of(svcs["webhooks"])
+    assert hooks.webhook_group != settings_of(svcs["worker"]).worker_id
+    assert hooks.gateway_host == "0.0.0.0"  # the dispatcher's metrics server binds this address
+    assert svcs["webhooks"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "webhooks" in svcs["prometheus"]["depends_on"]
+
+
+def test_redis_runs_with_aof(compose: dict[str, Any]) -> None:
+    command = services(compose)["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] in ("always", "everysec")
+    assert flags["--maxmemory-policy"] == "noeviction"
+    assert any(v.endswith(":/data") for v in services(compose)["redis"]["volumes"])
+
+
+def test_workers_mount_the_engine_config_they_are_pointed_at(compose: dict[str, Any]) -> None:
+    worker = services(compose)["worker"]
+    path = settings_of(worker).engine_config
+    assert path
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    source = COMPOSE.parent / mounts[path]
+    load_params(source.read_text())  # raises ConfigError on an invalid engine file

@@ -1,6 +1,9 @@
 """deploy/k8s, parsed with PyYAML (no cluster needed): probes point at real gateway routes, env
 names are real settings, ports agree with the settings, selectors match, every container has
 requests and limits, workers never outnumber partitions, and the PrometheusRule is rules.yaml.
+Also: secrets are referenced, never created by the base (the example overlay generates them), the
+engine TOML is mounted from a generated ConfigMap, no `replicas` fights an autoscaler, pods run
+under a token-less ServiceAccount behind NetworkPolicies, and the Strimzi objects match settings.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.app import build_app
+from models.params import load_params
 from ratchet.cli.main import build_parser
 from ratchet.config.settings import Settings
 from tests.unit.deploy_support import (
@@ -23,7 +28,11 @@ from tests.unit.deploy_support import (
 )
 
 K8S = DEPLOY / "k8s"
+EXAMPLE = K8S / "overlays" / "example"
 Doc = dict[str, Any]
+#: Deployments and the subcommand each runs.
+DEPLOYMENTS = {"ratchet-gateway": "gateway", "ratchet-worker": "worker",
+               "ratchet-webhooks": "webhooks"}
 
 
 def manifest_files() -> list[Path]:
@@ -41,9 +50,19 @@ def one(docs: list[Doc], kind: str, name: str) -> Doc:
     return found[0]
 
 
+def example_secret_env() -> dict[str, str]:
+    """The example overlay's ``ratchet-secrets`` (its env file)."""
+    env: dict[str, str] = {}
+    for line in (EXAMPLE / "secrets.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value
+    return env
+
+
 def settings_env(docs: list[Doc]) -> dict[str, str]:
     env = dict(one(docs, "ConfigMap", "ratchet-settings")["data"])
-    env.update(one(docs, "Secret", "ratchet-secrets")["stringData"])
+    env.update(example_secret_env())
     return env
 
 
@@ -70,10 +89,17 @@ def test_every_manifest_is_a_named_object_listed_in_a_kustomization(docs: list[D
         assert d.get("apiVersion") and d.get("kind") and d["metadata"].get("name"), d
     listed: set[Path] = set()
     for kust in K8S.rglob("kustomization.yaml"):
-        for res in load_yaml(kust)["resources"]:
+        spec = load_yaml(kust)
+        for res in spec["resources"] + spec.get("components", []):
             path = (kust.parent / res).resolve()
+            if path.is_dir():  # a base or component: a kustomization of its own
+                assert (path / "kustomization.yaml").is_file(), f"{kust}: {res} is no kustomization"
+                continue
             assert path.is_file(), f"{kust}: {res} does not exist"
             listed.add(path)
+        for gen in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
+            for f in gen.get("files", []) + gen.get("envs", []):
+                assert (kust.parent / f).is_file(), f"{kust}: {f} does not exist"
     assert set(manifest_files()) == listed
 
 
@@ -93,7 +119,7 @@ def test_settings_objects_hold_only_real_settings_with_valid_values(docs: list[D
 def test_containers_read_the_settings_and_run_real_subcommands(docs: list[Doc]) -> None:
     parser = build_parser()
     real = setting_env_names()
-    for name, command in (("ratchet-gateway", "gateway"), ("ratchet-worker", "worker")):
+    for name, command in DEPLOYMENTS.items():
         c = container(one(docs, "Deployment", name))
         assert parser.parse_args(c["args"]).command == command
         refs = {next(iter(e.values()))["name"] for e in c["envFrom"]}
@@ -133,6 +159,8 @@ def test_workers_scale_by_partitions(docs: list[Doc]) -> None:
     partitions = Settings.from_env(settings_env(docs)).topic_partitions
     replicas = one(docs, "Deployment", "ratchet-worker")["spec"]["replicas"]
     assert 1 <= replicas <= partitions
+    scaled = one(docs, "ScaledObject", "ratchet-worker")
+    assert scaled["spec"]["maxReplicaCount"] <= partitions
     assert not [
         d for d in docs
         if d["kind"] == "HorizontalPodAutoscaler"
@@ -146,7 +174,7 @@ def test_gateway_hpa_and_disruption_budgets(docs: list[Doc]) -> None:
         "apiVersion": "apps/v1", "kind": "Deployment", "name": "ratchet-gateway"
     }
     assert hpa["spec"]["minReplicas"] >= 2
-    for name in ("ratchet-gateway", "ratchet-worker"):
+    for name in DEPLOYMENTS:
         pdb = one(docs, "PodDisruptionBudget", name)
         labels = one(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -165,7 +193,7 @@ def test_every_container_has_requests_and_limits(docs: list[Doc]) -> None:
 
 
 def test_services_select_their_pods_and_target_named_ports(docs: list[Doc]) -> None:
-    for name in ("ratchet-gateway", "ratchet-worker"):
+    for name in DEPLOYMENTS:
         svc = one(docs, "Service", name)
         deploy = one(docs, "Deployment", name)
         labels = deploy["spec"]["template"]["metadata"]["labels"]
@@ -180,24 +208,27 @@ def test_service_monitors_scrape_named_service_ports_and_jobs_match_the_alerts(
     docs: list[Doc],
 ) -> None:
     target_down = dict(rule_exprs())["RatchetTargetDown"]
-    for name in ("ratchet-gateway", "ratchet-worker"):
+    for name in DEPLOYMENTS:
         sm = one(docs, "ServiceMonitor", name)
         svc = one(docs, "Service", name)
         assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
         (endpoint,) = sm["spec"]["endpoints"]
         assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
-        assert name in target_down  # job label = Service name
+        if name != "ratchet-webhooks":  # TargetDown covers gateways and workers (rules.yaml)
+            assert name in target_down  # job label = Service name
 
 
-def test_topics_job_creates_every_topic_setting(docs: list[Doc]) -> None:
+def test_topics_job_runs_ratchet_topics_create_with_the_shared_settings(docs: list[Doc]) -> None:
     job = one(docs, "Job", "ratchet-topics")
-    c = job["spec"]["template"]["spec"]["containers"][0]
-    script = " ".join(c["args"])
-    for var in ("RATCHET_TOPIC_INGEST", "RATCHET_TOPIC_VERDICTS", "RATCHET_TOPIC_FEEDBACK",
-                "RATCHET_TOPIC_AUDIT", "RATCHET_TOPIC_PARTITIONS", "RATCHET_KAFKA_BOOTSTRAP"):
-        assert f"${var}" in script or f'"${var}"' in script, var
-        assert var in settings_env(docs), var
-    assert c["image"].startswith("apache/kafka:")
+    spec = job["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    args = build_parser().parse_args(c["args"])
+    assert (args.command, args.topics_command) == ("topics", "create")
+    assert c["image"] == "ratchet"
+    refs = {next(iter(e.values()))["name"] for e in c["envFrom"]}
+    assert refs == {"ratchet-settings", "ratchet-secrets"}
+    s = Settings.from_env(settings_env(docs))
+    assert s.topic_replication_factor == 3 and s.topic_partitions >= 1
 
 
 def test_prometheusrule_is_rules_yaml() -> None:
@@ -205,3 +236,160 @@ def test_prometheusrule_is_rules_yaml() -> None:
     assert path.read_text() == prometheusrule_doc(), (
         "regenerate: python -m tests.unit.deploy_support prometheusrule > " + str(path)
     )
+
+
+def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d["spec"]["template"]["spec"]
+            for d in docs if d["kind"] in ("Deployment", "Job")}
+
+
+def base_docs() -> list[Doc]:
+    """The objects of the base kustomization alone (what `kubectl apply -k deploy/k8s` applies)."""
+    spec = load_yaml(K8S / "kustomization.yaml")
+    return [d for res in spec["resources"] for d in load_yaml_docs(K8S / res)]
+
+
+def test_the_base_references_secrets_and_the_example_overlay_creates_them(
+    docs: list[Doc],
+) -> None:
+    referenced: set[str] = set()
+    for spec in pod_specs(base_docs()).values():
+        for c in spec["containers"]:
+            referenced |= {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+        referenced |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    assert referenced == {"ratchet-secrets", "ratchet-kafka-ca"}
+    assert not [d for d in base_docs() if d["kind"] == "Secret"], "the base must not own secrets"
+    overlay = load_yaml(EXAMPLE / "kustomization.yaml")
+    assert overlay["resources"] == ["../.."]
+    assert {g["name"] for g in overlay["secretGenerator"]} == referenced
+    assert overlay["generatorOptions"]["disableNameSuffixHash"] is True
+    env = example_secret_env()
+    assert {"RATCHET_REDIS_URL", "RATCHET_KAFKA_SASL_PASSWORD"} <= env.keys()
+    assert set(env) <= setting_env_names()
+
+
+def test_kafka_security_settings_are_complete_and_the_ca_is_mounted(docs: list[Doc]) -> None:
+    s = Settings.from_env(settings_env(docs))
+    assert s.kafka_security_protocol == "SASL_SSL"
+    assert s.kafka_sasl_mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    assert s.kafka_sasl_username and s.kafka_sasl_password
+    assert s.kafka_ssl_cafile
+    for name, spec in pod_specs(docs).items():
+        (c,) = spec["containers"]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "kafka-ca" in mounts, name
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "ratchet-kafka-ca"
+        assert s.kafka_ssl_cafile == f"{mounts['kafka-ca']}/ca.crt", name
+
+
+def test_the_engine_toml_is_mounted_from_a_generated_configmap(docs: list[Doc]) -> None:
+    (gen,) = load_yaml(K8S / "kustomization.yaml")["configMapGenerator"]
+    (file,) = gen["files"]
+    load_params((K8S / file).read_text())  # raises ConfigError on an invalid engine file
+    deploy = one(docs, "Deployment", "ratchet-worker")
+    spec = deploy["spec"]["template"]["spec"]
+    c = container(deploy)
+    path = {e["name"]: e["value"] for e in c["env"]}["RATCHET_ENGINE_CONFIG"]
+    volume = {v["name"]: v for v in spec["volumes"]}
+    (mount,) = [m for m in c["volumeMounts"] if volume[m["name"]].get("configMap")]
+    assert volume[mount["name"]]["configMap"]["name"] == gen["name"]
+    assert path == f"{mount['mountPath']}/{file}"
+
+
+def test_no_replicas_field_fights_an_autoscaler(docs: list[Doc]) -> None:
+    for hpa in [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]:
+        target = one(docs, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], target["metadata"]["name"]
+    keda = load_yaml(K8S / "keda" / "kustomization.yaml")
+    assert keda["kind"] == "Component"
+    (patch,) = keda["patches"]
+    assert patch["target"]["name"] == one(docs, "ScaledObject", "ratchet-worker")["spec"][
+        "scaleTargetRef"]["name"]
+    assert patch["target"]["kind"] == "Deployment"
+    assert yaml.safe_load(patch["patch"]) == [{"op": "remove", "path": "/spec/replicas"}]
+
+
+def test_pods_run_under_a_tokenless_service_account(docs: list[Doc]) -> None:
+    sa = one(docs, "ServiceAccount", "ratchet")
+    assert sa["automountServiceAccountToken"] is False
+    for name, spec in pod_specs(base_docs()).items():
+        assert spec["serviceAccountName"] == "ratchet", name
+        assert spec["automountServiceAccountToken"] is False, name
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In"
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def test_network_policies_allow_exactly_the_ports_in_use(docs: list[Doc]) -> None:
+    s = Settings.from_env(settings_env(docs))
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in base_docs() if d["kind"] in ("Deployment", "Job")}
+
+    def ingress_ports(labels: dict[str, str]) -> set[int]:
+        return {p["port"] for pol in policies if _selects(pol["spec"]["podSelector"], labels)
+                for rule in pol["spec"].get("ingress", []) for p in rule.get("ports", [])}
+
+    def egress_ports(labels: dict[str, str]) -> set[int]:
+        return {p["port"] for pol in policies if _selects(pol["spec"]["podSelector"], labels)
+                for rule in pol["spec"].get("egress", []) for p in rule.get("ports", [])}
+
+    deny = one(docs, "NetworkPolicy", "ratchet-default-deny")
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny["spec"]
+    for name, labels in pods.items():
+        assert _selects(deny["spec"]["podSelector"], labels), f"{name} is not default-denied"
+    assert ingress_ports(pods["ratchet-gateway"]) == {s.gateway_port}
+    assert ingress_ports(pods["ratchet-worker"]) == {s.worker_web_port, s.webhook_metrics_port}
+    assert ingress_ports(pods["ratchet-webhooks"]) == {s.worker_web_port, s.webhook_metrics_port}
+    assert ingress_ports(pods["ratchet-topics"]) == set()
+    assert s.kafka_bootstrap and s.redis_url
+    needed = {53, int(s.kafka_bootstrap.rsplit(":", 1)[1]),
+              int(s.redis_url.rsplit(":", 1)[1].split("/")[0])}
+    for name, labels in pods.items():
+        assert needed <= egress_ports(labels), name
+    assert {443, 80} <= egress_ports(pods["ratchet-webhooks"])
+    assert 443 not in egress_ports(pods["ratchet-worker"])
+
+
+def test_strimzi_topics_and_user_match_the_settings(docs: list[Doc]) -> None:
+    s = Settings.from_env(settings_env(docs))
+    strimzi = [d for p in sorted((K8S / "strimzi").glob("*.yaml")) if p.name != "kustomization.yaml"
+               for d in load_yaml_docs(p)]
+    topics = {d["metadata"]["name"]: d["spec"] for d in strimzi if d["kind"] == "KafkaTopic"}
+    names = {s.topic_ingest, s.topic_verdicts, s.topic_feedback, s.topic_audit}
+    assert set(topics) == names
+    for spec in topics.values():
+        assert spec["partitions"] == s.topic_partitions
+        assert spec["replicas"] == s.topic_replication_factor
+    (user,) = [d for d in strimzi if d["kind"] == "KafkaUser"]
+    assert user["metadata"]["name"] == s.kafka_sasl_username
+    assert user["spec"]["authentication"]["type"] == s.kafka_sasl_mechanism.lower()
+    acls = user["spec"]["authorization"]["acls"]
+
+    def ops(kind: str, name: str) -> set[str]:
+        found: set[str] = set()
+        for a in acls:
+            r = a["resource"]
+            if r["type"] == kind and (name == r["name"] if r["patternType"] == "literal"
+                                      else name.startswith(r["name"])):
+                found |= set(a["operations"])
+        return found
+
+    for topic in (s.topic_ingest, s.topic_verdicts, s.topic_feedback):
+        assert {"Read", "Write", "Describe"} <= ops("topic", topic), topic
+    assert {"Write", "Describe"} <= ops("topic", s.topic_audit)
+    # Faust's only internal topic (no tables): its assignor topic, created by the workers
+    assert {"Create", "Write", "Read"} <= ops("topic", f"{s.worker_id}-__assignor-__leader")
+    for group in (s.worker_id, s.webhook_group):
+        assert {"Read", "Describe"} <= ops("group", group), group
+    assert not ops("topic", "some-other-topic")
+    cluster = load_yaml(K8S / "strimzi" / "kustomization.yaml")["labels"][0]["pairs"]
+    assert "strimzi.io/cluster" in cluster

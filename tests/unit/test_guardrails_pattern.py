@@ -10,6 +10,7 @@ import pytest
 
 from models.errors import ValidationError
 from models.guardrails import parse_policy
+from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
 from models.guardrails.pattern import PatternConfig, check_pattern, parse_pattern
 
@@ -77,14 +78,16 @@ def test_detail_never_contains_the_matched_text() -> None:
     assert "nightingale" not in text and secret not in text
 
 
-def test_polynomial_worst_cases_are_bounded_by_the_scan_limit() -> None:
-    """A repeat spanning many start positions stays quadratic (Python's re has no timeout);
-    the default cut of 16 K characters bounds the work: what lies past it is never scanned.
-    (The time it takes is a benchmark matter, not asserted here.)"""
-    c = cfg({"id": "slow", "regex": r"\b(?>\w+\s?)*!"})
-    assert check_pattern(c, walk({"v": "a " * 32_000 + "!"})) == []  # the ! is past the cut
-    (r,) = check_pattern(c, walk({"v": "a " * 100 + "!"}))  # within the cut it is found
-    assert r.detail["rule"] == "pattern.slow" and r.detail["paths"] == ["v"]
+def test_former_redos_patterns_run_in_linear_time_on_re2() -> None:
+    """Patterns that backtrack for minutes on Python's re (issue 10, finding 1) are accepted
+    and answer at once: RE2 never backtracks."""
+    c = cfg({"id": "alt", "regex": r"\bx(?:a|a)*y"}, {"id": "opt", "regex": r"x(aa?)*y"},
+            {"id": "nest", "regex": r"^(a+)+$"}, max_scan_chars=200_000)
+    started = time.perf_counter()
+    assert check_pattern(c, walk({"q": "x" + "a" * 40, "r": "x" + "a" * 150_000 + "!"})) == []
+    assert time.perf_counter() - started < 5.0  # Python's re: years for the first value alone
+    assert [r.detail["rule"] for r in check_pattern(c, walk({"q": "xaaay", "n": "aaaa"}))] == [
+        "pattern.alt", "pattern.opt", "pattern.nest"]
 
 
 def test_values_are_cut_before_scanning() -> None:
@@ -97,16 +100,16 @@ def test_values_are_cut_before_scanning() -> None:
 @pytest.mark.parametrize(
     ("regex", "why"),
     [
-        (r"\b(a+)+$", "possessive"),  # exponential on a near miss
-        (r"\b(\w+\s?)*$", "possessive"),
-        (r"x(?:y{1,5})+z", "possessive"),
-        (r"(a|b)*c", "quadratic"),  # a search retries at every position
-        (r".*password", "quadratic"),
-        (r"\w+@example\.com", "quadratic"),
-        (r"(?:foo|\w+)bar", "quadratic"),
+        (r"(a)\1", "RE2"),  # backreference: no linear-time engine can run it
+        (r"foo(?=bar)", "RE2"),  # lookahead
+        (r"(?<=x)y", "RE2"),  # lookbehind
+        (r"(?>a+)b", "RE2"),  # atomic group
+        (r"a++b", "RE2"),  # possessive quantifier
+        (r"(unclosed", "RE2"),
+        (r"[ab]{0,999}[ab]{0,999}c", "instructions"),  # linear, but 4,001 steps per byte
     ],
 )
-def test_slow_regexes_are_refused_at_load(regex: str, why: str) -> None:
+def test_patterns_re2_cannot_run_are_refused_at_load(regex: str, why: str) -> None:
     with pytest.raises(ValidationError) as info:
         cfg({"id": "bad", "regex": regex})
     assert info.value.field == "guardrails.pattern.rules[0].regex"
@@ -116,14 +119,16 @@ def test_slow_regexes_are_refused_at_load(regex: str, why: str) -> None:
 @pytest.mark.parametrize(
     "regex",
     [
-        r"\b(?:a++)+$",
-        r"\b\w+@example\.com",
+        r"(a|b)*c",
+        r".*password",
+        r"\w+@example\.com",
+        r"\b(\w+\s?)*$",
         r"\b(?:\d{3}-){2}\d{4}\b",
         r"https?://[^\s/]*\.ru\b",
         r"(?i)ignore (all )?previous instructions",
     ],
 )
-def test_safe_rewrites_are_accepted_and_linear(regex: str) -> None:
+def test_patterns_are_linear(regex: str) -> None:
     """Scan time grows linearly: 10x the input costs far less than the 100x of a quadratic
     pattern (a ratio measured in one process, so a busy machine does not decide it)."""
     c = cfg({"id": "ok", "regex": regex}, max_scan_chars=200_000)
@@ -142,9 +147,29 @@ def test_safe_rewrites_are_accepted_and_linear(regex: str) -> None:
         assert large < 40 * max(small, 1e-5), (unit, small, large)
 
 
+def test_a_spent_scan_budget_fails_closed() -> None:
+    """Rules the budget did not cover cannot vouch for the event: their strictest action
+    applies, with a pattern.scan_limit reason naming them; a sufficient budget changes
+    nothing."""
+    rules = [{"id": "a", "regex": "zzz", "action": "flag"},
+             {"id": "b", "regex": "yyy", "action": "reject"},
+             {"id": "c", "literal": "DROP", "action": "pause"}]
+    c = cfg(*rules)
+    payload = walk({"v": "x" * 1_000 + " DROP"})
+    plenty = ScanBudget(10**9)
+    assert [r.detail["rule"] for r in check_pattern(c, payload, plenty)] == ["pattern.c"]
+    assert plenty.used == sum(r.compiled.cost(1_005) for r in c.rules)
+    first_only = ScanBudget(c.rules[0].compiled.cost(1_005))
+    (limit,) = check_pattern(c, payload, first_only)
+    assert limit.detail["rule"] == "pattern.scan_limit" and limit.action == "reject"
+    assert limit.detail["skipped_rules"] == ["b", "c"] and first_only.steps == 0
+    (none,) = check_pattern(c, payload, ScanBudget(0))
+    assert none.detail["skipped_rules"] == ["a", "b", "c"] and none.action == "reject"
+
+
 def test_rules_are_compiled_once_at_load() -> None:
     c = cfg(DROP)
-    assert c.rules[0].compiled.pattern == DROP["regex"]
+    assert c.rules[0].compiled.source == DROP["regex"]
     assert check_pattern(PatternConfig(), walk({"sql": "drop table t"})) == []  # no rules
     assert (
         check_pattern(PatternConfig(enabled=False, rules=c.rules), walk({"sql": "drop table"}))

@@ -12,8 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.guardrails import parse_policy_toml
+from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
-from models.guardrails.pii import DETECTOR_NAMES, PiiConfig, check_pii, parse_pii
+from models.guardrails.pii import (
+    DETECTOR_NAMES,
+    PII_STEPS_PER_CHAR,
+    PiiConfig,
+    check_pii,
+    parse_pii,
+)
 from models.guardrails.pii_checks import card_ok, iban_ok, luhn_ok
 
 CFG = PiiConfig(detectors=DETECTOR_NAMES)  # every detector, not only the default set
@@ -428,3 +435,18 @@ def test_detector_names_are_documented_in_the_example_policy() -> None:
     example = (Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml").read_text()
     for name in DETECTOR_NAMES:
         assert f'"{name}"' in example
+
+
+def test_a_spent_scan_budget_fails_closed() -> None:
+    """Values the event's budget cannot cover are not scanned; a pii.scan_limit reason with the
+    strictest detector action says so (an agent cannot pad an event past the detectors)."""
+    cfg = parse_pii({"detector_actions": {"secret": "reject"}}, "guardrails.pii", PiiConfig())
+    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    leaves = walk({"pad": "lorem ipsum " * 1_000, "key": secret})
+    first = len("lorem ipsum " * 1_000) * PII_STEPS_PER_CHAR
+    enough = ScanBudget(first + len(secret) * PII_STEPS_PER_CHAR)
+    assert [r.detail["rule"] for r in check_pii(cfg, leaves, enough)] == ["pii.secret"]
+    assert enough.steps == 0
+    (limit,) = check_pii(cfg, leaves, ScanBudget(first))  # the padding spends it all
+    assert limit.detail["rule"] == "pii.scan_limit" and limit.action == "reject"
+    assert limit.detail["unscanned_values"] == 1

@@ -13,6 +13,7 @@ from aiohttp import web, web_response
 from gateway import (
     routes_api_keys,
     routes_audit,
+    routes_decisions,
     routes_events,
     routes_health,
     routes_keys,
@@ -90,8 +91,9 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
         handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines
     )
-    for module in (routes_events, routes_verdicts, routes_audit, routes_webhooks, routes_keys,
-                   routes_api_keys, routes_signup, routes_policy, routes_health, routes_openapi):
+    for module in (routes_events, routes_verdicts, routes_decisions, routes_audit,
+                   routes_webhooks, routes_keys, routes_api_keys, routes_signup, routes_policy,
+                   routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
     app.on_response_prepare.append(_no_server_version)

@@ -77,10 +77,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)
         resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
-    resp.headers[TRACE_ID_HEADER] = trace_id
-    decision = request.get(DECISION)
-    if isinstance(decision, RateDecision):
-        resp.headers.update(decision.headers())
+    if not resp.prepared:  # a stream (server-sent events) sent its headers already
+        resp.headers[TRACE_ID_HEADER] = trace_id
+        decision = request.get(DECISION)
+        if isinstance(decision, RateDecision):
+            resp.headers.update(decision.headers())
     route = _route(request)
     method = request.method if request.method in _METHODS else "other"
     HTTP_REQUESTS.labels(route, method, str(resp.status)).inc()

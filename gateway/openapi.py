@@ -500,6 +500,31 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {"200": _json(_ref("ApprovalsPage"), "One page of paused verdicts."),
                           **_errors(400, 401, 503)},
         }},
+        "/v1/decisions:stream": {"get": {
+            "summary": "The project's decisions as server-sent events (approval UIs).",
+            "description": "text/event-stream: `event: verdict` (a non-allow verdict), "
+                           "`event: approval` (a person's decision on a paused event), "
+                           "`event: approval_undone`; each with an `id` to resume from "
+                           "(Last-Event-ID). Starts at now without one; ends after timeout_s.",
+            "operationId": "streamDecisions",
+            "security": secured,
+            "parameters": [
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                 "description": "Resume after this event id (sent by browsers on reconnect)."},
+                {"name": "after", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                 "description": "Resume after this event id (for clients without headers)."},
+                {"name": "timeout_s", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300},
+                 "description": "The stream ends after this many seconds; reconnect to go on."},
+                trace_param,
+            ],
+            "responses": {"200": {"description": "The stream.",
+                                  "content": {"text/event-stream": {
+                                      "schema": {"type": "string"}}}},
+                          **_errors(400, 401, 503)},
+        }},
         "/v1/approvals/{event_id}": {"post": {
             "summary": "Approve or reject a paused event (published to the feedback topic).",
             "operationId": "decideApproval",

@@ -112,6 +112,11 @@ class Keys:
         """Sorted set of paused event ids of a project (score = decided_at)."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:paused"
 
+    def decisions(self, project_id: str) -> str:
+        """Stream of a project's decisions (non-allow verdicts, approvals), newest last, capped
+        (shares the project tag with ``paused``: an approval and its entry are one transaction)."""
+        return f"{self.prefix}:{{p:{part(project_id)}}}:decisions"
+
     def approval(self, project_id: str, event_id: str) -> str:
         """A human's decision on a paused event (shares the project tag with ``paused``)."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:approval:{part(event_id)}"

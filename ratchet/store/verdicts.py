@@ -80,6 +80,14 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     return score, member
 
 
+#: Entries kept in a project's decision stream (about: trimmed approximately, as XADD MAXLEN ~).
+DECISIONS_KEPT = 10_000
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 class VerdictStore(RedisStore):
     """Verdict and approval storage of one key namespace."""
 
@@ -90,6 +98,33 @@ class VerdictStore(RedisStore):
             None if isinstance(redis, RedisCluster)
             else scripts_for(redis)["save_verdicts"]
         )
+
+    def _announce(
+        self, pipe: Any, project_id: str, kind: str, body: bytes, ttl_s: int | None
+    ) -> None:
+        """Queue one entry of the project's decision stream (capped, expires with its verdicts)."""
+        key = self.keys.decisions(project_id)
+        pipe.xadd(key, {"kind": kind, "body": body}, maxlen=DECISIONS_KEPT, approximate=True)
+        if ttl_s is not None:
+            pipe.expire(key, ttl_s)
+
+    async def last_decision_id(self, project_id: str) -> str:
+        """The id of the project's newest decision entry (``0-0`` when there is none)."""
+        newest = await self.redis.xrevrange(self.keys.decisions(project_id), count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    async def read_decisions(
+        self, project_id: str, after: str, block_ms: int, count: int = 100
+    ) -> list[tuple[str, str, bytes]]:
+        """Decision entries newer than ``after`` as ``(id, kind, JSON body)``, waiting up to
+        ``block_ms`` for the first one (keep it under the client's command timeout)."""
+        got: list[Any] = cast(list[Any], await self.redis.xread(
+            {self.keys.decisions(project_id): after}, count=count, block=max(1, block_ms)))
+        out: list[tuple[str, str, bytes]] = []
+        for _, entries in got or ():
+            for entry_id, fields in entries:
+                out.append((_text(entry_id), _text(fields[b"kind"]), bytes(fields[b"body"])))
+        return out
 
     async def save_many(
         self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
@@ -126,14 +161,17 @@ class VerdictStore(RedisStore):
                 "%d verdicts not stored: another agent's verdict holds their event id (%s)",
                 len(refused), ", ".join(sorted({verdicts[i].event_id for i in refused})[:5]),
             )
-        paused = [
-            v for i, v in enumerate(verdicts)
-            if v.action == "pause" and not v.duplicate and i not in refused
+        decided = [
+            i for i, v in enumerate(verdicts)
+            if v.action != "allow" and not v.duplicate and i not in refused
         ]
-        if not paused:
+        if not decided:
             return
+        paused = [verdicts[i] for i in decided if verdicts[i].action == "pause"]
         paused_projects: dict[str, float] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
+            for i in decided:
+                self._announce(pipe, verdicts[i].project_id, "verdict", bodies[i], ttl_s)
             for v in paused:
                 pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
                 paused_projects[v.project_id] = max(
@@ -252,6 +290,9 @@ class VerdictStore(RedisStore):
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.zrem(paused, event_id)
                     pipe.set(record, orjson.dumps(approval.to_dict()), ex=ttl_s)
+                    self._announce(pipe, project_id, "approval",
+                                   orjson.dumps({"event_id": event_id, **approval.to_dict()}),
+                                   ttl_s)
                     await pipe.execute()
                     return Resolution.RESOLVED, float(score)
                 except WatchError:
@@ -262,4 +303,6 @@ class VerdictStore(RedisStore):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.approval(project_id, event_id))
             pipe.zadd(self.keys.paused(project_id), {event_id: score})
+            self._announce(pipe, project_id, "approval_undone",
+                           orjson.dumps({"event_id": event_id}), None)
             await pipe.execute()

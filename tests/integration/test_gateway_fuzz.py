@@ -141,6 +141,8 @@ def fuzz(url: str, tenant: Tenant, ledger: Ledger) -> None:
     session = requests.Session()
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path in STREAMS:
+            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             positive = mode is GenerationMode.POSITIVE
             batch_negative = operation.path == BATCH and not positive
@@ -167,6 +169,9 @@ def fuzz(url: str, tenant: Tenant, ledger: Ledger) -> None:
 
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+#: Streaming operations answer for minutes by design (a fuzzer reads bodies to the end): they have
+#: their own tests (test_decisions_stream.py), including their 400s.
+STREAMS = ("/v1/decisions:stream",)
 
 
 @pytest.fixture
@@ -191,7 +196,8 @@ async def test_fuzz_the_gateway_against_its_openapi(gateway: Gateway, tenant: Te
     await asyncio.to_thread(fuzz, gateway.url, tenant, ledger)
     operations = {op for op, _ in ledger.statuses}
     documented = json.loads(DOC.read_text())["paths"]
-    expected = {f"{m.upper()} {p}" for p, ops in documented.items() for m in ops}
+    expected = {f"{m.upper()} {p}" for p, ops in documented.items() for m in ops
+                if p not in STREAMS}
     assert operations == expected, expected ^ operations  # every documented operation exercised
     assert not [k for k in ledger.statuses if k[1] >= 500], ledger.statuses
     assert sum(ledger.accepted.values()) >= 10, ledger  # the fuzzer reached Kafka

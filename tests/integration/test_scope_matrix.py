@@ -36,6 +36,7 @@ EXPECT: dict[tuple[str, str], str] = {
     ("GET", "/v1/verdicts/{event_id}"): AGENT,
     ("GET", "/v1/whoami"): AGENT,
     ("GET", "/v1/approvals"): ADMIN_ONLY,
+    ("GET", "/v1/decisions:stream"): ADMIN_ONLY,
     ("POST", "/v1/approvals/{event_id}"): ADMIN_ONLY,
     ("POST", "/v1/agents"): ADMIN_ONLY,
     ("GET", "/v1/agents/{agent_id}"): ADMIN_ONLY,

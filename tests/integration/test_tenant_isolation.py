@@ -235,6 +235,16 @@ async def own_approvals(w: World) -> None:
     assert got.status == 200 and [v["event_id"] for v in got.body["items"]] == [w.a.paused]
 
 
+async def own_decisions(w: World) -> None:
+    got = await call(w, "GET", "/v1/decisions:stream?after=0-0&timeout_s=1", key=w.a.api_key)
+    assert got.status == 200 and f'"event_id":"{w.a.paused}"' in got.text, got.text
+
+
+async def cross_decisions(w: World) -> None:
+    got = await call(w, "GET", "/v1/decisions:stream?after=0-0&timeout_s=1", key=w.a.api_key)
+    assert w.b.paused not in got.text and w.b.project_id not in got.text
+
+
 async def cross_approvals(w: World) -> None:
     got = await call(w, "GET", "/v1/approvals?limit=500", key=w.a.api_key)
     assert w.b.paused not in got.text and w.b.project_id not in got.text
@@ -510,6 +520,7 @@ MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
     ("GET", "/v1/whoami"): (own_whoami, cross_whoami),
     ("GET", "/v1/verdicts/{event_id}"): (own_verdict, cross_verdict),
     ("GET", "/v1/approvals"): (own_approvals, cross_approvals),
+    ("GET", "/v1/decisions:stream"): (own_decisions, cross_decisions),
     ("POST", "/v1/approvals/{event_id}"): (own_decide, cross_decide),
     ("POST", "/v1/agents"): (own_register, cross_register),
     ("GET", "/v1/agents/{agent_id}"): (own_agent, cross_agent),

@@ -1,0 +1,86 @@
+"""``GET /v1/decisions:stream``: a project's decisions as server-sent events, for approval UIs.
+
+Each non-allow verdict and each human decision on a paused event is one event of the stream
+(``event: verdict`` with the verdict JSON, ``event: approval`` with the decision,
+``event: approval_undone`` when a decision could not be delivered and the event is paused
+again). The entries live in a capped Redis stream per project, written by the worker and the
+approvals route, so every gateway serves the same stream and a client that reconnects with
+``Last-Event-ID`` (browsers do so on their own) gets what it missed while its gateway restarted.
+Without ``Last-Event-ID`` (or ``after``) the stream starts at "now". The answer ends after
+``timeout_s`` (default 300) and the client reconnects; an idle stream sends a comment line every
+15 s so proxies keep it open.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+
+from gateway.auth import authenticate
+from gateway.body import int_query
+from gateway.state import state_of
+from gateway.trace import TRACE_ID_HEADER, trace_id_of
+from models.errors import ValidationError
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+#: A Redis stream entry id as a client may send it back.
+_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+#: Longest a single read blocks in Redis, ms (under every client's command timeout).
+READ_BLOCK_MS = 1_000
+#: An idle stream sends a comment this often, seconds.
+KEEPALIVE_S = 15.0
+MAX_TIMEOUT_S = 3_600
+
+
+def _resume_point(request: web.Request) -> str | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    if not _ENTRY_ID.match(raw):
+        field = "Last-Event-ID" if "Last-Event-ID" in request.headers else "after"
+        raise ValidationError(f"{field} must be an event id this stream sent (like 1700000000000-0)",
+                              field)
+    return raw
+
+
+@routes.get("/v1/decisions:stream")
+async def stream_decisions(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    timeout_s = int_query(request, "timeout_s", 1, MAX_TIMEOUT_S, 300) or 300
+    after = _resume_point(request)
+    store = state.store
+    if after is None:
+        after = await store.last_decision_id(caller.project_id)
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+        TRACE_ID_HEADER: trace_id_of(request),
+    })
+    await resp.prepare(request)
+    await resp.write(b"retry: 2000\n\n")
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            block = int(min(READ_BLOCK_MS, remaining * 1000))
+            entries = await store.read_decisions(caller.project_id, after, block)
+            for entry_id, kind, body in entries:
+                await resp.write(b"id: %s\nevent: %s\ndata: %s\n\n"
+                                 % (entry_id.encode(), kind.encode(), body))
+                after = entry_id
+            now = time.monotonic()
+            if entries:
+                quiet_since = now
+            elif now - quiet_since >= KEEPALIVE_S:
+                await resp.write(b": keepalive\n\n")
+                quiet_since = now
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client went away; nothing to clean up
+    return resp

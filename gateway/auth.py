@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.access_log import note_project
 from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
 from models.errors import AuthError, ForbiddenError, ValidationError
@@ -91,6 +92,7 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         raise AuthError("invalid API key")
     grant = parse_grant(stored.decode() if isinstance(stored, bytes) else str(stored))
     caller = Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary)
+    note_project(request, caller.project_id)
     if not allows(roles, caller.role):
         raise ForbiddenError(
             f"this {caller.role} key may not call {method} {route}; use an admin key "

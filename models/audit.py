@@ -59,6 +59,7 @@ ACTIONS: frozenset[str] = frozenset({
     "webhook.created",
     "webhook.deleted",
     "baseline.reset",
+    "chain.mode_changed",
 })
 
 _ACTOR = re.compile(r"^(cli|system|apikey:[0-9a-f]{12}|signup:[A-Za-z0-9._:-]{1,64}|"

@@ -15,8 +15,9 @@ benchmark's *training* data (see ``docs/detection.md``). A TOML file can overrid
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,7 +204,7 @@ def params_from_mapping(values: Mapping[str, Any], base: EngineParams | None = N
     for name, raw in values.items():
         f = known.get(name)
         if f is None:
-            raise ConfigError(f"engine.{name} is not a known engine parameter")
+            raise ConfigError(f"engine.{name} is not a known engine parameter{_hint(name, known)}")
         current = getattr(base, name)
         try:
             if isinstance(current, bool):
@@ -215,11 +216,13 @@ def params_from_mapping(values: Mapping[str, Any], base: EngineParams | None = N
                     raise TypeError
                 changes[name] = int(raw)
             elif isinstance(current, float):
-                if isinstance(raw, bool):
+                if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                     raise TypeError
                 changes[name] = float(raw)
             else:
-                changes[name] = str(raw)
+                if not isinstance(raw, str):
+                    raise TypeError
+                changes[name] = raw
         except (TypeError, ValueError):
             raise ConfigError(
                 f"engine.{name} must be a {type(current).__name__}, got {raw!r}"
@@ -233,7 +236,21 @@ def load_params(text: str, base: EngineParams | None = None) -> EngineParams:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"engine config is not valid TOML: {exc}") from None
+    params = {f.name for f in dataclasses.fields(EngineParams)}
+    for key in doc:
+        if key == "engine":
+            continue
+        if key in params:  # a file without its [engine] header
+            raise ConfigError(f"{key} is outside any table; engine parameters go under [engine]")
+        raise ConfigError(f"[{key}] is not a known table{_hint(key, ['engine'])}; "
+                          "the engine config has one table, [engine]")
     table = doc.get("engine", {})
     if not isinstance(table, dict):
         raise ConfigError("[engine] must be a table")
     return params_from_mapping(table, base)
+
+
+def _hint(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

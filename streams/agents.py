@@ -50,7 +50,10 @@ def attach_agents(
     app: faust.App, topics: Topics, settings: Settings, tuning: Tuning | None = None
 ) -> Runtime:
     """Define the ``ingest`` and ``feedback`` agents on ``app``; returns their shared runtime."""
-    runtime = Runtime(settings)
+    async def publish_audit(topic: str, key: bytes, value: bytes) -> None:
+        await app.producer.send_and_wait(topic, key, value, None, None, None)
+
+    runtime = Runtime(settings, audit_sink=publish_audit)
     tuning = tuning or Tuning()
 
     @app.agent(topics.ingest, name="ingest")
@@ -58,10 +61,14 @@ def attach_agents(
         processor = await runtime.ingest_processor()
         manual: Stream[bytes] = stream.noack()  # type: ignore[attr-defined]
 
+        decisions = topics.decisions
+        if decisions is not None:
+            await decisions.maybe_declare()
+
         async def process(batch: Sequence[_Item]) -> None:
             envelopes = [i.envelope for i in batch if i.envelope is not None]
             delivered = [
-                await topics.verdicts.send(
+                await (decisions if out.topic and decisions is not None else topics.verdicts).send(
                     key=out.key, value=out.value, headers=list(out.headers), force=True
                 )
                 for out in await processor.process(envelopes)

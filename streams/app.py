@@ -32,6 +32,8 @@ class Topics:
     ingest: TopicT
     verdicts: TopicT
     feedback: TopicT
+    #: The decision-log topic (``RATCHET_TOPIC_DECISIONS``), None when not set.
+    decisions: TopicT | None = None
 
 
 def faust_broker_url(bootstrap: str) -> str:
@@ -116,5 +118,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         ingest=topic(settings.topic_ingest),
         verdicts=topic(settings.topic_verdicts),
         feedback=topic(settings.topic_feedback),
+        decisions=topic(settings.topic_decisions) if settings.topic_decisions else None,
     )
     return app, topics

@@ -12,6 +12,7 @@ from models.errors import ConfigError
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings
 from ratchet.engine.engine import Engine
+from ratchet.store.audit import AuditLog, AuditSink
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect_from_settings
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
@@ -27,13 +28,15 @@ def make_verdict_store(client: Any, keys: Keys) -> VerdictStoreLike:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, audit_sink: AuditSink | None = None) -> None:
         if not settings.redis_url:
             raise ConfigError(
                 "RATCHET_REDIS_URL is not set: workers keep all state in Redis; point it at "
                 "redis://host:port/db (or run `ratchet demo`, which starts its own Redis)"
             )
         self.settings = settings
+        #: Publishes the audit entries workers write (mode changes) to the audit topic.
+        self.audit_sink = audit_sink
         self._lock = asyncio.Lock()
         self.engine: Engine | None = None
         self.store: VerdictStoreLike | None = None
@@ -60,9 +63,12 @@ class Runtime:
 
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()
+        s = self.settings
         policies = engine.guardrails.policies if engine.guardrails is not None else None
         return IngestProcessor(
-            engine, store, verdict_ttl_s=self.settings.verdict_ttl_s, policies=policies
+            engine, store, verdict_ttl_s=s.verdict_ttl_s, policies=policies,
+            decisions_topic=s.topic_decisions,
+            audit=AuditLog(self.client, Keys(s.key_prefix), s, sink=self.audit_sink),
         )
 
     async def feedback_processor(self) -> FeedbackProcessor:

@@ -57,12 +57,14 @@ from ratchet.telemetry.metrics import (
     WORKER_MESSAGES,
     WORKER_RETRIES,
 )
+from streams.decisions import decision_records, log_records
 
 __all__ = [
     "Backoff",
     "DecideEngine",
     "FeedbackProcessor",
     "IngestProcessor",
+    "ModeAudit",
     "Outgoing",
     "VerdictStoreLike",
     "decode_ingest_trusted",
@@ -91,6 +93,15 @@ class DecideEngine(Protocol):
     ) -> list[Verdict]: ...
 
     async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str) -> object: ...
+
+
+class ModeAudit(Protocol):
+    """The part of :class:`ratchet.audit.AuditLog` a worker uses (mode changes)."""
+
+    async def append(
+        self, project_id: str, action: str, actor: str, target: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> object: ...
 
 
 class VerdictStoreLike(Protocol):
@@ -150,6 +161,8 @@ class Outgoing:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    #: Empty: the verdicts topic; else the topic to send to (the decisions topic).
+    topic: str = ""
 
 
 def error_verdict(
@@ -233,6 +246,10 @@ class IngestProcessor:
     clock: Callable[[], float] = time.time
     #: The projects' policies, for their ``on_error`` choice (None: the default by priority).
     policies: PolicySource | None = None
+    #: Also send decision-log records to this Kafka topic (empty: logged only).
+    decisions_topic: str = ""
+    #: Where mode changes are audited (``chain.mode_changed``); None: logged only.
+    audit: ModeAudit | None = None
 
     def decode(self, bodies: Sequence[bytes]) -> list[IngestEnvelope]:
         """Decode message bodies; invalid ones are logged, counted and dropped."""
@@ -264,6 +281,7 @@ class IngestProcessor:
                 verdicts.extend(one)
                 bodies.extend(encoded)
         out = self._emit(envelopes, verdicts, bodies)
+        out.extend(await self._decisions(verdicts))
         WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
         WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
         return out
@@ -292,6 +310,30 @@ class IngestProcessor:
         bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
         await self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies)
         return verdicts, bodies
+
+    async def _decisions(self, verdicts: Sequence[Verdict]) -> list[Outgoing]:
+        """Log (and audit, and optionally publish) non-allow verdicts and mode changes."""
+        records = decision_records(verdicts)
+        if not records:
+            return []
+        log_records(records)
+        if self.audit is not None:
+            for r in records:
+                if r["kind"] == "mode_change":
+                    try:
+                        await self.audit.append(
+                            r["project"], "chain.mode_changed", "system", f"chain:{r['chain']}",
+                            {"agent": r["agent"], "mode": r["mode"], "change": r["change"],
+                             "event_id": r["event_id"], "trace_id": r["trace_id"]},
+                        )
+                    except Exception:  # the verdicts stand; the log line above has the change
+                        log.exception("could not audit the mode change of chain %s", r["chain"])
+        if not self.decisions_topic:
+            return []
+        return [
+            Outgoing(str(r["project"]).encode(), orjson.dumps(r), (), self.decisions_topic)
+            for r in records
+        ]
 
     async def _one_guarded(self, env: IngestEnvelope) -> tuple[list[Verdict], list[bytes]]:
         try:
@@ -342,12 +384,12 @@ class IngestProcessor:
     ) -> list[Outgoing]:
         out: list[Outgoing] = []
         now = self.clock()
-        tally: Counter[tuple[str, str]] = Counter()
+        tally: Counter[tuple[str, str, str]] = Counter()
         i = 0
         for env in envelopes:
             n = len(env.events)
             for v in verdicts[i : i + n]:
-                tally[(v.action, _source(v))] += 1
+                tally[(v.action, _source(v), v.mode)] += 1
             body = encode_verdict_bodies(
                 env.project_id, env.agent_id, env.trace_id, env.received_at, bodies[i : i + n]
             )
@@ -361,8 +403,8 @@ class IngestProcessor:
             )
             if env.received_at:
                 INGEST_TO_VERDICT_SECONDS.observe(max(0.0, now - env.received_at))
-        for (action, source), n in tally.items():
-            VERDICTS.labels(action=action, source=source).inc(n)
+        for (action, source, mode), n in tally.items():
+            VERDICTS.labels(action=action, source=source, mode=mode).inc(n)
         return out
 
 

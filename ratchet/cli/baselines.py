@@ -1,21 +1,46 @@
-"""``ratchet baselines reset``: an operator's explicit, audited reset of one chain's baseline."""
+"""``ratchet baselines list|show|export|reset``: inspect learned baselines (chains), and an
+operator's explicit, audited reset of one of them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
-from models.errors import ConfigError
+from models.baselines import Baseline, to_dot, to_json
+from models.errors import ConfigError, NotFoundError
 from models.nodes import ChainId
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.engine import Engine
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
 from ratchet.store.audit import AuditLog
+from ratchet.store.baselines import BaselineReader
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect
 
 __all__ = ["register", "reset_baseline"]
+
+T = TypeVar("T")
+
+
+def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) -> T:
+    if not settings.redis_url:
+        raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds the baselines")
+    url = settings.redis_url
+
+    async def run() -> T:
+        redis = connect(url, timeout_s=settings.redis_timeout_s)
+        try:
+            return await work(BaselineReader(redis, Keys(settings.key_prefix)))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
 
 
 async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
@@ -34,7 +59,7 @@ async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
-    chain = ChainId(args.project, args.agent, args.service, critical=args.critical)
+    chain = _chain(args)
     actor = f"operator:{args.operator}" if args.operator else "cli"
     deleted = asyncio.run(reset_baseline(get_settings(), chain, actor))
     state = "reset" if deleted else "had no learned state (nothing to reset)"
@@ -42,18 +67,105 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chain(args: argparse.Namespace) -> ChainId:
+    return ChainId(args.project, args.agent, args.service, critical=args.critical)
+
+
+def _baseline(args: argparse.Namespace) -> Baseline:
+    chain = _chain(args)
+    found = _read(get_settings(), lambda r: r.read(chain))
+    if found is None:
+        raise NotFoundError(f"chain {chain.label} has no learned baseline (never seen, reset or "
+                            "expired); `ratchet baselines list --project P` lists the chains")
+    return found
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    project: str = args.project
+
+    async def work(reader: BaselineReader) -> list[tuple[ChainId, Baseline | None]]:
+        chains = await reader.chains(project, args.agent)
+        states = await asyncio.gather(*(reader.read(c) for c in chains))
+        return list(zip(chains, states, strict=True))
+
+    rows = _read(get_settings(), work)
+    if args.json:
+        print(json.dumps([to_json(b, top=0) for _, b in rows if b is not None], indent=2))
+        return 0
+    if not rows:
+        print(f"project {project}: no chains learned yet")
+        return 0
+    print(f"{'chain':<48} {'mode':<10} {'runs':>7} {'events':>9} {'nodes':>6} {'edges':>6}  flags")
+    for chain, b in rows:
+        if b is None:
+            print(f"{chain.label:<48} (expired or reset)")
+            continue
+        flags = ",".join(f for f, on in (("forced", b.forced), ("eligible", b.eligible),
+                                         ("overflow", b.overflow > 0)) if on)
+        print(f"{chain.label:<48} {b.mode:<10} {b.runs:>7} {b.events:>9} {b.nodes:>6} "
+              f"{len(b.transitions):>6}  {flags}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    b = _baseline(args)
+    change = "n/a" if b.last_change is None else f"{b.last_change:.4f}"
+    print(f"chain {b.chain} (tag {b.tag})")
+    print(f"mode {b.mode}{' (forced)' if b.forced else ''}; {b.runs} runs, {b.events} events, "
+          f"{b.nodes} nodes, {len(b.transitions)} transitions; last change {change}"
+          f"{'; eligible for locked' if b.eligible else ''}"
+          f"{f'; {b.overflow} transitions past the node/edge cap' if b.overflow else ''}")
+    print(f"top {min(args.top, len(b.transitions))} transitions (^ = start of a run, "
+          "$ = end of a run):")
+    for t in b.transitions[: args.top]:
+        print(f"  {t.source:>18} -> {t.target:<18} p={t.p:.3f}  count={t.count:g}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    b = _baseline(args)
+    text = (to_dot(b, top=args.top) if args.format == "dot"
+            else json.dumps(to_json(b, top=args.top), indent=2) + "\n")
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({args.format}, {b.chain})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _chain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", required=True, help="project id (prj_...)")
+    p.add_argument("--agent", required=True, help="agent id")
+    p.add_argument("--service", required=True, help="service of the chain")
+    p.add_argument("--critical", action="store_true",
+                   help="the agent's critical-priority chain of that service")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     baselines = subparsers.add_parser("baselines", help="manage learned baselines (chains)")
     sub = baselines.add_subparsers(dest="baselines_command", metavar="ACTION")
     sub.required = True
+    listing = sub.add_parser("list", help="the chains of a project: mode, runs, size, flags")
+    listing.add_argument("--project", required=True, help="project id (prj_...)")
+    listing.add_argument("--agent", default=None, help="only this agent's chains")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(func=_cmd_list)
+    show = sub.add_parser("show", help="one chain: mode, runs, top transitions with p")
+    _chain_args(show)
+    show.add_argument("--top", type=int, default=20, help="transitions to show (default 20)")
+    show.set_defaults(func=_cmd_show)
+    export = sub.add_parser("export", help="one chain as JSON or a Graphviz DOT graph")
+    _chain_args(export)
+    export.add_argument("--format", choices=("json", "dot"), default="json")
+    export.add_argument("--top", type=int, default=None,
+                        help="only the most frequent transitions (default all)")
+    export.add_argument("--output", "-o", default=None, help="file (default stdout)")
+    export.set_defaults(func=_cmd_export)
     reset = sub.add_parser(
         "reset", help="forget one chain's learned behaviour; it restarts in shadow (audited)",
     )
-    reset.add_argument("--project", required=True, help="project id (prj_...)")
-    reset.add_argument("--agent", required=True, help="agent id")
-    reset.add_argument("--service", required=True, help="service of the chain")
-    reset.add_argument("--critical", action="store_true",
-                       help="the agent's critical-priority chain of that service")
+    _chain_args(reset)
     reset.add_argument("--operator", default=None,
                        help="who asks (recorded as operator:<name>; default 'cli')")
     reset.set_defaults(func=_cmd_reset)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ _WARNING = (
 
 def main_gateway(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Run the gateway until interrupted."""
+    from gateway.access_log import ACCESS_LOGGER, AccessLogger
     from gateway.app import build_app
 
     app = build_app(settings)
@@ -51,7 +53,8 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
         app,
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
-        access_log=None,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER),
         print=lambda msg: print(msg, file=sys.stderr),
     )
     return 0

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from models.errors import RatchetError
-from ratchet.cli import audit, baselines, demo, gateway, replay, topics, webhooks, worker
-from ratchet.config.settings import get_settings
+from models.errors import ConfigError, RatchetError
+from ratchet.cli import (
+    audit,
+    baselines,
+    config,
+    demo,
+    gateway,
+    replay,
+    topics,
+    webhooks,
+    worker,
+)
+from ratchet.config.settings import Settings, get_settings
+from ratchet.telemetry.logs import setup_logging
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics)
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else getattr(logging, get_settings().log_level, 20)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        try:
+            settings = get_settings()
+            setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+        except ConfigError:
+            if not getattr(args, "lenient_settings", False):
+                raise
+            settings = Settings()  # `config check` reports the problem itself
+            setup_logging(settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

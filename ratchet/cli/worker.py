@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from models.errors import ConfigError, RatchetError
+from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
+from ratchet.telemetry.logs import logging_config, setup_logging
 
 __all__ = ["main", "register", "run_worker"]
 
@@ -39,6 +41,8 @@ def check_settings(settings: Settings) -> None:
 def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool = True) -> int:
     """Run a worker in this process until it is stopped; returns the exit code."""
     check_settings(settings)
+    # a broken engine config must stop the worker here, not inside an agent that Faust restarts
+    engine_params(None, settings)
     import faust
 
     from streams.service import get_app
@@ -48,7 +52,11 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_web_port, addr="0.0.0.0")
-    worker = faust.Worker(app, loglevel=(loglevel or settings.log_level).lower(), quiet=quiet)
+    level = (loglevel or settings.log_level).upper()
+    worker = faust.Worker(
+        app, loglevel=level.lower(), quiet=quiet,
+        logging_config=logging_config(level, settings.log_format),
+    )
     # Faust's progress spinner sets the root logger to DEBUG (to spin on every record), so every
     # debug call of aiokafka and Faust builds a LogRecord: ~5% of a worker's CPU (measured with
     # py-spy). Without it the root logger keeps the configured level.
@@ -94,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     register(sub)
     args = parser.parse_args(argv)
     try:
+        settings = get_settings()
+        setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)

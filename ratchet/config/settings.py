@@ -1,7 +1,9 @@
 """The one settings object: every knob, read once from ``RATCHET_*`` environment variables.
 
 Nothing else in the code base reads ``os.environ``. Each field documents its default; a value that
-cannot be cast raises :class:`models.errors.ConfigError` naming the variable.
+cannot be cast raises :class:`models.errors.ConfigError` naming the variable, and so does a
+``RATCHET_*`` variable that is no setting (a misspelt name would otherwise leave the default in
+force without a word), with the closest setting's name.
 
 >>> s = Settings.from_env({"RATCHET_GATEWAY_PORT": "9000"})
 >>> s.gateway_port
@@ -13,6 +15,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +24,15 @@ from typing import Any
 from models.errors import ConfigError
 from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
 
-__all__ = ["PREFIX", "Secret", "Settings", "get_settings"]
+__all__ = [
+    "PREFIX",
+    "Secret",
+    "Settings",
+    "get_settings",
+    "setting_names",
+    "unknown_variables",
+    "variable_problems",
+]
 
 PREFIX = "RATCHET_"
 
@@ -221,11 +232,20 @@ class Settings:
     # --- logging ----------------------------------------------------------------------------------
     #: Log level of every process (DEBUG, INFO, WARNING, ERROR); ``ratchet -v`` forces DEBUG.
     log_level: str = "INFO"
+    #: Log line format: ``json`` (one JSON object per line), ``text`` (human) or ``auto`` (text
+    #: when stderr is a terminal, else JSON). Fields: docs/operations.md "Logs".
+    log_format: str = "auto"
+    #: Kafka topic that also receives every decision-log line (non-allow verdicts and mode
+    #: changes) as JSON, keyed by project; empty = logged only.
+    topic_decisions: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment)."""
         env = os.environ if environ is None else environ
+        unknown = unknown_variables(env)
+        if unknown:
+            raise ConfigError("; ".join(unknown))
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = PREFIX + f.name.upper()
@@ -235,6 +255,50 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+#: ``RATCHET_*`` variables that are not settings: the test suite's (``RATCHET_TEST_*``), the client
+#: SDK tests' (``RATCHET_SDK_*``, ``RATCHET_PYTHON``) and the scripts' virtualenv path. Any other
+#: unknown ``RATCHET_*`` name is refused (a typo would otherwise run silently on the default).
+NOT_SETTINGS_PREFIX: tuple[str, ...] = ("RATCHET_TEST_", "RATCHET_SDK_")
+NOT_SETTINGS: frozenset[str] = frozenset({"RATCHET_VENV", "RATCHET_PYTHON"})
+
+
+def setting_names() -> dict[str, dataclasses.Field[Any]]:
+    """``RATCHET_<FIELD>`` → its field, for every setting."""
+    return {PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings)}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``RATCHET_*`` variable that is no setting, with the closest name.
+
+    >>> for line in unknown_variables({"RATCHET_REDIS_ULR": "redis://x", "RATCHET_TEST_X": "1"}):
+    ...     print(line)
+    RATCHET_REDIS_ULR is not a Ratchet setting (did you mean 'RATCHET_REDIS_URL'?); fix or unset it
+    """
+    known = setting_names()
+    out = []
+    for name in sorted(environ):
+        if (not name.startswith(PREFIX) or name in known or name in NOT_SETTINGS
+                or name.startswith(NOT_SETTINGS_PREFIX)):
+            continue
+        # compared without the shared prefix, which would make every name look close
+        close = difflib.get_close_matches(name[len(PREFIX):], [k[len(PREFIX):] for k in known], n=1)
+        hint = f" (did you mean {PREFIX + close[0]!r}?)" if close else ""
+        out.append(f"{name} is not a Ratchet setting{hint}; fix or unset it")
+    return out
+
+
+def variable_problems(environ: Mapping[str, str]) -> list[str]:
+    """Every problem of the ``RATCHET_*`` variables: unknown names and values that do not cast."""
+    problems = unknown_variables(environ)
+    for name, f in setting_names().items():
+        if name in environ:
+            try:
+                _cast(name, environ[name], f.type)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def _cast(name: str, raw: str, annotation: object) -> object:

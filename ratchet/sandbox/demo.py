@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.errors import UnavailableError
 from ratchet.config.settings import Settings, get_settings
@@ -276,12 +277,35 @@ async def _drive(
             report.sync_latency_ms = await _sync_latency(
                 clients["latency-probe"], opts.sync_events, 100.0
             )
+    report.metrics = await _scrape_worker(settings)
     report.settings = {
         "agents": opts.agents, "batch_per_agent": opts.batch, "seed": opts.seed,
         "anomaly_rate": opts.anomaly_rate, "warmup_runs": warmup, "rich_markov": opts.rich,
         "partitions": settings.topic_partitions,
     }
     return report
+
+
+def _metrics_url(settings: Settings, process: str) -> str:
+    port = settings.gateway_port if process == "gateway" else settings.worker_web_port
+    return f"http://{settings.gateway_host}:{port}/metrics"
+
+
+async def _scrape_worker(settings: Settings) -> dict[str, Any]:
+    """The metrics URLs, and the worker's verdict count as its /metrics reports it."""
+    url = _metrics_url(settings, "worker")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+            session.get(url) as resp:
+        text = await resp.text()
+    verdicts = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "ratchet_verdicts"
+        for sample in family.samples
+        if sample.name == "ratchet_verdicts_total"
+    )
+    return {"gateway": _metrics_url(settings, "gateway"), "worker": url,
+            "worker_verdicts_total": int(verdicts)}
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -302,7 +326,8 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
             "gateway_host": "127.0.0.1",
             "gateway_port": free_port(),
             "worker_id": f"ratchet-demo-{suffix}",
-            "worker_web_port": 0,
+            # the worker serves /metrics like in production; the demo prints where
+            "worker_web_port": free_port(),
             "rich_markov": opts.rich,
             # a tier far above what one machine can send (the demo streams >100k events a
             # minute, the high_volume tier's limit): the bucket is checked, never binding
@@ -324,6 +349,10 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
         env.update(FAST_GROUP_ENV)
         env["RATCHET_RICH_MARKOV"] = "1" if opts.rich else "0"
         progress.say(f"starting gateway on :{settings.gateway_port} and a worker…")
+        progress.say(
+            f"Prometheus metrics while the demo runs: gateway {_metrics_url(settings, 'gateway')}"
+            f", worker {_metrics_url(settings, 'worker')}"
+        )
         gateway = gateway_process(env).start()
         stack.callback(gateway.stop)
         worker = ChildProcess(env, name="worker").start()

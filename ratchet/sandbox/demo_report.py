@@ -62,6 +62,8 @@ class DemoReport:
     #: first enforced event of each: ``archetype``, ``cause`` and ``mode`` → runs.
     false_runs: dict[str, Counter[str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Where the demo's processes served Prometheus metrics, and what the worker's said at the end.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
@@ -92,6 +94,7 @@ class DemoReport:
                 "false_runs": {k: dict(v.most_common()) for k, v in self.false_runs.items()},
             },
             "settings": self.settings,
+            "metrics": self.metrics,
         }
 
     def render(self) -> str:
@@ -121,6 +124,12 @@ class DemoReport:
             "chains by final mode: "
             + ", ".join(f"{m}={self.chains_by_mode.get(m, 0)}" for m in MODES)
         )
+        if self.metrics:
+            lines.append(
+                f"metrics: worker {self.metrics['worker']} counted "
+                f"{self.metrics['worker_verdicts_total']:,} verdicts (ratchet_verdicts_total); "
+                f"gateway {self.metrics['gateway']}"
+            )
         if self.mode_changes:
             lines.append(f"mode changes seen ({len(self.mode_changes)}):")
             for ch in self.mode_changes[:12]:

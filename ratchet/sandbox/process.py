@@ -116,8 +116,10 @@ class ChildProcess:
 WorkerProcess = ChildProcess
 
 _GATEWAY = (
-    "import sys; from ratchet.cli.gateway import main_gateway; from ratchet.config.settings import get_settings; "
-    "sys.exit(main_gateway(get_settings()))"
+    "import sys; from ratchet.cli.gateway import main_gateway; "
+    "from ratchet.config.settings import get_settings; "
+    "from ratchet.telemetry.logs import setup_logging; s = get_settings(); "
+    "setup_logging(s.log_level, s.log_format); sys.exit(main_gateway(s))"
 )
 
 

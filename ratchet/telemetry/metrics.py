@@ -47,8 +47,9 @@ EVENTS = Counter(
 )
 VERDICTS = Counter(
     "ratchet_verdicts_total",
-    "Verdicts by action and by the source that decided the action (markov, guardrail:<name>, none).",
-    ["action", "source"],
+    "Verdicts by action, by the kind of source that decided the action (markov, guardrail — any "
+    "guardrail; per guardrail see ratchet_guardrail_reasons_total — or none) and by chain mode.",
+    ["action", "source", "mode"],
 )
 MODE_TRANSITIONS = Counter(
     "ratchet_mode_transitions_total",

@@ -22,12 +22,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
 def _env(mark: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
-    env["RATCHET_DEMO_TEST_MARK"] = mark
+    env["RATCHET_TEST_DEMO_MARK"] = mark
     return env
 
 
 def _marked_pids(mark: str) -> list[int]:
-    needle = f"RATCHET_DEMO_TEST_MARK={mark}".encode()
+    needle = f"RATCHET_TEST_DEMO_MARK={mark}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -65,8 +65,13 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Ratchet demo summary" in proc.stdout
     assert "sent 4,000/4,000 events" in proc.stderr  # progress display
+    assert "Prometheus metrics while the demo runs: gateway http://127.0.0.1:" in proc.stderr
     report = json.loads(out.read_text())
     assert report["events_sent"] == 4000
+    # the worker served /metrics (scraped by the demo at the end): it counted every verdict
+    assert report["metrics"]["worker"].endswith("/metrics")
+    assert report["metrics"]["worker_verdicts_total"] >= 4000
+    assert "metrics: worker http://127.0.0.1:" in proc.stdout
     assert report["verdicts"] == 4000 and report["missing_verdicts"] == 0
     assert sum(report["actions"].values()) == 4000
     assert report["events_per_second"] > 0

@@ -7,6 +7,7 @@ Each test gets its own topics, consumer group and key prefix; workers run as sub
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -75,6 +76,7 @@ class Pipeline:
     key_prefix: str
     tmp: Path
     engine_toml: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list[WorkerProcess] = field(default_factory=list)
 
@@ -107,6 +109,7 @@ class Pipeline:
             **extra,
         )
         env.update(FAST_GROUP_ENV)
+        env.update(self.extra_env)
         return env
 
     async def create_topics(self) -> None:
@@ -407,3 +410,92 @@ async def test_worker_waits_out_a_redis_outage_without_losing_events(
     finally:
         p.stop()
         redis.stop()
+
+
+async def test_decision_log_lines_topic_and_audit_for_pauses_and_mode_changes(
+    pipeline: Pipeline,
+) -> None:
+    """Every non-allow verdict and mode change: a JSON log line, a decisions-topic message and
+    (mode changes) an audit entry; allowed events are not logged."""
+    from aiokafka import AIOKafkaConsumer
+
+    from ratchet.config.settings import Settings
+    from ratchet.store.audit import AuditLog
+
+    decisions_topic = f"decisions-{pipeline.suffix}"
+    pipeline.engine_toml = LOCKING_ENGINE
+    audit_topic = f"audit-{pipeline.suffix}"
+    pipeline.extra_env = {"RATCHET_LOG_FORMAT": "json", "RATCHET_TOPIC_DECISIONS": decisions_topic,
+                          "RATCHET_TOPIC_AUDIT": audit_topic}
+    await pipeline.create_topics()
+    await ensure_topics(pipeline.bootstrap, [decisions_topic, audit_topic], 1)
+    worker = pipeline.start_worker()
+    async with VerdictCollector(pipeline.bootstrap, pipeline.topics["topic_verdicts"]) as col, \
+            EnvelopeProducer(pipeline.bootstrap, pipeline.topics["topic_ingest"]) as prod:
+        train = [run_events("ops", f"train{r}", "abc", priority="critical") for r in range(12)]
+        for events in train:
+            await prod.send(envelope(events))
+        odd = envelope([event("ops", "odd", 0, shape="novel", priority="critical")])
+        await prod.send(odd)
+        await prod.flush()
+        ids = [e.event_id for run in train for e in run] + [odd.events[0].event_id]
+        assert not await col.wait_for(ids, 60), pipeline.logs()
+        verdicts = {e: vs[0] for e, vs in col.by_event.items()}
+    paused = verdicts[odd.events[0].event_id]
+    assert paused.action == "pause", paused
+    changes = [v for v in verdicts.values() if v.mode_change]
+    assert "locked" in {v.mode_change for v in changes}
+    non_allow = [v for v in verdicts.values() if v.action != "allow"]
+
+    # the worker's log: JSON lines; one decision line per non-allow verdict, one per change
+    # (Python's own warnings, printed before logging is set up, are not log lines)
+    lines = [line for line in worker.log().splitlines()
+             if line.strip() and "Warning: " not in line]
+    records = [json.loads(line) for line in lines]  # every log line is JSON
+    logged = [r for r in records if r["logger"] == "ratchet.decisions"]
+    decided = [r for r in logged if r["kind"] == "decision"]
+    moved = [r for r in logged if r["kind"] == "mode_change"]
+    assert sorted(r["event_id"] for r in decided) == sorted(v.event_id for v in non_allow)
+    line = next(r for r in decided if r["event_id"] == paused.event_id)
+    assert line["message"] == "decision" and line["level"] == "INFO"
+    assert (line["project"], line["agent"], line["chain"], line["action"], line["mode"]) == (
+        "proj", "ops", paused.chain, "pause", "locked")
+    assert line["trace_id"] == odd.trace_id and line["held"] is True
+    assert {"source": "markov", "action": "pause"} in line["reasons"]
+    assert sorted((r["event_id"], r["change"]) for r in moved) == sorted(
+        (v.event_id, v.mode_change) for v in changes)
+
+    async def read(topic: str, want: int) -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=pipeline.bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        got: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(got) < want and time.monotonic() < deadline:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    for msg in batch:
+                        assert msg.key == b"proj"
+                        got.append(json.loads(msg.value))
+        finally:
+            await consumer.stop()
+        return got
+
+    # the same records on the decisions topic, keyed by project
+    shipped = await read(decisions_topic, len(logged))
+    assert sorted((r["kind"], r["event_id"]) for r in shipped) == sorted(
+        (r["kind"], r["event_id"]) for r in logged)
+
+    # mode changes are audited for the project
+    client = Redis.from_url(pipeline.redis_url)
+    try:
+        page = await AuditLog(client, pipeline.keys, Settings()).page("proj")
+    finally:
+        await client.aclose()
+    audited = [e for e in page.entries if e.action == "chain.mode_changed"]
+    assert sorted(e.details["change"] for e in audited) == sorted(v.mode_change for v in changes)
+    assert all(e.actor == "system" and e.target == f"chain:{paused.chain}" for e in audited)
+    # ... and published to the audit topic like every other audit entry
+    published = await read(audit_topic, len(audited))
+    assert sorted((e["action"], e["seq"]) for e in published) == sorted(
+        (e.action, e.seq) for e in audited)

@@ -42,8 +42,9 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
-#: Series Prometheus itself attaches to every target.
-SCRAPE_LABELS = frozenset({"job", "instance"})
+#: Target labels every series carries: Prometheus's own, and the namespace the Kubernetes
+#: ServiceMonitors (and the compose scrape config) attach.
+SCRAPE_LABELS = frozenset({"job", "instance", "namespace"})
 
 
 def load_yaml(path: Path) -> Any:

@@ -17,7 +17,6 @@ from tests.unit.deploy_support import (
     dashboard_panels,
     dashboards,
     known_samples,
-    load_yaml,
     rule_exprs,
     rule_groups,
     scan_promql,
@@ -132,33 +131,62 @@ def test_dashboard_legends_name_labels_the_query_returns() -> None:
                 )
 
 
-def test_dashboards_use_the_provisioned_datasource_and_unique_ids() -> None:
-    ds = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")
-    uid = ds["datasources"][0]["uid"]
+#: What every dashboard selector filters on (the dashboards' template variables).
+VARIABLE_MATCHERS = (("namespace", "=~", "$namespace"), ("instance", "=~", "$instance"))
+
+
+def test_dashboards_choose_datasource_namespace_and_instance_by_variables() -> None:
     boards = dashboards()
     assert {"overview.json", "gateway.json"} <= boards.keys()
     assert len({b["uid"] for b in boards.values()}) == len(boards)
     for name, board in boards.items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for var in ("namespace", "instance"):
+            assert variables[var]["type"] == "query" and variables[var]["includeAll"]
+            assert variables[var]["allValue"] == ".*"
+            assert f", {var})" in variables[var]["definition"]
         ids = [p["id"] for p in dashboard_panels(board)]
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
         for panel in dashboard_panels(board):
             if panel["type"] == "row":
                 continue
-            assert panel["datasource"]["uid"] == uid, f"{name}: {panel['title']}"
+            assert panel["datasource"]["uid"] == "${datasource}", f"{name}: {panel['title']}"
             assert panel.get("targets"), f"{name}: {panel['title']} has no query"
             for t in panel["targets"]:
-                assert t["datasource"]["uid"] == uid
+                assert t["datasource"]["uid"] == "${datasource}"
+                refs = scan_promql(t["expr"])
+                assert not refs.recorded, f"{name}: {panel['title']} reads a recording"
+                selectors = {n for n, *_ in refs.matchers}
+                assert selectors == refs.metrics, (
+                    f"{name}: {panel['title']}: {sorted(refs.metrics - selectors)} unfiltered")
+                for metric in refs.metrics:
+                    have = {(lb, op, v) for n, lb, op, v in refs.matchers if n == metric}
+                    assert set(VARIABLE_MATCHERS) <= have, f"{name}: {panel['title']}: {metric}"
 
 
-def test_overview_covers_the_briefed_panels() -> None:
-    exprs = " ".join(t["expr"] for p in dashboard_panels(dashboards()["overview.json"])
-                     for t in p.get("targets", []))
-    for needle in (
-        "ratchet_events_processed", "ratchet_verdicts", "ratchet_ingest_to_verdict_seconds",
-        "ratchet_lua_call_duration_seconds", "ratchet_engine_errors_total",
-        "ratchet_mode_transitions", "ratchet_edge_score_bits",
+def test_dashboards_cover_the_briefed_panels() -> None:
+    boards = dashboards()
+    for board, needles in (
+        ("overview.json", (
+            "ratchet_events_processed", "ratchet_verdicts", "ratchet_ingest_to_verdict_seconds",
+            "ratchet_lua_call_duration_seconds", "ratchet_engine_errors_total",
+            "ratchet_mode_transitions", "ratchet_edge_score_bits",
+            "sum by (action, mode) (rate(ratchet_verdicts_total",
+            "ratchet_guardrail_reasons_total", "ratchet_policy_loads_total",
+            "ratchet_webhook_delivery_attempts_total", "ratchet_webhook_deliveries_total",
+            "ratchet_webhook_breaker_transitions_total", "ratchet_audit_entries_total",
+        )),
+        ("gateway.json", (
+            "ratchet_ratelimit_rejected_total", "ratchet_ratelimit_fail_open_total",
+            "ratchet_idempotency_requests_total", "ratchet_http_requests_total",
+        )),
     ):
-        assert needle in exprs, f"overview dashboard has no panel on {needle}"
+        exprs = " ".join(t["expr"] for p in dashboard_panels(boards[board])
+                         for t in p.get("targets", []))
+        for needle in needles:
+            assert needle in exprs, f"{board} has no panel on {needle}"
 
 
 def test_every_alert_links_to_its_runbook_section() -> None:
@@ -167,6 +195,9 @@ def test_every_alert_links_to_its_runbook_section() -> None:
     for group in rule_groups():
         for rule in group["rules"]:
             if "alert" in rule:
-                anchor = rule["annotations"]["runbook"]
-                assert anchor == f"docs/deploy.md#{rule['alert'].lower()}", anchor
+                assert "runbook" not in rule["annotations"] and "runbook" not in rule["labels"]
+                url = rule["annotations"]["runbook_url"]
+                assert url == (
+                    '{{ or $externalLabels.docs_url "docs" }}/deploy.md#' + rule["alert"].lower()
+                ), url
                 assert rule["alert"].lower() in headings, f"no runbook section for {rule['alert']}"

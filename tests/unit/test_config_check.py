@@ -1,0 +1,131 @@
+"""Configuration that refuses mistakes: unknown names and wrong types name the key, with the
+closest known name; ``ratchet config check`` lists every problem and exits 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.errors import ConfigError, ValidationError
+from models.guardrails.policy import parse_policy_toml
+from models.params import load_params
+from ratchet.config.settings import Settings, variable_problems
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[engin]\nfloor_bits = 8.0\n", "[engin] is not a known table (did you mean 'engine'?)"),
+        ("floor_bits = 8.0\n", "floor_bits is outside any table; engine parameters go under [engine]"),
+        ("[engine]\nflor_bits = 8.0\n",
+         "engine.flor_bits is not a known engine parameter (did you mean 'floor_bits'?)"),
+        ('[engine]\nfloor_bits = "8"\n', "engine.floor_bits must be a float, got '8'"),
+        ("[engine]\nwindow = 2.5\n", "engine.window must be a int, got 2.5"),
+        ("[engine]\nprotect = 1\n", "engine.protect must be a bool, got 1"),
+        ("[engine]\nsoft_action = 1\n", "engine.soft_action must be a str, got 1"),
+        ("engine = 3\n", "[engine] must be a table"),
+    ],
+)
+def test_engine_config_mistakes_are_errors_naming_the_key(toml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_params(toml)
+    assert message in str(caught.value)
+
+
+def test_a_correct_engine_config_still_loads() -> None:
+    params = load_params("[engine]\nfloor_bits = 8\nwindow = 12\nwindow_stat = \"std\"\n")
+    assert (params.floor_bits, params.window, params.window_stat) == (8.0, 12, "std")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[guardrail.velocity]\nenabled = true\n", "did you mean 'guardrails'?"),
+        ("[guardrails.velocty]\nenabled = true\n", "did you mean 'velocity'?"),
+        ("[guardrails.velocity]\nenabeld = true\n", "did you mean 'enabled'?"),
+        ('[guardrails.velocity]\nenabled = "yes"\n', "must be true or false, got 'yes'"),
+    ],
+)
+def test_policy_mistakes_are_errors_naming_the_key(toml: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        parse_policy_toml(toml)
+
+
+def test_unknown_ratchet_variables_are_refused_with_the_closest_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RATCHET_REDIS_ULR": "redis://localhost:6379/0"})
+    assert "RATCHET_REDIS_ULR is not a Ratchet setting (did you mean 'RATCHET_REDIS_URL'?)" in str(
+        caught.value)
+    # the test suite's and the scripts' own variables are not settings, and not errors
+    s = Settings.from_env({"RATCHET_TEST_REDIS_URL": "x", "RATCHET_VENV": ".venv",
+                           "OTHER_VAR": "1", "RATCHET_GATEWAY_PORT": "9000"})
+    assert s.gateway_port == 9000
+    problems = variable_problems({"RATCHET_GATEWAY_PORT": "abc", "RATCHET_XYZZY": "1"})
+    assert problems == [
+        "RATCHET_XYZZY is not a Ratchet setting; fix or unset it",
+        "RATCHET_GATEWAY_PORT='abc' is not a valid int; fix or unset it",
+    ]
+
+
+def _ratchet(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    return subprocess.run([sys.executable, "-m", "ratchet", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+
+
+def test_config_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    engine = tmp_path / "engine.toml"
+    engine.write_text("[engin]\nfloor_bits = 8.0\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[guardrails.velocty]\nenabled = true\n")
+    done = _ratchet({"RATCHET_REDIS_ULR": "redis://x", "RATCHET_LOG_FORMAT": "xml",
+                     "RATCHET_DEFAULT_TIER": "gold"},
+                    "config", "check", "--engine", str(engine), "--policy", str(policy),
+                    "--policy", str(tmp_path / "missing.toml"))
+    assert done.returncode == 1, done
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4, done.stderr
+    assert "did you mean 'RATCHET_REDIS_URL'?" in errors[0]
+    assert "[engin] is not a known table (did you mean 'engine'?)" in errors[1]
+    assert "did you mean 'velocity'?" in errors[2]
+    assert "missing.toml" in errors[3]
+    assert "4 problem(s)" in done.stderr
+
+    # with the environment fixed, the settings-dependent checks run and report too
+    done = _ratchet({"RATCHET_LOG_FORMAT": "xml", "RATCHET_DEFAULT_TIER": "gold"},
+                    "config", "check")
+    assert done.returncode == 1
+    assert "RATCHET_LOG_FORMAT='xml' is not one of auto, json, text" in done.stderr
+    assert "RATCHET_DEFAULT_TIER='gold' is not one of the tiers" in done.stderr
+
+
+def test_config_check_passes_a_good_setup(tmp_path: Path) -> None:
+    engine = tmp_path / "engine.toml"
+    engine.write_text("[engine]\nfloor_bits = 10.0\n")
+    done = _ratchet({"RATCHET_ENGINE_CONFIG": str(engine), "RATCHET_LOG_FORMAT": "json"},
+                    "config", "check", "--policy", str(ROOT / "docs" / "policy.example.toml"))
+    assert done.returncode == 0, done.stderr
+    assert "engine config" in done.stdout and "1 parameter(s) set: floor_bits" in done.stdout
+    assert "policy.example.toml: ok" in done.stdout
+
+
+def test_a_process_with_a_misspelt_variable_refuses_to_start() -> None:
+    done = _ratchet({"RATCHET_REDIS_ULR": "redis://x"}, "worker")
+    assert done.returncode == 2
+    assert "RATCHET_REDIS_ULR is not a Ratchet setting (did you mean 'RATCHET_REDIS_URL'?)" in (
+        done.stderr)
+
+
+def test_a_worker_with_a_broken_engine_config_refuses_to_start(tmp_path: Path) -> None:
+    engine = tmp_path / "engine.toml"
+    engine.write_text("floor_bits = 8.0\n")  # no [engine] header
+    done = _ratchet({"RATCHET_ENGINE_CONFIG": str(engine), "RATCHET_REDIS_URL": "redis://x:1/0",
+                     "RATCHET_KAFKA_BOOTSTRAP": "x:1"}, "worker")
+    assert done.returncode == 2, done
+    assert "floor_bits is outside any table; engine parameters go under [engine]" in done.stderr

@@ -1,5 +1,6 @@
-"""The ``ratchet`` command: :func:`main` builds one parser from one module per command family."""
+"""The ``ratchet`` command: :func:`ratchet.cli.main.main` builds one parser from one module per
+command family (``python -m ratchet`` runs it too).
 
-from ratchet.cli.main import main
-
-__all__ = ["main"]
+Nothing is imported here, so ``python -m ratchet.cli.<module>`` runs a module without importing
+it twice.
+"""

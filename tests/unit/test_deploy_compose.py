@@ -185,7 +185,7 @@ def test_dockerfile_builds_every_package_and_runs_the_ratchet_command() -> None:
     assert packages <= copied, f"packages not copied into the image: {packages - copied}"
     assert pyproject["project"]["readme"] in " ".join(re.findall(r"^COPY (.*)$", text, re.MULTILINE))
     assert 'ENTRYPOINT ["ratchet"]' in text
-    assert pyproject["project"]["scripts"]["ratchet"] == "ratchet.cli:main"
+    assert pyproject["project"]["scripts"]["ratchet"] == "ratchet.cli.main:main"
     assert re.search(r"^USER \d+$", text, re.MULTILINE), "run as a numeric non-root user"
     assert f"EXPOSE {Settings().gateway_port} {Settings().worker_web_port}" in text
 

@@ -20,7 +20,8 @@ from tests.integration.cli_support import ratchet_cli
 #: Modes progress after a handful of runs (a short stream reaches soft-lock or locked); no
 #: decay, so counts are exact.
 FAST = EngineParams(checkpoint_runs=2, min_runs_soft=2, min_runs_locked=4, stability=1.0,
-                    stability_large=1.0, decay_low=0.0, decay_mid=0.0, decay_high=0.0)
+                    stability_large=1.0, decay_rate=0.0, decay_low=0.0, decay_mid=0.0,
+                    decay_high=0.0)
 
 
 def _run(project: str, agent: str, run: str, shapes: list[dict[str, object]],

@@ -92,6 +92,11 @@ def test_entrypoints_with_compose_settings_serve_probes_and_metrics(
     gw_env.update(RATCHET_GATEWAY_HOST="127.0.0.1", RATCHET_GATEWAY_PORT=str(gw_port))
     wk_env = {**local, **env_of(services["worker"]), **ours}
     wk_env.update(RATCHET_WORKER_WEB_PORT=str(wk_port), RATCHET_WORKER_ID=f"deploy-{suffix}")
+    # the compose volumes, as host paths: the engine TOML the worker is given
+    for volume in services["worker"].get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if target == wk_env.get("RATCHET_ENGINE_CONFIG"):
+            wk_env["RATCHET_ENGINE_CONFIG"] = str(DEPLOY / source)
 
     gw_cmd = tuple(services["gateway"]["command"])
     wk_cmd = tuple(services["worker"]["command"])

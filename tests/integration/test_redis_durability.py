@@ -36,6 +36,7 @@ COUNTING = load_params("""
 decay_low = 0.0
 decay_mid = 0.0
 decay_high = 0.0
+decay_rate = 0.0
 min_runs_soft = 1000000
 min_runs_locked = 1000000
 node_cap = 100000

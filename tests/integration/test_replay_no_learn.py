@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from models.params import EngineParams
 from ratchet.engine.replay import replay
 from ratchet.sandbox.process import worker_env
+from ratchet.sandbox.servers import RedisServer
 from ratchet.sandbox.traffic import generate
 
 Snapshot = dict[bytes, tuple[bytes | None, int]]
@@ -44,9 +45,14 @@ def _jsonl(events: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(e) + b"\n" for e in events)
 
 
-def test_no_learn_leaves_a_populated_prefix_untouched(
-    tmp_path: Path, redis_url: str, key_prefix: str
-) -> None:
+def test_no_learn_leaves_a_populated_prefix_untouched(tmp_path: Path, key_prefix: str) -> None:
+    # A Redis of its own: the whole database is compared, and the shared test Redis holds other
+    # tests' keys, whose TTLs run out while this test runs.
+    with RedisServer() as server:
+        _check_no_learn(tmp_path, server.url, key_prefix)
+
+
+def _check_no_learn(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
     events = generate(agents=6, runs_per_agent=90, warmup_runs=60, anomaly_rate=0.3, seed=21)
     cut = len(events) * 3 // 4  # mid-run: some runs of the live prefix continue in the what-if
     live, what_if = events[:cut], events[cut:]

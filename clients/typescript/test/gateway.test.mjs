@@ -101,7 +101,15 @@ describe("against a real gateway and worker", () => {
   });
 
   test("a guarded call blocks on pause until a person approves or rejects it", async () => {
-    const rc = client();
+    // A new agent: a service new to an agent established on other services acts by the agent's
+    // mode until its own chain has footing (30 runs); this agent has no other services.
+    const registered = await fetch(`${creds.url}/v1/agents`, {
+      method: "POST", headers: { Authorization: `Bearer ${creds.api_key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ agent_id: `guard-${randomUUID().slice(0, 8)}` }),
+    });
+    assert.equal(registered.status, 201);
+    const agent = await registered.json();
+    const rc = client({ agentId: agent.agent_id, agentSecret: agent.agent_secret });
     const service = `warehouse-${randomUUID().slice(0, 6)}`;
     const shapes = { a: { ticket: 1, text: "x" }, b: { query: "refund", limit: 5 }, c: { reply: "done", close: true } };
     const training = [];
@@ -116,7 +124,8 @@ describe("against a real gateway and worker", () => {
     const person = async (decision) => {   // another party deciding the first paused event
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
-        const [first] = await rc.pending();
+        // this agent's paused event (the shared project holds other tests' paused events)
+        const first = (await rc.pending()).find((v) => v.agent_id === agent.agent_id);
         if (first) { await rc.resolve(first.event_id, decision, "checked by the test"); return; }
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -19,6 +19,15 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
   fi
 fi
+if ! command -v npm >/dev/null 2>&1; then
+  # the TypeScript SDK's tests (tests/sdk/test_typescript_sdk.py) run under Node.js >= 18
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Node.js and npm (apt-get)..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "npm is missing: install Node.js >= 18 with npm (Debian/Ubuntu: sudo apt-get install -y nodejs npm)" >&2
+  fi
+fi
 VENV="${RATCHET_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV..." >&2

@@ -1,10 +1,10 @@
-"""A small async client of the gateway, used by the demo, the benchmarks and the tests.
+"""A small async client of the gateway, used by the demo, the benchmarks and the tests
+(agents use the SDKs in ``clients/``). Usage (needs a running gateway)::
 
->>> async def example() -> None:  # doctest: +SKIP
-...     async with RatchetClient(url, api_key, "agent-1", secret) as client:
-...         answer = await client.send({"event_id": str(uuid.uuid4()), "run_id": "r1",
-...                                     "service": "crm", "action": "read", "payload": {}},
-...                                    wait_ms=500)
+    async with RatchetClient(url, api_key, "agent-1", secret) as client:
+        answer = await client.send({"event_id": str(uuid.uuid4()), "run_id": "r1",
+                                    "service": "crm", "action": "read", "payload": {}},
+                                   wait_ms=500)
 
 Events are signed with :mod:`models.signing`; ``agent_id`` defaults to the client's agent. One
 ``aiohttp.ClientSession`` (keep-alive connection pool) serves every call.

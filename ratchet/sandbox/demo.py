@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import signal
 import sys
@@ -317,6 +318,9 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
     """Run the demo; every service and child process it started is stopped before returning."""
     settings = settings or get_settings()
     err = sys.stderr
+    # the demo's own Kafka clients (verdict collector) would interleave their INFO lines with
+    # the progress and the summary; the gateway and worker keep their logs in their log files
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     progress = _Progress(err, opts.events, opts.quiet)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     suffix = uuid.uuid4().hex[:8]

@@ -20,6 +20,8 @@ __all__ = [
     "KAFKA_SEND_SECONDS",
     "RATELIMIT_FAIL_OPEN",
     "RATELIMIT_REJECTED",
+    "VERDICT_BYTES_READ",
+    "WAITED_VERDICTS",
 ]
 
 HTTP_REQUESTS = Counter(
@@ -72,4 +74,13 @@ IDEMPOTENCY_REQUESTS = Counter(
     "Requests carrying an Idempotency-Key, by outcome: reserved (ran), replay (first answer "
     "returned), in_progress (409), mismatch (422).",
     ["outcome"],
+)
+VERDICT_BYTES_READ = Counter(
+    "ratchet_gateway_verdict_bytes_read_total",
+    "Bytes of verdict messages this gateway read to answer callers waiting with wait_ms "
+    "(message values as received; what grows with other gateways' traffic if routing breaks).",
+)
+WAITED_VERDICTS = Counter(
+    "ratchet_gateway_waited_verdicts_total",
+    "Verdicts handed to callers waiting on this gateway (POST /v1/events?wait_ms=).",
 )

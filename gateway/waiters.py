@@ -20,7 +20,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway.metrics import GATEWAY_ERRORS, INGEST_TO_VERDICT
+from gateway.metrics import (
+    GATEWAY_ERRORS,
+    INGEST_TO_VERDICT,
+    VERDICT_BYTES_READ,
+    WAITED_VERDICTS,
+)
 from models.envelope import VerdictEnvelope, decode_verdicts
 from models.errors import RatchetError, UnavailableError
 
@@ -67,6 +72,7 @@ class Waiters:
                 if not fut.done():
                     fut.set_result(body)
                     woken += 1
+                    WAITED_VERDICTS.inc()
             if env.received_at:
                 INGEST_TO_VERDICT.observe(max(0.0, time.time() - env.received_at))
         return woken
@@ -134,7 +140,10 @@ class VerdictListener:
                     self._handle(record.value)
 
     def _handle(self, value: bytes | None) -> None:
-        if not len(self.waiters) or value is None:
+        if value is None:
+            return
+        VERDICT_BYTES_READ.inc(len(value))
+        if not len(self.waiters):
             return
         try:
             env = decode_verdicts(value)

@@ -94,6 +94,8 @@ class VerdictCollector:
     envelopes: list[Received] = field(default_factory=list)
     by_event: dict[str, list[Verdict]] = field(default_factory=lambda: defaultdict(list))
     verdicts_seen: int = 0
+    #: Bytes of verdict message values read so far (what one full reader of the topic reads).
+    bytes_seen: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -132,6 +134,7 @@ class VerdictCollector:
             for tp, messages in batches.items():
                 for m in messages:
                     env = decode_verdicts(m.value)
+                    self.bytes_seen += len(m.value)
                     headers = {k: bytes(v) for k, v in (m.headers or ())}
                     self.envelopes.append(Received(env, m.key, headers, tp.partition, now))
                     for v in env.verdicts:

@@ -1,7 +1,7 @@
 """The gateway application: routes, middleware and the lifetime of its clients.
 
-Start-up order matters: Redis client, topics, Kafka producer, then the verdict listener
-positioned at the end of ``verdicts`` — only then does the server accept requests.
+Start-up order matters: Redis client, topics, Kafka producer, then the reply listener subscribed
+to this instance's reply route — only then does the server accept requests.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from gateway import (
 from gateway.client_ip import parse_networks
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
+from gateway.replies import ReplyListener
 from gateway.state import STATE, GatewayState
 from gateway.tiers import TierCache
-from gateway.waiters import VerdictListener, Waiters
+from gateway.waiters import Waiters
 from models.errors import ConfigError
 from models.ratelimit import parse_tiers
 from models.scopes import ROUTE_ROLES
@@ -109,8 +110,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
             security=security,
         )
         waiters = Waiters()
-        listener = VerdictListener(settings.kafka_bootstrap, settings.topic_verdicts, waiters,
-                                   security=security)
+        keys = Keys(settings.key_prefix)
+        listener = ReplyListener(redis, keys, waiters)
         try:
             if create_topics:
                 await ensure_topics(
@@ -123,7 +124,6 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 )
             await publisher.start()
             await listener.start()
-            keys = Keys(settings.key_prefix)
             app[STATE] = GatewayState(
                 settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
                 scripts=scripts_for(redis), limiter=RateLimiter(limits_redis, keys),
@@ -133,6 +133,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 idempotency=IdempotencyStore(redis, keys, ttl_s=settings.idempotency_ttl_s,
                                              lease_s=settings.idempotency_lease_s),
                 event_ids=EventIds(redis, keys, window_s=settings.event_id_window_s),
+                reply_route=listener.route,
             )
             yield
         finally:

@@ -184,13 +184,16 @@ def envelopes(
     received_at: float,
     *,
     wait: bool = False,
+    reply: str = "",
 ) -> list[tuple[bytes, bytes, list[IngestEvent]]]:
-    """``(kafka key, body, events)`` per agent, events in request order within each agent."""
+    """``(kafka key, body, events)`` per agent, events in request order within each agent;
+    ``reply``: the reply route of this gateway when a caller waits for the verdicts."""
     by_agent: dict[str, list[IngestEvent]] = {}
     for ev in events:
         by_agent.setdefault(ev.agent_id, []).append(ev)
     out = []
     for agent_id, evs in by_agent.items():
-        env = IngestEnvelope(project_id, agent_id, trace_id, received_at, tuple(evs), wait=wait)
+        env = IngestEnvelope(project_id, agent_id, trace_id, received_at, tuple(evs), wait=wait,
+                             reply=reply)
         out.append((agent_key(project_id, agent_id), encode_ingest(env), evs))
     return out

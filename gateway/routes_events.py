@@ -43,7 +43,8 @@ def _messages(
     state: GatewayState, events: list[IngestEvent], project_id: str, trace_id: str,
     received_at: float, wait: bool,
 ) -> tuple[list[Message], list[list[IngestEvent]]]:
-    packed = envelopes(events, project_id, trace_id, received_at, wait=wait)
+    packed = envelopes(events, project_id, trace_id, received_at, wait=wait,
+                       reply=state.reply_route if wait else "")
     topic = state.settings.topic_ingest
     return [Message(topic, k, v, trace_id) for k, v, _ in packed], [evs for _, _, evs in packed]
 

@@ -42,6 +42,8 @@ class GatewayState:
     audit: AuditLog
     idempotency: IdempotencyStore
     event_ids: EventIds
+    #: This instance's reply route: envelopes of waiting callers carry it (gateway.replies).
+    reply_route: str = ""
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

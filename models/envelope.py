@@ -8,7 +8,7 @@ order on one partition.
 >>> from models.events import parse_event
 >>> ev = parse_event({"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "s",
 ...                   "action": "x", "payload": {}}, project_id="p")
->>> env = IngestEnvelope("p", "a", "t-1", 1.5, (ev,), wait=True)
+>>> env = IngestEnvelope("p", "a", "t-1", 1.5, (ev,), wait=True, reply="gw1")
 >>> decode_ingest(encode_ingest(env)) == env
 True
 """
@@ -60,6 +60,9 @@ class IngestEnvelope:
     events: tuple[IngestEvent, ...]
     #: True when a caller waits synchronously for these verdicts (latency-sensitive).
     wait: bool = False
+    #: Reply route of the gateway instance the waiting caller is on (empty: nobody waits). The
+    #: worker publishes this envelope's verdicts to that route as well as to ``verdicts``.
+    reply: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +99,18 @@ def _loads(body: bytes, what: str) -> dict[str, Any]:
 
 
 def encode_ingest(env: IngestEnvelope) -> bytes:
-    return orjson.dumps(
-        {
-            "v": ENVELOPE_VERSION,
-            "project_id": env.project_id,
-            "agent_id": env.agent_id,
-            "trace_id": env.trace_id,
-            "received_at": env.received_at,
-            "wait": env.wait,
-            "events": [e.to_dict() for e in env.events],
-        }
-    )
+    obj: dict[str, Any] = {
+        "v": ENVELOPE_VERSION,
+        "project_id": env.project_id,
+        "agent_id": env.agent_id,
+        "trace_id": env.trace_id,
+        "received_at": env.received_at,
+        "wait": env.wait,
+        "events": [e.to_dict() for e in env.events],
+    }
+    if env.reply:
+        obj["reply"] = env.reply
+    return orjson.dumps(obj)
 
 
 def decode_ingest(body: bytes) -> IngestEnvelope:
@@ -122,6 +126,7 @@ def decode_ingest(body: bytes) -> IngestEnvelope:
         received_at=float(obj.get("received_at", 0.0)),
         events=events,
         wait=bool(obj.get("wait", False)),
+        reply=str(obj.get("reply", "")),
     )
 
 
@@ -156,6 +161,8 @@ def encode_verdict_bodies(
 
 
 def decode_verdicts(body: bytes) -> VerdictEnvelope:
+    """A JSON (version 1) verdict envelope; readers of the ``verdicts`` topic use
+    :func:`models.verdict_wire.decode_verdict_message`, which also reads the compact format."""
     obj = _loads(body, "verdict envelope")
     return VerdictEnvelope(
         project_id=obj["project_id"],

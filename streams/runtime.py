@@ -15,6 +15,7 @@ from ratchet.engine.engine import Engine
 from ratchet.store.audit import AuditLog, AuditSink
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect_from_settings
+from ratchet.store.replies import ReplyPublisher
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
 __all__ = ["Runtime", "make_verdict_store"]
@@ -69,6 +70,7 @@ class Runtime:
             engine, store, verdict_ttl_s=s.verdict_ttl_s, policies=policies,
             decisions_topic=s.topic_decisions,
             audit=AuditLog(self.client, Keys(s.key_prefix), s, sink=self.audit_sink),
+            replies=ReplyPublisher(self.client, Keys(s.key_prefix)),
         )
 
     async def feedback_processor(self) -> FeedbackProcessor:

@@ -40,12 +40,12 @@ from models.envelope import (
     agent_key,
     decode_feedback,
     decode_ingest,
-    encode_verdict_bodies,
 )
 from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
+from models.verdict_wire import encode_compact
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
 from ratchet.telemetry.metrics import (
@@ -55,6 +55,7 @@ from ratchet.telemetry.metrics import (
     VERDICTS,
     WORKER_BATCH_SECONDS,
     WORKER_MESSAGES,
+    WORKER_REPLIES,
     WORKER_RETRIES,
 )
 from streams.decisions import decision_records, log_records
@@ -66,6 +67,7 @@ __all__ = [
     "IngestProcessor",
     "ModeAudit",
     "Outgoing",
+    "ReplySink",
     "VerdictStoreLike",
     "decode_ingest_trusted",
     "error_verdict",
@@ -112,6 +114,12 @@ class VerdictStoreLike(Protocol):
     ) -> None: ...
 
     async def get(self, project_id: str, event_id: str) -> Mapping[str, Any] | None: ...
+
+
+class ReplySink(Protocol):
+    """Where verdicts of waiting callers go (:class:`ratchet.store.replies.ReplyPublisher`)."""
+
+    async def publish(self, replies: Sequence[tuple[str, bytes]]) -> list[int]: ...
 
 
 @dataclass
@@ -225,6 +233,7 @@ def decode_ingest_trusted(body: bytes) -> IngestEnvelope:
         received_at=float(obj.get("received_at", 0.0)),
         events=tuple(events),
         wait=bool(obj.get("wait", False)),
+        reply=str(obj.get("reply", "")),
     )
 
 
@@ -250,6 +259,8 @@ class IngestProcessor:
     decisions_topic: str = ""
     #: Where mode changes are audited (``chain.mode_changed``); None: logged only.
     audit: ModeAudit | None = None
+    #: Reply routes of waiting callers (None: waiters are answered only by lookup).
+    replies: ReplySink | None = None
 
     def decode(self, bodies: Sequence[bytes]) -> list[IngestEnvelope]:
         """Decode message bodies; invalid ones are logged, counted and dropped."""
@@ -280,7 +291,8 @@ class IngestProcessor:
                 one, encoded = await self._one_guarded(env)
                 verdicts.extend(one)
                 bodies.extend(encoded)
-        out = self._emit(envelopes, verdicts, bodies)
+        out = self._emit(envelopes, verdicts)
+        await self._reply(envelopes, out)
         out.extend(await self._decisions(verdicts))
         WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
         WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
@@ -379,9 +391,32 @@ class IngestProcessor:
                           project_id)
             return None
 
-    def _emit(
-        self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict], bodies: list[bytes]
-    ) -> list[Outgoing]:
+    async def _reply(self, envelopes: Sequence[IngestEnvelope], out: Sequence[Outgoing]) -> None:
+        """Hand the verdict envelopes of waiting callers to their gateways (``out[i]`` is the
+        verdict message of ``envelopes[i]``). Best effort: the verdicts are saved already, so a
+        caller whose reply is lost reads its verdict by lookup; the batch is never held up."""
+        if self.replies is None:
+            return
+        replies = [(env.reply, out[i].value) for i, env in enumerate(envelopes) if env.reply]
+        if not replies:
+            return
+        try:
+            heard = await self.replies.publish(replies)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a lost reply is answered by lookup)
+            WORKER_REPLIES.labels(result="failed").inc(len(replies))
+            log.warning("could not publish %d replies to waiting callers: %s",
+                        len(replies), type(exc).__name__)
+            return
+        delivered = sum(1 for n in heard if n)
+        if delivered:
+            WORKER_REPLIES.labels(result="delivered").inc(delivered)
+        if delivered < len(heard):
+            WORKER_REPLIES.labels(result="no_listener").inc(len(heard) - delivered)
+
+    def _emit(self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict]) -> list[Outgoing]:
+        """One compact verdict envelope (:mod:`models.verdict_wire`) per ingest envelope."""
         out: list[Outgoing] = []
         now = self.clock()
         tally: Counter[tuple[str, str, str]] = Counter()
@@ -390,8 +425,8 @@ class IngestProcessor:
             n = len(env.events)
             for v in verdicts[i : i + n]:
                 tally[(v.action, _source(v), v.mode)] += 1
-            body = encode_verdict_bodies(
-                env.project_id, env.agent_id, env.trace_id, env.received_at, bodies[i : i + n]
+            body = encode_compact(
+                env.project_id, env.agent_id, env.trace_id, env.received_at, verdicts[i : i + n]
             )
             i += n
             out.append(

@@ -21,10 +21,10 @@ from models.envelope import (
     IngestEnvelope,
     VerdictEnvelope,
     agent_key,
-    decode_verdicts,
     encode_ingest,
 )
 from models.verdict import Verdict
+from models.verdict_wire import decode_verdict_message
 
 __all__ = ["EnvelopeProducer", "Received", "VerdictCollector"]
 
@@ -133,7 +133,7 @@ class VerdictCollector:
             now = time.time()
             for tp, messages in batches.items():
                 for m in messages:
-                    env = decode_verdicts(m.value)
+                    env = decode_verdict_message(m.value)
                     self.bytes_seen += len(m.value)
                     headers = {k: bytes(v) for k, v in (m.headers or ())}
                     self.envelopes.append(Received(env, m.key, headers, tp.partition, now))

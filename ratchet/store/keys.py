@@ -228,3 +228,9 @@ class Keys:
     def webhooks(self, project_id: str) -> str:
         """Hash: webhook id → webhook JSON (url, actions, secret, created_at)."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:webhooks"
+
+    # --- reply routes (Redis pub/sub channels, not keys: nothing is stored) ----------------------
+    def reply_channel(self, route: str) -> str:
+        """The channel a gateway instance with reply route ``route`` listens on for the verdicts
+        of its waiting callers (its own hash tag: one shard under sharded pub/sub)."""
+        return f"{self.prefix}:{{r:{part(route)}}}:reply"

@@ -31,6 +31,7 @@ __all__ = [
     "WEBHOOK_DELIVERY_SECONDS",
     "WORKER_BATCH_SECONDS",
     "WORKER_MESSAGES",
+    "WORKER_REPLIES",
     "WORKER_RETRIES",
 ]
 
@@ -114,6 +115,12 @@ INGEST_TO_VERDICT_SECONDS = Histogram(
     "ratchet_ingest_to_verdict_seconds",
     "From the gateway receiving an envelope to its verdicts being emitted by a worker.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+WORKER_REPLIES = Counter(
+    "ratchet_worker_replies_total",
+    "Verdict envelopes published to the reply route of the gateway a caller waits on, by result: "
+    "delivered, no_listener (that gateway is gone; the caller looks the verdict up), failed.",
+    ["result"],
 )
 FEEDBACK = Counter(
     "ratchet_feedback_total",

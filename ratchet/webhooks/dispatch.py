@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from models.envelope import decode_verdicts
+from models.verdict_wire import decode_verdict_message
 from models.webhooks import WEBHOOK_ACTIONS
 from ratchet.config.settings import Settings
 from ratchet.kafka.lag import LagMonitor
@@ -119,7 +119,7 @@ class WebhookDispatcher:
     async def handle(self, value: bytes) -> list[str]:
         """Deliver what one verdict envelope calls for; returns each delivery's result."""
         try:
-            env = decode_verdicts(value)
+            env = decode_verdict_message(value)
         except Exception as exc:  # noqa: BLE001  a malformed message must not stop dispatching
             log.warning("skipping undecodable verdict envelope: %s", type(exc).__name__)
             return []

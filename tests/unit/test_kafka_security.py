@@ -18,7 +18,6 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
-from gateway.waiters import VerdictListener, Waiters
 from models.errors import ConfigError
 from ratchet.config.settings import Settings
 from ratchet.kafka.audit_sink import make_producer
@@ -86,7 +85,6 @@ async def _all_clients(settings: Settings) -> dict[str, dict[str, Any]]:
     sec = client_kwargs(settings)
     assert settings.kafka_bootstrap
     publisher = Publisher(settings.kafka_bootstrap, linger_ms=2, send_timeout_s=5.0, security=sec)
-    listener = VerdictListener(settings.kafka_bootstrap, "verdicts", Waiters(), security=sec)
     redis = Redis.from_url("redis://127.0.0.1:9/0")  # constructed only: never connects
     dispatcher = WebhookDispatcher(settings, redis)
     consumer = dispatcher.make_consumer()
@@ -99,7 +97,6 @@ async def _all_clients(settings: Settings) -> dict[str, dict[str, Any]]:
     try:
         return {
             "gateway publisher": _fingerprint(publisher.producer.client),
-            "gateway verdict listener": _fingerprint(listener.consumer._client),
             "webhook dispatcher": _fingerprint(consumer._client),
             "audit sink": _fingerprint(audit.client),
             "topic admin": _fingerprint(admin._client),
@@ -219,4 +216,4 @@ def test_no_product_module_builds_a_kafka_client_without_the_security_kwargs() -
                     found.append(where)
                     assert any(k.arg is None for k in node.keywords), (
                         f"{where}: {name}(...) without **security kwargs")
-    assert len(found) >= 8, found  # publisher, listener, dispatcher, audit, admin, lag x2, harness
+    assert len(found) >= 7, found  # publisher, dispatcher, audit, admin, lag x2, harness

@@ -1,0 +1,116 @@
+"""The gateway's reply listener: verdicts of its own waiting callers, and nothing else.
+
+At start the instance draws a random reply route and subscribes to its channel
+(:mod:`ratchet.store.replies` says why Redis pub/sub) *before* the server accepts traffic, so no
+reply to a request it accepted can be missed while it is subscribed. Ingest envelopes of callers
+waiting with ``wait_ms`` carry the route; workers publish those envelopes' verdicts (compact wire
+format, :mod:`models.verdict_wire`) to it. Bytes read are counted in
+``ratchet_gateway_verdict_bytes_read_total``: they grow with this gateway's waiters, not with
+the verdict traffic of the deployment.
+
+A reply this gateway cannot read (an unknown wire version, garbage) is logged with what was
+wrong and counted in ``ratchet_gateway_errors_total{kind="bad_verdict_message"}``; the listener
+carries on. If the subscription connection drops, redis-py reconnects and subscribes again;
+replies published meanwhile are lost and their callers get ``202`` at the end of their wait and
+read the verdict with ``GET /v1/verdicts/{event_id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.metrics import GATEWAY_ERRORS, VERDICT_BYTES_READ
+from gateway.waiters import Waiters
+from models.errors import RatchetError, UnavailableError
+from models.verdict_wire import decode_compact, wire_version
+from ratchet.store.keys import Keys
+from ratchet.store.redis import REDIS_FAILURES, RedisClient
+
+__all__ = ["ReplyListener"]
+
+log = logging.getLogger(__name__)
+
+
+class ReplyListener:
+    """Subscribes this gateway instance's reply channel and wakes its waiters."""
+
+    def __init__(self, redis: RedisClient, keys: Keys, waiters: Waiters) -> None:
+        self.redis = redis
+        self.waiters = waiters
+        #: This instance's reply route (random per start: a restarted gateway is a new route).
+        self.route = uuid.uuid4().hex
+        self.channel = keys.reply_channel(self.route)
+        self._sharded = isinstance(redis, RedisCluster)
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe and wait for Redis to confirm the subscription; then start listening."""
+        try:
+            if isinstance(self.redis, RedisCluster):
+                # sharded pub/sub: the node that owns the channel's slot carries it
+                self._pubsub = self.redis.pubsub(node=self.redis.get_node_from_key(self.channel))
+                await self._pubsub.ssubscribe(self.channel)
+            else:
+                self._pubsub = self.redis.pubsub()
+                await self._pubsub.subscribe(self.channel)
+            await self._confirm()
+        except REDIS_FAILURES as exc:
+            await self.stop()
+            raise UnavailableError(f"cannot subscribe the reply channel: {exc}") from exc
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name="ratchet-reply-listener")
+
+    async def _confirm(self, timeout_s: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            msg = await self._pubsub.get_message(timeout=0.2)
+            if msg is not None and msg.get("type") in ("subscribe", "ssubscribe"):
+                return
+        raise UnavailableError("Redis did not confirm the reply channel subscription")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (keep listening through Redis hiccups)
+                GATEWAY_ERRORS.labels("redis_unavailable").inc()
+                log.warning("reply listener: %s; resubscribing", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if msg is not None and msg.get("type") in ("message", "smessage"):
+                self.handle(msg["data"])
+
+    def handle(self, value: bytes) -> int:
+        """Deliver one reply to the waiters; returns how many callers it woke."""
+        VERDICT_BYTES_READ.inc(len(value))
+        try:
+            env = decode_compact(value)
+        except (RatchetError, KeyError, TypeError, ValueError) as exc:
+            GATEWAY_ERRORS.labels("bad_verdict_message").inc()
+            log.warning("reply listener: skipped a reply of wire version %s (%d bytes): %s",
+                        wire_version(value), len(value), exc)
+            return 0
+        return self.waiters.deliver(env)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._pubsub.aclose(), 5.0)
+            self._pubsub = None

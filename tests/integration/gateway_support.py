@@ -30,10 +30,12 @@ from models.envelope import (
     encode_verdicts,
 )
 from models.verdict import Edge, Reason, Verdict
+from models.verdict_wire import encode_compact
 from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.store.keys import Keys
+from ratchet.store.replies import ReplyPublisher
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = [
@@ -143,6 +145,7 @@ class FakeWorker:
         assert settings.kafka_bootstrap
         self.settings = settings
         self.store = VerdictStore(redis, Keys(settings.key_prefix))
+        self.replies = ReplyPublisher(redis, Keys(settings.key_prefix))
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                          group_id=None, enable_auto_commit=False)
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=1)
@@ -183,6 +186,9 @@ class FakeWorker:
             key=agent_key(env.project_id, env.agent_id),
             headers=[(TRACE_HEADER, env.trace_id.encode())],
         )
+        if env.reply:  # as the worker does: the waiting caller's gateway gets them on its route
+            await self.replies.publish([(env.reply, encode_compact(
+                env.project_id, env.agent_id, env.trace_id, env.received_at, verdicts))])
 
     async def __aexit__(self, *exc: object) -> None:
         if self.task is not None:

@@ -319,8 +319,12 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                                                 headers={**auth, **headers}) as r:
                             if r.status == 200:
                                 break
+                            last = f"{r.status} {(await r.text())[:300]}"
                         if time.monotonic() > deadline:
-                            raise SystemExit("worker did not answer:\n" + workers[0].log()[-2000:])
+                            raise SystemExit(
+                                f"no verdict through {base} within 90 s (last answer: {last})\n"
+                                f"--- worker ---\n{workers[0].log()[-2000:]}\n--- gateways ---\n"
+                                + "\n".join(g.log()[-2000:] for g in gateways))
                 cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
                 seen0, bytes0 = collector.verdicts_seen, collector.bytes_seen
                 counters0 = [await gateway_counters(session, b) for b in bases]

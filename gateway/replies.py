@@ -54,8 +54,9 @@ class ReplyListener:
         """Subscribe and wait for Redis to confirm the subscription; then start listening."""
         try:
             if isinstance(self.redis, RedisCluster):
-                # sharded pub/sub: the node that owns the channel's slot carries it
-                self._pubsub = self.redis.pubsub(node=self.redis.get_node_from_key(self.channel))
+                # sharded pub/sub: the node that owns the channel's slot carries it (redis-py
+                # follows the slot if it migrates)
+                self._pubsub = self.redis.pubsub()
                 await self._pubsub.ssubscribe(self.channel)
             else:
                 self._pubsub = self.redis.pubsub()
@@ -73,7 +74,7 @@ class ReplyListener:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
-            msg = await self._pubsub.get_message(timeout=0.2)
+            msg = await self._get(timeout=0.2, ignore_subscribe_messages=False)
             if msg is not None and msg.get("type") in ("subscribe", "ssubscribe"):
                 return
         raise UnavailableError("Redis did not confirm the reply channel subscription")
@@ -81,7 +82,7 @@ class ReplyListener:
     async def _run(self) -> None:
         while True:
             try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                msg = await self._get(timeout=1.0, ignore_subscribe_messages=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (keep listening through Redis hiccups)
@@ -91,6 +92,13 @@ class ReplyListener:
                 continue
             if msg is not None and msg.get("type") in ("message", "smessage"):
                 self.handle(msg["data"])
+
+    async def _get(self, *, timeout: float, ignore_subscribe_messages: bool) -> Any:
+        if self._sharded:
+            return await self._pubsub.get_sharded_message(
+                ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
+        return await self._pubsub.get_message(
+            ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
 
     def handle(self, value: bytes) -> int:
         """Deliver one reply to the waiters; returns how many callers it woke."""

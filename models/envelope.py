@@ -3,7 +3,8 @@
 Faust pays a large fixed cost per Kafka message, so the gateway groups a request's events into one
 envelope per agent (DESIGN.md §6) and workers answer with one verdict envelope per envelope.
 Bodies are JSON (orjson); the Kafka key is :func:`agent_key`, so one agent's events keep their
-order on one partition.
+order on one partition. Workers write verdict envelopes in the compact format of
+:mod:`models.verdict_wire` (version 2); the JSON verdict envelope here is version 1, still read.
 
 >>> from models.events import parse_event
 >>> ev = parse_event({"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "s",

@@ -32,6 +32,7 @@ any other version with a :class:`~models.errors.ValidationError` saying which ve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,8 +62,12 @@ _decoder = msgspec.msgpack.Decoder()
 
 
 def _num(x: float) -> float | int:
-    """Whole numbers as integers (1–3 bytes instead of 9); decoded back with ``float()``."""
-    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+    """Whole numbers as integers (1–3 bytes instead of 9); decoded back with ``float()``.
+    ``-0.0`` stays a float (an integer has no sign of zero)."""
+    negative_zero = x == 0 and math.copysign(1.0, x) < 0
+    if x.is_integer() and abs(x) < 2**53 and not negative_zero:
+        return int(x)
+    return x
 
 
 def _row(v: Verdict, project_id: str, agent_id: str, trace_id: str) -> list[Any]:

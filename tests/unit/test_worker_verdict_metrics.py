@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from prometheus_client import REGISTRY
 
 from models.envelope import IngestEnvelope
@@ -40,6 +39,6 @@ def test_verdicts_are_counted_by_action_source_and_mode() -> None:
     ]
     before = [_count(**k) for k in keys]
     processor = IngestProcessor(engine=None, store=None)  # type: ignore[arg-type]
-    out = processor._emit([env], verdicts, [orjson.dumps(v.to_dict()) for v in verdicts])
+    out = processor._emit([env], verdicts)
     assert len(out) == 1
     assert [_count(**k) - b for k, b in zip(keys, before, strict=True)] == [1.0, 1.0, 1.0]

@@ -10,8 +10,9 @@ the verdict traffic of the deployment.
 
 A reply this gateway cannot read (an unknown wire version, garbage) is logged with what was
 wrong and counted in ``ratchet_gateway_errors_total{kind="bad_verdict_message"}``; the listener
-carries on. If the subscription connection drops, redis-py reconnects and subscribes again;
-replies published meanwhile are lost and their callers get ``202`` at the end of their wait and
+carries on. If Redis is down at start or the subscription connection drops, the listener keeps
+subscribing again in the background (the gateway starts and serves meanwhile); replies published
+while it is not subscribed are lost and their callers get ``202`` at the end of their wait and
 read the verdict with ``GET /v1/verdicts/{event_id}``.
 """
 
@@ -36,6 +37,9 @@ __all__ = ["ReplyListener"]
 
 log = logging.getLogger(__name__)
 
+#: Redis is down or did not confirm the subscription.
+_DOWN: tuple[type[BaseException], ...] = (UnavailableError, *REDIS_FAILURES)
+
 
 class ReplyListener:
     """Subscribes this gateway instance's reply channel and wakes its waiters."""
@@ -51,24 +55,35 @@ class ReplyListener:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe and wait for Redis to confirm the subscription; then start listening."""
+        """Subscribe and wait for Redis to confirm the subscription; then start listening.
+
+        With Redis down the gateway still starts (it answers ``503`` and ``/readyz`` says why,
+        as without reply routes): the listener keeps trying in the background, and waiting
+        callers get ``202`` until it is subscribed."""
         try:
-            if isinstance(self.redis, RedisCluster):
+            await self._subscribe()
+        except _DOWN as exc:
+            GATEWAY_ERRORS.labels("redis_unavailable").inc()
+            log.warning("reply listener: cannot subscribe yet (%s); retrying in the background",
+                        type(exc).__name__)
+            await self._close_pubsub()
+        self._task = asyncio.create_task(self._run(), name="ratchet-reply-listener")
+
+    async def _subscribe(self) -> None:
+        """A fresh subscription, confirmed by Redis; on failure nothing is left half open."""
+        await self._close_pubsub()
+        self._pubsub = self.redis.pubsub()
+        try:
+            if self._sharded:
                 # sharded pub/sub: the node that owns the channel's slot carries it (redis-py
                 # follows the slot if it migrates)
-                self._pubsub = self.redis.pubsub()
                 await self._pubsub.ssubscribe(self.channel)
             else:
-                self._pubsub = self.redis.pubsub()
                 await self._pubsub.subscribe(self.channel)
             await self._confirm()
-        except REDIS_FAILURES as exc:
-            await self.stop()
-            raise UnavailableError(f"cannot subscribe the reply channel: {exc}") from exc
         except BaseException:
-            await self.stop()
+            await self._close_pubsub()
             raise
-        self._task = asyncio.create_task(self._run(), name="ratchet-reply-listener")
 
     async def _confirm(self, timeout_s: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
@@ -80,14 +95,24 @@ class ReplyListener:
         raise UnavailableError("Redis did not confirm the reply channel subscription")
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
+                if self._pubsub is None:
+                    await self._subscribe()
+                    if failures:
+                        log.info("reply listener: subscribed again")
+                    failures = 0
                 msg = await self._get(timeout=1.0, ignore_subscribe_messages=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (keep listening through Redis hiccups)
                 GATEWAY_ERRORS.labels("redis_unavailable").inc()
-                log.warning("reply listener: %s; resubscribing", type(exc).__name__)
+                if failures % 20 == 0:
+                    log.warning("reply listener: %s; subscribing again (waiting callers get "
+                                "202 meanwhile)", type(exc).__name__)
+                failures += 1
+                await self._close_pubsub()
                 await asyncio.sleep(0.5)
                 continue
             if msg is not None and msg.get("type") in ("message", "smessage"):
@@ -118,7 +143,10 @@ class ReplyListener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        if self._pubsub is not None:
+        await self._close_pubsub()
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._pubsub.aclose(), 5.0)
-            self._pubsub = None
+                await asyncio.wait_for(pubsub.aclose(), 5.0)

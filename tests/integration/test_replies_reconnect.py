@@ -14,7 +14,7 @@ from gateway.replies import ReplyListener
 from gateway.waiters import Waiters
 from models.verdict import Edge, Verdict
 from models.verdict_wire import encode_compact
-from ratchet.sandbox.servers import RedisServer
+from ratchet.sandbox.servers import RedisServer, free_port
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect
 from ratchet.store.replies import ReplyPublisher
@@ -59,3 +59,33 @@ async def test_the_listener_subscribes_again_after_redis_restarts(keys: Keys) ->
         await listener.stop()
         await client.aclose()
         server.stop()
+
+
+async def test_a_listener_started_without_redis_subscribes_once_redis_is_there(
+    keys: Keys,
+) -> None:
+    port = free_port()
+    client = connect(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
+    listener = ReplyListener(client, keys, Waiters())
+    server: RedisServer | None = None
+    try:
+        await listener.start()  # Redis is not there: the gateway still starts
+        server = RedisServer(port=port).start()
+        publisher = ReplyPublisher(client, keys)
+        deadline = time.monotonic() + 15
+        heard = [0]
+        while heard != [1] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            try:
+                heard = await publisher.publish([(listener.route, _reply("probe"))])
+            except Exception:  # noqa: BLE001  (the first connection attempt may fail)
+                heard = [0]
+        assert heard == [1], "the listener did not subscribe within 15 s of Redis starting"
+        waiting = listener.waiters.add("p", "late")
+        await publisher.publish([(listener.route, _reply("late"))])
+        assert (await asyncio.wait_for(waiting, 5))["event_id"] == "late"
+    finally:
+        await listener.stop()
+        await client.aclose()
+        if server is not None:
+            server.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import aiohttp
+import pytest
 from redis.asyncio import Redis
 
 from models.events import IngestEvent, parse_event
@@ -18,6 +20,7 @@ from ratchet.store.keys import Keys
 from ratchet.store.labels import LabelReader
 from ratchet.store.verdicts import VerdictStore
 from tests.integration.cli_support import ratchet_cli
+from tests.integration.gateway_support import Gateway, Tenant
 
 #: Locked after four runs, no decay (as tests/integration/test_baselines_inspect.py).
 FAST = EngineParams(checkpoint_runs=2, min_runs_soft=2, min_runs_locked=4, stability=1.0,
@@ -39,21 +42,23 @@ def _ev(project: str, agent: str, run: str, action: str, payload: dict[str, obje
                         "end_of_run": end}, project)
 
 
-async def _pause_one(redis: Redis, keys: Keys) -> tuple[str, Verdict, Engine]:
+async def _pause_one(redis: Redis, keys: Keys, project: str = "",
+                     agent: str = "mailer") -> tuple[str, Verdict, Engine]:
     """Train an agent to lock, then send a shape it never saw after ``mail.list``."""
-    project, _ = await create_project(redis, keys, "explain")
-    await create_agent(redis, keys, project, "mailer")
+    if not project:
+        project, _ = await create_project(redis, keys, "explain")
+        await create_agent(redis, keys, project, agent)
     engine = Engine.create(redis, keys=keys, params=FAST, guardrails=False)
     for r in range(12):
         await engine.decide([
-            _ev(project, "mailer", f"r{r}", "auth.login", LOGIN),
-            _ev(project, "mailer", f"r{r}", "mail.list", LIST),
-            _ev(project, "mailer", f"r{r}", "mail.read", READ, end=True),
+            _ev(project, agent, f"r{r}", "auth.login", LOGIN),
+            _ev(project, agent, f"r{r}", "mail.list", LIST),
+            _ev(project, agent, f"r{r}", "mail.read", READ, end=True),
         ])
     verdicts = await engine.decide([
-        _ev(project, "mailer", "bad", "auth.login", LOGIN),
-        _ev(project, "mailer", "bad", "mail.list", LIST),
-        _ev(project, "mailer", "bad", "mail.export", EXPORT),
+        _ev(project, agent, "bad", "auth.login", LOGIN),
+        _ev(project, agent, "bad", "mail.list", LIST),
+        _ev(project, agent, "bad", "mail.export", EXPORT),
     ])
     paused = verdicts[-1]
     assert paused.mode == "locked" and paused.action == "pause", paused
@@ -159,3 +164,24 @@ async def test_explain_says_an_engine_error_is_no_detection(redis_url: str, key_
     assert out.returncode == 0, out.stderr
     assert "NOT A DETECTION" in out.stdout and "internal error: KeyError" in out.stdout
     assert "fail-closed" in out.stdout and "previous call" not in out.stdout
+
+
+@pytest.mark.kafka
+async def test_verdict_api_explains_on_request(gateway: Gateway, tenant: Tenant) -> None:
+    _, paused, _ = await _pause_one(gateway.redis, gateway.keys, tenant.project_id,
+                                    tenant.agent_id)
+    url = f"{gateway.url}/v1/verdicts/{paused.event_id}"
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=auth) as plain:
+            assert plain.status == 200 and "explain" not in await plain.json()
+        async with http.get(url, params={"explain": "true"}, headers=auth) as resp:
+            body = await resp.json()
+        assert resp.status == 200, body
+        e = body["explain"]
+        assert e["action"] == "pause" and e["current"]["label"]["action"] == "mail.export"
+        assert e["nearest"]["missing_paths"] == ["headers:bool"]
+        assert "key paths new in this call:  attachments[].name:str, forward_to:str" in e["text"]
+        async with http.get(url, params={"explain": "maybe"}, headers=auth) as bad:
+            problem = await bad.json()
+        assert bad.status == 400 and problem["field"] == "explain", problem

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from models.explain import explain, jaccard, nearest_shape, render_text, shape_diff, threshold_basis
@@ -42,16 +45,16 @@ def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:
         "floor", "fallback", "window"]
 
 
-def _verdict(**over: object) -> Verdict:
-    base = dict(event_id="e1", agent_id="a", run_id="r", chain="p/a/mail", mode="locked",
-                anomalous=True, score=19.93, threshold=12.0,
-                edge=Edge("n_list", "n_export", 0.0, 0.0, 12.0), action="pause",
-                reasons=(Reason("markov", "pause", {"p": 0.0, "new_node": True,
-                                                    "threshold_from": "floor"}),
-                         Reason("guardrail", "flag", {"rule": "pii.email", "paths": ["to"]})),
-                decided_at=1.0, project_id="p", chain_tag="t")
-    base.update(over)
-    return Verdict(**base)  # type: ignore[arg-type]
+def _verdict(**over: Any) -> Verdict:
+    base = Verdict(
+        event_id="e1", agent_id="a", run_id="r", chain="p/a/mail", mode="locked",
+        anomalous=True, score=19.93, threshold=12.0,
+        edge=Edge("n_list", "n_export", 0.0, 0.0, 12.0), action="pause",
+        reasons=(Reason("markov", "pause", {"p": 0.0, "new_node": True,
+                                            "threshold_from": "floor"}),
+                 Reason("guardrail", "flag", {"rule": "pii.email", "paths": ["to"]})),
+        decided_at=1.0, project_id="p", chain_tag="t")
+    return dataclasses.replace(base, **over)
 
 
 def test_explanation_words_name_the_calls_the_paths_and_the_rules() -> None:

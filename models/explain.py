@@ -333,8 +333,9 @@ def render_text(e: Explanation) -> str:
     elif e.nearest_note:
         lines.append(f"shape comparison: {e.nearest_note}")
     lines.append(
-        f"transition: p = {e.p:.6f} (this move seen {e.edge_seen:g} times out of "
-        f"{e.from_seen:g} from the previous call) → {e.bits:.2f} bits; threshold "
+        f"transition: p = {e.p:.6f} (this move seen {round(e.edge_seen, 1):g} times out of "
+        f"{round(e.from_seen, 1):g} from the previous call; counts decay) → {e.bits:.2f} bits; "
+        f"threshold "
         f"{e.threshold:.2f} bits → {'ANOMALOUS' if e.anomalous else 'not anomalous'}"
     )
     lines.append(f"threshold: {e.threshold_words}")
@@ -350,5 +351,7 @@ def render_text(e: Explanation) -> str:
         lines.append(f"decided by a person: {e.approval.get('decision')} by "
                      f"{e.approval.get('actor')} ({e.approval.get('reason') or 'no reason'})")
     if e.chain_now:
-        lines.append("chain now: " + ", ".join(f"{k} {v}" for k, v in e.chain_now.items()))
+        now = e.chain_now
+        lines.append(f"chain now: {now.get('mode')}, {now.get('runs')} runs"
+                     + (", unlearnable" if now.get("unlearnable") else ""))
     return "\n".join(lines)

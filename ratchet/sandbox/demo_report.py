@@ -174,8 +174,10 @@ class DemoReport:
                     f"{truth}): {ex['why']}"
                 )
         if self.explanation_text and self.explanation is not None:
+            kind = ("" if self.explanation["action"] in ("pause", "reject")
+                    else " (nothing was paused or rejected in this run: a flagged one)")
             lines.append(
-                "one verdict explained in words (`ratchet explain "
+                f"one verdict explained in words{kind} (`ratchet explain "
                 f"{self.explanation['event_id']} --project {self.explanation['project_id']}`):"
             )
             lines += [f"  {line}" for line in self.explanation_text.splitlines()]
@@ -217,17 +219,18 @@ def false_cause(v: Verdict) -> str:
 
 
 def pick_to_explain(verdicts: Iterable[Verdict]) -> Verdict | None:
-    """The verdict the summary explains in words: the first paused or rejected one the Markov
-    chain detected (most telling: it has a shape to compare), else the first paused or rejected
-    one at all; never an engine-error verdict."""
-    fallback = None
+    """The verdict the summary explains in words: a paused or rejected one, else (a short run
+    that stopped nothing) a flagged one; within each, one the Markov chain detected first (it
+    has a shape to compare). Never an engine-error verdict."""
+    best: tuple[int, Verdict] | None = None
     for v in verdicts:
-        if v.action not in ("pause", "reject") or v.error:
+        if v.action == "allow" or v.error:
             continue
-        if v.anomalous and any(r.source == "markov" for r in v.reasons):
-            return v
-        fallback = fallback or v
-    return fallback
+        rank = (0 if v.action in ("pause", "reject") else 2) + (
+            0 if v.anomalous and any(r.source == "markov" for r in v.reasons) else 1)
+        if best is None or rank < best[0]:
+            best = (rank, v)
+    return None if best is None else best[1]
 
 
 def _archetype(agent_id: str) -> str:

@@ -26,8 +26,10 @@ def test_pick_prefers_a_markov_detection_and_never_an_engine_error() -> None:
     flag = _v("e2", "flag", (Reason("markov", "flag", {}),))
     markov = _v("e3", "pause", (MARKOV,))
     assert pick_to_explain([err, guard, flag, markov]) is markov
-    assert pick_to_explain([err, guard, flag]) is guard
-    assert pick_to_explain([err, flag]) is None
+    assert pick_to_explain([err, flag, guard]) is guard
+    # a run that paused nothing: a flagged verdict rather than none
+    assert pick_to_explain([err, flag]) is flag
+    assert pick_to_explain([err, _v("e4", "allow", anomalous=False)]) is None
 
 
 def test_summary_shows_the_explained_verdict() -> None:

@@ -3,9 +3,12 @@
 Writing (:class:`NodeLabeller`): the engine notes each event's node; a node this process did not
 label within :data:`REFRESH_S` gets its label (``models.labels``) queued, and the queued labels
 of a batch go out as one ``lua/label_nodes.lua`` call per chain *in the same pipeline as the
-chain's observe call* — no extra round trip. An in-process TTL cache (``cachetools``, at most
-:data:`CACHE_NODES` entries) keeps the steady state free of label work: a known node costs one
-dictionary lookup, and the skeleton is shaped a second time only for nodes not seen recently.
+chain's observe call* — no extra round trip. An in-process map (chain, node) → when to send
+again keeps the steady state free of label work: a known node costs one dictionary lookup
+(measured 1.8 µs per event with ``cachetools.TTLCache``, well under 1 µs with this map, which
+is why it is a plain dict), and the skeleton is shaped a second time only for nodes not seen
+recently. The map is bounded: past :data:`CACHE_NODES` entries it is emptied (labels are
+``HSETNX``: sending one again changes nothing).
 Re-sending every :data:`REFRESH_S` keeps the labels' idle TTL (the chain's) alive and relabels
 a chain that was reset. The script caps the labels of a chain at the engine's ``node_cap``
 (512 by default), so labels never outnumber a chain's nodes.
@@ -19,11 +22,11 @@ the chain's edge counts), for ``ratchet explain`` and the verdict API.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import TTLCache
 from redis.commands.core import AsyncScript
 
 from models.labels import NodeLabel, decode_label, encode_label, label_of
@@ -57,18 +60,20 @@ class NodeLabeller:
     cap: int
     ttl_s: int
     refresh_s: float = REFRESH_S
-    _seen: TTLCache[tuple[str, str], bool] = field(init=False)
+    #: (chain tag, node) → monotonic time after which the label is sent again.
+    _seen: dict[tuple[str, str], float] = field(init=False, default_factory=dict)
     _pending: dict[str, dict[str, bytes]] = field(init=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._seen = TTLCache(maxsize=CACHE_NODES, ttl=self.refresh_s)
 
     def note(self, tag: str, node: str, service: str, action: str, payload: Any) -> None:
         """Queue ``node``'s label unless this process labelled it within ``refresh_s``."""
         key = (tag, node)
-        if key in self._seen or node in _UNLABELLED:
+        again = self._seen.get(key)
+        now = time.monotonic()
+        if (again is not None and again > now) or node in _UNLABELLED:
             return
-        self._seen[key] = True
+        if len(self._seen) >= CACHE_NODES:
+            self._seen.clear()
+        self._seen[key] = now + self.refresh_s
         self._pending.setdefault(tag, {})[node] = encode_label(label_of(service, action, payload))
 
     def take(self) -> list[tuple[AsyncScript, list[str], list[Any]]]:
@@ -91,7 +96,7 @@ class NodeLabeller:
             self._seen.clear()
         else:
             for key in [k for k in self._seen if k[0] == tag]:
-                self._seen.pop(key, None)
+                del self._seen[key]
 
 
 @dataclass

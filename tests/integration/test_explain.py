@@ -8,6 +8,7 @@ import uuid
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from models.events import IngestEvent, parse_event
 from models.labels import MAX_LABEL_BYTES, MAX_PATHS, decode_label
@@ -15,6 +16,7 @@ from models.params import EngineParams
 from models.verdict import Verdict
 from ratchet.engine.engine import Engine
 from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.servers import RedisClusterServer
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
 from ratchet.store.labels import LabelReader
@@ -185,3 +187,32 @@ async def test_verdict_api_explains_on_request(gateway: Gateway, tenant: Tenant)
         async with http.get(url, params={"explain": "maybe"}, headers=auth) as bad:
             problem = await bad.json()
         assert bad.status == 400 and problem["field"] == "explain", problem
+
+
+@pytest.mark.cluster
+async def test_labels_and_explain_on_a_redis_cluster(redis_cluster: RedisClusterServer,
+                                                     keys: Keys) -> None:
+    """Labels go out with the observe calls on a 3-master cluster (each chain's slot) and the
+    explainer reads them back there."""
+    client = RedisCluster.from_url(redis_cluster.url)
+    await client.initialize()
+    try:
+        engine = Engine.create(client, keys=keys, params=FAST, guardrails=False)
+        agents = [f"agent-{i}" for i in range(6)]
+        for r in range(12):
+            await engine.decide([e for a in agents for e in (
+                _ev("prj_c", a, f"r{r}", "mail.list", LIST),
+                _ev("prj_c", a, f"r{r}", "mail.read", READ, end=True))])
+        tags = {engine.chain_of(_ev("prj_c", a, "x", "mail.list", LIST)).tag for a in agents}
+        assert len({client.get_node_from_key(keys.chain_labels(t)).name for t in tags}) > 1
+        for tag in tags:
+            assert client.keyslot(keys.chain_labels(tag)) == client.keyslot(
+                keys.chain_keys(tag).meta)
+            assert len(await LabelReader(client, keys).all_labels(tag)) == 2
+        (odd,) = await engine.decide([_ev("prj_c", "agent-0", "bad", "mail.export", EXPORT)])
+        e = await Explainer(client, keys, FAST).explain_verdict(odd)
+        assert e.current.label is not None and e.current.label.action == "mail.export"
+        assert e.previous.kind == "start" and e.nearest is not None
+        assert e.nearest.label.action == "mail.list"
+    finally:
+        await client.aclose()

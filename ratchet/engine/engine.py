@@ -53,6 +53,16 @@ _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
 
 
+#: What an unlearnable chain is still judged on, by ``unlearnable_rule``.
+_UNLEARNABLE_JUDGED = {
+    "shapes": "call shapes new to it are anomalous",
+    "actions": "a step-to-step move (previous action → action) it has not learned is anomalous, "
+    "once its step order is learnable",
+    "both": "call shapes new to it, and step-to-step moves (previous action → action) it has not "
+    "learned once its step order is learnable, are anomalous",
+}
+
+
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
     """The explanation of an anomalous transition (None when the detector saw nothing)."""
     if not obs.anomalous:
@@ -82,7 +92,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (
             "this chain's rate of new transitions is above the limit: it never locks and only "
-            "call shapes new to it are anomalous"
+            + _UNLEARNABLE_JUDGED[params.unlearnable_rule]
         )
     if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"

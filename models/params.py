@@ -27,6 +27,7 @@ __all__ = [
     "ACTION_CODES",
     "COUNT_SCALE",
     "DECAY_KINDS",
+    "UNLEARNABLE_JUDGED",
     "UNLEARNABLE_RULES",
     "EngineParams",
     "load_params",
@@ -45,6 +46,15 @@ DECAY_KINDS: tuple[str, ...] = ("tiered", "uniform")
 
 #: What is anomalous on an unlearnable chain, by its integer code in the Lua scripts.
 UNLEARNABLE_RULES: tuple[str, ...] = ("shapes", "actions", "both")
+
+#: What an unlearnable chain is still judged on, by rule (for verdict reasons and explanations).
+UNLEARNABLE_JUDGED: dict[str, str] = {
+    "shapes": "call shapes new to it are anomalous",
+    "actions": "a step-to-step move (previous action → action) it has not learned is anomalous, "
+    "once its step order is learnable",
+    "both": "call shapes new to it, and step-to-step moves (previous action → action) it has not "
+    "learned once its step order is learnable, are anomalous",
+}
 
 #: Action names by their integer code in the Lua scripts.
 ACTION_CODES: tuple[str, ...] = ("allow", "flag", "pause", "reject")

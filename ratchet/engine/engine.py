@@ -29,7 +29,7 @@ from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import Observation
-from models.params import COUNT_SCALE, EngineParams
+from models.params import COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict, strictest
@@ -53,16 +53,6 @@ __all__ = ["Engine", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
-
-
-#: What an unlearnable chain is still judged on, by ``unlearnable_rule``.
-_UNLEARNABLE_JUDGED = {
-    "shapes": "call shapes new to it are anomalous",
-    "actions": "a step-to-step move (previous action → action) it has not learned is anomalous, "
-    "once its step order is learnable",
-    "both": "call shapes new to it, and step-to-step moves (previous action → action) it has not "
-    "learned once its step order is learnable, are anomalous",
-}
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -96,7 +86,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (
             "this chain's rate of new transitions is above the limit: it never locks and only "
-            + _UNLEARNABLE_JUDGED[params.unlearnable_rule]
+            + UNLEARNABLE_JUDGED[params.unlearnable_rule]
         )
     if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"

@@ -15,6 +15,7 @@ from ratchet.cli import (
     gateway,
     replay,
     topics,
+    tune,
     webhooks,
     worker,
 )
@@ -24,7 +25,7 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics, config)
+COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,6 +54,7 @@ class Runtime:
                     self.client, keys=keys, params=params, rich=s.rich_markov,
                     run_ttl_s=s.run_ttl_s, chain_ttl_s=s.chain_ttl_s,
                     guardrails=s.guardrails, policy_refresh_s=s.policy_refresh_s,
+                    project_overrides=True,
                 )
                 if self.engine.guardrails is not None:
                     self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event

@@ -13,6 +13,7 @@ from ratchet.cli import (
     config,
     demo,
     gateway,
+    overrides,
     replay,
     topics,
     tune,
@@ -25,7 +26,8 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, topics, config)
+COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, overrides, topics,
+            config)
 
 
 def build_parser() -> argparse.ArgumentParser:

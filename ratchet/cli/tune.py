@@ -317,7 +317,7 @@ def _main(args: argparse.Namespace) -> int:
             measured = _measure(args, url, settings, chosen, labels, recording)
             vbar.close("the recommended setting replayed through the engine")
         if args.apply:
-            _apply(url, settings, args.project, chosen, base)
+            _apply(url, settings, args.project, chosen)
 
     rows = result.rows()
     marks = {0: "recorded setting"}
@@ -383,6 +383,11 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply(url: str, settings: Settings, project: str, chosen: EngineParams,
-           base: EngineParams) -> None:
-    raise ConfigError("--apply is not available yet")
+def _apply(url: str, settings: Settings, project: str, chosen: EngineParams) -> None:
+    """Store the grid parameters of ``chosen`` as ``project``'s override (audited, actor cli)."""
+    from models.overrides import parse_override
+    from ratchet.cli.overrides import apply_override
+
+    keys = ("sigma_multiplier", "floor_bits", "fallback_bits", "window", "window_large")
+    values = parse_override({k: getattr(chosen, k) for k in keys})
+    asyncio.run(apply_override(settings, url, project, values, "cli"))

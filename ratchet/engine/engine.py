@@ -35,6 +35,7 @@ from models.verdict import Edge, Reason, Verdict, strictest
 from ratchet.engine.guard import Guardrails
 from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
+from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.policies import PolicySource, StoredPolicies
@@ -124,6 +125,8 @@ class Engine:
     clock: Callable[[], float] = time.time
     #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
     guardrails: Guardrails | None = None
+    #: Per-project engine overrides (workers); None: ``params`` for every project.
+    overrides: ProjectParams | None = None
 
     @classmethod
     def create(
@@ -140,10 +143,13 @@ class Engine:
         policy_keys: Keys | None = None,
         policy_refresh_s: float = 1.0,
         event_time: bool = False,
+        project_overrides: bool = False,
     ) -> Engine:
         """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
         policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
-        the project's stored policy, re-checked every ``policy_refresh_s`` seconds)."""
+        the project's stored policy, re-checked every ``policy_refresh_s`` seconds).
+        ``project_overrides``: each project's stored engine override (same keys, same
+        refresh) applies on top of ``params``."""
         params = params or EngineParams()
         keys = keys or Keys()
         store = EngineStore(client, keys, params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s)
@@ -155,7 +161,9 @@ class Engine:
             guards = Guardrails(
                 GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
             )
-        return cls(store=store, params=params, rich=rich, guardrails=guards)
+        overrides = ProjectParams(client, policy_keys or keys, params,
+                                  refresh_s=policy_refresh_s) if project_overrides else None
+        return cls(store=store, params=params, rich=rich, guardrails=guards, overrides=overrides)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -225,19 +233,20 @@ class Engine:
             )
         try:
             seen = await self._service_modes([chain for chain, _, _ in groups.values()])
-            batches = [
-                ChainBatch(
+            per_project = await self.overrides.params(
+                {c.project_id for c, _, _ in groups.values()}
+            ) if self.overrides is not None else {}
+            batches = []
+            for tag, (chain, _, items) in groups.items():
+                p = per_project.get(chain.project_id, self.params)
+                batches.append(ChainBatch(
                     tag=tag,
                     items=items,
                     eligible=chain.critical or self.rich,
-                    locked_action=(
-                        self.params.critical_locked_action if chain.critical
-                        else self.params.locked_action
-                    ),
+                    locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                     mode_floor=self._mode_floor(chain, seen),
-                )
-                for tag, (chain, _, items) in groups.items()
-            ]
+                    params=None if p is self.params else p,
+                ))
             answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
             if learn:
                 await self._record_service_modes(

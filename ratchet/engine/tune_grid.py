@@ -136,6 +136,9 @@ class GridResult:
     learn_diff: IntArray
     #: Events whose decision at the recorded setting equals the engine's (must be all of them).
     agreement: tuple[int, int]
+    #: Per kept point (``evaluate(keep=...)``): per recording row, (anomalous, Markov action
+    #: code), or None for a row that was not scored (invalid line, redelivered id).
+    decisions: dict[int, list[tuple[bool, int] | None]]
 
     def confusion(self, i: int) -> Confusion:
         return Confusion(int(self.tp[i]), int(self.fp[i]), int(self.fn[i]), int(self.tn[i]))
@@ -264,8 +267,10 @@ def evaluate(
     labels: Labels,
     *,
     progress: Callable[[int, int], None] | None = None,
+    keep: Sequence[int] = (),
 ) -> GridResult:
-    """Every point of ``points`` (the first must be the recorded setting) over ``rec``."""
+    """Every point of ``points`` (the first must be the recorded setting) over ``rec``;
+    ``keep``: points whose per-event decisions are returned too."""
     base = rec.params
     if not points or _key(points[0]) != _key(base):
         raise ValueError("the first grid point must be the recorded setting")
@@ -338,6 +343,12 @@ def evaluate(
     detected[:, sorted_runs[starts]] = np.maximum.reduceat(enforced[:, order], starts, axis=1)
     det = detected[:, labels.scored].astype(np.bool_)
     truth = labels.anomalous[labels.scored][None, :]
+    decisions: dict[int, list[tuple[bool, int] | None]] = {}
+    for i in keep:
+        kept: list[tuple[bool, int] | None] = [None] * len(rec)
+        for slot, row in enumerate(comp.event_row.tolist()):
+            kept[row] = (bool(anomalous[i, slot]), int(markov[i, slot]))
+        decisions[i] = kept
     return GridResult(
         points=points,
         tp=(det & truth).sum(axis=1),
@@ -346,4 +357,5 @@ def evaluate(
         tn=(~det & ~truth).sum(axis=1),
         learn_diff=learn_diff,
         agreement=(agree, n_events),
+        decisions=decisions,
     )

@@ -28,6 +28,7 @@ from models.errors import ConfigError
 from models.evaluation import Confusion
 from models.events import IngestEvent
 from models.params import EngineParams, load_params
+from models.scoring import score
 from models.verdict import Verdict
 from ratchet.cli.replay import load_policy_file
 from ratchet.config.engine import engine_params
@@ -344,6 +345,17 @@ def _main(args: argparse.Namespace) -> int:
         f"{c.precision:.3f} recall {c.recall:.3f} FPR {c.fpr:.4f} "
         f"(learn≠ {rows[best]['learn_diff']})",
     ]
+    if best:
+        r0 = rows[0]
+        cap = score(0.0, chosen.epsilon)
+        summary.append(
+            f"against the recorded setting (sigma {base.sigma_multiplier:g}, floor "
+            f"{base.floor_bits:g}, fallback {base.fallback_bits:g}, window {base.window}): "
+            f"recall {r0['recall']:.3f} -> {c.recall:.3f}, FPR {r0['fpr']:.4f} -> {c.fpr:.4f}"
+            + (f" — at a floor of {cap:.2f} bits or more (the score of a never-seen transition) no "
+               "transition is ever anomalous; only the repeat limit (loops) detects"
+               if chosen.floor_bits >= cap else "")
+        )
     if measured is not None:
         summary.append(
             f"measured by a real replay: precision {measured.precision:.3f} recall "

@@ -195,18 +195,9 @@ async def _approval_marked(url: str, settings: Settings, project: str,
     client = connect(url)
     try:
         store = VerdictStore(client, Keys(settings.key_prefix))
-        rejected: set[str] = set()
-        approved = 0
-        for start in range(0, len(event_ids), 500):
-            chunk = event_ids[start : start + 500]
-            found = await asyncio.gather(*(store.approval(project, e) for e in chunk))
-            for event_id, approval in zip(chunk, found, strict=True):
-                if approval is None:
-                    continue
-                if approval.decision == "reject":
-                    rejected.add(event_id)
-                else:
-                    approved += 1
+        found = await store.approvals(project, event_ids)
+        rejected = {e for e, a in found.items() if a.decision == "reject"}
+        approved = len(found) - len(rejected)
         return rejected, approved
     finally:
         await client.aclose()

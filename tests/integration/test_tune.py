@@ -203,3 +203,60 @@ def test_tune_without_numpy_says_how_to_install(tmp_path: Path) -> None:
                           timeout=60, check=False)
     assert done.returncode == 2
     assert "pip install 'ratchet[tune]'" in done.stderr
+
+
+async def test_tune_labels_from_approvals_and_apply_sets_an_audited_override(
+    events_file: Path, tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    """Rejected events are the anomalies; --apply stores the recommendation as the project's
+    override (what workers pick up), audited with actor cli."""
+    from redis.asyncio import Redis
+
+    from ratchet.store.audit import AuditLog
+    from ratchet.store.engine_overrides import load_override
+    from ratchet.store.keys import Keys
+    from ratchet.store.verdicts import Approval, VerdictStore
+
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    rejected = [e["event_id"] for e in events if e["label"]]
+    approved = [e["event_id"] for e in events if not e["label"]][:5]
+    keys = Keys(key_prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        store = VerdictStore(redis, keys)
+        for event_id, decision in [(e, "reject") for e in rejected] + [
+                (e, "approve") for e in approved]:
+            await redis.zadd(keys.paused("demo"), {event_id: 1.0})  # as a paused verdict is
+            outcome, _ = await store.resolve("demo", event_id,
+                                             Approval(decision, "", "cli", 1.0), 3600)
+            assert outcome.name == "RESOLVED"
+        done = ratchet_cli(
+            ["tune", "--input", str(events_file), "--labels-from-approvals", "--project", "demo",
+             "--warmup", str(WARMUP), "--no-guardrails", "--sigma", "3", "--floor", "10,14",
+             "--fallback", "12", "--window", "10", "--target-fpr", "0.5", "--no-verify",
+             "--apply", "--json", str(tmp_path / "rows.json")],
+            {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix},
+        )
+        assert done.returncode == 0, done.stderr
+        assert (f"labels: {len(rejected)} rejected events of project demo anomalous, "
+                f"{len(approved)} approved") in done.stdout
+        assert "applied as the engine override of project demo (audited)" in done.stdout
+        doc = json.loads((tmp_path / "rows.json").read_text())
+        chosen = doc["rows"][doc["recommended"]]
+        stored = await load_override(redis, keys, "demo")
+        assert stored.version == 1 and stored.updated_by == "cli"
+        assert stored.values == {
+            "sigma_multiplier": chosen["sigma_multiplier"], "floor_bits": chosen["floor_bits"],
+            "fallback_bits": chosen["fallback_bits"], "window": chosen["window"],
+            "window_large": chosen["window"] + 5,
+        }
+        audit = AuditLog(redis, keys, Settings(key_prefix=key_prefix))
+        entries = [e for e in (await audit.page("demo")).entries
+                   if e.action == "engine.override_replaced"]
+        assert len(entries) == 1 and entries[0].actor == "cli"
+        assert entries[0].details["engine"] == stored.values
+        # the labels really came from the approvals: the same as the file's own labels
+        own = json.loads((tmp_path / "rows.json").read_text())["rows"][0]
+        assert own["tp"] + own["fn"] == len({e["run_id"] for e in events if e["label"]})
+    finally:
+        await redis.aclose()

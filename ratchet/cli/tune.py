@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import io
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "tune",
         help="sweep threshold settings over recorded traffic: table, curves, tuned [engine] TOML",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
+        description=_paragraphs(
             "Replay a recorded events file (the format `ratchet replay` reads) once through the "
             "real engine on a private Redis namespace, then re-score a grid of sigma_multiplier "
             "× floor_bits × fallback_bits × window offline with numpy, and print run-level "
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "learn≠ counts those events per setting; 0 means the row is exact. docs/tuning.md "
             "has the details.\n\n"
             "Needs numpy and matplotlib: pip install 'ratchet[tune]'."
+        ,
         ),
     )
     p.add_argument("--input", required=True, help="recorded events (JSONL)")
@@ -116,6 +118,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(audited; workers pick it up without a restart)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_main)
+
+
+def _paragraphs(text: str) -> str:
+    """``text``'s paragraphs (split at blank lines) wrapped for a terminal."""
+    return "\n\n".join(textwrap.fill(part, 78, break_on_hyphens=False) for part in text.split("\n\n"))
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -207,10 +214,11 @@ def _record(args: argparse.Namespace, url: str, settings: Settings, params: Engi
             total: int) -> Recording:
     recorder = Recorder(params)
     policy = load_policy_file(args.policy) if args.policy else None
+    bar = _Bar(sys.stderr, "record", not args.quiet)
     with Path(args.input).open("rb") as source:
         summary = asyncio.run(replay(
             source, io.BytesIO(), redis_url=url, params=params, rich=args.rich or
-            settings.rich_markov, total=total, progress=None if args.quiet else sys.stderr,
+            settings.rich_markov, total=total, progress=sys.stderr if bar.tty else None,
             policy=policy, policy_keys=Keys(settings.key_prefix),
             guardrails=not args.no_guardrails, on_engine=recorder.attach,
             on_verdict=recorder.verdict,
@@ -218,6 +226,7 @@ def _record(args: argparse.Namespace, url: str, settings: Settings, params: Engi
     if summary.invalid:
         raise ConfigError(f"--input {args.input}: {summary.invalid} invalid lines (see "
                           "`ratchet replay` for which)")
+    bar.close(f"{summary.events} events replayed through the engine")
     return recorder.recording
 
 

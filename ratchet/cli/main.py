@@ -12,6 +12,7 @@ from ratchet.cli import (
     baselines,
     config,
     demo,
+    explain,
     gateway,
     overrides,
     replay,
@@ -26,8 +27,8 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, overrides, topics,
-            config)
+COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, explain, overrides,
+            topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.audit import check_action_actor
 from models.errors import UnavailableError
 from models.events import IngestEvent
+from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import Observation
@@ -38,6 +39,7 @@ from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, Observ
 from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
+from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
@@ -72,6 +74,8 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "from_seen": obs.row_total / COUNT_SCALE,
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
+        "threshold_from": threshold_basis(obs.threshold, params),
+        "window_n": params.window_for(obs.runs),
     }
     if obs.repeats > obs.repeat_limit:
         detail["repeats"] = obs.repeats
@@ -127,6 +131,8 @@ class Engine:
     guardrails: Guardrails | None = None
     #: Per-project engine overrides (workers); None: ``params`` for every project.
     overrides: ProjectParams | None = None
+    #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
+    labels: NodeLabeller | None = None
 
     @classmethod
     def create(
@@ -144,6 +150,7 @@ class Engine:
         policy_refresh_s: float = 1.0,
         event_time: bool = False,
         project_overrides: bool = False,
+        labels: bool = True,
     ) -> Engine:
         """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
         policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
@@ -163,7 +170,9 @@ class Engine:
             )
         overrides = ProjectParams(client, policy_keys or keys, params,
                                   refresh_s=policy_refresh_s) if project_overrides else None
-        return cls(store=store, params=params, rich=rich, guardrails=guards, overrides=overrides)
+        labeller = NodeLabeller(client, keys, params.node_cap, chain_ttl_s) if labels else None
+        return cls(store=store, params=params, rich=rich, guardrails=guards, labels=labeller,
+                   overrides=overrides)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -220,6 +229,8 @@ class Engine:
             if group is None:
                 group = groups[chain.tag] = (chain, [], [])
             group[1].append(i)
+            if self.labels is not None and learn:
+                self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
             group[2].append(
                 ObserveItem(
                     event_id=ev.event_id,
@@ -247,7 +258,10 @@ class Engine:
                     mode_floor=self._mode_floor(chain, seen),
                     params=None if p is self.params else p,
                 ))
-            answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
+            answers = await self.store.observe(
+                batches, learn=learn, now_ms=int(now * 1000),
+                also=self.labels.take() if self.labels is not None else (),
+            )
             if learn:
                 await self._record_service_modes(
                     [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
@@ -368,6 +382,8 @@ class Engine:
         if audit is not None:
             check_action_actor("baseline.reset", actor)
         deleted = await self.store.reset(chain.tag)
+        if self.labels is not None:
+            self.labels.forget(chain.tag)
         if audit is not None:
             await audit.append(
                 chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",

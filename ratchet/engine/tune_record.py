@@ -23,6 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from redis.commands.core import AsyncScript
 
 from models.errors import ConfigError
 from models.events import IngestEvent
@@ -183,8 +186,9 @@ class _RecordingStore(EngineStore):
         self.recorder = recorder
 
     async def observe(
-        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
     ) -> list[list[Observation]]:
-        answers = await super().observe(batches, learn=learn, now_ms=now_ms)
+        answers = await super().observe(batches, learn=learn, now_ms=now_ms, also=also)
         self.recorder.shadow(batches, answers, learn)
         return answers

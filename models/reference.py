@@ -54,6 +54,9 @@ class _Assessed:
     backoff: bool
     #: count of the action transition (-1 when ``unlearnable_rule`` is "shapes": not tracked)
     act_count: int = -1
+    #: the move's score by the action model when the chain is judged on its step order
+    #: (unlearnable, learnable order; anomalous when over the floor), else -1
+    order_bits: float = -1.0
 
 
 @dataclass
@@ -109,6 +112,14 @@ class ReferenceChain:
             self.fallback = self.params.fallback_bits
         if self.eligible_chain:
             self.eligible = True
+
+    @property
+    def holds_flags(self) -> bool:
+        """A chain judged on its step order never locks: past the runs that would have locked
+        it, its soft-lock is no probation, so what it flags is held back like a pause (or its
+        anomalies would be learned by repetition)."""
+        return (self.unlearnable and self.by_action
+                and self.run_count >= self.params.min_runs_locked)
 
     # --- state helpers (mirror includes/chain_state.lua) --------------------------------
     def _known(self, node: str) -> bool:
@@ -251,17 +262,18 @@ class ReferenceChain:
             min_support=p.min_support if p.backoff_weight <= 0 else 0, scale=COUNT_SCALE,
             unlearnable=self.unlearnable,
         )
-        act_count = -1
+        act_count, order_bits = -1, -1.0
         if p.unlearnable_rule != "shapes":
             act_count = self.coarse.get(f"a\t{prev_action}\t{action}", 0)
             if self.unlearnable and self.by_action:
+                act_row = self.coarse.get(f"A\t{prev_action}", 0)
+                order_bits = score(act_count / act_row if act_row > 0 else 0.0, p.epsilon)
                 anomalous = action_judged(
-                    anomalous, act_count=act_count,
-                    act_row=self.coarse.get(f"A\t{prev_action}", 0), epsilon=p.epsilon,
+                    anomalous, act_count=act_count, act_row=act_row, epsilon=p.epsilon,
                     floor=p.floor_bits, rule=p.unlearnable_rule,
                 )
         return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
-                         backoff, act_count)
+                         backoff, act_count, order_bits)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)
@@ -317,12 +329,7 @@ class ReferenceChain:
             streaks.append((e.to_node, repeats))
         anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
         verdict = self._action(anomalous, mode_floor)
-        # a chain judged on its step order never locks: past the runs that would have locked
-        # it, its soft-lock is no probation, so what it flags is held back like a pause (or its
-        # anomalies would be learned by repetition)
-        judged_for_good = (self.unlearnable and self.by_action
-                           and self.run_count >= self.params.min_runs_locked)
-        lowest_held = 1 if self.params.protect_flags or judged_for_good else 2
+        lowest_held = 1 if self.params.protect_flags or self.holds_flags else 2
         held = self.params.protect and (ACTION_CODES.index(verdict) >= lowest_held or hold)
         shown = e
         if tail is not None and (tail.bits - tail.limit) > (e.bits - e.limit):

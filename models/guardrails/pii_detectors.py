@@ -31,6 +31,7 @@ from models.guardrails.redact import hint
 __all__ = [
     "DETECTORS",
     "FIELD_HINTS",
+    "Bounds",
     "Detector",
     "Windows",
     "digit_windows",
@@ -117,23 +118,65 @@ _EMAIL_BEFORE, _EMAIL_AFTER = 65, 256
 _MAX_EMAIL_WINDOWS = 1_000
 
 
-def digit_windows(text: str) -> list[tuple[int, int]]:
+Bounds = Sequence[tuple[int, int]]
+
+
+def _clipped(spans: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """``spans`` merged and clipped to ``lo..hi`` (as :func:`merge_spans` does to ``0..size``)."""
+    return [(a + lo, b + lo) for a, b in merge_spans(((a - lo, b - lo) for a, b in spans), hi - lo)]
+
+
+def _by_region(
+    spans: Sequence[tuple[int, int]], at: Sequence[int], bounds: Bounds
+) -> list[list[tuple[int, int]]]:
+    """``spans`` (ordered by ``at``, the position that owns each) bucketed by region."""
+    out: list[list[tuple[int, int]]] = []
+    j = 0
+    for lo, hi in bounds:
+        while j < len(at) and at[j] < lo:
+            j += 1
+        k = j
+        while k < len(at) and at[k] < hi:
+            k += 1
+        out.append(list(spans[j:k]))
+        j = k
+    return out
+
+
+def digit_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, int]]:
     """Spans around clusters of six digits apart by at most three separators: where card, phone, national-id and IBAN
-    candidates can be. A long text is scanned only there; most values have none."""
+    candidates can be. A long text is scanned only there; most values have none.
+
+    ``bounds``: regions of ``text`` (the texts of several events joined) whose windows are
+    kept apart, each merged and clipped to its region exactly as if it were scanned alone."""
     m = _DIGIT_MARGIN
-    return merge_spans(((c.start() - m, c.end() + m) for c in _CLUSTER.finditer(text)), len(text))
+    clusters = [c.span() for c in _CLUSTER.finditer(text)]
+    if bounds is None:
+        return merge_spans(((a - m, b + m) for a, b in clusters), len(text))
+    regions = _by_region([(a - m, b + m) for a, b in clusters], [a for a, _ in clusters], bounds)
+    return [w for (lo, hi), spans in zip(bounds, regions, strict=True)
+            for w in _clipped(spans, lo, hi)]
 
 
-def email_windows(text: str) -> list[tuple[int, int]]:
-    """Spans around each ``@`` (the whole text when there are very many)."""
-    spans: list[tuple[int, int]] = []
+def _email_region(ats: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
+    if len(ats) > _MAX_EMAIL_WINDOWS:
+        return [(lo, hi)] if lo < hi else []
+    return _clipped([(at - _EMAIL_BEFORE, at + _EMAIL_AFTER) for at in ats], lo, hi)
+
+
+def email_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, int]]:
+    """Spans around each ``@`` (the whole text, or region, when it has very many);
+    ``bounds`` as in :func:`digit_windows`."""
+    ats: list[int] = []
     at = text.find("@")
     while at >= 0:
-        if len(spans) == _MAX_EMAIL_WINDOWS:
-            return [(0, len(text))]
-        spans.append((at - _EMAIL_BEFORE, at + _EMAIL_AFTER))
+        ats.append(at)
         at = text.find("@", at + 1)
-    return merge_spans(spans, len(text))
+    if bounds is None:
+        return _email_region(ats, 0, len(text))
+    regions = _by_region([(a, a) for a in ats], ats, bounds)
+    return [w for (lo, hi), spans in zip(bounds, regions, strict=True)
+            for w in _email_region([a for a, _ in spans], lo, hi)]
 
 
 def _scan(rx: re.Pattern[str], text: str, windows: Windows) -> Iterator[re.Match[str]]:

@@ -1,0 +1,288 @@
+"""Guardrails over a batch of events: the same reasons as :func:`~models.guardrails.evaluate`
+per event, with the payload scans done once per batch instead of once per event.
+
+Two steps:
+
+1. :func:`plan` (per event, in order): the stateful rules (velocity, loop, entropy, cost) and
+   media run as in ``evaluate``; for the pattern and PII guardrails only *what* would be
+   scanned is decided — which rule reads which value, which values the PII detectors read —
+   and the event's :class:`~models.guardrails.budget.ScanBudget` is charged exactly as the
+   per-event scans charge it (charges depend on sizes, never on what is found).
+2. :func:`finish` (per batch): the planned values are scanned together and the findings
+   mapped back to their events and key paths:
+
+   - pattern rules: the policy's rules as one compiled RE2 set
+     (:mod:`models.guardrails.pattern_set`): one prefilter pass over all values of the batch,
+     then, only when some rule may match, one set scan per distinct value;
+   - PII: every planned text of the batch joined and each detector run once, with each
+     event's scan windows kept to its own region (:func:`models.guardrails.pii_scan.scan_texts`
+     with ``groups``), events grouped by detector settings.
+
+The reasons — order, counts, paths, hints — are exactly those of the per-event path, which
+stays as the reference (``tests/unit/test_guardrails_batch.py`` checks the two agree on random
+payloads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.events import IngestEvent
+from models.guardrails.budget import ScanBudget
+from models.guardrails.cost import check_cost
+from models.guardrails.entropy import check_entropy
+from models.guardrails.loop import check_loop
+from models.guardrails.media import check_media
+from models.guardrails.paths import Leaf, walk
+from models.guardrails.pattern import (
+    Encoded,
+    PatternConfig,
+    PatternRule,
+    encoded,
+    rule_reason,
+    scan_limit_reason,
+)
+from models.guardrails.pattern_set import rule_set
+from models.guardrails.pii import PiiConfig, pii_reasons, select_pii
+from models.guardrails.pii_scan import scan_texts
+from models.guardrails.pii_secrets import Finding
+from models.guardrails.policy import Policy
+from models.guardrails.redact import MAX_EXAMPLES
+from models.guardrails.state import EMPTY_STATE, GuardrailState
+from models.guardrails.velocity import check_velocity
+from models.verdict import Reason
+
+__all__ = ["Planned", "evaluate_batch", "finish", "plan"]
+
+
+@dataclass(slots=True)
+class _RulePlan:
+    rule: PatternRule
+    #: Indices of the leaves the rule scans, in order.
+    leaves: list[int]
+    cut: bool
+
+
+@dataclass(slots=True)
+class _PatternPlan:
+    cfg: PatternConfig
+    data: Encoded
+    rules: list[_RulePlan]
+    skipped: list[PatternRule]
+
+
+@dataclass(slots=True)
+class _PiiPlan:
+    cfg: PiiConfig
+    texts: list[str]
+    owners: list[Leaf]
+    hits: list[tuple[Leaf, Finding]]
+    unscanned: int
+
+
+@dataclass(slots=True)
+class Planned:
+    """One event between :func:`plan` and :func:`finish`."""
+
+    head: list[Reason]
+    leaves: tuple[Leaf, ...]
+    pattern: _PatternPlan | None
+    pii: _PiiPlan | None
+    tail: list[Reason]
+    #: Budget steps the plan charged (pattern and PII scans).
+    steps: int = 0
+
+
+def _plan_pattern(
+    cfg: PatternConfig, leaves: Sequence[Leaf], budget: ScanBudget | None
+) -> _PatternPlan:
+    """The per-event scan of :func:`models.guardrails.pattern.check_pattern` without the
+    matching: the same charges, in the same order (rule by rule, value by value)."""
+    limit = cfg.max_scan_chars
+    data: Encoded = {}
+    todo: list[tuple[PatternRule, list[int]]] = []
+    for rule in cfg.rules:
+        if rule.id in cfg.disabled_rules:
+            continue
+        todo.append((rule, [i for i, leaf in enumerate(leaves) if rule.paths.matches(leaf.key)]))
+    for _, idxs in todo:
+        for i in idxs:
+            encoded(leaves[i], limit, data, i)
+    plans: list[_RulePlan] = []
+    skipped: list[PatternRule] = []
+    if budget is not None:
+        total = sum(r.compiled.cost(len(data[i][0])) for r, idxs in todo for i in idxs)
+        if not budget.take(total):
+            for rule, idxs in todo:  # the budget runs out part way: charge value by value
+                if skipped:
+                    skipped.append(rule)
+                    continue
+                taken: list[int] = []
+                for i in idxs:
+                    if not budget.take(rule.compiled.cost(len(data[i][0]))):
+                        skipped.append(rule)
+                        break
+                    taken.append(i)
+                plans.append(_RulePlan(rule, taken, any(data[i][1] for i in taken)))
+            return _PatternPlan(cfg, data, plans, skipped)
+    plans = [_RulePlan(rule, idxs, any(data[i][1] for i in idxs)) for rule, idxs in todo]
+    return _PatternPlan(cfg, data, plans, skipped)
+
+
+def plan(
+    policy: Policy,
+    event: IngestEvent,
+    state: GuardrailState | None = None,
+    budget: ScanBudget | None = None,
+) -> Planned:
+    """Step 1 for one event (see the module docstring); charges ``budget``."""
+    st = state or EMPTY_STATE
+    svc, prio = event.service, event.priority
+    velocity = policy.velocity.for_event(svc, prio)
+    loop = policy.loop.for_event(svc, prio)
+    entropy = policy.entropy.for_event(svc, prio)
+    cost = policy.cost.for_event(svc, prio)
+    pattern = policy.pattern.for_event(svc, prio)
+    pii = policy.pii.for_event(svc, prio)
+    media = policy.media.for_event(svc, prio)
+
+    head: list[Reason] = []
+    if velocity.enabled:
+        head += check_velocity(
+            velocity, agent_events=st.agent_events_in_window, run_events=st.run_events_in_window
+        )
+    if st.node and loop.enabled:
+        head += check_loop(loop, st.run_nodes, st.node)
+    if st.node and entropy.enabled:
+        head += check_entropy(entropy, st.run_nodes, st.node, run_events=st.run_events)
+    if cost.enabled:
+        head += check_cost(
+            cost, event_cost=event.cost, run_cost=st.run_cost, agent_daily_cost=st.agent_daily_cost
+        )
+    scan_patterns = pattern.enabled and bool(pattern.rules)
+    leaves: tuple[Leaf, ...] = ()
+    pattern_plan = pii_plan = None
+    tail: list[Reason] = []
+    used = budget.used if budget is not None else 0
+    if scan_patterns or pii.enabled or media.enabled:
+        leaves = walk(event.payload)
+        if scan_patterns:
+            pattern_plan = _plan_pattern(pattern, leaves, budget)
+        if pii.enabled and pii.detectors:
+            pii_plan = _PiiPlan(pii, *select_pii(pii, leaves, budget))
+        if media.enabled:
+            tail = check_media(media, leaves)
+    steps = budget.used - used if budget is not None else 0
+    return Planned(head, leaves, pattern_plan, pii_plan, tail, steps)
+
+
+def _pattern_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
+    """Pattern reasons per planned event: one prefilter pass per rule set over every planned
+    value, then a set scan per distinct value only where some rule may match."""
+    out: list[list[Reason]] = [[] for _ in batch]
+    groups: dict[int, list[int]] = {}
+    for k, p in enumerate(batch):
+        if p.pattern is not None:
+            groups.setdefault(id(p.pattern.cfg.rules), []).append(k)
+    for members in groups.values():
+        rules = batch[members[0]].pattern.cfg.rules  # type: ignore[union-attr]
+        index = {id(r): i for i, r in enumerate(rules)}
+        rs = rule_set(rules)
+        values: dict[bytes, None] = {}
+        for k in members:
+            pp = batch[k].pattern
+            assert pp is not None
+            for rp in pp.rules:
+                for i in rp.leaves:
+                    values[pp.data[i][0]] = None
+        maybe = rs.joined_candidates(list(values))
+        exact: dict[bytes, frozenset[int] | None] = {}
+        for k in members:
+            pp = batch[k].pattern
+            assert pp is not None
+            leaves = batch[k].leaves
+            for rp in pp.rules:
+                ri = index[id(rp.rule)]
+                if ri not in maybe:
+                    continue
+                count, paths = 0, list[str]()
+                for i in rp.leaves:
+                    value = pp.data[i][0]
+                    if value not in exact:
+                        exact[value] = rs.exact_matches(value)
+                    got = exact[value]
+                    hit = rp.rule.compiled.search(value) if got is None else ri in got
+                    if hit:
+                        count += 1
+                        if len(paths) < MAX_EXAMPLES:
+                            paths.append(leaves[i].path)
+                if count:
+                    out[k].append(rule_reason(pp.cfg, rp.rule, count, paths, rp.cut))
+    for k, p in enumerate(batch):
+        if p.pattern is not None and p.pattern.skipped:
+            out[k].append(scan_limit_reason(p.pattern.cfg, p.pattern.skipped))
+    return out
+
+
+def _pii_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
+    """PII reasons per planned event: one joined scan per group of events whose detector
+    settings are the same."""
+    out: list[list[Reason]] = [[] for _ in batch]
+    groups: dict[tuple[tuple[str, ...], int, int, float], list[int]] = {}
+    for k, p in enumerate(batch):
+        if p.pii is not None:
+            c = p.pii.cfg
+            key = (c.detectors, c.entropy_min_length, c.entropy_max_length, c.entropy_min_bits)
+            groups.setdefault(key, []).append(k)
+    for (detectors, min_len, max_len, min_bits), members in groups.items():
+        texts: list[str] = []
+        names: list[str] = []
+        owner: list[tuple[int, Leaf]] = []
+        counts: list[int] = []
+        for k in members:
+            pp = batch[k].pii
+            assert pp is not None
+            texts += pp.texts
+            names += [leaf.name for leaf in pp.owners]
+            owner += [(k, leaf) for leaf in pp.owners]
+            counts.append(len(pp.texts))
+        found = scan_texts(
+            texts, names, detectors=detectors, entropy_min_length=min_len,
+            entropy_max_length=max_len, entropy_min_bits=min_bits, groups=counts,
+        )
+        for i, f in found:
+            k, leaf = owner[i]
+            batch[k].pii.hits.append((leaf, f))  # type: ignore[union-attr]
+        for k in members:
+            pp = batch[k].pii
+            assert pp is not None
+            out[k] = pii_reasons(pp.cfg, pp.hits, pp.unscanned)
+    return out
+
+
+def finish(batch: Sequence[Planned]) -> list[list[Reason]]:
+    """Step 2: the reasons of every planned event, in the order ``evaluate`` gives them
+    (velocity, loop, entropy, cost, pattern, PII, media)."""
+    patterns = _pattern_reasons(batch)
+    piis = _pii_reasons(batch)
+    return [
+        [*p.head, *pat, *pii, *p.tail]
+        for p, pat, pii in zip(batch, patterns, piis, strict=True)
+    ]
+
+
+def evaluate_batch(
+    policies: Sequence[Policy],
+    events: Sequence[IngestEvent],
+    states: Sequence[GuardrailState | None] | None = None,
+    budgets: Sequence[ScanBudget | None] | None = None,
+) -> list[list[Reason]]:
+    """``[evaluate(policies[i], events[i], states[i], budgets[i]) for i ...]``, scanned as
+    one batch."""
+    n = len(events)
+    sts = states if states is not None else [None] * n
+    bus = budgets if budgets is not None else [None] * n
+    return finish([
+        plan(p, e, s, b) for p, e, s, b in zip(policies, events, sts, bus, strict=True)
+    ])

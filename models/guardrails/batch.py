@@ -11,9 +11,10 @@ Two steps:
 2. :func:`finish` (per batch): the planned values are scanned together and the findings
    mapped back to their events and key paths:
 
-   - pattern rules: the policy's rules as one compiled RE2 set
-     (:mod:`models.guardrails.pattern_set`): one prefilter pass over all values of the batch,
-     then, only when some rule may match, one set scan per distinct value;
+   - pattern rules: compiled RE2 sets of the policy's rules
+     (:mod:`models.guardrails.pattern_set`) prefilter all values of the batch in one scan
+     per subset of rules; a rule then searches only the values the prefilter flagged for it
+     (each distinct value once);
    - PII: every planned text of the batch joined and each detector run once, with each
      event's scan windows kept to its own region (:func:`models.guardrails.pii_scan.scan_texts`
      with ``groups``), events grouped by detector settings.
@@ -53,7 +54,11 @@ from models.guardrails.state import EMPTY_STATE, GuardrailState
 from models.guardrails.velocity import check_velocity
 from models.verdict import Reason
 
-__all__ = ["Planned", "evaluate_batch", "finish", "plan"]
+__all__ = ["SET_MAX_BYTES", "Planned", "evaluate_batch", "finish", "plan"]
+
+#: Values up to this many bytes go through the pattern prefilter (RE2 sets); longer ones are
+#: searched rule by rule (see :mod:`models.guardrails.pattern_set`, "Cost").
+SET_MAX_BYTES = 4_096
 
 
 @dataclass(slots=True)
@@ -178,8 +183,10 @@ def plan(
 
 
 def _pattern_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
-    """Pattern reasons per planned event: one prefilter pass per rule set over every planned
-    value, then a set scan per distinct value only where some rule may match."""
+    """Pattern reasons per planned event. Per rule tuple: each distinct value (up to
+    :data:`SET_MAX_BYTES`) goes to the prefilter of the subset of rules that read it, one scan
+    per subset; a rule then searches only the values whose prefilter flagged it (and the
+    longer values), each distinct value once."""
     out: list[list[Reason]] = [[] for _ in batch]
     groups: dict[int, list[int]] = {}
     for k, p in enumerate(batch):
@@ -189,30 +196,37 @@ def _pattern_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
         rules = batch[members[0]].pattern.cfg.rules  # type: ignore[union-attr]
         index = {id(r): i for i, r in enumerate(rules)}
         rs = rule_set(rules)
-        values: dict[bytes, None] = {}
+        readers: dict[bytes, set[int]] = {}
         for k in members:
             pp = batch[k].pattern
             assert pp is not None
             for rp in pp.rules:
+                ri = index[id(rp.rule)]
                 for i in rp.leaves:
-                    values[pp.data[i][0]] = None
-        maybe = rs.joined_candidates(list(values))
-        exact: dict[bytes, frozenset[int] | None] = {}
+                    value = pp.data[i][0]
+                    if len(value) <= SET_MAX_BYTES:
+                        readers.setdefault(value, set()).add(ri)
+        by_subset: dict[tuple[int, ...], list[bytes]] = {}
+        for value, ris in readers.items():
+            by_subset.setdefault(tuple(sorted(ris)), []).append(value)
+        flagged = {subset: rs.candidates(subset, values) for subset, values in by_subset.items()}
+        maybe = {v: flagged[subset] for subset, values in by_subset.items() for v in values}
+        searched: dict[tuple[int, bytes], bool] = {}
         for k in members:
             pp = batch[k].pattern
             assert pp is not None
             leaves = batch[k].leaves
             for rp in pp.rules:
                 ri = index[id(rp.rule)]
-                if ri not in maybe:
-                    continue
                 count, paths = 0, list[str]()
                 for i in rp.leaves:
                     value = pp.data[i][0]
-                    if value not in exact:
-                        exact[value] = rs.exact_matches(value)
-                    got = exact[value]
-                    hit = rp.rule.compiled.search(value) if got is None else ri in got
+                    rules_flagged = maybe.get(value)
+                    if rules_flagged is not None and ri not in rules_flagged:
+                        continue
+                    hit = searched.get((ri, value))
+                    if hit is None:
+                        hit = searched[ri, value] = rp.rule.compiled.search(value)
                     if hit:
                         count += 1
                         if len(paths) < MAX_EXAMPLES:

@@ -1,35 +1,39 @@
-"""All pattern rules of a policy as one compiled RE2 set: which rules match each value, in
-one scan of the value instead of one search per rule — and, first, one scan of all values of a
-batch together, which most batches (no rule matches anything) never get past.
+r"""A policy's pattern rules as compiled RE2 sets: a prefilter that scans all values of a
+batch at once, so most batches (no rule matches anything) cost one scan instead of one search
+per rule and value.
 
-An RE2 set (``re2.Set``, RE2's ``RE2::Set``) runs every pattern in one linear-time automaton
-and answers the indices of the patterns that match. Two sets are built per rule tuple, once,
-and cached (:func:`rule_set`; a policy's rules are one tuple shared by all its overrides, and
-a new policy version is a new tuple):
-
-- **exact**: each rule as the rule itself compiles it (``(?i:…)`` for ``ignore_case``,
-  :func:`re2.escape` for literals), searched over one value: the same answer as the rule's
-  own :class:`~models.guardrails.regex_safety.Regex`.
-- **joined** (a prefilter): each rule in multi-line mode, searched over all values of a batch
-  joined by ``\\n``. In multi-line mode ``^`` and ``$`` also match at the joins, so a rule that
-  matches a value also matches the joined text (a match may also span two values: a false
-  alarm, settled by the exact set). A rule whose text could turn multi-line off or anchor at
-  the very start or end (``(?-m)``, ``\\A``, ``\\z``) is left out of the prefilter and always
-  checked value by value.
+An RE2 set (``re2.Set``, RE2's ``RE2::Set``) runs many patterns in one linear-time automaton
+and answers the indices of those that match. For each *subset* of rules that read a value (the
+rules whose paths select it), one set of those rules in multi-line mode is built on first use
+and kept with the rule tuple (:func:`rule_set`; a policy's rules are one tuple shared by all
+its overrides, a new policy version is a new tuple). It is searched over the values joined by
+``\n``: in multi-line mode ``^`` and ``$`` also match at the joins, so a rule that matches a
+value also matches the joined text (a match may also span two values: a false alarm). Each
+rule the prefilter flags is then searched value by value with the rule's own
+:class:`~models.guardrails.regex_safety.Regex` — the reference's answer. Each rule is compiled
+as the rule itself compiles it (``(?i:…)`` for ``ignore_case``, :func:`re2.escape` for
+literals). A rule whose text could turn multi-line off or anchors at the very start or end
+(``(?-m)``, ``\A``, ``\z``) is left out of the prefilter and always searched value by value.
 
 Index 0 of each set is the empty pattern, which matches every text: an answer without it
-means RE2 could not finish (its automaton ran out of memory) — never read as "no match"; the
-caller then falls back to the rules' own regexes (:meth:`RuleSet.exact_matches` returns None).
-A set's program is a sum of its rules' programs (each at most 2,000 instructions, at most 256
-rules), its memory capped at :data:`SET_MAX_MEM`; a set RE2 cannot build is simply not used.
+means RE2 could not finish (a set's automaton cannot fall back to RE2's NFA when its memory
+runs out) — never read as "no match": every rule of the subset is then searched. A set RE2
+cannot build (memory capped at :data:`SET_MAX_MEM`) is not used either.
+
+Cost: a subset's set is the sum of its rules' programs, and a value is scanned by the set of
+exactly the rules its budget charge paid for (:class:`~models.guardrails.budget.ScanBudget`),
+so the prefilter's worst case stays proportional to the steps charged. At its worst (hostile
+text whose automaton never settles) a set step measured 30–50 ns where a single pattern on
+RE2's NFA takes ~15 ns, so values longer than :data:`models.guardrails.batch.SET_MAX_BYTES` skip
+the prefilter and are searched rule by rule as before.
 
 >>> from models.guardrails.pattern import PatternConfig, parse_pattern
 >>> cfg = parse_pattern({"rules": [{"id": "a", "regex": "^drop"},
 ...                                {"id": "b", "literal": "X.Y", "ignore_case": True}]},
 ...                     "p", PatternConfig())
 >>> rs = rule_set(cfg.rules)
->>> sorted(rs.joined_candidates([b"keep", b"drop it"])), rs.exact_matches(b"a x.y drop")
-([0], frozenset({1}))
+>>> sorted(rs.candidates((0, 1), [b"keep", b"drop it"])), sorted(rs.candidates((1,), [b"x.y"]))
+([0], [1])
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ SET_MAX_MEM = 32 << 20
 #: Escapes in a rule's text that anchor at the very start or end of the text.
 _TEXT_ANCHORS = ("\\A", "\\z")
 _CACHE_SIZE = 64
+#: Prefilter sets kept per rule tuple (one per distinct subset of rules reading a value).
+_MAX_SUBSETS = 256
 _EMPTY: frozenset[int] = frozenset()
 
 
@@ -97,46 +103,51 @@ def _build(sources: Sequence[str]) -> Any | None:
     return s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleSet:
-    """Compiled sets of a rule tuple; rule ``i`` is set index ``i + 1``."""
+    """Prefilter sets of a rule tuple, one per subset of its rules (the rules that read a
+    value), built on first use; rule ``i`` of a subset ``(i, j, …)`` is set index
+    ``position + 1``."""
 
-    size: int
-    exact: Any | None
-    joined: Any | None
+    rules: tuple[PatternRule, ...]
+    sources: list[str]
     #: Rules always checked value by value (not in the joined prefilter).
     always: frozenset[int]
+    _sets: dict[tuple[int, ...], Any | None]
 
     @classmethod
-    def build(cls, rules: Sequence[PatternRule]) -> RuleSet:
+    def build(cls, rules: tuple[PatternRule, ...]) -> RuleSet:
         sources = [_source(r) for r in rules]
         always = frozenset(
             i for i, (r, src) in enumerate(zip(rules, sources, strict=True))
             if r.kind == "regex" and not _joinable(src)
         )
-        joined = [f"(?m:{src})" if i not in always else "$^NEVER" for i, src in
-                  enumerate(sources)]
-        return cls(len(rules), _build(sources), _build(joined), always)
+        return cls(rules, sources, always, {})
 
-    def joined_candidates(self, values: Sequence[bytes]) -> frozenset[int]:
-        """Rules that may match one of ``values`` (a superset of those that do)."""
+    def _set(self, subset: tuple[int, ...]) -> Any | None:
+        if subset in self._sets:
+            return self._sets[subset]
+        built = _build([f"(?m:{self.sources[i]})" for i in subset])
+        if len(self._sets) < _MAX_SUBSETS:
+            self._sets[subset] = built
+        return built
+
+    def candidates(self, subset: tuple[int, ...], values: Sequence[bytes]) -> frozenset[int]:
+        """The rules of ``subset`` that may match one of ``values`` (a superset of those
+        that do): one scan of the values joined by ``\\n``."""
         if not values:
             return _EMPTY
-        if self.joined is None:
-            return frozenset(range(self.size))
-        got = self.joined.Match(b"\n".join(values))
+        joinable = tuple(i for i in subset if i not in self.always)
+        maybe = self.always.intersection(subset)
+        if not joinable:
+            return maybe
+        compiled = self._set(joinable)
+        if compiled is None:
+            return frozenset(subset)
+        got = compiled.Match(b"\n".join(values))
         if not got or got[0] != 0:
-            return frozenset(range(self.size))  # RE2 could not finish: check them all
-        return self.always.union(i - 1 for i in got[1:])
-
-    def exact_matches(self, value: bytes) -> frozenset[int] | None:
-        """The rules that match ``value``; None when the set cannot answer (use the rules)."""
-        if self.exact is None:
-            return None
-        got = self.exact.Match(value)
-        if not got or got[0] != 0:
-            return None
-        return frozenset(i - 1 for i in got[1:])
+            return frozenset(subset)  # RE2 could not finish: check them all
+        return maybe.union(joinable[k - 1] for k in got[1:])
 
 
 _cache: dict[int, tuple[tuple[PatternRule, ...], RuleSet]] = {}

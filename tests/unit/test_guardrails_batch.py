@@ -181,7 +181,7 @@ def test_rule_set_is_compiled_once_per_rule_tuple() -> None:
     assert rule_set(other.rules) is not rule_set(POLICY.pattern.base.rules)
 
 
-def test_rules_outside_the_prefilter_are_always_checked_value_by_value() -> None:
+def test_rules_outside_the_prefilter_are_always_searched_value_by_value() -> None:
     always = rule_set(POLICY.pattern.base.rules).always
     names = [r.id for i, r in enumerate(POLICY.pattern.base.rules) if i in always]
     assert names == ["text-anchor", "no-multiline"]

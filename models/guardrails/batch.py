@@ -101,28 +101,41 @@ class Planned:
 
 def _plan_pattern(
     cfg: PatternConfig, leaves: Sequence[Leaf], budget: ScanBudget | None
-) -> _PatternPlan:
+) -> _PatternPlan | None:
     """The per-event scan of :func:`models.guardrails.pattern.check_pattern` without the
-    matching: the same charges, in the same order (rule by rule, value by value)."""
+    matching: the same charges, in the same order (rule by rule, value by value). None when
+    no rule reads any value."""
+    rs = rule_set(cfg.rules)
     limit = cfg.max_scan_chars
     data: Encoded = {}
-    todo: list[tuple[PatternRule, list[int]]] = []
-    for rule in cfg.rules:
-        if rule.id in cfg.disabled_rules:
-            continue
-        todo.append((rule, [i for i, leaf in enumerate(leaves) if rule.paths.matches(leaf.key)]))
-    for _, idxs in todo:
-        for i in idxs:
-            encoded(leaves[i], limit, data, i)
+    per_rule: dict[int, list[int]] = {}
+    disabled = cfg.disabled_rules
+    for i, leaf in enumerate(leaves):
+        for ri in rs.readers(leaf.key, disabled):
+            per_rule.setdefault(ri, []).append(i)
+            if i not in data:
+                encoded(leaf, limit, data, i)
+    if not per_rule:
+        return None
+    rules = cfg.rules
+    todo = [(rules[ri], per_rule[ri]) for ri in sorted(per_rule)]
     plans: list[_RulePlan] = []
     skipped: list[PatternRule] = []
     if budget is not None:
         total = sum(r.compiled.cost(len(data[i][0])) for r, idxs in todo for i in idxs)
         if not budget.take(total):
-            for rule, idxs in todo:  # the budget runs out part way: charge value by value
+            # The budget runs out part way: charge value by value, every enabled rule in turn
+            # (one that reads no value charges nothing but is skipped after the cut-off).
+            read = {id(r) for r, _ in todo}
+            for rule in rules:
+                if rule.id in disabled:
+                    continue
                 if skipped:
                     skipped.append(rule)
                     continue
+                if id(rule) not in read:
+                    continue
+                idxs = per_rule[rules.index(rule)]
                 taken: list[int] = []
                 for i in idxs:
                     if not budget.take(rule.compiled.cost(len(data[i][0]))):
@@ -175,19 +188,21 @@ def plan(
         if scan_patterns:
             pattern_plan = _plan_pattern(pattern, leaves, budget)
         if pii.enabled and pii.detectors:
-            pii_plan = _PiiPlan(pii, *select_pii(pii, leaves, budget))
+            texts, owners, hits, unscanned = select_pii(pii, leaves, budget)
+            if texts or hits or unscanned:
+                pii_plan = _PiiPlan(pii, texts, owners, hits, unscanned)
         if media.enabled:
             tail = check_media(media, leaves)
     steps = budget.used - used if budget is not None else 0
     return Planned(head, leaves, pattern_plan, pii_plan, tail, steps)
 
 
-def _pattern_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
+def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
     """Pattern reasons per planned event. Per rule tuple: each distinct value (up to
     :data:`SET_MAX_BYTES`) goes to the prefilter of the subset of rules that read it, one scan
     per subset; a rule then searches only the values whose prefilter flagged it (and the
     longer values), each distinct value once."""
-    out: list[list[Reason]] = [[] for _ in batch]
+    out: dict[int, list[Reason]] = {}
     groups: dict[int, list[int]] = {}
     for k, p in enumerate(batch):
         if p.pattern is not None:
@@ -232,17 +247,17 @@ def _pattern_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
                         if len(paths) < MAX_EXAMPLES:
                             paths.append(leaves[i].path)
                 if count:
-                    out[k].append(rule_reason(pp.cfg, rp.rule, count, paths, rp.cut))
-    for k, p in enumerate(batch):
-        if p.pattern is not None and p.pattern.skipped:
-            out[k].append(scan_limit_reason(p.pattern.cfg, p.pattern.skipped))
+                    reason = rule_reason(pp.cfg, rp.rule, count, paths, rp.cut)
+                    out.setdefault(k, []).append(reason)
+            if pp.skipped:
+                out.setdefault(k, []).append(scan_limit_reason(pp.cfg, pp.skipped))
     return out
 
 
-def _pii_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
+def _pii_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
     """PII reasons per planned event: one joined scan per group of events whose detector
     settings are the same."""
-    out: list[list[Reason]] = [[] for _ in batch]
+    out: dict[int, list[Reason]] = {}
     groups: dict[tuple[tuple[str, ...], int, int, float], list[int]] = {}
     for k, p in enumerate(batch):
         if p.pii is not None:
@@ -271,7 +286,8 @@ def _pii_reasons(batch: Sequence[Planned]) -> list[list[Reason]]:
         for k in members:
             pp = batch[k].pii
             assert pp is not None
-            out[k] = pii_reasons(pp.cfg, pp.hits, pp.unscanned)
+            if pp.hits or pp.unscanned:
+                out[k] = pii_reasons(pp.cfg, pp.hits, pp.unscanned)
     return out
 
 
@@ -280,10 +296,17 @@ def finish(batch: Sequence[Planned]) -> list[list[Reason]]:
     (velocity, loop, entropy, cost, pattern, PII, media)."""
     patterns = _pattern_reasons(batch)
     piis = _pii_reasons(batch)
-    return [
-        [*p.head, *pat, *pii, *p.tail]
-        for p, pat, pii in zip(batch, patterns, piis, strict=True)
-    ]
+    out: list[list[Reason]] = []
+    for k, p in enumerate(batch):
+        reasons = p.head
+        if k in patterns:
+            reasons += patterns[k]
+        if k in piis:
+            reasons += piis[k]
+        if p.tail:
+            reasons += p.tail
+        out.append(reasons)
+    return out
 
 
 def evaluate_batch(

@@ -56,6 +56,8 @@ _TEXT_ANCHORS = ("\\A", "\\z")
 _CACHE_SIZE = 64
 #: Prefilter sets kept per rule tuple (one per distinct subset of rules reading a value).
 _MAX_SUBSETS = 256
+#: Leaf keys whose readers are remembered per rule tuple.
+_MAX_READERS = 8_192
 _EMPTY: frozenset[int] = frozenset()
 
 
@@ -114,6 +116,8 @@ class RuleSet:
     #: Rules always checked value by value (not in the joined prefilter).
     always: frozenset[int]
     _sets: dict[tuple[int, ...], Any | None]
+    #: (disabled rule ids, leaf key) -> indices of the enabled rules whose paths select it.
+    _readers: dict[tuple[tuple[str, ...], str], tuple[int, ...]]
 
     @classmethod
     def build(cls, rules: tuple[PatternRule, ...]) -> RuleSet:
@@ -122,7 +126,21 @@ class RuleSet:
             i for i, (r, src) in enumerate(zip(rules, sources, strict=True))
             if r.kind == "regex" and not _joinable(src)
         )
-        return cls(rules, sources, always, {})
+        return cls(rules, sources, always, {}, {})
+
+    def readers(self, key: str, disabled: tuple[str, ...]) -> tuple[int, ...]:
+        """The rules (not in ``disabled``) whose paths select a leaf with this key, in rule
+        order; memoized (an agent sends the same payload shapes over and over)."""
+        hit = self._readers.get((disabled, key))
+        if hit is None:
+            hit = tuple(
+                i for i, r in enumerate(self.rules)
+                if r.id not in disabled and r.paths.matches(key)
+            )
+            if len(self._readers) >= _MAX_READERS:
+                self._readers.clear()
+            self._readers[disabled, key] = hit
+        return hit
 
     def _set(self, subset: tuple[int, ...]) -> Any | None:
         if subset in self._sets:

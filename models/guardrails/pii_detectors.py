@@ -22,6 +22,7 @@ All regexes use fixed or bounded repeats over delimited classes: linear-time sca
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from models.guardrails.pii_checks import card_ok, digits_of, es_dni_ok, iban_ok, nino_ok, ssn_ok
@@ -121,25 +122,28 @@ _MAX_EMAIL_WINDOWS = 1_000
 Bounds = Sequence[tuple[int, int]]
 
 
-def _clipped(spans: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
-    """``spans`` merged and clipped to ``lo..hi`` (as :func:`merge_spans` does to ``0..size``)."""
-    return [(a + lo, b + lo) for a, b in merge_spans(((a - lo, b - lo) for a, b in spans), hi - lo)]
-
-
-def _by_region(
+def _regional(
     spans: Sequence[tuple[int, int]], at: Sequence[int], bounds: Bounds
-) -> list[list[tuple[int, int]]]:
-    """``spans`` (ordered by ``at``, the position that owns each) bucketed by region."""
-    out: list[list[tuple[int, int]]] = []
-    j = 0
-    for lo, hi in bounds:
-        while j < len(at) and at[j] < lo:
-            j += 1
-        k = j
-        while k < len(at) and at[k] < hi:
-            k += 1
-        out.append(list(spans[j:k]))
-        j = k
+) -> list[tuple[int, int]]:
+    """``spans`` (ordered by ``at``, the position that owns each) clipped to the region of
+    their owner and merged within it — what :func:`merge_spans` gives each region alone."""
+    out: list[tuple[int, int]] = []
+    region, nregions = 0, len(bounds)
+    lo, hi = bounds[0] if bounds else (0, 0)
+    start_of_region = 0  # index in ``out`` of the region's first window
+    for (a, b), owner in zip(spans, at, strict=True):
+        while owner >= hi and region + 1 < nregions:
+            region += 1
+            lo, hi = bounds[region]
+            start_of_region = len(out)
+        if not lo <= owner < hi:
+            continue
+        a, b = max(lo, a), min(hi, b)
+        if len(out) > start_of_region and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        elif a < b:
+            out.append((a, b))
     return out
 
 
@@ -153,15 +157,7 @@ def digit_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, in
     clusters = [c.span() for c in _CLUSTER.finditer(text)]
     if bounds is None:
         return merge_spans(((a - m, b + m) for a, b in clusters), len(text))
-    regions = _by_region([(a - m, b + m) for a, b in clusters], [a for a, _ in clusters], bounds)
-    return [w for (lo, hi), spans in zip(bounds, regions, strict=True)
-            for w in _clipped(spans, lo, hi)]
-
-
-def _email_region(ats: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
-    if len(ats) > _MAX_EMAIL_WINDOWS:
-        return [(lo, hi)] if lo < hi else []
-    return _clipped([(at - _EMAIL_BEFORE, at + _EMAIL_AFTER) for at in ats], lo, hi)
+    return _regional([(a - m, b + m) for a, b in clusters], [a for a, _ in clusters], bounds)
 
 
 def email_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, int]]:
@@ -172,11 +168,23 @@ def email_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, in
     while at >= 0:
         ats.append(at)
         at = text.find("@", at + 1)
-    if bounds is None:
-        return _email_region(ats, 0, len(text))
-    regions = _by_region([(a, a) for a in ats], ats, bounds)
-    return [w for (lo, hi), spans in zip(bounds, regions, strict=True)
-            for w in _email_region([a for a, _ in spans], lo, hi)]
+    regions = [(0, len(text))] if bounds is None else bounds
+    if len(ats) > _MAX_EMAIL_WINDOWS:  # some region may have too many: whole regions there
+        crowded: list[tuple[int, int]] = []
+        for lo, hi in regions:
+            left, right = bisect_left(ats, lo), bisect_left(ats, hi)
+            if right - left > _MAX_EMAIL_WINDOWS:
+                crowded.append((lo, hi))
+                del ats[left:right]
+        if crowded:
+            rest = email_windows_at(ats, regions)
+            return sorted(crowded + rest)
+    return email_windows_at(ats, regions)
+
+
+def email_windows_at(ats: Sequence[int], bounds: Bounds) -> list[tuple[int, int]]:
+    """Windows around the ``@`` at ``ats``, per region of ``bounds``."""
+    return _regional([(a - _EMAIL_BEFORE, a + _EMAIL_AFTER) for a in ats], ats, bounds)
 
 
 def _scan(rx: re.Pattern[str], text: str, windows: Windows) -> Iterator[re.Match[str]]:

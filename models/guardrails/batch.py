@@ -72,6 +72,7 @@ class _RulePlan:
 @dataclass(slots=True)
 class _PatternPlan:
     cfg: PatternConfig
+    leaves: Sequence[Leaf]
     data: Encoded
     rules: list[_RulePlan]
     skipped: list[PatternRule]
@@ -91,7 +92,6 @@ class Planned:
     """One event between :func:`plan` and :func:`finish`."""
 
     head: list[Reason]
-    leaves: tuple[Leaf, ...]
     pattern: _PatternPlan | None
     pii: _PiiPlan | None
     tail: list[Reason]
@@ -143,9 +143,9 @@ def _plan_pattern(
                         break
                     taken.append(i)
                 plans.append(_RulePlan(rule, taken, any(data[i][1] for i in taken)))
-            return _PatternPlan(cfg, data, plans, skipped)
+            return _PatternPlan(cfg, leaves, data, plans, skipped)
     plans = [_RulePlan(rule, idxs, any(data[i][1] for i in idxs)) for rule, idxs in todo]
-    return _PatternPlan(cfg, data, plans, skipped)
+    return _PatternPlan(cfg, leaves, data, plans, skipped)
 
 
 def plan(
@@ -179,7 +179,6 @@ def plan(
             cost, event_cost=event.cost, run_cost=st.run_cost, agent_daily_cost=st.agent_daily_cost
         )
     scan_patterns = pattern.enabled and bool(pattern.rules)
-    leaves: tuple[Leaf, ...] = ()
     pattern_plan = pii_plan = None
     tail: list[Reason] = []
     used = budget.used if budget is not None else 0
@@ -194,7 +193,7 @@ def plan(
         if media.enabled:
             tail = check_media(media, leaves)
     steps = budget.used - used if budget is not None else 0
-    return Planned(head, leaves, pattern_plan, pii_plan, tail, steps)
+    return Planned(head, pattern_plan, pii_plan, tail, steps)
 
 
 def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
@@ -230,7 +229,7 @@ def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
         for k in members:
             pp = batch[k].pattern
             assert pp is not None
-            leaves = batch[k].leaves
+            leaves = pp.leaves
             for rp in pp.rules:
                 ri = index[id(rp.rule)]
                 count, paths = 0, list[str]()

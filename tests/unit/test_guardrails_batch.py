@@ -204,3 +204,19 @@ def test_high_entropy_tokens_are_still_found_after_non_ascii_text() -> None:
     text = "é" * 5 + " " + TOKEN
     (f,) = find_high_entropy(text, min_length=32, max_length=256, min_bits=4.5)
     assert text[f.start:f.end] == TOKEN
+
+
+class _Unfinished:
+    """A compiled set whose scan could not finish (RE2 answers nothing, not even index 0)."""
+
+    def Match(self, text: bytes) -> None:
+        return None
+
+
+def test_a_set_that_cannot_finish_flags_every_rule_never_none() -> None:
+    rules = parse_pattern({"rules": [{"id": "a", "regex": "zzz"}, {"id": "b", "regex": "yyy"}]},
+                          "p", PatternConfig()).rules
+    rs = rule_set(rules)
+    assert rs.candidates((0, 1), [b"nothing here"]) == frozenset()
+    rs._sets[(0, 1)] = _Unfinished()
+    assert rs.candidates((0, 1), [b"nothing here"]) == frozenset({0, 1})

@@ -54,8 +54,13 @@ from models.guardrails.state import EMPTY_STATE, GuardrailState
 from models.guardrails.velocity import check_velocity
 from models.verdict import Reason
 
-__all__ = ["SET_MAX_BYTES", "Planned", "evaluate_batch", "finish", "plan"]
+__all__ = ["CHUNK_EVENTS", "SET_MAX_BYTES", "Planned", "evaluate_batch", "finish", "plan"]
 
+#: Events scanned together at most. Planned events stay alive until their chunk is scanned,
+#: and many live objects make Python's garbage collector work harder: measured on 8,000
+#: events of the benchmark traffic, chunks of 16–32 cost 15–20 % less CPU than one event at a
+#: time, chunks of 200 no less.
+CHUNK_EVENTS = 32
 #: Values up to this many bytes go through the pattern prefilter (RE2 sets); longer ones are
 #: searched rule by rule (see :mod:`models.guardrails.pattern_set`, "Cost").
 SET_MAX_BYTES = 4_096
@@ -314,11 +319,17 @@ def evaluate_batch(
     states: Sequence[GuardrailState | None] | None = None,
     budgets: Sequence[ScanBudget | None] | None = None,
 ) -> list[list[Reason]]:
-    """``[evaluate(policies[i], events[i], states[i], budgets[i]) for i ...]``, scanned as
-    one batch."""
+    """``[evaluate(policies[i], events[i], states[i], budgets[i]) for i ...]``, scanned in
+    chunks of :data:`CHUNK_EVENTS`."""
     n = len(events)
     sts = states if states is not None else [None] * n
     bus = budgets if budgets is not None else [None] * n
-    return finish([
-        plan(p, e, s, b) for p, e, s, b in zip(policies, events, sts, bus, strict=True)
-    ])
+    out: list[list[Reason]] = []
+    for lo in range(0, n, CHUNK_EVENTS):
+        hi = lo + CHUNK_EVENTS
+        out += finish([
+            plan(p, e, s, b)
+            for p, e, s, b in zip(policies[lo:hi], events[lo:hi], sts[lo:hi], bus[lo:hi],
+                                  strict=True)
+        ])
+    return out

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from models.events import IngestEvent
 from models.guardrails import EMPTY_STATE, GuardrailState
-from models.guardrails.batch import Planned, finish, plan
+from models.guardrails.batch import CHUNK_EVENTS, Planned, finish, plan
 from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
@@ -104,7 +104,8 @@ class Guardrails:
             shared.steps -= budget.used
             chunk.append(planned)
             chunk_steps += planned.steps
-            if chunk_steps >= _CHUNK_STEPS or time.perf_counter() > breathe:
+            full = len(chunk) >= CHUNK_EVENTS or chunk_steps >= _CHUNK_STEPS
+            if full or time.perf_counter() > breathe:
                 out += self._finish(chunk, states[len(out):])
                 chunk, chunk_steps = [], 0
                 if time.perf_counter() > breathe:

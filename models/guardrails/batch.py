@@ -115,11 +115,15 @@ def _plan_pattern(
     data: Encoded = {}
     per_rule: dict[int, list[int]] = {}
     disabled = cfg.disabled_rules
+    memo = rs.readers(disabled)
     for i, leaf in enumerate(leaves):
-        for ri in rs.readers(leaf.key, disabled):
-            per_rule.setdefault(ri, []).append(i)
-            if i not in data:
-                encoded(leaf, limit, data, i)
+        ris = memo.get(leaf.key)
+        if ris is None:
+            ris = rs.read_by(leaf.key, disabled)
+        if ris:
+            encoded(leaf, limit, data, i)
+            for ri in ris:
+                per_rule.setdefault(ri, []).append(i)
     if not per_rule:
         return None
     rules = cfg.rules

@@ -121,8 +121,8 @@ class RuleSet:
     #: Rules always checked value by value (not in the joined prefilter).
     always: frozenset[int]
     _sets: dict[tuple[int, ...], Any | None]
-    #: (disabled rule ids, leaf key) -> indices of the enabled rules whose paths select it.
-    _readers: dict[tuple[tuple[str, ...], str], tuple[int, ...]]
+    #: disabled rule ids -> leaf key -> indices of the enabled rules whose paths select it.
+    _readers: dict[tuple[str, ...], dict[str, tuple[int, ...]]]
 
     @classmethod
     def build(cls, rules: tuple[PatternRule, ...]) -> RuleSet:
@@ -133,18 +133,21 @@ class RuleSet:
         )
         return cls(rules, sources, always, {}, {})
 
-    def readers(self, key: str, disabled: tuple[str, ...]) -> tuple[int, ...]:
-        """The rules (not in ``disabled``) whose paths select a leaf with this key, in rule
-        order; memoized (an agent sends the same payload shapes over and over)."""
-        hit = self._readers.get((disabled, key))
-        if hit is None:
-            hit = tuple(
-                i for i, r in enumerate(self.rules)
-                if r.id not in disabled and r.paths.matches(key)
-            )
-            if len(self._readers) >= _MAX_READERS:
-                self._readers.clear()
-            self._readers[disabled, key] = hit
+    def readers(self, disabled: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+        """Leaf key -> the rules (not in ``disabled``) whose paths select it, in rule order:
+        a memo, filled by :meth:`read_by` (an agent sends the same payload shapes over and
+        over, so most keys are found in it)."""
+        memo = self._readers.get(disabled)
+        if memo is None or len(memo) >= _MAX_READERS:
+            memo = self._readers[disabled] = {}
+        return memo
+
+    def read_by(self, key: str, disabled: tuple[str, ...]) -> tuple[int, ...]:
+        """The rules (not in ``disabled``) whose paths select a leaf with this key; memoized."""
+        hit = tuple(
+            i for i, r in enumerate(self.rules) if r.id not in disabled and r.paths.matches(key)
+        )
+        self.readers(disabled)[key] = hit
         return hit
 
     def _set(self, subset: tuple[int, ...]) -> Any | None:

@@ -196,7 +196,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "object",
             "required": ["event_id", "verdict", "approval"],
             "properties": {"event_id": {"type": "string"}, "verdict": _ref("Verdict"),
-                           "approval": {"oneOf": [_ref("Approval"), {"type": "null"}]}},
+                           "approval": {"oneOf": [_ref("Approval"), {"type": "null"}]},
+                           "explain": {"type": "object", "required": ["text", "action"],
+                                       "description": "Only with ?explain=true.",
+                                       "properties": {"text": {"type": "string"},
+                                                      "action": {"type": "string"}}}},
         },
         "ApprovalsPage": {
             "type": "object",
@@ -282,6 +286,24 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                            "agent_id": {"type": "string"},
                            "agent_secret": {"type": "string", "description": "Shown once."},
                            "tier": {"type": "string"}},
+        },
+        "EngineOverride": {
+            "type": "object",
+            "required": ["project_id", "engine", "version", "source", "toml",
+                         "applies_within_s"],
+            "properties": {
+                "project_id": {"type": "string"},
+                "engine": {"type": "object", "description": "The project's engine parameters "
+                           "(names and types as in the [engine] config, docs/detection.md)."},
+                "version": {"type": "integer", "minimum": 0,
+                            "description": "+1 on every PUT or DELETE; 0 = never set."},
+                "source": {"type": "string", "enum": ["override", "global"]},
+                "updated_at": {"type": ["number", "null"]},
+                "updated_by": {"type": ["string", "null"]},
+                "toml": {"type": "string", "description": "The override as an [engine] table."},
+                "applies_within_s": {"type": "number",
+                                     "description": "Workers apply a change within this."},
+            },
         },
         "Policy": {
             "type": "object",
@@ -481,6 +503,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                  "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
                  "description": "Long poll: hold the answer until the verdict exists and, for "
                                 "a pause, a person decided it (or this many milliseconds)."},
+                {"name": "explain", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                 "description": "Add `explain`: the verdict in words (calls, new and missing "
+                                "key paths, p, bits, threshold and its basis, mode, guardrail "
+                                "rules, engine errors), as fields and as `text`."},
                 trace_param,
             ],
             "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),
@@ -571,6 +598,45 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "200": _json(_ref("Policy"), "Stored; in force within applies_within_s."),
                     **_errors(400, 401, 413, 503),
                 },
+            },
+        },
+        "/v1/policy/engine": {
+            "get": {
+                "summary": "The project's engine override (engine parameters for this project "
+                           "only).",
+                "operationId": "getEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {"200": _json(_ref("EngineOverride"), "The override (empty: the "
+                                           "global parameters apply)."),
+                              **_errors(401, 503)},
+            },
+            "put": {
+                "summary": "Replace the project's engine override (validated first: an unknown "
+                           "key or wrong type is a 400 naming it; audited).",
+                "operationId": "putEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "requestBody": {"required": True, "content": {
+                    "application/toml": {"schema": {"type": "string",
+                                                    "maxLength": settings.max_policy_bytes}},
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["engine"],
+                        "properties": {"engine": {"type": "object"}}}},
+                }},
+                "responses": {
+                    "200": _json(_ref("EngineOverride"), "Stored; in force within "
+                                 "applies_within_s."),
+                    **_errors(400, 401, 413, 503),
+                },
+            },
+            "delete": {
+                "summary": "Remove the project's engine override (audited).",
+                "operationId": "deleteEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {"200": _json(_ref("EngineOverride"), "Removed."),
+                              **_errors(401, 503)},
             },
         },
         "/healthz": {"get": {

@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.audit import check_action_actor
 from models.errors import UnavailableError
 from models.events import IngestEvent
+from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import Observation
@@ -35,8 +36,10 @@ from models.verdict import Edge, Reason, Verdict, strictest
 from ratchet.engine.guard import Guardrails
 from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
+from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
+from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
@@ -71,6 +74,8 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "from_seen": obs.row_total / COUNT_SCALE,
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
+        "threshold_from": threshold_basis(obs.threshold, params),
+        "window_n": params.window_for(obs.runs),
     }
     if obs.repeats > obs.repeat_limit:
         detail["repeats"] = obs.repeats
@@ -124,6 +129,10 @@ class Engine:
     clock: Callable[[], float] = time.time
     #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
     guardrails: Guardrails | None = None
+    #: Per-project engine overrides (workers); None: ``params`` for every project.
+    overrides: ProjectParams | None = None
+    #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
+    labels: NodeLabeller | None = None
 
     @classmethod
     def create(
@@ -140,10 +149,14 @@ class Engine:
         policy_keys: Keys | None = None,
         policy_refresh_s: float = 1.0,
         event_time: bool = False,
+        project_overrides: bool = False,
+        labels: bool = True,
     ) -> Engine:
         """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
         policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
-        the project's stored policy, re-checked every ``policy_refresh_s`` seconds)."""
+        the project's stored policy, re-checked every ``policy_refresh_s`` seconds).
+        ``project_overrides``: each project's stored engine override (same keys, same
+        refresh) applies on top of ``params``."""
         params = params or EngineParams()
         keys = keys or Keys()
         store = EngineStore(client, keys, params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s)
@@ -155,7 +168,11 @@ class Engine:
             guards = Guardrails(
                 GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
             )
-        return cls(store=store, params=params, rich=rich, guardrails=guards)
+        overrides = ProjectParams(client, policy_keys or keys, params,
+                                  refresh_s=policy_refresh_s) if project_overrides else None
+        labeller = NodeLabeller(client, keys, params.node_cap, chain_ttl_s) if labels else None
+        return cls(store=store, params=params, rich=rich, guardrails=guards, labels=labeller,
+                   overrides=overrides)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -212,6 +229,8 @@ class Engine:
             if group is None:
                 group = groups[chain.tag] = (chain, [], [])
             group[1].append(i)
+            if self.labels is not None and learn:
+                self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
             group[2].append(
                 ObserveItem(
                     event_id=ev.event_id,
@@ -225,20 +244,24 @@ class Engine:
             )
         try:
             seen = await self._service_modes([chain for chain, _, _ in groups.values()])
-            batches = [
-                ChainBatch(
+            per_project = await self.overrides.params(
+                {c.project_id for c, _, _ in groups.values()}
+            ) if self.overrides is not None else {}
+            batches = []
+            for tag, (chain, _, items) in groups.items():
+                p = per_project.get(chain.project_id, self.params)
+                batches.append(ChainBatch(
                     tag=tag,
                     items=items,
                     eligible=chain.critical or self.rich,
-                    locked_action=(
-                        self.params.critical_locked_action if chain.critical
-                        else self.params.locked_action
-                    ),
+                    locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                     mode_floor=self._mode_floor(chain, seen),
-                )
-                for tag, (chain, _, items) in groups.items()
-            ]
-            answers = await self.store.observe(batches, learn=learn, now_ms=int(now * 1000))
+                    params=None if p is self.params else p,
+                ))
+            answers = await self.store.observe(
+                batches, learn=learn, now_ms=int(now * 1000),
+                also=self.labels.take() if self.labels is not None else (),
+            )
             if learn:
                 await self._record_service_modes(
                     [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
@@ -359,6 +382,8 @@ class Engine:
         if audit is not None:
             check_action_actor("baseline.reset", actor)
         deleted = await self.store.reset(chain.tag)
+        if self.labels is not None:
+            self.labels.forget(chain.tag)
         if audit is not None:
             await audit.append(
                 chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Observation, parse_observations
@@ -61,6 +62,8 @@ class ChainBatch:
     #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
     #: on other services and this service is new to it (see Engine.decide).
     mode_floor: int = 0
+    #: The project's engine parameters when it has an override (None: the store's own).
+    params: EngineParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +109,11 @@ class EngineStore(RedisStore):
             if item.run_id not in run_index:
                 keys.append(self.keys.run(batch.tag, item.run_id))
                 run_index[item.run_id] = len(keys)
-        p = self.params
+        p = batch.params or self.params
         low, mid, high = p.decay_ppm()
+        static = self._static if p is self.params else self._static_args(p)
         args: list[Any] = [
-            now_ms, 1 if learn else 0, *self._static,
+            now_ms, 1 if learn else 0, *static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
             low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if p.protect else 0,
             1 if p.window_stat == "robust" else 0, batch.mode_floor,
@@ -126,13 +130,15 @@ class EngineStore(RedisStore):
         return keys, args
 
     async def observe(
-        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
     ) -> list[list[Observation]]:
-        """Run the observe script once per chain batch; answers in the order given."""
+        """Run the observe script once per chain batch; answers in the order given. ``also``:
+        further script calls (node labels) sent in the same round trip."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts["observe"], calls)
+        raw = await run_many(self.client, self.scripts["observe"], calls, also)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [parse_observations(answer) for answer in raw]
 
@@ -159,7 +165,8 @@ class EngineStore(RedisStore):
         return FeedbackResult(True, float(sigma), float(fallback), int(learned))
 
     async def reset(self, tag: str) -> int:
-        return int(await self.scripts["reset"](keys=self.keys.chain_keys(tag).as_list(), args=[]))
+        keys = [*self.keys.chain_keys(tag).as_list(), self.keys.chain_labels(tag)]
+        return int(await self.scripts["reset"](keys=keys, args=[]))
 
     async def chain_meta(self, tag: str) -> dict[str, str]:
         raw = await self.client.hgetall(self.keys.chain_keys(tag).meta)

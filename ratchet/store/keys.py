@@ -104,6 +104,10 @@ class Keys:
             coarse=f"{base}:coarse",
         )
 
+    def chain_labels(self, tag: str) -> str:
+        """Hash of a chain's node labels: node id → label JSON (``lua/label_nodes.lua``)."""
+        return f"{self.prefix}:{{c:{tag}}}:labels"
+
     def run(self, tag: str, run_id: str) -> str:
         """Per-run state of a chain: last node, dedup answers, pending (held) edges."""
         return f"{self.prefix}:{{c:{tag}}}:run:{part(run_id)}"
@@ -182,6 +186,10 @@ class Keys:
     def policy(self, project_id: str) -> str:
         """Hash: toml, json (normalized), hash, version, updated_at, updated_by."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:policy"
+
+    def engine_override(self, project_id: str) -> str:
+        """Hash: json (the project's engine parameters), version, updated_at, updated_by."""
+        return f"{self.prefix}:{{p:{part(project_id)}}}:engine"
 
     # --- platform security: rate limits, signup, brute-force counters ------------------------
     def rate_bucket(self, project_id: str, kind: str) -> str:

@@ -27,7 +27,8 @@ from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.errors import AuthError, UnavailableError, ValidationError
-from models.events import IngestEvent, parse_event
+from models.events import IngestEvent
+from models.ingest_schema import decode_event
 from models.ratelimit import INGEST
 from ratchet.platform.provisioning import agent_secrets
 
@@ -61,7 +62,7 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
-        event = parse_event(body, caller.project_id, limits=ingest_limits(state.settings))
+        event = decode_event(body, caller.project_id, ingest_limits(state.settings))
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise

@@ -8,10 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admission import admit_batch, admit_single
 from gateway.auth import Caller, authenticate, verify_event
 from gateway.body import int_query, read_json
 from gateway.idempotency import idempotent
 from gateway.ingest import (
+    Checked,
     check_signatures,
     check_timestamp,
     envelopes,
@@ -52,6 +54,9 @@ def _messages(
 @routes.post("/v1/events")
 async def post_event(request: web.Request) -> web.Response:
     state = state_of(request)
+    admitted = await admit_single(request, state)
+    if admitted is not None:
+        return await _publish_event(request, state, *admitted)
     caller = await authenticate(request, state)
     return await idempotent(request, state, caller.project_id,
                             lambda: _post_event(request, state, caller))
@@ -70,6 +75,7 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, [event.agent_id])
+    state.credentials.put_secrets(caller.project_id, secrets)
     try:
         check_timestamp(request.headers.get(TIMESTAMP_HEADER), TIMESTAMP_HEADER)
     except ValidationError:
@@ -88,6 +94,14 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     if not (await state.event_ids.claim([event]))[0]:
         INGEST_EVENTS.labels("conflict").inc()
         raise reused_id_error("event_id")
+    return await _publish_event(request, state, caller, event, wait_ms)
+
+
+async def _publish_event(
+    request: web.Request, state: GatewayState, caller: Caller, event: IngestEvent,
+    wait_ms: int | None,
+) -> web.Response:
+    """Publish an admitted event; answer 202, or 200 with its verdict when it came in time."""
     trace_id = trace_id_of(request)
     waiting = state.waiters.add(caller.project_id, event.event_id) if wait_ms else None
     try:
@@ -119,6 +133,9 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
 @routes.post("/v1/events:batch")
 async def post_batch(request: web.Request) -> web.Response:
     state = state_of(request)
+    admitted = await admit_batch(request, state)
+    if admitted is not None:
+        return await _publish_batch(request, state, *admitted)
     caller = await authenticate(request, state)
     return await idempotent(request, state, caller.project_id,
                             lambda: _post_batch(request, state, caller))
@@ -135,10 +152,18 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
                 it.error = other_agent_error(caller.agent_id)
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
+    state.credentials.put_secrets(caller.project_id, secrets)
     check_signatures(items, secrets, now=time.time(), window_s=state.settings.signature_window_s,
                      v1_until=state.settings.signature_v1_until)
     signed = [it.event for it in items if it.error is None and it.event is not None]
     refuse_reused_ids(items, await state.event_ids.claim(signed))
+    return await _publish_batch(request, state, caller, items)
+
+
+async def _publish_batch(
+    request: web.Request, state: GatewayState, caller: Caller, items: list[Checked]
+) -> web.Response:
+    """Publish the admitted items of a batch; answer each item's outcome."""
     good = [it for it in items if it.error is None and it.event is not None]
     trace_id = trace_id_of(request)
     events = [it.event for it in good if it.event is not None]

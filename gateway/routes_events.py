@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.admission import admit_batch, admit_single
@@ -39,6 +40,14 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 SIGNATURE_HEADER = "X-Ratchet-Signature"
+
+
+def _json(body: Any, status: int) -> web.Response:
+    """A JSON answer encoded by orjson (aiohttp's default is the standard library's ``json``,
+    several times slower for the per-item results of a batch)."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
 TIMESTAMP_HEADER = "X-Ratchet-Timestamp"
 
 
@@ -115,12 +124,12 @@ async def _publish_event(
         INGEST_EVENTS.labels("accepted").inc()
         accepted = {"event_id": event.event_id, "status": "accepted", "trace_id": trace_id}
         if waiting is None or wait_ms is None:
-            return web.json_response(accepted, status=202)
+            return _json(accepted, status=202)
         try:
             verdict = await asyncio.wait_for(asyncio.shield(waiting), wait_ms / 1000)
         except TimeoutError:
-            return web.json_response(accepted, status=202)
-        return web.json_response(
+            return _json(accepted, status=202)
+        return _json(
             {"event_id": event.event_id, "status": "decided", "trace_id": trace_id,
              "verdict": verdict},
             status=200,
@@ -188,6 +197,6 @@ async def _publish_batch(
         }.get(it.error.status, "unavailable")
         INGEST_EVENTS.labels(outcome).inc()
         counts["accepted" if it.error is None else "rejected"] += 1
-    return web.json_response(
+    return _json(
         {"trace_id": trace_id, **counts, "results": results}, status=200
     )

@@ -417,12 +417,14 @@ async def single_phases(
     out = []
     for rate in rates:
         print(f"single: {rate:.0f}/s for {args.single_seconds:.0f}s…", file=sys.stderr)
+        load = os.getloadavg()[0]
         cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
         reads0 = await _redis_reads(redis_url)
         started = time.perf_counter()
         phase = await single_phase(base, session, auth, project_id, agents, rate,
                                    args.single_seconds, collector)
         phase["wall_seconds"] = round(time.perf_counter() - started, 3)
+        phase["load_average_at_start"] = load
         phase["redis_requests_per_event"] = round(
             (await _redis_reads(redis_url) - reads0 - 1) / max(phase["sent"], 1), 2)
         phase["cpu_seconds"] = {name: round(cpu_seconds(pid) - cpu0[name], 3)
@@ -455,7 +457,7 @@ def cpu_lines(r: dict[str, Any]) -> list[str]:
     for phase in r.get("single_rates", []):
         rt = phase["round_trip_ms"]
         lines.append(
-            f"single {phase['rate_per_second']:.0f}/s: p50 {rt['p50']:.1f} ms, p99 {rt['p99']:.1f} "
+            f"single {phase['rate_per_second']:.0f}/s (load {phase['load_average_at_start']:.1f}): p50 {rt['p50']:.1f} ms, p99 {rt['p99']:.1f} "
             f"ms, statuses {phase['statuses']}; Redis requests/event "
             f"{phase['redis_requests_per_event']:.2f}; CPU µs/event (idle taken off): "
             + per_process(phase["cpu_us_per_event"]))

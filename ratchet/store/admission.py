@@ -103,14 +103,16 @@ class AdmissionStore(RedisStore):
             pipe.hget(self.keys.agent(project_id, agent_id), "secret")
         scripts: list[tuple[int, AsyncScript, list[str], list[Any]]] = []
         same_redis = self.limits_redis is self.redis
+        queued = (2 if failures_key is not None else 0) + (key_sha is not None) + len(agents)
         if rate is not None and same_redis:
-            scripts.append((len(pipe.command_stack), self._ratelimit, rate[0], list(rate[1])))
+            scripts.append((queued, self._ratelimit, rate[0], list(rate[1])))
+            queued += 1
             pipe.evalsha(self._ratelimit.sha, len(rate[0]), *rate[0], *rate[1])
         claim_now = bool(claims) and self.window_s > 0
         if claim_now:
             keys = [self.keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
             argv: list[str | int] = [self.window_s, *(fp for _, fp in claims)]
-            scripts.append((len(pipe.command_stack), self._claim, keys, argv))
+            scripts.append((queued, self._claim, keys, argv))
             pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
         if rate is not None and not same_redis:
             answers, out.rate = await asyncio.gather(

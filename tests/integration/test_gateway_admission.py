@@ -138,3 +138,14 @@ async def test_a_refused_request_leaves_its_event_ids_unbound(gw_settings: Setti
             assert answer.status == 202, answer.body
         finally:
             await tenant.client.close()
+
+
+async def test_admission_survives_a_script_flush(gateway: Gateway, tenant: Tenant) -> None:
+    """The pipeline sends EVALSHA without asking SCRIPT EXISTS first; a server that lost the
+    scripts gets them loaded and re-sent (the claim still binds: a reuse is refused)."""
+    assert (await tenant.client.send(event())).status == 202
+    await gateway.redis.script_flush()
+    first = event()
+    assert (await tenant.client.send(first)).status == 202
+    reused = await tenant.client.send({**first, "payload": {"other": 1}})
+    assert reused.status == 409 and reused.body["field"] == "event_id"

@@ -10,7 +10,7 @@ envelope is on Kafka) and reports, per rate: the answer's p50/p99, the gateway's
 ``total_reads_processed``; only the gateway talks to this Redis). The first events teach the
 gateway the key and the secret; they are not counted. ``--src DIR`` runs the gateway from another
 source tree (e.g. a worktree of main) for a before/after pair; ``--uvloop 0`` runs it on
-asyncio's default loop (``RATCHET_GATEWAY_UVLOOP``; a tree without that setting ignores it).
+asyncio's default loop (``RATCHET_GATEWAY_UVLOOP``; leave it unset for a tree without it).
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str) -> dict[
         topic_feedback=f"gs-{suffix}-feedback", topic_audit=f"gs-{suffix}-audit",
         topic_partitions=8, gateway_host="127.0.0.1", gateway_port=port, log_level="WARNING",
         rate_limit_tiers="bench:1000000000:1000", default_tier="bench",
-        gateway_uvloop=args.uvloop,
     )
+    if args.uvloop is not None:  # a tree without the setting refuses the unknown variable
+        env["RATCHET_GATEWAY_UVLOOP"] = args.uvloop
     await ensure_topics(bootstrap, [f"gs-{suffix}-{t}" for t in ("ingest", "verdicts",
                                                                   "feedback", "audit")], 8)
     redis = Redis.from_url(redis_url)
@@ -117,7 +118,8 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str) -> dict[
                     max(0.0, used - idle / 100 * wall) / n * 1e6, 1)
                 row["load_average_at_start"] = load
                 rows.append(row)
-                print(f"{args.src or 'this tree'} (uvloop {args.uvloop}) {rate:.0f}/s "
+                loop = args.uvloop or "default"
+                print(f"{args.src or 'this tree'} (uvloop {loop}) {rate:.0f}/s "
                       f"(load {load:.1f}): gateway CPU {row['gateway_cpu_us_per_event']:,.1f} "
                       f"µs/event, Redis requests/event {row['redis_requests_per_event']:.2f}, "
                       f"202 p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms, "
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--idle-seconds", type=float, default=3.0)
     p.add_argument("--src", metavar="DIR", help="run the gateway from this source tree")
-    p.add_argument("--uvloop", choices=("1", "0"), default="1")
+    p.add_argument("--uvloop", choices=("1", "0"), default=None,
+                   help="RATCHET_GATEWAY_UVLOOP for the gateway (unset: its default)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     with RedisServer() as server, TansuServer() as broker:

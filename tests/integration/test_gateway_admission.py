@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
 from tests.integration.gateway_support import Gateway, Tenant, event, make_tenant, own_gateway
 
@@ -62,6 +63,30 @@ async def test_a_request_of_an_unknown_key_takes_the_full_path(
     per_event = await _round_trips(gateway, 1, lambda: _expect(tenant.client.send(event()), 202))
     assert per_event >= 3  # grant; tier, rate limit, secret; claim — what main always paid
     assert await _round_trips(gateway, 1, lambda: _expect(tenant.client.send(event()), 202)) == 1
+
+
+async def test_a_new_agent_of_a_known_key_costs_two_round_trips_once(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """The key is known, the agent's secret not: one round trip reads it (and takes the
+    tokens), the claim follows after the signature is checked; then one round trip."""
+    assert (await tenant.client.send(event())).status == 202
+    _, secret = await create_agent(gateway.redis, gateway.keys, tenant.project_id, "agent-2")
+    async with RatchetClient(gateway.url, tenant.api_key, "agent-2", secret,
+                             project_id=tenant.project_id) as second:
+        for expected in (2, 1, 1):
+            assert await _round_trips(
+                gateway, 1, lambda c=second: _expect(c.send(event("agent-2")), 202)) == expected
+        # a wrong signature on the two-round-trip path is 401 and binds nothing
+        _, third = await create_agent(gateway.redis, gateway.keys, tenant.project_id, "agent-3")
+    async with RatchetClient(gateway.url, tenant.api_key, "agent-3", "as_wrong",
+                             project_id=tenant.project_id) as forged:
+        ev = event("agent-3")
+        refused = await forged.send(ev)
+        assert refused.status == 401 and "bad signature" in refused.body["message"]
+    async with RatchetClient(gateway.url, tenant.api_key, "agent-3", third,
+                             project_id=tenant.project_id) as genuine:
+        assert (await genuine.send({**ev, "payload": {"real": 1}})).status == 202
 
 
 async def _expect(call: Any, status: int) -> None:

@@ -4,9 +4,10 @@
 - ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``.
 - ``keys.approval(project, event)``: a human's decision once a paused event is resolved.
 
-:meth:`VerdictStore.resolve` is atomic (WATCH/MULTI on the paused set and the approval key), so
-of two concurrent approvals of the same event exactly one succeeds; the other sees
-``ALREADY_DECIDED``.
+:meth:`VerdictStore.resolve` is atomic (``lua/approval_resolve.lua`` on the paused set, the
+approval key and the decision stream, one hash tag: a Redis Cluster runs it on one slot, where
+redis-py's cluster client cannot WATCH), so of two concurrent approvals of the same event exactly
+one succeeds; the other sees ``ALREADY_DECIDED``.
 """
 
 from __future__ import annotations

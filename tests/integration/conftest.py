@@ -32,7 +32,6 @@ from ratchet.store.redis import RedisClient, connect
 from tests.integration.gateway_support import Gateway, Tenant, make_tenant, own_gateway
 from tests.integration.pipeline_support import LOCKING_ENGINE, Stack
 
-
 #: Modules also run against the Redis Cluster (see the module docstring).
 CLUSTER_MODULES = frozenset({
     "test_tenant_isolation", "test_scope_matrix", "test_gateway_auth", "test_gateway_rotation",

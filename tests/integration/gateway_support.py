@@ -38,11 +38,11 @@ from ratchet.store.redis import RedisClient, connect_from_settings
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = [
-    "own_gateway",
     "FakeWorker",
     "Gateway",
     "Tenant",
     "event",
+    "own_gateway",
     "read_topic",
     "start_gateway",
 ]

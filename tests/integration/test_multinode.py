@@ -226,7 +226,7 @@ async def call(agent: Agent, chaos: Chaos, gw: int, send: Any) -> tuple[int, Ans
     chaos.in_flight[gw] += 1
     try:
         return gw, await send(agent.clients[gw])
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         assert gw == 1 and chaos.gateway_dead, "gateway 0 never dies"
         agent.retried += 1
         return 0, await send(agent.clients[0])

@@ -39,9 +39,15 @@ CLUSTER_MODULES = frozenset({
 })
 
 
+#: Tests of those modules that run on the single Redis only: the CLI walk-through on the cluster
+#: is tests/integration/test_cli_cluster.py.
+SINGLE_ONLY = frozenset({"test_rotation_cli"})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in CLUSTER_MODULES and "redis_mode" in metafunc.fixturenames:
+    if (module in CLUSTER_MODULES and "redis_mode" in metafunc.fixturenames
+            and metafunc.function.__name__ not in SINGLE_ONLY):
         metafunc.parametrize("redis_mode", ["single", "cluster"], indirect=True)
 
 

@@ -30,6 +30,7 @@ from redis.exceptions import (
     ClusterDownError,
     CrossSlotTransactionError,
     RedisClusterException,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -61,14 +62,18 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     TimeoutError,
     ClusterDownError,
     TryAgainError,
-    RedisClusterException,
+    SlotNotCoveredError,
 )
 
 #: Every Redis exception :func:`translate` knows: the failures above, plus a ``MOVED``/``ASK``
-#: redirect a plain client cannot follow and a cross-slot refusal.
+#: redirect a plain client cannot follow, a cross-slot refusal and any other refusal of the
+#: cluster client.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
-    *REDIS_FAILURES, AskError, ClusterCrossSlotError,
+    *REDIS_FAILURES, AskError, ClusterCrossSlotError, RedisClusterException,
 )
+
+#: How redis-py words its own refusal of a command whose keys span slots.
+_CROSS_SLOT = "same key slot"
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -80,12 +85,30 @@ class _Cluster(RedisCluster):
     requests, a batch of scripts) race the discovery that redis-py starts inside the first of
     them and some fail with ``AttributeError`` on a connection it closed under them (redis-py
     8.1, reproduced on the 3-master test cluster). Discovery is locked and runs once.
+
+    Its client-side refusals are also given the types the rest of Ratchet knows: an unreachable
+    cluster raises a ``ConnectionError`` (a failure workers retry, 503 at the gateway), keys of
+    several slots in one command a ``ClusterCrossSlotError`` (a bug, never retried).
     """
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> _Cluster:
+        try:
+            await super().initialize(*args, **kwargs)
+        except SlotNotCoveredError:
+            raise
+        except RedisClusterException as exc:  # "Redis Cluster cannot be connected", ...
+            raise RedisConnectionError(f"Redis Cluster unreachable: {exc}") from exc
+        return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:
             await self.initialize()
-        return await super().execute_command(*args, **kwargs)
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            if _CROSS_SLOT in str(exc):
+                raise ClusterCrossSlotError(str(exc)) from exc
+            raise
 
 
 @overload
@@ -123,8 +146,8 @@ def unavailable(exc: BaseException) -> UnavailableError:
 
 def translate(exc: BaseException) -> RatchetError:
     """The one translation of a Redis exception of :data:`REDIS_ERRORS` (see the module doc)."""
-    cross_slot = "same key slot" in str(exc)  # redis-py's own check before it sends a command
-    if isinstance(exc, (ClusterCrossSlotError, CrossSlotTransactionError)) or cross_slot:
+    if isinstance(exc, (ClusterCrossSlotError, CrossSlotTransactionError)) or (
+            _CROSS_SLOT in str(exc)):
         return StoreError("a Redis command spanned hash slots (a bug: every multi-key step "
                           "must use keys of one hash tag); nothing was written by it")
     if isinstance(exc, AskError):  # MovedError included

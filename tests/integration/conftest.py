@@ -48,7 +48,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if (module in CLUSTER_MODULES and "redis_mode" in metafunc.fixturenames
             and metafunc.function.__name__ not in SINGLE_ONLY):
-        metafunc.parametrize("redis_mode", ["single", "cluster"], indirect=True)
+        metafunc.parametrize(
+            "redis_mode", ["single", pytest.param("cluster", marks=pytest.mark.cluster)],
+            indirect=True)
 
 
 @pytest.fixture

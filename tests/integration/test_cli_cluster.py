@@ -4,8 +4,8 @@ command against a 3-master Redis Cluster (``RATCHET_REDIS_CLUSTER=1``, one seed 
 Projects, agents, scoped keys (create, list, rotate, revoke), the project key's rotation, agent
 secret rotation, ``set-tier`` and the audit log (verify, export). After every step the state is
 read back through a cluster client: new credentials are live, replaced ones are dead and their
-records gone, and the audit chain verifies. Without the cluster setting, the same command fails
-with a message naming it, never a redis-py traceback.
+records gone, and the audit chain verifies. Without the cluster setting, the same command (and a
+gateway's request) fails with a message naming it, never a redis-py traceback.
 """
 
 from __future__ import annotations
@@ -14,16 +14,21 @@ import asyncio
 import csv
 import io
 import subprocess
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
+
 from models.scopes import Grant
+from ratchet.config.settings import Settings
 from ratchet.platform.api_keys import grant_for_api_key
 from ratchet.platform.provisioning import agent_secret, hash_api_key, project_for_api_key
 from ratchet.sandbox.servers import RedisClusterServer
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect
 from tests.integration.cli_support import field, ratchet_cli
+from tests.integration.gateway_support import own_gateway
 
 Run = Callable[..., Coroutine[Any, Any, subprocess.CompletedProcess[str]]]
 
@@ -131,3 +136,22 @@ async def test_cluster_without_the_setting_names_it(
     assert all(done.returncode in (0, 2) for done in outcomes)
     refused = [done for done in outcomes if done.returncode == 2]
     assert refused and all("set RATCHET_REDIS_CLUSTER=true" in d.stderr for d in refused)
+
+
+async def test_gateway_without_the_setting_names_it(
+    redis_cluster: RedisClusterServer, gw_settings: Settings
+) -> None:
+    """A gateway with a plain client on a cluster node: 500 naming the setting, never a raw
+    redis-py error (the redirect is translated in ratchet/store/redis.py)."""
+    settings = gw_settings.replace(redis_url=redis_cluster.url, redis_cluster=False)
+    async with own_gateway(settings) as gw, aiohttp.ClientSession() as http:
+        statuses = []
+        for i in range(6):  # keys hash to every master's slots; some answer MOVED
+            headers = {"Authorization": f"Bearer rk_{i}{uuid.uuid4().hex}"}
+            async with http.get(gw.url + "/v1/whoami", headers=headers) as resp:
+                body = await resp.json()
+                statuses.append(resp.status)
+                assert resp.status in (401, 500), body
+                if resp.status == 500:
+                    assert "set RATCHET_REDIS_CLUSTER=true" in body["message"], body
+        assert 500 in statuses

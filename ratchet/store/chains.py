@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Observation, parse_observations
@@ -126,13 +127,15 @@ class EngineStore(RedisStore):
         return keys, args
 
     async def observe(
-        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
     ) -> list[list[Observation]]:
-        """Run the observe script once per chain batch; answers in the order given."""
+        """Run the observe script once per chain batch; answers in the order given. ``also``:
+        further script calls (node labels) sent in the same round trip."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts["observe"], calls)
+        raw = await run_many(self.client, self.scripts["observe"], calls, also)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [parse_observations(answer) for answer in raw]
 
@@ -159,7 +162,8 @@ class EngineStore(RedisStore):
         return FeedbackResult(True, float(sigma), float(fallback), int(learned))
 
     async def reset(self, tag: str) -> int:
-        return int(await self.scripts["reset"](keys=self.keys.chain_keys(tag).as_list(), args=[]))
+        keys = [*self.keys.chain_keys(tag).as_list(), self.keys.chain_labels(tag)]
+        return int(await self.scripts["reset"](keys=keys, args=[]))
 
     async def chain_meta(self, tag: str) -> dict[str, str]:
         raw = await self.client.hgetall(self.keys.chain_keys(tag).meta)

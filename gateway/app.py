@@ -14,6 +14,7 @@ from gateway import (
     routes_api_keys,
     routes_audit,
     routes_decisions,
+    routes_engine,
     routes_events,
     routes_health,
     routes_keys,
@@ -93,7 +94,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     )
     for module in (routes_events, routes_verdicts, routes_decisions, routes_audit,
                    routes_webhooks, routes_keys, routes_api_keys, routes_signup, routes_policy,
-                   routes_health, routes_openapi):
+                   routes_engine, routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
     app.on_response_prepare.append(_no_server_version)

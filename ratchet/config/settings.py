@@ -198,6 +198,11 @@ class Settings:
     #: How often workers and webhook dispatchers measure their group's consumer lag (the
     #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
     consumer_lag_interval_s: float = 15.0
+    #: Opt-in per-project verdict counts (``ratchet_project_verdicts_total{project, action}``):
+    #: at most this many projects get their own ``project`` label value — the busiest ones this
+    #: worker has seen, chosen once a minute, never reassigned — and every other project counts
+    #: as ``other``; so at most N + 1 values per worker. 0 = the metric is not exported.
+    metrics_project_label_limit: int = 0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).

@@ -26,6 +26,7 @@ from gateway import (
     safe_logs,
 )
 from gateway.client_ip import parse_networks
+from gateway.credential_cache import CredentialCache
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
@@ -38,6 +39,7 @@ from models.signing import v1_sunset
 from ratchet.config.settings import Settings
 from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
+from ratchet.store.admission import AdmissionStore
 from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
@@ -135,6 +137,9 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 idempotency=IdempotencyStore(redis, keys, ttl_s=settings.idempotency_ttl_s,
                                              lease_s=settings.idempotency_lease_s),
                 event_ids=EventIds(redis, keys, window_s=settings.event_id_window_s),
+                admission=AdmissionStore(redis, keys, limits_redis,
+                                         window_s=settings.event_id_window_s),
+                credentials=CredentialCache(),
             )
             yield
         finally:

@@ -87,15 +87,17 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         pipe.get(state.keys.api_key(sha))
         count, ttl, stored = await pipe.execute()
     raise_if_locked_out(state, count, ttl)
-    grant = None if stored is None else parse_grant(
+    grant_text = None if stored is None else (
         stored.decode() if isinstance(stored, bytes) else str(stored))
+    grant = None if grant_text is None else parse_grant(grant_text)
     # the project must point at this key too (a leftover of a key change is not a key)
-    if (not token or len(token) > MAX_KEY_CHARS or grant is None
+    if (not token or len(token) > MAX_KEY_CHARS or grant_text is None or grant is None
             or not await confirm_grant(state.redis, state.keys, sha, grant)):
         await record_auth_failure(state, ip)
         if not token:
             raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")
         raise AuthError("invalid API key")
+    state.credentials.put_grant(sha, grant_text)  # a prediction for gateway.admission
     caller = Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary)
     note_project(request, caller.project_id)
     if not allows(roles, caller.role):

@@ -98,6 +98,9 @@ class Settings:
     #: Address and port the gateway listens on (``0.0.0.0`` in containers).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    #: Run the gateway on uvloop (libuv) instead of asyncio's default loop: less CPU per request
+    #: and per Redis/Kafka round trip (measured in docs/operations.md). Off: the standard loop.
+    gateway_uvloop: bool = True
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
     #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, seconds.

@@ -29,7 +29,7 @@ from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import Observation
-from models.params import COUNT_SCALE, EngineParams
+from models.params import COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict, strictest
@@ -87,7 +87,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (
             "this chain's rate of new transitions is above the limit: it never locks and only "
-            "call shapes new to it are anomalous"
+            + UNLEARNABLE_JUDGED[params.unlearnable_rule]
         )
     if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"

@@ -11,7 +11,8 @@ engine's own decisions event for event; :func:`evaluate` checks that on every ca
 
 What it does not re-run: learning. A setting that pauses an event the recording learned (or the
 reverse) would change later counts, scores and modes; the scores, modes and loop verdicts stay
-those of the recorded run. :attr:`GridResult.learn_diff` counts, per point, the events whose
+those of the recorded run. (On an unlearnable chain judged on its step order, the move's
+action-model score is compared with each point's floor.) :attr:`GridResult.learn_diff` counts, per point, the events whose
 held-back-from-learning status differs from the recording — 0 means the estimate is exact.
 ``ratchet tune`` re-runs the recommended point through the real engine to measure the rest.
 
@@ -191,6 +192,9 @@ class _Compiled:
     anomalous: BoolArray
     markov_action: IntArray
     held: BoolArray
+    holds_flags: BoolArray
+    order0: FloatArray  # action-model score of a step-order-judged transition, else -1
+    order1: FloatArray
 
 
 def _compile(rec: Recording, params: EngineParams) -> _Compiled:
@@ -230,6 +234,10 @@ def _compile(rec: Recording, params: EngineParams) -> _Compiled:
         anomalous=arr([t.anomalous for t in traces], np.bool_),
         markov_action=arr([t.markov_action for t in traces], np.int64),
         held=arr([t.held for t in traces], np.bool_),
+        holds_flags=arr([t.holds_flags for t in traces], np.bool_),
+        order0=arr([t.order_bits[0] if t.order_bits else -1.0 for t in traces], np.float64),
+        order1=arr([t.order_bits[1] if len(t.order_bits) > 1 else -1.0 for t in traces],
+                   np.float64),
     )
 
 
@@ -314,9 +322,11 @@ def evaluate(
             stat = _window_stat(win[rows, :k, :n], sig[rows], robust)
             thr[rows] = np.where(use[rows], stat, thr[rows])
         thr = np.maximum(thr, floor[:, None])
-        a0 = (comp.bits0[ev][None, :] > thr) & comp.judge0[ev][None, :]
+        a0 = ((comp.bits0[ev][None, :] > thr) & comp.judge0[ev][None, :]) | (
+            comp.order0[ev][None, :] > floor[:, None])
         tail = comp.has_tail[ev][None, :]
-        a1 = tail & (comp.bits1[ev][None, :] > thr) & comp.judge1[ev][None, :]
+        a1 = tail & (((comp.bits1[ev][None, :] > thr) & comp.judge1[ev][None, :]) | (
+            comp.order1[ev][None, :] > floor[:, None]))
         push(k, comp.bits0[ev], ~a0)
         push(k, comp.bits1[ev], tail & ~a1)
         anomalous[:, ev] = a0 | a1 | comp.looping[None, ev]
@@ -328,7 +338,7 @@ def evaluate(
     markov = np.where(anomalous & (mode > 0),
                       np.where(mode == 1, soft, comp.locked_action[None, :]), 0)
     agree = int(((anomalous[0] == comp.anomalous) & (markov[0] == comp.markov_action)).sum())
-    lowest = 1 if base.protect_flags else 2
+    lowest = np.where(comp.holds_flags, 1, 1 if base.protect_flags else 2)[None, :]
     held = base.protect & ((markov >= lowest) | comp.ext_hold[None, :])
     learn_diff = (held != comp.held[None, :]).sum(axis=1)
 

@@ -58,6 +58,11 @@ class EventTrace:
     anomalous: bool
     markov_action: int
     held: bool
+    #: The chain holds back what it flags (``ReferenceChain.holds_flags``), not only pauses.
+    holds_flags: bool = False
+    #: Per transition, its action-model score when the chain is judged on its step order
+    #: (``unlearnable_rule``: anomalous over the floor, whatever the window), else -1.
+    order_bits: tuple[float, ...] = ()
 
 
 class _TracingChain(ReferenceChain):
@@ -74,6 +79,8 @@ class _TracingChain(ReferenceChain):
 
     def judgeable(self, a: _Assessed) -> bool:
         """Whether ``bits > threshold`` makes this transition anomalous (models.scoring)."""
+        if self.unlearnable and self.by_action and self.params.unlearnable_rule == "actions":
+            return False  # judged on its step order only: see EventTrace.order_bits
         if a.to_new:
             return True
         if self.unlearnable:
@@ -159,6 +166,8 @@ class Recorder:
                     anomalous=obs.anomalous,
                     markov_action=ACTION_CODES.index(obs.action),
                     held=obs.held,
+                    holds_flags=chain.holds_flags,
+                    order_bits=tuple(a.order_bits for a in chain.assessed),
                 )
 
     def verdict(self, event: IngestEvent, verdict: Verdict) -> None:

@@ -19,22 +19,34 @@ from models.scopes import Grant, parse_grant
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient
 
-__all__ = ["confirm_grant", "live_grant"]
+__all__ = ["confirm_grant", "key_side", "live_grant", "names_key"]
 
 
 def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def key_side(keys: Keys, sha: str, grant: Grant) -> tuple[str, str]:
+    """(hash, field) holding the project's side of key ``sha``: the project's own key pointer,
+    or the key's entry in the project's index of scoped keys."""
+    if grant.primary:
+        return keys.project(grant.project_id), "api_key_sha256"
+    return keys.project_keys(grant.project_id), sha[:12]
+
+
+def names_key(raw: object, sha: str, grant: Grant) -> bool:
+    """Whether ``raw`` (the value at :func:`key_side`) points at key ``sha``."""
+    if raw is None:
+        return False
+    if grant.primary:
+        return _text(raw) == sha
+    return bool(orjson.loads(_text(raw)).get("sha256") == sha)
+
+
 async def confirm_grant(redis: RedisClient, keys: Keys, sha: str, grant: Grant) -> bool:
     """True if the project of ``grant`` points at key ``sha``; else the stale record is
     deleted and False (a leftover of a key change: never a key anyone may still use)."""
-    if grant.primary:
-        current = await redis.hget(keys.project(grant.project_id), "api_key_sha256")
-        live = current is not None and _text(current) == sha
-    else:
-        raw = await redis.hget(keys.project_keys(grant.project_id), sha[:12])
-        live = raw is not None and orjson.loads(raw).get("sha256") == sha
+    live = names_key(await redis.hget(*key_side(keys, sha, grant)), sha, grant)
     if not live:
         await redis.delete(keys.api_key(sha))
     return live

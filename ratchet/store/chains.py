@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Observation, parse_observations
-from models.params import ACTION_CODES, EngineParams
+from models.params import ACTION_CODES, UNLEARNABLE_RULES, EngineParams
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import run_many, scripts_for
@@ -119,7 +119,8 @@ class EngineStore(RedisStore):
             1 if p.window_stat == "robust" else 0, batch.mode_floor,
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
-            p.repeat_margin, repr(p.lock_novelty), len(batch.items),
+            p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),
+            len(batch.items),
         ]
         for item in batch.items:
             args.append(item.event_id)

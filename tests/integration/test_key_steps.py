@@ -12,8 +12,10 @@ from models.scopes import Grant
 from ratchet.platform.api_keys import create_key, grant_for_api_key, list_keys, rotate_key
 from ratchet.platform.credentials import new_api_key, rotate_api_key_of_project
 from ratchet.platform.provisioning import create_project, hash_api_key, project_for_api_key
+from ratchet.sandbox.client import RatchetClient
 from ratchet.store.keys import Keys
 from ratchet.store.scripts import scripts_for
+from tests.integration.gateway_support import Gateway, Tenant, event
 
 
 async def test_project_key_rotation_step_by_step(redis_client: Any, keys: Keys) -> None:
@@ -78,3 +80,26 @@ async def test_concurrent_rotations_leave_one_key_and_no_leftovers(
         keys.api_key(hash_api_key(k)).encode() for k in (live[0], won_scoped[0]))
     assert [k.key_id for k in await list_keys(redis_client, keys, project)] == [
         hash_api_key(live[0])[:12], hash_api_key(won_scoped[0])[:12]]
+
+
+async def test_a_remembered_key_left_by_an_interrupted_rotation_is_refused(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """The gateway's fast ingest path (a remembered key) checks the project's side too: after
+    the switch, the old key's record (step 3 never ran) admits nothing."""
+    redis, keys = gateway.redis, gateway.keys
+    for _ in range(2):  # the second request takes the fast path with the remembered grant
+        assert (await tenant.client.send(event(tenant.agent_id))).status == 202
+    old_sha, new = hash_api_key(tenant.api_key), new_api_key()
+    assert await redis.set(keys.api_key(hash_api_key(new)), tenant.project_id, nx=True)
+    code = await scripts_for(redis)["rotate_key"](
+        keys=[keys.project(tenant.project_id)], args=[old_sha, hash_api_key(new), "1"])
+    assert int(code) == 0 and await redis.exists(keys.api_key(old_sha))
+    refused = await tenant.client.send(event(tenant.agent_id))
+    assert refused.status == 401, refused.body
+    renewed = RatchetClient(gateway.url, new, tenant.agent_id, tenant.secret,
+                            project_id=tenant.project_id)
+    try:
+        assert (await renewed.send(event(tenant.agent_id))).status == 202
+    finally:
+        await renewed.close()

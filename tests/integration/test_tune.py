@@ -260,3 +260,29 @@ async def test_tune_labels_from_approvals_and_apply_sets_an_audited_override(
         assert own["tp"] + own["fn"] == len({e["run_id"] for e in events if e["label"]})
     finally:
         await redis.aclose()
+
+
+async def test_rescoring_follows_the_step_order_rule(tmp_path: Path, redis_url: str) -> None:
+    """With the high-entropy assistant in the traffic, some chains are judged on their step
+    order (``unlearnable_rule``) and hold what they flag: the re-scoring still equals the
+    engine at the recorded point, learning included, and re-judges those moves by each
+    point's floor — exactly where nothing is learned differently."""
+    path = tmp_path / "assistant.jsonl"
+    events = generate(agents=6, runs_per_agent=90, warmup_runs=WARMUP, anomaly_rate=0.2, seed=4)
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    rec = await _record(path, redis_url, FAST)
+    traces = [t for t in rec.traces if t is not None]
+    assert any(b >= 0 for t in traces for b in t.order_bits)
+    assert any(t.holds_flags for t in traces)
+    labels = run_labels(rec, warmup_runs=WARMUP)
+    points = [FAST, FAST.replace(floor_bits=19.95)]  # over any score: nothing off order
+    result = evaluate(rec, points, labels, keep=(0, 1))
+    assert result.agreement == (len(rec), len(rec))
+    assert result.learn_diff[0] == 0
+    real = await _verdicts(path, redis_url, points[1])
+    if result.learn_diff[1] == 0:
+        assert result.confusion(1) == _run_confusion(real, labels)
+    else:
+        measured, estimated = _run_confusion(real, labels), result.confusion(1)
+        assert abs(estimated.recall - measured.recall) <= TOLERANCE, (estimated, measured)
+        assert abs(estimated.fpr - measured.fpr) <= TOLERANCE, (estimated, measured)

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.errors import ScriptCode, raise_for_code
-from models.observation import Observation, parse_observations
+from models.observation import Answer, Observation
 from models.params import ACTION_CODES, EngineParams
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisStore
@@ -125,16 +125,23 @@ class EngineStore(RedisStore):
             )
         return keys, args
 
-    async def observe(
+    async def observe_answers(
         self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
-    ) -> list[list[Observation]]:
-        """Run the observe script once per chain batch; answers in the order given."""
+    ) -> list[Answer]:
+        """Run the observe script once per chain batch; the replies, read in place, in order."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
         raw = await run_many(self.client, self.scripts["observe"], calls)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
-        return [parse_observations(answer) for answer in raw]
+        return [Answer(answer) for answer in raw]
+
+    async def observe(
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+    ) -> list[list[Observation]]:
+        """:meth:`observe_answers` with every answer decoded into :class:`Observation` records."""
+        answers = await self.observe_answers(batches, learn=learn, now_ms=now_ms)
+        return [answer.observations() for answer in answers]
 
     async def feedback(
         self, tag: str, run_id: str, event_id: str, decision: str, *, now_ms: int | None = None

@@ -309,13 +309,40 @@ local function action_for(anomalous)
 end
 
 -- Run state, read once per run and written once per run at the end of the batch.
+-- The batch's events, parsed once; per run the answer fields its events may already have.
+local ev_id, ev_run, ev_flags, ev_node, ev_act = {}, {}, {}, {}, {}
+local run_fields = {}
+for i = 1, n do
+  local o = BASE + (i - 1) * FIELDS
+  local run_index, flags, node, act = string.match(ARGV[o + 2], '^(%d+) (%d%d%d) ([^\t]*)\t(.*)$')
+  local run_key = KEYS[tonumber(run_index)]
+  ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i] = ARGV[o + 1], run_key, flags, node, act
+  local fields = run_fields[run_key]
+  if fields == nil then
+    fields = { 'last', 'ended', 'la', 'rep' }
+    run_fields[run_key] = fields
+  end
+  fields[#fields + 1] = 'e:' .. ARGV[o + 1]
+end
+
+-- Run state and the stored answers of the batch's events: ONE read per run (not one per
+-- event), written once per run at the end of the batch.
 local runs = {}
 local function run_state(run_key)
   local r = runs[run_key]
   if r == nil then
-    local v = redis.call('HMGET', run_key, 'last', 'ended', 'la', 'rep')
+    local fields = run_fields[run_key]
+    local v = {}
+    for j = 1, #fields, 1000 do  -- bounded unpack (Lua's C stack)
+      local part = redis.call('HMGET', run_key, unpack(fields, j, math.min(j + 999, #fields)))
+      for x = 1, #part do v[j + x - 1] = part[x] end
+    end
+    local prior = {}
+    for j = 5, #fields do
+      if v[j] then prior[fields[j]] = v[j] end
+    end
     r = { last = v[1], ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
-          ans = {}, dirty = false }
+          ans = prior, dirty = false }
     runs[run_key] = r
   end
   return r
@@ -348,24 +375,18 @@ local function answer_again(prior)
     tonumber(nruns), tonumber(repeats), tonumber(rlimit))
 end
 
-for i = 0, n - 1 do
-  local o = BASE + i * FIELDS
-  local event_id = ARGV[o + 1]
-  local run_index, f_high, f_eor, f_hold, node, act =
-    string.match(ARGV[o + 2], '^(%d+) (%d)(%d)(%d) ([^\t]*)\t(.*)$')
-  local run_key = KEYS[tonumber(run_index)]
-  local prio_high = f_high == '1'
-  local eor = f_eor == '1'
-  local ext_hold = f_hold == '1'
+for i = 1, n do
+  local event_id, run_key, flags, node, act = ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i]
+  local prio_high = string.byte(flags, 1) == 49  -- '1'
+  local eor = string.byte(flags, 2) == 49
+  local ext_hold = string.byte(flags, 3) == 49
   local answer_field = 'e:' .. event_id
   st.mode_changed = 0
-  local cached = runs[run_key]
-  local prior = cached and cached.ans[answer_field]
-  if not prior then prior = redis.call('HGET', run_key, answer_field) end
+  local run = run_state(run_key)
+  local prior = run.ans[answer_field]
   if prior then
     answer_again(prior)
   else
-    local run = run_state(run_key)
     local from, prev_act = run.last, run.la
     if (not from) or run.ended == '1' then
       from, prev_act = START, START

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -33,9 +33,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ObserveItem:
-    """One event as the observe script needs it."""
+class ObserveItem(NamedTuple):
+    """One event as the observe script needs it (a named tuple: built once per event, cheaply)."""
 
     event_id: str
     run_id: str
@@ -203,9 +202,17 @@ class EngineStore(RedisStore):
         self, agents: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
         """Per (project, agent): {service field → (mode, runs)} as last recorded."""
-        raw = await asyncio.gather(*(
-            self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
-        ))
+        if not agents:
+            return {}
+        if isinstance(self.client, RedisCluster):
+            raw = await asyncio.gather(*(
+                self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
+            ))
+        else:  # one round trip for every agent of the batch
+            pipe = self.client.pipeline(transaction=False)
+            for p, a in agents:
+                pipe.hgetall(self.keys.agent_services(p, a))
+            raw = await pipe.execute()
         out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
         for agent, fields in zip(agents, raw, strict=True):
             parsed: dict[str, tuple[int, int]] = {}
@@ -219,13 +226,22 @@ class EngineStore(RedisStore):
         self, records: Sequence[tuple[tuple[str, str], str, int, int]]
     ) -> None:
         """Write ((project, agent), service field, mode, runs) records (idle TTL of a chain)."""
-        writes = []
+        if not records:
+            return
+        if isinstance(self.client, RedisCluster):
+            writes = []
+            for (project_id, agent_id), field, mode, runs in records:
+                key = self.keys.agent_services(project_id, agent_id)
+                writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
+                writes.append(self.client.expire(key, self.chain_ttl_s))
+            await asyncio.gather(*writes)
+            return
+        pipe = self.client.pipeline(transaction=False)  # one round trip
         for (project_id, agent_id), field, mode, runs in records:
             key = self.keys.agent_services(project_id, agent_id)
-            writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
-            writes.append(self.client.expire(key, self.chain_ttl_s))
-        if writes:
-            await asyncio.gather(*writes)
+            pipe.hset(key, field, f"{mode}:{runs}")
+            pipe.expire(key, self.chain_ttl_s)
+        await pipe.execute()
 
 
 def _s(v: bytes | str) -> str:

@@ -99,8 +99,14 @@ class Settings:
     gateway_port: int = 8080
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
-    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, seconds.
+    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, approvals and explain,
+    #: seconds (``allow`` verdicts: see ``verdict_allow_ttl_s``). Workers and gateways must agree.
     verdict_ttl_s: int = 86_400
+    #: How long ``allow`` verdicts stay available for ``GET /v1/verdicts/{id}``, seconds (at most
+    #: ``verdict_ttl_s``): the time a caller may still look one up. Nothing needs them after that
+    #: (no approval), the ``verdicts`` topic keeps every verdict, and they are ~98 % of verdicts,
+    #: so this sets most of Redis's memory per event. Workers and gateways must agree.
+    verdict_allow_ttl_s: int = 3_600
     #: Largest accepted request body, bytes.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.

@@ -11,7 +11,8 @@ All keys of one chain share the hash tag ``{c:<chain tag>}`` so a chain's script
 Redis Cluster slot; all keys of one project's control data share ``{p:<project>}``; rate-limit
 buckets are ONE key each (``{rl:<project>}``); signup state shares ``{signup}``; one agent's
 guardrail state shares ``{g:<agent tag>}``; the event-id bindings of one project share
-``{e:<project>}``. Chain and agent tags are hashes
+``{e:<project>}``; a project's verdict buckets share ``{v:<project>}``. Chain and agent tags are
+hashes
 (``models.nodes.ChainId.tag``, :meth:`Keys.guard_tag`), so ids containing braces cannot break the
 tagging.
 
@@ -110,7 +111,19 @@ class Keys:
 
     # --- verdicts and approvals (written by workers, read by the gateway) ----------------
     def verdict(self, project_id: str, event_id: str) -> str:
+        """A verdict's own key: the layout before verdict buckets (:meth:`verdict_bucket`),
+        still read so verdicts stored by an older release are found until they expire."""
         return f"{self.prefix}:v:{part(project_id)}:{part(event_id)}"
+
+    def verdict_bucket(self, project_id: str, kind: str, index: int) -> str:
+        """Hash of a project's verdicts decided in one time bucket (event id → verdict JSON);
+        ``kind`` ``a`` = allow, ``n`` = the rest (ratchet.store.verdicts). One hash tag per
+        project, ``{v:<project>}``, so one script call saves a batch and one looks an id up.
+
+        >>> Keys("rt").verdict_bucket("p1", "a", 2940123)
+        'rt:{v:p1}:vb:a:2940123'
+        """
+        return f"{self.prefix}:{{v:{part(project_id)}}}:vb:{kind}:{index}"
 
     def paused(self, project_id: str) -> str:
         """Sorted set of paused event ids of a project (score = decided_at)."""

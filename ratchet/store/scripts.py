@@ -32,7 +32,8 @@ __all__ = [
 SCRIPTS: tuple[str, ...] = (
     "audit_append", "event_ids_claim", "feedback", "guardrails", "idempotency_begin",
     "idempotency_end", "observe", "ratelimit", "reset", "rotate_key", "rotate_scoped_key",
-    "rotate_secret", "save_verdicts", "signup_issue", "signup_redeem", "webhook_add",
+    "rotate_secret", "save_verdicts", "signup_issue", "signup_redeem", "verdict_get",
+    "webhook_add",
 )
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)

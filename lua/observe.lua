@@ -23,8 +23,11 @@
             + 32·mode (0 shadow, 1 soft_lock, 2 locked) + 128·action code
             + 512·mode change at this event (0 none, 1 promoted, 2 force-promoted)
     (models/observation.py decodes it). A redelivered event answers the stored first answer,
-    which is kept compact in the run hash ("e:<id>" → "\0" .. the two doubles .. from, to and
-    the integers, tab-separated: ≈ 70 bytes instead of ≈ 110 as text).
+    which is kept compact in the run hash (event field → "\0" .. the two doubles .. from and the
+    integers, tab-separated, the edge's end as a flag: ≈ 55 bytes instead of ≈ 110 as text, so
+    the run hash keeps Redis's listpack encoding). A redelivery is the same event: an edge that
+    ended in the event's node is answered with the node the redelivery carries
+    (models/reference.py does the same).
 
   KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms,
                           nw/nt (new / all transitions, halved every checkpoint), unl
@@ -38,8 +41,9 @@
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
                     "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed)
-  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, "e:<event id>" → answer,
-                    "h:<event id>" → held transitions, one "from\tto\tprev action\taction" a line
+  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, <event field> → answer,
+                    "h" .. <event field> → held transitions, one "from\tto\tprev action\taction"
+                    a line (event field: ratchet.store.keys.event_field)
 
   ARGV[1]  now_ms            current time, ms (Unix)
   ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
@@ -81,7 +85,8 @@
   ARGV[37] repeat_margin
   ARGV[38] lock_novelty      rate of new transitions at or under which a stable chain may lock
   ARGV[39] n                 number of events; then 2 values per event:
-           event_id, and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
+           the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
+           and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
            it back from learning), the node id and the event's action (after the tab). Fewer,
            packed ARGV values halve the client's cost of building the call (measured).
@@ -322,7 +327,7 @@ for i = 1, n do
     fields = { 'last', 'ended', 'la', 'rep' }
     run_fields[run_key] = fields
   end
-  fields[#fields + 1] = 'e:' .. ARGV[o + 1]
+  fields[#fields + 1] = ARGV[o + 1]
 end
 
 -- Run state and the stored answers of the batch's events: ONE read per run (not one per
@@ -357,8 +362,11 @@ local function answer_out(status, head, from, to, c, r, flags, nruns, repeats, r
   out[k + 6], out[k + 7], out[k + 8], out[k + 9] = flags, nruns, repeats, rlimit
 end
 
--- A stored answer ("\0" .. 2 doubles .. from \t to \t 6 integers) answered again.
-local function answer_again(prior)
+-- A stored answer answered again: "\0" .. 2 doubles .. from \t 6 integers (the flags carry
+-- the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW, 2 END) — ≈ 55 bytes, so a run's
+-- hash stays in Redis's compact listpack encoding (values ≤ 64 bytes).
+local TO_KINDS = { [0] = nil, [1] = OVERFLOW, [2] = END_NODE }
+local function answer_again(prior, node)
   if string.byte(prior, 1) ~= 0 then
     -- stored by the previous text format (tab-separated, as the old reply line)
     local f = {}
@@ -369,9 +377,11 @@ local function answer_again(prior)
       tonumber(f[4]), flags, tonumber(f[11]), tonumber(f[16]), tonumber(f[17]))
     return
   end
-  local from, to, c, r, flags, nruns, repeats, rlimit = string.match(prior,
-    '^([^\t]*)\t([^\t]*)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)$', 18)
-  answer_out(1, string.sub(prior, 2, 17), from, to, tonumber(c), tonumber(r), tonumber(flags),
+  local from, c, r, flags, nruns, repeats, rlimit = string.match(prior,
+    '^([^\t]*)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)$', 18)
+  flags = tonumber(flags)
+  local to = TO_KINDS[math.floor(flags / 2048)] or node
+  answer_out(1, string.sub(prior, 2, 17), from, to, tonumber(c), tonumber(r), flags % 2048,
     tonumber(nruns), tonumber(repeats), tonumber(rlimit))
 end
 
@@ -380,12 +390,12 @@ for i = 1, n do
   local prio_high = string.byte(flags, 1) == 49  -- '1'
   local eor = string.byte(flags, 2) == 49
   local ext_hold = string.byte(flags, 3) == 49
-  local answer_field = 'e:' .. event_id
+  local answer_field = event_id -- the event's field (ratchet.store.keys.event_field)
   st.mode_changed = 0
   local run = run_state(run_key)
   local prior = run.ans[answer_field]
   if prior then
-    answer_again(prior)
+    answer_again(prior, node)
   else
     local from, prev_act = run.last, run.la
     if (not from) or run.ended == '1' then
@@ -436,7 +446,7 @@ for i = 1, n do
       for _, a in ipairs(assessed) do
         lines[#lines + 1] = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
       end
-      run.w[#run.w + 1] = 'h:' .. event_id
+      run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')
     end
     if learn and not e.anomalous then push_score(e.bits) end
@@ -449,8 +459,12 @@ for i = 1, n do
     if shown.to_new then flags = flags + 4 end
     if shown.backoff then flags = flags + 8 end
     local head = struct.pack('>dd', shown.bits, shown.limit)
-    local answer = '\0' .. head .. shown.from .. '\t' .. shown.to .. '\t' ..
-      string.format('%d\t%d\t%d\t%d\t%d\t%d', shown.c, shown.r, flags, st.runs, repeats, rlimit)
+    -- stored: the edge's end as a kind (the event's own node, OVERFLOW or END), not a copy
+    local to_kind = 0
+    if shown.to == OVERFLOW then to_kind = 1 elseif shown.to == END_NODE then to_kind = 2 end
+    local answer = '\0' .. head .. shown.from .. '\t' ..
+      string.format('%d\t%d\t%d\t%d\t%d\t%d', shown.c, shown.r, flags + 2048 * to_kind, st.runs,
+        repeats, rlimit)
     answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, st.runs, repeats, rlimit)
     if eor then repeats = 0 end
     run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Answer, Observation
 from models.params import ACTION_CODES, EngineParams
-from ratchet.store.keys import Keys
+from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
@@ -117,7 +117,7 @@ class EngineStore(RedisStore):
             p.repeat_margin, repr(p.lock_novelty), len(batch.items),
         ]
         for item in batch.items:
-            args.append(item.event_id)
+            args.append(event_field(item.event_id))
             args.append(
                 f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
                 f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}"
@@ -149,12 +149,12 @@ class EngineStore(RedisStore):
         ck = self.keys.chain_keys(tag)
         keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id), ck.coarse]
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             event_id, decision, now, p.node_cap, p.edge_cap,
             repr(p.sigma_multiplier), repr(p.fallback_bits), repr(p.sigma_min), repr(p.sigma_max),
             repr(p.sigma_step_up), repr(p.sigma_step_down), repr(p.fallback_min),
             repr(p.fallback_max), repr(p.fallback_step_up), repr(p.fallback_step_down),
-            self.chain_ttl_s,
+            self.chain_ttl_s, event_field(event_id),
         ]
         started = time.perf_counter()
         code, sigma, fallback, learned = await self.scripts["feedback"](keys=keys, args=args)

@@ -31,11 +31,13 @@ tagging.
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys", "part"]
+__all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys", "event_field", "part"]
 
 _ESCAPE = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
 
@@ -43,6 +45,28 @@ _ESCAPE = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
 def part(text: str) -> str:
     """A caller-supplied string made safe as one segment of a key (see the module docstring)."""
     return text.translate(_ESCAPE)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def event_field(event_id: str) -> bytes:
+    """The run-hash field under which the engine scripts keep an event's first answer (dedup):
+    ``u`` + the 16 bytes of a canonical (lowercase) UUID, ``e:`` + the id otherwise.
+
+    Every event leaves one in the chain's run hash and one in the agent's guardrail run hash
+    for a day; a UUID as text is 36 bytes, as bytes 16 (measured: ~40 bytes per event less in
+    Redis). The two forms start differently, so they never collide; the run hashes' other fields
+    (``last``, ``n``, ``h…``) start with neither.
+
+    >>> event_field("2b63178a-08d0-4bdd-b89b-e270ec0c47ba").hex()
+    '752b63178a08d04bddb89be270ec0c47ba'
+    >>> event_field("ev-7"), event_field("2B63178A-08D0-4BDD-B89B-E270EC0C47BA")[:3]
+    (b'e:ev-7', b'e:2')
+    """
+    if len(event_id) == 36 and _UUID.fullmatch(event_id):
+        return b"u" + uuid.UUID(event_id).bytes
+    return b"e:" + event_id.encode()
 
 
 @dataclass(frozen=True, slots=True)

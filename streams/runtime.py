@@ -15,6 +15,7 @@ from ratchet.engine.engine import Engine
 from ratchet.store.audit import AuditLog, AuditSink
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect_from_settings
+from streams.tuning import tune_gc
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
 __all__ = ["Runtime", "make_verdict_store"]
@@ -62,6 +63,8 @@ class Runtime:
                     self.engine.guardrails.scan_steps_per_batch = s.guard_scan_steps_per_batch
                 self.store = make_verdict_store(self.client, keys, ttl_s=s.verdict_ttl_s,
                                                 allow_ttl_s=s.verdict_allow_ttl_s)
+                # start-up is done (app, engine, stores): freeze it out of the collector
+                tune_gc(s.worker_gc_gen0)
             return self.engine, self.store
 
     async def ingest_processor(self) -> IngestProcessor:

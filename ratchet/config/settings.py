@@ -196,6 +196,11 @@ class Settings:
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
     #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
     worker_fetch_wait_ms: int = 10
+    #: Generation-0 threshold of a worker's garbage collector after start-up (which is frozen
+    #: out of every collection); 0 = CPython's defaults. See docs/operations.md.
+    worker_gc_gen0: int = 50_000
+    #: Run the worker on uvloop (less CPU per Redis and Kafka round trip than asyncio's loop).
+    worker_uvloop: bool = True
     #: Faust consumer-group timings (short values are for tests and the demo; see docs).
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0

@@ -5,7 +5,8 @@
 Measures, on one redis-server (started here unless --redis-url is given):
   * ceiling:    a minimal Lua script doing one HINCRBY per event, same batch size, same concurrency;
   * lua:        ``lua/observe.lua`` through the store adapter (node ids precomputed);
-  * engine:     ``Engine.decide`` end to end (skeleton hashing + chain grouping + Lua + verdicts);
+  * engine:     ``Engine.decide`` end to end (skeleton hashing + chain grouping + Lua + verdicts),
+                and the same with node labels off (``labels_cost_ratio`` = with / without);
   * single:     ``Engine.decide`` with one event per call (what batching buys);
   * memory:     Redis bytes per chain for a chain of ~100 nodes (MEMORY USAGE of its keys).
 The ratios, not the absolute numbers, are the result: machines here are shared and noisy.
@@ -130,11 +131,23 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         t = await _drive(lua_jobs, concurrency)
         results["lua_events_per_s"] = round(n / t)
 
-        # the whole engine call per batch
-        engine2 = Engine.create(client, keys=Keys(f"be{tag}"), guardrails=False)
-        engine_jobs = [(lambda b=b: engine2.decide(b)) for b in batches]
-        t = await _drive(engine_jobs, concurrency)
-        results["engine_events_per_s"] = round(n / t)
+        # the whole engine call per batch; the same without node labels (docs/explain.md),
+        # alternated and best of two each, so the label cost is a same-run ratio
+        best: dict[bool, float] = {}
+        for rep, labelled in ((0, False), (0, True), (1, True), (1, False)):
+            eng = Engine.create(client, keys=Keys(f"be{tag}{rep}{int(labelled)}"),
+                                guardrails=False, labels=labelled)
+            t = await _drive([(lambda b=b, e=eng: e.decide(b)) for b in batches], concurrency)
+            best[labelled] = min(t, best.get(labelled, t))
+            if labelled and rep == 0:
+                first = eng.chain_of(batches[0][0]).tag
+                label_key = Keys(f"be{tag}01").chain_labels(first)
+                results["labels_per_chain"] = int(await client.hlen(label_key))
+                results["labels_bytes_per_chain"] = int(
+                    await client.memory_usage(label_key, samples=0) or 0)
+        results["engine_events_per_s"] = round(n / best[True])
+        results["engine_no_labels_events_per_s"] = round(n / best[False])
+        results["labels_cost_ratio"] = round(best[False] / best[True], 3)
 
         # one event per call (no batching), on a slice
         engine3 = Engine.create(client, keys=Keys(f"bs{tag}"), guardrails=False)

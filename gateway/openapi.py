@@ -196,7 +196,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "object",
             "required": ["event_id", "verdict", "approval"],
             "properties": {"event_id": {"type": "string"}, "verdict": _ref("Verdict"),
-                           "approval": {"oneOf": [_ref("Approval"), {"type": "null"}]}},
+                           "approval": {"oneOf": [_ref("Approval"), {"type": "null"}]},
+                           "explain": {"type": "object", "required": ["text", "action"],
+                                       "description": "Only with ?explain=true.",
+                                       "properties": {"text": {"type": "string"},
+                                                      "action": {"type": "string"}}}},
         },
         "ApprovalsPage": {
             "type": "object",
@@ -481,6 +485,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                  "schema": {"type": "integer", "minimum": 0, "maximum": settings.max_wait_ms},
                  "description": "Long poll: hold the answer until the verdict exists and, for "
                                 "a pause, a person decided it (or this many milliseconds)."},
+                {"name": "explain", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                 "description": "Add `explain`: the verdict in words (calls, new and missing "
+                                "key paths, p, bits, threshold and its basis, mode, guardrail "
+                                "rules, engine errors), as fields and as `text`."},
                 trace_param,
             ],
             "responses": {"200": _json(_ref("VerdictLookup"), "The verdict."),

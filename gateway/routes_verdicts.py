@@ -19,7 +19,13 @@ from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
 from models.errors import ConflictError, NotFoundError, ValidationError
-from models.sanitize import clean_text, display_problem
+from models.explain import render_text
+from models.params import EngineParams
+from models.sanitize import clean_text, display_problem, shown
+from models.verdict import Verdict
+from ratchet.config.engine import engine_params
+from ratchet.config.settings import Settings
+from ratchet.store.explain import Explainer
 from ratchet.store.verdicts import Approval, Resolution
 
 __all__ = ["routes"]
@@ -62,6 +68,7 @@ async def get_verdict(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
     event_id = _event_id(request)
+    want_explain = _flag(request, "explain")
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, 0) or 0
     deadline = time.monotonic() + wait_ms / 1000
     step = 0
@@ -83,7 +90,33 @@ async def get_verdict(request: web.Request) -> web.Response:
         raise NotFoundError(f"no verdict for event {event_id} (not decided yet, or unknown)")
     body: dict[str, Any] = {"event_id": event_id, "verdict": verdict,
                             "approval": approval.to_dict() if approval else None}
+    if want_explain:
+        explainer = Explainer(state.redis, state.keys, _engine_params(state.settings))
+        explained = await explainer.explain_verdict(Verdict.from_dict(verdict), body["approval"])
+        body["explain"] = {**explained.to_dict(), "text": render_text(explained)}
     return web.json_response(body)
+
+
+_PARAMS: dict[str | None, EngineParams] = {}
+
+
+def _engine_params(settings: Settings) -> EngineParams:
+    """The engine settings the workers run with (``RATCHET_ENGINE_CONFIG``), read once: the
+    floor, fallback and window an explanation compares the threshold with."""
+    path = settings.engine_config
+    if path not in _PARAMS:
+        _PARAMS[path] = engine_params(path, settings)
+    return _PARAMS[path]
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """An optional boolean query parameter (``1``/``true``/``0``/``false``); 400 otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw in ("0", "false"):
+        return False
+    if raw in ("1", "true", ""):
+        return True
+    raise ValidationError(f"{name} must be true or false, got {shown(raw)}", name)
 
 
 @routes.get("/v1/approvals")

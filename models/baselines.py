@@ -14,15 +14,17 @@ see what it learned — which transitions it expects and how strongly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from models.labels import NodeLabel, describe
 from models.modes import MODE_NAMES
 from models.nodes import END, OVERFLOW, START
 from models.params import COUNT_SCALE
 
-__all__ = ["Baseline", "Transition", "baseline_from_state", "to_dot", "to_json"]
+__all__ = ["Baseline", "Transition", "baseline_from_state", "node_name", "to_dot", "to_json"]
 
 _NODE_NAMES = {START: "START", END: "END", OVERFLOW: "OVERFLOW"}
 
@@ -54,6 +56,10 @@ class Baseline:
     overflow: int
     #: Most frequent first.
     transitions: tuple[Transition, ...]
+    #: The chain's rate of new transitions is above the limit: it never locks (docs/detection.md).
+    unlearnable: bool = False
+    #: Readable labels of the chain's nodes (``models.labels``), where the engine stored one.
+    labels: Mapping[str, NodeLabel] = dataclasses.field(default_factory=dict)
 
 
 def _int(meta: Mapping[str, str], key: str) -> int:
@@ -69,8 +75,10 @@ def baseline_from_state(
     meta: Mapping[str, str],
     edges: Mapping[str, int],
     rows: Mapping[str, int],
+    labels: Mapping[str, NodeLabel] | None = None,
 ) -> Baseline:
-    """A :class:`Baseline` from a chain's Redis hashes (``meta``, ``edges``, ``rows``)."""
+    """A :class:`Baseline` from a chain's Redis hashes (``meta``, ``edges``, ``rows``) and its
+    node labels."""
     totals: dict[str, int] = dict(rows)
     for field, count in edges.items():  # rows missing (never expected): sum the edges
         source = field.partition("\t")[0]
@@ -92,7 +100,21 @@ def baseline_from_state(
         forced=_int(meta, "forced") > 0, eligible=_int(meta, "elig") > 0,
         last_change=float(chg) if chg not in (None, "") else None,
         overflow=_int(meta, "ovf"), transitions=tuple(transitions),
+        unlearnable=_int(meta, "unl") > 0, labels=dict(labels or {}),
     )
+
+
+def node_name(b: Baseline, node: str, max_paths: int = 4) -> str:
+    """A node as a person reads it: START/END/OVERFLOW, its label, or the hash when unlabelled.
+
+    >>> b = baseline_from_state("c", "t", {}, {}, {})
+    >>> node_name(b, "^"), node_name(b, "n1")
+    ('START', 'n1')
+    """
+    if node in _NODE_NAMES:
+        return _NODE_NAMES[node]
+    label = b.labels.get(node)
+    return describe(label, max_paths) if label is not None else node
 
 
 def to_json(b: Baseline, top: int | None = None) -> dict[str, Any]:
@@ -101,12 +123,18 @@ def to_json(b: Baseline, top: int | None = None) -> dict[str, Any]:
     return {
         "chain": b.chain, "tag": b.tag, "mode": b.mode, "runs": b.runs, "events": b.events,
         "nodes": b.nodes, "forced": b.forced, "eligible_for_locked": b.eligible,
-        "last_change": b.last_change, "overflow": b.overflow,
+        "last_change": b.last_change, "overflow": b.overflow, "unlearnable": b.unlearnable,
         "transitions_total": len(b.transitions),
         "transitions": [
             {"from": t.source, "to": t.target, "count": round(t.count, 3), "p": round(t.p, 6)}
             for t in chosen
         ],
+        "labels": {
+            node: {"service": lab.service, "action": lab.action, "paths": list(lab.paths),
+                   "total_paths": lab.total}
+            for node, lab in sorted(b.labels.items())
+            if any(node in (t.source, t.target) for t in chosen)
+        },
     }
 
 
@@ -130,5 +158,15 @@ def to_dot(b: Baseline, top: int | None = None) -> str:
     named = {n for t in chosen for n in (t.source, t.target) if n in _NODE_NAMES}
     for node in sorted(named):
         lines.append(f"  {_quote(node)} [label={_quote(_NODE_NAMES[node])}, shape=ellipse];")
+    labelled = {n for t in chosen for n in (t.source, t.target) if n in b.labels}
+    for node in sorted(labelled):
+        label = b.labels[node]
+        shown = label.paths[:6]
+        text = "\n".join([f"{label.service} {label.action}", *shown])
+        if label.total > len(shown):
+            text += f"\n+{label.total - len(shown)} more"
+        # a line break inside a quoted DOT label is written \n
+        quoted = _quote(text).replace("\n", "\\n")
+        lines.append(f"  {_quote(node)} [label={quoted}, tooltip={_quote(node)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
-"""``ratchet baselines list|show|export|reset``: inspect learned baselines (chains), and an
-operator's explicit, audited reset of one of them."""
+"""``ratchet baselines list|show|export|diff|reset``: inspect learned baselines (chains), compare
+two exports (what changed after a deploy), and an operator's explicit, audited reset of one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from models.baselines import Baseline, to_dot, to_json
-from models.errors import ConfigError, NotFoundError
+from models.baselines import Baseline, node_name, to_dot, to_json
+from models.baselines_diff import diff_exports
+from models.errors import ConfigError, NotFoundError, ValidationError
 from models.nodes import ChainId
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.engine import Engine
@@ -101,7 +102,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"{chain.label:<48} (expired or reset)")
             continue
         flags = ",".join(f for f, on in (("forced", b.forced), ("eligible", b.eligible),
-                                         ("overflow", b.overflow > 0)) if on)
+                                         ("overflow", b.overflow > 0),
+                                         ("unlearnable", b.unlearnable)) if on)
         print(f"{chain.label:<48} {b.mode:<10} {b.runs:>7} {b.events:>9} {b.nodes:>6} "
               f"{len(b.transitions):>6}  {flags}")
     return 0
@@ -114,24 +116,70 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"mode {b.mode}{' (forced)' if b.forced else ''}; {b.runs} runs, {b.events} events, "
           f"{b.nodes} nodes, {len(b.transitions)} transitions; last change {change}"
           f"{'; eligible for locked' if b.eligible else ''}"
+          f"{'; UNLEARNABLE (never locks)' if b.unlearnable else ''}"
           f"{f'; {b.overflow} transitions past the node/edge cap' if b.overflow else ''}")
     print(f"top {min(args.top, len(b.transitions))} transitions (^ = start of a run, "
           "$ = end of a run):")
     for t in b.transitions[: args.top]:
         print(f"  {t.source:>18} -> {t.target:<18} p={t.p:.3f}  count={t.count:g}")
+        if t.source in b.labels or t.target in b.labels:
+            print(f"      {node_name(b, t.source)} -> {node_name(b, t.target)}")
     return 0
+
+
+def _project_baselines(project: str) -> list[Baseline]:
+    async def work(reader: BaselineReader) -> list[Baseline]:
+        chains = await reader.chains(project)
+        found = await asyncio.gather(*(reader.read(c) for c in chains))
+        return [b for b in found if b is not None]
+
+    return _read(get_settings(), work)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    b = _baseline(args)
-    text = (to_dot(b, top=args.top) if args.format == "dot"
-            else json.dumps(to_json(b, top=args.top), indent=2) + "\n")
+    if (args.agent is None) != (args.service is None):
+        raise ValidationError("give both --agent and --service (one chain), or neither (every "
+                              "chain of the project)", "agent" if args.agent is None else "service")
+    if args.agent is None:
+        everything = _project_baselines(args.project)
+        what = f"{len(everything)} chains of {args.project}"
+        text = ("".join(to_dot(b, top=args.top) for b in everything) if args.format == "dot"
+                else json.dumps([to_json(b, top=args.top) for b in everything], indent=2) + "\n")
+    else:
+        b = _baseline(args)
+        what = b.chain
+        text = (to_dot(b, top=args.top) if args.format == "dot"
+                else json.dumps(to_json(b, top=args.top), indent=2) + "\n")
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output} ({args.format}, {b.chain})", file=sys.stderr)
+        print(f"wrote {args.output} ({args.format}, {what})", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _load_export(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{path} is not JSON ({exc.msg} at line {exc.lineno}); give two "
+                              "files written by `ratchet baselines export`", "file") from None
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0: no differences; 1: differences (like diff(1)); 2: trouble (unreadable file)."""
+    before, after = _load_export(args.before), _load_export(args.after)
+    try:
+        found = diff_exports(before, after, args.min_shift)
+    except ValidationError as exc:
+        raise ValidationError(f"{exc} ({args.before} vs {args.after})", "file") from None
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(found.render_text())
+    return 1 if found.differs else 0
 
 
 def _chain_args(p: argparse.ArgumentParser) -> None:
@@ -155,13 +203,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _chain_args(show)
     show.add_argument("--top", type=int, default=20, help="transitions to show (default 20)")
     show.set_defaults(func=_cmd_show)
-    export = sub.add_parser("export", help="one chain as JSON or a Graphviz DOT graph")
-    _chain_args(export)
+    export = sub.add_parser(
+        "export", help="one chain (or, without --agent/--service, every chain of the project) "
+                       "as JSON or a Graphviz DOT graph, nodes named by their labels",
+    )
+    export.add_argument("--project", required=True, help="project id (prj_...)")
+    export.add_argument("--agent", default=None, help="agent id (with --service: one chain)")
+    export.add_argument("--service", default=None, help="service of the chain")
+    export.add_argument("--critical", action="store_true",
+                        help="the agent's critical-priority chain of that service")
     export.add_argument("--format", choices=("json", "dot"), default="json")
     export.add_argument("--top", type=int, default=None,
                         help="only the most frequent transitions (default all)")
     export.add_argument("--output", "-o", default=None, help="file (default stdout)")
     export.set_defaults(func=_cmd_export)
+    diff = sub.add_parser(
+        "diff", help="what changed between two JSON exports (exit 0 same, 1 different)",
+    )
+    diff.add_argument("before", metavar="A.json", help="the earlier export")
+    diff.add_argument("after", metavar="B.json", help="the later export")
+    diff.add_argument("--min-shift", type=float, default=0.05,
+                      help="smallest change of a transition probability reported (default 0.05)")
+    diff.add_argument("--json", action="store_true", help="JSON instead of text")
+    diff.set_defaults(func=_cmd_diff)
     reset = sub.add_parser(
         "reset", help="forget one chain's learned behaviour; it restarts in shadow (audited)",
     )

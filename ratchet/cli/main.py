@@ -12,6 +12,7 @@ from ratchet.cli import (
     baselines,
     config,
     demo,
+    explain,
     gateway,
     replay,
     topics,
@@ -24,7 +25,7 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, topics, config)
+COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, explain, topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.audit import check_action_actor
 from models.errors import UnavailableError
 from models.events import IngestEvent
+from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import WIDTH, Answer, Observation
@@ -39,6 +40,7 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
+from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
@@ -75,6 +77,8 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "from_seen": obs.row_total / COUNT_SCALE,
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
+        "threshold_from": threshold_basis(obs.threshold, params),
+        "window_n": params.window_for(obs.runs),
     }
     if obs.repeats > obs.repeat_limit:
         detail["repeats"] = obs.repeats
@@ -156,6 +160,8 @@ class Engine:
     clock: Callable[[], float] = time.time
     #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
     guardrails: Guardrails | None = None
+    #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
+    labels: NodeLabeller | None = None
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
 
     @classmethod
@@ -173,6 +179,7 @@ class Engine:
         policy_keys: Keys | None = None,
         policy_refresh_s: float = 1.0,
         event_time: bool = False,
+        labels: bool = True,
     ) -> Engine:
         """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
         policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
@@ -188,7 +195,8 @@ class Engine:
             guards = Guardrails(
                 GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
             )
-        return cls(store=store, params=params, rich=rich, guardrails=guards)
+        labeller = NodeLabeller(client, keys, params.node_cap, chain_ttl_s) if labels else None
+        return cls(store=store, params=params, rich=rich, guardrails=guards, labels=labeller)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -259,6 +267,8 @@ class Engine:
             if group is None:
                 group = groups[chain.tag] = (chain, [], [])
             group[1].append(i)
+            if self.labels is not None and learn:
+                self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
             group[2].append(
                 ObserveItem(ev.event_id, ev.run_id, markov_nodes[i], ev.priority in _HIGH,
                             ev.end_of_run, hold, ev.action)
@@ -282,7 +292,10 @@ class Engine:
                 )
                 for tag, (chain, _, items) in groups.items()
             ]
-            answers = await self.store.observe_answers(batches, learn=learn, now_ms=int(now * 1000))
+            answers = await self.store.observe_answers(
+                batches, learn=learn, now_ms=int(now * 1000),
+                also=self.labels.take() if self.labels is not None else (),
+            )
             if learn:
                 await self._record_service_modes(
                     [(chain, answer.mode_runs(answer.n - 1))
@@ -429,6 +442,8 @@ class Engine:
         if audit is not None:
             check_action_actor("baseline.reset", actor)
         deleted = await self.store.reset(chain.tag)
+        if self.labels is not None:
+            self.labels.forget(chain.tag)
         if audit is not None:
             await audit.append(
                 chain.project_id, "baseline.reset", actor, f"chain:{chain.label}",

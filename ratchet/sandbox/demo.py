@@ -33,6 +33,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.errors import UnavailableError
+from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.security import client_kwargs
 from ratchet.platform.provisioning import create_agent, create_project
@@ -47,6 +48,7 @@ from ratchet.sandbox.process import (
     worker_env,
 )
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
+from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
 from ratchet.store.policies import save_policy
 from ratchet.store.redis import connect
@@ -279,6 +281,13 @@ async def _drive(
                 clients["latency-probe"], opts.sync_events, 100.0
             )
     report.metrics = await _scrape_worker(settings)
+    if report.to_explain is not None:
+        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        try:
+            explainer = Explainer(redis, keys, engine_params(None, settings))
+            report.add_explanation(await explainer.explain_verdict(report.to_explain))
+        finally:
+            await redis.aclose()
     report.settings = {
         "agents": opts.agents, "batch_per_agent": opts.batch, "seed": opts.seed,
         "anomaly_rate": opts.anomaly_rate, "warmup_runs": warmup, "rich_markov": opts.rich,

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.evaluation import Confusion, RunTally
+from models.explain import Explanation, render_text
 from models.verdict import MODES, Verdict
 
-__all__ = ["DemoReport", "SentEvent", "build_report", "false_cause", "percentile"]
+__all__ = [
+    "DemoReport", "SentEvent", "build_report", "false_cause", "percentile", "pick_to_explain",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,16 @@ class DemoReport:
     settings: dict[str, Any] = field(default_factory=dict)
     #: Where the demo's processes served Prometheus metrics, and what the worker's said at the end.
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: A paused or rejected verdict of the run to explain in words (:meth:`add_explanation`).
+    to_explain: Verdict | None = None
+    #: That verdict explained (``models.explain``), as JSON and as the text ``ratchet explain``
+    #: prints.
+    explanation: dict[str, Any] | None = None
+    explanation_text: str = ""
+
+    def add_explanation(self, e: Explanation) -> None:
+        self.explanation = e.to_dict()
+        self.explanation_text = render_text(e)
 
     @property
     def events_per_s(self) -> float:
@@ -95,6 +108,7 @@ class DemoReport:
             },
             "settings": self.settings,
             "metrics": self.metrics,
+            "explanation": self.explanation,
         }
 
     def render(self) -> str:
@@ -159,6 +173,14 @@ class DemoReport:
                     f"  {ex['action']:<6} {ex['agent_id']} run {ex['run_id']} ({ex['mode']}, "
                     f"{truth}): {ex['why']}"
                 )
+        if self.explanation_text and self.explanation is not None:
+            kind = ("" if self.explanation["action"] in ("pause", "reject")
+                    else " (nothing was paused or rejected in this run: a flagged one)")
+            lines.append(
+                f"one verdict explained in words{kind} (`ratchet explain "
+                f"{self.explanation['event_id']} --project {self.explanation['project_id']}`):"
+            )
+            lines += [f"  {line}" for line in self.explanation_text.splitlines()]
         return "\n".join(lines)
 
 
@@ -194,6 +216,21 @@ def false_cause(v: Verdict) -> str:
             return "markov: new node"
         return "markov: unseen edge" if not r.detail.get("seen") else "markov: rare edge"
     return "other"
+
+
+def pick_to_explain(verdicts: Iterable[Verdict]) -> Verdict | None:
+    """The verdict the summary explains in words: a paused or rejected one, else (a short run
+    that stopped nothing) a flagged one; within each, one the Markov chain detected first (it
+    has a shape to compare). Never an engine-error verdict."""
+    best: tuple[int, Verdict] | None = None
+    for v in verdicts:
+        if v.action == "allow" or v.error:
+            continue
+        rank = (0 if v.action in ("pause", "reject") else 2) + (
+            0 if v.anomalous and any(r.source == "markov" for r in v.reasons) else 1)
+        if best is None or rank < best[0]:
+            best = (rank, v)
+    return None if best is None else best[1]
 
 
 def _archetype(agent_id: str) -> str:
@@ -268,6 +305,7 @@ def build_report(
         ms = [x * 1000 for x in latencies_s]
         rep.latency_ms = {"p50": round(percentile(ms, 50), 2), "p99": round(percentile(ms, 99), 2),
                           "max": round(max(ms), 2)}
+    rep.to_explain = pick_to_explain(c[1] for c in sorted(candidates, key=lambda c: c[0]))
     seen_agents: set[str] = set()
     for _, v, ev in sorted(candidates, key=lambda c: c[0]):
         if len(rep.explained) >= explain:

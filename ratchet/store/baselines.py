@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from models.baselines import Baseline, baseline_from_state
 from models.nodes import ChainId
 from ratchet.store.keys import Keys
+from ratchet.store.labels import LabelReader
 from ratchet.store.redis import RedisClient, RedisStore
 
 __all__ = ["BaselineReader"]
@@ -50,11 +51,13 @@ class BaselineReader(RedisStore):
         return sorted(out, key=lambda c: c.label)
 
     async def read(self, chain: ChainId) -> Baseline | None:
-        """The chain's learned state, or None when it has none (never seen, reset or expired)."""
+        """The chain's learned state with its node labels, or None when it has none (never seen,
+        reset or expired)."""
         ck = self.keys.chain_keys(chain.tag)
-        meta, edges, rows = await asyncio.gather(
+        meta, edges, rows, labels = await asyncio.gather(
             self.client.hgetall(ck.meta), self.client.hgetall(ck.edges),
             self.client.hgetall(ck.rows),
+            LabelReader(self.client, self.keys).all_labels(chain.tag),
         )
         if not meta:
             return None
@@ -63,4 +66,5 @@ class BaselineReader(RedisStore):
             {_s(k): _s(v) for k, v in meta.items()},
             {_s(k): int(v) for k, v in edges.items()},
             {_s(k): int(v) for k, v in rows.items()},
+            labels,
         )

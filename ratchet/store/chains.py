@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Answer, Observation
@@ -125,21 +126,24 @@ class EngineStore(RedisStore):
         return keys, args
 
     async def observe_answers(
-        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
     ) -> list[Answer]:
-        """Run the observe script once per chain batch; the replies, read in place, in order."""
+        """Run the observe script once per chain batch; the replies, read in place, in order.
+        ``also``: further script calls (node labels) sent in the same round trip."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts["observe"], calls)
+        raw = await run_many(self.client, self.scripts["observe"], calls, also)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
         return [Answer(answer) for answer in raw]
 
     async def observe(
-        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
     ) -> list[list[Observation]]:
         """:meth:`observe_answers` with every answer decoded into :class:`Observation` records."""
-        answers = await self.observe_answers(batches, learn=learn, now_ms=now_ms)
+        answers = await self.observe_answers(batches, learn=learn, now_ms=now_ms, also=also)
         return [answer.observations() for answer in answers]
 
     async def feedback(
@@ -165,7 +169,8 @@ class EngineStore(RedisStore):
         return FeedbackResult(True, float(sigma), float(fallback), int(learned))
 
     async def reset(self, tag: str) -> int:
-        return int(await self.scripts["reset"](keys=self.keys.chain_keys(tag).as_list(), args=[]))
+        keys = [*self.keys.chain_keys(tag).as_list(), self.keys.chain_labels(tag)]
+        return int(await self.scripts["reset"](keys=keys, args=[]))
 
     async def chain_meta(self, tag: str) -> dict[str, str]:
         raw = await self.client.hgetall(self.keys.chain_keys(tag).meta)

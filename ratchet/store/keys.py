@@ -129,6 +129,10 @@ class Keys:
             coarse=f"{base}:coarse",
         )
 
+    def chain_labels(self, tag: str) -> str:
+        """Hash of a chain's node labels: node id → label JSON (``lua/label_nodes.lua``)."""
+        return f"{self.prefix}:{{c:{tag}}}:labels"
+
     def run(self, tag: str, run_id: str) -> str:
         """Per-run state of a chain: last node, dedup answers, pending (held) edges."""
         return f"{self.prefix}:{{c:{tag}}}:run:{part(run_id)}"

@@ -31,9 +31,9 @@ __all__ = [
 #: that knows script names; callers ask :func:`scripts_for` for them by name.
 SCRIPTS: tuple[str, ...] = (
     "audit_append", "event_ids_claim", "feedback", "guardrails", "idempotency_begin",
-    "idempotency_end", "observe", "ratelimit", "reset", "rotate_key", "rotate_scoped_key",
-    "rotate_secret", "save_verdicts", "signup_issue", "signup_redeem", "verdict_get",
-    "webhook_add",
+    "idempotency_end", "label_nodes", "observe", "ratelimit", "reset", "rotate_key",
+    "rotate_scoped_key", "rotate_secret", "save_verdicts", "signup_issue", "signup_redeem",
+    "verdict_get", "webhook_add",
 )
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
@@ -84,12 +84,21 @@ async def run_many(
     client: Redis | RedisCluster,
     script: AsyncScript,
     calls: Sequence[tuple[list[str], list[Any]]],
+    also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
 ) -> list[Any]:
     """Run ``script`` once per ``(keys, args)``, answers in order: one pipeline round trip on a
-    single Redis; concurrent calls on a cluster (each call's keys share one slot, calls don't)."""
-    if isinstance(client, RedisCluster) or len(calls) == 1:
-        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    single Redis; concurrent calls on a cluster (each call's keys share one slot, calls don't).
+    ``also``: further ``(script, keys, args)`` calls sent along in the same round trip (best
+    effort writes such as node labels); their answers are dropped."""
+    if isinstance(client, RedisCluster) or (len(calls) == 1 and not also):
+        answers = await asyncio.gather(
+            *(script(keys=k, args=a) for k, a in calls),
+            *(extra(keys=k, args=a) for extra, k, a in also),
+        )
+        return list(answers[: len(calls)])
     pipe = client.pipeline(transaction=False)
     for k, a in calls:
         await script(keys=k, args=a, client=pipe)
-    return list(await pipe.execute())
+    for extra, k, a in also:
+        await extra(keys=k, args=a, client=pipe)
+    return list(await pipe.execute())[: len(calls)]

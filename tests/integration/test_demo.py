@@ -82,6 +82,12 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert report["mode_changes"], report["chains_by_final_mode"]
     detection = report["detection_post_warmup"]["detector"]["run_level"]
     assert detection["tp"] + detection["fn"] > 0  # anomalies were injected after warm-up
+    # one enforced verdict of the run explained in words, with the labels the worker stored
+    explained = report["explanation"]
+    assert explained is not None and explained["action"] in ("flag", "pause", "reject")
+    assert explained["current"]["label"] is not None or explained["current"]["kind"] != "call"
+    assert f"(`ratchet explain {explained['event_id']} --project " in proc.stdout
+    assert "\n  previous call: " in proc.stdout
 
 
 def test_demo_stops_everything_on_sigterm(tmp_path: Path) -> None:

@@ -313,6 +313,10 @@ async def test_one_guardrails_call_per_agent_per_batch(
     assert await evalsha_calls() - before == 2  # one guardrails call + one observe call
     before = await evalsha_calls()
     await engine.decide([ev(i, agent=f"x{i % 3}") for i in range(30)])  # 3 agents, 3 chains
+    # + one node-label call per new chain, in the same pipeline as its observe call
+    assert await evalsha_calls() - before == 6 + 3
+    before = await evalsha_calls()
+    await engine.decide([ev(i, agent=f"x{i % 3}") for i in range(30, 60)])  # labelled already
     assert await evalsha_calls() - before == 6
 
 

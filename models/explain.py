@@ -1,0 +1,357 @@
+"""A verdict explained in words: which call, which part of its shape was new, how surprising,
+against which threshold, in which mode, which guardrail rule — or that it was no detection at
+all but an engine error. Pure: the caller reads the verdict, the node labels and the from-node's
+known successors from Redis (``ratchet.store.explain``) and this module says what they mean.
+
+Why: a verdict on its own says bits, p and two node hashes; an operator asked "why was this
+agent paused?" needs the calls and the shape difference, and must never mistake a fail-closed
+pause for evidence against the agent.
+
+The nearest known shape is the known successor of the same from-node whose key-path set is most
+like the current call's (Jaccard similarity; ties go to the more frequent successor):
+
+>>> nearest_shape({"a:str", "b:num"}, {"n1": {"a:str"}, "n2": {"a:str", "b:num", "c:str"}},
+...               {"n1": 5.0, "n2": 1.0})
+('n2', 0.6666666666666666)
+>>> shape_diff({"a:str", "x:bool"}, {"a:str", "b:num"})
+(('x:bool',), ('b:num',))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from models.labels import NodeLabel, describe
+from models.nodes import END, OVERFLOW, START
+from models.params import EngineParams
+from models.sanitize import shown
+from models.verdict import Verdict
+
+__all__ = [
+    "Call",
+    "Explanation",
+    "Nearest",
+    "explain",
+    "jaccard",
+    "nearest_shape",
+    "render_text",
+    "shape_diff",
+    "threshold_basis",
+]
+
+#: How close to a configured value a stored (rounded) threshold must be to count as that value.
+_SAME = 1e-3
+
+
+def jaccard(a: Collection[str], b: Collection[str]) -> float:
+    """|a ∩ b| / |a ∪ b| (1.0 for two empty sets).
+
+    >>> jaccard({"x", "y"}, {"y", "z"}), jaccard(set(), set())
+    (0.3333333333333333, 1.0)
+    """
+    sa, sb = set(a), set(b)
+    union = len(sa | sb)
+    return len(sa & sb) / union if union else 1.0
+
+
+def nearest_shape(
+    paths: Collection[str],
+    known: Mapping[str, Collection[str]],
+    weights: Mapping[str, float] | None = None,
+) -> tuple[str, float] | None:
+    """The node of ``known`` (node → key paths) most like ``paths``: max Jaccard similarity,
+    then max weight (how often it followed), then the smaller node id; None when ``known`` is
+    empty.
+
+    >>> nearest_shape({"a"}, {}) is None
+    True
+    >>> nearest_shape({"a"}, {"z": {"b"}, "y": {"b"}})
+    ('y', 0.0)
+    """
+    if not known:
+        return None
+    weights = weights or {}
+    sims = {node: jaccard(paths, other) for node, other in known.items()}
+    best = min(sims, key=lambda n: (-sims[n], -weights.get(n, 0.0), n))
+    return best, sims[best]
+
+
+def shape_diff(
+    current: Collection[str], nearest: Collection[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(paths new in ``current``, paths of ``nearest`` missing from it), each sorted."""
+    cur, near = set(current), set(nearest)
+    return tuple(sorted(cur - near)), tuple(sorted(near - cur))
+
+
+def threshold_basis(threshold: float, params: EngineParams) -> str:
+    """Where a threshold came from: ``floor`` (the window statistic or fallback was at or under
+    ``floor_bits``), ``fallback`` (the chain's score window was not full yet) or ``window``
+    (median + k·1.4826·MAD, or mean + k·std, over the recent non-anomalous scores).
+
+    A fallback adapted by approvals (``lua/feedback.lua``) reads as ``window``: only the
+    configured fallback is recognised.
+
+    >>> p = EngineParams(floor_bits=12.0, fallback_bits=14.0)
+    >>> threshold_basis(12.0, p), threshold_basis(14.0, p), threshold_basis(13.2, p)
+    ('floor', 'fallback', 'window')
+    """
+    if abs(threshold - params.floor_bits) <= _SAME:
+        return "floor"
+    if abs(threshold - params.fallback_bits) <= _SAME:
+        return "fallback"
+    return "window"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One end of the scored transition."""
+
+    node: str
+    #: ``start`` (before the run's first call), ``end`` (the run ended), ``overflow`` (a node
+    #: past the chain's node cap) or ``call``.
+    kind: str
+    label: NodeLabel | None
+
+    def words(self) -> str:
+        if self.kind == "start":
+            return "(start of the run)"
+        if self.kind == "end":
+            return "(end of the run)"
+        if self.kind == "overflow":
+            return "(a call past the chain's node cap, all counted as one node)"
+        if self.label is None:
+            return f"node {self.node} (no label stored: learned before labels, or past the cap)"
+        return describe(self.label)
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    """The known successor of the from-node most like the current call, and how they differ."""
+
+    node: str
+    label: NodeLabel
+    similarity: float
+    new_paths: tuple[str, ...]
+    missing_paths: tuple[str, ...]
+    #: Either label was cut at its caps, so the comparison saw only part of a shape.
+    approximate: bool
+    #: How many known successors were compared.
+    compared: int
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    event_id: str
+    project_id: str
+    agent_id: str
+    run_id: str
+    chain: str
+    action: str
+    #: The engine failed to judge the event: the action is the on_error policy, no detection.
+    engine_error: str | None
+    previous: Call
+    current: Call
+    p: float
+    bits: float
+    threshold: float
+    threshold_from: str
+    threshold_words: str
+    anomalous: bool
+    edge_seen: float
+    from_seen: float
+    new_node: bool
+    mode: str
+    mode_words: str
+    nearest: Nearest | None
+    nearest_note: str
+    markov_notes: tuple[str, ...]
+    guardrails: tuple[dict[str, Any], ...]
+    approval: Mapping[str, Any] | None = None
+    chain_now: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for side in ("previous", "current"):
+            call = getattr(self, side)
+            out[side]["words"] = call.words()
+        return out
+
+
+def _call(node: str, labels: Mapping[str, NodeLabel]) -> Call:
+    kind = {START: "start", END: "end", OVERFLOW: "overflow"}.get(node, "call")
+    return Call(node, kind, labels.get(node))
+
+
+def _threshold_words(basis: str, threshold: float, params: EngineParams, window_n: int) -> str:
+    if basis == "floor":
+        return (f"the floor, {params.floor_bits:g} bits (p < 1/{2 ** params.floor_bits:,.0f}): "
+                "the chain's own statistic was at or under it, and no score at or under the "
+                "floor is ever anomalous")
+    if basis == "fallback":
+        return (f"the fallback, {params.fallback_bits:g} bits: the chain's window of recent "
+                f"scores held fewer than {params.window} scores")
+    stat = ("median + k·1.4826·MAD" if params.window_stat == "robust" else "mean + k·std")
+    return (f"the chain's window statistic {threshold:.2f} bits ({stat}, k = "
+            f"{params.sigma_multiplier:g} unless approvals adapted it, over its last "
+            f"{window_n or params.window} non-anomalous scores), above the floor of "
+            f"{params.floor_bits:g} bits")
+
+
+def _mode_words(v: Verdict, markov: Mapping[str, Any], params: EngineParams) -> str:
+    if v.mode == "shadow":
+        words = (f"shadow: the chain is still learning (fewer than {params.min_runs_soft} runs, "
+                 "or its distribution is not stable yet); the detector reports, nothing is "
+                 "enforced by it")
+        note = str(markov.get("note", ""))
+        if note.startswith("a service new"):
+            words = ("shadow, but " + note + " (the agent's other chains are past shadow, so a "
+                     "first call to this service is acted on)")
+    elif v.mode == "soft_lock":
+        words = (f"soft-lock: the chain learned {params.min_runs_soft}+ runs and settled; "
+                 f"anomalies are flagged, not stopped (it locks after {params.min_runs_locked} "
+                 "runs once stable)")
+    elif v.mode == "locked":
+        words = (f"locked: the chain learned {params.min_runs_locked}+ runs and settled (or was "
+                 "force-locked); anomalies are paused (rejected on critical chains when so "
+                 "configured) and held back from learning until a person approves")
+    else:
+        words = v.mode
+    if markov.get("unlearnable"):
+        words += ("; the chain is UNLEARNABLE (its rate of new transitions is above the limit): "
+                  "it never locks and only call shapes new to it are anomalous")
+    if v.mode_change:
+        words += f"; this event moved the chain to {v.mode_change}"
+    return words
+
+
+def _guardrail(r: Any) -> dict[str, Any]:
+    detail = dict(r.detail)
+    rule = str(detail.pop("rule", r.source.partition(":")[2] or r.source))
+    facts = ", ".join(f"{k}={shown(val, 60)}" for k, val in sorted(detail.items()))
+    return {"source": r.source, "rule": rule, "action": r.action, "facts": facts}
+
+
+def explain(
+    v: Verdict,
+    labels: Mapping[str, NodeLabel],
+    successors: Mapping[str, float],
+    params: EngineParams,
+    *,
+    approval: Mapping[str, Any] | None = None,
+    chain_now: Mapping[str, Any] | None = None,
+) -> Explanation:
+    """The explanation of ``v``. ``labels`` maps node ids to labels (both ends of the edge and
+    the from-node's known successors); ``successors`` maps each node seen after the from-node
+    to how often it followed (the transition counts)."""
+    chain_now = chain_now or {}
+    markov: Mapping[str, Any] = next(
+        (r.detail for r in v.reasons if r.source == "markov"), {}
+    )
+    previous = _call(v.edge.from_node, labels)
+    current = _call(v.edge.to_node, labels)
+    basis = str(markov.get("threshold_from") or threshold_basis(v.threshold, params))
+    window_n = int(markov.get("window_n", 0) or 0)
+    nearest: Nearest | None = None
+    known = {
+        n: set(lab.paths) for n, lab in ((n, labels.get(n)) for n in successors)
+        if lab is not None and n != v.edge.to_node and n not in (END, OVERFLOW)
+    }
+    if current.label is None:
+        note = ("the current call has no stored label, so its shape cannot be compared"
+                if current.kind == "call" else "the current step is not a call")
+    elif not known:
+        note = ("no other call was ever seen after the previous one"
+                if not successors or set(successors) <= {v.edge.to_node, END, OVERFLOW}
+                else "the other calls seen after the previous one have no stored labels")
+    else:
+        found = nearest_shape(current.label.paths, known, successors)
+        assert found is not None
+        node, sim = found
+        label = labels[node]
+        new, missing = shape_diff(current.label.paths, label.paths)
+        nearest = Nearest(node, label, sim, new, missing,
+                          current.label.truncated or label.truncated, len(known))
+        note = ""
+    notes = []
+    for key in ("loop_note", "backoff", "unlearnable_note"):
+        if markov.get(key):
+            notes.append(str(markov[key]))
+    if markov.get("repeats"):
+        notes.append(f"repeats back to back: {markov['repeats']} (learned limit "
+                     f"{markov.get('repeat_limit')})")
+    p = float(markov.get("p", v.edge.p))
+    return Explanation(
+        event_id=v.event_id, project_id=v.project_id, agent_id=v.agent_id, run_id=v.run_id,
+        chain=v.chain, action=v.action, engine_error=v.error,
+        previous=previous, current=current, p=p, bits=v.score, threshold=v.threshold,
+        threshold_from=basis,
+        threshold_words=_threshold_words(basis, v.threshold, params, window_n),
+        anomalous=v.anomalous, edge_seen=v.edge.count, from_seen=v.edge.row_total,
+        new_node=bool(markov.get("new_node", False)),
+        mode=v.mode, mode_words=_mode_words(v, markov, params),
+        nearest=nearest, nearest_note=note, markov_notes=tuple(notes),
+        guardrails=tuple(_guardrail(r) for r in v.reasons if r.source != "markov"),
+        approval=approval, chain_now=dict(chain_now),
+    )
+
+
+def _paths(paths: tuple[str, ...]) -> str:
+    return ", ".join(paths) if paths else "none"
+
+
+def render_text(e: Explanation) -> str:
+    """The explanation for a person, one fact a line."""
+    lines = [f"event {e.event_id} of agent {e.agent_id}, run {e.run_id}",
+             f"chain {e.chain}"]
+    if e.engine_error:
+        fail = "fail-open" if e.action == "allow" else "fail-closed"
+        lines.append(
+            f"verdict: {e.action.upper()} — NOT A DETECTION. Ratchet could not judge this event "
+            f"({e.engine_error}); {e.action} is the project's on_error policy ({fail}). Nothing "
+            "about the agent's behaviour was evaluated."
+        )
+        return "\n".join(lines)
+    by = []
+    if e.anomalous:
+        by.append("the Markov chain")
+    by += [f"guardrail {g['rule']}" for g in e.guardrails]
+    lines.append(f"verdict: {e.action.upper()}"
+                 + (f" — decided by {', '.join(by)}" if by else " — nothing was unusual"))
+    lines.append(f"previous call: {e.previous.words()}")
+    new = " — a shape this chain never saw" if e.new_node else ""
+    lines.append(f"current call:  {e.current.words()}{new}")
+    if e.nearest is not None:
+        n = e.nearest
+        approx = " (labels cut at their caps: approximate)" if n.approximate else ""
+        lines.append(f"nearest known next call after the previous one ({n.compared} compared): "
+                     f"{describe(n.label, 4)}, similarity {n.similarity:.2f}{approx}")
+        lines.append(f"  key paths new in this call:  {_paths(n.new_paths)}")
+        lines.append(f"  key paths it lacks:          {_paths(n.missing_paths)}")
+    elif e.nearest_note:
+        lines.append(f"shape comparison: {e.nearest_note}")
+    lines.append(
+        f"transition: p = {e.p:.6f} (this move seen {round(e.edge_seen, 1):g} times out of "
+        f"{round(e.from_seen, 1):g} from the previous call; counts decay) → {e.bits:.2f} bits; "
+        f"threshold "
+        f"{e.threshold:.2f} bits → {'ANOMALOUS' if e.anomalous else 'not anomalous'}"
+    )
+    lines.append(f"threshold: {e.threshold_words}")
+    for note in e.markov_notes:
+        lines.append(f"note: {note}")
+    lines.append(f"mode: {e.mode_words}")
+    if e.guardrails:
+        for g in e.guardrails:
+            lines.append(f"guardrail {g['rule']} → {g['action']}: {g['facts']}")
+    else:
+        lines.append("guardrails: none fired")
+    if e.approval:
+        lines.append(f"decided by a person: {e.approval.get('decision')} by "
+                     f"{e.approval.get('actor')} ({e.approval.get('reason') or 'no reason'})")
+    if e.chain_now:
+        now = e.chain_now
+        lines.append(f"chain now: {now.get('mode')}, {now.get('runs')} runs"
+                     + (", unlearnable" if now.get("unlearnable") else ""))
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""The demo summary explains one real paused/rejected verdict in words (``models.explain``)."""
+
+from __future__ import annotations
+
+from models.explain import explain
+from models.labels import NodeLabel
+from models.params import EngineParams
+from models.verdict import Edge, Reason, Verdict
+from ratchet.sandbox.demo_report import SentEvent, build_report, pick_to_explain
+
+
+def _v(eid: str, action: str, reasons: tuple[Reason, ...] = (), error: str | None = None,
+       anomalous: bool = True) -> Verdict:
+    return Verdict(eid, "support-1", "r1", "demo/support-1/crm", "locked", anomalous, 19.93,
+                   12.0, Edge("n1", "n2", 0.0, 0.0, 40.0), action, reasons, 0.0,
+                   project_id="demo", chain_tag="t1", error=error)
+
+
+MARKOV = Reason("markov", "pause", {"p": 0.0, "new_node": True, "threshold_from": "floor"})
+GUARD = Reason("guardrail", "reject", {"rule": "pattern.sql_drop", "paths": ["sql"]})
+
+
+def test_pick_prefers_a_markov_detection_and_never_an_engine_error() -> None:
+    err = _v("e0", "pause", error="internal error: KeyError", anomalous=False)
+    guard = _v("e1", "reject", (GUARD,), anomalous=False)
+    flag = _v("e2", "flag", (Reason("markov", "flag", {}),))
+    markov = _v("e3", "pause", (MARKOV,))
+    assert pick_to_explain([err, guard, flag, markov]) is markov
+    assert pick_to_explain([err, flag, guard]) is guard
+    # a run that paused nothing: a flagged verdict rather than none
+    assert pick_to_explain([err, flag]) is flag
+    assert pick_to_explain([err, _v("e4", "allow", anomalous=False)]) is None
+
+
+def test_summary_shows_the_explained_verdict() -> None:
+    paused = _v("e3", "pause", (MARKOV,))
+    sent = [SentEvent("e1", "support-1", "r1", False, True),
+            SentEvent("e3", "support-1", "r1", True, True)]
+    verdicts = {"e1": [_v("e1", "allow", anomalous=False)], "e3": [paused]}
+    rep = build_report(sent, verdicts, latencies_s=[], seconds=1.0)
+    assert rep.to_explain is paused
+    labels = {"n1": NodeLabel("crm", "contacts.search", ("query:str",), 1),
+              "n2": NodeLabel("crm", "contacts.export", ("all:bool", "format:str"), 2),
+              "n3": NodeLabel("crm", "contacts.read", ("format:str", "id:str"), 2)}
+    rep.add_explanation(explain(paused, labels, {"n3": 30.0, "n2": 0.0}, EngineParams()))
+    text = rep.render()
+    assert "one verdict explained in words (`ratchet explain e3 --project demo`):" in text
+    assert "  previous call: crm contacts.search {query:str}" in text
+    assert "  key paths new in this call:  all:bool" in text
+    assert "  key paths it lacks:          id:str" in text
+    assert rep.as_dict()["explanation"]["nearest"]["node"] == "n3"

@@ -1,0 +1,91 @@
+"""models.explain and models.labels: nearest known shape, key paths, threshold basis, words."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from models.explain import explain, jaccard, nearest_shape, render_text, shape_diff, threshold_basis
+from models.labels import NodeLabel, key_paths, label_of
+from models.params import EngineParams
+from models.skeleton import skeleton
+from models.verdict import Edge, Reason, Verdict
+
+
+def test_jaccard_and_nearest_shape() -> None:
+    cur = {"to:str", "subject:str", "bcc:str"}
+    known = {
+        "send": {"to:str", "subject:str", "body:str"},      # 2 of 4
+        "reply": {"to:str", "subject:str", "bcc:str", "in_reply_to:str"},  # 3 of 4
+        "list": {"folder:str"},                            # 0 of 4
+    }
+    assert nearest_shape(cur, known) == ("reply", 0.75)
+    assert jaccard(cur, known["send"]) == 0.5
+    # equal similarity: the more frequent successor wins, then the smaller node id
+    tie = {"b": {"x"}, "a": {"x"}, "c": {"x"}}
+    assert nearest_shape({"x", "y"}, tie, {"c": 3.0, "b": 3.0})[0] == "b"
+    assert nearest_shape({"x", "y"}, tie)[0] == "a"
+    assert nearest_shape(cur, {}) is None
+    assert shape_diff(cur, known["send"]) == (("bcc:str",), ("body:str",))
+
+
+def test_key_paths_cover_maps_arrays_and_empty_containers() -> None:
+    skel = skeleton({"items": [{"sku_1": {"qty": 1}}, {"sku_2": {"qty": 2}}], "meta": {},
+                     "tags": [], "n": None})
+    assert key_paths(skel) == ["items[].*.qty:num", "meta{}", "n:null", "tags[]"]
+    lab = label_of("s", "a", {"x\u202e<b>": 1})  # shown keys are cleaned
+    assert lab.paths == ("x:num",)
+
+
+def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:
+    p = EngineParams(floor_bits=10.0, fallback_bits=11.0)
+    assert [threshold_basis(t, p) for t in (10.0, 11.0004, 12.5)] == [
+        "floor", "fallback", "window"]
+
+
+def _verdict(**over: Any) -> Verdict:
+    base = Verdict(
+        event_id="e1", agent_id="a", run_id="r", chain="p/a/mail", mode="locked",
+        anomalous=True, score=19.93, threshold=12.0,
+        edge=Edge("n_list", "n_export", 0.0, 0.0, 12.0), action="pause",
+        reasons=(Reason("markov", "pause", {"p": 0.0, "new_node": True,
+                                            "threshold_from": "floor"}),
+                 Reason("guardrail", "flag", {"rule": "pii.email", "paths": ["to"]})),
+        decided_at=1.0, project_id="p", chain_tag="t")
+    return dataclasses.replace(base, **over)
+
+
+def test_explanation_words_name_the_calls_the_paths_and_the_rules() -> None:
+    labels = {
+        "n_list": NodeLabel("mail", "mail.list", ("folder:str",), 1),
+        "n_export": NodeLabel("mail", "mail.export", ("forward_to:str", "id:str"), 2),
+        "n_read": NodeLabel("mail", "mail.read", ("headers:bool", "id:str"), 2),
+        "n_del": NodeLabel("mail", "mail.delete", ("id:num",), 1),
+    }
+    e = explain(_verdict(), labels, {"n_read": 9.0, "n_del": 3.0, "$": 1.0}, EngineParams())
+    assert e.nearest is not None and e.nearest.node == "n_read" and e.nearest.compared == 2
+    assert (e.nearest.new_paths, e.nearest.missing_paths) == (("forward_to:str",),
+                                                              ("headers:bool",))
+    text = render_text(e)
+    assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email" in text
+    assert "previous call: mail mail.list {folder:str}" in text
+    assert "a shape this chain never saw" in text
+    assert "guardrail pii.email → flag: paths=a JSON array" in text
+    assert "threshold: the floor, 12 bits" in text and "mode: locked" in text
+
+
+def test_explanation_without_labels_or_successors_says_why() -> None:
+    e = explain(_verdict(), {}, {}, EngineParams())
+    assert e.nearest is None and "no stored label" in e.nearest_note
+    e2 = explain(_verdict(), {"n_export": NodeLabel("m", "x", ("a:str",), 1)}, {},
+                 EngineParams())
+    assert e2.nearest_note == "no other call was ever seen after the previous one"
+
+
+@pytest.mark.parametrize(("action", "kind"), [("allow", "fail-open"), ("pause", "fail-closed")])
+def test_an_engine_error_is_never_called_a_detection(action: str, kind: str) -> None:
+    v = _verdict(action=action, anomalous=False, reasons=(), error="internal error: KeyError")
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    assert "NOT A DETECTION" in text and kind in text and "decided by" not in text

@@ -2,9 +2,10 @@
 
     python -m benchmarks.memory [--events 1000000] [--agents 24] [--batch 200] [--json FILE]
 
-What a worker does per batch, without Kafka: ``Engine.decide`` (guardrails on, on the events'
-own timestamps, so velocity windows see realistic rates) → ``VerdictStore.save_many`` with the
-verdict JSON the worker would produce. Traffic: ``ratchet.sandbox.traffic`` (runs merged by
+What the gateway and a worker do per batch, without Kafka and HTTP: the gateway's event-id
+binding (``EventIds.claim``, kept ``RATCHET_EVENT_ID_WINDOW_S``), ``Engine.decide`` (guardrails on,
+on the events' own timestamps, so velocity windows see realistic rates) →
+``VerdictStore.save_many`` with the verdict JSON the worker would produce. Traffic: ``ratchet.sandbox.traffic`` (runs merged by
 time, realistic payloads; anomalies after the warm-up). Redis is a fresh ``redis-server``
 started here (or ``--redis-url``, whose database is used as is: give it an empty one).
 
@@ -40,6 +41,7 @@ from models.events import IngestEvent, parse_event
 from ratchet.engine.engine import Engine
 from ratchet.sandbox.servers import redis_for
 from ratchet.sandbox.traffic import iter_events
+from ratchet.store.idempotency import EventIds
 from ratchet.store.keys import Keys
 from ratchet.store.verdicts import VerdictStore
 
@@ -56,6 +58,7 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("allow verdict buckets", re.compile(r"^mem:\{v:[^}]+\}:vb:a:")),
     ("other verdict buckets", re.compile(r"^mem:\{v:[^}]+\}:vb:n:")),
     ("verdict keys (one per verdict)", re.compile(r"^mem:v:")),
+    ("event-id bindings (gateway)", re.compile(r"^mem:\{e:")),
     ("paused index", re.compile(r"^mem:\{p:[^}]+\}:paused$")),
     ("decision stream", re.compile(r"^mem:\{p:[^}]+\}:decisions$")),
 )
@@ -93,12 +96,14 @@ async def _stream(client: Redis, n: int, agents: int, size: int, verdict_ttl_s: 
     keys = Keys("mem")
     engine = Engine.create(client, keys=keys, guardrails=True, event_time=True)
     store = VerdictStore(client, keys)
+    event_ids = EventIds(client, keys, window_s=DAY_S)
     lanes: list[list[list[IngestEvent]]] = [[] for _ in range(4)]
     done = 0
 
     async def lane(batches: list[list[IngestEvent]]) -> None:
         nonlocal done
         for batch in batches:
+            await event_ids.claim(batch)
             verdicts = await engine.decide(batch)
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
             await store.save_many(verdicts, verdict_ttl_s, bodies=bodies)

@@ -41,8 +41,12 @@ import orjson
 
 from models.evaluation import Confusion
 from models.guardrails.policy import parse_policy_toml
+from models.nodes import chain_for, node_id
 from models.params import EngineParams, load_params
+from models.skeleton import skeleton_hash
+from models.verdict import Verdict
 from ratchet.engine.replay import replay
+from ratchet.sandbox.demo_report import false_cause
 from ratchet.sandbox.servers import redis_for
 from ratchet.sandbox.traffic import iter_runs
 
@@ -73,6 +77,14 @@ class _Tally:
         self.kinds_all: Counter[str] = Counter()
         self.kinds_det: Counter[str] = Counter()
         self.kinds_enf: Counter[str] = Counter()
+        #: Where false runs come from (first enforced event of each normal run) and which
+        #: anomalous runs were missed: "<dimension>: <value>" -> runs.
+        self.false_runs: Counter[str] = Counter()
+        self.missed: Counter[str] = Counter()
+        #: Normal runs after warm-up per group, and those with a call shape never seen before in
+        #: their chain even had every earlier normal event been learned (see _new_shape_runs).
+        self.normal_runs: Counter[str] = Counter()
+        self.new_shape_runs: Counter[str] = Counter()
 
 
 async def _one_seed(
@@ -95,12 +107,25 @@ async def _one_seed(
     )
     verdicts = {v["event_id"]: v for v in map(orjson.loads, sink.getvalue().splitlines())}
     mine = per_seed[str(seed)] = _Tally()
+    novel = _new_shape_runs(events, rich=args.rich)
+    enforced_nodes: set[tuple[str, str]] = set()  # (chain, node) enforced in an earlier run
     for run in runs:
-        if run.index < args.warmup:
-            continue
         vs = [verdicts[e["event_id"]] for e in run.events]
         det = any(v["anomalous"] for v in vs)
         enf = any(v["action"] != "allow" for v in vs)
+        if run.index < args.warmup:
+            enforced_nodes.update((v["chain"], v["edge"]["to"]) for v in vs if v["action"] != "allow")
+            continue
+        if not run.anomalous:
+            group = HIGH_ENTROPY if run.archetype == HIGH_ENTROPY else "structured"
+            for g in (group, "all"):
+                tally.normal_runs[g] += 1
+                tally.new_shape_runs[g] += run.run_id in novel
+        if enf and not run.anomalous:
+            _why_false(tally.false_runs, run.archetype, vs, enforced_nodes)
+        if run.anomaly and not enf:
+            tally.missed[f"{run.archetype}: {run.anomaly}"] += 1
+        enforced_nodes.update((v["chain"], v["edge"]["to"]) for v in vs if v["action"] != "allow")
         for t in (tally, mine):
             for group in (run.archetype, "all", f"prio:{run.priorities}",
                           "structured" if run.archetype != HIGH_ENTROPY else ""):
@@ -114,6 +139,42 @@ async def _one_seed(
     return {"seed": seed, "events": summary.events, "seconds": round(summary.seconds, 1),
             "review": {"approved": summary.approved, "rejected": summary.rejected},
             "chains_by_final_mode": dict(summary.final_modes)}
+
+
+def _new_shape_runs(events: list[dict[str, Any]], *, rich: bool) -> set[str]:
+    """Runs with a normal event whose call shape (Markov node) its chain had never seen, even
+    had every earlier *normal* event been learned at once (an oracle reviewer approving every
+    legitimate event the moment it is held). A detector that flags every never-seen shape — what
+    novel-shape and shape-drift recall need — flags at least these normal runs: a floor under
+    its false-positive rate that no threshold can move."""
+    known: dict[Any, set[str]] = defaultdict(set)
+    out: set[str] = set()
+    for e in events:
+        node = node_id(skeleton_hash(e["payload"]), service=e["service"], action=e["action"],
+                       rich=rich)
+        seen = known[chain_for(e["project_id"], e["agent_id"], e["service"], e["priority"])]
+        if not e["label"]:
+            if node not in seen:
+                out.add(e["run_id"])
+            seen.add(node)
+    return out
+
+
+def _why_false(
+    out: Counter[str], archetype: str, vs: list[dict[str, Any]], seen: set[tuple[str, str]]
+) -> None:
+    """Count a false run by its first enforced event: archetype, mode, cause, and whether the
+    node it reached was already enforced in an earlier run of the chain (a held shape again)."""
+    v = next(x for x in vs if x["action"] != "allow")
+    verdict = Verdict.from_dict(v)
+    cause = false_cause(verdict)
+    if any(r.detail.get("loop_note") for r in verdict.reasons if r.source == "markov"):
+        cause = "markov: loop"
+    again = (v["chain"], v["edge"]["to"]) in seen
+    group = HIGH_ENTROPY if archetype == HIGH_ENTROPY else "structured"
+    out[f"archetype: {archetype}"] += 1
+    out[f"{group} mode: {v['mode']}"] += 1
+    out[f"{group} cause: {cause}" + (" (again)" if again else " (first time)")] += 1
 
 
 async def evaluate(
@@ -137,6 +198,13 @@ async def evaluate(
                 "enforced": round(tally.kinds_enf[k] / n, 3)}
             for k, n in sorted(tally.kinds_all.items())
         },
+        "new_shape_floor": {
+            g: {"normal_runs": n, "with_a_new_shape": tally.new_shape_runs[g],
+                "fpr_floor": round(tally.new_shape_runs[g] / n, 5) if n else 0.0}
+            for g, n in sorted(tally.normal_runs.items())
+        },
+        "false_runs": dict(sorted(tally.false_runs.items())),
+        "missed_runs": dict(sorted(tally.missed.items())),
         "per_seed": {
             s: {g: {"detector": _confusion(t.detector[g]), "enforced": _confusion(t.enforced[g])}
                 for g in ("structured", HIGH_ENTROPY, "all")}
@@ -167,6 +235,18 @@ def render(res: dict[str, Any]) -> str:
     lines += ["", f"{'anomaly kind':14} {'runs':>5} {'detector':>9} {'enforced':>9}"]
     for k, r in res["recall_by_kind"].items():
         lines.append(f"{k:14} {r['runs']:5d} {r['detector']:9.3f} {r['enforced']:9.3f}")
+    if res.get("new_shape_floor"):
+        lines += ["", ("normal runs with a call shape new to their chain even under instant "
+                       "learning of every earlier normal event (FPR floor of flagging new "
+                       "shapes):")]
+        lines += [f"  {g}: {v['with_a_new_shape']} of {v['normal_runs']} = {v['fpr_floor']:.4f}"
+                  for g, v in res["new_shape_floor"].items()]
+    if _has_breakdown(res):
+        lines += ["", ("false runs (first enforced event; 'again': its node was enforced in "
+                       "an earlier run of the chain):")]
+        lines += [f"  {k}: {n}" for k, n in res["false_runs"].items()]
+        lines += ["missed anomalous runs (archetype: kind):"]
+        lines += [f"  {k}: {n}" for k, n in res["missed_runs"].items()]
     if len(res["per_seed"]) > 1:
         lines += ["", "per seed, enforced (recall / FPR):"]
         for s, groups in res["per_seed"].items():
@@ -174,6 +254,10 @@ def render(res: dict[str, Any]) -> str:
                               for g, v in groups.items())
             lines.append(f"  seed {s}: {cells}")
     return "\n".join(lines)
+
+
+def _has_breakdown(res: dict[str, Any]) -> bool:
+    return bool(res.get("false_runs") or res.get("missed_runs"))
 
 
 def _seeds(text: str) -> tuple[int, ...]:

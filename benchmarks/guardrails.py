@@ -7,8 +7,12 @@ amounts, URLs, text, nested rows), in envelope-like batches of one agent's event
 ``docs/policy.example.toml`` (every guardrail on, every detector, two pattern rules).
 Measured, on one redis-server (started here unless ``--redis-url``):
 
-  * pure:        :func:`models.guardrails.evaluate` alone, µs of CPU per event (no I/O), for the
-                 whole set and for each guardrail alone;
+  * pure:        :func:`models.guardrails.evaluate` alone, one event at a time, µs of CPU per
+                 event (no I/O), for the whole set, for each guardrail alone and for each PII
+                 detector alone;
+  * batch:       the same rules with the payload scans of a batch done together
+                 (:func:`models.guardrails.batch.evaluate_batch`, what the engine runs), same
+                 breakdown; each figure is the best of 3 rounds, per event and batch interleaved;
   * state:       ``lua/guardrails.lua`` through :class:`ratchet.store.guardrails.GuardStore`, one call
                  per batch (nodes precomputed): events/s, client CPU µs/event and Redis script
                  CPU µs/event (INFO commandstats);
@@ -40,6 +44,8 @@ from benchmarks.engine import _drive, by_agent_batches
 from benchmarks.report import emit
 from models.events import IngestEvent, parse_event
 from models.guardrails import GUARDRAILS, GuardrailState, Policy, evaluate, parse_policy_toml
+from models.guardrails.batch import evaluate_batch
+from models.guardrails.pii import DETECTOR_NAMES
 from models.nodes import node_id
 from models.skeleton import skeleton_hash
 from ratchet.engine.engine import Engine
@@ -74,21 +80,74 @@ def only(policy: Policy, name: str) -> Policy:
     return dataclasses.replace(policy, **changes)
 
 
+def only_pii(policy: Policy, detector: str) -> Policy:
+    """``policy`` with only the PII guardrail on, and only ``detector`` in it."""
+    pii = only(policy, "pii")
+    guard = pii.pii
+    one = dataclasses.replace(guard.base, detectors=(detector,))
+    return dataclasses.replace(pii, pii=dataclasses.replace(
+        guard, base=one, by_service={}, by_priority={}, resolved={}))
+
+
 def rich_nodes(events: Sequence[IngestEvent]) -> list[str]:
     return [node_id(skeleton_hash(e.payload), service=e.service, action=e.action, rich=True)
             for e in events]
 
 
-def pure_cost(policy: Policy, events: Sequence[IngestEvent], nodes: Sequence[str]) -> float:
-    """CPU µs per event of the rules alone, on a state with a full history of the run."""
+def _states(nodes: Sequence[str]) -> list[GuardrailState]:
+    """A state with a full history of the run, per event."""
     history = [nodes[(i * 7) % len(nodes)] for i in range(64)]
-    states = [GuardrailState(node=n, run_nodes=tuple(history), run_events=30,
-                             agent_events_in_window=40, run_events_in_window=12,
-                             run_cost=3.5, agent_daily_cost=40.0) for n in nodes]
+    return [GuardrailState(node=n, run_nodes=tuple(history), run_events=30,
+                           agent_events_in_window=40, run_events_in_window=12,
+                           run_cost=3.5, agent_daily_cost=40.0) for n in nodes]
+
+
+def pure_cost(policy: Policy, events: Sequence[IngestEvent], nodes: Sequence[str]) -> float:
+    """CPU µs per event of the rules alone, one event at a time (the reference path)."""
+    states = _states(nodes)
     started = time.process_time()
     for ev, st in zip(events, states, strict=True):
         evaluate(policy, ev, st)
     return (time.process_time() - started) / len(events) * 1e6
+
+
+def batch_cost(policy: Policy, batches: Sequence[Sequence[IngestEvent]],
+               nodes: Sequence[str]) -> float:
+    """CPU µs per event of the rules alone, a batch at a time (what the engine runs)."""
+    states = _states(nodes)
+    n = sum(len(b) for b in batches)
+    started = time.process_time()
+    at = 0
+    for b in batches:
+        evaluate_batch([policy] * len(b), b, states[at:at + len(b)])
+        at += len(b)
+    return (time.process_time() - started) / n * 1e6
+
+
+def pure_vs_batch(policy: Policy, events: Sequence[IngestEvent], batch: int,
+                  nodes: Sequence[str], rounds: int = 3) -> tuple[float, float]:
+    """(per event, batch) CPU µs per event, each the best of ``rounds`` interleaved rounds."""
+    batches = [list(events[i:i + batch]) for i in range(0, len(events), batch)]
+    pure, batched = [], []
+    for _ in range(rounds):
+        pure.append(pure_cost(policy, events, nodes))
+        batched.append(batch_cost(policy, batches, nodes))
+    return round(min(pure), 2), round(min(batched), 2)
+
+
+def rules_breakdown(policy: Policy, events: Sequence[IngestEvent], batch: int,
+                    nodes: Sequence[str]) -> dict[str, Any]:
+    """Per event and batch µs/event: all rules, each guardrail alone, each PII detector alone.
+    Events in file order, cut into ``batch``-sized batches (several agents per batch, as a
+    worker's envelopes of one project can be)."""
+    out: dict[str, Any] = {}
+    variants = {"all": policy, **{g: only(policy, g) for g in GUARDRAILS},
+                **{f"pii.{d}": only_pii(policy, d) for d in DETECTOR_NAMES}}
+    for name, pol in variants.items():
+        pure, batched = pure_vs_batch(pol, events, batch, nodes)
+        out[name] = {"per_event": pure, "batch": batched,
+                     "ratio": round(batched / pure, 3) if pure else None}
+    return out
 
 
 async def _script_usec(client: Redis) -> int:
@@ -126,6 +185,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         res["pure_us_per_event_by_guardrail"] = {
             g: round(pure_cost(only(policy, g), events, nodes), 2) for g in GUARDRAILS
         }
+        res["rules_us_per_event"] = rules_breakdown(policy, events, batch, nodes)
 
         store = GuardStore(client, Keys(f"gs{tag}"))
         keys = Keys(f"gs{tag}")

@@ -1,7 +1,8 @@
 """The whole pipeline under load, with the same-run raw ceilings it is built from.
 
-    python -m benchmarks.pipeline [--events 200000] [--workers 1] [--rate 500]
-                                  [--single-seconds 10] [--json FILE]
+    python -m benchmarks.pipeline [--events 200000] [--workers 1] [--rates 100,200,500]
+                                  [--single-seconds 10] [--policy raised|default]
+                                  [--gateway-src DIR] [--json FILE]
 
 Starts redis-server and Tansu (unless RATCHET_REDIS_URL / RATCHET_KAFKA_BOOTSTRAP are set), a
 gateway and ``--workers`` workers as child processes, then measures:
@@ -10,18 +11,24 @@ gateway and ``--workers`` workers as child processes, then measures:
   bodies (one agent per request, one request in flight per agent), from the first request to
   the last verdict on the ``verdicts`` topic: sustained events/s end to end
   (HTTP → Kafka → worker → Redis → verdicts topic);
-* **single**: ``POST /v1/events?wait_ms=2000`` opened at a fixed rate (default 500/s, open loop):
-  p50/p99 of the HTTP round trip (the verdict is in the answer), and the ingest-to-verdict time
-  the verdict envelopes carry;
+* **single**: ``POST /v1/events?wait_ms=2000`` opened at fixed rates (``--rates``, default
+  100, 200 and 500/s, open loop): p50/p99 of the HTTP round trip (the verdict is in the answer),
+  the ingest-to-verdict time the verdict envelopes carry, the Redis requests the server read per
+  event (every process) and the CPU per event of every process;
 * **ceilings**, same run, same machine: aiokafka producing and consuming messages of the bulk
   envelopes' size and count (events/s if Kafka were all there is), and ``Engine.decide`` on the
   same events in batches on the same Redis (events/s if the engine were all there is).
 
-The bulk phase runs under the project's default guardrail policy, whose velocity windows use
-the wall clock: hours of generated traffic arrive in about a minute, so velocity rules can
-pause part of it (the output's ``policy`` line gives the compression and the verdicts by action).
-CPU seconds of every process (from /proc) show where the time goes. Machines here are shared
-and noisy: ratios within one run say more than absolute numbers.
+Traffic is replayed far faster than real time while the velocity guardrail counts over
+wall-clock windows, so under the default policy it would flag most events (unrepresentative
+verdicts and work). The bench project therefore gets velocity limits at their maximum (the
+rules still run and keep their state; ``--policy default`` keeps the default policy); the
+``policy`` line gives the compression and the verdicts by action. CPU seconds of every process
+(from /proc) show where the time goes; each process's idle CPU (measured after the phases, no
+traffic) is reported separately and taken off the per-event figures. ``--gateway-src DIR``
+runs the gateway from another source tree (a worktree of main) for a before/after pair in one
+sitting. Machines here are shared and noisy: ratios within one run say more than absolute
+numbers.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from ratchet.sandbox.process import (
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.sandbox.traffic import iter_events
 from ratchet.store.keys import Keys
+from ratchet.store.policies import save_policy
 from ratchet.store.redis import connect
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -236,6 +244,7 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
     redis = Redis.from_url(redis_url)
     try:
         project_id, api_key = await create_project(redis, keys, "bench")
+        await bench_policy(redis, keys, project_id, args.policy)
         raw = list(iter_events(agents=args.agents, runs_per_agent=max(
             20, args.events // (args.agents * 9) + 1), warmup_runs=10**6, seed=args.seed,
             project_id=project_id))[: args.events]
@@ -264,7 +273,7 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
     ]
     per_message = len(raw) / len(envelope_bodies)
 
-    gateway = gateway_process(env).start()
+    gateway = gateway_child(env, args.gateway_src).start()
     workers = [ChildProcess(env, name=f"worker{i}").start() for i in range(args.workers)]
     procs.update({"gateway": gateway.proc.pid if gateway.proc else 0})
     for i, w in enumerate(workers):
@@ -298,13 +307,13 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                 bulk["actions"] = dict(Counter(
                     vs[0].action for e in raw if (vs := collector.by_event.get(e["event_id"]))))
                 cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
-                print(f"single: {args.rate:.0f}/s for {args.single_seconds:.0f}s…",
-                      file=sys.stderr)
-                single = await single_phase(
+                single_runs = await single_phases(
                     base, session, auth, project_id, {a: secrets[a] for a in singles},
-                    args.rate, args.single_seconds, collector,
+                    args, collector, procs, redis_url,
                 )
+                single = single_runs[-1]
                 cpu2 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+                idle = await idle_cpu(procs, args.idle_seconds)
     finally:
         for w in workers:
             w.stop()
@@ -322,6 +331,10 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
         "bulk_cpu_seconds": bulk_cpu,
         "single": single,
         "single_cpu_seconds": {k: round(cpu2[k] - cpu1[k], 2) for k in cpu0},
+        "single_rates": single_runs,
+        "idle_cpu_percent": idle,
+        "bulk_cpu_us_per_event": cpu_per_event(bulk_cpu, idle, bulk["seconds"], bulk["events"]),
+        "gateway_src": args.gateway_src or "this tree",
         "ceilings": {"kafka_produce_consume": kafka, "engine_decide": engine},
         "ratios": {
             "bulk_vs_kafka": round(bulk["events_per_second"] / kafka["events_per_second"], 3),
@@ -329,18 +342,133 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
         },
         "targets": {"bulk_events_per_second": 20_000, "single_p99_ms": 25},
         "settings_note": f"key_prefix default {settings.key_prefix}",
-        "policy": _policy_note(raw, bulk),
+        "policy": _policy_note(raw, bulk, args.policy),
     }
 
 
-def _policy_note(raw: Sequence[dict[str, Any]], bulk: dict[str, Any]) -> str:
+def _policy_note(raw: Sequence[dict[str, Any]], bulk: dict[str, Any], policy: str) -> str:
     """Which guardrail policy the bulk phase ran under, and how compressed its time was."""
     span = max(e["ts"] for e in raw) - min(e["ts"] for e in raw)
-    return (f"default guardrail policy (velocity on, wall-clock windows): {span:,.0f} s of "
+    which = ("velocity limits raised to their maximum (the rules run, compressed replay does not "
+             "trip them)" if policy == "raised" else "default guardrail policy (velocity on)")
+    return (f"{which}, wall-clock windows: {span:,.0f} s of "
             f"generated traffic sent in {bulk['seconds']:,.0f} s "
             f"({span / max(bulk['seconds'], 1e-9):,.0f}x real time, the rate velocity windows "
             f"see); "
             f"bulk verdicts by action: {bulk['actions']}")
+
+
+# --- honest per-event costs: policy, idle CPU, single-event phases, before/after gateway --------
+
+#: A policy whose velocity rules run but cannot trip on replay faster than real time (the limits
+#: are the largest a policy accepts); every other guardrail keeps its default.
+RAISED_VELOCITY = """
+[guardrails.velocity.per_agent]
+limit = 100000000
+[guardrails.velocity.per_run]
+limit = 100000000
+"""
+
+
+async def bench_policy(redis: Redis, keys: Keys, project_id: str, policy: str) -> None:
+    """Store the bench project's policy: ``raised`` (see :data:`RAISED_VELOCITY`) or the
+    default (nothing stored)."""
+    if policy == "raised":
+        await save_policy(redis, keys, project_id, RAISED_VELOCITY, actor="cli", now=time.time())
+
+
+def gateway_child(env: dict[str, str], src: str | None) -> ChildProcess:
+    """The gateway child; from the source tree ``src`` (put first on its ``sys.path``) when set."""
+    child = gateway_process(env)
+    if src:
+        child.argv = ("-c", f"import sys; sys.path.insert(0, {os.path.abspath(src)!r}); "
+                            + child.argv[1])
+    return child
+
+
+async def idle_cpu(procs: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU % of one core each process burns while no request arrives (polling, timers)."""
+    before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    wall = time.perf_counter() - started
+    return {name: round(100 * (cpu_seconds(pid) - before[name]) / wall, 2)
+            for name, pid in procs.items()}
+
+
+def cpu_per_event(cpu: dict[str, float], idle: dict[str, float], wall_s: float,
+                  events: int) -> dict[str, float]:
+    """µs of CPU per event per process, the process's idle CPU over ``wall_s`` taken off
+    (never below 0)."""
+    return {name: round(max(0.0, used - idle.get(name, 0.0) / 100 * wall_s) / events * 1e6, 1)
+            for name, used in cpu.items()}
+
+
+async def _redis_reads(redis_url: str) -> int:
+    client = Redis.from_url(redis_url)
+    try:
+        return int((await client.info("stats"))["total_reads_processed"])
+    finally:
+        await client.aclose()
+
+
+async def single_phases(
+    base: str, session: aiohttp.ClientSession, auth: dict[str, str], project_id: str,
+    agents: dict[str, str], args: argparse.Namespace, collector: VerdictCollector,
+    procs: dict[str, int], redis_url: str,
+) -> list[dict[str, Any]]:
+    """One :func:`single_phase` per rate of ``--rates`` (or ``--rate``), each with the CPU of
+    every process (µs per event, idle not yet taken off: see :func:`finish_single_cpu`) and
+    the Redis requests the server read per event (every process: gateway and worker)."""
+    rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",") if r.strip()]
+    out = []
+    for rate in rates:
+        print(f"single: {rate:.0f}/s for {args.single_seconds:.0f}s…", file=sys.stderr)
+        load = os.getloadavg()[0]
+        cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        reads0 = await _redis_reads(redis_url)
+        started = time.perf_counter()
+        phase = await single_phase(base, session, auth, project_id, agents, rate,
+                                   args.single_seconds, collector)
+        phase["wall_seconds"] = round(time.perf_counter() - started, 3)
+        phase["load_average_at_start"] = load
+        phase["redis_requests_per_event"] = round(
+            (await _redis_reads(redis_url) - reads0 - 1) / max(phase["sent"], 1), 2)
+        phase["cpu_seconds"] = {name: round(cpu_seconds(pid) - cpu0[name], 3)
+                                for name, pid in procs.items()}
+        out.append(phase)
+    return out
+
+
+def finish_single_cpu(r: dict[str, Any]) -> None:
+    """Per single-event phase: CPU µs per event per process with idle CPU taken off."""
+    for phase in r.get("single_rates", []):
+        phase["cpu_us_per_event"] = cpu_per_event(
+            phase["cpu_seconds"], r["idle_cpu_percent"], phase["wall_seconds"], phase["sent"])
+
+
+def cpu_lines(r: dict[str, Any]) -> list[str]:
+    """Output lines of the per-event CPU figures (the load generator, ``bench``, left out of
+    the sums: it is the client)."""
+    finish_single_cpu(r)
+
+    def per_process(costs: dict[str, float]) -> str:
+        servers = {k: v for k, v in costs.items() if k != "bench"}
+        return (", ".join(f"{k} {v:,.1f}" for k, v in servers.items())
+                + f"; total {sum(servers.values()):,.1f} (load generator {costs.get('bench', 0):,.1f})")
+
+    lines = [f"gateway source: {r.get('gateway_src', 'this tree')}",
+             "idle CPU % of a core: " + ", ".join(f"{k} {v:.1f}"
+                                                  for k, v in r["idle_cpu_percent"].items()),
+             "bulk CPU µs/event (idle taken off): " + per_process(r["bulk_cpu_us_per_event"])]
+    for phase in r.get("single_rates", []):
+        rt = phase["round_trip_ms"]
+        lines.append(
+            f"single {phase['rate_per_second']:.0f}/s (load {phase['load_average_at_start']:.1f}): p50 {rt['p50']:.1f} ms, p99 {rt['p99']:.1f} "
+            f"ms, statuses {phase['statuses']}; Redis requests/event "
+            f"{phase['redis_requests_per_event']:.2f}; CPU µs/event (idle taken off): "
+            + per_process(phase["cpu_us_per_event"]))
+    return lines
 
 
 def render(r: dict[str, Any]) -> str:
@@ -361,6 +489,7 @@ def render(r: dict[str, Any]) -> str:
         (f"ratios: bulk/kafka {r['ratios']['bulk_vs_kafka']:.2f}, "
          f"bulk/engine {r['ratios']['bulk_vs_engine']:.2f}"),
         f"policy: {r['policy']}",
+        *cpu_lines(r),
         "CPU seconds during bulk: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r["bulk_cpu_seconds"].items()),
         "CPU seconds during single: "
@@ -377,7 +506,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1000, help="events per bulk request")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--rate", type=float, default=500.0, help="single events per second")
+    p.add_argument("--rate", type=float, default=None,
+                   help="single events per second (one phase; overrides --rates)")
+    p.add_argument("--rates", default="100,200,500",
+                   help="single-event phases, events per second, comma-separated")
+    p.add_argument("--idle-seconds", type=float, default=3.0,
+                   help="idle window after the phases: CPU every process burns doing nothing")
+    p.add_argument("--policy", choices=("raised", "default"), default="raised",
+                   help="raised: velocity limits at their maximum (replay runs faster than real "
+                        "time); default: the project default policy")
+    p.add_argument("--gateway-src", metavar="DIR", default=None,
+                   help="run the gateway from this source tree (e.g. a worktree of main) for "
+                        "before/after comparisons in one run")
     p.add_argument("--single-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", metavar="FILE")

@@ -14,6 +14,7 @@ from gateway import (
     routes_api_keys,
     routes_audit,
     routes_decisions,
+    routes_engine,
     routes_events,
     routes_health,
     routes_keys,
@@ -25,6 +26,7 @@ from gateway import (
     safe_logs,
 )
 from gateway.client_ip import parse_networks
+from gateway.credential_cache import CredentialCache
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.state import STATE, GatewayState
@@ -37,6 +39,7 @@ from models.signing import v1_sunset
 from ratchet.config.settings import Settings
 from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
+from ratchet.store.admission import AdmissionStore
 from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
@@ -93,7 +96,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     )
     for module in (routes_events, routes_verdicts, routes_decisions, routes_audit,
                    routes_webhooks, routes_keys, routes_api_keys, routes_signup, routes_policy,
-                   routes_health, routes_openapi):
+                   routes_engine, routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
     app.on_response_prepare.append(_no_server_version)
@@ -135,6 +138,9 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 idempotency=IdempotencyStore(redis, keys, ttl_s=settings.idempotency_ttl_s,
                                              lease_s=settings.idempotency_lease_s),
                 event_ids=EventIds(redis, keys, window_s=settings.event_id_window_s),
+                admission=AdmissionStore(redis, keys, limits_redis,
+                                         window_s=settings.event_id_window_s),
+                credentials=CredentialCache(),
             )
             yield
         finally:

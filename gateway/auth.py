@@ -90,7 +90,9 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         if not token:
             raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")
         raise AuthError("invalid API key")
-    grant = parse_grant(stored.decode() if isinstance(stored, bytes) else str(stored))
+    grant_text = stored.decode() if isinstance(stored, bytes) else str(stored)
+    grant = parse_grant(grant_text)
+    state.credentials.put_grant(sha, grant_text)  # a prediction for gateway.admission
     caller = Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary)
     note_project(request, caller.project_id)
     if not allows(roles, caller.role):

@@ -20,7 +20,8 @@ from models.errors import (
     ValidationError,
     error_code,
 )
-from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
+from models.events import DEFAULT_LIMITS, IngestEvent, Limits
+from models.ingest_schema import decode_event
 from models.sanitize import clean_text, is_display_safe
 from ratchet.config.settings import Settings
 
@@ -117,7 +118,7 @@ def parse_batch(
     for i, raw in enumerate(events):
         item = Checked(i, raw)
         try:
-            item.event = parse_event(raw, project_id, limits=limits)
+            item.event = decode_event(raw, project_id, limits)
             if item.event.event_id in seen:
                 raise ValidationError("event_id appears twice in this batch", "event_id")
             seen.add(item.event.event_id)

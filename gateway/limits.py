@@ -24,7 +24,7 @@ from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
 from models.ratelimit import INGEST, LimitKind, RateDecision, Tier
 
-__all__ = ["DECISION", "rate_limit"]
+__all__ = ["DECISION", "apply_decision", "rate_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,24 @@ async def rate_limit(request: web.Request, caller: Caller, kind: LimitKind, cost
             caller.project_id, tier, kind, cost, int(time.time() * 1000)
         )
     except (RedisError, UnavailableError) as exc:
+        apply_decision(request, tier, kind, cost, exc)
+        return
+    apply_decision(request, tier, kind, cost, decision)
+
+
+def apply_decision(
+    request: web.Request, tier: Tier, kind: LimitKind, cost: int,
+    decision: RateDecision | BaseException,
+) -> None:
+    """Act on a rate decision (or the error the limiter gave): keep it for the response
+    headers, raise 429 if refused; an unavailable limiter admits ingest (fail open) and refuses
+    the rest (503)."""
+    if isinstance(decision, BaseException):
         if kind != INGEST:
             raise UnavailableError("the rate limiter is unavailable; retry later") from None
         RATELIMIT_FAIL_OPEN.inc()
         log.warning("rate limiter unavailable, admitting the request (fail open): %s",
-                    type(exc).__name__)
+                    type(decision).__name__)
         return
     request[DECISION] = decision
     if not decision.allowed:

@@ -287,6 +287,24 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                            "agent_secret": {"type": "string", "description": "Shown once."},
                            "tier": {"type": "string"}},
         },
+        "EngineOverride": {
+            "type": "object",
+            "required": ["project_id", "engine", "version", "source", "toml",
+                         "applies_within_s"],
+            "properties": {
+                "project_id": {"type": "string"},
+                "engine": {"type": "object", "description": "The project's engine parameters "
+                           "(names and types as in the [engine] config, docs/detection.md)."},
+                "version": {"type": "integer", "minimum": 0,
+                            "description": "+1 on every PUT or DELETE; 0 = never set."},
+                "source": {"type": "string", "enum": ["override", "global"]},
+                "updated_at": {"type": ["number", "null"]},
+                "updated_by": {"type": ["string", "null"]},
+                "toml": {"type": "string", "description": "The override as an [engine] table."},
+                "applies_within_s": {"type": "number",
+                                     "description": "Workers apply a change within this."},
+            },
+        },
         "Policy": {
             "type": "object",
             "required": ["project_id", "version", "hash", "source", "toml", "policy"],
@@ -580,6 +598,45 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "200": _json(_ref("Policy"), "Stored; in force within applies_within_s."),
                     **_errors(400, 401, 413, 503),
                 },
+            },
+        },
+        "/v1/policy/engine": {
+            "get": {
+                "summary": "The project's engine override (engine parameters for this project "
+                           "only).",
+                "operationId": "getEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {"200": _json(_ref("EngineOverride"), "The override (empty: the "
+                                           "global parameters apply)."),
+                              **_errors(401, 503)},
+            },
+            "put": {
+                "summary": "Replace the project's engine override (validated first: an unknown "
+                           "key or wrong type is a 400 naming it; audited).",
+                "operationId": "putEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "requestBody": {"required": True, "content": {
+                    "application/toml": {"schema": {"type": "string",
+                                                    "maxLength": settings.max_policy_bytes}},
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["engine"],
+                        "properties": {"engine": {"type": "object"}}}},
+                }},
+                "responses": {
+                    "200": _json(_ref("EngineOverride"), "Stored; in force within "
+                                 "applies_within_s."),
+                    **_errors(400, 401, 413, 503),
+                },
+            },
+            "delete": {
+                "summary": "Remove the project's engine override (audited).",
+                "operationId": "deleteEngineOverride",
+                "security": secured,
+                "parameters": [trace_param],
+                "responses": {"200": _json(_ref("EngineOverride"), "Removed."),
+                              **_errors(401, 503)},
             },
         },
         "/healthz": {"get": {

@@ -91,10 +91,19 @@ class Publisher:
         if not messages:
             return []
         start = time.perf_counter()
-        results = await asyncio.gather(
-            *(asyncio.wait_for(self._send(m), self.send_timeout_s) for m in messages),
-            return_exceptions=True,
-        )
+        results: list[Any]
+        if len(messages) == 1:  # a single event: no gather, no extra task (asyncio.timeout)
+            try:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await self._send(messages[0])
+                results = [None]
+            except Exception as exc:  # noqa: BLE001  (reported per message, as gather does)
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(asyncio.wait_for(self._send(m), self.send_timeout_s) for m in messages),
+                return_exceptions=True,
+            )
         KAFKA_SEND_SECONDS.observe(time.perf_counter() - start)
         errors: list[BaseException | None] = [
             r if isinstance(r, BaseException) else None for r in results

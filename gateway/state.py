@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
 from ratchet.config.settings import Settings
+from ratchet.store.admission import AdmissionStore
 from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
@@ -20,6 +21,7 @@ from ratchet.store.verdicts import VerdictStore
 
 if TYPE_CHECKING:
     from gateway.client_ip import Network
+    from gateway.credential_cache import CredentialCache
     from gateway.tiers import TierCache
 
 __all__ = ["STATE", "GatewayState"]
@@ -42,6 +44,9 @@ class GatewayState:
     audit: AuditLog
     idempotency: IdempotencyStore
     event_ids: EventIds
+    #: The one-round-trip admission of ingest requests (gateway/admission.py).
+    admission: AdmissionStore
+    credentials: CredentialCache
 
 
 STATE: web.AppKey[GatewayState] = web.AppKey("ratchet_gateway_state", GatewayState)

@@ -12,15 +12,18 @@
   ARGV[1]      window_s            how long an id stays bound, s
   ARGV[2..n+1] fingerprint         of event i (hex)
 
-  Output: {ok_1, ..., ok_n}   1 new id or same body, 0 id bound to a different body
+  Output: {ok_1, ..., ok_n}   1 new id (bound now), 2 same body (an idempotent retry),
+                              0 id bound to a different body
 ]]
 local window_s = ARGV[1]
 local out = {}
 for i, key in ipairs(KEYS) do
   local fingerprint = ARGV[i + 1]
   local previous = redis.call('SET', key, fingerprint, 'NX', 'GET', 'EX', window_s)
-  if (not previous) or previous == fingerprint then
+  if not previous then
     out[i] = 1
+  elseif previous == fingerprint then
+    out[i] = 2
   else
     out[i] = 0
   end

@@ -31,7 +31,9 @@
 
   KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms,
                           nw/nt (new / all transitions, halved every checkpoint), unl
-                          (1 = unlearnable), nc (fields counted in coarse)
+                          (1 = unlearnable), nc (fields counted in coarse), aw/at (new / all
+                          action transitions, halved likewise), acl (1 = unlearnable, but its
+                          step order is learnable: judged on action transitions)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
@@ -84,7 +86,11 @@
   ARGV[36] repeat_factor     learned repeat limit = floor(factor × longest learned) + margin (0 off)
   ARGV[37] repeat_margin
   ARGV[38] lock_novelty      rate of new transitions at or under which a stable chain may lock
-  ARGV[39] n                 number of events; then 2 values per event:
+  ARGV[39] unlearnable_rule  what is anomalous on an unlearnable chain whose rate of new action
+                             transitions is at most novelty_limit: 0 new shapes only (any
+                             unlearnable chain), 1 an action transition scoring over floor_bits,
+                             2 either; with 1 or 2 such a chain also leaves shadow by volume
+  ARGV[40] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
@@ -129,11 +135,12 @@ local novelty_limit = tonumber(ARGV[35])
 local repeat_factor = tonumber(ARGV[36])
 local repeat_margin = tonumber(ARGV[37])
 local lock_novelty = tonumber(ARGV[38])
-local n = tonumber(ARGV[39])
-local BASE, FIELDS = 39, 2
+local unl_rule = tonumber(ARGV[39])
+local n = tonumber(ARGV[40])
+local BASE, FIELDS = 40, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
@@ -142,6 +149,7 @@ local st = {
   events = tonumber(m[11] or '0'), mode_changed = 0,
   nw = tonumber(m[12] or '0'), nt = tonumber(m[13] or '0'), unl = tonumber(m[14] or '0'),
   nc = tonumber(m[15] or '0'),
+  aw = tonumber(m[16] or '0'), at = tonumber(m[17] or '0'), acl = tonumber(m[18] or '0'),
 }
 if eligible_chain then st.elig = 1 end
 
@@ -301,8 +309,25 @@ local function assess(from, to, prev_act, act)
       anomalous = false
     end
   end
+  -- unlearnable chain, learnable step order: judge the action transition (mirrors
+  -- models/scoring.py action_judged)
+  local ac = -1
+  if unl_rule > 0 then
+    ac = coarse_count('a\t' .. prev_act .. '\t' .. act)
+    if st.unl == 1 and st.acl == 1 then
+      local ar = coarse_count('A\t' .. prev_act)
+      local pa_ = 0.0
+      if ar > 0 then pa_ = ac / ar end
+      local off_order = -math.log(pa_ + eps) / LN2 > floor_bits
+      if unl_rule == 1 then
+        anomalous = off_order
+      else
+        anomalous = anomalous or off_order
+      end
+    end
+  end
   return { from = from, to = to, pa = prev_act, act = act, c = c, r = r, bits = bits,
-           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff }
+           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff, ac = ac }
 end
 
 local function action_for(anomalous)
@@ -425,6 +450,10 @@ for i = 1, n do
     local action = action_for(anomalous)
     local lowest_held = 2
     if protect_flags then lowest_held = 1 end
+    -- a chain judged on its step order never locks: past the runs that would have locked it,
+    -- its soft-lock is no probation, so what it flags is held back like a pause (or its
+    -- anomalies would be learned by repetition)
+    if st.unl == 1 and st.acl == 1 and st.runs >= min_runs_locked then lowest_held = 1 end
     local held = protect and (action >= lowest_held or ext_hold)
     local shown = e
     if tail ~= nil and (tail.bits - tail.limit) > (e.bits - e.limit) then shown = tail end
@@ -432,6 +461,10 @@ for i = 1, n do
       for _, a in ipairs(assessed) do
         st.nt = st.nt + 1
         if a.c == 0 then st.nw = st.nw + 1 end
+        if a.ac >= 0 then
+          st.at = st.at + 1
+          if a.ac == 0 then st.aw = st.aw + 1 end
+        end
       end
     end
     if learn and not held then
@@ -495,7 +528,8 @@ if learn then
   redis.call('HSET', meta_key, 'runs', st.runs, 'mode', st.mode, 'sig', string.format('%.17g', st.sig),
     'fb', string.format('%.17g', st.fb), 'elig', st.elig, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
     'chg', string.format('%.17g', st.chg), 'forced', st.forced, 'events', st.events,
-    'nw', st.nw, 'nt', st.nt, 'unl', st.unl, 'nc', st.nc, 'upd_ms', now_ms)
+    'nw', st.nw, 'nt', st.nt, 'unl', st.unl, 'nc', st.nc, 'aw', st.aw, 'at', st.at,
+    'acl', st.acl, 'upd_ms', now_ms)
 end
 for i = 1, 7 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)

@@ -56,6 +56,8 @@ ACTIONS: frozenset[str] = frozenset({
     "approval.approved",
     "approval.rejected",
     "policy.replaced",
+    "engine.override_replaced",
+    "engine.override_deleted",
     "webhook.created",
     "webhook.deleted",
     "baseline.reset",

@@ -25,7 +25,7 @@ from typing import Any
 
 from models.labels import NodeLabel, describe
 from models.nodes import END, OVERFLOW, START
-from models.params import EngineParams
+from models.params import UNLEARNABLE_JUDGED, EngineParams
 from models.sanitize import shown
 from models.verdict import Verdict
 
@@ -221,7 +221,7 @@ def _mode_words(v: Verdict, markov: Mapping[str, Any], params: EngineParams) -> 
         words = v.mode
     if markov.get("unlearnable"):
         words += ("; the chain is UNLEARNABLE (its rate of new transitions is above the limit): "
-                  "it never locks and only call shapes new to it are anomalous")
+                  "it never locks and only " + UNLEARNABLE_JUDGED[params.unlearnable_rule])
     if v.mode_change:
         words += f"; this event moved the chain to {v.mode_change}"
     return words

@@ -93,14 +93,17 @@ def next_mode(
     params: EngineParams,
     unlearnable: bool = False,
     novelty: float = 0.0,
+    by_action: bool = False,
 ) -> tuple[int, bool]:
     """The mode after a checkpoint, and whether it was a forced promotion to locked.
 
     ``novelty``: the chain's current rate of never-seen transitions; it locks (unforced) only
-    when that is at most ``lock_novelty``.
+    when that is at most ``lock_novelty``. ``by_action``: the chain is unlearnable but judged on
+    its step order (``unlearnable_rule``), so it leaves shadow by volume: its shape distribution
+    never settles, and need not.
     """
     stable = change < params.stability_for(runs)
-    if mode == SHADOW and runs >= params.min_runs_soft and stable:
+    if mode == SHADOW and runs >= params.min_runs_soft and (stable or by_action):
         mode = SOFT_LOCK
     if mode == SOFT_LOCK and not unlearnable and runs >= params.min_runs_locked:
         settled = stable and novelty <= params.lock_novelty

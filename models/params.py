@@ -27,6 +27,8 @@ __all__ = [
     "ACTION_CODES",
     "COUNT_SCALE",
     "DECAY_KINDS",
+    "UNLEARNABLE_JUDGED",
+    "UNLEARNABLE_RULES",
     "EngineParams",
     "load_params",
     "params_from_mapping",
@@ -41,6 +43,18 @@ WINDOW_STATS: tuple[str, ...] = ("std", "robust")
 
 #: Decay kinds by their integer code in the Lua scripts.
 DECAY_KINDS: tuple[str, ...] = ("tiered", "uniform")
+
+#: What is anomalous on an unlearnable chain, by its integer code in the Lua scripts.
+UNLEARNABLE_RULES: tuple[str, ...] = ("shapes", "actions", "both")
+
+#: What an unlearnable chain is still judged on, by rule (for verdict reasons and explanations).
+UNLEARNABLE_JUDGED: dict[str, str] = {
+    "shapes": "call shapes new to it are anomalous",
+    "actions": "a step-to-step move (previous action → action) it has not learned is anomalous, "
+    "once its step order is learnable",
+    "both": "call shapes new to it, and step-to-step moves (previous action → action) it has not "
+    "learned once its step order is learnable, are anomalous",
+}
 
 #: Action names by their integer code in the Lua scripts.
 ACTION_CODES: tuple[str, ...] = ("allow", "flag", "pause", "reject")
@@ -81,6 +95,13 @@ class EngineParams:
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.
     novelty_limit: float = 0.05
+    #: What is anomalous on an unlearnable chain. "shapes": a call shape new to the chain, and
+    #: nothing else (the seeds' v2 rule). "actions": when the chain's *step order* is learnable
+    #: (its rate of never-seen action transitions, previous action → action, is at most
+    #: ``novelty_limit``), a step-to-step move scoring over ``floor_bits`` by the action model
+    #: (a skipped, swapped or new step); "both": either. With "actions" or "both" such a chain
+    #: also leaves shadow by volume (its shape distribution never settles; its step order has).
+    unlearnable_rule: str = "actions"
     #: Learned repeat limit: a node repeated back-to-back more than
     #: ``floor(repeat_factor × the longest repeat learned for it) + repeat_margin`` times in one
     #: run is anomalous (a loop the chain never learned; the self-edge alone looks normal).
@@ -159,6 +180,10 @@ class EngineParams:
             raise ConfigError("engine.lock_novelty must be in [0, 1]")
         if not 0 <= self.novelty_limit < 1:
             raise ConfigError("engine.novelty_limit must be in [0, 1)")
+        if self.unlearnable_rule not in UNLEARNABLE_RULES:
+            raise ConfigError(
+                f"engine.unlearnable_rule must be one of {', '.join(UNLEARNABLE_RULES)}"
+            )
         if self.window_stat not in WINDOW_STATS:
             raise ConfigError(f"engine.window_stat must be one of {', '.join(WINDOW_STATS)}")
         if not 0 < self.epsilon < 1:

@@ -23,6 +23,7 @@ from models.nodes import END, OVERFLOW, START
 from models.observation import Observation
 from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
 from models.scoring import (
+    action_judged,
     backoff_probability,
     is_anomalous,
     needs_backoff,
@@ -51,6 +52,11 @@ class _Assessed:
     anomalous: bool
     to_new: bool
     backoff: bool
+    #: count of the action transition (-1 when ``unlearnable_rule`` is "shapes": not tracked)
+    act_count: int = -1
+    #: the move's score by the action model when the chain is judged on its step order
+    #: (unlearnable, learnable order; anomalous when over the floor), else -1
+    order_bits: float = -1.0
 
 
 @dataclass
@@ -93,6 +99,11 @@ class ReferenceChain:
     novel: int = 0
     seen: int = 0
     unlearnable: bool = False
+    #: New and all action transitions (halved at every checkpoint), and whether the chain is
+    #: unlearnable but judged on its step order (``unlearnable_rule``).
+    act_novel: int = 0
+    act_seen: int = 0
+    by_action: bool = False
 
     def __post_init__(self) -> None:
         if self.sigma is None:
@@ -101,6 +112,14 @@ class ReferenceChain:
             self.fallback = self.params.fallback_bits
         if self.eligible_chain:
             self.eligible = True
+
+    @property
+    def holds_flags(self) -> bool:
+        """A chain judged on its step order never locks: past the runs that would have locked
+        it, its soft-lock is no probation, so what it flags is held back like a pause (or its
+        anomalies would be learned by repetition)."""
+        return (self.unlearnable and self.by_action
+                and self.run_count >= self.params.min_runs_locked)
 
     # --- state helpers (mirror includes/chain_state.lua) --------------------------------
     def _known(self, node: str) -> bool:
@@ -161,9 +180,14 @@ class ReferenceChain:
         )
         novelty = self.novel / self.seen if self.seen > 0 else 0.0
         self.novel, self.seen = self.novel // 2, self.seen // 2
+        self.by_action = (
+            self.unlearnable and p.unlearnable_rule != "shapes" and self.act_seen > 0
+            and not is_unlearnable(self.act_novel, self.act_seen, runs=self.run_count, params=p)
+        )
+        self.act_novel, self.act_seen = self.act_novel // 2, self.act_seen // 2
         mode, forced = next_mode(
             self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p,
-            unlearnable=self.unlearnable, novelty=novelty,
+            unlearnable=self.unlearnable, novelty=novelty, by_action=self.by_action,
         )
         changed = 0
         if mode != self.mode:
@@ -238,8 +262,18 @@ class ReferenceChain:
             min_support=p.min_support if p.backoff_weight <= 0 else 0, scale=COUNT_SCALE,
             unlearnable=self.unlearnable,
         )
+        act_count, order_bits = -1, -1.0
+        if p.unlearnable_rule != "shapes":
+            act_count = self.coarse.get(f"a\t{prev_action}\t{action}", 0)
+            if self.unlearnable and self.by_action:
+                act_row = self.coarse.get(f"A\t{prev_action}", 0)
+                order_bits = score(act_count / act_row if act_row > 0 else 0.0, p.epsilon)
+                anomalous = action_judged(
+                    anomalous, act_count=act_count, act_row=act_row, epsilon=p.epsilon,
+                    floor=p.floor_bits, rule=p.unlearnable_rule,
+                )
         return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
-                         backoff)
+                         backoff, act_count, order_bits)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)
@@ -298,7 +332,7 @@ class ReferenceChain:
             streaks.append((e.to_node, repeats))
         anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
         verdict = self._action(anomalous, mode_floor)
-        lowest_held = 1 if self.params.protect_flags else 2
+        lowest_held = 1 if self.params.protect_flags or self.holds_flags else 2
         held = self.params.protect and (ACTION_CODES.index(verdict) >= lowest_held or hold)
         shown = e
         if tail is not None and (tail.bits - tail.limit) > (e.bits - e.limit):
@@ -308,6 +342,10 @@ class ReferenceChain:
                 self.seen += 1
                 if a.count == 0:
                     self.novel += 1
+                if a.act_count >= 0:
+                    self.act_seen += 1
+                    if a.act_count == 0:
+                        self.act_novel += 1
         if learn and not held:
             for a in assessed:
                 self._count(a.from_node, a.to_node)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "MAD_SCALE",
+    "action_judged",
     "backoff_probability",
     "is_anomalous",
     "needs_backoff",
@@ -158,6 +159,25 @@ def repeat_limit(longest: int, *, factor: float, margin: int) -> int:
     (8, 2)
     """
     return math.floor(factor * longest) + margin
+
+
+def action_judged(
+    anomalous: bool, *, act_count: int, act_row: int, epsilon: float, floor: float, rule: str
+) -> bool:
+    """The decision on a chain judged by its step order (unlearnable shapes, learnable action
+    transitions): ``off_order`` is a move previous action → action scoring over ``floor`` bits
+    (never seen, or as good as); rule "actions" decides by it alone, "both" adds it to the
+    shape rule's ``anomalous``.
+
+    >>> action_judged(False, act_count=0, act_row=50_000, epsilon=1e-6, floor=12.0, rule="both")
+    True
+    >>> action_judged(True, act_count=9_000, act_row=50_000, epsilon=1e-6, floor=12.0,
+    ...               rule="actions")
+    False
+    """
+    p = act_count / act_row if act_row > 0 else 0.0
+    off_order = score(p, epsilon) > floor
+    return off_order if rule == "actions" else (anomalous or off_order)
 
 
 def is_anomalous(

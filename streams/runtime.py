@@ -15,6 +15,7 @@ from ratchet.engine.engine import Engine
 from ratchet.store.audit import AuditLog, AuditSink
 from ratchet.store.keys import Keys
 from ratchet.store.redis import connect_from_settings
+from ratchet.telemetry.projects import project_labels
 from streams.tuning import tune_gc
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
@@ -57,6 +58,7 @@ class Runtime:
                     self.client, keys=keys, params=params, rich=s.rich_markov,
                     run_ttl_s=s.run_ttl_s, chain_ttl_s=s.chain_ttl_s,
                     guardrails=s.guardrails, policy_refresh_s=s.policy_refresh_s,
+                    project_overrides=True,
                 )
                 if self.engine.guardrails is not None:
                     self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event
@@ -70,6 +72,7 @@ class Runtime:
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()
         s = self.settings
+        project_labels(s.metrics_project_label_limit)
         policies = engine.guardrails.policies if engine.guardrails is not None else None
         return IngestProcessor(
             engine, store, verdict_ttl_s=s.verdict_ttl_s, policies=policies,

@@ -57,6 +57,7 @@ from ratchet.telemetry.metrics import (
     WORKER_MESSAGES,
     WORKER_RETRIES,
 )
+from ratchet.telemetry.projects import count_project_verdicts
 from streams.decisions import decision_records, log_records
 
 __all__ = [
@@ -390,6 +391,7 @@ class IngestProcessor:
             n = len(env.events)
             for v in verdicts[i : i + n]:
                 tally[(v.action, _source(v), v.mode)] += 1
+            count_project_verdicts(env.project_id, [v.action for v in verdicts[i : i + n]])
             body = encode_verdict_bodies(
                 env.project_id, env.agent_id, env.trace_id, env.received_at, bodies[i : i + n]
             )

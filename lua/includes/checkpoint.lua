@@ -67,11 +67,11 @@ local function is_unlearnable(new, seen, runs)
   return new / seen > novelty_limit
 end
 
-local function next_mode(mode, runs, change, eligible, unlearnable, novelty)
+local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_action)
   local limit = stability
   if runs >= large_runs then limit = stability_large end
   local stable = change < limit
-  if mode == 0 and runs >= min_runs_soft and stable then
+  if mode == 0 and runs >= min_runs_soft and (stable or by_action) then
     mode = 1
   end
   if mode == 1 and not unlearnable and runs >= min_runs_locked then
@@ -94,7 +94,13 @@ local function checkpoint()
   local novelty = 0.0
   if st.nt > 0 then novelty = st.nw / st.nt end
   st.nw, st.nt = math.floor(st.nw / 2), math.floor(st.nt / 2)
-  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl, novelty)
+  -- an unlearnable chain whose step order (action transitions) is learnable is judged on it
+  local by_action = unl and unl_rule > 0 and st.at > 0
+    and not is_unlearnable(st.aw, st.at, st.runs)
+  st.acl = 0
+  if by_action then st.acl = 1 end
+  st.aw, st.at = math.floor(st.aw / 2), math.floor(st.at / 2)
+  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl, novelty, by_action)
   if mode ~= st.mode then
     st.mode = mode
     st.mode_changed = 1

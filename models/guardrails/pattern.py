@@ -49,11 +49,15 @@ from models.verdict import Reason, strictest
 __all__ = [
     "NAME",
     "SOURCE",
+    "Encoded",
     "PatternConfig",
     "PatternRule",
     "check_pattern",
+    "encoded",
     "parse_pattern",
     "pattern_to_dict",
+    "rule_reason",
+    "scan_limit_reason",
     "walk",
 ]
 
@@ -181,10 +185,10 @@ def pattern_to_dict(cfg: PatternConfig) -> dict[str, Any]:
     }
 
 
-_Encoded = dict[int, tuple[bytes, bool]]
+Encoded = dict[int, tuple[bytes, bool]]
 
 
-def _encoded(leaf: Leaf, limit: int, cache: _Encoded, i: int) -> tuple[bytes, bool]:
+def encoded(leaf: Leaf, limit: int, cache: Encoded, i: int) -> tuple[bytes, bool]:
     """Leaf ``i``'s value as scanned — cut to ``limit`` characters, UTF-8 (RE2 matches bytes) —
     and whether it was cut; encoded once per event and shared by every rule."""
     hit = cache.get(i)
@@ -199,7 +203,7 @@ def _scan(
     rule: PatternRule,
     leaves: Sequence[Leaf],
     limit: int,
-    cache: _Encoded,
+    cache: Encoded,
     budget: ScanBudget | None,
 ) -> tuple[int, list[str], bool, bool]:
     """(matches, example paths, a value was cut, the budget ran out before the rule finished)."""
@@ -208,7 +212,7 @@ def _scan(
     for i, leaf in enumerate(leaves):
         if not rule.paths.matches(leaf.key):
             continue
-        data, was_cut = _encoded(leaf, limit, cache, i)
+        data, was_cut = encoded(leaf, limit, cache, i)
         if budget is not None and not budget.take(rule.compiled.cost(len(data))):
             return count, paths, cut, True
         cut = cut or was_cut
@@ -219,15 +223,45 @@ def _scan(
     return count, paths, cut, False
 
 
+def rule_reason(
+    cfg: PatternConfig, rule: PatternRule, count: int, paths: list[str], cut: bool
+) -> Reason:
+    """The reason of a rule that matched ``count`` values (``paths``: the first examples)."""
+    detail: dict[str, Any] = {
+        "rule": f"{NAME}.{rule.id}",
+        "kind": rule.kind,
+        "count": count,
+        "paths": paths,
+    }
+    if cut:
+        detail["scanned_chars"] = cfg.max_scan_chars
+    return Reason(SOURCE, rule.action or cfg.action, detail)
+
+
+def scan_limit_reason(cfg: PatternConfig, skipped: Sequence[PatternRule]) -> Reason:
+    """Fail closed: the rules the budget did not cover, with the strictest of their actions."""
+    actions = [r.action or cfg.action for r in skipped]
+    return Reason(SOURCE, strictest(actions), {
+        "rule": f"{NAME}.scan_limit",
+        "skipped_rules": [r.id for r in skipped][:MAX_EXAMPLES],
+        "skipped": len(skipped),
+        "note": "the scan budget of this event ran out before these rules finished; they "
+                "cannot vouch for it, so their strictest action applies",
+    })
+
+
 def check_pattern(
     cfg: PatternConfig, leaves: Sequence[Leaf], budget: ScanBudget | None = None
 ) -> list[Reason]:
     """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload; scans
-    charge ``budget`` (None: unbounded) and stop when it runs out (see the module docstring)."""
+    charge ``budget`` (None: unbounded) and stop when it runs out (see the module docstring).
+
+    One rule and one value at a time: the reference for the batch scan
+    (:mod:`models.guardrails.batch`), which must find exactly the same."""
     if not cfg.enabled:
         return []
     out: list[Reason] = []
-    cache: _Encoded = {}
+    cache: Encoded = {}
     skipped: list[PatternRule] = []
     for rule in cfg.rules:
         if rule.id in cfg.disabled_rules:
@@ -239,22 +273,7 @@ def check_pattern(
         if ran_out:
             skipped.append(rule)
         if count:
-            detail: dict[str, Any] = {
-                "rule": f"{NAME}.{rule.id}",
-                "kind": rule.kind,
-                "count": count,
-                "paths": paths,
-            }
-            if cut:
-                detail["scanned_chars"] = cfg.max_scan_chars
-            out.append(Reason(SOURCE, rule.action or cfg.action, detail))
+            out.append(rule_reason(cfg, rule, count, paths, cut))
     if skipped:
-        actions = [r.action or cfg.action for r in skipped]
-        out.append(Reason(SOURCE, strictest(actions), {
-            "rule": f"{NAME}.scan_limit",
-            "skipped_rules": [r.id for r in skipped][:MAX_EXAMPLES],
-            "skipped": len(skipped),
-            "note": "the scan budget of this event ran out before these rules finished; they "
-                    "cannot vouch for it, so their strictest action applies",
-        }))
+        out.append(scan_limit_reason(cfg, skipped))
     return out

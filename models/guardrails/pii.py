@@ -48,7 +48,7 @@ from models.verdict import Reason, strictest
 
 __all__ = [
     "DEFAULT_DETECTORS", "DETECTOR_NAMES", "NAME", "PII_STEPS_PER_CHAR", "SOURCE", "PiiConfig",
-    "check_pii", "parse_pii", "pii_to_dict",
+    "check_pii", "parse_pii", "pii_reasons", "pii_to_dict", "select_pii",
 ]
 
 NAME = "pii"
@@ -171,14 +171,11 @@ def _card_number(value: float, detectors: tuple[str, ...]) -> bool:
     )
 
 
-def check_pii(
+def select_pii(
     cfg: PiiConfig, leaves: Sequence[Leaf], budget: ScanBudget | None = None
-) -> list[Reason]:
-    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload. Scanned
-    text is charged to ``budget`` (None: unbounded); values it cannot cover are not scanned and
-    a ``pii.scan_limit`` reason carries the strictest action of the enabled detectors."""
-    if not cfg.enabled or not cfg.detectors:
-        return []
+) -> tuple[list[str], list[Leaf], list[tuple[Leaf, Finding]], int]:
+    """What the PII scan of one event reads: (texts to scan, the leaf of each, findings on
+    numeric leaves, values left unscanned for want of budget). Charges ``budget``."""
     texts: list[str] = []
     owners: list[Leaf] = []
     hits: list[tuple[Leaf, Finding]] = []
@@ -202,15 +199,14 @@ def check_pii(
                 owners.append(leaf)
         elif _card_number(value, cfg.detectors):
             hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
-    found = scan_texts(
-        texts,
-        [leaf.name for leaf in owners],
-        detectors=cfg.detectors,
-        entropy_min_length=cfg.entropy_min_length,
-        entropy_max_length=cfg.entropy_max_length,
-        entropy_min_bits=cfg.entropy_min_bits,
-    )
-    hits += [(owners[i], f) for i, f in found]
+    return texts, owners, hits, unscanned
+
+
+def pii_reasons(
+    cfg: PiiConfig, hits: Sequence[tuple[Leaf, Finding]], unscanned: int
+) -> list[Reason]:
+    """One reason per detector that found something (in :data:`DETECTOR_NAMES` order), then
+    ``pii.scan_limit`` when values were left unscanned."""
     by_detector: dict[str, dict[str, Any]] = {}
     for leaf, f in hits:
         d = by_detector.setdefault(f.detector, {"count": 0, "paths": [], "hints": [], "kinds": []})
@@ -235,3 +231,27 @@ def check_pii(
                     "they cannot be vouched for, so the strictest detector action applies",
         }))
     return out
+
+
+def check_pii(
+    cfg: PiiConfig, leaves: Sequence[Leaf], budget: ScanBudget | None = None
+) -> list[Reason]:
+    """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload. Scanned
+    text is charged to ``budget`` (None: unbounded); values it cannot cover are not scanned and
+    a ``pii.scan_limit`` reason carries the strictest action of the enabled detectors.
+
+    One event at a time: the reference for the batch scan
+    (:mod:`models.guardrails.batch`), which must find exactly the same."""
+    if not cfg.enabled or not cfg.detectors:
+        return []
+    texts, owners, hits, unscanned = select_pii(cfg, leaves, budget)
+    found = scan_texts(
+        texts,
+        [leaf.name for leaf in owners],
+        detectors=cfg.detectors,
+        entropy_min_length=cfg.entropy_min_length,
+        entropy_max_length=cfg.entropy_max_length,
+        entropy_min_bits=cfg.entropy_min_bits,
+    )
+    hits += [(owners[i], f) for i, f in found]
+    return pii_reasons(cfg, hits, unscanned)

@@ -22,6 +22,7 @@ All regexes use fixed or bounded repeats over delimited classes: linear-time sca
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from models.guardrails.pii_checks import card_ok, digits_of, es_dni_ok, iban_ok, nino_ok, ssn_ok
@@ -31,6 +32,7 @@ from models.guardrails.redact import hint
 __all__ = [
     "DETECTORS",
     "FIELD_HINTS",
+    "Bounds",
     "Detector",
     "Windows",
     "digit_windows",
@@ -117,23 +119,72 @@ _EMAIL_BEFORE, _EMAIL_AFTER = 65, 256
 _MAX_EMAIL_WINDOWS = 1_000
 
 
-def digit_windows(text: str) -> list[tuple[int, int]]:
+Bounds = Sequence[tuple[int, int]]
+
+
+def _regional(
+    spans: Sequence[tuple[int, int]], at: Sequence[int], bounds: Bounds
+) -> list[tuple[int, int]]:
+    """``spans`` (ordered by ``at``, the position that owns each) clipped to the region of
+    their owner and merged within it — what :func:`merge_spans` gives each region alone."""
+    out: list[tuple[int, int]] = []
+    region, nregions = 0, len(bounds)
+    lo, hi = bounds[0] if bounds else (0, 0)
+    start_of_region = 0  # index in ``out`` of the region's first window
+    for (a, b), owner in zip(spans, at, strict=True):
+        while owner >= hi and region + 1 < nregions:
+            region += 1
+            lo, hi = bounds[region]
+            start_of_region = len(out)
+        if not lo <= owner < hi:
+            continue
+        a, b = max(lo, a), min(hi, b)
+        if len(out) > start_of_region and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        elif a < b:
+            out.append((a, b))
+    return out
+
+
+def digit_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, int]]:
     """Spans around clusters of six digits apart by at most three separators: where card, phone, national-id and IBAN
-    candidates can be. A long text is scanned only there; most values have none."""
+    candidates can be. A long text is scanned only there; most values have none.
+
+    ``bounds``: regions of ``text`` (the texts of several events joined) whose windows are
+    kept apart, each merged and clipped to its region exactly as if it were scanned alone."""
     m = _DIGIT_MARGIN
-    return merge_spans(((c.start() - m, c.end() + m) for c in _CLUSTER.finditer(text)), len(text))
+    clusters = [c.span() for c in _CLUSTER.finditer(text)]
+    if bounds is None:
+        return merge_spans(((a - m, b + m) for a, b in clusters), len(text))
+    return _regional([(a - m, b + m) for a, b in clusters], [a for a, _ in clusters], bounds)
 
 
-def email_windows(text: str) -> list[tuple[int, int]]:
-    """Spans around each ``@`` (the whole text when there are very many)."""
-    spans: list[tuple[int, int]] = []
+def email_windows(text: str, bounds: Bounds | None = None) -> list[tuple[int, int]]:
+    """Spans around each ``@`` (the whole text, or region, when it has very many);
+    ``bounds`` as in :func:`digit_windows`."""
+    ats: list[int] = []
     at = text.find("@")
     while at >= 0:
-        if len(spans) == _MAX_EMAIL_WINDOWS:
-            return [(0, len(text))]
-        spans.append((at - _EMAIL_BEFORE, at + _EMAIL_AFTER))
+        ats.append(at)
         at = text.find("@", at + 1)
-    return merge_spans(spans, len(text))
+    regions = [(0, len(text))] if bounds is None else bounds
+    if len(ats) > _MAX_EMAIL_WINDOWS:  # some region may have too many: whole regions there
+        crowded: list[tuple[int, int]] = []
+        for lo, hi in regions:
+            left, right = bisect_left(ats, lo), bisect_left(ats, hi)
+            if right - left > _MAX_EMAIL_WINDOWS:
+                crowded.append((lo, hi))
+                del ats[left:right]
+        if crowded:
+            rest = email_windows_at(ats, regions)
+            return sorted(crowded + rest)
+    return email_windows_at(ats, regions)
+
+
+def email_windows_at(ats: Sequence[int], bounds: Bounds) -> list[tuple[int, int]]:
+    """Windows around the ``@`` at ``ats``, per region of ``bounds``."""
+    return _regional([(a - _EMAIL_BEFORE, a + _EMAIL_AFTER) for a in ats], ats, bounds)
 
 
 def _scan(rx: re.Pattern[str], text: str, windows: Windows) -> Iterator[re.Match[str]]:

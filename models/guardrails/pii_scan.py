@@ -22,6 +22,7 @@ from functools import lru_cache
 from models.guardrails.pii_detectors import (
     DETECTORS,
     FIELD_HINTS,
+    Bounds,
     digit_windows,
     email_windows,
 )
@@ -39,7 +40,12 @@ def _hinted(name: str, detectors: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _scan_joined(
-    joined: str, detectors: tuple[str, ...], min_length: int, max_length: int, min_bits: float
+    joined: str,
+    detectors: tuple[str, ...],
+    min_length: int,
+    max_length: int,
+    min_bits: float,
+    bounds: Bounds | None = None,
 ) -> list[Finding]:
     found: list[Finding] = []
     digits = None
@@ -48,9 +54,9 @@ def _scan_joined(
         if fn is None:
             continue
         if det == "email":
-            windows = email_windows(joined) if "@" in joined else []
+            windows = email_windows(joined, bounds) if "@" in joined else []
         else:
-            digits = digit_windows(joined) if digits is None else digits
+            digits = digit_windows(joined, bounds) if digits is None else digits
             windows = digits
         if windows:
             found += fn(joined, "", windows)
@@ -72,8 +78,14 @@ def scan_texts(
     entropy_min_length: int = 32,
     entropy_max_length: int = 256,
     entropy_min_bits: float = 4.5,
+    groups: Sequence[int] | None = None,
 ) -> list[tuple[int, Finding]]:
-    """Findings as (index into ``texts``, finding); ``names`` are the values' field names."""
+    """Findings as (index into ``texts``, finding); ``names`` are the values' field names.
+
+    ``groups``: how many consecutive ``texts`` each event has, when ``texts`` are several
+    events' (a batch): each event's region of the joined text gets the scan windows it would
+    get alone, so every event's findings are exactly those of scanning it alone — in one pass
+    of each detector over the batch instead of one per event."""
     if not texts:
         return []
     starts, pos = [], 0
@@ -81,14 +93,25 @@ def scan_texts(
         starts.append(pos)
         pos += len(text) + 1
     joined = SEP.join(texts)
+    bounds: list[tuple[int, int]] | None = None
+    if groups is not None:
+        bounds, first = [], 0
+        for count in groups:
+            if count:
+                last = first + count - 1
+                bounds.append((starts[first], starts[last] + len(texts[last])))
+            first += count
     found = _scan_joined(
-        joined, detectors, entropy_min_length, entropy_max_length, entropy_min_bits
+        joined, detectors, entropy_min_length, entropy_max_length, entropy_min_bits, bounds
     )
     out = [(bisect_right(starts, f.start) - 1, f) for f in found]
+    have: set[tuple[int, str]] | None = None
     for i, name in enumerate(names):
         hinted = _hinted(name, detectors) if name else ()
         for det in hinted:
-            if not any(j == i and f.detector == det for j, f in out):
+            if have is None:
+                have = {(j, f.detector) for j, f in out}
+            if (i, det) not in have:
                 out += [(i, f) for f in DETECTORS[det](texts[i], name, [])]
     out.sort(key=lambda hit: (hit[0], hit[1].start))
     return out

@@ -21,7 +21,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import re2
 
 from models.guardrails.redact import hint
 
@@ -34,6 +36,7 @@ __all__ = [
     "merge_spans",
     "shannon_bits",
     "token_pattern",
+    "token_spans",
 ]
 
 
@@ -156,8 +159,26 @@ def token_pattern(min_length: int, max_length: int) -> str:
 
 
 @lru_cache(maxsize=32)
-def _token_re(min_length: int, max_length: int) -> re.Pattern[str]:
-    return re.compile(token_pattern(min_length, max_length))
+def _token_re(min_length: int) -> Any:
+    """RE2 (linear time, no lookaround): a run of at least ``min_length`` token characters.
+    RE2 is leftmost-first and the repeat greedy, so each match is a whole maximal run — what
+    :func:`token_pattern`'s lookarounds select — and runs longer than the maximum are dropped
+    by length afterwards."""
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.never_capture = True
+    return re2.compile(f"[{_TOKEN_CHARS}]{{{min_length},}}".encode(), opts)
+
+
+def token_spans(text: str, min_length: int, max_length: int) -> list[tuple[int, int]]:
+    """Spans of the maximal runs of ``min_length``..``max_length`` base64/url-safe characters
+    of ``text``, in order. Scanned as ASCII bytes with every other character replaced by ``?``
+    (not a token character; one byte per character, so byte offsets are character offsets)."""
+    data = text.encode("ascii", "replace")
+    return [
+        span for m in _token_re(min_length).finditer(data)
+        if (span := m.span())[1] - span[0] <= max_length
+    ]
 
 
 def find_high_entropy(
@@ -172,9 +193,8 @@ def find_high_entropy(
     and digits, with at least ``min_bits`` bits per character. Longer runs are blobs (the media
     guardrail's business); ``skip`` spans (already-found secrets) are not reported twice."""
     out: list[Finding] = []
-    for m in _token_re(min_length, max_length).finditer(text):
-        token = m.group()
-        start, end = m.span()
+    for start, end in token_spans(text, min_length, max_length):
+        token = text[start:end]
         if any(s < end and start < e for s, e in skip):
             continue
         if not (_DIGIT.search(token) and _UPPER.search(token) and _LOWER.search(token)):

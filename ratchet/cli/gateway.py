@@ -51,6 +51,7 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
     app = build_app(settings)
     web.run_app(
         app,
+        loop=_event_loop(settings),
         host=host or settings.gateway_host,
         port=port or settings.gateway_port,
         access_log_class=AccessLogger,
@@ -58,6 +59,18 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
         print=lambda msg: print(msg, file=sys.stderr),
     )
     return 0
+
+
+def _event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """uvloop's loop when ``RATCHET_GATEWAY_UVLOOP`` (the default) and uvloop is installed."""
+    if settings.gateway_uvloop:
+        try:
+            import uvloop
+        except ImportError:  # a platform without uvloop (Windows): the standard loop
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _with_redis(

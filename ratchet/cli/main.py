@@ -14,8 +14,10 @@ from ratchet.cli import (
     demo,
     explain,
     gateway,
+    overrides,
     replay,
     topics,
+    tune,
     webhooks,
     worker,
 )
@@ -25,7 +27,8 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, demo, gateway, worker, audit, webhooks, baselines, explain, topics, config)
+COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, explain, overrides,
+            topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,9 @@ class Settings:
     #: Address and port the gateway listens on (``0.0.0.0`` in containers).
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    #: Run the gateway on uvloop (libuv) instead of asyncio's default loop: less CPU per request
+    #: and per Redis/Kafka round trip (measured in docs/operations.md). Off: the standard loop.
+    gateway_uvloop: bool = True
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
     #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, approvals and explain,
@@ -208,6 +211,11 @@ class Settings:
     #: How often workers and webhook dispatchers measure their group's consumer lag (the
     #: ``ratchet_consumer_lag_messages`` gauge), seconds (0 = not measured).
     consumer_lag_interval_s: float = 15.0
+    #: Opt-in per-project verdict counts (``ratchet_project_verdicts_total{project, action}``):
+    #: at most this many projects get their own ``project`` label value — the busiest ones this
+    #: worker has seen, chosen once a minute, never reassigned — and every other project counts
+    #: as ``other``; so at most N + 1 values per worker. 0 = the metric is not exported.
+    metrics_project_label_limit: int = 0
 
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).

@@ -31,13 +31,14 @@ from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import WIDTH, Answer, Observation
-from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
+from models.params import ACTION_CODES, COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict, strictest
 from ratchet.engine.guard import Guardrails
 from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
+from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
@@ -90,7 +91,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (
             "this chain's rate of new transitions is above the limit: it never locks and only "
-            "call shapes new to it are anomalous"
+            + UNLEARNABLE_JUDGED[params.unlearnable_rule]
         )
     if obs.mode == 0 and obs.action == "allow":
         detail["note"] = "shadow mode: learning, reported but not enforced"
@@ -160,6 +161,8 @@ class Engine:
     clock: Callable[[], float] = time.time
     #: None: the Markov chain alone (benchmarks of the chain, engine-only tests).
     guardrails: Guardrails | None = None
+    #: Per-project engine overrides (workers); None: ``params`` for every project.
+    overrides: ProjectParams | None = None
     #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
     labels: NodeLabeller | None = None
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
@@ -179,11 +182,14 @@ class Engine:
         policy_keys: Keys | None = None,
         policy_refresh_s: float = 1.0,
         event_time: bool = False,
+        project_overrides: bool = False,
         labels: bool = True,
     ) -> Engine:
         """An engine on ``client``. Guardrails are on unless ``guardrails=False``; their
         policies come from ``policies``, else from Redis (``policy_keys``, default ``keys``:
-        the project's stored policy, re-checked every ``policy_refresh_s`` seconds)."""
+        the project's stored policy, re-checked every ``policy_refresh_s`` seconds).
+        ``project_overrides``: each project's stored engine override (same keys, same
+        refresh) applies on top of ``params``."""
         params = params or EngineParams()
         keys = keys or Keys()
         store = EngineStore(client, keys, params, run_ttl_s=run_ttl_s, chain_ttl_s=chain_ttl_s)
@@ -195,8 +201,11 @@ class Engine:
             guards = Guardrails(
                 GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
             )
+        overrides = ProjectParams(client, policy_keys or keys, params,
+                                  refresh_s=policy_refresh_s) if project_overrides else None
         labeller = NodeLabeller(client, keys, params.node_cap, chain_ttl_s) if labels else None
-        return cls(store=store, params=params, rich=rich, guardrails=guards, labels=labeller)
+        return cls(store=store, params=params, rich=rich, guardrails=guards, labels=labeller,
+                   overrides=overrides)
 
     def chain_of(self, event: IngestEvent) -> ChainId:
         return chain_for(event.project_id, event.agent_id, event.service, event.priority)
@@ -279,19 +288,20 @@ class Engine:
                 seen_task = None
             else:
                 seen = await self._service_modes([chain for chain, _, _ in groups.values()])
-            batches = [
-                ChainBatch(
+            per_project = await self.overrides.params(
+                {c.project_id for c, _, _ in groups.values()}
+            ) if self.overrides is not None else {}
+            batches = []
+            for tag, (chain, _, items) in groups.items():
+                p = per_project.get(chain.project_id, self.params)
+                batches.append(ChainBatch(
                     tag=tag,
                     items=items,
                     eligible=chain.critical or self.rich,
-                    locked_action=(
-                        self.params.critical_locked_action if chain.critical
-                        else self.params.locked_action
-                    ),
+                    locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                     mode_floor=self._mode_floor(chain, seen),
-                )
-                for tag, (chain, _, items) in groups.items()
-            ]
+                    params=None if p is self.params else p,
+                ))
             answers = await self.store.observe_answers(
                 batches, learn=learn, now_ms=int(now * 1000),
                 also=self.labels.take() if self.labels is not None else (),

@@ -3,7 +3,8 @@
 For a batch of events: the projects' policies come from a :class:`PolicySource` (cached); the
 events are grouped by agent and counted into Redis by one ``lua/guardrails.lua`` call per agent
 (pipelined), which answers each event's state; then every enabled rule of the event's policy
-runs on the event and its state (:func:`models.guardrails.evaluate`, pure Python).
+runs on the event and its state — the same reasons as :func:`models.guardrails.evaluate` per
+event, with the payload scans of the batch done together (:mod:`models.guardrails.batch`).
 
 Why the split: the only thing that must be atomic is the read-modify-write of the counters, so
 Lua does exactly that and the rules (regexes, Luhn, base64 sniffing, cycle detection) stay in
@@ -23,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.events import IngestEvent
-from models.guardrails import EMPTY_STATE, GuardrailState, evaluate
+from models.guardrails import EMPTY_STATE, GuardrailState
+from models.guardrails.batch import CHUNK_EVENTS, Planned, finish, plan
 from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
@@ -35,6 +37,9 @@ __all__ = ["Guardrails"]
 
 #: Longest stretch of rule evaluation between two yields to the event loop, seconds.
 _SLICE_S = 0.02
+#: Planned scan work (budget steps, ~14 ns each at RE2's worst) after which a chunk of events is
+#: scanned before planning more, so a yield is never far away.
+_CHUNK_STEPS = 1_000_000
 
 
 def _stateful(active: ActivePolicy) -> bool:
@@ -83,30 +88,43 @@ class Guardrails:
             for (_, indices, _), answer in zip(groups.values(), answers, strict=True):
                 for i, ans in zip(indices, answer, strict=True):
                     states[i] = (ans.state, not ans.duplicate)
-        # The rules run in pure Python between awaits: bound the pattern scans per event and per
-        # project, and let the event loop breathe (signals, other coroutines) every ~20 ms.
+        # The rules run in pure Python between awaits: bound the payload scans per event and per
+        # project, and let the event loop breathe (signals, other coroutines) every ~20 ms. Each
+        # event is planned in order (budgets charged as the per-event scans would), then the
+        # planned scans of a chunk run together (models.guardrails.batch).
         project_budget = {p: ScanBudget(self.scan_steps_per_batch) for p in policies}
         out: list[tuple[Reason, ...]] = []
+        chunk: list[Planned] = []
+        chunk_steps = 0
         breathe = time.perf_counter() + _SLICE_S
-        for ev, (state, count) in zip(events, states, strict=True):
+        for ev, (state, _count) in zip(events, states, strict=True):
             shared = project_budget[ev.project_id]
             budget = ScanBudget(min(self.scan_steps_per_event, shared.steps))
-            out.append(self._reasons(policies[ev.project_id], ev, state, count=count,
-                                     budget=budget))
+            planned = plan(policies[ev.project_id].policy, ev, state, budget)
             shared.steps -= budget.used
-            if time.perf_counter() > breathe:
-                await asyncio.sleep(0)
-                breathe = time.perf_counter() + _SLICE_S
+            chunk.append(planned)
+            chunk_steps += planned.steps
+            full = len(chunk) >= CHUNK_EVENTS or chunk_steps >= _CHUNK_STEPS
+            if full or time.perf_counter() > breathe:
+                out += self._finish(chunk, states[len(out):])
+                chunk, chunk_steps = [], 0
+                if time.perf_counter() > breathe:
+                    await asyncio.sleep(0)
+                    breathe = time.perf_counter() + _SLICE_S
+        if chunk:
+            out += self._finish(chunk, states[len(out):])
         return out
 
     @staticmethod
-    def _reasons(
-        active: ActivePolicy, ev: IngestEvent, state: GuardrailState, *, count: bool,
-        budget: ScanBudget | None = None,
-    ) -> tuple[Reason, ...]:
-        reasons = tuple(evaluate(active.policy, ev, state, budget))
-        if count:
-            for r in reasons:
-                name = r.source.partition(":")[2]
-                GUARDRAIL_REASONS.labels(guardrail=name, action=r.action).inc()
-        return reasons
+    def _finish(
+        chunk: Sequence[Planned], states: Sequence[tuple[GuardrailState, bool]]
+    ) -> list[tuple[Reason, ...]]:
+        """Scan a chunk of planned events; count the reasons of events not seen before."""
+        out: list[tuple[Reason, ...]] = []
+        for reasons, (_, count) in zip(finish(chunk), states, strict=False):
+            out.append(tuple(reasons))
+            if count:
+                for r in reasons:
+                    name = r.source.partition(":")[2]
+                    GUARDRAIL_REASONS.labels(guardrail=name, action=r.action).inc()
+        return out

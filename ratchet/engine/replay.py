@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -180,6 +180,8 @@ async def replay(
     policy: Policy | None = None,
     policy_keys: Keys | None = None,
     guardrails: bool = True,
+    on_engine: Callable[[Engine], None] | None = None,
+    on_verdict: Callable[[IngestEvent, Verdict], None] | None = None,
 ) -> ReplaySummary:
     """Replay ``source`` into ``sink``; returns the summary.
 
@@ -193,6 +195,9 @@ async def replay(
     ``learn=False`` with a ``namespace`` never writes under ``namespace``: the replay runs in a
     scratch namespace seeded from it on first use (see the module docstring); the scratch is
     deleted afterwards unless ``keep``.
+
+    ``on_engine`` sees the engine before the first event (``ratchet tune`` records through it);
+    ``on_verdict`` sees every valid event with its verdict, in input order.
     """
     scratch = namespace is None or not learn
     prefix = f"replay:{uuid.uuid4().hex[:12]}" if scratch else namespace
@@ -208,6 +213,8 @@ async def replay(
         policies=FixedPolicy(policy) if policy is not None else None,
         policy_keys=policy_keys or Keys(), policy_refresh_s=3600.0, event_time=True,
     )
+    if on_engine is not None:
+        on_engine(engine)
     summary = ReplaySummary(warmup_runs=warmup_runs, namespace=prefix, seeded_from=namespace
                             if seeder is not None else None)
     events_tally = []
@@ -245,6 +252,8 @@ async def replay(
                 sink.write(orjson.dumps({"error": str(item), "field": item.field}) + b"\n")
                 continue
             v: Verdict = next(verdicts)
+            if on_verdict is not None:
+                on_verdict(item, v)
             _tally(summary, v)
             chain_modes[v.chain_tag] = v.mode
             run_key = (item.project_id, item.agent_id, item.run_id)

@@ -176,6 +176,17 @@ class RatchetClient:
         """Replace the project's guardrail policy (400 naming the bad field if invalid)."""
         return await self._call("PUT", "/v1/policy", json={"toml": toml_text})
 
+    async def engine_override(self) -> Answer:
+        """The project's engine override (``GET /v1/policy/engine``)."""
+        return await self._call("GET", "/v1/policy/engine")
+
+    async def put_engine_override(self, values: Mapping[str, Any]) -> Answer:
+        """Replace the project's engine override (400 naming the bad key if invalid)."""
+        return await self._call("PUT", "/v1/policy/engine", json={"engine": dict(values)})
+
+    async def delete_engine_override(self) -> Answer:
+        return await self._call("DELETE", "/v1/policy/engine")
+
     async def verdict(self, event_id: str) -> Answer:
         return await self._call("GET", f"/v1/verdicts/{event_id}")
 

@@ -64,6 +64,8 @@ class DemoReport:
     #: Where the false runs (scored normal runs with something enforced) come from, by the
     #: first enforced event of each: ``archetype``, ``cause`` and ``mode`` → runs.
     false_runs: dict[str, Counter[str]] = field(default_factory=dict)
+    #: Anomalous scored runs with nothing enforced, by archetype → runs.
+    missed_runs: Counter[str] = field(default_factory=Counter)
     settings: dict[str, Any] = field(default_factory=dict)
     #: Where the demo's processes served Prometheus metrics, and what the worker's said at the end.
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +107,7 @@ class DemoReport:
                 "enforced": {"event_level": conf(self.enforced_events),
                              "run_level": conf(self.enforced_runs)},
                 "false_runs": {k: dict(v.most_common()) for k, v in self.false_runs.items()},
+                "missed_runs_by_archetype": dict(self.missed_runs.most_common()),
             },
             "settings": self.settings,
             "metrics": self.metrics,
@@ -165,6 +168,10 @@ class DemoReport:
             total = sum(counts.values())
             top = ", ".join(f"{k} {n / total:.0%}" for k, n in counts.most_common(6))
             lines.append(f"false runs ({total:,}) by {key}: {top}")
+        if self.missed_runs:
+            total = sum(self.missed_runs.values())
+            top = ", ".join(f"{k} {n}" for k, n in self.missed_runs.most_common())
+            lines.append(f"missed anomalous runs ({total:,}) by archetype: {top}")
         if self.explained:
             lines.append("a few explained verdicts:")
             for ex in self.explained:
@@ -301,6 +308,9 @@ def build_report(
             rep.false_runs["archetype"][_archetype(run[0])] += 1
             rep.false_runs["cause"][false_cause(v)] += 1
             rep.false_runs["mode"][v.mode] += 1
+        for run, anomalous in run_label.items():
+            if anomalous and run not in first_enforced:
+                rep.missed_runs[_archetype(run[0])] += 1
     if latencies_s:
         ms = [x * 1000 for x in latencies_s]
         rep.latency_ms = {"p50": round(percentile(ms, 50), 2), "p99": round(percentile(ms, 99), 2),

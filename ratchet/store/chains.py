@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
 from models.observation import Answer, Observation
-from models.params import ACTION_CODES, EngineParams
+from models.params import ACTION_CODES, UNLEARNABLE_RULES, EngineParams
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import run_many, scripts_for
@@ -61,6 +61,8 @@ class ChainBatch:
     #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
     #: on other services and this service is new to it (see Engine.decide).
     mode_floor: int = 0
+    #: The project's engine parameters when it has an override (None: the store's own).
+    params: EngineParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +108,18 @@ class EngineStore(RedisStore):
             if item.run_id not in run_index:
                 keys.append(self.keys.run(batch.tag, item.run_id))
                 run_index[item.run_id] = len(keys)
-        p = self.params
+        p = batch.params or self.params
         low, mid, high = p.decay_ppm()
+        static = self._static if p is self.params else self._static_args(p)
         args: list[Any] = [
-            now_ms, 1 if learn else 0, *self._static,
+            now_ms, 1 if learn else 0, *static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
             low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if p.protect else 0,
             1 if p.window_stat == "robust" else 0, batch.mode_floor,
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
-            p.repeat_margin, repr(p.lock_novelty), len(batch.items),
+            p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),
+            len(batch.items),
         ]
         for item in batch.items:
             args.append(event_field(item.event_id))

@@ -123,7 +123,46 @@ def _text(v: bytes | str) -> str:
 
 
 def parse_answers(batch: GuardBatch, raw: Sequence[bytes | str]) -> list[GuardAnswer]:
-    """The script's flat answer → one :class:`GuardAnswer` per item (see lua/guardrails.lua)."""
+    """The script's flat answer → one :class:`GuardAnswer` per item (see lua/guardrails.lua).
+
+    A run's known nodes are contiguous positions: those its list held before the batch, then
+    the batch's new events of the run in order (the script gives them the next positions). So
+    each run's nodes are one list and an event's ``run_nodes`` one slice of it."""
+    n = len(batch.items)
+    history = batch.spec.history
+    runs: dict[str, tuple[int, list[str]]] = {}
+    lines = iter(raw[n:])
+    for item in batch.items:
+        if item.run_id not in runs:
+            start, *held = _text(next(lines)).split("\t")
+            runs[item.run_id] = (int(start), held)
+    rows = [_text(r).split("\t") for r in raw[:n]]
+    for item, f in zip(batch.items, rows, strict=True):
+        if f[0] == "0":
+            first, nodes = runs[item.run_id]
+            if int(f[1]) != first + len(nodes):
+                return _parse_sparse(batch, raw)  # not contiguous: never from this script
+            nodes.append(item.node)
+    out: list[GuardAnswer] = []
+    for item, f in zip(batch.items, rows, strict=True):
+        pos = int(f[1])
+        first, nodes = runs[item.run_id]
+        lo, hi = max(pos - history, first), min(pos, first + len(nodes))
+        state = GuardrailState(
+            node=item.node,
+            run_nodes=tuple(nodes[lo - first:hi - first]) if hi > lo else (),
+            run_events=pos + 1,
+            agent_events_in_window=_int(f[2]),
+            run_events_in_window=_int(f[3]),
+            run_cost=_num(f[4]),
+            agent_daily_cost=_num(f[5]),
+        )
+        out.append(GuardAnswer(duplicate=f[0] == "1", state=state))
+    return out
+
+
+def _parse_sparse(batch: GuardBatch, raw: Sequence[bytes | str]) -> list[GuardAnswer]:
+    """:func:`parse_answers` for positions that are not contiguous: one node per position."""
     n = len(batch.items)
     history = batch.spec.history
     known: dict[str, dict[int, str]] = {}

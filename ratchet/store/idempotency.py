@@ -155,5 +155,5 @@ class EventIds(RedisStore):
             prints = [event_fingerprint(ev) for ev in group]
             answers: list[Any] = await self._claim(keys=keys, args=[self.window_s, *prints])
             for i, ok in zip(positions, answers, strict=True):
-                out[i] = int(ok) == 1
+                out[i] = int(ok) != 0
         return out

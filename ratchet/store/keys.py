@@ -224,6 +224,10 @@ class Keys:
         """Hash: toml, json (normalized), hash, version, updated_at, updated_by."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:policy"
 
+    def engine_override(self, project_id: str) -> str:
+        """Hash: json (the project's engine parameters), version, updated_at, updated_by."""
+        return f"{self.prefix}:{{p:{part(project_id)}}}:engine"
+
     # --- platform security: rate limits, signup, brute-force counters ------------------------
     def rate_bucket(self, project_id: str, kind: str) -> str:
         """One token bucket (a single key: Redis Cluster-safe on its own slot)."""

@@ -7,6 +7,7 @@ API key, and rotating it must not hand out a fresh, full bucket.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -31,11 +32,22 @@ class RateLimiter(RedisStore):
         self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int
     ) -> RateDecision:
         """Take ``cost`` tokens (all or nothing) from the project's ``kind`` bucket."""
+        keys, args = self.call(project_id, tier, kind, cost, now_ms)
+        return self.decision(tier, kind, await self.script(keys=keys, args=args))
+
+    def call(
+        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int
+    ) -> tuple[list[str], list[str | int]]:
+        """``(KEYS, ARGV)`` of the ``ratelimit.lua`` call of :meth:`take` (for callers that send
+        it in a pipeline with other commands: gateway admission)."""
         bucket = tier.bucket(kind)
-        raw = await self.script(
-            keys=[self.keys.rate_bucket(project_id, kind)],
-            args=[bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost],
-        )
+        return ([self.keys.rate_bucket(project_id, kind)],
+                [bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost])
+
+    @staticmethod
+    def decision(tier: Tier, kind: LimitKind, raw: Any) -> RateDecision:
+        """The :class:`RateDecision` in the script's answer ``raw``."""
         allowed, remaining, retry_ms, reset_ms = (int(x) for x in raw)
         retry_s = math.inf if retry_ms < 0 else retry_ms / 1000
-        return RateDecision(bool(allowed), bucket.capacity, remaining, reset_ms / 1000, retry_s)
+        return RateDecision(bool(allowed), tier.bucket(kind).capacity, remaining,
+                            reset_ms / 1000, retry_s)

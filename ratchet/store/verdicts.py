@@ -281,6 +281,25 @@ class VerdictStore(RedisStore):
         d = orjson.loads(raw)
         return Approval(d["decision"], d["reason"], d["actor"], float(d["decided_at"]))
 
+    async def approvals(
+        self, project_id: str, event_ids: Sequence[str], chunk: int = 1000
+    ) -> dict[str, Approval]:
+        """The human decisions recorded for ``event_ids`` (absent: none), pipelined in chunks
+        (``ratchet tune --labels-from-approvals``)."""
+        out: dict[str, Approval] = {}
+        for start in range(0, len(event_ids), chunk):
+            part = event_ids[start : start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:  # cluster-safe
+                for event_id in part:
+                    pipe.get(self.keys.approval(project_id, event_id))
+                raws = await pipe.execute()
+            for event_id, raw in zip(part, raws, strict=True):
+                if raw is not None:
+                    d = orjson.loads(raw)
+                    out[event_id] = Approval(d["decision"], d["reason"], d["actor"],
+                                             float(d["decided_at"]))
+        return out
+
     async def list_paused(
         self, project_id: str, limit: int = 100, cursor: str | None = None
     ) -> PausedPage:

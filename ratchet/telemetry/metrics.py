@@ -23,6 +23,7 @@ __all__ = [
     "LUA_SECONDS",
     "MODE_TRANSITIONS",
     "POLICY_LOADS",
+    "PROJECT_VERDICTS",
     "UNLEARNABLE_EVENTS",
     "VERDICTS",
     "WEBHOOK_ATTEMPTS",
@@ -164,4 +165,10 @@ CONSUMER_LAG_ERRORS = Counter(
     "ratchet_consumer_lag_errors_total",
     "Failed consumer-lag measurements (the broker did not answer), by consumer group.",
     ["group"],
+)
+PROJECT_VERDICTS = Counter(
+    "ratchet_project_verdicts_total",
+    "Verdicts by project and action, for the busiest projects only (opt-in: "
+    "RATCHET_METRICS_PROJECT_LABEL_LIMIT; at most that many project values, the rest 'other').",
+    ["project", "action"],
 )

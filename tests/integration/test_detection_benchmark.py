@@ -38,6 +38,15 @@ def test_default_is_no_reviewer_and_sums_the_seeds(
         assert total == sum(s["all"]["enforced"][kind] for s in res["per_seed"].values())
     assert res["runs_after_warmup"] == 2 * 6 * 20
     assert {"prio:mixed", "structured", "assistant"} <= set(res["enforced"])
+    # every false run is explained once per dimension; the new-shape floor counts normal runs
+    fp = res["enforced"]["all"]["fp"]
+    assert sum(n for k, n in res["false_runs"].items() if k.startswith("archetype: ")) == fp
+    assert sum(n for k, n in res["false_runs"].items() if " cause: " in k) == fp
+    missed = res["enforced"]["all"]["fn"]
+    assert sum(res["missed_runs"].values()) == missed
+    floor = res["new_shape_floor"]["all"]
+    assert floor["normal_runs"] == res["enforced"]["all"]["fp"] + res["enforced"]["all"]["tn"]
+    assert 0 < floor["with_a_new_shape"] <= floor["normal_runs"]
 
 
 def test_oracle_reviewer_is_labelled_and_acts(

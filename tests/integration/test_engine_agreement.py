@@ -30,7 +30,8 @@ SMALL = EngineParams(
 #: The seeds' rules: tiered decay, no back-off (min_support), only eligible chains lock, flags
 #: learned, no unlearnable chains.
 SEEDS_RULES = SMALL.replace(decay="tiered", backoff_weight=0.0, lock_when_stable=False,
-                            protect_flags=False, novelty_limit=0.0, repeat_factor=0.0)
+                            protect_flags=False, novelty_limit=0.0, repeat_factor=0.0,
+                            unlearnable_rule="shapes")
 
 # (event id, run, node, high priority, end of run, hold, action)
 Event = tuple[int, str, str, bool, bool, bool, str]
@@ -90,6 +91,9 @@ async def _run_both(
             assert int(meta.get("nt", 0)) == ref.seen
             assert meta.get("unl", "0") == ("1" if ref.unlearnable else "0")
             assert int(meta.get("nc", 0)) == ref.nc
+            assert int(meta.get("aw", 0)) == ref.act_novel
+            assert int(meta.get("at", 0)) == ref.act_seen
+            assert meta.get("acl", "0") == ("1" if ref.by_action else "0")
     finally:
         await client.aclose()
 
@@ -236,3 +240,29 @@ def test_lua_counts_equal_plain_recount(
             await client.aclose()
 
     asyncio.run(run())
+
+
+#: High-entropy shapes over a small, orderly set of actions: chains whose shapes are
+#: unlearnable but whose step order (previous action → action) is learnable, judged on it
+#: (``unlearnable_rule``), some of them past ``min_runs_locked`` (flags held), with off-order
+#: steps now and then.
+entropic_st = st.tuples(
+    st.integers(0, 400),
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from([f"n{i}" for i in range(16)]),
+    st.just(False),
+    st.booleans(),
+    st.integers(0, 19).map(lambda x: x == 0),
+    st.sampled_from(["crm.read"] * 6 + ["crm.write"] * 3 + ["crm.delete"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(entropic_st, min_size=60, max_size=200),
+       cuts=st.lists(st.integers(0, 160)),
+       rule=st.sampled_from(["actions", "actions", "both", "shapes"]))
+def test_lua_matches_reference_judging_unlearnable_chains_by_step_order(
+    redis_url: str, events: list[Event], cuts: list[int], rule: str
+) -> None:
+    params = SMALL.replace(min_support=0, novelty_limit=0.25, unlearnable_rule=rule)
+    asyncio.run(_run_both(redis_url, events, cuts, params))

@@ -136,10 +136,11 @@ async def test_high_entropy_chain_is_unlearnable_and_never_locks(
     redis_client: Redis, keys: Keys
 ) -> None:
     """A chain that keeps taking never-seen transitions is unlearnable: it does not lock even
-    when eligible and past the forced-promotion point, its answers say so, and an unseen edge
-    between known nodes is not anomalous on it (a new node still is)."""
+    when eligible and past the forced-promotion point, its answers say so, and under the v2 rule
+    (``unlearnable_rule = "shapes"``) an unseen edge between known nodes is not anomalous on it
+    (a new node still is)."""
     store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=40, force_after_runs=20,
-                   stability=1.1, stability_large=1.1)
+                   stability=1.1, stability_large=1.1, unlearnable_rule="shapes")
     nodes = [f"n{i}" for i in range(40)]
     rnd = random.Random(5)
     last = None
@@ -337,3 +338,31 @@ async def test_a_loop_longer_than_ever_learned_is_anomalous(
     off = _store(redis_client, keys, repeat_factor=0.0)
     [again] = await off.observe([ChainBatch("lp", _run("y", ["a"] + ["b"] * 12 + ["c"]))])
     assert not any(a.anomalous for a in again)
+
+
+async def test_unlearnable_chain_with_a_learnable_step_order_is_judged_on_it(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """The default rule: a chain whose shapes never settle but whose steps keep one order
+    (search → send, always) is judged on that order: a new shape of a known move passes, a move
+    never learned is flagged and, past min_runs_locked, held back from learning."""
+    store = _store(redis_client, keys, min_runs_soft=20, min_runs_locked=40, force_after_runs=20,
+                   stability=1.1, stability_large=1.1)
+    nodes = [f"n{i}" for i in range(40)]
+    rnd = random.Random(5)
+    for r in range(120):
+        path = [rnd.choice(nodes) for _ in range(4)]
+        items = [ObserveItem(f"r{r}-{i}", f"r{r}", node, end_of_run=i == 3,
+                             action="mail.search" if i % 2 == 0 else "mail.send")
+                 for i, node in enumerate(path)]
+        await store.observe([ChainBatch("so", items, eligible=True)])
+    meta = await store.chain_meta("so")
+    assert meta["unl"] == "1" and meta["acl"] == "1" and meta["mode"] == "1"
+    [[shape, skip, again]] = await store.observe([ChainBatch("so", [
+        ObserveItem("p1", "probe", "brand-new", action="mail.search"),
+        ObserveItem("p2", "probe", "n3", action="mail.search"),
+        ObserveItem("p3", "probe2", "n4", action="mail.send"),
+    ])])
+    assert shape.to_new and not shape.anomalous
+    assert skip.anomalous and skip.action == "flag" and skip.held  # search → search: never
+    assert again.anomalous and again.held  # START → send: never learned either

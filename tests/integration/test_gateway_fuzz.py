@@ -44,6 +44,7 @@ from models.envelope import decode_ingest
 from models.errors import RatchetError
 from models.signing import sign
 from ratchet.config.settings import Settings
+from ratchet.sandbox.client import RatchetClient
 from tests.integration.gateway_support import (
     Gateway,
     Tenant,
@@ -90,10 +91,22 @@ class Ledger:
 
 
 class Agent:
-    """Signs generated events with the tenant's agent credential."""
+    """Signs generated events with the tenant's agent credential, and follows rotations: when a
+    fuzzed call rotates the project key or the agent's secret, it keeps the new one (as a real
+    client would), so later cases and the canary still reach validation and Kafka."""
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
+
+    def follow(self, case: Case, response: Response) -> None:
+        if response.status_code != 200:
+            return
+        if case.path == "/v1/projects/current/keys:rotate":
+            self.tenant.api_key = orjson.loads(response.content)["api_key"]
+        elif case.path == "/v1/agents/{agent_id}/secret:rotate":
+            body = orjson.loads(response.content)
+            if body["agent_id"] == self.tenant.agent_id:
+                self.tenant.secret = body["agent_secret"]
 
     def sign(self, ev: dict[str, Any]) -> tuple[str, int] | None:
         ev["agent_id"] = self.tenant.agent_id
@@ -156,6 +169,7 @@ def fuzz(url: str, tenant: Tenant, ledger: Ledger) -> None:
             def run(case: Case, credentials: int) -> None:
                 agent.prepare(case, credentials, positive)
                 response = case.call(base_url=url, session=session, timeout=15)
+                agent.follow(case, response)
                 ledger.record(case, response)
                 case.validate_response(response, checks=checks)
                 if batch_negative:
@@ -204,7 +218,12 @@ async def test_fuzz_the_gateway_against_its_openapi(gateway: Gateway, tenant: Te
 
     # the gateway still serves, and the topic holds exactly what it answered "accepted"
     canary = event()
-    assert (await tenant.client.send(canary)).status == 202
+    client = RatchetClient(gateway.url, tenant.api_key, tenant.agent_id, tenant.secret,
+                           project_id=tenant.project_id)
+    try:
+        assert (await client.send(canary)).status == 202
+    finally:
+        await client.close()
     ledger.accepted[canary["event_id"]] += 1
     records = await read_topic(gateway.settings.kafka_bootstrap or "",
                                gateway.settings.topic_ingest, idle_s=1.0)

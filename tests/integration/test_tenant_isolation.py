@@ -452,6 +452,51 @@ async def cross_put_policy(w: World) -> None:
     assert "b-kept-rule" in got.text and "a-overwrite" not in got.text
 
 
+async def own_get_engine(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy/engine", key=w.a.api_key,
+                       json={"engine": {"floor_bits": 13.0}})).status == 200
+    got = await call(w, "GET", "/v1/policy/engine", key=w.a.api_key)
+    assert got.status == 200 and got.body["project_id"] == w.a.project_id
+    assert got.body["engine"] == {"floor_bits": 13.0}
+
+
+async def cross_get_engine(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy/engine", key=w.b.api_key,
+                       json={"engine": {"floor_bits": 17.5}})).status == 200
+    w.b.audit_entries += 1  # B's own change is audited in B's log
+    got = await call(w, "GET", "/v1/policy/engine", key=w.a.api_key)
+    assert "17.5" not in got.text and w.b.project_id not in got.text
+
+
+async def own_put_engine(w: World) -> None:
+    got = await call(w, "PUT", "/v1/policy/engine", key=w.a.api_key,
+                     json={"engine": {"window": 12}})
+    assert got.status == 200 and got.body["project_id"] == w.a.project_id
+
+
+async def cross_put_engine(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy/engine", key=w.b.api_key,
+                       json={"engine": {"floor_bits": 17.5}})).status == 200
+    w.b.audit_entries += 1
+    await call(w, "PUT", "/v1/policy/engine", key=w.a.api_key, json={"engine": {"window": 3}})
+    got = await call(w, "GET", "/v1/policy/engine", key=w.b.api_key)
+    assert got.body["engine"] == {"floor_bits": 17.5}
+
+
+async def own_delete_engine(w: World) -> None:
+    got = await call(w, "DELETE", "/v1/policy/engine", key=w.a.api_key)
+    assert got.status == 200 and got.body["project_id"] == w.a.project_id
+
+
+async def cross_delete_engine(w: World) -> None:
+    assert (await call(w, "PUT", "/v1/policy/engine", key=w.b.api_key,
+                       json={"engine": {"floor_bits": 17.5}})).status == 200
+    w.b.audit_entries += 1
+    await call(w, "DELETE", "/v1/policy/engine", key=w.a.api_key)
+    got = await call(w, "GET", "/v1/policy/engine", key=w.b.api_key)
+    assert got.body["engine"] == {"floor_bits": 17.5}
+
+
 async def own_keys(w: World) -> None:
     got = await call(w, "GET", "/v1/keys", key=w.a.api_key)
     assert got.status == 200
@@ -514,6 +559,9 @@ MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
     ("POST", "/v1/keys/{key_id}:rotate"): (own_rotate_scoped, cross_rotate_scoped),
     ("DELETE", "/v1/keys/{key_id}"): (own_revoke_key, cross_revoke_key),
     ("GET", "/v1/policy"): (own_get_policy, cross_get_policy),
+    ("GET", "/v1/policy/engine"): (own_get_engine, cross_get_engine),
+    ("PUT", "/v1/policy/engine"): (own_put_engine, cross_put_engine),
+    ("DELETE", "/v1/policy/engine"): (own_delete_engine, cross_delete_engine),
     ("PUT", "/v1/policy"): (own_put_policy, cross_put_policy),
     ("POST", "/v1/events"): (own_event, cross_event),
     ("POST", "/v1/events:batch"): (own_batch, cross_batch),

@@ -64,5 +64,11 @@ def test_false_runs_count_each_normal_enforced_run_once_by_its_first_enforced_ev
         "mode": {"soft_lock": 1, "shadow": 1},
     }
     assert "false runs (2) by cause:" in rep.render()
+    # the anomalous run r2 was enforced; nothing else anomalous was scored
+    assert rep.missed_runs == {}
+    add("8", "finance-1", "r5", True, _verdict("8", "finance-1", "r5"))
+    rep = build_report(sent, verdicts, latencies_s=[], seconds=1.0)
+    assert rep.missed_runs == {"finance": 1}
+    assert "missed anomalous runs (1) by archetype: finance 1" in rep.render()
     assert rep.as_dict()["detection_post_warmup"]["false_runs"]["mode"] == {
         "soft_lock": 1, "shadow": 1}

@@ -177,6 +177,7 @@ def test_dashboards_cover_the_briefed_panels() -> None:
             "ratchet_guardrail_reasons_total", "ratchet_policy_loads_total",
             "ratchet_webhook_delivery_attempts_total", "ratchet_webhook_deliveries_total",
             "ratchet_webhook_breaker_transitions_total", "ratchet_audit_entries_total",
+            "ratchet_consumer_lag_messages", "ratchet_project_verdicts_total",
         )),
         ("gateway.json", (
             "ratchet_ratelimit_rejected_total", "ratchet_ratelimit_fail_open_total",

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from models.decay import decay_count, row_totals
 from models.modes import LOCKED, SHADOW, SOFT_LOCK, distribution_change, is_unlearnable, next_mode
 from models.params import COUNT_SCALE, EngineParams
+from models.reference import ReferenceChain
 from models.scoring import (
+    action_judged,
     backoff_probability,
     is_anomalous,
     needs_backoff,
@@ -191,3 +193,43 @@ def test_tuning_stays_within_bounds(sigma: float, fb: float, decisions: list[str
 def test_tuning_rejects_an_unknown_decision() -> None:
     with pytest.raises(ValueError, match="approve or reject"):
         tune(3.0, 3.0, "maybe", P)
+
+
+# --- unlearnable chains judged on their step order (unlearnable_rule) -------------------------
+def _entropic_chain(rule: str, runs: int) -> ReferenceChain:
+    """A chain whose every call has a fresh shape (unlearnable) while its steps always go
+    read → write → END (a learnable step order)."""
+    chain = ReferenceChain(P.replace(unlearnable_rule=rule), locked_action="pause")
+    k = 0
+    for r in range(runs):
+        for act, eor in (("crm.read", False), ("crm.write", True)):
+            k += 1
+            chain.observe(f"e{k}", f"r{r}", f"shape{k}", end_of_run=eor, action=act)
+    return chain
+
+
+@pytest.mark.parametrize("rule", ["actions", "both", "shapes"])
+def test_an_unlearnable_chain_with_a_learnable_step_order_is_judged_on_it(rule: str) -> None:
+    chain = _entropic_chain(rule, 120)
+    assert chain.unlearnable and chain.mode != LOCKED
+    assert chain.by_action == (rule != "shapes")
+    # a swapped step (write first) reaching a shape seen before, and a new shape of a known step
+    known = next(iter(chain.nodes))
+    swapped = chain.observe("x1", "rx", known, action="crm.write")
+    fresh = chain.observe("x2", "ry", "shape-new", action="crm.read")
+    assert swapped.anomalous == (rule != "shapes")
+    assert fresh.anomalous == (rule != "actions")
+    if rule != "shapes":
+        # it left shadow by volume, and past min_runs_locked what it flags is held back
+        assert chain.mode == SOFT_LOCK and swapped.action == "flag" and swapped.held
+    else:
+        assert chain.mode == SHADOW and fresh.action == "allow"
+
+
+def test_action_judged_only_over_the_floor() -> None:
+    kw = {"epsilon": 1e-6, "floor": 12.0}
+    assert action_judged(False, act_count=0, act_row=0, rule="actions", **kw)
+    assert not action_judged(False, act_count=1000, act_row=4_000_000, rule="actions", **kw)
+    assert action_judged(False, act_count=1000, act_row=5_000_000, rule="actions", **kw)
+    assert action_judged(True, act_count=1000, act_row=1000, rule="both", **kw)
+    assert not action_judged(True, act_count=1000, act_row=1000, rule="actions", **kw)

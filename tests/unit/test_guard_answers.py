@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.guardrails import StateSpec
-from ratchet.store.guardrails import GuardBatch, GuardItem, parse_answers
+from ratchet.store.guardrails import GuardBatch, GuardItem, _parse_sparse, parse_answers
 
 SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=3, run_events=True,
                  run_cost=True, agent_daily_cost=True)
@@ -29,3 +32,39 @@ def test_run_nodes_come_from_the_stored_list_and_the_batch() -> None:
     assert x0.run_nodes == () and x0.run_cost is None and x0.agent_daily_cost is None
     assert e6.run_nodes == ("n3", "n4", "n5")  # e5's node, counted in this batch
     assert e3.run_nodes == ("n1", "n2") and e3.run_events == 4  # what it saw the first time
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.booleans(),
+                          st.integers(0, 30)), min_size=1, max_size=25),
+       st.dictionaries(st.sampled_from(["r1", "r2", "r3"]), st.integers(0, 40)),
+       st.integers(0, 6))
+def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
+    events: list[tuple[str, bool, int]], stored: dict[str, int], history: int
+) -> None:
+    """Answers shaped as the script gives them (new events take the run's next positions,
+    redeliveries an earlier one; each run's list holds its last 2 × history nodes): the fast
+    parse (one list per run, slices) equals the per-position reading it replaced."""
+    spec = StateSpec(agent_window_s=60, run_window_s=60, history=history, run_events=True,
+                     run_cost=True, agent_daily_cost=True)
+    keep = 2 * history
+    count = {r: stored.get(r, 0) for r in ("r1", "r2", "r3")}
+    before = dict(count)
+    items, rows = [], []
+    for i, (run, redelivered, back) in enumerate(events):
+        if redelivered and count[run]:
+            pos = max(0, count[run] - 1 - back)
+            rows.append(f"1\t{pos}\t1\t1\t1\t1")
+        else:
+            pos = count[run]
+            count[run] += 1
+            rows.append(f"0\t{pos}\t1\t1\t0.5\t")
+        items.append(GuardItem(f"e{i}", run, 0, f"{run}n{pos}" if rows[-1][0] == "0" else "x"))
+    lines = []
+    for run in dict.fromkeys(item.run_id for item in items):
+        held = min(before[run], keep)
+        first = before[run] - held
+        lines.append("\t".join([str(first), *(f"{run}n{p}" for p in range(first, before[run]))]))
+    batch = GuardBatch("t", items, spec)
+    raw = [r.encode() for r in rows + lines]
+    assert parse_answers(batch, raw) == _parse_sparse(batch, raw)

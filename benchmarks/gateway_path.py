@@ -1,0 +1,122 @@
+"""The gateway's own work per bulk event, in-process: CPU time, so the neighbours matter less.
+
+    python -m benchmarks.gateway_path [--events 30000] [--batch 1000] [--repeat 7]
+                                      [--src DIR] [--json FILE]
+
+The bulk benchmark's traffic (ratchet.sandbox.traffic), pre-signed into ``POST /v1/events:batch``
+bodies of ``--batch`` events, then per body what the handler does between reading the bytes and
+handing envelopes to Kafka: ``orjson.loads``, ``parse_batch`` (schema and limits), the
+signatures, the event-id fingerprints, the envelopes and the per-item results — each step timed
+alone (best of ``--repeat``, process CPU time) and all together. No I/O: the Redis round trip
+and aiohttp are in ``benchmarks.pipeline``. ``--src DIR`` imports the gateway from another source
+tree (e.g. a worktree of main) for a before/after pair run back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def run(events: int, batch: int, repeat: int) -> dict[str, Any]:
+    from gateway.ingest import check_signatures, envelopes, parse_batch
+    from models.idempotency import event_fingerprint
+    from models.signing import sign
+    from ratchet.sandbox.traffic import iter_events
+
+    project = "prj_bench"
+    raw = list(iter_events(agents=24, runs_per_agent=max(20, events // 216 + 1),
+                           warmup_runs=10**6, seed=11, project_id=project))[:events]
+    secrets = {e["agent_id"]: f"as_{e['agent_id']}" for e in raw}
+    ts = int(time.time())
+    per_agent: dict[str, list[dict[str, Any]]] = {}
+    for e in raw:
+        ev = {k: v for k, v in e.items() if k not in ("label", "project_id")}
+        ev["signature"] = sign(secrets[ev["agent_id"]], project, ev, ts)
+        ev["timestamp"] = ts
+        per_agent.setdefault(ev["agent_id"], []).append(ev)
+    bodies = [orjson.dumps({"events": evs[i:i + batch]})
+              for evs in per_agent.values() for i in range(0, len(evs), batch)]
+    n = len(raw)
+    decoded = [orjson.loads(b) for b in bodies]
+    parsed = [parse_batch(d, project, batch) for d in decoded]
+
+    def loads() -> None:
+        for b in bodies:
+            orjson.loads(b)
+
+    def parse() -> None:
+        for d in decoded:
+            parse_batch(d, project, batch)
+
+    def signatures() -> None:
+        for items in parsed:
+            check_signatures(items, secrets, now=time.time(), window_s=300)
+
+    def fingerprints() -> None:
+        for items in parsed:
+            for it in items:
+                if it.event is not None:
+                    event_fingerprint(it.event)
+
+    def pack() -> None:
+        for items in parsed:
+            envelopes([it.event for it in items if it.event is not None], project, "t", 1.0)
+            orjson.dumps([it.result() for it in items])
+
+    def whole() -> None:
+        for b in bodies:
+            items = parse_batch(orjson.loads(b), project, batch)
+            check_signatures(items, secrets, now=time.time(), window_s=300)
+            good = [it.event for it in items if it.error is None and it.event is not None]
+            for ev in good:
+                event_fingerprint(ev)
+            envelopes(good, project, "t", 1.0)
+            orjson.dumps([it.result() for it in items])
+
+    assert all(it.error is None for items in parsed for it in items)
+    steps = {"loads": loads, "parse_batch": parse, "signatures": signatures,
+             "fingerprints": fingerprints, "envelopes_and_results": pack, "whole": whole}
+    return {"events": n, "batch": batch,
+            "us_per_event": {k: round(_best(fn, repeat) / n * 1e6, 2) for k, fn in steps.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gateway_path", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=30_000)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--src", metavar="DIR", help="import the gateway from this source tree")
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    if args.src:
+        sys.path.insert(0, os.path.abspath(args.src))
+    result = run(args.events, args.batch, args.repeat)
+    result["src"] = args.src or "this tree"
+    result["load_average"] = os.getloadavg()[0]
+    print(f"{result['src']}: " + ", ".join(f"{k} {v}" for k, v in result["us_per_event"].items())
+          + " µs/event")
+    if args.json:
+        with open(args.json, "wb") as f:
+            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -151,7 +151,7 @@ class Keys:
         >>> Keys("rt").verdict_bucket("p1", "a", 2940123)
         'rt:{v:p1}:vb:a:2940123'
         """
-        return f"{self.prefix}:{{v:{part(project_id)}}}:vb:{kind}:{index}"
+        return f"{self.prefix}:{{v:{part(project_id)}}}:vb:{part(kind)}:{part(str(index))}"
 
     def paused(self, project_id: str) -> str:
         """Sorted set of paused event ids of a project (score = decided_at)."""

@@ -55,6 +55,7 @@ from models.idempotency import event_fingerprint
 from models.ingest_schema import decode_event
 from models.ratelimit import INGEST
 from models.scopes import allows, parse_grant, roles_for
+from ratchet.platform.grants import key_side, names_key
 from ratchet.platform.provisioning import hash_api_key
 from ratchet.store.admission import AdmissionReads
 
@@ -88,12 +89,14 @@ def _known_caller(request: web.Request, state: GatewayState) -> tuple[Caller, st
         grant_text
 
 
-def _confirmed(reads: AdmissionReads, grant: str, secrets: Mapping[str, str],
+def _confirmed(reads: AdmissionReads, sha: str, grant: str, secrets: Mapping[str, str],
                state: GatewayState) -> bool:
-    """Whether the round trip's reads match the predictions and the address may authenticate."""
+    """Whether the round trip's reads match the predictions and the address may authenticate
+    (the key's record AND its project's side name the key: :mod:`ratchet.platform.grants`)."""
     if reads.failures is not None and int(reads.failures) >= state.settings.auth_failure_limit:
         return False
-    return reads.grant == grant and all(reads.secrets.get(a) == s for a, s in secrets.items())
+    return (reads.grant == grant and names_key(reads.key_side, sha, parse_grant(grant))
+            and all(reads.secrets.get(a) == s for a, s in secrets.items()))
 
 
 async def _round_trip(
@@ -106,14 +109,15 @@ async def _round_trip(
     tier = await state.tiers.tier_of(state.redis, state.keys, caller.project_id)
     reads = await state.admission.round_trip(
         failures_key=state.keys.auth_failures(peer_ip(request, state)), key_sha=sha,
-        project_id=caller.project_id, agents=agents,
+        project_id=caller.project_id, key_side=key_side(state.keys, sha, parse_grant(grant)),
+        agents=agents,
         rate=state.limiter.call(caller.project_id, tier, INGEST, cost, int(time.time() * 1000)),
         claims=claims,
     )
     bound = [c for c, answer in zip(claims, reads.claims, strict=True) if answer == 1]
-    if not _confirmed(reads, grant, predicted, state):
+    if not _confirmed(reads, sha, grant, predicted, state):
         await state.admission.release(caller.project_id, bound)
-        if reads.grant != grant:
+        if reads.grant != grant or not names_key(reads.key_side, sha, parse_grant(grant)):
             state.credentials.drop_grant(sha)
         for agent_id, secret in predicted.items():
             if reads.secrets.get(agent_id) != secret:

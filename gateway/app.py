@@ -44,7 +44,7 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 from ratchet.store.scripts import scripts_for
 from ratchet.store.verdicts import VerdictStore
 
@@ -103,8 +103,9 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         assert settings.redis_url and settings.kafka_bootstrap
-        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
-        limits_redis = redis if not settings.ratelimit_redis_url else connect(settings.ratelimit_redis_url, timeout_s=settings.redis_timeout_s)
+        redis = connect_from_settings(settings)
+        limits_redis = (redis if not settings.ratelimit_redis_url
+                        else connect_from_settings(settings, settings.ratelimit_redis_url))
         publisher = Publisher(
             settings.kafka_bootstrap,
             linger_ms=settings.kafka_linger_ms,

@@ -5,7 +5,8 @@ key in one place, so no route can skip one: exactly one ``Authorization`` header
 the client address's failed-authentication counter (429 while over the limit, and every wrong
 key counts, whatever the route: :mod:`gateway.lockout`); the key's grant (401 if unknown); and
 the key's role against the route's row in :data:`models.scopes.ROUTE_ROLES` (403). The counter
-and the key are read in one Redis round trip.
+and the key's record are read in one Redis round trip, the project's side of the key
+(:mod:`ratchet.platform.grants`: a key is live only while its project points at it) in a second.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from models.errors import AuthError, ForbiddenError, ValidationError
 from models.events import IngestEvent
 from models.scopes import allows, parse_grant, roles_for
 from models.signing import parse_timestamp, v1_sunset, verify
+from ratchet.platform.grants import confirm_grant
 from ratchet.platform.provisioning import hash_api_key
 
 __all__ = ["Caller", "authenticate", "route_of", "verify_event"]
@@ -85,13 +87,16 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         pipe.get(state.keys.api_key(sha))
         count, ttl, stored = await pipe.execute()
     raise_if_locked_out(state, count, ttl)
-    if not token or len(token) > MAX_KEY_CHARS or stored is None:
+    grant_text = None if stored is None else (
+        stored.decode() if isinstance(stored, bytes) else str(stored))
+    grant = None if grant_text is None else parse_grant(grant_text)
+    # the project must point at this key too (a leftover of a key change is not a key)
+    if (not token or len(token) > MAX_KEY_CHARS or grant_text is None or grant is None
+            or not await confirm_grant(state.redis, state.keys, sha, grant)):
         await record_auth_failure(state, ip)
         if not token:
             raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")
         raise AuthError("invalid API key")
-    grant_text = stored.decode() if isinstance(stored, bytes) else str(stored)
-    grant = parse_grant(grant_text)
     state.credentials.put_grant(sha, grant_text)  # a prediction for gateway.admission
     caller = Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary)
     note_project(request, caller.project_id)

@@ -20,7 +20,7 @@ from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
 from models.ratelimit import RateDecision, retry_after_header
-from ratchet.store.redis import REDIS_FAILURES, unavailable
+from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, translate
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -67,11 +67,15 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = web.json_response(error_body(exc), status=exc.status)
         if isinstance(exc, RateLimitedError):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
-    except REDIS_FAILURES as exc:
+    except REDIS_ERRORS as exc:
         # Platform code that talks to Redis directly (not through a store) lands here.
-        GATEWAY_ERRORS.labels("redis_unavailable").inc()
-        log.warning("redis unavailable: %s", type(exc).__name__)
-        down = unavailable(exc)
+        down = translate(exc)
+        if isinstance(exc, REDIS_FAILURES):
+            GATEWAY_ERRORS.labels("redis_unavailable").inc()
+            log.warning("redis unavailable: %s", type(exc).__name__)
+        else:
+            GATEWAY_ERRORS.labels("internal").inc()
+            log.error("redis refused a command (trace %s): %s", trace_id, exc)
         resp = web.json_response(error_body(down), status=down.status)
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()

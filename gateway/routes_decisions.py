@@ -69,6 +69,8 @@ async def stream_decisions(request: web.Request) -> web.StreamResponse:
     quiet_since = time.monotonic()
     try:
         while (remaining := deadline - time.monotonic()) > 0:
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away (noticed within one read, not at the keepalive)
             block = int(min(READ_BLOCK_MS, remaining * 1000))
             entries = await store.read_decisions(caller.project_id, after, block)
             for entry_id, kind, body in entries:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from gateway.publisher import Publisher
 from gateway.waiters import Waiters
@@ -16,6 +15,7 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import ScriptRegistry
 from ratchet.store.verdicts import VerdictStore
 
@@ -31,7 +31,7 @@ __all__ = ["STATE", "GatewayState"]
 class GatewayState:
     settings: Settings
     keys: Keys
-    redis: Redis
+    redis: RedisClient
     store: VerdictStore
     publisher: Publisher
     waiters: Waiters

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from models.ratelimit import Tier
 from ratchet.platform.credentials import project_tier
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 
 __all__ = ["TierCache"]
 
@@ -23,7 +22,7 @@ class TierCache:
     ttl_s: float
     _cached: dict[str, tuple[Tier, float]] = field(default_factory=dict)
 
-    async def tier_of(self, redis: Redis, keys: Keys, project_id: str) -> Tier:
+    async def tier_of(self, redis: RedisClient, keys: Keys, project_id: str) -> Tier:
         now = time.monotonic()
         hit = self._cached.get(project_id)
         if hit is not None and hit[1] > now:

@@ -150,7 +150,7 @@ class ScriptCode(IntEnum):
     SIGNUP_IP_HOUR = -10
     SIGNUP_IP_DAY = -11
     SIGNUP_DAILY_CAP = -12
-    #: signup_redeem.lua: the token is unknown, expired or already redeemed.
+    #: signup redemption (ratchet/platform/signup.py): the token is unknown, expired or redeemed.
     TOKEN_INVALID = -13
     #: rotate_key.lua: the presented key no longer maps to the project (rotated concurrently).
     KEY_MISMATCH = -14

@@ -22,7 +22,7 @@ from ratchet.kafka.security import client_kwargs
 from ratchet.store.audit import AuditLog
 from ratchet.store.baselines import BaselineReader
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 
 __all__ = ["register", "reset_baseline"]
 
@@ -35,7 +35,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect(url, timeout_s=settings.redis_timeout_s)
+        redis = connect_from_settings(settings, url)
         try:
             return await work(BaselineReader(redis, Keys(settings.key_prefix)))
         finally:
@@ -47,7 +47,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
 async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds the baselines")
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    redis = connect_from_settings(settings)
     keys = Keys(settings.key_prefix)
     try:
         security = client_kwargs(settings)

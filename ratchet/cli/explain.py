@@ -19,7 +19,7 @@ from ratchet.config.engine import engine_params
 from ratchet.config.settings import get_settings
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 
 __all__ = ["register"]
 
@@ -32,7 +32,7 @@ def _explain(args: argparse.Namespace) -> Explanation:
     url = settings.redis_url
 
     async def run() -> Explanation | None:
-        redis = connect(url, timeout_s=settings.redis_timeout_s)
+        redis = connect_from_settings(settings, url)
         try:
             return await Explainer(redis, Keys(settings.key_prefix), params).explain_event(
                 args.project, args.event_id

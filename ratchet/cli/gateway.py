@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from models.errors import ConfigError, ValidationError
 from models.ratelimit import parse_tiers
@@ -31,7 +30,7 @@ from ratchet.platform.credentials import (
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect
+from ratchet.store.redis import RedisClient, connect_from_settings
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["main_gateway", "register"]
@@ -74,14 +73,14 @@ def _event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
 
 
 def _with_redis(
-    settings: Settings, work: Callable[[Redis, Keys, AuditLog], Awaitable[T]]
+    settings: Settings, work: Callable[[RedisClient, Keys, AuditLog], Awaitable[T]]
 ) -> T:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds projects and agents")
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect(url, timeout_s=settings.redis_timeout_s)
+        redis = connect_from_settings(settings, url)
         keys = Keys(settings.key_prefix)
         try:
             security = client_kwargs(settings)

@@ -22,6 +22,7 @@ from ratchet.cli import (
     worker,
 )
 from ratchet.config.settings import Settings, get_settings
+from ratchet.store.redis import REDIS_ERRORS, translate
 from ratchet.telemetry.logs import setup_logging
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RatchetError as exc:
         print(f"ratchet: error: {exc}", file=sys.stderr)
+        return 2
+    except REDIS_ERRORS as exc:  # a command that talks to Redis directly, not through a store
+        print(f"ratchet: error: {translate(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ratchet: interrupted", file=sys.stderr)

@@ -196,10 +196,10 @@ class _Bar:
 async def _approval_marked(url: str, settings: Settings, project: str,
                            event_ids: Sequence[str]) -> tuple[set[str], int]:
     """(rejected event ids, approved count) of ``project`` among ``event_ids``."""
-    from ratchet.store.redis import connect
+    from ratchet.store.redis import connect_from_settings
     from ratchet.store.verdicts import VerdictStore
 
-    client = connect(url)
+    client = connect_from_settings(settings, url)
     try:
         store = VerdictStore(client, Keys(settings.key_prefix))
         found = await store.approvals(project, event_ids)

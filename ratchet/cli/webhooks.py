@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 
 from models.errors import ConfigError
 from ratchet.config.settings import Settings, get_settings
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 from ratchet.webhooks.dispatch import WebhookDispatcher
 
 __all__ = ["register", "run_dispatcher"]
@@ -20,7 +20,7 @@ async def run_dispatcher(settings: Settings) -> None:
     if not settings.redis_url or not settings.kafka_bootstrap:
         raise ConfigError("the webhook dispatcher needs RATCHET_REDIS_URL and "
                           "RATCHET_KAFKA_BOOTSTRAP")
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    redis = connect_from_settings(settings)
     dispatcher = WebhookDispatcher(settings, redis)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

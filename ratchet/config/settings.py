@@ -49,7 +49,8 @@ class Settings:
     # --- services -------------------------------------------------------------------------
     #: Redis URL (``redis://host:port/db``); unset → commands that need Redis start their own.
     redis_url: str | None = None
-    #: Treat ``redis_url`` as a Redis Cluster seed node.
+    #: Treat ``redis_url`` (and ``ratelimit_redis_url``) as a Redis Cluster seed node: every
+    #: process and command then uses the cluster client.
     redis_cluster: bool = False
     #: Kafka bootstrap servers (``host:port[,host:port]``); unset → the demo starts Tansu.
     kafka_bootstrap: str | None = None

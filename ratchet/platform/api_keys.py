@@ -6,6 +6,13 @@ project key, a scoped key is shown once and only its SHA-256 is stored: ``keys.a
 holds its grant (what the gateway reads on every request) and ``keys.project_keys(project)``
 lists the project's scoped keys by id (what ``GET /v1/keys`` and ``ratchet keys list`` show).
 Every change is audited (``key.created``, ``key.rotated``, ``key.revoked``; never a key).
+
+The record and the index live on different Redis Cluster slots, and a key is live only while
+both name it (:mod:`ratchet.platform.grants`), so every change is a sequence of single-slot steps
+in which the index is the switch: creation lists the key first and writes its record second;
+rotation writes the new record, swaps the index entry (``rotate_scoped_key.lua``), then deletes
+the old record; revocation unlists first and deletes the record second. Interrupted anywhere, no
+key is half-valid: an unlisted record is refused (and deleted) by the next lookup.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
 
 from models.audit import check_action_actor
 from models.errors import (
@@ -25,11 +31,13 @@ from models.errors import (
     ValidationError,
     raise_for_code,
 )
-from models.scopes import ADMIN, INGEST, ROLES, Grant, grant_value, parse_grant
+from models.scopes import ADMIN, INGEST, ROLES, Grant, grant_value
 from ratchet.platform.credentials import new_api_key, rotate_api_key_of_project
+from ratchet.platform.grants import live_grant
 from ratchet.platform.provisioning import hash_api_key, project_exists
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
@@ -69,10 +77,9 @@ def _describe(grant: Grant, sha: str, now: float) -> bytes:
                          "sha256": sha})
 
 
-async def grant_for_api_key(redis: Redis, keys: Keys, api_key: str) -> Grant | None:
+async def grant_for_api_key(redis: RedisClient, keys: Keys, api_key: str) -> Grant | None:
     """The grant of an API key, or ``None`` if it is not a live key."""
-    raw = await redis.get(keys.api_key(hash_api_key(api_key)))
-    return None if raw is None else parse_grant(_text(raw))
+    return await live_grant(redis, keys, hash_api_key(api_key))
 
 
 def _check_role(role: Any, agent_id: Any) -> tuple[str, str | None]:
@@ -86,7 +93,7 @@ def _check_role(role: Any, agent_id: Any) -> tuple[str, str | None]:
 
 
 async def create_key(
-    redis: Redis, keys: Keys, project_id: str, role: Any, agent_id: Any = None, *,
+    redis: RedisClient, keys: Keys, project_id: str, role: Any, agent_id: Any = None, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> tuple[KeyInfo, str]:
     """A new scoped key of ``project_id``; returns its description and the key (show it once).
@@ -116,7 +123,7 @@ async def create_key(
     return info, api_key
 
 
-async def list_keys(redis: Redis, keys: Keys, project_id: str) -> list[KeyInfo]:
+async def list_keys(redis: RedisClient, keys: Keys, project_id: str) -> list[KeyInfo]:
     """The project's own key (``primary``) and its scoped keys, oldest first."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hmget(keys.project(project_id), ["api_key_sha256", "created_at", "key_rotated_at"])
@@ -132,20 +139,20 @@ async def list_keys(redis: Redis, keys: Keys, project_id: str) -> list[KeyInfo]:
     return sorted(out, key=lambda k: (not k.primary, k.created_at))
 
 
-async def _scoped(redis: Redis, keys: Keys, project_id: str, key_id: str) -> dict[str, Any]:
+async def _scoped(redis: RedisClient, keys: Keys, project_id: str, key_id: str) -> dict[str, Any]:
     raw = await redis.hget(keys.project_keys(project_id), key_id)
     if raw is None:
         raise NotFoundError(f"no key {key_id} in this project")
     return cast(dict[str, Any], orjson.loads(raw))
 
 
-async def _is_primary(redis: Redis, keys: Keys, project_id: str, key_id: str) -> bool:
+async def _is_primary(redis: RedisClient, keys: Keys, project_id: str, key_id: str) -> bool:
     sha = await redis.hget(keys.project(project_id), "api_key_sha256")
     return sha is not None and _text(sha)[:12] == key_id
 
 
 async def rotate_key(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, key_id: str, *,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, project_id: str, key_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> tuple[KeyInfo, str]:
     """Replace key ``key_id`` by a new key with the same grant, atomically; returns the new
@@ -161,13 +168,18 @@ async def rotate_key(
     new = new_api_key()
     new_sha = hash_api_key(new)
     now = time.time()
-    code = int(await scripts["rotate_scoped_key"](
-        keys=[keys.api_key(d["sha256"]), keys.api_key(new_sha), keys.project_keys(project_id)],
-        args=[grant_value(grant), key_id, new_sha[:12], _describe(grant, new_sha, now)],
+    if not await redis.set(keys.api_key(new_sha), grant_value(grant), nx=True):  # 1. record
+        raise_for_code(ScriptCode.ALREADY_EXISTS, "rotate_scoped_key")
+    code = int(await scripts["rotate_scoped_key"](  # 2. the switch
+        keys=[keys.project_keys(project_id)],
+        args=[key_id, d["sha256"], new_sha[:12], _describe(grant, new_sha, now)],
     ))
+    if code != ScriptCode.OK:
+        await redis.delete(keys.api_key(new_sha))
     if code == ScriptCode.KEY_MISMATCH:
         raise ConflictError("this key was rotated or revoked already; list the keys again")
     raise_for_code(code, "rotate_scoped_key")
+    await redis.delete(keys.api_key(d["sha256"]))  # 3. the old record (dead since step 2)
     if audit is not None:
         await audit.append(project_id, "key.rotated", actor, f"apikey:{new_sha[:12]}",
                            {"revoked": key_id, "role": grant.role, "agent_id": grant.agent_id})
@@ -175,7 +187,7 @@ async def rotate_key(
 
 
 async def revoke_key(
-    redis: Redis, keys: Keys, project_id: str, key_id: str, *,
+    redis: RedisClient, keys: Keys, project_id: str, key_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> None:
     """Revoke scoped key ``key_id`` at once (the project's own key can only be rotated)."""
@@ -185,8 +197,8 @@ async def revoke_key(
         raise ConflictError("the project's own key cannot be revoked, only rotated "
                             "(POST /v1/keys/{key_id}:rotate)")
     d = await _scoped(redis, keys, project_id, key_id)
-    await redis.delete(keys.api_key(d["sha256"]))  # dead first, unlisted second
-    await redis.hdel(keys.project_keys(project_id), key_id)
+    await redis.hdel(keys.project_keys(project_id), key_id)  # dead (unlisted) first
+    await redis.delete(keys.api_key(d["sha256"]))  # record second
     if audit is not None:
         await audit.append(project_id, "key.revoked", actor, f"apikey:{key_id}",
                            {"role": d["role"], "agent_id": d.get("agent_id")})

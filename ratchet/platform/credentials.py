@@ -1,7 +1,13 @@
 """Credential rotation and a project's rate-limit tier (DESIGN.md §5).
 
-Rotation is one Lua call each: the old API key (or agent secret) stops working in the same atomic
-step in which the new one starts. New credentials are returned once and never logged.
+An agent secret is rotated by one Lua call on the agent's hash. An API key is rotated in three
+single-slot steps (its record and its project live on different Redis Cluster slots), each safe to
+repeat or to be interrupted after: (1) the new key's record is written (``SET NX``; unused until
+the project points at it), (2) the project's pointer is switched from the old key's hash to the
+new one's only if it still names the old one (``rotate_key.lua``) — the one moment the old key
+stops and the new one starts working, since a key is live only while its project points at it
+(:mod:`ratchet.platform.grants`), (3) the old record is deleted. A rotation that loses step 2 to
+a concurrent one deletes its own new record. New credentials are returned once and never logged.
 """
 
 from __future__ import annotations
@@ -9,8 +15,6 @@ from __future__ import annotations
 import secrets
 import time
 from typing import cast
-
-from redis.asyncio import Redis
 
 from models.audit import check_action_actor
 from models.errors import ConflictError, NotFoundError, ScriptCode, ValidationError, raise_for_code
@@ -22,6 +26,7 @@ from ratchet.platform.provisioning import (
 )
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
@@ -45,7 +50,7 @@ def new_agent_secret() -> str:
 
 
 async def rotate_api_key(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, current_key: str, *,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, project_id: str, current_key: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Replace ``current_key`` (which must belong to ``project_id``); returns the new key.
@@ -57,7 +62,7 @@ async def rotate_api_key(
 
 
 async def rotate_api_key_of_project(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, *,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, project_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Operator rotation (CLI): replace whatever key the project has now; returns the new key."""
@@ -68,20 +73,24 @@ async def rotate_api_key_of_project(
 
 
 async def _rotate(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, old_sha: str,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, project_id: str, old_sha: str,
     audit: AuditLog | None, actor: str,
 ) -> str:
     if audit is not None:
         check_action_actor("key.rotated", actor)
     new_key = new_api_key()
     new_sha = hash_api_key(new_key)
-    code = int(await scripts["rotate_key"](
-        keys=[keys.api_key(old_sha), keys.api_key(new_sha), keys.project(project_id)],
-        args=[project_id, new_sha, repr(time.time())],
+    if not await redis.set(keys.api_key(new_sha), project_id, nx=True):  # 1. new record
+        raise_for_code(ScriptCode.ALREADY_EXISTS, "rotate_key")
+    code = int(await scripts["rotate_key"](  # 2. the switch
+        keys=[keys.project(project_id)], args=[old_sha, new_sha, repr(time.time())],
     ))
+    if code != ScriptCode.OK:
+        await redis.delete(keys.api_key(new_sha))
     if code == ScriptCode.KEY_MISMATCH:
         raise ConflictError("this API key was rotated already; use the newest key")
     raise_for_code(code, "rotate_key")
+    await redis.delete(keys.api_key(old_sha))  # 3. the old record (dead since step 2)
     if audit is not None:
         await audit.append(project_id, "key.rotated", actor, f"apikey:{new_sha[:12]}",
                            {"revoked": old_sha[:12]})
@@ -89,7 +98,7 @@ async def _rotate(
 
 
 async def rotate_agent_secret(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, project_id: str, agent_id: str, *,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, project_id: str, agent_id: str, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> str:
     """Replace an agent's signing secret; 404 if the project has no such agent.
@@ -110,7 +119,7 @@ async def rotate_agent_secret(
     return secret
 
 
-async def agent_info(redis: Redis, keys: Keys, project_id: str, agent_id: str) -> dict[str, str]:
+async def agent_info(redis: RedisClient, keys: Keys, project_id: str, agent_id: str) -> dict[str, str]:
     """Public fields of an agent (never its secret); 404 if the project has no such agent."""
     raw = cast(dict[bytes, bytes], await redis.hgetall(keys.agent(project_id, agent_id)))
     if not raw:
@@ -123,14 +132,14 @@ async def agent_info(redis: Redis, keys: Keys, project_id: str, agent_id: str) -
     return out
 
 
-async def project_tier(redis: Redis, keys: Keys, project_id: str) -> str | None:
+async def project_tier(redis: RedisClient, keys: Keys, project_id: str) -> str | None:
     """The tier stored with the project, or ``None`` (then the default tier applies)."""
     raw = await redis.hget(keys.project(project_id), "tier")
     return None if raw is None else _text(raw)
 
 
 async def set_project_tier(
-    redis: Redis, keys: Keys, project_id: str, tier: str, known: frozenset[str]
+    redis: RedisClient, keys: Keys, project_id: str, tier: str, known: frozenset[str]
 ) -> None:
     if tier not in known:
         raise ValidationError(f"unknown tier {tier!r}; configured: {', '.join(sorted(known))}",

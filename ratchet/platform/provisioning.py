@@ -16,12 +16,12 @@ import secrets
 import time
 import uuid
 
-from redis.asyncio import Redis
-
 from models.audit import check_action_actor
 from models.errors import ConflictError, NotFoundError, ValidationError
+from ratchet.platform.grants import live_grant
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 
 __all__ = [
     "AGENT_SECRET_PREFIX",
@@ -46,7 +46,7 @@ def hash_api_key(api_key: str) -> str:
 
 
 async def create_project(
-    redis: Redis, keys: Keys, name: str, tier: str | None = None, *,
+    redis: RedisClient, keys: Keys, name: str, tier: str | None = None, *,
     audit: AuditLog | None = None, actor: str = "cli",
 ) -> tuple[str, str]:
     """Create a project and its first API key; returns ``(project_id, api_key)`` — show it once.
@@ -62,27 +62,26 @@ async def create_project(
     project_id = f"prj_{uuid.uuid4().hex[:16]}"
     api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     sha = hash_api_key(api_key)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.project(project_id), mapping={
-            "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
-        })
-        if tier is not None:
-            pipe.hset(keys.project(project_id), "tier", tier)
-        pipe.sadd(keys.projects(), project_id)
-        pipe.set(keys.api_key(sha), project_id)
-        await pipe.execute()
+    # one slot per step (Redis Cluster): the project (its pointer to the key) first, then its
+    # listing, then the key's record; the key is shown only after all three
+    await redis.hset(keys.project(project_id), mapping={
+        "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
+        **({"tier": tier} if tier is not None else {}),
+    })
+    await redis.sadd(keys.projects(), project_id)
+    await redis.set(keys.api_key(sha), project_id)
     if audit is not None:
         await audit.append(project_id, "project.created", actor, f"project:{project_id}",
                            {"name": name, "api_key_id": sha[:12], "tier": tier})
     return project_id, api_key
 
 
-async def project_exists(redis: Redis, keys: Keys, project_id: str) -> bool:
+async def project_exists(redis: RedisClient, keys: Keys, project_id: str) -> bool:
     return bool(await redis.exists(keys.project(project_id)))
 
 
 async def create_agent(
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     project_id: str,
     agent_id: str | None = None,
@@ -118,23 +117,20 @@ async def create_agent(
     return agent_id, secret
 
 
-async def project_for_api_key(redis: Redis, keys: Keys, api_key: str) -> str | None:
-    """The project an API key belongs to (any role: models/scopes.py), or ``None``."""
-    raw = await redis.get(keys.api_key(hash_api_key(api_key)))
-    if raw is None:
-        return None
-    grant = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return grant.split(" ", 1)[0]  # "<project>" or "<project> <role>[ <agent>]"
+async def project_for_api_key(redis: RedisClient, keys: Keys, api_key: str) -> str | None:
+    """The project a live API key belongs to (any role: models/scopes.py), or ``None``."""
+    grant = await live_grant(redis, keys, hash_api_key(api_key))
+    return None if grant is None else grant.project_id
 
 
-async def agent_secret(redis: Redis, keys: Keys, project_id: str, agent_id: str) -> str | None:
+async def agent_secret(redis: RedisClient, keys: Keys, project_id: str, agent_id: str) -> str | None:
     """The signing secret of a registered agent, or ``None`` if the project has no such agent."""
     found = await agent_secrets(redis, keys, project_id, [agent_id])
     return found.get(agent_id)
 
 
 async def agent_secrets(
-    redis: Redis, keys: Keys, project_id: str, agent_ids: list[str]
+    redis: RedisClient, keys: Keys, project_id: str, agent_ids: list[str]
 ) -> dict[str, str]:
     """Secrets of several agents in one round trip; unknown agents are absent from the result."""
     unique = list(dict.fromkeys(agent_ids))

@@ -4,8 +4,16 @@
    ``signup_per_ip_day`` per sliding 24 h, at most ``signup_daily_cap`` per UTC day in total
    (``signup_issue.lua``; checks and the issue are one atomic step). Redis keeps the token's
    SHA-256 only.
-2. :func:`redeem_token` — ``signup_redeem.lua`` deletes the token and creates org, project, API key
-   and agent credential together; a token redeems exactly once, even under concurrency.
+2. :func:`redeem_token` — creates org, project, API key and agent credential and consumes the
+   token; a token redeems exactly once, even under concurrency. These keys live on different
+   Redis Cluster slots, so redemption is a sequence of single-slot steps whose commit point is
+   the token's ``GETDEL``: (a) the org hash; the project and its agent in one transaction on the
+   project's tag; the API key's record — none reachable yet (the project is unlisted and nobody
+   holds its key); (b) ``GETDEL`` of the token: exactly one of concurrent redemptions gets it,
+   the others delete what they wrote in (a), key record first, and answer 401; (c) the project
+   joins the listing of projects. Interrupted before (b), the token still redeems (an unlisted
+   project nobody holds a key to is left behind); after (b), as with any lost answer, the token
+   is spent.
 
 Both fail closed: any Redis error propagates (the gateway answers 503 and issues nothing).
 """
@@ -22,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from models.errors import (
     AuthError,
@@ -36,6 +43,7 @@ from ratchet.platform.credentials import new_agent_secret, new_api_key
 from ratchet.platform.provisioning import hash_api_key
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
@@ -138,7 +146,7 @@ _REFUSED = {
 
 
 async def issue_token(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, settings: Settings, ip: str,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, settings: Settings, ip: str,
     request: SignupRequest, now: float,
 ) -> Issued:
     """Issue a token for ``ip`` or raise :class:`RateLimitedError` (nothing issued)."""
@@ -165,7 +173,7 @@ async def issue_token(
 
 
 async def redeem_token(
-    redis: Redis, keys: Keys, scripts: ScriptRegistry, token: str, tier: str,
+    redis: RedisClient, keys: Keys, scripts: ScriptRegistry, token: str, tier: str,
     project_name: str | None, agent_id: str | None, audit: AuditLog | None = None,
 ) -> Provisioned:
     """Create org, project, API key and agent for a valid token; 401 if the token is not.
@@ -178,22 +186,52 @@ async def redeem_token(
     agent = agent_id or f"agt_{uuid.uuid4().hex[:16]}"
     api_key, secret = new_api_key(), new_agent_secret()
     default_org = "my org"
-    code, raw = await scripts["signup_redeem"](
-        keys=[keys.signup_token(_token_sha(token)), keys.org(org_id), keys.project(project_id),
-              keys.projects(), keys.api_key(hash_api_key(api_key)),
-              keys.agent(project_id, agent), keys.agents(project_id)],
-        args=[org_id, project_id, hash_api_key(api_key), agent, secret, repr(time.time()), tier,
-              project_name or "default", default_org],
-    )
-    if int(code) == ScriptCode.TOKEN_INVALID:
+    sha = hash_api_key(api_key)
+    token_key = keys.signup_token(_token_sha(token))
+    raw = await redis.get(token_key)
+    if raw is None:
         raise AuthError("invalid signup token: unknown, expired or already redeemed")
-    raise_for_code(int(code), "signup_redeem")
-    record = orjson.loads(raw)
+    request = orjson.loads(raw)
+    now = repr(time.time())
+    org_name = request.get("org_name") or default_org
+    # (a) everything the token buys, unreachable until (b) and (c)
+    await redis.hset(keys.org(org_id), mapping={
+        "name": org_name, "email": request.get("email") or "", "created_at": now,
+        "project_id": project_id, "signup_ip": str(request.get("ip"))})
+    async with redis.pipeline(transaction=True) as pipe:  # one slot: the project's tag
+        pipe.hset(keys.project(project_id), mapping={
+            "name": project_name or "default", "created_at": now, "api_key_sha256": sha,
+            "tier": tier, "org_id": org_id})
+        pipe.hset(keys.agent(project_id, agent), mapping={"secret": secret, "created_at": now})
+        pipe.sadd(keys.agents(project_id), agent)
+        await pipe.execute()
+    if not await redis.set(keys.api_key(sha), project_id, nx=True):
+        await _undo(redis, keys, org_id, project_id, agent, None)
+        raise_for_code(ScriptCode.ALREADY_EXISTS, "signup_redeem")
+    # (b) the commit point: of concurrent redemptions exactly one gets the token
+    if await redis.getdel(token_key) is None:
+        await _undo(redis, keys, org_id, project_id, agent, sha)
+        raise AuthError("invalid signup token: unknown, expired or already redeemed")
+    await redis.sadd(keys.projects(), project_id)  # (c)
+    record = request
     if audit is not None:
         actor = f"signup:{org_id}"
         await audit.append(project_id, "project.created", actor, f"project:{project_id}", {
             "name": project_name or "default", "api_key_id": hash_api_key(api_key)[:12],
             "tier": tier, "org_id": org_id, "signup_ip": record.get("ip")})
         await audit.append(project_id, "agent.created", actor, f"agent:{agent}", {})
-    return Provisioned(org_id, record.get("org_name") or default_org, project_id, api_key, agent,
-                       secret, tier)
+    return Provisioned(org_id, org_name, project_id, api_key, agent, secret, tier)
+
+
+async def _undo(
+    redis: RedisClient, keys: Keys, org_id: str, project_id: str, agent: str, sha: str | None
+) -> None:
+    """Delete what a redemption that lost its token wrote: the key's record first (dead), then
+    the project with its agent (one transaction), then the org."""
+    if sha is not None:
+        await redis.delete(keys.api_key(sha))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.project(project_id), keys.agent(project_id, agent),
+                    keys.agents(project_id))
+        await pipe.execute()
+    await redis.delete(keys.org(org_id))

@@ -51,7 +51,7 @@ from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
 from ratchet.store.policies import save_policy
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -209,7 +209,7 @@ async def _drive(
     assert settings.redis_url and settings.kafka_bootstrap
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     keys = Keys(settings.key_prefix)
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    redis = connect_from_settings(settings)
     try:
         # the demo streams well over 100k events a minute: its own unbounded tier
         project_id, api_key = await create_project(redis, keys, "ratchet demo", DEMO_TIER)
@@ -282,7 +282,7 @@ async def _drive(
             )
     report.metrics = await _scrape_worker(settings)
     if report.to_explain is not None:
-        redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        redis = connect_from_settings(settings)
         try:
             explainer = Explainer(redis, keys, engine_params(None, settings))
             report.add_explanation(await explainer.explain_verdict(report.to_explain))

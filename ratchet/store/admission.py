@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["AdmissionReads", "AdmissionStore", "RateCall"]
@@ -55,6 +55,9 @@ class AdmissionReads:
     failures_ttl: int = -2
     #: The API key's grant as stored now (``None``: no such key, or not asked).
     grant: str | None = None
+    #: The project's side of the key as stored now (``ratchet.platform.grants.key_side``;
+    #: ``None``: nothing there, or not asked).
+    key_side: bytes | None = None
     #: Agent id → its secret as stored now (``None``: no such agent).
     secrets: dict[str, str | None] = field(default_factory=dict)
     #: The ``ratelimit.lua`` answer, or the error the rate-limit Redis gave (``None``: not asked).
@@ -70,7 +73,9 @@ def _text(raw: Any) -> str | None:
 class AdmissionStore(RedisStore):
     """One pipelined round trip of admission reads and writes (see the module docstring)."""
 
-    def __init__(self, redis: Redis, keys: Keys, limits_redis: Redis, *, window_s: int) -> None:
+    def __init__(
+        self, redis: RedisClient, keys: Keys, limits_redis: RedisClient, *, window_s: int
+    ) -> None:
         self.redis = redis
         self.limits_redis = limits_redis
         self.keys = keys
@@ -85,6 +90,7 @@ class AdmissionStore(RedisStore):
         failures_key: str | None,
         key_sha: str | None,
         project_id: str,
+        key_side: tuple[str, str] | None = None,
         agents: Sequence[str] = (),
         rate: RateCall | None = None,
         claims: Sequence[tuple[str, str]] = (),
@@ -99,34 +105,50 @@ class AdmissionStore(RedisStore):
             pipe.ttl(failures_key)
         if key_sha is not None:
             pipe.get(self.keys.api_key(key_sha))
+        if key_side is not None:  # another slot on a cluster: same round trip, in parallel
+            pipe.hget(*key_side)
         for agent_id in agents:
             pipe.hget(self.keys.agent(project_id, agent_id), "secret")
         scripts: list[tuple[int, AsyncScript, list[str], list[Any]]] = []
+        # redis-py's cluster pipeline refuses EVALSHA: on a cluster the scripts run beside the
+        # pipeline, concurrently (each on its own slot), their answers appended in order
+        beside: list[tuple[AsyncScript, list[str], list[Any]]] = []
+        cluster = isinstance(self.redis, RedisCluster)
         same_redis = self.limits_redis is self.redis
-        queued = (2 if failures_key is not None else 0) + (key_sha is not None) + len(agents)
+        queued = ((2 if failures_key is not None else 0) + (key_sha is not None)
+                  + (key_side is not None) + len(agents))
         if rate is not None and same_redis:
-            scripts.append((queued, self._ratelimit, rate[0], list(rate[1])))
-            queued += 1
-            pipe.evalsha(self._ratelimit.sha, len(rate[0]), *rate[0], *rate[1])
+            if cluster:
+                beside.append((self._ratelimit, rate[0], list(rate[1])))
+            else:
+                scripts.append((queued, self._ratelimit, rate[0], list(rate[1])))
+                queued += 1
+                pipe.evalsha(self._ratelimit.sha, len(rate[0]), *rate[0], *rate[1])
         claim_now = bool(claims) and self.window_s > 0
         if claim_now:
             keys = [self.keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
             argv: list[str | int] = [self.window_s, *(fp for _, fp in claims)]
-            scripts.append((queued, self._claim, keys, argv))
-            pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
+            if cluster:
+                beside.append((self._claim, keys, argv))
+            else:
+                scripts.append((queued, self._claim, keys, argv))
+                pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
+        calls = [_answer(script, k, a) for script, k, a in beside]
         if rate is not None and not same_redis:
-            answers, out.rate = await asyncio.gather(
-                pipe.execute(raise_on_error=False), self._separate_rate(rate))
+            answers, out.rate, *extra = await asyncio.gather(
+                pipe.execute(raise_on_error=False), self._separate_rate(rate), *calls)
         else:
-            answers = await pipe.execute(raise_on_error=False)
+            answers, *extra = await asyncio.gather(pipe.execute(raise_on_error=False), *calls)
+        answers = [*answers, *extra]
         for position, script, script_keys, script_args in scripts:
             if isinstance(answers[position], NoScriptError):  # the server lost it: load, resend
                 try:
                     answers[position] = await script(keys=script_keys, args=script_args)
                 except Exception as exc:  # noqa: BLE001  (reported per answer, like the pipeline)
                     answers[position] = exc
-        return self._read(out, answers, failures_key is not None, key_sha is not None, agents,
-                          rate is not None and same_redis, claim_now, len(claims))
+        return self._read(out, answers, failures_key is not None, key_sha is not None,
+                          key_side is not None, agents, rate is not None and same_redis,
+                          claim_now, len(claims))
 
     async def _separate_rate(self, rate: RateCall) -> list[Any] | BaseException:
         try:
@@ -137,7 +159,7 @@ class AdmissionStore(RedisStore):
 
     @staticmethod
     def _read(
-        out: AdmissionReads, answers: list[Any], failures: bool, grant: bool,
+        out: AdmissionReads, answers: list[Any], failures: bool, grant: bool, side: bool,
         agents: Sequence[str], rate: bool, claimed: bool, n_claims: int,
     ) -> AdmissionReads:
         it = iter(answers)
@@ -146,6 +168,8 @@ class AdmissionStore(RedisStore):
             out.failures_ttl = int(_raise_or(next(it)))
         if grant:
             out.grant = _text(_raise_or(next(it)))
+        if side:
+            out.key_side = _raise_or(next(it))
         for agent_id in agents:
             out.secrets[agent_id] = _text(_raise_or(next(it)))
         if rate:
@@ -163,6 +187,14 @@ class AdmissionStore(RedisStore):
             return
         keys = [self.keys.event_fingerprint(project_id, event_id) for event_id, _ in bound]
         await self._release(keys=keys, args=[fp for _, fp in bound])
+
+
+async def _answer(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    """One script's answer, or its error (reported per answer, like the pipeline's)."""
+    try:
+        return await script(keys=keys, args=args)
+    except Exception as exc:  # noqa: BLE001
+        return exc
 
 
 def _raise_or(answer: Any) -> Any:

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from models.audit import (
     GENESIS,
@@ -49,7 +48,7 @@ from models.errors import ScriptCode, UnavailableError, raise_for_code
 from models.signing import canonical_json
 from ratchet.config.settings import Settings
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
 from ratchet.telemetry.metrics import AUDIT_ENTRIES, AUDIT_PUBLISH_FAILURES
 
@@ -81,7 +80,7 @@ class AuditPage:
 
 @dataclass
 class AuditLog(RedisStore):
-    redis: Redis
+    redis: RedisClient
     keys: Keys
     settings: Settings
     sink: AuditSink | None = None

@@ -54,7 +54,7 @@ class Explainer(RedisStore):
 
     async def explain_event(self, project_id: str, event_id: str) -> Explanation | None:
         """Explain the stored verdict of ``event_id`` (None: unknown, undecided or expired)."""
-        store = VerdictStore(self.client, self.keys)  # type: ignore[arg-type]
+        store = VerdictStore(self.client, self.keys)
         doc = await store.get(project_id, event_id)
         if doc is None:
             return None

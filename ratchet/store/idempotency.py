@@ -21,14 +21,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["Begin", "BeginCode", "EventIds", "IdempotencyStore", "Reservation"]
@@ -61,7 +60,7 @@ class Begin:
 
 
 class IdempotencyStore(RedisStore):
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, lease_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, ttl_s: int, lease_s: int) -> None:
         self.keys = keys
         self.ttl_s = ttl_s
         self.lease_ms = lease_s * 1000
@@ -131,7 +130,7 @@ class EventIds(RedisStore):
     first event accepted under it in its project — the same scope verdicts are stored and looked
     up in — so another agent of the project cannot reuse it (its fingerprint differs)."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, window_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, window_s: int) -> None:
         self.keys = keys
         self.window_s = window_s
         self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from models.ratelimit import LimitKind, RateDecision, Tier
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["RateLimiter"]
@@ -23,7 +22,7 @@ __all__ = ["RateLimiter"]
 class RateLimiter(RedisStore):
     """Takes tokens from the buckets of one key namespace on one Redis."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
         self.script: AsyncScript = scripts_for(redis)["ratelimit"]

@@ -1,9 +1,14 @@
 """The one Redis client factory and the one translation of Redis failures.
 
-Every process opens Redis through :func:`connect` (one set of timeouts, from
-``RATCHET_REDIS_TIMEOUT_S``; a Redis Cluster when ``RATCHET_REDIS_CLUSTER`` is set), and every
-"Redis is down" becomes :class:`models.errors.UnavailableError` in exactly one way,
-:func:`unavailable`. Stores derive from :class:`RedisStore`, which wraps each of their public
+Every process opens Redis through :func:`connect_from_settings` (one set of timeouts, from
+``RATCHET_REDIS_TIMEOUT_S``; a Redis Cluster client when ``RATCHET_REDIS_CLUSTER`` is set), and
+every Redis failure becomes a :class:`models.errors.RatchetError` in exactly one way,
+:func:`translate`: "Redis is down" (including a cluster that is failing over or has an uncovered
+slot) is :class:`~models.errors.UnavailableError` (503, retry); a ``MOVED`` answer to a plain
+client (the URL is a cluster node, ``RATCHET_REDIS_CLUSTER`` is off) is a
+:class:`~models.errors.ConfigError` naming the setting; a ``CROSSSLOT`` refusal (a command whose
+keys span hash slots: a bug) is a :class:`~models.errors.StoreError`. No redis-py exception
+reaches a client or a CLI user raw. Stores derive from :class:`RedisStore`, which wraps each of their public
 coroutine methods once (as ``limits`` wraps its storage methods), so callers above the store floor
 catch one error type and never a redis-py exception.
 """
@@ -19,33 +24,91 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    CrossSlotTransactionError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from models.errors import UnavailableError
+from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
 
 __all__ = [
+    "REDIS_ERRORS",
     "REDIS_FAILURES",
     "RedisClient",
     "RedisStore",
     "connect",
     "connect_from_settings",
+    "translate",
     "unavailable",
 ]
 
 #: A Redis client: one server, or a cluster (keys of one chain share a hash tag).
 RedisClient = Redis | RedisCluster
 
-#: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow).
+#: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
+#: cluster that is down, failing over or cannot be reached at all): retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
     TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
 )
 
+#: Every Redis exception :func:`translate` knows: the failures above, plus a ``MOVED``/``ASK``
+#: redirect a plain client cannot follow, a cross-slot refusal and any other refusal of the
+#: cluster client.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    *REDIS_FAILURES, AskError, ClusterCrossSlotError, RedisClusterException,
+)
+
+#: How redis-py words its own refusal of a command whose keys span slots.
+_CROSS_SLOT = "same key slot"
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, which finishes discovering the topology before a command runs.
+
+    Without this, the first commands of a fresh client sent concurrently (a gateway's first
+    requests, a batch of scripts) race the discovery that redis-py starts inside the first of
+    them and some fail with ``AttributeError`` on a connection it closed under them (redis-py
+    8.1, reproduced on the 3-master test cluster). Discovery is locked and runs once.
+
+    Its client-side refusals are also given the types the rest of Ratchet knows: an unreachable
+    cluster raises a ``ConnectionError`` (a failure workers retry, 503 at the gateway), keys of
+    several slots in one command a ``ClusterCrossSlotError`` (a bug, never retried).
+    """
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> _Cluster:
+        try:
+            await super().initialize(*args, **kwargs)
+        except SlotNotCoveredError:
+            raise
+        except RedisClusterException as exc:  # "Redis Cluster cannot be connected", ...
+            raise RedisConnectionError(f"Redis Cluster unreachable: {exc}") from exc
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            if _CROSS_SLOT in str(exc):
+                raise ClusterCrossSlotError(str(exc)) from exc
+            raise
 
 
 @overload
@@ -56,8 +119,8 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis
     """A client for ``url``: connect and command timeout ``timeout_s`` (a down Redis fails fast
     instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL."""
     if cluster:
-        return RedisCluster.from_url(url, socket_timeout=timeout_s,
-                                     socket_connect_timeout=timeout_s)
+        return _Cluster.from_url(url, socket_timeout=timeout_s,
+                                 socket_connect_timeout=timeout_s)
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
     return Redis.from_url(
@@ -77,8 +140,20 @@ def connect_from_settings(settings: Settings, url: str | None = None) -> RedisCl
 
 
 def unavailable(exc: BaseException) -> UnavailableError:
-    """The one translation of a Redis failure: what callers above the store floor see."""
+    """A Redis failure as callers above the store floor see it (503, retry later)."""
     return UnavailableError(f"Redis is unavailable ({type(exc).__name__}); retry later")
+
+
+def translate(exc: BaseException) -> RatchetError:
+    """The one translation of a Redis exception of :data:`REDIS_ERRORS` (see the module doc)."""
+    if isinstance(exc, (ClusterCrossSlotError, CrossSlotTransactionError)) or (
+            _CROSS_SLOT in str(exc)):
+        return StoreError("a Redis command spanned hash slots (a bug: every multi-key step "
+                          "must use keys of one hash tag); nothing was written by it")
+    if isinstance(exc, AskError):  # MovedError included
+        return ConfigError("Redis answered MOVED: RATCHET_REDIS_URL is a Redis Cluster node; "
+                           "set RATCHET_REDIS_CLUSTER=true")
+    return unavailable(exc)
 
 
 def _translating(method: F) -> F:
@@ -86,8 +161,8 @@ def _translating(method: F) -> F:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except REDIS_FAILURES as exc:
-            raise unavailable(exc) from exc
+        except REDIS_ERRORS as exc:
+            raise translate(exc) from exc
 
     return wrapper  # type: ignore[return-value]
 

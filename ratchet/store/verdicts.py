@@ -14,9 +14,10 @@
 - ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``.
 - ``keys.approval(project, event)``: a human's decision once a paused event is resolved.
 
-:meth:`VerdictStore.resolve` is atomic (WATCH/MULTI on the paused set and the approval key), so
-of two concurrent approvals of the same event exactly one succeeds; the other sees
-``ALREADY_DECIDED``.
+:meth:`VerdictStore.resolve` is atomic (``lua/approval_resolve.lua`` on the paused set, the
+approval key and the decision stream, one hash tag: a Redis Cluster runs it on one slot, where
+redis-py's cluster client cannot WATCH), so of two concurrent approvals of the same event exactly
+one succeeds; the other sees ``ALREADY_DECIDED``.
 """
 
 from __future__ import annotations
@@ -31,14 +32,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import WatchError
 
 from models.verdict import Verdict
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import run_many, scripts_for
 
 __all__ = [
@@ -128,7 +127,7 @@ class VerdictStore(RedisStore):
     """Verdict and approval storage of one key namespace."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, ttl_s: int = 86_400, allow_ttl_s: int = 3_600
+        self, redis: RedisClient, keys: Keys, *, ttl_s: int = 86_400, allow_ttl_s: int = 3_600
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -346,28 +345,15 @@ class VerdictStore(RedisStore):
 
         Returns the outcome and the event's paused-index score (to undo with :meth:`unresolve`).
         """
-        paused = self.keys.paused(project_id)
-        record = self.keys.approval(project_id, event_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(paused, record)
-                    score = await pipe.zscore(paused, event_id)
-                    if score is None:
-                        decided = await pipe.exists(record)
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        outcome = Resolution.ALREADY_DECIDED if decided else Resolution.NOT_PAUSED
-                        return outcome, 0.0
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.zrem(paused, event_id)
-                    pipe.set(record, orjson.dumps(approval.to_dict()), ex=ttl_s)
-                    self._announce(pipe, project_id, "approval",
-                                   orjson.dumps({"event_id": event_id, **approval.to_dict()}),
-                                   ttl_s)
-                    await pipe.execute()
-                    return Resolution.RESOLVED, float(score)
-                except WatchError:
-                    continue
+        body = orjson.dumps({"event_id": event_id, **approval.to_dict()})
+        code, score = await scripts_for(self.redis)["approval_resolve"](
+            keys=[self.keys.paused(project_id), self.keys.approval(project_id, event_id),
+                  self.keys.decisions(project_id)],
+            args=[event_id, orjson.dumps(approval.to_dict()), ttl_s, body, DECISIONS_KEPT],
+        )
+        outcome = {0: Resolution.RESOLVED, 1: Resolution.ALREADY_DECIDED}.get(
+            int(code), Resolution.NOT_PAUSED)
+        return outcome, float(score)
 
     async def unresolve(self, project_id: str, event_id: str, score: float) -> None:
         """Undo :meth:`resolve` (the decision could not be published): pause the event again."""

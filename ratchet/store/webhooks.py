@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from models.errors import ConflictError, ScriptCode, raise_for_code
 from models.webhooks import WebhookSpec
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisStore
+from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
 
 __all__ = ["SECRET_PREFIX", "Webhook", "WebhookStore"]
@@ -56,7 +55,7 @@ class Webhook:
 
 
 class WebhookStore(RedisStore):
-    def __init__(self, redis: Redis, keys: Keys, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.keys = keys
         self.clock = clock

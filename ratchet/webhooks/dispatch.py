@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 
 from models.envelope import decode_verdicts
 from models.webhooks import WEBHOOK_ACTIONS
@@ -29,6 +28,7 @@ from ratchet.config.settings import Settings
 from ratchet.kafka.lag import LagMonitor
 from ratchet.kafka.security import client_kwargs
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient
 from ratchet.store.webhooks import Webhook, WebhookStore
 from ratchet.webhooks.deliver import Deliverer
 from ratchet.webhooks.net import GuardedResolver, guarded_session
@@ -50,7 +50,7 @@ class WebhookDispatcher:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         *,
         resolver: AbstractResolver | None = None,
         group_id: str | None = None,

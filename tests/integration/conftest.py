@@ -2,6 +2,11 @@
 
 Servers (redis-server, Tansu) come from tests/conftest.py; helpers live in ``*_support.py``
 modules. No test module imports another.
+
+The security and isolation modules of :data:`CLUSTER_MODULES` run every test twice: once on the
+single redis-server (``[single]``) and once with the gateway and every Redis client of the test
+on the 3-master Redis Cluster (``[cluster]``, ``RATCHET_REDIS_CLUSTER=true``). A test takes part
+by using ``redis_url``, ``redis_client`` or ``gw_settings`` (all follow ``redis_mode``).
 """
 
 from __future__ import annotations
@@ -23,14 +28,61 @@ from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, gateway_process, worker_env
 from ratchet.sandbox.servers import free_port
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient, connect
 from tests.integration.gateway_support import Gateway, Tenant, make_tenant, own_gateway
 from tests.integration.pipeline_support import LOCKING_ENGINE, Stack
 
+#: Modules also run against the Redis Cluster (see the module docstring).
+CLUSTER_MODULES = frozenset({
+    "test_tenant_isolation", "test_scope_matrix", "test_gateway_auth", "test_gateway_rotation",
+    "test_gateway_signup", "test_gateway_idempotency", "test_gateway_ratelimit", "test_key_steps",
+})
+
+
+#: Tests of those modules that run on the single Redis only: the CLI walk-through on the cluster
+#: is tests/integration/test_cli_cluster.py.
+SINGLE_ONLY = frozenset({"test_rotation_cli"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if (module in CLUSTER_MODULES and "redis_mode" in metafunc.fixturenames
+            and metafunc.function.__name__ not in SINGLE_ONLY):
+        metafunc.parametrize(
+            "redis_mode", ["single", pytest.param("cluster", marks=pytest.mark.cluster)],
+            indirect=True)
+
 
 @pytest.fixture
-async def gw_settings(redis_url: str, kafka_bootstrap: str, key_prefix: str) -> Settings:
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """``single`` or ``cluster``: which Redis this test's gateway and clients use."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(redis_url: str, redis_mode: str, request: pytest.FixtureRequest) -> str:
+    """The session's single redis-server, or a seed node of the session's Redis Cluster."""
+    if redis_mode == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return redis_url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, redis_mode: str) -> AsyncIterator[RedisClient]:
+    client = connect(redis_url, cluster=redis_mode == "cluster")
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def gw_settings(
+    redis_url: str, redis_mode: str, kafka_bootstrap: str, key_prefix: str
+) -> Settings:
     settings = Settings(
-        redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
+        redis_url=redis_url, redis_cluster=redis_mode == "cluster",
+        kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
         topic_ingest=f"{key_prefix}-ingest", topic_verdicts=f"{key_prefix}-verdicts",
         topic_feedback=f"{key_prefix}-feedback", topic_audit=f"{key_prefix}-audit",
         topic_partitions=2,

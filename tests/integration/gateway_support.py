@@ -34,14 +34,15 @@ from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.store.keys import Keys
+from ratchet.store.redis import RedisClient, connect_from_settings
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = [
-    "own_gateway",
     "FakeWorker",
     "Gateway",
     "Tenant",
     "event",
+    "own_gateway",
     "read_topic",
     "start_gateway",
 ]
@@ -60,7 +61,7 @@ def event(agent_id: str = "agent-1", **over: Any) -> dict[str, Any]:
 class Gateway:
     server: TestServer
     settings: Settings
-    redis: Redis
+    redis: RedisClient
     keys: Keys
 
     @property
@@ -207,7 +208,7 @@ async def own_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """Start a gateway for ``settings`` (usually ``gw_settings.replace(...)``); always stopped."""
     server = await start_gateway(settings)
     assert settings.redis_url
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_from_settings(settings)  # a cluster client when the gateway has one
     try:
         yield Gateway(server, settings, redis, Keys(settings.key_prefix))
     finally:

@@ -146,16 +146,17 @@ async def test_keys_and_secrets_never_reach_the_logs(
         assert secret[3:20] not in logged
 
 
-async def test_rotation_cli(redis_url: str, key_prefix: str) -> None:
+async def test_rotation_cli(
+    redis_url: str, redis_mode: str, redis_client: Any, key_prefix: str
+) -> None:
     """``ratchet projects rotate-key`` / ``agents rotate-secret`` / ``projects set-tier``."""
-    from redis.asyncio import Redis
-
     from ratchet.platform.provisioning import create_agent, create_project
     from ratchet.store.keys import Keys
     from tests.integration.cli_support import field, ratchet_cli
 
-    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
-    redis, keys = Redis.from_url(redis_url), Keys(key_prefix)
+    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix,
+           "RATCHET_REDIS_CLUSTER": "1" if redis_mode == "cluster" else "0"}
+    redis, keys = redis_client, Keys(key_prefix)
     try:
         project_id, old_key = await create_project(redis, keys, "acme")
         _, old_secret = await create_agent(redis, keys, project_id, "bot-1")

@@ -8,6 +8,8 @@ Measures, on one redis-server (started here unless --redis-url is given):
   * engine:     ``Engine.decide`` end to end (skeleton hashing + chain grouping + Lua + verdicts),
                 and the same with node labels off (``labels_cost_ratio`` = with / without);
   * single:     ``Engine.decide`` with one event per call (what batching buys);
+  * CPU:        this process's and Redis's CPU µs per event of the ceiling, lua and engine
+                phases, and the ratios by CPU (``*_to_ceiling_cpu``: ceiling CPU / phase CPU);
   * memory:     Redis bytes per chain for a chain of ~100 nodes (MEMORY USAGE of its keys).
 The ratios, not the absolute numbers, are the result: machines here are shared and noisy.
 The engine here is the Markov chain alone (``guardrails=False``); benchmarks/guardrails.py
@@ -101,6 +103,22 @@ async def _drive(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> 
     return time.perf_counter() - started
 
 
+async def _redis_cpu(client: Redis) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _measured(
+    client: Redis, jobs: list[Callable[[], Awaitable[Any]]], concurrency: int
+) -> tuple[float, float, float]:
+    """:func:`_drive` plus the CPU it cost: (wall s, this process's CPU s, Redis's CPU s).
+    CPU per event is what a loaded, shared machine distorts least (wall time includes waiting
+    for the neighbours)."""
+    redis0, cpu0 = await _redis_cpu(client), time.process_time()
+    wall = await _drive(jobs, concurrency)
+    return wall, time.process_time() - cpu0, await _redis_cpu(client) - redis0
+
+
 async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any]:
     client = Redis.from_url(url)
     results: dict[str, Any] = {"events": n, "batch": batch, "concurrency": concurrency}
@@ -116,7 +134,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
                                       args=[f"{e.run_id}\t{e.action}" for e in b]))
             for i, b in enumerate(batches)
         ]
-        t = await _drive(ceiling_jobs, concurrency)
+        t, ceil_py, ceil_redis = await _measured(client, ceiling_jobs, concurrency)
         results["ceiling_events_per_s"] = round(n / t)
 
         # the observe script alone (nodes precomputed)
@@ -128,17 +146,21 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
                      for e in b]
             prepared.append(ChainBatch(chain.tag, items))
         lua_jobs = [(lambda cb=cb: engine.store.observe([cb])) for cb in prepared]
-        t = await _drive(lua_jobs, concurrency)
+        t, lua_py, lua_redis = await _measured(client, lua_jobs, concurrency)
         results["lua_events_per_s"] = round(n / t)
 
         # the whole engine call per batch; the same without node labels (docs/explain.md),
         # alternated and best of two each, so the label cost is a same-run ratio
         best: dict[bool, float] = {}
+        cpu: dict[bool, tuple[float, float]] = {}
         for rep, labelled in ((0, False), (0, True), (1, True), (1, False)):
             eng = Engine.create(client, keys=Keys(f"be{tag}{rep}{int(labelled)}"),
                                 guardrails=False, labels=labelled)
-            t = await _drive([(lambda b=b, e=eng: e.decide(b)) for b in batches], concurrency)
+            t, py, rd = await _measured(
+                client, [(lambda b=b, e=eng: e.decide(b)) for b in batches], concurrency)
             best[labelled] = min(t, best.get(labelled, t))
+            if labelled not in cpu or py + rd < sum(cpu[labelled]):
+                cpu[labelled] = (py, rd)
             if labelled and rep == 0:
                 first = eng.chain_of(batches[0][0]).tag
                 label_key = Keys(f"be{tag}01").chain_labels(first)
@@ -162,6 +184,13 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         results["lua_to_ceiling"] = round(
             results["lua_events_per_s"] / results["ceiling_events_per_s"], 3
         )
+        # CPU per event (this process / Redis) and the same ratios by CPU: robust to neighbours
+        us = 1e6 / n
+        results["ceiling_cpu_us_per_event"] = f"{ceil_py * us:.1f} / {ceil_redis * us:.1f}"
+        results["lua_cpu_us_per_event"] = f"{lua_py * us:.1f} / {lua_redis * us:.1f}"
+        results["engine_cpu_us_per_event"] = f"{cpu[True][0] * us:.1f} / {cpu[True][1] * us:.1f}"
+        results["engine_to_ceiling_cpu"] = round((ceil_py + ceil_redis) / sum(cpu[True]), 3)
+        results["lua_to_ceiling_cpu"] = round((ceil_py + ceil_redis) / (lua_py + lua_redis), 3)
         results["batching_speedup"] = round(
             results["engine_events_per_s"] / results["single_event_calls_per_s"], 1
         )

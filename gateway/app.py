@@ -128,8 +128,10 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 )
             await publisher.start()
             await listener.start()
+            verdicts = VerdictStore(redis, keys, ttl_s=settings.verdict_ttl_s,
+                                    allow_ttl_s=settings.verdict_allow_ttl_s)
             app[STATE] = GatewayState(
-                settings, keys, redis, VerdictStore(redis, keys), publisher, waiters,
+                settings, keys, redis, verdicts, publisher, waiters,
                 scripts=scripts_for(redis), limiter=RateLimiter(limits_redis, keys),
                 tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
                 trusted_proxies=trusted,

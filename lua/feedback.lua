@@ -8,7 +8,8 @@
   A decision is applied once: the held record is removed, so a redelivered decision is a no-op.
 
   KEYS[1] meta   KEYS[2] edges   KEYS[3] rows   KEYS[4] nodes   (as in observe.lua)
-  KEYS[5] run    the run hash that holds "h:<event id>"
+  KEYS[5] run    the run hash that holds "h" .. <event field> (or "h:<event id>", stored before
+                 event fields)
   KEYS[6] coarse the back-off model's counts (KEYS[7] of observe.lua)
 
   ARGV[1]  event_id
@@ -23,6 +24,7 @@
   ARGV[12..13] fallback_min, fallback_max, bits
   ARGV[14..15] fallback_step_up, fallback_step_down, bits
   ARGV[16] chain_ttl         idle TTL of the chain, s
+  ARGV[17] event field       ratchet.store.keys.event_field(event_id)
 
   Output: {code, sigma, fallback, transitions learned}
     code  0 applied
@@ -42,8 +44,12 @@ local fb_min, fb_max = tonumber(ARGV[12]), tonumber(ARGV[13])
 local fb_up, fb_down = tonumber(ARGV[14]), tonumber(ARGV[15])
 local chain_ttl = tonumber(ARGV[16])
 
-local held_field = 'h:' .. event_id
+local held_field = 'h' .. ARGV[17]
 local pending = redis.call('HGET', run_key, held_field)
+if not pending then
+  held_field = 'h:' .. event_id -- held before event fields
+  pending = redis.call('HGET', run_key, held_field)
+end
 if not pending then
   return {-3, '', '', 0}
 end

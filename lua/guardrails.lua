@@ -6,7 +6,8 @@
   For each event, in order: a redelivered event id → the state stored for it the first time
   (nothing counted again); else count it in the agent's and the run's velocity windows, add its
   cost to the run's and the agent's UTC-day sums, give it the run's next position, queue its
-  node, and remember the answer under "e:<event id>" in the run hash.
+  node, and remember the answer under the event's field in the run hash
+  (ratchet.store.keys.event_field: "u" + the 16 bytes of a UUID, or "e:" + the id).
 
   Velocity windows are hashes of slot → events, a slot being window/slots long (slot index
   floor(t * slots / window)); the count of an event is the sum of its slot and the slots-1
@@ -15,8 +16,9 @@
 
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
-  KEYS[3..] per run, three keys: run hash (n, cost, "e:<event id>" → answer),
-            run window hash (as KEYS[1]), run nodes list (newest last)
+  KEYS[3..] per run, three keys: run hash (n, cost, <event field> → answer),
+            run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
+            never count again), run nodes list (newest last)
 
   ARGV[1] agent_window_ms  velocity window per agent, ms (0 = not kept)
   ARGV[2] run_window_ms    velocity window per run, ms (0 = not kept)
@@ -26,7 +28,8 @@
   ARGV[6] agent_cost       1 = keep the agent's daily cost sums
   ARGV[7] run_ttl          idle TTL of run state, s
   ARGV[8] n                number of events; then 5 values per event:
-          event_id, run key index (KEYS index of its run hash), time (ms, Unix),
+          event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
+          hash), time (ms, Unix),
           node, cost ("" = none)
 
   Output: n strings, one per event, tab-separated:
@@ -98,7 +101,7 @@ for i = 0, n - 1 do
     list = {}
     fields_of[index] = list
   end
-  list[#list + 1] = 'e:' .. ARGV[o + 1]
+  list[#list + 1] = ARGV[o + 1]
 end
 local prior = {}
 for index, list in pairs(fields_of) do
@@ -116,7 +119,7 @@ for i = 0, n - 1 do
   local t_ms = tonumber(ARGV[o + 3])
   local node = ARGV[o + 4]
   local cost = tonumber(ARGV[o + 5]) or 0
-  local field = 'e:' .. event_id
+  local field = event_id -- the event's field (ratchet.store.keys.event_field)
   local seen = prior[field]
   if seen then
     out[#out + 1] = '1\t' .. seen
@@ -157,7 +160,8 @@ for _, index in ipairs(order) do
       redis.call('LTRIM', r.nodes_key, -keep_nodes, -1)
       redis.call('EXPIRE', r.nodes_key, run_ttl)
     end
-    if r.win ~= nil then window_save(r.win, run_ttl) end
+    -- slots older than the window never count again: keep the run's window only that long
+    if r.win ~= nil then window_save(r.win, math.min(run_ttl, math.ceil(run_window_ms / 1000) + 60)) end
   end
   redis.call('EXPIRE', r.key, run_ttl)
 end

@@ -14,12 +14,20 @@
   `end_of_run` adds the node → END transition, scored the same way; the event's answer is the
   more surprising of its two edges (by score minus threshold).
 
-  Output: ONE string, a line per event in order (joined by "\n": one reply for the whole batch
-    is much cheaper for the client to parse than an array), each line tab-separated:
-    status (0 new, 1 redelivered), from, to, count, row total, score, threshold, anomalous,
-    mode (0 shadow, 1 soft_lock, 2 locked), action code, held, runs, mode change at this event
-    (0 none, 1 promoted, 2 force-promoted), to-node new (0/1), scored by back-off (0/1),
-    chain unlearnable (0/1), back-to-back repeats of the node in the run, their learned limit
+  Output: a flat array: [1] the scores and thresholds of every event as one binary string of
+    2n big-endian IEEE doubles (score, threshold per event: exact, and one reply element instead
+    of two formatted numbers per event); then 9 values per event in order:
+    status (0 new, 1 redelivered), from, to, count, row total (1/1000 units), flags, runs,
+    back-to-back repeats of the node in the run, their learned limit.
+    flags = anomalous + 2·held + 4·to-node new + 8·scored by back-off + 16·chain unlearnable
+            + 32·mode (0 shadow, 1 soft_lock, 2 locked) + 128·action code
+            + 512·mode change at this event (0 none, 1 promoted, 2 force-promoted)
+    (models/observation.py decodes it). A redelivered event answers the stored first answer,
+    which is kept compact in the run hash (event field → "\0" .. the two doubles .. from and the
+    integers, tab-separated, the edge's end as a flag: ≈ 55 bytes instead of ≈ 110 as text, so
+    the run hash keeps Redis's listpack encoding). A redelivery is the same event: an edge that
+    ended in the event's node is answered with the node the redelivery carries
+    (models/reference.py does the same).
 
   KEYS[1] meta      hash: runs, mode, sig, fb, elig, nn, ne, ovf, chg, forced, events, upd_ms,
                           nw/nt (new / all transitions, halved every checkpoint), unl
@@ -29,13 +37,15 @@
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
-  KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings)
+  KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings); the
+                    threshold's statistics are kept incrementally over it (no sort per event)
   KEYS[6] snapshot  hash: edges at the last checkpoint
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
                     "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed)
-  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, "e:<event id>" → answer,
-                    "h:<event id>" → held transitions, one "from\tto\tprev action\taction" a line
+  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, <event field> → answer,
+                    "h" .. <event field> → held transitions, one "from\tto\tprev action\taction"
+                    a line (event field: ratchet.store.keys.event_field)
 
   ARGV[1]  now_ms            current time, ms (Unix)
   ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
@@ -81,7 +91,8 @@
                              unlearnable chain), 1 an action transition scoring over floor_bits,
                              2 either; with 1 or 2 such a chain also leaves shadow by volume
   ARGV[40] n                 number of events; then 2 values per event:
-           event_id, and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
+           the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
+           and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
            index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
            it back from learning), the node id and the event's action (after the tab). Fewer,
            packed ARGV values halve the client's cost of building the call (measured).
@@ -151,51 +162,105 @@ for i = 1, #win do win[i] = tonumber(win[i]) end
 local win_dirty = false
 
 local MAD_SCALE = 1.4826
+local INF = math.huge
 
--- Median of a sorted array (mirrors models/scoring.py _median).
-local function median(sorted)
-  local n = #sorted
-  local mid = math.floor(n / 2)
-  if n % 2 == 1 then return sorted[mid + 1] end
-  return (sorted[mid] + sorted[mid + 1]) / 2.0
+-- The threshold without a sort per event (the same numbers as models/scoring.py threshold:
+-- same values, same floating-point operations, so the same decisions). `sorted_w` holds the
+-- newest min(#win, sorted_n) scores in ascending order and changes by one insertion and at most
+-- one removal per pushed score; the median is read off it, and the median absolute deviation
+-- is the median of the deviations of the two sides of the median, each side already in order
+-- (a merge, not a sort). The threshold itself is cached until the window, its length, sigma or
+-- the fallback change: the END edge of a run end and every event after an anomalous one reuse it.
+local sorted_w, sorted_n = nil, 0
+local thr_cache, thr_w, thr_sig, thr_fb = nil, -1, nil, nil
+
+local function sorted_build(w)
+  local s = {}
+  for i = 1, math.min(#win, w) do s[i] = win[i] end
+  table.sort(s)
+  sorted_w, sorted_n = s, w
+end
+
+local function sorted_insert(s, x)
+  local i = #s
+  while i >= 1 and s[i] > x do
+    s[i + 1] = s[i]
+    i = i - 1
+  end
+  s[i + 1] = x
+end
+
+local function sorted_remove(s, x)
+  local n = #s
+  local i = 1
+  while i < n and s[i] ~= x do i = i + 1 end
+  for j = i, n - 1 do s[j] = s[j + 1] end
+  s[n] = nil
+end
+
+local function robust_value(w)
+  if sorted_w == nil or sorted_n ~= w then sorted_build(w) end
+  local s = sorted_w
+  local mid = math.floor(w / 2)
+  local med
+  if w % 2 == 1 then med = s[mid + 1] else med = (s[mid] + s[mid + 1]) / 2.0 end
+  -- s[1..mid] <= med <= s[mid+1..w]: deviations grow outwards on both sides; merge the first
+  -- mid+1 of them in ascending order (all the median of the deviations needs)
+  local d = {}
+  local lo, hi = mid, mid + 1
+  for k = 1, mid + 1 do
+    local dl, dr = INF, INF
+    if lo >= 1 then dl = math.abs(s[lo] - med) end
+    if hi <= w then dr = math.abs(s[hi] - med) end
+    if lo >= 1 and (hi > w or dl <= dr) then
+      d[k] = dl
+      lo = lo - 1
+    else
+      d[k] = dr
+      hi = hi + 1
+    end
+  end
+  local mad
+  if w % 2 == 1 then mad = d[mid + 1] else mad = (d[mid] + d[mid + 1]) / 2.0 end
+  return med + st.sig * (MAD_SCALE * mad)
 end
 
 local function current_threshold()
   local w = window
   if st.runs >= large_runs then w = window_large end
+  if thr_cache ~= nil and thr_w == w and thr_sig == st.sig and thr_fb == st.fb then
+    return thr_cache
+  end
   local value
   if #win < w then
     value = st.fb
+  elseif robust then
+    value = robust_value(w)
   else
-    if robust then
-      local vals = {}
-      for i = 1, w do vals[i] = win[i] end
-      table.sort(vals)
-      local med = median(vals)
-      local dev = {}
-      for i = 1, w do dev[i] = math.abs(win[i] - med) end
-      table.sort(dev)
-      value = med + st.sig * (MAD_SCALE * median(dev))
-    else
-      local total = 0.0
-      for i = 1, w do total = total + win[i] end
-      local mean = total / w
-      local acc = 0.0
-      for i = 1, w do
-        local d = win[i] - mean
-        acc = acc + d * d
-      end
-      value = mean + st.sig * math.sqrt(acc / w)
+    local total = 0.0
+    for i = 1, w do total = total + win[i] end
+    local mean = total / w
+    local acc = 0.0
+    for i = 1, w do
+      local d = win[i] - mean
+      acc = acc + d * d
     end
+    value = mean + st.sig * math.sqrt(acc / w)
   end
-  if value > floor_bits then return value end
-  return floor_bits
+  if not (value > floor_bits) then value = floor_bits end
+  thr_cache, thr_w, thr_sig, thr_fb = value, w, st.sig, st.fb
+  return value
 end
 
 local function push_score(bits)
+  if sorted_w ~= nil then
+    if #win >= sorted_n then sorted_remove(sorted_w, win[sorted_n]) end
+    sorted_insert(sorted_w, bits)
+  end
   table.insert(win, 1, bits)
   if #win > window_large then win[#win] = nil end
   win_dirty = true
+  thr_cache = nil
 end
 
 -- Learn a finished back-to-back streak of `node` (mirrors ReferenceChain._learn_streak): it
@@ -274,37 +339,89 @@ local function action_for(anomalous)
 end
 
 -- Run state, read once per run and written once per run at the end of the batch.
+-- The batch's events, parsed once; per run the answer fields its events may already have.
+local ev_id, ev_run, ev_flags, ev_node, ev_act = {}, {}, {}, {}, {}
+local run_fields = {}
+for i = 1, n do
+  local o = BASE + (i - 1) * FIELDS
+  local run_index, flags, node, act = string.match(ARGV[o + 2], '^(%d+) (%d%d%d) ([^\t]*)\t(.*)$')
+  local run_key = KEYS[tonumber(run_index)]
+  ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i] = ARGV[o + 1], run_key, flags, node, act
+  local fields = run_fields[run_key]
+  if fields == nil then
+    fields = { 'last', 'ended', 'la', 'rep' }
+    run_fields[run_key] = fields
+  end
+  fields[#fields + 1] = ARGV[o + 1]
+end
+
+-- Run state and the stored answers of the batch's events: ONE read per run (not one per
+-- event), written once per run at the end of the batch.
 local runs = {}
 local function run_state(run_key)
   local r = runs[run_key]
   if r == nil then
-    local v = redis.call('HMGET', run_key, 'last', 'ended', 'la', 'rep')
+    local fields = run_fields[run_key]
+    local v = {}
+    for j = 1, #fields, 1000 do  -- bounded unpack (Lua's C stack)
+      local part = redis.call('HMGET', run_key, unpack(fields, j, math.min(j + 999, #fields)))
+      for x = 1, #part do v[j + x - 1] = part[x] end
+    end
+    local prior = {}
+    for j = 5, #fields do
+      if v[j] then prior[fields[j]] = v[j] end
+    end
     r = { last = v[1], ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
-          ans = {}, dirty = false }
+          ans = prior, dirty = false }
     runs[run_key] = r
   end
   return r
 end
 
-local out = {}
-for i = 0, n - 1 do
-  local o = BASE + i * FIELDS
-  local event_id = ARGV[o + 1]
-  local run_index, f_high, f_eor, f_hold, node, act =
-    string.match(ARGV[o + 2], '^(%d+) (%d)(%d)(%d) ([^\t]*)\t(.*)$')
-  local run_key = KEYS[tonumber(run_index)]
-  local prio_high = f_high == '1'
-  local eor = f_eor == '1'
-  local ext_hold = f_hold == '1'
-  local answer_field = 'e:' .. event_id
+-- The reply: doubles[] joined into out[1] at the end, then 9 values per event.
+local doubles, out = {}, { '' }
+local function answer_out(status, head, from, to, c, r, flags, nruns, repeats, rlimit)
+  doubles[#doubles + 1] = head
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = status, from, to, c, r
+  out[k + 6], out[k + 7], out[k + 8], out[k + 9] = flags, nruns, repeats, rlimit
+end
+
+-- A stored answer answered again: "\0" .. 2 doubles .. from \t 6 integers (the flags carry
+-- the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW, 2 END) — ≈ 55 bytes, so a run's
+-- hash stays in Redis's compact listpack encoding (values ≤ 64 bytes).
+local TO_KINDS = { [0] = nil, [1] = OVERFLOW, [2] = END_NODE }
+local function answer_again(prior, node)
+  if string.byte(prior, 1) ~= 0 then
+    -- stored by the previous text format (tab-separated, as the old reply line)
+    local f = {}
+    for x in string.gmatch(prior .. '\t', '([^\t]*)\t') do f[#f + 1] = x end
+    local flags = tonumber(f[7]) + 2 * tonumber(f[10]) + 4 * tonumber(f[13]) + 8 * tonumber(f[14])
+      + 16 * tonumber(f[15]) + 32 * tonumber(f[8]) + 128 * tonumber(f[9]) + 512 * tonumber(f[12])
+    answer_out(1, struct.pack('>dd', tonumber(f[5]), tonumber(f[6])), f[1], f[2], tonumber(f[3]),
+      tonumber(f[4]), flags, tonumber(f[11]), tonumber(f[16]), tonumber(f[17]))
+    return
+  end
+  local from, c, r, flags, nruns, repeats, rlimit = string.match(prior,
+    '^([^\t]*)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)\t(%d+)$', 18)
+  flags = tonumber(flags)
+  local to = TO_KINDS[math.floor(flags / 2048)] or node
+  answer_out(1, string.sub(prior, 2, 17), from, to, tonumber(c), tonumber(r), flags % 2048,
+    tonumber(nruns), tonumber(repeats), tonumber(rlimit))
+end
+
+for i = 1, n do
+  local event_id, run_key, flags, node, act = ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i]
+  local prio_high = string.byte(flags, 1) == 49  -- '1'
+  local eor = string.byte(flags, 2) == 49
+  local ext_hold = string.byte(flags, 3) == 49
+  local answer_field = event_id -- the event's field (ratchet.store.keys.event_field)
   st.mode_changed = 0
-  local cached = runs[run_key]
-  local prior = cached and cached.ans[answer_field]
-  if not prior then prior = redis.call('HGET', run_key, answer_field) end
+  local run = run_state(run_key)
+  local prior = run.ans[answer_field]
   if prior then
-    out[#out + 1] = '1\t' .. prior
+    answer_again(prior, node)
   else
-    local run = run_state(run_key)
     local from, prev_act = run.last, run.la
     if (not from) or run.ended == '1' then
       from, prev_act = START, START
@@ -362,31 +479,31 @@ for i = 0, n - 1 do
       for _, a in ipairs(assessed) do
         lines[#lines + 1] = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
       end
-      run.w[#run.w + 1] = 'h:' .. event_id
+      run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')
     end
     if learn and not e.anomalous then push_score(e.bits) end
     if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
     local last, ended, last_act = e.to, '0', act
     if eor then last, ended, last_act = END_NODE, '1', END_NODE end
-    local held_flag, anomalous_flag, new_flag, backoff_flag = '0', '0', '0', '0'
-    if held then held_flag = '1' end
-    if anomalous then anomalous_flag = '1' end
-    if shown.to_new then new_flag = '1' end
-    if shown.backoff then backoff_flag = '1' end
-    local answer = table.concat({
-      shown.from, shown.to, string.format('%d', shown.c), string.format('%d', shown.r),
-      string.format('%.17g', shown.bits), string.format('%.17g', shown.limit),
-      anomalous_flag, tostring(st.mode), tostring(action), held_flag,
-      string.format('%d', st.runs), tostring(st.mode_changed), new_flag, backoff_flag,
-      tostring(st.unl), string.format('%d', repeats), string.format('%d', rlimit),
-    }, '\t')
+    local flags = st.unl * 16 + st.mode * 32 + action * 128 + st.mode_changed * 512
+    if anomalous then flags = flags + 1 end
+    if held then flags = flags + 2 end
+    if shown.to_new then flags = flags + 4 end
+    if shown.backoff then flags = flags + 8 end
+    local head = struct.pack('>dd', shown.bits, shown.limit)
+    -- stored: the edge's end as a kind (the event's own node, OVERFLOW or END), not a copy
+    local to_kind = 0
+    if shown.to == OVERFLOW then to_kind = 1 elseif shown.to == END_NODE then to_kind = 2 end
+    local answer = '\0' .. head .. shown.from .. '\t' ..
+      string.format('%d\t%d\t%d\t%d\t%d\t%d', shown.c, shown.r, flags + 2048 * to_kind, st.runs,
+        repeats, rlimit)
+    answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, st.runs, repeats, rlimit)
     if eor then repeats = 0 end
     run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
     run.ans[answer_field] = answer
     run.w[#run.w + 1] = answer_field
     run.w[#run.w + 1] = answer
-    out[#out + 1] = '0\t' .. answer
   end
 end
 
@@ -417,4 +534,5 @@ end
 for i = 1, 7 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)
 end
-return table.concat(out, '\n')
+out[1] = table.concat(doubles)
+return out

@@ -1,21 +1,33 @@
 """What the engine answers for one event of one chain: the record the observe script's reply is
-parsed into and the record the pure-Python reference (``models/reference.py``) returns.
+decoded into and the record the pure-Python reference (``models/reference.py``) returns.
 
-One record for both, so the agreement tests compare like with like and the engine never has to
-translate between two identical shapes. Pure: no I/O.
+One record for both, so the agreement tests compare like with like. The observe script answers a
+flat array (``lua/observe.lua`` header): one binary string holding every event's score and
+threshold as big-endian doubles, then :data:`WIDTH` plain values per event. :class:`Answer`
+reads it in place — the engine's hot loop indexes the flat list and builds no per-event
+record; :meth:`Answer.observation` builds the full record when one is wanted (an anomalous
+event's explanation, tests). Pure: no I/O.
 
->>> o = parse_observation("0\\t^\\tn1\\t0\\t0\\t19.93\\t12\\t1\\t1\\t1\\t1\\t3\\t0\\t1\\t0\\t0\\t0\\t2")
->>> (o.from_node, o.to_node, o.action, o.held, o.backoff, o.unlearnable)
-('^', 'n1', 'flag', True, False, False)
+>>> import struct
+>>> raw = [struct.pack(">dd", 19.93, 12.0), 0, b"^", b"n1", 0, 0, 1 + 2 + 4 + 32 + 128, 3, 0, 2]
+>>> o = Answer(raw).observation(0)
+>>> (o.from_node, o.to_node, o.action, o.held, o.backoff, o.unlearnable, o.score, o.mode)
+('^', 'n1', 'flag', True, False, False, 19.93, 1)
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import Any
 
 from models.params import ACTION_CODES
 
-__all__ = ["Observation", "parse_observation", "parse_observations"]
+__all__ = ["WIDTH", "Answer", "Observation", "parse_observations"]
+
+#: Values per event in the observe reply after the doubles: status, from, to, count, row total,
+#: flags, runs, repeats, repeat limit.
+WIDTH = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,33 +60,63 @@ class Observation:
     repeat_limit: int = 0
 
 
-def parse_observation(raw: bytes | str) -> Observation:
-    """One line of ``lua/observe.lua``'s reply (tab-separated, see its header)."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    f = text.split("\t")
-    return Observation(
-        duplicate=f[0] == "1",
-        from_node=f[1],
-        to_node=f[2],
-        count=int(f[3]),
-        row_total=int(f[4]),
-        score=float(f[5]),
-        threshold=float(f[6]),
-        anomalous=f[7] == "1",
-        mode=int(f[8]),
-        action=ACTION_CODES[int(f[9])],
-        held=f[10] == "1",
-        runs=int(f[11]),
-        mode_change=int(f[12]),
-        to_new=f[13] == "1",
-        backoff=f[14] == "1",
-        unlearnable=f[15] == "1",
-        repeats=int(f[16]),
-        repeat_limit=int(f[17]),
-    )
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def parse_observations(raw: bytes | str) -> list[Observation]:
-    """The observe script's whole reply (one line per event) → observations in order."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return [parse_observation(line) for line in text.split("\n")] if text else []
+class Answer:
+    """One observe reply, read in place.
+
+    ``flat[1 + WIDTH*k + j]`` is value ``j`` of event ``k``; ``doubles[2k]`` / ``[2k+1]`` its
+    score and threshold. Flag bits: see :meth:`observation`.
+    """
+
+    __slots__ = ("doubles", "flat", "n")
+
+    def __init__(self, raw: list[Any]) -> None:
+        self.flat = raw
+        self.n = (len(raw) - 1) // WIDTH
+        blob = raw[0] if raw else b""
+        self.doubles: tuple[float, ...] = struct.unpack(f">{2 * self.n}d", blob) if self.n else ()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def mode_runs(self, k: int) -> tuple[int, int]:
+        """(mode, runs) of the chain after event ``k``."""
+        base = 1 + WIDTH * k
+        return (int(self.flat[base + 5]) >> 5) & 3, int(self.flat[base + 6])
+
+    def observation(self, k: int) -> Observation:
+        """The full record of event ``k``."""
+        f = self.flat
+        base = 1 + WIDTH * k
+        flags = int(f[base + 5])
+        return Observation(
+            duplicate=int(f[base]) == 1,
+            from_node=_text(f[base + 1]),
+            to_node=_text(f[base + 2]),
+            count=int(f[base + 3]),
+            row_total=int(f[base + 4]),
+            score=self.doubles[2 * k],
+            threshold=self.doubles[2 * k + 1],
+            anomalous=bool(flags & 1),
+            mode=(flags >> 5) & 3,
+            action=ACTION_CODES[(flags >> 7) & 3],
+            held=bool(flags & 2),
+            runs=int(f[base + 6]),
+            mode_change=(flags >> 9) & 3,
+            to_new=bool(flags & 4),
+            backoff=bool(flags & 8),
+            unlearnable=bool(flags & 16),
+            repeats=int(f[base + 7]),
+            repeat_limit=int(f[base + 8]),
+        )
+
+    def observations(self) -> list[Observation]:
+        return [self.observation(k) for k in range(self.n)]
+
+
+def parse_observations(raw: list[Any]) -> list[Observation]:
+    """The observe script's whole reply → observations in order."""
+    return Answer(raw).observations()

@@ -301,7 +301,10 @@ class ReferenceChain:
         run = self.runs.setdefault(run_id, _Run())
         prior = run.answers.get(event_id)
         if prior is not None:
-            return replace(prior, duplicate=True)
+            # the stored answer keeps no copy of the event's own node (lua/observe.lua: a
+            # redelivery is the same event): an edge that ended in it names the node given now
+            to = prior.to_node if prior.to_node in (END, OVERFLOW) else node
+            return replace(prior, duplicate=True, to_node=to)
         changed = 0
         src, prev_action = run.last, run.last_action
         if src is None or run.ended:

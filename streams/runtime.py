@@ -17,16 +17,19 @@ from ratchet.store.keys import Keys
 from ratchet.store.redis import connect_from_settings
 from ratchet.store.replies import ReplyPublisher
 from ratchet.telemetry.projects import project_labels
+from streams.tuning import tune_gc
 from streams.worker import FeedbackProcessor, IngestProcessor, VerdictStoreLike
 
 __all__ = ["Runtime", "make_verdict_store"]
 
 
-def make_verdict_store(client: Any, keys: Keys) -> VerdictStoreLike:
+def make_verdict_store(
+    client: Any, keys: Keys, *, ttl_s: int = 86_400, allow_ttl_s: int = 3_600
+) -> VerdictStoreLike:
     """The gateway's :class:`ratchet.store.verdicts.VerdictStore` on ``client``."""
     from ratchet.store.verdicts import VerdictStore
 
-    return VerdictStore(client, keys)
+    return VerdictStore(client, keys, ttl_s=ttl_s, allow_ttl_s=allow_ttl_s)
 
 
 class Runtime:
@@ -61,7 +64,10 @@ class Runtime:
                 if self.engine.guardrails is not None:
                     self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event
                     self.engine.guardrails.scan_steps_per_batch = s.guard_scan_steps_per_batch
-                self.store = make_verdict_store(self.client, keys)
+                self.store = make_verdict_store(self.client, keys, ttl_s=s.verdict_ttl_s,
+                                                allow_ttl_s=s.verdict_allow_ttl_s)
+                # start-up is done (app, engine, stores): freeze it out of the collector
+                tune_gc(s.worker_gc_gen0)
             return self.engine, self.store
 
     async def ingest_processor(self) -> IngestProcessor:

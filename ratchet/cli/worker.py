@@ -46,7 +46,9 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
     import faust
 
     from streams.service import get_app
+    from streams.tuning import use_uvloop
 
+    use_uvloop(settings.worker_uvloop)  # before the app and its loop exist
     app, _ = get_app(settings)
     if settings.worker_web_port:
         from prometheus_client import start_http_server

@@ -103,8 +103,14 @@ class Settings:
     gateway_uvloop: bool = True
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
-    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, seconds.
+    #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, approvals and explain,
+    #: seconds (``allow`` verdicts: see ``verdict_allow_ttl_s``). Workers and gateways must agree.
     verdict_ttl_s: int = 86_400
+    #: How long ``allow`` verdicts stay available for ``GET /v1/verdicts/{id}``, seconds (at most
+    #: ``verdict_ttl_s``): the time a caller may still look one up. Nothing needs them after that
+    #: (no approval), the ``verdicts`` topic keeps every verdict, and they are ~98 % of verdicts,
+    #: so this sets most of Redis's memory per event. Workers and gateways must agree.
+    verdict_allow_ttl_s: int = 3_600
     #: Largest accepted request body, bytes.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Allowed clock skew for signed events, seconds.
@@ -194,6 +200,11 @@ class Settings:
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
     #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
     worker_fetch_wait_ms: int = 10
+    #: Generation-0 threshold of a worker's garbage collector after start-up (which is frozen
+    #: out of every collection); 0 = CPython's defaults. See docs/operations.md.
+    worker_gc_gen0: int = 50_000
+    #: Run the worker on uvloop (less CPU per Redis and Kafka round trip than asyncio's loop).
+    worker_uvloop: bool = True
     #: Faust consumer-group timings (short values are for tests and the demo; see docs).
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0

@@ -14,10 +14,12 @@ and the benchmarks alike.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -28,8 +30,8 @@ from models.events import IngestEvent
 from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
-from models.observation import Observation
-from models.params import COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
+from models.observation import WIDTH, Answer, Observation
+from models.params import ACTION_CODES, COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.skeleton import skeleton_hash
 from models.verdict import Edge, Reason, Verdict, strictest
@@ -50,10 +52,12 @@ from ratchet.telemetry.metrics import (
     UNLEARNABLE_EVENTS,
 )
 
-__all__ = ["Engine", "count_observations", "markov_reason"]
+__all__ = ["Engine", "count_answers", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
+#: Chain identities remembered per engine (cleared when full): chain_for hashes per call.
+_CHAIN_MEMO = 65_536
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -121,6 +125,34 @@ def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
         UNLEARNABLE_EVENTS.inc(unlearnable)
 
 
+def count_answers(answers: Sequence[Answer]) -> None:
+    """:func:`count_observations` read straight off the observe replies (no records built)."""
+    tally: Counter[int] = Counter()
+    observe_score = EDGE_SCORE_BITS.observe
+    unlearnable = 0
+    for answer in answers:
+        flat, doubles = answer.flat, answer.doubles
+        for k in range(answer.n):
+            base = 1 + WIDTH * k
+            if flat[base] == 1:
+                continue  # a redelivery: counted the first time
+            flags = flat[base + 5]
+            tally[flags & 0x61] += 1  # anomalous bit + mode bits
+            unlearnable += (flags >> 4) & 1
+            observe_score(doubles[2 * k])
+            change = (flags >> 9) & 3
+            if change:
+                MODE_TRANSITIONS.labels(
+                    to=MODE_NAMES[(flags >> 5) & 3], forced="true" if change == 2 else "false"
+                ).inc()
+    for key, n in tally.items():
+        EVENTS.labels(
+            mode=MODE_NAMES[(key >> 5) & 3], anomalous="true" if key & 1 else "false"
+        ).inc(n)
+    if unlearnable:
+        UNLEARNABLE_EVENTS.inc(unlearnable)
+
+
 @dataclass
 class Engine:
     store: EngineStore
@@ -133,6 +165,7 @@ class Engine:
     overrides: ProjectParams | None = None
     #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
     labels: NodeLabeller | None = None
+    _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -213,18 +246,32 @@ class Engine:
         now = self.clock()
         markov_nodes, guard_nodes = self._nodes(events)
         guard_reasons: list[tuple[Reason, ...]] | None = None
+        seen_task: asyncio.Task[dict[tuple[str, str], dict[str, tuple[int, int]]]] | None = None
         if self.guardrails is not None:
+            # the service-mode records do not depend on the guardrails: read them meanwhile
+            seen_task = asyncio.ensure_future(self.store.service_modes(
+                sorted({(ev.project_id, ev.agent_id) for ev in events})))
             try:
                 guard_reasons = await self.guardrails.check(events, guard_nodes, now)
             except UnavailableError:
+                seen_task.cancel()
                 ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
                 raise
+            except BaseException:
+                seen_task.cancel()
+                raise
         groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
+        chains = self._chains
         for i, ev in enumerate(events):
             hold = bool(holds[i]) if holds is not None else False
             if guard_reasons is not None and not hold:
                 hold = any(r.action in _HOLD for r in guard_reasons[i])
-            chain = self.chain_of(ev)
+            ck = (ev.project_id, ev.agent_id, ev.service, ev.priority)
+            chain = chains.get(ck)
+            if chain is None:
+                if len(chains) >= _CHAIN_MEMO:
+                    chains.clear()
+                chain = chains[ck] = self.chain_of(ev)
             group = groups.get(chain.tag)
             if group is None:
                 group = groups[chain.tag] = (chain, [], [])
@@ -232,18 +279,15 @@ class Engine:
             if self.labels is not None and learn:
                 self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
             group[2].append(
-                ObserveItem(
-                    event_id=ev.event_id,
-                    run_id=ev.run_id,
-                    node=markov_nodes[i],
-                    action=ev.action,
-                    high_priority=ev.priority in _HIGH,
-                    end_of_run=ev.end_of_run,
-                    hold=hold,
-                )
+                ObserveItem(ev.event_id, ev.run_id, markov_nodes[i], ev.priority in _HIGH,
+                            ev.end_of_run, hold, ev.action)
             )
         try:
-            seen = await self._service_modes([chain for chain, _, _ in groups.values()])
+            if seen_task is not None:
+                seen = await seen_task
+                seen_task = None
+            else:
+                seen = await self._service_modes([chain for chain, _, _ in groups.values()])
             per_project = await self.overrides.params(
                 {c.project_id for c, _, _ in groups.values()}
             ) if self.overrides is not None else {}
@@ -258,26 +302,93 @@ class Engine:
                     mode_floor=self._mode_floor(chain, seen),
                     params=None if p is self.params else p,
                 ))
-            answers = await self.store.observe(
+            answers = await self.store.observe_answers(
                 batches, learn=learn, now_ms=int(now * 1000),
                 also=self.labels.take() if self.labels is not None else (),
             )
             if learn:
                 await self._record_service_modes(
-                    [(chain, answer[-1]) for (chain, _, _), answer in zip(groups.values(), answers)],
+                    [(chain, answer.mode_runs(answer.n - 1))
+                     for (chain, _, _), answer in zip(groups.values(), answers)],
                     seen,
                 )
         except UnavailableError:  # the store translates every Redis failure into this
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise
+        finally:
+            if seen_task is not None:
+                seen_task.cancel()
         BATCH_EVENTS.observe(len(events))
-        count_observations(answers)
+        count_answers(answers)
         out: list[Verdict | None] = [None] * len(events)
         for (chain, indices, _), answer in zip(groups.values(), answers, strict=True):
-            for i, obs in zip(indices, answer, strict=True):
-                guards = guard_reasons[i] if guard_reasons is not None else ()
-                out[i] = self._verdict(events[i], chain, obs, now, trace_id, guards)
+            self._verdicts(out, events, indices, chain, answer, now, trace_id, guard_reasons)
         return [v for v in out if v is not None]
+
+    def _verdicts(
+        self,
+        out: list[Verdict | None],
+        events: Sequence[IngestEvent],
+        indices: Sequence[int],
+        chain: ChainId,
+        answer: Answer,
+        now: float,
+        trace_id: str,
+        guard_reasons: Sequence[tuple[Reason, ...]] | None,
+    ) -> None:
+        """The verdicts of one chain's events, read off the reply in place (a full
+        :class:`Observation` only for an anomalous event's explanation)."""
+        if len(indices) != answer.n:
+            raise ValueError(f"observe answered {answer.n} events for {len(indices)}")
+        flat, doubles = answer.flat, answer.doubles
+        label, tag = chain.label, chain.tag
+        nodes: dict[bytes, str] = {}
+        for k, i in enumerate(indices):
+            ev = events[i]
+            base = 1 + WIDTH * k
+            flags = flat[base + 5]
+            mode = (flags >> 5) & 3
+            obs_action = ACTION_CODES[(flags >> 7) & 3]
+            guards = guard_reasons[i] if guard_reasons is not None else ()
+            if flags & 1:
+                reason = markov_reason(answer.observation(k), self.params)
+                reasons = (reason, *guards) if reason is not None else guards
+            else:
+                reasons = guards
+            action = strictest([obs_action, *(r.action for r in guards)]) if guards else obs_action
+            change = ""
+            mode_change = (flags >> 9) & 3
+            if mode_change:
+                change = MODE_NAMES[mode] + ("(forced)" if mode_change == 2 else "")
+            raw_from, raw_to = flat[base + 1], flat[base + 2]
+            from_node = nodes.get(raw_from)
+            if from_node is None:
+                from_node = nodes[raw_from] = _text(raw_from)
+            to_node = nodes.get(raw_to)
+            if to_node is None:
+                to_node = nodes[raw_to] = _text(raw_to)
+            count, row = flat[base + 3], flat[base + 4]
+            out[i] = Verdict(
+                event_id=ev.event_id,
+                agent_id=ev.agent_id,
+                run_id=ev.run_id,
+                chain=label,
+                chain_tag=tag,
+                mode=MODE_NAMES[mode],
+                anomalous=bool(flags & 1),
+                score=doubles[2 * k],
+                threshold=doubles[2 * k + 1],
+                edge=Edge(from_node, to_node, probability(count, row), count / COUNT_SCALE,
+                          row / COUNT_SCALE),
+                action=action,
+                reasons=reasons,
+                decided_at=now,
+                trace_id=trace_id,
+                project_id=ev.project_id,
+                duplicate=flat[base] == 1,
+                held=bool(flags & 2),
+                mode_change=change,
+            )
 
     # --- services new to an established agent ---------------------------------------------------
     # A chain starts in shadow. When the agent already has a chain past shadow on another
@@ -307,58 +418,17 @@ class Engine:
 
     async def _record_service_modes(
         self,
-        latest: Sequence[tuple[ChainId, Observation]],
+        latest: Sequence[tuple[ChainId, tuple[int, int]]],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
     ) -> None:
         records = []
-        for chain, obs in latest:
+        for chain, (mode, runs) in latest:
             agent = (chain.project_id, chain.agent_id)
             field = _service_field(chain)
-            if _record_changes(seen.get(agent, {}).get(field), obs, self.params.min_runs_soft):
-                records.append((agent, field, obs.mode, obs.runs))
+            if _record_changes(seen.get(agent, {}).get(field), mode, runs,
+                               self.params.min_runs_soft):
+                records.append((agent, field, mode, runs))
         await self.store.record_service_modes(records)
-
-    def _verdict(
-        self,
-        ev: IngestEvent,
-        chain: ChainId,
-        obs: Observation,
-        now: float,
-        trace_id: str,
-        guards: tuple[Reason, ...] = (),
-    ) -> Verdict:
-        reason = markov_reason(obs, self.params)
-        reasons = (reason, *guards) if reason is not None else guards
-        action = strictest([obs.action, *(r.action for r in guards)]) if guards else obs.action
-        change = ""
-        if obs.mode_change:
-            change = MODE_NAMES[obs.mode] + ("(forced)" if obs.mode_change == 2 else "")
-        return Verdict(
-            event_id=ev.event_id,
-            agent_id=ev.agent_id,
-            run_id=ev.run_id,
-            chain=chain.label,
-            chain_tag=chain.tag,
-            mode=MODE_NAMES[obs.mode],
-            anomalous=obs.anomalous,
-            score=obs.score,
-            threshold=obs.threshold,
-            edge=Edge(
-                obs.from_node,
-                obs.to_node,
-                probability(obs.count, obs.row_total),
-                obs.count / COUNT_SCALE,
-                obs.row_total / COUNT_SCALE,
-            ),
-            action=action,
-            reasons=reasons,
-            decided_at=now,
-            trace_id=trace_id,
-            project_id=ev.project_id,
-            duplicate=obs.duplicate,
-            held=obs.held,
-            mode_change=change,
-        )
 
     async def feedback(
         self, chain_tag: str, run_id: str, event_id: str, decision: str
@@ -393,22 +463,23 @@ class Engine:
         return deleted
 
 
-def _record_changes(known: tuple[int, int] | None, obs: Observation, footing_runs: int) -> bool:
+def _record_changes(
+    known: tuple[int, int] | None, mode: int, runs: int, footing_runs: int
+) -> bool:
     """Whether a chain's service-mode record must be written after a batch.
 
     Runs only matter until the chain has its footing (``footing_runs``): write on a mode change
     or while the *recorded* runs are below it — also when the chain passed its footing inside
     this one batch (recorded 25, now 35), which a test on the new runs alone would miss.
 
-    >>> obs = Observation(False, "^", "n", 0, 0, 1.0, 12.0, False, 0, "allow", False, 35, 0, False)
-    >>> _record_changes((0, 25), obs, 30), _record_changes((0, 31), obs, 30)
+    >>> _record_changes((0, 25), 0, 35, 30), _record_changes((0, 31), 0, 35, 30)
     (True, False)
-    >>> _record_changes(None, obs, 30), _record_changes((1, 40), obs, 30)
+    >>> _record_changes(None, 0, 35, 30), _record_changes((1, 40), 0, 35, 30)
     (True, True)
     """
-    if known == (obs.mode, obs.runs):
+    if known == (mode, runs):
         return False
-    return known is None or known[0] != obs.mode or known[1] < footing_runs
+    return known is None or known[0] != mode or known[1] < footing_runs
 
 
 def _service_field(chain: ChainId) -> str:
@@ -417,4 +488,8 @@ def _service_field(chain: ChainId) -> str:
 
 def _service_of(field: str) -> str:
     return field.partition("\x1f")[0]
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 

@@ -12,16 +12,16 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
-from models.observation import Observation, parse_observations
+from models.observation import Answer, Observation
 from models.params import ACTION_CODES, UNLEARNABLE_RULES, EngineParams
-from ratchet.store.keys import Keys
+from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
@@ -34,9 +34,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ObserveItem:
-    """One event as the observe script needs it."""
+class ObserveItem(NamedTuple):
+    """One event as the observe script needs it (a named tuple: built once per event, cheaply)."""
 
     event_id: str
     run_id: str
@@ -123,25 +122,33 @@ class EngineStore(RedisStore):
             len(batch.items),
         ]
         for item in batch.items:
-            args.append(item.event_id)
+            args.append(event_field(item.event_id))
             args.append(
                 f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
                 f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}"
             )
         return keys, args
 
-    async def observe(
+    async def observe_answers(
         self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
         also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
-    ) -> list[list[Observation]]:
-        """Run the observe script once per chain batch; answers in the order given. ``also``:
-        further script calls (node labels) sent in the same round trip."""
+    ) -> list[Answer]:
+        """Run the observe script once per chain batch; the replies, read in place, in order.
+        ``also``: further script calls (node labels) sent in the same round trip."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
         raw = await run_many(self.client, self.scripts["observe"], calls, also)
         LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
-        return [parse_observations(answer) for answer in raw]
+        return [Answer(answer) for answer in raw]
+
+    async def observe(
+        self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
+    ) -> list[list[Observation]]:
+        """:meth:`observe_answers` with every answer decoded into :class:`Observation` records."""
+        answers = await self.observe_answers(batches, learn=learn, now_ms=now_ms, also=also)
+        return [answer.observations() for answer in answers]
 
     async def feedback(
         self, tag: str, run_id: str, event_id: str, decision: str, *, now_ms: int | None = None
@@ -150,12 +157,12 @@ class EngineStore(RedisStore):
         ck = self.keys.chain_keys(tag)
         keys = [ck.meta, ck.edges, ck.rows, ck.nodes, self.keys.run(tag, run_id), ck.coarse]
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             event_id, decision, now, p.node_cap, p.edge_cap,
             repr(p.sigma_multiplier), repr(p.fallback_bits), repr(p.sigma_min), repr(p.sigma_max),
             repr(p.sigma_step_up), repr(p.sigma_step_down), repr(p.fallback_min),
             repr(p.fallback_max), repr(p.fallback_step_up), repr(p.fallback_step_down),
-            self.chain_ttl_s,
+            self.chain_ttl_s, event_field(event_id),
         ]
         started = time.perf_counter()
         code, sigma, fallback, learned = await self.scripts["feedback"](keys=keys, args=args)
@@ -204,9 +211,17 @@ class EngineStore(RedisStore):
         self, agents: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
         """Per (project, agent): {service field → (mode, runs)} as last recorded."""
-        raw = await asyncio.gather(*(
-            self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
-        ))
+        if not agents:
+            return {}
+        if isinstance(self.client, RedisCluster):
+            raw = await asyncio.gather(*(
+                self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
+            ))
+        else:  # one round trip for every agent of the batch
+            pipe = self.client.pipeline(transaction=False)
+            for p, a in agents:
+                pipe.hgetall(self.keys.agent_services(p, a))
+            raw = await pipe.execute()
         out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
         for agent, fields in zip(agents, raw, strict=True):
             parsed: dict[str, tuple[int, int]] = {}
@@ -220,13 +235,22 @@ class EngineStore(RedisStore):
         self, records: Sequence[tuple[tuple[str, str], str, int, int]]
     ) -> None:
         """Write ((project, agent), service field, mode, runs) records (idle TTL of a chain)."""
-        writes = []
+        if not records:
+            return
+        if isinstance(self.client, RedisCluster):
+            writes = []
+            for (project_id, agent_id), field, mode, runs in records:
+                key = self.keys.agent_services(project_id, agent_id)
+                writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
+                writes.append(self.client.expire(key, self.chain_ttl_s))
+            await asyncio.gather(*writes)
+            return
+        pipe = self.client.pipeline(transaction=False)  # one round trip
         for (project_id, agent_id), field, mode, runs in records:
             key = self.keys.agent_services(project_id, agent_id)
-            writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
-            writes.append(self.client.expire(key, self.chain_ttl_s))
-        if writes:
-            await asyncio.gather(*writes)
+            pipe.hset(key, field, f"{mode}:{runs}")
+            pipe.expire(key, self.chain_ttl_s)
+        await pipe.execute()
 
 
 def _s(v: bytes | str) -> str:

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.guardrails import GuardrailState, StateSpec
-from ratchet.store.keys import Keys
+from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
@@ -101,7 +101,7 @@ class GuardStore(RedisStore):
         ]
         for item in batch.items:
             args += [
-                item.event_id,
+                event_field(item.event_id),
                 run_index[item.run_id],
                 item.time_ms,
                 item.node,

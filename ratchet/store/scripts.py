@@ -33,7 +33,7 @@ SCRIPTS: tuple[str, ...] = (
     "approval_resolve", "audit_append", "event_ids_claim", "event_ids_release", "feedback",
     "guardrails", "idempotency_begin", "idempotency_end", "label_nodes", "observe", "ratelimit",
     "reset", "rotate_key", "rotate_scoped_key", "rotate_secret", "save_verdicts",
-    "signup_issue", "webhook_add",
+    "signup_issue", "verdict_get", "webhook_add",
 )
 
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)

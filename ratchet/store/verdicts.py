@@ -1,6 +1,16 @@
 """Verdicts and approvals in Redis: workers write, the gateway reads and resolves.
 
-- ``keys.verdict(project, event)``: the verdict JSON, with a TTL (``settings.verdict_ttl_s``).
+- ``keys.verdict_bucket(project, kind, i)``: hashes of a project's verdicts (event id → verdict
+  JSON), one per kind and time bucket: allow verdicts (``a``, buckets of
+  :data:`ALLOW_BUCKET_S`) are kept ``allow_ttl_s`` (``settings.verdict_allow_ttl_s``: as long
+  as a caller may look them up); every other verdict (``n``, buckets of :data:`HELD_BUCKET_S`)
+  is kept ``ttl_s`` (``settings.verdict_ttl_s``: approvals need them). A verdict lives at least
+  its TTL and less than its TTL plus one bucket. The durable record of every verdict is the
+  ``verdicts`` Kafka topic. One script call saves a project's verdicts of a batch
+  (``lua/save_verdicts.lua``), one looks an id up (``lua/verdict_get.lua``); both Cluster-safe
+  (one hash tag per project).
+- ``keys.verdict(project, event)``: the per-event key of the layout before buckets; still read
+  (on a miss in the buckets) so verdicts stored by an older release stay visible until they expire.
 - ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``.
 - ``keys.approval(project, event)``: a human's decision once a paused event is resolved.
 
@@ -12,9 +22,11 @@ one succeeds; the other sees ``ALREADY_DECIDED``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,9 +38,17 @@ from redis.commands.core import AsyncScript
 from models.verdict import Verdict
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
-from ratchet.store.scripts import scripts_for
+from ratchet.store.scripts import run_many, scripts_for
 
-__all__ = ["Approval", "PausedPage", "Resolution", "VerdictStore"]
+__all__ = [
+    "ALLOW_BUCKET_S",
+    "HELD_BUCKET_S",
+    "Approval",
+    "PausedPage",
+    "Resolution",
+    "VerdictStore",
+    "bucket_expiry",
+]
 
 log = logging.getLogger("ratchet.verdicts")
 
@@ -79,6 +99,22 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     return score, member
 
 
+#: Width of an allow-verdict bucket, seconds (a lookup reads allow_ttl / width + 2 buckets).
+ALLOW_BUCKET_S = 600
+#: Width of a bucket of the other verdicts (flag, pause, reject), seconds.
+HELD_BUCKET_S = 14_400
+
+
+def bucket_expiry(index: int, width_s: int, ttl_s: int) -> int:
+    """Unix second a bucket hash expires at: its end plus the TTL (so each verdict in it is kept
+    at least ``ttl_s`` and less than ``ttl_s + width_s``).
+
+    >>> bucket_expiry(10, 600, 3600)
+    10200
+    """
+    return (index + 1) * width_s + ttl_s
+
+
 #: Entries kept in a project's decision stream (about: trimmed approximately, as XADD MAXLEN ~).
 DECISIONS_KEPT = 10_000
 
@@ -90,13 +126,31 @@ def _text(raw: Any) -> str:
 class VerdictStore(RedisStore):
     """Verdict and approval storage of one key namespace."""
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    def __init__(
+        self, redis: RedisClient, keys: Keys, *, ttl_s: int = 86_400, allow_ttl_s: int = 3_600
+    ) -> None:
         self.redis = redis
         self.keys = keys
-        self._save_script: AsyncScript | None = (
-            None if isinstance(redis, RedisCluster)
-            else scripts_for(redis)["save_verdicts"]
-        )
+        #: How far back lookups read (the writers' TTLs: give the gateway the workers' settings).
+        self.ttl_s = ttl_s
+        self.allow_ttl_s = allow_ttl_s
+        scripts = scripts_for(redis)
+        self._save_script: AsyncScript = scripts["save_verdicts"]
+        self._get_script: AsyncScript = scripts["verdict_get"]
+        self._cluster = isinstance(redis, RedisCluster)
+
+    def _lookup_keys(self, project_id: str, now: float) -> list[str]:
+        """Every bucket that may hold a verdict decided up to now (+ one bucket of clock skew),
+        both kinds, newest first."""
+        spans: list[tuple[int, str, int]] = []
+        for kind, width, ttl in (("a", ALLOW_BUCKET_S, self.allow_ttl_s),
+                                 ("n", HELD_BUCKET_S, self.ttl_s)):
+            newest = int((now + width) // width)
+            oldest = int((now - ttl - width) // width)
+            spans.extend((i * width, kind, i) for i in range(newest, oldest - 1, -1))
+        spans.sort(reverse=True)
+        bucket = self.keys.verdict_bucket
+        return [bucket(project_id, kind, i) for _, kind, i in spans]
 
     def _announce(
         self, pipe: Any, project_id: str, kind: str, body: bytes, ttl_s: int | None
@@ -134,27 +188,16 @@ class VerdictStore(RedisStore):
         same (project, event id) is never overwritten (the verdict is logged and dropped), one
         of the same agent is (a redelivery). ``bodies[i]``, when given, is
         ``orjson.dumps(verdicts[i].to_dict())`` already encoded by the caller (the worker sends
-        the same bytes to Kafka). On a single Redis all verdicts go in one
-        ``save_verdicts.lua`` call (one reply, measured ~3x less client CPU than a SET each)
-        and the paused index in a pipeline after it (only when something paused); on Redis
-        Cluster, where verdict keys spread over slots, one pipeline of ``SET NX GET`` (and a
-        second one to overwrite the same agent's redelivered verdicts).
+        the same bytes to Kafka). ``ttl_s`` is how long non-allow verdicts are kept; allow
+        verdicts are kept ``allow_ttl_s`` (constructor). One ``save_verdicts.lua`` call per
+        project of the batch (pipelined; one hash per kind and time bucket), then the paused
+        index in a pipeline (only when something paused).
         """
         if not verdicts:
             return
         if bodies is None:
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
-        verdict_key = self.keys.verdict
-        keys = [verdict_key(v.project_id, v.event_id) for v in verdicts]
-        if self._save_script is not None:
-            # called directly, not in the pipeline: a pipeline holding a script first asks
-            # SCRIPT EXISTS, one more round trip per batch
-            refused_at: list[Any] = await self._save_script(
-                keys=keys, args=[ttl_s, *bodies, *(v.agent_id for v in verdicts)]
-            )
-            refused = {int(i) - 1 for i in refused_at}
-        else:
-            refused = await self._save_cluster(verdicts, keys, bodies, ttl_s)
+        refused = await self._save_buckets(verdicts, bodies, ttl_s)
         if refused:
             log.warning(
                 "%d verdicts not stored: another agent's verdict holds their event id (%s)",
@@ -183,42 +226,52 @@ class VerdictStore(RedisStore):
                 pipe.expire(key, ttl_s)
             await pipe.execute()
 
-    async def _save_cluster(
-        self, verdicts: Sequence[Verdict], keys: Sequence[str], bodies: Sequence[bytes],
-        ttl_s: int,
+    async def _save_buckets(
+        self, verdicts: Sequence[Verdict], bodies: Sequence[bytes], ttl_s: int
     ) -> set[int]:
-        """``save_verdicts.lua``'s rule without a script (keys on many slots): indexes refused."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, body in zip(keys, bodies, strict=True):
-                pipe.set(key, body, ex=ttl_s, nx=True, get=True)
-            previous: list[Any] = await pipe.execute()
+        """One ``save_verdicts.lua`` call per project (pipelined): indexes refused."""
+        by_project: dict[str, list[int]] = {}
+        for i, v in enumerate(verdicts):
+            by_project.setdefault(v.project_id, []).append(i)
+        calls: list[tuple[list[str], list[Any]]] = []
+        bucket = self.keys.verdict_bucket
+        allow_ttl = min(self.allow_ttl_s, ttl_s)
+        now = time.time()  # the wall clock, not decided_at (a replay may decide in the past)
+        a = int(now // ALLOW_BUCKET_S)
+        n = int(now // HELD_BUCKET_S)
+        for project_id, indices in by_project.items():
+            args: list[Any] = [
+                bucket_expiry(a, ALLOW_BUCKET_S, allow_ttl), bucket_expiry(n, HELD_BUCKET_S, ttl_s),
+                "".join("a" if verdicts[i].action == "allow" else "n" for i in indices),
+            ]
+            for i in indices:
+                args.append(verdicts[i].event_id)
+                args.append(bodies[i])
+            calls.append(([bucket(project_id, "a", a), bucket(project_id, "n", n)], args))
+        answers = await run_many(self.redis, self._save_script, calls)
         refused: set[int] = set()
-        again: list[int] = []
-        for i, prev in enumerate(previous):
-            if prev is None:
-                continue
-            try:
-                owner = orjson.loads(prev).get("agent_id")
-            except (orjson.JSONDecodeError, AttributeError):
-                owner = None
-            if owner == verdicts[i].agent_id:
-                again.append(i)
-            else:
-                refused.add(i)
-        if again:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in again:
-                    pipe.set(keys[i], bodies[i], ex=ttl_s)
-                await pipe.execute()
+        for (_, indices), refused_at in zip(by_project.items(), answers, strict=True):
+            refused.update(indices[int(j) - 1] for j in refused_at)
         return refused
 
     async def get(self, project_id: str, event_id: str) -> dict[str, Any] | None:
         """The stored verdict as a JSON object, or ``None`` (unknown, undecided or expired)."""
-        raw = await self.redis.get(self.keys.verdict(project_id, event_id))
+        raw = await self._get_raw(project_id, event_id, time.time())
         if raw is None:
             return None
         out: dict[str, Any] = orjson.loads(raw)
         return out
+
+    async def _get_raw(self, project_id: str, event_id: str, now: float) -> bytes | None:
+        keys = self._lookup_keys(project_id, now)
+        legacy = self.keys.verdict(project_id, event_id)
+        if self._cluster:  # the legacy key lives on another slot: a second read on a miss
+            raw = await self._get_script(keys=keys, args=[event_id, 0])
+            if raw is None:
+                raw = await self.redis.get(legacy)
+        else:
+            raw = await self._get_script(keys=[*keys, legacy], args=[event_id, 1])
+        return cast(bytes | None, raw)
 
     async def approval(self, project_id: str, event_id: str) -> Approval | None:
         raw = await self.redis.get(self.keys.approval(project_id, event_id))
@@ -274,10 +327,9 @@ class VerdictStore(RedisStore):
         picked = picked[:limit]
         verdicts: list[dict[str, Any]] = []
         if picked:
-            async with self.redis.pipeline(transaction=False) as pipe:  # cluster-safe, unlike MGET
-                for member, _ in picked:
-                    pipe.get(self.keys.verdict(project_id, member))
-                raws = await pipe.execute()
+            now = time.time()
+            raws = await asyncio.gather(
+                *(self._get_raw(project_id, member, now) for member, _ in picked))
             for (member, score), raw in zip(picked, raws):
                 if raw is not None:
                     verdicts.append(orjson.loads(raw))

@@ -169,6 +169,25 @@ def test_lua_matches_reference_with_what_if_batches(
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, learn_mask=[True, False]))
 
 
+#: The rolling threshold on its own (observe.lua keeps its window statistics incrementally: a
+#: sorted window and merged deviations instead of two sorts per event): no floor, so the window
+#: statistic itself is compared; windows of odd and even length and a switch between them
+#: (large_runs), many distinct scores (8 nodes, few checkpoints), both statistics.
+WINDOWED = SMALL.replace(floor_bits=0.0, window=6, window_large=9, large_runs=12,
+                         checkpoint_runs=50, min_runs_soft=200, min_runs_locked=400,
+                         novelty_limit=0.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=30, max_size=160), cuts=st.lists(st.integers(0, 160)),
+       robust=st.booleans())
+def test_lua_matches_reference_on_the_rolling_window_statistics(
+    redis_url: str, events: list[Event], cuts: list[int], robust: bool
+) -> None:
+    params = WINDOWED.replace(window_stat="robust" if robust else "std")
+    asyncio.run(_run_both(redis_url, events, cuts, params))
+
+
 def _plain_recount(events: list[Event]) -> Counter[str]:
     """Transitions a plain reading of the stream implies (no decay, no holds, no caps)."""
     seen: set[str] = set()

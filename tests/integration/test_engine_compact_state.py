@@ -1,0 +1,106 @@
+"""What the engine keeps in Redis per event, and for how long: compact dedup answers under
+compact event fields, state written by the previous formats still honoured, and the TTL of each
+kind of key asserted on a real redis-server (docs/operations.md, "What Redis keeps")."""
+
+from __future__ import annotations
+
+import struct
+import uuid
+
+from redis.asyncio import Redis
+
+from models.events import IngestEvent
+from models.params import EngineParams
+from ratchet.engine.engine import Engine
+from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.keys import Keys, event_field
+
+
+def _uuid(i: int) -> str:
+    return str(uuid.UUID(int=i + 12345))
+
+
+async def test_uuid_events_are_kept_compact_and_deduplicated(
+    redis_client: Redis, keys: Keys
+) -> None:
+    store = EngineStore(redis_client, keys, EngineParams())
+    items = [ObserveItem(_uuid(i), "r1", f"n{i % 3}", end_of_run=i == 5) for i in range(6)]
+    [first] = await store.observe([ChainBatch("cs", items)])
+    run_key = keys.run("cs", "r1")
+    fields = await redis_client.hkeys(run_key)
+    for item in items:
+        field = event_field(item.event_id)
+        assert field in fields and len(field) == 17  # "u" + 16 bytes, not "e:" + 36 characters
+        stored = await redis_client.hget(run_key, field)
+        assert stored is not None and stored[:1] == b"\0" and len(stored) <= 64
+    # values of at most 64 bytes: the run hash keeps Redis's compact listpack encoding
+    assert await redis_client.object("encoding", run_key) == b"listpack"
+    [again] = await store.observe([ChainBatch("cs", items)])
+    assert [o.duplicate for o in again] == [True] * 6
+    assert [o.__class__(**{**_fields(o), "duplicate": False}) for o in again] == first
+
+
+def _fields(o: object) -> dict[str, object]:
+    return {name: getattr(o, name) for name in o.__slots__}  # type: ignore[attr-defined]
+
+
+async def test_answers_and_holds_stored_by_the_previous_formats_are_honoured(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """A redelivery across the upgrade is answered from the old text answer (not counted again);
+    an event held before the upgrade can still be approved."""
+    store = EngineStore(redis_client, keys, EngineParams())
+    run_key = keys.run("old", "r1")
+    old = "^\tn1\t0\t0\t19.931568569324174\t12\t1\t1\t1\t1\t3\t0\t1\t0\t0\t0\t2"
+    await redis_client.hset(run_key, mapping={"e:ev-1": old, "last": "n1", "ended": "0",
+                                              "la": "crm.read", "rep": "0"})
+    [[obs]] = await store.observe([ChainBatch("old", [ObserveItem("ev-1", "r1", "zz")])])
+    assert obs.duplicate and (obs.from_node, obs.to_node) == ("^", "n1")
+    assert (obs.score, obs.threshold, obs.anomalous, obs.mode, obs.action, obs.held) == \
+        (19.931568569324174, 12.0, True, 1, "flag", True)
+    assert (obs.runs, obs.to_new, obs.repeat_limit) == (3, True, 2)
+    assert await store.edge_counts("old") == {}  # nothing counted for the redelivery
+    await redis_client.hset(run_key, "h:ev-9", "^\tn1\t^\tcrm.read")
+    res = await store.feedback("old", "r1", "ev-9", "approve")
+    assert res.applied and res.learned == 1
+    assert await store.edge_counts("old") == {"^\tn1": 1000}
+
+
+def _event(i: int, run: str, *, ts: float) -> IngestEvent:
+    return IngestEvent(event_id=_uuid(i), agent_id="agent", run_id=run, service="crm",
+                       action="crm.read", payload={"q": "x", "n": i}, project_id="proj",
+                       end_of_run=False, ts=ts)
+
+
+async def test_retention_of_each_kind_of_key(redis_client: Redis, keys: Keys) -> None:
+    """Run state and dedup answers: run_ttl; chain state: chain_ttl; the guardrails' run
+    velocity window: only its window + 60 s (older slots never count again)."""
+    engine = Engine.create(redis_client, keys=keys, run_ttl_s=7_200, chain_ttl_s=900_000,
+                           event_time=True)
+    await engine.decide([_event(i, "r1", ts=1_700_000_000.0 + i) for i in range(3)])
+    chain = engine.chain_of(_event(0, "r1", ts=0.0))
+    run_ttl = await redis_client.ttl(keys.run(chain.tag, "r1"))
+    assert 7_200 - 5 <= run_ttl <= 7_200
+    for key in keys.chain_keys(chain.tag).as_list():
+        if await redis_client.exists(key):
+            assert 900_000 - 5 <= await redis_client.ttl(key) <= 900_000, key
+    guard = keys.guard_run_keys(keys.guard_tag("proj", "agent"), "r1")
+    assert 7_200 - 5 <= await redis_client.ttl(guard.state) <= 7_200
+    assert 7_200 - 5 <= await redis_client.ttl(guard.nodes) <= 7_200
+    window_ttl = await redis_client.ttl(guard.window)
+    assert 0 < window_ttl < 7_200 - 5, window_ttl  # far less than the run's own state
+    assert window_ttl <= 60 * 60 + 60  # ≤ the longest default run window + 60 s
+
+
+async def test_observe_reply_is_flat_and_numeric(redis_client: Redis, keys: Keys) -> None:
+    """The reply the engine reads in place: one blob of doubles, then 9 plain values per event."""
+    store = EngineStore(redis_client, keys, EngineParams())
+    call_keys, args = store.observe_call(
+        ChainBatch("flat", [ObserveItem("a", "r", "n1"), ObserveItem("b", "r", "n2")]),
+        learn=True, now_ms=1)
+    raw = await store.scripts["observe"](keys=call_keys, args=args)
+    assert len(raw) == 1 + 2 * 9
+    score, threshold, score2, _ = struct.unpack(">4d", raw[0])
+    assert raw[1:10] == [0, b"^", b"n1", 0, 0, raw[6], 1, 0, 2]
+    assert all(isinstance(v, int) for v in (raw[4], raw[5], raw[6], raw[7], raw[8], raw[9]))
+    assert score > 19 and threshold == EngineParams().fallback_bits and score2 > 19

@@ -72,6 +72,11 @@ class ReplyListener:
     async def _subscribe(self) -> None:
         """A fresh subscription, confirmed by Redis; on failure nothing is left half open."""
         await self._close_pubsub()
+        if self._sharded:
+            # a sharded subscription picks its node from the slot map: discover the topology
+            # first (a fresh client has none until its first command, and would refuse the
+            # channel's slot as not covered)
+            await self.redis.initialize()
         self._pubsub = self.redis.pubsub()
         try:
             if self._sharded:

@@ -29,7 +29,7 @@ from redis.commands.core import AsyncScript
 
 from models.errors import ConfigError
 from models.events import IngestEvent
-from models.observation import Observation
+from models.observation import Answer, Observation
 from models.params import ACTION_CODES, COUNT_SCALE, EngineParams
 from models.reference import ReferenceChain, _Assessed
 from models.verdict import Verdict
@@ -194,10 +194,11 @@ class _RecordingStore(EngineStore):
                          chain_ttl_s=inner.chain_ttl_s)
         self.recorder = recorder
 
-    async def observe(
+    async def observe_answers(
         self, batches: Sequence[ChainBatch], *, learn: bool = True, now_ms: int | None = None,
         also: Sequence[tuple[AsyncScript, list[str], list[Any]]] = (),
-    ) -> list[list[Observation]]:
-        answers = await super().observe(batches, learn=learn, now_ms=now_ms, also=also)
-        self.recorder.shadow(batches, answers, learn)
+    ) -> list[Answer]:
+        # the engine reads the replies in place (observe() decodes through this too)
+        answers = await super().observe_answers(batches, learn=learn, now_ms=now_ms, also=also)
+        self.recorder.shadow(batches, [a.observations() for a in answers], learn)
         return answers

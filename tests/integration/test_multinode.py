@@ -38,10 +38,10 @@ import orjson
 import pytest
 import yaml
 
-from models.envelope import decode_verdicts
 from models.nodes import chain_for, node_id
 from models.params import COUNT_SCALE, EngineParams
 from models.skeleton import skeleton_hash
+from models.verdict_wire import decode_verdict_message
 from ratchet.sandbox.client import Answer, RatchetClient
 from ratchet.sandbox.process import (
     FAST_GROUP_ENV,
@@ -53,6 +53,7 @@ from ratchet.sandbox.servers import RedisClusterServer, free_port
 from ratchet.store.chains import EngineStore
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, connect
+from ratchet.store.verdicts import VerdictStore
 from tests.integration.cli_support import field as out_field
 from tests.integration.cli_support import ratchet_cli
 from tests.integration.gateway_support import read_topic
@@ -257,10 +258,8 @@ async def wait_for_verdicts(client: RedisClient, keys: Keys, project: str,
     missing = ids
     while missing:
         assert time.monotonic() < deadline, f"{len(missing)} without a verdict\n{cluster.logs()}"
-        async with client.pipeline(transaction=False) as pipe:
-            for eid in missing:
-                pipe.exists(keys.verdict(project, eid))
-            found = await pipe.execute()
+        verdicts = VerdictStore(client, keys)
+        found = [await verdicts.get(project, eid) is not None for eid in missing]
         missing = [eid for eid, ok in zip(missing, found, strict=True) if not ok]
         if missing:
             await asyncio.sleep(0.3)
@@ -356,18 +355,16 @@ async def test_scale_out_on_redis_cluster(
             decided: Counter[str] = Counter()
             for rec in records:
                 assert rec.value is not None
-                for v in decode_verdicts(rec.value).verdicts:
+                for v in decode_verdict_message(rec.value).verdicts:
                     answered[v.event_id] += 1
                     decided[v.event_id] += not v.duplicate
             # every event answered on the topic; none decided twice (a worker killed after
             # storing a decision but before publishing it leaves only the dedup answer)
             assert all(answered[eid] >= 1 for eid in ids)
             assert max(decided[eid] for eid in ids) == 1
-            async with client.pipeline(transaction=False) as pipe:
-                for eid in ids:
-                    pipe.get(keys.verdict(project, eid))
-                stored = [orjson.loads(raw) for raw in await pipe.execute()]
-            assert [s["event_id"] for s in stored] == ids
+            verdicts = VerdictStore(client, keys)
+            stored = [await verdicts.get(project, eid) for eid in ids]
+            assert [s["event_id"] if s else None for s in stored] == ids
 
             # stored counts equal a plain recount of what was sent
             store = EngineStore(client, keys, EngineParams())

@@ -1,6 +1,6 @@
 """Detection quality on HDFS (DeepLog split), through the real engine on a real redis-server.
 
-    python -m benchmarks.hdfs --data ../shared/datasets/hdfs/hdfs_deeplog.tsv [--json FILE]
+    python -m benchmarks.hdfs --data hdfs_deeplog.tsv [--json FILE]
                               [--config engine.toml] [--holdout 0.2]
 
 Protocol (the dataset's README): learn on the 4,855 ``train`` normals, then score every ``test``

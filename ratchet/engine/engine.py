@@ -33,8 +33,9 @@ from models.nodes import ChainId, chain_for, node_id
 from models.observation import WIDTH, Answer, Observation
 from models.params import ACTION_CODES, COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
-from models.skeleton import skeleton_hash
-from models.verdict import Edge, Reason, Verdict, strictest
+from models.shape_memo import event_nodes, skeleton_hash_memo
+from models.verdict import Reason, Verdict, strictest
+from models.verdict_build import make_edge, make_verdict
 from ratchet.engine.guard import Guardrails
 from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
@@ -212,19 +213,16 @@ class Engine:
 
     def node_of(self, event: IngestEvent) -> str:
         return node_id(
-            skeleton_hash(event.payload), service=event.service, action=event.action, rich=self.rich
+            skeleton_hash_memo(event.payload), service=event.service, action=event.action,
+            rich=self.rich,
         )
 
     def _nodes(self, events: Sequence[IngestEvent]) -> tuple[list[str], list[str]]:
-        """(Markov node, guardrail node) per event; the skeleton is hashed once."""
-        markov: list[str] = []
-        guard: list[str] = []
-        for ev in events:
-            skel = skeleton_hash(ev.payload)
-            rich = node_id(skel, service=ev.service, action=ev.action, rich=True)
-            markov.append(rich if self.rich else skel)
-            guard.append(rich)
-        return markov, guard
+        """(Markov node, guardrail node) per event; the skeleton is hashed once, and remembered
+        per payload structure (models/shape_memo.py: the same ids as models/skeleton.py)."""
+        pairs = [event_nodes(ev.payload, ev.service, ev.action) for ev in events]
+        guard = [rich for _, rich in pairs]
+        return (guard if self.rich else [skel for skel, _ in pairs]), guard
 
     async def decide(
         self,
@@ -368,26 +366,14 @@ class Engine:
             if to_node is None:
                 to_node = nodes[raw_to] = _text(raw_to)
             count, row = flat[base + 3], flat[base + 4]
-            out[i] = Verdict(
-                event_id=ev.event_id,
-                agent_id=ev.agent_id,
-                run_id=ev.run_id,
-                chain=label,
-                chain_tag=tag,
-                mode=MODE_NAMES[mode],
-                anomalous=bool(flags & 1),
-                score=doubles[2 * k],
-                threshold=doubles[2 * k + 1],
-                edge=Edge(from_node, to_node, probability(count, row), count / COUNT_SCALE,
+            # positional, slot by slot (models/verdict_build.py): the same Verdict, ≈ 3x cheaper
+            out[i] = make_verdict(
+                ev.event_id, ev.agent_id, ev.run_id, label, MODE_NAMES[mode], bool(flags & 1),
+                doubles[2 * k], doubles[2 * k + 1],
+                make_edge(from_node, to_node, probability(count, row), count / COUNT_SCALE,
                           row / COUNT_SCALE),
-                action=action,
-                reasons=reasons,
-                decided_at=now,
-                trace_id=trace_id,
-                project_id=ev.project_id,
-                duplicate=flat[base] == 1,
-                held=bool(flags & 2),
-                mode_change=change,
+                action, reasons, now, trace_id, ev.project_id, tag, change, flat[base] == 1,
+                bool(flags & 2),
             )
 
     # --- services new to an established agent ---------------------------------------------------

@@ -1,0 +1,143 @@
+"""Skeleton hashes and node ids memoized by a payload's key structure. Pure: no I/O.
+
+:func:`models.skeleton.skeleton_hash` walks a payload, sorts its keys, deduplicates its arrays
+and serializes the result on every call (≈ 5–10 µs per event in Python); yet payload shapes
+repeat from event to event — that repetition is what the Markov chain learns. This module
+computes a cheap *structure signature* of a payload instead (its keys in their order, the exact
+type of every scalar, arrays as their distinct element signatures in first-seen order,
+containers below ``max_depth`` as their bare type) and remembers the reference hash per
+signature. The reference stays the spec: a miss calls it, and a property test
+(``tests/unit/test_shape_memo.py``) checks identical hashes on generated payloads.
+
+Why a signature determines the skeleton: the skeleton looks only at keys, at the *types* of
+scalars, at the distinct shapes of array elements (a repeated element costs nothing and never
+changes the result, even at the node cap), and not at all inside a container nested deeper than
+``max_depth`` (the skeleton's nesting level is never below the payload's depth, so such a
+container is ``"deep"``, or ``"trunc"`` past the budget, whatever it holds). Values of any other
+type (subclasses, tuples, Mappings), objects with more than ``max_keys`` keys and payloads
+bigger than ``_WALK_BUDGET`` nodes are not memoized: the reference answers them directly.
+
+The memo is bounded (cleared when full), so payloads whose keys are ids cost one signature
+walk more than the reference and cannot grow memory without bound.
+
+>>> from models.skeleton import skeleton_hash
+>>> skeleton_hash_memo({"b": [1, 2], "a": None}) == skeleton_hash({"a": None, "b": [3]})
+True
+>>> event_nodes({"q": "x"}, "crm", "contacts.read") == event_nodes({"q": "y"}, "crm", "contacts.list")
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.nodes import node_id
+from models.skeleton import skeleton_hash
+
+__all__ = ["event_nodes", "memo_clear", "skeleton_hash_memo"]
+
+#: Remembered signatures (and remembered rich node ids); each memo is cleared when full.
+_MEMO_CAP = 16_384
+#: Signature nodes a payload may have and still be memoized (the reference caps its own work).
+_WALK_BUDGET = 2_048
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+_skel_memo: dict[Any, str] = {}
+_rich_memo: dict[tuple[str, str, str], str] = {}
+
+
+class _NotMemoizable(Exception):
+    """A value the signature cannot stand for exactly (or a payload too big to remember)."""
+
+
+def _signature(payload: Any, max_depth: int, max_keys: int) -> Any:
+    """The structure signature of ``payload`` (see the module docstring). Raises
+    :class:`_NotMemoizable` for values it cannot stand for exactly."""
+    return _walk(payload, 1, max_depth, max_keys, [_WALK_BUDGET])
+
+
+def _walk(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]) -> Any:
+    """Signature of ``value`` at payload depth ``depth``; ``left[0]``: nodes still allowed."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return kind
+    if kind is dict:
+        if depth > max_depth:
+            return dict
+        n = len(value)
+        left[0] -= n + 1
+        if left[0] < 0 or n > max_keys:
+            raise _NotMemoizable
+        types = tuple(map(type, value.values()))
+        if _SCALARS.issuperset(types):
+            return (tuple(value), types)
+        d = depth + 1
+        return (tuple(value), tuple([
+            t if t in _SCALARS else _walk(v, d, max_depth, max_keys, left)
+            for v, t in zip(value.values(), types)
+        ]))
+    if kind is list:
+        if depth > max_depth:
+            return list
+        left[0] -= len(value) + 1
+        if left[0] < 0:
+            raise _NotMemoizable
+        types = tuple(dict.fromkeys(map(type, value)))
+        if _SCALARS.issuperset(types):
+            return (None, types)
+        d = depth + 1
+        return (None, tuple(dict.fromkeys([
+            t if (t := type(v)) in _SCALARS else _walk(v, d, max_depth, max_keys, left)
+            for v in value
+        ])))
+    raise _NotMemoizable
+
+
+def skeleton_hash_memo(
+    payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512
+) -> str:
+    """Exactly :func:`models.skeleton.skeleton_hash`, remembered per structure signature."""
+    if type(payload) is dict and len(payload) <= max_keys:
+        types = tuple(map(type, payload.values()))
+        if _SCALARS.issuperset(types):  # the common case: a flat object of scalars
+            sig: Any = (tuple(payload), types)
+        else:
+            try:
+                sig = _signature(payload, max_depth, max_keys)
+            except _NotMemoizable:
+                return skeleton_hash(
+                    payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+    else:
+        try:
+            sig = _signature(payload, max_depth, max_keys)
+        except _NotMemoizable:
+            return skeleton_hash(
+                payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+    key = (sig, max_depth, max_keys, max_nodes)
+    found = _skel_memo.get(key)
+    if found is None:
+        found = skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+        if len(_skel_memo) >= _MEMO_CAP:
+            _skel_memo.clear()
+        _skel_memo[key] = found
+    return found
+
+
+def event_nodes(payload: Any, service: str, action: str) -> tuple[str, str]:
+    """(skeleton hash, rich node id) of an event: exactly ``skeleton_hash(payload)`` and
+    ``node_id(that, service=service, action=action, rich=True)``, both remembered."""
+    skel = skeleton_hash_memo(payload)
+    key = (skel, service, action)
+    rich = _rich_memo.get(key)
+    if rich is None:
+        rich = node_id(skel, service=service, action=action, rich=True)
+        if len(_rich_memo) >= _MEMO_CAP:
+            _rich_memo.clear()
+        _rich_memo[key] = rich
+    return skel, rich
+
+
+def memo_clear() -> None:
+    """Forget every remembered signature and node id (tests, benchmarks of a cold start)."""
+    _skel_memo.clear()
+    _rich_memo.clear()

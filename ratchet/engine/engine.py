@@ -44,6 +44,7 @@ from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.telemetry.batch import observe_many
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -129,7 +130,7 @@ def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
 def count_answers(answers: Sequence[Answer]) -> None:
     """:func:`count_observations` read straight off the observe replies (no records built)."""
     tally: Counter[int] = Counter()
-    observe_score = EDGE_SCORE_BITS.observe
+    scores: list[float] = []  # observed once per batch (ratchet/telemetry/batch.py)
     unlearnable = 0
     for answer in answers:
         flat, doubles = answer.flat, answer.doubles
@@ -140,7 +141,7 @@ def count_answers(answers: Sequence[Answer]) -> None:
             flags = flat[base + 5]
             tally[flags & 0x61] += 1  # anomalous bit + mode bits
             unlearnable += (flags >> 4) & 1
-            observe_score(doubles[2 * k])
+            scores.append(doubles[2 * k])
             change = (flags >> 9) & 3
             if change:
                 MODE_TRANSITIONS.labels(
@@ -150,6 +151,7 @@ def count_answers(answers: Sequence[Answer]) -> None:
         EVENTS.labels(
             mode=MODE_NAMES[(key >> 5) & 3], anomalous="true" if key & 1 else "false"
         ).inc(n)
+    observe_many(EDGE_SCORE_BITS, scores)
     if unlearnable:
         UNLEARNABLE_EVENTS.inc(unlearnable)
 

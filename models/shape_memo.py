@@ -57,10 +57,9 @@ def _signature(payload: Any, max_depth: int, max_keys: int) -> Any:
 
 
 def _walk(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]) -> Any:
-    """Signature of ``value`` at payload depth ``depth``; ``left[0]``: nodes still allowed."""
+    """Signature of ``value`` at payload depth ``depth``; ``left[0]``: nodes still allowed.
+    (Plain loops, not comprehensions: each comprehension is a function call in Python 3.11.)"""
     kind = type(value)
-    if kind in _SCALARS:
-        return kind
     if kind is dict:
         if depth > max_depth:
             return dict
@@ -72,10 +71,12 @@ def _walk(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]
         if _SCALARS.issuperset(types):
             return (tuple(value), types)
         d = depth + 1
-        return (tuple(value), tuple([
-            t if t in _SCALARS else _walk(v, d, max_depth, max_keys, left)
-            for v, t in zip(value.values(), types)
-        ]))
+        sub = []
+        for v, t in zip(value.values(), types):
+            sub.append(t if t in _SCALARS else _walk(v, d, max_depth, max_keys, left))
+        return (tuple(value), tuple(sub))
+    if kind in _SCALARS:
+        return kind
     if kind is list:
         if depth > max_depth:
             return list
@@ -86,10 +87,11 @@ def _walk(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]
         if _SCALARS.issuperset(types):
             return (None, types)
         d = depth + 1
-        return (None, tuple(dict.fromkeys([
-            t if (t := type(v)) in _SCALARS else _walk(v, d, max_depth, max_keys, left)
-            for v in value
-        ])))
+        distinct: dict[Any, None] = {}
+        for v in value:
+            t = type(v)
+            distinct[t if t in _SCALARS else _walk(v, d, max_depth, max_keys, left)] = None
+        return (None, tuple(distinct))
     raise _NotMemoizable
 
 
@@ -97,22 +99,22 @@ def skeleton_hash_memo(
     payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512
 ) -> str:
     """Exactly :func:`models.skeleton.skeleton_hash`, remembered per structure signature."""
-    if type(payload) is dict and len(payload) <= max_keys:
-        types = tuple(map(type, payload.values()))
-        if _SCALARS.issuperset(types):  # the common case: a flat object of scalars
-            sig: Any = (tuple(payload), types)
+    try:
+        if type(payload) is dict and max_depth >= 1 and len(payload) <= max_keys:
+            # an object at the top (the usual payload): its types are needed anyway
+            types = tuple(map(type, payload.values()))
+            if _SCALARS.issuperset(types):  # the common case: a flat object of scalars
+                sig: Any = (tuple(payload), types)
+            else:
+                left = [_WALK_BUDGET - len(payload) - 1]
+                sub = []
+                for v, t in zip(payload.values(), types):
+                    sub.append(t if t in _SCALARS else _walk(v, 2, max_depth, max_keys, left))
+                sig = (tuple(payload), tuple(sub))
         else:
-            try:
-                sig = _signature(payload, max_depth, max_keys)
-            except _NotMemoizable:
-                return skeleton_hash(
-                    payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
-    else:
-        try:
             sig = _signature(payload, max_depth, max_keys)
-        except _NotMemoizable:
-            return skeleton_hash(
-                payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+    except _NotMemoizable:
+        return skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
     key = (sig, max_depth, max_keys, max_nodes)
     found = _skel_memo.get(key)
     if found is None:

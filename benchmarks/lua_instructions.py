@@ -1,0 +1,114 @@
+"""Redis instructions per event of ``lua/observe.lua``, counted by valgrind (callgrind).
+
+    python -m benchmarks.lua_instructions [--events 3000] [--agents 16] [--params JSON] [--json FILE]
+
+CPU time on a shared, loaded 2-core machine swings by ±30 % between runs of the same code, which
+hides a 5 % change in a Lua script. The number of machine instructions redis-server executes
+does not depend on the neighbours: runs of the same code agree to 0.1 %. This starts its own
+redis-server under ``valgrind --tool=callgrind`` (no collection until asked), lets the chains
+of the engine benchmark's traffic learn on the first half of the events, then counts the
+instructions of ``observe.lua`` calls (through the store adapter, node ids precomputed, batches
+of up to 200 events of one agent) over the second half. ``--params``: engine parameter overrides
+(e.g. ``{"checkpoint_runs": 1000000}`` to leave the checkpoints out). Needs valgrind; the
+redis-server binary needs no symbols. Compare two source trees by running this from each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from redis.asyncio import Redis
+
+from benchmarks.engine import by_agent_batches, make_events
+from benchmarks.report import emit
+from models.params import EngineParams
+from ratchet.engine.engine import Engine
+from ratchet.sandbox.servers import _stop, _wait_port, free_port, redis_server_binary
+from ratchet.store.chains import ChainBatch, ObserveItem
+from ratchet.store.keys import Keys
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
+
+
+def _instructions(out_dir: str, pid: int) -> int:
+    """Instructions (Ir) of the newest callgrind dump of ``pid`` (since the last zeroing)."""
+    dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.{pid}.*")), key=os.path.getmtime)
+    if not dumps:
+        raise RuntimeError("callgrind wrote no dump")
+    with open(dumps[-1], encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {dumps[-1]}")
+
+
+async def _measure(url: str, n: int, agents: int, params: EngineParams, pid: int,
+                   out_dir: str) -> dict[str, Any]:
+    client = Redis.from_url(url)
+    try:
+        batches = by_agent_batches(make_events(2 * n, agents=agents), 200)
+        engine = Engine.create(client, keys=Keys("li"), guardrails=False, params=params)
+        prepared = []
+        for b in batches:
+            chain = engine.chain_of(b[0])
+            items = [ObserveItem(e.event_id, e.run_id, engine.node_of(e), False, e.end_of_run,
+                                 False, e.action) for e in b]
+            prepared.append((len(b), ChainBatch(chain.tag, items)))
+        half = len(prepared) // 2
+        for _, cb in prepared[:half]:  # the chains learn first
+            await engine.store.observe([cb])
+        measured = sum(k for k, _ in prepared[half:])
+        _control("-z", str(pid))
+        for _, cb in prepared[half:]:
+            await engine.store.observe([cb])
+        _control("-d", str(pid))
+        total = _instructions(out_dir, pid)
+    finally:
+        await client.aclose()
+    return {"events_measured": measured, "observe_instructions_per_event": round(total / measured)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=3000, help="events measured (as many learn first)")
+    ap.add_argument("--agents", type=int, default=16)
+    ap.add_argument("--params", default="{}", help="engine parameter overrides, JSON")
+    ap.add_argument("--json", help="write results as JSON to this file")
+    args = ap.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("valgrind (callgrind) is not installed: apt-get install -y valgrind", file=sys.stderr)
+        return 2
+    overrides = json.loads(args.params)
+    params = dataclasses.replace(EngineParams(), **overrides)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ratchet-cg-") as out_dir:
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--collect-atstart=yes",
+             f"--callgrind-out-file={out_dir}/cg.%p", redis_server_binary(), "--port", str(port),
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out_dir,
+        )
+        try:
+            _wait_port(port, proc, "redis-server under valgrind", 120.0)
+            res = asyncio.run(_measure(f"redis://127.0.0.1:{port}", args.events, args.agents,
+                                       params, proc.pid, out_dir))
+        finally:
+            _stop(proc, 60.0)
+    emit({"events": args.events, "agents": args.agents, "params": overrides, **res}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -96,7 +96,8 @@
   ARGV[40] shape_escape      p(shape | action) of a shape never seen for its known action
                              (models/escape.py): 0 none, 1 Witten–Bell escape for any new shape,
                              2 only for a new combination of known key paths, 3 also for a new
-                             key path, times the action's field-novelty escape
+                             key path, times the action's field-novelty escape, 4 that escape
+                             once per new key path
   ARGV[41] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
@@ -292,17 +293,18 @@ local function escape_p(act, action_count, paths)
   local t = coarse_count('T\t' .. act) * SCALE
   local esc = t / (action_count + t)
   if shape_esc == 1 then return esc end
-  local new_path = paths == ''
+  local new_paths = 0
   for h in string.gmatch(paths, '[^,]+') do
-    if coarse_count('p\t' .. act .. '\t' .. h) == 0 then
-      new_path = true
-      break
-    end
+    if coarse_count('p\t' .. act .. '\t' .. h) == 0 then new_paths = new_paths + 1 end
   end
-  if not new_path then return esc end
+  if paths ~= '' and new_paths == 0 then return esc end
   if shape_esc == 2 then return 0.0 end
   local x = coarse_count('X\t' .. act) * SCALE
-  return esc * (x / (action_count + x))
+  local field = x / (action_count + x)
+  if shape_esc == 3 then return esc * field end
+  if new_paths < 1 then new_paths = 1 end
+  for _ = 1, new_paths do esc = esc * field end
+  return esc
 end
 
 local function assess(from, to, prev_act, act, paths)
@@ -321,7 +323,11 @@ local function assess(from, to, prev_act, act, paths)
     local ar_ = coarse_count('A\t' .. prev_act)
     if ar_ > 0 and nr_ > 0 then
       local pn = nc_ / nr_
-      if nc_ == 0 and shape_esc > 0 then pn = escape_p(act, nr_, paths) end
+      -- an action seen min_support times at least: an escape estimated from a handful of
+      -- calls (a new chain, a new action) would excuse nearly anything
+      if nc_ == 0 and shape_esc > 0 and nr_ >= min_support * SCALE then
+        pn = escape_p(act, nr_, paths)
+      end
       local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * pn
       if q > p then
         backoff = true

@@ -18,7 +18,9 @@ stronger evidence, so it is charged the action's field-novelty escape on top:
 
 Rules (``EngineParams.shape_escape``): "off" (0: the shape scores as never seen), "all" (any new
 shape of a known action gets ``escape``), "combos" (only a new combination of known key paths
-does; a new key path gets nothing), "paths" (a new key path gets ``escape × field escape``).
+does; a new key path gets nothing), "paths" (a shape bringing new key paths gets ``escape ×
+field escape``), "each" (``escape × field escape`` per new key path: fields never seen for the
+action are independent novelties, so a payload gaining several is that much less likely).
 Written in the order ``lua/observe.lua`` computes it, so the doubles agree exactly.
 
 >>> shape_escape("paths", shapes=1, action_count=199_000, path_events=1, new_path=False, scale=1000)
@@ -43,16 +45,22 @@ from models.labels import MAX_PATHS
 __all__ = ["ESCAPE_RULES", "path_digest", "shape_escape"]
 
 #: Escape rules by their integer code in the Lua scripts.
-ESCAPE_RULES: tuple[str, ...] = ("off", "all", "combos", "paths")
+ESCAPE_RULES: tuple[str, ...] = ("off", "all", "combos", "paths", "each")
 
 
 def shape_escape(
-    rule: str, *, shapes: int, action_count: int, path_events: int, new_path: bool, scale: int
+    rule: str, *, shapes: int, action_count: int, path_events: int, new_path: bool, scale: int,
+    new_paths: int = 1,
 ) -> float:
     """``p(shape | action)`` for a shape never seen for the action (see the module docstring).
 
     ``shapes`` and ``path_events`` are plain counts, ``action_count`` is in 1/``scale`` units
-    (decayed like every count). 0 when the rule is "off" or the action was never seen.
+    (decayed like every count); ``new_paths`` is how many of the shape's key paths are new to
+    the action (rule "each"). 0 when the rule is "off" or the action was never seen.
+
+    >>> round(shape_escape("each", shapes=1, action_count=99_000, path_events=1, new_path=True,
+    ...                    scale=1000, new_paths=2), 12)
+    1e-06
     """
     if rule == "off" or action_count <= 0:
         return 0.0
@@ -63,7 +71,12 @@ def shape_escape(
     if rule == "combos":
         return 0.0
     x = path_events * scale
-    return esc * (x / (action_count + x))
+    field = x / (action_count + x)
+    if rule == "paths":
+        return esc * field
+    for _ in range(max(new_paths, 1)):
+        esc = esc * field
+    return esc
 
 
 def path_digest(paths: Iterable[str]) -> str:

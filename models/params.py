@@ -97,7 +97,7 @@ class EngineParams:
     #: never seen, ≈ 19.9 bits), "all" = distinct shapes / (events + distinct shapes) of the
     #: action, "combos" = that only for a new combination of key paths the action already used
     #: (a key path new to the action: 0), "paths" = that, times the action's field-novelty escape
-    #: for a key path new to it. Applies only where the back-off applies (``backoff_weight`` > 0:
+    #: for a key path new to it, "each" = that once per key path new to it. Applies only where the back-off applies (``backoff_weight`` > 0:
     #: an unseen edge) and is still multiplied by ``p(action | previous action)``.
     shape_escape: str = "off"
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is

@@ -180,12 +180,13 @@ class ReferenceChain:
     def _escape(self, action: str, action_count: int, paths: str) -> float:
         """``p(shape | action)`` of a shape never seen for its known action (models/escape.py)."""
         rule = self.params.shape_escape
-        new_path = paths == "" or any(
-            self.coarse.get(f"p\t{action}\t{h}", 0) == 0 for h in paths.split(",") if h
+        new_paths = sum(
+            1 for h in paths.split(",") if h and self.coarse.get(f"p\t{action}\t{h}", 0) == 0
         )
         return shape_escape(
             rule, shapes=self.coarse.get(f"T\t{action}", 0), action_count=action_count,
-            path_events=self.coarse.get(f"X\t{action}", 0), new_path=new_path, scale=COUNT_SCALE,
+            path_events=self.coarse.get(f"X\t{action}", 0), new_path=paths == "" or new_paths > 0,
+            scale=COUNT_SCALE, new_paths=new_paths,
         )
 
     def _learn_streak(self, node: str, length: int) -> None:
@@ -288,7 +289,10 @@ class ReferenceChain:
                 node_count = self.coarse.get(f"n\t{action}\t{to}", 0)
                 node_row = self.coarse.get(f"N\t{action}", 0)
             node_p = None
-            if node_count == 0 and node_row > 0 and p.shape_escape != "off":
+            # an action seen min_support times at least: an escape estimated from a handful of
+            # calls (a new chain, a new action) would excuse nearly anything
+            if (node_count == 0 and node_row >= p.min_support * COUNT_SCALE
+                    and node_row > 0 and p.shape_escape != "off"):
                 node_p = self._escape(action, node_row, paths)
             coarse = backoff_probability(
                 prob, weight=p.backoff_weight,
@@ -360,7 +364,7 @@ class ReferenceChain:
                     changed = self._checkpoint()
         if learn and high_priority:
             self.eligible = True
-        if self.params.shape_escape not in ("combos", "paths"):
+        if self.params.shape_escape not in ("combos", "paths", "each"):
             paths = ""  # lua/observe.lua reads key paths only for these rules
         e = self._assess(src, node, prev_action, action, paths)
         tail = self._assess(e.to_node, END, action, END) if end_of_run else None

@@ -60,7 +60,7 @@ _HOLD = frozenset(("pause", "reject"))
 #: Chain identities remembered per engine (cleared when full): chain_for hashes per call.
 _CHAIN_MEMO = 65_536
 #: Shape-escape rules that read an event's key paths (models/escape.py).
-_PATH_RULES = frozenset(("combos", "paths"))
+_PATH_RULES = frozenset(("combos", "paths", "each"))
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:

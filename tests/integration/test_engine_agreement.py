@@ -290,21 +290,21 @@ SHAPE_PATHS = {
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=100), cuts=st.lists(st.integers(0, 100)),
-       rule=st.sampled_from(["paths", "paths", "combos", "all"]),
-       weight=st.sampled_from([1.0, 0.25]))
+       rule=st.sampled_from(["paths", "each", "each", "combos", "all"]),
+       weight=st.sampled_from([1.0, 0.25]), support=st.sampled_from([0, 3, 6]))
 def test_lua_matches_reference_with_the_shape_escape(
-    redis_url: str, events: list[Event], cuts: list[int], rule: str, weight: float
+    redis_url: str, events: list[Event], cuts: list[int], rule: str, weight: float, support: int
 ) -> None:
-    # escapes only matter where the back-off scores, so min_support 0: unseen edges only; a
-    # floor the escapes can fall under and over (1 bit is under every escape of SMALL)
-    params = SMALL.replace(shape_escape=rule, backoff_weight=weight, min_support=0,
+    # the escape needs an action seen min_support times (0: always); a floor the escapes can
+    # fall under and over (SMALL's 1 bit is under nearly every escape)
+    params = SMALL.replace(shape_escape=rule, backoff_weight=weight, min_support=support,
                            floor_bits=3.0, fallback_bits=3.0)
     asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(settling_st, min_size=20, max_size=160),
-       cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "combos"]))
+       cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "each", "combos"]))
 def test_lua_matches_reference_with_the_shape_escape_on_chains_that_settle(
     redis_url: str, events: list[Event], cuts: list[int], rule: str
 ) -> None:

@@ -99,7 +99,7 @@ class EngineParams:
     #: (a key path new to the action: 0), "paths" = that, times the action's field-novelty escape
     #: for a key path new to it, "each" = that once per key path new to it. Applies only where the back-off applies (``backoff_weight`` > 0:
     #: an unseen edge) and is still multiplied by ``p(action | previous action)``.
-    shape_escape: str = "off"
+    shape_escape: str = "each"
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.

@@ -89,7 +89,8 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["repeat_limit"] = obs.repeat_limit
         detail["loop_note"] = "this call repeated back to back more often than ever learned"
     if obs.backoff:
-        detail["backoff"] = "scored by p(action | previous action) · p(shape | action)"
+        detail["backoff"] = ("scored by p(action | previous action) · p(shape | action); a shape "
+                             "never seen for its action: the action's escape (shape_escape)")
     if obs.unlearnable:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (

@@ -68,14 +68,20 @@ local st = {
 local learned = 0
 if decision == 'approve' then
   for edge in string.gmatch(pending, '[^\n]+') do
-    -- "from\tto\tprevious action\taction" (older records: "from\tto", no action model)
+    -- "from\tto\tprevious action\taction[\tkey-path hashes]" (the fifth field only when the
+    -- shape vocabulary is tracked, shape_escape; older records: "from\tto", no action model)
     local from, to, prev_act, act = string.match(edge, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
     if from == nil then
       from, to = string.match(edge, '^([^\t]*)\t(.*)$')
     end
+    local paths = nil
+    if act ~= nil then
+      local a, p = string.match(act, '^([^\t]*)\t(.*)$')
+      if a ~= nil then act, paths = a, p end
+    end
     to = bounded_to(from, to, node_cap, edge_cap)
     count_edge(from, to)
-    if act ~= nil then count_action(prev_act, act, to, edge_cap) end
+    if act ~= nil then count_action(prev_act, act, to, edge_cap, paths) end
     learned = learned + 1
   end
   st.events = st.events + 1

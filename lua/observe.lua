@@ -42,7 +42,10 @@
   KEYS[6] snapshot  hash: edges at the last checkpoint
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
-                    "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed)
+                    "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed);
+                    the shape vocabulary (shape_escape > 0; plain numbers, not decayed):
+                    "T\t<action>" distinct shapes learned, "X\t<action>" events that brought a
+                    key path new to the action, "p\t<action>\t<path hash>" = 1 per known key path
   KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, <event field> → answer,
                     "h" .. <event field> → held transitions, one "from\tto\tprev action\taction"
                     a line (event field: ratchet.store.keys.event_field)
@@ -90,11 +93,18 @@
                              transitions is at most novelty_limit: 0 new shapes only (any
                              unlearnable chain), 1 an action transition scoring over floor_bits,
                              2 either; with 1 or 2 such a chain also leaves shadow by volume
-  ARGV[40] n                 number of events; then 2 values per event:
+  ARGV[40] shape_escape      p(shape | action) of a shape never seen for its known action
+                             (models/escape.py): 0 none, 1 Witten–Bell escape for any new shape,
+                             2 only for a new combination of known key paths, 3 also for a new
+                             key path, times the action's field-novelty escape, 4 that escape
+                             once per new key path
+  ARGV[41] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
-           and "<run key index> <high><eor><hold> <node>\t<action>": the run key's
-           index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a guardrail holds
-           it back from learning), the node id and the event's action (after the tab). Fewer,
+           and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
+           run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
+           guardrail holds it back from learning), the node id, the event's action (after the
+           tab) and, when shape_escape >= 2, its payload's key-path hashes (comma-separated,
+           models/escape.py path_digest; none = every path counts as new). Fewer,
            packed ARGV values halve the client's cost of building the call (measured).
 ]]
 -- The libraries and builtins as locals: a global is a hash lookup in the globals table at every
@@ -140,8 +150,9 @@ local repeat_factor = tonumber(ARGV[36])
 local repeat_margin = tonumber(ARGV[37])
 local lock_novelty = tonumber(ARGV[38])
 local unl_rule = tonumber(ARGV[39])
-local n = tonumber(ARGV[40])
-local BASE, FIELDS = 40, 2
+local shape_esc = tonumber(ARGV[40])
+local n = tonumber(ARGV[41])
+local BASE, FIELDS = 41, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl')
@@ -282,7 +293,27 @@ end
 
 -- Score one transition; returns a table describing it (not yet learned).
 -- Mirrors models/scoring.py (needs_backoff, backoff_probability, is_anomalous).
-local function assess(from, to, prev_act, act)
+-- p(shape | action) of a shape never seen for its known action (mirrors models/escape.py
+-- shape_escape): Witten–Bell escape, and for a key path new to the action its field escape too.
+local function escape_p(act, action_count, paths)
+  local t = coarse_count('T\t' .. act) * SCALE
+  local esc = t / (action_count + t)
+  if shape_esc == 1 then return esc end
+  local new_paths = 0
+  for h in string.gmatch(paths, '[^,]+') do
+    if coarse_count('p\t' .. act .. '\t' .. h) == 0 then new_paths = new_paths + 1 end
+  end
+  if paths ~= '' and new_paths == 0 then return esc end
+  if shape_esc == 2 then return 0.0 end
+  local x = coarse_count('X\t' .. act) * SCALE
+  local field = x / (action_count + x)
+  if shape_esc == 3 then return esc * field end
+  if new_paths < 1 then new_paths = 1 end
+  for _ = 1, new_paths do esc = esc * field end
+  return esc
+end
+
+local function assess(from, to, prev_act, act, paths)
   to = bounded_to(from, to, node_cap, edge_cap)
   local c = edge_count(from, to)
   local r = row_total(from)
@@ -297,7 +328,13 @@ local function assess(from, to, prev_act, act)
     end
     local ar_ = coarse_count('A\t' .. prev_act)
     if ar_ > 0 and nr_ > 0 then
-      local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * (nc_ / nr_)
+      local pn = nc_ / nr_
+      -- an action seen min_support times at least: an escape estimated from a handful of
+      -- calls (a new chain, a new action) would excuse nearly anything
+      if nc_ == 0 and shape_esc > 0 and nr_ >= min_support * SCALE then
+        pn = escape_p(act, nr_, paths)
+      end
+      local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * pn
       if q > p then
         backoff = true
         p = q
@@ -333,7 +370,8 @@ local function assess(from, to, prev_act, act)
     end
   end
   return { from = from, to = to, pa = prev_act, act = act, c = c, r = r, bits = bits,
-           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff, ac = ac }
+           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff, ac = ac,
+           paths = paths }
 end
 
 local function action_for(anomalous)
@@ -346,13 +384,16 @@ end
 
 -- Run state, read once per run and written once per run at the end of the batch.
 -- The batch's events, parsed once; per run the answer fields its events may already have.
-local ev_id, ev_run, ev_flags, ev_node, ev_act = {}, {}, {}, {}, {}
+local ev_id, ev_run, ev_flags, ev_node, ev_act, ev_paths = {}, {}, {}, {}, {}, {}
 local run_fields = {}
 for i = 1, n do
   local o = BASE + (i - 1) * FIELDS
-  local run_index, flags, node, act = string.match(ARGV[o + 2], '^(%d+) (%d%d%d) ([^\t]*)\t(.*)$')
+  local run_index, flags, node, act, paths = string.match(ARGV[o + 2],
+    '^(%d+) (%d%d%d) ([^\t]*)\t([^\t]*)\t?(.*)$')
   local run_key = KEYS[tonumber(run_index)]
   ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i] = ARGV[o + 1], run_key, flags, node, act
+  if shape_esc < 2 then paths = '' end
+  ev_paths[i] = paths
   local fields = run_fields[run_key]
   if fields == nil then
     fields = { 'last', 'ended', 'la', 'rep' }
@@ -437,9 +478,9 @@ for i = 1, n do
       end
     end
     if learn and prio_high then st.elig = 1 end
-    local e = assess(from, node, prev_act, act)
+    local e = assess(from, node, prev_act, act, ev_paths[i])
     local tail = nil
-    if eor then tail = assess(e.to, END_NODE, act, END_NODE) end
+    if eor then tail = assess(e.to, END_NODE, act, END_NODE, '') end
     local assessed = { e }
     if tail ~= nil then assessed[2] = tail end
     local repeats = 0
@@ -476,14 +517,18 @@ for i = 1, n do
     if learn and not held then
       for _, a in ipairs(assessed) do
         count_edge(a.from, a.to)
-        count_action(a.pa, a.act, a.to, edge_cap)
+        local tracked = nil
+        if shape_esc > 0 then tracked = a.paths end
+        count_action(a.pa, a.act, a.to, edge_cap, tracked)
       end
       for _, s in ipairs(streaks) do learn_streak(s[1], s[2]) end
       st.events = st.events + 1
     elseif learn and held then
       local lines = {}
       for _, a in ipairs(assessed) do
-        lines[#lines + 1] = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
+        local line = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
+        if shape_esc > 0 then line = line .. '\t' .. a.paths end
+        lines[#lines + 1] = line
       end
       run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ConfigError
+from models.escape import ESCAPE_RULES
 
 __all__ = [
     "ACTION_CODES",
@@ -91,6 +92,14 @@ class EngineParams:
     #: previous action) · p(node | action))`` — a coarser model that has seen more of the same
     #: kind. 0 = off (the node transition alone).
     backoff_weight: float = 1.0
+    #: Escape for a payload shape never seen for its (known) action, in the back-off model's
+    #: ``p(shape | action)`` (Witten–Bell, ``models/escape.py``): "off" = 0 (the shape scores as
+    #: never seen, ≈ 19.9 bits), "all" = distinct shapes / (events + distinct shapes) of the
+    #: action, "combos" = that only for a new combination of key paths the action already used
+    #: (a key path new to the action: 0), "paths" = that, times the action's field-novelty escape
+    #: for a key path new to it, "each" = that once per key path new to it. Applies only where the back-off applies (``backoff_weight`` > 0:
+    #: an unseen edge) and is still multiplied by ``p(action | previous action)``.
+    shape_escape: str = "each"
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.
@@ -184,6 +193,8 @@ class EngineParams:
             raise ConfigError(
                 f"engine.unlearnable_rule must be one of {', '.join(UNLEARNABLE_RULES)}"
             )
+        if self.shape_escape not in ESCAPE_RULES:
+            raise ConfigError(f"engine.shape_escape must be one of {', '.join(ESCAPE_RULES)}")
         if self.window_stat not in WINDOW_STATS:
             raise ConfigError(f"engine.window_stat must be one of {', '.join(WINDOW_STATS)}")
         if not 0 < self.epsilon < 1:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from models.decay import decay_count, row_totals
+from models.escape import shape_escape
 from models.modes import LOCKED, distribution_change, is_unlearnable, next_mode
 from models.nodes import END, OVERFLOW, START
 from models.observation import Observation
@@ -35,8 +36,9 @@ from models.tuning import tune
 
 __all__ = ["END", "OVERFLOW", "START", "ReferenceChain"]
 
-#: A held transition: from, to, the previous event's action and this event's action.
-_Pending = tuple[str, str, str, str]
+#: A held transition: from, to, the previous event's action, this event's action and its key-path
+#: hashes (None: the shape vocabulary is not tracked, ``shape_escape = "off"``).
+_Pending = tuple[str, str, str, str, str | None]
 
 
 @dataclass
@@ -57,6 +59,8 @@ class _Assessed:
     #: the move's score by the action model when the chain is judged on its step order
     #: (unlearnable, learnable order; anomalous when over the floor), else -1
     order_bits: float = -1.0
+    #: the event's key-path hashes as scored ("" when none are read)
+    paths: str = ""
 
 
 @dataclass
@@ -135,19 +139,55 @@ class ReferenceChain:
             return OVERFLOW
         return to
 
-    def _count_coarse(self, part: str, total: str) -> None:
-        if self.coarse.get(part, 0) == 0:
+    def _count_coarse(self, part: str, total: str) -> bool:
+        """Count a field of the back-off model; True when the field was new (and created)."""
+        new = self.coarse.get(part, 0) == 0
+        if new:
             if self.nc >= self.params.edge_cap:
-                return
+                return False
             self.nc += 1
         self.coarse[part] = self.coarse.get(part, 0) + COUNT_SCALE
         self.coarse[total] = self.coarse.get(total, 0) + COUNT_SCALE
+        return new
 
-    def _count_action(self, prev_action: str, action: str, to: str) -> None:
-        """Count the back-off model's transition: previous action → action, action → node."""
+    def _learn_shape(self, action: str, paths: str) -> None:
+        """A shape new to its action was learned: one more distinct shape ("T"); its key paths
+        join the action's vocabulary ("p", bounded by the edge cap like every field); an event
+        that brought a path new to the action counts ("X"). Plain counts, never decayed."""
+        f = f"T\t{action}"
+        self.coarse[f] = self.coarse.get(f, 0) + 1
+        fresh = False
+        for h in (x for x in paths.split(",") if x):
+            f = f"p\t{action}\t{h}"
+            if self.coarse.get(f, 0) == 0:
+                fresh = True
+                if self.nc < self.params.edge_cap:
+                    self.nc += 1
+                    self.coarse[f] = 1
+        if fresh:
+            f = f"X\t{action}"
+            self.coarse[f] = self.coarse.get(f, 0) + 1
+
+    def _count_action(self, prev_action: str, action: str, to: str, paths: str | None) -> None:
+        """Count the back-off model's transition: previous action → action, action → node (and,
+        when ``paths`` is not None, the shape vocabulary of the action)."""
         self._count_coarse(f"a\t{prev_action}\t{action}", f"A\t{prev_action}")
         if to != END:
-            self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
+            new = self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
+            if new and paths is not None:
+                self._learn_shape(action, paths)
+
+    def _escape(self, action: str, action_count: int, paths: str) -> float:
+        """``p(shape | action)`` of a shape never seen for its known action (models/escape.py)."""
+        rule = self.params.shape_escape
+        new_paths = sum(
+            1 for h in paths.split(",") if h and self.coarse.get(f"p\t{action}\t{h}", 0) == 0
+        )
+        return shape_escape(
+            rule, shapes=self.coarse.get(f"T\t{action}", 0), action_count=action_count,
+            path_events=self.coarse.get(f"X\t{action}", 0), new_path=paths == "" or new_paths > 0,
+            scale=COUNT_SCALE, new_paths=new_paths,
+        )
 
     def _learn_streak(self, node: str, length: int) -> None:
         """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
@@ -207,7 +247,7 @@ class ReferenceChain:
         coarse: dict[str, int] = {}
         for f, c in self.coarse.items():
             kind = f[0]
-            if kind == "r":
+            if kind in ("r", "T", "X", "p"):
                 coarse[f] = c
             elif kind in ("a", "n"):
                 d = decay_count(c, ppm, COUNT_SCALE, uniform=uniform)
@@ -231,7 +271,9 @@ class ReferenceChain:
             robust=p.window_stat == "robust",
         )
 
-    def _assess(self, src: str, to: str, prev_action: str, action: str) -> _Assessed:
+    def _assess(
+        self, src: str, to: str, prev_action: str, action: str, paths: str = ""
+    ) -> _Assessed:
         p = self.params
         to = self._bounded_to(src, to)
         c = self.edges.get(f"{src}\t{to}", 0)
@@ -246,11 +288,17 @@ class ReferenceChain:
             else:
                 node_count = self.coarse.get(f"n\t{action}\t{to}", 0)
                 node_row = self.coarse.get(f"N\t{action}", 0)
+            node_p = None
+            # an action seen min_support times at least: an escape estimated from a handful of
+            # calls (a new chain, a new action) would excuse nearly anything
+            if (node_count == 0 and node_row >= p.min_support * COUNT_SCALE
+                    and node_row > 0 and p.shape_escape != "off"):
+                node_p = self._escape(action, node_row, paths)
             coarse = backoff_probability(
                 prob, weight=p.backoff_weight,
                 act_count=self.coarse.get(f"a\t{prev_action}\t{action}", 0),
                 act_row=self.coarse.get(f"A\t{prev_action}", 0),
-                node_count=node_count, node_row=node_row,
+                node_count=node_count, node_row=node_row, node_p=node_p,
             )
             backoff = coarse > prob
             prob = coarse
@@ -273,7 +321,7 @@ class ReferenceChain:
                     floor=p.floor_bits, rule=p.unlearnable_rule,
                 )
         return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
-                         backoff, act_count, order_bits)
+                         backoff, act_count, order_bits, paths)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)
@@ -297,6 +345,7 @@ class ReferenceChain:
         learn: bool = True,
         mode_floor: int = 0,
         action: str = "",
+        paths: str = "",
     ) -> Observation:
         run = self.runs.setdefault(run_id, _Run())
         prior = run.answers.get(event_id)
@@ -315,7 +364,9 @@ class ReferenceChain:
                     changed = self._checkpoint()
         if learn and high_priority:
             self.eligible = True
-        e = self._assess(src, node, prev_action, action)
+        if self.params.shape_escape not in ("combos", "paths", "each"):
+            paths = ""  # lua/observe.lua reads key paths only for these rules
+        e = self._assess(src, node, prev_action, action, paths)
         tail = self._assess(e.to_node, END, action, END) if end_of_run else None
         assessed = [e] if tail is None else [e, tail]
         repeats = run.repeats + 1 if e.to_node == e.from_node else 0
@@ -347,15 +398,18 @@ class ReferenceChain:
                     if a.act_count == 0:
                         self.act_novel += 1
         if learn and not held:
+            tracked = self.params.shape_escape != "off"
             for a in assessed:
                 self._count(a.from_node, a.to_node)
-                self._count_action(a.prev_action, a.action, a.to_node)
+                self._count_action(a.prev_action, a.action, a.to_node,
+                                   a.paths if tracked else None)
             for looped, length in streaks:
                 self._learn_streak(looped, length)
             self.events += 1
         elif learn and held:
-            run.held[event_id] = [(a.from_node, a.to_node, a.prev_action, a.action)
-                                  for a in assessed]
+            tracked = self.params.shape_escape != "off"
+            run.held[event_id] = [(a.from_node, a.to_node, a.prev_action, a.action,
+                                   a.paths if tracked else None) for a in assessed]
         if learn and not e.anomalous:
             self._push(e.bits)
         if learn and tail is not None and not tail.anomalous:
@@ -393,10 +447,10 @@ class ReferenceChain:
         if pending is None:
             return False
         if decision == "approve":
-            for src, to, prev_action, action in pending:
+            for src, to, prev_action, action, paths in pending:
                 to = self._bounded_to(src, to)
                 self._count(src, to)
-                self._count_action(prev_action, action, to)
+                self._count_action(prev_action, action, to, paths)
             self.events += 1
         assert self.sigma is not None and self.fallback is not None
         self.sigma, self.fallback = tune(self.sigma, self.fallback, decision, self.params)

@@ -131,13 +131,16 @@ def backoff_probability(
     act_row: int,
     node_count: int,
     node_row: int,
+    node_p: float | None = None,
 ) -> float:
     """``max(p_fine, weight · p(action | previous action) · p(node | action))`` — Katz-style
     back-off to a coarser model that has seen more of the same kind.
 
     A rare payload shape of a common step, reached by a common step-to-step move, is likely; a
     step order never seen (a skipped or swapped step) or a shape never seen for its action
-    stays unlikely. Written in the order Lua computes it, so the doubles agree exactly.
+    stays unlikely. ``node_p`` replaces ``p(node | action)`` for a shape never seen for its
+    action (its escape, ``models/escape.py``). Written in the order Lua computes it, so the
+    doubles agree exactly.
 
     >>> backoff_probability(0.0, weight=1.0, act_count=90, act_row=100, node_count=1, node_row=10)
     0.09000000000000001
@@ -146,7 +149,9 @@ def backoff_probability(
     """
     if weight <= 0 or act_row <= 0 or node_row <= 0:
         return p_fine
-    coarse = weight * (act_count / act_row) * (node_count / node_row)
+    if node_p is None:
+        node_p = node_count / node_row
+    coarse = weight * (act_count / act_row) * node_p
     return max(p_fine, coarse)
 
 

@@ -3,7 +3,7 @@
 
   Expects locals edges_key, rows_key, nodes_key, coarse_key (key names from KEYS) and a table
   `st` with the chain's meta counters: st.nn (nodes), st.ne (edges), st.ovf (transitions sent to
-  overflow), st.nc (fields of the coarse back-off model, bounded by the edge cap).
+  overflow), st.nc (fields of the coarse back-off model, bounded by the edge cap; key-path fields count too).
   Counts are integers in 1/1000 units (COUNT_SCALE in models/params.py).
 ]]
 local SCALE = 1000
@@ -85,23 +85,53 @@ local function coarse_count(f)
   return c
 end
 
+-- Returns true when the field was new (and created).
 local function count_coarse(part, total, cap)
   local c = coarse_count(part)
   if c == 0 then
-    if st.nc >= cap then return end
+    if st.nc >= cap then return false end
     st.nc = st.nc + 1
   end
   ccache[part] = c + SCALE
   ccache[total] = coarse_count(total) + SCALE
   pend_c[part] = (pend_c[part] or 0) + SCALE
   pend_c[total] = (pend_c[total] or 0) + SCALE
+  return c == 0
 end
 
--- Count the back-off model's transition: previous action → action, and action → node.
-local function count_action(prev_act, act, to, cap)
+-- A plain (never decayed) field of the shape vocabulary: "T\t<action>" distinct shapes,
+-- "X\t<action>" events that brought a key path new to the action, "p\t<action>\t<path hash>".
+local function bump_plain(f, d)
+  ccache[f] = coarse_count(f) + d
+  pend_c[f] = (pend_c[f] or 0) + d
+end
+
+-- A shape new to its action was learned (mirrors ReferenceChain._learn_shape): one more
+-- distinct shape; its key paths (comma-separated hashes) join the action's vocabulary, bounded
+-- by the same cap as every other field; an event that brought any path new to the action counts.
+local function learn_shape(act, paths, cap)
+  bump_plain('T\t' .. act, 1)
+  local fresh = false
+  for h in string.gmatch(paths, '[^,]+') do
+    local f = 'p\t' .. act .. '\t' .. h
+    if coarse_count(f) == 0 then
+      fresh = true
+      if st.nc < cap then
+        st.nc = st.nc + 1
+        bump_plain(f, 1)
+      end
+    end
+  end
+  if fresh then bump_plain('X\t' .. act, 1) end
+end
+
+-- Count the back-off model's transition: previous action → action, and action → node;
+-- `paths` (nil = the shape vocabulary is not tracked) are the event's key-path hashes.
+local function count_action(prev_act, act, to, cap, paths)
   count_coarse('a\t' .. prev_act .. '\t' .. act, 'A\t' .. prev_act, cap)
   if to ~= END_NODE then
-    count_coarse('n\t' .. act .. '\t' .. to, 'N\t' .. act, cap)
+    local new = count_coarse('n\t' .. act .. '\t' .. to, 'N\t' .. act, cap)
+    if new and paths ~= nil then learn_shape(act, paths, cap) end
   end
 end
 

@@ -130,7 +130,7 @@ local function checkpoint()
   local cout, cout_fields = {}, {}
   for _, f in ipairs(cfields) do
     local kind = string.sub(f, 1, 1)
-    if kind == 'r' then
+    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' then
       cout[f] = ccounts[f]
       cout_fields[#cout_fields + 1] = f
     elseif kind == 'a' or kind == 'n' then

@@ -37,6 +37,7 @@ from models.shape_memo import event_nodes, skeleton_hash_memo
 from models.verdict import Reason, Verdict, strictest
 from models.verdict_build import make_edge, make_verdict
 from ratchet.engine.guard import Guardrails
+from ratchet.engine.shape_paths import ShapePaths
 from ratchet.store.audit import AuditLog
 from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
 from ratchet.store.engine_overrides import ProjectParams
@@ -60,6 +61,8 @@ _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
 #: Chain identities remembered per engine (cleared when full): chain_for hashes per call.
 _CHAIN_MEMO = 65_536
+#: Shape-escape rules that read an event's key paths (models/escape.py).
+_PATH_RULES = frozenset(("combos", "paths", "each"))
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -88,7 +91,8 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         detail["repeat_limit"] = obs.repeat_limit
         detail["loop_note"] = "this call repeated back to back more often than ever learned"
     if obs.backoff:
-        detail["backoff"] = "scored by p(action | previous action) · p(shape | action)"
+        detail["backoff"] = ("scored by p(action | previous action) · p(shape | action); a shape "
+                             "never seen for its action: the action's escape (shape_escape)")
     if obs.unlearnable:
         detail["unlearnable"] = True
         detail["unlearnable_note"] = (
@@ -169,6 +173,7 @@ class Engine:
     #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
     labels: NodeLabeller | None = None
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
+    _shape_paths: ShapePaths = dc_field(default_factory=ShapePaths, repr=False)
 
     @classmethod
     def create(
@@ -219,12 +224,21 @@ class Engine:
             rich=self.rich,
         )
 
-    def _nodes(self, events: Sequence[IngestEvent]) -> tuple[list[str], list[str]]:
-        """(Markov node, guardrail node) per event; the skeleton is hashed once, and remembered
-        per payload structure (models/shape_memo.py: the same ids as models/skeleton.py)."""
-        pairs = [event_nodes(ev.payload, ev.service, ev.action) for ev in events]
-        guard = [rich for _, rich in pairs]
-        return (guard if self.rich else [skel for skel, _ in pairs]), guard
+    def _nodes(self, events: Sequence[IngestEvent]) -> tuple[list[str], list[str], list[str]]:
+        """(Markov node, guardrail node, key-path digest) per event; the skeleton is hashed
+        once, and remembered per payload structure (models/shape_memo.py: the same ids as
+        models/skeleton.py). Digests only when a shape-escape rule reads key paths (else empty)."""
+        markov: list[str] = []
+        guard: list[str] = []
+        digests: list[str] = []
+        paths = self._shape_paths if (self.params.shape_escape in _PATH_RULES
+                                      or self.overrides is not None) else None
+        for ev in events:
+            skel, rich = event_nodes(ev.payload, ev.service, ev.action)
+            markov.append(rich if self.rich else skel)
+            guard.append(rich)
+            digests.append(paths.digest(skel, ev.payload) if paths is not None else "")
+        return markov, guard, digests
 
     async def decide(
         self,
@@ -244,7 +258,7 @@ class Engine:
         if not events:
             return []
         now = self.clock()
-        markov_nodes, guard_nodes = self._nodes(events)
+        markov_nodes, guard_nodes, digests = self._nodes(events)
         guard_reasons: list[tuple[Reason, ...]] | None = None
         seen_task: asyncio.Task[dict[tuple[str, str], dict[str, tuple[int, int]]]] | None = None
         if self.guardrails is not None:
@@ -280,7 +294,7 @@ class Engine:
                 self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
             group[2].append(
                 ObserveItem(ev.event_id, ev.run_id, markov_nodes[i], ev.priority in _HIGH,
-                            ev.end_of_run, hold, ev.action)
+                            ev.end_of_run, hold, ev.action, digests[i])
             )
         try:
             if seen_task is not None:

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from models.errors import ScriptCode, raise_for_code
+from models.escape import ESCAPE_RULES
 from models.observation import Answer, Observation
 from models.params import ACTION_CODES, UNLEARNABLE_RULES, EngineParams
 from ratchet.store.keys import Keys, event_field
@@ -46,6 +47,10 @@ class ObserveItem(NamedTuple):
     hold: bool = False
     #: The event's action: the back-off model scores rare shapes by action-to-action moves.
     action: str = ""
+    #: The payload's key-path hashes (``models.escape.path_digest``), for ``shape_escape``
+    #: "combos"/"paths": a new shape of a known action made of key paths it already used is
+    #: likely. Empty: unknown (every path counts as new).
+    paths: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class EngineStore(RedisStore):
         p = batch.params or self.params
         low, mid, high = p.decay_ppm()
         static = self._static if p is self.params else self._static_args(p)
+        escape = ESCAPE_RULES.index(p.shape_escape)
         args: list[Any] = [
             now_ms, 1 if learn else 0, *static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
@@ -119,14 +125,15 @@ class EngineStore(RedisStore):
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
             p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),
-            len(batch.items),
+            escape, len(batch.items),
         ]
         for item in batch.items:
             args.append(event_field(item.event_id))
-            args.append(
-                f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
-                f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}"
-            )
+            packed = (f"{run_index[item.run_id]} {1 if item.high_priority else 0}"
+                      f"{1 if item.end_of_run else 0}{1 if item.hold else 0} {item.node}\t{item.action}")
+            if escape >= 2 and item.paths:
+                packed = f"{packed}\t{item.paths}"
+            args.append(packed)
         return keys, args
 
     async def observe_answers(

@@ -54,6 +54,8 @@ async def _run_both(
     params: EngineParams,
     learn_mask: list[bool] | None = None,
     floors: list[int] | None = None,
+    paths: dict[str, str] | None = None,
+    approve_every: int = 0,
 ) -> None:
     client = Redis.from_url(redis_url)
     try:
@@ -68,7 +70,8 @@ async def _run_both(
         for b, batch in enumerate(batches):
             learn = True if learn_mask is None else learn_mask[b % len(learn_mask)]
             floor = 0 if floors is None else floors[b % len(floors)]
-            items = [ObserveItem(f"e{e}", r, n, hp, eor, hold, act)
+            shape_paths = paths or {}
+            items = [ObserveItem(f"e{e}", r, n, hp, eor, hold, act, shape_paths.get(n, ""))
                      for e, r, n, hp, eor, hold, act in batch]
             [got] = await store.observe(
                 [ChainBatch(tag, items, eligible=False, locked_action="reject", mode_floor=floor)],
@@ -76,10 +79,17 @@ async def _run_both(
             )
             want = [
                 ref.observe(f"e{e}", r, n, high_priority=hp, end_of_run=eor, hold=hold, learn=learn,
-                            mode_floor=floor, action=act)
+                            mode_floor=floor, action=act, paths=(paths or {}).get(n, ""))
                 for e, r, n, hp, eor, hold, act in batch
             ]
             assert got == want
+            if approve_every:
+                # a reviewer approves every approve_every-th held event of the batch
+                held = [(r, f"e{e}") for (e, r, *_), w in zip(batch, want, strict=True)
+                        if w.held and not w.duplicate]
+                for r, eid in held[::approve_every]:
+                    res = await store.feedback(tag, r, eid, "approve", now_ms=1)
+                    assert res.applied == ref.feedback(r, eid, "approve")
         assert await store.edge_counts(tag) == {k: v for k, v in ref.edges.items()}
         assert await store.row_counts(tag) == ref.rows
         assert await store.coarse_counts(tag) == ref.coarse
@@ -266,3 +276,39 @@ def test_lua_matches_reference_judging_unlearnable_chains_by_step_order(
 ) -> None:
     params = SMALL.replace(min_support=0, novelty_limit=0.25, unlearnable_rule=rule)
     asyncio.run(_run_both(redis_url, events, cuts, params))
+
+
+#: Key-path hashes of the test's shapes: overlapping sets over six paths, so a shape new to an
+#: action is sometimes a new combination of paths the action already used and sometimes brings
+#: a path new to it; n6 carries none (unknown: every path counts as new).
+SHAPE_PATHS = {
+    "n0": "0000000a,0000000b", "n1": "0000000a", "n2": "0000000b",
+    "n3": "0000000a,0000000b,0000000c", "n4": "0000000c", "n5": "0000000a,0000000d",
+    "n6": "", "n7": "0000000e,0000000f",
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=100), cuts=st.lists(st.integers(0, 100)),
+       rule=st.sampled_from(["paths", "each", "each", "combos", "all"]),
+       weight=st.sampled_from([1.0, 0.25]), support=st.sampled_from([0, 3, 6]))
+def test_lua_matches_reference_with_the_shape_escape(
+    redis_url: str, events: list[Event], cuts: list[int], rule: str, weight: float, support: int
+) -> None:
+    # the escape needs an action seen min_support times (0: always); a floor the escapes can
+    # fall under and over (SMALL's 1 bit is under nearly every escape)
+    params = SMALL.replace(shape_escape=rule, backoff_weight=weight, min_support=support,
+                           floor_bits=3.0, fallback_bits=3.0)
+    asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(settling_st, min_size=20, max_size=160),
+       cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "each", "combos"]))
+def test_lua_matches_reference_with_the_shape_escape_on_chains_that_settle(
+    redis_url: str, events: list[Event], cuts: list[int], rule: str
+) -> None:
+    # settling chains lock, so shapes are held; every second held one is approved (learned
+    # through lua/feedback.lua with its key paths)
+    params = SMALL.replace(min_support=0, shape_escape=rule, edge_cap=14)
+    asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS, approve_every=2))

@@ -99,17 +99,7 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
-local function varint(x)
-  if x < 128 then return string.char(x) end
-  if x < 16384 then return string.char(x % 128 + 128, math.floor(x / 128)) end
-  local t = {}
-  while x >= 128 do
-    t[#t + 1] = string.char(x % 128 + 128)
-    x = math.floor(x / 128)
-  end
-  t[#t + 1] = string.char(x)
-  return table.concat(t)
-end
+--- @include "varint"
 
 -- the stored (compact) form of an answer; counts and costs nil when not kept
 local function pack(pos, agent_count, run_count, run_cost, agent_cost)
@@ -128,14 +118,9 @@ local function unpack_answer(stored)
   if flags >= 48 then return stored end -- an ASCII digit: the previous release's text answer
   local at = 2
   local function read_varint()
-    local x, scale = 0, 1
-    while true do
-      local b = string.byte(stored, at)
-      at = at + 1
-      if b < 128 then return x + b * scale end
-      x = x + (b - 128) * scale
-      scale = scale * 128
-    end
+    local x
+    x, at = varint_read(stored, at)
+    return x
   end
   local function read_double()
     local x = struct.unpack('<d', stored, at)

@@ -34,7 +34,8 @@ async def test_uuid_events_are_kept_compact_and_deduplicated(
         field = event_field(item.event_id)
         assert field in fields and len(field) == 17  # "u" + 16 bytes, not "e:" + 36 characters
         stored = await redis_client.hget(run_key, field)
-        assert stored is not None and stored[:1] == b"\0" and len(stored) <= 64
+        # "\1", two doubles, the from-node and six varints: well under 64 bytes
+        assert stored is not None and stored[:1] == b"\1" and len(stored) <= 48, stored
     # values of at most 64 bytes: the run hash keeps Redis's compact listpack encoding
     assert await redis_client.object("encoding", run_key) == b"listpack"
     [again] = await store.observe([ChainBatch("cs", items)])
@@ -62,6 +63,16 @@ async def test_answers_and_holds_stored_by_the_previous_formats_are_honoured(
         (19.931568569324174, 12.0, True, 1, "flag", True)
     assert (obs.runs, obs.to_new, obs.repeat_limit) == (3, True, 2)
     assert await store.edge_counts("old") == {}  # nothing counted for the redelivery
+    # the format before varints: "\0", two doubles, from \t the integers as text
+    previous = (b"\0" + struct.pack(">dd", 7.25, 11.5) + b"n1\t123456789\t987654321\t"
+                + str(1 + 2 + 32 + 2048 * 2).encode() + b"\t4\t2\t3")
+    await redis_client.hset(run_key, event_field(_uuid(7)), previous)
+    [[again]] = await store.observe([ChainBatch("old", [ObserveItem(_uuid(7), "r1", "zz")])])
+    assert again.duplicate and (again.from_node, again.to_node) == ("n1", "$")
+    assert (again.score, again.threshold, again.anomalous, again.held, again.mode) == \
+        (7.25, 11.5, True, True, 1)
+    assert (again.runs, again.repeats, again.repeat_limit) == (4, 2, 3)
+    assert await store.edge_counts("old") == {}
     await redis_client.hset(run_key, "h:ev-9", "^\tn1\t^\tcrm.read")
     res = await store.feedback("old", "r1", "ev-9", "approve")
     assert res.applied and res.learned == 1

@@ -3,8 +3,9 @@
 An event id is bound, per project, to the fingerprint of the first body accepted under it for
 ``RATCHET_EVENT_ID_WINDOW_S`` (``lua/event_ids_claim.lua``). A key per binding cost ≈ 152 bytes
 of Redis memory per event for a day (a key, its TTL and a 32-digit hex value); a field of a
-hash per project and :data:`BUCKET_S` seconds costs ≈ 85 (the hash's own entry: a 17-byte
-field, ``ratchet.store.keys.event_field``, and 12 bytes of the fingerprint). A bucket expires
+hash per project and :data:`BUCKET_S` seconds (or the window, when shorter) costs ≈ 80 (the
+hash's own entry: a 17-byte field, ``ratchet.store.keys.event_field``, and 12 bytes of the
+fingerprint; measured in docs/operations.md, "What Redis keeps per event"). A bucket expires
 one window after its end, so each binding is kept at least the window and less than the window
 plus one bucket; a claim reads every bucket that may still hold a binding of the window — one
 ``HMGET`` per bucket for all the call's ids — plus the next one (a gateway whose clock runs
@@ -27,13 +28,23 @@ from typing import Any
 
 from ratchet.store.keys import Keys, event_field
 
-__all__ = ["BUCKET_S", "bucket_expiry", "claim_call", "compact_print", "live_buckets",
-           "release_call"]
+__all__ = ["BUCKET_S", "bucket_expiry", "bucket_width", "claim_call", "compact_print",
+           "live_buckets", "release_call"]
 
 #: Width of a bucket, seconds. Wider buckets keep bindings longer (on average the window plus
 #: half a bucket), narrower ones cost a claim more ``HMGET`` calls (window / width + 2): 4 h
 #: keeps a binding ≈ 8 % longer than the window for 8 lookups per call (docs/operations.md).
 BUCKET_S = 14_400
+
+
+def bucket_width(window_s: int) -> int:
+    """The bucket width for a window: :data:`BUCKET_S`, or the window itself when shorter (so a
+    binding is never kept more than twice its window).
+
+    >>> bucket_width(86_400), bucket_width(60)
+    (14400, 60)
+    """
+    return max(1, min(BUCKET_S, window_s))
 
 
 def live_buckets(now: float, window_s: int, width_s: int = BUCKET_S) -> list[int]:
@@ -68,10 +79,11 @@ def claim_call(
     """KEYS and ARGV of one ``event_ids_claim.lua`` call for ``claims`` (``(event id,
     fingerprint)``) of one project at ``now``; ``legacy`` also reads the per-id keys of the
     layout before buckets (bindings of an older release, until they expire)."""
-    indexes = live_buckets(now, window_s)
+    width = bucket_width(window_s)
+    indexes = live_buckets(now, window_s, width)
     script_keys = [keys.event_id_bucket(project_id, i) for i in indexes]
     args: list[Any] = [len(indexes), 1 if legacy else 0,
-                       bucket_expiry(indexes[0], window_s)]
+                       bucket_expiry(indexes[0], window_s, width)]
     for event_id, fingerprint in claims:
         args.append(event_field(event_id))
         args.append(compact_print(fingerprint))
@@ -85,7 +97,8 @@ def release_call(
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one ``event_ids_release.lua`` call for ``bound`` (``(event id,
     fingerprint)``, each answered 1 by a claim)."""
-    script_keys = [keys.event_id_bucket(project_id, i) for i in live_buckets(now, window_s)]
+    indexes = live_buckets(now, window_s, bucket_width(window_s))
+    script_keys = [keys.event_id_bucket(project_id, i) for i in indexes]
     args: list[Any] = []
     for event_id, fingerprint in bound:
         args.append(event_field(event_id))

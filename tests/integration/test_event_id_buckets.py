@@ -209,3 +209,16 @@ async def test_buckets_on_a_cluster(redis_cluster: RedisClusterServer, keys: Key
         assert reads.claims == [2, 2]
     finally:
         await client.aclose()
+
+
+async def test_a_window_shorter_than_a_bucket_keeps_bindings_at_most_two_windows(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    ids = EventIds(redis_client, keys, window_s=60)
+    now = time.time()
+    e = _event()
+    assert await ids.claim([e], now=now) == [True]
+    assert await ids.claim([_event("a2", e.event_id)], now=now + 59) == [False]
+    assert await ids.claim([_event("a2", e.event_id)], now=now + 121) == [True]
+    bucket = keys.event_id_bucket(PROJECT, int(now // 60))
+    assert 0 < await redis_client.ttl(bucket) <= 120

@@ -9,6 +9,14 @@
   node, and remember the answer under the event's field in the run hash
   (ratchet.store.keys.event_field: "u" + the 16 bytes of a UUID, or "e:" + the id).
 
+  A remembered answer is compact (≈ 20 bytes instead of ≈ 50 as text, so the run hash stays in
+  Redis's listpack encoding): one byte of flags (bit 0 agent window count, bit 1 run window
+  count, bit 2 run cost, bit 3 agent daily cost present; never an ASCII digit), the position
+  and the present counts as base-128 varints (low 7 bits first, high bit = more), then the
+  present costs as little-endian doubles. A redelivery's reply is decoded back to the text
+  form below; answers stored as text by the previous release (they start with a digit) are
+  answered as they are.
+
   Velocity windows are hashes of slot → events, a slot being window/slots long (slot index
   floor(t * slots / window)); the count of an event is the sum of its slot and the slots-1
   before it, i.e. the events of the last (slots-1)/slots .. 1 window — never more than the true
@@ -91,6 +99,44 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
+--- @include "varint"
+
+-- the stored (compact) form of an answer; counts and costs nil when not kept
+local function pack(pos, agent_count, run_count, run_cost, agent_cost)
+  local flags, parts = 0, { '', varint(pos) }
+  if agent_count ~= nil then flags = flags + 1; parts[#parts + 1] = varint(agent_count) end
+  if run_count ~= nil then flags = flags + 2; parts[#parts + 1] = varint(run_count) end
+  if run_cost ~= nil then flags = flags + 4; parts[#parts + 1] = struct.pack('<d', run_cost) end
+  if agent_cost ~= nil then flags = flags + 8; parts[#parts + 1] = struct.pack('<d', agent_cost) end
+  parts[1] = string.char(flags)
+  return table.concat(parts)
+end
+
+-- the text answer of a stored one (compact, or text from the previous release)
+local function unpack_answer(stored)
+  local flags = string.byte(stored, 1)
+  if flags >= 48 then return stored end -- an ASCII digit: the previous release's text answer
+  local at = 2
+  local function read_varint()
+    local x
+    x, at = varint_read(stored, at)
+    return x
+  end
+  local function read_double()
+    local x = struct.unpack('<d', stored, at)
+    at = at + 8
+    return x
+  end
+  local pos = read_varint()
+  local agent_count, run_count, run_cost, agent_cost = nil, nil, nil, nil
+  if flags % 2 == 1 then agent_count = read_varint() end
+  if math.floor(flags / 2) % 2 == 1 then run_count = read_varint() end
+  if math.floor(flags / 4) % 2 == 1 then run_cost = read_double() end
+  if math.floor(flags / 8) % 2 == 1 then agent_cost = read_double() end
+  return table.concat({ tostring(pos), fmt(agent_count), fmt(run_count), fmt(run_cost),
+    fmt(agent_cost) }, '\t')
+end
+
 -- Read the stored answers of all the batch's event ids: one HMGET per run.
 local fields_of = {}
 for i = 0, n - 1 do
@@ -122,7 +168,7 @@ for i = 0, n - 1 do
   local field = event_id -- the event's field (ratchet.store.keys.event_field)
   local seen = prior[field]
   if seen then
-    out[#out + 1] = '1\t' .. seen
+    out[#out + 1] = '1\t' .. unpack_answer(seen)
   else
     local pos = r.n
     r.n = r.n + 1
@@ -138,9 +184,10 @@ for i = 0, n - 1 do
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
     local answer = table.concat({ tostring(pos), fmt(agent_count), fmt(run_count),
       fmt(run_cost), fmt(agent_cost) }, '\t')
-    prior[field] = answer  -- the same id again later in this batch is a redelivery too
+    local stored = pack(pos, agent_count, run_count, run_cost, agent_cost)
+    prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
-    r.answers[#r.answers + 1] = answer
+    r.answers[#r.answers + 1] = stored
     out[#out + 1] = '0\t' .. answer
   end
 end

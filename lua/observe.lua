@@ -23,9 +23,10 @@
             + 32·mode (0 shadow, 1 soft_lock, 2 locked) + 128·action code
             + 512·mode change at this event (0 none, 1 promoted, 2 force-promoted)
     (models/observation.py decodes it). A redelivered event answers the stored first answer,
-    which is kept compact in the run hash (event field → "\0" .. the two doubles .. from and the
-    integers, tab-separated, the edge's end as a flag: ≈ 55 bytes instead of ≈ 110 as text, so
-    the run hash keeps Redis's listpack encoding). A redelivery is the same event: an edge that
+    which is kept compact in the run hash (event field → "\1" .. the two doubles .. from and the
+    integers as varints, the edge's end as a flag: ≈ 45 bytes instead of ≈ 110 as text, so
+    the run hash keeps Redis's listpack encoding; answers stored by earlier releases, "\0" ..
+    doubles .. tab-separated text, or all text, are still read). A redelivery is the same event: an edge that
     ended in the event's node is answered with the node the redelivery carries
     (models/reference.py does the same).
 
@@ -434,12 +435,41 @@ local function answer_out(status, head, from, to, c, r, flags, nruns, repeats, r
   out[k + 6], out[k + 7], out[k + 8], out[k + 9] = flags, nruns, repeats, rlimit
 end
 
--- A stored answer answered again: "\0" .. 2 doubles .. from \t 6 integers (the flags carry
--- the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW, 2 END) — ≈ 55 bytes, so a run's
--- hash stays in Redis's compact listpack encoding (values ≤ 64 bytes).
+--- @include "varint"
+
+-- A stored answer: "\1" .. 2 doubles .. varint(#from) .. from .. 6 integers as varints (the
+-- flags carry the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW, 2 END) — ≈ 45 bytes,
+-- so a run's hash stays in Redis's compact listpack encoding (values ≤ 64 bytes) however large
+-- the counts grow. Answers of the previous releases ("\0" .. 2 doubles .. from \t the integers
+-- as text; all text) are still read.
+local function answer_pack(head, from, c, r, flags, nruns, repeats, rlimit)
+  if c < 0 or r < 0 or nruns < 0 or repeats < 0 or rlimit < 0 then
+    return '\0' .. head .. from .. '\t' ..
+      string.format('%d\t%d\t%d\t%d\t%d\t%d', c, r, flags, nruns, repeats, rlimit)
+  end
+  return '\1' .. head .. varint(#from) .. from .. varint(c) .. varint(r) .. varint(flags) ..
+    varint(nruns) .. varint(repeats) .. varint(rlimit)
+end
+
 local TO_KINDS = { [0] = nil, [1] = OVERFLOW, [2] = END_NODE }
 local function answer_again(prior, node)
-  if string.byte(prior, 1) ~= 0 then
+  local kind = string.byte(prior, 1)
+  if kind == 1 then
+    local len, at = varint_read(prior, 18)
+    local from = string.sub(prior, at, at + len - 1)
+    local c, r, flags, nruns, repeats, rlimit
+    c, at = varint_read(prior, at + len)
+    r, at = varint_read(prior, at)
+    flags, at = varint_read(prior, at)
+    nruns, at = varint_read(prior, at)
+    repeats, at = varint_read(prior, at)
+    rlimit = varint_read(prior, at)
+    local to = TO_KINDS[math.floor(flags / 2048)] or node
+    answer_out(1, string.sub(prior, 2, 17), from, to, c, r, flags % 2048, nruns, repeats,
+      rlimit)
+    return
+  end
+  if kind ~= 0 then
     -- stored by the previous text format (tab-separated, as the old reply line)
     local f = {}
     for x in string.gmatch(prior .. '\t', '([^\t]*)\t') do f[#f + 1] = x end
@@ -546,9 +576,8 @@ for i = 1, n do
     -- stored: the edge's end as a kind (the event's own node, OVERFLOW or END), not a copy
     local to_kind = 0
     if shown.to == OVERFLOW then to_kind = 1 elseif shown.to == END_NODE then to_kind = 2 end
-    local answer = '\0' .. head .. shown.from .. '\t' ..
-      string.format('%d\t%d\t%d\t%d\t%d\t%d', shown.c, shown.r, flags + 2048 * to_kind, st.runs,
-        repeats, rlimit)
+    local answer = answer_pack(head, shown.from, shown.c, shown.r, flags + 2048 * to_kind,
+      st.runs, repeats, rlimit)
     answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, st.runs, repeats, rlimit)
     if eor then repeats = 0 end
     run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true

@@ -182,8 +182,9 @@ class Settings:
     #: Lease of an unfinished request's ``Idempotency-Key``, seconds: renewed every third of it
     #: while the request runs, so a crashed gateway's reservation frees itself within this.
     idempotency_lease_s: int = 6
-    #: How long an event id stays bound to the first body it was accepted with, seconds
-    #: (~240 bytes of Redis per event for the window; 0 turns the check off).
+    #: How long an event id stays bound to the first body it was accepted with, seconds: at
+    #: least this, less than this plus 4 h (bindings live in 4-hour buckets; ≈ 80 bytes of Redis
+    #: per event; 0 turns the check off). Every gateway must run with the same window.
     event_id_window_s: int = 86_400
     #: Shape limits of ingest events (docs/security.md, "Input limits").
     max_payload_depth: int = 16

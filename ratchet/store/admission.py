@@ -10,7 +10,7 @@ claims. When the gateway already knows the caller's project and the agents' secr
   caller can confirm its predictions in the same round trip: a rotated or revoked credential is
   seen by the very next request;
 - one ``ratelimit.lua`` call (the project's bucket) and one ``event_ids_claim.lua`` call (the
-  project's event ids).
+  project's event ids, :mod:`ratchet.store.event_id_buckets`).
 
 Each command and each script touches keys of one hash tag, so on a Redis Cluster the pipeline is
 one round of parallel requests (one per node), still one round trip deep. Scripts are sent as
@@ -28,6 +28,7 @@ no id behind.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from ratchet.store.event_id_buckets import claim_call, release_call
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
@@ -126,8 +128,7 @@ class AdmissionStore(RedisStore):
                 pipe.evalsha(self._ratelimit.sha, len(rate[0]), *rate[0], *rate[1])
         claim_now = bool(claims) and self.window_s > 0
         if claim_now:
-            keys = [self.keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
-            argv: list[str | int] = [self.window_s, *(fp for _, fp in claims)]
+            keys, argv = claim_call(self.keys, project_id, claims, self.window_s, time.time())
             if cluster:
                 beside.append((self._claim, keys, argv))
             else:
@@ -185,8 +186,8 @@ class AdmissionStore(RedisStore):
         they still hold that fingerprint."""
         if not bound or self.window_s <= 0:
             return
-        keys = [self.keys.event_fingerprint(project_id, event_id) for event_id, _ in bound]
-        await self._release(keys=keys, args=[fp for _, fp in bound])
+        keys, args = release_call(self.keys, project_id, bound, self.window_s, time.time())
+        await self._release(keys=keys, args=args)
 
 
 async def _answer(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

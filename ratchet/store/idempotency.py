@@ -4,9 +4,10 @@
   ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua`` (answer kept for
   ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
 - :class:`EventIds` — binds an event id (per project) to the fingerprint of the first
-  body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` runs
-  ``SET key fp NX GET EX window`` per event, one script call per project, so two different bodies
-  racing for one id cannot both win.
+  body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` checks and
+  binds a batch in one script call per project (hashes per time bucket,
+  :mod:`ratchet.store.event_id_buckets`), so two different bodies racing for one id cannot both
+  win.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ from redis.commands.core import AsyncScript
 from models.errors import ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
+from ratchet.store.event_id_buckets import claim_call
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
@@ -135,11 +138,13 @@ class EventIds(RedisStore):
         self.window_s = window_s
         self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
 
-    async def claim(self, events: Sequence[IngestEvent]) -> list[bool]:
+    async def claim(
+        self, events: Sequence[IngestEvent], *, now: float | None = None
+    ) -> list[bool]:
         """Per event: ``True`` if its id is new in its project or was first used with this very
         body by this very agent (an idempotent retry), ``False`` if the id is bound to another
         event. One script call per project (a batch is one project). A window of 0 turns the
-        check off."""
+        check off. ``now`` (Unix seconds; default the clock) picks the time buckets."""
         if not events:
             return []
         if self.window_s <= 0:
@@ -149,10 +154,10 @@ class EventIds(RedisStore):
             by_project.setdefault(ev.project_id, []).append(i)
         out = [False] * len(events)
         for project_id, positions in by_project.items():
-            group = [events[i] for i in positions]
-            keys = [self.keys.event_fingerprint(project_id, ev.event_id) for ev in group]
-            prints = [event_fingerprint(ev) for ev in group]
-            answers: list[Any] = await self._claim(keys=keys, args=[self.window_s, *prints])
+            group = [(events[i].event_id, event_fingerprint(events[i])) for i in positions]
+            keys, args = claim_call(self.keys, project_id, group, self.window_s,
+                                    time.time() if now is None else now)
+            answers: list[Any] = await self._claim(keys=keys, args=args)
             for i, ok in zip(positions, answers, strict=True):
                 out[i] = int(ok) != 0
         return out

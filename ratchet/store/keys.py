@@ -172,10 +172,21 @@ class Keys:
         return f"{self.prefix}:{{p:{part(project_id)}}}:idem:{part(key_sha256)}"
 
     def event_fingerprint(self, project_id: str, event_id: str) -> str:
-        """Fingerprint of the body (agent included) an event id was first accepted with. Event
-        ids are bound per PROJECT, like verdicts (:meth:`verdict`), so no agent can take over
-        another agent's id; one hash tag per project, so one script call checks a batch."""
+        """Fingerprint of the body (agent included) an event id was first accepted with: the
+        layout before :meth:`event_id_bucket` (one key per id), still read until it expires.
+        Event ids are bound per PROJECT, like verdicts, so no agent can take over another
+        agent's id; one hash tag per project, so one script call checks a batch."""
         return f"{self.prefix}:{{e:{part(project_id)}}}:eid:{part(event_id)}"
+
+    def event_id_bucket(self, project_id: str, index: int) -> str:
+        """Hash of a project's event-id bindings claimed in one time bucket (compact id →
+        compact fingerprint; ratchet.store.event_id_buckets). Shares ``{e:<project>}`` with
+        :meth:`event_fingerprint`, the layout before buckets, still read until it expires.
+
+        >>> Keys("rt").event_id_bucket("p1", 122)
+        'rt:{e:p1}:eb:122'
+        """
+        return f"{self.prefix}:{{e:{part(project_id)}}}:eb:{index}"
 
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:

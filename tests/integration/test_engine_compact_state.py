@@ -10,9 +10,11 @@ import uuid
 from redis.asyncio import Redis
 
 from models.events import IngestEvent
+from models.guardrails import StateSpec
 from models.params import EngineParams
 from ratchet.engine.engine import Engine
 from ratchet.store.chains import ChainBatch, EngineStore, ObserveItem
+from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
 from ratchet.store.keys import Keys, event_field
 
 
@@ -32,7 +34,8 @@ async def test_uuid_events_are_kept_compact_and_deduplicated(
         field = event_field(item.event_id)
         assert field in fields and len(field) == 17  # "u" + 16 bytes, not "e:" + 36 characters
         stored = await redis_client.hget(run_key, field)
-        assert stored is not None and stored[:1] == b"\0" and len(stored) <= 64
+        # "\1", two doubles, the from-node and six varints: well under 64 bytes
+        assert stored is not None and stored[:1] == b"\1" and len(stored) <= 48, stored
     # values of at most 64 bytes: the run hash keeps Redis's compact listpack encoding
     assert await redis_client.object("encoding", run_key) == b"listpack"
     [again] = await store.observe([ChainBatch("cs", items)])
@@ -60,6 +63,16 @@ async def test_answers_and_holds_stored_by_the_previous_formats_are_honoured(
         (19.931568569324174, 12.0, True, 1, "flag", True)
     assert (obs.runs, obs.to_new, obs.repeat_limit) == (3, True, 2)
     assert await store.edge_counts("old") == {}  # nothing counted for the redelivery
+    # the format before varints: "\0", two doubles, from \t the integers as text
+    previous = (b"\0" + struct.pack(">dd", 7.25, 11.5) + b"n1\t123456789\t987654321\t"
+                + str(1 + 2 + 32 + 2048 * 2).encode() + b"\t4\t2\t3")
+    await redis_client.hset(run_key, event_field(_uuid(7)), previous)
+    [[again]] = await store.observe([ChainBatch("old", [ObserveItem(_uuid(7), "r1", "zz")])])
+    assert again.duplicate and (again.from_node, again.to_node) == ("n1", "$")
+    assert (again.score, again.threshold, again.anomalous, again.held, again.mode) == \
+        (7.25, 11.5, True, True, 1)
+    assert (again.runs, again.repeats, again.repeat_limit) == (4, 2, 3)
+    assert await store.edge_counts("old") == {}
     await redis_client.hset(run_key, "h:ev-9", "^\tn1\t^\tcrm.read")
     res = await store.feedback("old", "r1", "ev-9", "approve")
     assert res.applied and res.learned == 1
@@ -104,3 +117,52 @@ async def test_observe_reply_is_flat_and_numeric(redis_client: Redis, keys: Keys
     assert raw[1:10] == [0, b"^", b"n1", 0, 0, raw[6], 1, 0, 2]
     assert all(isinstance(v, int) for v in (raw[4], raw[5], raw[6], raw[7], raw[8], raw[9]))
     assert score > 19 and threshold == EngineParams().fallback_bits and score2 > 19
+
+
+_SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=4, run_events=True,
+                  run_cost=True, agent_daily_cost=True)
+
+
+async def test_guardrail_answers_are_compact_and_redeliveries_answered_the_same(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """Each event's guardrail answer is kept in ≈ 20 bytes (flags, varints, doubles) and a
+    redelivery is answered exactly the first state, odd float sums and large counts included."""
+    store = GuardStore(redis_client, keys)
+    t0 = 1_700_000_000_000
+    costs = [0.1, 0.2, 1e-9, 123456.789, None, 0.30000000000000004]
+    items = [GuardItem(_uuid(i), "r1", t0 + i, f"n{i % 3}", costs[i]) for i in range(6)]
+    # a velocity window count past one varint byte: 200 earlier events of the agent
+    await store.update([GuardBatch("tg", [GuardItem(_uuid(1000 + i), "r0", t0, "x")
+                                          for i in range(200)], _SPEC)])
+    [first] = await store.update([GuardBatch("tg", items, _SPEC)])
+    assert first[-1].state.agent_events_in_window == 206
+    run = keys.guard_run_keys("tg", "r1").state
+    for item in items:
+        stored = await redis_client.hget(run, event_field(item.event_id))
+        assert stored is not None and stored[0] < 16 and len(stored) <= 24, stored
+    assert await redis_client.object("encoding", run) == b"listpack"
+    [again] = await store.update([GuardBatch("tg", list(reversed(items)), _SPEC)])
+    assert [a.duplicate for a in again] == [True] * 6
+    assert [a.state for a in reversed(again)] == [a.state for a in first]
+    assert await redis_client.hget(run, "n") == b"6"  # nothing counted twice
+
+
+async def test_guardrail_answers_stored_as_text_by_the_previous_release_are_honoured(
+    redis_client: Redis, keys: Keys
+) -> None:
+    store = GuardStore(redis_client, keys)
+    run = keys.guard_run_keys("tg", "r1")
+    old = "2\t41\t3\t0.0069409999999999993\t0.32464100000000018"
+    await redis_client.hset(run.state, mapping={"n": 3, "cost": "0.0069409999999999993",
+                                                event_field("ev-3"): old})
+    await redis_client.rpush(run.nodes, "n0", "n1", "n2")
+    item = GuardItem("ev-3", "r1", 1_700_000_000_000, "n2", 0.5)
+    [[answer]] = await store.update([GuardBatch("tg", [item], _SPEC)])
+    assert answer.duplicate
+    assert (answer.state.run_events, answer.state.agent_events_in_window,
+            answer.state.run_events_in_window) == (3, 41, 3)
+    assert answer.state.run_cost == 0.0069409999999999993
+    assert answer.state.agent_daily_cost == 0.32464100000000018
+    assert answer.state.run_nodes == ("n0", "n1")
+    assert await redis_client.hget(run.state, "n") == b"3"

@@ -1,10 +1,11 @@
 """The behavioural engine: events → guardrails and Markov chains → verdicts.
 
 Pure work (skeletons, node ids, chain identity, reasons, guardrail rules) comes from
-``models/``; state lives in Redis, reached only through the stores. A learning batch costs four
-round trips: one ``lua/guardrails.lua`` call per agent (:mod:`ratchet.engine.guard`), a read of
-the agents' service-mode records, one ``lua/observe.lua`` call per chain, and (only when a
-record changed) a write of the service-mode records; each set is pipelined. The guardrails go
+``models/``; state lives in Redis, reached only through the stores. A learning batch costs two
+round trips: one ``lua/guardrails.lua`` call per agent (:mod:`ratchet.engine.guard`) with a read
+of the agents' service-mode records in the same pipeline, then one ``lua/observe.lua`` call per
+chain (pipelined); the service-mode records a batch changes are written by a third, or handed to
+the caller to send with the verdict save (``writes``: the worker's case). The guardrails go
 first because an event a guardrail pauses or rejects is held back from
 learning (protected learning). Each guardrail and the chain decide independently; the verdict
 takes the strictest action and lists every reason. Guardrails apply in every mode: a chain in
@@ -14,7 +15,6 @@ and the benchmarks alike.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +43,7 @@ from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.store.round import Op, Round
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -233,10 +234,14 @@ class Engine:
         learn: bool = True,
         trace_id: str = "",
         holds: Sequence[bool] | None = None,
+        writes: list[Op] | None = None,
     ) -> list[Verdict]:
         """Verdicts for ``events`` in order (one guardrails call per agent, then one observe
         call per chain; each set pipelined).
 
+        ``writes``: when given, the service-mode records a learning batch changes are appended
+        to it instead of written here, for the caller to send with the verdict save (one round
+        trip for both: :meth:`ratchet.store.verdicts.VerdictStore.save_many` ``before``).
         ``holds[i]`` marks an event held back from learning by the caller; events a guardrail
         pauses or rejects are held back too. Raises :class:`UnavailableError` when Redis
         cannot be reached (never a detection).
@@ -246,20 +251,20 @@ class Engine:
         now = self.clock()
         markov_nodes, guard_nodes = self._nodes(events)
         guard_reasons: list[tuple[Reason, ...]] | None = None
-        seen_task: asyncio.Task[dict[tuple[str, str], dict[str, tuple[int, int]]]] | None = None
+        seen: dict[tuple[str, str], dict[str, tuple[int, int]]] | None = None
         if self.guardrails is not None:
-            # the service-mode records do not depend on the guardrails: read them meanwhile
-            seen_task = asyncio.ensure_future(self.store.service_modes(
-                sorted({(ev.project_id, ev.agent_id) for ev in events})))
+            # the service-mode records do not depend on the guardrails: read them in the same
+            # round trip as the guardrail state (one pipeline)
+            agents = sorted({(ev.project_id, ev.agent_id) for ev in events})
+            beside = Round(self.store.client)
+            at = beside.extend(self.store.service_mode_reads(agents))
             try:
-                guard_reasons = await self.guardrails.check(events, guard_nodes, now)
+                guard_reasons = await self.guardrails.check(
+                    events, guard_nodes, now, beside=beside)
             except UnavailableError:
-                seen_task.cancel()
                 ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
                 raise
-            except BaseException:
-                seen_task.cancel()
-                raise
+            seen = self.store.parse_service_modes(agents, [beside.answers[i] for i in at])
         groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
         chains = self._chains
         for i, ev in enumerate(events):
@@ -283,10 +288,7 @@ class Engine:
                             ev.end_of_run, hold, ev.action)
             )
         try:
-            if seen_task is not None:
-                seen = await seen_task
-                seen_task = None
-            else:
+            if seen is None:
                 seen = await self._service_modes([chain for chain, _, _ in groups.values()])
             per_project = await self.overrides.params(
                 {c.project_id for c, _, _ in groups.values()}
@@ -310,14 +312,11 @@ class Engine:
                 await self._record_service_modes(
                     [(chain, answer.mode_runs(answer.n - 1))
                      for (chain, _, _), answer in zip(groups.values(), answers)],
-                    seen,
+                    seen, writes,
                 )
         except UnavailableError:  # the store translates every Redis failure into this
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
             raise
-        finally:
-            if seen_task is not None:
-                seen_task.cancel()
         BATCH_EVENTS.observe(len(events))
         count_answers(answers)
         out: list[Verdict | None] = [None] * len(events)
@@ -420,6 +419,7 @@ class Engine:
         self,
         latest: Sequence[tuple[ChainId, tuple[int, int]]],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        writes: list[Op] | None = None,
     ) -> None:
         records = []
         for chain, (mode, runs) in latest:
@@ -428,7 +428,10 @@ class Engine:
             if _record_changes(seen.get(agent, {}).get(field), mode, runs,
                                self.params.min_runs_soft):
                 records.append((agent, field, mode, runs))
-        await self.store.record_service_modes(records)
+        if writes is not None:
+            writes.extend(self.store.service_mode_writes(records))
+        else:
+            await self.store.record_service_modes(records)
 
     async def feedback(
         self, chain_tag: str, run_id: str, event_id: str, decision: str

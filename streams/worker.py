@@ -48,11 +48,12 @@ from models.verdict import Edge, Verdict, action_rank
 from models.verdict_wire import encode_compact
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
-from ratchet.store.round import Op
+from ratchet.store.round import Deferred, Op
 from ratchet.telemetry.metrics import (
     ERROR_VERDICTS,
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
+    SPECULATED,
     VERDICTS,
     WORKER_BATCH_SECONDS,
     WORKER_MESSAGES,
@@ -94,7 +95,7 @@ class DecideEngine(Protocol):
         learn: bool = True,
         trace_id: str = "",
         holds: Sequence[bool] | None = None,
-        writes: list[Op] | None = None,
+        writes: Deferred | None = None,
     ) -> list[Verdict]: ...
 
     async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str) -> object: ...
@@ -317,24 +318,28 @@ class IngestProcessor:
         return out
 
     async def _decide_and_save(
-        self, envelopes: Sequence[IngestEnvelope], *, reply: bool = True
+        self, envelopes: Sequence[IngestEnvelope], *, reply: bool = True, again: bool = False
     ) -> tuple[list[Verdict], list[bytes], list[int] | None]:
         """Decide, then save; returns the verdicts, their JSON (encoded once, sent twice) and,
         when the replies to waiting callers went out with the save, what each reply reached
         (None: they are still to publish; always with ``reply=False``, the isolating path,
         which answers every envelope by :meth:`_reply`).
 
-        Two Redis round trips for a batch of allow verdicts on one Redis: the engine's
-        guardrail state with the service-mode reads, then its observe calls; the service-mode
-        writes the engine hands back, the verdict save and the replies go as a third, one
-        pipeline (replies behind the save, so a caller whose reply is lost finds the verdict
-        saved)."""
+        Two Redis round trips for a small batch of allow verdicts on one Redis: the engine's
+        guardrail state with the service-mode reads and dry observe calls; then the learning
+        observe calls and the service-mode writes the engine hands back, the verdict save and
+        the replies, one pipeline (replies behind the save, so a caller whose reply is lost
+        finds the verdict saved). When the learning calls answer otherwise than the dry ones
+        (another writer of the chain in between, :meth:`Engine._speculate`) the batch is
+        decided once more: the engine then answers every event by the answer stored for it,
+        which is saved and sent again. Bulk batches: the observe calls in a round trip of
+        their own (three)."""
         if len(envelopes) == 1:
             events: Sequence[IngestEvent] = envelopes[0].events
         else:
             events = [ev for env in envelopes for ev in env.events]
         trace = envelopes[0].trace_id
-        writes: list[Op] = []
+        writes = Deferred()
         verdicts = await self.engine.decide(events, learn=True, trace_id=trace, writes=writes)
         if len(envelopes) > 1:
             i = 0
@@ -349,9 +354,15 @@ class IngestProcessor:
                 i += n
         bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
         reply_ops = self._reply_ops(envelopes, verdicts) if reply else None
-        heard = await self.store.save_many(
-            verdicts, self.verdict_ttl_s, bodies=bodies, before=writes, after=reply_ops or ()
+        answers = await self.store.save_many(
+            verdicts, self.verdict_ttl_s, bodies=bodies, before=writes.ops, after=reply_ops or ()
         )
+        if not writes.confirmed(answers) and not again:
+            SPECULATED.labels(result="redone").inc()
+            log.warning("a chain of this batch changed between its dry and learning observe "
+                        "calls; deciding the batch again from the stored answers")
+            return await self._decide_and_save(envelopes, reply=reply, again=True)
+        heard = answers[len(writes.ops):]
         return verdicts, bodies, (heard if reply_ops is not None else None)
 
     def _reply_ops(

@@ -207,6 +207,10 @@ class EngineStore(RedisStore):
         }
 
     # --- per-agent service modes (Engine: services new to an established agent) -----------
+    async def run(self, rnd: Round) -> list[Any]:
+        """Run a round of reads (the engine's first round trip when it has no guardrails)."""
+        return await rnd.run()
+
     def service_mode_reads(self, agents: Sequence[tuple[str, str]]) -> list[Op]:
         """The reads of :meth:`service_modes`, to send in a round with other ops."""
         return [Command(("HGETALL", self.keys.agent_services(p, a))) for p, a in agents]

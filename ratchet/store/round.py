@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-__all__ = ["Command", "Op", "Round", "ScriptCall"]
+__all__ = ["Command", "Deferred", "Op", "Round", "ScriptCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,26 @@ class ScriptCall:
 
 #: One thing to send in a round.
 Op = Command | ScriptCall
+
+
+class Deferred:
+    """Ops one part of a process hands to another to send in its round, and the answers some
+    of them must give (the engine's learning observe calls must answer what their dry calls
+    answered: :meth:`ratchet.engine.engine.Engine.decide`)."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self._expect: dict[int, Any] = {}
+
+    def add(self, op: Op, *, expect: Any = None) -> None:
+        """Queue ``op``; ``expect``: the answer it must give (None: any)."""
+        if expect is not None:
+            self._expect[len(self.ops)] = expect
+        self.ops.append(op)
+
+    def confirmed(self, answers: Sequence[Any]) -> bool:
+        """Whether ``answers`` (of :attr:`ops`, in order) are the expected ones."""
+        return all(answers[i] == want for i, want in self._expect.items())
 
 
 class Round:

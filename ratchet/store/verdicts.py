@@ -199,21 +199,19 @@ class VerdictStore(RedisStore):
         waiting callers) sent in the same round trip, ``after`` only once the verdicts are
         saved — in the same pipeline when it runs in order and nothing but allow verdicts and
         redeliveries is saved, else in a round of its own afterwards. Returns the answers of
-        ``after``.
+        ``before`` then ``after``.
         """
         if not verdicts:
-            rnd = Round(self.redis)
-            at = rnd.extend([*before, *after])[len(before):]
-            answers = await rnd.run()
-            return [answers[i] for i in at]
+            return await Round(self.redis).extend_run([*before, *after])
         if bodies is None:
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
         rnd = Round(self.redis)
         rnd.extend(before)
         together = rnd.ordered and all(v.action == "allow" or v.duplicate for v in verdicts)
         refused = await self._save_buckets(verdicts, bodies, ttl_s, rnd, after if together else ())
-        out = [rnd.answers[i] for i in range(len(rnd.ops) - len(after), len(rnd.ops))] \
-            if together and after else []
+        out = rnd.answers[: len(before)]
+        if together:
+            out += rnd.answers[len(rnd.ops) - len(after):] if after else []
         if refused:
             log.warning(
                 "%d verdicts not stored: another agent's verdict holds their event id (%s)",
@@ -226,7 +224,7 @@ class VerdictStore(RedisStore):
         if decided:
             await self._announce_decided(verdicts, bodies, decided, ttl_s)
         if after and not together:
-            out = await Round(self.redis).extend_run(after)
+            out += await Round(self.redis).extend_run(after)
         return out
 
     async def _announce_decided(

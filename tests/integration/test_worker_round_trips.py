@@ -81,7 +81,7 @@ async def test_a_single_event_takes_at_most_two_round_trips_in_the_worker(
                 replies.append(decode_verdict_message(msg["data"]))
     finally:
         await pubsub.unsubscribe()
-        await pubsub.aclose()  # type: ignore[attr-defined]
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     print("worker round trips per single event:", per_event)
     assert per_event <= MAX_ROUND_TRIPS_PER_EVENT, per_event

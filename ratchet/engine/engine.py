@@ -56,16 +56,16 @@ from ratchet.telemetry.metrics import (
     UNLEARNABLE_EVENTS,
 )
 
-__all__ = ["Engine", "count_answers", "count_observations", "markov_reason"]
+__all__ = ["SPECULATE_EVENTS", "Engine", "count_answers", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
 #: Chain identities remembered per engine (cleared when full): chain_for hashes per call.
 _CHAIN_MEMO = 65_536
 #: Batches of at most this many events observe speculatively (dry, beside the guardrail state;
-#: :meth:`Engine._speculate`): one round trip less, for a second run of observe.lua — worth it
-#: for single events, not for bulk batches, where the script's work dominates.
-_SPECULATE_EVENTS = 16
+#: :meth:`Engine._speculate`) by default: one round trip less, for a second run of observe.lua —
+#: meant for single events, not for bulk batches, where the script's work dominates.
+SPECULATE_EVENTS = 16
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -173,6 +173,9 @@ class Engine:
     overrides: ProjectParams | None = None
     #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
     labels: NodeLabeller | None = None
+    #: Batches of at most this many events observe dry first when the caller takes ``writes``
+    #: (``RATCHET_WORKER_DRY_OBSERVE_EVENTS``; 0 = never).
+    speculate_events: int = SPECULATE_EVENTS
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
     #: The service-mode records last read or written, per (project, agent): mode floors are
     #: predicted by them (:meth:`_speculate`), never trusted without the read that confirms.
@@ -273,7 +276,7 @@ class Engine:
             ) if self.overrides is not None else {}
             dry: list[tuple[list[str], list[Any]]] | None = None
             if (writes is not None and learn and holds is None
-                    and len(events) <= _SPECULATE_EVENTS
+                    and len(events) <= self.speculate_events
                     and all(agent in self._modes for agent in agents)):
                 predicted = self._batches(events, groups, markov_nodes, None, None,
                                           self._modes, per_project)

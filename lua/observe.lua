@@ -52,7 +52,10 @@
                     a line (event field: ratchet.store.keys.event_field)
 
   ARGV[1]  now_ms            current time, ms (Unix)
-  ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is)
+  ARGV[2]  learn             1 count transitions / runs / modes / the score window; 0 score only (what-if: the baseline, window included, is left as it is);
+                             2 dry: the answers learn=1 would give, with nothing written — or the
+                             one-value answer { '!' } when a checkpoint falls in the batch (it
+                             writes as it goes); the worker's first round trip of a single event
   ARGV[3]  epsilon           ε of the score
   ARGV[4]  floor_bits        no score at or under this is anomalous
   ARGV[5]  fallback_bits     default fallback threshold (meta "fb" overrides)
@@ -115,7 +118,8 @@ local tonumber, ipairs, pairs, unpack = tonumber, ipairs, pairs, unpack
 local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
 local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now_ms = ARGV[1]
-local learn = ARGV[2] == '1'
+local dry = ARGV[2] == '2'
+local learn = ARGV[2] == '1' or dry
 local eps = tonumber(ARGV[3])
 local floor_bits = tonumber(ARGV[4])
 local fallback_default = tonumber(ARGV[5])
@@ -168,6 +172,7 @@ local st = {
   aw = tonumber(m[16] or '0'), at = tonumber(m[17] or '0'), acl = tonumber(m[18] or '0'),
 }
 if eligible_chain then st.elig = 1 end
+st.dry = dry  -- chain_state: no node written either
 
 --- @include "chain_state"
 --- @include "checkpoint"
@@ -504,7 +509,10 @@ for i = 1, n do
       from, prev_act = START, START
       if learn then
         st.runs = st.runs + 1
-        if st.runs % checkpoint_runs == 0 then checkpoint() end
+        if st.runs % checkpoint_runs == 0 then
+          if dry then return { '!' } end
+          checkpoint()
+        end
       end
     end
     if learn and prio_high then st.elig = 1 end
@@ -587,6 +595,10 @@ for i = 1, n do
   end
 end
 
+if dry then
+  out[1] = table.concat(doubles)
+  return out
+end
 flush_counts()
 for run_key, run in pairs(runs) do
   if run.dirty then

@@ -61,6 +61,7 @@ class Runtime:
                     guardrails=s.guardrails, policy_refresh_s=s.policy_refresh_s,
                     project_overrides=True,
                 )
+                self.engine.speculate_events = s.worker_dry_observe_events
                 if self.engine.guardrails is not None:
                     self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event
                     self.engine.guardrails.scan_steps_per_batch = s.guard_scan_steps_per_batch

@@ -48,10 +48,12 @@ from models.verdict import Edge, Verdict, action_rank
 from models.verdict_wire import encode_compact
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
+from ratchet.store.round import Deferred, Op
 from ratchet.telemetry.metrics import (
     ERROR_VERDICTS,
     FEEDBACK,
     INGEST_TO_VERDICT_SECONDS,
+    SPECULATED,
     VERDICTS,
     WORKER_BATCH_SECONDS,
     WORKER_MESSAGES,
@@ -93,6 +95,7 @@ class DecideEngine(Protocol):
         learn: bool = True,
         trace_id: str = "",
         holds: Sequence[bool] | None = None,
+        writes: Deferred | None = None,
     ) -> list[Verdict]: ...
 
     async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str) -> object: ...
@@ -111,8 +114,9 @@ class VerdictStoreLike(Protocol):
     """The part of :class:`ratchet.store.verdicts.VerdictStore` a worker uses."""
 
     async def save_many(
-        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
-    ) -> None: ...
+        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None,
+        before: Sequence[Op] = (), after: Sequence[Op] = (),
+    ) -> list[Any]: ...
 
     async def get(self, project_id: str, event_id: str) -> Mapping[str, Any] | None: ...
 
@@ -121,6 +125,8 @@ class ReplySink(Protocol):
     """Where verdicts of waiting callers go (:class:`ratchet.store.replies.ReplyPublisher`)."""
 
     async def publish(self, replies: Sequence[tuple[str, bytes]]) -> list[int]: ...
+
+    def ops(self, replies: Sequence[tuple[str, bytes]]) -> list[Op] | None: ...
 
 
 @dataclass
@@ -238,6 +244,14 @@ def decode_ingest_trusted(body: bytes) -> IngestEnvelope:
     )
 
 
+def _count_replies(heard: Sequence[int]) -> None:
+    delivered = sum(1 for n in heard if n)
+    if delivered:
+        WORKER_REPLIES.labels(result="delivered").inc(delivered)
+    if delivered < len(heard):
+        WORKER_REPLIES.labels(result="no_listener").inc(len(heard) - delivered)
+
+
 def _source(v: Verdict) -> str:
     if not v.reasons:
         return "none"
@@ -279,36 +293,54 @@ class IngestProcessor:
         if not envelopes:
             return []
         started = time.perf_counter()
+        heard: list[int] | None
         try:
-            verdicts, bodies = await retry_unavailable(
+            verdicts, bodies, heard = await retry_unavailable(
                 lambda: self._decide_and_save(envelopes), self.backoff, what="ingest batch"
             )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("ingest batch of %d envelopes failed; isolating", len(envelopes))
-            verdicts, bodies = [], []
+            verdicts, bodies, heard = [], [], None
             for env in envelopes:
                 one, encoded = await self._one_guarded(env)
                 verdicts.extend(one)
                 bodies.extend(encoded)
         out = self._emit(envelopes, verdicts)
-        await self._reply(envelopes, out)
+        if heard is None:
+            await self._reply(envelopes, out)
+        else:
+            _count_replies(heard)
         out.extend(await self._decisions(verdicts))
         WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
         WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
         return out
 
     async def _decide_and_save(
-        self, envelopes: Sequence[IngestEnvelope]
-    ) -> tuple[list[Verdict], list[bytes]]:
-        """Decide, then save; returns the verdicts and their JSON (encoded once, sent twice)."""
+        self, envelopes: Sequence[IngestEnvelope], *, reply: bool = True, again: bool = False
+    ) -> tuple[list[Verdict], list[bytes], list[int] | None]:
+        """Decide, then save; returns the verdicts, their JSON (encoded once, sent twice) and,
+        when the replies to waiting callers went out with the save, what each reply reached
+        (None: they are still to publish; always with ``reply=False``, the isolating path,
+        which answers every envelope by :meth:`_reply`).
+
+        Two Redis round trips for a small batch of allow verdicts on one Redis: the engine's
+        guardrail state with the service-mode reads and dry observe calls; then the learning
+        observe calls and the service-mode writes the engine hands back, the verdict save and
+        the replies, one pipeline (replies behind the save, so a caller whose reply is lost
+        finds the verdict saved). When the learning calls answer otherwise than the dry ones
+        (another writer of the chain in between, :meth:`Engine._speculate`) the batch is
+        decided once more: the engine then answers every event by the answer stored for it,
+        which is saved and sent again. Bulk batches: the observe calls in a round trip of
+        their own (three)."""
         if len(envelopes) == 1:
             events: Sequence[IngestEvent] = envelopes[0].events
         else:
             events = [ev for env in envelopes for ev in env.events]
         trace = envelopes[0].trace_id
-        verdicts = await self.engine.decide(events, learn=True, trace_id=trace)
+        writes = Deferred()
+        verdicts = await self.engine.decide(events, learn=True, trace_id=trace, writes=writes)
         if len(envelopes) > 1:
             i = 0
             for env in envelopes:
@@ -321,8 +353,35 @@ class IngestProcessor:
                         object.__setattr__(verdicts[j], "trace_id", env.trace_id)
                 i += n
         bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
-        await self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies)
-        return verdicts, bodies
+        reply_ops = self._reply_ops(envelopes, verdicts) if reply else None
+        answers = await self.store.save_many(
+            verdicts, self.verdict_ttl_s, bodies=bodies, before=writes.ops, after=reply_ops or ()
+        )
+        if not writes.confirmed(answers) and not again:
+            SPECULATED.labels(result="redone").inc()
+            log.warning("a chain of this batch changed between its dry and learning observe "
+                        "calls; deciding the batch again from the stored answers")
+            return await self._decide_and_save(envelopes, reply=reply, again=True)
+        heard = answers[len(writes.ops):]
+        return verdicts, bodies, (heard if reply_ops is not None else None)
+
+    def _reply_ops(
+        self, envelopes: Sequence[IngestEnvelope], verdicts: Sequence[Verdict]
+    ) -> list[Op] | None:
+        """The replies of waiting callers as ops to send behind the save (None: none, or the
+        sink publishes on its own — :meth:`_reply` after the save)."""
+        if self.replies is None or not any(env.reply for env in envelopes):
+            return None
+        replies: list[tuple[str, bytes]] = []
+        i = 0
+        for env in envelopes:
+            n = len(env.events)
+            if env.reply:
+                replies.append((env.reply, encode_compact(
+                    env.project_id, env.agent_id, env.trace_id, env.received_at,
+                    verdicts[i : i + n])))
+            i += n
+        return self.replies.ops(replies)
 
     async def _decisions(self, verdicts: Sequence[Verdict]) -> list[Outgoing]:
         """Log (and audit, and optionally publish) non-allow verdicts and mode changes."""
@@ -350,9 +409,11 @@ class IngestProcessor:
 
     async def _one_guarded(self, env: IngestEnvelope) -> tuple[list[Verdict], list[bytes]]:
         try:
-            return await retry_unavailable(
-                lambda: self._decide_and_save([env]), self.backoff, what="ingest envelope"
+            verdicts, bodies, _ = await retry_unavailable(
+                lambda: self._decide_and_save([env], reply=False), self.backoff,
+                what="ingest envelope",
             )
+            return verdicts, bodies
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -410,11 +471,7 @@ class IngestProcessor:
             log.warning("could not publish %d replies to waiting callers: %s",
                         len(replies), type(exc).__name__)
             return
-        delivered = sum(1 for n in heard if n)
-        if delivered:
-            WORKER_REPLIES.labels(result="delivered").inc(delivered)
-        if delivered < len(heard):
-            WORKER_REPLIES.labels(result="no_listener").inc(len(heard) - delivered)
+        _count_replies(heard)
 
     def _emit(self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict]) -> list[Outgoing]:
         """One compact verdict envelope (:mod:`models.verdict_wire`) per ingest envelope."""

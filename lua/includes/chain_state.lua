@@ -3,7 +3,8 @@
 
   Expects locals edges_key, rows_key, nodes_key, coarse_key (key names from KEYS) and a table
   `st` with the chain's meta counters: st.nn (nodes), st.ne (edges), st.ovf (transitions sent to
-  overflow), st.nc (fields of the coarse back-off model, bounded by the edge cap; key-path fields count too).
+  overflow), st.nc (fields of the coarse back-off model, bounded by the edge cap; key-path fields
+  count too); st.dry (set: nothing written — observe.lua's dry call).
   Counts are integers in 1/1000 units (COUNT_SCALE in models/params.py).
 ]]
 local SCALE = 1000
@@ -67,7 +68,7 @@ local function count_edge(from, to)
   pend_e[f] = (pend_e[f] or 0) + SCALE
   pend_r[from] = (pend_r[from] or 0) + SCALE
   if not node_known(to) then
-    redis.call('HSET', nodes_key, to, '1')
+    if not st.dry then redis.call('HSET', nodes_key, to, '1') end
     ncache[to] = true
     if to ~= OVERFLOW then
       st.nn = st.nn + 1

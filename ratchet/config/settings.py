@@ -201,6 +201,10 @@ class Settings:
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
     #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
     worker_fetch_wait_ms: int = 10
+    #: Batches of at most this many events run ``observe.lua`` dry beside the guardrail state,
+    #: so a single event costs a worker two Redis round trips instead of three, for a second
+    #: run of the script (0 = off). See docs/operations.md.
+    worker_dry_observe_events: int = 16
     #: Generation-0 threshold of a worker's garbage collector after start-up (which is frozen
     #: out of every collection); 0 = CPython's defaults. See docs/operations.md.
     worker_gc_gen0: int = 50_000

@@ -1,10 +1,11 @@
 """The behavioural engine: events → guardrails and Markov chains → verdicts.
 
 Pure work (skeletons, node ids, chain identity, reasons, guardrail rules) comes from
-``models/``; state lives in Redis, reached only through the stores. A learning batch costs four
-round trips: one ``lua/guardrails.lua`` call per agent (:mod:`ratchet.engine.guard`), a read of
-the agents' service-mode records, one ``lua/observe.lua`` call per chain, and (only when a
-record changed) a write of the service-mode records; each set is pipelined. The guardrails go
+``models/``; state lives in Redis, reached only through the stores. A learning batch costs two
+round trips: one ``lua/guardrails.lua`` call per agent (:mod:`ratchet.engine.guard`) with a read
+of the agents' service-mode records in the same pipeline, then one ``lua/observe.lua`` call per
+chain (pipelined); the service-mode records a batch changes are written by a third, or handed to
+the caller to send with the verdict save (``writes``: the worker's case). The guardrails go
 first because an event a guardrail pauses or rejects is held back from
 learning (protected learning). Each guardrail and the chain decide independently; the verdict
 takes the strictest action and lists every reason. Guardrails apply in every mode: a chain in
@@ -14,15 +15,16 @@ and the benchmarks alike.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from models.audit import check_action_actor
 from models.errors import UnavailableError
@@ -46,16 +48,18 @@ from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
 from ratchet.telemetry.batch import observe_many
+from ratchet.store.round import Deferred, Round, ScriptCall
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
     ENGINE_ERRORS,
     EVENTS,
     MODE_TRANSITIONS,
+    SPECULATED,
     UNLEARNABLE_EVENTS,
 )
 
-__all__ = ["Engine", "count_answers", "count_observations", "markov_reason"]
+__all__ = ["SPECULATE_EVENTS", "Engine", "count_answers", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
 _HOLD = frozenset(("pause", "reject"))
@@ -63,6 +67,10 @@ _HOLD = frozenset(("pause", "reject"))
 _CHAIN_MEMO = 65_536
 #: Shape-escape rules that read an event's key paths (models/escape.py).
 _PATH_RULES = frozenset(("combos", "paths", "each"))
+#: Batches of at most this many events observe speculatively (dry, beside the guardrail state;
+#: :meth:`Engine._speculate`) by default: one round trip less, for a second run of observe.lua —
+#: meant for single events, not for bulk batches, where the script's work dominates.
+SPECULATE_EVENTS = 16
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -172,8 +180,15 @@ class Engine:
     overrides: ProjectParams | None = None
     #: Writes readable node labels beside the chains (None: no labels, e.g. benchmarks).
     labels: NodeLabeller | None = None
+    #: Batches of at most this many events observe dry first when the caller takes ``writes``
+    #: (``RATCHET_WORKER_DRY_OBSERVE_EVENTS``; 0 = never).
+    speculate_events: int = SPECULATE_EVENTS
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
     _shape_paths: ShapePaths = dc_field(default_factory=ShapePaths, repr=False)
+    #: The service-mode records last read or written, per (project, agent): mode floors are
+    #: predicted by them (:meth:`_speculate`), never trusted without the read that confirms.
+    _modes: dict[tuple[str, str], dict[str, tuple[int, int]]] = dc_field(
+        default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -247,10 +262,16 @@ class Engine:
         learn: bool = True,
         trace_id: str = "",
         holds: Sequence[bool] | None = None,
+        writes: Deferred | None = None,
     ) -> list[Verdict]:
         """Verdicts for ``events`` in order (one guardrails call per agent, then one observe
         call per chain; each set pipelined).
 
+        ``writes``: when given, what a learning batch still has to write (the service-mode
+        records it changed; for a small batch, its observe calls themselves) is handed to the
+        caller to send with the verdict save — :meth:`ratchet.store.verdicts.VerdictStore.
+        save_many` ``before`` — instead of being written here; the caller checks the answers
+        with :meth:`Deferred.confirmed` (see :meth:`_speculate`).
         ``holds[i]`` marks an event held back from learning by the caller; events a guardrail
         pauses or rejects are held back too. Raises :class:`UnavailableError` when Redis
         cannot be reached (never a detection).
@@ -258,28 +279,71 @@ class Engine:
         if not events:
             return []
         now = self.clock()
+        now_ms = int(now * 1000)
         markov_nodes, guard_nodes, digests = self._nodes(events)
+        groups = self._groups(events, markov_nodes, learn)
+        agents = sorted({(ev.project_id, ev.agent_id) for ev in events})
         guard_reasons: list[tuple[Reason, ...]] | None = None
-        seen_task: asyncio.Task[dict[tuple[str, str], dict[str, tuple[int, int]]]] | None = None
-        if self.guardrails is not None:
-            # the service-mode records do not depend on the guardrails: read them meanwhile
-            seen_task = asyncio.ensure_future(self.store.service_modes(
-                sorted({(ev.project_id, ev.agent_id) for ev in events})))
-            try:
-                guard_reasons = await self.guardrails.check(events, guard_nodes, now)
-            except UnavailableError:
-                seen_task.cancel()
-                ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-                raise
-            except BaseException:
-                seen_task.cancel()
-                raise
-        groups: dict[str, tuple[ChainId, list[int], list[ObserveItem]]] = {}
+        try:
+            per_project = await self.overrides.params(
+                {c.project_id for c, _ in groups.values()}
+            ) if self.overrides is not None else {}
+            dry: list[tuple[list[str], list[Any]]] | None = None
+            if (writes is not None and learn and holds is None
+                    and len(events) <= self.speculate_events
+                    and all(agent in self._modes for agent in agents)):
+                predicted = self._batches(events, groups, markov_nodes, digests, None, None,
+                                          self._modes, per_project)
+                dry = [self.store.observe_call(b, learn=True, now_ms=now_ms) for b in predicted]
+            # the service-mode records do not depend on the guardrails: read them in the same
+            # round trip as the guardrail state (one pipeline), and the dry observe calls too
+            beside = Round(self.store.client)
+            at = beside.extend(self.store.service_mode_reads(agents))
+            dry_at: list[int] = []
+            if dry is not None:
+                observe = self.store.scripts["observe"]
+                dry_at = beside.extend(
+                    [ScriptCall(observe, k, [a[0], 2, *a[2:]]) for k, a in dry])
+            if self.guardrails is not None:
+                guard_reasons = await self.guardrails.check(
+                    events, guard_nodes, now, beside=beside)
+            else:
+                await self.store.run(beside)
+            seen = self.store.parse_service_modes(agents, [beside.answers[i] for i in at])
+            self._remember(seen)
+            batches = self._batches(events, groups, markov_nodes, digests, holds, guard_reasons, seen,
+                                    per_project)
+            also = self.labels.take() if self.labels is not None else []
+            speculated = dry is not None and self._speculate(
+                batches, dry, [beside.answers[i] for i in dry_at], also, writes, now_ms)
+            if speculated:
+                answers = [Answer(beside.answers[i]) for i in dry_at]
+            else:
+                answers = await self.store.observe_answers(
+                    batches, learn=learn, now_ms=now_ms, also=also)
+            if learn:
+                await self._record_service_modes(
+                    [(chain, answer.mode_runs(answer.n - 1))
+                     for (chain, _), answer in zip(groups.values(), answers)],
+                    seen, writes,
+                )
+        except UnavailableError:  # the store translates every Redis failure into this
+            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
+            raise
+        BATCH_EVENTS.observe(len(events))
+        count_answers(answers)
+        out: list[Verdict | None] = [None] * len(events)
+        for (chain, indices), answer in zip(groups.values(), answers, strict=True):
+            self._verdicts(out, events, indices, chain, answer, now, trace_id, guard_reasons)
+        return [v for v in out if v is not None]
+
+    def _groups(
+        self, events: Sequence[IngestEvent], markov_nodes: Sequence[str], learn: bool
+    ) -> dict[str, tuple[ChainId, list[int]]]:
+        """The events of each chain (indices, in order); node labels noted while at it."""
+        groups: dict[str, tuple[ChainId, list[int]]] = {}
         chains = self._chains
         for i, ev in enumerate(events):
-            hold = bool(holds[i]) if holds is not None else False
-            if guard_reasons is not None and not hold:
-                hold = any(r.action in _HOLD for r in guard_reasons[i])
             ck = (ev.project_id, ev.agent_id, ev.service, ev.priority)
             chain = chains.get(ck)
             if chain is None:
@@ -288,56 +352,89 @@ class Engine:
                 chain = chains[ck] = self.chain_of(ev)
             group = groups.get(chain.tag)
             if group is None:
-                group = groups[chain.tag] = (chain, [], [])
+                group = groups[chain.tag] = (chain, [])
             group[1].append(i)
             if self.labels is not None and learn:
                 self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
-            group[2].append(
-                ObserveItem(ev.event_id, ev.run_id, markov_nodes[i], ev.priority in _HIGH,
-                            ev.end_of_run, hold, ev.action, digests[i])
-            )
-        try:
-            if seen_task is not None:
-                seen = await seen_task
-                seen_task = None
-            else:
-                seen = await self._service_modes([chain for chain, _, _ in groups.values()])
-            per_project = await self.overrides.params(
-                {c.project_id for c, _, _ in groups.values()}
-            ) if self.overrides is not None else {}
-            batches = []
-            for tag, (chain, _, items) in groups.items():
-                p = per_project.get(chain.project_id, self.params)
-                batches.append(ChainBatch(
-                    tag=tag,
-                    items=items,
-                    eligible=chain.critical or self.rich,
-                    locked_action=p.critical_locked_action if chain.critical else p.locked_action,
-                    mode_floor=self._mode_floor(chain, seen),
-                    params=None if p is self.params else p,
-                ))
-            answers = await self.store.observe_answers(
-                batches, learn=learn, now_ms=int(now * 1000),
-                also=self.labels.take() if self.labels is not None else (),
-            )
-            if learn:
-                await self._record_service_modes(
-                    [(chain, answer.mode_runs(answer.n - 1))
-                     for (chain, _, _), answer in zip(groups.values(), answers)],
-                    seen,
-                )
-        except UnavailableError:  # the store translates every Redis failure into this
-            ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
-            raise
-        finally:
-            if seen_task is not None:
-                seen_task.cancel()
-        BATCH_EVENTS.observe(len(events))
-        count_answers(answers)
-        out: list[Verdict | None] = [None] * len(events)
-        for (chain, indices, _), answer in zip(groups.values(), answers, strict=True):
-            self._verdicts(out, events, indices, chain, answer, now, trace_id, guard_reasons)
-        return [v for v in out if v is not None]
+        return groups
+
+    def _batches(
+        self,
+        events: Sequence[IngestEvent],
+        groups: dict[str, tuple[ChainId, list[int]]],
+        markov_nodes: Sequence[str],
+        digests: Sequence[str],
+        holds: Sequence[bool] | None,
+        guard_reasons: Sequence[tuple[Reason, ...]] | None,
+        seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        per_project: Mapping[str, EngineParams],
+    ) -> list[ChainBatch]:
+        """One observe batch per chain: each event held back when the caller or a guardrail
+        holds it, the chain's mode floor from the service-mode records ``seen``."""
+        batches = []
+        for tag, (chain, indices) in groups.items():
+            items = []
+            for i in indices:
+                ev = events[i]
+                hold = bool(holds[i]) if holds is not None else False
+                if guard_reasons is not None and not hold:
+                    hold = any(r.action in _HOLD for r in guard_reasons[i])
+                items.append(ObserveItem(ev.event_id, ev.run_id, markov_nodes[i],
+                                         ev.priority in _HIGH, ev.end_of_run, hold, ev.action,
+                                         digests[i]))
+            p = per_project.get(chain.project_id, self.params)
+            batches.append(ChainBatch(
+                tag=tag,
+                items=items,
+                eligible=chain.critical or self.rich,
+                locked_action=p.critical_locked_action if chain.critical else p.locked_action,
+                mode_floor=self._mode_floor(chain, seen),
+                params=None if p is self.params else p,
+            ))
+        return batches
+
+    def _speculate(
+        self,
+        batches: Sequence[ChainBatch],
+        dry: Sequence[tuple[list[str], list[Any]]],
+        dry_answers: Sequence[Any],
+        also: Sequence[tuple[AsyncScript, list[str], list[Any]]],
+        writes: Deferred | None,
+        now_ms: int,
+    ) -> bool:
+        """Whether the dry observe answers of the first round trip stand; if so, the observe
+        calls that learn go to ``writes`` (sent with the verdict save), each expected to answer
+        exactly what its dry call answered.
+
+        The dry calls assumed that no guardrail holds an event back and that each chain's mode
+        floor is the one the service-mode records this engine saw last give. They stand when
+        the guardrail state and the records read in the same round trip confirm both (the
+        observe calls are compared with the ones the step-by-step path would send), and no
+        checkpoint fell in a batch (a dry call cannot run one: it answers ``'!'``). The dry
+        call wrote nothing, so when they do not stand the step-by-step path runs as if it had
+        not been sent. Between the two round trips only another writer of the same chain (two
+        workers on one partition during a rebalance, a human decision on the chain) can make
+        the learning call answer differently; the caller sees that in
+        :meth:`Deferred.confirmed` and decides again (a redelivery: the stored answers)."""
+        if writes is None:
+            return False
+        for batch, call, answer in zip(batches, dry, dry_answers, strict=True):
+            if len(answer) == 1 or self.store.observe_call(batch, learn=True, now_ms=now_ms) != call:
+                SPECULATED.labels(result="declined").inc()
+                return False
+        observe = self.store.scripts["observe"]
+        for (keys, args), answer in zip(dry, dry_answers, strict=True):
+            writes.add(ScriptCall(observe, keys, args), expect=answer)
+        for script, keys, args in also:
+            writes.add(ScriptCall(script, keys, args))
+        SPECULATED.labels(result="sent").inc()
+        return True
+
+    def _remember(self, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]) -> None:
+        """Keep the service-mode records just read: the next batch predicts mode floors by them."""
+        if len(self._modes) >= _CHAIN_MEMO:
+            self._modes.clear()
+        self._modes.update(seen)
 
     def _verdicts(
         self,
@@ -422,6 +519,7 @@ class Engine:
         self,
         latest: Sequence[tuple[ChainId, tuple[int, int]]],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        writes: Deferred | None = None,
     ) -> None:
         records = []
         for chain, (mode, runs) in latest:
@@ -430,7 +528,15 @@ class Engine:
             if _record_changes(seen.get(agent, {}).get(field), mode, runs,
                                self.params.min_runs_soft):
                 records.append((agent, field, mode, runs))
-        await self.store.record_service_modes(records)
+        for agent, field, mode, runs in records:
+            known = self._modes.get(agent)
+            if known is not None:  # what the next batch predicts by (a copy: seen is shared)
+                self._modes[agent] = {**known, field: (mode, runs)}
+        if writes is not None:
+            for op in self.store.service_mode_writes(records):
+                writes.add(op)
+        else:
+            await self.store.record_service_modes(records)
 
     async def feedback(
         self, chain_tag: str, run_id: str, event_id: str, decision: str

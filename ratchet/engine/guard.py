@@ -31,6 +31,7 @@ from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.policies import ActivePolicy, PolicySource
+from ratchet.store.round import Round
 from ratchet.telemetry.metrics import GUARDRAIL_REASONS
 
 __all__ = ["Guardrails"]
@@ -64,9 +65,13 @@ class Guardrails:
     scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
     async def check(
-        self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float
+        self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float,
+        *, beside: Round | None = None,
     ) -> list[tuple[Reason, ...]]:
-        """Guardrail reasons per event (same order). Counts the events into Redis."""
+        """Guardrail reasons per event (same order). Counts the events into Redis.
+
+        ``beside``: other reads to send in the same round trip as the guardrail state (run
+        here, answers left in the round), so a batch pays one round trip for both."""
         policies = await self.policies.active({ev.project_id for ev in events})
         now_ms = int(now * 1000)
         groups: dict[str, tuple[ActivePolicy, list[int], list[GuardItem]]] = {}
@@ -84,10 +89,12 @@ class Guardrails:
         states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]
-            answers = await self.store.update(batches)
+            answers = await self.store.update(batches, beside=beside)
             for (_, indices, _), answer in zip(groups.values(), answers, strict=True):
                 for i, ans in zip(indices, answer, strict=True):
                     states[i] = (ans.state, not ans.duplicate)
+        elif beside is not None:
+            await self.store.run(beside)
         # The rules run in pure Python between awaits: bound the payload scans per event and per
         # project, and let the event loop breathe (signals, other coroutines) every ~20 ms. Each
         # event is planned in order (budgets charged as the per-event scans would), then the

@@ -8,7 +8,6 @@ footing), so the engine never touches Redis directly.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from models.observation import Answer, Observation
 from models.params import ACTION_CODES, UNLEARNABLE_RULES, EngineParams
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
+from ratchet.store.round import Command, Op, Round
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
 
@@ -214,21 +214,19 @@ class EngineStore(RedisStore):
         }
 
     # --- per-agent service modes (Engine: services new to an established agent) -----------
-    async def service_modes(
-        self, agents: Sequence[tuple[str, str]]
+    async def run(self, rnd: Round) -> list[Any]:
+        """Run a round of reads (the engine's first round trip when it has no guardrails)."""
+        return await rnd.run()
+
+    def service_mode_reads(self, agents: Sequence[tuple[str, str]]) -> list[Op]:
+        """The reads of :meth:`service_modes`, to send in a round with other ops."""
+        return [Command(("HGETALL", self.keys.agent_services(p, a))) for p, a in agents]
+
+    @staticmethod
+    def parse_service_modes(
+        agents: Sequence[tuple[str, str]], raw: Sequence[Any]
     ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
-        """Per (project, agent): {service field → (mode, runs)} as last recorded."""
-        if not agents:
-            return {}
-        if isinstance(self.client, RedisCluster):
-            raw = await asyncio.gather(*(
-                self.client.hgetall(self.keys.agent_services(p, a)) for p, a in agents
-            ))
-        else:  # one round trip for every agent of the batch
-            pipe = self.client.pipeline(transaction=False)
-            for p, a in agents:
-                pipe.hgetall(self.keys.agent_services(p, a))
-            raw = await pipe.execute()
+        """The answers of :meth:`service_mode_reads` → per agent {service field → (mode, runs)}."""
         out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
         for agent, fields in zip(agents, raw, strict=True):
             parsed: dict[str, tuple[int, int]] = {}
@@ -238,26 +236,37 @@ class EngineStore(RedisStore):
             out[agent] = parsed
         return out
 
+    async def service_modes(
+        self, agents: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+        """Per (project, agent): {service field → (mode, runs)} as last recorded (one round trip
+        for every agent of the batch)."""
+        if not agents:
+            return {}
+        rnd = Round(self.client)
+        rnd.extend(self.service_mode_reads(agents))
+        return self.parse_service_modes(agents, await rnd.run())
+
+    def service_mode_writes(
+        self, records: Sequence[tuple[tuple[str, str], str, int, int]]
+    ) -> list[Op]:
+        """The writes of :meth:`record_service_modes`, to send in a round with other ops."""
+        ops: list[Op] = []
+        for (project_id, agent_id), field, mode, runs in records:
+            key = self.keys.agent_services(project_id, agent_id)
+            ops.append(Command(("HSET", key, field, f"{mode}:{runs}")))
+            ops.append(Command(("EXPIRE", key, self.chain_ttl_s)))
+        return ops
+
     async def record_service_modes(
         self, records: Sequence[tuple[tuple[str, str], str, int, int]]
     ) -> None:
         """Write ((project, agent), service field, mode, runs) records (idle TTL of a chain)."""
         if not records:
             return
-        if isinstance(self.client, RedisCluster):
-            writes = []
-            for (project_id, agent_id), field, mode, runs in records:
-                key = self.keys.agent_services(project_id, agent_id)
-                writes.append(self.client.hset(key, field, f"{mode}:{runs}"))
-                writes.append(self.client.expire(key, self.chain_ttl_s))
-            await asyncio.gather(*writes)
-            return
-        pipe = self.client.pipeline(transaction=False)  # one round trip
-        for (project_id, agent_id), field, mode, runs in records:
-            key = self.keys.agent_services(project_id, agent_id)
-            pipe.hset(key, field, f"{mode}:{runs}")
-            pipe.expire(key, self.chain_ttl_s)
-        await pipe.execute()
+        rnd = Round(self.client)  # one round trip
+        rnd.extend(self.service_mode_writes(records))
+        await rnd.run()
 
 
 def _s(v: bytes | str) -> str:

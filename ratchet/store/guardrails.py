@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from models.guardrails import GuardrailState, StateSpec
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
+from ratchet.store.round import Round, ScriptCall
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
 
@@ -109,11 +110,26 @@ class GuardStore(RedisStore):
             ]
         return keys, args
 
-    async def update(self, batches: Sequence[GuardBatch]) -> list[list[GuardAnswer]]:
-        """Run the script once per agent batch (pipelined; concurrent on a cluster)."""
+    async def run(self, rnd: Round) -> list[Any]:
+        """Run a round of other reads (no guardrail state needed: no stateful rule)."""
+        return await rnd.run()
+
+    async def update(
+        self, batches: Sequence[GuardBatch], *, beside: Round | None = None
+    ) -> list[list[GuardAnswer]]:
+        """Run the script once per agent batch (pipelined; concurrent on a cluster).
+
+        ``beside``: a round of other reads (the engine's service-mode records) the calls join
+        and which this method runs: one round trip for both; its answers stay in the round."""
         calls = [self.call(b) for b in batches]
         started = time.perf_counter()
-        raw = await run_many(self.client, self.scripts["guardrails"], calls)
+        if beside is None:
+            raw = await run_many(self.client, self.scripts["guardrails"], calls)
+        else:
+            script = self.scripts["guardrails"]
+            at = beside.extend([ScriptCall(script, k, a) for k, a in calls])
+            answers = await beside.run()
+            raw = [answers[i] for i in at]
         LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
@@ -35,6 +36,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
@@ -123,10 +125,40 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis
                                  socket_connect_timeout=timeout_s)
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
-    return Redis.from_url(
+    client = Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )
+    pool = client.connection_pool
+    pool.connection_class = _hiredis_packing(pool.connection_class)
+    return client
+
+
+class _HiredisPack:
+    """Commands packed by hiredis's C packer (``hiredis.pack_command``, through redis-py's own
+    ``HiredisRespSerializer``) instead of redis-py's pure-Python one, which its asyncio
+    connections always use: the same bytes (a test compares them), ≈ 3x less CPU — 40 → 13 µs
+    for an ``observe.lua`` call of one event (50 arguments), the largest single cost of a worker
+    on single events before (about a third of its CPU in cProfile)."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
+
+
+_PACKING: dict[type[Any], type[Any]] = {}
+
+
+def _hiredis_packing(cls: type[Any]) -> type[Any]:
+    """``cls`` with :class:`_HiredisPack` in front (``cls`` itself without hiredis)."""
+    if not HIREDIS_AVAILABLE:
+        return cls
+    fast = _PACKING.get(cls)
+    if fast is None:
+        fast = _PACKING[cls] = type(f"HiredisPack{cls.__name__}", (_HiredisPack, cls), {})
+    return fast
 
 
 def connect_from_settings(settings: Settings, url: str | None = None) -> RedisClient:

@@ -29,6 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
+from ratchet.store.round import Command, Op
 
 __all__ = ["ReplyPublisher"]
 
@@ -39,6 +40,16 @@ class ReplyPublisher(RedisStore):
     def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+
+    def ops(self, replies: Sequence[tuple[str, bytes]]) -> list[Op] | None:
+        """The ``PUBLISH`` commands of ``replies``, to send behind the verdict save in the same
+        pipeline (``VerdictStore.save_many(after=…)``; their answers are what :meth:`publish`
+        answers). None on a Redis Cluster: there the sharded replies go by :meth:`publish`,
+        after the save (a cluster round does not run in order)."""
+        if isinstance(self.redis, RedisCluster):
+            return None
+        return [Command(("PUBLISH", self.keys.reply_channel(route), body))
+                for route, body in replies]
 
     async def publish(self, replies: Sequence[tuple[str, bytes]]) -> list[int]:
         """Publish ``(route, body)`` pairs (one round trip on a single Redis); per pair, how many

@@ -7,7 +7,6 @@ automatic reload after a ``SCRIPT FLUSH``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import weakref
 from collections.abc import Sequence
@@ -18,6 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+
+from ratchet.store.round import Round, ScriptCall
 
 __all__ = [
     "SCRIPTS",
@@ -89,16 +90,13 @@ async def run_many(
     """Run ``script`` once per ``(keys, args)``, answers in order: one pipeline round trip on a
     single Redis; concurrent calls on a cluster (each call's keys share one slot, calls don't).
     ``also``: further ``(script, keys, args)`` calls sent along in the same round trip (best
-    effort writes such as node labels); their answers are dropped."""
-    if isinstance(client, RedisCluster) or (len(calls) == 1 and not also):
-        answers = await asyncio.gather(
-            *(script(keys=k, args=a) for k, a in calls),
-            *(extra(keys=k, args=a) for extra, k, a in also),
-        )
-        return list(answers[: len(calls)])
-    pipe = client.pipeline(transaction=False)
+    effort writes such as node labels); their answers are dropped. Scripts go as ``EVALSHA``
+    in the pipeline (:class:`ratchet.store.round.Round`), never behind a ``SCRIPT EXISTS``."""
+    if len(calls) == 1 and not also:
+        return [await script(keys=calls[0][0], args=calls[0][1])]
+    rnd = Round(client)
     for k, a in calls:
-        await script(keys=k, args=a, client=pipe)
+        rnd.add(ScriptCall(script, k, a))
     for extra, k, a in also:
-        await extra(keys=k, args=a, client=pipe)
-    return list(await pipe.execute())[: len(calls)]
+        rnd.add(ScriptCall(extra, k, a))
+    return (await rnd.run())[: len(calls)]

@@ -38,7 +38,8 @@ from redis.commands.core import AsyncScript
 from models.verdict import Verdict
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
-from ratchet.store.scripts import run_many, scripts_for
+from ratchet.store.round import Op, Round, ScriptCall
+from ratchet.store.scripts import scripts_for
 
 __all__ = [
     "ALLOW_BUCKET_S",
@@ -180,8 +181,9 @@ class VerdictStore(RedisStore):
         return out
 
     async def save_many(
-        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None
-    ) -> None:
+        self, verdicts: Sequence[Verdict], ttl_s: int, *, bodies: Sequence[bytes] | None = None,
+        before: Sequence[Op] = (), after: Sequence[Op] = (),
+    ) -> list[Any]:
         """Store verdicts; paused ones also go to their project's paused index.
 
         An event id belongs to one agent per project: a stored verdict of ANOTHER agent under the
@@ -192,12 +194,24 @@ class VerdictStore(RedisStore):
         verdicts are kept ``allow_ttl_s`` (constructor). One ``save_verdicts.lua`` call per
         project of the batch (pipelined; one hash per kind and time bucket), then the paused
         index in a pipeline (only when something paused).
+
+        ``before`` / ``after``: other ops (the engine's service-mode writes; the replies to
+        waiting callers) sent in the same round trip, ``after`` only once the verdicts are
+        saved — in the same pipeline when it runs in order and nothing but allow verdicts and
+        redeliveries is saved, else in a round of its own afterwards. Returns the answers of
+        ``before`` then ``after``.
         """
         if not verdicts:
-            return
+            return await Round(self.redis).extend_run([*before, *after])
         if bodies is None:
             bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
-        refused = await self._save_buckets(verdicts, bodies, ttl_s)
+        rnd = Round(self.redis)
+        rnd.extend(before)
+        together = rnd.ordered and all(v.action == "allow" or v.duplicate for v in verdicts)
+        refused = await self._save_buckets(verdicts, bodies, ttl_s, rnd, after if together else ())
+        out = rnd.answers[: len(before)]
+        if together:
+            out += rnd.answers[len(rnd.ops) - len(after):] if after else []
         if refused:
             log.warning(
                 "%d verdicts not stored: another agent's verdict holds their event id (%s)",
@@ -207,8 +221,17 @@ class VerdictStore(RedisStore):
             i for i, v in enumerate(verdicts)
             if v.action != "allow" and not v.duplicate and i not in refused
         ]
-        if not decided:
-            return
+        if decided:
+            await self._announce_decided(verdicts, bodies, decided, ttl_s)
+        if after and not together:
+            out += await Round(self.redis).extend_run(after)
+        return out
+
+    async def _announce_decided(
+        self, verdicts: Sequence[Verdict], bodies: Sequence[bytes], decided: Sequence[int],
+        ttl_s: int,
+    ) -> None:
+        """Non-allow verdicts: announced, and paused ones indexed (one pipeline)."""
         paused = [verdicts[i] for i in decided if verdicts[i].action == "pause"]
         paused_projects: dict[str, float] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -227,9 +250,11 @@ class VerdictStore(RedisStore):
             await pipe.execute()
 
     async def _save_buckets(
-        self, verdicts: Sequence[Verdict], bodies: Sequence[bytes], ttl_s: int
+        self, verdicts: Sequence[Verdict], bodies: Sequence[bytes], ttl_s: int,
+        rnd: Round, after: Sequence[Op],
     ) -> set[int]:
-        """One ``save_verdicts.lua`` call per project (pipelined): indexes refused."""
+        """One ``save_verdicts.lua`` call per project, added to ``rnd`` with ``after`` behind
+        them; runs the round: indexes refused."""
         by_project: dict[str, list[int]] = {}
         for i, v in enumerate(verdicts):
             by_project.setdefault(v.project_id, []).append(i)
@@ -248,7 +273,10 @@ class VerdictStore(RedisStore):
                 args.append(verdicts[i].event_id)
                 args.append(bodies[i])
             calls.append(([bucket(project_id, "a", a), bucket(project_id, "n", n)], args))
-        answers = await run_many(self.redis, self._save_script, calls)
+        at = rnd.extend([ScriptCall(self._save_script, k, a) for k, a in calls])
+        rnd.extend(after)
+        got = await rnd.run()
+        answers = [got[i] for i in at]
         refused: set[int] = set()
         for (_, indices), refused_at in zip(by_project.items(), answers, strict=True):
             refused.update(indices[int(j) - 1] for j in refused_at)

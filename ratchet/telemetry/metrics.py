@@ -24,6 +24,7 @@ __all__ = [
     "MODE_TRANSITIONS",
     "POLICY_LOADS",
     "PROJECT_VERDICTS",
+    "SPECULATED",
     "UNLEARNABLE_EVENTS",
     "VERDICTS",
     "WEBHOOK_ATTEMPTS",
@@ -57,6 +58,15 @@ MODE_TRANSITIONS = Counter(
     "ratchet_mode_transitions_total",
     "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
     ["to", "forced"],
+)
+SPECULATED = Counter(
+    "ratchet_engine_speculative_batches_total",
+    "Small learning batches observed dry beside the guardrail state (one Redis round trip "
+    "less): sent = the dry answers stood and the learning calls went with the save; declined = "
+    "a guardrail held an event, a mode floor changed or a checkpoint fell (the step-by-step "
+    "path ran); redone = the learning calls answered otherwise (another writer of the chain), "
+    "so the batch was decided again.",
+    ["result"],
 )
 UNLEARNABLE_EVENTS = Counter(
     "ratchet_unlearnable_events_total",

@@ -1,0 +1,139 @@
+"""The worker's side of single events, alone: one envelope of one event at a time.
+
+    python -m benchmarks.worker_single [--events 3000] [--warm 600] [--repeat 3] [--json FILE]
+
+Starts a redis-server (unless RATCHET_REDIS_URL is set) and runs what a worker does with a
+single event with a waiting caller — ``IngestProcessor.process`` of one envelope: the engine
+(guardrails under the bench project's policy: velocity limits raised, so the rules run and keep
+their state), the verdict save, the reply ``PUBLISH`` — for ``--events`` events in a row (no
+Kafka, no gateway: the part of the path issue 12's "≤ 2 round trips in the worker" is about).
+Synthetic agents (20) run sessions of 6 calls over a few services, so chains leave shadow during
+the warm-up. Reported, best of ``--repeat`` runs (each on fresh keys): Redis requests the server
+read per event (``total_reads_processed``), the worker's CPU µs per event (``process_time``),
+Redis's CPU µs per event (INFO ``used_cpu_user`` + ``used_cpu_sys``) and the wall time per event.
+Run it from a worktree of ``main`` and from this one, alternately, for a before/after pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from models.envelope import IngestEnvelope
+from models.events import IngestEvent, parse_event
+from models.guardrails import parse_policy_toml
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
+from ratchet.store.redis import connect
+from ratchet.store.replies import ReplyPublisher
+from ratchet.store.verdicts import VerdictStore
+from streams.worker import IngestProcessor
+
+RAISED_VELOCITY = """
+[guardrails.velocity.per_agent]
+limit = 100000000
+[guardrails.velocity.per_run]
+limit = 100000000
+"""
+SESSION = (("crm", "record.read"), ("crm", "record.search"), ("mail", "message.draft"),
+           ("crm", "record.update"), ("mail", "message.send"), ("docs", "file.read"))
+
+
+def _events(n: int, agents: int = 20) -> list[IngestEvent]:
+    out = []
+    for i in range(n):
+        agent, step = i % agents, (i // agents) % len(SESSION)
+        run = (i // agents) // len(SESSION)
+        service, action = SESSION[step]
+        out.append(parse_event({
+            "event_id": uuid.uuid4().hex, "agent_id": f"agent{agent}", "run_id": f"r{run}",
+            "service": service, "action": action,
+            "payload": {"id": i % 97, "note": "x" * (i % 5)},
+            "end_of_run": step == len(SESSION) - 1,
+        }, "bench"))
+    return out
+
+
+async def _server_cpu(redis: Any) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _one_run(url: str, events: int, warm: int) -> dict[str, float]:
+    redis = connect(url)
+    keys = Keys(f"ws{uuid.uuid4().hex[:8]}")
+    engine = Engine.create(redis, keys=keys,
+                           policies=FixedPolicy(parse_policy_toml(RAISED_VELOCITY)))
+    processor = IngestProcessor(engine, VerdictStore(redis, keys),
+                                replies=ReplyPublisher(redis, keys))
+    route = uuid.uuid4().hex
+    stream = _events(warm + events)
+
+    async def send(ev: IngestEvent) -> None:
+        env = IngestEnvelope("bench", ev.agent_id, uuid.uuid4().hex[:16], time.time(), (ev,),
+                             wait=True, reply=route)
+        await processor.process([env])
+
+    for ev in stream[:warm]:
+        await send(ev)
+    reads0 = int((await redis.info("stats"))["total_reads_processed"])
+    server0 = await _server_cpu(redis)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for ev in stream[warm:]:
+        await send(ev)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    server = await _server_cpu(redis) - server0
+    reads = int((await redis.info("stats"))["total_reads_processed"]) - reads0 - 2
+    await redis.aclose()
+    return {
+        "redis_requests_per_event": round(reads / events, 3),
+        "worker_cpu_us_per_event": round(cpu / events * 1e6, 1),
+        "redis_cpu_us_per_event": round(server / events * 1e6, 1),
+        "wall_us_per_event": round(wall / events * 1e6, 1),
+    }
+
+
+def run(url: str, events: int, warm: int, repeat: int) -> dict[str, Any]:
+    runs = [asyncio.run(_one_run(url, events, warm)) for _ in range(repeat)]
+    best = {name: min(r[name] for r in runs) for name in runs[0]}
+    return {"best": best, "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.worker_single", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=3000)
+    p.add_argument("--warm", type=int, default=600)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    load = os.getloadavg()[0]
+    with contextlib.ExitStack() as stack:
+        url = os.environ.get("RATCHET_REDIS_URL")
+        if not url:
+            from ratchet.sandbox.servers import RedisServer
+            url = stack.enter_context(RedisServer()).url
+        result = run(url, args.events, args.warm, args.repeat)
+    b = result["best"]
+    print(f"worker, single events: {b['redis_requests_per_event']} Redis requests/event, "
+          f"worker {b['worker_cpu_us_per_event']} µs CPU/event, redis "
+          f"{b['redis_cpu_us_per_event']} µs CPU/event, wall {b['wall_us_per_event']} µs/event "
+          f"(best of {args.repeat}; load average {load:.1f})")
+    if args.json:
+        with open(args.json, "wb") as f:
+            f.write(orjson.dumps({"load_average": load, **result}, option=orjson.OPT_INDENT_2)
+                    + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Commands are packed by hiredis (ratchet/store/redis.py): the same bytes as redis-py's own
+packer, on a client that talks to a real Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from ratchet.store.redis import connect
+
+pytestmark = pytest.mark.asyncio
+
+COMMANDS: list[tuple[Any, ...]] = [
+    ("EVALSHA", "a" * 40, 2, "rt:{c:x}:meta", b"raw\x00bytes", 1_780_000_000_123, "0.0001",
+     3.25, -7, "snow ☃ man", memoryview(b"view")),
+    ("CONFIG GET", "maxmemory"),
+    (b"HSET", "k", "f", "v" * 10_000),
+    ("PUBLISH", "rt:{r:abc}:reply", bytes(range(256))),
+]
+
+
+async def test_the_packed_bytes_are_redis_pys_own(redis_url: str) -> None:
+    client = connect(redis_url)
+    fast = client.connection_pool.connection_class(**client.connection_pool.connection_kwargs)
+    plain = Connection(**client.connection_pool.connection_kwargs)
+    assert type(fast).__name__.startswith("HiredisPack")
+    for args in COMMANDS:
+        assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args)), args
+    with pytest.raises(DataError):
+        fast.pack_command("SET", "k", object())  # type: ignore[arg-type]
+    await client.aclose()
+
+
+async def test_a_hiredis_packing_client_round_trips(redis_url: str) -> None:
+    client = connect(redis_url)
+    try:
+        await client.hset("pack:test", mapping={"☃": "v" * 10_000, "n": 3.25})
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hget("pack:test", "☃")
+            pipe.hget("pack:test", "n")
+            got = await pipe.execute()
+        assert got == [b"v" * 10_000, b"3.25"]
+    finally:
+        await client.delete("pack:test")
+        await client.aclose()

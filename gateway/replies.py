@@ -31,7 +31,7 @@ from gateway.waiters import Waiters
 from models.errors import RatchetError, UnavailableError
 from models.verdict_wire import decode_compact, wire_version
 from ratchet.store.keys import Keys
-from ratchet.store.redis import REDIS_FAILURES, RedisClient
+from ratchet.store.redis import REDIS_FAILURES, RedisClient, refresh_topology
 
 __all__ = ["ReplyListener"]
 
@@ -75,8 +75,9 @@ class ReplyListener:
         if self._sharded:
             # a sharded subscription picks its node from the slot map: discover the topology
             # first (a fresh client has none until its first command, and would refuse the
-            # channel's slot as not covered)
-            await self.redis.initialize()
+            # channel's slot as not covered; after a failover the map may still name the dead
+            # master when this gateway has sent no command since)
+            await refresh_topology(self.redis)
         self._pubsub = self.redis.pubsub()
         try:
             if self._sharded:

@@ -226,7 +226,7 @@ async def test_master_killed_under_traffic(
     client = connect(replicated.url, cluster=True)
     gateway = worker = None
     try:
-        project, api_key = await create_project(client, keys, "failover")
+        project, api_key = await create_project(client, keys, "failover", "high_volume")
         secrets = {a: (await create_agent(client, keys, project, a))[1] for a in AGENTS}
         project_key = keys.project(project)
         doomed = await master_port(client, project_key)

@@ -29,6 +29,7 @@ from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
     ClusterDownError,
+    ClusterError,
     CrossSlotTransactionError,
     MaxConnectionsError,
     RedisClusterException,
@@ -57,13 +58,16 @@ __all__ = [
 RedisClient = Redis | RedisCluster
 
 #: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
-#: cluster that is down, failing over or cannot be reached at all): retrying later can succeed.
+#: cluster that is down, failing over or cannot be reached at all, or whose slot kept answering
+#: ``TRYAGAIN``/redirects while it migrates: redis-py's "TTL exhausted" ``ClusterError``):
+#: retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
     TimeoutError,
     ClusterDownError,
+    ClusterError,
     TryAgainError,
     SlotNotCoveredError,
 )
@@ -166,11 +170,12 @@ def connect(url: str, *, cluster: bool, timeout_s: float = 5.0,
 def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
             max_connections: int = 1000) -> RedisClient:
     """A client for ``url``: connect and command timeout ``timeout_s`` (a down Redis fails fast
-    instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL, with at
-    most ``max_connections`` per node (see :class:`_Cluster` for its failure handling)."""
+    instead of hanging a request or a batch), at most ``max_connections`` per server (per node
+    of a cluster); ``cluster`` for a Redis Cluster seed URL (see :class:`_Cluster` for its
+    failure handling)."""
+    if max_connections < 1:
+        raise ConfigError("RATCHET_REDIS_MAX_CONNECTIONS must be at least 1")
     if cluster:
-        if max_connections < 1:
-            raise ConfigError("RATCHET_REDIS_CLUSTER_MAX_CONNECTIONS must be at least 1")
         return _Cluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
                                  max_connections=max_connections,
@@ -180,6 +185,7 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
     return Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
+        max_connections=max_connections,
     )
 
 
@@ -191,7 +197,7 @@ def connect_from_settings(settings: Settings, url: str | None = None) -> RedisCl
             "RATCHET_REDIS_URL is not set: point it at redis://host:port/db"
         )
     return connect(target, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s,
-                   max_connections=settings.redis_cluster_max_connections)
+                   max_connections=settings.redis_max_connections)
 
 
 async def refresh_topology(client: RedisClient) -> None:

@@ -75,8 +75,8 @@ min_runs_locked = 1000000
 node_cap = 100000
 edge_cap = 100000
 """
-AGENTS = tuple(f"fo-{i}" for i in range(6))
-RUNS = 6  # per agent; four events per run, one event at a time
+AGENTS = tuple(f"fo-{i}" for i in range(24))
+RUNS = 2  # per agent; four events per run, one event at a time
 SHAPES = ("a", "b", "c", "b")
 PAYLOADS = {"a": {"q": "x"}, "b": {"ids": [1, 2]}, "c": {"to": "user-7", "body": "hi"}}
 WAIT_MS = 10_000

@@ -3,8 +3,9 @@
 Errors become ``{"error", "field", "message"}`` with the status of their family
 (:mod:`models.errors`); Redis connection failures become 503; aiohttp's own answers (404 no
 such route, 405, 413) get the same JSON shape. Messages never contain keys or secrets. A ``503``
-(Redis or Kafka down, a Redis Cluster failing over) carries ``Retry-After`` (seconds): the
-request was not taken and may be sent again as it is.
+of a dependency (Redis or Kafka down, a Redis Cluster failing over) carries ``Retry-After``
+(seconds, ``UnavailableError.retry_after_s``): the request was not taken and may be sent again
+as it is.
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-#: ``Retry-After`` of a 503, seconds: short, since a restarted Redis or a promoted replica
-#: answers again within seconds; a caller retrying sooner only gets another 503.
-UNAVAILABLE_RETRY_AFTER = "1"
 
 
 def json_error(status: int, error: str, message: str, field: str | None = None) -> web.Response:
@@ -71,10 +68,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, UnavailableError):
             log.warning("dependency unavailable: %s", exc)
         resp = web.json_response(error_body(exc), status=exc.status)
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, (RateLimitedError, UnavailableError)) and (
+                exc.retry_after_s is not None):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
-        elif isinstance(exc, UnavailableError):
-            resp.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
     except REDIS_ERRORS as exc:
         # Platform code that talks to Redis directly (not through a store) lands here.
         down = translate(exc)
@@ -85,8 +81,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             GATEWAY_ERRORS.labels("internal").inc()
             log.error("redis refused a command (trace %s): %s", trace_id, exc)
         resp = web.json_response(error_body(down), status=down.status)
-        if isinstance(down, UnavailableError):
-            resp.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
+        if isinstance(down, UnavailableError) and down.retry_after_s is not None:
+            resp.headers["Retry-After"] = retry_after_header(down.retry_after_s)
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)

@@ -2,7 +2,10 @@
 
 Errors become ``{"error", "field", "message"}`` with the status of their family
 (:mod:`models.errors`); Redis connection failures become 503; aiohttp's own answers (404 no
-such route, 405, 413) get the same JSON shape. Messages never contain keys or secrets.
+such route, 405, 413) get the same JSON shape. Messages never contain keys or secrets. A ``503``
+of a dependency (Redis or Kafka down, a Redis Cluster failing over) carries ``Retry-After``
+(seconds, ``UnavailableError.retry_after_s``): the request was not taken and may be sent again
+as it is.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, UnavailableError):
             log.warning("dependency unavailable: %s", exc)
         resp = web.json_response(error_body(exc), status=exc.status)
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, (RateLimitedError, UnavailableError)) and (
+                exc.retry_after_s is not None):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
     except REDIS_ERRORS as exc:
         # Platform code that talks to Redis directly (not through a store) lands here.
@@ -77,6 +81,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             GATEWAY_ERRORS.labels("internal").inc()
             log.error("redis refused a command (trace %s): %s", trace_id, exc)
         resp = web.json_response(error_body(down), status=down.status)
+        if isinstance(down, UnavailableError) and down.retry_after_s is not None:
+            resp.headers["Retry-After"] = retry_after_header(down.retry_after_s)
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)

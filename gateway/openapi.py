@@ -74,9 +74,13 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "Request body larger than the limit (4 MB by default).",
         429: "Rate limited (see Retry-After): the project's token bucket, the per-IP signup "
              "limits, or too many failed authentications from this address.",
-        503: "Kafka or Redis is unavailable; retry later (same event ids are safe).",
+        503: "Kafka or Redis is unavailable (or a Redis Cluster is failing over); send the "
+             "same request again after Retry-After (same event ids are safe).",
     }
-    return {str(c): _error(text[c]) for c in codes}
+    out = {str(c): _error(text[c]) for c in codes}
+    if "503" in out:
+        out["503"]["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+    return out
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:

@@ -10,8 +10,10 @@ the verdict traffic of the deployment.
 
 A reply this gateway cannot read (an unknown wire version, garbage) is logged with what was
 wrong and counted in ``ratchet_gateway_errors_total{kind="bad_verdict_message"}``; the listener
-carries on. If Redis is down at start or the subscription connection drops, the listener keeps
-subscribing again in the background (the gateway starts and serves meanwhile); replies published
+carries on. If Redis is down at start, the subscription connection drops or Redis ends the
+subscription (on a cluster: the channel's slot moved to another node, after a failover or during
+a resharding), the listener keeps subscribing again in the background, on the node that owns the
+slot now (the gateway starts and serves meanwhile); replies published
 while it is not subscribed are lost and their callers get ``202`` at the end of their wait and
 read the verdict with ``GET /v1/verdicts/{event_id}``.
 """
@@ -31,7 +33,7 @@ from gateway.waiters import Waiters
 from models.errors import RatchetError, UnavailableError
 from models.verdict_wire import decode_compact, wire_version
 from ratchet.store.keys import Keys
-from ratchet.store.redis import REDIS_FAILURES, RedisClient
+from ratchet.store.redis import REDIS_FAILURES, RedisClient, refresh_topology
 
 __all__ = ["ReplyListener"]
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Redis is down or did not confirm the subscription.
 _DOWN: tuple[type[BaseException], ...] = (UnavailableError, *REDIS_FAILURES)
+
+#: Messages by which the server ends a subscription (sent for a sharded channel when its slot
+#: goes to another node: a replica promoted by ``CLUSTER FAILOVER``, a migrated slot).
+_DROPPED = frozenset({"sunsubscribe", "unsubscribe"})
 
 
 class ReplyListener:
@@ -75,8 +81,9 @@ class ReplyListener:
         if self._sharded:
             # a sharded subscription picks its node from the slot map: discover the topology
             # first (a fresh client has none until its first command, and would refuse the
-            # channel's slot as not covered)
-            await self.redis.initialize()
+            # channel's slot as not covered; after a failover the map may still name the dead
+            # master when this gateway has sent no command since)
+            await refresh_topology(self.redis)
         self._pubsub = self.redis.pubsub()
         try:
             if self._sharded:
@@ -108,7 +115,11 @@ class ReplyListener:
                     if failures:
                         log.info("reply listener: subscribed again")
                     failures = 0
-                msg = await self._get(timeout=1.0, ignore_subscribe_messages=True)
+                msg = await self._get(timeout=1.0, ignore_subscribe_messages=False)
+                if msg is not None and msg.get("type") in _DROPPED:
+                    # the server ended the subscription: on a cluster, the channel's slot moved
+                    # (a failover, a resharding); subscribe again where the slot is now
+                    raise UnavailableError(f"Redis ended the subscription ({msg['type']!r})")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (keep listening through Redis hiccups)
@@ -118,7 +129,8 @@ class ReplyListener:
                                 "202 meanwhile)", type(exc).__name__)
                 failures += 1
                 await self._close_pubsub()
-                await asyncio.sleep(0.5)
+                # the first time at once (a moved slot is served elsewhere already), then paced
+                await asyncio.sleep(0.5 if failures > 1 else 0.0)
                 continue
             if msg is not None and msg.get("type") in ("message", "smessage"):
                 self.handle(msg["data"])

@@ -27,10 +27,12 @@ routes = web.RouteTableDef()
 
 def _enabled(state: GatewayState) -> None:
     if state.settings.signup_disabled:
-        raise UnavailableError(
+        off = UnavailableError(
             "self-serve signup is switched off on this server (RATCHET_SIGNUP_DISABLED); "
             "ask the operator for a project"
         )
+        off.retry_after_s = None  # no point retrying: no Retry-After
+        raise off
 
 
 async def _optional_json(request: web.Request, state: GatewayState) -> Any:

@@ -125,9 +125,14 @@ class RateLimitedError(RatchetError):
 
 
 class UnavailableError(RatchetError):
-    """A dependency (Redis, Kafka) is down; the request can be retried later."""
+    """A dependency (Redis, Kafka) is down; the request can be retried later.
+
+    ``retry_after_s`` is the ``Retry-After`` of the 503 (short: a restarted Redis or a promoted
+    replica answers within seconds); ``None`` when waiting will not help (a switched-off
+    feature)."""
 
     status = 503
+    retry_after_s: float | None = 1.0
 
 
 class StoreError(RatchetError):

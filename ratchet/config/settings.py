@@ -125,6 +125,11 @@ class Settings:
     #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
     #: at the gateway, a retried batch at the worker, not a hang).
     redis_timeout_s: float = 5.0
+    #: Most connections one process opens to one Redis server (to each node of a Redis
+    #: Cluster). redis-py does not wait for a free connection beyond it: the command fails
+    #: (503 at the gateway). Its own default, 100, was exhausted by one gateway at 200 single
+    #: events/s on a loaded machine (single Redis and cluster alike).
+    redis_max_connections: int = 1000
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000
     #: Largest guardrail policy accepted by ``PUT /v1/policy``, bytes.

@@ -166,9 +166,11 @@ class RedisServer:
 
 @dataclass
 class RedisClusterServer:
-    """A Redis Cluster of ``masters`` nodes (no replicas) on free loopback ports."""
+    """A Redis Cluster of ``masters`` nodes, each with ``replicas`` replicas, on free loopback
+    ports (nodes time out after 2 s: a killed master's replica takes over in a few seconds)."""
 
     masters: int = 3
+    replicas: int = 0
     nodes: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -181,7 +183,7 @@ class RedisClusterServer:
 
     def start(self) -> RedisClusterServer:
         try:
-            for _ in range(self.masters):
+            for _ in range(self.masters * (1 + self.replicas)):
                 node = RedisServer(
                     port=free_cluster_port(),
                     extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
@@ -193,7 +195,8 @@ class RedisClusterServer:
                 raise ConfigError("redis-cli is not installed: `apt-get install -y redis-tools`")
             hosts = [f"127.0.0.1:{p}" for p in self.ports]
             subprocess.run(
-                [cli, "--cluster", "create", *hosts, "--cluster-replicas", "0", "--cluster-yes"],
+                [cli, "--cluster", "create", *hosts, "--cluster-replicas", str(self.replicas),
+                 "--cluster-yes"],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -206,16 +209,29 @@ class RedisClusterServer:
         return self
 
     def _wait_ok(self, cli: str) -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            out = subprocess.run(
-                [cli, "-p", str(self.ports[0]), "cluster", "info"],
-                capture_output=True, text=True, timeout=5,
-            ).stdout
-            if "cluster_state:ok" in out:
+            states = [self._ready(cli, port) for port in self.ports]
+            if all(states) and states.count("replica") == self.masters * self.replicas:
                 return
             time.sleep(0.1)
-        raise UnavailableError("Redis Cluster did not reach cluster_state:ok within 20s")
+        raise UnavailableError("Redis Cluster did not reach cluster_state:ok within 30s")
+
+    def _ready(self, cli: str, port: int) -> str:
+        """``master`` or ``replica`` (in sync) once this node sees the cluster ok and every
+        node; else empty."""
+        def ask(*args: str) -> str:
+            return subprocess.run([cli, "-p", str(port), *args], check=False,
+                                  capture_output=True, text=True, timeout=5).stdout
+
+        info = ask("cluster", "info")
+        if "cluster_state:ok" not in info or (
+                f"cluster_known_nodes:{len(self.nodes)}" not in info):
+            return ""
+        replication = ask("info", "replication")
+        if "role:master" in replication:
+            return "master"
+        return "replica" if "master_link_status:up" in replication else ""
 
     def stop(self) -> None:
         for node in self.nodes:

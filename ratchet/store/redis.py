@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, overload
 
 from redis.asyncio import Redis
@@ -29,7 +30,9 @@ from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
     ClusterDownError,
+    ClusterError,
     CrossSlotTransactionError,
+    MaxConnectionsError,
     RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
@@ -48,6 +51,7 @@ __all__ = [
     "RedisStore",
     "connect",
     "connect_from_settings",
+    "refresh_topology",
     "translate",
     "unavailable",
 ]
@@ -56,13 +60,16 @@ __all__ = [
 RedisClient = Redis | RedisCluster
 
 #: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
-#: cluster that is down, failing over or cannot be reached at all): retrying later can succeed.
+#: cluster that is down, failing over or cannot be reached at all, or whose slot kept answering
+#: ``TRYAGAIN``/redirects while it migrates: redis-py's "TTL exhausted" ``ClusterError``):
+#: retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
     TimeoutError,
     ClusterDownError,
+    ClusterError,
     TryAgainError,
     SlotNotCoveredError,
 )
@@ -80,17 +87,34 @@ _CROSS_SLOT = "same key slot"
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+#: Set while a command of a cluster client runs: redis-py "closes" the client from inside a
+#: failing command (CLUSTERDOWN during a failover, every 5th MOVED), see :meth:`_Cluster.aclose`.
+_IN_COMMAND: ContextVar[bool] = ContextVar("ratchet_redis_cluster_command", default=False)
+
+
 class _Cluster(RedisCluster):
-    """redis-py's cluster client, which finishes discovering the topology before a command runs.
+    """redis-py's cluster client, made to degrade one command at a time instead of all at once.
 
-    Without this, the first commands of a fresh client sent concurrently (a gateway's first
-    requests, a batch of scripts) race the discovery that redis-py starts inside the first of
-    them and some fail with ``AttributeError`` on a connection it closed under them (redis-py
-    8.1, reproduced on the 3-master test cluster). Discovery is locked and runs once.
+    What redis-py 8.1 does, and what this class changes (each reproduced on a test cluster):
 
-    Its client-side refusals are also given the types the rest of Ratchet knows: an unreachable
-    cluster raises a ``ConnectionError`` (a failure workers retry, 503 at the gateway), keys of
-    several slots in one command a ``ClusterCrossSlotError`` (a bug, never retried).
+    - A fresh client's first commands, sent concurrently, race the topology discovery redis-py
+      starts inside the first of them (``AttributeError`` on a connection it closed under them):
+      discovery here is locked and finishes before a command runs.
+    - On ``CLUSTERDOWN`` (a failover in progress), on an uncovered slot and on every 5th
+      ``MOVED`` (resharding), redis-py calls ``aclose()`` from inside the failing command: every
+      connection of every node is closed, also those other requests are using at that moment,
+      which then fail with ``AttributeError`` (a 500 at the gateway). Inside a command,
+      :meth:`aclose` here only marks the topology for discovery and the connections for a
+      reconnect once they are free; closing the client from outside still closes it.
+    - Its pipelines, on a ``ConnectionError`` or timeout (including "too many connections"),
+      also close the whole client, sleep 0.25 s and run again: the client is built without
+      retries (``connect``), so a pipeline fails alone and callers retry (503 + ``Retry-After``
+      at the gateway, the batch again at the worker). A command that fails to connect is retried
+      once here, after the topology was discovered again (as the plain client retries once
+      after a restart); a timeout is never retried (the command may have run).
+    - An unreachable cluster raises a ``ConnectionError`` (a failure workers retry, 503 at the
+      gateway) and keys of several slots in one command a ``ClusterCrossSlotError`` (a bug,
+      never retried).
     """
 
     async def initialize(self, *args: Any, **kwargs: Any) -> _Cluster:
@@ -103,31 +127,67 @@ class _Cluster(RedisCluster):
         return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self._initialize:
-            await self.initialize()
+        token = _IN_COMMAND.set(True)
         try:
-            return await super().execute_command(*args, **kwargs)
+            if self._initialize:
+                await self.initialize()
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except MaxConnectionsError:
+                raise
+            except RedisConnectionError:
+                # redis-py marked the topology for discovery; run it, then the command once more
+                await self.initialize()
+                return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
             if _CROSS_SLOT in str(exc):
                 raise ClusterCrossSlotError(str(exc)) from exc
             raise
+        except AttributeError as exc:  # a connection closed under the command (see above)
+            raise RedisConnectionError(f"Redis connection closed during the command: {exc}") from exc
+        finally:
+            _IN_COMMAND.reset(token)
+
+    async def aclose(self) -> None:
+        if not _IN_COMMAND.get():
+            await super().aclose()
+            return
+        await self.mark_stale()
+
+    async def mark_stale(self) -> None:
+        """Discover the topology before the next command; reconnect every connection once it
+        is free (idle ones now). Nothing in use is closed."""
+        self._initialize = True
+        for node in self.get_nodes():
+            node.update_active_connections_for_reconnect()
+            await node.disconnect_free_connections()
 
 
 @overload
-def connect(url: str, *, cluster: Literal[False] = False, timeout_s: float = 5.0) -> Redis: ...
+def connect(url: str, *, cluster: Literal[False] = False, timeout_s: float = 5.0,
+            max_connections: int = 1000) -> Redis: ...
 @overload
-def connect(url: str, *, cluster: bool, timeout_s: float = 5.0) -> RedisClient: ...
-def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> RedisClient:
+def connect(url: str, *, cluster: bool, timeout_s: float = 5.0,
+            max_connections: int = 1000) -> RedisClient: ...
+def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
+            max_connections: int = 1000) -> RedisClient:
     """A client for ``url``: connect and command timeout ``timeout_s`` (a down Redis fails fast
-    instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL."""
+    instead of hanging a request or a batch), at most ``max_connections`` per server (per node
+    of a cluster); ``cluster`` for a Redis Cluster seed URL (see :class:`_Cluster` for its
+    failure handling)."""
+    if max_connections < 1:
+        raise ConfigError("RATCHET_REDIS_MAX_CONNECTIONS must be at least 1")
     if cluster:
         return _Cluster.from_url(url, socket_timeout=timeout_s,
-                                 socket_connect_timeout=timeout_s)
+                                 socket_connect_timeout=timeout_s,
+                                 max_connections=max_connections,
+                                 retry=Retry(NoBackoff(), 0))
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
     client = Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
+        max_connections=max_connections,
     )
     pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
@@ -168,7 +228,19 @@ def connect_from_settings(settings: Settings, url: str | None = None) -> RedisCl
         raise UnavailableError(
             "RATCHET_REDIS_URL is not set: point it at redis://host:port/db"
         )
-    return connect(target, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s)
+    return connect(target, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s,
+                   max_connections=settings.redis_max_connections)
+
+
+async def refresh_topology(client: RedisClient) -> None:
+    """Discover a cluster client's topology now (a no-op for a single Redis).
+
+    For a client that may not have run a command since a failover (a gateway's reply listener
+    resubscribing after its shard's connection dropped): it would otherwise subscribe at the
+    old master again."""
+    if isinstance(client, RedisCluster):
+        client._initialize = True  # redis-py's own flag: the next initialize() discovers
+        await client.initialize()
 
 
 def unavailable(exc: BaseException) -> UnavailableError:

@@ -57,6 +57,7 @@ async def test_redis_unreachable_is_503_fast(gw_settings: Settings) -> None:
                 assert resp.status == 503 and time.monotonic() - start < 2.0
                 assert (await resp.json())["error"] == "unavailable"
                 assert resp.headers["X-Trace-Id"]
+                assert resp.headers["Retry-After"] == "1"
         assert (await _get(url + "/healthz"))[0] == 200
     finally:
         await server.close()
@@ -85,6 +86,7 @@ async def test_kafka_down_is_503_fast(gw_settings: Settings) -> None:
                 assert answer.status == 503 and time.monotonic() - start < 3.0
                 assert answer.body["error"] == "unavailable"
                 assert "Kafka" in answer.body["message"]
+                assert answer.headers.get("Retry-After") == "1"
                 batch = await t.client.send_batch([event(), event()])
                 assert batch.status == 503
                 await t.client.close()

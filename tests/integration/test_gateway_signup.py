@@ -178,8 +178,9 @@ async def test_kill_switch(gw_settings: Settings) -> None:
     assert switched.signup_disabled
     async with own_gateway(gw_settings.replace(signup_disabled=switched.signup_disabled)) as gw:
         for path, body in (("/v1/signup/tokens", None), ("/v1/signup", {"token": "st_x"})):
-            status, answer, _ = await _post(gw.url + path, body)
+            status, answer, headers = await _post(gw.url + path, body)
             assert status == 503 and "RATCHET_SIGNUP_DISABLED" in answer["message"]
+            assert "Retry-After" not in headers  # switched off: retrying will not help
         assert not [k async for k in gw.redis.scan_iter(match=f"{gw.keys.prefix}:*")]
 
 
@@ -189,8 +190,9 @@ async def test_redis_down_fails_closed(gw_settings: Settings) -> None:
     server = await start_gateway(settings)
     try:
         url = str(server.make_url("")).rstrip("/")
-        status, body, _ = await _post(url + "/v1/signup/tokens")
+        status, body, headers = await _post(url + "/v1/signup/tokens")
         assert status == 503 and "token" not in body and body["error"] == "unavailable"
+        assert headers["Retry-After"] == "1"  # Redis down: worth retrying soon
         status, body, _ = await _post(url + "/v1/signup", {"token": "st_abc"})
         assert status == 503 and "api_key" not in body
     finally:

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: ``Retry-After`` of a 503 (a dependency is down): clients back off instead of hammering it.
+UNAVAILABLE_RETRY_AFTER = "1"
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -67,6 +70,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = web.json_response(error_body(exc), status=exc.status)
         if isinstance(exc, RateLimitedError):
             resp.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
+        elif isinstance(exc, UnavailableError):
+            resp.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
     except REDIS_ERRORS as exc:
         # Platform code that talks to Redis directly (not through a store) lands here.
         down = translate(exc)
@@ -77,6 +82,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             GATEWAY_ERRORS.labels("internal").inc()
             log.error("redis refused a command (trace %s): %s", trace_id, exc)
         resp = web.json_response(error_body(down), status=down.status)
+        if isinstance(down, UnavailableError):
+            resp.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
     except Exception:
         GATEWAY_ERRORS.labels("internal").inc()
         log.exception("unhandled error (trace %s)", trace_id)

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, overload
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -29,6 +29,9 @@ from redis.exceptions import (
     ClusterCrossSlotError,
     ClusterDownError,
     CrossSlotTransactionError,
+    InvalidResponse,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
@@ -54,7 +57,10 @@ __all__ = [
 RedisClient = Redis | RedisCluster
 
 #: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
-#: cluster that is down, failing over or cannot be reached at all): retrying later can succeed.
+#: cluster that is down, failing over or cannot be reached at all) or did not answer as Redis
+#: (a reply the protocol parser cannot read — something else on the port, a proxy or the
+#: connection broke mid-reply —, a replica refusing writes during a failover, a server over
+#: ``maxmemory``): retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -63,6 +69,9 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     ClusterDownError,
     TryAgainError,
     SlotNotCoveredError,
+    InvalidResponse,
+    ReadOnlyError,
+    OutOfMemoryError,
 )
 
 #: Every Redis exception :func:`translate` knows: the failures above, plus a ``MOVED``/``ASK``
@@ -112,21 +121,33 @@ class _Cluster(RedisCluster):
 
 
 @overload
-def connect(url: str, *, cluster: Literal[False] = False, timeout_s: float = 5.0) -> Redis: ...
+def connect(url: str, *, cluster: Literal[False] = False, timeout_s: float = 5.0,
+            max_connections: int = 100) -> Redis: ...
 @overload
-def connect(url: str, *, cluster: bool, timeout_s: float = 5.0) -> RedisClient: ...
-def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> RedisClient:
+def connect(url: str, *, cluster: bool, timeout_s: float = 5.0,
+            max_connections: int = 100) -> RedisClient: ...
+def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
+            max_connections: int = 100) -> RedisClient:
     """A client for ``url``: connect and command timeout ``timeout_s`` (a down Redis fails fast
-    instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL."""
+    instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL.
+
+    A single server's client keeps at most ``max_connections`` connections, and a command that
+    finds them all in use WAITS for one (up to ``timeout_s``): redis-py's default pool refuses
+    it at once (``MaxConnectionsError``), so a burst of concurrent requests from one tenant
+    made other tenants' requests fail with 503 (benchmarks/attack.py)."""
     if cluster:
         return _Cluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s)
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
-    return Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout_s,
+        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's would
+    return client
 
 
 def connect_from_settings(settings: Settings, url: str | None = None) -> RedisClient:
@@ -136,7 +157,8 @@ def connect_from_settings(settings: Settings, url: str | None = None) -> RedisCl
         raise UnavailableError(
             "RATCHET_REDIS_URL is not set: point it at redis://host:port/db"
         )
-    return connect(target, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s)
+    return connect(target, cluster=settings.redis_cluster, timeout_s=settings.redis_timeout_s,
+                   max_connections=settings.redis_max_connections)
 
 
 def unavailable(exc: BaseException) -> UnavailableError:

@@ -6,6 +6,7 @@ Everything is scoped by the caller's project: another project's event ids are si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -71,7 +72,9 @@ async def get_verdict(request: web.Request) -> web.Response:
     event_id = _event_id(request)
     want_explain = _flag(request, "explain")
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, 0) or 0
-    with held_requests(request).hold(caller.project_id) as admitted:
+    held = (held_requests(request).hold(caller.project_id) if wait_ms
+            else contextlib.nullcontext(True))
+    with held as admitted:
         # over the project's cap of held requests: answer at once (gateway/holds.py)
         deadline = time.monotonic() + (wait_ms / 1000 if admitted else 0)
         step = 0

@@ -124,9 +124,10 @@ class Settings:
     #: beyond it a new connection is answered 429 and closed. 0 = no cap (behind a load
     #: balancer every client has the balancer's address: cap clients there instead).
     gateway_max_connections_per_ip: int = 256
-    #: Requests of one project a gateway process holds open at once (``wait_ms`` long polls and
-    #: decision streams). Beyond it a long poll answers at once, without waiting, and a new
-    #: decision stream is 429; so no tenant ties up the gateway's or Redis's connections.
+    #: Requests of one project a gateway process holds open at once: verdict long polls
+    #: (``GET /v1/verdicts/{id}?wait_ms=``, which re-read Redis while they wait) and decision
+    #: streams. Beyond it a long poll answers at once, without waiting, and a new decision
+    #: stream is 429; so no tenant ties up the gateway's Redis reads and connections. 0 = no cap.
     max_held_requests_per_project: int = 64
     #: Chains (agent × service pairs, a critical-priority chain counted apart) one project may
     #: keep at once; an event that would start one more is 422 naming ``service``. A chain

@@ -39,7 +39,8 @@ class ChainRegistry(RedisStore):
         self.keys = keys
         self.cap = cap
         self.ttl_s = ttl_s
-        self.refresh_s = refresh_s
+        # a remembered chain is asked about again well before Redis could have dropped it
+        self.refresh_s = min(refresh_s, ttl_s / 2)
         self.remember = remember
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._admit = scripts_for(redis)["chains_admit"]

@@ -179,7 +179,7 @@ async def test_slow_body_is_408_within_the_body_timeout(gw_settings: Settings) -
 # --- connections per address ----------------------------------------------------------------
 
 async def test_connections_per_address_are_capped(gw_settings: Settings) -> None:
-    async with _gateway(gw_settings, gateway_max_connections_per_ip=5) as (gw, tenant):
+    async with _gateway(gw_settings, gateway_max_connections_per_ip=5) as (gw, _tenant):
         assert gw.server.port is not None
         held = [await asyncio.open_connection("127.0.0.1", gw.server.port) for _ in range(5)]
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
@@ -282,7 +282,7 @@ async def test_redis_protocol_error_is_503_with_retry_after(gw_settings: Setting
     proxy = GarbleProxy(int(gw_settings.redis_url.rsplit(":", 1)[1].split("/")[0]))
     port = await proxy.start()
     try:
-        async with _gateway(gw_settings, redis_url=f"redis://127.0.0.1:{port}/0") as (gw, t):
+        async with _gateway(gw_settings, redis_url=f"redis://127.0.0.1:{port}/0") as (_gw, t):
             assert (await t.client.whoami()).status == 200
             proxy.garble = True
             for answer in (await t.client.whoami(), await t.client.verdict("e1"),
@@ -294,3 +294,33 @@ async def test_redis_protocol_error_is_503_with_retry_after(gw_settings: Setting
             proxy.garble = False
     finally:
         await proxy.stop()
+
+
+# --- a burst of requests, and open streams, never exhaust the Redis pool --------------------
+
+async def test_a_burst_waits_for_redis_connections_instead_of_failing(
+        gw_settings: Settings) -> None:
+    """redis-py's default pool refused a command at once when all its connections were busy
+    (MaxConnectionsError → 503 for every tenant); the pool now waits for a free connection."""
+    async with _gateway(gw_settings, redis_max_connections=3,
+                        max_held_requests_per_project=0) as (gw, tenant):
+        headers = {"Authorization": f"Bearer {tenant.api_key}"}
+        async with aiohttp.ClientSession(
+                headers=headers, connector=aiohttp.TCPConnector(limit=0)) as http:
+            async def one(i: int) -> int:
+                async with http.get(gw.url + f"/v1/verdicts/burst-{i}") as resp:
+                    await resp.read()
+                    return resp.status
+
+            assert set(await asyncio.gather(*(one(i) for i in range(60)))) == {404}
+            # open decision streams do not hold pooled connections while they wait
+            streams = [await http.get(gw.url + "/v1/decisions:stream?timeout_s=20")
+                       for _ in range(8)]
+            try:
+                assert {s.status for s in streams} == {200}
+                start = time.monotonic()
+                assert set(await asyncio.gather(*(one(i) for i in range(30)))) == {404}
+                assert time.monotonic() - start < 3
+            finally:
+                for s in streams:
+                    s.close()

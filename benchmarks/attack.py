@@ -4,8 +4,9 @@
 broker on free loopback ports, a gateway and a worker as child processes
 (:func:`ratchet.sandbox.stack.local_stack`, the stack the SDK tests use, with every gateway
 setting at its default), provisions two tenants, and runs each attack class from tenant A while
-tenant B — on another client address, 127.0.0.2 — keeps sending one signed event every 200 ms
-and waiting for its verdict. It prints one row per attack: what a safe gateway answers
+tenant B — on another client address, 127.0.0.2, with an agent whose events share the ingest
+partition of A's agent — keeps sending one signed event every 200 ms and waiting for its
+verdict. It prints one row per attack: what a safe gateway answers
 (expected), what this one answered (observed), tenant B's latency while the attack ran, and
 pass/fail. An attack passes when the observed answer is the expected one AND every one of B's
 probes was decided within :data:`B_DEADLINE_S`.
@@ -33,10 +34,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
+from models.envelope import agent_key
 from models.signing import sign
 from ratchet.config.settings import Settings
+from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.servers import RedisServer, TansuServer
 from ratchet.sandbox.stack import Credentials, local_stack, provision
@@ -50,6 +54,9 @@ B_DEADLINE_S = 5.0
 B_ADDRESS = "127.0.0.2"
 #: Both tenants' tier: 6,000 events and 300 registrations per minute.
 TIERS = "std:6000:300"
+#: Ingest partitions of the stack (ratchet/sandbox/stack.py): B's probing agent is chosen on
+#: the partition of A's agent, so every attack on the worker is also head-of-line for B.
+STACK_PARTITIONS = 2
 #: Marker the attacker puts in every malformed request: an answer containing it echoed the head.
 MARK = "ZQXJECHO"
 DEFAULTS = Settings()
@@ -723,10 +730,30 @@ async def _prepare_b(ctx: Ctx) -> None:
     ctx.b_paused_id = ev["event_id"]
 
 
+def _partition(project_id: str, agent_id: str) -> int:
+    """The ingest partition of an agent's events (the producer's default partitioner)."""
+    parts = list(range(STACK_PARTITIONS))
+    return int(DefaultPartitioner()(agent_key(project_id, agent_id), parts, parts))
+
+
+async def _b_agent_on_a_partition(creds: Credentials, b_project: str) -> tuple[str, str]:
+    """An agent of B whose events share tenant A's agent's partition (head-of-line)."""
+    target = _partition(creds.project_id, creds.agent_id)
+    redis = Redis.from_url(creds.redis_url)
+    try:
+        agent = next(f"b-bot-{i}" for i in range(100) if _partition(b_project, f"b-bot-{i}")
+                     == target)
+        _, secret = await create_agent(redis, Keys(creds.key_prefix), b_project, agent)
+    finally:
+        await redis.aclose()
+    return agent, secret
+
+
 async def run(creds: Credentials, quick: bool, only: set[str] | None) -> list[Row]:
     parts = urlsplit(creds.url)
-    b_project, b_key, b_secret = await provision(creds.redis_url, creds.key_prefix, "b-bot",
-                                                 TIERS.split(":", 1)[0])
+    b_project, b_key, _ = await provision(creds.redis_url, creds.key_prefix, "b-setup",
+                                          TIERS.split(":", 1)[0])
+    b_agent, b_secret = await _b_agent_on_a_partition(creds, b_project)
     redis = Redis.from_url(creds.redis_url)
     b_conn = aiohttp.TCPConnector(local_addr=(B_ADDRESS, 0), limit=100)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http, \
@@ -734,10 +761,10 @@ async def run(creds: Credentials, quick: bool, only: set[str] | None) -> list[Ro
                                   timeout=aiohttp.ClientTimeout(total=30)) as b_http:
         client_a = RatchetClient(creds.url, creds.api_key, creds.agent_id, creds.agent_secret,
                                  project_id=creds.project_id, session=http)
-        client_b = RatchetClient(creds.url, b_key, "b-bot", b_secret, project_id=b_project,
+        client_b = RatchetClient(creds.url, b_key, b_agent, b_secret, project_id=b_project,
                                  session=b_http)
         ctx = Ctx(creds.url, parts.hostname or "127.0.0.1", parts.port or 80, creds, b_key,
-                  b_project, b_secret, "b-bot", quick, http, client_a, client_b, redis,
+                  b_project, b_secret, b_agent, quick, http, client_a, client_b, redis,
                   Keys(creds.key_prefix))
         await _prepare_b(ctx)
         probe = Probe(client_b)

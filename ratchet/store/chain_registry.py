@@ -1,9 +1,9 @@
 """The per-project cap on chains: how many (agent × service) Markov chains a tenant keeps.
 
-Every new (agent, service) pair an event names starts a chain — about a dozen Redis keys and
-3.5 KB (measured by ``benchmarks/attack.py``) kept for ``RATCHET_CHAIN_TTL_S`` (30 days) after
-its last event. Names are the caller's to choose, so without a cap one tenant could grow Redis
-by its whole ingest rate × 3.5 KB × 30 days. :class:`ChainRegistry` keeps each project's chains
+Every new (agent, service) pair an event names starts a chain — with the event's run, id binding
+and verdict, 11 Redis keys and 3.3 KB (measured by ``benchmarks/attack.py``) — kept for
+``RATCHET_CHAIN_TTL_S`` (30 days) after its last event. Names are the caller's to choose, so without a cap one tenant could grow Redis
+by its whole ingest rate × 3.3 KB × 30 days. :class:`ChainRegistry` keeps each project's chains
 in one sorted set (``keys.project_chains``, last-seen time as score) and admits new ones only
 while the project holds fewer than ``RATCHET_MAX_CHAINS_PER_PROJECT`` (``lua/chains_admit.lua``,
 one call per project of a request). A chain idle past the chain TTL leaves the set as its state

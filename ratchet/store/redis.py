@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, overload
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -41,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
+from ratchet.store.pool import WaitingConnectionPool
 
 __all__ = [
     "REDIS_ERRORS",
@@ -132,16 +133,16 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
     instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL.
 
     A single server's client keeps at most ``max_connections`` connections, and a command that
-    finds them all in use WAITS for one (up to ``timeout_s``): redis-py's default pool refuses
-    it at once (``MaxConnectionsError``), so a burst of concurrent requests from one tenant
-    made other tenants' requests fail with 503 (benchmarks/attack.py)."""
+    finds them all in use WAITS for one (up to ``timeout_s``, :mod:`ratchet.store.pool`):
+    redis-py's default pool refuses it at once (``MaxConnectionsError``), so a burst of
+    concurrent requests from one tenant made other tenants' requests fail with 503."""
     if cluster:
         return _Cluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s)
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=timeout_s,
+    pool = WaitingConnectionPool.from_url(
+        url, max_connections=max_connections, wait_s=timeout_s,
         socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )

@@ -25,8 +25,11 @@ from gateway import (
     routes_webhooks,
     safe_logs,
 )
+from gateway.chain_cap import CHAINS
 from gateway.client_ip import parse_networks
+from gateway.connections import ConnectionGuard, handler_args, install
 from gateway.credential_cache import CredentialCache
+from gateway.holds import HELD, HeldRequests
 from gateway.middleware import gateway_middleware
 from gateway.publisher import Publisher
 from gateway.replies import ReplyListener
@@ -42,6 +45,7 @@ from ratchet.kafka.security import client_kwargs
 from ratchet.kafka.topics import ensure_topics
 from ratchet.store.admission import AdmissionStore
 from ratchet.store.audit import AuditLog
+from ratchet.store.chain_registry import ChainRegistry
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
@@ -57,6 +61,9 @@ SERVER_HEADER = "ratchet"
 # parser sends before any application code runs (those bypass middleware and signals), so the
 # default itself is replaced; _no_server_version covers the application's answers explicitly.
 web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+# Connections get the per-address cap and JSON answers to unparseable requests
+# (gateway/connections.py); aiohttp names the protocol class itself, so it is swapped once here.
+install()
 
 
 async def _no_server_version(request: web.Request, response: web.StreamResponse) -> None:
@@ -91,10 +98,16 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     security = client_kwargs(settings)  # a bad TLS/SASL setting fails here, before serving
+    for name in ("gateway_head_timeout_s", "gateway_body_timeout_s"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"RATCHET_{name.upper()} must be a positive number of seconds")
+    guard = ConnectionGuard(settings.gateway_max_connections_per_ip)
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.max_body_bytes,
-        handler_args={"logger": safe_logs.SERVER_LOGGER},  # no raw request heads in its lines
+        handler_args={"logger": safe_logs.SERVER_LOGGER,  # no raw request heads in its lines
+                      **handler_args(settings, guard)},
     )
+    app[HELD] = HeldRequests(settings.max_held_requests_per_project)
     for module in (routes_events, routes_verdicts, routes_decisions, routes_audit,
                    routes_webhooks, routes_keys, routes_api_keys, routes_signup, routes_policy,
                    routes_engine, routes_health, routes_openapi):
@@ -144,6 +157,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                 credentials=CredentialCache(),
                 reply_route=listener.route,
             )
+            app[CHAINS] = ChainRegistry(redis, keys, cap=settings.max_chains_per_project,
+                                        ttl_s=settings.chain_ttl_s)
             yield
         finally:
             await listener.stop()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
-from models.errors import ValidationError
+from gateway.connections import parser_problem
+from gateway.state import state_of
+from models.errors import RequestTimeoutError, ValidationError
 from models.sanitize import shown
 
 __all__ = ["int_query", "read_bytes", "read_json"]
@@ -23,11 +27,24 @@ class BodyTooLarge(web.HTTPRequestEntityTooLarge):
 
 
 async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body (read once, cached by aiohttp); 413 above ``max_bytes``."""
+    """The raw body (read once, cached by aiohttp); 413 above ``max_bytes``, 408 when it does
+    not arrive within ``RATCHET_GATEWAY_BODY_TIMEOUT_S`` (a body sent a byte at a time would
+    otherwise hold its connection and handler for ever), 400 when its framing is malformed."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(max_size=max_bytes, actual_size=declared)
-    return await request.read()  # aiohttp's client_max_size enforces the limit while reading
+    timeout_s = state_of(request).settings.gateway_body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            # aiohttp's client_max_size enforces the size limit while reading
+            return await request.read()
+    except TimeoutError:
+        request.protocol.close()  # the rest of the body is not worth reading
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {timeout_s:g} s; send it at once") from None
+    except RequestPayloadError as exc:
+        _, message = parser_problem(exc.__cause__ or exc, 400)
+        raise ValidationError(message, None) from None
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:

@@ -70,10 +70,12 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflicts with stored state: already decided, an event id reused with another "
              "body, or a request with the same Idempotency-Key still in progress (with "
              "Retry-After).",
-        422: "The Idempotency-Key was already used for a different request.",
+        422: "The Idempotency-Key was already used for a different request; or (ingest) the "
+             "event would start a chain beyond the project's cap (`field`: `service`).",
         413: "Request body larger than the limit (4 MB by default).",
         429: "Rate limited (see Retry-After): the project's token bucket, the per-IP signup "
-             "limits, or too many failed authentications from this address.",
+             "limits, too many failed authentications from this address, or (decision "
+             "streams) too many streams and long polls of the project held open.",
         503: "Kafka or Redis is unavailable (or a Redis Cluster is failing over); send the "
              "same request again after Retry-After (same event ids are safe).",
     }

@@ -123,7 +123,9 @@ def keys_paths() -> dict[str, Any]:
 
 _LOCKED_OUT = {
     "description": "Rate limited (see Retry-After): too many failed authentications from this "
-                   "address (counted on every route that takes a key), or the project's bucket.",
+                   "address (counted on every route that takes a key), the project's bucket, "
+                   "or (decision streams) too many streams and long polls of the project held "
+                   "open on this gateway.",
     "headers": {**_TRACE, "Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
     "content": {"application/json": {"schema": _ref("Error")}},
 }

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.admission import admit_batch, admit_single
 from gateway.auth import Caller, authenticate, verify_event
 from gateway.body import int_query, read_json
+from gateway.chain_cap import chain_cap_error, refused_chains
 from gateway.idempotency import idempotent
 from gateway.ingest import (
     Checked,
@@ -112,6 +113,9 @@ async def _publish_event(
     wait_ms: int | None,
 ) -> web.Response:
     """Publish an admitted event; answer 202, or 200 with its verdict when it came in time."""
+    if (await refused_chains(request, [event]))[0]:
+        INGEST_EVENTS.labels("invalid").inc()
+        raise chain_cap_error(state.settings.max_chains_per_project)
     trace_id = trace_id_of(request)
     waiting = state.waiters.add(caller.project_id, event.event_id) if wait_ms else None
     try:
@@ -175,6 +179,11 @@ async def _publish_batch(
 ) -> web.Response:
     """Publish the admitted items of a batch; answer each item's outcome."""
     good = [it for it in items if it.error is None and it.event is not None]
+    over = await refused_chains(request, [it.event for it in good if it.event is not None])
+    for it, refused in zip(good, over, strict=True):
+        if refused:
+            it.error = chain_cap_error(state.settings.max_chains_per_project)
+    good = [it for it in good if it.error is None]
     trace_id = trace_id_of(request)
     events = [it.event for it in good if it.event is not None]
     messages, groups = _messages(state, events, caller.project_id, trace_id, time.time(), False)
@@ -195,6 +204,7 @@ async def _publish_batch(
     for it in items:
         outcome = "accepted" if it.error is None else {
             400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
+            422: "invalid",
         }.get(it.error.status, "unavailable")
         INGEST_EVENTS.labels(outcome).inc()
         counts["accepted" if it.error is None else "rejected"] += 1

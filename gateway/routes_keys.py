@@ -52,7 +52,8 @@ async def register_agent(request: web.Request) -> web.Response:
     if wanted is not None and not isinstance(wanted, str):
         raise ValidationError("agent_id must be a string", "agent_id")
     agent_id, secret = await create_agent(state.redis, state.keys, caller.project_id, wanted,
-                                          audit=state.audit, actor=f"apikey:{caller.key_id}")
+                                          audit=state.audit, actor=f"apikey:{caller.key_id}",
+                                          max_agents=state.settings.max_agents_per_project)
     return web.json_response({"agent_id": agent_id, "agent_secret": secret}, status=201)
 
 

@@ -6,6 +6,7 @@ Everything is scoped by the caller's project: another project's event ids are si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from gateway.auth import Caller, authenticate
 from gateway.body import int_query, read_json
+from gateway.holds import held_requests
 from gateway.idempotency import idempotent
 from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
@@ -70,20 +72,24 @@ async def get_verdict(request: web.Request) -> web.Response:
     event_id = _event_id(request)
     want_explain = _flag(request, "explain")
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, 0) or 0
-    deadline = time.monotonic() + wait_ms / 1000
-    step = 0
-    while True:
-        verdict = await state.store.get(caller.project_id, event_id)
-        approval = (await state.store.approval(caller.project_id, event_id)
-                    if verdict is not None else None)
-        settled = verdict is not None and not (verdict.get("action") == "pause"
-                                               and approval is None)
-        remaining = deadline - time.monotonic()
-        if settled or remaining <= 0:
-            break
-        await asyncio.sleep(min(LONG_POLL_STEPS_S[min(step, len(LONG_POLL_STEPS_S) - 1)],
-                                remaining))
-        step += 1
+    held = (held_requests(request).hold(caller.project_id) if wait_ms
+            else contextlib.nullcontext(True))
+    with held as admitted:
+        # over the project's cap of held requests: answer at once (gateway/holds.py)
+        deadline = time.monotonic() + (wait_ms / 1000 if admitted else 0)
+        step = 0
+        while True:
+            verdict = await state.store.get(caller.project_id, event_id)
+            approval = (await state.store.approval(caller.project_id, event_id)
+                        if verdict is not None else None)
+            settled = verdict is not None and not (verdict.get("action") == "pause"
+                                                   and approval is None)
+            remaining = deadline - time.monotonic()
+            if settled or remaining <= 0:
+                break
+            await asyncio.sleep(min(LONG_POLL_STEPS_S[min(step, len(LONG_POLL_STEPS_S) - 1)],
+                                    remaining))
+            step += 1
     if verdict is None or (caller.agent_id is not None
                            and verdict.get("agent_id") != caller.agent_id):
         # an agent-bound ingest key reads its own agent's verdicts; others look like no verdict

@@ -17,6 +17,7 @@ __all__ = [
     "NotFoundError",
     "RatchetError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "ScriptCode",
     "StoreError",
     "UnavailableError",
@@ -34,9 +35,11 @@ ERROR_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     422: "unprocessable",
+    431: "headers_too_large",
     429: "rate_limited",
     500: "internal",
     503: "unavailable",
@@ -114,6 +117,12 @@ class UnprocessableError(RatchetError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RequestTimeoutError(RatchetError):
+    """The client did not send its request (the body) within the time the server allows."""
+
+    status = 408
 
 
 class RateLimitedError(RatchetError):

@@ -119,8 +119,10 @@ def _cmd_project_create(args: argparse.Namespace) -> int:
 def _cmd_agent_create(args: argparse.Namespace) -> int:
     project: str = args.project
     wanted: str | None = args.agent_id
+    settings = get_settings()
     agent_id, secret = _with_redis(
-        get_settings(), lambda r, k, a: create_agent(r, k, project, wanted, audit=a)
+        settings, lambda r, k, a: create_agent(r, k, project, wanted, audit=a,
+                                               max_agents=settings.max_agents_per_project)
     )
     print(f"agent_id:     {agent_id}")
     print(f"agent_secret: {secret}")

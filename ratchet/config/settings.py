@@ -113,6 +113,29 @@ class Settings:
     verdict_allow_ttl_s: int = 3_600
     #: Largest accepted request body, bytes.
     max_body_bytes: int = 4 * 1024 * 1024
+    #: A connection must send a complete request head within this long of opening, or of its
+    #: previous answer, else it is closed: bounds idle keep-alive connections and heads sent a
+    #: byte at a time (slowloris), seconds.
+    gateway_head_timeout_s: float = 10.0
+    #: Longest the gateway waits for a request body to arrive in full, seconds; a slower body is
+    #: answered 408 and its connection closed (4 MB within 30 s is ~1.1 Mbit/s).
+    gateway_body_timeout_s: float = 30.0
+    #: Open connections one client address (IPv6: its /64) may hold on one gateway process;
+    #: beyond it a new connection is answered 429 and closed. 0 = no cap (behind a load
+    #: balancer every client has the balancer's address: cap clients there instead).
+    gateway_max_connections_per_ip: int = 256
+    #: Requests of one project a gateway process holds open at once: verdict long polls
+    #: (``GET /v1/verdicts/{id}?wait_ms=``, which re-read Redis while they wait) and decision
+    #: streams. Beyond it a long poll answers at once, without waiting, and a new decision
+    #: stream is 429; so no tenant ties up the gateway's Redis reads and connections. 0 = no cap.
+    max_held_requests_per_project: int = 64
+    #: Chains (agent × service pairs, a critical-priority chain counted apart) one project may
+    #: keep at once; an event that would start one more is 422 naming ``service``. A chain
+    #: leaves the count when it expires (``chain_ttl_s`` idle). 0 = no cap.
+    max_chains_per_project: int = 10_000
+    #: Agents one project may register; beyond it ``POST /v1/agents`` (and ``ratchet agents
+    #: create``) is 409. Agents are kept until deleted. 0 = no cap.
+    max_agents_per_project: int = 10_000
     #: Allowed clock skew for signed events, seconds.
     signature_window_s: int = 300
     #: Deprecated v1 event signatures (seven fields signed) are accepted until 00:00 UTC of this
@@ -126,9 +149,10 @@ class Settings:
     #: at the gateway, a retried batch at the worker, not a hang).
     redis_timeout_s: float = 5.0
     #: Most connections one process opens to one Redis server (to each node of a Redis
-    #: Cluster). redis-py does not wait for a free connection beyond it: the command fails
-    #: (503 at the gateway). Its own default, 100, was exhausted by one gateway at 200 single
-    #: events/s on a loaded machine (single Redis and cluster alike).
+    #: Cluster). On a single server a command that finds them all in use waits for one (up to
+    #: ``redis_timeout_s``) instead of failing; a cluster client cannot wait, so there the
+    #: command fails (503 with Retry-After at the gateway). redis-py's own default, 100, was
+    #: exhausted by one gateway at 200 single events/s on a loaded machine.
     redis_max_connections: int = 1000
     #: Most events accepted in one ``POST /v1/events:batch``.
     max_batch_events: int = 1000

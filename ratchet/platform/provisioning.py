@@ -88,10 +88,14 @@ async def create_agent(
     *,
     audit: AuditLog | None = None,
     actor: str = "cli",
+    max_agents: int = 0,
 ) -> tuple[str, str]:
     """Register an agent of a project; returns ``(agent_id, secret)`` — show the secret once.
 
-    With ``audit``, an ``agent.created`` entry is appended (never the secret).
+    With ``audit``, an ``agent.created`` entry is appended (never the secret). ``max_agents``
+    (``RATCHET_MAX_AGENTS_PER_PROJECT``; 0 = no cap): a project that already has that many
+    agents gets a 409 and nothing is written. Checked before writing, so concurrent
+    registrations can pass it together by at most their number (they are rate-limited).
     """
     if audit is not None:
         check_action_actor("agent.created", actor)
@@ -104,6 +108,10 @@ async def create_agent(
         )
     if not await project_exists(redis, keys, project_id):
         raise NotFoundError(f"project {project_id} does not exist; create it first")
+    if max_agents > 0 and await redis.scard(keys.agents(project_id)) >= max_agents:
+        raise ConflictError(
+            f"project {project_id} already has {max_agents} agents, the most allowed "
+            "(RATCHET_MAX_AGENTS_PER_PROJECT)", "agent_id")
     secret = AGENT_SECRET_PREFIX + secrets.token_urlsafe(32)
     created = await redis.hsetnx(keys.agent(project_id, agent_id), "secret", secret)
     if not created:

@@ -171,6 +171,11 @@ class Keys:
         """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
         return f"{self.prefix}:{{p:{part(project_id)}}}:idem:{part(key_sha256)}"
 
+    def project_chains(self, project_id: str) -> str:
+        """Sorted set of a project's chains (tag → when a gateway last saw it, ms): the per-
+        project cap on chains (``lua/chains_admit.lua``)."""
+        return f"{self.prefix}:{{p:{part(project_id)}}}:chains"
+
     def event_fingerprint(self, project_id: str, event_id: str) -> str:
         """Fingerprint of the body (agent included) an event id was first accepted with: the
         layout before :meth:`event_id_bucket` (one key per id), still read until it expires.

@@ -33,6 +33,9 @@ from redis.exceptions import (
     ClusterError,
     CrossSlotTransactionError,
     MaxConnectionsError,
+    InvalidResponse,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
@@ -43,6 +46,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
+from ratchet.store.pool import WaitingConnectionPool
 
 __all__ = [
     "REDIS_ERRORS",
@@ -61,8 +65,10 @@ RedisClient = Redis | RedisCluster
 
 #: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
 #: cluster that is down, failing over or cannot be reached at all, or whose slot kept answering
-#: ``TRYAGAIN``/redirects while it migrates: redis-py's "TTL exhausted" ``ClusterError``):
-#: retrying later can succeed.
+#: ``TRYAGAIN``/redirects while it migrates: redis-py's "TTL exhausted" ``ClusterError``) or did
+#: not answer as Redis (a reply the protocol parser cannot read — something else on the port, a
+#: proxy or the connection broke mid-reply —, a replica refusing writes during a failover, a
+#: server over ``maxmemory``): retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -72,6 +78,9 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     ClusterError,
     TryAgainError,
     SlotNotCoveredError,
+    InvalidResponse,
+    ReadOnlyError,
+    OutOfMemoryError,
 )
 
 #: Every Redis exception :func:`translate` knows: the failures above, plus a ``MOVED``/``ASK``
@@ -172,9 +181,14 @@ def connect(url: str, *, cluster: bool, timeout_s: float = 5.0,
 def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
             max_connections: int = 1000) -> RedisClient:
     """A client for ``url``: connect and command timeout ``timeout_s`` (a down Redis fails fast
-    instead of hanging a request or a batch), at most ``max_connections`` per server (per node
-    of a cluster); ``cluster`` for a Redis Cluster seed URL (see :class:`_Cluster` for its
-    failure handling)."""
+    instead of hanging a request or a batch); ``cluster`` for a Redis Cluster seed URL (see
+    :class:`_Cluster` for its failure handling).
+
+    At most ``max_connections`` connections per server (per node of a cluster). A single
+    server's client WAITS for a free one (up to ``timeout_s``, :mod:`ratchet.store.pool`):
+    redis-py's default pool refuses the command at once (``MaxConnectionsError``), so a burst of
+    concurrent requests from one tenant made other tenants' requests fail with 503. A cluster
+    client cannot wait; its command fails (503 with Retry-After)."""
     if max_connections < 1:
         raise ConfigError("RATCHET_REDIS_MAX_CONNECTIONS must be at least 1")
     if cluster:
@@ -184,13 +198,14 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
                                  retry=Retry(NoBackoff(), 0))
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
-    client = Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+    pool = WaitingConnectionPool.from_url(
+        url, max_connections=max_connections, wait_s=timeout_s,
+        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
-        max_connections=max_connections,
     )
-    pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's would
     return client
 
 

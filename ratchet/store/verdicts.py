@@ -171,9 +171,11 @@ class VerdictStore(RedisStore):
         self, project_id: str, after: str, block_ms: int, count: int = 100
     ) -> list[tuple[str, str, bytes]]:
         """Decision entries newer than ``after`` as ``(id, kind, JSON body)``, waiting up to
-        ``block_ms`` for the first one (keep it under the client's command timeout)."""
+        ``block_ms`` for the first one (keep it under the client's command timeout; 0 = answer
+        at once: a blocking read keeps a pooled connection busy while it waits)."""
         got: list[Any] = cast(list[Any], await self.redis.xread(
-            {self.keys.decisions(project_id): after}, count=count, block=max(1, block_ms)))
+            {self.keys.decisions(project_id): after}, count=count,
+            block=block_ms if block_ms > 0 else None))
         out: list[tuple[str, str, bytes]] = []
         for _, entries in got or ():
             for entry_id, fields in entries:

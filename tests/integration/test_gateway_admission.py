@@ -69,12 +69,14 @@ async def test_a_new_agent_of_a_known_key_costs_two_round_trips_once(
     gateway: Gateway, tenant: Tenant
 ) -> None:
     """The key is known, the agent's secret not: one round trip reads it (and takes the
-    tokens), the claim follows after the signature is checked; then one round trip."""
+    tokens), the claim follows after the signature is checked, and the agent's first event
+    starts a chain, admitted under the project's chain cap (gateway/chain_cap.py) in one more,
+    once per chain and gateway; then one round trip."""
     assert (await tenant.client.send(event())).status == 202
     _, secret = await create_agent(gateway.redis, gateway.keys, tenant.project_id, "agent-2")
     async with RatchetClient(gateway.url, tenant.api_key, "agent-2", secret,
                              project_id=tenant.project_id) as second:
-        for expected in (2, 1, 1):
+        for expected in (3, 1, 1):
             assert await _round_trips(
                 gateway, 1, lambda c=second: _expect(c.send(event("agent-2")), 202)) == expected
         # a wrong signature on the two-round-trip path is 401 and binds nothing

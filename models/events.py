@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from models.errors import ValidationError
+from models.jcs import plain_float
 from models.sanitize import clean_text, display_problem, shown
 
 __all__ = [
@@ -182,11 +183,15 @@ def _bad_number(value: Any, limits: Limits) -> str | None:
     return None
 
 
-def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> None:
+def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> bool:
     """Refuse ``value`` (the field ``name``) if it nests deeper than ``max_depth``, holds more
     than ``max_keys`` object keys, or contains a number out of range. One iterative pass that
     stops at the first violation; the error names the field (or the number's path) and the limit.
+
+    Returns whether every float in it is :func:`models.jcs.plain_float` (the same pass tells the
+    signature check whether orjson writes ``value``'s numbers as RFC 8785 does).
     """
+    plain = True
     keys = 0
     limit = limits.max_abs_number
     stack: list[tuple[Any, _Path, int]] = [(value, name, 0)]
@@ -205,9 +210,13 @@ def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Li
             kind = type(child)
             if kind is dict or kind is list:
                 stack.append((child, (path, step), level + 1))
-            elif (kind is int or kind is float) and not -limit <= child <= limit:
-                where = clean_text(_path_text((path, step)), 200)  # keys are client text
-                raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
+            elif kind is float or kind is int:
+                if not -limit <= child <= limit:
+                    where = clean_text(_path_text((path, step)), 200)  # keys are client text
+                    raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
+                if kind is float and plain and not plain_float(child):
+                    plain = False
+    return plain
 
 
 def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import verify_event
-from models.envelope import IngestEnvelope, agent_key, encode_ingest
+from models.envelope import (
+    COMPACT_INGEST_VERSION,
+    IngestEnvelope,
+    agent_key,
+    encode_ingest,
+    encode_ingest_compact,
+)
 from models.errors import (
     AuthError,
     ConflictError,
@@ -202,9 +208,12 @@ def envelopes(
     *,
     wait: bool = False,
     reply: str = "",
+    wire_version: int = COMPACT_INGEST_VERSION,
 ) -> list[tuple[bytes, bytes, list[IngestEvent]]]:
     """``(kafka key, body, events)`` per agent, events in request order within each agent;
-    ``reply``: the reply route of this gateway when a caller waits for the verdicts."""
+    ``reply``: the reply route of this gateway when a caller waits for the verdicts;
+    ``wire_version``: 2 compact, 1 JSON (:mod:`models.envelope`)."""
+    encode = encode_ingest_compact if wire_version == COMPACT_INGEST_VERSION else encode_ingest
     by_agent: dict[str, list[IngestEvent]] = {}
     for ev in events:
         by_agent.setdefault(ev.agent_id, []).append(ev)
@@ -212,5 +221,5 @@ def envelopes(
     for agent_id, evs in by_agent.items():
         env = IngestEnvelope(project_id, agent_id, trace_id, received_at, tuple(evs), wait=wait,
                              reply=reply)
-        out.append((agent_key(project_id, agent_id), encode_ingest(env), evs))
+        out.append((agent_key(project_id, agent_id), encode(env), evs))
     return out

@@ -56,7 +56,8 @@ def _messages(
     received_at: float, wait: bool,
 ) -> tuple[list[Message], list[list[IngestEvent]]]:
     packed = envelopes(events, project_id, trace_id, received_at, wait=wait,
-                       reply=state.reply_route if wait else "")
+                       reply=state.reply_route if wait else "",
+                       wire_version=state.settings.ingest_wire_version)
     topic = state.settings.topic_ingest
     return [Message(topic, k, v, trace_id) for k, v, _ in packed], [evs for _, _, evs in packed]
 

@@ -12,6 +12,7 @@ models.errors.ValidationError: agent_id is required
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ __all__ = [
     "check_shape",
     "json_depth",
     "json_key_count",
+    "new_event",
     "parse_event",
 ]
 
@@ -292,3 +294,27 @@ def parse_event(
         metadata=_metadata(obj, limits),
         label=label,
     )
+
+
+#: The slot setters of :class:`IngestEvent`, in field order. A frozen dataclass's ``__init__``
+#: sets each field through ``object.__setattr__`` (≈ 1.8 µs for its 13 fields); calling the
+#: slot descriptors directly builds the same object in half that.
+_FIELD_ORDER = ("event_id", "agent_id", "run_id", "service", "action", "payload", "project_id",
+                "priority", "ts", "cost", "end_of_run", "metadata", "label")
+_SETTERS = tuple(IngestEvent.__dict__[name].__set__ for name in _FIELD_ORDER)
+
+
+def new_event(*values: Any) -> IngestEvent:
+    """An :class:`IngestEvent` from its 13 field values in field order, already checked."""
+    event = object.__new__(IngestEvent)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _SETTERS
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12 = values
+    s0(event, v0), s1(event, v1), s2(event, v2), s3(event, v3), s4(event, v4)
+    s5(event, v5), s6(event, v6), s7(event, v7), s8(event, v8), s9(event, v9)
+    s10(event, v10), s11(event, v11), s12(event, v12)
+    return event
+
+
+if tuple(f.name for f in dataclasses.fields(IngestEvent)) != _FIELD_ORDER:  # pragma: no cover
+    def new_event(*values: Any) -> IngestEvent:  # a field was added: the plain constructor
+        return IngestEvent(*values)

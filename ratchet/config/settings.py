@@ -122,6 +122,10 @@ class Settings:
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
     kafka_linger_ms: int = 2
+    #: Wire version of the ingest envelopes gateways write: 2, compact MessagePack (≈ half the
+    #: bytes of 1, JSON). Workers of this release read both; set 1 while workers of an older
+    #: release (JSON only) still consume the ingest topic, e.g. when gateways roll out first.
+    ingest_wire_version: int = 2
     #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
     #: at the gateway, a retried batch at the worker, not a hang).
     redis_timeout_s: float = 5.0

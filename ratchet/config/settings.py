@@ -101,6 +101,10 @@ class Settings:
     #: Run the gateway on uvloop (libuv) instead of asyncio's default loop: less CPU per request
     #: and per Redis/Kafka round trip (measured in docs/operations.md). Off: the standard loop.
     gateway_uvloop: bool = True
+    #: Generation-0 threshold of the gateway's garbage collector after start-up (what start-up
+    #: created is frozen first); CPython's default, 700, collects several times per bulk
+    #: request. 0 leaves the collector as it is.
+    gateway_gc_gen0: int = 50_000
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
     #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, approvals and explain,

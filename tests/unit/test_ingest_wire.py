@@ -77,7 +77,7 @@ def _bulk_events(n: int) -> list[IngestEvent]:
 
 def test_the_gateway_writes_compact_envelopes_about_half_the_size() -> None:
     events = _bulk_events(100)
-    ((key, compact, _),) = envelopes(events, "prj_1", "t", 1.0)
+    ((_, compact, _),) = envelopes(events, "prj_1", "t", 1.0)
     ((_, json_body, _),) = envelopes(events, "prj_1", "t", 1.0, wire_version=1)
     assert json_body[:1] == b"{" and compact[:1] != b"{"
     assert decode_ingest(compact).events == decode_ingest(json_body).events == tuple(events)

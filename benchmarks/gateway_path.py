@@ -1,7 +1,7 @@
 """The gateway's own work per bulk event, in-process: CPU time, so the neighbours matter less.
 
     python -m benchmarks.gateway_path [--events 30000] [--batch 1000] [--repeat 7]
-                                      [--src DIR] [--json FILE]
+                                      [--src DIR] [--gc-gen0 N] [--json FILE]
 
 The bulk benchmark's traffic (ratchet.sandbox.traffic), pre-signed into ``POST /v1/events:batch``
 bodies of ``--batch`` events, then per body what the handler does between reading the bytes and
@@ -9,12 +9,15 @@ handing envelopes to Kafka: ``orjson.loads``, ``parse_batch`` (schema and limits
 signatures, the event-id fingerprints, the envelopes and the per-item results — each step timed
 alone (best of ``--repeat``, process CPU time) and all together. No I/O: the Redis round trip
 and aiohttp are in ``benchmarks.pipeline``. ``--src DIR`` imports the gateway from another source
-tree (e.g. a worktree of main) for a before/after pair run back to back.
+tree (e.g. a worktree of main) for a before/after pair run back to back. ``--gc-gen0 N`` tunes
+the garbage collector first as a gateway does (``RATCHET_GATEWAY_GC_GEN0``: start-up frozen,
+generation 0 collected every N allocations); without it CPython's defaults apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -103,14 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--src", metavar="DIR", help="import the gateway from this source tree")
+    p.add_argument("--gc-gen0", type=int, default=0,
+                   help="tune the collector as a gateway does (0: CPython's defaults)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     if args.src:
         sys.path.insert(0, os.path.abspath(args.src))
+    if args.gc_gen0 > 0:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
     result = run(args.events, args.batch, args.repeat)
     result["src"] = args.src or "this tree"
+    result["gc_gen0"] = args.gc_gen0 or gc.get_threshold()[0]
     result["load_average"] = os.getloadavg()[0]
-    print(f"{result['src']}: " + ", ".join(f"{k} {v}" for k, v in result["us_per_event"].items())
+    print(f"{result['src']} (gc gen0 {result['gc_gen0']}): " + ", ".join(f"{k} {v}" for k, v in result["us_per_event"].items())
           + " µs/event")
     if args.json:
         with open(args.json, "wb") as f:

@@ -54,7 +54,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -233,6 +233,53 @@ async def engine_ceiling(redis_url: str, bodies: Sequence[bytes], cluster: bool)
     return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
 
 
+async def topic_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                           or ())]
+        ends = await consumer.end_offsets(parts)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def ingest_bytes(bootstrap: str, topic: str, start: dict[int, int],
+                      end: dict[int, int]) -> dict[str, Any]:
+    """Messages, value bytes and events (decoded) of ``topic`` between two offset maps: what the
+    gateways wrote to the ingest topic during a phase, whatever their wire version."""
+    from models.envelope import decode_ingest
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    messages = size = events = 0
+    try:
+        parts = [TopicPartition(topic, p) for p in end if end[p] > start.get(p, 0)]
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        left = {tp: end[tp.partition] for tp in parts}
+        while left:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.offset < left.get(tp, -1):
+                        messages += 1
+                        size += len(rec.value or b"")
+                        events += len(decode_ingest(rec.value or b"").events)
+                if tp in left and await consumer.position(tp) >= left[tp]:
+                    del left[tp]
+    finally:
+        await consumer.stop()
+    return {"messages": messages, "bytes": size, "events": events,
+            "bytes_per_event": round(size / max(events, 1), 1)}
+
+
 async def gateway_counters(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
     """The verdict-routing counters of one gateway's ``/metrics``."""
     async with session.get(base + "/metrics") as r:
@@ -342,10 +389,16 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                 print(f"({n_gateways},{n_workers}) bulk: {len(raw):,} events, "
                       f"{sum(len(b) for b in bodies.values())} requests of ≤{args.batch}…",
                       file=sys.stderr)
+                ingest_topic = f"bench-{suffix}-ingest"
+                offsets0 = await topic_offsets(bootstrap, ingest_topic)
                 bulk = await bulk_phase(bases, session, auth, bodies, counts, collector, len(raw))
+                offsets1 = await topic_offsets(bootstrap, ingest_topic)
                 bulk["actions"] = dict(Counter(
                     vs[0].action for e in raw if (vs := collector.by_event.get(e["event_id"]))))
                 cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+                # read back after the bulk CPU is taken (this read costs Tansu and this process)
+                bulk["ingest_topic"] = await ingest_bytes(bootstrap, ingest_topic, offsets0,
+                                                          offsets1)
                 single_runs = await single_phases(
                     bases, session, auth, project_id, {a: secrets[a] for a in singles},
                     args, collector, procs, redis_url,
@@ -558,6 +611,11 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         f"{tag} policy: {r['policy']}",
         *(f"{tag} {line}" for line in cpu_lines(r)),
+        (f"{tag} ingest topic during bulk: {b['ingest_topic']['messages']:,} messages, "
+         f"{b['ingest_topic']['bytes']:,} B for {b['ingest_topic']['events']:,} events "
+         f"({b['ingest_topic']['bytes_per_event']:.0f} B/event)"),
+        (f"{tag} bulk CPU µs/event before idle is taken off: " + ", ".join(
+            f"{k} {v / b['events'] * 1e6:,.1f}" for k, v in r["bulk_cpu_seconds"].items())),
         f"{tag} CPU seconds during bulk: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r["bulk_cpu_seconds"].items()),
         f"{tag} CPU seconds during single: "

@@ -57,7 +57,8 @@ def _messages(
     received_at: float, wait: bool,
 ) -> tuple[list[Message], list[list[IngestEvent]]]:
     packed = envelopes(events, project_id, trace_id, received_at, wait=wait,
-                       reply=state.reply_route if wait else "")
+                       reply=state.reply_route if wait else "",
+                       wire_version=state.settings.ingest_wire_version)
     topic = state.settings.topic_ingest
     return [Message(topic, k, v, trace_id) for k, v, _ in packed], [evs for _, _, evs in packed]
 
@@ -144,6 +145,11 @@ async def _publish_event(
             state.waiters.discard(caller.project_id, event.event_id, waiting)
 
 
+#: The ``ratchet_ingest_events_total`` outcome of a refused batch item, by its status.
+_OUTCOMES = {400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
+             422: "invalid"}
+
+
 @routes.post("/v1/events:batch")
 async def post_batch(request: web.Request) -> web.Response:
     state = state_of(request)
@@ -200,14 +206,15 @@ async def _publish_batch(
             if it.event is not None and it.event.event_id in failed_ids:
                 it.error = UnavailableError("Kafka did not acknowledge this event; retry it")
     results: list[dict[str, Any]] = [it.result() for it in items]
-    counts = {"accepted": 0, "rejected": 0}
+    # one counter update per outcome, not per event (a labelled inc costs ≈ 2.5 µs)
+    outcomes: dict[str, int] = {}
     for it in items:
-        outcome = "accepted" if it.error is None else {
-            400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
-            422: "invalid",
-        }.get(it.error.status, "unavailable")
-        INGEST_EVENTS.labels(outcome).inc()
-        counts["accepted" if it.error is None else "rejected"] += 1
+        outcome = "accepted" if it.error is None else _OUTCOMES.get(it.error.status, "unavailable")
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for outcome, n in outcomes.items():
+        INGEST_EVENTS.labels(outcome).inc(n)
+    accepted = outcomes.get("accepted", 0)
+    counts = {"accepted": accepted, "rejected": len(items) - accepted}
     return _json(
         {"trace_id": trace_id, **counts, "results": results}, status=200
     )

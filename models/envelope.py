@@ -2,8 +2,21 @@
 
 Faust pays a large fixed cost per Kafka message, so the gateway groups a request's events into one
 envelope per agent (DESIGN.md §6) and workers answer with one verdict envelope per envelope.
-Bodies are JSON (orjson); the Kafka key is :func:`agent_key`, so one agent's events keep their
-order on one partition. Workers write verdict envelopes in the compact format of
+The Kafka key is :func:`agent_key`, so one agent's events keep their order on one partition.
+
+Ingest envelopes come in two wire versions, and :func:`decode_ingest` reads both (a rolling
+upgrade mixes them): version 1 is JSON (``{"v":1,…,"events":[{…}]}``, :func:`encode_ingest`);
+version 2, what gateways write by default (``RATCHET_INGEST_WIRE_VERSION``), is a positional
+MessagePack array (:func:`encode_ingest_compact`), the project and agent once per envelope,
+no field names, the priority as a small integer::
+
+    [2, project_id, agent_id, trace_id, received_at, wait, reply, [row, ...]]
+    row = [event_id, run_id, service, action, payload, priority, ts, cost, end_of_run, metadata]
+
+``priority``: index into :data:`models.events.PRIORITIES`; ``ts``, ``cost``: nil when absent;
+``metadata``: nil when empty. Payload and metadata keep their JSON types (MessagePack has
+integers, floats, strings, booleans, nil, arrays and maps). A version-1 body starts with ``{``,
+a version-2 body with a MessagePack array header. Workers write verdict envelopes in the compact format of
 :mod:`models.verdict_wire` (version 2); the JSON verdict envelope here is version 1, still read.
 
 >>> from models.events import parse_event
@@ -11,6 +24,8 @@ order on one partition. Workers write verdict envelopes in the compact format of
 ...                   "action": "x", "payload": {}}, project_id="p")
 >>> env = IngestEnvelope("p", "a", "t-1", 1.5, (ev,), wait=True, reply="gw1")
 >>> decode_ingest(encode_ingest(env)) == env
+True
+>>> decode_ingest(encode_ingest_compact(env)) == env
 True
 """
 
@@ -20,13 +35,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from models.errors import ValidationError
-from models.events import IngestEvent, parse_event
+from models.events import PRIORITIES, IngestEvent, new_event, parse_event
 from models.verdict import Verdict
 
 __all__ = [
+    "COMPACT_INGEST_VERSION",
     "ENVELOPE_VERSION",
     "TRACE_HEADER",
     "FeedbackMessage",
@@ -38,11 +55,14 @@ __all__ = [
     "decode_verdicts",
     "encode_feedback",
     "encode_ingest",
+    "encode_ingest_compact",
     "encode_verdict_bodies",
     "encode_verdicts",
 ]
 
 ENVELOPE_VERSION = 1
+#: Version of the compact (MessagePack) ingest envelope.
+COMPACT_INGEST_VERSION = 2
 #: Kafka header carrying the trace id of the request that produced a message.
 TRACE_HEADER = "trace_id"
 
@@ -114,7 +134,63 @@ def encode_ingest(env: IngestEnvelope) -> bytes:
     return orjson.dumps(obj)
 
 
+def encode_ingest_compact(env: IngestEnvelope) -> bytes:
+    """The version-2 (MessagePack) body of ``env`` (module docstring); the version-1 JSON body
+    when an event does not fit its layout (another project or agent than the envelope's, an
+    offline ``label``, a priority outside the set)."""
+    rows = []
+    for e in env.events:
+        priority = _PRIORITY_INDEX.get(e.priority)
+        if (e.project_id != env.project_id or e.agent_id != env.agent_id or e.label is not None
+                or priority is None):
+            return encode_ingest(env)
+        rows.append((e.event_id, e.run_id, e.service, e.action, e.payload, priority, e.ts, e.cost,
+                     e.end_of_run, e.metadata or None))
+    try:
+        return _compact_encoder.encode((COMPACT_INGEST_VERSION, env.project_id, env.agent_id,
+                                        env.trace_id, env.received_at, env.wait, env.reply, rows))
+    except (TypeError, ValueError, UnicodeError):  # a value MessagePack cannot carry
+        return encode_ingest(env)
+
+
+_compact_encoder = msgspec.msgpack.Encoder()
+_PRIORITY_INDEX = {p: i for i, p in enumerate(PRIORITIES)}
+_Row = tuple[str, str, str, str, dict[str, Any], int, float | None, float | None, bool,
+             dict[str, Any] | None]
+_compact_decoder = msgspec.msgpack.Decoder(
+    tuple[int, str, str, str, float, bool, str, list[_Row]])
+
+
+def _decode_compact(body: bytes) -> IngestEnvelope:
+    try:
+        version, project_id, agent_id, trace_id, received_at, wait, reply, rows = (
+            _compact_decoder.decode(body))
+    except msgspec.ValidationError as exc:
+        head = msgspec.msgpack.decode(body)  # a readable body of another layout: which version?
+        if isinstance(head, list) and head and head[0] != COMPACT_INGEST_VERSION:
+            raise ValidationError(f"ingest envelope has an unknown wire version {head[0]!r}") \
+                from None
+        raise ValidationError(f"ingest envelope (version 2) is malformed: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"ingest envelope is neither JSON nor MessagePack: {exc}") from None
+    if version != COMPACT_INGEST_VERSION:
+        raise ValidationError(f"ingest envelope has an unknown wire version {version!r}")
+    events = []
+    for event_id, run_id, service, action, payload, priority, ts, cost, end_of_run, meta in rows:
+        if not 0 <= priority < len(PRIORITIES):
+            raise ValidationError(f"ingest envelope has an unknown priority {priority}")
+        events.append(new_event(event_id, agent_id, run_id, service, action, payload,
+                                project_id, PRIORITIES[priority], ts, cost, end_of_run,
+                                meta or {}, None))
+    return IngestEnvelope(project_id, agent_id, trace_id, received_at, tuple(events), wait=wait,
+                          reply=reply)
+
+
 def decode_ingest(body: bytes) -> IngestEnvelope:
+    """An ingest envelope of either wire version (module docstring); :class:`ValidationError`
+    for anything else."""
+    if body[:1] != b"{":
+        return _decode_compact(body)
     obj = _loads(body, "ingest envelope")
     project_id = obj["project_id"]
     events = tuple(

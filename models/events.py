@@ -12,6 +12,7 @@ models.errors.ValidationError: agent_id is required
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from models.errors import ValidationError
+from models.jcs import plain_float
 from models.sanitize import clean_text, display_problem, shown
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "check_shape",
     "json_depth",
     "json_key_count",
+    "new_event",
     "parse_event",
 ]
 
@@ -182,11 +185,15 @@ def _bad_number(value: Any, limits: Limits) -> str | None:
     return None
 
 
-def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> None:
+def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> bool:
     """Refuse ``value`` (the field ``name``) if it nests deeper than ``max_depth``, holds more
     than ``max_keys`` object keys, or contains a number out of range. One iterative pass that
     stops at the first violation; the error names the field (or the number's path) and the limit.
+
+    Returns whether every float in it is :func:`models.jcs.plain_float` (the same pass tells the
+    signature check whether orjson writes ``value``'s numbers as RFC 8785 does).
     """
+    plain = True
     keys = 0
     limit = limits.max_abs_number
     stack: list[tuple[Any, _Path, int]] = [(value, name, 0)]
@@ -205,9 +212,13 @@ def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Li
             kind = type(child)
             if kind is dict or kind is list:
                 stack.append((child, (path, step), level + 1))
-            elif (kind is int or kind is float) and not -limit <= child <= limit:
-                where = clean_text(_path_text((path, step)), 200)  # keys are client text
-                raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
+            elif kind is float or kind is int:
+                if not -limit <= child <= limit:
+                    where = clean_text(_path_text((path, step)), 200)  # keys are client text
+                    raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
+                if kind is float and plain and not plain_float(child):
+                    plain = False
+    return plain
 
 
 def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
@@ -283,3 +294,27 @@ def parse_event(
         metadata=_metadata(obj, limits),
         label=label,
     )
+
+
+#: The slot setters of :class:`IngestEvent`, in field order. A frozen dataclass's ``__init__``
+#: sets each field through ``object.__setattr__`` (≈ 1.8 µs for its 13 fields); calling the
+#: slot descriptors directly builds the same object in half that.
+_FIELD_ORDER = ("event_id", "agent_id", "run_id", "service", "action", "payload", "project_id",
+                "priority", "ts", "cost", "end_of_run", "metadata", "label")
+_SETTERS = tuple(IngestEvent.__dict__[name].__set__ for name in _FIELD_ORDER)
+
+
+def new_event(*values: Any) -> IngestEvent:
+    """An :class:`IngestEvent` from its 13 field values in field order, already checked."""
+    event = object.__new__(IngestEvent)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _SETTERS
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12 = values
+    s0(event, v0), s1(event, v1), s2(event, v2), s3(event, v3), s4(event, v4)
+    s5(event, v5), s6(event, v6), s7(event, v7), s8(event, v8), s9(event, v9)
+    s10(event, v10), s11(event, v11), s12(event, v12)
+    return event
+
+
+if tuple(f.name for f in dataclasses.fields(IngestEvent)) != _FIELD_ORDER:  # pragma: no cover
+    def new_event(*values: Any) -> IngestEvent:  # a field was added: the plain constructor
+        return IngestEvent(*values)

@@ -13,8 +13,9 @@ tries orjson, which writes byte-identical output for the values where the two gr
   digits in plain decimal there; JCS prints ``1.0`` as ``1``, ``1e-7`` with an exponent);
 - ``true``, ``false``, ``null``.
 
-Anything else takes the reference. ``tests/unit/test_jcs.py`` checks the two agree on generated
-values and on the shared vectors in ``docs/signature-vectors.json``.
+Integral floats within ±2**53 are written as the integers they equal (JCS prints ``12.0`` as
+``12``, orjson as ``12.0``): such a value is copied with those floats made ints, then orjson
+writes it. Anything else takes the reference.
 
 Integers outside ``±(2**53 - 1)``, NaN, infinities and lone surrogates are refused with
 :class:`ValueError` (they have no portable canonical form).
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 import rfc8785
 
-__all__ = ["MAX_SAFE_INTEGER", "jcs", "reference_jcs"]
+__all__ = ["MAX_SAFE_INTEGER", "jcs", "plain_float", "reference_jcs"]
 
 #: Largest integer every JSON implementation reads exactly (I-JSON, RFC 7493 §2.2).
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -49,16 +50,24 @@ def reference_jcs(value: Any) -> bytes:
 
 def jcs(value: Any) -> bytes:
     """RFC 8785 bytes of ``value``: orjson where provably identical, else :func:`reference_jcs`."""
-    if _fast_safe(value):
+    safe = _fast_safe(value)
+    if safe:
         try:
+            if safe is _INTEGRAL:
+                value = _integral_floats_as_ints(value)
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:  # nesting or strings orjson refuses: the reference decides
+        except (orjson.JSONEncodeError, RecursionError):  # orjson refuses: the reference decides
             pass
     return reference_jcs(value)
 
 
-def _fast_safe(value: Any) -> bool:
-    """True when orjson's sorted output for ``value`` is its JCS form (exact types only)."""
+_INTEGRAL = 2  # _fast_safe: safe once integral floats are written as ints
+
+
+def _fast_safe(value: Any) -> int:
+    """1 when orjson's sorted output for ``value`` is its JCS form (exact types only),
+    :data:`_INTEGRAL` when it is after :func:`_integral_floats_as_ints`, 0 otherwise."""
+    safe = 1
     stack = [value]
     while stack:
         node = stack.pop()
@@ -66,18 +75,45 @@ def _fast_safe(value: Any) -> bool:
         if t is dict:
             for k, v in node.items():
                 if type(k) is not str or not k.isascii():
-                    return False
+                    return 0
                 if type(v) is not str:
                     stack.append(v)
         elif t is list:
             stack.extend(v for v in node if type(v) is not str)
         elif t is int:
             if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
-                return False
+                return 0
         elif t is float:
-            # NaN and infinities fail the comparison; integral floats print differently
-            if not (1e-4 <= abs(node) < 1e16 and not node.is_integer()):
-                return False
+            # NaN and infinities fail the comparisons
+            if node.is_integer():
+                if not -_EXACT_INTEGRAL < node < _EXACT_INTEGRAL:
+                    return 0
+                safe = _INTEGRAL
+            elif not plain_float(node):
+                return 0
         elif not (t is str or t is bool or node is None):
-            return False
-    return True
+            return 0
+    return safe
+
+
+def plain_float(x: float) -> bool:
+    """Whether orjson writes the float ``x`` exactly as RFC 8785 does: not integral, and
+    ``1e-4 <= |x| < 1e16`` (both then print its shortest digits in plain decimal)."""
+    return 1e-4 <= abs(x) < 1e16 and not x.is_integer()
+
+
+#: Below this magnitude an integral float's shortest digits are its integer digits, which is
+#: what JCS prints (ECMAScript Number::toString without an exponent below 1e21).
+_EXACT_INTEGRAL = float(2**53)
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """A copy of ``value`` with every integral float replaced by the int it equals."""
+    t = type(value)
+    if t is float:
+        return int(value) if value.is_integer() else value
+    if t is dict:
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if t is list:
+        return [_integral_floats_as_ints(v) for v in value]
+    return value

@@ -30,6 +30,7 @@ b'{"a":"\\xc3\\xa9","b":1}'
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Mapping
@@ -51,6 +52,7 @@ __all__ = [
     "reference_canonical_json",
     "sign",
     "sign_v1",
+    "signature_matches",
     "signed_object",
     "signing_bytes",
     "signing_message",
@@ -157,8 +159,40 @@ def sign_v1(
 
 
 def _hmac_hex(secret: str, message: bytes) -> str:
-    # hmac.digest: the one-shot C implementation, the same bytes as hmac.new(...).digest()
-    return hmac.digest(secret.encode("utf-8"), message, "sha256").hex()
+    """Hex HMAC-SHA256 (RFC 2104), the same bytes as ``hmac.digest(secret, message, "sha256")``.
+
+    One-shot HMAC through OpenSSL 3 sets up a MAC context per call (≈ 2.9 µs for an event);
+    here each secret's keyed inner and outer SHA-256 states are computed once and copied per
+    message (≈ 0.8 µs). ``tests/unit/test_signing.py`` compares the two on generated keys.
+    """
+    pads = _PADS.get(secret)
+    if pads is None:
+        pads = _keyed_pads(secret)
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return str(outer.hexdigest())
+
+
+#: Keyed SHA-256 states per secret (inner, outer); bounded: cleared when full.
+_PADS: dict[str, tuple[Any, Any]] = {}
+_MAX_PADS = 4096
+_BLOCK = 64  # SHA-256 block size, bytes
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _keyed_pads(secret: str) -> tuple[Any, Any]:
+    key = secret.encode("utf-8")
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    pads = (hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD)))
+    if len(_PADS) >= _MAX_PADS:
+        _PADS.clear()
+    _PADS[secret] = pads
+    return pads
 
 
 def signed_object(event: Mapping[str, Any], project_id: str, timestamp: int) -> dict[str, Any]:
@@ -180,6 +214,14 @@ def signing_bytes(event: Mapping[str, Any], project_id: str, timestamp: int) -> 
             f"the event cannot be signed portably ({exc}); integers must be within "
             "±9007199254740991 and strings valid Unicode", None
         ) from None
+
+
+def signature_matches(secret: str, message: bytes, signature: str) -> bool:
+    """Whether ``signature`` is ``v2=`` and the hex HMAC-SHA256 of ``message`` (the event's
+    :func:`signing_bytes`, already computed) under ``secret``; compared in constant time.
+    ``False`` says only "not proven good": :func:`verify` gives the reason."""
+    return (signature[:3] == f"{SCHEME}=" and signature.isascii()
+            and hmac.compare_digest(_hmac_hex(secret, message), signature[3:]))
 
 
 def sign(secret: str, project_id: str, event: Mapping[str, Any], timestamp: int) -> str:

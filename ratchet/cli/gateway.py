@@ -32,6 +32,7 @@ from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, connect_from_settings
 from ratchet.store.scripts import scripts_for
+from streams.tuning import tune_gc
 
 __all__ = ["main_gateway", "register"]
 
@@ -48,6 +49,7 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
     from gateway.app import build_app
 
     app = build_app(settings)
+    tune_gc(settings.gateway_gc_gen0)  # a bulk request allocates ≈ 15 objects per event
     web.run_app(
         app,
         loop=_event_loop(settings),

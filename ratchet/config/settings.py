@@ -101,6 +101,10 @@ class Settings:
     #: Run the gateway on uvloop (libuv) instead of asyncio's default loop: less CPU per request
     #: and per Redis/Kafka round trip (measured in docs/operations.md). Off: the standard loop.
     gateway_uvloop: bool = True
+    #: Generation-0 threshold of the gateway's garbage collector after start-up (what start-up
+    #: created is frozen first); CPython's default, 700, collects several times per bulk
+    #: request. 0 leaves the collector as it is.
+    gateway_gc_gen0: int = 50_000
     #: Longest ``wait_ms`` a caller may ask for on ``POST /v1/events``.
     max_wait_ms: int = 5_000
     #: How long verdicts stay available for ``GET /v1/verdicts/{id}``, approvals and explain,
@@ -145,6 +149,10 @@ class Settings:
     kafka_send_timeout_s: float = 5.0
     #: Gateway producer ``linger_ms``: how long it lets messages gather into one request.
     kafka_linger_ms: int = 2
+    #: Wire version of the ingest envelopes gateways write: 2, compact MessagePack (≈ half the
+    #: bytes of 1, JSON). Workers of this release read both; set 1 while workers of an older
+    #: release (JSON only) still consume the ingest topic, e.g. when gateways roll out first.
+    ingest_wire_version: int = 2
     #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
     #: at the gateway, a retried batch at the worker, not a hang).
     redis_timeout_s: float = 5.0

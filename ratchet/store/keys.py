@@ -42,9 +42,13 @@ __all__ = ["ChainKeys", "GuardAgentKeys", "GuardRunKeys", "Keys", "event_field",
 _ESCAPE = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
 
 
+#: Any character :func:`part` escapes (a search is ≈ 10x cheaper than ``str.translate``).
+_NEEDS_ESCAPE = re.compile("[%:{}]")
+
+
 def part(text: str) -> str:
     """A caller-supplied string made safe as one segment of a key (see the module docstring)."""
-    return text.translate(_ESCAPE)
+    return text.translate(_ESCAPE) if _NEEDS_ESCAPE.search(text) else text
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
+from gateway.app import build_app
 from models.envelope import TRACE_HEADER, agent_key, decode_ingest
+from models.errors import ConfigError
+from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent
 from ratchet.sandbox.client import RatchetClient
+from streams.worker import decode_ingest_trusted
 from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
+    own_gateway,
     read_topic,
 )
 
@@ -148,3 +154,40 @@ async def test_single_event_carries_trace_id(gateway: Gateway, tenant: Tenant) -
                              gateway.settings.topic_ingest, expect=1)
     assert dict(rec.headers)[TRACE_HEADER] == trace.encode()
     assert decode_ingest(rec.value or b"").trace_id == trace
+
+
+async def test_ingest_wire_versions_for_a_rolling_upgrade(
+    gw_settings: Settings, gateway: Gateway, tenant: Tenant
+) -> None:
+    """The default gateway writes the compact envelope; one with RATCHET_INGEST_WIRE_VERSION=1
+    writes JSON as before; the worker's decoder reads both into the same events."""
+    old = dataclasses.replace(gw_settings, ingest_wire_version=1,
+                              topic_ingest=gw_settings.topic_ingest + "-v1")
+    bodies = []
+    async with own_gateway(old) as gw_old:
+        old_client = RatchetClient(gw_old.url, tenant.api_key, tenant.agent_id, tenant.secret,
+                                   project_id=tenant.project_id)
+        try:
+            for gw, client in ((gateway, tenant.client), (gw_old, old_client)):
+                items = [client.signed(event(payload={"n": i, "x": 1.5, "s": "é"}))
+                         for i in range(3)]
+                answer = await client._call("POST", "/v1/events:batch", json={"events": items})
+                assert answer.status == 200 and answer.body["accepted"] == 3
+                [rec] = await read_topic(gw.settings.kafka_bootstrap or "",
+                                         gw.settings.topic_ingest, expect=1)
+                bodies.append((rec.value or b"", [it["event_id"] for it in items]))
+        finally:
+            await old_client.close()
+    (compact, _), (json_body, _) = bodies
+    assert compact[:1] != b"{" and json_body[:1] == b"{"
+    assert len(compact) < len(json_body)
+    for body, ids in bodies:
+        env = decode_ingest_trusted(body)
+        assert env == decode_ingest(body)
+        assert [e.event_id for e in env.events] == ids
+        assert [e.payload for e in env.events] == [{"n": i, "x": 1.5, "s": "é"} for i in range(3)]
+
+
+def test_an_unknown_ingest_wire_version_refuses_to_start(gw_settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="RATCHET_INGEST_WIRE_VERSION=3"):
+        build_app(dataclasses.replace(gw_settings, ingest_wire_version=3))

@@ -4,11 +4,12 @@
                                           [--rounds 3] [--json FILE]
 
 For each bucket width (hours) a fresh database gets every bucket a claim reads (window 24 h:
-window / width + 2 of them) filled with ``--fill`` random bindings, then ``--claims`` new UUID
+window / width + 2 of them) filled with ``--fill`` random bindings (claimed through the script at
+a time within the bucket, so its slots have split as in service), then ``--claims`` new UUID
 ids are claimed through ``lua/event_ids_claim.lua`` in calls of 200 (the bulk path) and of 1
 (single events), with and without the read of the layout before buckets; Redis CPU per claimed
 event (``INFO cpu``, user + system) is the best of ``--rounds``. Memory per binding
-(``MEMORY USAGE`` of a filled bucket / its fields) does not depend on the width; how long a
+(``MEMORY USAGE`` of a filled bucket / its bindings) does not depend on the width; how long a
 binding is kept does: the window plus half a bucket on average, reported as the factor on a
 day. Ceiling: the previous layout's script (``SET key fp NX GET EX window`` per id) in the same
 run, on the same server.
@@ -28,8 +29,8 @@ from redis.asyncio import Redis
 
 from benchmarks.report import emit
 from ratchet.sandbox.servers import redis_for
-from ratchet.store.event_id_buckets import bucket_expiry, compact_print, live_buckets
-from ratchet.store.keys import Keys, event_field
+from ratchet.store.event_id_buckets import claim_call, live_buckets
+from ratchet.store.keys import Keys
 from ratchet.store.scripts import scripts_for
 
 WINDOW_S = 86_400
@@ -77,14 +78,19 @@ async def bench(url: str, fill: int, claims: int, widths: list[int], rounds: int
             width = hours * 3600
             await client.flushdb()
             indexes = live_buckets(now, WINDOW_S, width)
-            for i in indexes:
+            filled = 0
+            for i in sorted(indexes):  # oldest first, as time runs
+                at = min(max(i * width + 1.0, now - WINDOW_S + 60), now)
+                if i * width > now:
+                    continue
                 for lo in range(0, fill, 1000):
-                    await client.hset(keys.event_id_bucket("p", i), mapping={
-                        uuid.uuid4().bytes: os.urandom(12) for _ in range(min(1000, fill - lo))})
-            usage = int(await client.memory_usage(keys.event_id_bucket("p", indexes[0]),
-                                                  samples=0) or 0)
+                    script_keys, args = claim_call(keys, "p", _claims(min(1000, fill - lo)),
+                                                   WINDOW_S, at, legacy=False)
+                    await claim(keys=script_keys, args=args)
+                filled += fill
+            usage = int(await client.memory_usage(keys.event_ids("p"), samples=0) or 0)
             row: dict[str, Any] = {"buckets_read": len(indexes),
-                                   "bytes_per_binding": round(usage / fill, 1),
+                                   "bytes_per_binding": round(usage / filled, 1),
                                    "kept_factor_on_window": round(1 + width / 2 / WINDOW_S, 3)}
             for batch in (200, 1):
                 for legacy in (True, False):
@@ -92,15 +98,8 @@ async def bench(url: str, fill: int, claims: int, widths: list[int], rounds: int
                     for _ in range(rounds):
                         calls: list[tuple[list[Any], list[Any]]] = []
                         for _ in range(max(1, claims // batch)):
-                            group = _claims(batch)
-                            script_keys = [keys.event_id_bucket("p", i) for i in indexes]
-                            args: list[Any] = [len(indexes), int(legacy),
-                                               bucket_expiry(indexes[0], WINDOW_S, width)]
-                            for event_id, fp in group:
-                                args += [event_field(event_id), compact_print(fp)]
-                            if legacy:
-                                script_keys += [keys.event_fingerprint("p", e) for e, _ in group]
-                            calls.append((script_keys, args))
+                            calls.append(claim_call(keys, "p", _claims(batch), WINDOW_S, now,
+                                                    legacy=legacy))
                         best = min(best, await _timed(client, claim, calls,
                                                       batch * len(calls)))
                     name = f"batch_{batch}_{'with' if legacy else 'without'}_previous_layout"

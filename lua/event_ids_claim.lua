@@ -1,88 +1,141 @@
 --[[
   event_ids_claim.lua — bind event ids of ONE project to the fingerprints of their first bodies.
 
-  Bindings live in hashes, one per project and time bucket (ratchet.store.event_id_buckets):
-  field = the event's compact id (ratchet.store.keys.event_field: "u" + 16 bytes for a UUID,
-  "e:" + the id otherwise), value = the first 12 bytes of its body's fingerprint (the
-  fingerprint covers the agent id, so another agent's event under the id differs). A bucket
-  expires one window after its end, so a binding is kept at least the window.
+  Bindings live in one hash per project (keys.event_ids), as records packed into slot fields
+  (lua/includes/id_slots.lua): the id's 12-byte digest, the first 8 bytes of its body's
+  fingerprint (the fingerprint covers the agent id, so another agent's event under the id
+  differs) and the second it was bound; a binding is live for the window after that second.
 
-  For each event: if no live bucket and no key of the layout before buckets holds its id, bind it
-  in the current bucket (the id is new); if one holds the same fingerprint, the event is an
-  idempotent retry; otherwise the id was used for a different event. Check and bind are one
-  script call, so two different bodies racing for one id cannot both win; the same id twice in
-  one call is answered like a retry of the first. A binding is never refreshed: it holds one
-  window from its first claim. All keys share the project's hash tag {e:<project>}.
+  For each event: if no live record and no key or field of the layouts before holds its id, bind
+  it (the id is new); if one holds the same fingerprint, the event is an idempotent retry;
+  otherwise the id was used for a different event. Check and bind are one script call, so two
+  different bodies racing for one id cannot both win; the same id twice in one call is answered
+  like a retry of the first. A binding is never refreshed: it holds one window from its first
+  claim. All keys share the project's hash tag {e:<project>}.
 
-  KEYS[1]        the current bucket     hash, keys.event_id_bucket(project, i): new ids go here
-  KEYS[2..m]     every other live bucket (the next one, for clock skew between gateways, and
-                 those up to one window back)
-  KEYS[m+1..]    per event, in order: its key of the layout before buckets
+  KEYS[1]        the bindings           hash, keys.event_ids(project)
+  KEYS[2..m+1]   the time buckets of the layout before (keys.event_id_bucket(project, i): a field
+                 per id, its compact id → 12 bytes of the fingerprint) that may hold a binding of
+                 the window, read while they exist
+  KEYS[m+2..]    per event, in order: its key of the layout before buckets
                  (keys.event_fingerprint(project, id): the hex fingerprint as a string), read
                  until they expire; absent when ARGV[2] is 0
 
   ARGV[1]      m                     number of bucket keys
-  ARGV[2]      legacy                1 = KEYS[m+1..] are given (one per event), 0 = not read
-  ARGV[3]      expire_at             Unix seconds at which KEYS[1] expires (its end + window)
-  ARGV[4..]    per event i: field (ARGV[2i + 2]), fingerprint (12 bytes, ARGV[2i + 3])
+  ARGV[2]      legacy                1 = read the layouts before (KEYS[2..]), 0 = not
+  ARGV[3]      now                   Unix seconds (integer): the records' time
+  ARGV[4]      window                seconds a binding is kept (RATCHET_EVENT_ID_WINDOW_S)
+  ARGV[5]      per_slot              records per slot field before the hash splits a slot
+  ARGV[6..]    per event i: digest (12 bytes, ARGV[3i + 3]), fingerprint (12 bytes, ARGV[3i + 4];
+               a record keeps its first 8), field of the layout before (ARGV[3i + 5]:
+               keys.event_field, "u" + 16 bytes or "e:" + the id)
 
   Output: {ok_1, ..., ok_n}   1 new id (bound now), 2 same body (an idempotent retry),
                               0 id bound to a different body
 ]]
+--- @include "id_slots"
+local key = KEYS[1]
 local m = tonumber(ARGV[1])
 local legacy = ARGV[2] == '1'
-local n = (#ARGV - 3) / 2
+local now, window, per_slot = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local oldest = now - window
+local n = (#ARGV - 5) / 3
 local CHUNK = 1000 -- values per unpack: well below Lua's C stack limit
 
-local fields = {}
-for i = 1, n do fields[i] = ARGV[2 * i + 2] end
+local k, s, count = slot_meta(redis.call('HGET', key, '#'))
+local digests, prints, addresses = {}, {}, {}
+for i = 1, n do
+  digests[i] = ARGV[3 * i + 3]
+  prints[i] = ARGV[3 * i + 4]
+  addresses[i] = slot_address(digests[i])
+end
+local fields = slot_fields(addresses, k, s)
 
-local function hmget_into(key, found)
-  for lo = 1, n, CHUNK do
-    local hi = math.min(n, lo + CHUNK - 1)
-    local got = redis.call('HMGET', key, unpack(fields, lo, hi))
-    for j = lo, hi do
-      if found[j] == nil and got[j - lo + 1] then found[j] = got[j - lo + 1] end
+-- found[i] = 2 (same body) or 0 (another body) once a live binding of id i is seen
+local found, values = {}, {}
+for lo = 1, n, CHUNK do
+  local hi = math.min(n, lo + CHUNK - 1)
+  local got = redis.call('HMGET', key, unpack(fields, lo, hi))
+  for i = lo, hi do
+    local value = got[i - lo + 1]
+    values[fields[i]] = value or false
+    local at = slot_find(value, digests[i], oldest)
+    if at then
+      found[i] = (string.sub(value, at + TAG, at + TAG + PRINT - 1) == string.sub(prints[i], 1, PRINT))
+        and 2 or 0
     end
   end
 end
 
-local found = {}
-for b = 1, m do hmget_into(KEYS[b], found) end
+if legacy then
+  for b = 2, m + 1 do
+    if redis.call('EXISTS', KEYS[b]) == 1 then
+      for lo = 1, n, CHUNK do
+        local hi = math.min(n, lo + CHUNK - 1)
+        local ask = {}
+        for i = lo, hi do ask[#ask + 1] = ARGV[3 * i + 5] end
+        local got = redis.call('HMGET', KEYS[b], unpack(ask))
+        for i = lo, hi do
+          local value = got[i - lo + 1]
+          if found[i] == nil and value then found[i] = (value == prints[i]) and 2 or 0 end
+        end
+      end
+    end
+  end
+end
 
 local old = {}
 if legacy then
   for lo = 1, n, CHUNK do
     local hi = math.min(n, lo + CHUNK - 1)
-    local got = redis.call('MGET', unpack(KEYS, m + lo, m + hi))
+    local got = redis.call('MGET', unpack(KEYS, m + 1 + lo, m + 1 + hi))
     for j = lo, hi do old[j] = got[j - lo + 1] end
   end
 end
 
-local function hex(s)
-  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+local function hex(str)
+  return (string.gsub(str, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end
 
-local out, new, here = {}, {}, {}
+local out, here, added, order, fresh = {}, {}, {}, {}, 0
+local stamp = slot_time(now)
 for i = 1, n do
-  local field, print = fields[i], ARGV[2 * i + 3]
-  local prior = found[i] or here[field]
-  if prior then
+  local digest, print = digests[i], prints[i]
+  local prior = here[digest]
+  if found[i] ~= nil then
+    out[i] = found[i]
+  elseif prior then
     out[i] = (prior == print) and 2 or 0
   elseif old[i] then
     -- the layout before buckets: 32 hex digits of the fingerprint
     out[i] = (string.sub(old[i], 1, 24) == hex(print)) and 2 or 0
   else
     out[i] = 1
-    here[field] = print
-    new[#new + 1] = field
-    new[#new + 1] = print
+    here[digest] = print
+    local field = fields[i]
+    if added[field] == nil then
+      added[field] = {}
+      order[#order + 1] = field
+    end
+    local list = added[field]
+    list[#list + 1] = digest .. string.sub(print, 1, PRINT) .. stamp
+    fresh = fresh + 1
   end
 end
-if #new > 0 then
-  for lo = 1, #new, 2 * CHUNK do
-    redis.call('HSET', KEYS[1], unpack(new, lo, math.min(#new, lo + 2 * CHUNK - 1)))
+if fresh > 0 then
+  local flat = {}
+  for _, field in ipairs(order) do
+    local live, dropped = slot_trim(values[field] or nil, oldest)
+    count = count - dropped
+    flat[#flat + 1] = field
+    flat[#flat + 1] = live .. table.concat(added[field])
   end
-  redis.call('EXPIREAT', KEYS[1], ARGV[3])
+  for lo = 1, #flat, 2 * CHUNK do
+    redis.call('HSET', key, unpack(flat, lo, math.min(#flat, lo + 2 * CHUNK - 1)))
+  end
+  k, s, count = slot_split(key, k, s, count + fresh, per_slot, oldest)
+  redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count))
+  -- the hash outlives its newest record's window (plus a margin for gateways' clock skew)
+  redis.call('EXPIREAT', key, now + window + math.min(window, 3600))
 end
 return out

@@ -1,19 +1,22 @@
-"""Where the gateway keeps event-id bindings: one hash per project and time bucket.
+"""Where the gateway keeps event-id bindings: one hash per project, records packed into slots.
 
 An event id is bound, per project, to the fingerprint of the first body accepted under it for
 ``RATCHET_EVENT_ID_WINDOW_S`` (``lua/event_ids_claim.lua``). A key per binding cost ≈ 152 bytes
-of Redis memory per event for a day (a key, its TTL and a 32-digit hex value); a field of a
-hash per project and :data:`BUCKET_S` seconds (or the window, when shorter) costs ≈ 80 (the
-hash's own entry: a 17-byte field, ``ratchet.store.keys.event_field``, and 12 bytes of the
-fingerprint; measured in docs/operations.md, "What Redis keeps per event"). A bucket expires
-one window after its end, so each binding is kept at least the window and less than the window
-plus one bucket; a claim reads every bucket that may still hold a binding of the window — one
-``HMGET`` per bucket for all the call's ids — plus the next one (a gateway whose clock runs
-ahead writes there) and, until they expire, the keys of the layout before buckets.
+of Redis memory per event (a key, its TTL and a 32-digit hex value); a field per binding in a
+hash per project and 4-hour bucket ≈ 80 (Redis's hash-table entry, field and value). Now a
+binding is a 24-byte record — 12 bytes of the id's digest (:func:`id_digest`), 8 of the body's
+fingerprint, the second it was bound — packed with ≈ :data:`PER_SLOT` others into one field of
+the project's hash (``keys.event_ids``), whose slots split one at a time as it fills (linear
+hashing, ``lua/includes/id_slots.lua``): ≈ 30 bytes per binding, measured in docs/operations.md
+("What Redis keeps per event"), with no server setting. A record is live for the window after
+its second and dropped when its slot is next written, so a claim reads one slot per id (one
+``HMGET`` for the call) instead of one field in every bucket of the window.
 
-This module builds the KEYS and ARGV of the claim and release scripts, so the batch path
-(:class:`ratchet.store.idempotency.EventIds`) and the admission round trip
-(:class:`ratchet.store.admission.AdmissionStore`) call them the same way.
+The layouts before are read while they exist: the time buckets of a field per id
+(:func:`live_buckets`, ``EXISTS`` first, so a claim pays for them only during an upgrade) and the
+per-id keys before them (``legacy``). This module builds the KEYS and ARGV of the claim and
+release scripts, so the batch path (:class:`ratchet.store.idempotency.EventIds`) and the
+admission round trip (:class:`ratchet.store.admission.AdmissionStore`) call them the same way.
 
 >>> live_buckets(4 * 3600 * 10 + 5, 86_400, 14_400)
 [10, 11, 9, 8, 7, 6, 5, 4]
@@ -23,23 +26,42 @@ This module builds the KEYS and ARGV of the claim and release scripts, so the ba
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from ratchet.store.keys import Keys, event_field
 
-__all__ = ["BUCKET_S", "bucket_expiry", "bucket_width", "claim_call", "compact_print",
-           "live_buckets", "release_call"]
+__all__ = ["BUCKET_S", "PER_SLOT", "bucket_expiry", "bucket_width", "claim_call",
+           "compact_print", "id_digest", "live_buckets", "release_call"]
 
-#: Width of a bucket, seconds. Wider buckets keep bindings longer (on average the window plus
-#: half a bucket), narrower ones cost a claim more ``HMGET`` calls (window / width + 2): 4 h
-#: keeps a binding ≈ 8 % longer than the window for 8 lookups per call (docs/operations.md).
+#: Width of a time bucket of the layout before (a hash of a field per id per project and
+#: bucket), seconds: which of those a claim still reads during an upgrade.
 BUCKET_S = 14_400
+
+#: Records per slot field before the hash splits a slot (``lua/includes/id_slots.lua``): more
+#: cost a claim more bytes read and rewritten per id, fewer cost more bytes per binding (each
+#: slot is an entry of Redis's hash table, ≈ 50 bytes). Gateways may differ: the slots are in
+#: Redis.
+PER_SLOT = 16
+
+
+def id_digest(event_id: str) -> bytes:
+    """The 12 bytes a binding keeps of an event id (BLAKE2b of its compact form,
+    ``ratchet.store.keys.event_field``): the first 4 pick its slot, all 12 tell it apart from
+    the slot's other ids (96 bits: two ids of a window sharing one is not a concern).
+
+    >>> id_digest("ev-7").hex()
+    '598f2e6465130e2bd7ebe193'
+    >>> len(id_digest("2b63178a-08d0-4bdd-b89b-e270ec0c47ba"))
+    12
+    """
+    return hashlib.blake2b(event_field(event_id), digest_size=12).digest()
 
 
 def bucket_width(window_s: int) -> int:
-    """The bucket width for a window: :data:`BUCKET_S`, or the window itself when shorter (so a
-    binding is never kept more than twice its window).
+    """The bucket width of the layout before for a window: :data:`BUCKET_S`, or the window
+    itself when shorter.
 
     >>> bucket_width(86_400), bucket_width(60)
     (14400, 60)
@@ -48,23 +70,22 @@ def bucket_width(window_s: int) -> int:
 
 
 def live_buckets(now: float, window_s: int, width_s: int = BUCKET_S) -> list[int]:
-    """Indexes of the buckets a claim at ``now`` reads: the current one first (new ids are
-    bound there), then the next (clock skew), then older ones down to the bucket holding
-    ``now - window_s``."""
+    """Indexes of the buckets of the layout before a claim at ``now`` reads: the current one,
+    the next (clock skew), then older ones down to the bucket holding ``now - window_s``."""
     current = int(now // width_s)
     oldest = int((now - window_s) // width_s)
     return [current, current + 1, *range(current - 1, oldest - 1, -1)]
 
 
 def bucket_expiry(index: int, window_s: int, width_s: int = BUCKET_S) -> int:
-    """Unix second bucket ``index`` expires at: its end plus the window."""
+    """Unix second bucket ``index`` of the layout before expired at: its end plus the window."""
     return (index + 1) * width_s + window_s
 
 
 def compact_print(fingerprint: str) -> bytes:
     """The stored form of a body fingerprint (``models.idempotency.event_fingerprint``, 32 hex
-    digits): its first 12 bytes (96 bits; a value of up to 12 bytes takes Redis's smallest
-    string allocation).
+    digits): its first 12 bytes, as the layout before kept it (a record keeps the first 8: 64
+    bits, so a different body under a reused id passes for a retry with chance 2^-64).
 
     >>> compact_print("00112233445566778899aabbccddeeff").hex()
     '00112233445566778899aabb'
@@ -77,16 +98,14 @@ def claim_call(
     *, legacy: bool = True,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one ``event_ids_claim.lua`` call for ``claims`` (``(event id,
-    fingerprint)``) of one project at ``now``; ``legacy`` also reads the per-id keys of the
-    layout before buckets (bindings of an older release, until they expire)."""
-    width = bucket_width(window_s)
-    indexes = live_buckets(now, window_s, width)
-    script_keys = [keys.event_id_bucket(project_id, i) for i in indexes]
-    args: list[Any] = [len(indexes), 1 if legacy else 0,
-                       bucket_expiry(indexes[0], window_s, width)]
+    fingerprint)``) of one project at ``now``; ``legacy`` also reads the layouts before (the
+    time buckets of a field per id and the per-id keys before them, until they expire)."""
+    indexes = live_buckets(now, window_s, bucket_width(window_s))
+    script_keys = [keys.event_ids(project_id),
+                   *(keys.event_id_bucket(project_id, i) for i in indexes)]
+    args: list[Any] = [len(indexes), 1 if legacy else 0, int(now), window_s, PER_SLOT]
     for event_id, fingerprint in claims:
-        args.append(event_field(event_id))
-        args.append(compact_print(fingerprint))
+        args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
     if legacy:
         script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
     return script_keys, args
@@ -98,9 +117,9 @@ def release_call(
     """KEYS and ARGV of one ``event_ids_release.lua`` call for ``bound`` (``(event id,
     fingerprint)``, each answered 1 by a claim)."""
     indexes = live_buckets(now, window_s, bucket_width(window_s))
-    script_keys = [keys.event_id_bucket(project_id, i) for i in indexes]
-    args: list[Any] = []
+    script_keys = [keys.event_ids(project_id),
+                   *(keys.event_id_bucket(project_id, i) for i in indexes)]
+    args: list[Any] = [int(now), window_s]
     for event_id, fingerprint in bound:
-        args.append(event_field(event_id))
-        args.append(compact_print(fingerprint))
+        args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
     return script_keys, args

@@ -189,13 +189,23 @@ class Keys:
 
     def event_id_bucket(self, project_id: str, index: int) -> str:
         """Hash of a project's event-id bindings claimed in one time bucket (compact id →
-        compact fingerprint; ratchet.store.event_id_buckets). Shares ``{e:<project>}`` with
-        :meth:`event_fingerprint`, the layout before buckets, still read until it expires.
+        compact fingerprint): the layout before :meth:`event_ids`, still read until it expires.
 
         >>> Keys("rt").event_id_bucket("p1", 122)
         'rt:{e:p1}:eb:122'
         """
         return f"{self.prefix}:{{e:{part(project_id)}}}:eb:{index}"
+
+    def event_ids(self, project_id: str) -> str:
+        """Hash of a project's event-id bindings: 24-byte records packed into slot fields that
+        split as the project's rate grows (ratchet.store.event_id_buckets). Shares
+        ``{e:<project>}`` with :meth:`event_id_bucket` and :meth:`event_fingerprint`, the
+        layouts before, still read until they expire.
+
+        >>> Keys("rt").event_ids("p1")
+        'rt:{e:p1}:ids'
+        """
+        return f"{self.prefix}:{{e:{part(project_id)}}}:ids"
 
     # --- control plane: projects, API keys, agents ----------------------------------------
     def project(self, project_id: str) -> str:

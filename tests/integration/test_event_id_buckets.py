@@ -1,7 +1,8 @@
-"""Event-id bindings in time buckets (ratchet.store.event_id_buckets) on a real redis-server and a
-real 3-master Redis Cluster: bucket boundaries, the window, retries and conflicts within one call,
-release after a rollover, bindings of the layout before buckets (one key per id), and the compact
-stored form.
+"""Event-id bindings (ratchet.store.event_id_buckets: one hash per project, records packed into
+slots that split as it fills, lua/includes/id_slots.lua) on a real redis-server and a real
+3-master Redis Cluster: the window and its edges, clock skew, retries and conflicts within one
+call, release, bindings of the layouts before (one key per id; time buckets of a field per id),
+the compact stored form, splits and the dropping of expired records.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from ratchet.sandbox.servers import RedisClusterServer
 from ratchet.store.admission import AdmissionStore
 from ratchet.store.event_id_buckets import (
     BUCKET_S,
+    PER_SLOT,
     claim_call,
+    id_digest,
     live_buckets,
     release_call,
 )
@@ -73,19 +76,22 @@ async def test_an_id_claimed_just_before_a_rollover_stays_bound_after(
                         edge + WINDOW + 1) == [1]
 
 
-async def test_a_bucket_is_kept_one_window_after_its_end(
+async def test_a_binding_is_one_compact_record_and_the_hash_outlives_the_window(
     redis_client: RedisClient, keys: Keys
 ) -> None:
     now = time.time()
     e = _event()
     await EventIds(redis_client, keys, window_s=WINDOW).claim([e], now=now)
-    bucket = keys.event_id_bucket(PROJECT, int(now // BUCKET_S))
-    ttl = await redis_client.ttl(bucket)
-    assert WINDOW <= ttl <= WINDOW + BUCKET_S
-    # compact: the id's 17-byte field, 12 bytes of the fingerprint; no per-id key
-    assert await redis_client.hgetall(bucket) == {
-        event_field(e.event_id): bytes.fromhex(event_fingerprint(e)[:24])}
-    assert len(event_field(e.event_id)) == 17
+    ttl = await redis_client.ttl(keys.event_ids(PROJECT))
+    assert WINDOW <= ttl <= WINDOW + 3600
+    # compact: a 24-byte record (the id's 12-byte digest, 8 bytes of the fingerprint, the
+    # second it was bound) in slot "0" of a hash with one slot ("#": k, split pointer,
+    # records); no per-id key, no time bucket
+    assert await redis_client.hgetall(keys.event_ids(PROJECT)) == {
+        b"0": (id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
+               + int(now).to_bytes(4, "big")),
+        b"#": b"0:0:1"}
+    assert await redis_client.exists(keys.event_id_bucket(PROJECT, int(now // BUCKET_S))) == 0
     assert await redis_client.exists(keys.event_fingerprint(PROJECT, e.event_id)) == 0
 
 
@@ -114,9 +120,41 @@ async def test_non_uuid_ids_and_a_batch_larger_than_one_unpack(
     assert await _codes(redis_client, keys, events, now) == [1] * 2_500
     again = [_event("a2", e.event_id) if i % 2 else e for i, e in enumerate(events)]
     assert await _codes(redis_client, keys, again, now) == [2, 0] * 1_250
-    bucket = keys.event_id_bucket(PROJECT, int(now // BUCKET_S))
-    assert await redis_client.hlen(bucket) == 2_500
-    assert await redis_client.hexists(bucket, b"e:ev-7")
+    slots = await _slots(redis_client, keys.event_ids(PROJECT))
+    assert sum(len(v) for v in slots.values()) == 2_500 * 24
+
+
+async def _slots(client: RedisClient, bucket: str) -> dict[bytes, bytes]:
+    """The bucket's slot fields (all but "#")."""
+    return {f: v for f, v in (await client.hgetall(bucket)).items() if f != b"#"}
+
+
+async def test_slots_split_as_a_bucket_fills_and_every_binding_stays_found(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """Linear hashing: ≈ PER_SLOT records per slot however many ids, each id still found in
+    the slot its digest names after the splits (retries and conflicts answered), none lost."""
+    now = time.time()
+    events = [_event(f"a{i % 7}") for i in range(6_000)]
+    for lo in range(0, len(events), 200):
+        assert await _codes(redis_client, keys, events[lo:lo + 200], now) == [1] * 200
+    bindings = keys.event_ids(PROJECT)
+    slots = await _slots(redis_client, bindings)
+    k, s, n = (int(x) for x in (await redis_client.hget(bindings, "#")).split(b":"))
+    assert n == 6_000 and len(slots) == 2 ** k + s
+    assert 6_000 / PER_SLOT <= len(slots) <= 6_000 / PER_SLOT + 1
+    records = sorted(v[i:i + 20] for v in slots.values() for i in range(0, len(v), 24))
+    assert records == sorted(id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
+                             for e in events)
+    for field, value in slots.items():  # every record sits in the slot its address names
+        for i in range(0, len(value), 24):
+            address = int.from_bytes(value[i:i + 4], "big")
+            slot = address % 2 ** k
+            assert field == b"%d" % (slot if slot >= s else address % 2 ** (k + 1))
+    again = [_event("zz", e.event_id) if i % 3 else e for i, e in enumerate(events)]
+    for lo in range(0, len(again), 500):
+        assert await _codes(redis_client, keys, again[lo:lo + 500], now) == [
+            0 if i % 3 else 2 for i in range(lo, lo + 500)]
 
 
 async def test_release_after_a_rollover_frees_only_what_the_request_bound(
@@ -149,8 +187,8 @@ async def test_bindings_of_the_layout_before_buckets_are_honoured(
     now = time.time()
     assert await _codes(redis_client, keys, [old, _event("a2", other_old.event_id)],
                         now) == [2, 0]
-    # answered from the old key, not bound again in a bucket
-    assert await redis_client.hlen(keys.event_id_bucket(PROJECT, int(now // BUCKET_S))) == 0
+    # answered from the old key, not bound again
+    assert await redis_client.exists(keys.event_ids(PROJECT)) == 0
     ids = EventIds(redis_client, keys, window_s=WINDOW)
     assert await ids.claim([old, _event("a3", old.event_id)]) == [True, False]
     # the admission round trip reads them too
@@ -163,6 +201,49 @@ async def test_bindings_of_the_layout_before_buckets_are_honoured(
     # without the legacy read (a later release) the old keys are not consulted
     assert await _codes(redis_client, keys, [_event("a4", old.event_id)], now,
                         legacy=False) == [1]
+
+
+async def test_bindings_of_the_field_per_id_layout_are_honoured_and_released(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """A rolling upgrade from the release with time buckets of a field per id (its compact id →
+    12 bytes of the fingerprint): those ids keep their owner, and a release still frees them
+    (compare and delete); new ids go to the bindings hash only."""
+    now = time.time()
+    bucket = keys.event_id_bucket(PROJECT, int(now // BUCKET_S))
+    old, other_old, freed = _event(), _event(), _event()
+    await redis_client.hset(bucket, mapping={
+        event_field(e.event_id): bytes.fromhex(event_fingerprint(e)[:24])
+        for e in (old, other_old, freed)})
+    new = _event()
+    assert await _codes(redis_client, keys, [old, _event("a2", other_old.event_id), new],
+                        now) == [2, 0, 1]
+    assert await _codes(redis_client, keys, [new, _event("a2", old.event_id)], now) == [2, 0]
+    assert not await redis_client.hexists(bucket, event_field(new.event_id))
+    release = scripts_for(redis_client)["event_ids_release"]
+    k, a = release_call(keys, PROJECT, [(freed.event_id, event_fingerprint(freed))], WINDOW, now)
+    assert int(await release(keys=k, args=a)) == 1
+    assert not await redis_client.hexists(bucket, event_field(freed.event_id))
+    assert await _codes(redis_client, keys, [_event("a2", freed.event_id)], now) == [1]
+    assert await _codes(redis_client, keys, [_event("a3", old.event_id)], now,
+                        legacy=False) == [1]
+
+
+async def test_release_in_a_split_bucket_frees_only_those_ids(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    now = time.time()
+    events = [_event() for _ in range(1_000)]
+    assert await _codes(redis_client, keys, events, now) == [1] * 1_000
+    freed = events[::4]
+    release = scripts_for(redis_client)["event_ids_release"]
+    k, a = release_call(keys, PROJECT, [(e.event_id, event_fingerprint(e)) for e in freed],
+                        WINDOW, now)
+    assert int(await release(keys=k, args=a)) == len(freed)
+    assert (await redis_client.hget(keys.event_ids(PROJECT), "#")).endswith(b":750")
+    others = [_event("a2", e.event_id) for e in events]
+    assert await _codes(redis_client, keys, others, now) == [
+        1 if i % 4 == 0 else 0 for i in range(1_000)]
 
 
 async def test_admission_round_trip_and_release_use_the_buckets(
@@ -220,5 +301,29 @@ async def test_a_window_shorter_than_a_bucket_keeps_bindings_at_most_two_windows
     assert await ids.claim([e], now=now) == [True]
     assert await ids.claim([_event("a2", e.event_id)], now=now + 59) == [False]
     assert await ids.claim([_event("a2", e.event_id)], now=now + 121) == [True]
-    bucket = keys.event_id_bucket(PROJECT, int(now // 60))
-    assert 0 < await redis_client.ttl(bucket) <= 120
+    assert 0 < await redis_client.ttl(keys.event_ids(PROJECT)) <= 120 + 121
+
+
+async def test_expired_bindings_leave_when_their_slot_is_written(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """Memory is not kept past the window: a slot written after its records' window drops
+    them (the count "#" follows), and they are never answered meanwhile."""
+    now = time.time()
+    first = [_event() for _ in range(400)]
+    assert await _codes(redis_client, keys, first, now) == [1] * 400
+    later = now + WINDOW + 1
+    assert await _codes(redis_client, keys, [_event("b", e.event_id) for e in first[:10]],
+                        later) == [1] * 10
+    fresh = [_event() for _ in range(2_000)]
+    for lo in range(0, 2_000, 200):
+        assert await _codes(redis_client, keys, fresh[lo:lo + 200], later) == [1] * 200
+    bindings = keys.event_ids(PROJECT)
+    slots = await _slots(redis_client, bindings)
+    stamps = [int.from_bytes(v[i + 20:i + 24], "big") for v in slots.values()
+              for i in range(0, len(v), 24)]
+    n = int((await redis_client.hget(bindings, "#")).split(b":")[2])
+    assert n == len(stamps) and 2_010 <= n < 2_010 + 400
+    assert stamps.count(int(now)) < 400 // 2  # most expired records are gone already
+    assert await _codes(redis_client, keys, [_event("c", e.event_id) for e in first[10:]],
+                        later) == [1] * 390

@@ -26,7 +26,9 @@
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
   KEYS[3..] per run, three keys: run hash (n, cost, <event field> → answer),
             run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
-            never count again), run nodes list (newest last)
+            never count again), run nodes list (newest last; each node in its stored form,
+            ratchet.store.guardrails: 8 raw bytes for a 16-hex-digit node, ≈ 8 bytes less per
+            node than the hex text the previous release kept, which is still read)
 
   ARGV[1] agent_window_ms  velocity window per agent, ms (0 = not kept)
   ARGV[2] run_window_ms    velocity window per run, ms (0 = not kept)
@@ -38,13 +40,13 @@
   ARGV[8] n                number of events; then 5 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
-          node, cost ("" = none)
+          node (its stored form, as the list keeps it), cost ("" = none)
 
   Output: n strings, one per event, tab-separated:
             status (0 new, 1 redelivered), position in the run (0-based), agent window count,
             run window count, run cost, agent daily cost ("" = not kept)
-          then one string per run (in KEYS order): position of the first node below, then the
-          nodes the run list held BEFORE this batch, tab-separated
+          then one array per run (in KEYS order): position of the first node below (a string),
+          then the nodes the run list held BEFORE this batch (stored forms, may hold any byte)
 ]]
 local agent_window_ms = tonumber(ARGV[1])
 local run_window_ms = tonumber(ARGV[2])
@@ -80,14 +82,14 @@ local function run_open(index)
   local h = redis.call('HMGET', KEYS[index], 'n', 'cost')
   r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
         nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
-        before = '' }
+        before = nil }
   if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
   if keep_nodes > 0 then
     local held = redis.call('LRANGE', r.nodes_key, 0, -1)
-    r.before = tostring(r.n - #held)
-    if #held > 0 then r.before = r.before .. '\t' .. table.concat(held, '\t') end
+    table.insert(held, 1, tostring(r.n - #held))
+    r.before = held
   else
-    r.before = tostring(r.n)
+    r.before = { tostring(r.n) }
   end
   runs[index] = r
   order[#order + 1] = index

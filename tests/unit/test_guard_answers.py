@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.guardrails import StateSpec
-from ratchet.store.guardrails import GuardBatch, GuardItem, _parse_sparse, parse_answers
+from ratchet.store.guardrails import (
+    GuardBatch,
+    GuardItem,
+    _parse_sparse,
+    node_text,
+    parse_answers,
+    stored_node,
+)
 
 SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=3, run_events=True,
                  run_cost=True, agent_daily_cost=True)
@@ -20,10 +27,12 @@ def test_run_nodes_come_from_the_stored_list_and_the_batch() -> None:
         "0\t0\t10\t1\t\t",          # x0: new, first of r2; sums not kept → None
         "0\t6\t11\t4\t2\t8",        # e6: new
         "1\t3\t4\t2\t1\t3",         # e3: redelivered, was 4th of r1
-        "1\tn1\tn2\tn3\tn4",        # r1 held positions 1..4 before the batch
-        "0",                        # r2 held nothing
     ]
-    got = parse_answers(GuardBatch("t", items, SPEC), [r.encode() for r in raw])
+    runs = [
+        [b"1", b"n1", b"n2", b"n3", b"n4"],  # r1 held positions 1..4 before the batch
+        [b"0"],                              # r2 held nothing
+    ]
+    got = parse_answers(GuardBatch("t", items, SPEC), [r.encode() for r in raw] + runs)
     assert [a.duplicate for a in got] == [False, False, False, True]
     e5, x0, e6, e3 = (a.state for a in got)
     assert e5.run_nodes == ("n2", "n3", "n4") and e5.run_events == 6
@@ -64,7 +73,19 @@ def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
     for run in dict.fromkeys(item.run_id for item in items):
         held = min(before[run], keep)
         first = before[run] - held
-        lines.append("\t".join([str(first), *(f"{run}n{p}" for p in range(first, before[run]))]))
+        lines.append([str(first).encode(),
+                      *(stored_node(f"{run}n{p}") for p in range(first, before[run]))])
     batch = GuardBatch("t", items, spec)
-    raw = [r.encode() for r in rows + lines]
+    raw = [*(r.encode() for r in rows), *lines]
     assert parse_answers(batch, raw) == _parse_sparse(batch, raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(min_size=8, max_size=8).map(bytes.hex), st.text(max_size=20)))
+def test_a_stored_node_reads_back_as_itself(node: str) -> None:
+    """Hex nodes are kept as 8 raw bytes, any other text so that it never passes for them —
+    and the hex text the previous release kept reads as itself."""
+    stored = stored_node(node)
+    assert node_text(stored) == node
+    assert (len(stored) == 8) == (len(node) == 16 and all(c in "0123456789abcdef" for c in node))
+    assert node_text(node.encode()) == node or len(node.encode()) == 8 or node.startswith("\0t")

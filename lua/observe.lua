@@ -23,10 +23,12 @@
             + 32·mode (0 shadow, 1 soft_lock, 2 locked) + 128·action code
             + 512·mode change at this event (0 none, 1 promoted, 2 force-promoted)
     (models/observation.py decodes it). A redelivered event answers the stored first answer,
-    which is kept compact in the run hash (event field → "\1" .. the two doubles .. from and the
-    integers as varints, the edge's end as a flag: ≈ 45 bytes instead of ≈ 110 as text, so
-    the run hash keeps Redis's listpack encoding; answers stored by earlier releases, "\0" ..
-    doubles .. tab-separated text, or all text, are still read). A redelivery is the same event: an edge that
+    which is kept compact in the run hash (event field → "\2" .. the two doubles .. a from of 16
+    hex digits as its 8 bytes .. the integers as varints, or "\1" .. the doubles .. any other
+    from behind its length as a varint .. the integers; the edge's end as a flag: ≈ 36 bytes
+    instead of ≈ 110 as text, so the run hash keeps Redis's listpack encoding; answers stored by
+    earlier releases, "\1" with a hex from, "\0" .. doubles .. tab-separated text, or all
+    text, are still read). A redelivery is the same event: an edge that
     ended in the event's node is answered with the node the redelivery carries
     (models/reference.py does the same).
 
@@ -442,28 +444,57 @@ end
 
 --- @include "varint"
 
--- A stored answer: "\1" .. 2 doubles .. varint(#from) .. from .. 6 integers as varints (the
--- flags carry the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW, 2 END) — ≈ 45 bytes,
--- so a run's hash stays in Redis's compact listpack encoding (values ≤ 64 bytes) however large
--- the counts grow. Answers of the previous releases ("\0" .. 2 doubles .. from \t the integers
--- as text; all text) are still read.
+-- A stored answer: "\2" .. 2 doubles .. the 8 bytes of a from of 16 lowercase hex digits (every
+-- real node) .. 6 integers as varints, or "\1" .. 2 doubles .. varint(#from) .. any other from
+-- .. the integers (the flags carry the edge's end: 2048 × 0 the event's own node, 1 OVERFLOW,
+-- 2 END) — ≈ 36 bytes, so a run's hash stays in Redis's compact listpack encoding (values ≤ 64
+-- bytes) however large the counts grow. Answers of the previous releases ("\1" with a hex from;
+-- "\0" .. 2 doubles .. from \t the integers as text; all text) are still read.
+local raw_of = {} -- from → its 8 bytes, or false: not 16 lowercase hex digits (per call)
+local function node_raw(from)
+  local raw = raw_of[from]
+  if raw == nil then
+    raw = false
+    if #from == 16 and not string.find(from, '[^0-9a-f]') then
+      local sub = string.sub
+      raw = string.char(tonumber(sub(from, 1, 2), 16), tonumber(sub(from, 3, 4), 16),
+        tonumber(sub(from, 5, 6), 16), tonumber(sub(from, 7, 8), 16),
+        tonumber(sub(from, 9, 10), 16), tonumber(sub(from, 11, 12), 16),
+        tonumber(sub(from, 13, 14), 16), tonumber(sub(from, 15, 16), 16))
+    end
+    raw_of[from] = raw
+  end
+  return raw
+end
+
 local function answer_pack(head, from, c, r, flags, nruns, repeats, rlimit)
   if c < 0 or r < 0 or nruns < 0 or repeats < 0 or rlimit < 0 then
     return '\0' .. head .. from .. '\t' ..
       string.format('%d\t%d\t%d\t%d\t%d\t%d', c, r, flags, nruns, repeats, rlimit)
   end
-  return '\1' .. head .. varint(#from) .. from .. varint(c) .. varint(r) .. varint(flags) ..
-    varint(nruns) .. varint(repeats) .. varint(rlimit)
+  local tail = varint(c) .. varint(r) .. varint(flags) .. varint(nruns) .. varint(repeats) ..
+    varint(rlimit)
+  local raw = node_raw(from)
+  if raw then return '\2' .. head .. raw .. tail end
+  return '\1' .. head .. varint(#from) .. from .. tail
 end
 
 local TO_KINDS = { [0] = nil, [1] = OVERFLOW, [2] = END_NODE }
 local function answer_again(prior, node)
   local kind = string.byte(prior, 1)
-  if kind == 1 then
-    local len, at = varint_read(prior, 18)
-    local from = string.sub(prior, at, at + len - 1)
+  if kind == 1 or kind == 2 then
+    local from, at
+    if kind == 2 then
+      from = string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(prior, 18, 25))
+      at = 26
+    else
+      local len
+      len, at = varint_read(prior, 18)
+      from = string.sub(prior, at, at + len - 1)
+      at = at + len
+    end
     local c, r, flags, nruns, repeats, rlimit
-    c, at = varint_read(prior, at + len)
+    c, at = varint_read(prior, at)
     r, at = varint_read(prior, at)
     flags, at = varint_read(prior, at)
     nruns, at = varint_read(prior, at)

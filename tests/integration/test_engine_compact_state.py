@@ -43,6 +43,38 @@ async def test_uuid_events_are_kept_compact_and_deduplicated(
     assert [o.__class__(**{**_fields(o), "duplicate": False}) for o in again] == first
 
 
+async def test_hex_from_nodes_are_kept_as_8_bytes_and_answered_as_hex(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """Real nodes are 16 hex digits: an answer keeps its from-node as 8 bytes ("\2"), ≈ 9
+    bytes less per event, and a redelivery is answered the same hex node; a "\1" answer of the
+    previous release with a hex from-node is still answered."""
+    store = EngineStore(redis_client, keys, EngineParams())
+    nodes = [f"{i:016x}" for i in (0xABCDEF0123456789, 0x0F0E0D0C0B0A0908, 0xFFFF)]
+    items = [ObserveItem(_uuid(100 + i), "r1", nodes[i % 3], end_of_run=i == 5)
+             for i in range(6)]
+    [first] = await store.observe([ChainBatch("hx", items)])
+    run_key = keys.run("hx", "r1")
+    for item, obs in zip(items, first, strict=True):
+        stored = await redis_client.hget(run_key, event_field(item.event_id))
+        assert stored is not None
+        if len(obs.from_node) == 16:
+            assert stored[:1] == b"\2" and stored[17:25] == bytes.fromhex(obs.from_node)
+            assert len(stored) <= 40, stored
+        else:  # the run's start "^": kept as text
+            assert stored[:1] == b"\1"
+    assert sum(len(o.from_node) == 16 for o in first) >= 4
+    [again] = await store.observe([ChainBatch("hx", items)])
+    assert [o.__class__(**{**_fields(o), "duplicate": False}) for o in again] == first
+    previous = (b"\1" + struct.pack(">dd", 7.25, 11.5) + bytes([16]) + nodes[0].encode()
+                + bytes([5, 9, 1 + 32, 4, 2, 3]))
+    await redis_client.hset(run_key, event_field(_uuid(999)), previous)
+    [[old]] = await store.observe([ChainBatch("hx", [ObserveItem(_uuid(999), "r1", nodes[2])])])
+    assert old.duplicate and (old.from_node, old.to_node) == (nodes[0], nodes[2])
+    assert (old.score, old.threshold, old.runs, old.repeats, old.repeat_limit) == \
+        (7.25, 11.5, 4, 2, 3)
+
+
 def _fields(o: object) -> dict[str, object]:
     return {name: getattr(o, name) for name in o.__slots__}  # type: ignore[attr-defined]
 

@@ -49,7 +49,7 @@
                     the shape vocabulary (shape_escape > 0; plain numbers, not decayed):
                     "T\t<action>" distinct shapes learned, "X\t<action>" events that brought a
                     key path new to the action, "p\t<action>\t<path hash>" = 1 per known key path
-  KEYS[8..] run     hash per run: last, la (last action), rep (repeats), ended, <event field> → answer,
+  KEYS[8..] run     hash per run: last (a hex node as "\0" .. its 8 bytes), la (last action), rep (repeats), ended, <event field> → answer,
                     "h" .. <event field> → held transitions, one "from\tto\tprev action\taction"
                     a line (event field: ratchet.store.keys.event_field)
 
@@ -410,6 +410,39 @@ for i = 1, n do
   fields[#fields + 1] = ARGV[o + 1]
 end
 
+local raw_of = {} -- from → its 8 bytes, or false: not 16 lowercase hex digits (per call)
+local function node_raw(from)
+  local raw = raw_of[from]
+  if raw == nil then
+    raw = false
+    if #from == 16 and not string.find(from, '[^0-9a-f]') then
+      local sub = string.sub
+      raw = string.char(tonumber(sub(from, 1, 2), 16), tonumber(sub(from, 3, 4), 16),
+        tonumber(sub(from, 5, 6), 16), tonumber(sub(from, 7, 8), 16),
+        tonumber(sub(from, 9, 10), 16), tonumber(sub(from, 11, 12), 16),
+        tonumber(sub(from, 13, 14), 16), tonumber(sub(from, 15, 16), 16))
+    end
+    raw_of[from] = raw
+  end
+  return raw
+end
+
+-- the run's last node as its hash keeps it: "\0" .. the 8 bytes of a hex node (7 bytes less
+-- per run and chain), any other node as it is; and back (the hex text of the previous release
+-- reads as itself)
+local function last_stored(node)
+  local raw = node_raw(node)
+  if raw then return '\0' .. raw end
+  return node
+end
+
+local function last_text(stored)
+  if stored and #stored == 9 and string.byte(stored, 1) == 0 then
+    return string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(stored, 2, 9))
+  end
+  return stored
+end
+
 -- Run state and the stored answers of the batch's events: ONE read per run (not one per
 -- event), written once per run at the end of the batch.
 local runs = {}
@@ -426,7 +459,7 @@ local function run_state(run_key)
     for j = 5, #fields do
       if v[j] then prior[fields[j]] = v[j] end
     end
-    r = { last = v[1], ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
+    r = { last = last_text(v[1]), ended = v[2], la = v[3] or START, rep = tonumber(v[4] or '0'), w = {},
           ans = prior, dirty = false }
     runs[run_key] = r
   end
@@ -450,23 +483,6 @@ end
 -- 2 END) — ≈ 36 bytes, so a run's hash stays in Redis's compact listpack encoding (values ≤ 64
 -- bytes) however large the counts grow. Answers of the previous releases ("\1" with a hex from;
 -- "\0" .. 2 doubles .. from \t the integers as text; all text) are still read.
-local raw_of = {} -- from → its 8 bytes, or false: not 16 lowercase hex digits (per call)
-local function node_raw(from)
-  local raw = raw_of[from]
-  if raw == nil then
-    raw = false
-    if #from == 16 and not string.find(from, '[^0-9a-f]') then
-      local sub = string.sub
-      raw = string.char(tonumber(sub(from, 1, 2), 16), tonumber(sub(from, 3, 4), 16),
-        tonumber(sub(from, 5, 6), 16), tonumber(sub(from, 7, 8), 16),
-        tonumber(sub(from, 9, 10), 16), tonumber(sub(from, 11, 12), 16),
-        tonumber(sub(from, 13, 14), 16), tonumber(sub(from, 15, 16), 16))
-    end
-    raw_of[from] = raw
-  end
-  return raw
-end
-
 local function answer_pack(head, from, c, r, flags, nruns, repeats, rlimit)
   if c < 0 or r < 0 or nruns < 0 or repeats < 0 or rlimit < 0 then
     return '\0' .. head .. from .. '\t' ..
@@ -633,7 +649,8 @@ end
 flush_counts()
 for run_key, run in pairs(runs) do
   if run.dirty then
-    redis.call('HSET', run_key, 'last', run.last, 'ended', run.ended, 'la', run.la, 'rep', run.rep)
+    redis.call('HSET', run_key, 'last', last_stored(run.last), 'ended', run.ended,
+      'la', run.la, 'rep', run.rep)
     local w = run.w
     for j = 1, #w, 1000 do
       redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))

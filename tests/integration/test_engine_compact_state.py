@@ -66,6 +66,15 @@ async def test_hex_from_nodes_are_kept_as_8_bytes_and_answered_as_hex(
     assert sum(len(o.from_node) == 16 for o in first) >= 4
     [again] = await store.observe([ChainBatch("hx", items)])
     assert [o.__class__(**{**_fields(o), "duplicate": False}) for o in again] == first
+    # the run's last node: "\0" + its 8 bytes; the next batch continues from its hex text
+    cont = [ObserveItem(_uuid(200), "r2", nodes[1]), ObserveItem(_uuid(201), "r2", nodes[2])]
+    await store.observe([ChainBatch("hx", cont[:1])])
+    assert await redis_client.hget(keys.run("hx", "r2"), "last") == b"\0" + bytes.fromhex(nodes[1])
+    [[nxt]] = await store.observe([ChainBatch("hx", cont[1:])])
+    assert (nxt.from_node, nxt.to_node) == (nodes[1], nodes[2])
+    await redis_client.hset(keys.run("hx", "r3"), mapping={"last": nodes[0], "ended": "0"})
+    [[up]] = await store.observe([ChainBatch("hx", [ObserveItem(_uuid(300), "r3", nodes[1])])])
+    assert up.from_node == nodes[0]  # the hex text of the previous release
     previous = (b"\1" + struct.pack(">dd", 7.25, 11.5) + bytes([16]) + nodes[0].encode()
                 + bytes([5, 9, 1 + 32, 4, 2, 3]))
     await redis_client.hset(run_key, event_field(_uuid(999)), previous)

@@ -10,7 +10,8 @@ A redelivered event id is not counted again: the script answers the state stored
 first time. Its ``run_nodes`` are rebuilt from the run's node list, which keeps twice the
 policy's ``history`` so a redelivery within ``history`` events of the run's newest sees exactly
 the nodes the first decision saw. Nodes are kept in a compact stored form (:func:`stored_node`:
-8 raw bytes instead of 16 hex digits, ≈ 8 bytes of Redis less per event).
+8 raw bytes instead of 16 hex digits), each behind a byte of length, in one string per run (not
+a list): ≈ 18 bytes of Redis less per event (docs/operations.md, "What Redis keeps per event").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import xxhash
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -40,12 +42,15 @@ NODE_SLACK = 2
 _HEX = frozenset("0123456789abcdef")
 #: Prefix of a stored node that is text but could pass for 8 raw bytes (see :func:`stored_node`).
 _TEXT = b"\0t"
+#: Longest node kept as its text (an entry's length is one byte); longer ones by their hash.
+_LONGEST = 250
 
 
 def stored_node(node: str) -> bytes:
     r"""A node as the run's node list keeps it: a node of 16 lowercase hex digits (every real
     node, ``models.nodes.node_id``) as its 8 bytes; any other node as its UTF-8 text, behind
-    ``\0t`` when that text is 8 bytes long or starts so (so it never passes for raw bytes).
+    ``\0t`` when that text is 8 bytes long or starts so (so it never passes for raw bytes); a
+    node of more than 250 bytes by its 64-bit hash (its entry's length is one byte).
 
     >>> stored_node("00ff00ff00ff00ff"), stored_node("n1"), stored_node("abcdefgh")
     (b'\x00\xff\x00\xff\x00\xff\x00\xff', b'n1', b'\x00tabcdefgh')
@@ -53,7 +58,26 @@ def stored_node(node: str) -> bytes:
     if len(node) == 16 and _HEX.issuperset(node):
         return bytes.fromhex(node)
     text = node.encode()
+    if len(text) > _LONGEST:  # kept by its hash: the same node still compares equal
+        return bytes.fromhex(xxhash.xxh3_64_hexdigest(text))
     return _TEXT + text if len(text) == 8 or text.startswith(_TEXT) else text
+
+
+def _entry(node: str) -> bytes:
+    """A node as one entry of the run's nodes string: a byte of length, its stored form."""
+    stored = stored_node(node)
+    return bytes((len(stored),)) + stored
+
+
+def _held(line: Sequence[Any]) -> tuple[int, list[str]]:
+    """A run's line of the answer: the position of its first held node, and those nodes."""
+    blob: bytes = line[1] if len(line) > 1 else b""
+    nodes, at = [], 0
+    while at < len(blob):
+        size = blob[at]
+        nodes.append(node_text(blob[at + 1:at + 1 + size]))
+        at += 1 + size
+    return int(line[0]), nodes
 
 
 def node_text(stored: bytes | str) -> str:
@@ -140,7 +164,7 @@ class GuardStore(RedisStore):
                 event_field(item.event_id),
                 run_index[item.run_id],
                 item.time_ms,
-                stored_node(item.node),
+                _entry(item.node),
                 "" if item.cost is None else repr(item.cost),
             ]
         return keys, args
@@ -185,8 +209,7 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     lines = iter(raw[n:])
     for item in batch.items:
         if item.run_id not in runs:
-            start, *held = next(lines)
-            runs[item.run_id] = (int(start), [node_text(h) for h in held])
+            runs[item.run_id] = _held(next(lines))
     rows = [_text(r).split("\t") for r in raw[:n]]
     for item, f in zip(batch.items, rows, strict=True):
         if f[0] == "0":
@@ -223,9 +246,8 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             known[item.run_id] = {}
             runs_in_order.append(item.run_id)
     for run_id, line in zip(runs_in_order, raw[n:], strict=True):
-        start, *nodes = line
-        first = int(start)
-        known[run_id].update((first + i, node_text(node)) for i, node in enumerate(nodes))
+        first, nodes = _held(line)
+        known[run_id].update((first + i, node) for i, node in enumerate(nodes))
     rows = [_text(r).split("\t") for r in raw[:n]]
     for item, f in zip(batch.items, rows, strict=True):
         if f[0] == "0":

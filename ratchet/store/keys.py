@@ -22,7 +22,7 @@ tagging.
 >>> k.run("ab12", "run-7")
 'rt:{c:ab12}:run:run-7'
 >>> k.guard_run_keys("9f", "r1").nodes
-'rt:{g:9f}:run:r1:nodes'
+'rt:{g:9f}:run:r1:nb'
 >>> k.guard_run_keys("9f", "r1:nodes").state
 'rt:{g:9f}:run:r1%3Anodes'
 >>> k.event_fingerprint("prj_1", "{x}")
@@ -103,17 +103,19 @@ class GuardAgentKeys:
 
 @dataclass(frozen=True, slots=True)
 class GuardRunKeys:
-    """Per-run guardrail state (three KEYS per run in ``lua/guardrails.lua``)."""
+    """Per-run guardrail state (four KEYS per run in ``lua/guardrails.lua``)."""
 
     #: hash: ``n`` events, ``cost`` sum, ``e:<event id>`` → the state answered for that event.
     state: str
     #: hash: velocity slot → events of the run (as ``GuardAgentKeys.window``).
     window: str
-    #: list: the run's most recent nodes, oldest first.
+    #: string: the run's most recent nodes, oldest first, each behind its length (one byte).
     nodes: str
+    #: list: the same, as the previous release kept it; read until it expires.
+    node_list: str
 
     def as_list(self) -> list[str]:
-        return [self.state, self.window, self.nodes]
+        return [self.state, self.window, self.nodes, self.node_list]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +249,8 @@ class Keys:
 
     def guard_run_keys(self, tag: str, run_id: str) -> GuardRunKeys:
         base = f"{self.prefix}:{{g:{tag}}}:run:{part(run_id)}"
-        return GuardRunKeys(state=base, window=f"{base}:win", nodes=f"{base}:nodes")
+        return GuardRunKeys(state=base, window=f"{base}:win", nodes=f"{base}:nb",
+                            node_list=f"{base}:nodes")
 
     # --- guardrail policy (control plane, project tag) ------------------------------------------
     def policy(self, project_id: str) -> str:

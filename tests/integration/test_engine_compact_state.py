@@ -197,7 +197,7 @@ async def test_guardrail_answers_stored_as_text_by_the_previous_release_are_hono
     old = "2\t41\t3\t0.0069409999999999993\t0.32464100000000018"
     await redis_client.hset(run.state, mapping={"n": 3, "cost": "0.0069409999999999993",
                                                 event_field("ev-3"): old})
-    await redis_client.rpush(run.nodes, "n0", "n1", "n2")
+    await redis_client.rpush(run.node_list, "n0", "n1", "n2")  # the list of the previous release
     item = GuardItem("ev-3", "r1", 1_700_000_000_000, "n2", 0.5)
     [[answer]] = await store.update([GuardBatch("tg", [item], _SPEC)])
     assert answer.duplicate
@@ -207,3 +207,16 @@ async def test_guardrail_answers_stored_as_text_by_the_previous_release_are_hono
     assert answer.state.agent_daily_cost == 0.32464100000000018
     assert answer.state.run_nodes == ("n0", "n1")
     assert await redis_client.hget(run.state, "n") == b"3"
+    # a new event of the run: the old list's nodes carried into the run's nodes string
+    new = GuardItem("ev-4", "r1", 1_700_000_000_000, "00ff00ff00ff00ff", 0.5)
+    [[fresh]] = await store.update([GuardBatch("tg", [new], _SPEC)])
+    assert not fresh.duplicate and fresh.state.run_nodes[-3:] == ("n0", "n1", "n2")
+    assert await redis_client.get(run.nodes) == (b"\2n0\2n1\2n2\x08"
+                                                  + bytes.fromhex("00ff00ff00ff00ff"))
+    # trimmed to the last 2 × history nodes
+    more = [GuardItem(f"ev-{5 + i}", "r1", 1_700_000_000_000, f"{i:016x}", 0.5)
+            for i in range(10)]
+    [answers] = await store.update([GuardBatch("tg", more, _SPEC)])
+    assert answers[-1].state.run_nodes == tuple(f"{i:016x}" for i in range(5, 9))
+    assert await redis_client.get(run.nodes) == b"".join(
+        b"\x08" + bytes.fromhex(f"{i:016x}") for i in range(2, 10))

@@ -9,6 +9,7 @@ from models.guardrails import StateSpec
 from ratchet.store.guardrails import (
     GuardBatch,
     GuardItem,
+    _entry,
     _parse_sparse,
     node_text,
     parse_answers,
@@ -29,8 +30,8 @@ def test_run_nodes_come_from_the_stored_list_and_the_batch() -> None:
         "1\t3\t4\t2\t1\t3",         # e3: redelivered, was 4th of r1
     ]
     runs = [
-        [b"1", b"n1", b"n2", b"n3", b"n4"],  # r1 held positions 1..4 before the batch
-        [b"0"],                              # r2 held nothing
+        [b"1", b"\2n1\2n2\2n3\2n4"],  # r1 held positions 1..4 before the batch
+        [b"0", b""],                    # r2 held nothing
     ]
     got = parse_answers(GuardBatch("t", items, SPEC), [r.encode() for r in raw] + runs)
     assert [a.duplicate for a in got] == [False, False, False, True]
@@ -74,14 +75,14 @@ def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
         held = min(before[run], keep)
         first = before[run] - held
         lines.append([str(first).encode(),
-                      *(stored_node(f"{run}n{p}") for p in range(first, before[run]))])
+                      b"".join(_entry(f"{run}n{p}") for p in range(first, before[run]))])
     batch = GuardBatch("t", items, spec)
     raw = [*(r.encode() for r in rows), *lines]
     assert parse_answers(batch, raw) == _parse_sparse(batch, raw)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(min_size=8, max_size=8).map(bytes.hex), st.text(max_size=20)))
+@given(st.one_of(st.binary(min_size=8, max_size=8).map(bytes.hex), st.text(max_size=60)))
 def test_a_stored_node_reads_back_as_itself(node: str) -> None:
     """Hex nodes are kept as 8 raw bytes, any other text so that it never passes for them —
     and the hex text the previous release kept reads as itself."""
@@ -89,3 +90,9 @@ def test_a_stored_node_reads_back_as_itself(node: str) -> None:
     assert node_text(stored) == node
     assert (len(stored) == 8) == (len(node) == 16 and all(c in "0123456789abcdef" for c in node))
     assert node_text(node.encode()) == node or len(node.encode()) == 8 or node.startswith("\0t")
+
+
+def test_a_node_too_long_for_one_length_byte_is_kept_by_its_hash() -> None:
+    long, other = "x" * 300, "x" * 299 + "y"
+    assert len(_entry(long)) == 9 and _entry(long) == _entry(long) != _entry(other)
+    assert node_text(stored_node(long)) == node_text(stored_node(long)) != long

@@ -52,7 +52,7 @@ KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("run state + dedup answers (observe)", re.compile(r"^mem:\{c:[^}]+\}:run:")),
     ("chain state (edges, rows, nodes, window, ...)", re.compile(r"^mem:\{c:")),
     ("guardrail run window", re.compile(r"^mem:\{g:[^}]+\}:run:.*:win$")),
-    ("guardrail run nodes", re.compile(r"^mem:\{g:[^}]+\}:run:.*:nodes$")),
+    ("guardrail run nodes", re.compile(r"^mem:\{g:[^}]+\}:run:.*:(nodes|nb)$")),
     ("guardrail run state + dedup answers", re.compile(r"^mem:\{g:[^}]+\}:run:")),
     ("agent state (guardrail windows, cost, services)", re.compile(r"^mem:\{g:")),
     ("allow verdict buckets", re.compile(r"^mem:\{v:[^}]+\}:vb:a:")),

@@ -1,18 +1,18 @@
-"""The width of an event-id bucket: Redis memory per binding against Redis CPU per claim.
+"""Event-id bindings: Redis memory per binding against Redis CPU per claim.
 
-    python -m benchmarks.event_id_buckets [--fill 20000] [--claims 10000] [--widths 1,4,6,12,24]
+    python -m benchmarks.event_id_buckets [--fill 20000] [--claims 10000] [--widths 4]
                                           [--rounds 3] [--json FILE]
 
-For each bucket width (hours) a fresh database gets every bucket a claim reads (window 24 h:
-window / width + 2 of them) filled with ``--fill`` random bindings (claimed through the script at
-a time within the bucket, so its slots have split as in service), then ``--claims`` new UUID
-ids are claimed through ``lua/event_ids_claim.lua`` in calls of 200 (the bulk path) and of 1
-(single events), with and without the read of the layout before buckets; Redis CPU per claimed
-event (``INFO cpu``, user + system) is the best of ``--rounds``. Memory per binding
-(``MEMORY USAGE`` of a filled bucket / its bindings) does not depend on the width; how long a
-binding is kept does: the window plus half a bucket on average, reported as the factor on a
-day. Ceiling: the previous layout's script (``SET key fp NX GET EX window`` per id) in the same
-run, on the same server.
+A fresh database gets a window's worth of bindings (24 h: ``--fill`` random ids claimed through
+``lua/event_ids_claim.lua`` at a time within each bucket-wide span of the window, oldest first,
+so the project's hash has split its slots as in service), then ``--claims`` new UUID ids are
+claimed in calls of 200 (the bulk path) and of 1 (single events), with and without the read of
+the layouts before (the time-bucket hashes, one per ``--widths`` hours of the window, absent
+here, and the per-id keys); Redis CPU per claimed event (``INFO cpu``, user + system) is the
+best of ``--rounds``. Memory per binding: ``MEMORY USAGE`` of the project's hash / its bindings.
+Ceiling: the per-id-key layout's script (``SET key fp NX GET EX window`` per id) in the same
+run, on the same server. Compare with the time-bucket layout by running this from a tree
+before it.
 """
 
 from __future__ import annotations

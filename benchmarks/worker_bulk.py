@@ -24,7 +24,6 @@ one, alternately, for a before/after pair.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import cProfile
 import hashlib

@@ -113,13 +113,15 @@ class Guardrails:
             chunk_steps += planned.steps
             full = len(chunk) >= CHUNK_EVENTS or chunk_steps >= _CHUNK_STEPS
             if full or time.perf_counter() > breathe:
-                out += self._finish(chunk, states[len(out):])
+                done = len(out)
+                out += self._finish(chunk, states[done:done + len(chunk)])
                 chunk, chunk_steps = [], 0
                 if time.perf_counter() > breathe:
                     await asyncio.sleep(0)
                     breathe = time.perf_counter() + _SLICE_S
         if chunk:
-            out += self._finish(chunk, states[len(out):])
+            done = len(out)
+            out += self._finish(chunk, states[done:done + len(chunk)])
         return out
 
     @staticmethod

@@ -183,7 +183,8 @@ def parse_answers(batch: GuardBatch, raw: Sequence[bytes | str]) -> list[GuardAn
         lo, hi = max(pos - history, first), min(pos, first + len(seq))
         out.append(make_guard_answer(f[0] == "1", make_guardrail_state(
             item.node, seq[lo - first:hi - first] if hi > lo else empty, pos + 1,
-            _int(f[2]), _int(f[3]), _num(f[4]), _num(f[5]))))
+            _int(f[2]), _int(f[3]), float(f[4]) if f[4] else None,
+            float(f[5]) if f[5] else None)))  # _num, inlined (two calls per event)
     return out
 
 

@@ -58,7 +58,7 @@ def _instructions(out_dir: str, pid: int) -> int:
 
 async def _measure(url: str, n: int, agents: int, params: EngineParams, pid: int,
                    out_dir: str, digests: bool = False) -> dict[str, Any]:
-    client = Redis.from_url(url)
+    client = Redis.from_url(url, socket_timeout=600)  # valgrind: one call can take seconds
     try:
         batches = by_agent_batches(make_events(2 * n, agents=agents), 200)
         engine = Engine.create(client, keys=Keys("li"), guardrails=False, params=params)

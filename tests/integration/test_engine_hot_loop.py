@@ -29,7 +29,7 @@ async def test_node_ids_verdicts_and_score_metric(redis_client: aioredis.Redis) 
     for rich in (False, True):
         engine = Engine.create(redis_client, keys=Keys(f"hl{uuid.uuid4().hex[:8]}"), rich=rich,
                                guardrails=False)
-        markov, guard = engine._nodes(events)
+        markov, guard, _digests = engine._nodes(events)
         for ev, m, g in zip(events, markov, guard, strict=True):
             skel = skeleton_hash(ev.payload)
             full = node_id(skel, service=ev.service, action=ev.action, rich=True)

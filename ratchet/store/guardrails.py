@@ -30,7 +30,7 @@ from ratchet.store.round import Round, ScriptCall
 from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.metrics import LUA_SECONDS
 
-__all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore"]
+__all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore", "make_guard_item"]
 
 #: Slots per velocity window: a count covers between 59/60 and all of the window.
 SLOTS = 60
@@ -64,6 +64,10 @@ class GuardAnswer:
     state: GuardrailState
 
 
+#: ``GuardItem(event_id, run_id, time_ms, node, cost)``, positionally, slot by slot (one per
+#: event: the same frozen object, without the keyword-matching constructor).
+make_guard_item = cast(Callable[[str, str, int, str, "float | None"], GuardItem],
+                       slot_builder(GuardItem, "make_guard_item"))
 #: ``GuardAnswer(duplicate, state)``, positionally, slot by slot (the same frozen object).
 make_guard_answer = cast(Callable[[bool, GuardrailState], GuardAnswer],
                          slot_builder(GuardAnswer, "make_guard_answer"))

@@ -58,3 +58,13 @@ def test_builders_make_equal_frozen_objects(
         pass
     else:
         raise AssertionError("the built state is not frozen")
+
+
+@given(st.text(max_size=5), st.text(max_size=5), st.integers(), st.text(max_size=5),
+       st.one_of(st.none(), st.floats(allow_nan=False)))
+def test_guard_item_builder(event_id: str, run_id: str, t_ms: int, node: str,
+                            cost: float | None) -> None:
+    from ratchet.store.guardrails import GuardItem, make_guard_item
+
+    fast = make_guard_item(event_id, run_id, t_ms, node, cost)
+    assert fast == GuardItem(event_id, run_id, t_ms, node, cost) and type(fast) is GuardItem

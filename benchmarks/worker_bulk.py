@@ -1,7 +1,7 @@
 """The worker's side of bulk events, alone and in-process: decode + decide + save, per event.
 
     python -m benchmarks.worker_bulk [--events 30000] [--warm 10000] [--repeat 3]
-                                     [--profile FILE] [--json FILE]
+                                     [--scripts] [--profile FILE] [--json FILE]
 
 Starts a redis-server (unless RATCHET_REDIS_URL is set) and runs what a worker does with bulk
 envelopes — :meth:`streams.worker.IngestProcessor.decode` of the compact ingest bodies the
@@ -11,13 +11,14 @@ agent's events (``--batch``, the pipeline's 1,000) at a time: the pipeline bench
 (:func:`ratchet.sandbox.traffic.iter_events`, 24 agents, seed 11) without Kafka or the
 gateway, so the worker's own CPU per event is measured without the idle polling and the
 neighbours' noise. Like a worker: uvloop, and the collector frozen and tuned after start-up
-(``--gc-gen0``, :mod:`streams.tuning`). ``--warm`` events are decided first (chains leave shadow, memos fill). Reported,
-best of ``--repeat`` runs (each on fresh keys): the worker's CPU µs per event (``process_time``),
-Redis's CPU µs per event (INFO ``used_cpu_user`` + ``used_cpu_sys``) and the per-script Redis
-µs per event (INFO commandstats of EVALSHA are not split by script, so the scripts' share is
-shown by ``benchmarks.lua_instructions``; ``--scripts`` logs every command in the slowlog
-for the time of each script, which costs Redis CPU itself). ``--profile FILE``: a cProfile of the last run's
-measured part (CPU clock) written to FILE. Run it from a worktree of ``main`` and from this
+(``--gc-gen0``, :mod:`streams.tuning`). ``--warm`` events are decided first (chains leave
+shadow, memos fill). Reported, best of ``--repeat`` runs (each on fresh keys): the worker's CPU
+µs per event (``process_time``), Redis's CPU µs per event (INFO ``used_cpu_user`` +
+``used_cpu_sys``) and the wall time per event. ``--scripts``: Redis's time per script
+(``INFO commandstats`` does not split EVALSHA by script, so every command goes to the slowlog
+and the scripts' entries are summed; the logging costs Redis CPU itself — not for the CPU
+figures). ``--profile FILE``: a cProfile (CPU clock) of the last run's measured part.
+Run it from a worktree of ``main`` and from this
 one, alternately, for a before/after pair.
 """
 

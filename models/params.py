@@ -106,10 +106,11 @@ class EngineParams:
     #: action), and a single new field of a busy action scores ≈ log2(C/T) + log2(C/X) bits, which
     #: grows with the action's volume; a never-seen shape without an escape still scores ≈ 19.9
     #: bits. 0 = no separate floor (``floor_bits`` and the window decide, as in v3). 14 was chosen
-    #: on the choosing seeds 11, 22, 33 (docs/detection.md: the largest value that cost no recall
-    #: there); it trades shape-drift detection for false positives (a payload gaining one field
-    #: on a busy step now needs > 14 bits), measured and disclosed there.
-    escape_floor_bits: float = 0.0
+    #: on the choosing seeds 11, 22, 33 (docs/detection.md: of 13-16, the largest value that cost
+    #: no recall there; 15 lost two shape drifts); it trades shape-drift detection for false
+    #: positives (a payload gaining one field on a varied, busy step now needs > 14 bits),
+    #: measured and disclosed there.
+    escape_floor_bits: float = 14.0
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.

@@ -61,6 +61,8 @@ class _Assessed:
     order_bits: float = -1.0
     #: the event's key-path hashes as scored ("" when none are read)
     paths: str = ""
+    #: the probability came from the shape escape (its threshold includes escape_floor_bits)
+    escaped: bool = False
 
 
 @dataclass
@@ -325,7 +327,7 @@ class ReferenceChain:
                     floor=p.floor_bits, rule=p.unlearnable_rule,
                 )
         return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
-                         backoff, act_count, order_bits, paths)
+                         backoff, act_count, order_bits, paths, escaped)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)

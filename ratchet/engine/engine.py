@@ -47,8 +47,8 @@ from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
-from ratchet.telemetry.batch import observe_many
 from ratchet.store.round import Deferred, Round, ScriptCall
+from ratchet.telemetry.batch import observe_many
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,

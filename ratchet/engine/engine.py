@@ -47,8 +47,8 @@ from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
-from ratchet.telemetry.batch import observe_many
 from ratchet.store.round import Deferred, Round, ScriptCall
+from ratchet.telemetry.batch import observe_many
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -91,7 +91,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "from_seen": obs.row_total / COUNT_SCALE,
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
-        "threshold_from": threshold_basis(obs.threshold, params),
+        "threshold_from": threshold_basis(obs.threshold, params, backoff=obs.backoff),
         "window_n": params.window_for(obs.runs),
     }
     if obs.repeats > obs.repeat_limit:

@@ -9,7 +9,9 @@ redis-server under ``valgrind --tool=callgrind`` (no collection until asked), le
 of the engine benchmark's traffic learn on the first half of the events, then counts the
 instructions of ``observe.lua`` calls (through the store adapter, node ids precomputed, batches
 of up to 200 events of one agent) over the second half. ``--params``: engine parameter overrides
-(e.g. ``{"checkpoint_runs": 1000000}`` to leave the checkpoints out). Needs valgrind; the
+(e.g. ``{"checkpoint_runs": 1000000}`` to leave the checkpoints out); ``--digests``: each
+event carries its payload's key-path digests, as the engine sends them for the shape escape
+(without: none, as before the shape escape). Needs valgrind; the
 redis-server binary needs no symbols. Compare two source trees by running this from each.
 """
 
@@ -55,16 +57,17 @@ def _instructions(out_dir: str, pid: int) -> int:
 
 
 async def _measure(url: str, n: int, agents: int, params: EngineParams, pid: int,
-                   out_dir: str) -> dict[str, Any]:
-    client = Redis.from_url(url)
+                   out_dir: str, digests: bool = False) -> dict[str, Any]:
+    client = Redis.from_url(url, socket_timeout=600)  # valgrind: one call can take seconds
     try:
         batches = by_agent_batches(make_events(2 * n, agents=agents), 200)
         engine = Engine.create(client, keys=Keys("li"), guardrails=False, params=params)
         prepared = []
         for b in batches:
             chain = engine.chain_of(b[0])
+            paths = engine._nodes(b)[2] if digests else [""] * len(b)
             items = [ObserveItem(e.event_id, e.run_id, engine.node_of(e), False, e.end_of_run,
-                                 False, e.action) for e in b]
+                                 False, e.action, d) for e, d in zip(b, paths, strict=True)]
             prepared.append((len(b), ChainBatch(chain.tag, items)))
         half = len(prepared) // 2
         for _, cb in prepared[:half]:  # the chains learn first
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=3000, help="events measured (as many learn first)")
     ap.add_argument("--agents", type=int, default=16)
     ap.add_argument("--params", default="{}", help="engine parameter overrides, JSON")
+    ap.add_argument("--digests", action="store_true",
+                    help="send each event's key-path digests as the engine does (shape escape)")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -103,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _wait_port(port, proc, "redis-server under valgrind", 120.0)
             res = asyncio.run(_measure(f"redis://127.0.0.1:{port}", args.events, args.agents,
-                                       params, proc.pid, out_dir))
+                                       params, proc.pid, out_dir, args.digests))
         finally:
             _stop(proc, 60.0)
-    emit({"events": args.events, "agents": args.agents, "params": overrides, **res}, args.json)
+    emit({"events": args.events, "agents": args.agents, "params": overrides,
+          "digests": args.digests, **res}, args.json)
     return 0
 
 

@@ -104,7 +104,9 @@
                              2 only for a new combination of known key paths, 3 also for a new
                              key path, times the action's field-novelty escape, 4 that escape
                              once per new key path
-  ARGV[41] n                 number of events; then 2 values per event:
+  ARGV[41] escape_floor      bits: a transition scored by the shape escape is anomalous only
+                             over max(threshold, this) (0: no separate floor)
+  ARGV[42] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -158,8 +160,9 @@ local repeat_margin = tonumber(ARGV[37])
 local lock_novelty = tonumber(ARGV[38])
 local unl_rule = tonumber(ARGV[39])
 local shape_esc = tonumber(ARGV[40])
-local n = tonumber(ARGV[41])
-local BASE, FIELDS = 41, 2
+local escape_floor = tonumber(ARGV[41])
+local n = tonumber(ARGV[42])
+local BASE, FIELDS = 42, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
   'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl')
@@ -327,7 +330,7 @@ local function assess(from, to, prev_act, act, paths)
   local r = row_total(from)
   local p = 0.0
   if r > 0 then p = c / r end
-  local backoff = false
+  local backoff, escaped = false, false
   if backoff_weight > 0 and (c == 0 or r < min_support * SCALE) then
     local nc_, nr_ = 1, 1
     if to ~= END_NODE then
@@ -339,18 +342,23 @@ local function assess(from, to, prev_act, act, paths)
       local pn = nc_ / nr_
       -- an action seen min_support times at least: an escape estimated from a handful of
       -- calls (a new chain, a new action) would excuse nearly anything
+      local esc_used = false
       if nc_ == 0 and shape_esc > 0 and nr_ >= min_support * SCALE then
         pn = escape_p(act, nr_, paths)
+        esc_used = true
       end
       local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * pn
       if q > p then
         backoff = true
+        escaped = esc_used
         p = q
       end
     end
   end
   local bits = -math.log(p + eps) / LN2
   local limit = current_threshold()
+  -- scored by the shape escape: its own floor (mirrors models/reference.py)
+  if escaped and limit < escape_floor then limit = escape_floor end
   local to_new = not node_known(to)
   local anomalous = bits > limit
   if anomalous and not to_new then

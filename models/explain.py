@@ -86,18 +86,25 @@ def shape_diff(
     return tuple(sorted(cur - near)), tuple(sorted(near - cur))
 
 
-def threshold_basis(threshold: float, params: EngineParams) -> str:
+def threshold_basis(threshold: float, params: EngineParams, *, backoff: bool = False) -> str:
     """Where a threshold came from: ``floor`` (the window statistic or fallback was at or under
-    ``floor_bits``), ``fallback`` (the chain's score window was not full yet) or ``window``
-    (median + k·1.4826·MAD, or mean + k·std, over the recent non-anomalous scores).
+    ``floor_bits``), ``escape_floor`` (a transition scored by the back-off, at the shape
+    escape's own floor ``escape_floor_bits``), ``fallback`` (the chain's score window was not
+    full yet) or ``window`` (median + k·1.4826·MAD, or mean + k·std, over the recent
+    non-anomalous scores).
 
     A fallback adapted by approvals (``lua/feedback.lua``) reads as ``window``: only the
     configured fallback is recognised.
 
-    >>> p = EngineParams(floor_bits=12.0, fallback_bits=14.0)
+    >>> p = EngineParams(floor_bits=12.0, fallback_bits=14.0, escape_floor_bits=16.0)
     >>> threshold_basis(12.0, p), threshold_basis(14.0, p), threshold_basis(13.2, p)
     ('floor', 'fallback', 'window')
+    >>> threshold_basis(16.0, p, backoff=True), threshold_basis(16.0, p)
+    ('escape_floor', 'window')
     """
+    if (backoff and params.escape_floor_bits > params.floor_bits
+            and abs(threshold - params.escape_floor_bits) <= _SAME):
+        return "escape_floor"
     if abs(threshold - params.floor_bits) <= _SAME:
         return "floor"
     if abs(threshold - params.fallback_bits) <= _SAME:
@@ -190,6 +197,10 @@ def _threshold_words(basis: str, threshold: float, params: EngineParams, window_
         return (f"the floor, {params.floor_bits:g} bits (p < 1/{2 ** params.floor_bits:,.0f}): "
                 "the chain's own statistic was at or under it, and no score at or under the "
                 "floor is ever anomalous")
+    if basis == "escape_floor":
+        return (f"the escape floor, {params.escape_floor_bits:g} bits: a shape never seen for "
+                "its action, scored by the action's escape, is anomalous only above it "
+                "(escape_floor_bits)")
     if basis == "fallback":
         return (f"the fallback, {params.fallback_bits:g} bits: the chain's window of recent "
                 f"scores held fewer than {params.window} scores")
@@ -252,7 +263,8 @@ def explain(
     )
     previous = _call(v.edge.from_node, labels)
     current = _call(v.edge.to_node, labels)
-    basis = str(markov.get("threshold_from") or threshold_basis(v.threshold, params))
+    basis = str(markov.get("threshold_from")
+                or threshold_basis(v.threshold, params, backoff=bool(markov.get("backoff"))))
     window_n = int(markov.get("window_n", 0) or 0)
     nearest: Nearest | None = None
     known = {

@@ -61,6 +61,8 @@ class _Assessed:
     order_bits: float = -1.0
     #: the event's key-path hashes as scored ("" when none are read)
     paths: str = ""
+    #: the probability came from the shape escape (its threshold includes escape_floor_bits)
+    escaped: bool = False
 
 
 @dataclass
@@ -279,7 +281,7 @@ class ReferenceChain:
         c = self.edges.get(f"{src}\t{to}", 0)
         r = self.rows.get(src, 0)
         prob = c / r if r > 0 else 0.0
-        backoff = False
+        backoff = escaped = False
         if p.backoff_weight > 0 and needs_backoff(
             c, r, min_support=p.min_support, scale=COUNT_SCALE
         ):
@@ -301,9 +303,13 @@ class ReferenceChain:
                 node_count=node_count, node_row=node_row, node_p=node_p,
             )
             backoff = coarse > prob
+            escaped = backoff and node_p is not None
             prob = coarse
         bits = score(prob, p.epsilon)
         limit = self._threshold()
+        if escaped:
+            # scored by the shape escape: its own floor (EngineParams.escape_floor_bits)
+            limit = max(limit, p.escape_floor_bits)
         to_new = not self._known(to)
         anomalous = is_anomalous(
             bits, limit, row_total=r, to_is_new=to_new,
@@ -321,7 +327,7 @@ class ReferenceChain:
                     floor=p.floor_bits, rule=p.unlearnable_rule,
                 )
         return _Assessed(src, to, prev_action, action, c, r, bits, limit, anomalous, to_new,
-                         backoff, act_count, order_bits, paths)
+                         backoff, act_count, order_bits, paths, escaped)
 
     def _push(self, bits: float) -> None:
         self.window.insert(0, bits)

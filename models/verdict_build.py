@@ -1,5 +1,6 @@
 """Cheap construction of :class:`models.verdict.Verdict` and :class:`~models.verdict.Edge`
-for the engine's hot loop. Pure: no I/O.
+(and of the guardrail state, :class:`models.guardrails.state.GuardrailState`, one per event
+too) for the engine's hot loop. Pure: no I/O.
 
 A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__`` (the
 frozen class refuses plain assignment), and a call by keyword adds the keyword matching: ≈ 3 µs
@@ -25,9 +26,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from models.guardrails.state import GuardrailState
 from models.verdict import Edge, Reason, Verdict
 
-__all__ = ["make_edge", "make_verdict"]
+__all__ = ["make_edge", "make_guardrail_state", "make_verdict", "slot_builder"]
+
+
+def slot_builder(cls: type, name: str) -> Callable[..., Any]:
+    """:func:`_builder` for another frozen, slotted dataclass of a hot loop."""
+    return _builder(cls, name)
 
 
 def _builder(cls: type, name: str) -> Callable[..., Any]:
@@ -83,6 +90,18 @@ if TYPE_CHECKING:  # the signatures mypy checks; at run time the generated build
     def make_edge(from_node: str, to_node: str, p: float, count: float, row_total: float) -> Edge:
         """Exactly ``Edge(from_node, to_node, p, count, row_total)``."""
 
+    def make_guardrail_state(
+        node: str = "",
+        run_nodes: tuple[str, ...] = (),
+        run_events: int | None = None,
+        agent_events_in_window: int | None = None,
+        run_events_in_window: int | None = None,
+        run_cost: float | None = None,
+        agent_daily_cost: float | None = None,
+    ) -> GuardrailState:
+        """Exactly ``GuardrailState(...)`` with the same positional arguments."""
+
 else:
     make_verdict = _builder(Verdict, "make_verdict")
     make_edge = _builder(Edge, "make_edge")
+    make_guardrail_state = _builder(GuardrailState, "make_guardrail_state")

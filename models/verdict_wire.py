@@ -40,7 +40,7 @@ import msgspec
 
 from models.envelope import VerdictEnvelope, decode_verdicts
 from models.errors import ValidationError
-from models.verdict import ACTIONS, MODES, Edge, Reason, Verdict
+from models.verdict import ACTIONS, MODES, Edge, Reason, Verdict, round4
 
 __all__ = [
     "COMPACT_VERSION",
@@ -75,7 +75,7 @@ def _row(v: Verdict, project_id: str, agent_id: str, trace_id: str) -> list[Any]
     row: list[Any] = [
         v.event_id, v.run_id, v.chain, v.chain_tag,
         _MODE_INDEX.get(v.mode, v.mode), v.anomalous,
-        round(v.score, 4), round(v.threshold, 4),
+        round4(v.score), round4(v.threshold),
         e.from_node, e.to_node, e.p, _num(float(e.count)), _num(float(e.row_total)),
         _ACTION_INDEX.get(v.action, v.action),
         [[r.source, r.action, dict(r.detail)] if r.detail else [r.source, r.action]

@@ -126,13 +126,17 @@ local function checkpoint()
   redis.call('DEL', rows_key, snap_key)
   hset_chunked(rows_key, row_fields, rows)
   hset_chunked(snap_key, fields, decayed)
+  -- The plain fields (streaks, the shape vocabulary: never decayed) stay as they are: only
+  -- the decayed counts and their recomputed totals are written, and every other field (a
+  -- total no count adds to any more) is deleted — the same hash as rewriting it whole, without
+  -- copying the vocabulary back each time (it grows with every key path an action has shown).
   local cfields, ccounts = hash_pairs(coarse_key)
   local cout, cout_fields = {}, {}
+  local stale = {}
   for _, f in ipairs(cfields) do
     local kind = string.sub(f, 1, 1)
     if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' then
-      cout[f] = ccounts[f]
-      cout_fields[#cout_fields + 1] = f
+      -- kept in place
     elseif kind == 'a' or kind == 'n' then
       local d = decay_count(ccounts[f])
       cout[f] = d
@@ -143,9 +147,17 @@ local function checkpoint()
         cout[total] = 0
       end
       cout[total] = cout[total] + d
+    else
+      stale[#stale + 1] = f
     end
   end
-  redis.call('DEL', coarse_key)
+  local dropped = {}
+  for _, f in ipairs(stale) do
+    if cout[f] == nil then dropped[#dropped + 1] = f end
+  end
+  for j = 1, #dropped, 1000 do
+    redis.call('HDEL', coarse_key, unpack(dropped, j, math.min(j + 999, #dropped)))
+  end
   hset_chunked(coarse_key, cout_fields, cout)
   reset_caches()
 end

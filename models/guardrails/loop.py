@@ -128,12 +128,15 @@ def loop_to_dict(cfg: LoopConfig) -> dict[str, Any]:
     }
 
 
-def _primitive(block: Sequence[str]) -> bool:
-    """True unless the block is itself a repetition of a shorter block (``a a``, ``a b a b``)."""
+def _primitive(block: list[str]) -> bool:
+    """True unless the block is itself a repetition of a shorter block (``a a``, ``a b a b``).
+
+    A block of ``k`` nodes repeats a block of ``d`` (``d`` dividing ``k``) exactly when it has
+    period ``d``: ``block[d:] == block[:-d]`` (one list comparison in C per divisor, not a
+    Python loop per node; tests/unit/test_guardrails_loop.py checks it against the
+    element-by-element definition)."""
     k = len(block)
-    return not any(
-        k % d == 0 and all(block[i] == block[i % d] for i in range(k)) for d in range(1, k)
-    )
+    return not any(k % d == 0 and block[d:] == block[:-d] for d in range(1, k))
 
 
 def _tail_repeats(seq: Sequence[str], k: int) -> int:

@@ -245,6 +245,8 @@ def check_media(cfg: MediaConfig, leaves: Sequence[Leaf]) -> list[Reason]:
         if not isinstance(text, str) or len(text) < 8:
             continue
         kind, size, mimes = _inspect(cfg, text, _norm_field(leaf.name) in fields)
+        if not kind and not mimes:  # the usual string: nothing to note
+            continue
         if kind:
             blobs["count"] += 1
             blobs["largest_bytes"] = max(blobs["largest_bytes"], size)

@@ -47,8 +47,8 @@ from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import PolicySource, StoredPolicies
-from ratchet.telemetry.batch import observe_many
 from ratchet.store.round import Deferred, Round, ScriptCall
+from ratchet.telemetry.batch import observe_many
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -91,7 +91,7 @@ def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
         "from_seen": obs.row_total / COUNT_SCALE,
         "new_node": obs.to_new,
         "mode": MODE_NAMES[obs.mode],
-        "threshold_from": threshold_basis(obs.threshold, params),
+        "threshold_from": threshold_basis(obs.threshold, params, backoff=obs.backoff),
         "window_n": params.window_for(obs.runs),
     }
     if obs.repeats > obs.repeat_limit:
@@ -343,19 +343,25 @@ class Engine:
         """The events of each chain (indices, in order); node labels noted while at it."""
         groups: dict[str, tuple[ChainId, list[int]]] = {}
         chains = self._chains
+        note = self.labels.note if self.labels is not None and learn else None
+        last_ck: tuple[str, str, str, str] | None = None
+        tag, members = "", []
         for i, ev in enumerate(events):
             ck = (ev.project_id, ev.agent_id, ev.service, ev.priority)
-            chain = chains.get(ck)
-            if chain is None:
-                if len(chains) >= _CHAIN_MEMO:
-                    chains.clear()
-                chain = chains[ck] = self.chain_of(ev)
-            group = groups.get(chain.tag)
-            if group is None:
-                group = groups[chain.tag] = (chain, [])
-            group[1].append(i)
-            if self.labels is not None and learn:
-                self.labels.note(chain.tag, markov_nodes[i], ev.service, ev.action, ev.payload)
+            if ck != last_ck:  # consecutive events of one chain (the usual envelope): no lookups
+                chain = chains.get(ck)
+                if chain is None:
+                    if len(chains) >= _CHAIN_MEMO:
+                        chains.clear()
+                    chain = chains[ck] = self.chain_of(ev)
+                tag = chain.tag
+                group = groups.get(tag)
+                if group is None:
+                    group = groups[tag] = (chain, [])
+                members, last_ck = group[1], ck
+            members.append(i)
+            if note is not None:
+                note(tag, markov_nodes[i], ev.service, ev.action, ev.payload)
         return groups
 
     def _batches(

@@ -28,7 +28,7 @@ from models.guardrails import EMPTY_STATE, GuardrailState
 from models.guardrails.batch import CHUNK_EVENTS, Planned, finish, plan
 from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
 from models.verdict import Reason
-from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore
+from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore, make_guard_item
 from ratchet.store.keys import Keys
 from ratchet.store.policies import ActivePolicy, PolicySource
 from ratchet.store.round import Round
@@ -75,17 +75,22 @@ class Guardrails:
         policies = await self.policies.active({ev.project_id for ev in events})
         now_ms = int(now * 1000)
         groups: dict[str, tuple[ActivePolicy, list[int], list[GuardItem]]] = {}
+        last: tuple[str, str] | None = None
+        group: tuple[ActivePolicy, list[int], list[GuardItem]] | None = None
         for i, ev in enumerate(events):
             active = policies[ev.project_id]
             if not _stateful(active):
                 continue
-            tag = self.keys.guard_tag(ev.project_id, ev.agent_id)
-            group = groups.get(tag)
-            if group is None:
-                group = groups[tag] = (active, [], [])
+            if group is None or last != (ev.project_id, ev.agent_id):
+                # a new agent (consecutive events of one agent share its tag and group)
+                last = (ev.project_id, ev.agent_id)
+                tag = self.keys.guard_tag(ev.project_id, ev.agent_id)
+                group = groups.get(tag)
+                if group is None:
+                    group = groups[tag] = (active, [], [])
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
-            group[2].append(GuardItem(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
+            group[2].append(make_guard_item(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
         states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]
@@ -113,13 +118,15 @@ class Guardrails:
             chunk_steps += planned.steps
             full = len(chunk) >= CHUNK_EVENTS or chunk_steps >= _CHUNK_STEPS
             if full or time.perf_counter() > breathe:
-                out += self._finish(chunk, states[len(out):])
+                done = len(out)
+                out += self._finish(chunk, states[done:done + len(chunk)])
                 chunk, chunk_steps = [], 0
                 if time.perf_counter() > breathe:
                     await asyncio.sleep(0)
                     breathe = time.perf_counter() + _SLICE_S
         if chunk:
-            out += self._finish(chunk, states[len(out):])
+            done = len(out)
+            out += self._finish(chunk, states[done:done + len(chunk)])
         return out
 
     @staticmethod

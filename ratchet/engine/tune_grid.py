@@ -12,7 +12,8 @@ engine's own decisions event for event; :func:`evaluate` checks that on every ca
 What it does not re-run: learning. A setting that pauses an event the recording learned (or the
 reverse) would change later counts, scores and modes; the scores, modes and loop verdicts stay
 those of the recorded run. (On an unlearnable chain judged on its step order, the move's
-action-model score is compared with each point's floor.) :attr:`GridResult.learn_diff` counts, per point, the events whose
+action-model score is compared with each point's floor; a transition scored by the shape escape
+with at least the recorded ``escape_floor_bits``, which is not a grid key.) :attr:`GridResult.learn_diff` counts, per point, the events whose
 held-back-from-learning status differs from the recording — 0 means the estimate is exact.
 ``ratchet tune`` re-runs the recommended point through the real engine to measure the rest.
 
@@ -195,6 +196,8 @@ class _Compiled:
     holds_flags: BoolArray
     order0: FloatArray  # action-model score of a step-order-judged transition, else -1
     order1: FloatArray
+    esc0: BoolArray  # scored by the shape escape (threshold at least escape_floor_bits)
+    esc1: BoolArray
 
 
 def _compile(rec: Recording, params: EngineParams) -> _Compiled:
@@ -238,6 +241,8 @@ def _compile(rec: Recording, params: EngineParams) -> _Compiled:
         order0=arr([t.order_bits[0] if t.order_bits else -1.0 for t in traces], np.float64),
         order1=arr([t.order_bits[1] if len(t.order_bits) > 1 else -1.0 for t in traces],
                    np.float64),
+        esc0=arr([bool(t.escaped) and t.escaped[0] for t in traces], np.bool_),
+        esc1=arr([len(t.escaped) > 1 and t.escaped[1] for t in traces], np.bool_),
     )
 
 
@@ -322,10 +327,14 @@ def evaluate(
             stat = _window_stat(win[rows, :k, :n], sig[rows], robust)
             thr[rows] = np.where(use[rows], stat, thr[rows])
         thr = np.maximum(thr, floor[:, None])
-        a0 = ((comp.bits0[ev][None, :] > thr) & comp.judge0[ev][None, :]) | (
+        # a transition scored by the shape escape: its own floor (not a grid key)
+        esc_floor = base.escape_floor_bits
+        thr0 = np.where(comp.esc0[ev][None, :], np.maximum(thr, esc_floor), thr)
+        thr1 = np.where(comp.esc1[ev][None, :], np.maximum(thr, esc_floor), thr)
+        a0 = ((comp.bits0[ev][None, :] > thr0) & comp.judge0[ev][None, :]) | (
             comp.order0[ev][None, :] > floor[:, None])
         tail = comp.has_tail[ev][None, :]
-        a1 = tail & (((comp.bits1[ev][None, :] > thr) & comp.judge1[ev][None, :]) | (
+        a1 = tail & (((comp.bits1[ev][None, :] > thr1) & comp.judge1[ev][None, :]) | (
             comp.order1[ev][None, :] > floor[:, None]))
         push(k, comp.bits0[ev], ~a0)
         push(k, comp.bits1[ev], tail & ~a1)

@@ -63,6 +63,9 @@ class EventTrace:
     #: Per transition, its action-model score when the chain is judged on its step order
     #: (``unlearnable_rule``: anomalous over the floor, whatever the window), else -1.
     order_bits: tuple[float, ...] = ()
+    #: Per transition, whether its probability came from the shape escape (its threshold is at
+    #: least ``escape_floor_bits``, whatever the grid point's floor).
+    escaped: tuple[bool, ...] = ()
 
 
 class _TracingChain(ReferenceChain):
@@ -72,8 +75,10 @@ class _TracingChain(ReferenceChain):
         super().__init__(params, eligible_chain=eligible, locked_action=locked_action)
         self.assessed: list[_Assessed] = []
 
-    def _assess(self, src: str, to: str, prev_action: str, action: str) -> _Assessed:
-        a = super()._assess(src, to, prev_action, action)
+    def _assess(
+        self, src: str, to: str, prev_action: str, action: str, paths: str = ""
+    ) -> _Assessed:
+        a = super()._assess(src, to, prev_action, action, paths)
         self.assessed.append(a)
         return a
 
@@ -140,7 +145,7 @@ class Recorder:
                 ref = chain.observe(
                     item.event_id, item.run_id, item.node, high_priority=item.high_priority,
                     end_of_run=item.end_of_run, hold=item.hold, learn=learn,
-                    mode_floor=batch.mode_floor, action=item.action,
+                    mode_floor=batch.mode_floor, action=item.action, paths=item.paths,
                 )
                 if ref != obs:
                     raise ConfigError(
@@ -168,6 +173,7 @@ class Recorder:
                     held=obs.held,
                     holds_flags=chain.holds_flags,
                     order_bits=tuple(a.order_bits for a in chain.assessed),
+                    escaped=tuple(a.escaped for a in chain.assessed),
                 )
 
     def verdict(self, event: IngestEvent, verdict: Verdict) -> None:

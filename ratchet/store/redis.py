@@ -32,8 +32,8 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     CrossSlotTransactionError,
-    MaxConnectionsError,
     InvalidResponse,
+    MaxConnectionsError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
@@ -43,6 +43,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
+
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command as _pack_c
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
@@ -219,8 +222,22 @@ class _HiredisPack:
     _packer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = self._packer.pack(*args)
-        return packed
+        # redis-py's serializer splits the command name, then copies every argument through a
+        # generator (bytearray / memoryview → bytes) before the C packer: one Python step per
+        # argument, 7 per bulk event. hiredis refuses exactly those types (TypeError), so they —
+        # and anything it cannot pack, which redis-py reports as DataError — go the long way.
+        head = args[0]
+        if isinstance(head, str):
+            flat = (*head.encode().split(), *args[1:])
+        elif b" " in head:
+            flat = (*head.split(), *args[1:])
+        else:
+            flat = args
+        try:
+            return [_pack_c(flat)]
+        except TypeError:
+            packed: list[bytes] = self._packer.pack(*args)
+            return packed
 
 
 _PACKING: dict[type[Any], type[Any]] = {}

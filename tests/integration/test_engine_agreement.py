@@ -302,6 +302,20 @@ def test_lua_matches_reference_with_the_shape_escape(
     asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=100), cuts=st.lists(st.integers(0, 100)),
+       rule=st.sampled_from(["each", "each", "paths", "all"]),
+       escape_floor=st.sampled_from([0.0, 2.0, 3.5, 5.0, 8.0]))
+def test_lua_matches_reference_with_the_escape_floor(
+    redis_url: str, events: list[Event], cuts: list[int], rule: str, escape_floor: float
+) -> None:
+    # a transition scored by the shape escape is anomalous only over max(threshold, escape
+    # floor); the floors straddle the escapes' scores (a few bits here), and 0 is no extra floor
+    params = SMALL.replace(shape_escape=rule, min_support=0, floor_bits=1.0, fallback_bits=1.0,
+                           escape_floor_bits=escape_floor)
+    asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS))
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(settling_st, min_size=20, max_size=160),
        cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "each", "combos"]))

@@ -11,9 +11,11 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from benchmarks.engine import make_events
+from models.escape import path_digest
+from models.labels import key_paths
 from models.nodes import node_id
 from models.shape_memo import memo_clear
-from models.skeleton import skeleton_hash
+from models.skeleton import skeleton, skeleton_hash
 from models.verdict import Verdict
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
@@ -29,8 +31,9 @@ async def test_node_ids_verdicts_and_score_metric(redis_client: aioredis.Redis) 
     for rich in (False, True):
         engine = Engine.create(redis_client, keys=Keys(f"hl{uuid.uuid4().hex[:8]}"), rich=rich,
                                guardrails=False)
-        markov, guard = engine._nodes(events)
-        for ev, m, g in zip(events, markov, guard, strict=True):
+        markov, guard, digests = engine._nodes(events)
+        for ev, m, g, d in zip(events, markov, guard, digests, strict=True):
+            assert d == path_digest(key_paths(skeleton(ev.payload)))  # shipped rule reads paths
             skel = skeleton_hash(ev.payload)
             full = node_id(skel, service=ev.service, action=ev.action, rich=True)
             assert g == full

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis._parsers.encoders import Encoder
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
@@ -46,3 +49,25 @@ async def test_a_hiredis_packing_client_round_trips(redis_url: str) -> None:
     finally:
         await client.delete("pack:test")
         await client.aclose()
+
+
+_ARG = st.one_of(
+    st.text(max_size=20), st.binary(max_size=20), st.integers(), st.floats(allow_nan=False),
+    st.binary(max_size=8).map(memoryview), st.binary(max_size=8).map(bytearray),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.sampled_from(["EVALSHA", "CONFIG GET", "HSET"]),
+                 st.sampled_from([b"HSET", b"CLIENT LIST"])),
+       st.lists(_ARG, max_size=8))
+async def test_packed_bytes_equal_redis_pys_on_any_arguments(head: Any, rest: list[Any]) -> None:
+    """The fast path (hiredis directly) packs what redis-py's serializer packs, for every
+    argument type a command may carry (and falls back for the ones hiredis refuses)."""
+    from redis.connection import PythonRespSerializer
+
+    from ratchet.store.redis import _HiredisPack
+
+    fast = _HiredisPack().pack_command(head, *rest)
+    plain = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack(head, *rest)
+    assert b"".join(fast) == b"".join(plain)

@@ -233,3 +233,32 @@ def test_action_judged_only_over_the_floor() -> None:
     assert action_judged(False, act_count=1000, act_row=5_000_000, rule="actions", **kw)
     assert action_judged(True, act_count=1000, act_row=1000, rule="both", **kw)
     assert not action_judged(True, act_count=1000, act_row=1000, rule="actions", **kw)
+
+
+# --- the escape floor (escape_floor_bits) -----------------------------------------------------
+def _varied_chain(escape_floor: float) -> ReferenceChain:
+    """A chain whose step crm.read is busy (600 calls) and sends three shapes over two key paths
+    plus an optional third, so a shape bringing one more key path gets a finite escape."""
+    chain = ReferenceChain(P.replace(escape_floor_bits=escape_floor), locked_action="pause")
+    shapes = [("s0", "0000000a"), ("s1", "0000000a,0000000b"), ("s2", "0000000a,0000000c")]
+    k = 0
+    for r in range(300):
+        for i, eor in ((0, False), (1 if r % 3 else 2, True)):
+            k += 1
+            node, paths = shapes[0] if i == 0 else shapes[i]
+            chain.observe(f"e{k}", f"r{r}", node, end_of_run=eor, action="crm.read", paths=paths)
+    return chain
+
+
+def test_a_shape_scored_by_the_escape_needs_the_escape_floor() -> None:
+    base, floored = _varied_chain(0.0), _varied_chain(19.0)
+    # one key path new to a busy, varied step: a finite escape score over the 12-bit floor
+    # (about 14.8 bits here: its shape escape, field escape and step move, counts decayed)
+    new_field = {"action": "crm.read", "paths": "0000000a,0000000d"}
+    a = base.observe("x1", "rx", "s9", **new_field)
+    b = floored.observe("x1", "rx", "s9", **new_field)
+    assert a.backoff and 12.0 < a.score < 19.0 and a.anomalous and a.threshold == 12.0
+    assert b.score == a.score and not b.anomalous and b.threshold == 19.0
+    # a shape of a step the chain never saw has no escape: the escape floor does not apply
+    c = floored.observe("x2", "ry", "s10", action="mail.send", paths="0000000e")
+    assert c.anomalous and c.score > 19.9 and c.threshold == 12.0

@@ -45,6 +45,16 @@ def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:
         "floor", "fallback", "window"]
 
 
+def test_threshold_basis_names_the_escape_floor_only_for_a_back_off_score() -> None:
+    p = EngineParams(floor_bits=12.0, fallback_bits=12.0, escape_floor_bits=14.0)
+    assert threshold_basis(14.0, p, backoff=True) == "escape_floor"
+    assert threshold_basis(14.0, p) == "window"  # a window statistic that happens to be 14
+    assert threshold_basis(12.0, p, backoff=True) == "floor"
+    # an escape floor under the floor is never the threshold
+    low = p.replace(escape_floor_bits=10.0)
+    assert threshold_basis(10.0, low, backoff=True) == "window"
+
+
 def _verdict(**over: Any) -> Verdict:
     base = Verdict(
         event_id="e1", agent_id="a", run_id="r", chain="p/a/mail", mode="locked",

@@ -86,3 +86,22 @@ def test_two_node_alternation_below_the_bound_never_fires(repeats: int) -> None:
     cfg = LoopConfig(max_repeats=10, max_cycle_repeats=6, history=32)
     seq = list("ab" * repeats)
     assert rule(seq[:-1], seq[-1], cfg) == []
+
+
+def _primitive_by_definition(block: list[str]) -> bool:
+    """The element-by-element definition ``_primitive`` replaced."""
+    k = len(block)
+    return not any(
+        k % d == 0 and all(block[i] == block[i % d] for i in range(k)) for d in range(1, k)
+    )
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from("ab"), min_size=1, max_size=4),
+       st.integers(1, 4), st.lists(st.sampled_from("abc"), max_size=12))
+def test_primitive_equals_its_definition(unit: list[str], times: int, other: list[str]) -> None:
+    from models.guardrails.loop import _primitive
+
+    for block in (unit * times, other, unit * times + other[:1]):
+        if block:
+            assert _primitive(block) == _primitive_by_definition(block)

@@ -29,6 +29,8 @@ HOSTILE = st.text(alphabet="ab:{}%-_.", min_size=0, max_size=8) | st.sampled_fro
     ["pr-X", "pr-X:nodes", "pr-X:win", "x}:run:pr-X", "%3A", ":", "{", "}"]
 )
 HEX = st.text(alphabet="0123456789abcdef", min_size=1, max_size=4)
+#: Integer parameters (time-bucket indices) are typed ints: a caller cannot pass text there.
+INDEX = st.integers(min_value=0, max_value=10**9)
 
 
 def _keys(value: Any) -> list[str]:
@@ -38,15 +40,16 @@ def _keys(value: Any) -> list[str]:
 
 
 @st.composite
-def calls(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
+def calls(draw: st.DrawFn) -> tuple[str, tuple[Any, ...]]:
     name = draw(st.sampled_from(sorted(BUILDERS)))
     args = tuple(
-        draw(HEX if p == "tag" else HOSTILE) for p in BUILDERS[name].parameters
+        draw(HEX if p == "tag" else INDEX if param.annotation in (int, "int") else HOSTILE)
+        for p, param in BUILDERS[name].parameters.items()
     )
     return name, args
 
 
-def _built(call: tuple[str, tuple[str, ...]]) -> list[str]:
+def _built(call: tuple[str, tuple[Any, ...]]) -> list[str]:
     name, args = call
     return _keys(getattr(KEYS, name)(*args))
 
@@ -54,7 +57,7 @@ def _built(call: tuple[str, tuple[str, ...]]) -> list[str]:
 @settings(max_examples=3000, deadline=None)
 @given(calls(), calls())
 def test_different_calls_never_name_the_same_or_a_nested_key(
-    a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]
+    a: tuple[str, tuple[Any, ...]], b: tuple[str, tuple[Any, ...]]
 ) -> None:
     if a == b or a[0] == "guard_tag" or b[0] == "guard_tag":  # guard_tag is a digest, not a key
         return

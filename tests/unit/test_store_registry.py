@@ -28,8 +28,8 @@ def test_registry_names_every_script_in_the_package() -> None:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_has_a_header_block(name: str) -> None:
     """Header: purpose, KEYS and ARGV named, Output described (bullmq style)."""
-    head = script_source(name)[:4000]
-    header = head.split("]]", 1)[0] if head.startswith("--[[") else head
+    source = script_source(name)
+    header = source.split("]]", 1)[0] if source.startswith("--[[") else source[:4000]
     assert "KEYS[" in header, f"{name}.lua: its header names no KEYS"
     assert "ARGV" in header, f"{name}.lua: its header names no ARGV"
     assert re.search(r"(?i)output|returns", header), f"{name}.lua: its header says no output"

@@ -1,0 +1,70 @@
+"""The fast readers of the guardrails script's answer equal their plain definitions:
+``_int`` is ``int(float(text))`` (None for ""), and the answer objects built slot by slot
+equal the keyword-built ones."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.guardrails import GuardrailState
+from models.verdict_build import make_guardrail_state
+from ratchet.store.guardrails import GuardAnswer, _int, make_guard_answer
+
+
+def reference_int(text: str) -> int | None:
+    return int(float(text)) if text else None
+
+
+_NUMERIC = st.one_of(
+    st.integers(0, 10**20).map(str),
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e18, max_value=1e18).map(repr),
+    st.text("0123456789.e+-", min_size=1, max_size=20),
+    st.text("0123456789\u0663\u00b2 _", min_size=1, max_size=17),
+    st.just(""),
+)
+
+
+def _outcome(fn: object, text: str) -> object:
+    try:
+        return ("ok", fn(text))  # type: ignore[operator]
+    except (ValueError, OverflowError) as exc:
+        return ("error", type(exc))
+
+
+@given(_NUMERIC)
+def test_int_matches_int_of_float(text: str) -> None:
+    assert _outcome(_int, text) == _outcome(reference_int, text)
+
+
+@given(st.text(max_size=5), st.lists(st.text(max_size=3), max_size=5).map(tuple),
+       st.one_of(st.none(), st.integers()), st.one_of(st.none(), st.integers()),
+       st.one_of(st.none(), st.integers()), st.one_of(st.none(), st.floats(allow_nan=False)),
+       st.one_of(st.none(), st.floats(allow_nan=False)), st.booleans())
+def test_builders_make_equal_frozen_objects(
+    node: str, run_nodes: tuple[str, ...], run_events: int | None, agent: int | None,
+    run_w: int | None, run_cost: float | None, daily: float | None, duplicate: bool,
+) -> None:
+    fast = make_guard_answer(duplicate, make_guardrail_state(
+        node, run_nodes, run_events, agent, run_w, run_cost, daily))
+    slow = GuardAnswer(duplicate=duplicate, state=GuardrailState(
+        node=node, run_nodes=run_nodes, run_events=run_events, agent_events_in_window=agent,
+        run_events_in_window=run_w, run_cost=run_cost, agent_daily_cost=daily))
+    assert fast == slow and hash(fast) == hash(slow) and type(fast.state) is GuardrailState
+    try:
+        fast.state.node = "x"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("the built state is not frozen")
+
+
+@given(st.text(max_size=5), st.text(max_size=5), st.integers(), st.text(max_size=5),
+       st.one_of(st.none(), st.floats(allow_nan=False)))
+def test_guard_item_builder(event_id: str, run_id: str, t_ms: int, node: str,
+                            cost: float | None) -> None:
+    from ratchet.store.guardrails import GuardItem, make_guard_item
+
+    fast = make_guard_item(event_id, run_id, t_ms, node, cost)
+    assert fast == GuardItem(event_id, run_id, t_ms, node, cost) and type(fast) is GuardItem

@@ -26,8 +26,10 @@
   ARGV[3]      now                   Unix seconds (integer): the records' time
   ARGV[4]      window                seconds a binding is kept (RATCHET_EVENT_ID_WINDOW_S)
   ARGV[5]      per_slot              records per slot field before the hash splits a slot
-  ARGV[6..]    per event i: digest (12 bytes, ARGV[3i + 3]), fingerprint (12 bytes, ARGV[3i + 4];
-               a record keeps its first 8), field of the layout before (ARGV[3i + 5]:
+  ARGV[6]      salt                  16 random bytes, stored as the hash's salt if it has none
+                                     (id_slots.lua: slot addresses no client can predict)
+  ARGV[7..]    per event i: digest (12 bytes, ARGV[3i + 4]), fingerprint (12 bytes, ARGV[3i + 5];
+               a record keeps its first 8), field of the layout before (ARGV[3i + 6]:
                keys.event_field, "u" + 16 bytes or "e:" + the id)
 
   Output: {ok_1, ..., ok_n}   1 new id (bound now), 2 same body (an idempotent retry),
@@ -39,15 +41,17 @@ local m = tonumber(ARGV[1])
 local legacy = ARGV[2] == '1'
 local now, window, per_slot = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local oldest = now - window
-local n = (#ARGV - 5) / 3
+local n = (#ARGV - 6) / 3
 local CHUNK = 1000 -- values per unpack: well below Lua's C stack limit
 
 local k, s, count = slot_meta(redis.call('HGET', key, '#'))
+-- stored only with the first binding (below): a call that binds nothing writes nothing
+local salt = redis.call('HGET', key, '#s') or ARGV[6]
 local digests, prints, addresses = {}, {}, {}
 for i = 1, n do
-  digests[i] = ARGV[3 * i + 3]
-  prints[i] = ARGV[3 * i + 4]
-  addresses[i] = slot_address(digests[i])
+  digests[i] = ARGV[3 * i + 4]
+  prints[i] = ARGV[3 * i + 5]
+  addresses[i] = slot_address(salt, digests[i])
 end
 local fields = slot_fields(addresses, k, s)
 
@@ -73,7 +77,7 @@ if legacy then
       for lo = 1, n, CHUNK do
         local hi = math.min(n, lo + CHUNK - 1)
         local ask = {}
-        for i = lo, hi do ask[#ask + 1] = ARGV[3 * i + 5] end
+        for i = lo, hi do ask[#ask + 1] = ARGV[3 * i + 6] end
         local got = redis.call('HMGET', KEYS[b], unpack(ask))
         for i = lo, hi do
           local value = got[i - lo + 1]
@@ -133,8 +137,8 @@ if fresh > 0 then
   for lo = 1, #flat, 2 * CHUNK do
     redis.call('HSET', key, unpack(flat, lo, math.min(#flat, lo + 2 * CHUNK - 1)))
   end
-  k, s, count = slot_split(key, k, s, count + fresh, per_slot, oldest)
-  redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count))
+  k, s, count = slot_split(key, salt, k, s, count + fresh, per_slot, oldest)
+  redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count), '#s', salt)
   -- the hash outlives its newest record's window (plus a margin for gateways' clock skew)
   redis.call('EXPIREAT', key, now + window + math.min(window, 3600))
 end

@@ -26,10 +26,11 @@ local n = (#ARGV - 2) / 3
 
 local released = 0
 local k, s, count = slot_meta(redis.call('HGET', key, '#'))
+local salt = redis.call('HGET', key, '#s') or ''  -- none: nothing bound in this hash
 local values, changed, dropped = {}, {}, 0
 for i = 1, n do
   local digest, print = ARGV[3 * i], ARGV[3 * i + 1]
-  local field = slot_field(slot_address(digest), k, s)
+  local field = slot_field(slot_address(salt, digest), k, s)
   if values[field] == nil then values[field] = redis.call('HGET', key, field) or '' end
   local value = values[field]
   local at = slot_find(value, digest, oldest)

@@ -6,7 +6,10 @@
   ("0", "1", ...): record = the id's 12-byte digest (ratchet.store.event_id_buckets), the first
   8 bytes of its body's fingerprint, then the Unix second it was bound (4 bytes, big-endian).
   A record is live for the window after that second; older ones are dropped whenever their slot
-  is written. The digest's first 4 bytes (its address) pick the slot: address mod 2^k, or
+  is written. A record's address picks its slot: the first 4 bytes of SHA-1(salt .. digest),
+  where the salt (field "#s", 16 random bytes the first claiming gateway proposed) is the
+  project's own and never leaves Redis — an agent that grinds event ids cannot aim them at one
+  slot (which would make every claim there copy a value that only grows). Address mod 2^k, or
   mod 2^(k+1) when that is below the split pointer s; a record keeps its address, so a split can
   move it. The field "#" holds "k:s:n" (n = records kept). After writing, the hash splits one
   slot per `per_slot` records beyond per_slot × slots (slot s gives the records whose address
@@ -23,10 +26,10 @@ local function slot_meta(raw)
   return tonumber(k), tonumber(s), tonumber(n)
 end
 
--- the address of a digest (or of a record): its first 4 bytes, big-endian
-local function slot_address(digest)
-  local a, b, c, d = string.byte(digest, 1, 4)
-  return ((a * 256 + b) * 256 + c) * 256 + d
+-- the address of a digest (or of a record, whose first 12 bytes are its digest) under `salt`:
+-- the first 4 bytes of SHA-1(salt .. digest), big-endian
+local function slot_address(salt, digest)
+  return tonumber(string.sub(redis.sha1hex(salt .. string.sub(digest, 1, TAG)), 1, 8), 16)
 end
 
 -- the slot field of an address at (k, s)
@@ -82,7 +85,7 @@ local function slot_trim(value, oldest)
 end
 
 -- split slots while the hash keeps more than per_slot records per slot; returns k, s, n
-local function slot_split(key, k, s, n, per_slot, oldest)
+local function slot_split(key, salt, k, s, n, per_slot, oldest)
   while n > per_slot * (2 ^ k + s) do
     local from, to = tostring(s), tostring(s + 2 ^ k)
     local value = redis.call('HGET', key, from) or ''
@@ -90,7 +93,7 @@ local function slot_split(key, k, s, n, per_slot, oldest)
     for at = 1, #value, REC do
       local rec = string.sub(value, at, at + REC - 1)
       if record_time(value, at) <= oldest then n = n - 1
-      elseif math.floor(slot_address(rec) / (2 ^ k)) % 2 == 1 then move[#move + 1] = rec
+      elseif math.floor(slot_address(salt, rec) / (2 ^ k)) % 2 == 1 then move[#move + 1] = rec
       else stay[#stay + 1] = rec end
     end
     if #stay > 0 then redis.call('HSET', key, from, table.concat(stay))

@@ -27,12 +27,13 @@ admission round trip (:class:`ratchet.store.admission.AdmissionStore`) call them
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from ratchet.store.keys import Keys, event_field
 
-__all__ = ["BUCKET_S", "PER_SLOT", "bucket_expiry", "bucket_width", "claim_call",
+__all__ = ["BUCKET_S", "PER_SLOT", "SALT_PROPOSAL", "bucket_expiry", "bucket_width", "claim_call",
            "compact_print", "id_digest", "live_buckets", "release_call"]
 
 #: Width of a time bucket of the layout before (a hash of a field per id per project and
@@ -44,6 +45,12 @@ BUCKET_S = 14_400
 #: slot is an entry of Redis's hash table, ≈ 50 bytes). Gateways may differ: the slots are in
 #: Redis.
 PER_SLOT = 16
+
+#: This process's proposal for a project hash's salt (stored by the first claim that binds in
+#: it, then the stored one is used): slot addresses are SHA-1(salt .. digest), so an agent that
+#: grinds event ids offline cannot aim them at one slot of its project's hash — a slot no split
+#: can thin out, whose value every claim there would copy. The salt never leaves Redis.
+SALT_PROPOSAL = secrets.token_bytes(16)
 
 
 def id_digest(event_id: str) -> bytes:
@@ -103,7 +110,8 @@ def claim_call(
     indexes = live_buckets(now, window_s, bucket_width(window_s))
     script_keys = [keys.event_ids(project_id),
                    *(keys.event_id_bucket(project_id, i) for i in indexes)]
-    args: list[Any] = [len(indexes), 1 if legacy else 0, int(now), window_s, PER_SLOT]
+    args: list[Any] = [len(indexes), 1 if legacy else 0, int(now), window_s, PER_SLOT,
+                       SALT_PROPOSAL]
     for event_id, fingerprint in claims:
         args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
     if legacy:

@@ -7,6 +7,7 @@ the compact stored form, splits and the dropping of expired records.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from ratchet.store.admission import AdmissionStore
 from ratchet.store.event_id_buckets import (
     BUCKET_S,
     PER_SLOT,
+    SALT_PROPOSAL,
     claim_call,
     id_digest,
     live_buckets,
@@ -86,11 +88,12 @@ async def test_a_binding_is_one_compact_record_and_the_hash_outlives_the_window(
     assert WINDOW <= ttl <= WINDOW + 3600
     # compact: a 24-byte record (the id's 12-byte digest, 8 bytes of the fingerprint, the
     # second it was bound) in slot "0" of a hash with one slot ("#": k, split pointer,
-    # records); no per-id key, no time bucket
+    # records; "#s": the salt of its slot addresses, this process's proposal as the first);
+    # no per-id key, no time bucket
     assert await redis_client.hgetall(keys.event_ids(PROJECT)) == {
         b"0": (id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
                + int(now).to_bytes(4, "big")),
-        b"#": b"0:0:1"}
+        b"#": b"0:0:1", b"#s": SALT_PROPOSAL}
     assert await redis_client.exists(keys.event_id_bucket(PROJECT, int(now // BUCKET_S))) == 0
     assert await redis_client.exists(keys.event_fingerprint(PROJECT, e.event_id)) == 0
 
@@ -125,8 +128,8 @@ async def test_non_uuid_ids_and_a_batch_larger_than_one_unpack(
 
 
 async def _slots(client: RedisClient, bucket: str) -> dict[bytes, bytes]:
-    """The bucket's slot fields (all but "#")."""
-    return {f: v for f, v in (await client.hgetall(bucket)).items() if f != b"#"}
+    """The bucket's slot fields (all but "#" and the salt "#s")."""
+    return {f: v for f, v in (await client.hgetall(bucket)).items() if not f.startswith(b"#")}
 
 
 async def test_slots_split_as_a_bucket_fills_and_every_binding_stays_found(
@@ -146,9 +149,10 @@ async def test_slots_split_as_a_bucket_fills_and_every_binding_stays_found(
     records = sorted(v[i:i + 20] for v in slots.values() for i in range(0, len(v), 24))
     assert records == sorted(id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
                              for e in events)
+    salt = await redis_client.hget(bindings, "#s")
     for field, value in slots.items():  # every record sits in the slot its address names
         for i in range(0, len(value), 24):
-            address = int.from_bytes(value[i:i + 4], "big")
+            address = int.from_bytes(hashlib.sha1(salt + value[i:i + 12]).digest()[:4], "big")
             slot = address % 2 ** k
             assert field == b"%d" % (slot if slot >= s else address % 2 ** (k + 1))
     again = [_event("zz", e.event_id) if i % 3 else e for i, e in enumerate(events)]
@@ -327,3 +331,37 @@ async def test_expired_bindings_leave_when_their_slot_is_written(
     assert stamps.count(int(now)) < 400 // 2  # most expired records are gone already
     assert await _codes(redis_client, keys, [_event("c", e.event_id) for e in first[10:]],
                         later) == [1] * 390
+
+
+async def test_slot_addresses_follow_the_stored_salt_not_the_caller(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """The first binding stores the proposed salt; later calls proposing another keep it, so
+    every gateway finds every record, and ids ground to collide on their plain digest's first
+    bytes (what an agent could aim at without the salt) spread over the slots."""
+    now = time.time()
+    bindings = keys.event_ids(PROJECT)
+    ids_script = scripts_for(redis_client)["event_ids_claim"]
+    aimed = []
+    i = 0
+    while len(aimed) < 600:  # ids whose plain digests all name slot 0 of up to 2^6 slots
+        event_id = f"ground-{i}"
+        i += 1
+        if id_digest(event_id)[3] % 64 == 0:
+            aimed.append(_event("a1", event_id))
+    first, second = b"A" * 16, b"B" * 16
+    for lo, salt in ((0, first), (300, second)):
+        batch = aimed[lo:lo + 300]
+        script_keys, args = claim_call(keys, PROJECT, [(e.event_id, event_fingerprint(e))
+                                                      for e in batch], WINDOW, now)
+        args[5] = salt
+        assert await ids_script(keys=script_keys, args=args) == [1] * 300
+    assert await redis_client.hget(bindings, "#s") == first
+    slots = await _slots(redis_client, bindings)
+    assert len(slots) >= 600 / PER_SLOT
+    assert max(len(v) // 24 for v in slots.values()) <= 4 * PER_SLOT  # not all in one slot
+    # every record is found again, whichever salt a later caller proposes
+    script_keys, args = claim_call(keys, PROJECT, [(e.event_id, event_fingerprint(e))
+                                                  for e in aimed], WINDOW, now)
+    args[5] = second
+    assert await ids_script(keys=script_keys, args=args) == [2] * 600

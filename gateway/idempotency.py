@@ -26,7 +26,7 @@ from gateway.body import read_bytes
 from gateway.ingest import error_body
 from gateway.metrics import IDEMPOTENCY_REQUESTS
 from gateway.state import GatewayState
-from models.errors import ConflictError, UnprocessableError
+from models.errors import ConflictError, RatchetError, UnprocessableError
 from models.idempotency import (
     HEADER,
     REPLAYED_HEADER,
@@ -80,6 +80,6 @@ async def idempotent(
             await state.idempotency.finish(reservation, StoredAnswer(resp.status, resp.body))
         else:
             await state.idempotency.release(reservation)
-    except Exception as exc:  # the work is done: answer it; the lease frees the key later
+    except RatchetError as exc:  # the work is done: answer it; the lease frees the key later
         log.warning("could not record the idempotent answer: %s", type(exc).__name__)
     return resp

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -61,7 +61,7 @@ class RatchetClient:
             connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
         )
 
-    async def __aenter__(self) -> RatchetClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

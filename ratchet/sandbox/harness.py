@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -47,7 +47,7 @@ class EnvelopeProducer:
             acks=1, **(security or {}),
         )
 
-    async def __aenter__(self) -> EnvelopeProducer:
+    async def __aenter__(self) -> Self:
         await self._producer.start()
         return self
 
@@ -112,7 +112,7 @@ class VerdictCollector:
             **(self.security or {}),
         )
 
-    async def __aenter__(self) -> VerdictCollector:
+    async def __aenter__(self) -> Self:
         self._consumer = self.make_consumer()
         await self._consumer.start()
         self._task = asyncio.get_running_loop().create_task(self._run())

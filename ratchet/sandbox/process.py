@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import aiohttp
 
@@ -56,7 +57,7 @@ class ChildProcess:
     log_path: str = ""
     argv: tuple[str, ...] = ("-m", "ratchet.cli.worker", "worker")
 
-    def start(self) -> ChildProcess:
+    def start(self) -> Self:
         fd, self.log_path = tempfile.mkstemp(prefix=f"ratchet-{self.name}-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, *self.argv],
@@ -105,7 +106,7 @@ class ChildProcess:
         if self.log_path and not keep_log:
             Path(self.log_path).unlink(missing_ok=True)
 
-    def __enter__(self) -> ChildProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

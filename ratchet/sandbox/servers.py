@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from models.errors import ConfigError, UnavailableError
 
@@ -121,7 +122,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self) -> Self:
         self.port = self.port or free_port()
         if not self.workdir:
             self.workdir = tempfile.mkdtemp(prefix="ratchet-redis-")
@@ -157,7 +158,7 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(5)
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -181,7 +182,7 @@ class RedisClusterServer:
     def ports(self) -> list[int]:
         return [n.port for n in self.nodes]
 
-    def start(self) -> RedisClusterServer:
+    def start(self) -> Self:
         try:
             for _ in range(self.masters * (1 + self.replicas)):
                 node = RedisServer(
@@ -237,7 +238,7 @@ class RedisClusterServer:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> RedisClusterServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -256,7 +257,7 @@ class TansuServer:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> TansuServer:
+    def start(self) -> Self:
         self.port = self.port or free_port()
         fd, self.log_path = tempfile.mkstemp(prefix="ratchet-tansu-", suffix=".log")
         env = dict(os.environ)
@@ -287,7 +288,7 @@ class TansuServer:
             self.proc.kill()
             self.proc.wait(5)
 
-    def __enter__(self) -> TansuServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

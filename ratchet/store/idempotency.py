@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from models.errors import ScriptCode, StoreError
+from models.errors import RatchetError, ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
 from ratchet.store.event_id_buckets import claim_call
@@ -104,7 +104,7 @@ class IdempotencyStore(RedisStore):
                 await asyncio.sleep(self.lease_ms / 3000)
                 try:
                     await self.renew(reservation)
-                except Exception as exc:  # a missed renewal only shortens the lease
+                except RatchetError as exc:  # a missed renewal only shortens the lease
                     log.warning("could not renew an idempotency lease: %s", type(exc).__name__)
 
         task = asyncio.create_task(renew_forever())

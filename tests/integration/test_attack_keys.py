@@ -86,9 +86,9 @@ async def test_run_id_cannot_name_another_runs_key(
 async def test_engine_error_follows_on_error_never_a_silent_allow(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
-    async def corrupt(run: str) -> None:  # a string where the guardrails keep a list
+    async def corrupt(run: str) -> None:  # a list where the guardrails keep a string
         tag = keys.guard_tag("p1", "a1")
-        await redis_client.set(keys.guard_run_keys(tag, run).nodes, "not a list")
+        await redis_client.rpush(keys.guard_run_keys(tag, run).nodes, "not a string")
 
     proc = _processor(redis_client, keys, POLICY, on_error=False)  # the default needs no policy
     before = {a: _errors(a) for a in ("allow", "flag", "pause")}

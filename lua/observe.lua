@@ -42,7 +42,7 @@
   KEYS[4] nodes     hash: node → 1
   KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings); the
                     threshold's statistics are kept incrementally over it (no sort per event)
-  KEYS[6] snapshot  hash: edges at the last checkpoint
+  KEYS[6] snapshot  string: the edges at the last checkpoint, MessagePack (a hash before)
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
                     "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed);
@@ -297,7 +297,7 @@ local function learn_streak(node, length)
   local f = 'r\t' .. node
   local longest = coarse_count(f)
   if longest < length and length <= math.floor(repeat_factor * longest) + repeat_margin then
-    pend_c[f] = (pend_c[f] or 0) + (length - longest)
+    pend_c[f] = true
     ccache[f] = length
   end
 end

@@ -5,7 +5,15 @@
   checkpoint.
 
   Mirrors models/modes.py (distribution_change, is_unlearnable, next_mode) and models/decay.py
-  (decay_count, row_totals). Needs chain_state.lua (reset_caches, SCALE) and locals edges_key, rows_key,
+  (decay_count, row_totals).
+
+  Cost (it is the largest part of observe.lua's instructions): the snapshot is one MessagePack
+  string (one GET and one SET, not a hash read and rewritten field by field; releases before
+  kept a hash there, still read); only the counts and totals the decay changed are written (a
+  count at or under 1 is never decayed by the tiered rule); the caches are left holding the
+  decayed counts, so the events after a checkpoint in the same batch read nothing again.
+
+  Needs chain_state.lua (its caches, flush_counts, SCALE) and locals edges_key, rows_key,
   snap_key, the parameter locals listed in observe.lua, and `st` (meta counters).
 ]]
 local function hash_pairs(key)
@@ -18,19 +26,24 @@ local function hash_pairs(key)
   return fields, values
 end
 
-local function hset_chunked(key, fields, values)
-  local args = {}
-  for _, f in ipairs(fields) do
-    args[#args + 1] = f
-    args[#args + 1] = string.format('%d', values[f])
-    if #args >= 1000 then
-      redis.call('HSET', key, unpack(args))
-      args = {}
-    end
+-- HSET of the pairs in `args` (field, value, field, value …), at most 1000 arguments a call.
+local function hset_flat(key, args)
+  for j = 1, #args, 1000 do
+    redis.call('HSET', key, unpack(args, j, math.min(j + 999, #args)))
   end
-  if #args > 0 then
-    redis.call('HSET', key, unpack(args))
+end
+
+-- The distribution at the last checkpoint: field → count, and its fields in order.
+local function read_snapshot()
+  local blob = redis.pcall('GET', snap_key)
+  if type(blob) == 'table' and blob.err then
+    return hash_pairs(snap_key)  -- a hash, as releases before this one kept it
   end
+  if not blob then return {}, {} end
+  local previous = cmsgpack.unpack(blob)
+  local fields = {}
+  for f in pairs(previous) do fields[#fields + 1] = f end
+  return fields, previous
 end
 
 local function change_since_snapshot(fields, current, previous, prev_fields)
@@ -84,7 +97,7 @@ end
 local function checkpoint()
   flush_counts()
   local fields, current = hash_pairs(edges_key)
-  local prev_fields, previous = hash_pairs(snap_key)
+  local prev_fields, previous = read_snapshot()
   local change = change_since_snapshot(fields, current, previous, prev_fields)
   st.chg = change
   -- judged until the chain locks: a locked chain keeps judging every transition
@@ -111,21 +124,36 @@ local function checkpoint()
     end
   end
   local rows, decayed = {}, {}
-  local row_fields = {}
+  local row_fields, row_changed = {}, {}
+  local eargs = {}
+  local find, sub, fmt = string.find, string.sub, string.format
   for _, f in ipairs(fields) do
-    local c = decay_count(current[f])
+    local was = current[f]
+    local c = decay_count(was)
     decayed[f] = c
-    local src = string.match(f, '^([^\t]*)\t')
-    if rows[src] == nil then
+    local src = sub(f, 1, find(f, '\t', 1, true) - 1)
+    local r = rows[src]
+    if r == nil then
       row_fields[#row_fields + 1] = src
-      rows[src] = 0
+      r = 0
     end
-    rows[src] = rows[src] + c
+    rows[src] = r + c
+    if c ~= was then
+      eargs[#eargs + 1] = f
+      eargs[#eargs + 1] = fmt('%d', c)
+      row_changed[src] = true
+    end
   end
-  hset_chunked(edges_key, fields, decayed)
-  redis.call('DEL', rows_key, snap_key)
-  hset_chunked(rows_key, row_fields, rows)
-  hset_chunked(snap_key, fields, decayed)
+  hset_flat(edges_key, eargs)
+  local rargs = {}
+  for _, src in ipairs(row_fields) do
+    if row_changed[src] then
+      rargs[#rargs + 1] = src
+      rargs[#rargs + 1] = fmt('%d', rows[src])
+    end
+  end
+  hset_flat(rows_key, rargs)
+  redis.call('SET', snap_key, cmsgpack.pack(decayed))
   -- The plain fields (streaks, the shape vocabulary: never decayed) stay as they are: only
   -- the decayed counts and their recomputed totals are written, and every other field (a
   -- total no count adds to any more) is deleted — the same hash as rewriting it whole, without
@@ -134,14 +162,17 @@ local function checkpoint()
   local cout, cout_fields = {}, {}
   local stale = {}
   for _, f in ipairs(cfields) do
-    local kind = string.sub(f, 1, 1)
-    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' then
+    local kind = sub(f, 1, 1)
+    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
       -- kept in place
     elseif kind == 'a' or kind == 'n' then
       local d = decay_count(ccounts[f])
       cout[f] = d
       cout_fields[#cout_fields + 1] = f
-      local total = string.upper(kind) .. string.match(f, '^.(\t.*)\t[^\t]*$')
+      -- "a\tprev\tact" → "A\tprev", "n\tact\tnode" → "N\tact": up to the last tab (a
+      -- plain search: a backtracking pattern here cost more than the rest of the checkpoint)
+      local last = find(f, '\t[^\t]*$', 3)
+      local total = (kind == 'a' and 'A' or 'N') .. sub(f, 2, last - 1)
       if cout[total] == nil then
         cout_fields[#cout_fields + 1] = total
         cout[total] = 0
@@ -158,6 +189,18 @@ local function checkpoint()
   for j = 1, #dropped, 1000 do
     redis.call('HDEL', coarse_key, unpack(dropped, j, math.min(j + 999, #dropped)))
   end
-  hset_chunked(coarse_key, cout_fields, cout)
-  reset_caches()
+  local cargs = {}
+  for _, f in ipairs(cout_fields) do
+    local v = cout[f]
+    if v ~= ccounts[f] then
+      cargs[#cargs + 1] = f
+      cargs[#cargs + 1] = fmt('%d', v)
+    end
+    ccounts[f] = v
+  end
+  hset_flat(coarse_key, cargs)
+  for _, f in ipairs(dropped) do ccounts[f] = nil end
+  -- every count of the chain is now known: the caches hold them (a field missing is 0)
+  ecache, rcache, ccache = decayed, rows, ccounts
+  whole_e, whole_r, whole_c = true, true, true
 end

@@ -197,9 +197,10 @@ class EngineStore(RedisStore):
         return {_s(k): int(v) for k, v in raw.items()}
 
     async def coarse_counts(self, tag: str) -> dict[str, int]:
-        """The back-off model's counts of a chain (fields as in ``lua/observe.lua`` KEYS[7])."""
+        """The back-off model's counts of a chain (fields as in ``lua/observe.lua`` KEYS[7]; not
+        the field ``#`` that keeps the hash in Redis's hashtable encoding, chain_state.lua)."""
         raw = await self.client.hgetall(self.keys.chain_keys(tag).coarse)
-        return {_s(k): int(v) for k, v in raw.items()}
+        return {_s(k): int(v) for k, v in raw.items() if k != b"#"}
 
     async def chain_summary(self, tag: str) -> dict[str, Any]:
         """What a baseline listing shows of a chain: mode, runs, whether it is unlearnable and

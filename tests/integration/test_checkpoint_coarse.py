@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 from redis.asyncio import Redis
 
 from models.params import EngineParams
@@ -17,21 +19,23 @@ from ratchet.store.chains import ChainBatch, ObserveItem
 from ratchet.store.keys import Keys
 from ratchet.store.scripts import script_source
 
-IN_PLACE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' then
+IN_PLACE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
       -- kept in place
     elseif"""
-WHOLE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' then
+WHOLE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
       cout[f] = ccounts[f]
       cout_fields[#cout_fields + 1] = f
     elseif"""
 DROP = "  for j = 1, #dropped, 1000 do"
+CHANGED_ONLY = "    if v ~= ccounts[f] then"
 
 
 def whole_rewrite_source() -> str:
-    """observe.lua with the previous checkpoint: plain fields copied, the hash deleted first."""
+    """observe.lua with the previous checkpoint: plain fields copied, the hash deleted first,
+    every field written again (not only the counts the decay changed)."""
     src = script_source("observe")
-    assert IN_PLACE in src and DROP in src
-    src = src.replace(IN_PLACE, WHOLE)
+    assert IN_PLACE in src and DROP in src and CHANGED_ONLY in src
+    src = src.replace(IN_PLACE, WHOLE).replace(CHANGED_ONLY, "    if true then")
     return src.replace(DROP, "  redis.call('DEL', coarse_key)\n  for j = 1, 0 do", 1)
 
 
@@ -49,8 +53,8 @@ async def _snapshot(client: Redis, keys: list[str]) -> list[object]:
     out: list[object] = []
     for key in keys:
         kind = (await client.type(key)).decode()
-        if kind == "hash":
-            out.append(sorted((await client.hgetall(key)).items()))
+        if kind == "hash":  # less the encoding marker (the reference writes it as "0")
+            out.append(sorted(i for i in (await client.hgetall(key)).items() if i[0] != b"#"))
         elif kind == "list":
             out.append(await client.lrange(key, 0, -1))
         else:
@@ -87,3 +91,42 @@ async def test_in_place_checkpoint_equals_whole_rewrite(redis_client: Redis) -> 
     assert checkpoints >= 30
     fields = dict(states[0][6])  # type: ignore[arg-type]
     assert any(f.startswith(b"p\t") for f in fields) and b"Zodd" not in fields
+    # past 32 fields the back-off hash is kept in the hashtable encoding by its marker
+    coarse = engines[0].store.keys.chain_keys("c1").coarse
+    assert await redis_client.hget(coarse, "#") == b"0" * 65
+    assert await redis_client.object("encoding", coarse) == b"hashtable"
+
+
+async def test_a_snapshot_kept_as_a_hash_is_read_and_replaced(redis_client: Redis) -> None:
+    # Releases before kept the checkpoint's snapshot as a hash; the script now keeps one
+    # MessagePack string. A chain whose snapshot is still a hash must be judged exactly as the
+    # same chain with the string (same answers, same stored state after the next checkpoint).
+    # Batches of two runs: one checkpoint each, the one that reads the planted hash.
+    params = EngineParams(checkpoint_runs=2, min_support=1)
+    rng = random.Random(9)
+    events = _events(rng, 200)
+    engines = [Engine.create(redis_client, keys=Keys(f"sn{i}{rng.randrange(10**9)}"),
+                             guardrails=False, params=params, labels=False) for i in range(2)]
+    now_ms = 1_700_000_000_000
+    converted = 0
+    for lo in range(0, len(events), 10):
+        answers, states = [], []
+        for which, engine in enumerate(engines):
+            snap = engine.store.keys.chain_keys("c1").snapshot
+            if which == 1 and (await redis_client.type(snap)) == b"string":
+                counts = msgspec.msgpack.decode(await redis_client.get(snap))
+                await redis_client.delete(snap)
+                if counts:
+                    await redis_client.hset(snap, mapping=counts)
+                    converted += 1
+            items = [ObserveItem(e, run, node, False, end, False, act, "")
+                     for e, run, node, act, end in events[lo:lo + 10]]
+            call_keys, args = engine.store.observe_call(
+                ChainBatch("c1", items, eligible=True), learn=True, now_ms=now_ms + lo)
+            answers.append(await engine.store.scripts["observe"](keys=call_keys, args=args))
+            state = await _snapshot(redis_client, call_keys[:7])
+            state[5] = msgspec.msgpack.decode(await redis_client.get(snap))
+            states.append(state)
+        assert answers[0] == answers[1], f"answers differ in the batch at {lo}"
+        assert states[0] == states[1], f"chain state differs after the batch at {lo}"
+    assert converted >= 15

@@ -324,7 +324,14 @@ local function escape_p(act, action_count, paths)
   return esc
 end
 
-local function assess(from, to, prev_act, act, paths)
+-- Two records, reused by every event (an event's edge and its run end's END edge): a table
+-- built per edge costs an allocation, 13 new keys and the collector's time.
+local EDGE = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+local TAIL = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+
+local function assess(a, from, to, prev_act, act, paths)
   to = bounded_to(from, to, node_cap, edge_cap)
   local c = edge_count(from, to)
   local r = row_total(from)
@@ -385,9 +392,10 @@ local function assess(from, to, prev_act, act, paths)
       end
     end
   end
-  return { from = from, to = to, pa = prev_act, act = act, c = c, r = r, bits = bits,
-           limit = limit, anomalous = anomalous, to_new = to_new, backoff = backoff, ac = ac,
-           paths = paths }
+  a.from, a.to, a.pa, a.act, a.c, a.r, a.bits = from, to, prev_act, act, c, r, bits
+  a.limit, a.anomalous, a.to_new, a.backoff, a.ac, a.paths = limit, anomalous, to_new, backoff,
+    ac, paths
+  return a
 end
 
 local function action_for(anomalous)
@@ -571,11 +579,11 @@ for i = 1, n do
       end
     end
     if learn and prio_high then st.elig = 1 end
-    local e = assess(from, node, prev_act, act, ev_paths[i])
+    local e = assess(EDGE, from, node, prev_act, act, ev_paths[i])
     local tail = nil
-    if eor then tail = assess(e.to, END_NODE, act, END_NODE, '') end
-    local assessed = { e }
-    if tail ~= nil then assessed[2] = tail end
+    if eor then tail = assess(TAIL, e.to, END_NODE, act, END_NODE, '') end
+    local edges_n = 1
+    if tail ~= nil then edges_n = 2 end
     local repeats = 0
     if e.to == e.from then repeats = run.rep + 1 end
     local longest_field = 'r\t' .. e.to
@@ -583,9 +591,8 @@ for i = 1, n do
     local rlimit = math.floor(repeat_factor * longest) + repeat_margin
     local looping = repeat_factor > 0 and repeats > rlimit
     -- back-to-back streaks that end here: the previous node's, and this node's at a run end
-    local streaks = {}
-    if e.to ~= e.from and run.rep > 0 then streaks[#streaks + 1] = { e.from, run.rep } end
-    if eor and repeats > 0 then streaks[#streaks + 1] = { e.to, repeats } end
+    local streak_prev = e.to ~= e.from and run.rep > 0
+    local streak_here = eor and repeats > 0
     local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
     local action = action_for(anomalous)
     local lowest_held = 2
@@ -598,7 +605,9 @@ for i = 1, n do
     local shown = e
     if tail ~= nil and (tail.bits - tail.limit) > (e.bits - e.limit) then shown = tail end
     if learn then
-      for _, a in ipairs(assessed) do
+      for k = 1, edges_n do
+        local a = EDGE
+        if k == 2 then a = TAIL end
         st.nt = st.nt + 1
         if a.c == 0 then st.nw = st.nw + 1 end
         if a.ac >= 0 then
@@ -608,17 +617,22 @@ for i = 1, n do
       end
     end
     if learn and not held then
-      for _, a in ipairs(assessed) do
+      for k = 1, edges_n do
+        local a = EDGE
+        if k == 2 then a = TAIL end
         count_edge(a.from, a.to)
         local tracked = nil
         if shape_esc > 0 then tracked = a.paths end
         count_action(a.pa, a.act, a.to, edge_cap, tracked)
       end
-      for _, s in ipairs(streaks) do learn_streak(s[1], s[2]) end
+      if streak_prev then learn_streak(e.from, run.rep) end
+      if streak_here then learn_streak(e.to, repeats) end
       st.events = st.events + 1
     elseif learn and held then
       local lines = {}
-      for _, a in ipairs(assessed) do
+      for k = 1, edges_n do
+        local a = EDGE
+        if k == 2 then a = TAIL end
         local line = a.from .. '\t' .. a.to .. '\t' .. a.pa .. '\t' .. a.act
         if shape_esc > 0 then line = line .. '\t' .. a.paths end
         lines[#lines + 1] = line

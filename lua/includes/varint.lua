@@ -4,9 +4,13 @@
   Used by the compact dedup answers kept per event in run hashes (lua/guardrails.lua,
   lua/observe.lua), which must stay ≤ 64 bytes for Redis's listpack encoding.
 ]]
+local char, floor = string.char, math.floor
 local function varint(x)
-  if x < 128 then return string.char(x) end
-  if x < 16384 then return string.char(x % 128 + 128, math.floor(x / 128)) end
+  if x < 128 then return char(x) end
+  if x < 16384 then return char(x % 128 + 128, floor(x / 128)) end
+  if x < 2097152 then  -- 3 bytes: one string.char, no table (counts in 1/1000 units land here)
+    return char(x % 128 + 128, floor(x / 128) % 128 + 128, floor(x / 16384))
+  end
   local t = {}
   while x >= 128 do
     t[#t + 1] = string.char(x % 128 + 128)

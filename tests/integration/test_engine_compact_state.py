@@ -5,6 +5,7 @@ kind of key asserted on a real redis-server (docs/operations.md, "What Redis kee
 from __future__ import annotations
 
 import struct
+from importlib import resources
 import uuid
 
 from redis.asyncio import Redis
@@ -220,3 +221,32 @@ async def test_guardrail_answers_stored_as_text_by_the_previous_release_are_hono
     assert answers[-1].state.run_nodes == tuple(f"{i:016x}" for i in range(5, 9))
     assert await redis_client.get(run.nodes) == b"".join(
         b"\x08" + bytes.fromhex(f"{i:016x}") for i in range(2, 10))
+
+
+def _varint(x: int) -> bytes:
+    out = bytearray()
+    while x >= 128:
+        out.append(x % 128 + 128)
+        x //= 128
+    out.append(x)
+    return bytes(out)
+
+
+async def test_varints_of_every_length_round_trip(redis_client: Redis) -> None:
+    # lua/includes/varint.lua has a fast path per length (1, 2, 3 bytes) and a loop past them:
+    # each boundary must encode as the base-128 bytes and read back to the same value.
+    source = resources.files("lua.includes").joinpath("varint.lua").read_text() + """
+local out = {}
+for i = 1, #ARGV do
+  local s = varint(tonumber(ARGV[i]))
+  local x, after = varint_read(s, 1)
+  out[i] = { s, x, after }
+end
+return out
+"""
+    values = [0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 2**28 - 1, 2**28, 2**35 + 5]
+    got = await redis_client.eval(source, 0, *values)
+    assert [(bytes(s), int(x), int(after)) for s, x, after in got] == [
+        (_varint(v), v, len(_varint(v)) + 1) for v in values
+    ]
+    assert [len(_varint(v)) for v in values] == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6]

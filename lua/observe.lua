@@ -216,15 +216,24 @@ local function sorted_insert(s, x)
   s[i + 1] = x
 end
 
-local function sorted_remove(s, x)
+-- The score `old` leaves and `x` comes in (a full window): `x` takes `old`'s place and moves
+-- to its order — one pass over the scores between them, not a removal and an insertion that
+-- each shift half the window.
+local function sorted_replace(s, old, x)
   local n = #s
   local i = 1
-  while i < n and s[i] ~= x do i = i + 1 end
-  for j = i, n - 1 do s[j] = s[j + 1] end
-  s[n] = nil
+  while i < n and s[i] ~= old do i = i + 1 end
+  while i > 1 and s[i - 1] > x do
+    s[i] = s[i - 1]
+    i = i - 1
+  end
+  while i < n and s[i + 1] < x do
+    s[i] = s[i + 1]
+    i = i + 1
+  end
+  s[i] = x
 end
 
-local abs = math.abs
 local dev_buf = {}
 local function robust_value(w)
   if sorted_w == nil or sorted_n ~= w then sorted_build(w) end
@@ -234,18 +243,21 @@ local function robust_value(w)
   if w % 2 == 1 then med = s[mid + 1] else med = (s[mid] + s[mid + 1]) / 2.0 end
   -- s[1..mid] <= med <= s[mid+1..w]: deviations grow outwards on both sides; merge the first
   -- mid+1 of them in ascending order (all the median of the deviations needs)
+  -- (s[lo] <= med <= s[hi]: med - s[lo] and s[hi] - med are the absolute deviations exactly)
   local d = dev_buf  -- reused: only d[1..mid+1] are written and read
   local lo, hi = mid, mid + 1
+  local dl, dr = INF, INF
+  if lo >= 1 then dl = med - s[lo] end
+  if hi <= w then dr = s[hi] - med end
   for k = 1, mid + 1 do
-    local dl, dr = INF, INF
-    if lo >= 1 then dl = abs(s[lo] - med) end
-    if hi <= w then dr = abs(s[hi] - med) end
-    if lo >= 1 and (hi > w or dl <= dr) then
+    if dl <= dr then
       d[k] = dl
       lo = lo - 1
+      if lo >= 1 then dl = med - s[lo] else dl = INF end
     else
       d[k] = dr
       hi = hi + 1
+      if hi <= w then dr = s[hi] - med else dr = INF end
     end
   end
   local mad
@@ -282,8 +294,11 @@ end
 
 local function push_score(bits)
   if sorted_w ~= nil then
-    if #win >= sorted_n then sorted_remove(sorted_w, win[sorted_n]) end
-    sorted_insert(sorted_w, bits)
+    if #win >= sorted_n then
+      sorted_replace(sorted_w, win[sorted_n], bits)
+    else
+      sorted_insert(sorted_w, bits)
+    end
   end
   table.insert(win, 1, bits)
   if #win > window_large then win[#win] = nil end
@@ -409,12 +424,21 @@ end
 -- Run state, read once per run and written once per run at the end of the batch.
 -- The batch's events, parsed once; per run the answer fields its events may already have.
 local ev_id, ev_run, ev_flags, ev_node, ev_act, ev_paths = {}, {}, {}, {}, {}, {}
+local find, sub = string.find, string.sub
 local run_fields = {}
 for i = 1, n do
   local o = BASE + (i - 1) * FIELDS
-  local run_index, flags, node, act, paths = string.match(ARGV[o + 2],
-    '^(%d+) (%d%d%d) ([^\t]*)\t([^\t]*)\t?(.*)$')
-  local run_key = KEYS[tonumber(run_index)]
+  -- "<run index> <3 flags> <node>\t<action>[\t<paths>]", cut at its separators by plain
+  -- searches (a pattern with captures cost ≈ 3 % of the script's instructions)
+  local spec = ARGV[o + 2]
+  local sp = find(spec, ' ', 1, true)
+  local tab1 = find(spec, '\t', sp + 5, true)
+  local tab2 = find(spec, '\t', tab1 + 1, true)
+  local flags, node = sub(spec, sp + 1, sp + 3), sub(spec, sp + 5, tab1 - 1)
+  local act, paths
+  if tab2 then act, paths = sub(spec, tab1 + 1, tab2 - 1), sub(spec, tab2 + 1)
+  else act, paths = sub(spec, tab1 + 1), '' end
+  local run_key = KEYS[tonumber(sub(spec, 1, sp - 1))]
   ev_id[i], ev_run[i], ev_flags[i], ev_node[i], ev_act[i] = ARGV[o + 1], run_key, flags, node, act
   if shape_esc < 2 then paths = '' end
   ev_paths[i] = paths

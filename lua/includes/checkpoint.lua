@@ -169,10 +169,10 @@ local function checkpoint()
       local d = decay_count(ccounts[f])
       cout[f] = d
       cout_fields[#cout_fields + 1] = f
-      -- "a\tprev\tact" → "A\tprev", "n\tact\tnode" → "N\tact": up to the last tab (a
-      -- plain search: a backtracking pattern here cost more than the rest of the checkpoint)
-      local last = find(f, '\t[^\t]*$', 3)
-      local total = (kind == 'a' and 'A' or 'N') .. sub(f, 2, last - 1)
+      -- "a\tprev\tact" → "A\tprev", "n\tact\tnode" → "N\tact": up to the second tab (actions
+      -- and nodes hold none), found by a plain search
+      local second = find(f, '\t', 3, true)
+      local total = (kind == 'a' and 'A' or 'N') .. sub(f, 2, second - 1)
       if cout[total] == nil then
         cout_fields[#cout_fields + 1] = total
         cout[total] = 0

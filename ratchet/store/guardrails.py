@@ -16,6 +16,7 @@ a list): ≈ 18 bytes of Redis less per event (docs/operations.md, "What Redis k
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import xxhash
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from models.errors import StoreError
 from models.guardrails import GuardrailState, StateSpec
 from models.verdict_build import make_guardrail_state, slot_builder
 from ratchet.store.keys import Keys, event_field
@@ -132,18 +134,20 @@ make_guard_answer = cast(Callable[[bool, GuardrailState], GuardAnswer],
                          slot_builder(GuardAnswer, "make_guard_answer"))
 
 
-def _num(text: str) -> float | None:
-    return float(text) if text else None
+#: One event's record in the script's reply (lua/guardrails.lua, Output): status, which values
+#: are present (bit 0 agent window count, 1 run window count, 2 run cost, 3 agent daily cost),
+#: then position, the two counts and the two costs as doubles.
+RECORD = struct.Struct("<BBddddd")
 
 
-def _int(text: str) -> int | None:
-    """``int(float(text))`` (None for ""): plain digits, the script's usual answer, read by
-    ``int`` directly when short enough for a double to hold them exactly."""
-    if not text:
-        return None
-    if len(text) < 16 and text.isascii() and text.isdigit():
-        return int(text)
-    return int(float(text))
+def _records(batch: GuardBatch, raw: Sequence[Any]) -> list[tuple[Any, ...]]:
+    blob = raw[0] if raw else b""
+    if isinstance(blob, str):
+        blob = blob.encode("latin-1")
+    if len(blob) != RECORD.size * len(batch.items):
+        raise StoreError(f"guardrails reply: {len(blob)} bytes of records for "
+                         f"{len(batch.items)} events (script and adapter of different releases?)")
+    return list(RECORD.iter_unpack(blob))
 
 
 class GuardStore(RedisStore):
@@ -209,28 +213,23 @@ class GuardStore(RedisStore):
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     """The script's flat answer → one :class:`GuardAnswer` per item (see lua/guardrails.lua).
 
     A run's known nodes are contiguous positions: those its list held before the batch, then
     the batch's new events of the run in order (the script gives them the next positions). So
     each run's nodes are one list and an event's ``run_nodes`` one slice of it."""
-    n = len(batch.items)
     history = batch.spec.history
     runs: dict[str, tuple[int, list[str]]] = {}
-    lines = iter(raw[n:])
+    lines = iter(raw[1:])
     for item in batch.items:
         if item.run_id not in runs:
             runs[item.run_id] = _held(next(lines))
-    rows = [_text(r).split("\t") for r in raw[:n]]
+    rows = _records(batch, raw)
     for item, f in zip(batch.items, rows, strict=True):
-        if f[0] == "0":
+        if f[0] == 0:
             first, nodes = runs[item.run_id]
-            if int(f[1]) != first + len(nodes):
+            if int(f[2]) != first + len(nodes):
                 return _parse_sparse(batch, raw)  # not contiguous: never from this script
             nodes.append(item.node)
     # each run's nodes as one tuple: an event's run_nodes is one slice of it (no second copy);
@@ -239,20 +238,20 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     known = {run: (first, tuple(nodes)) for run, (first, nodes) in runs.items()}
     out: list[GuardAnswer] = []
     empty: tuple[str, ...] = ()
-    for item, f in zip(batch.items, rows, strict=True):
-        pos = int(f[1])
+    for item, (status, present, p, agent, run, run_cost, agent_cost) in zip(
+            batch.items, rows, strict=True):
+        pos = int(p)
         first, seq = known[item.run_id]
         lo, hi = max(pos - history, first), min(pos, first + len(seq))
-        out.append(make_guard_answer(f[0] == "1", make_guardrail_state(
+        out.append(make_guard_answer(status == 1, make_guardrail_state(
             item.node, seq[lo - first:hi - first] if hi > lo else empty, pos + 1,
-            _int(f[2]), _int(f[3]), float(f[4]) if f[4] else None,
-            float(f[5]) if f[5] else None)))  # _num, inlined (two calls per event)
+            int(agent) if present & 1 else None, int(run) if present & 2 else None,
+            run_cost if present & 4 else None, agent_cost if present & 8 else None)))
     return out
 
 
 def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     """:func:`parse_answers` for positions that are not contiguous: one node per position."""
-    n = len(batch.items)
     history = batch.spec.history
     known: dict[str, dict[int, str]] = {}
     runs_in_order: list[str] = []
@@ -260,26 +259,26 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
         if item.run_id not in known:
             known[item.run_id] = {}
             runs_in_order.append(item.run_id)
-    for run_id, line in zip(runs_in_order, raw[n:], strict=True):
+    for run_id, line in zip(runs_in_order, raw[1:], strict=True):
         first, nodes = _held(line)
         known[run_id].update((first + i, node) for i, node in enumerate(nodes))
-    rows = [_text(r).split("\t") for r in raw[:n]]
+    rows = _records(batch, raw)
     for item, f in zip(batch.items, rows, strict=True):
-        if f[0] == "0":
-            known[item.run_id][int(f[1])] = item.node
+        if f[0] == 0:
+            known[item.run_id][int(f[2])] = item.node
     out: list[GuardAnswer] = []
     for item, f in zip(batch.items, rows, strict=True):
-        pos = int(f[1])
+        pos = int(f[2])
         seq = known[item.run_id]
         run_nodes = tuple(seq[p] for p in range(max(0, pos - history), pos) if p in seq)
         state = GuardrailState(
             node=item.node,
             run_nodes=run_nodes,
             run_events=pos + 1,
-            agent_events_in_window=_int(f[2]),
-            run_events_in_window=_int(f[3]),
-            run_cost=_num(f[4]),
-            agent_daily_cost=_num(f[5]),
+            agent_events_in_window=int(f[3]) if f[1] & 1 else None,
+            run_events_in_window=int(f[4]) if f[1] & 2 else None,
+            run_cost=f[5] if f[1] & 4 else None,
+            agent_daily_cost=f[6] if f[1] & 8 else None,
         )
-        out.append(GuardAnswer(duplicate=f[0] == "1", state=state))
+        out.append(GuardAnswer(duplicate=f[0] == 1, state=state))
     return out

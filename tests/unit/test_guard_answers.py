@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.errors import StoreError
 from models.guardrails import StateSpec
 from ratchet.store.guardrails import (
+    RECORD,
     GuardBatch,
     GuardItem,
     _entry,
@@ -16,6 +19,15 @@ from ratchet.store.guardrails import (
     stored_node,
 )
 
+
+def _rec(status: int, pos: int, agent: int | None, run: int | None, run_cost: float | None,
+         agent_cost: float | None) -> bytes:
+    """One event's record as lua/guardrails.lua replies it (None = not kept)."""
+    values = (agent, run, run_cost, agent_cost)
+    present = sum(1 << i for i, v in enumerate(values) if v is not None)
+    return RECORD.pack(status, present, pos, *(0 if v is None else v for v in values))
+
+
 SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=3, run_events=True,
                  run_cost=True, agent_daily_cost=True)
 
@@ -24,16 +36,16 @@ def test_run_nodes_come_from_the_stored_list_and_the_batch() -> None:
     items = [GuardItem("e5", "r1", 0, "n5"), GuardItem("x0", "r2", 0, "m0"),
              GuardItem("e6", "r1", 0, "n6"), GuardItem("e3", "r1", 0, "n3")]
     raw = [
-        "0\t5\t9\t3\t1.5\t7.25",   # e5: new, 6th of r1
-        "0\t0\t10\t1\t\t",          # x0: new, first of r2; sums not kept → None
-        "0\t6\t11\t4\t2\t8",        # e6: new
-        "1\t3\t4\t2\t1\t3",         # e3: redelivered, was 4th of r1
+        _rec(0, 5, 9, 3, 1.5, 7.25),       # e5: new, 6th of r1
+        _rec(0, 0, 10, 1, None, None),     # x0: new, first of r2; sums not kept → None
+        _rec(0, 6, 11, 4, 2, 8),           # e6: new
+        _rec(1, 3, 4, 2, 1, 3),            # e3: redelivered, was 4th of r1
     ]
     runs = [
         [b"1", b"\2n1\2n2\2n3\2n4"],  # r1 held positions 1..4 before the batch
         [b"0", b""],                    # r2 held nothing
     ]
-    got = parse_answers(GuardBatch("t", items, SPEC), [r.encode() for r in raw] + runs)
+    got = parse_answers(GuardBatch("t", items, SPEC), [b"".join(raw), *runs])
     assert [a.duplicate for a in got] == [False, False, False, True]
     e5, x0, e6, e3 = (a.state for a in got)
     assert e5.run_nodes == ("n2", "n3", "n4") and e5.run_events == 6
@@ -64,12 +76,12 @@ def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
     for i, (run, redelivered, back) in enumerate(events):
         if redelivered and count[run]:
             pos = max(0, count[run] - 1 - back)
-            rows.append(f"1\t{pos}\t1\t1\t1\t1")
+            rows.append(_rec(1, pos, 1, 1, 1, 1))
         else:
             pos = count[run]
             count[run] += 1
-            rows.append(f"0\t{pos}\t1\t1\t0.5\t")
-        items.append(GuardItem(f"e{i}", run, 0, f"{run}n{pos}" if rows[-1][0] == "0" else "x"))
+            rows.append(_rec(0, pos, 1, 1, 0.5, None))
+        items.append(GuardItem(f"e{i}", run, 0, f"{run}n{pos}" if rows[-1][0] == 0 else "x"))
     lines = []
     for run in dict.fromkeys(item.run_id for item in items):
         held = min(before[run], keep)
@@ -77,7 +89,7 @@ def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
         lines.append([str(first).encode(),
                       b"".join(_entry(f"{run}n{p}") for p in range(first, before[run]))])
     batch = GuardBatch("t", items, spec)
-    raw = [*(r.encode() for r in rows), *lines]
+    raw = [b"".join(rows), *lines]
     assert parse_answers(batch, raw) == _parse_sparse(batch, raw)
 
 
@@ -96,3 +108,10 @@ def test_a_node_too_long_for_one_length_byte_is_kept_by_its_hash() -> None:
     long, other = "x" * 300, "x" * 299 + "y"
     assert len(_entry(long)) == 9 and _entry(long) == _entry(long) != _entry(other)
     assert node_text(stored_node(long)) == node_text(stored_node(long)) != long
+
+
+def test_a_reply_of_another_length_is_refused() -> None:
+    items = [GuardItem("e1", "r1", 0, "n1"), GuardItem("e2", "r1", 0, "n2")]
+    raw = [_rec(0, 0, 1, 1, None, None), [b"0", b""]]  # one record for two events
+    with pytest.raises(StoreError, match="16 bytes|42 bytes"):
+        parse_answers(GuardBatch("t", items, SPEC), raw)

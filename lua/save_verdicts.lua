@@ -23,6 +23,7 @@
   Output: the 1-based indexes of the verdicts NOT stored (another agent's verdict holds the id)
 ]]
 local kinds = ARGV[3]
+local n = #kinds
 local refused = {}
 local used = { false, false }
 
@@ -32,26 +33,44 @@ local function agent_of(body)
   return nil
 end
 
-for i = 1, #kinds do
-  local k = 1
-  if string.byte(kinds, i) == 110 then k = 2 end -- 'n'
-  local other = 3 - k
-  local id, body = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  if redis.call('HSETNX', KEYS[k], id, body) == 0 then
-    -- the bucket holds this id: the same agent's redelivery is stored again, another's never
-    if agent_of(redis.call('HGET', KEYS[k], id)) == agent_of(body) then
-      redis.call('HSET', KEYS[k], id, body)
-    else
-      refused[#refused + 1] = i
-    end
-  elseif redis.call('HEXISTS', KEYS[other], id) == 1 then
-    -- new here, but the other kind's bucket holds the id: the same rule
-    if agent_of(redis.call('HGET', KEYS[other], id)) ~= agent_of(body) then
-      redis.call('HDEL', KEYS[k], id)
-      refused[#refused + 1] = i
+-- What both buckets hold for the batch's ids: one HMGET each (not a command per verdict); then
+-- the verdicts are judged in order against it (a verdict written earlier in the batch counts as
+-- held) and written by one HSET per bucket.
+local held = { {}, {} }
+for k = 1, 2 do
+  for j = 1, n, 1000 do
+    local ids = {}
+    for i = j, math.min(j + 999, n) do ids[#ids + 1] = ARGV[2 + 2 * i] end
+    local got = redis.call('HMGET', KEYS[k], unpack(ids))
+    for x = 1, #ids do
+      if got[x] then held[k][ids[x]] = got[x] end
     end
   end
+end
+local writes = { {}, {} }
+for i = 1, n do
+  local k = 1
+  if string.byte(kinds, i) == 110 then k = 2 end -- 'n'
+  local id, body = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local here, there = held[k][id], held[3 - k][id]
+  -- the bucket holds this id: the same agent's redelivery is stored again, another's never;
+  -- new here, but the other kind's bucket holds it: the same rule
+  local prior = here or there
+  if prior and agent_of(prior) ~= agent_of(body) then
+    refused[#refused + 1] = i
+  else
+    held[k][id] = body
+    local w = writes[k]
+    w[#w + 1] = id
+    w[#w + 1] = body
+  end
   used[k] = true
+end
+for k = 1, 2 do
+  local w = writes[k]
+  for j = 1, #w, 1000 do
+    redis.call('HSET', KEYS[k], unpack(w, j, math.min(j + 999, #w)))
+  end
 end
 if used[1] then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
 if used[2] then redis.call('EXPIREAT', KEYS[2], ARGV[2]) end

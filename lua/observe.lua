@@ -695,10 +695,12 @@ end
 flush_counts()
 for run_key, run in pairs(runs) do
   if run.dirty then
-    redis.call('HSET', run_key, 'last', last_stored(run.last), 'ended', run.ended,
-      'la', run.la, 'rep', run.rep)
+    -- the run's position and its new answers in one HSET (≤ 1000 values a call)
     local w = run.w
-    for j = 1, #w, 1000 do
+    local first = math.min(#w, 992)
+    redis.call('HSET', run_key, 'last', last_stored(run.last), 'ended', run.ended,
+      'la', run.la, 'rep', run.rep, unpack(w, 1, first))
+    for j = first + 1, #w, 1000 do
       redis.call('HSET', run_key, unpack(w, j, math.min(j + 999, #w)))
     end
     redis.call('EXPIRE', run_key, run_ttl)

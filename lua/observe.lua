@@ -36,7 +36,8 @@
                           nw/nt (new / all transitions, halved every checkpoint), unl
                           (1 = unlearnable), nc (fields counted in coarse), aw/at (new / all
                           action transitions, halved likewise), acl (1 = unlearnable, but its
-                          step order is learnable: judged on action transitions)
+                          step order is learnable: judged on action transitions), ht (1 = the
+                          back-off hash holds its hashtable marker, chain_state.lua)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
@@ -165,7 +166,7 @@ local n = tonumber(ARGV[42])
 local BASE, FIELDS = 42, 2
 
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
@@ -175,6 +176,7 @@ local st = {
   nw = tonumber(m[12] or '0'), nt = tonumber(m[13] or '0'), unl = tonumber(m[14] or '0'),
   nc = tonumber(m[15] or '0'),
   aw = tonumber(m[16] or '0'), at = tonumber(m[17] or '0'), acl = tonumber(m[18] or '0'),
+  ht = tonumber(m[19] or '0'),
 }
 if eligible_chain then st.elig = 1 end
 st.dry = dry  -- chain_state: no node written either
@@ -717,7 +719,7 @@ if learn then
     'fb', string.format('%.17g', st.fb), 'elig', st.elig, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
     'chg', string.format('%.17g', st.chg), 'forced', st.forced, 'events', st.events,
     'nw', st.nw, 'nt', st.nt, 'unl', st.unl, 'nc', st.nc, 'aw', st.aw, 'at', st.at,
-    'acl', st.acl, 'upd_ms', now_ms)
+    'acl', st.acl, 'ht', st.ht, 'upd_ms', now_ms)
 end
 for i = 1, 7 do
   redis.call('EXPIRE', KEYS[i], chain_ttl)

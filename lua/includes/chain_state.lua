@@ -163,8 +163,10 @@ end
 -- listpack value may have, and reads as a count of 0 everywhere (the checkpoint keeps it).
 local HASHTABLE_AT = 32
 local HASHTABLE_MARK = string.rep('0', 65)
+-- (st.ht: the chain's meta says the marker is written; observe.lua keeps it there, so a
+-- batch asks Redis nothing to know it.)
 local function keep_hashtable()
-  if st.nc < HASHTABLE_AT or next(pend_c) == nil then return end
+  if st.ht == 1 or st.nc < HASHTABLE_AT or next(pend_c) == nil then return end
   local marked
   if whole_c then marked = ccache['#'] ~= nil
   else marked = redis.call('HEXISTS', coarse_key, '#') == 1 end
@@ -172,6 +174,7 @@ local function keep_hashtable()
     redis.call('HSET', coarse_key, '#', HASHTABLE_MARK)
     ccache['#'] = 0
   end
+  st.ht = 1
 end
 
 local function flush_counts()

@@ -165,14 +165,8 @@ def plan(
 ) -> Planned:
     """Step 1 for one event (see the module docstring); charges ``budget``."""
     st = state or EMPTY_STATE
-    svc, prio = event.service, event.priority
-    velocity = policy.velocity.for_event(svc, prio)
-    loop = policy.loop.for_event(svc, prio)
-    entropy = policy.entropy.for_event(svc, prio)
-    cost = policy.cost.for_event(svc, prio)
-    pattern = policy.pattern.for_event(svc, prio)
-    pii = policy.pii.for_event(svc, prio)
-    media = policy.media.for_event(svc, prio)
+    velocity, loop, entropy, cost, pattern, pii, media = policy.configs_for(
+        event.service, event.priority)
 
     head: list[Reason] = []
     if velocity.enabled:

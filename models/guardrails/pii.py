@@ -190,9 +190,10 @@ def select_pii(
             continue
         value = leaf.value
         if isinstance(value, str):
-            if len(value) >= 6 and not (len(value) <= 40 and _INERT.fullmatch(value)):
-                text = value if len(value) <= limit else value[:limit]
-                if budget is not None and not budget.take(len(text) * PII_STEPS_PER_CHAR):
+            size = len(value)
+            if size >= 6 and not (size <= 40 and _INERT.fullmatch(value)):
+                text = value if size <= limit else value[:limit]
+                if budget is not None and not budget.take(min(size, limit) * PII_STEPS_PER_CHAR):
                     unscanned += 1
                     continue
                 texts.append(text)

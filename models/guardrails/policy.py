@@ -47,7 +47,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from models.errors import ValidationError
 from models.events import PRIORITIES
@@ -139,6 +139,43 @@ class Policy:
     #: What events get when Ratchet fails to judge them (:mod:`models.on_error`); None: the
     #: default by priority.
     on_error: str | None = None
+    #: (service, priority) → the seven configs an event gets (:meth:`configs_for`), filled as
+    #: events come (a policy is immutable, so is what it resolves to).
+    _resolved_events: dict[tuple[str, str], EventConfigs] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def configs_for(self, service: str, priority: str) -> EventConfigs:
+        """The configs of every guardrail for an event of ``service`` and ``priority`` (one
+        lookup per event instead of seven :meth:`Guardrail.for_event` calls)."""
+        key = (service, priority)
+        hit = self._resolved_events.get(key)
+        if hit is None:
+            if len(self._resolved_events) >= _MAX_RESOLVED_EVENTS:
+                self._resolved_events.clear()
+            hit = self._resolved_events[key] = EventConfigs(
+                self.velocity.for_event(service, priority), self.loop.for_event(service, priority),
+                self.entropy.for_event(service, priority), self.cost.for_event(service, priority),
+                self.pattern.for_event(service, priority), self.pii.for_event(service, priority),
+                self.media.for_event(service, priority))
+        return hit
+
+
+class EventConfigs(NamedTuple):
+    """What :meth:`Policy.configs_for` resolves: each guardrail's config for one event."""
+
+    velocity: VelocityConfig
+    loop: LoopConfig
+    entropy: EntropyConfig
+    cost: CostConfig
+    pattern: PatternConfig
+    pii: PiiConfig
+    media: MediaConfig
+
+
+#: Distinct (service, priority) pairs remembered per policy (services are agent-chosen names:
+#: bounded, started again when full).
+_MAX_RESOLVED_EVENTS = 4096
 
 
 _SPECS: dict[str, _Spec[Any]] = {

@@ -1,6 +1,6 @@
-"""The fast readers of the guardrails script's answer equal their plain definitions:
-``_int`` is ``int(float(text))`` (None for ""), and the answer objects built slot by slot
-equal the keyword-built ones."""
+"""The answer objects of the guardrails script's reply, built slot by slot, equal the
+keyword-built ones. (The reply's numbers are binary records now, read by ``struct``: the text
+reader ``_int`` and its test are gone.)"""
 
 from __future__ import annotations
 
@@ -9,33 +9,7 @@ from hypothesis import strategies as st
 
 from models.guardrails import GuardrailState
 from models.verdict_build import make_guardrail_state
-from ratchet.store.guardrails import GuardAnswer, _int, make_guard_answer
-
-
-def reference_int(text: str) -> int | None:
-    return int(float(text)) if text else None
-
-
-_NUMERIC = st.one_of(
-    st.integers(0, 10**20).map(str),
-    st.integers(-(10**6), 10**6).map(str),
-    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e18, max_value=1e18).map(repr),
-    st.text("0123456789.e+-", min_size=1, max_size=20),
-    st.text("0123456789\u0663\u00b2 _", min_size=1, max_size=17),
-    st.just(""),
-)
-
-
-def _outcome(fn: object, text: str) -> object:
-    try:
-        return ("ok", fn(text))  # type: ignore[operator]
-    except (ValueError, OverflowError) as exc:
-        return ("error", type(exc))
-
-
-@given(_NUMERIC)
-def test_int_matches_int_of_float(text: str) -> None:
-    assert _outcome(_int, text) == _outcome(reference_int, text)
+from ratchet.store.guardrails import GuardAnswer, make_guard_answer
 
 
 @given(st.text(max_size=5), st.lists(st.text(max_size=3), max_size=5).map(tuple),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,27 @@ def test_round_trip_and_hash_are_stable(
     assert q == p
     assert policy_hash(q) == policy_hash(p)
     assert policy_to_dict(q) == d
+
+
+def test_configs_for_an_event_are_each_guardrails_own_resolution() -> None:
+    # Policy.configs_for remembers the seven configs per (service, priority): the same as each
+    # guardrail's for_event, with service and priority overrides; a replaced policy starts empty.
+    p = parse_policy_toml("""
+[guardrails.velocity.per_agent]
+limit = 50
+[guardrails.cost.by_service.billing]
+per_run_limit = 2.0
+[guardrails.pii.by_priority.critical]
+action = "reject"
+""")
+    names = ("velocity", "loop", "entropy", "cost", "pattern", "pii", "media")
+    for svc in ("billing", "crm"):
+        for prio in ("normal", "critical"):
+            want = tuple(getattr(p, n).for_event(svc, prio) for n in names)
+            assert p.configs_for(svc, prio) == want
+            assert p.configs_for(svc, prio) == want  # remembered
+    assert p.configs_for("billing", "normal").cost.per_run_limit == 2.0
+    assert p.configs_for("crm", "critical").pii.action == "reject"
+    other = dataclasses.replace(p, description="x")
+    assert other.configs_for("crm", "normal") == p.configs_for("crm", "normal")
+    assert other._resolved_events is not p._resolved_events

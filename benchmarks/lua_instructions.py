@@ -11,8 +11,12 @@ instructions of ``observe.lua`` calls (through the store adapter, node ids preco
 of up to 200 events of one agent) over the second half. ``--params``: engine parameter overrides
 (e.g. ``{"checkpoint_runs": 1000000}`` to leave the checkpoints out); ``--digests``: each
 event carries its payload's key-path digests, as the engine sends them for the shape escape
-(without: none, as before the shape escape). Needs valgrind; the
-redis-server binary needs no symbols. Compare two source trees by running this from each.
+(without: none, as before the shape escape). ``--worker``: instead, every script a worker runs
+(guardrails, observe, the verdict save): :mod:`benchmarks.worker_bulk` (its traffic, one
+envelope of an agent's events at a time) against this redis-server, and the server's whole
+instruction count per event, warm-up included (``--events`` measured + ``--warm``). Needs
+valgrind; the redis-server binary needs no symbols. Compare two source trees by running this
+from each.
 """
 
 from __future__ import annotations
@@ -83,6 +87,20 @@ async def _measure(url: str, n: int, agents: int, params: EngineParams, pid: int
     return {"events_measured": measured, "observe_instructions_per_event": round(total / measured)}
 
 
+def _measure_worker(url: str, events: int, warm: int, pid: int, out_dir: str) -> dict[str, Any]:
+    """Every instruction of the server during a worker_bulk run (its start-up excluded)."""
+    _control("-z", str(pid))
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker_bulk", "--events", str(events), "--warm",
+         str(warm), "--repeat", "1"],
+        check=True, env={**os.environ, "RATCHET_REDIS_URL": url}, stdout=subprocess.DEVNULL,
+    )
+    _control("-d", str(pid))
+    total = _instructions(out_dir, pid)
+    return {"events_decided": events + warm,
+            "redis_instructions_per_event": round(total / (events + warm))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=3000, help="events measured (as many learn first)")
@@ -90,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="{}", help="engine parameter overrides, JSON")
     ap.add_argument("--digests", action="store_true",
                     help="send each event's key-path digests as the engine does (shape escape)")
+    ap.add_argument("--worker", action="store_true",
+                    help="all of a worker's scripts on benchmarks.worker_bulk's traffic")
+    ap.add_argument("--warm", type=int, default=1000, help="--worker: events decided first")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -107,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             _wait_port(port, proc, "redis-server under valgrind", 120.0)
-            res = asyncio.run(_measure(f"redis://127.0.0.1:{port}", args.events, args.agents,
-                                       params, proc.pid, out_dir, args.digests))
+            if args.worker:
+                res = _measure_worker(f"redis://127.0.0.1:{port}", args.events, args.warm,
+                                      proc.pid, out_dir)
+            else:
+                res = asyncio.run(_measure(f"redis://127.0.0.1:{port}", args.events,
+                                           args.agents, params, proc.pid, out_dir, args.digests))
         finally:
             _stop(proc, 60.0)
     emit({"events": args.events, "agents": args.agents, "params": overrides,

@@ -43,14 +43,17 @@
   KEYS[4] nodes     hash: node → 1
   KEYS[5] window    list: recent non-anomalous scores, newest first (%.17g strings); the
                     threshold's statistics are kept incrementally over it (no sort per event)
-  KEYS[6] snapshot  string: the edges at the last checkpoint, MessagePack (a hash before)
+  KEYS[6] snapshot  string: the edges at the last checkpoint, MessagePack
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
                     "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed);
                     the shape vocabulary (shape_escape > 0; plain numbers, not decayed):
                     "T\t<action>" distinct shapes learned, "X\t<action>" events that brought a
                     key path new to the action, "p\t<action>\t<path hash>" = 1 per known key path
-  KEYS[8..] run     hash per run: last (a hex node as "\0" .. its 8 bytes), la (last action), rep (repeats), ended, <event field> → answer,
+  KEYS[8] snapshot of the release before (a hash, another name, so its workers still running
+                    during an upgrade read their own): read when KEYS[6] is absent, deleted at the
+                    checkpoint that writes KEYS[6]
+  KEYS[9..] run     hash per run: last (a hex node as "\0" .. its 8 bytes), la (last action), rep (repeats), ended, <event field> → answer,
                     "h" .. <event field> → held transitions, one "from\tto\tprev action\taction"
                     a line (event field: ratchet.store.keys.event_field)
 
@@ -122,6 +125,7 @@ local math, string, table, struct, redis = math, string, table, struct, redis
 local tonumber, ipairs, pairs, unpack = tonumber, ipairs, pairs, unpack
 local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
 local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local old_snap_key = KEYS[8]
 local now_ms = ARGV[1]
 local dry = ARGV[2] == '2'
 local learn = ARGV[2] == '1' or dry

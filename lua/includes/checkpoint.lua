@@ -7,14 +7,14 @@
   Mirrors models/modes.py (distribution_change, is_unlearnable, next_mode) and models/decay.py
   (decay_count, row_totals).
 
-  Cost (it is the largest part of observe.lua's instructions): the snapshot is one MessagePack
-  string (one GET and one SET, not a hash read and rewritten field by field; releases before
-  kept a hash there, still read); only the counts and totals the decay changed are written (a
+  Cost: the snapshot is one MessagePack string (one GET and one SET, not a hash read and
+  rewritten field by field; releases before kept a hash under another name, read once and
+  deleted); only the counts and totals the decay changed are written (a
   count at or under 1 is never decayed by the tiered rule); the caches are left holding the
   decayed counts, so the events after a checkpoint in the same batch read nothing again.
 
   Needs chain_state.lua (its caches, flush_counts, SCALE) and locals edges_key, rows_key,
-  snap_key, the parameter locals listed in observe.lua, and `st` (meta counters).
+  snap_key, old_snap_key, the parameter locals listed in observe.lua, and `st` (meta counters).
 ]]
 local function hash_pairs(key)
   local flat = redis.call('HGETALL', key)
@@ -33,13 +33,11 @@ local function hset_flat(key, args)
   end
 end
 
--- The distribution at the last checkpoint: field → count, and its fields in order.
+-- The distribution at the last checkpoint: field → count, and its fields in order; from the
+-- hash of the release before when the string is absent (a chain's first checkpoint since).
 local function read_snapshot()
-  local blob = redis.pcall('GET', snap_key)
-  if type(blob) == 'table' and blob.err then
-    return hash_pairs(snap_key)  -- a hash, as releases before this one kept it
-  end
-  if not blob then return {}, {} end
+  local blob = redis.call('GET', snap_key)
+  if not blob then return hash_pairs(old_snap_key) end
   local previous = cmsgpack.unpack(blob)
   local fields = {}
   for f in pairs(previous) do fields[#fields + 1] = f end
@@ -154,6 +152,7 @@ local function checkpoint()
   end
   hset_flat(rows_key, rargs)
   redis.call('SET', snap_key, cmsgpack.pack(decayed))
+  redis.call('DEL', old_snap_key)
   -- The plain fields (streaks, the shape vocabulary: never decayed) stay as they are: only
   -- the decayed counts and their recomputed totals are written, and every other field (a
   -- total no count adds to any more) is deleted — the same hash as rewriting it whole, without

@@ -89,13 +89,18 @@ class ChainKeys:
     rows: str
     nodes: str
     window: str
+    #: The distribution at the last checkpoint: one MessagePack string (lua/observe.lua KEYS[6]).
     snapshot: str
     #: The action-level back-off model's counts (lua/observe.lua KEYS[7]).
     coarse: str
+    #: The snapshot as releases before kept it (a hash, another name: a worker of the previous
+    #: release still running during an upgrade keeps reading its own); read when ``snapshot``
+    #: is absent, deleted at the checkpoint that writes ``snapshot`` (lua/observe.lua KEYS[8]).
+    snapshot_hash: str
 
     def as_list(self) -> list[str]:
         return [self.meta, self.edges, self.rows, self.nodes, self.window, self.snapshot,
-                self.coarse]
+                self.coarse, self.snapshot_hash]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +143,9 @@ class Keys:
             rows=f"{base}:rows",
             nodes=f"{base}:nodes",
             window=f"{base}:win",
-            snapshot=f"{base}:snap",
+            snapshot=f"{base}:snap2",
             coarse=f"{base}:coarse",
+            snapshot_hash=f"{base}:snap",
         )
 
     def chain_labels(self, tag: str) -> str:

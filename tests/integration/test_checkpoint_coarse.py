@@ -98,9 +98,10 @@ async def test_in_place_checkpoint_equals_whole_rewrite(redis_client: Redis) -> 
 
 
 async def test_a_snapshot_kept_as_a_hash_is_read_and_replaced(redis_client: Redis) -> None:
-    # Releases before kept the checkpoint's snapshot as a hash; the script now keeps one
-    # MessagePack string. A chain whose snapshot is still a hash must be judged exactly as the
-    # same chain with the string (same answers, same stored state after the next checkpoint).
+    # Releases before kept the checkpoint's snapshot as a hash (":snap"); the script now keeps
+    # one MessagePack string under another name (":snap2"). A chain whose snapshot is still the
+    # old hash must be judged exactly as the same chain with the string (same answers, same
+    # stored state after the next checkpoint), and the old hash deleted by that checkpoint.
     # Batches of two runs: one checkpoint each, the one that reads the planted hash.
     params = EngineParams(checkpoint_runs=2, min_support=1)
     rng = random.Random(9)
@@ -112,12 +113,13 @@ async def test_a_snapshot_kept_as_a_hash_is_read_and_replaced(redis_client: Redi
     for lo in range(0, len(events), 10):
         answers, states = [], []
         for which, engine in enumerate(engines):
-            snap = engine.store.keys.chain_keys("c1").snapshot
-            if which == 1 and (await redis_client.type(snap)) == b"string":
+            ck = engine.store.keys.chain_keys("c1")
+            snap = ck.snapshot
+            if which == 1 and await redis_client.exists(snap):
                 counts = msgspec.msgpack.decode(await redis_client.get(snap))
                 await redis_client.delete(snap)
                 if counts:
-                    await redis_client.hset(snap, mapping=counts)
+                    await redis_client.hset(ck.snapshot_hash, mapping=counts)
                     converted += 1
             items = [ObserveItem(e, run, node, False, end, False, act, "")
                      for e, run, node, act, end in events[lo:lo + 10]]
@@ -126,6 +128,7 @@ async def test_a_snapshot_kept_as_a_hash_is_read_and_replaced(redis_client: Redi
             answers.append(await engine.store.scripts["observe"](keys=call_keys, args=args))
             state = await _snapshot(redis_client, call_keys[:7])
             state[5] = msgspec.msgpack.decode(await redis_client.get(snap))
+            assert not await redis_client.exists(ck.snapshot_hash)
             states.append(state)
         assert answers[0] == answers[1], f"answers differ in the batch at {lo}"
         assert states[0] == states[1], f"chain state differs after the batch at {lo}"

@@ -165,8 +165,11 @@ local HASHTABLE_AT = 32
 local HASHTABLE_MARK = string.rep('0', 65)
 -- (st.ht: the chain's meta says the marker is written; observe.lua keeps it there, so a
 -- batch asks Redis nothing to know it.)
+-- After a checkpoint the cache holds the whole hash: the marker is checked there for free
+-- (a worker of an older release deletes a field it does not know at its checkpoint).
 local function keep_hashtable()
-  if st.ht == 1 or st.nc < HASHTABLE_AT or next(pend_c) == nil then return end
+  if st.nc < HASHTABLE_AT or next(pend_c) == nil then return end
+  if st.ht == 1 and not whole_c then return end
   local marked
   if whole_c then marked = ccache['#'] ~= nil
   else marked = redis.call('HEXISTS', coarse_key, '#') == 1 end

@@ -133,3 +133,30 @@ async def test_a_snapshot_kept_as_a_hash_is_read_and_replaced(redis_client: Redi
         assert answers[0] == answers[1], f"answers differ in the batch at {lo}"
         assert states[0] == states[1], f"chain state differs after the batch at {lo}"
     assert converted >= 15
+
+
+async def test_the_hashtable_marker_comes_back_after_an_older_worker_drops_it(
+    redis_client: Redis,
+) -> None:
+    # A worker of an older release deletes fields it does not know at its checkpoint, the
+    # back-off hash's "#" marker among them; the next checkpoint of this release writes it again.
+    params = EngineParams(checkpoint_runs=2, min_support=1)
+    rng = random.Random(3)
+    events = _events(rng, 300)
+    engine = Engine.create(redis_client, keys=Keys(f"mk{rng.randrange(10**9)}"),
+                           guardrails=False, params=params, labels=False)
+    coarse = engine.store.keys.chain_keys("c1").coarse
+
+    async def run(lo: int, hi: int) -> None:
+        items = [ObserveItem(e, r, node, False, end, False, act,
+                             ",".join(f"{h:x}" for h in range(int(node[4:]) % 5 + 1)))
+                 for e, r, node, act, end in events[lo:hi]]
+        call_keys, args = engine.store.observe_call(
+            ChainBatch("c1", items, eligible=True), learn=True, now_ms=1_700_000_000_000 + lo)
+        await engine.store.scripts["observe"](keys=call_keys, args=args)
+
+    await run(0, 200)
+    assert await redis_client.hget(coarse, "#") == b"0" * 65
+    await redis_client.hdel(coarse, "#")
+    await run(200, 300)  # 20 runs: checkpoints
+    assert await redis_client.hget(coarse, "#") == b"0" * 65

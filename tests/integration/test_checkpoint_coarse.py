@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 
 import msgspec
-
 from redis.asyncio import Redis
 
 from models.params import EngineParams

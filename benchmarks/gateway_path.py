@@ -6,9 +6,10 @@
 The bulk benchmark's traffic (ratchet.sandbox.traffic), pre-signed into ``POST /v1/events:batch``
 bodies of ``--batch`` events, then per body what the handler does between reading the bytes and
 handing envelopes to Kafka: ``orjson.loads``, ``parse_batch`` (schema and limits), the
-signatures, the event-id fingerprints, the envelopes and the per-item results — each step timed
+signatures, the event-id fingerprints, the KEYS and ARGV of the event-id claim the admission
+round trip sends (``claim_args``), the envelopes and the per-item results — each step timed
 alone (best of ``--repeat``, process CPU time) and all together. No I/O: the Redis round trip
-and aiohttp are in ``benchmarks.pipeline``. ``--src DIR`` imports the gateway from another source
+and aiohttp are in ``benchmarks.gateway_bulk`` (the gateway alone) and ``benchmarks.pipeline``. ``--src DIR`` imports the gateway from another source
 tree (e.g. a worktree of main) for a before/after pair run back to back. ``--gc-gen0 N`` tunes
 the garbage collector first as a gateway does (``RATCHET_GATEWAY_GC_GEN0``: start-up frozen,
 generation 0 collected every N allocations); without it CPython's defaults apply.
@@ -41,6 +42,8 @@ def run(events: int, batch: int, repeat: int) -> dict[str, Any]:
     from models.idempotency import event_fingerprint
     from models.signing import sign
     from ratchet.sandbox.traffic import iter_events
+    from ratchet.store.event_id_buckets import claim_call
+    from ratchet.store.keys import Keys
 
     project = "prj_bench"
     raw = list(iter_events(agents=24, runs_per_agent=max(20, events // 216 + 1),
@@ -77,6 +80,14 @@ def run(events: int, batch: int, repeat: int) -> dict[str, Any]:
                 if it.event is not None:
                     event_fingerprint(it.event)
 
+    keys = Keys("bench")
+    claims = [[(it.event.event_id, event_fingerprint(it.event)) for it in items
+               if it.event is not None] for items in parsed]
+
+    def claim_args() -> None:
+        for group in claims:
+            claim_call(keys, project, group, 86_400, time.time())
+
     def pack() -> None:
         for items in parsed:
             envelopes([it.event for it in items if it.event is not None], project, "t", 1.0)
@@ -87,14 +98,15 @@ def run(events: int, batch: int, repeat: int) -> dict[str, Any]:
             items = parse_batch(orjson.loads(b), project, batch)
             check_signatures(items, secrets, now=time.time(), window_s=300)
             good = [it.event for it in items if it.error is None and it.event is not None]
-            for ev in good:
-                event_fingerprint(ev)
+            claim_call(keys, project, [(ev.event_id, event_fingerprint(ev)) for ev in good],
+                       86_400, time.time())
             envelopes(good, project, "t", 1.0)
             orjson.dumps([it.result() for it in items])
 
     assert all(it.error is None for items in parsed for it in items)
     steps = {"loads": loads, "parse_batch": parse, "signatures": signatures,
-             "fingerprints": fingerprints, "envelopes_and_results": pack, "whole": whole}
+             "fingerprints": fingerprints, "claim_args": claim_args,
+             "envelopes_and_results": pack, "whole": whole}
     return {"events": n, "batch": batch,
             "us_per_event": {k: round(_best(fn, repeat) / n * 1e6, 2) for k, fn in steps.items()}}
 

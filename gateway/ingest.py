@@ -50,7 +50,7 @@ SIGNATURE_FIELD = "signature"
 TIMESTAMP_FIELD = "timestamp"
 
 
-@dataclass
+@dataclass(slots=True)
 class Checked:
     """One batch item: its event once parsed, or the error that rejected it."""
 
@@ -163,15 +163,17 @@ def check_signatures(
     window, a ``v2=`` signature and a known agent, is accepted when the HMAC matches; any other
     item, and one that does not match, takes the full check, which gives the refusal."""
     for item in items:
-        if item.event is None or item.error is not None:
+        event = item.event
+        if event is None or item.error is not None:
             continue
-        raw = item.raw
-        if item.signing is not None:
+        message = item.signing
+        if message is not None:
+            raw = item.raw
             signature, ts = raw.get(SIGNATURE_FIELD), raw.get(TIMESTAMP_FIELD)
-            secret = secrets.get(item.event.agent_id)
+            secret = secrets.get(event.agent_id)
             if (secret is not None and type(signature) is str and type(ts) is int
                     and abs(now - ts) <= window_s
-                    and signature_matches(secret, item.signing, signature)):
+                    and signature_matches(secret, message, signature)):
                 continue
         try:
             check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")

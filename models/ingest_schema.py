@@ -56,16 +56,21 @@ _Number = Annotated[float, msgspec.Meta(ge=-_D.max_abs_number, le=_D.max_abs_num
 _Cost = Annotated[float, msgspec.Meta(ge=0, le=_D.max_abs_number)]
 
 
-class EventSchema(msgspec.Struct, frozen=True):
+class EventSchema(msgspec.Struct, frozen=True, gc=False):
     """The fields of an ingest event the gateway reads, with their types and limits (unknown
-    fields are allowed: they are signed as sent and otherwise ignored)."""
+    fields are allowed: they are signed as sent and otherwise ignored).
+
+    ``payload`` is any value here and :func:`decode_signed_event` requires a ``dict`` itself: a
+    ``dict[str, Any]`` field makes msgspec build a copy of every payload (≈ 0.4 µs an event)
+    that nothing reads. Not tracked by the garbage collector (``gc=False``): it lives for one
+    event and holds no cycle."""
 
     event_id: _Id
     agent_id: _Id
     run_id: _RunId
     service: _Id
     action: _Action
-    payload: dict[str, Any]
+    payload: Any
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     ts: _Number | None = None
     cost: _Cost | None = None
@@ -108,7 +113,9 @@ def decode_signed_event(
     # a space is display-safe, so it cannot join two halves into an unsafe character
     if _UNSAFE.search(f"{s.event_id} {s.agent_id} {s.run_id} {s.service} {s.action}"):
         return parse_event(obj, project_id, limits=limits), None
-    payload = obj["payload"]
+    payload = s.payload
+    if type(payload) is not dict:  # the reference names what is wrong with it
+        return parse_event(obj, project_id, limits=limits), None
     metadata = obj.get("metadata") or {}
     try:
         plain = check_shape(payload, "payload", limits.max_payload_depth,
@@ -123,8 +130,9 @@ def decode_signed_event(
     body = None
     if (signed and plain and not metadata and type(ts := obj.get(_TIMESTAMP)) is int
             and -MAX_SAFE_INTEGER <= ts <= MAX_SAFE_INTEGER
-            and obj.keys() <= _SIGNED_FIELDS and _plain_number(obj.get("ts"))
-            and _plain_number(obj.get("cost"))):
+            and obj.keys() <= _SIGNED_FIELDS
+            and (type(t := obj.get("ts")) is not float or plain_float(t))
+            and (type(c := obj.get("cost")) is not float or plain_float(c))):
         body = _signing_bytes(obj, project_id)
     return new_event(s.event_id, s.agent_id, s.run_id, s.service, s.action, payload,
                       project_id, s.priority, s.ts, s.cost, s.end_of_run, metadata, None), body
@@ -137,11 +145,6 @@ _SIGNATURE = "signature"
 #: The fields a batch item may have for :func:`_signing_bytes` (any other: the full check).
 _SIGNED_FIELDS = frozenset(f for f in EventSchema.__struct_fields__) | {
     _TIMESTAMP, _SIGNATURE, "project_id"}
-
-
-def _plain_number(value: Any) -> bool:
-    """An absent, integer (within the schema's range) or :func:`plain_float` ``ts``/``cost``."""
-    return type(value) is not float or plain_float(value)
 
 
 def _signing_bytes(obj: dict[str, Any], project_id: str) -> bytes | None:

@@ -178,7 +178,7 @@ def check_signatures(
         try:
             check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")
             verify_event(
-                item.event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
+                event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
                 item.raw.get(TIMESTAMP_FIELD), now=now, window_s=window_s, v1_until=v1_until,
             )
         except (AuthError, ValidationError) as exc:

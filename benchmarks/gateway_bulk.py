@@ -12,7 +12,8 @@ first teaches the gateway the project's API key, and each agent's first body fin
 not yet remembered (admission then takes two Redis round trips); the later bodies take one.
 Per round: the gateway's CPU µs per event (from /proc, its idle CPU taken off), the answers'
 statuses and the accepted events/s. ``--src DIR`` runs the gateway from another source tree
-(e.g. a worktree of main) for a before/after pair run back to back; ``--py-spy FILE`` samples
+(e.g. a worktree of main) for a before/after pair run back to back; ``--set NAME=VALUE`` sets a
+gateway setting (e.g. ``RATCHET_GATEWAY_GC_GEN0``); ``--py-spy FILE`` samples
 the gateway with py-spy during the bulk rounds (collapsed stacks, for flame graphs or grep).
 """
 
@@ -123,6 +124,7 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str) -> dict[
         gateway_port=port, log_level="WARNING", max_batch_events=args.batch,
         rate_limit_tiers="bench:1000000000:1000", default_tier="bench",
     )
+    env.update(dict(item.split("=", 1) for item in args.set))
     await ensure_topics(bootstrap, topics, args.partitions)
     redis = Redis.from_url(redis_url)
     keys = Keys(f"gb{suffix}")
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--idle-seconds", type=float, default=2.0)
     p.add_argument("--src", metavar="DIR", help="run the gateway from this source tree")
+    p.add_argument("--set", action="append", default=[], metavar="RATCHET_NAME=VALUE",
+                   help="a setting of the gateway (repeatable), e.g. RATCHET_GATEWAY_GC_GEN0=0")
     p.add_argument("--py-spy", metavar="FILE", help="sample the gateway with py-spy into FILE")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)

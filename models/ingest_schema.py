@@ -83,6 +83,22 @@ _UNSAFE = re.compile(UNSAFE_CLASS)
 _SCHEMA_LIMITS = (_D.max_id_chars, _D.max_run_id_chars, _D.max_action_chars, _D.max_abs_number)
 
 
+#: The last limits found to fit the schema: a batch hands the same object for all its events.
+_fitting: list[Limits] = [DEFAULT_LIMITS]
+
+
+def _fits_schema(limits: Limits) -> bool:
+    """Whether the schema checks ``limits``' identifier and number limits (one comparison per
+    batch, not per event)."""
+    if limits is _fitting[0]:
+        return True
+    if (limits.max_id_chars, limits.max_run_id_chars, limits.max_action_chars,
+            limits.max_abs_number) != _SCHEMA_LIMITS:
+        return False
+    _fitting[0] = limits
+    return True
+
+
 def decode_event(obj: Any, project_id: str, limits: Limits = DEFAULT_LIMITS) -> IngestEvent:
     """The event in ``obj`` (one decoded JSON event of the caller's project), or the
     :class:`~models.errors.ValidationError` :func:`parse_event` raises for it."""
@@ -103,8 +119,7 @@ def decode_signed_event(
     only known fields and no metadata, and its ``ts`` and ``cost`` are plain too. No second walk
     (:func:`models.jcs.jcs`) and no second serialization for the signature check.
     """
-    if type(obj) is not dict or (limits.max_id_chars, limits.max_run_id_chars,
-                                 limits.max_action_chars, limits.max_abs_number) != _SCHEMA_LIMITS:
+    if type(obj) is not dict or not _fits_schema(limits):
         return parse_event(obj, project_id, limits=limits), None
     try:
         s = msgspec.convert(obj, EventSchema)

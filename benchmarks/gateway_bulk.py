@@ -1,7 +1,8 @@
 """The gateway alone on the bulk path: ``POST /v1/events:batch`` up to the Kafka acknowledgement.
 
     python -m benchmarks.gateway_bulk [--events 40000] [--batch 1000] [--agents 24]
-                                      [--rounds 3] [--src DIR] [--py-spy FILE] [--json FILE]
+                                      [--rounds 3] [--src DIR] [--against DIR]
+                                      [--set RATCHET_NAME=VALUE] [--py-spy FILE] [--json FILE]
 
 What ``bulk_cpu_us_per_event.gateway0`` of ``python -m benchmarks.pipeline`` measures, without
 the worker beside it: redis-server, Tansu and one gateway child (no worker: nobody reads the
@@ -11,8 +12,10 @@ the pipeline's seed) are pre-signed into 1,000-event bodies exactly as the pipel
 first teaches the gateway the project's API key, and each agent's first body finds its secret
 not yet remembered (admission then takes two Redis round trips); the later bodies take one.
 Per round: the gateway's CPU µs per event (from /proc, its idle CPU taken off), the answers'
-statuses and the accepted events/s. ``--src DIR`` runs the gateway from another source tree
-(e.g. a worktree of main) for a before/after pair run back to back; ``--set NAME=VALUE`` sets a
+statuses and the accepted events/s. ``--src DIR`` runs the gateway from another source tree;
+``--against DIR`` runs a second gateway from DIR (e.g. a worktree of main) beside it, on the same
+servers, the rounds interleaved (ABBA), for a before/after pair measured back to back on a noisy
+machine (each round's ratio, and their median); ``--set NAME=VALUE`` sets a
 gateway setting (e.g. ``RATCHET_GATEWAY_GC_GEN0``); ``--py-spy FILE`` samples
 the gateway with py-spy during the bulk rounds (collapsed stacks, for flame graphs or grep).
 """
@@ -113,68 +116,87 @@ def _py_spy(pid: int, path: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def run(args: argparse.Namespace, redis_url: str, bootstrap: str) -> dict[str, Any]:
+async def _round(base: str, pid: int, idle: float,
+                 prepared: tuple[str, str, dict[str, str], list[list[bytes]]], events: int,
+                 ) -> dict[str, Any]:
+    project_id, api_key, secrets, bodies = prepared
+    # fresh connections per round: a gateway closes the ones left idle during another's round
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+        await _teach_key(session, base, project_id, api_key, secrets["single-0"])
+        load = os.getloadavg()[0]
+        cpu0, sys0, t0 = cpu_seconds(pid), system_seconds(pid), time.perf_counter()
+        statuses = await _bulk(session, base, api_key, bodies)
+        wall = time.perf_counter() - t0
+    used = cpu_seconds(pid) - cpu0
+    kernel = system_seconds(pid) - sys0
+    return {"events": events, "statuses": statuses,
+            "events_per_second": round(events / wall, 1),
+            "gateway_cpu_us_per_event": round(
+                max(0.0, used - idle / 100 * wall) / events * 1e6, 1),
+            "gateway_system_us_per_event": round(kernel / events * 1e6, 1),
+            "load_average_at_start": load}
+
+
+async def run(args: argparse.Namespace, redis_url: str, bootstrap: str) -> list[dict[str, Any]]:
+    """One gateway per source tree (this tree, and ``--against``'s), rounds interleaved."""
     suffix = uuid.uuid4().hex[:8]
-    port = free_port()
     topics = [f"gb-{suffix}-{t}" for t in ("ingest", "verdicts", "feedback", "audit")]
+    srcs: list[str | None] = [args.src] + [os.path.abspath(d) for d in args.against]
+    ports = [free_port() for _ in srcs]
     env = worker_env(
         redis_url=redis_url, kafka_bootstrap=bootstrap, key_prefix=f"gb{suffix}",
         topic_ingest=topics[0], topic_verdicts=topics[1], topic_feedback=topics[2],
         topic_audit=topics[3], topic_partitions=args.partitions, gateway_host="127.0.0.1",
-        gateway_port=port, log_level="WARNING", max_batch_events=args.batch,
+        gateway_port=ports[0], log_level="WARNING", max_batch_events=args.batch,
         rate_limit_tiers="bench:1000000000:1000", default_tier="bench",
     )
     env.update(dict(item.split("=", 1) for item in args.set))
     await ensure_topics(bootstrap, topics, args.partitions)
     redis = Redis.from_url(redis_url)
     keys = Keys(f"gb{suffix}")
-    gateway = gateway_child(env, args.src).start()
-    assert gateway.proc is not None
-    pid = gateway.proc.pid
-    rounds: list[dict[str, Any]] = []
+    gateways = [gateway_child(dict(env, RATCHET_GATEWAY_PORT=str(port)), src,
+                              name=f"gateway{g}").start()
+                for g, (src, port) in enumerate(zip(srcs, ports, strict=True))]
+    pids = [gw.proc.pid if gw.proc else 0 for gw in gateways]
+    results: list[dict[str, Any]] = [{"src": src or "this tree", "rounds": []} for src in srcs]
     spy = None
     try:
-        base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256),
-                timeout=aiohttp.ClientTimeout(total=120)) as session:
-            await wait_http_ready(base + "/readyz", gateway, 60)
-            idle = (await idle_cpu({"gateway": pid}, args.idle_seconds))["gateway"]
-            if args.py_spy:
-                spy = _py_spy(pid, args.py_spy)
-                await asyncio.sleep(1.0)  # py-spy attaches
-            for n in range(args.rounds):
-                project_id, api_key, secrets, bodies = await _project(
-                    redis, keys, args, int(time.time()) + 60)
-                events = sum(orjson.loads(b)["events"].__len__() for bs in bodies for b in bs)
-                await _teach_key(session, base, project_id, api_key, secrets["single-0"])
-                load = os.getloadavg()[0]
-                cpu0, sys0, t0 = cpu_seconds(pid), system_seconds(pid), time.perf_counter()
-                statuses = await _bulk(session, base, api_key, bodies)
-                wall = time.perf_counter() - t0
-                used = cpu_seconds(pid) - cpu0
-                kernel = system_seconds(pid) - sys0
-                row = {"round": n + 1, "events": events, "statuses": statuses,
-                       "events_per_second": round(events / wall, 1),
-                       "gateway_cpu_us_per_event": round(
-                           max(0.0, used - idle / 100 * wall) / events * 1e6, 1),
-                       "gateway_system_us_per_event": round(kernel / events * 1e6, 1),
-                       "load_average_at_start": load}
-                rounds.append(row)
-                print(f"{args.src or 'this tree'} round {n + 1} (load {load:.1f}): gateway CPU "
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for base, gw in zip(bases, gateways, strict=True):
+            await wait_http_ready(base + "/readyz", gw, 60)
+        idle = await idle_cpu({str(g): pid for g, pid in enumerate(pids)}, args.idle_seconds)
+        for g, result in enumerate(results):
+            result["gateway_idle_cpu_percent"] = idle[str(g)]
+        if args.py_spy:
+            spy = _py_spy(pids[0], args.py_spy)
+            await asyncio.sleep(1.0)  # py-spy attaches
+        for n in range(args.rounds):
+            # ABBA…: neither tree always goes first
+            order = list(range(len(srcs)))
+            for g in order if n % 2 == 0 else order[::-1]:
+                prepared = await _project(redis, keys, args, int(time.time()) + 60)
+                events = sum(len(orjson.loads(b)["events"]) for bs in prepared[3] for b in bs)
+                row = await _round(bases[g], pids[g], idle[str(g)], prepared, events)
+                row["round"] = n + 1
+                results[g]["rounds"].append(row)
+                print(f"{results[g]['src']} round {n + 1} (load "
+                      f"{row['load_average_at_start']:.1f}): gateway CPU "
                       f"{row['gateway_cpu_us_per_event']:.1f} µs/event (system "
                       f"{row['gateway_system_us_per_event']:.1f}), "
-                      f"{row['events_per_second']:,.0f} events/s accepted, statuses {statuses}",
-                      flush=True)
+                      f"{row['events_per_second']:,.0f} events/s accepted, statuses "
+                      f"{row['statuses']}", flush=True)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
-        gateway.stop()
+        for gw in gateways:
+            gw.stop()
         await redis.aclose()
-    figures = [r["gateway_cpu_us_per_event"] for r in rounds]
-    return {"src": args.src or "this tree", "gateway_idle_cpu_percent": idle,
-            "median_us_per_event": statistics.median(figures), "rounds": rounds}
+    for result in results:
+        figures = [r["gateway_cpu_us_per_event"] for r in result["rounds"]]
+        result["median_us_per_event"] = statistics.median(figures)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,18 +210,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--idle-seconds", type=float, default=2.0)
     p.add_argument("--src", metavar="DIR", help="run the gateway from this source tree")
+    p.add_argument("--against", action="append", default=[], metavar="DIR",
+                   help="also run a gateway from DIR (e.g. a worktree of main), rounds "
+                        "interleaved with the first one's (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="RATCHET_NAME=VALUE",
                    help="a setting of the gateway (repeatable), e.g. RATCHET_GATEWAY_GC_GEN0=0")
     p.add_argument("--py-spy", metavar="FILE", help="sample the gateway with py-spy into FILE")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     with RedisServer() as server, TansuServer() as broker:
-        result = asyncio.run(run(args, server.url, broker.bootstrap))
-    print(f"{result['src']}: median gateway CPU {result['median_us_per_event']:.1f} µs/event "
-          f"over {len(result['rounds'])} rounds")
+        results = asyncio.run(run(args, server.url, broker.bootstrap))
+    for result in results:
+        print(f"{result['src']}: median gateway CPU {result['median_us_per_event']:.1f} µs/event "
+              f"over {len(result['rounds'])} rounds")
+    if len(results) > 1:
+        for other in results[1:]:
+            ratios = [a["gateway_cpu_us_per_event"] / b["gateway_cpu_us_per_event"]
+                      for a, b in zip(results[0]["rounds"], other["rounds"], strict=True)
+                      if b["gateway_cpu_us_per_event"]]
+            print(f"{results[0]['src']} / {other['src']}: median of the rounds' ratios "
+                  f"{statistics.median(ratios):.3f} ({', '.join(f'{r:.2f}' for r in ratios)})")
     if args.json:
         with open(args.json, "wb") as f:
-            f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+            f.write(orjson.dumps(results if len(results) > 1 else results[0],
+                                 option=orjson.OPT_INDENT_2) + b"\n")
     return 0
 
 

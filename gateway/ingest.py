@@ -125,18 +125,16 @@ def parse_batch(
     out: list[Checked] = []
     seen: set[str] = set()
     for i, raw in enumerate(events):
-        item = Checked(i, raw)
         try:
-            item.event, item.signing = decode_signed_event(raw, project_id, limits)
-            if item.event.event_id in seen:
+            event, signing = decode_signed_event(raw, project_id, limits)
+            if event.event_id in seen:
                 raise ValidationError("event_id appears twice in this batch", "event_id")
-            seen.add(item.event.event_id)
+            seen.add(event.event_id)
         except ValidationError as exc:
-            item.event = None
-            item.signing = None
-            item.error = ValidationError(str(exc), f"events[{i}].{exc.field}" if exc.field else
-                                         f"events[{i}]")
-        out.append(item)
+            out.append(Checked(i, raw, error=ValidationError(
+                str(exc), f"events[{i}].{exc.field}" if exc.field else f"events[{i}]")))
+        else:
+            out.append(Checked(i, raw, event, None, signing))
     return out
 
 

@@ -83,6 +83,15 @@ _UNSAFE = re.compile(UNSAFE_CLASS)
 _SCHEMA_LIMITS = (_D.max_id_chars, _D.max_run_id_chars, _D.max_action_chars, _D.max_abs_number)
 
 
+def _display_safe(text: str) -> bool:
+    """No character of :data:`models.sanitize.UNSAFE_CLASS` in ``text``. Its ASCII members are
+    the controls (U+0000–U+001F, U+007F: exactly the ASCII characters ``str.isprintable``
+    refuses), ``<`` and ``>``, so ASCII text needs no regex (≈ 0.15 µs against 0.45)."""
+    if text.isascii():
+        return text.isprintable() and "<" not in text and ">" not in text
+    return _UNSAFE.search(text) is None
+
+
 #: The last limits found to fit the schema: a batch hands the same object for all its events.
 _fitting: list[Limits] = [DEFAULT_LIMITS]
 
@@ -127,7 +136,8 @@ def decode_signed_event(
     except msgspec.ValidationError:
         return parse_event(obj, project_id, limits=limits), None  # raises, naming the field
     # a space is display-safe, so it cannot join two halves into an unsafe character
-    if _UNSAFE.search(f"{s.event_id} {s.agent_id} {s.run_id} {s.service} {s.action}"):
+    ids = f"{s.event_id} {s.agent_id} {s.run_id} {s.service} {s.action}"
+    if not _display_safe(ids):
         return parse_event(obj, project_id, limits=limits), None
     payload = s.payload
     if type(payload) is not dict:  # the reference names what is wrong with it

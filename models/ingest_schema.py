@@ -129,7 +129,7 @@ def decode_signed_event(
     only known fields and no metadata, and its ``ts`` and ``cost`` are plain too. No second walk
     (:func:`models.jcs.jcs`) and no second serialization for the signature check.
     """
-    if type(obj) is not dict or not _fits_schema(limits):
+    if type(obj) is not dict or (limits is not _fitting[0] and not _fits_schema(limits)):
         return parse_event(obj, project_id, limits=limits), None
     try:
         s = msgspec.convert(obj, EventSchema)

@@ -123,8 +123,7 @@ def decode_signed_event(
 
     The payload walk that checks the limits also tells whether every float in it prints the
     same in orjson and RFC 8785 (:func:`models.jcs.plain_float`; integers are within the
-    limits, far inside JCS's ±2**53), so the item's RFC 8785 bytes are orjson's sorted bytes
-    (written by :data:`_SORTED_JSON`) of
+    limits, far inside JCS's ±2**53), so the item's RFC 8785 bytes are orjson's sorted bytes of
     the signed object when, besides, those bytes are ASCII (every key ASCII), the item has
     only known fields and no metadata, and its ``ts`` and ``cost`` are plain too. No second walk
     (:func:`models.jcs.jcs`) and no second serialization for the signature check.
@@ -173,26 +172,15 @@ _SIGNED_FIELDS = frozenset(f for f in EventSchema.__struct_fields__) | {
     _TIMESTAMP, _SIGNATURE, "project_id"}
 
 
-#: Compact JSON with every object's keys sorted (msgspec): for the values a plain item holds
-#: — strings, booleans, null, integers within ±2**53, plain floats — the bytes orjson writes
-#: with ``OPT_SORT_KEYS`` (``tests/unit/test_ingest_signing.py`` compares both with RFC 8785).
-#: Chosen for its allocation: an item's signing bytes live until its signature is checked, and
-#: a thousand orjson outputs kept at once cost ≈ 2.6 µs an item against ≈ 1.6 here (1,000-item
-#: batches of the benchmark's traffic, in-process; ≈ 1.2 for either when each is dropped at
-#: once: orjson's larger output buffers, shrunk after writing, fragment the heap).
-_SORTED_JSON = msgspec.json.Encoder(order="sorted")
-
-
 def _signing_bytes(obj: dict[str, Any], project_id: str) -> bytes | None:
-    """The sorted compact bytes of the object v2 signs (:func:`models.signing.signed_object`)
-    of a batch item already found plain (:func:`decode_signed_event`: every number within
-    range, every float plain), or ``None`` when a byte is not ASCII (a key might sort
-    differently in RFC 8785) or the item cannot be encoded (a lone surrogate)."""
+    """orjson's sorted bytes of the object v2 signs (:func:`models.signing.signed_object`) of a
+    batch item already found plain (:func:`decode_signed_event`), or ``None`` when a byte is
+    not ASCII (a key might sort differently in RFC 8785)."""
     signed = dict(obj)
     signed.pop(_SIGNATURE, None)
     signed["project_id"] = project_id
     try:
-        out = _SORTED_JSON.encode(signed)
-    except (TypeError, ValueError, OverflowError):  # UnicodeEncodeError: the full check refuses
+        out = orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # e.g. a timestamp beyond 64 bits: the full check refuses it
         return None
     return out if out.isascii() else None

@@ -34,15 +34,18 @@ _claims = st.lists(st.tuples(_ids, _prints), max_size=30)
 
 def _reference_claim(keys: Keys, project_id: str, claims: list[tuple[str, str]], window_s: int,
                      now: float, legacy: bool) -> tuple[list[str], list[object]]:
+    if not legacy:
+        short: list[object] = [0, 0, int(now), window_s, PER_SLOT, SALT_PROPOSAL]
+        for event_id, fingerprint in claims:
+            short += (id_digest(event_id), compact_print(fingerprint))
+        return [keys.event_ids(project_id)], short
     indexes = live_buckets(now, window_s, bucket_width(window_s))
     script_keys = [keys.event_ids(project_id),
                    *(keys.event_id_bucket(project_id, i) for i in indexes)]
-    args: list[object] = [len(indexes), 1 if legacy else 0, int(now), window_s, PER_SLOT,
-                          SALT_PROPOSAL]
+    args: list[object] = [len(indexes), 1, int(now), window_s, PER_SLOT, SALT_PROPOSAL]
     for event_id, fingerprint in claims:
         args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
-    if legacy:
-        script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
+    script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
     return script_keys, args
 
 
@@ -69,7 +72,7 @@ def test_release_call_matches_the_per_id_helpers(project: str,
     for event_id, fingerprint in claims:
         expected += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
     assert args == expected
-    assert script_keys == _reference_claim(keys, project, [], 86_400, now, False)[0]
+    assert script_keys == _reference_claim(keys, project, [], 86_400, now, True)[0]
 
 
 def test_legacy_keys_escape_the_project_and_the_id() -> None:

@@ -23,7 +23,7 @@ from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
 from models.ratelimit import RateDecision, retry_after_header
-from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, translate
+from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, client_broke, translate, unavailable
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -83,10 +83,18 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = web.json_response(error_body(down), status=down.status)
         if isinstance(down, UnavailableError) and down.retry_after_s is not None:
             resp.headers["Retry-After"] = retry_after_header(down.retry_after_s)
-    except Exception:
-        GATEWAY_ERRORS.labels("internal").inc()
-        log.exception("unhandled error (trace %s)", trace_id)
-        resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
+    except Exception as exc:
+        if client_broke(exc):  # redis-py on a connection torn down under it: retry later
+            GATEWAY_ERRORS.labels("redis_unavailable").inc()
+            log.warning("redis unavailable: %s inside the client", type(exc).__name__)
+            down = unavailable(exc)
+            resp = web.json_response(error_body(down), status=down.status)
+            if down.retry_after_s is not None:
+                resp.headers["Retry-After"] = retry_after_header(down.retry_after_s)
+        else:
+            GATEWAY_ERRORS.labels("internal").inc()
+            log.exception("unhandled error (trace %s)", trace_id)
+            resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
     if not resp.prepared:  # a stream (server-sent events) sent its headers already
         resp.headers[TRACE_ID_HEADER] = trace_id
         decision = request.get(DECISION)

@@ -7,7 +7,9 @@ every Redis failure becomes a :class:`models.errors.RatchetError` in exactly one
 slot) is :class:`~models.errors.UnavailableError` (503, retry); a ``MOVED`` answer to a plain
 client (the URL is a cluster node, ``RATCHET_REDIS_CLUSTER`` is off) is a
 :class:`~models.errors.ConfigError` naming the setting; a ``CROSSSLOT`` refusal (a command whose
-keys span hash slots: a bug) is a :class:`~models.errors.StoreError`. No redis-py exception
+keys span hash slots: a bug) is a :class:`~models.errors.StoreError`; redis-py failing in its own
+code on a connection torn down under a command (:func:`client_broke`) is unavailable too. No
+redis-py exception
 reaches a client or a CLI user raw. Stores derive from :class:`RedisStore`, which wraps each of their public
 coroutine methods once (as ``limits`` wraps its storage methods), so callers above the store floor
 catch one error type and never a redis-py exception.
@@ -56,6 +58,7 @@ __all__ = [
     "REDIS_FAILURES",
     "RedisClient",
     "RedisStore",
+    "client_broke",
     "connect",
     "connect_from_settings",
     "refresh_topology",
@@ -92,6 +95,29 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     *REDIS_FAILURES, AskError, ClusterCrossSlotError, RedisClusterException,
 )
+
+#: Exceptions redis-py itself raises, from its own code, when another coroutine tears a
+#: connection down under a command (seen in a failover of the test cluster: the cluster
+#: pipeline writes to a connection whose writer was just closed, ``AttributeError: 'NoneType'
+#: object has no attribute 'writelines'``). Raised from inside the ``redis`` package they mean
+#: the connection broke: :func:`client_broke` tells them apart from a bug of ours.
+_CLIENT_BREAKS: tuple[type[BaseException], ...] = (AttributeError, TypeError, IndexError, KeyError)
+
+
+def client_broke(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py failing inside its own code on a torn-down connection (an
+    exception of :data:`_CLIENT_BREAKS` whose innermost frame is in the ``redis`` package): a
+    failure to retry later, like a connection error, not an error of the caller's."""
+    if not isinstance(exc, _CLIENT_BREAKS):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and (module == "redis" or module.startswith("redis."))
+
 
 #: How redis-py words its own refusal of a command whose keys span slots.
 _CROSS_SLOT = "same key slot"
@@ -299,6 +325,10 @@ def _translating(method: F) -> F:
             return await method(*args, **kwargs)
         except REDIS_ERRORS as exc:
             raise translate(exc) from exc
+        except _CLIENT_BREAKS as exc:
+            if client_broke(exc):
+                raise unavailable(exc) from exc
+            raise
 
     return wrapper  # type: ignore[return-value]
 

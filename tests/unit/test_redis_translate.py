@@ -3,6 +3,8 @@ none reaches a caller raw."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis.exceptions import (
     AskError,
@@ -17,7 +19,7 @@ from redis.exceptions import (
 )
 
 from models.errors import ConfigError, StoreError, UnavailableError
-from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, RedisStore, translate
+from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, RedisStore, client_broke, translate
 
 
 @pytest.mark.parametrize(("exc", "kind", "says"), [
@@ -50,3 +52,36 @@ async def test_stores_translate_cluster_errors() -> None:
 
     with pytest.raises(ConfigError, match="RATCHET_REDIS_CLUSTER"):
         await Store().read()
+
+
+def _written_by(module: str) -> Any:
+    """A function whose code runs as part of ``module`` (its globals name it), like redis-py's
+    connection writing to a writer another coroutine has just closed."""
+    ns: dict[str, Any] = {"__name__": module}
+    exec("def send(writer):\n    writer.writelines([b'PING'])\n", ns)  # noqa: S102
+    return ns["send"]
+
+
+async def test_redis_py_failing_on_a_torn_down_connection_is_unavailable() -> None:
+    """Seen in a failover of the test cluster: redis-py's cluster pipeline wrote to a
+    connection whose writer another coroutine had set to None (AttributeError raised inside
+    redis.asyncio.connection). That is a broken connection (503, retry), not a bug of ours; the
+    same exception from our own code still propagates as it is."""
+    send = _written_by("redis.asyncio.connection")
+    with pytest.raises(AttributeError) as raised:
+        send(None)
+    assert client_broke(raised.value)
+
+    class Store(RedisStore):
+        async def write(self, module: str) -> None:
+            _written_by(module)(None)
+
+    with pytest.raises(UnavailableError, match="AttributeError"):
+        await Store().write("redis.asyncio.connection")
+    with pytest.raises(AttributeError):
+        await Store().write("ratchet.store.verdicts")
+    try:
+        _written_by("ratchet.store.verdicts")(None)
+    except AttributeError as exc:
+        assert not client_broke(exc)
+    assert not client_broke(ValueError("x")) and not client_broke(AttributeError("no traceback"))

@@ -233,6 +233,14 @@ def _inspect(cfg: MediaConfig, text: str, is_mime_field: bool) -> tuple[str, int
     return "", 0, mimes
 
 
+def _plain(text: str, most: int, sniff: bool) -> bool:
+    """True when :func:`_inspect` certainly has nothing to note for ``text`` (not in a MIME
+    field, at least one character): no ``data:`` start, no magic-number start to sniff, not
+    over the blob size — so the usual string costs no call of it."""
+    return text[0] not in "dD" and len(text) <= most and not (
+        sniff and text.startswith(_MAGIC_B64))
+
+
 def check_media(cfg: MediaConfig, leaves: Sequence[Leaf]) -> list[Reason]:
     """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
     if not cfg.enabled:
@@ -240,11 +248,15 @@ def check_media(cfg: MediaConfig, leaves: Sequence[Leaf]) -> list[Reason]:
     fields = _field_set(cfg.mime_fields)
     blobs: dict[str, Any] = {"count": 0, "paths": [], "kinds": [], "largest_bytes": 0}
     bad: dict[str, Any] = {"count": 0, "paths": [], "mime_types": []}
+    sniff, most = cfg.sniff, cfg.max_blob_bytes
     for leaf in leaves:
         text = leaf.value
         if not isinstance(text, str) or len(text) < 8:
             continue
-        kind, size, mimes = _inspect(cfg, text, _norm_field(leaf.name) in fields)
+        is_mime_field = _norm_field(leaf.name) in fields
+        if not is_mime_field and _plain(text, most, sniff):
+            continue
+        kind, size, mimes = _inspect(cfg, text, is_mime_field)
         if not kind and not mimes:  # the usual string: nothing to note
             continue
         if kind:

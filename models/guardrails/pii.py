@@ -191,7 +191,10 @@ def select_pii(
         value = leaf.value
         if isinstance(value, str):
             size = len(value)
-            if size >= 6 and not (size <= 40 and _INERT.fullmatch(value)):
+            # _INERT needs a "-" at index 4 (a date) or 8 (a UUID): most values skip the regex
+            if size >= 6 and not (
+                size <= 40 and (value[4] == "-" or value[8:9] == "-") and _INERT.fullmatch(value)
+            ):
                 text = value if size <= limit else value[:limit]
                 if budget is not None and not budget.take(min(size, limit) * PII_STEPS_PER_CHAR):
                     unscanned += 1

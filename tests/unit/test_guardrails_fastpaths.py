@@ -202,3 +202,69 @@ def test_select_pii_skips_exactly_the_inert_values(values: list[Any]) -> None:
         and not (len(leaf.value) <= 40 and pii._INERT.fullmatch(leaf.value))
     ]
     assert texts == expected
+
+
+# --- PII digit windows gated by one alternation ----------------------------------------------
+
+PII_SAMPLES = [
+    "4111 1111 1111 1111", "4012888888881881", "5555-5555-5555-4444", "378282246310005",
+    "4111 1111 1111 1111 12/26", "+44 20 7946 0958", "(415) 555-2671", "415.555.2671",
+    "020 7946 0958", "536-22-8726", "AB 12 34 56 C", "AB123456C", "12345678Z", "X1234567L",
+    "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "cus_908835", "msg_311600",
+    "2024-01-15T10:30:00Z", "123e4567-e89b-12d3-a456-426614174000", "4155552671", "1 800 555 0199",
+]
+DIGITISH = st.text(alphabet=st.sampled_from("0123456789 -./()+XYZABCDGBW_"), max_size=40)
+PII_TEXTS = st.one_of(
+    st.sampled_from(PII_SAMPLES),
+    DIGITISH,
+    st.builds(lambda a, b, c: f"{a}{b}{c}", DIGITISH, st.sampled_from(PII_SAMPLES), DIGITISH),
+    st.text(max_size=20),
+)
+ALL_DETECTORS = ("email", "card", "phone", "us_ssn", "uk_nino", "es_dni", "iban", "secret",
+                 "entropy")
+DETECTOR_SETS = st.sampled_from([
+    ALL_DETECTORS, pii.DEFAULT_DETECTORS, ("card",), ("phone", "iban"), ("us_ssn", "es_dni"),
+    ("uk_nino",), ("email", "secret"),
+])
+
+
+@PROPS
+@given(st.lists(st.lists(PII_TEXTS.map(lambda t: t.replace("\x00", "")), max_size=4),
+                min_size=1, max_size=5),
+       DETECTOR_SETS)
+def test_gated_digit_windows_find_what_every_window_finds(
+    events: list[list[str]], detectors: tuple[str, ...]
+) -> None:
+    """A batch of events' texts (``groups``), every detector set: the same findings with the
+    gate as with every digit window scanned by every detector."""
+    from models.guardrails import pii_scan
+
+    texts = [t for ev in events for t in ev]
+    names = ["note"] * len(texts)
+    groups = [len(ev) for ev in events]
+
+    def scan() -> list[tuple[int, Any]]:
+        return pii_scan.scan_texts(texts, names, detectors=detectors, groups=groups)
+
+    fast = scan()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pii_scan, "candidate_windows", lambda _text, windows, _dets: windows)
+        full = scan()
+    assert fast == full
+
+
+def test_gate_drops_windows_of_bare_ids_and_keeps_candidates() -> None:
+    from models.guardrails.pii_detectors import candidate_windows, digit_windows
+
+    values = ["cus_908835", "msg_311600", "call 020 7946 0958 now", "AB 12 34 56 C"]
+    text = "\x00".join(values)
+    bounds, at = [], 0
+    for v in values:
+        bounds.append((at, at + len(v)))
+        at += len(v) + 1
+    windows = digit_windows(text, bounds)
+    kept = candidate_windows(text, windows, ALL_DETECTORS)
+    assert len(windows) == 4
+    assert [text[a:b].strip("\x00") for a, b in kept] == ["call 020 7946 0958 now",
+                                                          "AB 12 34 56 C"]
+    assert candidate_windows(text, windows, ("email", "secret")) == windows  # nothing to gate

@@ -46,6 +46,8 @@ MAP_SIG = "<map>"
 
 _skel_memo: dict[Any, str] = {}
 _rich_memo: dict[tuple[str, str, str], str] = {}
+#: Top-level keys of payloads that held an id-keyed map (see :func:`_walk_maps`).
+_fold_first: set[tuple[Any, ...]] = set()
 
 
 class _NotMemoizable(Exception):
@@ -155,15 +157,18 @@ def skeleton_hash_memo(
     try:
         if type(payload) is dict and max_depth >= 1 and len(payload) <= max_keys:
             # an object at the top (the usual payload): its types are needed anyway
+            names = tuple(payload)
+            if names in _fold_first:
+                return _folded_hash(payload, max_depth, max_keys, max_nodes)
             types = tuple(map(type, payload.values()))
             if _SCALARS.issuperset(types):  # the common case: a flat object of scalars
-                sig: Any = (tuple(payload), types)
+                sig: Any = (names, types)
             else:
                 left = [_WALK_BUDGET - len(payload) - 1]
                 sub = []
                 for v, t in zip(payload.values(), types):
                     sub.append(t if t in _SCALARS else _walk(v, 2, max_depth, max_keys, left))
-                sig = (tuple(payload), tuple(sub))
+                sig = (names, tuple(sub))
         else:
             sig = _signature(payload, max_depth, max_keys)
     except _NotMemoizable:
@@ -179,10 +184,31 @@ def skeleton_hash_memo(
             return skeleton_hash(
                 payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
         if folded != sig:
+            if type(payload) is dict:  # its next payloads of these keys: folded straight away
+                if len(_fold_first) >= _MEMO_CAP:
+                    _fold_first.clear()
+                _fold_first.add(tuple(payload))
             key = (folded, max_depth, max_keys, max_nodes)
             found = _skel_memo.get(key)
             if found is not None:
                 return found
+        found = skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+        if len(_skel_memo) >= _MEMO_CAP:
+            _skel_memo.clear()
+        _skel_memo[key] = found
+    return found
+
+
+def _folded_hash(payload: dict[str, Any], max_depth: int, max_keys: int, max_nodes: int) -> str:
+    """:func:`skeleton_hash_memo` by the folded signature alone — always a valid key (equal
+    folded signatures, equal skeletons); taken for top-level keys that held a map before."""
+    try:
+        folded = _walk_maps(payload, 1, max_depth, max_keys, [_WALK_BUDGET])
+    except _NotMemoizable:
+        return skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+    key = (folded, max_depth, max_keys, max_nodes)
+    found = _skel_memo.get(key)
+    if found is None:
         found = skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
         if len(_skel_memo) >= _MEMO_CAP:
             _skel_memo.clear()
@@ -208,3 +234,4 @@ def memo_clear() -> None:
     """Forget every remembered signature and node id (tests, benchmarks of a cold start)."""
     _skel_memo.clear()
     _rich_memo.clear()
+    _fold_first.clear()

@@ -305,8 +305,14 @@ def test_a_map_of_new_ids_is_answered_from_the_memo(monkeypatch: pytest.MonkeyPa
     assert skeleton_hash_memo(report(100)) == skeleton_hash(report(100))
     assert skeleton_hash_memo(report(900)) == skeleton_hash(report(900))
     assert len(calls) == 1
+    assert ("report", "dataset") in shape_memo._fold_first  # next time: folded straight away
+    assert skeleton_hash_memo(report(300)) == skeleton_hash(report(300))
+    assert len(calls) == 1
+    flat = {"report": "r", "dataset": "d"}  # same top-level keys, no map: its own answer
+    assert skeleton_hash_memo(flat) == skeleton_hash(flat) != skeleton_hash(report(1))
+    assert len(calls) == 2
     mixed = report(500)
     mixed["dataset"]["status"] = {"amount": 1.5, "status": "x", "customer_id": "c"}  # not an id
     assert skeleton_hash_memo(mixed) == skeleton_hash(mixed)
     assert skeleton_hash(mixed) != skeleton_hash(report(100))
-    assert len(calls) == 2
+    assert len(calls) == 3

@@ -13,44 +13,59 @@
   like a retry of the first. A binding is never refreshed: it holds one window from its first
   claim. All keys share the project's hash tag {e:<project>}.
 
+  The layouts before are read only while one of their bindings can still be live: the hash
+  remembers (field "#c") the second this script first bound in it; a window plus a margin
+  (min(window, 1 h): the rolling upgrade, gateways' clock skew) after that, no gateway of a
+  release before can have bound anything still live, so the reads stop — even when the caller
+  asks for them — and the last answer says so, so the caller stops sending their keys.
+
   KEYS[1]        the bindings           hash, keys.event_ids(project)
   KEYS[2..m+1]   the time buckets of the layout before (keys.event_id_bucket(project, i): a field
                  per id, its compact id → 12 bytes of the fingerprint) that may hold a binding of
-                 the window, read while they exist
+                 the window, read while they exist; none (m = 0) when ARGV[2] is 0
   KEYS[m+2..]    per event, in order: its key of the layout before buckets
                  (keys.event_fingerprint(project, id): the hex fingerprint as a string), read
                  until they expire; absent when ARGV[2] is 0
 
   ARGV[1]      m                     number of bucket keys
-  ARGV[2]      legacy                1 = read the layouts before (KEYS[2..]), 0 = not
+  ARGV[2]      legacy                1 = read the layouts before (KEYS[2..]) while they can hold
+                                     a live binding, 0 = not (the caller knows they cannot)
   ARGV[3]      now                   Unix seconds (integer): the records' time
   ARGV[4]      window                seconds a binding is kept (RATCHET_EVENT_ID_WINDOW_S)
   ARGV[5]      per_slot              records per slot field before the hash splits a slot
   ARGV[6]      salt                  16 random bytes, stored as the hash's salt if it has none
                                      (id_slots.lua: slot addresses no client can predict)
-  ARGV[7..]    per event i: digest (12 bytes, ARGV[3i + 4]), fingerprint (12 bytes, ARGV[3i + 5];
-               a record keeps its first 8), field of the layout before (ARGV[3i + 6]:
-               keys.event_field, "u" + 16 bytes or "e:" + the id)
+  ARGV[7..]    per event i, legacy 1: digest (12 bytes, ARGV[3i + 4]), fingerprint (12 bytes,
+               ARGV[3i + 5]; a record keeps its first 8), field of the layout before
+               (ARGV[3i + 6]: keys.event_field, "u" + 16 bytes or "e:" + the id);
+               legacy 0: digest (ARGV[2i + 5]) and fingerprint (ARGV[2i + 6]) only
 
-  Output: {ok_1, ..., ok_n}   1 new id (bound now), 2 same body (an idempotent retry),
-                              0 id bound to a different body
+  Output: {ok_1, ..., ok_n, legacy}   ok_i: 1 new id (bound now), 2 same body (an idempotent
+                              retry), 0 id bound to a different body; legacy: 1 while the
+                              layouts before may still hold a live binding, 0 from then on
 ]]
 --- @include "id_slots"
 local key = KEYS[1]
 local m = tonumber(ARGV[1])
-local legacy = ARGV[2] == '1'
 local now, window, per_slot = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local oldest = now - window
-local n = (#ARGV - 6) / 3
+local stride = ARGV[2] == '1' and 3 or 2
+local n = (#ARGV - 6) / stride
 local CHUNK = 1000 -- values per unpack: well below Lua's C stack limit
 
-local k, s, count = slot_meta(redis.call('HGET', key, '#'))
+local meta = redis.call('HMGET', key, '#', '#s', '#c')
+local k, s, count = slot_meta(meta[1])
 -- stored only with the first binding (below): a call that binds nothing writes nothing
-local salt = redis.call('HGET', key, '#s') or ARGV[6]
+local salt = meta[2] or ARGV[6]
+local since = tonumber(meta[3])
+local margin = math.min(window, 3600)
+local open = since == nil or now <= since + window + margin
+local legacy = stride == 3 and open
 local digests, prints, addresses = {}, {}, {}
 for i = 1, n do
-  digests[i] = ARGV[3 * i + 4]
-  prints[i] = ARGV[3 * i + 5]
+  local at = stride == 3 and 3 * i + 4 or 2 * i + 5
+  digests[i] = ARGV[at]
+  prints[i] = ARGV[at + 1]
   addresses[i] = slot_address(salt, digests[i])
 end
 local fields = slot_fields(addresses, k, s)
@@ -117,12 +132,15 @@ for i = 1, n do
     out[i] = 1
     here[digest] = print
     local field = fields[i]
-    if added[field] == nil then
-      added[field] = {}
+    local list = added[field]
+    if list == nil then
+      list = {false} -- [1]: the slot's live records, filled in when it is written
+      added[field] = list
       order[#order + 1] = field
     end
-    local list = added[field]
-    list[#list + 1] = digest .. string.sub(print, 1, PRINT) .. stamp
+    list[#list + 1] = digest
+    list[#list + 1] = string.sub(print, 1, PRINT)
+    list[#list + 1] = stamp
     fresh = fresh + 1
   end
 end
@@ -131,15 +149,22 @@ if fresh > 0 then
   for _, field in ipairs(order) do
     local live, dropped = slot_trim(values[field] or nil, oldest)
     count = count - dropped
+    local list = added[field]
+    list[1] = live
     flat[#flat + 1] = field
-    flat[#flat + 1] = live .. table.concat(added[field])
+    flat[#flat + 1] = table.concat(list) -- one new string per slot written
   end
   for lo = 1, #flat, 2 * CHUNK do
     redis.call('HSET', key, unpack(flat, lo, math.min(#flat, lo + 2 * CHUNK - 1)))
   end
   k, s, count = slot_split(key, salt, k, s, count + fresh, per_slot, oldest)
-  redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count), '#s', salt)
+  if since == nil then
+    redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count), '#s', salt, '#c', now)
+  else
+    redis.call('HSET', key, '#', string.format('%d:%d:%d', k, s, count), '#s', salt)
+  end
   -- the hash outlives its newest record's window (plus a margin for gateways' clock skew)
   redis.call('EXPIREAT', key, now + window + math.min(window, 3600))
 end
+out[n + 1] = open and 1 or 0
 return out

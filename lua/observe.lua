@@ -37,7 +37,8 @@
                           (1 = unlearnable), nc (fields counted in coarse), aw/at (new / all
                           action transitions, halved likewise), acl (1 = unlearnable, but its
                           step order is learnable: judged on action transitions), ht (1 = the
-                          back-off hash holds its hashtable marker, chain_state.lua)
+                          back-off hash holds its hashtable marker, chain_state.lua), xp (ms
+                          of the last refresh of the chain keys' TTL; see below)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
@@ -169,8 +170,11 @@ local escape_floor = tonumber(ARGV[41])
 local n = tonumber(ARGV[42])
 local BASE, FIELDS = 42, 2
 
+-- the meta counters, in this order (written back only where they changed: below)
+local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
+  'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht' }
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'xp')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
@@ -182,6 +186,9 @@ local st = {
   aw = tonumber(m[16] or '0'), at = tonumber(m[17] or '0'), acl = tonumber(m[18] or '0'),
   ht = tonumber(m[19] or '0'),
 }
+local was = {}  -- the counters as read, to write back only the changed ones
+for i = 1, #META do was[i] = st[META[i]] end
+local checkpointed = false  -- a checkpoint ran in this call (it may write the snapshot key)
 if eligible_chain then st.elig = 1 end
 st.dry = dry  -- chain_state: no node written either
 
@@ -605,6 +612,7 @@ for i = 1, n do
         if st.runs % checkpoint_runs == 0 then
           if dry then return { '!' } end
           checkpoint()
+          checkpointed = true
         end
       end
     end
@@ -712,21 +720,47 @@ for run_key, run in pairs(runs) do
     redis.call('EXPIRE', run_key, run_ttl)
   end
 end
+-- The chain keys' idle TTL. Refreshing all seven every call was ≈ 8 % of a one-event call's
+-- instructions, so they are refreshed when the last refresh (meta xp) is older than a tenth of
+-- the TTL (at most an hour) — a chain then expires between 0.9 and 1 TTL after its last call —
+-- and whenever one of them may have been created since: a chain without meta, nodes, edges or
+-- back-off fields before this call (its first writes create those hashes), a checkpoint in
+-- this call (the snapshot; decay empties no hash this call does not write again). The window
+-- is rewritten whole, so it gets its TTL whenever it is written.
 if win_dirty then
   redis.call('DEL', win_key)
   local vals = {}
   for i = 1, #win do vals[i] = string.format('%.17g', win[i]) end
-  if #vals > 0 then redis.call('RPUSH', win_key, unpack(vals)) end
+  if #vals > 0 then
+    redis.call('RPUSH', win_key, unpack(vals))
+    redis.call('EXPIRE', win_key, chain_ttl)
+  end
 end
+local xp = tonumber(m[20])
+local refresh = xp == nil or checkpointed or was[6] == 0 or was[7] == 0 or was[15] == 0
+  or tonumber(now_ms) - xp >= math.min(chain_ttl * 100, 3600000)
 if learn then
-  redis.call('HSET', meta_key, 'runs', st.runs, 'mode', st.mode, 'sig', string.format('%.17g', st.sig),
-    'fb', string.format('%.17g', st.fb), 'elig', st.elig, 'nn', st.nn, 'ne', st.ne, 'ovf', st.ovf,
-    'chg', string.format('%.17g', st.chg), 'forced', st.forced, 'events', st.events,
-    'nw', st.nw, 'nt', st.nt, 'unl', st.unl, 'nc', st.nc, 'aw', st.aw, 'at', st.at,
-    'acl', st.acl, 'ht', st.ht, 'upd_ms', now_ms)
+  -- only the counters that changed (or were never written: a default from ARGV is kept as
+  -- the chain's own), and the time of this update
+  local args = { 'upd_ms', now_ms }
+  for i = 1, #META do
+    local v = st[META[i]]
+    if v ~= was[i] or not m[i] then
+      if i == 3 or i == 4 or i == 9 then v = string.format('%.17g', v) end -- sig, fb, chg
+      args[#args + 1] = META[i]
+      args[#args + 1] = v
+    end
+  end
+  if refresh then
+    args[#args + 1] = 'xp'
+    args[#args + 1] = now_ms
+  end
+  redis.call('HSET', meta_key, unpack(args))
 end
-for i = 1, 7 do
-  redis.call('EXPIRE', KEYS[i], chain_ttl)
+if refresh then
+  for i = 1, 7 do
+    redis.call('EXPIRE', KEYS[i], chain_ttl)
+  end
 end
 out[1] = table.concat(doubles)
 return out

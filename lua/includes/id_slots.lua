@@ -11,7 +11,8 @@
   project's own and never leaves Redis — an agent that grinds event ids cannot aim them at one
   slot (which would make every claim there copy a value that only grows). Address mod 2^k, or
   mod 2^(k+1) when that is below the split pointer s; a record keeps its address, so a split can
-  move it. The field "#" holds "k:s:n" (n = records kept). After writing, the hash splits one
+  move it. The field "#" holds "k:s:n" (n = records kept); "#c" the second the claim script
+  first bound in the hash (event_ids_claim.lua: when the layouts before stop being read). After writing, the hash splits one
   slot per `per_slot` records beyond per_slot × slots (slot s gives the records whose address
   has bit k set to slot s + 2^k), so a slot keeps ≈ per_slot records whatever the project's
   rate: one field per ≈ per_slot bindings instead of one per binding (docs/operations.md, "What
@@ -29,7 +30,9 @@ end
 -- the address of a digest (or of a record, whose first 12 bytes are its digest) under `salt`:
 -- the first 4 bytes of SHA-1(salt .. digest), big-endian
 local function slot_address(salt, digest)
-  return tonumber(string.sub(redis.sha1hex(salt .. string.sub(digest, 1, TAG)), 1, 8), 16)
+  -- a digest of exactly TAG bytes is used as it is: string.sub would copy (and hash) it again
+  if #digest ~= TAG then digest = string.sub(digest, 1, TAG) end
+  return tonumber(string.sub(redis.sha1hex(salt .. digest), 1, 8), 16)
 end
 
 -- the slot field of an address at (k, s)
@@ -81,6 +84,8 @@ local function slot_trim(value, oldest)
   if not value then return '', 0 end
   local at = 1
   while at <= #value and record_time(value, at) <= oldest do at = at + REC end
+  -- nothing stale (the usual case): the value itself, not a copy (Lua hashes every new string)
+  if at == 1 then return value, 0 end
   return string.sub(value, at), (at - 1) / REC
 end
 

@@ -87,7 +87,9 @@ class Settings:
     # --- engine state bounds ----------------------------------------------------------------
     #: Idle TTL of a run's state (last node, dedup answers), seconds.
     run_ttl_s: int = 86_400
-    #: Idle TTL of a whole chain (counts, window, mode), seconds.
+    #: Idle TTL of a whole chain (counts, window, mode), seconds. Refreshed when a tenth of it
+    #: (at most an hour) has passed since the last refresh, so a chain expires between that much
+    #: before the TTL and the TTL after its last event.
     chain_ttl_s: int = 30 * 86_400
     #: Engine tuning file (TOML, ``[engine]`` table); overrides the built-in defaults.
     engine_config: str | None = None

@@ -37,7 +37,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from ratchet.store.event_id_buckets import claim_call, release_call
+from ratchet.store.event_id_buckets import Settled, claim_answers, claim_call, release_call
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
@@ -84,6 +84,7 @@ class AdmissionStore(RedisStore):
         self.window_s = window_s
         self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
         self._release: AsyncScript = scripts_for(redis)["event_ids_release"]
+        self._settled = Settled()
         self._ratelimit: AsyncScript = scripts_for(limits_redis)["ratelimit"]
 
     async def round_trip(
@@ -128,7 +129,8 @@ class AdmissionStore(RedisStore):
                 pipe.evalsha(self._ratelimit.sha, len(rate[0]), *rate[0], *rate[1])
         claim_now = bool(claims) and self.window_s > 0
         if claim_now:
-            keys, argv = claim_call(self.keys, project_id, claims, self.window_s, time.time())
+            keys, argv = claim_call(self.keys, project_id, claims, self.window_s, time.time(),
+                                    legacy=self._settled.legacy(project_id))
             if cluster:
                 beside.append((self._claim, keys, argv))
             else:
@@ -147,9 +149,12 @@ class AdmissionStore(RedisStore):
                     answers[position] = await script(keys=script_keys, args=script_args)
                 except Exception as exc:  # noqa: BLE001  (reported per answer, like the pipeline)
                     answers[position] = exc
-        return self._read(out, answers, failures_key is not None, key_sha is not None,
-                          key_side is not None, agents, rate is not None and same_redis,
-                          claim_now, len(claims))
+        self._read(out, answers, failures_key is not None, key_sha is not None,
+                   key_side is not None, agents, rate is not None and same_redis,
+                   claim_now, len(claims))
+        if claim_now:
+            out.claims = claim_answers(out.claims, len(claims), self._settled, project_id)
+        return out
 
     async def _separate_rate(self, rate: RateCall) -> list[Any] | BaseException:
         try:
@@ -176,7 +181,7 @@ class AdmissionStore(RedisStore):
         if rate:
             out.rate = next(it)
         if claimed:
-            out.claims = [int(x) for x in _raise_or(next(it))]
+            out.claims = list(_raise_or(next(it)))  # checked and cut by the caller
         elif n_claims:
             out.claims = [1] * n_claims
         return out

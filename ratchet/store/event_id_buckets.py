@@ -12,11 +12,14 @@ hashing, ``lua/includes/id_slots.lua``): ≈ 30 bytes per binding, measured in d
 its second and dropped when its slot is next written, so a claim reads one slot per id (one
 ``HMGET`` for the call) instead of one field in every bucket of the window.
 
-The layouts before are read while they exist: the time buckets of a field per id
-(:func:`live_buckets`, ``EXISTS`` first, so a claim pays for them only during an upgrade) and the
-per-id keys before them (``legacy``). This module builds the KEYS and ARGV of the claim and
-release scripts, so the batch path (:class:`ratchet.store.idempotency.EventIds`) and the
-admission round trip (:class:`ratchet.store.admission.AdmissionStore`) call them the same way.
+The layouts before are read while one of their bindings can still be live: the time buckets of
+a field per id (:func:`live_buckets`, ``EXISTS`` first) and the per-id keys before them
+(``legacy``). The hash remembers when this layout first bound in it; a window and a margin later
+the claim script stops reading them and says so in its answer's last element, and the caller
+stops sending their keys (:class:`Settled`: half the arguments per event). This module builds
+the KEYS and ARGV of the claim and release scripts, so the batch path
+(:class:`ratchet.store.idempotency.EventIds`) and the admission round trip
+(:class:`ratchet.store.admission.AdmissionStore`) call them the same way.
 
 >>> live_buckets(4 * 3600 * 10 + 5, 86_400, 14_400)
 [10, 11, 9, 8, 7, 6, 5, 4]
@@ -31,10 +34,12 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from models.errors import StoreError
 from ratchet.store.keys import Keys, event_field
 
-__all__ = ["BUCKET_S", "PER_SLOT", "SALT_PROPOSAL", "bucket_expiry", "bucket_width", "claim_call",
-           "compact_print", "id_digest", "live_buckets", "release_call"]
+__all__ = ["BUCKET_S", "PER_SLOT", "SALT_PROPOSAL", "Settled", "bucket_expiry", "bucket_width",
+           "claim_answers", "claim_call", "compact_print", "id_digest", "live_buckets",
+           "release_call"]
 
 #: Width of a time bucket of the layout before (a hash of a field per id per project and
 #: bucket), seconds: which of those a claim still reads during an upgrade.
@@ -106,17 +111,53 @@ def claim_call(
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one ``event_ids_claim.lua`` call for ``claims`` (``(event id,
     fingerprint)``) of one project at ``now``; ``legacy`` also reads the layouts before (the
-    time buckets of a field per id and the per-id keys before them, until they expire)."""
+    time buckets of a field per id and the per-id keys before them, until they expire): without
+    it, two arguments per event and no keys but the hash."""
+    if not legacy:
+        args: list[Any] = [0, 0, int(now), window_s, PER_SLOT, SALT_PROPOSAL]
+        for event_id, fingerprint in claims:
+            args += (id_digest(event_id), compact_print(fingerprint))
+        return [keys.event_ids(project_id)], args
     indexes = live_buckets(now, window_s, bucket_width(window_s))
     script_keys = [keys.event_ids(project_id),
                    *(keys.event_id_bucket(project_id, i) for i in indexes)]
-    args: list[Any] = [len(indexes), 1 if legacy else 0, int(now), window_s, PER_SLOT,
-                       SALT_PROPOSAL]
+    args = [len(indexes), 1, int(now), window_s, PER_SLOT, SALT_PROPOSAL]
     for event_id, fingerprint in claims:
         args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
-    if legacy:
-        script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
+    script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
     return script_keys, args
+
+
+class Settled:
+    """The projects whose claims no longer need the layouts before: the claim script answered
+    that none of their bindings can still be live. Per process, bounded (a forgotten project
+    costs one call with the old keys, which answers again)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._projects: set[str] = set()
+        self._limit = limit
+
+    def legacy(self, project_id: str) -> bool:
+        """Whether a claim of ``project_id`` should still send the layouts before."""
+        return project_id not in self._projects
+
+    def add(self, project_id: str) -> None:
+        """Remember that ``project_id``'s claims are done with the layouts before."""
+        if len(self._projects) >= self._limit:
+            self._projects.clear()
+        self._projects.add(project_id)
+
+
+def claim_answers(answer: Sequence[Any], n: int, settled: Settled | None = None,
+                  project_id: str = "") -> list[int]:
+    """The ``n`` per-event answers (1 new, 2 retry, 0 another body) of an
+    ``event_ids_claim.lua`` reply; its last element (0: the layouts before are done with) is
+    noted in ``settled``. A reply of another length is a store error, not a guess."""
+    if len(answer) != n + 1:
+        raise StoreError(f"event_ids_claim answered {len(answer)} values for {n} events")
+    if settled is not None and int(answer[n]) == 0:
+        settled.add(project_id)
+    return [int(x) for x in answer[:n]]
 
 
 def release_call(

@@ -28,7 +28,7 @@ from redis.commands.core import AsyncScript
 from models.errors import RatchetError, ScriptCode, StoreError
 from models.events import IngestEvent
 from models.idempotency import StoredAnswer, decode_answer, encode_answer, event_fingerprint
-from ratchet.store.event_id_buckets import claim_call
+from ratchet.store.event_id_buckets import Settled, claim_answers, claim_call
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
@@ -137,6 +137,7 @@ class EventIds(RedisStore):
         self.keys = keys
         self.window_s = window_s
         self._claim: AsyncScript = scripts_for(redis)["event_ids_claim"]
+        self._settled = Settled()
 
     async def claim(
         self, events: Sequence[IngestEvent], *, now: float | None = None
@@ -156,8 +157,10 @@ class EventIds(RedisStore):
         for project_id, positions in by_project.items():
             group = [(events[i].event_id, event_fingerprint(events[i])) for i in positions]
             keys, args = claim_call(self.keys, project_id, group, self.window_s,
-                                    time.time() if now is None else now)
-            answers: list[Any] = await self._claim(keys=keys, args=args)
+                                    time.time() if now is None else now,
+                                    legacy=self._settled.legacy(project_id))
+            answers = claim_answers(await self._claim(keys=keys, args=args), len(group),
+                                    self._settled, project_id)
             for i, ok in zip(positions, answers, strict=True):
-                out[i] = int(ok) != 0
+                out[i] = ok != 0
         return out

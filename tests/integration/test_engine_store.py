@@ -366,3 +366,31 @@ async def test_unlearnable_chain_with_a_learnable_step_order_is_judged_on_it(
     assert shape.to_new and not shape.anomalous
     assert skip.anomalous and skip.action == "flag" and skip.held  # search → search: never
     assert again.anomalous and again.held  # START → send: never learned either
+
+
+async def test_chain_ttls_are_refreshed_when_due_not_at_every_call(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """observe.lua refreshes the seven chain keys' idle TTL when its last refresh (meta ``xp``)
+    is older than a tenth of the TTL (here 600 s: 60 s), or when a key may have been created;
+    otherwise a call writes no EXPIRE (one in 8 % of a one-event call's work). The meta counters
+    are written back only where they changed, and every one is present after the first call."""
+    store = _store(redis_client, keys, chain_ttl_s=600)
+    ck = keys.chain_keys("t")
+    t0 = 1_800_000_000_000
+    await store.observe([ChainBatch("t", _run("r0", ["a", "b", "c"]))], now_ms=t0)
+    meta = await store.chain_meta("t")
+    for name in ("runs", "mode", "sig", "fb", "elig", "nn", "ne", "ovf", "chg", "forced",
+                 "events", "nw", "nt", "unl", "nc", "aw", "at", "acl", "ht", "upd_ms"):
+        assert name in meta, name
+    assert meta["xp"] == str(t0) and meta["events"] == "3"
+    for key in (ck.meta, ck.edges, ck.rows, ck.nodes, ck.coarse):
+        assert 0 < await redis_client.ttl(key) <= 600, key
+    await redis_client.persist(ck.edges)  # as if its TTL had been lost
+    await store.observe([ChainBatch("t", _run("r1", ["a", "b", "c"]))], now_ms=t0 + 1_000)
+    assert await redis_client.ttl(ck.edges) == -1  # not refreshed 1 s later
+    meta = await store.chain_meta("t")
+    assert meta["xp"] == str(t0) and meta["events"] == "6" and meta["upd_ms"] == str(t0 + 1_000)
+    await store.observe([ChainBatch("t", _run("r2", ["a", "b", "c"]))], now_ms=t0 + 61_000)
+    assert 0 < await redis_client.ttl(ck.edges) <= 600  # due: every key refreshed
+    assert (await store.chain_meta("t"))["xp"] == str(t0 + 61_000)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from models.errors import StoreError
 from models.events import IngestEvent, parse_event
 from models.idempotency import event_fingerprint
 from ratchet.sandbox.servers import RedisClusterServer
@@ -23,6 +24,8 @@ from ratchet.store.event_id_buckets import (
     BUCKET_S,
     PER_SLOT,
     SALT_PROPOSAL,
+    Settled,
+    claim_answers,
     claim_call,
     id_digest,
     live_buckets,
@@ -56,7 +59,8 @@ async def _codes(client: RedisClient, keys: Keys, events: list[IngestEvent], now
     k, a = claim_call(keys, PROJECT, [(e.event_id, event_fingerprint(e)) for e in events],
                       WINDOW, now, legacy=legacy)
     out: list[Any] = await scripts_for(client)["event_ids_claim"](keys=k, args=a)
-    return [int(x) for x in out]
+    assert len(out) == len(events) + 1 and int(out[-1]) in (0, 1)  # + whether legacy reads go on
+    return [int(x) for x in out[:-1]]
 
 
 async def test_an_id_claimed_just_before_a_rollover_stays_bound_after(
@@ -88,12 +92,12 @@ async def test_a_binding_is_one_compact_record_and_the_hash_outlives_the_window(
     assert WINDOW <= ttl <= WINDOW + 3600
     # compact: a 24-byte record (the id's 12-byte digest, 8 bytes of the fingerprint, the
     # second it was bound) in slot "0" of a hash with one slot ("#": k, split pointer,
-    # records; "#s": the salt of its slot addresses, this process's proposal as the first);
-    # no per-id key, no time bucket
+    # records; "#s": the salt of its slot addresses, this process's proposal as the first;
+    # "#c": the second this layout first bound here); no per-id key, no time bucket
     assert await redis_client.hgetall(keys.event_ids(PROJECT)) == {
         b"0": (id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
                + int(now).to_bytes(4, "big")),
-        b"#": b"0:0:1", b"#s": SALT_PROPOSAL}
+        b"#": b"0:0:1", b"#s": SALT_PROPOSAL, b"#c": str(int(now)).encode()}
     assert await redis_client.exists(keys.event_id_bucket(PROJECT, int(now // BUCKET_S))) == 0
     assert await redis_client.exists(keys.event_fingerprint(PROJECT, e.event_id)) == 0
 
@@ -355,7 +359,7 @@ async def test_slot_addresses_follow_the_stored_salt_not_the_caller(
         script_keys, args = claim_call(keys, PROJECT, [(e.event_id, event_fingerprint(e))
                                                       for e in batch], WINDOW, now)
         args[5] = salt
-        assert await ids_script(keys=script_keys, args=args) == [1] * 300
+        assert await ids_script(keys=script_keys, args=args) == [1] * 300 + [1]
     assert await redis_client.hget(bindings, "#s") == first
     slots = await _slots(redis_client, bindings)
     assert len(slots) >= 600 / PER_SLOT
@@ -364,4 +368,50 @@ async def test_slot_addresses_follow_the_stored_salt_not_the_caller(
     script_keys, args = claim_call(keys, PROJECT, [(e.event_id, event_fingerprint(e))
                                                   for e in aimed], WINDOW, now)
     args[5] = second
-    assert await ids_script(keys=script_keys, args=args) == [2] * 600
+    assert await ids_script(keys=script_keys, args=args) == [2] * 600 + [1]
+
+
+async def test_layouts_before_are_read_for_one_window_then_no_more(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """The hash remembers when this layout first bound in it ("#c"); for a window and a margin
+    (1 h) after that a key of the layout before still answers, and the script says the reads go
+    on; later no binding of a release before can be live, so the script ignores them even when
+    asked, says so, and the callers stop sending their keys (half the arguments per event)."""
+    t0 = float(int(time.time()))
+    ids = EventIds(redis_client, keys, window_s=WINDOW)
+    assert await ids.claim([_event()], now=t0) == [True]
+    assert await redis_client.hget(keys.event_ids(PROJECT), "#c") == str(int(t0)).encode()
+    old = _event()
+    await redis_client.set(keys.event_fingerprint(PROJECT, old.event_id), event_fingerprint(old),
+                           ex=WINDOW)
+    reuse = _event("a2", old.event_id)
+    late = t0 + WINDOW + 3600
+    assert await _codes(redis_client, keys, [reuse], late) == [0]  # still read at the edge
+    assert ids._settled.legacy(PROJECT)
+    k, a = claim_call(keys, PROJECT, [(reuse.event_id, event_fingerprint(reuse))], WINDOW,
+                      late + 1)
+    out = await scripts_for(redis_client)["event_ids_claim"](keys=k, args=a)
+    assert [int(x) for x in out] == [1, 0]  # not read any more, though asked; reads are over
+    # the callers learn it from that answer and send two arguments per event from then on
+    assert await ids.claim([_event("a3", old.event_id)], now=late + 2) == [False]  # bound above
+    assert not ids._settled.legacy(PROJECT)
+    store = AdmissionStore(redis_client, keys, redis_client, window_s=WINDOW)  # the clock's now
+    first = await store.round_trip(failures_key=None, key_sha=None, project_id=PROJECT,
+                                   claims=[(str(uuid.uuid4()), "1" * 32)])
+    assert first.claims == [1] and store._settled.legacy(PROJECT)
+    await redis_client.hset(keys.event_ids(PROJECT), "#c", int(time.time()) - WINDOW - 3601)
+    first = await store.round_trip(failures_key=None, key_sha=None, project_id=PROJECT,
+                                   claims=[(str(uuid.uuid4()), "1" * 32)])
+    assert first.claims == [1] and not store._settled.legacy(PROJECT)
+    keys_sent, args_sent = claim_call(keys, PROJECT, [("x", "2" * 32)], WINDOW, late,
+                                      legacy=False)
+    assert keys_sent == [keys.event_ids(PROJECT)] and len(args_sent) == 6 + 2
+
+
+def test_a_claim_answer_of_another_length_is_a_store_error() -> None:
+    settled = Settled()
+    assert claim_answers([1, 2, 0, 1], 3, settled, "p") == [1, 2, 0] and settled.legacy("p")
+    assert claim_answers([1, 0], 1, settled, "p") == [1] and not settled.legacy("p")
+    with pytest.raises(StoreError, match="answered 3 values for 3 events"):
+        claim_answers([1, 2, 0], 3)

@@ -16,9 +16,36 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.verdict import Edge, Verdict, round4
+from models.verdict import ACTIONS, MODES, Edge, Reason, Verdict, round4
 from models.verdict_wire import _ACTION_INDEX, _DUPLICATE, _HELD, _MODE_INDEX, _encoder, _num, _row
-from tests.unit.test_verdict_wire import verdicts
+
+TEXT = st.text(max_size=8)
+FLOAT = st.floats(allow_nan=False, allow_infinity=False, width=64)
+DETAIL = st.dictionaries(TEXT, st.none() | st.integers(-(2**63), 2**63 - 1) | FLOAT | TEXT | st.lists(TEXT, max_size=2),
+                         max_size=3)
+
+
+@st.composite
+def verdicts(draw: st.DrawFn) -> Verdict:
+    """Any verdict: ids shared with the envelope's ("p", "a", "t") or not, every optional field
+    set or not, reasons with and without details."""
+    same = st.booleans()
+    return Verdict(
+        event_id=draw(TEXT), agent_id="a" if draw(same) else draw(TEXT), run_id=draw(TEXT),
+        chain=draw(TEXT), mode=draw(st.sampled_from(MODES) | TEXT),
+        anomalous=draw(st.booleans()), score=draw(FLOAT | st.just(-0.0)),
+        threshold=draw(FLOAT | st.just(0.0)),
+        edge=Edge(draw(TEXT), draw(TEXT), draw(FLOAT),
+                  draw(FLOAT | st.integers(0, 10**6).map(float)),
+                  draw(FLOAT | st.integers(0, 10**6).map(float))),
+        action=draw(st.sampled_from(ACTIONS) | TEXT),
+        reasons=tuple(Reason(draw(TEXT), draw(st.sampled_from(ACTIONS)), draw(DETAIL))
+                      for _ in range(draw(st.integers(0, 2)))),
+        decided_at=draw(FLOAT), trace_id="t" if draw(same) else draw(TEXT),
+        project_id="p" if draw(same) else draw(TEXT), chain_tag=draw(TEXT),
+        mode_change=draw(st.sampled_from(["", "soft_lock", "locked", "locked(forced)"])),
+        duplicate=draw(st.booleans()), held=draw(st.booleans()), error=draw(st.none() | TEXT),
+    )
 
 
 def to_dict_reference(self: Verdict) -> dict[str, Any]:

@@ -110,9 +110,10 @@ class Guardrails:
         chunk: list[Planned] = []
         chunk_steps = 0
         breathe = time.perf_counter() + _SLICE_S
+        budget = ScanBudget(0)  # each event's, reset per event (plan keeps no reference to it)
         for ev, (state, _count) in zip(events, states, strict=True):
             shared = project_budget[ev.project_id]
-            budget = ScanBudget(min(self.scan_steps_per_event, shared.steps))
+            budget.steps, budget.used = min(self.scan_steps_per_event, shared.steps), 0
             planned = plan(policy_of[ev.project_id], ev, state, budget)
             shared.steps -= budget.used
             chunk.append(planned)

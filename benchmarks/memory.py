@@ -5,7 +5,7 @@
 What the gateway and a worker do per batch, without Kafka and HTTP: the gateway's event-id
 binding (``EventIds.claim``, kept ``RATCHET_EVENT_ID_WINDOW_S``), ``Engine.decide`` (guardrails on,
 on the events' own timestamps, so velocity windows see realistic rates) →
-``VerdictStore.save_many`` with the verdict JSON the worker would produce. Traffic: ``ratchet.sandbox.traffic`` (runs merged by
+``VerdictStore.save_many`` with the stored verdicts the worker would produce. Traffic: ``ratchet.sandbox.traffic`` (runs merged by
 time, realistic payloads; anomalies after the warm-up). Redis is a fresh ``redis-server``
 started here (or ``--redis-url``, whose database is used as is: give it an empty one).
 
@@ -33,11 +33,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from benchmarks.report import emit
 from models.events import IngestEvent, parse_event
+from models.verdict_stored import encode_stored
 from ratchet.engine.engine import Engine
 from ratchet.sandbox.servers import redis_for
 from ratchet.sandbox.traffic import iter_events
@@ -105,7 +105,7 @@ async def _stream(client: Redis, n: int, agents: int, size: int, verdict_ttl_s: 
         for batch in batches:
             await event_ids.claim(batch)
             verdicts = await engine.decide(batch)
-            bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+            bodies = [encode_stored(v) for v in verdicts]
             await store.save_many(verdicts, verdict_ttl_s, bodies=bodies)
             done += len(batch)
 

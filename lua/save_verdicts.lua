@@ -5,7 +5,9 @@
 
   Allow verdicts go to KEYS[1] (kept for a short while: as long as a caller may look them up),
   every other verdict to KEYS[2] (kept for approvals); the durable record of every verdict is the
-  `verdicts` Kafka topic. Field = event id, value = the verdict JSON.
+  `verdicts` Kafka topic. Field = event id, value = the verdict as the caller encoded it: a
+  one-verdict compact envelope (a MessagePack array: 2, project, agent, trace, 0, then an
+  array of its one row; models/verdict_stored.py), or JSON (earlier releases; it starts with "{").
   An event id belongs to ONE agent per project (the gateway binds ids per project): a verdict is
   written where neither current bucket holds its id yet, or holds the same agent's (a
   redelivered event is answered again). Another agent's verdict is never overwritten; across
@@ -18,7 +20,7 @@
   ARGV[1]  expire-at of KEYS[1], Unix seconds (end of its bucket + the allow TTL)
   ARGV[2]  expire-at of KEYS[2], Unix seconds (end of its bucket + the verdict TTL)
   ARGV[3]  kinds: one character per verdict, "a" (allow → KEYS[1]) or "n" (→ KEYS[2])
-  ARGV[4..] per verdict i: event id (ARGV[2 + 2i]), verdict JSON (ARGV[3 + 2i])
+  ARGV[4..] per verdict i: event id (ARGV[2 + 2i]), the stored verdict (ARGV[3 + 2i])
 
   Output: the 1-based indexes of the verdicts NOT stored (another agent's verdict holds the id)
 ]]
@@ -27,9 +29,16 @@ local n = #kinds
 local refused = {}
 local used = { false, false }
 
+-- the agent of a stored verdict (only read when an id is already held: a redelivery or another
+-- agent's event under the id)
 local function agent_of(body)
-  local ok, d = pcall(cjson.decode, body)
-  if ok and type(d) == 'table' then return d['agent_id'] end
+  if string.byte(body, 1) == 123 then -- '{': JSON
+    local ok, d = pcall(cjson.decode, body)
+    if ok and type(d) == 'table' then return d['agent_id'] end
+    return nil
+  end
+  local ok, d = pcall(cmsgpack.unpack, body)
+  if ok and type(d) == 'table' then return d[3] end
   return nil
 end
 

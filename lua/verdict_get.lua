@@ -13,7 +13,8 @@
   ARGV[1]     event id
   ARGV[2]     1 when the last key is the legacy per-event key, else 0
 
-  Output: the verdict JSON, or nil when no bucket holds the id
+  Output: the stored verdict (a one-verdict compact envelope, or the JSON of earlier releases:
+          lua/save_verdicts.lua), or nil when no bucket holds the id
 ]]
 local id = ARGV[1]
 local last = #KEYS
@@ -30,13 +31,27 @@ end
 if #found == 0 then return false end
 if #found == 1 then return found[1] end
 
+-- agent and decided_at of a stored verdict: the compact envelope's element 3 and its one row's
+-- element 16, or the JSON's fields
+local function owner_of(body)
+  if string.byte(body, 1) == 123 then -- '{'
+    local ok, d = pcall(cjson.decode, body)
+    if ok and type(d) == 'table' then return d['agent_id'], tonumber(d['decided_at']) or 0 end
+    return nil
+  end
+  local ok, d = pcall(cmsgpack.unpack, body)
+  if ok and type(d) == 'table' and type(d[6]) == 'table' and type(d[6][1]) == 'table' then
+    return d[3], tonumber(d[6][1][16]) or 0
+  end
+  return nil
+end
+
 local owner, first, entries = nil, nil, {}
 for i = 1, #found do
-  local ok, d = pcall(cjson.decode, found[i])
-  if ok and type(d) == 'table' then
-    local at = tonumber(d['decided_at']) or 0
-    entries[#entries + 1] = { d['agent_id'], at, found[i] }
-    if first == nil or at <= first then first, owner = at, d['agent_id'] end -- ties: older bucket
+  local agent, at = owner_of(found[i])
+  if agent ~= nil then
+    entries[#entries + 1] = { agent, at, found[i] }
+    if first == nil or at <= first then first, owner = at, agent end -- ties: older bucket
   end
 end
 local best, best_at = found[1], nil

@@ -45,6 +45,7 @@ from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
+from models.verdict_stored import encode_stored
 from models.verdict_wire import encode_compact
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
@@ -322,7 +323,7 @@ class IngestProcessor:
     async def _decide_and_save(
         self, envelopes: Sequence[IngestEnvelope], *, reply: bool = True, again: bool = False
     ) -> tuple[list[Verdict], list[bytes], list[int] | None]:
-        """Decide, then save; returns the verdicts, their JSON (encoded once, sent twice) and,
+        """Decide, then save; returns the verdicts, the bytes stored for them (compact) and,
         when the replies to waiting callers went out with the save, what each reply reached
         (None: they are still to publish; always with ``reply=False``, the isolating path,
         which answers every envelope by :meth:`_reply`).
@@ -354,7 +355,7 @@ class IngestProcessor:
                         # dataclasses.replace costs ~5 µs per event.
                         object.__setattr__(verdicts[j], "trace_id", env.trace_id)
                 i += n
-        bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+        bodies = [encode_stored(v) for v in verdicts]
         reply_ops = self._reply_ops(envelopes, verdicts) if reply else None
         answers = await self.store.save_many(
             verdicts, self.verdict_ttl_s, bodies=bodies, before=writes.ops, after=reply_ops or ()
@@ -431,7 +432,7 @@ class IngestProcessor:
             ]
             for action, n in Counter(v.action for v in verdicts).items():
                 ERROR_VERDICTS.labels(action=action).inc(n)
-            bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+            bodies = [encode_stored(v) for v in verdicts]
             try:
                 await retry_unavailable(
                     lambda: self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies),

@@ -1,7 +1,8 @@
 """Verdicts and approvals in Redis: workers write, the gateway reads and resolves.
 
-- ``keys.verdict_bucket(project, kind, i)``: hashes of a project's verdicts (event id → verdict
-  JSON), one per kind and time bucket: allow verdicts (``a``, buckets of
+- ``keys.verdict_bucket(project, kind, i)``: hashes of a project's verdicts (event id → the
+  verdict as :func:`models.verdict_stored.encode_stored` keeps it, ≈ 210 bytes; JSON stored by
+  earlier releases is still read), one per kind and time bucket: allow verdicts (``a``, buckets of
   :data:`ALLOW_BUCKET_S`) are kept ``allow_ttl_s`` (``settings.verdict_allow_ttl_s``: as long
   as a caller may look them up); every other verdict (``n``, buckets of :data:`HELD_BUCKET_S`)
   is kept ``ttl_s`` (``settings.verdict_ttl_s``: approvals need them). A verdict lives at least
@@ -36,6 +37,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from models.verdict import Verdict
+from models.verdict_stored import decode_stored, encode_stored
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.round import Op, Round, ScriptCall
@@ -190,9 +192,9 @@ class VerdictStore(RedisStore):
 
         An event id belongs to one agent per project: a stored verdict of ANOTHER agent under the
         same (project, event id) is never overwritten (the verdict is logged and dropped), one
-        of the same agent is (a redelivery). ``bodies[i]``, when given, is
-        ``orjson.dumps(verdicts[i].to_dict())`` already encoded by the caller (the worker sends
-        the same bytes to Kafka). ``ttl_s`` is how long non-allow verdicts are kept; allow
+        of the same agent is (a redelivery). ``bodies[i]``, when given, is what is kept for
+        ``verdicts[i]``, already encoded by the caller (``encode_stored(verdicts[i])``; any
+        bytes :func:`~models.verdict_stored.decode_stored` reads, JSON included). ``ttl_s`` is how long non-allow verdicts are kept; allow
         verdicts are kept ``allow_ttl_s`` (constructor). One ``save_verdicts.lua`` call per
         project of the batch (pipelined; one hash per kind and time bucket), then the paused
         index in a pipeline (only when something paused).
@@ -206,7 +208,7 @@ class VerdictStore(RedisStore):
         if not verdicts:
             return await Round(self.redis).extend_run([*before, *after])
         if bodies is None:
-            bodies = [orjson.dumps(v.to_dict()) for v in verdicts]
+            bodies = [encode_stored(v) for v in verdicts]
         rnd = Round(self.redis)
         rnd.extend(before)
         together = rnd.ordered and all(v.action == "allow" or v.duplicate for v in verdicts)
@@ -224,21 +226,22 @@ class VerdictStore(RedisStore):
             if v.action != "allow" and not v.duplicate and i not in refused
         ]
         if decided:
-            await self._announce_decided(verdicts, bodies, decided, ttl_s)
+            await self._announce_decided(verdicts, decided, ttl_s)
         if after and not together:
             out += await Round(self.redis).extend_run(after)
         return out
 
     async def _announce_decided(
-        self, verdicts: Sequence[Verdict], bodies: Sequence[bytes], decided: Sequence[int],
-        ttl_s: int,
+        self, verdicts: Sequence[Verdict], decided: Sequence[int], ttl_s: int,
     ) -> None:
-        """Non-allow verdicts: announced, and paused ones indexed (one pipeline)."""
+        """Non-allow verdicts: announced (their JSON: what decision streams send), and paused
+        ones indexed (one pipeline)."""
         paused = [verdicts[i] for i in decided if verdicts[i].action == "pause"]
         paused_projects: dict[str, float] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in decided:
-                self._announce(pipe, verdicts[i].project_id, "verdict", bodies[i], ttl_s)
+                self._announce(pipe, verdicts[i].project_id, "verdict",
+                               orjson.dumps(verdicts[i].to_dict()), ttl_s)
             for v in paused:
                 pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
                 paused_projects[v.project_id] = max(
@@ -289,8 +292,7 @@ class VerdictStore(RedisStore):
         raw = await self._get_raw(project_id, event_id, time.time())
         if raw is None:
             return None
-        out: dict[str, Any] = orjson.loads(raw)
-        return out
+        return decode_stored(raw)
 
     async def _get_raw(self, project_id: str, event_id: str, now: float) -> bytes | None:
         keys = self._lookup_keys(project_id, now)
@@ -362,7 +364,7 @@ class VerdictStore(RedisStore):
                 *(self._get_raw(project_id, member, now) for member, _ in picked))
             for (member, score), raw in zip(picked, raws):
                 if raw is not None:
-                    verdicts.append(orjson.loads(raw))
+                    verdicts.append(decode_stored(raw))
                 else:
                     verdicts.append({"event_id": member, "decided_at": score, "expired": True})
         next_cursor = _encode_cursor(picked[-1][1], picked[-1][0]) if more and picked else None

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from models.verdict import Edge, Verdict
+from models.verdict_stored import encode_stored
 from ratchet.sandbox.servers import RedisClusterServer
 from ratchet.store.keys import Keys
 from ratchet.store.verdicts import ALLOW_BUCKET_S, HELD_BUCKET_S, VerdictStore
@@ -50,7 +51,7 @@ async def _check(client: Redis | RedisCluster, store: VerdictStore, keys: Keys) 
         key = await _bucket_of(client, keys, v)
         assert key is not None, v.event_id
         buckets.add(key)
-        assert await client.hget(key, v.event_id) == orjson.dumps(v.to_dict())
+        assert await client.hget(key, v.event_id) == encode_stored(v)  # compact, ≈ 210 B
         assert await store.get("p", v.event_id) == v.to_dict()
     assert len(buckets) == 2  # one hash per kind for the whole batch, not a key per verdict
     paused = await client.zrange(keys.paused("p"), 0, -1)
@@ -126,6 +127,36 @@ async def test_lookup_serves_the_ids_first_agent_across_buckets(
         await client.hset(keys.verdict_bucket("p", "n", held), owner.event_id,
                           orjson.dumps(redelivered.to_dict()))
         assert await store.get("p", owner.event_id) == redelivered.to_dict()
+    finally:
+        await client.aclose()
+
+
+async def test_lookup_reads_owners_of_both_stored_forms(redis_url: str, keys: Keys) -> None:
+    """The owner of an id is judged from compact and JSON entries alike (agent, decided_at read
+    by lua/verdict_get.lua from either form): an owner stored as JSON by an earlier release
+    keeps its id against a compact intruder decided later, and its compact redelivery is
+    answered; the save refuses a compact intruder over a JSON owner."""
+    client = Redis.from_url(redis_url)
+    try:
+        store = VerdictStore(client, keys)
+        owner = _verdict(8, "allow")
+        now_a = int(time.time() // ALLOW_BUCKET_S)
+        await client.hset(keys.verdict_bucket("p", "a", now_a), owner.event_id,
+                          orjson.dumps(owner.to_dict()))  # an earlier release's JSON
+        intruder = dataclasses.replace(owner, agent_id="intruder", decided_at=owner.decided_at + 1)
+        await client.hset(keys.verdict_bucket("p", "a", now_a + 1), owner.event_id,
+                          encode_stored(intruder))
+        assert await store.get("p", owner.event_id) == owner.to_dict()
+        redelivered = dataclasses.replace(owner, duplicate=True, decided_at=owner.decided_at + 2,
+                                          action="flag", anomalous=True)
+        await client.hset(keys.verdict_bucket("p", "n", int(time.time() // HELD_BUCKET_S)),
+                          owner.event_id, encode_stored(redelivered))
+        assert await store.get("p", owner.event_id) == redelivered.to_dict()
+        other = _verdict(9, "allow")
+        await client.hset(keys.verdict_bucket("p", "a", now_a), other.event_id,
+                          orjson.dumps(other.to_dict()))
+        await store.save_many([dataclasses.replace(other, agent_id="intruder")], 600)
+        assert await store.get("p", other.event_id) == other.to_dict()
     finally:
         await client.aclose()
 

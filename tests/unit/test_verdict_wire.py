@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from models.envelope import VerdictEnvelope, encode_verdicts
 from models.errors import ValidationError
 from models.verdict import ACTIONS, MODES, Edge, Reason, Verdict
+from models.verdict_stored import decode_stored, encode_stored
 from models.verdict_wire import (
     COMPACT_VERSION,
     decode_compact,
@@ -131,3 +132,16 @@ def test_json_version_1_bodies_are_still_read() -> None:
     env = decode_verdict_message(body)
     assert env.verdicts == (v,) or _http(env.verdicts[0]) == _http(v)
     assert env.received_at == 2.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(verdicts())
+def test_a_stored_verdict_reads_back_as_its_json(v: Verdict) -> None:
+    """What Redis keeps for a verdict (models/verdict_stored.py): the same JSON object a reader
+    got from the JSON stored before, from a third or so of its bytes; and the earlier JSON
+    form still reads."""
+    stored = encode_stored(v)
+    assert orjson.dumps(decode_stored(stored)) == _http(v)
+    assert decode_stored(_http(v)) == orjson.loads(_http(v))
+    head = msgspec.msgpack.decode(stored)  # what the Lua scripts read: agent, the row's decided_at
+    assert head[2] == v.agent_id and head[5][0][15] == v.decided_at and len(head[5]) == 1

@@ -114,9 +114,14 @@ async def _round_trip(
         rate=state.limiter.call(caller.project_id, tier, INGEST, cost, int(time.time() * 1000)),
         claims=claims,
     )
-    bound = [c for c, answer in zip(claims, reads.claims, strict=True) if answer == 1]
+    if len(reads.claims) != len(claims):
+        raise ValueError(f"{len(reads.claims)} claim answers for {len(claims)} claims")
+
+    def bound() -> list[tuple[str, str]]:  # only a refusal needs them (unbinds them)
+        return [c for c, answer in zip(claims, reads.claims, strict=True) if answer == 1]
+
     if not _confirmed(reads, sha, grant, predicted, state):
-        await state.admission.release(caller.project_id, bound)
+        await state.admission.release(caller.project_id, bound())
         if reads.grant != grant or not names_key(reads.key_side, sha, parse_grant(grant)):
             state.credentials.drop_grant(sha)
         for agent_id, secret in predicted.items():
@@ -130,7 +135,7 @@ async def _round_trip(
                        rate if isinstance(rate, BaseException) else
                        state.limiter.decision(tier, INGEST, rate))
     except RateLimitedError:
-        await state.admission.release(caller.project_id, bound)
+        await state.admission.release(caller.project_id, bound())
         raise
     fresh = {a: v for a, v in reads.secrets.items() if v is not None and a not in predicted}
     if fresh:

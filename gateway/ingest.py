@@ -50,7 +50,7 @@ SIGNATURE_FIELD = "signature"
 TIMESTAMP_FIELD = "timestamp"
 
 
-@dataclass
+@dataclass(slots=True)
 class Checked:
     """One batch item: its event once parsed, or the error that rejected it."""
 
@@ -125,18 +125,16 @@ def parse_batch(
     out: list[Checked] = []
     seen: set[str] = set()
     for i, raw in enumerate(events):
-        item = Checked(i, raw)
         try:
-            item.event, item.signing = decode_signed_event(raw, project_id, limits)
-            if item.event.event_id in seen:
+            event, signing = decode_signed_event(raw, project_id, limits)
+            if event.event_id in seen:
                 raise ValidationError("event_id appears twice in this batch", "event_id")
-            seen.add(item.event.event_id)
+            seen.add(event.event_id)
         except ValidationError as exc:
-            item.event = None
-            item.signing = None
-            item.error = ValidationError(str(exc), f"events[{i}].{exc.field}" if exc.field else
-                                         f"events[{i}]")
-        out.append(item)
+            out.append(Checked(i, raw, error=ValidationError(
+                str(exc), f"events[{i}].{exc.field}" if exc.field else f"events[{i}]")))
+        else:
+            out.append(Checked(i, raw, event, None, signing))
     return out
 
 
@@ -163,20 +161,22 @@ def check_signatures(
     window, a ``v2=`` signature and a known agent, is accepted when the HMAC matches; any other
     item, and one that does not match, takes the full check, which gives the refusal."""
     for item in items:
-        if item.event is None or item.error is not None:
+        event = item.event
+        if event is None or item.error is not None:
             continue
-        raw = item.raw
-        if item.signing is not None:
+        message = item.signing
+        if message is not None:
+            raw = item.raw
             signature, ts = raw.get(SIGNATURE_FIELD), raw.get(TIMESTAMP_FIELD)
-            secret = secrets.get(item.event.agent_id)
+            secret = secrets.get(event.agent_id)
             if (secret is not None and type(signature) is str and type(ts) is int
                     and abs(now - ts) <= window_s
-                    and signature_matches(secret, item.signing, signature)):
+                    and signature_matches(secret, message, signature)):
                 continue
         try:
             check_timestamp(item.raw.get(TIMESTAMP_FIELD), f"events[{item.index}].timestamp")
             verify_event(
-                item.event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
+                event, item.raw, secrets, item.raw.get(SIGNATURE_FIELD),
                 item.raw.get(TIMESTAMP_FIELD), now=now, window_s=window_s, v1_until=v1_until,
             )
         except (AuthError, ValidationError) as exc:

@@ -185,13 +185,15 @@ async def _publish_batch(
 ) -> web.Response:
     """Publish the admitted items of a batch; answer each item's outcome."""
     good = [it for it in items if it.error is None and it.event is not None]
-    over = await refused_chains(request, [it.event for it in good if it.event is not None])
-    for it, refused in zip(good, over, strict=True):
-        if refused:
-            it.error = chain_cap_error(state.settings.max_chains_per_project)
-    good = [it for it in good if it.error is None]
-    trace_id = trace_id_of(request)
     events = [it.event for it in good if it.event is not None]
+    over = await refused_chains(request, events)
+    if any(over):  # rare: only then another pass
+        for it, refused in zip(good, over, strict=True):
+            if refused:
+                it.error = chain_cap_error(state.settings.max_chains_per_project)
+        good = [it for it in good if it.error is None]
+        events = [it.event for it in good if it.event is not None]
+    trace_id = trace_id_of(request)
     messages, groups = _messages(state, events, caller.project_id, trace_id, time.time(), False)
     if messages:
         try:

@@ -172,7 +172,8 @@ def _hmac_hex(secret: str, message: bytes) -> str:
     inner.update(message)
     outer = pads[1].copy()
     outer.update(inner.digest())
-    return str(outer.hexdigest())
+    hexdigest: str = outer.hexdigest()
+    return hexdigest
 
 
 #: Keyed SHA-256 states per secret (inner, outer); bounded: cleared when full.
@@ -220,8 +221,11 @@ def signature_matches(secret: str, message: bytes, signature: str) -> bool:
     """Whether ``signature`` is ``v2=`` and the hex HMAC-SHA256 of ``message`` (the event's
     :func:`signing_bytes`, already computed) under ``secret``; compared in constant time.
     ``False`` says only "not proven good": :func:`verify` gives the reason."""
-    return (signature[:3] == f"{SCHEME}=" and signature.isascii()
+    return (signature.startswith(_V2_PREFIX) and signature.isascii()
             and hmac.compare_digest(_hmac_hex(secret, message), signature[3:]))
+
+
+_V2_PREFIX = f"{SCHEME}="
 
 
 def sign(secret: str, project_id: str, event: Mapping[str, Any], timestamp: int) -> str:

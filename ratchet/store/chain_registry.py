@@ -52,13 +52,20 @@ class ChainRegistry(RedisStore):
         if self.cap <= 0 or not events:
             return [True] * len(events)
         clock = time.time() if now is None else now
-        tags = [chain_for(ev.project_id, ev.agent_id, ev.service, ev.priority).tag
-                for ev in events]
+        # each distinct chain once: a bulk request holds one agent's events, on a few services
+        by_fields: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        chains: list[tuple[str, str]] = []
+        for ev in events:
+            fields = (ev.project_id, ev.agent_id, ev.service, ev.priority)
+            chain = by_fields.get(fields)
+            if chain is None:
+                chain = by_fields[fields] = (ev.project_id, chain_for(*fields).tag)
+            chains.append(chain)
         ask: dict[str, list[str]] = {}
-        for ev, tag in zip(events, tags, strict=True):
-            seen = self._seen.get((ev.project_id, tag))
+        for project_id, tag in by_fields.values():  # in order of first appearance
+            seen = self._seen.get((project_id, tag))
             if seen is None or clock - seen >= self.refresh_s:
-                group = ask.setdefault(ev.project_id, [])
+                group = ask.setdefault(project_id, [])
                 if tag not in group:
                     group.append(tag)
         refused: set[tuple[str, str]] = set()
@@ -71,8 +78,9 @@ class ChainRegistry(RedisStore):
                     self._remember((project_id, tag), clock)
                 else:
                     refused.add((project_id, tag))
-        return [(ev.project_id, tag) not in refused for ev, tag in zip(events, tags,
-                                                                      strict=True)]
+        if not refused:
+            return [True] * len(events)
+        return [chain not in refused for chain in chains]
 
     def _remember(self, chain: tuple[str, str], at: float) -> None:
         self._seen[chain] = at

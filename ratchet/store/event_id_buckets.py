@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from models.errors import StoreError
-from ratchet.store.keys import Keys, event_field
+from ratchet.store.keys import Keys, event_field, part
 
 __all__ = ["BUCKET_S", "PER_SLOT", "SALT_PROPOSAL", "Settled", "bucket_expiry", "bucket_width",
            "claim_answers", "claim_call", "compact_print", "id_digest", "live_buckets",
@@ -122,10 +122,22 @@ def claim_call(
     script_keys = [keys.event_ids(project_id),
                    *(keys.event_id_bucket(project_id, i) for i in indexes)]
     args = [len(indexes), 1, int(now), window_s, PER_SLOT, SALT_PROPOSAL]
-    for event_id, fingerprint in claims:
-        args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
-    script_keys += [keys.event_fingerprint(project_id, event_id) for event_id, _ in claims]
+    args += _claim_args(claims)
+    # keys.event_fingerprint(project_id, id) for each id, the project's part escaped once
+    head_key = keys.event_fingerprint(project_id, "")
+    script_keys += [head_key + part(event_id) for event_id, _ in claims]
     return script_keys, args
+
+
+def _claim_args(claims: Sequence[tuple[str, str]]) -> list[Any]:
+    """Per claim its digest, compact print and field (:func:`id_digest`, :func:`compact_print`,
+    ``event_field``), each id's field computed once (a 1,000-event batch: 1,000 fields)."""
+    out: list[Any] = []
+    blake2b = hashlib.blake2b
+    for event_id, fingerprint in claims:
+        field = event_field(event_id)
+        out += (blake2b(field, digest_size=12).digest(), bytes.fromhex(fingerprint[:24]), field)
+    return out
 
 
 class Settled:
@@ -168,7 +180,4 @@ def release_call(
     indexes = live_buckets(now, window_s, bucket_width(window_s))
     script_keys = [keys.event_ids(project_id),
                    *(keys.event_id_bucket(project_id, i) for i in indexes)]
-    args: list[Any] = [int(now), window_s]
-    for event_id, fingerprint in bound:
-        args += (id_digest(event_id), compact_print(fingerprint), event_field(event_id))
-    return script_keys, args
+    return script_keys, [int(now), window_s, *_claim_args(bound)]

@@ -409,7 +409,7 @@ async def test_layouts_before_are_read_for_one_window_then_no_more(
     assert keys_sent == [keys.event_ids(PROJECT)] and len(args_sent) == 6 + 2
 
 
-def test_a_claim_answer_of_another_length_is_a_store_error() -> None:
+async def test_a_claim_answer_of_another_length_is_a_store_error() -> None:
     settled = Settled()
     assert claim_answers([1, 2, 0, 1], 3, settled, "p") == [1, 2, 0] and settled.legacy("p")
     assert claim_answers([1, 0], 1, settled, "p") == [1] and not settled.legacy("p")

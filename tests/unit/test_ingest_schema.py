@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from models.errors import ValidationError
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, parse_event
-from models.ingest_schema import decode_event
+from models.ingest_schema import _UNSAFE, _display_safe, decode_event
 
 GOOD: dict[str, Any] = {"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "crm",
                         "action": "contacts.read", "payload": {"id": 1}}
@@ -85,3 +85,13 @@ def test_metadata_and_payload_limits_come_from_the_limits_handed_in() -> None:
         assert fast[0] == "error" and fast == ref
     fast, ref = both({**GOOD, "metadata": {"k": "v"}, "ts": 3, "cost": 0.5}, tight)
     assert fast == ref and fast[0] == "event" and fast[1].ts == 3.0
+
+
+def test_the_ascii_shortcut_finds_exactly_the_unsafe_characters() -> None:
+    """``_display_safe`` (no regex for ASCII text) agrees with the unsafe-character regex on
+    every code point, alone and between safe characters."""
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        for text in (chr(code), f"a {chr(code)}b"):
+            assert _display_safe(text) == (_UNSAFE.search(text) is None), hex(code)

@@ -98,6 +98,11 @@ def test_ordinary_items_signing_bytes_are_the_reference(payload: dict[str, Any],
         assert body == reference_jcs(signed_object(obj, "p", T))
 
 
+def test_a_lone_surrogate_leaves_the_signing_bytes_to_the_full_check() -> None:
+    obj = {**GOOD, "payload": {"q": "a\ud800"}, "signature": "v2=00", "timestamp": T}
+    assert decode_signed_event(obj, "p")[1] is None
+
+
 def test_the_property_saw_signing_bytes() -> None:
     """The property above compared bytes, not only refusals (it runs first, in file order)."""
     assert len(_FOUND) > 50

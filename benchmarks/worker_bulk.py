@@ -18,6 +18,11 @@ shadow, memos fill). Reported, best of ``--repeat`` runs (each on fresh keys): t
 (``INFO commandstats`` does not split EVALSHA by script, so every command goes to the slowlog
 and the scripts' entries are summed; the logging costs Redis CPU itself — not for the CPU
 figures). ``--profile FILE``: a cProfile (CPU clock) of the last run's measured part.
+``--callgrind DIR``: run under ``valgrind --tool=callgrind --callgrind-out-file=DIR/cg.%p``
+(with ``--repeat 1``) to count this process's instructions per measured event — the counters
+zeroed before the measured envelopes and dumped after them; instructions do not depend on the
+neighbours' load, so one run of each tree compares them (the CPU figures under valgrind mean
+nothing).
 Run it from a worktree of ``main`` and from this
 one, alternately, for a before/after pair.
 """
@@ -27,8 +32,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import glob
 import hashlib
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -104,8 +111,32 @@ async def _slowlog_us(redis: Any) -> dict[str, float]:
     return out
 
 
+def _callgrind_control(arg: str) -> None:
+    """``callgrind_control arg`` for this process. Callgrind reads such commands only while the
+    process runs code, so this process spins (a few thousand instructions) until it is done
+    rather than wait in a system call the command could never interrupt."""
+    proc = subprocess.Popen(["callgrind_control", arg, str(os.getpid())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        pass
+    if proc.returncode:
+        raise RuntimeError(f"callgrind_control {arg} failed: is this run under callgrind?")
+
+
+def _dumped_instructions(out_dir: str) -> int:
+    """Instructions (Ir) of this process's newest callgrind dump in ``out_dir``."""
+    dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.{os.getpid()}.*")), key=os.path.getmtime)
+    for path in reversed(dumps):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError(f"no callgrind dump of this process in {out_dir}")
+
+
 async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
-                   profile: cProfile.Profile | None, scripts: bool) -> dict[str, float]:
+                   profile: cProfile.Profile | None, scripts: bool,
+                   callgrind: str | None = None) -> dict[str, float]:
     redis = connect(url)
     keys = Keys(f"wb{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys, project_overrides=True,
@@ -127,17 +158,24 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
     server0 = await _server_cpu(redis)
     if profile is not None:
         profile.enable()
+    if callgrind:
+        _callgrind_control("-z")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for body, _ in measured:
         await processor.process(processor.decode([body]))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if callgrind:
+        _callgrind_control("-d")
     if profile is not None:
         profile.disable()
     server = await _server_cpu(redis) - server0
     per_command = await _slowlog_us(redis) if scripts else {}
     await redis.config_set("slowlog-log-slower-than", 10_000)
     await redis.aclose()
+    counted = ({"worker_instructions_per_event": round(_dumped_instructions(callgrind) / events)}
+               if callgrind else {})
     return {
+        **counted,
         **{f"redis_{name}_us_per_event": round(us / events, 2) for name, us in per_command.items()},
         "events": events,
         "worker_cpu_us_per_event": round(cpu / events * 1e6, 2),
@@ -152,7 +190,8 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for i in range(args.repeat):
         prof = cProfile.Profile(time.process_time) if args.profile and i == args.repeat - 1 else None
-        runs.append(uvloop.run(_one_run(url, work, args.warm, prof, args.scripts)))
+        runs.append(uvloop.run(_one_run(url, work, args.warm, prof, args.scripts,
+                                        args.callgrind)))
         if prof is not None:
             prof.dump_stats(args.profile)
     best = {name: min(r.get(name, 0.0) for r in runs) for name in runs[0]}
@@ -174,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scripts", action="store_true",
                    help="log every command (slowlog) and report Redis µs per event by script "
                         "(the logging itself costs Redis CPU: not for CPU figures)")
+    p.add_argument("--callgrind", metavar="DIR",
+                   help="under valgrind --tool=callgrind --callgrind-out-file=DIR/cg.%%p: "
+                        "instructions of this process per measured event (use --repeat 1)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     load = os.getloadavg()[0]
@@ -192,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {load:.1f})")
     scripts = {k[6:-13]: v for k, v in b.items() if k.startswith("redis_") and k.endswith(
         "_us_per_event") and k != "redis_cpu_us_per_event"}
+    if "worker_instructions_per_event" in b:
+        print(f"worker instructions per measured event (callgrind): "
+              f"{b['worker_instructions_per_event']:,}")
     if scripts:
         print("redis µs/event by script (slowlog, best of each): " + ", ".join(
             f"{k} {v}" for k, v in sorted(scripts.items(), key=lambda kv: -kv[1])))

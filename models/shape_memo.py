@@ -20,7 +20,7 @@ bigger than ``_WALK_BUDGET`` nodes are not memoized: the reference answers them 
 The memo is bounded (cleared when full), so payloads whose keys are ids cost one signature
 walk more than the reference and cannot grow memory without bound.
 
->>> from models.skeleton import skeleton_hash
+>>> from models.skeleton import _key_is_id, skeleton_hash
 >>> skeleton_hash_memo({"b": [1, 2], "a": None}) == skeleton_hash({"a": None, "b": [3]})
 True
 >>> event_nodes({"q": "x"}, "crm", "contacts.read") == event_nodes({"q": "y"}, "crm", "contacts.list")
@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.nodes import node_id
-from models.skeleton import skeleton_hash
+from models.skeleton import _key_is_id, skeleton_hash
 
 __all__ = ["event_nodes", "memo_clear", "skeleton_hash_memo"]
 
@@ -41,9 +41,13 @@ _MEMO_CAP = 16_384
 #: Signature nodes a payload may have and still be memoized (the reference caps its own work).
 _WALK_BUDGET = 2_048
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+#: Head of a folded map's signature (see :func:`_walk_maps`).
+MAP_SIG = "<map>"
 
 _skel_memo: dict[Any, str] = {}
 _rich_memo: dict[tuple[str, str, str], str] = {}
+#: Top-level keys of payloads that held an id-keyed map (see :func:`_walk_maps`).
+_fold_first: set[tuple[Any, ...]] = set()
 
 
 class _NotMemoizable(Exception):
@@ -95,6 +99,57 @@ def _walk(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]
     raise _NotMemoizable
 
 
+def _walk_maps(value: Any, depth: int, max_depth: int, max_keys: int, left: list[int]) -> Any:
+    """:func:`_walk` with every object the skeleton treats as a map (not empty, at most
+    ``max_keys`` keys, every key id-like: :func:`models.skeleton.is_id_like`) folded into
+    ``(MAP_SIG, distinct value signatures)``, taken in sorted key order as the skeleton takes
+    the values (the first value of each shape is the one it keeps). A map's skeleton depends on
+    its values' shapes only, never on its keys, so maps of other ids share this signature;
+    ``MAP_SIG`` (a string) never stands where :func:`_walk` puts an object's key tuple or
+    ``None``, so a folded signature never equals an unfolded one of another payload. Keys
+    that are not ``str`` raise :class:`_NotMemoizable` (the reference decides about them)."""
+    kind = type(value)
+    if kind is dict:
+        if depth > max_depth:
+            return dict
+        n = len(value)
+        left[0] -= n + 1
+        if left[0] < 0 or n > max_keys:
+            raise _NotMemoizable
+        d = depth + 1
+        keys = tuple(value)
+        for k in keys:
+            if type(k) is not str:
+                raise _NotMemoizable
+        if n and all(map(_key_is_id, keys)):
+            distinct: dict[Any, None] = {}
+            for k in sorted(keys):
+                v = value[k]
+                t = type(v)
+                distinct[t if t in _SCALARS else _walk_maps(v, d, max_depth, max_keys, left)] = None
+            return (MAP_SIG, tuple(distinct))
+        sub = []
+        for v in value.values():
+            t = type(v)
+            sub.append(t if t in _SCALARS else _walk_maps(v, d, max_depth, max_keys, left))
+        return (keys, tuple(sub))
+    if kind in _SCALARS:
+        return kind
+    if kind is list:
+        if depth > max_depth:
+            return list
+        left[0] -= len(value) + 1
+        if left[0] < 0:
+            raise _NotMemoizable
+        d = depth + 1
+        seen: dict[Any, None] = {}
+        for v in value:
+            t = type(v)
+            seen[t if t in _SCALARS else _walk_maps(v, d, max_depth, max_keys, left)] = None
+        return (None, tuple(seen))
+    raise _NotMemoizable
+
+
 def skeleton_hash_memo(
     payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512
 ) -> str:
@@ -102,20 +157,56 @@ def skeleton_hash_memo(
     try:
         if type(payload) is dict and max_depth >= 1 and len(payload) <= max_keys:
             # an object at the top (the usual payload): its types are needed anyway
+            names = tuple(payload)
+            if names in _fold_first:
+                return _folded_hash(payload, max_depth, max_keys, max_nodes)
             types = tuple(map(type, payload.values()))
             if _SCALARS.issuperset(types):  # the common case: a flat object of scalars
-                sig: Any = (tuple(payload), types)
+                sig: Any = (names, types)
             else:
                 left = [_WALK_BUDGET - len(payload) - 1]
                 sub = []
                 for v, t in zip(payload.values(), types):
                     sub.append(t if t in _SCALARS else _walk(v, 2, max_depth, max_keys, left))
-                sig = (tuple(payload), tuple(sub))
+                sig = (names, tuple(sub))
         else:
             sig = _signature(payload, max_depth, max_keys)
     except _NotMemoizable:
         return skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
     key = (sig, max_depth, max_keys, max_nodes)
+    found = _skel_memo.get(key)
+    if found is None:
+        # Not seen: maybe a payload with an id-keyed map, whose keys are new every time — look
+        # it up by the signature with maps collapsed (stored under that one when it differs).
+        try:
+            folded = _walk_maps(payload, 1, max_depth, max_keys, [_WALK_BUDGET])
+        except _NotMemoizable:
+            return skeleton_hash(
+                payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+        if folded != sig:
+            if type(payload) is dict:  # its next payloads of these keys: folded straight away
+                if len(_fold_first) >= _MEMO_CAP:
+                    _fold_first.clear()
+                _fold_first.add(tuple(payload))
+            key = (folded, max_depth, max_keys, max_nodes)
+            found = _skel_memo.get(key)
+            if found is not None:
+                return found
+        found = skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+        if len(_skel_memo) >= _MEMO_CAP:
+            _skel_memo.clear()
+        _skel_memo[key] = found
+    return found
+
+
+def _folded_hash(payload: dict[str, Any], max_depth: int, max_keys: int, max_nodes: int) -> str:
+    """:func:`skeleton_hash_memo` by the folded signature alone — always a valid key (equal
+    folded signatures, equal skeletons); taken for top-level keys that held a map before."""
+    try:
+        folded = _walk_maps(payload, 1, max_depth, max_keys, [_WALK_BUDGET])
+    except _NotMemoizable:
+        return skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
+    key = (folded, max_depth, max_keys, max_nodes)
     found = _skel_memo.get(key)
     if found is None:
         found = skeleton_hash(payload, max_depth=max_depth, max_keys=max_keys, max_nodes=max_nodes)
@@ -143,3 +234,4 @@ def memo_clear() -> None:
     """Forget every remembered signature and node id (tests, benchmarks of a cold start)."""
     _skel_memo.clear()
     _rich_memo.clear()
+    _fold_first.clear()

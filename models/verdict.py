@@ -125,6 +125,7 @@ class Verdict:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        e = self.edge  # its to_dict, inlined (twice per verdict on the worker's hot path)
         out: dict[str, Any] = {
             "event_id": self.event_id,
             "agent_id": self.agent_id,
@@ -137,9 +138,15 @@ class Verdict:
             "anomalous": self.anomalous,
             "score": round4(self.score),
             "threshold": round4(self.threshold),
-            "edge": self.edge.to_dict(),
+            "edge": {
+                "from": e.from_node,
+                "to": e.to_node,
+                "p": e.p,
+                "count": e.count,
+                "from_total": e.row_total,
+            },
             "action": self.action,
-            "reasons": [r.to_dict() for r in self.reasons],
+            "reasons": [r.to_dict() for r in self.reasons] if self.reasons else [],
             "decided_at": self.decided_at,
             "duplicate": self.duplicate,
             "held": self.held,

@@ -64,10 +64,11 @@ _decoder = msgspec.msgpack.Decoder()
 def _num(x: float) -> float | int:
     """Whole numbers as integers (1–3 bytes instead of 9); decoded back with ``float()``.
     ``-0.0`` stays a float (an integer has no sign of zero)."""
-    negative_zero = x == 0 and math.copysign(1.0, x) < 0
-    if x.is_integer() and abs(x) < 2**53 and not negative_zero:
-        return int(x)
-    return x
+    if not x.is_integer():
+        return x
+    if x == 0:
+        return x if math.copysign(1.0, x) < 0 else 0
+    return int(x) if abs(x) < 2**53 else x
 
 
 def _row(v: Verdict, project_id: str, agent_id: str, trace_id: str) -> list[Any]:
@@ -79,10 +80,13 @@ def _row(v: Verdict, project_id: str, agent_id: str, trace_id: str) -> list[Any]
         e.from_node, e.to_node, e.p, _num(float(e.count)), _num(float(e.row_total)),
         _ACTION_INDEX.get(v.action, v.action),
         [[r.source, r.action, dict(r.detail)] if r.detail else [r.source, r.action]
-         for r in v.reasons],
+         for r in v.reasons] if v.reasons else [],
         v.decided_at,
         (_DUPLICATE if v.duplicate else 0) | (_HELD if v.held else 0),
     ]
+    if (v.error is None and not v.mode_change and v.trace_id == trace_id
+            and v.agent_id == agent_id and v.project_id == project_id):
+        return row  # the usual verdict: no trailing field set (what the loop below leaves)
     tail: list[Any] = [
         v.error, v.mode_change or None,
         None if v.trace_id == trace_id else v.trace_id,

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 
 from models.events import IngestEvent
 from models.guardrails.budget import ScanBudget
@@ -64,6 +66,8 @@ CHUNK_EVENTS = 32
 #: Values up to this many bytes go through the pattern prefilter (RE2 sets); longer ones are
 #: searched rule by rule (see :mod:`models.guardrails.pattern_set`, "Cost").
 SET_MAX_BYTES = 4_096
+#: A leaf's ``name`` (:class:`~models.guardrails.paths.Leaf` is a named tuple).
+_NAME = itemgetter(Leaf._fields.index("name"))
 
 
 @dataclass(slots=True)
@@ -275,8 +279,8 @@ def _pii_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
             pp = batch[k].pii
             assert pp is not None
             texts += pp.texts
-            names += [leaf.name for leaf in pp.owners]
-            owner += [(k, leaf) for leaf in pp.owners]
+            names += map(_NAME, pp.owners)  # in C: no comprehension (a call) per event
+            owner += zip(repeat(k), pp.owners)
             counts.append(len(pp.texts))
         found = scan_texts(
             texts, names, detectors=detectors, entropy_min_length=min_len,

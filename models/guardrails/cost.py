@@ -66,6 +66,20 @@ def cost_to_dict(cfg: CostConfig) -> dict[str, Any]:
     }
 
 
+def _quiet(
+    cfg: CostConfig, event_cost: float | None, run_cost: float | None,
+    agent_daily_cost: float | None,
+) -> bool:
+    """True when no total is over its limit: the loop of :func:`check_cost` unrolled, with its
+    test negated as written (so a NaN answers the same)."""
+    pe, pr, pa = cfg.per_event_limit, cfg.per_run_limit, cfg.per_agent_daily_limit
+    return (
+        (event_cost is None or not (pe > 0 and event_cost - pe > _EPS))
+        and (run_cost is None or not (pr > 0 and run_cost - pr > _EPS))
+        and (agent_daily_cost is None or not (pa > 0 and agent_daily_cost - pa > _EPS))
+    )
+
+
 def check_cost(
     cfg: CostConfig,
     *,
@@ -76,6 +90,8 @@ def check_cost(
     """Sums include this event's cost; ``None`` means unknown (skipped, never a detection)."""
     if not cfg.enabled:
         return []
+    if _quiet(cfg, event_cost, run_cost, agent_daily_cost):
+        return []  # the usual event
     out: list[Reason] = []
     for rule, total, limit in (
         ("cost.per_event", event_cost, cfg.per_event_limit),

@@ -152,9 +152,31 @@ def _short(node: str) -> str:
     return node if len(node) <= _MAX_NODE_CHARS else node[: _MAX_NODE_CHARS - 1] + "…"
 
 
+def _quiet(cfg: LoopConfig, history: Sequence[str], node: str) -> bool:
+    """True when :func:`check_loop` certainly finds nothing, decided without copying the
+    history (the usual event: one comparison per cycle length). A repeat count above 1 needs
+    the node to equal the one ``k`` back (``k`` = 1 for the same node, each cycle length
+    otherwise), and with bounds of at least 1 a count of 1 is never over them; the occurrence
+    rule needs the whole history, so it is left to the full check."""
+    if cfg.max_occurrences > 0 or cfg.max_repeats < 1 or cfg.max_cycle_repeats < 1:
+        return False
+    if cfg.history < 1:
+        return False
+    m = min(len(history), cfg.history)
+    if m and history[-1] == node:
+        return False
+    top = min(cfg.max_cycle_len, (m + 1) // 2)
+    for k in range(2, top + 1):
+        if history[-k] == node:
+            return False
+    return True
+
+
 def check_loop(cfg: LoopConfig, history: Sequence[str], node: str) -> list[Reason]:
     """``history``: the run's previous nodes, oldest first (only the last ``cfg.history`` used)."""
     if not cfg.enabled:
+        return []
+    if _quiet(cfg, history, node):
         return []
     seq = [*history[-cfg.history :], node] if len(history) > cfg.history else [*history, node]
     same = _tail_repeats(seq, 1)

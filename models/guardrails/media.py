@@ -233,20 +233,38 @@ def _inspect(cfg: MediaConfig, text: str, is_mime_field: bool) -> tuple[str, int
     return "", 0, mimes
 
 
+def _plain(text: str, most: int, sniff: bool) -> bool:
+    """True when :func:`_inspect` certainly has nothing to note for ``text`` (not in a MIME
+    field, at least one character): no ``data:`` start, no magic-number start to sniff, not
+    over the blob size — so the usual string costs no call of it."""
+    return text[0] not in "dD" and len(text) <= most and not (
+        sniff and text.startswith(_MAGIC_B64))
+
+
 def check_media(cfg: MediaConfig, leaves: Sequence[Leaf]) -> list[Reason]:
     """``leaves`` from :func:`models.guardrails.paths.walk` over the event's payload."""
     if not cfg.enabled:
         return []
-    fields = _field_set(cfg.mime_fields)
-    blobs: dict[str, Any] = {"count": 0, "paths": [], "kinds": [], "largest_bytes": 0}
-    bad: dict[str, Any] = {"count": 0, "paths": [], "mime_types": []}
+    fields: frozenset[str] | None = None
+    # the tallies exist once something is noted (most payloads: never)
+    blobs: dict[str, Any] | None = None
+    bad: dict[str, Any] = {}
+    sniff, most = cfg.sniff, cfg.max_blob_bytes
     for leaf in leaves:
         text = leaf.value
         if not isinstance(text, str) or len(text) < 8:
             continue
-        kind, size, mimes = _inspect(cfg, text, _norm_field(leaf.name) in fields)
+        if fields is None:
+            fields = _field_set(cfg.mime_fields)
+        is_mime_field = _norm_field(leaf.name) in fields
+        if not is_mime_field and _plain(text, most, sniff):
+            continue
+        kind, size, mimes = _inspect(cfg, text, is_mime_field)
         if not kind and not mimes:  # the usual string: nothing to note
             continue
+        if blobs is None:
+            blobs = {"count": 0, "paths": [], "kinds": [], "largest_bytes": 0}
+            bad = {"count": 0, "paths": [], "mime_types": []}
         if kind:
             blobs["count"] += 1
             blobs["largest_bytes"] = max(blobs["largest_bytes"], size)
@@ -259,6 +277,8 @@ def check_media(cfg: MediaConfig, leaves: Sequence[Leaf]) -> list[Reason]:
             for m in denied:
                 _note(bad, "mime_types", m)
     out: list[Reason] = []
+    if blobs is None:
+        return out
     if blobs["count"]:
         detail = {"rule": "media.blob", "limit_bytes": cfg.max_blob_bytes, **blobs}
         out.append(Reason(SOURCE, cfg.action, detail))

@@ -191,11 +191,18 @@ def select_pii(
         value = leaf.value
         if isinstance(value, str):
             size = len(value)
-            if size >= 6 and not (size <= 40 and _INERT.fullmatch(value)):
+            # _INERT needs a "-" at index 4 (a date) or 8 (a UUID): most values skip the regex
+            if size >= 6 and not (
+                size <= 40 and (value[4] == "-" or value[8:9] == "-") and _INERT.fullmatch(value)
+            ):
                 text = value if size <= limit else value[:limit]
-                if budget is not None and not budget.take(min(size, limit) * PII_STEPS_PER_CHAR):
-                    unscanned += 1
-                    continue
+                if budget is not None:  # budget.take, inlined (a call per value)
+                    cost = min(size, limit) * PII_STEPS_PER_CHAR
+                    if cost > budget.steps:
+                        unscanned += 1
+                        continue
+                    budget.steps -= cost
+                    budget.used += cost
                 texts.append(text)
                 owners.append(leaf)
         elif _card_number(value, cfg.detectors):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 
 from models.guardrails.pii_checks import card_ok, digits_of, es_dni_ok, iban_ok, nino_ok, ssn_ok
 from models.guardrails.pii_secrets import Finding, merge_spans
@@ -35,6 +36,7 @@ __all__ = [
     "Bounds",
     "Detector",
     "Windows",
+    "candidate_windows",
     "digit_windows",
     "email_windows",
     "find_card",
@@ -288,3 +290,45 @@ DETECTORS: dict[str, Detector] = {
 
 #: Detector name -> field names under which a bare value counts (no candidate regex needed).
 FIELD_HINTS: dict[str, re.Pattern[str]] = {"phone": _PHONE_FIELD, "us_ssn": _SSN_FIELD}
+
+#: Detector name -> every pattern its finder searches the digit windows with (its only way to
+#: find anything there: the bare-value rules need a field name, which a joined scan has not).
+WINDOW_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
+    "card": (_CARD,),
+    "phone": (_PHONE_INTL, _PHONE_NANP, _PHONE_TRUNK),
+    "us_ssn": (_SSN,),
+    "uk_nino": (_NINO,),
+    "es_dni": (_ES_DNI,),
+    "iban": (_IBAN,),
+}
+_GROUP = re.compile(r"\(\?P([<=])(\w+)([>)])")
+
+
+@lru_cache(maxsize=64)
+def _any_candidate(detectors: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern that matches wherever any of ``detectors``' window patterns matches: their
+    alternation, each group renamed apart (``cs`` of card → ``g0_cs``) with its back-references,
+    so no alternative sees another's groups. None when there is nothing to gate."""
+    parts: list[str] = []
+    for i, det in enumerate(detectors):
+        for j, rx in enumerate(WINDOW_PATTERNS.get(det, ())):
+            if rx.flags != re.UNICODE:
+                return None  # an inline flag could not sit inside an alternation
+            prefix = f"g{i}_{j}_"
+            src = _GROUP.sub(rf"(?P\1{prefix}\2\3", rx.pattern)
+            parts.append(f"(?:{src})")
+    return re.compile("|".join(parts)) if parts else None
+
+
+def candidate_windows(
+    text: str, windows: list[tuple[int, int]], detectors: tuple[str, ...]
+) -> list[tuple[int, int]]:
+    """The ``windows`` of ``text`` where at least one of ``detectors`` can find something (one
+    search of their alternation per window instead of one scan per detector); the detectors
+    then search only those — the same findings, since a window none of their patterns
+    matches in gives none of them anything."""
+    gate = _any_candidate(detectors)
+    if gate is None or not windows:
+        return windows
+    search = gate.search
+    return [w for w in windows if search(text, w[0], w[1])]

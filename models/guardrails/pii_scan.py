@@ -23,6 +23,7 @@ from models.guardrails.pii_detectors import (
     DETECTORS,
     FIELD_HINTS,
     Bounds,
+    candidate_windows,
     digit_windows,
     email_windows,
 )
@@ -56,7 +57,8 @@ def _scan_joined(
         if det == "email":
             windows = email_windows(joined, bounds) if "@" in joined else []
         else:
-            digits = digit_windows(joined, bounds) if digits is None else digits
+            if digits is None:
+                digits = candidate_windows(joined, digit_windows(joined, bounds), detectors)
             windows = digits
         if windows:
             found += fn(joined, "", windows)

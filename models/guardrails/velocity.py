@@ -110,12 +110,22 @@ def _over(rule: str, window: Window, count: int | None, action: str) -> list[Rea
     return [Reason(SOURCE, action, detail)]
 
 
+def _quiet(cfg: VelocityConfig, agent_events: int | None, run_events: int | None) -> bool:
+    """True when both :func:`_over` calls below answer nothing (their own test, inlined)."""
+    a, r = cfg.per_agent.limit, cfg.per_run.limit
+    return (agent_events is None or a <= 0 or agent_events <= a) and (
+        run_events is None or r <= 0 or run_events <= r
+    )
+
+
 def check_velocity(
     cfg: VelocityConfig, *, agent_events: int | None, run_events: int | None
 ) -> list[Reason]:
     """Counts include the current event; ``None`` means the count is unknown (skip)."""
     if not cfg.enabled:
         return []
+    if _quiet(cfg, agent_events, run_events):
+        return []  # the usual event
     return _over(join(NAME, "per_agent"), cfg.per_agent, agent_events, cfg.action) + _over(
         join(NAME, "per_run"), cfg.per_run, run_events, cfg.action
     )

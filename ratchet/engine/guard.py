@@ -77,9 +77,9 @@ class Guardrails:
         groups: dict[str, tuple[ActivePolicy, list[int], list[GuardItem]]] = {}
         last: tuple[str, str] | None = None
         group: tuple[ActivePolicy, list[int], list[GuardItem]] | None = None
+        stateful = {p: _stateful(a) for p, a in policies.items()}
         for i, ev in enumerate(events):
-            active = policies[ev.project_id]
-            if not _stateful(active):
+            if not stateful[ev.project_id]:
                 continue
             if group is None or last != (ev.project_id, ev.agent_id):
                 # a new agent (consecutive events of one agent share its tag and group)
@@ -87,7 +87,7 @@ class Guardrails:
                 tag = self.keys.guard_tag(ev.project_id, ev.agent_id)
                 group = groups.get(tag)
                 if group is None:
-                    group = groups[tag] = (active, [], [])
+                    group = groups[tag] = (policies[ev.project_id], [], [])
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
             group[2].append(make_guard_item(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
@@ -105,14 +105,16 @@ class Guardrails:
         # event is planned in order (budgets charged as the per-event scans would), then the
         # planned scans of a chunk run together (models.guardrails.batch).
         project_budget = {p: ScanBudget(self.scan_steps_per_batch) for p in policies}
+        policy_of = {p: a.policy for p, a in policies.items()}
         out: list[tuple[Reason, ...]] = []
         chunk: list[Planned] = []
         chunk_steps = 0
         breathe = time.perf_counter() + _SLICE_S
+        budget = ScanBudget(0)  # each event's, reset per event (plan keeps no reference to it)
         for ev, (state, _count) in zip(events, states, strict=True):
             shared = project_budget[ev.project_id]
-            budget = ScanBudget(min(self.scan_steps_per_event, shared.steps))
-            planned = plan(policies[ev.project_id].policy, ev, state, budget)
+            budget.steps, budget.used = min(self.scan_steps_per_event, shared.steps), 0
+            planned = plan(policy_of[ev.project_id], ev, state, budget)
             shared.steps -= budget.used
             chunk.append(planned)
             chunk_steps += planned.steps

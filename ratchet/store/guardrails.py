@@ -66,10 +66,22 @@ def stored_node(node: str) -> bytes:
     return _TEXT + text if len(text) == 8 or text.startswith(_TEXT) else text
 
 
+#: Entries of the nodes seen lately (a worker sees the same few nodes over and over); bounded.
+_ENTRIES: dict[str, bytes] = {}
+_ENTRIES_MAX = 16_384
+
+
 def _entry(node: str) -> bytes:
-    """A node as one entry of the run's nodes string: a byte of length, its stored form."""
-    stored = stored_node(node)
-    return bytes((len(stored),)) + stored
+    """A node as one entry of the run's nodes string: a byte of length, its stored form
+    (remembered per node: a pure function of it)."""
+    got = _ENTRIES.get(node)
+    if got is None:
+        stored = stored_node(node)
+        got = bytes((len(stored),)) + stored
+        if len(_ENTRIES) >= _ENTRIES_MAX:
+            _ENTRIES.clear()
+        _ENTRIES[node] = got
+    return got
 
 
 def _held(line: Sequence[Any]) -> tuple[int, list[str]]:

@@ -50,7 +50,24 @@ def part(text: str) -> str:
     return text.translate(_ESCAPE) if _NEEDS_ESCAPE.search(text) else text
 
 
+#: Fields of the event ids seen lately: each is needed twice per event (the guardrail and the
+#: chain script in a worker; the claim's digest and its argument in a gateway). Bounded.
+_FIELDS: dict[str, bytes] = {}
+_FIELDS_MAX = 16_384
+
+
 def event_field(event_id: str) -> bytes:
+    """:func:`_event_field`, remembered per event id (the second call is a lookup)."""
+    got = _FIELDS.get(event_id)
+    if got is None:
+        got = _event_field(event_id)
+        if len(_FIELDS) >= _FIELDS_MAX:
+            _FIELDS.clear()
+        _FIELDS[event_id] = got
+    return got
+
+
+def _event_field(event_id: str) -> bytes:
     """The run-hash field under which the engine scripts keep an event's first answer (dedup):
     ``u`` + the 16 bytes of a canonical (lowercase) UUID, ``e:`` + the id otherwise.
 

@@ -50,3 +50,25 @@ def test_forms() -> None:
     assert event_field(canonical.upper()) == b"e:" + canonical.upper().encode()
     assert event_field(" " + canonical[1:]) == b"e:" + (" " + canonical[1:]).encode()
     assert event_field(canonical[:35] + "\u0660") == reference(canonical[:35] + "\u0660")
+
+
+@given(st.lists(st.one_of(near_uuids(), st.text(max_size=40)), min_size=1, max_size=6))
+def test_remembered_fields_equal_the_definition(ids: list[str]) -> None:
+    """Remembered per id: first call, second call and after the memo was emptied agree."""
+    from ratchet.store import keys
+
+    for round_ in range(3):
+        if round_ == 2:
+            keys._FIELDS.clear()
+        for event_id in ids:
+            assert event_field(event_id) == reference(event_id)
+
+
+def test_field_memo_is_bounded() -> None:
+    from ratchet.store import keys
+
+    keys._FIELDS.clear()
+    for i in range(keys._FIELDS_MAX + 5):
+        event_field(f"ev-{i}")
+    assert len(keys._FIELDS) <= keys._FIELDS_MAX
+    assert event_field("ev-1") == b"e:ev-1"

@@ -42,3 +42,31 @@ def test_guard_item_builder(event_id: str, run_id: str, t_ms: int, node: str,
 
     fast = make_guard_item(event_id, run_id, t_ms, node, cost)
     assert fast == GuardItem(event_id, run_id, t_ms, node, cost) and type(fast) is GuardItem
+
+
+NODES = st.one_of(st.text(max_size=12), st.text(alphabet="0123456789abcdef", min_size=16,
+                                                max_size=16), st.text(min_size=251, max_size=260))
+
+
+@given(st.lists(NODES, min_size=1, max_size=8))
+def test_entries_remembered_per_node_equal_the_definition(nodes: list[str]) -> None:
+    """A run entry (length byte + stored form) is remembered per node: the same bytes as
+    computed, whether first seen, seen again, or after the memo was emptied at its bound."""
+    from ratchet.store import guardrails as g
+
+    for round_ in range(3):
+        if round_ == 2:
+            g._ENTRIES.clear()
+        for node in nodes:
+            stored = g.stored_node(node)
+            assert g._entry(node) == bytes((len(stored),)) + stored
+
+
+def test_entry_memo_is_bounded() -> None:
+    from ratchet.store import guardrails as g
+
+    g._ENTRIES.clear()
+    for i in range(g._ENTRIES_MAX + 10):
+        g._entry(f"n{i}")
+    assert len(g._ENTRIES) <= g._ENTRIES_MAX
+    assert g._entry("n3") == b"\x02n3"

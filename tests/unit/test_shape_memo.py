@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from models import shape_memo
 from models.nodes import node_id
 from models.shape_memo import _signature, event_nodes, memo_clear, skeleton_hash_memo
-from models.skeleton import skeleton_hash
+from models.skeleton import is_id_like, skeleton_hash
 
 # payload strategies as in tests/unit/test_skeleton.py (id-like keys, names, any text)
 ID_KEYS = st.one_of(
@@ -225,3 +225,94 @@ def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(shape_memo).failed == 0
+
+
+# --- maps (objects whose keys are all id-like) folded: other ids, same answer --------------
+
+MAPS_JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(KEYS, inner, max_size=6)
+        | st.dictionaries(ID_KEYS, inner, min_size=1, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+def rekey(value: Any, rng: random.Random) -> Any:
+    """The same payload with every map's ids replaced by fresh ones, in a shuffled order, and
+    its values twinned (a map of other ids and values has the same skeleton)."""
+    kind = type(value)
+    if kind is dict:
+        items = [(k, rekey(v, rng)) for k, v in value.items()]
+        if items and all(is_id_like(k) for k in items_keys(items)):
+            rng.shuffle(items)
+            fresh = [f"id_{rng.randrange(10**9)}{i}" for i in range(len(items))]
+            return {k: v for k, (_, v) in zip(fresh, items, strict=True)}
+        return dict(items)
+    if kind is list:
+        return [rekey(v, rng) for v in value]
+    return twin(value, rng)
+
+
+def items_keys(items: list[tuple[str, Any]]) -> list[str]:
+    return [k for k, _ in items]
+
+
+@PROPS
+@given(MAPS_JSON, CAPS, st.randoms(use_true_random=False))
+def test_folded_maps_equal_reference(payload: Any, caps: dict[str, int], rng: random.Random) -> None:
+    """The memo filled by a payload whose maps have other ids (and keys in another order)
+    answers exactly the reference for this one — default and small caps."""
+    memo_clear()
+    other = rekey(payload, rng)
+    for c in (DEFAULT_CAPS, caps):
+        assert skeleton_hash_memo(other, **c) == skeleton_hash(other, **c)
+        assert skeleton_hash_memo(payload, **c) == skeleton_hash(payload, **c)
+
+
+@PROPS
+@given(MAPS_JSON, CAPS, st.randoms(use_true_random=False))
+def test_folded_maps_never_confuse_near_structures(
+    payload: Any, caps: dict[str, int], rng: random.Random
+) -> None:
+    """Without clearing: maps one structural change away (a key renamed to a field name, a
+    value of another type, an entry dropped) keep their own answers."""
+    for c in (caps, DEFAULT_CAPS):
+        near = mutants(payload) + [rekey(m, rng) for m in mutants(payload)[:10]]
+        for other in rng.sample(near, min(len(near), 40)):
+            assert skeleton_hash_memo(other, **c) == skeleton_hash(other, **c)
+            assert skeleton_hash_memo(payload, **c) == skeleton_hash(payload, **c)
+
+
+def test_a_map_of_new_ids_is_answered_from_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of folding: the report of another set of orders costs no reference call."""
+    memo_clear()
+    calls: list[int] = []
+
+    def counted(payload: Any, **caps: int) -> str:
+        calls.append(1)
+        return skeleton_hash(payload, **caps)
+
+    monkeypatch.setattr(shape_memo, "skeleton_hash", counted)
+
+    def report(first: int) -> dict[str, Any]:
+        return {"report": "r", "dataset": {
+            f"ord_{first + i}": {"amount": 1.5, "status": "paid", "customer_id": "c"}
+            for i in range(10)}}
+
+    assert skeleton_hash_memo(report(100)) == skeleton_hash(report(100))
+    assert skeleton_hash_memo(report(900)) == skeleton_hash(report(900))
+    assert len(calls) == 1
+    assert ("report", "dataset") in shape_memo._fold_first  # next time: folded straight away
+    assert skeleton_hash_memo(report(300)) == skeleton_hash(report(300))
+    assert len(calls) == 1
+    flat = {"report": "r", "dataset": "d"}  # same top-level keys, no map: its own answer
+    assert skeleton_hash_memo(flat) == skeleton_hash(flat) != skeleton_hash(report(1))
+    assert len(calls) == 2
+    mixed = report(500)
+    mixed["dataset"]["status"] = {"amount": 1.5, "status": "x", "customer_id": "c"}  # not an id
+    assert skeleton_hash_memo(mixed) == skeleton_hash(mixed)
+    assert skeleton_hash(mixed) != skeleton_hash(report(100))
+    assert len(calls) == 3

@@ -17,7 +17,13 @@
   remembers (field "#c") the second this script first bound in it; a window plus a margin
   (min(window, 1 h): the rolling upgrade, gateways' clock skew) after that, no gateway of a
   release before can have bound anything still live, so the reads stop — even when the caller
-  asks for them — and the last answer says so, so the caller stops sending their keys.
+  asks for them — and the last answer says so, so the caller stops sending their keys. A project
+  created by a release with this layout gets its hash with the project, "#c" = 0 and nothing else
+  (ratchet.store.event_id_buckets.born_settled): it never had bindings of the layouts before, so
+  they are never read and its first answer already says so; its first binding still stores the
+  salt and the slot state ("#", "#s") and the expiry, as in a hash that does not exist yet, and
+  keeps "#c". A hash without "#c" (a project from a release before) gets it with its first
+  binding, as above.
 
   KEYS[1]        the bindings           hash, keys.event_ids(project)
   KEYS[2..m+1]   the time buckets of the layout before (keys.event_id_bucket(project, i): a field

@@ -12,11 +12,13 @@
   slot (which would make every claim there copy a value that only grows). Address mod 2^k, or
   mod 2^(k+1) when that is below the split pointer s; a record keeps its address, so a split can
   move it. The field "#" holds "k:s:n" (n = records kept); "#c" the second the claim script
-  first bound in the hash (event_ids_claim.lua: when the layouts before stop being read). After writing, the hash splits one
-  slot per `per_slot` records beyond per_slot × slots (slot s gives the records whose address
-  has bit k set to slot s + 2^k), so a slot keeps ≈ per_slot records whatever the project's
-  rate: one field per ≈ per_slot bindings instead of one per binding (docs/operations.md, "What
-  Redis keeps per event"), no server setting, and one key, so a claim reads one slot per id.
+  first bound in the hash, or 0 when the project was created with this layout
+  (event_ids_claim.lua: when the layouts before stop being read). After writing, the hash
+  splits one slot per `per_slot` records beyond per_slot × slots (slot s gives the records whose
+  address has bit k set to slot s + 2^k), so a slot keeps ≈ per_slot records whatever the
+  project's rate: one field per ≈ per_slot bindings instead of one per binding
+  (docs/operations.md, "What Redis keeps per event"), no server setting, and one key, so a claim
+  reads one slot per id.
 ]]
 local REC, TAG, PRINT = 24, 12, 8
 

@@ -6,6 +6,9 @@
   clear: verifying an HMAC needs the same secret on both sides. Whoever can read Redis can sign
   events as any agent — protect Redis accordingly (private network, ``requirepass``/ACLs, TLS,
   no public snapshots). See docs/api.md.
+- A project's **event-id bindings** hash is created with it (:func:`start_event_ids`, also used
+  by self-serve signup): a project of this release never had bindings of the layouts before
+  (``ratchet.store.event_id_buckets``), so its claims never read them — from the first.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from models.audit import check_action_actor
 from models.errors import ConflictError, NotFoundError, ValidationError
 from ratchet.platform.grants import live_grant
 from ratchet.store.audit import AuditLog
+from ratchet.store.event_id_buckets import born_settled
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient
 
@@ -33,6 +37,7 @@ __all__ = [
     "hash_api_key",
     "project_exists",
     "project_for_api_key",
+    "start_event_ids",
 ]
 
 API_KEY_PREFIX = "rk_"
@@ -62,8 +67,10 @@ async def create_project(
     project_id = f"prj_{uuid.uuid4().hex[:16]}"
     api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     sha = hash_api_key(api_key)
-    # one slot per step (Redis Cluster): the project (its pointer to the key) first, then its
-    # listing, then the key's record; the key is shown only after all three
+    # one slot per step (Redis Cluster): its event-id bindings hash, the project (its pointer to
+    # the key), its listing, then the key's record — no claim can come before that last step;
+    # the key is shown only after all four
+    await start_event_ids(redis, keys, project_id)
     await redis.hset(keys.project(project_id), mapping={
         "name": name, "created_at": repr(time.time()), "api_key_sha256": sha,
         **({"tier": tier} if tier is not None else {}),
@@ -74,6 +81,14 @@ async def create_project(
         await audit.append(project_id, "project.created", actor, f"project:{project_id}",
                            {"name": name, "api_key_id": sha[:12], "tier": tier})
     return project_id, api_key
+
+
+async def start_event_ids(redis: RedisClient, keys: Keys, project_id: str) -> None:
+    """Create a new project's event-id bindings hash saying that no layout before this one
+    bound in it (``event_id_buckets.born_settled``): its claims then skip their reads from the
+    first instead of for a window and a margin (a day). Call it before the project's first API
+    key is stored: a claim needs the key."""
+    await redis.hset(*born_settled(keys, project_id))
 
 
 async def project_exists(redis: RedisClient, keys: Keys, project_id: str) -> bool:

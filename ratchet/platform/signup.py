@@ -7,7 +7,8 @@
 2. :func:`redeem_token` — creates org, project, API key and agent credential and consumes the
    token; a token redeems exactly once, even under concurrency. These keys live on different
    Redis Cluster slots, so redemption is a sequence of single-slot steps whose commit point is
-   the token's ``GETDEL``: (a) the org hash; the project and its agent in one transaction on the
+   the token's ``GETDEL``: (a) the org hash; the project's event-id bindings hash
+   (``provisioning.start_event_ids``); the project and its agent in one transaction on the
    project's tag; the API key's record — none reachable yet (the project is unlisted and nobody
    holds its key); (b) ``GETDEL`` of the token: exactly one of concurrent redemptions gets it,
    the others delete what they wrote in (a), key record first, and answer 401; (c) the project
@@ -40,7 +41,7 @@ from models.errors import (
 )
 from ratchet.config.settings import Settings
 from ratchet.platform.credentials import new_agent_secret, new_api_key
-from ratchet.platform.provisioning import hash_api_key
+from ratchet.platform.provisioning import hash_api_key, start_event_ids
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient
@@ -198,6 +199,7 @@ async def redeem_token(
     await redis.hset(keys.org(org_id), mapping={
         "name": org_name, "email": request.get("email") or "", "created_at": now,
         "project_id": project_id, "signup_ip": str(request.get("ip"))})
+    await start_event_ids(redis, keys, project_id)  # its own slot: {e:<project>}
     async with redis.pipeline(transaction=True) as pipe:  # one slot: the project's tag
         pipe.hset(keys.project(project_id), mapping={
             "name": project_name or "default", "created_at": now, "api_key_sha256": sha,
@@ -227,11 +229,12 @@ async def _undo(
     redis: RedisClient, keys: Keys, org_id: str, project_id: str, agent: str, sha: str | None
 ) -> None:
     """Delete what a redemption that lost its token wrote: the key's record first (dead), then
-    the project with its agent (one transaction), then the org."""
+    the project with its agent (one transaction), its event-id bindings hash, then the org."""
     if sha is not None:
         await redis.delete(keys.api_key(sha))
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.project(project_id), keys.agent(project_id, agent),
                     keys.agents(project_id))
         await pipe.execute()
+    await redis.delete(keys.event_ids(project_id))
     await redis.delete(keys.org(org_id))

@@ -10,7 +10,9 @@ claims. When the gateway already knows the caller's project and the agents' secr
   caller can confirm its predictions in the same round trip: a rotated or revoked credential is
   seen by the very next request;
 - one ``ratelimit.lua`` call (the project's bucket) and one ``event_ids_claim.lua`` call (the
-  project's event ids, :mod:`ratchet.store.event_id_buckets`).
+  project's event ids, :mod:`ratchet.store.event_id_buckets`): with the keys of the layouts
+  before until the script answers that they are done with — a project's first call when it was
+  created by this release (``event_id_buckets.born_settled``) — then the hash alone.
 
 Each command and each script touches keys of one hash tag, so on a Redis Cluster the pipeline is
 one round of parallel requests (one per node), still one round trip deep. Scripts are sent as

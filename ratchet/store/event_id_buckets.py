@@ -16,7 +16,11 @@ The layouts before are read while one of their bindings can still be live: the t
 a field per id (:func:`live_buckets`, ``EXISTS`` first) and the per-id keys before them
 (``legacy``). The hash remembers when this layout first bound in it; a window and a margin later
 the claim script stops reading them and says so in its answer's last element, and the caller
-stops sending their keys (:class:`Settled`: half the arguments per event). This module builds
+stops sending their keys (:class:`Settled`: half the arguments per event). A project created by
+a release with this layout never had bindings of the layouts before: its hash is created with
+the project, remembering second 0 (:func:`born_settled`), so its first claim already answers that
+they are done with — a fresh deployment, or a benchmark's project, does not pay their reads (and
+a bulk request's ≈ 1,000 per-id key names) for its first day. This module builds
 the KEYS and ARGV of the claim and release scripts, so the batch path
 (:class:`ratchet.store.idempotency.EventIds`) and the admission round trip
 (:class:`ratchet.store.admission.AdmissionStore`) call them the same way.
@@ -37,9 +41,9 @@ from typing import Any
 from models.errors import StoreError
 from ratchet.store.keys import Keys, event_field, part
 
-__all__ = ["BUCKET_S", "PER_SLOT", "SALT_PROPOSAL", "Settled", "bucket_expiry", "bucket_width",
-           "claim_answers", "claim_call", "compact_print", "id_digest", "live_buckets",
-           "release_call"]
+__all__ = ["BUCKET_S", "NO_LAYOUTS_BEFORE", "PER_SLOT", "SALT_PROPOSAL", "Settled",
+           "born_settled", "bucket_expiry", "bucket_width", "claim_answers", "claim_call",
+           "compact_print", "id_digest", "live_buckets", "release_call"]
 
 #: Width of a time bucket of the layout before (a hash of a field per id per project and
 #: bucket), seconds: which of those a claim still reads during an upgrade.
@@ -56,6 +60,28 @@ PER_SLOT = 16
 #: grinds event ids offline cannot aim them at one slot of its project's hash — a slot no split
 #: can thin out, whose value every claim there would copy. The salt never leaves Redis.
 SALT_PROPOSAL = secrets.token_bytes(16)
+
+
+#: The ``"#c"`` a project's bindings hash is created with when the project is
+#: (:func:`born_settled`): only this layout has bound in it since second 0, so the claim script
+#: finds the window and margin after it long past and never reads the layouts before.
+NO_LAYOUTS_BEFORE = 0
+
+
+def born_settled(keys: Keys, project_id: str) -> tuple[str, str, int]:
+    """The key, field and value a new project's bindings hash starts with (``HSET`` them with the
+    project, before its API key exists, so no claim can come first): ``"#c"`` =
+    :data:`NO_LAYOUTS_BEFORE`. Nothing else: the first claim proposes the salt and sets up the
+    slots, as in any hash (``lua/event_ids_claim.lua``), and sets the hash's expiry. A project
+    without it (created by a release before) reads the layouts before for a window and a margin
+    from its first claim, as ever. The mark lasts as long as the hash: a project idle for a
+    window and a margin loses both, and its next claim starts a hash like a project of a release
+    before (a gateway that already knows the project settled keeps sending the short form).
+
+    >>> born_settled(Keys("rt"), "p1")
+    ('rt:{e:p1}:ids', '#c', 0)
+    """
+    return keys.event_ids(project_id), "#c", NO_LAYOUTS_BEFORE
 
 
 def id_digest(event_id: str) -> bytes:

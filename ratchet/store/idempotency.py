@@ -5,9 +5,11 @@
   ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
 - :class:`EventIds` — binds an event id (per project) to the fingerprint of the first
   body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` checks and
-  binds a batch in one script call per project (hashes per time bucket,
+  binds a batch in one script call per project (one hash per project,
   :mod:`ratchet.store.event_id_buckets`), so two different bodies racing for one id cannot both
-  win.
+  win. The keys of the layouts before go with a project's calls until the script answers that
+  none of their bindings can be live: its first answer for a project created by this release
+  (``event_id_buckets.born_settled``), a window and a margin after its first binding otherwise.
 """
 
 from __future__ import annotations

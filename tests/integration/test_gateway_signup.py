@@ -74,6 +74,9 @@ async def test_signup_provisions_everything_once(gateway: Gateway) -> None:
     project = await gateway.redis.hgetall(gateway.keys.project(done["project_id"]))
     assert project[b"api_key_sha256"] == hash_api_key(done["api_key"]).encode()
     assert project[b"tier"] == b"free" and project[b"org_id"] == done["org_id"].encode()
+    # its event-id bindings start settled: no reads of the layouts before (event_id_buckets)
+    assert await gateway.redis.hgetall(gateway.keys.event_ids(done["project_id"])) == \
+        {b"#c": b"0"}
 
     # the credentials work end to end: the key authenticates, the secret signs
     async with RatchetClient(gateway.url, done["api_key"], "bot-1", done["agent_secret"]) as c:
@@ -95,6 +98,10 @@ async def test_concurrent_redemption_creates_exactly_one_project(gw_settings: Se
         statuses = sorted(status for status, _, _ in results)
         assert statuses == [201] + [401] * 24
         assert await gw.redis.scard(gw.keys.projects()) == before + 1
+        # the losers took back their projects' event-id hashes too
+        (winner,) = [body["project_id"] for status, body, _ in results if status == 201]
+        assert [k async for k in gw.redis.scan_iter(match=f"{gw.keys.prefix}:{{e:*}}:ids")] == \
+            [gw.keys.event_ids(winner).encode()]
 
 
 async def test_per_ip_hourly_limit_ignores_spoofed_forwarded_for(gateway: Gateway) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "decode_compact",
     "decode_verdict_message",
     "encode_compact",
+    "verdict_row",
     "wire_version",
 ]
 
@@ -99,15 +100,28 @@ def _row(v: Verdict, project_id: str, agent_id: str, trace_id: str) -> list[Any]
     return row
 
 
+def verdict_row(v: Verdict) -> list[Any]:
+    """The row of ``v`` in an envelope of its own project, agent and trace — in its stored body
+    (``models.verdict_stored``) and, as a worker's envelopes share those ids, in its envelope on
+    the ``verdicts`` topic: a worker builds it once and hands it to both encoders (``rows``)."""
+    return _row(v, v.project_id, v.agent_id, v.trace_id)
+
+
 def encode_compact(
     project_id: str, agent_id: str, trace_id: str, received_at: float,
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[Verdict], rows: Sequence[list[Any]] | None = None,
 ) -> bytes:
-    """A version-2 verdict envelope of ``verdicts`` (all decided for one ingest envelope)."""
-    return _encoder.encode([
-        COMPACT_VERSION, project_id, agent_id, trace_id, received_at,
-        [_row(v, project_id, agent_id, trace_id) for v in verdicts],
-    ])
+    """A version-2 verdict envelope of ``verdicts`` (all decided for one ingest envelope).
+    ``rows``: their :func:`verdict_row`, built already; each is used where its verdict's ids are
+    the envelope's (a row depends on the ids only through those comparisons, so the bytes are
+    the same), the row built here otherwise."""
+    if rows is None:
+        out = [_row(v, project_id, agent_id, trace_id) for v in verdicts]
+    else:
+        out = [row if (v.project_id == project_id and v.agent_id == agent_id
+                       and v.trace_id == trace_id) else _row(v, project_id, agent_id, trace_id)
+               for v, row in zip(verdicts, rows, strict=True)]
+    return _encoder.encode([COMPACT_VERSION, project_id, agent_id, trace_id, received_at, out])
 
 
 def wire_version(body: bytes) -> int | str:

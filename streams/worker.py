@@ -46,7 +46,7 @@ from models.events import IngestEvent
 from models.on_error import on_error_action
 from models.verdict import Edge, Verdict, action_rank
 from models.verdict_stored import encode_stored
-from models.verdict_wire import encode_compact
+from models.verdict_wire import encode_compact, verdict_row
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
 from ratchet.store.round import Deferred, Op
@@ -298,19 +298,19 @@ class IngestProcessor:
         started = time.perf_counter()
         heard: list[int] | None
         try:
-            verdicts, bodies, heard = await retry_unavailable(
+            verdicts, rows, heard = await retry_unavailable(
                 lambda: self._decide_and_save(envelopes), self.backoff, what="ingest batch"
             )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("ingest batch of %d envelopes failed; isolating", len(envelopes))
-            verdicts, bodies, heard = [], [], None
+            verdicts, rows, heard = [], [], None
             for env in envelopes:
-                one, encoded = await self._one_guarded(env)
+                one, built = await self._one_guarded(env)
                 verdicts.extend(one)
-                bodies.extend(encoded)
-        out = self._emit(envelopes, verdicts)
+                rows.extend(built)
+        out = self._emit(envelopes, verdicts, rows)
         if heard is None:
             await self._reply(envelopes, out)
         else:
@@ -322,8 +322,9 @@ class IngestProcessor:
 
     async def _decide_and_save(
         self, envelopes: Sequence[IngestEnvelope], *, reply: bool = True, again: bool = False
-    ) -> tuple[list[Verdict], list[bytes], list[int] | None]:
-        """Decide, then save; returns the verdicts, the bytes stored for them (compact) and,
+    ) -> tuple[list[Verdict], list[list[Any]], list[int] | None]:
+        """Decide, then save; returns the verdicts, their rows (``verdict_row``: built once for
+        the bytes stored and the verdict envelopes, :meth:`_emit`) and,
         when the replies to waiting callers went out with the save, what each reply reached
         (None: they are still to publish; always with ``reply=False``, the isolating path,
         which answers every envelope by :meth:`_reply`).
@@ -355,8 +356,9 @@ class IngestProcessor:
                         # dataclasses.replace costs ~5 µs per event.
                         object.__setattr__(verdicts[j], "trace_id", env.trace_id)
                 i += n
-        bodies = [encode_stored(v) for v in verdicts]
-        reply_ops = self._reply_ops(envelopes, verdicts) if reply else None
+        rows = [verdict_row(v) for v in verdicts]
+        bodies = [encode_stored(v, row) for v, row in zip(verdicts, rows, strict=True)]
+        reply_ops = self._reply_ops(envelopes, verdicts, rows) if reply else None
         answers = await self.store.save_many(
             verdicts, self.verdict_ttl_s, bodies=bodies, before=writes.ops, after=reply_ops or ()
         )
@@ -366,10 +368,11 @@ class IngestProcessor:
                         "calls; deciding the batch again from the stored answers")
             return await self._decide_and_save(envelopes, reply=reply, again=True)
         heard = answers[len(writes.ops):]
-        return verdicts, bodies, (heard if reply_ops is not None else None)
+        return verdicts, rows, (heard if reply_ops is not None else None)
 
     def _reply_ops(
-        self, envelopes: Sequence[IngestEnvelope], verdicts: Sequence[Verdict]
+        self, envelopes: Sequence[IngestEnvelope], verdicts: Sequence[Verdict],
+        rows: Sequence[list[Any]],
     ) -> list[Op] | None:
         """The replies of waiting callers as ops to send behind the save (None: none, or the
         sink publishes on its own — :meth:`_reply` after the save)."""
@@ -382,7 +385,7 @@ class IngestProcessor:
             if env.reply:
                 replies.append((env.reply, encode_compact(
                     env.project_id, env.agent_id, env.trace_id, env.received_at,
-                    verdicts[i : i + n])))
+                    verdicts[i : i + n], rows[i : i + n])))
             i += n
         return self.replies.ops(replies)
 
@@ -410,13 +413,13 @@ class IngestProcessor:
             for r in records
         ]
 
-    async def _one_guarded(self, env: IngestEnvelope) -> tuple[list[Verdict], list[bytes]]:
+    async def _one_guarded(self, env: IngestEnvelope) -> tuple[list[Verdict], list[list[Any]]]:
         try:
-            verdicts, bodies, _ = await retry_unavailable(
+            verdicts, rows, _ = await retry_unavailable(
                 lambda: self._decide_and_save([env], reply=False), self.backoff,
                 what="ingest envelope",
             )
-            return verdicts, bodies
+            return verdicts, rows
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -432,7 +435,8 @@ class IngestProcessor:
             ]
             for action, n in Counter(v.action for v in verdicts).items():
                 ERROR_VERDICTS.labels(action=action).inc(n)
-            bodies = [encode_stored(v) for v in verdicts]
+            rows = [verdict_row(v) for v in verdicts]
+            bodies = [encode_stored(v, row) for v, row in zip(verdicts, rows, strict=True)]
             try:
                 await retry_unavailable(
                     lambda: self.store.save_many(verdicts, self.verdict_ttl_s, bodies=bodies),
@@ -440,7 +444,7 @@ class IngestProcessor:
                 )
             except RatchetError:
                 log.exception("could not save error verdicts")
-            return verdicts, bodies
+            return verdicts, rows
 
     async def _on_error_choice(self, project_id: str) -> str | None:
         """The project's ``on_error`` (None: none chosen, or its policy cannot be read now)."""
@@ -476,8 +480,12 @@ class IngestProcessor:
             return
         _count_replies(heard)
 
-    def _emit(self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict]) -> list[Outgoing]:
-        """One compact verdict envelope (:mod:`models.verdict_wire`) per ingest envelope."""
+    def _emit(
+        self, envelopes: Sequence[IngestEnvelope], verdicts: list[Verdict],
+        rows: Sequence[list[Any]] | None = None,
+    ) -> list[Outgoing]:
+        """One compact verdict envelope (:mod:`models.verdict_wire`) per ingest envelope;
+        ``rows``: the verdicts' rows, built already for the stored bytes."""
         out: list[Outgoing] = []
         now = self.clock()
         tally: Counter[tuple[str, str, str]] = Counter()
@@ -488,7 +496,8 @@ class IngestProcessor:
                 tally[(v.action, _source(v), v.mode)] += 1
             count_project_verdicts(env.project_id, [v.action for v in verdicts[i : i + n]])
             body = encode_compact(
-                env.project_id, env.agent_id, env.trace_id, env.received_at, verdicts[i : i + n]
+                env.project_id, env.agent_id, env.trace_id, env.received_at, verdicts[i : i + n],
+                None if rows is None else rows[i : i + n],
             )
             i += n
             out.append(

@@ -24,6 +24,7 @@ from models.verdict_wire import (
     decode_compact,
     decode_verdict_message,
     encode_compact,
+    verdict_row,
     wire_version,
 )
 
@@ -145,3 +146,18 @@ def test_a_stored_verdict_reads_back_as_its_json(v: Verdict) -> None:
     assert decode_stored(_http(v)) == orjson.loads(_http(v))
     head = msgspec.msgpack.decode(stored)  # what the Lua scripts read: agent, the row's decided_at
     assert head[2] == v.agent_id and head[5][0][15] == v.decided_at and len(head[5]) == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(verdicts(), min_size=0, max_size=5), FLOAT)
+def test_rows_built_once_encode_the_same_bytes(vs: list[Verdict], received_at: float) -> None:
+    """The worker builds each verdict's row once (``verdict_row``) for its stored body and its
+    envelope on the topic: the same bytes as each encoder building its own, for verdicts that
+    share the envelope's ids and for those that do not (their row is built again)."""
+    rows = [verdict_row(v) for v in vs]
+    assert encode_compact("p", "a", "t", received_at, vs, rows) == \
+        encode_compact("p", "a", "t", received_at, vs)
+    for v, row in zip(vs, rows, strict=True):
+        assert encode_stored(v, row) == encode_stored(v)
+    with pytest.raises(ValueError):  # a row per verdict, or a bug
+        encode_compact("p", "a", "t", received_at, vs, [*rows, []])

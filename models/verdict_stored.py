@@ -32,7 +32,7 @@ import orjson
 
 from models.errors import ValidationError
 from models.verdict import Verdict
-from models.verdict_wire import decode_compact, encode_compact
+from models.verdict_wire import decode_compact, encode_rows, verdict_row
 
 __all__ = ["decode_stored", "encode_stored"]
 
@@ -40,8 +40,8 @@ __all__ = ["decode_stored", "encode_stored"]
 def encode_stored(v: Verdict, row: list[Any] | None = None) -> bytes:
     """The bytes a verdict is kept as in Redis (a one-verdict compact envelope); ``row``: its
     ``verdict_wire.verdict_row`` when built already (the worker's envelope uses it too)."""
-    return encode_compact(v.project_id, v.agent_id, v.trace_id, 0, (v,),
-                          None if row is None else (row,))
+    return encode_rows(v.project_id, v.agent_id, v.trace_id, 0,
+                       [verdict_row(v) if row is None else row])
 
 
 def decode_stored(raw: bytes) -> dict[str, Any]:

@@ -47,6 +47,7 @@ __all__ = [
     "decode_compact",
     "decode_verdict_message",
     "encode_compact",
+    "encode_rows",
     "verdict_row",
     "wire_version",
 ]
@@ -121,7 +122,16 @@ def encode_compact(
         out = [row if (v.project_id == project_id and v.agent_id == agent_id
                        and v.trace_id == trace_id) else _row(v, project_id, agent_id, trace_id)
                for v, row in zip(verdicts, rows, strict=True)]
-    return _encoder.encode([COMPACT_VERSION, project_id, agent_id, trace_id, received_at, out])
+    return encode_rows(project_id, agent_id, trace_id, received_at, out)
+
+
+def encode_rows(
+    project_id: str, agent_id: str, trace_id: str, received_at: float,
+    rows: Sequence[list[Any]],
+) -> bytes:
+    """A version-2 verdict envelope of rows built for exactly these ids (:func:`verdict_row` of
+    verdicts whose ids they are: a stored verdict's own envelope)."""
+    return _encoder.encode([COMPACT_VERSION, project_id, agent_id, trace_id, received_at, rows])
 
 
 def wire_version(body: bytes) -> int | str:

@@ -30,6 +30,7 @@ one, alternately, for a before/after pair.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import cProfile
 import glob
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -55,6 +57,8 @@ from ratchet.store.redis import connect
 from ratchet.store.replies import ReplyPublisher
 from ratchet.store.scripts import script_source
 from ratchet.store.verdicts import VerdictStore
+from streams.agents import Tuning, envelope_lane
+from streams.batcher import GreedyBatcher
 from streams.tuning import DEFAULT_GEN0, tune_gc
 from streams.worker import IngestProcessor
 
@@ -134,9 +138,36 @@ def _dumped_instructions(out_dir: str) -> int:
     raise RuntimeError(f"no callgrind dump of this process in {out_dir}")
 
 
+async def _through_lanes(processor: IngestProcessor, measured: list[tuple[bytes, int]],
+                         lanes: int) -> None:
+    """The measured envelopes as a backlog a worker finds in Kafka: all queued at once into the
+    worker's batcher (its limits, ``lanes`` lanes by agent), each decided batch then acked."""
+    tuning = Tuning()
+    left = len(measured)
+    done = asyncio.get_running_loop().create_future()
+
+    async def process(batch: Sequence[IngestEnvelope]) -> None:
+        await processor.process(batch)
+
+    async def ack(_env: IngestEnvelope) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            done.set_result(None)
+
+    batcher: GreedyBatcher[IngestEnvelope] = GreedyBatcher(
+        process, ack, size_of=lambda env: len(env.events), max_items=tuning.max_envelopes,
+        max_events=tuning.max_events, lanes=lanes, lane_of=envelope_lane)
+    async with batcher:
+        for body, _ in measured:
+            for env in processor.decode([body]):
+                await batcher.put(env)
+        await done
+
+
 async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
                    profile: cProfile.Profile | None, scripts: bool,
-                   callgrind: str | None = None) -> dict[str, float]:
+                   callgrind: str | None = None, lanes: int = 0) -> dict[str, float]:
     redis = connect(url)
     keys = Keys(f"wb{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys, project_overrides=True,
@@ -161,8 +192,11 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
     if callgrind:
         _callgrind_control("-z")
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for body, _ in measured:
-        await processor.process(processor.decode([body]))
+    if lanes:
+        await _through_lanes(processor, measured, lanes)
+    else:
+        for body, _ in measured:
+            await processor.process(processor.decode([body]))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if callgrind:
         _callgrind_control("-d")
@@ -191,7 +225,7 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     for i in range(args.repeat):
         prof = cProfile.Profile(time.process_time) if args.profile and i == args.repeat - 1 else None
         runs.append(uvloop.run(_one_run(url, work, args.warm, prof, args.scripts,
-                                        args.callgrind)))
+                                        args.callgrind, args.lanes)))
         if prof is not None:
             prof.dump_stats(args.profile)
     best = {name: min(r.get(name, 0.0) for r in runs) for name in runs[0]}
@@ -216,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callgrind", metavar="DIR",
                    help="under valgrind --tool=callgrind --callgrind-out-file=DIR/cg.%%p: "
                         "instructions of this process per measured event (use --repeat 1)")
+    p.add_argument("--lanes", type=int, default=0,
+                   help="N >= 1: all measured envelopes queued at once (a backlog in Kafka) into "
+                        "the worker's batcher with N lanes by agent (RATCHET_WORKER_LANES); the "
+                        "wall time per event is then the worker's drain rate. 0 (default): one "
+                        "envelope at a time, as before")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     load = os.getloadavg()[0]

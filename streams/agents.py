@@ -22,12 +22,13 @@ from faust import Stream
 from faust.types import EventT, StreamT
 
 from models.envelope import IngestEnvelope
+from models.errors import ConfigError
 from ratchet.config.settings import Settings
 from streams.app import Topics
 from streams.batcher import GreedyBatcher
 from streams.runtime import Runtime
 
-__all__ = ["Tuning", "attach_agents"]
+__all__ = ["Tuning", "attach_agents", "envelope_lane"]
 
 log = logging.getLogger("ratchet.worker")
 
@@ -46,6 +47,13 @@ class _Item:
     envelope: IngestEnvelope | None
 
 
+def envelope_lane(env: IngestEnvelope | None) -> int:
+    """The lane of an envelope's agent (:class:`GreedyBatcher` takes it modulo its lanes): every
+    event of one agent goes through one lane, in order; an undecodable message, which is only
+    acked, goes to the first."""
+    return 0 if env is None else hash((env.project_id, env.agent_id))
+
+
 def attach_agents(
     app: faust.App, topics: Topics, settings: Settings, tuning: Tuning | None = None
 ) -> Runtime:
@@ -55,6 +63,9 @@ def attach_agents(
 
     runtime = Runtime(settings, audit_sink=publish_audit)
     tuning = tuning or Tuning()
+    lanes = settings.worker_lanes
+    if lanes < 1:
+        raise ConfigError(f"RATCHET_WORKER_LANES={lanes} must be at least 1 (1 = one batch at a time)")
 
     @app.agent(topics.ingest, name="ingest")
     async def ingest(stream: StreamT[bytes]) -> None:
@@ -83,6 +94,7 @@ def attach_agents(
             process, ack,
             size_of=lambda i: len(i.envelope.events) if i.envelope is not None else 0,
             max_items=tuning.max_envelopes, max_events=tuning.max_events,
+            lanes=lanes, lane_of=lambda i: envelope_lane(i.envelope),
         )
         async with batcher:
             async for event in manual.events():

@@ -244,6 +244,11 @@ class Settings:
     #: so a single event costs a worker two Redis round trips instead of three, for a second
     #: run of the script (0 = off). See docs/operations.md.
     worker_dry_observe_events: int = 16
+    #: Batches one worker decides at once, each of its own agents (an agent's events always go
+    #: through the same lane, in order): while one waits for Redis or Kafka another is decided,
+    #: so the worker's Python overlaps Redis's scripts (1 = one batch at a time). See
+    #: docs/operations.md.
+    worker_lanes: int = 2
     #: Generation-0 threshold of a worker's garbage collector after start-up (which is frozen
     #: out of every collection); 0 = CPython's defaults. See docs/operations.md.
     worker_gc_gen0: int = 50_000

@@ -248,7 +248,7 @@ class Settings:
     #: through the same lane, in order): while one waits for Redis or Kafka another is decided,
     #: so the worker's Python overlaps Redis's scripts (1 = one batch at a time). See
     #: docs/operations.md.
-    worker_lanes: int = 2
+    worker_lanes: int = 4
     #: Generation-0 threshold of a worker's garbage collector after start-up (which is frozen
     #: out of every collection); 0 = CPython's defaults. See docs/operations.md.
     worker_gc_gen0: int = 50_000

@@ -72,15 +72,18 @@ class GreedyBatcher(Generic[M]):
 
     async def put(self, message: M) -> None:
         """Queue a message in its lane (waits while that lane is full: back-pressure on the
-        consumer). A lane whose drain task failed re-raises its failure here."""
+        consumer). When any lane's drain task has failed, its failure is re-raised here, whatever
+        the message's lane: the agent stops rather than deciding other agents' events while the
+        failed lane's messages stay unacked (holding back every commit behind them)."""
         if not self._tasks:
             raise RuntimeError("GreedyBatcher used outside `async with`")
         lanes = self._lanes
+        for stopped in self._tasks:
+            if stopped.done():  # any lane: the batcher fails as a whole, as one lane would
+                stopped.result()  # re-raise the drain task's failure in the agent
+                raise RuntimeError("batcher stopped")
         i = self._lane_of(message) % len(lanes) if len(lanes) > 1 else 0
         task = self._tasks[i]
-        if task.done():
-            task.result()  # re-raise the drain task's failure in the agent
-            raise RuntimeError("batcher stopped")
         queue = lanes[i].queue
         if not queue.full():
             queue.put_nowait(message)  # the common case: no task, no wait

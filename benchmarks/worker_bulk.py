@@ -139,7 +139,7 @@ def _dumped_instructions(out_dir: str) -> int:
 
 
 async def _through_lanes(processor: IngestProcessor, measured: list[tuple[bytes, int]],
-                         lanes: int) -> None:
+                         lanes: int, max_events: int = Tuning.max_events) -> None:
     """The measured envelopes as a backlog a worker finds in Kafka: all queued at once into the
     worker's batcher (its limits, ``lanes`` lanes by agent), each decided batch then acked."""
     tuning = Tuning()
@@ -157,7 +157,7 @@ async def _through_lanes(processor: IngestProcessor, measured: list[tuple[bytes,
 
     batcher: GreedyBatcher[IngestEnvelope] = GreedyBatcher(
         process, ack, size_of=lambda env: len(env.events), max_items=tuning.max_envelopes,
-        max_events=tuning.max_events, lanes=lanes, lane_of=envelope_lane)
+        max_events=max_events, lanes=lanes, lane_of=envelope_lane)
     async with batcher:
         for body, _ in measured:
             for env in processor.decode([body]):
@@ -167,7 +167,8 @@ async def _through_lanes(processor: IngestProcessor, measured: list[tuple[bytes,
 
 async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
                    profile: cProfile.Profile | None, scripts: bool,
-                   callgrind: str | None = None, lanes: int = 0) -> dict[str, float]:
+                   callgrind: str | None = None, lanes: int = 0,
+                   max_events: int = Tuning.max_events) -> dict[str, float]:
     redis = connect(url)
     keys = Keys(f"wb{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys, project_overrides=True,
@@ -193,7 +194,7 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
         _callgrind_control("-z")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if lanes:
-        await _through_lanes(processor, measured, lanes)
+        await _through_lanes(processor, measured, lanes, max_events)
     else:
         for body, _ in measured:
             await processor.process(processor.decode([body]))
@@ -225,7 +226,7 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     for i in range(args.repeat):
         prof = cProfile.Profile(time.process_time) if args.profile and i == args.repeat - 1 else None
         runs.append(uvloop.run(_one_run(url, work, args.warm, prof, args.scripts,
-                                        args.callgrind, args.lanes)))
+                                        args.callgrind, args.lanes, args.max_events)))
         if prof is not None:
             prof.dump_stats(args.profile)
     best = {name: min(r.get(name, 0.0) for r in runs) for name in runs[0]}
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the worker's batcher with N lanes by agent (RATCHET_WORKER_LANES); the "
                         "wall time per event is then the worker's drain rate. 0 (default): one "
                         "envelope at a time, as before")
+    p.add_argument("--max-events", type=int, default=Tuning.max_events,
+                   help="with --lanes: most events in one batch (the worker's Tuning.max_events)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     load = os.getloadavg()[0]

@@ -63,6 +63,13 @@
                              2 dry: the answers learn=1 would give, with nothing written — or the
                              one-value answer { '!' } when a checkpoint falls in the batch (it
                              writes as it goes); the worker's first round trip of a single event
+                             when a guardrail may hold an event back;
+                             3 direct: as 1 when the chain is past shadow when the call starts,
+                             else as 2 (a shadow chain's mode floor comes from the agent's other
+                             services, which the caller only confirms after this round trip);
+                             the answer then has one more value at its end: 1 learned, 0 dry
+                             ({ '!' } as for 2) — the worker's first round trip of a single event
+                             when no guardrail of the policy can hold one back
   ARGV[3]  epsilon           ε of the score
   ARGV[4]  floor_bits        no score at or under this is anomalous
   ARGV[5]  fallback_bits     default fallback threshold (meta "fb" overrides)
@@ -128,8 +135,9 @@ local meta_key, edges_key, rows_key = KEYS[1], KEYS[2], KEYS[3]
 local nodes_key, win_key, snap_key, coarse_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local old_snap_key = KEYS[8]
 local now_ms = ARGV[1]
+local direct = ARGV[2] == '3'
 local dry = ARGV[2] == '2'
-local learn = ARGV[2] == '1' or dry
+local learn = ARGV[2] == '1' or dry or direct
 local eps = tonumber(ARGV[3])
 local floor_bits = tonumber(ARGV[4])
 local fallback_default = tonumber(ARGV[5])
@@ -189,6 +197,7 @@ local st = {
 local was = {}  -- the counters as read, to write back only the changed ones
 for i = 1, #META do was[i] = st[META[i]] end
 local checkpointed = false  -- a checkpoint ran in this call (it may write the snapshot key)
+if direct and st.mode == 0 then dry = true end  -- learn=3 on a chain in shadow: as dry
 if eligible_chain then st.elig = 1 end
 st.dry = dry  -- chain_state: no node written either
 
@@ -704,6 +713,7 @@ end
 
 if dry then
   out[1] = table.concat(doubles)
+  if direct then out[#out + 1] = 0 end
   return out
 end
 flush_counts()
@@ -763,4 +773,5 @@ if refresh then
   end
 end
 out[1] = table.concat(doubles)
+if direct then out[#out + 1] = 1 end
 return out

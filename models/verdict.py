@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "ACTIONS",
+    "HOLDING",
     "MODES",
     "Edge",
     "Reason",
@@ -25,6 +26,9 @@ __all__ = [
 
 #: Actions from most lenient to strictest.
 ACTIONS: tuple[str, ...] = ("allow", "flag", "pause", "reject")
+#: Actions that hold an event back from learning when a guardrail gives them (protected
+#: learning: a person decides first).
+HOLDING: frozenset[str] = frozenset(("pause", "reject"))
 MODES: tuple[str, ...] = ("shadow", "soft_lock", "locked")
 
 

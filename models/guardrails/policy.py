@@ -41,10 +41,11 @@ guardrails.velocity.per_run.limit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -61,6 +62,7 @@ from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_d
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
 from models.on_error import parse_on_error
+from models.verdict import HOLDING
 
 __all__ = [
     "GUARDRAILS",
@@ -144,6 +146,9 @@ class Policy:
     _resolved_events: dict[tuple[str, str], EventConfigs] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+    _can_hold: dict[tuple[str, str], bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def configs_for(self, service: str, priority: str) -> EventConfigs:
         """The configs of every guardrail for an event of ``service`` and ``priority`` (one
@@ -159,6 +164,43 @@ class Policy:
                 self.pattern.for_event(service, priority), self.pii.for_event(service, priority),
                 self.media.for_event(service, priority))
         return hit
+
+    def can_hold(self, service: str, priority: str) -> bool:
+        """Whether any guardrail can pause or reject an event of ``service`` and ``priority``
+        (an action that holds it back from learning). False for the default policy (every
+        action ``flag``): the worker then learns from a single event in its first round trip
+        (ratchet.engine.engine.Engine.decide)."""
+        key = (service, priority)
+        hit = self._can_hold.get(key)
+        if hit is None:
+            if len(self._can_hold) >= _MAX_RESOLVED_EVENTS:
+                self._can_hold.clear()
+            hit = self._can_hold[key] = any(
+                action in HOLDING for cfg in self.configs_for(service, priority)
+                for action in _actions(cfg))
+        return hit
+
+
+def _actions(value: Any) -> Iterator[str]:
+    """Every action a guardrail config can give a reason: its ``action``, the values of its
+    ``*_actions`` maps (PII's per-detector actions), and its rules' own actions — found by
+    walking the config's fields, so a new rule that follows the naming is covered. A disabled
+    config gives none."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return
+    if getattr(value, "enabled", True) is False:
+        return
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if f.name == "action" and isinstance(item, str):
+            yield item
+        elif f.name.endswith("_actions") and isinstance(item, Mapping):
+            yield from (a for a in item.values() if isinstance(a, str))
+        elif isinstance(item, tuple):
+            for member in item:
+                yield from _actions(member)
+        elif dataclasses.is_dataclass(item):
+            yield from _actions(item)
 
 
 class EventConfigs(NamedTuple):

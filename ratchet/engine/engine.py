@@ -36,7 +36,7 @@ from models.observation import WIDTH, Answer, Observation
 from models.params import ACTION_CODES, COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.shape_memo import event_nodes, skeleton_hash_memo
-from models.verdict import Reason, Verdict, strictest
+from models.verdict import HOLDING, Reason, Verdict, strictest
 from models.verdict_build import make_edge, make_verdict
 from ratchet.engine.guard import Guardrails
 from ratchet.engine.shape_paths import ShapePaths
@@ -46,7 +46,7 @@ from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
 from ratchet.store.labels import NodeLabeller
-from ratchet.store.policies import PolicySource, StoredPolicies
+from ratchet.store.policies import ActivePolicy, PolicySource, StoredPolicies
 from ratchet.store.round import Deferred, Round, ScriptCall
 from ratchet.telemetry.batch import observe_many
 from ratchet.telemetry.metrics import (
@@ -62,7 +62,6 @@ from ratchet.telemetry.metrics import (
 __all__ = ["SPECULATE_EVENTS", "Engine", "count_answers", "count_observations", "markov_reason"]
 
 _HIGH = frozenset(("high", "critical"))
-_HOLD = frozenset(("pause", "reject"))
 #: Chain identities remembered per engine (cleared when full): chain_for hashes per call.
 _CHAIN_MEMO = 65_536
 #: Shape-escape rules that read an event's key paths (models/escape.py).
@@ -289,12 +288,23 @@ class Engine:
                 {c.project_id for c, _ in groups.values()}
             ) if self.overrides is not None else {}
             dry: list[tuple[list[str], list[Any]]] | None = None
+            direct = False
+            policies: Mapping[str, ActivePolicy] | None = None
             if (writes is not None and learn and holds is None
                     and len(events) <= self.speculate_events
                     and all(agent in self._modes for agent in agents)):
                 predicted = self._batches(events, groups, markov_nodes, digests, None, None,
                                           self._modes, per_project)
                 dry = [self.store.observe_call(b, learn=True, now_ms=now_ms) for b in predicted]
+                # no guardrail of the policy can hold an event back (the default policy only
+                # flags): the holds are known now, so chains past shadow learn in this round
+                # trip (learn=3) and the second carries no observe call at all
+                if self.guardrails is not None:
+                    policies = await self.guardrails.policies.active(
+                        {ev.project_id for ev in events})
+                direct = policies is None or not any(
+                    policies[ev.project_id].policy.can_hold(ev.service, ev.priority)
+                    for ev in events)
             # the service-mode records do not depend on the guardrails: read them in the same
             # round trip as the guardrail state (one pipeline), and the dry observe calls too
             beside = Round(self.store.client)
@@ -302,11 +312,12 @@ class Engine:
             dry_at: list[int] = []
             if dry is not None:
                 observe = self.store.scripts["observe"]
+                mode = 3 if direct else 2
                 dry_at = beside.extend(
-                    [ScriptCall(observe, k, [a[0], 2, *a[2:]]) for k, a in dry])
+                    [ScriptCall(observe, k, [a[0], mode, *a[2:]]) for k, a in dry])
             if self.guardrails is not None:
                 guard_reasons = await self.guardrails.check(
-                    events, guard_nodes, now, beside=beside)
+                    events, guard_nodes, now, beside=beside, policies=policies)
             else:
                 await self.store.run(beside)
             seen = self.store.parse_service_modes(agents, [beside.answers[i] for i in at])
@@ -314,10 +325,10 @@ class Engine:
             batches = self._batches(events, groups, markov_nodes, digests, holds, guard_reasons, seen,
                                     per_project)
             also = self.labels.take() if self.labels is not None else []
-            speculated = dry is not None and self._speculate(
-                batches, dry, [beside.answers[i] for i in dry_at], also, writes, now_ms)
-            if speculated:
-                answers = [Answer(beside.answers[i]) for i in dry_at]
+            if dry is not None and writes is not None:
+                answers = await self._speculated(
+                    batches, dry, [beside.answers[i] for i in dry_at], direct, also, writes,
+                    now_ms)
             else:
                 answers = await self.store.observe_answers(
                     batches, learn=learn, now_ms=now_ms, also=also)
@@ -384,7 +395,7 @@ class Engine:
                 ev = events[i]
                 hold = bool(holds[i]) if holds is not None else False
                 if guard_reasons is not None and not hold:
-                    hold = any(r.action in _HOLD for r in guard_reasons[i])
+                    hold = any(r.action in HOLDING for r in guard_reasons[i])
                 items.append(ObserveItem(ev.event_id, ev.run_id, markov_nodes[i],
                                          ev.priority in _HIGH, ev.end_of_run, hold, ev.action,
                                          digests[i]))
@@ -399,42 +410,65 @@ class Engine:
             ))
         return batches
 
-    def _speculate(
+    async def _speculated(
         self,
         batches: Sequence[ChainBatch],
         dry: Sequence[tuple[list[str], list[Any]]],
-        dry_answers: Sequence[Any],
+        first: Sequence[Any],
+        direct: bool,
         also: Sequence[tuple[AsyncScript, list[str], list[Any]]],
-        writes: Deferred | None,
+        writes: Deferred,
         now_ms: int,
-    ) -> bool:
-        """Whether the dry observe answers of the first round trip stand; if so, the observe
-        calls that learn go to ``writes`` (sent with the verdict save), each expected to answer
-        exactly what its dry call answered.
+    ) -> list[Answer]:
+        """The answers of a small batch observed in the first round trip, beside the guardrail
+        state: ``first`` answers the calls ``dry`` (learn=2, or learn=3 when ``direct``).
 
-        The dry calls assumed that no guardrail holds an event back and that each chain's mode
-        floor is the one the service-mode records this engine saw last give. They stand when
-        the guardrail state and the records read in the same round trip confirm both (the
-        observe calls are compared with the ones the step-by-step path would send), and no
-        checkpoint fell in a batch (a dry call cannot run one: it answers ``'!'``). The dry
-        call wrote nothing, so when they do not stand the step-by-step path runs as if it had
-        not been sent. Between the two round trips only another writer of the same chain (two
-        workers on one partition during a rebalance, a human decision on the chain) can make
-        the learning call answer differently; the caller sees that in
-        :meth:`Deferred.confirmed` and decides again (a redelivery: the stored answers)."""
-        if writes is None:
-            return False
-        for batch, call, answer in zip(batches, dry, dry_answers, strict=True):
-            if len(answer) == 1 or self.store.observe_call(batch, learn=True, now_ms=now_ms) != call:
-                SPECULATED.labels(result="declined").inc()
-                return False
+        learn=3 (no guardrail of the policy can hold an event back): a chain past shadow has
+        learned already (the answer's last value is 1) and its answer is final — its mode floor,
+        which the service-mode records read in the same round trip confirm only afterwards,
+        matters only in shadow. Otherwise a chain was observed dry: it assumed that no
+        guardrail holds an event back and that the mode floor is the one the records this
+        engine saw last give. A dry answer stands when the guardrail state and the records
+        confirm both (the observe call is compared with the one the step-by-step path would
+        send) and no checkpoint fell in the batch (a dry call cannot run one: it answers
+        ``'!'``); its learning call then goes to ``writes`` (sent with the verdict save),
+        expected to answer exactly what the dry call answered. A dry call wrote nothing, so a
+        chain whose answer does not stand is observed step by step now, as if it had not been
+        sent. Between the two round trips only another writer of the same chain (two workers on
+        one partition during a rebalance, a human decision on the chain) can make a learning
+        call answer differently; the caller sees that in :meth:`Deferred.confirmed` and decides
+        again (a redelivery: the stored answers)."""
+        answers: list[Answer | None] = [None] * len(batches)
+        stands: list[tuple[list[str], list[Any], Any]] = []
+        redo: list[int] = []
+        learned = 0
+        for i, (batch, (keys, args), answer) in enumerate(zip(batches, dry, first, strict=True)):
+            if direct and len(answer) > 1:
+                done, answer = answer[-1], answer[:-1]
+                if done == 1:
+                    answers[i] = Answer(answer)
+                    learned += 1
+                    continue
+            if len(answer) == 1 or self.store.observe_call(batch, learn=True, now_ms=now_ms) != (
+                    keys, args):
+                redo.append(i)
+            else:
+                answers[i] = Answer(answer)
+                stands.append((keys, args, answer))
         observe = self.store.scripts["observe"]
-        for (keys, args), answer in zip(dry, dry_answers, strict=True):
+        for keys, args, answer in stands:
             writes.add(ScriptCall(observe, keys, args), expect=answer)
-        for script, keys, args in also:
-            writes.add(ScriptCall(script, keys, args))
-        SPECULATED.labels(result="sent").inc()
-        return True
+        if redo:
+            again = await self.store.observe_answers(
+                [batches[i] for i in redo], learn=True, now_ms=now_ms, also=also)
+            for i, answer in zip(redo, again, strict=True):
+                answers[i] = answer
+            SPECULATED.labels(result="declined").inc()
+        else:
+            for script, keys, args in also:
+                writes.add(ScriptCall(script, keys, args))
+            SPECULATED.labels(result="direct" if learned == len(batches) else "sent").inc()
+        return [a for a in answers if a is not None]
 
     def _remember(self, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]) -> None:
         """Keep the service-mode records just read: the next batch predicts mode floors by them."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from models.events import IngestEvent
@@ -67,12 +67,16 @@ class Guardrails:
     async def check(
         self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float,
         *, beside: Round | None = None,
+        policies: Mapping[str, ActivePolicy] | None = None,
     ) -> list[tuple[Reason, ...]]:
         """Guardrail reasons per event (same order). Counts the events into Redis.
 
         ``beside``: other reads to send in the same round trip as the guardrail state (run
-        here, answers left in the round), so a batch pays one round trip for both."""
-        policies = await self.policies.active({ev.project_id for ev in events})
+        here, answers left in the round), so a batch pays one round trip for both.
+        ``policies``: the events' projects' policies as the caller already read them (so the
+        reasons come from the very policy the caller decided by), else read here."""
+        if policies is None:
+            policies = await self.policies.active({ev.project_id for ev in events})
         now_ms = int(now * 1000)
         groups: dict[str, tuple[ActivePolicy, list[int], list[GuardItem]]] = {}
         last: tuple[str, str] | None = None

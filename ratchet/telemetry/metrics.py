@@ -61,11 +61,12 @@ MODE_TRANSITIONS = Counter(
 )
 SPECULATED = Counter(
     "ratchet_engine_speculative_batches_total",
-    "Small learning batches observed dry beside the guardrail state (one Redis round trip "
-    "less): sent = the dry answers stood and the learning calls went with the save; declined = "
-    "a guardrail held an event, a mode floor changed or a checkpoint fell (the step-by-step "
-    "path ran); redone = the learning calls answered otherwise (another writer of the chain), "
-    "so the batch was decided again.",
+    "Small learning batches observed beside the guardrail state (one Redis round trip "
+    "less): direct = no guardrail of the policy can hold an event back and every chain was past "
+    "shadow, so each learned in that round trip; sent = dry answers stood and their learning "
+    "calls went with the save; declined = a guardrail held an event, a mode floor changed or a "
+    "checkpoint fell (those chains were observed step by step); redone = the learning calls "
+    "answered otherwise (another writer of the chain), so the batch was decided again.",
     ["result"],
 )
 UNLEARNABLE_EVENTS = Counter(

@@ -1,11 +1,13 @@
 """The single-event path's dry observe call and the speculation built on it, on a real Redis.
 
 ``lua/observe.lua`` with ``learn=2`` (dry) must answer exactly what the learning call answers
-next, write nothing, and refuse (``'!'``) a batch a checkpoint falls in. The engine observes a
-small batch dry beside the guardrail state and sends the learning call with the verdict save
-only when the guardrails hold nothing and the mode floor is the predicted one; a learning call
-that answers otherwise (another writer of the chain in between) is caught, and the worker then
-decides the batch again from the stored answers.
+next, write nothing, and refuse (``'!'``) a batch a checkpoint falls in; with ``learn=3``
+(direct) it must learn exactly as ``learn=1`` on a chain past shadow and act as ``learn=2`` on a
+chain in shadow, saying which at the end of its answer. The engine observes a small batch beside
+the guardrail state: directly when no guardrail of the policy can hold an event back, else dry,
+sending the learning call with the verdict save only when the guardrails hold nothing and the
+mode floor is the predicted one; a learning call that answers otherwise (another writer of the
+chain in between) is caught, and the worker then decides the batch again from the stored answers.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ PAUSE_SECOND_IN_RUN = (
 async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, bytes | None]:
     keys = sorted([k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)])
     return {k: await client.dump(k) for k in keys}
+
+
+async def _state(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
+    """Every key of ``prefix`` by its name without the prefix, with its value read out (two
+    prefixes that saw the same writes compare equal)."""
+    out: dict[bytes, Any] = {}
+    async for k in client.scan_iter(match=f"{prefix}:*", count=1000):
+        kind = (await client.type(k)).decode()
+        if kind == "hash":
+            value: Any = await client.hgetall(k)
+        elif kind == "list":
+            value = await client.lrange(k, 0, -1)
+        elif kind == "string":
+            value = await client.get(k)
+        elif kind == "zset":
+            value = await client.zrange(k, 0, -1, withscores=True)
+        else:
+            value = kind
+        out[k.replace(prefix.encode(), b"", 1)] = value
+    return out
 
 
 def _speculated(result: str) -> float:
@@ -148,3 +170,83 @@ async def test_another_writer_between_the_round_trips_is_caught_and_redone(
     stored = again.to_dict()
     for name in ("edge", "score", "threshold", "action", "mode", "anomalous"):
         assert saved[name] == stored[name], name
+
+
+async def test_a_direct_call_learns_past_shadow_and_is_dry_in_shadow(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """learn=3 against learn=1 on twin prefixes fed the same events: a chain past shadow learns
+    (last value 1) exactly as learn=1 does; in shadow the call writes nothing and answers what
+    learn=1 answers next (last value 0), or '!' when a checkpoint falls in it."""
+    params = EngineParams(checkpoint_runs=2, min_runs_soft=4)
+    twin = Keys(keys.prefix + "twin")
+    ref = Engine.create(redis_client, keys=twin, params=params, guardrails=False, labels=False)
+    engine = Engine.create(redis_client, keys=keys, params=params, guardrails=False,
+                           labels=False)
+    script = engine.store.scripts["observe"]
+    tag = engine.chain_of(_event("r0", 0)).tag
+    seen = {"learned": 0, "dry": 0, "refused": 0}
+    previous: IngestEvent | None = None
+    for i in range(60):
+        ev = _event(f"r{i // 3}", i, shape=i % 3, end=i % 3 == 2)
+        if i == 41 and previous is not None:  # a redelivery
+            ev = previous
+        batch = ChainBatch(tag, [ObserveItem(ev.event_id, ev.run_id, engine.node_of(ev),
+                                             False, ev.end_of_run, False, ev.action)])
+        now_ms = 1_780_000_000_000 + 1000 * i
+        rk, rargs = ref.store.observe_call(batch, learn=True, now_ms=now_ms)
+        expected = await script(keys=rk, args=rargs)
+        k, args = engine.store.observe_call(batch, learn=True, now_ms=now_ms)
+        before = await _snapshot(redis_client, keys.prefix)
+        got = await script(keys=k, args=[args[0], 3, *args[2:]])
+        if got == [b"!"]:
+            seen["refused"] += 1
+            assert await _snapshot(redis_client, keys.prefix) == before, f"event {i} wrote"
+            got = await script(keys=k, args=args)  # the step-by-step path
+        elif got[-1] == 0:
+            seen["dry"] += 1
+            assert await _snapshot(redis_client, keys.prefix) == before, f"event {i} wrote"
+            learned = await script(keys=k, args=args)  # the learning call sent with the save
+            assert learned == got[:-1], f"event {i}"
+            got = learned
+        else:
+            assert got[-1] == 1, f"event {i}"
+            seen["learned"] += 1
+            got = got[:-1]
+        assert got == expected, f"event {i}"
+        previous = ev
+    assert await _state(redis_client, keys.prefix) == await _state(redis_client, twin.prefix)
+    assert seen["learned"] >= 30 and seen["dry"] >= 3 and seen["refused"] >= 1, seen
+
+
+async def test_under_a_flag_only_policy_a_single_event_learns_in_the_first_round_trip(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """The default policy (every guardrail flags) cannot hold an event back: once the chain is
+    past shadow, no observe call waits for the save; verdicts and every stored value are those
+    of the step-by-step path on a twin prefix."""
+    params = EngineParams(checkpoint_runs=2, min_runs_soft=4)
+    twin = Keys(keys.prefix + "twin")
+    flags = FixedPolicy(parse_policy_toml("[guardrails.velocity]\naction = 'flag'\n"))
+    engine = Engine.create(redis_client, keys=keys, params=params, policies=flags, labels=False)
+    ref = Engine.create(redis_client, keys=twin, params=params, policies=flags, labels=False)
+    observe = engine.store.scripts["observe"]
+    t = {"now": 1_780_000_000.0}
+    engine.clock = ref.clock = lambda: t["now"]
+    direct = _speculated("direct")
+    deferred = 0
+    for i in range(45):
+        t["now"] += 1.0
+        ev = _event(f"r{i // 3}", i, shape=i % 3, end=i % 3 == 2)
+        writes = Deferred()
+        [verdict] = await engine.decide([ev], writes=writes)
+        answers = await Round(redis_client).extend_run(writes.ops)
+        assert writes.confirmed(answers)
+        deferred += sum(getattr(op, "script", None) is observe for op in writes.ops)
+        [expected] = await ref.decide([ev])
+        mine, theirs = verdict.to_dict(), expected.to_dict()
+        for name in ("edge", "score", "threshold", "action", "mode", "anomalous", "reasons"):
+            assert mine[name] == theirs[name], (i, name)
+    assert _speculated("direct") >= direct + 25
+    assert deferred <= 45 - 25  # the chain's young events only (shadow: dry, learned after)
+    assert await _state(redis_client, keys.prefix) == await _state(redis_client, twin.prefix)

@@ -10,6 +10,7 @@ over pub/sub, is counted here; the reply must still reach the subscriber, after 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -19,7 +20,8 @@ import redis.asyncio as aioredis
 
 from models.envelope import IngestEnvelope
 from models.events import parse_event
-from models.guardrails import parse_policy_toml
+from models.guardrails import default_policy, parse_policy_toml
+from models.params import EngineParams
 from models.verdict_wire import decode_verdict_message
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
@@ -92,3 +94,43 @@ async def test_a_single_event_takes_at_most_two_round_trips_in_the_worker(
         saved = await store.get("p1", env.events[0].event_id)
         assert saved is not None and saved["action"] == "allow"
     await asyncio.sleep(0)
+
+
+async def _evalsha_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_under_the_default_policy_a_single_event_runs_observe_once(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """No guardrail of the default policy can hold an event back, so a chain past shadow learns
+    in the first round trip: three scripts per single event (guardrails, observe, the verdict
+    save), not four (a dry observe call and then the learning one), still two round trips."""
+    engine = Engine.create(redis_client, keys=keys, labels=False,
+                           policies=FixedPolicy(default_policy()),
+                           params=EngineParams(checkpoint_runs=2, min_runs_soft=4))
+    store = VerdictStore(redis_client, keys)
+    processor = IngestProcessor(engine, store, replies=ReplyPublisher(redis_client, keys))
+    route = uuid.uuid4().hex
+
+    def ended(run: str, i: int) -> IngestEnvelope:
+        env = _envelope(run, i, route)
+        ev = dataclasses.replace(env.events[0], end_of_run=True)
+        return dataclasses.replace(env, events=(ev,))
+
+    for i in range(12):  # one-event runs: the chain leaves shadow at a checkpoint
+        await processor.process([ended(f"warm{i}", 0)])
+    envelopes = [ended(f"r{i}", i) for i in range(10)]
+    scripts = await _evalsha_calls(redis_client)
+    reads = await _reads(redis_client)
+    for env in envelopes:
+        await processor.process([env])
+    per_event = (await _reads(redis_client) - reads - 1) / len(envelopes)
+    scripts_per_event = (await _evalsha_calls(redis_client) - scripts) / len(envelopes)
+    print("round trips / scripts per single event:", per_event, scripts_per_event)
+    assert per_event <= MAX_ROUND_TRIPS_PER_EVENT, per_event
+    assert scripts_per_event == 3, scripts_per_event
+    for env in envelopes:
+        saved = await store.get("p1", env.events[0].event_id)
+        assert saved is not None and saved["mode"] != "shadow"

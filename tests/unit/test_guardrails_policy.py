@@ -350,3 +350,47 @@ action = "reject"
     other = dataclasses.replace(p, description="x")
     assert other.configs_for("crm", "normal") == p.configs_for("crm", "normal")
     assert other._resolved_events is not p._resolved_events
+
+
+# --- can_hold: whether any guardrail can pause or reject an event (the worker's direct path) ---
+
+@pytest.mark.parametrize("toml", [
+    "[guardrails.velocity]\naction = 'pause'\n",
+    "[guardrails.loop]\naction = 'reject'\n",
+    "[guardrails.cost]\naction = 'pause'\n",
+    "[guardrails.entropy]\naction = 'pause'\n",
+    "[guardrails.media]\naction = 'reject'\n",
+    "[guardrails.pii]\naction = 'pause'\n",
+    "[guardrails.pii]\ndetector_actions = { email = 'pause' }\n",
+    "[guardrails.pattern]\nrules = [{ id = 'x', regex = 'drop table', action = 'reject' }]\n",
+    "[guardrails.pattern]\naction = 'pause'\nrules = [{ id = 'x', literal = 'drop table' }]\n",
+])
+def test_a_policy_that_pauses_or_rejects_anywhere_can_hold(toml: str) -> None:
+    assert parse_policy_toml(toml).can_hold("crm", "normal")
+
+
+def test_the_default_policy_and_flag_only_policies_cannot_hold() -> None:
+    assert not default_policy().can_hold("crm", "normal")
+    flags = parse_policy_toml(
+        "[guardrails.velocity]\naction = 'flag'\n"
+        "[guardrails.pattern]\nrules = [{ id = 'x', regex = 'drop table', action = 'flag' }]\n")
+    assert not flags.can_hold("crm", "critical")
+
+
+def test_can_hold_follows_overrides_and_disabled_guardrails() -> None:
+    p = parse_policy_toml(
+        "[guardrails.velocity]\naction = 'flag'\n"
+        "[guardrails.velocity.by_service.payments]\naction = 'pause'\n"
+        "[guardrails.cost]\nenabled = false\naction = 'reject'\n"
+        "[guardrails.loop.by_priority.critical]\naction = 'reject'\n")
+    assert p.can_hold("payments", "normal")
+    assert not p.can_hold("crm", "normal")  # cost rejects, but it is off
+    assert p.can_hold("crm", "critical")
+
+
+@given(st.sampled_from(["velocity", "loop", "cost", "entropy", "media", "pii", "pattern"]),
+       st.sampled_from(["flag", "pause", "reject"]))
+@settings(max_examples=40, deadline=None)
+def test_can_hold_is_true_exactly_when_an_action_holds(guardrail: str, action: str) -> None:
+    p = parse_policy({"guardrails": {guardrail: {"action": action}}})
+    assert p.can_hold("svc", "high") == (action in ("pause", "reject"))

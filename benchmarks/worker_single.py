@@ -1,14 +1,17 @@
 """The worker's side of single events, alone: one envelope of one event at a time.
 
-    python -m benchmarks.worker_single [--events 3000] [--warm 600] [--repeat 3] [--json FILE]
+    python -m benchmarks.worker_single [--events 3000] [--warm 600] [--mature 40] [--repeat 3]
+                                       [--json FILE]
 
 Starts a redis-server (unless RATCHET_REDIS_URL is set) and runs what a worker does with a
 single event with a waiting caller — ``IngestProcessor.process`` of one envelope: the engine
 (guardrails under the bench project's policy: velocity limits raised, so the rules run and keep
 their state), the verdict save, the reply ``PUBLISH`` — for ``--events`` events in a row (no
 Kafka, no gateway: the part of the path issue 12's "≤ 2 round trips in the worker" is about).
-Synthetic agents (20) run sessions of 6 calls over a few services, so chains leave shadow during
-the warm-up. Reported, best of ``--repeat`` runs (each on fresh keys): Redis requests the server
+Synthetic agents (20) run sessions of 6 calls over a few services; ``--mature`` sessions per
+agent are decided first in bulk envelopes (one agent's events, no waiting caller), so the chains
+are past shadow as an established agent's are (0: young chains, every event observed dry and then
+learned), then ``--warm`` single events. Reported, best of ``--repeat`` runs (each on fresh keys): Redis requests the server
 read per event (``total_reads_processed``), the worker's CPU µs per event (``process_time``),
 Redis's CPU µs per event (INFO ``used_cpu_user`` + ``used_cpu_sys``) and the wall time per event.
 Run it from a worktree of ``main`` and from this one, alternately, for a before/after pair.
@@ -36,6 +39,7 @@ from ratchet.store.policies import FixedPolicy
 from ratchet.store.redis import connect
 from ratchet.store.replies import ReplyPublisher
 from ratchet.store.verdicts import VerdictStore
+from streams.tuning import use_uvloop
 from streams.worker import IngestProcessor
 
 RAISED_VELOCITY = """
@@ -68,7 +72,7 @@ async def _server_cpu(redis: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _one_run(url: str, events: int, warm: int) -> dict[str, float]:
+async def _one_run(url: str, events: int, warm: int, mature: int = 0) -> dict[str, float]:
     redis = connect(url)
     keys = Keys(f"ws{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys,
@@ -76,7 +80,16 @@ async def _one_run(url: str, events: int, warm: int) -> dict[str, float]:
     processor = IngestProcessor(engine, VerdictStore(redis, keys),
                                 replies=ReplyPublisher(redis, keys))
     route = uuid.uuid4().hex
-    stream = _events(warm + events)
+    bulk = mature * len(SESSION) * 20
+    stream = _events(bulk + warm + events)
+    by_agent: dict[str, list[IngestEvent]] = {}
+    for ev in stream[:bulk]:
+        by_agent.setdefault(ev.agent_id, []).append(ev)
+    stream = stream[bulk:]
+    for agent, evs in by_agent.items():
+        for at in range(0, len(evs), 200):
+            await processor.process([IngestEnvelope("bench", agent, uuid.uuid4().hex[:16],
+                                                    time.time(), tuple(evs[at:at + 200]))])
 
     async def send(ev: IngestEvent) -> None:
         env = IngestEnvelope("bench", ev.agent_id, uuid.uuid4().hex[:16], time.time(), (ev,),
@@ -102,8 +115,8 @@ async def _one_run(url: str, events: int, warm: int) -> dict[str, float]:
     }
 
 
-def run(url: str, events: int, warm: int, repeat: int) -> dict[str, Any]:
-    runs = [asyncio.run(_one_run(url, events, warm)) for _ in range(repeat)]
+def run(url: str, events: int, warm: int, repeat: int, mature: int = 0) -> dict[str, Any]:
+    runs = [asyncio.run(_one_run(url, events, warm, mature)) for _ in range(repeat)]
     best = {name: min(r[name] for r in runs) for name in runs[0]}
     return {"best": best, "runs": runs}
 
@@ -113,24 +126,32 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=3000)
     p.add_argument("--warm", type=int, default=600)
+    p.add_argument("--mature", type=int, default=40,
+                   help="sessions per agent decided in bulk first (chains past shadow)")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop (the worker runs on uvloop unless RATCHET_WORKER_UVLOOP=0)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    if args.loop == "uvloop":
+        use_uvloop(True)
     load = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
         url = os.environ.get("RATCHET_REDIS_URL")
         if not url:
             from ratchet.sandbox.servers import RedisServer
             url = stack.enter_context(RedisServer()).url
-        result = run(url, args.events, args.warm, args.repeat)
+        result = run(url, args.events, args.warm, args.repeat, args.mature)
     b = result["best"]
     print(f"worker, single events: {b['redis_requests_per_event']} Redis requests/event, "
           f"worker {b['worker_cpu_us_per_event']} µs CPU/event, redis "
           f"{b['redis_cpu_us_per_event']} µs CPU/event, wall {b['wall_us_per_event']} µs/event "
-          f"(best of {args.repeat}; load average {load:.1f})")
+          f"(best of {args.repeat}; {args.loop}; {args.mature} sessions per agent first; "
+          f"load average {load:.1f})")
     if args.json:
         with open(args.json, "wb") as f:
-            f.write(orjson.dumps({"load_average": load, **result}, option=orjson.OPT_INDENT_2)
+            f.write(orjson.dumps({"load_average": load, "mature": args.mature, "loop": args.loop,
+                                  **result}, option=orjson.OPT_INDENT_2)
                     + b"\n")
     return 0
 

@@ -16,7 +16,8 @@ as child processes (load spread round robin over the gateways), and measures:
   the last verdict on the ``verdicts`` topic: sustained events/s end to end
   (HTTP → Kafka → worker → Redis → verdicts topic);
 * **single**: ``POST /v1/events?wait_ms=2000`` opened at fixed rates (``--rates``, default
-  100, 200 and 500/s, open loop): p50/p99 of the HTTP round trip (the verdict is in the answer),
+  100, 200 and 500/s, open loop) by eight agents whose chains are past shadow first
+  (``--single-mature`` runs each, sent in bulk outside the measured windows; 0: young chains): p50/p99 of the HTTP round trip (the verdict is in the answer),
   the ingest-to-verdict time the verdict envelopes carry, the Redis requests the server read per
   event (every process) and the CPU per event of every process;
 * **verdict bytes per gateway**: ``ratchet_gateway_verdict_bytes_read_total`` and
@@ -49,7 +50,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -104,10 +105,33 @@ def _signed(ev: dict[str, Any], project_id: str, secret: str, ts: int) -> dict[s
     return out
 
 
+def _single_event(agent: str, i: int) -> dict[str, Any]:
+    """The single agents' traffic: runs of six status checks."""
+    return {"event_id": str(uuid.uuid4()), "agent_id": agent, "run_id": f"{agent}-s{i // 6}",
+            "service": "status", "action": "check", "payload": {"ok": True, "n": i},
+            "end_of_run": i % 6 == 5}
+
+
+def _mature_bodies(project_id: str, secrets: Mapping[str, str], sessions: int,
+                   batch: int) -> tuple[dict[str, list[bytes]], dict[str, list[int]]]:
+    """Batch bodies of ``sessions`` runs per single agent (run ids apart from the phases')."""
+    ts = int(time.time()) + 60
+    bodies: dict[str, list[bytes]] = {}
+    counts: dict[str, list[int]] = {}
+    for agent, secret in secrets.items():
+        evs = []
+        for i in range(6 * sessions):
+            ev = _single_event(agent, i)
+            ev["run_id"] = f"{agent}-m{i // 6}"
+            evs.append(_signed(ev, project_id, secret, ts))
+        bodies[agent] = [orjson.dumps({"events": evs[i: i + batch]})
+                         for i in range(0, len(evs), batch)]
+        counts[agent] = [min(batch, len(evs) - i) for i in range(0, len(evs), batch)]
+    return bodies, counts
+
+
 def _single_body(project_id: str, agent: str, secret: str, i: int) -> tuple[bytes, dict[str, str]]:
-    event_id, payload = str(uuid.uuid4()), {"ok": True, "n": i}
-    ev = {"event_id": event_id, "agent_id": agent, "run_id": f"{agent}-s{i // 6}",
-          "service": "status", "action": "check", "payload": payload, "end_of_run": i % 6 == 5}
+    ev = _single_event(agent, i)
     ts = int(time.time())
     sig = sign(secret, project_id, ev, ts)
     return orjson.dumps(ev), {"X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
@@ -399,6 +423,15 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                 # read back after the bulk CPU is taken (this read costs Tansu and this process)
                 bulk["ingest_topic"] = await ingest_bytes(bootstrap, ingest_topic, offsets0,
                                                           offsets1)
+                if args.single_mature > 0:
+                    # established single agents: their chains past shadow before the phases
+                    # (decided in bulk, outside every CPU window)
+                    single_secrets = {a: secrets[a] for a in singles}
+                    m_bodies, m_counts = _mature_bodies(project_id, single_secrets,
+                                                        args.single_mature, args.batch)
+                    await bulk_phase(bases, session, auth, m_bodies, m_counts, collector,
+                                     sum(sum(c) for c in m_counts.values()))
+                single_from = {name: cpu_seconds(pid) for name, pid in procs.items()}
                 single_runs = await single_phases(
                     bases, session, auth, project_id, {a: secrets[a] for a in singles},
                     args, collector, procs, redis_url,
@@ -433,12 +466,13 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
         "config": {"events": len(raw), "agents": args.agents, "batch": args.batch,
                    "gateways": n_gateways, "workers": n_workers,
                    "redis_cluster": bool(args.redis_cluster), "partitions": args.partitions,
+                   "single_mature_runs": args.single_mature,
                    "cpus": os.cpu_count(), "envelope_bytes_mean": round(
                        sum(map(len, envelope_bodies)) / len(envelope_bodies))},
         "bulk": bulk,
         "bulk_cpu_seconds": bulk_cpu,
         "single": single,
-        "single_cpu_seconds": {k: round(cpu2[k] - cpu1[k], 2) for k in cpu0},
+        "single_cpu_seconds": {k: round(cpu2[k] - single_from[k], 2) for k in cpu0},
         "single_rates": single_runs,
         "idle_cpu_percent": idle,
         "bulk_cpu_us_per_event": cpu_per_event(bulk_cpu, idle, bulk["seconds"], bulk["events"]),
@@ -685,6 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="run the gateway from this source tree (e.g. a worktree of main) for "
                         "before/after comparisons in one run")
     p.add_argument("--single-seconds", type=float, default=10.0)
+    p.add_argument("--single-mature", type=int, default=40, metavar="SESSIONS",
+                   help="runs of six events each single agent sends in bulk before the "
+                        "single phases, so its chain is past shadow as an established "
+                        "agent's is (0: young chains)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)

@@ -334,7 +334,7 @@ class IngestProcessor:
         observe calls and the service-mode writes the engine hands back, the verdict save and
         the replies, one pipeline (replies behind the save, so a caller whose reply is lost
         finds the verdict saved). When the learning calls answer otherwise than the dry ones
-        (another writer of the chain in between, :meth:`Engine._speculate`) the batch is
+        (another writer of the chain in between, :meth:`Engine._speculated`) the batch is
         decided once more: the engine then answers every event by the answer stored for it,
         which is saved and sent again. Bulk batches: the observe calls in a round trip of
         their own (three)."""

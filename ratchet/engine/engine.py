@@ -66,9 +66,10 @@ _HIGH = frozenset(("high", "critical"))
 _CHAIN_MEMO = 65_536
 #: Shape-escape rules that read an event's key paths (models/escape.py).
 _PATH_RULES = frozenset(("combos", "paths", "each"))
-#: Batches of at most this many events observe speculatively (dry, beside the guardrail state;
-#: :meth:`Engine._speculate`) by default: one round trip less, for a second run of observe.lua —
-#: meant for single events, not for bulk batches, where the script's work dominates.
+#: Batches of at most this many events observe speculatively beside the guardrail state
+#: (:meth:`Engine._speculated`: learning at once when no guardrail can hold an event, else dry)
+#: by default: one round trip less — meant for single events, not for bulk batches, where the
+#: script's work dominates.
 SPECULATE_EVENTS = 16
 
 
@@ -185,7 +186,7 @@ class Engine:
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
     _shape_paths: ShapePaths = dc_field(default_factory=ShapePaths, repr=False)
     #: The service-mode records last read or written, per (project, agent): mode floors are
-    #: predicted by them (:meth:`_speculate`), never trusted without the read that confirms.
+    #: predicted by them (:meth:`_speculated`), never trusted without the read that confirms.
     _modes: dict[tuple[str, str], dict[str, tuple[int, int]]] = dc_field(
         default_factory=dict, repr=False)
 
@@ -270,7 +271,7 @@ class Engine:
         records it changed; for a small batch, its observe calls themselves) is handed to the
         caller to send with the verdict save — :meth:`ratchet.store.verdicts.VerdictStore.
         save_many` ``before`` — instead of being written here; the caller checks the answers
-        with :meth:`Deferred.confirmed` (see :meth:`_speculate`).
+        with :meth:`Deferred.confirmed` (see :meth:`_speculated`).
         ``holds[i]`` marks an event held back from learning by the caller; events a guardrail
         pauses or rejects are held back too. Raises :class:`UnavailableError` when Redis
         cannot be reached (never a detection).
@@ -468,7 +469,10 @@ class Engine:
             for script, keys, args in also:
                 writes.add(ScriptCall(script, keys, args))
             SPECULATED.labels(result="direct" if learned == len(batches) else "sent").inc()
-        return [a for a in answers if a is not None]
+        done = [a for a in answers if a is not None]
+        if len(done) != len(batches):  # every chain answered exactly once, in order
+            raise RuntimeError(f"{len(done)} observe answers for {len(batches)} chains")
+        return done
 
     def _remember(self, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]) -> None:
         """Keep the service-mode records just read: the next batch predicts mode floors by them."""

@@ -245,8 +245,43 @@ async def test_under_a_flag_only_policy_a_single_event_learns_in_the_first_round
         deferred += sum(getattr(op, "script", None) is observe for op in writes.ops)
         [expected] = await ref.decide([ev])
         mine, theirs = verdict.to_dict(), expected.to_dict()
-        for name in ("edge", "score", "threshold", "action", "mode", "anomalous", "reasons"):
+        for name in ("edge", "score", "threshold", "action", "mode", "anomalous", "reasons",
+                     "held", "duplicate"):
             assert mine[name] == theirs[name], (i, name)
+        assert mine.get("mode_change") == theirs.get("mode_change"), i
     assert _speculated("direct") >= direct + 25
     assert deferred <= 45 - 25  # the chain's young events only (shadow: dry, learned after)
     assert await _state(redis_client, keys.prefix) == await _state(redis_client, twin.prefix)
+
+
+async def test_a_policy_that_can_pause_keeps_a_mature_chain_on_the_dry_path(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """A pattern rule that pauses can hold an event back, so even a chain past shadow is
+    observed dry in the first round trip: the paused event is held and not learned (its edge
+    is still unseen afterwards), and a later event the rule passes learns as usual."""
+    params = EngineParams(checkpoint_runs=2, min_runs_soft=4)
+    pause = FixedPolicy(parse_policy_toml(
+        "[guardrails.pattern]\nrules = [{ id = 'x', literal = 'DROP', action = 'pause' }]\n"))
+    engine = Engine.create(redis_client, keys=keys, params=params, policies=pause, labels=False)
+    direct = _speculated("direct")
+
+    async def decide(ev: IngestEvent) -> Verdict:
+        writes = Deferred()
+        [verdict] = await engine.decide([ev], writes=writes)
+        assert writes.confirmed(await Round(redis_client).extend_run(writes.ops))
+        return verdict
+
+    for i in range(30):  # past shadow
+        await decide(_event(f"r{i // 3}", i, shape=i % 3, end=i % 3 == 2))
+    dropped = parse_event({
+        "event_id": f"drop-{uuid.uuid4().hex[:8]}", "agent_id": "a1", "run_id": "rx",
+        "service": "crm", "action": "op.9", "payload": {"q": "DROP"}}, "p1")
+    held = await decide(dropped)
+    assert held.mode != "shadow" and held.action == "pause" and held.held
+    assert _speculated("direct") == direct  # never learned in the first round trip
+    again = parse_event({
+        "event_id": f"again-{uuid.uuid4().hex[:8]}", "agent_id": "a1", "run_id": "ry",
+        "service": "crm", "action": "op.9", "payload": {"q": "fine"}}, "p1")
+    after = await decide(again)
+    assert after.edge.count == 0  # the held event's transition was not counted

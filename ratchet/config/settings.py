@@ -156,7 +156,8 @@ class Settings:
     #: release (JSON only) still consume the ingest topic, e.g. when gateways roll out first.
     ingest_wire_version: int = 2
     #: Redis connect and command timeout of every process, seconds (a down Redis fails fast: 503
-    #: at the gateway, a retried batch at the worker, not a hang).
+    #: at the gateway, a retried batch at the worker, not a hang). On a single server a command
+    #: fails once its connection made no progress (nothing sent, no reply read) for this long.
     redis_timeout_s: float = 5.0
     #: Most connections one process opens to one Redis server (to each node of a Redis
     #: Cluster). On a single server a command that finds them all in use waits for one (up to

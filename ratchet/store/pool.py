@@ -21,6 +21,8 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
+from ratchet.store.deadline import DeadlineConnection
+
 __all__ = ["WaitingConnectionPool"]
 
 
@@ -59,6 +61,8 @@ class WaitingConnectionPool(ConnectionPool):
                     self._waiters.remove(waiter)
 
     async def release(self, connection: AbstractConnection) -> None:
+        if isinstance(connection, DeadlineConnection):
+            connection.mark_idle()  # nothing awaited on it any more: its deadline lapses
         await super().release(connection)
         while self._waiters:  # wake the oldest command still waiting
             waiter = self._waiters.popleft()

@@ -51,6 +51,7 @@ if HIREDIS_AVAILABLE:
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
+from ratchet.store.deadline import with_deadline
 from ratchet.store.pool import WaitingConnectionPool
 
 __all__ = [
@@ -220,6 +221,9 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
     client cannot wait; its command fails (503 with Retry-After)."""
     if max_connections < 1:
         raise ConfigError("RATCHET_REDIS_MAX_CONNECTIONS must be at least 1")
+    if not timeout_s > 0:
+        raise ConfigError(f"RATCHET_REDIS_TIMEOUT_S must be a positive number of seconds, "
+                          f"not {timeout_s!r}")
     if cluster:
         return _Cluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
@@ -227,12 +231,14 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
                                  retry=Retry(NoBackoff(), 0))
     # A pooled connection whose server restarted fails on first use; it is reconnected and the
     # command retried once (connection errors only: a timeout may mean the command ran, slowly).
+    # Command timeouts by one timer per busy connection (ratchet.store.deadline), not redis-py's
+    # timer per send and per reply read: no socket_timeout here, the deadline instead.
     pool = WaitingConnectionPool.from_url(
         url, max_connections=max_connections, wait_s=timeout_s,
-        socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        socket_timeout=None, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )
-    pool.connection_class = _hiredis_packing(pool.connection_class)
+    pool.connection_class = with_deadline(_hiredis_packing(pool.connection_class), timeout_s)
     client = Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's would
     return client

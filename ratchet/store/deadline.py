@@ -4,8 +4,9 @@ redis-py enforces ``socket_timeout`` per operation: every send runs under ``asyn
 (on CPython 3.11 a new task and an extra turn of the event loop) and every reply read under its
 own ``asyncio.timeout`` (a timer armed and cancelled). A single event's admission round trip reads
 five or six replies, so that machinery ran six or seven times per round trip; measured on the
-development VM, a round trip cost ≈ 120–140 µs more client CPU with it than without
-(``docs/operations.md``, "A Redis round trip's client cost halved").
+development VM (``python -m benchmarks.redis_client``), it cost ≈ 30 µs of client CPU per round
+trip of one command and ≈ 80 µs per round trip of five (``docs/operations.md``, "A Redis round
+trip's client cost halved").
 
 :class:`DeadlineConnection` keeps the same guarantee with one timer per busy connection: the
 pool's connections get no ``socket_timeout`` (redis-py's fast paths), and each connection

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -811,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- |", flush=True)
     with RedisServer() as redis_server, TansuServer() as broker, \
             local_stack(redis_server.url, broker.bootstrap, tiers=TIERS,
-                        **CAPS_SET) as creds:
+                        **cast(dict[str, Any], CAPS_SET)) as creds:
         rows = asyncio.run(run(creds, args.quick, only))
     failed = [r for r in rows if not r.passed]
     print(f"\n{len(rows) - len(failed)}/{len(rows)} passed", flush=True)

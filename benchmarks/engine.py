@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -90,11 +91,11 @@ def by_agent_batches(events: list[IngestEvent], size: int) -> list[list[IngestEv
     return out
 
 
-async def _drive(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> float:
+async def _drive(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int) -> float:
     """Run the jobs with ``concurrency`` in flight (ordered per worker lane); seconds taken."""
     lanes = [jobs[i::concurrency] for i in range(concurrency)]
 
-    async def lane(items: list[Callable[[], Awaitable[Any]]]) -> None:
+    async def lane(items: Sequence[Callable[[], Awaitable[Any]]]) -> None:
         for job in items:
             await job()
 
@@ -109,7 +110,7 @@ async def _redis_cpu(client: Redis) -> float:
 
 
 async def _measured(
-    client: Redis, jobs: list[Callable[[], Awaitable[Any]]], concurrency: int
+    client: Redis, jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int
 ) -> tuple[float, float, float]:
     """:func:`_drive` plus the CPU it cost: (wall s, this process's CPU s, Redis's CPU s).
     CPU per event is what a loaded, shared machine distorts least (wall time includes waiting
@@ -145,7 +146,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
             items = [ObserveItem(e.event_id, e.run_id, engine.node_of(e), False, e.end_of_run)
                      for e in b]
             prepared.append(ChainBatch(chain.tag, items))
-        lua_jobs = [(lambda cb=cb: engine.store.observe([cb])) for cb in prepared]
+        lua_jobs = [functools.partial(engine.store.observe, [cb]) for cb in prepared]
         t, lua_py, lua_redis = await _measured(client, lua_jobs, concurrency)
         results["lua_events_per_s"] = round(n / t)
 
@@ -157,7 +158,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
             eng = Engine.create(client, keys=Keys(f"be{tag}{rep}{int(labelled)}"),
                                 guardrails=False, labels=labelled)
             t, py, rd = await _measured(
-                client, [(lambda b=b, e=eng: e.decide(b)) for b in batches], concurrency)
+                client, [functools.partial(eng.decide, b) for b in batches], concurrency)
             best[labelled] = min(t, best.get(labelled, t))
             if labelled not in cpu or py + rd < sum(cpu[labelled]):
                 cpu[labelled] = (py, rd)
@@ -174,7 +175,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         # one event per call (no batching), on a slice
         engine3 = Engine.create(client, keys=Keys(f"bs{tag}"), guardrails=False)
         single = events[: max(2000, n // 20)]
-        single_jobs = [(lambda e=e: engine3.decide([e])) for e in single]
+        single_jobs = [functools.partial(engine3.decide, [e]) for e in single]
         t = await _drive(single_jobs, concurrency)
         results["single_event_calls_per_s"] = round(len(single) / t)
 

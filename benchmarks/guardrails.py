@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import sys
 import time
 import uuid
@@ -156,7 +157,13 @@ async def _script_usec(client: Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
 
 
-async def timed(client: Redis, jobs: list[Callable[[], Awaitable[Any]]], concurrency: int,
+def _check_job(guards: Guardrails, batch: list[IngestEvent], nodes: list[str]
+               ) -> Callable[[], Awaitable[Any]]:
+    """One guardrails call of ``batch`` at the time it runs."""
+    return lambda: guards.check(batch, nodes, time.time())
+
+
+async def timed(client: Redis, jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int,
                 n: int) -> dict[str, float]:
     """Throughput, client CPU per event and Redis script CPU per event of ``jobs``."""
     usec = await _script_usec(client)
@@ -198,23 +205,23 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         ]
         res["state"] = await timed(
             client,
-            [(lambda gb=gb: store.update([gb])) for gb in prepared], concurrency, n
+            [functools.partial(store.update, [gb]) for gb in prepared], concurrency, n
         )
 
         guards = Guardrails(GuardStore(client, Keys(f"gg{tag}")), FixedPolicy(policy),
                             Keys(f"gg{tag}"), event_time=True)
         res["guardrails"] = await timed(
             client,
-            [(lambda b=b: guards.check(b, [node_of[e.event_id] for e in b], time.time()))
-             for b in batches], concurrency, n,
+            [_check_job(guards, b, [node_of[e.event_id] for e in b]) for b in batches],
+            concurrency, n,
         )
 
         chain = Engine.create(client, keys=Keys(f"gc{tag}"), guardrails=False)
-        res["chain"] = await timed(client, [(lambda b=b: chain.decide(b)) for b in batches],
+        res["chain"] = await timed(client, [functools.partial(chain.decide, b) for b in batches],
                                    concurrency, n)
         full = Engine.create(client, keys=Keys(f"gf{tag}"), policies=FixedPolicy(policy),
                              event_time=True)
-        res["engine"] = await timed(client, [(lambda b=b: full.decide(b)) for b in batches],
+        res["engine"] = await timed(client, [functools.partial(full.decide, b) for b in batches],
                                     concurrency, n)
 
         chain_cpu = res["chain"]["client_cpu_us_per_event"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import uuid
 from typing import Any
@@ -52,7 +53,7 @@ async def bench(url: str, n: int, batch: int, concurrency: int, rounds: int) -> 
                 engine = Engine.create(client, keys=keys, guardrails=False,
                                        project_overrides=variant != "off")
                 before = await _hget_calls(client)
-                t = await _drive([(lambda b=b, e=engine: e.decide(b)) for b in batches],
+                t = await _drive([functools.partial(engine.decide, b) for b in batches],
                                  concurrency)
                 hget[variant] = await _hget_calls(client) - before
                 best[variant] = max(best.get(variant, 0.0), n / t)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -153,7 +153,7 @@ class FakeWorker:
         self.task: asyncio.Task[None] | None = None
         self.trace_headers: list[str] = []
 
-    async def __aenter__(self) -> FakeWorker:
+    async def __aenter__(self) -> Self:
         await self.producer.start()
         await self.consumer.start()
         await self.consumer.topics()

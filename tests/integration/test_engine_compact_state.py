@@ -5,8 +5,8 @@ kind of key asserted on a real redis-server (docs/operations.md, "What Redis kee
 from __future__ import annotations
 
 import struct
-from importlib import resources
 import uuid
+from importlib import resources
 
 from redis.asyncio import Redis
 

@@ -86,9 +86,9 @@ def _signed_headers(t: Tenant, ev: dict[str, object], *, secret: str | None = No
 
 
 async def _post(gateway: Gateway, ev: dict[str, object], headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(gateway.url + "/v1/events", json=ev, headers=headers) as resp:
-            return resp.status, await resp.json()
+    async with aiohttp.ClientSession() as http, \
+            http.post(gateway.url + "/v1/events", json=ev, headers=headers) as resp:
+        return resp.status, await resp.json()
 
 
 async def test_signatures(gateway: Gateway, tenant: Tenant) -> None:

@@ -58,9 +58,9 @@ def floor_of(module: str) -> str | None:
     """The folder (key of FLOORS) a module belongs to: the longest matching prefix."""
     best: str | None = None
     for folder in FLOORS:
-        if module == folder or module.startswith(folder + "."):
-            if best is None or len(folder) > len(best):
-                best = folder
+        if (module == folder or module.startswith(folder + ".")) and (
+                best is None or len(folder) > len(best)):
+            best = folder
     return best
 
 

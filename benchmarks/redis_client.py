@@ -4,7 +4,7 @@
                                       [--loop uvloop|asyncio] [--json FILE]
 
 Starts its own redis-server and sends round trips of ``--commands`` pipelined ``GET``s, one after
-the other, through three clients on it, rounds alternating, all with the factory's packing and
+the other, through four clients on it, rounds alternating, all with the factory's packing and
 retry and a 5 s timeout:
 
 * ``before`` — as :func:`ratchet.store.redis.connect` made it until Dec 3: redis-py's
@@ -13,12 +13,15 @@ retry and a 5 s timeout:
   command; the pipeline's release run as a task of its own by ``asyncio.shield``);
 * ``deadline`` — the same pool paths, timeouts by one timer per busy connection
   (:mod:`ratchet.store.deadline`);
-* ``now`` — :func:`ratchet.store.redis.connect` as it is: the deadline and the pool's short
-  paths (:mod:`ratchet.store.pool`).
+* ``pool`` — the deadline and the pool's short paths (:mod:`ratchet.store.pool`), pipelines
+  executed by redis-py (the factory's client from Dec 3 until the lean pipeline);
+* ``now`` — :func:`ratchet.store.redis.connect` as it is: as ``pool``, plain pipelines executed
+  by :class:`ratchet.store.pipeline.LeanPipeline` (one write, the replies, no per-execute hooks).
 
 Reported per pipeline size: the client's CPU µs per round trip (``process_time``), min and median
-over the rounds, and each variant's median as a ratio to ``before``'s (this run, same machine:
-the machines here are shared and noisy, so the ratios are the result).
+over the rounds, and each variant's median as a ratio to ``before``'s, and ``now``'s to
+``pool``'s (this run, same machine: the machines here are shared and noisy, so the ratios are
+the result).
 """
 
 
@@ -74,6 +77,13 @@ def _stock(url: str, *, deadline: bool) -> Redis:
     return client
 
 
+def _redis_py_pipelines(url: str) -> Redis:
+    """The factory's pool and connections, pipelines executed by redis-py's ``Pipeline``."""
+    client = Redis(connection_pool=connect(url, timeout_s=TIMEOUT_S).connection_pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
 async def _cpu_per_round_trip(make: Callable[[], Redis], round_trips: int, commands: int) -> float:
     client = make()
     try:
@@ -110,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         kinds: dict[str, Callable[[], Redis]] = {
             "before": lambda: _stock(server.url, deadline=False),
             "deadline": lambda: _stock(server.url, deadline=True),
+            "pool": lambda: _redis_py_pipelines(server.url),
             "now": lambda: connect(server.url, timeout_s=TIMEOUT_S),
         }
         samples: dict[tuple[str, int], list[float]] = {(k, n): [] for k in kinds for n in sizes}
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             if kind != "before":
                 res[f"ratio_{n}_commands_{kind}_to_before"] = round(
                     statistics.median(got) / base, 3)
+        res[f"ratio_{n}_commands_now_to_pool"] = round(
+            statistics.median(samples[("now", n)]) / statistics.median(samples[("pool", n)]), 3)
     emit(res, a.json)
 
 

@@ -52,6 +52,7 @@ if HIREDIS_AVAILABLE:
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
 from ratchet.config.settings import Settings
 from ratchet.store.deadline import with_deadline
+from ratchet.store.pipeline import LeanRedis
 from ratchet.store.pool import WaitingConnectionPool
 
 __all__ = [
@@ -229,8 +230,11 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
                                  socket_connect_timeout=timeout_s,
                                  max_connections=max_connections,
                                  retry=Retry(NoBackoff(), 0))
-    # A pooled connection whose server restarted fails on first use; it is reconnected and the
-    # command retried once (connection errors only: a timeout may mean the command ran, slowly).
+    # A pooled connection whose server restarted fails on first use; it is closed, reconnected
+    # and the command (or the whole pipeline) sent once more. redis-py's Retry counts a timeout
+    # among the errors it retries too, so a command that timed out may have run twice: the
+    # per-event scripts (observe, guardrails, verdict save, event-id claim) answer a repeated
+    # event with their first answer; a rate-limit call may take its tokens twice.
     # Command timeouts by one timer per busy connection (ratchet.store.deadline), not redis-py's
     # timer per send and per reply read: no socket_timeout here, the deadline instead.
     pool = WaitingConnectionPool.from_url(
@@ -239,7 +243,7 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
         retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )
     pool.connection_class = with_deadline(_hiredis_packing(pool.connection_class), timeout_s)
-    client = Redis(connection_pool=pool)
+    client = LeanRedis(connection_pool=pool)  # plain pipelines without redis-py's extra steps
     client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's would
     return client
 

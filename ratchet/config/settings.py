@@ -200,8 +200,9 @@ class Settings:
     # --- self-serve signup ----------------------------------------------------------------------
     #: Kill switch: ``RATCHET_SIGNUP_DISABLED=1`` turns both signup endpoints off (503).
     signup_disabled: bool = False
-    #: Signup tokens per client IP per sliding hour / sliding 24 h.
+    #: Signup tokens per client IP per sliding hour.
     signup_per_ip_hour: int = 5
+    #: Signup tokens per client IP per sliding 24 h.
     signup_per_ip_day: int = 10
     #: Signup tokens issued per UTC day, all clients together.
     signup_daily_cap: int = 500
@@ -226,17 +227,22 @@ class Settings:
     #: least this, less than this plus 4 h (bindings live in 4-hour buckets; ≈ 80 bytes of Redis
     #: per event; 0 turns the check off). Every gateway must run with the same window.
     event_id_window_s: int = 86_400
-    #: Shape limits of ingest events (docs/security.md, "Input limits").
+    #: Deepest nesting of an event's ``payload`` (objects and arrays; docs/security.md, "Input
+    #: limits"); deeper is a 400 naming the field.
     max_payload_depth: int = 16
+    #: Most keys in an event's ``payload``, counted at every depth.
     max_payload_keys: int = 5_000
+    #: Largest ``metadata`` of an event, bytes of its JSON.
     max_metadata_bytes: int = 10 * 1024
+    #: Most keys in an event's ``metadata``, counted at every depth.
     max_metadata_keys: int = 50
+    #: Deepest nesting of an event's ``metadata``.
     max_metadata_depth: int = 3
 
     # --- workers --------------------------------------------------------------------------------
-    #: Faust app id of the workers (= their Kafka consumer group) and the port of their
-    #: ``/metrics`` (0 = off).
+    #: Faust app id of the workers (= their Kafka consumer group).
     worker_id: str = "ratchet-worker"
+    #: Port of a worker's ``/metrics`` (0 = off).
     worker_web_port: int = 6066
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
     #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
@@ -281,8 +287,9 @@ class Settings:
     webhook_timeout_s: float = 5.0
     #: Delivery attempts per event and webhook before the delivery is dropped (counted).
     webhook_max_attempts: int = 6
-    #: First retry delay, seconds; doubles per attempt, capped, with full jitter.
+    #: First retry delay of a webhook delivery, seconds; doubles per attempt, with full jitter.
     webhook_backoff_base_s: float = 1.0
+    #: Longest retry delay of a webhook delivery, seconds (the doubling's cap).
     webhook_backoff_max_s: float = 60.0
     #: Circuit breaker per destination (scheme://host:port): this many failures ...
     webhook_breaker_failures: int = 10

@@ -1,9 +1,10 @@
 """The worker's side of bulk events, alone and in-process: decode + decide + save, per event.
 
     python -m benchmarks.worker_bulk [--events 30000] [--warm 10000] [--repeat 3]
-                                     [--scripts] [--profile FILE] [--json FILE]
+                                     [--scripts] [--profile FILE] [--redis-cluster] [--json FILE]
 
-Starts a redis-server (unless RATCHET_REDIS_URL is set) and runs what a worker does with bulk
+Starts a redis-server (unless RATCHET_REDIS_URL is set; a local 3-master Redis Cluster with
+``--redis-cluster``, Redis CPU then summed over the masters) and runs what a worker does with bulk
 envelopes — :meth:`streams.worker.IngestProcessor.decode` of the compact ingest bodies the
 gateway writes, then ``IngestProcessor.process`` (guardrails under the pipeline benchmark's
 ``raised`` policy, the engine, the verdict save, the verdict envelopes) — one envelope of one
@@ -45,6 +46,7 @@ from typing import Any
 
 import orjson
 import uvloop
+from redis.asyncio import Redis
 
 from models.envelope import IngestEnvelope, encode_ingest_compact
 from models.events import parse_event
@@ -91,6 +93,19 @@ def _encode(agent: str, evs: list[dict[str, Any]]) -> tuple[bytes, int]:
     env = IngestEnvelope("bench", agent, uuid.uuid4().hex, time.time(),
                          tuple(parse_event(e, "bench") for e in evs))
     return encode_ingest_compact(env), len(evs)
+
+
+async def _cluster_cpu(ports: Sequence[int]) -> float:
+    """CPU seconds of every node of a local Redis Cluster, summed."""
+    total = 0.0
+    for port in ports:
+        node = Redis(host="127.0.0.1", port=port)
+        try:
+            info = await node.info("cpu")
+        finally:
+            await node.aclose()
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
 
 
 async def _server_cpu(redis: Any) -> float:
@@ -168,8 +183,9 @@ async def _through_lanes(processor: IngestProcessor, measured: list[tuple[bytes,
 async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
                    profile: cProfile.Profile | None, scripts: bool,
                    callgrind: str | None = None, lanes: int = 0,
-                   max_events: int = Tuning.max_events) -> dict[str, float]:
-    redis = connect(url)
+                   max_events: int = Tuning.max_events,
+                   cluster_ports: Sequence[int] = ()) -> dict[str, float]:
+    redis = connect(url, cluster=bool(cluster_ports))
     keys = Keys(f"wb{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys, project_overrides=True,
                            policies=FixedPolicy(parse_policy_toml(RAISED_VELOCITY)))
@@ -187,7 +203,10 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
         await redis.config_set("slowlog-log-slower-than", 0)
         await redis.config_set("slowlog-max-len", 1_000_000)
         await redis.slowlog_reset()
-    server0 = await _server_cpu(redis)
+    async def server_cpu() -> float:
+        return await (_cluster_cpu(cluster_ports) if cluster_ports else _server_cpu(redis))
+
+    server0 = await server_cpu()
     if profile is not None:
         profile.enable()
     if callgrind:
@@ -203,9 +222,10 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
         _callgrind_control("-d")
     if profile is not None:
         profile.disable()
-    server = await _server_cpu(redis) - server0
+    server = await server_cpu() - server0
     per_command = await _slowlog_us(redis) if scripts else {}
-    await redis.config_set("slowlog-log-slower-than", 10_000)
+    if scripts:
+        await redis.config_set("slowlog-log-slower-than", 10_000)
     await redis.aclose()
     counted = ({"worker_instructions_per_event": round(_dumped_instructions(callgrind) / events)}
                if callgrind else {})
@@ -219,14 +239,15 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
     }
 
 
-def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def run(url: str, args: argparse.Namespace, cluster_ports: Sequence[int] = ()) -> dict[str, Any]:
     work = bodies(args.warm + args.events, args.agents, args.batch, args.seed)
     tune_gc(args.gc_gen0)  # as a worker does after start-up (streams/tuning.py)
     runs = []
     for i in range(args.repeat):
         prof = cProfile.Profile(time.process_time) if args.profile and i == args.repeat - 1 else None
         runs.append(uvloop.run(_one_run(url, work, args.warm, prof, args.scripts,
-                                        args.callgrind, args.lanes, args.max_events)))
+                                        args.callgrind, args.lanes, args.max_events,
+                                        cluster_ports)))
         if prof is not None:
             prof.dump_stats(args.profile)
     best = {name: min(r.get(name, 0.0) for r in runs) for name in runs[0]}
@@ -258,15 +279,25 @@ def main(argv: list[str] | None = None) -> int:
                         "envelope at a time, as before")
     p.add_argument("--max-events", type=int, default=Tuning.max_events,
                    help="with --lanes: most events in one batch (the worker's Tuning.max_events)")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="a local 3-master Redis Cluster instead of one redis-server (Redis CPU "
+                        "summed over the masters; not with --scripts or RATCHET_REDIS_URL)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    if args.redis_cluster and (args.scripts or os.environ.get("RATCHET_REDIS_URL")):
+        p.error("--redis-cluster starts its own cluster and cannot log scripts (--scripts)")
     load = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
         url = os.environ.get("RATCHET_REDIS_URL")
-        if not url:
+        ports: list[int] = []
+        if args.redis_cluster:
+            from ratchet.sandbox.servers import RedisClusterServer
+            cluster = stack.enter_context(RedisClusterServer(masters=3))
+            url, ports = cluster.url, cluster.ports
+        elif not url:
             from ratchet.sandbox.servers import RedisServer
             url = stack.enter_context(RedisServer()).url
-        result = run(url, args)
+        result = run(url, args, ports)
     b = result["best"]
     per_run = ", ".join(f"{r['worker_cpu_us_per_event']}/{r['redis_cpu_us_per_event']}"
                         for r in result["runs"])

@@ -155,7 +155,39 @@ class _Cluster(RedisCluster):
     - An unreachable cluster raises a ``ConnectionError`` (a failure workers retry, 503 at the
       gateway) and keys of several slots in one command a ``ClusterCrossSlotError`` (a bug,
       never retried).
+    - Its connections pack commands in pure Python (redis-py hard-codes the connection class
+      in the kwargs every node is built from): here they pack in C, as the single server's do
+      (:class:`_HiredisPack`) — on a 3-master cluster the packing was ≈ 40 % of a worker's
+      profile on bulk envelopes (``python -m benchmarks.worker_bulk --redis-cluster``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # nodes discovered later are built from these kwargs; the startup nodes exist already
+        for shared in (self.connection_kwargs, self.nodes_manager.connection_kwargs):
+            cls = shared.get("connection_class")
+            if cls is not None:
+                shared["connection_class"] = _hiredis_packing(cls)
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = _hiredis_packing(node.connection_class)
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # A script's keys share one hash tag by construction (a chain's, an agent's, a
+        # project's): redis-py hashes every key to check that — 138 keys for a guardrail call of
+        # 34 runs. Hash each distinct tag once instead; different tags are checked as redis-py
+        # checks them (its own error when they fall in different slots).
+        if len(args) > 2 and command.upper() in ("EVAL", "EVALSHA"):
+            keys = args[2:2 + int(args[1])]
+            if len(keys) > 1:
+                parts = {_hashed_part(key) for key in keys}
+                if len(parts) == 1:
+                    return self.keyslot(parts.pop())
+                slots = {self.keyslot(part) for part in parts}
+                if len(slots) != 1:
+                    raise RedisClusterException(
+                        f"{command} - all keys must map to the same key slot")
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
 
     async def initialize(self, *args: Any, **kwargs: Any) -> _Cluster:
         try:
@@ -279,9 +311,28 @@ class _HiredisPack:
 _PACKING: dict[type[Any], type[Any]] = {}
 
 
+def _hashed_part(key: Any) -> Any:
+    """The part of ``key`` Redis Cluster hashes: what is between its first ``{`` and the first
+    ``}`` after it when that is not empty, else the whole key (``str`` and ``bytes``; any other
+    type is returned as it is, for redis-py to encode and hash whole)."""
+    if isinstance(key, str):
+        start = key.find("{")
+        if start != -1:
+            end = key.find("}", start + 1)
+            if end > start + 1:
+                return key[start + 1:end]
+    elif isinstance(key, bytes):
+        start = key.find(b"{")
+        if start != -1:
+            end = key.find(b"}", start + 1)
+            if end > start + 1:
+                return key[start + 1:end]
+    return key
+
+
 def _hiredis_packing(cls: type[Any]) -> type[Any]:
     """``cls`` with :class:`_HiredisPack` in front (``cls`` itself without hiredis)."""
-    if not HIREDIS_AVAILABLE:
+    if not HIREDIS_AVAILABLE or issubclass(cls, _HiredisPack):
         return cls
     fast = _PACKING.get(cls)
     if fast is None:

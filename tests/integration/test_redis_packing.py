@@ -71,3 +71,27 @@ async def test_packed_bytes_equal_redis_pys_on_any_arguments(head: Any, rest: li
     fast = _HiredisPack().pack_command(head, *rest)
     plain = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack(head, *rest)
     assert b"".join(fast) == b"".join(plain)
+
+
+async def test_a_cluster_client_packs_in_c_on_every_node(redis_cluster: Any) -> None:
+    """Nodes known at start and nodes discovered later build connections that pack with
+    hiredis (redis-py hard-codes its pure-Python one for cluster clients); commands of every
+    slot round-trip."""
+    client = connect(redis_cluster.url, cluster=True)
+    try:
+        for i in range(30):  # keys on every master
+            await client.set(f"pack:{{k{i}}}", f"v{i}")
+        assert [await client.get(f"pack:{{k{i}}}") for i in range(30)] == [
+            f"v{i}".encode() for i in range(30)]
+        nodes = client.get_nodes()
+        assert len(nodes) >= 3
+        for node in nodes:
+            assert issubclass(node.connection_class, _HiredisPack), node
+            assert all(isinstance(c, _HiredisPack) for c in node._connections)
+        assert sum(len(node._connections) for node in nodes) >= 3
+        conn = nodes[0].connection_class(**nodes[0].connection_kwargs)
+        for args in COMMANDS:
+            plain = Connection(**nodes[0].connection_kwargs)
+            assert b"".join(conn.pack_command(*args)) == b"".join(plain.pack_command(*args))
+    finally:
+        await client.aclose()

@@ -46,8 +46,8 @@ from typing import Any
 
 import orjson
 import uvloop
-from redis.asyncio import Redis
 
+from benchmarks.redis_stats import cpu_seconds
 from models.envelope import IngestEnvelope, encode_ingest_compact
 from models.events import parse_event
 from models.guardrails import parse_policy_toml
@@ -93,19 +93,6 @@ def _encode(agent: str, evs: list[dict[str, Any]]) -> tuple[bytes, int]:
     env = IngestEnvelope("bench", agent, uuid.uuid4().hex, time.time(),
                          tuple(parse_event(e, "bench") for e in evs))
     return encode_ingest_compact(env), len(evs)
-
-
-async def _cluster_cpu(ports: Sequence[int]) -> float:
-    """CPU seconds of every node of a local Redis Cluster, summed."""
-    total = 0.0
-    for port in ports:
-        node = Redis(host="127.0.0.1", port=port)
-        try:
-            info = await node.info("cpu")
-        finally:
-            await node.aclose()
-        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return total
 
 
 async def _server_cpu(redis: Any) -> float:
@@ -204,7 +191,7 @@ async def _one_run(url: str, work: list[tuple[bytes, int]], warm: int,
         await redis.config_set("slowlog-max-len", 1_000_000)
         await redis.slowlog_reset()
     async def server_cpu() -> float:
-        return await (_cluster_cpu(cluster_ports) if cluster_ports else _server_cpu(redis))
+        return await (cpu_seconds(cluster_ports) if cluster_ports else _server_cpu(redis))
 
     server0 = await server_cpu()
     if profile is not None:

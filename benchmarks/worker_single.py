@@ -1,10 +1,11 @@
 """The worker's side of single events, alone: one envelope of one event at a time.
 
     python -m benchmarks.worker_single [--events 3000] [--warm 600] [--mature 40] [--repeat 3]
-                                       [--json FILE]
+                                       [--redis-cluster] [--json FILE]
 
-Starts a redis-server (unless RATCHET_REDIS_URL is set) and runs what a worker does with a
-single event with a waiting caller — ``IngestProcessor.process`` of one envelope: the engine
+Starts a redis-server (unless RATCHET_REDIS_URL is set; a local 3-master Redis Cluster with
+``--redis-cluster``, requests and Redis CPU then summed over the masters) and runs what a worker
+does with a single event with a waiting caller — ``IngestProcessor.process`` of one envelope: the engine
 (guardrails under the bench project's policy: velocity limits raised, so the rules run and keep
 their state), the verdict save, the reply ``PUBLISH`` — for ``--events`` events in a row (no
 Kafka, no gateway: the part of the path issue 12's "≤ 2 round trips in the worker" is about).
@@ -26,10 +27,12 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from benchmarks.redis_stats import cpu_seconds, reads_processed
 from models.envelope import IngestEnvelope
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml
@@ -72,8 +75,18 @@ async def _server_cpu(redis: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _one_run(url: str, events: int, warm: int, mature: int = 0) -> dict[str, float]:
-    redis = connect(url)
+async def _one_run(url: str, events: int, warm: int, mature: int = 0,
+                   cluster_ports: Sequence[int] = ()) -> dict[str, float]:
+    redis = connect(url, cluster=bool(cluster_ports))
+
+    async def reads_now() -> int:
+        if cluster_ports:
+            return await reads_processed(cluster_ports)
+        return int((await redis.info("stats"))["total_reads_processed"])
+
+    async def cpu_now() -> float:
+        return await (cpu_seconds(cluster_ports) if cluster_ports else _server_cpu(redis))
+
     keys = Keys(f"ws{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis, keys=keys,
                            policies=FixedPolicy(parse_policy_toml(RAISED_VELOCITY)))
@@ -98,14 +111,15 @@ async def _one_run(url: str, events: int, warm: int, mature: int = 0) -> dict[st
 
     for ev in stream[:warm]:
         await send(ev)
-    reads0 = int((await redis.info("stats"))["total_reads_processed"])
-    server0 = await _server_cpu(redis)
+    reads0 = await reads_now()
+    server0 = await cpu_now()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for ev in stream[warm:]:
         await send(ev)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    server = await _server_cpu(redis) - server0
-    reads = int((await redis.info("stats"))["total_reads_processed"]) - reads0 - 2
+    server = await cpu_now() - server0
+    # the two INFO requests of the measurement itself (one per node on a cluster)
+    reads = await reads_now() - reads0 - (len(cluster_ports) if cluster_ports else 2)
     await redis.aclose()
     return {
         "redis_requests_per_event": round(reads / events, 3),
@@ -115,8 +129,10 @@ async def _one_run(url: str, events: int, warm: int, mature: int = 0) -> dict[st
     }
 
 
-def run(url: str, events: int, warm: int, repeat: int, mature: int = 0) -> dict[str, Any]:
-    runs = [asyncio.run(_one_run(url, events, warm, mature)) for _ in range(repeat)]
+def run(url: str, events: int, warm: int, repeat: int, mature: int = 0,
+        cluster_ports: Sequence[int] = ()) -> dict[str, Any]:
+    runs = [asyncio.run(_one_run(url, events, warm, mature, cluster_ports))
+            for _ in range(repeat)]
     best = {name: min(r[name] for r in runs) for name in runs[0]}
     return {"best": best, "runs": runs}
 
@@ -131,17 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop (the worker runs on uvloop unless RATCHET_WORKER_UVLOOP=0)")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="a local 3-master Redis Cluster instead of one redis-server (requests and "
+                        "CPU summed over the masters; not with RATCHET_REDIS_URL)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    if args.redis_cluster and os.environ.get("RATCHET_REDIS_URL"):
+        p.error("--redis-cluster starts its own cluster: unset RATCHET_REDIS_URL")
     if args.loop == "uvloop":
         use_uvloop(True)
     load = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
         url = os.environ.get("RATCHET_REDIS_URL")
-        if not url:
+        ports: list[int] = []
+        if args.redis_cluster:
+            from ratchet.sandbox.servers import RedisClusterServer
+            cluster = stack.enter_context(RedisClusterServer(masters=3))
+            url, ports = cluster.url, cluster.ports
+        elif not url:
             from ratchet.sandbox.servers import RedisServer
             url = stack.enter_context(RedisServer()).url
-        result = run(url, args.events, args.warm, args.repeat, args.mature)
+        result = run(url, args.events, args.warm, args.repeat, args.mature, ports)
     b = result["best"]
     print(f"worker, single events: {b['redis_requests_per_event']} Redis requests/event, "
           f"worker {b['worker_cpu_us_per_event']} µs CPU/event, redis "

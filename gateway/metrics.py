@@ -1,4 +1,4 @@
-"""Prometheus metrics of the gateway (DESIGN.md §6 conventions).
+"""Prometheus metrics of the gateway (docs/design.md §6 conventions).
 
 Registered on prometheus-client's default registry, so ``/metrics`` also shows the process and
 platform collectors (CPU, memory, open fds, GC) that SREs expect from every service. A gateway is

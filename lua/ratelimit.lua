@@ -1,5 +1,5 @@
 --[[
-  ratelimit.lua — take `cost` tokens from ONE token bucket, all or nothing (DESIGN.md §5).
+  ratelimit.lua — take `cost` tokens from ONE token bucket, all or nothing (docs/design.md §5).
 
   The bucket refills continuously at `rate` tokens per ms up to `capacity`. A request that needs
   more tokens than are left takes none (a batch of N events is admitted whole or refused whole).

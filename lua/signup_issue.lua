@@ -1,6 +1,6 @@
 --[[
   signup_issue.lua — issue one self-serve signup token if the client IP and the global daily
-  budget allow it (DESIGN.md §5: 5/hour and 10/24 h per IP, a global daily cap).
+  budget allow it (docs/design.md §5: 5/hour and 10/24 h per IP, a global daily cap).
 
   Per-IP limits are sliding windows over the issue times of the IP's tokens; the global cap is
   a counter per UTC day. Refused requests change nothing. All keys share the `{signup}` tag.

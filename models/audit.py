@@ -1,4 +1,4 @@
-"""Audit entries and their hash chain (DESIGN.md §5). Pure: no I/O, no clock reads.
+"""Audit entries and their hash chain (docs/design.md §5). Pure: no I/O, no clock reads.
 
 An entry is structured JSON; ``hash`` is the SHA-256 (hex) of the canonical JSON
 (:func:`models.signing.canonical_json`) of every other field, and ``prev_hash`` is the hash of

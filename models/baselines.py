@@ -48,7 +48,7 @@ class Baseline:
     events: int
     nodes: int
     forced: bool
-    #: Eligible for locked (high/critical or rich-mode chains; DESIGN.md §3).
+    #: Eligible for locked (high/critical or rich-mode chains; docs/design.md §3).
     eligible: bool
     #: Total-variation change of the distribution at the last checkpoint (stability).
     last_change: float | None

@@ -1,4 +1,4 @@
-"""Decay of transition counts at every checkpoint (DESIGN.md §3). Pure: no I/O.
+"""Decay of transition counts at every checkpoint (docs/design.md §3). Pure: no I/O.
 
 Counts are integers in units of ``1/COUNT_SCALE``. Every ``checkpoint_runs`` runs each count loses
 a fraction of itself:

@@ -1,7 +1,7 @@
 """Kafka message bodies: envelopes of one agent's events, verdicts and feedback. Pure: no I/O.
 
 Faust pays a large fixed cost per Kafka message, so the gateway groups a request's events into one
-envelope per agent (DESIGN.md §6) and workers answer with one verdict envelope per envelope.
+envelope per agent (docs/design.md §6) and workers answer with one verdict envelope per envelope.
 The Kafka key is :func:`agent_key`, so one agent's events keep their order on one partition.
 
 Ingest envelopes come in two wire versions, and :func:`decode_ingest` reads both (a rolling

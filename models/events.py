@@ -1,4 +1,4 @@
-"""Ingest events (DESIGN.md §2): the record and its validation. Pure: no I/O.
+"""Ingest events (docs/design.md §2): the record and its validation. Pure: no I/O.
 
 >>> e = parse_event({"event_id": "e1", "agent_id": "a", "run_id": "r", "service": "crm",
 ...                  "action": "contacts.read", "payload": {"id": 1}}, project_id="p")
@@ -41,7 +41,7 @@ PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Shape limits on client input (DESIGN.md §5)."""
+    """Shape limits on client input (docs/design.md §5)."""
 
     max_id_chars: int = 128
     max_run_id_chars: int = 256

@@ -1,4 +1,4 @@
-"""Mode progression shadow → soft-lock → locked (DESIGN.md §3). Pure: no I/O.
+"""Mode progression shadow → soft-lock → locked (docs/design.md §3). Pure: no I/O.
 
 Checked at every stability checkpoint (each ``checkpoint_runs`` runs). Modes only tighten here;
 an operator resets a baseline explicitly.

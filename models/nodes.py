@@ -1,4 +1,4 @@
-"""Markov nodes and chain identity (DESIGN.md §3). Pure: no I/O.
+"""Markov nodes and chain identity (docs/design.md §3). Pure: no I/O.
 
 A node is the payload's skeleton hash; in rich Markov mode it also carries the service and the
 coarse action. A chain is one (project, agent, service) — critical requests get a chain of their

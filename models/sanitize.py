@@ -1,4 +1,4 @@
-"""Display safety of client strings (DESIGN.md §5). Pure: no I/O.
+"""Display safety of client strings (docs/design.md §5). Pure: no I/O.
 
 Strings a client sends may later be shown to a human: in error messages, in the approvals queue,
 in a dashboard. Two tools, one character set:

@@ -1,4 +1,4 @@
-"""Role-scoped API keys: what each role may do, route by route (DESIGN of issue 10). Pure.
+"""Role-scoped API keys: what each role may do, route by route (docs/design.md §5). Pure.
 
 Two roles. An **ingest** key belongs in an agent: it sends events and reads the verdicts of its
 own events, nothing else — bound to one agent (events of that agent only) or to the whole

@@ -1,4 +1,4 @@
-"""Edge scores and the anomaly decision (DESIGN.md §3). Pure: no I/O.
+"""Edge scores and the anomaly decision (docs/design.md §3). Pure: no I/O.
 
 The Lua script ``lua/observe.lua`` computes exactly the same numbers (same formulas, same order of
 floating-point operations); ``tests/integration/test_engine_agreement.py`` checks they agree.

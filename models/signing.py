@@ -1,4 +1,4 @@
-"""Event signatures (DESIGN.md §2): HMAC-SHA256 over a canonical form. Pure: no I/O, no clock.
+"""Event signatures (docs/design.md §2): HMAC-SHA256 over a canonical form. Pure: no I/O, no clock.
 
 **v2** (current, ``v2=<64 hex>``) signs the RFC 8785 (JCS) canonical form (:mod:`models.jcs`)
 of the *whole* event object as sent, with two fields bound in:

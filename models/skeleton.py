@@ -1,4 +1,4 @@
-"""Payload skeletons (DESIGN.md §3): the shape of a JSON payload, whatever its values.
+"""Payload skeletons (docs/design.md §3): the shape of a JSON payload, whatever its values.
 
 A skeleton keeps the key structure and replaces every value by a type tag: ``"str"``, ``"num"``
 (ints and floats alike, never bools), ``"bool"``, ``"null"``. Objects keep their keys, sorted.

@@ -1,4 +1,4 @@
-"""Verdicts (DESIGN.md §2): what Ratchet answers for each event. Pure: no I/O.
+"""Verdicts (docs/design.md §2): what Ratchet answers for each event. Pure: no I/O.
 
 Actions are ordered by strictness; a verdict takes the strictest action of its reasons.
 

@@ -3,7 +3,7 @@
 The Faust agents (:mod:`streams.agents`) only move bytes between Kafka and these processors, so
 this logic is testable with a real Redis and no broker.
 
-Failure policy (DESIGN.md §2: a guard *error* is never a detection):
+Failure policy (docs/design.md §2: a guard *error* is never a detection):
 
 * Redis unavailable (:class:`UnavailableError`, connection/timeout errors): the batch is retried
   with capped exponential backoff until Redis answers or the worker stops. The Kafka messages are

@@ -1,4 +1,4 @@
-"""Rule-based guardrails that run beside the Markov chain (DESIGN.md §4). Pure: no I/O.
+"""Rule-based guardrails that run beside the Markov chain (docs/design.md §4). Pure: no I/O.
 
 One module per guardrail (``velocity``, ``loop``, ``pattern``, ``pii``, ``cost``,
 ``entropy``, ``media``), each a config dataclass, its parser and a pure ``check_*`` function

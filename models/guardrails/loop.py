@@ -1,6 +1,6 @@
 """Loop breaker: the same node, or a short cycle of nodes, repeated past a bound within a run.
 
-A node is the payload *shape* (skeleton hash, DESIGN.md §3), so a call repeated with varying
+A node is the payload *shape* (skeleton hash, docs/design.md §3), so a call repeated with varying
 argument values is still the same node. Pure part only: the caller supplies the run's last
 ``history`` nodes (oldest first, *without* the current event) and the current node.
 

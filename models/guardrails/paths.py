@@ -40,7 +40,7 @@ from models.guardrails.regex_safety import Regex, compile_internal
 
 __all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "walk"]
 
-#: Bounds of one payload walk; the gateway's own caps (DESIGN.md §5) are lower.
+#: Bounds of one payload walk; the gateway's own caps (docs/design.md §5) are lower.
 MAX_LEAVES = 10_000
 MAX_DEPTH = 32
 _MEMO_SIZE = 4_096

@@ -93,7 +93,7 @@ class Settings:
     chain_ttl_s: int = 30 * 86_400
     #: Engine tuning file (TOML, ``[engine]`` table); overrides the built-in defaults.
     engine_config: str | None = None
-    #: Node ids include service and coarse action (DESIGN.md §3 rich Markov mode).
+    #: Node ids include service and coarse action (docs/design.md §3 rich Markov mode).
     rich_markov: bool = False
 
     # --- gateway ------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ class Settings:
     #: long one tenant holds the shared worker (its later events fail closed).
     guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
 
-    # --- rate limits (DESIGN.md §5; docs/security.md) ------------------------------------------
+    # --- rate limits (docs/design.md §5; docs/security.md) -------------------------------------
     #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one
     #: minute's worth of tokens and refills continuously.
     rate_limit_tiers: str = "free:120:20,standard:6000:300,high_volume:100000:1000"

@@ -1,4 +1,4 @@
-"""Credential rotation and a project's rate-limit tier (DESIGN.md §5).
+"""Credential rotation and a project's rate-limit tier (docs/design.md §5).
 
 An agent secret is rotated by one Lua call on the agent's hash. An API key is rotated in three
 single-slot steps (its record and its project live on different Redis Cluster slots), each safe to

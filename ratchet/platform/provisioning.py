@@ -1,4 +1,4 @@
-"""Projects, API keys and agent credentials in Redis (DESIGN.md §5).
+"""Projects, API keys and agent credentials in Redis (docs/design.md §5).
 
 - An **API key** (``rk_`` + 32 random URL-safe bytes) is shown once; Redis keeps only its
   SHA-256 (``keys.api_key(sha)`` → project id), so a Redis dump does not reveal usable keys.

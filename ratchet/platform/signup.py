@@ -1,4 +1,4 @@
-"""Self-serve signup (DESIGN.md §5): a one-time token, then one atomic provisioning step.
+"""Self-serve signup (docs/design.md §5): a one-time token, then one atomic provisioning step.
 
 1. :func:`issue_token` — per client IP at most ``signup_per_ip_hour`` tokens per sliding hour and
    ``signup_per_ip_day`` per sliding 24 h, at most ``signup_daily_cap`` per UTC day in total

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the engine and workers (DESIGN.md §6 conventions).
+"""Prometheus metrics of the engine and workers (docs/design.md §6 conventions).
 
 ``ratchet_`` prefix, base units (seconds, bits), ``_total`` counters, bounded labels only: never
 an agent id, event id or chain as a label. The gateway's HTTP metrics live in gateway/metrics.py.

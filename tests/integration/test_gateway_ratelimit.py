@@ -1,4 +1,4 @@
-"""Rate limits attacked through the real gateway, real Redis and Tansu (DESIGN.md §5).
+"""Rate limits attacked through the real gateway, real Redis and Tansu (docs/design.md §5).
 
 Each test drives the bucket past its limit over HTTP and checks what must be refused is refused,
 whole (a batch is all or nothing), with ``Retry-After`` and ``X-RateLimit-*`` headers — and that

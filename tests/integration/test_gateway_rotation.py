@@ -1,4 +1,5 @@
-"""API key and agent secret rotation attacked through the real gateway and Redis (DESIGN.md §5).
+"""API key and agent secret rotation attacked through the real gateway and Redis
+(docs/design.md §5).
 
 The old credential fails at once, the new one is shown once, guessing is cut off per client IP,
 and no key or secret ever reaches a log line.

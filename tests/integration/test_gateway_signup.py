@@ -1,4 +1,4 @@
-"""Self-serve signup attacked through the real gateway and Redis (DESIGN.md §5).
+"""Self-serve signup attacked through the real gateway and Redis (docs/design.md §5).
 
 Per-IP limits (5/hour, 10/24 h), the global daily cap, a spoofed ``X-Forwarded-For``, the kill
 switch, concurrent redemption of one token, and Redis down (fails closed).

@@ -32,7 +32,7 @@ def runs() -> list[Run]:
     return list(iter_runs(**DEFAULTS))
 
 
-# A stand-in for the engine's skeleton (DESIGN.md §3), enough to reason about chains here:
+# A stand-in for the engine's skeleton (docs/design.md §3), enough to reason about chains here:
 # key structure with typed leaves, arrays as sets of element shapes, id-keyed objects as one map.
 _ID_KEY = re.compile(r"^([a-z]+_)?[0-9]+$|^[0-9a-f-]{8,}$")
 

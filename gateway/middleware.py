@@ -24,6 +24,7 @@ from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
 from models.ratelimit import RateDecision, retry_after_header
 from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, client_broke, translate, unavailable
+from ratchet.telemetry.children import child
 
 __all__ = ["gateway_middleware", "json_error"]
 
@@ -102,6 +103,6 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             resp.headers.update(decision.headers())
     route = _route(request)
     method = request.method if request.method in _METHODS else "other"
-    HTTP_REQUESTS.labels(route, method, str(resp.status)).inc()
-    HTTP_DURATION.labels(route).observe(time.perf_counter() - start)
+    child(HTTP_REQUESTS, route, method, str(resp.status)).inc()
+    child(HTTP_DURATION, route).observe(time.perf_counter() - start)
     return resp

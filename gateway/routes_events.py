@@ -35,6 +35,7 @@ from models.events import IngestEvent
 from models.ingest_schema import decode_event
 from models.ratelimit import INGEST
 from ratchet.platform.provisioning import agent_secrets
+from ratchet.telemetry.children import child
 
 __all__ = ["routes"]
 
@@ -127,7 +128,7 @@ async def _publish_event(
         except UnavailableError:
             INGEST_EVENTS.labels("unavailable").inc()
             raise
-        INGEST_EVENTS.labels("accepted").inc()
+        child(INGEST_EVENTS, "accepted").inc()
         accepted = {"event_id": event.event_id, "status": "accepted", "trace_id": trace_id}
         if waiting is None or wait_ms is None:
             return _json(accepted, status=202)
@@ -214,7 +215,7 @@ async def _publish_batch(
         outcome = "accepted" if it.error is None else _OUTCOMES.get(it.error.status, "unavailable")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     for outcome, n in outcomes.items():
-        INGEST_EVENTS.labels(outcome).inc(n)
+        child(INGEST_EVENTS, outcome).inc(n)
     accepted = outcomes.get("accepted", 0)
     counts = {"accepted": accepted, "rejected": len(items) - accepted}
     return _json(

@@ -50,6 +50,7 @@ from models.verdict_wire import encode_compact, verdict_row
 from ratchet.store.policies import PolicySource
 from ratchet.store.redis import REDIS_FAILURES
 from ratchet.store.round import Deferred, Op
+from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import (
     ERROR_VERDICTS,
     FEEDBACK,
@@ -250,9 +251,9 @@ def decode_ingest_trusted(body: bytes) -> IngestEnvelope:
 def _count_replies(heard: Sequence[int]) -> None:
     delivered = sum(1 for n in heard if n)
     if delivered:
-        WORKER_REPLIES.labels(result="delivered").inc(delivered)
+        child(WORKER_REPLIES, "delivered").inc(delivered)
     if delivered < len(heard):
-        WORKER_REPLIES.labels(result="no_listener").inc(len(heard) - delivered)
+        child(WORKER_REPLIES, "no_listener").inc(len(heard) - delivered)
 
 
 def _source(v: Verdict) -> str:
@@ -317,7 +318,7 @@ class IngestProcessor:
             _count_replies(heard)
         out.extend(await self._decisions(verdicts))
         WORKER_BATCH_SECONDS.observe(time.perf_counter() - started)
-        WORKER_MESSAGES.labels(topic="ingest", result="ok").inc(len(envelopes))
+        child(WORKER_MESSAGES, "ingest", "ok").inc(len(envelopes))
         return out
 
     async def _decide_and_save(
@@ -510,7 +511,7 @@ class IngestProcessor:
             if env.received_at:
                 INGEST_TO_VERDICT_SECONDS.observe(max(0.0, now - env.received_at))
         for (action, source, mode), n in tally.items():
-            VERDICTS.labels(action=action, source=source, mode=mode).inc(n)
+            child(VERDICTS, action, source, mode).inc(n)
         return out
 
 

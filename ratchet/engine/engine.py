@@ -49,6 +49,7 @@ from ratchet.store.labels import NodeLabeller
 from ratchet.store.policies import ActivePolicy, PolicySource, StoredPolicies
 from ratchet.store.round import Deferred, Round, ScriptCall
 from ratchet.telemetry.batch import observe_many
+from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import (
     BATCH_EVENTS,
     EDGE_SCORE_BITS,
@@ -134,7 +135,7 @@ def count_observations(answers: Sequence[Sequence[Observation]]) -> None:
                     to=MODE_NAMES[obs.mode], forced="true" if obs.mode_change == 2 else "false"
                 ).inc()
     for (mode, anomalous), n in tally.items():
-        EVENTS.labels(mode=MODE_NAMES[mode], anomalous="true" if anomalous else "false").inc(n)
+        child(EVENTS, MODE_NAMES[mode], "true" if anomalous else "false").inc(n)
     if unlearnable:
         UNLEARNABLE_EVENTS.inc(unlearnable)
 
@@ -160,9 +161,7 @@ def count_answers(answers: Sequence[Answer]) -> None:
                     to=MODE_NAMES[(flags >> 5) & 3], forced="true" if change == 2 else "false"
                 ).inc()
     for key, n in tally.items():
-        EVENTS.labels(
-            mode=MODE_NAMES[(key >> 5) & 3], anomalous="true" if key & 1 else "false"
-        ).inc(n)
+        child(EVENTS, MODE_NAMES[(key >> 5) & 3], "true" if key & 1 else "false").inc(n)
     observe_many(EDGE_SCORE_BITS, scores)
     if unlearnable:
         UNLEARNABLE_EVENTS.inc(unlearnable)
@@ -464,11 +463,11 @@ class Engine:
                 [batches[i] for i in redo], learn=True, now_ms=now_ms, also=also)
             for i, answer in zip(redo, again, strict=True):
                 answers[i] = answer
-            SPECULATED.labels(result="declined").inc()
+            child(SPECULATED, "declined").inc()
         else:
             for script, keys, args in also:
                 writes.add(ScriptCall(script, keys, args))
-            SPECULATED.labels(result="direct" if learned == len(batches) else "sent").inc()
+            child(SPECULATED, "direct" if learned == len(batches) else "sent").inc()
         done = [a for a in answers if a is not None]
         if len(done) != len(batches):  # every chain answered exactly once, in order
             raise RuntimeError(f"{len(done)} observe answers for {len(batches)} chains")

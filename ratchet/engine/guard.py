@@ -32,6 +32,7 @@ from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore, make_gua
 from ratchet.store.keys import Keys
 from ratchet.store.policies import ActivePolicy, PolicySource
 from ratchet.store.round import Round
+from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import GUARDRAIL_REASONS
 
 __all__ = ["Guardrails"]
@@ -146,5 +147,5 @@ class Guardrails:
             if count:
                 for r in reasons:
                     name = r.source.partition(":")[2]
-                    GUARDRAIL_REASONS.labels(guardrail=name, action=r.action).inc()
+                    child(GUARDRAIL_REASONS, name, r.action).inc()
         return out

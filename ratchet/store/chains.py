@@ -25,6 +25,7 @@ from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.round import Command, Op, Round
 from ratchet.store.scripts import run_many, scripts_for
+from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import LUA_SECONDS
 
 __all__ = [
@@ -146,7 +147,7 @@ class EngineStore(RedisStore):
         calls = [self.observe_call(b, learn=learn, now_ms=now) for b in batches]
         started = time.perf_counter()
         raw = await run_many(self.client, self.scripts["observe"], calls, also)
-        LUA_SECONDS.labels(script="observe").observe(time.perf_counter() - started)
+        child(LUA_SECONDS, "observe").observe(time.perf_counter() - started)
         return [Answer(answer) for answer in raw]
 
     async def observe(

@@ -33,6 +33,7 @@ from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
 from ratchet.store.round import Round, ScriptCall
 from ratchet.store.scripts import run_many, scripts_for
+from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import LUA_SECONDS
 
 __all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore", "make_guard_item",
@@ -221,7 +222,7 @@ class GuardStore(RedisStore):
             at = beside.extend([ScriptCall(script, k, a) for k, a in calls])
             answers = await beside.run()
             raw = [answers[i] for i in at]
-        LUA_SECONDS.labels(script="guardrails").observe(time.perf_counter() - started)
+        child(LUA_SECONDS, "guardrails").observe(time.perf_counter() - started)
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 
 

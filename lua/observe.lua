@@ -717,6 +717,7 @@ if dry then
   return out
 end
 flush_counts()
+write_snapshot()
 for run_key, run in pairs(runs) do
   if run.dirty then
     -- the run's position and its new answers in one HSET (≤ 1000 values a call)

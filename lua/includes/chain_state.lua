@@ -17,6 +17,9 @@ local pend_n = {}  -- nodes new to the chain, not yet written (one HSET at the f
 -- (absent) without asking Redis. (Reading small hashes whole up front was measured too: no
 -- fewer instructions than the field reads it saves.)
 local whole_e, whole_r, whole_c = false, false, false
+-- Set by a checkpoint for the rest of the call (checkpoint.lua): the fields the edges hash
+-- holds, in order, and as a set; a field counted afterwards joins them.
+local e_fields, e_has = nil, nil
 
 local function edge_count(from, to)
   local f = from .. '\t' .. to
@@ -67,6 +70,10 @@ local function count_edge(from, to)
   local c = edge_count(from, to)
   if c == 0 then
     st.ne = st.ne + 1
+  end
+  if e_has ~= nil and not e_has[f] then
+    e_has[f] = true
+    e_fields[#e_fields + 1] = f
   end
   ecache[f] = c + SCALE
   rcache[from] = row_total(from) + SCALE

@@ -12,9 +12,16 @@
   deleted); only the counts and totals the decay changed are written (a
   count at or under 1 is never decayed by the tiered rule); the caches are left holding the
   decayed counts, so the events after a checkpoint in the same batch read nothing again.
+  A bulk batch of one chain crosses several checkpoints (hundreds of events, a checkpoint every
+  few dozen): only the call's first reads the hashes and the snapshot; the later ones take the
+  counts from the caches (they hold every field since the first) and the snapshot from memory,
+  and every write waits for the end of the call — the decayed counts as pending counts
+  (flush_counts), the snapshot of the call's last checkpoint once (write_snapshot). The keys
+  end as the checkpoints one by one would leave them (tests/integration/test_checkpoint_calls.py).
 
-  Needs chain_state.lua (its caches, flush_counts, SCALE) and locals edges_key, rows_key,
-  snap_key, old_snap_key, the parameter locals listed in observe.lua, and `st` (meta counters).
+  Needs chain_state.lua (its caches, pending sets, e_fields/e_has, flush_counts, SCALE) and
+  locals edges_key, rows_key, snap_key, old_snap_key, the parameter locals listed in
+  observe.lua, and `st` (meta counters).
 ]]
 local function hash_pairs(key)
   local flat = redis.call('HGETALL', key)
@@ -24,13 +31,6 @@ local function hash_pairs(key)
     values[flat[i]] = tonumber(flat[i + 1])
   end
   return fields, values
-end
-
--- HSET of the pairs in `args` (field, value, field, value …), at most 1000 arguments a call.
-local function hset_flat(key, args)
-  for j = 1, #args, 1000 do
-    redis.call('HSET', key, unpack(args, j, math.min(j + 999, #args)))
-  end
 end
 
 -- The distribution at the last checkpoint: field → count, and its fields in order; from the
@@ -92,10 +92,24 @@ local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_
   return mode, false
 end
 
+-- Left by the call's first checkpoint for the later ones: the distribution it left (their
+-- snapshot; the last one's is written at the end of the call) and its fields, and the back-off
+-- hash's fields (list and set).
+local snap_mem, snap_mem_fields = nil, nil
+local c_fields, c_has = nil, nil
+
 local function checkpoint()
-  flush_counts()
-  local fields, current = hash_pairs(edges_key)
-  local prev_fields, previous = read_snapshot()
+  local fields, current, prev_fields, previous
+  local first = snap_mem == nil
+  if first then
+    flush_counts()
+    fields, current = hash_pairs(edges_key)
+    prev_fields, previous = read_snapshot()
+  else
+    -- every field of the edges hash is in e_fields and its count in the cache (pending or not)
+    fields, current = e_fields, ecache
+    prev_fields, previous = snap_mem_fields, snap_mem
+  end
   local change = change_since_snapshot(fields, current, previous, prev_fields)
   st.chg = change
   -- judged until the chain locks: a locked chain keeps judging every transition
@@ -121,14 +135,18 @@ local function checkpoint()
       if st.sig < forced_sigma then st.sig = forced_sigma end
     end
   end
-  local rows, decayed = {}, {}
+  -- the decayed counts: the next checkpoint's snapshot (kept as they are) and the cache (a copy:
+  -- counting goes on in it); a count the decay changed is pending, written at the end of the call
+  local rows, decayed, cache = {}, {}, {}
   local row_fields, row_changed = {}, {}
-  local eargs = {}
-  local find, sub, fmt = string.find, string.sub, string.format
+  local fields_now, has_now = {}, {}
+  local find, sub = string.find, string.sub
   for _, f in ipairs(fields) do
     local was = current[f]
     local c = decay_count(was)
-    decayed[f] = c
+    decayed[f], cache[f] = c, c
+    fields_now[#fields_now + 1] = f
+    has_now[f] = true
     local src = sub(f, 1, find(f, '\t', 1, true) - 1)
     local r = rows[src]
     if r == nil then
@@ -137,27 +155,31 @@ local function checkpoint()
     end
     rows[src] = r + c
     if c ~= was then
-      eargs[#eargs + 1] = f
-      eargs[#eargs + 1] = fmt('%d', c)
+      pend_e[f] = true
       row_changed[src] = true
     end
   end
-  hset_flat(edges_key, eargs)
-  local rargs = {}
   for _, src in ipairs(row_fields) do
-    if row_changed[src] then
-      rargs[#rargs + 1] = src
-      rargs[#rargs + 1] = fmt('%d', rows[src])
-    end
+    if row_changed[src] then pend_r[src] = true end
   end
-  hset_flat(rows_key, rargs)
-  redis.call('SET', snap_key, cmsgpack.pack(decayed))
-  redis.call('DEL', old_snap_key)
+  snap_mem, snap_mem_fields = decayed, fields
   -- The plain fields (streaks, the shape vocabulary: never decayed) stay as they are: only
   -- the decayed counts and their recomputed totals are written, and every other field (a
   -- total no count adds to any more) is deleted — the same hash as rewriting it whole, without
   -- copying the vocabulary back each time (it grows with every key path an action has shown).
-  local cfields, ccounts = hash_pairs(coarse_key)
+  local cfields, ccounts
+  if first then
+    cfields, ccounts = hash_pairs(coarse_key)
+  else
+    -- the fields the last checkpoint left, and those counted since (all pending)
+    cfields, ccounts = c_fields, ccache
+    for f in pairs(pend_c) do
+      if not c_has[f] then
+        c_has[f] = true
+        cfields[#cfields + 1] = f
+      end
+    end
+  end
   local cout, cout_fields = {}, {}
   local stale = {}
   for _, f in ipairs(cfields) do
@@ -181,25 +203,49 @@ local function checkpoint()
       stale[#stale + 1] = f
     end
   end
-  local dropped = {}
+  local dropped, gone = {}, {}
   for _, f in ipairs(stale) do
-    if cout[f] == nil then dropped[#dropped + 1] = f end
+    if cout[f] == nil then
+      dropped[#dropped + 1] = f
+      gone[f] = true
+    end
   end
   for j = 1, #dropped, 1000 do
     redis.call('HDEL', coarse_key, unpack(dropped, j, math.min(j + 999, #dropped)))
   end
-  local cargs = {}
   for _, f in ipairs(cout_fields) do
     local v = cout[f]
-    if v ~= ccounts[f] then
-      cargs[#cargs + 1] = f
-      cargs[#cargs + 1] = fmt('%d', v)
-    end
+    if v ~= ccounts[f] then pend_c[f] = true end
     ccounts[f] = v
   end
-  hset_flat(coarse_key, cargs)
-  for _, f in ipairs(dropped) do ccounts[f] = nil end
+  for _, f in ipairs(dropped) do
+    ccounts[f] = nil
+    pend_c[f] = nil
+  end
+  -- the back-off hash's fields now: the kept ones and the recomputed totals
+  local cf, ch = {}, {}
+  for _, f in ipairs(cfields) do
+    if not gone[f] and not ch[f] then
+      cf[#cf + 1] = f
+      ch[f] = true
+    end
+  end
+  for _, f in ipairs(cout_fields) do
+    if not ch[f] then
+      cf[#cf + 1] = f
+      ch[f] = true
+    end
+  end
+  c_fields, c_has = cf, ch
   -- every count of the chain is now known: the caches hold them (a field missing is 0)
-  ecache, rcache, ccache = decayed, rows, ccounts
+  ecache, rcache, ccache = cache, rows, ccounts
+  e_fields, e_has = fields_now, has_now
   whole_e, whole_r, whole_c = true, true, true
+end
+
+-- The snapshot of the call's last checkpoint (after flush_counts, before the keys' TTLs).
+local function write_snapshot()
+  if snap_mem == nil then return end
+  redis.call('SET', snap_key, cmsgpack.pack(snap_mem))
+  redis.call('DEL', old_snap_key)
 end

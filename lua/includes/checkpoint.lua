@@ -95,12 +95,13 @@ end
 -- Left by the call's first checkpoint for the later ones: the distribution it left (their
 -- snapshot; the last one's is written at the end of the call) and its fields, and the back-off
 -- hash's fields (list and set).
-local snap_mem, snap_mem_fields = nil, nil
-local c_fields, c_has = nil, nil
+-- (one table, not four locals: a Lua function has at most 200 locals, and observe.lua's main
+-- chunk is near that)
+local ck = { snap = nil, snap_fields = nil, c_fields = nil, c_has = nil }
 
 local function checkpoint()
   local fields, current, prev_fields, previous
-  local first = snap_mem == nil
+  local first = ck.snap == nil
   if first then
     flush_counts()
     fields, current = hash_pairs(edges_key)
@@ -108,7 +109,7 @@ local function checkpoint()
   else
     -- every field of the edges hash is in e_fields and its count in the cache (pending or not)
     fields, current = e_fields, ecache
-    prev_fields, previous = snap_mem_fields, snap_mem
+    prev_fields, previous = ck.snap_fields, ck.snap
   end
   local change = change_since_snapshot(fields, current, previous, prev_fields)
   st.chg = change
@@ -162,7 +163,7 @@ local function checkpoint()
   for _, src in ipairs(row_fields) do
     if row_changed[src] then pend_r[src] = true end
   end
-  snap_mem, snap_mem_fields = decayed, fields
+  ck.snap, ck.snap_fields = decayed, fields
   -- The plain fields (streaks, the shape vocabulary: never decayed) stay as they are: only
   -- the decayed counts and their recomputed totals are written, and every other field (a
   -- total no count adds to any more) is deleted — the same hash as rewriting it whole, without
@@ -172,7 +173,8 @@ local function checkpoint()
     cfields, ccounts = hash_pairs(coarse_key)
   else
     -- the fields the last checkpoint left, and those counted since (all pending)
-    cfields, ccounts = c_fields, ccache
+    cfields, ccounts = ck.c_fields, ccache
+    local c_has = ck.c_has
     for f in pairs(pend_c) do
       if not c_has[f] then
         c_has[f] = true
@@ -236,7 +238,7 @@ local function checkpoint()
       ch[f] = true
     end
   end
-  c_fields, c_has = cf, ch
+  ck.c_fields, ck.c_has = cf, ch
   -- every count of the chain is now known: the caches hold them (a field missing is 0)
   ecache, rcache, ccache = cache, rows, ccounts
   e_fields, e_has = fields_now, has_now
@@ -245,7 +247,7 @@ end
 
 -- The snapshot of the call's last checkpoint (after flush_counts, before the keys' TTLs).
 local function write_snapshot()
-  if snap_mem == nil then return end
-  redis.call('SET', snap_key, cmsgpack.pack(snap_mem))
+  if ck.snap == nil then return end
+  redis.call('SET', snap_key, cmsgpack.pack(ck.snap))
   redis.call('DEL', old_snap_key)
 end

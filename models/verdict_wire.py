@@ -40,7 +40,8 @@ import msgspec
 
 from models.envelope import VerdictEnvelope, decode_verdicts
 from models.errors import ValidationError
-from models.verdict import ACTIONS, MODES, Edge, Reason, Verdict, round4
+from models.verdict import ACTIONS, MODES, Reason, Verdict, round4
+from models.verdict_build import make_edge, make_verdict
 
 __all__ = [
     "COMPACT_VERSION",
@@ -149,17 +150,13 @@ def wire_version(body: bytes) -> int | str:
 
 
 def _pick(table: tuple[str, ...], value: Any, what: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(table):
-            raise ValidationError(f"verdict message has an unknown {what} code {value}")
+    if type(value) is int and 0 <= value < len(table):  # the usual case, first
         return table[value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValidationError(f"verdict message has an unknown {what} code {value}")
     if isinstance(value, str):
         return value
     raise ValidationError(f"verdict message has a {what} of type {type(value).__name__}")
-
-
-def _opt(row: list[Any], i: int) -> Any:
-    return row[i] if len(row) > i else None
 
 
 def _reason(r: list[Any]) -> Reason:
@@ -169,31 +166,43 @@ def _reason(r: list[Any]) -> Reason:
     return Reason(str(r[0]), str(r[1]), detail)
 
 
+_NO_REASONS: tuple[Reason, ...] = ()
+
+
 def _verdict(row: list[Any], project_id: str, agent_id: str, trace_id: str) -> Verdict:
-    trace = _opt(row, 19)
-    agent = _opt(row, 20)
-    project = _opt(row, 21)
+    """One row → its :class:`Verdict`, built positionally (:mod:`models.verdict_build`: the
+    same object as ``Verdict(...)`` by keyword at a third of the cost; every reader of the
+    topic decodes every row)."""
+    error = mode_change = trace = agent = project = None
+    n = len(row)
+    if n > 17:  # the optional trailing fields, written up to the last one set
+        error = row[17]
+        mode_change = row[18] if n > 18 else None
+        trace = row[19] if n > 19 else None
+        agent = row[20] if n > 20 else None
+        project = row[21] if n > 21 else None
     flags = int(row[16])
-    return Verdict(
-        event_id=str(row[0]),
-        agent_id=agent_id if agent is None else str(agent),
-        run_id=str(row[1]),
-        chain=str(row[2]),
-        chain_tag=str(row[3]),
-        mode=_pick(MODES, row[4], "mode"),
-        anomalous=bool(row[5]),
-        score=float(row[6]),
-        threshold=float(row[7]),
-        edge=Edge(str(row[8]), str(row[9]), float(row[10]), float(row[11]), float(row[12])),
-        action=_pick(ACTIONS, row[13], "action"),
-        reasons=tuple(_reason(r) for r in row[14]),
-        decided_at=float(row[15]),
-        duplicate=bool(flags & _DUPLICATE),
-        held=bool(flags & _HELD),
-        error=None if (error := _opt(row, 17)) is None else str(error),
-        mode_change=_opt(row, 18) or "",
-        trace_id=trace_id if trace is None else str(trace),
-        project_id=project_id if project is None else str(project),
+    reasons = row[14]
+    return make_verdict(
+        str(row[0]),
+        agent_id if agent is None else str(agent),
+        str(row[1]),
+        str(row[2]),
+        _pick(MODES, row[4], "mode"),
+        bool(row[5]),
+        float(row[6]),
+        float(row[7]),
+        make_edge(str(row[8]), str(row[9]), float(row[10]), float(row[11]), float(row[12])),
+        _pick(ACTIONS, row[13], "action"),
+        tuple(_reason(r) for r in reasons) if reasons else _NO_REASONS,
+        float(row[15]),
+        trace_id if trace is None else str(trace),
+        project_id if project is None else str(project),
+        str(row[3]),
+        mode_change or "",
+        bool(flags & _DUPLICATE),
+        bool(flags & _HELD),
+        None if error is None else str(error),
     )
 
 

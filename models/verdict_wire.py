@@ -194,7 +194,7 @@ def _verdict(row: list[Any], project_id: str, agent_id: str, trace_id: str) -> V
         float(row[7]),
         make_edge(str(row[8]), str(row[9]), float(row[10]), float(row[11]), float(row[12])),
         _pick(ACTIONS, row[13], "action"),
-        tuple(_reason(r) for r in reasons) if reasons else _NO_REASONS,
+        _NO_REASONS if reasons == [] else tuple(_reason(r) for r in reasons),
         float(row[15]),
         trace_id if trace is None else str(trace),
         project_id if project is None else str(project),

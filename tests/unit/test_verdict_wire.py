@@ -121,6 +121,10 @@ def test_an_unknown_version_is_refused_naming_it(version: Any) -> None:
     msgspec.msgpack.encode([2, "p", "a", "t", 0.0, [[
         "e", "r", "c", "ct", 0, False, 0.0, 0.0, "f", "t", 0.0, 0, 0, 0, [["s", "a", [1]]],
         0.0, 0]]]),
+    # reasons that are no list (a falsy one too), an action code out of range, a bool code
+    *(msgspec.msgpack.encode([2, "p", "a", "t", 0.0, [[
+        "e", "r", "c", "ct", 0, False, 0.0, 0.0, "f", "t", 0.0, 0, 0, action, reasons, 0.0, 0]]])
+      for action, reasons in ((0, 0), (0, None), (0, 5), (9, []), (True, []))),
 ])
 def test_garbage_is_a_validation_error_not_a_crash(body: bytes) -> None:
     with pytest.raises(ValidationError, match="verdict message"):

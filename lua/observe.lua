@@ -147,12 +147,7 @@ local window_large = tonumber(ARGV[8])
 local large_runs = tonumber(ARGV[9])
 local min_support = tonumber(ARGV[10])
 local checkpoint_runs = tonumber(ARGV[11])
-local min_runs_soft = tonumber(ARGV[12])
 local min_runs_locked = tonumber(ARGV[13])
-local stability = tonumber(ARGV[14])
-local stability_large = tonumber(ARGV[15])
-local force_after = tonumber(ARGV[16])
-local forced_sigma = tonumber(ARGV[17])
 local node_cap = tonumber(ARGV[18])
 local edge_cap = tonumber(ARGV[19])
 local soft_action = tonumber(ARGV[20])
@@ -167,14 +162,19 @@ local mode_floor = tonumber(ARGV[30])
 local uniform = ARGV[31] == '1'
 local backoff_weight = tonumber(ARGV[32])
 local protect_flags = ARGV[33] == '1'
-local lock_stable = ARGV[34] == '1'
-local novelty_limit = tonumber(ARGV[35])
 local repeat_factor = tonumber(ARGV[36])
 local repeat_margin = tonumber(ARGV[37])
-local lock_novelty = tonumber(ARGV[38])
 local unl_rule = tonumber(ARGV[39])
 local shape_esc = tonumber(ARGV[40])
 local escape_floor = tonumber(ARGV[41])
+-- The parameters only a checkpoint reads, in one table: a Lua function has at most 200 locals
+-- and this script's main chunk is near that (a local here is one fewer for later features).
+local CKP = {
+  min_runs_soft = tonumber(ARGV[12]), stability = tonumber(ARGV[14]),
+  stability_large = tonumber(ARGV[15]), force_after = tonumber(ARGV[16]),
+  forced_sigma = tonumber(ARGV[17]), lock_stable = ARGV[34] == '1',
+  novelty_limit = tonumber(ARGV[35]), lock_novelty = tonumber(ARGV[38]),
+}
 local n = tonumber(ARGV[42])
 local BASE, FIELDS = 42, 2
 

@@ -21,7 +21,8 @@
 
   Needs chain_state.lua (its caches, pending sets, e_fields/e_has, flush_counts, SCALE) and
   locals edges_key, rows_key, snap_key, old_snap_key, the parameter locals listed in
-  observe.lua, and `st` (meta counters).
+  observe.lua and its table CKP (the parameters only a checkpoint reads), and `st` (meta
+  counters).
 ]]
 local function hash_pairs(key)
   local flat = redis.call('HGETALL', key)
@@ -74,20 +75,23 @@ local function decay_count(c)
 end
 
 local function is_unlearnable(new, seen, runs)
-  if novelty_limit <= 0 or seen <= 0 or runs < min_runs_soft then return false end
-  return new / seen > novelty_limit
+  local limit = CKP.novelty_limit
+  if limit <= 0 or seen <= 0 or runs < CKP.min_runs_soft then return false end
+  return new / seen > limit
 end
 
 local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_action)
-  local limit = stability
-  if runs >= large_runs then limit = stability_large end
+  local limit = CKP.stability
+  if runs >= large_runs then limit = CKP.stability_large end
   local stable = change < limit
-  if mode == 0 and runs >= min_runs_soft and (stable or by_action) then
+  if mode == 0 and runs >= CKP.min_runs_soft and (stable or by_action) then
     mode = 1
   end
   if mode == 1 and not unlearnable and runs >= min_runs_locked then
-    if stable and novelty <= lock_novelty and (eligible or lock_stable) then return 2, false end
-    if eligible and runs >= min_runs_locked + force_after then return 2, true end
+    if stable and novelty <= CKP.lock_novelty and (eligible or CKP.lock_stable) then
+      return 2, false
+    end
+    if eligible and runs >= min_runs_locked + CKP.force_after then return 2, true end
   end
   return mode, false
 end
@@ -133,7 +137,7 @@ local function checkpoint()
     if forced then
       st.forced = 1
       st.mode_changed = 2
-      if st.sig < forced_sigma then st.sig = forced_sigma end
+      if st.sig < CKP.forced_sigma then st.sig = CKP.forced_sigma end
     end
   end
   -- the decayed counts: the next checkpoint's snapshot (kept as they are) and the cache (a copy:

@@ -16,9 +16,9 @@ The ratios, not the absolute numbers, are the result: machines here are shared a
 Every phase uses redis-py's default client on the asyncio loop (the setting the ≥ 0.3 target
 was set with); ``--client product`` gives every phase the client a worker uses instead
 (``ratchet.store.redis.connect``: commands packed by hiredis, lean pipelines) on uvloop, as a
-worker runs. The product client lowers the engine's CPU per event and the ceiling's more (its
-cost is almost all client overhead), so its ratio is the lower one: both are in
-docs/operations.md.
+worker runs. The product client lowers both the engine's CPU per event and the ceiling's (whose
+cost is mostly client overhead), so the ratio moves either way within the ceiling's run-to-run
+noise; runs of both are in docs/operations.md.
 The engine here is the Markov chain alone (``guardrails=False``); benchmarks/guardrails.py
 measures the guardrails next to it.
 """

@@ -98,27 +98,46 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     *REDIS_FAILURES, AskError, ClusterCrossSlotError, RedisClusterException,
 )
 
-#: Exceptions redis-py itself raises, from its own code, when another coroutine tears a
-#: connection down under a command (seen in a failover of the test cluster: the cluster
-#: pipeline writes to a connection whose writer was just closed, ``AttributeError: 'NoneType'
-#: object has no attribute 'writelines'``). Raised from inside the ``redis`` package they mean
-#: the connection broke: :func:`client_broke` tells them apart from a bug of ours.
-_CLIENT_BREAKS: tuple[type[BaseException], ...] = (AttributeError, TypeError, IndexError, KeyError)
+#: Exceptions redis-py's I/O raises when another coroutine tears a connection down under a
+#: command (seen in failovers of the test cluster, where redis-py's cluster client disconnects
+#: connections that other requests are using): ``AttributeError: 'NoneType' object has no
+#: attribute 'writelines'`` from redis-py's own code when the writer is already gone, and
+#: uvloop's ``RuntimeError: unable to perform operation on <TCPTransport closed=True>; the
+#: handler is closed`` from the transport when it is closed but not yet gone (asyncio's own
+#: transport ignores such a write; uvloop raises). Raised from inside the ``redis`` package, or
+#: from the event loop's transport under it, they mean the connection broke:
+#: :func:`client_broke` tells them apart from a bug of ours.
+_CLIENT_BREAKS: tuple[type[BaseException], ...] = (
+    AttributeError, TypeError, IndexError, KeyError, RuntimeError)
+
+#: Modules of the transport under redis-py's connections (the event loop's streams and
+#: transports; uvloop's Cython frames carry their module's name too).
+_TRANSPORT_MODULES = ("asyncio", "uvloop")
+
+
+def _in(module: object, *packages: str) -> bool:
+    return isinstance(module, str) and any(
+        module == p or module.startswith(p + ".") for p in packages)
 
 
 def client_broke(exc: BaseException) -> bool:
-    """Whether ``exc`` is redis-py failing inside its own code on a torn-down connection (an
-    exception of :data:`_CLIENT_BREAKS` whose innermost frame is in the ``redis`` package): a
-    failure to retry later, like a connection error, not an error of the caller's."""
+    """Whether ``exc`` is redis-py failing on a torn-down connection: an exception of
+    :data:`_CLIENT_BREAKS` raised inside the ``redis`` package, or inside the event loop's
+    transport (:data:`_TRANSPORT_MODULES`) that redis-py called — every frame after the
+    innermost ``redis`` frame is the transport's. A failure to retry later, like a connection
+    error, not an error of the caller's; the same exception from our own code (a response
+    callback redis-py calls included) is not."""
     if not isinstance(exc, _CLIENT_BREAKS):
         return False
+    modules: list[object] = []
     tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
+    while tb is not None:
+        modules.append(tb.tb_frame.f_globals.get("__name__", ""))
         tb = tb.tb_next
-    module = tb.tb_frame.f_globals.get("__name__", "")
-    return isinstance(module, str) and (module == "redis" or module.startswith("redis."))
+    for i in range(len(modules) - 1, -1, -1):
+        if _in(modules[i], "redis"):
+            return all(_in(m, *_TRANSPORT_MODULES) for m in modules[i + 1:])
+    return False
 
 
 #: How redis-py words its own refusal of a command whose keys span slots.

@@ -238,8 +238,15 @@ async def test_master_killed_under_traffic(
         await wait_http_ready(base + "/readyz", gateway, 60)
 
         def logs() -> str:
-            return (f"--- gateway ---\n{gateway.log()[-4000:] if gateway else ''}\n"
-                    f"--- worker ---\n{worker.log()[-4000:] if worker else ''}")
+            # every error line first, whole (an unhandled error's traceback scrolls out of the
+            # tail, and pytest cuts a long message in the middle)
+            text = {"gateway": gateway.log() if gateway else "",
+                    "worker": worker.log() if worker else ""}
+            errors = "\n".join(line for log in text.values() for line in log.splitlines()
+                               if '"level":"ERROR"' in line)
+            return (f"--- errors ---\n{errors[-8000:]}\n"
+                    f"--- gateway ---\n{text['gateway'][-2000:]}\n"
+                    f"--- worker ---\n{text['worker'][-2000:]}")
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             callers = {a: Caller(RatchetClient(base, api_key, a, secrets[a], project_id=project,

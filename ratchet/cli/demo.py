@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--anomaly-rate", type=float, default=d.anomaly_rate,
                    help="share of post-warm-up runs made anomalous")
     p.add_argument("--rich", action=argparse.BooleanOptionalAction, default=d.rich,
-                   help="rich Markov mode (nodes include service and action; every chain may "
-                        "reach locked)")
+                   help="rich Markov mode (RATCHET_RICH_MARKOV: a node is the payload's shape plus "
+                        "its service and coarse action); off by default, as a worker ships")
     p.add_argument("--sync-events", type=int, default=d.sync_events,
                    help="single events sent with wait_ms at the end, for latency (0 = skip)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the summary as JSON")

@@ -70,8 +70,10 @@ def apply_decision(
 
 def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> str:
     unit = "events" if kind == INGEST else "registrations"
+    # an operator raises a project's tier with `ratchet projects set-tier` (docs/api.md)
+    higher = "; an operator can move the project to a higher tier (ratchet projects set-tier)"
     if cost > decision.limit:
         return (f"this request needs {cost} {unit} but the {tier.name!r} tier allows at most "
-                f"{decision.limit} per minute; split it into smaller batches")
+                f"{decision.limit} per minute; split it into smaller batches{higher}")
     return (f"rate limit of the {tier.name!r} tier exceeded ({decision.limit} {unit} per minute); "
-            "retry after the Retry-After seconds")
+            f"retry after the Retry-After seconds{higher}")

@@ -38,6 +38,12 @@ __all__ = ["main_gateway", "register"]
 
 T = TypeVar("T")
 
+#: The shipped tiers in words, for --help (RATCHET_RATE_LIMIT_TIERS may define others).
+_TIERS_HELP = "shipped tiers: " + ", ".join(
+    f"{t.name} ({t.ingest_per_min:,} events/min)"
+    for t in parse_tiers(Settings().rate_limit_tiers).values()
+) + "; agents streaming bulk traffic need high_volume"
+
 _WARNING = (
     "WARNING: this {what} is shown once and cannot be recovered; store it in a secret manager now."
 )
@@ -244,7 +250,8 @@ def register(subparsers: Any) -> None:
     pcreate = psub.add_parser("create", help="create a project; prints its API key once")
     pcreate.add_argument("--name", required=True)
     pcreate.add_argument("--tier", default=None,
-                         help="rate-limit tier (default: RATCHET_DEFAULT_TIER at the gateway)")
+                         help="rate-limit tier (default: RATCHET_DEFAULT_TIER, shipped "
+                              f"{Settings().default_tier!r}); {_TIERS_HELP}")
     pcreate.set_defaults(func=_cmd_project_create)
     protate = psub.add_parser("rotate-key",
                               help="replace the project's API key (the old one stops working)")
@@ -252,7 +259,8 @@ def register(subparsers: Any) -> None:
     protate.set_defaults(func=_cmd_project_rotate)
     ptier = psub.add_parser("set-tier", help="set the project's rate-limit tier")
     ptier.add_argument("--project", required=True, help="project id (prj_...)")
-    ptier.add_argument("--tier", required=True, help="a tier of RATCHET_RATE_LIMIT_TIERS")
+    ptier.add_argument("--tier", required=True,
+                       help=f"a tier of RATCHET_RATE_LIMIT_TIERS; {_TIERS_HELP}")
     ptier.set_defaults(func=_cmd_project_tier)
 
     agents = subparsers.add_parser("agents", help="manage agent credentials")

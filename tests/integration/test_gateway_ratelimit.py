@@ -93,12 +93,16 @@ async def _six_per_minute(gw: Gateway) -> None:
             assert ok.status == 202 and ok.headers["X-RateLimit-Remaining"] == str(4 - i)
         refused = await t.client.send(event())
         assert refused.status == 429
+        # the message says which tier, its rate, and how to get a higher one
+        assert "6 events per minute" in refused.body["message"]
+        assert "ratchet projects set-tier" in refused.body["message"]
         assert refused.headers["Retry-After"] == "10"
         assert refused.headers["X-RateLimit-Limit"] == "6"
         assert int(refused.headers["X-RateLimit-Reset"]) in (59, 60)
         # a batch larger than the whole bucket can never pass: say so
         big = await t.client.send_batch(_events(7))
         assert big.status == 429 and "split it" in big.body["message"]
+        assert "ratchet projects set-tier" in big.body["message"]
         assert all(h in big.headers for h in RATE_HEADERS)
     finally:
         await t.client.close()

@@ -11,7 +11,7 @@ the round trip itself is counted) and the wall time. Single events at 25–200/s
 process of the pipeline after such a gap; a round trip measured back to back (as
 ``benchmarks.event_loop`` does) is the warm lower bound. The ratio between the two is the
 machine's, not Ratchet's: here (a 2-core VM under nested virtualization) a process woken after
-10 ms of idleness pays ≈ 3x the CPU for the same work (docs/operations.md, "Single events").
+10 ms of idleness pays ≈ 3x the CPU for the same work (docs/performance.md, "Single events").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ redis-py enforces ``socket_timeout`` per operation: every send runs under ``asyn
 own ``asyncio.timeout`` (a timer armed and cancelled). A single event's admission round trip reads
 five or six replies, so that machinery ran six or seven times per round trip; measured on the
 development VM (``python -m benchmarks.redis_client``), it cost ≈ 30 µs of client CPU per round
-trip of one command and ≈ 80 µs per round trip of five (``docs/operations.md``, "A Redis round
+trip of one command and ≈ 80 µs per round trip of five (``docs/performance.md``, "A Redis round
 trip's client cost halved").
 
 :class:`DeadlineConnection` keeps the same guarantee with one timer per busy connection: the

@@ -32,7 +32,7 @@ from streams.worker import IngestProcessor
 
 pytestmark = pytest.mark.asyncio
 
-#: docs/operations.md, "Single events in the worker": guardrail state with the service-mode
+#: docs/performance.md, "Single events in the worker": guardrail state with the service-mode
 #: reads and a dry observe call; then the learning observe call, the service-mode writes, the
 #: save and the reply.
 MAX_ROUND_TRIPS_PER_EVENT = 2

@@ -14,14 +14,15 @@
   `end_of_run` adds the node → END transition, scored the same way; the event's answer is the
   more surprising of its two edges (by score minus threshold).
 
-  Output: a flat array: [1] the scores and thresholds of every event as one binary string of
-    2n big-endian IEEE doubles (score, threshold per event: exact, and one reply element instead
-    of two formatted numbers per event); then 9 values per event in order:
-    status (0 new, 1 redelivered), from, to, count, row total (1/1000 units), flags, runs,
-    back-to-back repeats of the node in the run, their learned limit.
+  Output: a flat array: [1] one binary string of n records of 48 bytes, one per event,
+    big-endian: score, threshold, count, row total (1/1000 units) as IEEE doubles (exact), then
+    flags, runs, back-to-back repeats of the node in the run and their learned limit as signed
+    32-bit integers — one reply element for all of them: a reply value costs Redis more than
+    packing it (measured, docs/performance.md); then 2 values per event: from, to.
     flags = anomalous + 2·held + 4·to-node new + 8·scored by back-off + 16·chain unlearnable
             + 32·mode (0 shadow, 1 soft_lock, 2 locked) + 128·action code
             + 512·mode change at this event (0 none, 1 promoted, 2 force-promoted)
+            + 2048·status (0 new, 1 redelivered)
     (models/observation.py decodes it). A redelivered event answers the stored first answer,
     which is kept compact in the run hash (event field → "\2" .. the two doubles .. a from of 16
     hex digits as its 8 bytes .. the integers as varints, or "\1" .. the doubles .. any other
@@ -528,13 +529,15 @@ local function run_state(run_key)
   return r
 end
 
--- The reply: doubles[] joined into out[1] at the end, then 9 values per event.
-local doubles, out = {}, { '' }
+-- The reply: the records joined into out[1] at the end (head: the event's two doubles, already
+-- packed for its stored answer), then from and to per event.
+local records, out = {}, { '' }
 local function answer_out(status, head, from, to, c, r, flags, nruns, repeats, rlimit)
-  doubles[#doubles + 1] = head
-  local k = #out
-  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = status, from, to, c, r
-  out[k + 6], out[k + 7], out[k + 8], out[k + 9] = flags, nruns, repeats, rlimit
+  local k = #records
+  records[k + 1] = head
+  records[k + 2] = struct.pack('>ddi4i4i4i4', c, r, flags + 2048 * status, nruns, repeats, rlimit)
+  k = #out
+  out[k + 1], out[k + 2] = from, to
 end
 
 --- @include "varint"
@@ -712,7 +715,7 @@ for i = 1, n do
 end
 
 if dry then
-  out[1] = table.concat(doubles)
+  out[1] = table.concat(records)
   if direct then out[#out + 1] = 0 end
   return out
 end
@@ -773,6 +776,6 @@ if refresh then
     redis.call('EXPIRE', KEYS[i], chain_ttl)
   end
 end
-out[1] = table.concat(doubles)
+out[1] = table.concat(records)
 if direct then out[#out + 1] = 1 end
 return out

@@ -2,17 +2,18 @@
 decoded into and the record the pure-Python reference (``models/reference.py``) returns.
 
 One record for both, so the agreement tests compare like with like. The observe script answers a
-flat array (``lua/observe.lua`` header): one binary string holding every event's score and
-threshold as big-endian doubles, then :data:`WIDTH` plain values per event. :class:`Answer`
-reads it in place — the engine's hot loop indexes the flat list and builds no per-event
-record; :meth:`Answer.observation` builds the full record when one is wanted (an anomalous
-event's explanation, tests). Pure: no I/O.
+flat array (``lua/observe.lua`` header): one binary string holding a :data:`RECORD` per event
+(score, threshold, count, row total, flags, runs, repeats, repeat limit), then :data:`WIDTH`
+values per event (from, to). :class:`Answer` unpacks the records in one call and reads the rest
+in place — the engine's hot loop builds no per-event record; :meth:`Answer.observation` builds
+the full record when one is wanted (an anomalous event's explanation, tests). Pure: no I/O.
 
->>> import struct
->>> raw = [struct.pack(">dd", 19.93, 12.0), 0, b"^", b"n1", 0, 0, 1 + 2 + 4 + 32 + 128, 3, 0, 2]
+>>> raw = [RECORD.pack(19.93, 12.0, 0, 0, 1 + 2 + 4 + 32 + 128, 3, 0, 2), b"^", b"n1"]
 >>> o = Answer(raw).observation(0)
 >>> (o.from_node, o.to_node, o.action, o.held, o.backoff, o.unlearnable, o.score, o.mode)
 ('^', 'n1', 'flag', True, False, False, 19.93, 1)
+>>> Answer([RECORD.pack(1.0, 12.0, 3000, 9000, 2048, 4, 1, 0), b"a", b"b"]).observation(0).duplicate
+True
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from typing import Any
 
 from models.params import ACTION_CODES
 
-__all__ = ["WIDTH", "Answer", "Observation", "parse_observations"]
+__all__ = ["DUPLICATE", "RECORD", "WIDTH", "Answer", "Observation", "parse_observations"]
 
-#: Values per event in the observe reply after the doubles: status, from, to, count, row total,
-#: flags, runs, repeats, repeat limit.
-WIDTH = 9
+#: One event's record in the reply's first value: score, threshold, count, row total (doubles),
+#: flags, runs, repeats, repeat limit (signed 32-bit), big-endian.
+RECORD = struct.Struct(">ddddiiii")
+#: Values per event in the observe reply after the records: from, to.
+WIDTH = 2
+#: The flag bit of a redelivered event (its stored first answer).
+DUPLICATE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,50 +72,53 @@ def _text(v: Any) -> str:
 class Answer:
     """One observe reply, read in place.
 
-    ``flat[1 + WIDTH*k + j]`` is value ``j`` of event ``k``; ``doubles[2k]`` / ``[2k+1]`` its
-    score and threshold. Flag bits: see :meth:`observation`.
-    """
+    ``recs[k]`` is event ``k``'s record ``(score, threshold, count, row_total, flags, runs,
+    repeats, repeat_limit)``; ``flat[1 + WIDTH*k]`` / ``[2 + WIDTH*k]`` its from and to nodes.
+    Flag bits: see :meth:`observation`. A reply whose parts disagree is refused."""
 
-    __slots__ = ("doubles", "flat", "n")
+    __slots__ = ("flat", "n", "recs")
 
     def __init__(self, raw: list[Any]) -> None:
         self.flat = raw
-        self.n = (len(raw) - 1) // WIDTH
         blob = raw[0] if raw else b""
-        self.doubles: tuple[float, ...] = struct.unpack(f">{2 * self.n}d", blob) if self.n else ()
+        self.n, rest = divmod(len(blob), RECORD.size)
+        if rest or len(raw) != 1 + WIDTH * self.n:
+            raise ValueError(f"observe reply of {len(raw)} values does not hold "
+                             f"{len(blob)} / {RECORD.size} records")
+        self.recs: list[tuple[float, float, float, float, int, int, int, int]] = list(
+            RECORD.iter_unpack(blob))
 
     def __len__(self) -> int:
         return self.n
 
     def mode_runs(self, k: int) -> tuple[int, int]:
         """(mode, runs) of the chain after event ``k``."""
-        base = 1 + WIDTH * k
-        return (int(self.flat[base + 5]) >> 5) & 3, int(self.flat[base + 6])
+        rec = self.recs[k]
+        return (rec[4] >> 5) & 3, rec[5]
 
     def observation(self, k: int) -> Observation:
         """The full record of event ``k``."""
-        f = self.flat
+        score, threshold, count, row, flags, runs, repeats, limit = self.recs[k]
         base = 1 + WIDTH * k
-        flags = int(f[base + 5])
         return Observation(
-            duplicate=int(f[base]) == 1,
-            from_node=_text(f[base + 1]),
-            to_node=_text(f[base + 2]),
-            count=int(f[base + 3]),
-            row_total=int(f[base + 4]),
-            score=self.doubles[2 * k],
-            threshold=self.doubles[2 * k + 1],
+            duplicate=bool(flags & DUPLICATE),
+            from_node=_text(self.flat[base]),
+            to_node=_text(self.flat[base + 1]),
+            count=int(count),
+            row_total=int(row),
+            score=score,
+            threshold=threshold,
             anomalous=bool(flags & 1),
             mode=(flags >> 5) & 3,
             action=ACTION_CODES[(flags >> 7) & 3],
             held=bool(flags & 2),
-            runs=int(f[base + 6]),
+            runs=runs,
             mode_change=(flags >> 9) & 3,
             to_new=bool(flags & 4),
             backoff=bool(flags & 8),
             unlearnable=bool(flags & 16),
-            repeats=int(f[base + 7]),
-            repeat_limit=int(f[base + 8]),
+            repeats=repeats,
+            repeat_limit=limit,
         )
 
     def observations(self) -> list[Observation]:

@@ -38,7 +38,7 @@ MAD_SCALE = 1.4826
 _LN2 = math.log(2.0)
 
 
-def probability(count: int, row_total: int) -> float:
+def probability(count: float, row_total: float) -> float:
     """Transition probability ``count / row_total`` (0 for a from-node never left before)."""
     return count / row_total if row_total > 0 else 0.0
 

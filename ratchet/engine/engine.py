@@ -32,7 +32,7 @@ from models.events import IngestEvent
 from models.explain import threshold_basis
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
-from models.observation import WIDTH, Answer, Observation
+from models.observation import DUPLICATE, WIDTH, Answer, Observation
 from models.params import ACTION_CODES, COUNT_SCALE, UNLEARNABLE_JUDGED, EngineParams
 from models.scoring import probability
 from models.shape_memo import event_nodes, skeleton_hash_memo
@@ -146,15 +146,12 @@ def count_answers(answers: Sequence[Answer]) -> None:
     scores: list[float] = []  # observed once per batch (ratchet/telemetry/batch.py)
     unlearnable = 0
     for answer in answers:
-        flat, doubles = answer.flat, answer.doubles
-        for k in range(answer.n):
-            base = 1 + WIDTH * k
-            if flat[base] == 1:
+        for score, _, _, _, flags, _, _, _ in answer.recs:
+            if flags & DUPLICATE:
                 continue  # a redelivery: counted the first time
-            flags = flat[base + 5]
             tally[flags & 0x61] += 1  # anomalous bit + mode bits
             unlearnable += (flags >> 4) & 1
-            scores.append(doubles[2 * k])
+            scores.append(score)
             change = (flags >> 9) & 3
             if change:
                 MODE_TRANSITIONS.labels(
@@ -494,13 +491,12 @@ class Engine:
         :class:`Observation` only for an anomalous event's explanation)."""
         if len(indices) != answer.n:
             raise ValueError(f"observe answered {answer.n} events for {len(indices)}")
-        flat, doubles = answer.flat, answer.doubles
+        flat, recs = answer.flat, answer.recs
         label, tag = chain.label, chain.tag
         nodes: dict[bytes, str] = {}
         for k, i in enumerate(indices):
             ev = events[i]
-            base = 1 + WIDTH * k
-            flags = flat[base + 5]
+            score, threshold, count, row, flags, _, _, _ = recs[k]
             mode = (flags >> 5) & 3
             obs_action = ACTION_CODES[(flags >> 7) & 3]
             guards = guard_reasons[i] if guard_reasons is not None else ()
@@ -514,21 +510,21 @@ class Engine:
             mode_change = (flags >> 9) & 3
             if mode_change:
                 change = MODE_NAMES[mode] + ("(forced)" if mode_change == 2 else "")
-            raw_from, raw_to = flat[base + 1], flat[base + 2]
+            raw_from, raw_to = flat[1 + WIDTH * k], flat[2 + WIDTH * k]
             from_node = nodes.get(raw_from)
             if from_node is None:
                 from_node = nodes[raw_from] = _text(raw_from)
             to_node = nodes.get(raw_to)
             if to_node is None:
                 to_node = nodes[raw_to] = _text(raw_to)
-            count, row = flat[base + 3], flat[base + 4]
             # positional, slot by slot (models/verdict_build.py): the same Verdict, ≈ 3x cheaper
             out[i] = make_verdict(
                 ev.event_id, ev.agent_id, ev.run_id, label, MODE_NAMES[mode], bool(flags & 1),
-                doubles[2 * k], doubles[2 * k + 1],
+                score, threshold,
                 make_edge(from_node, to_node, probability(count, row), count / COUNT_SCALE,
                           row / COUNT_SCALE),
-                action, reasons, now, trace_id, ev.project_id, tag, change, flat[base] == 1,
+                action, reasons, now, trace_id, ev.project_id, tag, change,
+                bool(flags & DUPLICATE),
                 bool(flags & 2),
             )
 

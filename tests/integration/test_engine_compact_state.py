@@ -148,17 +148,25 @@ async def test_retention_of_each_kind_of_key(redis_client: Redis, keys: Keys) ->
 
 
 async def test_observe_reply_is_flat_and_numeric(redis_client: Redis, keys: Keys) -> None:
-    """The reply the engine reads in place: one blob of doubles, then 9 plain values per event."""
+    """The reply the engine reads in place: one blob of 48-byte records (four doubles, four
+    32-bit integers per event), then from and to per event; a redelivery's record says so."""
     store = EngineStore(redis_client, keys, EngineParams())
     call_keys, args = store.observe_call(
         ChainBatch("flat", [ObserveItem("a", "r", "n1"), ObserveItem("b", "r", "n2")]),
         learn=True, now_ms=1)
     raw = await store.scripts["observe"](keys=call_keys, args=args)
-    assert len(raw) == 1 + 2 * 9
-    score, threshold, score2, _ = struct.unpack(">4d", raw[0])
-    assert raw[1:10] == [0, b"^", b"n1", 0, 0, raw[6], 1, 0, 2]
-    assert all(isinstance(v, int) for v in (raw[4], raw[5], raw[6], raw[7], raw[8], raw[9]))
-    assert score > 19 and threshold == EngineParams().fallback_bits and score2 > 19
+    assert len(raw) == 1 + 2 * 2 and len(raw[0]) == 2 * 48
+    first, second = struct.iter_unpack(">ddddiiii", raw[0])
+    score, threshold, count, row, flags, runs, repeats, limit = first
+    assert raw[1:3] == [b"^", b"n1"] and raw[3:5] == [b"n1", b"n2"]
+    assert (count, row, runs, repeats, limit) == (0, 0, 1, 0, 2) and not flags & 2048
+    assert score > 19 and threshold == EngineParams().fallback_bits and second[0] > 19
+    again = await store.scripts["observe"](keys=call_keys, args=args)
+    assert len(again) == len(raw) and again[1:] == raw[1:]
+    records = list(struct.iter_unpack(">ddddiiii", again[0]))
+    # the stored answers, flagged as redeliveries: everything else as first answered
+    assert [r[4] & 2048 for r in records] == [2048, 2048]
+    assert [(*r[:4], r[4] - 2048, *r[5:]) for r in records] == [first, second]
 
 
 _SPEC = StateSpec(agent_window_s=60, run_window_s=60, history=4, run_events=True,

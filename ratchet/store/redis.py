@@ -21,7 +21,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -306,7 +306,7 @@ class _HiredisPack:
     for an ``observe.lua`` call of one event (50 arguments), the largest single cost of a worker
     on single events before (about a third of its CPU in cProfile)."""
 
-    _packer = HiredisRespSerializer()
+    _packer = cast(Any, HiredisRespSerializer)()  # untyped in redis-py 8.2
 
     def pack_command(self, *args: Any) -> list[bytes]:
         # redis-py's serializer splits the command name, then copies every argument through a

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import pytest
@@ -37,7 +37,7 @@ async def _torn_down(url: str, *, hide_closing: bool = True) -> aioredis.Connect
     failover."""
     u = urlparse(url)
     conn = aioredis.Connection(host=u.hostname or "127.0.0.1", port=u.port or 6379)
-    await conn.connect()
+    await cast(Any, conn).connect()  # untyped in redis-py 8.2
     writer: Any = conn._writer
     transport = writer.transport
     transport.close()

@@ -34,10 +34,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 stamp="$VENV/.ratchet-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ clients/python/pyproject.toml -nt "$stamp" ]; then
-  echo "installing ratchet, its dev dependencies and the Python SDK (clients/python) into $VENV..." >&2
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ clients/python/pyproject.toml -nt "$stamp" ] \
+   || [ constraints.txt -nt "$stamp" ]; then
+  echo "installing ratchet, its dev dependencies and the Python SDK (clients/python) into $VENV" \
+       "(versions pinned by constraints.txt)..." >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev]' -e clients/python
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]' -e clients/python
   touch "$stamp"
 fi
 . "$VENV/bin/activate"

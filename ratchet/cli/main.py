@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
-from models.errors import ConfigError, RatchetError
+from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.cli import (
     audit,
     baselines,
@@ -64,14 +65,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_logging(settings.log_level, settings.log_format)
         return int(args.func(args) or 0)
     except RatchetError as exc:
-        print(f"ratchet: error: {exc}", file=sys.stderr)
+        print(f"ratchet: error: {exc}{_redis_hint(exc, exc.__cause__)}", file=sys.stderr)
         return 2
     except REDIS_ERRORS as exc:  # a command that talks to Redis directly, not through a store
-        print(f"ratchet: error: {translate(exc)}", file=sys.stderr)
+        err = translate(exc)
+        print(f"ratchet: error: {err}{_redis_hint(err, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ratchet: interrupted", file=sys.stderr)
         return 130
+
+
+def _redis_hint(err: RatchetError, cause: BaseException | None) -> str:
+    """For an operator at a terminal (not an HTTP caller): what Redis said, and where it was
+    looked for — the password left out."""
+    if not isinstance(err, UnavailableError) or not isinstance(cause, REDIS_ERRORS):
+        return ""
+    try:
+        url = get_settings().redis_url
+    except ConfigError:
+        url = None
+    where = "RATCHET_REDIS_URL is not set"
+    if url:
+        parts = urlsplit(url)
+        try:
+            netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port is not None else "")
+        except ValueError:  # a port that is no number: the URL's text, userinfo removed
+            netloc = parts.netloc.rpartition("@")[2]
+        where = f"RATCHET_REDIS_URL={parts.scheme}://{netloc}{parts.path}"
+    return f"\n  Redis said: {cause}\n  {where}: is that Redis running and reachable from here?"
 
 
 if __name__ == "__main__":  # pragma: no cover

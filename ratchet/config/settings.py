@@ -17,9 +17,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from models.errors import ConfigError
 from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
@@ -378,7 +380,59 @@ def variable_problems(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _redis_url(raw: str) -> str | None:
+    """Why ``raw`` is not a Redis URL redis-py can connect to, or None."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a Redis URL ({exc})"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return ("is not a Redis URL: it must start with redis:// (rediss:// for TLS, unix:// for "
+                "a socket), e.g. redis://127.0.0.1:6379/0")
+    if parts.scheme == "unix":
+        return None if parts.path else "names no socket path (unix:///path/to/redis.sock)"
+    if not parts.hostname:
+        return "names no host (redis://host:port/db)"
+    if port == 0:
+        return "has port 0"
+    return None
+
+
+def _host_ports(raw: str) -> str | None:
+    """Why ``raw`` is not a ``host[:port][,host[:port]]`` list (port 9092 when left out, as
+    Kafka clients read it), or None."""
+    for item in (i.strip() for i in raw.split(",")):
+        if "://" in item or "/" in item:
+            return (f"is not a list of host:port: {item!r} has a scheme or path "
+                    "(write kafka-0:9092,kafka-1:9092)")
+        if item.startswith("["):  # [IPv6]:port or [IPv6]
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") if rest else "9092"
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        else:  # a name, or a bare IPv6 address without a port
+            host, port = item, "9092"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return (f"is not a list of host:port (e.g. kafka-0:9092,kafka-1:9092): "
+                    f"{item!r} is not host:port")
+    return None
+
+
+#: Settings whose text has a format, checked where they are read: what is wrong, or None.
+_FORMATS: dict[str, Callable[[str], str | None]] = {
+    PREFIX + "REDIS_URL": _redis_url,
+    PREFIX + "RATELIMIT_REDIS_URL": _redis_url,
+    PREFIX + "KAFKA_BOOTSTRAP": _host_ports,
+}
+
+
 def _cast(name: str, raw: str, annotation: object) -> object:
+    check = _FORMATS.get(name)
+    problem = check(raw) if check is not None and raw != "" else None
+    if problem:  # the value shown without a URL's user and password
+        shown = re.sub(r"//[^/@]*@", "//…@", raw)
+        raise ConfigError(f"{name}={shown!r} {problem}; fix or unset it")
     text = str(annotation)
     try:
         if "bool" in text:

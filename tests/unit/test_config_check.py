@@ -129,3 +129,66 @@ def test_a_worker_with_a_broken_engine_config_refuses_to_start(tmp_path: Path) -
                      "RATCHET_KAFKA_BOOTSTRAP": "x:1"}, "worker")
     assert done.returncode == 2, done
     assert "floor_bits is outside any table; engine parameters go under [engine]" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RATCHET_REDIS_URL", "nonsense", "it must start with redis://"),
+        ("RATCHET_REDIS_URL", "http://h:6379/0", "it must start with redis://"),
+        ("RATCHET_REDIS_URL", "redis://", "names no host"),
+        ("RATCHET_REDIS_URL", "redis://h:port/0", "is not a Redis URL (Port could not be cast"),
+        ("RATCHET_REDIS_URL", "unix://", "names no socket path"),
+        ("RATCHET_RATELIMIT_REDIS_URL", "localhost:6379", "it must start with redis://"),
+        ("RATCHET_KAFKA_BOOTSTRAP", "kafka://k:9092", "has a scheme or path"),
+        ("RATCHET_KAFKA_BOOTSTRAP", "k:9092,k2:", "'k2:' is not host:port"),
+        ("RATCHET_KAFKA_BOOTSTRAP", "k:70000", "'k:70000' is not host:port"),
+        ("RATCHET_KAFKA_BOOTSTRAP", ":9092", "':9092' is not host:port"),
+    ],
+)
+def test_service_addresses_that_cannot_connect_are_refused_when_read(
+    name: str, value: str, message: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    assert str(caught.value).startswith(f"{name}=")
+    assert message in str(caught.value)
+    assert variable_problems({name: value}) == [str(caught.value)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATCHET_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ("RATCHET_REDIS_URL", "rediss://user:pw@redis.example:6380"),
+        ("RATCHET_REDIS_URL", "redis://redis"),
+        ("RATCHET_REDIS_URL", "unix:///run/redis.sock?db=1"),
+        ("RATCHET_KAFKA_BOOTSTRAP", "kafka-0:9092, kafka-1:9092"),
+        ("RATCHET_KAFKA_BOOTSTRAP", "localhost"),  # port 9092, as Kafka clients read it
+        ("RATCHET_KAFKA_BOOTSTRAP", "[::1]:9092,[fd00::2]"),
+        ("RATCHET_KAFKA_BOOTSTRAP", ""),  # unset
+    ],
+)
+def test_service_addresses_clients_accept_are_kept(name: str, value: str) -> None:
+    s = Settings.from_env({name: value})
+    assert getattr(s, name.removeprefix("RATCHET_").lower()) == (value or None)
+
+
+def test_a_refused_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RATCHET_REDIS_URL": "redis://admin:hunter2@h:port/0"})
+    assert "hunter2" not in str(caught.value) and "admin" not in str(caught.value)
+    assert "'redis://…@h:port/0'" in str(caught.value)
+
+
+def test_an_unreachable_redis_is_an_error_saying_where_it_was_looked_for() -> None:
+    """Port 1 on loopback: nothing listens there, the connection is refused at once."""
+    done = _ratchet({"RATCHET_REDIS_URL": "redis://ops:hunter2@127.0.0.1:1/0"},
+                    "baselines", "list", "--project", "p1")
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "ratchet: error: Redis is unavailable (ConnectionError); retry later"
+    assert lines[1].strip().startswith("Redis said: ") and "127.0.0.1:1" in lines[1]
+    assert lines[2].strip() == ("RATCHET_REDIS_URL=redis://127.0.0.1:1/0: is that Redis running "
+                                "and reachable from here?")
+    assert "hunter2" not in done.stderr

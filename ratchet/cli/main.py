@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.cli import (
@@ -22,7 +21,7 @@ from ratchet.cli import (
     webhooks,
     worker,
 )
-from ratchet.config.settings import Settings, get_settings
+from ratchet.config.settings import Settings, get_settings, redacted_url
 from ratchet.store.redis import REDIS_ERRORS, translate
 from ratchet.telemetry.logs import setup_logging
 
@@ -85,14 +84,7 @@ def _redis_hint(err: RatchetError, cause: BaseException | None) -> str:
         url = get_settings().redis_url
     except ConfigError:
         url = None
-    where = "RATCHET_REDIS_URL is not set"
-    if url:
-        parts = urlsplit(url)
-        try:
-            netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port is not None else "")
-        except ValueError:  # a port that is no number: the URL's text, userinfo removed
-            netloc = parts.netloc.rpartition("@")[2]
-        where = f"RATCHET_REDIS_URL={parts.scheme}://{netloc}{parts.path}"
+    where = f"RATCHET_REDIS_URL={redacted_url(url)}" if url else "RATCHET_REDIS_URL is not set"
     return f"\n  Redis said: {cause}\n  {where}: is that Redis running and reachable from here?"
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Secret",
     "Settings",
     "get_settings",
+    "redacted_url",
     "setting_names",
     "unknown_variables",
     "variable_problems",
@@ -380,6 +381,15 @@ def variable_problems(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its user and password, for messages and logs.
+
+    >>> redacted_url("redis://ops:hunter2@10.0.0.5:6379/0")
+    'redis://…@10.0.0.5:6379/0'
+    """
+    return re.sub(r"//[^/@]*@", "//…@", url)
+
+
 def _redis_url(raw: str) -> str | None:
     """Why ``raw`` is not a Redis URL redis-py can connect to, or None."""
     try:
@@ -430,9 +440,8 @@ _FORMATS: dict[str, Callable[[str], str | None]] = {
 def _cast(name: str, raw: str, annotation: object) -> object:
     check = _FORMATS.get(name)
     problem = check(raw) if check is not None and raw != "" else None
-    if problem:  # the value shown without a URL's user and password
-        shown = re.sub(r"//[^/@]*@", "//…@", raw)
-        raise ConfigError(f"{name}={shown!r} {problem}; fix or unset it")
+    if problem:
+        raise ConfigError(f"{name}={redacted_url(raw)!r} {problem}; fix or unset it")
     text = str(annotation)
     try:
         if "bool" in text:

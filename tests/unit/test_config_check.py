@@ -189,6 +189,6 @@ def test_an_unreachable_redis_is_an_error_saying_where_it_was_looked_for() -> No
     lines = done.stderr.strip().splitlines()
     assert lines[0] == "ratchet: error: Redis is unavailable (ConnectionError); retry later"
     assert lines[1].strip().startswith("Redis said: ") and "127.0.0.1:1" in lines[1]
-    assert lines[2].strip() == ("RATCHET_REDIS_URL=redis://127.0.0.1:1/0: is that Redis running "
-                                "and reachable from here?")
+    assert lines[2].strip() == ("RATCHET_REDIS_URL=redis://…@127.0.0.1:1/0: is that Redis "
+                                "running and reachable from here?")
     assert "hunter2" not in done.stderr

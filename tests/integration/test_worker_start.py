@@ -1,0 +1,56 @@
+"""A worker started against a Redis that does not answer says so at start (which URL, what
+went wrong, the password left out) and keeps running — events wait and are retried — instead
+of saying "ready" and nothing more until the first event fails."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, worker_env
+from ratchet.sandbox.servers import free_port
+
+
+def _start(redis_url: str, kafka_bootstrap: str) -> ChildProcess:
+    tag = uuid.uuid4().hex[:8]
+    env = worker_env(
+        {**worker_env(), **FAST_GROUP_ENV}, redis_url=redis_url, kafka_bootstrap=kafka_bootstrap,
+        worker_id=f"start-{tag}", topic_ingest=f"ingest-{tag}", topic_verdicts=f"verdicts-{tag}",
+        topic_feedback=f"feedback-{tag}", worker_web_port=0, log_format="text",
+    )
+    return ChildProcess(env, name="worker", argv=("-m", "ratchet", "worker")).start()
+
+
+def _wait_for(proc: ChildProcess, text: str, timeout_s: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while text not in (log := proc.log()):
+        assert proc.running, f"the worker exited:\n{log[-3000:]}"
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{log[-3000:]}"
+        time.sleep(0.2)
+    return log
+
+
+def test_a_worker_whose_redis_does_not_answer_says_so_at_start_and_keeps_running(
+    redis_url: str, kafka_bootstrap: str,
+) -> None:
+    dead = f"redis://ops:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    proc = _start(dead, kafka_bootstrap)
+    try:
+        log = _wait_for(proc, "check RATCHET_REDIS_URL")
+        line = next(x for x in log.splitlines() if "does not answer" in x)
+        assert "WARNING" in line
+        assert f"Redis at {dead.replace('ops:hunter2@', '…@')} does not answer" in line
+        assert "ConnectionError" in line
+        assert "hunter2" not in log
+        time.sleep(1.0)
+        assert proc.running, "the start-up check must not stop the worker"
+    finally:
+        proc.stop()
+    assert not proc.running
+
+    proc = _start(redis_url, kafka_bootstrap)  # the fixture's Redis answers
+    try:
+        log = _wait_for(proc, " answers")
+        assert "does not answer" not in log
+    finally:
+        proc.stop()

@@ -6,6 +6,7 @@ to this instance's reply route — only then does the server accept requests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web, web_response
@@ -50,11 +51,13 @@ from ratchet.store.chain_registry import ChainRegistry
 from ratchet.store.idempotency import EventIds, IdempotencyStore
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
-from ratchet.store.redis import connect_from_settings
+from ratchet.store.redis import connect_from_settings, log_reachability
 from ratchet.store.scripts import scripts_for
 from ratchet.store.verdicts import VerdictStore
 
 __all__ = ["SERVER_HEADER", "build_app"]
+
+log = logging.getLogger("gateway.app")
 
 #: The ``Server`` header of every answer: no software name or version to look up flaws by.
 SERVER_HEADER = "ratchet"
@@ -144,6 +147,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                     security=security,
                 )
             await publisher.start()
+            await log_reachability(redis, settings.redis_url, log)
             await listener.start()
             verdicts = VerdictStore(redis, keys, ttl_s=settings.verdict_ttl_s,
                                     allow_ttl_s=settings.verdict_allow_ttl_s)

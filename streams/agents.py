@@ -23,7 +23,7 @@ from faust.types import EventT, StreamT
 
 from models.envelope import IngestEnvelope
 from models.errors import ConfigError
-from ratchet.config.settings import Settings, redacted_url
+from ratchet.config.settings import Settings
 from streams.app import Topics
 from streams.batcher import GreedyBatcher
 from streams.runtime import Runtime
@@ -117,14 +117,6 @@ def attach_agents(
         log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s",
                  settings.worker_id, settings.topic_ingest, settings.topic_verdicts,
                  settings.topic_feedback)
-        # Not fatal (a Redis restarting beside the worker comes back; events wait and are
-        # retried), but a wrong RATCHET_REDIS_URL should say so at start, not at the first event.
-        problem = await runtime.redis_problem()
-        if problem is None:
-            log.info("Redis at %s answers", redacted_url(settings.redis_url or ""))
-        else:
-            log.warning("Redis at %s does not answer (%s): events wait and are retried until it "
-                        "does; check RATCHET_REDIS_URL", redacted_url(settings.redis_url or ""),
-                        problem)
+        await runtime.check_redis(log)
 
     return runtime

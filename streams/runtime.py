@@ -6,6 +6,7 @@ Built lazily inside the worker's event loop (the first agent to start builds the
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from models.errors import ConfigError
@@ -14,7 +15,7 @@ from ratchet.config.settings import Settings
 from ratchet.engine.engine import Engine
 from ratchet.store.audit import AuditLog, AuditSink
 from ratchet.store.keys import Keys
-from ratchet.store.redis import REDIS_ERRORS, connect_from_settings
+from ratchet.store.redis import connect_from_settings, log_reachability
 from ratchet.store.replies import ReplyPublisher
 from ratchet.telemetry.projects import project_labels
 from streams.tuning import tune_gc
@@ -71,14 +72,10 @@ class Runtime:
                 tune_gc(s.worker_gc_gen0)
             return self.engine, self.store
 
-    async def redis_problem(self, timeout_s: float = 5.0) -> str | None:
-        """None when Redis answers a PING, else what went wrong (the start-up check)."""
+    async def check_redis(self, log: logging.Logger) -> bool:
+        """The start-up check: whether Redis answers, logged (:func:`log_reachability`)."""
         await self._ensure()
-        try:
-            await asyncio.wait_for(self.client.ping(), timeout_s)
-        except (REDIS_ERRORS + (TimeoutError,)) as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return None
+        return await log_reachability(self.client, self.settings.redis_url or "", log)
 
     async def ingest_processor(self) -> IngestProcessor:
         engine, store = await self._ensure()

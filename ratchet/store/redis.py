@@ -17,8 +17,10 @@ catch one error type and never a redis-py exception.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, cast, overload
@@ -50,7 +52,7 @@ if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _pack_c
 
 from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
-from ratchet.config.settings import Settings
+from ratchet.config.settings import Settings, redacted_url
 from ratchet.store.deadline import with_deadline
 from ratchet.store.pipeline import LeanRedis
 from ratchet.store.pool import WaitingConnectionPool
@@ -379,6 +381,23 @@ async def refresh_topology(client: RedisClient) -> None:
     if isinstance(client, RedisCluster):
         client._initialize = True  # redis-py's own flag: the next initialize() discovers
         await client.initialize()
+
+
+async def log_reachability(client: RedisClient, url: str, log: logging.Logger,
+                           timeout_s: float = 5.0) -> bool:
+    """Ping Redis once at a process's start and log the outcome: ``Redis at <url> answers``, or
+    a WARNING with what went wrong. Not fatal (a Redis restarting beside the process comes
+    back; requests and events wait for it), but a wrong ``RATCHET_REDIS_URL`` shows at start.
+    Returns whether it answered."""
+    try:
+        await asyncio.wait_for(client.ping(), timeout_s)
+    except (REDIS_ERRORS + (TimeoutError,)) as exc:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("Redis at %s does not answer (%s): work waits and is retried until it "
+                    "does; check RATCHET_REDIS_URL", redacted_url(url), what)
+        return False
+    log.info("Redis at %s answers", redacted_url(url))
+    return True
 
 
 def unavailable(exc: BaseException) -> UnavailableError:

@@ -1,14 +1,18 @@
-"""A worker started against a Redis that does not answer says so at start (which URL, what
-went wrong, the password left out) and keeps running — events wait and are retried — instead
-of saying "ready" and nothing more until the first event fails."""
+"""A worker (and a gateway: the same check) started against a Redis that does not answer says
+so at start (which URL, what went wrong, the password left out) and keeps running — events wait
+and are retried — instead of saying "ready" and nothing more until the first event fails."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
+import pytest
+
 from ratchet.sandbox.process import FAST_GROUP_ENV, ChildProcess, worker_env
 from ratchet.sandbox.servers import free_port
+from ratchet.store.redis import connect, log_reachability
 
 
 def _start(redis_url: str, kafka_bootstrap: str) -> ChildProcess:
@@ -54,3 +58,29 @@ def test_a_worker_whose_redis_does_not_answer_says_so_at_start_and_keeps_running
         assert "does not answer" not in log
     finally:
         proc.stop()
+
+
+async def test_the_start_up_check_names_the_url_without_its_password(
+    redis_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("test.start")
+    dead = f"redis://ops:hunter2@127.0.0.1:{free_port()}/0"
+    client = connect(dead)
+    try:
+        with caplog.at_level(logging.INFO, logger="test.start"):
+            assert not await log_reachability(client, dead, log, timeout_s=2.0)
+    finally:
+        await client.aclose()
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(
+        f"Redis at redis://…@127.0.0.1:{dead.rsplit(':', 1)[1]} does not answer (")
+    assert "hunter2" not in record.getMessage()
+    caplog.clear()
+    client = connect(redis_url)
+    try:
+        with caplog.at_level(logging.INFO, logger="test.start"):
+            assert await log_reachability(client, redis_url, log)
+    finally:
+        await client.aclose()
+    assert [r.getMessage() for r in caplog.records] == [f"Redis at {redis_url} answers"]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 
 from models.errors import ConfigError, ValidationError
@@ -27,7 +30,7 @@ from ratchet.platform.credentials import (
     rotate_api_key_of_project,
     set_project_tier,
 )
-from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.platform.provisioning import create_agent, create_project, list_projects
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, connect_from_settings
@@ -121,6 +124,23 @@ def _cmd_project_create(args: argparse.Namespace) -> int:
     print(f"project_id: {project_id}")
     print(f"api_key:    {api_key}")
     print(_WARNING.format(what="API key"), file=sys.stderr)
+    return 0
+
+
+def _cmd_project_list(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    found = _with_redis(settings, lambda r, k, a: list_projects(r, k))
+    if args.json:
+        print(orjson.dumps([dataclasses.asdict(p) for p in found]).decode())
+        return 0
+    if not found:
+        print("no projects yet: create one with `ratchet projects create --name NAME`")
+        return 0
+    print(f"{'project':<22}  {'tier':<12}  {'agents':>6}  {'created (UTC)':<19}  name")
+    for p in found:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.created_at))
+        tier = p.tier or f"({settings.default_tier})"
+        print(f"{p.project_id:<22}  {tier:<12}  {p.agents:>6}  {when:<19}  {p.name}")
     return 0
 
 
@@ -253,6 +273,14 @@ def register(subparsers: Any) -> None:
                          help="rate-limit tier (default: RATCHET_DEFAULT_TIER, shipped "
                               f"{Settings().default_tier!r}); {_TIERS_HELP}")
     pcreate.set_defaults(func=_cmd_project_create)
+    plist = psub.add_parser(
+        "list", help="list the projects: id, tier, agents, created, name (never keys)",
+        description="List every project, oldest first: its id, rate-limit tier (in "
+                    "parentheses: none set, the gateways' default applies), number of "
+                    "registered agents, creation time (UTC) and name. Keys and secrets are "
+                    "never shown.")
+    plist.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    plist.set_defaults(func=_cmd_project_list)
     protate = psub.add_parser("rotate-key",
                               help="replace the project's API key (the old one stops working)")
     protate.add_argument("--project", required=True, help="project id (prj_...)")

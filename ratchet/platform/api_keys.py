@@ -37,7 +37,7 @@ from ratchet.platform.grants import live_grant
 from ratchet.platform.provisioning import hash_api_key, project_exists
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient
+from ratchet.store.redis import RedisClient, reply_text
 from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
@@ -66,10 +66,6 @@ class KeyInfo:
     def public(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "role": self.role, "agent_id": self.agent_id,
                 "created_at": self.created_at, "primary": self.primary}
-
-
-def _text(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _describe(grant: Grant, sha: str, now: float) -> bytes:
@@ -131,11 +127,11 @@ async def list_keys(redis: RedisClient, keys: Keys, project_id: str) -> list[Key
         (sha, created, rotated), scoped = await pipe.execute()
     out: list[KeyInfo] = []
     if sha is not None:
-        at = float(_text(rotated or created or 0))
-        out.append(KeyInfo(_text(sha)[:12], ADMIN, None, at, primary=True))
+        at = float(reply_text(rotated or created or 0))
+        out.append(KeyInfo(reply_text(sha)[:12], ADMIN, None, at, primary=True))
     for key_id, raw in cast(dict[bytes, bytes], scoped).items():
         d = orjson.loads(raw)
-        out.append(KeyInfo(_text(key_id), d["role"], d.get("agent_id"), d["created_at"]))
+        out.append(KeyInfo(reply_text(key_id), d["role"], d.get("agent_id"), d["created_at"]))
     return sorted(out, key=lambda k: (not k.primary, k.created_at))
 
 
@@ -148,7 +144,7 @@ async def _scoped(redis: RedisClient, keys: Keys, project_id: str, key_id: str) 
 
 async def _is_primary(redis: RedisClient, keys: Keys, project_id: str, key_id: str) -> bool:
     sha = await redis.hget(keys.project(project_id), "api_key_sha256")
-    return sha is not None and _text(sha)[:12] == key_id
+    return sha is not None and reply_text(sha)[:12] == key_id
 
 
 async def rotate_key(

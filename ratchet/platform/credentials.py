@@ -26,7 +26,7 @@ from ratchet.platform.provisioning import (
 )
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient
+from ratchet.store.redis import RedisClient, reply_text
 from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
@@ -69,7 +69,7 @@ async def rotate_api_key_of_project(
     sha = await redis.hget(keys.project(project_id), "api_key_sha256")
     if sha is None:
         raise NotFoundError(f"project {project_id} does not exist")
-    return await _rotate(redis, keys, scripts, project_id, _text(sha), audit, actor)
+    return await _rotate(redis, keys, scripts, project_id, reply_text(sha), audit, actor)
 
 
 async def _rotate(
@@ -128,14 +128,14 @@ async def agent_info(redis: RedisClient, keys: Keys, project_id: str, agent_id: 
     for name in ("created_at", "secret_rotated_at"):
         value = raw.get(name.encode())
         if value is not None:
-            out[name] = _text(value)
+            out[name] = reply_text(value)
     return out
 
 
 async def project_tier(redis: RedisClient, keys: Keys, project_id: str) -> str | None:
     """The tier stored with the project, or ``None`` (then the default tier applies)."""
     raw = await redis.hget(keys.project(project_id), "tier")
-    return None if raw is None else _text(raw)
+    return None if raw is None else reply_text(raw)
 
 
 async def set_project_tier(
@@ -148,7 +148,3 @@ async def set_project_tier(
         raise NotFoundError(f"project {project_id} does not exist")
     await redis.hset(keys.project(project_id), "tier", tier)
     # audit: tier.changed (project_id, tier) — models.audit.ACTIONS has no such action yet
-
-
-def _text(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -17,13 +17,9 @@ import orjson
 
 from models.scopes import Grant, parse_grant
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient
+from ratchet.store.redis import RedisClient, reply_text
 
 __all__ = ["confirm_grant", "key_side", "live_grant", "names_key"]
-
-
-def _text(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def key_side(keys: Keys, sha: str, grant: Grant) -> tuple[str, str]:
@@ -39,8 +35,8 @@ def names_key(raw: object, sha: str, grant: Grant) -> bool:
     if raw is None:
         return False
     if grant.primary:
-        return _text(raw) == sha
-    return bool(orjson.loads(_text(raw)).get("sha256") == sha)
+        return reply_text(raw) == sha
+    return bool(orjson.loads(reply_text(raw)).get("sha256") == sha)
 
 
 async def confirm_grant(redis: RedisClient, keys: Keys, sha: str, grant: Grant) -> bool:
@@ -57,5 +53,5 @@ async def live_grant(redis: RedisClient, keys: Keys, sha: str) -> Grant | None:
     raw = await redis.get(keys.api_key(sha))
     if raw is None:
         return None
-    grant = parse_grant(_text(raw))
+    grant = parse_grant(reply_text(raw))
     return grant if await confirm_grant(redis, keys, sha, grant) else None

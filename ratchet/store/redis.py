@@ -400,6 +400,11 @@ async def log_reachability(client: RedisClient, url: str, log: logging.Logger,
     return True
 
 
+def reply_text(raw: object) -> str:
+    """A value of a Redis reply (bytes from a client without ``decode_responses``) as text."""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def unavailable(exc: BaseException) -> UnavailableError:
     """A Redis failure as callers above the store floor see it (503, retry later)."""
     return UnavailableError(f"Redis is unavailable ({type(exc).__name__}); retry later")

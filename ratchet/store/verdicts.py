@@ -39,7 +39,7 @@ from redis.commands.core import AsyncScript
 from models.verdict import Verdict
 from models.verdict_stored import decode_stored, encode_stored
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient, RedisStore
+from ratchet.store.redis import RedisClient, RedisStore, reply_text
 from ratchet.store.round import Op, Round, ScriptCall
 from ratchet.store.scripts import scripts_for
 
@@ -122,10 +122,6 @@ def bucket_expiry(index: int, width_s: int, ttl_s: int) -> int:
 DECISIONS_KEPT = 10_000
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 class VerdictStore(RedisStore):
     """Verdict and approval storage of one key namespace."""
 
@@ -167,7 +163,7 @@ class VerdictStore(RedisStore):
     async def last_decision_id(self, project_id: str) -> str:
         """The id of the project's newest decision entry (``0-0`` when there is none)."""
         newest = await self.redis.xrevrange(self.keys.decisions(project_id), count=1)
-        return _text(newest[0][0]) if newest else "0-0"
+        return reply_text(newest[0][0]) if newest else "0-0"
 
     async def read_decisions(
         self, project_id: str, after: str, block_ms: int, count: int = 100
@@ -181,7 +177,7 @@ class VerdictStore(RedisStore):
         out: list[tuple[str, str, bytes]] = []
         for _, entries in got or ():
             for entry_id, fields in entries:
-                out.append((_text(entry_id), _text(fields[b"kind"]), bytes(fields[b"body"])))
+                out.append((reply_text(entry_id), reply_text(fields[b"kind"]), bytes(fields[b"body"])))
         return out
 
     async def save_many(

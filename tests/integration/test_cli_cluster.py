@@ -1,7 +1,7 @@
 """The operator walk-through of docs/api.md and docs/deploy.md, step by step, as the ``ratchet``
 command against a 3-master Redis Cluster (``RATCHET_REDIS_CLUSTER=1``, one seed node).
 
-Projects, agents, scoped keys (create, list, rotate, revoke), the project key's rotation, agent
+Projects (create, list), agents, scoped keys (create, list, rotate, revoke), the project key's rotation, agent
 secret rotation, ``set-tier`` and the audit log (verify, export). After every step the state is
 read back through a cluster client: new credentials are live, replaced ones are dead and their
 records gone, and the audit chain verifies. Without the cluster setting, the same command (and a
@@ -58,6 +58,10 @@ async def test_walkthrough_on_cluster(redis_cluster: RedisClusterServer, key_pre
         touched = [k for p, key in made for k in (keys.project(p), keys.api_key(hash_api_key(key)))]
         nodes = {client.get_node_from_key(k).name for k in touched}
         assert len(nodes) >= 2  # the records really are spread over the masters
+        # projects list reads the projects of every master
+        done = await run("projects", "list")
+        assert done.returncode == 0, done.stderr
+        assert {line.split()[0] for line in done.stdout.splitlines()[1:]} == {p for p, _ in made}
         for project, key in made:
             assert await project_for_api_key(client, keys, key) == project
         project, project_key = made[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -34,3 +35,39 @@ async def test_create_project_and_agent(redis_url: str, key_prefix: str,
 def test_needs_redis_url(args: list[str]) -> None:
     done = ratchet_cli(args, {})
     assert done.returncode == 2 and "RATCHET_REDIS_URL" in done.stderr
+
+
+async def test_projects_list_shows_every_project_oldest_first_and_never_a_key(
+    redis_url: str, key_prefix: str, redis_client: aioredis.Redis,
+) -> None:
+    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    empty = ratchet_cli(["projects", "list"], env)
+    assert empty.returncode == 0, empty.stderr
+    assert "no projects yet" in empty.stdout
+    made = []
+    for name, tier in (("acme corp", None), ("beta", "standard")):
+        done = ratchet_cli(["projects", "create", "--name", name,
+                            *(["--tier", tier] if tier else [])], env)
+        assert done.returncode == 0, done.stderr
+        made.append((field(done.stdout, "project_id"), field(done.stdout, "api_key")))
+    assert ratchet_cli(["agents", "create", "--project", made[0][0], "--agent-id", "a1"],
+                       env).returncode == 0
+    # a listed id whose project hash is gone is left out, not an error
+    await redis_client.sadd(Keys(key_prefix).projects(), "prj_gone")
+
+    done = ratchet_cli(["projects", "list", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    rows = orjson.loads(done.stdout)
+    assert [(r["project_id"], r["name"], r["tier"], r["agents"]) for r in rows] == [
+        (made[0][0], "acme corp", None, 1), (made[1][0], "beta", "standard", 0)]
+    assert rows[0]["created_at"] <= rows[1]["created_at"]
+
+    table = ratchet_cli(["projects", "list"], env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["project", "tier", "agents", "created", "(UTC)", "name"]
+    assert lines[1].split()[:3] == [made[0][0], "(free)", "1"] and lines[1].endswith("acme corp")
+    assert lines[2].split()[:3] == [made[1][0], "standard", "0"]
+    assert len(lines) == 3
+    for _, api_key in made:
+        assert api_key not in table.stdout + done.stdout

@@ -255,6 +255,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "properties": {"agent_id": {"type": "string"}, "created_at": {"type": "string"},
                            "secret_rotated_at": {"type": "string"}},
         },
+        "AgentList": {"type": "object", "required": ["items"],
+                      "properties": {"items": {"type": "array", "items": _ref("Agent")}}},
         "KeyRotated": {
             "type": "object",
             "required": ["project_id", "api_key", "key_id"],
@@ -382,7 +384,14 @@ def _agent_id_param() -> dict[str, Any]:
 def _security_paths(trace_param: dict[str, Any]) -> dict[str, Any]:
     secured: list[dict[str, list[str]]] = [{"apiKey": []}]
     return {
-        "/v1/agents": {"post": {
+        "/v1/agents": {"get": {
+            "summary": "Every agent of the caller's project, oldest first (never a secret).",
+            "operationId": "listAgents",
+            "security": secured,
+            "parameters": [trace_param],
+            "responses": {"200": _json(_ref("AgentList"), "The agents."),
+                          **_errors(401, 503)},
+        }, "post": {
             "summary": "Register an agent of the caller's project; its secret is shown once.",
             "operationId": "registerAgent",
             "security": secured,

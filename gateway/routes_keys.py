@@ -1,6 +1,6 @@
 """Agents and credentials of the caller's project: register, look up, rotate.
 
-``POST /v1/agents``, ``GET /v1/agents/{agent_id}``, ``POST /v1/agents/{agent_id}/secret:rotate``
+``POST /v1/agents``, ``GET /v1/agents``, ``GET /v1/agents/{agent_id}``, ``POST /v1/agents/{agent_id}/secret:rotate``
 and ``POST /v1/projects/current/keys:rotate`` (admin keys only, like every route here). Writes
 take a ``register`` token of the project's tier. New secrets are in the response body once and
 never logged. Another project's agents are 404.
@@ -19,7 +19,12 @@ from gateway.state import state_of
 from models.errors import ValidationError
 from models.ratelimit import REGISTER
 from ratchet.platform.api_keys import rotate_key as rotate_scoped_key
-from ratchet.platform.credentials import agent_info, rotate_agent_secret, rotate_api_key
+from ratchet.platform.credentials import (
+    agent_info,
+    list_agents,
+    rotate_agent_secret,
+    rotate_api_key,
+)
 from ratchet.platform.provisioning import create_agent, hash_api_key
 
 __all__ = ["routes"]
@@ -55,6 +60,14 @@ async def register_agent(request: web.Request) -> web.Response:
                                           audit=state.audit, actor=f"apikey:{caller.key_id}",
                                           max_agents=state.settings.max_agents_per_project)
     return web.json_response({"agent_id": agent_id, "agent_secret": secret}, status=201)
+
+
+@routes.get("/v1/agents")
+async def list_all_agents(request: web.Request) -> web.Response:
+    state = state_of(request)
+    caller = await authenticate(request, state)
+    return web.json_response({"items": await list_agents(state.redis, state.keys,
+                                                         caller.project_id)})
 
 
 @routes.get("/v1/agents/{agent_id}")

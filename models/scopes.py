@@ -60,6 +60,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/v1/decisions:stream"): ADMIN_ONLY,
     ("POST", "/v1/approvals/{event_id}"): ADMIN_ONLY,
     ("POST", "/v1/agents"): ADMIN_ONLY,
+    ("GET", "/v1/agents"): ADMIN_ONLY,
     ("GET", "/v1/agents/{agent_id}"): ADMIN_ONLY,
     ("POST", "/v1/agents/{agent_id}/secret:rotate"): ADMIN_ONLY,
     ("POST", "/v1/projects/current/keys:rotate"): ADMIN_ONLY,

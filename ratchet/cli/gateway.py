@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from models.errors import ConfigError, ValidationError
+from models.errors import ConfigError, NotFoundError, ValidationError
 from models.ratelimit import parse_tiers
 from models.scopes import ROLES
 from ratchet.config.settings import Settings, get_settings
@@ -26,11 +26,17 @@ from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
 from ratchet.platform.api_keys import create_key, list_keys, revoke_key, rotate_key
 from ratchet.platform.credentials import (
+    list_agents,
     rotate_agent_secret,
     rotate_api_key_of_project,
     set_project_tier,
 )
-from ratchet.platform.provisioning import create_agent, create_project, list_projects
+from ratchet.platform.provisioning import (
+    create_agent,
+    create_project,
+    list_projects,
+    project_exists,
+)
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, connect_from_settings
@@ -138,9 +144,9 @@ def _cmd_project_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'project':<22}  {'tier':<12}  {'agents':>6}  {'created (UTC)':<19}  name")
     for p in found:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.created_at))
         tier = p.tier or f"({settings.default_tier})"
-        print(f"{p.project_id:<22}  {tier:<12}  {p.agents:>6}  {when:<19}  {p.name}")
+        print(f"{p.project_id:<22}  {tier:<12}  {p.agents:>6}  {_utc(p.created_at):<19}  "
+              f"{p.name}")
     return 0
 
 
@@ -156,6 +162,32 @@ def _cmd_agent_create(args: argparse.Namespace) -> int:
     print(f"agent_secret: {secret}")
     print(_WARNING.format(what="agent secret"), file=sys.stderr)
     return 0
+
+
+def _cmd_agent_list(args: argparse.Namespace) -> int:
+    project: str = args.project
+    found = _with_redis(get_settings(), lambda r, k, a: _agents_of(r, k, project))
+    if args.json:
+        print(orjson.dumps(found).decode())
+        return 0
+    if not found:
+        print(f"project {project}: no agents yet (ratchet agents create --project {project})")
+        return 0
+    print(f"{'agent':<40}  {'created (UTC)':<19}  secret rotated (UTC)")
+    for agent in found:
+        print(f"{agent['agent_id']:<40}  {_utc(agent.get('created_at')):<19}  "
+              f"{_utc(agent.get('secret_rotated_at'))}")
+    return 0
+
+
+async def _agents_of(redis: RedisClient, keys: Keys, project: str) -> list[dict[str, str]]:
+    if not await project_exists(redis, keys, project):
+        raise NotFoundError(f"project {project} does not exist (ratchet projects list)")
+    return await list_agents(redis, keys, project)
+
+
+def _utc(at: str | float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(at)))
 
 
 def _cmd_project_rotate(args: argparse.Namespace) -> int:
@@ -298,6 +330,10 @@ def register(subparsers: Any) -> None:
     acreate.add_argument("--project", required=True, help="project id (prj_...)")
     acreate.add_argument("--agent-id", default=None, help="agent id (default: generated)")
     acreate.set_defaults(func=_cmd_agent_create)
+    alist = asub.add_parser("list", help="list a project's agents (ids and times, never secrets)")
+    alist.add_argument("--project", required=True, help="project id (prj_...)")
+    alist.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    alist.set_defaults(func=_cmd_agent_list)
     arotate = asub.add_parser("rotate-secret",
                               help="replace an agent's secret (the old one stops verifying)")
     arotate.add_argument("--project", required=True, help="project id (prj_...)")

@@ -31,6 +31,7 @@ from ratchet.store.scripts import ScriptRegistry
 
 __all__ = [
     "agent_info",
+    "list_agents",
     "new_agent_secret",
     "new_api_key",
     "project_tier",
@@ -125,11 +126,35 @@ async def agent_info(redis: RedisClient, keys: Keys, project_id: str, agent_id: 
     if not raw:
         raise NotFoundError(f"no agent {agent_id!r} in this project")
     out = {"agent_id": agent_id}
-    for name in ("created_at", "secret_rotated_at"):
+    for name in _AGENT_FIELDS:
         value = raw.get(name.encode())
         if value is not None:
             out[name] = reply_text(value)
     return out
+
+
+_AGENT_FIELDS = ("created_at", "secret_rotated_at")
+
+
+async def list_agents(redis: RedisClient, keys: Keys, project_id: str) -> list[dict[str, str]]:
+    """Public fields of every agent of the project (never a secret), oldest first: the
+    project's agent set, then one pipeline of the agents' records. An id whose record is gone
+    is left out."""
+    ids = sorted(reply_text(a) for a in await redis.smembers(keys.agents(project_id)))
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for agent_id in ids:
+            pipe.hmget(keys.agent(project_id, agent_id), ["secret", *_AGENT_FIELDS])
+        got = await pipe.execute()
+    out = []
+    for agent_id, (secret, *values) in zip(ids, got, strict=True):
+        if secret is None:
+            continue
+        out.append({"agent_id": agent_id, **{name: reply_text(v) for name, v in
+                                             zip(_AGENT_FIELDS, values, strict=True)
+                                             if v is not None}})
+    return sorted(out, key=lambda a: (float(a.get("created_at", 0)), a["agent_id"]))
 
 
 async def project_tier(redis: RedisClient, keys: Keys, project_id: str) -> str | None:

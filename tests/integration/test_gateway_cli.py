@@ -71,3 +71,35 @@ async def test_projects_list_shows_every_project_oldest_first_and_never_a_key(
     assert len(lines) == 3
     for _, api_key in made:
         assert api_key not in table.stdout + done.stdout
+
+
+async def test_agents_list_shows_the_projects_agents_and_never_a_secret(
+    redis_url: str, key_prefix: str,
+) -> None:
+    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    project = field(ratchet_cli(["projects", "create", "--name", "p"], env).stdout, "project_id")
+    other = field(ratchet_cli(["projects", "create", "--name", "q"], env).stdout, "project_id")
+    none = ratchet_cli(["agents", "list", "--project", project], env)
+    assert none.returncode == 0 and "no agents yet" in none.stdout, none.stderr
+    secrets = []
+    for agent in ("bot-1", "bot-2"):
+        done = ratchet_cli(["agents", "create", "--project", project, "--agent-id", agent], env)
+        secrets.append(field(done.stdout, "agent_secret"))
+    ratchet_cli(["agents", "create", "--project", other, "--agent-id", "bot-9"], env)
+    rotated = ratchet_cli(["agents", "rotate-secret", "--project", project, "--agent-id", "bot-2"],
+                          env)
+    assert rotated.returncode == 0, rotated.stderr
+    secrets.append(field(rotated.stdout, "agent_secret"))
+
+    done = ratchet_cli(["agents", "list", "--project", project, "--json"], env)
+    assert done.returncode == 0, done.stderr
+    rows = orjson.loads(done.stdout)
+    assert [r["agent_id"] for r in rows] == ["bot-1", "bot-2"]
+    assert "secret_rotated_at" not in rows[0] and "secret_rotated_at" in rows[1]
+    table = ratchet_cli(["agents", "list", "--project", project], env)
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["bot-1", "bot-2"]
+    for secret in secrets:
+        assert secret not in done.stdout + table.stdout
+
+    missing = ratchet_cli(["agents", "list", "--project", "prj_nope"], env)
+    assert missing.returncode == 2 and "project prj_nope does not exist" in missing.stderr

@@ -39,6 +39,7 @@ EXPECT: dict[tuple[str, str], str] = {
     ("GET", "/v1/decisions:stream"): ADMIN_ONLY,
     ("POST", "/v1/approvals/{event_id}"): ADMIN_ONLY,
     ("POST", "/v1/agents"): ADMIN_ONLY,
+    ("GET", "/v1/agents"): ADMIN_ONLY,
     ("GET", "/v1/agents/{agent_id}"): ADMIN_ONLY,
     ("POST", "/v1/agents/{agent_id}/secret:rotate"): ADMIN_ONLY,
     ("POST", "/v1/projects/current/keys:rotate"): ADMIN_ONLY,

@@ -303,6 +303,22 @@ async def cross_agent(w: World) -> None:
     _same_as_missing(got, missing, w.b.agent_id, "ghost-agent")
 
 
+async def own_agents(w: World) -> None:
+    got = await call(w, "GET", "/v1/agents", key=w.a.api_key)
+    assert got.status == 200
+    assert [a["agent_id"] for a in got.body["items"]] == [w.a.agent_id]
+    assert all(set(a) <= {"agent_id", "created_at", "secret_rotated_at"} for a in got.body["items"])
+    assert w.a.secret not in got.text
+
+
+async def cross_agents(w: World) -> None:
+    """B's agents (B also has one named like A's) are not in A's list, nor their secrets."""
+    got = await call(w, "GET", "/v1/agents", key=w.a.api_key)
+    ids = [a["agent_id"] for a in got.body["items"]]
+    assert w.b.agent_id not in ids and ids.count(SHARED_AGENT) <= 1
+    assert w.b.secret not in got.text and w.b_shared_secret not in got.text
+
+
 async def own_rotate_secret(w: World) -> None:
     got = await call(w, "POST", f"/v1/agents/{w.a.agent_id}/secret:rotate", key=w.a.api_key)
     assert got.status == 200 and got.body["agent_secret"] != w.a.secret
@@ -571,6 +587,7 @@ MATRIX: dict[tuple[str, str], tuple[Check, Check]] = {
     ("GET", "/v1/decisions:stream"): (own_decisions, cross_decisions),
     ("POST", "/v1/approvals/{event_id}"): (own_decide, cross_decide),
     ("POST", "/v1/agents"): (own_register, cross_register),
+    ("GET", "/v1/agents"): (own_agents, cross_agents),
     ("GET", "/v1/agents/{agent_id}"): (own_agent, cross_agent),
     ("POST", "/v1/agents/{agent_id}/secret:rotate"): (own_rotate_secret, cross_rotate_secret),
     ("POST", "/v1/projects/current/keys:rotate"): (own_rotate_key, cross_rotate_key),

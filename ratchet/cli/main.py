@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
 
 from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.cli import (
@@ -43,11 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version of Ratchet (and of its Redis and Kafka clients)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in COMMANDS:
         module.register(sub)
     return parser
+
+
+def _version() -> str:
+    """``ratchet <version>`` and the client libraries whose versions matter in a bug report."""
+    def of(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return (f"ratchet {of('ratchet-firewall')} (Python {platform.python_version()}, "
+            f"redis-py {of('redis')}, aiokafka {of('aiokafka')}, "
+            f"faust-streaming {of('faust-streaming')})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: one unwrapped line on stdout, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(_version())
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

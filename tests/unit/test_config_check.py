@@ -192,3 +192,15 @@ def test_an_unreachable_redis_is_an_error_saying_where_it_was_looked_for() -> No
     assert lines[2].strip() == ("RATCHET_REDIS_URL=redis://…@127.0.0.1:1/0: is that Redis "
                                 "running and reachable from here?")
     assert "hunter2" not in done.stderr
+
+
+def test_version_names_ratchet_and_the_client_libraries() -> None:
+    from importlib.metadata import version
+
+    done = _ratchet({}, "--version")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert "\n" not in line
+    assert line.startswith(f"ratchet {version('ratchet-firewall')} (Python ")
+    for dist in ("redis", "aiokafka", "faust-streaming"):
+        assert f"{'redis-py' if dist == 'redis' else dist} {version(dist)}" in line

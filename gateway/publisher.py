@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from gateway.metrics import GATEWAY_ERRORS, KAFKA_SEND_SECONDS
 from models.envelope import TRACE_HEADER
 from models.errors import UnavailableError
+from ratchet.kafka.failures import unavailable
 
 __all__ = ["Message", "Publisher"]
 
@@ -61,7 +62,7 @@ class Publisher:
         try:
             await self.producer.start()
         except KafkaError as exc:
-            raise UnavailableError(f"Kafka at {self.bootstrap} did not answer: {exc}") from exc
+            raise unavailable(self.bootstrap, exc) from exc
 
     async def stop(self) -> None:
         # a dead broker must not keep the process from exiting

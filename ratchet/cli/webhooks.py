@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 
 from prometheus_client import start_http_server
 
 from models.errors import ConfigError
 from ratchet.config.settings import Settings, get_settings
-from ratchet.store.redis import connect_from_settings
+from ratchet.store.redis import connect_from_settings, log_reachability
 from ratchet.webhooks.dispatch import WebhookDispatcher
 
 __all__ = ["register", "run_dispatcher"]
+
+log = logging.getLogger("ratchet.webhooks")
 
 
 async def run_dispatcher(settings: Settings) -> None:
@@ -27,6 +30,7 @@ async def run_dispatcher(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await log_reachability(redis, settings.redis_url, log)
         await dispatcher.start()
         await stop.wait()
     finally:

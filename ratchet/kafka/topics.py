@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from models.errors import UnavailableError
+from ratchet.kafka.failures import unavailable
 
 __all__ = ["ensure_topics", "make_admin"]
 
@@ -50,6 +51,6 @@ async def ensure_topics(
             if code not in (0, _TOPIC_ALREADY_EXISTS):
                 raise UnavailableError(f"could not create Kafka topic {topic}: error code {code}")
     except KafkaError as exc:
-        raise UnavailableError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+        raise unavailable(bootstrap, exc) from exc
     finally:
         await admin.close()

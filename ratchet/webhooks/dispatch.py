@@ -21,10 +21,12 @@ from typing import Any
 
 from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from models.verdict_wire import decode_verdict_message
 from models.webhooks import WEBHOOK_ACTIONS
 from ratchet.config.settings import Settings
+from ratchet.kafka.failures import unavailable
 from ratchet.kafka.lag import LagMonitor
 from ratchet.kafka.security import client_kwargs
 from ratchet.store.keys import Keys
@@ -73,7 +75,11 @@ class WebhookDispatcher:
         session = guarded_session(resolver, s.webhook_timeout_s, s.webhook_concurrency)
         self.deliverer = Deliverer(s, session)
         self.consumer = self.make_consumer()
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except KafkaError as exc:
+            assert s.kafka_bootstrap
+            raise unavailable(s.kafka_bootstrap, exc) from exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + assign_timeout_s
         while not self.consumer.assignment() and loop.time() < deadline:

@@ -204,3 +204,15 @@ def test_version_names_ratchet_and_the_client_libraries() -> None:
     assert line.startswith(f"ratchet {version('ratchet-firewall')} (Python ")
     for dist in ("redis", "aiokafka", "faust-streaming"):
         assert f"{'redis-py' if dist == 'redis' else dist} {version(dist)}" in line
+
+
+def test_the_webhook_dispatcher_without_kafka_is_one_error_line_not_a_traceback() -> None:
+    """Port 1 on loopback refuses at once: nothing listens there."""
+    done = _ratchet({"RATCHET_REDIS_URL": "redis://127.0.0.1:1/0",
+                     "RATCHET_KAFKA_BOOTSTRAP": "127.0.0.1:1", "RATCHET_LOG_FORMAT": "text"},
+                    "webhooks", "dispatch", "--metrics-port", "0")
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "ratchet: error: Kafka at 127.0.0.1:1 did not answer: KafkaConnectionError")
+    assert "Redis at redis://127.0.0.1:1/0 does not answer" in done.stderr

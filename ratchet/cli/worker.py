@@ -8,6 +8,7 @@ finishes its current batch, commits and leaves the consumer group.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 from models.errors import ConfigError, RatchetError
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
+from ratchet.kafka.security import client_kwargs
+from ratchet.kafka.topics import check_brokers
 from ratchet.telemetry.logs import logging_config, setup_logging
 
 __all__ = ["main", "register", "run_worker"]
@@ -43,6 +46,9 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
     check_settings(settings)
     # a broken engine config must stop the worker here, not inside an agent that Faust restarts
     engine_params(None, settings)
+    # unreachable brokers: one error line, not Faust's traceback after its start-up
+    assert settings.kafka_bootstrap
+    asyncio.run(check_brokers(settings.kafka_bootstrap, client_kwargs(settings)))
     import faust
 
     from streams.service import get_app

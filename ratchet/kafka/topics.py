@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 from models.errors import UnavailableError
 from ratchet.kafka.failures import unavailable
 
-__all__ = ["ensure_topics", "make_admin"]
+__all__ = ["check_brokers", "ensure_topics", "make_admin"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -20,6 +20,19 @@ def make_admin(bootstrap: str, security: Mapping[str, Any] | None) -> AIOKafkaAd
     """An admin client (not connected yet) with Ratchet's security settings."""
     return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
                                client_id="ratchet-admin", **(security or {}))
+
+
+async def check_brokers(bootstrap: str, security: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`UnavailableError` unless the brokers answer a metadata request (a
+    process's start-up check, before a framework would fail with its own traceback)."""
+    admin = make_admin(bootstrap, security)
+    try:
+        await admin.start()
+        await admin.list_topics()
+    except KafkaError as exc:
+        raise unavailable(bootstrap, exc) from exc
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(

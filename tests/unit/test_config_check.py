@@ -216,3 +216,13 @@ def test_the_webhook_dispatcher_without_kafka_is_one_error_line_not_a_traceback(
     assert done.stderr.strip().splitlines()[-1].startswith(
         "ratchet: error: Kafka at 127.0.0.1:1 did not answer: KafkaConnectionError")
     assert "Redis at redis://127.0.0.1:1/0 does not answer" in done.stderr
+
+
+def test_a_worker_without_kafka_is_one_error_line_not_a_traceback() -> None:
+    done = _ratchet({"RATCHET_REDIS_URL": "redis://127.0.0.1:1/0",
+                     "RATCHET_KAFKA_BOOTSTRAP": "127.0.0.1:1", "RATCHET_LOG_FORMAT": "text"},
+                    "worker")
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "ratchet: error: Kafka at 127.0.0.1:1 did not answer: KafkaConnectionError")

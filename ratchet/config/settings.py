@@ -391,7 +391,8 @@ def redacted_url(url: str) -> str:
 
 
 def _redis_url(raw: str) -> str | None:
-    """Why ``raw`` is not a Redis URL redis-py can connect to, or None."""
+    """Why ``raw`` is not a Redis URL redis-py can connect to, or None (a URL without a host,
+    ``redis://``, is localhost to redis-py)."""
     try:
         parts = urlsplit(raw)
         port = parts.port
@@ -402,8 +403,6 @@ def _redis_url(raw: str) -> str | None:
                 "a socket), e.g. redis://127.0.0.1:6379/0")
     if parts.scheme == "unix":
         return None if parts.path else "names no socket path (unix:///path/to/redis.sock)"
-    if not parts.hostname:
-        return "names no host (redis://host:port/db)"
     if port == 0:
         return "has port 0"
     return None

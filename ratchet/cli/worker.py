@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from models.errors import ConfigError, RatchetError
@@ -41,6 +43,32 @@ def check_settings(settings: Settings) -> None:
         )
 
 
+#: The exit code of a worker whose stop outlasted ``RATCHET_WORKER_SHUTDOWN_TIMEOUT_S``.
+EXIT_STOP_TIMEOUT = 3
+
+
+def _arm_stop_deadline(timeout_s: float) -> None:
+    """Once a stop signal arrived: exit the process after ``timeout_s`` if the stop has not
+    finished by then (a daemon timer thread: it cannot keep a finished process alive)."""
+    if timeout_s <= 0 or _stop_deadline:
+        return
+
+    def expire() -> None:
+        log.error("worker stop did not finish within %g s (RATCHET_WORKER_SHUTDOWN_TIMEOUT_S; a "
+                  "broker or Redis not answering): exiting; uncommitted batches are redelivered",
+                  timeout_s)
+        logging.shutdown()
+        os._exit(EXIT_STOP_TIMEOUT)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    _stop_deadline.append(timer)
+
+
+_stop_deadline: list[threading.Timer] = []
+
+
 def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool = True) -> int:
     """Run a worker in this process until it is stopped; returns the exit code."""
     check_settings(settings)
@@ -61,7 +89,20 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
 
         start_http_server(settings.worker_web_port, addr="0.0.0.0")
     level = (loglevel or settings.log_level).upper()
-    worker = faust.Worker(
+    deadline_s = settings.worker_shutdown_timeout_s
+
+    class Worker(faust.Worker):
+        """Faust's worker with a bound on how long a stop may take (mode's own wait is 60 s)."""
+
+        def _on_sigterm(self) -> None:
+            _arm_stop_deadline(deadline_s)
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            _arm_stop_deadline(deadline_s)
+            super()._on_sigint()
+
+    worker = Worker(
         app, loglevel=level.lower(), quiet=quiet,
         logging_config=logging_config(level, settings.log_format),
     )

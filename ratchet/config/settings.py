@@ -264,6 +264,11 @@ class Settings:
     worker_gc_gen0: int = 50_000
     #: Run the worker on uvloop (less CPU per Redis and Kafka round trip than asyncio's loop).
     worker_uvloop: bool = True
+    #: Longest a worker may take to stop once SIGTERM or SIGINT arrived, seconds: it finishes its
+    #: batch, commits and leaves its group in about a second, but with the brokers gone Faust
+    #: waits 60 s on its consumer; past this it exits (code 3) and its uncommitted batches are
+    #: redelivered to the next owner. 0 = wait as long as Faust does.
+    worker_shutdown_timeout_s: float = 20.0
     #: Faust consumer-group timings (short values are for tests and the demo; see docs).
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0

@@ -5,6 +5,7 @@ and are retried — instead of saying "ready" and nothing more until the first e
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import uuid
 
@@ -84,3 +85,35 @@ async def test_the_start_up_check_names_the_url_without_its_password(
     finally:
         await client.aclose()
     assert [r.getMessage() for r in caplog.records] == [f"Redis at {redis_url} answers"]
+
+
+def test_a_worker_whose_broker_is_gone_still_stops_within_its_shutdown_timeout(
+    redis_url: str,
+) -> None:
+    """Faust waits 60 s on its consumer when the brokers are gone; the worker's own deadline
+    (RATCHET_WORKER_SHUTDOWN_TIMEOUT_S) ends the stop sooner, with its own exit code."""
+    from ratchet.cli.worker import EXIT_STOP_TIMEOUT
+    from ratchet.sandbox.servers import TansuServer
+
+    with TansuServer() as broker:  # its own broker: this test kills it
+        tag = uuid.uuid4().hex[:8]
+        env = worker_env(
+            {**worker_env(), **FAST_GROUP_ENV}, redis_url=redis_url,
+            kafka_bootstrap=broker.bootstrap, worker_id=f"stop-{tag}", worker_web_port=0,
+            log_format="text", worker_shutdown_timeout_s=3,
+        )
+        proc = ChildProcess(env, name="worker", argv=("-m", "ratchet", "worker")).start()
+        try:
+            _wait_for(proc, " answers")  # started: the start-up Redis check has run
+            broker.kill()
+            assert proc.proc is not None
+            started = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            code = proc.proc.wait(timeout=45)
+            took = time.monotonic() - started
+            log = proc.log()
+        finally:
+            proc.stop()
+    assert code == EXIT_STOP_TIMEOUT, log[-3000:]
+    assert 2.5 <= took < 20, took
+    assert "worker stop did not finish within 3 s" in log

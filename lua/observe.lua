@@ -98,8 +98,15 @@
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events (flagged too, ARGV[33]) are not learned
   ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
-  ARGV[30] mode_floor        mode to act by while the chain is in shadow (0 none, 1 soft, 2 locked):
-                             a service new to an agent established elsewhere
+  ARGV[30] mode_floor        mode to act by while the chain is in shadow and has no footing of
+                             its own (fewer than min_runs_soft runs before the event): 0 none,
+                             1 soft, 2 locked — a service new to an agent established elsewhere;
+                             one digit for the whole batch, or one digit per event (the agent's
+                             other services changed mode inside the batch: Engine.decide);
+                             3..5 per event = the floor 0..2 not known for sure yet: the call
+                             stops before the first such event its floor would decide (the chain
+                             in shadow without footing, and the event anomalous or starting a
+                             run that checkpoints) and answers the events before it only
   ARGV[31] uniform           1 = uniform decay (every count, ARGV[25] ppm), 0 = tiered
   ARGV[32] backoff_weight    weight of the action back-off model (0 = off: min_support rule)
   ARGV[33] protect_flags     1 = flagged events are held back from learning too
@@ -159,7 +166,7 @@ local run_ttl = tonumber(ARGV[26])
 local chain_ttl = tonumber(ARGV[27])
 local protect = ARGV[28] == '1'
 local robust = ARGV[29] == '1'
-local mode_floor = tonumber(ARGV[30])
+local floors = ARGV[30]  -- one digit, or one per event: st.floor holds the event's
 local uniform = ARGV[31] == '1'
 local backoff_weight = tonumber(ARGV[32])
 local protect_flags = ARGV[33] == '1'
@@ -438,7 +445,7 @@ end
 
 local function action_for(anomalous)
   local mode = st.mode
-  if mode == 0 then mode = mode_floor end
+  if mode == 0 then mode = st.floor end
   if not anomalous or mode == 0 then return 0 end
   if mode == 1 then return soft_action end
   return locked_action
@@ -611,6 +618,15 @@ for i = 1, n do
   local ext_hold = string.byte(flags, 3) == 49
   local answer_field = event_id -- the event's field (ratchet.store.keys.event_field)
   st.mode_changed = 0
+  -- the floor holds while the chain has no footing of its own: under min_runs_soft runs before
+  -- this event (the runs it starts count from the next event on, as when each event came alone)
+  st.floor, st.unsure = 0, false
+  if st.runs < CKP.min_runs_soft then
+    st.floor = string.byte(floors, #floors > 1 and i or 1) - 48
+    -- 3..5: the floor 0..2 as far as the caller knows yet (another chain of the agent may
+    -- still change mode before this event): the batch stops before an event it would decide
+    if st.floor >= 3 then st.floor, st.unsure = st.floor - 3, st.mode == 0 end
+  end
   local run = run_state(run_key)
   local prior = run.ans[answer_field]
   if prior then
@@ -620,6 +636,7 @@ for i = 1, n do
     if (not from) or run.ended == '1' then
       from, prev_act = START, START
       if learn then
+        if st.unsure and (st.runs + 1) % checkpoint_runs == 0 then break end  -- no checkpoint
         st.runs = st.runs + 1
         if st.runs % checkpoint_runs == 0 then
           if dry then return { '!' } end
@@ -644,6 +661,10 @@ for i = 1, n do
     local streak_prev = e.to ~= e.from and run.rep > 0
     local streak_here = eor and repeats > 0
     local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
+    if anomalous and st.unsure then  -- its floor decides its action: stop before it
+      if learn and from == START then st.runs = st.runs - 1 end
+      break
+    end
     local action = action_for(anomalous)
     local lowest_held = 2
     if protect_flags then lowest_held = 1 end

@@ -91,6 +91,16 @@ class Answer:
     def __len__(self) -> int:
         return self.n
 
+    @classmethod
+    def join(cls, parts: list[Answer]) -> Answer:
+        """One answer for consecutive parts of one chain's events (calls that stopped early)."""
+        if len(parts) == 1:
+            return parts[0]
+        flat: list[Any] = [b"".join(bytes(p.flat[0]) for p in parts)]
+        for p in parts:
+            flat.extend(p.flat[1:])
+        return cls(flat)
+
     def mode_runs(self, k: int) -> tuple[int, int]:
         """(mode, runs) of the chain after event ``k``."""
         rec = self.recs[k]

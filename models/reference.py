@@ -15,7 +15,9 @@ True
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from models.decay import decay_count, row_totals
 from models.escape import shape_escape
@@ -339,6 +341,24 @@ class ReferenceChain:
             return "allow"
         return self.params.soft_action if mode == 1 else self.locked_action
 
+    def observe_unless_unsure(
+        self, event_id: str, run_id: str, node: str, *, unsure: bool = False, **kw: Any
+    ) -> Observation | None:
+        """:meth:`observe`, or None (nothing changed) where lua/observe.lua stops a batch: the
+        event's mode floor is not known for sure yet (``unsure``, a digit 3..5) and would decide
+        its action — the chain in shadow without footing, and the event anomalous or starting a
+        run that checkpoints."""
+        run = self.runs.get(run_id)
+        if (unsure and self.mode == 0 and self.run_count < self.params.min_runs_soft
+                and (run is None or event_id not in run.answers)):
+            starts = run is None or run.last is None or run.ended
+            if (kw.get("learn", True) and starts
+                    and (self.run_count + 1) % self.params.checkpoint_runs == 0):
+                return None
+            if copy.deepcopy(self).observe(event_id, run_id, node, **kw).anomalous:
+                return None
+        return self.observe(event_id, run_id, node, **kw)
+
     def observe(
         self,
         event_id: str,
@@ -361,6 +381,8 @@ class ReferenceChain:
             to = prior.to_node if prior.to_node in (END, OVERFLOW) else node
             return replace(prior, duplicate=True, to_node=to)
         changed = 0
+        # the floor holds while the chain has no footing of its own (lua/observe.lua)
+        floor = mode_floor if self.run_count < self.params.min_runs_soft else 0
         src, prev_action = run.last, run.last_action
         if src is None or run.ended:
             src, prev_action = START, START
@@ -388,7 +410,7 @@ class ReferenceChain:
         if end_of_run and repeats > 0:
             streaks.append((e.to_node, repeats))
         anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
-        verdict = self._action(anomalous, mode_floor)
+        verdict = self._action(anomalous, floor)
         lowest_held = 1 if self.params.protect_flags or self.holds_flags else 2
         held = self.params.protect and (ACTION_CODES.index(verdict) >= lowest_held or hold)
         shown = e

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from typing import Any
 
@@ -30,6 +30,8 @@ from models.audit import check_action_actor
 from models.errors import UnavailableError
 from models.events import IngestEvent
 from models.explain import threshold_basis
+from models.mode_floors import change_position, event_floors, floor_of, service_field
+from models.mode_floors import dependents as floor_dependents
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
 from models.observation import DUPLICATE, WIDTH, Answer, Observation
@@ -41,7 +43,7 @@ from models.verdict_build import make_edge, make_verdict
 from ratchet.engine.guard import Guardrails
 from ratchet.engine.shape_paths import ShapePaths
 from ratchet.store.audit import AuditLog
-from ratchet.store.chains import ChainBatch, EngineStore, FeedbackResult, ObserveItem
+from ratchet.store.chains import UNSURE, ChainBatch, EngineStore, FeedbackResult, ObserveItem
 from ratchet.store.engine_overrides import ProjectParams
 from ratchet.store.guardrails import GuardStore
 from ratchet.store.keys import Keys
@@ -55,6 +57,7 @@ from ratchet.telemetry.metrics import (
     EDGE_SCORE_BITS,
     ENGINE_ERRORS,
     EVENTS,
+    FLOOR_ROUNDS,
     MODE_TRANSITIONS,
     SPECULATED,
     UNLEARNABLE_EVENTS,
@@ -72,6 +75,9 @@ _PATH_RULES = frozenset(("combos", "paths", "each"))
 #: by default: one round trip less — meant for single events, not for bulk batches, where the
 #: script's work dominates.
 SPECULATE_EVENTS = 16
+#: Rounds of observe calls after the first for chains whose mode floor may change inside a
+#: batch; the last floors what is left by what is known (Engine._floored_rounds).
+FLOOR_ROUNDS_MAX = 16
 
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
@@ -322,13 +328,29 @@ class Engine:
             batches = self._batches(events, groups, markov_nodes, digests, holds, guard_reasons, seen,
                                     per_project)
             also = self.labels.take() if self.labels is not None else []
+            waits = floor_dependents(
+                [(chain, [events[i].run_id for i in indices]) for chain, indices in groups.values()],
+                seen, self.params.min_runs_soft) if learn else [False] * len(batches)
+            answered = [beside.answers[i] for i in dry_at]
+            if direct and any(waits):
+                # a chain the records show in shadow that learned at once (learn=3) was past
+                # shadow after all (records behind, e.g. another writer): its answer is final
+                waits = [w and not (len(a) > 1 and a[-1] == 1)
+                         for w, a in zip(waits, answered, strict=True)]
+            first = [j for j, w in enumerate(waits) if not w]
+            one = len(first) == len(batches)
             if dry is not None and writes is not None:
-                answers = await self._speculated(
-                    batches, dry, [beside.answers[i] for i in dry_at], direct, also, writes,
+                got = await self._speculated(
+                    batches if one else [batches[j] for j in first],
+                    dry if one else [dry[j] for j in first],
+                    answered if one else [answered[j] for j in first], direct, also, writes,
                     now_ms)
             else:
-                answers = await self.store.observe_answers(
-                    batches, learn=learn, now_ms=now_ms, also=also)
+                got = await self.store.observe_answers(
+                    batches if one else [batches[j] for j in first], learn=learn,
+                    now_ms=now_ms, also=also)
+            answers = got if one else await self._floored_rounds(
+                events, groups, batches, dict(zip(first, got, strict=True)), seen, now_ms)
             if learn:
                 await self._record_service_modes(
                     [(chain, answer.mode_runs(answer.n - 1))
@@ -402,10 +424,91 @@ class Engine:
                 items=items,
                 eligible=chain.critical or self.rich,
                 locked_action=p.critical_locked_action if chain.critical else p.locked_action,
-                mode_floor=self._mode_floor(chain, seen),
+                mode_floor=floor_of(seen.get((chain.project_id, chain.agent_id), {}),
+                                    chain.service, self.params.min_runs_soft),
                 params=None if p is self.params else p,
             ))
         return batches
+
+    async def _floored_rounds(
+        self,
+        events: Sequence[IngestEvent],
+        groups: dict[str, tuple[ChainId, list[int]]],
+        batches: list[ChainBatch],
+        answered: dict[int, Answer],
+        seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        now_ms: int,
+    ) -> list[Answer]:
+        """Observe (learning) the chains whose mode floor may change inside the batch
+        (models/mode_floors.py), after ``answered`` (the others'), each event floored by the
+        agent's other chains as of that event. Round by round: an event past the first
+        position where another such chain of the agent may still change has its floor marked
+        unsure, and the chain's call stops before the first of those its floor would decide;
+        the next round goes on from there with what the answers showed. Every round observes at
+        least the earliest stopped event, so this ends; past :data:`FLOOR_ROUNDS_MAX` rounds the
+        rest is floored by what is known (counted). A chain that was sent dry in the first round
+        trip is in shadow and wrote nothing (lua/observe.lua learn=2/3)."""
+        chains = list(groups.values())
+        soft = self.params.min_runs_soft
+        waiting = [j for j in range(len(batches)) if j not in answered]
+        done = dict.fromkeys(waiting, 0)
+        parts: dict[int, list[Answer]] = {j: [] for j in waiting}
+        after: dict[int, tuple[int, int]] = {}  # (mode, runs) after a chain's observed events
+        runs = {j: [(events[i].run_id, events[i].end_of_run) for i in chains[j][1]]
+                for j in waiting}
+        for r in range(1, FLOOR_ROUNDS_MAX + 1):
+            todo = [j for j in waiting if done[j] < len(chains[j][1])]
+            if not todo:
+                break
+            last = r == FLOOR_ROUNDS_MAX
+            updates: dict[tuple[str, str], list[tuple[int, str, tuple[int, int]]]] = {}
+            for j, chain_parts in [*((j, [a]) for j, a in answered.items()), *parts.items()]:
+                chain, indices = chains[j]
+                into = updates.setdefault((chain.project_id, chain.agent_id), [])
+                field, start = service_field(chain), 0
+                for answer in chain_parts:
+                    into.extend((indices[start + k], field, answer.mode_runs(k))
+                                for k in range(answer.n))
+                    start += answer.n
+            for agent_updates in updates.values():
+                agent_updates.sort()
+            sent = []
+            for j in todo:
+                chain, indices = chains[j]
+                agent = (chain.project_id, chain.agent_id)
+                records = seen.get(agent, {})
+                horizon: int | None = None
+                for z in todo:
+                    other = chains[z][0]
+                    if z == j or (other.project_id, other.agent_id) != agent:
+                        continue
+                    known = after.get(z) or records.get(service_field(other), (0, 0))
+                    at = change_position(chains[z][1], runs[z], done[z], known, soft)
+                    if at is not None and (horizon is None or at < horizon):
+                        horizon = at
+                rest = indices[done[j]:]
+                floors = event_floors(chain, rest, records, updates.get(agent, []), soft)
+                each = [floors] * len(rest) if isinstance(floors, int) else list(floors)
+                if horizon is not None and not last:
+                    each = [f + UNSURE if i > horizon else f
+                            for f, i in zip(each, rest, strict=True)]
+                floor: int | tuple[int, ...] = (
+                    each[0] if all(f == each[0] for f in each) and each[0] < UNSURE
+                    else tuple(each))
+                sent.append(replace(batches[j], items=batches[j].items[done[j]:],
+                                    mode_floor=floor))
+            got = await self.store.observe_answers(sent, learn=True, now_ms=now_ms)
+            for j, answer in zip(todo, got, strict=True):
+                parts[j].append(answer)
+                done[j] += answer.n
+                if answer.n:
+                    after[j] = answer.mode_runs(answer.n - 1)
+            if not any(answer.n for answer in got):  # the earliest stopped event is always sure
+                raise RuntimeError("mode floors: a round of observe calls answered no event")
+            child(FLOOR_ROUNDS, "capped" if last else "round").inc()
+        for j in waiting:
+            answered[j] = Answer.join(parts[j])
+        return [answered[j] for j in range(len(batches))]
 
     async def _speculated(
         self,
@@ -543,17 +646,6 @@ class Engine:
             sorted({(c.project_id, c.agent_id) for c in chains})
         )
 
-    def _mode_floor(
-        self, chain: ChainId, seen: dict[tuple[str, str], dict[str, tuple[int, int]]]
-    ) -> int:
-        floor, own_footing = 0, False
-        for field, (mode, runs) in seen.get((chain.project_id, chain.agent_id), {}).items():
-            if _service_of(field) == chain.service:
-                own_footing = own_footing or mode > 0 or runs >= self.params.min_runs_soft
-            else:
-                floor = max(floor, mode)
-        return 0 if own_footing else floor
-
     async def _record_service_modes(
         self,
         latest: Sequence[tuple[ChainId, tuple[int, int]]],
@@ -563,7 +655,7 @@ class Engine:
         records = []
         for chain, (mode, runs) in latest:
             agent = (chain.project_id, chain.agent_id)
-            field = _service_field(chain)
+            field = service_field(chain)
             if _record_changes(seen.get(agent, {}).get(field), mode, runs,
                                self.params.min_runs_soft):
                 records.append((agent, field, mode, runs))
@@ -627,14 +719,6 @@ def _record_changes(
     if known == (mode, runs):
         return False
     return known is None or known[0] != mode or known[1] < footing_runs
-
-
-def _service_field(chain: ChainId) -> str:
-    return chain.service + ("\x1fcritical" if chain.critical else "")
-
-
-def _service_of(field: str) -> str:
-    return field.partition("\x1f")[0]
 
 
 def _text(v: bytes | str) -> str:

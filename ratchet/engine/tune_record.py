@@ -140,12 +140,17 @@ class Recorder:
                 )
                 self._chain_index[batch.tag] = len(self._chain_index)
                 self.recording.chains.append(batch.tag)
-            for item, obs in zip(batch.items, answer, strict=True):
+            # a call may stop before an event whose mode floor was not known yet (the engine
+            # sends the rest again): the answered events are a prefix of the batch
+            answered = batch.items[:len(answer)]
+            for k, (item, obs) in enumerate(zip(answered, answer, strict=True)):
                 chain.assessed.clear()
+                # the floor the event is acted by: none once the chain has its own footing
+                floor = batch.floor_at(k) if chain.run_count < self.params.min_runs_soft else 0
                 ref = chain.observe(
                     item.event_id, item.run_id, item.node, high_priority=item.high_priority,
                     end_of_run=item.end_of_run, hold=item.hold, learn=learn,
-                    mode_floor=batch.mode_floor, action=item.action, paths=item.paths,
+                    mode_floor=batch.floor_at(k), action=item.action, paths=item.paths,
                 )
                 if ref != obs:
                     raise ConfigError(
@@ -164,7 +169,7 @@ class Recorder:
                     runs=obs.runs,
                     forced=chain.forced,
                     mode=obs.mode,
-                    mode_floor=batch.mode_floor,
+                    mode_floor=floor,
                     looping=self.params.repeat_factor > 0 and obs.repeats > obs.repeat_limit,
                     locked_action=ACTION_CODES.index(batch.locked_action),
                     ext_hold=item.hold,

@@ -29,6 +29,7 @@ from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import LUA_SECONDS
 
 __all__ = [
+    "UNSURE",
     "ChainBatch",
     "EngineStore",
     "FeedbackResult",
@@ -54,6 +55,10 @@ class ObserveItem(NamedTuple):
     paths: str = ""
 
 
+#: Added to a per-item mode floor not known for sure yet (lua/observe.lua ARGV[30]).
+UNSURE = 3
+
+
 @dataclass(frozen=True, slots=True)
 class ChainBatch:
     """Events of one chain, in order, plus what the chain's identity implies."""
@@ -64,9 +69,26 @@ class ChainBatch:
     #: distribution never settles (any stable chain may lock, see models.modes.next_mode).
     eligible: bool = False
     locked_action: str = "pause"
-    #: Mode to act by while the chain itself is in shadow (0 = none): the agent is established
-    #: on other services and this service is new to it (see Engine.decide).
-    mode_floor: int = 0
+    #: Mode to act by while the chain itself is in shadow and has no footing of its own (0 =
+    #: none): the agent is established on other services and this service is new to it (see
+    #: Engine.decide). One for the whole batch, or one per item (the agent's other services
+    #: changed mode inside the batch); an item's floor plus UNSURE: not known for sure yet (the
+    #: observe call stops before the first such item the floor would decide).
+    mode_floor: int | tuple[int, ...] = 0
+
+    def floor_at(self, k: int) -> int:
+        """The mode floor of item ``k`` (whether or not it is known for sure)."""
+        return (self.mode_floor if isinstance(self.mode_floor, int)
+                else self.mode_floor[k] % UNSURE)
+
+    def floor_arg(self) -> str:
+        """ARGV[30] of lua/observe.lua: one digit, or one per item."""
+        floor = self.mode_floor
+        if isinstance(floor, int):
+            return str(floor)
+        if len(floor) != len(self.items) or any(not 0 <= f < 2 * UNSURE for f in floor):
+            raise ValueError(f"mode floors {floor!r} for {len(self.items)} events")
+        return "".join(map(str, floor))
     #: The project's engine parameters when it has an override (None: the store's own).
     params: EngineParams | None = None
 
@@ -122,7 +144,7 @@ class EngineStore(RedisStore):
             now_ms, 1 if learn else 0, *static,
             ACTION_CODES.index(batch.locked_action), 1 if batch.eligible else 0,
             low, mid, high, self.run_ttl_s, self.chain_ttl_s, 1 if p.protect else 0,
-            1 if p.window_stat == "robust" else 0, batch.mode_floor,
+            1 if p.window_stat == "robust" else 0, batch.floor_arg(),
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
             p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),

@@ -18,6 +18,7 @@ __all__ = [
     "ENGINE_ERRORS",
     "EVENTS",
     "FEEDBACK",
+    "FLOOR_ROUNDS",
     "GUARDRAIL_REASONS",
     "INGEST_TO_VERDICT_SECONDS",
     "LUA_SECONDS",
@@ -59,6 +60,14 @@ MODE_TRANSITIONS = Counter(
     "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
     ["to", "forced"],
 )
+FLOOR_ROUNDS = Counter(
+    "ratchet_engine_floor_rounds_total",
+    "Extra observe round trips of a batch: a chain of a service new to its agent waited for the "
+    "agent's other chains in the batch, so that each of its events is floored by their mode as "
+    "of that event (round 2: after the chains with a footing; 3: after those gaining one).",
+    ["round"],
+)
+
 SPECULATED = Counter(
     "ratchet_engine_speculative_batches_total",
     "Small learning batches observed beside the guardrail state (one Redis round trip "

@@ -53,7 +53,7 @@ async def _run_both(
     cuts: list[int],
     params: EngineParams,
     learn_mask: list[bool] | None = None,
-    floors: list[int] | None = None,
+    floors: list[int | None] | None = None,
     paths: dict[str, str] | None = None,
     approve_every: int = 0,
 ) -> None:
@@ -70,19 +70,29 @@ async def _run_both(
         for b, batch in enumerate(batches):
             learn = True if learn_mask is None else learn_mask[b % len(learn_mask)]
             floor = 0 if floors is None else floors[b % len(floors)]
+            # None: one floor per event (the agent's other services changed mode in the batch);
+            # -1: also some not known for sure (3..5): the call stops before the first of those
+            # the floor would decide, the reference returns None there
+            each = [e % 3 if floor is None else e % 6 if floor == -1 else floor
+                    for e, *_ in batch]
             shape_paths = paths or {}
             items = [ObserveItem(f"e{e}", r, n, hp, eor, hold, act, shape_paths.get(n, ""))
                      for e, r, n, hp, eor, hold, act in batch]
             [got] = await store.observe(
-                [ChainBatch(tag, items, eligible=False, locked_action="reject", mode_floor=floor)],
+                [ChainBatch(tag, items, eligible=False, locked_action="reject",
+                            mode_floor=tuple(each) if floor is None or floor < 0 else floor)],
                 learn=learn, now_ms=1,
             )
-            want = [
-                ref.observe(f"e{e}", r, n, high_priority=hp, end_of_run=eor, hold=hold, learn=learn,
-                            mode_floor=floor, action=act, paths=(paths or {}).get(n, ""))
-                for e, r, n, hp, eor, hold, act in batch
-            ]
+            want = []
+            for (e, r, n, hp, eor, hold, act), f in zip(batch, each, strict=True):
+                answer = ref.observe_unless_unsure(
+                    f"e{e}", r, n, unsure=f >= 3, high_priority=hp, end_of_run=eor, hold=hold,
+                    learn=learn, mode_floor=f % 3, action=act, paths=(paths or {}).get(n, ""))
+                if answer is None:
+                    break
+                want.append(answer)
             assert got == want
+            batch = batch[: len(want)]
             if approve_every:
                 # a reviewer approves every approve_every-th held event of the batch
                 held = [(r, f"e{e}") for (e, r, *_), w in zip(batch, want, strict=True)
@@ -122,6 +132,29 @@ def test_lua_matches_reference_with_mode_floors(
     redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[2, 1, 0]))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)))
+def test_lua_matches_reference_with_a_mode_floor_per_event(
+    redis_url: str, events: list[Event], cuts: list[int]
+) -> None:
+    """One floor per event (ARGV[30] a digit per event), and the floor dropped once the chain
+    has its own footing (min_runs_soft runs before the event), batch by batch as in one."""
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[None, 2, None, 0]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=80), cuts=st.lists(st.integers(0, 80)),
+       learn_mask=st.lists(st.booleans(), min_size=1, max_size=3))
+def test_lua_stops_where_the_reference_stops_on_an_unsure_floor(
+    redis_url: str, events: list[Event], cuts: list[int], learn_mask: list[bool]
+) -> None:
+    """Floors not known for sure (3..5): the call answers the events before the first one its
+    floor would decide (anomalous, or starting a run that checkpoints, in shadow without
+    footing) and changes nothing for it or after it — the reference returns None there."""
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[-1, -1, 1],
+                          learn_mask=learn_mask))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

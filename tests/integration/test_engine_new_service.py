@@ -109,4 +109,13 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
     record = await engine.store.service_modes([("p", "e")])
     assert record[("p", "e")]["mail"][1] >= FAST.min_runs_soft
     [after] = await engine.decide(_run("e", "mail", "e-mail-9", ["send"]))
-    assert after.mode == "shadow" and after.action == "allow"
+    # its own mode now (the learned "send" promoted it past shadow), not the agent's locked one
+    assert after.mode in ("shadow", "soft_lock") and after.action == "allow"
+    # and exactly as if the batch's events had come one by one
+    alone = _engine(redis_client)
+    assert await _establish(alone, "e", 12) == "locked"
+    [w] = await alone.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    for ev in [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]:
+        await alone.decide([ev])
+    [one] = await alone.decide(_run("e", "mail", "e-mail-9", ["send"]))
+    assert (one.mode, one.action, one.anomalous) == (after.mode, after.action, after.anomalous)

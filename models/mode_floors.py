@@ -1,0 +1,180 @@
+"""Mode floors: the mode a service new to an agent acts by while its own chain learns.
+
+An agent established on some services (their chains in soft-lock or locked) that starts calling a
+new service is not unguarded while that service's chain is in shadow: the new chain acts by the
+highest mode of the agent's other services (its *floor*) until it has a footing of its own
+(``min_runs_soft`` runs, or a mode past shadow — of this chain or of the same service's other
+priority class). The engine keeps one record per agent and service field, ``(mode, runs)``.
+
+What a floor is must not depend on how events were batched. Inside one batch another service
+of the agent may change mode (a checkpoint promotes it) or a service may gain its footing; an
+event after that point is floored by the new state, as if every event had come alone. So the
+engine observes a batch's chains in *rounds*: first every chain whose floor cannot change
+inside the batch (:func:`dependents`), then the others with one floor per event read off the
+answers so far (:func:`event_floors`). Chains without footing may also depend on each other (a
+fresh agent's services gain their footing about together): an event past the first position at
+which another such chain may still change (:func:`change_position`) has a floor not known for
+sure, and the observe call stops before the first of those the floor would decide — the next
+round continues from there, knowing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from models.nodes import ChainId
+
+#: (mode, runs) of one service field of an agent: mode 0 shadow, 1 soft-lock, 2 locked.
+Record = tuple[int, int]
+Agent = tuple[str, str]
+
+
+def service_field(chain: ChainId) -> str:
+    """The record field of a chain: its service, marked when the chain is the critical one."""
+    return chain.service + ("\x1fcritical" if chain.critical else "")
+
+
+def service_of(field: str) -> str:
+    return field.partition("\x1f")[0]
+
+
+def has_footing(record: Record, footing_runs: int) -> bool:
+    mode, runs = record
+    return mode > 0 or runs >= footing_runs
+
+
+def floor_of(records: Mapping[str, Record], service: str, footing_runs: int) -> int:
+    """The floor of ``service`` given an agent's records: none when the service has its own
+    footing, else the highest mode of the agent's other services.
+
+    >>> floor_of({"crm": (2, 90), "mail": (0, 3)}, "mail", 30)
+    2
+    >>> floor_of({"crm": (2, 90), "mail": (0, 31)}, "mail", 30)
+    0
+    >>> floor_of({"crm": (1, 90), "mail\\x1fcritical": (1, 40), "mail": (0, 2)}, "mail", 30)
+    0
+    """
+    floor = 0
+    for field, record in records.items():
+        if service_of(field) == service:
+            if has_footing(record, footing_runs):
+                return 0
+        else:
+            floor = max(floor, record[0])
+    return floor
+
+
+def dependents(
+    chains: Sequence[tuple[ChainId, Sequence[str]]],
+    seen: Mapping[Agent, Mapping[str, Record]],
+    footing_runs: int,
+) -> list[bool]:
+    """Which chains of a batch have a floor that may change inside it; ``chains`` gives each
+    chain with the run ids of its events in the batch.
+
+    A chain without footing depends on the agent's other chains in the batch when one of them
+    may change: one with a footing (a checkpoint may promote it) or one that may gain its
+    footing here (its runs recorded plus its run ids in the batch reach ``footing_runs``).
+    Every other chain is observed in the first round, floored by the records alone.
+
+    >>> from models.nodes import chain_for
+    >>> a, b, c = (chain_for("p", "x", s, "normal") for s in ("crm", "mail", "web"))
+    >>> seen = {("p", "x"): {"crm": (1, 80), "mail": (0, 28), "web": (0, 3)}}
+    >>> dependents([(a, ["r1"]), (b, ["r1", "r2"]), (c, ["r1"])], seen, 30)
+    [False, True, True]
+    >>> dependents([(b, ["r1", "r2"]), (c, ["r1"])], seen, 30)
+    [False, True]
+    >>> dependents([(b, ["r1"]), (c, ["r1"])], seen, 30)
+    [False, False]
+    """
+    by_agent: dict[Agent, list[int]] = {}
+    for j, (chain, _) in enumerate(chains):
+        by_agent.setdefault((chain.project_id, chain.agent_id), []).append(j)
+    out = [False] * len(chains)
+    for agent, members in by_agent.items():
+        if len(members) < 2:
+            continue
+        records = seen.get(agent, {})
+        footed = [_footed(records, chains[j][0], footing_runs) for j in members]
+        moving = [f or records.get(service_field(chains[j][0]), (0, 0))[1]
+                  + len(set(chains[j][1])) >= footing_runs
+                  for j, f in zip(members, footed, strict=True)]
+        for x, j in enumerate(members):
+            out[j] = not footed[x] and any(m for y, m in enumerate(moving) if y != x)
+    return out
+
+
+def _footed(records: Mapping[str, Record], chain: ChainId, footing_runs: int) -> bool:
+    return any(service_of(f) == chain.service and has_footing(r, footing_runs)
+               for f, r in records.items())
+
+
+def event_floors(
+    chain: ChainId,
+    indices: Sequence[int],
+    records: Mapping[str, Record],
+    updates: Sequence[tuple[int, str, Record]],
+    footing_runs: int,
+) -> int | tuple[int, ...]:
+    """The floor of each of a chain's events (batch positions ``indices``), from the agent's
+    records at the batch's start and ``updates``: (batch position, field, record after that
+    event) of the agent's chains already observed, in position order. One int when every event
+    has the same floor.
+
+    >>> from models.nodes import chain_for
+    >>> mail = chain_for("p", "x", "mail", "normal")
+    >>> event_floors(mail, [1, 4, 6], {"crm": (0, 40)}, [(3, "crm", (1, 50))], 30)
+    (0, 1, 1)
+    >>> event_floors(mail, [1, 4], {"crm": (1, 40)}, [], 30)
+    1
+    """
+    state = dict(records)
+    floors: list[int] = []
+    u = 0
+    for i in indices:
+        while u < len(updates) and updates[u][0] < i:
+            _, field, record = updates[u]
+            state[field] = record
+            u += 1
+        floors.append(floor_of(state, chain.service, footing_runs))
+    if all(f == floors[0] for f in floors):
+        return floors[0] if floors else 0
+    return tuple(floors)
+
+
+def change_position(
+    positions: Sequence[int],
+    runs: Sequence[tuple[str, bool]],
+    done: int,
+    known: Record,
+    footing_runs: int,
+) -> int | None:
+    """The first batch position at which a chain whose first ``done`` events are observed may
+    change what it floors others by (a mode change, or its footing); None: not in this batch.
+    ``runs`` holds each event's (run id, end of run); ``known`` the chain's record after its
+    observed events. Any event of a run id not seen before in the batch, or after its run's
+    end, is counted as starting a run (an upper bound on its runs: the position is never late).
+
+    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 0, (0, 28), 30)
+    8
+    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 1, (0, 29), 30)
+    8
+    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 1, (1, 35), 30)
+    5
+    >>> change_position([3], [("a", False)], 0, (0, 2), 30) is None
+    True
+    """
+    if has_footing(known, footing_runs):
+        return positions[done] if done < len(positions) else None
+    ended: dict[str, bool] = {}
+    for rid, eor in runs[:done]:
+        ended[rid] = eor
+    est = known[1]
+    for k in range(done, len(positions)):
+        rid, eor = runs[k]
+        if ended.get(rid, True):
+            est += 1
+        ended[rid] = eor
+        if est >= footing_runs:
+            return positions[k]
+    return None

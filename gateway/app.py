@@ -32,7 +32,9 @@ from gateway.connections import ConnectionGuard, handler_args, install
 from gateway.credential_cache import CredentialCache
 from gateway.holds import HELD, HeldRequests
 from gateway.middleware import gateway_middleware
+from gateway.openapi import build_openapi
 from gateway.publisher import Publisher
+from gateway.query import QUERY_NAMES, QueryNames, query_names
 from gateway.replies import ReplyListener
 from gateway.state import STATE, GatewayState
 from gateway.tiers import TierCache
@@ -86,6 +88,20 @@ def _check_route_roles(app: web.Application) -> None:
                               "models.scopes.ROUTE_ROLES; say which key roles may call it")
 
 
+def _route_queries(app: web.Application, settings: Settings) -> QueryNames:
+    """The query names each route takes (gateway/query.py); refuse to start with a route the
+    OpenAPI document does not describe."""
+    names = query_names(build_openapi(settings))
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method == "HEAD":
+            continue
+        if (route.method, resource.canonical) not in names:
+            raise ConfigError(f"route {route.method} {resource.canonical} is not in the OpenAPI "
+                              "document (gateway/openapi.py); describe it there")
+    return names
+
+
 def build_app(settings: Settings, *, create_topics: bool = True) -> web.Application:
     """The aiohttp application for ``settings`` (needs ``redis_url`` and ``kafka_bootstrap``)."""
     if not settings.redis_url:
@@ -120,6 +136,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                    routes_engine, routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
+    app[QUERY_NAMES] = _route_queries(app, settings)
     app.on_response_prepare.append(_no_server_version)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.ingest import error_body
 from gateway.limits import DECISION
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
+from gateway.query import QUERY_NAMES, check_query
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RatchetError, RateLimitedError, UnavailableError, error_code
@@ -62,6 +63,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     trace_id = trace_id_of(request)
     resp: web.StreamResponse
     try:
+        names = request.app.get(QUERY_NAMES)
+        if names is not None:
+            check_query(request, names)
         resp = await handler(request)
     except web.HTTPException as exc:
         resp = _from_http(exc, request)

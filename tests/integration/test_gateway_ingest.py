@@ -62,6 +62,9 @@ async def test_bad_input_is_400_naming_the_field(
         ("/v1/events:batch", b'{"events": []}', "events"),
         ("/v1/events:batch", b'[]', None),
         ("/v1/events:batch", orjson.dumps({"events": [event()] * 1001}), "events"),
+        # a query parameter the route does not take is refused, not ignored
+        ("/v1/events?wait=2000", orjson.dumps(event()), "wait"),
+        ("/v1/events:batch?wait_ms=1", orjson.dumps({"events": [event()]}), "wait_ms"),
     ]
     for path, data, field in cases:
         status, body = await _raw(http, gateway, tenant, path, data)
@@ -70,6 +73,30 @@ async def test_bad_input_is_400_naming_the_field(
         assert body["message"]
     assert await read_topic(gateway.settings.kafka_bootstrap or "", gateway.settings.topic_ingest,
                             idle_s=0.5) == []
+
+
+async def test_unknown_query_parameters_are_400_naming_what_the_route_takes(
+    http: aiohttp.ClientSession, gateway: Gateway, tenant: Tenant
+) -> None:
+    """A typo must not widen an answer: ``?form=`` for ``?from=`` would list the whole audit
+    log. The names come from the OpenAPI document; HEAD is checked as GET."""
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    for method, path, name, takes in [
+        ("GET", "/v1/audit?form=2026-01-01T00:00:00Z", "form", "cursor, from, limit, to"),
+        ("GET", "/v1/verdicts/e-1?wait_ms=0&explian=1", "explian", "explain, wait_ms"),
+        ("GET", "/v1/approvals?limit=5&offset=5", "offset", "cursor, limit"),
+        ("GET", "/v1/whoami?x=1", "x", "none"),
+        ("HEAD", "/v1/whoami?x=1", "", ""),
+    ]:
+        async with http.request(method, gateway.url + path, headers=auth) as resp:
+            assert resp.status == 400, (method, path, resp.status)
+            if method == "HEAD":
+                continue
+            body = await resp.json()
+            assert body["error"] == "invalid_request" and body["field"] == name, body
+            assert body["message"].endswith(f"takes: {takes}"), body
+    async with http.get(gateway.url + "/v1/audit?from=0&limit=5", headers=auth) as resp:
+        assert resp.status == 200  # the names it takes still work
 
 
 async def test_body_over_limit_is_413(

@@ -85,6 +85,12 @@ _dumps = orjson.dumps
 #   cus_NffrFeUfNV2Hib             >= 16 of [A-Za-z0-9_-] with a digit and BOTH cases (nanoid,
 #                                  base64url); the mixed-case rule keeps snake_case names such
 #                                  as "address_line_2_city" out.
+# and locations (:func:`_is_location`, string tests: no regex backtracking on a hostile key):
+#   ann.lee@example.com            e-mail addresses
+#   https://x.test/a, s3://b/k     URLs (a scheme, "://", then anything printable)
+#   /etc/hosts, ./a, ~/b, C:\\x    paths: absolute, relative to . .. or ~, or with a drive
+#   src/main.py                    segments joined by "/" ending in a file extension
+#                                  (a bare "a/b" or "read/write" stays a field name)
 _ID_KEY = re.compile(
     r"""
       -?[0-9]+(?:[-_:.][0-9]+)*
@@ -97,6 +103,44 @@ _ID_KEY = re.compile(
     re.VERBOSE,
 )
 _id_match = _ID_KEY.fullmatch
+_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_LABEL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_SCHEME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+
+
+def _printable(key: str) -> bool:
+    """Printable ASCII without spaces."""
+    return key.isascii() and key.isprintable() and " " not in key
+
+
+def _is_location(key: str) -> bool:
+    """An e-mail address, a URL or a file path (see the table above).
+
+    >>> [_is_location(k) for k in ("a.b@x.io", "ftp://h/p", "../x", "C:\\\\w", "a/b/c.json")]
+    [True, True, True, True, True]
+    >>> [_is_location(k) for k in ("@type", "a@b", "read/write", "a b@c.de", "x:y", "/")]
+    [False, False, False, False, False, False]
+    """
+    if len(key) < 3 or not _printable(key):
+        return False
+    if "@" in key:
+        local, _, domain = key.partition("@")
+        labels = domain.split(".")
+        return (bool(local) and set(local) <= _LOCAL and len(labels) >= 2
+                and all(label and set(label) <= _LABEL for label in labels)
+                and len(labels[-1]) >= 2 and labels[-1].isalpha())
+    scheme, sep, rest = key.partition("://")
+    if sep:
+        return bool(scheme and rest) and scheme[0].isalpha() and set(scheme) <= _SCHEME
+    if key.startswith(("/", "./", "../", "~/")):
+        return len(key.strip("/.~")) > 0
+    if key[0].isalpha() and key[1] == ":" and key[2] in "\\/":
+        return True
+    if "/" in key:
+        last = key.rsplit("/", 1)[1]
+        stem, dot, ext = last.rpartition(".")
+        return bool(dot and stem and 1 <= len(ext) <= 8 and ext.isalnum())
+    return False
 #: Tags of the exact JSON scalar types (``type(True) is bool``, so bools never read as numbers).
 _SCALARS: dict[type, str] = {str: STR, int: NUM, float: NUM, bool: BOOL, type(None): NULL}
 _scalar_tag = _SCALARS.get
@@ -105,7 +149,7 @@ _scalar_tag = _SCALARS.get
 @functools.lru_cache(maxsize=4096)
 def _key_is_id(key: str) -> bool:
     """Memoized :func:`is_id_like` (field names repeat from event to event)."""
-    return _id_match(key) is not None
+    return _id_match(key) is not None or _is_location(key)
 
 
 def is_id_like(key: str) -> bool:
@@ -113,10 +157,12 @@ def is_id_like(key: str) -> bool:
 
     >>> [is_id_like(k) for k in ("123", "sku_123", "ord:9001", "deadbeef12", "item.7")]
     [True, True, True, True, True]
+    >>> [is_id_like(k) for k in ("ann@example.com", "/etc/hosts", "src/app.py", "s3://b/k")]
+    [True, True, True, True]
     >>> [is_id_like(k) for k in ("name", "user_id", "items", "v2", "user_42_name")]
     [False, False, False, False, False]
     """
-    return _id_match(key) is not None
+    return _id_match(key) is not None or _is_location(key)
 
 
 def skeleton(payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512) -> Any:

@@ -254,6 +254,17 @@ def test_too_many_keys_collapse_to_a_map() -> None:
         "01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "cus_NffrFeUfNV2Hib",
         "V1StGXR8_Z5jdHi6B-myT",
+        "ann.lee@example.com",
+        "ben+tag@mail.globex.test",
+        "https://example.com/a?b=1",
+        "s3://bucket/key",
+        "/etc/passwd",
+        "./build",
+        "../up",
+        "~/notes.txt",
+        "C:\\Users\\x",
+        "src/main.py",
+        "docs/a/b/README.md",
     ],
 )
 def test_id_like(key: str) -> None:
@@ -282,6 +293,17 @@ def test_id_like(key: str) -> None:
         "createdAt",
         "1.5e3",
         "١٢٣",
+        "@type",
+        "@id",
+        "x@y",
+        "a@b.c",
+        "read/write",
+        "a/b",
+        "content-type",
+        "http",
+        "://x",
+        "/",
+        "my file.txt/x.py",
     ],
 )
 def test_not_id_like(key: str) -> None:
@@ -539,3 +561,12 @@ def test_scalar_type_changes_show(value: dict[str, Any]) -> None:
         changed = {**value, key: other}
         same_type = skeleton(other) == skeleton(value[key])
         assert (skeleton_hash(changed) == skeleton_hash(value)) == same_type
+
+
+def test_objects_keyed_by_addresses_or_paths_are_maps() -> None:
+    """A payload keyed by e-mail addresses or file paths has one shape, whichever addresses or
+    paths it holds (each new one would otherwise be a new node, an anomaly)."""
+    a = {"ann@example.com": {"role": "admin"}, "bo@globex.test": {"role": "viewer"}}
+    b = {"cy@initech.test": {"role": "owner"}}
+    assert skeleton(a) == skeleton(b) == {"<map>": ["|", {"role": "str"}]}
+    assert skeleton_hash({"src/a.py": 3, "/etc/hosts": 1}) == skeleton_hash({"lib/b.rs": 9})

@@ -36,7 +36,7 @@ from tests.integration.pipeline_support import LOCKING_ENGINE, Stack
 CLUSTER_MODULES = frozenset({
     "test_tenant_isolation", "test_scope_matrix", "test_gateway_auth", "test_gateway_rotation",
     "test_gateway_signup", "test_gateway_idempotency", "test_gateway_ratelimit", "test_key_steps",
-    "test_attack_caps",
+    "test_attack_caps", "test_engine_batching",
 })
 
 

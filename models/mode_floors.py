@@ -20,7 +20,7 @@ round continues from there, knowing more.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from models.nodes import ChainId
 
@@ -65,12 +65,14 @@ def floor_of(records: Mapping[str, Record], service: str, footing_runs: int) -> 
 
 
 def dependents(
-    chains: Sequence[tuple[ChainId, Sequence[str]]],
+    chains: Sequence[ChainId],
+    run_ids: Callable[[int], Iterable[str]],
     seen: Mapping[Agent, Mapping[str, Record]],
     footing_runs: int,
 ) -> list[bool]:
-    """Which chains of a batch have a floor that may change inside it; ``chains`` gives each
-    chain with the run ids of its events in the batch.
+    """Which chains of a batch have a floor that may change inside it; ``run_ids(j)`` gives the
+    run ids of chain ``j``'s events in the batch (asked only for a chain without footing whose
+    agent has other chains in the batch: the common batch pays nothing per event).
 
     A chain without footing depends on the agent's other chains in the batch when one of them
     may change: one with a footing (a checkpoint may promote it) or one that may gain its
@@ -80,24 +82,27 @@ def dependents(
     >>> from models.nodes import chain_for
     >>> a, b, c = (chain_for("p", "x", s, "normal") for s in ("crm", "mail", "web"))
     >>> seen = {("p", "x"): {"crm": (1, 80), "mail": (0, 28), "web": (0, 3)}}
-    >>> dependents([(a, ["r1"]), (b, ["r1", "r2"]), (c, ["r1"])], seen, 30)
+    >>> runs = [["r1"], ["r1", "r2"], ["r1"]]
+    >>> dependents([a, b, c], runs.__getitem__, seen, 30)
     [False, True, True]
-    >>> dependents([(b, ["r1", "r2"]), (c, ["r1"])], seen, 30)
+    >>> dependents([b, c], runs[1:].__getitem__, seen, 30)
     [False, True]
-    >>> dependents([(b, ["r1"]), (c, ["r1"])], seen, 30)
+    >>> dependents([b, c], [["r1"], ["r1"]].__getitem__, seen, 30)
     [False, False]
     """
     by_agent: dict[Agent, list[int]] = {}
-    for j, (chain, _) in enumerate(chains):
+    for j, chain in enumerate(chains):
         by_agent.setdefault((chain.project_id, chain.agent_id), []).append(j)
     out = [False] * len(chains)
     for agent, members in by_agent.items():
         if len(members) < 2:
             continue
         records = seen.get(agent, {})
-        footed = [_footed(records, chains[j][0], footing_runs) for j in members]
-        moving = [f or records.get(service_field(chains[j][0]), (0, 0))[1]
-                  + len(set(chains[j][1])) >= footing_runs
+        footed = [_footed(records, chains[j], footing_runs) for j in members]
+        if all(footed):
+            continue
+        moving = [f or records.get(service_field(chains[j]), (0, 0))[1]
+                  + len(set(run_ids(j))) >= footing_runs
                   for j, f in zip(members, footed, strict=True)]
         for x, j in enumerate(members):
             out[j] = not footed[x] and any(m for y, m in enumerate(moving) if y != x)

@@ -328,8 +328,10 @@ class Engine:
             batches = self._batches(events, groups, markov_nodes, digests, holds, guard_reasons, seen,
                                     per_project)
             also = self.labels.take() if self.labels is not None else []
+            members = list(groups.values())
             waits = floor_dependents(
-                [(chain, [events[i].run_id for i in indices]) for chain, indices in groups.values()],
+                [chain for chain, _ in members],
+                lambda j: (events[i].run_id for i in members[j][1]),
                 seen, self.params.min_runs_soft) if learn else [False] * len(batches)
             answered = [beside.answers[i] for i in dry_at]
             if direct and any(waits):

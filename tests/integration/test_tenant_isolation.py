@@ -337,8 +337,13 @@ async def own_rotate_key(w: World) -> None:
 
 
 async def cross_rotate_key(w: World) -> None:
-    # naming B's project in the query or body changes nothing: the key decides the project
-    got = await call(w, "POST", f"/v1/projects/current/keys:rotate?project_id={w.b.project_id}",
+    # naming B's project in the query is refused (the route takes no query parameter: nothing
+    # rotated); in the body it changes nothing: the key decides the project
+    refused = await call(w, "POST",
+                         f"/v1/projects/current/keys:rotate?project_id={w.b.project_id}",
+                         key=w.a.api_key)
+    assert refused.status == 400 and refused.body["field"] == "project_id"
+    got = await call(w, "POST", "/v1/projects/current/keys:rotate",
                      key=w.a.api_key, json={"project_id": w.b.project_id})
     assert got.status == 200 and got.body["project_id"] == w.a.project_id
     w.a.api_key = got.body["api_key"]  # A's key changed (only A's: see _b_untouched)
@@ -362,11 +367,14 @@ async def own_add_webhook(w: World) -> None:
 
 
 async def cross_add_webhook(w: World) -> None:
-    # a project id in the body is refused; in the query it is ignored: the key decides
+    # a project id in the body or the query is refused: the key decides
     refused = await call(w, "POST", "/v1/webhooks", key=w.a.api_key,
                          json={"url": "https://93.184.216.34/x", "project_id": w.b.project_id})
     assert refused.status == 400 and refused.body["field"] == "project_id"
-    got = await call(w, "POST", f"/v1/webhooks?project_id={w.b.project_id}", key=w.a.api_key,
+    refused = await call(w, "POST", f"/v1/webhooks?project_id={w.b.project_id}",
+                         key=w.a.api_key, json={"url": "https://93.184.216.34/x"})
+    assert refused.status == 400 and refused.body["field"] == "project_id"
+    got = await call(w, "POST", "/v1/webhooks", key=w.a.api_key,
                      json={"url": "https://93.184.216.34/x"})
     assert got.status == 201
     assert got.body["id"] in (await call(w, "GET", "/v1/webhooks", key=w.a.api_key)).text

@@ -135,16 +135,39 @@ def event_floors(
     """
     state = dict(records)
     floors: list[int] = []
-    u = 0
+    u, n = 0, len(updates)
+    floor = floor_of(state, chain.service, footing_runs)
     for i in indices:
-        while u < len(updates) and updates[u][0] < i:
-            _, field, record = updates[u]
-            state[field] = record
-            u += 1
-        floors.append(floor_of(state, chain.service, footing_runs))
+        if u < n and updates[u][0] < i:
+            while u < n and updates[u][0] < i:
+                _, field, record = updates[u]
+                state[field] = record
+                u += 1
+            floor = floor_of(state, chain.service, footing_runs)
+        floors.append(floor)
     if all(f == floors[0] for f in floors):
         return floors[0] if floors else 0
     return tuple(floors)
+
+
+def changes(
+    field: str, indices: Sequence[int], records: Iterable[tuple[int, int]], footing_runs: int
+) -> list[tuple[int, str, Record]]:
+    """The updates of one chain for :func:`event_floors`: (batch position, field, record) at
+    its first event and wherever what it floors others by changes (its mode, its footing);
+    ``records`` holds (mode, runs) after each of its events at ``indices``.
+
+    >>> changes("crm", [2, 5, 7, 9], [(0, 28), (0, 29), (0, 30), (1, 31)], 30)
+    [(2, 'crm', (0, 28)), (7, 'crm', (0, 30)), (9, 'crm', (1, 31))]
+    """
+    out: list[tuple[int, str, Record]] = []
+    last: tuple[int, bool] | None = None
+    for i, (mode, runs) in zip(indices, records, strict=False):
+        key = (mode, mode > 0 or runs >= footing_runs)
+        if key != last:
+            out.append((i, field, (mode, runs)))
+            last = key
+    return out
 
 
 def change_position(

@@ -106,6 +106,10 @@ class Answer:
         rec = self.recs[k]
         return (rec[4] >> 5) & 3, rec[5]
 
+    def all_mode_runs(self) -> list[tuple[int, int]]:
+        """(mode, runs) of the chain after each event, in order."""
+        return [((rec[4] >> 5) & 3, rec[5]) for rec in self.recs]
+
     def observation(self, k: int) -> Observation:
         """The full record of event ``k``."""
         score, threshold, count, row, flags, runs, repeats, limit = self.recs[k]

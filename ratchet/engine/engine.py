@@ -30,7 +30,13 @@ from models.audit import check_action_actor
 from models.errors import UnavailableError
 from models.events import IngestEvent
 from models.explain import threshold_basis
-from models.mode_floors import change_position, event_floors, floor_of, service_field
+from models.mode_floors import (
+    change_position,
+    changes,
+    event_floors,
+    floor_of,
+    service_field,
+)
 from models.mode_floors import dependents as floor_dependents
 from models.modes import MODE_NAMES
 from models.nodes import ChainId, chain_for, node_id
@@ -458,20 +464,26 @@ class Engine:
         after: dict[int, tuple[int, int]] = {}  # (mode, runs) after a chain's observed events
         runs = {j: [(events[i].run_id, events[i].end_of_run) for i in chains[j][1]]
                 for j in waiting}
+        agents = {(chains[j][0].project_id, chains[j][0].agent_id) for j in waiting}
+        fixed: dict[tuple[str, str], list[tuple[int, str, tuple[int, int]]]] = {}
+        for j, answer in answered.items():  # the first round's changes, once
+            chain, indices = chains[j]
+            agent = (chain.project_id, chain.agent_id)
+            if agent in agents:
+                fixed.setdefault(agent, []).extend(changes(
+                    service_field(chain), indices, answer.all_mode_runs(), soft))
         for r in range(1, FLOOR_ROUNDS_MAX + 1):
             todo = [j for j in waiting if done[j] < len(chains[j][1])]
             if not todo:
                 break
             last = r == FLOOR_ROUNDS_MAX
-            updates: dict[tuple[str, str], list[tuple[int, str, tuple[int, int]]]] = {}
-            for j, chain_parts in [*((j, [a]) for j, a in answered.items()), *parts.items()]:
-                chain, indices = chains[j]
-                into = updates.setdefault((chain.project_id, chain.agent_id), [])
-                field, start = service_field(chain), 0
-                for answer in chain_parts:
-                    into.extend((indices[start + k], field, answer.mode_runs(k))
-                                for k in range(answer.n))
-                    start += answer.n
+            updates = {agent: list(u) for agent, u in fixed.items()}
+            for j in waiting:
+                if parts[j]:
+                    chain, indices = chains[j]
+                    updates.setdefault((chain.project_id, chain.agent_id), []).extend(changes(
+                        service_field(chain), indices,
+                        (mr for a in parts[j] for mr in a.all_mode_runs()), soft))
             for agent_updates in updates.values():
                 agent_updates.sort()
             sent = []

@@ -19,10 +19,12 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from models.events import IngestEvent, parse_event
+from models.guardrails import parse_policy_toml
 from models.params import EngineParams
 from ratchet.engine.engine import SPECULATE_EVENTS, Engine
 from ratchet.sandbox.traffic import iter_events
 from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
 from ratchet.store.round import Deferred, Round
 from ratchet.telemetry.metrics import FLOOR_ROUNDS, SPECULATED
 
@@ -35,14 +37,31 @@ def _events(seed: int) -> list[IngestEvent]:
             for e in iter_events(agents=6, runs_per_agent=70, warmup_runs=40, seed=seed)]
 
 
+#: Guardrails that hold events back (pause), so what is learned depends on them too.
+HOLDING = """
+[guardrails.velocity]
+action = "pause"
+per_run = { window_s = 60, limit = 9 }
+
+[guardrails.loop]
+action = "pause"
+max_repeats = 3
+
+[guardrails.cost]
+action = "pause"
+per_run_limit = 0.001
+"""
+
+
 async def _verdicts(
     client: aioredis.Redis, events: Sequence[IngestEvent], size: int, guardrails: bool,
-    *, worker: bool = False,
+    *, worker: bool = False, policy: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """``worker``: as a worker decides a small batch — observed beside the guardrail state,
     the learning calls sent afterwards with the verdict save (Engine._speculated)."""
     engine = Engine.create(client, keys=Keys(f"b{uuid.uuid4().hex[:8]}"), params=QUICK,
-                           guardrails=guardrails, event_time=True)
+                           guardrails=guardrails, event_time=True,
+                           policies=FixedPolicy(parse_policy_toml(policy)) if policy else None)
     out = []
     for start in range(0, len(events), size):
         writes = Deferred() if worker else None
@@ -127,3 +146,19 @@ async def test_a_new_service_is_floored_from_the_event_its_sibling_is_promoted(
                                worker=True) == one_by_one
         if size <= SPECULATE_EVENTS:  # the worker's small-batch path did run
             assert _total(SPECULATED) > speculated
+
+
+async def test_guardrails_that_hold_events_back_do_not_depend_on_the_batching(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Paused by a guardrail = held back from learning: velocity, loop and cost windows are
+    counted event by event in a batch as across batches."""
+    events = _events(5)
+    big = await _verdicts(redis_client, events, 600, guardrails=True, policy=HOLDING)
+    paused = {r[0] for v in big for r in v[8] if r[1] == "pause"}
+    assert {"guardrail:velocity", "guardrail:loop", "guardrail:cost"} <= paused, paused
+    for size in (1, 9):
+        assert await _verdicts(redis_client, events, size, guardrails=True,
+                               policy=HOLDING) == big
+        assert await _verdicts(redis_client, events, size, guardrails=True, policy=HOLDING,
+                               worker=True) == big

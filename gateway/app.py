@@ -76,15 +76,18 @@ async def _no_server_version(request: web.Request, response: web.StreamResponse)
     response.headers["Server"] = SERVER_HEADER
 
 
+def _served(app: web.Application) -> list[tuple[str, str]]:
+    """(method, route) of every route served (HEAD is GET's)."""
+    return [(route.method, route.resource.canonical) for route in app.router.routes()
+            if route.resource is not None and route.method != "HEAD"]
+
+
 def _check_route_roles(app: web.Application) -> None:
     """Refuse to start with a route that has no row in models.scopes.ROUTE_ROLES: no route
     is served without a decision on which keys may call it."""
-    for route in app.router.routes():
-        resource = route.resource
-        if resource is None or route.method == "HEAD":
-            continue
-        if (route.method, resource.canonical) not in ROUTE_ROLES:
-            raise ConfigError(f"route {route.method} {resource.canonical} has no row in "
+    for method, path in _served(app):
+        if (method, path) not in ROUTE_ROLES:
+            raise ConfigError(f"route {method} {path} has no row in "
                               "models.scopes.ROUTE_ROLES; say which key roles may call it")
 
 
@@ -92,13 +95,10 @@ def _route_queries(app: web.Application, settings: Settings) -> QueryNames:
     """The query names each route takes (gateway/query.py); refuse to start with a route the
     OpenAPI document does not describe."""
     names = query_names(build_openapi(settings))
-    for route in app.router.routes():
-        resource = route.resource
-        if resource is None or route.method == "HEAD":
-            continue
-        if (route.method, resource.canonical) not in names:
-            raise ConfigError(f"route {route.method} {resource.canonical} is not in the OpenAPI "
-                              "document (gateway/openapi.py); describe it there")
+    for method, path in _served(app):
+        if (method, path) not in names:
+            raise ConfigError(f"route {method} {path} is not in the OpenAPI document "
+                              "(gateway/openapi.py); describe it there")
     return names
 
 

@@ -68,7 +68,7 @@ def dependents(
     chains: Sequence[ChainId],
     run_ids: Callable[[int], Iterable[str]],
     seen: Mapping[Agent, Mapping[str, Record]],
-    footing_runs: int,
+    footing_runs: Callable[[str], int],
 ) -> list[bool]:
     """Which chains of a batch have a floor that may change inside it; ``run_ids(j)`` gives the
     run ids of chain ``j``'s events in the batch (asked only for a chain without footing whose
@@ -78,16 +78,17 @@ def dependents(
     may change: one with a footing (a checkpoint may promote it) or one that may gain its
     footing here (its runs recorded plus its run ids in the batch reach ``footing_runs``).
     Every other chain is observed in the first round, floored by the records alone.
+    ``footing_runs(project_id)``: the project's ``min_runs_soft`` (its engine override's).
 
     >>> from models.nodes import chain_for
     >>> a, b, c = (chain_for("p", "x", s, "normal") for s in ("crm", "mail", "web"))
     >>> seen = {("p", "x"): {"crm": (1, 80), "mail": (0, 28), "web": (0, 3)}}
     >>> runs = [["r1"], ["r1", "r2"], ["r1"]]
-    >>> dependents([a, b, c], runs.__getitem__, seen, 30)
+    >>> dependents([a, b, c], runs.__getitem__, seen, lambda project: 30)
     [False, True, True]
-    >>> dependents([b, c], runs[1:].__getitem__, seen, 30)
+    >>> dependents([b, c], runs[1:].__getitem__, seen, lambda project: 30)
     [False, True]
-    >>> dependents([b, c], [["r1"], ["r1"]].__getitem__, seen, 30)
+    >>> dependents([b, c], [["r1"], ["r1"]].__getitem__, seen, lambda project: 30)
     [False, False]
     """
     by_agent: dict[Agent, list[int]] = {}
@@ -98,11 +99,12 @@ def dependents(
         if len(members) < 2:
             continue
         records = seen.get(agent, {})
-        footed = [_footed(records, chains[j], footing_runs) for j in members]
+        soft = footing_runs(agent[0])
+        footed = [_footed(records, chains[j], soft) for j in members]
         if all(footed):
             continue
         moving = [f or records.get(service_field(chains[j]), (0, 0))[1]
-                  + len(set(run_ids(j))) >= footing_runs
+                  + len(set(run_ids(j))) >= soft
                   for j, f in zip(members, footed, strict=True)]
         for x, j in enumerate(members):
             out[j] = not footed[x] and any(m for y, m in enumerate(moving) if y != x)

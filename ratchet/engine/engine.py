@@ -335,10 +335,12 @@ class Engine:
                                     per_project)
             also = self.labels.take() if self.labels is not None else []
             members = list(groups.values())
+            def footing(project: str) -> int:  # a project's engine override may set its own
+                return per_project.get(project, self.params).min_runs_soft
             waits = floor_dependents(
                 [chain for chain, _ in members],
                 lambda j: (events[i].run_id for i in members[j][1]),
-                seen, self.params.min_runs_soft) if learn else [False] * len(batches)
+                seen, footing) if learn else [False] * len(batches)
             answered = [beside.answers[i] for i in dry_at]
             if direct and any(waits):
                 # a chain the records show in shadow that learned at once (learn=3) was past
@@ -358,12 +360,13 @@ class Engine:
                     batches if one else [batches[j] for j in first], learn=learn,
                     now_ms=now_ms, also=also)
             answers = got if one else await self._floored_rounds(
-                events, groups, batches, dict(zip(first, got, strict=True)), seen, now_ms)
+                events, groups, batches, dict(zip(first, got, strict=True)), seen, footing,
+                now_ms)
             if learn:
                 await self._record_service_modes(
                     [(chain, answer.mode_runs(answer.n - 1))
                      for (chain, _), answer in zip(groups.values(), answers)],
-                    seen, writes,
+                    seen, footing, writes,
                 )
         except UnavailableError:  # the store translates every Redis failure into this
             ENGINE_ERRORS.labels(kind="redis_unavailable").inc()
@@ -433,7 +436,7 @@ class Engine:
                 eligible=chain.critical or self.rich,
                 locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                 mode_floor=floor_of(seen.get((chain.project_id, chain.agent_id), {}),
-                                    chain.service, self.params.min_runs_soft),
+                                    chain.service, p.min_runs_soft),
                 params=None if p is self.params else p,
             ))
         return batches
@@ -445,6 +448,7 @@ class Engine:
         batches: list[ChainBatch],
         answered: dict[int, Answer],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        footing: Callable[[str], int],
         now_ms: int,
     ) -> list[Answer]:
         """Observe (learning) the chains whose mode floor may change inside the batch
@@ -457,7 +461,6 @@ class Engine:
         rest is floored by what is known (counted). A chain that was sent dry in the first round
         trip is in shadow and wrote nothing (lua/observe.lua learn=2/3)."""
         chains = list(groups.values())
-        soft = self.params.min_runs_soft
         waiting = [j for j in range(len(batches)) if j not in answered]
         done = dict.fromkeys(waiting, 0)
         parts: dict[int, list[Answer]] = {j: [] for j in waiting}
@@ -471,7 +474,8 @@ class Engine:
             agent = (chain.project_id, chain.agent_id)
             if agent in agents:
                 fixed.setdefault(agent, []).extend(changes(
-                    service_field(chain), indices, answer.all_mode_runs(), soft))
+                    service_field(chain), indices, answer.all_mode_runs(),
+                    footing(chain.project_id)))
         for r in range(1, FLOOR_ROUNDS_MAX + 1):
             todo = [j for j in waiting if done[j] < len(chains[j][1])]
             if not todo:
@@ -483,7 +487,8 @@ class Engine:
                     chain, indices = chains[j]
                     updates.setdefault((chain.project_id, chain.agent_id), []).extend(changes(
                         service_field(chain), indices,
-                        (mr for a in parts[j] for mr in a.all_mode_runs()), soft))
+                        (mr for a in parts[j] for mr in a.all_mode_runs()),
+                        footing(chain.project_id)))
             for agent_updates in updates.values():
                 agent_updates.sort()
             sent = []
@@ -491,6 +496,7 @@ class Engine:
                 chain, indices = chains[j]
                 agent = (chain.project_id, chain.agent_id)
                 records = seen.get(agent, {})
+                soft = footing(chain.project_id)
                 horizon: int | None = None
                 for z in todo:
                     other = chains[z][0]
@@ -664,6 +670,7 @@ class Engine:
         self,
         latest: Sequence[tuple[ChainId, tuple[int, int]]],
         seen: dict[tuple[str, str], dict[str, tuple[int, int]]],
+        footing: Callable[[str], int],
         writes: Deferred | None = None,
     ) -> None:
         records = []
@@ -671,7 +678,7 @@ class Engine:
             agent = (chain.project_id, chain.agent_id)
             field = service_field(chain)
             if _record_changes(seen.get(agent, {}).get(field), mode, runs,
-                               self.params.min_runs_soft):
+                               footing(chain.project_id)):
                 records.append((agent, field, mode, runs))
         for agent, field, mode, runs in records:
             known = self._modes.get(agent)

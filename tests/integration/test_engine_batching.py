@@ -20,9 +20,11 @@ from prometheus_client import Counter
 
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml
+from models.overrides import parse_override
 from models.params import EngineParams
 from ratchet.engine.engine import SPECULATE_EVENTS, Engine
 from ratchet.sandbox.traffic import iter_events
+from ratchet.store.engine_overrides import save_override
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
 from ratchet.store.round import Deferred, Round
@@ -162,3 +164,30 @@ async def test_guardrails_that_hold_events_back_do_not_depend_on_the_batching(
                                policy=HOLDING) == big
         assert await _verdicts(redis_client, events, size, guardrails=True, policy=HOLDING,
                                worker=True) == big
+
+
+async def test_a_project_override_of_the_footing_is_the_one_floors_follow(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The engine's own min_runs_soft is 30; the project's override says 12 (with faster
+    checkpoints). Floors, dependencies and records follow the project's number — the one the
+    observe script uses — so batching still changes nothing."""
+    events = _events(3)
+    override = parse_override({"checkpoint_runs": 4, "min_runs_soft": 12,
+                               "min_runs_locked": 24})
+
+    async def run(size: int) -> list[tuple[Any, ...]]:
+        keys = Keys(f"o{uuid.uuid4().hex[:8]}")
+        await save_override(redis_client, keys, "demo", override, actor="test", now=0.0)
+        engine = Engine.create(redis_client, keys=keys, guardrails=False, event_time=True,
+                               project_overrides=True)
+        out = []
+        for start in range(0, len(events), size):
+            for v in await engine.decide(events[start:start + size]):
+                out.append((v.event_id, v.action, v.mode, v.anomalous, v.held))
+        return out
+
+    big = await run(600)
+    assert {v[2] for v in big} == {"shadow", "soft_lock", "locked"}  # the override applied
+    assert any(v[2] == "shadow" and v[1] != "allow" for v in big)  # floors were at work
+    assert await run(1) == big

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, cast, overload
 
+from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -41,6 +42,7 @@ from redis.exceptions import (
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "REDIS_FAILURES",
     "RedisClient",
     "RedisStore",
+    "ScriptBusyError",
     "client_broke",
     "connect",
     "connect_from_settings",
@@ -73,12 +76,23 @@ __all__ = [
 #: A Redis client: one server, or a cluster (keys of one chain share a hash tag).
 RedisClient = Redis | RedisCluster
 
+class ScriptBusyError(ResponseError):
+    """Redis answered ``BUSY``: a script has run past the server's busy-reply threshold
+    (``busy-reply-threshold``, 5 s by default) and every other command is refused until it ends.
+    Nothing of the refused command ran; retrying later succeeds."""
+
+
+# redis-py turns an error reply into the class its first word names and a plain ResponseError
+# otherwise (a script's own error, a wrong command: a bug). BUSY gets a class of its own so it
+# is caught as the failure it is — 503 at the gateway, retried by workers — not as a bug.
+BaseParser.EXCEPTION_CLASSES.setdefault("BUSY", ScriptBusyError)
+
 #: Exceptions that mean "Redis did not answer" (down, restarting, unreachable, too slow; a
 #: cluster that is down, failing over or cannot be reached at all, or whose slot kept answering
 #: ``TRYAGAIN``/redirects while it migrates: redis-py's "TTL exhausted" ``ClusterError``) or did
 #: not answer as Redis (a reply the protocol parser cannot read — something else on the port, a
 #: proxy or the connection broke mid-reply —, a replica refusing writes during a failover, a
-#: server over ``maxmemory``): retrying later can succeed.
+#: server over ``maxmemory``, a server busy with a long script): retrying later can succeed.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -91,6 +105,7 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     InvalidResponse,
     ReadOnlyError,
     OutOfMemoryError,
+    ScriptBusyError,
 )
 
 #: Every Redis exception :func:`translate` knows: the failures above, plus a ``MOVED``/``ASK``

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -12,12 +13,14 @@ import pytest
 from gateway.openapi import build_openapi
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
-from ratchet.sandbox.servers import TansuServer, free_port
+from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
+from ratchet.store.redis import connect
 from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
     make_tenant,
+    own_gateway,
     start_gateway,
 )
 
@@ -61,6 +64,40 @@ async def test_redis_unreachable_is_503_fast(gw_settings: Settings) -> None:
         assert (await _get(url + "/healthz"))[0] == 200
     finally:
         await server.close()
+
+
+#: A script that keeps Redis busy for ``ARGV[1]`` seconds (the server's clock).
+_SPIN = ("local t = tonumber(redis.call('TIME')[1]) "
+         "while tonumber(redis.call('TIME')[1]) < t + tonumber(ARGV[1]) do end return 1")
+
+
+async def test_redis_busy_with_a_long_script_is_503_with_retry_after(
+    gw_settings: Settings,
+) -> None:
+    """Redis answers BUSY to everyone while a script runs past its busy-reply threshold (a
+    tenant's pathological batch, an operator's script): the gateway answers 503 with
+    Retry-After, as for Redis down, not a 500; and recovers when the script ends."""
+    with RedisServer(extra_args=("--busy-reply-threshold", "100")) as redis_server:
+        async with own_gateway(gw_settings.replace(redis_url=redis_server.url)) as gw:
+            tenant = await make_tenant(gw)
+            spinner = connect(redis_server.url, timeout_s=30.0)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+                    async with http.get(gw.url + "/v1/whoami", headers=headers) as resp:
+                        assert resp.status == 200
+                    spin = asyncio.create_task(spinner.eval(_SPIN, 0, 3))
+                    await asyncio.sleep(0.6)  # past the 100 ms threshold: BUSY for everyone
+                    async with http.get(gw.url + "/v1/whoami", headers=headers) as resp:
+                        body = await resp.json()
+                        assert (resp.status, body["error"]) == (503, "unavailable"), body
+                        assert resp.headers["Retry-After"] == "1"
+                    assert await spin == 1
+                    async with http.get(gw.url + "/v1/whoami", headers=headers) as resp:
+                        assert resp.status == 200
+            finally:
+                await tenant.client.close()
+                await spinner.aclose()
 
 
 async def test_kafka_down_is_503_fast(gw_settings: Settings) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -185,6 +186,18 @@ class EngineParams:
     fallback_step_down: float = 0.2
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"engine.{f.name} must be a finite number, got {value!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"engine.{f.name} must be >= 0, got {value!r}")
+        for name in ("floor_bits", "fallback_bits", "sigma_multiplier", "forced_sigma",
+                     "sigma_min", "sigma_max", "fallback_min", "fallback_max", "sigma_step_up",
+                     "sigma_step_down", "fallback_step_up", "fallback_step_down", "stability",
+                     "stability_large"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"engine.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("soft_action", "locked_action", "critical_locked_action"):
             if getattr(self, name) not in ACTION_CODES:
                 raise ConfigError(f"engine.{name} must be one of {', '.join(ACTION_CODES)}")
@@ -212,8 +225,11 @@ class EngineParams:
             raise ConfigError(f"engine.window_stat must be one of {', '.join(WINDOW_STATS)}")
         if not 0 < self.epsilon < 1:
             raise ConfigError("engine.epsilon must be between 0 and 1")
-        if self.window < 2 or self.window_large < self.window:
-            raise ConfigError("engine.window must be >= 2 and window_large >= window")
+        if self.window < 2:
+            raise ConfigError(f"engine.window must be >= 2, got {self.window}")
+        if self.window_large < self.window:
+            raise ConfigError(f"engine.window_large ({self.window_large}) must be >= "
+                              f"engine.window ({self.window}): set both")
         if self.checkpoint_runs < 1:
             raise ConfigError("engine.checkpoint_runs must be >= 1")
         for name in ("decay_low", "decay_mid", "decay_high"):
@@ -245,37 +261,42 @@ class EngineParams:
         return dataclasses.replace(self, **changes)
 
 
+def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
+    """``raw`` as the type of engine parameter ``name`` (an unknown name or a wrong type is a
+    ConfigError naming it); no check of its value against the others."""
+    base = base or EngineParams()
+    known = {f.name for f in dataclasses.fields(EngineParams)}
+    if name not in known:
+        raise ConfigError(f"engine.{name} is not a known engine parameter{_hint(name, known)}")
+    current = getattr(base, name)
+    try:
+        if isinstance(current, bool):
+            if not isinstance(raw, bool):
+                raise TypeError
+            return raw
+        if isinstance(current, int):
+            if isinstance(raw, bool) or int(raw) != raw:
+                raise TypeError
+            return int(raw)
+        if isinstance(current, float):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise TypeError
+            if not math.isfinite(raw):
+                raise ConfigError(f"engine.{name} must be a finite number, got {raw!r}")
+            return float(raw)
+        if not isinstance(raw, str):
+            raise TypeError
+        return raw
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(
+            f"engine.{name} must be a {type(current).__name__}, got {raw!r}"
+        ) from None
+
+
 def params_from_mapping(values: Mapping[str, Any], base: EngineParams | None = None) -> EngineParams:
     """Override ``base`` (default: built-ins) with ``values``; unknown names are errors."""
     base = base or EngineParams()
-    known = {f.name: f for f in dataclasses.fields(EngineParams)}
-    changes: dict[str, Any] = {}
-    for name, raw in values.items():
-        f = known.get(name)
-        if f is None:
-            raise ConfigError(f"engine.{name} is not a known engine parameter{_hint(name, known)}")
-        current = getattr(base, name)
-        try:
-            if isinstance(current, bool):
-                if not isinstance(raw, bool):
-                    raise TypeError
-                changes[name] = raw
-            elif isinstance(current, int):
-                if isinstance(raw, bool) or int(raw) != raw:
-                    raise TypeError
-                changes[name] = int(raw)
-            elif isinstance(current, float):
-                if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                    raise TypeError
-                changes[name] = float(raw)
-            else:
-                if not isinstance(raw, str):
-                    raise TypeError
-                changes[name] = raw
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"engine.{name} must be a {type(current).__name__}, got {raw!r}"
-            ) from None
+    changes = {name: coerce_param(name, raw, base) for name, raw in values.items()}
     return dataclasses.replace(base, **changes)
 
 

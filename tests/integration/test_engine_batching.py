@@ -173,7 +173,7 @@ async def test_a_project_override_of_the_footing_is_the_one_floors_follow(
     checkpoints). Floors, dependencies and records follow the project's number — the one the
     observe script uses — so batching still changes nothing."""
     events = _events(3)
-    override = parse_override({"checkpoint_runs": 4, "min_runs_soft": 12,
+    override = parse_override({"checkpoint_runs": 6, "min_runs_soft": 12,
                                "min_runs_locked": 24})
 
     async def run(size: int) -> list[tuple[Any, ...]]:

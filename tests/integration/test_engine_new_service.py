@@ -114,7 +114,7 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
     # and exactly as if the batch's events had come one by one
     alone = _engine(redis_client)
     assert await _establish(alone, "e", 12) == "locked"
-    [w] = await alone.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    [_first] = await alone.decide(_run("e", "mail", "e-mail-0", ["send"]))
     for ev in [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]:
         await alone.decide([ev])
     [one] = await alone.decide(_run("e", "mail", "e-mail-9", ["send"]))

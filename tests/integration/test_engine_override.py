@@ -85,6 +85,11 @@ async def test_override_applies_to_a_running_worker_and_is_audited(stack: Stack)
         assert "did you mean 'floor_bits'" in bad.body["message"]
         wrong_type = await stack.client.put_engine_override({"window": "ten"})
         assert wrong_type.status == 400 and wrong_type.body["field"] == "engine.window"
+        # caps and windows bound Redis's work per event for every tenant: held to the defaults
+        unbounded = await stack.client.put_engine_override(
+            {"node_cap": 1_000_000_000, "edge_cap": 1_000_000_000})
+        assert unbounded.status == 400 and unbounded.body["field"] == "engine.edge_cap"
+        assert "between 2 and 4096" in unbounded.body["message"], unbounded.body
         assert (await load_override(redis, stack.keys, project)).values == {"floor_bits": 25.0}
         entries = [e for e in (await audit.page(project)).entries
                    if e.action.startswith("engine.")]

@@ -8,6 +8,8 @@
   → threshold over the rolling window (fallback while not full, never under the floor)
   → anomalous → action by mode → count the transition unless held (protected learning)
   → push the score into the window (non-anomalous scores only) → remember the answer.
+  A back-to-back streak is learned when the run shows its end to the chain (another node, or
+  end_of_run), or else, kept open in meta ps, after the first event of another run.
   A new run of the chain counts a run; every `checkpoint_runs` runs a checkpoint measures
   stability and the rate of new transitions (unlearnable chains never lock), progresses the mode
   and decays the counts (includes/checkpoint.lua).
@@ -39,7 +41,8 @@
                           action transitions, halved likewise), acl (1 = unlearnable, but its
                           step order is learnable: judged on action transitions), ht (1 = the
                           back-off hash holds its hashtable marker, chain_state.lua), xp (ms
-                          of the last refresh of the chain keys' TTL; see below)
+                          of the last refresh of the chain keys' TTL; see below), ps (the open
+                          streak: "<repeats>\t<node>\t<run key>", settled by another run's event)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
@@ -190,7 +193,7 @@ local BASE, FIELDS = 42, 2
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
   'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht' }
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'xp')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'xp', 'ps')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
@@ -205,6 +208,19 @@ local st = {
 local was = {}  -- the counters as read, to write back only the changed ones
 for i = 1, #META do was[i] = st[META[i]] end
 local checkpointed = false  -- a checkpoint ran in this call (it may write the snapshot key)
+-- The chain's open streak (meta ps = "<repeats>\t<node>\t<run key>", absent: none): the
+-- last learned event of a run repeated its node back to back and the run has not shown the
+-- streak's end to this chain yet. A run's part in a chain often ends without one (the run goes
+-- on, and ends, on another service, or never sends end_of_run), so the streak is settled —
+-- learned as finished — at the end of the first event of another run (mirrors
+-- ReferenceChain.open_streak).
+local ps_len, ps_node, ps_run = 0, nil, nil
+if m[21] then
+  local t1 = string.find(m[21], '\t', 1, true)
+  local t2 = string.find(m[21], '\t', t1 + 1, true)
+  ps_len, ps_node = tonumber(string.sub(m[21], 1, t1 - 1)), string.sub(m[21], t1 + 1, t2 - 1)
+  ps_run = string.sub(m[21], t2 + 1)
+end
 if direct and st.mode == 0 then dry = true end  -- learn=3 on a chain in shadow: as dry
 if eligible_chain then st.elig = 1 end
 st.dry = dry  -- chain_state: no node written either
@@ -727,6 +743,19 @@ for i = 1, n do
     local answer = answer_pack(head, shown.from, shown.c, shown.r, flags + 2048 * to_kind,
       st.runs, repeats, rlimit)
     answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, st.runs, repeats, rlimit)
+    if learn then
+      -- another run's open streak is over for this chain: learn it as finished; then this
+      -- run's streak is open (a learned repeat, no run end) or there is none
+      if ps_run and ps_run ~= run_key then
+        learn_streak(ps_node, ps_len)
+        ps_run = nil
+      end
+      if not held and repeats > 0 and not eor then
+        ps_len, ps_node, ps_run = repeats, e.to, run_key
+      elseif ps_run == run_key then
+        ps_run = nil
+      end
+    end
     if eor then repeats = 0 end
     run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
     run.ans[answer_field] = answer
@@ -789,6 +818,15 @@ if learn then
   if refresh then
     args[#args + 1] = 'xp'
     args[#args + 1] = now_ms
+  end
+  if ps_run then
+    local ps = ps_len .. '\t' .. ps_node .. '\t' .. ps_run
+    if ps ~= m[21] then
+      args[#args + 1] = 'ps'
+      args[#args + 1] = ps
+    end
+  elseif m[21] then
+    redis.call('HDEL', meta_key, 'ps')  -- settled: no open streak (the field goes)
   end
   redis.call('HSET', meta_key, unpack(args))
 end

@@ -112,6 +112,12 @@ class ReferenceChain:
     act_novel: int = 0
     act_seen: int = 0
     by_action: bool = False
+    #: The open streak (run id, node, back-to-back repeats): the last learned event of that run
+    #: repeated its node and the run has not shown the streak's end to this chain (another node,
+    #: or end_of_run). A run's part in a chain often ends without either — the run goes on, and
+    #: ends, on another service, or its agent never sends end_of_run — so the streak is learned
+    #: as finished after the first event of another run (lua/observe.lua, meta ``ps``).
+    open_streak: tuple[str, str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.sigma is None:
@@ -202,6 +208,19 @@ class ReferenceChain:
         longest = self.coarse.get(f, 0)
         if longest < length <= repeat_limit(longest, factor=p.repeat_factor, margin=p.repeat_margin):
             self.coarse[f] = length
+
+    def _settle_streaks(self, run_id: str, node: str, repeats: int, *, learned: bool,
+                        end_of_run: bool) -> None:
+        """After an event of ``run_id``: another run's open streak is over for this chain
+        (learned as finished); then this run's streak is open (a learned repeat, no run end) or
+        there is none."""
+        if self.open_streak is not None and self.open_streak[0] != run_id:
+            self._learn_streak(self.open_streak[1], self.open_streak[2])
+            self.open_streak = None
+        if learned and repeats > 0 and not end_of_run:
+            self.open_streak = (run_id, node, repeats)
+        elif self.open_streak is not None and self.open_streak[0] == run_id:
+            self.open_streak = None
 
     def _count(self, src: str, to: str) -> None:
         f = f"{src}\t{to}"
@@ -442,6 +461,9 @@ class ReferenceChain:
             self._push(e.bits)
         if learn and tail is not None and not tail.anomalous:
             self._push(tail.bits)
+        if learn:
+            self._settle_streaks(run_id, e.to_node, repeats, learned=not held,
+                                 end_of_run=end_of_run)
         run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
         run.last_action = END if end_of_run else action
         run.repeats = 0 if end_of_run else repeats

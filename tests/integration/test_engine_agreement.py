@@ -114,6 +114,10 @@ async def _run_both(
             assert int(meta.get("aw", 0)) == ref.act_novel
             assert int(meta.get("at", 0)) == ref.act_seen
             assert meta.get("acl", "0") == ("1" if ref.by_action else "0")
+            # the open streak: repeats and node (the script keeps the run's key, not its id)
+            streak = meta.get("ps", "").split("\t")[:2]
+            assert streak == ([str(ref.open_streak[2]), ref.open_streak[1]]
+                              if ref.open_streak else [""])
     finally:
         await client.aclose()
 
@@ -202,6 +206,30 @@ def test_lua_matches_reference_on_chains_that_settle(
     redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0)))
+
+
+#: Back-to-back repeats in interleaved runs that seldom end on this chain (their ends are on
+#: other services, or never sent): streaks are learned when another run's event settles them.
+streaky_st = st.tuples(
+    st.integers(0, 400),
+    st.sampled_from(["r1", "r2", "r3", "r4"]),
+    st.sampled_from(["n0", "n0", "n0", "n1", "n2"]),
+    st.just(False),
+    st.integers(0, 9).map(lambda x: x == 0),
+    st.integers(0, 14).map(lambda x: x == 0),
+    st.sampled_from(["crm.read", "crm.write"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(streaky_st, min_size=10, max_size=160),
+       cuts=st.lists(st.integers(0, 160)), learn_mask=st.lists(st.booleans(), min_size=1,
+                                                              max_size=3))
+def test_lua_matches_reference_learning_streaks_of_runs_that_end_elsewhere(
+    redis_url: str, events: list[Event], cuts: list[int], learn_mask: list[bool]
+) -> None:
+    params = SMALL.replace(repeat_factor=1.5, repeat_margin=2, min_support=0)
+    asyncio.run(_run_both(redis_url, events, cuts, params, learn_mask=learn_mask))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

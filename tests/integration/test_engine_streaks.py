@@ -1,0 +1,69 @@
+"""Back-to-back repeats are learned even when a run's end is never shown to the chain.
+
+A chain is one agent's service. A run often ends on another service (poll the CI three times,
+then deploy: the CI chain never sees an ``end_of_run``), or the agent never sends
+``end_of_run`` at all. A streak that the run leaves at the end of its part in a chain used to
+be learned only when that chain saw the streak end (another node, or the run's end), so such a
+chain kept the repeat limit of a chain that never repeated (2) and paused every longer,
+perfectly usual streak forever. Found by an independent traffic generator: 23 % of such runs
+paused. Now the streak is settled by the next run's event (lua/observe.lua meta ``ps``,
+``ReferenceChain.open_streak``; the Lua ≡ reference agreement is tested in
+test_engine_agreement.py).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from models.events import IngestEvent
+from models.params import EngineParams
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
+
+# Small numbers: chains lock after a few dozen runs.
+FAST = EngineParams(checkpoint_runs=5, min_runs_soft=10, min_runs_locked=20,
+                    stability=0.5, stability_large=0.5)
+
+
+def _run(agent: str, run: str, polls: int, *, ends_on_ci: bool, send_end: bool) -> list[IngestEvent]:
+    """``polls`` CI status polls, then (unless the run ends on the CI) one deploy."""
+    calls = [("ci", "status.get", {"pipeline": 7})] * polls
+    if not ends_on_ci:
+        calls.append(("deploy", "release.apply", {"env": "prod", "sha": "abc"}))
+    return [
+        IngestEvent(event_id=uuid.uuid4().hex, agent_id=agent, run_id=run, service=service,
+                    action=action, payload=payload, project_id="p",
+                    end_of_run=send_end and i == len(calls) - 1)
+        for i, (service, action, payload) in enumerate(calls)
+    ]
+
+
+@pytest.mark.parametrize(("ends_on_ci", "send_end"), [
+    (False, True),   # the run ends on another service
+    (True, False),   # the agent never sends end_of_run
+    (True, True),    # the run ends on this chain (always worked: the reference case)
+])
+async def test_usual_streaks_are_learned_wherever_the_run_ends(
+    redis_client: aioredis.Redis, ends_on_ci: bool, send_end: bool
+) -> None:
+    engine = Engine.create(redis_client, keys=Keys(f"st{uuid.uuid4().hex[:8]}"),
+                           guardrails=False, params=FAST)
+    rng = random.Random(5)
+    for r in range(60):  # 1 to 5 polls a run, as a CI takes its time
+        await engine.decide(_run("a", f"w{r}", rng.randint(1, 5), ends_on_ci=ends_on_ci,
+                                 send_end=send_end))
+    verdicts = []
+    for r in range(30):
+        verdicts += await engine.decide(_run("a", f"r{r}", rng.randint(1, 5),
+                                             ends_on_ci=ends_on_ci, send_end=send_end))
+    ci = [v for v in verdicts if v.event_id and v.mode == "locked"]
+    assert ci, "the CI chain should be locked by now"
+    looped = [v for v in verdicts if v.anomalous]
+    assert looped == [], [(v.mode, v.action, v.reasons) for v in looped[:3]]
+    # and a loop well past anything learned is still caught
+    [*_, last] = await engine.decide(_run("a", "loop", 30, ends_on_ci=True, send_end=False))
+    assert last.anomalous and last.action == "pause"

@@ -129,7 +129,16 @@
                              once per new key path
   ARGV[41] escape_floor      bits: a transition scored by the shape escape is anomalous only
                              over max(threshold, this) (0: no separate floor)
-  ARGV[42] n                 number of events; then 2 values per event:
+  ARGV[42] ckp_budget        checkpoint work one call may do (0 = unbounded): a checkpoint reads
+                             and rewrites the chain (≈ its edges + back-off fields), so a batch
+                             of many short runs of a big chain (a flood of one-event runs) made
+                             one call run for seconds while every other client waited. With
+                             learn=1, the call stops before a checkpoint that would take its
+                             work (sum of edges + back-off fields at each checkpoint) over this,
+                             once it ran one, answering the events before it (the caller sends
+                             the rest in another call: the same answers, other clients served
+                             in between)
+  ARGV[43] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -186,8 +195,10 @@ local CKP = {
   forced_sigma = tonumber(ARGV[17]), lock_stable = ARGV[34] == '1',
   novelty_limit = tonumber(ARGV[35]), lock_novelty = tonumber(ARGV[38]),
 }
-local n = tonumber(ARGV[42])
-local BASE, FIELDS = 42, 2
+local ckp_budget = tonumber(ARGV[42])
+local ckp_work = 0  -- checkpoint work done in this call (see ARGV[42])
+local n = tonumber(ARGV[43])
+local BASE, FIELDS = 43, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
@@ -653,9 +664,18 @@ for i = 1, n do
       from, prev_act = START, START
       if learn then
         if st.unsure and (st.runs + 1) % checkpoint_runs == 0 then break end  -- no checkpoint
+        -- (never at an event whose floor digit says "unsure": a stop there is the caller's
+        -- floor rounds' to resume, so the caller tells the two kinds of stop apart by it)
+        if ckp_budget > 0 and ckp_work > 0 and ARGV[2] == '1'
+            and (st.runs + 1) % checkpoint_runs == 0
+            and ckp_work + st.ne + st.nc > ckp_budget
+            and string.byte(floors, #floors > 1 and i or 1) < 51 then  -- digit < 3
+          break  -- this call's checkpoint work is done: the caller sends the rest
+        end
         st.runs = st.runs + 1
         if st.runs % checkpoint_runs == 0 then
           if dry then return { '!' } end
+          ckp_work = ckp_work + st.ne + st.nc + 1
           checkpoint()
           checkpointed = true
         end

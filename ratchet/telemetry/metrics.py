@@ -12,6 +12,7 @@ __all__ = [
     "AUDIT_ENTRIES",
     "AUDIT_PUBLISH_FAILURES",
     "BATCH_EVENTS",
+    "CHECKPOINT_STOPS",
     "CONSUMER_LAG",
     "CONSUMER_LAG_ERRORS",
     "EDGE_SCORE_BITS",
@@ -59,6 +60,12 @@ MODE_TRANSITIONS = Counter(
     "ratchet_mode_transitions_total",
     "Chains promoted to a stricter mode (forced = promoted by the soft-lock timeout).",
     ["to", "forced"],
+)
+CHECKPOINT_STOPS = Counter(
+    "ratchet_engine_checkpoint_stops_total",
+    "Observe calls sent again with the rest of a chain's batch because the call before had done "
+    "its checkpoint work (lua/observe.lua ARGV[42]): a batch of many short runs of a big chain, "
+    "split so that no single call holds Redis for long.",
 )
 FLOOR_ROUNDS = Counter(
     "ratchet_engine_floor_rounds_total",

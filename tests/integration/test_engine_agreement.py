@@ -56,10 +56,13 @@ async def _run_both(
     floors: list[int | None] | None = None,
     paths: dict[str, str] | None = None,
     approve_every: int = 0,
+    checkpoint_work: int | None = None,
 ) -> None:
     client = Redis.from_url(redis_url)
     try:
         store = EngineStore(client, Keys(f"p{uuid.uuid4().hex[:8]}"), params)
+        if checkpoint_work is not None:
+            store.checkpoint_work = checkpoint_work
         ref = ReferenceChain(params, locked_action="reject")
         tag = "chain"
         batches: list[list[Event]] = []
@@ -230,6 +233,21 @@ def test_lua_matches_reference_learning_streaks_of_runs_that_end_elsewhere(
 ) -> None:
     params = SMALL.replace(repeat_factor=1.5, repeat_margin=2, min_support=0)
     asyncio.run(_run_both(redis_url, events, cuts, params, learn_mask=learn_mask))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(settling_st, min_size=20, max_size=160),
+       cuts=st.lists(st.integers(0, 160)), budget=st.integers(1, 40),
+       floors=st.sampled_from([None, [0], [None], [-1], [1, -1]]))
+def test_lua_matches_reference_when_calls_stop_at_their_checkpoint_budget(
+    redis_url: str, events: list[Event], cuts: list[int], budget: int,
+    floors: list[int | None] | None,
+) -> None:
+    """A call stops before a checkpoint past its budget (lua/observe.lua ARGV[42]) and the store
+    sends the rest: the answers and the state are those of one call — also with per-event and
+    unsure mode floors, whose stops the store leaves to the engine."""
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0), floors=floors,
+                          checkpoint_work=budget))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

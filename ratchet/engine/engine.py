@@ -85,6 +85,28 @@ SPECULATE_EVENTS = 16
 #: batch; the last floors what is left by what is known (Engine._floored_rounds).
 FLOOR_ROUNDS_MAX = 16
 
+#: Most events of one agent in one guardrails call and one chain's observe call (Engine.decide
+#: splits an agent's longer run of events into parts). A worker merges the envelopes waiting in
+#: its lane (up to 5,000 events); one agent's flood of new runs then made one guardrails call of
+#: 5,000 events and 10,000 run keys hold Redis for ≈ 300 ms (outside attack run): ≈ 30–60 µs
+#: per event of a new run. 1,000 is a bulk envelope, the size the gateway already accepts.
+AGENT_EVENTS = 1_000
+
+
+def agent_parts(events: Sequence[IngestEvent], size: int) -> list[list[int]]:
+    """Indices of ``events`` in parts where no agent has more than ``size`` events: part k
+    holds each agent's k-th ``size`` events, in input order (one part when none has more)."""
+    parts: list[list[int]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, ev in enumerate(events):
+        agent = (ev.project_id, ev.agent_id)
+        k = seen.get(agent, 0) // size
+        seen[agent] = seen.get(agent, 0) + 1
+        if k == len(parts):
+            parts.append([])
+        parts[k].append(i)
+    return parts
+
 
 def markov_reason(obs: Observation, params: EngineParams) -> Reason | None:
     """The explanation of an anomalous transition (None when the detector saw nothing)."""
@@ -191,6 +213,8 @@ class Engine:
     #: Batches of at most this many events observe dry first when the caller takes ``writes``
     #: (``RATCHET_WORKER_DRY_OBSERVE_EVENTS``; 0 = never).
     speculate_events: int = SPECULATE_EVENTS
+    #: Most events of one agent decided in one set of script calls (:data:`AGENT_EVENTS`).
+    agent_events: int = AGENT_EVENTS
     _chains: dict[tuple[str, str, str, str], ChainId] = dc_field(default_factory=dict, repr=False)
     _shape_paths: ShapePaths = dc_field(default_factory=ShapePaths, repr=False)
     #: The service-mode records last read or written, per (project, agent): mode floors are
@@ -264,6 +288,34 @@ class Engine:
         return markov, guard, digests
 
     async def decide(
+        self,
+        events: Sequence[IngestEvent],
+        *,
+        learn: bool = True,
+        trace_id: str = "",
+        holds: Sequence[bool] | None = None,
+        writes: Deferred | None = None,
+    ) -> list[Verdict]:
+        """Verdicts for ``events`` in order. An agent with more than :attr:`agent_events`
+        events in the batch has them decided in consecutive parts, one after the other (the
+        other agents' events in the first): a script call's time grows with its events, and
+        one agent's flood must not hold Redis for everyone (verdicts do not depend on how
+        events are batched). See :meth:`_decide`."""
+        parts = agent_parts(events, self.agent_events) if len(events) > self.agent_events else []
+        if len(parts) <= 1:
+            return await self._decide(events, learn=learn, trace_id=trace_id, holds=holds,
+                                      writes=writes)
+        out: list[Verdict | None] = [None] * len(events)
+        for indices in parts:
+            # no deferred writes: the next part reads the service-mode records this one wrote
+            got = await self._decide(
+                [events[i] for i in indices], learn=learn, trace_id=trace_id,
+                holds=None if holds is None else [holds[i] for i in indices])
+            for i, verdict in zip(indices, got, strict=True):
+                out[i] = verdict
+        return [v for v in out if v is not None]
+
+    async def _decide(
         self,
         events: Sequence[IngestEvent],
         *,

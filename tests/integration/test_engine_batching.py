@@ -11,6 +11,7 @@ agents go through every mode change within a few hundred runs.
 from __future__ import annotations
 
 import uuid
+from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml
 from models.overrides import parse_override
 from models.params import EngineParams
-from ratchet.engine.engine import SPECULATE_EVENTS, Engine
+from ratchet.engine.engine import SPECULATE_EVENTS, Engine, agent_parts
 from ratchet.sandbox.traffic import iter_events
 from ratchet.store.engine_overrides import save_override
 from ratchet.store.keys import Keys
@@ -57,13 +58,15 @@ per_run_limit = 0.001
 
 async def _verdicts(
     client: aioredis.Redis, events: Sequence[IngestEvent], size: int, guardrails: bool,
-    *, worker: bool = False, policy: str | None = None,
+    *, worker: bool = False, policy: str | None = None, agent_events: int | None = None,
 ) -> list[tuple[Any, ...]]:
     """``worker``: as a worker decides a small batch — observed beside the guardrail state,
     the learning calls sent afterwards with the verdict save (Engine._speculated)."""
     engine = Engine.create(client, keys=Keys(f"b{uuid.uuid4().hex[:8]}"), params=QUICK,
                            guardrails=guardrails, event_time=True,
                            policies=FixedPolicy(parse_policy_toml(policy)) if policy else None)
+    if agent_events is not None:
+        engine.agent_events = agent_events
     out = []
     for start in range(0, len(events), size):
         writes = Deferred() if worker else None
@@ -100,6 +103,24 @@ async def test_verdicts_do_not_depend_on_the_batching(
     for size in (1, 9):
         assert await _verdicts(redis_client, events, size, guardrails=True) == big
         assert await _verdicts(redis_client, events, size, guardrails=True, worker=True) == big
+    # an agent's events split into parts of 25 inside each batch of 600 (Engine.agent_events):
+    # what a worker does with one agent's flood
+    assert await _verdicts(redis_client, events, 600, guardrails=True, agent_events=25,
+                           worker=True) == big
+
+
+def test_agent_parts_keep_each_agents_order_and_bound_its_events() -> None:
+    events = _events(3)[:500]
+    parts = agent_parts(events, 25)
+    assert sorted(i for p in parts for i in p) == list(range(len(events)))
+    for part in parts:
+        assert part == sorted(part)
+        per_agent = Tally((events[i].project_id, events[i].agent_id) for i in part)
+        assert max(per_agent.values()) <= 25
+    for agent in {(e.project_id, e.agent_id) for e in events}:
+        mine = [i for p in parts for i in p if (events[i].project_id, events[i].agent_id) == agent]
+        assert mine == sorted(mine)  # an agent's parts follow one another in input order
+    assert agent_parts(events, 10_000) == [list(range(len(events)))]
 
 
 async def test_a_mode_floor_differs_inside_one_batch(redis_client: aioredis.Redis) -> None:

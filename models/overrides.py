@@ -86,8 +86,9 @@ def parse_override(values: Mapping[str, Any]) -> dict[str, Any]:
                 f"override, got {out[key]!r}", f"engine.{key}")
     try:
         params_from_mapping(out, defaults)
-    except ConfigError as exc:  # a combination (window_large < window, ...)
-        raise ValidationError(str(exc), "engine") from None
+    except ConfigError as exc:  # a value out of its range, or a combination (window_large < window)
+        named = str(exc).partition(" ")[0].removeprefix("engine.")
+        raise ValidationError(str(exc), f"engine.{named}" if named in out else "engine") from None
     return out
 
 

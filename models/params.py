@@ -261,6 +261,9 @@ class EngineParams:
         return dataclasses.replace(self, **changes)
 
 
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
     """``raw`` as the type of engine parameter ``name`` (an unknown name or a wrong type is a
     ConfigError naming it); no check of its value against the others."""
@@ -289,7 +292,7 @@ def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
         return raw
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"engine.{name} must be a {type(current).__name__}, got {raw!r}"
+            f"engine.{name} must be {_TYPE_NAMES[type(current)]}, got {raw!r}"
         ) from None
 
 

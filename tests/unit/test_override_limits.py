@@ -65,3 +65,15 @@ def test_a_stored_override_out_of_bounds_is_not_applied() -> None:
     with pytest.raises(ConfigError, match="node_cap"):
         apply_override(base, {"node_cap": 1_000_000_000})
     assert apply_override(base, {"node_cap": 64}).node_cap == 64
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"epsilon": 2.0}, "engine.epsilon"), ({"decay_rate": 1.5}, "engine.decay_rate"),
+    ({"window_large": 5}, "engine.window_large"), ({"window": 20}, "engine"),
+])
+def test_a_value_out_of_its_own_range_names_its_key(values: dict[str, float], field: str) -> None:
+    """Only a combination of keys (window 20 against the default window_large 15) is refused
+    under ``engine``; a key out of its own range is named."""
+    with pytest.raises(ValidationError) as err:
+        parse_override(values)
+    assert err.value.field == field, str(err.value)

@@ -699,12 +699,40 @@ async def hot_partition(ctx: Ctx) -> list[Row]:
                 sent > 0)]
 
 
+async def run_flood(ctx: Ctx) -> list[Row]:
+    """A widens its engine override as far as it can and floods one-event runs of new shapes:
+    many checkpoints of a big chain, and many runs in one agent's batch (the outside attack
+    run of Dec 4 held Redis for 16-50 s with caps of 1e9, ~0.3-2.9 s without)."""
+    unbounded = await ctx.client_a.put_engine_override(
+        {"node_cap": 1_000_000_000, "edge_cap": 1_000_000_000, "checkpoint_runs": 1})
+    widest = await ctx.client_a.put_engine_override({"checkpoint_runs": 5})
+    await ctx.redis.config_set("slowlog-log-slower-than", 20_000)
+    await ctx.redis.slowlog_reset()
+    n = 3000 if ctx.quick else 6000
+    accepted = 0
+    for lo in range(0, n, 1000):
+        evs = [event(run_id=f"rf-{lo + i}-{uuid.uuid4().hex[:6]}", end_of_run=True,
+                     payload={f"k{lo + i}": 1, f"j{lo + i}": {"z": True}}) for i in range(1000)]
+        answer = await ctx.client_a.send_batch(evs)
+        if answer.status == 200:
+            accepted += int(answer.body["accepted"])
+    await asyncio.sleep(8)
+    longest = max((int(e["duration"]) for e in await ctx.redis.slowlog_get(1000)), default=0)
+    await ctx.client_a.delete_engine_override()
+    return [Row("engine override with caps of 1e9 and checkpoint_runs 1", "400, nothing stored",
+                f"{unbounded.status}", unbounded.status == 400),
+            Row(f"{n} one-event runs of new shapes (checkpoint_runs 5)",
+                "B decided within the deadline; no Redis command over 100 ms",
+                f"{accepted} accepted; override {widest.status}; longest Redis command "
+                f"{longest / 1000:.0f} ms", accepted > 0 and longest < 100_000)]
+
+
 ATTACKS: list[tuple[str, Attack]] = [
     ("parser", parser_errors), ("holding", connection_holding),
     ("oversized", oversized_and_nested), ("json", hostile_json), ("signatures", signatures),
     ("cross-tenant", cross_tenant), ("ssrf", webhook_ssrf), ("regex", slow_regex),
     ("held", held_requests), ("burst", burst), ("keyspace", keyspace),
-    ("heavy", heavy_events), ("hot", hot_partition),
+    ("heavy", heavy_events), ("hot", hot_partition), ("runs", run_flood),
 ]
 
 

@@ -27,7 +27,7 @@ from models.errors import (
     error_code,
 )
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits
-from models.ingest_schema import decode_signed_event
+from models.ingest_schema import decode_counted
 from models.sanitize import clean_text, is_display_safe
 from models.signing import signature_matches
 from ratchet.config.settings import Settings
@@ -105,6 +105,8 @@ def ingest_limits(settings: Settings) -> Limits:
     return Limits(
         max_payload_depth=settings.max_payload_depth,
         max_payload_keys=settings.max_payload_keys,
+        max_payload_values=settings.max_payload_values,
+        max_batch_values=settings.max_batch_values,
         max_metadata_bytes=settings.max_metadata_bytes,
         max_metadata_keys=settings.max_metadata_keys,
         max_metadata_depth=settings.max_metadata_depth,
@@ -114,7 +116,12 @@ def ingest_limits(settings: Settings) -> Limits:
 def parse_batch(
     body: Any, project_id: str, max_events: int, limits: Limits = DEFAULT_LIMITS
 ) -> list[Checked]:
-    """Validate ``{"events": [...]}``; the whole request is 400 only if the list itself is bad."""
+    """Validate ``{"events": [...]}``; the whole request is 400 only if the list itself is bad.
+
+    The events' JSON values (payload, metadata, unknown fields) count against one budget of
+    ``limits.max_batch_values`` per request: the event that overdraws it and every one after it
+    are rejected (400 naming ``events[i]``; nothing after it is even walked), the ones before it
+    are checked as usual."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"events\": [...]}", None)
     events = body.get("events")
@@ -124,9 +131,17 @@ def parse_batch(
         raise ValidationError(f"events must hold 1 to {max_events} events", "events")
     out: list[Checked] = []
     seen: set[str] = set()
+    left = limits.max_batch_values
     for i, raw in enumerate(events):
+        if left < 0:  # the budget is spent: refused without a look
+            out.append(Checked(i, raw, error=_over_budget(i, limits)))
+            continue
         try:
-            event, signing = decode_signed_event(raw, project_id, limits)
+            event, signing, values = decode_counted(raw, project_id, limits)
+            left -= values
+            if left < 0:
+                out.append(Checked(i, raw, error=_over_budget(i, limits)))
+                continue
             if event.event_id in seen:
                 raise ValidationError("event_id appears twice in this batch", "event_id")
             seen.add(event.event_id)
@@ -136,6 +151,13 @@ def parse_batch(
         else:
             out.append(Checked(i, raw, event, None, signing))
     return out
+
+
+def _over_budget(index: int, limits: Limits) -> ValidationError:
+    return ValidationError(
+        f"this batch holds more than {limits.max_batch_values} JSON values in all (payloads, "
+        f"metadata and other fields of its events together); send events[{index}] and the "
+        "events after it in another request", f"events[{index}]")
 
 
 def check_timestamp(raw: Any, field: str) -> None:

@@ -97,7 +97,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
         "payload": {"type": "object", "description": "The call's arguments (any JSON object; "
                     f"depth ≤ {settings.max_payload_depth}, "
-                    f"≤ {settings.max_payload_keys} keys in all, numbers ≤ 1e15)."},
+                    f"≤ {settings.max_payload_keys} keys and ≤ {settings.max_payload_values} "
+                    "JSON values in all — array elements count —, numbers ≤ 1e15)."},
         "ts": {**number, "description": "Client timestamp, Unix seconds."},
         "cost": {**number, "minimum": 0, "description": "Cost of the call (any unit)."},
         "end_of_run": {"type": "boolean", "default": False},

@@ -16,7 +16,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,14 +26,21 @@ from models.sanitize import clean_text, display_problem, shown
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "KNOWN_FIELDS",
     "PRIORITIES",
     "IngestEvent",
     "Limits",
+    "Shape",
+    "check_other_fields",
     "check_shape",
     "json_depth",
     "json_key_count",
+    "json_value_count",
+    "metadata_values_cap",
     "new_event",
     "parse_event",
+    "parse_event_counted",
+    "shape_of",
 ]
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
@@ -48,6 +55,15 @@ class Limits:
     max_action_chars: int = 256
     max_payload_depth: int = 16
     max_payload_keys: int = 5_000
+    #: JSON values inside ``payload`` — every member value and array element at every depth,
+    #: containers and scalars alike. The key cap alone left arrays free: one signed
+    #: ``{"q": [0] * 1_900_000}`` (3.8 MB) cost the gateway ≈ 0.9 s and the worker seconds.
+    #: 10,000 is twice the key cap (a payload at the key cap, each key holding a scalar or a
+    #: small container, still fits) and ≈ 180x the largest payload of the synthetic traffic.
+    max_payload_values: int = 10_000
+    #: JSON values of all the events of one batch request together (payload, metadata and
+    #: unknown fields): bounds the work one request costs however its events are cut.
+    max_batch_values: int = 200_000
     max_metadata_bytes: int = 10 * 1024
     max_metadata_keys: int = 50
     max_metadata_depth: int = 3
@@ -156,6 +172,58 @@ def json_key_count(value: Any) -> int:
     return count
 
 
+def json_value_count(value: Any, cap: int | None = None) -> int:
+    """Number of JSON values inside ``value`` (member values and array elements at every
+    depth; the value itself not counted); iterative. With ``cap``, stops as soon as the count
+    passes it (the result is then some number above ``cap``).
+
+    >>> json_value_count({"a": [1, 2, {"b": None}], "c": "x"})
+    6
+    """
+    count = 0
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        children = node.values() if type(node) is dict else node
+        count += len(children)
+        if cap is not None and count > cap:
+            return count
+        stack.extend(c for c in children if type(c) is dict or type(c) is list)
+    return count
+
+
+#: Every field of an event the gateway knows (read, or bound into the signature); any other
+#: field is signed as sent and otherwise ignored (``label`` too, outside offline replay).
+KNOWN_FIELDS = frozenset({
+    "event_id", "agent_id", "run_id", "service", "action", "payload", "priority", "ts", "cost",
+    "end_of_run", "metadata", "project_id", "signature", "timestamp",
+})
+_OFFLINE_FIELDS = KNOWN_FIELDS | {"label"}
+
+
+def check_other_fields(
+    obj: Mapping[str, Any], limits: Limits, known: frozenset[str] = KNOWN_FIELDS
+) -> int:
+    """Refuse an event whose unknown fields (not in :data:`KNOWN_FIELDS`) hold more than
+    ``limits.max_payload_values`` JSON values together (each field's value counts as one, and
+    every value inside it): they are never scored, but the signature check canonicalises them.
+    Returns how many they hold."""
+    cap = limits.max_payload_values
+    total = 0
+    for name, value in obj.items():
+        if name in known:
+            continue
+        total += 1
+        if type(value) is dict or type(value) is list:
+            total += json_value_count(value, cap - total)
+        if total > cap:
+            field = clean_text(str(name), 100)
+            raise ValidationError(
+                f"the fields other than payload and metadata hold more than {cap} JSON values "
+                f"together (from {field} on); unknown fields are signed but not used", field)
+    return total
+
+
 #: A path inside a JSON value, built only when an error needs it: ``(parent, key or index)``.
 _Path = tuple[Any, str | int] | str
 
@@ -185,22 +253,37 @@ def _bad_number(value: Any, limits: Limits) -> str | None:
     return None
 
 
-def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Limits) -> bool:
+class Shape(NamedTuple):
+    """What :func:`shape_of` found: whether every float is plain, and how many values."""
+
+    plain: bool
+    values: int
+
+
+def shape_of(
+    value: Any, name: str, max_depth: int, max_keys: int, max_values: int, limits: Limits
+) -> Shape:
     """Refuse ``value`` (the field ``name``) if it nests deeper than ``max_depth``, holds more
-    than ``max_keys`` object keys, or contains a number out of range. One iterative pass that
-    stops at the first violation; the error names the field (or the number's path) and the limit.
+    than ``max_keys`` object keys or ``max_values`` JSON values (every member value and array
+    element at every depth: containers and scalars alike), or contains a number out of range.
+    One iterative pass that stops at the first violation — a container's children are counted
+    before any is looked at, so an array of two million elements is refused in one step; the
+    error names the field (or the number's path) and the limit.
 
     Returns whether every float in it is :func:`models.jcs.plain_float` (the same pass tells the
-    signature check whether orjson writes ``value``'s numbers as RFC 8785 does).
+    signature check whether orjson writes ``value``'s numbers as RFC 8785 does), and how many
+    values it holds.
     """
     plain = True
     keys = 0
+    values = 0
     limit = limits.max_abs_number
     stack: list[tuple[Any, _Path, int]] = [(value, name, 0)]
     while stack:
         node, path, level = stack.pop()
         if level >= max_depth:
             raise ValidationError(f"{name} nests deeper than {max_depth} levels", name)
+        values += len(node)
         if type(node) is dict:
             keys += len(node)
             if keys > max_keys:
@@ -208,6 +291,9 @@ def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Li
             items: Any = node.items()
         else:
             items = enumerate(node)
+        if values > max_values:
+            raise ValidationError(f"{name} has more than {max_values} values (JSON values at "
+                                  "every depth: array elements count too)", name)
         for step, child in items:
             kind = type(child)
             if kind is str:  # most values: one comparison
@@ -220,33 +306,52 @@ def check_shape(value: Any, name: str, max_depth: int, max_keys: int, limits: Li
                     raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
                 if kind is float and plain and not plain_float(child):
                     plain = False
-    return plain
+    return Shape(plain, values)
 
 
-def _payload(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
+def check_shape(
+    value: Any, name: str, max_depth: int, max_keys: int, limits: Limits,
+    max_values: int | None = None,
+) -> bool:
+    """:func:`shape_of` (``max_values`` unset: ``limits.max_payload_values``); returns whether
+    every float in ``value`` is plain."""
+    cap = limits.max_payload_values if max_values is None else max_values
+    return shape_of(value, name, max_depth, max_keys, cap, limits).plain
+
+
+def metadata_values_cap(limits: Limits) -> int:
+    """The value cap of ``metadata``: its byte limit. Every value takes at least one byte of
+    compact JSON, so this refuses nothing the byte limit would let through — but it refuses a
+    huge array before it is walked and serialised to be measured."""
+    return limits.max_metadata_bytes
+
+
+def _payload(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], int]:
     value = obj.get("payload")
     if value is None:
         raise ValidationError("payload is required (a JSON object, may be empty)", "payload")
     if not isinstance(value, dict):
         raise ValidationError(f"payload must be an object, got {type(value).__name__}", "payload")
-    check_shape(value, "payload", limits.max_payload_depth, limits.max_payload_keys, limits)
-    return value
+    shape = shape_of(value, "payload", limits.max_payload_depth, limits.max_payload_keys,
+                     limits.max_payload_values, limits)
+    return value, shape.values
 
 
-def _metadata(obj: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
+def _metadata(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], int]:
     value = obj.get("metadata")
     if value is None:
-        return {}
+        return {}, 0
     if not isinstance(value, dict):
         raise ValidationError("metadata must be an object", "metadata")
-    check_shape(value, "metadata", limits.max_metadata_depth, limits.max_metadata_keys, limits)
+    shape = shape_of(value, "metadata", limits.max_metadata_depth, limits.max_metadata_keys,
+                     metadata_values_cap(limits), limits)
     size = len(orjson.dumps(value))
     if size > limits.max_metadata_bytes:
         raise ValidationError(
             f"metadata is {size} bytes of JSON, more than the limit of "
             f"{limits.max_metadata_bytes} bytes", "metadata"
         )
-    return value
+    return value, shape.values
 
 
 def parse_event(
@@ -261,6 +366,19 @@ def parse_event(
     ``project_id`` comes from the caller's API key; with ``allow_offline_fields`` (offline
     replay) it may instead come from the event itself, and a boolean ``label`` is accepted.
     """
+    return parse_event_counted(obj, project_id, limits=limits,
+                               allow_offline_fields=allow_offline_fields)[0]
+
+
+def parse_event_counted(
+    obj: Any,
+    project_id: str | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    allow_offline_fields: bool = False,
+) -> tuple[IngestEvent, int]:
+    """:func:`parse_event`, and how many JSON values the event's payload, metadata and unknown
+    fields hold together (what a batch's value budget counts)."""
     if not isinstance(obj, dict):
         raise ValidationError(f"an event must be a JSON object, got {type(obj).__name__}", None)
     if project_id is None:
@@ -281,21 +399,32 @@ def parse_event(
     cost = _number(obj, "cost", limits)
     if cost is not None and cost < 0:
         raise ValidationError("cost must not be negative", "cost")
-    return IngestEvent(
-        event_id=_string(obj, "event_id", limits.max_id_chars),
-        agent_id=_string(obj, "agent_id", limits.max_id_chars),
-        run_id=_string(obj, "run_id", limits.max_run_id_chars),
-        service=_string(obj, "service", limits.max_id_chars),
-        action=_string(obj, "action", limits.max_action_chars),
-        payload=_payload(obj, limits),
+    event_id = _string(obj, "event_id", limits.max_id_chars)
+    agent_id = _string(obj, "agent_id", limits.max_id_chars)
+    run_id = _string(obj, "run_id", limits.max_run_id_chars)
+    service = _string(obj, "service", limits.max_id_chars)
+    action = _string(obj, "action", limits.max_action_chars)
+    payload, payload_values = _payload(obj, limits)
+    ts = _number(obj, "ts", limits)
+    metadata, metadata_values = _metadata(obj, limits)
+    others = check_other_fields(obj, limits,
+                                _OFFLINE_FIELDS if allow_offline_fields else KNOWN_FIELDS)
+    event = IngestEvent(
+        event_id=event_id,
+        agent_id=agent_id,
+        run_id=run_id,
+        service=service,
+        action=action,
+        payload=payload,
         project_id=project_id,
         priority=priority,
-        ts=_number(obj, "ts", limits),
+        ts=ts,
         cost=cost,
         end_of_run=end_of_run,
-        metadata=_metadata(obj, limits),
+        metadata=metadata,
         label=label,
     )
+    return event, payload_values + metadata_values + others
 
 
 #: The slot setters of :class:`IngestEvent`, in field order. A frozen dataclass's ``__init__``

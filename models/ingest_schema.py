@@ -38,14 +38,16 @@ from models.events import (
     DEFAULT_LIMITS,
     IngestEvent,
     Limits,
-    check_shape,
+    check_other_fields,
+    metadata_values_cap,
     new_event,
-    parse_event,
+    parse_event_counted,
+    shape_of,
 )
 from models.jcs import MAX_SAFE_INTEGER, plain_float
 from models.sanitize import UNSAFE_CLASS
 
-__all__ = ["EventSchema", "decode_event", "decode_signed_event"]
+__all__ = ["EventSchema", "decode_counted", "decode_event", "decode_signed_event"]
 
 _D = DEFAULT_LIMITS
 
@@ -119,9 +121,19 @@ def decode_signed_event(
 ) -> tuple[IngestEvent, bytes | None]:
     """:func:`decode_event`, and the bytes signature v2 signs for a batch item (``obj`` with its
     ``signature`` and an integer ``timestamp``; :func:`models.signing.signing_bytes`) when they
-    come cheaply — else ``None`` and the signature check computes them.
+    come cheaply — else ``None`` and the signature check computes them."""
+    event, body, _ = decode_counted(obj, project_id, limits, signed=signed)
+    return event, body
 
-    The payload walk that checks the limits also tells whether every float in it prints the
+
+def decode_counted(
+    obj: Any, project_id: str, limits: Limits = DEFAULT_LIMITS, *, signed: bool = True
+) -> tuple[IngestEvent, bytes | None, int]:
+    """:func:`decode_signed_event`, and how many JSON values the event's payload, metadata and
+    unknown fields hold together (what a batch's value budget counts).
+
+    The payload walk that checks the limits (values, keys, depth, numbers: before any
+    canonicalisation) also tells whether every float in it prints the
     same in orjson and RFC 8785 (:func:`models.jcs.plain_float`; integers are within the
     limits, far inside JCS's ±2**53), so the item's RFC 8785 bytes are orjson's sorted bytes of
     the signed object when, besides, those bytes are ASCII (every key ASCII), the item has
@@ -129,38 +141,49 @@ def decode_signed_event(
     (:func:`models.jcs.jcs`) and no second serialization for the signature check.
     """
     if type(obj) is not dict or (limits is not _fitting[0] and not _fits_schema(limits)):
-        return parse_event(obj, project_id, limits=limits), None
+        return _slow(obj, project_id, limits)
     try:
         s = msgspec.convert(obj, EventSchema)
     except msgspec.ValidationError:
-        return parse_event(obj, project_id, limits=limits), None  # raises, naming the field
+        return _slow(obj, project_id, limits)  # raises, naming the field
     # a space is display-safe, so it cannot join two halves into an unsafe character
     ids = f"{s.event_id} {s.agent_id} {s.run_id} {s.service} {s.action}"
     if not _display_safe(ids):
-        return parse_event(obj, project_id, limits=limits), None
+        return _slow(obj, project_id, limits)
     payload = s.payload
     if type(payload) is not dict:  # the reference names what is wrong with it
-        return parse_event(obj, project_id, limits=limits), None
+        return _slow(obj, project_id, limits)
     metadata = obj.get("metadata") or {}
+    known = obj.keys() <= _SIGNED_FIELDS
     try:
-        plain = check_shape(payload, "payload", limits.max_payload_depth,
-                            limits.max_payload_keys, limits)
+        plain, values = shape_of(payload, "payload", limits.max_payload_depth,
+                                 limits.max_payload_keys, limits.max_payload_values, limits)
         if metadata:
-            check_shape(metadata, "metadata", limits.max_metadata_depth,
-                        limits.max_metadata_keys, limits)
+            values += shape_of(metadata, "metadata", limits.max_metadata_depth,
+                               limits.max_metadata_keys, metadata_values_cap(limits),
+                               limits).values
             if len(orjson.dumps(metadata)) > limits.max_metadata_bytes:
-                return parse_event(obj, project_id, limits=limits), None  # raises: too large
+                return _slow(obj, project_id, limits)  # raises: too large
+        if not known:
+            values += check_other_fields(obj, limits)
     except ValidationError:  # the full walk gives the documented error
-        return parse_event(obj, project_id, limits=limits), None
+        return _slow(obj, project_id, limits)
     body = None
     if (signed and plain and not metadata and type(ts := obj.get(_TIMESTAMP)) is int
             and -MAX_SAFE_INTEGER <= ts <= MAX_SAFE_INTEGER
-            and obj.keys() <= _SIGNED_FIELDS
+            and known
             and (type(t := obj.get("ts")) is not float or plain_float(t))
             and (type(c := obj.get("cost")) is not float or plain_float(c))):
         body = _signing_bytes(obj, project_id)
-    return new_event(s.event_id, s.agent_id, s.run_id, s.service, s.action, payload,
-                      project_id, s.priority, s.ts, s.cost, s.end_of_run, metadata, None), body
+    event = new_event(s.event_id, s.agent_id, s.run_id, s.service, s.action, payload,
+                      project_id, s.priority, s.ts, s.cost, s.end_of_run, metadata, None)
+    return event, body, values
+
+
+def _slow(obj: Any, project_id: str, limits: Limits) -> tuple[IngestEvent, None, int]:
+    """The reference check (:func:`models.events.parse_event`): its error, or its event."""
+    event, values = parse_event_counted(obj, project_id, limits=limits)
+    return event, None, values
 
 
 _TIMESTAMP = "timestamp"

@@ -235,6 +235,13 @@ class Settings:
     max_payload_depth: int = 16
     #: Most keys in an event's ``payload``, counted at every depth.
     max_payload_keys: int = 5_000
+    #: Most JSON values in an event's ``payload``, counting every member value and array element
+    #: at every depth; more is a 400 before the signature is checked (docs/security.md, "Input
+    #: limits"). Also the cap of an event's unknown fields together.
+    max_payload_values: int = 10_000
+    #: Most JSON values of all the events of one ``POST /v1/events:batch`` together; the event
+    #: that overdraws it and the ones after it are rejected.
+    max_batch_values: int = 200_000
     #: Largest ``metadata`` of an event, bytes of its JSON.
     max_metadata_bytes: int = 10 * 1024
     #: Most keys in an event's ``metadata``, counted at every depth.

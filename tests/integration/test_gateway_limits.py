@@ -224,3 +224,48 @@ async def test_hostile_query_parameters_are_400(gateway: Gateway, tenant: Tenant
         answer = await tenant.client._call(method, path, json=event())
         assert answer.status == 400 and answer.body["field"] == name, answer.body
     await nothing_published(gateway)
+
+
+async def test_a_huge_array_is_400_before_the_signature_is_checked(
+    http: aiohttp.ClientSession, gateway: Gateway, tenant: Tenant
+) -> None:
+    """The red team's event: a properly signed ``{"q": [0] * 1_900_000}`` (3.8 MB, under the
+    body limit) was accepted and stalled the shared worker. Now it is a 400 naming the field and
+    the value cap; so is the same array in an unknown field (signed, so canonicalised, but never
+    used) and in metadata; nothing is published."""
+    huge = [0] * 1_200_000  # 3.6 MB as the test client writes JSON ("0, " per element)
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"payload": {"q": huge}}, "payload", "more than 10000 values"),
+        ({"junk": huge}, "junk", "more than 10000 JSON values"),
+        ({"metadata": {"m": huge}}, "metadata", "more than 10240 values"),
+    ]
+    for over, field, limit in cases:
+        answer = await tenant.client.send(event(**over))
+        assert answer.status == 400, answer.body
+        assert answer.body["field"] == field and limit in answer.body["message"], answer.body
+    # unsigned: still the 400, not the 401 — the cap runs before the signature is computed
+    status, body = await post_raw(http, gateway.url, tenant,
+                                  orjson.dumps(event(payload={"q": huge})))
+    assert status == 400 and body["field"] == "payload", body
+    # in a batch the item is rejected on its own
+    answer = await tenant.client.send_batch([event(payload={"q": huge[:20_000]})])
+    assert answer.status == 200 and answer.body["accepted"] == 0
+    assert answer.body["results"][0]["error"]["field"] == "events[0].payload"
+    await nothing_published(gateway)
+
+
+async def test_a_batch_has_one_value_budget(gateway: Gateway, tenant: Tenant) -> None:
+    """25 events of 9,001 values each — every one under the per-event cap — are 225,025
+    values: the 23rd overdraws the 200,000-value budget of the request, and it and the ones
+    after it are rejected naming ``events[i]``; the first 22 are published."""
+    events = [event(payload={"q": [0] * 9_000}) for _ in range(25)]
+    answer = await tenant.client.send_batch(events)
+    assert answer.status == 200, answer.body
+    results = answer.body["results"]
+    assert [r["status"] for r in results] == ["accepted"] * 22 + ["rejected"] * 3
+    assert results[22]["error"]["field"] == "events[22]"
+    assert "more than 200000 JSON values" in results[22]["error"]["message"]
+    records = await read_topic(gateway.settings.kafka_bootstrap or "",
+                               gateway.settings.topic_ingest, expect=1)
+    assert [e.event_id for r in records for e in decode_ingest(r.value or b"").events] == [
+        e["event_id"] for e in events[:22]]

@@ -6,9 +6,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.ingest import parse_batch
 from models.errors import ValidationError
-from models.events import Limits, check_shape, json_depth, json_key_count, parse_event
+from models.events import (
+    Limits,
+    check_shape,
+    json_depth,
+    json_key_count,
+    json_value_count,
+    parse_event,
+    shape_of,
+)
 from models.idempotency import event_fingerprint, request_fingerprint, validate_key
+from models.ingest_schema import decode_event
 
 BASE = {"event_id": "e1", "agent_id": "a1", "run_id": "r1", "service": "crm",
         "action": "contacts.read", "payload": {"id": 3}}
@@ -74,6 +84,85 @@ def test_limits_are_configurable() -> None:
         parse_event({**BASE, "metadata": {"a": 1, "b": 2}}, "p", limits=tight)
     with pytest.raises(ValidationError, match="more than 2 keys"):
         parse_event({**BASE, "payload": {"a": {"b": 1, "c": 2}}}, "p", limits=tight)
+
+
+def _values_reference(value: object) -> int:
+    if isinstance(value, dict):
+        return sum(1 + _values_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(1 + _values_reference(v) for v in value)
+    return 0
+
+
+@given(json_values, st.integers(0, 12))
+def test_value_cap_refuses_exactly_what_holds_more_values(value: object, cap: int) -> None:
+    if not isinstance(value, dict):
+        value = {"v": value}
+    count = _values_reference(value)
+    assert json_value_count(value) == count
+    try:
+        shape = shape_of(value, "payload", 64, 10**6, cap, Limits())
+    except ValidationError as exc:
+        assert count > cap and exc.field == "payload"
+        assert f"more than {cap} values" in str(exc)
+    else:
+        assert count <= cap and shape.values == count
+
+
+@pytest.mark.parametrize("decode", [parse_event, decode_event])
+def test_a_huge_array_is_refused_by_the_value_cap_before_it_is_walked(decode: object) -> None:
+    """The red team's event: one array of 1.9 M elements, no keys to speak of. Refused naming
+    the field and the limit; the container's length is counted before its elements are looked
+    at, so a list of strings the walk would otherwise skip one by one is no slower."""
+    assert callable(decode)
+    for payload in ({"q": [0] * 1_900_000}, {"q": ["x"] * 1_900_000}, {"q": [[0] * 5001] * 2}):
+        with pytest.raises(ValidationError) as info:
+            decode({**BASE, "payload": payload}, "p")
+        assert info.value.field == "payload"
+        assert "more than 10000 values" in str(info.value)
+    # at the cap: accepted (a key counts its value once: 1 + 9,999 elements)
+    decode({**BASE, "payload": {"q": [0] * 9_999}}, "p")
+
+
+@pytest.mark.parametrize("decode", [parse_event, decode_event])
+def test_metadata_and_unknown_fields_have_value_caps_too(decode: object) -> None:
+    assert callable(decode)
+    with pytest.raises(ValidationError) as info:
+        decode({**BASE, "metadata": {"m": [0] * 1_900_000}}, "p")
+    assert info.value.field == "metadata" and "more than 10240 values" in str(info.value)
+    # unknown fields are signed (canonicalised) though never used: capped together
+    with pytest.raises(ValidationError) as info:
+        decode({**BASE, "junk": [0] * 1_900_000}, "p")
+    assert info.value.field == "junk" and "more than 10000 JSON values" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        decode({**BASE, "a": [0] * 6_000, "b": [0] * 6_000}, "p")
+    assert info.value.field == "b"
+    decode({**BASE, "a": [0] * 4_000, "b": [0] * 4_000}, "p")
+
+
+def test_the_value_cap_is_configurable() -> None:
+    tight = Limits(max_payload_values=3)
+    parse_event({**BASE, "payload": {"a": [1, 2]}}, "p", limits=tight)
+    with pytest.raises(ValidationError, match="more than 3 values"):
+        parse_event({**BASE, "payload": {"a": [1, 2, 3]}}, "p", limits=tight)
+    with pytest.raises(ValidationError, match="more than 3 values"):
+        decode_event({**BASE, "payload": {"a": [1, 2, 3]}}, "p", limits=tight)
+
+
+def test_a_batch_has_one_value_budget_for_all_its_events() -> None:
+    """Many events each under the per-event cap cannot add up to an unbounded request: the
+    event that overdraws the budget and every one after it are rejected, the others kept."""
+    limits = Limits(max_batch_values=25_000)
+    items = [{**BASE, "event_id": f"e{i}", "payload": {"q": [0] * 9_000}} for i in range(5)]
+    checked = parse_batch({"events": items}, "p", 100, limits)
+    assert [c.error is None for c in checked] == [True, True, False, False, False]
+    error = checked[2].error
+    assert isinstance(error, ValidationError) and error.field == "events[2]"
+    assert "more than 25000 JSON values" in str(error)
+    # the default budget takes a full batch of realistic events
+    small = [{**BASE, "event_id": f"e{i}", "payload": {"rows": [{"id": i, "v": "x"}] * 20}}
+             for i in range(1000)]
+    assert all(c.error is None for c in parse_batch({"events": small}, "p", 1000))
 
 
 def test_fingerprints() -> None:

@@ -13,6 +13,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway.connections import parser_problem
 from gateway.state import state_of
 from models.errors import RequestTimeoutError, ValidationError
+from models.json_keys import refuse_duplicate_keys
 from models.sanitize import shown
 
 __all__ = ["int_query", "read_bytes", "read_json"]
@@ -49,14 +50,18 @@ async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """The decoded JSON body; 413 above ``max_bytes`` (declared or actual), 400 if not JSON,
-    not UTF-8, or holding a number no double can carry (``1e400``; NaN/Infinity are not JSON)."""
+    not UTF-8, holding a number no double can carry (``1e400``; NaN/Infinity are not JSON), or
+    an object with a key twice (:mod:`models.json_keys`: orjson keeps the last, a proxy or a
+    log reader may keep the first)."""
     raw = await read_bytes(request, max_bytes)
     if not raw:
         raise ValidationError("request body is empty; send a JSON object", None)
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(_json_problem(str(exc)), None) from None
+    refuse_duplicate_keys(raw, value)
+    return value
 
 
 def _json_problem(detail: str) -> str:

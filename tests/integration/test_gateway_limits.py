@@ -269,3 +269,28 @@ async def test_a_batch_has_one_value_budget(gateway: Gateway, tenant: Tenant) ->
                                gateway.settings.topic_ingest, expect=1)
     assert [e.event_id for r in records for e in decode_ingest(r.value or b"").events] == [
         e["event_id"] for e in events[:22]]
+
+
+async def test_duplicate_keys_are_400_naming_the_key(
+    http: aiohttp.ClientSession, gateway: Gateway, tenant: Tenant
+) -> None:
+    """A body with ``"service": "crm"`` and then ``"service": "pastebin"`` was accepted on the
+    pastebin chain (orjson keeps the last; a proxy or log reader keeping the first sees crm).
+    Now any object with a key twice — the event, its payload, a batch item — is a 400 naming the
+    key, whatever the signature; nothing is published."""
+    ev = event(service="crm")
+    sig, ts = tenant.client.signature(tenant.client.complete({**ev, "service": "pastebin"}))
+    raw = orjson.dumps(ev).replace(b'"service":"crm"', b'"service":"crm","service":"pastebin"')
+    headers = {"Authorization": f"Bearer {tenant.api_key}", "Content-Type": "application/json",
+               "X-Ratchet-Signature": sig, "X-Ratchet-Timestamp": str(ts)}
+    async with http.post(gateway.url + "/v1/events", data=raw, headers=headers) as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    assert body["field"] == "service" and "'service' appears twice" in body["message"], body
+    nested_dup = orjson.dumps(event()).replace(b'"payload":{', b'"payload":{"id":1,')
+    status, body = await post_raw(http, gateway.url, tenant, nested_dup)
+    assert status == 400 and body["field"] == "payload.id", body
+    batch = b'{"events": [' + orjson.dumps(tenant.client.signed(event())) + b"," + nested_dup + b"]}"
+    status, body = await post_raw(http, gateway.url, tenant, batch, "/v1/events:batch")
+    assert status == 400 and body["field"] == "events[1].payload.id", body
+    await nothing_published(gateway)

@@ -3,9 +3,11 @@ and the stored first answer. No I/O (Redis lives in :mod:`ratchet.store.idempote
 
 - A request fingerprint covers what the request *asks*: method, path, query and the exact body
   bytes. The same key with another fingerprint is a different request → 422.
-- An event fingerprint covers what an event *is*: its canonical JSON without the signature and
-  its timestamp, so a re-signed retry of the same event matches, while a reused ``event_id`` with
-  another agent, run, payload or anything else does not → 409.
+- An event fingerprint covers what an event *is*: its RFC 8785 form — the canonical form the
+  signature covers — without the signature and its timestamp, so a re-signed retry of the same
+  event matches even when its numbers were written anew (``1.0`` for ``1``, ``1e2`` for
+  ``100``), while a reused ``event_id`` with another agent, run, payload or anything else does
+  not → 409.
 
 >>> validate_key("order-42/retry") == "order-42/retry"
 True
@@ -28,10 +30,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import orjson
-
 from models.errors import ValidationError
 from models.events import IngestEvent
+from models.jcs import jcs
 
 __all__ = [
     "HEADER",
@@ -78,9 +79,20 @@ def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
 
 
 def event_fingerprint(event: IngestEvent) -> str:
-    """The first 32 hex digits of SHA-256 over the event's canonical JSON (sorted keys)."""
-    canonical = orjson.dumps(event.to_dict(), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:32]
+    """The first 32 hex digits of SHA-256 over the event's RFC 8785 form (:func:`models.jcs.jcs`:
+    what the signature covers, so two bodies that verify under one signature have one
+    fingerprint; for most events — ASCII keys, no integral floats — the same bytes as orjson's
+    sorted JSON, the fingerprint before this form was chosen).
+
+    >>> from models.events import parse_event
+    >>> ev = {"event_id": "e", "agent_id": "a", "run_id": "r", "service": "s", "action": "x"}
+    >>> one = parse_event({**ev, "payload": {"limit": 1}}, "p")
+    >>> event_fingerprint(one) == event_fingerprint(parse_event({**ev, "payload": {"limit": 1.0}}, "p"))
+    True
+    >>> event_fingerprint(one) == event_fingerprint(parse_event({**ev, "payload": {"limit": 2}}, "p"))
+    False
+    """
+    return hashlib.sha256(jcs(event.to_dict())).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,3 +255,25 @@ async def test_event_id_window_zero_turns_the_binding_off(gateway: Gateway) -> N
     on = EventIds(gateway.redis, gateway.keys, window_s=60)
     assert await on.claim([ev]) == [True] and await on.claim([ev]) == [True]
     assert await on.claim([other]) == [False]
+
+
+async def test_a_retry_with_its_numbers_written_anew_is_the_same_event(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """``"limit": 1.0`` and ``"limit": 1`` have one RFC 8785 form, so one signature verifies
+    both; the event-id binding now covers that form too, so a retry whose client re-serialised
+    its numbers is accepted (the workers then answer it with the first verdict), single and in a
+    batch — while another value under the same id is still 409."""
+    ev = event(payload={"limit": 1, "rate": 100, "z": 0, "nested": [{"w": 2}]}, ts=1700000000)
+    assert (await tenant.client.send(ev)).status == 202
+    rewritten = {**ev, "payload": {"limit": 1.0, "rate": 1e2, "z": -0.0,
+                                   "nested": [{"w": 2.0}]}, "ts": 1700000000.0}
+    retry = await tenant.client.send(rewritten)  # the wire carries 1.0, 100.0, -0.0, 2.0
+    assert retry.status == 202, retry.body
+    batch = await tenant.client.send_batch([rewritten])
+    assert batch.body["results"][0]["status"] == "accepted", batch.body
+    other = await tenant.client.send({**ev, "payload": {**ev["payload"], "limit": 1.5}})
+    assert other.status == 409 and other.body["field"] == "event_id"
+    batch = await tenant.client.send_batch([{**ev, "payload": {**ev["payload"], "limit": 2}}])
+    assert batch.body["results"][0]["error"]["field"] == "events[0].event_id"
+    assert await ingested(gateway, expect=3) == [ev["event_id"]] * 3

@@ -171,6 +171,15 @@ def test_fingerprints() -> None:
                                                                  "p"))
     assert event_fingerprint(e) != event_fingerprint(parse_event({**BASE, "run_id": "r2"}, "p"))
     assert event_fingerprint(e) != event_fingerprint(parse_event(dict(BASE), "other"))
+    # the RFC 8785 form the signature covers: numbers written anew are the same event
+    same = {**BASE, "payload": {"limit": 1, "big": 10**15, "z": 0, "n": [{"w": 2}]}, "ts": 17}
+    anew = {**BASE, "payload": {"limit": 1.0, "big": 1e15, "z": -0.0, "n": [{"w": 2.0}]},
+            "ts": 17.0, "metadata": {}}
+    assert event_fingerprint(parse_event(same, "p")) == event_fingerprint(parse_event(anew, "p"))
+    for other in ({"limit": 1.5}, {"limit": "1"}, {"limit": True}, {"limit": [1]}):
+        changed = {**same, "payload": {**same["payload"], **other}}
+        assert event_fingerprint(parse_event(changed, "p")) != event_fingerprint(
+            parse_event(same, "p")), other
     # fields are length-prefixed: moving bytes between path and query changes the fingerprint
     assert request_fingerprint("POST", "/a", "b", b"") != request_fingerprint("POST", "/ab", "",
                                                                               b"")

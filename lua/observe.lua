@@ -233,6 +233,15 @@ if m[21] then
   ps_run = string.sub(m[21], t2 + 1)
 end
 if direct and st.mode == 0 then dry = true end  -- learn=3 on a chain in shadow: as dry
+-- The chain's footing: its runs, but never more than the events it learned (allowed, or held
+-- and approved). A run all of whose events were paused or rejected and never approved is no
+-- footing: a new service floored by the agent's other services stays floored however many such
+-- runs it is sent, and the chain does not leave shadow on them (mirrors
+-- models/reference.py footing). What answers report as the chain's runs.
+local function footing()
+  if st.events < st.runs then return st.events end
+  return st.runs
+end
 if eligible_chain then st.elig = 1 end
 st.dry = dry  -- chain_state: no node written either
 
@@ -324,7 +333,7 @@ end
 
 local function current_threshold()
   local w = window
-  if st.runs >= large_runs then w = window_large end
+  if footing() >= large_runs then w = window_large end
   if thr_cache ~= nil and thr_w == w and thr_sig == st.sig and thr_fb == st.fb then
     return thr_cache
   end
@@ -407,10 +416,15 @@ local function assess(a, from, to, prev_act, act, paths)
   to = bounded_to(from, to, node_cap, edge_cap)
   local c = edge_count(from, to)
   local r = row_total(from)
+  -- an action the chain never learned (the back-off model has room, so it would have counted
+  -- it) is a new step however familiar its payload's shape: its transition is one never seen
+  -- (count 0, no back-off), anomalous as a new node is (mirrors models/reference.py)
+  local act_new = to ~= END_NODE and st.nc < edge_cap and coarse_count('N\t' .. act) == 0
+  if act_new then c = 0 end
   local p = 0.0
   if r > 0 then p = c / r end
   local backoff, escaped = false, false
-  if backoff_weight > 0 and (c == 0 or r < min_support * SCALE) then
+  if backoff_weight > 0 and not act_new and (c == 0 or r < min_support * SCALE) then
     local nc_, nr_ = 1, 1
     if to ~= END_NODE then
       nc_ = coarse_count('n\t' .. act .. '\t' .. to)
@@ -440,7 +454,7 @@ local function assess(a, from, to, prev_act, act, paths)
   if escaped and limit < escape_floor then limit = escape_floor end
   local to_new = not node_known(to)
   local anomalous = bits > limit
-  if anomalous and not to_new then
+  if anomalous and not to_new and not act_new then
     if st.unl == 1 then
       anomalous = false
     elseif backoff_weight <= 0 and min_support > 0 and r < min_support * SCALE then
@@ -648,7 +662,7 @@ for i = 1, n do
   -- the floor holds while the chain has no footing of its own: under min_runs_soft runs before
   -- this event (the runs it starts count from the next event on, as when each event came alone)
   st.floor, st.unsure = 0, false
-  if st.runs < CKP.min_runs_soft then
+  if footing() < CKP.min_runs_soft then
     st.floor = string.byte(floors, #floors > 1 and i or 1) - 48
     -- 3..5: the floor 0..2 as far as the caller knows yet (another chain of the agent may
     -- still change mode before this event): the batch stops before an event it would decide
@@ -711,7 +725,10 @@ for i = 1, n do
     local held = protect and (action >= lowest_held or ext_hold)
     local shown = e
     if tail ~= nil and (tail.bits - tail.limit) > (e.bits - e.limit) then shown = tail end
-    if learn then
+    -- the rate of new transitions is the learned stream's: held events (paused, or held by a
+    -- guardrail) are not counted, or a flood of them would make the chain "unlearnable", whose
+    -- unseen transitions between known nodes are no longer anomalous (mirrors models/reference.py)
+    if learn and not held then
       for k = 1, edges_n do
         local a = EDGE
         if k == 2 then a = TAIL end
@@ -761,8 +778,9 @@ for i = 1, n do
     local to_kind = 0
     if shown.to == OVERFLOW then to_kind = 1 elseif shown.to == END_NODE then to_kind = 2 end
     local answer = answer_pack(head, shown.from, shown.c, shown.r, flags + 2048 * to_kind,
-      st.runs, repeats, rlimit)
-    answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, st.runs, repeats, rlimit)
+      footing(), repeats, rlimit)
+    answer_out(0, head, shown.from, shown.to, shown.c, shown.r, flags, footing(), repeats,
+      rlimit)
     if learn then
       -- another run's open streak is over for this chain: learn it as finished; then this
       -- run's streak is open (a learned repeat, no run end) or there is none

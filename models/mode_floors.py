@@ -3,8 +3,9 @@
 An agent established on some services (their chains in soft-lock or locked) that starts calling a
 new service is not unguarded while that service's chain is in shadow: the new chain acts by the
 highest mode of the agent's other services (its *floor*) until it has a footing of its own
-(``min_runs_soft`` runs, or a mode past shadow — of this chain or of the same service's other
-priority class). The engine keeps one record per agent and service field, ``(mode, runs)``.
+(``min_runs_soft`` runs that taught it something — its runs capped by the events it learned —
+or a mode past shadow; a critical chain is a chain of its own here: the same service's other
+priority class floors it like any other chain). The engine keeps one record per agent and service field, ``(mode, runs)``.
 
 What a floor is must not depend on how events were batched. Inside one batch another service
 of the agent may change mode (a checkpoint promotes it) or a service may gain its footing; an
@@ -43,25 +44,25 @@ def has_footing(record: Record, footing_runs: int) -> bool:
     return mode > 0 or runs >= footing_runs
 
 
-def floor_of(records: Mapping[str, Record], service: str, footing_runs: int) -> int:
-    """The floor of ``service`` given an agent's records: none when the service has its own
-    footing, else the highest mode of the agent's other services.
+def floor_of(records: Mapping[str, Record], field: str, footing_runs: int) -> int:
+    """The floor of the chain recorded under ``field`` (:func:`service_field`) given an agent's
+    records: none when the chain has its own footing, else the highest mode of the agent's other
+    chains — the same service's other priority class included: a critical chain new to a locked
+    service is floored by it (its own history decides, not its sibling's).
 
     >>> floor_of({"crm": (2, 90), "mail": (0, 3)}, "mail", 30)
     2
     >>> floor_of({"crm": (2, 90), "mail": (0, 31)}, "mail", 30)
     0
-    >>> floor_of({"crm": (1, 90), "mail\\x1fcritical": (1, 40), "mail": (0, 2)}, "mail", 30)
-    0
+    >>> floor_of({"crm": (1, 90), "mail\\x1fcritical": (2, 40), "mail": (0, 2)}, "mail", 30)
+    2
+    >>> floor_of({"crm": (2, 90)}, "crm\\x1fcritical", 30)
+    2
     """
-    floor = 0
-    for field, record in records.items():
-        if service_of(field) == service:
-            if has_footing(record, footing_runs):
-                return 0
-        else:
-            floor = max(floor, record[0])
-    return floor
+    own = records.get(field)
+    if own is not None and has_footing(own, footing_runs):
+        return 0
+    return max((record[0] for f, record in records.items() if f != field), default=0)
 
 
 def dependents(
@@ -103,8 +104,9 @@ def dependents(
         footed = [_footed(records, chains[j], soft) for j in members]
         if all(footed):
             continue
+        # footing grows by at most one per event (runs, capped by the events learned)
         moving = [f or records.get(service_field(chains[j]), (0, 0))[1]
-                  + len(set(run_ids(j))) >= soft
+                  + sum(1 for _ in run_ids(j)) >= soft
                   for j, f in zip(members, footed, strict=True)]
         for x, j in enumerate(members):
             out[j] = not footed[x] and any(m for y, m in enumerate(moving) if y != x)
@@ -112,8 +114,7 @@ def dependents(
 
 
 def _footed(records: Mapping[str, Record], chain: ChainId, footing_runs: int) -> bool:
-    return any(service_of(f) == chain.service and has_footing(r, footing_runs)
-               for f, r in records.items())
+    return has_footing(records.get(service_field(chain), (0, 0)), footing_runs)
 
 
 def event_floors(
@@ -138,14 +139,14 @@ def event_floors(
     state = dict(records)
     floors: list[int] = []
     u, n = 0, len(updates)
-    floor = floor_of(state, chain.service, footing_runs)
+    floor = floor_of(state, service_field(chain), footing_runs)
     for i in indices:
         if u < n and updates[u][0] < i:
             while u < n and updates[u][0] < i:
                 _, field, record = updates[u]
                 state[field] = record
                 u += 1
-            floor = floor_of(state, chain.service, footing_runs)
+            floor = floor_of(state, service_field(chain), footing_runs)
         floors.append(floor)
     if all(f == floors[0] for f in floors):
         return floors[0] if floors else 0
@@ -174,37 +175,26 @@ def changes(
 
 def change_position(
     positions: Sequence[int],
-    runs: Sequence[tuple[str, bool]],
     done: int,
     known: Record,
     footing_runs: int,
 ) -> int | None:
     """The first batch position at which a chain whose first ``done`` events are observed may
     change what it floors others by (a mode change, or its footing); None: not in this batch.
-    ``runs`` holds each event's (run id, end of run); ``known`` the chain's record after its
-    observed events. Any event of a run id not seen before in the batch, or after its run's
-    end, is counted as starting a run (an upper bound on its runs: the position is never late).
+    ``known``: the chain's record after its observed events. A footing is the chain's runs
+    capped by the events it learned, so it grows by at most one per event: each event left is
+    counted as one more (an upper bound: the position is never late).
 
-    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 0, (0, 28), 30)
-    8
-    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 1, (0, 29), 30)
-    8
-    >>> change_position([3, 5, 8], [("a", False), ("a", True), ("b", False)], 1, (1, 35), 30)
+    >>> change_position([3, 5, 8], 0, (0, 28), 30)
     5
-    >>> change_position([3], [("a", False)], 0, (0, 2), 30) is None
+    >>> change_position([3, 5, 8], 1, (0, 29), 30)
+    5
+    >>> change_position([3, 5, 8], 1, (1, 35), 30)
+    5
+    >>> change_position([3], 0, (0, 2), 30) is None
     True
     """
     if has_footing(known, footing_runs):
         return positions[done] if done < len(positions) else None
-    ended: dict[str, bool] = {}
-    for rid, eor in runs[:done]:
-        ended[rid] = eor
-    est = known[1]
-    for k in range(done, len(positions)):
-        rid, eor = runs[k]
-        if ended.get(rid, True):
-            est += 1
-        ended[rid] = eor
-        if est >= footing_runs:
-            return positions[k]
-    return None
+    k = done + max(footing_runs - known[1], 1) - 1
+    return positions[k] if k < len(positions) else None

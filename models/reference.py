@@ -136,6 +136,12 @@ class ReferenceChain:
                 and self.run_count >= self.params.min_runs_locked)
 
     # --- state helpers (mirror includes/chain_state.lua) --------------------------------
+    @property
+    def footing(self) -> int:
+        """Runs, but never more than the events learned (allowed, or held and approved): runs
+        of paused events never approved give a chain no footing and no promotion."""
+        return min(self.run_count, self.events)
+
     def _known(self, node: str) -> bool:
         return node in (START, END) or node in self.nodes
 
@@ -249,7 +255,7 @@ class ReferenceChain:
         )
         self.act_novel, self.act_seen = self.act_novel // 2, self.act_seen // 2
         mode, forced = next_mode(
-            self.mode, runs=self.run_count, change=self.change, eligible=self.eligible, params=p,
+            self.mode, runs=self.footing, change=self.change, eligible=self.eligible, params=p,
             unlearnable=self.unlearnable, novelty=novelty, by_action=self.by_action,
         )
         changed = 0
@@ -287,7 +293,7 @@ class ReferenceChain:
         assert self.sigma is not None and self.fallback is not None
         return threshold(
             self.window,
-            window=p.window_for(self.run_count),
+            window=p.window_for(self.footing),
             sigma=self.sigma,
             fallback=self.fallback,
             floor=p.floor_bits,
@@ -301,9 +307,15 @@ class ReferenceChain:
         to = self._bounded_to(src, to)
         c = self.edges.get(f"{src}\t{to}", 0)
         r = self.rows.get(src, 0)
+        # an action the chain never learned (while the back-off model has room to count it) is
+        # a new step however familiar its payload's shape: a transition never seen, no back-off
+        act_new = (to != END and self.nc < p.edge_cap
+                   and self.coarse.get(f"N\t{action}", 0) == 0)
+        if act_new:
+            c = 0
         prob = c / r if r > 0 else 0.0
         backoff = escaped = False
-        if p.backoff_weight > 0 and needs_backoff(
+        if p.backoff_weight > 0 and not act_new and needs_backoff(
             c, r, min_support=p.min_support, scale=COUNT_SCALE
         ):
             if to == END:
@@ -333,7 +345,7 @@ class ReferenceChain:
             limit = max(limit, p.escape_floor_bits)
         to_new = not self._known(to)
         anomalous = is_anomalous(
-            bits, limit, row_total=r, to_is_new=to_new,
+            bits, limit, row_total=r, to_is_new=to_new or act_new,
             min_support=p.min_support if p.backoff_weight <= 0 else 0, scale=COUNT_SCALE,
             unlearnable=self.unlearnable,
         )
@@ -368,7 +380,7 @@ class ReferenceChain:
         its action — the chain in shadow without footing, and the event anomalous or starting a
         run that checkpoints."""
         run = self.runs.get(run_id)
-        if (unsure and self.mode == 0 and self.run_count < self.params.min_runs_soft
+        if (unsure and self.mode == 0 and self.footing < self.params.min_runs_soft
                 and (run is None or event_id not in run.answers)):
             starts = run is None or run.last is None or run.ended
             if (kw.get("learn", True) and starts
@@ -401,7 +413,7 @@ class ReferenceChain:
             return replace(prior, duplicate=True, to_node=to)
         changed = 0
         # the floor holds while the chain has no footing of its own (lua/observe.lua)
-        floor = mode_floor if self.run_count < self.params.min_runs_soft else 0
+        floor = mode_floor if self.footing < self.params.min_runs_soft else 0
         src, prev_action = run.last, run.last_action
         if src is None or run.ended:
             src, prev_action = START, START
@@ -435,7 +447,7 @@ class ReferenceChain:
         shown = e
         if tail is not None and (tail.bits - tail.limit) > (e.bits - e.limit):
             shown = tail
-        if learn:
+        if learn and not held:  # the learned stream's novelty (lua/observe.lua)
             for a in assessed:
                 self.seen += 1
                 if a.count == 0:
@@ -479,7 +491,7 @@ class ReferenceChain:
             mode=self.mode,
             action=verdict,
             held=held,
-            runs=self.run_count,
+            runs=self.footing,
             mode_change=changed,
             to_new=shown.to_new,
             backoff=shown.backoff,

@@ -130,7 +130,8 @@ local function checkpoint()
   st.acl = 0
   if by_action then st.acl = 1 end
   st.aw, st.at = math.floor(st.aw / 2), math.floor(st.at / 2)
-  local mode, forced = next_mode(st.mode, st.runs, change, st.elig == 1, unl, novelty, by_action)
+  local mode, forced = next_mode(st.mode, footing(), change, st.elig == 1, unl, novelty,
+    by_action)
   if mode ~= st.mode then
     st.mode = mode
     st.mode_changed = 1

@@ -488,7 +488,7 @@ class Engine:
                 eligible=chain.critical or self.rich,
                 locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                 mode_floor=floor_of(seen.get((chain.project_id, chain.agent_id), {}),
-                                    chain.service, p.min_runs_soft),
+                                    service_field(chain), p.min_runs_soft),
                 params=None if p is self.params else p,
             ))
         return batches
@@ -517,8 +517,6 @@ class Engine:
         done = dict.fromkeys(waiting, 0)
         parts: dict[int, list[Answer]] = {j: [] for j in waiting}
         after: dict[int, tuple[int, int]] = {}  # (mode, runs) after a chain's observed events
-        runs = {j: [(events[i].run_id, events[i].end_of_run) for i in chains[j][1]]
-                for j in waiting}
         agents = {(chains[j][0].project_id, chains[j][0].agent_id) for j in waiting}
         fixed: dict[tuple[str, str], list[tuple[int, str, tuple[int, int]]]] = {}
         for j, answer in answered.items():  # the first round's changes, once
@@ -555,7 +553,7 @@ class Engine:
                     if z == j or (other.project_id, other.agent_id) != agent:
                         continue
                     known = after.get(z) or records.get(service_field(other), (0, 0))
-                    at = change_position(chains[z][1], runs[z], done[z], known, soft)
+                    at = change_position(chains[z][1], done[z], known, soft)
                     if at is not None and (horizon is None or at < horizon):
                         horizon = at
                 rest = indices[done[j]:]

@@ -6,6 +6,7 @@ send data to a service it never used (exfiltration) and be allowed while that ch
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -81,11 +82,53 @@ async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_m
     [first] = await engine.decide(_run("c", "crm", "c-crm-0", ["find"]))
     assert first.mode == "shadow" and first.anomalous and first.action == "allow"
     await _establish(engine, "c", 12)
-    # the second service, once it has its own footing (min_runs_soft runs), follows its own mode
-    for r in range(FAST.min_runs_soft):
-        await engine.decide(_run("c", "mail", f"c-mail-{r}", ["send"]))
+    # the second service, once it has its own footing (min_runs_soft runs that taught it
+    # something: here a person approves its first, paused call), follows its own mode
+    [p0] = await engine.decide(_run("c", "mail", "c-mail-0", ["send"]))
+    assert p0.action == "pause" and p0.held
+    assert (await engine.feedback(p0.chain_tag, p0.run_id, p0.event_id, "approve")).applied
+    for r in range(1, FAST.min_runs_soft):
+        [ok] = await engine.decide(_run("c", "mail", f"c-mail-{r}", ["send"]))
+        assert ok.action == "allow" and not ok.held
     [v] = await engine.decide(_run("c", "mail", "c-mail-x", ["forward"]))
     assert v.anomalous and v.mode in ("shadow", "soft_lock") and v.action != "pause"
+
+
+async def test_paused_runs_never_approved_give_a_new_service_no_footing(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Runs whose every event was paused (never learned) are no footing: however many of them
+    an agent sends to a service it never used, that service stays floored by the agent's mode
+    — once, min_runs_soft such runs set it free (Dec 4 attack run: 30 paused uploads, then the
+    31st and any new shape after it allowed in shadow)."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "x", 12) == "locked"
+    for r in range(3 * FAST.min_runs_soft):
+        [v] = await engine.decide(_run("x", "paste", f"x-paste-{r}", ["upload"]))
+        assert v.action == "pause" and v.held, r
+    [odd] = await engine.decide(_run("x", "paste", "x-paste-odd", ["dump_all"]))
+    assert odd.anomalous and odd.action == "pause"
+    record = await engine.store.service_modes([("p", "x")])
+    assert record[("p", "x")]["paste"] == (0, 0)  # no footing, still shadow
+    # the same with the runs sent in one batch
+    batch = [ev for r in range(3 * FAST.min_runs_soft)
+             for ev in _run("x", "paste", f"x-paste-b{r}", ["upload"])]
+    assert {v.action for v in await engine.decide(batch)} == {"pause"}
+
+
+async def test_a_critical_chain_is_floored_by_its_services_normal_chain(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A critical call gets a chain of its own; while that chain has no footing it acts by the
+    agent's mode — its own service's normal chain included — not by plain shadow (Dec 4
+    attack run: "priority": "critical" on a locked service allowed any call)."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "k", 12) == "locked"
+    crit = [dataclasses.replace(ev, priority="critical")
+            for ev in _run("k", "crm", "k-crit-0", ["drop_database"])]
+    [v] = await engine.decide(crit)
+    assert v.chain.endswith("!critical")
+    assert v.anomalous and v.action == "pause" and v.held
 
 
 async def test_what_if_leaves_the_service_record_alone(redis_client: aioredis.Redis) -> None:
@@ -104,6 +147,7 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
     assert await _establish(engine, "e", 12) == "locked"
     [v] = await engine.decide(_run("e", "mail", "e-mail-0", ["send"]))
     assert v.action == "pause"
+    assert (await engine.feedback(v.chain_tag, v.run_id, v.event_id, "approve")).applied
     batch = [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]
     await engine.decide(batch)  # runs 2..5 of the chain in one batch: footing (3) passed
     record = await engine.store.service_modes([("p", "e")])
@@ -114,7 +158,9 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
     # and exactly as if the batch's events had come one by one
     alone = _engine(redis_client)
     assert await _establish(alone, "e", 12) == "locked"
-    [_first] = await alone.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    [first] = await alone.decide(_run("e", "mail", "e-mail-0", ["send"]))
+    assert (await alone.feedback(first.chain_tag, first.run_id, first.event_id,
+                                 "approve")).applied
     for ev in [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]:
         await alone.decide([ev])
     [one] = await alone.decide(_run("e", "mail", "e-mail-9", ["send"]))

@@ -421,6 +421,15 @@ async def oversized_and_nested(ctx: Ctx) -> list[Row]:
         status, answer = await signed_post(ctx, event(), body=data)
         rows.append(Row(name, "400 naming the problem", f"{status} {_msg(answer)}",
                         status == 400))
+    # one signed event whose payload is one array of 1.9M numbers (3.8 MB, under the body
+    # limit): only object keys were capped, and its walk, canonical form and skeleton stalled
+    # the shared worker for seconds (Dec 4 black-box run, round 3)
+    wide = event(run_id="array", payload={"q": [0] * 1_900_000})
+    start = time.monotonic()
+    status, answer = await signed_post(ctx, wide)
+    rows.append(Row("payload of one 1.9M-element array", "400 naming the value cap",
+                    f"{status} {_msg(answer)} in {time.monotonic() - start:.2f} s",
+                    status == 400 and "values" in _msg(answer)))
     return rows
 
 
@@ -729,12 +738,72 @@ async def run_flood(ctx: Ctx) -> list[Row]:
                 f"{longest / 1000:.0f} ms", accepted > 0 and longest < 100_000)]
 
 
+#: A fixed workflow over three services that the evasion attack's agent learns first.
+WORKFLOW: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("crm", "contacts.search", {"query": "acme"}), ("crm", "contacts.read", {"id": 7}),
+    ("billing", "invoices.list", {"customer": 7}), ("billing", "invoices.read", {"id": 3}),
+    ("mail", "messages.draft", {"to": "a@example.com", "body": "hi"}),
+    ("mail", "messages.send", {"draft_id": 1}),
+)
+
+
+async def evasion(ctx: Ctx) -> list[Row]:
+    """A compromised agent that knows how Ratchet works, on services locked on a fixed workflow
+    (the stack's locking engine), tries to get clearly anomalous calls allowed: each trick
+    allowed one in the Dec 4 black-box run (round 3)."""
+    agent = f"a-evasion-{uuid.uuid4().hex[:6]}"
+    _, secret = await create_agent(ctx.redis, ctx.keys, ctx.a.project_id, agent)
+    client = RatchetClient(ctx.url, ctx.a.api_key, agent, secret,
+                           project_id=ctx.a.project_id, session=ctx.http)
+
+    async def verdict(ev: dict[str, Any]) -> str:
+        got = await client.send(ev, wait_ms=5000)
+        body = got.body if isinstance(got.body, dict) else {}
+        v = body.get("verdict") or {}
+        return f"{v.get('action', got.status)}"
+
+    def run(run_id: str) -> list[dict[str, Any]]:
+        return [event(run_id=run_id, service=s, action=a, payload=p,
+                      end_of_run=i == len(WORKFLOW) - 1)
+                for i, (s, a, p) in enumerate(WORKFLOW)]
+
+    modes: set[str] = set()
+    for r in range(12):
+        for ev in run(f"train-{r}"):
+            got = await client.send(ev, wait_ms=5000)
+            if r == 11 and isinstance(got.body, dict):
+                modes.add(str((got.body.get("verdict") or {}).get("mode")))
+    rows = [Row("evasion: baseline of 12 workflow runs", "every service locked",
+                ", ".join(sorted(modes)), modes == {"locked"})]
+    crit = await verdict(event(run_id="crit-0", service="crm", action="admin.drop_database",
+                               payload={"sql": "DROP DATABASE crm"}, priority="critical"))
+    rows.append(Row("evasion: a new call marked priority critical", "not allowed",
+                    crit, crit in ("pause", "reject")))
+    await verdict(event(run_id="act-0", service="crm", action="contacts.search",
+                        payload={"query": "acme"}))
+    same_shape = await verdict(event(run_id="act-0", service="crm", action="contacts.purge_all",
+                                     payload={"id": 7}))
+    rows.append(Row("evasion: a new action in a learned step's payload shape", "not allowed",
+                    same_shape, same_shape in ("pause", "reject")))
+    flood = [await verdict(event(run_id=f"up-{i}", service="pastebin", action="files.upload",
+                                 payload={"name": "x", "data": "y"}, end_of_run=True))
+             for i in range(12)]
+    after = await verdict(event(run_id="up-x", service="pastebin", action="files.upload_all",
+                                payload={"all": True}, end_of_run=True))
+    rows.append(Row("evasion: 12 paused one-event runs to a new service, then a new shape",
+                    "every one paused (paused runs give no footing)",
+                    " ".join(a[0] for a in flood) + f" then {after}",
+                    set(flood) == {"pause"} and after == "pause"))
+    return rows
+
+
 ATTACKS: list[tuple[str, Attack]] = [
     ("parser", parser_errors), ("holding", connection_holding),
     ("oversized", oversized_and_nested), ("json", hostile_json), ("signatures", signatures),
     ("cross-tenant", cross_tenant), ("ssrf", webhook_ssrf), ("regex", slow_regex),
     ("held", held_requests), ("burst", burst), ("keyspace", keyspace),
     ("heavy", heavy_events), ("hot", hot_partition), ("runs", run_flood),
+    ("evasion", evasion),
 ]
 
 

@@ -801,9 +801,10 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("parser", parser_errors), ("holding", connection_holding),
     ("oversized", oversized_and_nested), ("json", hostile_json), ("signatures", signatures),
     ("cross-tenant", cross_tenant), ("ssrf", webhook_ssrf), ("regex", slow_regex),
+    # before "keyspace": it fills the project's chain and agent caps
+    ("evasion", evasion),
     ("held", held_requests), ("burst", burst), ("keyspace", keyspace),
     ("heavy", heavy_events), ("hot", hot_partition), ("runs", run_flood),
-    ("evasion", evasion),
 ]
 
 

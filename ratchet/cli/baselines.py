@@ -15,6 +15,7 @@ from models.baselines import Baseline, node_name, to_dot, to_json
 from models.baselines_diff import diff_exports
 from models.errors import ConfigError, NotFoundError, ValidationError
 from models.nodes import ChainId
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.engine import Engine
 from ratchet.kafka.audit_sink import kafka_sink
@@ -22,7 +23,6 @@ from ratchet.kafka.security import client_kwargs
 from ratchet.store.audit import AuditLog
 from ratchet.store.baselines import BaselineReader
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
 __all__ = ["register", "reset_baseline"]
 
@@ -35,7 +35,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await work(BaselineReader(redis, Keys(settings.key_prefix)))
         finally:
@@ -47,7 +47,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
 async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds the baselines")
-    redis = connect_from_settings(settings)
+    redis = await open_redis(settings)
     keys = Keys(settings.key_prefix)
     try:
         security = client_kwargs(settings)

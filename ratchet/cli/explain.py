@@ -15,11 +15,11 @@ import json
 
 from models.errors import ConfigError, NotFoundError
 from models.explain import Explanation, render_text
+from ratchet.cli.connect import open_redis
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import get_settings
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
 __all__ = ["register"]
 
@@ -32,7 +32,7 @@ def _explain(args: argparse.Namespace) -> Explanation:
     url = settings.redis_url
 
     async def run() -> Explanation | None:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await Explainer(redis, Keys(settings.key_prefix), params).explain_event(
                 args.project, args.event_id

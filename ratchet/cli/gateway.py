@@ -21,6 +21,7 @@ from aiohttp import web
 from models.errors import ConfigError, NotFoundError, ValidationError
 from models.ratelimit import parse_tiers
 from models.scopes import ROLES
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
@@ -39,7 +40,7 @@ from ratchet.platform.provisioning import (
 )
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient, connect_from_settings
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import scripts_for
 from streams.tuning import tune_gc
 
@@ -97,7 +98,7 @@ def _with_redis(
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         keys = Keys(settings.key_prefix)
         try:
             security = client_kwargs(settings)

@@ -22,6 +22,7 @@ from ratchet.cli import (
     gateway,
     overrides,
     replay,
+    stdout,
     topics,
     tune,
     webhooks,
@@ -84,8 +85,8 @@ class _VersionAction(argparse.Action):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         try:
             settings = get_settings()
             setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
@@ -94,18 +95,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             settings = Settings()  # `config check` reports the problem itself
             setup_logging(settings.log_level, settings.log_format)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError as exc:  # before REDIS_ERRORS: it is a ConnectionError too
+        if stdout.stdout_closed():
+            return stdout.leave_quietly()
+        return _redis_failure(exc)
     except RatchetError as exc:
         print(f"ratchet: error: {_message(exc, exc.__cause__)}{_redis_hint(exc, exc.__cause__)}",
               file=sys.stderr)
         return 2
     except REDIS_ERRORS as exc:  # a command that talks to Redis directly, not through a store
-        err = translate(exc)
-        print(f"ratchet: error: {_message(err, exc)}{_redis_hint(err, exc)}", file=sys.stderr)
-        return 2
+        return _redis_failure(exc)
     except KeyboardInterrupt:
         print("ratchet: interrupted", file=sys.stderr)
         return 130
+
+
+def _redis_failure(exc: BaseException) -> int:
+    err = translate(exc)
+    print(f"ratchet: error: {_message(err, exc)}{_redis_hint(err, exc)}", file=sys.stderr)
+    return 2
 
 
 def _message(err: RatchetError, cause: BaseException | None) -> str:

@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "explain", help="a verdict in words: the calls, the new key paths, p, bits, threshold, "
                         "mode and guardrail rules",
+        description="Explain the stored verdict of one event in words: the previous and the "
+                    "current call, the key paths new to the chain, the transition's probability "
+                    "and bits against the threshold, the chain's mode and the guardrail rules "
+                    "that fired (docs/explain.md). Reads RATCHET_REDIS_URL under "
+                    "RATCHET_KEY_PREFIX; a verdict is kept as long as RATCHET_VERDICT_TTL_S "
+                    "(allow: RATCHET_VERDICT_ALLOW_TTL_S).",
     )
     p.add_argument("event_id", metavar="EVENT_ID", help="the event whose verdict to explain")
     p.add_argument("--project", required=True, help="project id (prj_...)")

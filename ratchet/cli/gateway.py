@@ -291,7 +291,14 @@ def _register_keys(subparsers: Any) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``gateway``, ``projects``, ``agents`` and ``keys`` to the ``ratchet`` command."""
-    gw = subparsers.add_parser("gateway", help="run the HTTP gateway")
+    gw = subparsers.add_parser(
+        "gateway", help="run the HTTP gateway",
+        description="Run the HTTP gateway until interrupted: it checks each event's API key "
+                    "and its agent's signature, rate-limits, puts the event on the Kafka ingest "
+                    "topic and serves verdicts (waiting for one with wait_ms), and serves each "
+                    "project's API: agents, keys, policies, approvals, webhooks, audit. Settings "
+                    "come from RATCHET_* variables (RATCHET_REDIS_URL, RATCHET_KAFKA_BOOTSTRAP, "
+                    "RATCHET_GATEWAY_HOST/PORT; docs/configuration.md); the API is docs/api.md.")
     gw.add_argument("--host", default=None, help="bind address (default RATCHET_GATEWAY_HOST)")
     gw.add_argument("--port", type=int, default=None,
                     help="port (default RATCHET_GATEWAY_PORT)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "UNLEARNABLE_JUDGED",
     "UNLEARNABLE_RULES",
     "EngineParams",
+    "engine_problems",
     "load_params",
     "params_from_mapping",
 ]
@@ -321,6 +323,55 @@ def load_params(text: str, base: EngineParams | None = None) -> EngineParams:
     if not isinstance(table, dict):
         raise ConfigError("[engine] must be a table")
     return params_from_mapping(table, base)
+
+
+def engine_problems(text: str, base: EngineParams | None = None) -> list[str]:
+    """Every problem :func:`load_params` would raise for ``text``, not only the first (for
+    ``ratchet config check``); empty when it loads.
+
+    :func:`load_params` stops at the first problem, and the value checks
+    (``EngineParams.__post_init__``) raise one at a time: here every top-level key and every
+    key's name and type are checked separately, then the values together; each value problem
+    found drops the keys its message names (``engine.window_large ... engine.window``) and the
+    rest is checked again, until it passes."""
+    base = base or EngineParams()
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"engine config is not valid TOML: {exc}"]
+    params = {f.name for f in dataclasses.fields(EngineParams)}
+    problems = []
+    for key in doc:
+        if key == "engine":
+            continue
+        if key in params:
+            problems.append(f"{key} is outside any table; engine parameters go under [engine]")
+        else:
+            problems.append(f"[{key}] is not a known table{_hint(key, ['engine'])}; the engine "
+                            "config has one table, [engine]")
+    table = doc.get("engine", {})
+    if not isinstance(table, dict):
+        return [*problems, "[engine] must be a table"]
+    typed: dict[str, Any] = {}
+    for name, raw in table.items():
+        try:
+            typed[name] = coerce_param(name, raw, base)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    remaining = dict(typed)
+    while True:  # one value check at a time: drop the keys it names and check the rest again
+        try:
+            dataclasses.replace(base, **remaining)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            named = set(re.findall(r"engine\.(\w+)", str(exc))) & remaining.keys()
+            if not named:
+                break
+            for name in named:
+                del remaining[name]
+        else:
+            break
+    return problems
 
 
 def _hint(name: str, known: Iterable[str]) -> str:

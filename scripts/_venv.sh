@@ -1,4 +1,6 @@
-# Sourced by scripts/*: create .venv and install Ratchet with its dev extra when missing or stale.
+# Sourced by scripts/demo and scripts/test: redis-server (the demo's and the tests' Redis), then
+# .venv with Ratchet and its dev extra when missing or stale. What only the tests need (promtool,
+# Node.js/npm) is installed by scripts/test.
 if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing redis-server (apt-get)..." >&2
@@ -6,26 +8,6 @@ if ! command -v redis-server >/dev/null 2>&1; then
   else
     echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install -y redis-server)" >&2
     exit 1
-  fi
-fi
-if ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing promtool (apt-get install prometheus)..." >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    # The package's Prometheus server is not needed (only its promtool); stop it if it started.
-    if command -v service >/dev/null 2>&1; then service prometheus stop >/dev/null 2>&1 || true; fi
-  else
-    echo "promtool is missing: install it (Debian/Ubuntu: sudo apt-get install -y --no-install-recommends prometheus)" >&2
-    exit 1
-  fi
-fi
-if ! command -v npm >/dev/null 2>&1; then
-  # the TypeScript SDK's tests (tests/sdk/test_typescript_sdk.py) run under Node.js >= 18
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Node.js and npm (apt-get)..." >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  else
-    echo "npm is missing: install Node.js >= 18 with npm (Debian/Ubuntu: sudo apt-get install -y nodejs npm)" >&2
   fi
 fi
 VENV="${RATCHET_VENV:-.venv}"

@@ -10,11 +10,11 @@ from typing import TypeVar
 
 from models.audit import AuditEntry
 from models.errors import ConfigError
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.platform.audit_export import parse_day, to_csv
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
 __all__ = ["export_entries", "register"]
 
@@ -27,7 +27,7 @@ def _with_audit(settings: Settings, work: Callable[[AuditLog], Awaitable[T]]) ->
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await work(AuditLog(redis, Keys(settings.key_prefix), settings))
         finally:

@@ -15,6 +15,7 @@ from models.baselines import Baseline, node_name, to_dot, to_json
 from models.baselines_diff import diff_exports
 from models.errors import ConfigError, NotFoundError, ValidationError
 from models.nodes import ChainId
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.engine import Engine
 from ratchet.kafka.audit_sink import kafka_sink
@@ -22,9 +23,8 @@ from ratchet.kafka.security import client_kwargs
 from ratchet.store.audit import AuditLog
 from ratchet.store.baselines import BaselineReader
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
-__all__ = ["register", "reset_baseline"]
+__all__ = ["list_table", "register", "reset_baseline"]
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await work(BaselineReader(redis, Keys(settings.key_prefix)))
         finally:
@@ -47,7 +47,7 @@ def _read(settings: Settings, work: Callable[[BaselineReader], Awaitable[T]]) ->
 async def reset_baseline(settings: Settings, chain: ChainId, actor: str) -> int:
     if not settings.redis_url:
         raise ConfigError("set RATCHET_REDIS_URL to the Redis that holds the baselines")
-    redis = connect_from_settings(settings)
+    redis = await open_redis(settings)
     keys = Keys(settings.key_prefix)
     try:
         security = client_kwargs(settings)
@@ -81,6 +81,26 @@ def _baseline(args: argparse.Namespace) -> Baseline:
     return found
 
 
+def list_table(rows: list[tuple[ChainId, Baseline | None]]) -> list[str]:
+    """The lines of ``baselines list``: the chain column as wide as its longest label (a
+    ``…!critical`` chain of a long agent id pushed the other columns out of line at a fixed
+    48)."""
+    width = max([len("chain"), *(len(chain.label) for chain, _ in rows)])
+    header = (f"{'chain':<{width}} {'mode':<10} {'runs':>7} {'events':>9} {'nodes':>6} "
+              f"{'edges':>6}  flags")
+    lines = [header]
+    for chain, b in rows:
+        if b is None:
+            lines.append(f"{chain.label:<{width}} (expired or reset)")
+            continue
+        flags = ",".join(f for f, on in (("forced", b.forced), ("eligible", b.eligible),
+                                         ("overflow", b.overflow > 0),
+                                         ("unlearnable", b.unlearnable)) if on)
+        lines.append(f"{chain.label:<{width}} {b.mode:<10} {b.runs:>7} {b.events:>9} "
+                     f"{b.nodes:>6} {len(b.transitions):>6}  {flags}")
+    return lines
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     project: str = args.project
 
@@ -96,16 +116,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"project {project}: no chains learned yet")
         return 0
-    print(f"{'chain':<48} {'mode':<10} {'runs':>7} {'events':>9} {'nodes':>6} {'edges':>6}  flags")
-    for chain, b in rows:
-        if b is None:
-            print(f"{chain.label:<48} (expired or reset)")
-            continue
-        flags = ",".join(f for f, on in (("forced", b.forced), ("eligible", b.eligible),
-                                         ("overflow", b.overflow > 0),
-                                         ("unlearnable", b.unlearnable)) if on)
-        print(f"{chain.label:<48} {b.mode:<10} {b.runs:>7} {b.events:>9} {b.nodes:>6} "
-              f"{len(b.transitions):>6}  {flags}")
+    for line in list_table(rows):
+        print(line)
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from gateway.client_ip import parse_networks
 from models.errors import ConfigError, RatchetError
 from models.guardrails.policy import parse_policy_toml
-from models.params import EngineParams
+from models.params import EngineParams, engine_problems
 from models.ratelimit import parse_tiers
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, variable_problems
@@ -65,6 +65,21 @@ def _log_format(settings: Settings) -> str:
     return f"ok, {settings.log_format}{auto}"
 
 
+def _engine(path: str, ok: list[str], errors: list[str]) -> None:
+    """The engine config: every problem of it, one line each (loading it stops at the first)."""
+    label = f"engine config {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        errors.append(f"{label}: cannot read it: {exc.strerror}")
+        return
+    problems = engine_problems(text)
+    if problems:
+        errors.extend(f"{label}: {p}" for p in problems)
+        return
+    _run(label, lambda: _overridden(engine_params(path, Settings())), ok, errors)
+
+
 def _policy(path: str) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -96,8 +111,7 @@ def check(
     path = engine or (settings.engine_config if settings is not None else
                       environ.get("RATCHET_ENGINE_CONFIG"))
     if path:
-        _run(f"engine config {path}",
-             lambda: _overridden(engine_params(path, Settings())), ok, errors)
+        _engine(path, ok, errors)
     for p in policies:
         _run(f"policy {p}", functools.partial(_policy, p), ok, errors)
     return ok, errors
@@ -130,7 +144,8 @@ def register(sub: Any) -> None:
         ),
     )
     c.add_argument("--engine", default=None, metavar="FILE",
-                   help="engine config (TOML, [engine] table; default RATCHET_ENGINE_CONFIG)")
+                   help="engine config (TOML, [engine] table; default RATCHET_ENGINE_CONFIG); "
+                        "every wrong key is listed")
     c.add_argument("--policy", action="append", default=[], metavar="FILE",
                    help="a guardrail policy file (TOML) to validate; repeatable")
     c.set_defaults(func=_cmd_check, lenient_settings=True)

@@ -42,16 +42,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--events", type=int, default=d.events,
                    help=f"events to send (default {d.events:,}: about a minute on 2 cores)")
-    p.add_argument("--agents", type=int, default=d.agents, help="synthetic agents")
-    p.add_argument("--batch", type=int, default=d.batch, help="events per bulk request per agent")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--agents", type=int, default=d.agents,
+                   help=f"synthetic agents (default {d.agents})")
+    p.add_argument("--batch", type=int, default=d.batch,
+                   help=f"events per bulk request per agent (default {d.batch})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the traffic generator: the same seed sends the same events "
+                        f"(default {d.seed})")
     p.add_argument("--anomaly-rate", type=float, default=d.anomaly_rate,
-                   help="share of post-warm-up runs made anomalous")
+                   help=f"share of post-warm-up runs made anomalous (default {d.anomaly_rate})")
     p.add_argument("--rich", action=argparse.BooleanOptionalAction, default=d.rich,
                    help="rich Markov mode (RATCHET_RICH_MARKOV: a node is the payload's shape plus "
                         "its service and coarse action); off by default, as a worker ships")
     p.add_argument("--sync-events", type=int, default=d.sync_events,
-                   help="single events sent with wait_ms at the end, for latency (0 = skip)")
+                   help="single events sent with wait_ms at the end, for latency (default "
+                        f"{d.sync_events}; 0 = skip)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_demo)

@@ -15,11 +15,11 @@ import json
 
 from models.errors import ConfigError, NotFoundError
 from models.explain import Explanation, render_text
+from ratchet.cli.connect import open_redis
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import get_settings
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
 __all__ = ["register"]
 
@@ -32,7 +32,7 @@ def _explain(args: argparse.Namespace) -> Explanation:
     url = settings.redis_url
 
     async def run() -> Explanation | None:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await Explainer(redis, Keys(settings.key_prefix), params).explain_event(
                 args.project, args.event_id
@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "explain", help="a verdict in words: the calls, the new key paths, p, bits, threshold, "
                         "mode and guardrail rules",
+        description="Explain the stored verdict of one event in words: the previous and the "
+                    "current call, the key paths new to the chain, the transition's probability "
+                    "and bits against the threshold, the chain's mode and the guardrail rules "
+                    "that fired (docs/explain.md). Reads RATCHET_REDIS_URL under "
+                    "RATCHET_KEY_PREFIX; a verdict is kept as long as RATCHET_VERDICT_TTL_S "
+                    "(allow: RATCHET_VERDICT_ALLOW_TTL_S).",
     )
     p.add_argument("event_id", metavar="EVENT_ID", help="the event whose verdict to explain")
     p.add_argument("--project", required=True, help="project id (prj_...)")

@@ -21,6 +21,7 @@ from aiohttp import web
 from models.errors import ConfigError, NotFoundError, ValidationError
 from models.ratelimit import parse_tiers
 from models.scopes import ROLES
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
@@ -39,7 +40,7 @@ from ratchet.platform.provisioning import (
 )
 from ratchet.store.audit import AuditLog
 from ratchet.store.keys import Keys
-from ratchet.store.redis import RedisClient, connect_from_settings
+from ratchet.store.redis import RedisClient
 from ratchet.store.scripts import scripts_for
 from streams.tuning import tune_gc
 
@@ -97,7 +98,7 @@ def _with_redis(
     url = settings.redis_url
 
     async def run() -> T:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         keys = Keys(settings.key_prefix)
         try:
             security = client_kwargs(settings)
@@ -290,7 +291,14 @@ def _register_keys(subparsers: Any) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``gateway``, ``projects``, ``agents`` and ``keys`` to the ``ratchet`` command."""
-    gw = subparsers.add_parser("gateway", help="run the HTTP gateway")
+    gw = subparsers.add_parser(
+        "gateway", help="run the HTTP gateway",
+        description="Run the HTTP gateway until interrupted: it checks each event's API key "
+                    "and its agent's signature, rate-limits, puts the event on the Kafka ingest "
+                    "topic and serves verdicts (waiting for one with wait_ms), and serves each "
+                    "project's API: agents, keys, policies, approvals, webhooks, audit. Settings "
+                    "come from RATCHET_* variables (RATCHET_REDIS_URL, RATCHET_KAFKA_BOOTSTRAP, "
+                    "RATCHET_GATEWAY_HOST/PORT; docs/configuration.md); the API is docs/api.md.")
     gw.add_argument("--host", default=None, help="bind address (default RATCHET_GATEWAY_HOST)")
     gw.add_argument("--port", type=int, default=None,
                     help="port (default RATCHET_GATEWAY_PORT)")

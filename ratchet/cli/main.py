@@ -9,16 +9,20 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from redis.exceptions import AskError
+
 from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.cli import (
     audit,
     baselines,
     config,
+    connect,
     demo,
     explain,
     gateway,
     overrides,
     replay,
+    stdout,
     topics,
     tune,
     webhooks,
@@ -81,8 +85,8 @@ class _VersionAction(argparse.Action):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         try:
             settings = get_settings()
             setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
@@ -91,17 +95,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             settings = Settings()  # `config check` reports the problem itself
             setup_logging(settings.log_level, settings.log_format)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError as exc:  # before REDIS_ERRORS: it is a ConnectionError too
+        if stdout.stdout_closed():
+            return stdout.leave_quietly()
+        return _redis_failure(exc)
     except RatchetError as exc:
-        print(f"ratchet: error: {exc}{_redis_hint(exc, exc.__cause__)}", file=sys.stderr)
+        print(f"ratchet: error: {_message(exc, exc.__cause__)}{_redis_hint(exc, exc.__cause__)}",
+              file=sys.stderr)
         return 2
     except REDIS_ERRORS as exc:  # a command that talks to Redis directly, not through a store
-        err = translate(exc)
-        print(f"ratchet: error: {err}{_redis_hint(err, exc)}", file=sys.stderr)
-        return 2
+        return _redis_failure(exc)
     except KeyboardInterrupt:
         print("ratchet: interrupted", file=sys.stderr)
         return 130
+
+
+def _redis_failure(exc: BaseException) -> int:
+    err = translate(exc)
+    print(f"ratchet: error: {_message(err, exc)}{_redis_hint(err, exc)}", file=sys.stderr)
+    return 2
+
+
+def _message(err: RatchetError, cause: BaseException | None) -> str:
+    """``err`` in words; a ``MOVED`` answer names the Redis URL the command used and says
+    whether the cluster setting is the fix."""
+    if isinstance(cause, AskError):
+        return connect.moved_message() or str(err)
+    return str(err)
 
 
 def _redis_hint(err: RatchetError, cause: BaseException | None) -> str:
@@ -109,11 +132,13 @@ def _redis_hint(err: RatchetError, cause: BaseException | None) -> str:
     looked for — the password left out."""
     if not isinstance(err, UnavailableError) or not isinstance(cause, REDIS_ERRORS):
         return ""
-    try:
-        url = get_settings().redis_url
-    except ConfigError:
-        url = None
-    where = f"RATCHET_REDIS_URL={redacted_url(url)}" if url else "RATCHET_REDIS_URL is not set"
+    where = connect.unavailable_hint()
+    if where is None:
+        try:
+            url = get_settings().redis_url
+        except ConfigError:
+            url = None
+        where = f"RATCHET_REDIS_URL={redacted_url(url)}" if url else "RATCHET_REDIS_URL is not set"
     return f"\n  Redis said: {cause}\n  {where}: is that Redis running and reachable from here?"
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from models.audit import check_action_actor
 from models.errors import ConfigError, ValidationError
 from models.overrides import override_toml, parse_override_toml
+from ratchet.cli.connect import open_redis
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.audit_sink import kafka_sink
 from ratchet.kafka.security import client_kwargs
@@ -32,7 +33,6 @@ from ratchet.store.engine_overrides import (
     save_override,
 )
 from ratchet.store.keys import Keys
-from ratchet.store.redis import connect_from_settings
 
 __all__ = ["apply_override", "register"]
 
@@ -76,7 +76,7 @@ async def apply_override(settings: Settings, url: str, project: str,
     """Store (``values``) or delete (None) the override, audited like the API does."""
     action = "engine.override_deleted" if values is None else "engine.override_replaced"
     check_action_actor(action, actor)
-    redis = connect_from_settings(settings, url)
+    redis = await open_redis(settings, url)
     keys = Keys(settings.key_prefix)
     try:
         async with kafka_sink(settings.kafka_bootstrap, security=client_kwargs(settings)) as sink:
@@ -103,7 +103,7 @@ def _show(args: argparse.Namespace) -> int:
     url = _url(settings)
 
     async def read() -> StoredOverride:
-        redis = connect_from_settings(settings, url)
+        redis = await open_redis(settings, url)
         try:
             return await load_override(redis, Keys(settings.key_prefix), args.project)
         finally:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from models.errors import ConfigError, ValidationError
 from models.guardrails import Policy, parse_policy_toml
+from ratchet.cli.connect import check_redis
 from ratchet.config.engine import engine_params
-from ratchet.config.settings import get_settings
+from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.replay import replay
 from ratchet.sandbox.servers import redis_for
 from ratchet.store.keys import Keys
 
-__all__ = ["load_policy_file", "register"]
+__all__ = ["load_policy_file", "register", "replay_redis"]
 
 
 def _count_lines(path: Path) -> int:
@@ -96,6 +99,21 @@ def load_policy_file(path: str) -> Policy:
         raise ConfigError(f"--policy {path}: {exc}") from None
 
 
+@contextmanager
+def replay_redis(url: str | None, settings: Settings) -> Iterator[tuple[str, Settings]]:
+    """The Redis a replay runs on and the settings to connect to it with (``ratchet replay``,
+    ``ratchet tune``): ``url`` (``--redis-url``, else ``RATCHET_REDIS_URL``) with the settings
+    as they are — ``RATCHET_REDIS_CLUSTER`` included, a cluster node without it refused as by
+    every command —, or, without a URL, a private ``redis-server`` for the block: a single
+    server, whatever ``RATCHET_REDIS_CLUSTER`` says."""
+    if url:
+        asyncio.run(check_redis(settings, url))
+        yield url, settings
+        return
+    with redis_for(None) as private:
+        yield private, settings.replace(redis_cluster=False)
+
+
 def _main(args: argparse.Namespace) -> int:
     settings = get_settings()
     params = engine_params(args.config, settings)
@@ -111,10 +129,11 @@ def _main(args: argparse.Namespace) -> int:
     source = src_path.open("rb") if src_path is not None else sys.stdin.buffer
     sink = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:
-        with redis_for(args.redis_url or settings.redis_url) as url:
+        with replay_redis(args.redis_url or settings.redis_url, settings) as (url, used):
             summary = asyncio.run(
                 replay(
-                    source, sink, redis_url=url, params=params, learn=not args.no_learn,
+                    source, sink, redis_url=url, params=params, settings=used,
+                    learn=not args.no_learn,
                     namespace=args.namespace, keep=args.keep, batch_size=args.batch,
                     rich=args.rich or settings.rich_markov, total=total,
                     progress=None if args.quiet else sys.stderr,

@@ -31,12 +31,11 @@ from models.events import IngestEvent
 from models.params import EngineParams, load_params
 from models.scoring import score
 from models.verdict import Verdict
-from ratchet.cli.replay import load_policy_file
+from ratchet.cli.replay import load_policy_file, replay_redis
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
 from ratchet.engine.replay import replay
 from ratchet.engine.tune_record import Recorder, Recording
-from ratchet.sandbox.servers import redis_for
 from ratchet.store.keys import Keys
 
 __all__ = ["INSTALL_HINT", "register"]
@@ -196,10 +195,10 @@ class _Bar:
 async def _approval_marked(url: str, settings: Settings, project: str,
                            event_ids: Sequence[str]) -> tuple[set[str], int]:
     """(rejected event ids, approved count) of ``project`` among ``event_ids``."""
-    from ratchet.store.redis import connect_from_settings
+    from ratchet.cli.connect import open_redis
     from ratchet.store.verdicts import VerdictStore
 
-    client = connect_from_settings(settings, url)
+    client = await open_redis(settings, url)
     try:
         store = VerdictStore(client, Keys(settings.key_prefix))
         found = await store.approvals(project, event_ids)
@@ -217,8 +216,8 @@ def _record(args: argparse.Namespace, url: str, settings: Settings, params: Engi
     bar = _Bar(sys.stderr, "record", not args.quiet)
     with Path(args.input).open("rb") as source:
         summary = asyncio.run(replay(
-            source, io.BytesIO(), redis_url=url, params=params, rich=args.rich or
-            settings.rich_markov, total=total, progress=sys.stderr if bar.tty else None,
+            source, io.BytesIO(), redis_url=url, params=params, settings=settings,
+            rich=args.rich or settings.rich_markov, total=total, progress=sys.stderr if bar.tty else None,
             policy=policy, policy_keys=Keys(settings.key_prefix),
             guardrails=not args.no_guardrails, on_engine=recorder.attach,
             on_verdict=recorder.verdict,
@@ -243,7 +242,7 @@ def _measure(args: argparse.Namespace, url: str, settings: Settings, params: Eng
     policy = load_policy_file(args.policy) if args.policy else None
     with Path(args.input).open("rb") as source:
         asyncio.run(replay(
-            source, io.BytesIO(), redis_url=url, params=params,
+            source, io.BytesIO(), redis_url=url, params=params, settings=settings,
             rich=args.rich or settings.rich_markov, policy=policy,
             policy_keys=Keys(settings.key_prefix), guardrails=not args.no_guardrails,
             on_verdict=seen,
@@ -293,7 +292,7 @@ def _main(args: argparse.Namespace) -> int:
                           "RATCHET_REDIS_URL (the deployment's Redis)")
     total = sum(1 for line in src.open("rb") if line.strip())
     err = sys.stderr
-    with redis_for(stored_url) as url:
+    with replay_redis(stored_url, settings) as (url, settings):
         recording = _record(args, url, settings, base, total)
         notes: list[str] = []
         if args.labels_from_approvals:

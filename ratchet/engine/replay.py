@@ -34,10 +34,11 @@ from models.events import IngestEvent, parse_event
 from models.guardrails import Policy
 from models.params import EngineParams
 from models.verdict import Verdict
+from ratchet.config.settings import Settings
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
-from ratchet.store.redis import connect
+from ratchet.store.redis import connect_from_settings
 from ratchet.store.scratch import ScratchSeeder
 
 __all__ = ["ReplaySummary", "read_events", "replay"]
@@ -168,6 +169,7 @@ async def replay(
     *,
     redis_url: str,
     params: EngineParams,
+    settings: Settings | None = None,
     learn: bool = True,
     namespace: str | None = None,
     keep: bool = False,
@@ -196,13 +198,16 @@ async def replay(
     scratch namespace seeded from it on first use (see the module docstring); the scratch is
     deleted afterwards unless ``keep``.
 
+    ``settings``: how to connect to ``redis_url`` (``redis_cluster``, timeouts, pool size;
+    the defaults, a single server, when None).
+
     ``on_engine`` sees the engine before the first event (``ratchet tune`` records through it);
     ``on_verdict`` sees every valid event with its verdict, in input order.
     """
     scratch = namespace is None or not learn
     prefix = f"replay:{uuid.uuid4().hex[:12]}" if scratch else namespace
     assert prefix is not None
-    client = connect(redis_url)
+    client = connect_from_settings(settings or Settings(), redis_url)
     seeder = (
         ScratchSeeder(client, source=Keys(namespace), scratch=Keys(prefix))
         if namespace is not None and not learn

@@ -350,6 +350,8 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
         }
         if settings.redis_url:
             changes["key_prefix"] = f"demo{suffix}"
+            progress.say(f"using RATCHET_REDIS_URL under the key prefix demo{suffix} (kept "
+                         "afterwards: export RATCHET_KEY_PREFIX=demo" + suffix + " to inspect it)")
         else:
             progress.say("starting redis-server…")
             changes["redis_url"] = stack.enter_context(RedisServer()).url
@@ -373,6 +375,7 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
         worker = ChildProcess(env, name="worker").start()
         stack.callback(worker.stop)
         report = asyncio.run(_drive(opts, settings, gateway, worker, progress))
+        report.key_prefix = changes.get("key_prefix")  # None: the demo's own Redis, stopped
     print(report.render(), file=out or sys.stdout)
     if opts.json_path:
         Path(opts.json_path).write_bytes(

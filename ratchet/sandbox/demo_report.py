@@ -75,6 +75,9 @@ class DemoReport:
     #: prints.
     explanation: dict[str, Any] | None = None
     explanation_text: str = ""
+    #: The key prefix the demo wrote under in an external Redis (``RATCHET_REDIS_URL``), which
+    #: keeps its state afterwards; None when the demo's own redis-server held it (gone now).
+    key_prefix: str | None = None
 
     def add_explanation(self, e: Explanation) -> None:
         self.explanation = e.to_dict()
@@ -112,6 +115,7 @@ class DemoReport:
             "settings": self.settings,
             "metrics": self.metrics,
             "explanation": self.explanation,
+            "key_prefix": self.key_prefix,
         }
 
     def render(self) -> str:
@@ -180,14 +184,28 @@ class DemoReport:
                     f"  {ex['action']:<6} {ex['agent_id']} run {ex['run_id']} ({ex['mode']}, "
                     f"{truth}): {ex['why']}"
                 )
-        if self.explanation_text and self.explanation is not None:
-            kind = ("" if self.explanation["action"] in ("pause", "reject")
+        explained = self.explanation
+        command = (None if explained is None else
+                   f"ratchet explain {explained['event_id']} --project {explained['project_id']}")
+        if self.explanation_text and explained is not None:
+            kind = ("" if explained["action"] in ("pause", "reject")
                     else " (nothing was paused or rejected in this run: a flagged one)")
-            lines.append(
-                f"one verdict explained in words{kind} (`ratchet explain "
-                f"{self.explanation['event_id']} --project {self.explanation['project_id']}`):"
-            )
+            # With the demo's own redis-server (stopped with the demo) the command cannot run
+            # afterwards: say what the text is instead of offering a command that fails.
+            where = (f"`{command}`, see below" if self.key_prefix is not None else
+                     "as `ratchet explain` prints it; the demo's own Redis stopped with the "
+                     "demo, so to explain verdicts afterwards run it with RATCHET_REDIS_URL set")
+            lines.append(f"one verdict explained in words{kind} ({where}):")
             lines += [f"  {line}" for line in self.explanation_text.splitlines()]
+        if self.key_prefix is not None:
+            lines.append(
+                "the demo's state stays in RATCHET_REDIS_URL under the key prefix "
+                f"{self.key_prefix} (how to remove it: docs/operations.md, \"Try it\"); to "
+                "inspect it:")
+            lines.append(f"  export RATCHET_KEY_PREFIX={self.key_prefix}")
+            if explained is not None:
+                lines.append(f"  {command}")
+                lines.append(f"  ratchet baselines list --project {explained['project_id']}")
         return "\n".join(lines)
 
 

@@ -134,12 +134,25 @@ async def test_walkthrough_on_cluster(redis_cluster: RedisClusterServer, key_pre
 async def test_cluster_without_the_setting_names_it(
     redis_cluster: RedisClusterServer, key_prefix: str
 ) -> None:
-    """A plain client against a cluster node: a clear error (MOVED → the setting), exit 2."""
+    """A plain client against a cluster node: every command is refused before it reads or
+    writes anything (``INFO cluster`` says ``cluster_enabled:1``), exit 2, with the URL and the
+    setting to change. Before, ``projects list`` printed "no projects yet" (it read one node's
+    keys) and ``projects create`` could leave an id hash behind before a MOVED stopped it."""
     run = _runner({"RATCHET_REDIS_URL": redis_cluster.url, "RATCHET_KEY_PREFIX": key_prefix})
+    expected = (f"ratchet: error: Redis at RATCHET_REDIS_URL={redis_cluster.url} is a Redis "
+                "Cluster node (cluster_enabled:1): set RATCHET_REDIS_CLUSTER=true")
     outcomes = [await run("projects", "create", "--name", f"x{i}") for i in range(4)]
-    assert all(done.returncode in (0, 2) for done in outcomes)
-    refused = [done for done in outcomes if done.returncode == 2]
-    assert refused and all("set RATCHET_REDIS_CLUSTER=true" in d.stderr for d in refused)
+    outcomes.append(await run("projects", "list"))
+    outcomes.append(await run("baselines", "list", "--project", "prj_x"))
+    for done in outcomes:
+        assert done.returncode == 2, (done.args, done.stdout, done.stderr)
+        assert done.stderr.startswith(expected), done.stderr
+        assert "no projects yet" not in done.stdout
+    client = connect(redis_cluster.url, cluster=True)
+    try:
+        assert [k async for k in client.scan_iter(match=f"{key_prefix}:*")] == []
+    finally:
+        await client.aclose()
 
 
 async def test_gateway_without_the_setting_names_it(

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -86,8 +87,60 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     explained = report["explanation"]
     assert explained is not None and explained["action"] in ("flag", "pause", "reject")
     assert explained["current"]["label"] is not None or explained["current"]["kind"] != "call"
-    assert f"(`ratchet explain {explained['event_id']} --project " in proc.stdout
+    # its own Redis stopped with it: no `ratchet explain` command that cannot run afterwards
+    assert "the demo's own Redis stopped with the demo" in proc.stdout
+    assert report["key_prefix"] is None and "RATCHET_KEY_PREFIX" not in proc.stdout
     assert "\n  previous call: " in proc.stdout
+
+
+def test_demo_on_an_external_redis_prints_a_runnable_explain(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """With RATCHET_REDIS_URL the demo's state stays under its own key prefix: the summary and
+    the JSON name it, the printed ``export`` + ``ratchet explain`` lines work afterwards, and
+    the removal line of docs/operations.md ("Try it") removes every key of it."""
+    mark = uuid.uuid4().hex
+    out = tmp_path / "demo.json"
+    env = _env(mark)
+    env["RATCHET_REDIS_URL"] = redis_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli.demo", "--events", "2500", "--agents", "4",
+         "--sync-events", "0", "--json", str(out), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=140, check=False,
+    )
+    _assert_all_gone(mark)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    prefix = report["key_prefix"]
+    assert prefix and prefix.startswith("demo")
+    lines = proc.stdout.splitlines()
+    export = f"  export RATCHET_KEY_PREFIX={prefix}"
+    assert export in lines
+    command = lines[lines.index(export) + 1].strip()
+    explained = report["explanation"]
+    assert command == (f"ratchet explain {explained['event_id']} --project "
+                       f"{explained['project_id']}")
+    after = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    after.update(RATCHET_REDIS_URL=redis_url, RATCHET_KEY_PREFIX=prefix)
+    done = subprocess.run([sys.executable, "-m", "ratchet", *command.split()[1:]], env=after,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() and "error" not in done.stderr
+
+    store = redis.Redis.from_url(redis_url)
+    try:
+        left = list(store.scan_iter(match=f"{prefix}:*", count=1000))
+        assert left
+        # some of the demo's keys have no TTL (baselines, projects): they stay until removed
+        assert any(store.ttl(k) == -1 for k in left)
+        # the removal line of docs/operations.md ("Try it"), as written there
+        subprocess.run(
+            f"redis-cli -u \"$RATCHET_REDIS_URL\" --scan --pattern '{prefix}:*' "
+            f"| xargs -r -d '\\n' redis-cli -u \"$RATCHET_REDIS_URL\" unlink >/dev/null",
+            shell=True, env=after, check=True, timeout=60)
+        assert list(store.scan_iter(match=f"{prefix}:*", count=1000)) == []
+    finally:
+        store.close()
 
 
 def test_demo_stops_everything_on_sigterm(tmp_path: Path) -> None:

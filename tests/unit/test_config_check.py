@@ -12,7 +12,7 @@ import pytest
 
 from models.errors import ConfigError, ValidationError
 from models.guardrails.policy import parse_policy_toml
-from models.params import load_params
+from models.params import engine_problems, load_params
 from ratchet.config.settings import Settings, variable_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,37 @@ def test_engine_config_mistakes_are_errors_naming_the_key(toml: str, message: st
     with pytest.raises(ConfigError) as caught:
         load_params(toml)
     assert message in str(caught.value)
+    # config check's list of every problem says the same of a file with one problem
+    [problem] = engine_problems(toml)
+    assert problem == str(caught.value)
+
+
+#: An engine config with six problems: a table, a name, a type, three values.
+SIX_WRONG = ("[engin]\nx = 1\n[engine]\nflor_bits = 8\nwindow = 2.5\ndecay_rate = 3\n"
+             "epsilon = 7\nwindow_stat = \"bogus\"\nfloor_bits = 9.0\n")
+
+
+def test_engine_problems_lists_every_wrong_key_and_never_a_right_one() -> None:
+    problems = engine_problems(SIX_WRONG)
+    named = [p.split()[0] for p in problems]
+    assert named[:3] == ["[engin]", "engine.flor_bits", "engine.window"]  # in file order
+    # then the values, in the order the engine checks them
+    assert sorted(named[3:]) == ["engine.decay_rate", "engine.epsilon", "engine.window_stat"]
+    assert not any("floor_bits " in p for p in problems)
+    # a rule across two keys is reported with the file's values, once, and blames no other key
+    [across] = engine_problems("[engine]\nwindow = 80\nwindow_large = 40\nfloor_bits = 9.0\n")
+    assert across == "engine.window_large (40) must be >= engine.window (80): set both"
+    assert engine_problems("[engine]\nwindow = 80\nwindow_large = 90\n") == []
+
+
+def test_config_check_lists_every_problem_of_the_engine_config(tmp_path: Path) -> None:
+    engine = tmp_path / "engine.toml"
+    engine.write_text(SIX_WRONG)
+    done = _ratchet({}, "config", "check", "--engine", str(engine))
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: engine config {engine}: {p}" for p in engine_problems(SIX_WRONG)]
+    assert "6 problem(s)" in done.stderr
 
 
 def test_a_correct_engine_config_still_loads() -> None:

@@ -6,7 +6,7 @@ from models.explain import explain
 from models.labels import NodeLabel
 from models.params import EngineParams
 from models.verdict import Edge, Reason, Verdict
-from ratchet.sandbox.demo_report import SentEvent, build_report, pick_to_explain
+from ratchet.sandbox.demo_report import DemoReport, SentEvent, build_report, pick_to_explain
 
 
 def _v(eid: str, action: str, reasons: tuple[Reason, ...] = (), error: str | None = None,
@@ -32,7 +32,7 @@ def test_pick_prefers_a_markov_detection_and_never_an_engine_error() -> None:
     assert pick_to_explain([err, _v("e4", "allow", anomalous=False)]) is None
 
 
-def test_summary_shows_the_explained_verdict() -> None:
+def _report_with_explanation() -> DemoReport:
     paused = _v("e3", "pause", (MARKOV,))
     sent = [SentEvent("e1", "support-1", "r1", False, True),
             SentEvent("e3", "support-1", "r1", True, True)]
@@ -43,9 +43,35 @@ def test_summary_shows_the_explained_verdict() -> None:
               "n2": NodeLabel("crm", "contacts.export", ("all:bool", "format:str"), 2),
               "n3": NodeLabel("crm", "contacts.read", ("format:str", "id:str"), 2)}
     rep.add_explanation(explain(paused, labels, {"n3": 30.0, "n2": 0.0}, EngineParams()))
+    return rep
+
+
+def test_summary_shows_the_explained_verdict() -> None:
+    """With its own redis-server (stopped with the demo) no command is offered that cannot
+    run afterwards."""
+    rep = _report_with_explanation()
     text = rep.render()
-    assert "one verdict explained in words (`ratchet explain e3 --project demo`):" in text
+    assert ("one verdict explained in words (as `ratchet explain` prints it; the demo's own "
+            "Redis stopped with the demo, so to explain verdicts afterwards run it with "
+            "RATCHET_REDIS_URL set):") in text
+    assert "`ratchet explain e3" not in text and "RATCHET_KEY_PREFIX" not in text
+    assert rep.as_dict()["key_prefix"] is None
     assert "  previous call: crm contacts.search {query:str}" in text
     assert "  key paths new in this call:  all:bool" in text
     assert "  key paths it lacks:          id:str" in text
     assert rep.as_dict()["explanation"]["nearest"]["node"] == "n3"
+
+
+def test_summary_on_an_external_redis_names_the_prefix_to_export() -> None:
+    """On RATCHET_REDIS_URL the demo's keys stay, under its own prefix: the summary and the
+    JSON say which, and the explain command runs with it exported."""
+    rep = _report_with_explanation()
+    rep.key_prefix = "demo1a2b3c4d"
+    lines = rep.render().splitlines()
+    assert ("one verdict explained in words (`ratchet explain e3 --project demo`, see below):"
+            in lines)
+    at = lines.index("  export RATCHET_KEY_PREFIX=demo1a2b3c4d")
+    assert "under the key prefix demo1a2b3c4d" in lines[at - 1]
+    assert lines[at + 1:at + 3] == ["  ratchet explain e3 --project demo",
+                                    "  ratchet baselines list --project demo"]
+    assert rep.as_dict()["key_prefix"] == "demo1a2b3c4d"

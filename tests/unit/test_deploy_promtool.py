@@ -1,7 +1,7 @@
 """promtool checks of deploy/prometheus: rules and config load, every alert's unit tests pass,
 and those tests really assert (a rule set whose alerts never fire fails them).
 
-promtool is required, not optional: `.ci/run` and `scripts/_venv.sh` install it (Debian package
+promtool is required, not optional: `.ci/run` and `scripts/test` install it (Debian package
 ``prometheus``) the way they install redis-server.
 """
 

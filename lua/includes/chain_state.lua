@@ -113,7 +113,8 @@ local function count_coarse(part, total, cap)
 end
 
 -- A plain (never decayed) field of the shape vocabulary: "T\t<action>" distinct shapes,
--- "X\t<action>" events that brought a key path new to the action, "p\t<action>\t<path hash>".
+-- "X\t<action>" events that brought a key path new to the action, "p\t<action>\t<path hash>",
+-- "U\t<action>" events of the action learned.
 local function bump_plain(f, d)
   ccache[f] = coarse_count(f) + d
   pend_c[f] = true
@@ -144,6 +145,10 @@ local function count_action(prev_act, act, to, cap, paths)
   count_coarse('a\t' .. prev_act .. '\t' .. act, 'A\t' .. prev_act, cap)
   if to ~= END_NODE then
     local new = count_coarse('n\t' .. act .. '\t' .. to, 'N\t' .. act, cap)
+    -- the action's learned events, never decayed: the shape escape compares its vocabulary
+    -- (plain counts) with this, not with the decayed count (a flood of runs without the action
+    -- decayed that one alone and inflated the escape, Dec 4 attack run round 4)
+    if paths ~= nil then bump_plain('U\t' .. act, 1) end
     if new and paths ~= nil then learn_shape(act, paths, cap) end
   end
 end

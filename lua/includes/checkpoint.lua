@@ -191,7 +191,8 @@ local function checkpoint()
   local stale = {}
   for _, f in ipairs(cfields) do
     local kind = sub(f, 1, 1)
-    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
+    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == 'U'
+        or kind == '#' then
       -- kept in place
     elseif kind == 'a' or kind == 'n' then
       local d = decay_count(ccounts[f])

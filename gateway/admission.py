@@ -37,6 +37,7 @@ from gateway.auth import MAX_KEY_CHARS, Caller, route_of, verify_event
 from gateway.body import int_query, read_json
 from gateway.ingest import (
     Checked,
+    batch_tokens,
     check_signatures,
     check_timestamp,
     ingest_limits,
@@ -52,8 +53,8 @@ from models.errors import AuthError, RateLimitedError, ValidationError
 from models.events import IngestEvent
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import event_fingerprint
-from models.ingest_schema import decode_event
-from models.ratelimit import INGEST
+from models.ingest_schema import decode_counted
+from models.ratelimit import INGEST, event_tokens
 from models.scopes import allows, parse_grant, roles_for
 from ratchet.platform.grants import key_side, names_key
 from ratchet.platform.provisioning import hash_api_key
@@ -163,7 +164,8 @@ async def admit_single(
     try:
         wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
         body = await read_json(request, state.settings.max_body_bytes)
-        event = decode_event(body, caller.project_id, ingest_limits(state.settings))
+        event, _, values = decode_counted(body, caller.project_id,
+                                          ingest_limits(state.settings), signed=False)
         if caller.agent_id is not None and event.agent_id != caller.agent_id:
             return None
         check_timestamp(request.headers.get(TIMESTAMP_HEADER), TIMESTAMP_HEADER)
@@ -175,7 +177,7 @@ async def admit_single(
     claim = (event.event_id, event_fingerprint(event))
     predicted = {event.agent_id: secret} if secret is not None else {}
     reads = await _round_trip(request, state, caller, sha, grant, [event.agent_id], predicted,
-                              1, [claim] if secret is not None else [])
+                              event_tokens(values), [claim] if secret is not None else [])
     if reads is None:
         return None
     if secret is None:  # the secret was read just now: check, then claim
@@ -237,7 +239,7 @@ async def admit_batch(
             return None  # a remembered secret may be stale: the full path reads it again
         claims = [(ev.event_id, event_fingerprint(ev)) for ev in _signed(items)]
     reads = await _round_trip(request, state, caller, sha, grant, list(agents), predicted,
-                              len(items), claims)
+                              batch_tokens(items), claims)
     if reads is None:
         return None
     if all_known:

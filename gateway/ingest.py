@@ -28,6 +28,7 @@ from models.errors import (
 )
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits
 from models.ingest_schema import decode_counted
+from models.ratelimit import event_tokens
 from models.sanitize import clean_text, is_display_safe
 from models.signing import signature_matches
 from ratchet.config.settings import Settings
@@ -60,6 +61,8 @@ class Checked:
     error: RatchetError | None = None
     #: The bytes its v2 signature covers, when parsing produced them (else the check does).
     signing: bytes | None = None
+    #: The JSON values it carries (its ingest tokens: models.ratelimit.event_tokens).
+    values: int = 0
 
     def result(self) -> dict[str, Any]:
         event_id = self.event.event_id if self.event else _raw_event_id(self.raw)
@@ -149,8 +152,13 @@ def parse_batch(
             out.append(Checked(i, raw, error=ValidationError(
                 str(exc), f"events[{i}].{exc.field}" if exc.field else f"events[{i}]")))
         else:
-            out.append(Checked(i, raw, event, None, signing))
+            out.append(Checked(i, raw, event, None, signing, values))
     return out
+
+
+def batch_tokens(items: Sequence[Checked]) -> int:
+    """Ingest tokens of a batch: each item's (one for an item refused before it was counted)."""
+    return sum(event_tokens(it.values) for it in items)
 
 
 def _over_budget(index: int, limits: Limits) -> ValidationError:

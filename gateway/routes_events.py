@@ -16,6 +16,7 @@ from gateway.chain_cap import chain_cap_error, refused_chains
 from gateway.idempotency import idempotent
 from gateway.ingest import (
     Checked,
+    batch_tokens,
     check_signatures,
     check_timestamp,
     envelopes,
@@ -32,8 +33,8 @@ from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.errors import AuthError, UnavailableError, ValidationError
 from models.events import IngestEvent
-from models.ingest_schema import decode_event
-from models.ratelimit import INGEST
+from models.ingest_schema import decode_counted
+from models.ratelimit import INGEST, event_tokens
 from ratchet.platform.provisioning import agent_secrets
 from ratchet.telemetry.children import child
 
@@ -80,10 +81,13 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
-        event = decode_event(body, caller.project_id, ingest_limits(state.settings))
+        event, _, values = decode_counted(body, caller.project_id, ingest_limits(state.settings),
+                                          signed=False)
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise
+    if event_tokens(values) > 1:  # its tokens past the one taken before the body was read
+        await rate_limit(request, caller, INGEST, event_tokens(values) - 1)
     if caller.agent_id is not None and event.agent_id != caller.agent_id:
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)
@@ -166,7 +170,7 @@ async def _post_batch(request: web.Request, state: GatewayState, caller: Caller)
     body = await read_json(request, state.settings.max_body_bytes)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))
-    await rate_limit(request, caller, INGEST, len(items))  # every event takes a token
+    await rate_limit(request, caller, INGEST, batch_tokens(items))  # models/ratelimit.py
     if caller.agent_id is not None:
         for it in items:
             if it.error is None and it.event is not None and it.event.agent_id != caller.agent_id:

@@ -1,7 +1,8 @@
 """Rate-limit tiers and the arithmetic of a token bucket's answer (pure; no I/O, no clock).
 
-A tier grants a project two buckets: ``ingest`` (one token per event; a batch of N events takes
-N tokens, all or nothing) and ``register`` (one token per credential operation: registering an
+A tier grants a project two buckets: ``ingest`` (one token per event, plus one per
+:data:`VALUES_PER_TOKEN` JSON values it carries — :func:`event_tokens`; a batch takes the sum of
+its events' tokens, all or nothing) and ``register`` (one token per credential operation: registering an
 agent, rotating a key or a secret). A bucket holds one minute's worth of tokens and refills
 continuously, so "120/min" allows a burst of 120 and then 2 per second.
 
@@ -27,10 +28,12 @@ from models.errors import ConfigError
 __all__ = [
     "INGEST",
     "REGISTER",
+    "VALUES_PER_TOKEN",
     "Bucket",
     "LimitKind",
     "RateDecision",
     "Tier",
+    "event_tokens",
     "parse_tiers",
     "retry_after_header",
 ]
@@ -38,6 +41,23 @@ __all__ = [
 LimitKind = Literal["ingest", "register"]
 INGEST: LimitKind = "ingest"
 REGISTER: LimitKind = "register"
+
+#: An event's ingest tokens grow with the JSON values it carries (payload, metadata, other
+#: fields): one more per this many. Deciding an event costs the gateway (parse, canonical form
+#: for the signature, duplicate-key check) and the worker (skeleton, guardrail scans) time in
+#: proportion to its values, so a tenant's bucket bounds that work, not only its event count:
+#: events of 10,000 values (the payload cap) at a tier's event rate stalled another tenant's
+#: verdicts for seconds (Dec 4 attack run, round 4). An ordinary event (tens of values) costs 1.
+VALUES_PER_TOKEN = 1_000
+
+
+def event_tokens(values: int) -> int:
+    """Ingest tokens of one event carrying ``values`` JSON values.
+
+    >>> event_tokens(0), event_tokens(999), event_tokens(1_000), event_tokens(10_000)
+    (1, 1, 2, 11)
+    """
+    return 1 + max(values, 0) // VALUES_PER_TOKEN
 
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

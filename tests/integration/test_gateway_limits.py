@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from models.envelope import decode_feedback, decode_ingest
+from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
 from tests.integration.gateway_support import (
     FakeWorker,
     Gateway,
@@ -254,12 +256,17 @@ async def test_a_huge_array_is_400_before_the_signature_is_checked(
     await nothing_published(gateway)
 
 
-async def test_a_batch_has_one_value_budget(gateway: Gateway, tenant: Tenant) -> None:
+async def test_a_batch_has_one_value_budget(gateway: Gateway) -> None:
     """25 events of 9,001 values each — every one under the per-event cap — are 225,025
     values: the 23rd overdraws the 200,000-value budget of the request, and it and the ones
-    after it are rejected naming ``events[i]``; the first 22 are published."""
+    after it are rejected naming ``events[i]``; the first 22 are published. (A high_volume
+    project: at 10 rate-limit tokens per such event the lowest tier would refuse the batch.)"""
+    project_id, api_key = await create_project(gateway.redis, gateway.keys, "big", "high_volume")
+    _, secret = await create_agent(gateway.redis, gateway.keys, project_id, "agent-1")
     events = [event(payload={"q": [0] * 9_000}) for _ in range(25)]
-    answer = await tenant.client.send_batch(events)
+    async with RatchetClient(gateway.url, api_key, "agent-1", secret,
+                             project_id=project_id) as client:
+        answer = await client.send_batch(events)
     assert answer.status == 200, answer.body
     results = answer.body["results"]
     assert [r["status"] for r in results] == ["accepted"] * 22 + ["rejected"] * 3

@@ -7,6 +7,12 @@ Path syntax (segments separated by ``.``):
 - ``**``    any depth, including none (keys and array elements);
 - ``[]``    after a segment: each element of the array there (``items[]``, ``rows[][]``).
 
+Strings are read as the content guardrails judge (:func:`fold`): text that is not plain ASCII is
+NFKC-normalised (fullwidth digits and letters, compatibility spaces such as the no-break space,
+ligatures: their plain forms) and stripped of invisible format characters (zero-width spaces
+and joiners, soft hyphens, bidi controls), so ``DROP\u00a0TABLE``, ``DR\u200bOP TABLE`` and a
+card number in fullwidth digits meet the same patterns and detectors as their plain spelling.
+
 A path addresses the values *at* that place, not below it: ``customer`` selects the value of
 ``customer``; ``customer.**`` selects everything under it. Arrays are explicit: a value inside
 ``contacts: [{email: ...}]`` is ``contacts[].email``, or ``**.email``. Keys that contain ``.``,
@@ -31,6 +37,7 @@ models.errors.ValidationError: rule.paths[0]: empty segment in 'a..b'; write seg
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -38,7 +45,7 @@ from typing import Any, NamedTuple
 from models.errors import ValidationError
 from models.guardrails.regex_safety import Regex, compile_internal
 
-__all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "walk"]
+__all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "fold", "walk"]
 
 #: Bounds of one payload walk; the gateway's own caps (docs/design.md §5) are lower.
 MAX_LEAVES = 10_000
@@ -81,6 +88,24 @@ class Leaf(NamedTuple):
 
 _leaf = tuple.__new__  # builds a Leaf without the Python-level __new__ (the hot path)
 
+#: Invisible format characters a word can hide behind (Unicode category Cf that renders as
+#: nothing): soft hyphen, zero-width space / non-joiner / joiner, marks, bidi embeddings and
+#: isolates, word joiner and invisible operators, byte-order mark.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                        "\u2066-\u206f\ufeff]")
+
+
+def fold(text: str) -> str:
+    """``text`` as pattern and PII guardrails read it: plain ASCII as it is (the common case,
+    one C-level check); anything else NFKC-normalised, invisible format characters removed.
+
+    >>> fold("DROP\u00a0TABLE"), fold("DR\u200bOP TABLE"), fold("\uff14\uff11\uff11\uff11")
+    ('DROP TABLE', 'DROP TABLE', '4111')
+    """
+    if text.isascii():
+        return text
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
 
 def walk(payload: Mapping[str, Any], *, max_leaves: int = MAX_LEAVES) -> tuple[Leaf, ...]:
     """All string and number values of ``payload`` (booleans and nulls carry no content)."""
@@ -107,6 +132,8 @@ def _walk(
             clean = ks.translate(_CLEAN) if _KEY in ks or _ELEM in ks else ks
             if isinstance(v, (str, int, float)):
                 if v is not True and v is not False:
+                    if type(v) is str and not v.isascii():
+                        v = fold(v)
                     out.append(_leaf(Leaf, (key + _KEY + clean, parts + (ks,), ks, v)))
             elif v is not None:
                 _walk(v, key + _KEY + clean, parts + (ks,), ks, out, cap, depth + 1)
@@ -115,6 +142,8 @@ def _walk(
         for i, v in enumerate(node):
             if isinstance(v, (str, int, float)):
                 if v is not True and v is not False:
+                    if type(v) is str and not v.isascii():
+                        v = fold(v)
                     out.append(_leaf(Leaf, (sub, parts + (i,), name, v)))
             elif v is not None:
                 _walk(v, sub, parts + (i,), name, out, cap, depth + 1)

@@ -175,3 +175,15 @@ def test_rules_are_compiled_once_at_load() -> None:
         check_pattern(PatternConfig(enabled=False, rules=c.rules), walk({"sql": "drop table"}))
         == []
     )
+
+
+def test_lookalike_spellings_meet_the_same_rules() -> None:
+    """A no-break space, a zero-width space, fullwidth letters or a soft hyphen inside a word
+    passed a pattern rule (Dec 4 attack run, round 4): values are folded (NFKC, invisible
+    format characters removed) before any rule reads them; plain ASCII is read as sent."""
+    c = cfg(DROP)
+    for sql in ("DROP\u00a0TABLE users", "DR\u200bOP TABLE users", "ＤＲＯＰ ＴＡＢＬＥ users",
+                "DROP\u2060 TA\u00adBLE users", "drop\u3000table users"):
+        assert hits(c, {"sql": sql}) == [("pattern.drop", "flag", 1, ["sql"])], repr(sql)
+    assert hits(c, {"sql": "DROP\tTABLE users"})[0][2] == 1  # ASCII whitespace, as before
+    assert hits(c, {"sql": "DROPTABLE"}) == []

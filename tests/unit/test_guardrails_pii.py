@@ -450,3 +450,11 @@ def test_a_spent_scan_budget_fails_closed() -> None:
     (limit,) = check_pii(cfg, leaves, ScanBudget(first))  # the padding spends it all
     assert limit.detail["rule"] == "pii.scan_limit" and limit.action == "reject"
     assert limit.detail["unscanned_values"] == 1
+
+
+def test_fullwidth_and_invisible_characters_do_not_hide_a_card() -> None:
+    """A card number in fullwidth digits, or with zero-width spaces between its groups, is the
+    same card to the detectors (values are folded before they are read)."""
+    for value in ("４１１１ １１１１ １１１１ １１１１", "4111\u200b1111\u200b1111\u200b1111",
+                  "4111\u00a01111\u00a01111\u00a01111"):
+        assert "card" in found(value, "note"), repr(value)

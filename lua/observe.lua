@@ -202,9 +202,9 @@ local BASE, FIELDS = 43, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
-  'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht' }
+  'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'ek' }
 local m = redis.call('HMGET', meta_key, 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf',
-  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'xp', 'ps')
+  'chg', 'forced', 'events', 'nw', 'nt', 'unl', 'nc', 'aw', 'at', 'acl', 'ht', 'xp', 'ps', 'ek')
 local st = {
   runs = tonumber(m[1] or '0'), mode = tonumber(m[2] or '0'),
   sig = tonumber(m[3] or sigma_default), fb = tonumber(m[4] or fallback_default),
@@ -215,6 +215,7 @@ local st = {
   nc = tonumber(m[15] or '0'),
   aw = tonumber(m[16] or '0'), at = tonumber(m[17] or '0'), acl = tonumber(m[18] or '0'),
   ht = tonumber(m[19] or '0'),
+  ek = tonumber(m[22] or '0'),  -- learned events at the last checkpoint
 }
 local was = {}  -- the counters as read, to write back only the changed ones
 for i = 1, #META do was[i] = st[META[i]] end
@@ -696,9 +697,15 @@ for i = 1, n do
         st.runs = st.runs + 1
         if st.runs % checkpoint_runs == 0 then
           if dry then return { '!' } end
-          ckp_work = ckp_work + st.ne + st.nc + 1
-          checkpoint()
-          checkpointed = true
+          -- only after the chain learned something since the last one: runs of paused calls
+          -- nobody approved would otherwise decay the baseline, checkpoint after checkpoint
+          -- (Dec 4 attack run, round 4; mirrors models/reference.py)
+          if st.events ~= st.ek then
+            ckp_work = ckp_work + st.ne + st.nc + 1
+            checkpoint()
+            checkpointed = true
+            st.ek = st.events
+          end
         end
       end
     end

@@ -89,6 +89,8 @@ class ReferenceChain:
     window: list[float] = field(default_factory=list)
     runs: dict[str, _Run] = field(default_factory=dict)
     run_count: int = 0
+    #: Learned events when the last checkpoint ran (a checkpoint needs some learned since).
+    events_at_checkpoint: int = 0
     mode: int = 0
     sigma: float | None = None
     fallback: float | None = None
@@ -428,8 +430,11 @@ class ReferenceChain:
             src, prev_action = START, START
             if learn:
                 self.run_count += 1
-                if self.run_count % self.params.checkpoint_runs == 0:
+                # only after something was learned since the last one (lua/observe.lua)
+                if (self.run_count % self.params.checkpoint_runs == 0
+                        and self.events != self.events_at_checkpoint):
                     changed = self._checkpoint()
+                    self.events_at_checkpoint = self.events
         if learn and high_priority:
             self.eligible = True
         if self.params.shape_escape not in ("combos", "paths", "each"):

@@ -18,10 +18,12 @@ from ratchet.store.chains import ChainBatch, ObserveItem
 from ratchet.store.keys import Keys
 from ratchet.store.scripts import script_source
 
-IN_PLACE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
+IN_PLACE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == 'U'
+        or kind == '#' then
       -- kept in place
     elseif"""
-WHOLE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == '#' then
+WHOLE = """    if kind == 'r' or kind == 'T' or kind == 'X' or kind == 'p' or kind == 'U'
+        or kind == '#' then
       cout[f] = ccounts[f]
       cout_fields[#cout_fields + 1] = f
     elseif"""

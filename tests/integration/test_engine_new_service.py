@@ -165,3 +165,18 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
         await alone.decide([ev])
     [one] = await alone.decide(_run("e", "mail", "e-mail-9", ["send"]))
     assert (one.mode, one.action, one.anomalous) == (after.mode, after.action, after.anomalous)
+
+
+async def test_paused_runs_do_not_decay_a_locked_baseline(redis_client: aioredis.Redis) -> None:
+    """A checkpoint (and its decay) runs only after the chain learned something since the last
+    one: runs of paused calls nobody approved used to decay the baseline checkpoint after
+    checkpoint (Dec 4 attack run, round 4: ≈ 18,000 such runs wore a chain's counts down)."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "y", 12) == "locked"
+    [first] = await engine.decide(_run("y", "crm", "y-junk-0", ["junk"]))
+    # (its run starts with the checkpoint the last learned run is owed)
+    before = await engine.store.edge_counts(first.chain_tag)
+    for r in range(1, 21):  # one-event runs of a shape the chain never saw: paused, held
+        [v] = await engine.decide(_run("y", "crm", f"y-junk-{r}", ["junk"]))
+        assert v.action == "pause" and v.held, r
+    assert await engine.store.edge_counts(first.chain_tag) == before

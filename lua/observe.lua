@@ -378,7 +378,11 @@ end
 local function learn_streak(node, length)
   local f = 'r\t' .. node
   local longest = coarse_count(f)
-  if longest < length and length <= math.floor(repeat_factor * longest) + repeat_margin then
+  -- in shadow the chain learns what it sees, streaks too (a run that always repeats a call
+  -- five times would otherwise never grow the limit from 0 and be paused on every run once
+  -- locked, approvals included); past shadow only within the limit (a loop is not learned)
+  if longest < length and (st.mode == 0
+      or length <= math.floor(repeat_factor * longest) + repeat_margin) then
     pend_c[f] = true
     ccache[f] = length
   end

@@ -212,12 +212,15 @@ class ReferenceChain:
 
     def _learn_streak(self, node: str, length: int) -> None:
         """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
-        it is longer, but only if it stayed within the limit (an anomalous loop is not learned,
-        and a streak cannot raise its own limit while it runs)."""
+        it is longer — in shadow freely (the chain learns what it sees), past shadow only if it
+        stayed within the limit (an anomalous loop is not learned, and a streak cannot raise its
+        own limit while it runs)."""
         p = self.params
         f = f"r\t{node}"
         longest = self.coarse.get(f, 0)
-        if longest < length <= repeat_limit(longest, factor=p.repeat_factor, margin=p.repeat_margin):
+        # in shadow freely (lua/observe.lua); past shadow only within the limit
+        if longest < length and (self.mode == 0 or length <= repeat_limit(
+                longest, factor=p.repeat_factor, margin=p.repeat_margin)):
             self.coarse[f] = length
 
     def _settle_streaks(self, run_id: str, node: str, repeats: int, *, learned: bool,

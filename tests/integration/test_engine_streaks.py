@@ -67,3 +67,22 @@ async def test_usual_streaks_are_learned_wherever_the_run_ends(
     # and a loop well past anything learned is still caught
     [*_, last] = await engine.decide(_run("a", "loop", 30, ends_on_ci=True, send_end=False))
     assert last.anomalous and last.action == "pause"
+
+
+async def test_a_fixed_repeat_count_is_learned_in_shadow(redis_client: aioredis.Redis) -> None:
+    """A workflow that always repeats a call five times (read five records): in shadow the
+    chain learns the streak as it learns everything else. Before, the limit grew only from
+    what it allowed (0 → 2 → 5 …), so a streak that was never ≤ 2 was never learned, and once
+    locked the 4th and 5th call of every run were paused, approvals included (Dec 4 attack run,
+    round 5: another tenant's ordinary runs, "a a a p p" on every run)."""
+    engine = Engine.create(redis_client, keys=Keys(f"st{uuid.uuid4().hex[:8]}"),
+                           guardrails=False, params=FAST)
+    verdicts = []
+    for r in range(40):
+        verdicts += await engine.decide(_run("b", f"f{r}", 5, ends_on_ci=False, send_end=True))
+    locked = [v for v in verdicts if v.mode == "locked"]
+    assert locked, "the chains should be locked by now"
+    assert [v for v in locked if v.anomalous] == []
+    # a loop well past it is still caught
+    [*_, last] = await engine.decide(_run("b", "loop", 30, ends_on_ci=True, send_end=False))
+    assert last.anomalous and last.action == "pause"

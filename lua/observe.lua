@@ -101,14 +101,14 @@
   ARGV[27] chain_ttl         idle TTL of the chain, s
   ARGV[28] protect           1 = paused/rejected/held events (flagged too, ARGV[33]) are not learned
   ARGV[29] robust            1 = window statistic median + k·1.4826·MAD; 0 = mean + k·std
-  ARGV[30] mode_floor        mode to act by while the chain is in shadow and has no footing of
-                             its own (fewer than min_runs_soft runs before the event): 0 none,
+  ARGV[30] mode_floor        mode to act by while the chain is in shadow (however many runs it
+                             has: it leaves shadow by its own footing and stability): 0 none,
                              1 soft, 2 locked — a service new to an agent established elsewhere;
                              one digit for the whole batch, or one digit per event (the agent's
                              other services changed mode inside the batch: Engine.decide);
                              3..5 per event = the floor 0..2 not known for sure yet: the call
                              stops before the first such event its floor would decide (the chain
-                             in shadow without footing, and the event anomalous or starting a
+                             in shadow, and the event anomalous or starting a
                              run that checkpoints) and answers the events before it only
   ARGV[31] uniform           1 = uniform decay (every count, ARGV[25] ppm), 0 = tiered
   ARGV[32] backoff_weight    weight of the action back-off model (0 = off: min_support rule)
@@ -671,10 +671,11 @@ for i = 1, n do
   local ext_hold = string.byte(flags, 3) == 49
   local answer_field = event_id -- the event's field (ratchet.store.keys.event_field)
   st.mode_changed = 0
-  -- the floor holds while the chain has no footing of its own: under min_runs_soft runs before
-  -- this event (the runs it starts count from the next event on, as when each event came alone)
+  -- the floor holds while the chain is in shadow: runs alone never lift it (one approved call
+  -- repeated thirty times is thirty learned runs; Dec 4 attack run, round 5). A checkpoint this
+  -- event runs that takes the chain out of shadow decides by its new mode (action_for).
   st.floor, st.unsure = 0, false
-  if footing() < CKP.min_runs_soft then
+  if st.mode == 0 then
     st.floor = string.byte(floors, #floors > 1 and i or 1) - 48
     -- 3..5: the floor 0..2 as far as the caller knows yet (another chain of the agent may
     -- still change mode before this event): the batch stops before an event it would decide

@@ -94,17 +94,34 @@ def next_mode(
     unlearnable: bool = False,
     novelty: float = 0.0,
     by_action: bool = False,
+    floor: int = SHADOW,
 ) -> tuple[int, bool]:
     """The mode after a checkpoint, and whether it was a forced promotion to locked.
 
     ``novelty``: the chain's current rate of never-seen transitions; it locks (unforced) only
     when that is at most ``lock_novelty``. ``by_action``: the chain is unlearnable but judged on
     its step order (``unlearnable_rule``), so it leaves shadow by volume: its shape distribution
-    never settles, and need not.
+    never settles, and need not. ``floor``: the mode the chain acted by in shadow (a service new
+    to an agent established elsewhere, models/mode_floors.py): a chain that leaves shadow takes
+    it as its own — it learned under that mode, its anomalies held back, so its baseline is
+    what a chain of that mode would have learned, and a mode below the one it acted by would
+    let its next anomalies through (Dec 4 attack run, round 5). Not an unlearnable chain: it
+    never locks.
+
+    >>> p = EngineParams(min_runs_soft=30, min_runs_locked=100)
+    >>> next_mode(SHADOW, runs=30, change=0.0, eligible=False, params=p, floor=LOCKED)
+    (2, False)
+    >>> next_mode(SHADOW, runs=30, change=0.9, eligible=False, params=p, floor=LOCKED)
+    (0, False)
+    >>> next_mode(SHADOW, runs=30, change=0.9, eligible=False, params=p, floor=LOCKED,
+    ...           unlearnable=True, by_action=True)
+    (1, False)
     """
     stable = change < params.stability_for(runs)
     if mode == SHADOW and runs >= params.min_runs_soft and (stable or by_action):
         mode = SOFT_LOCK
+        if floor > mode and not unlearnable:
+            return floor, False
     if mode == SOFT_LOCK and not unlearnable and runs >= params.min_runs_locked:
         settled = stable and novelty <= params.lock_novelty
         if settled and (eligible or params.lock_when_stable):

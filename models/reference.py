@@ -248,7 +248,7 @@ class ReferenceChain:
                 self.nn += 1
 
     # --- checkpoint (mirror includes/checkpoint.lua) ------------------------------------
-    def _checkpoint(self) -> int:
+    def _checkpoint(self, floor: int = 0) -> int:
         p = self.params
         self.change = distribution_change(self.edges, self.snapshot)
         # judged until the chain locks: a locked chain keeps judging every transition
@@ -265,6 +265,7 @@ class ReferenceChain:
         mode, forced = next_mode(
             self.mode, runs=self.footing, change=self.change, eligible=self.eligible, params=p,
             unlearnable=self.unlearnable, novelty=novelty, by_action=self.by_action,
+            floor=floor,
         )
         changed = 0
         if mode != self.mode:
@@ -391,10 +392,10 @@ class ReferenceChain:
     ) -> Observation | None:
         """:meth:`observe`, or None (nothing changed) where lua/observe.lua stops a batch: the
         event's mode floor is not known for sure yet (``unsure``, a digit 3..5) and would decide
-        its action — the chain in shadow without footing, and the event anomalous or starting a
+        its action — the chain in shadow, and the event anomalous or starting a
         run that checkpoints."""
         run = self.runs.get(run_id)
-        if (unsure and self.mode == 0 and self.footing < self.params.min_runs_soft
+        if (unsure and self.mode == 0
                 and (run is None or event_id not in run.answers)):
             starts = run is None or run.last is None or run.ended
             if (kw.get("learn", True) and starts
@@ -426,8 +427,8 @@ class ReferenceChain:
             to = prior.to_node if prior.to_node in (END, OVERFLOW) else node
             return replace(prior, duplicate=True, to_node=to)
         changed = 0
-        # the floor holds while the chain has no footing of its own (lua/observe.lua)
-        floor = mode_floor if self.footing < self.params.min_runs_soft else 0
+        # the floor holds while the chain is in shadow (lua/observe.lua)
+        floor = mode_floor if self.mode == 0 else 0
         src, prev_action = run.last, run.last_action
         if src is None or run.ended:
             src, prev_action = START, START
@@ -436,7 +437,7 @@ class ReferenceChain:
                 # only after something was learned since the last one (lua/observe.lua)
                 if (self.run_count % self.params.checkpoint_runs == 0
                         and self.events != self.events_at_checkpoint):
-                    changed = self._checkpoint()
+                    changed = self._checkpoint(floor)
                     self.events_at_checkpoint = self.events
         if learn and high_priority:
             self.eligible = True

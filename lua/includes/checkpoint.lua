@@ -80,12 +80,15 @@ local function is_unlearnable(new, seen, runs)
   return new / seen > limit
 end
 
-local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_action)
+local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_action, floor)
   local limit = CKP.stability
   if runs >= large_runs then limit = CKP.stability_large end
   local stable = change < limit
   if mode == 0 and runs >= CKP.min_runs_soft and (stable or by_action) then
     mode = 1
+    -- a chain leaving shadow under a mode floor takes the floor as its own (not an
+    -- unlearnable one: it never locks)
+    if floor > mode and not unlearnable then return floor, false end
   end
   if mode == 1 and not unlearnable and runs >= min_runs_locked then
     if stable and novelty <= CKP.lock_novelty and (eligible or CKP.lock_stable) then
@@ -131,7 +134,7 @@ local function checkpoint()
   if by_action then st.acl = 1 end
   st.aw, st.at = math.floor(st.aw / 2), math.floor(st.at / 2)
   local mode, forced = next_mode(st.mode, footing(), change, st.elig == 1, unl, novelty,
-    by_action)
+    by_action, st.floor)
   if mode ~= st.mode then
     st.mode = mode
     st.mode_changed = 1

@@ -488,7 +488,7 @@ class Engine:
                 eligible=chain.critical or self.rich,
                 locked_action=p.critical_locked_action if chain.critical else p.locked_action,
                 mode_floor=floor_of(seen.get((chain.project_id, chain.agent_id), {}),
-                                    service_field(chain), p.min_runs_soft),
+                                    service_field(chain)),
                 params=None if p is self.params else p,
             ))
         return batches
@@ -524,8 +524,7 @@ class Engine:
             agent = (chain.project_id, chain.agent_id)
             if agent in agents:
                 fixed.setdefault(agent, []).extend(changes(
-                    service_field(chain), indices, answer.all_mode_runs(),
-                    footing(chain.project_id)))
+                    service_field(chain), indices, answer.all_mode_runs()))
         for r in range(1, FLOOR_ROUNDS_MAX + 1):
             todo = [j for j in waiting if done[j] < len(chains[j][1])]
             if not todo:
@@ -537,8 +536,7 @@ class Engine:
                     chain, indices = chains[j]
                     updates.setdefault((chain.project_id, chain.agent_id), []).extend(changes(
                         service_field(chain), indices,
-                        (mr for a in parts[j] for mr in a.all_mode_runs()),
-                        footing(chain.project_id)))
+                        (mr for a in parts[j] for mr in a.all_mode_runs())))
             for agent_updates in updates.values():
                 agent_updates.sort()
             sent = []
@@ -557,7 +555,7 @@ class Engine:
                     if at is not None and (horizon is None or at < horizon):
                         horizon = at
                 rest = indices[done[j]:]
-                floors = event_floors(chain, rest, records, updates.get(agent, []), soft)
+                floors = event_floors(chain, rest, records, updates.get(agent, []))
                 each = [floors] * len(rest) if isinstance(floors, int) else list(floors)
                 if horizon is not None and not last:
                     each = [f + UNSURE if i > horizon else f
@@ -705,7 +703,8 @@ class Engine:
     # A chain starts in shadow. When the agent already has a chain past shadow on another
     # service, a first call to a new service is exactly what exfiltration looks like, so the new
     # chain acts by the agent's mode (flag or pause, and pausing holds the event back from
-    # learning) until it has its own footing: a mode past shadow or min_runs_soft runs.
+    # learning) for as long as that chain is in shadow: it leaves shadow by its own footing and
+    # stability (runs alone never lift the floor).
     # Per agent, one record {chain label suffix -> "mode:runs"} (EngineStore.service_modes),
     # read and written once per batch.
 

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
@@ -147,7 +148,7 @@ def test_lua_matches_reference_with_a_mode_floor_per_event(
     redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     """One floor per event (ARGV[30] a digit per event), and the floor dropped once the chain
-    has its own footing (min_runs_soft runs before the event), batch by batch as in one."""
+    left shadow (taking the floor as its mode when it does), batch by batch as in one."""
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[None, 2, None, 0]))
 
 
@@ -158,8 +159,8 @@ def test_lua_stops_where_the_reference_stops_on_an_unsure_floor(
     redis_url: str, events: list[Event], cuts: list[int], learn_mask: list[bool]
 ) -> None:
     """Floors not known for sure (3..5): the call answers the events before the first one its
-    floor would decide (anomalous, or starting a run that checkpoints, in shadow without
-    footing) and changes nothing for it or after it — the reference returns None there."""
+    floor would decide (anomalous, or starting a run that checkpoints, in shadow) and changes
+    nothing for it or after it — the reference returns None there."""
     asyncio.run(_run_both(redis_url, events, cuts, SMALL, floors=[-1, -1, 1],
                           learn_mask=learn_mask))
 
@@ -209,6 +210,35 @@ def test_lua_matches_reference_on_chains_that_settle(
     redis_url: str, events: list[Event], cuts: list[int]
 ) -> None:
     asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0)))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(settling_st, min_size=20, max_size=160),
+       cuts=st.lists(st.integers(0, 160)),
+       floors=st.sampled_from([[0, 2], [2, 0, 0], [1, 2], [0, 1]]))
+def test_lua_matches_reference_on_chains_that_leave_shadow_under_a_floor(
+    redis_url: str, events: list[Event], cuts: list[int], floors: list[int | None]
+) -> None:
+    """A floored chain that settles leaves shadow for the floor's mode (models/modes.py
+    next_mode), an unlearnable one for soft-lock — the same in Lua as in the reference. The
+    floor changes from batch to batch (under floor 2 from the start a chain learns nothing
+    new, so it would never settle)."""
+    asyncio.run(_run_both(redis_url, events, cuts, SMALL.replace(min_support=0),
+                          floors=floors))
+
+
+@pytest.mark.parametrize("floors", [[0, 0, 2], [0, 0, 1], [1, 1, 2]])
+async def test_lua_matches_reference_where_a_settled_chain_leaves_shadow_under_a_floor(
+    redis_url: str, floors: list[int | None]
+) -> None:
+    """One run per batch, the batches of every third run (each checkpoint's) under the floor:
+    the chain leaves shadow there, for the floor's mode."""
+    events: list[Event] = []
+    for r in range(30):
+        events += [(2 * r, "r1", "n0", False, False, False, "crm.read"),
+                   (2 * r + 1, "r1", "n1", False, True, False, "crm.write")]
+    await _run_both(redis_url, events, list(range(2, 60, 2)), SMALL.replace(min_support=0),
+                    floors=floors)
 
 
 #: Back-to-back repeats in interleaved runs that seldom end on this chain (their ends are on

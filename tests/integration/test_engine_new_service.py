@@ -82,8 +82,9 @@ async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_m
     [first] = await engine.decide(_run("c", "crm", "c-crm-0", ["find"]))
     assert first.mode == "shadow" and first.anomalous and first.action == "allow"
     await _establish(engine, "c", 12)
-    # the second service, once it has its own footing (min_runs_soft runs that taught it
-    # something: here a person approves its first, paused call), follows its own mode
+    # the second service, once it left shadow by its own footing (min_runs_soft runs that
+    # taught it something: here a person approves its first, paused call) and stability,
+    # follows its own mode — the locked one it learned under, not a laxer one
     [p0] = await engine.decide(_run("c", "mail", "c-mail-0", ["send"]))
     assert p0.action == "pause" and p0.held
     assert (await engine.feedback(p0.chain_tag, p0.run_id, p0.event_id, "approve")).applied
@@ -91,7 +92,9 @@ async def test_a_new_agent_is_not_enforced_and_established_services_keep_their_m
         [ok] = await engine.decide(_run("c", "mail", f"c-mail-{r}", ["send"]))
         assert ok.action == "allow" and not ok.held
     [v] = await engine.decide(_run("c", "mail", "c-mail-x", ["forward"]))
-    assert v.anomalous and v.mode in ("shadow", "soft_lock") and v.action != "pause"
+    assert v.anomalous and v.mode == "locked" and v.action == "pause"
+    crm = await engine.decide(_run("c", "crm", "c-crm-x", ["find", "read"]))
+    assert [(w.mode, w.action) for w in crm] == [("locked", "allow")] * 2
 
 
 async def test_paused_runs_never_approved_give_a_new_service_no_footing(
@@ -114,6 +117,38 @@ async def test_paused_runs_never_approved_give_a_new_service_no_footing(
     batch = [ev for r in range(3 * FAST.min_runs_soft)
              for ev in _run("x", "paste", f"x-paste-b{r}", ["upload"])]
     assert {v.action for v in await engine.decide(batch)} == {"pause"}
+
+
+async def test_one_approved_call_repeated_does_not_lift_the_floor(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Learned runs alone do not lift a floor: it holds while the new chain is in shadow (Dec 4
+    attack run, round 5: one approved call repeated 35 times gave the new service of a locked
+    agent its footing, and the chain, still in shadow, then allowed anything). Here the new
+    chain can never settle (stability 0), so it stays in shadow however many runs it learns."""
+    keys = Keys(f"ns{uuid.uuid4().hex[:8]}")
+    engine = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=FAST)
+    assert await _establish(engine, "f", 12) == "locked"
+    never = FAST.replace(stability=0.0, stability_large=0.0)
+    unsettled = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=never)
+    [v] = await unsettled.decide(_run("f", "mail", "f-mail-0", ["send"]))
+    assert v.action == "pause"
+    assert (await unsettled.feedback(v.chain_tag, v.run_id, v.event_id, "approve")).applied
+    for r in range(1, 4 * FAST.min_runs_soft):
+        [same] = await unsettled.decide(_run("f", "mail", f"f-mail-{r}", ["send"]))
+        assert same.action == "allow" and not same.anomalous, r
+    record = await unsettled.store.service_modes([("p", "f")])
+    assert record[("p", "f")]["mail"][0] == 0  # still shadow, footing or not
+    [odd] = await unsettled.decide(_run("f", "mail", "f-mail-odd", ["dump_all"]))
+    assert odd.mode == "shadow" and odd.anomalous
+    assert odd.action == "pause" and odd.held  # floored by the locked crm chain
+    # the same in one batch: the repeats and the odd call together
+    batch = [ev for r in range(4 * FAST.min_runs_soft)
+             for ev in _run("f", "mail", f"f-mail-b{r}", ["send"])]
+    batch += _run("f", "mail", "f-mail-bodd", ["export_all"])
+    verdicts = await unsettled.decide(batch)
+    assert [w.action for w in verdicts[:-1]] == ["allow"] * (len(batch) - 1)
+    assert verdicts[-1].anomalous and verdicts[-1].action == "pause"
 
 
 async def test_a_critical_chain_is_floored_by_its_services_normal_chain(
@@ -140,21 +175,24 @@ async def test_what_if_leaves_the_service_record_alone(redis_client: aioredis.Re
     assert await redis_client.hgetall(key) == before
 
 
-async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredis.Redis) -> None:
-    """A new service that reaches its footing (min_runs_soft runs) inside one batch gets it
-    recorded, and then acts by its own mode instead of the agent's other services' mode."""
+async def test_leaving_shadow_inside_one_batch_is_recorded(redis_client: aioredis.Redis) -> None:
+    """A new service that leaves shadow (min_runs_soft learned runs, settled) inside one batch
+    gets its mode recorded — the floor it acted by, locked: it learned under it, and a lower
+    mode would let its next anomalies through (Dec 4 attack run, round 5: one approved call
+    repeated 35 times, then anything allowed or only flagged)."""
     engine = _engine(redis_client)
     assert await _establish(engine, "e", 12) == "locked"
     [v] = await engine.decide(_run("e", "mail", "e-mail-0", ["send"]))
     assert v.action == "pause"
     assert (await engine.feedback(v.chain_tag, v.run_id, v.event_id, "approve")).applied
     batch = [ev for r in range(1, 5) for ev in _run("e", "mail", f"e-mail-{r}", ["send"])]
-    await engine.decide(batch)  # runs 2..5 of the chain in one batch: footing (3) passed
+    await engine.decide(batch)  # runs 2..5 of the chain in one batch: it leaves shadow
     record = await engine.store.service_modes([("p", "e")])
-    assert record[("p", "e")]["mail"][1] >= FAST.min_runs_soft
+    assert record[("p", "e")]["mail"][0] == 2
     [after] = await engine.decide(_run("e", "mail", "e-mail-9", ["send"]))
-    # its own mode now (the learned "send" promoted it past shadow), not the agent's locked one
-    assert after.mode in ("shadow", "soft_lock") and after.action == "allow"
+    assert after.mode == "locked" and after.action == "allow"
+    [odd] = await engine.decide(_run("e", "mail", "e-mail-odd", ["forward_all"]))
+    assert odd.mode == "locked" and odd.anomalous and odd.action == "pause" and odd.held
     # and exactly as if the batch's events had come one by one
     alone = _engine(redis_client)
     assert await _establish(alone, "e", 12) == "locked"
@@ -165,6 +203,19 @@ async def test_footing_passed_inside_one_batch_is_recorded(redis_client: aioredi
         await alone.decide([ev])
     [one] = await alone.decide(_run("e", "mail", "e-mail-9", ["send"]))
     assert (one.mode, one.action, one.anomalous) == (after.mode, after.action, after.anomalous)
+
+
+async def test_a_new_service_of_a_soft_locked_agent_leaves_shadow_soft_locked(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The floor a chain takes on leaving shadow is the one it acted by: soft-lock here."""
+    engine = _engine(redis_client)
+    assert await _establish(engine, "g", 4) == "soft_lock"
+    for r in range(FAST.min_runs_soft + 1):
+        [v] = await engine.decide(_run("g", "mail", f"g-mail-{r}", ["send"]))
+    assert v.mode == "soft_lock"
+    record = await engine.store.service_modes([("p", "g")])
+    assert record[("p", "g")]["mail"][0] == 1
 
 
 async def test_paused_runs_do_not_decay_a_locked_baseline(redis_client: aioredis.Redis) -> None:

@@ -145,8 +145,9 @@ class Recorder:
             answered = batch.items[:len(answer)]
             for k, (item, obs) in enumerate(zip(answered, answer, strict=True)):
                 chain.assessed.clear()
-                # the floor the event is acted by: none once the chain has its own footing
-                floor = batch.floor_at(k) if chain.run_count < self.params.min_runs_soft else 0
+                # the floor the event is acted by while the chain is in shadow (the grid acts
+                # by the chain's own mode once it left shadow)
+                floor = batch.floor_at(k)
                 ref = chain.observe(
                     item.event_id, item.run_id, item.node, high_priority=item.high_priority,
                     end_of_run=item.end_of_run, hold=item.hold, learn=learn,

@@ -2,8 +2,8 @@
 
 One script call per chain per batch; the calls of a batch that spans several chains go out in one
 pipeline (single Redis) or concurrently (Redis Cluster, where each chain may live on another node).
-It also keeps the per-agent service-mode record (which services of an agent have their own
-footing), so the engine never touches Redis directly.
+It also keeps the per-agent service-mode record (each service's mode and footing runs), so the
+engine never touches Redis directly.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class ChainBatch:
     #: distribution never settles (any stable chain may lock, see models.modes.next_mode).
     eligible: bool = False
     locked_action: str = "pause"
-    #: Mode to act by while the chain itself is in shadow and has no footing of its own (0 =
-    #: none): the agent is established on other services and this service is new to it (see
+    #: Mode to act by while the chain itself is in shadow, and to leave shadow at (0 = none):
+    #: the agent is established on other services and this service is new to it (see
     #: Engine.decide). One for the whole batch, or one per item (the agent's other services
     #: changed mode inside the batch); an item's floor plus UNSURE: not known for sure yet (the
     #: observe call stops before the first such item the floor would decide).

@@ -71,7 +71,7 @@ FLOOR_ROUNDS = Counter(
     "ratchet_engine_floor_rounds_total",
     "Extra observe round trips of a batch: a chain of a service new to its agent waited for the "
     "agent's other chains in the batch, so that each of its events is floored by their mode as "
-    "of that event (round 2: after the chains with a footing; 3: after those gaining one).",
+    "of that event (round 2: after the chains past shadow; 3: after those leaving it).",
     ["round"],
 )
 

@@ -105,8 +105,11 @@ def next_mode(
     to an agent established elsewhere, models/mode_floors.py): a chain that leaves shadow takes
     it as its own — it learned under that mode, its anomalies held back, so its baseline is
     what a chain of that mode would have learned, and a mode below the one it acted by would
-    let its next anomalies through (Dec 4 attack run, round 5). Not an unlearnable chain: it
-    never locks.
+    let its next anomalies through (Dec 4 attack run, round 5). An unlearnable chain too: under
+    a floor it learned only what was not anomalous or what a person approved, so a high rate of
+    new transitions there was made by shapes the escape let through — one approved call and
+    its key subsets (round 6) — and soft-locking it would let it learn what it flags; once
+    locked, a chain is judged on every transition again.
 
     >>> p = EngineParams(min_runs_soft=30, min_runs_locked=100)
     >>> next_mode(SHADOW, runs=30, change=0.0, eligible=False, params=p, floor=LOCKED)
@@ -115,12 +118,12 @@ def next_mode(
     (0, False)
     >>> next_mode(SHADOW, runs=30, change=0.9, eligible=False, params=p, floor=LOCKED,
     ...           unlearnable=True, by_action=True)
-    (1, False)
+    (2, False)
     """
     stable = change < params.stability_for(runs)
     if mode == SHADOW and runs >= params.min_runs_soft and (stable or by_action):
         mode = SOFT_LOCK
-        if floor > mode and not unlearnable:
+        if floor > mode:
             return floor, False
     if mode == SOFT_LOCK and not unlearnable and runs >= params.min_runs_locked:
         settled = stable and novelty <= params.lock_novelty

@@ -86,9 +86,9 @@ local function next_mode(mode, runs, change, eligible, unlearnable, novelty, by_
   local stable = change < limit
   if mode == 0 and runs >= CKP.min_runs_soft and (stable or by_action) then
     mode = 1
-    -- a chain leaving shadow under a mode floor takes the floor as its own (not an
-    -- unlearnable one: it never locks)
-    if floor > mode and not unlearnable then return floor, false end
+    -- a chain leaving shadow under a mode floor takes the floor as its own, an unlearnable one
+    -- too (under a floor only shapes the escape let through made it so; models/modes.py)
+    if floor > mode then return floor, false end
   end
   if mode == 1 and not unlearnable and runs >= min_runs_locked then
     if stable and novelty <= CKP.lock_novelty and (eligible or CKP.lock_stable) then

@@ -151,6 +151,45 @@ async def test_one_approved_call_repeated_does_not_lift_the_floor(
     assert verdicts[-1].anomalous and verdicts[-1].action == "pause"
 
 
+async def test_a_new_chain_made_unlearnable_under_a_floor_still_leaves_shadow_locked(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Dec 4 attack run, round 6: one approved call to a new service, repeated, then thirty
+    calls sending subsets of its keys — new shapes the escape lets through and the chain learns
+    — made the chain *unlearnable*, and it left shadow soft-locked, flagging (and learning) what
+    the locked agent would have paused. Under a floor only such shapes can make a chain
+    unlearnable, so it leaves shadow at the floor's mode all the same. Shipped defaults."""
+    import itertools
+
+    engine = _engine(redis_client, params=EngineParams())
+    assert await _establish(engine, "u", 140) == "locked"
+
+    def call(run: str, action: str, payload: dict[str, Any]) -> list[IngestEvent]:
+        return [IngestEvent(event_id=uuid.uuid4().hex, agent_id="u", run_id=run,
+                            service="storage", action=action, payload=payload, project_id="p",
+                            end_of_run=True)]
+
+    full = {k: "x" for k in ("name", "size", "kind", "owner", "tags")}
+    [v] = await engine.decide(call("u-0", "files.upload", full))
+    assert v.action == "pause"
+    assert (await engine.feedback(v.chain_tag, v.run_id, v.event_id, "approve")).applied
+    for r in range(1, 23):
+        [same] = await engine.decide(call(f"u-{r}", "files.upload", full))
+        assert same.action == "allow", r
+    subsets = [c for n in (2, 3, 4) for c in itertools.combinations(sorted(full), n)][:30]
+    for i, keys in enumerate(subsets):
+        await engine.decide(call(f"u-s{i}", "files.upload", {k: "x" for k in keys}))
+    mode = "shadow"
+    for r in range(60):
+        [w] = await engine.decide(call(f"u-m{r}", "files.upload", full))
+        mode = w.mode
+        if mode != "shadow":
+            break
+    assert mode == "locked"
+    [odd] = await engine.decide(call("u-x", "files.delete_all", {"all": True}))
+    assert odd.anomalous and odd.action == "pause"
+
+
 async def test_a_critical_chain_is_floored_by_its_services_normal_chain(
     redis_client: aioredis.Redis,
 ) -> None:

@@ -374,15 +374,18 @@ local function push_score(bits)
 end
 
 -- Learn a finished back-to-back streak of `node` (mirrors ReferenceChain._learn_streak): it
--- becomes the longest learned when longer, but only if it stayed within the limit.
+-- becomes the longest learned when longer — in shadow freely, in soft-lock only if it stayed
+-- within the limit, once locked never.
 local function learn_streak(node, length)
   local f = 'r\t' .. node
   local longest = coarse_count(f)
   -- in shadow the chain learns what it sees, streaks too (a run that always repeats a call
   -- five times would otherwise never grow the limit from 0 and be paused on every run once
-  -- locked, approvals included); past shadow only within the limit (a loop is not learned)
-  if longest < length and (st.mode == 0
-      or length <= math.floor(repeat_factor * longest) + repeat_margin) then
+  -- locked, approvals included); in soft-lock only within the limit (a loop is not learned);
+  -- a locked chain's limit stays where it locked: each streak within it raised it by half
+  -- again, 2, 3, 5, 9 … 132 repeats allowed in ten runs (Dec 4 attack run, round 6)
+  if longest < length and (st.mode == 0 or (st.mode == 1
+      and length <= math.floor(repeat_factor * longest) + repeat_margin)) then
     pend_c[f] = true
     ccache[f] = length
   end

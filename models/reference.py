@@ -212,15 +212,16 @@ class ReferenceChain:
 
     def _learn_streak(self, node: str, length: int) -> None:
         """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
-        it is longer — in shadow freely (the chain learns what it sees), past shadow only if it
+        it is longer — in shadow freely (the chain learns what it sees), in soft-lock only if it
         stayed within the limit (an anomalous loop is not learned, and a streak cannot raise its
-        own limit while it runs)."""
+        own limit while it runs), once locked never (a streak within the limit would raise it by
+        half again, run after run)."""
         p = self.params
         f = f"r\t{node}"
         longest = self.coarse.get(f, 0)
-        # in shadow freely (lua/observe.lua); past shadow only within the limit
-        if longest < length and (self.mode == 0 or length <= repeat_limit(
-                longest, factor=p.repeat_factor, margin=p.repeat_margin)):
+        # in shadow freely, in soft-lock within the limit, locked never (lua/observe.lua)
+        if longest < length and (self.mode == 0 or (self.mode == 1 and length <= repeat_limit(
+                longest, factor=p.repeat_factor, margin=p.repeat_margin))):
             self.coarse[f] = length
 
     def _settle_streaks(self, run_id: str, node: str, repeats: int, *, learned: bool,

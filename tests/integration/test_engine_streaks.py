@@ -86,3 +86,22 @@ async def test_a_fixed_repeat_count_is_learned_in_shadow(redis_client: aioredis.
     # a loop well past it is still caught
     [*_, last] = await engine.decide(_run("b", "loop", 30, ends_on_ci=True, send_end=False))
     assert last.anomalous and last.action == "pause"
+
+
+async def test_a_locked_chain_does_not_learn_longer_streaks(redis_client: aioredis.Redis) -> None:
+    """Dec 4 attack run, round 6: on a locked chain each streak within the repeat limit raised
+    the limit by half again (limit = 1.5 × longest + 2), so streaks of 2, 3, 5, 9, 15 … 132
+    repeats were all allowed, the last only flagged by the loop guardrail. A locked chain's
+    limit now stays where it locked: the limit learned from three-poll runs lets 3·1.5+2 = 6
+    repeats through, and no sequence of allowed streaks moves it."""
+    engine = Engine.create(redis_client, keys=Keys(f"st{uuid.uuid4().hex[:8]}"),
+                           guardrails=False, params=FAST)
+    for r in range(40):
+        await engine.decide(_run("c", f"c{r}", 3, ends_on_ci=False, send_end=True))
+    actions: list[str] = []
+    for i, polls in enumerate((4, 5, 6, 6, 6, 9, 15, 24)):
+        verdicts = await engine.decide(_run("c", f"up{i}", polls, ends_on_ci=False,
+                                            send_end=True))
+        assert verdicts[0].mode == "locked"
+        actions.append("pause" if any(v.action == "pause" for v in verdicts) else "allow")
+    assert actions == ["allow"] * 5 + ["pause"] * 3, actions

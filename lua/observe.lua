@@ -138,7 +138,9 @@
                              once it ran one, answering the events before it (the caller sends
                              the rest in another call: the same answers, other clients served
                              in between)
-  ARGV[43] n                 number of events; then 2 values per event:
+  ARGV[43] ceiling_bits      no threshold over this (floor_bits still wins): a never-seen
+                             transition stays anomalous whatever the window or approvals did
+  ARGV[44] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -197,8 +199,9 @@ local CKP = {
 }
 local ckp_budget = tonumber(ARGV[42])
 local ckp_work = 0  -- checkpoint work done in this call (see ARGV[42])
-local n = tonumber(ARGV[43])
-local BASE, FIELDS = 43, 2
+local n = tonumber(ARGV[44])
+local ceiling_bits = tonumber(ARGV[43])
+local BASE, FIELDS = 44, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
@@ -354,6 +357,7 @@ local function current_threshold()
     end
     value = mean + st.sig * math.sqrt(acc / w)
   end
+  if value > ceiling_bits then value = ceiling_bits end
   if not (value > floor_bits) then value = floor_bits end
   thr_cache, thr_w, thr_sig, thr_fb = value, w, st.sig, st.fb
   return value

@@ -89,9 +89,9 @@ def shape_diff(
 def threshold_basis(threshold: float, params: EngineParams, *, backoff: bool = False) -> str:
     """Where a threshold came from: ``floor`` (the window statistic or fallback was at or under
     ``floor_bits``), ``escape_floor`` (a transition scored by the back-off, at the shape
-    escape's own floor ``escape_floor_bits``), ``fallback`` (the chain's score window was not
-    full yet) or ``window`` (median + k·1.4826·MAD, or mean + k·std, over the recent
-    non-anomalous scores).
+    escape's own floor ``escape_floor_bits``), ``ceiling`` (the window statistic or fallback was
+    at or over ``ceiling_bits``), ``fallback`` (the chain's score window was not full yet) or
+    ``window`` (median + k·1.4826·MAD, or mean + k·std, over the recent non-anomalous scores).
 
     A fallback adapted by approvals (``lua/feedback.lua``) reads as ``window``: only the
     configured fallback is recognised.
@@ -101,12 +101,17 @@ def threshold_basis(threshold: float, params: EngineParams, *, backoff: bool = F
     ('floor', 'fallback', 'window')
     >>> threshold_basis(16.0, p, backoff=True), threshold_basis(16.0, p)
     ('escape_floor', 'window')
+    >>> threshold_basis(18.0, p)
+    'ceiling'
     """
     if (backoff and params.escape_floor_bits > params.floor_bits
             and abs(threshold - params.escape_floor_bits) <= _SAME):
         return "escape_floor"
     if abs(threshold - params.floor_bits) <= _SAME:
         return "floor"
+    if (params.ceiling_bits > params.floor_bits
+            and abs(threshold - params.ceiling_bits) <= _SAME):
+        return "ceiling"
     if abs(threshold - params.fallback_bits) <= _SAME:
         return "fallback"
     return "window"
@@ -201,6 +206,10 @@ def _threshold_words(basis: str, threshold: float, params: EngineParams, window_
         return (f"the escape floor, {params.escape_floor_bits:g} bits: a shape never seen for "
                 "its action, scored by the action's escape, is anomalous only above it "
                 "(escape_floor_bits)")
+    if basis == "ceiling":
+        return (f"the ceiling, {params.ceiling_bits:g} bits: the chain's own statistic was at "
+                "or over it, and no threshold goes higher, so a transition never seen (about "
+                "19.9 bits) stays anomalous (ceiling_bits)")
     if basis == "fallback":
         return (f"the fallback, {params.fallback_bits:g} bits: the chain's window of recent "
                 f"scores held fewer than {params.window} scores")

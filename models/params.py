@@ -114,6 +114,13 @@ class EngineParams:
     #: positives (a payload gaining one field on a varied, busy step now needs > 14 bits),
     #: measured and disclosed there.
     escape_floor_bits: float = 14.0
+    #: No threshold above this (bits): whatever a chain's window of scores or its approvals made
+    #: of it, a transition never seen (≈ 19.9 bits) stays anomalous. Without it, new shapes the
+    #: escape let through (≈ 12–14 bits) filled a locked chain's window beside its ≈ 0-bit steps
+    #: and the robust threshold rose to 28–48 bits, after which a never-seen action passed (Dec 4
+    #: attack run, round 6). ``floor_bits`` still wins over it (a floor of 20 switches transition
+    #: detection off, on purpose). A bound, not a tuned value.
+    ceiling_bits: float = 18.0
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.
@@ -221,6 +228,8 @@ class EngineParams:
             )
         if not 0 <= self.escape_floor_bits <= 64:
             raise ConfigError("engine.escape_floor_bits must be between 0 and 64 bits")
+        if not 0 < self.ceiling_bits <= 64:
+            raise ConfigError("engine.ceiling_bits must be over 0 and at most 64 bits")
         if self.shape_escape not in ESCAPE_RULES:
             raise ConfigError(f"engine.shape_escape must be one of {', '.join(ESCAPE_RULES)}")
         if self.window_stat not in WINDOW_STATS:

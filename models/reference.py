@@ -308,6 +308,7 @@ class ReferenceChain:
             fallback=self.fallback,
             floor=p.floor_bits,
             robust=p.window_stat == "robust",
+            ceiling=p.ceiling_bits,
         )
 
     def _assess(

@@ -90,11 +90,17 @@ def threshold(
     fallback: float,
     floor: float,
     robust: bool = False,
+    ceiling: float = math.inf,
 ) -> float:
-    """Rolling threshold over the newest ``window`` scores (newest first), never under ``floor``.
+    """Rolling threshold over the newest ``window`` scores (newest first), never over
+    ``ceiling`` and never under ``floor`` (the floor wins where they cross).
 
     While fewer than ``window`` scores exist the fallback applies. ``robust``: median + sigma ×
     scaled MAD instead of mean + sigma × std.
+
+    >>> threshold([14.0] * 5 + [0.0] * 5, window=10, sigma=3.0, fallback=3.0, floor=12.0,
+    ...           robust=True, ceiling=18.0)
+    18.0
 
     >>> threshold([0.5] * 9 + [11.9], window=10, sigma=3.0, fallback=3.0, floor=0.0) > 11
     True
@@ -106,7 +112,7 @@ def threshold(
     else:
         center, spread = (robust_stats if robust else window_stats)(recent[:window])
         value = center + sigma * spread
-    return max(floor, value)
+    return max(floor, min(value, ceiling))
 
 
 def needs_backoff(count: int, row_total: int, *, min_support: int, scale: int) -> bool:

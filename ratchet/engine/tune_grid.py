@@ -326,7 +326,7 @@ def evaluate(
                 continue
             stat = _window_stat(win[rows, :k, :n], sig[rows], robust)
             thr[rows] = np.where(use[rows], stat, thr[rows])
-        thr = np.maximum(thr, floor[:, None])
+        thr = np.maximum(np.minimum(thr, base.ceiling_bits), floor[:, None])
         # a transition scored by the shape escape: its own floor (not a grid key)
         esc_floor = base.escape_floor_bits
         thr0 = np.where(comp.esc0[ev][None, :], np.maximum(thr, esc_floor), thr)

@@ -1,0 +1,62 @@
+"""No threshold above ``ceiling_bits``: a transition never seen stays anomalous.
+
+Dec 4 attack run, round 6: new shapes the escape let through (≈ 12–14 bits, not anomalous) went
+into a locked chain's window of recent scores beside its ≈ 0-bit steps, and the robust
+threshold (median + 3·1.4826·MAD) rose to 28–48 bits — above the ≈ 19.9 bits of a transition
+never seen, so `contacts.wipe` and exfiltration payloads were allowed. The window is written
+here directly, as such traffic leaves it, so the test does not depend on how the escape scores.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis.asyncio as aioredis
+
+from models.events import IngestEvent
+from models.params import EngineParams
+from ratchet.engine.engine import Engine
+from ratchet.store.keys import Keys
+
+FAST = EngineParams(checkpoint_runs=1, min_runs_soft=3, min_runs_locked=6, stability=0.5,
+                    stability_large=0.5)
+
+
+def _run(run: str, steps: list[tuple[str, dict[str, object]]]) -> list[IngestEvent]:
+    return [IngestEvent(event_id=uuid.uuid4().hex, agent_id="a", run_id=run, service="crm",
+                        action=f"contacts.{action}", payload=payload, project_id="p",
+                        end_of_run=i == len(steps) - 1)
+            for i, (action, payload) in enumerate(steps)]
+
+
+async def _inflated(redis_client: aioredis.Redis, params: EngineParams) -> tuple[Engine, str]:
+    keys = Keys(f"ce{uuid.uuid4().hex[:8]}")
+    engine = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=params)
+    for r in range(12):
+        [*_, v] = await engine.decide(_run(f"t{r}", [("search", {"q": "x"}),
+                                                     ("read", {"id": r})]))
+    assert v.mode == "locked"
+    window = keys.chain_keys(v.chain_tag).window
+    await redis_client.delete(window)
+    await redis_client.rpush(window, *([13.5, 0.0] * 8))  # newest first, as the script keeps it
+    return engine, window
+
+
+async def test_an_inflated_window_cannot_lift_the_threshold_past_a_never_seen_call(
+    redis_client: aioredis.Redis,
+) -> None:
+    engine, _ = await _inflated(redis_client, FAST)
+    [_, wipe] = await engine.decide(_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
+    assert wipe.score > FAST.ceiling_bits
+    assert wipe.threshold == FAST.ceiling_bits
+    assert wipe.anomalous and wipe.action == "pause"
+
+
+async def test_without_the_ceiling_the_same_window_lets_it_through(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The control: the inflated window alone puts the threshold over the call's score."""
+    engine, _ = await _inflated(redis_client, FAST.replace(ceiling_bits=64.0))
+    [_, wipe] = await engine.decide(_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
+    assert wipe.threshold > wipe.score
+    assert not wipe.anomalous and wipe.action == "allow"

@@ -138,7 +138,10 @@
                              once it ran one, answering the events before it (the caller sends
                              the rest in another call: the same answers, other clients served
                              in between)
-  ARGV[43] n                 number of events; then 2 values per event:
+  ARGV[43] field_support     learned events an action needs before a shape bringing a key path
+                             new to it gets the field escape (shape_escape 3, 4; 0: only
+                             min_support): before, it scores as never seen
+  ARGV[44] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -197,8 +200,10 @@ local CKP = {
 }
 local ckp_budget = tonumber(ARGV[42])
 local ckp_work = 0  -- checkpoint work done in this call (see ARGV[42])
-local n = tonumber(ARGV[43])
-local BASE, FIELDS = 43, 2
+-- the shape escape's support (ARGV[43])
+local VOCAB = { field_support = tonumber(ARGV[43]) }
+local n = tonumber(ARGV[44])
+local BASE, FIELDS = 44, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
@@ -402,6 +407,8 @@ local function escape_p(act, action_count, paths)
   end
   if paths ~= '' and new_paths == 0 then return esc end
   if shape_esc == 2 then return 0.0 end
+  -- a key path new to an action learned fewer than field_support times: no field escape yet
+  if action_count < VOCAB.field_support * SCALE then return 0.0 end
   local x = coarse_count('X\t' .. act) * SCALE
   local field = x / (action_count + x)
   if shape_esc == 3 then return esc * field end

@@ -114,6 +114,16 @@ class EngineParams:
     #: positives (a payload gaining one field on a varied, busy step now needs > 14 bits),
     #: measured and disclosed there.
     escape_floor_bits: float = 14.0
+    #: A shape bringing a key path new to its action gets the field escape ("paths", "each")
+    #: only once the action has this many learned events; before that it scores as never seen
+    #: (≈ 19.9 bits), as under "combos" (a new combination of known key paths still gets the
+    #: escape from ``min_support`` on). An escape estimated from a few dozen calls of an action
+    #: that always sent one shape scores one new key path at ≈ 2·log2(C) ≈ 9 bits, under the
+    #: escape floor (Dec 4 attack run, round 5: ``contacts.delete``, learned 25 times as
+    #: ``{"id": N}``, allowed ``{"query": "*", "limit": 1000000}``). 100 was chosen on the
+    #: choosing seeds 11, 22, 33: the largest tried that cost nothing there (128 and 200 cost 2
+    #: and 3 false runs; docs/detection.md, "Detection v4.3"). 0 = only ``min_support``.
+    field_escape_support: int = 100
     #: A chain whose rate of never-seen transitions (smoothed over checkpoints) is above this is
     #: *unlearnable*: it never locks and only new nodes are anomalous on it. Fixed in advance at
     #: 5 % (not tuned); 0 = off.

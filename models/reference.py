@@ -208,6 +208,7 @@ class ReferenceChain:
             rule, shapes=self.coarse.get(f"T\t{action}", 0), action_count=action_count,
             path_events=self.coarse.get(f"X\t{action}", 0), new_path=paths == "" or new_paths > 0,
             scale=COUNT_SCALE, new_paths=new_paths,
+            field_support=self.params.field_escape_support,
         )
 
     def _learn_streak(self, node: str, length: int) -> None:

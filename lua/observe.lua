@@ -141,7 +141,10 @@
   ARGV[43] field_support     learned events an action needs before a shape bringing a key path
                              new to it gets the field escape (shape_escape 3, 4; 0: only
                              min_support): before, it scores as never seen
-  ARGV[44] n                 number of events; then 2 values per event:
+  ARGV[44] freeze_vocab      1 = on a locked chain, a shape the escape let through is learned
+                             (its transition, its node) without widening its action's
+                             vocabulary (T, X, p fields); an approval still widens it
+  ARGV[45] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -200,10 +203,10 @@ local CKP = {
 }
 local ckp_budget = tonumber(ARGV[42])
 local ckp_work = 0  -- checkpoint work done in this call (see ARGV[42])
--- the shape escape's support (ARGV[43])
-local VOCAB = { field_support = tonumber(ARGV[43]) }
-local n = tonumber(ARGV[44])
-local BASE, FIELDS = 44, 2
+-- the shape escape's support and the vocabulary of locked chains (ARGV[43], ARGV[44])
+local VOCAB = { field_support = tonumber(ARGV[43]), freeze = ARGV[44] == '1' }
+local n = tonumber(ARGV[45])
+local BASE, FIELDS = 45, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
@@ -420,9 +423,9 @@ end
 -- Two records, reused by every event (an event's edge and its run end's END edge): a table
 -- built per edge costs an allocation, 13 new keys and the collector's time.
 local EDGE = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
-  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '', escaped = false }
 local TAIL = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
-  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '', escaped = false }
 
 local function assess(a, from, to, prev_act, act, paths)
   to = bounded_to(from, to, node_cap, edge_cap)
@@ -500,6 +503,7 @@ local function assess(a, from, to, prev_act, act, paths)
   a.from, a.to, a.pa, a.act, a.c, a.r, a.bits = from, to, prev_act, act, c, r, bits
   a.limit, a.anomalous, a.to_new, a.backoff, a.ac, a.paths = limit, anomalous, to_new, backoff,
     ac, paths
+  a.escaped = escaped
   return a
 end
 
@@ -766,13 +770,16 @@ for i = 1, n do
       end
     end
     if learn and not held then
+      -- a locked chain learns a shape the escape let through, not a wider vocabulary
+      -- (mirrors models/reference.py)
+      local frozen = VOCAB.freeze and st.mode == 2 and e.escaped
       for k = 1, edges_n do
         local a = EDGE
         if k == 2 then a = TAIL end
         count_edge(a.from, a.to)
         local tracked = nil
         if shape_esc > 0 then tracked = a.paths end
-        count_action(a.pa, a.act, a.to, edge_cap, tracked)
+        count_action(a.pa, a.act, a.to, edge_cap, tracked, frozen)
       end
       if streak_prev then learn_streak(e.from, run.rep) end
       if streak_here then learn_streak(e.to, repeats) end

@@ -174,7 +174,7 @@ class EngineStore(RedisStore):
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
             p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),
             escape, repr(p.escape_floor_bits), self.checkpoint_work, p.field_escape_support,
-            len(batch.items),
+            1 if p.freeze_vocabulary else 0, len(batch.items),
         ]
         for item in batch.items:
             args.append(event_field(item.event_id))

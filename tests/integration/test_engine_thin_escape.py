@@ -8,7 +8,11 @@ allowed call is learned, which raises T and X and cheapens the next new key path
 opened ``contacts.delete`` (≈ 25 calls, always ``{"id": N}``) on a locked chain one step at a
 time: ``{"query": "*", "limit": 1000000}`` at 11.3 bits, then ``{"filter": {"all": true},
 "hard": true, "audit": false}`` (14.97 bits, paused, before) at 13.1, then ``{"ids": [...],
-"purge_backups": true}`` at 8.9 — all allowed and learned."""
+"purge_backups": true}`` at 8.9 — all allowed and learned.
+
+Now a key path new to an action gets the field escape only from ``field_escape_support`` (100)
+learned events of it, and on a locked chain a shape the escape let through does not widen its
+action's vocabulary (``freeze_vocabulary``): docs/detection.md, "Detection v4.3"."""
 
 from __future__ import annotations
 
@@ -81,3 +85,31 @@ async def test_new_key_paths_on_a_thin_action_are_paused_one_after_another(
     usual = await engine.decide(_run("t", "t-ok", {"id": 8}, 8))
     assert [v.action for v in usual] == ["allow"] * 4, [v.score for v in usual]
 
+
+async def test_an_escaped_shape_allowed_on_a_locked_chain_does_not_cheapen_the_next(
+    redis_url: str,
+) -> None:
+    # without the support rule the first new key path passes, as in the attack run; it is
+    # learned (the same call is no longer escaped) but the action's vocabulary does not grow
+    scores: dict[bool, list[float]] = {}
+    for freeze in (True, False):
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            engine = await _thin_locked(client, f"f{int(freeze)}", FAST.replace(
+                field_escape_support=0, freeze_vocabulary=freeze))
+            seen = []
+            for k, payload in enumerate([{"id": 7, "hard": True}, {"id": 7, "hard": True},
+                                         {"id": 7, "soft": True}]):
+                verdicts = await engine.decide(_run(f"f{int(freeze)}", f"x{k}", payload, 7))
+                seen.append(verdicts[2])
+            scores[freeze] = [v.score for v in seen]
+        finally:
+            await client.aclose()
+        first, again, other = seen
+        assert first.action == "allow" and first.score > 9, first.score
+        assert again.action == "allow" and again.score < first.score  # learned
+        if freeze:
+            # scored as the first one was (the action has a few more events: a little higher)
+            assert other.score >= first.score, (first.score, other.score)
+    # what the old behaviour did: the second new key path was cheaper than the first
+    assert scores[False][2] < scores[False][0], scores

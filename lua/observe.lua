@@ -138,9 +138,15 @@
                              once it ran one, answering the events before it (the caller sends
                              the rest in another call: the same answers, other clients served
                              in between)
-  ARGV[43] ceiling_bits      no threshold over this (floor_bits still wins): a never-seen
+  ARGV[43] field_support     learned events an action needs before a shape bringing a key path
+                             new to it gets the field escape (shape_escape 3, 4; 0: only
+                             min_support): before, it scores as never seen
+  ARGV[44] freeze_vocab      1 = on a locked chain, a shape the escape let through is learned
+                             (its transition, its node) without widening its action's
+                             vocabulary (T, X, p fields); an approval still widens it
+  ARGV[45] ceiling_bits      no threshold over this (floor_bits still wins): a never-seen
                              transition stays anomalous whatever the window or approvals did
-  ARGV[44] n                 number of events; then 2 values per event:
+  ARGV[46] n                 number of events; then 2 values per event:
            the event's field (ratchet.store.keys.event_field: "u" + 16 UUID bytes or "e:" + id),
            and "<run key index> <high><eor><hold> <node>\t<action>[\t<key-path hashes>]": the
            run key's index into KEYS, three 0/1 flags (high priority, end_of_run, hold = a
@@ -199,9 +205,12 @@ local CKP = {
 }
 local ckp_budget = tonumber(ARGV[42])
 local ckp_work = 0  -- checkpoint work done in this call (see ARGV[42])
-local n = tonumber(ARGV[44])
-local ceiling_bits = tonumber(ARGV[43])
-local BASE, FIELDS = 44, 2
+-- the shape escape's support and the vocabulary of locked chains (ARGV[43], ARGV[44]), and
+-- the threshold's ceiling (ARGV[45])
+local VOCAB = { field_support = tonumber(ARGV[43]), freeze = ARGV[44] == '1',
+  ceiling = tonumber(ARGV[45]) }
+local n = tonumber(ARGV[46])
+local BASE, FIELDS = 46, 2
 
 -- the meta counters, in this order (written back only where they changed: below)
 local META = { 'runs', 'mode', 'sig', 'fb', 'elig', 'nn', 'ne', 'ovf', 'chg', 'forced', 'events',
@@ -357,7 +366,7 @@ local function current_threshold()
     end
     value = mean + st.sig * math.sqrt(acc / w)
   end
-  if value > ceiling_bits then value = ceiling_bits end
+  if value > VOCAB.ceiling then value = VOCAB.ceiling end
   if not (value > floor_bits) then value = floor_bits end
   thr_cache, thr_w, thr_sig, thr_fb = value, w, st.sig, st.fb
   return value
@@ -409,6 +418,8 @@ local function escape_p(act, action_count, paths)
   end
   if paths ~= '' and new_paths == 0 then return esc end
   if shape_esc == 2 then return 0.0 end
+  -- a key path new to an action learned fewer than field_support times: no field escape yet
+  if action_count < VOCAB.field_support * SCALE then return 0.0 end
   local x = coarse_count('X\t' .. act) * SCALE
   local field = x / (action_count + x)
   if shape_esc == 3 then return esc * field end
@@ -420,9 +431,9 @@ end
 -- Two records, reused by every event (an event's edge and its run end's END edge): a table
 -- built per edge costs an allocation, 13 new keys and the collector's time.
 local EDGE = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
-  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '', escaped = false }
 local TAIL = { from = '', to = '', pa = '', act = '', c = 0, r = 0, bits = 0, limit = 0,
-  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '' }
+  anomalous = false, to_new = false, backoff = false, ac = 0, paths = '', escaped = false }
 
 local function assess(a, from, to, prev_act, act, paths)
   to = bounded_to(from, to, node_cap, edge_cap)
@@ -500,6 +511,7 @@ local function assess(a, from, to, prev_act, act, paths)
   a.from, a.to, a.pa, a.act, a.c, a.r, a.bits = from, to, prev_act, act, c, r, bits
   a.limit, a.anomalous, a.to_new, a.backoff, a.ac, a.paths = limit, anomalous, to_new, backoff,
     ac, paths
+  a.escaped = escaped
   return a
 end
 
@@ -767,13 +779,16 @@ for i = 1, n do
       end
     end
     if learn and not held then
+      -- a locked chain learns a shape the escape let through, not a wider vocabulary
+      -- (mirrors models/reference.py)
+      local frozen = VOCAB.freeze and st.mode == 2 and e.escaped
       for k = 1, edges_n do
         local a = EDGE
         if k == 2 then a = TAIL end
         count_edge(a.from, a.to)
         local tracked = nil
         if shape_esc > 0 then tracked = a.paths end
-        count_action(a.pa, a.act, a.to, edge_cap, tracked)
+        count_action(a.pa, a.act, a.to, edge_cap, tracked, frozen)
       end
       if streak_prev then learn_streak(e.from, run.rep) end
       if streak_here then learn_streak(e.to, repeats) end

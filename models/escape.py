@@ -21,6 +21,9 @@ shape of a known action gets ``escape``), "combos" (only a new combination of kn
 does; a new key path gets nothing), "paths" (a shape bringing new key paths gets ``escape ×
 field escape``), "each" (``escape × field escape`` per new key path: fields never seen for the
 action are independent novelties, so a payload gaining several is that much less likely).
+With "paths" and "each", a key path new to an action gets an escape only once the action has
+``field_support`` learned events (``EngineParams.field_escape_support``); before that such a
+shape scores as never seen, as under "combos".
 Written in the order ``lua/observe.lua`` computes it, so the doubles agree exactly.
 
 >>> shape_escape("paths", shapes=1, action_count=199_000, path_events=1, new_path=False, scale=1000)
@@ -50,17 +53,23 @@ ESCAPE_RULES: tuple[str, ...] = ("off", "all", "combos", "paths", "each")
 
 def shape_escape(
     rule: str, *, shapes: int, action_count: int, path_events: int, new_path: bool, scale: int,
-    new_paths: int = 1,
+    new_paths: int = 1, field_support: int = 0,
 ) -> float:
     """``p(shape | action)`` for a shape never seen for the action (see the module docstring).
 
     ``shapes`` and ``path_events`` are plain counts, ``action_count`` is in 1/``scale`` units
     (decayed like every count); ``new_paths`` is how many of the shape's key paths are new to
-    the action (rule "each"). 0 when the rule is "off" or the action was never seen.
+    the action (rule "each"). 0 when the rule is "off" or the action was never seen, and for a
+    shape bringing a key path new to the action while ``action_count`` is under
+    ``field_support`` events (``EngineParams.field_escape_support``: a field escape estimated
+    from a few dozen calls of an action that never varied would excuse a new field at ≈ 9 bits).
 
     >>> round(shape_escape("each", shapes=1, action_count=99_000, path_events=1, new_path=True,
     ...                    scale=1000, new_paths=2), 12)
     1e-06
+    >>> shape_escape("each", shapes=1, action_count=99_000, path_events=1, new_path=True,
+    ...              scale=1000, field_support=100)
+    0.0
     """
     if rule == "off" or action_count <= 0:
         return 0.0
@@ -68,7 +77,7 @@ def shape_escape(
     esc = t / (action_count + t)
     if rule == "all" or not new_path:
         return esc
-    if rule == "combos":
+    if rule == "combos" or action_count < field_support * scale:
         return 0.0
     x = path_events * scale
     field = x / (action_count + x)

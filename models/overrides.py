@@ -42,6 +42,7 @@ OVERRIDE_LIMITS: dict[str, tuple[float, float]] = {
     "checkpoint_runs": (5, 10_000),
     "large_runs": (1, 1_000_000),
     "min_support": (0, 1_000_000),
+    "field_escape_support": (0, 1_000_000),
     "min_runs_soft": (0, 1_000_000),
     "min_runs_locked": (0, 1_000_000),
     "force_after_runs": (0, 1_000_000),

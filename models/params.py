@@ -114,6 +114,24 @@ class EngineParams:
     #: positives (a payload gaining one field on a varied, busy step now needs > 14 bits),
     #: measured and disclosed there.
     escape_floor_bits: float = 14.0
+    #: A shape bringing a key path new to its action gets the field escape ("paths", "each")
+    #: only once the action has this many learned events; before that it scores as never seen
+    #: (≈ 19.9 bits), as under "combos" (a new combination of known key paths still gets the
+    #: escape from ``min_support`` on). An escape estimated from a few dozen calls of an action
+    #: that always sent one shape scores one new key path at ≈ 2·log2(C) ≈ 9 bits, under the
+    #: escape floor (Dec 4 attack run, round 5: ``contacts.delete``, learned 25 times as
+    #: ``{"id": N}``, allowed ``{"query": "*", "limit": 1000000}``). 100 was chosen on the
+    #: choosing seeds 11, 22, 33: the largest tried that cost nothing there (128 and 200 cost 2
+    #: and 3 false runs; docs/detection.md, "Detection v4.3"). 0 = only ``min_support``.
+    field_escape_support: int = 100
+    #: On a locked chain, a shape the escape let through is learned (its transition, so the same
+    #: shape is not escaped again) but does not widen its action's vocabulary (distinct shapes,
+    #: new-field events, known key paths): the next new shape is scored as the first was, so
+    #: allowed shapes cannot lower the price of the next one step by step. An approval still
+    #: widens it; shadow and soft-lock still widen it. False = the vocabulary grows with every
+    #: learned new shape, in any mode. Measured: +1 structured false run on the choosing seeds,
+    #: +2 on the reported ones (docs/detection.md, "Detection v4.3").
+    freeze_vocabulary: bool = True
     #: No threshold above this (bits): whatever a chain's window of scores or its approvals made
     #: of it, a transition never seen (≈ 19.9 bits) stays anomalous. Without it, new shapes the
     #: escape let through (≈ 12–14 bits) filled a locked chain's window beside its ≈ 0-bit steps

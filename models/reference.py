@@ -186,16 +186,18 @@ class ReferenceChain:
             f = f"X\t{action}"
             self.coarse[f] = self.coarse.get(f, 0) + 1
 
-    def _count_action(self, prev_action: str, action: str, to: str, paths: str | None) -> None:
+    def _count_action(self, prev_action: str, action: str, to: str, paths: str | None,
+                      vocabulary: bool = True) -> None:
         """Count the back-off model's transition: previous action → action, action → node (and,
-        when ``paths`` is not None, the shape vocabulary of the action)."""
+        when ``paths`` is not None, the action's learned events and, unless ``vocabulary`` is
+        False, its shape vocabulary)."""
         self._count_coarse(f"a\t{prev_action}\t{action}", f"A\t{prev_action}")
         if to != END:
             new = self._count_coarse(f"n\t{action}\t{to}", f"N\t{action}")
             if paths is not None:  # the action's learned events, never decayed
                 f = f"U\t{action}"
                 self.coarse[f] = self.coarse.get(f, 0) + 1
-            if new and paths is not None:
+            if new and paths is not None and vocabulary:
                 self._learn_shape(action, paths)
 
     def _escape(self, action: str, action_count: int, paths: str) -> float:
@@ -208,6 +210,7 @@ class ReferenceChain:
             rule, shapes=self.coarse.get(f"T\t{action}", 0), action_count=action_count,
             path_events=self.coarse.get(f"X\t{action}", 0), new_path=paths == "" or new_paths > 0,
             scale=COUNT_SCALE, new_paths=new_paths,
+            field_support=self.params.field_escape_support,
         )
 
     def _learn_streak(self, node: str, length: int) -> None:
@@ -478,10 +481,13 @@ class ReferenceChain:
                         self.act_novel += 1
         if learn and not held:
             tracked = self.params.shape_escape != "off"
+            # a locked chain learns a shape the escape let through, not a wider vocabulary
+            # (EngineParams.freeze_vocabulary; lua/observe.lua)
+            frozen = self.params.freeze_vocabulary and self.mode == LOCKED and e.escaped
             for a in assessed:
                 self._count(a.from_node, a.to_node)
                 self._count_action(a.prev_action, a.action, a.to_node,
-                                   a.paths if tracked else None)
+                                   a.paths if tracked else None, vocabulary=not frozen)
             for looped, length in streaks:
                 self._learn_streak(looped, length)
             self.events += 1

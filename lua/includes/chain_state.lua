@@ -140,8 +140,9 @@ local function learn_shape(act, paths, cap)
 end
 
 -- Count the back-off model's transition: previous action → action, and action → node;
--- `paths` (nil = the shape vocabulary is not tracked) are the event's key-path hashes.
-local function count_action(prev_act, act, to, cap, paths)
+-- `paths` (nil = the shape vocabulary is not tracked) are the event's key-path hashes; `frozen`:
+-- the action's learned events count, its vocabulary does not grow (EngineParams.freeze_vocabulary).
+local function count_action(prev_act, act, to, cap, paths, frozen)
   count_coarse('a\t' .. prev_act .. '\t' .. act, 'A\t' .. prev_act, cap)
   if to ~= END_NODE then
     local new = count_coarse('n\t' .. act .. '\t' .. to, 'N\t' .. act, cap)
@@ -149,7 +150,7 @@ local function count_action(prev_act, act, to, cap, paths)
     -- (plain counts) with this, not with the decayed count (a flood of runs without the action
     -- decayed that one alone and inflated the escape, Dec 4 attack run round 4)
     if paths ~= nil then bump_plain('U\t' .. act, 1) end
-    if new and paths ~= nil then learn_shape(act, paths, cap) end
+    if new and paths ~= nil and not frozen then learn_shape(act, paths, cap) end
   end
 end
 

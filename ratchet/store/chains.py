@@ -173,8 +173,8 @@ class EngineStore(RedisStore):
             1 if p.decay == "uniform" else 0, repr(p.backoff_weight), 1 if p.protect_flags else 0,
             1 if p.lock_when_stable else 0, repr(p.novelty_limit), repr(p.repeat_factor),
             p.repeat_margin, repr(p.lock_novelty), UNLEARNABLE_RULES.index(p.unlearnable_rule),
-            escape, repr(p.escape_floor_bits), self.checkpoint_work, repr(p.ceiling_bits),
-            len(batch.items),
+            escape, repr(p.escape_floor_bits), self.checkpoint_work, p.field_escape_support,
+            1 if p.freeze_vocabulary else 0, repr(p.ceiling_bits), len(batch.items),
         ]
         for item in batch.items:
             args.append(event_field(item.event_id))

@@ -26,7 +26,7 @@ SMALL = EngineParams(
     min_runs_locked=9, force_after_runs=3, node_cap=5, edge_cap=9, floor_bits=1.0,
     min_support=2, stability=0.3, stability_large=0.2, decay_rate=0.3,
     decay_low=0.1, decay_mid=0.2, decay_high=0.3, novelty_limit=0.3, repeat_factor=1.0,
-    repeat_margin=0, lock_novelty=0.6,
+    repeat_margin=0, lock_novelty=0.6, field_escape_support=0,
 )
 #: The seeds' rules: tiered decay, no back-off (min_support), only eligible chains lock, flags
 #: learned, no unlearnable chains.
@@ -400,14 +400,18 @@ SHAPE_PATHS = {
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_st, min_size=1, max_size=100), cuts=st.lists(st.integers(0, 100)),
        rule=st.sampled_from(["paths", "each", "each", "combos", "all"]),
-       weight=st.sampled_from([1.0, 0.25]), support=st.sampled_from([0, 3, 6]))
+       weight=st.sampled_from([1.0, 0.25]), support=st.sampled_from([0, 3, 6]),
+       field_support=st.sampled_from([0, 0, 4, 9]), freeze=st.booleans())
 def test_lua_matches_reference_with_the_shape_escape(
-    redis_url: str, events: list[Event], cuts: list[int], rule: str, weight: float, support: int
+    redis_url: str, events: list[Event], cuts: list[int], rule: str, weight: float, support: int,
+    field_support: int, freeze: bool,
 ) -> None:
-    # the escape needs an action seen min_support times (0: always); a floor the escapes can
-    # fall under and over (SMALL's 1 bit is under nearly every escape)
+    # the escape needs an action seen min_support times (0: always), a new key path
+    # field_support times; a floor the escapes can fall under and over (SMALL's 1 bit is under
+    # nearly every escape)
     params = SMALL.replace(shape_escape=rule, backoff_weight=weight, min_support=support,
-                           floor_bits=3.0, fallback_bits=3.0)
+                           floor_bits=3.0, fallback_bits=3.0, field_escape_support=field_support,
+                           freeze_vocabulary=freeze)
     asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS))
 
 
@@ -427,11 +431,15 @@ def test_lua_matches_reference_with_the_escape_floor(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(settling_st, min_size=20, max_size=160),
-       cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "each", "combos"]))
+       cuts=st.lists(st.integers(0, 160)), rule=st.sampled_from(["paths", "each", "combos"]),
+       field_support=st.sampled_from([0, 0, 5]), freeze=st.booleans())
 def test_lua_matches_reference_with_the_shape_escape_on_chains_that_settle(
-    redis_url: str, events: list[Event], cuts: list[int], rule: str
+    redis_url: str, events: list[Event], cuts: list[int], rule: str, field_support: int,
+    freeze: bool,
 ) -> None:
     # settling chains lock, so shapes are held; every second held one is approved (learned
-    # through lua/feedback.lua with its key paths)
-    params = SMALL.replace(min_support=0, shape_escape=rule, edge_cap=14)
+    # through lua/feedback.lua with its key paths); on a locked chain an escaped shape allowed
+    # is learned without widening the vocabulary (freeze_vocabulary)
+    params = SMALL.replace(min_support=0, shape_escape=rule, edge_cap=14,
+                           field_escape_support=field_support, freeze_vocabulary=freeze)
     asyncio.run(_run_both(redis_url, events, cuts, params, paths=SHAPE_PATHS, approve_every=2))

@@ -1,8 +1,9 @@
 --[[
   feedback.lua — apply a human decision on a held (paused/rejected) event of ONE chain.
 
-  approve: the event was a false positive → learn its held transitions now, and widen the
-           chain's sigma multiplier and fallback threshold by one step (bounded).
+  approve: the event was a false positive → learn its held transitions now (and the back-to-back
+           streaks it carried: a held loop, approved, raises the repeat limit to its length),
+           and widen the chain's sigma multiplier and fallback threshold by one step (bounded).
   reject:  the detection is confirmed → drop the held transitions (never learned), and tighten
            sigma and fallback by one (smaller) step (bounded). Mirrors models/tuning.py.
   A decision is applied once: the held record is removed, so a redelivered decision is a no-op.
@@ -68,21 +69,32 @@ local st = {
 local learned = 0
 if decision == 'approve' then
   for edge in string.gmatch(pending, '[^\n]+') do
-    -- "from\tto\tprevious action\taction[\tkey-path hashes]" (the fifth field only when the
-    -- shape vocabulary is tracked, shape_escape; older records: "from\tto", no action model)
-    local from, to, prev_act, act = string.match(edge, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-    if from == nil then
-      from, to = string.match(edge, '^([^\t]*)\t(.*)$')
+    -- "=<length>\t<node>": a back-to-back streak of the event (lua/observe.lua): the longest
+    -- learned repeat of node becomes at least length (a person approved it, in any mode)
+    local length, looped = string.match(edge, '^=(%d+)\t(.*)$')
+    if length ~= nil then
+      local f = 'r\t' .. looped
+      if coarse_count(f) < tonumber(length) then
+        ccache[f] = tonumber(length)
+        pend_c[f] = true
+      end
+    else
+      -- "from\tto\tprevious action\taction[\tkey-path hashes]" (the fifth field only when the
+      -- shape vocabulary is tracked, shape_escape; older records: "from\tto", no action model)
+      local from, to, prev_act, act = string.match(edge, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+      if from == nil then
+        from, to = string.match(edge, '^([^\t]*)\t(.*)$')
+      end
+      local paths = nil
+      if act ~= nil then
+        local a, p = string.match(act, '^([^\t]*)\t(.*)$')
+        if a ~= nil then act, paths = a, p end
+      end
+      to = bounded_to(from, to, node_cap, edge_cap)
+      count_edge(from, to)
+      if act ~= nil then count_action(prev_act, act, to, edge_cap, paths) end
+      learned = learned + 1
     end
-    local paths = nil
-    if act ~= nil then
-      local a, p = string.match(act, '^([^\t]*)\t(.*)$')
-      if a ~= nil then act, paths = a, p end
-    end
-    to = bounded_to(from, to, node_cap, edge_cap)
-    count_edge(from, to)
-    if act ~= nil then count_action(prev_act, act, to, edge_cap, paths) end
-    learned = learned + 1
   end
   st.events = st.events + 1
   st.fp = st.fp + 1

@@ -802,6 +802,10 @@ for i = 1, n do
         if shape_esc > 0 then line = line .. '\t' .. a.paths end
         lines[#lines + 1] = line
       end
+      -- the streaks an approval teaches ("=<length>\t<node>"): those this event would have
+      -- learned, and its own repeat (a held loop, approved, is a loop of that length)
+      if streak_prev then lines[#lines + 1] = '=' .. run.rep .. '\t' .. e.from end
+      if repeats > 0 then lines[#lines + 1] = '=' .. repeats .. '\t' .. e.to end
       run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')
     end

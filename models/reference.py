@@ -75,6 +75,8 @@ class _Run:
     ended: bool = False
     answers: dict[str, Observation] = field(default_factory=dict)
     held: dict[str, list[_Pending]] = field(default_factory=dict)
+    #: the back-to-back streaks a held event carries, (node, length): an approval learns them
+    held_streaks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -495,6 +497,13 @@ class ReferenceChain:
             tracked = self.params.shape_escape != "off"
             run.held[event_id] = [(a.from_node, a.to_node, a.prev_action, a.action,
                                    a.paths if tracked else None) for a in assessed]
+            # what an approval teaches (lua/observe.lua "=" lines): the streak this event ends,
+            # and its own repeat — a held loop, approved, is a loop of that length
+            carried = [(e.from_node, run.repeats)] if e.to_node != e.from_node and (
+                run.repeats > 0) else []
+            if repeats > 0:
+                carried.append((e.to_node, repeats))
+            run.held_streaks[event_id] = carried
         if learn and not e.anomalous:
             self._push(e.bits)
         if learn and tail is not None and not tail.anomalous:
@@ -534,11 +543,18 @@ class ReferenceChain:
         pending = run.held.pop(event_id, None) if run is not None else None
         if pending is None:
             return False
+        assert run is not None
+        carried = run.held_streaks.pop(event_id, [])
         if decision == "approve":
             for src, to, prev_action, action, paths in pending:
                 to = self._bounded_to(src, to)
                 self._count(src, to)
                 self._count_action(prev_action, action, to, paths)
+            # a held loop, approved, raises the repeat limit to its length (lua/feedback.lua)
+            for looped, length in carried:
+                f = f"r\t{looped}"
+                if self.coarse.get(f, 0) < length:
+                    self.coarse[f] = length
             self.events += 1
         assert self.sigma is not None and self.fallback is not None
         self.sigma, self.fallback = tune(self.sigma, self.fallback, decision, self.params)

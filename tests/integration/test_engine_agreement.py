@@ -266,6 +266,18 @@ def test_lua_matches_reference_learning_streaks_of_runs_that_end_elsewhere(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(streaky_st, min_size=10, max_size=160),
+       cuts=st.lists(st.integers(0, 160)), approve_every=st.integers(1, 3))
+def test_lua_matches_reference_when_approvals_teach_held_streaks(
+    redis_url: str, events: list[Event], cuts: list[int], approve_every: int
+) -> None:
+    """Held repeats, approved, raise the repeat limit to their length (lua/feedback.lua "="
+    lines, ReferenceChain.feedback) — with a tight limit, so loops are held often."""
+    params = SMALL.replace(repeat_factor=1.0, repeat_margin=1, min_support=0)
+    asyncio.run(_run_both(redis_url, events, cuts, params, approve_every=approve_every))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(settling_st, min_size=20, max_size=160),
        cuts=st.lists(st.integers(0, 160)), budget=st.integers(1, 40),
        floors=st.sampled_from([None, [0], [None], [-1], [1, -1]]))

@@ -105,3 +105,26 @@ async def test_a_locked_chain_does_not_learn_longer_streaks(redis_client: aiored
         assert verdicts[0].mode == "locked"
         actions.append("pause" if any(v.action == "pause" for v in verdicts) else "allow")
     assert actions == ["allow"] * 5 + ["pause"] * 3, actions
+
+
+async def test_an_approved_loop_raises_the_locked_limit_to_its_length(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A locked chain's repeat limit moves only when a person says so: approving the held
+    repeats of a longer streak teaches the chain that length, and the same streak then passes;
+    without the approvals it stays paused."""
+    engine = Engine.create(redis_client, keys=Keys(f"st{uuid.uuid4().hex[:8]}"),
+                           guardrails=False, params=FAST)
+    for r in range(40):
+        await engine.decide(_run("d", f"d{r}", 3, ends_on_ci=False, send_end=True))
+    first = await engine.decide(_run("d", "long-0", 12, ends_on_ci=False, send_end=True))
+    held = [v for v in first if v.held]
+    assert held and all(v.action == "pause" for v in held)
+    again = await engine.decide(_run("d", "long-1", 12, ends_on_ci=False, send_end=True))
+    assert any(v.action == "pause" for v in again)  # not approved: still a loop
+    for v in held:
+        assert (await engine.feedback(v.chain_tag, v.run_id, v.event_id, "approve")).applied
+    after = await engine.decide(_run("d", "long-2", 12, ends_on_ci=False, send_end=True))
+    assert [v.action for v in after] == ["allow"] * len(after)
+    longer = await engine.decide(_run("d", "long-3", 30, ends_on_ci=False, send_end=True))
+    assert any(v.action == "pause" for v in longer)

@@ -61,8 +61,10 @@ class Checked:
     error: RatchetError | None = None
     #: The bytes its v2 signature covers, when parsing produced them (else the check does).
     signing: bytes | None = None
-    #: The JSON values it carries (its ingest tokens: models.ratelimit.event_tokens).
+    #: The JSON values it carries, and how many are object keys (its ingest tokens:
+    #: models.ratelimit.event_tokens).
     values: int = 0
+    keys: int = 0
 
     def result(self) -> dict[str, Any]:
         event_id = self.event.event_id if self.event else _raw_event_id(self.raw)
@@ -140,7 +142,7 @@ def parse_batch(
             out.append(Checked(i, raw, error=_over_budget(i, limits)))
             continue
         try:
-            event, signing, values = decode_counted(raw, project_id, limits)
+            event, signing, values, keys = decode_counted(raw, project_id, limits)
             left -= values
             if left < 0:
                 out.append(Checked(i, raw, error=_over_budget(i, limits)))
@@ -152,13 +154,13 @@ def parse_batch(
             out.append(Checked(i, raw, error=ValidationError(
                 str(exc), f"events[{i}].{exc.field}" if exc.field else f"events[{i}]")))
         else:
-            out.append(Checked(i, raw, event, None, signing, values))
+            out.append(Checked(i, raw, event, None, signing, values, keys))
     return out
 
 
 def batch_tokens(items: Sequence[Checked]) -> int:
     """Ingest tokens of a batch: each item's (one for an item refused before it was counted)."""
-    return sum(event_tokens(it.values) for it in items)
+    return sum(event_tokens(it.values, it.keys) for it in items)
 
 
 def _over_budget(index: int, limits: Limits) -> ValidationError:

@@ -22,7 +22,14 @@ from gateway.auth import Caller
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
-from models.ratelimit import INGEST, VALUES_PER_TOKEN, LimitKind, RateDecision, Tier
+from models.ratelimit import (
+    INGEST,
+    KEYS_PER_TOKEN,
+    VALUES_PER_TOKEN,
+    LimitKind,
+    RateDecision,
+    Tier,
+)
 
 __all__ = ["DECISION", "apply_decision", "rate_limit"]
 
@@ -74,7 +81,7 @@ def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> 
     higher = "; an operator can move the project to a higher tier (ratchet projects set-tier)"
     if kind == INGEST:  # models/ratelimit.py event_tokens
         higher = (f"; an event carrying many JSON values counts as more than one (one more per "
-                  f"{VALUES_PER_TOKEN:,} values){higher}")
+                  f"{VALUES_PER_TOKEN:,} values and per {KEYS_PER_TOKEN:,} keys){higher}")
     if cost > decision.limit:
         return (f"this request needs {cost} {unit} but the {tier.name!r} tier allows at most "
                 f"{decision.limit} per minute; split it into smaller batches{higher}")

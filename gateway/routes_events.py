@@ -81,13 +81,14 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
-        event, _, values = decode_counted(body, caller.project_id, ingest_limits(state.settings),
-                                          signed=False)
+        event, _, values, keys = decode_counted(body, caller.project_id,
+                                                ingest_limits(state.settings), signed=False)
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise
-    if event_tokens(values) > 1:  # its tokens past the one taken before the body was read
-        await rate_limit(request, caller, INGEST, event_tokens(values) - 1)
+    tokens = event_tokens(values, keys)
+    if tokens > 1:  # its tokens past the one taken before the body was read
+        await rate_limit(request, caller, INGEST, tokens - 1)
     if caller.agent_id is not None and event.agent_id != caller.agent_id:
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)

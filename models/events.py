@@ -254,10 +254,12 @@ def _bad_number(value: Any, limits: Limits) -> str | None:
 
 
 class Shape(NamedTuple):
-    """What :func:`shape_of` found: whether every float is plain, and how many values."""
+    """What :func:`shape_of` found: whether every float is plain, how many values, and how
+    many of them are object members (keys)."""
 
     plain: bool
     values: int
+    keys: int = 0
 
 
 def shape_of(
@@ -271,8 +273,9 @@ def shape_of(
     error names the field (or the number's path) and the limit.
 
     Returns whether every float in it is :func:`models.jcs.plain_float` (the same pass tells the
-    signature check whether orjson writes ``value``'s numbers as RFC 8785 does), and how many
-    values it holds.
+    signature check whether orjson writes ``value``'s numbers as RFC 8785 does), how many
+    values it holds and how many object keys (an event's ingest tokens: both,
+    :func:`models.ratelimit.event_tokens`).
     """
     plain = True
     keys = 0
@@ -306,7 +309,7 @@ def shape_of(
                     raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
                 if kind is float and plain and not plain_float(child):
                     plain = False
-    return Shape(plain, values)
+    return Shape(plain, values, keys)
 
 
 def check_shape(
@@ -326,7 +329,7 @@ def metadata_values_cap(limits: Limits) -> int:
     return limits.max_metadata_bytes
 
 
-def _payload(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], int]:
+def _payload(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], Shape]:
     value = obj.get("payload")
     if value is None:
         raise ValidationError("payload is required (a JSON object, may be empty)", "payload")
@@ -334,13 +337,13 @@ def _payload(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any],
         raise ValidationError(f"payload must be an object, got {type(value).__name__}", "payload")
     shape = shape_of(value, "payload", limits.max_payload_depth, limits.max_payload_keys,
                      limits.max_payload_values, limits)
-    return value, shape.values
+    return value, shape
 
 
-def _metadata(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], int]:
+def _metadata(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], Shape]:
     value = obj.get("metadata")
     if value is None:
-        return {}, 0
+        return {}, Shape(True, 0, 0)
     if not isinstance(value, dict):
         raise ValidationError("metadata must be an object", "metadata")
     shape = shape_of(value, "metadata", limits.max_metadata_depth, limits.max_metadata_keys,
@@ -351,7 +354,7 @@ def _metadata(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any]
             f"metadata is {size} bytes of JSON, more than the limit of "
             f"{limits.max_metadata_bytes} bytes", "metadata"
         )
-    return value, shape.values
+    return value, shape
 
 
 def parse_event(
@@ -376,9 +379,11 @@ def parse_event_counted(
     *,
     limits: Limits = DEFAULT_LIMITS,
     allow_offline_fields: bool = False,
-) -> tuple[IngestEvent, int]:
-    """:func:`parse_event`, and how many JSON values the event's payload, metadata and unknown
-    fields hold together (what a batch's value budget counts)."""
+) -> tuple[IngestEvent, int, int]:
+    """:func:`parse_event`, how many JSON values the event's payload, metadata and unknown
+    fields hold together (what a batch's value budget counts), and how many object keys its
+    payload and metadata hold (with the values, its ingest tokens:
+    :func:`models.ratelimit.event_tokens`)."""
     if not isinstance(obj, dict):
         raise ValidationError(f"an event must be a JSON object, got {type(obj).__name__}", None)
     if project_id is None:
@@ -404,9 +409,9 @@ def parse_event_counted(
     run_id = _string(obj, "run_id", limits.max_run_id_chars)
     service = _string(obj, "service", limits.max_id_chars)
     action = _string(obj, "action", limits.max_action_chars)
-    payload, payload_values = _payload(obj, limits)
+    payload, payload_shape = _payload(obj, limits)
     ts = _number(obj, "ts", limits)
-    metadata, metadata_values = _metadata(obj, limits)
+    metadata, metadata_shape = _metadata(obj, limits)
     others = check_other_fields(obj, limits,
                                 _OFFLINE_FIELDS if allow_offline_fields else KNOWN_FIELDS)
     event = IngestEvent(
@@ -424,7 +429,8 @@ def parse_event_counted(
         metadata=metadata,
         label=label,
     )
-    return event, payload_values + metadata_values + others
+    return (event, payload_shape.values + metadata_shape.values + others,
+            payload_shape.keys + metadata_shape.keys)
 
 
 #: The slot setters of :class:`IngestEvent`, in field order. A frozen dataclass's ``__init__``

@@ -122,15 +122,17 @@ def decode_signed_event(
     """:func:`decode_event`, and the bytes signature v2 signs for a batch item (``obj`` with its
     ``signature`` and an integer ``timestamp``; :func:`models.signing.signing_bytes`) when they
     come cheaply — else ``None`` and the signature check computes them."""
-    event, body, _ = decode_counted(obj, project_id, limits, signed=signed)
+    event, body, _, _ = decode_counted(obj, project_id, limits, signed=signed)
     return event, body
 
 
 def decode_counted(
     obj: Any, project_id: str, limits: Limits = DEFAULT_LIMITS, *, signed: bool = True
-) -> tuple[IngestEvent, bytes | None, int]:
-    """:func:`decode_signed_event`, and how many JSON values the event's payload, metadata and
-    unknown fields hold together (what a batch's value budget counts).
+) -> tuple[IngestEvent, bytes | None, int, int]:
+    """:func:`decode_signed_event`, how many JSON values the event's payload, metadata and
+    unknown fields hold together (what a batch's value budget counts), and how many object keys
+    its payload and metadata hold (with the values, its ingest tokens:
+    :func:`models.ratelimit.event_tokens`).
 
     The payload walk that checks the limits (values, keys, depth, numbers: before any
     canonicalisation) also tells whether every float in it prints the
@@ -156,12 +158,14 @@ def decode_counted(
     metadata = obj.get("metadata") or {}
     known = obj.keys() <= _SIGNED_FIELDS
     try:
-        plain, values = shape_of(payload, "payload", limits.max_payload_depth,
-                                 limits.max_payload_keys, limits.max_payload_values, limits)
+        plain, values, keys = shape_of(payload, "payload", limits.max_payload_depth,
+                                       limits.max_payload_keys, limits.max_payload_values,
+                                       limits)
         if metadata:
-            values += shape_of(metadata, "metadata", limits.max_metadata_depth,
-                               limits.max_metadata_keys, metadata_values_cap(limits),
-                               limits).values
+            meta = shape_of(metadata, "metadata", limits.max_metadata_depth,
+                            limits.max_metadata_keys, metadata_values_cap(limits), limits)
+            values += meta.values
+            keys += meta.keys
             if len(orjson.dumps(metadata)) > limits.max_metadata_bytes:
                 return _slow(obj, project_id, limits)  # raises: too large
         if not known:
@@ -177,13 +181,13 @@ def decode_counted(
         body = _signing_bytes(obj, project_id)
     event = new_event(s.event_id, s.agent_id, s.run_id, s.service, s.action, payload,
                       project_id, s.priority, s.ts, s.cost, s.end_of_run, metadata, None)
-    return event, body, values
+    return event, body, values, keys
 
 
-def _slow(obj: Any, project_id: str, limits: Limits) -> tuple[IngestEvent, None, int]:
+def _slow(obj: Any, project_id: str, limits: Limits) -> tuple[IngestEvent, None, int, int]:
     """The reference check (:func:`models.events.parse_event`): its error, or its event."""
-    event, values = parse_event_counted(obj, project_id, limits=limits)
-    return event, None, values
+    event, values, keys = parse_event_counted(obj, project_id, limits=limits)
+    return event, None, values, keys
 
 
 _TIMESTAMP = "timestamp"

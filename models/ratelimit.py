@@ -1,8 +1,8 @@
 """Rate-limit tiers and the arithmetic of a token bucket's answer (pure; no I/O, no clock).
 
 A tier grants a project two buckets: ``ingest`` (one token per event, plus one per
-:data:`VALUES_PER_TOKEN` JSON values it carries — :func:`event_tokens`; a batch takes the sum of
-its events' tokens, all or nothing) and ``register`` (one token per credential operation: registering an
+:data:`VALUES_PER_TOKEN` JSON values and one per :data:`KEYS_PER_TOKEN` object keys it carries —
+:func:`event_tokens`; a batch takes the sum of its events' tokens, all or nothing) and ``register`` (one token per credential operation: registering an
 agent, rotating a key or a secret). A bucket holds one minute's worth of tokens and refills
 continuously, so "120/min" allows a burst of 120 and then 2 per second.
 
@@ -27,6 +27,7 @@ from models.errors import ConfigError
 
 __all__ = [
     "INGEST",
+    "KEYS_PER_TOKEN",
     "REGISTER",
     "VALUES_PER_TOKEN",
     "Bucket",
@@ -42,22 +43,36 @@ LimitKind = Literal["ingest", "register"]
 INGEST: LimitKind = "ingest"
 REGISTER: LimitKind = "register"
 
-#: An event's ingest tokens grow with the JSON values it carries (payload, metadata, other
-#: fields): one more per this many. Deciding an event costs the gateway (parse, canonical form
-#: for the signature, duplicate-key check) and the worker (skeleton, guardrail scans) time in
-#: proportion to its values, so a tenant's bucket bounds that work, not only its event count:
-#: events of 10,000 values (the payload cap) at a tier's event rate stalled another tenant's
-#: verdicts for seconds (Dec 4 attack run, round 4). An ordinary event (tens of values) costs 1.
-VALUES_PER_TOKEN = 1_000
+#: An event's ingest tokens grow with what deciding it costs the worker, so that one token is
+#: about one ordinary event's worker CPU (≈ 90–150 µs: docs/operations.md) whatever the event's
+#: shape. The worker's cost of a wide event is the guardrails' walk of every value (path walk,
+#: PII and media scans of every string with its key path) and the skeleton, in proportion to
+#: values and, for strings and arrays of objects, to keys too. Measured (Dec 4, Engine.decide
+#: with guardrails and labels on, batches of 10, client CPU; an ordinary event ≈ 39 µs in
+#: batches of 100 on the same machine), per event of N = 5,000:
+#: ints in one array 4.9 ms (≈ 1 µs per value), strings in one array 11.7 ms (≈ 2.3 µs),
+#: 5,000 keys of ints 4.9 ms (≈ 1 µs), 5,000 keys of strings 17.7 ms (≈ 3.5 µs),
+#: rows of objects with distinct keys 15.4 ms (≈ 3–5 µs per value). One more token per 64
+#: values and per 64 keys charges ≈ 110–150 µs of worker CPU per token for string values (keyed
+#: or not), ≈ 100–170 µs for arrays of objects, and over-charges numbers (≈ 30–60 µs): the
+#: 5,000-keyed string event of the Dec 4 attack run (≈ 19.5 ms of worker CPU per event, its
+#: verdicts fell 18.7 s behind at 11 tokens an event) now takes 157 tokens, not 6.
+#: An ordinary event (tens of values: the synthetic traffic's largest ≈ 55) still takes one.
+VALUES_PER_TOKEN = 64
+#: One more token per this many object keys (payload and metadata, every depth); see above.
+KEYS_PER_TOKEN = 64
 
 
-def event_tokens(values: int) -> int:
-    """Ingest tokens of one event carrying ``values`` JSON values.
+def event_tokens(values: int, keys: int = 0) -> int:
+    """Ingest tokens of one event carrying ``values`` JSON values, ``keys`` of them object
+    members (:func:`models.events.shape_of` counts both in its one walk).
 
-    >>> event_tokens(0), event_tokens(999), event_tokens(1_000), event_tokens(10_000)
-    (1, 1, 2, 11)
+    >>> event_tokens(0), event_tokens(63, 63), event_tokens(64), event_tokens(64, 64)
+    (1, 1, 2, 3)
+    >>> event_tokens(5_000, 5_000), event_tokens(10_000)
+    (157, 157)
     """
-    return 1 + max(values, 0) // VALUES_PER_TOKEN
+    return 1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
 
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from models.envelope import decode_ingest
-from models.ratelimit import parse_tiers
+from models.ratelimit import event_tokens, parse_tiers
 from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
@@ -223,19 +223,25 @@ async def test_bucket_is_one_key_on_redis_cluster(
 async def test_events_take_tokens_by_the_values_they_carry(
     gateway: Gateway, tenant: Tenant
 ) -> None:
-    """An event is one token plus one per 1,000 JSON values (models/ratelimit.py event_tokens):
-    events of 9,990 values (under the payload cap) at a tier's event rate stalled another
-    tenant's verdicts for seconds (Dec 4 attack run, round 4). Lowest tier: 120 tokens/min,
-    two more per second."""
-    wide = {"a": list(range(9_989))}  # about 9,990 values: 10 tokens
-    first = await tenant.client.send_batch([event(payload=wide) for _ in range(11)])
-    assert first.status == 200 and first.body["accepted"] == 11
-    assert int(first.headers["X-RateLimit-Remaining"]) == 120 - 11 * 10
-    single = await tenant.client.send(event(payload=wide))  # the last 10
+    """An event is one token plus one per 64 JSON values and one per 64 object keys
+    (models/ratelimit.py event_tokens): events of 5,000 distinct keys (≈ 19.5 ms of worker CPU
+    each, ≈ 150 ordinary events) at 11 tokens each put another tenant's verdicts 18.7 s behind
+    (Dec 4 attack run). Lowest tier: 120 tokens/min, two more per second."""
+    wide = {f"k{i}": "x" for i in range(1_000)}  # 1,000 values, 1,000 keys: 1 + 15 + 15 tokens
+    tokens = event_tokens(1_000, 1_000)
+    assert tokens == 31
+    first = await tenant.client.send_batch([event(payload=wide) for _ in range(2)])
+    assert first.status == 200 and first.body["accepted"] == 2
+    assert int(first.headers["X-RateLimit-Remaining"]) == 120 - 2 * tokens
+    single = await tenant.client.send(event(payload=wide))  # 27 left
     assert single.status in (200, 202), single.body
+    assert 0 <= int(single.headers["X-RateLimit-Remaining"]) - (120 - 3 * tokens) <= 2  # refill
     refused = await tenant.client.send(event(payload=wide))
     assert refused.status == 429, refused.body
-    assert "1,000 values" in refused.body["message"]
+    assert "64 keys" in refused.body["message"]
+    numbers = await tenant.client.send(event(payload={"a": list(range(1_500))}))  # 1 + 23 + 0
+    assert numbers.status in (200, 202), numbers.body
+    assert 0 <= int(numbers.headers["X-RateLimit-Remaining"]) - (120 - 3 * tokens - 24) <= 4
     await asyncio.sleep(1.0)  # two tokens back: an ordinary event still costs one
     small = await tenant.client.send(event())
     assert small.status in (200, 202), small.body

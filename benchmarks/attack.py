@@ -800,8 +800,16 @@ async def evasion(ctx: Ctx) -> list[Row]:
                       end_of_run=i == len(WORKFLOW) - 1)
                 for i, (s, a, p) in enumerate(WORKFLOW)]
 
+    async def polls(run_id: str, n: int) -> str:
+        """A run of ``n`` CI status polls (a repeat streak of n - 1): its strictest answer."""
+        answers = [await verdict(event(run_id=run_id, service="ci", action="status.get",
+                                       payload={"pipeline": 7}, end_of_run=i == n - 1))
+                   for i in range(n)]
+        return "pause" if "pause" in answers else "flag" if "flag" in answers else answers[-1]
+
     modes: set[str] = set()
     for r in range(12):
+        await polls(f"ci-{r}", 3)  # learned beside the workflow (not a service new later)
         for ev in run(f"train-{r}"):
             got = await client.send(ev, wait_ms=5000)
             if r == 11 and isinstance(got.body, dict):
@@ -856,6 +864,13 @@ async def evasion(ctx: Ctx) -> list[Row]:
                     f"{held}, approval {approved.status}, left shadow {left}, then {then}",
                     held == "pause" and approved.status == 200 and left == "locked"
                     and then == "pause"))
+    # round 6: on a locked chain each streak within the repeat limit raised it by half again
+    # (2, 3, 5, 9 ... 132 repeats allowed); the limit now stays where the chain locked
+    ladder = [(n, await polls(f"ci-up-{n}", n)) for n in (4, 5, 6, 9)]
+    rows.append(Row("evasion: runs of 4, 5, 6, 9 polls on a chain locked on runs of 3",
+                    "the repeat limit stays where it locked: 4-6 allowed, 9 paused",
+                    " ".join(f"{n}:{a}" for n, a in ladder),
+                    [a for _, a in ladder] == ["allow", "allow", "allow", "pause"]))
     return rows
 
 

@@ -91,6 +91,24 @@ def _check_route_roles(app: web.Application) -> None:
                               "models.scopes.ROUTE_ROLES; say which key roles may call it")
 
 
+#: aiohttp's pattern for a ``{name}`` path segment: it refuses ``{`` and ``}``, which ids taken
+#: at ingest may contain (an event with id ``a{b}c`` could be sent but never looked up).
+_DEFAULT_SEGMENT = web.DynamicResource.GOOD
+
+
+def _check_route_ids(app: web.Application) -> None:
+    """Refuse to start with a ``{name}`` segment on aiohttp's default pattern: every route
+    segment that carries an id must be written ``{name:[^/]+}`` so it matches any id (percent-
+    encoded as needed) the gateway accepted — the handler validates the id itself."""
+    for resource in app.router.resources():
+        if not isinstance(resource, web.DynamicResource):
+            continue
+        pattern = resource.get_info()["pattern"].pattern
+        if _DEFAULT_SEGMENT in pattern:
+            raise ConfigError(f"route {resource.canonical} has a {{name}} segment on aiohttp's "
+                              "default pattern (no { or }); write it {name:[^/]+}")
+
+
 def _route_queries(app: web.Application, settings: Settings) -> QueryNames:
     """The query names each route takes (gateway/query.py); refuse to start with a route the
     OpenAPI document does not describe."""
@@ -136,6 +154,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                    routes_engine, routes_health, routes_openapi):
         app.add_routes(module.routes)
     _check_route_roles(app)
+    _check_route_ids(app)
     app[QUERY_NAMES] = _route_queries(app, settings)
     app.on_response_prepare.append(_no_server_version)
 

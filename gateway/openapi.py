@@ -373,6 +373,8 @@ def _idempotency_param() -> dict[str, Any]:
 
 def _event_id_param() -> dict[str, Any]:
     return {"name": "event_id", "in": "path", "required": True,
+            "description": "The event's id, percent-encoded as one path segment (`.` as `%2E`): "
+                           "any id the ingest accepted, `{`, `}`, `%`, `/`, `#` and `?` included.",
             "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS,
                        "pattern": _SAFE_TEXT}}
 
@@ -548,16 +550,22 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "description": "text/event-stream: `event: verdict` (a non-allow verdict), "
                            "`event: approval` (a person's decision on a paused event), "
                            "`event: approval_undone`; each with an `id` to resume from "
-                           "(Last-Event-ID). Starts at now without one; ends after timeout_s.",
+                           "(Last-Event-ID). Starts at now without one; ends after timeout_s, "
+                           "or at once (after a `: stream ended by a server error` comment) if "
+                           "reading the stream fails: reconnect with Last-Event-ID.",
             "operationId": "streamDecisions",
             "security": secured,
             "parameters": [
                 {"name": "Last-Event-ID", "in": "header", "required": False,
                  "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
-                 "description": "Resume after this event id (sent by browsers on reconnect)."},
+                 "description": "Resume after this event id (sent by browsers on reconnect). "
+                                "<ms>-<seq>, each part 0 to 18446744073709551615; 400 "
+                                "otherwise."},
                 {"name": "after", "in": "query", "required": False,
                  "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
-                 "description": "Resume after this event id (for clients without headers)."},
+                 "description": "Resume after this event id (for clients without headers). "
+                                "<ms>-<seq>, each part 0 to 18446744073709551615; 400 "
+                                "otherwise."},
                 {"name": "timeout_s", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300},
                  "description": "The stream ends after this many seconds; reconnect to go on."},

@@ -62,7 +62,7 @@ async def list_all(request: web.Request) -> web.Response:
     return web.json_response({"items": [k.public() for k in found]})
 
 
-@routes.post("/v1/keys/{key_id}:rotate")
+@routes.post("/v1/keys/{key_id:[^/]+}:rotate")
 async def rotate(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
@@ -73,7 +73,7 @@ async def rotate(request: web.Request) -> web.Response:
     return web.json_response({**info.public(), "api_key": api_key, "revoked": key_id})
 
 
-@routes.delete("/v1/keys/{key_id}")
+@routes.delete("/v1/keys/{key_id:[^/]+}")
 async def revoke(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)

@@ -14,6 +14,7 @@ Without ``Last-Event-ID`` (or ``after``) the stream starts at "now". The answer 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 
@@ -22,16 +23,24 @@ from aiohttp import web
 from gateway.auth import authenticate
 from gateway.body import int_query
 from gateway.holds import held_requests
+from gateway.metrics import GATEWAY_ERRORS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
-from models.errors import RateLimitedError, ValidationError
+from models.errors import RateLimitedError, UnavailableError, ValidationError
+from models.sanitize import shown
+from ratchet.store.redis import REDIS_FAILURES, client_broke
 
 __all__ = ["routes"]
 
+log = logging.getLogger(__name__)
+
 routes = web.RouteTableDef()
 
-#: A Redis stream entry id as a client may send it back.
-_ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+#: A Redis stream entry id as a client may send it back: ``<ms>-<seq>``, two decimal numbers.
+_ENTRY_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+#: The largest value of either part of a stream entry id (Redis keeps each as an unsigned 64-bit
+#: integer and refuses larger ones with "Invalid stream ID").
+MAX_ID_PART = 2**64 - 1
 #: Pause between reads of the stream while nothing new arrives, seconds. Reads do not block in
 #: Redis: a blocking read holds one of the gateway's pooled Redis connections for its whole
 #: wait, so a few hundred open streams would take every connection from other requests.
@@ -45,10 +54,12 @@ def _resume_point(request: web.Request) -> str | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("after")
     if raw is None or raw == "":
         return None
-    if not _ENTRY_ID.match(raw):
+    match = _ENTRY_ID.match(raw)
+    if match is None or any(int(part) > MAX_ID_PART for part in match.groups()):
         field = "Last-Event-ID" if "Last-Event-ID" in request.headers else "after"
-        raise ValidationError(f"{field} must be an event id this stream sent (like 1700000000000-0)",
-                              field)
+        raise ValidationError(
+            f"{field} must be an event id this stream sent: <ms>-<seq> (like 1700000000000-0), "
+            f"each part a whole number from 0 to {MAX_ID_PART}, got {shown(raw)}", field)
     return raw
 
 
@@ -88,7 +99,16 @@ async def _stream(request: web.Request, project_id: str, timeout_s: int,
         while deadline - time.monotonic() > 0:
             if request.transport is None or request.transport.is_closing():
                 break  # the client went away (noticed within one read, not at the keepalive)
-            entries = await store.read_decisions(project_id, after, 0)
+            try:
+                entries = await store.read_decisions(project_id, after, 0)
+            except Exception as exc:  # noqa: BLE001  (logged; any failure ends the stream)
+                # The headers are sent: no error answer can follow. End the stream (the client
+                # reconnects after `retry` with Last-Event-ID and loses nothing) rather than
+                # leave it open and silent until the client gives up.
+                _log_read_error(exc, project_id)
+                await resp.write(b": stream ended by a server error; reconnect with "
+                                 b"Last-Event-ID\n\n")
+                break
             for entry_id, kind, body in entries:
                 await resp.write(b"id: %s\nevent: %s\ndata: %s\n\n"
                                  % (entry_id.encode(), kind.encode(), body))
@@ -104,3 +124,14 @@ async def _stream(request: web.Request, project_id: str, timeout_s: int,
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away; nothing to clean up
     return resp
+
+
+def _log_read_error(exc: Exception, project_id: str) -> None:
+    if isinstance(exc, (UnavailableError, *REDIS_FAILURES)) or client_broke(exc):
+        GATEWAY_ERRORS.labels("redis_unavailable").inc()
+        log.warning("decision stream of project %s ended: redis unavailable (%s)", project_id,
+                    type(exc).__name__)
+    else:
+        GATEWAY_ERRORS.labels("internal").inc()
+        log.error("decision stream of project %s ended: reading it failed: %s", project_id,
+                  exc, exc_info=exc)

@@ -70,7 +70,7 @@ async def list_all_agents(request: web.Request) -> web.Response:
                                                          caller.project_id)})
 
 
-@routes.get("/v1/agents/{agent_id}")
+@routes.get("/v1/agents/{agent_id:[^/]+}")
 async def get_agent(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
@@ -78,7 +78,7 @@ async def get_agent(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
-@routes.post("/v1/agents/{agent_id}/secret:rotate")
+@routes.post("/v1/agents/{agent_id:[^/]+}/secret:rotate")
 async def rotate_secret(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)

@@ -61,7 +61,7 @@ async def whoami(request: web.Request) -> web.Response:
 LONG_POLL_STEPS_S = (0.05, 0.1, 0.2, 0.25)
 
 
-@routes.get("/v1/verdicts/{event_id}")
+@routes.get("/v1/verdicts/{event_id:[^/]+}")
 async def get_verdict(request: web.Request) -> web.Response:
     """The verdict and its approval. With ``wait_ms`` the answer is held until the verdict exists
     and, for a ``pause``, a person approved or rejected it — or until ``wait_ms`` ran out. The
@@ -153,7 +153,7 @@ def _decision(body: Any) -> tuple[str, str]:
     return str(decision), clean_text(reason)  # shown to humans later: no markup, no controls
 
 
-@routes.post("/v1/approvals/{event_id}")
+@routes.post("/v1/approvals/{event_id:[^/]+}")
 async def decide(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)

@@ -66,7 +66,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     return web.json_response({"items": [h.public() for h in hooks]})
 
 
-@routes.delete("/v1/webhooks/{webhook_id}")
+@routes.delete("/v1/webhooks/{webhook_id:[^/]+}")
 async def delete_webhook(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)

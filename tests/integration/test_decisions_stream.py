@@ -160,3 +160,59 @@ async def test_the_stream_ends_after_timeout_s(gateway: Gateway, tenant: Tenant)
         async with asyncio.timeout(10):
             body = await r.read()
     assert body.startswith(b"retry: 2000")
+
+
+#: ``after`` values Redis refuses ("Invalid stream ID": a part over 2**64-1) or that are no entry
+#: id at all. Each was answered 200 with ``retry:``, then the stream hung (attack run, F6).
+BAD_AFTER = ("99999999999999999999-0", "1-18446744073709551616", "18446744073709551616-0",
+             "1", "1-", "-1-0", "1-2-3", "now", "$", "+")
+
+
+async def test_an_after_that_is_no_stream_id_is_a_400_before_the_stream(
+        gateway: Gateway, tenant: Tenant) -> None:
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        for after in BAD_AFTER:
+            async with asyncio.timeout(10), http.get(
+                    gateway.url + PATH, params={"after": after, "timeout_s": "2"},
+                    headers=auth) as r:
+                assert r.status == 400, (after, r.status, await r.text())
+                assert r.content_type == "application/json"
+                body = await r.json()
+                assert body["field"] == "after", body
+                assert "<ms>-<seq>" in body["message"] and str(2**64 - 1) in body["message"], body
+        async with http.get(gateway.url + PATH, headers={
+                **auth, "Last-Event-ID": "1-18446744073709551616"}) as r:
+            assert r.status == 400 and (await r.json())["field"] == "Last-Event-ID"
+        # the largest id Redis takes is fine (nothing comes after it), and so is 0-0
+        for after in (f"{2**64 - 1}-{2**64 - 1}", "0-0"):
+            async with asyncio.timeout(10), http.get(
+                    gateway.url + PATH, params={"after": after, "timeout_s": "1"},
+                    headers=auth) as r:
+                assert r.status == 200, (after, await r.text())
+                assert (await r.read()).startswith(b"retry: 2000")
+
+
+async def test_a_redis_error_after_the_stream_started_ends_it(
+        gateway: Gateway, tenant: Tenant, caplog: pytest.LogCaptureFixture) -> None:
+    """A read that Redis refuses once the headers are out cannot become an error answer: the
+    stream ends (the client reconnects with Last-Event-ID) instead of staying open and silent
+    past ``timeout_s``."""
+    key = gateway.keys.decisions(tenant.project_id)
+    async with aiohttp.ClientSession() as http, http.get(
+            gateway.url + PATH + "?timeout_s=60",
+            headers={"Authorization": f"Bearer {tenant.api_key}"}) as r:
+        assert r.status == 200
+        async with asyncio.timeout(10):
+            assert await r.content.readline() == b"retry: 2000\n"
+        # a real Redis error on the next read: the stream's key is no stream any more (WRONGTYPE)
+        await gateway.redis.delete(key)
+        await gateway.redis.set(key, b"not a stream")
+        try:
+            async with asyncio.timeout(10):  # well before timeout_s=60
+                rest = await r.read()
+        finally:
+            await gateway.redis.delete(key)
+    assert b"stream ended by a server error" in rest, rest
+    assert "decision stream of project" in caplog.text and "WRONGTYPE" in caplog.text
+    assert "unhandled error" not in caplog.text

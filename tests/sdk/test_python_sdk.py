@@ -22,6 +22,7 @@ from ratchet_client import (
     AuthError,
     Client,
     ConflictError,
+    NotFoundError,
     RateLimitedError,
     UnavailableError,
     ValidationError,
@@ -151,6 +152,22 @@ def test_decide_returns_a_typed_verdict(fresh: Credentials) -> None:
         assert verdict.allowed and not verdict.paused and verdict.trace_id
         assert all(r.source for r in verdict.reasons)
         assert rc.verdict(verdict.event_id) == verdict  # GET /v1/verdicts agrees
+
+
+def test_any_event_id_reaches_the_verdict_and_approval_routes(fresh: Credentials) -> None:
+    """``verdict`` and ``resolve`` percent-encode the id as one path segment (``resolve`` sent
+    it raw: ``a/b`` or ``x?y`` hit another route or lost its tail), dots included."""
+    suffix = uuid.uuid4().hex[:6]
+    with _client(fresh) as rc:
+        for event_id in ("a{b}c" + suffix, "x/y" + suffix, "100%" + suffix, "q?r#s" + suffix,
+                         ".", ".."):
+            verdict = rc.decide(_event("ids", event_id=event_id), wait_ms=3000, timeout_s=60)
+            assert verdict.event_id == event_id
+            assert rc.verdict(event_id).event_id == event_id
+            # not paused (shadow mode): the approvals route itself answers, naming the event
+            with pytest.raises(NotFoundError) as missing:
+                rc.resolve(event_id, "approve")
+            assert f"event {event_id} is not paused" in str(missing.value), missing.value
 
 
 def test_a_retried_request_is_counted_once(sdk_stack: Credentials, kafka_bootstrap: str) -> None:

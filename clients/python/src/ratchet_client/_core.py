@@ -140,6 +140,11 @@ class Core:
         params = {"wait_ms": str(wait)} if wait > 0 else {}
         return Request("GET", f"/v1/verdicts/{_quote(event_id)}", self.headers(), params)
 
+    def resolve_request(self, event_id: str, decision: str, reason: str) -> Request:
+        """``POST /v1/approvals/{event_id}``: approve or reject a paused event."""
+        return Request("POST", f"/v1/approvals/{_quote(event_id)}", self.headers(),
+                       body=_json_bytes({"decision": decision, "reason": reason}))
+
     # --- answers ------------------------------------------------------------------------------
     @staticmethod
     def read(status: int, headers: Mapping[str, str], content: bytes) -> Any:
@@ -199,9 +204,11 @@ class Core:
 
 
 def _quote(event_id: str) -> str:
+    """``event_id`` as one path segment: every reserved character percent-encoded, and ``.``
+    too (``.`` and ``..`` would otherwise be dot segments that URL normalisation removes)."""
     from urllib.parse import quote
 
-    return quote(event_id, safe="")
+    return quote(event_id, safe="").replace(".", "%2E")
 
 
 def arguments_payload(fn: Callable[..., Any], args: Sequence[Any],

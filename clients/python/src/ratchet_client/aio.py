@@ -20,7 +20,6 @@ from typing import (
 import httpx
 
 from ratchet_client._core import Config, Core, Request, arguments_payload
-from ratchet_client.client import _body
 from ratchet_client.errors import (
     ActionRejected,
     ApprovalTimeout,
@@ -195,8 +194,7 @@ class AsyncClient:
         raise DecisionTimeout(f"no verdict for event {event_id} yet", event_id=event_id)
 
     async def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
-        req = Request("POST", f"/v1/approvals/{event_id}", self._core.headers(),
-                      body=_body({"decision": decision, "reason": reason}))
+        req = self._core.resolve_request(event_id, decision, reason)
         return dict(await self._call(req))
 
     async def pending(self, limit: int = 100) -> list[Verdict]:

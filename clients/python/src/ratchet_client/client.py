@@ -227,8 +227,7 @@ class Client:
     # --- approvals (admin) --------------------------------------------------------------------
     def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
         """Approve or reject a paused event (``decision``: ``approve`` | ``reject``)."""
-        req = Request("POST", f"/v1/approvals/{event_id}", self._core.headers(),
-                      body=_body({"decision": decision, "reason": reason}))
+        req = self._core.resolve_request(event_id, decision, reason)
         return dict(self._call(req))
 
     def pending(self, limit: int = 100) -> list[Verdict]:
@@ -268,9 +267,3 @@ class Client:
                     return fn(*args, **kwargs)
             return inner  # type: ignore[return-value]
         return wrap
-
-
-def _body(value: Any) -> bytes:
-    import json
-
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")

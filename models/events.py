@@ -113,6 +113,12 @@ class IngestEvent:
         return out
 
 
+#: Ids no URL can carry as a path segment: clients resolve ``.`` and ``..`` (even as ``%2E``,
+#: per the WHATWG URL standard) as dot segments, so ``GET /v1/verdicts/..`` never reaches its
+#: event. The event id is refused at ingest instead (Dec 4 attack run, round 6).
+DOT_IDS = frozenset({".", ".."})
+
+
 def _string(obj: Mapping[str, Any], name: str, max_chars: int, *, required: bool = True) -> str:
     value = obj.get(name)
     if value is None:
@@ -405,6 +411,10 @@ def parse_event_counted(
     if cost is not None and cost < 0:
         raise ValidationError("cost must not be negative", "cost")
     event_id = _string(obj, "event_id", limits.max_id_chars)
+    if event_id in DOT_IDS:
+        raise ValidationError(
+            f"event_id must not be {event_id!r}: in a URL path it is a directory step that "
+            "clients remove, so the event could not be looked up or decided", "event_id")
     agent_id = _string(obj, "agent_id", limits.max_id_chars)
     run_id = _string(obj, "run_id", limits.max_run_id_chars)
     service = _string(obj, "service", limits.max_id_chars)

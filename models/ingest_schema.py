@@ -36,6 +36,7 @@ import orjson
 from models.errors import ValidationError
 from models.events import (
     DEFAULT_LIMITS,
+    DOT_IDS,
     IngestEvent,
     Limits,
     check_other_fields,
@@ -150,7 +151,7 @@ def decode_counted(
         return _slow(obj, project_id, limits)  # raises, naming the field
     # a space is display-safe, so it cannot join two halves into an unsafe character
     ids = f"{s.event_id} {s.agent_id} {s.run_id} {s.service} {s.action}"
-    if not _display_safe(ids):
+    if not _display_safe(ids) or s.event_id in DOT_IDS:
         return _slow(obj, project_id, limits)
     payload = s.payload
     if type(payload) is not dict:  # the reference names what is wrong with it

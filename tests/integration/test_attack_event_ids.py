@@ -100,7 +100,7 @@ def _segment(event_id: str) -> str:
     return quote(event_id, safe="").replace(".", "%2E")
 
 
-AWKWARD_IDS = ("a{b}c", "{", "}{", "100%", "a%2Fb", "a%7Bb%7D", ".", "..", "x/y", "#", "?q=1")
+AWKWARD_IDS = ("a{b}c", "{", "}{", "100%", "a%2Fb", "a%7Bb%7D", ".x", "..y", "x/y", "#", "?q=1")
 
 
 async def test_every_accepted_event_id_can_be_looked_up_and_decided(stack: Stack) -> None:
@@ -112,7 +112,11 @@ async def test_every_accepted_event_id_can_be_looked_up_and_decided(stack: Stack
     assert put.status == 200, put.body
     await asyncio.sleep(put.body["applies_within_s"] + 0.5)
     suffix = uuid.uuid4().hex[:6]  # fresh ids: event ids are bound per project
-    ids = [i + suffix if i not in (".", "..") else i for i in AWKWARD_IDS]
+    ids = [i + suffix for i in AWKWARD_IDS]
+    for dots in (".", ".."):  # no URL can carry them as a segment: refused, saying why
+        refused = await stack.client.send(_ev(dots, {"sql": "x"}), wait_ms=0)
+        assert refused.status == 400, (dots, refused.status, refused.body)
+        assert "directory step" in str(refused.body), refused.body
     for event_id in ids:
         sent = await stack.client.send(_ev(event_id, {"sql": "DROP TABLE users"}), wait_ms=5000)
         assert sent.status == 200, (event_id, sent.status, sent.body)

@@ -160,7 +160,7 @@ def test_any_event_id_reaches_the_verdict_and_approval_routes(fresh: Credentials
     suffix = uuid.uuid4().hex[:6]
     with _client(fresh) as rc:
         for event_id in ("a{b}c" + suffix, "x/y" + suffix, "100%" + suffix, "q?r#s" + suffix,
-                         ".", ".."):
+                         "." + suffix, ".." + suffix):
             verdict = rc.decide(_event("ids", event_id=event_id), wait_ms=3000, timeout_s=60)
             assert verdict.event_id == event_id
             assert rc.verdict(event_id).event_id == event_id

@@ -636,7 +636,27 @@ async def heavy_events(ctx: Ctx) -> list[Row]:
     rows = [Row(f"{n} events of 3.6 MB / 4,990 keys", "all answered; B not stalled",
                 f"{decided}/{n} decided within 5 s, {sum(a.status in (200, 202) for a in answers)}"
                 f" accepted, {took:.1f} s", all(a.status in (200, 202) for a in answers))]
-    return rows + await wide_events(ctx)
+    return rows + await wide_events(ctx) + await expanding_text(ctx)
+
+
+async def expanding_text(ctx: Ctx) -> list[Row]:
+    """A sends events of one 1.8 MB string of U+FDFA, which NFKC expands 18 times: one token
+    each, and the guardrails' folding took ≈ 0.6 s per event, B past 5 s (Dec 4 attack run,
+    round 7). Folding is now bounded per payload (models/guardrails/paths.py FOLD_BUDGET)."""
+    n = 16 if ctx.quick else 32
+    statuses: list[int] = []
+    start = time.monotonic()
+    for i in range(n):
+        answer = await ctx.client_a.send(event(run_id=f"nfkc-{i}",
+                                               payload={"note": "\ufdfa" * 600_000}))
+        statuses.append(answer.status)
+    took = time.monotonic() - start
+    await asyncio.sleep(6)  # what was accepted is decided while B keeps probing
+    return [Row(f"{n} events of 600,000 × U+FDFA (NFKC: 18 characters each)",
+                f"accepted; B still decided within {B_DEADLINE_S:g} s",
+                f"{sum(1 for s in statuses if s in (200, 202))} accepted, statuses "
+                f"{sorted(set(statuses))}, {took:.1f} s",
+                all(s in (200, 202) for s in statuses))]
 
 
 async def wide_events(ctx: Ctx) -> list[Row]:

@@ -95,22 +95,48 @@ _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                         "\u2066-\u206f\ufeff]")
 
 
-def fold(text: str) -> str:
+#: Folded characters one payload walk may produce. NFKC can expand a character 18 times
+#: (U+FDFA), and a 1.8 MB string of it took ≈ 0.6 s to fold for one rate-limit token, delaying
+#: another tenant's verdicts past 5 s (Dec 4 attack run, round 7). Past the budget a value is
+#: read as sent. Worst case ≈ 1 ms of folding per event; real text folds to about its length.
+FOLD_BUDGET = 16_384
+#: Input characters folded at a time while the budget lasts.
+_FOLD_CHUNK = 256
+
+
+def fold(text: str, budget: list[int] | None = None) -> str:
     """``text`` as pattern and PII guardrails read it: plain ASCII as it is (the common case,
-    one C-level check); anything else NFKC-normalised, invisible format characters removed.
+    one C-level check); anything else NFKC-normalised, invisible format characters removed —
+    with ``budget`` (a one-item list, the folded characters left, decremented), only while it
+    lasts, chunk by chunk, the rest as sent.
 
     >>> fold("DROP\u00a0TABLE"), fold("DR\u200bOP TABLE"), fold("\uff14\uff11\uff11\uff11")
     ('DROP TABLE', 'DROP TABLE', '4111')
+    >>> left = [40]   # one chunk of 256 characters is folded, the rest read as sent
+    >>> out = fold("\ufdfa" * 300 + "\uff14", left)
+    >>> len(out), left[0] <= 0, out.endswith("\uff14")
+    (4653, True, True)
     """
     if text.isascii():
         return text
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    if budget is None:
+        return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    parts: list[str] = []
+    i, n = 0, len(text)
+    while i < n and budget[0] > 0:
+        piece = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text[i:i + _FOLD_CHUNK]))
+        budget[0] -= len(piece)
+        parts.append(piece)
+        i += _FOLD_CHUNK
+    if i < n:
+        parts.append(text[i:])
+    return "".join(parts)
 
 
 def walk(payload: Mapping[str, Any], *, max_leaves: int = MAX_LEAVES) -> tuple[Leaf, ...]:
     """All string and number values of ``payload`` (booleans and nulls carry no content)."""
     out: list[Leaf] = []
-    _walk(payload, "", (), "", out, max_leaves, 0)
+    _walk(payload, "", (), "", out, max_leaves, 0, [FOLD_BUDGET])
     return tuple(out)
 
 
@@ -122,8 +148,10 @@ def _walk(
     out: list[Leaf],
     cap: int,
     depth: int,
+    budget: list[int],
 ) -> None:
-    """Scalars are appended in the loop (no call per leaf); containers recurse."""
+    """Scalars are appended in the loop (no call per leaf); containers recurse. ``budget``:
+    the walk's folded characters left (:data:`FOLD_BUDGET`)."""
     if len(out) >= cap or depth > MAX_DEPTH:
         return
     if isinstance(node, dict):
@@ -133,20 +161,20 @@ def _walk(
             if isinstance(v, (str, int, float)):
                 if v is not True and v is not False:
                     if type(v) is str and not v.isascii():
-                        v = fold(v)
+                        v = fold(v, budget)
                     out.append(_leaf(Leaf, (key + _KEY + clean, parts + (ks,), ks, v)))
             elif v is not None:
-                _walk(v, key + _KEY + clean, parts + (ks,), ks, out, cap, depth + 1)
+                _walk(v, key + _KEY + clean, parts + (ks,), ks, out, cap, depth + 1, budget)
     elif isinstance(node, list):
         sub = key + _ELEM
         for i, v in enumerate(node):
             if isinstance(v, (str, int, float)):
                 if v is not True and v is not False:
                     if type(v) is str and not v.isascii():
-                        v = fold(v)
+                        v = fold(v, budget)
                     out.append(_leaf(Leaf, (sub, parts + (i,), name, v)))
             elif v is not None:
-                _walk(v, sub, parts + (i,), name, out, cap, depth + 1)
+                _walk(v, sub, parts + (i,), name, out, cap, depth + 1, budget)
     del out[cap:]
 
 

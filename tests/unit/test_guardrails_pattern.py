@@ -187,3 +187,19 @@ def test_lookalike_spellings_meet_the_same_rules() -> None:
         assert hits(c, {"sql": sql}) == [("pattern.drop", "flag", 1, ["sql"])], repr(sql)
     assert hits(c, {"sql": "DROP\tTABLE users"})[0][2] == 1  # ASCII whitespace, as before
     assert hits(c, {"sql": "DROPTABLE"}) == []
+
+
+def test_folding_is_bounded_per_payload() -> None:
+    """Dec 4 attack run, round 7: NFKC expands U+FDFA 18 times, and events of one 1.8 MB string
+    of it (one rate-limit token each) took ≈ 0.6 s each to fold, delaying another tenant past
+    5 s. A payload walk folds at most FOLD_BUDGET characters (chunk by chunk), the rest is read
+    as sent; a lookalike early in the payload is still folded."""
+    from models.guardrails.paths import _FOLD_CHUNK, FOLD_BUDGET, walk
+
+    raw = "\ufdfa" * 2_000
+    leaves = walk({"first": "DROP\u00a0TABLE", **{f"k{i}": raw for i in range(20)}})
+    values = [str(leaf.value) for leaf in leaves]
+    assert values[0] == "DROP TABLE"
+    grown = sum(len(v) for v in values) - (len("DROP\u00a0TABLE") + 20 * len(raw))
+    assert 0 < grown <= FOLD_BUDGET + 18 * _FOLD_CHUNK
+    assert values[-1] == raw  # past the budget: as sent

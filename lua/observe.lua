@@ -809,8 +809,13 @@ for i = 1, n do
       run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')
     end
-    if learn and not e.anomalous then push_score(e.bits) end
-    if learn and tail ~= nil and not tail.anomalous then push_score(tail.bits) end
+    -- the window holds the chain's normal step scores: not a shape the escape let through
+    -- (12-14 bits beside ~0-bit steps lifted the threshold to the ceiling, where a payload with
+    -- two new fields passed; Dec 4 attack run, round 7)
+    if learn and not e.anomalous and not e.escaped then push_score(e.bits) end
+    if learn and tail ~= nil and not tail.anomalous and not tail.escaped then
+      push_score(tail.bits)
+    end
     local last, ended, last_act = e.to, '0', act
     if eor then last, ended, last_act = END_NODE, '1', END_NODE end
     local flags = st.unl * 16 + st.mode * 32 + action * 128 + st.mode_changed * 512

@@ -504,9 +504,10 @@ class ReferenceChain:
             if repeats > 0:
                 carried.append((e.to_node, repeats))
             run.held_streaks[event_id] = carried
-        if learn and not e.anomalous:
+        # the window holds normal step scores, not escaped shapes' (lua/observe.lua)
+        if learn and not e.anomalous and not e.escaped:
             self._push(e.bits)
-        if learn and tail is not None and not tail.anomalous:
+        if learn and tail is not None and not tail.anomalous and not tail.escaped:
             self._push(tail.bits)
         if learn:
             self._settle_streaks(run_id, e.to_node, repeats, learned=not held,

@@ -336,8 +336,9 @@ def evaluate(
         tail = comp.has_tail[ev][None, :]
         a1 = tail & (((comp.bits1[ev][None, :] > thr1) & comp.judge1[ev][None, :]) | (
             comp.order1[ev][None, :] > floor[:, None]))
-        push(k, comp.bits0[ev], ~a0)
-        push(k, comp.bits1[ev], tail & ~a1)
+        # the window holds normal step scores, not escaped shapes' (lua/observe.lua)
+        push(k, comp.bits0[ev], ~a0 & ~comp.esc0[ev][None, :])
+        push(k, comp.bits1[ev], tail & ~a1 & ~comp.esc1[ev][None, :])
         anomalous[:, ev] = a0 | a1 | comp.looping[None, ev]
         if progress is not None and (s % 256 == 0 or s == n_steps - 1):
             progress(s + 1, n_steps)

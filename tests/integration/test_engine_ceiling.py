@@ -60,3 +60,30 @@ async def test_without_the_ceiling_the_same_window_lets_it_through(
     [_, wipe] = await engine.decide(_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
     assert wipe.threshold > wipe.score
     assert not wipe.anomalous and wipe.action == "allow"
+
+
+async def test_shapes_the_escape_let_through_stay_out_of_the_window(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Round 7: reads each bringing one new field were allowed by the shape escape (≈ 12 bits)
+    and went into the window beside the ≈ 0-bit searches, lifting the threshold to the ceiling,
+    where a read with two new fields (17.8 bits) passed. The window now holds only the chain's
+    normal step scores: the threshold does not move."""
+    params = FAST.replace(field_escape_support=0, min_support=2)
+    keys = Keys(f"ce{uuid.uuid4().hex[:8]}")
+    engine = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=params)
+    for r in range(40):
+        [*_, v] = await engine.decide(_run(f"t{r}", [("search", {"q": "x"}),
+                                                     ("read", {"id": r})]))
+    assert v.mode == "locked"
+    window = keys.chain_keys(v.chain_tag).window
+    before = await redis_client.lrange(window, 0, -1)
+    escaped = []
+    for i in range(8):  # one new field each: scored by the escape, allowed
+        [_, read] = await engine.decide(_run(f"w{i}", [("search", {"q": "x"}),
+                                                       ("read", {"id": 1, f"opt{i}": True})]))
+        escaped.append(read)
+    assert all(not w.anomalous for w in escaped)
+    assert any(w.score > 4.0 for w in escaped)  # these scores would have gone in
+    after = await redis_client.lrange(window, 0, -1)
+    assert max(float(x) for x in after) <= max(float(x) for x in before), (before, after)

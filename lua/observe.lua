@@ -8,7 +8,8 @@
   → threshold over the rolling window (fallback while not full, never under the floor)
   → anomalous → action by mode → count the transition unless held (protected learning)
   → push the score into the window (non-anomalous scores only) → remember the answer.
-  A back-to-back streak is learned when the run shows its end to the chain (another node, or
+  A back-to-back streak (one action repeated, whatever its shape) is learned when the run shows
+  its end to the chain (another action, or
   end_of_run), or else, kept open in meta ps, after the first event of another run.
   A new run of the chain counts a run; every `checkpoint_runs` runs a checkpoint measures
   stability and the rate of new transitions (unlearnable chains never lock), progresses the mode
@@ -18,7 +19,7 @@
 
   Output: a flat array: [1] one binary string of n records of 48 bytes, one per event,
     big-endian: score, threshold, count, row total (1/1000 units) as IEEE doubles (exact), then
-    flags, runs, back-to-back repeats of the node in the run and their learned limit as signed
+    flags, runs, back-to-back repeats of the action in the run and their learned limit as signed
     32-bit integers — one reply element for all of them: a reply value costs Redis more than
     packing it (measured, docs/performance.md); then 2 values per event: from, to.
     flags = anomalous + 2·held + 4·to-node new + 8·scored by back-off + 16·chain unlearnable
@@ -42,7 +43,7 @@
                           step order is learnable: judged on action transitions), ht (1 = the
                           back-off hash holds its hashtable marker, chain_state.lua), xp (ms
                           of the last refresh of the chain keys' TTL; see below), ps (the open
-                          streak: "<repeats>\t<node>\t<run key>", settled by another run's event)
+                          streak: "<repeats>\t<action>\t<run key>", settled by another run's event)
   KEYS[2] edges     hash: "from\tto" → count (1/1000 units)
   KEYS[3] rows      hash: from → row total (1/1000 units)
   KEYS[4] nodes     hash: node → 1
@@ -51,7 +52,7 @@
   KEYS[6] snapshot  string: the edges at the last checkpoint, MessagePack
   KEYS[7] coarse    hash: the back-off model, counts in 1/1000 units: "a\t<prev action>\t<action>",
                     "A\t<prev action>" (its row total), "n\t<action>\t<node>", "N\t<action>";
-                    "r\t<node>" = longest back-to-back repeat learned (a plain number, not decayed);
+                    "r\t<action>" = longest back-to-back repeat learned (a plain number, not decayed);
                     the shape vocabulary (shape_escape > 0; plain numbers, not decayed):
                     "T\t<action>" distinct shapes learned, "X\t<action>" events that brought a
                     key path new to the action, "p\t<action>\t<path hash>" = 1 per known key path
@@ -233,7 +234,7 @@ local was = {}  -- the counters as read, to write back only the changed ones
 for i = 1, #META do was[i] = st[META[i]] end
 local checkpointed = false  -- a checkpoint ran in this call (it may write the snapshot key)
 -- The chain's open streak (meta ps = "<repeats>\t<node>\t<run key>", absent: none): the
--- last learned event of a run repeated its node back to back and the run has not shown the
+-- last learned event of a run repeated its action back to back and the run has not shown the
 -- streak's end to this chain yet. A run's part in a chain often ends without one (the run goes
 -- on, and ends, on another service, or never sends end_of_run), so the streak is settled —
 -- learned as finished — at the end of the first event of another run (mirrors
@@ -386,7 +387,8 @@ local function push_score(bits)
   thr_cache = nil
 end
 
--- Learn a finished back-to-back streak of `node` (mirrors ReferenceChain._learn_streak): it
+-- Learn a finished back-to-back streak of an action, `node` here (mirrors
+-- ReferenceChain._learn_streak): it
 -- becomes the longest learned when longer — in shadow freely, in soft-lock only if it stayed
 -- within the limit, once locked never.
 local function learn_streak(node, length)
@@ -739,14 +741,18 @@ for i = 1, n do
     if eor then tail = assess(TAIL, e.to, END_NODE, act, END_NODE, '') end
     local edges_n = 1
     if tail ~= nil then edges_n = 2 end
+    -- back-to-back repeats of the *action*, whatever its payload's shape: a loop that varies its
+    -- shape (or slips a throwaway call of the same action between its steps) is still one loop
+    -- (Dec 4 attack run, round 7: alternating shapes reset a node's streak, and a 40-step loop
+    -- that should pause was only flagged)
     local repeats = 0
-    if e.to == e.from then repeats = run.rep + 1 end
-    local longest_field = 'r\t' .. e.to
+    if act == prev_act then repeats = run.rep + 1 end
+    local longest_field = 'r\t' .. act
     local longest = coarse_count(longest_field)
     local rlimit = math.floor(repeat_factor * longest) + repeat_margin
     local looping = repeat_factor > 0 and repeats > rlimit
-    -- back-to-back streaks that end here: the previous node's, and this node's at a run end
-    local streak_prev = e.to ~= e.from and run.rep > 0
+    -- back-to-back streaks that end here: the previous action's, and this one's at a run end
+    local streak_prev = act ~= prev_act and run.rep > 0
     local streak_here = eor and repeats > 0
     local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
     if anomalous and st.unsure then  -- its floor decides its action: stop before it
@@ -790,8 +796,8 @@ for i = 1, n do
         if shape_esc > 0 then tracked = a.paths end
         count_action(a.pa, a.act, a.to, edge_cap, tracked, frozen)
       end
-      if streak_prev then learn_streak(e.from, run.rep) end
-      if streak_here then learn_streak(e.to, repeats) end
+      if streak_prev then learn_streak(prev_act, run.rep) end
+      if streak_here then learn_streak(act, repeats) end
       st.events = st.events + 1
     elseif learn and held then
       local lines = {}
@@ -804,8 +810,8 @@ for i = 1, n do
       end
       -- the streaks an approval teaches ("=<length>\t<node>"): those this event would have
       -- learned, and its own repeat (a held loop, approved, is a loop of that length)
-      if streak_prev then lines[#lines + 1] = '=' .. run.rep .. '\t' .. e.from end
-      if repeats > 0 then lines[#lines + 1] = '=' .. repeats .. '\t' .. e.to end
+      if streak_prev then lines[#lines + 1] = '=' .. run.rep .. '\t' .. prev_act end
+      if repeats > 0 then lines[#lines + 1] = '=' .. repeats .. '\t' .. act end
       run.w[#run.w + 1] = 'h' .. event_id
       run.w[#run.w + 1] = table.concat(lines, '\n')
     end
@@ -839,7 +845,7 @@ for i = 1, n do
         ps_run = nil
       end
       if not held and repeats > 0 and not eor then
-        ps_len, ps_node, ps_run = repeats, e.to, run_key
+        ps_len, ps_node, ps_run = repeats, act, run_key
       elseif ps_run == run_key then
         ps_run = nil
       end

@@ -301,7 +301,7 @@ def explain(
         if markov.get(key):
             notes.append(str(markov[key]))
     if markov.get("repeats"):
-        notes.append(f"repeats back to back: {markov['repeats']} (learned limit "
+        notes.append(f"repeats of this action back to back: {markov['repeats']} (learned limit "
                      f"{markov.get('repeat_limit')})")
     p = float(markov.get("p", v.edge.p))
     return Explanation(

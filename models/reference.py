@@ -116,9 +116,9 @@ class ReferenceChain:
     act_novel: int = 0
     act_seen: int = 0
     by_action: bool = False
-    #: The open streak (run id, node, back-to-back repeats): the last learned event of that run
-    #: repeated its node and the run has not shown the streak's end to this chain (another node,
-    #: or end_of_run). A run's part in a chain often ends without either — the run goes on, and
+    #: The open streak (run id, action, back-to-back repeats): the last learned event of that run
+    #: repeated its action (whatever the shape) and the run has not shown the streak's end to
+    #: this chain (another action, or end_of_run). A run's part in a chain often ends without either — the run goes on, and
     #: ends, on another service, or its agent never sends end_of_run — so the streak is learned
     #: as finished after the first event of another run (lua/observe.lua, meta ``ps``).
     open_streak: tuple[str, str, int] | None = None
@@ -216,7 +216,8 @@ class ReferenceChain:
         )
 
     def _learn_streak(self, node: str, length: int) -> None:
-        """Learn a finished back-to-back streak of ``node``: it becomes the longest learned when
+        """Learn a finished back-to-back streak of an action (``node`` here: the repeat limit
+        counts an action's repeats, whatever their shapes): it becomes the longest learned when
         it is longer — in shadow freely (the chain learns what it sees), in soft-lock only if it
         stayed within the limit (an anomalous loop is not learned, and a streak cannot raise its
         own limit while it runs), once locked never (a streak within the limit would raise it by
@@ -453,18 +454,19 @@ class ReferenceChain:
         e = self._assess(src, node, prev_action, action, paths)
         tail = self._assess(e.to_node, END, action, END) if end_of_run else None
         assessed = [e] if tail is None else [e, tail]
-        repeats = run.repeats + 1 if e.to_node == e.from_node else 0
-        longest_field = f"r\t{e.to_node}"
+        # back-to-back repeats of the action, whatever the shape (lua/observe.lua)
+        repeats = run.repeats + 1 if action == prev_action else 0
+        longest_field = f"r\t{action}"
         longest = self.coarse.get(longest_field, 0)
         limit = repeat_limit(longest, factor=self.params.repeat_factor,
                              margin=self.params.repeat_margin)
         looping = self.params.repeat_factor > 0 and repeats > limit
         # back-to-back streaks that end here: the previous node's, and this node's at a run end
         streaks = []
-        if e.to_node != e.from_node and run.repeats > 0:
-            streaks.append((e.from_node, run.repeats))
+        if action != prev_action and run.repeats > 0:
+            streaks.append((prev_action, run.repeats))
         if end_of_run and repeats > 0:
-            streaks.append((e.to_node, repeats))
+            streaks.append((action, repeats))
         anomalous = e.anomalous or (tail is not None and tail.anomalous) or looping
         verdict = self._action(anomalous, floor)
         lowest_held = 1 if self.params.protect_flags or self.holds_flags else 2
@@ -499,10 +501,10 @@ class ReferenceChain:
                                    a.paths if tracked else None) for a in assessed]
             # what an approval teaches (lua/observe.lua "=" lines): the streak this event ends,
             # and its own repeat — a held loop, approved, is a loop of that length
-            carried = [(e.from_node, run.repeats)] if e.to_node != e.from_node and (
+            carried = [(prev_action, run.repeats)] if action != prev_action and (
                 run.repeats > 0) else []
             if repeats > 0:
-                carried.append((e.to_node, repeats))
+                carried.append((action, repeats))
             run.held_streaks[event_id] = carried
         # the window holds normal step scores, not escaped shapes' (lua/observe.lua)
         if learn and not e.anomalous and not e.escaped:
@@ -510,7 +512,7 @@ class ReferenceChain:
         if learn and tail is not None and not tail.anomalous and not tail.escaped:
             self._push(tail.bits)
         if learn:
-            self._settle_streaks(run_id, e.to_node, repeats, learned=not held,
+            self._settle_streaks(run_id, action, repeats, learned=not held,
                                  end_of_run=end_of_run)
         run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
         run.last_action = END if end_of_run else action

@@ -128,3 +128,32 @@ async def test_an_approved_loop_raises_the_locked_limit_to_its_length(
     assert [v.action for v in after] == ["allow"] * len(after)
     longer = await engine.decide(_run("d", "long-3", 30, ends_on_ci=False, send_end=True))
     assert any(v.action == "pause" for v in longer)
+
+
+def _reads(run: str, payloads: list[dict[str, object]]) -> list[IngestEvent]:
+    calls = [("crm", "contacts.search", {"q": "x"})] + [
+        ("crm", "contacts.read", p) for p in payloads]
+    return [IngestEvent(event_id=uuid.uuid4().hex, agent_id="e", run_id=run, service=s,
+                        action=a, payload=p, project_id="p", end_of_run=i == len(calls) - 1)
+            for i, (s, a, p) in enumerate(calls)]
+
+
+async def test_a_loop_that_varies_its_shape_is_still_a_loop(redis_client: aioredis.Redis) -> None:
+    """Dec 4 attack run, round 7: the repeat limit counted one node (a payload shape) back to
+    back, so a loop alternating two known shapes of the same call — or slipping a throwaway
+    call of it between its steps — never repeated and was never paused. Repeats are counted by
+    action now, whatever the shape."""
+    engine = Engine.create(redis_client, keys=Keys(f"st{uuid.uuid4().hex[:8]}"),
+                           guardrails=False, params=FAST)
+    plain, wide = {"id": 1}, {"id": 1, "fields": "name"}
+    for r in range(40):  # every run reads twice, once in each shape
+        [*_, v] = await engine.decide(_reads(f"e{r}", [plain, wide]))
+    assert v.mode == "locked"
+    usual = await engine.decide(_reads("usual", [wide, plain]))
+    assert [w.action for w in usual] == ["allow"] * 3
+    alternating = await engine.decide(_reads("alt", [plain, wide] * 6))
+    assert any(w.action == "pause" for w in alternating), [w.action for w in alternating]
+    junk = {"id": 1, "junk": True}  # a shape never seen: paused, never executed
+    slipped = await engine.decide(_reads("slip", [plain, junk] * 6))
+    real = [w for w, p in zip(slipped[1:], [plain, junk] * 6, strict=True) if p is plain]
+    assert any(w.action == "pause" for w in real), [w.action for w in slipped]

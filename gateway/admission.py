@@ -54,7 +54,7 @@ from models.events import IngestEvent
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import event_fingerprint
 from models.ingest_schema import decode_counted
-from models.ratelimit import INGEST, event_tokens
+from models.ratelimit import INGEST, event_tokens, single_event_charge
 from models.scopes import allows, parse_grant, roles_for
 from ratchet.platform.grants import key_side, names_key
 from ratchet.platform.provisioning import hash_api_key
@@ -103,11 +103,13 @@ def _confirmed(reads: AdmissionReads, sha: str, grant: str, secrets: Mapping[str
 async def _round_trip(
     request: web.Request, state: GatewayState, caller: Caller, sha: str, grant: str,
     agents: Sequence[str], predicted: Mapping[str, str], cost: int,
-    claims: Sequence[tuple[str, str]],
+    claims: Sequence[tuple[str, str]], *, single: bool = False,
 ) -> AdmissionReads | None:
     """The admission round trip (reads ``agents``' secrets; confirms ``predicted``, the ones
     the request was checked with); ``None`` (nothing left bound) if a prediction was stale."""
     tier = await state.tiers.tier_of(state.redis, state.keys, caller.project_id)
+    if single:  # one event sent alone: a full bucket at most (models/ratelimit.py)
+        cost = single_event_charge(cost, tier.per_minute(INGEST))
     reads = await state.admission.round_trip(
         failures_key=state.keys.auth_failures(peer_ip(request, state)), key_sha=sha,
         project_id=caller.project_id, key_side=key_side(state.keys, sha, parse_grant(grant)),
@@ -177,7 +179,8 @@ async def admit_single(
     claim = (event.event_id, event_fingerprint(event))
     predicted = {event.agent_id: secret} if secret is not None else {}
     reads = await _round_trip(request, state, caller, sha, grant, [event.agent_id], predicted,
-                              event_tokens(values, keys), [claim] if secret is not None else [])
+                              event_tokens(values, keys), [claim] if secret is not None else [],
+                              single=True)
     if reads is None:
         return None
     if secret is None:  # the secret was read just now: check, then claim

@@ -29,6 +29,7 @@ from models.ratelimit import (
     LimitKind,
     RateDecision,
     Tier,
+    single_event_charge,
 )
 
 __all__ = ["DECISION", "apply_decision", "rate_limit"]
@@ -39,10 +40,20 @@ log = logging.getLogger(__name__)
 DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision", RateDecision)
 
 
-async def rate_limit(request: web.Request, caller: Caller, kind: LimitKind, cost: int) -> None:
-    """Take ``cost`` tokens of ``kind`` for the caller's project, or raise 429."""
+async def rate_limit(
+    request: web.Request, caller: Caller, kind: LimitKind, cost: int, *,
+    single_taken: int | None = None,
+) -> None:
+    """Take ``cost`` tokens of ``kind`` for the caller's project, or raise 429.
+    ``single_taken``: ``cost`` is the rest of one event's tokens, of which this many were taken
+    already; the event is charged at most a full bucket (models/ratelimit.py
+    single_event_charge)."""
     state = state_of(request)
     tier = await state.tiers.tier_of(state.redis, state.keys, caller.project_id)
+    if single_taken is not None:
+        cost = single_event_charge(cost + single_taken, tier.per_minute(kind)) - single_taken
+        if cost <= 0:
+            return
     try:
         decision = await state.limiter.take(
             caller.project_id, tier, kind, cost, int(time.time() * 1000)

@@ -87,8 +87,9 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
         INGEST_EVENTS.labels("invalid").inc()
         raise
     tokens = event_tokens(values, keys)
-    if tokens > 1:  # its tokens past the one taken before the body was read
-        await rate_limit(request, caller, INGEST, tokens - 1)
+    if tokens > 1:  # its tokens past the one taken before the body was read (a full bucket
+        # at most: an event too wide for the tier drains it rather than waiting forever)
+        await rate_limit(request, caller, INGEST, tokens - 1, single_taken=1)
     if caller.agent_id is not None and event.agent_id != caller.agent_id:
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)

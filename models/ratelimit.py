@@ -37,6 +37,7 @@ __all__ = [
     "event_tokens",
     "parse_tiers",
     "retry_after_header",
+    "single_event_charge",
 ]
 
 LimitKind = Literal["ingest", "register"]
@@ -73,6 +74,17 @@ def event_tokens(values: int, keys: int = 0) -> int:
     (157, 157)
     """
     return 1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
+
+def single_event_charge(tokens: int, capacity: int) -> int:
+    """What one event sent alone is charged: its tokens, but never more than a full bucket. An
+    event too wide for a small tier's bucket (≈ 7,600 values and keys on 120 tokens) drains the
+    bucket instead of being refused forever; a batch is still charged its events' sum (split it).
+
+    >>> single_event_charge(3, 120), single_event_charge(235, 120), single_event_charge(5, 0)
+    (3, 120, 1)
+    """
+    return max(1, min(tokens, capacity))
+
 
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

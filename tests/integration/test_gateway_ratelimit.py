@@ -245,3 +245,21 @@ async def test_events_take_tokens_by_the_values_they_carry(
     await asyncio.sleep(1.0)  # two tokens back: an ordinary event still costs one
     small = await tenant.client.send(event())
     assert small.status in (200, 202), small.body
+
+
+async def test_one_event_wider_than_the_bucket_drains_it_instead_of_waiting_forever(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """An event of 5,000 keys and values needs 157 tokens; the lowest tier's bucket holds 120.
+    Sent alone it is charged a full bucket (accepted, the bucket empty: the next is refused),
+    not refused forever; in a batch with another it is refused, the message saying to split."""
+    wide = {f"k{i}": "x" for i in range(5_000)}
+    assert event_tokens(5_000, 5_000) > 120
+    batch = await tenant.client.send_batch([event(payload=wide), event()])
+    assert batch.status == 429, batch.body
+    assert "split" in batch.body["message"]
+    alone = await tenant.client.send(event(payload=wide))
+    assert alone.status in (200, 202), alone.body
+    assert int(alone.headers["X-RateLimit-Remaining"]) <= 2
+    after = await tenant.client.send(event(payload=wide))
+    assert after.status == 429, after.body

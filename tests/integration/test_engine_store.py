@@ -325,18 +325,23 @@ async def test_a_loop_longer_than_ever_learned_is_anomalous(
     redis_client: Redis, keys: Keys
 ) -> None:
     """The self-edge of a legitimately repeating call looks normal; repeating it back to back
-    more often than ever learned (above floor(1.5 × longest) + 2) is anomalous."""
+    more often than ever learned (above floor(1.5 × longest) + 2) is anomalous. Repeats are
+    counted per action (each node here is its own action)."""
     store = _store(redis_client, keys)
+
+    def run(run_id: str, nodes: list[str]) -> list[ObserveItem]:
+        return [item._replace(action=f"svc.{item.node}") for item in _run(run_id, nodes)]
+
     for r in range(40):
-        await store.observe([ChainBatch("lp", _run(f"r{r}", ["a"] + ["b"] * (1 + r % 4) + ["c"]))])
-    [answers] = await store.observe([ChainBatch("lp", _run("x", ["a"] + ["b"] * 12 + ["c"]))])
+        await store.observe([ChainBatch("lp", run(f"r{r}", ["a"] + ["b"] * (1 + r % 4) + ["c"]))])
+    [answers] = await store.observe([ChainBatch("lp", run("x", ["a"] + ["b"] * 12 + ["c"]))])
     # longest learned: 4 b's = 3 back-to-back repeats → limit floor(4.5) + 2 = 6
     assert [a.repeats for a in answers[1:8]] == [0, 1, 2, 3, 4, 5, 6]
     assert all(a.repeat_limit == 6 for a in answers[1:13])
     assert not any(a.anomalous for a in answers[:8])
     assert all(a.anomalous for a in answers[8:13])
     off = _store(redis_client, keys, repeat_factor=0.0)
-    [again] = await off.observe([ChainBatch("lp", _run("y", ["a"] + ["b"] * 12 + ["c"]))])
+    [again] = await off.observe([ChainBatch("lp", run("y", ["a"] + ["b"] * 12 + ["c"]))])
     assert not any(a.anomalous for a in again)
 
 

@@ -844,14 +844,24 @@ for i = 1, n do
         learn_streak(ps_node, ps_len)
         ps_run = nil
       end
-      if not held and repeats > 0 and not eor then
+      if held then  -- the run did not move (below): its open streak, if any, stays open
+      elseif repeats > 0 and not eor then
         ps_len, ps_node, ps_run = repeats, act, run_key
       elseif ps_run == run_key then
         ps_run = nil
       end
     end
     if eor then repeats = 0 end
-    run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
+    if held then
+      -- a paused (or held) call did not happen: the run stays where it was, and the next call
+      -- is scored after the last one that ran (Dec 4 attack run, round 8: a paused throwaway
+      -- call of the step that comes first made any step order, and any loop, pass). A run
+      -- whose first call is held has started (it is counted) and is still at its start.
+      if from == START then run.last, run.ended, run.la, run.rep = START, '0', START, 0 end
+      run.dirty = true
+    else
+      run.last, run.ended, run.la, run.rep, run.dirty = last, ended, last_act, repeats, true
+    end
     run.ans[answer_field] = answer
     run.w[#run.w + 1] = answer_field
     run.w[#run.w + 1] = answer

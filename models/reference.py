@@ -238,7 +238,9 @@ class ReferenceChain:
         if self.open_streak is not None and self.open_streak[0] != run_id:
             self._learn_streak(self.open_streak[1], self.open_streak[2])
             self.open_streak = None
-        if learned and repeats > 0 and not end_of_run:
+        if not learned:
+            return  # a held event: the run did not move, its open streak stays open
+        if repeats > 0 and not end_of_run:
             self.open_streak = (run_id, node, repeats)
         elif self.open_streak is not None and self.open_streak[0] == run_id:
             self.open_streak = None
@@ -514,9 +516,15 @@ class ReferenceChain:
         if learn:
             self._settle_streaks(run_id, action, repeats, learned=not held,
                                  end_of_run=end_of_run)
-        run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
-        run.last_action = END if end_of_run else action
-        run.repeats = 0 if end_of_run else repeats
+        if held:
+            # a held call did not happen: the run stays where it was (lua/observe.lua); a run
+            # whose first call is held has started, still at its start
+            if src == START:
+                run.last, run.ended, run.last_action, run.repeats = START, False, START, 0
+        else:
+            run.last, run.ended = (END, True) if end_of_run else (e.to_node, False)
+            run.last_action = END if end_of_run else action
+            run.repeats = 0 if end_of_run else repeats
         answer = Observation(
             duplicate=False,
             from_node=shown.from_node,

@@ -96,7 +96,8 @@ def threshold_basis(threshold: float, params: EngineParams, *, backoff: bool = F
     A fallback adapted by approvals (``lua/feedback.lua``) reads as ``window``: only the
     configured fallback is recognised.
 
-    >>> p = EngineParams(floor_bits=12.0, fallback_bits=14.0, escape_floor_bits=16.0)
+    >>> p = EngineParams(floor_bits=12.0, fallback_bits=14.0, escape_floor_bits=16.0,
+    ...                  ceiling_bits=18.0)
     >>> threshold_basis(12.0, p), threshold_basis(14.0, p), threshold_basis(13.2, p)
     ('floor', 'fallback', 'window')
     >>> threshold_basis(16.0, p, backoff=True), threshold_basis(16.0, p)

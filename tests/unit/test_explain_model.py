@@ -48,7 +48,9 @@ def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:
 def test_threshold_basis_names_the_escape_floor_only_for_a_back_off_score() -> None:
     p = EngineParams(floor_bits=12.0, fallback_bits=12.0, escape_floor_bits=14.0)
     assert threshold_basis(14.0, p, backoff=True) == "escape_floor"
-    assert threshold_basis(14.0, p) == "window"  # a window statistic that happens to be 14
+    # the default ceiling is the escape floor: a statistic cut to 14 reads as the ceiling
+    assert threshold_basis(14.0, p) == "ceiling"
+    assert threshold_basis(14.0, p.replace(ceiling_bits=18.0)) == "window"  # a statistic of 14
     assert threshold_basis(12.0, p, backoff=True) == "floor"
     # an escape floor under the floor is never the threshold
     low = p.replace(escape_floor_bits=10.0)

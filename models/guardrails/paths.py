@@ -95,13 +95,24 @@ _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                         "\u2066-\u206f\ufeff]")
 
 
-#: Folded characters one payload walk may produce. NFKC can expand a character 18 times
+#: Characters NFKC may *add* in one payload walk. NFKC can expand a character 18 times
 #: (U+FDFA), and a 1.8 MB string of it took ≈ 0.6 s to fold for one rate-limit token, delaying
-#: another tenant's verdicts past 5 s (Dec 4 attack run, round 7). Past the budget a value is
-#: read as sent. Worst case ≈ 1 ms of folding per event; real text folds to about its length.
+#: another tenant's verdicts past 5 s (Dec 4 attack run, round 7); text that does not grow
+#: (accents, fullwidth forms, CJK) folds at ≈ 4 ns a character and costs no budget. Past the
+#: budget a value is still folded lightly (:data:`_LIGHT`: fullwidth forms and odd spaces to
+#: ASCII, invisible characters removed — one C-level pass, never longer), so padding that
+#: spends the budget cannot hide a fullwidth card number after it (round 8).
 FOLD_BUDGET = 16_384
 #: Input characters folded at a time while the budget lasts.
 _FOLD_CHUNK = 256
+#: The light fold: fullwidth ASCII forms (U+FF01–U+FF5E) and the ideographic space to ASCII,
+#: no-break and other spaces to a space, invisible format characters removed.
+_LIGHT = {0xFF01 + i: 0x21 + i for i in range(94)}
+_LIGHT.update({c: 0x20 for c in (0x00A0, 0x1680, 0x202F, 0x205F, 0x3000, *range(0x2000, 0x200B))})
+_LIGHT.update({c: None for c in (0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5,
+                                 0x180E, 0x3164, 0xFEFF, 0xFFA0,
+                                 *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+                                 *range(0x2060, 0x2070))})
 
 
 def fold(text: str, budget: list[int] | None = None) -> str:
@@ -112,10 +123,13 @@ def fold(text: str, budget: list[int] | None = None) -> str:
 
     >>> fold("DROP\u00a0TABLE"), fold("DR\u200bOP TABLE"), fold("\uff14\uff11\uff11\uff11")
     ('DROP TABLE', 'DROP TABLE', '4111')
-    >>> left = [40]   # one chunk of 256 characters is folded, the rest read as sent
+    >>> left = [40]   # one chunk of 256 characters is folded, the rest folded lightly
     >>> out = fold("\ufdfa" * 300 + "\uff14", left)
-    >>> len(out), left[0] <= 0, out.endswith("\uff14")
+    >>> len(out), left[0] <= 0, out.endswith("\ufdfa4")
     (4653, True, True)
+    >>> left = [40]   # text that does not grow costs no budget
+    >>> fold("\u00e9" * 5000 + "\uff14", left)[-1], left[0]
+    ('4', 40)
     """
     if text.isascii():
         return text
@@ -124,12 +138,13 @@ def fold(text: str, budget: list[int] | None = None) -> str:
     parts: list[str] = []
     i, n = 0, len(text)
     while i < n and budget[0] > 0:
-        piece = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text[i:i + _FOLD_CHUNK]))
-        budget[0] -= len(piece)
+        raw = text[i:i + _FOLD_CHUNK]
+        piece = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw))
+        budget[0] -= max(len(piece) - len(raw), 0)  # only what NFKC added
         parts.append(piece)
         i += _FOLD_CHUNK
     if i < n:
-        parts.append(text[i:])
+        parts.append(text[i:].translate(_LIGHT))
     return "".join(parts)
 
 

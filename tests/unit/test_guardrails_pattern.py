@@ -203,3 +203,16 @@ def test_folding_is_bounded_per_payload() -> None:
     grown = sum(len(v) for v in values) - (len("DROP\u00a0TABLE") + 20 * len(raw))
     assert 0 < grown <= FOLD_BUDGET + 18 * _FOLD_CHUNK
     assert values[-1] == raw  # past the budget: as sent
+
+
+def test_padding_cannot_spend_the_fold_budget_to_hide_a_lookalike() -> None:
+    """Round 8: one value of 16,384 'é' used up the payload's fold budget, and a card number in
+    fullwidth digits after it passed the PII guardrail as sent. Text that does not grow costs no
+    budget now, and past the budget values are still folded lightly (fullwidth forms to ASCII,
+    invisible characters removed)."""
+    from models.guardrails.paths import walk
+
+    card = "\uff14\uff11\uff11\uff11\u200b\uff11\uff11\uff11\uff11"
+    for pad in ("\u00e9" * 16_384, "\ufdfa" * 4_096):
+        values = [str(leaf.value) for leaf in walk({"a_pad": pad, "note": card})]
+        assert values[-1] == "41111111", (pad[:1], values[-1])

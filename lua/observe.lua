@@ -756,7 +756,9 @@ for i = 1, n do
     local streak_here = eor and repeats > 0
     local anomalous = e.anomalous or (tail ~= nil and tail.anomalous) or looping
     if anomalous and st.unsure then  -- its floor decides its action: stop before it
-      if learn and from == START then st.runs = st.runs - 1 end
+      -- (uncount the run only if this event started it: a run whose first call was held is
+      -- at START without starting again)
+      if learn and ((not run.last) or run.ended == '1') then st.runs = st.runs - 1 end
       break
     end
     local action = action_for(anomalous)

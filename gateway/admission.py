@@ -166,8 +166,8 @@ async def admit_single(
     try:
         wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
         body = await read_json(request, state.settings.max_body_bytes)
-        event, _, values, keys = decode_counted(body, caller.project_id,
-                                                ingest_limits(state.settings), signed=False)
+        event, _, size = decode_counted(body, caller.project_id, ingest_limits(state.settings),
+                                        signed=False)
         if caller.agent_id is not None and event.agent_id != caller.agent_id:
             return None
         check_timestamp(request.headers.get(TIMESTAMP_HEADER), TIMESTAMP_HEADER)
@@ -179,7 +179,7 @@ async def admit_single(
     claim = (event.event_id, event_fingerprint(event))
     predicted = {event.agent_id: secret} if secret is not None else {}
     reads = await _round_trip(request, state, caller, sha, grant, [event.agent_id], predicted,
-                              event_tokens(values, keys), [claim] if secret is not None else [],
+                              event_tokens(*size), [claim] if secret is not None else [],
                               single=True)
     if reads is None:
         return None

@@ -26,7 +26,7 @@ from models.errors import (
     ValidationError,
     error_code,
 )
-from models.events import DEFAULT_LIMITS, IngestEvent, Limits
+from models.events import DEFAULT_LIMITS, IngestEvent, Limits, Size
 from models.ingest_schema import decode_counted
 from models.ratelimit import event_tokens
 from models.sanitize import clean_text, is_display_safe
@@ -51,6 +51,10 @@ SIGNATURE_FIELD = "signature"
 TIMESTAMP_FIELD = "timestamp"
 
 
+#: The size of an item refused before it was counted (its tokens: one).
+_NOTHING = Size(0, 0, 0)
+
+
 @dataclass(slots=True)
 class Checked:
     """One batch item: its event once parsed, or the error that rejected it."""
@@ -61,10 +65,9 @@ class Checked:
     error: RatchetError | None = None
     #: The bytes its v2 signature covers, when parsing produced them (else the check does).
     signing: bytes | None = None
-    #: The JSON values it carries, and how many are object keys (its ingest tokens:
+    #: The JSON values, object keys and characters it carries (its ingest tokens:
     #: models.ratelimit.event_tokens).
-    values: int = 0
-    keys: int = 0
+    size: Size = _NOTHING
 
     def result(self) -> dict[str, Any]:
         event_id = self.event.event_id if self.event else _raw_event_id(self.raw)
@@ -142,8 +145,8 @@ def parse_batch(
             out.append(Checked(i, raw, error=_over_budget(i, limits)))
             continue
         try:
-            event, signing, values, keys = decode_counted(raw, project_id, limits)
-            left -= values
+            event, signing, size = decode_counted(raw, project_id, limits)
+            left -= size.values
             if left < 0:
                 out.append(Checked(i, raw, error=_over_budget(i, limits)))
                 continue
@@ -154,13 +157,13 @@ def parse_batch(
             out.append(Checked(i, raw, error=ValidationError(
                 str(exc), f"events[{i}].{exc.field}" if exc.field else f"events[{i}]")))
         else:
-            out.append(Checked(i, raw, event, None, signing, values, keys))
+            out.append(Checked(i, raw, event, None, signing, size))
     return out
 
 
 def batch_tokens(items: Sequence[Checked]) -> int:
     """Ingest tokens of a batch: each item's (one for an item refused before it was counted)."""
-    return sum(event_tokens(it.values, it.keys) for it in items)
+    return sum(event_tokens(*it.size) for it in items)
 
 
 def _over_budget(index: int, limits: Limits) -> ValidationError:

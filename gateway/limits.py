@@ -23,6 +23,7 @@ from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
 from models.ratelimit import (
+    CHARS_PER_TOKEN,
     INGEST,
     KEYS_PER_TOKEN,
     VALUES_PER_TOKEN,
@@ -91,8 +92,9 @@ def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> 
     # an operator raises a project's tier with `ratchet projects set-tier` (docs/api.md)
     higher = "; an operator can move the project to a higher tier (ratchet projects set-tier)"
     if kind == INGEST:  # models/ratelimit.py event_tokens
-        higher = (f"; an event carrying many JSON values counts as more than one (one more per "
-                  f"{VALUES_PER_TOKEN:,} values and per {KEYS_PER_TOKEN:,} keys){higher}")
+        higher = (f"; an event carrying many JSON values or much text counts as more than one "
+                  f"(one more per {VALUES_PER_TOKEN:,} values, per {KEYS_PER_TOKEN:,} keys and "
+                  f"per {CHARS_PER_TOKEN:,} characters of strings and keys){higher}")
     if cost > decision.limit:
         return (f"this request needs {cost} {unit} but the {tier.name!r} tier allows at most "
                 f"{decision.limit} per minute; split it into smaller batches{higher}")

@@ -81,12 +81,12 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
-        event, _, values, keys = decode_counted(body, caller.project_id,
-                                                ingest_limits(state.settings), signed=False)
+        event, _, size = decode_counted(body, caller.project_id, ingest_limits(state.settings),
+                                        signed=False)
     except ValidationError:
         INGEST_EVENTS.labels("invalid").inc()
         raise
-    tokens = event_tokens(values, keys)
+    tokens = event_tokens(*size)
     if tokens > 1:  # its tokens past the one taken before the body was read (a full bucket
         # at most: an event too wide for the tier drains it rather than waiting forever)
         await rate_limit(request, caller, INGEST, tokens - 1, single_taken=1)

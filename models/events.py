@@ -31,6 +31,7 @@ __all__ = [
     "IngestEvent",
     "Limits",
     "Shape",
+    "Size",
     "check_other_fields",
     "check_shape",
     "json_depth",
@@ -260,12 +261,23 @@ def _bad_number(value: Any, limits: Limits) -> str | None:
 
 
 class Shape(NamedTuple):
-    """What :func:`shape_of` found: whether every float is plain, how many values, and how
-    many of them are object members (keys)."""
+    """What :func:`shape_of` found: whether every float is plain, how many values, how many
+    of them are object members (keys), and how many characters its strings and keys hold."""
 
     plain: bool
     values: int
     keys: int = 0
+    chars: int = 0
+
+
+class Size(NamedTuple):
+    """How much an event carries, as its ingest tokens count it
+    (:func:`models.ratelimit.event_tokens`): JSON values of its payload, metadata and unknown
+    fields; object keys and characters of strings and keys in its payload and metadata."""
+
+    values: int
+    keys: int
+    chars: int
 
 
 def shape_of(
@@ -280,12 +292,13 @@ def shape_of(
 
     Returns whether every float in it is :func:`models.jcs.plain_float` (the same pass tells the
     signature check whether orjson writes ``value``'s numbers as RFC 8785 does), how many
-    values it holds and how many object keys (an event's ingest tokens: both,
-    :func:`models.ratelimit.event_tokens`).
+    values it holds, how many object keys and how many characters its strings and keys hold
+    (an event's ingest tokens: all three, :func:`models.ratelimit.event_tokens`).
     """
     plain = True
     keys = 0
     values = 0
+    chars = 0
     limit = limits.max_abs_number
     stack: list[tuple[Any, _Path, int]] = [(value, name, 0)]
     while stack:
@@ -297,6 +310,7 @@ def shape_of(
             keys += len(node)
             if keys > max_keys:
                 raise ValidationError(f"{name} has more than {max_keys} keys", name)
+            chars += sum(map(len, node))
             items: Any = node.items()
         else:
             items = enumerate(node)
@@ -306,6 +320,7 @@ def shape_of(
         for step, child in items:
             kind = type(child)
             if kind is str:  # most values: one comparison
+                chars += len(child)
                 continue
             if kind is dict or kind is list:
                 stack.append((child, (path, step), level + 1))
@@ -315,7 +330,7 @@ def shape_of(
                     raise ValidationError(f"{where} {_bad_number(child, limits)}", where)
                 if kind is float and plain and not plain_float(child):
                     plain = False
-    return Shape(plain, values, keys)
+    return Shape(plain, values, keys, chars)
 
 
 def check_shape(
@@ -349,7 +364,7 @@ def _payload(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any],
 def _metadata(obj: Mapping[str, Any], limits: Limits) -> tuple[Mapping[str, Any], Shape]:
     value = obj.get("metadata")
     if value is None:
-        return {}, Shape(True, 0, 0)
+        return {}, Shape(True, 0, 0, 0)
     if not isinstance(value, dict):
         raise ValidationError("metadata must be an object", "metadata")
     shape = shape_of(value, "metadata", limits.max_metadata_depth, limits.max_metadata_keys,
@@ -385,10 +400,10 @@ def parse_event_counted(
     *,
     limits: Limits = DEFAULT_LIMITS,
     allow_offline_fields: bool = False,
-) -> tuple[IngestEvent, int, int]:
-    """:func:`parse_event`, how many JSON values the event's payload, metadata and unknown
-    fields hold together (what a batch's value budget counts), and how many object keys its
-    payload and metadata hold (with the values, its ingest tokens:
+) -> tuple[IngestEvent, Size]:
+    """:func:`parse_event` and the event's :class:`Size`: how many JSON values its payload,
+    metadata and unknown fields hold together (what a batch's value budget counts), how many
+    object keys and characters its payload and metadata hold (all three: its ingest tokens,
     :func:`models.ratelimit.event_tokens`)."""
     if not isinstance(obj, dict):
         raise ValidationError(f"an event must be a JSON object, got {type(obj).__name__}", None)
@@ -439,8 +454,9 @@ def parse_event_counted(
         metadata=metadata,
         label=label,
     )
-    return (event, payload_shape.values + metadata_shape.values + others,
-            payload_shape.keys + metadata_shape.keys)
+    return event, Size(payload_shape.values + metadata_shape.values + others,
+                       payload_shape.keys + metadata_shape.keys,
+                       payload_shape.chars + metadata_shape.chars)
 
 
 #: The slot setters of :class:`IngestEvent`, in field order. A frozen dataclass's ``__init__``

@@ -39,6 +39,7 @@ from models.events import (
     DOT_IDS,
     IngestEvent,
     Limits,
+    Size,
     check_other_fields,
     metadata_values_cap,
     new_event,
@@ -123,16 +124,16 @@ def decode_signed_event(
     """:func:`decode_event`, and the bytes signature v2 signs for a batch item (``obj`` with its
     ``signature`` and an integer ``timestamp``; :func:`models.signing.signing_bytes`) when they
     come cheaply — else ``None`` and the signature check computes them."""
-    event, body, _, _ = decode_counted(obj, project_id, limits, signed=signed)
+    event, body, _ = decode_counted(obj, project_id, limits, signed=signed)
     return event, body
 
 
 def decode_counted(
     obj: Any, project_id: str, limits: Limits = DEFAULT_LIMITS, *, signed: bool = True
-) -> tuple[IngestEvent, bytes | None, int, int]:
-    """:func:`decode_signed_event`, how many JSON values the event's payload, metadata and
-    unknown fields hold together (what a batch's value budget counts), and how many object keys
-    its payload and metadata hold (with the values, its ingest tokens:
+) -> tuple[IngestEvent, bytes | None, Size]:
+    """:func:`decode_signed_event` and the event's :class:`~models.events.Size` (JSON values
+    of its payload, metadata and unknown fields: what a batch's value budget counts; object
+    keys and characters of its payload and metadata; all three: its ingest tokens,
     :func:`models.ratelimit.event_tokens`).
 
     The payload walk that checks the limits (values, keys, depth, numbers: before any
@@ -159,14 +160,15 @@ def decode_counted(
     metadata = obj.get("metadata") or {}
     known = obj.keys() <= _SIGNED_FIELDS
     try:
-        plain, values, keys = shape_of(payload, "payload", limits.max_payload_depth,
-                                       limits.max_payload_keys, limits.max_payload_values,
-                                       limits)
+        plain, values, keys, chars = shape_of(payload, "payload", limits.max_payload_depth,
+                                              limits.max_payload_keys, limits.max_payload_values,
+                                              limits)
         if metadata:
             meta = shape_of(metadata, "metadata", limits.max_metadata_depth,
                             limits.max_metadata_keys, metadata_values_cap(limits), limits)
             values += meta.values
             keys += meta.keys
+            chars += meta.chars
             if len(orjson.dumps(metadata)) > limits.max_metadata_bytes:
                 return _slow(obj, project_id, limits)  # raises: too large
         if not known:
@@ -182,13 +184,13 @@ def decode_counted(
         body = _signing_bytes(obj, project_id)
     event = new_event(s.event_id, s.agent_id, s.run_id, s.service, s.action, payload,
                       project_id, s.priority, s.ts, s.cost, s.end_of_run, metadata, None)
-    return event, body, values, keys
+    return event, body, Size(values, keys, chars)
 
 
-def _slow(obj: Any, project_id: str, limits: Limits) -> tuple[IngestEvent, None, int, int]:
+def _slow(obj: Any, project_id: str, limits: Limits) -> tuple[IngestEvent, None, Size]:
     """The reference check (:func:`models.events.parse_event`): its error, or its event."""
-    event, values, keys = parse_event_counted(obj, project_id, limits=limits)
-    return event, None, values, keys
+    event, size = parse_event_counted(obj, project_id, limits=limits)
+    return event, None, size
 
 
 _TIMESTAMP = "timestamp"

@@ -1,7 +1,8 @@
 """Rate-limit tiers and the arithmetic of a token bucket's answer (pure; no I/O, no clock).
 
 A tier grants a project two buckets: ``ingest`` (one token per event, plus one per
-:data:`VALUES_PER_TOKEN` JSON values and one per :data:`KEYS_PER_TOKEN` object keys it carries —
+:data:`VALUES_PER_TOKEN` JSON values, one per :data:`KEYS_PER_TOKEN` object keys and one per
+:data:`CHARS_PER_TOKEN` characters of strings and keys it carries —
 :func:`event_tokens`; a batch takes the sum of its events' tokens, all or nothing) and ``register`` (one token per credential operation: registering an
 agent, rotating a key or a secret). A bucket holds one minute's worth of tokens and refills
 continuously, so "120/min" allows a burst of 120 and then 2 per second.
@@ -26,6 +27,7 @@ from typing import Literal
 from models.errors import ConfigError
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "INGEST",
     "KEYS_PER_TOKEN",
     "REGISTER",
@@ -62,18 +64,33 @@ REGISTER: LimitKind = "register"
 VALUES_PER_TOKEN = 64
 #: One more token per this many object keys (payload and metadata, every depth); see above.
 KEYS_PER_TOKEN = 64
+#: One more token per this many characters of strings and keys (payload and metadata). The
+#: worker's content scans (PII detectors, pattern rules, Unicode folding) cost in proportion to
+#: the text they read, and far more for some text than for prose: measured (Dec 4, Engine.decide
+#: as above, events of 10 strings of 63,000 characters; an ordinary event ≈ 33 µs) ≈ 9 ns per
+#: character of prose, e-mail addresses or base64, 18 of CJK, 74 of U+FDFA (NFKC growth),
+#: 120–160 of digit runs, SSN- or card-shaped groups that fail their checks, high-entropy words,
+#: and up to ≈ 300 (IBANs) and ≈ 470 (valid card numbers, each one a finding). Before this,
+#: text was free: 60 strings of 63,000 card-like characters took 1–2 tokens and 0.15–0.45 s of
+#: worker CPU (round 8 of the Dec 4 attack runs). One token per 512 characters charges ≈ 150–250
+#: µs per token for digit-heavy text (an ordinary event's CPU is a token) and over-charges prose.
+CHARS_PER_TOKEN = 512
 
 
-def event_tokens(values: int, keys: int = 0) -> int:
+def event_tokens(values: int, keys: int = 0, chars: int = 0) -> int:
     """Ingest tokens of one event carrying ``values`` JSON values, ``keys`` of them object
-    members (:func:`models.events.shape_of` counts both in its one walk).
+    members, and ``chars`` characters of strings and keys (:func:`models.events.shape_of`
+    counts all three in its one walk).
 
     >>> event_tokens(0), event_tokens(63, 63), event_tokens(64), event_tokens(64, 64)
     (1, 1, 2, 3)
     >>> event_tokens(5_000, 5_000), event_tokens(10_000)
     (157, 157)
+    >>> event_tokens(3, 3, CHARS_PER_TOKEN - 1), event_tokens(1, 1, 60 * 63_000)
+    (1, 7383)
     """
-    return 1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
+    return (1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
+            + max(chars, 0) // CHARS_PER_TOKEN)
 
 def single_event_charge(tokens: int, capacity: int) -> int:
     """What one event sent alone is charged: its tokens, but never more than a full bucket. An

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "IBAN_LENGTHS",
     "card_ok",
@@ -44,18 +46,21 @@ _NINO_BAD_PREFIX = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}
 _SSN_BLOCKED = {"078051120", "219099999", "123456789"}
 
 
+_NOT_DIGITS = re.compile(r"[^0-9]+")
+#: A digit's value, and its Luhn value when doubled.
+_VALUE = {str(d): d for d in range(10)}
+_DOUBLED = {str(d): d * 2 - 9 if d > 4 else d * 2 for d in range(10)}
+
+
 def digits_of(text: str) -> str:
-    return "".join(ch for ch in text if "0" <= ch <= "9")
+    """The ASCII digits of ``text``, in order."""
+    return _NOT_DIGITS.sub("", text)
 
 
 def luhn_ok(text: str) -> bool:
-    digits = digits_of(text)
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    digits = digits_of(text)[::-1]  # from the check digit
+    total = sum(map(_VALUE.__getitem__, digits[::2]))
+    total += sum(map(_DOUBLED.__getitem__, digits[1::2]))
     return bool(digits) and total % 10 == 0
 
 

@@ -223,25 +223,27 @@ async def test_bucket_is_one_key_on_redis_cluster(
 async def test_events_take_tokens_by_the_values_they_carry(
     gateway: Gateway, tenant: Tenant
 ) -> None:
-    """An event is one token plus one per 64 JSON values and one per 64 object keys
-    (models/ratelimit.py event_tokens): events of 5,000 distinct keys (≈ 19.5 ms of worker CPU
-    each, ≈ 150 ordinary events) at 11 tokens each put another tenant's verdicts 18.7 s behind
-    (Dec 4 attack run). Lowest tier: 120 tokens/min, two more per second."""
-    wide = {f"k{i}": "x" for i in range(1_000)}  # 1,000 values, 1,000 keys: 1 + 15 + 15 tokens
-    tokens = event_tokens(1_000, 1_000)
-    assert tokens == 31
+    """An event is one token plus one per 64 JSON values, one per 64 object keys and one per
+    512 characters of strings and keys (models/ratelimit.py event_tokens): events of 5,000
+    distinct keys (≈ 19.5 ms of worker CPU each, ≈ 150 ordinary events) at 11 tokens each put
+    another tenant's verdicts 18.7 s behind, and 60 strings of 63,000 card-like characters
+    (0.15–0.45 s each) took 2 tokens (Dec 4 attack runs). Lowest tier: 120 tokens/min, two
+    more per second."""
+    numbers = await tenant.client.send(event(payload={"a": list(range(1_500))}))  # 1 + 23
+    assert numbers.status in (200, 202), numbers.body
+    assert int(numbers.headers["X-RateLimit-Remaining"]) == 120 - 24
+    wide = {f"k{i}": 0 for i in range(1_000)}  # 1,000 values and keys, 3,890 characters
+    tokens = event_tokens(1_000, 1_000, 3_890)
+    assert tokens == 1 + 15 + 15 + 7
     first = await tenant.client.send_batch([event(payload=wide) for _ in range(2)])
     assert first.status == 200 and first.body["accepted"] == 2
-    assert int(first.headers["X-RateLimit-Remaining"]) == 120 - 2 * tokens
-    single = await tenant.client.send(event(payload=wide))  # 27 left
-    assert single.status in (200, 202), single.body
-    assert 0 <= int(single.headers["X-RateLimit-Remaining"]) - (120 - 3 * tokens) <= 2  # refill
-    refused = await tenant.client.send(event(payload=wide))
+    assert 0 <= int(first.headers["X-RateLimit-Remaining"]) - (96 - 2 * tokens) <= 2  # refill
+    refused = await tenant.client.send(event(payload=wide))  # ≈ 20 left
     assert refused.status == 429, refused.body
-    assert "64 keys" in refused.body["message"]
-    numbers = await tenant.client.send(event(payload={"a": list(range(1_500))}))  # 1 + 23 + 0
-    assert numbers.status in (200, 202), numbers.body
-    assert 0 <= int(numbers.headers["X-RateLimit-Remaining"]) - (120 - 3 * tokens - 24) <= 4
+    assert "64 keys" in refused.body["message"] and "512 characters" in refused.body["message"]
+    text = await tenant.client.send(event(payload={"doc": "x" * (512 * 10)}))  # 1 + 10
+    assert text.status in (200, 202), text.body
+    assert 0 <= int(text.headers["X-RateLimit-Remaining"]) - (96 - 2 * tokens - 11) <= 4
     await asyncio.sleep(1.0)  # two tokens back: an ordinary event still costs one
     small = await tenant.client.send(event())
     assert small.status in (200, 202), small.body

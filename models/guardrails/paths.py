@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 from models.errors import ValidationError
 from models.guardrails.regex_safety import Regex, compile_internal
 
-__all__ = ["MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "fold", "walk"]
+__all__ = ["DECODED", "MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "fold", "walk"]
 
 #: Bounds of one payload walk; the gateway's own caps (docs/design.md §5) are lower.
 MAX_LEAVES = 10_000
@@ -59,6 +59,17 @@ _SEGMENT = re.compile(r"(\*\*|\*|[^.\[\]*]+)((?:\[\])*)\Z")
 _GLOB = f"(?:{_KEY}[^{_KEY}{_ELEM}]*|{_ELEM})*"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$:/ -]{1,64}")
 _LONG_DIGITS = re.compile(r"\d{6}")
+
+
+class _Decoded(str):
+    """A path part no payload key can be (keys are plain ``str``)."""
+
+    __slots__ = ()
+
+
+#: The last part of a :class:`Leaf` standing for text decoded from its value (base64: the PII
+#: scan, :mod:`models.guardrails.pii_decode`); its path reads ``a.b (base64)``.
+DECODED: str = _Decoded("base64")
 
 
 class Leaf(NamedTuple):
@@ -78,6 +89,8 @@ class Leaf(NamedTuple):
         for part in self.parts:
             if isinstance(part, int):
                 out += f"[{part}]"
+            elif type(part) is _Decoded:
+                out += f" ({DECODED})"
             else:
                 shown = (
                     part if _PLAIN_KEY.fullmatch(part) and not _LONG_DIGITS.search(part) else "*"

@@ -38,8 +38,9 @@ from models.guardrails._schema import (
     join,
 )
 from models.guardrails.budget import ScanBudget
-from models.guardrails.paths import Leaf, PathSet
+from models.guardrails.paths import DECODED, Leaf, PathSet
 from models.guardrails.pii_checks import card_ok
+from models.guardrails.pii_decode import MIN_RUN, decoded_texts
 from models.guardrails.pii_detectors import DETECTORS
 from models.guardrails.pii_scan import scan_texts
 from models.guardrails.pii_secrets import Finding
@@ -205,6 +206,13 @@ def select_pii(
                     budget.used += cost
                 texts.append(text)
                 owners.append(leaf)
+                if size >= MIN_RUN:  # base64 runs that decode to text are scanned too
+                    for plain in decoded_texts(text):
+                        if budget is not None and not budget.take(len(plain) * PII_STEPS_PER_CHAR):
+                            unscanned += 1
+                            break
+                        texts.append(plain)
+                        owners.append(leaf._replace(parts=(*leaf.parts, DECODED)))
         elif _card_number(value, cfg.detectors):
             hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
     return texts, owners, hits, unscanned

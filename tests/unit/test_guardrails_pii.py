@@ -458,3 +458,53 @@ def test_fullwidth_and_invisible_characters_do_not_hide_a_card() -> None:
     for value in ("４１１１ １１１１ １１１１ １１１１", "4111\u200b1111\u200b1111\u200b1111",
                   "4111\u00a01111\u00a01111\u00a01111"):
         assert "card" in found(value, "note"), repr(value)
+
+
+def _b64(text: str, urlsafe: bool = False) -> str:
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    return encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("detector, plain", [
+    ("card", "4111 1111 1111 1111"),
+    ("us_ssn", "536-22-8726"),
+    ("es_dni", "12345678Z"),
+    ("secret", AWS),
+    ("secret", STRIPE),
+])
+def test_base64_does_not_hide_a_value(detector: str, plain: str) -> None:
+    """A value sent base64-encoded (standard or URL-safe, alone, inside text, inside a JSON
+    document, or encoded twice) is read as if it were plain; the path says it was decoded."""
+    assert detector in found(plain, "note")
+    for value in (_b64(plain), _b64(plain, urlsafe=True), f"blob={_b64(plain)};",
+                  _b64(json.dumps({"data": {"v": plain}})), _b64(_b64(plain))):
+        reasons = check_pii(CFG, walk({"note": value}))
+        assert detector in [r.detail["detector"] for r in reasons], value
+        (reason,) = [r for r in reasons if r.detail["detector"] == detector]
+        assert reason.detail["paths"] == ["note (base64)"]
+
+
+def test_base64_of_binary_or_plain_ids_finds_nothing() -> None:
+    """Random bytes, hashes and ordinary identifiers are not readable text once decoded."""
+    rng = random.Random(5)
+    quiet = PiiConfig(detectors=tuple(d for d in DETECTOR_NAMES if d != "entropy"))
+    for _ in range(200):
+        blob = base64.b64encode(rng.randbytes(rng.randint(9, 300))).decode()
+        assert found(blob, "attachment", quiet) == []
+    for value in ("550e8400e29b41d4a716446655440000", "internationalization",
+                  "contacts_search_v2_results", "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="):
+        assert found(value, "ref", quiet) == []
+
+
+def test_decoded_text_is_charged_to_the_scan_budget() -> None:
+    """Decoded text costs what plain text costs; a budget it cannot cover fails closed."""
+    cfg = parse_pii({"detector_actions": {"card": "reject"}}, "guardrails.pii", PiiConfig())
+    plain = "4111 1111 1111 1111"
+    value = _b64(plain)
+    leaves = walk({"note": value})
+    both = (len(value) + len(plain)) * PII_STEPS_PER_CHAR
+    budget = ScanBudget(both)
+    assert [r.detail["rule"] for r in check_pii(cfg, leaves, budget)] == ["pii.card"]
+    assert budget.used == both
+    (limit,) = check_pii(cfg, leaves, ScanBudget(both - 1))
+    assert limit.detail["rule"] == "pii.scan_limit" and limit.action == "reject"

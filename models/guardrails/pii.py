@@ -40,7 +40,7 @@ from models.guardrails._schema import (
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import DECODED, Leaf, PathSet
 from models.guardrails.pii_checks import card_ok
-from models.guardrails.pii_decode import MIN_RUN, decoded_texts
+from models.guardrails.pii_decode import decoded_in
 from models.guardrails.pii_detectors import DETECTORS
 from models.guardrails.pii_scan import scan_texts
 from models.guardrails.pii_secrets import Finding
@@ -206,15 +206,20 @@ def select_pii(
                     budget.used += cost
                 texts.append(text)
                 owners.append(leaf)
-                if size >= MIN_RUN:  # base64 runs that decode to text are scanned too
-                    for plain in decoded_texts(text):
-                        if budget is not None and not budget.take(len(plain) * PII_STEPS_PER_CHAR):
-                            unscanned += 1
-                            break
-                        texts.append(plain)
-                        owners.append(leaf._replace(parts=(*leaf.parts, DECODED)))
         elif _card_number(value, cfg.detectors):
             hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
+    # then the text base64 runs decode to, charged like plain text (what is left unpaid for:
+    # unscanned, one per value)
+    short = -1
+    for i, plain in decoded_in(texts):
+        if i == short:
+            continue
+        if budget is not None and not budget.take(len(plain) * PII_STEPS_PER_CHAR):
+            unscanned += 1
+            short = i
+            continue
+        texts.append(plain)
+        owners.append(owners[i]._replace(parts=(*owners[i].parts, DECODED)))
     return texts, owners, hits, unscanned
 
 

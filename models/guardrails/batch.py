@@ -34,6 +34,7 @@ from operator import itemgetter
 from models.events import IngestEvent
 from models.guardrails.budget import ScanBudget
 from models.guardrails.cost import check_cost
+from models.guardrails.decode import with_decoded
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
@@ -191,10 +192,11 @@ def plan(
     used = budget.used if budget is not None else 0
     if scan_patterns or pii.enabled or media.enabled:
         leaves = walk(event.payload)
+        read = with_decoded(leaves) if scan_patterns or pii.enabled else leaves
         if scan_patterns:
-            pattern_plan = _plan_pattern(pattern, leaves, budget)
+            pattern_plan = _plan_pattern(pattern, read, budget)
         if pii.enabled and pii.detectors:
-            texts, owners, hits, unscanned = select_pii(pii, leaves, budget)
+            texts, owners, hits, unscanned = select_pii(pii, read, budget)
             if texts or hits or unscanned:
                 pii_plan = _PiiPlan(pii, texts, owners, hits, unscanned)
         if media.enabled:

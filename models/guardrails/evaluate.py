@@ -23,6 +23,7 @@ from typing import TypeVar
 from models.events import IngestEvent
 from models.guardrails.budget import ScanBudget
 from models.guardrails.cost import check_cost
+from models.guardrails.decode import with_decoded
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
@@ -73,10 +74,11 @@ def evaluate(
     scan_patterns = pattern.enabled and bool(pattern.rules)
     if scan_patterns or pii.enabled or media.enabled:
         leaves: tuple[Leaf, ...] = walk(event.payload)
+        read = with_decoded(leaves) if scan_patterns or pii.enabled else leaves
         if scan_patterns:
-            out += check_pattern(pattern, leaves, budget)
+            out += check_pattern(pattern, read, budget)
         if pii.enabled:
-            out += check_pii(pii, leaves, budget)
+            out += check_pii(pii, read, budget)
         if media.enabled:
             out += check_media(media, leaves)
     return out

@@ -67,8 +67,8 @@ class _Decoded(str):
     __slots__ = ()
 
 
-#: The last part of a :class:`Leaf` standing for text decoded from its value (base64: the PII
-#: scan, :mod:`models.guardrails.pii_decode`); its path reads ``a.b (base64)``.
+#: The last part of a :class:`Leaf` standing for text decoded from its value (base64: pattern and PII
+#: scan, :mod:`models.guardrails.decode`); its path reads ``a.b (base64)``.
 DECODED: str = _Decoded("base64")
 
 

@@ -38,9 +38,8 @@ from models.guardrails._schema import (
     join,
 )
 from models.guardrails.budget import ScanBudget
-from models.guardrails.paths import DECODED, Leaf, PathSet
+from models.guardrails.paths import Leaf, PathSet
 from models.guardrails.pii_checks import card_ok
-from models.guardrails.pii_decode import decoded_in
 from models.guardrails.pii_detectors import DETECTORS
 from models.guardrails.pii_scan import scan_texts
 from models.guardrails.pii_secrets import Finding
@@ -208,18 +207,6 @@ def select_pii(
                 owners.append(leaf)
         elif _card_number(value, cfg.detectors):
             hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
-    # then the text base64 runs decode to, charged like plain text (what is left unpaid for:
-    # unscanned, one per value)
-    short = -1
-    for i, plain in decoded_in(texts):
-        if i == short:
-            continue
-        if budget is not None and not budget.take(len(plain) * PII_STEPS_PER_CHAR):
-            unscanned += 1
-            short = i
-            continue
-        texts.append(plain)
-        owners.append(owners[i]._replace(parts=(*owners[i].parts, DECODED)))
     return texts, owners, hits, unscanned
 
 

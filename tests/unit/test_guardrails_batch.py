@@ -7,6 +7,8 @@ in the same order, with the same details — including under tight scan budgets.
 
 from __future__ import annotations
 
+import base64
+
 import re
 from typing import Any
 
@@ -89,6 +91,10 @@ texts = st.one_of(
     st.builds(lambda a, b, c: f"{a} {b} {c}", st.text(max_size=12), st.sampled_from(INJECT),
               st.text(max_size=12)),
     st.builds(lambda a, b: a + b, st.sampled_from(INJECT), st.sampled_from(INJECT)),
+    # base64-encoded injections (standard and URL-safe), alone or inside text: decoded leaves
+    st.builds(lambda a, v, safe: f"{a} " + (base64.urlsafe_b64encode if safe else
+                                            base64.b64encode)(v.encode()).decode(),
+              st.text(max_size=8), st.sampled_from(INJECT), st.booleans()),
 )
 scalars = st.one_of(texts, st.integers(min_value=-(10**15), max_value=10**15), st.floats(
     allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15), st.booleans(),
@@ -149,6 +155,20 @@ def test_the_injected_values_are_found_at_all() -> None:
             "pattern.text-anchor", "pattern.no-multiline", "pii.secret", "pii.entropy",
             "pii.email", "pii.card", "pii.phone", "pii.us_ssn", "pii.uk_nino", "pii.es_dni",
             "pii.iban"} <= rules
+
+
+def test_pattern_rules_and_pii_read_base64_encoded_values() -> None:
+    """An injected value sent base64-encoded meets the same pattern rules and detectors, on
+    both paths; its path says it was decoded."""
+    encoded = [base64.b64encode(v.encode()).decode() for v in INJECT]
+    events = [make_event(i, {"sql": v, "note": v, "url": v}, "mail") for i, v in enumerate(encoded)]
+    got = evaluate_batch([POLICY] * len(events), events)
+    rules = {r.detail["rule"] for reasons in got for r in reasons}
+    assert {"pattern.sql-drop", "pattern.internal-host", "pii.secret", "pii.card",
+            "pii.us_ssn", "pii.iban"} <= rules
+    assert got == [evaluate(POLICY, e) for e in events]
+    paths = {p for reasons in got for r in reasons for p in r.detail.get("paths", [])}
+    assert "sql (base64)" in paths
 
 
 @pytest.mark.parametrize("value", ["x secret-1", "line two\nsecret-3"])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from models.guardrails import parse_policy_toml
 from models.guardrails.budget import ScanBudget
+from models.guardrails.decode import with_decoded
 from models.guardrails.paths import walk
 from models.guardrails.pii import (
     DETECTOR_NAMES,
@@ -478,7 +479,7 @@ def test_base64_does_not_hide_a_value(detector: str, plain: str) -> None:
     assert detector in found(plain, "note")
     for value in (_b64(plain), _b64(plain, urlsafe=True), f"blob={_b64(plain)};",
                   _b64(json.dumps({"data": {"v": plain}})), _b64(_b64(plain))):
-        reasons = check_pii(CFG, walk({"note": value}))
+        reasons = check_pii(CFG, with_decoded(walk({"note": value})))
         assert detector in [r.detail["detector"] for r in reasons], value
         (reason,) = [r for r in reasons if r.detail["detector"] == detector]
         assert reason.detail["paths"] == ["note (base64)"]
@@ -490,10 +491,11 @@ def test_base64_of_binary_or_plain_ids_finds_nothing() -> None:
     quiet = PiiConfig(detectors=tuple(d for d in DETECTOR_NAMES if d != "entropy"))
     for _ in range(200):
         blob = base64.b64encode(rng.randbytes(rng.randint(9, 300))).decode()
-        assert found(blob, "attachment", quiet) == []
+        assert with_decoded(walk({"attachment": blob})) == walk({"attachment": blob})
+        assert check_pii(quiet, with_decoded(walk({"attachment": blob}))) == []
     for value in ("550e8400e29b41d4a716446655440000", "internationalization",
                   "contacts_search_v2_results", "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="):
-        assert found(value, "ref", quiet) == []
+        assert with_decoded(walk({"ref": value})) == walk({"ref": value})
 
 
 def test_decoded_text_is_charged_to_the_scan_budget() -> None:
@@ -501,7 +503,7 @@ def test_decoded_text_is_charged_to_the_scan_budget() -> None:
     cfg = parse_pii({"detector_actions": {"card": "reject"}}, "guardrails.pii", PiiConfig())
     plain = "4111 1111 1111 1111"
     value = _b64(plain)
-    leaves = walk({"note": value})
+    leaves = with_decoded(walk({"note": value}))
     both = (len(value) + len(plain)) * PII_STEPS_PER_CHAR
     budget = ScanBudget(both)
     assert [r.detail["rule"] for r in check_pii(cfg, leaves, budget)] == ["pii.card"]

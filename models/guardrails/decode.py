@@ -1,5 +1,7 @@
-"""Text hidden in base64: the runs of a value that decode to readable text, so that the PII
-detectors read a card number, a national id or a key sent base64-encoded as they read it plain.
+"""Text hidden in base64: the runs of a value that decode to readable text, so that the pattern
+rules and the PII detectors read a command, a card number, a national id or a key sent
+base64-encoded as they read it plain (:func:`with_decoded`: the payload's leaves, then one more
+per value with such runs, its path marked ``(base64)``).
 
 A run is 12 or more characters of the standard or URL-safe base64 alphabet (9 bytes and up: a
 Spanish DNI is 12 characters encoded, an SSN 15 and its padding, a card number 24). It is decoded only if it is well-formed base64
@@ -25,7 +27,9 @@ from base64 import b64decode
 from bisect import bisect_right
 from collections.abc import Sequence
 
-__all__ = ["MAX_DECODED", "MIN_RUN", "decoded_in", "decoded_texts"]
+from models.guardrails.paths import DECODED, Leaf, fold
+
+__all__ = ["MAX_DECODED", "MIN_RUN", "decoded_in", "decoded_texts", "with_decoded"]
 
 #: Shortest run tried (9 decoded bytes).
 MIN_RUN = 12
@@ -64,7 +68,7 @@ def decoded_texts(value: str, depth: int = 2) -> list[str]:
             found = _decode(m.group())
             if found is None:
                 continue
-            found = found[:left]
+            found = fold(found[:left])
             out.append(found)
             left -= len(found)
             if level > 1 and len(found) >= MIN_RUN:
@@ -100,3 +104,31 @@ def decoded_in(texts: Sequence[str]) -> list[tuple[int, str]]:
             done = index  # the value's runs: decoded once, all of them, with its own cap
             out += [(index, text) for text in decoded_texts(texts[index])]
     return out
+
+
+def with_decoded(leaves: tuple[Leaf, ...]) -> tuple[Leaf, ...]:
+    """``leaves``, then for each string leaf whose base64 runs decode to readable text one
+    leaf more: the same key (path rules select it as they select the value), its path ending
+    in ``(base64)``, the decoded texts (folded as values are) joined by newlines. Values come
+    first, so a scan budget is spent on what was sent before what was decoded.
+
+    >>> from models.guardrails.paths import walk
+    >>> [(leaf.path, leaf.value) for leaf in with_decoded(walk({"q": "RFJPUCBUQUJMRSB1c2Vycw=="}))]
+    [('q', 'RFJPUCBUQUJMRSB1c2Vycw=='), ('q (base64)', 'DROP TABLE users')]
+    """
+    texts: list[str] = []
+    owners: list[Leaf] = []
+    for leaf in leaves:
+        value = leaf.value
+        if type(value) is str and len(value) >= MIN_RUN:
+            texts.append(value)
+            owners.append(leaf)
+    found = decoded_in(texts)
+    if not found:
+        return leaves
+    by_value: dict[int, list[str]] = {}
+    for i, text in found:
+        by_value.setdefault(i, []).append(text)
+    extra = tuple(owners[i]._replace(parts=(*owners[i].parts, DECODED), value="\n".join(parts))
+                  for i, parts in by_value.items())
+    return leaves + extra

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import aiohttp
 
@@ -188,7 +189,7 @@ class RatchetClient:
         return await self._call("DELETE", "/v1/policy/engine")
 
     async def verdict(self, event_id: str) -> Answer:
-        return await self._call("GET", f"/v1/verdicts/{event_id}")
+        return await self._call("GET", f"/v1/verdicts/{quote(event_id, safe='')}")
 
     async def approvals(self, limit: int = 100, cursor: str | None = None) -> Answer:
         params = {"limit": str(limit)}
@@ -201,6 +202,6 @@ class RatchetClient:
         idempotency_key: str | None = None,
     ) -> Answer:
         return await self._call(
-            "POST", f"/v1/approvals/{event_id}", json={"decision": decision, "reason": reason},
+            "POST", f"/v1/approvals/{quote(event_id, safe='')}", json={"decision": decision, "reason": reason},
             headers=self._idempotency(idempotency_key),
         )

@@ -124,6 +124,9 @@ async def test_every_accepted_event_id_can_be_looked_up_and_decided(stack: Stack
     listed = await stack.client.approvals(limit=500)
     assert listed.status == 200, listed.body
     assert set(ids) <= {v["event_id"] for v in listed.body["items"]}, listed.body
+    for event_id in ids:  # the sandbox client percent-encodes the id it looks up
+        found = await stack.client.verdict(event_id)
+        assert found.status == 200 and found.body["event_id"] == event_id, (event_id, found.body)
 
     headers = {"Authorization": f"Bearer {stack.client._api_key}"}
     async with aiohttp.ClientSession(headers=headers) as http:

@@ -38,6 +38,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
 from models.envelope import agent_key
+from models.ingest_schema import decode_counted
 from models.ratelimit import event_tokens
 from models.signing import sign
 from ratchet.config.settings import Settings
@@ -256,6 +257,31 @@ def event(**over: Any) -> dict[str, Any]:
           "action": "contacts.read", "payload": {"id": 1}}
     ev.update(over)
     return ev
+
+
+def tokens_of(payload: dict[str, Any]) -> int:
+    """The ingest tokens of an event carrying ``payload`` (models/ratelimit.py event_tokens)."""
+    return event_tokens(*decode_counted(event(agent_id="a", payload=payload), "p")[2])
+
+
+async def flood(ctx: Ctx, n: int, concurrency: int, prefix: str,
+                payload_of: Callable[[int], dict[str, Any]]) -> tuple[list[int], float]:
+    """A sends ``n`` events (``payload_of(i)``), ``concurrency`` at a time; their statuses and
+    the seconds it took. Then B keeps probing for 6 s while what was accepted is decided."""
+    statuses: list[int] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        payload = payload_of(i)
+        async with gate:
+            answer = await ctx.client_a.send(event(run_id=f"{prefix}-{i}", payload=payload))
+        statuses.append(answer.status)
+
+    start = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    took = time.monotonic() - start
+    await asyncio.sleep(6)
+    return statuses, took
 
 
 async def signed_post(ctx: Ctx, ev: dict[str, Any], *, ts: int | None = None,
@@ -652,20 +678,9 @@ async def scan_heavy_text(ctx: Ctx) -> list[Row]:
     token per 512 characters (7,383 for such an event): the bucket lets one through per refill."""
     n = 20 if ctx.quick else 60
     text = ("4111 1111 1111 1111 " * 3_150)[:63_000]
-    tokens = event_tokens(60, 60, 60 * (63_000 + 3))
-    statuses: list[int] = []
-    gate = asyncio.Semaphore(8)
-
-    async def one(i: int) -> None:
-        payload = {f"s{j:02}": text for j in range(60)}
-        async with gate:
-            answer = await ctx.client_a.send(event(run_id=f"scan-{i}", payload=payload))
-        statuses.append(answer.status)
-
-    start = time.monotonic()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    took = time.monotonic() - start
-    await asyncio.sleep(6)  # what was accepted is decided while B keeps probing
+    payload = {f"s{j:02}": text for j in range(60)}
+    tokens = tokens_of(payload)
+    statuses, took = await flood(ctx, n, 8, "scan", lambda i: payload)
     accepted = sum(1 for s in statuses if s in (200, 202))
     limited = statuses.count(429)
     return [Row(f"{n} events of 60 × 63,000 card-like characters ({tokens:,} tokens each)",
@@ -700,24 +715,16 @@ async def wide_events(ctx: Ctx) -> list[Row]:
     """A sends events of 5,000 distinct keys (strings) as fast as it can, each well under every
     input limit: ≈ 19.5 ms of worker CPU each, ≈ 150 ordinary events. At one token per 1,000
     values (6 each) 432 of them in ≈ 5 s fit a 6,000/min bucket and put the worker 18.7 s
-    behind (Dec 4 attack run); at one per 64 values and per 64 keys (157 each) the bucket holds
-    ≈ 38 of them and refuses the rest."""
+    behind (Dec 4 attack run); at one per 64 values, per 64 keys and per 512 characters (≈ 340
+    each) the bucket holds ≈ 17 of them and refuses the rest."""
     n = 216 if ctx.quick else 432
-    tokens = event_tokens(5_000, 5_000)
-    statuses: list[int] = []
-    gate = asyncio.Semaphore(16)
 
-    async def one(i: int) -> None:
+    def wide(i: int) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:6]
-        payload = {f"{tag}k{j}": "v" * 8 for j in range(5_000)}
-        async with gate:
-            answer = await ctx.client_a.send(event(run_id=f"wide-{i}", payload=payload))
-        statuses.append(answer.status)
+        return {f"{tag}k{j}": "v" * 8 for j in range(5_000)}
 
-    start = time.monotonic()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    took = time.monotonic() - start
-    await asyncio.sleep(6)  # what was accepted is decided while B keeps probing
+    tokens = tokens_of(wide(0))
+    statuses, took = await flood(ctx, n, 16, "wide", wide)
     accepted = sum(1 for s in statuses if s in (200, 202))
     limited = statuses.count(429)
     return [Row(f"{n} events of 5,000 distinct keys inside the rate limit ({tokens} tokens "

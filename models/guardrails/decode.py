@@ -28,6 +28,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 from models.guardrails.paths import DECODED, Leaf, fold
+from models.guardrails.pii_scan import SEP, starts_of
 
 __all__ = ["MAX_DECODED", "MIN_RUN", "decoded_in", "decoded_texts", "with_decoded"]
 
@@ -88,14 +89,10 @@ def decoded_in(texts: Sequence[str]) -> list[tuple[int, str]]:
     """
     if not texts or max(map(len, texts)) < MIN_RUN:
         return []
-    joined = "\x00".join(texts)
-    runs = list(_RUN.finditer(joined))
+    runs = list(_RUN.finditer(SEP.join(texts)))  # SEP is not in the alphabet
     if not runs:
         return []
-    starts, pos = [], 0
-    for text in texts:
-        starts.append(pos)
-        pos += len(text) + 1
+    starts = starts_of(texts)
     out: list[tuple[int, str]] = []
     done = -1
     for m in runs:

@@ -29,7 +29,7 @@ from models.guardrails.pii_detectors import (
 )
 from models.guardrails.pii_secrets import Finding, find_high_entropy, find_secrets
 
-__all__ = ["SEP", "scan_texts"]
+__all__ = ["SEP", "scan_texts", "starts_of"]
 
 SEP = "\x00"
 
@@ -72,6 +72,19 @@ def _scan_joined(
     return found
 
 
+def starts_of(texts: Sequence[str]) -> list[int]:
+    """Where each of ``texts`` starts in ``SEP.join(texts)``.
+
+    >>> starts_of(["ab", "", "c"])
+    [0, 3, 4]
+    """
+    starts, pos = [], 0
+    for text in texts:
+        starts.append(pos)
+        pos += len(text) + 1
+    return starts
+
+
 def scan_texts(
     texts: Sequence[str],
     names: Sequence[str],
@@ -90,10 +103,7 @@ def scan_texts(
     of each detector over the batch instead of one per event."""
     if not texts:
         return []
-    starts, pos = [], 0
-    for text in texts:
-        starts.append(pos)
-        pos += len(text) + 1
+    starts = starts_of(texts)
     joined = SEP.join(texts)
     bounds: list[tuple[int, int]] | None = None
     if groups is not None:

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from models.errors import ConfigError
+from models.guardrails.budget import ScanShare
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings
 from ratchet.engine.engine import Engine
@@ -66,6 +67,8 @@ class Runtime:
                 if self.engine.guardrails is not None:
                     self.engine.guardrails.scan_steps_per_event = s.guard_scan_steps_per_event
                     self.engine.guardrails.scan_steps_per_batch = s.guard_scan_steps_per_batch
+                    self.engine.guardrails.share = ScanShare(s.guard_scan_share,
+                                                             s.guard_scan_share_burst_s)
                 self.store = make_verdict_store(self.client, keys, ttl_s=s.verdict_ttl_s,
                                                 allow_ttl_s=s.verdict_allow_ttl_s)
                 # start-up is done (app, engine, stores): freeze it out of the collector

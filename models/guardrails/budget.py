@@ -23,12 +23,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["SCAN_STEPS_PER_BATCH", "SCAN_STEPS_PER_EVENT", "ScanBudget"]
+from models.errors import ConfigError
+
+#: Projects a :class:`ScanShare` remembers before it forgets those whose share is full again.
+_SHARE_PROJECTS = 10_000
+
+__all__ = [
+    "SCAN_SHARE",
+    "SCAN_SHARE_BURST_S",
+    "SCAN_STEPS_PER_BATCH",
+    "SCAN_STEPS_PER_EVENT",
+    "ScanBudget",
+    "ScanShare",
+]
 
 #: Default budget of one event, steps (~0.25 s at RE2's slowest).
 SCAN_STEPS_PER_EVENT = 16_000_000
 #: Default budget of one project's events in one worker batch, steps.
 SCAN_STEPS_PER_BATCH = 64_000_000
+#: Seconds of payload scanning one project may take per second of a worker's time (a quarter of
+#: a core), and the most it may save up.
+SCAN_SHARE = 0.25
+SCAN_SHARE_BURST_S = 1.0
 
 
 @dataclass(slots=True)
@@ -46,3 +62,52 @@ class ScanBudget:
         self.steps -= cost
         self.used += cost
         return True
+
+
+@dataclass(slots=True)
+class ScanShare:
+    """The scanning time each project may still take on one worker: a bucket per project of
+    ``burst_s`` seconds, refilled at ``rate`` seconds per second, charged with the time its
+    events' scans *took* (measured, whatever made them slow: tenant regexes, digit-heavy text,
+    Unicode). Steps bound one event and one batch; this bounds a tenant over time, so events
+    that each fit their budgets — a policy of slow rules, text that is costly to scan — cannot
+    hold a worker every tenant shares. A project whose share is spent (the bucket may go below
+    zero: a batch is charged after it ran) gets no scan budget until it refills: its events'
+    scans fail closed (``*.scan_limit`` reasons, the strictest action skipped).
+
+    >>> share = ScanShare(rate=0.25, burst_s=1.0)
+    >>> share.left("p", now=0.0)
+    1.0
+    >>> share.charge("p", 1.5, now=0.0)
+    >>> share.left("p", now=0.0), share.left("p", now=2.0), share.left("p", now=10.0)
+    (-0.5, 0.0, 1.0)
+    >>> share.left("other", now=0.0)
+    1.0
+    """
+
+    rate: float = SCAN_SHARE
+    burst_s: float = SCAN_SHARE_BURST_S
+    #: project → (seconds left, at): only projects that scanned lately.
+    levels: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate <= 1 or not 0 < self.burst_s <= 60:
+            raise ConfigError(
+                f"RATCHET_GUARD_SCAN_SHARE must be in (0, 1] (a share of one core; got "
+                f"{self.rate}) and RATCHET_GUARD_SCAN_SHARE_BURST_S in (0, 60] seconds (got "
+                f"{self.burst_s})")
+
+    def left(self, project: str, now: float) -> float:
+        """Seconds of scanning ``project`` may still take at ``now`` (monotonic seconds)."""
+        level = self.levels.get(project)
+        if level is None:
+            return self.burst_s
+        seconds, at = level
+        return min(self.burst_s, seconds + max(now - at, 0.0) * self.rate)
+
+    def charge(self, project: str, seconds: float, now: float) -> None:
+        """Take the ``seconds`` ``project``'s scans took (the level may go below zero)."""
+        self.levels[project] = (self.left(project, now) - seconds, now)
+        if len(self.levels) > _SHARE_PROJECTS:
+            for p in [p for p in self.levels if self.left(p, now) >= self.burst_s]:
+                del self.levels[p]

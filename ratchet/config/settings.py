@@ -24,7 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from models.errors import ConfigError
-from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT
+from models.guardrails.budget import (
+    SCAN_SHARE,
+    SCAN_SHARE_BURST_S,
+    SCAN_STEPS_PER_BATCH,
+    SCAN_STEPS_PER_EVENT,
+)
 
 __all__ = [
     "PREFIX",
@@ -187,6 +192,12 @@ class Settings:
     #: Most payload scanning one project's events may cost in one worker batch, steps: bounds how
     #: long one tenant holds the shared worker (its later events fail closed).
     guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
+    #: Seconds of payload scanning one project may take per second on one worker (its share of
+    #: a core, measured, in (0, 1]): a project past it gets no scan budget until it refills, so
+    #: its events' scans fail closed while other tenants' run on.
+    guard_scan_share: float = SCAN_SHARE
+    #: Most scanning time one project may save up on one worker, seconds (in (0, 60]).
+    guard_scan_share_burst_s: float = SCAN_SHARE_BURST_S
 
     # --- rate limits (docs/design.md §5; docs/security.md) -------------------------------------
     #: Tiers as ``name:ingest_per_min:register_per_min`` separated by commas. A bucket holds one

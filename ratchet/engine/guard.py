@@ -21,19 +21,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.events import IngestEvent
 from models.guardrails import EMPTY_STATE, GuardrailState
 from models.guardrails.batch import CHUNK_EVENTS, Planned, finish, plan
-from models.guardrails.budget import SCAN_STEPS_PER_BATCH, SCAN_STEPS_PER_EVENT, ScanBudget
+from models.guardrails.budget import (
+    SCAN_STEPS_PER_BATCH,
+    SCAN_STEPS_PER_EVENT,
+    ScanBudget,
+    ScanShare,
+)
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore, make_guard_item
 from ratchet.store.keys import Keys
 from ratchet.store.policies import ActivePolicy, PolicySource
 from ratchet.store.round import Round
 from ratchet.telemetry.children import child
-from ratchet.telemetry.metrics import GUARDRAIL_REASONS
+from ratchet.telemetry.metrics import GUARDRAIL_REASONS, GUARDRAIL_SHARE_SPENT
 
 __all__ = ["Guardrails"]
 
@@ -64,6 +69,9 @@ class Guardrails:
     #: batch — so one tenant's events cannot hold a worker that serves every tenant.
     scan_steps_per_event: int = SCAN_STEPS_PER_EVENT
     scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
+    #: Scanning time per project over time (measured): one tenant's slow rules or costly text
+    #: cannot hold the worker however its events fit the step budgets.
+    share: ScanShare = field(default_factory=ScanShare)
 
     async def check(
         self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float,
@@ -109,40 +117,65 @@ class Guardrails:
         # project, and let the event loop breathe (signals, other coroutines) every ~20 ms. Each
         # event is planned in order (budgets charged as the per-event scans would), then the
         # planned scans of a chunk run together (models.guardrails.batch).
-        project_budget = {p: ScanBudget(self.scan_steps_per_batch) for p in policies}
+        # A project whose scanning share is spent gets no scan budget in this batch.
+        started = time.monotonic()
+        project_budget = {}
+        for p in policies:
+            spent_share = self.share.left(p, started) <= 0
+            project_budget[p] = ScanBudget(0 if spent_share else self.scan_steps_per_batch)
+            if spent_share:
+                GUARDRAIL_SHARE_SPENT.inc()
+        took = dict.fromkeys(policies, 0.0)  # seconds each project's events took here
         policy_of = {p: a.policy for p, a in policies.items()}
         out: list[tuple[Reason, ...]] = []
         chunk: list[Planned] = []
+        owners: list[str] = []
         chunk_steps = 0
         breathe = time.perf_counter() + _SLICE_S
         budget = ScanBudget(0)  # each event's, reset per event (plan keeps no reference to it)
         for ev, (state, _count) in zip(events, states, strict=True):
+            t0 = time.perf_counter()
             shared = project_budget[ev.project_id]
             budget.steps, budget.used = min(self.scan_steps_per_event, shared.steps), 0
             planned = plan(policy_of[ev.project_id], ev, state, budget)
             shared.steps -= budget.used
             chunk.append(planned)
+            owners.append(ev.project_id)
             chunk_steps += planned.steps
+            t1 = time.perf_counter()
+            took[ev.project_id] += t1 - t0
             full = len(chunk) >= CHUNK_EVENTS or chunk_steps >= _CHUNK_STEPS
-            if full or time.perf_counter() > breathe:
+            if full or t1 > breathe:
                 done = len(out)
-                out += self._finish(chunk, states[done:done + len(chunk)])
-                chunk, chunk_steps = [], 0
+                out += self._finish(chunk, owners, states[done:done + len(chunk)], took)
+                chunk, owners, chunk_steps = [], [], 0
                 if time.perf_counter() > breathe:
                     await asyncio.sleep(0)
                     breathe = time.perf_counter() + _SLICE_S
         if chunk:
             done = len(out)
-            out += self._finish(chunk, states[done:done + len(chunk)])
+            out += self._finish(chunk, owners, states[done:done + len(chunk)], took)
+        now = time.monotonic()
+        for p, seconds in took.items():
+            self.share.charge(p, seconds, now)
         return out
 
     @staticmethod
     def _finish(
-        chunk: Sequence[Planned], states: Sequence[tuple[GuardrailState, bool]]
+        chunk: Sequence[Planned], owners: Sequence[str],
+        states: Sequence[tuple[GuardrailState, bool]], took: dict[str, float],
     ) -> list[tuple[Reason, ...]]:
-        """Scan a chunk of planned events; count the reasons of events not seen before."""
+        """Scan a chunk of planned events; count the reasons of events not seen before. The
+        time the scan took goes to the events' projects in proportion to the steps each planned
+        (by event count when none did)."""
+        t0 = time.perf_counter()
+        found = finish(chunk)
+        seconds = time.perf_counter() - t0
+        total = sum(p.steps for p in chunk)
+        for planned, project in zip(chunk, owners, strict=True):
+            took[project] += seconds * (planned.steps / total if total else 1 / len(chunk))
         out: list[tuple[Reason, ...]] = []
-        for reasons, (_, count) in zip(finish(chunk), states, strict=False):
+        for reasons, (_, count) in zip(found, states, strict=False):
             out.append(tuple(reasons))
             if count:
                 for r in reasons:

@@ -21,6 +21,7 @@ __all__ = [
     "FEEDBACK",
     "FLOOR_ROUNDS",
     "GUARDRAIL_REASONS",
+    "GUARDRAIL_SHARE_SPENT",
     "INGEST_TO_VERDICT_SECONDS",
     "LUA_SECONDS",
     "MODE_TRANSITIONS",
@@ -116,6 +117,11 @@ GUARDRAIL_REASONS = Counter(
     "ratchet_guardrail_reasons_total",
     "Guardrail matches (reasons added to verdicts), by guardrail and its action.",
     ["guardrail", "action"],
+)
+GUARDRAIL_SHARE_SPENT = Counter(
+    "ratchet_guardrail_share_spent_total",
+    "Project batches given no payload-scan budget because the project's scanning share on "
+    "this worker was spent (RATCHET_GUARD_SCAN_SHARE): their scans fail closed.",
 )
 POLICY_LOADS = Counter(
     "ratchet_policy_loads_total",

@@ -22,6 +22,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from models.ratelimit import parse_tiers
+from ratchet.config.settings import Settings
+from ratchet.platform.credentials import set_project_tier
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from tests.integration.pipeline_support import Stack, worker_ready
@@ -63,6 +66,17 @@ async def _tenant_b(stack: Stack) -> RatchetClient:
                          session=a._session)
 
 
+async def _high_volume(stack: Stack) -> None:
+    """Tenant A on the high-volume tier (before its first request: gateways cache tiers), so
+    that its multi-megabyte events fit its bucket (an event takes a token per 512 characters)."""
+    redis = Redis.from_url(stack.redis_url)
+    try:
+        await set_project_tier(redis, stack.keys, stack.client.project_id, "high_volume",
+                               frozenset(parse_tiers(Settings().rate_limit_tiers)))
+    finally:
+        await redis.aclose()
+
+
 async def _verdict_within(client: RatchetClient, event_id: str, seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -86,6 +100,7 @@ async def test_patterns_re2_cannot_run_are_refused_at_put(stack: Stack) -> None:
 
 
 async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> None:
+    await _high_volume(stack)
     await worker_ready(stack)
     b = await _tenant_b(stack)
     put = await stack.client.put_policy(HOSTILE)
@@ -131,6 +146,7 @@ async def test_huge_payloads_do_not_starve_another_tenant(stack: Stack) -> None:
     """Volume, not regexes: tenant A (default policy) sends 6 events of 3.5 MB digit-heavy text,
     the PII detectors' slowest input (~2.5 s each unbudgeted, measured). B is still answered
     promptly; A's events get a pii.scan_limit reason for what the budget did not cover."""
+    await _high_volume(stack)
     await worker_ready(stack)
     b = await _tenant_b(stack)
     rng = random.Random(2)

@@ -21,6 +21,7 @@ cannot pad an event past a rule.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from models.errors import ConfigError
@@ -41,9 +42,9 @@ __all__ = [
 SCAN_STEPS_PER_EVENT = 16_000_000
 #: Default budget of one project's events in one worker batch, steps.
 SCAN_STEPS_PER_BATCH = 64_000_000
-#: Seconds of payload scanning one project may take per second of a worker's time (a quarter of
-#: a core), and the most it may save up.
-SCAN_SHARE = 0.25
+#: Seconds of payload scanning one project may take per second of a worker's time while other
+#: projects are active on it (half a core), and the most it may save up.
+SCAN_SHARE = 0.5
 SCAN_SHARE_BURST_S = 1.0
 
 
@@ -66,29 +67,39 @@ class ScanBudget:
 
 @dataclass(slots=True)
 class ScanShare:
-    """The scanning time each project may still take on one worker: a bucket per project of
-    ``burst_s`` seconds, refilled at ``rate`` seconds per second, charged with the time its
-    events' scans *took* (measured, whatever made them slow: tenant regexes, digit-heavy text,
-    Unicode). Steps bound one event and one batch; this bounds a tenant over time, so events
-    that each fit their budgets — a policy of slow rules, text that is costly to scan — cannot
-    hold a worker every tenant shares. A project whose share is spent (the bucket may go below
-    zero: a batch is charged after it ran) gets no scan budget until it refills: its events'
-    scans fail closed (``*.scan_limit`` reasons, the strictest action skipped).
+    """The scanning time each project may still take on one worker while it shares the worker:
+    a bucket per project of ``burst_s`` seconds, refilled at ``rate`` seconds per second,
+    charged with the time its events' scans *took* (measured, whatever made them slow: tenant
+    regexes, digit-heavy text, Unicode). Steps bound one event and one batch; this bounds a
+    tenant over time, so events that each fit their budgets — a policy of slow rules, text that
+    is costly to scan — cannot hold a worker other tenants are waiting on. A project whose share
+    is spent while another project was active on the worker in the last :attr:`window_s`
+    seconds (the bucket may go below zero: a batch is charged after it ran) gets no scan budget
+    until it refills: its events' scans fail closed (``*.scan_limit`` reasons, the strictest
+    action skipped). A project alone on the worker is never held back (work-conserving): its
+    bucket does not go below zero then.
 
-    >>> share = ScanShare(rate=0.25, burst_s=1.0)
-    >>> share.left("p", now=0.0)
-    1.0
-    >>> share.charge("p", 1.5, now=0.0)
-    >>> share.left("p", now=0.0), share.left("p", now=2.0), share.left("p", now=10.0)
-    (-0.5, 0.0, 1.0)
-    >>> share.left("other", now=0.0)
-    1.0
+    >>> share = ScanShare(rate=0.5, burst_s=1.0)
+    >>> share.contended(["a"], now=0.0), share.left("a", now=0.0)
+    (False, 1.0)
+    >>> share.charge("a", 3.0, now=0.0, contended=False)   # alone: not held back
+    >>> share.left("a", now=0.0)
+    0.0
+    >>> share.contended(["b"], now=1.0)   # "a" was active a second ago
+    True
+    >>> share.charge("a", 3.0, now=1.0, contended=True)
+    >>> share.left("a", now=1.0), share.left("a", now=6.0), share.left("b", now=1.0)
+    (-2.5, 0.0, 1.0)
     """
 
     rate: float = SCAN_SHARE
     burst_s: float = SCAN_SHARE_BURST_S
+    #: How recently another project must have been active for projects to share the worker.
+    window_s: float = 5.0
     #: project → (seconds left, at): only projects that scanned lately.
     levels: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: project → when it was last active.
+    seen: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 1 or not 0 < self.burst_s <= 60:
@@ -96,6 +107,16 @@ class ScanShare:
                 f"RATCHET_GUARD_SCAN_SHARE must be in (0, 1] (a share of one core; got "
                 f"{self.rate}) and RATCHET_GUARD_SCAN_SHARE_BURST_S in (0, 60] seconds (got "
                 f"{self.burst_s})")
+
+    def contended(self, projects: Iterable[str], now: float) -> bool:
+        """Record ``projects`` as active at ``now``; whether more than one project was active
+        in the last :attr:`window_s` seconds."""
+        for p in projects:
+            self.seen[p] = now
+        if len(self.seen) > 1:
+            for p in [p for p, at in self.seen.items() if now - at > self.window_s]:
+                del self.seen[p]
+        return len(self.seen) > 1
 
     def left(self, project: str, now: float) -> float:
         """Seconds of scanning ``project`` may still take at ``now`` (monotonic seconds)."""
@@ -105,9 +126,10 @@ class ScanShare:
         seconds, at = level
         return min(self.burst_s, seconds + max(now - at, 0.0) * self.rate)
 
-    def charge(self, project: str, seconds: float, now: float) -> None:
-        """Take the ``seconds`` ``project``'s scans took (the level may go below zero)."""
-        self.levels[project] = (self.left(project, now) - seconds, now)
+    def charge(self, project: str, seconds: float, now: float, *, contended: bool) -> None:
+        """Take the ``seconds`` ``project``'s scans took (below zero only when ``contended``)."""
+        level = self.left(project, now) - seconds
+        self.levels[project] = (level if contended else max(level, 0.0), now)
         if len(self.levels) > _SHARE_PROJECTS:
             for p in [p for p in self.levels if self.left(p, now) >= self.burst_s]:
                 del self.levels[p]

@@ -119,9 +119,10 @@ class Guardrails:
         # planned scans of a chunk run together (models.guardrails.batch).
         # A project whose scanning share is spent gets no scan budget in this batch.
         started = time.monotonic()
+        contended = self.share.contended(policies, started)
         project_budget = {}
         for p in policies:
-            spent_share = self.share.left(p, started) <= 0
+            spent_share = contended and self.share.left(p, started) <= 0
             project_budget[p] = ScanBudget(0 if spent_share else self.scan_steps_per_batch)
             if spent_share:
                 GUARDRAIL_SHARE_SPENT.inc()
@@ -157,7 +158,7 @@ class Guardrails:
             out += self._finish(chunk, owners, states[done:done + len(chunk)], took)
         now = time.monotonic()
         for p, seconds in took.items():
-            self.share.charge(p, seconds, now)
+            self.share.charge(p, seconds, now, contended=contended)
         return out
 
     @staticmethod

@@ -42,30 +42,60 @@ def _heavy(rng: random.Random) -> dict[str, Any]:
     return {f"k{i}": "".join(rng.choices("ab", k=4_096)) for i in range(3)}
 
 
-async def _second_batch(client: aioredis.Redis, share: ScanShare) -> list[list[str]]:
-    """A's heavy event alone, then A's heavy event, A's and B's drop table together: the rules
-    of each event of the second batch."""
+def _rules(verdicts: Any) -> list[list[str]]:
+    return [sorted(str(r.detail.get("rule")) for r in v.reasons if r.source.startswith("guard"))
+            for v in verdicts]
+
+
+async def _second_batch(client: aioredis.Redis, share: ScanShare,
+                        *, b_first: bool = True) -> list[list[str]]:
+    """A's heavy event (and B's light one), then A's heavy event, A's and B's drop table
+    together: the rules of each event of the second batch."""
     engine = Engine.create(client, keys=Keys(f"s{uuid.uuid4().hex[:8]}"), guardrails=True,
                            policies=FixedPolicy(parse_policy_toml(SLOW)))
     assert engine.guardrails is not None
     engine.guardrails.share = share
     rng = random.Random(9)
-    await engine.decide([_event("prj_a", _heavy(rng))])
+    first = [_event("prj_a", _heavy(rng))]
+    if b_first:
+        first.append(_event("prj_b", {"q": "hello"}))
+    await engine.decide(first)
     second = [_event("prj_a", _heavy(rng)), _event("prj_a", {"q": "DROP TABLE users"}),
               _event("prj_b", {"q": "DROP TABLE users"})]
-    verdicts = await engine.decide(second)
-    return [sorted(str(r.detail.get("rule")) for r in v.reasons if r.source.startswith("guard"))
-            for v in verdicts]
+    return _rules(await engine.decide(second))
 
 
 async def test_a_project_past_its_share_fails_closed_while_another_is_scanned(
     redis_client: aioredis.Redis,
 ) -> None:
-    # a share of a microsecond, hardly refilled: A's first heavy event spends it
-    heavy, a_drop, b_drop = await _second_batch(redis_client, ScanShare(rate=1e-6, burst_s=1e-6))
+    # a share of a millisecond, hardly refilled: A's first heavy event (≈ 20 ms of scanning)
+    # spends it, B's light one (≈ 0.1 ms) does not
+    heavy, a_drop, b_drop = await _second_batch(redis_client, ScanShare(rate=1e-6, burst_s=1e-3))
     assert heavy == ["pattern.scan_limit", "pii.scan_limit"], heavy
     assert a_drop == heavy, a_drop  # not scanned: the strictest action applies
     assert b_drop == ["pattern.drop"], b_drop  # B, same batch: scanned as always
-    # the default share (a quarter of a core, a second saved up) scans all of them
+    # the default share (half a core, a second saved up) scans all of them
     heavy, a_drop, b_drop = await _second_batch(redis_client, ScanShare())
     assert heavy == [] and a_drop == ["pattern.drop"] and b_drop == ["pattern.drop"]
+
+
+async def test_a_project_alone_on_the_worker_is_never_held_back(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Work-conserving: while no other project is active, however long A's scans take."""
+    engine = Engine.create(redis_client, keys=Keys(f"s{uuid.uuid4().hex[:8]}"), guardrails=True,
+                           policies=FixedPolicy(parse_policy_toml(SLOW)))
+    assert engine.guardrails is not None
+    engine.guardrails.share = ScanShare(rate=1e-6, burst_s=1e-6)
+    rng = random.Random(4)
+    for _ in range(3):
+        got = _rules(await engine.decide([_event("prj_a", _heavy(rng)),
+                                          _event("prj_a", {"q": "DROP TABLE users"})]))
+        assert got == [[], ["pattern.drop"]], got
+    # B shows up: A was charged nothing below zero while alone, so only A's scans from now on
+    # count against its share
+    got = _rules(await engine.decide([_event("prj_b", {"q": "hello"}),
+                                      _event("prj_a", _heavy(rng))]))
+    assert got == [[], []], got
+    got = _rules(await engine.decide([_event("prj_a", {"q": "DROP TABLE users"})]))
+    assert got == [["pattern.scan_limit", "pii.scan_limit"]], got

@@ -46,7 +46,6 @@ from gateway.ingest import (
     reused_id_error,
 )
 from gateway.limits import apply_decision
-from gateway.lockout import peer_ip
 from gateway.metrics import INGEST_EVENTS
 from gateway.state import GatewayState
 from models.errors import AuthError, RateLimitedError, ValidationError
@@ -92,10 +91,8 @@ def _known_caller(request: web.Request, state: GatewayState) -> tuple[Caller, st
 
 def _confirmed(reads: AdmissionReads, sha: str, grant: str, secrets: Mapping[str, str],
                state: GatewayState) -> bool:
-    """Whether the round trip's reads match the predictions and the address may authenticate
-    (the key's record AND its project's side name the key: :mod:`ratchet.platform.grants`)."""
-    if reads.failures is not None and int(reads.failures) >= state.settings.auth_failure_limit:
-        return False
+    """Whether the round trip's reads match the predictions (the key's record AND its project's
+    side name the key: :mod:`ratchet.platform.grants`)."""
     return (reads.grant == grant and names_key(reads.key_side, sha, parse_grant(grant))
             and all(reads.secrets.get(a) == s for a, s in secrets.items()))
 
@@ -111,7 +108,7 @@ async def _round_trip(
     if single:  # one event sent alone: a full bucket at most (models/ratelimit.py)
         cost = single_event_charge(cost, tier.per_minute(INGEST))
     reads = await state.admission.round_trip(
-        failures_key=state.keys.auth_failures(peer_ip(request, state)), key_sha=sha,
+        failures_key=None, key_sha=sha,  # a right key is not refused by an address lockout
         project_id=caller.project_id, key_side=key_side(state.keys, sha, parse_grant(grant)),
         agents=agents,
         rate=state.limiter.call(caller.project_id, tier, INGEST, cost, int(time.time() * 1000)),

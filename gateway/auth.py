@@ -72,7 +72,8 @@ def _token(request: web.Request) -> str | None:
 
 async def authenticate(request: web.Request, state: GatewayState) -> Caller:
     """The caller behind ``Authorization: Bearer <api key>``, allowed on this route; else 400
-    (two headers), 429 (address locked out), 401 (no or wrong key) or 403 (role)."""
+    (two headers), 429 (a wrong key from an address locked out), 401 (no or wrong key) or 403
+    (role)."""
     method, route = route_of(request)
     roles = roles_for(method, route)  # KeyError: a route without a row is never served
     token = _token(request)
@@ -86,13 +87,16 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         pipe.ttl(failures)
         pipe.get(state.keys.api_key(sha))
         count, ttl, stored = await pipe.execute()
-    raise_if_locked_out(state, count, ttl)
     grant_text = None if stored is None else (
         stored.decode() if isinstance(stored, bytes) else str(stored))
     grant = None if grant_text is None else parse_grant(grant_text)
     # the project must point at this key too (a leftover of a key change is not a key)
     if (not token or len(token) > MAX_KEY_CHARS or grant_text is None or grant is None
             or not await confirm_grant(state.redis, state.keys, sha, grant)):
+        # a locked-out address is refused without counting; a right key is never refused by
+        # the address's lockout (one client's stale key behind a shared address — NAT, a
+        # proxy — must not lock every other client there out; keys are 256-bit random)
+        raise_if_locked_out(state, count, ttl)
         await record_auth_failure(state, ip)
         if not token:
             raise AuthError("missing API key: send 'Authorization: Bearer <api key>'")

@@ -1,9 +1,13 @@
 """Brute-force protection: failed authentications counted per client address, one counter for
 every route that takes a key (and for signup tokens).
 
-Once an address has failed ``auth_failure_limit`` times within ``auth_failure_window_s`` it gets
-429 on every authenticated route until the window ends — even with a right key, so guessing
-cannot continue on another route. A request without any key is not a guess and is not counted.
+Once an address has failed ``auth_failure_limit`` times within ``auth_failure_window_s``, every
+wrong key it sends gets 429 on every authenticated route until the window ends (not counted
+further, and cheaper than a 401: no second lookup). A right key is still served: keys are 256-bit
+random, so the lockout is about the load of guessing, not its odds, and one client retrying a
+stale key behind an address many share (NAT, a proxy) must not lock every other client there
+out (Dec 5 attack run, round 9: ten wrong keys locked another tenant out for 15 minutes). A
+request without any key is not a guess and is not counted.
 """
 
 from __future__ import annotations

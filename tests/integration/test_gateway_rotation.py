@@ -106,12 +106,21 @@ async def _guessing_from_one_address(gw: Gateway) -> None:
         status, body, headers = await _call(gw, "POST", ROTATE_KEY, "rk_guess9")
         assert status == 429 and "failed authentications" in body["message"]
         assert 590 <= int(headers["Retry-After"]) <= 600
-        # while blocked, even the right key is refused on this address (nothing rotated) ...
+        # while blocked, every guess is refused on this address, on every route (not counted:
+        # the lockout does not grow) ...
         for path in (ROTATE_KEY, f"/v1/agents/{t.agent_id}/secret:rotate", "/v1/agents"):
-            assert (await _call(gw, "POST", path, t.api_key))[0] == 429, path
+            assert (await _call(gw, "POST", path, "rk_guess10"))[0] == 429, path
         assert await project_for_api_key(gw.redis, gw.keys, t.api_key) == t.project_id
-        # ... while another address is unaffected
-        assert (await _call(gw, "POST", ROTATE_KEY, t.api_key, source_ip="127.0.0.2"))[0] == 200
+        # ... while the right key is served on it (a client's stale key must not lock out the
+        # other clients behind a shared address: round 9)
+        status, body, _ = await _call(gw, "POST", ROTATE_KEY, t.api_key)
+        assert status == 200, body
+        assert await project_for_api_key(gw.redis, gw.keys, body["api_key"]) == t.project_id
+        # the old key is a wrong key now: a guess, refused as such on this address
+        assert (await _call(gw, "POST", "/v1/agents", t.api_key))[0] == 429
+        # and another address is unaffected
+        assert (await _call(gw, "POST", f"/v1/agents/{t.agent_id}/secret:rotate",
+                            body["api_key"], source_ip="127.0.0.2"))[0] == 200
     finally:
         await t.client.close()
 

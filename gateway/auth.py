@@ -4,7 +4,8 @@
 key in one place, so no route can skip one: exactly one ``Authorization`` header (400 for two);
 the client address's failed-authentication counter (429 while over the limit, and every wrong
 key counts, whatever the route: :mod:`gateway.lockout`); the key's grant (401 if unknown); and
-the key's role against the route's row in :data:`models.scopes.ROUTE_ROLES` (403). The counter
+the key's role against the route's row in :data:`models.scopes.ROUTE_ROLES` (403); then, on
+every route but ingest, the first token of the call (:func:`gateway.limits.take_api`). The counter
 and the key's record are read in one Redis round trip, the project's side of the key
 (:mod:`ratchet.platform.grants`: a key is live only while its project points at it) in a second.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.access_log import note_project
+from gateway.limits import take_api
 from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
 from models.errors import AuthError, ForbiddenError, ValidationError
@@ -30,6 +32,9 @@ from ratchet.platform.provisioning import hash_api_key
 __all__ = ["Caller", "authenticate", "route_of", "verify_event"]
 
 MAX_KEY_CHARS = 256
+#: Routes that take ``ingest`` tokens (models/ratelimit.py ``event_tokens``); every other
+#: authenticated route takes ``api`` tokens (:func:`gateway.limits.take_api`).
+INGEST_ROUTES = frozenset({("POST", "/v1/events"), ("POST", "/v1/events:batch")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,8 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
         raise ForbiddenError(
             f"this {caller.role} key may not call {method} {route}; use an admin key "
             "(ingest keys send events and read their verdicts only)", "Authorization")
+    if (method, route) not in INGEST_ROUTES:  # they take ingest tokens by what they carry
+        await take_api(request, caller.project_id)
     return caller
 
 

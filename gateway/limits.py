@@ -3,7 +3,11 @@
 - :func:`rate_limit` — one token-bucket call for the caller's project and tier; the decision is
   kept on the request so the middleware puts ``X-RateLimit-*`` on whatever response goes out
   (``Retry-After`` too on a 429). Ingest limits fail OPEN when the rate-limit Redis is
-  unavailable (counted in ``ratchet_ratelimit_fail_open_total``); registration limits fail closed.
+  unavailable (counted in ``ratchet_ratelimit_fail_open_total``); the others fail closed.
+- :func:`take_api` / :func:`charge_api` — every other authenticated call (reads, configuration
+  writes) takes one ``api`` token before its work and the rest of its tokens, by the bytes it
+  sent and returned (models/ratelimit.py ``api_tokens``), after it: a charge for work done, so
+  the bucket may go below zero and the project's next calls wait (429) until it refilled.
 
 Failed authentications are counted by :func:`gateway.auth.authenticate` itself, on every route
 (:mod:`gateway.lockout`).
@@ -14,15 +18,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.auth import Caller
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
 from models.ratelimit import (
+    API,
+    API_BYTES_PER_TOKEN,
     CHARS_PER_TOKEN,
     INGEST,
     KEYS_PER_TOKEN,
@@ -30,15 +36,22 @@ from models.ratelimit import (
     LimitKind,
     RateDecision,
     Tier,
+    api_tokens,
     single_event_charge,
 )
 
-__all__ = ["DECISION", "apply_decision", "rate_limit"]
+if TYPE_CHECKING:
+    from gateway.auth import Caller
+
+__all__ = ["API_PROJECT", "DECISION", "apply_decision", "charge_api", "rate_limit", "take_api"]
 
 log = logging.getLogger(__name__)
 
 #: Where a request's rate decision is kept for the middleware.
 DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision", RateDecision)
+#: The project an API call's first token was taken from (:func:`take_api`): the middleware
+#: charges the rest of the call's tokens to it (:func:`charge_api`).
+API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
 
 
 async def rate_limit(
@@ -49,20 +62,56 @@ async def rate_limit(
     ``single_taken``: ``cost`` is the rest of one event's tokens, of which this many were taken
     already; the event is charged at most a full bucket (models/ratelimit.py
     single_event_charge)."""
+    await _take(request, caller.project_id, kind, cost, single_taken=single_taken)
+
+
+async def _take(
+    request: web.Request, project_id: str, kind: LimitKind, cost: int, *,
+    single_taken: int | None = None,
+) -> None:
     state = state_of(request)
-    tier = await state.tiers.tier_of(state.redis, state.keys, caller.project_id)
+    tier = await state.tiers.tier_of(state.redis, state.keys, project_id)
     if single_taken is not None:
         cost = single_event_charge(cost + single_taken, tier.per_minute(kind)) - single_taken
         if cost <= 0:
             return
     try:
-        decision = await state.limiter.take(
-            caller.project_id, tier, kind, cost, int(time.time() * 1000)
-        )
+        decision = await state.limiter.take(project_id, tier, kind, cost, int(time.time() * 1000))
     except (RedisError, UnavailableError) as exc:
         apply_decision(request, tier, kind, cost, exc)
         return
     apply_decision(request, tier, kind, cost, decision)
+
+
+async def take_api(request: web.Request, project_id: str) -> None:
+    """The first token of an API call, before its work: 429 while the project's ``api`` bucket
+    is spent (by earlier calls' sizes too)."""
+    await _take(request, project_id, API, 1)
+    request[API_PROJECT] = project_id
+
+
+async def charge_api(
+    request: web.Request, request_bytes: int, response_bytes: int
+) -> RateDecision | None:
+    """The rest of an API call's tokens, once its size is known — taken even if the bucket has
+    fewer (it goes below zero and the next calls wait). The decision (kept for the response's
+    headers when they are not sent yet), or ``None``: nothing more to charge, or the limiter
+    failed (logged; the call was served)."""
+    project_id = request.get(API_PROJECT)
+    extra = api_tokens(request_bytes, response_bytes) - 1
+    if project_id is None or extra <= 0:
+        return None
+    state = state_of(request)
+    try:
+        tier = await state.tiers.tier_of(state.redis, state.keys, project_id)
+        decision = await state.limiter.take(project_id, tier, API, extra,
+                                            int(time.time() * 1000), debt=True)
+    except (RedisError, UnavailableError) as exc:
+        log.warning("could not charge an API call's size (%d tokens): %s", extra,
+                    type(exc).__name__)
+        return None
+    request[DECISION] = decision
+    return decision
 
 
 def apply_decision(
@@ -88,13 +137,17 @@ def apply_decision(
 
 
 def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> str:
-    unit = "events" if kind == INGEST else "registrations"
+    unit = {INGEST: "events", API: "calls"}.get(kind, "registrations")
     # an operator raises a project's tier with `ratchet projects set-tier` (docs/api.md)
     higher = "; an operator can move the project to a higher tier (ratchet projects set-tier)"
     if kind == INGEST:  # models/ratelimit.py event_tokens
         higher = (f"; an event carrying many JSON values or much text counts as more than one "
                   f"(one more per {VALUES_PER_TOKEN:,} values, per {KEYS_PER_TOKEN:,} keys and "
                   f"per {CHARS_PER_TOKEN:,} characters of strings and keys){higher}")
+    if kind == API:
+        higher = (f"; reads and configuration calls take one token plus one per "
+                  f"{API_BYTES_PER_TOKEN:,} bytes they send and return (ask for smaller pages: "
+                  f"limit=){higher}")
     if cost > decision.limit:
         return (f"this request needs {cost} {unit} but the {tier.name!r} tier allows at most "
                 f"{decision.limit} per minute; split it into smaller batches{higher}")

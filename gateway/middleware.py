@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.ingest import error_body
-from gateway.limits import DECISION
+from gateway.limits import API_PROJECT, DECISION, charge_api
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.query import QUERY_NAMES, check_query
 from gateway.state import state_of
@@ -100,6 +100,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             GATEWAY_ERRORS.labels("internal").inc()
             log.exception("unhandled error (trace %s)", trace_id)
             resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
+    if not resp.prepared and isinstance(resp, web.Response) and request.get(API_PROJECT):
+        # the rest of an API call's tokens, by its size (a stream charges as it writes)
+        await charge_api(request, request.content_length or 0, resp.content_length or 0)
     if not resp.prepared:  # a stream (server-sent events) sent its headers already
         resp.headers[TRACE_ID_HEADER] = trace_id
         decision = request.get(DECISION)

@@ -23,10 +23,12 @@ from aiohttp import web
 from gateway.auth import authenticate
 from gateway.body import int_query
 from gateway.holds import held_requests
+from gateway.limits import charge_api
 from gateway.metrics import GATEWAY_ERRORS
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import RateLimitedError, UnavailableError, ValidationError
+from models.ratelimit import API_BYTES_PER_TOKEN
 from models.sanitize import shown
 from ratchet.store.redis import REDIS_FAILURES, client_broke
 
@@ -109,13 +111,23 @@ async def _stream(request: web.Request, project_id: str, timeout_s: int,
                 await resp.write(b": stream ended by a server error; reconnect with "
                                  b"Last-Event-ID\n\n")
                 break
+            sent = 0
             for entry_id, kind, body in entries:
-                await resp.write(b"id: %s\nevent: %s\ndata: %s\n\n"
-                                 % (entry_id.encode(), kind.encode(), body))
+                chunk = (b"id: %s\nevent: %s\ndata: %s\n\n"
+                         % (entry_id.encode(), kind.encode(), body))
+                await resp.write(chunk)
+                sent += len(chunk)
                 after = entry_id
             now = time.monotonic()
             if entries:
                 quiet_since = now
+                # what was sent takes the project's api tokens; once they are spent the
+                # stream ends (the client resumes from Last-Event-ID when they are back)
+                charged = await charge_api(request, 0, sent + API_BYTES_PER_TOKEN)
+                if charged is not None and charged.remaining < 0:
+                    await resp.write(b": the project's api rate limit is spent; reconnect "
+                                     b"with Last-Event-ID after a while\n\n")
+                    break
                 continue
             if now - quiet_since >= KEEPALIVE_S:
                 await resp.write(b": keepalive\n\n")

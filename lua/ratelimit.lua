@@ -11,10 +11,13 @@
   ARGV[2] rate       refill, tokens per ms
   ARGV[3] now_ms     current time, ms (Unix)
   ARGV[4] cost       tokens this request needs (>= 1)
+  ARGV[5] debt       optional; "1": take `cost` even if fewer tokens are left (the bucket goes
+                     below zero, down to -capacity at most): a charge for work already done,
+                     e.g. a response's size, that makes the next requests wait for it
 
   Output: {allowed, remaining, retry_after_ms, reset_ms}
     allowed         1 tokens taken, 0 refused (nothing taken)
-    remaining       whole tokens left after this call
+    remaining       whole tokens left after this call (below zero after a debt)
     retry_after_ms  0 when allowed; else ms until `cost` tokens are there; -1 if never
                     (cost > capacity)
     reset_ms        ms until the bucket is full again
@@ -24,6 +27,7 @@ local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
+local debt = ARGV[5] == '1'
 
 local state = redis.call('HMGET', key, 't', 'ts')
 local tokens = tonumber(state[1])
@@ -38,6 +42,9 @@ end
 local allowed, retry = 0, 0
 if cost <= tokens then
   tokens = tokens - cost
+  allowed = 1
+elseif debt then
+  tokens = math.max(tokens - cost, -capacity)
   allowed = 1
 elseif cost > capacity then
   retry = -1

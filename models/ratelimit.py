@@ -1,10 +1,12 @@
 """Rate-limit tiers and the arithmetic of a token bucket's answer (pure; no I/O, no clock).
 
-A tier grants a project two buckets: ``ingest`` (one token per event, plus one per
+A tier grants a project three buckets: ``ingest`` (one token per event, plus one per
 :data:`VALUES_PER_TOKEN` JSON values, one per :data:`KEYS_PER_TOKEN` object keys and one per
 :data:`CHARS_PER_TOKEN` characters of strings and keys it carries —
 :func:`event_tokens`; a batch takes the sum of its events' tokens, all or nothing) and ``register`` (one token per credential operation: registering an
-agent, rotating a key or a secret). A bucket holds one minute's worth of tokens and refills
+agent, rotating a key or a secret), and every other authenticated call takes tokens of a third,
+``api``, as large as ``ingest`` (one per call plus one per :data:`API_BYTES_PER_TOKEN` bytes it
+sends and returns: :func:`api_tokens`). A bucket holds one minute's worth of tokens and refills
 continuously, so "120/min" allows a burst of 120 and then 2 per second.
 
 >>> tiers = parse_tiers("free:120:20,high_volume:100000:1000")
@@ -27,6 +29,8 @@ from typing import Literal
 from models.errors import ConfigError
 
 __all__ = [
+    "API",
+    "API_BYTES_PER_TOKEN",
     "CHARS_PER_TOKEN",
     "INGEST",
     "KEYS_PER_TOKEN",
@@ -36,15 +40,27 @@ __all__ = [
     "LimitKind",
     "RateDecision",
     "Tier",
+    "api_tokens",
     "event_tokens",
     "parse_tiers",
     "retry_after_header",
     "single_event_charge",
 ]
 
-LimitKind = Literal["ingest", "register"]
+LimitKind = Literal["ingest", "register", "api"]
 INGEST: LimitKind = "ingest"
 REGISTER: LimitKind = "register"
+#: Every other authenticated call: reads (verdicts, approvals, audit, decision streams, lists)
+#: and configuration writes, one token per call plus one per :data:`API_BYTES_PER_TOKEN` bytes
+#: its request and response carry (:func:`api_tokens`); a bucket of its own, as large as the
+#: tier's ingest bucket.
+API: LimitKind = "api"
+#: An API call takes one more token per this many bytes it returns or sends. Measured (Dec 5,
+#: round 9 of the outside attack runs): ``GET /v1/approvals?limit=500`` returned 394 KB in 52–69
+#: ms of gateway time (≈ 140 µs per KB; an ordinary event's worker CPU, one ingest token, is
+#: ≈ 90–150 µs), a 22 KB policy took 41–44 ms to store; unmetered, 20 concurrent readers put
+#: another tenant's verdicts at a p50 of 1.9 s (18 ms without them).
+API_BYTES_PER_TOKEN = 1024
 
 #: An event's ingest tokens grow with what deciding it costs the worker, so that one token is
 #: about one ordinary event's worker CPU (≈ 90–150 µs: docs/operations.md) whatever the event's
@@ -92,6 +108,15 @@ def event_tokens(values: int, keys: int = 0, chars: int = 0) -> int:
     return (1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
             + max(chars, 0) // CHARS_PER_TOKEN)
 
+def api_tokens(request_bytes: int, response_bytes: int) -> int:
+    """Tokens of one API call that sent ``request_bytes`` and returned ``response_bytes``.
+
+    >>> api_tokens(0, 99), api_tokens(0, 1024), api_tokens(22_000, 12), api_tokens(0, 394_331)
+    (1, 2, 22, 386)
+    """
+    return 1 + (max(request_bytes, 0) + max(response_bytes, 0)) // API_BYTES_PER_TOKEN
+
+
 def single_event_charge(tokens: int, capacity: int) -> int:
     """What one event sent alone is charged: its tokens, but never more than a full bucket. An
     event too wide for a small tier's bucket (≈ 7,600 values and keys on 120 tokens) drains the
@@ -121,7 +146,7 @@ class Tier:
     register_per_min: int
 
     def per_minute(self, kind: LimitKind) -> int:
-        return self.ingest_per_min if kind == INGEST else self.register_per_min
+        return self.register_per_min if kind == REGISTER else self.ingest_per_min
 
     def bucket(self, kind: LimitKind) -> Bucket:
         per_min = self.per_minute(kind)

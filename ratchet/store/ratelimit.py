@@ -28,20 +28,24 @@ class RateLimiter(RedisStore):
         self.script: AsyncScript = scripts_for(redis)["ratelimit"]
 
     async def take(
-        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int
+        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int,
+        *, debt: bool = False,
     ) -> RateDecision:
-        """Take ``cost`` tokens (all or nothing) from the project's ``kind`` bucket."""
-        keys, args = self.call(project_id, tier, kind, cost, now_ms)
+        """Take ``cost`` tokens (all or nothing) from the project's ``kind`` bucket; with
+        ``debt``, take them even if fewer are left (a charge for work already done: the bucket
+        goes below zero, down to minus its capacity, and later requests wait for it)."""
+        keys, args = self.call(project_id, tier, kind, cost, now_ms, debt=debt)
         return self.decision(tier, kind, await self.script(keys=keys, args=args))
 
     def call(
-        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int
+        self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int,
+        *, debt: bool = False,
     ) -> tuple[list[str], list[str | int]]:
         """``(KEYS, ARGV)`` of the ``ratelimit.lua`` call of :meth:`take` (for callers that send
         it in a pipeline with other commands: gateway admission)."""
         bucket = tier.bucket(kind)
         return ([self.keys.rate_bucket(project_id, kind)],
-                [bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost])
+                [bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost, int(debt)])
 
     @staticmethod
     def decision(tier: Tier, kind: LimitKind, raw: Any) -> RateDecision:

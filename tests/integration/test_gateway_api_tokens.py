@@ -1,0 +1,85 @@
+"""Reads and configuration calls take ``api`` tokens by their size (models/ratelimit.py
+``api_tokens``), in a bucket of their own.
+
+Round 9 of the outside attack runs: unmetered reads (``GET /v1/approvals?limit=500``: 394 KB in
+≈ 60 ms of gateway time; decision streams replayed from the start; 256-rule policies stored in a
+loop) put another tenant's verdicts at a p50 of 0.2–7 s. A call now takes one token before its
+work and one per KB it sent and returned after it — below zero if need be, so the project's next
+calls wait — and a decision stream charges what it writes and ends once the bucket is spent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from models.ratelimit import API_BYTES_PER_TOKEN, api_tokens
+from tests.integration.gateway_support import Gateway, Tenant, event
+
+pytestmark = pytest.mark.kafka
+
+
+async def _call(gateway: Gateway, tenant: Tenant, method: str, path: str,
+                **kw: Any) -> tuple[int, Any, dict[str, str], int]:
+    headers = {"Authorization": f"Bearer {tenant.api_key}", **kw.pop("headers", {})}
+    async with aiohttp.ClientSession() as http, http.request(
+        method, gateway.url + path, headers=headers, **kw
+    ) as resp:
+        raw = await resp.read()
+        body = await resp.json() if resp.content_type == "application/json" else raw
+        return resp.status, body, dict(resp.headers), len(raw)
+
+
+def _policy(rules: int) -> str:
+    """A valid policy of ``rules`` literal rules, ≈ 330 bytes each."""
+    return "version = 1\n" + "".join(
+        f'[[guardrails.pattern.rules]]\nid = "r{i}"\nliteral = "{"x" * 260}{i}"\n'
+        for i in range(rules))
+
+
+async def test_api_calls_take_tokens_by_their_size(gateway: Gateway, tenant: Tenant) -> None:
+    """Lowest tier: the api bucket holds 120 tokens, like its ingest bucket."""
+    status, _, headers, _ = await _call(gateway, tenant, "GET", "/v1/whoami")
+    assert status == 200 and headers["X-RateLimit-Limit"] == "120"
+    assert headers["X-RateLimit-Remaining"] == "119"  # a small answer: one token
+    text = _policy(100)  # ≈ 33 KB sent: 33 tokens more
+    status, body, headers, size = await _call(gateway, tenant, "PUT", "/v1/policy", data=text,
+                                              headers={"Content-Type": "application/toml"})
+    assert status == 200, body
+    left = 119 - api_tokens(len(text.encode()), size)  # what it sent and what came back
+    assert 0 <= int(headers["X-RateLimit-Remaining"]) - left <= 2, (headers, left)  # refill
+    # reading it back returns the TOML and its JSON form (≈ 70 KB): more than is left — served,
+    # and the bucket goes below zero
+    status, body, headers, size = await _call(gateway, tenant, "GET", "/v1/policy",
+                                              headers={"Accept": "application/json"})
+    assert status == 200 and size > left * API_BYTES_PER_TOKEN, (size, left)
+    assert headers["X-RateLimit-Remaining"] == "0"
+    # so the next call waits, whatever its size, saying why and for how long
+    status, body, headers, _ = await _call(gateway, tenant, "GET", "/v1/whoami")
+    assert status == 429, body
+    assert "per 1,024 bytes" in body["message"] and int(headers["Retry-After"]) >= 1, body
+    # events have their own bucket
+    sent_event = await tenant.client.send(event(tenant.agent_id))
+    assert sent_event.status in (200, 202), sent_event.body
+
+
+async def test_a_decision_stream_ends_once_the_bucket_is_spent(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """A stream replayed from the start charges what it writes: with 2,000 decisions of ≈ 300
+    bytes (≈ 600 KB) and 120 tokens it stops early, saying so; the next call waits."""
+    key = gateway.keys.decisions(tenant.project_id)
+    body = b'{"event_id": "e", "action": "pause", "reasons": ["' + b"r" * 250 + b'"]}'
+    async with gateway.redis.pipeline(transaction=False) as pipe:
+        for _ in range(2_000):
+            pipe.xadd(key, {"kind": "verdict", "body": body})
+        await pipe.execute()
+    status, got, _, size = await _call(
+        gateway, tenant, "GET", "/v1/decisions:stream?after=0-0&timeout_s=3")
+    assert status == 200, got
+    assert b"api rate limit is spent" in got, got[-300:]
+    assert size < 200 * API_BYTES_PER_TOKEN, size  # cut short: ≈ 120 tokens' worth
+    status, got, _, _ = await _call(gateway, tenant, "GET", "/v1/whoami")
+    assert status == 429, got

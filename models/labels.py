@@ -43,6 +43,7 @@ __all__ = [
     "encode_label",
     "key_paths",
     "label_of",
+    "visible",
 ]
 
 #: Key paths kept per label (the sorted first ones).
@@ -84,7 +85,8 @@ def _leaves(shape: Any, prefix: str) -> Iterator[str]:
                 yield from _leaves(member, f"{prefix}.*" if prefix else "*")
         else:
             for key in sorted(shape):
-                name = clean_text(str(key)) or "?"
+                # markup removed; what cannot be seen written as its escape, not dropped
+                name = clean_text(visible(str(key))) or "?"
                 yield from _leaves(shape[key], f"{prefix}.{name}" if prefix else name)
     elif isinstance(shape, list):
         members = shape[1:] if shape[:1] == [ARRAY] else shape
@@ -105,6 +107,22 @@ def key_paths(skel: Any) -> list[str]:
     [':str']
     """
     return sorted(set(_leaves(skel, "")))
+
+
+def visible(text: str) -> str:
+    r"""``text`` with every character a reader could not see or tell apart — invisible format
+    characters (zero-width spaces and joiners, bidi controls), spaces other than the ASCII one,
+    control characters — written as its escape, so that a key ``to\u200b`` is never shown as
+    ``to`` to the person deciding on it.
+
+    >>> visible("to\u200b"), visible("a\u00a0b"), visible("plain key"), visible("x\U000e0041")
+    ('to\\u200b', 'a\\u00a0b', 'plain key', 'x\\U000e0041')
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+                   for c in text)
 
 
 def _cap(path: str) -> str:

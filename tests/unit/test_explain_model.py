@@ -36,7 +36,10 @@ def test_key_paths_cover_maps_arrays_and_empty_containers() -> None:
                      "tags": [], "n": None})
     assert key_paths(skel) == ["items[].*.qty:num", "meta{}", "n:null", "tags[]"]
     lab = label_of("s", "a", {"x\u202e<b>": 1})  # shown keys are cleaned
-    assert lab.paths == ("x:num",)
+    assert lab.paths == ("x\\u202e:num",)
+    # what a person cannot see is written out, never dropped: a key "to" + zero-width space is
+    # not shown as the learned "to" to the person deciding on it (round 9)
+    assert label_of("s", "a", {"to\u200b": "x", "to": "y"}).paths == ("to:str", "to\\u200b:str")
 
 
 def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:

@@ -101,8 +101,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.exception("unhandled error (trace %s)", trace_id)
             resp = json_error(500, "internal", f"internal error; quote trace id {trace_id}")
     if not resp.prepared and isinstance(resp, web.Response) and request.get(API_PROJECT):
-        # the rest of an API call's tokens, by its size (a stream charges as it writes)
-        await charge_api(request, request.content_length or 0, resp.content_length or 0)
+        # the rest of an API call's tokens, by its size (a stream charges as it writes; a body
+        # refused for its size was not read)
+        read = (request.content_length or 0) if resp.status != 413 else 0
+        await charge_api(request, read, resp.content_length or 0)
     if not resp.prepared:  # a stream (server-sent events) sent its headers already
         resp.headers[TRACE_ID_HEADER] = trace_id
         decision = request.get(DECISION)

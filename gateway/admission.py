@@ -53,7 +53,7 @@ from models.events import IngestEvent
 from models.idempotency import HEADER as IDEMPOTENCY_HEADER
 from models.idempotency import event_fingerprint
 from models.ingest_schema import decode_counted
-from models.ratelimit import INGEST, event_tokens, single_event_charge
+from models.ratelimit import INGEST, PRECHARGE_BYTES, event_tokens, single_event_charge
 from models.scopes import allows, parse_grant, roles_for
 from ratchet.platform.grants import key_side, names_key
 from ratchet.platform.provisioning import hash_api_key
@@ -69,6 +69,9 @@ def _known_caller(request: web.Request, state: GatewayState) -> tuple[Caller, st
     """(caller, key hash, grant) predicted from the cache, or ``None`` (take the full path)."""
     if IDEMPOTENCY_HEADER in request.headers:
         return None  # the idempotency record needs the project first: the full path
+    size = request.content_length
+    if size is None or size > PRECHARGE_BYTES:
+        return None  # its size's tokens are taken before it is read: the full path
     headers = request.headers.getall("Authorization", [])
     if len(headers) != 1:
         return None

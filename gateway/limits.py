@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from gateway.body import BodyTooLarge
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
@@ -32,18 +33,23 @@ from models.ratelimit import (
     CHARS_PER_TOKEN,
     INGEST,
     KEYS_PER_TOKEN,
+    PRECHARGE_BYTES,
     VALUES_PER_TOKEN,
     LimitKind,
     RateDecision,
     Tier,
     api_tokens,
+    body_tokens,
     single_event_charge,
 )
 
 if TYPE_CHECKING:
     from gateway.auth import Caller
 
-__all__ = ["API_PROJECT", "DECISION", "apply_decision", "charge_api", "rate_limit", "take_api"]
+__all__ = [
+    "API_PROJECT", "DECISION", "apply_decision", "charge_api", "rate_limit", "take_api",
+    "take_body",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +63,48 @@ API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
 async def rate_limit(
     request: web.Request, caller: Caller, kind: LimitKind, cost: int, *,
     single_taken: int | None = None,
-) -> None:
-    """Take ``cost`` tokens of ``kind`` for the caller's project, or raise 429.
-    ``single_taken``: ``cost`` is the rest of one event's tokens, of which this many were taken
-    already; the event is charged at most a full bucket (models/ratelimit.py
+) -> int:
+    """Take ``cost`` tokens of ``kind`` for the caller's project, or raise 429; the tokens
+    taken. ``single_taken``: ``cost`` is the rest of one event's tokens, of which this many were
+    taken already; the event is charged at most a full bucket (models/ratelimit.py
     single_event_charge)."""
-    await _take(request, caller.project_id, kind, cost, single_taken=single_taken)
+    return await _take(request, caller.project_id, kind, cost, single_taken=single_taken)
+
+
+async def take_body(request: web.Request, caller: Caller, *, single: bool) -> int:
+    """Before an ingest body is read: the tokens its size takes (models/ratelimit.py
+    ``body_tokens``; a body of unknown length counts as the largest allowed), or 429 — so a
+    refused request costs no reading and no parsing. The tokens taken: one event sent alone
+    takes at least one (a full bucket at most); a batch of up to ``PRECHARGE_BYTES`` none (all
+    its tokens are taken at once after it is parsed: all or nothing)."""
+    state = state_of(request)
+    size = request.content_length
+    if size is not None and size > state.settings.max_body_bytes:
+        raise BodyTooLarge(max_size=state.settings.max_body_bytes, actual_size=size)  # 413
+    if not single and size is not None and size <= PRECHARGE_BYTES:
+        return 0
+    cost = body_tokens(state.settings.max_body_bytes if size is None else size)
+    return await rate_limit(request, caller, INGEST, max(cost, 1),
+                            single_taken=0 if single else None)
 
 
 async def _take(
     request: web.Request, project_id: str, kind: LimitKind, cost: int, *,
     single_taken: int | None = None,
-) -> None:
+) -> int:
     state = state_of(request)
     tier = await state.tiers.tier_of(state.redis, state.keys, project_id)
     if single_taken is not None:
         cost = single_event_charge(cost + single_taken, tier.per_minute(kind)) - single_taken
         if cost <= 0:
-            return
+            return 0
     try:
         decision = await state.limiter.take(project_id, tier, kind, cost, int(time.time() * 1000))
     except (RedisError, UnavailableError) as exc:
         apply_decision(request, tier, kind, cost, exc)
-        return
+        return cost
     apply_decision(request, tier, kind, cost, decision)
+    return cost
 
 
 async def take_api(request: web.Request, project_id: str) -> None:

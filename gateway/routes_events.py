@@ -26,7 +26,7 @@ from gateway.ingest import (
     refuse_reused_ids,
     reused_id_error,
 )
-from gateway.limits import rate_limit
+from gateway.limits import rate_limit, take_body
 from gateway.metrics import INGEST_EVENTS
 from gateway.publisher import Message
 from gateway.state import GatewayState, state_of
@@ -77,7 +77,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def _post_event(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
-    await rate_limit(request, caller, INGEST, 1)
+    taken = await take_body(request, caller, single=True)
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
@@ -87,9 +87,9 @@ async def _post_event(request: web.Request, state: GatewayState, caller: Caller)
         INGEST_EVENTS.labels("invalid").inc()
         raise
     tokens = event_tokens(*size)
-    if tokens > 1:  # its tokens past the one taken before the body was read (a full bucket
-        # at most: an event too wide for the tier drains it rather than waiting forever)
-        await rate_limit(request, caller, INGEST, tokens - 1, single_taken=1)
+    if tokens > taken:  # its tokens past those its size took before it was read (a full
+        # bucket at most: an event too wide for the tier drains it rather than waiting forever)
+        await rate_limit(request, caller, INGEST, tokens - taken, single_taken=taken)
     if caller.agent_id is not None and event.agent_id != caller.agent_id:
         INGEST_EVENTS.labels("unauthorized").inc()
         raise other_agent_error(caller.agent_id)
@@ -169,10 +169,13 @@ async def post_batch(request: web.Request) -> web.Response:
 
 
 async def _post_batch(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
+    taken = await take_body(request, caller, single=False)  # before reading: its size's tokens
     body = await read_json(request, state.settings.max_body_bytes)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))
-    await rate_limit(request, caller, INGEST, batch_tokens(items))  # models/ratelimit.py
+    rest = batch_tokens(items) - taken  # models/ratelimit.py
+    if rest > 0:
+        await rate_limit(request, caller, INGEST, rest)
     if caller.agent_id is not None:
         for it in items:
             if it.error is None and it.event is not None and it.event.agent_id != caller.agent_id:

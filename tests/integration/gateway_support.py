@@ -86,8 +86,9 @@ async def start_gateway(settings: Settings) -> TestServer:
     return server
 
 
-async def make_tenant(gw: Gateway, agent_id: str = "agent-1") -> Tenant:
-    project_id, api_key = await create_project(gw.redis, gw.keys, "test project")
+async def make_tenant(gw: Gateway, agent_id: str = "agent-1", tier: str | None = None) -> Tenant:
+    """A new project (on ``tier``; the default tier when None) with one agent."""
+    project_id, api_key = await create_project(gw.redis, gw.keys, "test project", tier)
     agent_id, secret = await create_agent(gw.redis, gw.keys, project_id, agent_id)
     client = RatchetClient(gw.url, api_key, agent_id, secret, project_id=project_id)
     return Tenant(project_id, api_key, agent_id, secret, client)

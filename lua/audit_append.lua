@@ -1,8 +1,8 @@
 --[[
   audit_append.lua — append one entry to a project's hash-chained audit log, atomically,
   IF the chain head is still the one the entry was built on (compare-and-set); then prune
-  entries older than the retention cutoff, recording the last pruned entry as the checkpoint
-  the verifier starts from.
+  entries older than the retention cutoff and the oldest entries past the per-project cap,
+  recording the last pruned entry as the checkpoint the verifier starts from.
 
   The entry's hash (SHA-256) is computed by the caller over the head it read; a concurrent
   append moves the head and this script refuses, so the chain can never fork.
@@ -20,6 +20,7 @@
   ARGV[6] at_ms          the entry's time, Unix ms
   ARGV[7] cutoff_ms      prune entries with at_ms < cutoff_ms (0: keep everything)
   ARGV[8] prune_max      most entries pruned by one call
+  ARGV[9] max_entries    entries kept per project at most, the oldest pruned first (0: no cap)
 
   Output:
     {0, pruned}                          appended; number of entries pruned
@@ -51,18 +52,31 @@ redis.call('ZADD', KEYS[2], seq, entry)
 redis.call('ZADD', KEYS[3], at_ms, seq)
 
 local pruned = 0
+local function prune(old_seq, row)
+  if row then
+    redis.call('HSET', KEYS[4], 'seq', old_seq, 'hash', cjson.decode(row)['hash'])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], old_seq, old_seq)
+  redis.call('ZREM', KEYS[3], old_seq)
+  pruned = pruned + 1
+end
+
 if cutoff_ms > 0 then
   local old = redis.call('ZRANGE', KEYS[3], '-inf', '(' .. cutoff_ms, 'BYSCORE', 'LIMIT', 0, prune_max)
   for _, old_seq in ipairs(old) do
     if tonumber(old_seq) >= seq then break end  -- never prune the head
     local rows = redis.call('ZRANGE', KEYS[2], old_seq, old_seq, 'BYSCORE')
-    if rows[1] then
-      local old_hash = cjson.decode(rows[1])['hash']
-      redis.call('HSET', KEYS[4], 'seq', old_seq, 'hash', old_hash)
-    end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], old_seq, old_seq)
-    redis.call('ZREM', KEYS[3], old_seq)
-    pruned = pruned + 1
+    prune(old_seq, rows[1])
+  end
+end
+
+local max_entries = tonumber(ARGV[9]) or 0
+if max_entries > 0 and seq > max_entries and pruned < prune_max then
+  -- oldest first, so the checkpoint ends on the newest entry pruned
+  local over = redis.call('ZRANGE', KEYS[2], '-inf', seq - max_entries, 'BYSCORE',
+                          'LIMIT', 0, prune_max - pruned, 'WITHSCORES')
+  for i = 1, #over, 2 do
+    prune(over[i + 1], over[i])
   end
 end
 return {0, pruned}

@@ -304,6 +304,10 @@ class Settings:
     # --- audit log (docs/security.md "Audit log") --------------------------------------------------
     #: Days audit entries are kept; older ones are pruned on append (0 = keep forever).
     audit_retention_days: int = 365
+    #: Audit entries kept per project at most, the oldest pruned first on append (0 = no cap): a
+    #: project changing its configuration in a loop cannot fill the shared Redis (≈ 0.8 KB an
+    #: entry: 100,000 ≈ 80 MB).
+    audit_max_entries: int = 100_000
     #: Attempts to publish an entry to the ``audit`` topic after Redis stored it.
     audit_publish_attempts: int = 3
 

@@ -17,8 +17,9 @@ still fails is logged and counted (``ratchet_audit_publish_failures_total``) but
 fail the action. Every message carries ``seq``, so a consumer detects a missing one and can
 re-read it from ``GET /v1/audit``.
 
-**Retention.** Each append prunes entries older than ``audit_retention_days`` and records the
-newest pruned entry's seq and hash as the project's checkpoint; :meth:`AuditLog.verify` starts
+**Retention.** Each append prunes entries older than ``audit_retention_days`` and the oldest
+past ``audit_max_entries`` per project, and records the newest pruned entry's seq and hash as the
+project's checkpoint; :meth:`AuditLog.verify` starts
 from there, so pruning never looks like tampering while edits to retained entries still do.
 """
 
@@ -133,7 +134,7 @@ class AuditLog(RedisStore):
             result = await self._append(
                 keys=self._keys(project_id),
                 args=[head_seq, head_hash, entry.seq, canonical_json(entry.to_dict()), entry.hash,
-                      at_ms, cutoff, _PRUNE_MAX],
+                      at_ms, cutoff, _PRUNE_MAX, self.settings.audit_max_entries],
             )
             code = int(result[0])
             if code == ScriptCode.OK:

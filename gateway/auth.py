@@ -13,12 +13,12 @@ and the key's record are read in one Redis round trip, the project's side of the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from gateway.access_log import note_project
+from gateway.caller import Caller
 from gateway.limits import take_api
 from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
@@ -37,22 +37,6 @@ MAX_KEY_CHARS = 256
 INGEST_ROUTES = frozenset({("POST", "/v1/events"), ("POST", "/v1/events:batch")})
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    project_id: str
-    #: First 12 hex digits of the key's SHA-256: names the key in audit trails, reveals nothing.
-    key_id: str
-    #: ``admin`` or ``ingest`` (:mod:`models.scopes`).
-    role: str
-    #: An ingest key bound to one agent: the only agent whose events it may send and read.
-    agent_id: str | None
-    #: The project's own key (an admin key made with the project), not one made with /v1/keys.
-    primary: bool
-
-    @property
-    def actor(self) -> str:
-        """How audit entries name this caller."""
-        return f"apikey:{self.key_id}"
 
 
 def route_of(request: web.Request) -> tuple[str, str]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.body import BodyTooLarge
+from gateway.caller import Caller
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
@@ -42,9 +42,6 @@ from models.ratelimit import (
     body_tokens,
     single_event_charge,
 )
-
-if TYPE_CHECKING:
-    from gateway.auth import Caller
 
 __all__ = [
     "API_PROJECT", "DECISION", "apply_decision", "charge_api", "rate_limit", "take_api",

@@ -34,6 +34,7 @@ __all__ = [
     "SCAN_SHARE_BURST_S",
     "SCAN_STEPS_PER_BATCH",
     "SCAN_STEPS_PER_EVENT",
+    "SHARE_STEPS_PER_S",
     "ScanBudget",
     "ScanShare",
 ]
@@ -43,9 +44,13 @@ SCAN_STEPS_PER_EVENT = 16_000_000
 #: Default budget of one project's events in one worker batch, steps.
 SCAN_STEPS_PER_BATCH = 64_000_000
 #: Seconds of payload scanning one project may take per second of a worker's time while other
-#: projects are active on it (half a core), and the most it may save up.
-SCAN_SHARE = 0.5
-SCAN_SHARE_BURST_S = 1.0
+#: projects are active on it (a quarter of a core), and the most it may save up.
+SCAN_SHARE = 0.25
+SCAN_SHARE_BURST_S = 0.5
+#: Steps a second of scanning covers at worst: an RE2 *set* whose automaton thrashes takes
+#: 30–50 ns a step (a single pattern ~14): a project's batch is given at most the steps its
+#: share has left at this rate, so a batch cannot outrun the share.
+SHARE_STEPS_PER_S = 25_000_000
 
 
 @dataclass(slots=True)
@@ -76,20 +81,21 @@ class ScanShare:
     is spent while another project was active on the worker in the last :attr:`window_s`
     seconds (the bucket may go below zero: a batch is charged after it ran) gets no scan budget
     until it refills: its events' scans fail closed (``*.scan_limit`` reasons, the strictest
-    action skipped). A project alone on the worker is never held back (work-conserving): its
-    bucket does not go below zero then.
+    action skipped). A project alone on the worker is never held back (work-conserving) and is
+    charged nothing then. A batch is given at most the steps the share has left at the worst
+    step rate (:meth:`steps`), so one batch cannot outrun the share either.
 
     >>> share = ScanShare(rate=0.5, burst_s=1.0)
     >>> share.contended(["a"], now=0.0), share.left("a", now=0.0)
     (False, 1.0)
     >>> share.charge("a", 3.0, now=0.0, contended=False)   # alone: not held back
     >>> share.left("a", now=0.0)
-    0.0
+    1.0
     >>> share.contended(["b"], now=1.0)   # "a" was active a second ago
     True
     >>> share.charge("a", 3.0, now=1.0, contended=True)
-    >>> share.left("a", now=1.0), share.left("a", now=6.0), share.left("b", now=1.0)
-    (-2.5, 0.0, 1.0)
+    >>> share.left("a", now=1.0), share.left("a", now=5.0), share.left("b", now=1.0)
+    (-2.0, 0.0, 1.0)
     """
 
     rate: float = SCAN_SHARE
@@ -126,10 +132,27 @@ class ScanShare:
         seconds, at = level
         return min(self.burst_s, seconds + max(now - at, 0.0) * self.rate)
 
+    def steps(self, project: str, now: float, most: int) -> int:
+        """The scan steps ``project``'s next batch may take while projects share the worker:
+        what its share has left at the worst step rate (:data:`SHARE_STEPS_PER_S`), at most
+        ``most``; 0 once the share is spent.
+
+        >>> share = ScanShare(rate=0.25, burst_s=0.5)
+        >>> share.steps("p", 0.0, 64_000_000)
+        12500000
+        >>> share.charge("p", 0.6, 0.0, contended=True)
+        >>> share.steps("p", 0.0, 64_000_000), share.steps("p", 1.0, 64_000_000)
+        (0, 3750000)
+        """
+        left = self.left(project, now)
+        return 0 if left <= 0 else min(most, int(left * SHARE_STEPS_PER_S))
+
     def charge(self, project: str, seconds: float, now: float, *, contended: bool) -> None:
-        """Take the ``seconds`` ``project``'s scans took (below zero only when ``contended``)."""
-        level = self.left(project, now) - seconds
-        self.levels[project] = (level if contended else max(level, 0.0), now)
+        """Take the ``seconds`` ``project``'s scans took, when ``contended`` (alone on the
+        worker, a project is charged nothing: what it used then is not held against it)."""
+        if not contended:
+            return
+        self.levels[project] = (self.left(project, now) - seconds, now)
         if len(self.levels) > _SHARE_PROJECTS:
             for p in [p for p in self.levels if self.left(p, now) >= self.burst_s]:
                 del self.levels[p]

@@ -117,14 +117,16 @@ class Guardrails:
         # project, and let the event loop breathe (signals, other coroutines) every ~20 ms. Each
         # event is planned in order (budgets charged as the per-event scans would), then the
         # planned scans of a chunk run together (models.guardrails.batch).
-        # A project whose scanning share is spent gets no scan budget in this batch.
+        # While projects share the worker, a project's batch gets the steps its scanning share
+        # has left (none once it is spent).
         started = time.monotonic()
         contended = self.share.contended(policies, started)
         project_budget = {}
         for p in policies:
-            spent_share = contended and self.share.left(p, started) <= 0
-            project_budget[p] = ScanBudget(0 if spent_share else self.scan_steps_per_batch)
-            if spent_share:
+            steps = (self.share.steps(p, started, self.scan_steps_per_batch) if contended
+                     else self.scan_steps_per_batch)
+            project_budget[p] = ScanBudget(steps)
+            if steps == 0:
                 GUARDRAIL_SHARE_SPENT.inc()
         took = dict.fromkeys(policies, 0.0)  # seconds each project's events took here
         policy_of = {p: a.policy for p, a in policies.items()}

@@ -12,6 +12,7 @@ batch are scanned as before.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from typing import Any
 
@@ -47,55 +48,63 @@ def _rules(verdicts: Any) -> list[list[str]]:
             for v in verdicts]
 
 
-async def _second_batch(client: aioredis.Redis, share: ScanShare,
-                        *, b_first: bool = True) -> list[list[str]]:
-    """A's heavy event (and B's light one), then A's heavy event, A's and B's drop table
-    together: the rules of each event of the second batch."""
+def _engine(client: aioredis.Redis, share: ScanShare) -> Engine:
     engine = Engine.create(client, keys=Keys(f"s{uuid.uuid4().hex[:8]}"), guardrails=True,
                            policies=FixedPolicy(parse_policy_toml(SLOW)))
     assert engine.guardrails is not None
     engine.guardrails.share = share
-    rng = random.Random(9)
-    first = [_event("prj_a", _heavy(rng))]
-    if b_first:
-        first.append(_event("prj_b", {"q": "hello"}))
-    await engine.decide(first)
-    second = [_event("prj_a", _heavy(rng)), _event("prj_a", {"q": "DROP TABLE users"}),
-              _event("prj_b", {"q": "DROP TABLE users"})]
-    return _rules(await engine.decide(second))
+    return engine
+
+
+LIMITED = ["pattern.scan_limit", "pii.scan_limit"]
 
 
 async def test_a_project_past_its_share_fails_closed_while_another_is_scanned(
     redis_client: aioredis.Redis,
 ) -> None:
-    # a share of a millisecond, hardly refilled: A's first heavy event (≈ 20 ms of scanning)
-    # spends it, B's light one (≈ 0.1 ms) does not
-    heavy, a_drop, b_drop = await _second_batch(redis_client, ScanShare(rate=1e-6, burst_s=1e-3))
-    assert heavy == ["pattern.scan_limit", "pii.scan_limit"], heavy
-    assert a_drop == heavy, a_drop  # not scanned: the strictest action applies
+    share = ScanShare(rate=1e-6, burst_s=0.2)
+    engine = _engine(redis_client, share)
+    rng = random.Random(9)
+    await engine.decide([_event("prj_a", {"q": "x"}), _event("prj_b", {})])  # both active
+    share.charge("prj_a", 1.0, time.monotonic(), contended=True)  # A's scans took a second
+    batch = [_event("prj_a", _heavy(rng)), _event("prj_a", {"q": "DROP TABLE users"}),
+             _event("prj_b", {"q": "DROP TABLE users"})]
+    heavy, a_drop, b_drop = _rules(await engine.decide(batch))
+    assert heavy == LIMITED and a_drop == LIMITED, (heavy, a_drop)  # not scanned: fail closed
     assert b_drop == ["pattern.drop"], b_drop  # B, same batch: scanned as always
-    # the default share (half a core, a second saved up) scans all of them
-    heavy, a_drop, b_drop = await _second_batch(redis_client, ScanShare())
-    assert heavy == [] and a_drop == ["pattern.drop"] and b_drop == ["pattern.drop"]
+    # the control: the same batch while A's share is not spent
+    engine = _engine(redis_client, ScanShare(rate=1e-6, burst_s=0.2))
+    await engine.decide([_event("prj_a", {"q": "x"}), _event("prj_b", {})])
+    rules = _rules(await engine.decide(batch))
+    assert rules[1:] == [["pattern.drop"], ["pattern.drop"]], rules
+
+
+async def test_a_batch_cannot_outrun_the_share(redis_client: aioredis.Redis) -> None:
+    """While projects share the worker, a project's batch gets the steps its share has left at
+    the worst step rate (0.2 s: 5,000,000 steps) — A's heavy event needs more; alone it gets
+    them all."""
+    engine = _engine(redis_client, ScanShare(rate=1e-6, burst_s=0.2))
+    rng = random.Random(5)
+    heavy = _event("prj_a", _heavy(rng))
+    got = _rules(await engine.decide([heavy, _event("prj_b", {"q": "DROP TABLE users"})]))
+    assert got[0] and set(got[0]) <= set(LIMITED) and got[1] == ["pattern.drop"], got
+    alone = _engine(redis_client, ScanShare(rate=1e-6, burst_s=0.2))
+    assert _rules(await alone.decide([_event("prj_a", _heavy(rng))])) == [[]]
 
 
 async def test_a_project_alone_on_the_worker_is_never_held_back(
     redis_client: aioredis.Redis,
 ) -> None:
-    """Work-conserving: while no other project is active, however long A's scans take."""
-    engine = Engine.create(redis_client, keys=Keys(f"s{uuid.uuid4().hex[:8]}"), guardrails=True,
-                           policies=FixedPolicy(parse_policy_toml(SLOW)))
-    assert engine.guardrails is not None
-    engine.guardrails.share = ScanShare(rate=1e-6, burst_s=1e-6)
+    """Work-conserving: while no other project is active, however long A's scans take, and
+    what A used alone is not charged to it."""
+    share = ScanShare(rate=1e-6, burst_s=1e-3)
+    engine = _engine(redis_client, share)
     rng = random.Random(4)
     for _ in range(3):
         got = _rules(await engine.decide([_event("prj_a", _heavy(rng)),
                                           _event("prj_a", {"q": "DROP TABLE users"})]))
         assert got == [[], ["pattern.drop"]], got
-    # B shows up: A was charged nothing below zero while alone, so only A's scans from now on
-    # count against its share
-    got = _rules(await engine.decide([_event("prj_b", {"q": "hello"}),
-                                      _event("prj_a", _heavy(rng))]))
-    assert got == [[], []], got
-    got = _rules(await engine.decide([_event("prj_a", {"q": "DROP TABLE users"})]))
-    assert got == [["pattern.scan_limit", "pii.scan_limit"]], got
+    assert share.left("prj_a", time.monotonic()) == 1e-3  # nothing charged while alone
+    # B shows up: from now on A's batches get what its (tiny) share has left
+    got = _rules(await engine.decide([_event("prj_b", {}), _event("prj_a", _heavy(rng))]))
+    assert got == [[], LIMITED], got

@@ -5,9 +5,10 @@ per value with such runs, its path marked ``(base64)``).
 
 A run is 12 or more characters of the standard or URL-safe base64 alphabet (9 bytes and up: a
 Spanish DNI is 12 characters encoded, an SSN 15 and its padding, a card number 24). It is decoded only if it is well-formed base64
-and the bytes are UTF-8 text that is printable (tabs and newlines allowed); random ids, hashes and
-binary blobs fail one of these and cost a failed decode. Decoded text is itself looked at once
-more (base64 inside base64), and at most :data:`MAX_DECODED` characters are produced per value.
+and the bytes are mostly readable text (:data:`READABLE`: UTF-8, UTF-16 or Latin-1; what is not
+readable is read as spaces); random ids, hashes and binary blobs fail one of these and cost a
+failed decode. Decoded text is itself looked at twice more (base64 inside base64), and at most
+:data:`MAX_DECODED` characters are produced per value.
 
 >>> decoded_texts("card=NDExMSAxMTExIDExMTEgMTExMQ== ok")
 ['4111 1111 1111 1111']
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from models.guardrails.paths import DECODED, Leaf, fold
 from models.guardrails.pii_scan import SEP, starts_of
 
-__all__ = ["MAX_DECODED", "MIN_RUN", "decoded_in", "decoded_texts", "with_decoded"]
+__all__ = ["MAX_DECODED", "MIN_RUN", "READABLE", "decoded_in", "decoded_texts", "with_decoded"]
 
 #: Shortest run tried (9 decoded bytes).
 MIN_RUN = 12
@@ -38,26 +39,54 @@ MIN_RUN = 12
 MAX_DECODED = 65_536
 _RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{MIN_RUN},}}={{0,2}}")
 _URLSAFE = str.maketrans("-_", "+/")
-#: Characters decoded text may hold besides printable ones.
-_LAYOUT = str.maketrans("", "", "\t\n\r")
+#: Share of a decoded text that must be readable (printable, or tab and line breaks) for it to
+#: be read; the rest is read as spaces (a control character added before encoding does not
+#: hide the text).
+READABLE = 0.9
+_UNREADABLE = re.compile(r"[^\t\n\r\x20-\x7e\u00a0-\U0010ffff]|[\u2028\u2029\u200b-\u200f"
+                         r"\u202a-\u202e\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
+
+
+_ASCII_PRINTABLE = bytes(range(0x20, 0x7F))
+
+
+def _text(raw: bytes) -> str | None:
+    """``raw`` as text when it is mostly readable: UTF-8, else UTF-16 (every other byte zero),
+    else Latin-1 when almost every byte is printable ASCII; unreadable characters as spaces."""
+    candidates: list[str] = []
+    try:
+        candidates.append(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    if len(raw) % 2 == 0 and raw:
+        zeros_odd, zeros_even = raw[1::2].count(0), raw[::2].count(0)
+        half = len(raw) // 2
+        if zeros_odd >= READABLE * half:
+            candidates.append(raw.decode("utf-16-le", "replace"))
+        elif zeros_even >= READABLE * half:
+            candidates.append(raw.decode("utf-16-be", "replace"))
+    if not candidates and len(raw.translate(None, _ASCII_PRINTABLE)) <= (1 - READABLE) * len(raw):
+        candidates.append(raw.decode("latin-1"))
+    for text in candidates:
+        bad = len(_UNREADABLE.findall(text))
+        if text and bad <= (1 - READABLE) * len(text):
+            return _UNREADABLE.sub(" ", text) if bad else text
+    return None
 
 
 def _decode(run: str) -> str | None:
     body = run.rstrip("=")
-    # no base64 has this length; 12 or more encoded characters all in one case (paths, words,
-    # hex digests) are practically never an encoding
-    if len(body) % 4 == 1 or body.islower() or body.isupper() or body.isdigit():
+    if len(body) % 4 == 1 or body.isdigit():  # no base64 has this length; digits are numbers
         return None
     body = body.translate(_URLSAFE)
     try:
         raw = b64decode(body + "=" * (-len(body) % 4), validate=True)
-        text = raw.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except binascii.Error:
         return None
-    return text if text.translate(_LAYOUT).isprintable() else None
+    return _text(raw)
 
 
-def decoded_texts(value: str, depth: int = 2) -> list[str]:
+def decoded_texts(value: str, depth: int = 3) -> list[str]:
     """The readable texts base64 runs of ``value`` decode to (and, ``depth`` allowing, the
     texts inside those), in order, at most :data:`MAX_DECODED` characters in all."""
     out: list[str] = []

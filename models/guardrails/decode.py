@@ -50,6 +50,11 @@ _UNREADABLE = re.compile(r"[^\t\n\r\x20-\x7e\u00a0-\U0010ffff]|[\u2028\u2029\u20
 _ASCII_PRINTABLE = bytes(range(0x20, 0x7F))
 
 
+def _mostly(part: int, whole: int) -> bool:
+    """Whether ``part`` is at least :data:`READABLE` of ``whole`` (exact: integers)."""
+    return part * 10 >= whole * round(READABLE * 10)
+
+
 def _text(raw: bytes) -> str | None:
     """``raw`` as text when it is mostly readable: UTF-8, else UTF-16 (every other byte zero),
     else Latin-1 when almost every byte is printable ASCII; unreadable characters as spaces."""
@@ -61,15 +66,15 @@ def _text(raw: bytes) -> str | None:
     if len(raw) % 2 == 0 and raw:
         zeros_odd, zeros_even = raw[1::2].count(0), raw[::2].count(0)
         half = len(raw) // 2
-        if zeros_odd >= READABLE * half:
+        if _mostly(zeros_odd, half):
             candidates.append(raw.decode("utf-16-le", "replace"))
-        elif zeros_even >= READABLE * half:
+        elif _mostly(zeros_even, half):
             candidates.append(raw.decode("utf-16-be", "replace"))
-    if not candidates and len(raw.translate(None, _ASCII_PRINTABLE)) <= (1 - READABLE) * len(raw):
+    if not candidates and _mostly(len(raw) - len(raw.translate(None, _ASCII_PRINTABLE)), len(raw)):
         candidates.append(raw.decode("latin-1"))
     for text in candidates:
         bad = len(_UNREADABLE.findall(text))
-        if text and bad <= (1 - READABLE) * len(text):
+        if text and _mostly(len(text) - bad, len(text)):
             return _UNREADABLE.sub(" ", text) if bad else text
     return None
 

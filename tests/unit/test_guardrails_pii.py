@@ -477,8 +477,15 @@ def test_base64_does_not_hide_a_value(detector: str, plain: str) -> None:
     """A value sent base64-encoded (standard or URL-safe, alone, inside text, inside a JSON
     document, or encoded twice) is read as if it were plain; the path says it was decoded."""
     assert detector in found(plain, "note")
+    raw = plain.encode()
     for value in (_b64(plain), _b64(plain, urlsafe=True), f"blob={_b64(plain)};",
-                  _b64(json.dumps({"data": {"v": plain}})), _b64(_b64(plain))):
+                  _b64(json.dumps({"data": {"v": plain}})), _b64(_b64(plain)),
+                  _b64(_b64(_b64(plain))),
+                  # round 10: a control character, UTF-16 and Latin-1 hid the text
+                  base64.b64encode(raw + b"\x00").decode(), base64.b64encode(b"\x1b" + raw).decode(),
+                  base64.b64encode(plain.encode("utf-16")).decode(),
+                  base64.b64encode(plain.encode("utf-16-le")).decode(),
+                  base64.b64encode((plain + " é").encode("latin-1")).decode()):
         reasons = check_pii(CFG, with_decoded(walk({"note": value})))
         assert detector in [r.detail["detector"] for r in reasons], value
         (reason,) = [r for r in reasons if r.detail["detector"] == detector]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-__all__ = ["HELD", "HeldRequests", "held_requests"]
+__all__ = ["API_CALLS", "HELD", "HeldRequests", "held_requests"]
 
 
 class HeldRequests:
@@ -32,22 +32,35 @@ class HeldRequests:
     def hold(self, project_id: str) -> Iterator[bool]:
         """Yields True (and counts the request until the block ends) when the project is under
         its cap, False (not counted) when it is at it. A cap of 0 means no cap."""
-        if self.per_project > 0 and self.open[project_id] >= self.per_project:
+        if not self.enter(project_id):
             yield False
             return
-        self.open[project_id] += 1
         try:
             yield True
         finally:
-            left = self.open[project_id] - 1
-            if left > 0:
-                self.open[project_id] = left
-            else:
-                del self.open[project_id]
+            self.leave(project_id)
+
+    def enter(self, project_id: str) -> bool:
+        """Count one more request of the project, if it is under its cap (:meth:`leave` it)."""
+        if self.per_project > 0 and self.open[project_id] >= self.per_project:
+            return False
+        self.open[project_id] += 1
+        return True
+
+    def leave(self, project_id: str) -> None:
+        left = self.open[project_id] - 1
+        if left > 0:
+            self.open[project_id] = left
+        else:
+            del self.open[project_id]
 
 
 #: Where the application keeps its :class:`HeldRequests`.
 HELD = web.AppKey("held_requests", HeldRequests)
+#: API calls (every authenticated call but ingest, long polls and streams) a project has in
+#: flight on this gateway (``RATCHET_MAX_API_CALLS_PER_PROJECT``): the size of an answer is
+#: charged after it is built, so this bounds how much work a burst of calls can start at once.
+API_CALLS = web.AppKey("api_calls", HeldRequests)
 
 
 def held_requests(request: web.Request) -> HeldRequests:

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from gateway.body import BodyTooLarge
 from gateway.caller import Caller
+from gateway.holds import API_CALLS
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, UnavailableError
@@ -44,8 +45,8 @@ from models.ratelimit import (
 )
 
 __all__ = [
-    "API_PROJECT", "DECISION", "apply_decision", "charge_api", "rate_limit", "take_api",
-    "take_body",
+    "API_PROJECT", "DECISION", "apply_decision", "charge_api", "end_api", "rate_limit",
+    "take_api", "take_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision",
 #: The project an API call's first token was taken from (:func:`take_api`): the middleware
 #: charges the rest of the call's tokens to it (:func:`charge_api`).
 API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
+#: The project whose count of API calls in flight this call holds (:func:`take_api`).
+API_IN_FLIGHT: web.RequestKey[str] = web.RequestKey("ratchet_api_in_flight", str)
 
 
 async def rate_limit(
@@ -106,9 +109,28 @@ async def _take(
 
 async def take_api(request: web.Request, project_id: str) -> None:
     """The first token of an API call, before its work: 429 while the project's ``api`` bucket
-    is spent (by earlier calls' sizes too)."""
+    is spent (by earlier calls' sizes too), or while it has its cap of calls in flight on this
+    gateway (long polls and streams aside: :mod:`gateway.holds` caps those)."""
+    held = request.method == "GET" and (request.query.get("wait_ms", "0") not in ("", "0")
+                                        or request.path == "/v1/decisions:stream")
+    if not held:
+        calls = request.app[API_CALLS]
+        if not calls.enter(project_id):
+            RATELIMIT_REJECTED.labels(API).inc()
+            raise RateLimitedError(
+                f"this project already has {calls.per_project} API calls in flight on this "
+                "gateway; wait for one to finish", retry_after_s=1)
+        request[API_IN_FLIGHT] = project_id  # the middleware lets it go when the call ends
     await _take(request, project_id, API, 1)
     request[API_PROJECT] = project_id
+
+
+def end_api(request: web.Request) -> None:
+    """The call counted by :func:`take_api` has ended (every way: answer, error, cancel)."""
+    project_id = request.get(API_IN_FLIGHT)
+    if project_id is not None:
+        request.app[API_CALLS].leave(project_id)
+        del request[API_IN_FLIGHT]
 
 
 async def charge_api(

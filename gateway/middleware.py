@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.ingest import error_body
-from gateway.limits import API_PROJECT, DECISION, charge_api
+from gateway.limits import API_PROJECT, DECISION, charge_api, end_api
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.query import QUERY_NAMES, check_query
 from gateway.state import state_of
@@ -66,7 +66,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         names = request.app.get(QUERY_NAMES)
         if names is not None:
             check_query(request, names)
-        resp = await handler(request)
+        try:
+            resp = await handler(request)
+        finally:
+            end_api(request)
     except web.HTTPException as exc:
         resp = _from_http(exc, request)
     except RatchetError as exc:

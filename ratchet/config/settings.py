@@ -143,6 +143,11 @@ class Settings:
     #: streams. Beyond it a long poll answers at once, without waiting, and a new decision
     #: stream is 429; so no tenant ties up the gateway's Redis reads and connections. 0 = no cap.
     max_held_requests_per_project: int = 64
+    #: API calls (reads and configuration calls; not ingest, long polls or streams) of one
+    #: project a gateway process serves at once; beyond it 429 with Retry-After 1, before any
+    #: work. Their ``api`` tokens are charged by the size of the answer once it is built, so this
+    #: bounds what a burst can start before the bucket is seen spent. 0 = no cap.
+    max_api_calls_per_project: int = 16
     #: Chains (agent × service pairs, a critical-priority chain counted apart) one project may
     #: keep at once; an event that would start one more is 422 naming ``service``. A chain
     #: leaves the count when it expires (``chain_ttl_s`` idle). 0 = no cap.

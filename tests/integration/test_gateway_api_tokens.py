@@ -10,13 +10,15 @@ calls wait — and a decision stream charges what it writes and ends once the bu
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 
 from models.ratelimit import API_BYTES_PER_TOKEN, api_tokens
-from tests.integration.gateway_support import Gateway, Tenant, event
+from ratchet.config.settings import Settings
+from tests.integration.gateway_support import Gateway, Tenant, event, make_tenant, own_gateway
 
 pytestmark = pytest.mark.kafka
 
@@ -83,3 +85,36 @@ async def test_a_decision_stream_ends_once_the_bucket_is_spent(
     assert size < 200 * API_BYTES_PER_TOKEN, size  # cut short: ≈ 120 tokens' worth
     status, got, _, _ = await _call(gateway, tenant, "GET", "/v1/whoami")
     assert status == 429, got
+
+
+async def test_api_calls_in_flight_are_capped_per_project(gw_settings: Settings) -> None:
+    """An answer's size is charged after it is built: a burst of calls all pass the first token
+    (round 10). A project has at most ``max_api_calls_per_project`` calls in flight on a
+    gateway; beyond, 429 before any work; a call that ends — answered or dropped by its client —
+    gives its place back; another project is not affected."""
+    async with own_gateway(gw_settings.replace(max_api_calls_per_project=2)) as gw:
+        a, b = await make_tenant(gw), await make_tenant(gw)
+        try:
+            host, port = gw.url.removeprefix("http://").split(":")
+            stalled = []
+            for _ in range(2):  # two policy writes whose bodies never finish arriving
+                _, writer = await asyncio.open_connection(host, int(port))
+                writer.write(f"PUT /v1/policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                             f"{a.api_key}\r\nContent-Type: application/toml\r\n"
+                             f"Content-Length: 1000\r\n\r\nversion = 1\n".encode())
+                await writer.drain()
+                stalled.append(writer)
+            await asyncio.sleep(0.5)
+            status, body, headers, _ = await _call(gw, a, "GET", "/v1/whoami")
+            assert status == 429 and "in flight" in body["message"], body
+            assert headers["Retry-After"] == "1"
+            status, _, _, _ = await _call(gw, b, "GET", "/v1/whoami")  # B: its own count
+            assert status == 200
+            for writer in stalled:  # the clients give up: their calls end
+                writer.close()
+            await asyncio.sleep(0.5)
+            status, _, _, _ = await _call(gw, a, "GET", "/v1/whoami")
+            assert status == 200
+        finally:
+            await a.client.close()
+            await b.client.close()

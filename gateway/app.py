@@ -31,6 +31,7 @@ from gateway.client_ip import parse_networks
 from gateway.connections import ConnectionGuard, handler_args, install
 from gateway.credential_cache import CredentialCache
 from gateway.holds import API_CALLS, HELD, HeldRequests
+from gateway.limits import EMPTY, EmptyBuckets
 from gateway.middleware import gateway_middleware
 from gateway.openapi import build_openapi
 from gateway.publisher import Publisher
@@ -150,6 +151,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     )
     app[HELD] = HeldRequests(settings.max_held_requests_per_project)
     app[API_CALLS] = HeldRequests(settings.max_api_calls_per_project)
+    app[EMPTY] = EmptyBuckets()
     for module in (routes_events, routes_verdicts, routes_decisions, routes_audit,
                    routes_webhooks, routes_keys, routes_api_keys, routes_signup, routes_policy,
                    routes_engine, routes_health, routes_openapi):

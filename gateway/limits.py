@@ -45,7 +45,7 @@ from models.ratelimit import (
 )
 
 __all__ = [
-    "API_PROJECT", "DECISION", "apply_decision", "charge_api", "end_api", "rate_limit",
+    "API_PROJECT", "DECISION", "EMPTY", "EmptyBuckets", "apply_decision", "charge_api", "end_api", "rate_limit",
     "take_api", "take_body",
 ]
 
@@ -103,7 +103,7 @@ async def _take(
     except (RedisError, UnavailableError) as exc:
         apply_decision(request, tier, kind, cost, exc)
         return cost
-    apply_decision(request, tier, kind, cost, decision)
+    apply_decision(request, tier, kind, cost, decision, project_id)
     return cost
 
 
@@ -157,9 +157,51 @@ async def charge_api(
     return decision
 
 
+class EmptyBuckets:
+    """Projects whose ingest bucket this gateway last saw empty, until one token is back.
+
+    A refused ingest request whose bucket had no token left marks its project for the time one
+    token takes to refill; until then the one-round-trip admission answers the project's
+    requests of more than 8 KB 429 before reading their bodies (a flood of bodies just under the
+    size that is charged before reading would otherwise each be read and parsed to be refused). In process
+    memory: no Redis round trip; a project is kept only while its mark lasts."""
+
+    #: Marks kept before the expired ones are dropped.
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self.until: dict[str, float] = {}
+
+    def note(self, project_id: str, decision: RateDecision) -> None:
+        if decision.remaining >= 1 or decision.limit <= 0:
+            return
+        now = time.monotonic()
+        self.until[project_id] = now + 60.0 / decision.limit
+        if len(self.until) > self.MAX:
+            for p in [p for p, t in self.until.items() if t <= now]:
+                del self.until[p]
+
+    def refuse_if_empty(self, project_id: str) -> None:
+        """429 if the project's ingest bucket was seen empty and no token is back yet."""
+        until = self.until.get(project_id)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            del self.until[project_id]
+            return
+        RATELIMIT_REJECTED.labels(INGEST).inc()
+        raise RateLimitedError("rate limit exceeded: this project's ingest bucket is empty; "
+                               "retry after the Retry-After seconds", max(left, 1.0))
+
+
+#: Where the application keeps its :class:`EmptyBuckets`.
+EMPTY = web.AppKey("empty_buckets", EmptyBuckets)
+
+
 def apply_decision(
     request: web.Request, tier: Tier, kind: LimitKind, cost: int,
-    decision: RateDecision | BaseException,
+    decision: RateDecision | BaseException, project_id: str | None = None,
 ) -> None:
     """Act on a rate decision (or the error the limiter gave): keep it for the response
     headers, raise 429 if refused; an unavailable limiter admits ingest (fail open) and refuses
@@ -173,6 +215,8 @@ def apply_decision(
         return
     request[DECISION] = decision
     if not decision.allowed:
+        if kind == INGEST and project_id is not None:
+            request.app[EMPTY].note(project_id, decision)
         RATELIMIT_REJECTED.labels(kind).inc()
         retry = decision.retry_after_s
         raise RateLimitedError(_refusal(tier, kind, cost, decision),

@@ -304,3 +304,29 @@ async def test_large_bodies_take_their_size_before_they_are_read(
         body = await resp.json()
         assert resp.status == 200 and body["accepted"] == 3, body
         assert 0 <= int(resp.headers["X-RateLimit-Remaining"]) - (120 - 12) <= 2, resp.headers
+
+
+async def test_a_project_seen_with_an_empty_bucket_is_refused_before_reading(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Round 10: bodies just under 64 KB (read before they are charged) sent while the bucket
+    is empty were each read and parsed to be refused. Once a refusal found the bucket empty, the
+    gateway refuses the project's bodies over 8 KB unread until a token is back."""
+    first = await tenant.client.send_batch(_events(120))  # the whole bucket
+    assert first.status == 200 and first.body["accepted"] == 120, first.body
+    refused = await tenant.client.send_batch(_events(1))  # seen empty
+    assert refused.status == 429, refused.body
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST /v1/events:batch HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {tenant.api_key}\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: 60000\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # no body was sent
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 429") and b"Retry-After: 1" in head, head
+    await asyncio.sleep(1.2)  # a token is back: small events pass again
+    again = await tenant.client.send_batch(_events(1))
+    assert again.status == 200, again.body

@@ -73,7 +73,9 @@ class ScanBudget:
 @dataclass(slots=True)
 class ScanShare:
     """The scanning time each project may still take on one worker while it shares the worker:
-    a bucket per project of ``burst_s`` seconds, refilled at ``rate`` seconds per second,
+    a bucket per project of ``burst_s`` seconds, refilled at ``rate`` seconds per second — both
+    split evenly among the projects active on the worker (:meth:`split`: two projects of one
+    attacker get half as much each, not twice as much together),
     charged with the time its events' scans *took* (measured, whatever made them slow: tenant
     regexes, digit-heavy text, Unicode). Steps bound one event and one batch; this bounds a
     tenant over time, so events that each fit their budgets — a policy of slow rules, text that
@@ -91,13 +93,14 @@ class ScanShare:
     >>> share.charge("a", 3.0, now=0.0, contended=False)   # alone: not held back
     >>> share.left("a", now=0.0)
     1.0
-    >>> share.contended(["b"], now=1.0)   # "a" was active a second ago
+    >>> share.contended(["b"], now=1.0)   # "a" was active a second ago: split in two
     True
     >>> share.charge("a", 3.0, now=1.0, contended=True)
-    >>> share.left("a", now=1.0), share.left("a", now=5.0), share.left("b", now=1.0)
-    (-2.0, 0.0, 1.0)
+    >>> share.left("a", now=1.0), share.left("a", now=11.0), share.left("b", now=1.0)
+    (-2.5, 0.0, 0.5)
     """
 
+    #: Seconds of scanning per second all active projects share (each gets its part).
     rate: float = SCAN_SHARE
     burst_s: float = SCAN_SHARE_BURST_S
     #: How recently another project must have been active for projects to share the worker.
@@ -124,13 +127,21 @@ class ScanShare:
                 del self.seen[p]
         return len(self.seen) > 1
 
+    def split(self) -> int:
+        """Among how many projects the share is split: those active in the last window (at
+        least one) — so more projects do not buy more of the worker."""
+        return max(1, len(self.seen))
+
     def left(self, project: str, now: float) -> float:
-        """Seconds of scanning ``project`` may still take at ``now`` (monotonic seconds)."""
+        """Seconds of scanning ``project`` may still take at ``now`` (monotonic seconds): its
+        bucket refills at ``rate`` split among the active projects, up to ``burst_s`` split
+        the same way."""
+        n = self.split()
         level = self.levels.get(project)
         if level is None:
-            return self.burst_s
+            return self.burst_s / n
         seconds, at = level
-        return min(self.burst_s, seconds + max(now - at, 0.0) * self.rate)
+        return min(self.burst_s / n, seconds + max(now - at, 0.0) * self.rate / n)
 
     def steps(self, project: str, now: float, most: int) -> int:
         """The scan steps ``project``'s next batch may take while projects share the worker:
@@ -143,6 +154,9 @@ class ScanShare:
         >>> share.charge("p", 0.6, 0.0, contended=True)
         >>> share.steps("p", 0.0, 64_000_000), share.steps("p", 1.0, 64_000_000)
         (0, 3750000)
+        >>> _ = share.contended(["p", "q"], 1.0)  # two projects: each half
+        >>> share.steps("q", 1.0, 64_000_000)
+        6250000
         """
         left = self.left(project, now)
         return 0 if left <= 0 else min(most, int(left * SHARE_STEPS_PER_S))

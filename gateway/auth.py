@@ -98,7 +98,7 @@ async def authenticate(request: web.Request, state: GatewayState) -> Caller:
             f"this {caller.role} key may not call {method} {route}; use an admin key "
             "(ingest keys send events and read their verdicts only)", "Authorization")
     if (method, route) not in INGEST_ROUTES:  # they take ingest tokens by what they carry
-        await take_api(request, caller.project_id)
+        await take_api(request, caller.project_id, caller.role)
     return caller
 
 

@@ -56,6 +56,8 @@ DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision",
 #: The project an API call's first token was taken from (:func:`take_api`): the middleware
 #: charges the rest of the call's tokens to it (:func:`charge_api`).
 API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
+#: The bucket an API call's tokens come from (:func:`take_api`).
+API_KIND: web.RequestKey[str] = web.RequestKey("ratchet_api_kind", str)
 #: The project whose count of API calls in flight this call holds (:func:`take_api`).
 API_IN_FLIGHT: web.RequestKey[str] = web.RequestKey("ratchet_api_in_flight", str)
 
@@ -107,10 +109,12 @@ async def _take(
     return cost
 
 
-async def take_api(request: web.Request, project_id: str) -> None:
-    """The first token of an API call, before its work: 429 while the project's ``api`` bucket
-    is spent (by earlier calls' sizes too), or while it has its cap of calls in flight on this
-    gateway (long polls and streams aside: :mod:`gateway.holds` caps those)."""
+async def take_api(request: web.Request, project_id: str, role: str = "admin") -> None:
+    """The first token of an API call, before its work: 429 while the project's bucket is spent
+    (by earlier calls' sizes too), or while it has its cap of calls in flight on this gateway
+    (long polls and streams aside: :mod:`gateway.holds` caps those). An ingest key's calls (an
+    agent reading its verdicts) take the ``ingest`` bucket, so a compromised agent cannot spend
+    the ``api`` bucket the project's admins need to approve, reject or revoke."""
     held = request.method == "GET" and (request.query.get("wait_ms", "0") not in ("", "0")
                                         or request.path == "/v1/decisions:stream")
     if not held:
@@ -121,8 +125,10 @@ async def take_api(request: web.Request, project_id: str) -> None:
                 f"this project already has {calls.per_project} API calls in flight on this "
                 "gateway; wait for one to finish", retry_after_s=1)
         request[API_IN_FLIGHT] = project_id  # the middleware lets it go when the call ends
-    await _take(request, project_id, API, 1)
+    kind: LimitKind = INGEST if role == "ingest" else API
+    await _take(request, project_id, kind, 1)
     request[API_PROJECT] = project_id
+    request[API_KIND] = kind
 
 
 def end_api(request: web.Request) -> None:
@@ -145,9 +151,10 @@ async def charge_api(
     if project_id is None or extra <= 0:
         return None
     state = state_of(request)
+    kind = request.get(API_KIND, API)
     try:
         tier = await state.tiers.tier_of(state.redis, state.keys, project_id)
-        decision = await state.limiter.take(project_id, tier, API, extra,
+        decision = await state.limiter.take(project_id, tier, kind, extra,
                                             int(time.time() * 1000), debt=True)
     except (RedisError, UnavailableError) as exc:
         log.warning("could not charge an API call's size (%d tokens): %s", extra,

@@ -118,3 +118,26 @@ async def test_api_calls_in_flight_are_capped_per_project(gw_settings: Settings)
         finally:
             await a.client.close()
             await b.client.close()
+
+
+async def test_an_ingest_keys_reads_take_the_ingest_bucket(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Round 10: an agent's ingest key reading in a loop spent the project's api bucket, so its
+    admins' approvals, policy changes and key revocations got 429. An ingest key's calls now
+    take the ingest bucket; the admin's api bucket is untouched."""
+    status, body, _, _ = await _call(gateway, tenant, "POST", "/v1/keys",
+                                     json={"role": "ingest", "agent_id": tenant.agent_id})
+    assert status == 201, body
+    agent = Tenant(tenant.project_id, body["api_key"], tenant.agent_id, tenant.secret,
+                   tenant.client)
+    for _ in range(130):  # more than the lowest tier's 120
+        status, _, headers, _ = await _call(gateway, agent, "GET", "/v1/whoami")
+        if status == 429:
+            break
+    assert status == 429, "the ingest key's reads were never limited"
+    sent = await tenant.client.send(event(tenant.agent_id))  # events share that bucket
+    assert sent.status == 429, sent.body
+    status, body, headers, _ = await _call(gateway, tenant, "GET", "/v1/approvals")
+    assert status == 200, body  # the admin's bucket is its own
+    assert int(headers["X-RateLimit-Remaining"]) >= 100, headers

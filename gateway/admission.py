@@ -45,7 +45,7 @@ from gateway.ingest import (
     refuse_reused_ids,
     reused_id_error,
 )
-from gateway.limits import apply_decision
+from gateway.limits import EMPTY, apply_decision
 from gateway.metrics import INGEST_EVENTS
 from gateway.state import GatewayState
 from models.errors import AuthError, RateLimitedError, ValidationError
@@ -63,6 +63,11 @@ __all__ = ["admit_batch", "admit_single"]
 
 SIGNATURE_HEADER = "X-Ratchet-Signature"
 TIMESTAMP_HEADER = "X-Ratchet-Timestamp"
+
+
+#: Bodies larger than this are refused unread while their project's ingest bucket is known to be
+#: empty (:class:`gateway.limits.EmptyBuckets`); smaller ones cost no more to read than to refuse.
+EMPTY_CHECK_BYTES = 8_192
 
 
 def _known_caller(request: web.Request, state: GatewayState) -> tuple[Caller, str, str] | None:
@@ -88,6 +93,8 @@ def _known_caller(request: web.Request, state: GatewayState) -> tuple[Caller, st
     method, route = route_of(request)
     if not allows(roles_for(method, route), grant.role):
         return None
+    if size > EMPTY_CHECK_BYTES:  # a project whose bucket was just seen empty: 429 before
+        request.app[EMPTY].refuse_if_empty(grant.project_id)  # its body is read
     return Caller(grant.project_id, sha[:12], grant.role, grant.agent_id, grant.primary), sha, \
         grant_text
 
@@ -136,7 +143,7 @@ async def _round_trip(
     try:
         apply_decision(request, tier, INGEST, cost,
                        rate if isinstance(rate, BaseException) else
-                       state.limiter.decision(tier, INGEST, rate))
+                       state.limiter.decision(tier, INGEST, rate), caller.project_id)
     except RateLimitedError:
         await state.admission.release(caller.project_id, bound())
         raise

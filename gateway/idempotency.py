@@ -45,14 +45,17 @@ Work = Callable[[], Awaitable[web.Response]]
 
 
 async def idempotent(
-    request: web.Request, state: GatewayState, project_id: str, work: Work
+    request: web.Request, state: GatewayState, project_id: str, work: Work,
+    max_bytes: int | None = None,
 ) -> web.Response:
-    """Run ``work`` at most once per ``Idempotency-Key`` of ``project_id``."""
+    """Run ``work`` at most once per ``Idempotency-Key`` of ``project_id`` (the body, read to
+    fingerprint the request, at most ``max_bytes``: default the ingest body limit)."""
     raw_key = request.headers.get(HEADER)
     if raw_key is None:
         return await work()
     key = validate_key(raw_key)
-    body = await read_bytes(request, state.settings.max_body_bytes)
+    body = await read_bytes(request, state.settings.max_body_bytes if max_bytes is None
+                            else max_bytes)
     fingerprint = request_fingerprint(request.method, request.path, request.query_string, body)
     begin = await state.idempotency.begin(project_id, key_digest(key), fingerprint)
     IDEMPOTENCY_REQUESTS.labels(begin.code.name.lower()).inc()

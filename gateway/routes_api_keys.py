@@ -41,7 +41,7 @@ async def create(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
     await rate_limit(request, caller, REGISTER, 1)
-    body: Any = await read_json(request, state.settings.max_body_bytes)
+    body: Any = await read_json(request, state.settings.max_admin_body_bytes)
     if not isinstance(body, dict):
         raise ValidationError('body must be a JSON object {"role": "ingest"|"admin", '
                               '"agent_id"?: ...}', None)

@@ -72,12 +72,14 @@ async def post_event(request: web.Request) -> web.Response:
     if admitted is not None:
         return await _publish_event(request, state, *admitted)
     caller = await authenticate(request, state)
+    taken = await take_body(request, caller, single=True)  # before any reading of the body
     return await idempotent(request, state, caller.project_id,
-                            lambda: _post_event(request, state, caller))
+                            lambda: _post_event(request, state, caller, taken))
 
 
-async def _post_event(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
-    taken = await take_body(request, caller, single=True)
+async def _post_event(
+    request: web.Request, state: GatewayState, caller: Caller, taken: int
+) -> web.Response:
     wait_ms = int_query(request, "wait_ms", 0, state.settings.max_wait_ms, None)
     body = await read_json(request, state.settings.max_body_bytes)
     try:
@@ -164,12 +166,14 @@ async def post_batch(request: web.Request) -> web.Response:
     if admitted is not None:
         return await _publish_batch(request, state, *admitted)
     caller = await authenticate(request, state)
+    taken = await take_body(request, caller, single=False)  # before any reading of the body
     return await idempotent(request, state, caller.project_id,
-                            lambda: _post_batch(request, state, caller))
+                            lambda: _post_batch(request, state, caller, taken))
 
 
-async def _post_batch(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
-    taken = await take_body(request, caller, single=False)  # before reading: its size's tokens
+async def _post_batch(
+    request: web.Request, state: GatewayState, caller: Caller, taken: int
+) -> web.Response:
     body = await read_json(request, state.settings.max_body_bytes)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))

@@ -35,7 +35,7 @@ routes = web.RouteTableDef()
 async def _optional_json(request: web.Request) -> Any:
     if not request.can_read_body:
         return {}
-    return await read_json(request, state_of(request).settings.max_body_bytes)
+    return await read_json(request, state_of(request).settings.max_admin_body_bytes)
 
 
 def _agent_id(request: web.Request) -> str:

@@ -38,7 +38,7 @@ def _enabled(state: GatewayState) -> None:
 async def _optional_json(request: web.Request, state: GatewayState) -> Any:
     if not request.can_read_body:
         return None
-    return await read_json(request, state.settings.max_body_bytes)
+    return await read_json(request, state.settings.max_admin_body_bytes)
 
 
 @routes.post("/v1/signup/tokens")

@@ -158,12 +158,13 @@ async def decide(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
     return await idempotent(request, state, caller.project_id,
-                            lambda: _decide(request, state, caller))
+                            lambda: _decide(request, state, caller),
+                            state.settings.max_admin_body_bytes)
 
 
 async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
     event_id = _event_id(request)
-    decision, reason = _decision(await read_json(request, state.settings.max_body_bytes))
+    decision, reason = _decision(await read_json(request, state.settings.max_admin_body_bytes))
     verdict = await state.store.get(caller.project_id, event_id)
     if verdict is None:
         raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")

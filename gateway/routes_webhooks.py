@@ -43,7 +43,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
     allow_loopback = state.settings.webhooks_allow_loopback
-    spec = parse_webhook_request(await read_json(request, state.settings.max_body_bytes),
+    spec = parse_webhook_request(await read_json(request, state.settings.max_admin_body_bytes),
                                  allow_loopback=allow_loopback)
     if not _is_ip(spec.host):
         parts = urlsplit(spec.url)

@@ -127,6 +127,10 @@ class Settings:
     verdict_allow_ttl_s: int = 3_600
     #: Largest accepted request body, bytes.
     max_body_bytes: int = 4 * 1024 * 1024
+    #: Largest body of an administrative call (approvals, API keys, agents, webhooks, signup);
+    #: larger is 413 before it is read. Their JSON is a few hundred bytes: the ingest body limit
+    #: let a 3.8 MB approval be read and parsed before its size was charged (round 10).
+    max_admin_body_bytes: int = 65_536
     #: A connection must send a complete request head within this long of opening, or of its
     #: previous answer, else it is closed: bounds idle keep-alive connections and heads sent a
     #: byte at a time (slowloris), seconds.

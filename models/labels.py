@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -109,20 +110,38 @@ def key_paths(skel: Any) -> list[str]:
     return sorted(set(_leaves(skel, "")))
 
 
+#: Characters a reader cannot see or tell apart beyond what ``str.isprintable`` refuses: the
+#: Unicode Default_Ignorable code points (variation selectors, fillers, the combining grapheme
+#: joiner…), and the backslash that starts an escape and the characters that delimit a label's
+#: paths (so a key ``to\u200b`` written with a real backslash, or ``id:num, to``, reads as what
+#: it is).
+_HIDDEN = re.compile(
+    "[\\\\:,{}\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
+def _escape(c: str) -> str:
+    if c in "\\:,{}":
+        return "\\" + c
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+
+
 def visible(text: str) -> str:
     r"""``text`` with every character a reader could not see or tell apart — invisible format
-    characters (zero-width spaces and joiners, bidi controls), spaces other than the ASCII one,
-    control characters — written as its escape, so that a key ``to\u200b`` is never shown as
-    ``to`` to the person deciding on it.
+    characters (zero-width spaces and joiners, bidi controls), other default-ignorable ones
+    (variation selectors, Hangul fillers), spaces other than the ASCII one, control characters
+    — written as its escape, and a backslash or a label delimiter (``:,{}``) escaped with a
+    backslash; so that a key ``to\u200b`` is never shown as ``to`` to the person deciding on it.
 
     >>> visible("to\u200b"), visible("a\u00a0b"), visible("plain key"), visible("x\U000e0041")
     ('to\\u200b', 'a\\u00a0b', 'plain key', 'x\\U000e0041')
+    >>> visible("to\ufe0f"), visible("to\u3164"), visible("to\\u200b"), visible("id:num, to")
+    ('to\\ufe0f', 'to\\u3164', 'to\\\\u200b', 'id\\:num\\, to')
     """
-    if text.isprintable():
+    if text.isprintable() and not _HIDDEN.search(text):
         return text
-    return "".join(c if c.isprintable() else
-                   (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
-                   for c in text)
+    return "".join(_escape(c) if not c.isprintable() or _HIDDEN.match(c) else c for c in text)
 
 
 def _cap(path: str) -> str:

@@ -40,6 +40,10 @@ def test_key_paths_cover_maps_arrays_and_empty_containers() -> None:
     # what a person cannot see is written out, never dropped: a key "to" + zero-width space is
     # not shown as the learned "to" to the person deciding on it (round 9)
     assert label_of("s", "a", {"to\u200b": "x", "to": "y"}).paths == ("to:str", "to\\u200b:str")
+    # round 10: default-ignorable characters, a real backslash and the label's delimiters
+    assert label_of("s", "a", {"to\ufe0f": 1}).paths == ("to\\ufe0f:num",)
+    assert label_of("s", "a", {"to\\u200b": 1}).paths == ("to\\\\u200b:num",)
+    assert label_of("s", "a", {"id:num, to": 1}).paths == ("id\\:num\\, to:num",)
 
 
 def test_threshold_basis_follows_the_configured_floor_and_fallback() -> None:

@@ -46,6 +46,11 @@ async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
     except RequestPayloadError as exc:
         _, message = parser_problem(exc.__cause__ or exc, 400)
         raise ValidationError(message, None) from None
+    except ConnectionError:
+        # the client went away mid-body: its failure, not a dependency's (a builtin
+        # ConnectionError would otherwise read as "Redis unavailable" in the logs)
+        raise ValidationError("the client closed the connection before its request body "
+                              "arrived", None) from None
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:

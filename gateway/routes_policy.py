@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.auth import authenticate
+from gateway.body import read_bytes
 from gateway.middleware import json_error
 from gateway.state import state_of
 from models.audit import check_action_actor
@@ -73,7 +74,9 @@ async def put_policy(request: web.Request) -> web.Response:
     caller = await authenticate(request, state)
     limit = state.settings.max_policy_bytes
     declared = request.content_length
-    raw = b"" if declared is not None and declared > limit else await request.read()
+    # read_bytes: a body that does not arrive in time, or whose client went away, is the
+    # client's failure (408 / 400), never read as a dependency's
+    raw = b"" if declared is not None and declared > limit else await read_bytes(request, limit)
     if len(raw) > limit or (declared is not None and declared > limit):
         return json_error(413, "payload_too_large", f"a policy is at most {limit} bytes")
     text = _policy_text(request, raw)

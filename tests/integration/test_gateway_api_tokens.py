@@ -161,3 +161,4 @@ async def test_an_admin_body_over_its_limit_is_refused_unread(
         finally:
             writer.close()
         assert head.startswith(b"HTTP/1.1 413"), (extra, head)
+

@@ -43,9 +43,10 @@ __all__ = [
 SCAN_STEPS_PER_EVENT = 16_000_000
 #: Default budget of one project's events in one worker batch, steps.
 SCAN_STEPS_PER_BATCH = 64_000_000
-#: Seconds of payload scanning one project may take per second of a worker's time while other
-#: projects are active on it (a quarter of a core), and the most it may save up.
-SCAN_SHARE = 0.25
+#: Seconds of payload scanning per second of a worker's time the busy projects share while
+#: other projects are active on it (three quarters of a core: the rest is the others'), and the
+#: most one may save up.
+SCAN_SHARE = 0.75
 SCAN_SHARE_BURST_S = 0.5
 #: Steps a second of scanning covers at worst: an RE2 *set* whose automaton thrashes takes
 #: 30–50 ns a step (a single pattern ~14): a project's batch is given at most the steps its
@@ -73,19 +74,19 @@ class ScanBudget:
 @dataclass(slots=True)
 class ScanShare:
     """The scanning time each project may still take on one worker while it shares the worker:
-    a bucket per project of ``burst_s`` seconds, refilled at ``rate`` seconds per second — both
-    split evenly among the projects active on the worker (:meth:`split`: two projects of one
-    attacker get half as much each, not twice as much together),
-    charged with the time its events' scans *took* (measured, whatever made them slow: tenant
-    regexes, digit-heavy text, Unicode). Steps bound one event and one batch; this bounds a
-    tenant over time, so events that each fit their budgets — a policy of slow rules, text that
-    is costly to scan — cannot hold a worker other tenants are waiting on. A project whose share
-    is spent while another project was active on the worker in the last :attr:`window_s`
-    seconds (the bucket may go below zero: a batch is charged after it ran) gets no scan budget
-    until it refills: its events' scans fail closed (``*.scan_limit`` reasons, the strictest
-    action skipped). A project alone on the worker is never held back (work-conserving) and is
-    charged nothing then. A batch is given at most the steps the share has left at the worst
-    step rate (:meth:`steps`), so one batch cannot outrun the share either.
+    a bucket per project of ``burst_s`` seconds, refilled at ``rate`` seconds per second split
+    among the *busy* projects (:meth:`split`: a project that scans little leaves the others
+    their part; two busy projects of one tenant get half as much each, not twice as much
+    together), charged with the time its events' scans *took* (measured, whatever made them
+    slow: tenant regexes, digit-heavy text, Unicode). Steps bound one event and one batch; this
+    bounds a tenant over time, so events that each fit their budgets — a policy of slow rules,
+    text that is costly to scan — cannot hold a worker other tenants are waiting on. A project
+    whose share is spent while another project was active on the worker in the last
+    :attr:`window_s` seconds (the bucket may go below zero: a batch is charged after it ran)
+    gets no scan budget until it refills: its events' scans fail closed (``*.scan_limit``
+    reasons, the strictest action skipped). A project alone on the worker is never held back
+    (work-conserving) and is charged nothing then. A batch is given at most the steps the share
+    has left at the worst step rate (:meth:`steps`), so one batch cannot outrun the share either.
 
     >>> share = ScanShare(rate=0.5, burst_s=1.0)
     >>> share.contended(["a"], now=0.0), share.left("a", now=0.0)
@@ -93,14 +94,17 @@ class ScanShare:
     >>> share.charge("a", 3.0, now=0.0, contended=False)   # alone: not held back
     >>> share.left("a", now=0.0)
     1.0
-    >>> share.contended(["b"], now=1.0)   # "a" was active a second ago: split in two
+    >>> share.contended(["b"], now=1.0)   # "a" was active a second ago
     True
     >>> share.charge("a", 3.0, now=1.0, contended=True)
-    >>> share.left("a", now=1.0), share.left("a", now=11.0), share.left("b", now=1.0)
-    (-2.5, 0.0, 0.5)
+    >>> share.left("a", now=1.0), share.left("a", now=5.0), share.left("b", now=1.0)
+    (-2.0, 0.0, 1.0)
+    >>> share.charge("b", 3.0, now=5.0, contended=True)   # two busy projects: half each
+    >>> share.split(5.0), share.left("a", now=9.0)
+    (2, 1.0)
     """
 
-    #: Seconds of scanning per second all active projects share (each gets its part).
+    #: Seconds of scanning per second the busy projects share (each gets its part).
     rate: float = SCAN_SHARE
     burst_s: float = SCAN_SHARE_BURST_S
     #: How recently another project must have been active for projects to share the worker.
@@ -127,21 +131,25 @@ class ScanShare:
                 del self.seen[p]
         return len(self.seen) > 1
 
-    def split(self) -> int:
-        """Among how many projects the share is split: those active in the last window (at
-        least one) — so more projects do not buy more of the worker."""
-        return max(1, len(self.seen))
+    def _left(self, project: str, now: float, n: int) -> float:
+        level = self.levels.get(project)
+        if level is None:
+            return self.burst_s
+        seconds, at = level
+        return min(self.burst_s, seconds + max(now - at, 0.0) * self.rate / n)
+
+    def split(self, now: float) -> int:
+        """Among how many projects the rate is split: the *busy* ones — those whose bucket is
+        below half full even at the whole rate (at least one). A project that scans little
+        takes nothing from the others' part, and a second busy project of one tenant halves
+        each one's part instead of doubling the whole (max-min fair, roughly)."""
+        half = self.burst_s / 2
+        return max(1, sum(1 for p in self.levels if self._left(p, now, 1) < half))
 
     def left(self, project: str, now: float) -> float:
         """Seconds of scanning ``project`` may still take at ``now`` (monotonic seconds): its
-        bucket refills at ``rate`` split among the active projects, up to ``burst_s`` split
-        the same way."""
-        n = self.split()
-        level = self.levels.get(project)
-        if level is None:
-            return self.burst_s / n
-        seconds, at = level
-        return min(self.burst_s / n, seconds + max(now - at, 0.0) * self.rate / n)
+        bucket refills at ``rate`` split among the busy projects, up to ``burst_s``."""
+        return self._left(project, now, self.split(now))
 
     def steps(self, project: str, now: float, most: int) -> int:
         """The scan steps ``project``'s next batch may take while projects share the worker:
@@ -154,9 +162,6 @@ class ScanShare:
         >>> share.charge("p", 0.6, 0.0, contended=True)
         >>> share.steps("p", 0.0, 64_000_000), share.steps("p", 1.0, 64_000_000)
         (0, 3750000)
-        >>> _ = share.contended(["p", "q"], 1.0)  # two projects: each half
-        >>> share.steps("q", 1.0, 64_000_000)
-        6250000
         """
         left = self.left(project, now)
         return 0 if left <= 0 else min(most, int(left * SHARE_STEPS_PER_S))

@@ -201,13 +201,13 @@ class Settings:
     #: Most payload scanning one project's events may cost in one worker batch, steps: bounds how
     #: long one tenant holds the shared worker (its later events fail closed).
     guard_scan_steps_per_batch: int = SCAN_STEPS_PER_BATCH
-    #: Seconds of payload scanning per second on one worker that the projects active on it
-    #: share, split evenly (a share of a core, measured, in (0, 1]): a project past its part gets
-    #: no scan budget until it refills, so its events' scans fail closed while other tenants'
-    #: run on. A project alone on a worker is never held back.
+    #: Seconds of payload scanning per second on one worker that the busy projects share while
+    #: others are active on it, split among the busy ones (a share of a core, measured, in
+    #: (0, 1]): a project past its part gets no scan budget until it refills, so its events'
+    #: scans fail closed while other tenants' run on. A project alone is never held back.
     guard_scan_share: float = SCAN_SHARE
-    #: Most scanning time the active projects may save up on one worker, seconds, split evenly
-    #: (in (0, 60]).
+    #: Most scanning time one project may save up on one worker, seconds (in (0, 60]); a
+    #: project that spent more than half of it is busy.
     guard_scan_share_burst_s: float = SCAN_SHARE_BURST_S
 
     # --- rate limits (docs/design.md §5; docs/security.md) -------------------------------------

@@ -221,3 +221,20 @@ async def own_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     finally:
         await redis.aclose()
         await server.close()
+
+
+async def head_without_body(url: str, method: str, path: str, api_key: str,
+                            content_length: int, extra_headers: str = "") -> bytes:
+    """The response head the gateway at ``url`` answers to a request that announces a body of
+    ``content_length`` bytes and sends none of it (a gateway that read before answering would
+    wait: the 5 s timeout fails the test)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}"
+                     f"\r\nContent-Type: application/json\r\n{extra_headers}"
+                     f"Content-Length: {content_length}\r\n\r\n".encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()

@@ -18,7 +18,14 @@ import pytest
 
 from models.ratelimit import API_BYTES_PER_TOKEN, api_tokens
 from ratchet.config.settings import Settings
-from tests.integration.gateway_support import Gateway, Tenant, event, make_tenant, own_gateway
+from tests.integration.gateway_support import (
+    Gateway,
+    Tenant,
+    event,
+    head_without_body,
+    make_tenant,
+    own_gateway,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -149,16 +156,8 @@ async def test_an_admin_body_over_its_limit_is_refused_unread(
     """Round 10: an approval carrying a 3.8 MB unknown field was read and parsed (≈ 65 ms)
     before its size was charged. Administrative bodies are capped at 64 KB: 413 at once, with or
     without an Idempotency-Key (which reads the body to fingerprint it), no byte of it sent."""
-    host, port = gateway.url.removeprefix("http://").split(":")
     for extra in ("", "Idempotency-Key: k-1\r\n"):
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            writer.write(f"POST /v1/approvals/e-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                         f"{tenant.api_key}\r\nContent-Type: application/json\r\n{extra}"
-                         f"Content-Length: 3800000\r\n\r\n".encode())
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        finally:
-            writer.close()
+        head = await head_without_body(gateway.url, "POST", "/v1/approvals/e-1", tenant.api_key,
+                                       3_800_000, extra)
         assert head.startswith(b"HTTP/1.1 413"), (extra, head)
 

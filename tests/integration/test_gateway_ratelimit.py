@@ -27,6 +27,7 @@ from tests.integration.gateway_support import (
     Gateway,
     Tenant,
     event,
+    head_without_body,
     make_tenant,
     own_gateway,
     read_topic,
@@ -280,16 +281,8 @@ async def test_large_bodies_take_their_size_before_they_are_read(
     tenant's p50 at 9.8 s. A body takes one token per 16 KB (models/ratelimit.py body_tokens),
     and one over 64 KB (or of unknown length) takes them before it is read: a request announcing
     4 MB is refused at once on the lowest tier (120 tokens), without a byte of its body sent."""
-    host, port = gateway.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(f"POST /v1/events:batch HTTP/1.1\r\nHost: x\r\n"
-                     f"Authorization: Bearer {tenant.api_key}\r\nContent-Type: application/json"
-                     f"\r\nContent-Length: 4000000\r\n\r\n".encode())
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # no body was sent
-    finally:
-        writer.close()
+    head = await head_without_body(gateway.url, "POST", "/v1/events:batch", tenant.api_key,
+                                   4_000_000)
     assert head.startswith(b"HTTP/1.1 429"), head
     assert b"X-RateLimit-Remaining: 120" in head, head  # a refused request takes nothing
     # a small batch padded to 200 KB takes its size (12 tokens), not its 3 events' 3
@@ -316,16 +309,8 @@ async def test_a_project_seen_with_an_empty_bucket_is_refused_before_reading(
     assert first.status == 200 and first.body["accepted"] == 120, first.body
     refused = await tenant.client.send_batch(_events(1))  # seen empty
     assert refused.status == 429, refused.body
-    host, port = gateway.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(f"POST /v1/events:batch HTTP/1.1\r\nHost: x\r\n"
-                     f"Authorization: Bearer {tenant.api_key}\r\nContent-Type: application/json"
-                     f"\r\nContent-Length: 60000\r\n\r\n".encode())
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # no body was sent
-    finally:
-        writer.close()
+    head = await head_without_body(gateway.url, "POST", "/v1/events:batch", tenant.api_key,
+                                   60_000)
     assert head.startswith(b"HTTP/1.1 429") and b"Retry-After: 1" in head, head
     await asyncio.sleep(1.2)  # a token is back: small events pass again
     again = await tenant.client.send_batch(_events(1))

@@ -12,13 +12,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from models.events import IngestEvent
-from models.params import EngineParams
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
+from tests.integration.engine_support import FAST
 
-# Small numbers: a chain of identical runs is locked after a few runs.
-FAST = EngineParams(checkpoint_runs=1, min_runs_soft=3, min_runs_locked=6, stability=0.5,
-                    stability_large=0.5)
 #: A workflow whose two mail steps and two crm steps each share nothing but their service.
 STEPS: list[tuple[str, dict[str, Any]]] = [
     ("contacts.search", {"query": "acme", "limit": 5}), ("contacts.read", {"id": 7}),

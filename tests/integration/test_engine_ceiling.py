@@ -13,27 +13,17 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from models.events import IngestEvent
 from models.params import EngineParams
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
-
-FAST = EngineParams(checkpoint_runs=1, min_runs_soft=3, min_runs_locked=6, stability=0.5,
-                    stability_large=0.5)
-
-
-def _run(run: str, steps: list[tuple[str, dict[str, object]]]) -> list[IngestEvent]:
-    return [IngestEvent(event_id=uuid.uuid4().hex, agent_id="a", run_id=run, service="crm",
-                        action=f"contacts.{action}", payload=payload, project_id="p",
-                        end_of_run=i == len(steps) - 1)
-            for i, (action, payload) in enumerate(steps)]
+from tests.integration.engine_support import FAST, crm_run
 
 
 async def _inflated(redis_client: aioredis.Redis, params: EngineParams) -> tuple[Engine, str]:
     keys = Keys(f"ce{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=params)
     for r in range(12):
-        [*_, v] = await engine.decide(_run(f"t{r}", [("search", {"q": "x"}),
+        [*_, v] = await engine.decide(crm_run(f"t{r}", [("search", {"q": "x"}),
                                                      ("read", {"id": r})]))
     assert v.mode == "locked"
     window = keys.chain_keys(v.chain_tag).window
@@ -46,7 +36,7 @@ async def test_an_inflated_window_cannot_lift_the_threshold_past_a_never_seen_ca
     redis_client: aioredis.Redis,
 ) -> None:
     engine, _ = await _inflated(redis_client, FAST)
-    [_, wipe] = await engine.decide(_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
+    [_, wipe] = await engine.decide(crm_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
     assert wipe.score > FAST.ceiling_bits
     assert wipe.threshold == FAST.ceiling_bits
     assert wipe.anomalous and wipe.action == "pause"
@@ -57,7 +47,7 @@ async def test_without_the_ceiling_the_same_window_lets_it_through(
 ) -> None:
     """The control: the inflated window alone puts the threshold over the call's score."""
     engine, _ = await _inflated(redis_client, FAST.replace(ceiling_bits=64.0))
-    [_, wipe] = await engine.decide(_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
+    [_, wipe] = await engine.decide(crm_run("x", [("search", {"q": "x"}), ("wipe", {"all": True})]))
     assert wipe.threshold > wipe.score
     assert not wipe.anomalous and wipe.action == "allow"
 
@@ -73,14 +63,14 @@ async def test_shapes_the_escape_let_through_stay_out_of_the_window(
     keys = Keys(f"ce{uuid.uuid4().hex[:8]}")
     engine = Engine.create(redis_client, keys=keys, rich=True, guardrails=False, params=params)
     for r in range(40):
-        [*_, v] = await engine.decide(_run(f"t{r}", [("search", {"q": "x"}),
+        [*_, v] = await engine.decide(crm_run(f"t{r}", [("search", {"q": "x"}),
                                                      ("read", {"id": r})]))
     assert v.mode == "locked"
     window = keys.chain_keys(v.chain_tag).window
     before = await redis_client.lrange(window, 0, -1)
     escaped = []
     for i in range(8):  # one new field each: scored by the escape, allowed
-        [_, read] = await engine.decide(_run(f"w{i}", [("search", {"q": "x"}),
+        [_, read] = await engine.decide(crm_run(f"w{i}", [("search", {"q": "x"}),
                                                        ("read", {"id": 1, f"opt{i}": True})]))
         escaped.append(read)
     assert all(not w.anomalous for w in escaped)

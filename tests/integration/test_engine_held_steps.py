@@ -12,27 +12,16 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from models.events import IngestEvent
-from models.params import EngineParams
 from ratchet.engine.engine import Engine
 from ratchet.store.keys import Keys
-
-FAST = EngineParams(checkpoint_runs=1, min_runs_soft=3, min_runs_locked=6, stability=0.5,
-                    stability_large=0.5)
-
-
-def _run(run: str, steps: list[tuple[str, dict[str, object]]]) -> list[IngestEvent]:
-    return [IngestEvent(event_id=uuid.uuid4().hex, agent_id="a", run_id=run, service="crm",
-                        action=f"contacts.{action}", payload=payload, project_id="p",
-                        end_of_run=i == len(steps) - 1)
-            for i, (action, payload) in enumerate(steps)]
+from tests.integration.engine_support import FAST, crm_run
 
 
 async def _locked(redis_client: aioredis.Redis) -> Engine:
     engine = Engine.create(redis_client, keys=Keys(f"hs{uuid.uuid4().hex[:8]}"), rich=True,
                            guardrails=False, params=FAST)
     for r in range(12):
-        [*_, v] = await engine.decide(_run(f"t{r}", [("search", {"q": "x"}), ("read", {"id": r}),
+        [*_, v] = await engine.decide(crm_run(f"t{r}", [("search", {"q": "x"}), ("read", {"id": r}),
                                                      ("delete", {"id": r})]))
     assert v.mode == "locked"
     return engine
@@ -42,10 +31,10 @@ async def test_a_paused_throwaway_step_does_not_make_the_next_call_usual(
     redis_client: aioredis.Redis,
 ) -> None:
     engine = await _locked(redis_client)
-    [_, skipped] = await engine.decide(_run("skip", [("search", {"q": "x"}),
+    [_, skipped] = await engine.decide(crm_run("skip", [("search", {"q": "x"}),
                                                       ("delete", {"id": 1})]))
     assert skipped.anomalous and skipped.action == "pause"
-    verdicts = await engine.decide(_run("throwaway", [("search", {"q": "x"}),
+    verdicts = await engine.decide(crm_run("throwaway", [("search", {"q": "x"}),
                                                       ("read", {"zz": 1}),
                                                       ("delete", {"id": 1})]))
     assert [v.action for v in verdicts[1:]] == ["pause", "pause"], [
@@ -59,8 +48,8 @@ async def test_a_run_whose_first_call_is_held_is_still_at_its_start(
     and the run is counted once."""
     engine = await _locked(redis_client)
     before = int((await engine.store.chain_meta(
-        (await engine.decide(_run("probe", [("search", {"q": "x"})])))[0].chain_tag))["runs"])
-    verdicts = await engine.decide(_run("late", [("purge", {"all": True}),
+        (await engine.decide(crm_run("probe", [("search", {"q": "x"})])))[0].chain_tag))["runs"])
+    verdicts = await engine.decide(crm_run("late", [("purge", {"all": True}),
                                                  ("search", {"q": "x"}), ("read", {"id": 2})]))
     assert [v.action for v in verdicts] == ["pause", "allow", "allow"]
     after = int((await engine.store.chain_meta(verdicts[0].chain_tag))["runs"])

@@ -47,6 +47,7 @@ from ratchet.sandbox.process import (
     wait_http_ready,
     worker_env,
 )
+from ratchet.sandbox.ready import wait_worker
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.store.explain import Explainer
 from ratchet.store.keys import Keys
@@ -154,24 +155,6 @@ def _rounds(
         yield pending
 
 
-async def _wait_worker(client: RatchetClient, worker: ChildProcess, timeout_s: float) -> float:
-    """Send probe events (own project) until one comes back with a verdict; returns seconds."""
-    started = time.monotonic()
-    n = 0
-    while time.monotonic() - started < timeout_s:
-        if not worker.running:
-            raise UnavailableError(f"the worker exited while starting:\n{worker.log()[-2000:]}")
-        n += 1
-        answer = await client.send(
-            {"event_id": str(uuid.uuid4()), "run_id": f"probe-{n}", "service": "probe",
-             "action": "ping", "payload": {}, "end_of_run": True},
-            wait_ms=1000,
-        )
-        if answer.status == 200:
-            return time.monotonic() - started
-    raise UnavailableError(f"the worker gave no verdict within {timeout_s:.0f}s:\n{worker.log()[-2000:]}")
-
-
 async def _sync_latency(client: RatchetClient, n: int, rate_per_s: float) -> dict[str, float]:
     """Round trip of single events sent with ``wait_ms`` at a modest fixed rate."""
     lat: list[float] = []
@@ -238,7 +221,7 @@ async def _drive(
         probe = RatchetClient(base, probe_key, "probe", probe_secret, project_id=probe_project,
                               session=session)
         progress.say("waiting for the worker to join its consumer group…")
-        joined = await _wait_worker(probe, worker, 90)
+        joined = await wait_worker(probe, worker, 90)
         progress.say(f"worker answering after {joined:.1f}s; streaming events")
         clients = {
             a: RatchetClient(base, api_key, a, s, project_id=project_id, session=session)

@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import aiohttp
 from redis.asyncio import Redis
 
 from ratchet.kafka.topics import ensure_topics
 from ratchet.platform.provisioning import create_agent, create_project
+from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.process import (
     FAST_GROUP_ENV,
     ChildProcess,
@@ -32,6 +34,7 @@ from ratchet.sandbox.process import (
     wait_http_ready,
     worker_env,
 )
+from ratchet.sandbox.ready import wait_worker
 from ratchet.sandbox.servers import RedisServer, TansuServer, free_port
 from ratchet.store.keys import Keys
 
@@ -75,11 +78,24 @@ async def provision(redis_url: str, prefix: str, agent_id: str,
         await redis.aclose()
 
 
+async def _wait_decided(url: str, redis_url: str, prefix: str, tier: str,
+                        worker: ChildProcess) -> None:
+    """Until the worker decides: probe events from a project of their own (not the user's)."""
+    project, api_key, secret = await provision(redis_url, prefix, "stack-probe", tier)
+    async with aiohttp.ClientSession() as session:
+        probe = RatchetClient(url, api_key, "stack-probe", secret, project_id=project,
+                              session=session)
+        await wait_worker(probe, worker, 60)
+
+
 @contextlib.contextmanager
 def local_stack(redis_url: str, kafka_bootstrap: str, *, agent_id: str = "sdk-agent",
                 tiers: str = "sdk:6000:300", **settings: str | float) -> Iterator[Credentials]:
     """Gateway and worker child processes on their own topics and key prefix (servers given),
-    with the locking engine and one project on the first of ``tiers``; always stopped."""
+    with the locking engine and one project on the first of ``tiers``; always stopped.
+
+    Yields once the worker decides events (a probe project's events come back with verdicts),
+    so the caller's first event is answered like every later one."""
     suffix = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="ratchet-stack-") as tmp:
         engine = Path(tmp) / "engine.toml"
@@ -108,6 +124,7 @@ def local_stack(redis_url: str, kafka_bootstrap: str, *, agent_id: str = "sdk-ag
             worker.start()
             url = f"http://127.0.0.1:{port}"
             asyncio.run(wait_http_ready(url + "/readyz", gateway, 60))
+            asyncio.run(_wait_decided(url, redis_url, prefix, tiers.split(":", 1)[0], worker))
             yield Credentials(url, api_key, project, agent_id, secret, redis_url, prefix,
                               topics["topic_ingest"])
         finally:

@@ -15,9 +15,11 @@ Failed authentications are counted by :func:`gateway.auth.authenticate` itself, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -39,14 +41,14 @@ from models.ratelimit import (
     LimitKind,
     RateDecision,
     Tier,
-    api_tokens,
     body_tokens,
     single_event_charge,
+    work_tokens,
 )
 
 __all__ = [
-    "API_PROJECT", "DECISION", "EMPTY", "EmptyBuckets", "apply_decision", "charge_api", "end_api", "rate_limit",
-    "take_api", "take_body",
+    "API_PROJECT", "DECISION", "EMPTY", "EmptyBuckets", "apply_decision", "charge_api",
+    "charged_work", "end_api", "rate_limit", "take_api", "take_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ DECISION: web.RequestKey[RateDecision] = web.RequestKey("ratchet_rate_decision",
 API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
 #: The bucket an API call's tokens come from (:func:`take_api`).
 API_KIND: web.RequestKey[str] = web.RequestKey("ratchet_api_kind", str)
+#: CPU seconds an API call's handler measured for work its bytes do not show (:func:`charged_work`).
+API_WORK_S: web.RequestKey[float] = web.RequestKey("ratchet_api_work_s", float)
 #: The project whose count of API calls in flight this call holds (:func:`take_api`).
 API_IN_FLIGHT: web.RequestKey[str] = web.RequestKey("ratchet_api_in_flight", str)
 
@@ -131,6 +135,19 @@ async def take_api(request: web.Request, project_id: str, role: str = "admin") -
     request[API_KIND] = kind
 
 
+@contextlib.contextmanager
+def charged_work(request: web.Request) -> Iterator[None]:
+    """Measure the CPU of the synchronous work inside (it must not await: the thread's clock
+    would count other requests) and charge it with the call's tokens (:func:`charge_api`,
+    models/ratelimit.py ``work_tokens``) — also when it raises (a policy refused at its last rule
+    compiled all the others)."""
+    started = time.thread_time()
+    try:
+        yield
+    finally:
+        request[API_WORK_S] = request.get(API_WORK_S, 0.0) + time.thread_time() - started
+
+
 def end_api(request: web.Request) -> None:
     """The call counted by :func:`take_api` has ended (every way: answer, error, cancel)."""
     project_id = request.get(API_IN_FLIGHT)
@@ -147,7 +164,7 @@ async def charge_api(
     headers when they are not sent yet), or ``None``: nothing more to charge, or the limiter
     failed (logged; the call was served)."""
     project_id = request.get(API_PROJECT)
-    extra = api_tokens(request_bytes, response_bytes) - 1
+    extra = work_tokens(request_bytes, response_bytes, request.get(API_WORK_S, 0.0)) - 1
     if project_id is None or extra <= 0:
         return None
     state = state_of(request)

@@ -19,11 +19,13 @@ from aiohttp import web
 
 from gateway.auth import authenticate
 from gateway.body import read_bytes
+from gateway.limits import charged_work
 from gateway.middleware import json_error
 from gateway.state import state_of
 from models.audit import check_action_actor
 from models.errors import ValidationError
-from ratchet.store.policies import load_policy, save_policy
+from models.guardrails import parse_policy_toml
+from ratchet.store.policies import load_policy, store_policy
 
 __all__ = ["TOML_TYPE", "routes"]
 
@@ -82,8 +84,10 @@ async def put_policy(request: web.Request) -> web.Response:
     text = _policy_text(request, raw)
     actor = f"apikey:{caller.key_id}"
     check_action_actor("policy.replaced", actor)  # before the write: an audit refusal writes nothing
-    stored = await save_policy(
-        state.redis, state.keys, caller.project_id, text, actor=actor, now=time.time()
+    with charged_work(request):  # compiling every rule's regex: charged by its measured CPU
+        policy = parse_policy_toml(text)
+    stored = await store_policy(
+        state.redis, state.keys, caller.project_id, text, policy, actor=actor, now=time.time()
     )
     await state.audit.append(
         caller.project_id, "policy.replaced", actor, "policy",

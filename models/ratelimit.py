@@ -31,6 +31,7 @@ from models.errors import ConfigError
 __all__ = [
     "API",
     "API_BYTES_PER_TOKEN",
+    "API_CPU_S_PER_TOKEN",
     "BODY_BYTES_PER_TOKEN",
     "CHARS_PER_TOKEN",
     "INGEST",
@@ -48,6 +49,7 @@ __all__ = [
     "parse_tiers",
     "retry_after_header",
     "single_event_charge",
+    "work_tokens",
 ]
 
 LimitKind = Literal["ingest", "register", "api"]
@@ -64,6 +66,11 @@ API: LimitKind = "api"
 #: ≈ 90–150 µs), a 22 KB policy took 41–44 ms to store; unmetered, 20 concurrent readers put
 #: another tenant's verdicts at a p50 of 1.9 s (18 ms without them).
 API_BYTES_PER_TOKEN = 1024
+#: An API call whose handler does CPU work its bytes do not show (a policy write compiles every
+#: rule's RE2 program: a 22 KB policy of 256 counted-repeat rules measured 35 ms of parsing, 23 of
+#: them compiling, Dec 5) is charged that work instead when it is more: one token per this many
+#: seconds of the handler's measured CPU — the gateway time a read pays per KB (≈ 140 µs).
+API_CPU_S_PER_TOKEN = 0.00015
 
 #: An event's ingest tokens grow with what deciding it costs the worker, so that one token is
 #: about one ordinary event's worker CPU (≈ 90–150 µs: docs/operations.md) whatever the event's
@@ -139,6 +146,17 @@ def api_tokens(request_bytes: int, response_bytes: int) -> int:
     (1, 2, 22, 386)
     """
     return 1 + (max(request_bytes, 0) + max(response_bytes, 0)) // API_BYTES_PER_TOKEN
+
+
+def work_tokens(request_bytes: int, response_bytes: int, cpu_s: float) -> int:
+    """Tokens of an API call that also spent ``cpu_s`` seconds of measured handler CPU: its
+    bytes' tokens (:func:`api_tokens`) or one plus the work's, whichever is more.
+
+    >>> work_tokens(22_000, 500, 0.0), work_tokens(22_000, 500, 0.035), work_tokens(900, 0, 0.0001)
+    (22, 234, 1)
+    """
+    by_work = 1 + int(max(cpu_s, 0.0) / API_CPU_S_PER_TOKEN)
+    return max(api_tokens(request_bytes, response_bytes), by_work)
 
 
 def single_event_charge(tokens: int, capacity: int) -> int:

@@ -50,6 +50,7 @@ __all__ = [
     "StoredPolicy",
     "load_policy",
     "save_policy",
+    "store_policy",
 ]
 
 log = logging.getLogger("ratchet.policy")
@@ -135,7 +136,23 @@ async def save_policy(
 ) -> StoredPolicy:
     """Validate ``text`` and replace the project's policy; raises
     :class:`~models.errors.ValidationError` (nothing written) when it is invalid."""
-    policy = parse_policy_toml(text)
+    return await store_policy(client, keys, project_id, text, parse_policy_toml(text),
+                              actor=actor, now=now)
+
+
+async def store_policy(
+    client: Redis | RedisCluster,
+    keys: Keys,
+    project_id: str,
+    text: str,
+    policy: Policy,
+    *,
+    actor: str,
+    now: float,
+) -> StoredPolicy:
+    """Replace the project's policy with ``policy``, already parsed from ``text``
+    (:func:`models.guardrails.policy.parse_policy_toml`; the gateway parses it apart to charge
+    the work)."""
     doc = orjson.dumps(policy_to_dict(policy)).decode()
     digest = policy_hash(policy)
     key = keys.policy(project_id)

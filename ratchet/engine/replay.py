@@ -57,6 +57,9 @@ class ReplaySummary:
     run_level: Confusion | None = None
     #: Runs judged by what was enforced (flag/pause/reject) rather than the detector's opinion.
     enforced_run_level: Confusion | None = None
+    #: Runs judged by what stopped an event (pause/reject): flags let the call run.
+    blocking_run_level: Confusion | None = None
+    #: Distinct runs replayed (labelled or not, warm-up included).
     runs: int = 0
     #: Guardrail matches by rule id (``pii.email``, ``velocity.per_run``, ``pattern.<id>``).
     guardrail_rules: Counter[str] = field(default_factory=Counter)
@@ -87,6 +90,8 @@ class ReplaySummary:
             out["run_level"] = self.run_level.as_dict()
         if self.enforced_run_level is not None:
             out["enforced_run_level"] = self.enforced_run_level.as_dict()
+        if self.blocking_run_level is not None:
+            out["blocking_run_level"] = self.blocking_run_level.as_dict()
         out["warmup_runs_per_agent"] = self.warmup_runs
         out["review"] = {"approved": self.approved, "rejected": self.rejected}
         out["namespace"] = self.namespace
@@ -122,6 +127,7 @@ class ReplaySummary:
         for name, c in (
             ("run level (detector)", self.run_level),
             ("run level (enforced: flag/pause/reject)", self.enforced_run_level),
+            ("run level (blocking: pause/reject)", self.blocking_run_level),
             ("event level (detector)", self.event_level),
         ):
             if c is not None:
@@ -225,6 +231,7 @@ async def replay(
     events_tally = []
     runs = RunTally()
     enforced = RunTally()
+    blocking = RunTally()
     run_index: dict[tuple[str, str, str], int] = {}
     agent_runs: Counter[tuple[str, str]] = Counter()
     labelled = True
@@ -272,6 +279,7 @@ async def replay(
                 events_tally.append((v.anomalous, item.label))
                 runs.add(run_key, v.anomalous, item.label)
                 enforced.add(run_key, v.action != "allow", item.label)
+                blocking.add(run_key, v.action in ("pause", "reject"), item.label)
             if review_with_labels and v.held and not v.duplicate and item.label is not None:
                 held.append((v, item.label))
             sink.write(orjson.dumps(v.to_dict()) + b"\n")
@@ -294,11 +302,12 @@ async def replay(
         await client.aclose()
     summary.seconds = time.monotonic() - started
     summary.final_modes = Counter(chain_modes.values())
-    summary.runs = len(runs)
+    summary.runs = len(run_index)
     if labelled and events_tally:
         summary.event_level = Confusion.of(events_tally)
         summary.run_level = runs.confusion()
         summary.enforced_run_level = enforced.confusion()
+        summary.blocking_run_level = blocking.confusion()
     return summary
 
 

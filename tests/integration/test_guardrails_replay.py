@@ -101,3 +101,45 @@ def test_replay_applies_stored_policy_and_policy_file(
     policy.write_text("[guardrails.loop]\nmax_repeats = 0\n")
     code, verdicts, _, err = run_replay(tmp_path, env, "--policy", str(policy))
     assert code == 2 and "guardrails.loop.max_repeats" in err and not verdicts
+
+
+def test_replay_counts_every_run_and_tells_flags_from_blocks(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    """Unlabelled input still counts its runs (it said "0 runs"), and labelled input gets a
+    run-level line for what stopped a call (pause/reject) beside the one that counts flags."""
+    env = worker_env(KEY_PREFIX=key_prefix)
+    code, _, doc, err = run_replay(tmp_path, env, "--redis-url", redis_url)
+    assert code == 0, err
+    assert doc["runs"] == 1 and "(1 runs)" in err
+    assert "blocking_run_level" not in doc  # no labels, no figures
+
+    def ev(run: str, i: int, payload: dict[str, Any], label: bool) -> dict[str, Any]:
+        return {"event_id": f"{run}-{i}", "project_id": "proj2", "agent_id": "b", "run_id": run,
+                "service": "db", "action": "query", "payload": payload, "ts": T0 + 10 * i,
+                "label": label}
+
+    events = [ev("flagged", 0, {"to": "carol@example.com"}, False),
+              ev("blocked", 0, {"sql": "DROP TABLE accounts"}, True),
+              ev("plain", 0, {"sql": "select 1"}, False)]
+    src, out = tmp_path / "labelled.jsonl", tmp_path / "labelled_out.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        "[guardrails.pii]\naction = 'flag'\ndetectors = ['email']\n"
+        "[[guardrails.pattern.rules]]\nid = 'sql-drop'\npaths = ['sql']\n"
+        "regex = '(?i)\\bdrop\\s+table\\b'\naction = 'reject'\n"
+    )
+    summary = tmp_path / "labelled.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ratchet", "replay", "--input", str(src), "--output", str(out),
+         "--json", str(summary), "--quiet", "--redis-url", redis_url, "--policy", str(policy)],
+        check=False, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = orjson.loads(summary.read_bytes())
+    assert doc["runs"] == 3
+    enforced, blocking = doc["enforced_run_level"], doc["blocking_run_level"]
+    assert (enforced["tp"], enforced["fp"], enforced["tn"]) == (1, 1, 1), enforced
+    assert (blocking["tp"], blocking["fp"], blocking["tn"]) == (1, 0, 2), blocking
+    assert "run level (blocking: pause/reject)" in proc.stderr

@@ -58,11 +58,14 @@ SOURCE = f"guardrail:{NAME}"
 #: RE2 at its worst 14 ns per step — so 50 steps.
 PII_STEPS_PER_CHAR = 50
 DETECTOR_NAMES: tuple[str, ...] = (*DETECTORS, "secret", "entropy")
-#: On unless a policy says otherwise: cards, national ids, IBANs and secrets. Emails and phone
-#: numbers are everyday arguments of agent tools (CRM, mail, calendars) — on synthetic traffic
-#: the email detector alone flagged 2,250 normal events of 45,588 and took the enforced run FPR
-#: from 4.5 % to 37 % — so a policy turns them on where they matter.
-DEFAULT_DETECTORS: tuple[str, ...] = tuple(d for d in DETECTOR_NAMES if d not in {"email", "phone"})
+#: On unless a policy says otherwise: cards, national ids and secrets. Emails, phone numbers and
+#: IBANs are everyday arguments of agent tools (CRM, mail, calendars, payouts) — on synthetic
+#: traffic the email detector alone flagged 2,250 normal events of 45,588 and took the enforced
+#: run FPR from 4.5 % to 37 %; on agent traffic written outside (Dec 5) the IBAN detector flagged
+#: every claims payout, 6.3 % of all normal runs, and caught no anomaly on its own — so a policy
+#: turns them on where they matter.
+DEFAULT_DETECTORS: tuple[str, ...] = tuple(
+    d for d in DETECTOR_NAMES if d not in {"email", "phone", "iban"})
 _KEYS = (
     "enabled",
     "action",

@@ -58,7 +58,7 @@ from ratchet.store.redis import connect_from_settings, log_reachability
 from ratchet.store.scripts import scripts_for
 from ratchet.store.verdicts import VerdictStore
 
-__all__ = ["SERVER_HEADER", "build_app"]
+__all__ = ["AUTO_DECOMPRESS", "SERVER_HEADER", "build_app"]
 
 log = logging.getLogger("gateway.app")
 
@@ -119,6 +119,12 @@ def _route_queries(app: web.Application, settings: Settings) -> QueryNames:
             raise ConfigError(f"route {method} {path} is not in the OpenAPI document "
                               "(gateway/openapi.py); describe it there")
     return names
+
+
+#: The HTTP server around the app inflates no body (``web.run_app`` and the tests' server take
+#: the same): a compressed body is refused (415, :mod:`gateway.middleware`) and never inflated,
+#: not even to be discarded.
+AUTO_DECOMPRESS = False
 
 
 def build_app(settings: Settings, *, create_topics: bool = True) -> web.Application:

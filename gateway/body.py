@@ -24,21 +24,39 @@ _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class BodyTooLarge(web.HTTPRequestEntityTooLarge):
-    """Raised before reading when ``Content-Length`` already exceeds the limit."""
+    """A body over its route's limit: before reading when ``Content-Length`` already exceeds
+    it, or while reading one of unknown length. ``limit`` is the route's (the 413 names it)."""
+
+    def __init__(self, *, max_size: int, actual_size: int) -> None:
+        super().__init__(max_size=max_size, actual_size=actual_size)
+        self.limit = max_size
+
+
+#: The body as read (a handler and the admission may both ask for it).
+_BODY: web.RequestKey[bytes] = web.RequestKey("ratchet_body", bytes)
+_CHUNK = 64 << 10
 
 
 async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body (read once, cached by aiohttp); 413 above ``max_bytes``, 408 when it does
-    not arrive within ``RATCHET_GATEWAY_BODY_TIMEOUT_S`` (a body sent a byte at a time would
-    otherwise hold its connection and handler for ever), 400 when its framing is malformed."""
+    """The raw body (read once, kept on the request); 413 above ``max_bytes`` — declared, or
+    counted while reading a body of unknown length, which stops at the limit (aiohttp's own
+    cap is the largest route's) — 408 when it does not arrive within
+    ``RATCHET_GATEWAY_BODY_TIMEOUT_S`` (a body sent a byte at a time would otherwise hold its
+    connection and handler for ever), 400 when its framing is malformed."""
+    cached: bytes | None = request.get(_BODY)
+    if cached is not None:
+        if len(cached) > max_bytes:
+            raise BodyTooLarge(max_size=max_bytes, actual_size=len(cached))
+        return cached
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(max_size=max_bytes, actual_size=declared)
     timeout_s = state_of(request).settings.gateway_body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
-            # aiohttp's client_max_size enforces the size limit while reading
-            return await request.read()
+            body = await _read_capped(request, max_bytes)
+            request[_BODY] = body
+            return body
     except TimeoutError:
         request.protocol.close()  # the rest of the body is not worth reading
         raise RequestTimeoutError(
@@ -51,6 +69,20 @@ async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
         # ConnectionError would otherwise read as "Redis unavailable" in the logs)
         raise ValidationError("the client closed the connection before its request body "
                               "arrived", None) from None
+
+
+async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            request.protocol.close()  # the rest is not read: the connection ends with the 413
+            raise BodyTooLarge(max_size=max_bytes, actual_size=size)
+        chunks.append(chunk)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:

@@ -113,7 +113,8 @@ def parser_problem(exc: BaseException | None, status: int) -> tuple[int, str]:
     if isinstance(exc, http_exceptions.ContentLengthError):
         return 400, "the body is shorter or longer than its Content-Length"
     if isinstance(exc, http_exceptions.ContentEncodingError):
-        return 400, "the body's Content-Encoding is not one the gateway can decode"
+        return 415, ("the body's Content-Encoding is not accepted: send the body uncompressed "
+                     "(every size limit counts the bytes sent)")
     if isinstance(exc, http_exceptions.HttpProcessingError):
         # the parser's own wording comes first in its message, the request's bytes after it:
         # only fixed phrases are looked for, nothing of the message is repeated

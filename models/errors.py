@@ -22,6 +22,7 @@ __all__ = [
     "StoreError",
     "UnavailableError",
     "UnprocessableError",
+    "UnsupportedEncoding",
     "ValidationError",
     "error_code",
     "raise_for_code",
@@ -38,6 +39,7 @@ ERROR_CODES: dict[int, str] = {
     408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
+    415: "unsupported_encoding",
     422: "unprocessable",
     431: "headers_too_large",
     429: "rate_limited",
@@ -123,6 +125,12 @@ class RequestTimeoutError(RatchetError):
     """The client did not send its request (the body) within the time the server allows."""
 
     status = 408
+
+
+class UnsupportedEncoding(RatchetError):
+    """A request body in a ``Content-Encoding`` the gateway does not take (compressed)."""
+
+    status = 415
 
 
 class RateLimitedError(RatchetError):

@@ -62,7 +62,7 @@ _WARNING = (
 def main_gateway(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Run the gateway until interrupted."""
     from gateway.access_log import ACCESS_LOGGER, AccessLogger
-    from gateway.app import build_app
+    from gateway.app import AUTO_DECOMPRESS, build_app
 
     app = build_app(settings)
     tune_gc(settings.gateway_gc_gen0)  # a bulk request allocates ≈ 15 objects per event
@@ -74,6 +74,7 @@ def main_gateway(settings: Settings, host: str | None = None, port: int | None =
         access_log_class=AccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER),
         print=lambda msg: print(msg, file=sys.stderr),
+        auto_decompress=AUTO_DECOMPRESS,
     )
     return 0
 

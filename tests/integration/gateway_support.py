@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
-from gateway.app import build_app
+from gateway.app import AUTO_DECOMPRESS, build_app
 from models.envelope import (
     TRACE_HEADER,
     VerdictEnvelope,
@@ -81,7 +81,7 @@ class Tenant:
 
 
 async def start_gateway(settings: Settings) -> TestServer:
-    server = TestServer(build_app(settings), host="127.0.0.1")
+    server = TestServer(build_app(settings), host="127.0.0.1", auto_decompress=AUTO_DECOMPRESS)
     await server.start_server()
     return server
 

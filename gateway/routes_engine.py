@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.auth import authenticate
 from gateway.body import read_bytes
+from gateway.limits import charged_work
 from gateway.middleware import json_error
 from gateway.state import state_of
 from models.audit import check_action_actor
@@ -78,7 +79,8 @@ async def put_engine(request: web.Request) -> web.Response:
     raw = b"" if declared is not None and declared > limit else await read_bytes(request, limit)
     if len(raw) > limit or (declared is not None and declared > limit):
         return json_error(413, "payload_too_large", f"an override is at most {limit} bytes")
-    values = _values(request, raw)
+    with charged_work(request):  # parsing is charged by its measured CPU, like a policy's
+        values = _values(request, raw)
     actor = f"apikey:{caller.key_id}"
     check_action_actor("engine.override_replaced", actor)  # before the write
     stored = await save_override(state.redis, state.keys, caller.project_id, values,

@@ -17,10 +17,10 @@ models.errors.ValidationError: engine.floor_bit is not a known engine parameter 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from models import toml_text
 from models.errors import ConfigError, ValidationError
 from models.params import EngineParams, coerce_param, params_from_mapping
 
@@ -99,10 +99,7 @@ def _num(x: float) -> str:
 
 def parse_override_toml(text: str) -> dict[str, Any]:
     """An override written as the engine config is: an ``[engine]`` table."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"engine override is not valid TOML: {exc}", None) from None
+    doc = toml_text.loads(text, "engine override")
     names = {f.name for f in dataclasses.fields(EngineParams)}
     for key in doc:
         if key != "engine":

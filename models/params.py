@@ -18,12 +18,12 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import ConfigError
+from models import toml_text
+from models.errors import ConfigError, ValidationError
 from models.escape import ESCAPE_RULES
 
 __all__ = [
@@ -339,9 +339,9 @@ def params_from_mapping(values: Mapping[str, Any], base: EngineParams | None = N
 def load_params(text: str, base: EngineParams | None = None) -> EngineParams:
     """Parse a TOML document whose ``[engine]`` table overrides the defaults."""
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"engine config is not valid TOML: {exc}") from None
+        doc = toml_text.loads(text, "engine config")
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
     params = {f.name for f in dataclasses.fields(EngineParams)}
     for key in doc:
         if key == "engine":
@@ -367,9 +367,9 @@ def engine_problems(text: str, base: EngineParams | None = None) -> list[str]:
     rest is checked again, until it passes."""
     base = base or EngineParams()
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return [f"engine config is not valid TOML: {exc}"]
+        doc = toml_text.loads(text, "engine config")
+    except ValidationError as exc:
+        return [str(exc)]
     params = {f.name for f in dataclasses.fields(EngineParams)}
     problems = []
     for key in doc:

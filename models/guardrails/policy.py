@@ -44,12 +44,12 @@ import copy
 import dataclasses
 import hashlib
 import json
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from models import toml_text
 from models.errors import ValidationError
 from models.events import PRIORITIES
 from models.guardrails._schema import as_int, as_str, as_table, check_keys, join, pick
@@ -57,7 +57,6 @@ from models.guardrails.cost import CostConfig, cost_to_dict, parse_cost
 from models.guardrails.entropy import EntropyConfig, entropy_to_dict, parse_entropy
 from models.guardrails.loop import LoopConfig, loop_to_dict, parse_loop
 from models.guardrails.media import MediaConfig, media_to_dict, parse_media
-from models.guardrails.nesting import MAX_NESTING, nesting_problem
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
@@ -341,15 +340,7 @@ def parse_policy_toml(text: str) -> Policy:
     """Parse a policy file's text (TOML). Pure: reading the file is the caller's job.
 
     Nesting deeper than :data:`MAX_NESTING` is refused before parsing (the parser recurses)."""
-    deep = nesting_problem(text)
-    if deep is not None:
-        raise ValidationError(f"{deep or 'the policy'} nests arrays or inline tables more than "
-                              f"{MAX_NESTING} levels deep", deep or None)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"the policy is not valid TOML: {exc}", None) from None
-    return parse_policy(doc)
+    return parse_policy(toml_text.loads(text, "the policy"))
 
 
 def default_policy() -> Policy:

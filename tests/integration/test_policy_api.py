@@ -144,3 +144,25 @@ async def test_engine_picks_up_a_replaced_policy(gateway: Gateway, tenant: Tenan
     tick.now += 2.0
     [v] = await engine.decide([ev()])
     assert v.action == "allow" and not [r for r in v.reasons if r.source != "markov"]
+
+
+@pytest.mark.parametrize("path", ["/v1/policy", "/v1/policy/engine"])
+@pytest.mark.parametrize(("text", "says", "field"), [
+    ("[engine]\nwindow = " + "[" * 1000 + "]" * 1000 + "\n", "nests arrays or inline tables",
+     "engine.window"),
+    ("[engine]\nwindow = " + "7" * 5000 + "\n", "integer of more than 4,300 digits", None),
+], ids=["nested-1000-deep", "5000-digit-integer"])
+async def test_toml_the_parser_cannot_take_is_a_400(
+    gateway: Gateway, tenant: Tenant, path: str, text: str, says: str, field: str | None
+) -> None:
+    """Round 11 of the outside attack runs: a 2 KB engine override nested 1,000 deep, and a
+    TOML integer of over 4,300 digits on either route, answered 500 (each logging a 198 KB
+    traceback). Now a 400 saying what was wrong, and the old document stays."""
+    async with aiohttp.ClientSession() as http, http.put(
+        gateway.url + path, data=text.encode(),
+        headers={"Authorization": f"Bearer {tenant.api_key}", "Content-Type": "application/toml"},
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 400, body
+    assert says in body["message"], body
+    assert body["field"] == field, body

@@ -315,3 +315,21 @@ async def test_a_project_seen_with_an_empty_bucket_is_refused_before_reading(
     await asyncio.sleep(1.2)  # a token is back: small events pass again
     again = await tenant.client.send_batch(_events(1))
     assert again.status == 200, again.body
+
+
+async def test_a_batch_refused_for_costing_more_than_is_left_marks_the_project(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Round 11: refused requests take no tokens, so a bucket never seen at zero never marked
+    its project, and batches costing more than what was left were each parsed to be refused.
+    Any refusal now marks the project until the refused cost could pass."""
+    first = await tenant.client.send_batch(_events(60))  # half the bucket
+    assert first.status == 200 and first.body["accepted"] == 60, first.body
+    refused = await tenant.client.send_batch(_events(100))  # more than the 60 left
+    assert refused.status == 429, refused.body
+    head = await head_without_body(gateway.url, "POST", "/v1/events:batch", tenant.api_key,
+                                   60_000)
+    assert head.startswith(b"HTTP/1.1 429"), head
+    # small requests are still read and judged by the bucket: 60 tokens are there
+    small = await tenant.client.send_batch(_events(1))
+    assert small.status == 200, small.body

@@ -342,6 +342,13 @@ class Settings:
     webhooks_per_project: int = 10
     #: Deliveries in flight at once per dispatcher process.
     webhook_concurrency: int = 50
+    #: ... of which one project may hold at most this many: its slow receivers wait on its own
+    #: share, never on the others' (round 11 of the outside attack runs).
+    webhook_concurrency_per_project: int = 10
+    #: Deliveries one project may have waiting in a dispatcher (delivering or retrying); past
+    #: it, its new deliveries are dropped and counted (``result="backlog_full"``) — a project
+    #: whose receivers cannot keep up does not hold the others' deliveries back.
+    webhook_backlog_per_project: int = 1000
     #: Kafka consumer group of the webhook dispatcher (its own: it reads ``verdicts`` again).
     webhook_group: str = "ratchet-webhooks"
     #: Port of the dispatcher's Prometheus ``/metrics`` (0 = not served).

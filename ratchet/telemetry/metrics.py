@@ -181,7 +181,8 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "ratchet_webhook_deliveries_total",
     "Webhook deliveries by final result: delivered, dropped (retries exhausted), "
-    "refused (destination address not allowed).",
+    "refused (destination address not allowed), backlog_full (the project had "
+    "RATCHET_WEBHOOK_BACKLOG_PER_PROJECT deliveries waiting).",
     ["result"],
 )
 WEBHOOK_BREAKER_TRANSITIONS = Counter(

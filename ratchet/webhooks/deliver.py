@@ -73,8 +73,11 @@ class Deliverer:
         self.clock, self.wall, self.sleep, self.rand = clock, wall, sleep, rand
         self.breakers: dict[str, CircuitBreaker] = {}
 
-    def breaker(self, url: str) -> CircuitBreaker:
-        dest = destination_of(url)
+    def breaker(self, hook: Webhook) -> CircuitBreaker:
+        """The breaker of ``hook``'s project and destination: one project's failing calls to a
+        host never open another project's breaker for it (round 11 of the outside attack runs:
+        a dozen failures from one tenant dropped 39 of another's 40 deliveries to that host)."""
+        dest = f"{hook.project_id}\t{destination_of(hook.url)}"
         found = self.breakers.get(dest)
         if found is None:
             s = self.settings
@@ -103,7 +106,7 @@ class Deliverer:
 
     async def attempt(self, hook: Webhook, did: str, event: str, body: bytes) -> str:
         """One attempt: delivered, http_error, timeout, connect_error, refused, breaker_open."""
-        breaker = self.breaker(hook.url)
+        breaker = self.breaker(hook)
         before = breaker.state
         if not breaker.allow(self.clock()):
             return "breaker_open"

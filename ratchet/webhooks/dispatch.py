@@ -1,12 +1,20 @@
 """The webhook dispatcher: a consumer of ``verdicts`` in its OWN consumer group.
 
 Kept thin and outside the Faust worker on purpose: webhook receivers are slow and unreliable,
-and must never delay verdicts. It reads verdict envelopes, looks up the project's webhooks,
+and must never delay verdicts. It reads verdict envelopes, looks up the project's webhooks and
 delivers flag/pause/reject verdicts to the webhooks subscribed to that action
-(:class:`ratchet.webhooks.deliver.Deliverer`), and commits the batch's offsets only after every
-delivery of the batch finished (delivered, refused or dropped after its retries): a crash
-re-reads the batch and re-delivers with the same delivery ids (at-least-once). A new group starts
-at the end of the topic (webhooks are not replayed over old verdicts).
+(:class:`ratchet.webhooks.deliver.Deliverer`).
+
+Every envelope is handled by a task of its own, so one project's slow receivers (or retries)
+never hold back another's deliveries; a project holds at most
+``RATCHET_WEBHOOK_CONCURRENCY_PER_PROJECT`` of the process's delivery slots and may have at most
+``RATCHET_WEBHOOK_BACKLOG_PER_PROJECT`` deliveries waiting (past it, its new ones are dropped and
+counted). Offsets are committed per partition up to the first envelope not finished yet
+(delivered, refused or dropped after its retries): a crash re-reads from there and re-delivers
+with the same delivery ids (at-least-once; envelopes finished after it are delivered again).
+At most :data:`PENDING_MAX` envelopes are in hand per process; past it the dispatcher stops
+fetching until some finish. A new group starts at the end of the topic (webhooks are not
+replayed over old verdicts).
 
 Run it with ``ratchet webhooks dispatch`` (one or more processes; Kafka spreads partitions).
 """
@@ -16,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp.abc import AbstractResolver
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from models.verdict_wire import decode_verdict_message
 from models.webhooks import WEBHOOK_ACTIONS
@@ -32,12 +42,17 @@ from ratchet.kafka.security import client_kwargs
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient
 from ratchet.store.webhooks import Webhook, WebhookStore
+from ratchet.telemetry.metrics import WEBHOOK_DELIVERIES
 from ratchet.webhooks.deliver import Deliverer
 from ratchet.webhooks.net import GuardedResolver, guarded_session
 
-__all__ = ["WebhookDispatcher", "deliveries_for"]
+__all__ = ["PENDING_MAX", "WebhookDispatcher", "deliveries_for"]
 
 log = logging.getLogger(__name__)
+
+#: Envelopes in hand (being delivered or retried) per dispatcher process before it stops
+#: fetching more.
+PENDING_MAX = 10_000
 
 
 def deliveries_for(
@@ -67,6 +82,12 @@ class WebhookDispatcher:
         self.deliverer: Deliverer | None = None
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(max(1, settings.webhook_concurrency))
+        #: per project: its share of the slots, and its deliveries waiting or in flight
+        self._shares: dict[str, asyncio.Semaphore] = {}
+        self._backlog: dict[str, int] = {}
+        #: per partition, the offsets in hand in order, each with the task handling it
+        self._in_hand: dict[TopicPartition, deque[tuple[int, asyncio.Task[None]]]] = {}
+        self._pending = 0
 
     async def start(self, assign_timeout_s: float = 30.0) -> None:
         """Join the group and wait for a partition assignment, then dispatch in the background."""
@@ -109,18 +130,50 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         assert self.consumer is not None
         while True:
-            got = await self.consumer.getmany(timeout_ms=500, max_records=200)
-            if not got:
-                continue
-            try:
-                for records in got.values():
-                    await asyncio.gather(*(self.handle(r.value or b"") for r in records))
-                await self.consumer.commit()
-            except Exception as exc:  # noqa: BLE001  e.g. Redis down: read the batch again
-                log.warning("webhook batch failed, retrying it: %s", type(exc).__name__)
+            if self._pending >= PENDING_MAX:  # enough in hand: let some finish first
+                await asyncio.sleep(0.1)
+            else:
+                got = await self.consumer.getmany(timeout_ms=500, max_records=200)
                 for tp, records in got.items():
-                    self.consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(1.0)
+                    hand = self._in_hand.setdefault(tp, deque())
+                    for record in records:
+                        self._pending += 1
+                        hand.append((record.offset, asyncio.create_task(
+                            self._until_handled(record.value or b""))))
+            await self._commit_finished()
+
+    async def _until_handled(self, value: bytes) -> None:
+        """Handle one envelope, again after a failure of the dispatcher's own dependencies
+        (e.g. Redis down), until it is handled."""
+        try:
+            while True:
+                try:
+                    await self.handle(value)
+                    return
+                except Exception as exc:  # noqa: BLE001  e.g. Redis down: try it again
+                    log.warning("webhook envelope failed, retrying it: %s", type(exc).__name__)
+                    await asyncio.sleep(1.0)
+        finally:
+            self._pending -= 1
+
+    async def _commit_finished(self) -> None:
+        """Commit each partition up to its first envelope not finished yet."""
+        assert self.consumer is not None
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        assigned = self.consumer.assignment()
+        for tp, hand in list(self._in_hand.items()):
+            done = None
+            while hand and hand[0][1].done():
+                done = hand.popleft()[0]
+            if tp not in assigned:  # revoked: its new owner reads from the last commit
+                del self._in_hand[tp]
+            elif done is not None:
+                offsets[tp] = OffsetAndMetadata(done + 1, "")
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance: the next owner re-delivers (same ids)
+                log.warning("webhook offsets not committed: %s", type(exc).__name__)
 
     async def handle(self, value: bytes) -> list[str]:
         """Deliver what one verdict envelope calls for; returns each delivery's result."""
@@ -137,9 +190,28 @@ class WebhookDispatcher:
         return list(await asyncio.gather(*(self._deliver(h, v) for h, v in pairs)))
 
     async def _deliver(self, hook: Webhook, verdict: Mapping[str, Any]) -> str:
+        """One delivery within its project's share of the slots and backlog."""
         assert self.deliverer is not None
-        async with self._limit:
-            return await self.deliverer.deliver(hook, verdict)
+        project = hook.project_id
+        waiting = self._backlog.get(project, 0)
+        if waiting >= self.settings.webhook_backlog_per_project:
+            WEBHOOK_DELIVERIES.labels(result="backlog_full").inc()
+            return "backlog_full"
+        self._backlog[project] = waiting + 1
+        share = self._shares.get(project)
+        if share is None:
+            share = self._shares[project] = asyncio.Semaphore(
+                max(1, self.settings.webhook_concurrency_per_project))
+        try:
+            async with share, self._limit:
+                return await self.deliverer.deliver(hook, verdict)
+        finally:
+            left = self._backlog[project] - 1
+            if left:
+                self._backlog[project] = left
+            else:  # nothing of the project waits: its share is free again
+                del self._backlog[project]
+                self._shares.pop(project, None)
 
     async def stop(self) -> None:
         if self.lag is not None:
@@ -148,6 +220,11 @@ class WebhookDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        tasks = [task for hand in self._in_hand.values() for _, task in hand]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_hand.clear()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

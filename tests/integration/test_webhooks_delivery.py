@@ -329,3 +329,65 @@ async def test_dispatch_command_delivers_serves_metrics_and_stops_on_sigterm(
             await proc.wait()
             raise
     assert code == 0
+
+
+async def test_one_projects_failures_never_open_anothers_breaker(
+    receiver: Receiver, redis_client: Redis, keys: Keys
+) -> None:
+    """Round 11: the breaker was keyed by destination alone — a dozen failed deliveries of one
+    tenant to a host opened it for every tenant, and another's deliveries there were dropped."""
+    store = WebhookStore(redis_client, keys)
+    mine = await store.create(PROJECT, WebhookSpec(receiver.url, "", ("flag",), ""), 10)
+    theirs = await store.create("prj_other", WebhookSpec(receiver.url, "", ("flag",), ""), 10)
+    s = settings(webhook_breaker_failures=3, webhook_max_attempts=1)
+    d = await deliverer_for(s)
+    try:
+        receiver.statuses = [500, 500, 500, 200]
+        for _ in range(3):
+            assert await d.deliver(mine, verdict("flag").to_dict()) == "dropped"
+        assert await d.attempt(mine, "x", "verdict.flag", b"{}") == "breaker_open"
+        assert await d.deliver(theirs, verdict("flag").to_dict()) == "delivered"
+    finally:
+        await d.session.close()
+
+
+async def test_a_projects_slow_receiver_does_not_hold_back_anothers_deliveries(
+    redis_url: str, redis_client: Redis, kafka_bootstrap: str, key_prefix: str,
+) -> None:
+    """Round 11: one pool of delivery slots for everyone, and each batch committed only once all
+    of its deliveries finished — one tenant's receivers answering in 4.5 s delayed another's
+    deliveries by a minute. Now each envelope is handled on its own, within its project's share
+    of the slots: a verdict of B sent after 40 of A's (same partition) arrives at once."""
+    s = settings(redis_url=redis_url, kafka_bootstrap=kafka_bootstrap, key_prefix=key_prefix,
+                 topic_verdicts=f"{key_prefix}-verdicts", webhook_group=f"{key_prefix}-hooks",
+                 broker_session_timeout_s=10.0, broker_heartbeat_interval_s=1.0,
+                 webhook_timeout_s=10.0, webhook_concurrency=4,
+                 webhook_concurrency_per_project=2)
+    await ensure_topics(kafka_bootstrap, [s.topic_verdicts], 1)
+    keys = Keys(key_prefix)
+    store = WebhookStore(redis_client, keys)
+    async with Receiver(delay_s=3.0) as slow, Receiver() as fast:
+        await store.create(PROJECT, WebhookSpec(slow.url, "", ("pause",), ""), 10)
+        await store.create("prj_b", WebhookSpec(fast.url, "", ("pause",), ""), 10)
+        dispatcher = WebhookDispatcher(s, redis_client)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await dispatcher.start()
+            for i in range(40):
+                env = VerdictEnvelope(PROJECT, "bot", f"a{i}", (verdict("pause"),))
+                await producer.send_and_wait(s.topic_verdicts, encode_verdicts(env), key=b"k")
+            b = verdict("pause")
+            env = VerdictEnvelope("prj_b", "bot", "b", (b,))
+            sent = time.monotonic()
+            await producer.send_and_wait(s.topic_verdicts, encode_verdicts(env), key=b"k")
+            while not fast.requests and time.monotonic() - sent < 20:
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - sent
+        finally:
+            await producer.stop()
+            await dispatcher.stop()
+    assert [orjson.loads(r.body)["verdict"]["event_id"] for r in fast.requests] == [b.event_id]
+    # A's 40 deliveries take 60 s at 2 at a time: B's waited for them before
+    assert took < 5.0, took
+    assert len(slow.requests) <= 4  # A never held more than its share

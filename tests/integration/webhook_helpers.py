@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=lambda: [200])
     requests: list[Received] = field(default_factory=list)
+    #: Seconds each request is held before its answer (a slow receiver).
+    delay_s: float = 0.0
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -37,6 +40,8 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append(Received(dict(request.headers), await request.read()))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         index = min(len(self.requests), len(self.statuses)) - 1
         return web.Response(status=self.statuses[index], text="ok")
 

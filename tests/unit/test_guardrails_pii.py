@@ -7,6 +7,7 @@ import json
 import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -163,6 +164,16 @@ def test_card_numbers_as_json_numbers() -> None:
     assert found(4111111111111111) == ["card"]
     assert found(4111111111111112) == []
     assert found(1541815603606036480) == []
+
+
+@pytest.mark.parametrize("text", ["378282246310005", "378282246310005.0",
+                                  "3.78282246310005e14", "378282246310005e0", "37828224631000.5e1"])
+def test_a_card_number_in_any_json_form_of_one_number(text: str) -> None:
+    """Round 11 of the outside attack runs: the integer was found, its float forms (which sign
+    the same: RFC 8785 writes them all as the integer) passed. The walk reads an integral float
+    as the integer it equals."""
+    assert found(orjson.loads(text)) == ["card"]
+    assert found([orjson.loads(text)]) == ["card"]
 
 
 def test_checksums() -> None:

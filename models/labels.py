@@ -33,6 +33,7 @@ import orjson
 
 from models.sanitize import clean_text
 from models.skeleton import ARRAY, MAP, UNION, skeleton
+from models.unicode_sets import IGNORABLE_CLASS
 
 __all__ = [
     "MAX_LABEL_BYTES",
@@ -115,10 +116,7 @@ def key_paths(skel: Any) -> list[str]:
 #: joiner…), and the backslash that starts an escape and the characters that delimit a label's
 #: paths (so a key ``to\u200b`` written with a real backslash, or ``id:num, to``, reads as what
 #: it is).
-_HIDDEN = re.compile(
-    "[\\\\:,{}\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
-    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+_HIDDEN = re.compile(f"[\\\\:,{{}}{IGNORABLE_CLASS}]")
 
 
 def _escape(c: str) -> str:

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from models.errors import ValidationError
 from models.guardrails.regex_safety import Regex, compile_internal
+from models.unicode_sets import IGNORABLE_CHARS, IGNORABLE_CLASS, PLAIN_DIGITS_AND_DASHES
 
 __all__ = ["DECODED", "MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "fold", "walk"]
 
@@ -101,11 +102,11 @@ class Leaf(NamedTuple):
 
 _leaf = tuple.__new__  # builds a Leaf without the Python-level __new__ (the hot path)
 
-#: Invisible format characters a word can hide behind (Unicode category Cf that renders as
-#: nothing): soft hyphen, zero-width space / non-joiner / joiner, marks, bidi embeddings and
-#: isolates, word joiner and invisible operators, byte-order mark.
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-                        "\u2066-\u206f\ufeff]")
+#: Invisible characters a word can hide behind: every Unicode default-ignorable code point
+#: (zero-width spaces and joiners, bidi controls, the combining grapheme joiner, variation
+#: selectors, Hangul fillers, tags; round 11 of the outside attack runs hid an AWS key, a card
+#: number and ``DROP TABLE`` behind U+034F, U+FE0F, U+3164 and U+E0100).
+_INVISIBLE = re.compile(f"[{IGNORABLE_CLASS}]")
 
 
 #: Characters NFKC may *add* in one payload walk. NFKC can expand a character 18 times
@@ -119,13 +120,12 @@ FOLD_BUDGET = 16_384
 #: Input characters folded at a time while the budget lasts.
 _FOLD_CHUNK = 256
 #: The light fold: fullwidth ASCII forms (U+FF01–U+FF5E) and the ideographic space to ASCII,
-#: no-break and other spaces to a space, invisible format characters removed.
-_LIGHT = {0xFF01 + i: 0x21 + i for i in range(94)}
+#: no-break and other spaces to a space, digits of every script and dashes to ASCII, invisible
+#: characters removed.
+_LIGHT: dict[int, int | None] = {0xFF01 + i: 0x21 + i for i in range(94)}
+_LIGHT.update(PLAIN_DIGITS_AND_DASHES)
 _LIGHT.update({c: 0x20 for c in (0x00A0, 0x1680, 0x202F, 0x205F, 0x3000, *range(0x2000, 0x200B))})
-_LIGHT.update({c: None for c in (0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5,
-                                 0x180E, 0x3164, 0xFEFF, 0xFFA0,
-                                 *range(0x200B, 0x2010), *range(0x202A, 0x202F),
-                                 *range(0x2060, 0x2070))})
+_LIGHT.update(dict.fromkeys(map(ord, IGNORABLE_CHARS)))
 
 
 def fold(text: str, budget: list[int] | None = None) -> str:
@@ -147,12 +147,14 @@ def fold(text: str, budget: list[int] | None = None) -> str:
     if text.isascii():
         return text
     if budget is None:
-        return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+        return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(
+            PLAIN_DIGITS_AND_DASHES)
     parts: list[str] = []
     i, n = 0, len(text)
     while i < n and budget[0] > 0:
         raw = text[i:i + _FOLD_CHUNK]
-        piece = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw))
+        piece = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw)).translate(
+            PLAIN_DIGITS_AND_DASHES)
         budget[0] -= max(len(piece) - len(raw), 0)  # only what NFKC added
         parts.append(piece)
         i += _FOLD_CHUNK

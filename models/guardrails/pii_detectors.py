@@ -89,8 +89,8 @@ _TLD_FILES = frozenset(
     ]
 )
 _CARD = re.compile(
-    r"(?<![\w.,+/-])(?:\d{13,19}|\d{4}(?P<cs>[ -])\d{4}(?P=cs)\d{4}(?P=cs)\d{1,4}"
-    r"(?:(?P=cs)\d{1,3})?|\d{4}(?P<cx>[ -])\d{6}(?P=cx)\d{4,5})(?![\w]|[.,-]\d)"
+    r"(?<![\w.,+/-])(?:\d{13,19}|\d{4}(?P<cs>[ \t._/-])\d{4}(?P=cs)\d{4}(?P=cs)\d{1,4}"
+    r"(?:(?P=cs)\d{1,3})?|\d{4}(?P<cx>[ \t._/-])\d{6}(?P=cx)\d{4,5})(?![\w]|[.,/-]\d)"
 )
 _PHONE_INTL = re.compile(
     r"(?<![\w+])\+[1-9]\d{0,14}(?:[ .-]?\(\d{1,4}\)\d{0,12}|[ .-]\d{1,12}){0,6}(?![\w-]|[.,]\d)"
@@ -114,7 +114,7 @@ _IBAN = re.compile(
 
 
 Windows = Sequence[tuple[int, int]]
-_CLUSTER = re.compile(r"\d(?:[ ().\/-]{0,3}\d){5}")
+_CLUSTER = re.compile(r"\d(?:[ ().\/_\t-]{0,3}\d){5}")
 #: Every digit-based candidate holds a cluster of 6 close digits and is at most this long.
 _DIGIT_MARGIN = 48
 _EMAIL_BEFORE, _EMAIL_AFTER = 65, 256

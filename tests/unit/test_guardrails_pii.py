@@ -528,3 +528,27 @@ def test_decoded_text_is_charged_to_the_scan_budget() -> None:
     assert budget.used == both
     (limit,) = check_pii(cfg, leaves, ScanBudget(both - 1))
     assert limit.detail["rule"] == "pii.scan_limit" and limit.action == "reject"
+
+
+@pytest.mark.parametrize("text", [
+    "4111.1111.1111.1111", "4111/1111/1111/1111", "4111_1111_1111_1111", "4111\t1111\t1111\t1111",
+    "4111\u20131111\u20131111\u20131111", "4111\u22121111\u22121111\u22121111",
+    "\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661",
+    "\u096a\u0967\u0967\u0967 \u0967\u0967\u0967\u0967 \u0967\u0967\u0967\u0967 \u0967\u0967\u0967\u0967",
+    "4111\u034f1111\u034f1111\u034f1111", "4111111111111111\ufe0f", "41\U000e0100" + "11111111111111",
+    "4111\u31641111\u31641111\u31641111",
+])
+def test_card_numbers_however_they_are_spelled(text: str) -> None:
+    """Round 11 of the outside attack runs: other separators, digits of other scripts and
+    default-ignorable characters (U+034F, U+FE0F, U+3164, U+E0100) hid card numbers."""
+    assert found(text) == ["card"], text
+
+
+def test_invisible_characters_do_not_hide_a_secret() -> None:
+    for c in ("\u034f", "\ufe0f", "\u3164", "\U000e0100", "\u200b"):
+        assert found(AWS[:6] + c + AWS[6:]) == ["secret"], repr(c)
+
+
+def test_a_dotted_version_or_date_is_no_card() -> None:
+    for text in ("2024.0101.1234.5678", "1.2.3.4", "2026/12/05", "10.0.0.1"):
+        assert found(text) == [], text

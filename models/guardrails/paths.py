@@ -14,9 +14,11 @@ and joiners, soft hyphens, bidi controls), so ``DROP\u00a0TABLE``, ``DR\u200bOP 
 card number in fullwidth digits meet the same patterns and detectors as their plain spelling.
 
 A path addresses the values *at* that place, not below it: ``customer`` selects the value of
-``customer``; ``customer.**`` selects everything under it. Arrays are explicit: a value inside
-``contacts: [{email: ...}]`` is ``contacts[].email``, or ``**.email``. Keys that contain ``.``,
-``[``, ``]`` or ``*`` can only be reached by wildcards.
+``customer`` — or, when that is an array, its elements — and ``customer.**`` everything under
+it. An array between keys is written: a value inside ``contacts: [{email: ...}]`` is
+``contacts[].email``, or ``**.email``. Key names match whatever their case (``sql`` selects
+``SQL``), except in a set that excludes. Keys that contain ``.``, ``[``, ``]`` or ``*`` can only
+be reached by wildcards.
 
 >>> leaves = walk({"a": {"b": "x"}, "items": [{"sku": "s1"}, {"sku": 2}], "ok": True})
 >>> [(leaf.path, leaf.value) for leaf in leaves]
@@ -224,7 +226,8 @@ def _compile_one(text: str, field: str) -> str:
     if not isinstance(text, str) or not text or len(text) > 256:
         raise ValidationError(f"{field}: a path must be a string of 1 to 256 characters", field)
     parts: list[str] = []
-    for segment in text.split("."):
+    segments = text.split(".")
+    for n, segment in enumerate(segments):
         if not segment:
             raise ValidationError(f"{field}: empty segment in {text!r}; {hint}", field)
         m = _SEGMENT.match(segment)
@@ -233,11 +236,18 @@ def _compile_one(text: str, field: str) -> str:
         head, arrays = m.group(1), len(m.group(2)) // 2
         if head == "**":
             parts.append(_GLOB)
-        elif head == "*":
+            parts.append(_ELEM * arrays)
+            continue
+        if head == "*":
             parts.append(f"{_KEY}[^{_KEY}{_ELEM}]*")
         else:
             parts.append(_KEY + re.escape(head))
-        parts.append(_ELEM * arrays)
+        if n < len(segments) - 1:  # an array between keys is written
+            parts.append(_ELEM * arrays)
+        else:  # the value at the path, or the elements of the array there (any depth):
+            # ``sql`` selects ``{"sql": ["DROP TABLE"]}`` too (round 11 of the outside attack
+            # runs); ``items[]`` needs at least one array level
+            parts.append(f"{_ELEM}{{{arrays},}}" if arrays else f"{_ELEM}*")
     return "".join(parts)
 
 
@@ -255,12 +265,18 @@ class PathSet:
     _memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
-    def compile(cls, paths: Sequence[str], where: str) -> PathSet:
-        """Compile ``paths``; errors name ``where[i]`` (the dotted path of the bad entry)."""
+    def compile(cls, paths: Sequence[str], where: str, *, exact_case: bool = False) -> PathSet:
+        """Compile ``paths``; errors name ``where[i]`` (the dotted path of the bad entry).
+
+        Key names match whatever their case (Unicode case folding: ``sql`` selects ``SQL``,
+        ``Sql`` and ``ſql`` — keys many JSON readers bind to the same field); ``exact_case`` for
+        a set that *excludes* values (a case variant of an excluded key is not excluded)."""
         compiled = [_compile_one(p, f"{where}[{i}]") for i, p in enumerate(paths)]
         everything = "**" in paths
+        flags = "" if exact_case else "(?i)"
         pattern = (
-            compile_internal("|".join(f"(?:{c})" for c in compiled), where) if compiled else None
+            compile_internal(flags + "|".join(f"(?:{c})" for c in compiled), where)
+            if compiled else None
         )
         return cls(tuple(paths), None if everything else pattern, everything)
 

@@ -79,7 +79,7 @@ _KEYS = (
     "entropy_min_bits",
 )
 _ALL = PathSet.compile(["**"], "paths")
-_NONE = PathSet.compile([], "exclude_paths")
+_NONE = PathSet.compile([], "exclude_paths", exact_case=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,10 @@ def _paths(value: Any, path: str) -> PathSet:
     return PathSet.compile(as_str_list(value, path), path)
 
 
+def _exclude_paths(value: Any, path: str) -> PathSet:
+    return PathSet.compile(as_str_list(value, path), path, exact_case=True)
+
+
 def parse_pii(
     table: Mapping[str, Any], path: str, base: PiiConfig, *, override: bool = False
 ) -> PiiConfig:
@@ -129,7 +133,7 @@ def parse_pii(
             lambda v, p: _actions(v, p, base.detector_actions),
         ),
         paths=f.get("paths", base.paths, _paths),
-        exclude_paths=f.get("exclude_paths", base.exclude_paths, _paths),
+        exclude_paths=f.get("exclude_paths", base.exclude_paths, _exclude_paths),
         max_scan_chars=f.get("max_scan_chars", base.max_scan_chars, ints(64, 1_048_576)),
         entropy_min_length=f.get("entropy_min_length", base.entropy_min_length, ints(16, 1_024)),
         entropy_max_length=f.get("entropy_max_length", base.entropy_max_length, ints(16, 4_096)),

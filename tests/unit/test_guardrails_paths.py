@@ -77,3 +77,28 @@ def test_walk_is_bounded() -> None:
     assert walk(deep) == ()
     wide = {f"k{i}": "v" for i in range(50)}
     assert len(walk(wide, max_leaves=10)) == 10
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    ({"sql": ["DROP TABLE users"]}, ["sql[0]"]),
+    ({"sql": [["DROP"]]}, ["sql[0][0]"]),
+    ({"SQL": "x"}, ["SQL"]),
+    ({"Sql": "x", "sql": "y"}, ["Sql", "sql"]),
+    ({"\u017fql": "x"}, ["*"]),  # long s: a key shown redacted, selected all the same
+    ({"q": {"SQL": ["x"]}}, ["q.SQL[0]"]),
+    ({"sqlx": "x", "items": [{"sql": 1}]}, []),
+])
+def test_a_path_selects_its_arrays_elements_and_every_case_of_its_keys(
+    payload: dict[str, object], expected: list[str]
+) -> None:
+    """Round 11 of the outside attack runs: with ``paths = ["sql", "q.sql"]`` a list under the
+    key, or the key spelled ``SQL``/``Sql``/``ſql`` (which many JSON readers bind to ``sql``),
+    was not scanned."""
+    sel = PathSet.compile(["sql", "q.sql"], "paths")
+    assert [leaf.path for leaf in walk(payload) if sel.matches(leaf.key)] == expected
+
+
+def test_an_excluding_set_matches_the_exact_case_only() -> None:
+    ex = PathSet.compile(["trace.**"], "exclude_paths", exact_case=True)
+    assert [leaf.path for leaf in walk({"trace": {"a": 1}, "Trace": {"a": 2}})
+            if ex.matches(leaf.key)] == ["trace.a"]

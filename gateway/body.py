@@ -16,7 +16,7 @@ from models.errors import RequestTimeoutError, ValidationError
 from models.json_keys import refuse_duplicate_keys
 from models.sanitize import shown
 
-__all__ = ["int_query", "read_bytes", "read_json"]
+__all__ = ["CLOSE_AFTER", "BodyTooLarge", "int_query", "read_bytes", "read_json"]
 
 
 #: A decimal integer of at most 18 digits (fits an int64; longer is out of every range here).
@@ -32,6 +32,9 @@ class BodyTooLarge(web.HTTPRequestEntityTooLarge):
         self.limit = max_size
 
 
+#: The answer closes the connection (``Connection: close``): the request's body was left unread,
+#: so the connection cannot carry another request.
+CLOSE_AFTER: web.RequestKey[bool] = web.RequestKey("ratchet_close_after", bool)
 #: The body as read (a handler and the admission may both ask for it).
 _BODY: web.RequestKey[bytes] = web.RequestKey("ratchet_body", bytes)
 _CHUNK = 64 << 10
@@ -80,7 +83,7 @@ async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            request.protocol.close()  # the rest is not read: the connection ends with the 413
+            request[CLOSE_AFTER] = True  # the rest is not read: the connection ends with the 413
             raise BodyTooLarge(max_size=max_bytes, actual_size=size)
         chunks.append(chunk)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from gateway.body import BodyTooLarge
+from gateway.body import CLOSE_AFTER, BodyTooLarge
 from gateway.ingest import error_body
 from gateway.limits import API_PROJECT, DECISION, charge_api, end_api
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
@@ -71,7 +71,7 @@ def _check_encoding(request: web.Request) -> None:
     outside attack runs: 4 KB bodies parsed as 3.9 MB, another tenant's verdicts at 1–5 s)."""
     encoding = request.headers.get(hdrs.CONTENT_ENCODING)
     if encoding is not None and encoding.strip().lower() not in ("", "identity"):
-        request.protocol.close()  # its body is not read
+        request[CLOSE_AFTER] = True  # its body is not read
         raise UnsupportedEncoding(
             f"Content-Encoding {shown(encoding)} is not accepted: send the body uncompressed "
             "(every size limit counts the bytes sent)")
@@ -131,6 +131,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         await charge_api(request, read, resp.content_length or 0)
     if not resp.prepared:  # a stream (server-sent events) sent its headers already
         resp.headers[TRACE_ID_HEADER] = trace_id
+        if request.get(CLOSE_AFTER):
+            resp.force_close()  # Connection: close — the client opens a new one
         decision = request.get(DECISION)
         if isinstance(decision, RateDecision):
             resp.headers.update(decision.headers())

@@ -78,3 +78,23 @@ async def test_a_body_of_unknown_length_stops_at_its_routes_limit(
                                _chunks(limit + 100_000), {"Content-Type": "application/json"})
     assert status == 413, body
     assert f"larger than {limit} bytes" in str(body["message"]), body
+
+
+async def test_a_refused_unread_body_closes_its_connection_cleanly(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """The answer to a body left unread says ``Connection: close``, so a client that keeps its
+    connections alive opens a new one for the next request (closing the connection without
+    saying so made the next request on it fail to write)."""
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.put(gateway.url + "/v1/policy", data=gzip.compress(b"version = 1\n"),
+                                headers={**auth, "Content-Encoding": "gzip"}) as resp:
+                assert resp.status == 415 and resp.headers.get("Connection") == "close"
+            async with http.post(gateway.url + "/v1/approvals/nope",
+                                 data=_chunks(gateway.settings.max_admin_body_bytes + 1),
+                                 headers=auth) as resp:
+                assert resp.status == 413 and resp.headers.get("Connection") == "close"
+            async with http.get(gateway.url + "/v1/whoami", headers=auth) as resp:
+                assert resp.status == 200

@@ -39,11 +39,10 @@ from models.guardrails._schema import (
 )
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet
-from models.guardrails.pii_checks import card_ok
 from models.guardrails.pii_detectors import DETECTORS
 from models.guardrails.pii_scan import scan_texts
 from models.guardrails.pii_secrets import Finding
-from models.guardrails.redact import MAX_EXAMPLES, hint
+from models.guardrails.redact import MAX_EXAMPLES
 from models.verdict import Reason, strictest
 
 __all__ = [
@@ -169,13 +168,11 @@ _INERT = re.compile(
 )
 
 
-def _card_number(value: float, detectors: tuple[str, ...]) -> bool:
-    return (
-        isinstance(value, int)
-        and 10**12 <= value < 10**19
-        and "card" in detectors
-        and card_ok(str(value))
-    )
+#: Integers of at least nine digits (a US SSN's; phone numbers and cards are longer) are read
+#: as the digits they are written with, by the same detectors and field-name hints as a string
+#: of those digits: ``{"ssn": 536221234}`` is ``{"ssn": "536221234"}`` (round 12 of the
+#: outside attack runs: SSNs and phone numbers sent as JSON numbers were never read).
+_READ_DIGITS = 10**8
 
 
 def select_pii(
@@ -196,6 +193,8 @@ def select_pii(
         if exclude is not None and exclude.matches(leaf.key):
             continue
         value = leaf.value
+        if type(value) is int and (value >= _READ_DIGITS or value <= -_READ_DIGITS):
+            value = str(value)
         if isinstance(value, str):
             size = len(value)
             # _INERT needs a "-" at index 4 (a date) or 8 (a UUID): most values skip the regex
@@ -212,8 +211,6 @@ def select_pii(
                     budget.used += cost
                 texts.append(text)
                 owners.append(leaf)
-        elif _card_number(value, cfg.detectors):
-            hits.append((leaf, Finding("card", "card", hint(str(value)), 0, 0)))
     return texts, owners, hits, unscanned
 
 

@@ -176,6 +176,19 @@ def test_a_card_number_in_any_json_form_of_one_number(text: str) -> None:
     assert found([orjson.loads(text)]) == ["card"]
 
 
+@pytest.mark.parametrize(("name", "value", "detectors"), [
+    ("ssn", 536221234, ["us_ssn"]), ("SSN", 536221234.0, ["us_ssn"]),
+    ("ssn", 5.36221234e8, ["us_ssn"]), ("phone", 14155550123, ["phone"]),
+    ("customer_id", 536221234, []), ("n", 123456789, []),
+])
+def test_numbers_are_read_as_their_digits(name: str, value: float, detectors: list[str]) -> None:
+    """Round 12 of the outside attack runs: ``{"ssn": "536221234"}`` was found, the same
+    digits as a JSON number were not (nor a phone number). An integer of nine digits or more
+    is read as a string of its digits, field-name hints included."""
+    cfg = PiiConfig(detectors=("us_ssn", "phone", "card"))
+    assert found(value, name, cfg) == detectors
+
+
 def test_checksums() -> None:
     assert luhn_ok("79927398713") and not luhn_ok("79927398710")
     assert card_ok("6011 1111 1111 1117") and card_ok("3530111333300000")

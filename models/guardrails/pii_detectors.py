@@ -104,10 +104,12 @@ _PHONE_TRUNK = re.compile(
 )
 _PHONE_BARE = re.compile(r"\+?\d{7,15}")
 _PHONE_FIELD = re.compile(r"(?i)phone|mobile|msisdn|fax|(?:^|_)tel(?:$|_)")
-_SSN = re.compile(r"(?<![\w-])\d{3}(?P<ss>[- ])\d{2}(?P=ss)\d{4}(?![\w-])")
+_SSN = re.compile(r"(?<![\w-])\d{3}(?P<ss>[- \t._/])\d{2}(?P=ss)\d{4}(?![\w-])")
 _SSN_FIELD = re.compile(r"(?i)ssn|social_?security")
-_NINO = re.compile(r"(?<!\w)[A-Z]{2}(?: ?\d{2}){3} ?[A-D](?!\w)")
-_ES_DNI = re.compile(r"(?<![\w-])(?:\d{8}|[XYZ]-?\d{7})-?[A-Z](?![\w-])")
+# any letter case (round 12 of the outside attack runs: lower-case ids passed)
+# (scoped flags: the window gate joins these patterns into one alternation)
+_NINO = re.compile(r"(?<!\w)(?i:[A-Z]{2})(?: ?\d{2}){3} ?(?i:[A-D])(?!\w)")
+_ES_DNI = re.compile(r"(?<![\w-])(?:\d{8}|(?i:[XYZ])-?\d{7})-?(?i:[A-Z])(?![\w-])")
 _IBAN = re.compile(
     r"(?<!\w)[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?!\w)"
 )

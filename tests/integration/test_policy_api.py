@@ -151,7 +151,8 @@ async def test_engine_picks_up_a_replaced_policy(gateway: Gateway, tenant: Tenan
     ("[engine]\nwindow = " + "[" * 1000 + "]" * 1000 + "\n", "nests arrays or inline tables",
      "engine.window"),
     ("[engine]\nwindow = " + "7" * 5000 + "\n", "integer of more than 4,300 digits", None),
-], ids=["nested-1000-deep", "5000-digit-integer"])
+    ("[engine]\nwindow = 0x" + "f" * 4000 + "\n", "integer wider than 64 bits", "engine.window"),
+], ids=["nested-1000-deep", "5000-digit-integer", "4000-hex-digits"])
 async def test_toml_the_parser_cannot_take_is_a_400(
     gateway: Gateway, tenant: Tenant, path: str, text: str, says: str, field: str | None
 ) -> None:

@@ -562,6 +562,18 @@ def test_invisible_characters_do_not_hide_a_secret() -> None:
         assert found(AWS[:6] + c + AWS[6:]) == ["secret"], repr(c)
 
 
+@pytest.mark.parametrize(("text", "detector"), [
+    ("536.22.1234", "us_ssn"), ("536/22/1234", "us_ssn"), ("536_22_1234", "us_ssn"),
+    ("536\t22\t1234", "us_ssn"), ("536\u00ad-22-1234", "us_ssn"),
+    ("ab 12 34 56 c", "uk_nino"), ("ab123456c", "uk_nino"), ("12345678z", "es_dni"),
+    ("x1234567l", "es_dni"),
+])
+def test_national_ids_with_other_separators_or_letter_case(text: str, detector: str) -> None:
+    """Round 12 of the outside attack runs: SSNs grouped by . / _ or tabs, and lower-case
+    NINOs and DNIs, passed."""
+    assert found(text) == [detector], text
+
+
 def test_a_dotted_version_or_date_is_no_card() -> None:
     for text in ("2024.0101.1234.5678", "1.2.3.4", "2026/12/05", "10.0.0.1"):
         assert found(text) == [], text

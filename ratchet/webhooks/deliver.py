@@ -16,6 +16,7 @@ import ipaddress
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,8 +87,11 @@ class Deliverer:
             self.breakers[dest] = found
         return found
 
-    async def deliver(self, hook: Webhook, verdict: Mapping[str, Any]) -> str:
-        """Deliver ``verdict`` to ``hook``; returns delivered, refused or dropped."""
+    async def deliver(self, hook: Webhook, verdict: Mapping[str, Any], *,
+                      slot: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> str:
+        """Deliver ``verdict`` to ``hook``; returns delivered, refused or dropped. ``slot``:
+        entered around each attempt (not the waits between retries: a receiver that keeps
+        failing does not hold a delivery slot while it backs off)."""
         did = delivery_id(hook.id, str(verdict.get("event_id", "")))
         body = orjson.dumps(delivery_body(hook.id, hook.project_id, did, verdict))
         event = f"verdict.{verdict.get('action')}"
@@ -96,7 +100,11 @@ class Deliverer:
             if attempt > 1:
                 await self.sleep(backoff_delay(attempt - 1, base_s=s.webhook_backoff_base_s,
                                                cap_s=s.webhook_backoff_max_s, rand=self.rand()))
-            result = await self.attempt(hook, did, event, body)
+            if slot is None:
+                result = await self.attempt(hook, did, event, body)
+            else:
+                async with slot():
+                    result = await self.attempt(hook, did, event, body)
             WEBHOOK_ATTEMPTS.labels(result=result).inc()
             if result in ("delivered", "refused"):
                 WEBHOOK_DELIVERIES.labels(result=result).inc()

@@ -7,7 +7,9 @@ delivers flag/pause/reject verdicts to the webhooks subscribed to that action
 
 Every envelope is handled by a task of its own, so one project's slow receivers (or retries)
 never hold back another's deliveries; a project holds at most
-``RATCHET_WEBHOOK_CONCURRENCY_PER_PROJECT`` of the process's delivery slots and may have at most
+``RATCHET_WEBHOOK_CONCURRENCY_PER_PROJECT`` of the process's delivery slots, a slot that frees
+goes to the waiting project with the fewest in flight (:class:`ratchet.webhooks.slots.FairSlots`),
+and a project may have at most
 ``RATCHET_WEBHOOK_BACKLOG_PER_PROJECT`` deliveries waiting (past it, its new ones are dropped and
 counted). Offsets are committed per partition up to the first envelope not finished yet
 (delivered, refused or dropped after its retries): a crash re-reads from there and re-delivers
@@ -45,6 +47,7 @@ from ratchet.store.webhooks import Webhook, WebhookStore
 from ratchet.telemetry.metrics import WEBHOOK_DELIVERIES
 from ratchet.webhooks.deliver import Deliverer
 from ratchet.webhooks.net import GuardedResolver, guarded_session
+from ratchet.webhooks.slots import FairSlots
 
 __all__ = ["PENDING_MAX", "WebhookDispatcher", "deliveries_for"]
 
@@ -81,9 +84,9 @@ class WebhookDispatcher:
         self.lag: LagMonitor | None = None
         self.deliverer: Deliverer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._limit = asyncio.Semaphore(max(1, settings.webhook_concurrency))
-        #: per project: its share of the slots, and its deliveries waiting or in flight
-        self._shares: dict[str, asyncio.Semaphore] = {}
+        self._slots = FairSlots(settings.webhook_concurrency,
+                                settings.webhook_concurrency_per_project)
+        #: per project: its deliveries waiting or in flight
         self._backlog: dict[str, int] = {}
         #: per partition, the offsets in hand in order, each with the task handling it
         self._in_hand: dict[TopicPartition, deque[tuple[int, asyncio.Task[None]]]] = {}
@@ -198,20 +201,15 @@ class WebhookDispatcher:
             WEBHOOK_DELIVERIES.labels(result="backlog_full").inc()
             return "backlog_full"
         self._backlog[project] = waiting + 1
-        share = self._shares.get(project)
-        if share is None:
-            share = self._shares[project] = asyncio.Semaphore(
-                max(1, self.settings.webhook_concurrency_per_project))
         try:
-            async with share, self._limit:
-                return await self.deliverer.deliver(hook, verdict)
+            return await self.deliverer.deliver(hook, verdict,
+                                                slot=lambda: self._slots.held(project))
         finally:
             left = self._backlog[project] - 1
             if left:
                 self._backlog[project] = left
-            else:  # nothing of the project waits: its share is free again
+            else:
                 del self._backlog[project]
-                self._shares.pop(project, None)
 
     async def stop(self) -> None:
         if self.lag is not None:

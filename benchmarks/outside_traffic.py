@@ -54,25 +54,23 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NotRequired, TypeAlias, TypedDict
 
-import orjson
+from benchmarks.replay_files import read_jsonl, replay_child, write_jsonl
 
 __all__ = [
     "ARCHETYPES", "KINDS", "Event", "Figures", "Row", "RunMeta", "analyse", "analyse_and_report",
     "event_line", "generate", "main", "run_line",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 
 JsonValue: TypeAlias = (
     str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
@@ -825,10 +823,6 @@ def run_line(run: RunMeta) -> str:
     return json.dumps(run)
 
 
-def write_jsonl(path: Path, lines: Iterable[str]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
 
 
 # --------------------------------------------------------------------------- analysis
@@ -1019,27 +1013,7 @@ def analyse(events: Iterable[Mapping[str, Any]], verdicts: Iterable[Mapping[str,
     return analyse_and_report(events, verdicts, runs, warmup)[0]
 
 
-def read_jsonl(path: Path) -> Iterator[Any]:
-    """Parsed lines of a JSONL file, one at a time."""
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                yield orjson.loads(line)
-
-
 # --------------------------------------------------------------------------- command
-
-def _replay(events: Path, verdicts: Path, summary: Path, warmup: int, guardrails: bool) -> None:
-    """``ratchet replay`` in a child process (the ``ratchet`` console script is
-    ``ratchet.cli.main:main``); it starts and removes its own redis-server."""
-    cmd = [sys.executable, "-m", "ratchet.cli.main", "replay", "--input", str(events),
-           "--output", str(verdicts), "--json", str(summary), "--warmup", str(warmup)]
-    if not guardrails:
-        cmd.append("--no-guardrails")
-    rc = subprocess.run(cmd, cwd=ROOT, check=False).returncode
-    if rc != 0:
-        raise SystemExit(f"outside_traffic: ratchet replay exited with {rc}")
-
 
 def _run(args: argparse.Namespace, out: Path) -> int:
     t = time.perf_counter()
@@ -1054,7 +1028,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     write_jsonl(runs_path, map(run_line, runs))
     print(f"outside_traffic: replaying {ev_path} (guardrails "
           f"{'on' if args.guardrails else 'off'})...", file=sys.stderr)
-    _replay(ev_path, v_path, s_path, args.warmup, args.guardrails)
+    replay_child("outside_traffic", ev_path, v_path, s_path, args.warmup, args.guardrails)
     print("outside_traffic: analysing...", file=sys.stderr)
     figures, report = analyse_and_report(events, read_jsonl(v_path), runs, args.warmup)
     sys.stdout.write(report)

@@ -260,6 +260,7 @@ async def memory(client: Redis, keys: Keys, events: Sequence[IngestEvent]) -> di
     return {
         "agent_window": await size(agent.window),
         "agent_cost": await size(agent.cost),
+        "agent_order": await size(agent.order),
         "run_state": await size(run.state),
         "run_window": await size(run.window),
         "run_nodes": await size(run.nodes),

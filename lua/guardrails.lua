@@ -22,9 +22,22 @@
   before it, i.e. the events of the last (slots-1)/slots .. 1 window — never more than the true
   sliding-window count. A hash cut for another window length is started again.
 
+  Step order (models/guardrails/order.py), when ARGV[9] > 0: each event's step (8 bytes:
+  service and action hashed) and the run's previous step (the run hash's "o"; a run without
+  one starts at the start step, eight zero bytes, and counts as one more run of the agent)
+  make a pair. The pair is judged new when the agent has more than min_runs runs, the previous
+  step was followed at least min_support times and by at most max_successors distinct steps,
+  and the pair was never learned. A pair not judged new is learned (counted); one judged new is
+  learned when it has been judged new learn_after times (0 = never). The agent's order hash
+  keeps, by field length: "r" → runs (1 byte), "t" | prev → times followed (9), "s" | prev →
+  distinct successors (9), prev | step → times learned (16), "p" | prev | step → times judged
+  new and not yet learned (17). At most order_cap fields: a full hash learns no new pair (new
+  pairs are still judged).
+
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
-  KEYS[3..] per run, four keys: run hash (n, cost, <event field> → answer),
+  KEYS[3] agent order   hash (above)
+  KEYS[4..] per run, four keys: run hash (n, cost, o = last step, <event field> → answer),
             run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
             never count again), run nodes (a string: the last keep_nodes nodes, newest last,
             each one byte of length then its stored form, ratchet.store.guardrails: 8 raw bytes
@@ -39,19 +52,25 @@
   ARGV[5] run_cost         1 = keep the run's cost sum
   ARGV[6] agent_cost       1 = keep the agent's daily cost sums
   ARGV[7] run_ttl          idle TTL of run state, s
-  ARGV[8] n                number of events; then 5 values per event:
+  ARGV[8] n                number of events
+  ARGV[9..14] order        min_runs (0 = order not kept), min_support, max_successors,
+                           learn_after, order_cap, order_ttl (s); then 6 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
           node (one byte of length, then its stored form, as the run nodes keep it),
-          cost ("" = none)
+          cost ("" = none), step (8 bytes; "" = none)
 
   Output: [1] one binary string of n records of 42 bytes, one per event, little-endian
             (struct '<BBddddd'): status (0 new, 1 redelivered), which values are present (bit 0
             agent window count, bit 1 run window count, bit 2 run cost, bit 3 agent daily cost;
-            an absent one is 0), then as doubles the position in the run (0-based), the agent
-            window count, the run window count, the run cost and the agent daily cost — exact
-            numbers with no formatting (text costs two float formats per event, ≈ 5 % of the
-            script) and one reply element instead of n;
+            an absent one is 0; bit 4 the step pair was judged new), then as doubles the
+            position in the run (0-based), the agent window count, the run window count, the
+            run cost and the agent daily cost — exact numbers with no formatting (text costs
+            two float formats per event, ≈ 5 % of the script) and one reply element instead
+            of n;
+          [2] for each new (status 0) event whose pair was judged new, in order, 20 bytes: the
+            previous step (8 bytes), then times it was followed, its distinct successors and
+            the agent's runs (struct '<III');
           then one array per run (in KEYS order): position of the first node below (a string),
           then the run nodes held BEFORE this batch (as stored: length-prefixed, any byte)
 ]]
@@ -63,7 +82,14 @@ local keep_run_cost = ARGV[5] == '1'
 local keep_agent_cost = ARGV[6] == '1'
 local run_ttl = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
-local BASE, FIELDS = 8, 5
+local order_min_runs = tonumber(ARGV[9])
+local order_support = tonumber(ARGV[10])
+local order_successors = tonumber(ARGV[11])
+local order_learn_after = tonumber(ARGV[12])
+local order_cap = tonumber(ARGV[13])
+local order_ttl = tonumber(ARGV[14])
+local BASE, FIELDS = 14, 6
+local START = string.rep('\0', 8)
 local DAY_MS = 86400000
 
 --- @include "guard_window"
@@ -96,10 +122,10 @@ local runs, order = {}, {}
 local function run_open(index)
   local r = runs[index]
   if r ~= nil then return r end
-  local h = redis.call('HMGET', KEYS[index], 'n', 'cost')
+  local h = redis.call('HMGET', KEYS[index], 'n', 'cost', 'o')
   r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
         nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
-        before = nil }
+        before = nil, step = h[3] or nil }
   if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
   if keep_nodes > 0 then
     local blob = redis.call('GET', r.nodes_key)
@@ -118,6 +144,65 @@ local function run_open(index)
   return r
 end
 
+-- The agent's order hash, read field by field as needed and written back once.
+local ord, ord_dirty, ord_fields = {}, {}, nil
+local function oget(f)
+  local v = ord[f]
+  if v == nil then
+    v = tonumber(redis.call('HGET', KEYS[3], f) or '0')
+    ord[f] = v
+  end
+  return v
+end
+local function oset(f, v)
+  if ord_fields == nil then ord_fields = redis.call('HLEN', KEYS[3]) end
+  local old = oget(f)
+  if old == 0 and v ~= 0 then
+    if ord_fields >= order_cap then return false end
+    ord_fields = ord_fields + 1
+  elseif old ~= 0 and v == 0 then
+    ord_fields = ord_fields - 1
+  end
+  ord[f] = v
+  ord_dirty[f] = true
+  return true
+end
+local function learn(prev, pair, c)
+  if c == 0 then
+    if not oset(pair, 1) then return end  -- full: no new pair
+    oset('s' .. prev, oget('s' .. prev) + 1)
+  else
+    oset(pair, c + 1)
+  end
+  oset('t' .. prev, oget('t' .. prev) + 1)
+end
+-- Judge and learn one event's step pair; returns the 20-byte detail when judged new, else nil.
+local function order_step(r, step)
+  local prev = r.step
+  if prev == nil then
+    prev = START
+    oset('r', oget('r') + 1)
+  end
+  r.step = step
+  r.dirty = true
+  local pair = prev .. step
+  local c = oget(pair)
+  if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
+      and oget('s' .. prev) <= order_successors then
+    local detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
+    local waiting = oget('p' .. pair) + 1
+    if order_learn_after > 0 and waiting >= order_learn_after then
+      oset('p' .. pair, 0)
+      learn(prev, pair, c)
+    else
+      oset('p' .. pair, waiting)
+    end
+    return detail
+  end
+  learn(prev, pair, c)
+  return nil
+end
+
 -- A number as text, exactly ('%.17g'); whole numbers (positions, counts, most sums) by '%d',
 -- the same text without the floating-point formatting (≈ 2 % of the script's instructions).
 local format, floor = string.format, math.floor
@@ -132,8 +217,9 @@ end
 --- @include "varint"
 
 -- the stored (compact) form of an answer; counts and costs nil when not kept
-local function pack(pos, agent_count, run_count, run_cost, agent_cost)
+local function pack(pos, agent_count, run_count, run_cost, agent_cost, order_new)
   local flags, a, b, c, d = 0, '', '', '', ''  -- pieces joined by one concatenation, no table
+  if order_new then flags = 16 end
   if agent_count ~= nil then flags = flags + 1; a = varint(agent_count) end
   if run_count ~= nil then flags = flags + 2; b = varint(run_count) end
   if run_cost ~= nil then flags = flags + 4; c = struct.pack('<d', run_cost) end
@@ -142,8 +228,9 @@ local function pack(pos, agent_count, run_count, run_cost, agent_cost)
 end
 
 -- The reply record of one event (see Output); nil = not kept.
-local function record(status, pos, agent_count, run_count, run_cost, agent_cost)
+local function record(status, pos, agent_count, run_count, run_cost, agent_cost, order_new)
   local present = 0
+  if order_new then present = 16 end
   if agent_count ~= nil then present = present + 1 else agent_count = 0 end
   if run_count ~= nil then present = present + 2 else run_count = 0 end
   if run_cost ~= nil then present = present + 4 else run_cost = 0 end
@@ -179,7 +266,7 @@ local function stored_record(stored)
   if math.floor(flags / 2) % 2 == 1 then run_count = read_varint() end
   if math.floor(flags / 4) % 2 == 1 then run_cost = read_double() end
   if math.floor(flags / 8) % 2 == 1 then agent_cost = read_double() end
-  return record(1, pos, agent_count, run_count, run_cost, agent_cost)
+  return record(1, pos, agent_count, run_count, run_cost, agent_cost, flags >= 16)
 end
 
 -- Read the stored answers of all the batch's event ids: one HMGET per run.
@@ -202,7 +289,7 @@ for index, list in pairs(fields_of) do
   end
 end
 
-local records, out = {}, { '' }
+local records, details, out = {}, {}, { '', '' }
 for i = 0, n - 1 do
   local o = BASE + i * FIELDS
   local event_id = ARGV[o + 1]
@@ -210,6 +297,7 @@ for i = 0, n - 1 do
   local t_ms = tonumber(ARGV[o + 3])
   local node = ARGV[o + 4]
   local cost = tonumber(ARGV[o + 5]) or 0
+  local step = ARGV[o + 6]
   local field = event_id -- the event's field (ratchet.store.keys.event_field)
   local seen = prior[field]
   if seen then
@@ -227,11 +315,17 @@ for i = 0, n - 1 do
     end
     if keep_agent_cost then agent_cost = day_add(t_ms, cost) end
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
-    local stored = pack(pos, agent_count, run_count, run_cost, agent_cost)
+    local order_new = nil
+    if order_min_runs > 0 and step ~= '' then
+      order_new = order_step(r, step)
+      if order_new then details[#details + 1] = order_new end
+    end
+    local stored = pack(pos, agent_count, run_count, run_cost, agent_cost, order_new)
     prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
     r.answers[#r.answers + 1] = stored
-    records[#records + 1] = record(0, pos, agent_count, run_count, run_cost, agent_cost)
+    records[#records + 1] = record(0, pos, agent_count, run_count, run_cost, agent_cost,
+      order_new)
   end
 end
 
@@ -239,7 +333,11 @@ for _, index in ipairs(order) do
   local r = runs[index]
   out[#out + 1] = r.before
   if r.dirty then
-    redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), unpack(r.answers))
+    if r.step ~= nil then
+      redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), 'o', r.step, unpack(r.answers))
+    else
+      redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), unpack(r.answers))
+    end
     if #r.pushed > 0 then
       local blob = r.blob .. table.concat(r.pushed)
       local at = 1
@@ -264,5 +362,19 @@ if day_dirty then
   end
   redis.call('EXPIRE', KEYS[2], 2 * 86400 + 3600)
 end
+local writes = {}
+for f in pairs(ord_dirty) do
+  if ord[f] == 0 then
+    redis.call('HDEL', KEYS[3], f)
+  else
+    writes[#writes + 1] = f
+    writes[#writes + 1] = ord[f]
+  end
+end
+for at = 1, #writes, 2000 do  -- unpack has a stack limit: 1,000 fields per call
+  redis.call('HSET', KEYS[3], unpack(writes, at, math.min(at + 1999, #writes)))
+end
+if #writes > 0 then redis.call('EXPIRE', KEYS[3], order_ttl) end
 out[1] = table.concat(records)
+out[2] = table.concat(details)
 return out

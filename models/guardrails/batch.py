@@ -38,6 +38,7 @@ from models.guardrails.decode import with_decoded
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
+from models.guardrails.order import check_order, step_text
 from models.guardrails.paths import Leaf, walk
 from models.guardrails.pattern import (
     Encoded,
@@ -170,7 +171,7 @@ def plan(
 ) -> Planned:
     """Step 1 for one event (see the module docstring); charges ``budget``."""
     st = state or EMPTY_STATE
-    velocity, loop, entropy, cost, pattern, pii, media = policy.configs_for(
+    velocity, loop, entropy, cost, pattern, pii, media, order = policy.configs_for(
         event.service, event.priority)
 
     head: list[Reason] = []
@@ -201,6 +202,8 @@ def plan(
                 pii_plan = _PiiPlan(pii, texts, owners, hits, unscanned)
         if media.enabled:
             tail = check_media(media, leaves)
+    if st.order is not None and order.enabled:
+        tail = tail + check_order(order, step_text(event.service, event.action), st.order)
     steps = budget.used - used if budget is not None else 0
     return Planned(head, pattern_plan, pii_plan, tail, steps)
 

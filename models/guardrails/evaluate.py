@@ -2,7 +2,7 @@
 
 The payload is walked once and the leaves shared by the pattern, PII and media guardrails;
 configs for the event's service and priority are looked up, not merged, per event. Reasons
-come out in a fixed order (velocity, loop, entropy, cost, pattern, PII, media); the verdict
+come out in a fixed order (velocity, loop, entropy, cost, pattern, PII, media, order); the verdict
 takes the strictest action (:func:`models.verdict.strictest`) and lists them all.
 
 >>> from models.events import parse_event
@@ -13,7 +13,7 @@ takes the strictest action (:func:`models.verdict.strictest`) and lists them all
 >>> [(r.source, r.action, r.detail["rule"]) for r in evaluate(default_policy(), event)]
 [('guardrail:pii', 'flag', 'pii.secret')]
 >>> state_spec(default_policy())
-StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True)
+StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5))
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from models.guardrails.decode import with_decoded
 from models.guardrails.entropy import check_entropy
 from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
+from models.guardrails.order import check_order, step_text
 from models.guardrails.paths import Leaf, walk
 from models.guardrails.pattern import check_pattern
 from models.guardrails.pii import check_pii
@@ -81,6 +82,10 @@ def evaluate(
             out += check_pii(pii, read, budget)
         if media.enabled:
             out += check_media(media, leaves)
+    if st.order is not None:
+        order = policy.order.for_event(svc, prio)
+        if order.enabled:
+            out += check_order(order, step_text(svc, event.action), st.order)
     return out
 
 
@@ -96,6 +101,7 @@ def state_spec(policy: Policy) -> StateSpec:
     loops = [c for c in _all(policy.loop) if c.enabled]
     ents = [c for c in _all(policy.entropy) if c.enabled]
     costs = [c for c in _all(policy.cost) if c.enabled]
+    order = policy.order.base if any(c.enabled for c in _all(policy.order)) else None
     history = max([c.history for c in loops] + [c.window - 1 for c in ents], default=0)
     base_vel = policy.velocity.base
     return StateSpec(
@@ -105,4 +111,5 @@ def state_spec(policy: Policy) -> StateSpec:
         run_events=bool(ents),
         run_cost=any(c.per_run_limit > 0 for c in costs),
         agent_daily_cost=any(c.per_agent_daily_limit > 0 for c in costs),
+        order=order,
     )

@@ -1,7 +1,7 @@
 """Per-project guardrail policy: TOML in, frozen dataclasses out, JSON-able dict and hash.
 
 A policy is one ``[guardrails.<name>]`` table per guardrail (``velocity``, ``loop``,
-``pattern``, ``pii``, ``cost``, ``entropy``, ``media``), each with ``enabled``, ``action``
+``pattern``, ``pii``, ``cost``, ``entropy``, ``media``, ``order``), each with ``enabled``, ``action``
 (``flag|pause|reject``) and its parameters, plus optional overrides::
 
     [guardrails.cost.by_service.payments]      # events of service "payments"
@@ -14,10 +14,11 @@ to judge them (:mod:`models.on_error`; unset: ``pause`` for high/critical, else 
 
 An override changes only the keys it names (nested tables merge key by key, arrays replace);
 a priority override applies after a service override. Keys that shape the state Redis keeps
-(velocity ``window_s``, loop ``history``, entropy ``window``) and pattern ``rules`` are set
-once, at the top. Every omitted key takes its default (:func:`default_policy`); unknown keys
-and bad values raise :class:`~models.errors.ValidationError` with ``field`` set to the dotted
-path (``guardrails.velocity.per_run.limit``).
+(velocity ``window_s``, loop ``history``, entropy ``window``, order's settings) and pattern
+``rules`` are set once, at the top. Every omitted key takes its default
+(:func:`default_policy`); unknown keys and bad values raise
+:class:`~models.errors.ValidationError` with ``field`` set to the dotted path
+(``guardrails.velocity.per_run.limit``).
 
 >>> p = parse_policy_toml('''
 ... [guardrails.velocity.per_run]
@@ -57,6 +58,7 @@ from models.guardrails.cost import CostConfig, cost_to_dict, parse_cost
 from models.guardrails.entropy import EntropyConfig, entropy_to_dict, parse_entropy
 from models.guardrails.loop import LoopConfig, loop_to_dict, parse_loop
 from models.guardrails.media import MediaConfig, media_to_dict, parse_media
+from models.guardrails.order import OrderConfig, order_to_dict, parse_order
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
@@ -135,6 +137,7 @@ class Policy:
     cost: Guardrail[CostConfig]
     entropy: Guardrail[EntropyConfig]
     media: Guardrail[MediaConfig]
+    order: Guardrail[OrderConfig] = field(default_factory=lambda: Guardrail(OrderConfig()))
     description: str = ""
     version: int = POLICY_VERSION
     #: What events get when Ratchet fails to judge them (:mod:`models.on_error`); None: the
@@ -161,7 +164,7 @@ class Policy:
                 self.velocity.for_event(service, priority), self.loop.for_event(service, priority),
                 self.entropy.for_event(service, priority), self.cost.for_event(service, priority),
                 self.pattern.for_event(service, priority), self.pii.for_event(service, priority),
-                self.media.for_event(service, priority))
+                self.media.for_event(service, priority), self.order.for_event(service, priority))
         return hit
 
     def can_hold(self, service: str, priority: str) -> bool:
@@ -212,6 +215,7 @@ class EventConfigs(NamedTuple):
     pattern: PatternConfig
     pii: PiiConfig
     media: MediaConfig
+    order: OrderConfig
 
 
 #: Distinct (service, priority) pairs remembered per policy (services are agent-chosen names:
@@ -227,6 +231,7 @@ _SPECS: dict[str, _Spec[Any]] = {
     "cost": _Spec(CostConfig(), parse_cost, cost_to_dict),
     "entropy": _Spec(EntropyConfig(), parse_entropy, entropy_to_dict),
     "media": _Spec(MediaConfig(), parse_media, media_to_dict),
+    "order": _Spec(OrderConfig(), parse_order, order_to_dict),
 }
 #: Guardrail names, in the order their reasons are listed.
 GUARDRAILS: tuple[str, ...] = tuple(_SPECS)
@@ -331,6 +336,7 @@ def parse_policy(obj: Any) -> Policy:
         cost=part("cost"),
         entropy=part("entropy"),
         media=part("media"),
+        order=part("order"),
         description=description,
         on_error=on_error,
     )

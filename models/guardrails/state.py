@@ -16,6 +16,8 @@ guardrail that needs it is skipped, never reported as a detection):
 - ``run_cost`` (cost): sum of ``cost`` over the run — INCRBYFLOAT per run (run TTL).
 - ``agent_daily_cost`` (cost): sum of ``cost`` of the agent on the current UTC day — one key
   per agent and day (INCRBYFLOAT, TTL a little over 24 h).
+- ``order`` (order): set when the script judged this event's step pair new for the agent
+  (:mod:`models.guardrails.order`) — one hash per agent of pair counts, and the run's last step.
 
 :func:`models.guardrails.evaluate.state_spec` says, for a given policy, which of these are
 needed and with which window sizes and history length.
@@ -27,6 +29,8 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from models.guardrails.order import OrderConfig, OrderFinding
 
 __all__ = ["EMPTY_STATE", "GuardrailState", "StateSpec"]
 
@@ -49,6 +53,8 @@ class GuardrailState:
     run_cost: float | None = None
     #: Sum of ``cost`` of this agent over the current UTC day, this event included.
     agent_daily_cost: float | None = None
+    #: The step pair judged new (None: known, not judged, or no state).
+    order: OrderFinding | None = None
 
 
 #: No state at all: only the stateless guardrails (pattern, PII, media, per-event cost) run.
@@ -68,3 +74,5 @@ class StateSpec:
     run_events: bool
     run_cost: bool
     agent_daily_cost: bool
+    #: The step-order settings the script judges by (None: the order is not kept).
+    order: OrderConfig | None = None

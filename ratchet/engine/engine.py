@@ -254,7 +254,8 @@ class Engine:
                 client, policy_keys or keys, refresh_s=policy_refresh_s
             )
             guards = Guardrails(
-                GuardStore(client, keys, run_ttl_s=run_ttl_s), source, keys, event_time=event_time
+                GuardStore(client, keys, run_ttl_s=run_ttl_s, order_ttl_s=chain_ttl_s), source,
+                keys, event_time=event_time
             )
         overrides = ProjectParams(client, policy_keys or keys, params,
                                   refresh_s=policy_refresh_s) if project_overrides else None

@@ -53,7 +53,7 @@ def _stateful(active: ActivePolicy) -> bool:
     s = active.spec
     return bool(
         s.agent_window_s or s.run_window_s or s.history or s.run_events or s.run_cost
-        or s.agent_daily_cost
+        or s.agent_daily_cost or s.order
     )
 
 
@@ -103,7 +103,8 @@ class Guardrails:
                     group = groups[tag] = (policies[ev.project_id], [], [])
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
-            group[2].append(make_guard_item(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost))
+            group[2].append(make_guard_item(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost,
+                                            f"{ev.service}:{ev.action}"))
         states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]

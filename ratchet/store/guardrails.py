@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from models.errors import StoreError
 from models.guardrails import GuardrailState, StateSpec
+from models.guardrails.order import START, OrderFinding
 from models.verdict_build import make_guardrail_state, slot_builder
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
@@ -36,13 +37,18 @@ from ratchet.store.scripts import run_many, scripts_for
 from ratchet.telemetry.children import child
 from ratchet.telemetry.metrics import LUA_SECONDS
 
-__all__ = ["SLOTS", "GuardAnswer", "GuardBatch", "GuardItem", "GuardStore", "make_guard_item",
-           "node_text", "stored_node"]
+__all__ = ["ORDER_CAP", "SLOTS", "START_STEP", "GuardAnswer", "GuardBatch", "GuardItem",
+           "GuardStore", "make_guard_item", "node_text", "step_of", "stored_node", "stored_step"]
 
 #: Slots per velocity window: a count covers between 59/60 and all of the window.
 SLOTS = 60
 #: Nodes kept per run, as a multiple of the policy's history (the rest is redelivery slack).
 NODE_SLACK = 2
+#: Most fields of an agent's step-order hash (≈ 1,300 distinct step pairs): a full one learns
+#: no new pair and still judges them (docs/guardrails.md, "order").
+ORDER_CAP = 4_096
+#: One judged-new pair's detail in the reply: previous step, times followed, successors, runs.
+DETAIL = struct.Struct("<8sIII")
 _HEX = frozenset("0123456789abcdef")
 #: Prefix of a stored node that is text but could pass for 8 raw bytes (see :func:`stored_node`).
 _TEXT = b"\0t"
@@ -112,6 +118,35 @@ def node_text(stored: bytes | str) -> str:
     return stored.decode()
 
 
+#: The step before a run's first call, as the script keeps it (lua/guardrails.lua).
+START_STEP = bytes(8)
+#: Steps seen lately, both ways (text → stored form, stored form → text); bounded.
+_STEPS: dict[str, bytes] = {}
+_STEP_TEXT: dict[bytes, str] = {START_STEP: START}
+
+
+def stored_step(step: str) -> bytes:
+    """A step (``service:action``) as the order state keeps it: 8 bytes of its xxh3_64 (never
+    the start step's eight zero bytes), remembered both ways for the reasons' text."""
+    got = _STEPS.get(step)
+    if got is None:
+        got = xxhash.xxh3_64_digest(step.encode())
+        if got == START_STEP:
+            got = b"\0\0\0\0\0\0\0\1"
+        if len(_STEPS) >= _ENTRIES_MAX:
+            _STEPS.clear()
+            _STEP_TEXT.clear()
+            _STEP_TEXT[START_STEP] = START
+        _STEPS[step] = got
+        _STEP_TEXT[got] = step
+    return got
+
+
+def step_of(stored: bytes) -> str:
+    """The text of a stored step (its hash in hex when no worker step here has seen it)."""
+    return _STEP_TEXT.get(stored) or f"step {stored.hex()}"
+
+
 @dataclass(frozen=True, slots=True)
 class GuardItem:
     """One event as the guardrails script needs it."""
@@ -121,6 +156,8 @@ class GuardItem:
     time_ms: int
     node: str
     cost: float | None = None
+    #: ``service:action`` (models.guardrails.order.step_text); "" = no step order.
+    step: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +175,9 @@ class GuardAnswer:
     state: GuardrailState
 
 
-#: ``GuardItem(event_id, run_id, time_ms, node, cost)``, positionally, slot by slot (one per
+#: ``GuardItem(event_id, run_id, time_ms, node, cost, step)``, positionally, slot by slot (one per
 #: event: the same frozen object, without the keyword-matching constructor).
-make_guard_item = cast(Callable[[str, str, int, str, "float | None"], GuardItem],
+make_guard_item = cast(Callable[[str, str, int, str, "float | None", str], GuardItem],
                        slot_builder(GuardItem, "make_guard_item"))
 #: ``GuardAnswer(duplicate, state)``, positionally, slot by slot (the same frozen object).
 make_guard_answer = cast(Callable[[bool, GuardrailState], GuardAnswer],
@@ -165,18 +202,22 @@ def _records(batch: GuardBatch, raw: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 class GuardStore(RedisStore):
     def __init__(
-        self, client: Redis | RedisCluster, keys: Keys, *, run_ttl_s: int = 86_400
+        self, client: Redis | RedisCluster, keys: Keys, *, run_ttl_s: int = 86_400,
+        order_ttl_s: int = 30 * 86_400,
     ) -> None:
         self.client = client
         self.keys = keys
         self.run_ttl_s = run_ttl_s
+        #: Idle life of an agent's step order (the chains' TTL: learned like a baseline).
+        self.order_ttl_s = order_ttl_s
+        self.order_cap = ORDER_CAP
         self.scripts = scripts_for(client)
 
     def call(self, batch: GuardBatch) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one script call (exposed for tests and benchmarks)."""
         spec = batch.spec
         agent = self.keys.guard_agent_keys(batch.tag)
-        keys = [agent.window, agent.cost]
+        keys = [agent.window, agent.cost, agent.order]
         run_index: dict[str, int] = {}
         for item in batch.items:
             if item.run_id not in run_index:
@@ -192,6 +233,12 @@ class GuardStore(RedisStore):
             self.run_ttl_s,
             len(batch.items),
         ]
+        order = spec.order
+        if order is None:
+            args += [0, 0, 0, 0, 0, self.order_ttl_s]
+        else:
+            args += [order.min_runs, order.min_support, order.max_successors, order.learn_after,
+                     self.order_cap, self.order_ttl_s]
         for item in batch.items:
             args += [
                 event_field(item.event_id),
@@ -199,6 +246,7 @@ class GuardStore(RedisStore):
                 item.time_ms,
                 _entry(item.node),
                 "" if item.cost is None else repr(item.cost),
+                stored_step(item.step) if order is not None and item.step else "",
             ]
         return keys, args
 
@@ -234,7 +282,7 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     each run's nodes are one list and an event's ``run_nodes`` one slice of it."""
     history = batch.spec.history
     runs: dict[str, tuple[int, list[str]]] = {}
-    lines = iter(raw[1:])
+    lines = iter(raw[2:])
     for item in batch.items:
         if item.run_id not in runs:
             runs[item.run_id] = _held(next(lines))
@@ -251,6 +299,7 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     known = {run: (first, tuple(nodes)) for run, (first, nodes) in runs.items()}
     out: list[GuardAnswer] = []
     empty: tuple[str, ...] = ()
+    details = _details(raw)
     for item, (status, present, p, agent, run, run_cost, agent_cost) in zip(
             batch.items, rows, strict=True):
         pos = int(p)
@@ -259,8 +308,31 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
         out.append(make_guard_answer(status == 1, make_guardrail_state(
             item.node, seq[lo - first:hi - first] if hi > lo else empty, pos + 1,
             int(agent) if present & 1 else None, int(run) if present & 2 else None,
-            run_cost if present & 4 else None, agent_cost if present & 8 else None)))
+            run_cost if present & 4 else None, agent_cost if present & 8 else None,
+            _finding(status, present, details))))
     return out
+
+
+def _details(raw: Sequence[Any]) -> Iterator[tuple[bytes, int, int, int]]:
+    """The judged-new pairs' details of a reply (lua/guardrails.lua, Output [2]), in order."""
+    blob = raw[1] if len(raw) > 1 else b""
+    if isinstance(blob, str):
+        blob = blob.encode("latin-1")
+    if len(blob) % DETAIL.size:
+        raise StoreError(f"guardrails reply: {len(blob)} bytes of step-order details")
+    return DETAIL.iter_unpack(blob)
+
+
+def _finding(status: int, present: int, details: Iterator[tuple[bytes, int, int, int]]
+             ) -> OrderFinding | None:
+    """The order finding of one event's record: a new event judged new reads the next detail;
+    a redelivered one was judged new the first time (its counts are not kept)."""
+    if not present & 16:
+        return None
+    if status == 1:
+        return OrderFinding("(not kept: a redelivery)", 0, 0, 0)
+    prev, from_seen, successors, runs = next(details)
+    return OrderFinding(step_of(prev), from_seen, successors, runs)
 
 
 def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
@@ -272,7 +344,7 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
         if item.run_id not in known:
             known[item.run_id] = {}
             runs_in_order.append(item.run_id)
-    for run_id, line in zip(runs_in_order, raw[1:], strict=True):
+    for run_id, line in zip(runs_in_order, raw[2:], strict=True):
         first, nodes = _held(line)
         known[run_id].update((first + i, node) for i, node in enumerate(nodes))
     rows = _records(batch, raw)
@@ -280,6 +352,7 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
         if f[0] == 0:
             known[item.run_id][int(f[2])] = item.node
     out: list[GuardAnswer] = []
+    details = _details(raw)
     for item, f in zip(batch.items, rows, strict=True):
         pos = int(f[2])
         seq = known[item.run_id]
@@ -292,6 +365,7 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             run_events_in_window=int(f[4]) if f[1] & 2 else None,
             run_cost=f[5] if f[1] & 4 else None,
             agent_daily_cost=f[6] if f[1] & 8 else None,
+            order=_finding(f[0], f[1], details),
         )
         out.append(GuardAnswer(duplicate=f[0] == 1, state=state))
     return out

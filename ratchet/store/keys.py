@@ -122,19 +122,22 @@ class ChainKeys:
 
 @dataclass(frozen=True, slots=True)
 class GuardAgentKeys:
-    """Per-agent guardrail state (``lua/guardrails.lua`` KEYS[1..2])."""
+    """Per-agent guardrail state (``lua/guardrails.lua`` KEYS[1..3])."""
 
     #: hash: velocity slot → events, plus ``w`` = window length (ms) the slots were cut for.
     window: str
     #: hash: UTC day number → sum of ``cost`` of the agent that day.
     cost: str
+    #: hash: the agent's step order (runs, step pairs learned; lua/guardrails.lua).
+    order: str
 
 
 @dataclass(frozen=True, slots=True)
 class GuardRunKeys:
     """Per-run guardrail state (four KEYS per run in ``lua/guardrails.lua``)."""
 
-    #: hash: ``n`` events, ``cost`` sum, ``e:<event id>`` → the state answered for that event.
+    #: hash: ``n`` events, ``cost`` sum, ``o`` last step, ``e:<event id>`` → the state answered
+    #: for that event.
     state: str
     #: hash: velocity slot → events of the run (as ``GuardAgentKeys.window``).
     window: str
@@ -275,7 +278,7 @@ class Keys:
 
     def guard_agent_keys(self, tag: str) -> GuardAgentKeys:
         base = f"{self.prefix}:{{g:{tag}}}"
-        return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost")
+        return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost", order=f"{base}:ord")
 
     def guard_run_keys(self, tag: str, run_id: str) -> GuardRunKeys:
         base = f"{self.prefix}:{{g:{tag}}}:run:{part(run_id)}"

@@ -45,7 +45,7 @@ def test_run_nodes_come_from_the_stored_list_and_the_batch() -> None:
         [b"1", b"\2n1\2n2\2n3\2n4"],  # r1 held positions 1..4 before the batch
         [b"0", b""],                    # r2 held nothing
     ]
-    got = parse_answers(GuardBatch("t", items, SPEC), [b"".join(raw), *runs])
+    got = parse_answers(GuardBatch("t", items, SPEC), [b"".join(raw), b"", *runs])
     assert [a.duplicate for a in got] == [False, False, False, True]
     e5, x0, e6, e3 = (a.state for a in got)
     assert e5.run_nodes == ("n2", "n3", "n4") and e5.run_events == 6
@@ -89,7 +89,7 @@ def test_slices_of_contiguous_nodes_equal_the_per_position_reading(
         lines.append([str(first).encode(),
                       b"".join(_entry(f"{run}n{p}") for p in range(first, before[run]))])
     batch = GuardBatch("t", items, spec)
-    raw = [b"".join(rows), *lines]
+    raw = [b"".join(rows), b"", *lines]
     assert parse_answers(batch, raw) == _parse_sparse(batch, raw)
 
 
@@ -112,6 +112,6 @@ def test_a_node_too_long_for_one_length_byte_is_kept_by_its_hash() -> None:
 
 def test_a_reply_of_another_length_is_refused() -> None:
     items = [GuardItem("e1", "r1", 0, "n1"), GuardItem("e2", "r1", 0, "n2")]
-    raw = [_rec(0, 0, 1, 1, None, None), [b"0", b""]]  # one record for two events
+    raw = [_rec(0, 0, 1, 1, None, None), b"", [b"0", b""]]  # one record for two events
     with pytest.raises(StoreError, match="16 bytes|42 bytes"):
         parse_answers(GuardBatch("t", items, SPEC), raw)

@@ -40,8 +40,8 @@ def test_guard_item_builder(event_id: str, run_id: str, t_ms: int, node: str,
                             cost: float | None) -> None:
     from ratchet.store.guardrails import GuardItem, make_guard_item
 
-    fast = make_guard_item(event_id, run_id, t_ms, node, cost)
-    assert fast == GuardItem(event_id, run_id, t_ms, node, cost) and type(fast) is GuardItem
+    fast = make_guard_item(event_id, run_id, t_ms, node, cost, node)
+    assert fast == GuardItem(event_id, run_id, t_ms, node, cost, node) and type(fast) is GuardItem
 
 
 NODES = st.one_of(st.text(max_size=12), st.text(alphabet="0123456789abcdef", min_size=16,

@@ -8,7 +8,6 @@ in the same order, with the same details — including under tight scan budgets.
 from __future__ import annotations
 
 import base64
-
 import re
 from typing import Any
 

@@ -339,7 +339,7 @@ per_run_limit = 2.0
 [guardrails.pii.by_priority.critical]
 action = "reject"
 """)
-    names = ("velocity", "loop", "entropy", "cost", "pattern", "pii", "media")
+    names = ("velocity", "loop", "entropy", "cost", "pattern", "pii", "media", "order")
     for svc in ("billing", "crm"):
         for prio in ("normal", "critical"):
             want = tuple(getattr(p, n).for_event(svc, prio) for n in names)

@@ -1,0 +1,207 @@
+"""Step order: a call that never followed the run's previous call, for an agent whose order is set.
+
+The Markov chains are per service, so an order *across* services — ``payments.pay`` straight
+after ``crm.read`` when the agent always went ``crm.read → approvals.request → payments.pay`` —
+is invisible to them. This guardrail keeps, per agent, which call (``service:action``) followed
+which within a run (the start of a run counts as a step) and judges a pair never seen before,
+when the agent's order there is settled:
+
+- the agent has had more than ``min_runs`` runs;
+- the previous step was followed at least ``min_support`` times (learned);
+- from it the agent has only ever gone to at most ``max_successors`` distinct calls.
+
+A busy, open-ended agent (an assistant that calls anything after anything) has many successors
+per step and is never judged, so its variety raises nothing. Learning: every event that is not
+judged new is counted (whatever the chains or the other guardrails answer); a new pair the rule
+reports is learned once it has been reported ``learn_after`` times (0: never — a person's
+policy change is then the only way on). The counting is atomic in Redis, per agent
+(``lua/guardrails.lua``); this module only turns what the script found into a reason.
+
+The rule and its defaults were measured on our tuning seeds and two outside generators before it
+was built (docs/detection.md, "Detection v5").
+
+>>> cfg = OrderConfig()
+>>> found = OrderFinding("crm:read", 120, 1, 340)
+>>> [r.detail["rule"] for r in check_order(cfg, "payments:pay", found)]
+['order.unseen']
+>>> check_order(cfg, "payments:pay", None)
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from models.guardrails._schema import (
+    Fields,
+    as_action,
+    as_bool,
+    check_keys,
+    forbid_keys,
+    ints,
+    join,
+)
+from models.verdict import Reason
+
+__all__ = [
+    "NAME",
+    "SOURCE",
+    "START",
+    "OrderConfig",
+    "OrderFinding",
+    "OrderReference",
+    "check_order",
+    "order_to_dict",
+    "parse_order",
+    "step_text",
+]
+
+NAME = "order"
+SOURCE = f"guardrail:{NAME}"
+#: What the reason calls the step before a run's first call.
+START = "(start of run)"
+_KEYS = ("enabled", "action", "min_runs", "min_support", "max_successors", "learn_after")
+#: Judged once per agent by the script: one value per policy, not per service or priority.
+_TOP_ONLY = ("min_runs", "min_support", "max_successors", "learn_after")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderConfig:
+    enabled: bool = True
+    action: str = "flag"
+    #: The agent's runs (this one included) must be more than this.
+    min_runs: int = 100
+    #: Times the previous step was followed (learned) before its successors are judged.
+    min_support: int = 20
+    #: Most distinct calls learned after the previous step for it to be judged.
+    max_successors: int = 2
+    #: Reports of a new pair after which it is learned (0 = never).
+    learn_after: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFinding:
+    """What the script found for an event whose pair it judged new."""
+
+    #: The previous step (``service:action``, or :data:`START`).
+    previous: str
+    #: Times the previous step was followed, learned.
+    from_seen: int
+    #: Distinct calls learned after it.
+    successors: int
+    #: The agent's runs so far.
+    agent_runs: int
+
+
+def step_text(service: str, action: str) -> str:
+    """A step as reasons name it.
+
+    >>> step_text("crm", "contacts.read")
+    'crm:contacts.read'
+    """
+    return f"{service}:{action}"
+
+
+def parse_order(
+    table: Mapping[str, Any], path: str, base: OrderConfig, *, override: bool = False
+) -> OrderConfig:
+    """Apply ``table`` over ``base``; an override may switch the rule and set its action only."""
+    check_keys(table, _KEYS, path)
+    if override:
+        forbid_keys(table, _TOP_ONLY, path,
+                    "the order is judged once per agent, across services; set it at the top")
+    f = Fields(table, path)
+    return OrderConfig(
+        enabled=f.get("enabled", base.enabled, as_bool),
+        action=f.get("action", base.action, as_action),
+        min_runs=f.get("min_runs", base.min_runs, ints(1, 1_000_000)),
+        min_support=f.get("min_support", base.min_support, ints(1, 1_000_000)),
+        max_successors=f.get("max_successors", base.max_successors, ints(1, 64)),
+        learn_after=f.get("learn_after", base.learn_after, ints(0, 1_000_000)),
+    )
+
+
+def order_to_dict(cfg: OrderConfig) -> dict[str, Any]:
+    return {
+        "enabled": cfg.enabled,
+        "action": cfg.action,
+        "min_runs": cfg.min_runs,
+        "min_support": cfg.min_support,
+        "max_successors": cfg.max_successors,
+        "learn_after": cfg.learn_after,
+    }
+
+
+def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None) -> list[Reason]:
+    """The reason for an event whose pair the script judged new (``found``; None: not new,
+    not judged, or no state)."""
+    if found is None or not cfg.enabled:
+        return []
+    detail: dict[str, object] = {
+        "rule": join(NAME, "unseen"),
+        "from": found.previous,
+        "to": step,
+        "from_seen": found.from_seen,
+        "successors": found.successors,
+        "agent_runs": found.agent_runs,
+        "note": (
+            f"this call never followed {found.previous} in this agent's runs; after it the "
+            f"agent has gone to {found.successors} other call(s), {found.from_seen} times"
+        ),
+    }
+    if cfg.learn_after:
+        detail["learned_after"] = cfg.learn_after
+    return [Reason(SOURCE, cfg.action, detail)]
+
+
+class OrderReference:
+    """The script's step-order counting in plain Python, for one agent (the agreement tests
+    compare the two event by event): :meth:`step` judges and learns one new event."""
+
+    def __init__(self, cfg: OrderConfig, cap: int) -> None:
+        self.cfg, self.cap = cfg, cap
+        self.fields: dict[object, int] = {}
+        self.last: dict[str, str] = {}
+
+    def _set(self, field: object, value: int) -> bool:
+        if self.fields.get(field, 0) == 0 and value != 0 and len(self.fields) >= self.cap:
+            return False
+        if value == 0:
+            self.fields.pop(field, None)
+        else:
+            self.fields[field] = value
+        return True
+
+    def _learn(self, prev: str, pair: tuple[str, str], count: int) -> None:
+        if count == 0:
+            if not self._set(pair, 1):
+                return
+            self._set(("s", prev), self.fields.get(("s", prev), 0) + 1)
+        else:
+            self._set(pair, count + 1)
+        self._set(("t", prev), self.fields.get(("t", prev), 0) + 1)
+
+    def step(self, run: str, step: str) -> OrderFinding | None:
+        get = self.fields.get
+        prev = self.last.get(run)
+        if prev is None:
+            prev = START
+            self._set("r", get("r", 0) + 1)
+        self.last[run] = step
+        pair = (prev, step)
+        count = get(pair, 0)
+        cfg = self.cfg
+        if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
+                and get(("s", prev), 0) <= cfg.max_successors):
+            found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
+            waiting = get(("p", pair), 0) + 1
+            if cfg.learn_after > 0 and waiting >= cfg.learn_after:
+                self._set(("p", pair), 0)
+                self._learn(prev, pair, count)
+            else:
+                self._set(("p", pair), waiting)
+            return found
+        self._learn(prev, pair, count)
+        return None

@@ -1,0 +1,187 @@
+"""The step-order guardrail on a real Redis: the script against its Python reference, and the
+rule through the engine (judged, learned after ``learn_after`` reports, open agents never
+judged, an override's ``pause`` holding the event back, redeliveries answered the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.errors import ValidationError
+from models.events import IngestEvent, parse_event
+from models.guardrails import parse_policy_toml, state_spec
+from models.guardrails.order import START, OrderConfig, OrderReference
+from models.verdict import Verdict
+from ratchet.engine.engine import Engine
+from ratchet.store.guardrails import GuardBatch, GuardStore, make_guard_item, step_of
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
+
+STEPS = ("crm:read", "crm:write", "mail:send", "pay:pay")
+NORMAL = ("crm:read", "approvals:request", "payments:pay")
+
+
+def _spec(cfg: OrderConfig) -> Any:
+    base = state_spec(parse_policy_toml(""))
+    return type(base)(base.agent_window_s, base.run_window_s, base.history, base.run_events,
+                      base.run_cost, base.agent_daily_cost, cfg)
+
+
+event_st = st.tuples(st.integers(0, 3), st.sampled_from(STEPS), st.integers(0, 9))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=120),
+       cuts=st.lists(st.integers(1, 120), max_size=8),
+       learn_after=st.integers(0, 3), successors=st.integers(1, 3),
+       cap=st.sampled_from([6, 10, 4096]))
+def test_script_judges_and_learns_as_the_reference(
+    redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
+    learn_after: int, successors: int, cap: int,
+) -> None:
+    """Event by event, in any batching, with redeliveries (a repeated id answers what it
+    answered the first time) and a full hash: the same findings as :class:`OrderReference`."""
+    asyncio.run(_both(redis_url, events, cuts, learn_after, successors, cap))
+
+
+async def _both(redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
+                learn_after: int, successors: int, cap: int) -> None:
+    redis_client = aioredis.Redis.from_url(redis_url)
+    try:
+        await _compare(redis_client, events, cuts, learn_after, successors, cap)
+    finally:
+        await redis_client.aclose()
+
+
+async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, int]],
+                   cuts: list[int], learn_after: int, successors: int, cap: int) -> None:
+    cfg = OrderConfig(min_runs=1, min_support=2, max_successors=successors,
+                      learn_after=learn_after)
+    store = GuardStore(redis_client, Keys(f"ord{uuid.uuid4().hex[:8]}"))
+    store.order_cap = cap
+    ref = OrderReference(cfg, cap)
+    spec = _spec(cfg)
+    items: list[Any] = []
+    want: list[tuple[str, Any]] = []
+    first: dict[str, bool] = {}
+    for run, step, dup in events:
+        if dup == 0 and items:  # the previous event again (same id, run and step)
+            items.append(items[-1])
+            want.append(("again", first[items[-1].event_id]))
+            continue
+        event_id = f"e{len(items)}"
+        found = ref.step(f"r{run}", step)
+        first[event_id] = found is not None
+        want.append(("new", found))
+        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step))
+    got = []
+    bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
+    for lo, hi in itertools.pairwise(bounds):
+        [answers] = await store.update([GuardBatch("t1", items[lo:hi], spec)])
+        got += answers
+    for (kind, expected), answer in zip(want, got, strict=True):
+        if kind == "again":
+            assert answer.duplicate and (answer.state.order is not None) == expected
+        else:
+            assert not answer.duplicate and answer.state.order == expected
+    # and the state itself: field by field
+    stored = await redis_client.hgetall(store.keys.guard_agent_keys("t1").order)
+    assert {_field(f if isinstance(f, bytes) else f.encode()): int(v)
+            for f, v in stored.items()} == ref.fields
+
+
+def _field(raw: bytes) -> object:
+    """A stored order field as :class:`OrderReference` names it (lua/guardrails.lua)."""
+    if raw == b"r":
+        return "r"
+    if len(raw) == 9:
+        return (raw[:1].decode(), step_of(raw[1:]))
+    if len(raw) == 17:
+        return ("p", (step_of(raw[1:9]), step_of(raw[9:])))
+    return (step_of(raw[:8]), step_of(raw[8:]))
+
+
+def ev(i: int, run: str, step: str, agent: str = "a1") -> IngestEvent:
+    service, action = step.split(":")
+    return parse_event({"event_id": f"{agent}-{run}-{i}-{uuid.uuid4().hex[:6]}",
+                        "agent_id": agent, "run_id": run, "service": service,
+                        "action": action, "payload": {"id": i}}, "p1")
+
+
+def order_reasons(v: Verdict) -> list[dict[str, Any]]:
+    return [dict(r.detail) for r in v.reasons if r.source == "guardrail:order"]
+
+
+async def _settle(engine: Engine, runs: int, steps: tuple[str, ...], agent: str = "a1") -> None:
+    for k in range(runs):
+        await engine.decide([ev(i, f"{agent}-r{k}", s, agent) for i, s in enumerate(steps)])
+
+
+async def test_an_unseen_order_is_reported_then_learned(redis_client: aioredis.Redis,
+                                                        keys: Keys) -> None:
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 101, NORMAL)
+    # skipping the approval: payments:pay straight after crm:read
+    got = await engine.decide([ev(0, "x0", "crm:read"), ev(1, "x0", "payments:pay")])
+    assert order_reasons(got[0]) == []
+    [reason] = order_reasons(got[1])
+    assert (reason["rule"], reason["from"], reason["to"]) == (
+        "order.unseen", "crm:read", "payments:pay")
+    assert (reason["from_seen"], reason["successors"], reason["agent_runs"]) == (101, 1, 102)
+    assert got[1].action == "flag"
+    # reported learn_after (5) times in all, then learned: the sixth passes
+    flagged = [bool(order_reasons((await engine.decide(
+        [ev(0, f"x{k}", "crm:read"), ev(1, f"x{k}", "payments:pay")]))[1]))
+        for k in range(1, 6)]
+    assert flagged == [True, True, True, True, False]
+    # the usual order is still fine, and a start never seen is judged too
+    assert not any(order_reasons(v) for v in await engine.decide(
+        [ev(i, "y", s) for i, s in enumerate(NORMAL)]))
+    [start] = await engine.decide([ev(0, "z", "payments:pay")])
+    assert order_reasons(start)[0]["from"] == START
+
+
+async def test_an_open_agent_is_never_judged(redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Three or more different calls after each call: nothing is judged, whatever comes."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    calls = ("chat:reply", "search:web", "files:read", "mail:draft")
+    for k in range(120):
+        steps = tuple(calls[(k + j * (1 + k % 3)) % 4] for j in range(4))
+        await engine.decide([ev(i, f"r{k}", s) for i, s in enumerate(steps)])
+    got = await engine.decide([ev(i, "new", s) for i, s in enumerate(
+        ("files:read", "files:read", "chat:reply", "mail:draft", "code:run"))])
+    assert not any(order_reasons(v) for v in got)
+
+
+async def test_a_pause_override_holds_the_event_back(redis_client: aioredis.Redis,
+                                                     keys: Keys) -> None:
+    policy = parse_policy_toml("[guardrails.order.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 101, NORMAL)
+    got = await engine.decide([ev(0, "x", "crm:read"), ev(1, "x", "payments:pay")])
+    assert got[1].action == "pause" and order_reasons(got[1])
+    # an override cannot move what the script judges by
+    with pytest.raises(ValidationError, match="set it at the top"):
+        parse_policy_toml("[guardrails.order.by_service.payments]\nmin_runs = 5\n")
+
+
+async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys: Keys) -> None:
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 101, NORMAL)
+    batch = [ev(0, "x", "crm:read"), ev(1, "x", "payments:pay")]
+    first = await engine.decide(batch)
+    again = await engine.decide(batch)
+    assert order_reasons(first[1]) and order_reasons(again[1])
+    # the redelivery was not counted: the pair still waits for four more reports
+    flagged = [bool(order_reasons((await engine.decide(
+        [ev(0, f"x{k}", "crm:read"), ev(1, f"x{k}", "payments:pay")]))[1]))
+        for k in range(1, 6)]
+    assert flagged == [True, True, True, True, False]

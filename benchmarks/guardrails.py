@@ -46,6 +46,7 @@ from benchmarks.report import emit
 from models.events import IngestEvent, parse_event
 from models.guardrails import GUARDRAILS, GuardrailState, Policy, evaluate, parse_policy_toml
 from models.guardrails.batch import evaluate_batch
+from models.guardrails.order import step_text
 from models.guardrails.pii import DETECTOR_NAMES
 from models.nodes import node_id
 from models.skeleton import skeleton_hash
@@ -200,7 +201,8 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         prepared = [
             GuardBatch(keys.guard_tag(b[0].project_id, b[0].agent_id),
                        [GuardItem(e.event_id, e.run_id, int((e.ts or 0) * 1000),
-                                  node_of[e.event_id], e.cost) for e in b], spec)
+                                  node_of[e.event_id], e.cost, step_text(e.service, e.action))
+                        for e in b], spec)
             for b in batches
         ]
         res["state"] = await timed(

@@ -134,6 +134,14 @@ def order_to_dict(cfg: OrderConfig) -> dict[str, Any]:
     }
 
 
+def _note(found: OrderFinding) -> str:
+    if found.previous == START:
+        return (f"no run of this agent started with this call; its runs started with "
+                f"{found.successors} other call(s) ({found.from_seen} runs learned)")
+    return (f"this call never followed {found.previous} in this agent's runs; after it the "
+            f"agent went on to {found.successors} other call(s) ({found.from_seen} times learned)")
+
+
 def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None) -> list[Reason]:
     """The reason for an event whose pair the script judged new (``found``; None: not new,
     not judged, or no state)."""
@@ -146,10 +154,7 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None) -> list
         "from_seen": found.from_seen,
         "successors": found.successors,
         "agent_runs": found.agent_runs,
-        "note": (
-            f"this call never followed {found.previous} in this agent's runs; after it the "
-            f"agent has gone to {found.successors} other call(s), {found.from_seen} times"
-        ),
+        "note": _note(found),
     }
     if cfg.learn_after:
         detail["learned_after"] = cfg.learn_after

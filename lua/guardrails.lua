@@ -11,7 +11,8 @@
 
   A remembered answer is compact (≈ 20 bytes instead of ≈ 50 as text, so the run hash stays in
   Redis's listpack encoding): one byte of flags (bit 0 agent window count, bit 1 run window
-  count, bit 2 run cost, bit 3 agent daily cost present; never an ASCII digit), the position
+  count, bit 2 run cost, bit 3 agent daily cost present, bit 4 step pair judged new, bit 6
+  streak judged too long; bit 5 is never set, so the byte is never an ASCII digit), the position
   and the present counts as base-128 varints (low 7 bits first, high bit = more), then the
   present costs as little-endian doubles. A redelivery's reply is decoded back to the text
   form below; answers stored as text by the previous release (they start with a digit) are
@@ -28,16 +29,25 @@
   make a pair. The pair is judged new when the agent has more than min_runs runs, the previous
   step was followed at least min_support times and by at most max_successors distinct steps,
   and the pair was never learned. A pair not judged new is learned (counted); one judged new is
-  learned when it has been judged new learn_after times (0 = never). The agent's order hash
-  keeps, by field length: "r" → runs (1 byte), "t" | prev → times followed (9), "s" | prev →
-  distinct successors (9), prev | step → times learned (16), "p" | prev | step → times judged
-  new and not yet learned (17). At most order_cap fields: a full hash learns no new pair (new
-  pairs are still judged).
+  learned when it has been judged new learn_after times (0 = never). Streaks, when
+  streak_settled > 0: the run's current streak of one step back to back (the run hash's "q")
+  is judged too long when it passes the longest streak of that step learned, the agent has more
+  than min_runs runs, the step was followed at least min_support times by at most
+  max_successors distinct steps and its longest streak was reached at least streak_settled
+  times; a streak not judged too long is learned (a longer
+  one sets the longest, one as long counts as reaching it); a step judged too long
+  learn_after times has its longest set to the streak. The agent's order hash keeps, by field:
+  "r" → runs; "t" | prev → times followed; "s" | prev → distinct successors; prev | step →
+  times learned (16 bytes); "p" | prev | step → times judged new and not yet learned (17);
+  "m" | step → longest streak learned; "h" | step → times it was reached; "l" | step → times
+  judged too long and not yet learned. At most order_cap fields: a full hash learns no new
+  field (pairs and streaks are still judged).
 
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
   KEYS[3] agent order   hash (above)
-  KEYS[4..] per run, four keys: run hash (n, cost, o = last step, <event field> → answer),
+  KEYS[4..] per run, four keys: run hash (n, cost, o = last step, q = its streak,
+            <event field> → answer),
             run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
             never count again), run nodes (a string: the last keep_nodes nodes, newest last,
             each one byte of length then its stored form, ratchet.store.guardrails: 8 raw bytes
@@ -53,8 +63,9 @@
   ARGV[6] agent_cost       1 = keep the agent's daily cost sums
   ARGV[7] run_ttl          idle TTL of run state, s
   ARGV[8] n                number of events
-  ARGV[9..14] order        min_runs (0 = order not kept), min_support, max_successors,
-                           learn_after, order_cap, order_ttl (s); then 6 values per event:
+  ARGV[9..15] order        min_runs (0 = order not kept), min_support, max_successors,
+                           learn_after, order_cap, order_ttl (s), streak_settled (0 = no
+                           streaks); then 6 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
           node (one byte of length, then its stored form, as the run nodes keep it),
@@ -63,14 +74,16 @@
   Output: [1] one binary string of n records of 42 bytes, one per event, little-endian
             (struct '<BBddddd'): status (0 new, 1 redelivered), which values are present (bit 0
             agent window count, bit 1 run window count, bit 2 run cost, bit 3 agent daily cost;
-            an absent one is 0; bit 4 the step pair was judged new), then as doubles the
+            an absent one is 0; bit 4 the step pair was judged new, bit 6 the streak too
+            long), then as doubles the
             position in the run (0-based), the agent window count, the run window count, the
             run cost and the agent daily cost — exact numbers with no formatting (text costs
             two float formats per event, ≈ 5 % of the script) and one reply element instead
             of n;
-          [2] for each new (status 0) event whose pair was judged new, in order, 20 bytes: the
-            previous step (8 bytes), then times it was followed, its distinct successors and
-            the agent's runs (struct '<III');
+          [2] for each new (status 0) event, in order: when its pair was judged new, 20 bytes
+            (the previous step, 8 bytes, then times it was followed, its distinct successors and
+            the agent's runs, struct '<III'); then when its streak was judged too long, 12
+            bytes (the streak, the longest learned, times that was reached: '<III');
           then one array per run (in KEYS order): position of the first node below (a string),
           then the run nodes held BEFORE this batch (as stored: length-prefixed, any byte)
 ]]
@@ -88,7 +101,8 @@ local order_successors = tonumber(ARGV[11])
 local order_learn_after = tonumber(ARGV[12])
 local order_cap = tonumber(ARGV[13])
 local order_ttl = tonumber(ARGV[14])
-local BASE, FIELDS = 14, 6
+local streak_settled = tonumber(ARGV[15])
+local BASE, FIELDS = 15, 6
 local START = string.rep('\0', 8)
 local DAY_MS = 86400000
 
@@ -122,10 +136,10 @@ local runs, order = {}, {}
 local function run_open(index)
   local r = runs[index]
   if r ~= nil then return r end
-  local h = redis.call('HMGET', KEYS[index], 'n', 'cost', 'o')
+  local h = redis.call('HMGET', KEYS[index], 'n', 'cost', 'o', 'q')
   r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
         nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
-        before = nil, step = h[3] or nil }
+        before = nil, step = h[3] or nil, streak = tonumber(h[4] or '0') }
   if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
   if keep_nodes > 0 then
     local blob = redis.call('GET', r.nodes_key)
@@ -176,20 +190,25 @@ local function learn(prev, pair, c)
   end
   oset('t' .. prev, oget('t' .. prev) + 1)
 end
--- Judge and learn one event's step pair; returns the 20-byte detail when judged new, else nil.
+-- Judge and learn one event's step pair and streak; returns the answer's bits (16 pair judged
+-- new, 64 streak too long) and their details (see Output [2]).
 local function order_step(r, step)
   local prev = r.step
   if prev == nil then
     prev = START
     oset('r', oget('r') + 1)
   end
-  r.step = step
+  local streak = 1
+  if prev == step then streak = r.streak + 1 end
+  r.step, r.streak = step, streak
   r.dirty = true
+  local bits, detail = 0, ''
   local pair = prev .. step
   local c = oget(pair)
   if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
       and oget('s' .. prev) <= order_successors then
-    local detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
+    bits = 16
+    detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
     local waiting = oget('p' .. pair) + 1
     if order_learn_after > 0 and waiting >= order_learn_after then
       oset('p' .. pair, 0)
@@ -197,10 +216,32 @@ local function order_step(r, step)
     else
       oset('p' .. pair, waiting)
     end
-    return detail
+  else
+    learn(prev, pair, c)
   end
-  learn(prev, pair, c)
-  return nil
+  if streak_settled > 0 then
+    local mkey, hkey = 'm' .. step, 'h' .. step
+    local longest = oget(mkey)
+    if streak > longest and oget('r') > order_min_runs and oget('t' .. step) >= order_support
+        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
+      bits = bits + 64
+      detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
+      local waiting = oget('l' .. step) + 1
+      if order_learn_after > 0 and waiting >= order_learn_after then
+        oset('l' .. step, 0)
+        oset(mkey, streak)
+        oset(hkey, 1)
+      else
+        oset('l' .. step, waiting)
+      end
+    elseif streak > longest then
+      oset(mkey, streak)
+      oset(hkey, 1)
+    elseif streak == longest then
+      oset(hkey, oget(hkey) + 1)
+    end
+  end
+  return bits, detail
 end
 
 -- A number as text, exactly ('%.17g'); whole numbers (positions, counts, most sums) by '%d',
@@ -217,9 +258,8 @@ end
 --- @include "varint"
 
 -- the stored (compact) form of an answer; counts and costs nil when not kept
-local function pack(pos, agent_count, run_count, run_cost, agent_cost, order_new)
-  local flags, a, b, c, d = 0, '', '', '', ''  -- pieces joined by one concatenation, no table
-  if order_new then flags = 16 end
+local function pack(pos, agent_count, run_count, run_cost, agent_cost, order_bits)
+  local flags, a, b, c, d = order_bits, '', '', '', ''  -- joined by one concatenation, no table
   if agent_count ~= nil then flags = flags + 1; a = varint(agent_count) end
   if run_count ~= nil then flags = flags + 2; b = varint(run_count) end
   if run_cost ~= nil then flags = flags + 4; c = struct.pack('<d', run_cost) end
@@ -228,9 +268,8 @@ local function pack(pos, agent_count, run_count, run_cost, agent_cost, order_new
 end
 
 -- The reply record of one event (see Output); nil = not kept.
-local function record(status, pos, agent_count, run_count, run_cost, agent_cost, order_new)
-  local present = 0
-  if order_new then present = 16 end
+local function record(status, pos, agent_count, run_count, run_cost, agent_cost, order_bits)
+  local present = order_bits
   if agent_count ~= nil then present = present + 1 else agent_count = 0 end
   if run_count ~= nil then present = present + 2 else run_count = 0 end
   if run_cost ~= nil then present = present + 4 else run_cost = 0 end
@@ -243,11 +282,11 @@ end
 -- release before: "pos\tagent count\trun count\trun cost\tagent cost", "" = not kept).
 local function stored_record(stored)
   local flags = string.byte(stored, 1)
-  if flags >= 48 then  -- an ASCII digit: the previous release's text answer
+  if flags >= 48 and flags <= 57 then  -- an ASCII digit: an older release's text answer
     local f = {}
     for x in string.gmatch(stored .. '\t', '([^\t]*)\t') do f[#f + 1] = x end
     return record(1, tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4]),
-      tonumber(f[5]))
+      tonumber(f[5]), 0)
   end
   local at = 2
   local function read_varint()
@@ -266,7 +305,7 @@ local function stored_record(stored)
   if math.floor(flags / 2) % 2 == 1 then run_count = read_varint() end
   if math.floor(flags / 4) % 2 == 1 then run_cost = read_double() end
   if math.floor(flags / 8) % 2 == 1 then agent_cost = read_double() end
-  return record(1, pos, agent_count, run_count, run_cost, agent_cost, flags >= 16)
+  return record(1, pos, agent_count, run_count, run_cost, agent_cost, flags - flags % 16)
 end
 
 -- Read the stored answers of all the batch's event ids: one HMGET per run.
@@ -315,17 +354,18 @@ for i = 0, n - 1 do
     end
     if keep_agent_cost then agent_cost = day_add(t_ms, cost) end
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
-    local order_new = nil
+    local order_bits = 0
     if order_min_runs > 0 and step ~= '' then
-      order_new = order_step(r, step)
-      if order_new then details[#details + 1] = order_new end
+      local detail
+      order_bits, detail = order_step(r, step)
+      if order_bits > 0 then details[#details + 1] = detail end
     end
-    local stored = pack(pos, agent_count, run_count, run_cost, agent_cost, order_new)
+    local stored = pack(pos, agent_count, run_count, run_cost, agent_cost, order_bits)
     prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
     r.answers[#r.answers + 1] = stored
     records[#records + 1] = record(0, pos, agent_count, run_count, run_cost, agent_cost,
-      order_new)
+      order_bits)
   end
 end
 
@@ -334,7 +374,8 @@ for _, index in ipairs(order) do
   out[#out + 1] = r.before
   if r.dirty then
     if r.step ~= nil then
-      redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), 'o', r.step, unpack(r.answers))
+      redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), 'o', r.step, 'q', r.streak,
+        unpack(r.answers))
     else
       redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), unpack(r.answers))
     end

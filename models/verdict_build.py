@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from models.guardrails.order import OrderFinding
+from models.guardrails.order import OrderFinding, StreakFinding
 from models.guardrails.state import GuardrailState
 from models.verdict import Edge, Reason, Verdict
 
@@ -100,6 +100,7 @@ if TYPE_CHECKING:  # the signatures mypy checks; at run time the generated build
         run_cost: float | None = None,
         agent_daily_cost: float | None = None,
         order: OrderFinding | None = None,
+        streak: StreakFinding | None = None,
     ) -> GuardrailState:
         """Exactly ``GuardrailState(...)`` with the same positional arguments."""
 

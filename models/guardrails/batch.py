@@ -202,8 +202,9 @@ def plan(
                 pii_plan = _PiiPlan(pii, texts, owners, hits, unscanned)
         if media.enabled:
             tail = check_media(media, leaves)
-    if st.order is not None and order.enabled:
-        tail = tail + check_order(order, step_text(event.service, event.action), st.order)
+    if (st.order is not None or st.streak is not None) and order.enabled:
+        tail = tail + check_order(order, step_text(event.service, event.action), st.order,
+                                  st.streak)
     steps = budget.used - used if budget is not None else 0
     return Planned(head, pattern_plan, pii_plan, tail, steps)
 

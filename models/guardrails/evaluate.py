@@ -13,7 +13,7 @@ takes the strictest action (:func:`models.verdict.strictest`) and lists them all
 >>> [(r.source, r.action, r.detail["rule"]) for r in evaluate(default_policy(), event)]
 [('guardrail:pii', 'flag', 'pii.secret')]
 >>> state_spec(default_policy())
-StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5))
+StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5, streak_settled=30))
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def evaluate(
             out += check_pii(pii, read, budget)
         if media.enabled:
             out += check_media(media, leaves)
-    if st.order is not None:
+    if st.order is not None or st.streak is not None:
         order = policy.order.for_event(svc, prio)
         if order.enabled:
-            out += check_order(order, step_text(svc, event.action), st.order)
+            out += check_order(order, step_text(svc, event.action), st.order, st.streak)
     return out
 
 

@@ -11,7 +11,14 @@ when the agent's order there is settled:
 - from it the agent has only ever gone to at most ``max_successors`` distinct calls.
 
 A busy, open-ended agent (an assistant that calls anything after anything) has many successors
-per step and is never judged, so its variety raises nothing. Learning: every event that is not
+per step and is never judged, so its variety raises nothing.
+
+Streaks (``order.streak``): a call repeated back to back in a run more times than this agent
+ever repeated it, once that longest repeat was reached at least ``streak_settled`` times and
+the call's successors are settled as above (a pagination that always stops at 3 pages; a call
+that never repeats, seen that often). The
+chains cannot tell: they keep a call's repeats per service, where another service's calls in
+between do not break a streak, and their repeat limit leaves a margin. Learning: every event that is not
 judged new is counted (whatever the chains or the other guardrails answer); a new pair the rule
 reports is learned once it has been reported ``learn_after`` times (0: never — a person's
 policy change is then the only way on). The counting is atomic in Redis, per agent
@@ -52,6 +59,7 @@ __all__ = [
     "OrderConfig",
     "OrderFinding",
     "OrderReference",
+    "StreakFinding",
     "check_order",
     "order_to_dict",
     "parse_order",
@@ -62,9 +70,10 @@ NAME = "order"
 SOURCE = f"guardrail:{NAME}"
 #: What the reason calls the step before a run's first call.
 START = "(start of run)"
-_KEYS = ("enabled", "action", "min_runs", "min_support", "max_successors", "learn_after")
+_KEYS = ("enabled", "action", "min_runs", "min_support", "max_successors", "learn_after",
+         "streak_settled")
 #: Judged once per agent by the script: one value per policy, not per service or priority.
-_TOP_ONLY = ("min_runs", "min_support", "max_successors", "learn_after")
+_TOP_ONLY = ("min_runs", "min_support", "max_successors", "learn_after", "streak_settled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +86,10 @@ class OrderConfig:
     min_support: int = 20
     #: Most distinct calls learned after the previous step for it to be judged.
     max_successors: int = 2
-    #: Reports of a new pair after which it is learned (0 = never).
+    #: Reports of a new pair (of a step's too long streak) after which it is learned (0 = never).
     learn_after: int = 5
+    #: Times a step's longest streak was reached before a longer one is judged (0 = off).
+    streak_settled: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,18 @@ class OrderFinding:
     successors: int
     #: The agent's runs so far.
     agent_runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreakFinding:
+    """What the script found for an event whose streak it judged too long."""
+
+    #: The call's repeats back to back in this run, this one included.
+    streak: int
+    #: The longest streak of the call learned for the agent.
+    longest: int
+    #: Times that longest streak was reached.
+    reached: int
 
 
 def step_text(service: str, action: str) -> str:
@@ -120,6 +143,7 @@ def parse_order(
         min_support=f.get("min_support", base.min_support, ints(1, 1_000_000)),
         max_successors=f.get("max_successors", base.max_successors, ints(1, 64)),
         learn_after=f.get("learn_after", base.learn_after, ints(0, 1_000_000)),
+        streak_settled=f.get("streak_settled", base.streak_settled, ints(0, 1_000_000)),
     )
 
 
@@ -131,6 +155,7 @@ def order_to_dict(cfg: OrderConfig) -> dict[str, Any]:
         "min_support": cfg.min_support,
         "max_successors": cfg.max_successors,
         "learn_after": cfg.learn_after,
+        "streak_settled": cfg.streak_settled,
     }
 
 
@@ -142,11 +167,28 @@ def _note(found: OrderFinding) -> str:
             f"agent went on to {found.successors} other call(s) ({found.from_seen} times learned)")
 
 
-def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None) -> list[Reason]:
-    """The reason for an event whose pair the script judged new (``found``; None: not new,
-    not judged, or no state)."""
-    if found is None or not cfg.enabled:
+def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None,
+                streak: StreakFinding | None = None) -> list[Reason]:
+    """The reasons for an event whose pair the script judged new (``found``) or whose streak
+    it judged too long (``streak``); None: not judged so, or no state."""
+    if not cfg.enabled or (found is None and streak is None):
         return []
+    out = [] if found is None else [_unseen(cfg, step, found)]
+    if streak is not None:
+        out.append(Reason(SOURCE, cfg.action, {
+            "rule": join(NAME, "streak"),
+            "step": step,
+            "streak": streak.streak,
+            "longest": streak.longest,
+            "reached": streak.reached,
+            "note": (f"this call back to back {streak.streak} times in a run; this agent never "
+                     f"repeated it more than {streak.longest} times ({streak.reached} times "
+                     "that long)"),
+        }))
+    return out
+
+
+def _unseen(cfg: OrderConfig, step: str, found: OrderFinding) -> Reason:
     detail: dict[str, object] = {
         "rule": join(NAME, "unseen"),
         "from": found.previous,
@@ -158,7 +200,7 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None) -> list
     }
     if cfg.learn_after:
         detail["learned_after"] = cfg.learn_after
-    return [Reason(SOURCE, cfg.action, detail)]
+    return Reason(SOURCE, cfg.action, detail)
 
 
 class OrderReference:
@@ -168,7 +210,7 @@ class OrderReference:
     def __init__(self, cfg: OrderConfig, cap: int) -> None:
         self.cfg, self.cap = cfg, cap
         self.fields: dict[object, int] = {}
-        self.last: dict[str, str] = {}
+        self.last: dict[str, tuple[str, int]] = {}
 
     def _set(self, field: object, value: int) -> bool:
         if self.fields.get(field, 0) == 0 and value != 0 and len(self.fields) >= self.cap:
@@ -188,16 +230,18 @@ class OrderReference:
             self._set(pair, count + 1)
         self._set(("t", prev), self.fields.get(("t", prev), 0) + 1)
 
-    def step(self, run: str, step: str) -> OrderFinding | None:
+    def step(self, run: str, step: str) -> tuple[OrderFinding | None, StreakFinding | None]:
         get = self.fields.get
-        prev = self.last.get(run)
+        prev, streak = self.last.get(run, (None, 0))
         if prev is None:
             prev = START
             self._set("r", get("r", 0) + 1)
-        self.last[run] = step
+        streak = streak + 1 if prev == step else 1
+        self.last[run] = (step, streak)
         pair = (prev, step)
         count = get(pair, 0)
         cfg = self.cfg
+        found = None
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
                 and get(("s", prev), 0) <= cfg.max_successors):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
@@ -207,6 +251,26 @@ class OrderReference:
                 self._learn(prev, pair, count)
             else:
                 self._set(("p", pair), waiting)
-            return found
-        self._learn(prev, pair, count)
-        return None
+        else:
+            self._learn(prev, pair, count)
+        too_long = None
+        if cfg.streak_settled > 0:
+            longest, reached = get(("m", step), 0), get(("h", step), 0)
+            if (streak > longest and get("r", 0) > cfg.min_runs
+                    and get(("t", step), 0) >= cfg.min_support
+                    and get(("s", step), 0) <= cfg.max_successors
+                    and reached >= cfg.streak_settled):
+                too_long = StreakFinding(streak, longest, reached)
+                waiting = get(("l", step), 0) + 1
+                if cfg.learn_after > 0 and waiting >= cfg.learn_after:
+                    self._set(("l", step), 0)
+                    self._set(("m", step), streak)
+                    self._set(("h", step), 1)
+                else:
+                    self._set(("l", step), waiting)
+            elif streak > longest:
+                self._set(("m", step), streak)
+                self._set(("h", step), 1)
+            elif streak == longest:
+                self._set(("h", step), reached + 1)
+        return found, too_long

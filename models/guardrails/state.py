@@ -16,8 +16,9 @@ guardrail that needs it is skipped, never reported as a detection):
 - ``run_cost`` (cost): sum of ``cost`` over the run — INCRBYFLOAT per run (run TTL).
 - ``agent_daily_cost`` (cost): sum of ``cost`` of the agent on the current UTC day — one key
   per agent and day (INCRBYFLOAT, TTL a little over 24 h).
-- ``order`` (order): set when the script judged this event's step pair new for the agent
-  (:mod:`models.guardrails.order`) — one hash per agent of pair counts, and the run's last step.
+- ``order``, ``streak`` (order): set when the script judged this event's step pair new for
+  the agent, or its streak too long (:mod:`models.guardrails.order`) — one hash per agent of
+  pair and streak counts, and the run's last step and its streak.
 
 :func:`models.guardrails.evaluate.state_spec` says, for a given policy, which of these are
 needed and with which window sizes and history length.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.guardrails.order import OrderConfig, OrderFinding
+from models.guardrails.order import OrderConfig, OrderFinding, StreakFinding
 
 __all__ = ["EMPTY_STATE", "GuardrailState", "StateSpec"]
 
@@ -55,6 +56,8 @@ class GuardrailState:
     agent_daily_cost: float | None = None
     #: The step pair judged new (None: known, not judged, or no state).
     order: OrderFinding | None = None
+    #: The call's streak judged too long (None: not, or no state).
+    streak: StreakFinding | None = None
 
 
 #: No state at all: only the stateless guardrails (pattern, PII, media, per-event cost) run.

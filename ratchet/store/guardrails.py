@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import xxhash
@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from models.errors import StoreError
 from models.guardrails import GuardrailState, StateSpec
-from models.guardrails.order import START, OrderFinding
+from models.guardrails.order import START, OrderFinding, StreakFinding
 from models.verdict_build import make_guardrail_state, slot_builder
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
@@ -49,6 +49,10 @@ NODE_SLACK = 2
 ORDER_CAP = 4_096
 #: One judged-new pair's detail in the reply: previous step, times followed, successors, runs.
 DETAIL = struct.Struct("<8sIII")
+#: One too-long streak's detail in the reply: the streak, the longest learned, times reached.
+STREAK = struct.Struct("<III")
+#: Reply bits of the step order (lua/guardrails.lua): pair judged new, streak too long.
+_PAIR, _STREAK = 16, 64
 _HEX = frozenset("0123456789abcdef")
 #: Prefix of a stored node that is text but could pass for 8 raw bytes (see :func:`stored_node`).
 _TEXT = b"\0t"
@@ -118,6 +122,8 @@ def node_text(stored: bytes | str) -> str:
     return stored.decode()
 
 
+#: What a redelivered event's finding names as the previous step (its counts are not kept).
+REDELIVERED = "(not kept: a redelivery)"
 #: The step before a run's first call, as the script keeps it (lua/guardrails.lua).
 START_STEP = bytes(8)
 #: Steps seen lately, both ways (text → stored form, stored form → text); bounded.
@@ -235,10 +241,10 @@ class GuardStore(RedisStore):
         ]
         order = spec.order
         if order is None:
-            args += [0, 0, 0, 0, 0, self.order_ttl_s]
+            args += [0, 0, 0, 0, 0, self.order_ttl_s, 0]
         else:
             args += [order.min_runs, order.min_support, order.max_successors, order.learn_after,
-                     self.order_cap, self.order_ttl_s]
+                     self.order_cap, self.order_ttl_s, order.streak_settled]
         for item in batch.items:
             args += [
                 event_field(item.event_id),
@@ -299,7 +305,7 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     known = {run: (first, tuple(nodes)) for run, (first, nodes) in runs.items()}
     out: list[GuardAnswer] = []
     empty: tuple[str, ...] = ()
-    details = _details(raw)
+    details = _Details(raw)
     for item, (status, present, p, agent, run, run_cost, agent_cost) in zip(
             batch.items, rows, strict=True):
         pos = int(p)
@@ -309,30 +315,42 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             item.node, seq[lo - first:hi - first] if hi > lo else empty, pos + 1,
             int(agent) if present & 1 else None, int(run) if present & 2 else None,
             run_cost if present & 4 else None, agent_cost if present & 8 else None,
-            _finding(status, present, details))))
+            *details.findings(status, present))))
     return out
 
 
-def _details(raw: Sequence[Any]) -> Iterator[tuple[bytes, int, int, int]]:
-    """The judged-new pairs' details of a reply (lua/guardrails.lua, Output [2]), in order."""
-    blob = raw[1] if len(raw) > 1 else b""
-    if isinstance(blob, str):
-        blob = blob.encode("latin-1")
-    if len(blob) % DETAIL.size:
-        raise StoreError(f"guardrails reply: {len(blob)} bytes of step-order details")
-    return DETAIL.iter_unpack(blob)
+class _Details:
+    """The step-order details of a reply (lua/guardrails.lua, Output [2]), read in event order."""
 
+    def __init__(self, raw: Sequence[Any]) -> None:
+        blob = raw[1] if len(raw) > 1 else b""
+        self.blob = blob.encode("latin-1") if isinstance(blob, str) else bytes(blob)
+        self.at = 0
 
-def _finding(status: int, present: int, details: Iterator[tuple[bytes, int, int, int]]
-             ) -> OrderFinding | None:
-    """The order finding of one event's record: a new event judged new reads the next detail;
-    a redelivered one was judged new the first time (its counts are not kept)."""
-    if not present & 16:
-        return None
-    if status == 1:
-        return OrderFinding("(not kept: a redelivery)", 0, 0, 0)
-    prev, from_seen, successors, runs = next(details)
-    return OrderFinding(step_of(prev), from_seen, successors, runs)
+    def _take(self, layout: struct.Struct) -> tuple[Any, ...]:
+        end = self.at + layout.size
+        if end > len(self.blob):
+            raise StoreError("guardrails reply: step-order details shorter than its records say")
+        got = layout.unpack_from(self.blob, self.at)
+        self.at = end
+        return got
+
+    def findings(self, status: int, present: int
+                 ) -> tuple[OrderFinding | None, StreakFinding | None]:
+        """One event's findings: a new event judged so reads its details; a redelivered one
+        was judged so the first time (its counts are not kept)."""
+        if not present & (_PAIR | _STREAK):
+            return None, None
+        if status == 1:
+            return (OrderFinding(REDELIVERED, 0, 0, 0) if present & _PAIR else None,
+                    StreakFinding(0, 0, 0) if present & _STREAK else None)
+        found = streak = None
+        if present & _PAIR:
+            prev, from_seen, successors, runs = self._take(DETAIL)
+            found = OrderFinding(step_of(prev), from_seen, successors, runs)
+        if present & _STREAK:
+            streak = StreakFinding(*self._take(STREAK))
+        return found, streak
 
 
 def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
@@ -352,7 +370,7 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
         if f[0] == 0:
             known[item.run_id][int(f[2])] = item.node
     out: list[GuardAnswer] = []
-    details = _details(raw)
+    details = _Details(raw)
     for item, f in zip(batch.items, rows, strict=True):
         pos = int(f[2])
         seq = known[item.run_id]
@@ -365,7 +383,8 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             run_events_in_window=int(f[4]) if f[1] & 2 else None,
             run_cost=f[5] if f[1] & 4 else None,
             agent_daily_cost=f[6] if f[1] & 8 else None,
-            order=_finding(f[0], f[1], details),
         )
+        found, streak = details.findings(f[0], f[1])
+        state = replace(state, order=found, streak=streak)
         out.append(GuardAnswer(duplicate=f[0] == 1, state=state))
     return out

@@ -42,36 +42,37 @@ event_st = st.tuples(st.integers(0, 3), st.sampled_from(STEPS), st.integers(0, 9
 @given(events=st.lists(event_st, min_size=1, max_size=120),
        cuts=st.lists(st.integers(1, 120), max_size=8),
        learn_after=st.integers(0, 3), successors=st.integers(1, 3),
-       cap=st.sampled_from([6, 10, 4096]))
+       cap=st.sampled_from([6, 10, 4096]), settled=st.integers(0, 3))
 def test_script_judges_and_learns_as_the_reference(
     redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
-    learn_after: int, successors: int, cap: int,
+    learn_after: int, successors: int, cap: int, settled: int,
 ) -> None:
     """Event by event, in any batching, with redeliveries (a repeated id answers what it
-    answered the first time) and a full hash: the same findings as :class:`OrderReference`."""
-    asyncio.run(_both(redis_url, events, cuts, learn_after, successors, cap))
+    answered the first time) and a full hash: the same findings (new pairs, too long streaks)
+    and the same stored fields as :class:`OrderReference`."""
+    cfg = OrderConfig(min_runs=1, min_support=2, max_successors=successors,
+                      learn_after=learn_after, streak_settled=settled)
+    asyncio.run(_both(redis_url, events, cuts, cfg, cap))
 
 
 async def _both(redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
-                learn_after: int, successors: int, cap: int) -> None:
+                cfg: OrderConfig, cap: int) -> None:
     redis_client = aioredis.Redis.from_url(redis_url)
     try:
-        await _compare(redis_client, events, cuts, learn_after, successors, cap)
+        await _compare(redis_client, events, cuts, cfg, cap)
     finally:
         await redis_client.aclose()
 
 
 async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, int]],
-                   cuts: list[int], learn_after: int, successors: int, cap: int) -> None:
-    cfg = OrderConfig(min_runs=1, min_support=2, max_successors=successors,
-                      learn_after=learn_after)
+                   cuts: list[int], cfg: OrderConfig, cap: int) -> None:
     store = GuardStore(redis_client, Keys(f"ord{uuid.uuid4().hex[:8]}"))
     store.order_cap = cap
     ref = OrderReference(cfg, cap)
     spec = _spec(cfg)
     items: list[Any] = []
     want: list[tuple[str, Any]] = []
-    first: dict[str, bool] = {}
+    first: dict[str, tuple[bool, bool]] = {}
     for run, step, dup in events:
         if dup == 0 and items:  # the previous event again (same id, run and step)
             items.append(items[-1])
@@ -79,7 +80,7 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
             continue
         event_id = f"e{len(items)}"
         found = ref.step(f"r{run}", step)
-        first[event_id] = found is not None
+        first[event_id] = (found[0] is not None, found[1] is not None)
         want.append(("new", found))
         items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step))
     got = []
@@ -88,10 +89,12 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
         [answers] = await store.update([GuardBatch("t1", items[lo:hi], spec)])
         got += answers
     for (kind, expected), answer in zip(want, got, strict=True):
+        state = answer.state
         if kind == "again":
-            assert answer.duplicate and (answer.state.order is not None) == expected
+            assert answer.duplicate
+            assert (state.order is not None, state.streak is not None) == expected
         else:
-            assert not answer.duplicate and answer.state.order == expected
+            assert not answer.duplicate and (state.order, state.streak) == expected
     # and the state itself: field by field
     stored = await redis_client.hgetall(store.keys.guard_agent_keys("t1").order)
     assert {_field(f if isinstance(f, bytes) else f.encode()): int(v)
@@ -157,7 +160,7 @@ async def test_an_open_agent_is_never_judged(redis_client: aioredis.Redis, keys:
         steps = tuple(calls[(k + j * (1 + k % 3)) % 4] for j in range(4))
         await engine.decide([ev(i, f"r{k}", s) for i, s in enumerate(steps)])
     got = await engine.decide([ev(i, "new", s) for i, s in enumerate(
-        ("files:read", "files:read", "chat:reply", "mail:draft", "code:run"))])
+        ("files:read", "chat:reply", "files:read", "mail:draft", "code:run"))])
     assert not any(order_reasons(v) for v in got)
 
 
@@ -185,3 +188,27 @@ async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys:
         [ev(0, f"x{k}", "crm:read"), ev(1, f"x{k}", "payments:pay")]))[1]))
         for k in range(1, 6)]
     assert flagged == [True, True, True, True, False]
+
+
+async def test_a_streak_longer_than_ever_is_reported(redis_client: aioredis.Redis,
+                                                     keys: Keys) -> None:
+    """Pages listed three times back to back in every run (with another service between runs'
+    steps): a fourth time is reported; three stays fine; a call in between breaks a streak."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    usual = ("crm:list", "crm:list", "crm:list", "mail:send")
+    await _settle(engine, 101, usual)
+    got = await engine.decide([ev(i, "x", s) for i, s in enumerate(
+        ("crm:list", "crm:list", "crm:list", "crm:list", "mail:send"))])
+    assert [[d["rule"] for d in order_reasons(v)] for v in got] == [
+        [], [], [], ["order.streak"], []]
+    detail = order_reasons(got[3])[0]
+    assert (detail["step"], detail["streak"], detail["longest"]) == ("crm:list", 4, 3)
+    assert detail["reached"] == 102  # 101 runs, and this one before its fourth call
+    assert not any(order_reasons(v) for v in await engine.decide(
+        [ev(i, "y", s) for i, s in enumerate(usual)]))
+    # switched off: nothing
+    quiet = Engine.create(redis_client, keys=Keys(keys.prefix + "q"), policies=FixedPolicy(
+        parse_policy_toml("[guardrails.order]\nstreak_settled = 0\n")))
+    await _settle(quiet, 101, usual)
+    got = await quiet.decide([ev(i, "x", s) for i, s in enumerate(("crm:list",) * 4)])
+    assert not any(order_reasons(v) for v in got)

@@ -44,6 +44,7 @@ from models.guardrails.pattern import (
     Encoded,
     PatternConfig,
     PatternRule,
+    builtin_scope,
     encoded,
     rule_reason,
     scan_limit_reason,
@@ -194,6 +195,9 @@ def plan(
     if scan_patterns or pii.enabled or media.enabled:
         leaves = walk(event.payload)
         read = with_decoded(leaves) if scan_patterns or pii.enabled else leaves
+        if scan_patterns:
+            pattern = builtin_scope(pattern, read)
+            scan_patterns = bool(pattern.rules)
         if scan_patterns:
             pattern_plan = _plan_pattern(pattern, read, budget)
         if pii.enabled and pii.detectors:

@@ -29,7 +29,7 @@ from models.guardrails.loop import check_loop
 from models.guardrails.media import check_media
 from models.guardrails.order import check_order, step_text
 from models.guardrails.paths import Leaf, walk
-from models.guardrails.pattern import check_pattern
+from models.guardrails.pattern import builtin_scope, check_pattern
 from models.guardrails.pii import check_pii
 from models.guardrails.policy import Guardrail, Policy
 from models.guardrails.state import EMPTY_STATE, GuardrailState, StateSpec
@@ -76,6 +76,9 @@ def evaluate(
     if scan_patterns or pii.enabled or media.enabled:
         leaves: tuple[Leaf, ...] = walk(event.payload)
         read = with_decoded(leaves) if scan_patterns or pii.enabled else leaves
+        if scan_patterns:
+            pattern = builtin_scope(pattern, read)
+            scan_patterns = bool(pattern.rules)
         if scan_patterns:
             out += check_pattern(pattern, read, budget)
         if pii.enabled:

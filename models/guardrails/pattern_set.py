@@ -31,8 +31,8 @@ the prefilter and are searched rule by rule as before.
 
 >>> from models.guardrails.pattern import PatternConfig, parse_pattern
 >>> cfg = parse_pattern({"rules": [{"id": "a", "regex": "^drop"},
-...                                {"id": "b", "literal": "X.Y", "ignore_case": True}]},
-...                     "p", PatternConfig())
+...                                {"id": "b", "literal": "X.Y", "ignore_case": True}],
+...                      "builtin_rules": False}, "p", PatternConfig())
 >>> rs = rule_set(cfg.rules)
 >>> sorted(rs.candidates((0, 1), [b"keep", b"drop it"])), sorted(rs.candidates((1,), [b"x.y"]))
 ([0], [1])

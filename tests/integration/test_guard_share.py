@@ -27,7 +27,7 @@ from ratchet.store.policies import FixedPolicy
 
 #: Rules RE2 runs in linear time but slowly on random a/b text (its DFA cannot settle), and one
 #: that matches B's call.
-SLOW = "version = 1\n" + "".join(
+SLOW = "version = 1\n[guardrails.pattern]\nbuiltin_rules = false\n" + "".join(
     f'[[guardrails.pattern.rules]]\nid = "slow-{i}"\nregex = "[ab]*a[ab]{{{18 + i}}}z"\n'
     for i in range(12)
 ) + '[[guardrails.pattern.rules]]\nid = "drop"\nregex = "(?i)drop\\\\s+table"\naction = "reject"\n'

@@ -149,6 +149,8 @@ async def test_loop_short_cycle(make_engine: Any) -> None:
 # --- pattern ----------------------------------------------------------------------------------
 
 PATTERN = """
+[guardrails.pattern]
+builtin_rules = false
 [guardrails.pii]
 detectors = ["email", "secret"]
 [[guardrails.pattern.rules]]

@@ -35,9 +35,9 @@ secret = "reject"
 [guardrails.media]
 max_blob_bytes = 1024
 [[guardrails.pattern.rules]]
-id = "sql-drop"
+id = "sql-grant"
 paths = ["sql"]
-regex = '(?i)\\bdrop\\s+table\\b'
+regex = '(?i)\\bgrant\\s+all\\b'
 action = "pause"
 """
 
@@ -57,7 +57,7 @@ def _traffic() -> dict[str, list[dict[str, Any]]]:
         "loop": [_ev("loop", {"path": f"/f{i}"}) for i in range(4)],
         "entropy": [_ev("ent", {f"field{i}": i}) for i in range(8)],
         "cost": [_ev("cost", {"q": "a"}, cost=3.0), _ev("cost", {"n": 1}, cost=3.0)],
-        "pattern": [_ev("pat", {"sql": "DROP TABLE users"})],
+        "pattern": [_ev("pat", {"sql": "GRANT ALL ON prod TO public"})],
         "pii": [_ev("pii", {"config": {"stripe_key": SECRET}})],
         "media": [_ev("media", {"image": {"data": blob}})],
     }
@@ -90,7 +90,7 @@ async def test_seven_guardrails_through_the_pipeline(stack: Stack) -> None:
 
     expected = {"velocity": "velocity.per_run", "loop": "loop.same_node",
                 "entropy": "entropy.sequence", "cost": "cost.per_run",
-                "pattern": "pattern.sql-drop", "pii": "pii.secret", "media": "media.blob"}
+                "pattern": "pattern.sql-grant", "pii": "pii.secret", "media": "media.blob"}
     for name, evs in traffic.items():
         *before, last = evs
         assert fired(last, name) == [expected[name]], (name, got[last["event_id"]])

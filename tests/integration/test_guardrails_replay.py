@@ -59,6 +59,7 @@ def test_replay_applies_stored_policy_and_policy_file(
     stored = (
         "[guardrails.pii]\naction = 'pause'\ndetectors = ['email', 'secret']\n"
         "[guardrails.velocity]\nper_run = { window_s = 60, limit = 6 }\n"
+        "[guardrails.pattern]\nbuiltin_rules = false\n"
     )
 
     async def store() -> None:
@@ -82,6 +83,7 @@ def test_replay_applies_stored_policy_and_policy_file(
     policy.write_text(
         "[guardrails.pii]\nenabled = false\n"
         "[guardrails.velocity]\nper_run = { window_s = 60, limit = 5 }\n"
+        "[guardrails.pattern]\nbuiltin_rules = false\n"
         "[[guardrails.pattern.rules]]\nid = 'sql-drop'\npaths = ['sql']\n"
         "regex = '(?i)\\bdrop\\s+table\\b'\naction = 'reject'\n"
     )

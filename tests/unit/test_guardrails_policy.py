@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.errors import ValidationError
+from models.guardrails.pattern_builtin import BUILTIN_RULES
 from models.guardrails import (
     default_policy,
     parse_policy,
@@ -35,14 +36,15 @@ def test_default_policy_is_all_on_and_all_flag() -> None:
     for name in ("velocity", "loop", "pattern", "pii", "cost", "entropy", "media"):
         cfg = getattr(p, name).base
         assert cfg.enabled and cfg.action == "flag", name
-    assert p.pattern.base.rules == ()
+    assert [r.id for r in p.pattern.base.rules] == [r["id"] for r in BUILTIN_RULES]
     assert dict(p.pii.base.detector_actions) == {}
     assert parse_policy({}) == parse_policy_toml("") == p
 
 
 def test_example_policy_parses_and_round_trips() -> None:
     p = parse_policy_toml(EXAMPLE.read_text())
-    assert [r.id for r in p.pattern.base.rules] == ["sql-drop", "internal-host"]
+    assert [r.id for r in p.pattern.base.rules] == [
+        *(r["id"] for r in BUILTIN_RULES), "sql-drop", "internal-host"]
     assert p.velocity.for_event("search", "normal").per_run.limit == 1200
     assert p.velocity.for_event("crm", "normal").per_run.limit == 300
     assert "email" not in p.pii.for_event("crm", "normal").detectors

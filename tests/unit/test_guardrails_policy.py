@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.errors import ValidationError
-from models.guardrails.pattern_builtin import BUILTIN_RULES
 from models.guardrails import (
     default_policy,
     parse_policy,
@@ -21,6 +20,7 @@ from models.guardrails import (
     policy_to_dict,
     state_spec,
 )
+from models.guardrails.pattern_builtin import BUILTIN_RULES
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml"
 

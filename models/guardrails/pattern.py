@@ -171,6 +171,8 @@ def _own(rules: tuple[PatternRule, ...]) -> tuple[PatternRule, ...]:
 #: reading every value — ≈ 15 µs a rule per event on the benchmark's payloads).
 _ANY_BUILTIN = re2.compile("|".join(f"(?i:{r['regex']})" for r in BUILTIN_RULES))
 _VALUE = itemgetter(Leaf._fields.index("value"))
+#: Most characters the prefilter reads for one event (unbudgeted work: bounded here).
+PREFILTER_MAX_CHARS = 65_536
 #: Configs without their built-in rules, per config (configs live as long as their policy).
 _WITHOUT: dict[int, tuple[PatternConfig, PatternConfig]] = {}
 
@@ -187,7 +189,8 @@ def builtin_scope(cfg: PatternConfig, leaves: Sequence[Leaf]) -> PatternConfig:
     # value can match a built-in rule)
     text = "\n".join([v[:limit] if type(v) is str else str(v) for v in map(_VALUE, leaves)
                        if type(v) is str or (type(v) in (int, float) and v > 99_999_999)])
-    if _ANY_BUILTIN.search(text):
+    if len(text) > PREFILTER_MAX_CHARS or _ANY_BUILTIN.search(text):
+        # a larger event keeps the rules: their scans are charged to its budget, this one is not
         return cfg
     hit = _WITHOUT.get(id(cfg))
     if hit is None or hit[0] is not cfg:

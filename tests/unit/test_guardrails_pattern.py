@@ -12,7 +12,7 @@ from models.errors import ValidationError
 from models.guardrails import parse_policy
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
-from models.guardrails.pattern import PatternConfig, check_pattern, parse_pattern
+from models.guardrails.pattern import PatternConfig, builtin_scope, check_pattern, parse_pattern
 
 
 def cfg(*rules: dict[str, Any], **extra: Any) -> PatternConfig:
@@ -293,3 +293,10 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
             for rs in batch] == [[want] for _, want in cases]
     split = event({"a": "please drop", "b": "table of contents"})
     assert [r for r in evaluate(policy, split) if r.source == "guardrail:pattern"] == []
+    # past what the prefilter reads, the rules themselves scan (charged to the event's budget)
+    big = event({f"k{i}": "x" * 16_000 for i in range(5)} | {"z": "rm -rf /"})
+    assert [r.detail["rule"] for r in evaluate(policy, big)
+            if r.source == "guardrail:pattern"] == ["pattern.builtin-shell-wipe"]
+    assert builtin_scope(policy.pattern.base, walk(big.payload)) is policy.pattern.base
+    small = event({"k": "x" * 100})
+    assert builtin_scope(policy.pattern.base, walk(small.payload)).rules == ()

@@ -11,10 +11,12 @@
 
   A remembered answer is compact (≈ 20 bytes instead of ≈ 50 as text, so the run hash stays in
   Redis's listpack encoding): one byte of flags (bit 0 agent window count, bit 1 run window
-  count, bit 2 run cost, bit 3 agent daily cost present, bit 4 step pair judged new, bit 6
-  streak judged too long; bit 5 is never set, so the byte is never an ASCII digit), the position
+  count, bit 2 run cost, bit 3 agent daily cost present, bit 4 a step-order byte ends the
+  answer; never an ASCII digit, and a release that predates the order reads the rest as before),
+  the position
   and the present counts as base-128 varints (low 7 bits first, high bit = more), then the
-  present costs as little-endian doubles. A redelivery's reply is decoded back to the text
+  present costs as little-endian doubles, then (bit 4) the step-order bits (16 pair judged new, 64
+  streak too long) as one byte. A redelivery's reply is decoded back to the text
   form below; answers stored as text by the previous release (they start with a digit) are
   answered as they are.
 
@@ -36,12 +38,13 @@
   max_successors distinct steps and its longest streak was reached at least streak_settled
   times; a streak not judged too long is learned (a longer
   one sets the longest, one as long counts as reaching it); a step judged too long
-  learn_after times has its longest set to the streak. The agent's order hash keeps, by field:
+  learn_after times has its longest set to the streak. A report counts towards learn_after once
+  a run (the run hash marks "x" | pair and "y" | step). The agent's order hash keeps, by field:
   "r" → runs; "t" | prev → times followed; "s" | prev → distinct successors; prev | step →
   times learned (16 bytes); "p" | prev | step → times judged new and not yet learned (17);
   "m" | step → longest streak learned; "h" | step → times it was reached; "l" | step → times
-  judged too long and not yet learned. At most order_cap fields: a full hash learns no new
-  field (pairs and streaks are still judged).
+  judged too long and not yet learned. At most order_cap fields: a full hash learns no new field
+  and judges nothing (the agent's order is no longer kept).
 
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
@@ -139,7 +142,8 @@ local function run_open(index)
   local h = redis.call('HMGET', KEYS[index], 'n', 'cost', 'o', 'q')
   r = { key = KEYS[index], n = tonumber(h[1] or '0'), cost = tonumber(h[2] or '0'),
         nodes_key = KEYS[index + 2], pushed = {}, answers = {}, dirty = false,
-        before = nil, step = h[3] or nil, streak = tonumber(h[4] or '0') }
+        before = nil, step = h[3] or nil, streak = tonumber(h[4] or '0'), reported = {},
+        marks = {} }
   if run_window_ms > 0 then r.win = window_open(KEYS[index + 1], run_window_ms) end
   if keep_nodes > 0 then
     local blob = redis.call('GET', r.nodes_key)
@@ -192,6 +196,23 @@ local function learn(prev, pair, c)
 end
 -- Judge and learn one event's step pair and streak; returns the answer's bits (16 pair judged
 -- new, 64 streak too long) and their details (see Output [2]).
+-- Whether the agent's order hash is full (judging stops: nothing new could be learned).
+local function ofull()
+  if ord_fields == nil then ord_fields = redis.call('HLEN', KEYS[3]) end
+  return ord_fields >= order_cap
+end
+-- Whether this run reports f for the first time (a report counts towards learn_after once a
+-- run: a runaway loop cannot teach itself); marks it in the run hash.
+local function first_report(r, f)
+  local seen = r.reported[f]
+  if seen == nil then seen = redis.call('HEXISTS', r.key, f) == 1 end
+  r.reported[f] = true
+  if not seen then
+    r.marks[#r.marks + 1] = f
+    r.marks[#r.marks + 1] = '1'
+  end
+  return not seen
+end
 local function order_step(r, step)
   local prev = r.step
   if prev == nil then
@@ -206,15 +227,17 @@ local function order_step(r, step)
   local pair = prev .. step
   local c = oget(pair)
   if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
-      and oget('s' .. prev) <= order_successors then
+      and oget('s' .. prev) <= order_successors and not ofull() then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
-    local waiting = oget('p' .. pair) + 1
-    if order_learn_after > 0 and waiting >= order_learn_after then
-      oset('p' .. pair, 0)
-      learn(prev, pair, c)
-    else
-      oset('p' .. pair, waiting)
+    if first_report(r, 'x' .. pair) then
+      local waiting = oget('p' .. pair) + 1
+      if order_learn_after > 0 and waiting >= order_learn_after then
+        oset('p' .. pair, 0)
+        learn(prev, pair, c)
+      else
+        oset('p' .. pair, waiting)
+      end
     end
   else
     learn(prev, pair, c)
@@ -223,16 +246,19 @@ local function order_step(r, step)
     local mkey, hkey = 'm' .. step, 'h' .. step
     local longest = oget(mkey)
     if streak > longest and oget('r') > order_min_runs and oget('t' .. step) >= order_support
-        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
+        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled
+        and not ofull() then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
-      local waiting = oget('l' .. step) + 1
-      if order_learn_after > 0 and waiting >= order_learn_after then
-        oset('l' .. step, 0)
-        oset(mkey, streak)
-        oset(hkey, 1)
-      else
-        oset('l' .. step, waiting)
+      if first_report(r, 'y' .. step) then
+        local waiting = oget('l' .. step) + 1
+        if order_learn_after > 0 and waiting >= order_learn_after then
+          oset('l' .. step, 0)
+          oset(mkey, streak)
+          oset(hkey, 1)
+        else
+          oset('l' .. step, waiting)
+        end
       end
     elseif streak > longest then
       oset(mkey, streak)
@@ -259,12 +285,13 @@ end
 
 -- the stored (compact) form of an answer; counts and costs nil when not kept
 local function pack(pos, agent_count, run_count, run_cost, agent_cost, order_bits)
-  local flags, a, b, c, d = order_bits, '', '', '', ''  -- joined by one concatenation, no table
+  local flags, a, b, c, d, e = 0, '', '', '', '', ''  -- joined by one concatenation, no table
   if agent_count ~= nil then flags = flags + 1; a = varint(agent_count) end
   if run_count ~= nil then flags = flags + 2; b = varint(run_count) end
   if run_cost ~= nil then flags = flags + 4; c = struct.pack('<d', run_cost) end
   if agent_cost ~= nil then flags = flags + 8; d = struct.pack('<d', agent_cost) end
-  return string.char(flags) .. varint(pos) .. a .. b .. c .. d
+  if order_bits > 0 then flags = flags + 16; e = string.char(order_bits) end
+  return string.char(flags) .. varint(pos) .. a .. b .. c .. d .. e
 end
 
 -- The reply record of one event (see Output); nil = not kept.
@@ -305,7 +332,9 @@ local function stored_record(stored)
   if math.floor(flags / 2) % 2 == 1 then run_count = read_varint() end
   if math.floor(flags / 4) % 2 == 1 then run_cost = read_double() end
   if math.floor(flags / 8) % 2 == 1 then agent_cost = read_double() end
-  return record(1, pos, agent_count, run_count, run_cost, agent_cost, flags - flags % 16)
+  local order_bits = 0
+  if flags >= 16 then order_bits = string.byte(stored, #stored) end
+  return record(1, pos, agent_count, run_count, run_cost, agent_cost, order_bits)
 end
 
 -- Read the stored answers of all the batch's event ids: one HMGET per run.
@@ -374,6 +403,7 @@ for _, index in ipairs(order) do
   out[#out + 1] = r.before
   if r.dirty then
     if r.step ~= nil then
+      for _, x in ipairs(r.marks) do r.answers[#r.answers + 1] = x end
       redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), 'o', r.step, 'q', r.streak,
         unpack(r.answers))
     else

@@ -16,12 +16,15 @@ per step and is never judged, so its variety raises nothing.
 Streaks (``order.streak``): a call repeated back to back in a run more times than this agent
 ever repeated it, once that longest repeat was reached at least ``streak_settled`` times and
 the call's successors are settled as above (a pagination that always stops at 3 pages; a call
-that never repeats, seen that often). The
-chains cannot tell: they keep a call's repeats per service, where another service's calls in
-between do not break a streak, and their repeat limit leaves a margin. Learning: every event that is not
-judged new is counted (whatever the chains or the other guardrails answer); a new pair the rule
-reports is learned once it has been reported ``learn_after`` times (0: never — a person's
-policy change is then the only way on). The counting is atomic in Redis, per agent
+that never repeats, seen that often). The chains cannot tell: they keep a call's repeats per
+service, where another service's calls in between do not break a streak, and their repeat limit
+leaves a margin.
+
+Learning: every event that is not judged new is counted (whatever the chains or the other
+guardrails answer); a new pair (a longer streak) the rule reports is learned once it has been
+reported in ``learn_after`` different runs (0: never — a policy change is then the only way on),
+so a runaway loop cannot teach itself. An agent whose hash is full (``ORDER_CAP`` fields: action
+names carrying ids, say) is no longer judged. The counting is atomic in Redis, per agent
 (``lua/guardrails.lua``); this module only turns what the script found into a reason.
 
 The rule and its defaults were measured on our tuning seeds and two outside generators before it
@@ -54,6 +57,8 @@ from models.verdict import Reason
 
 __all__ = [
     "NAME",
+    "REDELIVERED_PAIR",
+    "REDELIVERED_STREAK",
     "SOURCE",
     "START",
     "OrderConfig",
@@ -159,6 +164,12 @@ def order_to_dict(cfg: OrderConfig) -> dict[str, Any]:
     }
 
 
+#: What a redelivered event's findings are (the counts of its first decision are not kept).
+REDELIVERED_PAIR = OrderFinding("", 0, 0, 0)
+REDELIVERED_STREAK = StreakFinding(0, 0, 0)
+_REDELIVERED_NOTE = "reported when this event was first decided (a redelivery: counts not kept)"
+
+
 def _note(found: OrderFinding) -> str:
     if found.previous == START:
         return (f"no run of this agent started with this call; its runs started with "
@@ -174,7 +185,10 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None,
     if not cfg.enabled or (found is None and streak is None):
         return []
     out = [] if found is None else [_unseen(cfg, step, found)]
-    if streak is not None:
+    if streak == REDELIVERED_STREAK:
+        out.append(Reason(SOURCE, cfg.action, {"rule": join(NAME, "streak"), "step": step,
+                                               "note": _REDELIVERED_NOTE}))
+    elif streak is not None:
         out.append(Reason(SOURCE, cfg.action, {
             "rule": join(NAME, "streak"),
             "step": step,
@@ -189,6 +203,9 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None,
 
 
 def _unseen(cfg: OrderConfig, step: str, found: OrderFinding) -> Reason:
+    if found == REDELIVERED_PAIR:
+        return Reason(SOURCE, cfg.action, {"rule": join(NAME, "unseen"), "to": step,
+                                           "note": _REDELIVERED_NOTE})
     detail: dict[str, object] = {
         "rule": join(NAME, "unseen"),
         "from": found.previous,
@@ -211,6 +228,15 @@ class OrderReference:
         self.cfg, self.cap = cfg, cap
         self.fields: dict[object, int] = {}
         self.last: dict[str, tuple[str, int]] = {}
+        #: What each run reported already (a report counts towards learn_after once a run).
+        self.reported: dict[str, set[object]] = {}
+
+    def _first(self, run: str, what: object) -> bool:
+        seen = self.reported.setdefault(run, set())
+        if what in seen:
+            return False
+        seen.add(what)
+        return True
 
     def _set(self, field: object, value: int) -> bool:
         if self.fields.get(field, 0) == 0 and value != 0 and len(self.fields) >= self.cap:
@@ -243,14 +269,15 @@ class OrderReference:
         cfg = self.cfg
         found = None
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
-                and get(("s", prev), 0) <= cfg.max_successors):
+                and get(("s", prev), 0) <= cfg.max_successors and len(self.fields) < self.cap):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
-            waiting = get(("p", pair), 0) + 1
-            if cfg.learn_after > 0 and waiting >= cfg.learn_after:
-                self._set(("p", pair), 0)
-                self._learn(prev, pair, count)
-            else:
-                self._set(("p", pair), waiting)
+            if self._first(run, ("x", pair)):
+                waiting = get(("p", pair), 0) + 1
+                if cfg.learn_after > 0 and waiting >= cfg.learn_after:
+                    self._set(("p", pair), 0)
+                    self._learn(prev, pair, count)
+                else:
+                    self._set(("p", pair), waiting)
         else:
             self._learn(prev, pair, count)
         too_long = None
@@ -259,15 +286,16 @@ class OrderReference:
             if (streak > longest and get("r", 0) > cfg.min_runs
                     and get(("t", step), 0) >= cfg.min_support
                     and get(("s", step), 0) <= cfg.max_successors
-                    and reached >= cfg.streak_settled):
+                    and reached >= cfg.streak_settled and len(self.fields) < self.cap):
                 too_long = StreakFinding(streak, longest, reached)
-                waiting = get(("l", step), 0) + 1
-                if cfg.learn_after > 0 and waiting >= cfg.learn_after:
-                    self._set(("l", step), 0)
-                    self._set(("m", step), streak)
-                    self._set(("h", step), 1)
-                else:
-                    self._set(("l", step), waiting)
+                if self._first(run, ("y", step)):
+                    waiting = get(("l", step), 0) + 1
+                    if cfg.learn_after > 0 and waiting >= cfg.learn_after:
+                        self._set(("l", step), 0)
+                        self._set(("m", step), streak)
+                        self._set(("h", step), 1)
+                    else:
+                        self._set(("l", step), waiting)
             elif streak > longest:
                 self._set(("m", step), streak)
                 self._set(("h", step), 1)

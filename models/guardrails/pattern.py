@@ -45,7 +45,7 @@ from models.guardrails._schema import (
 )
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet, walk
-from models.guardrails.pattern_builtin import BUILTIN_PREFIX, BUILTIN_RULES
+from models.guardrails.pattern_builtin import BUILTIN_RULES
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
 from models.verdict import Reason, strictest
@@ -90,7 +90,7 @@ class PatternRule:
 class PatternConfig:
     enabled: bool = True
     action: str = "flag"
-    #: The rules in force: the built-in ones (when ``builtin_rules``), then the policy's own.
+    #: The rules in force: the policy's own, then the built-in ones (when ``builtin_rules``).
     rules: tuple[PatternRule, ...] = ()
     #: Rule ids switched off (typically per service or priority).
     disabled_rules: tuple[str, ...] = ()
@@ -100,7 +100,7 @@ class PatternConfig:
     builtin_rules: bool = True
 
 
-def _rule(value: Any, path: str, *, builtin: bool = False) -> PatternRule:
+def _rule(value: Any, path: str) -> PatternRule:
     table = as_table(value, path)
     check_keys(table, _RULE_KEYS, path)
     if "id" not in table:
@@ -108,9 +108,6 @@ def _rule(value: Any, path: str, *, builtin: bool = False) -> PatternRule:
             f"{join(path, 'id')} is required (a short name for the rule)", join(path, "id")
         )
     rule_id = as_str(table["id"], join(path, "id"), max_chars=64, name_like=True)
-    if rule_id.startswith(BUILTIN_PREFIX) and not builtin:
-        raise ValidationError(f"{join(path, 'id')}: ids starting with {BUILTIN_PREFIX!r} are "
-                              "the built-in rules'; choose another", join(path, "id"))
     if ("regex" in table) == ("literal" in table):
         raise ValidationError(f"{path} needs exactly one of regex or literal", join(path, "regex"))
     f = Fields(table, path)
@@ -154,7 +151,7 @@ def _rules(value: Any, path: str) -> tuple[PatternRule, ...]:
 def _builtin() -> tuple[PatternRule, ...]:
     global _BUILTIN
     if _BUILTIN is None:
-        _BUILTIN = tuple(_rule({**r, "ignore_case": True}, f"builtin[{i}]", builtin=True)
+        _BUILTIN = tuple(_rule({**r, "ignore_case": True}, f"builtin[{i}]")
                          for i, r in enumerate(BUILTIN_RULES))
     return _BUILTIN
 
@@ -163,7 +160,9 @@ _BUILTIN: tuple[PatternRule, ...] | None = None
 
 
 def _own(rules: tuple[PatternRule, ...]) -> tuple[PatternRule, ...]:
-    return tuple(r for r in rules if not r.id.startswith(BUILTIN_PREFIX))
+    """The policy's own rules (the built-in ones are the shared objects of :func:`_builtin`)."""
+    builtin = {id(r) for r in _builtin()}
+    return tuple(r for r in rules if id(r) not in builtin)
 
 
 #: Any built-in rule, in one RE2 program: an event none of whose values it matches skips the
@@ -171,8 +170,6 @@ def _own(rules: tuple[PatternRule, ...]) -> tuple[PatternRule, ...]:
 #: reading every value — ≈ 15 µs a rule per event on the benchmark's payloads).
 _ANY_BUILTIN = re2.compile("|".join(f"(?i:{r['regex']})" for r in BUILTIN_RULES))
 _VALUE = itemgetter(Leaf._fields.index("value"))
-#: Most characters the prefilter reads for one event (unbudgeted work: bounded here).
-PREFILTER_MAX_CHARS = 65_536
 #: Configs without their built-in rules, per config (configs live as long as their policy).
 _WITHOUT: dict[int, tuple[PatternConfig, PatternConfig]] = {}
 
@@ -181,16 +178,19 @@ def builtin_scope(cfg: PatternConfig, leaves: Sequence[Leaf]) -> PatternConfig:
     """``cfg`` for an event of these (decoded) leaves: without its built-in rules when none of
     them can match any value — a prefilter, so the reasons are those of ``cfg`` itself (the
     values joined by newlines, each cut to ``max_scan_chars`` as the rules read it, can only
-    add matches across values, which the rules then do not confirm)."""
-    if not cfg.builtin_rules or not cfg.rules or not cfg.rules[0].id.startswith(BUILTIN_PREFIX):
+    add matches across values, which the rules then do not confirm). Its time is the event's
+    planning time, which the worker charges to the project's scanning share (one RE2 pass over
+    at most the event's own bytes); the built-in rules come after the policy's own, so when they
+    do scan, the author's rules had the event's scan budget first."""
+    builtin = _builtin()
+    if not cfg.builtin_rules or not cfg.rules or cfg.rules[-1] is not builtin[-1]:
         return cfg
     limit = cfg.max_scan_chars
     # strings, and integers long enough to be an IP address written as a number (no other
     # value can match a built-in rule)
     text = "\n".join([v[:limit] if type(v) is str else str(v) for v in map(_VALUE, leaves)
-                       if type(v) is str or (type(v) in (int, float) and v > 99_999_999)])
-    if len(text) > PREFILTER_MAX_CHARS or _ANY_BUILTIN.search(text):
-        # a larger event keeps the rules: their scans are charged to its budget, this one is not
+                       if type(v) is str or (type(v) in (int, float) and abs(v) > 99_999_999)])
+    if _ANY_BUILTIN.search(text):
         return cfg
     hit = _WITHOUT.get(id(cfg))
     if hit is None or hit[0] is not cfg:
@@ -211,7 +211,13 @@ def parse_pattern(
     f = Fields(table, path)
     builtin = f.get("builtin_rules", base.builtin_rules, as_bool)
     own = f.get("rules", _own(base.rules), _rules)
-    rules = (_builtin() if builtin else ()) + own
+    rules = own + (_builtin() if builtin else ())
+    if builtin:
+        taken = {r.id for r in own}.intersection(r["id"] for r in BUILTIN_RULES)
+        if taken:
+            raise ValidationError(
+                f"{join(path, 'rules')}: {min(taken)!r} is a built-in rule's id; rename "
+                "the rule or set builtin_rules = false", join(path, "rules"))
     disabled = f.get("disabled_rules", base.disabled_rules, as_str_list)
     known = {r.id for r in rules}
     for i, rule_id in enumerate(disabled):

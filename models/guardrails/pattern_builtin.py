@@ -6,8 +6,9 @@ usual first step of credential theft through a fetch tool), SQL that drops a tab
 schema, a shell command that deletes from the root or pipes a download into a shell. These
 rules read every value (``**``), case-insensitively, on RE2 like any author's rule, and take the
 pattern guardrail's action (``flag`` by default). A policy switches one off with
-``disabled_rules`` (per service too) or all of them with ``builtin_rules = false``; their ids
-start with ``builtin-``, which authors' rules may not use.
+``disabled_rules`` (per service too) or all of them with ``builtin_rules = false``. Their ids
+start with ``builtin-``; a policy's own rule may not take one of these four ids while they are
+on. They come after the policy's own rules (which get an event's scan budget first).
 
 Each was checked against the normal runs of our tuning seeds and of the two outside generators
 (≈ 62,000 runs): none matched (docs/guardrails.md, "Built-in rules").

@@ -28,7 +28,13 @@ from redis.asyncio.cluster import RedisCluster
 
 from models.errors import StoreError
 from models.guardrails import GuardrailState, StateSpec
-from models.guardrails.order import START, OrderFinding, StreakFinding
+from models.guardrails.order import (
+    REDELIVERED_PAIR,
+    REDELIVERED_STREAK,
+    START,
+    OrderFinding,
+    StreakFinding,
+)
 from models.verdict_build import make_guardrail_state, slot_builder
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
@@ -122,8 +128,6 @@ def node_text(stored: bytes | str) -> str:
     return stored.decode()
 
 
-#: What a redelivered event's finding names as the previous step (its counts are not kept).
-REDELIVERED = "(not kept: a redelivery)"
 #: The step before a run's first call, as the script keeps it (lua/guardrails.lua).
 START_STEP = bytes(8)
 #: Steps seen lately, both ways (text → stored form, stored form → text); bounded.
@@ -342,8 +346,8 @@ class _Details:
         if not present & (_PAIR | _STREAK):
             return None, None
         if status == 1:
-            return (OrderFinding(REDELIVERED, 0, 0, 0) if present & _PAIR else None,
-                    StreakFinding(0, 0, 0) if present & _STREAK else None)
+            return (REDELIVERED_PAIR if present & _PAIR else None,
+                    REDELIVERED_STREAK if present & _STREAK else None)
         found = streak = None
         if present & _PAIR:
             prev, from_seen, successors, runs = self._take(DETAIL)

@@ -183,6 +183,7 @@ async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys:
     first = await engine.decide(batch)
     again = await engine.decide(batch)
     assert order_reasons(first[1]) and order_reasons(again[1])
+    assert "redelivery" in order_reasons(again[1])[0]["note"]
     # the redelivery was not counted: the pair still waits for four more reports
     flagged = [bool(order_reasons((await engine.decide(
         [ev(0, f"x{k}", "crm:read"), ev(1, f"x{k}", "payments:pay")]))[1]))
@@ -212,3 +213,29 @@ async def test_a_streak_longer_than_ever_is_reported(redis_client: aioredis.Redi
     await _settle(quiet, 101, usual)
     got = await quiet.decide([ev(i, "x", s) for i, s in enumerate(("crm:list",) * 4)])
     assert not any(order_reasons(v) for v in got)
+
+
+async def test_a_runaway_loop_does_not_teach_itself(redis_client: aioredis.Redis,
+                                                    keys: Keys) -> None:
+    """Reports count once a run towards learn_after: one run of 20 calls back to back is
+    reported from the fourth call to the last, and the next such run is reported again."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 101, ("crm:list", "crm:list", "crm:list", "mail:send"))
+    for run in ("loop-1", "loop-2"):
+        got = await engine.decide([ev(i, run, "crm:list") for i in range(20)])
+        assert [bool(order_reasons(v)) for v in got] == [False] * 3 + [True] * 17, run
+
+
+async def test_the_stored_answer_stays_readable_by_the_release_before(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A judged event's remembered answer keeps its first byte under 32 (an older script reads
+    bit 4 as nothing and never takes it for text) and carries the order bits in its last."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 101, NORMAL)
+    batch = [ev(0, "x", "crm:read"), ev(1, "x", "payments:pay")]
+    await engine.decide(batch)
+    from ratchet.store.keys import event_field
+    tag = keys.guard_tag("p1", "a1")
+    stored = await redis_client.hget(keys.guard_run_keys(tag, "x").state,
+                                     event_field(batch[1].event_id))
+    assert stored is not None and 16 <= stored[0] < 32 and stored[-1] == 16

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from models.errors import ValidationError
-from models.guardrails import parse_policy
+from models.guardrails import parse_policy, policy_to_dict
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
 from models.guardrails.pattern import PatternConfig, builtin_scope, check_pattern, parse_pattern
@@ -259,11 +259,15 @@ def test_builtin_rules_switch_off_and_stay_out_of_the_stored_form() -> None:
         "by_service": {"fetch": {"disabled_rules": ["builtin-cloud-metadata"]}}}}})
     assert check_pattern(one.pattern.for_event("fetch", "normal"), walk(payload)) == []
     assert check_pattern(one.pattern.for_event("crm", "normal"), walk(payload)) != []
-    from models.guardrails import policy_to_dict
     assert policy_to_dict(one)["guardrails"]["pattern"]["rules"] == []
-    with pytest.raises(ValidationError, match="built-in"):
+    with pytest.raises(ValidationError, match="built-in rule's id"):
         parse_policy({"guardrails": {"pattern": {"rules": [
-            {"id": "builtin-mine", "literal": "x"}]}}})
+            {"id": "builtin-sql-drop", "literal": "x"}]}}})
+    # other ids of that form (a policy stored before the built-in rules) still load
+    mine = parse_policy({"guardrails": {"pattern": {"rules": [
+        {"id": "builtin-mine", "literal": "x"}]}}})
+    assert mine.pattern.base.rules[0].id == "builtin-mine"
+    assert policy_to_dict(mine)["guardrails"]["pattern"]["rules"][0]["id"] == "builtin-mine"
     with pytest.raises(ValidationError, match="cannot be overridden"):
         parse_policy({"guardrails": {"pattern": {"by_service": {"x": {"builtin_rules": False}}}}})
 
@@ -298,5 +302,11 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
     assert [r.detail["rule"] for r in evaluate(policy, big)
             if r.source == "guardrail:pattern"] == ["pattern.builtin-shell-wipe"]
     assert builtin_scope(policy.pattern.base, walk(big.payload)) is policy.pattern.base
-    small = event({"k": "x" * 100})
-    assert builtin_scope(policy.pattern.base, walk(small.payload)).rules == ()
+    # a large harmless event skips them, so they cannot spend its scan budget
+    harmless = event({"rows": [f"name {i:05d}" for i in range(7_000)]})
+    assert builtin_scope(policy.pattern.base, walk(harmless.payload)).rules == ()
+    assert [r for r in evaluate(policy, harmless, budget=ScanBudget(16_000_000))
+            if r.source == "guardrail:pattern"] == []
+    # numbers are read as the rules read them, negative ones too
+    assert [r.detail["rule"] for r in evaluate(policy, event({"ip": -2852039166}))
+            if r.source == "guardrail:pattern"] == ["pattern.builtin-cloud-metadata"]

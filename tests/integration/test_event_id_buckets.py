@@ -148,8 +148,10 @@ async def test_slots_split_as_a_bucket_fills_and_every_binding_stays_found(
     bindings = keys.event_ids(PROJECT)
     slots = await _slots(redis_client, bindings)
     k, s, n = (int(x) for x in (await redis_client.hget(bindings, "#")).split(b":"))
-    assert n == 6_000 and len(slots) == 2 ** k + s
-    assert 6_000 / PER_SLOT <= len(slots) <= 6_000 / PER_SLOT + 1
+    # a slot no id hashed to holds no field (random ids: a freshly split slot expects ≈ 8, so
+    # one in a few hundred runs leaves one empty)
+    assert n == 6_000 and 2 ** k + s - 2 <= len(slots) <= 2 ** k + s
+    assert 6_000 / PER_SLOT <= 2 ** k + s <= 6_000 / PER_SLOT + 1
     records = sorted(v[i:i + 20] for v in slots.values() for i in range(0, len(v), 24))
     assert records == sorted(id_digest(e.event_id) + bytes.fromhex(event_fingerprint(e)[:16])
                              for e in events)

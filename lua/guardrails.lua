@@ -15,8 +15,8 @@
   answer; never an ASCII digit, and a release that predates the order reads the rest as before),
   the position
   and the present counts as base-128 varints (low 7 bits first, high bit = more), then the
-  present costs as little-endian doubles, then (bit 4) the step-order bits (16 pair judged new, 64
-  streak too long) as one byte. A redelivery's reply is decoded back to the text
+  present costs as little-endian doubles, then (bit 4) the findings bits (16 pair judged new, 64
+  streak too long, 32 a value beyond its range, 128 a category value unseen) as one byte. A redelivery's reply is decoded back to the text
   form below; answers stored as text by the previous release (they start with a digit) are
   answered as they are.
 
@@ -46,10 +46,26 @@
   judged too long and not yet learned. At most order_cap fields: a full hash learns no new field
   and judges nothing (the agent's order is no longer kept).
 
+  Values (models/guardrails/values.py), when ARGV[16] > 0: each event's observations (13
+  bytes each: a slot — service, action, key path and kind hashed, 8 bytes —, the kind, 1 a
+  magnitude or 2 a category, and the value as a little-endian uint32: the magnitude's byte, or
+  a category's 32-bit hash). The agent's value hash keeps, by field: slot → its state, a range
+  '<IIBB' (times learned, times learned when it last changed, lowest and highest magnitude) or
+  a category '<II' followed by its values' 4-byte hashes, or by one zero byte once it had more
+  than max_distinct values (open: never judged); "p" | slot | what → times reported and not
+  yet learned (what: "+" or "-" for a range, the value's hash for a category). A slot is
+  settled when learned at least value_support times and unchanged over the last value_support;
+  a settled slot judges a magnitude more than margin above its highest or margin_below below
+  its lowest, and a category value not in its set (not open). A judged observation is not
+  learned; reported in value_learn_after runs (the run hash marks "z" | slot | what), it is
+  learned (0 = never). Everything not judged is learned. At most value_cap fields: a full hash
+  learns no new field and judges nothing.
+
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
   KEYS[3] agent order   hash (above)
-  KEYS[4..] per run, four keys: run hash (n, cost, o = last step, q = its streak,
+  KEYS[4] agent values  hash (above)
+  KEYS[5..] per run, four keys: run hash (n, cost, o = last step, q = its streak,
             <event field> → answer),
             run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
             never count again), run nodes (a string: the last keep_nodes nodes, newest last,
@@ -72,13 +88,14 @@
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
           node (one byte of length, then its stored form, as the run nodes keep it),
-          cost ("" = none), step (8 bytes; "" = none)
+          cost ("" = none), step (8 bytes; "" = none), observations ("" = none)
 
   Output: [1] one binary string of n records of 42 bytes, one per event, little-endian
             (struct '<BBddddd'): status (0 new, 1 redelivered), which values are present (bit 0
             agent window count, bit 1 run window count, bit 2 run cost, bit 3 agent daily cost;
             an absent one is 0; bit 4 the step pair was judged new, bit 6 the streak too
-            long), then as doubles the
+            long, bit 5 a magnitude beyond its range, bit 7 a category value unseen), then as
+            doubles the
             position in the run (0-based), the agent window count, the run window count, the
             run cost and the agent daily cost — exact numbers with no formatting (text costs
             two float formats per event, ≈ 5 % of the script) and one reply element instead
@@ -86,7 +103,11 @@
           [2] for each new (status 0) event, in order: when its pair was judged new, 20 bytes
             (the previous step, 8 bytes, then times it was followed, its distinct successors and
             the agent's runs, struct '<III'); then when its streak was judged too long, 12
-            bytes (the streak, the longest learned, times that was reached: '<III');
+            bytes (the streak, the longest learned, times that was reached: '<III'); then
+            when values were judged (bits 5, 7), one byte of how many, then for each 8 bytes
+            '<BBBBI': the observation's index in the event (0-based), its kind, the range's
+            lowest and highest magnitude (a category: its distinct values and 0), times the
+            slot was learned;
           then one array per run (in KEYS order): position of the first node below (a string),
           then the run nodes held BEFORE this batch (as stored: length-prefixed, any byte)
 ]]
@@ -105,7 +126,14 @@ local order_learn_after = tonumber(ARGV[12])
 local order_cap = tonumber(ARGV[13])
 local order_ttl = tonumber(ARGV[14])
 local streak_settled = tonumber(ARGV[15])
-local BASE, FIELDS = 15, 6
+local value_support = tonumber(ARGV[16])
+local value_margin = tonumber(ARGV[17])
+local value_margin_below = tonumber(ARGV[18])
+local value_distinct = tonumber(ARGV[19])
+local value_learn_after = tonumber(ARGV[20])
+local value_cap = tonumber(ARGV[21])
+local value_ttl = tonumber(ARGV[22])
+local BASE, FIELDS = 22, 7
 local START = string.rep('\0', 8)
 local DAY_MS = 86400000
 
@@ -270,6 +298,143 @@ local function order_step(r, step)
   return bits, detail
 end
 
+-- The agent's value hash: slot states decoded on first use, written back once (encoded).
+local COUNT_MAX = 4294967295
+local vals, val_dirty, val_fields, val_reports = {}, {}, nil, {}
+local function vfull_count()
+  if val_fields == nil then val_fields = redis.call('HLEN', KEYS[4]) end
+  return val_fields
+end
+-- a slot's state (nil: none): {kind, count, changed, low, high} or {kind, count, changed,
+-- set (hash → true) or nil when open, list of the hashes in stored order}
+local function vget(slot, kind)
+  local st = vals[slot]
+  if st ~= nil then return st or nil end
+  local raw = redis.call('HGET', KEYS[4], slot)
+  if not raw then
+    vals[slot] = false
+    return nil
+  end
+  if kind == 1 then
+    local c, ch, lo, hi = struct.unpack('<IIBB', raw)
+    st = { 1, c, ch, lo, hi }
+  else
+    local c, ch = struct.unpack('<II', raw)
+    if #raw == 9 then
+      st = { 2, c, ch, nil, nil }
+    else
+      local set, list = {}, {}
+      for at = 9, #raw - 3, 4 do
+        local h = string.sub(raw, at, at + 3)
+        set[h] = true
+        list[#list + 1] = h
+      end
+      st = { 2, c, ch, set, list }
+    end
+  end
+  vals[slot] = st
+  return st
+end
+local function bump(st)
+  if st[2] < COUNT_MAX then st[2] = st[2] + 1 end
+end
+-- learn a value that changes the slot (a wider range, a new category value)
+local function vlearn(st, kind, value)
+  bump(st)
+  st[3] = st[2]
+  if kind == 1 then
+    if value < st[4] then st[4] = value end
+    if value > st[5] then st[5] = value end
+  else
+    st[4][value] = true
+    st[5][#st[5] + 1] = value
+    if #st[5] > value_distinct then st[4], st[5] = nil, nil end
+  end
+end
+-- one report of a judged value: counted once a run; learned at value_learn_after
+local function vreport(r, slot, st, kind, value, what)
+  if not first_report(r, 'z' .. slot .. what) then return end
+  local key = 'p' .. slot .. what
+  local old = val_reports[key]
+  if old == nil then old = tonumber(redis.call('HGET', KEYS[4], key) or '0') end
+  local waiting = old + 1
+  if value_learn_after > 0 and waiting >= value_learn_after then
+    if old > 0 then val_fields = vfull_count() - 1 end
+    val_reports[key] = 0
+    vlearn(st, kind, value)
+  else
+    if old == 0 then
+      if vfull_count() >= value_cap then
+        val_reports[key] = old
+        return
+      end
+      val_fields = val_fields + 1
+    end
+    val_reports[key] = waiting
+  end
+end
+-- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
+-- its range, 128 a category value unseen) and their details (see Output [2]).
+local function value_step(r, blob)
+  local bits, found, count = 0, {}, 0
+  local index = 0
+  for at = 1, #blob - 12, 13 do
+    local slot = string.sub(blob, at, at + 7)
+    local kind = string.byte(blob, at + 8)
+    local st = vget(slot, kind)
+    if st == nil then
+      if vfull_count() < value_cap then
+        val_fields = val_fields + 1
+        if kind == 1 then
+          local m = string.byte(blob, at + 9)
+          st = { 1, 1, 1, m, m }
+        else
+          local h = string.sub(blob, at + 9, at + 12)
+          st = { 2, 1, 1, { [h] = true }, { h } }
+        end
+        vals[slot] = st
+        val_dirty[slot] = true
+      end
+    else
+      local c, ch = st[2], st[3]
+      local settled = c >= value_support and c - ch >= value_support
+        and vfull_count() < value_cap
+      if kind == 1 then
+        local m = string.byte(blob, at + 9)
+        local lo, hi = st[4], st[5]
+        if m >= lo and m <= hi then
+          bump(st)
+        elseif settled and (m > hi + value_margin or m < lo - value_margin_below) then
+          if bits % 64 < 32 then bits = bits + 32 end
+          count = count + 1
+          found[count] = struct.pack('<BBBBI', index, 1, lo, hi, c)
+          local what = '-'
+          if m > hi then what = '+' end
+          vreport(r, slot, st, 1, m, what)
+        else
+          vlearn(st, 1, m)
+        end
+      else
+        local h = string.sub(blob, at + 9, at + 12)
+        if st[4] == nil or st[4][h] then
+          bump(st)
+        elseif settled then
+          if bits < 128 then bits = bits + 128 end
+          count = count + 1
+          found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
+          vreport(r, slot, st, 2, h, h)
+        else
+          vlearn(st, 2, h)
+        end
+      end
+      val_dirty[slot] = true
+    end
+    index = index + 1
+  end
+  if count == 0 then return 0, '' end
+  return bits, string.char(count) .. table.concat(found)
+end
+
 -- A number as text, exactly ('%.17g'); whole numbers (positions, counts, most sums) by '%d',
 -- the same text without the floating-point formatting (≈ 2 % of the script's instructions).
 local format, floor = string.format, math.floor
@@ -389,6 +554,14 @@ for i = 0, n - 1 do
       order_bits, detail = order_step(r, step)
       if order_bits > 0 then details[#details + 1] = detail end
     end
+    local observed = ARGV[o + 7]
+    if value_support > 0 and observed ~= '' then
+      local vbits, vdetail = value_step(r, observed)
+      if vbits > 0 then
+        order_bits = order_bits + vbits
+        details[#details + 1] = vdetail
+      end
+    end
     local stored = pack(pos, agent_count, run_count, run_cost, agent_cost, order_bits)
     prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
@@ -402,8 +575,8 @@ for _, index in ipairs(order) do
   local r = runs[index]
   out[#out + 1] = r.before
   if r.dirty then
+    for _, x in ipairs(r.marks) do r.answers[#r.answers + 1] = x end
     if r.step ~= nil then
-      for _, x in ipairs(r.marks) do r.answers[#r.answers + 1] = x end
       redis.call('HSET', r.key, 'n', r.n, 'cost', fmt(r.cost), 'o', r.step, 'q', r.streak,
         unpack(r.answers))
     else
@@ -446,6 +619,32 @@ for at = 1, #writes, 2000 do  -- unpack has a stack limit: 1,000 fields per call
   redis.call('HSET', KEYS[3], unpack(writes, at, math.min(at + 1999, #writes)))
 end
 if #writes > 0 then redis.call('EXPIRE', KEYS[3], order_ttl) end
+writes = {}
+for slot in pairs(val_dirty) do
+  local st = vals[slot]
+  local packed
+  if st[1] == 1 then
+    packed = struct.pack('<IIBB', st[2], st[3], st[4], st[5])
+  elseif st[4] == nil then
+    packed = struct.pack('<II', st[2], st[3]) .. '\0'
+  else
+    packed = struct.pack('<II', st[2], st[3]) .. table.concat(st[5])
+  end
+  writes[#writes + 1] = slot
+  writes[#writes + 1] = packed
+end
+for key, waiting in pairs(val_reports) do
+  if waiting == 0 then
+    redis.call('HDEL', KEYS[4], key)
+  else
+    writes[#writes + 1] = key
+    writes[#writes + 1] = waiting
+  end
+end
+for at = 1, #writes, 2000 do
+  redis.call('HSET', KEYS[4], unpack(writes, at, math.min(at + 1999, #writes)))
+end
+if #writes > 0 then redis.call('EXPIRE', KEYS[4], value_ttl) end
 out[1] = table.concat(records)
 out[2] = table.concat(details)
 return out

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.guardrails.order import OrderFinding, StreakFinding
 from models.guardrails.state import GuardrailState
+from models.guardrails.values import ValueFinding
 from models.verdict import Edge, Reason, Verdict
 
 __all__ = ["make_edge", "make_guardrail_state", "make_verdict", "slot_builder"]
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # the signatures mypy checks; at run time the generated build
         agent_daily_cost: float | None = None,
         order: OrderFinding | None = None,
         streak: StreakFinding | None = None,
+        values: tuple[ValueFinding, ...] = (),
     ) -> GuardrailState:
         """Exactly ``GuardrailState(...)`` with the same positional arguments."""
 

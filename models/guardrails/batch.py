@@ -56,6 +56,7 @@ from models.guardrails.pii_secrets import Finding
 from models.guardrails.policy import Policy
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.state import EMPTY_STATE, GuardrailState
+from models.guardrails.values import check_values
 from models.guardrails.velocity import check_velocity
 from models.verdict import Reason
 
@@ -172,7 +173,7 @@ def plan(
 ) -> Planned:
     """Step 1 for one event (see the module docstring); charges ``budget``."""
     st = state or EMPTY_STATE
-    velocity, loop, entropy, cost, pattern, pii, media, order = policy.configs_for(
+    velocity, loop, entropy, cost, pattern, pii, media, order, value = policy.configs_for(
         event.service, event.priority)
 
     head: list[Reason] = []
@@ -209,6 +210,8 @@ def plan(
     if (st.order is not None or st.streak is not None) and order.enabled:
         tail = tail + check_order(order, step_text(event.service, event.action), st.order,
                                   st.streak)
+    if st.values and value.enabled:
+        tail = tail + check_values(value, st.values)
     steps = budget.used - used if budget is not None else 0
     return Planned(head, pattern_plan, pii_plan, tail, steps)
 

@@ -2,7 +2,7 @@
 
 The payload is walked once and the leaves shared by the pattern, PII and media guardrails;
 configs for the event's service and priority are looked up, not merged, per event. Reasons
-come out in a fixed order (velocity, loop, entropy, cost, pattern, PII, media, order); the verdict
+come out in a fixed order (velocity, loop, entropy, cost, pattern, PII, media, order, value); the verdict
 takes the strictest action (:func:`models.verdict.strictest`) and lists them all.
 
 >>> from models.events import parse_event
@@ -13,7 +13,7 @@ takes the strictest action (:func:`models.verdict.strictest`) and lists them all
 >>> [(r.source, r.action, r.detail["rule"]) for r in evaluate(default_policy(), event)]
 [('guardrail:pii', 'flag', 'pii.secret')]
 >>> state_spec(default_policy())
-StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5, streak_settled=30))
+StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5, streak_settled=30), values=ValueConfig(enabled=True, action='flag', min_support=30, margin=2, margin_below=4, max_distinct=8, learn_after=3, max_values=32, max_text=40))
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from models.guardrails.pattern import builtin_scope, check_pattern
 from models.guardrails.pii import check_pii
 from models.guardrails.policy import Guardrail, Policy
 from models.guardrails.state import EMPTY_STATE, GuardrailState, StateSpec
+from models.guardrails.values import check_values
 from models.guardrails.velocity import check_velocity
 from models.verdict import Reason
 
@@ -89,6 +90,10 @@ def evaluate(
         order = policy.order.for_event(svc, prio)
         if order.enabled:
             out += check_order(order, step_text(svc, event.action), st.order, st.streak)
+    if st.values:
+        value = policy.value.for_event(svc, prio)
+        if value.enabled:
+            out += check_values(value, st.values)
     return out
 
 
@@ -105,6 +110,7 @@ def state_spec(policy: Policy) -> StateSpec:
     ents = [c for c in _all(policy.entropy) if c.enabled]
     costs = [c for c in _all(policy.cost) if c.enabled]
     order = policy.order.base if any(c.enabled for c in _all(policy.order)) else None
+    values = policy.value.base if any(c.enabled for c in _all(policy.value)) else None
     history = max([c.history for c in loops] + [c.window - 1 for c in ents], default=0)
     base_vel = policy.velocity.base
     return StateSpec(
@@ -115,4 +121,5 @@ def state_spec(policy: Policy) -> StateSpec:
         run_cost=any(c.per_run_limit > 0 for c in costs),
         agent_daily_cost=any(c.per_agent_daily_limit > 0 for c in costs),
         order=order,
+        values=values,
     )

@@ -1,7 +1,7 @@
 """Per-project guardrail policy: TOML in, frozen dataclasses out, JSON-able dict and hash.
 
 A policy is one ``[guardrails.<name>]`` table per guardrail (``velocity``, ``loop``,
-``pattern``, ``pii``, ``cost``, ``entropy``, ``media``, ``order``), each with ``enabled``, ``action``
+``pattern``, ``pii``, ``cost``, ``entropy``, ``media``, ``order``, ``value``), each with ``enabled``, ``action``
 (``flag|pause|reject``) and its parameters, plus optional overrides::
 
     [guardrails.cost.by_service.payments]      # events of service "payments"
@@ -14,7 +14,7 @@ to judge them (:mod:`models.on_error`; unset: ``pause`` for high/critical, else 
 
 An override changes only the keys it names (nested tables merge key by key, arrays replace);
 a priority override applies after a service override. Keys that shape the state Redis keeps
-(velocity ``window_s``, loop ``history``, entropy ``window``, order's settings) and pattern
+(velocity ``window_s``, loop ``history``, entropy ``window``, order's and value's settings) and pattern
 ``rules`` are set once, at the top. Every omitted key takes its default
 (:func:`default_policy`); unknown keys and bad values raise
 :class:`~models.errors.ValidationError` with ``field`` set to the dotted path
@@ -61,6 +61,7 @@ from models.guardrails.media import MediaConfig, media_to_dict, parse_media
 from models.guardrails.order import OrderConfig, order_to_dict, parse_order
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
 from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
+from models.guardrails.values import ValueConfig, parse_values, values_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
 from models.on_error import parse_on_error
 from models.verdict import HOLDING
@@ -138,12 +139,13 @@ class Policy:
     entropy: Guardrail[EntropyConfig]
     media: Guardrail[MediaConfig]
     order: Guardrail[OrderConfig] = field(default_factory=lambda: Guardrail(OrderConfig()))
+    value: Guardrail[ValueConfig] = field(default_factory=lambda: Guardrail(ValueConfig()))
     description: str = ""
     version: int = POLICY_VERSION
     #: What events get when Ratchet fails to judge them (:mod:`models.on_error`); None: the
     #: default by priority.
     on_error: str | None = None
-    #: (service, priority) → the seven configs an event gets (:meth:`configs_for`), filled as
+    #: (service, priority) → the configs an event gets (:meth:`configs_for`), filled as
     #: events come (a policy is immutable, so is what it resolves to).
     _resolved_events: dict[tuple[str, str], EventConfigs] = field(
         default_factory=dict, init=False, compare=False, repr=False
@@ -154,7 +156,7 @@ class Policy:
 
     def configs_for(self, service: str, priority: str) -> EventConfigs:
         """The configs of every guardrail for an event of ``service`` and ``priority`` (one
-        lookup per event instead of seven :meth:`Guardrail.for_event` calls)."""
+        lookup per event instead of one :meth:`Guardrail.for_event` calls)."""
         key = (service, priority)
         hit = self._resolved_events.get(key)
         if hit is None:
@@ -164,7 +166,8 @@ class Policy:
                 self.velocity.for_event(service, priority), self.loop.for_event(service, priority),
                 self.entropy.for_event(service, priority), self.cost.for_event(service, priority),
                 self.pattern.for_event(service, priority), self.pii.for_event(service, priority),
-                self.media.for_event(service, priority), self.order.for_event(service, priority))
+                self.media.for_event(service, priority), self.order.for_event(service, priority),
+                self.value.for_event(service, priority))
         return hit
 
     def can_hold(self, service: str, priority: str) -> bool:
@@ -216,6 +219,7 @@ class EventConfigs(NamedTuple):
     pii: PiiConfig
     media: MediaConfig
     order: OrderConfig
+    value: ValueConfig
 
 
 #: Distinct (service, priority) pairs remembered per policy (services are agent-chosen names:
@@ -232,6 +236,7 @@ _SPECS: dict[str, _Spec[Any]] = {
     "entropy": _Spec(EntropyConfig(), parse_entropy, entropy_to_dict),
     "media": _Spec(MediaConfig(), parse_media, media_to_dict),
     "order": _Spec(OrderConfig(), parse_order, order_to_dict),
+    "value": _Spec(ValueConfig(), parse_values, values_to_dict),
 }
 #: Guardrail names, in the order their reasons are listed.
 GUARDRAILS: tuple[str, ...] = tuple(_SPECS)
@@ -337,6 +342,7 @@ def parse_policy(obj: Any) -> Policy:
         entropy=part("entropy"),
         media=part("media"),
         order=part("order"),
+        value=part("value"),
         description=description,
         on_error=on_error,
     )

@@ -19,6 +19,8 @@ guardrail that needs it is skipped, never reported as a detection):
 - ``order``, ``streak`` (order): set when the script judged this event's step pair new for
   the agent, or its streak too long (:mod:`models.guardrails.order`) — one hash per agent of
   pair and streak counts, and the run's last step and its streak.
+- ``values`` (value): the event's observations the script judged outside what the agent's
+  calls ever carried (:mod:`models.guardrails.values`) — one hash per agent of slot states.
 
 :func:`models.guardrails.evaluate.state_spec` says, for a given policy, which of these are
 needed and with which window sizes and history length.
@@ -32,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.guardrails.order import OrderConfig, OrderFinding, StreakFinding
+from models.guardrails.values import ValueConfig, ValueFinding
 
 __all__ = ["EMPTY_STATE", "GuardrailState", "StateSpec"]
 
@@ -58,6 +61,8 @@ class GuardrailState:
     order: OrderFinding | None = None
     #: The call's streak judged too long (None: not, or no state).
     streak: StreakFinding | None = None
+    #: The event's values judged (empty: none, or no state).
+    values: tuple[ValueFinding, ...] = ()
 
 
 #: No state at all: only the stateless guardrails (pattern, PII, media, per-event cost) run.
@@ -79,3 +84,5 @@ class StateSpec:
     agent_daily_cost: bool
     #: The step-order settings the script judges by (None: the order is not kept).
     order: OrderConfig | None = None
+    #: The value settings the script judges by (None: values are not kept).
+    values: ValueConfig | None = None

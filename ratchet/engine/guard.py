@@ -32,6 +32,8 @@ from models.guardrails.budget import (
     ScanBudget,
     ScanShare,
 )
+from models.guardrails.order import step_text
+from models.guardrails.values import observations
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore, make_guard_item
 from ratchet.store.keys import Keys
@@ -53,7 +55,7 @@ def _stateful(active: ActivePolicy) -> bool:
     s = active.spec
     return bool(
         s.agent_window_s or s.run_window_s or s.history or s.run_events or s.run_cost
-        or s.agent_daily_cost or s.order
+        or s.agent_daily_cost or s.order or s.values
     )
 
 
@@ -103,8 +105,10 @@ class Guardrails:
                     group = groups[tag] = (policies[ev.project_id], [], [])
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
-            group[2].append(make_guard_item(ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost,
-                                            f"{ev.service}:{ev.action}"))
+            values = group[0].spec.values
+            group[2].append(make_guard_item(
+                ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost, step_text(ev.service, ev.action),
+                () if values is None else observations(ev.service, ev.action, ev.payload, values)))
         states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]

@@ -35,6 +35,13 @@ from models.guardrails.order import (
     OrderFinding,
     StreakFinding,
 )
+from models.guardrails.values import (
+    VALUE_CAP,
+    Observation,
+    ValueFinding,
+    pack_observations,
+    redelivered,
+)
 from models.verdict_build import make_guardrail_state, slot_builder
 from ratchet.store.keys import Keys, event_field
 from ratchet.store.redis import RedisStore
@@ -57,8 +64,12 @@ ORDER_CAP = 4_096
 DETAIL = struct.Struct("<8sIII")
 #: One too-long streak's detail in the reply: the streak, the longest learned, times reached.
 STREAK = struct.Struct("<III")
-#: Reply bits of the step order (lua/guardrails.lua): pair judged new, streak too long.
-_PAIR, _STREAK = 16, 64
+#: One judged value's detail in the reply: its index in the event, kind, range (or distinct
+#: values), times its slot was learned.
+VALUE = struct.Struct("<BBBBI")
+#: Reply bits of the step order and the values (lua/guardrails.lua): pair judged new, streak
+#: too long, a magnitude beyond its range, a category value unseen.
+_PAIR, _STREAK, _RANGE, _UNSEEN = 16, 64, 32, 128
 _HEX = frozenset("0123456789abcdef")
 #: Prefix of a stored node that is text but could pass for 8 raw bytes (see :func:`stored_node`).
 _TEXT = b"\0t"
@@ -168,6 +179,8 @@ class GuardItem:
     cost: float | None = None
     #: ``service:action`` (models.guardrails.order.step_text); "" = no step order.
     step: str = ""
+    #: The values the rule reads (models.guardrails.values.observations); () = none.
+    values: tuple[Observation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +198,11 @@ class GuardAnswer:
     state: GuardrailState
 
 
-#: ``GuardItem(event_id, run_id, time_ms, node, cost, step)``, positionally, slot by slot (one per
-#: event: the same frozen object, without the keyword-matching constructor).
-make_guard_item = cast(Callable[[str, str, int, str, "float | None", str], GuardItem],
-                       slot_builder(GuardItem, "make_guard_item"))
+#: ``GuardItem(event_id, run_id, time_ms, node, cost, step, values)``, positionally, slot by
+#: slot (one per event: the same frozen object, without the keyword-matching constructor).
+make_guard_item = cast(
+    Callable[[str, str, int, str, "float | None", str, "tuple[Observation, ...]"], GuardItem],
+    slot_builder(GuardItem, "make_guard_item"))
 #: ``GuardAnswer(duplicate, state)``, positionally, slot by slot (the same frozen object).
 make_guard_answer = cast(Callable[[bool, GuardrailState], GuardAnswer],
                          slot_builder(GuardAnswer, "make_guard_answer"))
@@ -221,13 +235,14 @@ class GuardStore(RedisStore):
         #: Idle life of an agent's step order (the chains' TTL: learned like a baseline).
         self.order_ttl_s = order_ttl_s
         self.order_cap = ORDER_CAP
+        self.value_cap = VALUE_CAP
         self.scripts = scripts_for(client)
 
     def call(self, batch: GuardBatch) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one script call (exposed for tests and benchmarks)."""
         spec = batch.spec
         agent = self.keys.guard_agent_keys(batch.tag)
-        keys = [agent.window, agent.cost, agent.order]
+        keys = [agent.window, agent.cost, agent.order, agent.values]
         run_index: dict[str, int] = {}
         for item in batch.items:
             if item.run_id not in run_index:
@@ -249,6 +264,12 @@ class GuardStore(RedisStore):
         else:
             args += [order.min_runs, order.min_support, order.max_successors, order.learn_after,
                      self.order_cap, self.order_ttl_s, order.streak_settled]
+        values = spec.values
+        if values is None:
+            args += [0, 0, 0, 0, 0, 0, self.order_ttl_s]
+        else:
+            args += [values.min_support, values.margin, values.margin_below, values.max_distinct,
+                     values.learn_after, self.value_cap, self.order_ttl_s]
         for item in batch.items:
             args += [
                 event_field(item.event_id),
@@ -257,6 +278,7 @@ class GuardStore(RedisStore):
                 _entry(item.node),
                 "" if item.cost is None else repr(item.cost),
                 stored_step(item.step) if order is not None and item.step else "",
+                pack_observations(item.values) if values is not None and item.values else "",
             ]
         return keys, args
 
@@ -319,12 +341,16 @@ def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             item.node, seq[lo - first:hi - first] if hi > lo else empty, pos + 1,
             int(agent) if present & 1 else None, int(run) if present & 2 else None,
             run_cost if present & 4 else None, agent_cost if present & 8 else None,
-            *details.findings(status, present))))
+            *details.findings(status, present, item))))
     return out
 
 
+_COUNT = struct.Struct("<B")
+
+
 class _Details:
-    """The step-order details of a reply (lua/guardrails.lua, Output [2]), read in event order."""
+    """The step-order and value details of a reply (lua/guardrails.lua, Output [2]), read in
+    event order."""
 
     def __init__(self, raw: Sequence[Any]) -> None:
         blob = raw[1] if len(raw) > 1 else b""
@@ -334,27 +360,39 @@ class _Details:
     def _take(self, layout: struct.Struct) -> tuple[Any, ...]:
         end = self.at + layout.size
         if end > len(self.blob):
-            raise StoreError("guardrails reply: step-order details shorter than its records say")
+            raise StoreError("guardrails reply: details shorter than its records say")
         got = layout.unpack_from(self.blob, self.at)
         self.at = end
         return got
 
-    def findings(self, status: int, present: int
-                 ) -> tuple[OrderFinding | None, StreakFinding | None]:
+    def findings(self, status: int, present: int, item: GuardItem
+                 ) -> tuple[OrderFinding | None, StreakFinding | None, tuple[ValueFinding, ...]]:
         """One event's findings: a new event judged so reads its details; a redelivered one
         was judged so the first time (its counts are not kept)."""
-        if not present & (_PAIR | _STREAK):
-            return None, None
+        if not present & (_PAIR | _STREAK | _RANGE | _UNSEEN):
+            return None, None, ()
         if status == 1:
             return (REDELIVERED_PAIR if present & _PAIR else None,
-                    REDELIVERED_STREAK if present & _STREAK else None)
+                    REDELIVERED_STREAK if present & _STREAK else None,
+                    redelivered(bool(present & _RANGE), bool(present & _UNSEEN)))
         found = streak = None
         if present & _PAIR:
             prev, from_seen, successors, runs = self._take(DETAIL)
             found = OrderFinding(step_of(prev), from_seen, successors, runs)
         if present & _STREAK:
             streak = StreakFinding(*self._take(STREAK))
-        return found, streak
+        judged: tuple[ValueFinding, ...] = ()
+        if present & (_RANGE | _UNSEEN):
+            (count,) = self._take(_COUNT)
+            out = []
+            for _ in range(count):
+                index, kind, low, high, seen = self._take(VALUE)
+                if index >= len(item.values):
+                    raise StoreError("guardrails reply: a value detail names an observation the "
+                                     "event did not send")
+                out.append(ValueFinding(item.values[index].path, kind, low, high, seen))
+            judged = tuple(out)
+        return found, streak, judged
 
 
 def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
@@ -388,7 +426,7 @@ def _parse_sparse(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
             run_cost=f[5] if f[1] & 4 else None,
             agent_daily_cost=f[6] if f[1] & 8 else None,
         )
-        found, streak = details.findings(f[0], f[1])
-        state = replace(state, order=found, streak=streak)
+        found, streak, judged = details.findings(f[0], f[1], item)
+        state = replace(state, order=found, streak=streak, values=judged)
         out.append(GuardAnswer(duplicate=f[0] == 1, state=state))
     return out

@@ -122,7 +122,7 @@ class ChainKeys:
 
 @dataclass(frozen=True, slots=True)
 class GuardAgentKeys:
-    """Per-agent guardrail state (``lua/guardrails.lua`` KEYS[1..3])."""
+    """Per-agent guardrail state (``lua/guardrails.lua`` KEYS[1..4])."""
 
     #: hash: velocity slot → events, plus ``w`` = window length (ms) the slots were cut for.
     window: str
@@ -130,6 +130,8 @@ class GuardAgentKeys:
     cost: str
     #: hash: the agent's step order (runs, step pairs learned; lua/guardrails.lua).
     order: str
+    #: hash: the values the agent's calls carried (slot → range or set; lua/guardrails.lua).
+    values: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +280,8 @@ class Keys:
 
     def guard_agent_keys(self, tag: str) -> GuardAgentKeys:
         base = f"{self.prefix}:{{g:{tag}}}"
-        return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost", order=f"{base}:ord")
+        return GuardAgentKeys(window=f"{base}:win", cost=f"{base}:cost", order=f"{base}:ord",
+                              values=f"{base}:val")
 
     def guard_run_keys(self, tag: str, run_id: str) -> GuardRunKeys:
         base = f"{self.prefix}:{{g:{tag}}}:run:{part(run_id)}"

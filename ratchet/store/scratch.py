@@ -63,7 +63,8 @@ class ScratchSeeder(RedisStore):
                     src, dst = (self.source.guard_agent_keys(guard),
                                 self.scratch.guard_agent_keys(guard))
                     pairs += [(src.window, dst.window), (src.cost, dst.cost),
-                              (src.order, dst.order), both("agent_services", project, agent)]
+                              (src.order, dst.order), (src.values, dst.values),
+                              both("agent_services", project, agent)]
                 else:
                     pairs += zip(self.source.guard_run_keys(guard, run).as_list(),
                                  self.scratch.guard_run_keys(guard, run).as_list(), strict=True)

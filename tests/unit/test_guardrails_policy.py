@@ -331,7 +331,7 @@ def test_round_trip_and_hash_are_stable(
 
 
 def test_configs_for_an_event_are_each_guardrails_own_resolution() -> None:
-    # Policy.configs_for remembers the seven configs per (service, priority): the same as each
+    # Policy.configs_for remembers every guardrail's config per (service, priority): the same as each
     # guardrail's for_event, with service and priority overrides; a replaced policy starts empty.
     p = parse_policy_toml("""
 [guardrails.velocity.per_agent]
@@ -341,7 +341,7 @@ per_run_limit = 2.0
 [guardrails.pii.by_priority.critical]
 action = "reject"
 """)
-    names = ("velocity", "loop", "entropy", "cost", "pattern", "pii", "media", "order")
+    names = ("velocity", "loop", "entropy", "cost", "pattern", "pii", "media", "order", "value")
     for svc in ("billing", "crm"):
         for prio in ("normal", "critical"):
             want = tuple(getattr(p, n).for_event(svc, prio) for n in names)

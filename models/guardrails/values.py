@@ -1,0 +1,409 @@
+"""Values: a number far outside the range a call's field ever took, or a new value in a field
+that only ever took a few.
+
+The chains and the step order judge *which* call an agent makes and in which shape; a call can
+be usual in every way they see and still carry a harmful value — a payout of 98,000 where every
+payout was 90–4,000, ``replicas: 0`` on a deployment always scaled to 2–5, ``dry_run: false``
+where it was always true, a lead's status set to a value the agent never used. This guardrail
+keeps, per agent and per *slot* (a call, ``service:action``, and a key path in its payload, array
+elements collapsed: ``attendees[].email``):
+
+- for numbers, and for the length of arrays (path ``items[#]``), the range of their *magnitude*
+  (:func:`magnitude`: the power of two, signed, zero apart) — ``value.range`` judges a value more
+  than ``margin`` powers of two beyond it (the default 2: at least 4x past the largest ever seen,
+  or below a quarter of the smallest);
+- for short strings (at most ``max_text`` characters) and booleans, the set of values, as long as
+  there are at most ``max_distinct`` of them (a field with more — ids, names, free text — is
+  *open* and never judged) — ``value.unseen`` judges a value not in the set.
+
+A slot is judged only once it is *settled*: seen at least ``min_support`` times, and its range
+or set unchanged over the last ``min_support`` observations (a field whose range still creeps or
+whose set still grows is not judged — the chance of a new value is then high). Every observation
+not judged is learned; a judged one is learned once it was reported in ``learn_after`` different
+runs (0: never), like the step order. An agent's hash holds at most ``VALUE_CAP`` fields; a full
+one learns no new field and judges nothing.
+
+The counting is atomic in Redis, per agent (``lua/guardrails.lua``); this module extracts the
+observations of an event (:func:`observations`), turns what the script found into reasons
+(:func:`check_values`) and holds the reference model the agreement tests compare the script
+with (:class:`ValueReference`). Reasons name the key paths and the learned range, never the
+value (verdicts travel to webhooks and logs).
+
+>>> obs = observations("pay", "payout", {"amount": 98000.0, "currency": "USD", "dry": False},
+...                    ValueConfig())
+>>> [(o.path, o.kind) for o in obs]
+[('amount', 1), ('currency', 2), ('dry', 2)]
+>>> magnitude(0), magnitude(1), magnitude(98000.0), magnitude(-3)
+(190, 192, 208, 63)
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from models.guardrails._schema import (
+    Fields,
+    as_action,
+    as_bool,
+    check_keys,
+    forbid_keys,
+    ints,
+    join,
+)
+from models.verdict import Reason
+
+__all__ = [
+    "CATEGORY",
+    "NAME",
+    "RANGE",
+    "REDELIVERED_VALUE",
+    "SOURCE",
+    "VALUE_CAP",
+    "Observation",
+    "ValueConfig",
+    "ValueFinding",
+    "ValueReference",
+    "check_values",
+    "magnitude",
+    "observations",
+    "pack_observations",
+    "parse_values",
+    "values_to_dict",
+]
+
+NAME = "value"
+SOURCE = f"guardrail:{NAME}"
+#: Observation kinds (lua/guardrails.lua reads them): a magnitude, a category's hash.
+RANGE, CATEGORY = 1, 2
+#: Most fields of an agent's value hash: a full one learns no new field and judges nothing.
+VALUE_CAP = 4_096
+_KEYS = ("enabled", "action", "min_support", "margin", "margin_below", "max_distinct",
+         "learn_after", "max_values", "max_text")
+_TOP_ONLY = ("min_support", "margin", "margin_below", "max_distinct", "learn_after",
+             "max_values", "max_text")
+#: One observation as the script reads it: slot (8 bytes), kind, value.
+OBSERVATION = struct.Struct("<8sBI")
+#: Deepest nesting read for observations (payloads are capped at the gateway anyway).
+_MAX_DEPTH = 8
+#: Highest count a slot keeps (its stored form is 32-bit).
+COUNT_MAX = 2**32 - 1
+#: The magnitude of zero: that of [2^-2, 2^-1) (see :func:`magnitude`).
+ZERO = 190
+
+
+@dataclass(frozen=True, slots=True)
+class ValueConfig:
+    enabled: bool = True
+    action: str = "flag"
+    #: Observations of a slot, and observations since its range or set last changed, before
+    #: it is judged.
+    min_support: int = 30
+    #: Powers of two above the largest learned magnitude before a number is judged.
+    margin: int = 2
+    #: Powers of two below the smallest learned magnitude before a number is judged (more than
+    #: above: values drawn evenly from zero up reach ever smaller magnitudes).
+    margin_below: int = 4
+    #: Most distinct values a categorical slot learns; past that it is open (never judged).
+    max_distinct: int = 8
+    #: Reports (in different runs) after which a judged value is learned (0 = never).
+    learn_after: int = 3
+    #: Most observations read from one event (in payload order).
+    max_values: int = 32
+    #: Longest string read as a category, characters.
+    max_text: int = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One value of an event as the rule reads it."""
+
+    #: The key path, array elements as ``[]``, an array's length as ``[#]``.
+    path: str
+    #: :data:`RANGE` (``value`` a :func:`magnitude`) or :data:`CATEGORY` (a 32-bit hash).
+    kind: int
+    value: int
+    #: The slot (service, action, path, kind) hashed: the script's field.
+    slot: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFinding:
+    """What the script found for one judged observation."""
+
+    path: str
+    kind: int
+    #: Range: the learned magnitude range (:func:`magnitude`); category: distinct values, 0.
+    low: int
+    high: int
+    #: Times the slot was learned.
+    seen: int
+
+
+#: A redelivered event's finding (its counts are not kept): the kind only.
+REDELIVERED_VALUE = ValueFinding("", 0, 0, 0, 0)
+
+
+def magnitude(x: float) -> int:
+    """A number's magnitude as one byte, ordered like the numbers' sizes: 192 + e for a
+    positive number in [2^e, 2^(e+1)) (e clamped to -63..63), 64 - e for a negative one, and
+    for zero that of a quarter (190): just below the counts that start at 1, so a count reaching
+    0 is no news, and far below amounts (a zero where every amount was 2^6 and up is).
+
+    >>> [magnitude(v) for v in (0, 0.5, 1, 3, 4000, -1, 1e300, -1e300)]
+    [190, 191, 192, 193, 203, 64, 255, 1]
+    """
+    if x == 0:
+        return ZERO
+    e = math.frexp(abs(x))[1] - 1
+    e = -63 if e < -63 else min(e, 63)
+    return 192 + e if x > 0 else 64 - e
+
+
+def _category(value: str | bool) -> int:
+    text = ("\x01true" if value else "\x01false") if isinstance(value, bool) else value
+    return xxhash.xxh32_intdigest(text.encode("utf-8", "replace"))
+
+
+#: Slots seen lately (service, action, path, kind → 8 bytes); bounded.
+_SLOTS: dict[tuple[str, str, str, int], bytes] = {}
+_SLOTS_MAX = 16_384
+
+
+def _slot(service: str, action: str, path: str, kind: int) -> bytes:
+    key = (service, action, path, kind)
+    got = _SLOTS.get(key)
+    if got is None:
+        got = xxhash.xxh3_64_digest(f"{service}\0{action}\0{path}\0{kind}".encode(
+            "utf-8", "replace"))
+        if len(_SLOTS) >= _SLOTS_MAX:
+            _SLOTS.clear()
+        _SLOTS[key] = got
+    return got
+
+
+def _key(k: Any) -> str:
+    """A key as a slot's path shows it: keys that look like data (e-mail addresses, long
+    numbers, text with spaces) as ``*``, so one slot serves them all and none is kept."""
+    ks = k if isinstance(k, str) else str(k)
+    if len(ks) > 40 or not ks.isascii() or any(c in ks for c in "@ /") or sum(
+            c.isdigit() for c in ks) >= 6:
+        return "*"
+    return ks
+
+
+def observations(service: str, action: str, payload: Mapping[str, Any] | None,
+                 cfg: ValueConfig) -> tuple[Observation, ...]:
+    """The values of an event the rule reads, in payload order, at most ``cfg.max_values``:
+    numbers (not booleans) and array lengths as magnitudes, short strings and booleans as
+    categories. Nulls, long strings and anything nested deeper than 8 levels are skipped."""
+    if not payload:
+        return ()
+    out: list[tuple[str, int, int]] = []
+    cap = cfg.max_values
+    max_text = cfg.max_text
+
+    def visit(node: Any, path: str, depth: int) -> None:
+        if len(out) >= cap or depth > _MAX_DEPTH:
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                visit(v, f"{path}.{_key(k)}" if path else _key(k), depth + 1)
+                if len(out) >= cap:
+                    return
+        elif isinstance(node, list):
+            out.append((f"{path}[#]", RANGE, magnitude(len(node))))
+            for v in node:
+                visit(v, f"{path}[]", depth + 1)
+                if len(out) >= cap:
+                    return
+        elif isinstance(node, bool):
+            out.append((path, CATEGORY, _category(node)))
+        elif isinstance(node, (int, float)):
+            if isinstance(node, int) or math.isfinite(node):
+                out.append((path, RANGE, magnitude(node)))
+        elif isinstance(node, str) and len(node) <= max_text:
+            out.append((path, CATEGORY, _category(node)))
+
+    visit(payload, "", 0)
+    del out[cap:]
+    return tuple(Observation(p, k, v, _slot(service, action, p, k)) for p, k, v in out)
+
+
+def pack_observations(obs: Sequence[Observation]) -> bytes:
+    """An event's observations as the script reads them (13 bytes each)."""
+    pack = OBSERVATION.pack
+    return b"".join(pack(o.slot, o.kind, o.value) for o in obs)
+
+
+def parse_values(
+    table: Mapping[str, Any], path: str, base: ValueConfig, *, override: bool = False
+) -> ValueConfig:
+    """Apply ``table`` over ``base``; an override may switch the rule and set its action only."""
+    check_keys(table, _KEYS, path)
+    if override:
+        forbid_keys(table, _TOP_ONLY, path,
+                    "values are learned once per agent; set the rule's settings at the top")
+    f = Fields(table, path)
+    return ValueConfig(
+        enabled=f.get("enabled", base.enabled, as_bool),
+        action=f.get("action", base.action, as_action),
+        min_support=f.get("min_support", base.min_support, ints(1, 1_000_000)),
+        margin=f.get("margin", base.margin, ints(0, 127)),
+        margin_below=f.get("margin_below", base.margin_below, ints(0, 127)),
+        max_distinct=f.get("max_distinct", base.max_distinct, ints(1, 64)),
+        learn_after=f.get("learn_after", base.learn_after, ints(0, 1_000_000)),
+        max_values=f.get("max_values", base.max_values, ints(1, 255)),
+        max_text=f.get("max_text", base.max_text, ints(1, 1_000)),
+    )
+
+
+def values_to_dict(cfg: ValueConfig) -> dict[str, Any]:
+    return {
+        "enabled": cfg.enabled,
+        "action": cfg.action,
+        "min_support": cfg.min_support,
+        "margin": cfg.margin,
+        "margin_below": cfg.margin_below,
+        "max_distinct": cfg.max_distinct,
+        "learn_after": cfg.learn_after,
+        "max_values": cfg.max_values,
+        "max_text": cfg.max_text,
+    }
+
+
+def _power(m: int) -> str:
+    """A magnitude as people read it: ``0``, ``2^12``, ``-2^3``."""
+    return f"2^{m - 192}" if m >= 128 else f"-2^{64 - m}"
+
+
+_REDELIVERED_NOTE = "reported when this event was first decided (a redelivery: counts not kept)"
+
+
+def check_values(cfg: ValueConfig, found: Sequence[ValueFinding]) -> list[Reason]:
+    """The reasons for an event whose values the script judged (``found``; empty: none)."""
+    if not cfg.enabled or not found:
+        return []
+    out: list[Reason] = []
+    for kind, rule in ((RANGE, "range"), (CATEGORY, "unseen")):
+        hits = [f for f in found if f.kind == kind]
+        if not hits:
+            continue
+        detail: dict[str, object] = {"rule": join(NAME, rule)}
+        if hits[0].seen == 0 and not hits[0].path:
+            detail["note"] = _REDELIVERED_NOTE
+        else:
+            detail["paths"] = [f.path for f in hits]
+            first = hits[0]
+            if kind == RANGE:
+                detail["note"] = (
+                    f"a value far outside the range this call's {first.path} ever took "
+                    f"({_power(first.low)} .. {_power(first.high)} in magnitude, "
+                    f"{first.seen} values learned)")
+            else:
+                detail["note"] = (
+                    f"a value this call's {first.path} never took; it only ever took "
+                    f"{first.low} distinct value(s) ({first.seen} values learned)")
+            if cfg.learn_after:
+                detail["learned_after"] = cfg.learn_after
+        out.append(Reason(SOURCE, cfg.action, detail))
+    return out
+
+
+def redelivered(bits_range: bool, bits_unseen: bool) -> tuple[ValueFinding, ...]:
+    """A redelivered event's findings, from its remembered answer's bits."""
+    out = []
+    if bits_range:
+        out.append(ValueFinding("", RANGE, 0, 0, 0))
+    if bits_unseen:
+        out.append(ValueFinding("", CATEGORY, 0, 0, 0))
+    return tuple(out)
+
+
+class ValueReference:
+    """The script's value counting in plain Python, for one agent (the agreement tests compare
+    the two event by event): :meth:`event` judges and learns one new event's observations."""
+
+    def __init__(self, cfg: ValueConfig, cap: int = VALUE_CAP) -> None:
+        self.cfg, self.cap = cfg, cap
+        #: slot → [count, changed, low, high] (range) or [count, changed, values | None]
+        #: (category; None = open); ("p", slot, what) → reports waiting.
+        self.fields: dict[object, Any] = {}
+        self.reported: dict[str, set[object]] = {}
+
+    def _first(self, run: str, what: object) -> bool:
+        seen = self.reported.setdefault(run, set())
+        if what in seen:
+            return False
+        seen.add(what)
+        return True
+
+    def _new_field(self) -> bool:
+        return len(self.fields) < self.cap
+
+    def event(self, run: str, obs: Sequence[Observation]) -> tuple[ValueFinding, ...]:
+        cfg = self.cfg
+        found: list[ValueFinding] = []
+        for o in obs:
+            st = self.fields.get(o.slot)
+            if st is None:
+                if not self._new_field():
+                    continue
+                self.fields[o.slot] = ([1, 1, o.value, o.value] if o.kind == RANGE
+                                       else [1, 1, {o.value}])
+                continue
+            count, changed = st[0], st[1]
+            settled = (count >= cfg.min_support and count - changed >= cfg.min_support
+                       and len(self.fields) < self.cap)
+            if o.kind == RANGE:
+                low, high = st[2], st[3]
+                if low <= o.value <= high:
+                    st[0] = min(st[0] + 1, COUNT_MAX)
+                    continue
+                beyond = o.value > high + cfg.margin or o.value < low - cfg.margin_below
+                if beyond and settled:
+                    found.append(ValueFinding(o.path, RANGE, low, high, count))
+                    self._report(run, o, ("p", o.slot, o.value > high))
+                    continue
+                st[0] = min(st[0] + 1, COUNT_MAX)
+                st[1] = st[0]
+                st[2], st[3] = min(low, o.value), max(high, o.value)
+            else:
+                values = st[2]
+                if values is None or o.value in values:
+                    st[0] = min(st[0] + 1, COUNT_MAX)
+                    continue
+                if settled:
+                    found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
+                    self._report(run, o, ("p", o.slot, o.value))
+                    continue
+                self._learn_category(st, o.value)
+        return tuple(found)
+
+    def _learn_category(self, st: list[Any], value: int) -> None:
+        st[0] = min(st[0] + 1, COUNT_MAX)
+        st[1] = st[0]
+        st[2].add(value)
+        if len(st[2]) > self.cfg.max_distinct:
+            st[2] = None
+
+    def _report(self, run: str, o: Observation, key: tuple[object, ...]) -> None:
+        if not self._first(run, key):
+            return
+        waiting = self.fields.get(key, 0) + 1
+        if self.cfg.learn_after > 0 and waiting >= self.cfg.learn_after:
+            self.fields.pop(key, None)
+            st = self.fields[o.slot]
+            if o.kind == RANGE:
+                st[0] = min(st[0] + 1, COUNT_MAX)
+                st[1] = st[0]
+                st[2], st[3] = min(st[2], o.value), max(st[3], o.value)
+            else:
+                self._learn_category(st, o.value)
+        elif key in self.fields or self._new_field():
+            self.fields[key] = waiting

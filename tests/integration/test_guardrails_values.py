@@ -1,0 +1,283 @@
+"""The value guardrail on a real Redis: the script against its Python reference, and the rule
+through the engine (a number far out of range and a new category value reported, learned after
+``learn_after`` runs, open fields never judged, an override's ``pause``, redeliveries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import struct
+import uuid
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.errors import ValidationError
+from models.events import IngestEvent, parse_event
+from models.guardrails import parse_policy_toml, state_spec
+from models.guardrails.values import (
+    CATEGORY,
+    RANGE,
+    Observation,
+    ValueConfig,
+    ValueReference,
+    magnitude,
+    observations,
+)
+from models.verdict import Verdict
+from ratchet.engine.engine import Engine
+from ratchet.store.guardrails import GuardBatch, GuardStore, make_guard_item
+from ratchet.store.keys import Keys
+from ratchet.store.policies import FixedPolicy
+
+#: Slots of the agreement test: (path, kind); the slot bytes are the path's, padded.
+SLOTS = (("a", RANGE), ("b", RANGE), ("c", CATEGORY), ("d", CATEGORY))
+
+
+def _obs(which: int, value: int) -> Observation:
+    path, kind = SLOTS[which]
+    return Observation(path, kind, 186 + value if kind == RANGE else 1000 + value,
+                       path.encode() * 8)
+
+
+def _spec(cfg: ValueConfig) -> Any:
+    base = state_spec(parse_policy_toml("[guardrails.order]\nenabled = false\n"))
+    return type(base)(base.agent_window_s, base.run_window_s, base.history, base.run_events,
+                      base.run_cost, base.agent_daily_cost, None, cfg)
+
+
+#: Values mostly in a narrow band (ranges and sets settle), sometimes one, two or more steps
+#: out (each margin's edge), sometimes far.
+value_st = st.sampled_from((5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0))
+event_st = st.tuples(st.integers(0, 3),
+                     st.lists(st.tuples(st.integers(0, 3), value_st), max_size=3),
+                     st.integers(0, 9))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(event_st, min_size=1, max_size=120),
+       cuts=st.lists(st.integers(1, 120), max_size=8),
+       support=st.integers(1, 3), margin=st.integers(0, 2), below=st.integers(0, 3),
+       distinct=st.integers(1, 3), learn_after=st.integers(0, 3),
+       cap=st.sampled_from([4, 5, 6, 4096]))
+def test_script_judges_and_learns_as_the_reference(
+    redis_url: str, events: list[tuple[int, list[tuple[int, int]], int]], cuts: list[int],
+    support: int, margin: int, below: int, distinct: int, learn_after: int, cap: int,
+) -> None:
+    """Event by event, in any batching, with redeliveries (a repeated id answers what it
+    answered the first time) and a full hash: the same findings and the same stored fields as
+    :class:`ValueReference`."""
+    cfg = ValueConfig(min_support=support, margin=margin, margin_below=below,
+                      max_distinct=distinct, learn_after=learn_after)
+    asyncio.run(_both(redis_url, events, cuts, cfg, cap))
+
+
+def test_script_agrees_on_seeded_random_traffic(redis_url: str) -> None:
+    """The same comparison on 120 seeded random sequences (hypothesis favours short, simple
+    lists; these reach every margin's edge and the caps many times over)."""
+    values = (5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0)
+
+    async def sweep() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            for trial in range(120):
+                r = random.Random(trial)
+                cfg = ValueConfig(min_support=r.randint(1, 3), margin=r.randint(0, 2),
+                                  margin_below=r.randint(0, 3), max_distinct=r.randint(1, 3),
+                                  learn_after=r.randint(0, 3))
+                events = [(r.randint(0, 3),
+                           [(r.randint(0, 3), r.choice(values)) for _ in range(r.randint(0, 3))],
+                           r.randint(0, 9)) for _ in range(r.randint(1, 120))]
+                cuts = [r.randint(1, 120) for _ in range(r.randint(0, 6))]
+                await _compare(client, events, cuts, cfg, r.choice((4, 5, 6, 8, 4096)))
+        finally:
+            await client.aclose()
+
+    asyncio.run(sweep())
+
+
+async def _both(redis_url: str, events: list[tuple[int, list[tuple[int, int]], int]],
+                cuts: list[int], cfg: ValueConfig, cap: int) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await _compare(client, events, cuts, cfg, cap)
+    finally:
+        await client.aclose()
+
+
+async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[int, int]], int]],
+                   cuts: list[int], cfg: ValueConfig, cap: int) -> None:
+    store = GuardStore(client, Keys(f"val{uuid.uuid4().hex[:8]}"))
+    store.value_cap = cap
+    ref = ValueReference(cfg, cap)
+    spec = _spec(cfg)
+    items: list[Any] = []
+    want: list[tuple[str, Any]] = []
+    first: dict[str, set[int]] = {}
+    for run, obs, dup in events:
+        if dup == 0 and items:  # the previous event again (same id, run and values)
+            items.append(items[-1])
+            want.append(("again", first[items[-1].event_id]))
+            continue
+        event_id = f"e{len(items)}"
+        values = tuple(_obs(w, v) for w, v in obs)
+        found = ref.event(f"r{run}", values)
+        first[event_id] = {f.kind for f in found}
+        want.append(("new", found))
+        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, "", values))
+    got = []
+    bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
+    for lo, hi in itertools.pairwise(bounds):
+        [answers] = await store.update([GuardBatch("t1", items[lo:hi], spec)])
+        got += answers
+    for (kind, expected), answer in zip(want, got, strict=True):
+        if kind == "again":
+            assert answer.duplicate
+            assert {f.kind for f in answer.state.values} == expected
+        else:
+            assert not answer.duplicate and answer.state.values == expected
+    stored = await client.hgetall(store.keys.guard_agent_keys("t1").values)
+    assert dict(_field(f, v) for f, v in stored.items()) == ref.fields
+
+
+def _field(raw: bytes, value: bytes) -> tuple[object, object]:
+    """A stored value field as :class:`ValueReference` keeps it (lua/guardrails.lua)."""
+    if len(raw) == 8:
+        kind = dict(SLOTS)[raw[:1].decode()]
+        count, changed = struct.unpack_from("<II", value)
+        if kind == RANGE:
+            return raw, [count, changed, value[8], value[9]]
+        if len(value) == 9:
+            return raw, [count, changed, None]
+        return raw, [count, changed, {int.from_bytes(value[i:i + 4], "little")
+                                      for i in range(8, len(value), 4)}]
+    assert raw[:1] == b"p"
+    slot, what = raw[1:9], raw[9:]
+    key: object = what == b"+" if len(what) == 1 else int.from_bytes(what, "little")
+    return ("p", slot, key), int(value)
+
+
+def ev(run: str, payload: dict[str, Any], *, service: str = "payments",
+       action: str = "create_payout", agent: str = "a1") -> IngestEvent:
+    return parse_event({"event_id": f"{agent}-{run}-{uuid.uuid4().hex[:8]}", "agent_id": agent,
+                        "run_id": run, "service": service, "action": action,
+                        "payload": payload}, "p1")
+
+
+def value_reasons(v: Verdict) -> list[dict[str, Any]]:
+    return [dict(r.detail) for r in v.reasons if r.source == "guardrail:value"]
+
+
+def _payout(k: int) -> dict[str, Any]:
+    return {"amount": 90 + (k * 37) % 3900, "currency": ("USD", "EUR")[k % 2], "dry_run": True,
+            "claim": f"CLM-{100000 + k}"}
+
+
+async def _settle(engine: Engine, runs: int) -> None:
+    for k in range(runs):
+        await engine.decide([ev(f"r{k}", _payout(k))])
+
+
+async def test_a_value_out_of_range_is_reported_then_learned(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 100)
+    big = dict(_payout(0), amount=98_000.0)
+    [got] = await engine.decide([ev("x0", big)])
+    [reason] = value_reasons(got)
+    assert (reason["rule"], reason["paths"]) == ("value.range", ["amount"])
+    assert "98000" not in str(reason) and got.action == "flag"
+    assert "2^6 .. 2^11" in reason["note"]
+    # a usual one passes
+    [ok] = await engine.decide([ev("ok", dict(big, amount=1_234))])
+    assert value_reasons(ok) == []
+    # reported in learn_after (3) runs, then learned: the fourth run passes; a second report in
+    # one run does not count
+    twice = await engine.decide([ev("x1", big), ev("x1", big)])
+    flagged = [bool(value_reasons(twice[0])), bool(value_reasons(twice[1]))]
+    for k in range(2, 4):
+        [v] = await engine.decide([ev(f"x{k}", big)])
+        flagged.append(bool(value_reasons(v)))
+    assert flagged == [True, True, True, False]
+    # within the margin of the range learned (2^16 .. 2^16 + 2): not judged
+    [near] = await engine.decide([ev("near", dict(big, amount=300_000))])
+    assert value_reasons(near) == []
+
+
+async def test_a_new_category_value_is_reported(redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A boolean that was always true, a currency never used: reported by path; an id-like
+    field (a new value every time) is open and never judged."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 100)
+    [got] = await engine.decide([ev("x", dict(_payout(1), dry_run=False, currency="XBT"))])
+    [reason] = value_reasons(got)
+    assert (reason["rule"], reason["paths"]) == ("value.unseen", ["currency", "dry_run"])
+    assert "2 distinct" in reason["note"]
+    [fresh_claim] = await engine.decide([ev("y", dict(_payout(2), claim="CLM-999999"))])
+    assert value_reasons(fresh_claim) == []
+
+
+async def test_an_unsettled_field_is_not_judged(redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Too few values seen, or a range still growing: nothing is judged."""
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 20)  # fewer than min_support (30)
+    [got] = await engine.decide([ev("x", dict(_payout(0), amount=98_000.0))])
+    assert value_reasons(got) == []
+    growing = Engine.create(redis_client, keys=Keys(keys.prefix + "g"),
+                            policies=FixedPolicy(parse_policy_toml("")))
+    for k in range(80):  # the amount doubles every 10 calls: never 30 calls unchanged
+        await growing.decide([ev(f"r{k}", dict(_payout(k), amount=2 ** (k // 10)))])
+    [got] = await growing.decide([ev("x", dict(_payout(0), amount=2 ** 20))])
+    assert value_reasons(got) == []
+
+
+async def test_a_pause_override_and_switching_off(redis_client: aioredis.Redis,
+                                                  keys: Keys) -> None:
+    policy = parse_policy_toml("[guardrails.value.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 100)
+    [got] = await engine.decide([ev("x", dict(_payout(0), amount=98_000.0))])
+    assert got.action == "pause" and value_reasons(got)
+    with pytest.raises(ValidationError, match="set the rule's settings at the top"):
+        parse_policy_toml("[guardrails.value.by_service.payments]\nmargin = 5\n")
+    off = Engine.create(redis_client, keys=Keys(keys.prefix + "o"), policies=FixedPolicy(
+        parse_policy_toml("[guardrails.value]\nenabled = false\n")))
+    await _settle(off, 100)
+    [got] = await off.decide([ev("x", dict(_payout(0), amount=98_000.0))])
+    assert value_reasons(got) == []
+
+
+async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys: Keys) -> None:
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
+    await _settle(engine, 100)
+    batch = [ev("x", dict(_payout(0), amount=98_000.0))]
+    first = await engine.decide(batch)
+    again = await engine.decide(batch)
+    assert value_reasons(first[0])[0]["rule"] == value_reasons(again[0])[0]["rule"] == (
+        "value.range")
+    assert "redelivery" in value_reasons(again[0])[0]["note"]
+    # the redelivery was not counted: two more runs are reported before it is learned
+    flagged = []
+    for k in range(1, 4):
+        [v] = await engine.decide([ev(f"x{k}", dict(_payout(0), amount=98_000.0))])
+        flagged.append(bool(value_reasons(v)))
+    assert flagged == [True, True, False]
+
+
+def test_observations_read_numbers_lengths_and_short_text() -> None:
+    cfg = ValueConfig(max_values=6, max_text=5)
+    got = observations("s", "a", {"n": 0, "ok": True, "tags": ["x", "long text"], "skip": None,
+                                  "m": {"f": -2.5}, "late": 1}, cfg)
+    assert [(o.path, o.kind) for o in got] == [
+        ("n", RANGE), ("ok", CATEGORY), ("tags[#]", RANGE), ("tags[]", CATEGORY),
+        ("m.f", RANGE), ("late", RANGE)]
+    assert got[0].value == magnitude(0) and got[4].value == magnitude(-2.5)
+    # the same path of another call is another slot; data-like keys share one
+    assert observations("s", "b", {"n": 1}, cfg)[0].slot != got[0].slot
+    by_email = observations("s", "a", {"by": {"bob@example.com": 1, "ann@example.com": 2}}, cfg)
+    assert {o.path for o in by_email} == {"by.*"}

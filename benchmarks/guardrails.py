@@ -48,6 +48,7 @@ from models.guardrails import GUARDRAILS, GuardrailState, Policy, evaluate, pars
 from models.guardrails.batch import evaluate_batch
 from models.guardrails.order import step_text
 from models.guardrails.pii import DETECTOR_NAMES
+from models.guardrails.values import observations
 from models.nodes import node_id
 from models.skeleton import skeleton_hash
 from ratchet.engine.engine import Engine
@@ -201,7 +202,9 @@ async def bench(url: str, n: int, batch: int, concurrency: int) -> dict[str, Any
         prepared = [
             GuardBatch(keys.guard_tag(b[0].project_id, b[0].agent_id),
                        [GuardItem(e.event_id, e.run_id, int((e.ts or 0) * 1000),
-                                  node_of[e.event_id], e.cost, step_text(e.service, e.action))
+                                  node_of[e.event_id], e.cost, step_text(e.service, e.action),
+                                  () if spec.values is None else
+                                  observations(e.service, e.action, e.payload, spec.values))
                         for e in b], spec)
             for b in batches
         ]
@@ -263,6 +266,7 @@ async def memory(client: Redis, keys: Keys, events: Sequence[IngestEvent]) -> di
         "agent_window": await size(agent.window),
         "agent_cost": await size(agent.cost),
         "agent_order": await size(agent.order),
+        "agent_values": await size(agent.values),
         "run_state": await size(run.state),
         "run_window": await size(run.window),
         "run_nodes": await size(run.nodes),

@@ -133,7 +133,7 @@ local value_distinct = tonumber(ARGV[19])
 local value_learn_after = tonumber(ARGV[20])
 local value_cap = tonumber(ARGV[21])
 local value_ttl = tonumber(ARGV[22])
-local BASE, FIELDS = 22, 7
+local BASE, FIELDS = 23, 7
 local START = string.rep('\0', 8)
 local DAY_MS = 86400000
 
@@ -300,7 +300,22 @@ end
 
 -- The agent's value hash: slot states decoded on first use, written back once (encoded).
 local COUNT_MAX = 4294967295
-local vals, val_dirty, val_fields, val_reports = {}, {}, nil, {}
+local vals, val_dirty, val_fields, val_reports, val_raw = {}, {}, nil, {}, {}
+-- Every slot the batch's observations name (ARGV[23], 8 bytes each, sent by the adapter),
+-- read in one HMGET (val_raw: slot → stored form).
+local function vprefetch()
+  local all = ARGV[23]
+  local want = {}
+  for at = 1, #all - 7, 8 do want[#want + 1] = string.sub(all, at, at + 7) end
+  for at = 1, #want, 1000 do  -- unpack has a stack limit
+    local part = { unpack(want, at, math.min(at + 999, #want)) }
+    local got = redis.call('HMGET', KEYS[4], unpack(part))
+    for j = 1, #part do
+      if got[j] then val_raw[part[j]] = got[j] end
+    end
+  end
+end
+if value_support > 0 then vprefetch() end
 local function vfull_count()
   if val_fields == nil then val_fields = redis.call('HLEN', KEYS[4]) end
   return val_fields
@@ -310,7 +325,7 @@ end
 local function vget(slot, kind)
   local st = vals[slot]
   if st ~= nil then return st or nil end
-  local raw = redis.call('HGET', KEYS[4], slot)
+  local raw = val_raw[slot]
   if not raw then
     vals[slot] = false
     return nil
@@ -375,61 +390,69 @@ local function vreport(r, slot, st, kind, value, what)
 end
 -- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
 -- its range, 128 a category value unseen) and their details (see Output [2]).
+local sub, byte = string.sub, string.byte
 local function value_step(r, blob)
-  local bits, found, count = 0, {}, 0
-  local index = 0
+  local bits, found, count = 0, nil, 0
+  local index = -1
   for at = 1, #blob - 12, 13 do
-    local slot = string.sub(blob, at, at + 7)
-    local kind = string.byte(blob, at + 8)
-    local st = vget(slot, kind)
+    index = index + 1
+    local slot = sub(blob, at, at + 7)
+    local kind = byte(blob, at + 8)
+    local st = vals[slot]
+    if st == nil then st = vget(slot, kind) elseif st == false then st = nil end
     if st == nil then
       if vfull_count() < value_cap then
         val_fields = val_fields + 1
         if kind == 1 then
-          local m = string.byte(blob, at + 9)
+          local m = byte(blob, at + 9)
           st = { 1, 1, 1, m, m }
         else
-          local h = string.sub(blob, at + 9, at + 12)
+          local h = sub(blob, at + 9, at + 12)
           st = { 2, 1, 1, { [h] = true }, { h } }
         end
         vals[slot] = st
         val_dirty[slot] = true
       end
     else
-      local c, ch = st[2], st[3]
-      local settled = c >= value_support and c - ch >= value_support
-        and vfull_count() < value_cap
+      val_dirty[slot] = true
+      local m, h, known
       if kind == 1 then
-        local m = string.byte(blob, at + 9)
-        local lo, hi = st[4], st[5]
-        if m >= lo and m <= hi then
-          bump(st)
-        elseif settled and (m > hi + value_margin or m < lo - value_margin_below) then
-          if bits % 64 < 32 then bits = bits + 32 end
-          count = count + 1
-          found[count] = struct.pack('<BBBBI', index, 1, lo, hi, c)
-          local what = '-'
-          if m > hi then what = '+' end
-          vreport(r, slot, st, 1, m, what)
-        else
-          vlearn(st, 1, m)
-        end
+        m = byte(blob, at + 9)
+        known = m >= st[4] and m <= st[5]
       else
-        local h = string.sub(blob, at + 9, at + 12)
-        if st[4] == nil or st[4][h] then
-          bump(st)
+        h = sub(blob, at + 9, at + 12)
+        known = st[4] == nil or st[4][h]
+      end
+      if known then  -- the common case: a value inside the range, or in the set
+        if st[2] < COUNT_MAX then st[2] = st[2] + 1 end
+      else
+        local c = st[2]
+        local settled = c >= value_support and c - st[3] >= value_support
+          and vfull_count() < value_cap
+        if kind == 1 then
+          local lo, hi = st[4], st[5]
+          if settled and (m > hi + value_margin or m < lo - value_margin_below) then
+            if bits % 64 < 32 then bits = bits + 32 end
+            count = count + 1
+            found = found or {}
+            found[count] = struct.pack('<BBBBI', index, 1, lo, hi, c)
+            local what = '-'
+            if m > hi then what = '+' end
+            vreport(r, slot, st, 1, m, what)
+          else
+            vlearn(st, 1, m)
+          end
         elseif settled then
           if bits < 128 then bits = bits + 128 end
           count = count + 1
+          found = found or {}
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
           vreport(r, slot, st, 2, h, h)
         else
           vlearn(st, 2, h)
         end
       end
-      val_dirty[slot] = true
     end
-    index = index + 1
   end
   if count == 0 then return 0, '' end
   return bits, string.char(count) .. table.concat(found)

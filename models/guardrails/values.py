@@ -43,7 +43,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import xxhash
 
@@ -114,13 +114,12 @@ class ValueConfig:
     #: Reports (in different runs) after which a judged value is learned (0 = never).
     learn_after: int = 3
     #: Most observations read from one event (in payload order).
-    max_values: int = 32
+    max_values: int = 16
     #: Longest string read as a category, characters.
     max_text: int = 40
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """One value of an event as the rule reads it."""
 
     #: The key path, array elements as ``[]``, an array's length as ``[#]``.
@@ -170,31 +169,43 @@ def _category(value: str | bool) -> int:
     return xxhash.xxh32_intdigest(text.encode("utf-8", "replace"))
 
 
-#: Slots seen lately (service, action, path, kind → 8 bytes); bounded.
-_SLOTS: dict[tuple[str, str, str, int], bytes] = {}
+#: Slots seen lately: (service, action) → (path, kind) → 8 bytes; bounded.
+_SLOTS: dict[tuple[str, str], dict[tuple[str, int], bytes]] = {}
 _SLOTS_MAX = 16_384
 
 
-def _slot(service: str, action: str, path: str, kind: int) -> bytes:
-    key = (service, action, path, kind)
-    got = _SLOTS.get(key)
-    if got is None:
-        got = xxhash.xxh3_64_digest(f"{service}\0{action}\0{path}\0{kind}".encode(
-            "utf-8", "replace"))
+def _slots_of(service: str, action: str) -> dict[tuple[str, int], bytes]:
+    table = _SLOTS.get((service, action))
+    if table is None:
         if len(_SLOTS) >= _SLOTS_MAX:
             _SLOTS.clear()
-        _SLOTS[key] = got
-    return got
+        table = _SLOTS[(service, action)] = {}
+    return table
+
+
+def _slot(service: str, action: str, path: str, kind: int) -> bytes:
+    return xxhash.xxh3_64_digest(f"{service}\0{action}\0{path}\0{kind}".encode(
+        "utf-8", "replace"))
+
+
+#: Keys seen lately → how a slot's path shows them; bounded.
+_KEY_TEXT: dict[str, str] = {}
 
 
 def _key(k: Any) -> str:
     """A key as a slot's path shows it: keys that look like data (e-mail addresses, long
     numbers, text with spaces) as ``*``, so one slot serves them all and none is kept."""
     ks = k if isinstance(k, str) else str(k)
-    if len(ks) > 40 or not ks.isascii() or any(c in ks for c in "@ /") or sum(
-            c.isdigit() for c in ks) >= 6:
-        return "*"
-    return ks
+    got = _KEY_TEXT.get(ks)
+    if got is None:
+        got = ks
+        if len(ks) > 40 or not ks.isascii() or "@" in ks or " " in ks or "/" in ks or sum(
+                c.isdigit() for c in ks) >= 6:
+            got = "*"
+        if len(_KEY_TEXT) >= _SLOTS_MAX:
+            _KEY_TEXT.clear()
+        _KEY_TEXT[ks] = got
+    return got
 
 
 def observations(service: str, action: str, payload: Mapping[str, Any] | None,
@@ -205,34 +216,55 @@ def observations(service: str, action: str, payload: Mapping[str, Any] | None,
     if not payload:
         return ()
     out: list[tuple[str, int, int]] = []
-    cap = cfg.max_values
-    max_text = cfg.max_text
+    _visit(payload, "", 0, out, cfg.max_values, cfg.max_text)
+    table = _slots_of(service, action)
+    got: list[Observation] = []
+    for path, kind, value in out:
+        slot = table.get((path, kind))
+        if slot is None:
+            if len(table) >= _SLOTS_MAX:
+                table.clear()
+            slot = table[(path, kind)] = _slot(service, action, path, kind)
+        got.append(_observation(Observation, (path, kind, value, slot)))
+    return tuple(got)
 
-    def visit(node: Any, path: str, depth: int) -> None:
-        if len(out) >= cap or depth > _MAX_DEPTH:
+
+_observation = tuple.__new__  # builds an Observation without the Python-level __new__
+
+
+def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], cap: int,
+           max_text: int) -> None:
+    """Append ``node``'s observations (containers recurse; scalars in the loop, no call)."""
+    if depth > _MAX_DEPTH:
+        return
+    if type(node) is dict:
+        items: Any = node.items()
+        prefix = f"{path}." if path else ""
+        keyed = True
+    else:  # a list
+        out.append((f"{path}[#]", RANGE, magnitude(len(node))))
+        items = node
+        prefix = f"{path}[]"
+        keyed = False
+    for item in items:
+        if len(out) >= cap:
             return
-        if isinstance(node, dict):
-            for k, v in node.items():
-                visit(v, f"{path}.{_key(k)}" if path else _key(k), depth + 1)
-                if len(out) >= cap:
-                    return
-        elif isinstance(node, list):
-            out.append((f"{path}[#]", RANGE, magnitude(len(node))))
-            for v in node:
-                visit(v, f"{path}[]", depth + 1)
-                if len(out) >= cap:
-                    return
-        elif isinstance(node, bool):
-            out.append((path, CATEGORY, _category(node)))
-        elif isinstance(node, (int, float)):
-            if isinstance(node, int) or math.isfinite(node):
-                out.append((path, RANGE, magnitude(node)))
-        elif isinstance(node, str) and len(node) <= max_text:
-            out.append((path, CATEGORY, _category(node)))
-
-    visit(payload, "", 0)
+        if keyed:
+            k, v = item
+            where = prefix + _key(k)
+        else:
+            v, where = item, prefix
+        t = type(v)
+        if t is str:
+            if len(v) <= max_text:
+                out.append((where, CATEGORY, _category(v)))
+        elif t is bool:
+            out.append((where, CATEGORY, _category(v)))
+        elif t is int or (t is float and math.isfinite(v)):
+            out.append((where, RANGE, magnitude(v)))
+        elif t is dict or t is list:
+            _visit(v, where, depth + 1, out, cap, max_text)
     del out[cap:]
-    return tuple(Observation(p, k, v, _slot(service, action, p, k)) for p, k, v in out)
 
 
 def pack_observations(obs: Sequence[Observation]) -> bytes:

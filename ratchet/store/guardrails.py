@@ -266,10 +266,11 @@ class GuardStore(RedisStore):
                      self.order_cap, self.order_ttl_s, order.streak_settled]
         values = spec.values
         if values is None:
-            args += [0, 0, 0, 0, 0, 0, self.order_ttl_s]
+            args += [0, 0, 0, 0, 0, 0, self.order_ttl_s, ""]
         else:
+            slots = {o.slot: None for item in batch.items for o in item.values}
             args += [values.min_support, values.margin, values.margin_below, values.max_distinct,
-                     values.learn_after, self.value_cap, self.order_ttl_s]
+                     values.learn_after, self.value_cap, self.order_ttl_s, b"".join(slots)]
         for item in batch.items:
             args += [
                 event_field(item.event_id),

@@ -3,15 +3,17 @@
 A call can be usual in every way the chains see — a known action, a known shape, in the usual
 order — and still carry what no agent should send: a request to a cloud metadata endpoint (the
 usual first step of credential theft through a fetch tool), SQL that drops a table or a
-schema, a shell command that deletes from the root or pipes a download into a shell. These
+schema, a shell command that deletes from the root or pipes a download into a shell, text that
+tells the model reading it to ignore its instructions (a prompt injection). These
 rules read every value (``**``), case-insensitively, on RE2 like any author's rule, and take the
 pattern guardrail's action (``flag`` by default). A policy switches one off with
 ``disabled_rules`` (per service too) or all of them with ``builtin_rules = false``. Their ids
-start with ``builtin-``; a policy's own rule may not take one of these four ids while they are
+start with ``builtin-``; a policy's own rule may not take one of these ids while they are
 on. They come after the policy's own rules (which get an event's scan budget first).
 
 Each was checked against the normal runs of our tuning seeds and of the two outside generators
-(≈ 62,000 runs): none matched (docs/guardrails.md, "Built-in rules").
+(≈ 62,000 runs): none matched (docs/guardrails.md, "Built-in rules"); the prompt-injection rule
+also against our reported seeds and a third outside generator (≈ 550,000 events in all).
 
 >>> [r["id"] for r in BUILTIN_RULES][:2]
 ['builtin-cloud-metadata', 'builtin-sql-drop']
@@ -49,5 +51,16 @@ BUILTIN_RULES: tuple[dict[str, object], ...] = (
         "id": "builtin-pipe-to-shell",
         "description": "A download piped straight into a shell",
         "regex": r"\b(?:curl|wget)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b",
+    },
+    {
+        "id": "builtin-prompt-injection",
+        "description": "Text that tells a model to drop the instructions it was given, or poses "
+                       "as a system message or mode switch: the common forms of a prompt "
+                       "injection carried in tool arguments and results",
+        "regex": r"\b(?:ignore|disregard|forget)\s+(?:(?:all|any|the|of|your)\s+)*(?:previous|"
+                 r"prior|above|earlier|preceding|system)\s+(?:instructions?|prompts?|rules|"
+                 r"directions|guidelines|context)\b|<!--\s*system\s*:|<\|im_start\|>\s*system"
+                 r"|\byou\s+are\s+now\s+(?:in\s+)?(?:developer|maintenance|admin|god|jailbreak|"
+                 r"unrestricted)\s+mode\b",
     },
 )

@@ -55,11 +55,13 @@
   than max_distinct values (open: never judged); "p" | slot | what → times reported and not
   yet learned (what: "+" or "-" for a range, the value's hash for a category). A slot is
   settled when learned at least value_support times and unchanged over the last value_support;
-  a settled slot judges a magnitude more than margin above its highest or margin_below below
-  its lowest, and a category value not in its set (not open). A judged observation is not
+  a settled slot judges a magnitude more than margin beyond its range away from zero (above
+  a range that reaches zero or above, below one that reaches below zero) or margin_below
+  beyond it towards zero, and a category value not in its set (not open). A judged observation is not
   learned; reported in value_learn_after runs (the run hash marks "z" | slot | what), it is
   learned (0 = never). Everything not judged is learned. At most value_cap fields: a full hash
-  learns no new field and judges nothing.
+  learns no new field (slot or pending report) and still judges the slots it has. A count that
+  reaches 2^32 - 1 is halved, with the count at its last change.
 
   KEYS[1] agent window  hash: slot → events, "w" → window ms
   KEYS[2] agent cost    hash: UTC day number → cost sum (%.17g)
@@ -350,8 +352,13 @@ local function vget(slot, kind)
   vals[slot] = st
   return st
 end
+-- one more time learned; a count at COUNT_MAX is halved first, with the time it last changed
 local function bump(st)
-  if st[2] < COUNT_MAX then st[2] = st[2] + 1 end
+  if st[2] >= COUNT_MAX then
+    st[2] = math.floor(st[2] / 2)
+    st[3] = math.floor(st[3] / 2)
+  end
+  st[2] = st[2] + 1
 end
 -- learn a value that changes the slot (a wider range, a new category value)
 local function vlearn(st, kind, value)
@@ -424,14 +431,18 @@ local function value_step(r, blob)
         known = st[4] == nil or st[4][h]
       end
       if known then  -- the common case: a value inside the range, or in the set
-        if st[2] < COUNT_MAX then st[2] = st[2] + 1 end
+        bump(st)
       else
+        -- a full hash learns no new field; the slots it has are still judged
         local c = st[2]
         local settled = c >= value_support and c - st[3] >= value_support
-          and vfull_count() < value_cap
         if kind == 1 then
           local lo, hi = st[4], st[5]
-          if settled and (m > hi + value_margin or m < lo - value_margin_below) then
+          -- margin away from zero, margin_below towards it (magnitudes from 128 up: >= 0)
+          local up, down = value_margin, value_margin
+          if hi < 128 then up = value_margin_below end
+          if lo >= 128 then down = value_margin_below end
+          if settled and (m > hi + up or m < lo - down) then
             if bits % 64 < 32 then bits = bits + 32 end
             count = count + 1
             found = found or {}

@@ -4,7 +4,7 @@ A call can be usual in every way the chains see — a known action, a known shap
 order — and still carry what no agent should send: a request to a cloud metadata endpoint (the
 usual first step of credential theft through a fetch tool), SQL that drops a table or a
 schema, a shell command that deletes from the root or pipes a download into a shell, text that
-tells the model reading it to ignore its instructions (a prompt injection). These
+tells the model reading it to ignore all its instructions (a prompt injection). These
 rules read every value (``**``), case-insensitively, on RE2 like any author's rule, and take the
 pattern guardrail's action (``flag`` by default). A policy switches one off with
 ``disabled_rules`` (per service too) or all of them with ``builtin_rules = false``. Their ids
@@ -54,13 +54,14 @@ BUILTIN_RULES: tuple[dict[str, object], ...] = (
     },
     {
         "id": "builtin-prompt-injection",
-        "description": "Text that tells a model to drop the instructions it was given, or poses "
-                       "as a system message or mode switch: the common forms of a prompt "
+        "description": "Text telling a model to drop all the instructions it was given, or a "
+                       "chat template's system-role token: the common forms of a prompt "
                        "injection carried in tool arguments and results",
-        "regex": r"\b(?:ignore|disregard|forget)\s+(?:(?:all|any|the|of|your)\s+)*(?:previous|"
-                 r"prior|above|earlier|preceding|system)\s+(?:instructions?|prompts?|rules|"
-                 r"directions|guidelines|context)\b|<!--\s*system\s*:|<\|im_start\|>\s*system"
-                 r"|\byou\s+are\s+now\s+(?:in\s+)?(?:developer|maintenance|admin|god|jailbreak|"
-                 r"unrestricted)\s+mode\b",
+        "regex": r"\b(?:ignore|disregard|forget|override)\s+(?:(?:and|the|your|my|these|those|of)"
+                 r"\s+)*(?:all|any|every)\b(?:\s+(?:and|all|the|your|my|these|those|of))*\s+"
+                 r"(?:(?:previous|prior|above|earlier|preceding|former|system|original)\s+(?:"
+                 r"instructions?|prompts?|rules|directives?|commands?|guidelines|messages|context)"
+                 r"|instructions|prompts)\b|\b(?:ignore|disregard|forget)\s+everything\s+"
+                 r"(?:above|before)\b|<\|im_start\|>\s*system|<\|system\|>|<<sys>>",
     },
 )

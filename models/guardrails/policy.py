@@ -156,7 +156,7 @@ class Policy:
 
     def configs_for(self, service: str, priority: str) -> EventConfigs:
         """The configs of every guardrail for an event of ``service`` and ``priority`` (one
-        lookup per event instead of one :meth:`Guardrail.for_event` calls)."""
+        lookup per event instead of one :meth:`Guardrail.for_event` call per guardrail)."""
         key = (service, priority)
         hit = self._resolved_events.get(key)
         if hit is None:

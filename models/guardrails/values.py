@@ -9,9 +9,10 @@ keeps, per agent and per *slot* (a call, ``service:action``, and a key path in i
 elements collapsed: ``attendees[].email``):
 
 - for numbers, and for the length of arrays (path ``items[#]``), the range of their *magnitude*
-  (:func:`magnitude`: the power of two, signed, zero apart) — ``value.range`` judges a value more
-  than ``margin`` powers of two beyond it (the default 2: at least 4x past the largest ever seen,
-  or below a quarter of the smallest);
+  (:func:`magnitude`: the power of two, signed) — ``value.range`` judges a value more than
+  ``margin`` powers of two farther from zero than the range (the default 2: at least 4x past the
+  largest ever seen) or more than ``margin_below`` nearer to zero (4: under a sixteenth of the
+  smallest);
 - for short strings (at most ``max_text`` characters) and booleans, the set of values, as long as
   there are at most ``max_distinct`` of them (a field with more — ids, names, free text — is
   *open* and never judged) — ``value.unseen`` judges a value not in the set.
@@ -21,7 +22,8 @@ or set unchanged over the last ``min_support`` observations (a field whose range
 whose set still grows is not judged — the chance of a new value is then high). Every observation
 not judged is learned; a judged one is learned once it was reported in ``learn_after`` different
 runs (0: never), like the step order. An agent's hash holds at most ``VALUE_CAP`` fields; a full
-one learns no new field and judges nothing.
+one learns no new field (no new slot, no new pending report) and still judges the slots it has,
+so filling it with junk keys does not switch the rule off.
 
 The counting is atomic in Redis, per agent (``lua/guardrails.lua``); this module extracts the
 observations of an event (:func:`observations`), turns what the script found into reasons
@@ -81,7 +83,7 @@ NAME = "value"
 SOURCE = f"guardrail:{NAME}"
 #: Observation kinds (lua/guardrails.lua reads them): a magnitude, a category's hash.
 RANGE, CATEGORY = 1, 2
-#: Most fields of an agent's value hash: a full one learns no new field and judges nothing.
+#: Most fields of an agent's value hash: a full one learns no new field (and still judges).
 VALUE_CAP = 4_096
 _KEYS = ("enabled", "action", "min_support", "margin", "margin_below", "max_distinct",
          "learn_after", "max_values", "max_text")
@@ -95,6 +97,8 @@ _MAX_DEPTH = 8
 COUNT_MAX = 2**32 - 1
 #: The magnitude of zero: that of [2^-2, 2^-1) (see :func:`magnitude`).
 ZERO = 190
+#: Magnitudes from here up are of zero or positive numbers, below it of negative ones.
+ZERO_SIDE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +163,7 @@ def magnitude(x: float) -> int:
     """
     if x == 0:
         return ZERO
-    e = math.frexp(abs(x))[1] - 1
+    e = abs(x).bit_length() - 1 if type(x) is int else math.frexp(abs(x))[1] - 1
     e = -63 if e < -63 else min(e, 63)
     return 192 + e if x > 0 else 64 - e
 
@@ -169,16 +173,16 @@ def _category(value: str | bool) -> int:
     return xxhash.xxh32_intdigest(text.encode("utf-8", "replace"))
 
 
-#: Slots seen lately: (service, action) → (path, kind) → 8 bytes; bounded.
+#: Slots seen lately: (service, action) → (path, kind) → 8 bytes; at most :data:`_SLOTS_MAX`
+#: entries in all (started again when full).
 _SLOTS: dict[tuple[str, str], dict[tuple[str, int], bytes]] = {}
 _SLOTS_MAX = 16_384
+_SLOT_ENTRIES = [0]
 
 
 def _slots_of(service: str, action: str) -> dict[tuple[str, int], bytes]:
     table = _SLOTS.get((service, action))
     if table is None:
-        if len(_SLOTS) >= _SLOTS_MAX:
-            _SLOTS.clear()
         table = _SLOTS[(service, action)] = {}
     return table
 
@@ -196,10 +200,12 @@ def _key(k: Any) -> str:
     """A key as a slot's path shows it: keys that look like data (e-mail addresses, long
     numbers, text with spaces) as ``*``, so one slot serves them all and none is kept."""
     ks = k if isinstance(k, str) else str(k)
+    if len(ks) > 40:  # checked before the cache: a long key is never kept
+        return "*"
     got = _KEY_TEXT.get(ks)
     if got is None:
         got = ks
-        if len(ks) > 40 or not ks.isascii() or "@" in ks or " " in ks or "/" in ks or sum(
+        if not ks.isascii() or "@" in ks or " " in ks or "/" in ks or sum(
                 c.isdigit() for c in ks) >= 6:
             got = "*"
         if len(_KEY_TEXT) >= _SLOTS_MAX:
@@ -216,14 +222,17 @@ def observations(service: str, action: str, payload: Mapping[str, Any] | None,
     if not payload:
         return ()
     out: list[tuple[str, int, int]] = []
-    _visit(payload, "", 0, out, cfg.max_values, cfg.max_text)
+    _visit(payload, "", 0, out, cfg.max_values, cfg.max_text, [_MAX_ITEMS])
     table = _slots_of(service, action)
     got: list[Observation] = []
     for path, kind, value in out:
         slot = table.get((path, kind))
         if slot is None:
-            if len(table) >= _SLOTS_MAX:
-                table.clear()
+            _SLOT_ENTRIES[0] += 1
+            if _SLOT_ENTRIES[0] > _SLOTS_MAX:
+                _SLOTS.clear()
+                _SLOT_ENTRIES[0] = 1
+                table = _slots_of(service, action)
             slot = table[(path, kind)] = _slot(service, action, path, kind)
         got.append(_observation(Observation, (path, kind, value, slot)))
     return tuple(got)
@@ -232,9 +241,19 @@ def observations(service: str, action: str, payload: Mapping[str, Any] | None,
 _observation = tuple.__new__  # builds an Observation without the Python-level __new__
 
 
+#: Elements of an array read (its length is always read): a long array of rows must not spend
+#: the event's budget before the fields after it.
+_ARRAY_READ = 3
+#: Keys and elements looked at per event, read or skipped (nulls, long text): a payload of
+#: 100,000 keys costs no more than one of this many.
+_MAX_ITEMS = 512
+
+
 def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], cap: int,
-           max_text: int) -> None:
-    """Append ``node``'s observations (containers recurse; scalars in the loop, no call)."""
+           max_text: int, left: list[int]) -> None:
+    """Append ``node``'s observations: its scalars first, in order, then what its containers
+    hold (so a nested list cannot crowd out the fields beside it); of an array, its length and
+    its first :data:`_ARRAY_READ` elements. ``left``: items that may still be looked at."""
     if depth > _MAX_DEPTH:
         return
     if type(node) is dict:
@@ -243,11 +262,13 @@ def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], ca
         keyed = True
     else:  # a list
         out.append((f"{path}[#]", RANGE, magnitude(len(node))))
-        items = node
+        items = node[:_ARRAY_READ]
         prefix = f"{path}[]"
         keyed = False
+    later: list[tuple[Any, str]] = []
     for item in items:
-        if len(out) >= cap:
+        left[0] -= 1
+        if len(out) >= cap or left[0] < 0:
             return
         if keyed:
             k, v = item
@@ -263,8 +284,11 @@ def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], ca
         elif t is int or (t is float and math.isfinite(v)):
             out.append((where, RANGE, magnitude(v)))
         elif t is dict or t is list:
-            _visit(v, where, depth + 1, out, cap, max_text)
-    del out[cap:]
+            later.append((v, where))
+    for v, where in later:
+        if len(out) >= cap or left[0] < 0:
+            return
+        _visit(v, where, depth + 1, out, cap, max_text, left)
 
 
 def pack_observations(obs: Sequence[Observation]) -> bytes:
@@ -330,7 +354,7 @@ def check_values(cfg: ValueConfig, found: Sequence[ValueFinding]) -> list[Reason
         if hits[0].seen == 0 and not hits[0].path:
             detail["note"] = _REDELIVERED_NOTE
         else:
-            detail["paths"] = [f.path for f in hits]
+            detail["paths"] = list(dict.fromkeys(f.path for f in hits))
             first = hits[0]
             if kind == RANGE:
                 detail["note"] = (
@@ -355,6 +379,25 @@ def redelivered(bits_range: bool, bits_unseen: bool) -> tuple[ValueFinding, ...]
     if bits_unseen:
         out.append(ValueFinding("", CATEGORY, 0, 0, 0))
     return tuple(out)
+
+
+def _bump(st: list[Any]) -> None:
+    """One more time learned; a count at :data:`COUNT_MAX` is halved first, with the time it
+    last changed (so a slot stays as settled as it was)."""
+    if st[0] >= COUNT_MAX:
+        st[0], st[1] = st[0] // 2, st[1] // 2
+    st[0] += 1
+
+
+def _up(cfg: ValueConfig, high: int) -> int:
+    """The margin above a range: ``margin`` where going up is going away from zero (the range
+    reaches zero or above), ``margin_below`` where it is going towards zero (all negative)."""
+    return cfg.margin if high >= ZERO_SIDE else cfg.margin_below
+
+
+def _down(cfg: ValueConfig, low: int) -> int:
+    """The margin below a range: ``margin`` where going down is going away from zero."""
+    return cfg.margin if low < ZERO_SIDE else cfg.margin_below
 
 
 class ValueReference:
@@ -390,25 +433,23 @@ class ValueReference:
                                        else [1, 1, {o.value}])
                 continue
             count, changed = st[0], st[1]
-            settled = (count >= cfg.min_support and count - changed >= cfg.min_support
-                       and len(self.fields) < self.cap)
+            # a full hash learns no new field; slots already settled are still judged
+            settled = count >= cfg.min_support and count - changed >= cfg.min_support
             if o.kind == RANGE:
                 low, high = st[2], st[3]
                 if low <= o.value <= high:
-                    st[0] = min(st[0] + 1, COUNT_MAX)
+                    _bump(st)
                     continue
-                beyond = o.value > high + cfg.margin or o.value < low - cfg.margin_below
-                if beyond and settled:
+                if settled and (o.value > high + _up(cfg, high)
+                                or o.value < low - _down(cfg, low)):
                     found.append(ValueFinding(o.path, RANGE, low, high, count))
                     self._report(run, o, ("p", o.slot, o.value > high))
                     continue
-                st[0] = min(st[0] + 1, COUNT_MAX)
-                st[1] = st[0]
-                st[2], st[3] = min(low, o.value), max(high, o.value)
+                self._learn_range(st, o.value)
             else:
                 values = st[2]
                 if values is None or o.value in values:
-                    st[0] = min(st[0] + 1, COUNT_MAX)
+                    _bump(st)
                     continue
                 if settled:
                     found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
@@ -417,8 +458,14 @@ class ValueReference:
                 self._learn_category(st, o.value)
         return tuple(found)
 
+    @staticmethod
+    def _learn_range(st: list[Any], value: int) -> None:
+        _bump(st)
+        st[1] = st[0]
+        st[2], st[3] = min(st[2], value), max(st[3], value)
+
     def _learn_category(self, st: list[Any], value: int) -> None:
-        st[0] = min(st[0] + 1, COUNT_MAX)
+        _bump(st)
         st[1] = st[0]
         st[2].add(value)
         if len(st[2]) > self.cfg.max_distinct:
@@ -432,9 +479,7 @@ class ValueReference:
             self.fields.pop(key, None)
             st = self.fields[o.slot]
             if o.kind == RANGE:
-                st[0] = min(st[0] + 1, COUNT_MAX)
-                st[1] = st[0]
-                st[2], st[3] = min(st[2], o.value), max(st[3], o.value)
+                self._learn_range(st, o.value)
             else:
                 self._learn_category(st, o.value)
         elif key in self.fields or self._new_field():

@@ -35,13 +35,14 @@ from ratchet.store.guardrails import GuardBatch, GuardStore, make_guard_item
 from ratchet.store.keys import Keys
 from ratchet.store.policies import FixedPolicy
 
-#: Slots of the agreement test: (path, kind); the slot bytes are the path's, padded.
+#: Slots of the agreement test: (path, kind); the slot bytes are the path's, padded. Range
+#: magnitudes are 122..134, on both sides of zero's (128): negative, positive and mixed ranges.
 SLOTS = (("a", RANGE), ("b", RANGE), ("c", CATEGORY), ("d", CATEGORY))
 
 
 def _obs(which: int, value: int) -> Observation:
     path, kind = SLOTS[which]
-    return Observation(path, kind, 186 + value if kind == RANGE else 1000 + value,
+    return Observation(path, kind, 122 + value if kind == RANGE else 1000 + value,
                        path.encode() * 8)
 
 
@@ -273,11 +274,39 @@ def test_observations_read_numbers_lengths_and_short_text() -> None:
     cfg = ValueConfig(max_values=6, max_text=5)
     got = observations("s", "a", {"n": 0, "ok": True, "tags": ["x", "long text"], "skip": None,
                                   "m": {"f": -2.5}, "late": 1}, cfg)
+    # a container's scalars first, then what its containers hold
     assert [(o.path, o.kind) for o in got] == [
-        ("n", RANGE), ("ok", CATEGORY), ("tags[#]", RANGE), ("tags[]", CATEGORY),
-        ("m.f", RANGE), ("late", RANGE)]
-    assert got[0].value == magnitude(0) and got[4].value == magnitude(-2.5)
+        ("n", RANGE), ("ok", CATEGORY), ("late", RANGE), ("tags[#]", RANGE),
+        ("tags[]", CATEGORY), ("m.f", RANGE)]
+    assert got[0].value == magnitude(0) and got[5].value == magnitude(-2.5)
+    # rows of an order cannot crowd out the amount beside them (3 elements of an array read)
+    order = observations("s", "a", {"items": [{"sku": "a", "qty": 1}] * 8, "amount": 98000,
+                                    "currency": "USD"}, ValueConfig())
+    assert [o.path for o in order][:3] == ["amount", "currency", "items[#]"]
+    assert len(order) == 3 + 2 * 3
+    assert magnitude(10 ** 400) == 255 and magnitude(-(2 ** 70)) == 1
+    # a payload of many skipped values is looked at only so far; long keys are not kept
+    wide = {f"k{i}": None for i in range(100_000)}
+    wide["late"] = 1
+    assert observations("s", "a", wide, ValueConfig()) == ()
+    assert observations("s", "a", {"x" * 100_000: 1}, ValueConfig())[0].path == "*"
+    from models.guardrails import values
+    assert all(len(k) <= 40 for k in values._KEY_TEXT)
     # the same path of another call is another slot; data-like keys share one
     assert observations("s", "b", {"n": 1}, cfg)[0].slot != got[0].slot
     by_email = observations("s", "a", {"by": {"bob@example.com": 1, "ann@example.com": 2}}, cfg)
     assert {o.path for o in by_email} == {"by.*"}
+
+
+def test_a_full_hash_still_judges_what_it_has() -> None:
+    """Junk keys that fill an agent's hash add no field past the cap, and the slots it has are
+    still judged: filling the hash does not switch the rule off (the agreement tests hold the
+    script to the same)."""
+    ref = ValueReference(ValueConfig(min_support=3), cap=4)
+    for k in range(5):
+        assert ref.event(f"r{k}", (_obs(0, 5),)) == ()
+    for k in range(10):  # new slots: three fit, the rest are not kept
+        ref.event("junk", (Observation(f"j{k}", RANGE, 190, b"j" * 7 + bytes([k])),))
+    assert len(ref.fields) == 4
+    [found] = ref.event("x", (_obs(0, 12),))
+    assert (found.path, found.kind) == ("a", RANGE)

@@ -44,7 +44,8 @@
   times learned (16 bytes); "p" | prev | step → times judged new and not yet learned (17);
   "m" | step → longest streak learned; "h" | step → times it was reached; "l" | step → times
   judged too long and not yet learned. At most order_cap fields: a full hash learns no new field
-  and judges nothing (the agent's order is no longer kept).
+  (pair, step or pending report) and still judges what it has (filling it does not switch the
+  rule off; a new pair it reports cannot be learned while it is full).
 
   Values (models/guardrails/values.py), when ARGV[16] > 0: each event's observations (13
   bytes each: a slot — service, action, key path and kind hashed, 8 bytes —, the kind, 1 a
@@ -226,11 +227,6 @@ local function learn(prev, pair, c)
 end
 -- Judge and learn one event's step pair and streak; returns the answer's bits (16 pair judged
 -- new, 64 streak too long) and their details (see Output [2]).
--- Whether the agent's order hash is full (judging stops: nothing new could be learned).
-local function ofull()
-  if ord_fields == nil then ord_fields = redis.call('HLEN', KEYS[3]) end
-  return ord_fields >= order_cap
-end
 -- Whether this run reports f for the first time (a report counts towards learn_after once a
 -- run: a runaway loop cannot teach itself); marks it in the run hash.
 local function first_report(r, f)
@@ -257,7 +253,7 @@ local function order_step(r, step)
   local pair = prev .. step
   local c = oget(pair)
   if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
-      and oget('s' .. prev) <= order_successors and not ofull() then
+      and oget('s' .. prev) <= order_successors then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
     if first_report(r, 'x' .. pair) then
@@ -276,8 +272,7 @@ local function order_step(r, step)
     local mkey, hkey = 'm' .. step, 'h' .. step
     local longest = oget(mkey)
     if streak > longest and oget('r') > order_min_runs and oget('t' .. step) >= order_support
-        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled
-        and not ofull() then
+        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
       if first_report(r, 'y' .. step) then

@@ -24,7 +24,8 @@ Learning: every event that is not judged new is counted (whatever the chains or 
 guardrails answer); a new pair (a longer streak) the rule reports is learned once it has been
 reported in ``learn_after`` different runs (0: never — a policy change is then the only way on),
 so a runaway loop cannot teach itself. An agent whose hash is full (``ORDER_CAP`` fields: action
-names carrying ids, say) is no longer judged. The counting is atomic in Redis, per agent
+names carrying ids, say) learns nothing new and is still judged on what it has (filling the hash
+does not switch the rule off; a new pair reported then cannot be learned while it is full). The counting is atomic in Redis, per agent
 (``lua/guardrails.lua``); this module only turns what the script found into a reason.
 
 The rule and its defaults were measured on our tuning seeds and two outside generators before it
@@ -269,7 +270,7 @@ class OrderReference:
         cfg = self.cfg
         found = None
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
-                and get(("s", prev), 0) <= cfg.max_successors and len(self.fields) < self.cap):
+                and get(("s", prev), 0) <= cfg.max_successors):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
             if self._first(run, ("x", pair)):
                 waiting = get(("p", pair), 0) + 1
@@ -286,7 +287,7 @@ class OrderReference:
             if (streak > longest and get("r", 0) > cfg.min_runs
                     and get(("t", step), 0) >= cfg.min_support
                     and get(("s", step), 0) <= cfg.max_successors
-                    and reached >= cfg.streak_settled and len(self.fields) < self.cap):
+                    and reached >= cfg.streak_settled):
                 too_long = StreakFinding(streak, longest, reached)
                 if self._first(run, ("y", step)):
                     waiting = get(("l", step), 0) + 1

@@ -239,3 +239,21 @@ async def test_the_stored_answer_stays_readable_by_the_release_before(
     stored = await redis_client.hget(keys.guard_run_keys(tag, "x").state,
                                      event_field(batch[1].event_id))
     assert stored is not None and 16 <= stored[0] < 32 and stored[-1] == 16
+
+
+def test_a_full_hash_still_judges_what_it_has() -> None:
+    """Junk steps that fill an agent's order hash add nothing past the cap, and a settled step's
+    new successor is still reported (filling the hash does not switch the rule off; the
+    agreement test holds the script to the same)."""
+    cfg = OrderConfig(min_runs=1, min_support=2, max_successors=1, streak_settled=0)
+    ref = OrderReference(cfg, cap=12)
+    for k in range(4):
+        assert ref.step(f"r{k}", "crm:read") == (None, None)
+        ref.step(f"r{k}", "mail:send")
+    for k in range(20):
+        ref.step("junk", f"x:{k}")
+    assert len(ref.fields) == 12
+    found, _ = ref.step("r9", "crm:read")
+    assert found is None  # the start's successor (crm:read) is known
+    found, _ = ref.step("r9", "pay:pay")
+    assert found is not None and found.previous == "crm:read"

@@ -55,7 +55,9 @@
   a category '<II' followed by its values' 4-byte hashes, or by one zero byte once it had more
   than max_distinct values (open: never judged); "p" | slot | what → times reported and not
   yet learned (what: "+" or "-" for a range, the value's hash for a category). A slot is
-  settled when learned at least value_support times and unchanged over the last value_support;
+  settled when learned at least value_support times and unchanged over the last value_support
+  (once settled, a change learned later does not unsettle it); zero (magnitude 190) is read as
+  its mirror, 66, against a range of negative numbers;
   a settled slot judges a magnitude more than margin beyond its range away from zero (above
   a range that reaches zero or above, below one that reaches below zero) or margin_below
   beyond it towards zero, and a category value not in its set (not open). A judged observation is not
@@ -87,7 +89,11 @@
   ARGV[8] n                number of events
   ARGV[9..15] order        min_runs (0 = order not kept), min_support, max_successors,
                            learn_after, order_cap, order_ttl (s), streak_settled (0 = no
-                           streaks); then 6 values per event:
+                           streaks)
+  ARGV[16..22] values      value_support (0 = values not kept), margin, margin_below,
+                           max_distinct, value_learn_after, value_cap, value_ttl (s)
+  ARGV[23] value slots     every slot the batch's observations name, once (8 bytes each)
+  then 7 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
           node (one byte of length, then its stored form, as the run nodes keep it),
@@ -327,7 +333,7 @@ local function vget(slot, kind)
     vals[slot] = false
     return nil
   end
-  if kind == 1 then
+  if #raw == 10 then  -- a range (decoded by its length: a category is 9 or 8 + 4k bytes)
     local c, ch, lo, hi = struct.unpack('<IIBB', raw)
     st = { 1, c, ch, lo, hi }
   else
@@ -347,18 +353,21 @@ local function vget(slot, kind)
   vals[slot] = st
   return st
 end
--- one more time learned; a count at COUNT_MAX is halved first, with the time it last changed
+-- one more time learned; a count at COUNT_MAX loses half, and so does the count at its last
+-- change (the observations since the change are kept)
 local function bump(st)
   if st[2] >= COUNT_MAX then
-    st[2] = math.floor(st[2] / 2)
-    st[3] = math.floor(st[3] / 2)
+    local half = math.floor(st[2] / 2)
+    st[2] = st[2] - half
+    st[3] = math.max(st[3] - half, 0)
   end
   st[2] = st[2] + 1
 end
--- learn a value that changes the slot (a wider range, a new category value)
-local function vlearn(st, kind, value)
+-- learn a value that changes the slot (a wider range, a new category value); a slot not yet
+-- settled starts counting its stability again, one settled stays so
+local function vlearn(st, kind, value, settled)
   bump(st)
-  st[3] = st[2]
+  if not settled then st[3] = st[2] end
   if kind == 1 then
     if value < st[4] then st[4] = value end
     if value > st[5] then st[5] = value end
@@ -378,7 +387,7 @@ local function vreport(r, slot, st, kind, value, what)
   if value_learn_after > 0 and waiting >= value_learn_after then
     if old > 0 then val_fields = vfull_count() - 1 end
     val_reports[key] = 0
-    vlearn(st, kind, value)
+    vlearn(st, kind, value, true)  -- judged, so settled
   else
     if old == 0 then
       if vfull_count() >= value_cap then
@@ -415,11 +424,15 @@ local function value_step(r, blob)
         vals[slot] = st
         val_dirty[slot] = true
       end
+    elseif st[1] ~= kind then
+      -- another kind's slot under the same hash: not read
     else
       val_dirty[slot] = true
       local m, h, known
       if kind == 1 then
         m = byte(blob, at + 9)
+        -- zero against a range of negative numbers: its mirror (-2^-2)
+        if m == 190 and st[5] < 128 then m = 66 end
         known = m >= st[4] and m <= st[5]
       else
         h = sub(blob, at + 9, at + 12)
@@ -446,7 +459,7 @@ local function value_step(r, blob)
             if m > hi then what = '+' end
             vreport(r, slot, st, 1, m, what)
           else
-            vlearn(st, 1, m)
+            vlearn(st, 1, m, settled)
           end
         elseif settled then
           if bits < 128 then bits = bits + 128 end
@@ -455,7 +468,7 @@ local function value_step(r, blob)
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
           vreport(r, slot, st, 2, h, h)
         else
-          vlearn(st, 2, h)
+          vlearn(st, 2, h, settled)
         end
       end
     end

@@ -58,13 +58,13 @@ BUILTIN_RULES: tuple[dict[str, object], ...] = (
                        "chat template's system-role token, or an HTML comment posing as the "
                        "system and addressing the model: the common forms of a prompt "
                        "injection carried in tool arguments and results",
-        "regex": r"\b(?:ignore|disregard|forget|override)\s+(?:(?:and|the|your|my|these|those|of)"
-                 r"\s+)*(?:all|any|every)\b(?:\s+(?:and|all|the|your|my|these|those|of))*\s+"
-                 r"(?:(?:previous|prior|above|earlier|preceding|former|system|original)\s+(?:"
-                 r"instructions?|prompts?|rules|directives?|commands?|guidelines|messages|context)"
-                 r"|instructions|prompts)\b|\b(?:ignore|disregard|forget)\s+everything\s+"
-                 r"(?:above|before)\b|<\|im_start\|>\s*system|<\|system\|>|<<sys>>"
-                 r"|<!--\s*(?:system|assistant|ai)\s*:[^>]*?\b(?:you|your|ignore|"
-                 r"authori[sz]ed?|instructions?|must|now)\b",
+        "regex": r"\b(?:ignore|disregard|forget)\s+(?:(?:and|the|your|my|these|those|of)\s+)*"
+                 r"(?:all|any|every)\b(?:\s+(?:and|all|the|your|my|these|those|of))*\s+"
+                 r"(?:previous|prior|above|earlier|preceding|former|system|original)\s+"
+                 r"(?:instructions?|prompts?|directives?|guidelines)\b"
+                 r"|<\|im_start\|>\s*system|<\|system\|>|<<sys>>"
+                 r"|<!--\s*(?:system|assistant|ai)\s*:[^>]*?\b(?:you\s+(?:are|must|will|should|"
+                 r"may|can)\b|authori[sz]ed\s+you\b|ignore\s+(?:all|any|the|your|previous|prior)"
+                 r"\b)",
     },
 )

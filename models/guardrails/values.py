@@ -19,7 +19,9 @@ elements collapsed: ``attendees[].email``):
 
 A slot is judged only once it is *settled*: seen at least ``min_support`` times, and its range
 or set unchanged over the last ``min_support`` observations (a field whose range still creeps or
-whose set still grows is not judged — the chance of a new value is then high). Every observation
+whose set still grows is not judged — the chance of a new value is then high). Once settled it
+stays so: a value learned later (inside the margin, or after its reports) widens the range or
+the set but does not open a window in which a far value would be learned unjudged. Every observation
 not judged is learned; a judged one is learned once it was reported in ``learn_after`` different
 runs (0: never), like the step order. An agent's hash holds at most ``VALUE_CAP`` fields; a full
 one learns no new field (no new slot, no new pending report) and still judges the slots it has,
@@ -99,6 +101,8 @@ COUNT_MAX = 2**32 - 1
 ZERO = 190
 #: Magnitudes from here up are of zero or positive numbers, below it of negative ones.
 ZERO_SIDE = 128
+#: Zero's magnitude read against a range of negative numbers (zero's, mirrored: -2^-2).
+ZERO_MIRROR = 66
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +223,12 @@ def observations(service: str, action: str, payload: Mapping[str, Any] | None,
     """The values of an event the rule reads, in payload order, at most ``cfg.max_values``:
     numbers (not booleans) and array lengths as magnitudes, short strings and booleans as
     categories. Nulls, long strings and anything nested deeper than 8 levels are skipped."""
-    if not payload:
+    if not payload or type(payload) is not dict:
         return ()
     out: list[tuple[str, int, int]] = []
     _visit(payload, "", 0, out, cfg.max_values, cfg.max_text, [_MAX_ITEMS])
+    if not out:
+        return ()
     table = _slots_of(service, action)
     got: list[Observation] = []
     for path, kind, value in out:
@@ -260,11 +266,13 @@ def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], ca
         items: Any = node.items()
         prefix = f"{path}." if path else ""
         keyed = True
-    else:  # a list
+    elif type(node) is list:
         out.append((f"{path}[#]", RANGE, magnitude(len(node))))
         items = node[:_ARRAY_READ]
         prefix = f"{path}[]"
         keyed = False
+    else:
+        return
     later: list[tuple[Any, str]] = []
     for item in items:
         left[0] -= 1
@@ -334,7 +342,7 @@ def values_to_dict(cfg: ValueConfig) -> dict[str, Any]:
 
 
 def _power(m: int) -> str:
-    """A magnitude as people read it: ``0``, ``2^12``, ``-2^3``."""
+    """A magnitude as people read it: ``2^12``, ``-2^3`` (zero reads as ``2^-2``)."""
     return f"2^{m - 192}" if m >= 128 else f"-2^{64 - m}"
 
 
@@ -382,10 +390,11 @@ def redelivered(bits_range: bool, bits_unseen: bool) -> tuple[ValueFinding, ...]
 
 
 def _bump(st: list[Any]) -> None:
-    """One more time learned; a count at :data:`COUNT_MAX` is halved first, with the time it
-    last changed (so a slot stays as settled as it was)."""
+    """One more time learned; a count at :data:`COUNT_MAX` loses half, and so does the count
+    at its last change (the observations since the change are kept, so is settledness)."""
     if st[0] >= COUNT_MAX:
-        st[0], st[1] = st[0] // 2, st[1] // 2
+        half = st[0] // 2
+        st[0], st[1] = st[0] - half, max(st[1] - half, 0)
     st[0] += 1
 
 
@@ -432,20 +441,23 @@ class ValueReference:
                 self.fields[o.slot] = ([1, 1, o.value, o.value] if o.kind == RANGE
                                        else [1, 1, {o.value}])
                 continue
+            if (o.kind == RANGE) != (len(st) == 4):
+                continue  # another kind's slot under the same hash: not read
             count, changed = st[0], st[1]
             # a full hash learns no new field; slots already settled are still judged
             settled = count >= cfg.min_support and count - changed >= cfg.min_support
             if o.kind == RANGE:
                 low, high = st[2], st[3]
-                if low <= o.value <= high:
+                value = ZERO_MIRROR if o.value == ZERO and high < ZERO_SIDE else o.value
+                if low <= value <= high:
                     _bump(st)
                     continue
-                if settled and (o.value > high + _up(cfg, high)
-                                or o.value < low - _down(cfg, low)):
+                if settled and (value > high + _up(cfg, high)
+                                or value < low - _down(cfg, low)):
                     found.append(ValueFinding(o.path, RANGE, low, high, count))
-                    self._report(run, o, ("p", o.slot, o.value > high))
+                    self._report(run, o, ("p", o.slot, value > high), value)
                     continue
-                self._learn_range(st, o.value)
+                self._learn_range(st, value, settled)
             else:
                 values = st[2]
                 if values is None or o.value in values:
@@ -453,34 +465,38 @@ class ValueReference:
                     continue
                 if settled:
                     found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
-                    self._report(run, o, ("p", o.slot, o.value))
+                    self._report(run, o, ("p", o.slot, o.value), o.value)
                     continue
-                self._learn_category(st, o.value)
+                self._learn_category(st, o.value, settled)
         return tuple(found)
 
     @staticmethod
-    def _learn_range(st: list[Any], value: int) -> None:
+    def _learn_range(st: list[Any], value: int, settled: bool) -> None:
+        """A wider range; a slot not yet settled starts counting its stability again (one
+        settled stays so: a value inside the margin cannot open a window for a far one)."""
         _bump(st)
-        st[1] = st[0]
+        if not settled:
+            st[1] = st[0]
         st[2], st[3] = min(st[2], value), max(st[3], value)
 
-    def _learn_category(self, st: list[Any], value: int) -> None:
+    def _learn_category(self, st: list[Any], value: int, settled: bool) -> None:
         _bump(st)
-        st[1] = st[0]
+        if not settled:
+            st[1] = st[0]
         st[2].add(value)
         if len(st[2]) > self.cfg.max_distinct:
             st[2] = None
 
-    def _report(self, run: str, o: Observation, key: tuple[object, ...]) -> None:
+    def _report(self, run: str, o: Observation, key: tuple[object, ...], value: int) -> None:
         if not self._first(run, key):
             return
         waiting = self.fields.get(key, 0) + 1
         if self.cfg.learn_after > 0 and waiting >= self.cfg.learn_after:
             self.fields.pop(key, None)
             st = self.fields[o.slot]
-            if o.kind == RANGE:
-                self._learn_range(st, o.value)
+            if o.kind == RANGE:  # judged, so settled
+                self._learn_range(st, value, True)
             else:
-                self._learn_category(st, o.value)
+                self._learn_category(st, value, True)
         elif key in self.fields or self._new_field():
             self.fields[key] = waiting

@@ -22,7 +22,9 @@ from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
 from models.guardrails.values import (
     CATEGORY,
+    COUNT_MAX,
     RANGE,
+    ZERO,
     Observation,
     ValueConfig,
     ValueReference,
@@ -42,8 +44,9 @@ SLOTS = (("a", RANGE), ("b", RANGE), ("c", CATEGORY), ("d", CATEGORY))
 
 def _obs(which: int, value: int) -> Observation:
     path, kind = SLOTS[which]
-    return Observation(path, kind, 122 + value if kind == RANGE else 1000 + value,
-                       path.encode() * 8)
+    if kind == RANGE:  # 99: zero (magnitude 190), read as its mirror against negative ranges
+        return Observation(path, kind, ZERO if value == 99 else 122 + value, path.encode() * 8)
+    return Observation(path, kind, 1000 + value, path.encode() * 8)
 
 
 def _spec(cfg: ValueConfig) -> Any:
@@ -54,7 +57,7 @@ def _spec(cfg: ValueConfig) -> Any:
 
 #: Values mostly in a narrow band (ranges and sets settle), sometimes one, two or more steps
 #: out (each margin's edge), sometimes far.
-value_st = st.sampled_from((5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0))
+value_st = st.sampled_from((5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0, 99))
 event_st = st.tuples(st.integers(0, 3),
                      st.lists(st.tuples(st.integers(0, 3), value_st), max_size=3),
                      st.integers(0, 9))
@@ -81,7 +84,7 @@ def test_script_judges_and_learns_as_the_reference(
 def test_script_agrees_on_seeded_random_traffic(redis_url: str) -> None:
     """The same comparison on 120 seeded random sequences (hypothesis favours short, simple
     lists; these reach every margin's edge and the caps many times over)."""
-    values = (5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0)
+    values = (5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0, 99, 1, 1, 1)
 
     async def sweep() -> None:
         client = aioredis.Redis.from_url(redis_url)
@@ -310,3 +313,41 @@ def test_a_full_hash_still_judges_what_it_has() -> None:
     assert len(ref.fields) == 4
     [found] = ref.event("x", (_obs(0, 12),))
     assert (found.path, found.kind) == ("a", RANGE)
+
+
+async def test_a_count_at_its_limit_loses_half_and_stays_settled(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """A slot whose count reached 2^32 - 1: the script and the reference both halve it with its
+    count at the last change, keeping the observations since (still settled: judged)."""
+    cfg = ValueConfig(min_support=30)
+    store = GuardStore(redis_client, keys)
+    ref = ValueReference(cfg)
+    slot = _obs(0, 5).slot
+    ref.fields[slot] = [COUNT_MAX, COUNT_MAX - 40, 127, 127]
+    await redis_client.hset(keys.guard_agent_keys("t1").values, slot,
+                            struct.pack("<IIBB", COUNT_MAX, COUNT_MAX - 40, 127, 127))
+    items = [make_guard_item(f"e{i}", "r", 0, "n", None, "", (_obs(0, v),))
+             for i, v in enumerate((5, 12))]
+    [answers] = await store.update([GuardBatch("t1", items, _spec(cfg))])
+    want = [ref.event("r", item.values) for item in items]
+    assert [a.state.values for a in answers] == want and want[1]
+    stored = await redis_client.hget(keys.guard_agent_keys("t1").values, slot)
+    assert list(struct.unpack("<IIBB", stored)) == ref.fields[slot]
+    assert ref.fields[slot][0] - ref.fields[slot][1] == 41
+
+
+async def test_a_slot_of_another_kind_is_not_read(redis_client: aioredis.Redis,
+                                                  keys: Keys) -> None:
+    """Two slots of different kinds under one 64-bit hash (forged here): the script skips the
+    observation instead of failing the agent's batch, as the reference does."""
+    cfg = ValueConfig(min_support=1)
+    store = GuardStore(redis_client, keys)
+    slot = _obs(0, 5).slot
+    stored = struct.pack("<II", 50, 1) + (1000).to_bytes(4, "little")  # a category's state
+    await redis_client.hset(keys.guard_agent_keys("t1").values, slot, stored)
+    ref = ValueReference(cfg)
+    ref.fields[slot] = [50, 1, {1000}]
+    items = [make_guard_item("e0", "r", 0, "n", None, "", (_obs(0, 12),))]
+    [answers] = await store.update([GuardBatch("t1", items, _spec(cfg))])
+    assert answers[0].state.values == ref.event("r", items[0].values) == ()
+    assert await redis_client.hget(keys.guard_agent_keys("t1").values, slot) == stored

@@ -1,7 +1,7 @@
 """Rule-based guardrails that run beside the Markov chain (docs/design.md §4). Pure: no I/O.
 
 One module per guardrail (``velocity``, ``loop``, ``pattern``, ``pii``, ``cost``,
-``entropy``, ``media``), each a config dataclass, its parser and a pure ``check_*`` function
+``entropy``, ``media``, ``order``, ``values``), each a config dataclass, its parser and a pure ``check_*`` function
 returning :class:`models.verdict.Reason` objects with source ``guardrail:<name>``;
 :mod:`~models.guardrails.policy` reads a project's TOML policy, :mod:`~models.guardrails.state`
 states what Redis must keep, and :func:`evaluate` runs them all on one event.

@@ -25,8 +25,9 @@ guardrails answer); a new pair (a longer streak) the rule reports is learned onc
 reported in ``learn_after`` different runs (0: never — a policy change is then the only way on),
 so a runaway loop cannot teach itself. An agent whose hash is full (``ORDER_CAP`` fields: action
 names carrying ids, say) learns nothing new and is still judged on what it has (filling the hash
-does not switch the rule off; a new pair reported then cannot be learned while it is full). The counting is atomic in Redis, per agent
-(``lua/guardrails.lua``); this module only turns what the script found into a reason.
+does not switch the rule off; a new pair reported then cannot be learned while it is full). The
+counting is atomic in Redis, per agent (``lua/guardrails.lua``); this module only turns what the
+script found into a reason.
 
 The rule and its defaults were measured on our tuning seeds and two outside generators before it
 was built (docs/detection.md, "Detection v5").
@@ -54,6 +55,7 @@ from models.guardrails._schema import (
     ints,
     join,
 )
+from models.guardrails.reports import REDELIVERED_NOTE, RunReports
 from models.verdict import Reason
 
 __all__ = [
@@ -168,7 +170,6 @@ def order_to_dict(cfg: OrderConfig) -> dict[str, Any]:
 #: What a redelivered event's findings are (the counts of its first decision are not kept).
 REDELIVERED_PAIR = OrderFinding("", 0, 0, 0)
 REDELIVERED_STREAK = StreakFinding(0, 0, 0)
-_REDELIVERED_NOTE = "reported when this event was first decided (a redelivery: counts not kept)"
 
 
 def _note(found: OrderFinding) -> str:
@@ -188,7 +189,7 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None,
     out = [] if found is None else [_unseen(cfg, step, found)]
     if streak == REDELIVERED_STREAK:
         out.append(Reason(SOURCE, cfg.action, {"rule": join(NAME, "streak"), "step": step,
-                                               "note": _REDELIVERED_NOTE}))
+                                               "note": REDELIVERED_NOTE}))
     elif streak is not None:
         out.append(Reason(SOURCE, cfg.action, {
             "rule": join(NAME, "streak"),
@@ -206,7 +207,7 @@ def check_order(cfg: OrderConfig, step: str, found: OrderFinding | None,
 def _unseen(cfg: OrderConfig, step: str, found: OrderFinding) -> Reason:
     if found == REDELIVERED_PAIR:
         return Reason(SOURCE, cfg.action, {"rule": join(NAME, "unseen"), "to": step,
-                                           "note": _REDELIVERED_NOTE})
+                                           "note": REDELIVERED_NOTE})
     detail: dict[str, object] = {
         "rule": join(NAME, "unseen"),
         "from": found.previous,
@@ -230,14 +231,7 @@ class OrderReference:
         self.fields: dict[object, int] = {}
         self.last: dict[str, tuple[str, int]] = {}
         #: What each run reported already (a report counts towards learn_after once a run).
-        self.reported: dict[str, set[object]] = {}
-
-    def _first(self, run: str, what: object) -> bool:
-        seen = self.reported.setdefault(run, set())
-        if what in seen:
-            return False
-        seen.add(what)
-        return True
+        self.reported = RunReports()
 
     def _set(self, field: object, value: int) -> bool:
         if self.fields.get(field, 0) == 0 and value != 0 and len(self.fields) >= self.cap:
@@ -272,7 +266,7 @@ class OrderReference:
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
                 and get(("s", prev), 0) <= cfg.max_successors):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
-            if self._first(run, ("x", pair)):
+            if self.reported.first(run, ("x", pair)):
                 waiting = get(("p", pair), 0) + 1
                 if cfg.learn_after > 0 and waiting >= cfg.learn_after:
                     self._set(("p", pair), 0)
@@ -289,7 +283,7 @@ class OrderReference:
                     and get(("s", step), 0) <= cfg.max_successors
                     and reached >= cfg.streak_settled):
                 too_long = StreakFinding(streak, longest, reached)
-                if self._first(run, ("y", step)):
+                if self.reported.first(run, ("y", step)):
                     waiting = get(("l", step), 0) + 1
                     if cfg.learn_after > 0 and waiting >= cfg.learn_after:
                         self._set(("l", step), 0)

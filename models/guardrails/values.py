@@ -60,6 +60,7 @@ from models.guardrails._schema import (
     ints,
     join,
 )
+from models.guardrails.reports import REDELIVERED_NOTE, RunReports
 from models.verdict import Reason
 
 __all__ = [
@@ -346,7 +347,6 @@ def _power(m: int) -> str:
     return f"2^{m - 192}" if m >= 128 else f"-2^{64 - m}"
 
 
-_REDELIVERED_NOTE = "reported when this event was first decided (a redelivery: counts not kept)"
 
 
 def check_values(cfg: ValueConfig, found: Sequence[ValueFinding]) -> list[Reason]:
@@ -360,7 +360,7 @@ def check_values(cfg: ValueConfig, found: Sequence[ValueFinding]) -> list[Reason
             continue
         detail: dict[str, object] = {"rule": join(NAME, rule)}
         if hits[0].seen == 0 and not hits[0].path:
-            detail["note"] = _REDELIVERED_NOTE
+            detail["note"] = REDELIVERED_NOTE
         else:
             detail["paths"] = list(dict.fromkeys(f.path for f in hits))
             first = hits[0]
@@ -418,14 +418,7 @@ class ValueReference:
         #: slot → [count, changed, low, high] (range) or [count, changed, values | None]
         #: (category; None = open); ("p", slot, what) → reports waiting.
         self.fields: dict[object, Any] = {}
-        self.reported: dict[str, set[object]] = {}
-
-    def _first(self, run: str, what: object) -> bool:
-        seen = self.reported.setdefault(run, set())
-        if what in seen:
-            return False
-        seen.add(what)
-        return True
+        self.reported = RunReports()
 
     def _new_field(self) -> bool:
         return len(self.fields) < self.cap
@@ -488,7 +481,7 @@ class ValueReference:
             st[2] = None
 
     def _report(self, run: str, o: Observation, key: tuple[object, ...], value: int) -> None:
-        if not self._first(run, key):
+        if not self.reported.first(run, key):
             return
         waiting = self.fields.get(key, 0) + 1
         if self.cfg.learn_after > 0 and waiting >= self.cfg.learn_after:

@@ -24,6 +24,7 @@ from gateway.lockout import peer_ip, raise_if_locked_out, record_auth_failure
 from gateway.state import GatewayState
 from models.errors import AuthError, ForbiddenError, ValidationError
 from models.events import IngestEvent
+from models.sanitize import shown
 from models.scopes import allows, parse_grant, roles_for
 from models.signing import parse_timestamp, v1_sunset, verify
 from ratchet.platform.grants import confirm_grant
@@ -123,7 +124,7 @@ def verify_event(
         raise AuthError("signature must be a string 'v2=<hex>'")
     secret = secrets.get(event.agent_id)
     if secret is None:
-        raise AuthError(f"unknown agent {event.agent_id!r} in this project; register it first")
+        raise AuthError(f"unknown agent {shown(event.agent_id)} in this project; register it first")
     ts = parse_timestamp(timestamp)
     sunset = v1_sunset(v1_until)
     verify(secret, event.project_id, raw, ts, signature, now=now, window_s=window_s,

@@ -28,8 +28,9 @@ from models.errors import (
 )
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, Size
 from models.ingest_schema import decode_counted
+from models.known_fields import refuse_unknown_fields
 from models.ratelimit import event_tokens
-from models.sanitize import clean_text, is_display_safe
+from models.sanitize import clean_text, is_display_safe, shown
 from models.signing import signature_matches
 from ratchet.config.settings import Settings
 
@@ -89,10 +90,11 @@ def _raw_event_id(raw: Any) -> str | None:
     return value if len(value) <= 128 and is_display_safe(value) else clean_text(value, 128)
 
 
-def other_agent_error(agent_id: str) -> ForbiddenError:
-    """An ingest key bound to ``agent_id`` sent another agent's event."""
-    return ForbiddenError(f"this ingest key sends events of agent {agent_id!r} only; use that "
-                          "agent's key (or a project ingest key)", "agent_id")
+def other_agent_error(agent_id: str, field: str = "agent_id") -> ForbiddenError:
+    """An ingest key bound to ``agent_id`` sent another agent's event (``field``: where it
+    names the agent, ``events[i].agent_id`` in a batch)."""
+    return ForbiddenError(f"this ingest key sends events of agent {shown(agent_id)} only; use that "
+                          "agent's key (or a project ingest key)", field)
 
 
 def error_body(exc: RatchetError) -> dict[str, Any]:
@@ -132,6 +134,7 @@ def parse_batch(
     are checked as usual."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"events\": [...]}", None)
+    refuse_unknown_fields(body, ("events",))
     events = body.get("events")
     if not isinstance(events, list):
         raise ValidationError("events must be a list of event objects", "events")

@@ -20,7 +20,7 @@ from gateway.body import CLOSE_AFTER, BodyTooLarge
 from gateway.ingest import error_body
 from gateway.limits import API_PROJECT, DECISION, charge_api, end_api
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
-from gateway.query import QUERY_NAMES, check_query
+from gateway.query import QUERY_NAMES, check_query, check_single_headers
 from gateway.state import state_of
 from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import (
@@ -84,6 +84,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     resp: web.StreamResponse
     try:
         _check_encoding(request)
+        check_single_headers(request)
         names = request.app.get(QUERY_NAMES)
         if names is not None:
             check_query(request, names)

@@ -132,7 +132,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
         "Batch": {
-            "type": "object",
+            "type": "object", "additionalProperties": False,
             "required": ["events"],
             "properties": {"events": {
                 "type": "array", "minItems": 1, "maxItems": max_batch,
@@ -216,7 +216,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                            "next_cursor": {"type": ["string", "null"]}},
         },
         "DecisionRequest": {
-            "type": "object",
+            "type": "object", "additionalProperties": False,
             "required": ["decision"],
             "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
                            "reason": {"type": ["string", "null"], "maxLength": 1000}},
@@ -239,7 +239,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                                         "agent an ingest key serves (null: any)."}},
         },
         "AgentRequest": {
-            "type": "object",
+            "type": "object", "additionalProperties": False,
             "properties": {"agent_id": {**_text(_ID_CHARS, "Wanted id (default: generated)."),
                                         "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"}},
         },
@@ -267,7 +267,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                            "key_id": {"type": "string"}},
         },
         "SignupTokenRequest": {
-            "type": "object",
+            "type": "object", "additionalProperties": False,
             "properties": {"email": {"type": "string", "maxLength": 254, "format": "email"},
                            "org_name": _text(200, "Name of the org to create.")},
         },
@@ -278,7 +278,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                            "expires_in_s": {"type": "integer"}},
         },
         "SignupRedeem": {
-            "type": "object",
+            "type": "object", "additionalProperties": False,
             "required": ["token"],
             "properties": {"token": {"type": "string", "maxLength": 128},
                            "project_name": _text(200, "Default: \"default\"."),
@@ -615,7 +615,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "application/toml": {"schema": {"type": "string",
                                                     "maxLength": settings.max_policy_bytes}},
                     "application/json": {"schema": {
-                        "type": "object", "required": ["toml"],
+                        "type": "object", "required": ["toml"], "additionalProperties": False,
                         "properties": {"toml": {"type": "string"}}}},
                 }},
                 "responses": {
@@ -645,7 +645,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "application/toml": {"schema": {"type": "string",
                                                     "maxLength": settings.max_policy_bytes}},
                     "application/json": {"schema": {
-                        "type": "object", "required": ["engine"],
+                        "type": "object", "required": ["engine"], "additionalProperties": False,
                         "properties": {"engine": {"type": "object"}}}},
                 }},
                 "responses": {

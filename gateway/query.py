@@ -16,7 +16,12 @@ from aiohttp import web
 from models.errors import ValidationError
 from models.sanitize import shown
 
-__all__ = ["QUERY_NAMES", "QueryNames", "check_query", "query_names"]
+__all__ = ["QUERY_NAMES", "SINGLE_HEADERS", "QueryNames", "check_query", "check_single_headers",
+           "query_names"]
+
+#: Headers that carry one value: a second one is refused (400), not silently ignored.
+SINGLE_HEADERS = ("Authorization", "X-Ratchet-Timestamp", "X-Ratchet-Signature",
+                  "Idempotency-Key", "Last-Event-ID", "X-Trace-Id")
 
 #: (method, route as aiohttp names it) → the query parameter names it takes.
 QueryNames = Mapping[tuple[str, str], frozenset[str]]
@@ -48,10 +53,16 @@ def query_names(doc: Mapping[str, Any]) -> dict[tuple[str, str], frozenset[str]]
 
 def check_query(request: web.Request, names: QueryNames) -> None:
     """Raise :class:`ValidationError` (400) when the request names a query parameter its route
-    does not take. A route outside the document is not checked (the gateway refuses to start
+    does not take, or names one twice (which of the two counts would be a guess). A route
+    outside the document is not checked (the gateway refuses to start
     with one: :func:`gateway.app.build_app`)."""
     if not request.query_string:
         return
+    given = [name for name, _ in request.query.items()]  # iterating the keys skips repeats
+    if len(given) != len(set(given)):
+        twice = next(name for i, name in enumerate(given) if name in given[:i])
+        raise ValidationError(f"query parameter {shown(twice)} is given more than once; "
+                              "give it once", twice)
     resource = request.match_info.route.resource
     if resource is None:
         return
@@ -65,3 +76,12 @@ def check_query(request: web.Request, names: QueryNames) -> None:
             raise ValidationError(
                 f"unknown query parameter {shown(name)}; {method} {resource.canonical} takes: "
                 f"{takes}", name)
+
+
+def check_single_headers(request: web.Request) -> None:
+    """Raise :class:`ValidationError` (400) when a header of :data:`SINGLE_HEADERS` comes twice:
+    which of two timestamps or signatures counts must not be a guess."""
+    headers = request.headers
+    for name in SINGLE_HEADERS:
+        if len(headers.getall(name, ())) > 1:
+            raise ValidationError(f"send exactly one {name} header", name)

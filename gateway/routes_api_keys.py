@@ -19,7 +19,9 @@ from gateway.body import read_json
 from gateway.limits import rate_limit
 from gateway.state import state_of
 from models.errors import NotFoundError, ValidationError
+from models.known_fields import refuse_unknown_fields
 from models.ratelimit import REGISTER
+from models.sanitize import shown
 from ratchet.platform.api_keys import create_key, list_keys, revoke_key, rotate_key
 
 __all__ = ["routes"]
@@ -32,7 +34,7 @@ _KEY_ID = re.compile(r"[0-9a-f]{12}")
 def _key_id(request: web.Request) -> str:
     key_id = request.match_info["key_id"]
     if not _KEY_ID.fullmatch(key_id):
-        raise NotFoundError(f"no key {key_id[:40]!r} in this project (key ids are 12 hex digits)")
+        raise NotFoundError(f"no key {shown(key_id)} in this project (key ids are 12 hex digits)")
     return key_id
 
 
@@ -45,9 +47,7 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise ValidationError('body must be a JSON object {"role": "ingest"|"admin", '
                               '"agent_id"?: ...}', None)
-    unknown = sorted(set(body) - {"role", "agent_id"})
-    if unknown:
-        raise ValidationError(f"unknown field {unknown[0]!r}", unknown[0])
+    refuse_unknown_fields(body, ("role", "agent_id"))
     info, api_key = await create_key(state.redis, state.keys, caller.project_id,
                                      body.get("role"), body.get("agent_id"),
                                      audit=state.audit, actor=caller.actor)

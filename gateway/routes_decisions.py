@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 #: A Redis stream entry id as a client may send it back: ``<ms>-<seq>``, two decimal numbers.
-_ENTRY_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 #: The largest value of either part of a stream entry id (Redis keeps each as an unsigned 64-bit
 #: integer and refuses larger ones with "Invalid stream ID").
 MAX_ID_PART = 2**64 - 1
@@ -53,12 +53,13 @@ MAX_TIMEOUT_S = 3_600
 
 
 def _resume_point(request: web.Request) -> str | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("after")
+    field, raw = "Last-Event-ID", request.headers.get("Last-Event-ID")
+    if not raw:
+        field, raw = "after", request.query.get("after")
     if raw is None or raw == "":
         return None
-    match = _ENTRY_ID.match(raw)
+    match = _ENTRY_ID.fullmatch(raw)
     if match is None or any(int(part) > MAX_ID_PART for part in match.groups()):
-        field = "Last-Event-ID" if "Last-Event-ID" in request.headers else "after"
         raise ValidationError(
             f"{field} must be an event id this stream sent: <ms>-<seq> (like 1700000000000-0), "
             f"each part a whole number from 0 to {MAX_ID_PART}, got {shown(raw)}", field)

@@ -25,6 +25,7 @@ from gateway.middleware import json_error
 from gateway.state import state_of
 from models.audit import check_action_actor
 from models.errors import ValidationError
+from models.known_fields import refuse_unknown_fields
 from models.overrides import override_toml, parse_override, parse_override_toml
 from ratchet.store.engine_overrides import delete_override, load_override, save_override
 
@@ -56,8 +57,10 @@ def _values(request: web.Request, raw: bytes) -> dict[str, Any]:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ValidationError(f"request body is not valid JSON: {exc}", None) from None
+        if isinstance(body, dict):
+            refuse_unknown_fields(body, ("engine",))
         table = body.get("engine") if isinstance(body, dict) else None
-        if not isinstance(table, dict) or set(body) != {"engine"}:
+        if not isinstance(table, dict):
             raise ValidationError('a JSON body must be {"engine": {<parameter>: <value>}}',
                                   "engine")
         return parse_override(table)

@@ -183,7 +183,7 @@ async def _post_batch(
     if caller.agent_id is not None:
         for it in items:
             if it.error is None and it.event is not None and it.event.agent_id != caller.agent_id:
-                it.error = other_agent_error(caller.agent_id)
+                it.error = other_agent_error(caller.agent_id, f"events[{it.index}].agent_id")
     agents = [it.event.agent_id for it in items if it.event is not None]
     secrets = await agent_secrets(state.redis, state.keys, caller.project_id, agents)
     state.credentials.put_secrets(caller.project_id, secrets)

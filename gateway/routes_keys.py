@@ -17,6 +17,7 @@ from gateway.body import read_json
 from gateway.limits import rate_limit
 from gateway.state import state_of
 from models.errors import ValidationError
+from models.known_fields import refuse_unknown_fields
 from models.ratelimit import REGISTER
 from ratchet.platform.api_keys import rotate_key as rotate_scoped_key
 from ratchet.platform.credentials import (
@@ -53,6 +54,7 @@ async def register_agent(request: web.Request) -> web.Response:
     body = await _optional_json(request)
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"agent_id\"?: ...}", None)
+    refuse_unknown_fields(body, ("agent_id",))
     wanted = body.get("agent_id")
     if wanted is not None and not isinstance(wanted, str):
         raise ValidationError("agent_id must be a string", "agent_id")

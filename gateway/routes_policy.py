@@ -25,6 +25,7 @@ from gateway.state import state_of
 from models.audit import check_action_actor
 from models.errors import ValidationError
 from models.guardrails import parse_policy_toml
+from models.known_fields import refuse_unknown_fields
 from ratchet.store.policies import load_policy, store_policy
 
 __all__ = ["TOML_TYPE", "routes"]
@@ -60,6 +61,8 @@ def _policy_text(request: web.Request, raw: bytes) -> str:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ValidationError(f"request body is not valid JSON: {exc}", None) from None
+        if isinstance(body, dict):
+            refuse_unknown_fields(body, ("toml",))
         text = body.get("toml") if isinstance(body, dict) else None
         if not isinstance(text, str):
             raise ValidationError('a JSON body must be {"toml": "<policy text>"}', "toml")

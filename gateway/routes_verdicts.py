@@ -22,6 +22,7 @@ from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
 from models.errors import ConflictError, NotFoundError, ValidationError
 from models.explain import render_text
+from models.known_fields import refuse_unknown_fields
 from models.params import EngineParams
 from models.sanitize import clean_text, display_problem, shown
 from models.verdict import Verdict
@@ -120,9 +121,9 @@ def _flag(request: web.Request, name: str) -> bool:
     raw = request.query.get(name)
     if raw is None or raw in ("0", "false"):
         return False
-    if raw in ("1", "true", ""):
+    if raw in ("1", "true"):
         return True
-    raise ValidationError(f"{name} must be true or false, got {shown(raw)}", name)
+    raise ValidationError(f"{name} must be true, false, 1 or 0, got {shown(raw)}", name)
 
 
 @routes.get("/v1/approvals")
@@ -141,6 +142,7 @@ async def list_approvals(request: web.Request) -> web.Response:
 def _decision(body: Any) -> tuple[str, str]:
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"decision\": ...}", None)
+    refuse_unknown_fields(body, ("decision", "reason"))
     decision = body.get("decision")
     if decision not in DECISIONS:
         raise ValidationError("decision must be \"approve\" or \"reject\"", "decision")

@@ -17,6 +17,7 @@ from gateway.auth import authenticate
 from gateway.body import read_json
 from gateway.state import state_of
 from models.errors import NotFoundError, ValidationError
+from models.sanitize import shown
 from models.webhooks import parse_webhook_request
 from ratchet.store.webhooks import WebhookStore
 from ratchet.webhooks.net import GuardedResolver, check_destination
@@ -76,7 +77,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     store = WebhookStore(state.redis, state.keys)
     hook = await store.get(caller.project_id, webhook_id)
     if hook is None or not await store.delete(caller.project_id, webhook_id):
-        raise NotFoundError(f"no webhook {webhook_id} in this project")
+        raise NotFoundError(f"no webhook {shown(webhook_id)} in this project")
     await state.audit.append(caller.project_id, "webhook.deleted", f"apikey:{caller.key_id}",
                              f"webhook:{webhook_id}", {"url": hook.url})
     return web.Response(status=204)

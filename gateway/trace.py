@@ -12,7 +12,7 @@ from aiohttp import web
 __all__ = ["TRACE_ID_HEADER", "choose_trace_id", "trace_id_of"]
 
 TRACE_ID_HEADER = "X-Trace-Id"
-_SANE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SANE = re.compile(r"[A-Za-z0-9._-]{8,64}")
 # aiohttp >= 3.12 wants typed request keys; older versions take a plain string
 _KEY: Any = (web.RequestKey("ratchet_trace_id", str) if hasattr(web, "RequestKey")
              else "ratchet_trace_id")
@@ -20,7 +20,7 @@ _KEY: Any = (web.RequestKey("ratchet_trace_id", str) if hasattr(web, "RequestKey
 
 def choose_trace_id(header: str | None) -> str:
     """The caller's trace id if it is 8–64 characters of ``[A-Za-z0-9._-]``, else a new one."""
-    if header and _SANE.match(header):
+    if header and _SANE.fullmatch(header):
         return header
     return uuid.uuid4().hex
 

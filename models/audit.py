@@ -64,8 +64,8 @@ ACTIONS: frozenset[str] = frozenset({
     "chain.mode_changed",
 })
 
-_ACTOR = re.compile(r"^(cli|system|apikey:[0-9a-f]{12}|signup:[A-Za-z0-9._:-]{1,64}|"
-                    r"operator:[A-Za-z0-9._@-]{1,64})$")
+_ACTOR = re.compile(r"(cli|system|apikey:[0-9a-f]{12}|signup:[A-Za-z0-9._:-]{1,64}|"
+                    r"operator:[A-Za-z0-9._@-]{1,64})")
 _MAX_TARGET = 300
 _MAX_DETAILS_BYTES = 8 * 1024
 
@@ -79,7 +79,7 @@ def iso_utc(at_ms: int) -> str:
 def validate_actor(actor: str) -> str:
     """An actor names WHO acted without revealing a secret: ``apikey:<12 hex of the key's
     SHA-256>``, ``cli``, ``system``, ``signup:<id>`` or ``operator:<name>``."""
-    if not isinstance(actor, str) or not _ACTOR.match(actor):
+    if not isinstance(actor, str) or not _ACTOR.fullmatch(actor):
         raise ValidationError(
             "audit actor must be 'cli', 'system', 'apikey:<12 hex>', 'signup:<id>' or "
             f"'operator:<name>' (never a key or secret), got {str(actor)[:20]!r}", "actor",

@@ -51,12 +51,12 @@ HEADER = "Idempotency-Key"
 #: Response header set on an answer replayed from the first request.
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def validate_key(raw: str) -> str:
     """The header value if it is 1–255 visible ASCII characters; else :class:`ValidationError`."""
-    if not _KEY.match(raw):
+    if not _KEY.fullmatch(raw):
         raise ValidationError(
             f"{HEADER} must be 1 to 255 visible ASCII characters", HEADER
         )

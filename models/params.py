@@ -15,16 +15,16 @@ benchmark's *training* data (see ``docs/detection.md``). A TOML file can overrid
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from models import toml_text
 from models.errors import ConfigError, ValidationError
 from models.escape import ESCAPE_RULES
+from models.known_fields import did_you_mean
 
 __all__ = [
     "ACTION_CODES",
@@ -303,7 +303,7 @@ def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
     base = base or EngineParams()
     known = {f.name for f in dataclasses.fields(EngineParams)}
     if name not in known:
-        raise ConfigError(f"engine.{name} is not a known engine parameter{_hint(name, known)}")
+        raise ConfigError(f"engine.{name} is not a known engine parameter{did_you_mean(name, known)}")
     current = getattr(base, name)
     try:
         if isinstance(current, bool):
@@ -348,7 +348,7 @@ def load_params(text: str, base: EngineParams | None = None) -> EngineParams:
             continue
         if key in params:  # a file without its [engine] header
             raise ConfigError(f"{key} is outside any table; engine parameters go under [engine]")
-        raise ConfigError(f"[{key}] is not a known table{_hint(key, ['engine'])}; "
+        raise ConfigError(f"[{key}] is not a known table{did_you_mean(key, ['engine'])}; "
                           "the engine config has one table, [engine]")
     table = doc.get("engine", {})
     if not isinstance(table, dict):
@@ -378,7 +378,7 @@ def engine_problems(text: str, base: EngineParams | None = None) -> list[str]:
         if key in params:
             problems.append(f"{key} is outside any table; engine parameters go under [engine]")
         else:
-            problems.append(f"[{key}] is not a known table{_hint(key, ['engine'])}; the engine "
+            problems.append(f"[{key}] is not a known table{did_you_mean(key, ['engine'])}; the engine "
                             "config has one table, [engine]")
     table = doc.get("engine", {})
     if not isinstance(table, dict):
@@ -405,7 +405,3 @@ def engine_problems(text: str, base: EngineParams | None = None) -> list[str]:
     return problems
 
 
-def _hint(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

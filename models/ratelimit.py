@@ -170,7 +170,7 @@ def single_event_charge(tokens: int, capacity: int) -> int:
     return max(1, min(tokens, capacity))
 
 
-_TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TIER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +228,7 @@ def parse_tiers(spec: str) -> dict[str, Tier]:
         if not part:
             continue
         fields = part.split(":")
-        if len(fields) != 3 or not _TIER_NAME.match(fields[0]):
+        if len(fields) != 3 or not _TIER_NAME.fullmatch(fields[0]):
             raise ConfigError(
                 f"RATCHET_RATE_LIMIT_TIERS: {part!r} is not name:ingest_per_min:register_per_min "
                 "(name of lowercase letters, digits, _)"

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from models.errors import ValidationError
+from models.known_fields import refuse_unknown_fields
 
 __all__ = [
     "WEBHOOK_ACTIONS",
@@ -175,9 +176,7 @@ def parse_webhook_request(body: Any, *, allow_loopback: bool) -> WebhookSpec:
     are resolved and checked by the caller, and again at every connection)."""
     if not isinstance(body, Mapping):
         raise ValidationError('body must be a JSON object {"url": ...}', None)
-    unknown = sorted(set(body) - {"url", "actions", "description"})
-    if unknown:
-        raise ValidationError(f"unknown field {unknown[0]!r}", unknown[0])
+    refuse_unknown_fields(body, ("url", "actions", "description"))
     url = _text(body.get("url"), "url", _MAX_URL)
     host = _check_url(url, allow_loopback)
     raw_actions = body.get("actions", list(WEBHOOK_ACTIONS))
@@ -185,6 +184,8 @@ def parse_webhook_request(body: Any, *, allow_loopback: bool) -> WebhookSpec:
             or any(a not in WEBHOOK_ACTIONS for a in raw_actions)):
         raise ValidationError(f"actions must be a non-empty list of {list(WEBHOOK_ACTIONS)}",
                               "actions")
+    if len(set(raw_actions)) != len(raw_actions):
+        raise ValidationError("actions must list each action once", "actions")
     actions = tuple(a for a in WEBHOOK_ACTIONS if a in raw_actions)
     description = _text(body.get("description", ""), "description", _MAX_DESCRIPTION)
     return WebhookSpec(url, host, actions, description)

@@ -17,13 +17,13 @@ models.errors.ValidationError: g.limt is not a known key (did you mean 'limit'?)
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from models.errors import ValidationError
+from models.known_fields import did_you_mean
 
 __all__ = [
     "GUARD_ACTIONS",
@@ -76,10 +76,8 @@ def check_keys(table: Mapping[str, Any], allowed: Collection[str], path: str) ->
     """Unknown keys are errors: a typo must never silently disable a rule."""
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), list(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValidationError(
-                f"{join(path, str(key))} is not a known key{hint}; "
+                f"{join(path, str(key))} is not a known key{did_you_mean(str(key), allowed)}; "
                 f"allowed: {', '.join(sorted(allowed))}",
                 join(path, str(key)),
             )

@@ -43,6 +43,7 @@ from models.guardrails._schema import (
 )
 from models.guardrails.paths import Leaf
 from models.guardrails.redact import MAX_EXAMPLES
+from models.sanitize import shown
 from models.verdict import Reason
 
 __all__ = ["NAME", "SOURCE", "MediaConfig", "check_media", "media_to_dict", "parse_media"]
@@ -127,7 +128,7 @@ def _mime_list(value: Any, path: str) -> tuple[str, ...]:
             where = f"{path}[{i}]"
             raise ValidationError(
                 f"{where} must be a lowercase MIME type like 'image/png' or 'image/*', "
-                f"got {item!r}",
+                f"got {shown(item)}",
                 where,
             )
     return items

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from models.errors import ValidationError
 from models.guardrails.regex_safety import Regex, compile_internal
+from models.sanitize import shown
 from models.unicode_sets import IGNORABLE_CHARS, IGNORABLE_CLASS, PLAIN_DIGITS_AND_DASHES
 
 __all__ = ["DECODED", "MAX_DEPTH", "MAX_LEAVES", "Leaf", "PathSet", "fold", "walk"]
@@ -229,10 +230,10 @@ def _compile_one(text: str, field: str) -> str:
     segments = text.split(".")
     for n, segment in enumerate(segments):
         if not segment:
-            raise ValidationError(f"{field}: empty segment in {text!r}; {hint}", field)
+            raise ValidationError(f"{field}: empty segment in {shown(text, 80)}; {hint}", field)
         m = _SEGMENT.match(segment)
         if m is None or (m.group(1) == "**" and m.group(2)):
-            raise ValidationError(f"{field}: bad segment {segment!r} in {text!r}; {hint}", field)
+            raise ValidationError(f"{field}: bad segment {shown(segment)} in {shown(text, 80)}; {hint}", field)
         head, arrays = m.group(1), len(m.group(2)) // 2
         if head == "**":
             parts.append(_GLOB)

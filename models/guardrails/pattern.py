@@ -48,6 +48,7 @@ from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.pattern_builtin import BUILTIN_RULES
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
+from models.sanitize import shown
 from models.verdict import Reason, strictest
 
 __all__ = [
@@ -143,7 +144,7 @@ def _rules(value: Any, path: str) -> tuple[PatternRule, ...]:
     seen: set[str] = set()
     for i, rule in enumerate(rules):
         if rule.id in seen:
-            raise ValidationError(f"{path}[{i}].id {rule.id!r} is used twice", f"{path}[{i}].id")
+            raise ValidationError(f"{path}[{i}].id {shown(rule.id)} is used twice", f"{path}[{i}].id")
         seen.add(rule.id)
     return rules
 
@@ -223,7 +224,7 @@ def parse_pattern(
     for i, rule_id in enumerate(disabled):
         if rule_id not in known:
             where = f"{join(path, 'disabled_rules')}[{i}]"
-            raise ValidationError(f"{where} names no rule: {rule_id!r}", where)
+            raise ValidationError(f"{where} names no rule: {shown(rule_id)}", where)
     return PatternConfig(
         enabled=f.get("enabled", base.enabled, as_bool),
         action=f.get("action", base.action, as_action),

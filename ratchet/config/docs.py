@@ -17,8 +17,8 @@ from ratchet.config.settings import PREFIX, Settings
 
 __all__ = ["render_markdown"]
 
-_FIELD = re.compile(r"^    ([a-z_][a-z0-9_]*): [^=]+?(?: = .*)?$")
-_SECTION = re.compile(r"^    # --- (.+?) -+$")
+_FIELD = re.compile(r"    ([a-z_][a-z0-9_]*): [^=]+?(?: = .*)?")
+_SECTION = re.compile(r"    # --- (.+?) -+")
 
 
 def _docs() -> tuple[dict[str, str], dict[str, str]]:
@@ -30,14 +30,14 @@ def _docs() -> tuple[dict[str, str], dict[str, str]]:
     after_field = False  # a comment group covers the consecutive fields under it
     section = "general"
     for line in source.splitlines():
-        if m := _SECTION.match(line):
+        if m := _SECTION.fullmatch(line):
             section = m.group(1)
             pending, after_field = [], False
         elif line.strip().startswith("#:"):
             if after_field:
                 pending, after_field = [], False
             pending.append(line.strip()[2:].strip())
-        elif m := _FIELD.match(line):
+        elif m := _FIELD.fullmatch(line):
             comments[m.group(1)] = " ".join(pending)
             sections[m.group(1)] = section
             after_field = True

@@ -31,6 +31,7 @@ from models.errors import (
     ValidationError,
     raise_for_code,
 )
+from models.sanitize import shown
 from models.scopes import ADMIN, INGEST, ROLES, Grant, grant_value
 from ratchet.platform.credentials import new_api_key, rotate_api_key_of_project
 from ratchet.platform.grants import live_grant
@@ -101,7 +102,7 @@ async def create_key(
     if not await project_exists(redis, keys, project_id):
         raise NotFoundError(f"project {project_id} does not exist")
     if agent_id is not None and not await redis.exists(keys.agent(project_id, agent_id)):
-        raise NotFoundError(f"no agent {agent_id!r} in this project; register it first")
+        raise NotFoundError(f"no agent {shown(agent_id)} in this project; register it first")
     if await redis.hlen(keys.project_keys(project_id)) >= MAX_KEYS_PER_PROJECT:
         raise ConflictError(f"a project has at most {MAX_KEYS_PER_PROJECT} keys; revoke one")
     grant = Grant(project_id, role, agent_id)
@@ -138,7 +139,7 @@ async def list_keys(redis: RedisClient, keys: Keys, project_id: str) -> list[Key
 async def _scoped(redis: RedisClient, keys: Keys, project_id: str, key_id: str) -> dict[str, Any]:
     raw = await redis.hget(keys.project_keys(project_id), key_id)
     if raw is None:
-        raise NotFoundError(f"no key {key_id} in this project")
+        raise NotFoundError(f"no key {shown(key_id)} in this project")
     return cast(dict[str, Any], orjson.loads(raw))
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, time
 
 from models.audit import AuditEntry
 from models.errors import ValidationError
+from models.sanitize import shown
 from models.signing import canonical_json
 
 __all__ = ["COLUMNS", "parse_day", "to_csv"]
@@ -60,7 +61,7 @@ def parse_day(text: str, *, end: bool, option: str) -> int:
             return ms - (ms % 1000) + 999 if end else ms
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValidationError(f"{option} must be YYYY-MM-DD or an ISO 8601 time, got {text!r}",
+        raise ValidationError(f"{option} must be YYYY-MM-DD or an ISO 8601 time, got {shown(text)}",
                               option) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -18,6 +18,7 @@ from typing import cast
 
 from models.audit import check_action_actor
 from models.errors import ConflictError, NotFoundError, ScriptCode, ValidationError, raise_for_code
+from models.sanitize import shown
 from ratchet.platform.provisioning import (
     AGENT_SECRET_PREFIX,
     API_KEY_PREFIX,
@@ -113,7 +114,7 @@ async def rotate_agent_secret(
         keys=[keys.agent(project_id, agent_id)], args=[secret, repr(time.time())],
     ))
     if code == ScriptCode.UNKNOWN_AGENT:
-        raise NotFoundError(f"no agent {agent_id!r} in this project")
+        raise NotFoundError(f"no agent {shown(agent_id)} in this project")
     raise_for_code(code, "rotate_secret")
     if audit is not None:
         await audit.append(project_id, "secret.rotated", actor, f"agent:{agent_id}", {})
@@ -124,7 +125,7 @@ async def agent_info(redis: RedisClient, keys: Keys, project_id: str, agent_id: 
     """Public fields of an agent (never its secret); 404 if the project has no such agent."""
     raw = cast(dict[bytes, bytes], await redis.hgetall(keys.agent(project_id, agent_id)))
     if not raw:
-        raise NotFoundError(f"no agent {agent_id!r} in this project")
+        raise NotFoundError(f"no agent {shown(agent_id)} in this project")
     out = {"agent_id": agent_id}
     for name in _AGENT_FIELDS:
         value = raw.get(name.encode())
@@ -167,7 +168,7 @@ async def set_project_tier(
     redis: RedisClient, keys: Keys, project_id: str, tier: str, known: frozenset[str]
 ) -> None:
     if tier not in known:
-        raise ValidationError(f"unknown tier {tier!r}; configured: {', '.join(sorted(known))}",
+        raise ValidationError(f"unknown tier {shown(tier)}; configured: {', '.join(sorted(known))}",
                               "tier")
     if not await project_exists(redis, keys, project_id):
         raise NotFoundError(f"project {project_id} does not exist")

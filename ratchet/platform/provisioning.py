@@ -45,7 +45,7 @@ __all__ = [
 
 API_KEY_PREFIX = "rk_"
 AGENT_SECRET_PREFIX = "as_"
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 
 def hash_api_key(api_key: str) -> str:
@@ -153,7 +153,7 @@ async def create_agent(
         check_action_actor("agent.created", actor)
     if agent_id is None:
         agent_id = f"agt_{uuid.uuid4().hex[:16]}"
-    if not _AGENT_ID.match(agent_id):
+    if not _AGENT_ID.fullmatch(agent_id):
         raise ValidationError(
             "agent id must be 1 to 128 characters of letters, digits and . _ : @ -, "
             "starting with a letter or digit", "agent_id",

@@ -39,6 +39,7 @@ from models.errors import (
     ValidationError,
     raise_for_code,
 )
+from models.known_fields import refuse_unknown_fields
 from ratchet.config.settings import Settings
 from ratchet.platform.credentials import new_agent_secret, new_api_key
 from ratchet.platform.provisioning import hash_api_key, start_event_ids
@@ -59,9 +60,9 @@ __all__ = [
 ]
 
 SIGNUP_TOKEN_PREFIX = "st_"
-_EMAIL = re.compile(r"^[^@\s<>\x00-\x1f\x7f]{1,64}@[^@\s<>\x00-\x1f\x7f]{1,189}\.[a-zA-Z]{2,63}$")
+_EMAIL = re.compile(r"[^@\s<>\x00-\x1f\x7f]{1,64}@[^@\s<>\x00-\x1f\x7f]{1,189}\.[a-zA-Z]{2,63}")
 _NAME_BAD = re.compile(r"[\x00-\x1f\x7f<>]")
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +114,9 @@ def _object(body: Any) -> dict[str, Any]:
 def parse_signup_request(body: Any) -> SignupRequest:
     """``{"email"?, "org_name"?}`` (an empty body is fine)."""
     obj = _object(body)
+    refuse_unknown_fields(obj, ("email", "org_name"))
     email = obj.get("email")
-    if email is not None and (not isinstance(email, str) or not _EMAIL.match(email)):
+    if email is not None and (not isinstance(email, str) or not _EMAIL.fullmatch(email)):
         raise ValidationError("email must be an address like name@example.com", "email")
     return SignupRequest(email, _name(obj, "org_name"))
 
@@ -122,12 +124,13 @@ def parse_signup_request(body: Any) -> SignupRequest:
 def parse_redeem(body: Any) -> tuple[str, str | None, str | None]:
     """``{"token", "project_name"?, "agent_id"?}`` → (token, project name, agent id)."""
     obj = _object(body)
+    refuse_unknown_fields(obj, ("token", "project_name", "agent_id"))
     token = obj.get("token")
     if not isinstance(token, str) or not token.startswith(SIGNUP_TOKEN_PREFIX) or len(token) > 128:
         raise ValidationError("token must be the st_... token from POST /v1/signup/tokens",
                               "token")
     agent_id = obj.get("agent_id")
-    if agent_id is not None and (not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id)):
+    if agent_id is not None and (not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id)):
         raise ValidationError("agent_id must be 1 to 128 characters of letters, digits and "
                               ". _ : @ -, starting with a letter or digit", "agent_id")
     return token, _name(obj, "project_name"), agent_id

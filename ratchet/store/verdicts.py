@@ -36,6 +36,7 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from models.sanitize import is_display_safe
 from models.verdict import Verdict
 from models.verdict_stored import decode_stored, encode_stored
 from ratchet.store.keys import Keys
@@ -92,12 +93,15 @@ def _encode_cursor(score: float, member: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (score, member) of a cursor :func:`_encode_cursor` wrote; ``ValueError`` for any
+    other text (``float`` alone would take ``1_0``, ``١`` or ``" 1"`` as positions)."""
     head, sep, member = cursor.partition(":")
     try:
         score = float(head)
     except ValueError:
         raise ValueError("cursor is not one this API returned") from None
-    if not sep or not math.isfinite(score):
+    if (not sep or not math.isfinite(score) or repr(score) != head
+            or not 1 <= len(member) <= 128 or not is_display_safe(member)):
         raise ValueError("cursor is not one this API returned")
     return score, member
 

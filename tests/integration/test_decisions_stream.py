@@ -165,7 +165,7 @@ async def test_the_stream_ends_after_timeout_s(gateway: Gateway, tenant: Tenant)
 #: ``after`` values Redis refuses ("Invalid stream ID": a part over 2**64-1) or that are no entry
 #: id at all. Each was answered 200 with ``retry:``, then the stream hung (attack run, F6).
 BAD_AFTER = ("99999999999999999999-0", "1-18446744073709551616", "18446744073709551616-0",
-             "1", "1-", "-1-0", "1-2-3", "now", "$", "+")
+             "1", "1-", "-1-0", "1-2-3", "now", "$", "+", "1-0\n", "1-0\r\n")
 
 
 async def test_an_after_that_is_no_stream_id_is_a_400_before_the_stream(
@@ -184,6 +184,10 @@ async def test_an_after_that_is_no_stream_id_is_a_400_before_the_stream(
         async with http.get(gateway.url + PATH, headers={
                 **auth, "Last-Event-ID": "1-18446744073709551616"}) as r:
             assert r.status == 400 and (await r.json())["field"] == "Last-Event-ID"
+        # an empty Last-Event-ID falls back to ``after``, and the error names the one used
+        async with http.get(gateway.url + PATH, params={"after": "now"}, headers={
+                **auth, "Last-Event-ID": ""}) as r:
+            assert r.status == 400 and (await r.json())["field"] == "after"
         # the largest id Redis takes is fine (nothing comes after it), and so is 0-0
         for after in (f"{2**64 - 1}-{2**64 - 1}", "0-0"):
             async with asyncio.timeout(10), http.get(

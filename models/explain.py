@@ -173,6 +173,8 @@ class Explanation:
     threshold_from: str
     threshold_words: str
     anomalous: bool
+    #: The chain's own action (its reason's): ``allow`` when it enforces nothing (shadow).
+    markov_action: str
     edge_seen: float
     from_seen: float
     new_node: bool
@@ -311,7 +313,9 @@ def explain(
         previous=previous, current=current, p=p, bits=v.score, threshold=v.threshold,
         threshold_from=basis,
         threshold_words=_threshold_words(basis, v.threshold, params, window_n),
-        anomalous=v.anomalous, edge_seen=v.edge.count, from_seen=v.edge.row_total,
+        anomalous=v.anomalous,
+        markov_action=str(next((r.action for r in v.reasons if r.source == "markov"), "allow")),
+        edge_seen=v.edge.count, from_seen=v.edge.row_total,
         new_node=bool(markov.get("new_node", False)),
         mode=v.mode, mode_words=_mode_words(v, markov, params),
         nearest=nearest, nearest_note=note, markov_notes=tuple(notes),
@@ -322,6 +326,14 @@ def explain(
 
 def _paths(paths: tuple[str, ...]) -> str:
     return ", ".join(paths) if paths else "none"
+
+
+def _judged(e: Explanation) -> str:
+    """The transition line's conclusion: a score under the threshold can still be anomalous
+    for another reason the notes give (repeats over the learned limit, a locked vocabulary)."""
+    if not e.anomalous:
+        return "not anomalous"
+    return "ANOMALOUS" if e.bits > e.threshold else "under it, but ANOMALOUS (see the notes)"
 
 
 def render_text(e: Explanation) -> str:
@@ -337,11 +349,15 @@ def render_text(e: Explanation) -> str:
         )
         return "\n".join(lines)
     by = []
-    if e.anomalous:
+    if e.anomalous and e.markov_action != "allow":
         by.append("the Markov chain")
     by += [f"guardrail {g['rule']}" for g in e.guardrails]
+    unenforced = (f"; the Markov chain found it anomalous but enforces nothing in {e.mode}"
+                  if e.anomalous and e.markov_action == "allow" else "")
     lines.append(f"verdict: {e.action.upper()}"
-                 + (f" — decided by {', '.join(by)}" if by else " — nothing was unusual"))
+                 + (f" — decided by {', '.join(by)}" if by else
+                    " — nothing was enforced" if unenforced else " — nothing was unusual")
+                 + unenforced)
     lines.append(f"previous call: {e.previous.words()}")
     new = " — a shape this chain never saw" if e.new_node else ""
     lines.append(f"current call:  {e.current.words()}{new}")
@@ -356,9 +372,8 @@ def render_text(e: Explanation) -> str:
         lines.append(f"shape comparison: {e.nearest_note}")
     lines.append(
         f"transition: p = {e.p:.6f} (this move seen {round(e.edge_seen, 1):g} times out of "
-        f"{round(e.from_seen, 1):g} from the previous call; counts decay) → {e.bits:.2f} bits; "
-        f"threshold "
-        f"{e.threshold:.2f} bits → {'ANOMALOUS' if e.anomalous else 'not anomalous'}"
+        f"{round(e.from_seen, 1):g} from the previous call; counts decay) → {max(e.bits, 0.0):.2f} "
+        f"bits; threshold {e.threshold:.2f} bits → {_judged(e)}"
     )
     lines.append(f"threshold: {e.threshold_words}")
     for note in e.markov_notes:

@@ -114,9 +114,17 @@ def attach_agents(
     @app.task  # type: ignore[untyped-decorator]
     async def _log_ready() -> None:
         await asyncio.sleep(0)
-        log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s",
+        log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s; joining consumer "
+                 "group %s (a first start waits for the group to settle, up to "
+                 "RATCHET_BROKER_REBALANCE_TIMEOUT_S=%gs): events are decided once it joined",
                  settings.worker_id, settings.topic_ingest, settings.topic_verdicts,
-                 settings.topic_feedback)
+                 settings.topic_feedback, settings.worker_id, settings.broker_rebalance_timeout_s)
         await runtime.check_redis(log)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _log_joined(sender: object, assigned: set[faust.types.TP], **_: object) -> None:
+        ingest = sum(1 for tp in assigned if tp.topic == settings.topic_ingest)
+        log.info("ratchet worker %s joined consumer group %s: %d %s partition(s) assigned",
+                 settings.worker_id, settings.worker_id, ingest, settings.topic_ingest)
 
     return runtime

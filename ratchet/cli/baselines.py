@@ -109,12 +109,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         states = await asyncio.gather(*(reader.read(c) for c in chains))
         return list(zip(chains, states, strict=True))
 
-    rows = _read(get_settings(), work)
+    settings = get_settings()
+    rows = _read(settings, work)
     if args.json:
         print(json.dumps([to_json(b, top=0) for _, b in rows if b is not None], indent=2))
         return 0
     if not rows:
-        print(f"project {project}: no chains learned yet")
+        print(f"project {project}: no chains learned yet under RATCHET_KEY_PREFIX="
+              f"{settings.key_prefix!r} (is the project id right? `ratchet projects list`)")
         return 0
     for line in list_table(rows):
         print(line)
@@ -210,11 +212,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--project", required=True, help="project id (prj_...)")
     listing.add_argument("--agent", default=None, help="only this agent's chains")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    listing.set_defaults(func=_cmd_list)
+    listing.set_defaults(func=_cmd_list, project_must_exist=False)
     show = sub.add_parser("show", help="one chain: mode, runs, top transitions with p")
     _chain_args(show)
     show.add_argument("--top", type=int, default=20, help="transitions to show (default 20)")
-    show.set_defaults(func=_cmd_show)
+    show.set_defaults(func=_cmd_show, project_must_exist=False)
     export = sub.add_parser(
         "export", help="one chain (or, without --agent/--service, every chain of the project) "
                        "as JSON or a Graphviz DOT graph, nodes named by their labels",
@@ -224,11 +226,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--service", default=None, help="service of the chain")
     export.add_argument("--critical", action="store_true",
                         help="the agent's critical-priority chain of that service")
-    export.add_argument("--format", choices=("json", "dot"), default="json")
+    export.add_argument("--format", choices=("json", "dot"), default="json",
+                        help="json (default; what `baselines diff` reads) or dot (Graphviz)")
     export.add_argument("--top", type=int, default=None,
                         help="only the most frequent transitions (default all)")
     export.add_argument("--output", "-o", default=None, help="file (default stdout)")
-    export.set_defaults(func=_cmd_export)
+    export.set_defaults(func=_cmd_export, project_must_exist=False)
     diff = sub.add_parser(
         "diff", help="what changed between two JSON exports (exit 0 same, 1 different)",
     )

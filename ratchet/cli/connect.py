@@ -22,11 +22,15 @@ from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
-from models.errors import ConfigError
+from models.errors import ConfigError, NotFoundError
+from models.sanitize import clean_text
 from ratchet.config.settings import Settings, redacted_url
+from ratchet.platform.provisioning import project_exists
+from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, connect_from_settings
 
-__all__ = ["Target", "check_redis", "moved_message", "open_redis", "target", "unavailable_hint"]
+__all__ = ["Target", "check_redis", "moved_message", "open_redis", "require_project", "target",
+           "unavailable_hint"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +106,19 @@ def moved_message() -> str | None:
 def unavailable_hint() -> str | None:
     """Where an unavailable Redis was looked for (None: no command connected yet)."""
     return None if _target is None else _target.shown
+
+
+async def require_project(settings: Settings, project: str, url: str | None = None) -> None:
+    """:class:`NotFoundError` unless ``project`` exists in ``url`` (default ``RATCHET_REDIS_URL``,
+    the command's ``--redis-url`` when it has one): a command given
+    a mistyped ``--project`` must not write for a project nobody has (an override nobody reads)
+    nor answer "nothing here" as if the project were empty."""
+    redis = await open_redis(settings, url)
+    try:
+        found = await project_exists(redis, Keys(settings.key_prefix), project)
+    finally:
+        await redis.aclose()
+    if not found:
+        where = _target.shown if _target is not None else "RATCHET_REDIS_URL"
+        raise NotFoundError(f"project {clean_text(project, 80)} does not exist in {where} (key prefix "
+                            f"{settings.key_prefix!r}); `ratchet projects list` shows the projects")

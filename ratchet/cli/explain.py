@@ -72,4 +72,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--config", default=None,
                    help="engine TOML the workers run with (default RATCHET_ENGINE_CONFIG)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    p.set_defaults(func=_cmd_explain)
+    p.set_defaults(func=_cmd_explain, project_must_exist=False)

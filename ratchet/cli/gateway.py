@@ -240,6 +240,7 @@ def _cmd_key_create(args: argparse.Namespace) -> int:
 def _cmd_key_list(args: argparse.Namespace) -> int:
     project: str = args.project
     found = _with_redis(get_settings(), lambda r, k, a: list_keys(r, k, project))
+    print(f"{'key_id':<12}  {'role':<6}  agent_id")
     for key in found:
         print(f"{key.key_id}  {key.role:<6}  {key.agent_id or '-'}"
               f"{'  (project key)' if key.primary else ''}")
@@ -252,6 +253,7 @@ def _cmd_key_rotate(args: argparse.Namespace) -> int:
         r, k, scripts_for(r), project, args.key_id, audit=a))
     print(f"key_id:   {info.key_id}")
     print(f"role:     {info.role}")
+    print(f"agent_id: {info.agent_id or '(any agent of the project)'}")
     print(f"api_key:  {api_key}")
     print(f"the previous key ({args.key_id}) no longer works.", file=sys.stderr)
     print(_WARNING.format(what="API key"), file=sys.stderr)
@@ -309,7 +311,7 @@ def register(subparsers: Any) -> None:
     psub = projects.add_subparsers(dest="projects_command", metavar="ACTION")
     psub.required = True
     pcreate = psub.add_parser("create", help="create a project; prints its API key once")
-    pcreate.add_argument("--name", required=True)
+    pcreate.add_argument("--name", required=True, help="a name for people (not unique)")
     pcreate.add_argument("--tier", default=None,
                          help="rate-limit tier (default: RATCHET_DEFAULT_TIER, shipped "
                               f"{Settings().default_tier!r}); {_TIERS_HELP}")
@@ -346,6 +348,6 @@ def register(subparsers: Any) -> None:
     arotate = asub.add_parser("rotate-secret",
                               help="replace an agent's secret (the old one stops verifying)")
     arotate.add_argument("--project", required=True, help="project id (prj_...)")
-    arotate.add_argument("--agent-id", required=True)
+    arotate.add_argument("--agent-id", required=True, help="the agent whose secret to replace")
     arotate.set_defaults(func=_cmd_agent_rotate)
     _register_keys(subparsers)

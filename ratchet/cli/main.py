@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import platform
 import sys
 from collections.abc import Sequence
@@ -95,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             settings = Settings()  # `config check` reports the problem itself
             setup_logging(settings.log_level, settings.log_format)
+        project = getattr(args, "project", None)
+        project_url = getattr(args, "redis_url", None) or settings.redis_url
+        # a mistyped --project is refused before anything is written or answered as empty;
+        # reads of chains (baselines, explain) also serve a replay's kept namespace, which has
+        # chains but no project records, and say themselves when they find nothing
+        if project and project_url and getattr(args, "project_must_exist", True):
+            asyncio.run(connect.require_project(settings, project, project_url))
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return status

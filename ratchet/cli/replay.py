@@ -122,6 +122,10 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--batch must be >= 1")
     if args.warmup < 0:
         raise ConfigError("--warmup must be >= 0")
+    if args.keep and not (args.redis_url or settings.redis_url):
+        raise ConfigError("--keep needs --redis-url (or RATCHET_REDIS_URL): without one the "
+                          "replay runs on a private redis-server that stops with it, and the "
+                          "kept keys would go with it")
     src_path = None if args.input == "-" else Path(args.input)
     if src_path is not None and not src_path.is_file():
         raise ConfigError(f"--input {args.input}: no such file")
@@ -148,6 +152,9 @@ def _main(args: argparse.Namespace) -> int:
         if sink is not sys.stdout.buffer:
             sink.close()
     print(summary.render(), file=sys.stderr)
+    if args.keep:
+        print(f"kept namespace: {summary.namespace} (RATCHET_KEY_PREFIX={summary.namespace} "
+              "reads it; --namespace reuses it)", file=sys.stderr)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
     return 1 if summary.invalid else 0

@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "topics", help="Kafka topics of Ratchet",
         description="Create the ingest, verdicts, feedback and audit topics "
                     "(RATCHET_TOPIC_*), with RATCHET_TOPIC_PARTITIONS partitions and "
-                    "RATCHET_TOPIC_REPLICATION_FACTOR replicas, over the configured Kafka "
-                    "security settings. Idempotent.",
+                    "RATCHET_TOPIC_REPLICATION_FACTOR replicas, on the brokers of "
+                    "RATCHET_KAFKA_BOOTSTRAP (required) over the configured Kafka security "
+                    "settings. Idempotent.",
     )
     sub = topics.add_subparsers(dest="topics_command", metavar="ACTION")
     sub.required = True

@@ -41,7 +41,7 @@ from ratchet.store.keys import Keys
 __all__ = ["INSTALL_HINT", "register"]
 
 INSTALL_HINT = (
-    "ratchet tune needs numpy and matplotlib: pip install 'ratchet[tune]' "
+    "ratchet tune needs numpy and matplotlib: pip install 'ratchet-firewall[tune]' "
     "(or, in a checkout, pip install -e '.[tune]')"
 )
 
@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "(an event paused instead of learned, or the reverse) is not re-run: the column "
             "learn≠ counts those events per setting; 0 means the row is exact. docs/tuning.md "
             "has the details.\n\n"
-            "Needs numpy and matplotlib: pip install 'ratchet[tune]'."
+            "Needs numpy and matplotlib: pip install 'ratchet-firewall[tune]' (in a checkout: "
+            "pip install -e '.[tune]')."
         ,
         ),
     )

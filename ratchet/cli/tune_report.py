@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,8 @@ def engine_toml(params: EngineParams, base: EngineParams, note: str) -> str:
 
 def png_figure(rows: Sequence[dict[str, Any]], best: int, title: str) -> bytes:
     """The two-panel figure as PNG bytes (see the module docstring)."""
+    # matplotlib's own INFO lines ("generated new fontManager") are not the command's output
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib
 
     matplotlib.use("Agg")

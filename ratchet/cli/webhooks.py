@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -29,11 +30,23 @@ async def run_dispatcher(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
     try:
         await log_reachability(redis, settings.redis_url, log)
-        await dispatcher.start()
-        await stop.wait()
+        # a stop while the group join is under way (which can take a rebalance timeout) ends
+        # the join instead of waiting for it
+        starting = asyncio.create_task(dispatcher.start())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # its error, if the join failed
+            await stopping
+        else:
+            log.info("webhook dispatcher: stopped while joining its consumer group")
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
     finally:
+        stopping.cancel()
         await dispatcher.stop()
         await redis.aclose()
 
@@ -42,7 +55,7 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
     settings = get_settings()
     port: int = settings.webhook_metrics_port if args.metrics_port is None else args.metrics_port
     if port:
-        start_http_server(port, addr=settings.gateway_host)
+        start_http_server(port, addr=settings.metrics_host)
     asyncio.run(run_dispatcher(settings))
     return 0
 

@@ -55,8 +55,9 @@ def _arm_stop_deadline(timeout_s: float) -> None:
 
     def expire() -> None:
         log.error("worker stop did not finish within %g s (RATCHET_WORKER_SHUTDOWN_TIMEOUT_S; a "
-                  "broker or Redis not answering): exiting; uncommitted batches are redelivered",
-                  timeout_s)
+                  "broker or Redis not answering, or a consumer-group join still under way, "
+                  "which cannot be left until the broker answers it): exiting; uncommitted "
+                  "batches are redelivered", timeout_s)
         logging.shutdown()
         os._exit(EXIT_STOP_TIMEOUT)
 
@@ -87,7 +88,7 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
     if settings.worker_web_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.worker_web_port, addr="0.0.0.0")
+        start_http_server(settings.worker_web_port, addr=settings.metrics_host)
     level = (loglevel or settings.log_level).upper()
     deadline_s = settings.worker_shutdown_timeout_s
 

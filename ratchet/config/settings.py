@@ -55,7 +55,8 @@ class Secret(str):
 @dataclass(frozen=True, slots=True)
 class Settings:
     # --- services -------------------------------------------------------------------------
-    #: Redis URL (``redis://host:port/db``); unset → commands that need Redis start their own.
+    #: Redis URL (``redis://host:port/db``). Required by the gateway, the worker and the admin
+    #: commands; unset → only ``demo``, ``replay`` and ``tune`` run (on a redis-server they start).
     redis_url: str | None = None
     #: Treat ``redis_url`` (and ``ratelimit_redis_url``) as a Redis Cluster seed node: every
     #: process and command then uses the cluster client.
@@ -276,6 +277,9 @@ class Settings:
     worker_id: str = "ratchet-worker"
     #: Port of a worker's ``/metrics`` (0 = off).
     worker_web_port: int = 6066
+    #: Address the worker's and the webhook dispatcher's ``/metrics`` listen on (``0.0.0.0`` in
+    #: containers, where Prometheus scrapes from another host).
+    metrics_host: str = "127.0.0.1"
     #: Longest a worker's Kafka fetch waits for data, ms (Faust's fixed 1500 ms adds ~0.75 s per
     #: single event on Tansu; lower = lower latency, more idle polling). See docs/operations.md.
     worker_fetch_wait_ms: int = 10

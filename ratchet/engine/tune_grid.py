@@ -17,7 +17,7 @@ with at least the recorded ``escape_floor_bits``, which is not a grid key.) :att
 held-back-from-learning status differs from the recording — 0 means the estimate is exact.
 ``ratchet tune`` re-runs the recommended point through the real engine to measure the rest.
 
-Needs numpy (``pip install 'ratchet[tune]'``).
+Needs numpy (``pip install 'ratchet-firewall[tune]'``; in a checkout ``pip install -e '.[tune]'``).
 """
 
 from __future__ import annotations

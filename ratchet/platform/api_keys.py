@@ -192,7 +192,8 @@ async def revoke_key(
         check_action_actor("key.revoked", actor)
     if await _is_primary(redis, keys, project_id, key_id):
         raise ConflictError("the project's own key cannot be revoked, only rotated "
-                            "(POST /v1/keys/{key_id}:rotate)")
+                            "(`ratchet keys rotate --key-id …` or `ratchet projects rotate-key`; "
+                            "over the API POST /v1/keys/{key_id}:rotate)")
     d = await _scoped(redis, keys, project_id, key_id)
     await redis.hdel(keys.project_keys(project_id), key_id)  # dead (unlisted) first
     await redis.delete(keys.api_key(d["sha256"]))  # record second

@@ -221,8 +221,18 @@ def _why(v: Verdict) -> str:
                 f"{float(d.get('threshold_bits', v.threshold)):.1f}"
             )
         else:
-            parts.append(f"{r.source}: {d}")
+            parts.append(f"{r.source}: {_facts(d)}")
     return "; ".join(parts) or "no reason"
+
+
+def _facts(detail: Mapping[str, Any]) -> str:
+    """A guardrail reason in words: its rule, then its note if it has one, else its facts."""
+    rest = {k: v for k, v in detail.items() if k != "rule"}
+    rule = str(detail.get("rule", ""))
+    if "note" in rest:
+        return f"{rule} — {rest['note']}"
+    facts = ", ".join(f"{k}={str(v)[:60]}" for k, v in sorted(rest.items()))
+    return f"{rule} ({facts})" if facts else rule
 
 
 def false_cause(v: Verdict) -> str:

@@ -9,6 +9,7 @@ the same stack (started by ``tests/sdk/conftest.py``) through these credentials.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -132,8 +133,17 @@ def local_stack(redis_url: str, kafka_bootstrap: str, *, agent_id: str = "sdk-ag
             gateway.stop()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Start Redis, Tansu and the stack; print the credentials; stop on EOF or a signal."""
+    argparse.ArgumentParser(
+        prog="python -m ratchet.sandbox.stack",
+        description="A whole local Ratchet for trying a client out: redis-server, the Tansu "
+                    "broker, a gateway and a worker on free loopback ports, with one project and "
+                    "one agent. Prints one JSON line (url, api_key, project_id, agent_id, "
+                    "agent_secret, redis_url, key_prefix, topic_ingest) once the worker answers "
+                    "(about 30 s: it joins its consumer group), then runs until stdin closes or "
+                    "Ctrl-C, and stops everything it started. Not for production.",
+    ).parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

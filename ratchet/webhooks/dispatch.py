@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 #: Envelopes in hand (being delivered or retried) per dispatcher process before it stops
 #: fetching more.
 PENDING_MAX = 10_000
+#: Longest a stop waits for the consumer to leave its group, seconds (a LeaveGroup takes well
+#: under one; a join in progress would hold the stop for the broker's rebalance timeout).
+CONSUMER_STOP_TIMEOUT_S = 5.0
 
 
 def deliveries_for(
@@ -224,7 +227,15 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._in_hand.clear()
         if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
+            try:
+                await asyncio.wait_for(self.consumer.stop(), CONSUMER_STOP_TIMEOUT_S)
+            except TimeoutError:
+                # a group join in progress holds the stop until the broker answers it (up to
+                # the rebalance timeout): leave without it; the broker drops the member after
+                # the session timeout and the group's other members take its partitions
+                log.warning("webhook dispatcher: the consumer did not stop within %gs (a group "
+                            "join in progress); leaving without it", CONSUMER_STOP_TIMEOUT_S)
+            except Exception:  # stopping: nothing left to do about it
+                log.debug("webhook dispatcher: consumer stop failed", exc_info=True)
         if self.deliverer is not None:
             await self.deliverer.session.close()

@@ -47,6 +47,7 @@ async def test_baselines_reset_command(redis_url: str, key_prefix: str, redis_cl
     chain = engine.chain_of(ev)
     assert await redis_client.exists(keys.chain_keys(chain.tag).meta)
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    await redis_client.hset(keys.project("prj_c"), "name", "c")  # as `projects create` writes
     done = ratchet_cli(["baselines", "reset", "--project", "prj_c", "--agent", "bot",
                         "--service", "crm", "--operator", "alice"], env)
     assert done.returncode == 0, done.stderr

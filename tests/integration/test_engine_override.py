@@ -143,33 +143,48 @@ async def test_project_params_checks_the_version_once_per_refresh(redis_url: str
 
 async def test_overrides_cli_validates_stores_shows_and_deletes(redis_url: str, key_prefix: str,
                                                                 tmp_path: Path) -> None:
+    from ratchet.platform.provisioning import create_project
     from ratchet.store.keys import Keys
     from tests.integration.cli_support import ratchet_cli
 
     env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    setup = Redis.from_url(redis_url)
+    try:
+        p1, _ = await create_project(setup, Keys(key_prefix), "overrides")
+    finally:
+        await setup.aclose()
     bad = tmp_path / "bad.toml"
     bad.write_text("[engine]\nsigma_multipler = 2.5\n")
-    done = ratchet_cli(["overrides", "set", "--project", "p1", str(bad)], env)
+    done = ratchet_cli(["overrides", "set", "--project", p1, str(bad)], env)
     assert done.returncode == 2
     assert "engine.sigma_multipler is not a known engine parameter (did you mean " \
            "'sigma_multiplier'?)" in done.stderr
     good = tmp_path / "good.toml"
     good.write_text("[engine]\nsigma_multiplier = 2.5\nwindow = 12\nwindow_large = 18\n")
-    done = ratchet_cli(["overrides", "set", "--project", "p1", str(good), "--operator", "ana"],
+    done = ratchet_cli(["overrides", "set", "--project", p1, str(good), "--operator", "ana"],
                        env)
     assert done.returncode == 0, done.stderr
-    shown = ratchet_cli(["overrides", "show", "--project", "p1"], env)
+    # a mistyped project is refused before anything is written, reads included
+    for args in (["overrides", "set", "--project", p1 + "x", str(good)],
+                 ["overrides", "show", "--project", p1 + "x"],
+                 ["keys", "list", "--project", p1 + "x"],
+                 ["audit", "verify", "--project", p1 + "x"]):
+        refused = ratchet_cli(args, env)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert f"project {p1}x does not exist" in refused.stderr, refused.stderr
+        assert "ratchet projects list" in refused.stderr
+    shown = ratchet_cli(["overrides", "show", "--project", p1], env)
     assert "sigma_multiplier = 2.5\nwindow = 12\nwindow_large = 18\n" in shown.stdout
     redis = Redis.from_url(redis_url)
     try:
         keys = Keys(key_prefix)
-        stored = await load_override(redis, keys, "p1")
+        stored = await load_override(redis, keys, p1)
         assert stored.values == {"sigma_multiplier": 2.5, "window": 12, "window_large": 18}
         assert stored.updated_by == "operator:ana"
-        assert ratchet_cli(["overrides", "delete", "--project", "p1"], env).returncode == 0
-        assert (await load_override(redis, keys, "p1")).values == {}
+        assert ratchet_cli(["overrides", "delete", "--project", p1], env).returncode == 0
+        assert (await load_override(redis, keys, p1)).values == {}
         audit = AuditLog(redis, keys, Settings(key_prefix=key_prefix))
-        assert [e.action for e in (await audit.page("p1")).entries] == [
+        assert [e.action for e in (await audit.page(p1)).entries] == [
             "engine.override_replaced", "engine.override_deleted"]
     finally:
         await redis.aclose()

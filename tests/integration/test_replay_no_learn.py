@@ -92,3 +92,27 @@ def _check_no_learn(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
     doc = orjson.loads(summary.read_bytes())
     assert doc["seeded_from"] == key_prefix and doc["namespace"] != key_prefix
     assert f"no-learn: read {key_prefix}" in proc.stderr
+
+
+def test_keep_names_the_kept_namespace_and_needs_a_redis(tmp_path: Path, redis_url: str) -> None:
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(_jsonl(generate(agents=2, runs_per_agent=3, warmup_runs=1, seed=5)))
+    env = {k: v for k, v in worker_env().items() if k != "RATCHET_REDIS_URL"}
+    base = [sys.executable, "-m", "ratchet", "replay", "--input", str(src), "--output",
+            str(tmp_path / "out.jsonl"), "--quiet", "--keep"]
+    refused = subprocess.run(base, check=False, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--keep needs --redis-url" in refused.stderr
+    kept = subprocess.run([*base, "--redis-url", redis_url], check=False, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert kept.returncode == 0, kept.stderr
+    namespace = kept.stderr.split("kept namespace: ", 1)[1].split()[0]
+
+    async def count() -> int:
+        client = Redis.from_url(redis_url)
+        try:
+            return len([k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)])
+        finally:
+            await client.aclose()
+
+    assert namespace.startswith("replay:") and asyncio.run(count()) > 0

@@ -282,9 +282,13 @@ async def own_register(w: World) -> None:
 
 
 async def cross_register(w: World) -> None:
-    # registering B's agent id in A creates A's own agent; B's agent is not touched
+    # naming B's project in the body is refused (no such field: the key decides the project)
     got = await call(w, "POST", "/v1/agents", key=w.a.api_key,
                      json={"agent_id": w.b.agent_id, "project_id": w.b.project_id})
+    assert got.status == 400 and got.body["field"] == "project_id"
+    assert await agent_secret(w.gw.redis, w.gw.keys, w.b.project_id, w.b.agent_id) == w.b.secret
+    # registering B's agent id in A creates A's own agent; B's agent is not touched
+    got = await call(w, "POST", "/v1/agents", key=w.a.api_key, json={"agent_id": w.b.agent_id})
     assert got.status == 201 and got.body["agent_secret"] != w.b.secret
     assert await agent_secret(w.gw.redis, w.gw.keys, w.a.project_id, w.b.agent_id) == \
         got.body["agent_secret"]

@@ -208,7 +208,7 @@ def test_tune_without_numpy_says_how_to_install(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2
-    assert "pip install 'ratchet[tune]'" in done.stderr
+    assert "pip install 'ratchet-firewall[tune]'" in done.stderr
 
 
 async def test_tune_labels_from_approvals_and_apply_sets_an_audited_override(
@@ -230,6 +230,7 @@ async def test_tune_labels_from_approvals_and_apply_sets_an_audited_override(
     redis = Redis.from_url(redis_url)
     try:
         store = VerdictStore(redis, keys)
+        await redis.hset(keys.project("demo"), "name", "demo")  # as `projects create` writes
         for event_id, decision in [(e, "reject") for e in rejected] + [
                 (e, "approve") for e in approved]:
             await redis.zadd(keys.paused("demo"), {event_id: 1.0})  # as a paused verdict is

@@ -331,6 +331,52 @@ async def test_dispatch_command_delivers_serves_metrics_and_stops_on_sigterm(
     assert code == 0
 
 
+@pytest.mark.kafka
+async def test_dispatch_command_stopped_while_joining_its_group_exits_promptly(
+    redis_url: str, kafka_bootstrap: str, key_prefix: str,
+) -> None:
+    """A second dispatcher stopped during its group join (the broker holds the join until the
+    group rebalanced, up to its rebalance timeout) used to wait for the join to finish — 25 s
+    on Tansu, 100 s in a report — before it exited; now the stop ends the join and the
+    consumer's stop is bounded (5 s)."""
+    topic = f"{key_prefix}-verdicts"
+    await ensure_topics(kafka_bootstrap, [topic], 4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    env.update({
+        "RATCHET_REDIS_URL": redis_url, "RATCHET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "RATCHET_KEY_PREFIX": key_prefix, "RATCHET_TOPIC_VERDICTS": topic,
+        "RATCHET_WEBHOOK_GROUP": f"{key_prefix}-join",
+    })
+    argv = (sys.executable, "-m", "ratchet", "webhooks", "dispatch", "--metrics-port", "0")
+    first = await asyncio.create_subprocess_exec(*argv, env=env, stderr=asyncio.subprocess.PIPE)
+    second = None
+    try:
+        assert first.stderr is not None
+        deadline = time.monotonic() + 60
+        while b"Setting newly assigned partitions" not in await first.stderr.readline():
+            assert time.monotonic() < deadline, "the first dispatcher never joined"
+        second = await asyncio.create_subprocess_exec(*argv, env=env,
+                                                      stderr=asyncio.subprocess.PIPE)
+        assert second.stderr is not None
+        while b"joining group" not in (await second.stderr.readline()).lower():
+            assert time.monotonic() < deadline, "the second dispatcher never started its join"
+        await asyncio.sleep(1.0)
+        second.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = await asyncio.wait_for(second.wait(), 60)
+        took = time.monotonic() - started
+        assert code == 0 and took < 15, (code, took)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
 async def test_one_projects_failures_never_open_anothers_breaker(
     receiver: Receiver, redis_client: Redis, keys: Keys
 ) -> None:

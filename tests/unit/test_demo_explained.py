@@ -6,7 +6,13 @@ from models.explain import explain
 from models.labels import NodeLabel
 from models.params import EngineParams
 from models.verdict import Edge, Reason, Verdict
-from ratchet.sandbox.demo_report import DemoReport, SentEvent, build_report, pick_to_explain
+from ratchet.sandbox.demo_report import (
+    DemoReport,
+    SentEvent,
+    _why,
+    build_report,
+    pick_to_explain,
+)
 
 
 def _v(eid: str, action: str, reasons: tuple[Reason, ...] = (), error: str | None = None,
@@ -75,3 +81,13 @@ def test_summary_on_an_external_redis_names_the_prefix_to_export() -> None:
     assert lines[at + 1:at + 3] == ["  ratchet explain e3 --project demo",
                                     "  ratchet baselines list --project demo"]
     assert rep.as_dict()["key_prefix"] == "demo1a2b3c4d"
+
+
+def test_guardrail_reasons_are_written_in_words_not_as_python_dicts() -> None:
+    v = Verdict("e", "a", "r", "c", "locked", True, 19.9, 12.0, Edge("x", "y", 0, 0, 0), "pause",
+                (Reason("guardrail:order", "pause", {"rule": "order.unseen", "from": "(start)",
+                                                     "note": "no run started with this call"}),
+                 Reason("guardrail:pii", "flag", {"rule": "pii.email", "paths": ["to"]})), 1.0)
+    assert _why(v) == ("guardrail:order: order.unseen — no run started with this call; "
+                       "guardrail:pii: pii.email (paths=['to'])")
+    assert "{" not in _why(v)

@@ -196,7 +196,8 @@ def test_the_webhook_dispatcher_runs_with_its_own_group_and_reachable_metrics(
     svcs = services(compose)
     hooks = settings_of(svcs["webhooks"])
     assert hooks.webhook_group != settings_of(svcs["worker"]).worker_id
-    assert hooks.gateway_host == "0.0.0.0"  # the dispatcher's metrics server binds this address
+    assert hooks.metrics_host == "0.0.0.0"  # the dispatcher's metrics server binds this address
+    assert settings_of(svcs["worker"]).metrics_host == "0.0.0.0"  # and the worker's
     assert svcs["webhooks"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "webhooks" in svcs["prometheus"]["depends_on"]
 

@@ -111,6 +111,7 @@ def test_settings_objects_hold_only_real_settings_with_valid_values(docs: list[D
     assert s.redis_url and s.kafka_bootstrap
     assert s.redis_cluster, "production runs Redis Cluster"
     assert s.gateway_host == "0.0.0.0"
+    assert s.metrics_host == "0.0.0.0", "Prometheus scrapes worker and dispatcher pods"
     assert s.gateway_port == Settings().gateway_port
     assert s.worker_web_port == Settings().worker_web_port
     assert "RATCHET_WORKER_ID" in env, "all worker pods must share one consumer group id"

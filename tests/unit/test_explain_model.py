@@ -108,3 +108,23 @@ def test_an_engine_error_is_never_called_a_detection(action: str, kind: str) -> 
     v = _verdict(action=action, anomalous=False, reasons=(), error="internal error: KeyError")
     text = render_text(explain(v, {}, {}, EngineParams()))
     assert "NOT A DETECTION" in text and kind in text and "decided by" not in text
+
+
+def test_a_chain_that_enforces_nothing_is_not_credited_with_the_verdict() -> None:
+    """A shadow chain finds a repeat anomalous (its own action allow) while the loop guardrail
+    pauses: the verdict is the guardrail's, and a score under the threshold is not called
+    anomalous by the threshold."""
+    v = _verdict(mode="shadow", score=-1.4e-06, reasons=(
+        Reason("markov", "allow", {"p": 1.0, "repeats": 9, "repeat_limit": 5,
+                                   "threshold_from": "floor"}),
+        Reason("guardrail:loop", "pause", {"rule": "loop.same_node"})))
+    e = explain(v, {}, {}, EngineParams())
+    assert e.markov_action == "allow" and e.to_dict()["markov_action"] == "allow"
+    text = render_text(e)
+    assert "verdict: PAUSE — decided by guardrail loop.same_node; the Markov chain found it " \
+           "anomalous but enforces nothing in shadow" in text
+    assert "→ 0.00 bits;" in text and "-0.00" not in text
+    assert "under it, but ANOMALOUS (see the notes)" in text
+    assert "repeats of this action back to back: 9" in text
+    # a locked chain that acts is credited, as before
+    assert "decided by the Markov chain" in render_text(explain(_verdict(), {}, {}, EngineParams()))

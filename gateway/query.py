@@ -19,9 +19,10 @@ from models.sanitize import shown
 __all__ = ["QUERY_NAMES", "SINGLE_HEADERS", "QueryNames", "check_query", "check_single_headers",
            "query_names"]
 
-#: Headers that carry one value: a second one is refused (400), not silently ignored.
+#: Headers that carry one value: a second one is refused (400), not silently ignored. (Two
+#: ``X-Trace-Id`` headers are not refused: the request gets a new trace id, as for a bad one.)
 SINGLE_HEADERS = ("Authorization", "X-Ratchet-Timestamp", "X-Ratchet-Signature",
-                  "Idempotency-Key", "Last-Event-ID", "X-Trace-Id")
+                  "Idempotency-Key", "Last-Event-ID")
 
 #: (method, route as aiohttp names it) → the query parameter names it takes.
 QueryNames = Mapping[tuple[str, str], frozenset[str]]

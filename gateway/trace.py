@@ -28,6 +28,8 @@ def choose_trace_id(header: str | None) -> str:
 def trace_id_of(request: web.Request) -> str:
     value = request.get(_KEY)
     if not isinstance(value, str):
-        value = choose_trace_id(request.headers.get(TRACE_ID_HEADER))
+        given = request.headers.getall(TRACE_ID_HEADER, ())
+        # two trace ids (a client's and a proxy's) name no one trace: a new one, as for a bad one
+        value = choose_trace_id(given[0] if len(given) == 1 else None)
         request[_KEY] = value
     return value

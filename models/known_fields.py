@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from models.errors import ValidationError
-from models.sanitize import clean_text, shown
+from models.sanitize import clean_name, shown
 
 __all__ = ["did_you_mean", "refuse_unknown_fields"]
 
@@ -42,5 +42,5 @@ def refuse_unknown_fields(body: Mapping[str, Any], known: Collection[str],
     raise ValidationError(
         f"unknown field {shown(name)}{did_you_mean(name, known)}; "
         f"known fields: {', '.join(sorted(known))}",
-        path + clean_text(name, 64),
+        path + clean_name(name),
     )

@@ -23,6 +23,7 @@ from typing import Any
 from models import toml_text
 from models.errors import ConfigError, ValidationError
 from models.params import EngineParams, coerce_param, params_from_mapping
+from models.sanitize import clean_name
 
 __all__ = ["OVERRIDE_LIMITS", "THRESHOLD_KEYS", "apply_override", "override_toml", "parse_override",
            "parse_override_toml"]
@@ -79,7 +80,7 @@ def parse_override(values: Mapping[str, Any]) -> dict[str, Any]:
         try:
             out[key] = coerce_param(key, values[key], defaults)
         except ConfigError as exc:
-            raise ValidationError(str(exc), f"engine.{key}") from None
+            raise ValidationError(str(exc), f"engine.{clean_name(str(key))}") from None
         low, high = OVERRIDE_LIMITS.get(key, (None, None))
         if low is not None and high is not None and not low <= out[key] <= high:
             raise ValidationError(
@@ -105,7 +106,7 @@ def parse_override_toml(text: str) -> dict[str, Any]:
         if key != "engine":
             where = "outside any table; parameters go under [engine]" if key in names else \
                 "not a known table; the override has one table, [engine]"
-            raise ValidationError(f"{key} is {where}", key)
+            raise ValidationError(f"{clean_name(key)} is {where}", clean_name(key))
     table = doc.get("engine", {})
     if not isinstance(table, dict):
         raise ValidationError("[engine] must be a table", "engine")

@@ -25,6 +25,7 @@ from models import toml_text
 from models.errors import ConfigError, ValidationError
 from models.escape import ESCAPE_RULES
 from models.known_fields import did_you_mean
+from models.sanitize import clean_name, shown
 
 __all__ = [
     "ACTION_CODES",
@@ -303,7 +304,8 @@ def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
     base = base or EngineParams()
     known = {f.name for f in dataclasses.fields(EngineParams)}
     if name not in known:
-        raise ConfigError(f"engine.{name} is not a known engine parameter{did_you_mean(name, known)}")
+        raise ConfigError(f"engine.{clean_name(name)} is not a known engine parameter"
+                          f"{did_you_mean(name, known)}")
     current = getattr(base, name)
     try:
         if isinstance(current, bool):
@@ -318,14 +320,14 @@ def coerce_param(name: str, raw: Any, base: EngineParams | None = None) -> Any:
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise TypeError
             if not math.isfinite(raw):
-                raise ConfigError(f"engine.{name} must be a finite number, got {raw!r}")
+                raise ConfigError(f"engine.{name} must be a finite number, got {shown(raw)}")
             return float(raw)
         if not isinstance(raw, str):
             raise TypeError
         return raw
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"engine.{name} must be {_TYPE_NAMES[type(current)]}, got {raw!r}"
+            f"engine.{name} must be {_TYPE_NAMES[type(current)]}, got {shown(raw)}"
         ) from None
 
 

@@ -114,11 +114,9 @@ def attach_agents(
     @app.task  # type: ignore[untyped-decorator]
     async def _log_ready() -> None:
         await asyncio.sleep(0)
-        log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s; joining consumer "
-                 "group %s (a first start waits for the group to settle, up to "
-                 "RATCHET_BROKER_REBALANCE_TIMEOUT_S=%gs): events are decided once it joined",
+        log.info("ratchet worker %s ready: ingest=%s verdicts=%s feedback=%s",
                  settings.worker_id, settings.topic_ingest, settings.topic_verdicts,
-                 settings.topic_feedback, settings.worker_id, settings.broker_rebalance_timeout_s)
+                 settings.topic_feedback)
         await runtime.check_redis(log)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]

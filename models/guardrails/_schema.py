@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from models.errors import ValidationError
 from models.known_fields import did_you_mean
+from models.sanitize import clean_name, shown
 
 __all__ = [
     "GUARD_ACTIONS",
@@ -62,7 +63,7 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:37] + "...")
+        return shown(value)  # cleaned of markup and control characters, cut to 40
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, Mapping):
@@ -76,10 +77,11 @@ def check_keys(table: Mapping[str, Any], allowed: Collection[str], path: str) ->
     """Unknown keys are errors: a typo must never silently disable a rule."""
     for key in table:
         if key not in allowed:
+            name = join(path, clean_name(str(key)))  # the key is the client's text
             raise ValidationError(
-                f"{join(path, str(key))} is not a known key{did_you_mean(str(key), allowed)}; "
+                f"{name} is not a known key{did_you_mean(str(key), allowed)}; "
                 f"allowed: {', '.join(sorted(allowed))}",
-                join(path, str(key)),
+                name,
             )
 
 

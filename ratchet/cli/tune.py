@@ -31,6 +31,7 @@ from models.events import IngestEvent
 from models.params import EngineParams, load_params
 from models.scoring import score
 from models.verdict import Verdict
+from ratchet.cli.connect import require_project
 from ratchet.cli.replay import load_policy_file, replay_redis
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, get_settings
@@ -117,7 +118,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="store the recommended setting as --project's engine override "
                    "(audited; workers pick it up without a restart)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=_main)
+    # --project matters only with --apply / --labels-from-approvals: checked there, after the
+    # command's own argument checks
+    p.set_defaults(func=_main, project_must_exist=False)
 
 
 def _paragraphs(text: str) -> str:
@@ -291,6 +294,8 @@ def _main(args: argparse.Namespace) -> int:
     if (args.labels_from_approvals or args.apply) and not stored_url:
         raise ConfigError("--labels-from-approvals and --apply need --redis-url or "
                           "RATCHET_REDIS_URL (the deployment's Redis)")
+    if (args.labels_from_approvals or args.apply) and args.project and stored_url:
+        asyncio.run(require_project(settings, args.project, stored_url))
     total = sum(1 for line in src.open("rb") if line.strip())
     err = sys.stderr
     with replay_redis(stored_url, settings) as (url, settings):

@@ -111,6 +111,10 @@ def run_worker(settings: Settings, *, loglevel: str | None = None, quiet: bool =
     # debug call of aiokafka and Faust builds a LogRecord: ~5% of a worker's CPU (measured with
     # py-spy). Without it the root logger keeps the configured level.
     worker.spinner = None
+    log.info("ratchet worker %s starting: joining consumer group %s (a first start waits for the "
+             "group to settle, up to RATCHET_BROKER_REBALANCE_TIMEOUT_S=%gs); events are decided "
+             "once it logs 'joined consumer group'", settings.worker_id, settings.worker_id,
+             settings.broker_rebalance_timeout_s)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

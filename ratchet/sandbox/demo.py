@@ -282,8 +282,9 @@ async def _drive(
 
 
 def _metrics_url(settings: Settings, process: str) -> str:
-    port = settings.gateway_port if process == "gateway" else settings.worker_web_port
-    return f"http://{settings.gateway_host}:{port}/metrics"
+    if process == "gateway":
+        return f"http://{settings.gateway_host}:{settings.gateway_port}/metrics"
+    return f"http://{settings.metrics_host}:{settings.worker_web_port}/metrics"
 
 
 async def _scrape_worker(settings: Settings) -> dict[str, Any]:
@@ -322,6 +323,7 @@ def run_demo(opts: DemoOptions, settings: Settings | None = None,
         stack.callback(signal.signal, signal.SIGTERM, previous)
         changes: dict[str, Any] = {
             "gateway_host": "127.0.0.1",
+            "metrics_host": "127.0.0.1",
             "gateway_port": free_port(),
             "worker_id": f"ratchet-demo-{suffix}",
             # the worker serves /metrics like in production; the demo prints where

@@ -235,6 +235,12 @@ class WebhookDispatcher:
                 # the session timeout and the group's other members take its partitions
                 log.warning("webhook dispatcher: the consumer did not stop within %gs (a group "
                             "join in progress); leaving without it", CONSUMER_STOP_TIMEOUT_S)
+                # the cancelled stop left its fetcher and connections open: close them
+                for part in ("_fetcher", "_client"):  # aiokafka's own parts of the consumer
+                    close = getattr(getattr(self.consumer, part, None), "close", None)
+                    if close is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(close(), 2.0)
             except Exception:  # stopping: nothing left to do about it
                 log.debug("webhook dispatcher: consumer stop failed", exc_info=True)
         if self.deliverer is not None:

@@ -147,3 +147,14 @@ async def test_an_approvals_cursor_must_be_one_the_api_wrote(
         assert status == 400 and body["field"] == "cursor", (cursor, body)
     status, body = await _call(http, gateway, tenant, "GET", "/v1/approvals?cursor=1.0:x")
     assert status == 200, body
+
+
+async def test_two_trace_ids_get_a_new_one_not_a_refusal(
+        http: aiohttp.ClientSession, gateway: Gateway, tenant: Tenant) -> None:
+    hdrs = [("Authorization", f"Bearer {tenant.api_key}"), ("X-Trace-Id", "client-trace-01"),
+            ("X-Trace-Id", "proxy-trace-0002")]
+    async with http.get(gateway.url + "/v1/approvals", headers=hdrs) as resp:
+        assert resp.status == 200
+        assert resp.headers["X-Trace-Id"] not in ("client-trace-01", "proxy-trace-0002")
+    async with http.get(gateway.url + "/v1/approvals", headers=hdrs[:2]) as resp:
+        assert resp.status == 200 and resp.headers["X-Trace-Id"] == "client-trace-01"

@@ -199,9 +199,13 @@ class RatchetClient:
 
     async def decide(
         self, event_id: str, decision: str, reason: str = "", *,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, similar: bool = False,
     ) -> Answer:
+        """``POST /v1/approvals/{id}``; ``similar``: also every paused event like this one."""
+        body: dict[str, Any] = {"decision": decision, "reason": reason}
+        if similar:
+            body["similar"] = True
         return await self._call(
-            "POST", f"/v1/approvals/{quote(event_id, safe='')}", json={"decision": decision, "reason": reason},
+            "POST", f"/v1/approvals/{quote(event_id, safe='')}", json=body,
             headers=self._idempotency(idempotency_key),
         )

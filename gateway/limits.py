@@ -62,10 +62,6 @@ API_PROJECT: web.RequestKey[str] = web.RequestKey("ratchet_api_project", str)
 API_KIND: web.RequestKey[str] = web.RequestKey("ratchet_api_kind", str)
 #: CPU seconds an API call's handler measured for work its bytes do not show (:func:`charged_work`).
 API_WORK_S: web.RequestKey[float] = web.RequestKey("ratchet_api_work_s", float)
-#: Bytes a handler read from Redis on the caller's behalf without returning them (the paused
-#: events a similar decision looked through): charged as if they were returned, the same as
-#: listing them page by page would have cost.
-API_READ_BYTES: web.RequestKey[int] = web.RequestKey("ratchet_api_read_bytes", int)
 #: The project whose count of API calls in flight this call holds (:func:`take_api`).
 API_IN_FLIGHT: web.RequestKey[str] = web.RequestKey("ratchet_api_in_flight", str)
 

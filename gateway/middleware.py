@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 
 from gateway.body import CLOSE_AFTER, BodyTooLarge
 from gateway.ingest import error_body
-from gateway.limits import API_PROJECT, API_READ_BYTES, DECISION, charge_api, end_api
+from gateway.limits import API_PROJECT, DECISION, charge_api, end_api
 from gateway.metrics import GATEWAY_ERRORS, HTTP_DURATION, HTTP_REQUESTS
 from gateway.query import QUERY_NAMES, check_query, check_single_headers
 from gateway.state import state_of
@@ -129,8 +129,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         # the rest of an API call's tokens, by its size (a stream charges as it writes; a body
         # refused for its size was not read)
         read = (request.content_length or 0) if resp.status != 413 else 0
-        await charge_api(request, read,
-                         (resp.content_length or 0) + request.get(API_READ_BYTES, 0))
+        await charge_api(request, read, resp.content_length or 0)
     if not resp.prepared:  # a stream (server-sent events) sent its headers already
         resp.headers[TRACE_ID_HEADER] = trace_id
         if request.get(CLOSE_AFTER):

@@ -219,22 +219,14 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "object", "additionalProperties": False,
             "required": ["decision"],
             "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
-                           "reason": {"type": ["string", "null"], "maxLength": 1000},
-                           "similar": {"type": "boolean", "description": "Also decide, with "
-                                       "the same decision and reason, every paused event of "
-                                       "the project like this one: the same agent, chain and "
-                                       "call, held for the same reasons (at most 500, found "
-                                       "among the 5,000 oldest paused events)."}},
+                           "reason": {"type": ["string", "null"], "maxLength": 1000}},
         },
         "DecisionResponse": {
             "type": "object",
             "required": ["event_id", "decision", "status", "trace_id"],
             "properties": {"event_id": {"type": "string"},
                            "decision": {"type": "string", "enum": ["approve", "reject"]},
-                           "status": {"const": "recorded"}, "trace_id": {"type": "string"},
-                           "similar": {"type": "array", "items": {"type": "string"},
-                                       "description": "With similar=true: the other events "
-                                       "decided, oldest first."}},
+                           "status": {"const": "recorded"}, "trace_id": {"type": "string"}},
         },
         "WhoAmI": {
             "type": "object",

@@ -16,9 +16,7 @@ from gateway.auth import Caller, authenticate
 from gateway.body import int_query, read_json
 from gateway.holds import held_requests
 from gateway.idempotency import idempotent
-from gateway.limits import API_READ_BYTES
 from gateway.publisher import Message
-from gateway.similar import similar_paused
 from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
@@ -39,8 +37,6 @@ routes = web.RouteTableDef()
 
 DECISIONS = ("approve", "reject")
 AUDIT_ACTIONS = {"approve": "approval.approved", "reject": "approval.rejected"}
-#: Similar events taken out of the paused index concurrently, at most (one connection each).
-_RESOLVE_AT_ONCE = 16
 MAX_REASON_CHARS = 1000
 
 
@@ -143,13 +139,10 @@ async def list_approvals(request: web.Request) -> web.Response:
     return web.json_response({"items": page.verdicts, "next_cursor": page.next_cursor})
 
 
-def _decision(body: Any) -> tuple[str, str, bool]:
+def _decision(body: Any) -> tuple[str, str]:
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"decision\": ...}", None)
-    refuse_unknown_fields(body, ("decision", "reason", "similar"))
-    similar = body.get("similar", False)
-    if not isinstance(similar, bool):
-        raise ValidationError("similar must be true or false", "similar")
+    refuse_unknown_fields(body, ("decision", "reason"))
     decision = body.get("decision")
     if decision not in DECISIONS:
         raise ValidationError("decision must be \"approve\" or \"reject\"", "decision")
@@ -159,8 +152,7 @@ def _decision(body: Any) -> tuple[str, str, bool]:
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise ValidationError(f"reason must be a string of at most {MAX_REASON_CHARS} characters",
                               "reason")
-    # shown to humans later: no markup, no controls
-    return str(decision), clean_text(reason), similar
+    return str(decision), clean_text(reason)  # shown to humans later: no markup, no controls
 
 
 @routes.post("/v1/approvals/{event_id:[^/]+}")
@@ -174,53 +166,36 @@ async def decide(request: web.Request) -> web.Response:
 
 async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> web.Response:
     event_id = _event_id(request)
-    decision, reason, similar = _decision(
-        await read_json(request, state.settings.max_admin_body_bytes))
+    decision, reason = _decision(await read_json(request, state.settings.max_admin_body_bytes))
     verdict = await state.store.get(caller.project_id, event_id)
     if verdict is None:
         raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")
     now = time.time()
-    approval = Approval(decision, reason, caller.actor, now)
-    ttl_s = state.settings.verdict_ttl_s
-    outcome, score = await state.store.resolve(caller.project_id, event_id, approval, ttl_s)
+    actor = caller.actor
+    outcome, score = await state.store.resolve(
+        caller.project_id, event_id, Approval(decision, reason, actor, now),
+        state.settings.verdict_ttl_s,
+    )
     if outcome is Resolution.NOT_PAUSED:
         raise NotFoundError(f"event {event_id} is not paused")
     if outcome is Resolution.ALREADY_DECIDED:
         raise ConflictError(f"event {event_id} was already approved or rejected")
-    decided = [(event_id, score, str(verdict.get("agent_id", "")))]
-    if similar:  # each taken out of the index as the named one was; one decided meanwhile: left
-        others, read_bytes = await similar_paused(state.store, caller.project_id, verdict)
-        request[API_READ_BYTES] = request.get(API_READ_BYTES, 0) + read_bytes
-        for i in range(0, len(others), _RESOLVE_AT_ONCE):  # few connections of the shared pool
-            chunk = others[i:i + _RESOLVE_AT_ONCE]
-            results = await asyncio.gather(*(
-                state.store.resolve(caller.project_id, other, approval, ttl_s) for other in chunk))
-            decided += [(other, other_score, str(verdict.get("agent_id", "")))
-                        for other, (got, other_score) in zip(chunk, results, strict=True)
-                        if got is Resolution.RESOLVED]
     trace_id = trace_id_of(request)
-    messages = [
-        Message(state.settings.topic_feedback, agent_key(caller.project_id, agent),
-                encode_feedback(FeedbackMessage(caller.project_id, eid, decision, reason,
-                                                caller.actor, trace_id, now)), trace_id)
-        for eid, _, agent in decided
-    ]
+    msg = FeedbackMessage(caller.project_id, event_id, decision, reason, actor, trace_id, now)
+    key = agent_key(caller.project_id, str(verdict.get("agent_id", "")))
     try:
-        await state.publisher.publish(messages)
+        await state.publisher.publish(
+            [Message(state.settings.topic_feedback, key, encode_feedback(msg), trace_id)]
+        )
     except Exception:
-        # the decisions could not reach the workers: leave the events paused so a retry works
-        for eid, was, _ in decided:
-            await state.store.unresolve(caller.project_id, eid, was)
+        # the decision could not reach the workers: leave the event paused so a retry works
+        await state.store.unresolve(caller.project_id, event_id, score)
         raise
-    for eid, _, agent in decided:
-        details = {"agent_id": agent, "reason": reason, "trace_id": trace_id,
-                   "key_id": caller.key_id, "key_role": caller.role}
-        if eid != event_id:
-            details["like"] = event_id  # decided as similar to the named event
-        await state.audit.append(caller.project_id, AUDIT_ACTIONS[decision], caller.actor,
-                                 f"event:{eid}", details)
-    body: dict[str, Any] = {"event_id": event_id, "decision": decision, "status": "recorded",
-                            "trace_id": trace_id}
-    if similar:
-        body["similar"] = [eid for eid, _, _ in decided[1:]]
-    return web.json_response(body)
+    await state.audit.append(
+        caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",
+        {"agent_id": str(verdict.get("agent_id", "")), "reason": reason, "trace_id": trace_id,
+         "key_id": caller.key_id, "key_role": caller.role},
+    )
+    return web.json_response(
+        {"event_id": event_id, "decision": decision, "status": "recorded", "trace_id": trace_id}
+    )

@@ -199,13 +199,9 @@ class RatchetClient:
 
     async def decide(
         self, event_id: str, decision: str, reason: str = "", *,
-        idempotency_key: str | None = None, similar: bool = False,
+        idempotency_key: str | None = None,
     ) -> Answer:
-        """``POST /v1/approvals/{id}``; ``similar``: also every paused event like this one."""
-        body: dict[str, Any] = {"decision": decision, "reason": reason}
-        if similar:
-            body["similar"] = True
         return await self._call(
-            "POST", f"/v1/approvals/{quote(event_id, safe='')}", json=body,
+            "POST", f"/v1/approvals/{quote(event_id, safe='')}", json={"decision": decision, "reason": reason},
             headers=self._idempotency(idempotency_key),
         )

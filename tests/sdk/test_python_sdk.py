@@ -341,17 +341,3 @@ def test_retry_policy() -> None:
         conn = core.retry_delay(attempt, None, None)
         assert conn is not None and 0 <= conn <= 0.2 * 2 ** attempt
     assert core.retry_delay(3, 503, h({})) is None and core.retry_delay(3, None, None) is None
-
-
-def test_a_similar_decision_is_asked_only_when_wanted() -> None:
-    """``resolve(..., similar=True)`` sends ``"similar": true``; without it the body is as it
-    always was (no server needed)."""
-    from ratchet_client._core import Config, Core
-
-    core = Core(Config("http://gw", "rk", "a", "s"))
-    plain = json.loads(core.resolve_request("e 1", "approve", "ok").body or b"{}")
-    assert plain == {"decision": "approve", "reason": "ok"}
-    similar = core.resolve_request("e 1", "reject", "", similar=True)
-    assert similar.path == "/v1/approvals/e%201"
-    assert json.loads(similar.body or b"{}") == {"decision": "reject", "reason": "",
-                                                 "similar": True}

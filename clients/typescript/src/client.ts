@@ -306,15 +306,10 @@ export class RatchetClient {
   }
 
   // --- approvals (admin) ----------------------------------------------------------------------
-  /** Approve or reject a paused event; `{ similar: true }`: and every paused event like it (the
-   * same agent, chain and call, held for the same reasons; their ids come back in `similar`). */
-  async resolve(eventId: string, decision: "approve" | "reject", reason = "",
-                options: { similar?: boolean } = {}): Promise<Record<string, unknown>> {
-    const body: Record<string, unknown> = { decision, reason };
-    if (options.similar) body.similar = true;
+  async resolve(eventId: string, decision: "approve" | "reject", reason = ""): Promise<Record<string, unknown>> {
     return this.call({
       method: "POST", path: `/v1/approvals/${encodeURIComponent(eventId)}`, headers: this.headers(),
-      body: JSON.stringify(body),
+      body: JSON.stringify({ decision, reason }),
     });
   }
 

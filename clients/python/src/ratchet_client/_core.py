@@ -140,16 +140,10 @@ class Core:
         params = {"wait_ms": str(wait)} if wait > 0 else {}
         return Request("GET", f"/v1/verdicts/{_quote(event_id)}", self.headers(), params)
 
-    def resolve_request(self, event_id: str, decision: str, reason: str,
-                        similar: bool = False) -> Request:
-        """``POST /v1/approvals/{event_id}``: approve or reject a paused event (``similar``: and
-        every paused event like it — the same agent, chain and call, held for the same
-        reasons; their ids come back in ``similar``)."""
-        body: dict[str, Any] = {"decision": decision, "reason": reason}
-        if similar:
-            body["similar"] = True
+    def resolve_request(self, event_id: str, decision: str, reason: str) -> Request:
+        """``POST /v1/approvals/{event_id}``: approve or reject a paused event."""
         return Request("POST", f"/v1/approvals/{_quote(event_id)}", self.headers(),
-                       body=_json_bytes(body))
+                       body=_json_bytes({"decision": decision, "reason": reason}))
 
     # --- answers ------------------------------------------------------------------------------
     @staticmethod

@@ -193,9 +193,8 @@ class AsyncClient:
             raise ApprovalTimeout(f"event {event_id} is still paused", event_id=event_id)
         raise DecisionTimeout(f"no verdict for event {event_id} yet", event_id=event_id)
 
-    async def resolve(self, event_id: str, decision: str, reason: str = "", *,
-                      similar: bool = False) -> dict[str, Any]:
-        req = self._core.resolve_request(event_id, decision, reason, similar)
+    async def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+        req = self._core.resolve_request(event_id, decision, reason)
         return dict(await self._call(req))
 
     async def pending(self, limit: int = 100) -> list[Verdict]:

@@ -225,11 +225,9 @@ class Client:
         raise DecisionTimeout(f"no verdict for event {event_id} yet", event_id=event_id)
 
     # --- approvals (admin) --------------------------------------------------------------------
-    def resolve(self, event_id: str, decision: str, reason: str = "", *,
-                similar: bool = False) -> dict[str, Any]:
-        """Approve or reject a paused event (``decision``: ``approve`` | ``reject``);
-        ``similar=True``: and every paused event like it (ids in the answer's ``similar``)."""
-        req = self._core.resolve_request(event_id, decision, reason, similar)
+    def resolve(self, event_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+        """Approve or reject a paused event (``decision``: ``approve`` | ``reject``)."""
+        req = self._core.resolve_request(event_id, decision, reason)
         return dict(self._call(req))
 
     def pending(self, limit: int = 100) -> list[Verdict]:

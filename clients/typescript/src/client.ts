@@ -37,6 +37,9 @@ export interface ClientOptions {
   maxWaitMs?: number;
   /** A fetch implementation (default: the global one of Node >= 18). */
   fetch?: typeof fetch;
+  /** Called with the error of every queued event that failed (send/sendMany): a promise
+   * nobody awaits no longer goes unnoticed, and never crashes the process. */
+  onError?: (err: RatchetError) => void;
 }
 
 interface Req {
@@ -70,7 +73,8 @@ export interface CheckpointOptions {
 }
 
 export class RatchetClient {
-  private readonly o: Required<Omit<ClientOptions, "projectId" | "fetch">>;
+  private readonly o: Required<Omit<ClientOptions, "projectId" | "fetch" | "onError">> &
+    Pick<ClientOptions, "onError">;
   private project: string | undefined;
   private readonly fetchImpl: typeof fetch;
   private queue: Pending[] = [];
@@ -86,7 +90,7 @@ export class RatchetClient {
       backoffMs: options.backoffMs ?? 200, backoffMaxMs: options.backoffMaxMs ?? 5000,
       maxRetryAfterS: options.maxRetryAfterS ?? 30, batchSize: options.batchSize ?? 100,
       lingerMs: options.lingerMs ?? 50, pollIntervalMs: options.pollIntervalMs ?? 250,
-      maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS,
+      maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS, onError: options.onError,
     };
     if (this.o.batchSize < 1 || this.o.batchSize > 1000) throw new RangeError("batchSize must be 1 to 1000");
     this.project = options.projectId;
@@ -197,6 +201,9 @@ export class RatchetClient {
         this.queue.push({ event, tries: 0, resolve, reject });
       });
     });
+    // fire-and-forget must not crash the process: a promise nobody awaits is handled here (an
+    // awaited one still rejects for its caller), and the failure goes to onError if given
+    for (const p of promises) p.catch((err: unknown) => this.o.onError?.(err as RatchetError));
     this.schedule();
     return promises;
   }
@@ -229,6 +236,7 @@ export class RatchetClient {
 
   private async postBatch(batch: Pending[]): Promise<void> {
     let results: Array<[Accepted | null, RatchetError | null]>;
+    let whole = false;
     try {
       const project = await this.projectId();
       const ts = Math.floor(Date.now() / 1000);
@@ -242,15 +250,25 @@ export class RatchetClient {
         const i = Number(r.index);
         if (!(i >= 0 && i < batch.length)) continue;
         if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
-        else results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, r.error ?? {})];
+        else {
+          // the gateway names the field in ITS batch (events[7].priority): name it in the event
+          const error = { ...(r.error ?? {}) };
+          const own = `events[${i}]`;
+          if (typeof error.field === "string" && error.field.startsWith(own)) {
+            error.field = error.field.slice(own.length).replace(/^\./, "") || null;
+          }
+          results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, error)];
+        }
       }
     } catch (e) {
       const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
       results = batch.map(() => [null, err]);
+      whole = true;
     }
     batch.forEach((p, i) => {
       const [ok, err] = results[i]!;
-      if (err && err.status === 503 && p.tries < this.o.maxRetries) {
+      // only an item the broker refused goes again; a failed request was retried by call()
+      if (err && err.status === 503 && !whole && p.tries < this.o.maxRetries) {
         p.tries += 1;
         this.queue.push(p); // Kafka did not take it: send it again in a later request
         this.schedule();

@@ -179,8 +179,13 @@ class Core:
             if r.get("status") == "accepted":
                 results[i] = (Accepted(str(r.get("event_id", "")), trace_id), None)
             else:
-                err = r.get("error") or {}
+                err = dict(r.get("error") or {})
                 status = _ITEM_STATUS.get(str(err.get("error")), 400)
+                # the gateway names the field in ITS batch (events[7].priority): a send's future
+                # names it in the event, as post does (priority)
+                field = err.get("field")
+                if isinstance(field, str) and field.startswith(f"events[{i}]"):
+                    err["field"] = field[len(f"events[{i}]"):].lstrip(".") or None
                 results[i] = (None, error_for(status, err, {"x-trace-id": trace_id}))
         return results
 

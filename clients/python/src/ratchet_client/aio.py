@@ -64,11 +64,13 @@ class AsyncClient:
 
     async def _call(self, request: Request) -> Any:
         attempt = 0
+        # a long poll (wait_ms) holds the answer that long: the read may take it on top
+        timeout = self.config.timeout_s + int(request.params.get("wait_ms", "0") or 0) / 1000
         while True:
             try:
                 resp = await self._http.request(request.method, request.path,
                                                 params=request.params, headers=request.headers,
-                                                content=request.body)
+                                                content=request.body, timeout=timeout)
             except httpx.TransportError as exc:
                 delay = self._core.retry_delay(attempt, None, None)
                 if delay is None:
@@ -136,13 +138,15 @@ class AsyncClient:
             await self._post_batch(q, batch)
 
     async def _post_batch(self, q: asyncio.Queue[Any], batch: list[Any]) -> None:
+        whole = False  # the request itself failed, after _call's own retries
         try:
             body = await self._call(self._core.batch([item for item, _, _ in batch]))
             results = self._core.batch_results(body, len(batch))
         except Exception as exc:  # noqa: BLE001  (every future learns the failure)
+            whole = True
             results = [(None, exc)] * len(batch)  # type: ignore[list-item]
         for (item, fut, tries), (ok, err) in zip(batch, results):
-            if err is not None and getattr(err, "status", 0) == 503 and \
+            if err is not None and getattr(err, "status", 0) == 503 and not whole and \
                     tries < self.config.max_retries:
                 q.put_nowait((item, fut, tries + 1))
             elif fut.done():

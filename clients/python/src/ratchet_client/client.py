@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -33,6 +35,13 @@ __all__ = ["Client"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _STOP = object()
+
+
+def _close_at_exit(ref: weakref.ref[Client]) -> None:
+    """At interpreter exit: send what a client still has queued (a closed one: nothing)."""
+    client = ref()
+    if client is not None:
+        client.close()
 
 
 class Client:
@@ -71,10 +80,14 @@ class Client:
     # --- HTTP with retries --------------------------------------------------------------------
     def _call(self, request: Request) -> Any:
         attempt = 0
+        # a long poll (wait_ms) holds the answer that long: the read may take it on top
+        wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000
+        timeout = self.config.timeout_s + wait_s
         while True:
             try:
                 resp = self._http.request(request.method, request.path, params=request.params,
-                                          headers=request.headers, content=request.body)
+                                          headers=request.headers, content=request.body,
+                                          timeout=timeout)
             except httpx.TransportError as exc:
                 delay = self._core.retry_delay(attempt, None, None)
                 if delay is None:
@@ -132,6 +145,8 @@ class Client:
                 self._thread = threading.Thread(target=self._batch_loop, name="ratchet-batcher",
                                                 daemon=True)
                 self._thread.start()
+                # fire-and-forget: a script that ends without close() still sends what it queued
+                atexit.register(_close_at_exit, weakref.ref(self))
 
     def _batch_loop(self) -> None:
         linger = self.config.linger_ms / 1000
@@ -165,13 +180,15 @@ class Client:
             self._post_batch(rest[i:i + self.config.batch_size], requeue=False)
 
     def _post_batch(self, batch: list[Any], *, requeue: bool = True) -> None:
+        whole = False  # the request itself failed, after _call's own retries
         try:
             body = self._call(self._core.batch([item for item, _, _ in batch]))
             results = self._core.batch_results(body, len(batch))
         except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
+            whole = True
             results = [(None, exc)] * len(batch)  # type: ignore[list-item]
         for (item, fut, tries), (ok, err) in zip(batch, results):
-            if (err is not None and err.status == 503 and requeue
+            if (err is not None and err.status == 503 and requeue and not whole
                     and tries < self.config.max_retries):
                 # Kafka did not take this item: send it again in a later request
                 self._queue.put((item, fut, tries + 1))

@@ -1,0 +1,63 @@
+// The batcher's answers without a gateway: a fake fetch plays the gateway's HTTP answers (no
+// Redis or Kafka is involved). What the Dec 5 SDK audit found: a failed fire-and-forget send
+// crashed Node (an unhandled rejection), a request that failed after its retries was sent again
+// 5 times over (25 requests for a documented 4 retries), and an item's error named the field
+// in the SDK's own batch (events[2].priority) instead of the event (priority).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { dirname, resolve } from "node:path";
+import { RatchetClient, UnavailableError, ValidationError } from "../dist/index.js";
+
+const json = (status, body, headers = {}) => new Response(JSON.stringify(body), {
+  status, headers: { "Content-Type": "application/json", ...headers },
+});
+const client = (impl, options = {}) => new RatchetClient({
+  baseUrl: "http://gw.test", apiKey: "rk_test", agentId: "a1", agentSecret: "as_test",
+  projectId: "prj_test", backoffMs: 1, lingerMs: 1, fetch: impl, ...options,
+});
+const ev = { service: "crm", action: "read", payload: { id: 1 } };
+
+test("a request that failed after its retries is not sent again by the batcher", async () => {
+  let calls = 0;
+  const rc = client(async () => { calls += 1; return json(503, { error: "unavailable" }, { "Retry-After": "0" }); },
+    { maxRetries: 2 });
+  await assert.rejects(rc.send(ev), UnavailableError);
+  assert.equal(calls, 3); // the first try and maxRetries retries, nothing more
+});
+
+test("an item the broker refused goes again; its error names the field in the event", async () => {
+  const bodies = [];
+  const rc = client(async (url, init) => {
+    const sent = JSON.parse(init.body).events;
+    bodies.push(sent.length);
+    if (bodies.length === 1) {
+      return json(200, { trace_id: "t", results: [
+        { index: 0, status: "rejected", error: { error: "unavailable", field: null, message: "kafka" } },
+        { index: 1, status: "rejected", error: { error: "invalid_request", field: "events[1].priority", message: "bad" } },
+      ] });
+    }
+    return json(200, { trace_id: "t", results: [{ index: 0, status: "accepted", event_id: sent[0].event_id }] });
+  });
+  const [first, second] = rc.sendMany([ev, { ...ev, priority: "urgent" }]);
+  const accepted = await first;
+  assert.ok(accepted.event_id);
+  await assert.rejects(second, (err) => err instanceof ValidationError && err.field === "priority");
+  assert.deepEqual(bodies, [2, 1]);
+});
+
+test("a failed send nobody awaits does not crash the process; onError sees it", () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const script = `
+    import { RatchetClient } from ${JSON.stringify(resolve(here, "../dist/index.js"))};
+    const seen = [];
+    const rc = new RatchetClient({ baseUrl: "http://gw.test", apiKey: "k", agentId: "a", agentSecret: "s",
+      projectId: "p", onError: (e) => seen.push(e.constructor.name) });
+    rc.send({ service: "crm", action: "read", payload: { n: NaN } });  // not awaited
+    await new Promise((r) => setTimeout(r, 50));
+    console.log(JSON.stringify(seen));`;
+  const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout.trim()), ["ValidationError"]);
+});

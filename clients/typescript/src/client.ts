@@ -63,6 +63,9 @@ const ITEM_STATUS: Record<string, number> = {
   invalid_request: 400, unauthorized: 401, conflict: 409, unavailable: 503, rate_limited: 429,
 };
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** The event field an unportable value sits in (`payload.n`), as the gateway would name it. */
+const unportableField = (e: unknown): string =>
+  String((e as { path?: string }).path ?? "event.payload").replace(/^event\.?/, "") || "payload";
 
 export interface CheckpointOptions {
   timeoutMs?: number;
@@ -138,7 +141,12 @@ export class RatchetClient {
       } catch (e) {
         if (e instanceof RatchetError) throw e;
         delay = this.retryDelayMs(attempt);
-        if (delay === undefined) throw new UnavailableError(`gateway unreachable: ${String(e)}`);
+        if (delay === undefined) {
+          // fetch's own message is "fetch failed": the reason is in its cause (ECONNREFUSED, …)
+          const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+          const why = cause ? ` (${cause.code ?? cause.message ?? String(cause)})` : "";
+          throw new UnavailableError(`gateway unreachable: ${String(e)}${why}`);
+        }
       }
       await sleep(delay);
     }
@@ -162,7 +170,7 @@ export class RatchetClient {
     try {
       return signEvent(this.o.agentSecret, project, event, ts);
     } catch (e) {
-      throw new ValidationError(String((e as Error).message), { field: "payload" });
+      throw new ValidationError(String((e as Error).message), { field: unportableField(e) });
     }
   }
 
@@ -195,7 +203,7 @@ export class RatchetClient {
       try {
         assertPortable(event); // one unsignable event must not fail a whole batch
       } catch (err) {
-        return Promise.reject(new ValidationError(String((err as Error).message), { field: "payload" }));
+        return Promise.reject(new ValidationError(String((err as Error).message), { field: unportableField(err) }));
       }
       return new Promise<Accepted>((resolve, reject) => {
         this.queue.push({ event, tries: 0, resolve, reject });
@@ -257,7 +265,8 @@ export class RatchetClient {
           if (typeof error.field === "string" && error.field.startsWith(own)) {
             error.field = error.field.slice(own.length).replace(/^\./, "") || null;
           }
-          results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, error)];
+          results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, error,
+            new Headers({ "x-trace-id": String(body.trace_id ?? "") }))];
         }
       }
     } catch (e) {

@@ -28,9 +28,9 @@ export function canonical(value: unknown): string {
  */
 export function assertPortable(value: unknown, path = "event"): void {
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new RangeError(`${path} is not a finite number`);
+    if (!Number.isFinite(value)) throw Object.assign(new RangeError(`${path} is not a finite number`), { path });
     if (Number.isInteger(value) && Math.abs(value) > Number.MAX_SAFE_INTEGER && Math.abs(value) < 1e21) {
-      throw new RangeError(`${path} is an integer beyond ±(2^53 − 1): it has no portable value`);
+      throw Object.assign(new RangeError(`${path} is an integer beyond ±(2^53 − 1): it has no portable value`), { path });
     }
   } else if (Array.isArray(value)) {
     value.forEach((v, i) => assertPortable(v, `${path}[${i}]`));

@@ -43,7 +43,8 @@ test("an item the broker refused goes again; its error names the field in the ev
   const [first, second] = rc.sendMany([ev, { ...ev, priority: "urgent" }]);
   const accepted = await first;
   assert.ok(accepted.event_id);
-  await assert.rejects(second, (err) => err instanceof ValidationError && err.field === "priority");
+  await assert.rejects(second, (err) => err instanceof ValidationError && err.field === "priority"
+    && err.traceId === "t");
   assert.deepEqual(bodies, [2, 1]);
 });
 
@@ -60,4 +61,18 @@ test("a failed send nobody awaits does not crash the process; onError sees it", 
   const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout.trim()), ["ValidationError"]);
+});
+
+test("a value refused before sending is named by its field, as the gateway would name it", async () => {
+  const rc = client(async () => { throw new Error("nothing is sent"); });
+  await assert.rejects(rc.send({ ...ev, payload: { deep: { n: NaN } } }),
+    (err) => err instanceof ValidationError && err.field === "payload.deep.n");
+  await assert.rejects(rc.post({ ...ev, metadata: { n: 2 ** 53 + 2 } }),
+    (err) => err instanceof ValidationError && err.field === "metadata.n");
+});
+
+test("an unreachable gateway says why", async () => {
+  const refused = Object.assign(new TypeError("fetch failed"), { cause: { code: "ECONNREFUSED" } });
+  const rc = client(async () => { throw refused; }, { maxRetries: 0 });
+  await assert.rejects(rc.post(ev), (err) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
 });

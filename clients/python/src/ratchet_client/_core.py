@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import random
 import time
 import uuid
@@ -73,6 +74,29 @@ class Request:
     body: bytes | None = None
 
 
+def _unportable_field(value: Any, path: str = "") -> str:
+    """Where in an event the first value without a portable JSON form sits (``payload.n``), as
+    the gateway names fields; ``payload`` when it cannot tell."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53 - 1:
+        return path
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return ""
+    items = (value.items() if isinstance(value, Mapping)
+             else enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        inner = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        found = _unportable_field(item, inner)
+        if found:
+            return found
+    return "" if path else "payload"
+
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode("utf-8")
@@ -102,7 +126,7 @@ class Core:
         try:
             canonical(dict(event))
         except ValueError as exc:
-            return ValidationError(str(exc), field="payload")
+            return ValidationError(str(exc), field=_unportable_field(event))
         return None
 
     def sign(self, event: Mapping[str, Any], timestamp: int) -> str:
@@ -110,7 +134,7 @@ class Core:
         try:
             return sign_event(self.config.agent_secret, self.config.project_id, event, timestamp)
         except ValueError as exc:
-            raise ValidationError(str(exc), field="payload") from None
+            raise ValidationError(str(exc), field=_unportable_field(event)) from None
 
     def headers(self, idempotency_key: str | None = None) -> dict[str, str]:
         out = {"Authorization": f"Bearer {self.config.api_key}",

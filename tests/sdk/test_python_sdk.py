@@ -357,8 +357,8 @@ def _fake_gateway(answer: Any) -> tuple[httpx.MockTransport, list[httpx.Request]
 
 
 def _fake_client(transport: httpx.MockTransport, **options: Any) -> Client:
-    return Client("http://gw.test", "rk_test", "a1", "as_test", transport=transport,
-                  project_id="prj_test", backoff_s=0.001, linger_ms=1, **options)
+    options = {"project_id": "prj_test", "backoff_s": 0.001, "linger_ms": 1, **options}
+    return Client("http://gw.test", "rk_test", "a1", "as_test", transport=transport, **options)
 
 
 def test_a_request_that_failed_after_its_retries_is_not_sent_again_by_the_batcher() -> None:
@@ -400,7 +400,43 @@ def test_a_long_poll_gets_its_wait_on_top_of_the_read_timeout() -> None:
         "error": "not_found", "field": None, "message": "not decided yet"}))
     with _fake_client(transport, timeout_s=2.0) as rc:
         assert rc.verdict("e1", wait_ms=4000) is None
-    assert seen[0].extensions["timeout"]["read"] == pytest.approx(6.0)
+    timeouts = seen[0].extensions["timeout"]
+    assert timeouts["read"] == pytest.approx(6.0) and timeouts["connect"] == pytest.approx(2.0)
+
+
+def test_a_batch_answer_that_is_not_json_fails_its_events_not_the_batcher() -> None:
+    """The batcher thread died on an error without a status (a 200 answer with an HTML body):
+    its futures never resolved and flush() blocked for ever."""
+    transport, _ = _fake_gateway(lambda req, n: httpx.Response(
+        200, text="<html>proxy</html>", headers={"Content-Type": "text/html"}))
+    with _fake_client(transport) as rc:
+        fut = rc.send(_event("x"))
+        assert fut.exception(timeout=10) is not None
+        rc.flush()  # returns: the item was answered
+        assert rc.send(_event("x")).exception(timeout=10) is not None  # the batcher lives on
+
+
+def test_the_exit_hook_waits_a_bounded_time_and_one_hook_serves_every_client() -> None:
+    import atexit
+
+    from ratchet_client import client as client_module
+
+    transport, _ = _fake_gateway(lambda req, n: httpx.Response(
+        503, json={"error": "unavailable"}, headers={"Retry-After": "1"}))
+    before = atexit._ncallbacks()  # type: ignore[attr-defined]
+    for _ in range(5):
+        with _fake_client(transport, max_retries=0) as rc:
+            rc.send(_event("x"))
+    assert atexit._ncallbacks() - before <= 1  # type: ignore[attr-defined]
+    slow = _fake_client(transport, max_retries=10, linger_ms=60_000)
+    slow.send_many([_event("x") for _ in range(3)])
+    started = time.monotonic()
+    old, client_module.EXIT_FLUSH_S = client_module.EXIT_FLUSH_S, 0.5
+    try:
+        client_module._close_at_exit()
+    finally:
+        client_module.EXIT_FLUSH_S = old
+    assert time.monotonic() - started < 3.0  # not the 10 retries × 1 s the gateway asked for
 
 
 def test_events_queued_without_close_are_sent_at_exit(sdk_stack: Credentials,

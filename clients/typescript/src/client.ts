@@ -37,8 +37,9 @@ export interface ClientOptions {
   maxWaitMs?: number;
   /** A fetch implementation (default: the global one of Node >= 18). */
   fetch?: typeof fetch;
-  /** Called with the error of every queued event that failed (send/sendMany): a promise
-   * nobody awaits no longer goes unnoticed, and never crashes the process. */
+  /** Called with the error of every event of send/sendMany that failed — refused before
+   * sending, or answered with an error — whether or not its promise is awaited too (such a
+   * promise never crashes the process; an onError that throws is ignored). */
   onError?: (err: RatchetError) => void;
 }
 
@@ -211,7 +212,11 @@ export class RatchetClient {
     });
     // fire-and-forget must not crash the process: a promise nobody awaits is handled here (an
     // awaited one still rejects for its caller), and the failure goes to onError if given
-    for (const p of promises) p.catch((err: unknown) => this.o.onError?.(err as RatchetError));
+    for (const p of promises) {
+      p.catch((err: unknown) => {
+        try { this.o.onError?.(err as RatchetError); } catch { /* a failing logger must not crash */ }
+      });
+    }
     this.schedule();
     return promises;
   }

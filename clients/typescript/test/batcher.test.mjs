@@ -56,6 +56,9 @@ test("a failed send nobody awaits does not crash the process; onError sees it", 
     const rc = new RatchetClient({ baseUrl: "http://gw.test", apiKey: "k", agentId: "a", agentSecret: "s",
       projectId: "p", onError: (e) => seen.push(e.constructor.name) });
     rc.send({ service: "crm", action: "read", payload: { n: NaN } });  // not awaited
+    const throwing = new RatchetClient({ baseUrl: "http://gw.test", apiKey: "k", agentId: "a",
+      agentSecret: "s", projectId: "p", onError: () => { throw new Error("logger failed"); } });
+    throwing.send({ service: "crm", action: "read", payload: { n: NaN } });  // a failing onError
     await new Promise((r) => setTimeout(r, 50));
     console.log(JSON.stringify(seen));`;
   const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });

@@ -87,8 +87,10 @@ def _unportable_field(value: Any, path: str = "") -> str:
         except UnicodeEncodeError:
             return path
         return ""
-    items = (value.items() if isinstance(value, Mapping)
-             else enumerate(value) if isinstance(value, list) else ())
+    # RFC 8785 writes keys in UTF-16 order: the first value it refuses is the first found so
+    items = (sorted(value.items(), key=lambda kv: str(kv[0]).encode("utf-16-be"))
+             if isinstance(value, Mapping)
+             else enumerate(value) if isinstance(value, (list, tuple)) else ())
     for key, item in items:
         inner = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
         found = _unportable_field(item, inner)

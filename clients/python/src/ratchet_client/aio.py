@@ -65,7 +65,8 @@ class AsyncClient:
     async def _call(self, request: Request) -> Any:
         attempt = 0
         # a long poll (wait_ms) holds the answer that long: the read may take it on top
-        timeout = self.config.timeout_s + int(request.params.get("wait_ms", "0") or 0) / 1000
+        wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000
+        timeout = httpx.Timeout(self.config.timeout_s, read=self.config.timeout_s + wait_s)
         while True:
             try:
                 resp = await self._http.request(request.method, request.path,

@@ -37,11 +37,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 _STOP = object()
 
 
-def _close_at_exit(ref: weakref.ref[Client]) -> None:
-    """At interpreter exit: send what a client still has queued (a closed one: nothing)."""
-    client = ref()
-    if client is not None:
-        client.close()
+#: Longest the exit hook waits for a client's queued events to be sent, seconds.
+EXIT_FLUSH_S = 10.0
+#: Clients whose batcher runs (they leave the set when closed): what the exit hook flushes.
+_OPEN: weakref.WeakSet[Client] = weakref.WeakSet()
+_HOOKED = False
+
+
+def _close_at_exit() -> None:
+    """At interpreter exit: send what open clients still have queued, within ``EXIT_FLUSH_S``
+    in all (a gateway that does not answer must not hold the exit for its whole retry budget)."""
+    deadline = time.monotonic() + EXIT_FLUSH_S
+    for client in list(_OPEN):
+        client.close(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class Client:
@@ -68,13 +76,15 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Send what is queued, stop the batcher, close the connections."""
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued, stop the batcher, close the connections. ``timeout``: wait at
+        most this many seconds for the queued events (what is left then is not sent)."""
         with self._lock:
             thread, self._thread = self._thread, None
+        _OPEN.discard(self)
         if thread is not None:
             self._queue.put(_STOP)
-            thread.join()
+            thread.join(timeout)
         self._http.close()
 
     # --- HTTP with retries --------------------------------------------------------------------
@@ -82,7 +92,7 @@ class Client:
         attempt = 0
         # a long poll (wait_ms) holds the answer that long: the read may take it on top
         wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000
-        timeout = self.config.timeout_s + wait_s
+        timeout = httpx.Timeout(self.config.timeout_s, read=self.config.timeout_s + wait_s)
         while True:
             try:
                 resp = self._http.request(request.method, request.path, params=request.params,
@@ -146,7 +156,11 @@ class Client:
                                                 daemon=True)
                 self._thread.start()
                 # fire-and-forget: a script that ends without close() still sends what it queued
-                atexit.register(_close_at_exit, weakref.ref(self))
+                global _HOOKED
+                _OPEN.add(self)
+                if not _HOOKED:
+                    _HOOKED = True
+                    atexit.register(_close_at_exit)
 
     def _batch_loop(self) -> None:
         linger = self.config.linger_ms / 1000
@@ -188,7 +202,7 @@ class Client:
             whole = True
             results = [(None, exc)] * len(batch)  # type: ignore[list-item]
         for (item, fut, tries), (ok, err) in zip(batch, results):
-            if (err is not None and err.status == 503 and requeue and not whole
+            if (err is not None and not whole and requeue and getattr(err, "status", 0) == 503
                     and tries < self.config.max_retries):
                 # Kafka did not take this item: send it again in a later request
                 self._queue.put((item, fut, tries + 1))

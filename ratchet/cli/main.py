@@ -14,6 +14,7 @@ from redis.exceptions import AskError
 
 from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.cli import (
+    approvals,
     audit,
     baselines,
     config,
@@ -36,8 +37,8 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, tune, demo, gateway, worker, audit, webhooks, baselines, explain, overrides,
-            topics, config)
+COMMANDS = (replay, tune, demo, gateway, worker, approvals, audit, webhooks, baselines, explain,
+            overrides, topics, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,13 @@ class Settings:
     #: Node ids include service and coarse action (docs/design.md §3 rich Markov mode).
     rich_markov: bool = False
 
+    # --- the `ratchet approvals` command (an HTTP client of the gateway) ---------------------
+    #: Gateway that ``ratchet approvals`` talks to (``http(s)://host[:port]``).
+    gateway_url: str = "http://127.0.0.1:8080"
+    #: Admin API key ``ratchet approvals`` authenticates with; its decisions are audited under
+    #: this key's name (``ratchet keys create --role admin`` prints one).
+    admin_key: Secret | None = None
+
     # --- gateway ------------------------------------------------------------------------------
     #: Address and port the gateway listens on (``0.0.0.0`` in containers).
     gateway_host: str = "127.0.0.1"
@@ -477,11 +484,20 @@ def _host_ports(raw: str) -> str | None:
     return None
 
 
+def _http_url(raw: str) -> str | None:
+    """Why ``raw`` is not an ``http(s)://host[:port]`` URL, or None."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "is not an http(s)://host[:port] URL (e.g. http://127.0.0.1:8080)"
+    return None
+
+
 #: Settings whose text has a format, checked where they are read: what is wrong, or None.
 _FORMATS: dict[str, Callable[[str], str | None]] = {
     PREFIX + "REDIS_URL": _redis_url,
     PREFIX + "RATELIMIT_REDIS_URL": _redis_url,
     PREFIX + "KAFKA_BOOTSTRAP": _host_ports,
+    PREFIX + "GATEWAY_URL": _http_url,
 }
 
 

@@ -394,6 +394,38 @@ def test_an_item_the_broker_refused_goes_again_and_errors_name_the_event_field()
     assert [len(json.loads(r.content)["events"]) for r in seen] == [2, 1]
 
 
+def test_send_never_raises_when_the_gateway_is_down() -> None:
+    """Dec 5 audit: send() asked the project id (GET /v1/whoami) itself, so with the gateway
+    down it raised at once after the retries, where the TypeScript SDK returns a rejected
+    promise; now the batcher asks, and the futures carry the failure."""
+    def down(req: httpx.Request, n: int) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=req)
+
+    transport, seen = _fake_gateway(down)
+    with _fake_client(transport, project_id=None, max_retries=1) as rc:
+        started = time.monotonic()
+        futures = rc.send_many([_event("x"), _event("x")])
+        assert time.monotonic() - started < 0.5  # nothing waited for the network here
+        for fut in futures:
+            assert isinstance(fut.exception(timeout=10), UnavailableError)
+    assert {r.url.path for r in seen} == {"/v1/whoami"}  # nothing was signed without it
+
+    def up(req: httpx.Request, n: int) -> httpx.Response:
+        if req.url.path == "/v1/whoami":
+            return httpx.Response(200, json={"project_id": "prj_late", "key_id": "k",
+                                             "role": "admin", "agent_id": None})
+        sent = json.loads(req.content)["events"]
+        return httpx.Response(200, json={"trace_id": "t", "results": [
+            {"index": i, "status": "accepted", "event_id": e["event_id"]}
+            for i, e in enumerate(sent)]})
+
+    transport, seen = _fake_gateway(up)
+    with _fake_client(transport, project_id=None) as rc:
+        assert rc.send(_event("x")).result(timeout=10).event_id
+        assert rc.config.project_id == "prj_late"
+    assert [r.url.path for r in seen] == ["/v1/whoami", "/v1/events:batch"]
+
+
 def test_a_long_poll_gets_its_wait_on_top_of_the_read_timeout() -> None:
     """Dec 5 audit: with timeout_s 2, verdict(wait_ms=4000) failed with a read timeout."""
     transport, seen = _fake_gateway(lambda req, n: httpx.Response(404, json={

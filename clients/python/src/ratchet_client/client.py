@@ -130,8 +130,9 @@ class Client:
         return self.send_many([event])[0]
 
     def send_many(self, events: Sequence[Mapping[str, Any]]) -> list[Future[Accepted]]:
-        """Queue events for the batcher (in order); one future per event."""
-        self.project_id()
+        """Queue events for the batcher (in order); one future per event. Never blocks on the
+        network: the project id is asked by the batcher, and a gateway that cannot be reached
+        fails the futures, not this call."""
         futures: list[Future[Accepted]] = []
         items = [self._core.complete(e) for e in events]
         self._ensure_batcher()
@@ -196,6 +197,7 @@ class Client:
     def _post_batch(self, batch: list[Any], *, requeue: bool = True) -> None:
         whole = False  # the request itself failed, after _call's own retries
         try:
+            self.project_id()  # here, not in send(): a failure belongs to the futures
             body = self._call(self._core.batch([item for item, _, _ in batch]))
             results = self._core.batch_results(body, len(batch))
         except BaseException as exc:  # noqa: BLE001  (every future learns the failure)

@@ -103,7 +103,9 @@ class AsyncClient:
 
     async def send_many(self, events: Sequence[Mapping[str, Any]]
                         ) -> list[asyncio.Future[Accepted]]:
-        await self.project_id()
+        """Queue events for the batcher (in order); one future per event. Never waits for the
+        network: the batcher asks the project id, and a gateway that cannot be reached fails
+        the futures, not this call."""
         items = [self._core.complete(e) for e in events]
         if self._queue is None:
             self._queue = asyncio.Queue()
@@ -141,6 +143,7 @@ class AsyncClient:
     async def _post_batch(self, q: asyncio.Queue[Any], batch: list[Any]) -> None:
         whole = False  # the request itself failed, after _call's own retries
         try:
+            await self.project_id()  # here, not in send(): a failure belongs to the futures
             body = await self._call(self._core.batch([item for item, _, _ in batch]))
             results = self._core.batch_results(body, len(batch))
         except Exception as exc:  # noqa: BLE001  (every future learns the failure)

@@ -20,7 +20,7 @@ bigger than ``_WALK_BUDGET`` nodes are not memoized: the reference answers them 
 The memo is bounded (cleared when full), so payloads whose keys are ids cost one signature
 walk more than the reference and cannot grow memory without bound.
 
->>> from models.skeleton import _key_is_id, skeleton_hash
+>>> from models.skeleton import MAX_DEPTH, MAX_KEYS, MAX_NODES, _key_is_id, skeleton_hash
 >>> skeleton_hash_memo({"b": [1, 2], "a": None}) == skeleton_hash({"a": None, "b": [3]})
 True
 >>> event_nodes({"q": "x"}, "crm", "contacts.read") == event_nodes({"q": "y"}, "crm", "contacts.list")
@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.nodes import node_id
-from models.skeleton import _key_is_id, skeleton_hash
+from models.skeleton import MAX_DEPTH, MAX_KEYS, MAX_NODES, _key_is_id, skeleton_hash
 
 __all__ = ["event_nodes", "memo_clear", "skeleton_hash_memo"]
 
@@ -151,7 +151,8 @@ def _walk_maps(value: Any, depth: int, max_depth: int, max_keys: int, left: list
 
 
 def skeleton_hash_memo(
-    payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512
+    payload: Any, *, max_depth: int = MAX_DEPTH, max_keys: int = MAX_KEYS,
+    max_nodes: int = MAX_NODES,
 ) -> str:
     """Exactly :func:`models.skeleton.skeleton_hash`, remembered per structure signature."""
     try:

@@ -48,6 +48,9 @@ __all__ = [
     "BOOL",
     "DEEP",
     "MAP",
+    "MAX_DEPTH",
+    "MAX_KEYS",
+    "MAX_NODES",
     "NULL",
     "NUM",
     "STR",
@@ -70,6 +73,16 @@ ARRAY = "[]"
 MAP = "<map>"
 #: Head of a map's value-shape set.
 UNION = "|"
+
+#: The default caps. Every payload the gateway accepts (at most 16 levels deep and 10,000
+#: values: models.events.Limits) fits them whole: a skeleton that stopped looking at a depth or
+#: a size an event may reach would let a change there pass unseen (an attack run put
+#: ``privileged: true`` nine levels down a manifest the chain knew, and it was allowed). The
+#: map's value set adds a level, hence twice the gateway's depth. Until Dec 5 they were 8 and
+#: 512: payloads past those get new node ids.
+MAX_DEPTH = 32
+MAX_KEYS = 64
+MAX_NODES = 16_384
 
 _TAG_BYTES: dict[str, bytes] = {t: orjson.dumps(t) for t in (STR, NUM, BOOL, NULL, DEEP, TRUNC)}
 _SORT_KEYS = orjson.OPT_SORT_KEYS
@@ -165,7 +178,8 @@ def is_id_like(key: str) -> bool:
     return _id_match(key) is not None or _is_location(key)
 
 
-def skeleton(payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512) -> Any:
+def skeleton(payload: Any, *, max_depth: int = MAX_DEPTH, max_keys: int = MAX_KEYS,
+             max_nodes: int = MAX_NODES) -> Any:
     """The skeleton of a decoded JSON value (see the module docstring for the rules).
 
     Object keys must be strings. Raises ``TypeError`` for values JSON cannot hold and
@@ -287,7 +301,8 @@ def canonical(skel: Any) -> bytes:
 
 
 def skeleton_hash(
-    payload: Any, *, max_depth: int = 8, max_keys: int = 64, max_nodes: int = 512
+    payload: Any, *, max_depth: int = MAX_DEPTH, max_keys: int = MAX_KEYS,
+    max_nodes: int = MAX_NODES,
 ) -> str:
     """xxh3_64 of the canonical skeleton, as 16 lowercase hex characters.
 

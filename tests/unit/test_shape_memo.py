@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from models import shape_memo
 from models.nodes import node_id
 from models.shape_memo import _signature, event_nodes, memo_clear, skeleton_hash_memo
-from models.skeleton import is_id_like, skeleton_hash
+from models.skeleton import MAX_DEPTH, MAX_KEYS, MAX_NODES, is_id_like, skeleton_hash
 
 # payload strategies as in tests/unit/test_skeleton.py (id-like keys, names, any text)
 ID_KEYS = st.one_of(
@@ -48,7 +48,7 @@ HOSTILE = st.recursive(
 CAPS = st.fixed_dictionaries(
     {"max_depth": st.integers(0, 6), "max_keys": st.integers(0, 10), "max_nodes": st.integers(0, 60)}
 )
-DEFAULT_CAPS = {"max_depth": 8, "max_keys": 64, "max_nodes": 512}
+DEFAULT_CAPS = {"max_depth": MAX_DEPTH, "max_keys": MAX_KEYS, "max_nodes": MAX_NODES}
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

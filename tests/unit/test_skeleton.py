@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import models.skeleton as skeleton_module
-from models.events import json_depth
+from models.events import Limits, json_depth
 from models.skeleton import (
     MAP,
+    MAX_DEPTH,
+    MAX_NODES,
     TRUNC,
     canonical,
     is_id_like,
@@ -339,12 +341,32 @@ def test_map_value_set_counts_as_a_level() -> None:
     assert skeleton({"1": {"a": 1}}, max_depth=1) == {MAP: "deep"}
 
 
-def test_default_depth_cap_is_eight() -> None:
-    value: Any = 1
-    for _ in range(12):
-        value = {"k": value}
-    skel = skeleton(value)
-    assert json_depth(skel) == 8 and "deep" in tags(skel)
+def test_every_payload_the_gateway_accepts_is_seen_whole() -> None:
+    """Dec 5 attack run: with a depth cap of 8, a key added nine levels down a known manifest
+    (``privileged: true``) left the node unchanged and the call was allowed; with 512 nodes, a
+    change past the budget did too. The default caps now reach past the gateway's own limits
+    (depth 16, 10,000 values), maps included."""
+    limits = Limits()
+    assert MAX_DEPTH >= 2 * limits.max_payload_depth
+    assert MAX_NODES > limits.max_payload_values + 1
+
+    def nest(leaf: Any, depth: int, key: str = "k") -> Any:
+        for _ in range(depth - 1):
+            leaf = {key: leaf}
+        return leaf
+
+    deep = nest({"privileged": False}, limits.max_payload_depth)
+    deeper = nest({"privileged": False, "hostPID": True}, limits.max_payload_depth)
+    assert skeleton_hash(deep) != skeleton_hash(deeper)
+    assert "deep" not in tags(skeleton(deep))
+    # the same through id-keyed maps, whose value sets add a level each
+    mapped = nest({"privileged": False}, limits.max_payload_depth, key="1234567890")
+    mapped2 = nest({"privileged": False, "hostPID": True}, limits.max_payload_depth,
+                   key="1234567890")
+    assert skeleton_hash(mapped) != skeleton_hash(mapped2)
+    # a wide payload: the last of 4,000 distinct rows still counts
+    rows = [{f"f{i}": i} for i in range(4_000)]
+    assert skeleton_hash({"rows": rows}) != skeleton_hash({"rows": [*rows[:-1], {"f3999": "x"}]})
 
 
 def test_node_cap() -> None:
@@ -517,8 +539,8 @@ def _assert_objects_narrow(skel: Any, max_keys: int) -> None:
 @given(HOSTILE)
 def test_default_caps_respected(value: Any) -> None:
     skel = skeleton(value)
-    assert json_depth(skel) <= 8
-    assert count_nodes(skel)[0] <= 512
+    assert json_depth(skel) <= MAX_DEPTH
+    assert count_nodes(skel)[0] <= MAX_NODES
 
 
 @given(JSON)

@@ -39,7 +39,8 @@
   times; a streak not judged too long is learned (a longer
   one sets the longest, one as long counts as reaching it); a step judged too long
   learn_after times has its longest set to the streak. A report counts towards learn_after once
-  a run (the run hash marks "x" | pair and "y" | step). The agent's order hash keeps, by field:
+  a run (the run hash marks "x" | pair and "y" | step), and never when the event is held by
+  this rule (ARGV[24]). The agent's order hash keeps, by field:
   "r" → runs; "t" | prev → times followed; "s" | prev → distinct successors; prev | step →
   times learned (16 bytes); "p" | prev | step → times judged new and not yet learned (17);
   "m" | step → longest streak learned; "h" | step → times it was reached; "l" | step → times
@@ -62,7 +63,7 @@
   a range that reaches zero or above, below one that reaches below zero) or margin_below
   beyond it towards zero, and a category value not in its set (not open). A judged observation is not
   learned; reported in value_learn_after runs (the run hash marks "z" | slot | what), it is
-  learned (0 = never). Everything not judged is learned. At most value_cap fields: a full hash
+  learned (0 = never); a report of an event this rule holds (ARGV[24]) does not count. Everything not judged is learned. At most value_cap fields: a full hash
   learns no new field (slot or pending report) and still judges the slots it has. A count that
   reaches 2^32 - 1 is halved, with the count at its last change.
 
@@ -93,6 +94,10 @@
   ARGV[16..22] values      value_support (0 = values not kept), margin, margin_below,
                            max_distinct, value_learn_after, value_cap, value_ttl (s)
   ARGV[23] value slots     every slot the batch's observations name, once (8 bytes each)
+  ARGV[24] holds           "" (none), or one character per event, '0' + bits: 1 its step-order
+                           reports, 2 its value reports do not count towards learn_after (the
+                           rule that reports holds the event: a held call is learned only when a
+                           person approves it, never from its recurrence)
   then 7 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
@@ -142,7 +147,8 @@ local value_distinct = tonumber(ARGV[19])
 local value_learn_after = tonumber(ARGV[20])
 local value_cap = tonumber(ARGV[21])
 local value_ttl = tonumber(ARGV[22])
-local BASE, FIELDS = 23, 7
+local holds = ARGV[24]
+local BASE, FIELDS = 24, 7
 local START = string.rep('\0', 8)
 local DAY_MS = 86400000
 
@@ -245,7 +251,7 @@ local function first_report(r, f)
   end
   return not seen
 end
-local function order_step(r, step)
+local function order_step(r, step, held)
   local prev = r.step
   if prev == nil then
     prev = START
@@ -262,7 +268,7 @@ local function order_step(r, step)
       and oget('s' .. prev) <= order_successors then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
-    if first_report(r, 'x' .. pair) then
+    if not held and first_report(r, 'x' .. pair) then
       local waiting = oget('p' .. pair) + 1
       if order_learn_after > 0 and waiting >= order_learn_after then
         oset('p' .. pair, 0)
@@ -281,7 +287,7 @@ local function order_step(r, step)
         and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
-      if first_report(r, 'y' .. step) then
+      if not held and first_report(r, 'y' .. step) then
         local waiting = oget('l' .. step) + 1
         if order_learn_after > 0 and waiting >= order_learn_after then
           oset('l' .. step, 0)
@@ -378,8 +384,8 @@ local function vlearn(st, kind, value, settled)
   end
 end
 -- one report of a judged value: counted once a run; learned at value_learn_after
-local function vreport(r, slot, st, kind, value, what)
-  if not first_report(r, 'z' .. slot .. what) then return end
+local function vreport(r, slot, st, kind, value, what, held)
+  if held or not first_report(r, 'z' .. slot .. what) then return end
   local key = 'p' .. slot .. what
   local old = val_reports[key]
   if old == nil then old = tonumber(redis.call('HGET', KEYS[4], key) or '0') end
@@ -402,7 +408,7 @@ end
 -- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
 -- its range, 128 a category value unseen) and their details (see Output [2]).
 local sub, byte = string.sub, string.byte
-local function value_step(r, blob)
+local function value_step(r, blob, held)
   local bits, found, count = 0, nil, 0
   local index = -1
   for at = 1, #blob - 12, 13 do
@@ -457,7 +463,7 @@ local function value_step(r, blob)
             found[count] = struct.pack('<BBBBI', index, 1, lo, hi, c)
             local what = '-'
             if m > hi then what = '+' end
-            vreport(r, slot, st, 1, m, what)
+            vreport(r, slot, st, 1, m, what, held)
           else
             vlearn(st, 1, m, settled)
           end
@@ -466,7 +472,7 @@ local function value_step(r, blob)
           count = count + 1
           found = found or {}
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
-          vreport(r, slot, st, 2, h, h)
+          vreport(r, slot, st, 2, h, h, held)
         else
           vlearn(st, 2, h, settled)
         end
@@ -573,6 +579,8 @@ for i = 0, n - 1 do
   local node = ARGV[o + 4]
   local cost = tonumber(ARGV[o + 5]) or 0
   local step = ARGV[o + 6]
+  local hold = 0
+  if holds ~= '' then hold = string.byte(holds, i + 1) - 48 end
   local field = event_id -- the event's field (ratchet.store.keys.event_field)
   local seen = prior[field]
   if seen then
@@ -593,12 +601,12 @@ for i = 0, n - 1 do
     local order_bits = 0
     if order_min_runs > 0 and step ~= '' then
       local detail
-      order_bits, detail = order_step(r, step)
+      order_bits, detail = order_step(r, step, hold % 2 == 1)
       if order_bits > 0 then details[#details + 1] = detail end
     end
     local observed = ARGV[o + 7]
     if value_support > 0 and observed ~= '' then
-      local vbits, vdetail = value_step(r, observed)
+      local vbits, vdetail = value_step(r, observed, hold >= 2)
       if vbits > 0 then
         order_bits = order_bits + vbits
         details[#details + 1] = vdetail

@@ -32,12 +32,18 @@ from models.guardrails.paths import Leaf, walk
 from models.guardrails.pattern import builtin_scope, check_pattern
 from models.guardrails.pii import check_pii
 from models.guardrails.policy import Guardrail, Policy
-from models.guardrails.state import EMPTY_STATE, GuardrailState, StateSpec
+from models.guardrails.state import (
+    EMPTY_STATE,
+    HOLD_ORDER,
+    HOLD_VALUES,
+    GuardrailState,
+    StateSpec,
+)
 from models.guardrails.values import check_values
 from models.guardrails.velocity import check_velocity
 from models.verdict import Reason
 
-__all__ = ["evaluate", "state_spec"]
+__all__ = ["evaluate", "learning_holds", "state_spec"]
 
 C = TypeVar("C")
 
@@ -100,6 +106,30 @@ def evaluate(
 def _all(g: Guardrail[C]) -> list[C]:
     """Every variant of a guardrail's config: base, per service, per priority, combined."""
     return [g.base, *g.by_service.values(), *g.by_priority.values(), *g.resolved.values()]
+
+
+#: Actions that hold an event back for a person.
+_HOLDING = frozenset(("pause", "reject"))
+
+
+def learning_holds(policy: Policy, service: str, priority: str) -> int:
+    """The :data:`~models.guardrails.state.HOLD_ORDER` / ``HOLD_VALUES`` bits of an event: the
+    learning rules whose own action for it holds it, so that their reports of it never teach
+    them (protected learning: a held call is learned only once a person approves it).
+
+    >>> from models.guardrails.policy import parse_policy_toml
+    >>> p = parse_policy_toml("[guardrails.value.by_service.pay]\naction = 'pause'\n")
+    >>> learning_holds(p, "pay", "normal"), learning_holds(p, "crm", "normal")
+    (2, 0)
+    """
+    out = 0
+    order = policy.order.for_event(service, priority)
+    if order.enabled and order.action in _HOLDING:
+        out |= HOLD_ORDER
+    value = policy.value.for_event(service, priority)
+    if value.enabled and value.action in _HOLDING:
+        out |= HOLD_VALUES
+    return out
 
 
 def state_spec(policy: Policy) -> StateSpec:

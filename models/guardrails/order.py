@@ -23,7 +23,10 @@ leaves a margin.
 Learning: every event that is not judged new is counted (whatever the chains or the other
 guardrails answer); a new pair (a longer streak) the rule reports is learned once it has been
 reported in ``learn_after`` different runs (0: never — a policy change is then the only way on),
-so a runaway loop cannot teach itself. An agent whose hash is full (``ORDER_CAP`` fields: action
+so a runaway loop cannot teach itself. Reports of events the rule itself holds (its action for
+the event is pause or reject) never count: a held call waits for a person, and repeating it
+teaches nothing (an attack run taught a pausing rule a new first call by sending it in five
+runs). An agent whose hash is full (``ORDER_CAP`` fields: action
 names carrying ids, say) learns nothing new and is still judged on what it has (filling the hash
 does not switch the rule off; a new pair reported then cannot be learned while it is full). The
 counting is atomic in Redis, per agent (``lua/guardrails.lua``); this module only turns what the
@@ -251,7 +254,10 @@ class OrderReference:
             self._set(pair, count + 1)
         self._set(("t", prev), self.fields.get(("t", prev), 0) + 1)
 
-    def step(self, run: str, step: str) -> tuple[OrderFinding | None, StreakFinding | None]:
+    def step(self, run: str, step: str, held: bool = False
+             ) -> tuple[OrderFinding | None, StreakFinding | None]:
+        """``held``: the rule holds this event (its action is pause or reject), so what it
+        reports does not count towards ``learn_after``."""
         get = self.fields.get
         prev, streak = self.last.get(run, (None, 0))
         if prev is None:
@@ -266,7 +272,7 @@ class OrderReference:
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
                 and get(("s", prev), 0) <= cfg.max_successors):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
-            if self.reported.first(run, ("x", pair)):
+            if not held and self.reported.first(run, ("x", pair)):
                 waiting = get(("p", pair), 0) + 1
                 if cfg.learn_after > 0 and waiting >= cfg.learn_after:
                     self._set(("p", pair), 0)
@@ -283,7 +289,7 @@ class OrderReference:
                     and get(("s", step), 0) <= cfg.max_successors
                     and reached >= cfg.streak_settled):
                 too_long = StreakFinding(streak, longest, reached)
-                if self.reported.first(run, ("y", step)):
+                if not held and self.reported.first(run, ("y", step)):
                     waiting = get(("l", step), 0) + 1
                     if cfg.learn_after > 0 and waiting >= cfg.learn_after:
                         self._set(("l", step), 0)

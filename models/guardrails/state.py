@@ -36,7 +36,11 @@ from dataclasses import dataclass
 from models.guardrails.order import OrderConfig, OrderFinding, StreakFinding
 from models.guardrails.values import ValueConfig, ValueFinding
 
-__all__ = ["EMPTY_STATE", "GuardrailState", "StateSpec"]
+__all__ = ["EMPTY_STATE", "HOLD_ORDER", "HOLD_VALUES", "GuardrailState", "StateSpec"]
+
+#: What an event's reports may not teach (lua/guardrails.lua ARGV[24]): its step-order reports,
+#: its value reports — set when that rule's own action for the event holds it (pause, reject).
+HOLD_ORDER, HOLD_VALUES = 1, 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ elements collapsed: ``attendees[].email``):
   ``margin`` powers of two farther from zero than the range (the default 2: at least 4x past the
   largest ever seen) or more than ``margin_below`` nearer to zero (4: under a sixteenth of the
   smallest);
-- for short strings (at most ``max_text`` characters) and booleans, the set of values, as long as
-  there are at most ``max_distinct`` of them (a field with more — ids, names, free text — is
+- for strings (longer than ``max_text`` characters: their first ``max_text`` characters and
+  their length's power of two) and booleans, the set of values, as long as there are at most
+  ``max_distinct`` of them (a field with more — ids, names, free text — is
   *open* and never judged) — ``value.unseen`` judges a value not in the set.
 
 A slot is judged only once it is *settled*: seen at least ``min_support`` times, and its range
@@ -23,7 +24,9 @@ whose set still grows is not judged — the chance of a new value is then high).
 stays so: a value learned later (inside the margin, or after its reports) widens the range or
 the set but does not open a window in which a far value would be learned unjudged. Every observation
 not judged is learned; a judged one is learned once it was reported in ``learn_after`` different
-runs (0: never), like the step order. An agent's hash holds at most ``VALUE_CAP`` fields; a full
+runs (0: never), like the step order — never by the reports of events this rule holds itself
+(its action pause or reject): a held value waits for a person, and repeating it teaches nothing
+(an attack run had a payout to a new account paused three times, then allowed). An agent's hash holds at most ``VALUE_CAP`` fields; a full
 one learns no new field (no new slot, no new pending report) and still judges the slots it has,
 so filling it with junk keys does not switch the rule off.
 
@@ -94,8 +97,9 @@ _TOP_ONLY = ("min_support", "margin", "margin_below", "max_distinct", "learn_aft
              "max_values", "max_text")
 #: One observation as the script reads it: slot (8 bytes), kind, value.
 OBSERVATION = struct.Struct("<8sBI")
-#: Deepest nesting read for observations (payloads are capped at the gateway anyway).
-_MAX_DEPTH = 8
+#: Deepest nesting read for observations: past the gateway's own bound (16 levels), so nothing
+#: an accepted payload holds is out of sight.
+_MAX_DEPTH = 32
 #: Highest count a slot keeps (its stored form is 32-bit).
 COUNT_MAX = 2**32 - 1
 #: The magnitude of zero: that of [2^-2, 2^-1) (see :func:`magnitude`).
@@ -222,12 +226,14 @@ def _key(k: Any) -> str:
 def observations(service: str, action: str, payload: Mapping[str, Any] | None,
                  cfg: ValueConfig) -> tuple[Observation, ...]:
     """The values of an event the rule reads, in payload order, at most ``cfg.max_values``:
-    numbers (not booleans) and array lengths as magnitudes, short strings and booleans as
-    categories. Nulls, long strings and anything nested deeper than 8 levels are skipped."""
+    numbers (not booleans) and array lengths as magnitudes, text and booleans as categories
+    (text past ``max_text`` characters by its first ones and its length), every element of an
+    array folded per slot (:func:`_fold`). Nulls are skipped."""
     if not payload or type(payload) is not dict:
         return ()
     out: list[tuple[str, int, int]] = []
-    _visit(payload, "", 0, out, cfg.max_values, cfg.max_text, [_MAX_ITEMS])
+    _visit(payload, "", 0, out, cfg.max_values, cfg.max_text, cfg.max_distinct,
+           [_MAX_ITEMS])
     if not out:
         return ()
     table = _slots_of(service, action)
@@ -248,56 +254,99 @@ def observations(service: str, action: str, payload: Mapping[str, Any] | None,
 _observation = tuple.__new__  # builds an Observation without the Python-level __new__
 
 
-#: Elements of an array read (its length is always read): a long array of rows must not spend
-#: the event's budget before the fields after it.
-_ARRAY_READ = 3
-#: Keys and elements looked at per event, read or skipped (nulls, long text): a payload of
-#: 100,000 keys costs no more than one of this many.
-_MAX_ITEMS = 512
+#: Keys and elements looked at per event, read or skipped (nulls, past the value cap): the
+#: gateway's own bound on a payload's values (models.events.Limits.max_payload_values), so
+#: nothing an accepted event carries is out of sight — an attack run put a fourth recipient in
+#: a list of which only three elements were read, and it passed.
+_MAX_ITEMS = 10_000
+#: Observations of one array's elements before they are folded (nested rows included).
+_ROW_CAP = 10_000
 
 
 def _visit(node: Any, path: str, depth: int, out: list[tuple[str, int, int]], cap: int,
-           max_text: int, left: list[int]) -> None:
-    """Append ``node``'s observations: its scalars first, in order, then what its containers
-    hold (so a nested list cannot crowd out the fields beside it); of an array, its length and
-    its first :data:`_ARRAY_READ` elements. ``left``: items that may still be looked at."""
+           max_text: int, distinct: int, left: list[int]) -> None:
+    """Append ``node``'s observations: an object's scalars first, in order, then what its
+    containers hold (so a nested list cannot crowd out the fields beside it); of an array, its
+    length, then every element folded per slot (:func:`_fold`). ``left``: items that may still
+    be looked at."""
     if depth > _MAX_DEPTH:
         return
     if type(node) is dict:
-        items: Any = node.items()
         prefix = f"{path}." if path else ""
-        keyed = True
+        later: list[tuple[Any, str]] = []
+        for k, v in node.items():
+            left[0] -= 1
+            if len(out) >= cap or left[0] < 0:
+                return
+            t = type(v)
+            if t is dict or t is list:
+                later.append((v, prefix + _key(k)))
+            else:
+                _scalar(v, t, prefix + _key(k), out, max_text)
+        for v, where in later:
+            if len(out) >= cap or left[0] < 0:
+                return
+            _visit(v, where, depth + 1, out, cap, max_text, distinct, left)
     elif type(node) is list:
         out.append((f"{path}[#]", RANGE, magnitude(len(node))))
-        items = node[:_ARRAY_READ]
-        prefix = f"{path}[]"
-        keyed = False
-    else:
-        return
-    later: list[tuple[Any, str]] = []
-    for item in items:
-        left[0] -= 1
-        if len(out) >= cap or left[0] < 0:
-            return
-        if keyed:
-            k, v = item
-            where = prefix + _key(k)
+        where = f"{path}[]"
+        rows: list[tuple[str, int, int]] = []
+        for v in node:
+            left[0] -= 1
+            if left[0] < 0:
+                break
+            t = type(v)
+            if t is dict or t is list:
+                _visit(v, where, depth + 1, rows, _ROW_CAP, max_text, distinct, left)
+            else:
+                _scalar(v, t, where, rows, max_text)
+        _fold(rows, out, cap, distinct)
+
+
+def _scalar(v: Any, t: type, where: str, out: list[tuple[str, int, int]], max_text: int) -> None:
+    """A scalar's observation: numbers (not booleans) as magnitudes; text and booleans as
+    categories — text longer than ``max_text`` by its first ``max_text`` characters and its
+    length's power of two (a long value is judged like a short one, at a bounded cost)."""
+    if t is str:
+        if len(v) > max_text:
+            v = f"{v[:max_text]}\x00{len(v).bit_length()}"
+        out.append((where, CATEGORY, _category(v)))
+    elif t is bool:
+        out.append((where, CATEGORY, _category(v)))
+    elif t is int or (t is float and math.isfinite(v)):
+        out.append((where, RANGE, magnitude(v)))
+
+
+def _fold(rows: Sequence[tuple[str, int, int]], out: list[tuple[str, int, int]], cap: int,
+          distinct: int) -> None:
+    """An array's element observations, per slot in first-seen order: of a range, its lowest
+    and highest magnitude (what the range is judged and learned by); of a category, its distinct
+    values up to ``distinct + 1`` — a settled set holds at most ``distinct`` values, so of that
+    many one at least is new to it if any is. Appended to ``out`` up to ``cap``."""
+    lows: dict[str, int] = {}
+    highs: dict[str, int] = {}
+    cats: dict[str, dict[int, None]] = {}
+    order: dict[tuple[str, int], None] = {}
+    for path, kind, value in rows:
+        order[(path, kind)] = None
+        if kind == RANGE:
+            if path not in lows:
+                lows[path] = highs[path] = value
+            elif value < lows[path]:
+                lows[path] = value
+            elif value > highs[path]:
+                highs[path] = value
         else:
-            v, where = item, prefix
-        t = type(v)
-        if t is str:
-            if len(v) <= max_text:
-                out.append((where, CATEGORY, _category(v)))
-        elif t is bool:
-            out.append((where, CATEGORY, _category(v)))
-        elif t is int or (t is float and math.isfinite(v)):
-            out.append((where, RANGE, magnitude(v)))
-        elif t is dict or t is list:
-            later.append((v, where))
-    for v, where in later:
-        if len(out) >= cap or left[0] < 0:
-            return
-        _visit(v, where, depth + 1, out, cap, max_text, left)
+            seen = cats.setdefault(path, {})
+            if len(seen) <= distinct:
+                seen[value] = None
+    for path, kind in order:
+        got = ((lows[path],) if lows[path] == highs[path] else (lows[path], highs[path])
+               ) if kind == RANGE else tuple(cats[path])
+        for value in got:
+            if len(out) >= cap:
+                return
+            out.append((path, kind, value))
 
 
 def pack_observations(obs: Sequence[Observation]) -> bytes:
@@ -423,7 +472,10 @@ class ValueReference:
     def _new_field(self) -> bool:
         return len(self.fields) < self.cap
 
-    def event(self, run: str, obs: Sequence[Observation]) -> tuple[ValueFinding, ...]:
+    def event(self, run: str, obs: Sequence[Observation], held: bool = False
+              ) -> tuple[ValueFinding, ...]:
+        """``held``: the rule holds this event (its action is pause or reject), so what it
+        reports does not count towards ``learn_after``."""
         cfg = self.cfg
         found: list[ValueFinding] = []
         for o in obs:
@@ -448,7 +500,8 @@ class ValueReference:
                 if settled and (value > high + _up(cfg, high)
                                 or value < low - _down(cfg, low)):
                     found.append(ValueFinding(o.path, RANGE, low, high, count))
-                    self._report(run, o, ("p", o.slot, value > high), value)
+                    if not held:
+                        self._report(run, o, ("p", o.slot, value > high), value)
                     continue
                 self._learn_range(st, value, settled)
             else:
@@ -458,7 +511,8 @@ class ValueReference:
                     continue
                 if settled:
                     found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
-                    self._report(run, o, ("p", o.slot, o.value), o.value)
+                    if not held:
+                        self._report(run, o, ("p", o.slot, o.value), o.value)
                     continue
                 self._learn_category(st, o.value, settled)
         return tuple(found)

@@ -32,6 +32,7 @@ from models.guardrails.budget import (
     ScanBudget,
     ScanShare,
 )
+from models.guardrails.evaluate import learning_holds
 from models.guardrails.order import step_text
 from models.guardrails.values import observations
 from models.verdict import Reason
@@ -93,6 +94,7 @@ class Guardrails:
         last: tuple[str, str] | None = None
         group: tuple[ActivePolicy, list[int], list[GuardItem]] | None = None
         stateful = {p: _stateful(a) for p, a in policies.items()}
+        holds: dict[tuple[str, str, str], int] = {}  # (project, service, priority) → bits
         for i, ev in enumerate(events):
             if not stateful[ev.project_id]:
                 continue
@@ -105,10 +107,19 @@ class Guardrails:
                     group = groups[tag] = (policies[ev.project_id], [], [])
             t_ms = int(ev.ts * 1000) if self.event_time and ev.ts is not None else now_ms
             group[1].append(i)
-            values = group[0].spec.values
+            spec = group[0].spec
+            values = spec.values
+            holding = 0
+            if spec.order is not None or values is not None:
+                key = (ev.project_id, ev.service, ev.priority)
+                holding = holds.get(key, -1)
+                if holding < 0:
+                    holding = holds[key] = learning_holds(group[0].policy, ev.service,
+                                                          ev.priority)
             group[2].append(make_guard_item(
                 ev.event_id, ev.run_id, t_ms, nodes[i], ev.cost, step_text(ev.service, ev.action),
-                () if values is None else observations(ev.service, ev.action, ev.payload, values)))
+                () if values is None else observations(ev.service, ev.action, ev.payload, values),
+                holding))
         states: list[tuple[GuardrailState, bool]] = [(EMPTY_STATE, True)] * len(events)
         if groups:
             batches = [GuardBatch(tag, items, a.spec) for tag, (a, _, items) in groups.items()]

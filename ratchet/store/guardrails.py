@@ -181,6 +181,11 @@ class GuardItem:
     step: str = ""
     #: The values the rule reads (models.guardrails.values.observations); () = none.
     values: tuple[Observation, ...] = ()
+    #: What this event's reports may not teach (``models.guardrails.state.HOLD_*`` bits): the
+    #: rule that reports holds the event itself (its action for the event's service or
+    #: priority is pause or reject), so what it reports waits for a person like any held
+    #: call — it never counts towards ``learn_after``.
+    hold: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,8 @@ class GuardAnswer:
 #: ``GuardItem(event_id, run_id, time_ms, node, cost, step, values)``, positionally, slot by
 #: slot (one per event: the same frozen object, without the keyword-matching constructor).
 make_guard_item = cast(
-    Callable[[str, str, int, str, "float | None", str, "tuple[Observation, ...]"], GuardItem],
+    Callable[[str, str, int, str, "float | None", str, "tuple[Observation, ...]", int],
+             GuardItem],
     slot_builder(GuardItem, "make_guard_item"))
 #: ``GuardAnswer(duplicate, state)``, positionally, slot by slot (the same frozen object).
 make_guard_answer = cast(Callable[[bool, GuardrailState], GuardAnswer],
@@ -271,6 +277,8 @@ class GuardStore(RedisStore):
             slots = {o.slot: None for item in batch.items for o in item.values}
             args += [values.min_support, values.margin, values.margin_below, values.max_distinct,
                      values.learn_after, self.value_cap, self.order_ttl_s, b"".join(slots)]
+        args.append(bytes(48 + item.hold for item in batch.items)
+                    if any(item.hold for item in batch.items) else "")
         for item in batch.items:
             args += [
                 event_field(item.event_id),

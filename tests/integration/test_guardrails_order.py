@@ -19,6 +19,7 @@ from models.errors import ValidationError
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
 from models.guardrails.order import START, OrderConfig, OrderReference
+from models.guardrails.state import HOLD_ORDER
 from models.verdict import Verdict
 from ratchet.engine.engine import Engine
 from ratchet.store.guardrails import GuardBatch, GuardStore, make_guard_item, step_of
@@ -35,7 +36,9 @@ def _spec(cfg: OrderConfig) -> Any:
                       base.run_cost, base.agent_daily_cost, cfg)
 
 
-event_st = st.tuples(st.integers(0, 3), st.sampled_from(STEPS), st.integers(0, 9))
+#: (run, step, 0 = the previous event again, 0 = held by the rule: reports do not teach)
+event_st = st.tuples(st.integers(0, 3), st.sampled_from(STEPS), st.integers(0, 9),
+                     st.integers(0, 3))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,7 +47,7 @@ event_st = st.tuples(st.integers(0, 3), st.sampled_from(STEPS), st.integers(0, 9
        learn_after=st.integers(0, 3), successors=st.integers(1, 3),
        cap=st.sampled_from([6, 10, 4096]), settled=st.integers(0, 3))
 def test_script_judges_and_learns_as_the_reference(
-    redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
+    redis_url: str, events: list[tuple[int, str, int, int]], cuts: list[int],
     learn_after: int, successors: int, cap: int, settled: int,
 ) -> None:
     """Event by event, in any batching, with redeliveries (a repeated id answers what it
@@ -55,7 +58,7 @@ def test_script_judges_and_learns_as_the_reference(
     asyncio.run(_both(redis_url, events, cuts, cfg, cap))
 
 
-async def _both(redis_url: str, events: list[tuple[int, str, int]], cuts: list[int],
+async def _both(redis_url: str, events: list[tuple[int, str, int, int]], cuts: list[int],
                 cfg: OrderConfig, cap: int) -> None:
     redis_client = aioredis.Redis.from_url(redis_url)
     try:
@@ -64,7 +67,7 @@ async def _both(redis_url: str, events: list[tuple[int, str, int]], cuts: list[i
         await redis_client.aclose()
 
 
-async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, int]],
+async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, int, int]],
                    cuts: list[int], cfg: OrderConfig, cap: int) -> None:
     store = GuardStore(redis_client, Keys(f"ord{uuid.uuid4().hex[:8]}"))
     store.order_cap = cap
@@ -73,16 +76,17 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
     items: list[Any] = []
     want: list[tuple[str, Any]] = []
     first: dict[str, tuple[bool, bool]] = {}
-    for run, step, dup in events:
+    for run, step, dup, held in events:
         if dup == 0 and items:  # the previous event again (same id, run and step)
             items.append(items[-1])
             want.append(("again", first[items[-1].event_id]))
             continue
         event_id = f"e{len(items)}"
-        found = ref.step(f"r{run}", step)
+        found = ref.step(f"r{run}", step, held == 0)
         first[event_id] = (found[0] is not None, found[1] is not None)
         want.append(("new", found))
-        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step))
+        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step, (),
+                                     HOLD_ORDER if held == 0 else 0))
     got = []
     bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
     for lo, hi in itertools.pairwise(bounds):
@@ -171,6 +175,11 @@ async def test_a_pause_override_holds_the_event_back(redis_client: aioredis.Redi
     await _settle(engine, 101, NORMAL)
     got = await engine.decide([ev(0, "x", "crm:read"), ev(1, "x", "payments:pay")])
     assert got[1].action == "pause" and order_reasons(got[1])
+    # held, it is never learned from its recurrence (attack run 7, F1: a pausing rule taught a
+    # new first call by five runs that sent it): the tenth run still waits for a person
+    again = [(await engine.decide([ev(0, f"x{k}", "crm:read"),
+                                   ev(1, f"x{k}", "payments:pay")]))[1] for k in range(1, 10)]
+    assert all(v.action == "pause" and order_reasons(v) for v in again)
     # an override cannot move what the script judges by
     with pytest.raises(ValidationError, match="set it at the top"):
         parse_policy_toml("[guardrails.order.by_service.payments]\nmin_runs = 5\n")

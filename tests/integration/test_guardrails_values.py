@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from models.errors import ValidationError
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
+from models.guardrails.state import HOLD_VALUES
 from models.guardrails.values import (
     CATEGORY,
     COUNT_MAX,
@@ -58,9 +59,10 @@ def _spec(cfg: ValueConfig) -> Any:
 #: Values mostly in a narrow band (ranges and sets settle), sometimes one, two or more steps
 #: out (each margin's edge), sometimes far.
 value_st = st.sampled_from((5, 6, 5, 6, 5, 6, 7, 8, 4, 3, 2, 9, 12, 0, 99))
+#: (run, observations, 0 = the previous event again, 0 = held by the rule: reports do not teach)
 event_st = st.tuples(st.integers(0, 3),
                      st.lists(st.tuples(st.integers(0, 3), value_st), max_size=3),
-                     st.integers(0, 9))
+                     st.integers(0, 9), st.integers(0, 3))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -70,7 +72,7 @@ event_st = st.tuples(st.integers(0, 3),
        distinct=st.integers(1, 3), learn_after=st.integers(0, 3),
        cap=st.sampled_from([4, 5, 6, 4096]))
 def test_script_judges_and_learns_as_the_reference(
-    redis_url: str, events: list[tuple[int, list[tuple[int, int]], int]], cuts: list[int],
+    redis_url: str, events: list[tuple[int, list[tuple[int, int]], int, int]], cuts: list[int],
     support: int, margin: int, below: int, distinct: int, learn_after: int, cap: int,
 ) -> None:
     """Event by event, in any batching, with redeliveries (a repeated id answers what it
@@ -96,7 +98,7 @@ def test_script_agrees_on_seeded_random_traffic(redis_url: str) -> None:
                                   learn_after=r.randint(0, 3))
                 events = [(r.randint(0, 3),
                            [(r.randint(0, 3), r.choice(values)) for _ in range(r.randint(0, 3))],
-                           r.randint(0, 9)) for _ in range(r.randint(1, 120))]
+                           r.randint(0, 9), r.randint(0, 3)) for _ in range(r.randint(1, 120))]
                 cuts = [r.randint(1, 120) for _ in range(r.randint(0, 6))]
                 await _compare(client, events, cuts, cfg, r.choice((4, 5, 6, 8, 4096)))
         finally:
@@ -105,7 +107,7 @@ def test_script_agrees_on_seeded_random_traffic(redis_url: str) -> None:
     asyncio.run(sweep())
 
 
-async def _both(redis_url: str, events: list[tuple[int, list[tuple[int, int]], int]],
+async def _both(redis_url: str, events: list[tuple[int, list[tuple[int, int]], int, int]],
                 cuts: list[int], cfg: ValueConfig, cap: int) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -114,7 +116,7 @@ async def _both(redis_url: str, events: list[tuple[int, list[tuple[int, int]], i
         await client.aclose()
 
 
-async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[int, int]], int]],
+async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[int, int]], int, int]],
                    cuts: list[int], cfg: ValueConfig, cap: int) -> None:
     store = GuardStore(client, Keys(f"val{uuid.uuid4().hex[:8]}"))
     store.value_cap = cap
@@ -123,17 +125,18 @@ async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[in
     items: list[Any] = []
     want: list[tuple[str, Any]] = []
     first: dict[str, set[int]] = {}
-    for run, obs, dup in events:
+    for run, obs, dup, held in events:
         if dup == 0 and items:  # the previous event again (same id, run and values)
             items.append(items[-1])
             want.append(("again", first[items[-1].event_id]))
             continue
         event_id = f"e{len(items)}"
         values = tuple(_obs(w, v) for w, v in obs)
-        found = ref.event(f"r{run}", values)
+        found = ref.event(f"r{run}", values, held == 0)
         first[event_id] = {f.kind for f in found}
         want.append(("new", found))
-        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, "", values))
+        items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, "", values,
+                                     HOLD_VALUES if held == 0 else 0))
     got = []
     bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
     for lo, hi in itertools.pairwise(bounds):
@@ -256,6 +259,28 @@ async def test_a_pause_override_and_switching_off(redis_client: aioredis.Redis,
     assert value_reasons(got) == []
 
 
+async def test_a_value_a_pausing_rule_holds_is_never_learned_from_its_recurrence(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Attack run 7 (F1): with the value rule pausing payouts, a payout to a new account was
+    paused three times, then allowed with no reason on the fourth run — nobody approved it.
+    A held value now waits for a person however often it comes; with the rule flagging (it
+    holds nothing) the same recurrence is still learned after learn_after runs."""
+    policy = parse_policy_toml("[guardrails.value.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 100)
+    big = dict(_payout(0), amount=98_000.0)
+    actions = [(await engine.decide([ev(f"x{k}", big)]))[0] for k in range(8)]
+    assert [bool(value_reasons(v)) for v in actions] == [True] * 8
+    assert {v.action for v in actions} == {"pause"}
+    # the rule's other services, which it only flags, still learn by recurrence
+    crm = Engine.create(redis_client, keys=Keys(keys.prefix + "f"), policies=FixedPolicy(policy))
+    for k in range(100):
+        await crm.decide([ev(f"r{k}", _payout(k), service="crm")])
+    flagged = [(await crm.decide([ev(f"y{k}", big, service="crm")]))[0] for k in range(5)]
+    assert [bool(value_reasons(v)) for v in flagged] == [True, True, True, False, False]
+    assert {v.action for v in flagged[:3]} == {"flag"}
+
+
 async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys: Keys) -> None:
     engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
     await _settle(engine, 100)
@@ -273,20 +298,25 @@ async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys:
     assert flagged == [True, True, False]
 
 
-def test_observations_read_numbers_lengths_and_short_text() -> None:
-    cfg = ValueConfig(max_values=6, max_text=5)
+def test_observations_read_numbers_lengths_and_text() -> None:
+    cfg = ValueConfig(max_values=7, max_text=5)
     got = observations("s", "a", {"n": 0, "ok": True, "tags": ["x", "long text"], "skip": None,
                                   "m": {"f": -2.5}, "late": 1}, cfg)
     # a container's scalars first, then what its containers hold
     assert [(o.path, o.kind) for o in got] == [
         ("n", RANGE), ("ok", CATEGORY), ("late", RANGE), ("tags[#]", RANGE),
-        ("tags[]", CATEGORY), ("m.f", RANGE)]
-    assert got[0].value == magnitude(0) and got[5].value == magnitude(-2.5)
-    # rows of an order cannot crowd out the amount beside them (3 elements of an array read)
-    order = observations("s", "a", {"items": [{"sku": "a", "qty": 1}] * 8, "amount": 98000,
-                                    "currency": "USD"}, ValueConfig())
-    assert [o.path for o in order][:3] == ["amount", "currency", "items[#]"]
-    assert len(order) == 3 + 2 * 3
+        ("tags[]", CATEGORY), ("tags[]", CATEGORY), ("m.f", RANGE)]
+    assert got[0].value == magnitude(0) and got[6].value == magnitude(-2.5)
+    # rows of an order cannot crowd out the amount beside them: every row is read, folded per
+    # slot (a range by its extremes, a category by its distinct values)
+    rows = [{"sku": "a", "qty": 1}] * 7 + [{"sku": "b", "qty": 40}]
+    order = observations("s", "a", {"items": rows, "amount": 98000, "currency": "USD"},
+                         ValueConfig())
+    assert [(o.path, o.value) for o in order] == [
+        ("amount", magnitude(98000)), ("currency", order[1].value), ("items[#]", magnitude(8)),
+        ("items[].sku", order[3].value), ("items[].sku", order[4].value),
+        ("items[].qty", magnitude(1)), ("items[].qty", magnitude(40))]
+    assert order[3].value != order[4].value
     assert magnitude(10 ** 400) == 255 and magnitude(-(2 ** 70)) == 1
     # a payload of many skipped values is looked at only so far; long keys are not kept
     wide = {f"k{i}": None for i in range(100_000)}
@@ -299,6 +329,32 @@ def test_observations_read_numbers_lengths_and_short_text() -> None:
     assert observations("s", "b", {"n": 1}, cfg)[0].slot != got[0].slot
     by_email = observations("s", "a", {"by": {"bob@example.com": 1, "ann@example.com": 2}}, cfg)
     assert {o.path for o in by_email} == {"by.*"}
+
+
+def test_nothing_an_event_carries_is_out_of_sight() -> None:
+    """Attack run 7 (F2, F3): a 46-character account passed where a short unknown one was
+    paused (text over max_text was not read); a fourth recipient passed (three elements of an
+    array were read); values nested past eight levels were not read either."""
+    cfg = ValueConfig()
+    long_a = observations("p", "pay", {"dest": "acct_attacker_offshore_" + "0" * 24}, cfg)
+    long_b = observations("p", "pay", {"dest": "acct_attacker_offshore_" + "1" * 24}, cfg)
+    assert long_a[0].kind == CATEGORY and long_a[0].value != long_b[0].value
+    # past max_text, by the first max_text characters and the length's power of two
+    same_head = observations("p", "pay", {"dest": "x" * 40 + "tail-a"}, cfg)
+    longer = observations("p", "pay", {"dest": "x" * 40 + "tail-b" * 40}, cfg)
+    assert same_head[0].value != longer[0].value
+    team = ["team@acme.example", "ops@acme.example"]
+    usual = observations("m", "send", {"to": team * 2}, cfg)
+    bad = observations("m", "send", {"to": [*team, *team, "attacker@evil.example"]}, cfg)
+    assert {o.value for o in bad if o.path == "to[]"} - {o.value for o in usual} != set()
+    # of many distinct elements, max_distinct + 1 are read: one at least is new to a settled set
+    many = observations("m", "send", {"to": [f"u{i}@x.example" for i in range(50)]}, cfg)
+    assert sum(o.path == "to[]" for o in many) == cfg.max_distinct + 1
+    deep: Any = {"privileged": True}
+    for _ in range(14):
+        deep = {"spec": deep}
+    assert [o.path for o in observations("k", "apply", deep, cfg)] == [
+        ".".join(["spec"] * 14) + ".privileged"]
 
 
 def test_a_full_hash_still_judges_what_it_has() -> None:

@@ -23,6 +23,7 @@ from ratchet.cli import (
     explain,
     gateway,
     overrides,
+    record,
     replay,
     stdout,
     topics,
@@ -37,7 +38,7 @@ from ratchet.telemetry.logs import setup_logging
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: One module per command family, each exposing ``register(subparsers)``.
-COMMANDS = (replay, tune, demo, gateway, worker, approvals, audit, webhooks, baselines, explain,
+COMMANDS = (replay, record, tune, demo, gateway, worker, approvals, audit, webhooks, baselines, explain,
             overrides, topics, config)
 
 

@@ -1,0 +1,82 @@
+"""``ratchet record``: the events agents sent, read back from the ingest topic (real gateway,
+real Tansu) as the JSONL ``ratchet replay`` reads — and replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli_support import ratchet_cli
+from tests.integration.gateway_support import Gateway, Tenant, event, make_tenant
+
+pytestmark = pytest.mark.kafka
+
+
+def _env(gateway: Gateway) -> dict[str, str]:
+    return {"RATCHET_KAFKA_BOOTSTRAP": gateway.settings.kafka_bootstrap or "",
+            "RATCHET_TOPIC_INGEST": gateway.settings.topic_ingest}
+
+
+async def test_record_then_replay(gateway: Gateway, tenant: Tenant, tmp_path: Path) -> None:
+    other = await make_tenant(gateway, agent_id="agent-9")
+    try:
+        sent = [event(run_id=f"r{i // 3}", payload={"n": i}, end_of_run=i % 3 == 2)
+                for i in range(9)]
+        assert (await tenant.client.send_batch(sent[:6])).status == 200
+        for ev in sent[6:]:
+            assert (await tenant.client.send(ev)).status == 202
+        theirs = event("agent-9", payload={"secret": "x"}, ts=1_700_000_000.5)
+        assert (await other.client.send(theirs)).status == 202
+    finally:
+        await other.client.close()
+    env = _env(gateway)
+
+    out = tmp_path / "rec.jsonl"
+    done = await asyncio.to_thread(ratchet_cli, ["record", "--output", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    assert "recorded 10 event(s)" in done.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    by_id = {x["event_id"]: x for x in lines}
+    assert set(by_id) == {e["event_id"] for e in [*sent, theirs]}
+    mine = by_id[sent[4]["event_id"]]
+    assert (mine["payload"], mine["run_id"], mine["project_id"]) == (
+        {"n": 4}, "r1", tenant.project_id)
+    assert abs(float(mine["ts"]) - time.time()) < 120  # when the gateway received it
+    assert by_id[theirs["event_id"]]["ts"] == 1_700_000_000.5  # the agent's own ts kept
+    # per agent in the order accepted
+    assert [x["event_id"] for x in lines if x["agent_id"] == "agent-1"] == [
+        e["event_id"] for e in sent]
+
+    # one project, at most N, and nothing older than --since
+    one = await asyncio.to_thread(ratchet_cli, [
+        "record", "--output", "-", "--project", tenant.project_id, "--max-events", "4"], env)
+    assert one.returncode == 0, one.stderr
+    assert [json.loads(x)["event_id"] for x in one.stdout.splitlines()] == [
+        e["event_id"] for e in sent[:4]]
+    future = await asyncio.to_thread(ratchet_cli, [
+        "record", "--output", "-", "--since", "2099-01-01T00:00:00Z"], env)
+    assert future.returncode == 0 and future.stdout == ""
+
+    # and replay reads what record wrote
+    verdicts = tmp_path / "v.jsonl"
+    replayed = await asyncio.to_thread(ratchet_cli, [
+        "replay", "--input", str(out), "--output", str(verdicts)], {})
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(verdicts.read_text().splitlines()) == 10
+
+
+async def test_record_says_what_to_fix(gateway: Gateway, tmp_path: Path) -> None:
+    no_broker = await asyncio.to_thread(
+        ratchet_cli, ["record", "--output", str(tmp_path / "x")], {})
+    assert no_broker.returncode == 2 and "RATCHET_KAFKA_BOOTSTRAP is not set" in no_broker.stderr
+    missing = await asyncio.to_thread(
+        ratchet_cli, ["record", "--output", "-"],
+        {**_env(gateway), "RATCHET_TOPIC_INGEST": "no-such-topic-here"})
+    assert missing.returncode == 2 and "no-such-topic-here" in missing.stderr
+    bad_since = await asyncio.to_thread(
+        ratchet_cli, ["record", "--output", "-", "--since", "yesterday"], _env(gateway))
+    assert bad_since.returncode == 2 and "30m, 2h, 7d" in bad_since.stderr

@@ -348,16 +348,20 @@ def render_text(e: Explanation) -> str:
             "about the agent's behaviour was evaluated."
         )
         return "\n".join(lines)
-    by = []
+    # Credited: the reasons whose action is the verdict's; a weaker one (a Markov flag under a
+    # guardrail's pause) decided nothing and is told apart.
+    sources = [(f"guardrail {g['rule']}", str(g["action"])) for g in e.guardrails]
     if e.anomalous and e.markov_action != "allow":
-        by.append("the Markov chain")
-    by += [f"guardrail {g['rule']}" for g in e.guardrails]
+        sources.insert(0, ("the Markov chain", e.markov_action))
+    by = [name for name, action in sources if action == e.action]
+    also = [f"{name} → {action}" for name, action in sources if action != e.action]
     unenforced = (f"; the Markov chain found it anomalous but enforces nothing in {e.mode}"
                   if e.anomalous and e.markov_action == "allow" else "")
     lines.append(f"verdict: {e.action.upper()}"
                  + (f" — decided by {', '.join(by)}" if by else
                     " — nothing was enforced" if unenforced else " — nothing was unusual")
-                 + unenforced)
+                 + unenforced
+                 + (f"; weaker, not deciding: {', '.join(also)}" if also else ""))
     lines.append(f"previous call: {e.previous.words()}")
     new = " — a shape this chain never saw" if e.new_node else ""
     lines.append(f"current call:  {e.current.words()}{new}")

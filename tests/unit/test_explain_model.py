@@ -88,7 +88,8 @@ def test_explanation_words_name_the_calls_the_paths_and_the_rules() -> None:
     assert (e.nearest.new_paths, e.nearest.missing_paths) == (("forward_to:str",),
                                                               ("headers:bool",))
     text = render_text(e)
-    assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email" in text
+    assert ("verdict: PAUSE — decided by the Markov chain; weaker, not deciding: guardrail "
+            "pii.email → flag") in text
     assert "previous call: mail mail.list {folder:str}" in text
     assert "a shape this chain never saw" in text
     assert "guardrail pii.email → flag: paths=a JSON array" in text
@@ -128,3 +129,22 @@ def test_a_chain_that_enforces_nothing_is_not_credited_with_the_verdict() -> Non
     assert "repeats of this action back to back: 9" in text
     # a locked chain that acts is credited, as before
     assert "decided by the Markov chain" in render_text(explain(_verdict(), {}, {}, EngineParams()))
+
+
+def test_a_weaker_markov_reason_is_not_credited_with_a_guardrail_pause() -> None:
+    """A locked agent's first call to a new service: the chain flags, a pattern rule pauses —
+    the verdict is the guardrail's alone."""
+    v = _verdict(mode="shadow", reasons=(
+        Reason("markov", "flag", {"p": 0.0, "new_node": True, "threshold_from": "floor"}),
+        Reason("guardrail:pattern", "pause", {"rule": "pattern.sql-write"})))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    assert ("verdict: PAUSE — decided by guardrail pattern.sql-write; weaker, not deciding: "
+            "the Markov chain → flag") in text
+    assert "decided by the Markov chain" not in text
+
+
+def test_a_markov_reason_tied_with_a_guardrail_shares_the_credit() -> None:
+    v = _verdict(reasons=(Reason("markov", "pause", {"threshold_from": "floor"}),
+                          Reason("guardrail:pii", "pause", {"rule": "pii.email"})))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email\n" in text

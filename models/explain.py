@@ -19,6 +19,7 @@ like the current call's (Jaccard similarity; ties go to the more frequent succes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from models.labels import NodeLabel, describe
 from models.nodes import END, OVERFLOW, START
 from models.params import UNLEARNABLE_JUDGED, EngineParams
-from models.sanitize import shown
+from models.sanitize import clean_text, shown
 from models.verdict import Verdict
 
 __all__ = [
@@ -250,10 +251,41 @@ def _mode_words(v: Verdict, markov: Mapping[str, Any], params: EngineParams) -> 
     return words
 
 
+#: Members of an array or table shown in a guardrail fact, and the fact's length cap.
+_FACT_ITEMS = 8
+_FACT_CHARS = 200
+
+
+def _fact(value: Any, depth: int = 0) -> str:
+    """A reason's detail value for a person: strings cleaned and cut like other client values
+    (:func:`models.sanitize.shown`); arrays and tables with their members (at most
+    :data:`_FACT_ITEMS`, strings in JSON quotes), not "a JSON array".
+
+    >>> _fact(["amount"]), _fact(["a", 2, {"k": "<b>v</b>"}]), _fact(list(range(10)))
+    ('["amount"]', '["a", 2, {"k": "v"}]', '[0, 1, 2, 3, 4, 5, 6, 7, … 2 more]')
+    >>> _fact("x"), _fact(1.5)
+    ("'x'", '1.5')
+    """
+    if isinstance(value, (list, tuple, dict)) and depth < 2:
+        members = list(value.items()) if isinstance(value, dict) else list(value)
+        parts = [(f"{json.dumps(clean_text(str(m[0]), 40), ensure_ascii=False)}: "
+                  f"{_fact(m[1], depth + 1)}") if isinstance(value, dict) else
+                 _fact(m, depth + 1) for m in members[:_FACT_ITEMS]]
+        if len(members) > _FACT_ITEMS:
+            parts.append(f"… {len(members) - _FACT_ITEMS} more")
+        text = ", ".join(parts)
+        if len(text) > _FACT_CHARS:
+            text = text[: _FACT_CHARS - 1] + "…"
+        return ("{" + text + "}") if isinstance(value, dict) else ("[" + text + "]")
+    if isinstance(value, str) and depth:
+        return json.dumps(clean_text(value, 60), ensure_ascii=False)
+    return shown(value, 60)
+
+
 def _guardrail(r: Any) -> dict[str, Any]:
     detail = dict(r.detail)
     rule = str(detail.pop("rule", r.source.partition(":")[2] or r.source))
-    facts = ", ".join(f"{k}={shown(val, 60)}" for k, val in sorted(detail.items()))
+    facts = ", ".join(f"{k}={_fact(val)}" for k, val in sorted(detail.items()))
     return {"source": r.source, "rule": rule, "action": r.action, "facts": facts}
 
 

@@ -92,7 +92,8 @@ def test_explanation_words_name_the_calls_the_paths_and_the_rules() -> None:
             "pii.email → flag") in text
     assert "previous call: mail mail.list {folder:str}" in text
     assert "a shape this chain never saw" in text
-    assert "guardrail pii.email → flag: paths=a JSON array" in text
+    assert "guardrail pii.email → flag: paths=[\"to\"]" in text
+    assert "a JSON array" not in text
     assert "threshold: the floor, 12 bits" in text and "mode: locked" in text
 
 
@@ -148,3 +149,14 @@ def test_a_markov_reason_tied_with_a_guardrail_shares_the_credit() -> None:
                           Reason("guardrail:pii", "pause", {"rule": "pii.email"})))
     text = render_text(explain(v, {}, {}, EngineParams()))
     assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email\n" in text
+
+
+def test_guardrail_facts_show_arrays_cleaned_and_cut() -> None:
+    """A reason's paths read as the paths, not "a JSON array"; client text stays safe."""
+    paths = ["amount", "<b>note</b>", *(f"items[{i}].x" for i in range(10))]
+    v = _verdict(reasons=(Reason("guardrail:value", "pause",
+                                 {"rule": "value.amount", "paths": paths, "count": 2}),))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    line = next(x for x in text.splitlines() if x.startswith("guardrail value.amount"))
+    assert line.startswith('guardrail value.amount → pause: count=2, paths=["amount", "note", ')
+    assert "… 4 more]" in line and "<" not in line

@@ -187,6 +187,8 @@ class Explanation:
     guardrails: tuple[dict[str, Any], ...]
     approval: Mapping[str, Any] | None = None
     chain_now: Mapping[str, Any] = field(default_factory=dict)
+    #: Why a score over the threshold was not anomalous ("" when it was, or was under it).
+    not_judged: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -339,6 +341,9 @@ def explain(
         notes.append(f"repeats of this action back to back: {markov['repeats']} (learned limit "
                      f"{markov.get('repeat_limit')})")
     p = float(markov.get("p", v.edge.p))
+    not_judged = ""
+    if not v.anomalous and not v.error and v.score > v.threshold:
+        not_judged = _why_not_judged(v, params, chain_now)
     return Explanation(
         event_id=v.event_id, project_id=v.project_id, agent_id=v.agent_id, run_id=v.run_id,
         chain=v.chain, action=v.action, engine_error=v.error,
@@ -352,8 +357,25 @@ def explain(
         mode=v.mode, mode_words=_mode_words(v, markov, params),
         nearest=nearest, nearest_note=note, markov_notes=tuple(notes),
         guardrails=tuple(_guardrail(r) for r in v.reasons if r.source != "markov"),
-        approval=approval, chain_now=dict(chain_now),
+        approval=approval, chain_now=dict(chain_now), not_judged=not_judged,
     )
+
+
+def _why_not_judged(v: Verdict, params: EngineParams, chain_now: Mapping[str, Any]) -> str:
+    """Why a score over the threshold is not anomalous (docs/detection.md, "The rule"): only a
+    shape new to the chain counts on a chain too thin to judge or unlearnable; the verdict has
+    no Markov reason then, so this reads the engine settings and the chain as it is now."""
+    if (params.backoff_weight <= 0 and params.min_support > 0
+            and v.edge.row_total < params.min_support):
+        return (f"not judged: the previous call was left only {round(v.edge.row_total, 1):g} "
+                f"times, under min_support ({params.min_support}) with the back-off off, so "
+                "only a shape new to the chain counts there")
+    now = ("the chain is unlearnable now" if chain_now.get("unlearnable") else
+           "the chain is not unlearnable now, so it was when it judged this event"
+           if chain_now else "the chain's record was not read")
+    return ("not judged: on an unlearnable chain (its rate of new transitions over "
+            f"novelty_limit, {params.novelty_limit:g}) an unseen move between shapes it knows is "
+            f"no evidence; only {UNLEARNABLE_JUDGED[params.unlearnable_rule]} ({now})")
 
 
 def _paths(paths: tuple[str, ...]) -> str:
@@ -364,7 +386,7 @@ def _judged(e: Explanation) -> str:
     """The transition line's conclusion: a score under the threshold can still be anomalous
     for another reason the notes give (repeats over the learned limit, a locked vocabulary)."""
     if not e.anomalous:
-        return "not anomalous"
+        return "over it, but not anomalous (see why below)" if e.not_judged else "not anomalous"
     return "ANOMALOUS" if e.bits > e.threshold else "under it, but ANOMALOUS (see the notes)"
 
 
@@ -412,6 +434,8 @@ def render_text(e: Explanation) -> str:
         f"bits; threshold {e.threshold:.2f} bits → {_judged(e)}"
     )
     lines.append(f"threshold: {e.threshold_words}")
+    if e.not_judged:
+        lines.append(f"why not anomalous: {e.not_judged}")
     for note in e.markov_notes:
         lines.append(f"note: {note}")
     lines.append(f"mode: {e.mode_words}")
@@ -425,6 +449,7 @@ def render_text(e: Explanation) -> str:
                      f"{e.approval.get('actor')} ({e.approval.get('reason') or 'no reason'})")
     if e.chain_now:
         now = e.chain_now
-        lines.append(f"chain now: {now.get('mode')}, {now.get('runs')} runs"
+        runs = now.get("runs")
+        lines.append(f"chain now: {now.get('mode')}, {runs} run{'' if runs == 1 else 's'}"
                      + (", unlearnable" if now.get("unlearnable") else ""))
     return "\n".join(lines)

@@ -160,3 +160,28 @@ def test_guardrail_facts_show_arrays_cleaned_and_cut() -> None:
     line = next(x for x in text.splitlines() if x.startswith("guardrail value.amount"))
     assert line.startswith('guardrail value.amount → pause: count=2, paths=["amount", "note", ')
     assert "… 4 more]" in line and "<" not in line
+
+
+def test_a_score_over_the_threshold_that_is_not_anomalous_says_why() -> None:
+    """No Markov reason, 19.93 bits over a 12-bit threshold: on an unlearnable chain an unseen
+    move between known shapes is no evidence (docs/detection.md, "The rule")."""
+    v = _verdict(anomalous=False, action="allow", mode="shadow", reasons=(),
+                 edge=Edge("n_list", "n_export", 0.0, 0.0, 40.0))
+    e = explain(v, {}, {}, EngineParams(), chain_now={"mode": "shadow", "runs": 1,
+                                                      "unlearnable": True})
+    text = render_text(e)
+    assert "19.93 bits; threshold 12.00 bits → over it, but not anomalous (see why below)" in text
+    assert ("why not anomalous: not judged: on an unlearnable chain (its rate of new transitions "
+            "over novelty_limit, 0.05) an unseen move between shapes it knows is no evidence"
+            in text)
+    assert "(the chain is unlearnable now)" in text
+    assert "chain now: shadow, 1 run, unlearnable" in text and "1 runs" not in text
+    # back-off off: a from-node left fewer than min_support times judges only new shapes
+    thin = EngineParams(backoff_weight=0.0)
+    text = render_text(explain(dataclasses.replace(v, edge=Edge("a", "b", 0.0, 0.0, 3.0)), {},
+                               {}, thin, chain_now={"mode": "shadow", "runs": 2}))
+    assert "left only 3 times, under min_support (20) with the back-off off" in text
+    assert "chain now: shadow, 2 runs" in text
+    # under the threshold: nothing to explain
+    calm = dataclasses.replace(v, score=3.0)
+    assert "why not anomalous" not in render_text(explain(calm, {}, {}, EngineParams()))

@@ -19,6 +19,7 @@ like the current call's (Jaccard similarity; ties go to the more frequent succes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from models.labels import NodeLabel, describe
 from models.nodes import END, OVERFLOW, START
 from models.params import UNLEARNABLE_JUDGED, EngineParams
-from models.sanitize import shown
+from models.sanitize import clean_text, shown
 from models.verdict import Verdict
 
 __all__ = [
@@ -186,6 +187,8 @@ class Explanation:
     guardrails: tuple[dict[str, Any], ...]
     approval: Mapping[str, Any] | None = None
     chain_now: Mapping[str, Any] = field(default_factory=dict)
+    #: Why a score over the threshold was not anomalous ("" when it was, or was under it).
+    not_judged: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -250,10 +253,41 @@ def _mode_words(v: Verdict, markov: Mapping[str, Any], params: EngineParams) -> 
     return words
 
 
+#: Members of an array or table shown in a guardrail fact, and the fact's length cap.
+_FACT_ITEMS = 8
+_FACT_CHARS = 200
+
+
+def _fact(value: Any, depth: int = 0) -> str:
+    """A reason's detail value for a person: strings cleaned and cut like other client values
+    (:func:`models.sanitize.shown`); arrays and tables with their members (at most
+    :data:`_FACT_ITEMS`, strings in JSON quotes), not "a JSON array".
+
+    >>> _fact(["amount"]), _fact(["a", 2, {"k": "<b>v</b>"}]), _fact(list(range(10)))
+    ('["amount"]', '["a", 2, {"k": "v"}]', '[0, 1, 2, 3, 4, 5, 6, 7, … 2 more]')
+    >>> _fact("x"), _fact(1.5)
+    ("'x'", '1.5')
+    """
+    if isinstance(value, (list, tuple, dict)) and depth < 2:
+        members = list(value.items()) if isinstance(value, dict) else list(value)
+        parts = [(f"{json.dumps(clean_text(str(m[0]), 40), ensure_ascii=False)}: "
+                  f"{_fact(m[1], depth + 1)}") if isinstance(value, dict) else
+                 _fact(m, depth + 1) for m in members[:_FACT_ITEMS]]
+        if len(members) > _FACT_ITEMS:
+            parts.append(f"… {len(members) - _FACT_ITEMS} more")
+        text = ", ".join(parts)
+        if len(text) > _FACT_CHARS:
+            text = text[: _FACT_CHARS - 1] + "…"
+        return ("{" + text + "}") if isinstance(value, dict) else ("[" + text + "]")
+    if isinstance(value, str) and depth:
+        return json.dumps(clean_text(value, 60), ensure_ascii=False)
+    return shown(value, 60)
+
+
 def _guardrail(r: Any) -> dict[str, Any]:
     detail = dict(r.detail)
     rule = str(detail.pop("rule", r.source.partition(":")[2] or r.source))
-    facts = ", ".join(f"{k}={shown(val, 60)}" for k, val in sorted(detail.items()))
+    facts = ", ".join(f"{k}={_fact(val)}" for k, val in sorted(detail.items()))
     return {"source": r.source, "rule": rule, "action": r.action, "facts": facts}
 
 
@@ -307,6 +341,9 @@ def explain(
         notes.append(f"repeats of this action back to back: {markov['repeats']} (learned limit "
                      f"{markov.get('repeat_limit')})")
     p = float(markov.get("p", v.edge.p))
+    not_judged = ""
+    if not v.anomalous and not v.error and v.score > v.threshold:
+        not_judged = _why_not_judged(v, params, chain_now)
     return Explanation(
         event_id=v.event_id, project_id=v.project_id, agent_id=v.agent_id, run_id=v.run_id,
         chain=v.chain, action=v.action, engine_error=v.error,
@@ -320,8 +357,25 @@ def explain(
         mode=v.mode, mode_words=_mode_words(v, markov, params),
         nearest=nearest, nearest_note=note, markov_notes=tuple(notes),
         guardrails=tuple(_guardrail(r) for r in v.reasons if r.source != "markov"),
-        approval=approval, chain_now=dict(chain_now),
+        approval=approval, chain_now=dict(chain_now), not_judged=not_judged,
     )
+
+
+def _why_not_judged(v: Verdict, params: EngineParams, chain_now: Mapping[str, Any]) -> str:
+    """Why a score over the threshold is not anomalous (docs/detection.md, "The rule"): only a
+    shape new to the chain counts on a chain too thin to judge or unlearnable; the verdict has
+    no Markov reason then, so this reads the engine settings and the chain as it is now."""
+    if (params.backoff_weight <= 0 and params.min_support > 0
+            and v.edge.row_total < params.min_support):
+        return (f"not judged: the previous call was left only {round(v.edge.row_total, 1):g} "
+                f"times, under min_support ({params.min_support}) with the back-off off, so "
+                "only a shape new to the chain counts there")
+    now = ("the chain is unlearnable now" if chain_now.get("unlearnable") else
+           "the chain is not unlearnable now, so it was when it judged this event"
+           if chain_now else "the chain's record was not read")
+    return ("not judged: on an unlearnable chain (its rate of new transitions over "
+            f"novelty_limit, {params.novelty_limit:g}) an unseen move between shapes it knows is "
+            f"no evidence; only {UNLEARNABLE_JUDGED[params.unlearnable_rule]} ({now})")
 
 
 def _paths(paths: tuple[str, ...]) -> str:
@@ -332,7 +386,7 @@ def _judged(e: Explanation) -> str:
     """The transition line's conclusion: a score under the threshold can still be anomalous
     for another reason the notes give (repeats over the learned limit, a locked vocabulary)."""
     if not e.anomalous:
-        return "not anomalous"
+        return "over it, but not anomalous (see why below)" if e.not_judged else "not anomalous"
     return "ANOMALOUS" if e.bits > e.threshold else "under it, but ANOMALOUS (see the notes)"
 
 
@@ -348,16 +402,20 @@ def render_text(e: Explanation) -> str:
             "about the agent's behaviour was evaluated."
         )
         return "\n".join(lines)
-    by = []
+    # Credited: the reasons whose action is the verdict's; a weaker one (a Markov flag under a
+    # guardrail's pause) decided nothing and is told apart.
+    sources = [(f"guardrail {g['rule']}", str(g["action"])) for g in e.guardrails]
     if e.anomalous and e.markov_action != "allow":
-        by.append("the Markov chain")
-    by += [f"guardrail {g['rule']}" for g in e.guardrails]
+        sources.insert(0, ("the Markov chain", e.markov_action))
+    by = [name for name, action in sources if action == e.action]
+    also = [f"{name} → {action}" for name, action in sources if action != e.action]
     unenforced = (f"; the Markov chain found it anomalous but enforces nothing in {e.mode}"
                   if e.anomalous and e.markov_action == "allow" else "")
     lines.append(f"verdict: {e.action.upper()}"
                  + (f" — decided by {', '.join(by)}" if by else
                     " — nothing was enforced" if unenforced else " — nothing was unusual")
-                 + unenforced)
+                 + unenforced
+                 + (f"; weaker, not deciding: {', '.join(also)}" if also else ""))
     lines.append(f"previous call: {e.previous.words()}")
     new = " — a shape this chain never saw" if e.new_node else ""
     lines.append(f"current call:  {e.current.words()}{new}")
@@ -376,6 +434,8 @@ def render_text(e: Explanation) -> str:
         f"bits; threshold {e.threshold:.2f} bits → {_judged(e)}"
     )
     lines.append(f"threshold: {e.threshold_words}")
+    if e.not_judged:
+        lines.append(f"why not anomalous: {e.not_judged}")
     for note in e.markov_notes:
         lines.append(f"note: {note}")
     lines.append(f"mode: {e.mode_words}")
@@ -389,6 +449,7 @@ def render_text(e: Explanation) -> str:
                      f"{e.approval.get('actor')} ({e.approval.get('reason') or 'no reason'})")
     if e.chain_now:
         now = e.chain_now
-        lines.append(f"chain now: {now.get('mode')}, {now.get('runs')} runs"
+        runs = now.get("runs")
+        lines.append(f"chain now: {now.get('mode')}, {runs} run{'' if runs == 1 else 's'}"
                      + (", unlearnable" if now.get("unlearnable") else ""))
     return "\n".join(lines)

@@ -25,11 +25,12 @@ angle brackets ``<`` ``>`` that open HTML markup.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 __all__ = ["UNSAFE_CLASS", "clean_name", "clean_text", "display_problem", "is_display_safe",
-           "shown"]
+           "quoted", "shown"]
 
 _CONTROL = "\\u0000-\\u001f\\u007f-\\u009f"
 _INVISIBLE = (
@@ -90,3 +91,21 @@ def shown(value: Any, max_chars: int = 40) -> str:
     if isinstance(value, (dict, list)):
         return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
     return clean_text(repr(value), max_chars)
+
+
+def quoted(value: str, max_chars: int = 60) -> str:
+    r"""``value`` faithfully, as a JSON (and TOML basic) string literal, for an error message
+    that must show exactly what was written (a regex): every unsafe character, angle brackets
+    included, is written as a ``\uXXXX`` escape instead of being removed, so the message holds
+    none of them and the literal still reads back as ``value``. Cut to ``max_chars`` characters
+    of ``value``, with ``…`` after the closing quote.
+
+    >>> print(quoted("(?<!foo)bar"), quoted("x" * 10, 4))
+    "(?\u003c!foo)bar" "xxxx"…
+    >>> print(quoted('say "hi"\n'))
+    "say \"hi\"\n"
+    """
+    cut = value[:max_chars]
+    text = json.dumps(cut, ensure_ascii=False)
+    text = _UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text + ("…" if len(value) > max_chars else "")

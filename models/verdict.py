@@ -20,6 +20,7 @@ __all__ = [
     "Reason",
     "Verdict",
     "action_rank",
+    "deciding_sources",
     "round4",
     "strictest",
 ]
@@ -67,6 +68,25 @@ def strictest(actions: Iterable[str]) -> str:
         if ACTIONS.index(a) > ACTIONS.index(best):
             best = a
     return best
+
+
+def deciding_sources(action: str, reasons: Iterable[Reason]) -> tuple[str, ...]:
+    """The sources credited with a verdict of ``action``: those of the reasons whose action is
+    the verdict's (the strictest). A weaker reason (a Markov ``flag`` under a guardrail's
+    ``pause``) decided nothing. When no reason has the verdict's action (an engine error's
+    on_error action), the strictest reasons' sources; none for no reasons.
+
+    >>> deciding_sources("pause", [Reason("markov", "flag"), Reason("guardrail:pattern", "pause")])
+    ('guardrail:pattern',)
+    >>> deciding_sources("pause", [Reason("markov", "pause"), Reason("guardrail:pii", "pause")])
+    ('markov', 'guardrail:pii')
+    """
+    rs = list(reasons)
+    if not rs:
+        return ()
+    if not any(r.action == action for r in rs):
+        action = strictest(r.action for r in rs)
+    return tuple(dict.fromkeys(r.source for r in rs if r.action == action))
 
 
 @dataclass(frozen=True, slots=True)

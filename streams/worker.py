@@ -44,7 +44,7 @@ from models.envelope import (
 from models.errors import RatchetError, UnavailableError, ValidationError
 from models.events import IngestEvent
 from models.on_error import on_error_action
-from models.verdict import Edge, Verdict, action_rank
+from models.verdict import Edge, Verdict, deciding_sources
 from models.verdict_stored import encode_stored
 from models.verdict_wire import encode_compact, verdict_row
 from ratchet.store.policies import PolicySource
@@ -257,10 +257,12 @@ def _count_replies(heard: Sequence[int]) -> None:
 
 
 def _source(v: Verdict) -> str:
-    if not v.reasons:
+    """The ``source`` label: the kind of the reasons whose action is the verdict's (a weaker
+    reason decided nothing); a guardrail tied with the Markov chain counts as ``guardrail``."""
+    deciding = deciding_sources(v.action, v.reasons)
+    if not deciding:
         return "none"
-    best = max(v.reasons, key=lambda r: action_rank(r.action))
-    return best.source if best.source == "markov" else "guardrail"
+    return "markov" if deciding == ("markov",) else "guardrail"
 
 
 @dataclass

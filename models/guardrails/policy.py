@@ -60,7 +60,7 @@ from models.guardrails.loop import LoopConfig, loop_to_dict, parse_loop
 from models.guardrails.media import MediaConfig, media_to_dict, parse_media
 from models.guardrails.order import OrderConfig, order_to_dict, parse_order
 from models.guardrails.pattern import PatternConfig, parse_pattern, pattern_to_dict
-from models.guardrails.pii import PiiConfig, parse_pii, pii_to_dict
+from models.guardrails.pii import DEFAULT_DETECTORS, PiiConfig, parse_pii, pii_to_dict
 from models.guardrails.values import ValueConfig, parse_values, values_to_dict
 from models.guardrails.velocity import VelocityConfig, parse_velocity, velocity_to_dict
 from models.on_error import parse_on_error
@@ -348,11 +348,45 @@ def parse_policy(obj: Any) -> Policy:
     )
 
 
+def _refuse_unused_detector_actions(g: Guardrail[PiiConfig]) -> None:
+    """A ``detector_actions`` key for a detector that no config it reaches has enabled would
+    never apply: a typo or a forgotten ``detectors`` entry, refused so it cannot pass silently.
+    A key at the top reaches every override; a service's key that service's configs (with each
+    priority's override on top); a priority's key that priority's configs."""
+    resolved = list(g.resolved.items())
+    places: list[tuple[str, Mapping[str, Any], list[PiiConfig]]] = [
+        ("guardrails.pii", g.base.detector_actions,
+         [g.base, *g.by_service.values(), *g.by_priority.values(), *g.resolved.values()]),
+    ]
+    for svc, written in g.service_overrides.items():
+        places.append((f"guardrails.pii.by_service.{svc}", written.get("detector_actions", {}),
+                       [g.by_service[svc], *(c for (s, _), c in resolved if s == svc)]))
+    for prio, written in g.priority_overrides.items():
+        places.append((f"guardrails.pii.by_priority.{prio}", written.get("detector_actions", {}),
+                       [g.by_priority[prio], *(c for (_, p), c in resolved if p == prio)]))
+    for where, actions, configs in places:
+        for det in sorted(actions):
+            if any(det in c.detectors for c in configs):
+                continue
+            field_ = join(join(where, "detector_actions"), det)
+            raise ValidationError(
+                f"{field_}: the {det} detector is not enabled, so this action would never "
+                f"apply; enable it by adding \"{det}\" to {join(where, 'detectors')} (the "
+                f"default list is {', '.join(DEFAULT_DETECTORS)}; an array replaces it, so "
+                "list the defaults you keep), or remove this action",
+                field_,
+            )
+
+
 def parse_policy_toml(text: str) -> Policy:
     """Parse a policy file's text (TOML). Pure: reading the file is the caller's job.
 
-    Nesting deeper than :data:`MAX_NESTING` is refused before parsing (the parser recurses)."""
-    return parse_policy(toml_text.loads(text, "the policy"))
+    Nesting deeper than :data:`MAX_NESTING` is refused before parsing (the parser recurses).
+    Stricter than :func:`policy_from_dict` (the stored form, which must keep loading): a
+    ``detector_actions`` entry for a detector that is not enabled is refused."""
+    policy = parse_policy(toml_text.loads(text, "the policy"))
+    _refuse_unused_detector_actions(policy.pii)
+    return policy
 
 
 def default_policy() -> Policy:

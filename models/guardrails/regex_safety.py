@@ -24,7 +24,7 @@ False
 >>> compile_safe(r"(a)\\1", "rule.regex")
 Traceback (most recent call last):
 ...
-models.errors.ValidationError: rule.regex '(a)\\1' cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: \\1 (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
+models.errors.ValidationError: rule.regex "(a)\\\\1" cannot be compiled by RE2, the linear-time engine tenant patterns run on: invalid escape sequence: "\\\\1" (RE2 has no backreferences, lookaround, atomic groups or possessive quantifiers)
 >>> compile_literal("a.b", ignore_case=True).search(b"xA.By"), compile_literal("a.b").search(b"axb")
 (True, False)
 """
@@ -37,7 +37,7 @@ from typing import Any
 import re2
 
 from models.errors import ValidationError
-from models.sanitize import clean_text, shown
+from models.sanitize import clean_text, quoted
 
 __all__ = [
     "MAX_PATTERN_CHARS", "MAX_PROGRAM_SIZE", "Regex", "compile_internal", "compile_literal",
@@ -91,16 +91,20 @@ def _compile(pattern: str, field: str, opts: Any) -> Regex:
         compiled = re2.compile(pattern, opts)
     except re2.error as exc:
         why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        # RE2 says "<problem>: <the part of the pattern>": the part quoted as faithfully as
+        # the pattern (a lookbehind's "(?<!" must not read "(?!")
+        problem, sep, part = why.partition(": ")
+        why = f"{clean_text(problem, 80)}: {quoted(part, 60)}" if sep else clean_text(why, 120)
         raise ValidationError(
-            f"{field} {shown(pattern)} cannot be compiled by RE2, the linear-time engine tenant "
-            f"patterns run on: {clean_text(why, 120)} (RE2 has no backreferences, lookaround, "
+            f"{field} {quoted(pattern)} cannot be compiled by RE2, the linear-time engine tenant "
+            f"patterns run on: {why} (RE2 has no backreferences, lookaround, "
             "atomic groups or possessive quantifiers)",
             field,
         ) from None
     size = int(compiled.programsize)
     if size > MAX_PROGRAM_SIZE:
         raise ValidationError(
-            f"{field} {shown(pattern)} compiles to {size} RE2 instructions, more than "
+            f"{field} {quoted(pattern)} compiles to {size} RE2 instructions, more than "
             f"{MAX_PROGRAM_SIZE}; its "
             "scans would cost that many steps per byte (use smaller bounded repeats {m,n})",
             field,

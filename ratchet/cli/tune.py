@@ -116,7 +116,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", metavar="FILE", help="write every row and the choice as JSON")
     p.add_argument("--apply", action="store_true",
                    help="store the recommended setting as --project's engine override "
-                   "(audited; workers pick it up without a restart)")
+                   "(audited; workers pick it up without a restart); refused when no setting "
+                   "meets --target-fpr unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="with --apply: store the closest setting (lowest FPR) even when none "
+                   "meets --target-fpr")
+    p.add_argument("--operator",
+                   help="with --apply: who asks (audited as operator:<name>; default 'cli')")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     # --project matters only with --apply / --labels-from-approvals: checked there, after the
     # command's own argument checks
@@ -280,6 +286,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--warmup must be >= 0")
     if (args.apply or args.labels_from_approvals) and not args.project:
         raise ConfigError("--apply and --labels-from-approvals need --project")
+    if (args.force or args.operator) and not args.apply:
+        raise ConfigError("--force and --operator go with --apply")
     if args.labels and args.labels_from_approvals:
         raise ConfigError("give --labels or --labels-from-approvals, not both")
     src = Path(args.input)
@@ -322,8 +330,10 @@ def _main(args: argparse.Namespace) -> int:
             vbar = _Bar(err, "verify", not args.quiet)
             measured = _measure(args, url, settings, chosen, labels, recording)
             vbar.close("the recommended setting replayed through the engine")
-        if args.apply:
-            _apply(url, settings, args.project, chosen)
+        refused = args.apply and not met and not args.force
+        if args.apply and not refused:
+            _apply(url, settings, args.project, chosen,
+                   f"operator:{args.operator}" if args.operator else "cli")
 
     rows = result.rows()
     marks = {0: "recorded setting"}
@@ -367,8 +377,9 @@ def _main(args: argparse.Namespace) -> int:
             f"{measured.recall:.3f} FPR {measured.fpr:.4f} (tp={measured.tp} fp={measured.fp} "
             f"fn={measured.fn} tn={measured.tn})"
         )
-    if args.apply:
-        summary.append(f"applied as the engine override of project {args.project} (audited)")
+    if args.apply and not refused:
+        summary.append(f"applied as the engine override of project {args.project} (audited)"
+                       + ("" if met else "; --force: it does not meet the target"))
     toml = report.engine_toml(
         chosen, base, f"ratchet tune --input {src.name}: best recall at FPR <= "
         f"{args.target_fpr:g}" + (f"\nmeasured: precision {measured.precision:.3f} recall "
@@ -397,14 +408,22 @@ def _main(args: argparse.Namespace) -> int:
             "measured": measured.as_dict() if measured is not None else None,
             "agreement": [agree, n], "summary": summary,
         }, option=orjson.OPT_INDENT_2))
+    if refused:
+        print(f"error: no setting meets FPR <= {args.target_fpr:g}, so nothing was applied to "
+              f"project {args.project}; relax --target-fpr (the lowest FPR above is "
+              f"{c.fpr:.4f}), or add --force to store that closest setting anyway",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def _apply(url: str, settings: Settings, project: str, chosen: EngineParams) -> None:
-    """Store the grid parameters of ``chosen`` as ``project``'s override (audited, actor cli)."""
+def _apply(url: str, settings: Settings, project: str, chosen: EngineParams,
+           actor: str) -> None:
+    """Store the grid parameters of ``chosen`` as ``project``'s override (audited as
+    ``actor``: ``cli`` or ``operator:<name>``)."""
     from models.overrides import parse_override
     from ratchet.cli.overrides import apply_override
 
     keys = ("sigma_multiplier", "floor_bits", "fallback_bits", "window", "window_large")
     values = parse_override({k: getattr(chosen, k) for k in keys})
-    asyncio.run(apply_override(settings, url, project, values, "cli"))
+    asyncio.run(apply_override(settings, url, project, values, actor))

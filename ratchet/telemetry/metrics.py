@@ -53,8 +53,10 @@ EVENTS = Counter(
 )
 VERDICTS = Counter(
     "ratchet_verdicts_total",
-    "Verdicts by action, by the kind of source that decided the action (markov, guardrail — any "
-    "guardrail; per guardrail see ratchet_guardrail_reasons_total — or none) and by chain mode.",
+    "Verdicts by action, by the kind of source that decided the action — a reason whose action "
+    "is the verdict's; weaker reasons decide nothing — (markov; guardrail: any guardrail, also "
+    "tied with markov; per guardrail see ratchet_guardrail_reasons_total; or none) and by chain "
+    "mode.",
     ["action", "source", "mode"],
 )
 MODE_TRANSITIONS = Counter(

@@ -76,6 +76,12 @@ async def test_get_put_and_invalid_policy_keeps_the_old(gateway: Gateway, tenant
     assert "allowed: action, enabled, per_agent, per_run" in err["message"]
     status, err = await _put(gateway, tenant.api_key, "[guardrails\nnot toml")
     assert status == 400 and "TOML" in err["message"]
+    # an action for a detector that is not enabled would never apply: refused, not ignored
+    status, err = await _put(gateway, tenant.api_key,
+                             '[guardrails.pii.detector_actions]\nemail = "reject"\n')
+    assert status == 400 and err["field"] == "guardrails.pii.detector_actions.email", err
+    assert "the email detector is not enabled" in err["message"]
+    assert '"email" to guardrails.pii.detectors' in err["message"]
     status, _, text, headers = await _call(gateway, "GET", tenant.api_key)
     assert text == EXAMPLE and headers["X-Ratchet-Policy-Version"] == "1"  # old one in force
 

@@ -269,6 +269,54 @@ async def test_tune_labels_from_approvals_and_apply_sets_an_audited_override(
         await redis.aclose()
 
 
+async def test_apply_refuses_a_setting_that_misses_the_target_unless_forced(
+    events_file: Path, tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    """No setting meets the target: --apply stores nothing and exits 1 saying what to do;
+    --force stores the closest one, audited as the --operator."""
+    from redis.asyncio import Redis
+
+    from ratchet.store.audit import AuditLog
+    from ratchet.store.engine_overrides import load_override
+    from ratchet.store.keys import Keys
+
+    keys = Keys(key_prefix)
+    redis = Redis.from_url(redis_url)
+    env = {"RATCHET_REDIS_URL": redis_url, "RATCHET_KEY_PREFIX": key_prefix}
+    engine = tmp_path / "engine.toml"
+    engine.write_text("[engine]\nfloor_bits = 1.0\nfallback_bits = 1.0\nceiling_bits = 1.0\n"
+                      "escape_floor_bits = 1.0\n")
+    args = ["tune", "--input", str(events_file), "--project", "demo", "--config", str(engine),
+            "--warmup", str(WARMUP), "--no-guardrails", "--sigma", "3", "--floor", "1",
+            "--fallback", "1", "--window", "10", "--target-fpr", "0", "--no-verify",
+            "--apply", "--json", str(tmp_path / "rows.json")]
+    try:
+        await redis.hset(keys.project("demo"), "name", "demo")
+        done = ratchet_cli(args, env)
+        assert not json.loads((tmp_path / "rows.json").read_text())["target_met"], done.stdout
+        assert done.returncode == 1, done.stderr
+        assert "no setting meets FPR <= 0" in done.stdout
+        assert "applied as" not in done.stdout
+        assert ("no setting meets FPR <= 0, so nothing was applied to project demo; relax "
+                "--target-fpr") in done.stderr and "--force" in done.stderr
+        assert (await load_override(redis, keys, "demo")).version == 0
+
+        done = ratchet_cli([*args, "--force", "--operator", "alice"], env)
+        assert done.returncode == 0, done.stderr
+        assert "--force: it does not meet the target" in done.stdout
+        stored = await load_override(redis, keys, "demo")
+        assert stored.version == 1 and stored.updated_by == "operator:alice"
+        audit = AuditLog(redis, keys, Settings(key_prefix=key_prefix))
+        entries = [e for e in (await audit.page("demo")).entries
+                   if e.action == "engine.override_replaced"]
+        assert [e.actor for e in entries] == ["operator:alice"]
+
+        bad = ratchet_cli(["tune", "--input", str(events_file), "--force"], env)
+        assert bad.returncode == 2 and "--force and --operator go with --apply" in bad.stderr
+    finally:
+        await redis.aclose()
+
+
 async def test_rescoring_follows_the_step_order_rule(tmp_path: Path, redis_url: str) -> None:
     """With the high-entropy assistant in the traffic, some chains are judged on their step
     order (``unlearnable_rule``) and hold what they flag: the re-scoring still equals the

@@ -136,6 +136,16 @@ def test_config_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert "RATCHET_DEFAULT_TIER='gold' is not one of the tiers" in done.stderr
 
 
+def test_config_check_refuses_an_action_for_a_detector_that_is_not_enabled(
+        tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[guardrails.pii.detector_actions]\nemail = "reject"\n')
+    done = _ratchet({}, "config", "check", "--policy", str(policy))
+    assert done.returncode == 1, done
+    assert "guardrails.pii.detector_actions.email" in done.stderr
+    assert "the email detector is not enabled" in done.stderr
+
+
 def test_config_check_passes_a_good_setup(tmp_path: Path) -> None:
     engine = tmp_path / "engine.toml"
     engine.write_text("[engine]\nfloor_bits = 10.0\n")

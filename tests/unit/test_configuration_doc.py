@@ -22,3 +22,26 @@ def test_every_setting_is_documented_with_a_meaning() -> None:
     for f in dataclasses.fields(Settings):
         row = next(line for line in text.splitlines() if f"`RATCHET_{f.name.upper()}`" in line)
         assert not row.endswith("|  |"), f"RATCHET_{f.name.upper()} has no #: comment in settings.py"
+
+
+def test_defaults_quoted_in_api_md_are_the_settings_defaults() -> None:
+    """docs/api.md lists settings as `RATCHET_X` (default): every numeric default it quotes is
+    the settings object's (it said 2 and 60 for RATCHET_REDIS_TIMEOUT_S and
+    RATCHET_IDEMPOTENCY_LEASE_S, which are 5.0 and 6)."""
+    import re
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    text = (DOC.parent / "api.md").read_text()
+    quoted = re.findall(r"`RATCHET_(\w+)` \(([^)]+)\)", text)
+    assert quoted
+    wrong = []
+    for name, value in quoted:
+        f = fields[name.lower()]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = value.split(";")[0].strip().strip("`")
+        try:
+            if float(shown) != float(default):  # type: ignore[arg-type]
+                wrong.append(f"RATCHET_{name}: api.md {shown}, settings {default}")
+        except (TypeError, ValueError):
+            continue  # not a number (a tier list, "off", "empty"): not compared
+    assert not wrong, wrong

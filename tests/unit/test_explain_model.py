@@ -88,10 +88,12 @@ def test_explanation_words_name_the_calls_the_paths_and_the_rules() -> None:
     assert (e.nearest.new_paths, e.nearest.missing_paths) == (("forward_to:str",),
                                                               ("headers:bool",))
     text = render_text(e)
-    assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email" in text
+    assert ("verdict: PAUSE — decided by the Markov chain; weaker, not deciding: guardrail "
+            "pii.email → flag") in text
     assert "previous call: mail mail.list {folder:str}" in text
     assert "a shape this chain never saw" in text
-    assert "guardrail pii.email → flag: paths=a JSON array" in text
+    assert "guardrail pii.email → flag: paths=[\"to\"]" in text
+    assert "a JSON array" not in text
     assert "threshold: the floor, 12 bits" in text and "mode: locked" in text
 
 
@@ -128,3 +130,58 @@ def test_a_chain_that_enforces_nothing_is_not_credited_with_the_verdict() -> Non
     assert "repeats of this action back to back: 9" in text
     # a locked chain that acts is credited, as before
     assert "decided by the Markov chain" in render_text(explain(_verdict(), {}, {}, EngineParams()))
+
+
+def test_a_weaker_markov_reason_is_not_credited_with_a_guardrail_pause() -> None:
+    """A locked agent's first call to a new service: the chain flags, a pattern rule pauses —
+    the verdict is the guardrail's alone."""
+    v = _verdict(mode="shadow", reasons=(
+        Reason("markov", "flag", {"p": 0.0, "new_node": True, "threshold_from": "floor"}),
+        Reason("guardrail:pattern", "pause", {"rule": "pattern.sql-write"})))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    assert ("verdict: PAUSE — decided by guardrail pattern.sql-write; weaker, not deciding: "
+            "the Markov chain → flag") in text
+    assert "decided by the Markov chain" not in text
+
+
+def test_a_markov_reason_tied_with_a_guardrail_shares_the_credit() -> None:
+    v = _verdict(reasons=(Reason("markov", "pause", {"threshold_from": "floor"}),
+                          Reason("guardrail:pii", "pause", {"rule": "pii.email"})))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    assert "verdict: PAUSE — decided by the Markov chain, guardrail pii.email\n" in text
+
+
+def test_guardrail_facts_show_arrays_cleaned_and_cut() -> None:
+    """A reason's paths read as the paths, not "a JSON array"; client text stays safe."""
+    paths = ["amount", "<b>note</b>", *(f"items[{i}].x" for i in range(10))]
+    v = _verdict(reasons=(Reason("guardrail:value", "pause",
+                                 {"rule": "value.amount", "paths": paths, "count": 2}),))
+    text = render_text(explain(v, {}, {}, EngineParams()))
+    line = next(x for x in text.splitlines() if x.startswith("guardrail value.amount"))
+    assert line.startswith('guardrail value.amount → pause: count=2, paths=["amount", "note", ')
+    assert "… 4 more]" in line and "<" not in line
+
+
+def test_a_score_over_the_threshold_that_is_not_anomalous_says_why() -> None:
+    """No Markov reason, 19.93 bits over a 12-bit threshold: on an unlearnable chain an unseen
+    move between known shapes is no evidence (docs/detection.md, "The rule")."""
+    v = _verdict(anomalous=False, action="allow", mode="shadow", reasons=(),
+                 edge=Edge("n_list", "n_export", 0.0, 0.0, 40.0))
+    e = explain(v, {}, {}, EngineParams(), chain_now={"mode": "shadow", "runs": 1,
+                                                      "unlearnable": True})
+    text = render_text(e)
+    assert "19.93 bits; threshold 12.00 bits → over it, but not anomalous (see why below)" in text
+    assert ("why not anomalous: not judged: on an unlearnable chain (its rate of new transitions "
+            "over novelty_limit, 0.05) an unseen move between shapes it knows is no evidence"
+            in text)
+    assert "(the chain is unlearnable now)" in text
+    assert "chain now: shadow, 1 run, unlearnable" in text and "1 runs" not in text
+    # back-off off: a from-node left fewer than min_support times judges only new shapes
+    thin = EngineParams(backoff_weight=0.0)
+    text = render_text(explain(dataclasses.replace(v, edge=Edge("a", "b", 0.0, 0.0, 3.0)), {},
+                               {}, thin, chain_now={"mode": "shadow", "runs": 2}))
+    assert "left only 3 times, under min_support (20) with the back-off off" in text
+    assert "chain now: shadow, 2 runs" in text
+    # under the threshold: nothing to explain
+    calm = dataclasses.replace(v, score=3.0)
+    assert "why not anomalous" not in render_text(explain(calm, {}, {}, EngineParams()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from models.guardrails import parse_policy, policy_to_dict
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import walk
 from models.guardrails.pattern import PatternConfig, builtin_scope, check_pattern, parse_pattern
+from models.sanitize import UNSAFE_CLASS
 
 
 def cfg(*rules: dict[str, Any], **extra: Any) -> PatternConfig:
@@ -117,6 +119,21 @@ def test_patterns_re2_cannot_run_are_refused_at_load(regex: str, why: str) -> No
         cfg({"id": "bad", "regex": regex})
     assert info.value.field == "guardrails.pattern.rules[0].regex"
     assert why in str(info.value)
+
+
+@pytest.mark.parametrize("regex", [r"(?<!foo)bar", r"(?<=x)y<b>", "a\u202e(?<n>x)\\1"])
+def test_a_refused_pattern_is_quoted_faithfully(regex: str) -> None:
+    """The message quotes the pattern as a JSON/TOML string that reads back as written (a
+    lookbehind's ``<`` escaped, not dropped: '(?<!foo)bar' read '(?!foo)bar'), with no raw
+    angle brackets or invisible characters in it."""
+    with pytest.raises(ValidationError) as info:
+        cfg({"id": "bad", "regex": regex})
+    message = str(info.value)
+    literal = message.split(" ", 2)[1]
+    assert json.loads(literal) == regex
+    assert not re.search(UNSAFE_CLASS, message), message
+    if regex == r"(?<!foo)bar":
+        assert 'invalid perl operator: "(?\\u003c!"' in message
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,8 @@ def test_overrides_merge_and_priority_applies_after_service() -> None:
         action = "reject"
         [guardrails.pii.detector_actions]
         secret = "pause"
+        [guardrails.pii.by_service.vault]
+        detectors = ["email", "secret"]
         [guardrails.pii.by_service.vault.detector_actions]
         email = "reject"
         """
@@ -363,7 +365,7 @@ action = "reject"
     "[guardrails.entropy]\naction = 'pause'\n",
     "[guardrails.media]\naction = 'reject'\n",
     "[guardrails.pii]\naction = 'pause'\n",
-    "[guardrails.pii]\ndetector_actions = { email = 'pause' }\n",
+    "[guardrails.pii]\ndetector_actions = { card = 'pause' }\n",
     "[guardrails.pattern]\nrules = [{ id = 'x', regex = 'drop table', action = 'reject' }]\n",
     "[guardrails.pattern]\naction = 'pause'\nrules = [{ id = 'x', literal = 'drop table' }]\n",
 ])
@@ -396,3 +398,52 @@ def test_can_hold_follows_overrides_and_disabled_guardrails() -> None:
 def test_can_hold_is_true_exactly_when_an_action_holds(guardrail: str, action: str) -> None:
     p = parse_policy({"guardrails": {guardrail: {"action": action}}})
     assert p.can_hold("svc", "high") == (action in ("pause", "reject"))
+
+
+# --- detector_actions name detectors that are enabled somewhere they apply ---
+
+@pytest.mark.parametrize(("toml", "field"), [
+    ("[guardrails.pii.detector_actions]\nemail = 'reject'\n",
+     "guardrails.pii.detector_actions.email"),
+    ("[guardrails.pii]\ndetectors = ['card']\n[guardrails.pii.detector_actions]\nsecret = 'pause'",
+     "guardrails.pii.detector_actions.secret"),
+    ("[guardrails.pii.by_service.crm.detector_actions]\nphone = 'pause'\n",
+     "guardrails.pii.by_service.crm.detector_actions.phone"),
+    ("[guardrails.pii.by_priority.critical.detector_actions]\niban = 'reject'\n",
+     "guardrails.pii.by_priority.critical.detector_actions.iban"),
+    # crm enables email, not phone: no config of the low priority enables phone
+    (("[guardrails.pii.by_service.crm]\ndetectors = ['email']\n"
+     "[guardrails.pii.by_priority.low.detector_actions]\nphone = 'pause'\n"),
+     "guardrails.pii.by_priority.low.detector_actions.phone"),
+])
+def test_an_action_for_a_detector_that_is_not_enabled_is_refused(toml: str, field: str) -> None:
+    """``detector_actions`` does not enable a detector (``detectors`` does): an action that
+    would never apply is refused, naming the key and how to enable the detector."""
+    with pytest.raises(ValidationError) as err:
+        parse_policy_toml(toml)
+    assert err.value.field == field
+    det = field.rpartition(".")[2]
+    assert f"the {det} detector is not enabled" in str(err.value)
+    assert f'adding "{det}" to ' in str(err.value) and "detectors" in str(err.value)
+
+
+@pytest.mark.parametrize("toml", [
+    "[guardrails.pii]\ndetectors = ['email']\n[guardrails.pii.detector_actions]\nemail = 'reject'",
+    # set once at the top, enabled where it matters
+    ("[guardrails.pii.detector_actions]\nemail = 'reject'\n"
+    "[guardrails.pii.by_service.crm]\ndetectors = ['email']\n"),
+    ("[guardrails.pii.by_priority.critical.detector_actions]\nemail = 'reject'\n"
+    "[guardrails.pii.by_service.crm]\ndetectors = ['email']\n"),
+    # enabled at the top, switched off for one service: the inherited action is fine there
+    ("[guardrails.pii]\ndetectors = ['email']\n[guardrails.pii.detector_actions]\nemail = 'pause'"
+    "\n[guardrails.pii.by_service.crm]\ndetectors = ['card']\n"),
+])
+def test_an_action_for_a_detector_enabled_where_it_applies_is_kept(toml: str) -> None:
+    parse_policy_toml(toml)
+
+
+def test_a_stored_policy_with_an_unused_action_still_loads() -> None:
+    """Stored before the check: the stored form keeps loading (workers must not fail)."""
+    doc = policy_to_dict(parse_policy_toml(""))
+    doc["guardrails"]["pii"]["detector_actions"] = {"email": "reject"}
+    assert policy_from_dict(doc).pii.base.detector_actions["email"] == "reject"

@@ -106,9 +106,8 @@ def as_bool(value: Any, path: str) -> bool:
 
 def as_int(value: Any, path: str, *, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValidationError(
-            f"{path} must be an integer from {lo} to {hi}, got {show(value)}", path
-        )
+        wanted = f"must be {lo}" if lo == hi else f"must be an integer from {lo} to {hi}"
+        raise ValidationError(f"{path} {wanted}, got {show(value)}", path)
     return value
 
 

@@ -97,7 +97,8 @@ class PatternConfig:
     disabled_rules: tuple[str, ...] = ()
     #: Values are cut to this many characters before scanning (bounds polynomial regexes).
     max_scan_chars: int = 16_384
-    #: Whether the built-in rules (:mod:`models.guardrails.pattern_builtin`) come first.
+    #: Whether the built-in rules (:mod:`models.guardrails.pattern_builtin`) run (after the
+    #: policy's own).
     builtin_rules: bool = True
 
 

@@ -299,16 +299,18 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
                                  max_connections=max_connections,
                                  retry=Retry(NoBackoff(), 0))
     # A pooled connection whose server restarted fails on first use; it is closed, reconnected
-    # and the command (or the whole pipeline) sent once more. redis-py's Retry counts a timeout
-    # among the errors it retries too, so a command that timed out may have run twice: the
-    # per-event scripts (observe, guardrails, verdict save, event-id claim) answer a repeated
-    # event with their first answer; a rate-limit call may take its tokens twice.
+    # and the command (or the whole pipeline) sent once more. A timeout is not retried
+    # (redis-py's Retry would count it by default): a hung server then costs a caller one
+    # RATCHET_REDIS_TIMEOUT_S, as documented, not two (a UX audit measured 10.0 s for 5), and a
+    # command that timed out is not sent twice. (A retried connection error may still have run
+    # the command once: the per-event scripts — observe, guardrails, verdict save, event-id
+    # claim — answer a repeated event with their first answer.)
     # Command timeouts by one timer per busy connection (ratchet.store.deadline), not redis-py's
     # timer per send and per reply read: no socket_timeout here, the deadline instead.
     pool = WaitingConnectionPool.from_url(
         url, max_connections=max_connections, wait_s=timeout_s,
         socket_timeout=None, socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     pool.connection_class = with_deadline(_hiredis_packing(pool.connection_class), timeout_s)
     client = LeanRedis(connection_pool=pool)  # plain pipelines without redis-py's extra steps

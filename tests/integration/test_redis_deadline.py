@@ -61,8 +61,9 @@ async def test_a_hung_server_times_out_then_the_client_recovers(server: RedisSer
             with pytest.raises(RedisTimeoutError, match="Timeout reading"):
                 await client.get("k")
             elapsed = time.monotonic() - started
-            # the deadline, once more for redis-py's one retry; never a hang
-            assert DEADLINE_S * 0.8 <= elapsed <= DEADLINE_S * 2 + 1.5, elapsed
+            # the deadline once: a timeout is not retried (a UX audit measured two: 10 s for a
+            # documented 5); never a hang
+            assert DEADLINE_S * 0.8 <= elapsed < DEADLINE_S * 1.8, elapsed
             pipe = client.pipeline(transaction=False)
             pipe.get("k")
             pipe.ttl("k")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from models.addresses import METADATA_ADDRESSES, embedded_ipv4
 from models.errors import ValidationError
 from models.known_fields import refuse_unknown_fields
 
@@ -51,17 +52,9 @@ _MAX_URL = 2048
 _MAX_DESCRIPTION = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAMESPACE = uuid.UUID("6f1c3f4e-8a47-4d7c-9a52-2d3e6e0b8f11")
-_METADATA = frozenset({ipaddress.ip_address("169.254.169.254"),
-                       ipaddress.ip_address("fd00:ec2::254"),
-                       ipaddress.ip_address("100.100.100.200")})
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _V4 = ipaddress.IPv4Address
 _V6 = ipaddress.IPv6Network
-#: IPv6 forms that carry an IPv4 address in their low 32 bits (RFC 4291, 2765, 6052).
-_LOW32_FORMS = (_V6("::ffff:0:0/96"),        # IPv4-mapped
-                _V6("::ffff:0:0:0/96"),      # IPv4-translated (SIIT)
-                _V6("::/96"),                # IPv4-compatible (deprecated)
-                _V6("64:ff9b::/96"))         # NAT64 well-known prefix
 #: Ranges a webhook never reaches even if Python's ``is_global`` (3.11) calls them global:
 #: NAT64 local-use (RFC 8215), IPv4-compatible, site-local, documentation (RFC 9637),
 #: SRv6 SIDs (RFC 9602), the 6to4 relay anycast (RFC 7526), and the IETF protocol block.
@@ -78,20 +71,6 @@ class WebhookSpec:
     host: str
     actions: tuple[str, ...]
     description: str
-
-
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """Every IPv4 address an IPv6 address can steer traffic to: IPv4-mapped (``::ffff:a.b.c.d``),
-    IPv4-translated (``::ffff:0:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 (well-known
-    ``64:ff9b::/96``), 6to4 (``2002::/16``) and Teredo (``2001::/32``: server and client)."""
-    found: list[ipaddress.IPv4Address] = []
-    if any(ip in net for net in _LOW32_FORMS) and int(ip) > 1:  # not :: or ::1 themselves
-        found.append(_V4(int(ip) & 0xFFFFFFFF))
-    if ip.sixtofour is not None:
-        found.append(ip.sixtofour)
-    if ip.teredo is not None:
-        found.extend(ip.teredo)
-    return found
 
 
 def address_problem(address: str, *, allow_loopback: bool) -> str | None:
@@ -114,7 +93,7 @@ def address_problem(address: str, *, allow_loopback: bool) -> str | None:
                 return problem
         if ip.ipv4_mapped is not None:
             return None  # judged above as the IPv4 address it is
-    if ip in _METADATA:
+    if ip in METADATA_ADDRESSES:
         return "cloud metadata"
     if ip.is_loopback:
         return None if allow_loopback else "loopback"

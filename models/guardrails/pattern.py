@@ -45,7 +45,7 @@ from models.guardrails._schema import (
 )
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet, walk
-from models.guardrails.pattern_builtin import BUILTIN_RULES
+from models.guardrails.pattern_builtin import BUILTIN_CHECKS, BUILTIN_RULES
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
 from models.sanitize import shown
@@ -153,8 +153,12 @@ def _rules(value: Any, path: str) -> tuple[PatternRule, ...]:
 def _builtin() -> tuple[PatternRule, ...]:
     global _BUILTIN
     if _BUILTIN is None:
-        _BUILTIN = tuple(_rule({**r, "ignore_case": True}, f"builtin[{i}]")
-                         for i, r in enumerate(BUILTIN_RULES))
+        rules = [_rule({**r, "ignore_case": True}, f"builtin[{i}]")
+                 for i, r in enumerate(BUILTIN_RULES)]
+        # a built-in rule with a check: its regex shortlists, the check decides
+        _BUILTIN = tuple(
+            replace(r, compiled=replace(r.compiled, confirm=BUILTIN_CHECKS[r.id]))
+            if r.id in BUILTIN_CHECKS else r for r in rules)
     return _BUILTIN
 
 

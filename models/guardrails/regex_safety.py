@@ -31,6 +31,7 @@ models.errors.ValidationError: rule.regex "(a)\\\\1" cannot be compiled by RE2, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,16 +67,27 @@ def _options(*, ignore_case: bool, literal: bool = False) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Regex:
-    """A compiled RE2 pattern: ``search``/``fullmatch`` over UTF-8 bytes, and its cost."""
+    """A compiled RE2 pattern: ``search``/``fullmatch`` over UTF-8 bytes, and its cost.
+
+    ``confirm`` (built-in rules only, never an author's): the pattern then only shortlists,
+    and a match counts when ``confirm(data, start, end)`` accepts it — a decoder for what a
+    regex can only list spellings of (an IP address in any of its notations), reading at most
+    a few hundred bytes around the match. The charge stays bytes × program size (RE2's worst
+    case, far above what confirming a match costs per byte it reads)."""
 
     source: str
     #: Instructions of the compiled program: the per-byte worst case of a scan.
     program_size: int
     compiled: Any
+    confirm: Callable[[bytes, int, int], bool] | None = None
 
     def search(self, data: bytes) -> bool:
-        """Does the pattern match anywhere in ``data``? Linear in ``len(data)``."""
-        return self.compiled.search(data) is not None
+        """Does the pattern match anywhere in ``data`` (and ``confirm`` accept one of the
+        non-overlapping matches)? Linear in ``len(data)``."""
+        if self.confirm is None:
+            return self.compiled.search(data) is not None
+        return any(self.confirm(data, m.start(), m.end())
+                   for m in self.compiled.finditer(data))
 
     def fullmatch(self, data: bytes) -> bool:
         """Does the pattern match all of ``data``?"""

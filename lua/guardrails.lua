@@ -72,7 +72,7 @@
   KEYS[3] agent order   hash (above)
   KEYS[4] agent values  hash (above)
   KEYS[5..] per run, four keys: run hash (n, cost, o = last step, q = its streak,
-            <event field> → answer),
+            <event field> → answer, "L" | <event field> → what approving it teaches: ARGV[24]),
             run window hash (as KEYS[1]; kept the run window + 60 s, not run_ttl: older slots
             never count again), run nodes (a string: the last keep_nodes nodes, newest last,
             each one byte of length then its stored form, ratchet.store.guardrails: 8 raw bytes
@@ -97,7 +97,11 @@
   ARGV[24] holds           "" (none), or one character per event, '0' + bits: 1 its step-order
                            reports, 2 its value reports do not count towards learn_after (the
                            rule that reports holds the event: a held call is learned only when a
-                           person approves it, never from its recurrence)
+                           person approves it, never from its recurrence); what such a report
+                           would teach is kept in the run hash, "L" | event field → lessons
+                           ("x" pair, 16 bytes; "y" step, 8 bytes, and the streak '<I'; "r"
+                           slot and the magnitude byte; "c" slot and the 4-byte hash), for
+                           lua/guard_feedback.lua
   then 7 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
@@ -148,6 +152,7 @@ local value_learn_after = tonumber(ARGV[20])
 local value_cap = tonumber(ARGV[21])
 local value_ttl = tonumber(ARGV[22])
 local holds = ARGV[24]
+local ORDER_KEY, VALUE_KEY = KEYS[3], KEYS[4]
 local BASE, FIELDS = 24, 7
 local START = string.rep('\0', 8)
 local DAY_MS = 86400000
@@ -205,38 +210,7 @@ local function run_open(index)
   return r
 end
 
--- The agent's order hash, read field by field as needed and written back once.
-local ord, ord_dirty, ord_fields = {}, {}, nil
-local function oget(f)
-  local v = ord[f]
-  if v == nil then
-    v = tonumber(redis.call('HGET', KEYS[3], f) or '0')
-    ord[f] = v
-  end
-  return v
-end
-local function oset(f, v)
-  if ord_fields == nil then ord_fields = redis.call('HLEN', KEYS[3]) end
-  local old = oget(f)
-  if old == 0 and v ~= 0 then
-    if ord_fields >= order_cap then return false end
-    ord_fields = ord_fields + 1
-  elseif old ~= 0 and v == 0 then
-    ord_fields = ord_fields - 1
-  end
-  ord[f] = v
-  ord_dirty[f] = true
-  return true
-end
-local function learn(prev, pair, c)
-  if c == 0 then
-    if not oset(pair, 1) then return end  -- full: no new pair
-    oset('s' .. prev, oget('s' .. prev) + 1)
-  else
-    oset(pair, c + 1)
-  end
-  oset('t' .. prev, oget('t' .. prev) + 1)
-end
+--- @include "guard_state"
 -- Judge and learn one event's step pair and streak; returns the answer's bits (16 pair judged
 -- new, 64 streak too long) and their details (see Output [2]).
 -- Whether this run reports f for the first time (a report counts towards learn_after once a
@@ -251,7 +225,7 @@ local function first_report(r, f)
   end
   return not seen
 end
-local function order_step(r, step, held)
+local function order_step(r, step, held, lessons)
   local prev = r.step
   if prev == nil then
     prev = START
@@ -268,6 +242,7 @@ local function order_step(r, step, held)
       and oget('s' .. prev) <= order_successors then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
+    if held then lessons[#lessons + 1] = 'x' .. pair end
     if not held and first_report(r, 'x' .. pair) then
       local waiting = oget('p' .. pair) + 1
       if order_learn_after > 0 and waiting >= order_learn_after then
@@ -287,6 +262,7 @@ local function order_step(r, step, held)
         and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
+      if held then lessons[#lessons + 1] = 'y' .. step .. struct.pack('<I', streak) end
       if not held and first_report(r, 'y' .. step) then
         local waiting = oget('l' .. step) + 1
         if order_learn_after > 0 and waiting >= order_learn_after then
@@ -307,9 +283,6 @@ local function order_step(r, step, held)
   return bits, detail
 end
 
--- The agent's value hash: slot states decoded on first use, written back once (encoded).
-local COUNT_MAX = 4294967295
-local vals, val_dirty, val_fields, val_reports, val_raw = {}, {}, nil, {}, {}
 -- Every slot the batch's observations name (ARGV[23], 8 bytes each, sent by the adapter),
 -- read in one HMGET (val_raw: slot → stored form).
 local function vprefetch()
@@ -318,77 +291,19 @@ local function vprefetch()
   for at = 1, #all - 7, 8 do want[#want + 1] = string.sub(all, at, at + 7) end
   for at = 1, #want, 1000 do  -- unpack has a stack limit
     local part = { unpack(want, at, math.min(at + 999, #want)) }
-    local got = redis.call('HMGET', KEYS[4], unpack(part))
+    local got = redis.call('HMGET', VALUE_KEY, unpack(part))
     for j = 1, #part do
       if got[j] then val_raw[part[j]] = got[j] end
     end
   end
 end
 if value_support > 0 then vprefetch() end
-local function vfull_count()
-  if val_fields == nil then val_fields = redis.call('HLEN', KEYS[4]) end
-  return val_fields
-end
--- a slot's state (nil: none): {kind, count, changed, low, high} or {kind, count, changed,
--- set (hash → true) or nil when open, list of the hashes in stored order}
-local function vget(slot, kind)
-  local st = vals[slot]
-  if st ~= nil then return st or nil end
-  local raw = val_raw[slot]
-  if not raw then
-    vals[slot] = false
-    return nil
-  end
-  if #raw == 10 then  -- a range (decoded by its length: a category is 9 or 8 + 4k bytes)
-    local c, ch, lo, hi = struct.unpack('<IIBB', raw)
-    st = { 1, c, ch, lo, hi }
-  else
-    local c, ch = struct.unpack('<II', raw)
-    if #raw == 9 then
-      st = { 2, c, ch, nil, nil }
-    else
-      local set, list = {}, {}
-      for at = 9, #raw - 3, 4 do
-        local h = string.sub(raw, at, at + 3)
-        set[h] = true
-        list[#list + 1] = h
-      end
-      st = { 2, c, ch, set, list }
-    end
-  end
-  vals[slot] = st
-  return st
-end
--- one more time learned; a count at COUNT_MAX loses half, and so does the count at its last
--- change (the observations since the change are kept)
-local function bump(st)
-  if st[2] >= COUNT_MAX then
-    local half = math.floor(st[2] / 2)
-    st[2] = st[2] - half
-    st[3] = math.max(st[3] - half, 0)
-  end
-  st[2] = st[2] + 1
-end
--- learn a value that changes the slot (a wider range, a new category value); a slot not yet
--- settled starts counting its stability again, one settled stays so
-local function vlearn(st, kind, value, settled)
-  bump(st)
-  if not settled then st[3] = st[2] end
-  if kind == 1 then
-    if value < st[4] then st[4] = value end
-    if value > st[5] then st[5] = value end
-  else
-    st[4][value] = true
-    st[5][#st[5] + 1] = value
-    if #st[5] > value_distinct then st[4], st[5] = nil, nil end
-  end
-end
 -- one report of a judged value: counted once a run; learned at value_learn_after
 local function vreport(r, slot, st, kind, value, what, held)
   if held or not first_report(r, 'z' .. slot .. what) then return end
   local key = 'p' .. slot .. what
   local old = val_reports[key]
-  if old == nil then old = tonumber(redis.call('HGET', KEYS[4], key) or '0') end
+  if old == nil then old = tonumber(redis.call('HGET', VALUE_KEY, key) or '0') end
   local waiting = old + 1
   if value_learn_after > 0 and waiting >= value_learn_after then
     if old > 0 then val_fields = vfull_count() - 1 end
@@ -408,7 +323,7 @@ end
 -- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
 -- its range, 128 a category value unseen) and their details (see Output [2]).
 local sub, byte = string.sub, string.byte
-local function value_step(r, blob, held)
+local function value_step(r, blob, held, lessons)
   local bits, found, count = 0, nil, 0
   local index = -1
   for at = 1, #blob - 12, 13 do
@@ -464,6 +379,7 @@ local function value_step(r, blob, held)
             local what = '-'
             if m > hi then what = '+' end
             vreport(r, slot, st, 1, m, what, held)
+            if held then lessons[#lessons + 1] = 'r' .. slot .. string.char(m) end
           else
             vlearn(st, 1, m, settled)
           end
@@ -473,6 +389,7 @@ local function value_step(r, blob, held)
           found = found or {}
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
           vreport(r, slot, st, 2, h, h, held)
+          if held then lessons[#lessons + 1] = 'c' .. slot .. h end
         else
           vlearn(st, 2, h, settled)
         end
@@ -599,14 +516,15 @@ for i = 0, n - 1 do
     if keep_agent_cost then agent_cost = day_add(t_ms, cost) end
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
     local order_bits = 0
+    local lessons = {}
     if order_min_runs > 0 and step ~= '' then
       local detail
-      order_bits, detail = order_step(r, step, hold % 2 == 1)
+      order_bits, detail = order_step(r, step, hold % 2 == 1, lessons)
       if order_bits > 0 then details[#details + 1] = detail end
     end
     local observed = ARGV[o + 7]
     if value_support > 0 and observed ~= '' then
-      local vbits, vdetail = value_step(r, observed, hold >= 2)
+      local vbits, vdetail = value_step(r, observed, hold >= 2, lessons)
       if vbits > 0 then
         order_bits = order_bits + vbits
         details[#details + 1] = vdetail
@@ -616,6 +534,10 @@ for i = 0, n - 1 do
     prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
     r.answers[#r.answers + 1] = stored
+    if #lessons > 0 then  -- what a person's approval teaches (lua/guard_feedback.lua)
+      r.answers[#r.answers + 1] = 'L' .. field
+      r.answers[#r.answers + 1] = table.concat(lessons)
+    end
     records[#records + 1] = record(0, pos, agent_count, run_count, run_cost, agent_cost,
       order_bits)
   end
@@ -656,45 +578,7 @@ if day_dirty then
   end
   redis.call('EXPIRE', KEYS[2], 2 * 86400 + 3600)
 end
-local writes = {}
-for f in pairs(ord_dirty) do
-  if ord[f] == 0 then
-    redis.call('HDEL', KEYS[3], f)
-  else
-    writes[#writes + 1] = f
-    writes[#writes + 1] = ord[f]
-  end
-end
-for at = 1, #writes, 2000 do  -- unpack has a stack limit: 1,000 fields per call
-  redis.call('HSET', KEYS[3], unpack(writes, at, math.min(at + 1999, #writes)))
-end
-if #writes > 0 then redis.call('EXPIRE', KEYS[3], order_ttl) end
-writes = {}
-for slot in pairs(val_dirty) do
-  local st = vals[slot]
-  local packed
-  if st[1] == 1 then
-    packed = struct.pack('<IIBB', st[2], st[3], st[4], st[5])
-  elseif st[4] == nil then
-    packed = struct.pack('<II', st[2], st[3]) .. '\0'
-  else
-    packed = struct.pack('<II', st[2], st[3]) .. table.concat(st[5])
-  end
-  writes[#writes + 1] = slot
-  writes[#writes + 1] = packed
-end
-for key, waiting in pairs(val_reports) do
-  if waiting == 0 then
-    redis.call('HDEL', KEYS[4], key)
-  else
-    writes[#writes + 1] = key
-    writes[#writes + 1] = waiting
-  end
-end
-for at = 1, #writes, 2000 do
-  redis.call('HSET', KEYS[4], unpack(writes, at, math.min(at + 1999, #writes)))
-end
-if #writes > 0 then redis.call('EXPIRE', KEYS[4], value_ttl) end
+flush_guard_state(order_ttl, value_ttl)
 out[1] = table.concat(records)
 out[2] = table.concat(details)
 return out

@@ -100,7 +100,8 @@ class DecideEngine(Protocol):
         writes: Deferred | None = None,
     ) -> list[Verdict]: ...
 
-    async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str) -> object: ...
+    async def feedback(self, chain_tag: str, run_id: str, event_id: str, decision: str, *,
+                       project_id: str = "", agent_id: str = "") -> object: ...
 
 
 class ModeAudit(Protocol):
@@ -547,6 +548,7 @@ class FeedbackProcessor:
                         msg.event_id, msg.project_id)
             return "unknown_event"
         result = await self.engine.feedback(
-            str(verdict["chain_tag"]), str(verdict["run_id"]), msg.event_id, msg.decision
+            str(verdict["chain_tag"]), str(verdict["run_id"]), msg.event_id, msg.decision,
+            project_id=msg.project_id, agent_id=str(verdict.get("agent_id", "")),
         )
         return "applied" if getattr(result, "applied", False) else "not_pending"

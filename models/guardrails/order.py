@@ -235,6 +235,8 @@ class OrderReference:
         self.last: dict[str, tuple[str, int]] = {}
         #: What each run reported already (a report counts towards learn_after once a run).
         self.reported = RunReports()
+        #: Per held event: what approving it teaches (lua/guard_feedback.lua).
+        self.lessons: dict[str, list[tuple[str, str, object]]] = {}
 
     def _set(self, field: object, value: int) -> bool:
         if self.fields.get(field, 0) == 0 and value != 0 and len(self.fields) >= self.cap:
@@ -254,10 +256,11 @@ class OrderReference:
             self._set(pair, count + 1)
         self._set(("t", prev), self.fields.get(("t", prev), 0) + 1)
 
-    def step(self, run: str, step: str, held: bool = False
+    def step(self, run: str, step: str, held: bool = False, event: str = ""
              ) -> tuple[OrderFinding | None, StreakFinding | None]:
         """``held``: the rule holds this event (its action is pause or reject), so what it
-        reports does not count towards ``learn_after``."""
+        reports does not count towards ``learn_after``; it is kept as the lessons of
+        ``event`` for :meth:`decide`."""
         get = self.fields.get
         prev, streak = self.last.get(run, (None, 0))
         if prev is None:
@@ -272,6 +275,8 @@ class OrderReference:
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
                 and get(("s", prev), 0) <= cfg.max_successors):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
+            if held:
+                self.lessons.setdefault(event, []).append(("x", prev, step))
             if not held and self.reported.first(run, ("x", pair)):
                 waiting = get(("p", pair), 0) + 1
                 if cfg.learn_after > 0 and waiting >= cfg.learn_after:
@@ -289,6 +294,8 @@ class OrderReference:
                     and get(("s", step), 0) <= cfg.max_successors
                     and reached >= cfg.streak_settled):
                 too_long = StreakFinding(streak, longest, reached)
+                if held:
+                    self.lessons.setdefault(event, []).append(("y", step, streak))
                 if not held and self.reported.first(run, ("y", step)):
                     waiting = get(("l", step), 0) + 1
                     if cfg.learn_after > 0 and waiting >= cfg.learn_after:
@@ -303,3 +310,20 @@ class OrderReference:
             elif streak == longest:
                 self._set(("h", step), reached + 1)
         return found, too_long
+
+    def decide(self, event: str, decision: str) -> int:
+        """A person's decision on a held event (lua/guard_feedback.lua): approve learns what
+        was reported for it and is still new, reject drops it. Lessons applied."""
+        applied = 0
+        for kind, step, value in self.lessons.pop(event, []) if decision == "approve" else ():
+            if kind == "x":
+                prev, to = step, str(value)
+                if self.fields.get((prev, to), 0) == 0:
+                    self._learn(prev, (prev, to), 0)
+                    applied += 1
+            elif isinstance(value, int) and value > self.fields.get(("m", step), 0):
+                self._set(("m", step), value)
+                self._set(("h", step), 1)
+                applied += 1
+        self.lessons.pop(event, None)
+        return applied

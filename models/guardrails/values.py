@@ -468,14 +468,17 @@ class ValueReference:
         #: (category; None = open); ("p", slot, what) → reports waiting.
         self.fields: dict[object, Any] = {}
         self.reported = RunReports()
+        #: Per held event: what approving it teaches (lua/guard_feedback.lua).
+        self.lessons: dict[str, list[tuple[int, bytes, int]]] = {}
 
     def _new_field(self) -> bool:
         return len(self.fields) < self.cap
 
-    def event(self, run: str, obs: Sequence[Observation], held: bool = False
+    def event(self, run: str, obs: Sequence[Observation], held: bool = False, event: str = ""
               ) -> tuple[ValueFinding, ...]:
         """``held``: the rule holds this event (its action is pause or reject), so what it
-        reports does not count towards ``learn_after``."""
+        reports does not count towards ``learn_after``; it is kept as the lessons of
+        ``event`` for :meth:`decide`."""
         cfg = self.cfg
         found: list[ValueFinding] = []
         for o in obs:
@@ -502,6 +505,8 @@ class ValueReference:
                     found.append(ValueFinding(o.path, RANGE, low, high, count))
                     if not held:
                         self._report(run, o, ("p", o.slot, value > high), value)
+                    else:
+                        self.lessons.setdefault(event, []).append((RANGE, o.slot, value))
                     continue
                 self._learn_range(st, value, settled)
             else:
@@ -513,9 +518,29 @@ class ValueReference:
                     found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
                     if not held:
                         self._report(run, o, ("p", o.slot, o.value), o.value)
+                    else:
+                        self.lessons.setdefault(event, []).append((CATEGORY, o.slot, o.value))
                     continue
                 self._learn_category(st, o.value, settled)
         return tuple(found)
+
+    def decide(self, event: str, decision: str) -> int:
+        """A person's decision on a held event (lua/guard_feedback.lua): approve learns the
+        values reported for it that are still new to their slot, reject drops them. Lessons
+        applied."""
+        applied = 0
+        for kind, slot, value in self.lessons.pop(event, []) if decision == "approve" else ():
+            st = self.fields.get(slot)
+            if st is None or (kind == RANGE) != (len(st) == 4):
+                continue
+            if kind == RANGE and not st[2] <= value <= st[3]:
+                self._learn_range(st, value, True)
+                applied += 1
+            elif kind == CATEGORY and st[2] is not None and value not in st[2]:
+                self._learn_category(st, value, True)
+                applied += 1
+        self.lessons.pop(event, None)
+        return applied
 
     @staticmethod
     def _learn_range(st: list[Any], value: int, settled: bool) -> None:

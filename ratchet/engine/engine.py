@@ -741,10 +741,17 @@ class Engine:
             await self.store.record_service_modes(records)
 
     async def feedback(
-        self, chain_tag: str, run_id: str, event_id: str, decision: str
+        self, chain_tag: str, run_id: str, event_id: str, decision: str, *,
+        project_id: str = "", agent_id: str = "",
     ) -> FeedbackResult:
-        """Apply a human decision on a held event (approve → learn it; reject → confirm)."""
+        """Apply a human decision on a held event (approve → learn it; reject → confirm).
+
+        With the event's ``project_id`` and ``agent_id``, the learning guardrails (step order,
+        values) that held it themselves learn what they reported, too (approve) — first, so a
+        retry after a failure here finds the chain's part still to do. Both parts apply once."""
         try:
+            if self.guardrails is not None and project_id and agent_id:
+                await self.guardrails.feedback(project_id, agent_id, run_id, event_id, decision)
             return await self.store.feedback(
                 chain_tag, run_id, event_id, decision, now_ms=int(self.clock() * 1000)
             )

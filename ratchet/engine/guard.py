@@ -34,7 +34,7 @@ from models.guardrails.budget import (
 )
 from models.guardrails.evaluate import learning_holds
 from models.guardrails.order import step_text
-from models.guardrails.values import observations
+from models.guardrails.values import ValueConfig, observations
 from models.verdict import Reason
 from ratchet.store.guardrails import GuardBatch, GuardItem, GuardStore, make_guard_item
 from ratchet.store.keys import Keys
@@ -75,6 +75,16 @@ class Guardrails:
     #: Scanning time per project over time (measured): one tenant's slow rules or costly text
     #: cannot hold the worker however its events fit the step budgets.
     share: ScanShare = field(default_factory=ScanShare)
+
+    async def feedback(self, project_id: str, agent_id: str, run_id: str, event_id: str,
+                       decision: str) -> int:
+        """A person's decision on an event: what the learning rules that held it reported is
+        learned (approve) or dropped (reject) — :meth:`GuardStore.feedback`. Lessons applied."""
+        policies = await self.policies.active({project_id})
+        values = policies[project_id].spec.values if project_id in policies else None
+        return await self.store.feedback(
+            self.keys.guard_tag(project_id, agent_id), run_id, event_id, decision,
+            max_distinct=(values or ValueConfig()).max_distinct)
 
     async def check(
         self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float,

@@ -315,6 +315,20 @@ class GuardStore(RedisStore):
         return [parse_answers(b, r) for b, r in zip(batches, raw, strict=True)]
 
 
+    async def feedback(self, tag: str, run_id: str, event_id: str, decision: str, *,
+                       max_distinct: int) -> int:
+        """A person's decision on an event a learning rule held (lua/guard_feedback.lua):
+        approve teaches the agent's step order and values what the rule reported for it,
+        reject forgets it. Returns the lessons applied (0: none were pending)."""
+        agent = self.keys.guard_agent_keys(tag)
+        run = self.keys.guard_run_keys(tag, run_id)
+        got = await self.scripts["guard_feedback"](
+            keys=[agent.order, agent.values, run.state],
+            args=[event_field(event_id), decision, self.order_cap, max_distinct,
+                  self.order_ttl_s, self.order_ttl_s])
+        return int(got)
+
+
 def parse_answers(batch: GuardBatch, raw: Sequence[Any]) -> list[GuardAnswer]:
     """The script's flat answer → one :class:`GuardAnswer` per item (see lua/guardrails.lua).
 

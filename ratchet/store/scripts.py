@@ -32,7 +32,7 @@ __all__ = [
 #: that knows script names; callers ask :func:`scripts_for` for them by name.
 SCRIPTS: tuple[str, ...] = (
     "approval_resolve", "audit_append", "chains_admit", "event_ids_claim", "event_ids_release", "feedback",
-    "guardrails", "idempotency_begin", "idempotency_end", "label_nodes", "observe", "ratelimit",
+    "guard_feedback", "guardrails", "idempotency_begin", "idempotency_end", "label_nodes", "observe", "ratelimit",
     "reset", "rotate_key", "rotate_scoped_key", "rotate_secret", "save_verdicts",
     "signup_issue", "verdict_get", "webhook_add",
 )

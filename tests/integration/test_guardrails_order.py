@@ -82,7 +82,7 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
             want.append(("again", first[items[-1].event_id]))
             continue
         event_id = f"e{len(items)}"
-        found = ref.step(f"r{run}", step, held == 0)
+        found = ref.step(f"r{run}", step, held == 0, event_id)
         first[event_id] = (found[0] is not None, found[1] is not None)
         want.append(("new", found))
         items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step, (),
@@ -100,6 +100,18 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
         else:
             assert not answer.duplicate and (state.order, state.streak) == expected
     # and the state itself: field by field
+    stored = await redis_client.hgetall(store.keys.guard_agent_keys("t1").order)
+    assert {_field(f if isinstance(f, bytes) else f.encode()): int(v)
+            for f, v in stored.items()} == ref.fields
+    # a person's decisions on the held events (lua/guard_feedback.lua): approve teaches what
+    # was reported and is still new, reject drops it; each applies once
+    decided = [item for item in dict.fromkeys(items) if item.hold]
+    for k, item in enumerate(decided):
+        decision = ("approve", "reject", "approve")[k % 3]
+        for _ in range(2):
+            got_n = await store.feedback("t1", item.run_id, item.event_id, decision,
+                                         max_distinct=8)
+            assert got_n == ref.decide(item.event_id, decision)
     stored = await redis_client.hgetall(store.keys.guard_agent_keys("t1").order)
     assert {_field(f if isinstance(f, bytes) else f.encode()): int(v)
             for f, v in stored.items()} == ref.fields
@@ -180,6 +192,11 @@ async def test_a_pause_override_holds_the_event_back(redis_client: aioredis.Redi
     again = [(await engine.decide([ev(0, f"x{k}", "crm:read"),
                                    ev(1, f"x{k}", "payments:pay")]))[1] for k in range(1, 10)]
     assert all(v.action == "pause" and order_reasons(v) for v in again)
+    # until a person approves one: the pair is learned (order and chain), the next run passes
+    await engine.feedback(again[0].chain_tag, again[0].run_id, again[0].event_id, "approve",
+                          project_id="p1", agent_id="a1")
+    after = await engine.decide([ev(0, "y", "crm:read"), ev(1, "y", "payments:pay")])
+    assert order_reasons(after[1]) == [] and after[1].action == "allow"
     # an override cannot move what the script judges by
     with pytest.raises(ValidationError, match="set it at the top"):
         parse_policy_toml("[guardrails.order.by_service.payments]\nmin_runs = 5\n")

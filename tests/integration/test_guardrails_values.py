@@ -132,7 +132,7 @@ async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[in
             continue
         event_id = f"e{len(items)}"
         values = tuple(_obs(w, v) for w, v in obs)
-        found = ref.event(f"r{run}", values, held == 0)
+        found = ref.event(f"r{run}", values, held == 0, event_id)
         first[event_id] = {f.kind for f in found}
         want.append(("new", found))
         items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, "", values,
@@ -148,6 +148,17 @@ async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[in
             assert {f.kind for f in answer.state.values} == expected
         else:
             assert not answer.duplicate and answer.state.values == expected
+    stored = await client.hgetall(store.keys.guard_agent_keys("t1").values)
+    assert dict(_field(f, v) for f, v in stored.items()) == ref.fields
+    # a person's decisions on the held events (lua/guard_feedback.lua): approve teaches what
+    # was reported and is still new, reject drops it; each applies once
+    decided = [item for item in dict.fromkeys(items) if item.hold]
+    for k, item in enumerate(decided):
+        decision = ("approve", "reject", "approve")[k % 3]
+        for _ in range(2):  # a redelivered decision is a no-op
+            got_n = await store.feedback("t1", item.run_id, item.event_id, decision,
+                                         max_distinct=cfg.max_distinct)
+            assert got_n == ref.decide(item.event_id, decision)
     stored = await client.hgetall(store.keys.guard_agent_keys("t1").values)
     assert dict(_field(f, v) for f, v in stored.items()) == ref.fields
 
@@ -272,6 +283,16 @@ async def test_a_value_a_pausing_rule_holds_is_never_learned_from_its_recurrence
     actions = [(await engine.decide([ev(f"x{k}", big)]))[0] for k in range(8)]
     assert [bool(value_reasons(v)) for v in actions] == [True] * 8
     assert {v.action for v in actions} == {"pause"}
+    # a person approves one: the value is learned (the rule and the chain), the next passes;
+    # a rejection teaches nothing
+    await engine.feedback(actions[1].chain_tag, actions[1].run_id, actions[1].event_id,
+                          "reject", project_id="p1", agent_id="a1")
+    [still] = await engine.decide([ev("x8", big)])
+    assert still.action == "pause" and value_reasons(still)
+    await engine.feedback(actions[0].chain_tag, actions[0].run_id, actions[0].event_id,
+                          "approve", project_id="p1", agent_id="a1")
+    [taught] = await engine.decide([ev("x9", big)])
+    assert value_reasons(taught) == [] and taught.action == "allow"
     # the rule's other services, which it only flags, still learn by recurrence
     crm = Engine.create(redis_client, keys=Keys(keys.prefix + "f"), policies=FixedPolicy(policy))
     for k in range(100):

@@ -72,7 +72,7 @@ RATELIMIT_FAIL_OPEN = Counter(
 IDEMPOTENCY_REQUESTS = Counter(
     "ratchet_idempotency_requests_total",
     "Requests carrying an Idempotency-Key, by outcome: reserved (ran), replay (first answer "
-    "returned), in_progress (409), mismatch (422).",
+    "returned), in_progress (409), mismatch (422), other_headers (422: other signature headers).",
     ["outcome"],
 )
 VERDICT_BYTES_READ = Counter(

@@ -70,7 +70,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflicts with stored state: already decided, an event id reused with another "
              "body, or a request with the same Idempotency-Key still in progress (with "
              "Retry-After).",
-        422: "The Idempotency-Key was already used for a different request; or (ingest) the "
+        422: "The Idempotency-Key was already used for a different request, or (POST "
+             "/v1/events) for this request with other signature headers; or (ingest) the "
              "event would start a chain beyond the project's cap (`field`: `service`).",
         413: "Request body larger than the limit (4 MB by default).",
         429: "Rate limited (see Retry-After): the project's token bucket, the per-IP signup "
@@ -367,8 +368,10 @@ def _idempotency_param() -> dict[str, Any]:
     return {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
             "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
             "description": "Optional client key (1–255 visible ASCII characters): a retry with "
-                           "the same key and the same request gets the first answer back (kept "
-                           "24 h, per project) and runs nothing again. See docs/security.md."}
+                           "the same key and the same request — the same API key and, on POST "
+                           "/v1/events, the same signature headers — gets the first answer "
+                           "back (kept 24 h, per API key) and runs nothing again; another API "
+                           "key's request runs as its own. See docs/security.md."}
 
 
 def _event_id_param() -> dict[str, Any]:

@@ -73,8 +73,9 @@ async def post_event(request: web.Request) -> web.Response:
         return await _publish_event(request, state, *admitted)
     caller = await authenticate(request, state)
     taken = await take_body(request, caller, single=True)  # before any reading of the body
-    return await idempotent(request, state, caller.project_id,
-                            lambda: _post_event(request, state, caller, taken))
+    return await idempotent(request, state, caller,
+                            lambda: _post_event(request, state, caller, taken),
+                            signed_by=(SIGNATURE_HEADER, TIMESTAMP_HEADER))
 
 
 async def _post_event(
@@ -167,7 +168,7 @@ async def post_batch(request: web.Request) -> web.Response:
         return await _publish_batch(request, state, *admitted)
     caller = await authenticate(request, state)
     taken = await take_body(request, caller, single=False)  # before any reading of the body
-    return await idempotent(request, state, caller.project_id,
+    return await idempotent(request, state, caller,  # its signatures are in its body
                             lambda: _post_batch(request, state, caller, taken))
 
 

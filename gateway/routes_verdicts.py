@@ -159,7 +159,7 @@ def _decision(body: Any) -> tuple[str, str]:
 async def decide(request: web.Request) -> web.Response:
     state = state_of(request)
     caller = await authenticate(request, state)
-    return await idempotent(request, state, caller.project_id,
+    return await idempotent(request, state, caller,
                             lambda: _decide(request, state, caller),
                             state.settings.max_admin_body_bytes)
 

@@ -3,6 +3,10 @@ and the stored first answer. No I/O (Redis lives in :mod:`ratchet.store.idempote
 
 - A request fingerprint covers what the request *asks*: method, path, query and the exact body
   bytes. The same key with another fingerprint is a different request → 422.
+- A headers digest covers the request headers that authorise what it asks beside the API key:
+  on ``POST /v1/events`` the signature and its timestamp (a batch carries them in its body).
+  The same key and fingerprint with another digest is not the request that was answered → 422.
+  (The API key itself names the record: another key never meets it.)
 - An event fingerprint covers what an event *is*: its RFC 8785 form — the canonical form the
   signature covers — without the signature and its timestamp, so a re-signed retry of the same
   event matches even when its numbers were written anew (``1.0`` for ``1``, ``1e2`` for
@@ -20,6 +24,11 @@ models.errors.ValidationError: Idempotency-Key must be 1 to 255 visible ASCII ch
 True
 >>> a == request_fingerprint("POST", "/v1/events", "", b'{"a": 2}')
 False
+>>> h = headers_digest(["v2=ab", "1700000000"])
+>>> h == headers_digest(["v2=ab", "1700000000"]), h == headers_digest(["v2=ab", "1700000001"])
+(True, False)
+>>> headers_digest([None]) == headers_digest([""])
+False
 >>> decode_answer(encode_answer(StoredAnswer(202, b'{"ok":true}'))).status
 202
 """
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.errors import ValidationError
@@ -41,6 +51,7 @@ __all__ = [
     "decode_answer",
     "encode_answer",
     "event_fingerprint",
+    "headers_digest",
     "key_digest",
     "request_fingerprint",
     "validate_key",
@@ -75,6 +86,20 @@ def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
     h.update(body)
+    return h.hexdigest()
+
+
+def headers_digest(values: Sequence[str | None]) -> str:
+    """Hex SHA-256 over header values in a fixed order (``None``: the header was not sent, told
+    apart from an empty value); ``[]`` for a route that scopes no header."""
+    h = hashlib.sha256()
+    for value in values:
+        if value is None:
+            h.update(b"\xff\xff\xff\xff")  # no length is this large
+            continue
+        raw = value.encode("utf-8", "surrogateescape")
+        h.update(len(raw).to_bytes(4, "big"))
+        h.update(raw)
     return h.hexdigest()
 
 

@@ -139,8 +139,10 @@ class RatchetClient:
     ) -> Answer:
         """``POST /v1/events``: 202 accepted, or 200 with the verdict if it came within wait_ms.
 
-        With ``idempotency_key``, a retry of the same call gets the first answer back (see
-        docs/security.md); the signature travels in headers, so re-signing does not matter.
+        With ``idempotency_key``, a retry of the same request gets the first answer back (see
+        docs/security.md). The event is signed anew on every call and the signature headers are
+        part of the request, so a call in another second under the same key is 422: to retry,
+        resend the first request as it was.
         """
         await self._ensure_project()
         body = self.complete(event)

@@ -1,8 +1,9 @@
 """Replay protection in Redis: ``Idempotency-Key`` records and event-id fingerprints.
 
-- :class:`IdempotencyStore` — one record per (project, key): reserved atomically by
-  ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua`` (answer kept for
-  ``idempotency_ttl_s``) or released (the request had no effect, a retry runs again).
+- :class:`IdempotencyStore` — one record per (project, API key, ``Idempotency-Key``): reserved
+  atomically by ``lua/idempotency_begin.lua``, then finished by ``lua/idempotency_end.lua``
+  (answer kept for ``idempotency_ttl_s``) or released (the request had no effect, a retry runs
+  again).
 - :class:`EventIds` — binds an event id (per project) to the fingerprint of the first
   body it was accepted with, for ``event_id_window_s``: ``lua/event_ids_claim.lua`` checks and
   binds a batch in one script call per project (one hash per project,
@@ -47,6 +48,8 @@ class BeginCode(enum.IntEnum):
     REPLAY = 1
     IN_PROGRESS = 2
     MISMATCH = 3
+    #: The same request with other authorising headers (a single event's signature headers).
+    OTHER_HEADERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +75,15 @@ class IdempotencyStore(RedisStore):
         self._begin: AsyncScript = scripts_for(redis)["idempotency_begin"]
         self._end: AsyncScript = scripts_for(redis)["idempotency_end"]
 
-    async def begin(self, project_id: str, key_digest: str, fingerprint: str) -> Begin:
-        record = self.keys.idempotency(project_id, key_digest)
+    async def begin(self, project_id: str, key_id: str, key_digest: str, fingerprint: str,
+                    headers: str = "") -> Begin:
+        """Reserve the record of ``key_digest`` (an ``Idempotency-Key``'s SHA-256) sent with the
+        API key ``key_id`` of ``project_id`` for a request of ``fingerprint`` and ``headers``
+        (:func:`models.idempotency.headers_digest`), or say why not."""
+        record = self.keys.idempotency(project_id, key_id, key_digest)
         token = uuid.uuid4().hex
-        out: list[Any] = await self._begin(keys=[record], args=[fingerprint, token, self.lease_ms])
+        out: list[Any] = await self._begin(keys=[record],
+                                           args=[fingerprint, token, self.lease_ms, headers])
         code = BeginCode(int(out[0]))
         if code is BeginCode.RESERVED:
             return Begin(code, reservation=Reservation(record, token))

@@ -208,9 +208,10 @@ class Keys:
         return f"{self.prefix}:{{p:{part(project_id)}}}:approval:{part(event_id)}"
 
     # --- replay protection (gateway) ---------------------------------------------------------
-    def idempotency(self, project_id: str, key_sha256: str) -> str:
-        """The first answer to an ``Idempotency-Key`` (its SHA-256) of a project."""
-        return f"{self.prefix}:{{p:{part(project_id)}}}:idem:{part(key_sha256)}"
+    def idempotency(self, project_id: str, key_id: str, key_sha256: str) -> str:
+        """The first answer to an ``Idempotency-Key`` (its SHA-256) sent with one API key (its
+        key id) of a project: another API key's use of the same value is another record."""
+        return f"{self.prefix}:{{p:{part(project_id)}}}:idem:{part(key_id)}:{part(key_sha256)}"
 
     def project_chains(self, project_id: str) -> str:
         """Sorted set of a project's chains (tag → when a gateway last saw it, ms): the per-

@@ -45,10 +45,10 @@ async def test_replay_scripts_run_on_cluster(redis_cluster: RedisClusterServer,
         assert await ids.claim([*first[:2], *reused]) == [True, True] + [False] * len(reused)
 
         store = IdempotencyStore(client, keys, ttl_s=60, lease_s=5)
-        begin = await store.begin("p", key_digest("k"), "fp")
+        begin = await store.begin("p", "kid", key_digest("k"), "fp")
         assert begin.code is BeginCode.RESERVED and begin.reservation is not None
         await store.finish(begin.reservation, StoredAnswer(202, b"{}"))
-        assert (await store.begin("p", key_digest("k"), "fp")).code is BeginCode.REPLAY
+        assert (await store.begin("p", "kid", key_digest("k"), "fp")).code is BeginCode.REPLAY
 
         claim = scripts_for(client)["event_ids_claim"]
         two_projects = [keys.event_fingerprint(p, "e") for p in projects[:2]]

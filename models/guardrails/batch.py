@@ -260,7 +260,7 @@ def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
                         continue
                     hit = searched.get((ri, value))
                     if hit is None:
-                        hit = searched[ri, value] = rp.rule.compiled.search(value)
+                        hit = searched[ri, value] = rp.rule.hit(value)
                     if hit:
                         count += 1
                         if len(paths) < MAX_EXAMPLES:

@@ -1,8 +1,11 @@
 """Pattern guardrail: author-written regex or literal rules over payload values picked by path.
 
 Each rule has an ``id``, ``paths`` (see :mod:`models.guardrails.paths`; default ``["**"]``),
-exactly one of ``regex`` or ``literal``, optional ``ignore_case``, ``action`` (default: the
-guardrail's) and ``description``. Regexes are compiled once at policy load on RE2, a linear-time
+exactly one of ``regex``, ``literal`` or a number range (``min`` and/or ``max``: it reports a
+number — or a text that is a plain number — outside ``[min, max]``, a hard cap such as
+``amount <= 500``), optional ``ignore_case``, ``negate`` (regex and literal rules: report a value
+that does *not* match — an allow-list, such as recipients only at ``@acme.com``), ``action``
+(default: the guardrail's) and ``description``. Regexes are compiled once at policy load on RE2, a linear-time
 engine (:mod:`models.guardrails.regex_safety`), and refused when RE2 cannot run them; each value
 is cut to ``max_scan_chars`` before scanning. Strings and numbers are scanned (numbers as their
 JSON text); one reason per matching rule.
@@ -70,21 +73,64 @@ __all__ = [
 NAME = "pattern"
 SOURCE = f"guardrail:{NAME}"
 _KEYS = ("enabled", "action", "rules", "disabled_rules", "max_scan_chars", "builtin_rules")
-_RULE_KEYS = ("id", "description", "paths", "regex", "literal", "ignore_case", "action")
+_RULE_KEYS = ("id", "description", "paths", "regex", "literal", "min", "max", "ignore_case",
+              "negate", "action")
+#: Largest magnitude of a range bound (the gateway refuses numbers past 1e15 anyway).
+_BOUND_MAX = 1e15
 _MAX_RULES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRange:
+    """A range rule's matcher, with a :class:`Regex`'s interface: ``search`` is true for a
+    value that is a number (its JSON text, or a text that is a plain finite number) outside
+    ``[low, high]``; anything else — text, booleans — never matches.
+
+    >>> r = NumberRange(None, 500.0)
+    >>> r.search(b"498.5"), r.search(b"500.01"), r.search(b"1e+20"), r.search(b"n/a")
+    (False, True, True, False)
+    """
+
+    low: float | None
+    high: float | None
+    program_size: int = 1
+
+    def search(self, data: bytes) -> bool:
+        if not data or len(data) > 64 or data[:1] not in _NUMBER_START:
+            return False
+        try:
+            value = float(data)  # past a double's range: ±inf, beyond any bound
+        except ValueError:
+            return False
+        return (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high)
+
+    def cost(self, n_bytes: int) -> int:
+        return min(n_bytes, 64)
+
+
+#: First bytes of a number's text (``float`` also takes spaces, ``nan``, ``inf``: refused).
+_NUMBER_START = frozenset(bytes([c]) for c in b"-0123456789")
 
 
 @dataclass(frozen=True, slots=True)
 class PatternRule:
     id: str
     paths: PathSet
-    #: ``"regex"`` or ``"literal"``; ``text`` is what the author wrote.
+    #: ``"regex"``, ``"literal"`` or ``"range"``; ``text`` is what the author wrote (a range:
+    #: ``min..max``, either side empty when not set).
     kind: str
     text: str
     ignore_case: bool
-    compiled: Regex
+    compiled: Regex | NumberRange
     action: str | None = None
     description: str = ""
+    #: Report a value that does not match (regex and literal rules: an allow-list).
+    negate: bool = False
+
+    def hit(self, data: bytes) -> bool:
+        """Does this value count for the rule (a match, or a non-match when negated)?"""
+        return self.compiled.search(data) != self.negate
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +156,33 @@ def _rule(value: Any, path: str) -> PatternRule:
             f"{join(path, 'id')} is required (a short name for the rule)", join(path, "id")
         )
     rule_id = as_str(table["id"], join(path, "id"), max_chars=64, name_like=True)
-    if ("regex" in table) == ("literal" in table):
-        raise ValidationError(f"{path} needs exactly one of regex or literal", join(path, "regex"))
+    ranged = "min" in table or "max" in table
+    if ("regex" in table) + ("literal" in table) + ranged != 1:
+        raise ValidationError(f"{path} needs exactly one of regex, literal, or min/max (a "
+                              "number range)", join(path, "regex"))
     f = Fields(table, path)
     ignore_case = f.get("ignore_case", False, as_bool)
+    negate = f.get("negate", False, as_bool)
+    compiled: Regex | NumberRange
     if "regex" in table:
         kind, text = "regex", str(table["regex"])
         compiled = compile_safe(table["regex"], join(path, "regex"), ignore_case=ignore_case)
-    else:
+    elif "literal" in table:
         kind, text = "literal", as_str(table["literal"], join(path, "literal"), max_chars=1_000)
         compiled = compile_literal(text, ignore_case=ignore_case, field=join(path, "literal"))
+    else:
+        low, high = _bound(table, "min", path), _bound(table, "max", path)
+        if low is not None and high is not None and low > high:
+            raise ValidationError(f"{join(path, 'min')} ({low:g}) is above max ({high:g})",
+                                  join(path, "min"))
+        for key in ("negate", "ignore_case"):
+            if key in table:
+                raise ValidationError(f"{join(path, key)} is for regex and literal rules; a "
+                                      "range rule reports numbers outside [min, max]",
+                                      join(path, key))
+        kind = "range"
+        text = f"{'' if low is None else f'{low:g}'}..{'' if high is None else f'{high:g}'}"
+        compiled = NumberRange(low, high)
     everything: tuple[str, ...] = ("**",)
     paths = f.get("paths", everything, lambda v, p: as_str_list(v, p, max_items=64))
     if not paths:
@@ -135,7 +198,19 @@ def _rule(value: Any, path: str) -> PatternRule:
         compiled=compiled,
         action=f.get("action", None, as_action),
         description=f.get("description", "", as_str),
+        negate=negate,
     )
+
+
+def _bound(table: Mapping[str, Any], key: str, path: str) -> float | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            -_BOUND_MAX <= value <= _BOUND_MAX):
+        raise ValidationError(f"{join(path, key)} must be a number from -1e15 to 1e15, got "
+                              f"{shown(value)}", join(path, key))
+    return float(value)
 
 
 def _rules(value: Any, path: str) -> tuple[PatternRule, ...]:
@@ -158,7 +233,7 @@ def _builtin() -> tuple[PatternRule, ...]:
         # a built-in rule with a check: its regex shortlists, the check decides
         _BUILTIN = tuple(
             replace(r, compiled=replace(r.compiled, confirm=BUILTIN_CHECKS[r.id]))
-            if r.id in BUILTIN_CHECKS else r for r in rules)
+            if r.id in BUILTIN_CHECKS and isinstance(r.compiled, Regex) else r for r in rules)
     return _BUILTIN
 
 
@@ -241,7 +316,16 @@ def parse_pattern(
 
 
 def _rule_to_dict(rule: PatternRule) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": rule.id, "paths": list(rule.paths.sources), rule.kind: rule.text}
+    out: dict[str, Any] = {"id": rule.id, "paths": list(rule.paths.sources)}
+    if isinstance(rule.compiled, NumberRange):
+        if rule.compiled.low is not None:
+            out["min"] = rule.compiled.low
+        if rule.compiled.high is not None:
+            out["max"] = rule.compiled.high
+    else:
+        out[rule.kind] = rule.text
+    if rule.negate:
+        out["negate"] = True
     if rule.ignore_case:
         out["ignore_case"] = True
     if rule.action is not None:
@@ -293,7 +377,7 @@ def _scan(
         if budget is not None and not budget.take(rule.compiled.cost(len(data))):
             return count, paths, cut, True
         cut = cut or was_cut
-        if rule.compiled.search(data):
+        if rule.hit(data):
             count += 1
             if len(paths) < MAX_EXAMPLES:
                 paths.append(leaf.path)
@@ -310,6 +394,8 @@ def rule_reason(
         "count": count,
         "paths": paths,
     }
+    if rule.negate:
+        detail["negate"] = True  # the values counted are those that do not match
     if cut:
         detail["scanned_chars"] = cfg.max_scan_chars
     return Reason(SOURCE, rule.action or cfg.action, detail)

@@ -13,7 +13,8 @@ rule the prefilter flags is then searched value by value with the rule's own
 :class:`~models.guardrails.regex_safety.Regex` — the reference's answer. Each rule is compiled
 as the rule itself compiles it (``(?i:…)`` for ``ignore_case``, :func:`re2.escape` for
 literals). A rule whose text could turn multi-line off or anchors at the very start or end
-(``(?-m)``, ``\A``, ``\z``) is left out of the prefilter and always searched value by value.
+(``(?-m)``, ``\A``, ``\z``) is left out of the prefilter and always searched value by value,
+as are negated rules (not matching is what they report) and number ranges (no pattern).
 
 Index 0 of each set is the empty pattern, which matches every text: an answer without it
 means RE2 could not finish (a set's automaton cannot fall back to RE2's NFA when its memory
@@ -129,7 +130,7 @@ class RuleSet:
         sources = [_source(r) for r in rules]
         always = frozenset(
             i for i, (r, src) in enumerate(zip(rules, sources, strict=True))
-            if r.kind == "regex" and not _joinable(src)
+            if (r.kind == "regex" and not _joinable(src)) or r.negate or r.kind == "range"
         )
         return cls(rules, sources, always, {}, {})
 

@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-learn", action="store_true",
         help="score without changing the baseline (what-if evaluation on an existing namespace): "
         "with --namespace, nothing under it is written — the replay runs in a scratch copy of "
-        "the state it reads, deleted afterwards",
+        "the state it reads, deleted afterwards (events that namespace already decided are "
+        "answered as redeliveries: their first verdict)",
     )
     p.add_argument(
         "--namespace",

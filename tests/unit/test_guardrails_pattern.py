@@ -423,3 +423,67 @@ def test_builtin_checks_stay_fast_on_hostile_text(hostile: str) -> None:
     started = time.perf_counter()
     check_pattern(base, walk({"v": hostile[:16_384]}))
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_number_cap_and_an_allow_list() -> None:
+    """The two rules a guardrail author writes first (UX audit 7: neither could be written — a
+    regex over a number's digits, a look-ahead RE2 refuses): a hard cap on a payload number, and
+    recipients only at one domain. Both through the per-event and the batch path, alike."""
+    from models.events import parse_event
+    from models.guardrails import evaluate
+    from models.guardrails.batch import evaluate_batch
+
+    policy = parse_policy({"guardrails": {"pattern": {"builtin_rules": False, "rules": [
+        {"id": "refund-cap", "paths": ["amount"], "max": 500, "action": "pause"},
+        {"id": "no-negative", "paths": ["amount"], "min": 0},
+        {"id": "acme-only", "paths": ["to", "to[]", "cc[]"], "regex": r"@acme\.com\z",
+         "ignore_case": True, "negate": True, "action": "reject"},
+    ]}}})
+
+    def event(payload: dict[str, Any]) -> Any:
+        return parse_event({"event_id": "e", "agent_id": "a", "run_id": "r", "service": "s",
+                            "action": "x", "payload": payload}, "p")
+
+    cases = [
+        ({"amount": 120.5, "to": "ann@acme.com"}, []),
+        ({"amount": 500, "to": ["ann@ACME.com", "bob@acme.com"]}, []),
+        ({"amount": 500.01, "to": "ann@acme.com"}, ["pattern.refund-cap"]),
+        ({"amount": "9000", "to": "ann@acme.com"}, ["pattern.refund-cap"]),  # a numeric text
+        ({"amount": -3, "to": "ann@acme.com"}, ["pattern.no-negative"]),
+        ({"amount": 1e15, "to": ["ann@acme.com", "x@acme.com.evil.io"]},
+         ["pattern.refund-cap", "pattern.acme-only"]),
+        ({"amount": "n/a", "to": "ann@acme.com", "cc": ["eve@gmail.com"]}, ["pattern.acme-only"]),
+        ({"amount": True, "note": "no recipients at all"}, []),  # nothing to judge
+    ]
+    events = [event(p) for p, _ in cases]
+    per_event = [[r.detail["rule"] for r in evaluate(policy, ev) if r.source == "guardrail:pattern"]
+                 for ev in events]
+    assert per_event == [want for _, want in cases]
+    batch = evaluate_batch([policy] * len(events), events)
+    assert [[r.detail["rule"] for r in rs if r.source == "guardrail:pattern"]
+            for rs in batch] == per_event
+    [cap, acme] = [r for r in evaluate(policy, events[5]) if r.source == "guardrail:pattern"]
+    assert (cap.action, cap.detail["kind"], acme.action, acme.detail["negate"]) == (
+        "pause", "range", "reject", True)
+    assert acme.detail["paths"] == ["to[1]"] and acme.detail["count"] == 1
+    # the stored form reads back the same
+    again = parse_policy(policy_to_dict(policy))
+    assert [(r.id, r.kind, r.text, r.negate) for r in again.pattern.base.rules] == [
+        ("refund-cap", "range", "..500", False), ("no-negative", "range", "0..", False),
+        ("acme-only", "regex", r"@acme\.com\z", True)]
+
+
+@pytest.mark.parametrize(("rule", "field", "says"), [
+    ({"id": "r", "max": 5, "regex": "x"}, "regex", "exactly one of regex, literal, or min/max"),
+    ({"id": "r"}, "regex", "exactly one of"),
+    ({"id": "r", "min": 10, "max": 5}, "min", "above max"),
+    ({"id": "r", "max": True}, "max", "must be a number"),
+    ({"id": "r", "max": "500"}, "max", "must be a number"),
+    ({"id": "r", "max": 1e16}, "max", "from -1e15 to 1e15"),
+    ({"id": "r", "max": 5, "negate": True}, "negate", "for regex and literal rules"),
+    ({"id": "r", "literal": "x", "negate": "yes"}, "negate", "true or false"),
+])
+def test_range_and_negate_mistakes_are_named(rule: dict[str, Any], field: str, says: str) -> None:
+    with pytest.raises(ValidationError, match=says) as err:
+        parse_policy({"guardrails": {"pattern": {"rules": [rule]}}})
+    assert err.value.field == f"guardrails.pattern.rules[0].{field}"

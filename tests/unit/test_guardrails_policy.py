@@ -44,7 +44,8 @@ def test_default_policy_is_all_on_and_all_flag() -> None:
 def test_example_policy_parses_and_round_trips() -> None:
     p = parse_policy_toml(EXAMPLE.read_text())
     assert [r.id for r in p.pattern.base.rules] == [
-        "sql-drop", "internal-host", *(r["id"] for r in BUILTIN_RULES)]
+        "refund-cap", "mail-own-domain", "sql-drop", "internal-host",
+        *(r["id"] for r in BUILTIN_RULES)]
     assert p.velocity.for_event("search", "normal").per_run.limit == 1200
     assert p.velocity.for_event("crm", "normal").per_run.limit == 300
     assert "email" not in p.pii.for_event("crm", "normal").detectors

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from gateway.state import state_of
 from models.errors import UnavailableError
+from ratchet.telemetry.metrics import not_on_gateways
 
 __all__ = ["routes"]
 
@@ -51,8 +54,22 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+class _GatewayFamilies:
+    """The process's metric families without the worker- and dispatcher-only ones
+    (:func:`ratchet.telemetry.metrics.not_on_gateways`)."""
+
+    def __init__(self) -> None:
+        self._skip = not_on_gateways()
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in REGISTRY.collect() if family.name not in self._skip)
+
+
+_FAMILIES = _GatewayFamilies()
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest(REGISTRY))
+    resp = web.Response(body=generate_latest(_FAMILIES))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp

@@ -38,6 +38,7 @@ __all__ = [
     "WORKER_MESSAGES",
     "WORKER_REPLIES",
     "WORKER_RETRIES",
+    "not_on_gateways",
 ]
 
 LUA_SECONDS = Histogram(
@@ -215,3 +216,14 @@ PROJECT_VERDICTS = Counter(
     "RATCHET_METRICS_PROJECT_LABEL_LIMIT; at most that many project values, the rest 'other').",
     ["project", "action"],
 )
+
+
+def not_on_gateways() -> frozenset[str]:
+    """Names of the families above that only workers and the webhook dispatcher move: a
+    gateway imports this module (its Redis scripts, policy loads and audit log are counted
+    here too) and would otherwise export the rest as series that stay 0 (a UX audit read
+    ``ratchet_worker_batch_duration_seconds_count 0`` on a gateway)."""
+    shared = (LUA_SECONDS, POLICY_LOADS, AUDIT_ENTRIES, AUDIT_PUBLISH_FAILURES)
+    kept = {m._name for m in shared}
+    return frozenset(m._name for m in globals().values()
+                     if isinstance(m, (Counter, Gauge, Histogram)) and m._name not in kept)

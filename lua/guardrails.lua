@@ -96,12 +96,15 @@
   ARGV[23] value slots     every slot the batch's observations name, once (8 bytes each)
   ARGV[24] holds           "" (none), or one character per event, '0' + bits: 1 its step-order
                            reports, 2 its value reports do not count towards learn_after (the
-                           rule that reports holds the event: a held call is learned only when a
-                           person approves it, never from its recurrence); what such a report
-                           would teach is kept in the run hash, "L" | event field → lessons
-                           ("x" pair, 16 bytes; "y" step, 8 bytes, and the streak '<I'; "r"
-                           slot and the magnitude byte; "c" slot and the 4-byte hash), for
-                           lua/guard_feedback.lua
+                           rule holds the event's service at some priority: a held call is
+                           learned only when a person approves it, never from its recurrence;
+                           a held step order is judged however many successors its previous
+                           step has — flagged calls elsewhere cannot "open" it); 4 and 8: this
+                           event is paused by that rule (order, values), so what its reports
+                           would teach is kept in the run hash for an approval, "L" | event
+                           field → lessons ("x" pair, 16 bytes; "y" step, 8 bytes, and the
+                           streak '<I'; "r" slot and the magnitude byte; "c" slot and the
+                           4-byte hash), for lua/guard_feedback.lua
   then 7 values per event:
           event field (ratchet.store.keys.event_field), run key index (KEYS index of its run
           hash), time (ms, Unix),
@@ -225,7 +228,7 @@ local function first_report(r, f)
   end
   return not seen
 end
-local function order_step(r, step, held, lessons)
+local function order_step(r, step, held, keep, lessons)
   local prev = r.step
   if prev == nil then
     prev = START
@@ -239,10 +242,10 @@ local function order_step(r, step, held, lessons)
   local pair = prev .. step
   local c = oget(pair)
   if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
-      and oget('s' .. prev) <= order_successors then
+      and (held or oget('s' .. prev) <= order_successors) then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
-    if held then lessons[#lessons + 1] = 'x' .. pair end
+    if keep then lessons[#lessons + 1] = 'x' .. pair end
     if not held and first_report(r, 'x' .. pair) then
       local waiting = oget('p' .. pair) + 1
       if order_learn_after > 0 and waiting >= order_learn_after then
@@ -259,10 +262,10 @@ local function order_step(r, step, held, lessons)
     local mkey, hkey = 'm' .. step, 'h' .. step
     local longest = oget(mkey)
     if streak > longest and oget('r') > order_min_runs and oget('t' .. step) >= order_support
-        and oget('s' .. step) <= order_successors and oget(hkey) >= streak_settled then
+        and (held or oget('s' .. step) <= order_successors) and oget(hkey) >= streak_settled then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
-      if held then lessons[#lessons + 1] = 'y' .. step .. struct.pack('<I', streak) end
+      if keep then lessons[#lessons + 1] = 'y' .. step .. struct.pack('<I', streak) end
       if not held and first_report(r, 'y' .. step) then
         local waiting = oget('l' .. step) + 1
         if order_learn_after > 0 and waiting >= order_learn_after then
@@ -323,7 +326,7 @@ end
 -- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
 -- its range, 128 a category value unseen) and their details (see Output [2]).
 local sub, byte = string.sub, string.byte
-local function value_step(r, blob, held, lessons)
+local function value_step(r, blob, held, keep, lessons)
   local bits, found, count = 0, nil, 0
   local index = -1
   for at = 1, #blob - 12, 13 do
@@ -379,7 +382,7 @@ local function value_step(r, blob, held, lessons)
             local what = '-'
             if m > hi then what = '+' end
             vreport(r, slot, st, 1, m, what, held)
-            if held then lessons[#lessons + 1] = 'r' .. slot .. string.char(m) end
+            if keep then lessons[#lessons + 1] = 'r' .. slot .. string.char(m) end
           else
             vlearn(st, 1, m, settled)
           end
@@ -389,7 +392,7 @@ local function value_step(r, blob, held, lessons)
           found = found or {}
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
           vreport(r, slot, st, 2, h, h, held)
-          if held then lessons[#lessons + 1] = 'c' .. slot .. h end
+          if keep then lessons[#lessons + 1] = 'c' .. slot .. h end
         else
           vlearn(st, 2, h, settled)
         end
@@ -519,12 +522,14 @@ for i = 0, n - 1 do
     local lessons = {}
     if order_min_runs > 0 and step ~= '' then
       local detail
-      order_bits, detail = order_step(r, step, hold % 2 == 1, lessons)
+      order_bits, detail = order_step(r, step, hold % 2 == 1, math.floor(hold / 4) % 2 == 1,
+        lessons)
       if order_bits > 0 then details[#details + 1] = detail end
     end
     local observed = ARGV[o + 7]
     if value_support > 0 and observed ~= '' then
-      local vbits, vdetail = value_step(r, observed, hold >= 2, lessons)
+      local vbits, vdetail = value_step(r, observed, math.floor(hold / 2) % 2 == 1,
+        math.floor(hold / 8) % 2 == 1, lessons)
       if vbits > 0 then
         order_bits = order_bits + vbits
         details[#details + 1] = vdetail

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from models.events import IngestEvent
+from models.events import PRIORITIES, IngestEvent
 from models.guardrails.budget import ScanBudget
 from models.guardrails.cost import check_cost
 from models.guardrails.decode import with_decoded
@@ -36,6 +36,8 @@ from models.guardrails.state import (
     EMPTY_STATE,
     HOLD_ORDER,
     HOLD_VALUES,
+    KEEP_ORDER,
+    KEEP_VALUES,
     GuardrailState,
     StateSpec,
 )
@@ -113,22 +115,28 @@ _HOLDING = frozenset(("pause", "reject"))
 
 
 def learning_holds(policy: Policy, service: str, priority: str) -> int:
-    """The :data:`~models.guardrails.state.HOLD_ORDER` / ``HOLD_VALUES`` bits of an event: the
-    learning rules whose own action for it holds it, so that their reports of it never teach
-    them (protected learning: a held call is learned only once a person approves it).
+    """The :mod:`~models.guardrails.state` ``HOLD_*`` / ``KEEP_*`` bits of an event: the
+    learning rules that hold its service at some priority — their reports of it never teach
+    them (protected learning: a held call is learned only once a person approves it; slots and
+    step pairs do not carry the priority, so a priority the rule only flags must not teach what
+    another one holds) — and those that pause this very event, whose lessons are kept for an
+    approval.
 
     >>> from models.guardrails.policy import parse_policy_toml
-    >>> p = parse_policy_toml("[guardrails.value.by_service.pay]\naction = 'pause'\n")
+    >>> p = parse_policy_toml("[guardrails.value.by_service.pay]\\naction = 'pause'\\n"
+    ...                       "[guardrails.order.by_priority.critical]\\naction = 'reject'\\n")
     >>> learning_holds(p, "pay", "normal"), learning_holds(p, "crm", "normal")
-    (2, 0)
+    (11, 1)
     """
     out = 0
-    order = policy.order.for_event(service, priority)
-    if order.enabled and order.action in _HOLDING:
-        out |= HOLD_ORDER
-    value = policy.value.for_event(service, priority)
-    if value.enabled and value.action in _HOLDING:
-        out |= HOLD_VALUES
+    for rule, held, keep in ((policy.order, HOLD_ORDER, KEEP_ORDER),
+                             (policy.value, HOLD_VALUES, KEEP_VALUES)):
+        variants = [rule.for_event(service, p) for p in PRIORITIES]
+        if any(c.enabled and c.action in _HOLDING for c in variants):
+            out |= held
+        own = rule.for_event(service, priority)
+        if own.enabled and own.action == "pause":
+            out |= keep
     return out
 
 

@@ -256,11 +256,12 @@ class OrderReference:
             self._set(pair, count + 1)
         self._set(("t", prev), self.fields.get(("t", prev), 0) + 1)
 
-    def step(self, run: str, step: str, held: bool = False, event: str = ""
-             ) -> tuple[OrderFinding | None, StreakFinding | None]:
-        """``held``: the rule holds this event (its action is pause or reject), so what it
-        reports does not count towards ``learn_after``; it is kept as the lessons of
-        ``event`` for :meth:`decide`."""
+    def step(self, run: str, step: str, held: bool = False, event: str = "",
+             keep: bool = False) -> tuple[OrderFinding | None, StreakFinding | None]:
+        """``held``: the rule holds the event's service (at some priority), so what it reports
+        does not count towards ``learn_after``, and a never-learned pair (a longer streak) is
+        judged however many successors the step before it has; ``keep``: the rule pauses this
+        event, so what it reports is kept as the lessons of ``event`` for :meth:`decide`."""
         get = self.fields.get
         prev, streak = self.last.get(run, (None, 0))
         if prev is None:
@@ -273,9 +274,9 @@ class OrderReference:
         cfg = self.cfg
         found = None
         if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
-                and get(("s", prev), 0) <= cfg.max_successors):
+                and (held or get(("s", prev), 0) <= cfg.max_successors)):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
-            if held:
+            if keep:
                 self.lessons.setdefault(event, []).append(("x", prev, step))
             if not held and self.reported.first(run, ("x", pair)):
                 waiting = get(("p", pair), 0) + 1
@@ -291,10 +292,10 @@ class OrderReference:
             longest, reached = get(("m", step), 0), get(("h", step), 0)
             if (streak > longest and get("r", 0) > cfg.min_runs
                     and get(("t", step), 0) >= cfg.min_support
-                    and get(("s", step), 0) <= cfg.max_successors
+                    and (held or get(("s", step), 0) <= cfg.max_successors)
                     and reached >= cfg.streak_settled):
                 too_long = StreakFinding(streak, longest, reached)
-                if held:
+                if keep:
                     self.lessons.setdefault(event, []).append(("y", step, streak))
                 if not held and self.reported.first(run, ("y", step)):
                     waiting = get(("l", step), 0) + 1

@@ -36,11 +36,14 @@ from dataclasses import dataclass
 from models.guardrails.order import OrderConfig, OrderFinding, StreakFinding
 from models.guardrails.values import ValueConfig, ValueFinding
 
-__all__ = ["EMPTY_STATE", "HOLD_ORDER", "HOLD_VALUES", "GuardrailState", "StateSpec"]
+__all__ = ["EMPTY_STATE", "HOLD_ORDER", "HOLD_VALUES", "KEEP_ORDER", "KEEP_VALUES",
+           "GuardrailState", "StateSpec"]
 
 #: What an event's reports may not teach (lua/guardrails.lua ARGV[24]): its step-order reports,
-#: its value reports — set when that rule's own action for the event holds it (pause, reject).
-HOLD_ORDER, HOLD_VALUES = 1, 2
+#: its value reports — set when that rule holds the event's service at some priority (pause,
+#: reject); and whether what they would teach is kept for an approval (the rule pauses this
+#: very event: only a paused event can be approved).
+HOLD_ORDER, HOLD_VALUES, KEEP_ORDER, KEEP_VALUES = 1, 2, 4, 8
 
 
 @dataclass(frozen=True, slots=True)

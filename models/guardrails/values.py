@@ -320,17 +320,22 @@ def _scalar(v: Any, t: type, where: str, out: list[tuple[str, int, int]], max_te
 def _fold(rows: Sequence[tuple[str, int, int]], out: list[tuple[str, int, int]], cap: int,
           distinct: int) -> None:
     """An array's element observations, per slot in first-seen order: of a range, its lowest
-    and highest magnitude (what the range is judged and learned by); of a category, its distinct
+    and highest magnitude (what the range is judged and learned by) and zero apart (zero is
+    read as -2^-2 against a range of negative numbers, so it is not an extreme by its
+    magnitude byte); of a category, its distinct
     values up to ``distinct + 1`` — a settled set holds at most ``distinct`` values, so of that
     many one at least is new to it if any is. Appended to ``out`` up to ``cap``."""
     lows: dict[str, int] = {}
     highs: dict[str, int] = {}
+    zeros: set[str] = set()
     cats: dict[str, dict[int, None]] = {}
     order: dict[tuple[str, int], None] = {}
     for path, kind, value in rows:
         order[(path, kind)] = None
         if kind == RANGE:
-            if path not in lows:
+            if value == ZERO:  # zero is judged mirrored against a negative range: kept apart
+                zeros.add(path)
+            elif path not in lows:
                 lows[path] = highs[path] = value
             elif value < lows[path]:
                 lows[path] = value
@@ -341,8 +346,14 @@ def _fold(rows: Sequence[tuple[str, int, int]], out: list[tuple[str, int, int]],
             if len(seen) <= distinct:
                 seen[value] = None
     for path, kind in order:
-        got = ((lows[path],) if lows[path] == highs[path] else (lows[path], highs[path])
-               ) if kind == RANGE else tuple(cats[path])
+        if kind == RANGE:
+            low = lows.get(path)
+            got: tuple[int, ...] = () if low is None else (
+                (low,) if low == highs[path] else (low, highs[path]))
+            if path in zeros:
+                got += (ZERO,)
+        else:
+            got = tuple(cats[path])
         for value in got:
             if len(out) >= cap:
                 return
@@ -474,11 +485,11 @@ class ValueReference:
     def _new_field(self) -> bool:
         return len(self.fields) < self.cap
 
-    def event(self, run: str, obs: Sequence[Observation], held: bool = False, event: str = ""
-              ) -> tuple[ValueFinding, ...]:
-        """``held``: the rule holds this event (its action is pause or reject), so what it
-        reports does not count towards ``learn_after``; it is kept as the lessons of
-        ``event`` for :meth:`decide`."""
+    def event(self, run: str, obs: Sequence[Observation], held: bool = False, event: str = "",
+              keep: bool = False) -> tuple[ValueFinding, ...]:
+        """``held``: the rule holds the event's service (at some priority), so what it reports
+        does not count towards ``learn_after``; ``keep``: the rule pauses this event, so what
+        it reports is kept as the lessons of ``event`` for :meth:`decide`."""
         cfg = self.cfg
         found: list[ValueFinding] = []
         for o in obs:
@@ -505,7 +516,7 @@ class ValueReference:
                     found.append(ValueFinding(o.path, RANGE, low, high, count))
                     if not held:
                         self._report(run, o, ("p", o.slot, value > high), value)
-                    else:
+                    if keep:
                         self.lessons.setdefault(event, []).append((RANGE, o.slot, value))
                     continue
                 self._learn_range(st, value, settled)
@@ -518,7 +529,7 @@ class ValueReference:
                     found.append(ValueFinding(o.path, CATEGORY, len(values), 0, count))
                     if not held:
                         self._report(run, o, ("p", o.slot, o.value), o.value)
-                    else:
+                    if keep:
                         self.lessons.setdefault(event, []).append((CATEGORY, o.slot, o.value))
                     continue
                 self._learn_category(st, o.value, settled)

@@ -73,7 +73,7 @@ class Gateway:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with _OPENER.open(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise _refusal(exc) from None
@@ -83,23 +83,39 @@ class Gateway:
                 f"cannot reach the gateway at {self.url} ({why}); is it running? "
                 "Set --url or RATCHET_GATEWAY_URL") from None
 
-    def paused(self, limit: int, everything: bool) -> tuple[list[dict[str, Any]], bool]:
-        """Paused verdicts, oldest first: ``limit`` of them, or all with ``everything``; and
-        whether more wait after them."""
+    def paused(self, limit: int, everything: bool, agent: str | None = None
+               ) -> tuple[list[dict[str, Any]], bool]:
+        """Paused verdicts (of ``agent`` only, when given), oldest first: ``limit`` of them,
+        or all with ``everything``; and whether more wait after them. The API lists a
+        project's, so one agent's are picked page by page until ``limit`` of them are found."""
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while everything or len(out) < limit:
-            want = PAGE_MAX if everything else min(limit - len(out), PAGE_MAX)
+            want = PAGE_MAX if everything or agent else min(limit - len(out), PAGE_MAX)
             query: dict[str, Any] = {"limit": want}
             if cursor:
                 query["cursor"] = cursor
             page = self.call("GET", "/v1/approvals?" + urlencode(query))
-            items = page.get("items") or []
+            items = [v for v in page.get("items") or []
+                     if agent is None or v.get("agent_id") == agent]
+            if not everything and len(out) + len(items) > limit:
+                return out + items[:limit - len(out)], True
             out.extend(items)
             cursor = page.get("next_cursor")
-            if not cursor or not items:
+            if not cursor or not page.get("items"):
                 return out, False
         return out, True
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, never followed: urllib would resend the admin key to wherever
+    it points (another host, plain http)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _refusal(exc: urllib.error.HTTPError) -> GatewayError:
@@ -109,7 +125,11 @@ def _refusal(exc: urllib.error.HTTPError) -> GatewayError:
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
     text = f"the gateway answered {exc.code}: {message or exc.reason}"
-    if exc.code == 401:
+    if 300 <= exc.code < 400:
+        text = (f"the gateway answered {exc.code} (a redirect to "
+                f"{exc.headers.get('Location', '?')}): not followed with the admin key; point "
+                "--url or RATCHET_GATEWAY_URL at the gateway itself")
+    elif exc.code == 401:
         text += " (is RATCHET_ADMIN_KEY a current key of the project?)"
     elif exc.code == 403:
         text += " (RATCHET_ADMIN_KEY must be an admin key, not an agent's ingest key)"
@@ -152,8 +172,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     gw = Gateway.from_settings(get_settings(), args.url)
-    got, more = gw.paused(args.limit, args.all)
-    items = [v for v in got if args.agent is None or v.get("agent_id") == args.agent]
+    items, more = gw.paused(args.limit, args.all, args.agent)
     if more:  # on stderr: the listing itself stays what a script reads
         print(f"(the {args.limit} oldest paused events; more wait: --all lists every one)",
               file=sys.stderr)

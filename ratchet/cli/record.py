@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import time
@@ -76,7 +77,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
     keep = RecordFilter(args.project, args.agent, since)
     stats = RecordStats()
     written = [0]
-    out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    # the events of every project: readable by the owner only (0600), like a key file
+    out: IO[bytes] = (sys.stdout.buffer if args.output == "-" else
+                      os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                        0o600), "wb"))
     try:
         asyncio.run(_record(settings, keep, stats, out, args.max_events, args.follow, written))
     except KeyboardInterrupt:

@@ -244,7 +244,8 @@ async def replay(
     async def review() -> None:
         for v, label in held:
             decision = "reject" if label else "approve"
-            await engine.feedback(v.chain_tag, v.run_id, v.event_id, decision)
+            await engine.feedback(v.chain_tag, v.run_id, v.event_id, decision,
+                                  project_id=v.project_id, agent_id=v.agent_id)
             if label:
                 summary.rejected += 1
             else:

@@ -76,7 +76,11 @@ async def recorded(
             await consumer.seek_to_beginning(*parts)
         left = {tp for tp in parts if follow or await consumer.position(tp) < ends[tp]}
         while left:
-            got = await consumer.getmany(*parts, timeout_ms=poll_ms)
+            try:
+                got = await consumer.getmany(*parts, timeout_ms=poll_ms)
+            except KafkaError as exc:
+                raise UnavailableError(f"reading topic {settings.topic_ingest!r} failed "
+                                       f"({exc}); what was written so far stays") from None
             if not got and on_idle is not None:
                 on_idle()
             for tp, records in got.items():

@@ -15,7 +15,8 @@ One timer per connection — armed when a command starts on an idle one, re-arme
 fires while the connection is still busy — closes the connection when no progress was made for
 ``deadline_s``; the operation that was waiting then fails with the same ``TimeoutError`` redis-py
 raises for a socket timeout ("Timeout reading from …", "Timeout writing to socket"), so the
-store's failure translation (unavailable, 503) and the retry rules are the same as before.
+store's failure translation (unavailable, 503) is the same as for one (a timeout is not retried:
+ratchet.store.redis.connect).
 
 A connection is busy from its first send until it goes back to the pool
 (:meth:`ratchet.store.pool.WaitingConnectionPool.release`). Reads with their own timeout (a

@@ -19,7 +19,7 @@ from models.errors import ValidationError
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
 from models.guardrails.order import START, OrderConfig, OrderReference
-from models.guardrails.state import HOLD_ORDER
+from models.guardrails.state import HOLD_ORDER, KEEP_ORDER
 from models.verdict import Verdict
 from ratchet.engine.engine import Engine
 from ratchet.store.guardrails import GuardBatch, GuardStore, make_guard_item, step_of
@@ -82,11 +82,13 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
             want.append(("again", first[items[-1].event_id]))
             continue
         event_id = f"e{len(items)}"
-        found = ref.step(f"r{run}", step, held == 0, event_id)
+        # held 0: the rule pauses it (held, lessons kept), 1: holds it elsewhere, else neither
+        found = ref.step(f"r{run}", step, held <= 1, event_id, held == 0)
         first[event_id] = (found[0] is not None, found[1] is not None)
         want.append(("new", found))
         items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, step, (),
-                                     HOLD_ORDER if held == 0 else 0))
+                                     (HOLD_ORDER if held <= 1 else 0)
+                                     | (KEEP_ORDER if held == 0 else 0)))
     got = []
     bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
     for lo, hi in itertools.pairwise(bounds):
@@ -200,6 +202,43 @@ async def test_a_pause_override_holds_the_event_back(redis_client: aioredis.Redi
     # an override cannot move what the script judges by
     with pytest.raises(ValidationError, match="set it at the top"):
         parse_policy_toml("[guardrails.order.by_service.payments]\nmin_runs = 5\n")
+
+
+async def test_flagged_calls_cannot_open_the_step_before_a_held_one(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Review of the F1 fix: a pair is judged only after a step with at most max_successors
+    successors, and the crm service only flags — so runs of crm:read → crm:list / crm:note,
+    reported and learned after learn_after runs, gave crm:read three successors, and the held
+    crm:read → payments:pay was then no longer judged (and learned). Where the rule holds the
+    service, a never-learned pair is judged however many successors the step before it has."""
+    policy = parse_policy_toml("[guardrails.order.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 101, NORMAL)
+    for k in range(6):  # open crm:read: two new successors, each reported then learned
+        for i, nxt in enumerate(("crm:list", "crm:note")):
+            await engine.decide([ev(0, f"o{k}-{i}", "crm:read"), ev(1, f"o{k}-{i}", nxt)])
+    opened = await engine.decide([ev(0, "z0", "crm:read"), ev(1, "z0", "crm:list")])
+    assert order_reasons(opened[1]) == []  # learned: crm:read has three successors now
+    got = await engine.decide([ev(0, "z1", "crm:read"), ev(1, "z1", "payments:pay")])
+    assert got[1].action == "pause" and order_reasons(got[1])
+
+
+async def test_a_priority_the_rule_only_flags_does_not_teach_what_another_holds(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Review of the F1 fix: pairs carry no priority, so normal-priority calls the rule only
+    flags were learned after learn_after runs and the critical call (paused) was then not
+    reported at all."""
+    policy = parse_policy_toml("[guardrails.order.by_priority.critical]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 101, NORMAL)
+    for k in range(8):
+        got = await engine.decide([ev(0, f"n{k}", "crm:read"), ev(1, f"n{k}", "payments:pay")])
+        assert order_reasons(got[1]) and got[1].action == "flag"
+    critical = parse_event({"event_id": f"c-{uuid.uuid4().hex[:6]}", "agent_id": "a1",
+                            "run_id": "c", "service": "payments", "action": "pay",
+                            "priority": "critical", "payload": {"id": 1}}, "p1")
+    got = await engine.decide([ev(0, "c", "crm:read"), critical])
+    assert got[1].action == "pause" and order_reasons(got[1])
 
 
 async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys: Keys) -> None:

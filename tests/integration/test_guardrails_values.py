@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from models.errors import ValidationError
 from models.events import IngestEvent, parse_event
 from models.guardrails import parse_policy_toml, state_spec
-from models.guardrails.state import HOLD_VALUES
+from models.guardrails.state import HOLD_VALUES, KEEP_VALUES
 from models.guardrails.values import (
     CATEGORY,
     COUNT_MAX,
@@ -132,11 +132,13 @@ async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[in
             continue
         event_id = f"e{len(items)}"
         values = tuple(_obs(w, v) for w, v in obs)
-        found = ref.event(f"r{run}", values, held == 0, event_id)
+        # held 0: the rule pauses it (held, lessons kept), 1: holds it elsewhere, else neither
+        found = ref.event(f"r{run}", values, held <= 1, event_id, held == 0)
         first[event_id] = {f.kind for f in found}
         want.append(("new", found))
         items.append(make_guard_item(event_id, f"r{run}", 0, "n", None, "", values,
-                                     HOLD_VALUES if held == 0 else 0))
+                                     (HOLD_VALUES if held <= 1 else 0)
+                                     | (KEEP_VALUES if held == 0 else 0)))
     got = []
     bounds = sorted({c for c in cuts if c < len(items)} | {0, len(items)})
     for lo, hi in itertools.pairwise(bounds):
@@ -376,6 +378,19 @@ def test_nothing_an_event_carries_is_out_of_sight() -> None:
         deep = {"spec": deep}
     assert [o.path for o in observations("k", "apply", deep, cfg)] == [
         ".".join(["spec"] * 14) + ".privileged"]
+
+
+def test_a_zero_in_an_array_does_not_hide_its_other_values() -> None:
+    """Review: zero is judged as -2^-2 against a negative range, so folding by the magnitude
+    byte alone (zero is 190, above every negative) dropped -0.001 from [-1, 0, -0.001]."""
+    ref = ValueReference(ValueConfig(min_support=3))
+    for k in range(6):
+        assert ref.event(f"r{k}", observations("s", "a", {"d": [-1, -2]}, ValueConfig())) == ()
+    alone = observations("s", "a", {"d": [-1, -0.001]}, ValueConfig())
+    with_zero = observations("s", "a", {"d": [-1, 0, -0.001]}, ValueConfig())
+    assert {o.value for o in alone if o.path == "d[]"} <= {o.value for o in with_zero}
+    assert ValueReference(ValueConfig(min_support=3)).event("x", with_zero) == ()  # fresh: none
+    assert [f.path for f in ref.event("x", with_zero)] == ["d[]"]
 
 
 def test_a_full_hash_still_judges_what_it_has() -> None:

@@ -39,6 +39,7 @@ async def test_record_then_replay(gateway: Gateway, tenant: Tenant, tmp_path: Pa
     done = await asyncio.to_thread(ratchet_cli, ["record", "--output", str(out)], env)
     assert done.returncode == 0, done.stderr
     assert "recorded 10 event(s)" in done.stderr
+    assert out.stat().st_mode & 0o777 == 0o600  # every project's payloads: the owner's only
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     by_id = {x["event_id"]: x for x in lines}
     assert set(by_id) == {e["event_id"] for e in [*sent, theirs]}

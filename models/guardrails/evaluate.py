@@ -13,7 +13,7 @@ takes the strictest action (:func:`models.verdict.strictest`) and lists them all
 >>> [(r.source, r.action, r.detail["rule"]) for r in evaluate(default_policy(), event)]
 [('guardrail:pii', 'flag', 'pii.secret')]
 >>> state_spec(default_policy())
-StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5, streak_settled=30), values=ValueConfig(enabled=True, action='flag', min_support=30, margin=2, margin_below=4, max_distinct=8, learn_after=3, max_values=16, max_text=40))
+StateSpec(agent_window_s=60, run_window_s=60, history=64, run_events=True, run_cost=True, agent_daily_cost=True, order=OrderConfig(enabled=True, action='flag', min_runs=100, min_support=20, max_successors=2, learn_after=5, streak_settled=30), values=ValueConfig(enabled=True, action='flag', min_support=30, margin=2, margin_below=4, max_distinct=8, learn_after=3, max_values=64, max_text=40))
 """
 
 from __future__ import annotations

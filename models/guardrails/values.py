@@ -127,7 +127,7 @@ class ValueConfig:
     #: Reports (in different runs) after which a judged value is learned (0 = never).
     learn_after: int = 3
     #: Most observations read from one event (in payload order).
-    max_values: int = 16
+    max_values: int = 64
     #: Longest string read as a category, characters.
     max_text: int = 40
 

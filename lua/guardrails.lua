@@ -228,7 +228,13 @@ local function first_report(r, f)
   end
   return not seen
 end
-local function order_step(r, step, held, keep, lessons)
+-- The current event's lessons (what approving it teaches), in one buffer reused by every event.
+local LESSONS, nlessons = {}, 0
+local function lesson(text)
+  nlessons = nlessons + 1
+  LESSONS[nlessons] = text
+end
+local function order_step(r, step, held, keep)
   local prev = r.step
   if prev == nil then
     prev = START
@@ -245,7 +251,7 @@ local function order_step(r, step, held, keep, lessons)
       and (held or oget('s' .. prev) <= order_successors) then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
-    if keep then lessons[#lessons + 1] = 'x' .. pair end
+    if keep then lesson('x' .. pair) end
     if not held and first_report(r, 'x' .. pair) then
       local waiting = oget('p' .. pair) + 1
       if order_learn_after > 0 and waiting >= order_learn_after then
@@ -265,7 +271,7 @@ local function order_step(r, step, held, keep, lessons)
         and (held or oget('s' .. step) <= order_successors) and oget(hkey) >= streak_settled then
       bits = bits + 64
       detail = detail .. struct.pack('<III', streak, longest, oget(hkey))
-      if keep then lessons[#lessons + 1] = 'y' .. step .. struct.pack('<I', streak) end
+      if keep then lesson('y' .. step .. struct.pack('<I', streak)) end
       if not held and first_report(r, 'y' .. step) then
         local waiting = oget('l' .. step) + 1
         if order_learn_after > 0 and waiting >= order_learn_after then
@@ -326,7 +332,7 @@ end
 -- Judge and learn one event's observations; returns the answer's bits (32 a magnitude beyond
 -- its range, 128 a category value unseen) and their details (see Output [2]).
 local sub, byte = string.sub, string.byte
-local function value_step(r, blob, held, keep, lessons)
+local function value_step(r, blob, held, keep)
   local bits, found, count = 0, nil, 0
   local index = -1
   for at = 1, #blob - 12, 13 do
@@ -382,7 +388,7 @@ local function value_step(r, blob, held, keep, lessons)
             local what = '-'
             if m > hi then what = '+' end
             vreport(r, slot, st, 1, m, what, held)
-            if keep then lessons[#lessons + 1] = 'r' .. slot .. string.char(m) end
+            if keep then lesson('r' .. slot .. string.char(m)) end
           else
             vlearn(st, 1, m, settled)
           end
@@ -392,7 +398,7 @@ local function value_step(r, blob, held, keep, lessons)
           found = found or {}
           found[count] = struct.pack('<BBBBI', index, 2, #st[5], 0, c)
           vreport(r, slot, st, 2, h, h, held)
-          if keep then lessons[#lessons + 1] = 'c' .. slot .. h end
+          if keep then lesson('c' .. slot .. h) end
         else
           vlearn(st, 2, h, settled)
         end
@@ -519,17 +525,15 @@ for i = 0, n - 1 do
     if keep_agent_cost then agent_cost = day_add(t_ms, cost) end
     if keep_nodes > 0 then r.pushed[#r.pushed + 1] = node end
     local order_bits = 0
-    local lessons = {}
     if order_min_runs > 0 and step ~= '' then
       local detail
-      order_bits, detail = order_step(r, step, hold % 2 == 1, math.floor(hold / 4) % 2 == 1,
-        lessons)
+      order_bits, detail = order_step(r, step, hold % 2 == 1, math.floor(hold / 4) % 2 == 1)
       if order_bits > 0 then details[#details + 1] = detail end
     end
     local observed = ARGV[o + 7]
     if value_support > 0 and observed ~= '' then
       local vbits, vdetail = value_step(r, observed, math.floor(hold / 2) % 2 == 1,
-        math.floor(hold / 8) % 2 == 1, lessons)
+        math.floor(hold / 8) % 2 == 1)
       if vbits > 0 then
         order_bits = order_bits + vbits
         details[#details + 1] = vdetail
@@ -539,9 +543,10 @@ for i = 0, n - 1 do
     prior[field] = stored  -- the same id again later in this batch is a redelivery too
     r.answers[#r.answers + 1] = field
     r.answers[#r.answers + 1] = stored
-    if #lessons > 0 then  -- what a person's approval teaches (lua/guard_feedback.lua)
+    if nlessons > 0 then  -- what a person's approval teaches (lua/guard_feedback.lua)
       r.answers[#r.answers + 1] = 'L' .. field
-      r.answers[#r.answers + 1] = table.concat(lessons)
+      r.answers[#r.answers + 1] = table.concat(LESSONS, '', 1, nlessons)
+      nlessons = 0
     end
     records[#records + 1] = record(0, pos, agent_count, run_count, run_cost, agent_cost,
       order_bits)

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, cast, overload
@@ -307,15 +308,29 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0,
     # claim — answer a repeated event with their first answer.)
     # Command timeouts by one timer per busy connection (ratchet.store.deadline), not redis-py's
     # timer per send and per reply read: no socket_timeout here, the deadline instead.
+    # TCP keepalive on every connection (probes after 30 s idle): a NAT or load balancer
+    # between a process and Redis does not drop an idle pooled connection silently — which
+    # would cost a command its whole timeout now that a timeout is not retried — and a peer
+    # that vanished is found as a connection error, which is retried.
     pool = WaitingConnectionPool.from_url(
         url, max_connections=max_connections, wait_s=timeout_s,
         socket_timeout=None, socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        socket_keepalive=True, socket_keepalive_options=_KEEPALIVE,
     )
     pool.connection_class = with_deadline(_hiredis_packing(pool.connection_class), timeout_s)
     client = LeanRedis(connection_pool=pool)  # plain pipelines without redis-py's extra steps
     client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's would
     return client
+
+
+#: Keepalive probes: first after 30 s idle, then every 10 s, 3 unanswered = dead (where the
+#: platform has the options; elsewhere the system's defaults).
+_KEEPALIVE: dict[int, int] = {
+    opt: value for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10),
+                                   ("TCP_KEEPCNT", 3))
+    if (opt := getattr(socket, name, None)) is not None
+}
 
 
 class _HiredisPack:

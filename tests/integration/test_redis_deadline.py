@@ -172,3 +172,20 @@ def test_a_timeout_must_be_positive() -> None:
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="RATCHET_REDIS_TIMEOUT_S"):
             connect("redis://127.0.0.1:1/0", timeout_s=bad)
+
+
+async def test_pooled_connections_keep_alive(server: RedisServer) -> None:
+    """A timeout is not retried, so an idle connection a NAT dropped silently would cost a
+    command its timeout: connections send TCP keepalive probes after 30 s idle instead."""
+    import socket
+
+    client = connect(server.url, timeout_s=DEADLINE_S)
+    try:
+        await client.set("k", "v")
+        conn = client.connection_pool._available_connections[0]
+        sock = conn._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    finally:
+        await client.aclose()

@@ -46,7 +46,7 @@ def redirecting() -> Iterator[tuple[str, list[str]]]:
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             hits.append(self.path + " " + str(self.headers.get("Authorization")))
             if self.path.startswith("/elsewhere"):
                 self.send_response(200)

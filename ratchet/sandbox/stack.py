@@ -65,6 +65,14 @@ class Credentials:
     redis_url: str
     key_prefix: str
     topic_ingest: str
+    #: The rest an operator needs beside it (``ratchet record``, ``explain``, Prometheus):
+    #: the broker and the other topics, the worker's metrics, the engine config both use.
+    kafka_bootstrap: str = ""
+    topic_verdicts: str = ""
+    topic_feedback: str = ""
+    topic_audit: str = ""
+    worker_metrics_url: str = ""
+    engine_config: str = ""
 
 
 async def provision(redis_url: str, prefix: str, agent_id: str,
@@ -101,13 +109,14 @@ def local_stack(redis_url: str, kafka_bootstrap: str, *, agent_id: str = "sdk-ag
     with tempfile.TemporaryDirectory(prefix="ratchet-stack-") as tmp:
         engine = Path(tmp) / "engine.toml"
         engine.write_text(LOCKING_ENGINE)
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         prefix = f"sdk{suffix}"
         topics = {"topic_ingest": f"ingest-{suffix}", "topic_verdicts": f"verdicts-{suffix}",
                   "topic_feedback": f"feedback-{suffix}", "topic_audit": f"audit-{suffix}"}
         values: dict[str, str | float] = {
             "redis_url": redis_url, "kafka_bootstrap": kafka_bootstrap, "key_prefix": prefix,
-            "topic_partitions": 2, "worker_id": f"sdk-{suffix}", "worker_web_port": 0,
+            "topic_partitions": 2, "worker_id": f"sdk-{suffix}",
+            "worker_web_port": metrics_port,
             "gateway_host": "127.0.0.1", "gateway_port": port, "engine_config": str(engine),
             "rate_limit_tiers": tiers, "default_tier": tiers.split(":", 1)[0],
             **topics, **settings,
@@ -127,7 +136,9 @@ def local_stack(redis_url: str, kafka_bootstrap: str, *, agent_id: str = "sdk-ag
             asyncio.run(wait_http_ready(url + "/readyz", gateway, 60))
             asyncio.run(_wait_decided(url, redis_url, prefix, tiers.split(":", 1)[0], worker))
             yield Credentials(url, api_key, project, agent_id, secret, redis_url, prefix,
-                              topics["topic_ingest"])
+                              topics["topic_ingest"], kafka_bootstrap, topics["topic_verdicts"],
+                              topics["topic_feedback"], topics["topic_audit"],
+                              f"http://127.0.0.1:{metrics_port}/metrics", str(engine))
         finally:
             worker.stop()
             gateway.stop()
@@ -140,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         description="A whole local Ratchet for trying a client out: redis-server, the Tansu "
                     "broker, a gateway and a worker on free loopback ports, with one project and "
                     "one agent. Prints one JSON line (url, api_key, project_id, agent_id, "
-                    "agent_secret, redis_url, key_prefix, topic_ingest) once the worker answers "
+                    "agent_secret, redis_url, key_prefix, topic_ingest, kafka_bootstrap, the "
+                    "other topics, worker_metrics_url, engine_config — set RATCHET_REDIS_URL, "
+                    "RATCHET_KEY_PREFIX, RATCHET_ENGINE_CONFIG, RATCHET_KAFKA_BOOTSTRAP and the "
+                    "RATCHET_TOPIC_* to them for the CLI) once the worker answers "
                     "(about 30 s: it joins its consumer group), then runs until stdin closes or "
                     "Ctrl-C, and stops everything it started. Not for production.",
     ).parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import aiohttp
 
@@ -28,4 +29,16 @@ def test_first_event_is_decided_within_its_wait(redis_url: str, kafka_bootstrap:
     with local_stack(redis_url, kafka_bootstrap) as creds:
         status = asyncio.run(_first_answer(creds.url, creds.api_key, creds.project_id,
                                            creds.agent_id, creds.agent_secret))
+        # what an operator needs beside it (UX audit 7: the worker's metrics were off, and the
+        # broker, topics and engine config were not printed)
+        metrics = asyncio.run(_text(creds.worker_metrics_url))
+        assert "ratchet_verdicts_total" in metrics
+        assert creds.kafka_bootstrap == kafka_bootstrap and creds.topic_verdicts
+        assert Path(creds.engine_config).read_text().lstrip().startswith("[engine]")
     assert status == 200
+
+
+async def _text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200
+        return await resp.text()

@@ -98,8 +98,11 @@
                            reports, 2 its value reports do not count towards learn_after (the
                            rule holds the event's service at some priority: a held call is
                            learned only when a person approves it, never from its recurrence;
-                           a held step order is judged however many successors its previous
-                           step has — flagged calls elsewhere cannot "open" it); 4 and 8: this
+                           a never-learned pair into a held service is judged however often
+                           and by however many calls its previous step was followed — a decoy
+                           call or flagged calls elsewhere cannot get it past; a settled range
+                           of a held value slot is not widened by a value inside its margin);
+                           4 and 8: this
                            event is paused by that rule (order, values), so what its reports
                            would teach is kept in the run hash for an approval, "L" | event
                            field → lessons ("x" pair, 16 bytes; "y" step, 8 bytes, and the
@@ -247,8 +250,8 @@ local function order_step(r, step, held, keep)
   local bits, detail = 0, ''
   local pair = prev .. step
   local c = oget(pair)
-  if c == 0 and oget('r') > order_min_runs and oget('t' .. prev) >= order_support
-      and (held or oget('s' .. prev) <= order_successors) then
+  if c == 0 and oget('r') > order_min_runs and (held or (oget('t' .. prev) >= order_support
+      and oget('s' .. prev) <= order_successors)) then
     bits = 16
     detail = prev .. struct.pack('<III', oget('t' .. prev), oget('s' .. prev), oget('r'))
     if keep then lesson('x' .. pair) end
@@ -389,6 +392,8 @@ local function value_step(r, blob, held, keep)
             if m > hi then what = '+' end
             vreport(r, slot, st, 1, m, what, held)
             if keep then lesson('r' .. slot .. string.char(m)) end
+          elseif held and settled then
+            bump(st)  -- inside the margin: allowed, but a held slot's range widens by approvals
           else
             vlearn(st, 1, m, settled)
           end

@@ -245,7 +245,7 @@ def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
             by_subset.setdefault(tuple(sorted(ris)), []).append(value)
         flagged = {subset: rs.candidates(subset, values) for subset, values in by_subset.items()}
         maybe = {v: flagged[subset] for subset, values in by_subset.items() for v in values}
-        searched: dict[tuple[int, bytes], bool] = {}
+        searched: dict[tuple[int, bytes, bool], bool] = {}
         for k in members:
             pp = batch[k].pattern
             assert pp is not None
@@ -258,9 +258,10 @@ def _pattern_reasons(batch: Sequence[Planned]) -> dict[int, list[Reason]]:
                     rules_flagged = maybe.get(value)
                     if rules_flagged is not None and ri not in rules_flagged:
                         continue
-                    hit = searched.get((ri, value))
+                    cut = pp.data[i][1]
+                    hit = searched.get((ri, value, cut))
                     if hit is None:
-                        hit = searched[ri, value] = rp.rule.hit(value)
+                        hit = searched[ri, value, cut] = rp.rule.hit(value, cut)
                     if hit:
                         count += 1
                         if len(paths) < MAX_EXAMPLES:

@@ -259,9 +259,11 @@ class OrderReference:
     def step(self, run: str, step: str, held: bool = False, event: str = "",
              keep: bool = False) -> tuple[OrderFinding | None, StreakFinding | None]:
         """``held``: the rule holds the event's service (at some priority), so what it reports
-        does not count towards ``learn_after``, and a never-learned pair (a longer streak) is
-        judged however many successors the step before it has; ``keep``: the rule pauses this
-        event, so what it reports is kept as the lessons of ``event`` for :meth:`decide`."""
+        does not count towards ``learn_after``, a never-learned pair is judged however often
+        and by however many calls the step before it was followed (a decoy step, or flagged
+        calls elsewhere, cannot get it past), and a longer streak however many successors the
+        step has; ``keep``: the rule pauses this event, so what it reports is kept as the
+        lessons of ``event`` for :meth:`decide`."""
         get = self.fields.get
         prev, streak = self.last.get(run, (None, 0))
         if prev is None:
@@ -273,8 +275,9 @@ class OrderReference:
         count = get(pair, 0)
         cfg = self.cfg
         found = None
-        if (count == 0 and get("r", 0) > cfg.min_runs and get(("t", prev), 0) >= cfg.min_support
-                and (held or get(("s", prev), 0) <= cfg.max_successors)):
+        if count == 0 and get("r", 0) > cfg.min_runs and (held or (
+                get(("t", prev), 0) >= cfg.min_support
+                and get(("s", prev), 0) <= cfg.max_successors)):
             found = OrderFinding(prev, get(("t", prev), 0), get(("s", prev), 0), get("r", 0))
             if keep:
                 self.lessons.setdefault(event, []).append(("x", prev, step))

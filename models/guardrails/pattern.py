@@ -83,12 +83,14 @@ _MAX_RULES = 256
 @dataclass(frozen=True, slots=True)
 class NumberRange:
     """A range rule's matcher, with a :class:`Regex`'s interface: ``search`` is true for a
-    value that is a number (its JSON text, or a text that is a plain finite number) outside
-    ``[low, high]``; anything else — text, booleans — never matches.
+    value outside ``[low, high]`` — and, failing closed, for any value at the rule's paths that
+    is not a plain decimal number (``" 9000 "``, ``"+9000"``, ``"0x3B9ACA00"``, ``"1,000,000"``,
+    ``"$9000"``, ``"NaN"``, ``true``: what some parser downstream may still read as a number;
+    an attack run got each past a cap that skipped them).
 
     >>> r = NumberRange(None, 500.0)
-    >>> r.search(b"498.5"), r.search(b"500.01"), r.search(b"1e+20"), r.search(b"n/a")
-    (False, True, True, False)
+    >>> r.search(b"498.5"), r.search(b"500.01"), r.search(b"1e+20"), r.search(b" 9000 ")
+    (False, True, True, True)
     """
 
     low: float | None
@@ -96,12 +98,9 @@ class NumberRange:
     program_size: int = 1
 
     def search(self, data: bytes) -> bool:
-        if not data or len(data) > 64 or data[:1] not in _NUMBER_START:
-            return False
-        try:
-            value = float(data)  # past a double's range: ±inf, beyond any bound
-        except ValueError:
-            return False
+        if len(data) > 64 or _PLAIN_NUMBER.fullmatch(data) is None:
+            return True
+        value = float(data)  # past a double's range: ±inf, beyond any bound
         return (self.low is not None and value < self.low) or (
             self.high is not None and value > self.high)
 
@@ -109,8 +108,8 @@ class NumberRange:
         return min(n_bytes, 64)
 
 
-#: First bytes of a number's text (``float`` also takes spaces, ``nan``, ``inf``: refused).
-_NUMBER_START = frozenset(bytes([c]) for c in b"-0123456789")
+#: A plain decimal number, as JSON writes one (and Python's repr of a float: ``1e+20``).
+_PLAIN_NUMBER = re2.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +127,13 @@ class PatternRule:
     #: Report a value that does not match (regex and literal rules: an allow-list).
     negate: bool = False
 
-    def hit(self, data: bytes) -> bool:
-        """Does this value count for the rule (a match, or a non-match when negated)?"""
-        return self.compiled.search(data) != self.negate
+    def hit(self, data: bytes, cut: bool = False) -> bool:
+        """Does this value count for the rule (a match, or a non-match when negated)? A
+        negated rule counts a value cut at ``max_scan_chars`` (its end was not seen: a match
+        anchored there proves nothing — fail closed)."""
+        if self.negate:
+            return cut or not self.compiled.search(data)
+        return self.compiled.search(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +380,7 @@ def _scan(
         if budget is not None and not budget.take(rule.compiled.cost(len(data))):
             return count, paths, cut, True
         cut = cut or was_cut
-        if rule.hit(data):
+        if rule.hit(data, was_cut):
             count += 1
             if len(paths) < MAX_EXAMPLES:
                 paths.append(leaf.path)

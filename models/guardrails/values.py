@@ -519,6 +519,9 @@ class ValueReference:
                     if keep:
                         self.lessons.setdefault(event, []).append((RANGE, o.slot, value))
                     continue
+                if held and settled:  # inside the margin: allowed, not widening a held range
+                    _bump(st)
+                    continue
                 self._learn_range(st, value, settled)
             else:
                 values = st[2]

@@ -223,6 +223,24 @@ async def test_flagged_calls_cannot_open_the_step_before_a_held_one(
     assert got[1].action == "pause" and order_reasons(got[1])
 
 
+async def test_a_decoy_call_does_not_get_a_held_step_past(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Attack run 8 (R1): a call the agent never made, sent just before a payment (and
+    abandoned when it was paused), left the payment after a step followed fewer than
+    min_support times — never judged, allowed. Into a held service a never-learned pair is
+    judged however rarely the step before it was seen."""
+    policy = parse_policy_toml("[guardrails.order.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 101, NORMAL)
+    got = await engine.decide([ev(0, "d0", f"zz{uuid.uuid4().hex[:6]}:noop"),
+                               ev(1, "d0", "payments:pay")])
+    assert got[1].action == "pause" and order_reasons(got[1])
+    # a service the rule only flags keeps the support rule (a rare step is not judged)
+    got = await engine.decide([ev(0, "d1", f"zz{uuid.uuid4().hex[:6]}:noop"),
+                               ev(1, "d1", "crm:read")])
+    assert order_reasons(got[1]) == []
+
+
 async def test_a_priority_the_rule_only_flags_does_not_teach_what_another_holds(
         redis_client: aioredis.Redis, keys: Keys) -> None:
     """Review of the F1 fix: pairs carry no priority, so normal-priority calls the rule only

@@ -304,6 +304,23 @@ async def test_a_value_a_pausing_rule_holds_is_never_learned_from_its_recurrence
     assert {v.action for v in flagged[:3]} == {"flag"}
 
 
+async def test_a_held_range_cannot_be_ratcheted_up_inside_its_margin(
+        redis_client: aioredis.Redis, keys: Keys) -> None:
+    """Attack run 8 (R2): a price learned at 1-100 under a pausing rule was raised about 4x a
+    run — each step inside the margin, so learned at once — to 400,000, every step allowed. A
+    held slot's settled range now widens only by approvals: steps inside the margin pass, the
+    next one past it pauses."""
+    policy = parse_policy_toml("[guardrails.value.by_service.payments]\naction = 'pause'\n")
+    engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(policy))
+    await _settle(engine, 100)  # amounts 90 .. 3,989
+    actions = []
+    for k, amount in enumerate((12_000, 14_000, 15_500, 60_000, 240_000)):
+        [v] = await engine.decide([ev(f"u{k}", dict(_payout(0), amount=amount))])
+        actions.append((v.action, bool(value_reasons(v))))
+    assert actions[:3] == [("allow", False)] * 3  # within 4x of the learned 3,989
+    assert actions[3:] == [("pause", True)] * 2  # the range did not follow them up
+
+
 async def test_a_redelivery_answers_the_same(redis_client: aioredis.Redis, keys: Keys) -> None:
     engine = Engine.create(redis_client, keys=keys, policies=FixedPolicy(parse_policy_toml("")))
     await _settle(engine, 100)

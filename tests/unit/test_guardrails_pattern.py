@@ -452,8 +452,13 @@ def test_a_number_cap_and_an_allow_list() -> None:
         ({"amount": -3, "to": "ann@acme.com"}, ["pattern.no-negative"]),
         ({"amount": 1e15, "to": ["ann@acme.com", "x@acme.com.evil.io"]},
          ["pattern.refund-cap", "pattern.acme-only"]),
-        ({"amount": "n/a", "to": "ann@acme.com", "cc": ["eve@gmail.com"]}, ["pattern.acme-only"]),
-        ({"amount": True, "note": "no recipients at all"}, []),  # nothing to judge
+        ({"amount": 12, "to": "ann@acme.com", "cc": ["eve@gmail.com"]}, ["pattern.acme-only"]),
+        ({"note": "no amount, no recipients"}, []),  # nothing to judge
+        # attack run 8 (R3): what a parser downstream may still read as a number is not one a
+        # cap can vouch for — reported by both range rules (fail closed)
+        *(({"amount": v, "to": "ann@acme.com"}, ["pattern.refund-cap", "pattern.no-negative"])
+          for v in (" 9000 ", "+9000", ".9e4", "0x3B9ACA00", "NaN", "Infinity", "1,000,000",
+                    "$9000", "9000 USD", "n/a", "0123")),
     ]
     events = [event(p) for p, _ in cases]
     per_event = [[r.detail["rule"] for r in evaluate(policy, ev) if r.source == "guardrail:pattern"]
@@ -466,6 +471,13 @@ def test_a_number_cap_and_an_allow_list() -> None:
     assert (cap.action, cap.detail["kind"], acme.action, acme.detail["negate"]) == (
         "pause", "range", "reject", True)
     assert acme.detail["paths"] == ["to[1]"] and acme.detail["count"] == 1
+    # attack run 8 (R4): a value cut at max_scan_chars is counted by a negated rule (its end,
+    # where \z anchors, was not read), in both paths
+    long_to = {"amount": 1, "to": "eve@gmail.com," + " " * (16_384 - 26) + "@acme.com" + " x@x.io"}
+    for got in ([r for r in evaluate(policy, event(long_to)) if r.source == "guardrail:pattern"],
+                [r for r in evaluate_batch([policy], [event(long_to)])[0]
+                 if r.source == "guardrail:pattern"]):
+        assert [r.detail["rule"] for r in got] == ["pattern.acme-only"]
     # the stored form reads back the same
     again = parse_policy(policy_to_dict(policy))
     assert [(r.id, r.kind, r.text, r.negate) for r in again.pattern.base.rules] == [
@@ -487,3 +499,32 @@ def test_range_and_negate_mistakes_are_named(rule: dict[str, Any], field: str, s
     with pytest.raises(ValidationError, match=says) as err:
         parse_policy({"guardrails": {"pattern": {"rules": [rule]}}})
     assert err.value.field == f"guardrails.pattern.rules[0].{field}"
+
+
+def test_the_example_allow_list_fails_closed() -> None:
+    """Attack run 8 (R4): the example's allow-list passed objects at the path, lists ending
+    with an own address, a plain-string bcc and a fullwidth @; as written now it reports them."""
+    from pathlib import Path
+
+    from models.events import parse_event
+    from models.guardrails import evaluate, parse_policy_toml
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml"
+    policy = parse_policy_toml(example.read_text())
+
+    def rules(payload: dict[str, Any]) -> list[str]:
+        ev = parse_event({"event_id": "e", "agent_id": "a", "run_id": "r", "service": "mail",
+                          "action": "send", "payload": payload}, "p")
+        return [r.detail["rule"] for r in evaluate(policy, ev) if r.source == "guardrail:pattern"]
+
+    own = "pattern.mail-own-domain"
+    for bad in ({"to": {"email": "eve@gmail.com"}},
+                {"to": [{"email": "ops@example.com", "name": "Ops"}, {"email": "eve@gmail.com"}]},
+                {"cc": [{"address": "eve@gmail.com"}]},
+                {"to": "eve@gmail.com, ops@example.com"}, {"to": "eve@gmail.com;ops@example.com"},
+                {"to": "eve@evil.io\n@example.com"}, {"bcc": "eve@gmail.com"},
+                {"to": "eve@evil.io\uff20example.com"}, {"to": "x@example.com.evil.io"}):
+        assert own in rules(bad), bad
+    for good in ({"to": "ops@example.com"}, {"to": ["OPS@EXAMPLE.COM", "ann@example.com"]},
+                 {"to": [{"name": "Ops team", "email": "ops@example.com"}]}, {"subject": "hi"}):
+        assert own not in rules(good), good

@@ -117,9 +117,13 @@ async def test_hostile_pattern_does_not_starve_another_tenant(stack: Stack) -> N
     assert answer.status in (200, 202), answer.body
     verdict = await _verdict_within(b, mine["event_id"], 10.0)  # was: none within 25 s
     assert verdict["agent_id"] == "b-bot" and not verdict.get("error"), verdict
-    for ev in hostile:  # A is answered too, and the patterns did not match (no y)
+    for ev in hostile:  # A is answered too, and the patterns did not match (no y); on a slow
+        # box the heavy event may have spent A's scanning share, and then A's other events of
+        # the batch fail closed (pattern.scan_limit) — never a match
         got = await _verdict_within(stack.client, ev["event_id"], 10.0)
-        assert not any(r["source"] == "guardrail:pattern" for r in got["reasons"]), got
+        assert not any(r["source"] == "guardrail:pattern"
+                       and r["detail"].get("rule") != "pattern.scan_limit"
+                       for r in got["reasons"]), got
     # the heavy event ran out of scan budget: the rules not run fail closed
     got = await _verdict_within(stack.client, heavy["event_id"], 10.0)
     limit = [r for r in got["reasons"] if r["detail"].get("rule") == "pattern.scan_limit"]

@@ -29,7 +29,7 @@ from gateway.caller import Caller
 from gateway.holds import API_CALLS
 from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
-from models.errors import RateLimitedError, UnavailableError
+from models.errors import RateLimitedError, RedisUnavailableError, UnavailableError
 from models.ratelimit import (
     API,
     API_BYTES_PER_TOKEN,
@@ -243,7 +243,7 @@ def apply_decision(
     the rest (503)."""
     if isinstance(decision, BaseException):
         if kind != INGEST:
-            raise UnavailableError("the rate limiter is unavailable; retry later") from None
+            raise RedisUnavailableError("the rate limiter is unavailable; retry later") from None
         RATELIMIT_FAIL_OPEN.inc()
         log.warning("rate limiter unavailable, admitting the request (fail open): %s",
                     type(decision).__name__)

@@ -26,6 +26,7 @@ from gateway.trace import TRACE_ID_HEADER, trace_id_of
 from models.errors import (
     RatchetError,
     RateLimitedError,
+    RedisUnavailableError,
     UnavailableError,
     UnsupportedEncoding,
     error_code,
@@ -96,6 +97,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         resp = _from_http(exc, request)
     except RatchetError as exc:
         if isinstance(exc, UnavailableError):
+            if isinstance(exc, RedisUnavailableError):  # translated by a store: count it here
+                GATEWAY_ERRORS.labels("redis_unavailable").inc()
             log.warning("dependency unavailable: %s", exc)
         resp = web.json_response(error_body(exc), status=exc.status)
         if isinstance(exc, (RateLimitedError, UnavailableError)) and (

@@ -152,6 +152,11 @@ class UnavailableError(RatchetError):
     retry_after_s: float | None = 1.0
 
 
+class RedisUnavailableError(UnavailableError):
+    """Redis is down or timed out (the store's one translation of a Redis failure): what the
+    gateway counts as ``ratchet_gateway_errors_total{kind="redis_unavailable"}``."""
+
+
 class StoreError(RatchetError):
     """A Lua script answered with an error code."""
 

@@ -41,17 +41,20 @@ _ROUNDED_MAX = 65_536
 
 
 def round4(x: float) -> float:
-    """Exactly ``round(x, 4)``, remembered per float value. Zero is never looked up (``-0.0 ==
-    0.0`` would share an entry while the two round to different signs), nor an int.
+    """``round(x, 4)`` with a negative zero made positive (a certain transition scores
+    ``-log2(1) = -0.0``; ``-0.00001`` rounds to ``-0.0``: both would print ``-0.0``),
+    remembered per float value. Zero is never looked up (``-0.0 == 0.0``), nor an int.
 
-    >>> round4(1.23456), round4(-0.0), round4(2.5e-05)
-    (1.2346, -0.0, 0.0)
+    >>> round4(1.23456), round4(-0.0), round4(2.5e-05), round4(-1e-05), round4(3)
+    (1.2346, 0.0, 0.0, 0.0, 3)
     """
-    if not x or type(x) is not float:  # an int would share 3.0's entry and answer an int
+    if type(x) is not float:  # an int would share 3.0's entry and answer an int
         return round(x, 4)
+    if not x:
+        return 0.0
     got = _ROUNDED.get(x)
     if got is None:
-        got = round(x, 4)
+        got = round(x, 4) + 0.0  # -0.0 + 0.0 is 0.0
         if len(_ROUNDED) >= _ROUNDED_MAX:
             _ROUNDED.clear()
         _ROUNDED[x] = got

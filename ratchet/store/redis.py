@@ -54,7 +54,13 @@ from redis.utils import HIREDIS_AVAILABLE
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _pack_c
 
-from models.errors import ConfigError, RatchetError, StoreError, UnavailableError
+from models.errors import (
+    ConfigError,
+    RatchetError,
+    RedisUnavailableError,
+    StoreError,
+    UnavailableError,
+)
 from ratchet.config.settings import Settings, redacted_url
 from ratchet.store.deadline import with_deadline
 from ratchet.store.pipeline import LeanRedis
@@ -439,7 +445,7 @@ def reply_text(raw: object) -> str:
 
 def unavailable(exc: BaseException) -> UnavailableError:
     """A Redis failure as callers above the store floor see it (503, retry later)."""
-    return UnavailableError(f"Redis is unavailable ({type(exc).__name__}); retry later")
+    return RedisUnavailableError(f"Redis is unavailable ({type(exc).__name__}); retry later")
 
 
 def translate(exc: BaseException) -> RatchetError:

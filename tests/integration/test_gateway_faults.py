@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.metrics import GATEWAY_ERRORS
 from gateway.openapi import build_openapi
 from ratchet.config.settings import Settings
 from ratchet.kafka.topics import ensure_topics
@@ -95,6 +96,36 @@ async def test_redis_busy_with_a_long_script_is_503_with_retry_after(
                     assert await spin == 1
                     async with http.get(gw.url + "/v1/whoami", headers=headers) as resp:
                         assert resp.status == 200
+            finally:
+                await tenant.client.close()
+                await spinner.aclose()
+
+
+def _redis_failures() -> float:
+    return GATEWAY_ERRORS.labels("redis_unavailable")._value.get()
+
+
+async def test_every_503_for_redis_is_counted_once(gw_settings: Settings) -> None:
+    """``ratchet_gateway_errors_total{kind="redis_unavailable"}`` counts each request Redis
+    failed, whichever floor translated the failure (a store's 503, the rate limiter's, the
+    middleware's): three refused requests, three counts (an audit saw 2 for 3)."""
+    with RedisServer(extra_args=("--busy-reply-threshold", "100")) as redis_server:
+        async with own_gateway(gw_settings.replace(redis_url=redis_server.url)) as gw:
+            tenant = await make_tenant(gw)
+            spinner = connect(redis_server.url, timeout_s=30.0)
+            try:
+                assert (await tenant.client.whoami()).status == 200
+                spin = asyncio.create_task(spinner.eval(_SPIN, 0, 3))
+                await asyncio.sleep(0.6)  # BUSY for everyone (the reply listener only reads)
+                before = _redis_failures()
+                answers = [await tenant.client.whoami(),
+                           await tenant.client.send(event()),
+                           await tenant.client.engine_override(),
+                           await tenant.client.approvals()]
+                counted = _redis_failures() - before
+                assert [a.status for a in answers] == [503] * 4, [a.body for a in answers]
+                assert counted == 4
+                assert await spin == 1
             finally:
                 await tenant.client.close()
                 await spinner.aclose()

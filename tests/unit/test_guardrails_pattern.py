@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from models.errors import ValidationError
 from models.guardrails import parse_policy, policy_to_dict
@@ -409,6 +411,24 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
     # numbers are read as the rules read them, negative ones too
     assert [r.detail["rule"] for r in evaluate(policy, event({"ip": -2852039166}))
             if r.source == "guardrail:pattern"] == ["pattern.builtin-cloud-metadata"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.sampled_from([v for vs in BUILTIN_HITS.values() for v in vs] + BUILTIN_MISSES),
+    st.text(max_size=30), st.integers()), min_size=1, max_size=6))
+@example(["DELETE FROM users", "hello"])
+@example(["ALTER TABLE t ADD x int, DROP y", "z"])
+def test_the_builtin_prefilter_never_hides_a_match(values: list[Any]) -> None:
+    """Skipping the built-in rules for an event (one search over its values joined by
+    newlines) never changes what they find, wherever the matching value sits among the others:
+    a rule anchored at a value's end (``DELETE FROM t`` then ``$``) once went unseen whenever
+    another value followed it."""
+    base = parse_policy({}).pattern.base
+    leaves = walk({f"k{i}": v for i, v in enumerate(values)})
+    full = [r.detail["rule"] for r in check_pattern(base, leaves)]
+    scoped = [r.detail["rule"] for r in check_pattern(builtin_scope(base, leaves), leaves)]
+    assert scoped == full
 
 
 @pytest.mark.parametrize("hostile", [

@@ -50,7 +50,7 @@ import re2
 if TYPE_CHECKING:
     from models.guardrails.pattern import PatternRule
 
-__all__ = ["SET_MAX_MEM", "SET_MEM_PER_RULE", "RuleSet", "rule_set"]
+__all__ = ["SET_MAX_MEM", "SET_MEM_PER_RULE", "RuleSet", "rule_set", "search_set"]
 
 #: Memory cap of one compiled set (program + automaton cache), bytes per rule it holds — what
 #: each rule's own regex may use (:mod:`models.guardrails.regex_safety`) — and at most
@@ -98,8 +98,9 @@ def _joinable(text: str) -> bool:
     return True
 
 
-def _build(sources: Sequence[str]) -> Any | None:
-    """A search set of the empty pattern then ``sources``; None when RE2 refuses it."""
+def search_set(sources: Sequence[str]) -> Any | None:
+    """A search set of the empty pattern then ``sources`` (``Match`` answers index ``k + 1``
+    for ``sources[k]``, and always 0 unless RE2 could not finish); None when RE2 refuses it."""
     try:
         s = re2.Set.SearchSet(_options(len(sources)))
         s.Add("")
@@ -154,7 +155,7 @@ class RuleSet:
     def _set(self, subset: tuple[int, ...]) -> Any | None:
         if subset in self._sets:
             return self._sets[subset]
-        built = _build([f"(?m:{self.sources[i]})" for i in subset])
+        built = search_set([f"(?m:{self.sources[i]})" for i in subset])
         if len(self._sets) < _MAX_SUBSETS:
             self._sets[subset] = built
         return built

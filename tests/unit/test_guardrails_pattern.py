@@ -402,7 +402,16 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
     big = event({f"k{i}": "x" * 16_000 for i in range(5)} | {"z": "rm -rf /"})
     assert [r.detail["rule"] for r in evaluate(policy, big)
             if r.source == "guardrail:pattern"] == ["pattern.builtin-shell-wipe"]
-    assert builtin_scope(policy.pattern.base, walk(big.payload)) is policy.pattern.base
+    # only the rule that can match runs (and is charged): a long value with one candidate
+    # no longer pays for all six rules
+    assert [r.id for r in builtin_scope(policy.pattern.base, walk(big.payload)).rules] == [
+        "builtin-shell-wipe"]
+    words = "plain words " * 680
+    long_doc = event({"body": f"{words} price $169.99, exec(code) {words}"})  # 16,347 chars
+    budget = ScanBudget(16_000_000)
+    assert [r for r in evaluate(policy, long_doc, budget=budget)
+            if r.source == "guardrail:pattern"] == []  # all six rules: pattern.scan_limit
+    assert 6_000_000 < budget.used < 10_000_000  # two rules and the PII detectors
     # a large harmless event skips them, so they cannot spend its scan budget
     harmless = event({"rows": [f"name {i:05d}" for i in range(7_000)]})
     assert builtin_scope(policy.pattern.base, walk(harmless.payload)).rules == ()

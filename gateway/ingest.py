@@ -23,6 +23,7 @@ from models.errors import (
     ConflictError,
     ForbiddenError,
     RatchetError,
+    TooLargeError,
     ValidationError,
     error_code,
 )
@@ -169,8 +170,8 @@ def batch_tokens(items: Sequence[Checked]) -> int:
     return sum(event_tokens(*it.size) for it in items)
 
 
-def _over_budget(index: int, limits: Limits) -> ValidationError:
-    return ValidationError(
+def _over_budget(index: int, limits: Limits) -> TooLargeError:
+    return TooLargeError(
         f"this batch holds more than {limits.max_batch_values} JSON values in all (payloads, "
         f"metadata and other fields of its events together); send events[{index}] and the "
         "events after it in another request", f"events[{index}]")

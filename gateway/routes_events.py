@@ -157,7 +157,7 @@ async def _publish_event(
 
 #: The ``ratchet_ingest_events_total`` outcome of a refused batch item, by its status.
 _OUTCOMES = {400: "invalid", 401: "unauthorized", 403: "unauthorized", 409: "conflict",
-             422: "invalid"}
+             413: "invalid", 422: "invalid"}
 
 
 @routes.post("/v1/events:batch")

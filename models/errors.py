@@ -17,9 +17,11 @@ __all__ = [
     "NotFoundError",
     "RatchetError",
     "RateLimitedError",
+    "RedisUnavailableError",
     "RequestTimeoutError",
     "ScriptCode",
     "StoreError",
+    "TooLargeError",
     "UnavailableError",
     "UnprocessableError",
     "UnsupportedEncoding",
@@ -76,6 +78,13 @@ class ValidationError(RatchetError):
 
     def as_dict(self) -> dict[str, str | None]:
         return {"error": error_code(self.status), "field": self.field, "message": str(self)}
+
+
+class TooLargeError(ValidationError):
+    """Too much in one request, though each part is valid (a batch's events over its shared
+    value budget): ``413``; the parts it names can be sent again in another request."""
+
+    status = 413
 
 
 class AuthError(RatchetError):

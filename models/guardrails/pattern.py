@@ -49,7 +49,7 @@ from models.guardrails._schema import (
 from models.guardrails.budget import ScanBudget
 from models.guardrails.paths import Leaf, PathSet, walk
 from models.guardrails.pattern_builtin import BUILTIN_CHECKS, BUILTIN_RULES
-from models.guardrails.pattern_set import search_set
+from models.guardrails.re2_set import search_set
 from models.guardrails.redact import MAX_EXAMPLES
 from models.guardrails.regex_safety import Regex, compile_literal, compile_safe
 from models.sanitize import shown

@@ -20,7 +20,7 @@ Index 0 of each set is the empty pattern, which matches every text: an answer wi
 means RE2 could not finish (a set's automaton cannot fall back to RE2's NFA when its memory
 runs out) — never read as "no match": every rule of the subset is then searched. A set RE2
 cannot build is not used either. Memory: a set may use 256 KB per rule it holds (what each
-rule's own regex may use), at most :data:`SET_MAX_MEM`; at most 32 sets are kept per policy
+rule's own regex may use), at most :data:`models.guardrails.re2_set.SET_MAX_MEM`; at most 32 sets are kept per policy
 (more subsets are built, used and dropped), for the last 64 rule tuples a worker used.
 
 Cost: a subset's set is the sum of its rules' programs, and a value is scanned by the set of
@@ -47,16 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 import re2
 
+from models.guardrails.re2_set import search_set
+
 if TYPE_CHECKING:
     from models.guardrails.pattern import PatternRule
 
-__all__ = ["SET_MAX_MEM", "SET_MEM_PER_RULE", "RuleSet", "rule_set", "search_set"]
+__all__ = ["RuleSet", "rule_set"]
 
-#: Memory cap of one compiled set (program + automaton cache), bytes per rule it holds — what
-#: each rule's own regex may use (:mod:`models.guardrails.regex_safety`) — and at most
-#: :data:`SET_MAX_MEM` in all.
-SET_MEM_PER_RULE = 256 << 10
-SET_MAX_MEM = 32 << 20
 #: Escapes in a rule's text that anchor at the very start or end of the text.
 _TEXT_ANCHORS = ("\\A", "\\z")
 _CACHE_SIZE = 64
@@ -65,14 +62,6 @@ _MAX_SUBSETS = 32
 #: Leaf keys whose readers are remembered per rule tuple.
 _MAX_READERS = 8_192
 _EMPTY: frozenset[int] = frozenset()
-
-
-def _options(rules: int) -> Any:
-    opts = re2.Options()
-    opts.log_errors = False
-    opts.never_capture = True
-    opts.max_mem = min(SET_MAX_MEM, SET_MEM_PER_RULE * max(rules, 1))
-    return opts
 
 
 def _source(rule: PatternRule) -> str:
@@ -96,20 +85,6 @@ def _joinable(text: str) -> bool:
             return False
         at = text.find("(?", at + 2)
     return True
-
-
-def search_set(sources: Sequence[str]) -> Any | None:
-    """A search set of the empty pattern then ``sources`` (``Match`` answers index ``k + 1``
-    for ``sources[k]``, and always 0 unless RE2 could not finish); None when RE2 refuses it."""
-    try:
-        s = re2.Set.SearchSet(_options(len(sources)))
-        s.Add("")
-        for src in sources:
-            s.Add(src)
-        s.Compile()
-    except re2.error:
-        return None
-    return s
 
 
 @dataclass(slots=True)

@@ -506,3 +506,61 @@ def test_events_queued_without_close_are_sent_at_exit(sdk_stack: Credentials,
     with _client(sdk_stack) as rc:
         for event_id in ids:
             assert rc.verdict(event_id, wait_ms=5000) is not None, event_id
+
+
+def test_events_too_large_for_one_request_go_in_several(fresh: Credentials) -> None:
+    """The batcher keeps each request under ``max_batch_bytes`` (the gateway's body limit): 30
+    events of 10 KB with a 64 KB limit are sent in several requests, and every one is accepted
+    (before: one request, refused whole with 413, every event failed)."""
+    rec = Recording()
+    with _client(fresh, batch_size=100, linger_ms=300, max_batch_bytes=64 * 1024,
+                 transport=rec) as rc:
+        futures = rc.send_many([_event("bulky", payload={"note": "x" * 10_000}) for _ in range(30)])
+        assert len({f.result(timeout=60).event_id for f in futures}) == 30
+    bodies = [q.content for q, _ in rec.posts("/v1/events:batch")]
+    assert len(bodies) >= 5 and all(len(b) <= 64 * 1024 for b in bodies)
+    assert sum(len(json.loads(b)["events"]) for b in bodies) == 30
+
+
+def test_events_over_a_batch_value_budget_are_sent_again(fresh: Credentials) -> None:
+    """The gateway refuses the events of a batch from the one that overdraws its shared value
+    budget (200,000 JSON values) with 413 per item; the batcher sends those again in a later
+    request, so all 25 events of 9,000 values each are accepted."""
+    rec = Recording()
+    with _client(fresh, batch_size=100, linger_ms=300, transport=rec) as rc:
+        futures = rc.send_many([_event("wide", payload={"rows": [0] * 9_000}) for _ in range(25)])
+        assert len({f.result(timeout=60).event_id for f in futures}) == 25
+    answers = [json.loads(r.content) for _, r in rec.posts("/v1/events:batch")]
+    assert len(answers) >= 2 and answers[0]["rejected"] >= 3
+    assert {it["error"]["error"] for it in answers[0]["results"] if it.get("error")} == {
+        "payload_too_large"}
+
+
+def test_a_request_refused_as_too_large_is_split_in_two() -> None:
+    """A gateway with a smaller body limit than the client's setting answers 413 for the
+    whole request: the batcher halves it until each part goes through."""
+    def answer(req: httpx.Request, n: int) -> httpx.Response:
+        sent = json.loads(req.content)["events"]
+        if len(sent) > 2:
+            return httpx.Response(413, json={"error": "payload_too_large", "message": "big"})
+        return httpx.Response(200, json={"trace_id": "t", "results": [
+            {"index": i, "status": "accepted", "event_id": e["event_id"]}
+            for i, e in enumerate(sent)]})
+
+    transport, seen = _fake_gateway(answer)
+    with _fake_client(transport, linger_ms=200) as rc:
+        futures = rc.send_many([_event("x") for _ in range(5)])
+        assert len({f.result(timeout=10).event_id for f in futures}) == 5
+    assert [len(json.loads(r.content)["events"]) for r in seen] == [5, 2, 3, 1, 2]
+
+    async def the_async_client() -> None:
+        transport, seen = _fake_gateway(answer)
+        async with AsyncClient("http://gw.test", "rk_test", "a1", "as_test",
+                               transport=transport, project_id="prj_test", backoff_s=0.001,
+                               linger_ms=200) as rc:
+            futures = await rc.send_many([_event("x") for _ in range(5)])
+            done = await asyncio.wait_for(asyncio.gather(*futures), 10)
+            assert len({a.event_id for a in done}) == 5
+        assert [len(json.loads(r.content)["events"]) for r in seen] == [5, 2, 3, 1, 2]
+
+    asyncio.run(the_async_client())

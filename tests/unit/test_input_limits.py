@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.ingest import parse_batch
-from models.errors import ValidationError
+from models.errors import TooLargeError, ValidationError
 from models.events import (
     Limits,
     check_shape,
@@ -157,7 +157,8 @@ def test_a_batch_has_one_value_budget_for_all_its_events() -> None:
     checked = parse_batch({"events": items}, "p", 100, limits)
     assert [c.error is None for c in checked] == [True, True, False, False, False]
     error = checked[2].error
-    assert isinstance(error, ValidationError) and error.field == "events[2]"
+    assert isinstance(error, TooLargeError) and error.field == "events[2]"
+    assert error.status == 413  # payload_too_large: each can go in another request
     assert "more than 25000 JSON values" in str(error)
     # the default budget takes a full batch of realistic events
     small = [{**BASE, "event_id": f"e{i}", "payload": {"rows": [{"id": i, "v": "x"}] * 20}}

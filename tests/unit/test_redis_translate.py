@@ -18,7 +18,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from models.errors import ConfigError, StoreError, UnavailableError
+from models.errors import ConfigError, RedisUnavailableError, StoreError, UnavailableError
 from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, RedisStore, client_broke, translate
 
 
@@ -29,12 +29,13 @@ from ratchet.store.redis import REDIS_ERRORS, REDIS_FAILURES, RedisStore, client
     (CrossSlotTransactionError("keys in different slots"), StoreError, "spanned hash slots"),
     (RedisClusterException("EVALSHA - all keys must map to the same key slot"), StoreError,
      "spanned hash slots"),
-    (ClusterDownError("CLUSTERDOWN"), UnavailableError, "ClusterDownError"),
-    (TryAgainError("TRYAGAIN"), UnavailableError, "TryAgainError"),
-    (SlotNotCoveredError("Slot 12 is not covered"), UnavailableError, "SlotNotCoveredError"),
-    (RedisClusterException("Redis Cluster cannot be connected"), UnavailableError,
+    (ClusterDownError("CLUSTERDOWN"), RedisUnavailableError, "ClusterDownError"),
+    (TryAgainError("TRYAGAIN"), RedisUnavailableError, "TryAgainError"),
+    (SlotNotCoveredError("Slot 12 is not covered"), RedisUnavailableError,
+     "SlotNotCoveredError"),
+    (RedisClusterException("Redis Cluster cannot be connected"), RedisUnavailableError,
      "RedisClusterException"),
-    (ConnectionError("refused"), UnavailableError, "ConnectionError"),
+    (ConnectionError("refused"), RedisUnavailableError, "ConnectionError"),
 ])
 def test_translate(exc: BaseException, kind: type[Exception], says: str) -> None:
     assert isinstance(exc, REDIS_ERRORS)
@@ -42,7 +43,7 @@ def test_translate(exc: BaseException, kind: type[Exception], says: str) -> None
     assert type(out) is kind and says in str(out)
     # what retrying can cure is a failure (workers retry it); a bug is not
     assert isinstance(exc, REDIS_FAILURES) == (
-        kind is UnavailableError and type(exc) is not RedisClusterException)
+        kind is RedisUnavailableError and type(exc) is not RedisClusterException)
 
 
 async def test_stores_translate_cluster_errors() -> None:

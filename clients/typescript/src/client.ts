@@ -32,6 +32,9 @@ export interface ClientOptions {
   /** Batcher: most events per request, and how long the first waits for more. */
   batchSize?: number;
   lingerMs?: number;
+  /** Largest batch body sent: the gateway's RATCHET_MAX_BODY_BYTES (4 MiB by default); queued
+   * events that would not fit together go in several requests. */
+  maxBatchBytes?: number;
   pollIntervalMs?: number;
   /** Longest long poll asked of the gateway: its RATCHET_MAX_WAIT_MS (default 5000). */
   maxWaitMs?: number;
@@ -61,8 +64,15 @@ interface Pending {
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 const MAX_WAIT_MS = 5000;
 const ITEM_STATUS: Record<string, number> = {
-  invalid_request: 400, unauthorized: 401, conflict: 409, unavailable: 503, rate_limited: 429,
+  invalid_request: 400, unauthorized: 401, conflict: 409, payload_too_large: 413,
+  unavailable: 503, rate_limited: 429,
 };
+/** Item answers the batcher sends again in a later request (up to maxRetries times): Kafka did
+ * not take the event (503), or the batch's events together were over the gateway's value budget
+ * from this one on (413). */
+const SEND_AGAIN = new Set([413, 503]);
+const BATCH_HEAD = '{"events":[';
+const BATCH_TAIL = "]}";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** The event field an unportable value sits in (`payload.n`), as the gateway would name it. */
 const unportableField = (e: unknown): string =>
@@ -95,8 +105,12 @@ export class RatchetClient {
       maxRetryAfterS: options.maxRetryAfterS ?? 30, batchSize: options.batchSize ?? 100,
       lingerMs: options.lingerMs ?? 50, pollIntervalMs: options.pollIntervalMs ?? 250,
       maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS, onError: options.onError,
+      maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
     };
     if (this.o.batchSize < 1 || this.o.batchSize > 1000) throw new RangeError("batchSize must be 1 to 1000");
+    if (!(this.o.maxBatchBytes >= 1024)) {
+      throw new RangeError("maxBatchBytes must be at least 1024 (the gateway's RATCHET_MAX_BODY_BYTES; 4 MiB by default)");
+    }
     this.project = options.projectId;
     this.fetchImpl = options.fetch ?? fetch;
   }
@@ -247,21 +261,47 @@ export class RatchetClient {
     this.inflight = this.inflight.then(() => this.postBatch(batch));
   }
 
+  /** Send queued items: in requests of at most maxBatchBytes; a request the gateway refuses as
+   * too large (413) is split in two and each half sent. */
   private async postBatch(batch: Pending[]): Promise<void> {
-    let results: Array<[Accepted | null, RatchetError | null]>;
-    let whole = false;
+    const parts: Array<{ items: Pending[]; bodies: string[] }> = [];
     try {
       const project = await this.projectId();
       const ts = Math.floor(Date.now() / 1000);
-      const items = batch.map((p) => ({ ...p.event, signature: this.sign(p.event, ts, project), timestamp: ts }));
+      let cur: { items: Pending[]; bodies: string[] } = { items: [], bodies: [] };
+      let size = BATCH_HEAD.length + BATCH_TAIL.length;
+      for (const p of batch) {
+        const body = JSON.stringify({ ...p.event, signature: this.sign(p.event, ts, project), timestamp: ts });
+        const n = Buffer.byteLength(body) + 1;
+        if (cur.items.length > 0 && size + n > this.o.maxBatchBytes) {
+          parts.push(cur);
+          cur = { items: [], bodies: [] };
+          size = BATCH_HEAD.length + BATCH_TAIL.length;
+        }
+        cur.items.push(p);
+        cur.bodies.push(body);
+        size += n;
+      }
+      if (cur.items.length > 0) parts.push(cur);
+    } catch (e) {
+      const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
+      this.answer(batch, batch.map(() => [null, err]), true);
+      return;
+    }
+    for (const part of parts) await this.postPart(part.items, part.bodies);
+  }
+
+  private async postPart(items: Pending[], bodies: string[]): Promise<void> {
+    let results: Array<[Accepted | null, RatchetError | null]>;
+    try {
       const body = await this.call({
         method: "POST", path: "/v1/events:batch", headers: this.headers(`batch-${randomUUID()}`),
-        body: JSON.stringify({ events: items }),
+        body: BATCH_HEAD + bodies.join(",") + BATCH_TAIL,
       });
-      results = batch.map(() => [null, new RatchetError("no result for this item")]);
+      results = items.map(() => [null, new RatchetError("no result for this item")]);
       for (const r of body.results ?? []) {
         const i = Number(r.index);
-        if (!(i >= 0 && i < batch.length)) continue;
+        if (!(i >= 0 && i < items.length)) continue;
         if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
         else {
           // the gateway names the field in ITS batch (events[7].priority): name it in the event
@@ -276,15 +316,25 @@ export class RatchetClient {
       }
     } catch (e) {
       const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
-      results = batch.map(() => [null, err]);
-      whole = true;
+      if (err.status === 413 && items.length > 1) {
+        const half = Math.floor(items.length / 2);
+        await this.postPart(items.slice(0, half), bodies.slice(0, half));
+        await this.postPart(items.slice(half), bodies.slice(half));
+        return;
+      }
+      this.answer(items, items.map(() => [null, err]), true);
+      return;
     }
-    batch.forEach((p, i) => {
+    this.answer(items, results, false);
+  }
+
+  private answer(items: Pending[], results: Array<[Accepted | null, RatchetError | null]>, whole: boolean): void {
+    items.forEach((p, i) => {
       const [ok, err] = results[i]!;
-      // only an item the broker refused goes again; a failed request was retried by call()
-      if (err && err.status === 503 && !whole && p.tries < this.o.maxRetries) {
+      // only an item the gateway refused goes again; a failed request was retried by call()
+      if (err && SEND_AGAIN.has(err.status) && !whole && p.tries < this.o.maxRetries) {
         p.tries += 1;
-        this.queue.push(p); // Kafka did not take it: send it again in a later request
+        this.queue.push(p); // Kafka did not take it, or the batch was over its value budget
         this.schedule();
       } else if (err) p.reject(err);
       else p.resolve(ok!);

@@ -79,3 +79,32 @@ test("an unreachable gateway says why", async () => {
   const rc = client(async () => { throw refused; }, { maxRetries: 0 });
   await assert.rejects(rc.post(ev), (err) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
 });
+
+test("events too large for one request go in several, each under maxBatchBytes", async () => {
+  const sizes = [];
+  const rc = client(async (url, init) => {
+    sizes.push(Buffer.byteLength(init.body));
+    const sent = JSON.parse(init.body).events;
+    return json(200, { trace_id: "t", results: sent.map((e, i) => ({ index: i, status: "accepted", event_id: e.event_id })) });
+  }, { maxBatchBytes: 64 * 1024, lingerMs: 50 });
+  const done = await Promise.all(rc.sendMany(Array.from({ length: 30 },
+    () => ({ ...ev, payload: { note: "x".repeat(10_000) } }))));
+  assert.equal(new Set(done.map((a) => a.event_id)).size, 30);
+  assert.ok(sizes.length >= 5 && sizes.every((n) => n <= 64 * 1024), String(sizes));
+});
+
+test("a request refused as too large is split in two; items over the value budget go again", async () => {
+  const counts = [];
+  const rc = client(async (url, init) => {
+    const sent = JSON.parse(init.body).events;
+    counts.push(sent.length);
+    if (sent.length > 2) return json(413, { error: "payload_too_large", message: "big" });
+    // the second item of a pair is over the batch's value budget: 413 for that item alone
+    return json(200, { trace_id: "t", results: sent.map((e, i) => (i === 1
+      ? { index: i, status: "rejected", error: { error: "payload_too_large", field: "events[1]", message: "values" } }
+      : { index: i, status: "accepted", event_id: e.event_id })) });
+  }, { lingerMs: 50 });
+  const done = await Promise.all(rc.sendMany(Array.from({ length: 5 }, () => ev)));
+  assert.equal(new Set(done.map((a) => a.event_id)).size, 5);
+  assert.deepEqual(counts.slice(0, 5), [5, 2, 3, 1, 2]);
+});

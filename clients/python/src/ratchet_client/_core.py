@@ -32,7 +32,11 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_WAIT_MS = 5000
 #: Batch item error codes and the HTTP status they stand for.
 _ITEM_STATUS = {"invalid_request": 400, "unauthorized": 401, "conflict": 409,
-                "unavailable": 503, "rate_limited": 429}
+                "payload_too_large": 413, "unavailable": 503, "rate_limited": 429}
+#: Item answers the batcher sends again in a later request (up to ``max_retries`` times): Kafka
+#: did not take the event (503), or the batch's events together were over the gateway's value
+#: budget from this one on (413).
+_SEND_AGAIN = frozenset((413, 503))
 
 
 @dataclass
@@ -52,6 +56,9 @@ class Config:
     #: Background batcher: most events per request, and how long the first one waits for more.
     batch_size: int = 100
     linger_ms: float = 50.0
+    #: Largest batch body the batcher sends: the gateway's ``RATCHET_MAX_BODY_BYTES`` (4 MiB by
+    #: default). Queued events that would not fit together go in several requests.
+    max_batch_bytes: int = 4 * 1024 * 1024
     #: Pause between verdict polls when the gateway answers at once.
     poll_interval_s: float = 0.25
     #: Longest long poll asked of the gateway: its ``RATCHET_MAX_WAIT_MS`` (default 5000).
@@ -61,6 +68,9 @@ class Config:
         self.base_url = self.base_url.rstrip("/")
         if not 1 <= self.batch_size <= 1000:
             raise ValueError("batch_size must be 1 to 1000 (the gateway's batch limit)")
+        if self.max_batch_bytes < 1024:
+            raise ValueError("max_batch_bytes must be at least 1024 (the gateway's "
+                             "RATCHET_MAX_BODY_BYTES; 4 MiB by default)")
         if self.run_id is None:
             self.run_id = f"run-{uuid.uuid4().hex[:12]}"
 
@@ -97,6 +107,9 @@ def _unportable_field(value: Any, path: str = "") -> str:
         if found:
             return found
     return "" if path else "payload"
+
+
+_BATCH_HEAD, _BATCH_TAIL = b'{"events":[', b"]}"
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -157,9 +170,39 @@ class Core:
     def batch(self, events: Sequence[Mapping[str, Any]]) -> Request:
         """``POST /v1/events:batch`` of completed events, each signed in its item."""
         ts = int(time.time())
-        items = [{**ev, "signature": self.sign(ev, ts), "timestamp": ts} for ev in events]
+        return self._batch_request([self._item(ev, ts) for ev in events])
+
+    def batches(self, events: Sequence[Mapping[str, Any]]) -> list[tuple[Request, int]]:
+        """The events as consecutive batch requests of at most ``max_batch_bytes`` each (a
+        request and how many of the events it carries, in order); an event too large alone
+        still gets a request of its own (the gateway answers its 413)."""
+        ts = int(time.time())
+        out: list[tuple[Request, int]] = []
+        parts: list[bytes] = []
+        size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+        for ev in events:
+            part = self._item(ev, ts)
+            if parts and size + len(part) + 1 > self.config.max_batch_bytes:
+                out.append((self._batch_request(parts), len(parts)))
+                parts, size = [], len(_BATCH_HEAD) + len(_BATCH_TAIL)
+            parts.append(part)
+            size += len(part) + 1
+        if parts:
+            out.append((self._batch_request(parts), len(parts)))
+        return out
+
+    def send_again(self, error: BaseException | None, tries: int) -> bool:
+        """Should the batcher send an item again in a later request (its answer was 503 or
+        413 and it has tries left)?"""
+        return (error is not None and getattr(error, "status", 0) in _SEND_AGAIN
+                and tries < self.config.max_retries)
+
+    def _item(self, event: Mapping[str, Any], ts: int) -> bytes:
+        return _json_bytes({**event, "signature": self.sign(event, ts), "timestamp": ts})
+
+    def _batch_request(self, parts: Sequence[bytes]) -> Request:
         return Request("POST", "/v1/events:batch", self.headers(f"batch-{uuid.uuid4().hex}"),
-                       {}, _json_bytes({"events": items}))
+                       {}, _BATCH_HEAD + b",".join(parts) + _BATCH_TAIL)
 
     def verdict_request(self, event_id: str, wait_ms: int = 0) -> Request:
         wait = min(int(wait_ms), self.config.max_wait_ms)

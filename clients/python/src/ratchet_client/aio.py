@@ -141,17 +141,42 @@ class AsyncClient:
             await self._post_batch(q, batch)
 
     async def _post_batch(self, q: asyncio.Queue[Any], batch: list[Any]) -> None:
-        whole = False  # the request itself failed, after _call's own retries
+        """Send queued items: in requests of at most ``max_batch_bytes``; a request the gateway
+        refuses as too large (413) is split in two and each half sent."""
         try:
             await self.project_id()  # here, not in send(): a failure belongs to the futures
-            body = await self._call(self._core.batch([item for item, _, _ in batch]))
-            results = self._core.batch_results(body, len(batch))
+            requests = self._core.batches([item for item, _, _ in batch])
         except Exception as exc:  # noqa: BLE001  (every future learns the failure)
-            whole = True
-            results = [(None, exc)] * len(batch)  # type: ignore[list-item]
-        for (item, fut, tries), (ok, err) in zip(batch, results):
-            if err is not None and getattr(err, "status", 0) == 503 and not whole and \
-                    tries < self.config.max_retries:
+            self._answer(q, batch, [(None, exc)] * len(batch), whole=True)
+            return
+        at = 0
+        for request, count in requests:
+            await self._post_part(q, batch[at:at + count], request)
+            at += count
+
+    async def _post_part(self, q: asyncio.Queue[Any], part: list[Any],
+                         request: Request | None) -> None:
+        try:
+            if request is None:
+                request = self._core.batch([item for item, _, _ in part])
+            body = await self._call(request)
+            results = self._core.batch_results(body, len(part))
+        except Exception as exc:  # noqa: BLE001  (every future learns the failure)
+            if getattr(exc, "status", 0) == 413 and len(part) > 1:
+                half = len(part) // 2
+                await self._post_part(q, part[:half], None)
+                await self._post_part(q, part[half:], None)
+                return
+            self._answer(q, part, [(None, exc)] * len(part), whole=True)
+            return
+        self._answer(q, part, results, whole=False)
+
+    def _answer(self, q: asyncio.Queue[Any], part: list[Any],
+                results: list[tuple[Accepted | None, Any]], *, whole: bool) -> None:
+        for (item, fut, tries), (ok, err) in zip(part, results):
+            if not whole and self._core.send_again(err, tries):
+                # Kafka did not take this item, or the batch was over the gateway's value
+                # budget from it on: send it again in a later request
                 q.put_nowait((item, fut, tries + 1))
             elif fut.done():
                 pass

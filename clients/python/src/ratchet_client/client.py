@@ -195,18 +195,41 @@ class Client:
             self._post_batch(rest[i:i + self.config.batch_size], requeue=False)
 
     def _post_batch(self, batch: list[Any], *, requeue: bool = True) -> None:
-        whole = False  # the request itself failed, after _call's own retries
+        """Send queued items: in requests of at most ``max_batch_bytes``; a request the gateway
+        refuses as too large (413) is split in two and each half sent."""
         try:
             self.project_id()  # here, not in send(): a failure belongs to the futures
-            body = self._call(self._core.batch([item for item, _, _ in batch]))
-            results = self._core.batch_results(body, len(batch))
+            requests = self._core.batches([item for item, _, _ in batch])
         except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
-            whole = True
-            results = [(None, exc)] * len(batch)  # type: ignore[list-item]
-        for (item, fut, tries), (ok, err) in zip(batch, results):
-            if (err is not None and not whole and requeue and getattr(err, "status", 0) == 503
-                    and tries < self.config.max_retries):
-                # Kafka did not take this item: send it again in a later request
+            self._answer(batch, [(None, exc)] * len(batch), whole=True, requeue=requeue)
+            return
+        at = 0
+        for request, count in requests:
+            self._post_part(batch[at:at + count], request, requeue=requeue)
+            at += count
+
+    def _post_part(self, part: list[Any], request: Request | None, *, requeue: bool) -> None:
+        try:
+            if request is None:
+                request = self._core.batch([item for item, _, _ in part])
+            body = self._call(request)
+            results = self._core.batch_results(body, len(part))
+        except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
+            if getattr(exc, "status", 0) == 413 and len(part) > 1:
+                half = len(part) // 2
+                self._post_part(part[:half], None, requeue=requeue)
+                self._post_part(part[half:], None, requeue=requeue)
+                return
+            self._answer(part, [(None, exc)] * len(part), whole=True, requeue=requeue)
+            return
+        self._answer(part, results, whole=False, requeue=requeue)
+
+    def _answer(self, part: list[Any], results: list[tuple[Accepted | None, Any]], *,
+                whole: bool, requeue: bool) -> None:
+        for (item, fut, tries), (ok, err) in zip(part, results):
+            if not whole and requeue and self._core.send_again(err, tries):
+                # Kafka did not take this item, or the batch was over the gateway's value
+                # budget from it on: send it again in a later request
                 self._queue.put((item, fut, tries + 1))
             elif err is not None:
                 fut.set_exception(err)

@@ -295,24 +295,35 @@ def builtin_scope(cfg: PatternConfig, leaves: Sequence[Leaf]) -> PatternConfig:
     if found is False:
         return cfg
     limit = cfg.max_scan_chars
-    # strings, and integers long enough to be an IP address written as a number (no other
-    # value can match a built-in rule)
-    text = "\n".join([v[:limit] if type(v) is str else str(v) for v in map(_VALUE, leaves)
-                       if type(v) is str or (type(v) in (int, float) and abs(v) > 99_999_999)])
-    got = [0] if len(text) > _SEARCH_FIRST and not _ANY_BUILTIN.search(text) else found.Match(text)
+    # strings, floats (``169.16689662`` is an address: the rules read numbers as their text),
+    # and integers long enough to be an IP address written as a number (a shorter integer has
+    # no dot and no ten digits: no built-in rule can match it)
+    text = "\n".join([v[:limit] if type(v) is str else repr(v) for v in map(_VALUE, leaves)
+                       if type(v) is str or type(v) is float
+                       or (type(v) is int and abs(v) > 99_999_999)])
+    data = text.encode("utf-8", "replace")  # as the rules read values
+    got = [0] if len(data) > _SEARCH_FIRST and not _ANY_BUILTIN.search(data) else found.Match(data)
     if not got or got[0] != 0:
         return cfg  # RE2 could not finish: every built-in rule runs
     keep = tuple(sorted(k - 1 for k in got[1:]))
     if len(keep) == len(builtin):
         return cfg
     key = (id(cfg), keep)
+    if not keep:  # the usual event: the policy's own rules alone (none at all: no scan)
+        hit = _SCOPED.get(key)
+        if hit is None or hit[0] is not cfg:
+            if len(_SCOPED) >= 1024:
+                _SCOPED.clear()
+            hit = _SCOPED[key] = (cfg, replace(cfg, rules=_own(cfg.rules)))
+        return hit[1]
     hit = _SCOPED.get(key)
     if hit is None or hit[0] is not cfg:
         if len(_SCOPED) >= 1024:
             _SCOPED.clear()
-        drop = {id(r) for i, r in enumerate(builtin) if i not in keep}
-        hit = _SCOPED[key] = (cfg, replace(cfg, rules=tuple(
-            r for r in cfg.rules if id(r) not in drop)))
+        # switched off like a policy's disabled rule, the rule tuple left as it is: the batch
+        # path groups events and keeps its author-rule sets per rule tuple
+        off = tuple(r.id for i, r in enumerate(builtin) if i not in keep)
+        hit = _SCOPED[key] = (cfg, replace(cfg, disabled_rules=cfg.disabled_rules + off))
     return hit[1]
 
 

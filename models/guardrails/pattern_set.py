@@ -14,7 +14,10 @@ rule the prefilter flags is then searched value by value with the rule's own
 as the rule itself compiles it (``(?i:…)`` for ``ignore_case``, :func:`re2.escape` for
 literals). A rule whose text could turn multi-line off or anchors at the very start or end
 (``(?-m)``, ``\A``, ``\z``) is left out of the prefilter and always searched value by value,
-as are negated rules (not matching is what they report) and number ranges (no pattern).
+as are negated rules (not matching is what they report), number ranges (no pattern) and the
+built-in rules (they have their own prefilter, :func:`models.guardrails.pattern.builtin_scope`,
+which switches off the ones an event cannot match — in the sets, each combination of them would
+be another subset to compile).
 
 Index 0 of each set is the empty pattern, which matches every text: an answer without it
 means RE2 could not finish (a set's automaton cannot fall back to RE2's NFA when its memory
@@ -47,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import re2
 
+from models.guardrails.pattern_builtin import BUILTIN_PREFIX
 from models.guardrails.re2_set import search_set
 
 if TYPE_CHECKING:
@@ -107,6 +111,7 @@ class RuleSet:
         always = frozenset(
             i for i, (r, src) in enumerate(zip(rules, sources, strict=True))
             if (r.kind == "regex" and not _joinable(src)) or r.negate or r.kind == "range"
+            or r.id.startswith(BUILTIN_PREFIX)
         )
         return cls(rules, sources, always, {}, {})
 

@@ -404,7 +404,9 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
             if r.source == "guardrail:pattern"] == ["pattern.builtin-shell-wipe"]
     # only the rule that can match runs (and is charged): a long value with one candidate
     # no longer pays for all six rules
-    assert [r.id for r in builtin_scope(policy.pattern.base, walk(big.payload)).rules] == [
+    scoped = builtin_scope(policy.pattern.base, walk(big.payload))
+    assert scoped.rules is policy.pattern.base.rules  # switched off, the tuple kept
+    assert [r.id for r in scoped.rules if r.id not in scoped.disabled_rules] == [
         "builtin-shell-wipe"]
     words = "plain words " * 680
     long_doc = event({"body": f"{words} price $169.99, exec(code) {words}"})  # 16,347 chars
@@ -425,14 +427,18 @@ def test_builtin_rules_through_evaluate_and_the_batch() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(
     st.sampled_from([v for vs in BUILTIN_HITS.values() for v in vs] + BUILTIN_MISSES),
-    st.text(max_size=30), st.integers()), min_size=1, max_size=6))
+    st.text(max_size=30), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([169.16689662, -169.16689662, 1.6916689662e2, 2852039166, 169.254])),
+    min_size=1, max_size=6))
 @example(["DELETE FROM users", "hello"])
 @example(["ALTER TABLE t ADD x int, DROP y", "z"])
+@example([169.16689662])  # 169.254.169.254 in its two-part form, written as a JSON float
 def test_the_builtin_prefilter_never_hides_a_match(values: list[Any]) -> None:
     """Skipping the built-in rules for an event (one search over its values joined by
     newlines) never changes what they find, wherever the matching value sits among the others:
     a rule anchored at a value's end (``DELETE FROM t`` then ``$``) once went unseen whenever
-    another value followed it."""
+    another value followed it, and a float such as ``169.16689662`` (an address the metadata
+    rule decodes) was left out of the search."""
     base = parse_policy({}).pattern.base
     leaves = walk({f"k{i}": v for i, v in enumerate(values)})
     full = [r.detail["rule"] for r in check_pattern(base, leaves)]

@@ -131,7 +131,7 @@ def parse_batch(
 
     The events' JSON values (payload, metadata, unknown fields) count against one budget of
     ``limits.max_batch_values`` per request: the event that overdraws it and every one after it
-    are rejected (400 naming ``events[i]``; nothing after it is even walked), the ones before it
+    are rejected (413 naming ``events[i]``; nothing after it is even walked), the ones before it
     are checked as usual."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object {\"events\": [...]}", None)

@@ -564,3 +564,39 @@ def test_a_request_refused_as_too_large_is_split_in_two() -> None:
         assert [len(json.loads(r.content)["events"]) for r in seen] == [5, 2, 3, 1, 2]
 
     asyncio.run(the_async_client())
+
+
+def _budget_gateway(per_request: int) -> Any:
+    """A gateway whose batch value budget takes ``per_request`` events a request: the rest of
+    each batch is answered 413 payload_too_large, item by item."""
+    def answer(req: httpx.Request, n: int) -> httpx.Response:
+        sent = json.loads(req.content)["events"]
+        return httpx.Response(200, json={"trace_id": "t", "results": [
+            {"index": i, "status": "accepted", "event_id": e["event_id"]} if i < per_request
+            else {"index": i, "status": "rejected", "error": {
+                "error": "payload_too_large", "field": f"events[{i}]", "message": "values"}}
+            for i, e in enumerate(sent)]})
+    return answer
+
+
+def test_a_burst_many_times_the_value_budget_is_all_sent_in_order() -> None:
+    """Review of the 413 resend: each resend counted as a try, so a burst over ~5× the
+    budget failed events (157 of 1,000); resent items went behind later ones. Now a 413 after
+    the same request accepted others costs no try, and the rest goes again at once."""
+    transport, seen = _fake_gateway(_budget_gateway(133))
+    with _fake_client(transport, batch_size=1000, linger_ms=100, max_retries=2) as rc:
+        futures = rc.send_many([_event("x", run_id="r") for _ in range(1000)])
+        ids = [f.result(timeout=20).event_id for f in futures]
+    assert len(set(ids)) == 1000
+    accepted = [e["event_id"] for r in seen for e in json.loads(r.content)["events"][:133]]
+    assert accepted == ids  # the gateway took them in the order they were sent
+
+
+def test_a_cancelled_future_does_not_stop_the_batcher() -> None:
+    transport, _ = _fake_gateway(_budget_gateway(10))
+    with _fake_client(transport, linger_ms=200) as rc:
+        first, second = rc.send_many([_event("x"), _event("x")])
+        assert first.cancel()
+        assert second.result(timeout=10).event_id
+        assert rc.send(_event("x")).result(timeout=10).event_id  # the batcher lives on
+        rc.flush()

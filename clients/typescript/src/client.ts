@@ -73,6 +73,9 @@ const ITEM_STATUS: Record<string, number> = {
 const SEND_AGAIN = new Set([413, 503]);
 const BATCH_HEAD = '{"events":[';
 const BATCH_TAIL = "]}";
+/** Bytes signing adds to an event in a batch: "signature":"v2=<64 hex>", "timestamp":<10
+ * digits> and their commas (a little more than they take). */
+const SIGNED_EXTRA = 112;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** The event field an unportable value sits in (`payload.n`), as the gateway would name it. */
 const unportableField = (e: unknown): string =>
@@ -237,9 +240,14 @@ export class RatchetClient {
 
   /** Wait until every queued event has been answered. */
   async flush(): Promise<void> {
-    while (this.queue.length > 0) this.drain(true);
-    await this.inflight;
-    if (this.queue.length > 0) await this.flush(); // items re-queued after a 503
+    // until nothing is queued and no request started while waiting (a linger timer may start
+    // one for events sent meanwhile)
+    for (;;) {
+      while (this.queue.length > 0) this.drain(true);
+      const waited = this.inflight;
+      await waited;
+      if (this.queue.length === 0 && this.inflight === waited) return;
+    }
   }
 
   /** Send what is queued; the client holds no other resources. */
@@ -261,84 +269,85 @@ export class RatchetClient {
     this.inflight = this.inflight.then(() => this.postBatch(batch));
   }
 
-  /** Send queued items: in requests of at most maxBatchBytes; a request the gateway refuses as
-   * too large (413) is split in two and each half sent. */
+  /** Send queued items: in requests of at most maxBatchBytes, in order. Sizes are measured
+   * before signing (signing adds SIGNED_EXTRA bytes at most); each request is signed when it is
+   * sent, so one waiting behind another's retries is not signed stale. */
   private async postBatch(batch: Pending[]): Promise<void> {
-    const parts: Array<{ items: Pending[]; bodies: string[] }> = [];
-    try {
-      const project = await this.projectId();
-      const ts = Math.floor(Date.now() / 1000);
-      let cur: { items: Pending[]; bodies: string[] } = { items: [], bodies: [] };
-      let size = BATCH_HEAD.length + BATCH_TAIL.length;
-      for (const p of batch) {
-        const body = JSON.stringify({ ...p.event, signature: this.sign(p.event, ts, project), timestamp: ts });
-        const n = Buffer.byteLength(body) + 1;
-        if (cur.items.length > 0 && size + n > this.o.maxBatchBytes) {
-          parts.push(cur);
-          cur = { items: [], bodies: [] };
-          size = BATCH_HEAD.length + BATCH_TAIL.length;
-        }
-        cur.items.push(p);
-        cur.bodies.push(body);
-        size += n;
+    const parts: Pending[][] = [];
+    let cur: Pending[] = [];
+    let size = BATCH_HEAD.length + BATCH_TAIL.length;
+    for (const p of batch) {
+      const n = Buffer.byteLength(JSON.stringify(p.event)) + SIGNED_EXTRA + 1;
+      if (cur.length > 0 && size + n > this.o.maxBatchBytes) {
+        parts.push(cur);
+        cur = [];
+        size = BATCH_HEAD.length + BATCH_TAIL.length;
       }
-      if (cur.items.length > 0) parts.push(cur);
-    } catch (e) {
-      const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
-      this.answer(batch, batch.map(() => [null, err]), true);
-      return;
+      cur.push(p);
+      size += n;
     }
-    for (const part of parts) await this.postPart(part.items, part.bodies);
+    if (cur.length > 0) parts.push(cur);
+    for (const part of parts) await this.postPart(part);
   }
 
-  private async postPart(items: Pending[], bodies: string[]): Promise<void> {
-    let results: Array<[Accepted | null, RatchetError | null]>;
-    try {
-      const body = await this.call({
-        method: "POST", path: "/v1/events:batch", headers: this.headers(`batch-${randomUUID()}`),
-        body: BATCH_HEAD + bodies.join(",") + BATCH_TAIL,
-      });
-      results = items.map(() => [null, new RatchetError("no result for this item")]);
-      for (const r of body.results ?? []) {
-        const i = Number(r.index);
-        if (!(i >= 0 && i < items.length)) continue;
-        if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
-        else {
-          // the gateway names the field in ITS batch (events[7].priority): name it in the event
-          const error = { ...(r.error ?? {}) };
-          const own = `events[${i}]`;
-          if (typeof error.field === "string" && error.field.startsWith(own)) {
-            error.field = error.field.slice(own.length).replace(/^\./, "") || null;
+  /** One batch request of `part`; items answered 503 or 413 go again at once, before anything
+   * queued later (an agent's events keep their order); a request refused as too large (413: the
+   * gateway's limit is smaller) is split in two. A 413 after the same request accepted others
+   * costs no try (the next request gets further); any other resend costs one. */
+  private async postPart(part: Pending[]): Promise<void> {
+    while (part.length > 0) {
+      let results: Array<[Accepted | null, RatchetError | null]>;
+      try {
+        const project = await this.projectId();
+        const ts = Math.floor(Date.now() / 1000);
+        const bodies = part.map((p) => JSON.stringify({ ...p.event, signature: this.sign(p.event, ts, project), timestamp: ts }));
+        const body = await this.call({
+          method: "POST", path: "/v1/events:batch", headers: this.headers(`batch-${randomUUID()}`),
+          body: BATCH_HEAD + bodies.join(",") + BATCH_TAIL,
+        });
+        results = part.map(() => [null, new RatchetError("no result for this item")]);
+        for (const r of body.results ?? []) {
+          const i = Number(r.index);
+          if (!(i >= 0 && i < part.length)) continue;
+          if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
+          else {
+            // the gateway names the field in ITS batch (events[7].priority): name it in the event
+            const error = { ...(r.error ?? {}) };
+            const own = `events[${i}]`;
+            if (typeof error.field === "string" && error.field.startsWith(own)) {
+              error.field = error.field.slice(own.length).replace(/^\./, "") || null;
+            }
+            results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, error,
+              new Headers({ "x-trace-id": String(body.trace_id ?? "") }))];
           }
-          results[i] = [null, errorFor(ITEM_STATUS[String(r.error?.error)] ?? 400, error,
-            new Headers({ "x-trace-id": String(body.trace_id ?? "") }))];
         }
-      }
-    } catch (e) {
-      const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
-      if (err.status === 413 && items.length > 1) {
-        const half = Math.floor(items.length / 2);
-        await this.postPart(items.slice(0, half), bodies.slice(0, half));
-        await this.postPart(items.slice(half), bodies.slice(half));
+      } catch (e) {
+        const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
+        if (err.status === 413 && part.length > 1) {
+          const half = Math.floor(part.length / 2);
+          await this.postPart(part.slice(0, half));
+          await this.postPart(part.slice(half));
+          return;
+        }
+        part.forEach((p) => p.reject(err));
         return;
       }
-      this.answer(items, items.map(() => [null, err]), true);
-      return;
+      const progress = results.some(([ok]) => ok !== null);
+      const again: Pending[] = [];
+      let brokerRefused = false;
+      part.forEach((p, i) => {
+        const [ok, err] = results[i]!;
+        if (err && err.status === 413 && progress) again.push(p);
+        else if (err && SEND_AGAIN.has(err.status) && p.tries < this.o.maxRetries) {
+          p.tries += 1;
+          brokerRefused ||= err.status === 503;
+          again.push(p);
+        } else if (err) p.reject(err);
+        else p.resolve(ok!);
+      });
+      if (brokerRefused) await sleep(this.retryDelayMs(0) ?? 0);
+      part = again;
     }
-    this.answer(items, results, false);
-  }
-
-  private answer(items: Pending[], results: Array<[Accepted | null, RatchetError | null]>, whole: boolean): void {
-    items.forEach((p, i) => {
-      const [ok, err] = results[i]!;
-      // only an item the gateway refused goes again; a failed request was retried by call()
-      if (err && SEND_AGAIN.has(err.status) && !whole && p.tries < this.o.maxRetries) {
-        p.tries += 1;
-        this.queue.push(p); // Kafka did not take it, or the batch was over its value budget
-        this.schedule();
-      } else if (err) p.reject(err);
-      else p.resolve(ok!);
-    });
   }
 
   // --- verdicts -------------------------------------------------------------------------------

@@ -106,5 +106,41 @@ test("a request refused as too large is split in two; items over the value budge
   }, { lingerMs: 50 });
   const done = await Promise.all(rc.sendMany(Array.from({ length: 5 }, () => ev)));
   assert.equal(new Set(done.map((a) => a.event_id)).size, 5);
-  assert.deepEqual(counts.slice(0, 5), [5, 2, 3, 1, 2]);
+  // 5 refused whole; its halves: 2 (the second item goes again at once: 1), 3 (refused whole:
+  // 1, then 2 whose second item goes again: 1)
+  assert.deepEqual(counts, [5, 2, 1, 3, 1, 2, 1]);
+});
+
+test("a burst many times the batch value budget is all sent, in order", async () => {
+  const accepted = [];
+  const rc = client(async (url, init) => {
+    const sent = JSON.parse(init.body).events;
+    return json(200, { trace_id: "t", results: sent.map((e, i) => {
+      if (i >= 133) return { index: i, status: "rejected", error: { error: "payload_too_large", field: `events[${i}]`, message: "values" } };
+      accepted.push(e.event_id);
+      return { index: i, status: "accepted", event_id: e.event_id };
+    }) });
+  }, { batchSize: 1000, lingerMs: 50, maxRetries: 2 });
+  const done = await Promise.all(rc.sendMany(Array.from({ length: 1000 }, () => ev)));
+  assert.deepEqual(accepted, done.map((a) => a.event_id));
+});
+
+test("flush waits for every event, also those sent again after an item's 413", async () => {
+  let calls = 0;
+  const rc = client(async (url, init) => {
+    calls += 1;
+    const n = calls;
+    const sent = JSON.parse(init.body).events;
+    if (n === 2) await new Promise((r) => setTimeout(r, 200)); // a slow request
+    return json(200, { trace_id: "t", results: sent.map((e, i) => (n === 1 && i === 1
+      ? { index: i, status: "rejected", error: { error: "payload_too_large", field: "events[1]", message: "values" } }
+      : { index: i, status: "accepted", event_id: e.event_id })) });
+  }, { batchSize: 2 });
+  const states = rc.sendMany([ev, ev, ev, ev]).map((p) => {
+    const s = { done: false };
+    p.then(() => { s.done = true; }, () => { s.done = true; });
+    return s;
+  });
+  await rc.flush();
+  assert.equal(states.filter((s) => !s.done).length, 0);
 });

@@ -110,6 +110,9 @@ def _unportable_field(value: Any, path: str = "") -> str:
 
 
 _BATCH_HEAD, _BATCH_TAIL = b'{"events":[', b"]}"
+#: Bytes signing adds to an event in a batch: ``"signature":"v2=<64 hex>"``,
+#: ``"timestamp":<10 digits>`` and their commas (a little more than they take).
+_SIGNED_EXTRA = 112
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -170,35 +173,47 @@ class Core:
     def batch(self, events: Sequence[Mapping[str, Any]]) -> Request:
         """``POST /v1/events:batch`` of completed events, each signed in its item."""
         ts = int(time.time())
-        return self._batch_request([self._item(ev, ts) for ev in events])
+        return self._batch_request([
+            _json_bytes({**ev, "signature": self.sign(ev, ts), "timestamp": ts}) for ev in events])
 
-    def batches(self, events: Sequence[Mapping[str, Any]]) -> list[tuple[Request, int]]:
-        """The events as consecutive batch requests of at most ``max_batch_bytes`` each (a
-        request and how many of the events it carries, in order); an event too large alone
-        still gets a request of its own (the gateway answers its 413)."""
-        ts = int(time.time())
-        out: list[tuple[Request, int]] = []
-        parts: list[bytes] = []
-        size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+    def split(self, events: Sequence[Mapping[str, Any]]) -> list[int]:
+        """How many of the events (in order) each batch request carries so that none is over
+        ``max_batch_bytes``; an event too large alone still gets a request of its own (the
+        gateway answers its 413). Sizes are measured before signing (a signature and its
+        timestamp add a fixed :data:`_SIGNED_EXTRA` bytes): each request is signed only when
+        it is sent, so a request waiting behind another's retries is not signed stale."""
+        counts: list[int] = []
+        n, size = 0, len(_BATCH_HEAD) + len(_BATCH_TAIL)
         for ev in events:
-            part = self._item(ev, ts)
-            if parts and size + len(part) + 1 > self.config.max_batch_bytes:
-                out.append((self._batch_request(parts), len(parts)))
-                parts, size = [], len(_BATCH_HEAD) + len(_BATCH_TAIL)
-            parts.append(part)
-            size += len(part) + 1
-        if parts:
-            out.append((self._batch_request(parts), len(parts)))
+            part = len(_json_bytes(ev)) + _SIGNED_EXTRA + 1
+            if n and size + part > self.config.max_batch_bytes:
+                counts.append(n)
+                n, size = 0, len(_BATCH_HEAD) + len(_BATCH_TAIL)
+            n += 1
+            size += part
+        if n:
+            counts.append(n)
+        return counts
+
+    def again(self, results: Sequence[tuple[Accepted | None, Any]],
+              tries: Sequence[int]) -> list[int | None]:
+        """Per item of one answered batch request: the try count to send it again with (its
+        answer was 503 — the broker did not take it — or 413 — the batch's events together were
+        over the gateway's value budget from this one on), or ``None``: its answer stands. A
+        413 after the same request accepted others costs no try (the next request starts where
+        this one's budget ran out, so it always gets further); otherwise each resend costs one,
+        up to ``max_retries``."""
+        progress = any(ok is not None for ok, _ in results)
+        out: list[int | None] = []
+        for (_, err), t in zip(results, tries):
+            status = getattr(err, "status", 0) if err is not None else 0
+            if status == 413 and progress:
+                out.append(t)
+            elif status in _SEND_AGAIN and t < self.config.max_retries:
+                out.append(t + 1)
+            else:
+                out.append(None)
         return out
-
-    def send_again(self, error: BaseException | None, tries: int) -> bool:
-        """Should the batcher send an item again in a later request (its answer was 503 or
-        413 and it has tries left)?"""
-        return (error is not None and getattr(error, "status", 0) in _SEND_AGAIN
-                and tries < self.config.max_retries)
-
-    def _item(self, event: Mapping[str, Any], ts: int) -> bytes:
-        return _json_bytes({**event, "signature": self.sign(event, ts), "timestamp": ts})
 
     def _batch_request(self, parts: Sequence[bytes]) -> Request:
         return Request("POST", "/v1/events:batch", self.headers(f"batch-{uuid.uuid4().hex}"),

@@ -141,50 +141,56 @@ class AsyncClient:
             await self._post_batch(q, batch)
 
     async def _post_batch(self, q: asyncio.Queue[Any], batch: list[Any]) -> None:
-        """Send queued items: in requests of at most ``max_batch_bytes``; a request the gateway
-        refuses as too large (413) is split in two and each half sent."""
+        """Send queued items: in requests of at most ``max_batch_bytes``, in order."""
         try:
             await self.project_id()  # here, not in send(): a failure belongs to the futures
-            requests = self._core.batches([item for item, _, _ in batch])
+            counts = self._core.split([item for item, _, _ in batch])
         except Exception as exc:  # noqa: BLE001  (every future learns the failure)
-            self._answer(q, batch, [(None, exc)] * len(batch), whole=True)
+            self._settle(q, batch, [(None, exc)] * len(batch))
             return
         at = 0
-        for request, count in requests:
-            await self._post_part(q, batch[at:at + count], request)
+        for count in counts:
+            await self._post_part(q, batch[at:at + count])
             at += count
 
-    async def _post_part(self, q: asyncio.Queue[Any], part: list[Any],
-                         request: Request | None) -> None:
-        try:
-            if request is None:
-                request = self._core.batch([item for item, _, _ in part])
-            body = await self._call(request)
-            results = self._core.batch_results(body, len(part))
-        except Exception as exc:  # noqa: BLE001  (every future learns the failure)
-            if getattr(exc, "status", 0) == 413 and len(part) > 1:
-                half = len(part) // 2
-                await self._post_part(q, part[:half], None)
-                await self._post_part(q, part[half:], None)
+    async def _post_part(self, q: asyncio.Queue[Any], part: list[Any]) -> None:
+        """One batch request (signed now) of ``part``; items answered 503 or 413 go again at
+        once, before anything queued later (an agent's events keep their order); a request
+        refused as too large (413: the gateway's limit is smaller) is split in two."""
+        while part:
+            try:
+                body = await self._call(self._core.batch([item for item, _, _ in part]))
+                results = self._core.batch_results(body, len(part))
+            except Exception as exc:  # noqa: BLE001  (every future learns the failure)
+                if getattr(exc, "status", 0) == 413 and len(part) > 1:
+                    half = len(part) // 2
+                    await self._post_part(q, part[:half])
+                    await self._post_part(q, part[half:])
+                    return
+                self._settle(q, part, [(None, exc)] * len(part))
                 return
-            self._answer(q, part, [(None, exc)] * len(part), whole=True)
-            return
-        self._answer(q, part, results, whole=False)
+            again = self._core.again(results, [t for _, _, t in part])
+            done = [(p, r) for p, r, t in zip(part, results, again) if t is None]
+            self._settle(q, [p for p, _ in done], [r for _, r in done])
+            retry = [(item, fut, t) for (item, fut, _), t in zip(part, again) if t is not None]
+            if any(getattr(err, "status", 0) == 503 for (_, err), t in zip(results, again)
+                   if t is not None):
+                await asyncio.sleep(self._core.retry_delay(0, None, None) or 0.0)
+            part = retry
 
-    def _answer(self, q: asyncio.Queue[Any], part: list[Any],
-                results: list[tuple[Accepted | None, Any]], *, whole: bool) -> None:
-        for (item, fut, tries), (ok, err) in zip(part, results):
-            if not whole and self._core.send_again(err, tries):
-                # Kafka did not take this item, or the batch was over the gateway's value
-                # budget from it on: send it again in a later request
-                q.put_nowait((item, fut, tries + 1))
-            elif fut.done():
-                pass
-            elif err is not None:
-                fut.set_exception(err)
-            else:
-                fut.set_result(ok)
-            q.task_done()
+    @staticmethod
+    def _settle(q: asyncio.Queue[Any], part: list[Any],
+                results: list[tuple[Accepted | None, Any]]) -> None:
+        for (_, fut, _), (ok, err) in zip(part, results):
+            try:
+                if fut.done():
+                    pass  # cancelled by its caller: nothing to tell it
+                elif err is not None:
+                    fut.set_exception(err)
+                else:
+                    fut.set_result(ok)
+            finally:
+                q.task_done()
 
     # --- verdicts -----------------------------------------------------------------------------
     async def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:

@@ -192,50 +192,57 @@ class Client:
             except queue.Empty:
                 break
         for i in range(0, len(rest), self.config.batch_size):
-            self._post_batch(rest[i:i + self.config.batch_size], requeue=False)
+            self._post_batch(rest[i:i + self.config.batch_size])
 
-    def _post_batch(self, batch: list[Any], *, requeue: bool = True) -> None:
-        """Send queued items: in requests of at most ``max_batch_bytes``; a request the gateway
-        refuses as too large (413) is split in two and each half sent."""
+    def _post_batch(self, batch: list[Any]) -> None:
+        """Send queued items: in requests of at most ``max_batch_bytes``, in order."""
         try:
             self.project_id()  # here, not in send(): a failure belongs to the futures
-            requests = self._core.batches([item for item, _, _ in batch])
+            counts = self._core.split([item for item, _, _ in batch])
         except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
-            self._answer(batch, [(None, exc)] * len(batch), whole=True, requeue=requeue)
+            self._settle(batch, [(None, exc)] * len(batch))
             return
         at = 0
-        for request, count in requests:
-            self._post_part(batch[at:at + count], request, requeue=requeue)
+        for count in counts:
+            self._post_part(batch[at:at + count])
             at += count
 
-    def _post_part(self, part: list[Any], request: Request | None, *, requeue: bool) -> None:
-        try:
-            if request is None:
-                request = self._core.batch([item for item, _, _ in part])
-            body = self._call(request)
-            results = self._core.batch_results(body, len(part))
-        except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
-            if getattr(exc, "status", 0) == 413 and len(part) > 1:
-                half = len(part) // 2
-                self._post_part(part[:half], None, requeue=requeue)
-                self._post_part(part[half:], None, requeue=requeue)
+    def _post_part(self, part: list[Any]) -> None:
+        """One batch request (signed now) of ``part``; items answered 503 or 413 go again at
+        once, before anything queued later (an agent's events keep their order); a request
+        refused as too large (413: the gateway's limit is smaller) is split in two."""
+        while part:
+            try:
+                body = self._call(self._core.batch([item for item, _, _ in part]))
+                results = self._core.batch_results(body, len(part))
+            except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
+                if getattr(exc, "status", 0) == 413 and len(part) > 1:
+                    half = len(part) // 2
+                    self._post_part(part[:half])
+                    self._post_part(part[half:])
+                    return
+                self._settle(part, [(None, exc)] * len(part))
                 return
-            self._answer(part, [(None, exc)] * len(part), whole=True, requeue=requeue)
-            return
-        self._answer(part, results, whole=False, requeue=requeue)
+            again = self._core.again(results, [t for _, _, t in part])
+            done = [(p, r) for p, r, t in zip(part, results, again) if t is None]
+            self._settle([p for p, _ in done], [r for _, r in done])
+            retry = [(item, fut, t) for (item, fut, _), t in zip(part, again) if t is not None]
+            if any(getattr(err, "status", 0) == 503 for (_, err), t in zip(results, again)
+                   if t is not None):
+                time.sleep(self._core.retry_delay(0, None, None) or 0.0)
+            part = retry
 
-    def _answer(self, part: list[Any], results: list[tuple[Accepted | None, Any]], *,
-                whole: bool, requeue: bool) -> None:
-        for (item, fut, tries), (ok, err) in zip(part, results):
-            if not whole and requeue and self._core.send_again(err, tries):
-                # Kafka did not take this item, or the batch was over the gateway's value
-                # budget from it on: send it again in a later request
-                self._queue.put((item, fut, tries + 1))
-            elif err is not None:
-                fut.set_exception(err)
-            else:
-                fut.set_result(ok)
-            self._queue.task_done()
+    def _settle(self, part: list[Any], results: list[tuple[Accepted | None, Any]]) -> None:
+        for (_, fut, _), (ok, err) in zip(part, results):
+            try:
+                if fut.done():
+                    pass  # cancelled by its caller: nothing to tell it
+                elif err is not None:
+                    fut.set_exception(err)
+                else:
+                    fut.set_result(ok)
+            finally:
+                self._queue.task_done()
 
     # --- verdicts -----------------------------------------------------------------------------
     def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:

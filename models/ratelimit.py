@@ -29,6 +29,7 @@ from typing import Literal
 from models.errors import ConfigError
 
 __all__ = [
+    "AGENT_ENVELOPE_TOKENS",
     "API",
     "API_BYTES_PER_TOKEN",
     "API_CPU_S_PER_TOKEN",
@@ -45,6 +46,7 @@ __all__ = [
     "Tier",
     "api_tokens",
     "body_tokens",
+    "envelope_tokens",
     "event_tokens",
     "parse_tiers",
     "retry_after_header",
@@ -117,6 +119,27 @@ def event_tokens(values: int, keys: int = 0, chars: int = 0) -> int:
     """
     return (1 + max(values, 0) // VALUES_PER_TOKEN + max(keys, 0) // KEYS_PER_TOKEN
             + max(chars, 0) // CHARS_PER_TOKEN)
+
+#: Tokens for each agent of a batch request beyond its first. The gateway publishes one envelope
+#: per agent of a request, and the worker's cost of an envelope is mostly fixed — a Kafka
+#: message and, per agent, its own guardrail, chain and save script calls: an envelope of one
+#: event costs ≈ 300 µs of worker CPU and ≈ 200 µs of Redis (``benchmarks.worker_single``),
+#: an event in a large envelope ≈ 45–60 and ≈ 40 (``benchmarks.pipeline``): ≈ 4 ordinary
+#: events' worth more. Before this charge a request of 200 events of 200 agents cost 200 tokens
+#: and 200 envelopes: one tenant inside its limit spreading its events over 1,000 agents put
+#: another tenant's verdicts 12–21 s late (attack run 9, Dec 5). A single event, and a batch of
+#: one agent's events, pay nothing more (their envelope is what their tokens were set against).
+AGENT_ENVELOPE_TOKENS = 4
+
+
+def envelope_tokens(agents: int) -> int:
+    """Ingest tokens a request's envelopes take beyond its events' (``agents`` distinct agents).
+
+    >>> envelope_tokens(1), envelope_tokens(2), envelope_tokens(200)
+    (0, 4, 796)
+    """
+    return max(agents - 1, 0) * AGENT_ENVELOPE_TOKENS
+
 
 #: An ingest request takes at least one token per this many bytes of body, and a body larger
 #: than :data:`PRECHARGE_BYTES` (or of unknown length) takes them *before* it is read: the

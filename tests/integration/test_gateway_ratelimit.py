@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from models.envelope import decode_ingest
-from models.ratelimit import event_tokens, parse_tiers
+from models.ratelimit import AGENT_ENVELOPE_TOKENS, envelope_tokens, event_tokens, parse_tiers
 from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
@@ -251,6 +251,26 @@ async def test_events_take_tokens_by_the_values_they_carry(
     await asyncio.sleep(1.0)  # two tokens back: an ordinary event still costs one
     small = await tenant.client.send(event())
     assert small.status in (200, 202), small.body
+
+
+async def test_each_agent_of_a_batch_after_the_first_takes_envelope_tokens(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Every agent of a batch request is an envelope of its own, whose worker cost is mostly
+    fixed: a request spreading its events over many agents takes AGENT_ENVELOPE_TOKENS for each
+    agent after the first (attack run 9: 1,488 events/s over 1,000 agents, inside the limit, put
+    another tenant's verdicts 12–21 s late). Lowest tier: 120 tokens/min."""
+    one = await tenant.client.send_batch(_events(10))  # one agent: 10
+    assert one.status == 200 and one.body["accepted"] == 10
+    assert int(one.headers["X-RateLimit-Remaining"]) == 110
+    spread = await tenant.client.send_batch([event(f"agent-{i}") for i in range(1, 11)])
+    assert spread.status == 200, spread.body  # agents 2..10 are unknown: refused, yet charged
+    left = int(spread.headers["X-RateLimit-Remaining"])
+    assert 0 <= left - (110 - 10 - envelope_tokens(10)) <= 2  # refill while it ran
+    assert envelope_tokens(10) == 9 * AGENT_ENVELOPE_TOKENS
+    single = await tenant.client.send(event())  # a single event: one envelope, one token
+    assert single.status in (200, 202), single.body
+    assert 0 <= int(single.headers["X-RateLimit-Remaining"]) - (left - 1) <= 2
 
 
 async def test_one_event_wider_than_the_bucket_drains_it_instead_of_waiting_forever(

@@ -17,12 +17,19 @@
   ARGV[1] event field (ratchet.store.keys.event_field)
   ARGV[2] decision          "approve" | "reject"
   ARGV[3] order_cap         ARGV[4] value_distinct   ARGV[5] order_ttl (s)   ARGV[6] value_ttl (s)
+  ARGV[7] margin            ARGV[8] margin_below (the value rule's, powers of two)
+
+  An approved magnitude widens its range only so far that the range *with its margin* reaches
+  it (a new edge `m - margin` above, `m + margin` below, the margin of that side of zero as the
+  value rule judges it): an approved 98,000 does not let 500,000 through.
 
   Output: lessons applied (0: none pending, rejected, or nothing new).
 ]]
 local ORDER_KEY, VALUE_KEY = KEYS[1], KEYS[2]
 local order_cap = tonumber(ARGV[3])
 local value_distinct = tonumber(ARGV[4])
+local margin, margin_below = tonumber(ARGV[7] or 2), tonumber(ARGV[8] or 4)
+local ZERO_SIDE = 128  -- the magnitude byte of zero's side (models/guardrails/values.py)
 
 local field = 'L' .. ARGV[1]
 local lessons = redis.call('HGET', KEYS[3], field)
@@ -79,10 +86,20 @@ while at <= #lessons do
     local slot = string.sub(lessons, at + 1, at + 8)
     local m = string.byte(lessons, at + 9)
     local st = vget(slot, 1)
-    if st ~= nil and st[1] == 1 and (m < st[4] or m > st[5]) then
-      vlearn(st, 1, m, true)
-      val_dirty[slot] = true
-      applied = applied + 1
+    if st ~= nil and st[1] == 1 then
+      local edge = nil
+      if m > st[5] then
+        local up = (m >= ZERO_SIDE) and margin or margin_below
+        if m - up > st[5] then edge = m - up end
+      elseif m < st[4] then
+        local down = (m < ZERO_SIDE) and margin or margin_below
+        if m + down < st[4] then edge = m + down end
+      end
+      if edge ~= nil then
+        vlearn(st, 1, edge, true)
+        val_dirty[slot] = true
+        applied = applied + 1
+      end
     end
     at = at + 10
   else

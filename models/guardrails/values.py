@@ -155,6 +155,8 @@ class ValueFinding:
     high: int
     #: Times the slot was learned.
     seen: int
+    #: Range: the judged value's magnitude (shown to the person deciding), else None.
+    judged: int | None = None
 
 
 #: A redelivered event's finding (its counts are not kept): the kind only.
@@ -425,10 +427,13 @@ def check_values(cfg: ValueConfig, found: Sequence[ValueFinding]) -> list[Reason
             detail["paths"] = list(dict.fromkeys(f.path for f in hits))
             first = hits[0]
             if kind == RANGE:
+                about = "" if first.judged is None else f" (about {_power(first.judged)})"
                 detail["note"] = (
-                    f"a value far outside the range this call's {first.path} ever took "
-                    f"({_power(first.low)} .. {_power(first.high)} in magnitude, "
+                    f"a value{about} far outside the range this call's {first.path} was "
+                    f"learned in ({_power(first.low)} .. {_power(first.high)} in magnitude, "
                     f"{first.seen} values learned)")
+                if first.judged is not None:
+                    detail["magnitude"] = _power(first.judged)
             else:
                 detail["note"] = (
                     f"a value this call's {first.path} never took; it only ever took "
@@ -513,7 +518,7 @@ class ValueReference:
                     continue
                 if settled and (value > high + _up(cfg, high)
                                 or value < low - _down(cfg, low)):
-                    found.append(ValueFinding(o.path, RANGE, low, high, count))
+                    found.append(ValueFinding(o.path, RANGE, low, high, count, o.value))
                     if not held:
                         self._report(run, o, ("p", o.slot, value > high), value)
                     if keep:
@@ -547,9 +552,17 @@ class ValueReference:
             st = self.fields.get(slot)
             if st is None or (kind == RANGE) != (len(st) == 4):
                 continue
-            if kind == RANGE and not st[2] <= value <= st[3]:
-                self._learn_range(st, value, True)
-                applied += 1
+            if kind == RANGE:
+                # the range reaches the approved magnitude with its margin, not past it: an
+                # approved 98,000 must not let 500,000 through (attack run 9)
+                edge = None
+                if value > st[3] and value - _up(self.cfg, value) > st[3]:
+                    edge = value - _up(self.cfg, value)
+                elif value < st[2] and value + _down(self.cfg, value) < st[2]:
+                    edge = value + _down(self.cfg, value)
+                if edge is not None:
+                    self._learn_range(st, edge, True)
+                    applied += 1
             elif kind == CATEGORY and st[2] is not None and value not in st[2]:
                 self._learn_category(st, value, True)
                 applied += 1

@@ -82,9 +82,10 @@ class Guardrails:
         learned (approve) or dropped (reject) — :meth:`GuardStore.feedback`. Lessons applied."""
         policies = await self.policies.active({project_id})
         values = policies[project_id].spec.values if project_id in policies else None
+        cfg = values or ValueConfig()
         return await self.store.feedback(
             self.keys.guard_tag(project_id, agent_id), run_id, event_id, decision,
-            max_distinct=(values or ValueConfig()).max_distinct)
+            max_distinct=cfg.max_distinct, margin=cfg.margin, margin_below=cfg.margin_below)
 
     async def check(
         self, events: Sequence[IngestEvent], nodes: Sequence[str], now: float,

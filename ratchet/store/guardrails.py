@@ -36,6 +36,7 @@ from models.guardrails.order import (
     StreakFinding,
 )
 from models.guardrails.values import (
+    RANGE,
     VALUE_CAP,
     Observation,
     ValueFinding,
@@ -316,16 +317,17 @@ class GuardStore(RedisStore):
 
 
     async def feedback(self, tag: str, run_id: str, event_id: str, decision: str, *,
-                       max_distinct: int) -> int:
+                       max_distinct: int, margin: int, margin_below: int) -> int:
         """A person's decision on an event a learning rule held (lua/guard_feedback.lua):
-        approve teaches the agent's step order and values what the rule reported for it,
-        reject forgets it. Returns the lessons applied (0: none were pending)."""
+        approve teaches the agent's step order and values what the rule reported for it (a
+        magnitude: the range reaches it with its margin, not past it), reject forgets it.
+        Returns the lessons applied (0: none were pending)."""
         agent = self.keys.guard_agent_keys(tag)
         run = self.keys.guard_run_keys(tag, run_id)
         got = await self.scripts["guard_feedback"](
             keys=[agent.order, agent.values, run.state],
             args=[event_field(event_id), decision, self.order_cap, max_distinct,
-                  self.order_ttl_s, self.order_ttl_s])
+                  self.order_ttl_s, self.order_ttl_s, margin, margin_below])
         return int(got)
 
 
@@ -413,7 +415,9 @@ class _Details:
                 if index >= len(item.values):
                     raise StoreError("guardrails reply: a value detail names an observation the "
                                      "event did not send")
-                out.append(ValueFinding(item.values[index].path, kind, low, high, seen))
+                o = item.values[index]
+                out.append(ValueFinding(o.path, kind, low, high, seen,
+                                        o.value if kind == RANGE else None))
             judged = tuple(out)
         return found, streak, judged
 

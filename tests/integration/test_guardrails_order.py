@@ -112,7 +112,7 @@ async def _compare(redis_client: aioredis.Redis, events: list[tuple[int, str, in
         decision = ("approve", "reject", "approve")[k % 3]
         for _ in range(2):
             got_n = await store.feedback("t1", item.run_id, item.event_id, decision,
-                                         max_distinct=8)
+                                         max_distinct=8, margin=2, margin_below=4)
             assert got_n == ref.decide(item.event_id, decision)
     stored = await redis_client.hgetall(store.keys.guard_agent_keys("t1").order)
     assert {_field(f if isinstance(f, bytes) else f.encode()): int(v)

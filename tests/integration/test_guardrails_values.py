@@ -159,7 +159,8 @@ async def _compare(client: aioredis.Redis, events: list[tuple[int, list[tuple[in
         decision = ("approve", "reject", "approve")[k % 3]
         for _ in range(2):  # a redelivered decision is a no-op
             got_n = await store.feedback("t1", item.run_id, item.event_id, decision,
-                                         max_distinct=cfg.max_distinct)
+                                         max_distinct=cfg.max_distinct, margin=cfg.margin,
+                                         margin_below=cfg.margin_below)
             assert got_n == ref.decide(item.event_id, decision)
     stored = await client.hgetall(store.keys.guard_agent_keys("t1").values)
     assert dict(_field(f, v) for f, v in stored.items()) == ref.fields
@@ -295,6 +296,14 @@ async def test_a_value_a_pausing_rule_holds_is_never_learned_from_its_recurrence
                           "approve", project_id="p1", agent_id="a1")
     [taught] = await engine.decide([ev("x9", big)])
     assert value_reasons(taught) == [] and taught.action == "allow"
+    # attack run 9 (R2): the approval reaches 98,000 (its magnitude, 2^16), not four to eight
+    # times past it — 500,000 (2^18) is paused again, and the person sees its magnitude
+    [far] = await engine.decide([ev("x10", dict(big, amount=500_000.0))])
+    assert far.action == "pause", far.reasons
+    [reason] = value_reasons(far)
+    assert reason["magnitude"] == "2^18" and "(about 2^18)" in reason["note"]
+    [near] = await engine.decide([ev("x11", dict(big, amount=120_000.0))])
+    assert near.action == "allow" and value_reasons(near) == []  # the same magnitude
     # the rule's other services, which it only flags, still learn by recurrence
     crm = Engine.create(redis_client, keys=Keys(keys.prefix + "f"), policies=FixedPolicy(policy))
     for k in range(100):

@@ -30,7 +30,7 @@ from models.errors import (
 from models.events import DEFAULT_LIMITS, IngestEvent, Limits, Size
 from models.ingest_schema import decode_counted
 from models.known_fields import refuse_unknown_fields
-from models.ratelimit import event_tokens
+from models.ratelimit import envelope_tokens, event_tokens
 from models.sanitize import clean_text, is_display_safe, shown
 from models.signing import signature_matches
 from ratchet.config.settings import Settings
@@ -166,8 +166,11 @@ def parse_batch(
 
 
 def batch_tokens(items: Sequence[Checked]) -> int:
-    """Ingest tokens of a batch: each item's (one for an item refused before it was counted)."""
-    return sum(event_tokens(*it.size) for it in items)
+    """Ingest tokens of a batch: each item's (one for an item refused before it was counted),
+    and :data:`models.ratelimit.AGENT_ENVELOPE_TOKENS` for each agent after the first (one
+    envelope each)."""
+    agents = {it.event.agent_id for it in items if it.event is not None}
+    return sum(event_tokens(*it.size) for it in items) + envelope_tokens(len(agents))
 
 
 def _over_budget(index: int, limits: Limits) -> TooLargeError:

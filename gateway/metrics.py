@@ -60,8 +60,9 @@ KAFKA_SEND_SECONDS = Histogram(
 )
 RATELIMIT_REJECTED = Counter(
     "ratchet_ratelimit_rejected_total",
-    "Requests answered 429, by limit: ingest, register (token buckets), signup (per-IP and "
-    "daily signup limits), auth_failures (too many failed authentications from one address).",
+    "Requests answered 429, by limit: ingest, register, api (token buckets; api: every other "
+    "authenticated call), signup (per-IP and daily signup limits), auth_failures (too many "
+    "failed authentications from one address).",
     ["limit"],
 )
 RATELIMIT_FAIL_OPEN = Counter(

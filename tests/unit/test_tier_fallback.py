@@ -4,8 +4,9 @@ names every limit it counts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +33,7 @@ TIERS = {"free": Tier("free", 120, 20), "standard": Tier("standard", 6000, 300)}
 
 async def test_an_unknown_stored_tier_is_warned_about_once_per_project(
         caplog: pytest.LogCaptureFixture) -> None:
-    redis = _Redis({"prj_a": "high_volume", "prj_b": "standard", "prj_c": "gold"})
+    redis = cast(Any, _Redis({"prj_a": "high_volume", "prj_b": "standard", "prj_c": "gold"}))
     cache = TierCache(dict(TIERS), "free", ttl_s=0.0)
     with caplog.at_level(logging.WARNING, logger="gateway.tiers"):
         for _ in range(3):
@@ -40,7 +41,7 @@ async def test_an_unknown_stored_tier_is_warned_about_once_per_project(
             assert (await cache.tier_of(redis, Keys(), "prj_b")).name == "standard"
             assert (await cache.tier_of(redis, Keys(), "prj_c")).name == "free"
             assert (await cache.tier_of(redis, Keys(), "prj_none")).name == "free"
-            time.sleep(0.001)  # past the (zero) TTL: looked up again
+            await asyncio.sleep(0.001)  # past the (zero) TTL: looked up again
     warned = [r.getMessage() for r in caplog.records if r.name == "gateway.tiers"]
     assert len(warned) == 2, warned
     assert "prj_a" in warned[0] and "'high_volume'" in warned[0] and "'free'" in warned[0]

@@ -133,4 +133,5 @@ async def test_since_out_of_range_is_refused_or_starts_at_the_end(
         nothing = await asyncio.to_thread(
             ratchet_cli, ["record", "--output", "-", "--since", since], _env(gateway))
         assert nothing.returncode == 0 and nothing.stdout == "", nothing.stderr
-        assert "recorded 0 event(s) from 0 envelope(s)" in nothing.stderr  # nothing read
+        # nothing read
+        assert "recorded 0 event(s) from 0 envelope(s)" in nothing.stderr, (since, nothing.stderr)

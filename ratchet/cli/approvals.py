@@ -11,48 +11,129 @@ the name of the admin key that made it. So it is a small HTTP client of the gate
     ratchet approvals reject EVENT_ID... --reason "not ours"
 
 ``list --format ids`` prints event ids only, for ``xargs``.
+
+Whatever answers at the URL is not trusted to be the gateway (attack run 9, R8): every string
+printed from an answer has its control and invisible characters escaped, each command has one
+deadline (``--timeout``), an answer is read up to :data:`BODY_MAX` bytes, a page of the wrong
+shape or a cursor seen before ends the command with status 2, and a scan reads at most
+``--max-pages`` pages.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from models.errors import ConfigError, RatchetError, UnavailableError
 from ratchet.config.settings import Settings, get_settings
 
-__all__ = ["Gateway", "GatewayError", "reason_summary", "register"]
+__all__ = ["BODY_MAX", "PAGES_MAX", "BadAnswerError", "DeadlineError", "Gateway",
+           "GatewayError", "Listing", "reason_summary", "register", "terminal_safe"]
 
 #: Items per page the gateway serves at most (``GET /v1/approvals?limit=``).
 PAGE_MAX = 500
+#: The most bytes of one answer read (a page of 500 verdicts is well under 1 MiB).
+BODY_MAX = 16 * 1024 * 1024
+#: Pages one ``list`` reads at most unless ``--max-pages`` says otherwise: 5,000 paused events,
+#: about 5,300 tokens of the project's ``api`` bucket (a ``standard`` tier holds 6,000).
+PAGES_MAX = 10
+#: The longest ``Retry-After`` a scan sleeps through (when the deadline leaves time for it).
+RETRY_AFTER_MAX_S = 10.0
+
+#: Characters never written to a terminal as they are: C0 and C1 controls (ESC starts the
+#: escape sequences that retitle, recolour or rewrite a terminal), DEL, and invisible or
+#: direction-changing formatting characters (bidi overrides and isolates, zero widths).
+_UNSAFE = re.compile("[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f"
+                     "\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def terminal_safe(value: Any, lines: bool = False) -> str:
+    r"""``value`` as text that cannot act on a terminal: each unsafe character written as an
+    escape (``\x1b``, ``\u202e``), visible, instead of being sent. ``lines`` keeps line breaks.
+
+    >>> terminal_safe("a\x1b]0;title\x07b"), terminal_safe("x\u202ey\nz", lines=True)
+    ('a\\x1b]0;title\\x07b', 'x\\u202ey\nz')
+    """
+    text = value if isinstance(value, str) else str(value)
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if lines and ch == "\n":
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    return _UNSAFE.sub(escape, text)
 
 
 class GatewayError(RatchetError):
     """The gateway refused a request; the message is its own, with the status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
-@dataclass(frozen=True, slots=True)
+class BadAnswerError(UnavailableError):
+    """What answered is not the gateway's API: not JSON, the wrong shape, a cursor repeated,
+    larger than :data:`BODY_MAX`."""
+
+
+class DeadlineError(UnavailableError):
+    """The command's deadline (``--timeout``) passed before the gateway had answered."""
+
+
+@dataclass
+class Listing:
+    """What ``list`` found: the matching verdicts, oldest first, and how far it looked."""
+
+    items: list[dict[str, Any]]
+    #: More (matching) events may wait after these.
+    more: bool = False
+    #: Paused events read, matching or not, and in how many pages.
+    scanned: int = 0
+    pages: int = 0
+    #: Why the scan ended before the end of the queue, in words (None: it did not).
+    stopped: str | None = None
+    #: The gateway refused or did not answer in time: the listing is incomplete (status 2).
+    failed: bool = False
+
+
+@dataclass
 class Gateway:
-    """The few calls of the HTTP API this command needs, with an admin key."""
+    """The few calls of the HTTP API this command needs, with an admin key. ``timeout_s`` is
+    one deadline for every request the command makes, counted from when this is made."""
 
     url: str
     key: str
     timeout_s: float = 30.0
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def left(self) -> float:
+        """Seconds before the deadline; :class:`DeadlineError` once it has passed."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineError(
+                f"the gateway at {self.url} did not answer within the command's deadline of "
+                f"{self.timeout_s:g} s; is --url / RATCHET_GATEWAY_URL the gateway, and is it "
+                "overloaded? (--timeout sets the deadline)")
+        return left
 
     @classmethod
-    def from_settings(cls, settings: Settings, url: str | None) -> Gateway:
+    def from_settings(cls, settings: Settings, url: str | None,
+                      timeout_s: float = 30.0) -> Gateway:
         base = (url or settings.gateway_url).rstrip("/")
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -62,7 +143,7 @@ class Gateway:
             raise ConfigError(
                 "RATCHET_ADMIN_KEY is not set: export an admin key of the project "
                 "(`ratchet keys create --project PRJ --role admin` prints one)")
-        return cls(base, str(settings.admin_key))
+        return cls(base, str(settings.admin_key), timeout_s)
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """The decoded JSON answer of one request; :class:`GatewayError` for a 4xx/5xx,
@@ -73,38 +154,135 @@ class Gateway:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with _OPENER.open(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read() or b"null")
+            with _OPENER.open(req, timeout=self.left()) as resp:
+                raw = self._read(resp)
         except urllib.error.HTTPError as exc:
-            raise _refusal(exc) from None
+            try:
+                raw = self._read(exc)
+            except (BadAnswerError, OSError):
+                raw = b""
+            raise _refusal(exc, raw) from None
+        except RatchetError:
+            raise
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
+            if isinstance(why, TimeoutError):
+                self.left()  # the deadline, said as such
             raise UnavailableError(
-                f"cannot reach the gateway at {self.url} ({why}); is it running? "
-                "Set --url or RATCHET_GATEWAY_URL") from None
+                f"cannot reach the gateway at {self.url} ({terminal_safe(why)}); is it "
+                "running? Set --url or RATCHET_GATEWAY_URL") from None
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:  # UnicodeDecodeError too
+            raise BadAnswerError(
+                f"the gateway at {self.url} answered {path.split('?')[0]} with something that "
+                "is not JSON; is --url / RATCHET_GATEWAY_URL the gateway?") from None
 
-    def paused(self, limit: int, everything: bool, agent: str | None = None
-               ) -> tuple[list[dict[str, Any]], bool]:
+    def _read(self, resp: Any) -> bytes:
+        """The body, read piece by piece: refused past :data:`BODY_MAX` bytes (before they are
+        all read), and within the deadline however slowly it arrives."""
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > BODY_MAX:
+            raise self._too_large()
+        read = getattr(resp, "read1", None) or resp.read
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            _settimeout(resp, self.left())
+            try:
+                chunk = read(65_536)
+            except TimeoutError:
+                self.left()
+                raise
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > BODY_MAX:
+                raise self._too_large()
+            parts.append(chunk)
+
+    def _too_large(self) -> BadAnswerError:
+        return BadAnswerError(
+            f"the gateway at {self.url} sent an answer over {BODY_MAX // (1 << 20)} MiB, more "
+            "than any of its pages; not read. Is --url / RATCHET_GATEWAY_URL the gateway?")
+
+    def _page(self, query: dict[str, Any]) -> Any:
+        """One page of ``GET /v1/approvals``; a 429 waited out (its ``Retry-After``) while the
+        wait is short and fits in the deadline."""
+        while True:
+            try:
+                return self.call("GET", "/v1/approvals?" + urlencode(query))
+            except GatewayError as exc:
+                wait = exc.retry_after_s
+                if (exc.status != 429 or wait is None or wait > RETRY_AFTER_MAX_S
+                        or wait >= self.left()):
+                    raise
+                time.sleep(wait)
+
+    def paused(self, limit: int, everything: bool, agent: str | None = None,
+               max_pages: int = PAGES_MAX) -> Listing:
         """Paused verdicts (of ``agent`` only, when given), oldest first: ``limit`` of them,
-        or all with ``everything``; and whether more wait after them. The API lists a
-        project's, so one agent's are picked page by page until ``limit`` of them are found."""
-        out: list[dict[str, Any]] = []
+        or all with ``everything``. The API lists a project's, so one agent's are picked page
+        by page until ``limit`` of them are found — at most ``max_pages`` pages: each costs the
+        project's ``api`` bucket about a token per kilobyte, which the admins need too. A 429
+        or the deadline in the middle of the scan ends it with what was found (``failed``);
+        an answer that is not a page of the API raises :class:`BadAnswerError`."""
+        found = Listing([])
+        seen: set[str] = set()
         cursor: str | None = None
-        while everything or len(out) < limit:
-            want = PAGE_MAX if everything or agent else min(limit - len(out), PAGE_MAX)
+        while everything or len(found.items) < limit:
+            if found.pages >= max_pages:
+                found.more = True
+                found.stopped = (f"stopped after {found.pages} page(s), {found.scanned:,} "
+                                 "paused events scanned (--max-pages); more may wait")
+                return found
+            want = PAGE_MAX if everything or agent else min(limit - len(found.items), PAGE_MAX)
             query: dict[str, Any] = {"limit": want}
             if cursor:
                 query["cursor"] = cursor
-            page = self.call("GET", "/v1/approvals?" + urlencode(query))
-            items = [v for v in page.get("items") or []
-                     if agent is None or v.get("agent_id") == agent]
-            if not everything and len(out) + len(items) > limit:
-                return out + items[:limit - len(out)], True
-            out.extend(items)
-            cursor = page.get("next_cursor")
-            if not cursor or not page.get("items"):
-                return out, False
-        return out, True
+            try:
+                page = self._page(query)
+            except (GatewayError, DeadlineError) as exc:
+                if found.pages == 0 or (isinstance(exc, GatewayError) and exc.status != 429):
+                    raise
+                found.more, found.failed = True, True
+                found.stopped = (f"stopped after {found.pages} page(s), {found.scanned:,} "
+                                 f"paused events scanned: {exc}")
+                return found
+            batch, cursor = self._checked(page, seen)
+            found.pages += 1
+            found.scanned += len(batch)
+            items = [v for v in batch if agent is None or v.get("agent_id") == agent]
+            if not everything and len(found.items) + len(items) > limit:
+                found.items += items[:limit - len(found.items)]
+                found.more = True
+                return found
+            found.items += items
+            if cursor is None:
+                return found
+        found.more = True
+        return found
+
+    def _checked(self, page: Any, seen: set[str]) -> tuple[list[dict[str, Any]], str | None]:
+        """A page's items and next cursor, once it is sure they are ones: a cursor already
+        followed, or a cursor after no items, would page forever."""
+        items = page.get("items") if isinstance(page, dict) else None
+        cursor = page.get("next_cursor") if isinstance(page, dict) else None
+        if (not isinstance(items, list) or not all(isinstance(v, dict) for v in items)
+                or not (cursor is None or isinstance(cursor, str))):
+            raise BadAnswerError(
+                f"the gateway at {self.url} answered GET /v1/approvals with something other "
+                "than a page of paused events ({\"items\": [...], \"next_cursor\": ...}); is "
+                "--url / RATCHET_GATEWAY_URL the gateway?")
+        if cursor and not items:
+            raise BadAnswerError(f"the gateway at {self.url} answered a page with no events but "
+                                 "a next cursor; stopped (it would page forever)")
+        if cursor and cursor in seen:
+            raise BadAnswerError(f"the gateway at {self.url} answered a cursor it had answered "
+                                 "before; stopped (it would page forever)")
+        if cursor:
+            seen.add(cursor)
+        return items, cursor or None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -118,34 +296,64 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _refusal(exc: urllib.error.HTTPError) -> GatewayError:
+def _settimeout(resp: Any, seconds: float) -> None:
+    """The socket under ``resp`` waits at most ``seconds`` for its next bytes (best effort:
+    the deadline is checked between reads in any case)."""
+    fp = getattr(resp, "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if sock is None:  # an HTTPError wraps the response
+        sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(seconds, 0.001))
+        except OSError:
+            pass
+
+
+def _retry_after(raw: str | None) -> float | None:
     try:
-        body = json.loads(exc.read() or b"{}")
+        value = float(raw or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _refusal(exc: urllib.error.HTTPError, raw: bytes) -> GatewayError:
+    try:
+        body = json.loads(raw or b"{}")
     except ValueError:
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
-    text = f"the gateway answered {exc.code}: {message or exc.reason}"
+    if not isinstance(message, str):
+        message = None
+    retry = _retry_after(exc.headers.get("Retry-After")) if exc.code == 429 else None
+    text = f"the gateway answered {exc.code}: {terminal_safe(message or exc.reason)[:500]}"
     if 300 <= exc.code < 400:
         text = (f"the gateway answered {exc.code} (a redirect to "
-                f"{exc.headers.get('Location', '?')}): not followed with the admin key; point "
-                "--url or RATCHET_GATEWAY_URL at the gateway itself")
+                f"{terminal_safe(exc.headers.get('Location', '?'))[:200]}): not followed with "
+                "the admin key; point --url or RATCHET_GATEWAY_URL at the gateway itself")
     elif exc.code == 401:
         text += " (is RATCHET_ADMIN_KEY a current key of the project?)"
     elif exc.code == 403:
         text += " (RATCHET_ADMIN_KEY must be an admin key, not an agent's ingest key)"
-    return GatewayError(exc.code, text)
+    elif exc.code == 429 and retry is not None:
+        text += f" (Retry-After: {retry:g} s)"
+    return GatewayError(exc.code, text, retry)
 
 
 def reason_summary(verdict: Mapping[str, Any]) -> str:
     """Why an event waits, in one short cell: ``markov 19.9>14.0 bits``, ``guardrail:pii
     (pii.email)``…"""
     out: list[str] = []
-    for reason in verdict.get("reasons") or []:
+    reasons = verdict.get("reasons")
+    for reason in reasons if isinstance(reasons, list) else []:
+        if not isinstance(reason, Mapping):
+            continue
         source = str(reason.get("source", "?"))
         detail = reason.get("detail") or {}
         if source == "markov":
-            out.append(f"markov {float(verdict.get('score', 0)):.1f}>"
-                       f"{float(verdict.get('threshold', 0)):.1f} bits")
+            out.append(f"markov {_number(verdict.get('score')):.1f}>"
+                       f"{_number(verdict.get('threshold')):.1f} bits")
         elif isinstance(detail, Mapping) and detail.get("rule"):
             out.append(f"{source} ({detail['rule']})")
         else:
@@ -153,10 +361,19 @@ def reason_summary(verdict: Mapping[str, Any]) -> str:
     return ", ".join(out) or "-"
 
 
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def _age(decided_at: Any, now: float) -> str:
     try:
         seconds = max(0.0, now - float(decided_at))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+    if not math.isfinite(seconds):
         return "?"
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if seconds >= size:
@@ -171,45 +388,62 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    gw = Gateway.from_settings(get_settings(), args.url)
-    items, more = gw.paused(args.limit, args.all, args.agent)
-    if more:  # on stderr: the listing itself stays what a script reads
+    gw = Gateway.from_settings(get_settings(), args.url, args.timeout)
+    found = gw.paused(args.limit, args.all, args.agent, args.max_pages)
+    items = found.items
+    # notes on stderr: the listing itself stays what a script reads
+    if found.stopped:
+        print(f"ratchet: {'error: ' if found.failed else ''}{found.stopped}", file=sys.stderr)
+    elif found.more:
         print(f"(the {args.limit} oldest paused events; more wait: --all lists every one)",
               file=sys.stderr)
+    status = 2 if found.failed else 0
     if args.format == "json":
-        for v in items:
+        for v in items:  # ensure_ascii: every control character is written as \uXXXX
             print(json.dumps(v, sort_keys=True))
-        return 0
+        return status
     if args.format == "ids":
         for v in items:
-            print(v.get("event_id", ""))
-        return 0
+            print(terminal_safe(v.get("event_id", "")))
+        return status
     if not items:
-        print("no paused events" + (f" of agent {args.agent}" if args.agent else ""),
+        print("no paused events" + (f" of agent {terminal_safe(args.agent)}" if args.agent
+                                    else "") + (" found" if found.stopped else ""),
               file=sys.stderr)
-        return 0
+        return status
     now = time.time()
-    rows = [("EVENT", "AGENT", "RUN", "CHAIN", "MODE", "WAITING", "WHY")]
-    rows += [(str(v.get("event_id", "")), str(v.get("agent_id", "")), str(v.get("run_id", "")),
-              str(v.get("chain", "")), str(v.get("mode", "")), _age(v.get("decided_at"), now),
-              reason_summary(v)) for v in items]
+    rows: list[tuple[str, ...]] = [("EVENT", "AGENT", "RUN", "CHAIN", "MODE", "WAITING", "WHY")]
+    rows += [tuple(terminal_safe(c) for c in (
+        v.get("event_id", ""), v.get("agent_id", ""), v.get("run_id", ""), v.get("chain", ""),
+        v.get("mode", ""), _age(v.get("decided_at"), now), reason_summary(v))) for v in items]
     print(_table(rows))
-    return 0
+    return status
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    gw = Gateway.from_settings(get_settings(), args.url)
+    gw = Gateway.from_settings(get_settings(), args.url, args.timeout)
     body = gw.call("GET", f"/v1/verdicts/{quote(args.event_id, safe='')}?explain=true")
-    if args.json:
+    if args.json:  # ensure_ascii: every control character is written as \uXXXX
         print(json.dumps(body, sort_keys=True, indent=2))
         return 0
-    approval = body.get("approval")
-    print((body.get("explain") or {}).get("text", "").rstrip())
+    approval = body.get("approval") if isinstance(body, dict) else None
+    explain = body.get("explain") if isinstance(body, dict) else None
+    verdict = body.get("verdict") if isinstance(body, dict) else None
+    text = explain.get("text") if isinstance(explain, dict) else None
+    if (not isinstance(body, dict) or not isinstance(text, (str, type(None)))
+            or not isinstance(approval, (dict, type(None)))
+            or not isinstance(verdict, (dict, type(None)))):
+        raise BadAnswerError(
+            f"the gateway at {gw.url} answered GET /v1/verdicts/… with something other than "
+            "a verdict; is --url / RATCHET_GATEWAY_URL the gateway?")
+    print(terminal_safe((text or "").rstrip(), lines=True))
     if approval:
-        print(f"\ndecided: {approval.get('decision')} by {approval.get('actor')}"
-              f" — {approval.get('reason') or 'no reason given'}")
-    elif (body.get("verdict") or {}).get("action") == "pause":
-        print(f"\nwaiting: ratchet approvals approve|reject {args.event_id} --reason ...")
+        print(terminal_safe(
+            f"\ndecided: {approval.get('decision')} by {approval.get('actor')}"
+            f" — {approval.get('reason') or 'no reason given'}", lines=True))
+    elif (verdict or {}).get("action") == "pause":
+        print(f"\nwaiting: ratchet approvals approve|reject {terminal_safe(args.event_id)} "
+              "--reason ...")
     return 0
 
 
@@ -218,7 +452,7 @@ _DONE = {"approve": "approved", "reject": "rejected"}
 
 
 def _decide(args: argparse.Namespace, decision: str) -> int:
-    gw = Gateway.from_settings(get_settings(), args.url)
+    gw = Gateway.from_settings(get_settings(), args.url, args.timeout)
     done = _DONE[decision]
     failed = 0
     for event_id in args.event_ids:
@@ -227,9 +461,9 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
                     {"decision": decision, "reason": args.reason})
         except GatewayError as exc:
             failed += 1
-            print(f"{event_id}: not {done}: {exc}", file=sys.stderr)
+            print(f"{terminal_safe(event_id)}: not {done}: {exc}", file=sys.stderr)
             continue
-        print(f"{event_id}: {done}")
+        print(f"{terminal_safe(event_id)}: {done}")
     if failed and len(args.event_ids) > 1:
         print(f"{failed} of {len(args.event_ids)} not {done}", file=sys.stderr)
     return 1 if failed else 0
@@ -248,11 +482,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.required = True
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="the gateway (default RATCHET_GATEWAY_URL)")
+    common.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="one deadline for the whole command, every request included "
+                             "(30)")
 
     ls = sub.add_parser("list", parents=[common], help="paused events, oldest first")
     ls.add_argument("--limit", type=_positive, default=100, help="at most this many (100)")
     ls.add_argument("--all", action="store_true", help="every paused event (pages through)")
-    ls.add_argument("--agent", help="only this agent's events")
+    ls.add_argument("--agent", help="only this agent's events (the API lists the project's: "
+                                    "they are picked from its pages)")
+    ls.add_argument("--max-pages", type=_positive, default=PAGES_MAX, metavar="N",
+                    help=f"read at most N pages of {PAGE_MAX} ({PAGES_MAX}); each costs the "
+                         "project's api rate limit about one token per KB, which the admins "
+                         "share")
     ls.add_argument("--format", choices=("table", "json", "ids"), default="table",
                     help="table (default), json (one verdict per line) or ids (event ids, "
                          "one per line, e.g. for xargs)")
@@ -270,6 +512,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("event_ids", nargs="+", metavar="EVENT_ID")
         p.add_argument("--reason", default="", help="why (kept in the audit log)")
         p.set_defaults(func=lambda a, d=decision: _decide(a, d))
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
 
 
 def _positive(raw: str) -> int:

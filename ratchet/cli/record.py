@@ -8,14 +8,16 @@ import argparse
 import asyncio
 import os
 import re
+import stat
 import sys
+import tempfile
 import time
 from datetime import datetime
 from typing import IO
 
 import orjson
 
-from models.errors import ConfigError
+from models.errors import ConfigError, RatchetError
 from ratchet.config.settings import Settings, get_settings
 from ratchet.kafka.record import RecordFilter, RecordStats, recorded
 
@@ -35,15 +37,20 @@ def parse_since(raw: str, now: float) -> float:
     text = raw.strip()
     ago = _AGO.fullmatch(text)
     if ago:
-        return now - float(ago.group(1)) * _UNIT_S[ago.group(2)]
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--since {raw!r} is neither a duration (30m, 2h, 7d) nor an ISO "
-                          "8601 time (2026-12-05T10:00:00Z)") from None
-    if when.tzinfo is None:
-        raise ConfigError(f"--since {raw!r} has no time zone: add Z (UTC) or an offset")
-    return when.timestamp()
+        when_s = now - float(ago.group(1)) * _UNIT_S[ago.group(2)]
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(f"--since {raw!r} is neither a duration (30m, 2h, 7d) nor an ISO "
+                              "8601 time (2026-12-05T10:00:00Z)") from None
+        if when.tzinfo is None:
+            raise ConfigError(f"--since {raw!r} has no time zone: add Z (UTC) or an offset")
+        when_s = when.timestamp()
+    if not when_s >= 0:  # NaN and -inf too
+        raise ConfigError(f"--since {raw!r} is before 1970, older than anything a topic keeps; "
+                          "leave --since out to record from the oldest event the topic keeps")
+    return when_s
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,22 +84,72 @@ def _cmd_record(args: argparse.Namespace) -> int:
     keep = RecordFilter(args.project, args.agent, since)
     stats = RecordStats()
     written = [0]
-    # the events of every project: readable by the owner only (0600), like a key file
-    out: IO[bytes] = (sys.stdout.buffer if args.output == "-" else
-                      os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                                        0o600), "wb"))
+    temp: str | None = None
+    if args.output == "-":
+        out: IO[bytes] = sys.stdout.buffer
+    else:
+        temp, out = _temporary_beside(args.output)
     try:
         asyncio.run(_record(settings, keep, stats, out, args.max_events, args.follow, written))
     except KeyboardInterrupt:
-        pass  # --follow ends here; what was written stays
-    finally:
-        if out is not sys.stdout.buffer:
+        pass  # --follow ends here; what was written is kept
+    except BaseException as exc:
+        if temp is not None:
             out.close()
+            _failed(temp, args.output, written[0], exc)
+        raise
+    if temp is not None:
+        out.close()
+        os.replace(temp, args.output)  # only now: a failure never truncates an earlier file
     where = "stdout" if args.output == "-" else args.output
     note = f", {stats.unreadable} unreadable envelope(s) skipped" if stats.unreadable else ""
     print(f"recorded {written[0]:,} event(s) from {stats.envelopes:,} envelope(s) to "
           f"{where}{note}", file=sys.stderr)
     return 0
+
+
+def _temporary_beside(output: str) -> tuple[str, IO[bytes]]:
+    """A new file in ``output``'s directory, created exclusively and readable by the owner only
+    (0600: the events of every project, like a key file), renamed over ``output`` once the
+    recording is complete. ``output`` must be a regular file or not exist: a symbolic link is
+    not written through (nor replaced), a device or a directory not replaced."""
+    try:
+        found = os.lstat(output)
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise ConfigError(f"--output {output!r}: {exc.strerror}") from None
+    if found is not None and stat.S_ISLNK(found.st_mode):
+        raise ConfigError(f"--output {output!r} is a symbolic link (to "
+                          f"{os.readlink(output)!r}); not written through: give the path of "
+                          "the file itself, or remove the link")
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise ConfigError(f"--output {output!r} exists and is not a regular file; give a file "
+                          "path, or - for stdout")
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".part",
+                                    dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"--output {output!r}: cannot create a file in {folder!r} "
+                          f"({exc.strerror})") from None
+    return temp, os.fdopen(fd, "wb")
+
+
+def _failed(temp: str, output: str, written: int, exc: BaseException) -> None:
+    """The recording failed: ``output`` is left as it was. The events read before the failure
+    stay in ``temp`` (named in the error) when there are any; an empty ``temp`` is removed."""
+    if written and isinstance(exc, RatchetError):
+        kept = (f"{exc}; {output} is unchanged, the {written:,} event(s) read before the "
+                f"failure are in {temp}")
+        exc.args = (kept,)
+        return
+    try:
+        os.unlink(temp)
+    except OSError:
+        pass
+    if isinstance(exc, RatchetError):
+        exc.args = (f"{exc}; nothing written, {output} is unchanged",)
 
 
 async def _record(settings: Settings, keep: RecordFilter, stats: RecordStats, out: IO[bytes],

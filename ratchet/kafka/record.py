@@ -12,6 +12,7 @@ cost sums replay on the real clock. An envelope that does not decode is counted,
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -67,11 +68,18 @@ async def recorded(
                 f"{settings.kafka_bootstrap} ({exc or type(exc).__name__})") from None
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
-        if keep.since is not None:
+        if keep.since is not None and keep.since >= time.time():
+            for tp in parts:  # nothing received yet is that recent: from the end
+                consumer.seek(tp, ends[tp])
+        elif keep.since is not None:
             found = await consumer.offsets_for_times({tp: int(keep.since * 1000) for tp in parts})
             for tp in parts:
+                # no record received since then: the end. Kafka answers offset -1 (aiokafka:
+                # None), some brokers (Tansu) offset 0 with timestamp -1, which read from the
+                # oldest record kept to find nothing (attack run 9, R9)
                 at = found.get(tp)
-                consumer.seek(tp, at.offset if at is not None else ends[tp])
+                none = at is None or at.timestamp is None or at.timestamp < 0
+                consumer.seek(tp, ends[tp] if none else at.offset)
         else:
             await consumer.seek_to_beginning(*parts)
         left = {tp for tp in parts if follow or await consumer.position(tp) < ends[tp]}
@@ -80,7 +88,7 @@ async def recorded(
                 got = await consumer.getmany(*parts, timeout_ms=poll_ms)
             except KafkaError as exc:
                 raise UnavailableError(f"reading topic {settings.topic_ingest!r} failed "
-                                       f"({exc}); what was written so far stays") from None
+                                       f"({exc})") from None
             if not got and on_idle is not None:
                 on_idle()
             for tp, records in got.items():

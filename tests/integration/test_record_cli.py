@@ -81,3 +81,57 @@ async def test_record_says_what_to_fix(gateway: Gateway, tmp_path: Path) -> None
     bad_since = await asyncio.to_thread(
         ratchet_cli, ["record", "--output", "-", "--since", "yesterday"], _env(gateway))
     assert bad_since.returncode == 2 and "30m, 2h, 7d" in bad_since.stderr
+
+
+async def test_a_failed_recording_leaves_the_output_as_it_was(
+        gateway: Gateway, tenant: Tenant, tmp_path: Path) -> None:
+    """Attack run 9, R9: an unreachable broker truncated an earlier recording to 0 bytes, and
+    --output followed a symbolic link."""
+    assert (await tenant.client.send(event())).status == 202
+    earlier = tmp_path / "keep.jsonl"
+    earlier.write_text('{"event_id": "earlier"}\n')
+    down = {"RATCHET_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    failed = await asyncio.to_thread(ratchet_cli, [
+        "record", "--output", str(earlier), "--max-events", "1"], down)
+    assert failed.returncode == 2 and "cannot read topic" in failed.stderr
+    assert "unchanged" in failed.stderr and "Traceback" not in failed.stderr
+    assert earlier.read_text() == '{"event_id": "earlier"}\n'
+    new = tmp_path / "new.jsonl"
+    failed = await asyncio.to_thread(ratchet_cli, ["record", "--output", str(new)], down)
+    assert failed.returncode == 2 and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl"]  # no temporary left
+
+    target = tmp_path / "target.txt"
+    target.write_text("mine\n")
+    target.chmod(0o644)
+    link = tmp_path / "rec_link.jsonl"
+    link.symlink_to(target)
+    refused = await asyncio.to_thread(ratchet_cli, ["record", "--output", str(link)],
+                                      _env(gateway))
+    assert refused.returncode == 2 and "is a symbolic link" in refused.stderr
+    assert target.read_text() == "mine\n" and link.is_symlink()
+
+    earlier.chmod(0o644)
+    done = await asyncio.to_thread(ratchet_cli, ["record", "--output", str(earlier)],
+                                   _env(gateway))
+    assert done.returncode == 0, done.stderr
+    assert "earlier" not in earlier.read_text() and earlier.read_text().count("\n") >= 1
+    assert earlier.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "keep.jsonl", "rec_link.jsonl", "target.txt"]
+
+
+async def test_since_out_of_range_is_refused_or_starts_at_the_end(
+        gateway: Gateway, tenant: Tenant) -> None:
+    assert (await tenant.client.send(event())).status == 202
+    for since in ("99999999999d", "9" * 400 + "d", "0001-01-01T00:00:00Z"):
+        refused = await asyncio.to_thread(
+            ratchet_cli, ["record", "--output", "-", "--since", since], _env(gateway))
+        assert refused.returncode == 2 and "before 1970" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    for since in ("0m", "9999-12-31T00:00:00Z"):
+        nothing = await asyncio.to_thread(
+            ratchet_cli, ["record", "--output", "-", "--since", since], _env(gateway))
+        assert nothing.returncode == 0 and nothing.stdout == "", nothing.stderr
+        # nothing read
+        assert "recorded 0 event(s) from 0 envelope(s)" in nothing.stderr, (since, nothing.stderr)

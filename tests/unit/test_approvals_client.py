@@ -31,14 +31,19 @@ ITEMS = [{"event_id": f"e{i}", "agent_id": "a2" if i < 700 else "a1"} for i in r
 
 def test_an_agents_events_are_found_past_the_first_page() -> None:
     gw = _Pages("http://gw", "k")
-    got, more = gw.paused(5, False, "a1")
-    assert [v["event_id"] for v in got] == [f"e{i}" for i in range(700, 705)] and more
-    every, more = gw.paused(5, True, "a1")
-    assert len(every) == 20 and not more
-    first, more = gw.paused(3, False)
-    assert [v["event_id"] for v in first] == ["e0", "e1", "e2"] and more
-    none, more = gw.paused(5, False, "nobody")
-    assert none == [] and not more
+    got = gw.paused(5, False, "a1")
+    assert [v["event_id"] for v in got.items] == [f"e{i}" for i in range(700, 705)]
+    assert got.more and got.pages == 2 and not got.stopped
+    every = gw.paused(5, True, "a1")
+    assert len(every.items) == 20 and not every.more and every.scanned == 720
+    first = gw.paused(3, False)
+    assert [v["event_id"] for v in first.items] == ["e0", "e1", "e2"] and first.more
+    none = gw.paused(5, False, "nobody")
+    assert none.items == [] and not none.more and not none.stopped
+    capped = gw.paused(5, False, "nobody", max_pages=1)
+    assert capped.items == [] and capped.more and not capped.failed
+    assert capped.stopped == ("stopped after 1 page(s), 500 paused events scanned "
+                              "(--max-pages); more may wait")
 
 
 @pytest.fixture

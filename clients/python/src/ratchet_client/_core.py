@@ -306,7 +306,7 @@ class Core:
         """A :class:`Verdict` of a well-formed answer, about ``event_id`` if given (a verdict
         of another event is refused: a guard must never act on it)."""
         if not isinstance(verdict, Mapping):
-            raise ValueError("the verdict is not an object")
+            raise TypeError("the verdict is not an object")
         if verdict.get("action") not in ACTIONS:
             raise ValueError(f"the verdict's action is not one of {', '.join(ACTIONS)}")
         got = verdict.get("event_id")
@@ -333,7 +333,7 @@ class Core:
         if items is None:
             return []
         if not isinstance(items, list):
-            raise ValueError("items is not a list")
+            raise TypeError("items is not a list")
         return [self.checked(v, None) for v in items]
 
     @staticmethod
@@ -345,13 +345,13 @@ class Core:
         trace_id = str(body.get("trace_id", ""))
         items = body.get("results")
         if not isinstance(items, list):
-            raise ValueError("results is not a list")
+            raise TypeError("results is not a list")
         for r in items:
             if not isinstance(r, Mapping):
-                raise ValueError("a result is not an object")
+                raise TypeError("a result is not an object")
             i = r.get("index")
             if not isinstance(i, int) or isinstance(i, bool):
-                raise ValueError("a result's index is not an integer")
+                raise TypeError("a result's index is not an integer")
             if not 0 <= i < count:
                 continue
             if r.get("status") == "accepted":

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import (
     Any,
     TypeVar,
+    overload,
 )
 
 import httpx
@@ -38,6 +39,7 @@ from ratchet_client.types import Accepted, Verdict
 
 __all__ = ["AsyncClient"]
 
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -74,6 +76,14 @@ class AsyncClient:
                 self._settle(self._queue, [self._queue.get_nowait()], [(None, UnavailableError(
                     "not sent: the client was closed before the gateway took it"))])
         await self._http.aclose()
+
+    @overload
+    async def _call(self, request: Request, parse: None = None,
+              deadline: float | None = None) -> Any: ...
+
+    @overload
+    async def _call(self, request: Request, parse: Callable[[dict[str, Any]], R],
+              deadline: float | None = None) -> R: ...
 
     async def _call(self, request: Request,
                     parse: Callable[[dict[str, Any]], Any] | None = None,
@@ -206,9 +216,9 @@ class AsyncClient:
         refused as too large (413: the gateway's limit is smaller) is split in two."""
         while part:
             try:
-                count = len(part)
-                results = await self._call(self._core.batch([item for item, _, _ in part]),
-                                           lambda body: self._core.batch_results(body, count))
+                results = await self._call(
+                    self._core.batch([item for item, _, _ in part]),
+                    functools.partial(self._core.batch_results, count=len(part)))
             except asyncio.CancelledError:  # close() ran out of time
                 self._settle(q, part, [(None, UnavailableError(
                     "not sent: the client was closed before the gateway took it"))] * len(part))

@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -41,6 +41,7 @@ from ratchet_client.types import Accepted, Verdict
 
 __all__ = ["Client"]
 
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 _STOP = object()
 
@@ -114,6 +115,14 @@ class Client:
                 "not sent: the client was closed before the gateway took it"))])
 
     # --- HTTP with retries --------------------------------------------------------------------
+    @overload
+    def _call(self, request: Request, parse: None = None,
+              deadline: float | None = None) -> Any: ...
+
+    @overload
+    def _call(self, request: Request, parse: Callable[[dict[str, Any]], R],
+              deadline: float | None = None) -> R: ...
+
     def _call(self, request: Request, parse: Callable[[dict[str, Any]], Any] | None = None,
               deadline: float | None = None) -> Any:
         """Send ``request`` (retried as the module says) and read its answer (``parse``: see
@@ -275,9 +284,8 @@ class Client:
         refused as too large (413: the gateway's limit is smaller) is split in two."""
         while part:
             try:
-                count = len(part)
                 results = self._call(self._core.batch([item for item, _, _ in part]),
-                                     lambda body: self._core.batch_results(body, count))
+                                     functools.partial(self._core.batch_results, count=len(part)))
             except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
                 if getattr(exc, "status", 0) == 413 and len(part) > 1:
                     half = len(part) // 2

@@ -15,6 +15,14 @@ import {
 import { type Event, type JsonValue, assertPortable, signEvent } from "./signing.js";
 import { type Accepted, type Verdict, isAllowed, isPaused, toVerdict } from "./types.js";
 
+/** Largest answer read (bytes): the gateway's largest, a page of 500 approvals, is well under
+ * 1 MB. A longer answer is refused (UnavailableError) while it streams. */
+export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** `code` of the UnavailableError of a call that ran out of time. */
+export const TIMEOUT_CODE = "timeout";
+const ACTIONS = new Set(["allow", "flag", "pause", "reject"]);
+type Json = Record<string, any>;
+
 export interface ClientOptions {
   baseUrl: string;
   apiKey: string;
@@ -38,6 +46,8 @@ export interface ClientOptions {
   pollIntervalMs?: number;
   /** Longest long poll asked of the gateway: its RATCHET_MAX_WAIT_MS (default 5000). */
   maxWaitMs?: number;
+  /** Largest answer read from the gateway, bytes (default 16 MiB; past it: UnavailableError). */
+  maxResponseBytes?: number;
   /** A fetch implementation (default: the global one of Node >= 18). */
   fetch?: typeof fetch;
   /** Called with the error of every event of send/sendMany that failed — refused before
@@ -109,6 +119,7 @@ export class RatchetClient {
       lingerMs: options.lingerMs ?? 50, pollIntervalMs: options.pollIntervalMs ?? 250,
       maxWaitMs: options.maxWaitMs ?? MAX_WAIT_MS, onError: options.onError,
       maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
+      maxResponseBytes: options.maxResponseBytes ?? MAX_RESPONSE_BYTES,
     };
     if (this.o.batchSize < 1 || this.o.batchSize > 1000) throw new RangeError("batchSize must be 1 to 1000");
     if (!(this.o.maxBatchBytes >= 1024)) {
@@ -127,8 +138,15 @@ export class RatchetClient {
     return h;
   }
 
-  /** Seconds to wait before the next attempt, or undefined: give up. */
-  private retryDelayMs(attempt: number, status?: number, headers?: Headers): number | undefined {
+  /** Milliseconds to wait before the next attempt, or undefined: give up (also when the wait
+   * would end at or past `deadline`: a call never sleeps past its timeout). */
+  private retryDelayMs(attempt: number, status?: number, headers?: Headers, deadline?: number): number | undefined {
+    const delay = this.retryDelay(attempt, status, headers);
+    if (delay !== undefined && deadline !== undefined && Date.now() + delay >= deadline) return undefined;
+    return delay;
+  }
+
+  private retryDelay(attempt: number, status?: number, headers?: Headers): number | undefined {
     if (attempt >= this.o.maxRetries) return undefined;
     const after = retryAfterS(headers);
     if (status !== undefined) {
@@ -139,26 +157,29 @@ export class RatchetClient {
     return Math.random() * Math.min(this.o.backoffMaxMs, this.o.backoffMs * 2 ** attempt);
   }
 
-  private async call(req: Req): Promise<any> {
+  /** Send `req` (retried as the module says) and read its answer, all before `deadline`
+   * (ms since the epoch; default: timeoutMs plus a long poll's wait_ms from now). A 2xx answer
+   * must be a JSON object that `parse` accepts: otherwise an UnavailableError (code
+   * malformed_answer) with the status and trace id. */
+  private async call<T = Json>(req: Req, opts: { deadline?: number; parse?: (body: Json) => T } = {}): Promise<T> {
     const url = new URL(this.o.baseUrl + req.path);
     for (const [k, v] of Object.entries(req.params ?? {})) url.searchParams.set(k, v);
+    const deadline = opts.deadline ?? Date.now() + this.o.timeoutMs + Number(req.params?.wait_ms ?? 0);
     for (let attempt = 0; ; attempt++) {
+      if (Date.now() >= deadline) throw timedOut(req);
       let delay: number | undefined;
       try {
-        const resp = await this.fetchImpl(url, {
-          method: req.method, headers: req.headers, body: req.body,
-          signal: AbortSignal.timeout(this.o.timeoutMs + Number(req.params?.wait_ms ?? 0)),
-        });
-        const text = await resp.text();
+        const { status, headers, text } = await this.attempt(url, req, deadline);
+        if (status >= 200 && status < 300) return parseAnswer(status, headers, text, opts.parse);
         let body: unknown = text;
         try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: keep the text */ }
-        if (resp.ok) return body;
-        const error = errorFor(resp.status, body, resp.headers);
-        delay = this.retryDelayMs(attempt, resp.status, resp.headers);
+        const error = errorFor(status, body, headers);
+        delay = this.retryDelayMs(attempt, status, headers, deadline);
         if (delay === undefined) throw error;
       } catch (e) {
         if (e instanceof RatchetError) throw e;
-        delay = this.retryDelayMs(attempt);
+        if (Date.now() >= deadline - 5) throw timedOut(req);
+        delay = this.retryDelayMs(attempt, undefined, undefined, deadline);
         if (delay === undefined) {
           // fetch's own message is "fetch failed": the reason is in its cause (ECONNREFUSED, …)
           const cause = (e as { cause?: { code?: string; message?: string } }).cause;
@@ -170,11 +191,60 @@ export class RatchetClient {
     }
   }
 
+  /** One HTTP exchange over by `deadline`: the request is aborted then, and the body is read
+   * chunk by chunk, at most maxResponseBytes of it (never buffered whole first). */
+  private async attempt(url: URL, req: Req, deadline: number): Promise<{ status: number; headers: Headers; text: string }> {
+    const abort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<typeof EXPIRED>((r) => {
+      timer = setTimeout(() => { abort.abort(); r(EXPIRED); }, Math.max(0, deadline - Date.now()));
+    });
+    try {
+      const resp = await Promise.race([
+        this.fetchImpl(url, { method: req.method, headers: req.headers, body: req.body, signal: abort.signal }),
+        expired,
+      ]);
+      if (resp === EXPIRED) throw timedOut(req);
+      const tooLarge = () => new UnavailableError(
+        `the gateway's answer (HTTP ${resp.status}) is too large: over ${this.o.maxResponseBytes} bytes (a gateway answers far less; is baseUrl right?)`,
+        { status: resp.status, code: "answer_too_large", traceId: resp.headers.get("x-trace-id") ?? "" });
+      if (Number(resp.headers.get("content-length") ?? 0) > this.o.maxResponseBytes) {
+        resp.body?.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      const chunks: Uint8Array[] = [];
+      if (resp.body) {
+        const reader = resp.body.getReader();
+        let size = 0;
+        try {
+          for (;;) {
+            const next = await Promise.race([reader.read(), expired]);
+            if (next === EXPIRED) throw timedOut(req);
+            if (next.done) break;
+            size += next.value.byteLength;
+            if (size > this.o.maxResponseBytes) throw tooLarge();
+            chunks.push(next.value);
+          }
+        } catch (e) {
+          reader.cancel().catch(() => {});
+          throw e;
+        }
+      }
+      return { status: resp.status, headers: resp.headers, text: new TextDecoder().decode(Buffer.concat(chunks)) };
+    } finally {
+      clearTimeout(timer);
+      abort.abort(); // a body left unread (an error above) is not kept open
+    }
+  }
+
   /** The API key's project (asked once): part of every signature. */
-  async projectId(): Promise<string> {
+  async projectId(deadline?: number): Promise<string> {
     if (!this.project) {
-      const body = await this.call({ method: "GET", path: "/v1/whoami", headers: this.headers() });
-      this.project = String(body.project_id);
+      this.project = await this.call({ method: "GET", path: "/v1/whoami", headers: this.headers() },
+        { deadline, parse: (body) => {
+          if (typeof body.project_id !== "string" || !body.project_id) throw new Error("whoami has no project_id");
+          return body.project_id;
+        } });
     }
     return this.project;
   }
@@ -192,21 +262,24 @@ export class RatchetClient {
     }
   }
 
-  private async single(event: Event, waitMs = 0): Promise<any> {
-    const project = await this.projectId();
+  private async single<T>(event: Event, waitMs: number, deadline: number, parse: (body: Json) => T): Promise<T> {
+    const project = await this.projectId(deadline);
     const ts = Math.floor(Date.now() / 1000);
     const headers = this.headers(`ev-${randomUUID()}`);
     headers["X-Ratchet-Signature"] = this.sign(event, ts, project);
     headers["X-Ratchet-Timestamp"] = String(ts);
     const params = waitMs > 0 ? { wait_ms: String(Math.trunc(waitMs)) } : undefined;
-    return this.call({ method: "POST", path: "/v1/events", headers, params, body: JSON.stringify(event) });
+    return this.call({ method: "POST", path: "/v1/events", headers, params, body: JSON.stringify(event) },
+      { deadline, parse });
   }
 
   // --- sending --------------------------------------------------------------------------------
   /** Send one event now (POST /v1/events) without waiting for its verdict. */
   async post(event: Event): Promise<Accepted> {
-    const body = await this.single(this.complete(event));
-    return { event_id: String(body.event_id), trace_id: String(body.trace_id ?? "") };
+    return this.single(this.complete(event), 0, Date.now() + this.o.timeoutMs, (body) => {
+      if (typeof body.event_id !== "string" || !body.event_id) throw new Error("no event_id");
+      return { event_id: body.event_id, trace_id: String(body.trace_id ?? "") };
+    });
   }
 
   /** Queue one event for the batcher. */
@@ -304,15 +377,22 @@ export class RatchetClient {
         const body = await this.call({
           method: "POST", path: "/v1/events:batch", headers: this.headers(`batch-${randomUUID()}`),
           body: BATCH_HEAD + bodies.join(",") + BATCH_TAIL,
-        });
+        }, { parse: (b) => {
+          if (!Array.isArray(b.results)) throw new Error("results is not a list");
+          for (const r of b.results) {
+            if (!isObject(r) || !Number.isInteger(r.index)) throw new Error("a result's index is not an integer");
+            if (r.status === "accepted" && typeof r.event_id !== "string") throw new Error("an accepted result has no event_id");
+          }
+          return b;
+        } });
         results = part.map(() => [null, new RatchetError("no result for this item")]);
-        for (const r of body.results ?? []) {
+        for (const r of body.results) {
           const i = Number(r.index);
           if (!(i >= 0 && i < part.length)) continue;
           if (r.status === "accepted") results[i] = [{ event_id: String(r.event_id), trace_id: String(body.trace_id ?? "") }, null];
           else {
             // the gateway names the field in ITS batch (events[7].priority): name it in the event
-            const error = { ...(r.error ?? {}) };
+            const error = { ...(isObject(r.error) ? r.error : {}) };
             const own = `events[${i}]`;
             if (typeof error.field === "string" && error.field.startsWith(own)) {
               error.field = error.field.slice(own.length).replace(/^\./, "") || null;
@@ -351,28 +431,35 @@ export class RatchetClient {
   }
 
   // --- verdicts -------------------------------------------------------------------------------
-  /** The event's verdict with the human decision, or null if not decided yet. */
+  /** The event's verdict with the human decision, or null if not decided yet (over within
+   * timeoutMs plus waitMs). */
   async verdict(eventId: string, waitMs = 0): Promise<Verdict | null> {
+    return this.verdictBy(eventId, waitMs);
+  }
+
+  private async verdictBy(eventId: string, waitMs: number, deadline?: number): Promise<Verdict | null> {
     const wait = Math.min(Math.trunc(waitMs), this.o.maxWaitMs);
     const params = wait > 0 ? { wait_ms: String(wait) } : undefined;
     try {
-      const body = await this.call({
+      return await this.call({
         method: "GET", path: `/v1/verdicts/${encodeURIComponent(eventId)}`, headers: this.headers(), params,
-      });
-      return toVerdict(body.verdict, body.approval);
+      }, { deadline, parse: (body) => checkedVerdict(body.verdict, eventId, body.approval) });
     } catch (e) {
       if (e instanceof RatchetError && e.status === 404) return null;
       throw e;
     }
   }
 
-  /** Send one event now and return its verdict (waits waitMs on the request, then polls). */
+  /** Send one event now and return its verdict (waits waitMs on the request, then polls). The
+   * whole call — retries and Retry-After waits included — is over within timeoutMs. */
   async decide(event: Event, opts: { waitMs?: number; timeoutMs?: number } = {}): Promise<Verdict> {
     const item = this.complete(event);
+    const eventId = String(item.event_id);
     const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
-    const body = await this.single(item, opts.waitMs ?? 2000);
-    if (body.status === "decided") return toVerdict(body.verdict, null);
-    return this.poll(String(item.event_id), deadline, false);
+    const verdict = await this.single(item, longPollMs(opts.waitMs ?? 2000, deadline), deadline,
+      (body) => body.status === "decided" ? checkedVerdict(body.verdict, eventId, null) : null);
+    if (verdict) return verdict;
+    return this.poll(eventId, deadline, false);
   }
 
   /** Resolve when a paused event is approved or rejected (ApprovalTimeout after timeoutMs). */
@@ -386,7 +473,12 @@ export class RatchetClient {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       const started = Date.now();
-      last = await this.verdict(eventId, remaining);
+      try {
+        last = await this.verdictBy(eventId, longPollMs(remaining, deadline), deadline);
+      } catch (e) {
+        if (e instanceof UnavailableError && e.code === TIMEOUT_CODE) break;
+        throw e;
+      }
       if (last && !(needHuman && isPaused(last))) return last;
       if (Date.now() - started < this.o.pollIntervalMs) {
         await sleep(Math.min(this.o.pollIntervalMs, Math.max(0, deadline - Date.now())));
@@ -405,8 +497,12 @@ export class RatchetClient {
   }
 
   async pending(limit = 100): Promise<Verdict[]> {
-    const body = await this.call({ method: "GET", path: "/v1/approvals", headers: this.headers(), params: { limit: String(limit) } });
-    return (body.items ?? []).map((v: Record<string, unknown>) => toVerdict(v, null));
+    return this.call({ method: "GET", path: "/v1/approvals", headers: this.headers(), params: { limit: String(limit) } },
+      { parse: (body) => {
+        if (body.items === undefined || body.items === null) return [];
+        if (!Array.isArray(body.items)) throw new Error("items is not a list");
+        return body.items.map((v: unknown) => checkedVerdict(v, null, null));
+      } });
   }
 
   // --- guarding tool calls --------------------------------------------------------------------
@@ -438,4 +534,55 @@ export class RatchetClient {
       return fn(...args);
     };
   }
+}
+
+const EXPIRED = Symbol("expired");
+
+const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function timedOut(req: Req): UnavailableError {
+  return new UnavailableError(`no answer from the gateway to ${req.method} ${req.path} within the call's timeout`,
+    { code: TIMEOUT_CODE });
+}
+
+/** `waitMs` shortened so that the gateway's answer can arrive before `deadline`. */
+function longPollMs(waitMs: number, deadline: number): number {
+  const remaining = deadline - Date.now();
+  return Math.max(0, Math.min(Math.trunc(waitMs), Math.trunc(remaining - Math.min(1000, remaining / 5))));
+}
+
+/** A 2xx answer: a JSON object `parse` accepts, else UnavailableError (malformed_answer). */
+function parseAnswer<T>(status: number, headers: Headers, text: string, parse?: (body: Json) => T): T {
+  const malformed = (why: string) => new UnavailableError(
+    `the gateway's answer (HTTP ${status}) is malformed: ${why.slice(0, 200)}`,
+    { status, code: "malformed_answer", traceId: headers.get("x-trace-id") ?? "" });
+  let body: unknown;
+  try { body = JSON.parse(text); } catch { throw malformed("it is not JSON"); }
+  if (!isObject(body)) throw malformed("it is not a JSON object");
+  if (!parse) return body as T;
+  try {
+    return parse(body);
+  } catch (e) {
+    throw malformed(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** The verdict of a well-formed answer, about `eventId` if given: a verdict of another event is
+ * refused (a guard must never act on it). */
+function checkedVerdict(v: unknown, eventId: string | null, approval: unknown): Verdict {
+  if (!isObject(v)) throw new Error("the verdict is not an object");
+  if (!ACTIONS.has(v.action)) throw new Error("the verdict's action is not one of allow, flag, pause, reject");
+  if (typeof v.event_id !== "string" || !v.event_id) throw new Error("the verdict has no event_id");
+  if (eventId !== null && v.event_id !== eventId) {
+    throw new Error(`the verdict is of event ${JSON.stringify(v.event_id.slice(0, 100))}, not of ${JSON.stringify(eventId.slice(0, 100))}`);
+  }
+  for (const k of ["score", "threshold", "decided_at"]) {
+    if (v[k] !== undefined && v[k] !== null && typeof v[k] !== "number") throw new Error(`the verdict's ${k} is not a number`);
+  }
+  if (v.reasons !== undefined && v.reasons !== null && !Array.isArray(v.reasons)) throw new Error("the verdict's reasons are not a list");
+  if (approval !== undefined && approval !== null
+      && !(isObject(approval) && (approval.decision === "approve" || approval.decision === "reject"))) {
+    throw new Error("the approval is not {decision: approve|reject, ...}");
+  }
+  return toVerdict(v, approval ?? null);
 }

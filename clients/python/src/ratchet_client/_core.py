@@ -21,13 +21,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ratchet_client.errors import RatchetError, ValidationError, error_for, retry_after_s
+from ratchet_client.errors import (
+    RatchetError,
+    UnavailableError,
+    ValidationError,
+    error_for,
+    retry_after_s,
+)
 from ratchet_client.signing import canonical, sign_event
-from ratchet_client.types import Accepted, Verdict
+from ratchet_client.types import ACTIONS, Accepted, Verdict
 
-__all__ = ["Config", "Core", "Request", "arguments_payload"]
+__all__ = ["Body", "Config", "Core", "Request", "arguments_payload", "long_poll_ms"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Largest answer the client reads (decoded): the gateway's largest, a page of 500 approvals,
+#: is well under 1 MB. A longer answer is refused (:class:`UnavailableError`) while it streams.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: ``code`` of the :class:`UnavailableError` of a call that ran out of time.
+TIMEOUT_CODE = "timeout"
 #: Longest ``wait_ms`` one verdict request asks the gateway to hold (its ``RATCHET_MAX_WAIT_MS``).
 MAX_WAIT_MS = 5000
 #: Batch item error codes and the HTTP status they stand for.
@@ -63,6 +74,8 @@ class Config:
     poll_interval_s: float = 0.25
     #: Longest long poll asked of the gateway: its ``RATCHET_MAX_WAIT_MS`` (default 5000).
     max_wait_ms: int = MAX_WAIT_MS
+    #: Largest answer read from the gateway, bytes (past it: :class:`UnavailableError`).
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -229,41 +242,126 @@ class Core:
         return Request("POST", f"/v1/approvals/{_quote(event_id)}", self.headers(),
                        body=_json_bytes({"decision": decision, "reason": reason}))
 
-    # --- answers ------------------------------------------------------------------------------
+    # --- deadlines and answers -------------------------------------------------------------------
+    def deadline(self, request: Request | None = None, timeout_s: float | None = None) -> float:
+        """When a call must be over (``time.monotonic()``): ``timeout_s`` (default: the
+        client's ``timeout_s``) from now, plus the long poll's ``wait_ms`` of ``request``."""
+        wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000 if request else 0.0
+        return time.monotonic() + (self.config.timeout_s if timeout_s is None else timeout_s) + wait_s
+
     @staticmethod
-    def read(status: int, headers: Mapping[str, str], content: bytes) -> Any:
-        """The decoded body of a 2xx answer; the matching :class:`RatchetError` otherwise."""
+    def timed_out(method: str = "", path: str = "") -> UnavailableError:
+        what = f" to {method} {path}" if method else ""
+        return UnavailableError(f"no answer from the gateway{what} within the call's timeout",
+                                code=TIMEOUT_CODE)
+
+    def body(self, status: int, headers: Mapping[str, str], deadline: float) -> Body:
+        """A collector of one answer's body: refuses more than ``max_response_bytes`` (at once
+        if ``Content-Length`` says so) and a body still arriving after ``deadline``."""
+        return Body(self, status, headers, deadline)
+
+    @staticmethod
+    def read(status: int, headers: Mapping[str, str], content: bytes,
+             parse: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+        """The decoded body of a 2xx answer — a JSON object, given to ``parse`` if set — or the
+        matching :class:`RatchetError`. A 2xx answer that is not a JSON object, or that
+        ``parse`` refuses (``ValueError``, ``KeyError``, ``TypeError``, ``AttributeError``),
+        is an :class:`UnavailableError` (code ``malformed_answer``) with the status and trace
+        id: a gateway never sends one, so the answer came from something else."""
+        if 200 <= status < 300:
+            try:
+                body: Any = json.loads(content)
+            except ValueError:
+                raise malformed(status, headers, "it is not JSON") from None
+            if not isinstance(body, dict):
+                raise malformed(status, headers, "it is not a JSON object")
+            if parse is None:
+                return body
+            try:
+                return parse(body)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise malformed(status, headers, str(exc)) from None
         try:
-            body: Any = json.loads(content) if content else None
+            body = json.loads(content) if content else None
         except ValueError:
             body = content.decode("utf-8", "replace")
-        if 200 <= status < 300:
-            return body
         raise error_for(status, body, headers)
 
     @staticmethod
-    def accepted(body: Any, trace_id: str = "") -> Accepted:
-        return Accepted(str(body.get("event_id", "")), str(body.get("trace_id") or trace_id))
+    def project_of(body: Mapping[str, Any]) -> str:
+        project = body.get("project_id")
+        if not isinstance(project, str) or not project:
+            raise ValueError("whoami has no project_id")
+        return project
 
     @staticmethod
-    def verdict_of(body: Any) -> Verdict:
-        return Verdict.from_dict(body["verdict"], body.get("approval"))
+    def accepted(body: Mapping[str, Any], trace_id: str = "") -> Accepted:
+        event_id = body.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise ValueError("no event_id")
+        return Accepted(event_id, str(body.get("trace_id") or trace_id))
 
     @staticmethod
-    def batch_results(body: Any, count: int) -> list[tuple[Accepted | None,
-                                                            RatchetError | None]]:
+    def checked(verdict: Any, event_id: str | None, approval: Any = None) -> Verdict:
+        """A :class:`Verdict` of a well-formed answer, about ``event_id`` if given (a verdict
+        of another event is refused: a guard must never act on it)."""
+        if not isinstance(verdict, Mapping):
+            raise TypeError("the verdict is not an object")
+        if verdict.get("action") not in ACTIONS:
+            raise ValueError(f"the verdict's action is not one of {', '.join(ACTIONS)}")
+        got = verdict.get("event_id")
+        if not isinstance(got, str) or not got:
+            raise ValueError("the verdict has no event_id")
+        if event_id is not None and got != event_id:
+            raise ValueError(f"the verdict is of event {got[:100]!r}, not of {event_id[:100]!r}")
+        if approval is not None and not (isinstance(approval, Mapping)
+                                         and approval.get("decision") in ("approve", "reject")):
+            raise ValueError("the approval is not {decision: approve|reject, ...}")
+        return Verdict.from_dict(verdict, approval)
+
+    def verdict_of(self, body: Mapping[str, Any], event_id: str | None = None) -> Verdict:
+        return self.checked(body.get("verdict"), event_id, body.get("approval"))
+
+    def decided(self, body: Mapping[str, Any], event_id: str) -> Verdict | None:
+        """The verdict of a ``POST /v1/events?wait_ms`` answer, or ``None`` (not decided yet)."""
+        if body.get("status") == "decided":
+            return self.checked(body.get("verdict"), event_id)
+        return None
+
+    def pending_of(self, body: Mapping[str, Any]) -> list[Verdict]:
+        items = body.get("items")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise TypeError("items is not a list")
+        return [self.checked(v, None) for v in items]
+
+    @staticmethod
+    def batch_results(body: Mapping[str, Any], count: int) -> list[tuple[Accepted | None,
+                                                                        RatchetError | None]]:
         """Per item: ``(Accepted, None)`` or ``(None, error)``, in request order."""
         results: list[tuple[Accepted | None, RatchetError | None]] = [
             (None, RatchetError("no result for this item"))] * count
         trace_id = str(body.get("trace_id", ""))
-        for r in body.get("results") or ():
-            i = int(r.get("index", -1))
+        items = body.get("results")
+        if not isinstance(items, list):
+            raise TypeError("results is not a list")
+        for r in items:
+            if not isinstance(r, Mapping):
+                raise TypeError("a result is not an object")
+            i = r.get("index")
+            if not isinstance(i, int) or isinstance(i, bool):
+                raise TypeError("a result's index is not an integer")
             if not 0 <= i < count:
                 continue
             if r.get("status") == "accepted":
-                results[i] = (Accepted(str(r.get("event_id", "")), trace_id), None)
+                event_id = r.get("event_id")
+                if not isinstance(event_id, str):
+                    raise ValueError("an accepted result has no event_id")
+                results[i] = (Accepted(event_id, trace_id), None)
             else:
-                err = dict(r.get("error") or {})
+                raw = r.get("error")
+                err = dict(raw) if isinstance(raw, Mapping) else {}
                 status = _ITEM_STATUS.get(str(err.get("error")), 400)
                 # the gateway names the field in ITS batch (events[7].priority): a send's future
                 # names it in the event, as post does (priority)
@@ -275,9 +373,19 @@ class Core:
 
     # --- retries ------------------------------------------------------------------------------
     def retry_delay(self, attempt: int, status: int | None,
-                    headers: Mapping[str, str] | None) -> float | None:
+                    headers: Mapping[str, str] | None,
+                    deadline: float | None = None) -> float | None:
         """Seconds to wait before retry number ``attempt + 1``, or ``None``: do not retry.
-        ``status`` is ``None`` for a connection failure."""
+        ``status`` is ``None`` for a connection failure. With a ``deadline``
+        (``time.monotonic()``), a wait that would end at or past it is ``None`` too: the call
+        gives up at once rather than sleep past its timeout."""
+        delay = self._retry_delay(attempt, status, headers)
+        if delay is not None and deadline is not None and time.monotonic() + delay >= deadline:
+            return None
+        return delay
+
+    def _retry_delay(self, attempt: int, status: int | None,
+                     headers: Mapping[str, str] | None) -> float | None:
         if attempt >= self.config.max_retries:
             return None
         after = retry_after_s(headers) if headers is not None else None
@@ -290,6 +398,54 @@ class Core:
             return after if after <= self.config.max_retry_after_s else None
         ceiling = min(self.config.backoff_max_s, self.config.backoff_s * (2 ** attempt))
         return random.uniform(0, ceiling)
+
+
+def long_poll_ms(wait_ms: int, deadline: float) -> int:
+    """``wait_ms`` shortened so that the gateway's answer can arrive before ``deadline``."""
+    remaining_ms = (deadline - time.monotonic()) * 1000
+    return max(0, min(int(wait_ms), int(remaining_ms - min(1000.0, remaining_ms / 5))))
+
+
+
+def malformed(status: int, headers: Mapping[str, str], why: str) -> UnavailableError:
+    return UnavailableError(f"the gateway's answer (HTTP {status}) is malformed: {why[:200]}",
+                            status=status, code="malformed_answer",
+                            trace_id=headers.get("x-trace-id", ""))
+
+
+class Body:
+    """One answer's body as it streams in (see :meth:`Core.body`)."""
+
+    def __init__(self, core: Core, status: int, headers: Mapping[str, str],
+                 deadline: float) -> None:
+        self.status, self.headers, self.deadline = status, headers, deadline
+        self.limit = core.config.max_response_bytes
+        self.parts: list[bytes] = []
+        self.size = 0
+        try:
+            declared = int(headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.limit:
+            raise self.too_large()
+
+    def too_large(self) -> UnavailableError:
+        return UnavailableError(
+            f"the gateway's answer (HTTP {self.status}) is too large: over "
+            f"{self.limit} bytes (a gateway answers far less; is base_url right?)",
+            status=self.status, code="answer_too_large",
+            trace_id=self.headers.get("x-trace-id", ""))
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise self.too_large()
+        self.parts.append(chunk)
+        if time.monotonic() > self.deadline:
+            raise Core.timed_out()
+
+    def content(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def _quote(event_id: str) -> str:

@@ -15,11 +15,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import (
     Any,
     TypeVar,
+    overload,
 )
 
 import httpx
 
-from ratchet_client._core import Config, Core, Request, arguments_payload
+from ratchet_client._core import (
+    TIMEOUT_CODE,
+    Config,
+    Core,
+    Request,
+    arguments_payload,
+    long_poll_ms,
+)
 from ratchet_client.errors import (
     ActionRejected,
     ApprovalTimeout,
@@ -31,6 +39,7 @@ from ratchet_client.types import Accepted, Verdict
 
 __all__ = ["AsyncClient"]
 
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -52,50 +61,93 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Send what is queued, stop the batcher, close the connections."""
+    async def close(self, timeout: float | None = 10.0) -> None:
+        """Send what is queued, stop the batcher, close the connections. ``timeout``: wait at
+        most this many seconds (default 10) for the queued events; those not sent by then fail
+        with :class:`UnavailableError` (``None``: wait as long as sending takes)."""
         if self._task is not None and self._queue is not None:
-            await self._queue.join()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            while not self._queue.empty():  # what the batcher had no time to send
+                self._settle(self._queue, [self._queue.get_nowait()], [(None, UnavailableError(
+                    "not sent: the client was closed before the gateway took it"))])
         await self._http.aclose()
 
-    async def _call(self, request: Request) -> Any:
+    @overload
+    async def _call(self, request: Request, parse: None = None,
+              deadline: float | None = None) -> Any: ...
+
+    @overload
+    async def _call(self, request: Request, parse: Callable[[dict[str, Any]], R],
+              deadline: float | None = None) -> R: ...
+
+    async def _call(self, request: Request,
+                    parse: Callable[[dict[str, Any]], Any] | None = None,
+                    deadline: float | None = None) -> Any:
+        """Send ``request`` (retried) and read its answer, all before ``deadline`` (see
+        :meth:`ratchet_client.Client._call`)."""
+        if deadline is None:
+            deadline = self._core.deadline(request)
         attempt = 0
-        # a long poll (wait_ms) holds the answer that long: the read may take it on top
-        wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000
-        timeout = httpx.Timeout(self.config.timeout_s, read=self.config.timeout_s + wait_s)
         while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._core.timed_out(request.method, request.path)
             try:
-                resp = await self._http.request(request.method, request.path,
-                                                params=request.params, headers=request.headers,
-                                                content=request.body, timeout=timeout)
+                status, headers, content = await asyncio.wait_for(
+                    self._attempt(request, deadline), remaining)
+            except asyncio.TimeoutError:
+                raise self._core.timed_out(request.method, request.path) from None
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(attempt, None, None)
+                if time.monotonic() >= deadline - 0.005:
+                    raise self._core.timed_out(request.method, request.path) from exc
+                delay = self._core.retry_delay(attempt, None, None, deadline)
                 if delay is None:
                     raise UnavailableError(f"gateway unreachable: {exc!r}") from exc
             else:
                 try:
-                    return self._core.read(resp.status_code, resp.headers, resp.content)
+                    return self._core.read(status, headers, content, parse)
                 except RatchetError:
-                    delay = self._core.retry_delay(attempt, resp.status_code, resp.headers)
+                    delay = (None if 200 <= status < 300
+                             else self._core.retry_delay(attempt, status, headers, deadline))
                     if delay is None:
                         raise
             await asyncio.sleep(delay)
             attempt += 1
 
+    async def _attempt(self, request: Request,
+                       deadline: float) -> tuple[int, httpx.Headers, bytes]:
+        """One HTTP exchange, its body streamed (at most ``max_response_bytes``)."""
+        remaining = max(0.001, deadline - time.monotonic())
+        timeout = httpx.Timeout(remaining, connect=min(self.config.timeout_s, remaining))
+        async with self._http.stream(request.method, request.path, params=request.params,
+                                     headers=request.headers, content=request.body,
+                                     timeout=timeout) as resp:
+            body = self._core.body(resp.status_code, resp.headers, deadline)
+            async for chunk in resp.aiter_bytes():
+                body.add(chunk)
+            return resp.status_code, resp.headers, body.content()
+
     async def project_id(self) -> str:
+        return await self._project_id()
+
+    async def _project_id(self, deadline: float | None = None) -> str:
         if not self.config.project_id:
-            body = await self._call(Request("GET", "/v1/whoami", self._core.headers()))
-            self.config.project_id = str(body["project_id"])
+            self.config.project_id = await self._call(
+                Request("GET", "/v1/whoami", self._core.headers()), self._core.project_of,
+                deadline)
         return self.config.project_id
 
     # --- sending ------------------------------------------------------------------------------
     async def post(self, event: Mapping[str, Any]) -> Accepted:
-        await self.project_id()
-        return self._core.accepted(await self._call(self._core.single(self._core.complete(event))))
+        deadline = self._core.deadline()
+        await self._project_id(deadline)
+        return await self._call(self._core.single(self._core.complete(event)),
+                                self._core.accepted, deadline)
 
     async def send(self, event: Mapping[str, Any]) -> asyncio.Future[Accepted]:
         """Queue one event for the batcher; await the returned future for its outcome."""
@@ -149,9 +201,14 @@ class AsyncClient:
             self._settle(q, batch, [(None, exc)] * len(batch))
             return
         at = 0
-        for count in counts:
-            await self._post_part(q, batch[at:at + count])
-            at += count
+        try:
+            for count in counts:
+                at += count
+                await self._post_part(q, batch[at - count:at])
+        except asyncio.CancelledError:  # close() ran out of time: _post_part settled its part
+            self._settle(q, batch[at:], [(None, UnavailableError(
+                "not sent: the client was closed before the gateway took it"))] * (len(batch) - at))
+            raise
 
     async def _post_part(self, q: asyncio.Queue[Any], part: list[Any]) -> None:
         """One batch request (signed now) of ``part``; items answered 503 or 413 go again at
@@ -159,8 +216,13 @@ class AsyncClient:
         refused as too large (413: the gateway's limit is smaller) is split in two."""
         while part:
             try:
-                body = await self._call(self._core.batch([item for item, _, _ in part]))
-                results = self._core.batch_results(body, len(part))
+                results = await self._call(
+                    self._core.batch([item for item, _, _ in part]),
+                    functools.partial(self._core.batch_results, count=len(part)))
+            except asyncio.CancelledError:  # close() ran out of time
+                self._settle(q, part, [(None, UnavailableError(
+                    "not sent: the client was closed before the gateway took it"))] * len(part))
+                raise
             except Exception as exc:  # noqa: BLE001  (every future learns the failure)
                 if getattr(exc, "status", 0) == 413 and len(part) > 1:
                     half = len(part) // 2
@@ -194,23 +256,30 @@ class AsyncClient:
 
     # --- verdicts -----------------------------------------------------------------------------
     async def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:
+        return await self._verdict(event_id, wait_ms, None)
+
+    async def _verdict(self, event_id: str, wait_ms: int,
+                       deadline: float | None) -> Verdict | None:
         try:
-            body = await self._call(self._core.verdict_request(event_id, wait_ms))
+            return await self._call(self._core.verdict_request(event_id, wait_ms),
+                                    lambda body: self._core.verdict_of(body, event_id), deadline)
         except RatchetError as exc:
             if exc.status == 404:
                 return None
             raise
-        return self._core.verdict_of(body)
 
     async def decide(self, event: Mapping[str, Any], *, wait_ms: int = 2000,
                      timeout_s: float = 10.0) -> Verdict:
-        await self.project_id()
-        item = self._core.complete(event)
         deadline = time.monotonic() + timeout_s
-        body = await self._call(self._core.single(item, wait_ms=wait_ms))
-        if body.get("status") == "decided":
-            return Verdict.from_dict(body["verdict"])
-        return await self._poll(item["event_id"], deadline, need_human=False)
+        await self._project_id(deadline)
+        item = self._core.complete(event)
+        event_id = item["event_id"]
+        verdict = await self._call(
+            self._core.single(item, wait_ms=long_poll_ms(wait_ms, deadline)),
+            lambda body: self._core.decided(body, event_id), deadline)
+        if verdict is not None:
+            return verdict
+        return await self._poll(event_id, deadline, need_human=False)
 
     async def wait_for_decision(self, event_id: str, timeout_s: float = 300.0) -> Verdict:
         return await self._poll(event_id, time.monotonic() + timeout_s, need_human=True)
@@ -222,7 +291,13 @@ class AsyncClient:
             if remaining <= 0:
                 break
             started = time.monotonic()
-            last = await self.verdict(event_id, wait_ms=int(remaining * 1000))
+            try:
+                last = await self._verdict(
+                    event_id, long_poll_ms(int(remaining * 1000), deadline), deadline)
+            except UnavailableError as exc:
+                if exc.code == TIMEOUT_CODE:
+                    break
+                raise
             if last is not None and not (need_human and last.paused):
                 return last
             if time.monotonic() - started < self.config.poll_interval_s:
@@ -237,9 +312,8 @@ class AsyncClient:
         return dict(await self._call(req))
 
     async def pending(self, limit: int = 100) -> list[Verdict]:
-        body = await self._call(Request("GET", "/v1/approvals", self._core.headers(),
-                                        {"limit": str(limit)}))
-        return [Verdict.from_dict(v) for v in body.get("items") or ()]
+        return await self._call(Request("GET", "/v1/approvals", self._core.headers(),
+                                        {"limit": str(limit)}), self._core.pending_of)
 
     # --- guarding tool calls --------------------------------------------------------------------
     @contextlib.asynccontextmanager

@@ -12,16 +12,24 @@ import atexit
 import contextlib
 import functools
 import queue
+import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
-from ratchet_client._core import Config, Core, Request, arguments_payload
+from ratchet_client._core import (
+    TIMEOUT_CODE,
+    Config,
+    Core,
+    Request,
+    arguments_payload,
+    long_poll_ms,
+)
 from ratchet_client.errors import (
     ActionRejected,
     ApprovalTimeout,
@@ -33,12 +41,15 @@ from ratchet_client.types import Accepted, Verdict
 
 __all__ = ["Client"]
 
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 _STOP = object()
 
 
 #: Longest the exit hook waits for a client's queued events to be sent, seconds.
 EXIT_FLUSH_S = 10.0
+#: Longest ``close()`` waits for queued events by default, seconds.
+CLOSE_TIMEOUT_S = 10.0
 #: Clients whose batcher runs (they leave the set when closed): what the exit hook flushes.
 _OPEN: weakref.WeakSet[Client] = weakref.WeakSet()
 _HOOKED = False
@@ -76,54 +87,114 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = CLOSE_TIMEOUT_S) -> None:
         """Send what is queued, stop the batcher, close the connections. ``timeout``: wait at
-        most this many seconds for the queued events (what is left then is not sent)."""
+        most this many seconds (default 10) for the queued events; those not sent by then fail
+        with :class:`UnavailableError` (``None``: wait as long as sending takes)."""
         with self._lock:
             thread, self._thread = self._thread, None
         _OPEN.discard(self)
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
+            if thread.is_alive():
+                self._abandon()
         self._http.close()
 
-    # --- HTTP with retries --------------------------------------------------------------------
-    def _call(self, request: Request) -> Any:
-        attempt = 0
-        # a long poll (wait_ms) holds the answer that long: the read may take it on top
-        wait_s = int(request.params.get("wait_ms", "0") or 0) / 1000
-        timeout = httpx.Timeout(self.config.timeout_s, read=self.config.timeout_s + wait_s)
+    def _abandon(self) -> None:
+        """Fail what is still queued (``close`` ran out of time; the batcher is stopping)."""
         while True:
             try:
-                resp = self._http.request(request.method, request.path, params=request.params,
-                                          headers=request.headers, content=request.body,
-                                          timeout=timeout)
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                self._queue.task_done()
+                continue
+            self._settle([item], [(None, UnavailableError(
+                "not sent: the client was closed before the gateway took it"))])
+
+    # --- HTTP with retries --------------------------------------------------------------------
+    @overload
+    def _call(self, request: Request, parse: None = None,
+              deadline: float | None = None) -> Any: ...
+
+    @overload
+    def _call(self, request: Request, parse: Callable[[dict[str, Any]], R],
+              deadline: float | None = None) -> R: ...
+
+    def _call(self, request: Request, parse: Callable[[dict[str, Any]], Any] | None = None,
+              deadline: float | None = None) -> Any:
+        """Send ``request`` (retried as the module says) and read its answer (``parse``: see
+        :meth:`Core.read`), all before ``deadline`` (``time.monotonic()``; default: the
+        client's ``timeout_s`` plus a long poll's ``wait_ms`` from now)."""
+        if deadline is None:
+            deadline = self._core.deadline(request)
+        attempt = 0
+        while True:
+            if time.monotonic() >= deadline:
+                raise self._core.timed_out(request.method, request.path)
+            try:
+                status, headers, content = self._attempt(request, deadline)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(attempt, None, None)
+                if time.monotonic() >= deadline - 0.005:
+                    raise self._core.timed_out(request.method, request.path) from exc
+                delay = self._core.retry_delay(attempt, None, None, deadline)
                 if delay is None:
                     raise UnavailableError(f"gateway unreachable: {exc!r}") from exc
             else:
                 try:
-                    return self._core.read(resp.status_code, resp.headers, resp.content)
+                    return self._core.read(status, headers, content, parse)
                 except RatchetError:
-                    delay = self._core.retry_delay(attempt, resp.status_code, resp.headers)
+                    delay = (None if 200 <= status < 300
+                             else self._core.retry_delay(attempt, status, headers, deadline))
                     if delay is None:
                         raise
             time.sleep(delay)
             attempt += 1
 
+    def _attempt(self, request: Request, deadline: float) -> tuple[int, httpx.Headers, bytes]:
+        """One HTTP exchange, its body streamed (at most ``max_response_bytes``) and over by
+        ``deadline``: every read waits at most until then, and a body arriving in several reads
+        has its connection cut at the deadline (a gateway trickling bytes cannot hold it)."""
+        remaining = max(0.001, deadline - time.monotonic())
+        timeout = httpx.Timeout(remaining, connect=min(self.config.timeout_s, remaining))
+        with self._http.stream(request.method, request.path, params=request.params,
+                               headers=request.headers, content=request.body,
+                               timeout=timeout) as resp:
+            body = self._core.body(resp.status_code, resp.headers, deadline)
+            timer: threading.Timer | None = None
+            try:
+                for chunk in resp.iter_bytes():
+                    body.add(chunk)
+                    if timer is None:
+                        timer = threading.Timer(max(0.0, deadline - time.monotonic()),
+                                                _cut, (resp,))
+                        timer.daemon = True
+                        timer.start()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            return resp.status_code, resp.headers, body.content()
+
     def project_id(self) -> str:
         """The API key's project (asked once with ``GET /v1/whoami``): part of every signature."""
+        return self._project_id()
+
+    def _project_id(self, deadline: float | None = None) -> str:
         if not self.config.project_id:
-            body = self._call(Request("GET", "/v1/whoami", self._core.headers()))
-            self.config.project_id = str(body["project_id"])
+            self.config.project_id = self._call(
+                Request("GET", "/v1/whoami", self._core.headers()), self._core.project_of,
+                deadline)
         return self.config.project_id
 
     # --- sending ------------------------------------------------------------------------------
     def post(self, event: Mapping[str, Any]) -> Accepted:
         """Send one event now (``POST /v1/events``) without waiting for its verdict."""
-        self.project_id()
-        return self._core.accepted(self._call(self._core.single(self._core.complete(event))))
+        deadline = self._core.deadline()
+        self._project_id(deadline)
+        return self._call(self._core.single(self._core.complete(event)), self._core.accepted,
+                          deadline)
 
     def send(self, event: Mapping[str, Any]) -> Future[Accepted]:
         """Queue one event for the batcher; the future holds its :class:`Accepted` or error."""
@@ -213,8 +284,8 @@ class Client:
         refused as too large (413: the gateway's limit is smaller) is split in two."""
         while part:
             try:
-                body = self._call(self._core.batch([item for item, _, _ in part]))
-                results = self._core.batch_results(body, len(part))
+                results = self._call(self._core.batch([item for item, _, _ in part]),
+                                     functools.partial(self._core.batch_results, count=len(part)))
             except BaseException as exc:  # noqa: BLE001  (every future learns the failure)
                 if getattr(exc, "status", 0) == 413 and len(part) > 1:
                     half = len(part) // 2
@@ -246,9 +317,14 @@ class Client:
 
     # --- verdicts -----------------------------------------------------------------------------
     def verdict(self, event_id: str, *, wait_ms: int = 0) -> Verdict | None:
-        """The event's verdict (with the human decision, if any), or ``None`` if not decided."""
+        """The event's verdict (with the human decision, if any), or ``None`` if not decided.
+        Over within ``timeout_s`` plus ``wait_ms``."""
+        return self._verdict(event_id, wait_ms, None)
+
+    def _verdict(self, event_id: str, wait_ms: int, deadline: float | None) -> Verdict | None:
         try:
-            return self._core.verdict_of(self._call(self._core.verdict_request(event_id, wait_ms)))
+            return self._call(self._core.verdict_request(event_id, wait_ms),
+                              lambda body: self._core.verdict_of(body, event_id), deadline)
         except RatchetError as exc:
             if exc.status == 404:
                 return None
@@ -257,14 +333,17 @@ class Client:
     def decide(self, event: Mapping[str, Any], *, wait_ms: int = 2000,
                timeout_s: float = 10.0) -> Verdict:
         """Send one event now and return its verdict: waits ``wait_ms`` on the request, then
-        polls until ``timeout_s`` (:class:`DecisionTimeout` after that)."""
-        self.project_id()
-        item = self._core.complete(event)
+        polls until ``timeout_s`` (:class:`DecisionTimeout` after that). The whole call —
+        retries and ``Retry-After`` waits included — is over within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        body = self._call(self._core.single(item, wait_ms=wait_ms))
-        if body.get("status") == "decided":
-            return Verdict.from_dict(body["verdict"])
-        return self._poll(item["event_id"], deadline, need_human=False)
+        self._project_id(deadline)
+        item = self._core.complete(event)
+        event_id = item["event_id"]
+        verdict = self._call(self._core.single(item, wait_ms=long_poll_ms(wait_ms, deadline)),
+                             lambda body: self._core.decided(body, event_id), deadline)
+        if verdict is not None:
+            return verdict
+        return self._poll(event_id, deadline, need_human=False)
 
     def wait_for_decision(self, event_id: str, timeout_s: float = 300.0) -> Verdict:
         """Block until the event has a verdict that is not a pending pause (a person approved
@@ -278,7 +357,13 @@ class Client:
             if remaining <= 0:
                 break
             started = time.monotonic()
-            last = self.verdict(event_id, wait_ms=int(remaining * 1000))
+            try:
+                last = self._verdict(event_id, long_poll_ms(int(remaining * 1000), deadline),
+                                     deadline)
+            except UnavailableError as exc:
+                if exc.code == TIMEOUT_CODE:
+                    break
+                raise
             if last is not None and not (need_human and last.paused):
                 return last
             if time.monotonic() - started < self.config.poll_interval_s:
@@ -295,9 +380,8 @@ class Client:
 
     def pending(self, limit: int = 100) -> list[Verdict]:
         """Paused events waiting for a person, oldest first."""
-        body = self._call(Request("GET", "/v1/approvals", self._core.headers(),
-                                  {"limit": str(limit)}))
-        return [Verdict.from_dict(v) for v in body.get("items") or ()]
+        return self._call(Request("GET", "/v1/approvals", self._core.headers(),
+                                  {"limit": str(limit)}), self._core.pending_of)
 
     # --- guarding tool calls --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -330,3 +414,12 @@ class Client:
                     return fn(*args, **kwargs)
             return inner  # type: ignore[return-value]
         return wrap
+
+
+def _cut(resp: httpx.Response) -> None:
+    """At a call's deadline: shut the answer's socket down, which ends a read blocked on it."""
+    stream = resp.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)

@@ -228,6 +228,32 @@ class Core:
                 out.append(None)
         return out
 
+    def triage(self, part: Sequence[tuple[Any, Any, int]],
+               results: Sequence[tuple[Accepted | None, Any]]
+               ) -> tuple[list[tuple[Any, tuple[Accepted | None, Any]]], list[tuple[Any, Any, int]],
+                          bool]:
+        """One answered batch request's queued items ``(event, future, tries)``, sorted: those
+        whose answer stands (each with it), those to send again at once (with their new try
+        count, see :meth:`again`), and whether one of those the broker refused (503: wait a
+        backoff first)."""
+        again = self.again(results, [t for _, _, t in part])
+        done = [(p, r) for p, r, t in zip(part, results, again) if t is None]
+        retry = [(item, fut, t) for (item, fut, _), t in zip(part, again) if t is not None]
+        broker = any(getattr(err, "status", 0) == 503
+                     for (_, err), t in zip(results, again) if t is not None)
+        return done, retry, broker
+
+    @staticmethod
+    def settle(fut: Any, answer: tuple[Accepted | None, Any]) -> None:
+        """Give a queued event's future its answer (a future its caller cancelled is left)."""
+        ok, err = answer
+        if fut.done():
+            return
+        if err is not None:
+            fut.set_exception(err)
+        else:
+            fut.set_result(ok)
+
     def _batch_request(self, parts: Sequence[bytes]) -> Request:
         return Request("POST", "/v1/events:batch", self.headers(f"batch-{uuid.uuid4().hex}"),
                        {}, _BATCH_HEAD + b",".join(parts) + _BATCH_TAIL)

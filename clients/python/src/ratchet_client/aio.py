@@ -231,26 +231,17 @@ class AsyncClient:
                     return
                 self._settle(q, part, [(None, exc)] * len(part))
                 return
-            again = self._core.again(results, [t for _, _, t in part])
-            done = [(p, r) for p, r, t in zip(part, results, again) if t is None]
+            done, part, broker = self._core.triage(part, results)
             self._settle(q, [p for p, _ in done], [r for _, r in done])
-            retry = [(item, fut, t) for (item, fut, _), t in zip(part, again) if t is not None]
-            if any(getattr(err, "status", 0) == 503 for (_, err), t in zip(results, again)
-                   if t is not None):
+            if broker:
                 await asyncio.sleep(self._core.retry_delay(0, None, None) or 0.0)
-            part = retry
 
     @staticmethod
     def _settle(q: asyncio.Queue[Any], part: list[Any],
                 results: list[tuple[Accepted | None, Any]]) -> None:
-        for (_, fut, _), (ok, err) in zip(part, results):
+        for (_, fut, _), answer in zip(part, results):
             try:
-                if fut.done():
-                    pass  # cancelled by its caller: nothing to tell it
-                elif err is not None:
-                    fut.set_exception(err)
-                else:
-                    fut.set_result(ok)
+                Core.settle(fut, answer)
             finally:
                 q.task_done()
 

@@ -36,6 +36,7 @@ from models.known_fields import refuse_unknown_fields
 __all__ = [
     "WEBHOOK_ACTIONS",
     "WebhookSpec",
+    "address_phrase",
     "address_problem",
     "backoff_delay",
     "delivery_body",
@@ -71,6 +72,17 @@ class WebhookSpec:
     host: str
     actions: tuple[str, ...]
     description: str
+
+
+def address_phrase(problem: str) -> str:
+    """:func:`address_problem`'s answer as words after "points at" / "resolves to".
+
+    >>> address_phrase("unspecified"), address_phrase("private"), address_phrase("not an IP address")
+    ('an unspecified address', 'a private address', 'something that is not an IP address')
+    """
+    if problem == "not an IP address":
+        return "something that is not an IP address"
+    return ("an " if problem[:1] in "aeiou" else "a ") + problem + " address"
 
 
 def address_problem(address: str, *, allow_loopback: bool) -> str | None:
@@ -145,8 +157,8 @@ def _check_url(url: str, allow_loopback: bool) -> str:
         return host
     problem = address_problem(host, allow_loopback=allow_loopback)
     if problem is not None:
-        raise ValidationError(f"url points at a {problem} address; webhooks must reach a "
-                              "public address", "url")
+        raise ValidationError(f"url points at {address_phrase(problem)}; webhooks must reach "
+                              "a public address", "url")
     return host
 
 

@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from models.errors import ValidationError
-from models.webhooks import address_problem
+from models.webhooks import address_phrase, address_problem
 
 __all__ = ["BlockedAddressError", "GuardedResolver", "check_destination", "guarded_session"]
 
@@ -45,7 +45,7 @@ class GuardedResolver(AbstractResolver):
             problem = address_problem(r["host"], allow_loopback=self.allow_loopback)
             if problem is not None:
                 raise BlockedAddressError(
-                    f"webhook host {host} resolves to a {problem} address; refused"
+                    f"webhook host {host} resolves to {address_phrase(problem)}; refused"
                 )
         return results
 

@@ -91,6 +91,17 @@ def test_loopback_only_with_the_dev_setting() -> None:
     assert address_problem("169.254.169.254", allow_loopback=True) == "cloud metadata"
 
 
+@pytest.mark.parametrize("url,words", [
+    ("https://0.0.0.0/hook", "points at an unspecified address;"),
+    ("https://10.1.2.3/hook", "points at a private address;"),
+    ("https://[ff02::1]/hook", "points at a multicast address;"),
+])
+def test_refusals_read_as_english(url: str, words: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_webhook_request({"url": url}, allow_loopback=False)
+    assert words in str(err.value) and " a unspecified" not in str(err.value)
+
+
 # --- request validation ---------------------------------------------------------------------
 def test_valid_request() -> None:
     spec = parse_webhook_request({"url": "https://hooks.example.com/r", "actions": ["reject",

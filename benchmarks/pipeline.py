@@ -434,7 +434,7 @@ async def run(args: argparse.Namespace, redis_url: str, bootstrap: str,
                 single_from = {name: cpu_seconds(pid) for name, pid in procs.items()}
                 single_runs = await single_phases(
                     bases, session, auth, project_id, {a: secrets[a] for a in singles},
-                    args, collector, procs, redis_url,
+                    args, collector, procs, redis_url, (bootstrap, ingest_topic),
                 )
                 single = single_runs[-1]
                 cpu2 = {name: cpu_seconds(pid) for name, pid in procs.items()}
@@ -561,16 +561,19 @@ async def _redis_reads(redis_url: str) -> int:
 async def single_phases(
     bases: Sequence[str], session: aiohttp.ClientSession, auth: dict[str, str], project_id: str,
     agents: dict[str, str], args: argparse.Namespace, collector: VerdictCollector,
-    procs: dict[str, int], redis_url: str,
+    procs: dict[str, int], redis_url: str, ingest: tuple[str, str],
 ) -> list[dict[str, Any]]:
     """One :func:`single_phase` per rate of ``--rates`` (or ``--rate``), each with the CPU of
     every process (µs per event, idle not yet taken off: see :func:`finish_single_cpu`) and
-    the Redis requests the server read per event (every process: gateway and worker)."""
+    the Redis requests the server read per event (every process: gateway and worker), and the
+    messages the ingest topic held when the phase began (Tansu's memory store costs more per
+    request the more messages a partition holds: ``benchmarks.single_floor``)."""
     rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",") if r.strip()]
     out = []
     for rate in rates:
         print(f"single: {rate:.0f}/s for {args.single_seconds:.0f}s…", file=sys.stderr)
         load = os.getloadavg()[0]
+        held = sum((await topic_offsets(*ingest)).values())
         cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
         reads0 = await _redis_reads(redis_url)
         started = time.perf_counter()
@@ -578,6 +581,7 @@ async def single_phases(
                                    args.single_seconds, collector)
         phase["wall_seconds"] = round(time.perf_counter() - started, 3)
         phase["load_average_at_start"] = load
+        phase["ingest_messages_held_at_start"] = held
         phase["redis_requests_per_event"] = round(
             (await _redis_reads(redis_url) - reads0 - 1) / max(phase["sent"], 1), 2)
         phase["cpu_seconds"] = {name: round(cpu_seconds(pid) - cpu0[name], 3)
@@ -600,8 +604,10 @@ def cpu_lines(r: dict[str, Any]) -> list[str]:
 
     def per_process(costs: dict[str, float]) -> str:
         servers = {k: v for k, v in costs.items() if k != "bench"}
+        ours = sum(v for k, v in servers.items() if k != "tansu")
         return (", ".join(f"{k} {v:,.1f}" for k, v in servers.items())
-                + f"; total {sum(servers.values()):,.1f} (load generator {costs.get('bench', 0):,.1f})")
+                + f"; Ratchet's processes {ours:,.1f}, with the broker {sum(servers.values()):,.1f}"
+                f" (load generator {costs.get('bench', 0):,.1f})")
 
     lines = [f"gateway source: {r.get('gateway_src', 'this tree')}",
              "idle CPU % of a core: " + ", ".join(f"{k} {v:.1f}"
@@ -612,7 +618,8 @@ def cpu_lines(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"single {phase['rate_per_second']:.0f}/s (load {phase['load_average_at_start']:.1f}): p50 {rt['p50']:.1f} ms, p99 {rt['p99']:.1f} "
             f"ms, statuses {phase['statuses']}; Redis requests/event "
-            f"{phase['redis_requests_per_event']:.2f}; CPU µs/event (idle taken off): "
+            f"{phase['redis_requests_per_event']:.2f}; ingest messages held "
+            f"{phase.get('ingest_messages_held_at_start', 0):,}; CPU µs/event (idle taken off): "
             + per_process(phase["cpu_us_per_event"]))
     return lines
 

@@ -4,7 +4,8 @@
                                       [--json FILE]
 
 What a single event with a waiting caller costs the processes it crosses when every step does
-the least it can — the same parts, the same round trips, the same settings as the product:
+the least it can — the same parts, the same round trips, the same settings and the same Redis client (``ratchet.store.redis.connect``:
+hiredis packing, lean pipelines) as the product:
 
 * a **floor gateway** (aiohttp on uvloop, garbage collector tuned as the gateway's): reads the
   body, parses it (orjson), makes ONE Redis call (a one-line Lua script: the admission round
@@ -66,9 +67,9 @@ def run_gateway() -> None:
     import uvloop
     from aiohttp import web
     from aiokafka import AIOKafkaProducer
-    from redis.asyncio import Redis
 
     from ratchet.config.settings import get_settings
+    from ratchet.store.redis import connect
     from streams.tuning import tune_gc
 
     settings = get_settings()
@@ -82,8 +83,9 @@ def run_gateway() -> None:
         app["pubsub"] = pubsub
 
         async def loop() -> None:
-            async for msg in pubsub.listen():
-                if msg.get("type") == "message":
+            while True:  # as gateway.replies reads it: one get with a timeout at a time
+                msg = await pubsub.get_message(timeout=1.0, ignore_subscribe_messages=True)
+                if msg is not None and msg.get("type") == "message":
                     data: bytes = msg["data"]
                     fut = waiters.pop(data[:32], None)
                     if fut is not None and not fut.done():
@@ -92,7 +94,7 @@ def run_gateway() -> None:
         app["listener"] = asyncio.create_task(loop())
 
     async def startup(app: web.Application) -> None:
-        app["redis"] = Redis.from_url(redis_url)
+        app["redis"] = connect(redis_url)
         app["touch"] = app["redis"].register_script(_TOUCH)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                     linger_ms=settings.kafka_linger_ms)
@@ -137,9 +139,9 @@ def run_worker() -> None:
     """A Faust worker of the product's app with one minimal ingest agent."""
     import faust
     from faust.types import StreamT
-    from redis.asyncio import Redis
 
     from ratchet.config.settings import get_settings
+    from ratchet.store.redis import connect
     from streams.app import create_app
     from streams.tuning import tune_gc, use_uvloop
 
@@ -150,7 +152,7 @@ def run_worker() -> None:
 
     @app.agent(topics.ingest, name="ingest")
     async def ingest(stream: StreamT[bytes]) -> None:
-        redis = Redis.from_url(redis_url)
+        redis = connect(redis_url)
         touch = redis.register_script(_TOUCH)
         tune_gc(settings.worker_gc_gen0)
         manual = stream.noack()  # type: ignore[attr-defined]

@@ -162,31 +162,45 @@ async def bulk_phase(
             "ingest_events_per_second": round(total / accepted_s, 1)}
 
 
+async def open_loop(
+    session: aiohttp.ClientSession, posts: Sequence[tuple[str, bytes, Mapping[str, str]]],
+    rate: float,
+) -> tuple[list[float], dict[str, int]]:
+    """POST each ``(url, body, headers)`` at its own slot of a fixed rate, from 0.1 s on, whatever
+    the answers before it (open loop): the round trips (ms) of the 200 answers, and how many
+    answers each status had."""
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+
+    async def one(i: int, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        url, body, headers = posts[i]
+        t0 = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as r:
+            await r.read()
+            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+            if r.status == 200:
+                lat.append((time.perf_counter() - t0) * 1000)
+
+    start = time.perf_counter() + 0.1
+    await asyncio.gather(*(one(i, start + i / rate) for i in range(len(posts))))
+    return lat, statuses
+
+
 async def single_phase(
     bases: Sequence[str], session: aiohttp.ClientSession, auth: dict[str, str], project_id: str,
     agents: dict[str, str], rate: float, seconds: float, collector: VerdictCollector,
 ) -> dict[str, Any]:
     n = int(rate * seconds)
     names = sorted(agents)
-    prepared = [_single_body(project_id, names[i % len(names)], agents[names[i % len(names)]], i)
-                for i in range(n)]
-    lat: list[float] = []
-    statuses: dict[str, int] = {}
+    posts = []
+    for i in range(n):
+        body, headers = _single_body(project_id, names[i % len(names)],
+                                     agents[names[i % len(names)]], i)
+        posts.append((bases[i % len(bases)] + "/v1/events?wait_ms=2000", body,
+                      {**auth, **headers}))
     mark = len(collector.envelopes)
-
-    async def one(i: int, at: float) -> None:
-        await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        body, headers = prepared[i]
-        t0 = time.perf_counter()
-        async with session.post(bases[i % len(bases)] + "/v1/events?wait_ms=2000", data=body,
-                                headers={**auth, **headers}) as r:
-            await r.read()
-            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-            if r.status == 200:
-                lat.append((time.perf_counter() - t0) * 1000)
-
-    t_start = time.perf_counter() + 0.1
-    await asyncio.gather(*(one(i, t_start + i / rate) for i in range(n)))
+    lat, statuses = await open_loop(session, posts, rate)
     await asyncio.sleep(0.5)
     # gateway received → worker decided (the verdict's own clock), independent of how often
     # this benchmark's collector polls the verdicts topic

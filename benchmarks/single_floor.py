@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.pipeline import cpu_seconds, topic_offsets
+from benchmarks.pipeline import cpu_per_event, cpu_seconds, idle_cpu, open_loop, topic_offsets
 from ratchet.sandbox.demo_report import percentile
 
 #: The one-line scripts standing in for the admission and decide round trips.
@@ -187,25 +187,14 @@ async def _phase(base: str, rate: float, seconds: float) -> dict[str, Any]:
     import aiohttp
 
     n = int(rate * seconds)
-    bodies = [orjson.dumps({"event_id": uuid.uuid4().hex, "agent_id": f"single-{i % _AGENTS}",
-                            "run_id": f"run-{i // 6}", "service": "crm",
-                            "action": "record.read", "payload": {"id": i}})
-              for i in range(n)]
-    lat: list[float] = []
-    statuses: dict[str, int] = {}
+    posts: list[tuple[str, bytes, dict[str, str]]] = []
+    for i in range(n):
+        body = orjson.dumps({"event_id": uuid.uuid4().hex, "agent_id": f"single-{i % _AGENTS}",
+                             "run_id": f"run-{i // 6}", "service": "crm",
+                             "action": "record.read", "payload": {"id": i}})
+        posts.append((base + "/e", body, {}))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-
-        async def one(i: int, at: float) -> None:
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            t0 = time.perf_counter()
-            async with session.post(base + "/e", data=bodies[i]) as r:
-                await r.read()
-                statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-                if r.status == 200:
-                    lat.append((time.perf_counter() - t0) * 1000)
-
-        start = time.perf_counter() + 0.1
-        await asyncio.gather(*(one(i, start + i / rate) for i in range(n)))
+        lat, statuses = await open_loop(session, posts, rate)
     return {"rate_per_second": rate, "sent": n, "statuses": statuses,
             "round_trip_ms": {"p50": round(percentile(lat, 50), 2),
                               "p99": round(percentile(lat, 99), 2)}}
@@ -306,20 +295,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                                         for k, p in procs.items()}
                 phases.append(phase)
             print(f"floor: idle CPU for {args.idle_seconds:.0f} s…", file=sys.stderr)
-            cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
-            t0 = time.perf_counter()
-            await asyncio.sleep(args.idle_seconds)
-            wall = time.perf_counter() - t0
-            idle = {k: round(100 * (cpu_seconds(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
+            idle = await idle_cpu(procs, args.idle_seconds)
         finally:
             if reader is not None:
                 await reader.stop()
             gateway.stop()
             worker.stop()
     for phase in phases:
-        phase["cpu_us_per_event"] = {
-            k: round(max(0.0, used - idle[k] / 100 * phase["wall_seconds"]) / phase["sent"] * 1e6, 1)
-            for k, used in phase["cpu_seconds"].items()}
+        phase["cpu_us_per_event"] = cpu_per_event(phase["cpu_seconds"], idle,
+                                                  phase["wall_seconds"], phase["sent"])
         phase["cpu_us_per_event_total"] = round(sum(phase["cpu_us_per_event"].values()), 1)
         phase["cpu_us_per_event_without_broker"] = round(
             sum(v for k, v in phase["cpu_us_per_event"].items() if k != "tansu"), 1)

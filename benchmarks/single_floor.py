@@ -27,8 +27,10 @@ per request the more messages a partition holds (repeat a rate, ``--rates 200,20
 see it grow), so totals are given with and without the broker; Apache Kafka finds a fetch
 offset through an index and does not grow this way.
 The product's figures come from ``python -m benchmarks.pipeline`` (its single phases) run
-beside this one: what the product adds is the difference, and what no product code can go
-below on this stack is this floor.
+beside this one: what the product adds is the difference. The floor worker takes one message at
+a time, so it is a floor only while single events arrive one by one (200/s on this machine): at
+rates where the product's worker decides the envelopes that arrived together in one batch
+(500/s) the product costs less per event than this floor, which then falls behind.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -50,6 +54,18 @@ from ratchet.sandbox.demo_report import percentile
 #: The one-line scripts standing in for the admission and decide round trips.
 _TOUCH = "return redis.call('INCR', KEYS[1])"
 _AGENTS = 8
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this child when the benchmark process that started it dies (a killed
+    benchmark cannot run its ``finally``; its children live in sessions of their own)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _env(name: str) -> str:
@@ -161,11 +177,12 @@ def run_worker() -> None:
             eid: str = ev["event_id"]
             await touch(keys=[f"floor:c:{ev['agent_id']}"])
             verdict = orjson.dumps({"event_id": eid, "action": "allow", "score": 0.0})
-            delivered = await topics.verdicts.send(key=event.key, value=verdict, force=True)
+            # the product's order: save and publish the reply, then the durable record
             pipe = redis.pipeline(transaction=False)
             pipe.set(f"floor:v:{eid}", verdict, ex=3600)
             pipe.publish(channel, eid.encode() + verdict)
             await pipe.execute()
+            delivered = await topics.verdicts.send(key=event.key, value=verdict, force=True)
             await delivered
             await manual.ack(event)
 
@@ -215,7 +232,11 @@ class _VerdictReader:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                     auto_offset_reset="latest", fetch_max_wait_ms=50,
                                     max_partition_fetch_bytes=8 * 1024 * 1024)
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
         return cls(consumer)
 
     async def _drain(self) -> None:
@@ -228,13 +249,18 @@ class _VerdictReader:
         await self.consumer.stop()
 
 
-async def _ready(base: str, timeout_s: float) -> None:
-    """Send a first event until it is answered (the worker joined its group)."""
+async def _ready(base: str, timeout_s: float, children: Sequence[Any]) -> None:
+    """Send a first event until it is answered (the worker joined its group); a child that
+    exits first stops the wait with its log's tail."""
     import aiohttp
 
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
+            for child in children:
+                if not child.running:
+                    raise SystemExit(f"the floor {child.name} exited while starting:\n"
+                                     f"{child.log()[-2000:]}")
             body = orjson.dumps({"event_id": uuid.uuid4().hex, "agent_id": "single-0",
                                  "run_id": "warm", "service": "crm", "action": "record.read",
                                  "payload": {}})
@@ -245,7 +271,8 @@ async def _ready(base: str, timeout_s: float) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.5)
-    raise SystemExit(f"the floor stack answered nothing within {timeout_s:.0f} s")
+    tails = "\n".join(f"--- {c.name} ---\n{c.log()[-1500:]}" for c in children)
+    raise SystemExit(f"the floor stack answered nothing within {timeout_s:.0f} s\n{tails}")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,16 +295,18 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         env.update(FLOOR_REDIS_URL=redis.url, FLOOR_BOOTSTRAP=tansu.bootstrap,
                    FLOOR_INGEST=ingest, FLOOR_CHANNEL=f"floor-{suffix}", FLOOR_PORT=str(port))
         me = ("-m", "benchmarks.single_floor")
-        gateway = ChildProcess(env, name="floor-gateway", argv=(*me, "--serve", "gateway")).start()
-        worker = ChildProcess(env, name="floor-worker", argv=(*me, "--serve", "worker")).start()
-        procs = {"redis": redis.proc.pid if redis.proc else 0,
-                 "tansu": tansu.proc.pid if tansu.proc else 0,
-                 "gateway": gateway.proc.pid if gateway.proc else 0,
-                 "worker": worker.proc.pid if worker.proc else 0}
+        gateway = ChildProcess(env, name="floor-gateway", argv=(*me, "--serve", "gateway"))
+        worker = ChildProcess(env, name="floor-worker", argv=(*me, "--serve", "worker"))
         base = f"http://127.0.0.1:{port}"
         reader = None
         try:
-            await _ready(base, 90)
+            gateway.start()
+            worker.start()
+            procs = {"redis": redis.proc.pid if redis.proc else 0,
+                     "tansu": tansu.proc.pid if tansu.proc else 0,
+                     "gateway": gateway.proc.pid if gateway.proc else 0,
+                     "worker": worker.proc.pid if worker.proc else 0}
+            await _ready(base, 90, (gateway, worker))
             if args.verdict_reader:
                 reader = await _VerdictReader.start(tansu.bootstrap, verdicts)
             await _phase(base, 50, 2)  # warm: connections, the scripts' first calls
@@ -343,12 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve", choices=("gateway", "worker"), help=argparse.SUPPRESS)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
     args = p.parse_args(argv)
-    if args.serve == "gateway":
-        run_gateway()
+    if args.serve is not None:
+        _die_with_parent()
+        (run_gateway if args.serve == "gateway" else run_worker)()
         return 0
-    if args.serve == "worker":
-        run_worker()
-        return 0
+    # a SIGTERM (timeout, CI) ends the run through its finally blocks: servers and children stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     r = asyncio.run(measure(args))
     print(render(r))
     if args.json:

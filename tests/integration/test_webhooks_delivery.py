@@ -30,7 +30,7 @@ from ratchet.store.keys import Keys
 from ratchet.store.webhooks import Webhook, WebhookStore
 from ratchet.webhooks.deliver import Deliverer
 from ratchet.webhooks.dispatch import WebhookDispatcher
-from ratchet.webhooks.net import GuardedResolver, guarded_session
+from ratchet.webhooks.net import BlockedAddressError, GuardedResolver, guarded_session
 from tests.integration.webhook_helpers import Receiver, ScriptedResolver
 
 PROJECT = "prj_hooks"
@@ -180,6 +180,14 @@ async def test_dns_rebinding_is_refused_at_connect_time(
     finally:
         await d.session.close()
     assert receiver.requests == [] and rebinding.calls == 2
+
+
+@pytest.mark.parametrize("answer,words", [("0.0.0.0", "resolves to an unspecified address"),
+                                          ("10.0.0.7", "resolves to a private address")])
+async def test_the_resolver_names_what_it_refused(answer: str, words: str) -> None:
+    with pytest.raises(BlockedAddressError) as err:
+        await GuardedResolver(False, ScriptedResolver([answer])).resolve("hooks.example.test", 443)
+    assert f"webhook host hooks.example.test {words}; refused" == str(err.value)
 
 
 @pytest.mark.parametrize("answer", ["64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "::127.0.0.1",

@@ -44,6 +44,7 @@ from gateway.ingest import (
     parse_batch,
     refuse_reused_ids,
     reused_id_error,
+    spread_tokens,
 )
 from gateway.limits import EMPTY, apply_decision
 from gateway.metrics import INGEST_EVENTS
@@ -110,7 +111,7 @@ def _confirmed(reads: AdmissionReads, sha: str, grant: str, secrets: Mapping[str
 async def _round_trip(
     request: web.Request, state: GatewayState, caller: Caller, sha: str, grant: str,
     agents: Sequence[str], predicted: Mapping[str, str], cost: int,
-    claims: Sequence[tuple[str, str]], *, single: bool = False,
+    claims: Sequence[tuple[str, str]], *, single: bool = False, spread: int = 0,
 ) -> AdmissionReads | None:
     """The admission round trip (reads ``agents``' secrets; confirms ``predicted``, the ones
     the request was checked with); ``None`` (nothing left bound) if a prediction was stale."""
@@ -121,7 +122,8 @@ async def _round_trip(
         failures_key=None, key_sha=sha,  # a right key is not refused by an address lockout
         project_id=caller.project_id, key_side=key_side(state.keys, sha, parse_grant(grant)),
         agents=agents,
-        rate=state.limiter.call(caller.project_id, tier, INGEST, cost, int(time.time() * 1000)),
+        rate=state.limiter.call(caller.project_id, tier, INGEST, cost, int(time.time() * 1000),
+                                spread=spread),
         claims=claims,
     )
     if len(reads.claims) != len(claims):
@@ -143,7 +145,8 @@ async def _round_trip(
     try:
         apply_decision(request, tier, INGEST, cost,
                        rate if isinstance(rate, BaseException) else
-                       state.limiter.decision(tier, INGEST, rate), caller.project_id)
+                       state.limiter.decision(tier, INGEST, rate), caller.project_id,
+                       spread=spread)
     except RateLimitedError:
         await state.admission.release(caller.project_id, bound())
         raise
@@ -249,7 +252,7 @@ async def admit_batch(
             return None  # a remembered secret may be stale: the full path reads it again
         claims = [(ev.event_id, event_fingerprint(ev)) for ev in _signed(items)]
     reads = await _round_trip(request, state, caller, sha, grant, list(agents), predicted,
-                              batch_tokens(items), claims)
+                              batch_tokens(items), claims, spread=spread_tokens(items))
     if reads is None:
         return None
     if all_known:

@@ -198,7 +198,8 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
                                     allow_ttl_s=settings.verdict_allow_ttl_s)
             app[STATE] = GatewayState(
                 settings, keys, redis, verdicts, publisher, waiters,
-                scripts=scripts_for(redis), limiter=RateLimiter(limits_redis, keys),
+                scripts=scripts_for(redis), limiter=RateLimiter(limits_redis, keys,
+                                                         spread_burst_s=settings.spread_burst_s),
                 tiers=TierCache(tiers, settings.default_tier, settings.tier_cache_s),
                 trusted_proxies=trusted,
                 audit=AuditLog(redis, keys, settings, sink=publisher.send_raw),

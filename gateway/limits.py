@@ -31,13 +31,16 @@ from gateway.metrics import RATELIMIT_FAIL_OPEN, RATELIMIT_REJECTED
 from gateway.state import state_of
 from models.errors import RateLimitedError, RedisUnavailableError, UnavailableError
 from models.ratelimit import (
+    AGENT_ENVELOPE_TOKENS,
     API,
     API_BYTES_PER_TOKEN,
     CHARS_PER_TOKEN,
     INGEST,
     KEYS_PER_TOKEN,
     PRECHARGE_BYTES,
+    SPREAD,
     VALUES_PER_TOKEN,
+    Bucket,
     LimitKind,
     RateDecision,
     Tier,
@@ -68,13 +71,15 @@ API_IN_FLIGHT: web.RequestKey[str] = web.RequestKey("ratchet_api_in_flight", str
 
 async def rate_limit(
     request: web.Request, caller: Caller, kind: LimitKind, cost: int, *,
-    single_taken: int | None = None,
+    single_taken: int | None = None, spread: int = 0,
 ) -> int:
     """Take ``cost`` tokens of ``kind`` for the caller's project, or raise 429; the tokens
     taken. ``single_taken``: ``cost`` is the rest of one event's tokens, of which this many were
     taken already; the event is charged at most a full bucket (models/ratelimit.py
-    single_event_charge)."""
-    return await _take(request, caller.project_id, kind, cost, single_taken=single_taken)
+    single_event_charge). ``spread``: a batch's envelope tokens, taken from the project's
+    spread bucket too (models/ratelimit.py ``SPREAD_BURST_S``)."""
+    return await _take(request, caller.project_id, kind, cost, single_taken=single_taken,
+                       spread=spread)
 
 
 async def take_body(request: web.Request, caller: Caller, *, single: bool) -> int:
@@ -96,7 +101,7 @@ async def take_body(request: web.Request, caller: Caller, *, single: bool) -> in
 
 async def _take(
     request: web.Request, project_id: str, kind: LimitKind, cost: int, *,
-    single_taken: int | None = None,
+    single_taken: int | None = None, spread: int = 0,
 ) -> int:
     state = state_of(request)
     tier = await state.tiers.tier_of(state.redis, state.keys, project_id)
@@ -105,11 +110,12 @@ async def _take(
         if cost <= 0:
             return 0
     try:
-        decision = await state.limiter.take(project_id, tier, kind, cost, int(time.time() * 1000))
+        decision = await state.limiter.take(project_id, tier, kind, cost, int(time.time() * 1000),
+                                            spread=spread)
     except (RedisError, UnavailableError) as exc:
         apply_decision(request, tier, kind, cost, exc)
         return cost
-    apply_decision(request, tier, kind, cost, decision, project_id)
+    apply_decision(request, tier, kind, cost, decision, project_id, spread=spread)
     return cost
 
 
@@ -236,11 +242,11 @@ EMPTY = web.AppKey("empty_buckets", EmptyBuckets)
 
 def apply_decision(
     request: web.Request, tier: Tier, kind: LimitKind, cost: int,
-    decision: RateDecision | BaseException, project_id: str | None = None,
+    decision: RateDecision | BaseException, project_id: str | None = None, *, spread: int = 0,
 ) -> None:
     """Act on a rate decision (or the error the limiter gave): keep it for the response
     headers, raise 429 if refused; an unavailable limiter admits ingest (fail open) and refuses
-    the rest (503)."""
+    the rest (503). ``spread``: the envelope tokens the request asked of the spread bucket."""
     if isinstance(decision, BaseException):
         if kind != INGEST:
             raise RedisUnavailableError("the rate limiter is unavailable; retry later") from None
@@ -250,12 +256,28 @@ def apply_decision(
         return
     request[DECISION] = decision
     if not decision.allowed:
+        retry = decision.retry_after_s
+        if decision.refused_by == SPREAD:  # the ingest bucket had the tokens: not marked empty
+            RATELIMIT_REJECTED.labels(SPREAD).inc()
+            raise RateLimitedError(
+                _spread_refusal(tier, state_of(request).limiter.spread_bucket(tier), spread),
+                retry)
         if kind == INGEST and project_id is not None:
             request.app[EMPTY].note(project_id, decision)
         RATELIMIT_REJECTED.labels(kind).inc()
-        retry = decision.retry_after_s
         raise RateLimitedError(_refusal(tier, kind, cost, decision),
                                retry if math.isfinite(retry) else max(decision.reset_s, 1.0))
+
+
+def _spread_refusal(tier: Tier, bucket: Bucket, spread: int) -> str:
+    burst = bucket.capacity
+    agents = burst // AGENT_ENVELOPE_TOKENS
+    return (f"this project sent too many agents' events at once: a batch takes "
+            f"{AGENT_ENVELOPE_TOKENS} more tokens for each agent after its first (this one "
+            f"{spread}), and the {tier.name!r} tier allows {burst:,} such tokens in a burst "
+            f"(about {agents:,} agents after the first of each batch), refilled as fast as its "
+            f"ingest rate; retry after the Retry-After seconds, or send each agent's events "
+            f"together in fewer batches")
 
 
 def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> str:

@@ -25,6 +25,7 @@ from gateway.ingest import (
     parse_batch,
     refuse_reused_ids,
     reused_id_error,
+    spread_tokens,
 )
 from gateway.limits import rate_limit, take_body
 from gateway.metrics import INGEST_EVENTS
@@ -179,8 +180,9 @@ async def _post_batch(
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))
     rest = batch_tokens(items) - taken  # models/ratelimit.py
-    if rest > 0:
-        await rate_limit(request, caller, INGEST, rest)
+    spread = spread_tokens(items)
+    if rest > 0 or spread > 0:
+        await rate_limit(request, caller, INGEST, max(rest, 0), spread=spread)
     if caller.agent_id is not None:
         for it in items:
             if it.error is None and it.event is not None and it.event.agent_id != caller.agent_id:

@@ -30,6 +30,7 @@ from models.guardrails.budget import (
     SCAN_STEPS_PER_BATCH,
     SCAN_STEPS_PER_EVENT,
 )
+from models.ratelimit import SPREAD_BURST_S
 
 __all__ = [
     "PREFIX",
@@ -224,6 +225,11 @@ class Settings:
     rate_limit_tiers: str = "free:120:20,standard:6000:300,high_volume:100000:1000"
     #: Tier of projects that have none stored (and of self-serve signups).
     default_tier: str = "free"
+    #: Seconds of a tier's ingest rate a project may spend at once on the envelopes of batches
+    #: spread over many agents, in (0, 60]: each agent of a batch after the first takes 4
+    #: tokens from the ingest bucket and from a *spread* bucket this many seconds deep (60: no
+    #: tighter than the ingest bucket). See docs/security.md, "Rate limits".
+    spread_burst_s: float = SPREAD_BURST_S
     #: Redis for rate-limit buckets (unset → ``redis_url``). Ingest limits fail open when it is
     #: unavailable; registration limits fail closed.
     ratelimit_redis_url: str | None = None

@@ -300,7 +300,8 @@ class Keys:
 
     # --- platform security: rate limits, signup, brute-force counters ------------------------
     def rate_bucket(self, project_id: str, kind: str) -> str:
-        """One token bucket (a single key: Redis Cluster-safe on its own slot)."""
+        """One token bucket (a single key; a project's buckets share its hash tag, so one script
+        may take from two of them on a Redis Cluster: ``lua/ratelimit.lua``)."""
         return f"{self.prefix}:{{rl:{part(project_id)}}}:{part(kind)}"
 
     def org(self, org_id: str) -> str:

@@ -11,7 +11,16 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from models.ratelimit import LimitKind, RateDecision, Tier
+from models.errors import ConfigError
+from models.ratelimit import (
+    SPREAD,
+    SPREAD_BURST_S,
+    Bucket,
+    LimitKind,
+    RateDecision,
+    Tier,
+    spread_charge,
+)
 from ratchet.store.keys import Keys
 from ratchet.store.redis import RedisClient, RedisStore
 from ratchet.store.scripts import scripts_for
@@ -22,35 +31,53 @@ __all__ = ["RateLimiter"]
 class RateLimiter(RedisStore):
     """Takes tokens from the buckets of one key namespace on one Redis."""
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *,
+                 spread_burst_s: float = SPREAD_BURST_S) -> None:
+        if not 0 < spread_burst_s <= 60:
+            raise ConfigError(f"RATCHET_SPREAD_BURST_S={spread_burst_s:g} must be more than 0 "
+                              "and at most 60 seconds (a bucket holds a minute)")
         self.redis = redis
         self.keys = keys
+        self.spread_burst_s = spread_burst_s
         self.script: AsyncScript = scripts_for(redis)["ratelimit"]
+
+    def spread_bucket(self, tier: Tier) -> Bucket:
+        """The tier's spread bucket on this limiter (models/ratelimit.py ``Tier.spread_bucket``)."""
+        return tier.spread_bucket(self.spread_burst_s)
 
     async def take(
         self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int,
-        *, debt: bool = False,
+        *, debt: bool = False, spread: int = 0,
     ) -> RateDecision:
         """Take ``cost`` tokens (all or nothing) from the project's ``kind`` bucket; with
         ``debt``, take them even if fewer are left (a charge for work already done: the bucket
-        goes below zero, down to minus its capacity, and later requests wait for it)."""
-        keys, args = self.call(project_id, tier, kind, cost, now_ms, debt=debt)
+        goes below zero, down to minus its capacity, and later requests wait for it); with
+        ``spread`` (an ingest batch's envelope tokens, part of ``cost``), take them from the
+        project's spread bucket too, in the same all-or-nothing step."""
+        keys, args = self.call(project_id, tier, kind, cost, now_ms, debt=debt, spread=spread)
         return self.decision(tier, kind, await self.script(keys=keys, args=args))
 
     def call(
         self, project_id: str, tier: Tier, kind: LimitKind, cost: int, now_ms: int,
-        *, debt: bool = False,
+        *, debt: bool = False, spread: int = 0,
     ) -> tuple[list[str], list[str | int]]:
         """``(KEYS, ARGV)`` of the ``ratelimit.lua`` call of :meth:`take` (for callers that send
         it in a pipeline with other commands: gateway admission)."""
         bucket = tier.bucket(kind)
-        return ([self.keys.rate_bucket(project_id, kind)],
-                [bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost, int(debt)])
+        keys = [self.keys.rate_bucket(project_id, kind)]
+        args: list[str | int] = [bucket.capacity, repr(bucket.refill_per_ms), now_ms, cost,
+                                 int(debt)]
+        if spread > 0 and not debt:
+            second = self.spread_bucket(tier)
+            keys.append(self.keys.rate_bucket(project_id, SPREAD))
+            args += [second.capacity, repr(second.refill_per_ms),
+                     spread_charge(spread, second.capacity)]
+        return keys, args
 
     @staticmethod
     def decision(tier: Tier, kind: LimitKind, raw: Any) -> RateDecision:
         """The :class:`RateDecision` in the script's answer ``raw``."""
-        allowed, remaining, retry_ms, reset_ms = (int(x) for x in raw)
+        allowed, remaining, retry_ms, reset_ms, refused_by = (int(x) for x in raw)
         retry_s = math.inf if retry_ms < 0 else retry_ms / 1000
         return RateDecision(bool(allowed), tier.bucket(kind).capacity, remaining,
-                            reset_ms / 1000, retry_s)
+                            reset_ms / 1000, retry_s, SPREAD if refused_by == 2 else "")

@@ -16,13 +16,21 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from models.envelope import decode_ingest
-from models.ratelimit import AGENT_ENVELOPE_TOKENS, envelope_tokens, event_tokens, parse_tiers
+from models.ratelimit import (
+    AGENT_ENVELOPE_TOKENS,
+    SPREAD,
+    Tier,
+    envelope_tokens,
+    event_tokens,
+    parse_tiers,
+)
 from ratchet.config.settings import Settings
 from ratchet.platform.provisioning import create_agent, create_project
 from ratchet.sandbox.client import RatchetClient
 from ratchet.sandbox.servers import RedisClusterServer, free_port
 from ratchet.store.keys import Keys
 from ratchet.store.ratelimit import RateLimiter
+from ratchet.store.redis import RedisClient
 from tests.integration.gateway_support import (
     Gateway,
     Tenant,
@@ -224,6 +232,36 @@ async def test_bucket_is_one_key_on_redis_cluster(
         await client.aclose()
 
 
+async def test_a_batch_takes_from_the_ingest_and_the_spread_bucket_or_from_neither(
+    redis_client: RedisClient, keys: Keys
+) -> None:
+    """lua/ratelimit.lua with a second bucket (the spread bucket of models/ratelimit.py): one
+    all-or-nothing step over both, the refusal naming the bucket that lacked tokens and the wait
+    for both; on the single Redis and on the cluster (the buckets share the project's tag)."""
+    limiter = RateLimiter(redis_client, keys, spread_burst_s=5)
+    tier = Tier("t", 600, 10)  # ingest: 600, 0.01 a ms; spread: 50, 0.01 a ms
+    assert limiter.spread_bucket(tier).capacity == 50
+    now = 1_700_000_000_000
+    first = await limiter.take("p", tier, "ingest", 100, now, spread=40)
+    assert first.allowed and first.remaining == 500
+    by_spread = await limiter.take("p", tier, "ingest", 100, now, spread=40)
+    assert not by_spread.allowed and by_spread.refused_by == SPREAD
+    assert by_spread.remaining == 500 and by_spread.retry_after_s == 3.0  # (40 - 10) / 0.01
+    one_agent = await limiter.take("p", tier, "ingest", 100, now)  # the ingest bucket untouched
+    assert one_agent.allowed and one_agent.remaining == 400
+    by_ingest = await limiter.take("p", tier, "ingest", 450, now, spread=4)
+    assert not by_ingest.allowed and by_ingest.refused_by == ""
+    assert by_ingest.retry_after_s == 5.0  # (450 - 400) / 0.01
+    rest = await limiter.take("p", tier, "ingest", 10, now, spread=10)  # spread held its 10
+    assert rest.allowed and rest.remaining == 390
+    assert not (await limiter.take("p", tier, "ingest", 1, now, spread=4)).allowed
+    # more than the spread bucket holds: charged a full bucket, passes once it is full
+    later = now + 5_000
+    wide = await limiter.take("p", tier, "ingest", 200, later, spread=999)
+    assert wide.allowed and wide.remaining == 240  # 390 + 50 refilled - 200
+    assert not (await limiter.take("p", tier, "ingest", 1, later, spread=4)).allowed
+
+
 async def test_events_take_tokens_by_the_values_they_carry(
     gateway: Gateway, tenant: Tenant
 ) -> None:
@@ -271,6 +309,38 @@ async def test_each_agent_of_a_batch_after_the_first_takes_envelope_tokens(
     single = await tenant.client.send(event())  # a single event: one envelope, one token
     assert single.status in (200, 202), single.body
     assert 0 <= int(single.headers["X-RateLimit-Remaining"]) - (left - 1) <= 2
+
+
+async def test_envelope_tokens_come_from_a_smaller_spread_bucket_too(
+    gateway: Gateway, tenant: Tenant
+) -> None:
+    """Round 15's open half of R1: a project could spend a whole minute's ingest bucket on
+    one-event envelopes at once (10 s of another tenant's verdicts). The envelope tokens also
+    come from a spread bucket of SPREAD_BURST_S seconds of the ingest rate (the lowest tier:
+    10 tokens, 2 a second): a second spread batch is refused by it, with the ingest bucket still
+    holding tokens — one agent's batch passes, and the refusal says what to do; on the
+    one-round-trip admission and on the full path alike."""
+    assert Tier("free", 120, 20).spread_bucket().capacity == 10
+    warm = await tenant.client.send_batch(_events(2))  # one agent: no envelope tokens
+    assert warm.status == 200, warm.body
+    three = [event(f"agent-{i}") for i in range(1, 4)]  # 2 agents after the first: 8 tokens
+    first = await tenant.client.send_batch(three)
+    assert first.status == 200, first.body
+    before = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
+    for key in (None, "spread-1"):  # the admission's round trip; the full path (Idempotency-Key)
+        again = await tenant.client.send_batch([event(f"agent-{i}") for i in range(1, 4)],
+                                               idempotency_key=key)
+        assert again.status == 429, again.body
+        assert "agents" in again.body["message"] and "'free'" in again.body["message"]
+        assert 1 <= int(again.headers["Retry-After"]) <= 4  # 8 tokens at 2 a second
+        assert int(again.headers["X-RateLimit-Remaining"]) >= 100  # the ingest bucket is full
+    after = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
+    assert after - before == 2
+    one_agent = await tenant.client.send_batch(_events(20))  # the ingest bucket is not marked
+    assert one_agent.status == 200 and one_agent.body["accepted"] == 20, one_agent.body
+    await asyncio.sleep(float(again.headers["Retry-After"]))
+    later = await tenant.client.send_batch([event(f"agent-{i}") for i in range(1, 4)])
+    assert later.status == 200, later.body
 
 
 async def test_one_event_wider_than_the_bucket_drains_it_instead_of_waiting_forever(

@@ -543,6 +543,10 @@ def _paths(settings: Settings) -> dict[str, Any]:
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
                 {"name": "cursor", "in": "query", "required": False,
                  "schema": {"type": "string"}, "description": "next_cursor of the last page."},
+                {"name": "agent_id", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS},
+                 "description": "Only this agent's paused events (from an index of its own: "
+                                "a page costs the same whatever the project holds)."},
                 trace_param,
             ],
             "responses": {"200": _json(_ref("ApprovalsPage"), "One page of paused verdicts."),

@@ -21,6 +21,7 @@ from gateway.state import GatewayState, state_of
 from gateway.trace import trace_id_of
 from models.envelope import FeedbackMessage, agent_key, encode_feedback
 from models.errors import ConflictError, NotFoundError, ValidationError
+from models.events import DEFAULT_LIMITS
 from models.explain import render_text
 from models.known_fields import refuse_unknown_fields
 from models.params import EngineParams
@@ -132,11 +133,26 @@ async def list_approvals(request: web.Request) -> web.Response:
     caller = await authenticate(request, state)
     limit = int_query(request, "limit", 1, 500, 100) or 100
     cursor = request.query.get("cursor") or None
+    agent_id = _agent_filter(request)
     try:
-        page = await state.store.list_paused(caller.project_id, limit, cursor)
+        page = await state.store.list_paused(caller.project_id, limit, cursor, agent_id)
     except ValueError as exc:
         raise ValidationError(str(exc), "cursor") from None
     return web.json_response({"items": page.verdicts, "next_cursor": page.next_cursor})
+
+
+def _agent_filter(request: web.Request) -> str | None:
+    """``agent_id`` of ``GET /v1/approvals`` (one agent's paused events), or ``None``."""
+    agent_id = request.query.get("agent_id")
+    if agent_id is None:
+        return None
+    if not 1 <= len(agent_id) <= DEFAULT_LIMITS.max_id_chars:
+        raise ValidationError(
+            f"agent_id must be 1 to {DEFAULT_LIMITS.max_id_chars} characters", "agent_id")
+    problem = display_problem(agent_id)
+    if problem:
+        raise ValidationError(f"agent_id must not contain {problem}", "agent_id")
+    return agent_id
 
 
 def _decision(body: Any) -> tuple[str, str]:
@@ -172,9 +188,10 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
         raise NotFoundError(f"event {event_id} is not paused (unknown or expired)")
     now = time.time()
     actor = caller.actor
+    agent_id = str(verdict.get("agent_id", "")) or None
     outcome, score = await state.store.resolve(
         caller.project_id, event_id, Approval(decision, reason, actor, now),
-        state.settings.verdict_ttl_s,
+        state.settings.verdict_ttl_s, agent_id,
     )
     if outcome is Resolution.NOT_PAUSED:
         raise NotFoundError(f"event {event_id} is not paused")
@@ -189,7 +206,7 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
         )
     except Exception:
         # the decision could not reach the workers: leave the event paused so a retry works
-        await state.store.unresolve(caller.project_id, event_id, score)
+        await state.store.unresolve(caller.project_id, event_id, score, agent_id)
         raise
     await state.audit.append(
         caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",

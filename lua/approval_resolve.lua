@@ -7,6 +7,7 @@
   KEYS[1] paused      sorted set: paused event id -> decided_at (Unix s)
   KEYS[2] approval    the decision record of this event (string, JSON)
   KEYS[3] decisions   the project's decision stream
+  KEYS[4] by agent    optional: the paused index of the event's agent (sorted set, as KEYS[1])
 
   ARGV[1] event_id    member of KEYS[1]
   ARGV[2] approval    JSON stored in KEYS[2]
@@ -29,6 +30,7 @@ if not score then
 end
 local ttl = tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
+if KEYS[4] then redis.call('ZREM', KEYS[4], ARGV[1]) end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'approval', 'body', ARGV[4])
 redis.call('EXPIRE', KEYS[3], ttl)

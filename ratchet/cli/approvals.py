@@ -221,12 +221,12 @@ class Gateway:
 
     def paused(self, limit: int, everything: bool, agent: str | None = None,
                max_pages: int = PAGES_MAX) -> Listing:
-        """Paused verdicts (of ``agent`` only, when given), oldest first: ``limit`` of them,
-        or all with ``everything``. The API lists a project's, so one agent's are picked page
-        by page until ``limit`` of them are found — at most ``max_pages`` pages: each costs the
-        project's ``api`` bucket about a token per kilobyte, which the admins need too. A 429
-        or the deadline in the middle of the scan ends it with what was found (``failed``);
-        an answer that is not a page of the API raises :class:`BadAnswerError`."""
+        """Paused verdicts (of ``agent`` only, when given: the API's ``agent_id`` filter),
+        oldest first: ``limit`` of them, or all with ``everything`` — at most ``max_pages``
+        pages: each costs the project's ``api`` bucket about a token per kilobyte, which the
+        admins need too. A 429 or the deadline in the middle of the listing ends it with what
+        was found (``failed``); an answer that is not a page of the API raises
+        :class:`BadAnswerError`."""
         found = Listing([])
         seen: set[str] = set()
         cursor: str | None = None
@@ -236,8 +236,10 @@ class Gateway:
                 found.stopped = (f"stopped after {found.pages} page(s), {found.scanned:,} "
                                  "paused events scanned (--max-pages); more may wait")
                 return found
-            want = PAGE_MAX if everything or agent else min(limit - len(found.items), PAGE_MAX)
+            want = PAGE_MAX if everything else min(limit - len(found.items), PAGE_MAX)
             query: dict[str, Any] = {"limit": want}
+            if agent is not None:
+                query["agent_id"] = agent
             if cursor:
                 query["cursor"] = cursor
             try:
@@ -252,6 +254,8 @@ class Gateway:
             batch, cursor = self._checked(page, seen)
             found.pages += 1
             found.scanned += len(batch)
+            # the gateway filters; an item of another agent (a gateway that ignored the
+            # filter) is never shown as this agent's
             items = [v for v in batch if agent is None or v.get("agent_id") == agent]
             if not everything and len(found.items) + len(items) > limit:
                 found.items += items[:limit - len(found.items)]
@@ -489,8 +493,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ls = sub.add_parser("list", parents=[common], help="paused events, oldest first")
     ls.add_argument("--limit", type=_positive, default=100, help="at most this many (100)")
     ls.add_argument("--all", action="store_true", help="every paused event (pages through)")
-    ls.add_argument("--agent", help="only this agent's events (the API lists the project's: "
-                                    "they are picked from its pages)")
+    ls.add_argument("--agent", help="only this agent's events (GET /v1/approvals?agent_id=)")
     ls.add_argument("--max-pages", type=_positive, default=PAGES_MAX, metavar="N",
                     help=f"read at most N pages of {PAGE_MAX} ({PAGES_MAX}); each costs the "
                          "project's api rate limit about one token per KB, which the admins "

@@ -12,7 +12,8 @@
   (one hash tag per project).
 - ``keys.verdict(project, event)``: the per-event key of the layout before buckets; still read
   (on a miss in the buckets) so verdicts stored by an older release stay visible until they expire.
-- ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``.
+- ``keys.paused(project)``: sorted set of paused event ids, score = ``decided_at``;
+  ``keys.paused_by_agent(project, agent)`` the same for one agent's.
 - ``keys.approval(project, event)``: a human's decision once a paused event is resolved.
 
 :meth:`VerdictStore.resolve` is atomic (``lua/approval_resolve.lua`` on the paused set, the
@@ -237,20 +238,19 @@ class VerdictStore(RedisStore):
         """Non-allow verdicts: announced (their JSON: what decision streams send), and paused
         ones indexed (one pipeline)."""
         paused = [verdicts[i] for i in decided if verdicts[i].action == "pause"]
-        paused_projects: dict[str, float] = {}
+        newest: dict[str, float] = {}  # per index key: the project's and each agent's
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in decided:
                 self._announce(pipe, verdicts[i].project_id, "verdict",
                                orjson.dumps(verdicts[i].to_dict()), ttl_s)
             for v in paused:
-                pipe.zadd(self.keys.paused(v.project_id), {v.event_id: v.decided_at})
-                paused_projects[v.project_id] = max(
-                    paused_projects.get(v.project_id, 0.0), v.decided_at
-                )
-            for project_id, newest in paused_projects.items():
-                key = self.keys.paused(project_id)
+                for key in (self.keys.paused(v.project_id),
+                            self.keys.paused_by_agent(v.project_id, v.agent_id)):
+                    pipe.zadd(key, {v.event_id: v.decided_at})
+                    newest[key] = max(newest.get(key, 0.0), v.decided_at)
+            for key, at in newest.items():
                 # entries whose verdict has expired are dropped, so the index stays bounded
-                pipe.zremrangebyscore(key, "-inf", f"({newest - ttl_s}")
+                pipe.zremrangebyscore(key, "-inf", f"({at - ttl_s}")
                 pipe.expire(key, ttl_s)
             await pipe.execute()
 
@@ -332,13 +332,16 @@ class VerdictStore(RedisStore):
         return out
 
     async def list_paused(
-        self, project_id: str, limit: int = 100, cursor: str | None = None
+        self, project_id: str, limit: int = 100, cursor: str | None = None,
+        agent_id: str | None = None,
     ) -> PausedPage:
-        """Paused verdicts oldest first; ``cursor`` continues after the last page's last item.
+        """Paused verdicts oldest first (``agent_id``: that agent's only); ``cursor`` continues
+        after the last page's last item.
 
         Raises :class:`ValueError` for a cursor this method did not produce.
         """
-        key = self.keys.paused(project_id)
+        key = (self.keys.paused(project_id) if agent_id is None
+               else self.keys.paused_by_agent(project_id, agent_id))
         after = _decode_cursor(cursor) if cursor else None
         low: float | str = after[0] if after else "-inf"
         picked: list[tuple[str, float]] = []
@@ -371,27 +374,33 @@ class VerdictStore(RedisStore):
         return PausedPage(verdicts, next_cursor)
 
     async def resolve(
-        self, project_id: str, event_id: str, approval: Approval, ttl_s: int
+        self, project_id: str, event_id: str, approval: Approval, ttl_s: int,
+        agent_id: str | None = None,
     ) -> tuple[Resolution, float]:
-        """Atomically take a paused event out of the index and record the human decision.
+        """Atomically take a paused event out of the index (and out of ``agent_id``'s, the
+        agent of its stored verdict) and record the human decision.
 
         Returns the outcome and the event's paused-index score (to undo with :meth:`unresolve`).
         """
         body = orjson.dumps({"event_id": event_id, **approval.to_dict()})
+        by_agent = [] if agent_id is None else [self.keys.paused_by_agent(project_id, agent_id)]
         code, score = await scripts_for(self.redis)["approval_resolve"](
             keys=[self.keys.paused(project_id), self.keys.approval(project_id, event_id),
-                  self.keys.decisions(project_id)],
+                  self.keys.decisions(project_id), *by_agent],
             args=[event_id, orjson.dumps(approval.to_dict()), ttl_s, body, DECISIONS_KEPT],
         )
         outcome = {0: Resolution.RESOLVED, 1: Resolution.ALREADY_DECIDED}.get(
             int(code), Resolution.NOT_PAUSED)
         return outcome, float(score)
 
-    async def unresolve(self, project_id: str, event_id: str, score: float) -> None:
+    async def unresolve(self, project_id: str, event_id: str, score: float,
+                        agent_id: str | None = None) -> None:
         """Undo :meth:`resolve` (the decision could not be published): pause the event again."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.approval(project_id, event_id))
             pipe.zadd(self.keys.paused(project_id), {event_id: score})
+            if agent_id is not None:
+                pipe.zadd(self.keys.paused_by_agent(project_id, agent_id), {event_id: score})
             self._announce(pipe, project_id, "approval_undone",
                            orjson.dumps({"event_id": event_id}), None)
             await pipe.execute()

@@ -129,6 +129,50 @@ def _paused(event_id: str, project_id: str, at: float) -> Verdict:
                    "pause", (), at, project_id=project_id)
 
 
+async def test_approvals_of_one_agent(gateway: Gateway, tenant: Tenant) -> None:
+    """``GET /v1/approvals?agent_id=A``: agent A's paused events only, oldest first, paged like
+    the project's (an index per agent, kept by the same writes and by the resolve script)."""
+    store = VerdictStore(gateway.redis, gateway.keys)
+    now = time.time()
+    agents = ["a1", "a2", "a1", "a2", "a1"]
+    await store.save_many([
+        Verdict(f"ag-{i}", agent, "r", "c", "locked", True, 9.0, 3.0, Edge("x", "y", 0, 0, 0),
+                "pause", (), now + i, project_id=tenant.project_id)
+        for i, agent in enumerate(agents)], 3600)
+
+    async def listed(agent: str, **query: str) -> tuple[list[str], str | None]:
+        got = await tenant.client._call("GET", "/v1/approvals",
+                                        params={"agent_id": agent, **query})
+        assert got.status == 200, got.body
+        return [v["event_id"] for v in got.body["items"]], got.body["next_cursor"]
+
+    first, cursor = await listed("a1", limit="2")
+    assert first == ["ag-0", "ag-2"] and cursor
+    assert await listed("a1", limit="2", cursor=cursor) == (["ag-4"], None)
+    assert await listed("a2") == (["ag-1", "ag-3"], None)
+    assert await listed("nobody") == ([], None)
+    everyone = await tenant.client.approvals()
+    assert [v["event_id"] for v in everyone.body["items"]] == [f"ag-{i}" for i in range(5)]
+    # a decision takes the event out of its agent's index too; undoing it puts it back
+    assert (await tenant.client.decide("ag-2", "approve")).status == 200
+    assert await listed("a1") == (["ag-0", "ag-4"], None)
+    outcome, score = await store.resolve(tenant.project_id, "ag-4",
+                                         Approval("reject", "", "t", now), 3600, "a1")
+    assert outcome is Resolution.RESOLVED and await listed("a1") == (["ag-0"], None)
+    await store.unresolve(tenant.project_id, "ag-4", score, "a1")
+    assert await listed("a1") == (["ag-0", "ag-4"], None)
+    # another project's agent of the same name sees none of them
+    other = await make_tenant(gateway)
+    try:
+        got = await other.client._call("GET", "/v1/approvals", params={"agent_id": "a1"})
+        assert got.status == 200 and got.body["items"] == []
+    finally:
+        await other.client.close()
+    for bad in ("", "x\u0007y", "a" * 129):
+        got = await tenant.client._call("GET", "/v1/approvals", params={"agent_id": bad})
+        assert got.status == 400 and got.body["field"] == "agent_id", (bad, got.body)
+
+
 async def test_concurrent_resolve_has_one_winner(gateway: Gateway) -> None:
     store = VerdictStore(gateway.redis, gateway.keys)
     await store.save_many([_paused(f"e{i}", "p", 100.0) for i in range(10)], 3600)

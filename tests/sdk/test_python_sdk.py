@@ -264,7 +264,8 @@ def _resolve_when_paused(rc: Client, decision: str) -> threading.Thread:
     def run() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            for v in rc.pending():
+            for v in rc.pending(agent_id=rc.config.agent_id):  # this agent's only
+                assert v.raw["agent_id"] == rc.config.agent_id
                 rc.resolve(v.event_id, decision, "checked by the test")
                 return
             time.sleep(0.1)

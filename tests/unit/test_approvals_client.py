@@ -1,6 +1,6 @@
-"""``ratchet approvals``' HTTP client without a gateway: paging by agent, and redirects
-(review of the command: ``--agent`` filtered only the first page; urllib followed a redirect
-with the admin key)."""
+"""``ratchet approvals``' HTTP client without a gateway: one agent's events asked of the API
+(``agent_id``) and never another's shown, and redirects (review of the command: ``--agent``
+filtered only the first page; urllib followed a redirect with the admin key)."""
 
 from __future__ import annotations
 
@@ -16,34 +16,59 @@ from ratchet.cli.approvals import Gateway, GatewayError
 
 
 class _Pages(Gateway):
-    """The approvals API over a list: pages of the asked limit, cursor = next index."""
+    """The approvals API over a list: pages of the asked limit, cursor = next index; with
+    ``agent_id``, that agent's items only (as the gateway filters)."""
+
+    filters = True
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(url, key)
+        self.queries: list[dict[str, list[str]]] = []
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         q = parse_qs(urlsplit(path).query)
+        self.queries.append(q)
         at, limit = int(q.get("cursor", ["0"])[0]), int(q["limit"][0])
-        items = ITEMS[at:at + limit]
-        nxt = at + limit if at + limit < len(ITEMS) else None
+        agent = q.get("agent_id", [None])[0]
+        rows = [v for v in ITEMS if agent is None or not self.filters or v["agent_id"] == agent]
+        items = rows[at:at + limit]
+        nxt = at + limit if at + limit < len(rows) else None
         return {"items": items, "next_cursor": None if nxt is None else str(nxt)}
+
+
+class _Unfiltered(_Pages):
+    """A gateway that ignores ``agent_id`` (an older release)."""
+
+    filters = False
 
 
 ITEMS = [{"event_id": f"e{i}", "agent_id": "a2" if i < 700 else "a1"} for i in range(720)]
 
 
-def test_an_agents_events_are_found_past_the_first_page() -> None:
+def test_one_agents_events_are_asked_of_the_api() -> None:
     gw = _Pages("http://gw", "k")
     got = gw.paused(5, False, "a1")
     assert [v["event_id"] for v in got.items] == [f"e{i}" for i in range(700, 705)]
-    assert got.more and got.pages == 2 and not got.stopped
+    assert got.more and got.pages == 1 and not got.stopped
+    assert gw.queries[-1]["agent_id"] == ["a1"] and gw.queries[-1]["limit"] == ["5"]
     every = gw.paused(5, True, "a1")
-    assert len(every.items) == 20 and not every.more and every.scanned == 720
+    assert len(every.items) == 20 and not every.more and every.scanned == 20
     first = gw.paused(3, False)
     assert [v["event_id"] for v in first.items] == ["e0", "e1", "e2"] and first.more
+    assert "agent_id" not in gw.queries[-1]
     none = gw.paused(5, False, "nobody")
-    assert none.items == [] and not none.more and not none.stopped
-    capped = gw.paused(5, False, "nobody", max_pages=1)
-    assert capped.items == [] and capped.more and not capped.failed
-    assert capped.stopped == ("stopped after 1 page(s), 500 paused events scanned "
-                              "(--max-pages); more may wait")
+    assert none.items == [] and not none.more and not none.stopped and none.pages == 1
+
+
+def test_a_gateway_that_ignores_the_filter_never_shows_another_agents_events() -> None:
+    gw = _Unfiltered("http://gw", "k")
+    got = gw.paused(5, False, "a1")  # five at a time, as asked: a2's only in ten pages
+    assert got.items == [] and got.more and not got.failed and got.pages == 10
+    assert got.stopped == ("stopped after 10 page(s), 50 paused events scanned "
+                           "(--max-pages); more may wait")
+    late = gw.paused(700, False, "a1", max_pages=2)  # pages of 500: a1's begin at e700
+    assert [v["event_id"] for v in late.items] == [f"e{i}" for i in range(700, 720)]
+    assert not late.more and late.pages == 2
 
 
 @pytest.fixture

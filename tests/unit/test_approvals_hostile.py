@@ -1,9 +1,9 @@
 """``ratchet approvals`` against whatever answers at the gateway URL (attack run 9, R8 and R4):
 escape sequences in answers reach no terminal, a repeated cursor or an empty page with a cursor
 ends ``--all``, one deadline bounds a slow answer, a body over the cap is refused while it
-streams, bad JSON and wrong types end with status 2 and a message — and a scan for one agent
-stops at ``--limit`` matches, at ``--max-pages``, or at a 429 it cannot wait out, saying how
-much of the queue it read. A tiny HTTP server in a thread plays the gateway; the command runs
+streams, bad JSON and wrong types end with status 2 and a message — and a listing (of one
+agent: asked of the API with ``agent_id``) stops at ``--limit``, at ``--max-pages``, or at a 429
+it cannot wait out, saying how much of the queue it read. A tiny HTTP server in a thread plays the gateway; the command runs
 in-process."""
 
 from __future__ import annotations
@@ -201,12 +201,15 @@ def test_a_body_over_the_cap_is_refused_while_it_streams(
 
 
 def _queue(n: int, agent_of: Callable[[int], str]) -> Callable[[str], Answer]:
-    """The approvals API over ``n`` paused events: pages as asked, cursor = next index."""
+    """The approvals API over ``n`` paused events: pages as asked, cursor = next index; with
+    ``agent_id``, that agent's only (as the gateway filters)."""
     def answer(path: str) -> Answer:
         q = parse_qs(urlsplit(path).query)
         at, limit = int(q.get("cursor", ["0"])[0]), int(q["limit"][0])
-        items = [_verdict(f"e{i}", agent_of(i)) for i in range(at, min(at + limit, n))]
-        nxt = str(at + limit) if at + limit < n else None
+        agent = q.get("agent_id", [None])[0]
+        rows = [i for i in range(n) if agent is None or agent_of(i) == agent]
+        items = [_verdict(f"e{i}", agent_of(i)) for i in rows[at:at + limit]]
+        nxt = str(at + limit) if at + limit < len(rows) else None
         return _json({"items": items, "next_cursor": nxt})
     return answer
 
@@ -218,10 +221,15 @@ def test_an_agent_scan_stops_at_limit_matches_and_at_max_pages(
     status, out, err, _ = _run(url, "list", "--agent", "mine", "--limit", "3",
                                "--format", "ids", capsys=capsys)
     assert status == 0 and out.split() == ["e0", "e10", "e20"] and len(state.paths) == 1
+    assert "agent_id=mine" in state.paths[0] and "limit=3" in state.paths[0]
 
     state.paths.clear()
     status, out, err, _ = _run(url, "list", "--agent", "nobody", capsys=capsys)
-    assert status == 0 and out == "" and len(state.paths) == 10  # the default cap
+    assert status == 0 and out == "" and len(state.paths) == 1 and "stopped" not in err
+    state.paths.clear()
+    status, out, err, _ = _run(url, "list", "--agent", "other", "--all", "--format", "ids",
+                               capsys=capsys)  # 45,000 of them: pages of 500 up to the cap
+    assert status == 0 and len(out.split()) == 5_000 and len(state.paths) == 10
     assert "stopped after 10 page(s), 5,000 paused events scanned (--max-pages)" in err
     state.paths.clear()
     status, out, err, _ = _run(url, "list", "--all", "--max-pages", "2", "--format", "ids",
@@ -242,17 +250,15 @@ def test_a_429_is_waited_out_when_short_and_otherwise_ends_the_scan_saying_how_f
             return _json({"message": "rate limit"}, 429, {"Retry-After": "0.3"})
         return queue(path)
     state.answer = short
-    status, out, err, _ = _run(url, "list", "--agent", "mine", "--format", "ids",
-                               capsys=capsys)
-    assert status == 0 and out.split() == ["e3", "e1500"] and refused["n"] == 1, err
+    status, out, err, _ = _run(url, "list", "--all", "--format", "ids", capsys=capsys)
+    assert status == 0 and len(out.split()) == 2_000 and refused["n"] == 1, err
 
     def long(path: str) -> Answer:
         if "cursor=1000" in path:
             return _json({"message": "rate limit of the api"}, 429, {"Retry-After": "40"})
         return queue(path)
     state.answer = long
-    status, out, err, _ = _run(url, "list", "--agent", "mine", "--format", "ids",
-                               capsys=capsys)
-    assert status == 2 and out.split() == ["e3"]  # what it found, then the reason it stopped
+    status, out, err, _ = _run(url, "list", "--all", "--format", "ids", capsys=capsys)
+    assert status == 2 and len(out.split()) == 1_000  # what it found, then why it stopped
     assert "stopped after 2 page(s), 1,000 paused events scanned: the gateway answered 429" in err
     assert "Retry-After: 40 s" in err

@@ -496,8 +496,11 @@ export class RatchetClient {
     });
   }
 
-  async pending(limit = 100): Promise<Verdict[]> {
-    return this.call({ method: "GET", path: "/v1/approvals", headers: this.headers(), params: { limit: String(limit) } },
+  /** Paused events waiting for a person, oldest first (`agentId`: that agent's only). */
+  async pending(limit = 100, agentId?: string): Promise<Verdict[]> {
+    const params: Record<string, string> = { limit: String(limit) };
+    if (agentId !== undefined) params.agent_id = agentId;
+    return this.call({ method: "GET", path: "/v1/approvals", headers: this.headers(), params },
       { parse: (body) => {
         if (body.items === undefined || body.items === null) return [];
         if (!Array.isArray(body.items)) throw new Error("items is not a list");

@@ -125,7 +125,9 @@ describe("against a real gateway and worker", () => {
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
         // this agent's paused event (the shared project holds other tests' paused events)
-        const first = (await rc.pending()).find((v) => v.agent_id === agent.agent_id);
+        const mine = await rc.pending(100, agent.agent_id);
+        assert.ok(mine.every((v) => v.agent_id === agent.agent_id));
+        const first = mine[0];
         if (first) { await rc.resolve(first.event_id, decision, "checked by the test"); return; }
         await new Promise((r) => setTimeout(r, 100));
       }

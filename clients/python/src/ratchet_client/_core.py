@@ -354,6 +354,14 @@ class Core:
             return self.checked(body.get("verdict"), event_id)
         return None
 
+    @staticmethod
+    def pending_params(limit: int, agent_id: str | None) -> dict[str, str]:
+        """The query of ``GET /v1/approvals``."""
+        params = {"limit": str(limit)}
+        if agent_id is not None:
+            params["agent_id"] = agent_id
+        return params
+
     def pending_of(self, body: Mapping[str, Any]) -> list[Verdict]:
         items = body.get("items")
         if items is None:

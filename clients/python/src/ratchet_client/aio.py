@@ -302,9 +302,11 @@ class AsyncClient:
         req = self._core.resolve_request(event_id, decision, reason)
         return dict(await self._call(req))
 
-    async def pending(self, limit: int = 100) -> list[Verdict]:
+    async def pending(self, limit: int = 100, agent_id: str | None = None) -> list[Verdict]:
+        """Paused events waiting for a person, oldest first (``agent_id``: that agent's only)."""
         return await self._call(Request("GET", "/v1/approvals", self._core.headers(),
-                                        {"limit": str(limit)}), self._core.pending_of)
+                                        self._core.pending_params(limit, agent_id)),
+                                self._core.pending_of)
 
     # --- guarding tool calls --------------------------------------------------------------------
     @contextlib.asynccontextmanager

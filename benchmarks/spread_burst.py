@@ -15,9 +15,12 @@ a refused batch waits its ``Retry-After`` (at most a second), as a client that h
 and for :data:`TAIL_S` after, while the worker drains what was accepted. Both tenants' events
 share the topic's two partitions. It prints, per setting: A's batches and events accepted and
 refused; B's verdict latency (p50, p99, max) alone and from the attack's start to the end of
-the tail; the probes not decided in time. Round 15 of the outside attack runs measured, with
-1,000 agents on a shared box, a p99 of 10.1 s for the victim when a full ``high_volume``
-bucket was spent this way.
+the tail (the tail included: it is where a backlog shows); the probes not decided in time.
+Percentiles are inclusive (never above the largest sample). Each setting runs once, in the
+order given, on the same redis-server and broker (the second phase starts with the first's
+messages still held by the broker, which slows it a little: docs/performance.md). Round 15 of
+the outside attack runs measured, with 1,000 agents on a shared box, a p99 of 10.1 s for the
+victim when a full ``high_volume`` bucket was spent this way.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ class Phase:
         def pct(xs: list[float]) -> dict[str, float]:
             if not xs:
                 return {}
-            cuts = statistics.quantiles(xs, n=100) if len(xs) > 1 else [xs[0]] * 99
+            cuts = (statistics.quantiles(xs, n=100, method="inclusive") if len(xs) > 1
+                    else [xs[0]] * 99)
             return {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1),
                     "max": round(max(xs), 1), "n": len(xs)}
         return {"spread_burst_s": self.spread_burst_s, "attack_s": self.attack_s,

@@ -42,7 +42,7 @@ from gateway.tiers import TierCache
 from gateway.waiters import Waiters
 from models.envelope import COMPACT_INGEST_VERSION, ENVELOPE_VERSION
 from models.errors import ConfigError
-from models.ratelimit import parse_tiers
+from models.ratelimit import check_spread_burst, parse_tiers
 from models.scopes import ROUTE_ROLES
 from models.signing import v1_sunset
 from ratchet.config.settings import Settings
@@ -137,6 +137,7 @@ def build_app(settings: Settings, *, create_topics: bool = True) -> web.Applicat
     if settings.default_tier not in tiers:
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                           f"tiers in RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
+    check_spread_burst(settings.spread_burst_s)
     if settings.ingest_wire_version not in (ENVELOPE_VERSION, COMPACT_INGEST_VERSION):
         raise ConfigError(f"RATCHET_INGEST_WIRE_VERSION={settings.ingest_wire_version} is not "
                           f"{ENVELOPE_VERSION} (JSON) or {COMPACT_INGEST_VERSION} (compact)")

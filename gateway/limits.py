@@ -259,9 +259,10 @@ def apply_decision(
         retry = decision.retry_after_s
         if decision.refused_by == SPREAD:  # the ingest bucket had the tokens: not marked empty
             RATELIMIT_REJECTED.labels(SPREAD).inc()
-            raise RateLimitedError(
-                _spread_refusal(tier, state_of(request).limiter.spread_bucket(tier), spread),
-                retry)
+            bucket = state_of(request).limiter.spread_bucket(tier)
+            raise RateLimitedError(_spread_refusal(tier, bucket, spread),
+                                   retry if math.isfinite(retry) else
+                                   bucket.capacity / bucket.refill_per_ms / 1000)
         if kind == INGEST and project_id is not None:
             request.app[EMPTY].note(project_id, decision)
         RATELIMIT_REJECTED.labels(kind).inc()
@@ -275,9 +276,10 @@ def _spread_refusal(tier: Tier, bucket: Bucket, spread: int) -> str:
     return (f"this project sent too many agents' events at once: a batch takes "
             f"{AGENT_ENVELOPE_TOKENS} more tokens for each agent after its first (this one "
             f"{spread}), and the {tier.name!r} tier allows {burst:,} such tokens in a burst "
-            f"(about {agents:,} agents after the first of each batch), refilled as fast as its "
-            f"ingest rate; retry after the Retry-After seconds, or send each agent's events "
-            f"together in fewer batches")
+            f"(about {agents:,} agents after the first of each batch), refilled at four fifths "
+            f"of its ingest rate; the batch's events were charged all the same (it was read); "
+            f"retry after the Retry-After seconds, or send each agent's events together in "
+            f"fewer batches")
 
 
 def _refusal(tier: Tier, kind: LimitKind, cost: int, decision: RateDecision) -> str:

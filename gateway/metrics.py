@@ -61,7 +61,8 @@ KAFKA_SEND_SECONDS = Histogram(
 RATELIMIT_REJECTED = Counter(
     "ratchet_ratelimit_rejected_total",
     "Requests answered 429, by limit: ingest, register, api (token buckets; api: every other "
-    "authenticated call), signup (per-IP and daily signup limits), auth_failures (too many "
+    "authenticated call), spread (a batch over many agents refused by the project's spread "
+    "bucket alone), signup (per-IP and daily signup limits), auth_failures (too many "
     "failed authentications from one address).",
     ["limit"],
 )

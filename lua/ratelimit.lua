@@ -18,7 +18,7 @@
   ARGV[1] capacity   tokens in a full bucket (the per-minute rate of the tier)
   ARGV[2] rate       refill, tokens per ms
   ARGV[3] now_ms     current time, ms (Unix)
-  ARGV[4] cost       tokens this request needs (>= 1)
+  ARGV[4] cost       tokens this request needs from KEYS[1] (>= 0; 0 only with KEYS[2])
   ARGV[5] debt       optional; "1": take `cost` even if fewer tokens are left (the bucket goes
                      below zero, down to -capacity at most): a charge for work already done,
                      e.g. a response's size, that makes the next requests wait for it (not with
@@ -26,12 +26,15 @@
   ARGV[6] capacity2  with KEYS[2]: tokens in the second bucket when full
   ARGV[7] rate2      with KEYS[2]: its refill, tokens per ms
   ARGV[8] cost2      with KEYS[2]: tokens the request needs from it (<= capacity2)
+  ARGV[9] read       with KEYS[2], optional: tokens taken from KEYS[1] (down to 0 at most)
+                     when ONLY KEYS[2] refuses — the work of reading the refused request, so a
+                     flood of refused requests drains KEYS[1] like accepted ones
 
   Output: {allowed, remaining, retry_after_ms, reset_ms, refused_by}
     allowed         1 tokens taken, 0 refused (nothing taken from either bucket)
     remaining       whole tokens left in KEYS[1] after this call (below zero after a debt)
-    retry_after_ms  0 when allowed; else ms until both buckets hold what the request needs;
-                    -1 if never (cost > capacity)
+    retry_after_ms  0 when allowed; else ms until the bucket that refused (refused_by) holds
+                    what the request needs; -1 if never (cost > capacity)
     reset_ms        ms until KEYS[1] is full again
     refused_by      0 allowed; 1 KEYS[1] has too few tokens; 2 only KEYS[2] has too few
 ]]
@@ -76,8 +79,10 @@ if second then
   tokens2, ts2 = level(KEYS[2], capacity2, rate2)
 end
 
+local ingest_short = cost > 0 and cost > tokens
+local spread_short = second and cost2 > tokens2
 local allowed, retry, refused_by = 0, 0, 0
-if cost <= tokens and (not second or cost2 <= tokens2) then
+if not ingest_short and not spread_short then
   tokens = tokens - cost
   allowed = 1
   if second then
@@ -87,16 +92,23 @@ if cost <= tokens and (not second or cost2 <= tokens2) then
 elseif debt and not second then
   tokens = math.max(tokens - cost, -capacity)
   allowed = 1
-elseif cost > capacity or (second and cost2 > capacity2) then
-  retry = -1
+elseif ingest_short then
   refused_by = 1
-  if cost <= capacity then refused_by = 2 end
+  if cost > capacity then
+    retry = -1
+  else
+    retry = math.ceil((cost - tokens) / rate)
+  end
 else
-  refused_by = 1
-  if cost <= tokens then refused_by = 2 end
-  retry = math.ceil(math.max(cost - tokens, 0) / rate)
-  if second and cost2 > tokens2 then
-    retry = math.max(retry, math.ceil((cost2 - tokens2) / rate2))
+  refused_by = 2
+  if cost2 > capacity2 then
+    retry = -1
+  else
+    retry = math.ceil((cost2 - tokens2) / rate2)
+  end
+  local read = tonumber(ARGV[9] or '0') or 0
+  if read > 0 and tokens > 0 then
+    tokens = math.max(tokens - read, 0)
   end
 end
 

@@ -41,6 +41,7 @@ __all__ = [
     "REGISTER",
     "SPREAD",
     "SPREAD_BURST_S",
+    "SPREAD_REFILL_SHARE",
     "VALUES_PER_TOKEN",
     "Bucket",
     "LimitKind",
@@ -48,6 +49,7 @@ __all__ = [
     "Tier",
     "api_tokens",
     "body_tokens",
+    "check_spread_burst",
     "envelope_tokens",
     "event_tokens",
     "parse_tiers",
@@ -138,14 +140,33 @@ def event_tokens(values: int, keys: int = 0, chars: int = 0) -> int:
 AGENT_ENVELOPE_TOKENS = 4
 #: Seconds of a tier's ingest rate its *spread* bucket holds (:meth:`Tier.spread_bucket`). The
 #: envelope tokens of a batch (:func:`envelope_tokens`) come from the ingest bucket and from
-#: this one too, which refills at the same rate but holds only this long a burst. Before it,
-#: a project could spend a whole minute's ingest bucket on one-event envelopes at once
-#: (``high_volume``: ≈ 25,600 events over 1,000 agents in 17 s) and put another tenant's
-#: verdicts 10 s late (round 15 of the outside attack runs, Dec 5); the steady rate the charge
-#: allows (≈ 335 such envelopes a second on ``high_volume``) kept them within 310 ms. Five
-#: seconds hold ≈ 2,080 extra envelopes on ``high_volume`` (≈ 0.6 s of one worker's CPU),
-#: 10 batches of 200 agents each, and 12 extra agents on ``free``.
+#: this one too, which holds only this long a burst. Before it, a project could spend a whole
+#: minute's ingest bucket on one-event envelopes at once (``high_volume``: ≈ 25,600 events over
+#: 1,000 agents in 17 s) and put another tenant's verdicts 10 s late (round 15 of the outside
+#: attack runs, Dec 5); the steady rate the charge allows (≈ 335 such envelopes a second on
+#: ``high_volume``) kept them within 310 ms. Five seconds hold ≈ 2,080 extra envelopes on
+#: ``high_volume`` (≈ 0.6 s of one worker's CPU), 10 batches of 200 agents each, and 2 extra
+#: agents on ``free``.
 SPREAD_BURST_S = 5
+#: The spread bucket refills at this share of the ingest rate: a one-event envelope takes 5
+#: ingest tokens (its event's and 4) and 4 spread tokens, so at 4/5 both buckets allow the same
+#: steady rate of such envelopes — a fifth of the ingest rate (≈ 333 a second on
+#: ``high_volume``), the rate the outside run measured as harmless.
+SPREAD_REFILL_SHARE = AGENT_ENVELOPE_TOKENS / (AGENT_ENVELOPE_TOKENS + 1)
+
+
+def check_spread_burst(seconds: float) -> None:
+    """:class:`ConfigError` unless ``RATCHET_SPREAD_BURST_S`` is in (0, 60].
+
+    >>> check_spread_burst(5)
+    >>> check_spread_burst(0)
+    Traceback (most recent call last):
+    ...
+    models.errors.ConfigError: RATCHET_SPREAD_BURST_S=0 must be more than 0 and at most 60 seconds (a bucket holds a minute)
+    """
+    if not 0 < seconds <= 60:
+        raise ConfigError(f"RATCHET_SPREAD_BURST_S={seconds:g} must be more than 0 and at most "
+                          "60 seconds (a bucket holds a minute)")
 
 
 def envelope_tokens(agents: int) -> int:
@@ -245,18 +266,18 @@ class Tier:
         return Bucket(per_min, per_min / 60_000)
 
     def spread_bucket(self, burst_s: float = SPREAD_BURST_S) -> Bucket:
-        """The ingest request's second bucket for envelope tokens: as fast as the ingest
-        bucket, a burst of ``burst_s`` seconds of it (:data:`SPREAD_BURST_S`; at least one
-        agent's envelope, at most the ingest bucket).
+        """The ingest request's second bucket for envelope tokens: a burst of ``burst_s``
+        seconds of the ingest rate (:data:`SPREAD_BURST_S`; at least one agent's envelope, at
+        most the ingest bucket), refilled at :data:`SPREAD_REFILL_SHARE` of it.
 
         >>> Tier("t", 100_000, 1_000).spread_bucket().capacity, Tier("f", 120, 20).spread_bucket()
-        (8334, Bucket(capacity=10, refill_per_ms=0.002))
+        (8334, Bucket(capacity=10, refill_per_ms=0.0016))
         >>> Tier("t", 100_000, 1_000).spread_bucket(60).capacity
         100000
         """
         per_min = self.ingest_per_min
         capacity = min(max(math.ceil(per_min * burst_s / 60), AGENT_ENVELOPE_TOKENS), per_min)
-        return Bucket(capacity, per_min / 60_000)
+        return Bucket(capacity, per_min * SPREAD_REFILL_SHARE / 60_000)
 
 
 @dataclass(frozen=True, slots=True)

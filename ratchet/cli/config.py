@@ -22,7 +22,7 @@ from gateway.client_ip import parse_networks
 from models.errors import ConfigError, RatchetError
 from models.guardrails.policy import parse_policy_toml
 from models.params import EngineParams, engine_problems
-from models.ratelimit import parse_tiers
+from models.ratelimit import check_spread_burst, parse_tiers
 from ratchet.config.engine import engine_params
 from ratchet.config.settings import Settings, variable_problems
 from ratchet.telemetry.logs import resolve_format
@@ -49,7 +49,9 @@ def _tiers(settings: Settings) -> str:
     if settings.default_tier not in tiers:
         raise ConfigError(f"RATCHET_DEFAULT_TIER={settings.default_tier!r} is not one of the "
                          f"tiers of RATCHET_RATE_LIMIT_TIERS ({', '.join(tiers)})")
-    return f"ok, tiers {', '.join(tiers)}; default {settings.default_tier}"
+    check_spread_burst(settings.spread_burst_s)
+    return (f"ok, tiers {', '.join(tiers)}; default {settings.default_tier}; spread burst "
+            f"{settings.spread_burst_s:g} s")
 
 
 def _log_level(settings: Settings) -> str:

@@ -9,7 +9,8 @@ claims. When the gateway already knows the caller's project and the agents' secr
 - ``GET`` of the API key's grant and ``HGET`` of each agent's secret — the current values, so the
   caller can confirm its predictions in the same round trip: a rotated or revoked credential is
   seen by the very next request;
-- one ``ratelimit.lua`` call (the project's bucket) and one ``event_ids_claim.lua`` call (the
+- one ``ratelimit.lua`` call (the project's ingest bucket, and its spread bucket for a batch of
+  several agents) and one ``event_ids_claim.lua`` call (the
   project's event ids, :mod:`ratchet.store.event_id_buckets`): with the keys of the layouts
   before until the script answers that they are done with — a project's first call when it was
   created by this release (``event_id_buckets.born_settled``) — then the hash alone.

@@ -11,7 +11,6 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from models.errors import ConfigError
 from models.ratelimit import (
     SPREAD,
     SPREAD_BURST_S,
@@ -19,6 +18,7 @@ from models.ratelimit import (
     LimitKind,
     RateDecision,
     Tier,
+    check_spread_burst,
     spread_charge,
 )
 from ratchet.store.keys import Keys
@@ -33,9 +33,7 @@ class RateLimiter(RedisStore):
 
     def __init__(self, redis: RedisClient, keys: Keys, *,
                  spread_burst_s: float = SPREAD_BURST_S) -> None:
-        if not 0 < spread_burst_s <= 60:
-            raise ConfigError(f"RATCHET_SPREAD_BURST_S={spread_burst_s:g} must be more than 0 "
-                              "and at most 60 seconds (a bucket holds a minute)")
+        check_spread_burst(spread_burst_s)
         self.redis = redis
         self.keys = keys
         self.spread_burst_s = spread_burst_s
@@ -53,7 +51,9 @@ class RateLimiter(RedisStore):
         ``debt``, take them even if fewer are left (a charge for work already done: the bucket
         goes below zero, down to minus its capacity, and later requests wait for it); with
         ``spread`` (an ingest batch's envelope tokens, part of ``cost``), take them from the
-        project's spread bucket too, in the same all-or-nothing step."""
+        project's spread bucket too, in the same all-or-nothing step (refused by the spread
+        bucket alone, the request's other tokens are taken from the ingest bucket all the
+        same, down to zero: the work of reading it)."""
         keys, args = self.call(project_id, tier, kind, cost, now_ms, debt=debt, spread=spread)
         return self.decision(tier, kind, await self.script(keys=keys, args=args))
 
@@ -70,8 +70,10 @@ class RateLimiter(RedisStore):
         if spread > 0 and not debt:
             second = self.spread_bucket(tier)
             keys.append(self.keys.rate_bucket(project_id, SPREAD))
+            # refused by the spread bucket alone, the request still pays its events' tokens
+            # (it was read and parsed): a flood of refused batches drains the ingest bucket
             args += [second.capacity, repr(second.refill_per_ms),
-                     spread_charge(spread, second.capacity)]
+                     spread_charge(spread, second.capacity), max(cost - spread, 0)]
         return keys, args
 
     @staticmethod

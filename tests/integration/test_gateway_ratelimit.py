@@ -236,30 +236,40 @@ async def test_a_batch_takes_from_the_ingest_and_the_spread_bucket_or_from_neith
     redis_client: RedisClient, keys: Keys
 ) -> None:
     """lua/ratelimit.lua with a second bucket (the spread bucket of models/ratelimit.py): one
-    all-or-nothing step over both, the refusal naming the bucket that lacked tokens and the wait
-    for both; on the single Redis and on the cluster (the buckets share the project's tag)."""
+    all-or-nothing step over both, the refusal naming the bucket that lacked tokens and its
+    wait; refused by the spread bucket alone, the request's other tokens are taken (down to
+    zero); a zero ingest cost passes a bucket in debt; on the single Redis and on the cluster
+    (the buckets share the project's tag)."""
     limiter = RateLimiter(redis_client, keys, spread_burst_s=5)
-    tier = Tier("t", 600, 10)  # ingest: 600, 0.01 a ms; spread: 50, 0.01 a ms
+    tier = Tier("t", 600, 10)  # ingest: 600, 0.01 a ms; spread: 50, 0.008 a ms
     assert limiter.spread_bucket(tier).capacity == 50
     now = 1_700_000_000_000
     first = await limiter.take("p", tier, "ingest", 100, now, spread=40)
     assert first.allowed and first.remaining == 500
     by_spread = await limiter.take("p", tier, "ingest", 100, now, spread=40)
     assert not by_spread.allowed and by_spread.refused_by == SPREAD
-    assert by_spread.remaining == 500 and by_spread.retry_after_s == 3.0  # (40 - 10) / 0.01
-    one_agent = await limiter.take("p", tier, "ingest", 100, now)  # the ingest bucket untouched
-    assert one_agent.allowed and one_agent.remaining == 400
+    assert by_spread.retry_after_s == 3.75  # (40 - 10) / 0.008
+    assert by_spread.remaining == 440  # its other 60 tokens taken: it was read
+    one_agent = await limiter.take("p", tier, "ingest", 100, now)
+    assert one_agent.allowed and one_agent.remaining == 340
     by_ingest = await limiter.take("p", tier, "ingest", 450, now, spread=4)
     assert not by_ingest.allowed and by_ingest.refused_by == ""
-    assert by_ingest.retry_after_s == 5.0  # (450 - 400) / 0.01
+    assert by_ingest.retry_after_s == 11.0 and by_ingest.remaining == 340  # (450 - 340) / 0.01
     rest = await limiter.take("p", tier, "ingest", 10, now, spread=10)  # spread held its 10
-    assert rest.allowed and rest.remaining == 390
+    assert rest.allowed and rest.remaining == 330
     assert not (await limiter.take("p", tier, "ingest", 1, now, spread=4)).allowed
+    # a zero ingest cost (the body's size paid it before) is not refused by a bucket in debt
+    assert (await limiter.take("p", tier, "ingest", 400, now, debt=True)).remaining == -70
+    soon = now + 1_000  # spread: 8 tokens back
+    zero = await limiter.take("p", tier, "ingest", 0, soon, spread=4)
+    assert zero.allowed and zero.remaining == -60
     # more than the spread bucket holds: charged a full bucket, passes once it is full
-    later = now + 5_000
-    wide = await limiter.take("p", tier, "ingest", 200, later, spread=999)
-    assert wide.allowed and wide.remaining == 240  # 390 + 50 refilled - 200
-    assert not (await limiter.take("p", tier, "ingest", 1, later, spread=4)).allowed
+    later = now + 8_000
+    wide = await limiter.take("p", tier, "ingest", 5, later, spread=999)
+    assert wide.allowed and wide.remaining == 5  # -60 + 70 refilled - 5
+    both = await limiter.take("p", tier, "ingest", 100, later, spread=4)
+    assert not both.allowed and both.refused_by == ""  # both short: the ingest bucket's wait
+    assert both.retry_after_s == 9.5 and both.remaining == 5
 
 
 async def test_events_take_tokens_by_the_values_they_carry(
@@ -317,30 +327,50 @@ async def test_envelope_tokens_come_from_a_smaller_spread_bucket_too(
     """Round 15's open half of R1: a project could spend a whole minute's ingest bucket on
     one-event envelopes at once (10 s of another tenant's verdicts). The envelope tokens also
     come from a spread bucket of SPREAD_BURST_S seconds of the ingest rate (the lowest tier:
-    10 tokens, 2 a second): a second spread batch is refused by it, with the ingest bucket still
-    holding tokens — one agent's batch passes, and the refusal says what to do; on the
-    one-round-trip admission and on the full path alike."""
+    10 tokens, 1.6 a second): a second spread batch is refused by it, with the ingest bucket
+    still holding tokens — it pays its events' tokens all the same (it was read), the project
+    is not marked empty (a one-agent batch over 8 KB is read and passes), and the refusal says
+    what to do; on the one-round-trip admission and on the full path alike."""
     assert Tier("free", 120, 20).spread_bucket().capacity == 10
-    warm = await tenant.client.send_batch(_events(2))  # one agent: no envelope tokens
-    assert warm.status == 200, warm.body
-    three = [event(f"agent-{i}") for i in range(1, 4)]  # 2 agents after the first: 8 tokens
-    first = await tenant.client.send_batch(three)
-    assert first.status == 200, first.body
-    before = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
-    for key in (None, "spread-1"):  # the admission's round trip; the full path (Idempotency-Key)
-        again = await tenant.client.send_batch([event(f"agent-{i}") for i in range(1, 4)],
-                                               idempotency_key=key)
-        assert again.status == 429, again.body
-        assert "agents" in again.body["message"] and "'free'" in again.body["message"]
-        assert 1 <= int(again.headers["Retry-After"]) <= 4  # 8 tokens at 2 a second
-        assert int(again.headers["X-RateLimit-Remaining"]) >= 100  # the ingest bucket is full
-    after = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
-    assert after - before == 2
-    one_agent = await tenant.client.send_batch(_events(20))  # the ingest bucket is not marked
-    assert one_agent.status == 200 and one_agent.body["accepted"] == 20, one_agent.body
-    await asyncio.sleep(float(again.headers["Retry-After"]))
-    later = await tenant.client.send_batch([event(f"agent-{i}") for i in range(1, 4)])
-    assert later.status == 200, later.body
+    clients = [tenant.client]
+    for i in (2, 3):  # agents 2 and 3 of the project, each signing its own events
+        _, secret = await create_agent(gateway.redis, gateway.keys, tenant.project_id,
+                                       f"agent-{i}")
+        clients.append(RatchetClient(gateway.url, tenant.api_key, f"agent-{i}", secret,
+                                     project_id=tenant.project_id))
+
+    def spread() -> list[dict[str, object]]:  # 3 agents: 8 envelope tokens, 3 event tokens
+        return [c.signed(event(c.agent_id)) for c in clients]
+
+    try:
+        warm = await tenant.client.send_batch(_events(2))  # one agent: no envelope tokens
+        assert warm.status == 200, warm.body
+        first = await tenant.client.post_signed(spread())
+        assert first.status == 200 and first.body["accepted"] == 3, first.body
+        left = int(first.headers["X-RateLimit-Remaining"])
+        before = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
+        for key in (None, "spread-1"):  # the admission's round trip; the full path
+            again = await tenant.client.post_signed(spread(), idempotency_key=key)
+            assert again.status == 429, again.body
+            assert "agents" in again.body["message"] and "'free'" in again.body["message"]
+            assert 1 <= int(again.headers["Retry-After"]) <= 4  # 6 tokens at 1.6 a second
+            remaining = int(again.headers["X-RateLimit-Remaining"])
+            assert 0 <= remaining - (left - 3) <= 2  # its 3 events' tokens taken, no more
+            left = remaining
+        after = await _metric(gateway.url, 'ratchet_ratelimit_rejected_total{limit="spread"}')
+        assert after - before == 2
+        # the ingest bucket was not marked empty: a one-agent batch over 8 KB is read, passes
+        big = _events(12)
+        for ev in big:
+            ev["payload"] = {"note": "x" * 500}
+        one_agent = await tenant.client.send_batch(big)
+        assert one_agent.status == 200 and one_agent.body["accepted"] == 12, one_agent.body
+        await asyncio.sleep(float(again.headers["Retry-After"]))
+        later = await tenant.client.post_signed(spread())
+        assert later.status == 200 and later.body["accepted"] == 3, later.body
+    finally:
+        for c in clients[1:]:
+            await c.close()
 
 
 async def test_one_event_wider_than_the_bucket_drains_it_instead_of_waiting_forever(

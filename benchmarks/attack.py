@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import math
 import os
 import random
 import statistics
@@ -809,6 +810,45 @@ async def hot_partition(ctx: Ctx) -> list[Row]:
                 sent > 0)]
 
 
+async def spread_flood(ctx: Ctx) -> list[Row]:
+    """Round 15 (R1): batches spread over many agents — one envelope each — sent without
+    waiting for ``Retry-After``. The spread bucket (5 s of the tier's rate for envelope tokens)
+    admits a few; each refused one still pays its events' tokens, so the flood drains its own
+    ingest bucket and ends refused unread; B shares the worker throughout."""
+    agents = 30
+    project, key, secret = await provision(ctx.a.redis_url, ctx.a.key_prefix, "a3-bot")
+    clients = [RatchetClient(ctx.url, key, "a3-bot", secret, project_id=project,
+                             session=ctx.http)]
+    for i in range(1, agents):
+        _, agent_secret = await create_agent(ctx.redis, ctx.keys, project, f"a3-bot-{i}")
+        clients.append(RatchetClient(ctx.url, key, f"a3-bot-{i}", agent_secret,
+                                     project_id=project, session=ctx.http))
+    n = 300 if ctx.quick else 900
+    statuses: dict[int, int] = {}
+    gate = asyncio.Semaphore(10)
+
+    async def one(i: int) -> None:
+        items = [c.signed(event(run_id=f"spread-{i}", payload={"n": i})) for c in clients]
+        async with gate:
+            answer = await clients[0].post_signed(items)
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    took = time.monotonic() - start
+    envelope = (agents - 1) * 4  # models/ratelimit.py AGENT_ENVELOPE_TOKENS
+    burst = math.ceil(int(TIERS.split(":")[1]) * 5 / 60)  # the spread bucket (SPREAD_BURST_S)
+    most = burst // envelope + math.ceil(took * int(TIERS.split(":")[1]) * 0.8 / 60
+                                         / envelope) + 1
+    await asyncio.sleep(3)  # what was accepted is decided while B keeps probing
+    return [Row(f"{n} batches of {agents} agents' events (one envelope each), 10 at a time, "
+                "Retry-After ignored",
+                f"at most the spread bucket's share ({most}) accepted, the rest 429; B decided "
+                f"within {B_DEADLINE_S:g} s",
+                f"statuses {dict(sorted(statuses.items()))} in {took:.1f} s",
+                set(statuses) <= {200, 429} and 0 < statuses.get(200, 0) <= most)]
+
+
 async def run_flood(ctx: Ctx) -> list[Row]:
     """A widens its engine override as far as it can and floods one-event runs of new shapes:
     many checkpoints of a big chain, and many runs in one agent's batch (the outside attack
@@ -1075,7 +1115,8 @@ ATTACKS: list[tuple[str, Attack]] = [
     # before "keyspace": it fills the project's chain and agent caps
     ("evasion", evasion),
     ("held", held_requests), ("burst", burst), ("keyspace", keyspace),
-    ("heavy", heavy_events), ("hot", hot_partition), ("runs", run_flood),
+    ("heavy", heavy_events), ("hot", hot_partition), ("spread", spread_flood),
+    ("runs", run_flood),
     ("shared", shared_worker),
 ]
 

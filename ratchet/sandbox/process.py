@@ -23,6 +23,7 @@ from typing import Self
 import aiohttp
 
 from models.errors import UnavailableError
+from ratchet.sandbox.lifetime import die_with_parent
 
 __all__ = [
     "FAST_GROUP_ENV", "ChildProcess", "WorkerProcess", "gateway_process", "wait_http_ready",
@@ -60,7 +61,7 @@ class ChildProcess:
     def start(self) -> Self:
         fd, self.log_path = tempfile.mkstemp(prefix=f"ratchet-{self.name}-", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, *self.argv],
+            [*die_with_parent(), sys.executable, *self.argv],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=fd,

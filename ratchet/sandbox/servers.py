@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Self
 
 from models.errors import ConfigError, UnavailableError
+from ratchet.sandbox.lifetime import die_with_parent
 
 __all__ = [
     "RedisClusterServer",
@@ -139,7 +140,8 @@ class RedisServer:
             "--loglevel", "warning",
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*die_with_parent(), *args], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         try:
             _wait_port(self.port, self.proc, "redis-server", 10.0)
         except BaseException:
@@ -269,7 +271,7 @@ class TansuServer:
             "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
             "--storage-engine", "memory://tansu/",
         ]
-        self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, env=env)
+        self.proc = subprocess.Popen([*die_with_parent(), *args], stdout=fd, stderr=fd, env=env)
         os.close(fd)
         try:
             _wait_port(self.port, self.proc, "tansu broker", 20.0)

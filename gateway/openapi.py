@@ -544,7 +544,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 {"name": "cursor", "in": "query", "required": False,
                  "schema": {"type": "string"}, "description": "next_cursor of the last page."},
                 {"name": "agent_id", "in": "query", "required": False,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS},
+                 "schema": {"type": "string", "minLength": 1, "maxLength": _ID_CHARS,
+                            "pattern": _SAFE_TEXT},
                  "description": "Only this agent's paused events (from an index of its own: "
                                 "a page costs the same whatever the project holds)."},
                 trace_param,

@@ -206,7 +206,8 @@ async def _decide(request: web.Request, state: GatewayState, caller: Caller) -> 
         )
     except Exception:
         # the decision could not reach the workers: leave the event paused so a retry works
-        await state.store.unresolve(caller.project_id, event_id, score, agent_id)
+        await state.store.unresolve(caller.project_id, event_id, score, agent_id,
+                                    state.settings.verdict_ttl_s)
         raise
     await state.audit.append(
         caller.project_id, AUDIT_ACTIONS[decision], actor, f"event:{event_id}",

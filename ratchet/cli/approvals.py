@@ -230,13 +230,15 @@ class Gateway:
         found = Listing([])
         seen: set[str] = set()
         cursor: str | None = None
+        unfiltered = False  # a gateway that answered other agents' events too: pages of 500
         while everything or len(found.items) < limit:
             if found.pages >= max_pages:
                 found.more = True
                 found.stopped = (f"stopped after {found.pages} page(s), {found.scanned:,} "
                                  "paused events scanned (--max-pages); more may wait")
                 return found
-            want = PAGE_MAX if everything else min(limit - len(found.items), PAGE_MAX)
+            want = (PAGE_MAX if everything or unfiltered
+                    else min(limit - len(found.items), PAGE_MAX))
             query: dict[str, Any] = {"limit": want}
             if agent is not None:
                 query["agent_id"] = agent
@@ -257,6 +259,7 @@ class Gateway:
             # the gateway filters; an item of another agent (a gateway that ignored the
             # filter) is never shown as this agent's
             items = [v for v in batch if agent is None or v.get("agent_id") == agent]
+            unfiltered = unfiltered or len(items) < len(batch)
             if not everything and len(found.items) + len(items) > limit:
                 found.items += items[:limit - len(found.items)]
                 found.more = True

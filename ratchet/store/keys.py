@@ -201,7 +201,7 @@ class Keys:
     def paused_by_agent(self, project_id: str, agent_id: str) -> str:
         """Sorted set of one agent's paused event ids (score = decided_at), beside ``paused``
         (same project tag): ``GET /v1/approvals?agent_id=``."""
-        return f"{self.prefix}:{{p:{part(project_id)}}}:paused:a:{part(agent_id)}"
+        return f"{self.prefix}:{{p:{part(project_id)}}}:pausedby:{part(agent_id)}"
 
     def decisions(self, project_id: str) -> str:
         """Stream of a project's decisions (non-allow verdicts, approvals), newest last, capped

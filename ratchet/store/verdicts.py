@@ -244,8 +244,10 @@ class VerdictStore(RedisStore):
                 self._announce(pipe, verdicts[i].project_id, "verdict",
                                orjson.dumps(verdicts[i].to_dict()), ttl_s)
             for v in paused:
-                for key in (self.keys.paused(v.project_id),
-                            self.keys.paused_by_agent(v.project_id, v.agent_id)):
+                keys = [self.keys.paused(v.project_id)]
+                if v.agent_id:
+                    keys.append(self.keys.paused_by_agent(v.project_id, v.agent_id))
+                for key in keys:
                     pipe.zadd(key, {v.event_id: v.decided_at})
                     newest[key] = max(newest.get(key, 0.0), v.decided_at)
             for key, at in newest.items():
@@ -340,24 +342,34 @@ class VerdictStore(RedisStore):
 
         Raises :class:`ValueError` for a cursor this method did not produce.
         """
-        key = (self.keys.paused(project_id) if agent_id is None
-               else self.keys.paused_by_agent(project_id, agent_id))
+        project_key = self.keys.paused(project_id)
+        key = project_key if agent_id is None else self.keys.paused_by_agent(project_id, agent_id)
         after = _decode_cursor(cursor) if cursor else None
         low: float | str = after[0] if after else "-inf"
         picked: list[tuple[str, float]] = []
+        stale: list[str] = []  # in the agent's index, no longer in the project's
         offset, chunk = 0, limit + 1
         while len(picked) <= limit:
             rows = cast(list[tuple[Any, float]], await self.redis.zrangebyscore(
                 key, low, "+inf", start=offset, num=chunk, withscores=True
             ))
-            for raw_member, score in rows:
-                member = raw_member.decode() if isinstance(raw_member, bytes) else str(raw_member)
-                if after and score == after[0] and member <= after[1]:
-                    continue  # ties on the cursor's score that the previous page returned
+            members = [m.decode() if isinstance(m, bytes) else str(m) for m, _ in rows]
+            gone: set[str] = set()
+            if key != project_key and members:
+                # the project's index is the truth (pruned on every pause of the project, and
+                # by whatever resolves an event): an agent's entry it lacks is not paused
+                live = await self.redis.zmscore(project_key, members)
+                gone = {m for m, score in zip(members, live, strict=True) if score is None}
+                stale += gone
+            for member, (_, score) in zip(members, rows, strict=True):
+                if member in gone or (after and score == after[0] and member <= after[1]):
+                    continue  # stale; or a tie on the cursor's score the last page returned
                 picked.append((member, float(score)))
             if len(rows) < chunk:
                 break
             offset += len(rows)
+        if stale:  # after the paging: removing earlier would shift the offsets
+            await self.redis.zrem(key, *stale)
         more = len(picked) > limit
         picked = picked[:limit]
         verdicts: list[dict[str, Any]] = []
@@ -383,7 +395,7 @@ class VerdictStore(RedisStore):
         Returns the outcome and the event's paused-index score (to undo with :meth:`unresolve`).
         """
         body = orjson.dumps({"event_id": event_id, **approval.to_dict()})
-        by_agent = [] if agent_id is None else [self.keys.paused_by_agent(project_id, agent_id)]
+        by_agent = [self.keys.paused_by_agent(project_id, agent_id)] if agent_id else []
         code, score = await scripts_for(self.redis)["approval_resolve"](
             keys=[self.keys.paused(project_id), self.keys.approval(project_id, event_id),
                   self.keys.decisions(project_id), *by_agent],
@@ -394,13 +406,17 @@ class VerdictStore(RedisStore):
         return outcome, float(score)
 
     async def unresolve(self, project_id: str, event_id: str, score: float,
-                        agent_id: str | None = None) -> None:
-        """Undo :meth:`resolve` (the decision could not be published): pause the event again."""
+                        agent_id: str | None = None, ttl_s: int | None = None) -> None:
+        """Undo :meth:`resolve` (the decision could not be published): pause the event again
+        (the indexes get ``ttl_s`` again: resolving the last entry of one deleted it)."""
+        keys = [self.keys.paused(project_id)]
+        if agent_id:
+            keys.append(self.keys.paused_by_agent(project_id, agent_id))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.approval(project_id, event_id))
-            pipe.zadd(self.keys.paused(project_id), {event_id: score})
-            if agent_id is not None:
-                pipe.zadd(self.keys.paused_by_agent(project_id, agent_id), {event_id: score})
+            for key in keys:
+                pipe.zadd(key, {event_id: score})
+                pipe.expire(key, ttl_s if ttl_s is not None else self.ttl_s)
             self._announce(pipe, project_id, "approval_undone",
                            orjson.dumps({"event_id": event_id}), None)
             await pipe.execute()

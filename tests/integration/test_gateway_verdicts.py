@@ -159,8 +159,17 @@ async def test_approvals_of_one_agent(gateway: Gateway, tenant: Tenant) -> None:
     outcome, score = await store.resolve(tenant.project_id, "ag-4",
                                          Approval("reject", "", "t", now), 3600, "a1")
     assert outcome is Resolution.RESOLVED and await listed("a1") == (["ag-0"], None)
-    await store.unresolve(tenant.project_id, "ag-4", score, "a1")
-    assert await listed("a1") == (["ag-0", "ag-4"], None)
+    assert (await store.resolve(tenant.project_id, "ag-0", Approval("reject", "", "t", now),
+                                3600, "a1"))[0] is Resolution.RESOLVED
+    await store.unresolve(tenant.project_id, "ag-4", score, "a1", 3600)
+    assert await listed("a1") == (["ag-4"], None)
+    agent_key = gateway.keys.paused_by_agent(tenant.project_id, "a1")
+    assert 0 < await gateway.redis.ttl(agent_key) <= 3600  # recreated with its lifetime
+    # the project's index is the truth: an entry only the agent's holds (pruned, or left by
+    # a release that resolved without it) is not listed, and is dropped
+    await gateway.redis.zadd(agent_key, {"ag-9": now})
+    assert await listed("a1") == (["ag-4"], None)
+    assert await gateway.redis.zscore(agent_key, "ag-9") is None
     # another project's agent of the same name sees none of them
     other = await make_tenant(gateway)
     try:

@@ -337,3 +337,20 @@ async def test_async_close_is_bounded_by_default() -> None:
     assert time.monotonic() - started < 1.5
     for fut in futures:  # the one in flight and the one still queued
         assert isinstance(fut.exception(), UnavailableError)
+
+
+async def test_pending_asks_for_one_agents_events_when_given() -> None:
+    """``pending(limit, agent_id)`` passes the filter to ``GET /v1/approvals`` (both clients);
+    without it, the project's listing."""
+    asked: list[dict[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(request.url.params))
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    with _client(answer) as rc:
+        assert rc.pending(7, agent_id="a9") == [] and rc.pending() == []
+    async with _aclient(answer) as arc:
+        assert await arc.pending(3, agent_id="a9") == []
+    assert asked == [{"limit": "7", "agent_id": "a9"}, {"limit": "100"},
+                     {"limit": "3", "agent_id": "a9"}]

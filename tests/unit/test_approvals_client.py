@@ -58,17 +58,19 @@ def test_one_agents_events_are_asked_of_the_api() -> None:
     assert "agent_id" not in gw.queries[-1]
     none = gw.paused(5, False, "nobody")
     assert none.items == [] and not none.more and not none.stopped and none.pages == 1
+    assert [q["limit"] for q in gw.queries[-1:]] == [["5"]]  # a filtering gateway: as asked
 
 
 def test_a_gateway_that_ignores_the_filter_never_shows_another_agents_events() -> None:
     gw = _Unfiltered("http://gw", "k")
-    got = gw.paused(5, False, "a1")  # five at a time, as asked: a2's only in ten pages
-    assert got.items == [] and got.more and not got.failed and got.pages == 10
-    assert got.stopped == ("stopped after 10 page(s), 50 paused events scanned "
-                           "(--max-pages); more may wait")
-    late = gw.paused(700, False, "a1", max_pages=2)  # pages of 500: a1's begin at e700
-    assert [v["event_id"] for v in late.items] == [f"e{i}" for i in range(700, 720)]
-    assert not late.more and late.pages == 2
+    got = gw.paused(5, False, "a1")  # five as asked; a2's answered: then pages of 500
+    assert [v["event_id"] for v in got.items] == [f"e{i}" for i in range(700, 705)]
+    assert got.more and not got.failed and got.pages == 3
+    assert [q["limit"] for q in gw.queries[-3:]] == [["5"], ["500"], ["500"]]
+    capped = gw.paused(5, False, "nobody", max_pages=2)
+    assert capped.items == [] and capped.more and not capped.failed
+    assert capped.stopped == ("stopped after 2 page(s), 505 paused events scanned "
+                              "(--max-pages); more may wait")
 
 
 @pytest.fixture

@@ -72,6 +72,8 @@ interface Pending {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/** How long close() waits for queued events by default (ms), as the Python client. */
+const CLOSE_TIMEOUT_MS = 10_000;
 const MAX_WAIT_MS = 5000;
 const ITEM_STATUS: Record<string, number> = {
   invalid_request: 400, unauthorized: 401, conflict: 409, payload_too_large: 413,
@@ -107,6 +109,8 @@ export class RatchetClient {
   private queue: Pending[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private inflight: Promise<void> = Promise.resolve();
+  /** close() ran out of time: batches not sent yet are rejected instead. */
+  private abandoned = false;
 
   constructor(options: ClientOptions) {
     this.o = {
@@ -323,9 +327,26 @@ export class RatchetClient {
     }
   }
 
-  /** Send what is queued; the client holds no other resources. */
-  async close(): Promise<void> {
-    await this.flush();
+  /** Send what is queued, waiting at most `timeoutMs` (default 10 s; `null`: as long as
+   * sending takes); events not sent by then are rejected with an UnavailableError. The client
+   * holds no other resources (a request already sent runs on to its own deadline). */
+  async close(timeoutMs: number | null = CLOSE_TIMEOUT_MS): Promise<void> {
+    if (timeoutMs === null) return this.flush();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<typeof EXPIRED>((r) => { timer = setTimeout(() => r(EXPIRED), Math.max(0, timeoutMs)); });
+    try {
+      if ((await Promise.race([this.flush(), expired])) === EXPIRED) this.abandon();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Reject what is not sent yet: queued, or in a batch still waiting for its turn (close ran
+   * out of time). */
+  private abandon(): void {
+    this.abandoned = true;
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
+    for (const item of this.queue.splice(0)) item.reject(notSent());
   }
 
   private schedule(): void {
@@ -346,6 +367,10 @@ export class RatchetClient {
    * before signing (signing adds SIGNED_EXTRA bytes at most); each request is signed when it is
    * sent, so one waiting behind another's retries is not signed stale. */
   private async postBatch(batch: Pending[]): Promise<void> {
+    if (this.abandoned) {
+      for (const item of batch) item.reject(notSent());
+      return;
+    }
     const parts: Pending[][] = [];
     let cur: Pending[] = [];
     let size = BATCH_HEAD.length + BATCH_TAIL.length;
@@ -360,7 +385,10 @@ export class RatchetClient {
       size += n;
     }
     if (cur.length > 0) parts.push(cur);
-    for (const part of parts) await this.postPart(part);
+    for (const part of parts) {
+      if (this.abandoned) for (const item of part) item.reject(notSent());
+      else await this.postPart(part);
+    }
   }
 
   /** One batch request of `part`; items answered 503 or 413 go again at once, before anything
@@ -540,6 +568,10 @@ export class RatchetClient {
 }
 
 const EXPIRED = Symbol("expired");
+
+function notSent(): UnavailableError {
+  return new UnavailableError("not sent: the client was closed before the gateway took it");
+}
 
 const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" && !Array.isArray(v);
 

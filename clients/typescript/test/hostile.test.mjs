@@ -134,3 +134,19 @@ test("other malformed answers are typed errors", async () => {
   await assert.rejects(rc.send(ev), (e) => e instanceof UnavailableError && e.status === 200);
   await assert.rejects(client(wrong, { projectId: undefined }).projectId(), UnavailableError);
 });
+
+test("close() waits at most its timeout; events not sent by then are rejected", async () => {
+  // a gateway that never answers: each request ends at its own deadline (timeoutMs)
+  const hang = async (url, init) => new Promise((_, reject) => {
+    init.signal.addEventListener("abort", () => reject(new Error("aborted")));
+  });
+  const rc = client(hang, { timeoutMs: 1500, batchSize: 2, maxRetries: 0 });
+  const sent = rc.sendMany([ev, ev, ev, ev]); // two requests of two, one after the other
+  const { ms } = await took(rc.close(300));
+  assert.ok(ms < 1000, `close took ${ms} ms`);
+  const settled = await Promise.allSettled(sent);
+  assert.ok(settled.every((r) => r.status === "rejected"), JSON.stringify(settled));
+  // the second request never started: its events were not sent
+  assert.ok(settled.slice(2).every((r) => r.reason instanceof UnavailableError && /not sent/.test(r.reason.message)),
+    String(settled[2].reason));
+});

@@ -66,6 +66,12 @@ local function store(key, capacity, rate, tokens, ts)
   return reset
 end
 
+-- ms until a bucket holding `have` tokens holds `need`; -1 if it never can
+local function wait_ms(need, have, capacity, rate)
+  if need > capacity then return -1 end
+  return math.ceil((need - have) / rate)
+end
+
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[4])
@@ -94,18 +100,10 @@ elseif debt and not second then
   allowed = 1
 elseif ingest_short then
   refused_by = 1
-  if cost > capacity then
-    retry = -1
-  else
-    retry = math.ceil((cost - tokens) / rate)
-  end
+  retry = wait_ms(cost, tokens, capacity, rate)
 else
   refused_by = 2
-  if cost2 > capacity2 then
-    retry = -1
-  else
-    retry = math.ceil((cost2 - tokens2) / rate2)
-  end
+  retry = wait_ms(cost2, tokens2, capacity2, rate2)
   local read = tonumber(ARGV[9] or '0') or 0
   if read > 0 and tokens > 0 then
     tokens = math.max(tokens - read, 0)

@@ -84,7 +84,7 @@ async def test_unknown_query_parameters_are_400_naming_what_the_route_takes(
     for method, path, name, takes in [
         ("GET", "/v1/audit?form=2026-01-01T00:00:00Z", "form", "cursor, from, limit, to"),
         ("GET", "/v1/verdicts/e-1?wait_ms=0&explian=1", "explian", "explain, wait_ms"),
-        ("GET", "/v1/approvals?limit=5&offset=5", "offset", "cursor, limit"),
+        ("GET", "/v1/approvals?limit=5&offset=5", "offset", "agent_id, cursor, limit"),
         ("GET", "/v1/whoami?x=1", "x", "none"),
         ("HEAD", "/v1/whoami?x=1", "", ""),
     ]:

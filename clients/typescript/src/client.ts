@@ -74,6 +74,8 @@ interface Pending {
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 /** How long close() waits for queued events by default (ms), as the Python client. */
 const CLOSE_TIMEOUT_MS = 10_000;
+/** The longest wait setTimeout keeps (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 const MAX_WAIT_MS = 5000;
 const ITEM_STATUS: Record<string, number> = {
   invalid_request: 400, unauthorized: 401, conflict: 409, payload_too_large: 413,
@@ -109,8 +111,10 @@ export class RatchetClient {
   private queue: Pending[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private inflight: Promise<void> = Promise.resolve();
-  /** close() ran out of time: batches not sent yet are rejected instead. */
-  private abandoned = false;
+  /** Advanced when close() runs out of time: a batch of an older epoch is not sent (again). */
+  private epoch = 0;
+  /** Batches handed to the send chain and not started yet. */
+  private waiting = new Set<Pending[]>();
 
   constructor(options: ClientOptions) {
     this.o = {
@@ -331,7 +335,8 @@ export class RatchetClient {
    * sending takes); events not sent by then are rejected with an UnavailableError. The client
    * holds no other resources (a request already sent runs on to its own deadline). */
   async close(timeoutMs: number | null = CLOSE_TIMEOUT_MS): Promise<void> {
-    if (timeoutMs === null) return this.flush();
+    // setTimeout cannot wait longer than 2^31 - 1 ms (it would fire at once): wait for all
+    if (timeoutMs === null || !(timeoutMs <= MAX_TIMER_MS)) return this.flush();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<typeof EXPIRED>((r) => { timer = setTimeout(() => r(EXPIRED), Math.max(0, timeoutMs)); });
     try {
@@ -341,12 +346,15 @@ export class RatchetClient {
     }
   }
 
-  /** Reject what is not sent yet: queued, or in a batch still waiting for its turn (close ran
-   * out of time). */
+  /** Reject, now, what is not sent yet — queued, or in a batch still waiting for its turn —
+   * and what a request in flight would send again (close ran out of time). Events sent later
+   * go out as usual. */
   private abandon(): void {
-    this.abandoned = true;
+    this.epoch += 1;
     if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
     for (const item of this.queue.splice(0)) item.reject(notSent());
+    for (const batch of this.waiting) for (const item of batch) item.reject(notSent());
+    this.waiting.clear();
   }
 
   private schedule(): void {
@@ -360,17 +368,19 @@ export class RatchetClient {
     if (all && this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined; }
     const batch = this.queue.splice(0, this.o.batchSize);
     if (batch.length === 0) return;
-    this.inflight = this.inflight.then(() => this.postBatch(batch));
+    const epoch = this.epoch;
+    this.waiting.add(batch);
+    this.inflight = this.inflight.then(() => {
+      this.waiting.delete(batch);
+      return this.postBatch(batch, epoch);
+    });
   }
 
   /** Send queued items: in requests of at most maxBatchBytes, in order. Sizes are measured
    * before signing (signing adds SIGNED_EXTRA bytes at most); each request is signed when it is
    * sent, so one waiting behind another's retries is not signed stale. */
-  private async postBatch(batch: Pending[]): Promise<void> {
-    if (this.abandoned) {
-      for (const item of batch) item.reject(notSent());
-      return;
-    }
+  private async postBatch(batch: Pending[], epoch: number): Promise<void> {
+    if (epoch !== this.epoch) return; // rejected by abandon()
     const parts: Pending[][] = [];
     let cur: Pending[] = [];
     let size = BATCH_HEAD.length + BATCH_TAIL.length;
@@ -385,18 +395,19 @@ export class RatchetClient {
       size += n;
     }
     if (cur.length > 0) parts.push(cur);
-    for (const part of parts) {
-      if (this.abandoned) for (const item of part) item.reject(notSent());
-      else await this.postPart(part);
-    }
+    for (const part of parts) await this.postPart(part, epoch);
   }
 
   /** One batch request of `part`; items answered 503 or 413 go again at once, before anything
    * queued later (an agent's events keep their order); a request refused as too large (413: the
    * gateway's limit is smaller) is split in two. A 413 after the same request accepted others
    * costs no try (the next request gets further); any other resend costs one. */
-  private async postPart(part: Pending[]): Promise<void> {
+  private async postPart(part: Pending[], epoch: number): Promise<void> {
     while (part.length > 0) {
+      if (epoch !== this.epoch) { // close() gave up on it: not sent (again)
+        for (const item of part) item.reject(notSent());
+        return;
+      }
       let results: Array<[Accepted | null, RatchetError | null]>;
       try {
         const project = await this.projectId();
@@ -433,8 +444,8 @@ export class RatchetClient {
         const err = e instanceof RatchetError ? e : new UnavailableError(String(e));
         if (err.status === 413 && part.length > 1) {
           const half = Math.floor(part.length / 2);
-          await this.postPart(part.slice(0, half));
-          await this.postPart(part.slice(half));
+          await this.postPart(part.slice(0, half), epoch);
+          await this.postPart(part.slice(half), epoch);
           return;
         }
         part.forEach((p) => p.reject(err));

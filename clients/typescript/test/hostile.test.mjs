@@ -142,11 +142,39 @@ test("close() waits at most its timeout; events not sent by then are rejected", 
   });
   const rc = client(hang, { timeoutMs: 1500, batchSize: 2, maxRetries: 0 });
   const sent = rc.sendMany([ev, ev, ev, ev]); // two requests of two, one after the other
+  const settledAt = sent.map(() => Infinity);
+  sent.forEach((p, i) => p.catch(() => { settledAt[i] = Date.now(); }));
+  const started = Date.now();
   const { ms } = await took(rc.close(300));
+  const closedAt = Date.now();
   assert.ok(ms < 1000, `close took ${ms} ms`);
+  // the second request never started: its events were rejected "not sent" by close() itself
+  await sleep(0);
+  assert.ok(settledAt.slice(2).every((t) => t <= closedAt), JSON.stringify(settledAt.map((t) => t - started)));
   const settled = await Promise.allSettled(sent);
   assert.ok(settled.every((r) => r.status === "rejected"), JSON.stringify(settled));
-  // the second request never started: its events were not sent
   assert.ok(settled.slice(2).every((r) => r.reason instanceof UnavailableError && /not sent/.test(r.reason.message)),
     String(settled[2].reason));
+  // the client stays usable: events sent after close() go out as usual
+  let posted = 0;
+  const ok = client(async () => { posted += 1; return json(200, { trace_id: "t", results: [{ index: 0, status: "accepted", event_id: "e1" }] }); });
+  await took(ok.close(0));
+  const [later] = ok.sendMany([ev]);
+  await ok.close();
+  assert.equal((await later).event_id, "e1");
+  assert.equal(posted, 1);
+});
+
+test("close() with a wait longer than a timer can hold waits for everything", async () => {
+  let answered = 0;
+  const rc = client(async () => {
+    await sleep(50);
+    answered += 1;
+    return json(200, { trace_id: "t", results: [{ index: 0, status: "accepted", event_id: "e1" }] });
+  }, { batchSize: 1 });
+  const sent = rc.sendMany([ev, ev]);
+  await rc.close(Infinity);
+  const settled = await Promise.allSettled(sent);
+  assert.ok(settled.every((r) => r.status === "fulfilled"), JSON.stringify(settled));
+  assert.equal(answered, 2);
 });

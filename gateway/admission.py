@@ -37,14 +37,13 @@ from gateway.auth import MAX_KEY_CHARS, Caller, route_of, verify_event
 from gateway.body import int_query, read_json
 from gateway.ingest import (
     Checked,
-    batch_tokens,
+    batch_charge,
     check_signatures,
     check_timestamp,
     ingest_limits,
     parse_batch,
     refuse_reused_ids,
     reused_id_error,
-    spread_tokens,
 )
 from gateway.limits import EMPTY, apply_decision
 from gateway.metrics import INGEST_EVENTS
@@ -251,8 +250,9 @@ async def admit_batch(
         if any(isinstance(it.error, AuthError) for it in items):
             return None  # a remembered secret may be stale: the full path reads it again
         claims = [(ev.event_id, event_fingerprint(ev)) for ev in _signed(items)]
+    tokens, spread = batch_charge(items)
     reads = await _round_trip(request, state, caller, sha, grant, list(agents), predicted,
-                              batch_tokens(items), claims, spread=spread_tokens(items))
+                              tokens, claims, spread=spread)
     if reads is None:
         return None
     if all_known:

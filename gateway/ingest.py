@@ -165,17 +165,13 @@ def parse_batch(
     return out
 
 
-def batch_tokens(items: Sequence[Checked]) -> int:
-    """Ingest tokens of a batch: each item's (one for an item refused before it was counted),
-    and :data:`models.ratelimit.AGENT_ENVELOPE_TOKENS` for each agent after the first (one
-    envelope each: :func:`spread_tokens`)."""
-    return sum(event_tokens(*it.size) for it in items) + spread_tokens(items)
-
-
-def spread_tokens(items: Sequence[Checked]) -> int:
-    """The envelope tokens of a batch (part of :func:`batch_tokens`), which its project's spread
-    bucket must hold too (models/ratelimit.py ``SPREAD_BURST_S``)."""
-    return envelope_tokens(len({it.event.agent_id for it in items if it.event is not None}))
+def batch_charge(items: Sequence[Checked]) -> tuple[int, int]:
+    """``(tokens, envelope tokens)`` of a batch. Its ingest tokens: each item's (one for an item
+    refused before it was counted), and :data:`models.ratelimit.AGENT_ENVELOPE_TOKENS` for each
+    agent after the first (one envelope each) — those envelope tokens, which its project's
+    spread bucket must hold too (models/ratelimit.py ``SPREAD_BURST_S``), apart."""
+    envelope = envelope_tokens(len({it.event.agent_id for it in items if it.event is not None}))
+    return sum(event_tokens(*it.size) for it in items) + envelope, envelope
 
 
 def _over_budget(index: int, limits: Limits) -> TooLargeError:

@@ -16,7 +16,7 @@ from gateway.chain_cap import chain_cap_error, refused_chains
 from gateway.idempotency import idempotent
 from gateway.ingest import (
     Checked,
-    batch_tokens,
+    batch_charge,
     check_signatures,
     check_timestamp,
     envelopes,
@@ -25,7 +25,6 @@ from gateway.ingest import (
     parse_batch,
     refuse_reused_ids,
     reused_id_error,
-    spread_tokens,
 )
 from gateway.limits import rate_limit, take_body
 from gateway.metrics import INGEST_EVENTS
@@ -179,8 +178,8 @@ async def _post_batch(
     body = await read_json(request, state.settings.max_body_bytes)
     items = parse_batch(body, caller.project_id, state.settings.max_batch_events,
                         ingest_limits(state.settings))
-    rest = batch_tokens(items) - taken  # models/ratelimit.py
-    spread = spread_tokens(items)
+    tokens, spread = batch_charge(items)  # models/ratelimit.py
+    rest = tokens - taken
     if rest > 0 or spread > 0:
         await rate_limit(request, caller, INGEST, max(rest, 0), spread=spread)
     if caller.agent_id is not None:

@@ -1,6 +1,6 @@
 """What ``./scripts/demo`` and ``./scripts/test`` install on a fresh machine (README, "Two
 commands"): both install redis-server when missing; only the test script installs promtool
-(package prometheus) and Node.js/npm, which only the tests use.
+(package prometheus), setpriv (util-linux) and Node.js/npm, which only the tests need.
 
 The scripts run for real under bash with a PATH that holds nothing but stubs: ``apt-get``
 records what it was asked to install, ``id`` says root, the virtualenv is a stub whose
@@ -24,7 +24,7 @@ def _stub(path: Path, body: str) -> None:
 
 def _run(script: str, tmp_path: Path, *, have: tuple[str, ...] = ()) -> tuple[str, str]:
     """(apt-get's log, the script's stdout) of ``scripts/<script>`` on a machine with only the
-    commands in ``have`` (of redis-server, promtool, npm) installed."""
+    commands in ``have`` (of redis-server, promtool, setpriv, npm) installed."""
     bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
     bin_dir.mkdir()
     (venv / "bin").mkdir(parents=True)
@@ -55,17 +55,19 @@ def test_the_demo_installs_redis_only(tmp_path: Path) -> None:
     installs = [line for line in apt.splitlines() if "install" in line]
     assert len(installs) == 1 and "redis-server" in installs[0], apt
     assert "prometheus" not in apt and "npm" not in apt and "nodejs" not in apt
+    assert "util-linux" not in apt
     assert out.strip() == "ratchet demo --help"
 
 
-def test_the_tests_install_redis_promtool_and_node(tmp_path: Path) -> None:
+def test_the_tests_install_redis_promtool_setpriv_and_node(tmp_path: Path) -> None:
     apt, out = _run("test", tmp_path)
     assert "redis-server" in apt and "prometheus" in apt and "nodejs npm" in apt, apt
+    assert "util-linux" in apt, apt
     assert out.strip() == "python -m pytest -q -p no:cacheprovider --help"
 
 
 def test_nothing_is_installed_when_everything_is_there(tmp_path: Path) -> None:
-    apt, _ = _run("test", tmp_path, have=("redis-server", "promtool", "npm"))
+    apt, _ = _run("test", tmp_path, have=("redis-server", "promtool", "setpriv", "npm"))
     assert apt == ""
     assert os.access(ROOT / "scripts" / "test", os.X_OK) and os.access(
         ROOT / "scripts" / "demo", os.X_OK)
